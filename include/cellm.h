@@ -1,0 +1,234 @@
+/*
+ * cellm: LLM inference from Hugging Face and MLX checkpoint directories, as published.
+ *
+ * The public API. Everything the CLI and the server use goes through this header.
+ *
+ *     struct cellm_error err;
+ *     struct cellm_model *model;
+ *     struct cellm_model_params mp = cellm_model_params_default();
+ *     if (cellm_model_load("models/tiny", &mp, &model, &err) != CELLM_OK) {
+ *         fprintf(stderr, "%s\n", err.msg);
+ *         return 1;
+ *     }
+ *     struct cellm_ctx *ctx;
+ *     struct cellm_ctx_params cp = cellm_ctx_params_default();
+ *     cellm_ctx_new(model, &cp, &ctx, &err);
+ *     int seq = cellm_ctx_seq_new(ctx);             // a sequence with an empty KV cache
+ *     int32_t prompt[] = {1, 450, 4996};
+ *     const float *logits;                          // [vocab], valid until the next eval
+ *     cellm_ctx_eval_seq(ctx, seq, prompt, 3, &logits, &err);
+ *     ... pick a token, feed it back with cellm_ctx_eval_seq(ctx, seq, &tok, 1, ...) ...
+ *     cellm_ctx_free(ctx);
+ *     cellm_model_free(model);
+ *
+ * Conventions
+ * - Every fallible call returns an enum cellm_status and, on failure, writes one line into
+ *   the caller's struct cellm_error (which may be NULL). The message names the file, tensor
+ *   or key, what was found and what was expected. On success err is left untouched.
+ * - A struct cellm_model is immutable after load and may be shared between threads.
+ *   A struct cellm_ctx is used by one thread at a time.
+ * - Every *_free accepts NULL.
+ * - Status codes are never renumbered.
+ */
+#ifndef CELLM_H
+#define CELLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum cellm_status {
+    CELLM_OK = 0,
+    CELLM_ERR_IO = 1,          /* a file could not be opened, read or mapped */
+    CELLM_ERR_FORMAT = 2,      /* malformed input: bad JSON, bad header, wrong shape */
+    CELLM_ERR_UNSUPPORTED = 3, /* well-formed but not supported: model type, dtype, RoPE kind */
+    CELLM_ERR_NOMEM = 4,       /* an allocation failed */
+    CELLM_ERR_ARG = 5,         /* the caller passed an invalid argument */
+    CELLM_ERR_NOT_FOUND = 6,   /* a file or tensor that must exist does not */
+    CELLM_ERR_DEVICE = 7,      /* an accelerator or its runtime failed */
+    CELLM_ERR_RANGE = 8,       /* a length or index beyond what is allowed */
+    CELLM_ERR_CANCELLED = 9,   /* the operation was cancelled */
+};
+
+#define CELLM_ERROR_MAX 512
+
+/* One line of detail for the last failure of a call that was given this struct. */
+struct cellm_error {
+    char msg[CELLM_ERROR_MAX];
+};
+
+/* Static text for a status ("ok", "format error", ...). Never NULL. */
+const char *cellm_status_str(enum cellm_status st);
+
+/* ---- model ---------------------------------------------------------------------------- */
+
+struct cellm_model;
+
+enum cellm_device {
+    CELLM_DEVICE_CPU = 0,
+    CELLM_DEVICE_CUDA = 1,
+    CELLM_DEVICE_XLA = 2,
+};
+
+struct cellm_model_params {
+    enum cellm_device device; /* executor; CPU is the default and the reference */
+    int n_threads;            /* CPU worker threads; 0 = one per online CPU */
+    const char *pjrt_plugin;  /* XLA only: path of the PJRT plugin; NULL = find one */
+};
+
+struct cellm_model_params cellm_model_params_default(void);
+
+/* Loads a checkpoint directory (config.json + safetensors, HF or MLX layout). The weights
+ * are mapped read-only and stay mapped until cellm_model_free. */
+enum cellm_status cellm_model_load(const char *dir, const struct cellm_model_params *params,
+                                   struct cellm_model **out, struct cellm_error *err);
+void cellm_model_free(struct cellm_model *model);
+
+/* Sizes of the loaded model. */
+int cellm_model_vocab(const struct cellm_model *model);
+int cellm_model_max_context(const struct cellm_model *model);
+/* End-of-sequence ids (generation_config.json, else config.json). The pointer lives as
+ * long as the model. */
+const int32_t *cellm_model_eos(const struct cellm_model *model, int *n);
+/* A human-readable description (family, dimensions, storage, warnings). The string lives
+ * as long as the model. */
+const char *cellm_model_describe(const struct cellm_model *model);
+/* Warnings produced while loading (one per line, "" if none); lives as long as the model. */
+const char *cellm_model_warnings(const struct cellm_model *model);
+
+/* ---- context: sequences, KV caches, scratch ------------------------------------------- */
+
+struct cellm_ctx;
+
+struct cellm_ctx_params {
+    int max_seqs; /* sequences that may exist at once; 0 = 1 */
+};
+
+struct cellm_ctx_params cellm_ctx_params_default(void);
+
+enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ctx_params *params,
+                                struct cellm_ctx **out, struct cellm_error *err);
+void cellm_ctx_free(struct cellm_ctx *ctx);
+
+/* Creates an empty sequence; returns its id (>= 0), or -1 when max_seqs exist already. */
+int cellm_ctx_seq_new(struct cellm_ctx *ctx);
+/* Frees a sequence and its KV cache. */
+void cellm_ctx_seq_free(struct cellm_ctx *ctx, int seq);
+/* Number of tokens in the sequence's KV cache. */
+int cellm_ctx_seq_len(const struct cellm_ctx *ctx, int seq);
+
+/* One row of a batch: append `token` to sequence `seq`; if want_logits, the logits of
+ * that position are returned. */
+struct cellm_batch_item {
+    int32_t token;
+    int32_t seq;
+    int32_t want_logits;
+};
+
+/* Runs the model over n items at once (prefill of one sequence, decode of many, or any
+ * mix). Items of one sequence must appear in order. On success *logits points to
+ * [n_want][vocab] floats, in item order, valid until the next call on this context. */
+enum cellm_status cellm_ctx_eval(struct cellm_ctx *ctx, const struct cellm_batch_item *items,
+                                 int n, const float **logits, struct cellm_error *err);
+
+/* Convenience: appends n tokens to one sequence; *logits = the last position's logits. */
+enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32_t *tokens,
+                                     int n, const float **logits, struct cellm_error *err);
+
+/* ---- tokenizer and chat templates ------------------------------------------------------ */
+
+struct cellm_tokenizer;
+
+/* Loads tokenizer.json (+ tokenizer_config.json, special_tokens_map.json,
+ * generation_config.json, chat_template.jinja) from a checkpoint directory. Needs no
+ * weights. Anything in tokenizer.json that cellm does not implement is refused by name. */
+enum cellm_status cellm_tokenizer_load(const char *dir, struct cellm_tokenizer **out,
+                                       struct cellm_error *err);
+void cellm_tokenizer_free(struct cellm_tokenizer *tok);
+
+/* Number of ids (model vocabulary plus added tokens). */
+int cellm_tokenizer_vocab(const struct cellm_tokenizer *tok);
+
+/* Encodes UTF-8 text as the reference's encode(text, add_special_tokens). *ids is
+ * allocated with malloc; the caller frees it with free(). */
+enum cellm_status cellm_tokenizer_encode(const struct cellm_tokenizer *tok, const char *text,
+                                         size_t len, int add_special, int32_t **ids, size_t *n,
+                                         struct cellm_error *err);
+
+/* Decodes ids to UTF-8 text (skip_special drops special tokens). *text is NUL-terminated,
+ * allocated with malloc; the caller frees it. */
+enum cellm_status cellm_tokenizer_decode(const struct cellm_tokenizer *tok, const int32_t *ids,
+                                         size_t n, int skip_special, char **text,
+                                         struct cellm_error *err);
+
+/* The vocabulary string of one id (as stored in tokenizer.json), or NULL if out of range.
+ * Lives as long as the tokenizer. */
+const char *cellm_tokenizer_piece(const struct cellm_tokenizer *tok, int32_t id);
+
+/* End-of-sequence ids the tokenizer knows of (eos_token of tokenizer_config.json and
+ * generation_config.json). Lives as long as the tokenizer. */
+const int32_t *cellm_tokenizer_eos(const struct cellm_tokenizer *tok, int *n);
+
+/* Streaming decoder: feed ids one at a time, get back only complete UTF-8 text. */
+struct cellm_detok;
+enum cellm_status cellm_detok_new(const struct cellm_tokenizer *tok, struct cellm_detok **out,
+                                  struct cellm_error *err);
+void cellm_detok_free(struct cellm_detok *d);
+/* Appends one id; *text points to the newly complete text (NUL-terminated, possibly ""),
+ * valid until the next call on d. */
+enum cellm_status cellm_detok_push(struct cellm_detok *d, int32_t id, const char **text,
+                                   struct cellm_error *err);
+
+struct cellm_chat_message {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content; /* UTF-8 */
+};
+
+/* Renders the checkpoint's chat template, as transformers' apply_chat_template would.
+ * extra_json: NULL or a JSON object of extra template variables, e.g.
+ * {"enable_thinking": false}. *text is malloc'd, NUL-terminated; the caller frees it. */
+enum cellm_status cellm_tokenizer_chat(const struct cellm_tokenizer *tok,
+                                       const struct cellm_chat_message *msgs, size_t n,
+                                       int add_generation_prompt, const char *extra_json,
+                                       char **text, struct cellm_error *err);
+
+/* ---- sampling ------------------------------------------------------------------------- */
+
+/* Order of application: repetition, frequency and presence penalties over the last
+ * penalty_last_n tokens; temperature; top-k; top-p; min-p; a draw from the seeded
+ * generator. temperature 0 is greedy (argmax, lowest index on ties). */
+struct cellm_sampler_params {
+    float temperature;        /* 0 = greedy */
+    int top_k;                /* 0 = off */
+    float top_p;              /* 1 = off */
+    float min_p;              /* 0 = off */
+    float repetition_penalty; /* 1 = off (HF semantics: divide positive, multiply negative) */
+    float frequency_penalty;  /* 0 = off (OpenAI semantics) */
+    float presence_penalty;   /* 0 = off (OpenAI semantics) */
+    int penalty_last_n;       /* window of past tokens for the penalties; -1 = all */
+    uint64_t seed;            /* generator seed */
+};
+
+struct cellm_sampler_params cellm_sampler_params_default(void);
+
+/* Fills temperature/top_k/top_p/repetition_penalty from generation_config.json of dir where
+ * it sets them (do_sample false means greedy). A missing file leaves p unchanged. */
+enum cellm_status cellm_sampler_params_from_dir(const char *dir, struct cellm_sampler_params *p,
+                                                struct cellm_error *err);
+
+struct cellm_sampler;
+enum cellm_status cellm_sampler_new(const struct cellm_sampler_params *p, int vocab,
+                                    struct cellm_sampler **out, struct cellm_error *err);
+void cellm_sampler_free(struct cellm_sampler *s);
+/* Records a token of the context (prompt or generated) for the penalties. */
+void cellm_sampler_accept(struct cellm_sampler *s, int32_t token);
+/* Picks the next token from logits [vocab] (not modified). */
+int32_t cellm_sampler_sample(struct cellm_sampler *s, const float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

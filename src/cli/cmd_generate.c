@@ -1,0 +1,12 @@
+/* cmd_generate.c: placeholder until the module lands; says so and fails. */
+#include <stdio.h>
+
+#include "cli.h"
+
+int cellm_cmd_generate(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "cellm generate: not built in this version\n");
+    return 2;
+}

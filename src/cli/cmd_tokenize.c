@@ -1,0 +1,12 @@
+/* cmd_tokenize.c: placeholder until the module lands; says so and fails. */
+#include <stdio.h>
+
+#include "cli.h"
+
+int cellm_cmd_tokenize(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "cellm tokenize: not built in this version\n");
+    return 2;
+}
