@@ -1,0 +1,537 @@
+/*
+ * config.c: config.json and generation_config.json into struct cellm_config.
+ *
+ * The text configuration is the top-level object, or "text_config" for Gemma 3
+ * multimodal checkpoints (whose quantization, tie and eos keys stay at the top level).
+ * Keys are read with type checks; absent keys take the family's class defaults.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "base/json.h"
+#include "base/mapfile.h"
+#include "families.h"
+
+void cellm_config_free(struct cellm_config *c)
+{
+    if (!c)
+        return;
+    cellm_free(c->layer_sliding);
+    cellm_free(c->layer_moe);
+    for (int i = 0; i < c->n_q_overrides; i++)
+        cellm_free(c->q_overrides[i].module);
+    cellm_free(c->q_overrides);
+    memset(c, 0, sizeof *c);
+}
+
+static enum cellm_status get_pos_int(const cJSON *o, const char *key, const char *what, int def,
+                                     int *out, struct cellm_error *err)
+{
+    const cJSON *j = cellm_json_get(o, key);
+    if (!j) {
+        *out = def;
+        return CELLM_OK;
+    }
+    int64_t v;
+    CELLM_TRY(cellm_json_as_int(j, key, what, 1, 1 << 30, &v, err));
+    *out = (int)v;
+    return CELLM_OK;
+}
+
+static int in_list(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, word, n))
+            return 1;
+        p += len + (e ? 1 : 0);
+    }
+    return 0;
+}
+
+/* One RoPE parameter set: {rope_type|type, rope_theta?, factor, ...}. */
+static enum cellm_status parse_rope(const cJSON *o, const char *what, const char *allowed,
+                                    double theta_def, struct cellm_rope *r,
+                                    struct cellm_error *err)
+{
+    const char *type = "default";
+    r->kind = CELLM_ROPE_DEFAULT;
+    r->theta = theta_def;
+    if (!o)
+        return CELLM_OK;
+    if (!cJSON_IsObject(o))
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: RoPE parameters are a %s, expected an object",
+                          what, cellm_json_type(o));
+    CELLM_TRY(cellm_json_str(o, "type", what, "default", &type, err));
+    CELLM_TRY(cellm_json_str(o, "rope_type", what, type, &type, err));
+    CELLM_TRY(cellm_json_num(o, "rope_theta", what, theta_def, &r->theta, err));
+    if (!strcmp(type, "default"))
+        return CELLM_OK;
+    if (!in_list(allowed, type))
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "%s: RoPE type \"%s\" is not supported (supported: default%s%s)", what,
+                          type, *allowed ? "," : "", allowed);
+    CELLM_TRY(cellm_json_num(o, "factor", what, NAN, &r->factor, err));
+    if (!(r->factor > 0))
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: RoPE type %s needs a positive \"factor\"",
+                          what, type);
+    if (!strcmp(type, "linear")) {
+        r->kind = CELLM_ROPE_LINEAR;
+        return CELLM_OK;
+    }
+    r->kind = CELLM_ROPE_LLAMA3;
+    CELLM_TRY(cellm_json_num(o, "low_freq_factor", what, NAN, &r->low_freq_factor, err));
+    CELLM_TRY(cellm_json_num(o, "high_freq_factor", what, NAN, &r->high_freq_factor, err));
+    CELLM_TRY(cellm_json_num(o, "original_max_position_embeddings", what, NAN,
+                             &r->original_max_pos, err));
+    if (!(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: llama3 RoPE needs 0 < low_freq_factor < high_freq_factor", what);
+    return CELLM_OK;
+}
+
+static enum cellm_status parse_eos(const cJSON *j, const char *what, struct cellm_config *c,
+                                   struct cellm_error *err)
+{
+    c->n_eos = 0;
+    if (cJSON_IsNumber(j)) {
+        int64_t v;
+        CELLM_TRY(cellm_json_as_int(j, "eos_token_id", what, 0, INT32_MAX, &v, err));
+        c->eos[c->n_eos++] = (int32_t)v;
+        return CELLM_OK;
+    }
+    if (!cJSON_IsArray(j))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: \"eos_token_id\" is a %s, expected an integer or a list", what,
+                          cellm_json_type(j));
+    const cJSON *e;
+    cJSON_ArrayForEach(e, j)
+    {
+        int64_t v;
+        CELLM_TRY(cellm_json_as_int(e, "eos_token_id", what, 0, INT32_MAX, &v, err));
+        if (c->n_eos == CELLM_MAX_EOS)
+            return cellm_errf(err, CELLM_ERR_RANGE, "%s: more than %d eos_token_id values", what,
+                              CELLM_MAX_EOS);
+        c->eos[c->n_eos++] = (int32_t)v;
+    }
+    return CELLM_OK;
+}
+
+static const char *canonical_module(const char *m)
+{
+    if (!strncmp(m, "language_model.", 15))
+        return m + 15;
+    return m;
+}
+
+static enum cellm_status check_qparams(int bits, int group, const char *what, const char *key,
+                                       struct cellm_error *err)
+{
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "%s: %s: %d-bit quantization is not supported (MLX affine bits are 2, 3, 4, 5, 6 or 8)",
+                          what, key, bits);
+    if (group != 32 && group != 64 && group != 128)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "%s: %s: group size %d is not supported (32, 64 or 128)", what, key, group);
+    return CELLM_OK;
+}
+
+static enum cellm_status parse_qentry(const cJSON *o, const char *what, const char *key,
+                                      int def_bits, int def_group, int *bits, int *group,
+                                      struct cellm_error *err)
+{
+    const char *mode = "affine";
+    CELLM_TRY(cellm_json_str(o, "mode", what, "affine", &mode, err));
+    if (strcmp(mode, "affine"))
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "%s: %s: quantization mode \"%s\" is not supported (affine only)", what,
+                          key, mode);
+    int64_t b, g;
+    CELLM_TRY(cellm_json_int(o, "bits", what, def_bits, &b, err));
+    CELLM_TRY(cellm_json_int(o, "group_size", what, def_group, &g, err));
+    *bits = (int)b;
+    *group = (int)g;
+    return check_qparams(*bits, *group, what, key, err);
+}
+
+static enum cellm_status parse_quant(const cJSON *q, const char *what, struct cellm_config *c,
+                                     struct cellm_error *err)
+{
+    if (!q)
+        return CELLM_OK;
+    if (!cJSON_IsObject(q))
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"quantization\" is a %s, expected an object",
+                          what, cellm_json_type(q));
+    CELLM_TRY(parse_qentry(q, what, "quantization", 4, 64, &c->q_bits, &c->q_group, err));
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, q) n += cJSON_IsObject(e) || cJSON_IsBool(e);
+    c->q_overrides = cellm_calloc((size_t)n + 1, sizeof *c->q_overrides);
+    if (!c->q_overrides)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
+    cJSON_ArrayForEach(e, q)
+    {
+        if (!cJSON_IsObject(e) && !cJSON_IsBool(e))
+            continue;
+        struct cellm_quant_override *o = &c->q_overrides[c->n_q_overrides];
+        o->module = cellm_strdup(canonical_module(e->string));
+        if (!o->module)
+            return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
+        c->n_q_overrides++;
+        if (cJSON_IsFalse(e)) {
+            o->bits = 0;
+        } else if (cJSON_IsTrue(e)) {
+            o->bits = c->q_bits;
+            o->group_size = c->q_group;
+        } else {
+            char key[300];
+            snprintf(key, sizeof key, "quantization.%.250s", e->string);
+            CELLM_TRY(parse_qentry(e, what, key, c->q_bits, c->q_group, &o->bits,
+                                   &o->group_size, err));
+        }
+    }
+    return CELLM_OK;
+}
+
+int cellm_config_quant(const struct cellm_config *c, const char *module, int *bits, int *group)
+{
+    for (int i = 0; i < c->n_q_overrides; i++)
+        if (!strcmp(c->q_overrides[i].module, module)) {
+            if (c->q_overrides[i].bits == 0)
+                return 0;
+            *bits = c->q_overrides[i].bits;
+            *group = c->q_overrides[i].group_size;
+            return 1;
+        }
+    if (c->q_bits == 0)
+        return -1;
+    *bits = c->q_bits;
+    *group = c->q_group;
+    return 1;
+}
+
+static enum cellm_status parse_act(const char *name, const char *what, enum cellm_act *act,
+                                   struct cellm_error *err)
+{
+    if (!strcmp(name, "silu") || !strcmp(name, "swish"))
+        *act = CELLM_ACT_SILU;
+    else if (!strcmp(name, "gelu_pytorch_tanh"))
+        *act = CELLM_ACT_GELU_TANH;
+    else if (!strcmp(name, "gelu"))
+        *act = CELLM_ACT_GELU;
+    else
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "%s: activation \"%s\" is not supported (silu, gelu, gelu_pytorch_tanh)",
+                          what, name);
+    return CELLM_OK;
+}
+
+/* Which layers slide; layer_types wins over the family rule. */
+static enum cellm_status parse_layers(const cJSON *t, const char *what,
+                                      const struct cellm_family *f, struct cellm_config *c,
+                                      struct cellm_error *err)
+{
+    c->layer_sliding = cellm_calloc((size_t)c->n_layers, 1);
+    c->layer_moe = cellm_calloc((size_t)c->n_layers, 1);
+    if (!c->layer_sliding || !c->layer_moe)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
+    /* sliding_window: absent = family default, null = none */
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(t, "sliding_window");
+    int window = f->window_default;
+    if (sw && cJSON_IsNull(sw))
+        window = 0;
+    else if (sw)
+        CELLM_TRY(get_pos_int(t, "sliding_window", what, 0, &window, err));
+    int use_sw = 1;
+    if (f->sliding == CELLM_SLIDE_QWEN)
+        CELLM_TRY(cellm_json_bool(t, "use_sliding_window", what, 0, &use_sw, err));
+    if (f->sliding == CELLM_SLIDE_NONE || !use_sw)
+        window = 0;
+    c->window = window;
+    const cJSON *lt = cellm_json_get(t, "layer_types");
+    if (lt && window > 0) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layers)
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: \"layer_types\" must be a list of %d strings", what, c->n_layers);
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, lt)
+        {
+            if (!cJSON_IsString(e) || (strcmp(e->valuestring, "sliding_attention") &&
+                                       strcmp(e->valuestring, "full_attention")))
+                return cellm_errf(err, CELLM_ERR_FORMAT,
+                                  "%s: layer_types[%d] must be \"sliding_attention\" or \"full_attention\"",
+                                  what, i);
+            c->layer_sliding[i++] = !strcmp(e->valuestring, "sliding_attention");
+        }
+    } else if (window > 0) {
+        int mwl = 0, pattern = 6;
+        if (f->sliding == CELLM_SLIDE_QWEN)
+            CELLM_TRY(get_pos_int(t, "max_window_layers", what, 28, &mwl, err));
+        if (f->sliding == CELLM_SLIDE_PATTERN)
+            CELLM_TRY(get_pos_int(t, "sliding_window_pattern", what, 6, &pattern, err));
+        for (int i = 0; i < c->n_layers; i++) {
+            switch (f->sliding) {
+            case CELLM_SLIDE_ALL: c->layer_sliding[i] = 1; break;
+            case CELLM_SLIDE_QWEN: c->layer_sliding[i] = i >= mwl; break;
+            case CELLM_SLIDE_EVEN: c->layer_sliding[i] = i % 2 == 0; break;
+            case CELLM_SLIDE_PATTERN: c->layer_sliding[i] = (i + 1) % pattern != 0; break;
+            case CELLM_SLIDE_NONE: break;
+            }
+        }
+    }
+    if (f->moe) {
+        int step;
+        CELLM_TRY(get_pos_int(t, "decoder_sparse_step", what, 1, &step, err));
+        for (int i = 0; i < c->n_layers; i++)
+            c->layer_moe[i] = c->n_experts > 0 && (i + 1) % step == 0;
+        const cJSON *only = cellm_json_get(t, "mlp_only_layers");
+        if (only) {
+            if (!cJSON_IsArray(only))
+                return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"mlp_only_layers\" must be a list",
+                                  what);
+            const cJSON *e;
+            cJSON_ArrayForEach(e, only)
+            {
+                int64_t v;
+                CELLM_TRY(cellm_json_as_int(e, "mlp_only_layers", what, 0, c->n_layers - 1, &v,
+                                            err));
+                c->layer_moe[v] = 0;
+            }
+        }
+    }
+    return CELLM_OK;
+}
+
+/* RoPE of both layer kinds, from v5 rope_parameters or v4 rope_theta/rope_scaling. */
+static enum cellm_status parse_ropes(const cJSON *t, const char *what,
+                                     const struct cellm_family *f, struct cellm_config *c,
+                                     double *partial, struct cellm_error *err)
+{
+    const cJSON *rp = cellm_json_get(t, "rope_parameters");
+    double theta;
+    CELLM_TRY(cellm_json_num(t, "rope_theta", what, f->rope_theta, &theta, err));
+    CELLM_TRY(cellm_json_num(t, "partial_rotary_factor", what, f->partial_rotary, partial, err));
+    if (rp && f->local_rope && (cellm_json_get(rp, "full_attention") ||
+                                cellm_json_get(rp, "sliding_attention"))) {
+        CELLM_TRY(parse_rope(cellm_json_get(rp, "full_attention"), what, f->rope_types, theta,
+                             &c->rope, err));
+        CELLM_TRY(parse_rope(cellm_json_get(rp, "sliding_attention"), what, "", 10000,
+                             &c->rope_local, err));
+        return CELLM_OK;
+    }
+    if (rp) {
+        CELLM_TRY(parse_rope(rp, what, f->rope_types, theta, &c->rope, err));
+        CELLM_TRY(cellm_json_num(rp, "partial_rotary_factor", what, *partial, partial, err));
+    } else {
+        CELLM_TRY(parse_rope(cellm_json_get(t, "rope_scaling"), what, f->rope_types, theta,
+                             &c->rope, err));
+    }
+    if (f->local_rope) {
+        double local;
+        CELLM_TRY(cellm_json_num(t, "rope_local_base_freq", what, 10000, &local, err));
+        c->rope_local.kind = CELLM_ROPE_DEFAULT;
+        c->rope_local.theta = local;
+    } else {
+        c->rope_local = c->rope;
+    }
+    return CELLM_OK;
+}
+
+static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char *what,
+                                    const struct cellm_family *f, struct cellm_config *c,
+                                    struct cellm_error *err)
+{
+    snprintf(c->model_type, sizeof c->model_type, "%s", f->model_type);
+    CELLM_TRY(get_pos_int(t, "vocab_size", what, f->vocab, &c->vocab, err));
+    CELLM_TRY(get_pos_int(t, "hidden_size", what, f->dim, &c->dim, err));
+    CELLM_TRY(get_pos_int(t, "intermediate_size", what, f->ffn_dim, &c->ffn_dim, err));
+    CELLM_TRY(get_pos_int(t, "num_hidden_layers", what, f->n_layers, &c->n_layers, err));
+    CELLM_TRY(get_pos_int(t, "num_attention_heads", what, f->n_heads, &c->n_heads, err));
+    CELLM_TRY(get_pos_int(t, "num_key_value_heads", what, f->n_kv_heads ? f->n_kv_heads : c->n_heads,
+                          &c->n_kv_heads, err));
+    CELLM_TRY(get_pos_int(t, "max_position_embeddings", what, f->max_pos, &c->max_pos, err));
+    int hd = f->head_dim ? f->head_dim : c->dim / c->n_heads;
+    if (f->head_dim_from_config)
+        CELLM_TRY(get_pos_int(t, "head_dim", what, hd, &hd, err));
+    c->head_dim = hd;
+    if (c->n_heads % c->n_kv_heads)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
+                          what, c->n_heads, c->n_kv_heads);
+    if (!f->head_dim && !f->head_dim_from_config && c->dim % c->n_heads)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: hidden_size %d is not a multiple of num_attention_heads %d", what,
+                          c->dim, c->n_heads);
+    CELLM_TRY(cellm_json_num(t, f->eps_key, what, f->norm_eps, &c->norm_eps, err));
+    c->norm = f->norm;
+    const char *act;
+    CELLM_TRY(cellm_json_str(t, f->act_key, what, f->act_default, &act, err));
+    CELLM_TRY(parse_act(act, what, &c->act, err));
+
+    double partial;
+    CELLM_TRY(parse_ropes(t, what, f, c, &partial, err));
+    c->rot_dims = (int)(c->head_dim * partial);
+    if (c->rot_dims <= 0 || c->rot_dims % 2 || c->rot_dims > c->head_dim)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d; expected an even count",
+                          what, partial, c->rot_dims, c->head_dim);
+
+    int ab = 0;
+    switch (f->bias) {
+    case CELLM_BIAS_ATTENTION_BIAS:
+        CELLM_TRY(cellm_json_bool(t, "attention_bias", what, 0, &ab, err));
+        c->qkv_bias = c->o_bias = ab;
+        break;
+    case CELLM_BIAS_QKV_ALWAYS: c->qkv_bias = 1; break;
+    case CELLM_BIAS_USE_QKV_BIAS:
+        CELLM_TRY(cellm_json_bool(t, "use_qkv_bias", what, 0, &c->qkv_bias, err));
+        break;
+    case CELLM_BIAS_NONE: break;
+    }
+    if (f->bias == CELLM_BIAS_ATTENTION_BIAS)
+        CELLM_TRY(cellm_json_bool(t, "mlp_bias", what, 0, &c->mlp_bias, err));
+    if (f->qk_norm == 1)
+        c->qk_norm = 1;
+    if (f->qk_norm == 2) {
+        CELLM_TRY(cellm_json_bool(t, "qk_layernorm", what, 0, &c->qk_norm, err));
+        c->qk_norm_per_head = c->qk_norm;
+    }
+    if (f->norm == CELLM_NORM_LAYER)
+        CELLM_TRY(cellm_json_bool(t, "use_parallel_residual", what, 0, &c->parallel_residual,
+                                  err));
+    c->attn_scale = 1.0 / sqrt((double)c->head_dim);
+    if (f->gemma_scale) {
+        double qpas;
+        CELLM_TRY(cellm_json_num(t, "query_pre_attn_scalar", what, 256, &qpas, err));
+        if (!(qpas > 0))
+            return cellm_errf(err, CELLM_ERR_FORMAT, "%s: query_pre_attn_scalar must be positive",
+                              what);
+        c->attn_scale = pow(qpas, -0.5);
+    }
+    CELLM_TRY(cellm_json_num(t, "attn_logit_softcapping", what, f->attn_softcap,
+                             &c->attn_softcap, err));
+    CELLM_TRY(cellm_json_num(t, "final_logit_softcapping", what, f->final_softcap,
+                             &c->final_softcap, err));
+    if (c->attn_softcap < 0 || c->final_softcap < 0)
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: soft-capping values must be positive", what);
+    c->sandwich_norms = f->sandwich_norms;
+    c->embed_scale = f->embed_scale;
+    c->fused_qkv = c->fused_gate_up = f->fused;
+    /* Gemma 3 multimodal keeps tie_word_embeddings at the top level */
+    CELLM_TRY(cellm_json_bool(t, "tie_word_embeddings", what, f->tie, &c->tie_embeddings, err));
+    if (top != t)
+        CELLM_TRY(cellm_json_bool(top, "tie_word_embeddings", what, c->tie_embeddings,
+                                  &c->tie_embeddings, err));
+    if (f->moe) {
+        CELLM_TRY(get_pos_int(t, "num_experts", what, 128, &c->n_experts, err));
+        CELLM_TRY(get_pos_int(t, "num_local_experts", what, c->n_experts, &c->n_experts, err));
+        CELLM_TRY(get_pos_int(t, "num_experts_per_tok", what, 8, &c->n_experts_used, err));
+        CELLM_TRY(get_pos_int(t, "moe_intermediate_size", what, 768, &c->moe_ffn_dim, err));
+        CELLM_TRY(cellm_json_bool(t, "norm_topk_prob", what, 0, &c->norm_topk_prob, err));
+        if (c->n_experts_used > c->n_experts)
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: num_experts_per_tok %d exceeds num_experts %d", what,
+                              c->n_experts_used, c->n_experts);
+    }
+    CELLM_TRY(parse_layers(t, what, f, c, err));
+
+    int64_t bos;
+    CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));
+    c->bos = (int)bos;
+    const cJSON *eos = cellm_json_get(top, "eos_token_id");
+    if (!eos)
+        eos = cellm_json_get(t, "eos_token_id");
+    if (eos)
+        CELLM_TRY(parse_eos(eos, what, c, err));
+    else if (f->eos >= 0)
+        c->eos[c->n_eos++] = f->eos;
+    return parse_quant(cellm_json_get(top, "quantization"), what, c, err);
+}
+
+enum cellm_status cellm_config_parse(const char *json, size_t len, const char *gen_json,
+                                     size_t gen_len, const char *what, struct cellm_config *out,
+                                     struct cellm_error *err)
+{
+    memset(out, 0, sizeof *out);
+    cJSON *root = NULL, *gen = NULL;
+    CELLM_TRY(cellm_json_parse(json, len, what, &root, err));
+    enum cellm_status st = CELLM_OK;
+    const char *mt = NULL;
+    if (!cJSON_IsObject(root)) {
+        st = cellm_errf(err, CELLM_ERR_FORMAT, "%s: expected a JSON object", what);
+        goto out;
+    }
+    if ((st = cellm_json_str(root, "model_type", what, NULL, &mt, err)))
+        goto out;
+    if (!mt) {
+        st = cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"model_type\" is missing", what);
+        goto out;
+    }
+    const cJSON *text = root;
+    if (!strcmp(mt, "gemma3")) {
+        text = cellm_json_get(root, "text_config");
+        if (!text || !cJSON_IsObject(text)) {
+            st = cellm_errf(err, CELLM_ERR_FORMAT,
+                            "%s: model_type gemma3 needs a \"text_config\" object", what);
+            goto out;
+        }
+        mt = "gemma3_text";
+    }
+    const struct cellm_family *f = cellm_family_find(mt);
+    if (!f) {
+        st = cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                        "%s: model_type \"%s\" is not supported (supported: %s)", what, mt,
+                        cellm_family_list());
+        goto out;
+    }
+    if ((st = parse_text(root, text, what, f, out, err)))
+        goto out;
+    if (gen_json) {
+        if ((st = cellm_json_parse(gen_json, gen_len, "generation_config.json", &gen, err)))
+            goto out;
+        const cJSON *eos = cellm_json_get(gen, "eos_token_id");
+        if (eos && (st = parse_eos(eos, "generation_config.json", out, err)))
+            goto out;
+    }
+out:
+    cJSON_Delete(root);
+    cJSON_Delete(gen);
+    if (st)
+        cellm_config_free(out);
+    return st;
+}
+
+enum cellm_status cellm_config_load(const char *dir, struct cellm_config *out,
+                                    struct cellm_error *err)
+{
+    char *p = cellm_path_join(dir, "config.json");
+    char *g = cellm_path_join(dir, "generation_config.json");
+    char *text = NULL, *gtext = NULL;
+    size_t len = 0, glen = 0;
+    enum cellm_status st;
+    memset(out, 0, sizeof *out);
+    if (!p || !g) {
+        st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
+        goto out;
+    }
+    if ((st = cellm_read_file(p, &text, &len, err)))
+        goto out;
+    if (cellm_file_exists(g) && (st = cellm_read_file(g, &gtext, &glen, err)))
+        goto out;
+    st = cellm_config_parse(text, len, gtext, glen, p, out, err);
+out:
+    cellm_free(p);
+    cellm_free(g);
+    cellm_free(text);
+    cellm_free(gtext);
+    return st;
+}

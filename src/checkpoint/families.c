@@ -1,0 +1,82 @@
+/*
+ * families.c: the table of supported model types with transformers' class defaults
+ * (../shared/docs/reference/hf_transformers_forward.md, one section per family).
+ */
+#include "families.h"
+
+#include <string.h>
+
+static const struct cellm_family families[] = {
+    {.model_type = "llama", .vocab = 32000, .dim = 4096, .ffn_dim = 11008, .n_layers = 32,
+     .n_heads = 32, .head_dim_from_config = 1, .max_pos = 2048, .norm_eps = 1e-6,
+     .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
+     .rope_theta = 10000, .partial_rotary = 1, .sliding = CELLM_SLIDE_NONE,
+     .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS, .bos = 1, .eos = 2,
+     .rope_types = "linear,llama3"},
+    {.model_type = "mistral", .vocab = 32000, .dim = 4096, .ffn_dim = 14336, .n_layers = 32,
+     .n_heads = 32, .n_kv_heads = 8, .head_dim_from_config = 1, .max_pos = 131072,
+     .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
+     .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
+     .sliding = CELLM_SLIDE_ALL, .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS, .bos = 1,
+     .eos = 2, .rope_types = "linear,llama3"},
+    {.model_type = "qwen2", .vocab = 151936, .dim = 4096, .ffn_dim = 22016, .n_layers = 32,
+     .n_heads = 32, .n_kv_heads = 32, .head_dim_from_config = 1, .max_pos = 32768,
+     .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
+     .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
+     .sliding = CELLM_SLIDE_QWEN, .bias = CELLM_BIAS_QKV_ALWAYS, .norm = CELLM_NORM_RMS,
+     .bos = -1, .eos = -1, .rope_types = "linear"},
+    {.model_type = "qwen3", .vocab = 151936, .dim = 4096, .ffn_dim = 22016, .n_layers = 32,
+     .n_heads = 32, .n_kv_heads = 32, .head_dim = 128, .head_dim_from_config = 1,
+     .max_pos = 32768, .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
+     .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
+     .sliding = CELLM_SLIDE_QWEN, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
+     .qk_norm = 1, .bos = -1, .eos = -1, .rope_types = "linear"},
+    {.model_type = "qwen3_moe", .vocab = 151936, .dim = 2048, .ffn_dim = 6144, .n_layers = 24,
+     .n_heads = 32, .n_kv_heads = 4, .head_dim_from_config = 1, .max_pos = 32768,
+     .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
+     .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
+     .sliding = CELLM_SLIDE_QWEN, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
+     .qk_norm = 1, .moe = 1, .bos = -1, .eos = -1, .rope_types = "linear"},
+    {.model_type = "gemma2", .vocab = 256000, .dim = 2304, .ffn_dim = 9216, .n_layers = 26,
+     .n_heads = 8, .n_kv_heads = 4, .head_dim = 256, .head_dim_from_config = 1,
+     .max_pos = 8192, .norm_eps = 1e-6, .eps_key = "rms_norm_eps",
+     .act_key = "hidden_activation", .act_default = "gelu_pytorch_tanh", .rope_theta = 10000,
+     .partial_rotary = 1, .window_default = 4096, .sliding = CELLM_SLIDE_EVEN,
+     .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS_PLUS_ONE, .sandwich_norms = 1,
+     .embed_scale = 1, .gemma_scale = 1, .attn_softcap = 50, .final_softcap = 30, .tie = 1,
+     .bos = 2, .eos = 1, .rope_types = "linear"},
+    {.model_type = "gemma3_text", .vocab = 262208, .dim = 2304, .ffn_dim = 9216,
+     .n_layers = 26, .n_heads = 8, .n_kv_heads = 4, .head_dim = 256,
+     .head_dim_from_config = 1, .max_pos = 131072, .norm_eps = 1e-6,
+     .eps_key = "rms_norm_eps", .act_key = "hidden_activation",
+     .act_default = "gelu_pytorch_tanh", .rope_theta = 1e6, .partial_rotary = 1,
+     .window_default = 4096, .sliding = CELLM_SLIDE_PATTERN, .bias = CELLM_BIAS_NONE,
+     .norm = CELLM_NORM_RMS_PLUS_ONE, .qk_norm = 1, .sandwich_norms = 1, .embed_scale = 1,
+     .gemma_scale = 1, .tie = 1, .bos = 2, .eos = 1, .local_rope = 1,
+     .rope_types = "linear,llama3"},
+    {.model_type = "stablelm", .vocab = 50304, .dim = 2560, .ffn_dim = 6912, .n_layers = 32,
+     .n_heads = 32, .n_kv_heads = 32, .max_pos = 4096, .norm_eps = 1e-5,
+     .eps_key = "layer_norm_eps", .act_key = "hidden_act", .act_default = "silu",
+     .rope_theta = 10000, .partial_rotary = 0.25, .sliding = CELLM_SLIDE_NONE,
+     .bias = CELLM_BIAS_USE_QKV_BIAS, .norm = CELLM_NORM_LAYER, .qk_norm = 2, .bos = 0,
+     .eos = 0, .rope_types = "linear"},
+    {.model_type = "phi3", .vocab = 32064, .dim = 3072, .ffn_dim = 8192, .n_layers = 32,
+     .n_heads = 32, .head_dim_from_config = 1, .max_pos = 4096, .norm_eps = 1e-5,
+     .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
+     .rope_theta = 10000, .partial_rotary = 1, .sliding = CELLM_SLIDE_ALL,
+     .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS, .fused = 1, .bos = 1, .eos = 32000,
+     .rope_types = ""},
+};
+
+const struct cellm_family *cellm_family_find(const char *model_type)
+{
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+        if (!strcmp(families[i].model_type, model_type))
+            return &families[i];
+    return NULL;
+}
+
+const char *cellm_family_list(void)
+{
+    return "llama, mistral, qwen2, qwen3, qwen3_moe, gemma2, gemma3_text, gemma3, stablelm, phi3";
+}

@@ -1,0 +1,59 @@
+/*
+ * families.h: per-family knowledge of config.json, as data.
+ *
+ * A family row holds transformers' class defaults and the structural flags of the model
+ * type. The parser in config.c reads keys generically and falls back to these defaults.
+ * Adding a family is adding a row (and, if it has a new quirk, a flag).
+ */
+#ifndef CELLM_CHECKPOINT_FAMILIES_H
+#define CELLM_CHECKPOINT_FAMILIES_H
+
+#include "config.h"
+
+enum cellm_sliding_rule {
+    CELLM_SLIDE_NONE,         /* never (llama) */
+    CELLM_SLIDE_ALL,          /* every layer when sliding_window is set (mistral, phi3) */
+    CELLM_SLIDE_QWEN,         /* only with use_sliding_window: layers >= max_window_layers */
+    CELLM_SLIDE_EVEN,         /* even layers (gemma2) */
+    CELLM_SLIDE_PATTERN,      /* all but every sliding_window_pattern-th (gemma3) */
+};
+
+enum cellm_bias_rule {
+    CELLM_BIAS_ATTENTION_BIAS, /* attention_bias: q, k, v and o (llama, qwen3) */
+    CELLM_BIAS_QKV_ALWAYS,     /* q, k, v always (qwen2) */
+    CELLM_BIAS_USE_QKV_BIAS,   /* use_qkv_bias: q, k, v (stablelm) */
+    CELLM_BIAS_NONE,           /* never (mistral, phi3, gemma) */
+};
+
+struct cellm_family {
+    const char *model_type;
+    int vocab, dim, ffn_dim, n_layers, n_heads, n_kv_heads; /* n_kv_heads 0 = n_heads */
+    int head_dim;            /* default head_dim; 0 = dim / n_heads */
+    int head_dim_from_config;/* an explicit head_dim in config.json wins */
+    int max_pos;
+    double norm_eps;
+    const char *eps_key;     /* rms_norm_eps or layer_norm_eps */
+    const char *act_key;     /* hidden_act or hidden_activation */
+    const char *act_default;
+    double rope_theta;
+    double partial_rotary;
+    int window_default;      /* sliding_window when the key is absent; 0 = none */
+    enum cellm_sliding_rule sliding;
+    enum cellm_bias_rule bias;
+    enum cellm_norm_kind norm;
+    int qk_norm;             /* 1 always, 2 = StableLM's qk_layernorm key */
+    int sandwich_norms, embed_scale, fused, gemma_scale;
+    double attn_softcap, final_softcap; /* defaults */
+    int tie;
+    int bos, eos;            /* class defaults, -1 = None */
+    int moe;                 /* qwen3_moe keys */
+    int local_rope;          /* gemma3: rope_local_base_freq for sliding layers */
+    const char *rope_types;  /* accepted rope types beside default, comma separated */
+};
+
+/* The family of a model type, or NULL. */
+const struct cellm_family *cellm_family_find(const char *model_type);
+/* Names of all supported model types, comma separated (for messages). */
+const char *cellm_family_list(void);
+
+#endif

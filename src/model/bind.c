@@ -1,0 +1,441 @@
+/*
+ * bind.c: finding each weight of the generic description in the checkpoint.
+ *
+ * A module P is quantized when P.scales exists; its bits and group size come from the
+ * config (per-module override or global) and must agree with the shapes of P.weight
+ * (U32 codes), P.scales and P.biases (both F16 or both BF16). Otherwise P.weight must be
+ * F32, F16 or BF16 with exactly the expected shape. Stacked tensors (experts) carry a
+ * leading axis. Every mismatch is an error naming the tensor.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "model.h"
+
+struct binder {
+    struct cellm_desc *d;
+    struct cellm_error *err;
+};
+
+static const char *fname(const struct binder *b, const struct cellm_ckpt_entry *e)
+{
+    return cellm_ckpt_file_name(&b->d->ckpt, e->file);
+}
+
+static enum cellm_wfmt float_fmt(enum cellm_dtype dt)
+{
+    switch (dt) {
+    case CELLM_DT_F32: return CELLM_W_F32;
+    case CELLM_DT_F16: return CELLM_W_F16;
+    case CELLM_DT_BF16: return CELLM_W_BF16;
+    default: return CELLM_W_NONE;
+    }
+}
+
+static void shape_str(const struct cellm_st_tensor *t, char *buf, size_t n)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < t->ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (k < n)
+        snprintf(buf + k, n - k, "]");
+}
+
+/* A float vector P (full tensor name) of n elements; optional if !required. */
+static enum cellm_status bind_vec(struct binder *b, const char *name, int64_t n, int required,
+                                  struct cellm_vec *v)
+{
+    memset(v, 0, sizeof *v);
+    const struct cellm_ckpt_entry *e = cellm_ckpt_find(&b->d->ckpt, name);
+    if (!e) {
+        if (required)
+            return cellm_ckpt_missing(&b->d->ckpt, name, b->err);
+        return CELLM_OK;
+    }
+    const struct cellm_st_tensor *t = e->t;
+    v->fmt = float_fmt(t->dtype);
+    if (v->fmt == CELLM_W_NONE)
+        return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
+                          "%s: tensor %s has dtype %s; expected F32, F16 or BF16", fname(b, e),
+                          name, cellm_dtype_name(t->dtype));
+    if (t->ndim != 1 || t->shape[0] != n) {
+        char s[96];
+        shape_str(t, s, sizeof s);
+        return cellm_errf(b->err, CELLM_ERR_FORMAT, "%s: tensor %s has shape %s; expected [%lld]",
+                          fname(b, e), name, s, (long long)n);
+    }
+    v->n = n;
+    v->data = t->data;
+    b->d->n_params += (uint64_t)n;
+    b->d->n_bytes += t->nbytes;
+    return CELLM_OK;
+}
+
+static enum cellm_status bind_vecf(struct binder *b, int required, int64_t n, struct cellm_vec *v,
+                                   const char *fmt, ...) CELLM_PRINTF(5, 6);
+static enum cellm_status bind_vecf(struct binder *b, int required, int64_t n, struct cellm_vec *v,
+                                   const char *fmt, ...)
+{
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return bind_vec(b, name, n, required, v);
+}
+
+/*
+ * Matrix module `mod` (no suffix) of logical shape [n_stack x] [rows][cols]. out receives
+ * n_stack views (n_stack 0 = a plain 2-D tensor).
+ */
+static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t n_stack,
+                                     int64_t rows, int64_t cols, struct cellm_weight *out)
+{
+    struct cellm_ckpt *ck = &b->d->ckpt;
+    char wname[256], sname[256], bname[256];
+    snprintf(wname, sizeof wname, "%s.weight", mod);
+    snprintf(sname, sizeof sname, "%s.scales", mod);
+    snprintf(bname, sizeof bname, "%s.biases", mod);
+    const struct cellm_ckpt_entry *we = cellm_ckpt_find(ck, wname);
+    const struct cellm_ckpt_entry *se = cellm_ckpt_find(ck, sname);
+    if (!we)
+        return cellm_ckpt_missing(ck, wname, b->err);
+    const struct cellm_st_tensor *wt = we->t;
+    int nd = n_stack ? 3 : 2;
+    int64_t stack = n_stack ? n_stack : 1;
+    struct cellm_weight w;
+    memset(&w, 0, sizeof w);
+    w.name = we->name;
+    w.rows = rows;
+    w.cols = cols;
+    char s[96];
+    if (se) {
+        const struct cellm_ckpt_entry *be = cellm_ckpt_find(ck, bname);
+        if (!be)
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s exists but %s does not; affine quantization needs both",
+                              fname(b, se), sname, bname);
+        const struct cellm_st_tensor *st = se->t, *bt = be->t;
+        int bits, group;
+        int q = cellm_config_quant(&b->d->cfg, mod, &bits, &group);
+        if (q < 0)
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s is quantized (has .scales) but config.json has no \"quantization\" block",
+                              fname(b, se), wname);
+        if (q == 0)
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s has .scales but config.json quantization says \"%s\": false",
+                              fname(b, se), wname, mod);
+        if (st->dtype != bt->dtype ||
+            (st->dtype != CELLM_DT_F16 && st->dtype != CELLM_DT_BF16))
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s has dtype %s but its biases are %s; scales and biases must share one 16-bit type",
+                              fname(b, se), sname, cellm_dtype_name(st->dtype),
+                              cellm_dtype_name(bt->dtype));
+        if (wt->dtype != CELLM_DT_U32)
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s is quantized but has dtype %s; expected U32 codes",
+                              fname(b, we), wname, cellm_dtype_name(wt->dtype));
+        if (cols % group || (cols * bits) % 32) {
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s: %lld columns cannot be quantized with group size %d and %d bits",
+                              fname(b, we), wname, (long long)cols, group, bits);
+        }
+        int64_t wcols = cols * bits / 32, gcols = cols / group;
+        int ok = wt->ndim == nd && wt->shape[nd - 1] == wcols && wt->shape[nd - 2] == rows &&
+                 (!n_stack || wt->shape[0] == n_stack);
+        if (!ok) {
+            shape_str(wt, s, sizeof s);
+            /* say what the stored shape would mean, the usual cause being bits/group */
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s has shape %s; with %d bits the config implies %s[%lld, %lld] (%lld x %lld weights)",
+                              fname(b, we), wname, s, bits, n_stack ? "[E, ...] " : "",
+                              (long long)rows, (long long)wcols, (long long)rows, (long long)cols);
+        }
+        ok = st->ndim == nd && bt->ndim == nd && st->shape[nd - 1] == gcols &&
+             st->shape[nd - 2] == rows && bt->shape[nd - 1] == gcols &&
+             bt->shape[nd - 2] == rows && (!n_stack || (st->shape[0] == n_stack && bt->shape[0] == n_stack));
+        if (!ok) {
+            shape_str(st, s, sizeof s);
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s has shape %s; with group size %d expected [%lld, %lld] (and the same for biases)",
+                              fname(b, se), sname, s, group, (long long)rows, (long long)gcols);
+        }
+        w.fmt = CELLM_W_AFFINE;
+        w.bits = bits;
+        w.group = group;
+        w.sdtype = st->dtype;
+        w.row_bytes = (size_t)wcols * 4;
+        w.scales = st->data;
+        w.biases = bt->data;
+        b->d->n_bytes += wt->nbytes + st->nbytes + bt->nbytes;
+    } else {
+        w.fmt = float_fmt(wt->dtype);
+        if (w.fmt == CELLM_W_NONE)
+            return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
+                              "%s: tensor %s has dtype %s; weights must be F32, F16, BF16 or MLX affine (U32 with .scales and .biases)",
+                              fname(b, we), wname, cellm_dtype_name(wt->dtype));
+        int ok = wt->ndim == nd && wt->shape[nd - 1] == cols && wt->shape[nd - 2] == rows &&
+                 (!n_stack || wt->shape[0] == n_stack);
+        if (!ok) {
+            shape_str(wt, s, sizeof s);
+            if (n_stack)
+                return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                                  "%s: tensor %s has shape %s; the config implies [%lld, %lld, %lld]",
+                                  fname(b, we), wname, s, (long long)n_stack, (long long)rows,
+                                  (long long)cols);
+            return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                              "%s: tensor %s has shape %s; the config implies [%lld, %lld]",
+                              fname(b, we), wname, s, (long long)rows, (long long)cols);
+        }
+        w.row_bytes = (size_t)cols * (w.fmt == CELLM_W_F32 ? 4 : 2);
+        b->d->n_bytes += wt->nbytes;
+    }
+    w.data = wt->data;
+    b->d->n_params += (uint64_t)(stack * rows * cols);
+    for (int64_t e = 0; e < stack; e++)
+        out[e] = cellm_weight_rows(&w, e * rows, rows);
+    return CELLM_OK;
+}
+
+static enum cellm_status bind_linear(struct binder *b, const char *prefix, const char *mod,
+                                     int64_t rows, int64_t cols, struct cellm_weight *w)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%s%s", prefix, mod);
+    return bind_matrix(b, name, 0, rows, cols, w);
+}
+
+static enum cellm_status bind_attention(struct binder *b, const char *p, struct cellm_layer *L)
+{
+    const struct cellm_config *c = &b->d->cfg;
+    int64_t qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
+    if (c->fused_qkv) {
+        struct cellm_weight qkv;
+        CELLM_TRY(bind_linear(b, p, "self_attn.qkv_proj", qd + 2 * kd, c->dim, &qkv));
+        L->wq = cellm_weight_rows(&qkv, 0, qd);
+        L->wk = cellm_weight_rows(&qkv, qd, kd);
+        L->wv = cellm_weight_rows(&qkv, qd + kd, kd);
+    } else {
+        CELLM_TRY(bind_linear(b, p, "self_attn.q_proj", qd, c->dim, &L->wq));
+        CELLM_TRY(bind_linear(b, p, "self_attn.k_proj", kd, c->dim, &L->wk));
+        CELLM_TRY(bind_linear(b, p, "self_attn.v_proj", kd, c->dim, &L->wv));
+    }
+    CELLM_TRY(bind_linear(b, p, "self_attn.o_proj", c->dim, qd, &L->wo));
+    if (c->qkv_bias) {
+        CELLM_TRY(bind_vecf(b, 1, qd, &L->bq, "%sself_attn.q_proj.bias", p));
+        CELLM_TRY(bind_vecf(b, 1, kd, &L->bk, "%sself_attn.k_proj.bias", p));
+        CELLM_TRY(bind_vecf(b, 1, kd, &L->bv, "%sself_attn.v_proj.bias", p));
+    }
+    if (c->o_bias)
+        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->bo, "%sself_attn.o_proj.bias", p));
+    if (c->qk_norm_per_head) {
+        L->q_norm_heads = cellm_calloc((size_t)c->n_heads, sizeof *L->q_norm_heads);
+        L->k_norm_heads = cellm_calloc((size_t)c->n_kv_heads, sizeof *L->k_norm_heads);
+        if (!L->q_norm_heads || !L->k_norm_heads)
+            return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
+        for (int h = 0; h < c->n_heads; h++)
+            CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->q_norm_heads[h],
+                                "%sself_attn.q_layernorm.norms.%d.weight", p, h));
+        for (int h = 0; h < c->n_kv_heads; h++)
+            CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->k_norm_heads[h],
+                                "%sself_attn.k_layernorm.norms.%d.weight", p, h));
+    } else if (c->qk_norm) {
+        CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->q_norm, "%sself_attn.q_norm.weight", p));
+        CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->k_norm, "%sself_attn.k_norm.weight", p));
+    }
+    return CELLM_OK;
+}
+
+static enum cellm_status bind_experts(struct binder *b, const char *p, struct cellm_layer *L)
+{
+    const struct cellm_config *c = &b->d->cfg;
+    int E = c->n_experts;
+    int64_t I = c->moe_ffn_dim, H = c->dim;
+    char mod[256];
+    snprintf(mod, sizeof mod, "%smlp.gate", p);
+    CELLM_TRY(bind_matrix(b, mod, 0, E, H, &L->router));
+    L->e_gate = cellm_calloc((size_t)E, sizeof *L->e_gate);
+    L->e_up = cellm_calloc((size_t)E, sizeof *L->e_up);
+    L->e_down = cellm_calloc((size_t)E, sizeof *L->e_down);
+    if (!L->e_gate || !L->e_up || !L->e_down)
+        return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
+    char probe[300];
+    snprintf(probe, sizeof probe, "%smlp.switch_mlp.gate_proj.weight", p);
+    if (cellm_ckpt_find(&b->d->ckpt, probe)) { /* mlx-lm stacked layout */
+        snprintf(mod, sizeof mod, "%smlp.switch_mlp.gate_proj", p);
+        CELLM_TRY(bind_matrix(b, mod, E, I, H, L->e_gate));
+        snprintf(mod, sizeof mod, "%smlp.switch_mlp.up_proj", p);
+        CELLM_TRY(bind_matrix(b, mod, E, I, H, L->e_up));
+        snprintf(mod, sizeof mod, "%smlp.switch_mlp.down_proj", p);
+        return bind_matrix(b, mod, E, H, I, L->e_down);
+    }
+    snprintf(probe, sizeof probe, "%smlp.experts.gate_up_proj.weight", p);
+    if (cellm_ckpt_find(&b->d->ckpt, probe)) { /* transformers v5 fused experts */
+        struct cellm_weight *gu = cellm_calloc((size_t)E, sizeof *gu);
+        if (!gu)
+            return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
+        snprintf(mod, sizeof mod, "%smlp.experts.gate_up_proj", p);
+        enum cellm_status st = bind_matrix(b, mod, E, 2 * I, H, gu);
+        for (int e = 0; st == CELLM_OK && e < E; e++) {
+            L->e_gate[e] = cellm_weight_rows(&gu[e], 0, I);
+            L->e_up[e] = cellm_weight_rows(&gu[e], I, I);
+        }
+        cellm_free(gu);
+        CELLM_TRY(st);
+        snprintf(mod, sizeof mod, "%smlp.experts.down_proj", p);
+        return bind_matrix(b, mod, E, H, I, L->e_down);
+    }
+    for (int e = 0; e < E; e++) { /* Hugging Face per-expert tensors */
+        snprintf(mod, sizeof mod, "%smlp.experts.%d.gate_proj", p, e);
+        CELLM_TRY(bind_matrix(b, mod, 0, I, H, &L->e_gate[e]));
+        snprintf(mod, sizeof mod, "%smlp.experts.%d.up_proj", p, e);
+        CELLM_TRY(bind_matrix(b, mod, 0, I, H, &L->e_up[e]));
+        snprintf(mod, sizeof mod, "%smlp.experts.%d.down_proj", p, e);
+        CELLM_TRY(bind_matrix(b, mod, 0, H, I, &L->e_down[e]));
+    }
+    return CELLM_OK;
+}
+
+static enum cellm_status bind_mlp(struct binder *b, const char *p, struct cellm_layer *L)
+{
+    const struct cellm_config *c = &b->d->cfg;
+    if (L->moe)
+        return bind_experts(b, p, L);
+    if (c->fused_gate_up) {
+        struct cellm_weight gu;
+        CELLM_TRY(bind_linear(b, p, "mlp.gate_up_proj", 2 * (int64_t)c->ffn_dim, c->dim, &gu));
+        L->w_gate = cellm_weight_rows(&gu, 0, c->ffn_dim);
+        L->w_up = cellm_weight_rows(&gu, c->ffn_dim, c->ffn_dim);
+    } else {
+        CELLM_TRY(bind_linear(b, p, "mlp.gate_proj", c->ffn_dim, c->dim, &L->w_gate));
+        CELLM_TRY(bind_linear(b, p, "mlp.up_proj", c->ffn_dim, c->dim, &L->w_up));
+    }
+    CELLM_TRY(bind_linear(b, p, "mlp.down_proj", c->dim, c->ffn_dim, &L->w_down));
+    if (c->mlp_bias) {
+        CELLM_TRY(bind_vecf(b, 1, c->ffn_dim, &L->b_gate, "%smlp.gate_proj.bias", p));
+        CELLM_TRY(bind_vecf(b, 1, c->ffn_dim, &L->b_up, "%smlp.up_proj.bias", p));
+        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->b_down, "%smlp.down_proj.bias", p));
+    }
+    return CELLM_OK;
+}
+
+static enum cellm_status bind_layer(struct binder *b, int i)
+{
+    struct cellm_desc *d = b->d;
+    const struct cellm_config *c = &d->cfg;
+    struct cellm_layer *L = &d->layers[i];
+    char p[64];
+    snprintf(p, sizeof p, "model.layers.%d.", i);
+    int ln = c->norm == CELLM_NORM_LAYER;
+    L->sliding = c->layer_sliding[i];
+    L->moe = c->layer_moe[i];
+    L->inv_freq = L->sliding ? d->inv_freq_local : d->inv_freq_global;
+    CELLM_TRY(bind_vecf(b, 1, c->dim, &L->attn_norm, "%sinput_layernorm.weight", p));
+    if (ln)
+        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->attn_norm_b, "%sinput_layernorm.bias", p));
+    if (c->sandwich_norms) {
+        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->post_attn_norm, "%spost_attention_layernorm.weight", p));
+        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm, "%spre_feedforward_layernorm.weight", p));
+        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->post_ffn_norm, "%spost_feedforward_layernorm.weight", p));
+    } else if (!c->parallel_residual) {
+        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm, "%spost_attention_layernorm.weight", p));
+        if (ln)
+            CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm_b, "%spost_attention_layernorm.bias", p));
+    }
+    CELLM_TRY(bind_attention(b, p, L));
+    return bind_mlp(b, p, L);
+}
+
+/* transformers' float32 inverse frequencies, with the scaling variants cellm accepts. */
+void cellm_rope_inv_freq(const struct cellm_rope *r, int rot, float *out)
+{
+    float base = (float)r->theta;
+    for (int i = 0; i < rot / 2; i++) {
+        float e = (float)(2 * i) / (float)rot;
+        float inv = 1.0f / powf(base, e);
+        if (r->kind == CELLM_ROPE_LINEAR) {
+            inv = inv / (float)r->factor;
+        } else if (r->kind == CELLM_ROPE_LLAMA3) {
+            float factor = (float)r->factor, lo = (float)r->low_freq_factor,
+                  hi = (float)r->high_freq_factor, old = (float)r->original_max_pos;
+            float low_wl = old / lo, high_wl = old / hi;
+            /* scalar / tensor is reciprocal-then-multiply in torch */
+            float wavelen = (1.0f / inv) * (float)(2 * M_PI);
+            if (wavelen > low_wl) {
+                inv = inv / factor;
+            } else if (!(wavelen < high_wl)) {
+                float s = ((1.0f / wavelen) * old - lo) / (hi - lo);
+                inv = (1.0f - s) * (inv / factor) + s * inv;
+            }
+        }
+        out[i] = inv;
+    }
+}
+
+enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct cellm_error *err)
+{
+    memset(d, 0, sizeof *d);
+    CELLM_TRY(cellm_config_load(dir, &d->cfg, err));
+    enum cellm_status st = cellm_ckpt_open(dir, &d->ckpt, err);
+    if (st) {
+        cellm_config_free(&d->cfg);
+        return st;
+    }
+    memcpy(d->warnings, d->ckpt.warnings, sizeof d->warnings);
+    struct binder b = {d, err};
+    const struct cellm_config *c = &d->cfg;
+    d->layers = cellm_calloc((size_t)c->n_layers, sizeof *d->layers);
+    d->inv_freq_global = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float));
+    d->inv_freq_local = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float));
+    if (!d->layers || !d->inv_freq_global || !d->inv_freq_local) {
+        st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
+        goto fail;
+    }
+    cellm_rope_inv_freq(&c->rope, c->rot_dims, d->inv_freq_global);
+    cellm_rope_inv_freq(&c->rope_local, c->rot_dims, d->inv_freq_local);
+    d->embed_scale = c->embed_scale ? (float)sqrt((double)c->dim) : 1.0f;
+    if ((st = bind_matrix(&b, "model.embed_tokens", 0, c->vocab, c->dim, &d->embed)))
+        goto fail;
+    if (c->tie_embeddings) {
+        d->head = d->embed;
+    } else if ((st = bind_matrix(&b, "lm_head", 0, c->vocab, c->dim, &d->head))) {
+        goto fail;
+    }
+    if ((st = bind_vec(&b, "model.norm.weight", c->dim, 1, &d->final_norm)))
+        goto fail;
+    if (c->norm == CELLM_NORM_LAYER &&
+        (st = bind_vec(&b, "model.norm.bias", c->dim, 1, &d->final_norm_b)))
+        goto fail;
+    for (int i = 0; i < c->n_layers; i++)
+        if ((st = bind_layer(&b, i)))
+            goto fail;
+    return CELLM_OK;
+fail:
+    cellm_desc_free(d);
+    return st;
+}
+
+void cellm_desc_free(struct cellm_desc *d)
+{
+    if (!d)
+        return;
+    if (d->layers)
+        for (int i = 0; i < d->cfg.n_layers; i++) {
+            cellm_free(d->layers[i].q_norm_heads);
+            cellm_free(d->layers[i].k_norm_heads);
+            cellm_free(d->layers[i].e_gate);
+            cellm_free(d->layers[i].e_up);
+            cellm_free(d->layers[i].e_down);
+        }
+    cellm_free(d->layers);
+    cellm_free(d->inv_freq_global);
+    cellm_free(d->inv_freq_local);
+    cellm_ckpt_close(&d->ckpt);
+    cellm_config_free(&d->cfg);
+    memset(d, 0, sizeof *d);
+}
