@@ -93,9 +93,6 @@ int cellm_model_max_context(const struct cellm_model *model);
 /* End-of-sequence ids (generation_config.json, else config.json). The pointer lives as
  * long as the model. */
 const int32_t *cellm_model_eos(const struct cellm_model *model, int *n);
-/* A human-readable description (family, dimensions, storage, warnings). The string lives
- * as long as the model. */
-const char *cellm_model_describe(const struct cellm_model *model);
 /* Warnings produced while loading (one per line, "" if none); lives as long as the model. */
 const char *cellm_model_warnings(const struct cellm_model *model);
 
@@ -212,20 +209,30 @@ struct cellm_sampler_params {
     uint64_t seed;            /* generator seed */
 };
 
+/* Greedy (temperature 0), every filter and penalty off, penalty_last_n -1, seed 0. */
 struct cellm_sampler_params cellm_sampler_params_default(void);
 
-/* Fills temperature/top_k/top_p/repetition_penalty from generation_config.json of dir where
- * it sets them (do_sample false means greedy). A missing file leaves p unchanged. */
+/* Fills temperature/top_k/top_p/min_p/repetition_penalty from generation_config.json of dir
+ * where it sets them. do_sample false, or do_sample absent and none of temperature, top_k,
+ * top_p, min_p present, means greedy (temperature 0); do_sample true without a temperature
+ * turns a temperature of 0 into 1. A missing file leaves p unchanged; so does a failure
+ * (CELLM_ERR_FORMAT naming the file and key for a wrong type or out-of-range value). */
 enum cellm_status cellm_sampler_params_from_dir(const char *dir, struct cellm_sampler_params *p,
                                                 struct cellm_error *err);
 
+/* A sampler for one sequence (one thread at a time): its penalty history, its generator
+ * state (seeded from p->seed) and [vocab]-sized scratch. Checks p (CELLM_ERR_ARG naming the
+ * field: temperature >= 0, top_k >= 0, top_p and min_p in [0, 1], repetition_penalty > 0,
+ * penalty_last_n >= -1). */
 struct cellm_sampler;
 enum cellm_status cellm_sampler_new(const struct cellm_sampler_params *p, int vocab,
                                     struct cellm_sampler **out, struct cellm_error *err);
 void cellm_sampler_free(struct cellm_sampler *s);
-/* Records a token of the context (prompt or generated) for the penalties. */
+/* Records a token of the context (prompt or generated) for the penalties; ids outside
+ * [0, vocab) are ignored. Never allocates. */
 void cellm_sampler_accept(struct cellm_sampler *s, int32_t token);
-/* Picks the next token from logits [vocab] (not modified). */
+/* Picks the next token from logits [vocab] (not modified). NaN logits are never picked; if
+ * the largest logit is +inf, the greedy token is returned. Returns -1 only for NULL args. */
 int32_t cellm_sampler_sample(struct cellm_sampler *s, const float *logits);
 
 #ifdef __cplusplus

@@ -1,0 +1,521 @@
+/*
+ * cpu.c: the CPU executor, the default and the reference.
+ *
+ * One forward pass handles any batch of rows: the prefill of one sequence, one decode
+ * step of many sequences, or a mix. Every projection is one matrix product over all rows
+ * (each weight block is read once per step for the whole batch); attention is per row
+ * and head over that row's sequence cache, which holds keys (after RoPE) and values in
+ * f32, [pos][kv_head][head_dim] per layer, grown by doubling as the context grows.
+ * Sliding layers attend to exactly their window. Scratch buffers grow with the batch.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "exec/exec.h"
+#include "kernels.h"
+#include "ops.h"
+
+struct cpu_model {
+    const struct cellm_desc *d;
+    int n_threads;
+    enum cellm_isa isa;
+    char desc[96];
+};
+
+struct cpu_seq {
+    int cap;    /* positions allocated per layer */
+    float **k;  /* [n_layers] of [cap][kv_dim] */
+    float **v;
+};
+
+struct cpu_ctx {
+    struct cpu_model *m;
+    const struct cellm_desc *d;
+    struct cellm_pool *pool;
+    int max_seqs;
+    struct cpu_seq *seqs;
+    int rows_cap;        /* rows the batch buffers hold */
+    float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *router;
+    float *moe_out;      /* [rows][n_experts_used][dim] */
+    int *moe_idx;        /* [rows][n_experts_used] */
+    float *moe_w;        /* [rows][n_experts_used] */
+    int *moe_rows;       /* [rows] rows routed to one expert */
+    float *moe_x, *moe_g, *moe_u, *moe_y; /* gathered per-expert batches */
+    float *mm_scratch;   /* matmul per-thread dequant buffers */
+    int64_t mm_cols;
+    float *scores;       /* per-thread attention scores, [threads][score_cap] */
+    int score_cap;
+};
+
+static int64_t max_i64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* ---- model ----------------------------------------------------------------------------- */
+
+static enum cellm_status cpu_model_new(const struct cellm_desc *d,
+                                       const struct cellm_model_params *mp, void **out,
+                                       struct cellm_error *err)
+{
+    struct cpu_model *m = cellm_calloc(1, sizeof *m);
+    if (!m)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
+    m->d = d;
+    m->n_threads = mp ? mp->n_threads : 0;
+    m->isa = cellm_cpu_isa();
+    const char *force = getenv("CELLM_CPU_ISA");
+    if (force && !strcmp(force, "portable"))
+        m->isa = CELLM_ISA_PORTABLE;
+    snprintf(m->desc, sizeof m->desc, "cpu (%s)", cellm_cpu_isa_name(m->isa));
+    *out = m;
+    return CELLM_OK;
+}
+
+static void cpu_model_free(void *p)
+{
+    cellm_free(p);
+}
+
+static const char *cpu_describe(void *p)
+{
+    return ((struct cpu_model *)p)->desc;
+}
+
+/* ---- context --------------------------------------------------------------------------- */
+
+static void seq_free(const struct cellm_desc *d, struct cpu_seq *s)
+{
+    if (s->k)
+        for (int l = 0; l < d->cfg.n_layers; l++) {
+            cellm_free(s->k[l]);
+            cellm_free(s->v[l]);
+        }
+    cellm_free(s->k);
+    cellm_free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static void cpu_ctx_free(void *p)
+{
+    struct cpu_ctx *c = p;
+    if (!c)
+        return;
+    for (int i = 0; i < c->max_seqs && c->seqs; i++)
+        seq_free(c->d, &c->seqs[i]);
+    cellm_free(c->seqs);
+    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->o, c->gate, c->up, c->router,
+                     c->moe_out, c->moe_w, c->moe_x, c->moe_g, c->moe_u, c->moe_y,
+                     c->mm_scratch, c->scores};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        cellm_free(bufs[i]);
+    cellm_free(c->moe_idx);
+    cellm_free(c->moe_rows);
+    cellm_pool_free(c->pool);
+    cellm_free(c);
+}
+
+static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct cellm_error *err)
+{
+    struct cpu_model *m = dm;
+    const struct cellm_config *cfg = &m->d->cfg;
+    struct cpu_ctx *c = cellm_calloc(1, sizeof *c);
+    if (!c)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
+    c->m = m;
+    c->d = m->d;
+    c->max_seqs = max_seqs;
+    enum cellm_status st = cellm_pool_new(m->n_threads, &c->pool, err);
+    if (st) {
+        cellm_free(c);
+        return st;
+    }
+    c->seqs = cellm_calloc((size_t)max_seqs, sizeof *c->seqs);
+    int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
+    c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
+    c->mm_scratch = cellm_malloc((size_t)cellm_pool_size(c->pool) * CELLM_CPU_ROW_BLOCK *
+                                 (size_t)c->mm_cols * sizeof(float));
+    if (!c->seqs || !c->mm_scratch) {
+        cpu_ctx_free(c);
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
+    }
+    *out = c;
+    return CELLM_OK;
+}
+
+static void cpu_seq_truncate(void *p, int seq, int from)
+{
+    struct cpu_ctx *c = p;
+    if (seq < 0 || seq >= c->max_seqs)
+        return;
+    if (from == 0)
+        seq_free(c->d, &c->seqs[seq]);
+    /* otherwise positions >= from are simply overwritten by later rows */
+}
+
+static int grow(float **p, size_t n)
+{
+    float *q = cellm_realloc(*p, n * sizeof(float));
+    if (!q)
+        return 0;
+    *p = q;
+    return 1;
+}
+
+/* Batch buffers for n rows. */
+static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_error *err)
+{
+    if (n <= c->rows_cap)
+        return CELLM_OK;
+    const struct cellm_config *cfg = &c->d->cfg;
+    size_t r = (size_t)n;
+    size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    size_t ffn = (size_t)max_i64(cfg->ffn_dim, 1), ku = (size_t)max_i64(cfg->n_experts_used, 1);
+    int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * max_i64(cfg->dim, cfg->vocab)) &&
+             grow(&c->q, r * qd) && grow(&c->k, r * kd) && grow(&c->v, r * kd) &&
+             grow(&c->att, r * qd) && grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) &&
+             grow(&c->up, r * ffn);
+    if (ok && cfg->n_experts) {
+        size_t mi = (size_t)cfg->moe_ffn_dim;
+        ok = grow(&c->router, r * cfg->n_experts) && grow(&c->moe_out, r * ku * cfg->dim) &&
+             grow(&c->moe_w, r * ku) && grow(&c->moe_x, r * cfg->dim) &&
+             grow(&c->moe_g, r * mi) && grow(&c->moe_u, r * mi) && grow(&c->moe_y, r * cfg->dim);
+        int *a = ok ? cellm_realloc(c->moe_idx, r * ku * sizeof(int)) : NULL;
+        if (a)
+            c->moe_idx = a;
+        int *b = a ? cellm_realloc(c->moe_rows, r * sizeof(int)) : NULL;
+        if (b)
+            c->moe_rows = b;
+        ok = ok && a && b;
+    }
+    if (!ok)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a batch of %d rows", n);
+    c->rows_cap = n;
+    return CELLM_OK;
+}
+
+/* KV room for positions < need in sequence s. */
+static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int need,
+                                     struct cellm_error *err)
+{
+    if (need <= s->cap)
+        return CELLM_OK;
+    const struct cellm_config *cfg = &c->d->cfg;
+    int L = cfg->n_layers;
+    size_t kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    if (!s->k) {
+        s->k = cellm_calloc((size_t)L, sizeof *s->k);
+        s->v = cellm_calloc((size_t)L, sizeof *s->v);
+        if (!s->k || !s->v)
+            return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a KV cache");
+    }
+    int cap = s->cap ? s->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    if (cap > cfg->max_pos && need <= cfg->max_pos)
+        cap = cfg->max_pos;
+    for (int l = 0; l < L; l++)
+        if (!grow(&s->k[l], (size_t)cap * kd) || !grow(&s->v[l], (size_t)cap * kd))
+            return cellm_errf(err, CELLM_ERR_NOMEM,
+                              "cpu executor: out of memory growing a KV cache to %d positions", cap);
+    s->cap = cap;
+    return CELLM_OK;
+}
+
+/* ---- attention ------------------------------------------------------------------------- */
+
+struct attn_job {
+    struct cpu_ctx *c;
+    const struct cellm_exec_row *rows;
+    int n, layer;
+};
+
+static void attn_part(void *arg, int ti, int tn)
+{
+    const struct attn_job *j = arg;
+    struct cpu_ctx *c = j->c;
+    const struct cellm_config *cfg = &c->d->cfg;
+    const struct cellm_layer *L = &c->d->layers[j->layer];
+    int H = cfg->n_heads, hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
+    size_t kd = (size_t)cfg->n_kv_heads * hd, qd = (size_t)H * hd;
+    float scale = (float)cfg->attn_scale, cap = (float)cfg->attn_softcap;
+    float *sc = c->scores + (size_t)ti * c->score_cap;
+    long b, e;
+    cellm_split((long)j->n * H, ti, tn, &b, &e);
+    for (long t = b; t < e; t++) {
+        int i = (int)(t / H), h = (int)(t % H), kvh = h / group;
+        const struct cellm_exec_row *row = &j->rows[i];
+        const struct cpu_seq *s = &c->seqs[row->seq];
+        int hi = row->pos, lo = 0;
+        if (L->sliding && cfg->window > 0 && hi - cfg->window + 1 > 0)
+            lo = hi - cfg->window + 1;
+        const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
+        const float *K = s->k[j->layer], *V = s->v[j->layer];
+        int nk = hi - lo + 1;
+        for (int p = 0; p < nk; p++) {
+            float dot = cellm_cpu_dot(c->m->isa, q, K + (size_t)(lo + p) * kd + (size_t)kvh * hd, hd);
+            sc[p] = dot * scale;
+        }
+        if (cap > 0)
+            cellm_op_softcap(sc, nk, cap);
+        cellm_op_softmax(sc, nk);
+        float *out = c->att + (size_t)i * qd + (size_t)h * hd;
+        for (int d = 0; d < hd; d++)
+            out[d] = 0;
+        for (int p = 0; p < nk; p++) {
+            const float *vv = V + (size_t)(lo + p) * kd + (size_t)kvh * hd;
+            float w = sc[p];
+            for (int d = 0; d < hd; d++)
+                out[d] += w * vv[d];
+        }
+    }
+}
+
+/* ---- blocks ---------------------------------------------------------------------------- */
+
+static void matmul(struct cpu_ctx *c, const struct cellm_weight *w, const float *x, int64_t ldx,
+                   int n, float *y, int64_t ldy)
+{
+    cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
+}
+
+static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_exec_row *rows,
+                                   int n, const float *hin, float *out, struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    const struct cellm_layer *L = &c->d->layers[l];
+    int hd = cfg->head_dim, dim = cfg->dim;
+    int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
+    float eps = (float)cfg->norm_eps;
+    matmul(c, &L->wq, hin, dim, n, c->q, qd);
+    matmul(c, &L->wk, hin, dim, n, c->k, kd);
+    matmul(c, &L->wv, hin, dim, n, c->v, kd);
+    for (int i = 0; i < n; i++) {
+        float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
+        cellm_op_add_vec(q, &L->bq, qd);
+        cellm_op_add_vec(k, &L->bk, kd);
+        cellm_op_add_vec(v, &L->bv, kd);
+        for (int h = 0; h < cfg->n_heads; h++) {
+            float *qh = q + h * hd;
+            if (L->q_norm_heads)
+                cellm_op_norm(CELLM_NORM_LAYER, eps, &L->q_norm_heads[h], NULL, qh, qh, hd);
+            else if (cfg->qk_norm)
+                cellm_op_norm(cfg->norm, eps, &L->q_norm, NULL, qh, qh, hd);
+            cellm_op_rope(qh, cfg->rot_dims, L->inv_freq, rows[i].pos);
+        }
+        for (int h = 0; h < cfg->n_kv_heads; h++) {
+            float *kh = k + h * hd;
+            if (L->k_norm_heads)
+                cellm_op_norm(CELLM_NORM_LAYER, eps, &L->k_norm_heads[h], NULL, kh, kh, hd);
+            else if (cfg->qk_norm)
+                cellm_op_norm(cfg->norm, eps, &L->k_norm, NULL, kh, kh, hd);
+            cellm_op_rope(kh, cfg->rot_dims, L->inv_freq, rows[i].pos);
+        }
+        struct cpu_seq *s = &c->seqs[rows[i].seq];
+        memcpy(s->k[l] + (size_t)rows[i].pos * kd, k, (size_t)kd * sizeof(float));
+        memcpy(s->v[l] + (size_t)rows[i].pos * kd, v, (size_t)kd * sizeof(float));
+    }
+    struct attn_job j = {c, rows, n, l};
+    cellm_pool_run(c->pool, attn_part, &j);
+    matmul(c, &L->wo, c->att, qd, n, out, dim);
+    for (int i = 0; i < n; i++)
+        cellm_op_add_vec(out + (size_t)i * dim, &L->bo, dim);
+    (void)err;
+    return CELLM_OK;
+}
+
+static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg, const struct cellm_weight *wu,
+                      const struct cellm_weight *wd, const struct cellm_vec *bg,
+                      const struct cellm_vec *bu, const struct cellm_vec *bd, const float *x,
+                      int n, float *gate, float *up, float *out)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int64_t I = wg->rows, dim = cfg->dim;
+    matmul(c, wg, x, dim, n, gate, I);
+    matmul(c, wu, x, dim, n, up, I);
+    for (int i = 0; i < n; i++) {
+        if (bg)
+            cellm_op_add_vec(gate + i * I, bg, I);
+        if (bu)
+            cellm_op_add_vec(up + i * I, bu, I);
+        cellm_op_glu(cfg->act, gate + i * I, up + i * I, I);
+    }
+    matmul(c, wd, gate, I, n, out, dim);
+    if (bd)
+        for (int i = 0; i < n; i++)
+            cellm_op_add_vec(out + i * dim, bd, dim);
+}
+
+/* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation,
+ * weighted sum over the k ranks. Tokens are grouped per expert so that each expert's
+ * weights are read once per step. */
+static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n, float *out)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int E = cfg->n_experts, K = cfg->n_experts_used;
+    int64_t dim = cfg->dim, I = cfg->moe_ffn_dim;
+    matmul(c, &L->router, x, dim, n, c->router, E);
+    for (int i = 0; i < n; i++) {
+        float *p = c->router + (size_t)i * E;
+        cellm_op_softmax(p, E);
+        int *idx = c->moe_idx + (size_t)i * K;
+        float *w = c->moe_w + (size_t)i * K;
+        for (int k = 0; k < K; k++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                int taken = 0;
+                for (int j = 0; j < k; j++)
+                    taken |= idx[j] == e;
+                if (!taken && (best < 0 || p[e] > p[best]))
+                    best = e;
+            }
+            idx[k] = best;
+            w[k] = p[best];
+        }
+        if (cfg->norm_topk_prob) {
+            float s = 0;
+            for (int k = 0; k < K; k++)
+                s += w[k];
+            for (int k = 0; k < K; k++)
+                w[k] = w[k] / s;
+        }
+    }
+    for (int e = 0; e < E; e++) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < K; k++)
+                if (c->moe_idx[(size_t)i * K + k] == e) {
+                    c->moe_rows[m] = i * K + k;
+                    memcpy(c->moe_x + (size_t)m * dim, x + (size_t)i * dim, (size_t)dim * sizeof(float));
+                    m++;
+                }
+        if (!m)
+            continue;
+        dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL, NULL, c->moe_x, m,
+                  c->moe_g, c->moe_u, c->moe_y);
+        for (int r = 0; r < m; r++)
+            memcpy(c->moe_out + (size_t)c->moe_rows[r] * dim, c->moe_y + (size_t)r * dim,
+                   (size_t)dim * sizeof(float));
+    }
+    for (int i = 0; i < n; i++) {
+        float *o = out + (size_t)i * dim;
+        for (int64_t d = 0; d < dim; d++)
+            o[d] = 0;
+        for (int k = 0; k < K; k++) {
+            float w = c->moe_w[(size_t)i * K + k];
+            const float *y = c->moe_out + ((size_t)i * K + k) * dim;
+            for (int64_t d = 0; d < dim; d++) {
+                float t = w * y[d];
+                o[d] = o[d] + t;
+            }
+        }
+    }
+    (void)I;
+}
+
+static void add_rows(float *x, const float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] + y[i];
+}
+
+/* ---- eval ------------------------------------------------------------------------------ */
+
+static enum cellm_status cpu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
+                                  struct cellm_error *err)
+{
+    struct cpu_ctx *c = p;
+    const struct cellm_desc *d = c->d;
+    const struct cellm_config *cfg = &d->cfg;
+    int64_t dim = cfg->dim;
+    float eps = (float)cfg->norm_eps;
+    CELLM_TRY(reserve_rows(c, n, err));
+    int max_keys = 0;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].seq < 0 || rows[i].seq >= c->max_seqs)
+            return cellm_errf(err, CELLM_ERR_ARG, "row %d: sequence %d out of range", i, rows[i].seq);
+        if (rows[i].token < 0 || rows[i].token >= cfg->vocab)
+            return cellm_errf(err, CELLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
+                              rows[i].token, cfg->vocab);
+        CELLM_TRY(reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
+        if (rows[i].pos + 1 > max_keys)
+            max_keys = rows[i].pos + 1;
+    }
+    if (max_keys > c->score_cap) {
+        int cap = max_keys < 256 ? 256 : max_keys;
+        float *s = cellm_realloc(c->scores, (size_t)cellm_pool_size(c->pool) * cap * sizeof(float));
+        if (!s)
+            return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for attention scores");
+        c->scores = s;
+        c->score_cap = cap;
+    }
+    for (int i = 0; i < n; i++) {
+        float *x = c->x + (size_t)i * dim;
+        cellm_cpu_dequant_rows(c->m->isa, &d->embed, rows[i].token, 1, x);
+        if (cfg->embed_scale)
+            for (int64_t k = 0; k < dim; k++)
+                x[k] = x[k] * d->embed_scale;
+    }
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cellm_layer *L = &d->layers[l];
+        for (int i = 0; i < n; i++)
+            cellm_op_norm(cfg->norm, eps, &L->attn_norm, &L->attn_norm_b, c->x + i * dim,
+                          c->h + i * dim, dim);
+        CELLM_TRY(attention(c, l, rows, n, c->h, c->o, err));
+        if (cfg->parallel_residual) {
+            /* x + attn(n) + mlp(n), n = input norm */
+            dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n, c->gate,
+                      c->up, c->h);
+            for (int i = 0; i < n; i++) {
+                add_rows(c->x + i * dim, c->o + i * dim, dim);
+                add_rows(c->x + i * dim, c->h + i * dim, dim);
+            }
+            continue;
+        }
+        if (cfg->sandwich_norms)
+            for (int i = 0; i < n; i++)
+                cellm_op_norm(cfg->norm, eps, &L->post_attn_norm, NULL, c->o + i * dim,
+                              c->o + i * dim, dim);
+        add_rows(c->x, c->o, (int64_t)n * dim);
+        for (int i = 0; i < n; i++)
+            cellm_op_norm(cfg->norm, eps, &L->ffn_norm, &L->ffn_norm_b, c->x + i * dim,
+                          c->h + i * dim, dim);
+        if (L->moe)
+            moe(c, L, c->h, n, c->o);
+        else
+            dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, &L->b_gate, &L->b_up, &L->b_down,
+                      c->h, n, c->gate, c->up, c->o);
+        if (cfg->sandwich_norms)
+            for (int i = 0; i < n; i++)
+                cellm_op_norm(cfg->norm, eps, &L->post_ffn_norm, NULL, c->o + i * dim,
+                              c->o + i * dim, dim);
+        add_rows(c->x, c->o, (int64_t)n * dim);
+    }
+    /* final norm of the rows that want logits, gathered, then the head */
+    int nw = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].want_logits)
+            cellm_op_norm(cfg->norm, eps, &d->final_norm, &d->final_norm_b, c->x + i * dim,
+                          c->o + (size_t)(nw++) * dim, dim);
+    if (nw) {
+        matmul(c, &d->head, c->o, dim, nw, logits, cfg->vocab);
+        if (cfg->final_softcap > 0)
+            cellm_op_softcap(logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap);
+    }
+    return CELLM_OK;
+}
+
+const struct cellm_exec_vt cellm_exec_cpu = {
+    .name = "cpu",
+    .model_new = cpu_model_new,
+    .model_free = cpu_model_free,
+    .ctx_new = cpu_ctx_new,
+    .ctx_free = cpu_ctx_free,
+    .seq_truncate = cpu_seq_truncate,
+    .eval = cpu_eval,
+    .describe = cpu_describe,
+};

@@ -1,0 +1,255 @@
+/*
+ * kernels.c: matrix products against stored weights (see kernels.h).
+ *
+ * Why dequantize-then-multiply: it keeps one exact reconstruction routine per storage
+ * format (checked against the scalar reference in tests) and one multiply kernel, and for
+ * batches (prefill, batched decode) a dequantized block is reused for every input row.
+ * The affine reconstruction is fl(fl(s*q) + b): a multiply and an add, never fused.
+ */
+#include "kernels.h"
+
+#include <string.h>
+
+#include "base/half.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
+
+enum cellm_isa cellm_cpu_isa(void)
+{
+#if HAVE_X86
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        return CELLM_ISA_AVX2;
+#endif
+    return CELLM_ISA_PORTABLE;
+}
+
+const char *cellm_cpu_isa_name(enum cellm_isa isa)
+{
+    return isa == CELLM_ISA_AVX2 ? "avx2+fma+f16c" : "portable";
+}
+
+static inline float scale16(enum cellm_dtype dt, const uint8_t *p)
+{
+    uint16_t h = cellm_load_u16(p);
+    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h);
+}
+
+/* ---- portable ------------------------------------------------------------------------ */
+
+static void dequant_row_portable(const struct cellm_weight *w, int64_t r, float *out)
+{
+    cellm_weight_row(w, r, out);
+}
+
+static float dot_portable(const float *a, const float *b, int64_t n)
+{
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            s[k] += a[i + k] * b[i + k];
+    float t = 0;
+    for (; i < n; i++)
+        t += a[i] * b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])) + t;
+}
+
+/* ---- AVX2 ---------------------------------------------------------------------------- */
+#if HAVE_X86
+
+AVX2 static inline float hsum(__m256 v)
+{
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
+AVX2 static float dot_avx2(const float *a, const float *b, int64_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    for (; i + 8 <= n; i += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    float t = hsum(_mm256_add_ps(s0, s1));
+    for (; i < n; i++)
+        t += a[i] * b[i];
+    return t;
+}
+
+/* Four rows against one x: shares the x loads. */
+AVX2 static void dot4_avx2(const float *w, int64_t ldw, const float *x, int64_t n, float *out)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), xv, s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + ldw + i), xv, s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 2 * ldw + i), xv, s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 3 * ldw + i), xv, s3);
+    }
+    float t[4] = {hsum(s0), hsum(s1), hsum(s2), hsum(s3)};
+    for (; i < n; i++)
+        for (int k = 0; k < 4; k++)
+            t[k] += w[k * ldw + i] * x[i];
+    memcpy(out, t, sizeof t);
+}
+
+AVX2 static inline __m256 affine8(__m256i codes, __m256 sc, __m256 bi)
+{
+    /* fl(fl(s*q) + b): separate multiply and add */
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(codes), sc), bi);
+}
+
+AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float *out)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    switch (w->fmt) {
+    case CELLM_W_F16: {
+        int64_t i = 0;
+        for (; i + 8 <= w->cols; i += 8)
+            _mm256_storeu_ps(out + i,
+                             _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i))));
+        for (; i < w->cols; i++)
+            out[i] = cellm_f16_to_f32(cellm_load_u16(row + 2 * i));
+        return;
+    }
+    case CELLM_W_BF16: {
+        int64_t i = 0;
+        for (; i + 8 <= w->cols; i += 8) {
+            __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(row + 2 * i)));
+            _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+        }
+        for (; i < w->cols; i++)
+            out[i] = cellm_bf16_to_f32(cellm_load_u16(row + 2 * i));
+        return;
+    }
+    case CELLM_W_AFFINE:
+        if (w->bits == 4 || w->bits == 8 || w->bits == 2) {
+            int64_t ng = w->cols / w->group;
+            const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
+            const int per_word = 32 / w->bits;
+            const __m256i mask = _mm256_set1_epi32((1 << w->bits) - 1);
+            __m256i sh4 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+            __m256i sh2a = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+            __m256i sh2b = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
+            for (int64_t g = 0; g < ng; g++) {
+                __m256 sc = _mm256_set1_ps(scale16(w->sdtype, s + 2 * g));
+                __m256 bi = _mm256_set1_ps(scale16(w->sdtype, b + 2 * g));
+                const uint8_t *gp = row + (size_t)(g * w->group / per_word) * 4;
+                float *o = out + g * w->group;
+                if (w->bits == 4) {
+                    for (int j = 0; j < w->group / 8; j++) {
+                        __m256i v = _mm256_set1_epi32((int)cellm_load_u32(gp + 4 * j));
+                        __m256i c = _mm256_and_si256(_mm256_srlv_epi32(v, sh4), mask);
+                        _mm256_storeu_ps(o + 8 * j, affine8(c, sc, bi));
+                    }
+                } else if (w->bits == 8) {
+                    for (int j = 0; j < w->group / 8; j++) {
+                        __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(gp + 8 * j)));
+                        _mm256_storeu_ps(o + 8 * j, affine8(c, sc, bi));
+                    }
+                } else {
+                    for (int j = 0; j < w->group / 16; j++) {
+                        __m256i v = _mm256_set1_epi32((int)cellm_load_u32(gp + 4 * j));
+                        __m256i c0 = _mm256_and_si256(_mm256_srlv_epi32(v, sh2a), mask);
+                        __m256i c1 = _mm256_and_si256(_mm256_srlv_epi32(v, sh2b), mask);
+                        _mm256_storeu_ps(o + 16 * j, affine8(c0, sc, bi));
+                        _mm256_storeu_ps(o + 16 * j + 8, affine8(c1, sc, bi));
+                    }
+                }
+            }
+            return;
+        }
+        break;
+    default: break;
+    }
+    cellm_weight_row(w, r, out);
+}
+#endif
+
+void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
+                            int64_t nr, float *out)
+{
+    for (int64_t i = 0; i < nr; i++) {
+#if HAVE_X86
+        if (isa == CELLM_ISA_AVX2) {
+            dequant_row_avx2(w, r0 + i, out + i * w->cols);
+            continue;
+        }
+#endif
+        (void)isa;
+        dequant_row_portable(w, r0 + i, out + i * w->cols);
+    }
+}
+
+float cellm_cpu_dot(enum cellm_isa isa, const float *a, const float *b, int64_t n)
+{
+#if HAVE_X86
+    if (isa == CELLM_ISA_AVX2)
+        return dot_avx2(a, b, n);
+#endif
+    (void)isa;
+    return dot_portable(a, b, n);
+}
+
+struct matmul_job {
+    const struct cellm_weight *w;
+    enum cellm_isa isa;
+    const float *x;
+    int64_t ldx, ldy;
+    int n;
+    float *y;
+    float *scratch;
+    int64_t scratch_cols;
+};
+
+static void matmul_part(void *arg, int ti, int tn)
+{
+    const struct matmul_job *j = arg;
+    const struct cellm_weight *w = j->w;
+    int64_t nblocks = (w->rows + CELLM_CPU_ROW_BLOCK - 1) / CELLM_CPU_ROW_BLOCK;
+    long b0, b1;
+    cellm_split((long)nblocks, ti, tn, &b0, &b1);
+    float *buf = j->scratch + (size_t)ti * CELLM_CPU_ROW_BLOCK * (size_t)j->scratch_cols;
+    int64_t cols = w->cols;
+    for (int64_t blk = b0; blk < b1; blk++) {
+        int64_t r0 = blk * CELLM_CPU_ROW_BLOCK;
+        int64_t nr = w->rows - r0 < CELLM_CPU_ROW_BLOCK ? w->rows - r0 : CELLM_CPU_ROW_BLOCK;
+        cellm_cpu_dequant_rows(j->isa, w, r0, nr, buf);
+        for (int t = 0; t < j->n; t++) {
+            const float *x = j->x + (size_t)t * j->ldx;
+            float *y = j->y + (size_t)t * j->ldy + r0;
+            int64_t r = 0;
+#if HAVE_X86
+            if (j->isa == CELLM_ISA_AVX2)
+                for (; r + 4 <= nr; r += 4)
+                    dot4_avx2(buf + r * cols, cols, x, cols, y + r);
+#endif
+            for (; r < nr; r++)
+                y[r] = cellm_cpu_dot(j->isa, buf + r * cols, x, cols);
+        }
+    }
+}
+
+void cellm_cpu_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_weight *w,
+                      const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch,
+                      int64_t scratch_cols)
+{
+    struct matmul_job j = {w, isa, x, ldx, ldy, n, y, scratch, scratch_cols};
+    /* small products are not worth waking the workers */
+    if ((int64_t)n * w->rows * w->cols < 32768)
+        matmul_part(&j, 0, 1);
+    else
+        cellm_pool_run(pool, matmul_part, &j);
+}

@@ -1,0 +1,38 @@
+/*
+ * kernels.h: the CPU's compute kernels over weights in any stored format.
+ *
+ * Matrix products read the mapped weights in place: a block of rows is widened or
+ * dequantized into a small per-thread f32 buffer (exactly the values of the numeric
+ * contract), then multiplied with every input row while it is hot in cache. SIMD paths
+ * (AVX2+FMA+F16C) are chosen at run time; the portable path gives the same values up to
+ * summation order.
+ */
+#ifndef CELLM_EXEC_CPU_KERNELS_H
+#define CELLM_EXEC_CPU_KERNELS_H
+
+#include "base/threadpool.h"
+#include "model/weight.h"
+
+/* Rows of weight dequantized per block; scratch holds that many rows per thread. */
+#define CELLM_CPU_ROW_BLOCK 16
+
+/* Instruction-set level picked at run time. */
+enum cellm_isa { CELLM_ISA_PORTABLE, CELLM_ISA_AVX2 };
+enum cellm_isa cellm_cpu_isa(void);
+const char *cellm_cpu_isa_name(enum cellm_isa isa);
+
+/* y[t][r] = sum_c w[r][c] * x[t][c] for t < n, r < w->rows; x is [n][w->cols] with row
+ * stride ldx, y is [n][ldy]. scratch: per-thread buffers, n_threads * CELLM_CPU_ROW_BLOCK
+ * * max_cols floats. */
+void cellm_cpu_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_weight *w,
+                      const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch,
+                      int64_t scratch_cols);
+
+/* Dequantizes rows [r0, r0+nr) into out[nr][cols] (f32), with the selected ISA. */
+void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
+                            int64_t nr, float *out);
+
+/* sum_i a[i]*b[i]. */
+float cellm_cpu_dot(enum cellm_isa isa, const float *a, const float *b, int64_t n);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * ops.h: elementwise and row operations of the forward pass, written to round like the
+ * reference (separately rounded f32 operations; the file is built with
+ * -ffp-contract=off so that no multiply-add is fused behind our back).
+ */
+#ifndef CELLM_EXEC_CPU_OPS_H
+#define CELLM_EXEC_CPU_OPS_H
+
+#include <stdint.h>
+
+#include "checkpoint/config.h"
+#include "model/weight.h"
+
+/* out = norm(x) over n elements; b may be absent (fmt NONE). out may equal x. */
+void cellm_op_norm(enum cellm_norm_kind kind, float eps, const struct cellm_vec *w,
+                   const struct cellm_vec *b, const float *x, float *out, int64_t n);
+/* In-place rotary embedding of one head vector (half-split layout, first rot dims). */
+void cellm_op_rope(float *x, int rot, const float *inv_freq, int32_t pos);
+/* act(gate) * up, into gate. */
+void cellm_op_glu(enum cellm_act act, float *gate, const float *up, int64_t n);
+/* x = c * tanh(x / c) */
+void cellm_op_softcap(float *x, int64_t n, float c);
+/* In-place softmax over n scores; reference rounding (max, exp, sum, multiply by 1/sum). */
+void cellm_op_softmax(float *x, int64_t n);
+/* y += b (vector in any float format) */
+void cellm_op_add_vec(float *y, const struct cellm_vec *b, int64_t n);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * exec.h: the executor interface. An executor turns the generic model description plus a
+ * batch of rows (token, sequence, position) into logits, and owns whatever it needs for
+ * that: device copies of weights (per model), KV caches and scratch (per context).
+ * Executors branch on the description's flags, never on family names.
+ */
+#ifndef CELLM_EXEC_EXEC_H
+#define CELLM_EXEC_EXEC_H
+
+#include "cellm.h"
+#include "model/model.h"
+
+struct cellm_exec_row {
+    int32_t token;
+    int32_t seq;         /* sequence index in [0, max_seqs) */
+    int32_t pos;         /* absolute position; rows of one sequence arrive in order */
+    int32_t want_logits;
+};
+
+struct cellm_exec_vt {
+    const char *name;
+    /* Per model: e.g. upload weights. */
+    enum cellm_status (*model_new)(const struct cellm_desc *d, const struct cellm_model_params *mp,
+                                   void **dm, struct cellm_error *err);
+    void (*model_free)(void *dm);
+    /* Per context: KV caches for max_seqs sequences and scratch. */
+    enum cellm_status (*ctx_new)(void *dm, int max_seqs, void **ex, struct cellm_error *err);
+    void (*ctx_free)(void *ex);
+    /* Forgets everything cached for a sequence from position `from` on (0 = all). */
+    void (*seq_truncate)(void *ex, int seq, int from);
+    /* Runs n rows; writes the logits of rows with want_logits, in row order, to
+     * logits[n_want][vocab] (host memory). Positions beyond the model's maximum are
+     * refused by the caller. */
+    enum cellm_status (*eval)(void *ex, const struct cellm_exec_row *rows, int n, float *logits,
+                              struct cellm_error *err);
+    /* Short description of the device ("cpu avx2+fma+f16c, 2 threads"). */
+    const char *(*describe)(void *dm);
+};
+
+extern const struct cellm_exec_vt cellm_exec_cpu;
+#ifdef CELLM_CUDA
+extern const struct cellm_exec_vt cellm_exec_cuda;
+#endif
+extern const struct cellm_exec_vt cellm_exec_xla;
+
+#endif
