@@ -1,0 +1,4 @@
+# Loader tests: 16-bit widening, affine dequantization, the safetensors container, config.json,
+# checkpoint directories and their malformed variants, `cellm inspect` on every fixture, the
+# fuzz targets of the parsers, and the dequantization benchmark (built, not run as a test).
+cellm_core_test(test_half ${CMAKE_CURRENT_LIST_DIR}/test_half.c)
