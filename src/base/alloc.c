@@ -7,14 +7,21 @@
 #include <string.h>
 
 static _Thread_local long fail_after = -1;
+static _Thread_local size_t bytes_requested;
+
+size_t cellm_alloc_bytes(void)
+{
+    return bytes_requested;
+}
 
 void cellm_alloc_fail_after(long n)
 {
     fail_after = n;
 }
 
-static int should_fail(void)
+static int should_fail_n(size_t n)
 {
+    bytes_requested += n;
     if (fail_after < 0)
         return 0;
     if (fail_after == 0)
@@ -23,23 +30,25 @@ static int should_fail(void)
     return 0;
 }
 
+#define should_fail() should_fail_n(0)
+
 void *cellm_malloc(size_t n)
 {
-    if (should_fail())
+    if (should_fail_n(n))
         return NULL;
     return malloc(n ? n : 1);
 }
 
 void *cellm_calloc(size_t count, size_t size)
 {
-    if (should_fail())
+    if (should_fail_n(count * size))
         return NULL;
     return calloc(count ? count : 1, size ? size : 1);
 }
 
 void *cellm_realloc(void *p, size_t n)
 {
-    if (should_fail())
+    if (should_fail_n(n))
         return NULL;
     return realloc(p, n ? n : 1);
 }
@@ -66,7 +75,7 @@ char *cellm_strdup(const char *s)
 
 void *cellm_aligned_alloc(size_t align, size_t n)
 {
-    if (should_fail())
+    if (should_fail_n(n))
         return NULL;
     void *p = NULL;
     if (posix_memalign(&p, align, n ? n : 1) != 0)

@@ -25,4 +25,8 @@ void *cellm_aligned_alloc(size_t align, size_t n);
  * fails; n < 0 switches failure injection off. */
 void cellm_alloc_fail_after(long n);
 
+/* Test hook: bytes requested by this thread so far (monotonic; an upper bound on what
+ * this thread's allocations can have held at once). */
+size_t cellm_alloc_bytes(void);
+
 #endif

@@ -176,6 +176,125 @@ AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float
     }
     cellm_weight_row(w, r, out);
 }
+
+/*
+ * Fused matrix-vector rows for decode (one input row): the weight row is reconstructed in
+ * registers and multiplied at once, never stored. For 4-bit codes the input is first
+ * permuted per 32-element block into [even elements][odd elements], so that the low and
+ * high nibbles of 16 code bytes meet their inputs without shuffling the codes.
+ */
+AVX2 static void permute_x4(const float *x, int64_t n, float *xp)
+{
+    for (int64_t b = 0; b + 32 <= n; b += 32)
+        for (int k = 0; k < 16; k++) {
+            xp[b + k] = x[b + 2 * k];
+            xp[b + 16 + k] = x[b + 2 * k + 1];
+        }
+}
+
+AVX2 static inline __m256 fma_codes8(__m128i bytes8, __m256 sc, __m256 bi, const float *x,
+                                     __m256 acc)
+{
+    __m256 w = affine8(_mm256_cvtepu8_epi32(bytes8), sc, bi);
+    return _mm256_fmadd_ps(w, _mm256_loadu_ps(x), acc);
+}
+
+AVX2 static float row_q4(const struct cellm_weight *w, int64_t r, const float *xp)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    int64_t ng = w->cols / w->group;
+    const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 sc = _mm256_set1_ps(scale16(w->sdtype, s + 2 * g));
+        __m256 bi = _mm256_set1_ps(scale16(w->sdtype, b + 2 * g));
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
+            __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+            const float *x = xp + e;
+            acc0 = fma_codes8(lo, sc, bi, x, acc0);
+            acc1 = fma_codes8(_mm_srli_si128(lo, 8), sc, bi, x + 8, acc1);
+            acc0 = fma_codes8(hi, sc, bi, x + 16, acc0);
+            acc1 = fma_codes8(_mm_srli_si128(hi, 8), sc, bi, x + 24, acc1);
+        }
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+AVX2 static float row_q8(const struct cellm_weight *w, int64_t r, const float *x)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    int64_t ng = w->cols / w->group;
+    const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 sc = _mm256_set1_ps(scale16(w->sdtype, s + 2 * g));
+        __m256 bi = _mm256_set1_ps(scale16(w->sdtype, b + 2 * g));
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + e));
+            acc0 = fma_codes8(v, sc, bi, x + e, acc0);
+            acc1 = fma_codes8(_mm_srli_si128(v, 8), sc, bi, x + e + 8, acc1);
+        }
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+AVX2 static float row_half(const struct cellm_weight *w, int64_t r, const float *x)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0, n = w->cols;
+    if (w->fmt == CELLM_W_BF16) {
+        for (; i + 16 <= n; i += 16) {
+            __m256i a = _mm256_loadu_si256((const __m256i *)(row + 2 * i));
+            __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(a, 16));
+            __m256 hi = _mm256_castsi256_ps(_mm256_and_si256(a, _mm256_set1_epi32((int)0xffff0000u)));
+            /* lo holds even elements, hi odd ones: pair them with deinterleaved x */
+            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+            __m256 xe = _mm256_shuffle_ps(x0, x1, 0x88), xo = _mm256_shuffle_ps(x0, x1, 0xdd);
+            /* shuffle_ps works per 128-bit lane: reorder the bf16 lanes to match */
+            __m256i perm = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+            lo = _mm256_permutevar8x32_ps(lo, perm);
+            hi = _mm256_permutevar8x32_ps(hi, perm);
+            acc0 = _mm256_fmadd_ps(lo, xe, acc0);
+            acc1 = _mm256_fmadd_ps(hi, xo, acc1);
+        }
+    } else {
+        for (; i + 16 <= n; i += 16) {
+            __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i)));
+            __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i + 16)));
+            acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0);
+            acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), acc1);
+        }
+    }
+    float t = hsum(_mm256_add_ps(acc0, acc1));
+    for (; i < n; i++) {
+        uint16_t h = cellm_load_u16(row + 2 * i);
+        t += (w->fmt == CELLM_W_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h)) * x[i];
+    }
+    return t;
+}
+
+/* 1 if a fused decode row kernel exists for w. */
+static int has_fused_row(const struct cellm_weight *w)
+{
+    if (w->fmt == CELLM_W_AFFINE)
+        return (w->bits == 4 || w->bits == 8) && w->cols % 32 == 0;
+    return w->fmt == CELLM_W_BF16 || w->fmt == CELLM_W_F16;
+}
+
+/* y[r] for rows [r0, r1) of a fused-capable weight; xp is x (permuted for 4-bit). */
+AVX2 static void fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1, const float *x,
+                            const float *xp, float *y)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        if (w->fmt == CELLM_W_AFFINE)
+            y[r] = w->bits == 4 ? row_q4(w, r, xp) : row_q8(w, r, x);
+        else
+            y[r] = row_half(w, r, x);
+    }
+}
 #endif
 
 void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
@@ -223,6 +342,18 @@ static void matmul_part(void *arg, int ti, int tn)
     cellm_split((long)nblocks, ti, tn, &b0, &b1);
     float *buf = j->scratch + (size_t)ti * CELLM_CPU_ROW_BLOCK * (size_t)j->scratch_cols;
     int64_t cols = w->cols;
+#if HAVE_X86
+    if (j->isa == CELLM_ISA_AVX2 && j->n == 1 && has_fused_row(w)) {
+        const float *xp = j->x;
+        if (w->fmt == CELLM_W_AFFINE && w->bits == 4) {
+            permute_x4(j->x, cols, buf);
+            xp = buf;
+        }
+        int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
+        fused_rows(w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, xp, j->y);
+        return;
+    }
+#endif
     for (int64_t blk = b0; blk < b1; blk++) {
         int64_t r0 = blk * CELLM_CPU_ROW_BLOCK;
         int64_t nr = w->rows - r0 < CELLM_CPU_ROW_BLOCK ? w->rows - r0 : CELLM_CPU_ROW_BLOCK;

@@ -1,0 +1,11 @@
+# Engine-level tests: memory behaviour of loading and generation.
+cellm_core_test(test_memory ${CMAKE_CURRENT_SOURCE_DIR}/test_memory.c)
+# The same conformance suite on the portable kernels (no SIMD), so that every ISA path
+# is held to the contract.
+foreach(dir ${CELLM_FIXTURE_DIRS})
+  if(IS_DIRECTORY ${dir} AND EXISTS ${dir}/oracle.safetensors)
+    file(RELATIVE_PATH rel ${CELLM_FIXTURES} ${dir})
+    add_test(NAME verify-portable/${rel} COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 1)
+    set_tests_properties(verify-portable/${rel} PROPERTIES ENVIRONMENT CELLM_CPU_ISA=portable)
+  endif()
+endforeach()

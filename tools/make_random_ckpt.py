@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Write a real-size checkpoint with random weights, for benchmarks.
+
+Standard library only (runs on machines without numpy). Shapes follow published
+configurations; values are small random numbers, so generated text is meaningless but
+every byte a real model would read is there.
+
+  make_random_ckpt.py PRESET OUTDIR [--format bf16|q4] [--shards N]
+
+Presets: qwen2.5-0.5b, llama-3.2-1b, qwen3-0.6b, llama-3.1-8b.
+q4 writes MLX affine 4-bit, group 64, bf16 scales and biases (embeddings quantized too).
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+
+PRESETS = {
+    "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896,
+                         intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, rope_theta=1000000.0, tie_word_embeddings=True,
+                         max_position_embeddings=32768, rms_norm_eps=1e-6),
+    "llama-3.2-1b": dict(model_type="llama", vocab_size=128256, hidden_size=2048,
+                         intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                         num_key_value_heads=8, head_dim=64, rope_theta=500000.0,
+                         tie_word_embeddings=True, max_position_embeddings=131072,
+                         rms_norm_eps=1e-5,
+                         rope_scaling=dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0,
+                                           high_freq_factor=4.0,
+                                           original_max_position_embeddings=8192)),
+    "qwen3-0.6b": dict(model_type="qwen3", vocab_size=151936, hidden_size=1024,
+                       intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
+                       num_key_value_heads=8, head_dim=128, rope_theta=1000000.0,
+                       tie_word_embeddings=True, max_position_embeddings=40960,
+                       rms_norm_eps=1e-6),
+    "llama-3.1-8b": dict(model_type="llama", vocab_size=128256, hidden_size=4096,
+                         intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                         num_key_value_heads=8, rope_theta=500000.0, tie_word_embeddings=False,
+                         max_position_embeddings=131072, rms_norm_eps=1e-5,
+                         rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                           high_freq_factor=4.0,
+                                           original_max_position_embeddings=8192)),
+}
+
+# bf16 high bytes: sign and exponent of values around 2^-6 .. 2^-4
+_HI = bytes([0x3C + (i & 1) if i < 128 else 0xBC + (i & 1) for i in range(256)])
+_NORM_HI = bytes([0x3F] * 256)  # around 1.0 for norm weights
+
+
+def rand_bf16(n, hi=_HI):
+    b = bytearray(os.urandom(2 * n))
+    b[1::2] = bytes(b[1::2]).translate(hi)
+    return bytes(b)
+
+
+def tensors(cfg, fmt):
+    """(name, dtype, shape, nbytes, maker) for every tensor."""
+    H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
+    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim", H // nh)
+    out = []
+
+    def vec(name, n):
+        out.append((name, "BF16", [n], 2 * n, lambda n=n: rand_bf16(n, _NORM_HI)))
+
+    def lin(name, rows, cols):
+        if fmt == "q4":
+            g = cols // 64
+            out.append((name + ".weight", "U32", [rows, cols // 8], rows * cols // 2,
+                        lambda k=rows * cols // 2: os.urandom(k)))
+            out.append((name + ".scales", "BF16", [rows, g], 2 * rows * g,
+                        lambda k=rows * g: rand_bf16(k)))
+            out.append((name + ".biases", "BF16", [rows, g], 2 * rows * g,
+                        lambda k=rows * g: rand_bf16(k)))
+        else:
+            out.append((name + ".weight", "BF16", [rows, cols], 2 * rows * cols,
+                        lambda k=rows * cols: rand_bf16(k)))
+
+    lin("model.embed_tokens", V, H)
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        vec(p + "input_layernorm.weight", H)
+        vec(p + "post_attention_layernorm.weight", H)
+        lin(p + "self_attn.q_proj", nh * hd, H)
+        lin(p + "self_attn.k_proj", nkv * hd, H)
+        lin(p + "self_attn.v_proj", nkv * hd, H)
+        lin(p + "self_attn.o_proj", H, nh * hd)
+        if cfg["model_type"] == "qwen2":
+            vec(p + "self_attn.q_proj.bias", nh * hd)
+            vec(p + "self_attn.k_proj.bias", nkv * hd)
+            vec(p + "self_attn.v_proj.bias", nkv * hd)
+        if cfg["model_type"] == "qwen3":
+            vec(p + "self_attn.q_norm.weight", hd)
+            vec(p + "self_attn.k_norm.weight", hd)
+        lin(p + "mlp.gate_proj", I, H)
+        lin(p + "mlp.up_proj", I, H)
+        lin(p + "mlp.down_proj", H, I)
+    vec("model.norm.weight", H)
+    if not cfg["tie_word_embeddings"]:
+        lin("lm_head", V, H)
+    return out
+
+
+def write_file(path, items):
+    header, off = {"__metadata__": {"format": "pt"}}, 0
+    for name, dt, shape, nbytes, _ in items:
+        header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + nbytes]}
+        off += nbytes
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for _, _, _, _, make in items:
+            f.write(make())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("preset", choices=sorted(PRESETS))
+    ap.add_argument("outdir")
+    ap.add_argument("--format", choices=["bf16", "q4"], default="bf16")
+    ap.add_argument("--shards", type=int, default=1)
+    a = ap.parse_args()
+    cfg = dict(PRESETS[a.preset])
+    cfg["torch_dtype"] = "bfloat16"
+    cfg["architectures"] = ["LlamaForCausalLM" if cfg["model_type"] == "llama" else "X"]
+    if a.format == "q4":
+        cfg["quantization"] = {"group_size": 64, "bits": 4}
+    os.makedirs(a.outdir, exist_ok=True)
+    with open(os.path.join(a.outdir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    items = tensors(cfg, a.format)
+    if a.shards <= 1:
+        write_file(os.path.join(a.outdir, "model.safetensors"), items)
+        return
+    total = sum(t[3] for t in items)
+    per, shards, cur, size = total / a.shards, [], [], 0
+    for t in items:
+        if cur and size + t[3] > per and len(shards) < a.shards - 1:
+            shards.append(cur)
+            cur, size = [], 0
+        cur.append(t)
+        size += t[3]
+    shards.append(cur)
+    wm = {}
+    for k, sh in enumerate(shards):
+        fn = f"model-{k + 1:05d}-of-{len(shards):05d}.safetensors"
+        write_file(os.path.join(a.outdir, fn), sh)
+        for t in sh:
+            wm[t[0]] = fn
+    with open(os.path.join(a.outdir, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": wm}, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
