@@ -2,3 +2,4 @@
 # checkpoint directories and their malformed variants, `cellm inspect` on every fixture, the
 # fuzz targets of the parsers, and the dequantization benchmark (built, not run as a test).
 cellm_core_test(test_half ${CMAKE_CURRENT_LIST_DIR}/test_half.c)
+cellm_core_test(test_quant ${CMAKE_CURRENT_LIST_DIR}/test_quant.c)
