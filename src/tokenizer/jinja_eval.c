@@ -582,6 +582,7 @@ static enum cellm_status exec_for(struct cellm_jinja_ctx *c, const node *n, fram
     loopv.u.loop = lp;
     for (size_t i = 0; i < items->n; i++) {
         lp->index0 = i;
+        lf->vars.n = 0; /* each iteration starts from a fresh scope, as in Jinja2 */
         CELLM_TRY(set_var(c, lf, "loop", 4, &loopv));
         CELLM_TRY(assign(c, n, lf, &items->v[i]));
         CELLM_TRY(exec_body(c, n->d, lf, out));

@@ -92,6 +92,7 @@ enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c, const node *
 {
     const jval *a0 = nargs > 0 ? &args[0] : NULL;
     int r = 0;
+    *out = 0;
     switch (id) {
     case T_DEFINED: *out = v->kind != JV_UNDEF; return CELLM_OK;
     case T_UNDEFINED: *out = v->kind == JV_UNDEF; return CELLM_OK;
@@ -683,15 +684,14 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         int do_blank = blank && cellm_jinja_truthy(blank);
         if (first && cellm_jinja_truthy(first))
             cellm_jinja_buf_put(&b, ind.u.s, ind.len);
-        /* s + "\n" split into lines; every line after the first gets the indent (blank
-         * lines only with blank=True); the pieces are joined with "\n". */
-        size_t i = 0, line = 0;
-        while (i <= s.len) {
+        /* Jinja2 appends "\n", splits into lines (a final line break ends the last line
+         * rather than starting an empty one), indents every line after the first (empty
+         * ones only with blank=True) and joins them with "\n". */
+        size_t i = 0, line = 0, total = s.len + 1;
+        while (i < total) {
             size_t e = i;
             while (e < s.len && s.u.s[e] != '\n' && s.u.s[e] != '\r')
                 e++;
-            if (e == s.len && i == s.len && line > 0)
-                break;
             if (line > 0) {
                 cellm_jinja_buf_putc(&b, '\n');
                 if (e > i || do_blank)

@@ -6,7 +6,7 @@
  * dropped (keep_trailing_newline off); '-' beside a tag strips all white space on that side;
  * trim_blocks drops the newline right after a block or comment tag; lstrip_blocks drops the
  * spaces and tabs between the start of a line and a block or comment tag ('+' switches either
- * off); newlines in text become "\n". Inside tags the usual expression tokens are produced
+ * off); every \r\n and \r becomes \n first. Inside tags the usual expression tokens are produced
  * (names, numbers, strings with Python escapes decoded, operators). {% raw %} blocks become
  * text. Tokens go into one growable array (cellm_malloc'd, freed by the parser); decoded
  * text lives in the template's arena.
@@ -79,29 +79,15 @@ static int space_at(struct lexer *lx, size_t i, size_t *clen)
     return cellm_jinja_is_space(lx->src, lx->len, i, clen);
 }
 
-/* Emits src[a..b) as text, newlines normalized. */
+/* Emits src[a..b) as text (the normalized source lives in the arena). */
 static enum cellm_status emit_text(struct lexer *lx, size_t a, size_t b)
 {
     if (a >= b)
         return CELLM_OK;
     struct cellm_jinja_token *t;
     CELLM_TRY(push(lx, TK_TEXT, a, &t));
-    char *s = cellm_jinja_alloc(lx->arena, b - a + 1);
-    if (!s)
-        return cellm_errf(lx->err, CELLM_ERR_NOMEM, "chat template: out of memory");
-    size_t k = 0;
-    for (size_t i = a; i < b; i++) {
-        if (lx->src[i] == '\r') {
-            s[k++] = '\n';
-            if (i + 1 < b && lx->src[i + 1] == '\n')
-                i++;
-        } else {
-            s[k++] = lx->src[i];
-        }
-    }
-    s[k] = 0;
-    t->s = s;
-    t->len = k;
+    t->s = lx->src + a;
+    t->len = b - a;
     return CELLM_OK;
 }
 
@@ -176,12 +162,6 @@ static enum cellm_status lex_string(struct lexer *lx)
     size_t k = 0;
     for (size_t i = lx->pos; i < end; i++) {
         char ch = lx->src[i];
-        if (ch == '\r') {
-            s[k++] = '\n';
-            if (i + 1 < end && lx->src[i + 1] == '\n')
-                i++;
-            continue;
-        }
         if (ch != '\\') {
             s[k++] = ch;
             continue;
@@ -394,13 +374,28 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
                                   struct cellm_jinja_token **toks, size_t *ntoks,
                                   struct cellm_error *err)
 {
-    struct lexer lx = {.arena = a, .src = src, .len = len, .at_line = 1, .at_col = 1, .err = err};
     *toks = NULL;
     *ntoks = 0;
+    /* Jinja2 turns every \r\n and \r of the source into \n before anything else. */
+    char *norm = cellm_jinja_alloc(a, len + 1);
+    if (!norm)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "chat template: out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (src[i] == '\r') {
+            norm[k++] = '\n';
+            if (i + 1 < len && src[i + 1] == '\n')
+                i++;
+        } else {
+            norm[k++] = src[i];
+        }
+    }
+    norm[k] = 0;
+    src = norm;
+    len = k;
+    struct lexer lx = {.arena = a, .src = src, .len = len, .at_line = 1, .at_col = 1, .err = err};
     /* keep_trailing_newline=False */
     if (lx.len && lx.src[lx.len - 1] == '\n')
-        lx.len -= lx.len > 1 && lx.src[lx.len - 2] == '\r' ? 2 : 1;
-    else if (lx.len && lx.src[lx.len - 1] == '\r')
         lx.len--;
     enum cellm_status st = CELLM_OK;
     int line_starting = 1;

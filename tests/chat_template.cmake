@@ -1,0 +1,28 @@
+# Chat-template interpreter (src/tokenizer/jinja*.c): unit tests, differential tests
+# against Python jinja2 (tests/chat/), and a libFuzzer target.
+cellm_unit_test(test_jinja ${CMAKE_CURRENT_LIST_DIR}/test_jinja.c)
+
+add_executable(test_jinja_render ${CMAKE_CURRENT_LIST_DIR}/test_jinja_render.c)
+target_include_directories(test_jinja_render PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
+target_link_libraries(test_jinja_render PRIVATE cellm)
+
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  # Small templates, one per feature, compared byte for byte with jinja2 (always run).
+  add_test(NAME chat_template_features
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/chat/compare.py features
+                   ${CMAKE_CURRENT_LIST_DIR}/chat/features.json $<TARGET_FILE:test_jinja_render>)
+  # The real templates from tests/data/hub (fetched by .ci/setup.d/21-chat-templates.sh):
+  # skipped when absent, except in CI (CELLM_CI=1) where that fails.
+  add_test(NAME chat_template_hub
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/chat/compare.py hub
+                   ${CMAKE_CURRENT_LIST_DIR}/data/hub
+                   ${CMAKE_CURRENT_LIST_DIR}/chat/conversations.json
+                   $<TARGET_FILE:test_jinja_render>)
+  set_tests_properties(chat_template_features chat_template_hub PROPERTIES SKIP_RETURN_CODE 77)
+endif()
+
+# cellm_fuzz_target is defined after the fragments are included: call it once the
+# directory has been processed.
+cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_jinja
+               ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_jinja.c)
