@@ -105,10 +105,22 @@ AVX2 static void dot4_avx2(const float *w, int64_t ldw, const float *x, int64_t 
     memcpy(out, t, sizeof t);
 }
 
+/*
+ * fl(fl(s*q) + b) as one fused multiply-add. This is exact, not an approximation: s is a
+ * widened 16-bit float (at most 11 significant bits) and q < 2^8, so s*q has at most 19
+ * significant bits and fl(s*q) == s*q; the only rounding is that of the sum, which the
+ * FMA performs once, as the separate add would.
+ */
 AVX2 static inline __m256 affine8(__m256i codes, __m256 sc, __m256 bi)
 {
-    /* fl(fl(s*q) + b): separate multiply and add */
-    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(codes), sc), bi);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), sc, bi);
+}
+
+/* One scale or bias, widened with the conversion instruction. */
+AVX2 static inline float scale16_fast(enum cellm_dtype dt, const uint8_t *p)
+{
+    uint16_t h = cellm_load_u16(p);
+    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : _cvtsh_ss(h);
 }
 
 AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float *out)
@@ -144,8 +156,8 @@ AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float
             __m256i sh2a = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
             __m256i sh2b = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
             for (int64_t g = 0; g < ng; g++) {
-                __m256 sc = _mm256_set1_ps(scale16(w->sdtype, s + 2 * g));
-                __m256 bi = _mm256_set1_ps(scale16(w->sdtype, b + 2 * g));
+                __m256 sc = _mm256_set1_ps(scale16_fast(w->sdtype, s + 2 * g));
+                __m256 bi = _mm256_set1_ps(scale16_fast(w->sdtype, b + 2 * g));
                 const uint8_t *gp = row + (size_t)(g * w->group / per_word) * 4;
                 float *o = out + g * w->group;
                 if (w->bits == 4) {
@@ -183,6 +195,16 @@ AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float
  * permuted per 32-element block into [even elements][odd elements], so that the low and
  * high nibbles of 16 code bytes meet their inputs without shuffling the codes.
  */
+/* [even 8][odd 8] per 16 elements, for bf16 pairs in 32-bit lanes */
+AVX2 static void permute_x2(const float *x, int64_t n, float *xp)
+{
+    for (int64_t b = 0; b + 16 <= n; b += 16)
+        for (int k = 0; k < 8; k++) {
+            xp[b + k] = x[b + 2 * k];
+            xp[b + 8 + k] = x[b + 2 * k + 1];
+        }
+}
+
 AVX2 static void permute_x4(const float *x, int64_t n, float *xp)
 {
     for (int64_t b = 0; b + 32 <= n; b += 32)
@@ -207,8 +229,8 @@ AVX2 static float row_q4(const struct cellm_weight *w, int64_t r, const float *x
     const __m128i m4 = _mm_set1_epi8(0x0f);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
-        __m256 sc = _mm256_set1_ps(scale16(w->sdtype, s + 2 * g));
-        __m256 bi = _mm256_set1_ps(scale16(w->sdtype, b + 2 * g));
+        __m256 sc = _mm256_set1_ps(scale16_fast(w->sdtype, s + 2 * g));
+        __m256 bi = _mm256_set1_ps(scale16_fast(w->sdtype, b + 2 * g));
         for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
             __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
             __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
@@ -229,8 +251,8 @@ AVX2 static float row_q8(const struct cellm_weight *w, int64_t r, const float *x
     const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
-        __m256 sc = _mm256_set1_ps(scale16(w->sdtype, s + 2 * g));
-        __m256 bi = _mm256_set1_ps(scale16(w->sdtype, b + 2 * g));
+        __m256 sc = _mm256_set1_ps(scale16_fast(w->sdtype, s + 2 * g));
+        __m256 bi = _mm256_set1_ps(scale16_fast(w->sdtype, b + 2 * g));
         for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 16) {
             __m128i v = _mm_loadu_si128((const __m128i *)(row + e));
             acc0 = fma_codes8(v, sc, bi, x + e, acc0);
@@ -240,25 +262,22 @@ AVX2 static float row_q8(const struct cellm_weight *w, int64_t r, const float *x
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-AVX2 static float row_half(const struct cellm_weight *w, int64_t r, const float *x)
+AVX2 static float row_half(const struct cellm_weight *w, int64_t r, const float *x,
+                            const float *xp)
 {
     const uint8_t *row = w->data + (size_t)r * w->row_bytes;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     int64_t i = 0, n = w->cols;
     if (w->fmt == CELLM_W_BF16) {
+        /* 32-bit lane k holds elements 2k (low half) and 2k+1 (high half); x is
+         * pre-permuted per 16 elements into [even 8][odd 8] (permute_x2) */
+        const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
         for (; i + 16 <= n; i += 16) {
             __m256i a = _mm256_loadu_si256((const __m256i *)(row + 2 * i));
             __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(a, 16));
-            __m256 hi = _mm256_castsi256_ps(_mm256_and_si256(a, _mm256_set1_epi32((int)0xffff0000u)));
-            /* lo holds even elements, hi odd ones: pair them with deinterleaved x */
-            __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
-            __m256 xe = _mm256_shuffle_ps(x0, x1, 0x88), xo = _mm256_shuffle_ps(x0, x1, 0xdd);
-            /* shuffle_ps works per 128-bit lane: reorder the bf16 lanes to match */
-            __m256i perm = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-            lo = _mm256_permutevar8x32_ps(lo, perm);
-            hi = _mm256_permutevar8x32_ps(hi, perm);
-            acc0 = _mm256_fmadd_ps(lo, xe, acc0);
-            acc1 = _mm256_fmadd_ps(hi, xo, acc1);
+            __m256 hi = _mm256_castsi256_ps(_mm256_and_si256(a, hi_mask));
+            acc0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xp + i), acc0);
+            acc1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xp + i + 8), acc1);
         }
     } else {
         for (; i + 16 <= n; i += 16) {
@@ -292,7 +311,7 @@ AVX2 static void fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
         if (w->fmt == CELLM_W_AFFINE)
             y[r] = w->bits == 4 ? row_q4(w, r, xp) : row_q8(w, r, x);
         else
-            y[r] = row_half(w, r, x);
+            y[r] = row_half(w, r, x, xp);
     }
 }
 #endif
@@ -347,6 +366,9 @@ static void matmul_part(void *arg, int ti, int tn)
         const float *xp = j->x;
         if (w->fmt == CELLM_W_AFFINE && w->bits == 4) {
             permute_x4(j->x, cols, buf);
+            xp = buf;
+        } else if (w->fmt == CELLM_W_BF16) {
+            permute_x2(j->x, cols, buf);
             xp = buf;
         }
         int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
