@@ -3,3 +3,4 @@
 # fuzz targets of the parsers, and the dequantization benchmark (built, not run as a test).
 cellm_core_test(test_half ${CMAKE_CURRENT_LIST_DIR}/test_half.c)
 cellm_core_test(test_quant ${CMAKE_CURRENT_LIST_DIR}/test_quant.c)
+cellm_core_test(test_safetensors ${CMAKE_CURRENT_LIST_DIR}/test_safetensors.c)
