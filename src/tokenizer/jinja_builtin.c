@@ -102,12 +102,7 @@ enum cellm_status cellm_jinja_getattr(struct cellm_jinja_ctx *c, const node *n, 
 {
     int m;
     switch (obj->kind) {
-    case JV_UNDEF:
-        if (obj->u.s)
-            return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "'%.*s' is undefined", (int)obj->len,
-                                    obj->u.s);
-        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
-                                "'%.*s' accessed on an undefined value", (int)len, name);
+    case JV_UNDEF: return cellm_jinja_undef_error(c, n, obj);
     case JV_STR:
         if ((m = find_name(str_methods, name, len)) >= 0)
             return bind(c, obj, m, out);
@@ -131,7 +126,8 @@ enum cellm_status cellm_jinja_getattr(struct cellm_jinja_ctx *c, const node *n, 
     case JV_LOOP: return loop_attr(c, obj, name, len, out);
     default: break;
     }
-    *out = cellm_jinja_undef();
+    *out = cellm_jinja_undef_hint(c, "'%s object' has no attribute '%.*s'",
+                                  cellm_jinja_kind_name(obj), (int)(len > 60 ? 60 : len), name);
     return CELLM_OK;
 }
 
@@ -150,7 +146,11 @@ enum cellm_status cellm_jinja_getitem(struct cellm_jinja_ctx *c, const node *n, 
         int64_t i = key->u.i;
         if (i < 0)
             i += (int64_t)l->n;
-        *out = i >= 0 && i < (int64_t)l->n ? l->v[i] : cellm_jinja_undef();
+        if (i >= 0 && i < (int64_t)l->n)
+            *out = l->v[i];
+        else
+            *out = cellm_jinja_undef_hint(c, "%s object has no element %lld",
+                                          cellm_jinja_kind_name(obj), (long long)key->u.i);
         return CELLM_OK;
     }
     if (obj->kind == JV_DICT || obj->kind == JV_NS) {
@@ -162,7 +162,8 @@ enum cellm_status cellm_jinja_getitem(struct cellm_jinja_ctx *c, const node *n, 
     }
     if (key->kind == JV_STR)
         return cellm_jinja_getattr(c, n, obj, key->u.s, key->len, out);
-    *out = cellm_jinja_undef();
+    *out = cellm_jinja_undef_hint(c, "'%s object' has no item of that key",
+                                  cellm_jinja_kind_name(obj));
     return CELLM_OK;
 }
 

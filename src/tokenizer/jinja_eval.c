@@ -44,10 +44,7 @@ static enum cellm_status nomem(struct cellm_jinja_ctx *c)
 
 static enum cellm_status undefined_error(struct cellm_jinja_ctx *c, const node *n, const jval *v)
 {
-    if (v->u.s)
-        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "'%.*s' is undefined", (int)v->len,
-                                v->u.s);
-    return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "a value is undefined");
+    return cellm_jinja_undef_error(c, n, v);
 }
 
 static enum cellm_status set_var(struct cellm_jinja_ctx *c, frame *f, const char *name,

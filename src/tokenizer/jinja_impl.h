@@ -54,6 +54,7 @@ enum cellm_jinja_kind {
     JV_METHOD, /* a bound str/dict method, e.g. s.startswith */
 };
 #define JV_TUPLE 1u
+#define JV_HINT 2u /* JV_UNDEF: u.s holds why it is undefined, not a variable name */
 
 struct cellm_jinja_list;
 struct cellm_jinja_dict;
@@ -214,6 +215,11 @@ jval cellm_jinja_int(int64_t i);
 jval cellm_jinja_bool(int b);
 jval cellm_jinja_none(void);
 jval cellm_jinja_undef(void);
+/* An Undefined that remembers why ("list object has no element 3") for later errors. */
+jval cellm_jinja_undef_hint(struct cellm_jinja_ctx *c, const char *fmt, ...) CELLM_PRINTF(2, 3);
+/* The error Jinja2 raises when an Undefined is used: "'x' is undefined" or the hint. */
+enum cellm_status cellm_jinja_undef_error(struct cellm_jinja_ctx *c,
+                                          const struct cellm_jinja_node *n, const jval *v);
 const char *cellm_jinja_kind_name(const jval *v);
 int cellm_jinja_truthy(const jval *v);
 int cellm_jinja_equal(const jval *a, const jval *b);

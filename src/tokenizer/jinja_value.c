@@ -163,6 +163,38 @@ jval cellm_jinja_undef(void)
     return v;
 }
 
+jval cellm_jinja_undef_hint(struct cellm_jinja_ctx *c, const char *fmt, ...)
+{
+    jval v = cellm_jinja_undef();
+    char tmp[160];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return v;
+    size_t len = (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1;
+    char *s = cellm_jinja_alloc(&c->arena, len + 1);
+    if (s) { /* without memory the hint is dropped, not the value */
+        memcpy(s, tmp, len + 1);
+        v.u.s = s;
+        v.len = (uint32_t)len;
+        v.flags = JV_HINT;
+    }
+    return v;
+}
+
+enum cellm_status cellm_jinja_undef_error(struct cellm_jinja_ctx *c,
+                                          const struct cellm_jinja_node *n, const jval *v)
+{
+    if (v->u.s && (v->flags & JV_HINT))
+        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "%.*s", (int)v->len, v->u.s);
+    if (v->u.s)
+        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "'%.*s' is undefined", (int)v->len,
+                                v->u.s);
+    return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "a value is undefined");
+}
+
 static enum cellm_status nomem(struct cellm_jinja_ctx *c)
 {
     return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE,

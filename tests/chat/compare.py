@@ -58,6 +58,7 @@ def check(name, py, c):
     if py[0] and c[0] and py[1] == c[1]:
         return True
     if not py[0] and not c[0]:
+        print("both fail %s\n  python: %s\n  c:      %s" % (name, py[1], c[1]))
         return True
     print("MISMATCH %s" % name)
     print("  python: %r" % (py[1][:2000],))
