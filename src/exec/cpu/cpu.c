@@ -67,10 +67,7 @@ static enum cellm_status cpu_model_new(const struct cellm_desc *d,
         return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
     m->d = d;
     m->n_threads = mp ? mp->n_threads : 0;
-    m->isa = cellm_cpu_isa();
-    const char *force = getenv("CELLM_CPU_ISA");
-    if (force && !strcmp(force, "portable"))
-        m->isa = CELLM_ISA_PORTABLE;
+    m->isa = cellm_cpu_isa_from_env();
     snprintf(m->desc, sizeof m->desc, "cpu (%s)", cellm_cpu_isa_name(m->isa));
     *out = m;
     return CELLM_OK;

@@ -1,16 +1,20 @@
 /*
  * kernels.c: matrix products against stored weights (see kernels.h).
  *
- * Why dequantize-then-multiply: it keeps one exact reconstruction routine per storage
- * format (checked against the scalar reference in tests) and one multiply kernel, and for
- * batches (prefill, batched decode) a dequantized block is reused for every input row.
- * The affine reconstruction is fl(fl(s*q) + b): a multiply and an add, never fused.
+ * Two paths. Batches (prefill, batched decode) dequantize a block of rows into a small
+ * per-thread f32 buffer once and reuse it for every input row. Single rows (decode) use
+ * fused kernels that reconstruct weights in registers and multiply at once. Both give
+ * the exact values of the numeric contract (checked against the scalar reference in
+ * tests); only the summation order differs. AVX-512 kernels live in kernels_avx512.c.
  */
 #include "kernels.h"
 
 #include <string.h>
 
 #include "base/half.h"
+#include "kernels_x86.h"
+
+#include <stdlib.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -21,16 +25,34 @@
 enum cellm_isa cellm_cpu_isa(void)
 {
 #if HAVE_X86
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    if (avx2 && __builtin_cpu_supports("avx512f"))
+        return CELLM_ISA_AVX512;
+    if (avx2)
         return CELLM_ISA_AVX2;
 #endif
     return CELLM_ISA_PORTABLE;
 }
 
+enum cellm_isa cellm_cpu_isa_from_env(void)
+{
+    enum cellm_isa best = cellm_cpu_isa(), want = best;
+    const char *e = getenv("CELLM_CPU_ISA");
+    if (e && !strcmp(e, "portable"))
+        want = CELLM_ISA_PORTABLE;
+    else if (e && !strcmp(e, "avx2"))
+        want = CELLM_ISA_AVX2;
+    return want < best ? want : best;
+}
+
 const char *cellm_cpu_isa_name(enum cellm_isa isa)
 {
-    return isa == CELLM_ISA_AVX2 ? "avx2+fma+f16c" : "portable";
+    switch (isa) {
+    case CELLM_ISA_AVX512: return "avx512f";
+    case CELLM_ISA_AVX2: return "avx2+fma+f16c";
+    default: return "portable";
+    }
 }
 
 static inline float scale16(enum cellm_dtype dt, const uint8_t *p)
@@ -321,7 +343,9 @@ void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, in
 {
     for (int64_t i = 0; i < nr; i++) {
 #if HAVE_X86
-        if (isa == CELLM_ISA_AVX2) {
+        if (isa == CELLM_ISA_AVX512 && cellm_avx512_dequant_row(w, r0 + i, out + i * w->cols))
+            continue;
+        if (isa >= CELLM_ISA_AVX2) {
             dequant_row_avx2(w, r0 + i, out + i * w->cols);
             continue;
         }
@@ -334,6 +358,8 @@ void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, in
 float cellm_cpu_dot(enum cellm_isa isa, const float *a, const float *b, int64_t n)
 {
 #if HAVE_X86
+    if (isa == CELLM_ISA_AVX512)
+        return cellm_avx512_dot(a, b, n);
     if (isa == CELLM_ISA_AVX2)
         return dot_avx2(a, b, n);
 #endif
@@ -362,7 +388,13 @@ static void matmul_part(void *arg, int ti, int tn)
     float *buf = j->scratch + (size_t)ti * CELLM_CPU_ROW_BLOCK * (size_t)j->scratch_cols;
     int64_t cols = w->cols;
 #if HAVE_X86
-    if (j->isa == CELLM_ISA_AVX2 && j->n == 1 && has_fused_row(w)) {
+    if (j->isa == CELLM_ISA_AVX512 && j->n == 1 && cellm_avx512_has_fused(w)) {
+        const float *xp = cellm_avx512_prepare_x(w, j->x, buf);
+        int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
+        cellm_avx512_fused_rows(w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, xp, j->y);
+        return;
+    }
+    if (j->isa >= CELLM_ISA_AVX2 && j->n == 1 && has_fused_row(w)) {
         const float *xp = j->x;
         if (w->fmt == CELLM_W_AFFINE && w->bits == 4) {
             permute_x4(j->x, cols, buf);
@@ -385,6 +417,9 @@ static void matmul_part(void *arg, int ti, int tn)
             float *y = j->y + (size_t)t * j->ldy + r0;
             int64_t r = 0;
 #if HAVE_X86
+            if (j->isa == CELLM_ISA_AVX512)
+                for (; r + 4 <= nr; r += 4)
+                    cellm_avx512_dot4(buf + r * cols, cols, x, cols, y + r);
             if (j->isa == CELLM_ISA_AVX2)
                 for (; r + 4 <= nr; r += 4)
                     dot4_avx2(buf + r * cols, cols, x, cols, y + r);

@@ -4,8 +4,8 @@
  * Matrix products read the mapped weights in place: a block of rows is widened or
  * dequantized into a small per-thread f32 buffer (exactly the values of the numeric
  * contract), then multiplied with every input row while it is hot in cache. SIMD paths
- * (AVX2+FMA+F16C) are chosen at run time; the portable path gives the same values up to
- * summation order.
+ * (AVX-512F, AVX2+FMA+F16C) are chosen at run time; the portable path gives the same
+ * values up to summation order.
  */
 #ifndef CELLM_EXEC_CPU_KERNELS_H
 #define CELLM_EXEC_CPU_KERNELS_H
@@ -17,8 +17,11 @@
 #define CELLM_CPU_ROW_BLOCK 16
 
 /* Instruction-set level picked at run time. */
-enum cellm_isa { CELLM_ISA_PORTABLE, CELLM_ISA_AVX2 };
+enum cellm_isa { CELLM_ISA_PORTABLE, CELLM_ISA_AVX2, CELLM_ISA_AVX512 };
 enum cellm_isa cellm_cpu_isa(void);
+/* The ISA named by env CELLM_CPU_ISA ("portable", "avx2", "avx512"), capped at what the
+ * CPU has; the best available when unset. */
+enum cellm_isa cellm_cpu_isa_from_env(void);
 const char *cellm_cpu_isa_name(enum cellm_isa isa);
 
 /* y[t][r] = sum_c w[r][c] * x[t][c] for t < n, r < w->rows; x is [n][w->cols] with row

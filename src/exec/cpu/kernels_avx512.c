@@ -1,0 +1,211 @@
+/*
+ * kernels_avx512.c: AVX-512F kernels (16 lanes), chosen at run time when the CPU has them.
+ *
+ * Same structure as the AVX2 kernels of kernels.c: widen or dequantize in registers and
+ * multiply. The affine value fl(fl(s*q)+b) is one FMA (exact; see kernels.c). 16-bit
+ * pairs and 4-bit nibble pairs are matched with an input permuted per 32 elements into
+ * [even 16][odd 16], so the codes are never shuffled.
+ */
+#include "kernels_x86.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "base/half.h"
+
+#define AVX512 __attribute__((target("avx512f,f16c,fma,avx2")))
+
+AVX512 static inline float scale_of(enum cellm_dtype dt, const uint8_t *p)
+{
+    uint16_t h = cellm_load_u16(p);
+    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : _cvtsh_ss(h);
+}
+
+AVX512 float cellm_avx512_dot(const float *a, const float *b, int64_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i + 16 <= n; i += 16)
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    float t = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    for (; i < n; i++)
+        t += a[i] * b[i];
+    return t;
+}
+
+AVX512 void cellm_avx512_dot4(const float *w, int64_t ldw, const float *x, int64_t n, float *out)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), xv, s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + ldw + i), xv, s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + 2 * ldw + i), xv, s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + 3 * ldw + i), xv, s3);
+    }
+    float t[4] = {_mm512_reduce_add_ps(s0), _mm512_reduce_add_ps(s1), _mm512_reduce_add_ps(s2),
+                  _mm512_reduce_add_ps(s3)};
+    for (; i < n; i++)
+        for (int k = 0; k < 4; k++)
+            t[k] += w[k * ldw + i] * x[i];
+    for (int k = 0; k < 4; k++)
+        out[k] = t[k];
+}
+
+AVX512 static inline __m512 affine16(__m128i bytes16, __m512 sc, __m512 bi)
+{
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes16)), sc, bi);
+}
+
+AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, float *out)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    int64_t n = w->cols, i = 0;
+    switch (w->fmt) {
+    case CELLM_W_F16:
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i))));
+        for (; i < n; i++)
+            out[i] = cellm_f16_to_f32(cellm_load_u16(row + 2 * i));
+        return 1;
+    case CELLM_W_BF16:
+        for (; i + 16 <= n; i += 16) {
+            __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + 2 * i)));
+            _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+        }
+        for (; i < n; i++)
+            out[i] = cellm_bf16_to_f32(cellm_load_u16(row + 2 * i));
+        return 1;
+    case CELLM_W_AFFINE: {
+        if ((w->bits != 4 && w->bits != 8) || w->group % 32)
+            return 0;
+        int64_t ng = n / w->group;
+        const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
+        const __m128i m4 = _mm_set1_epi8(0x0f);
+        /* scatter pattern of the 4-bit path: even elements from low nibbles, odd from high */
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        for (int64_t g = 0; g < ng; g++) {
+            __m512 sc = _mm512_set1_ps(scale_of(w->sdtype, s + 2 * g));
+            __m512 bi = _mm512_set1_ps(scale_of(w->sdtype, b + 2 * g));
+            for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
+                if (w->bits == 8) {
+                    _mm512_storeu_ps(out + e, affine16(_mm_loadu_si128((const __m128i *)(row + e)), sc, bi));
+                    _mm512_storeu_ps(out + e + 16,
+                                     affine16(_mm_loadu_si128((const __m128i *)(row + e + 16)), sc, bi));
+                } else {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
+                    __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+                    _mm512_i32scatter_ps(out + e, even, affine16(lo, sc, bi), 4);
+                    _mm512_i32scatter_ps(out + e, odd, affine16(hi, sc, bi), 4);
+                }
+            }
+        }
+        return 1;
+    }
+    default: return 0;
+    }
+}
+
+int cellm_avx512_has_fused(const struct cellm_weight *w)
+{
+    if (w->cols % 32)
+        return 0;
+    if (w->fmt == CELLM_W_AFFINE)
+        return (w->bits == 4 || w->bits == 8) && w->group % 32 == 0;
+    return w->fmt == CELLM_W_BF16 || w->fmt == CELLM_W_F16;
+}
+
+const float *cellm_avx512_prepare_x(const struct cellm_weight *w, const float *x, float *xp)
+{
+    if (!((w->fmt == CELLM_W_AFFINE && w->bits == 4) || w->fmt == CELLM_W_BF16))
+        return x;
+    for (int64_t b = 0; b + 32 <= w->cols; b += 32)
+        for (int k = 0; k < 16; k++) {
+            xp[b + k] = x[b + 2 * k];
+            xp[b + 16 + k] = x[b + 2 * k + 1];
+        }
+    return xp;
+}
+
+AVX512 static float row_q4(const struct cellm_weight *w, int64_t r, const float *xp)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    int64_t ng = w->cols / w->group;
+    const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 sc = _mm512_set1_ps(scale_of(w->sdtype, s + 2 * g));
+        __m512 bi = _mm512_set1_ps(scale_of(w->sdtype, b + 2 * g));
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
+            __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+            acc0 = _mm512_fmadd_ps(affine16(lo, sc, bi), _mm512_loadu_ps(xp + e), acc0);
+            acc1 = _mm512_fmadd_ps(affine16(hi, sc, bi), _mm512_loadu_ps(xp + e + 16), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+AVX512 static float row_q8(const struct cellm_weight *w, int64_t r, const float *x)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    int64_t ng = w->cols / w->group;
+    const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 sc = _mm512_set1_ps(scale_of(w->sdtype, s + 2 * g));
+        __m512 bi = _mm512_set1_ps(scale_of(w->sdtype, b + 2 * g));
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
+            acc0 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(row + e)), sc, bi),
+                                   _mm512_loadu_ps(x + e), acc0);
+            acc1 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(row + e + 16)), sc, bi),
+                                   _mm512_loadu_ps(x + e + 16), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+AVX512 static float row_half(const struct cellm_weight *w, int64_t r, const float *x,
+                             const float *xp)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    int64_t n = w->cols;
+    if (w->fmt == CELLM_W_BF16) {
+        const __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+        for (int64_t i = 0; i + 32 <= n; i += 32) {
+            __m512i a = _mm512_loadu_si512((const void *)(row + 2 * i));
+            __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(a, 16));
+            __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(a, hi_mask));
+            acc0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xp + i), acc0);
+            acc1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xp + i + 16), acc1);
+        }
+    } else {
+        for (int64_t i = 0; i + 32 <= n; i += 32) {
+            __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i)));
+            __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i + 32)));
+            acc0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + i), acc0);
+            acc1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + i + 16), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+void cellm_avx512_fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
+                             const float *x, const float *xp, float *y)
+{
+    for (int64_t r = r0; r < r1; r++) {
+        if (w->fmt == CELLM_W_AFFINE)
+            y[r] = w->bits == 4 ? row_q4(w, r, xp) : row_q8(w, r, x);
+        else
+            y[r] = row_half(w, r, x, xp);
+    }
+}
+#endif
