@@ -4,3 +4,4 @@
 cellm_core_test(test_half ${CMAKE_CURRENT_LIST_DIR}/test_half.c)
 cellm_core_test(test_quant ${CMAKE_CURRENT_LIST_DIR}/test_quant.c)
 cellm_core_test(test_safetensors ${CMAKE_CURRENT_LIST_DIR}/test_safetensors.c)
+cellm_core_test(test_config ${CMAKE_CURRENT_LIST_DIR}/test_config.c)

@@ -1,0 +1,461 @@
+/*
+ * test_config.c: config.json and generation_config.json (src/checkpoint/config.c,
+ * families.c).
+ *
+ * Every fixture's config loads, and its quantization block matches the directory name
+ * (qB-gG). Each family's fixture is then spot-checked for the dimensions and flags its
+ * quirks decide (Gemma 2 sliding on even layers, Gemma 3's pattern, Qwen2 with
+ * use_sliding_window false, Mistral's null window, StableLM's partial rotary, Phi-3's
+ * fused projections, Qwen3-MoE's experts). In-memory configs cover the v4 and v5 RoPE keys,
+ * the refusals (by name) of RoPE kinds and model types cellm does not implement, EOS ids
+ * from generation_config.json, and Gemma 3's multimodal nesting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "checkpoint/config.h"
+
+static void contains(const char *msg, const char *word)
+{
+    if (!strstr(msg, word))
+        fail_msg("message \"%s\" lacks \"%s\"", msg, word);
+}
+
+static void load_fixture(const char *rel, struct cellm_config *c)
+{
+    char dir[512];
+    struct cellm_error err;
+    snprintf(dir, sizeof dir, "%s/%s", CELLM_FIXTURES, rel);
+    enum cellm_status st = cellm_config_load(dir, c, &err);
+    if (st != CELLM_OK)
+        fail_msg("%s: %s", rel, err.msg);
+}
+
+static void parse_ok(const char *json, const char *gen, struct cellm_config *c)
+{
+    struct cellm_error err;
+    enum cellm_status st = cellm_config_parse(json, strlen(json), gen, gen ? strlen(gen) : 0,
+                                              "config.json", c, &err);
+    if (st != CELLM_OK)
+        fail_msg("%s\n-> %s", json, err.msg);
+}
+
+static void parse_fail(const char *json, const char *gen, enum cellm_status want, const char *w1,
+                       const char *w2)
+{
+    struct cellm_error err;
+    struct cellm_config c;
+    enum cellm_status st = cellm_config_parse(json, strlen(json), gen, gen ? strlen(gen) : 0,
+                                              "config.json", &c, &err);
+    if (st != want)
+        fail_msg("%s\n-> status %d (%s), expected %d: %s", json, st, cellm_status_str(st), want,
+                 st ? err.msg : "");
+    contains(err.msg, "json");
+    if (w1)
+        contains(err.msg, w1);
+    if (w2)
+        contains(err.msg, w2);
+}
+
+/* Every fixture directory loads; quantization matches its name. */
+static void every_fixture_loads(void **state)
+{
+    (void)state;
+    DIR *top = opendir(CELLM_FIXTURES);
+    assert_non_null(top);
+    struct dirent *fam;
+    int count = 0;
+    while ((fam = readdir(top))) {
+        if (fam->d_name[0] == '.')
+            continue;
+        char fdir[512];
+        snprintf(fdir, sizeof fdir, "%s/%s", CELLM_FIXTURES, fam->d_name);
+        DIR *d = opendir(fdir);
+        if (!d)
+            continue;
+        struct dirent *v;
+        while ((v = readdir(d))) {
+            if (v->d_name[0] == '.')
+                continue;
+            char rel[600];
+            snprintf(rel, sizeof rel, "%s/%s", fam->d_name, v->d_name);
+            struct cellm_config c;
+            load_fixture(rel, &c);
+            int bits = 0, group = 0;
+            if (sscanf(v->d_name, "q%d-g%d", &bits, &group) == 2) {
+                if (c.q_bits != bits || c.q_group != group)
+                    fail_msg("%s: quantization %d/%d", rel, c.q_bits, c.q_group);
+            } else if (c.q_bits != 0) {
+                fail_msg("%s: unexpected quantization", rel);
+            }
+            assert_true(c.vocab > 0 && c.dim > 0 && c.n_layers > 0 && c.head_dim > 0);
+            assert_true(c.n_heads % c.n_kv_heads == 0);
+            assert_true(c.rot_dims > 0 && c.rot_dims <= c.head_dim);
+            assert_true(c.n_eos >= 1);
+            cellm_config_free(&c);
+            count++;
+        }
+        closedir(d);
+    }
+    closedir(top);
+    assert_true(count >= 48);
+}
+
+static void fixture_families(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+
+    load_fixture("gemma2/bf16", &c);
+    assert_string_equal(c.model_type, "gemma2");
+    assert_int_equal(c.n_layers, 2);
+    assert_int_equal(c.head_dim, 16);
+    assert_int_equal(c.window, 8);
+    assert_int_equal(c.layer_sliding[0], 1); /* even layers slide */
+    assert_int_equal(c.layer_sliding[1], 0);
+    assert_true(c.attn_softcap == 50.0 && c.final_softcap == 30.0);
+    assert_int_equal(c.norm, CELLM_NORM_RMS_PLUS_ONE);
+    assert_true(c.sandwich_norms && c.embed_scale && c.tie_embeddings);
+    assert_int_equal(c.act, CELLM_ACT_GELU_TANH);
+    assert_true(fabs(c.attn_scale - 0.25) < 1e-15); /* query_pre_attn_scalar 16 */
+    cellm_config_free(&c);
+
+    load_fixture("gemma3/bf16", &c);
+    assert_string_equal(c.model_type, "gemma3_text");
+    assert_int_equal(c.n_layers, 4);
+    assert_int_equal(c.n_kv_heads, 1);
+    assert_int_equal(c.window, 8);
+    static const uint8_t g3[4] = {1, 0, 1, 0}; /* sliding_window_pattern 2 */
+    assert_memory_equal(c.layer_sliding, g3, 4);
+    assert_true(c.rope.theta == 1e6 && c.rope_local.theta == 10000);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_DEFAULT);
+    assert_true(c.qk_norm && !c.qk_norm_per_head);
+    assert_true(c.attn_softcap == 0 && c.final_softcap == 0); /* null = none */
+    assert_int_equal(c.n_eos, 2);
+    assert_int_equal(c.eos[0], 1);
+    assert_int_equal(c.eos[1], 106);
+    cellm_config_free(&c);
+
+    load_fixture("gemma3/q4-g64-bf16-vlm", &c); /* nested text_config, top-level quant */
+    assert_string_equal(c.model_type, "gemma3_text");
+    assert_int_equal(c.dim, 64);
+    assert_int_equal(c.n_layers, 4);
+    assert_int_equal(c.q_bits, 4);
+    assert_int_equal(c.q_group, 64);
+    assert_int_equal(c.tie_embeddings, 1);
+    assert_int_equal(c.n_eos, 2);
+    assert_int_equal(c.layer_sliding[2], 1);
+    assert_int_equal(c.layer_sliding[3], 0);
+    cellm_config_free(&c);
+
+    load_fixture("qwen2/bf16", &c);
+    assert_int_equal(c.window, 0); /* use_sliding_window false */
+    for (int i = 0; i < c.n_layers; i++)
+        assert_int_equal(c.layer_sliding[i], 0);
+    assert_true(c.qkv_bias && !c.o_bias);
+    assert_int_equal(c.tie_embeddings, 1);
+    cellm_config_free(&c);
+
+    load_fixture("mistral/bf16", &c); /* "sliding_window": null */
+    assert_int_equal(c.window, 0);
+    assert_int_equal(c.layer_sliding[0], 0);
+    assert_int_equal(c.head_dim, 16);
+    assert_true(!c.qkv_bias && !c.o_bias);
+    cellm_config_free(&c);
+
+    load_fixture("stablelm2/bf16", &c);
+    assert_int_equal(c.head_dim, 16);
+    assert_int_equal(c.rot_dims, 4); /* partial_rotary_factor 0.25 */
+    assert_int_equal(c.norm, CELLM_NORM_LAYER);
+    assert_true(c.qkv_bias && !c.qk_norm && !c.parallel_residual);
+    assert_true(c.norm_eps == 1e-5);
+    cellm_config_free(&c);
+
+    load_fixture("phi3/bf16", &c);
+    assert_true(c.fused_qkv && c.fused_gate_up);
+    assert_int_equal(c.window, 0);
+    assert_int_equal(c.head_dim, 16);
+    cellm_config_free(&c);
+
+    load_fixture("qwen3-moe/bf16", &c);
+    assert_int_equal(c.n_experts, 8);
+    assert_int_equal(c.n_experts_used, 2);
+    assert_int_equal(c.moe_ffn_dim, 64);
+    assert_int_equal(c.norm_topk_prob, 1);
+    assert_true(c.layer_moe[0] && c.layer_moe[1]);
+    assert_true(c.qk_norm);
+    cellm_config_free(&c);
+
+    load_fixture("qwen3-moe/q4-g64-bf16-stacked", &c); /* router overridden to 8 bits */
+    int bits = 0, group = 0;
+    assert_int_equal(cellm_config_quant(&c, "model.layers.1.mlp.gate", &bits, &group), 1);
+    assert_int_equal(bits, 8);
+    assert_int_equal(cellm_config_quant(&c, "model.layers.1.mlp.down_proj", &bits, &group), 1);
+    assert_int_equal(bits, 4);
+    cellm_config_free(&c);
+
+    load_fixture("qwen3/bf16", &c);
+    assert_int_equal(c.head_dim, 32); /* explicit head_dim, not dim / heads */
+    assert_true(c.qk_norm);
+    assert_int_equal(cellm_config_quant(&c, "model.layers.0.mlp.up_proj", &bits, &group), -1);
+    cellm_config_free(&c);
+
+    load_fixture("llama3-untied/bf16", &c);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_LLAMA3);
+    assert_true(c.rope.factor == 8 && c.rope.low_freq_factor == 1 &&
+                c.rope.high_freq_factor == 4 && c.rope.original_max_pos == 32);
+    assert_true(c.rope.theta == 500000.0);
+    assert_int_equal(c.tie_embeddings, 0);
+    assert_int_equal(c.bos, 1);
+    cellm_config_free(&c);
+}
+
+#define LLAMA_HEAD                                                                                 \
+    "{\"model_type\":\"llama\",\"vocab_size\":100,\"hidden_size\":64,\"num_hidden_layers\":2,"   \
+    "\"num_attention_heads\":4,\"intermediate_size\":128"
+
+static void rope_keys(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    /* v4: rope_scaling with "type" (old) and with "rope_type" */
+    parse_ok(LLAMA_HEAD ",\"rope_theta\":5000,\"rope_scaling\":{\"type\":\"linear\",\"factor\":4}}",
+             NULL, &c);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_LINEAR);
+    assert_true(c.rope.theta == 5000 && c.rope.factor == 4);
+    assert_int_equal(c.window, 0);
+    assert_int_equal(c.n_kv_heads, 4); /* defaults to num_attention_heads */
+    assert_int_equal(c.head_dim, 16);
+    assert_int_equal(c.bos, 1); /* LlamaConfig defaults */
+    assert_int_equal(c.eos[0], 2);
+    cellm_config_free(&c);
+    parse_ok(LLAMA_HEAD ",\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2}}", NULL, &c);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_LINEAR);
+    assert_true(c.rope.theta == 10000); /* class default */
+    cellm_config_free(&c);
+    parse_ok(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"default\"}}", NULL, &c);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_DEFAULT);
+    cellm_config_free(&c);
+    /* v5: rope_parameters carries theta */
+    parse_ok(LLAMA_HEAD ",\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000,"
+                        "\"factor\":8,\"low_freq_factor\":1,\"high_freq_factor\":4,"
+                        "\"original_max_position_embeddings\":8192}}",
+             NULL, &c);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_LLAMA3);
+    assert_true(c.rope.theta == 500000 && c.rope.original_max_pos == 8192);
+    cellm_config_free(&c);
+    parse_ok(LLAMA_HEAD ",\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":7}}", NULL,
+             &c);
+    assert_true(c.rope.theta == 7 && c.rope.kind == CELLM_ROPE_DEFAULT);
+    cellm_config_free(&c);
+    /* v5 stablelm: partial_rotary_factor inside rope_parameters */
+    parse_ok("{\"model_type\":\"stablelm\",\"hidden_size\":64,\"num_attention_heads\":4,"
+             "\"num_key_value_heads\":4,"
+             "\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":10000,"
+             "\"partial_rotary_factor\":0.5}}",
+             NULL, &c);
+    assert_int_equal(c.rot_dims, 8);
+    cellm_config_free(&c);
+
+    /* Gemma 3 v5: nested per layer type */
+    parse_ok("{\"model_type\":\"gemma3_text\",\"hidden_size\":64,\"num_hidden_layers\":6,"
+             "\"num_attention_heads\":4,\"num_key_value_heads\":1,\"head_dim\":16,"
+             "\"sliding_window\":16,\"rope_parameters\":{"
+             "\"full_attention\":{\"rope_type\":\"linear\",\"factor\":8,\"rope_theta\":1000000},"
+             "\"sliding_attention\":{\"rope_type\":\"default\",\"rope_theta\":10000}},"
+             "\"layer_types\":[\"sliding_attention\",\"sliding_attention\",\"full_attention\","
+             "\"sliding_attention\",\"sliding_attention\",\"full_attention\"]}",
+             NULL, &c);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_LINEAR);
+    assert_true(c.rope.factor == 8 && c.rope.theta == 1e6);
+    assert_int_equal(c.rope_local.kind, CELLM_ROPE_DEFAULT);
+    assert_true(c.rope_local.theta == 10000);
+    static const uint8_t lt[6] = {1, 1, 0, 1, 1, 0};
+    assert_memory_equal(c.layer_sliding, lt, 6);
+    cellm_config_free(&c);
+    /* Gemma 3 v4: rope_scaling applies to global layers only; default pattern 6 */
+    parse_ok("{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":7,"
+             "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8},"
+             "\"rope_local_base_freq\":10000}",
+             NULL, &c);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_LINEAR);
+    assert_true(c.rope.theta == 1e6);
+    assert_int_equal(c.rope_local.kind, CELLM_ROPE_DEFAULT);
+    static const uint8_t p6[7] = {1, 1, 1, 1, 1, 0, 1};
+    assert_memory_equal(c.layer_sliding, p6, 7);
+    assert_int_equal(c.window, 4096);
+    cellm_config_free(&c);
+
+    /* refused by name */
+    parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", NULL,
+               CELLM_ERR_UNSUPPORTED, "\"yarn\"", "not supported");
+    parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}}", NULL,
+               CELLM_ERR_UNSUPPORTED, "\"dynamic\"", "not supported");
+    parse_fail("{\"model_type\":\"phi3\",\"rope_scaling\":{\"type\":\"longrope\","
+               "\"short_factor\":[1],\"long_factor\":[1]}}",
+               NULL, CELLM_ERR_UNSUPPORTED, "\"longrope\"", "not supported");
+    parse_fail(LLAMA_HEAD ",\"rope_parameters\":{\"rope_type\":\"yarn\",\"factor\":4}}", NULL,
+               CELLM_ERR_UNSUPPORTED, "\"yarn\"", NULL);
+    parse_fail("{\"model_type\":\"gemma3_text\",\"rope_parameters\":{\"full_attention\":"
+               "{\"rope_type\":\"yarn\",\"factor\":8},\"sliding_attention\":{}}}",
+               NULL, CELLM_ERR_UNSUPPORTED, "\"yarn\"", NULL);
+    parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"rope_type\":\"linear\"}}", NULL, CELLM_ERR_FORMAT,
+               "linear", "\"factor\"");
+    parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}}", NULL,
+               CELLM_ERR_FORMAT, "low_freq_factor", NULL);
+}
+
+static void model_types_and_keys(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    parse_fail("{\"model_type\":\"falcon\"}", NULL, CELLM_ERR_UNSUPPORTED, "\"falcon\"",
+               "qwen3_moe");
+    parse_fail("{\"hidden_size\":64}", NULL, CELLM_ERR_FORMAT, "\"model_type\" is missing", NULL);
+    parse_fail("{\"model_type\":\"gemma3\"}", NULL, CELLM_ERR_FORMAT, "text_config", NULL);
+    parse_fail("{\"model_type\":\"gemma3\",\"text_config\":{\"model_type\":\"gemma3_text\"},"
+               "\"quantization\":{\"bits\":7,\"group_size\":64}}",
+               NULL, CELLM_ERR_UNSUPPORTED, "7-bit", "2, 3, 4, 5, 6 or 8");
+    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":48}}", NULL,
+               CELLM_ERR_UNSUPPORTED, "group size 48", NULL);
+    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxfp4\"}}",
+               NULL, CELLM_ERR_UNSUPPORTED, "\"mxfp4\"", NULL);
+    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":64,"
+                          "\"model.layers.0.mlp.down_proj\":{\"bits\":7,\"group_size\":64}}}",
+               NULL, CELLM_ERR_UNSUPPORTED, "model.layers.0.mlp.down_proj", "7-bit");
+    parse_fail(LLAMA_HEAD ",\"hidden_act\":\"relu\"}", NULL, CELLM_ERR_UNSUPPORTED, "\"relu\"",
+               NULL);
+    parse_fail(LLAMA_HEAD ",\"num_key_value_heads\":3}", NULL, CELLM_ERR_FORMAT,
+               "num_key_value_heads 3", NULL);
+    parse_fail("{\"model_type\":\"llama\",\"hidden_size\":\"64\"}", NULL, CELLM_ERR_FORMAT,
+               "hidden_size", "string");
+    parse_fail("{\"model_type\":\"llama\",\"num_hidden_layers\":0}", NULL, CELLM_ERR_FORMAT,
+               "num_hidden_layers", NULL);
+    parse_fail("[1]", NULL, CELLM_ERR_FORMAT, "expected a JSON object", NULL);
+    parse_fail("{\"model_type\":", NULL, CELLM_ERR_FORMAT, "invalid JSON", NULL);
+    parse_fail("{\"model_type\":\"qwen3_moe\",\"num_experts\":4,\"num_experts_per_tok\":8}", NULL,
+               CELLM_ERR_FORMAT, "num_experts_per_tok 8", NULL);
+
+    /* per-module overrides: false, true, a dict; language_model. prefix stripped */
+    parse_ok(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":64,"
+                        "\"language_model.lm_head\":false,"
+                        "\"model.embed_tokens\":{\"bits\":8},"
+                        "\"model.layers.0.mlp.up_proj\":true}}",
+             NULL, &c);
+    int bits = 0, group = 0;
+    assert_int_equal(cellm_config_quant(&c, "lm_head", &bits, &group), 0);
+    assert_int_equal(cellm_config_quant(&c, "model.embed_tokens", &bits, &group), 1);
+    assert_int_equal(bits, 8);
+    assert_int_equal(group, 64);
+    assert_int_equal(cellm_config_quant(&c, "model.layers.0.mlp.up_proj", &bits, &group), 1);
+    assert_int_equal(bits, 4);
+    cellm_config_free(&c);
+
+    /* qwen2 with use_sliding_window true: layers >= max_window_layers slide */
+    parse_ok("{\"model_type\":\"qwen2\",\"hidden_size\":64,\"num_attention_heads\":4,"
+             "\"num_key_value_heads\":2,\"num_hidden_layers\":4,\"use_sliding_window\":true,"
+             "\"sliding_window\":32,\"max_window_layers\":2}",
+             NULL, &c);
+    static const uint8_t q2[4] = {0, 0, 1, 1};
+    assert_memory_equal(c.layer_sliding, q2, 4);
+    assert_int_equal(c.window, 32);
+    cellm_config_free(&c);
+    /* mistral: window absent = class default 4096 on every layer */
+    parse_ok("{\"model_type\":\"mistral\",\"num_hidden_layers\":2}", NULL, &c);
+    assert_int_equal(c.window, 4096);
+    assert_true(c.layer_sliding[0] && c.layer_sliding[1]);
+    assert_int_equal(c.n_kv_heads, 8);
+    cellm_config_free(&c);
+    /* qwen3_moe: mlp_only_layers and decoder_sparse_step */
+    parse_ok("{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":4,\"num_experts\":4,"
+             "\"num_experts_per_tok\":2,\"decoder_sparse_step\":2,\"mlp_only_layers\":[3]}",
+             NULL, &c);
+    static const uint8_t moe[4] = {0, 1, 0, 0};
+    assert_memory_equal(c.layer_moe, moe, 4);
+    cellm_config_free(&c);
+}
+
+static void eos_ids(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    /* generation_config.json wins, as an int */
+    parse_ok(LLAMA_HEAD ",\"eos_token_id\":[5,6]}", "{\"eos_token_id\":7}", &c);
+    assert_int_equal(c.n_eos, 1);
+    assert_int_equal(c.eos[0], 7);
+    cellm_config_free(&c);
+    /* ... and as a list */
+    parse_ok(LLAMA_HEAD ",\"eos_token_id\":2}", "{\"bos_token_id\":1,\"eos_token_id\":[9,10,11]}",
+             &c);
+    assert_int_equal(c.n_eos, 3);
+    assert_int_equal(c.eos[2], 11);
+    cellm_config_free(&c);
+    /* without eos in generation_config.json, config.json's stays */
+    parse_ok(LLAMA_HEAD ",\"eos_token_id\":[5,6]}", "{\"do_sample\":true}", &c);
+    assert_int_equal(c.n_eos, 2);
+    assert_int_equal(c.eos[1], 6);
+    cellm_config_free(&c);
+    /* qwen2 has no class default */
+    parse_ok("{\"model_type\":\"qwen2\"}", NULL, &c);
+    assert_int_equal(c.n_eos, 0);
+    assert_int_equal(c.bos, -1);
+    cellm_config_free(&c);
+    parse_fail(LLAMA_HEAD "}", "{\"eos_token_id\":\"x\"}", CELLM_ERR_FORMAT, "eos_token_id",
+               "expected an integer or a list");
+    parse_fail(LLAMA_HEAD "}", "{\"eos_token_id\":[1,2,3,4,5,6,7,8,9]}", CELLM_ERR_RANGE,
+               "eos_token_id", NULL);
+    parse_fail(LLAMA_HEAD "}", "{\"eos_token_id\":", CELLM_ERR_FORMAT, "generation_config.json",
+               "invalid JSON");
+    /* Gemma 3 multimodal: eos at the top level */
+    parse_ok("{\"model_type\":\"gemma3\",\"eos_token_id\":[1,106],\"text_config\":"
+             "{\"model_type\":\"gemma3_text\",\"eos_token_id\":1}}",
+             NULL, &c);
+    assert_int_equal(c.n_eos, 2);
+    cellm_config_free(&c);
+}
+
+/* Allocation failures during a parse: NOMEM and no leak. */
+static void allocation_failures(void **state)
+{
+    (void)state;
+    const char *json = LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":64,"
+                                  "\"model.layers.0.mlp.up_proj\":false}}";
+    int ok = 0;
+    for (long n = 0; n < 100 && !ok; n++) {
+        struct cellm_config c;
+        struct cellm_error err;
+        cellm_alloc_fail_after(n);
+        enum cellm_status st =
+            cellm_config_parse(json, strlen(json), NULL, 0, "config.json", &c, &err);
+        cellm_alloc_fail_after(-1);
+        if (st == CELLM_OK) {
+            ok = 1;
+            assert_int_equal(c.n_q_overrides, 1);
+            cellm_config_free(&c);
+        } else if (st != CELLM_ERR_NOMEM) {
+            fail_msg("allocation %ld failing gave %d: %s", n, st, err.msg);
+        }
+    }
+    assert_true(ok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_fixture_loads), cmocka_unit_test(fixture_families),
+        cmocka_unit_test(rope_keys),           cmocka_unit_test(model_types_and_keys),
+        cmocka_unit_test(eos_ids),             cmocka_unit_test(allocation_failures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
