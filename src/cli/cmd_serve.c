@@ -1,12 +1,167 @@
-/* cmd_serve.c: placeholder until the module lands; says so and fails. */
+/*
+ * cmd_serve.c: `cellm serve`, the OpenAI-compatible HTTP server (src/server).
+ *
+ * Loads the model and, when the checkpoint has a tokenizer.json, the tokenizer; starts
+ * the server; waits for SIGINT or SIGTERM with sigwait (both are blocked in every
+ * thread, so no handler runs in an arbitrary thread), then stops it: in-flight requests
+ * end with an error, all threads are joined and everything is freed.
+ */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+#include "common.h"
+#include "server/server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cellm serve -m DIR [options]\n"
+            "  --host H         address to bind (default 127.0.0.1)\n"
+            "  --port P         port (default 8080; 0 = any free port, printed on start)\n"
+            "  --parallel N     requests decoded together in one batch (default 4)\n"
+            "  --queue N        requests waiting for a slot before 503 (default 64)\n"
+            "  --ctx-size N     prompt + generated tokens per request (default: the model's)\n"
+            "  --api-key KEY    require 'Authorization: Bearer KEY' (also $CELLM_API_KEY)\n"
+            "  --name NAME      model id in /v1/models (default: the directory's name)\n"
+            "  --device D, --threads N   as for the other commands\n"
+            "Request bodies are limited to %d bytes.\n",
+            CELLM_SERVER_MAX_BODY);
+}
+
+static int int_opt(int argc, char **argv, int *i, int lo, int hi, int *out)
+{
+    const char *v = cli_value(argc, argv, i);
+    char *end;
+    long n = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || n < lo || n > hi) {
+        fprintf(stderr, "cellm serve: %s expects a number in [%d, %d]\n", argv[*i], lo, hi);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
 
 int cellm_cmd_serve(int argc, char **argv)
 {
+#ifndef CELLM_HAVE_MHD
     (void)argc;
     (void)argv;
-    fprintf(stderr, "cellm serve: not built in this version\n");
+    (void)usage;
+    (void)int_opt;
+    fprintf(stderr, "cellm serve: this cellm was built without libmicrohttpd "
+                    "(install libmicrohttpd-dev and reconfigure)\n");
     return 2;
+#else
+    struct cli_opts o = {0};
+    o.mp = cellm_model_params_default();
+    struct cellm_server_opts so = {0};
+    so.host = "127.0.0.1";
+    so.port = 8080;
+    so.parallel = 4;
+    so.queue = 64;
+    so.api_key = getenv("CELLM_API_KEY");
+    for (int i = 1; i < argc; i++) {
+        int r = cli_common_opt(&o, argc, argv, &i);
+        if (r < 0)
+            return 2;
+        if (r)
+            continue;
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--host")) {
+            if (!(so.host = cli_value(argc, argv, &i)))
+                return 2;
+        } else if (!strcmp(a, "--port")) {
+            if (int_opt(argc, argv, &i, 0, 65535, &so.port))
+                return 2;
+        } else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) {
+            if (int_opt(argc, argv, &i, 1, 1024, &so.parallel))
+                return 2;
+        } else if (!strcmp(a, "--queue")) {
+            if (int_opt(argc, argv, &i, 0, 1000000, &so.queue))
+                return 2;
+        } else if (!strcmp(a, "--ctx-size") || !strcmp(a, "-c")) {
+            if (int_opt(argc, argv, &i, 0, 1 << 30, &so.ctx_size))
+                return 2;
+        } else if (!strcmp(a, "--api-key")) {
+            if (!(so.api_key = cli_value(argc, argv, &i)))
+                return 2;
+        } else if (!strcmp(a, "--name")) {
+            if (!(so.model_name = cli_value(argc, argv, &i)))
+                return 2;
+        } else {
+            fprintf(stderr, "cellm serve: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (so.api_key && !*so.api_key)
+        so.api_key = NULL;
+
+    /* before any thread exists, so that every thread inherits the mask */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct cellm_model *model = cli_load_model(&o, "serve");
+    if (!model)
+        return 1;
+    struct cellm_tokenizer *tok = NULL;
+    struct cellm_error err;
+    char path[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/tokenizer.json", o.model_dir);
+    if (stat(path, &sb) == 0) {
+        if (cellm_tokenizer_load(o.model_dir, &tok, &err)) {
+            fprintf(stderr, "cellm serve: %s\n", err.msg);
+            cellm_model_free(model);
+            return 1;
+        }
+    } else {
+        fprintf(stderr, "cellm serve: %s has no tokenizer.json: serving token ids only "
+                        "(prompt_ids on /v1/completions)\n", o.model_dir);
+    }
+    char name[256];
+    if (!so.model_name) {
+        size_t n = strlen(o.model_dir);
+        while (n > 1 && o.model_dir[n - 1] == '/')
+            n--;
+        size_t b = n;
+        while (b > 0 && o.model_dir[b - 1] != '/')
+            b--;
+        snprintf(name, sizeof name, "%.*s", (int)(n - b), o.model_dir + b);
+        so.model_name = name;
+    }
+    so.model_dir = o.model_dir;
+
+    struct cellm_server *srv;
+    if (cellm_server_start(model, tok, &so, &srv, &err)) {
+        fprintf(stderr, "cellm serve: %s\n", err.msg);
+        cellm_tokenizer_free(tok);
+        cellm_model_free(model);
+        return 1;
+    }
+    fprintf(stderr, "cellm serve: listening on http://%s:%d (model %s, %d slots)\n", so.host,
+            cellm_server_port(srv), so.model_name, so.parallel);
+    fflush(stderr);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "cellm serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    cellm_server_stop(srv);
+    cellm_tokenizer_free(tok);
+    cellm_model_free(model);
+    fprintf(stderr, "cellm serve: stopped\n");
+    return 0;
+#endif
 }

@@ -1,0 +1,723 @@
+/*
+ * api.c: the OpenAI request and response formats.
+ *
+ * cellm_srv_parse turns a request body into a struct srv_req or an error that names the
+ * offending field, in OpenAI's shape ({"error": {"message", "type", "param", "code"}}).
+ * The rule is "honour it or refuse it": every field the engine implements is read and
+ * type-checked; fields whose meaning cellm cannot deliver faithfully (logprobs, tools,
+ * structured output, n > 1, echo, best_of, logit_bias, ...) are refused by name with
+ * HTTP 400 rather than ignored. Metadata with no effect on the output (user, metadata,
+ * store, service_tier) and unknown keys are ignored, as OpenAI itself does with them.
+ *
+ * Extensions (documented in tests/server/README.md): `prompt_ids` (a list of token ids,
+ * also accepted as the standard `prompt` given as a list of integers) lets a client skip
+ * the tokenizer; `return_ids: true` adds `token_ids` to each choice (and to each streamed
+ * chunk); `chat_template_kwargs` (an object) is passed to the chat template.
+ *
+ * Sampling defaults come from the checkpoint's generation_config.json (else greedy);
+ * the request's fields override them.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "srv.h"
+
+void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
+{
+    e->status = status;
+    e->type = status >= 500 ? "server_error" : "invalid_request_error";
+    e->code = NULL;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+}
+
+char *cellm_srv_error_json(const struct srv_error *e)
+{
+    cJSON *root = cJSON_CreateObject(), *o = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(o, "message", e->msg);
+    cJSON_AddStringToObject(o, "type", e->type ? e->type : "invalid_request_error");
+    if (e->param[0])
+        cJSON_AddStringToObject(o, "param", e->param);
+    else
+        cJSON_AddNullToObject(o, "param");
+    if (e->code)
+        cJSON_AddStringToObject(o, "code", e->code);
+    else
+        cJSON_AddNullToObject(o, "code");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static const char *jtype(const cJSON *j)
+{
+    if (cJSON_IsNumber(j))
+        return "a number";
+    if (cJSON_IsString(j))
+        return "a string";
+    if (cJSON_IsBool(j))
+        return "a boolean";
+    if (cJSON_IsArray(j))
+        return "an array";
+    if (cJSON_IsObject(j))
+        return "an object";
+    return "null";
+}
+
+/* The member, or NULL when absent or JSON null. */
+static const cJSON *get(const cJSON *o, const char *k)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
+    return j && !cJSON_IsNull(j) ? j : NULL;
+}
+
+static int bad_type(struct srv_error *e, const char *key, const char *want, const cJSON *j)
+{
+    cellm_srv_errorf(e, 400, key, "'%s' must be %s, got %s", key, want, jtype(j));
+    e->code = "invalid_type";
+    return -1;
+}
+
+/* Reads a number field in [lo, hi]; 0 = absent, 1 = read, -1 = error. */
+static int num_field(const cJSON *o, const char *key, double lo, double hi, double *out,
+                     struct srv_error *e)
+{
+    const cJSON *j = get(o, key);
+    if (!j)
+        return 0;
+    if (!cJSON_IsNumber(j))
+        return bad_type(e, key, "a number", j);
+    double v = j->valuedouble;
+    if (!isfinite(v) || v < lo || v > hi) {
+        cellm_srv_errorf(e, 400, key, "'%s' is %g; expected a value in [%g, %g]", key, v, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+static int int_field(const cJSON *o, const char *key, double lo, double hi, long long *out,
+                     struct srv_error *e)
+{
+    const cJSON *j = get(o, key);
+    if (!j)
+        return 0;
+    if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble))
+        return bad_type(e, key, "an integer", j);
+    double v = j->valuedouble;
+    if (v < lo || v > hi) {
+        cellm_srv_errorf(e, 400, key, "'%s' is %.0f; expected an integer in [%.0f, %.0f]", key,
+                         v, lo, hi);
+        return -1;
+    }
+    *out = (long long)v;
+    return 1;
+}
+
+static int bool_field(const cJSON *o, const char *key, int *out, struct srv_error *e)
+{
+    const cJSON *j = get(o, key);
+    if (!j)
+        return 0;
+    if (!cJSON_IsBool(j))
+        return bad_type(e, key, "a boolean", j);
+    *out = cJSON_IsTrue(j);
+    return 1;
+}
+
+static int refuse(struct srv_error *e, const char *key, const char *why)
+{
+    cellm_srv_errorf(e, 400, key, "'%s' is not supported by this server: %s", key, why);
+    e->code = "unsupported_parameter";
+    return -1;
+}
+
+/* Fields cellm cannot honour faithfully: refused when present with a non-default value. */
+static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
+{
+    const cJSON *j;
+    if ((j = get(o, "logprobs")) && !cJSON_IsFalse(j) &&
+        !(cJSON_IsNumber(j) && j->valuedouble == 0 && !chat))
+        return refuse(e, "logprobs", "log probabilities are not returned");
+    if (get(o, "top_logprobs"))
+        return refuse(e, "top_logprobs", "log probabilities are not returned");
+    if ((j = get(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
+        return refuse(e, "tools", "tool calling is not implemented");
+    if (get(o, "tool_choice"))
+        return refuse(e, "tool_choice", "tool calling is not implemented");
+    if (get(o, "functions") || get(o, "function_call"))
+        return refuse(e, get(o, "functions") ? "functions" : "function_call",
+                      "function calling is not implemented");
+    if ((j = get(o, "response_format"))) {
+        if (!cJSON_IsObject(j))
+            return bad_type(e, "response_format", "an object", j);
+        const cJSON *t = get(j, "type");
+        if (!t || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))
+            return refuse(e, "response_format",
+                          "only {\"type\": \"text\"} is supported (no JSON mode or schema)");
+    }
+    if ((j = get(o, "echo")) && !cJSON_IsFalse(j))
+        return refuse(e, "echo", "the prompt is not echoed");
+    if ((j = get(o, "best_of")) && !(cJSON_IsNumber(j) && j->valuedouble == 1))
+        return refuse(e, "best_of", "only best_of = 1");
+    if ((j = get(o, "suffix")))
+        return refuse(e, "suffix", "fill-in-the-middle is not implemented");
+    if ((j = get(o, "logit_bias")) && !(cJSON_IsObject(j) && !j->child))
+        return refuse(e, "logit_bias", "logit biases are not implemented");
+    if ((j = get(o, "audio")) || (j = get(o, "modalities")) || (j = get(o, "prediction")))
+        return refuse(e, j->string, "only text in, text out");
+    return 0;
+}
+
+static int ids_from_array(struct cellm_server *s, const cJSON *a, const char *key,
+                          struct srv_params *p, struct srv_error *e)
+{
+    int n = cJSON_GetArraySize(a);
+    if (n == 0) {
+        cellm_srv_errorf(e, 400, key, "'%s' is empty", key);
+        return -1;
+    }
+    p->prompt = malloc((size_t)n * sizeof *p->prompt);
+    if (!p->prompt) {
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a)
+    {
+        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble))
+            return bad_type(e, key, "a list of integer token ids", x);
+        if (x->valuedouble < 0 || x->valuedouble >= s->vocab) {
+            cellm_srv_errorf(e, 400, key, "'%s'[%d] = %.0f is outside the vocabulary [0, %d)",
+                             key, i, x->valuedouble, s->vocab);
+            return -1;
+        }
+        p->prompt[i++] = (int32_t)x->valuedouble;
+    }
+    p->n_prompt = n;
+    return 0;
+}
+
+static int no_tokenizer(struct srv_error *e, const char *key)
+{
+    cellm_srv_errorf(e, 400, key,
+                     "'%s' needs a tokenizer, and this checkpoint has no tokenizer.json; send "
+                     "token ids in 'prompt_ids' to /v1/completions",
+                     key);
+    return -1;
+}
+
+static int tokenize(struct cellm_server *s, const char *text, int add_special, const char *key,
+                    struct srv_params *p, struct srv_error *e)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct cellm_error ce;
+    if (cellm_tokenizer_encode(s->tok, text, strlen(text), add_special, &ids, &n, &ce)) {
+        cellm_srv_errorf(e, 400, key, "'%s' could not be tokenized: %s", key, ce.msg);
+        return -1;
+    }
+    if (n == 0) {
+        free(ids);
+        cellm_srv_errorf(e, 400, key, "'%s' is empty", key);
+        return -1;
+    }
+    if (n > 0x7fffffff) {
+        free(ids);
+        cellm_srv_errorf(e, 400, key, "'%s' is too long", key);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= s->vocab) {
+            cellm_srv_errorf(e, 400, key,
+                             "'%s' tokenizes to id %d, outside the model's vocabulary [0, %d)",
+                             key, ids[i], s->vocab);
+            free(ids);
+            return -1;
+        }
+    p->prompt = ids;
+    p->n_prompt = (int)n;
+    return 0;
+}
+
+static int completion_prompt(struct cellm_server *s, const cJSON *o, struct srv_params *p,
+                             struct srv_error *e)
+{
+    const cJSON *pi = get(o, "prompt_ids"), *pr = get(o, "prompt");
+    if (pi && pr) {
+        cellm_srv_errorf(e, 400, "prompt_ids", "give either 'prompt' or 'prompt_ids', not both");
+        return -1;
+    }
+    if (pi) {
+        if (!cJSON_IsArray(pi))
+            return bad_type(e, "prompt_ids", "a list of integer token ids", pi);
+        return ids_from_array(s, pi, "prompt_ids", p, e);
+    }
+    if (!pr) {
+        cellm_srv_errorf(e, 400, "prompt", "'prompt' is required");
+        e->code = "missing_required_parameter";
+        return -1;
+    }
+    if (cJSON_IsArray(pr)) {
+        const cJSON *first = pr->child;
+        if (first && cJSON_IsNumber(first))
+            return ids_from_array(s, pr, "prompt", p, e);
+        if (cJSON_GetArraySize(pr) != 1)
+            return refuse(e, "prompt", "exactly one prompt per request (a list of one string)");
+        pr = first;
+    }
+    if (!cJSON_IsString(pr))
+        return bad_type(e, "prompt", "a string or a list of token ids", pr);
+    if (!s->tok)
+        return no_tokenizer(e, "prompt");
+    return tokenize(s, pr->valuestring, 1, "prompt", p, e);
+}
+
+/* A message's content: a string, or a list of {"type": "text", "text": ...} parts. */
+static char *message_content(const cJSON *m, int i, struct srv_error *e)
+{
+    char key[48];
+    snprintf(key, sizeof key, "messages[%d].content", i);
+    const cJSON *c = get(m, "content");
+    if (!c)
+        return strdup("");
+    if (cJSON_IsString(c))
+        return strdup(c->valuestring);
+    if (!cJSON_IsArray(c)) {
+        bad_type(e, key, "a string or a list of text parts", c);
+        return NULL;
+    }
+    size_t len = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c)
+    {
+        const cJSON *t = cJSON_IsObject(part) ? get(part, "type") : NULL;
+        const cJSON *tx = cJSON_IsObject(part) ? get(part, "text") : NULL;
+        if (!t || !cJSON_IsString(t) || strcmp(t->valuestring, "text")) {
+            refuse(e, key, "only text content parts");
+            return NULL;
+        }
+        if (!tx || !cJSON_IsString(tx)) {
+            bad_type(e, key, "a list of text parts with a string 'text'", tx ? tx : part);
+            return NULL;
+        }
+        len += strlen(tx->valuestring);
+    }
+    char *out = malloc(len + 1), *w = out;
+    if (!out)
+        return NULL;
+    cJSON_ArrayForEach(part, c)
+    {
+        const char *t = get(part, "text")->valuestring;
+        size_t n = strlen(t);
+        memcpy(w, t, n);
+        w += n;
+    }
+    *w = 0;
+    return out;
+}
+
+static int chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_params *p,
+                       struct srv_error *e)
+{
+    const cJSON *ms = get(o, "messages");
+    if (!ms) {
+        cellm_srv_errorf(e, 400, "messages", "'messages' is required");
+        e->code = "missing_required_parameter";
+        return -1;
+    }
+    if (!cJSON_IsArray(ms))
+        return bad_type(e, "messages", "a list of messages", ms);
+    int n = cJSON_GetArraySize(ms);
+    if (n == 0) {
+        cellm_srv_errorf(e, 400, "messages", "'messages' is empty");
+        return -1;
+    }
+    const cJSON *kw = get(o, "chat_template_kwargs");
+    if (kw && !cJSON_IsObject(kw))
+        return bad_type(e, "chat_template_kwargs", "an object", kw);
+    struct cellm_chat_message *msgs = calloc((size_t)n, sizeof *msgs);
+    char **contents = calloc((size_t)n, sizeof *contents);
+    char *extra = kw ? cJSON_PrintUnformatted(kw) : NULL;
+    int rc = -1, i = 0;
+    char *text = NULL;
+    if (!msgs || !contents || (kw && !extra)) {
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+        goto out;
+    }
+    const cJSON *m;
+    cJSON_ArrayForEach(m, ms)
+    {
+        char key[48];
+        snprintf(key, sizeof key, "messages[%d]", i);
+        if (!cJSON_IsObject(m)) {
+            bad_type(e, key, "an object", m);
+            goto out;
+        }
+        snprintf(key, sizeof key, "messages[%d].role", i);
+        const cJSON *r = get(m, "role");
+        if (!r || !cJSON_IsString(r)) {
+            if (r)
+                bad_type(e, key, "a string", r);
+            else
+                cellm_srv_errorf(e, 400, key, "'%s' is required", key);
+            goto out;
+        }
+        const char *role = r->valuestring;
+        if (!strcmp(role, "developer"))
+            role = "system";
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) {
+            cellm_srv_errorf(e, 400, key,
+                             "'%s' is '%s'; supported roles are system, developer, user and "
+                             "assistant (tool calling is not implemented)",
+                             key, r->valuestring);
+            goto out;
+        }
+        if (get(m, "tool_calls") || get(m, "function_call")) {
+            snprintf(key, sizeof key, "messages[%d].tool_calls", i);
+            refuse(e, key, "tool calling is not implemented");
+            goto out;
+        }
+        if (!(contents[i] = message_content(m, i, e))) {
+            if (!e->status)
+                cellm_srv_errorf(e, 500, NULL, "out of memory");
+            goto out;
+        }
+        msgs[i].role = role;
+        msgs[i].content = contents[i];
+        i++;
+    }
+    if (!s->tok) {
+        no_tokenizer(e, "messages");
+        goto out;
+    }
+    struct cellm_error ce;
+    if (cellm_tokenizer_chat(s->tok, msgs, (size_t)n, 1, extra, &text, &ce)) {
+        cellm_srv_errorf(e, 400, "messages", "the chat template failed: %s", ce.msg);
+        goto out;
+    }
+    rc = tokenize(s, text, 0, "messages", p, e);
+out:
+    for (int k = 0; contents && k < n; k++)
+        free(contents[k]);
+    free(contents);
+    free(msgs);
+    free(text);
+    cJSON_free(extra);
+    return rc;
+}
+
+static int stop_field(const cJSON *o, struct srv_params *p, struct srv_error *e)
+{
+    const cJSON *st = get(o, "stop");
+    if (!st)
+        return 0;
+    int n = cJSON_IsArray(st) ? cJSON_GetArraySize(st) : 1;
+    if (!cJSON_IsArray(st) && !cJSON_IsString(st))
+        return bad_type(e, "stop", "a string or a list of strings", st);
+    if (n > 16) {
+        cellm_srv_errorf(e, 400, "stop", "'stop' has %d strings; at most 16", n);
+        return -1;
+    }
+    p->stop = calloc((size_t)(n ? n : 1), sizeof *p->stop);
+    if (!p->stop) {
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    const cJSON *x = cJSON_IsArray(st) ? st->child : st;
+    for (; x; x = cJSON_IsArray(st) ? x->next : NULL) {
+        if (!cJSON_IsString(x))
+            return bad_type(e, "stop", "a string or a list of strings", x);
+        if (!x->valuestring[0])
+            continue; /* an empty stop string would end every request at once */
+        if (!(p->stop[p->n_stop++] = strdup(x->valuestring))) {
+            cellm_srv_errorf(e, 500, NULL, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int sampling_fields(const cJSON *o, struct srv_params *p, struct srv_error *e)
+{
+    double v;
+    long long iv;
+    int r;
+    struct cellm_sampler_params *sp = &p->sp;
+    if ((r = num_field(o, "temperature", 0, 2, &v, e)) < 0)
+        return -1;
+    if (r)
+        sp->temperature = (float)v;
+    if ((r = num_field(o, "top_p", 0, 1, &v, e)) < 0)
+        return -1;
+    if (r)
+        sp->top_p = (float)v;
+    if ((r = int_field(o, "top_k", 0, 1e9, &iv, e)) < 0)
+        return -1;
+    if (r)
+        sp->top_k = (int)iv;
+    if ((r = num_field(o, "min_p", 0, 1, &v, e)) < 0)
+        return -1;
+    if (r)
+        sp->min_p = (float)v;
+    if ((r = num_field(o, "presence_penalty", -2, 2, &v, e)) < 0)
+        return -1;
+    if (r)
+        sp->presence_penalty = (float)v;
+    if ((r = num_field(o, "frequency_penalty", -2, 2, &v, e)) < 0)
+        return -1;
+    if (r)
+        sp->frequency_penalty = (float)v;
+    if ((r = num_field(o, "repetition_penalty", 1e-6, 100, &v, e)) < 0)
+        return -1;
+    if (r)
+        sp->repetition_penalty = (float)v;
+    if ((r = int_field(o, "seed", -9.2e18, 9.2e18, &iv, e)) < 0)
+        return -1;
+    if (r)
+        sp->seed = (uint64_t)iv;
+    return 0;
+}
+
+int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t len,
+                    struct srv_req **out, struct srv_error *e)
+{
+    *out = NULL;
+    memset(e, 0, sizeof *e);
+    const char *endp = NULL;
+    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &endp, 0);
+    if (!o) {
+        size_t off = endp && endp >= body ? (size_t)(endp - body) : 0;
+        cellm_srv_errorf(e, 400, NULL, "the request body is not valid JSON (error near byte %zu)",
+                         off);
+        e->code = "invalid_json";
+        return -1;
+    }
+    struct srv_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        cJSON_Delete(o);
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    pthread_cond_init(&r->cv, NULL);
+    r->slot = r->seq = -1;
+    struct srv_params *p = &r->p;
+    p->chat = chat;
+    p->sp = s->sp_default;
+    p->max_tokens = -1;
+    {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        p->sp.seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^
+                     (uint64_t)(uintptr_t)r;
+        r->created = (long long)ts.tv_sec;
+    }
+    const cJSON *j;
+    long long iv;
+    int rc;
+    if (!cJSON_IsObject(o)) {
+        cellm_srv_errorf(e, 400, NULL, "the request body must be a JSON object, got %s",
+                         jtype(o));
+        goto fail;
+    }
+    if ((j = get(o, "model")) && !cJSON_IsString(j)) {
+        bad_type(e, "model", "a string", j);
+        goto fail;
+    }
+    if (check_unsupported(o, chat, e))
+        goto fail;
+    if ((rc = int_field(o, "n", 1, 1e9, &iv, e)) < 0)
+        goto fail;
+    if (rc && iv != 1) {
+        refuse(e, "n", "only n = 1 (one choice per request)");
+        goto fail;
+    }
+    if (bool_field(o, "stream", &p->stream, e) < 0 || bool_field(o, "return_ids", &p->return_ids, e) < 0)
+        goto fail;
+    if ((j = get(o, "stream_options"))) {
+        if (!cJSON_IsObject(j)) {
+            bad_type(e, "stream_options", "an object", j);
+            goto fail;
+        }
+        int iu = 0;
+        if (bool_field(j, "include_usage", &iu, e) < 0) {
+            snprintf(e->param, sizeof e->param, "stream_options.include_usage");
+            goto fail;
+        }
+        p->include_usage = iu;
+    }
+    for (int k = 0; k < 2; k++) {
+        const char *key = k ? "max_completion_tokens" : "max_tokens";
+        if ((rc = int_field(o, key, 1, 1e9, &iv, e)) < 0)
+            goto fail;
+        if (rc)
+            p->max_tokens = (int)iv;
+    }
+    if (stop_field(o, p, e) || sampling_fields(o, p, e))
+        goto fail;
+    if (p->n_stop && !s->tok) {
+        cellm_srv_errorf(e, 400, "stop",
+                         "'stop' needs a tokenizer to match text, and this checkpoint has no "
+                         "tokenizer.json");
+        goto fail;
+    }
+    if ((chat ? chat_prompt(s, o, p, e) : completion_prompt(s, o, p, e)))
+        goto fail;
+    /* the context: prompt plus generated tokens must fit */
+    if (p->n_prompt >= s->ctx_size) {
+        cellm_srv_errorf(e, 400, chat ? "messages" : "prompt",
+                         "the prompt has %d tokens, which leaves no room in the context of %d "
+                         "tokens",
+                         p->n_prompt, s->ctx_size);
+        e->code = "context_length_exceeded";
+        goto fail;
+    }
+    if (p->max_tokens > 0 && p->n_prompt + p->max_tokens > s->ctx_size) {
+        cellm_srv_errorf(e, 400, get(o, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
+                         "the prompt (%d tokens) plus max_tokens (%d) is %d tokens, beyond the "
+                         "context of %d tokens",
+                         p->n_prompt, p->max_tokens, p->n_prompt + p->max_tokens, s->ctx_size);
+        e->code = "context_length_exceeded";
+        goto fail;
+    }
+    if (p->max_tokens < 0) {
+        /* OpenAI's defaults: 16 for legacy completions, the rest of the context for chat */
+        int room = s->ctx_size - p->n_prompt;
+        p->max_tokens = chat ? room : (room < 16 ? room : 16);
+    }
+    cJSON_Delete(o);
+    *out = r;
+    return 0;
+fail:
+    if (!e->status)
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+    cJSON_Delete(o);
+    cellm_srv_req_free(r);
+    return -1;
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static void add_ids(cJSON *o, const char *key, const int32_t *ids, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, key);
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+}
+
+static cJSON *usage(const struct srv_req *r)
+{
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->p.n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", r->n_ids);
+    cJSON_AddNumberToObject(u, "total_tokens", r->p.n_prompt + r->n_ids);
+    return u;
+}
+
+static cJSON *head(const struct cellm_server *s, const struct srv_req *r, const char *object)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", r->id);
+    cJSON_AddStringToObject(o, "object", object);
+    cJSON_AddNumberToObject(o, "created", (double)r->created);
+    cJSON_AddStringToObject(o, "model", s->o.model_name);
+    cJSON_AddStringToObject(o, "system_fingerprint", "cellm");
+    return o;
+}
+
+static char *print(cJSON *o)
+{
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return t;
+}
+
+char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r)
+{
+    int chat = r->p.chat;
+    cJSON *o = head(s, r, chat ? "chat.completion" : "text_completion");
+    cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    char *text = strndup(r->text ? r->text : "", r->text_len);
+    if (chat) {
+        cJSON *m = cJSON_AddObjectToObject(c, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", text ? text : "");
+    } else {
+        cJSON_AddStringToObject(c, "text", text ? text : "");
+    }
+    free(text);
+    cJSON_AddNullToObject(c, "logprobs");
+    cJSON_AddStringToObject(c, "finish_reason", r->finish ? r->finish : "stop");
+    if (r->p.return_ids)
+        add_ids(c, "token_ids", r->ids, r->n_ids);
+    cJSON_AddItemToObject(o, "usage", usage(r));
+    return print(o);
+}
+
+static char *sse(cJSON *o)
+{
+    char *t = print(o);
+    if (!t)
+        return NULL;
+    size_t n = strlen(t);
+    char *ev = malloc(n + 9);
+    if (ev) {
+        memcpy(ev, "data: ", 6);
+        memcpy(ev + 6, t, n);
+        memcpy(ev + 6 + n, "\n\n", 3);
+    }
+    cJSON_free(t);
+    return ev;
+}
+
+char *cellm_srv_chunk(const struct cellm_server *s, const struct srv_req *r, int role,
+                      const char *text, size_t text_len, const int32_t *ids, int n_ids,
+                      const char *finish)
+{
+    int chat = r->p.chat;
+    cJSON *o = head(s, r, chat ? "chat.completion.chunk" : "text_completion");
+    cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    char *t = strndup(text ? text : "", text_len);
+    if (chat) {
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (role)
+            cJSON_AddStringToObject(d, "role", "assistant");
+        if (role || text_len || !finish)
+            cJSON_AddStringToObject(d, "content", t ? t : "");
+    } else {
+        cJSON_AddStringToObject(c, "text", t ? t : "");
+    }
+    free(t);
+    cJSON_AddNullToObject(c, "logprobs");
+    if (finish)
+        cJSON_AddStringToObject(c, "finish_reason", finish);
+    else
+        cJSON_AddNullToObject(c, "finish_reason");
+    if (r->p.return_ids)
+        add_ids(c, "token_ids", ids, n_ids);
+    if (r->p.include_usage)
+        cJSON_AddNullToObject(o, "usage");
+    return sse(o);
+}
+
+char *cellm_srv_usage_chunk(const struct cellm_server *s, const struct srv_req *r)
+{
+    cJSON *o = head(s, r, r->p.chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddArrayToObject(o, "choices");
+    cJSON_AddItemToObject(o, "usage", usage(r));
+    return sse(o);
+}

@@ -1,0 +1,44 @@
+/*
+ * server.h: the OpenAI-compatible HTTP server behind `cellm serve`.
+ *
+ * The CLI loads the model (and, when the checkpoint has one, the tokenizer), fills
+ * struct cellm_server_opts and calls cellm_server_start; the server then runs on its own
+ * threads (HTTP connections, one scheduler) until cellm_server_stop, which ends every
+ * in-flight request with an error, joins all threads and frees everything it allocated.
+ * The model and tokenizer stay owned by the caller and must outlive the server.
+ */
+#ifndef CELLM_SERVER_SERVER_H
+#define CELLM_SERVER_SERVER_H
+
+#include "cellm.h"
+
+/* Largest accepted request body; larger ones get HTTP 413. */
+#define CELLM_SERVER_MAX_BODY (1024 * 1024)
+
+struct cellm_server_opts {
+    const char *host;       /* address to bind ("127.0.0.1", "0.0.0.0", "::", a name) */
+    int port;               /* 0 = any free port (see cellm_server_port) */
+    int parallel;           /* sequences decoded together (slots) */
+    int queue;              /* requests waiting beyond the slots before 503 */
+    int ctx_size;           /* per-request limit of prompt + generated tokens; 0 = model's */
+    const char *api_key;    /* NULL = no authentication */
+    const char *model_name; /* the id reported by /v1/models and in responses */
+    const char *model_dir;  /* generation_config.json defaults for sampling */
+};
+
+struct cellm_server;
+
+/* Creates the context and starts the scheduler and the HTTP daemon. tok may be NULL
+ * (then only prompt_ids requests are served). */
+enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tokenizer *tok,
+                                     const struct cellm_server_opts *opts,
+                                     struct cellm_server **out, struct cellm_error *err);
+
+/* The port the server listens on (useful with port 0). */
+int cellm_server_port(const struct cellm_server *s);
+
+/* Ends in-flight and queued requests with an error, stops HTTP and the scheduler, frees.
+ * Accepts NULL. */
+void cellm_server_stop(struct cellm_server *s);
+
+#endif

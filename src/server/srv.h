@@ -1,0 +1,140 @@
+/*
+ * srv.h: the server's internal pieces and how they share a request.
+ *
+ * A request (struct srv_req) is created by an HTTP connection thread from the validated
+ * body (api.c), handed to the scheduler's queue (sched.c) and read back by the same
+ * connection thread as the scheduler publishes text and ids. Both sides hold a
+ * reference; the last one to let go frees it. Everything the two sides share (output,
+ * done, cancelled, the queue, the metrics) is guarded by the one server mutex `mu`: the
+ * critical sections are a few copies per token, far below the cost of a model step, and
+ * one lock cannot be taken in the wrong order.
+ */
+#ifndef CELLM_SERVER_SRV_H
+#define CELLM_SERVER_SRV_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cellm.h"
+#include "server.h"
+
+/* What a request asks for, after validation. */
+struct srv_params {
+    int chat;          /* /v1/chat/completions (else /v1/completions) */
+    int stream;        /* SSE */
+    int include_usage; /* stream_options.include_usage */
+    int return_ids;    /* extension: token_ids in the response */
+    int32_t *prompt;   /* prompt ids (tokenized text or prompt_ids) */
+    int n_prompt;
+    int max_tokens;    /* generated tokens at most */
+    char **stop;       /* stop strings (not included in the output) */
+    int n_stop;
+    struct cellm_sampler_params sp;
+};
+
+/* An error for the client: HTTP status and an OpenAI-style body. */
+struct srv_error {
+    int status;
+    const char *type;  /* "invalid_request_error", "server_error", ... */
+    const char *code;  /* NULL or a short code */
+    char param[64];    /* "" = none */
+    char msg[512];
+};
+
+struct srv_req {
+    struct srv_params p;
+    char id[48];
+    long long created;
+
+    /* scheduler only */
+    int slot, seq, n_fed;         /* prompt tokens fed so far */
+    int32_t last;                 /* token to feed next in decode */
+    int n_gen;                    /* tokens generated */
+    struct cellm_sampler *smp;
+    struct cellm_detok *detok;
+    char *pend;                   /* decoded text not yet released (stop-string holdback) */
+    size_t pend_len, pend_cap;
+
+    /* shared, under srv->mu */
+    char *text;                   /* released text */
+    size_t text_len, text_cap;
+    int32_t *ids;                 /* generated ids */
+    int n_ids, ids_cap;
+    int done;                     /* finished: finish or err set */
+    const char *finish;           /* "stop", "length" */
+    int failed;                   /* err holds why */
+    struct srv_error err;
+    int cancelled;                /* the client went away */
+    int refs;
+    pthread_cond_t cv;            /* signalled when output or done changes */
+    struct srv_req *next;         /* queue link */
+};
+
+struct srv_metrics {
+    unsigned long long req_completions, req_chat, req_other, req_errors, req_rejected_full;
+    unsigned long long req_cancelled;
+    unsigned long long tokens_in, tokens_out;
+    double prefill_s, decode_s;   /* step time split by token share */
+    unsigned long long prefill_tok, decode_tok;
+    unsigned long long steps;
+};
+
+struct cellm_server {
+    struct cellm_server_opts o;
+    struct cellm_model *model;
+    struct cellm_tokenizer *tok;
+    struct cellm_ctx *ctx;
+    int vocab, ctx_size;
+    int32_t *eos;                 /* model and tokenizer end-of-sequence ids */
+    int n_eos;
+    struct cellm_sampler_params sp_default;
+    char *host_copy, *name_copy, *key_copy, *dir_copy;
+
+    pthread_mutex_t mu;
+    pthread_cond_t sched_cv;      /* wakes the scheduler: new request, cancel, stop */
+    struct srv_req *q_head, *q_tail;
+    int q_len;
+    struct srv_req **slots;       /* [parallel] */
+    int n_active;
+    int stopping;
+    struct srv_metrics m;
+    unsigned long long next_id;
+
+    pthread_t sched_thread;
+    int sched_started;
+    void *daemon;                 /* struct MHD_Daemon */
+    int port;
+};
+
+/* api.c: request bodies to srv_req, srv_req to response bodies. */
+int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t len,
+                    struct srv_req **out, struct srv_error *e);
+/* Sets e (printf-style message). */
+void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* {"error": {...}} as a malloc'd string. */
+char *cellm_srv_error_json(const struct srv_error *e);
+/* The whole non-streaming response body (malloc'd), from a done request. */
+char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r);
+/* One SSE event "data: {...}\n\n" (malloc'd) for a streamed delta. role: the first chat
+ * chunk; finish: NULL or the finish reason; text/ids: the new output (may be empty). */
+char *cellm_srv_chunk(const struct cellm_server *s, const struct srv_req *r, int role,
+                      const char *text, size_t text_len, const int32_t *ids, int n_ids,
+                      const char *finish);
+/* The usage-only chunk of stream_options.include_usage. */
+char *cellm_srv_usage_chunk(const struct cellm_server *s, const struct srv_req *r);
+
+/* sched.c: the queue and the scheduler thread. */
+int cellm_srv_sched_start(struct cellm_server *s, struct cellm_error *err);
+/* Fails everything in flight with "server is shutting down" and joins the thread. */
+void cellm_srv_sched_stop(struct cellm_server *s);
+/* Queues r (takes one more reference). Returns 0, or fills e (503 full / shutting down). */
+int cellm_srv_submit(struct cellm_server *s, struct srv_req *r, struct srv_error *e);
+/* Drops one reference (under no lock); frees on the last. */
+void cellm_srv_req_release(struct cellm_server *s, struct srv_req *r);
+void cellm_srv_req_free(struct srv_req *r);
+/* The Prometheus text of /metrics (malloc'd). */
+char *cellm_srv_metrics_text(struct cellm_server *s);
+
+#endif
