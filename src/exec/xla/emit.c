@@ -1,0 +1,535 @@
+/*
+ * emit.c: the forward pass of struct cellm_desc as one StableHLO module (see emit.h).
+ *
+ * The graph mirrors the CPU executor step by step (src/exec/cpu/cpu.c and ops.c): the
+ * same norms, the half-split RoPE on the first rot_dims of each head, grouped-query
+ * attention over the cache with the causal and sliding-window masks, Gemma's soft-caps,
+ * sandwich norms and embedding scale, StableLM's per-head norms and parallel residual,
+ * fused Phi-3 projections (row views, so one dot each) and Qwen3-MoE routing (softmax,
+ * top-k by repeated argmax with the lowest index winning ties, renormalisation, a
+ * masked-dense combination of all experts). Elementwise formulas are written with the
+ * reference's operation order; every dot is f32 at precision HIGHEST. Weights arrive in
+ * their stored format and are widened (convert) or dequantized (codes unpacked with
+ * shifts and masks, w = s*q + b as two separately rounded ops) inside the graph. The
+ * RoPE angles come in as host-computed cos/sin tables, computed exactly as the CPU does.
+ */
+#include "exec/xla/emit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+
+typedef struct cellm_xh_val val;
+
+struct em {
+    struct cellm_xh *b;
+    const struct cellm_desc *d;
+    const struct cellm_config *c;
+    const struct cellm_xla_plan *p;
+    val *w;    /* [p->n] weight parameters */
+    int T;
+    val tokens, pos0, last, cos_g, sin_g, cos_l, sin_l, zero;
+    val mask_full, mask_win; /* [T, cap] i1 */
+    val *cache;              /* [2 * n_layers] */
+};
+
+#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
+
+static val none(void)
+{
+    val v;
+    memset(&v, 0, sizeof v);
+    return v;
+}
+
+static val P(struct em *e, const char *fmt, int l)
+{
+    char n[48];
+    snprintf(n, sizeof n, fmt, l);
+    int i = cellm_xla_plan_find(e->p, n);
+    return i < 0 ? none() : e->w[i];
+}
+
+static val f32(struct em *e, val x)
+{
+    return cellm_xh_ok(&x) ? cellm_xh_convert(e->b, x, XH_F32) : x;
+}
+
+static val splat(struct em *e, float v, const val *like)
+{
+    return cellm_xh_const_f32(e->b, v, like->rank, like->d);
+}
+
+static val bin(struct em *e, const char *op, val x, val y)
+{
+    return cellm_xh_bin(e->b, op, x, y);
+}
+
+/* x (rank r) broadcast to like's shape, x's dims going to `dims`. */
+static val bc(struct em *e, val x, const val *like, const int64_t *dims)
+{
+    return cellm_xh_bcast(e->b, x, like->rank, like->d, dims);
+}
+
+/* x broadcast along its trailing dims: x's dims are like's leading dims. */
+static val bc_lead(struct em *e, val x, const val *like)
+{
+    int64_t dims[CELLM_XH_MAX_RANK];
+    for (int i = 0; i < x.rank; i++)
+        dims[i] = i;
+    return bc(e, x, like, dims);
+}
+
+/* x broadcast along its leading dims: x's dims are like's trailing dims. */
+static val bc_tail(struct em *e, val x, const val *like)
+{
+    int64_t dims[CELLM_XH_MAX_RANK];
+    for (int i = 0; i < x.rank; i++)
+        dims[i] = like->rank - x.rank + i;
+    return bc(e, x, like, dims);
+}
+
+/* ---- weights --------------------------------------------------------------------------- */
+
+/* [lead.., G] -> [lead.., G*group], each value repeated over its group. */
+static val expand_groups(struct em *e, val x, int group)
+{
+    int64_t d[CELLM_XH_MAX_RANK];
+    int r = x.rank;
+    for (int i = 0; i < r; i++)
+        d[i] = x.d[i];
+    d[r] = group;
+    val like = cellm_xh_shape(XH_F32, r + 1, d);
+    val y = bc_lead(e, x, &like);
+    d[r - 1] *= group;
+    return cellm_xh_reshape(e->b, y, r, d);
+}
+
+/* MLX affine: codes [lead.., W] u32 (LSB-first bit stream per row), scales and biases
+ * [lead.., G]. Returns f32 [lead.., cols] = fl(fl(s * q) + b). */
+static val dequant(struct em *e, val q, val s, val bi, int bits, int group, int64_t cols)
+{
+    int r = q.rank;
+    int64_t d[CELLM_XH_MAX_RANK];
+    for (int i = 0; i < r; i++)
+        d[i] = q.d[i];
+    val codes;
+    if (32 % bits == 0) {
+        /* each word holds 32/bits whole codes */
+        d[r] = 32 / bits;
+        val like = cellm_xh_shape(XH_U32, r + 1, d);
+        val wq = bc_lead(e, q, &like);
+        val sh = cellm_xh_iota(e->b, XH_U32, r + 1, d, r);
+        sh = bin(e, "multiply", sh, cellm_xh_const_int(e->b, XH_U32, bits, r + 1, d));
+        val v = bin(e, "shift_right_logical", wq, sh);
+        v = bin(e, "and", v, cellm_xh_const_int(e->b, XH_U32, (1 << bits) - 1, r + 1, d));
+        d[r - 1] = cols;
+        codes = cellm_xh_reshape(e->b, v, r, d);
+    } else {
+        /* codes straddle words: expand to single bits, regroup by `bits`, weigh and sum */
+        d[r] = 32;
+        val like = cellm_xh_shape(XH_U32, r + 1, d);
+        val wq = bc_lead(e, q, &like);
+        val sh = cellm_xh_iota(e->b, XH_U32, r + 1, d, r);
+        val bit = bin(e, "and", bin(e, "shift_right_logical", wq, sh),
+                      cellm_xh_const_int(e->b, XH_U32, 1, r + 1, d));
+        d[r - 1] = cols;
+        d[r] = bits;
+        bit = cellm_xh_reshape(e->b, bit, r + 1, d);
+        val pw = bin(e, "shift_left", cellm_xh_const_int(e->b, XH_U32, 1, r + 1, d),
+                     cellm_xh_iota(e->b, XH_U32, r + 1, d, r));
+        codes = cellm_xh_reduce(e->b, bin(e, "multiply", bit, pw), "add", 1, DIMS(r), 0);
+    }
+    val qf = cellm_xh_convert(e->b, codes, XH_F32);
+    val sf = expand_groups(e, f32(e, s), group);
+    val bf = expand_groups(e, f32(e, bi), group);
+    return bin(e, "add", bin(e, "multiply", sf, qf), bf);
+}
+
+/* The f32 value of a matrix parameter family named `base` (plain, or _q/_s/_b). */
+static val matrix(struct em *e, const char *base, const struct cellm_weight *w)
+{
+    char n[48];
+    if (w->fmt != CELLM_W_AFFINE)
+        return f32(e, P(e, base, 0));
+    snprintf(n, sizeof n, "%s_q", base);
+    val q = P(e, n, 0);
+    snprintf(n, sizeof n, "%s_s", base);
+    val s = P(e, n, 0);
+    snprintf(n, sizeof n, "%s_b", base);
+    val bi = P(e, n, 0);
+    return dequant(e, q, s, bi, w->bits, w->group, w->cols);
+}
+
+/* y[N, rows] = x[N, cols] . W^T (+ bias). */
+static val linear(struct em *e, val x, const char *base, const struct cellm_weight *w, val bias)
+{
+    val W = matrix(e, base, w);
+    val y = cellm_xh_dot(e->b, x, W, 0, NULL, NULL, 1, 1);
+    if (cellm_xh_ok(&bias))
+        y = bin(e, "add", y, bc_tail(e, f32(e, bias), &y));
+    return y;
+}
+
+static val linear_l(struct em *e, val x, int l, const char *suffix, const struct cellm_weight *w,
+                    const char *bias_suffix)
+{
+    char base[48], bn[48];
+    snprintf(base, sizeof base, "l%d_%s", l, suffix);
+    val bias = none();
+    if (bias_suffix) {
+        snprintf(bn, sizeof bn, "l%d_%s", l, bias_suffix);
+        bias = P(e, bn, 0);
+    }
+    return linear(e, x, base, w, bias);
+}
+
+/* ---- elementwise blocks ---------------------------------------------------------------- */
+
+/* Norm over the last dim of x; w (and b) broadcast over x's trailing dims. */
+static val norm(struct em *e, enum cellm_norm_kind kind, val x, val w, val bias)
+{
+    int r = x.rank;
+    float n = (float)x.d[r - 1], eps = (float)e->c->norm_eps;
+    val y;
+    if (kind == CELLM_NORM_LAYER) {
+        val s = cellm_xh_reduce(e->b, x, "add", 1, DIMS(r - 1), 0);
+        val mean = bin(e, "divide", s, splat(e, n, &s));
+        val dl = bin(e, "subtract", x, bc_lead(e, mean, &x));
+        val v = cellm_xh_reduce(e->b, bin(e, "multiply", dl, dl), "add", 1, DIMS(r - 1), 0);
+        v = bin(e, "divide", v, splat(e, n, &v));
+        val rs = bin(e, "divide", splat(e, 1.0f, &v),
+                     cellm_xh_un(e->b, "sqrt", bin(e, "add", v, splat(e, eps, &v))));
+        y = bin(e, "multiply", dl, bc_lead(e, rs, &x));
+        if (cellm_xh_ok(&w))
+            y = bin(e, "multiply", y, bc_tail(e, f32(e, w), &x));
+        if (cellm_xh_ok(&bias))
+            y = bin(e, "add", y, bc_tail(e, f32(e, bias), &x));
+        return y;
+    }
+    val ss = cellm_xh_reduce(e->b, bin(e, "multiply", x, x), "add", 1, DIMS(r - 1), 0);
+    val v = bin(e, "divide", ss, splat(e, n, &ss));
+    val rs = bin(e, "divide", splat(e, 1.0f, &v),
+                 cellm_xh_un(e->b, "sqrt", bin(e, "add", v, splat(e, eps, &v))));
+    y = bin(e, "multiply", x, bc_lead(e, rs, &x));
+    val wf = bc_tail(e, f32(e, w), &x);
+    if (kind == CELLM_NORM_RMS_PLUS_ONE)
+        return bin(e, "multiply", y, bin(e, "add", splat(e, 1.0f, &wf), wf));
+    return bin(e, "multiply", wf, y);
+}
+
+static val norm_l(struct em *e, val x, int l, const char *wn, const char *bn)
+{
+    char n[48];
+    snprintf(n, sizeof n, "l%d_%s", l, wn);
+    val w = P(e, n, 0), b = none();
+    if (bn) {
+        snprintf(n, sizeof n, "l%d_%s", l, bn);
+        b = P(e, n, 0);
+    }
+    return norm(e, e->c->norm, x, w, b);
+}
+
+/* c * tanh(x / c) */
+static val softcap(struct em *e, val x, double cap)
+{
+    val t = cellm_xh_un(e->b, "tanh", bin(e, "divide", x, splat(e, (float)cap, &x)));
+    return bin(e, "multiply", splat(e, (float)cap, &x), t);
+}
+
+/* act(g) * u, the reference formulas. */
+static val glu(struct em *e, val g, val u)
+{
+    val y;
+    if (e->c->act == CELLM_ACT_SILU) {
+        val den = bin(e, "add", splat(e, 1.0f, &g),
+                      cellm_xh_un(e->b, "exponential", cellm_xh_un(e->b, "negate", g)));
+        y = bin(e, "divide", g, den);
+    } else {
+        const float beta = (float)(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
+        val cube = bin(e, "multiply", bin(e, "multiply", g, g), g);
+        val inner = bin(e, "multiply", splat(e, beta, &g),
+                        bin(e, "add", g, bin(e, "multiply", splat(e, kappa, &g), cube)));
+        val t = bin(e, "add", splat(e, 1.0f, &g), cellm_xh_un(e->b, "tanh", inner));
+        y = bin(e, "multiply", bin(e, "multiply", splat(e, 0.5f, &g), g), t);
+    }
+    return bin(e, "multiply", y, u);
+}
+
+/* Half-split rotation of the first 2*half dims of x [T, H, hd]. */
+static val rope(struct em *e, val x, val cs, val sn)
+{
+    int64_t T = x.d[0], H = x.d[1], hd = x.d[2], half = e->p->half;
+    val x1 = cellm_xh_slice(e->b, x, DIMS(0, 0, 0), DIMS(T, H, half));
+    val x2 = cellm_xh_slice(e->b, x, DIMS(0, 0, half), DIMS(T, H, 2 * half));
+    val c = bc(e, cs, &x1, DIMS(0, 2)), s = bc(e, sn, &x1, DIMS(0, 2));
+    val parts[3];
+    parts[0] = bin(e, "subtract", bin(e, "multiply", x1, c), bin(e, "multiply", x2, s));
+    parts[1] = bin(e, "add", bin(e, "multiply", x2, c), bin(e, "multiply", x1, s));
+    int n = 2;
+    if (2 * half < hd)
+        parts[n++] = cellm_xh_slice(e->b, x, DIMS(0, 0, 2 * half), DIMS(T, H, hd));
+    return cellm_xh_concat(e->b, parts, n, 2);
+}
+
+/* ---- blocks ---------------------------------------------------------------------------- */
+
+static val attention(struct em *e, int l, val h)
+{
+    const struct cellm_config *c = e->c;
+    const struct cellm_layer *L = &e->d->layers[l];
+    struct cellm_xh *b = e->b;
+    int64_t T = e->T, H = c->n_heads, KV = c->n_kv_heads, G = H / KV, hd = c->head_dim;
+    val q = linear_l(e, h, l, "wq", &L->wq, "bq");
+    val k = linear_l(e, h, l, "wk", &L->wk, "bk");
+    val v = linear_l(e, h, l, "wv", &L->wv, "bv");
+    q = cellm_xh_reshape(b, q, 3, DIMS(T, H, hd));
+    k = cellm_xh_reshape(b, k, 3, DIMS(T, KV, hd));
+    v = cellm_xh_reshape(b, v, 3, DIMS(T, KV, hd));
+    if (L->q_norm_heads) {
+        q = norm(e, CELLM_NORM_LAYER, q, P(e, "l%d_q_norm", l), none());
+        k = norm(e, CELLM_NORM_LAYER, k, P(e, "l%d_k_norm", l), none());
+    } else if (c->qk_norm) {
+        q = norm(e, c->norm, q, P(e, "l%d_q_norm", l), none());
+        k = norm(e, c->norm, k, P(e, "l%d_k_norm", l), none());
+    }
+    int local = L->sliding && e->p->local_rope;
+    q = rope(e, q, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
+    k = rope(e, k, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
+    val starts[3] = {e->pos0, e->zero, e->zero};
+    val kc = cellm_xh_dyn_update(b, e->cache[2 * l], k, starts);
+    val vc = cellm_xh_dyn_update(b, e->cache[2 * l + 1], v, starts);
+    e->cache[2 * l] = kc;
+    e->cache[2 * l + 1] = vc;
+    /* scores [KV, T, G, cap] */
+    val q4 = cellm_xh_reshape(b, q, 4, DIMS(T, KV, G, hd));
+    val s = cellm_xh_dot(b, q4, kc, 1, DIMS(1), DIMS(1), 3, 2);
+    s = bin(e, "multiply", s, splat(e, (float)c->attn_scale, &s));
+    if (c->attn_softcap > 0)
+        s = softcap(e, s, c->attn_softcap);
+    val mask = L->sliding && c->window > 0 ? e->mask_win : e->mask_full;
+    val ninf = splat(e, -INFINITY, &s);
+    s = cellm_xh_select(b, bc(e, mask, &s, DIMS(1, 3)), s, ninf);
+    val m = cellm_xh_reduce(b, s, "maximum", 1, DIMS(3), -INFINITY);
+    val ex = cellm_xh_un(b, "exponential", bin(e, "subtract", s, bc_lead(e, m, &s)));
+    val sum = cellm_xh_reduce(b, ex, "add", 1, DIMS(3), 0);
+    val inv = bin(e, "divide", splat(e, 1.0f, &sum), sum);
+    val pr = bin(e, "multiply", ex, bc_lead(e, inv, &ex));
+    /* out [KV, T, G, hd] -> [T, H*hd] */
+    val o = cellm_xh_dot(b, pr, vc, 1, DIMS(0), DIMS(1), 3, 0);
+    o = cellm_xh_transpose(b, o, DIMS(1, 0, 2, 3));
+    o = cellm_xh_reshape(b, o, 2, DIMS(T, H * hd));
+    return linear_l(e, o, l, "wo", &L->wo, "bo");
+}
+
+static val mlp(struct em *e, int l, val h)
+{
+    const struct cellm_layer *L = &e->d->layers[l];
+    val g = linear_l(e, h, l, "wg", &L->w_gate, "bg");
+    val u = linear_l(e, h, l, "wu", &L->w_up, "bu");
+    return linear_l(e, glu(e, g, u), l, "wd", &L->w_down, "bd");
+}
+
+static val moe(struct em *e, int l, val h)
+{
+    const struct cellm_config *c = e->c;
+    const struct cellm_layer *L = &e->d->layers[l];
+    struct cellm_xh *b = e->b;
+    int64_t T = e->T, E = c->n_experts;
+    int K = c->n_experts_used;
+    val r = linear_l(e, h, l, "router", &L->router, NULL); /* [T, E] */
+    val m0 = cellm_xh_reduce(b, r, "maximum", 1, DIMS(1), -INFINITY);
+    val ex = cellm_xh_un(b, "exponential", bin(e, "subtract", r, bc_lead(e, m0, &r)));
+    val sum = cellm_xh_reduce(b, ex, "add", 1, DIMS(1), 0);
+    val pr = bin(e, "multiply", ex, bc_lead(e, bin(e, "divide", splat(e, 1.0f, &sum), sum), &ex));
+    /* top-k: k rounds of argmax (lowest index on ties), each winner then masked out */
+    val iota = cellm_xh_iota(b, XH_I32, 2, DIMS(T, E), 1);
+    val big = cellm_xh_const_int(b, XH_I32, E, 2, DIMS(T, E));
+    val ninf = splat(e, -INFINITY, &pr);
+    val oh[64], wk[64];
+    if (K > 64)
+        K = 64;
+    for (int k = 0; k < K; k++) {
+        val m = cellm_xh_reduce(b, pr, "maximum", 1, DIMS(1), -INFINITY);
+        val eq = cellm_xh_compare(b, "EQ", pr, bc_lead(e, m, &pr));
+        val idx = cellm_xh_reduce(b, cellm_xh_select(b, eq, iota, big), "minimum", 1, DIMS(1), (double)E);
+        oh[k] = cellm_xh_compare(b, "EQ", iota, bc_lead(e, idx, &iota));
+        wk[k] = m;
+        pr = cellm_xh_select(b, oh[k], ninf, pr);
+    }
+    if (c->norm_topk_prob) {
+        val s = wk[0];
+        for (int k = 1; k < K; k++)
+            s = bin(e, "add", s, wk[k]);
+        for (int k = 0; k < K; k++)
+            wk[k] = bin(e, "divide", wk[k], s);
+    }
+    val comb = splat(e, 0.0f, &ninf);
+    for (int k = 0; k < K; k++)
+        comb = cellm_xh_select(b, oh[k], bc_lead(e, wk[k], &comb), comb);
+    /* every expert on every row, combined with the routing weights (zero elsewhere) */
+    char n[48];
+    snprintf(n, sizeof n, "l%d_eg", l);
+    val g = cellm_xh_dot(b, h, matrix(e, n, &L->e_gate[0]), 0, NULL, NULL, 1, 2); /* [T,E,I] */
+    snprintf(n, sizeof n, "l%d_eu", l);
+    val u = cellm_xh_dot(b, h, matrix(e, n, &L->e_up[0]), 0, NULL, NULL, 1, 2);
+    snprintf(n, sizeof n, "l%d_ed", l);
+    val y = cellm_xh_dot(b, glu(e, g, u), matrix(e, n, &L->e_down[0]), 1, DIMS(1), DIMS(0), 2, 2);
+    /* y [E, T, D] */
+    val cw = bc(e, comb, &y, DIMS(1, 0));
+    return cellm_xh_reduce(b, bin(e, "multiply", y, cw), "add", 1, DIMS(0), 0);
+}
+
+/* ---- module ---------------------------------------------------------------------------- */
+
+enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
+{
+    const struct cellm_config *c = &d->cfg;
+    if (c->act != CELLM_ACT_SILU && c->act != CELLM_ACT_GELU_TANH)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: activation exact GELU (erf) is not implemented by the XLA executor; use --device cpu");
+    if (c->rot_dims < 2 || c->rot_dims % 2 || c->rot_dims > c->head_dim)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: %d rotary dims of %d per head are not supported",
+                          c->rot_dims, c->head_dim);
+    if (c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "--device xla: %d heads over %d KV heads",
+                          c->n_heads, c->n_kv_heads);
+    if (c->n_experts_used > 64)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: %d experts per token (at most 64)", c->n_experts_used);
+    return CELLM_OK;
+}
+
+static void declare(struct em *e, const struct cellm_xla_key *k)
+{
+    struct cellm_xh *b = e->b;
+    const struct cellm_config *c = e->c;
+    for (int i = 0; i < e->p->n; i++) {
+        const struct cellm_xla_wparam *w = &e->p->w[i];
+        e->w[i] = cellm_xh_param(b, w->name, w->ty, w->rank, w->d, -1);
+    }
+    int64_t T = k->T, half = e->p->half;
+    e->tokens = cellm_xh_param(b, "tokens", XH_I32, 1, DIMS(T), -1);
+    e->pos0 = cellm_xh_param(b, "pos0", XH_I32, 0, NULL, -1);
+    e->last = k->all_logits ? none() : cellm_xh_param(b, "last", XH_I32, 0, NULL, -1);
+    e->cos_g = cellm_xh_param(b, "cos_g", XH_F32, 2, DIMS(T, half), -1);
+    e->sin_g = cellm_xh_param(b, "sin_g", XH_F32, 2, DIMS(T, half), -1);
+    if (e->p->local_rope) {
+        e->cos_l = cellm_xh_param(b, "cos_l", XH_F32, 2, DIMS(T, half), -1);
+        e->sin_l = cellm_xh_param(b, "sin_l", XH_F32, 2, DIMS(T, half), -1);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        char n[32];
+        int64_t cd[3] = {k->cap, c->n_kv_heads, c->head_dim};
+        snprintf(n, sizeof n, "k_%d", l);
+        e->cache[2 * l] = cellm_xh_param(b, n, XH_F32, 3, cd, 1 + 2 * l);
+        snprintf(n, sizeof n, "v_%d", l);
+        e->cache[2 * l + 1] = cellm_xh_param(b, n, XH_F32, 3, cd, 2 + 2 * l);
+    }
+}
+
+static void masks(struct em *e, int64_t cap)
+{
+    struct cellm_xh *b = e->b;
+    int64_t T = e->T;
+    val qpos = bin(e, "add", cellm_xh_bcast(b, e->pos0, 1, DIMS(T), NULL),
+                   cellm_xh_iota(b, XH_I32, 1, DIMS(T), 0));
+    val kp = cellm_xh_iota(b, XH_I32, 2, DIMS(T, cap), 1);
+    val qp = bc(e, qpos, &kp, DIMS(0));
+    e->mask_full = cellm_xh_compare(b, "LE", kp, qp);
+    int any = 0;
+    for (int l = 0; l < e->c->n_layers; l++)
+        any |= e->d->layers[l].sliding;
+    if (any && e->c->window > 0) {
+        val lo = bin(e, "subtract", qp, cellm_xh_const_int(b, XH_I32, e->c->window, 2, DIMS(T, cap)));
+        e->mask_win = bin(e, "and", e->mask_full, cellm_xh_compare(b, "GT", kp, lo));
+    }
+}
+
+static void forward(struct em *e, const struct cellm_xla_key *k)
+{
+    struct cellm_xh *b = e->b;
+    const struct cellm_desc *d = e->d;
+    const struct cellm_config *c = e->c;
+    e->zero = cellm_xh_const_int(b, XH_I32, 0, 0, NULL);
+    masks(e, k->cap);
+    val x;
+    if (d->embed.fmt == CELLM_W_AFFINE) {
+        val q = cellm_xh_gather_rows(b, P(e, "embed_q", 0), e->tokens);
+        val s = cellm_xh_gather_rows(b, P(e, "embed_s", 0), e->tokens);
+        val bi = cellm_xh_gather_rows(b, P(e, "embed_b", 0), e->tokens);
+        x = dequant(e, q, s, bi, d->embed.bits, d->embed.group, d->embed.cols);
+    } else {
+        x = f32(e, cellm_xh_gather_rows(b, P(e, "embed", 0), e->tokens));
+    }
+    if (c->embed_scale)
+        x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
+    for (int l = 0; l < c->n_layers; l++) {
+        val h = norm_l(e, x, l, "attn_norm", "attn_norm_b");
+        val o = attention(e, l, h);
+        if (c->parallel_residual) {
+            val m = mlp(e, l, h);
+            x = bin(e, "add", bin(e, "add", x, o), m);
+            continue;
+        }
+        if (c->sandwich_norms)
+            o = norm_l(e, o, l, "post_attn_norm", NULL);
+        x = bin(e, "add", x, o);
+        h = norm_l(e, x, l, "ffn_norm", "ffn_norm_b");
+        val m = d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
+        if (c->sandwich_norms)
+            m = norm_l(e, m, l, "post_ffn_norm", NULL);
+        x = bin(e, "add", x, m);
+    }
+    if (!k->all_logits) {
+        val st[2] = {e->last, e->zero};
+        x = cellm_xh_dyn_slice(b, x, st, DIMS(1, c->dim));
+    }
+    x = norm(e, c->norm, x, P(e, "final_norm", 0), P(e, "final_norm_b", 0));
+    val logits = c->tie_embeddings ? linear(e, x, "embed", &d->embed, none())
+                                   : linear(e, x, "head", &d->head, none());
+    if (c->final_softcap > 0)
+        logits = softcap(e, logits, c->final_softcap);
+    cellm_xh_result(b, &logits);
+    for (int i = 0; i < 2 * c->n_layers; i++)
+        cellm_xh_result(b, &e->cache[i]);
+}
+
+enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_xla_plan *p,
+                                 const struct cellm_xla_key *k, char **text, size_t *len,
+                                 struct cellm_error *err)
+{
+    *text = NULL;
+    CELLM_TRY(cellm_xla_supported(d, err));
+    if (k->T < 1 || k->cap < k->T)
+        return cellm_errf(err, CELLM_ERR_ARG, "xla emitter: %d rows over a cache of %d", k->T, k->cap);
+    struct cellm_xh b;
+    cellm_xh_init(&b);
+    struct em e;
+    memset(&e, 0, sizeof e);
+    e.b = &b;
+    e.d = d;
+    e.c = &d->cfg;
+    e.p = p;
+    e.T = k->T;
+    e.w = cellm_calloc((size_t)p->n + 1, sizeof *e.w);
+    e.cache = cellm_calloc(2 * (size_t)d->cfg.n_layers + 1, sizeof *e.cache);
+    if (!e.w || !e.cache) {
+        cellm_free(e.w);
+        cellm_free(e.cache);
+        return cellm_errf(err, CELLM_ERR_NOMEM, "xla emitter: out of memory");
+    }
+    declare(&e, k);
+    forward(&e, k);
+    char name[64];
+    snprintf(name, sizeof name, "cellm_%s_t%d_c%d", k->all_logits ? "all" : "last", k->T, k->cap);
+    enum cellm_status st = cellm_xh_finish(&b, name, text, len, err);
+    cellm_xh_free(&b);
+    cellm_free(e.w);
+    cellm_free(e.cache);
+    return st;
+}

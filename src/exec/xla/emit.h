@@ -1,0 +1,64 @@
+/*
+ * emit.h: the model as StableHLO modules, for the OpenXLA executor.
+ *
+ * A plan lists the weights of a struct cellm_desc as parameters of @main, in their
+ * stored format: F32/F16/BF16 tensors as they are, MLX affine weights as three tensors
+ * (U32 codes, 16-bit scales, 16-bit biases), stacked experts as one [E, ...] tensor made
+ * of E parts. The executor uploads each once; every module declares them in plan order.
+ *
+ * A module computes T rows of one sequence starting at a runtime position, over a KV
+ * cache of `cap` positions. @main's parameters, in order:
+ *     the plan's weights;
+ *     tokens  tensor<T x i32>      (rows past the real count are padding)
+ *     pos0    tensor<i32>          (position of row 0)
+ *     last    tensor<i32>          (only when !all_logits: the row whose logits return)
+ *     cos_g, sin_g  tensor<T x rot/2 x f32>  RoPE tables of the rows (global layers)
+ *     cos_l, sin_l  the same for sliding layers, only when plan.local_rope
+ *     k_0, v_0, k_1, v_1, ...  tensor<cap x n_kv x head_dim x f32>, donated
+ * and its results: logits tensor<(T or 1) x vocab x f32>, then the updated caches in the
+ * same order (result 1 + 2l is k_l, 2 + 2l is v_l).
+ */
+#ifndef CELLM_EXEC_XLA_EMIT_H
+#define CELLM_EXEC_XLA_EMIT_H
+
+#include "exec/xla/hlo.h"
+#include "model/model.h"
+
+struct cellm_xla_wparam {
+    char name[40];
+    enum cellm_xh_ty ty;
+    int rank;
+    int64_t d[3];
+    int nparts;               /* contiguous host pieces, concatenated in order */
+    const uint8_t **parts;    /* [nparts] (owned array; data lives in the checkpoint) */
+    size_t part_bytes;        /* bytes of each piece */
+    size_t bytes;             /* nparts * part_bytes */
+};
+
+struct cellm_xla_plan {
+    struct cellm_xla_wparam *w;
+    int n, cap;
+    int local_rope;           /* sliding layers use their own RoPE frequencies */
+    int half;                 /* rot_dims / 2 */
+};
+
+struct cellm_xla_key {
+    int T;          /* rows per call */
+    int cap;        /* KV positions */
+    int all_logits; /* 1: logits of every row; 0: of row `last` only */
+};
+
+/* Whether the description uses only what the emitter implements (else UNSUPPORTED). */
+enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err);
+enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, struct cellm_xla_plan *p,
+                                       struct cellm_error *err);
+void cellm_xla_plan_free(struct cellm_xla_plan *p);
+/* Index of a parameter by name, or -1. */
+int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name);
+
+/* The module text for key k (cellm_malloc'd). */
+enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_xla_plan *p,
+                                 const struct cellm_xla_key *k, char **text, size_t *len,
+                                 struct cellm_error *err);
+
+#endif

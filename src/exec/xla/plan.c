@@ -1,0 +1,217 @@
+/*
+ * plan.c: the weights of a model as parameters of the StableHLO modules (see emit.h).
+ *
+ * One walk over the description registers every tensor the forward pass reads, under a
+ * name the emitter looks up again ("l3_wq", "l3_wq_q"/"_s"/"_b" for affine parts,
+ * "l3_eg" for stacked expert gates). Nothing is copied: a parameter is a list of
+ * contiguous pieces of the mapped checkpoint (one for a tensor or a row range of a fused
+ * tensor, E for experts stored one tensor each, H for StableLM's per-head norms), which
+ * the executor concatenates only when there is more than one.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "exec/xla/emit.h"
+
+static enum cellm_xh_ty fmt_ty(enum cellm_wfmt f)
+{
+    return f == CELLM_W_F16 ? XH_F16 : f == CELLM_W_BF16 ? XH_BF16 : XH_F32;
+}
+
+static enum cellm_status add(struct cellm_xla_plan *p, const char *name, enum cellm_xh_ty ty,
+                             int rank, const int64_t *d, int nparts, size_t part_bytes,
+                             struct cellm_error *err)
+{
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 64;
+        struct cellm_xla_wparam *w = cellm_realloc(p->w, (size_t)cap * sizeof *w);
+        if (!w)
+            return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+        p->w = w;
+        p->cap = cap;
+    }
+    struct cellm_xla_wparam *w = &p->w[p->n];
+    memset(w, 0, sizeof *w);
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->ty = ty;
+    w->rank = rank;
+    for (int i = 0; i < rank; i++)
+        w->d[i] = d[i];
+    w->parts = cellm_calloc((size_t)nparts, sizeof *w->parts);
+    if (!w->parts)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+    w->nparts = nparts;
+    w->part_bytes = part_bytes;
+    w->bytes = (size_t)nparts * part_bytes;
+    p->n++;
+    return CELLM_OK;
+}
+
+static enum cellm_status add_vec(struct cellm_xla_plan *p, const char *name,
+                                 const struct cellm_vec *v, struct cellm_error *err)
+{
+    if (v->fmt == CELLM_W_NONE)
+        return CELLM_OK;
+    int64_t d[1] = {v->n};
+    size_t es = v->fmt == CELLM_W_F32 ? 4 : 2;
+    CELLM_TRY(add(p, name, fmt_ty(v->fmt), 1, d, 1, (size_t)v->n * es, err));
+    p->w[p->n - 1].parts[0] = v->data;
+    return CELLM_OK;
+}
+
+/* ne stacked matrices (ne 0 = one plain matrix ws[0]). */
+static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
+                                 const struct cellm_weight *ws, int ne, struct cellm_error *err)
+{
+    const struct cellm_weight *w = &ws[0];
+    int n = ne ? ne : 1, r = ne ? 3 : 2;
+    char name[48];
+    for (int e = 1; e < n; e++)
+        if (ws[e].fmt != w->fmt || ws[e].rows != w->rows || ws[e].cols != w->cols ||
+            ws[e].bits != w->bits || ws[e].group != w->group || ws[e].sdtype != w->sdtype)
+            return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                              "xla: experts of %s are stored in different formats; the XLA executor stacks them into one tensor",
+                              w->name ? w->name : base);
+    if (w->fmt != CELLM_W_AFFINE) {
+        int64_t d[3] = {n, w->rows, w->cols};
+        CELLM_TRY(add(p, base, fmt_ty(w->fmt), r, ne ? d : d + 1, n,
+                      (size_t)w->rows * w->row_bytes, err));
+        for (int e = 0; e < n; e++)
+            p->w[p->n - 1].parts[e] = ws[e].data;
+        return CELLM_OK;
+    }
+    int64_t dq[3] = {n, w->rows, w->cols * w->bits / 32};
+    int64_t dg[3] = {n, w->rows, w->cols / w->group};
+    enum cellm_xh_ty sty = w->sdtype == CELLM_DT_BF16 ? XH_BF16 : XH_F16;
+    size_t gb = (size_t)w->rows * (size_t)dg[2] * 2;
+    snprintf(name, sizeof name, "%s_q", base);
+    CELLM_TRY(add(p, name, XH_U32, r, ne ? dq : dq + 1, n, (size_t)w->rows * w->row_bytes, err));
+    for (int e = 0; e < n; e++)
+        p->w[p->n - 1].parts[e] = ws[e].data;
+    snprintf(name, sizeof name, "%s_s", base);
+    CELLM_TRY(add(p, name, sty, r, ne ? dg : dg + 1, n, gb, err));
+    for (int e = 0; e < n; e++)
+        p->w[p->n - 1].parts[e] = ws[e].scales;
+    snprintf(name, sizeof name, "%s_b", base);
+    CELLM_TRY(add(p, name, sty, r, ne ? dg : dg + 1, n, gb, err));
+    for (int e = 0; e < n; e++)
+        p->w[p->n - 1].parts[e] = ws[e].biases;
+    return CELLM_OK;
+}
+
+/* Per-head vectors stacked to [n][hd]. */
+static enum cellm_status add_heads(struct cellm_xla_plan *p, const char *name,
+                                   const struct cellm_vec *v, int n, struct cellm_error *err)
+{
+    for (int h = 1; h < n; h++)
+        if (v[h].fmt != v[0].fmt)
+            return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                              "xla: per-head norm weights of one layer are stored in different formats");
+    int64_t d[2] = {n, v[0].n};
+    size_t es = v[0].fmt == CELLM_W_F32 ? 4 : 2;
+    CELLM_TRY(add(p, name, fmt_ty(v[0].fmt), 2, d, n, (size_t)v[0].n * es, err));
+    for (int h = 0; h < n; h++)
+        p->w[p->n - 1].parts[h] = v[h].data;
+    return CELLM_OK;
+}
+
+int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name)
+{
+    for (int i = 0; i < p->n; i++)
+        if (!strcmp(p->w[i].name, name))
+            return i;
+    return -1;
+}
+
+void cellm_xla_plan_free(struct cellm_xla_plan *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->n; i++)
+        cellm_free(p->w[i].parts);
+    cellm_free(p->w);
+    memset(p, 0, sizeof *p);
+}
+
+static enum cellm_status build_layer(const struct cellm_desc *d, int l, struct cellm_xla_plan *p,
+                                     struct cellm_error *err)
+{
+    const struct cellm_config *c = &d->cfg;
+    const struct cellm_layer *L = &d->layers[l];
+    char n[48];
+#define VEC(suffix, v)                                                                             \
+    do {                                                                                           \
+        snprintf(n, sizeof n, "l%d_%s", l, suffix);                                                \
+        CELLM_TRY(add_vec(p, n, v, err));                                                          \
+    } while (0)
+#define MAT(suffix, w, ne)                                                                         \
+    do {                                                                                           \
+        snprintf(n, sizeof n, "l%d_%s", l, suffix);                                                \
+        CELLM_TRY(add_mat(p, n, w, ne, err));                                                      \
+    } while (0)
+    VEC("attn_norm", &L->attn_norm);
+    VEC("attn_norm_b", &L->attn_norm_b);
+    VEC("post_attn_norm", &L->post_attn_norm);
+    VEC("ffn_norm", &L->ffn_norm);
+    VEC("ffn_norm_b", &L->ffn_norm_b);
+    VEC("post_ffn_norm", &L->post_ffn_norm);
+    MAT("wq", &L->wq, 0);
+    MAT("wk", &L->wk, 0);
+    MAT("wv", &L->wv, 0);
+    MAT("wo", &L->wo, 0);
+    VEC("bq", &L->bq);
+    VEC("bk", &L->bk);
+    VEC("bv", &L->bv);
+    VEC("bo", &L->bo);
+    if (L->q_norm_heads) {
+        snprintf(n, sizeof n, "l%d_q_norm", l);
+        CELLM_TRY(add_heads(p, n, L->q_norm_heads, c->n_heads, err));
+        snprintf(n, sizeof n, "l%d_k_norm", l);
+        CELLM_TRY(add_heads(p, n, L->k_norm_heads, c->n_kv_heads, err));
+    } else if (c->qk_norm) {
+        VEC("q_norm", &L->q_norm);
+        VEC("k_norm", &L->k_norm);
+    }
+    if (L->moe) {
+        MAT("router", &L->router, 0);
+        MAT("eg", L->e_gate, c->n_experts);
+        MAT("eu", L->e_up, c->n_experts);
+        MAT("ed", L->e_down, c->n_experts);
+    } else {
+        MAT("wg", &L->w_gate, 0);
+        MAT("wu", &L->w_up, 0);
+        MAT("wd", &L->w_down, 0);
+        VEC("bg", &L->b_gate);
+        VEC("bu", &L->b_up);
+        VEC("bd", &L->b_down);
+    }
+#undef VEC
+#undef MAT
+    return CELLM_OK;
+}
+
+enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, struct cellm_xla_plan *p,
+                                       struct cellm_error *err)
+{
+    memset(p, 0, sizeof *p);
+    const struct cellm_config *c = &d->cfg;
+    p->half = c->rot_dims / 2;
+    for (int l = 0; l < c->n_layers; l++)
+        if (d->layers[l].sliding && d->layers[l].inv_freq != d->inv_freq_global &&
+            memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)))
+            p->local_rope = 1;
+    enum cellm_status st = add_mat(p, "embed", &d->embed, 0, err);
+    if (!st && !c->tie_embeddings)
+        st = add_mat(p, "head", &d->head, 0, err);
+    if (!st)
+        st = add_vec(p, "final_norm", &d->final_norm, err);
+    if (!st)
+        st = add_vec(p, "final_norm_b", &d->final_norm_b, err);
+    for (int l = 0; !st && l < c->n_layers; l++)
+        st = build_layer(d, l, p, err);
+    if (st)
+        cellm_xla_plan_free(p);
+    return st;
+}

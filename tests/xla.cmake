@@ -1,0 +1,15 @@
+# OpenXLA executor: structural tests of the StableHLO emitter on every fixture family
+# (no PJRT plugin needed), and the message of `--device xla` without a plugin. The runs
+# on a GPU are tests/gpu/xla_run.sh.
+cellm_core_test(test_xla_emit ${CMAKE_CURRENT_LIST_DIR}/test_xla_emit.c)
+add_test(NAME xla/no_plugin_cli
+         COMMAND $<TARGET_FILE:cellm_cli> verify -m ${CELLM_FIXTURES}/llama-tied/bf16
+                 --device xla --pjrt-plugin /nonexistent/xla_cuda_plugin.so)
+set_tests_properties(xla/no_plugin_cli PROPERTIES
+                     PASS_REGULAR_EXPRESSION "--pjrt-plugin PATH or CELLM_PJRT_PLUGIN")
+
+# cellm_xla_bench: load, prefill and decode timings on any device (no tokenizer needed);
+# used by tests/gpu/xla_run.sh beside `cellm bench`.
+add_executable(cellm_xla_bench ${CMAKE_CURRENT_LIST_DIR}/test_xla_bench.c)
+target_include_directories(cellm_xla_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
+target_link_libraries(cellm_xla_bench PRIVATE cellm_core)
