@@ -1,0 +1,832 @@
+/*
+ * cuda.c: the CUDA executor (NVIDIA GPUs), the driver side: uploads, scratch, caches and
+ * the forward pass, which mirrors the CPU reference (src/exec/cpu/cpu.c) block by block.
+ *
+ * Per model: every weight is uploaded once, in its stored format, into one device arena
+ * (F32/F16/BF16 as is; affine codes, scales and biases as is); only norm weights and
+ * biases, a few KB, are widened to f32. Per context: a CUDA stream, a cuBLAS handle,
+ * batch buffers, and one KV cache per sequence, f32 [n_layers][2][cap][kv_dim], grown by
+ * doubling like the CPU's.
+ *
+ * Matrix products: up to gemm_rows-1 rows go through the fused dequantize-and-multiply
+ * kernels (cuda_matvec.cu), which read each weight once per 8 rows. Larger batches
+ * (prefill) use cuBLAS with f32 accumulation and TF32 off: BF16 weights directly against
+ * an exact three-way bf16 split of the f32 activations (hi+mid+lo = x, every product
+ * exact, so this is an f32 dot product in another summation order, on tensor cores);
+ * other formats are dequantized to f32 in row tiles and multiplied in f32.
+ *
+ * The host computes RoPE's cos/sin for the batch's positions with the CPU's own cosf and
+ * sinf, so rotations match the reference bit for bit. MoE routing runs on the GPU, and
+ * the expert assignment comes back to the host to group rows per expert (one sync per
+ * MoE layer).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "cuda_int.h"
+#include "exec/exec.h"
+
+_Static_assert(CU_W_F32 == (int)CELLM_W_F32 && CU_W_F16 == (int)CELLM_W_F16 &&
+                   CU_W_BF16 == (int)CELLM_W_BF16 && CU_W_AFFINE == (int)CELLM_W_AFFINE,
+               "format codes");
+
+#define MAX_ROPE_TABLES 4
+#define TILE_FLOATS ((int64_t)16 << 20) /* dequantized tile for the GEMM path: 64 MB */
+
+struct cu_layer {
+    int sliding, moe, rope_table;
+    struct cu_weight wq, wk, wv, wo, w_gate, w_up, w_down, router;
+    struct cu_weight *e_gate, *e_up, *e_down; /* [n_experts] */
+    float *attn_norm, *attn_norm_b, *post_attn_norm, *ffn_norm, *ffn_norm_b, *post_ffn_norm;
+    float *bq, *bk, *bv, *bo, *q_norm, *k_norm, *qn_heads, *kn_heads, *b_gate, *b_up, *b_down;
+};
+
+struct cu_model {
+    const struct cellm_desc *d;
+    int dev;
+    char desc[384];
+    char *arena;          /* every device weight and vector */
+    size_t arena_bytes;
+    struct cu_weight embed, head;
+    float *final_norm, *final_norm_b;
+    struct cu_layer *layers;
+    int n_tables;
+    const float *tables[MAX_ROPE_TABLES]; /* distinct inv_freq arrays of the layers */
+    int gemm_rows;        /* batches of at least this many rows use cuBLAS */
+    int split3;           /* BF16 weights: exact bf16x3 split on tensor cores */
+};
+
+struct cu_seq {
+    float *kv;            /* [n_layers][2][cap][kv_dim] */
+    int64_t cap;
+};
+
+struct cu_ctx {
+    struct cu_model *m;
+    const struct cellm_desc *d;
+    cudaStream_t st;
+    cublasHandle_t blas;
+    int max_seqs;
+    struct cu_seq *seqs;
+    int rows_cap;
+    float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *logits;
+    float *router, *moe_out, *moe_w, *moe_x, *moe_g, *moe_u, *moe_y;
+    int32_t *moe_idx, *moe_map;
+    int32_t *h_idx, *h_map; /* host copies */
+    struct cu_row *rows;  /* device */
+    float *cs;            /* device [tables][rows][half][2] */
+    void *stage;          /* pinned host: rows then cs */
+    size_t stage_cap;
+    float *part;          /* attention partials */
+    size_t part_cap;
+    float *tile;          /* GEMM dequantized tile */
+    size_t tile_cap;
+    uint16_t *split;      /* 3 x [rows][max_cols] bf16 */
+    size_t split_cap;
+    int64_t max_cols;
+};
+
+#define CU_TRY(call)                                                                               \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return cellm_errf(err, CELLM_ERR_DEVICE, "cuda: %s (%s:%d)", cudaGetErrorString(e_),   \
+                              __FILE__, __LINE__);                                                 \
+    } while (0)
+
+#define K_TRY(call)                                                                                \
+    do {                                                                                           \
+        int e_ = (call);                                                                           \
+        if (e_)                                                                                    \
+            return cellm_errf(err, CELLM_ERR_DEVICE, "cuda kernel: %s (%s:%d)",                    \
+                              cudaGetErrorString((cudaError_t)e_), __FILE__, __LINE__);            \
+    } while (0)
+
+#define BLAS_TRY(call)                                                                             \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return cellm_errf(err, CELLM_ERR_DEVICE, "cublas: %s (%s:%d)",                         \
+                              cublasGetStatusString(s_), __FILE__, __LINE__);                      \
+    } while (0)
+
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* ---- upload ---------------------------------------------------------------------------- */
+
+/* Two passes over the same calls: the first (base == NULL) only counts bytes. */
+struct uploader {
+    char *base;
+    size_t off;
+    cudaError_t e;
+};
+
+static void *up_bytes(struct uploader *u, const void *src, size_t n)
+{
+    size_t at = u->off;
+    u->off += (n + 255) & ~(size_t)255;
+    if (!u->base || !n)
+        return u->base ? u->base + at : NULL;
+    if (u->e == cudaSuccess)
+        u->e = cudaMemcpy(u->base + at, src, n, cudaMemcpyHostToDevice);
+    return u->base + at;
+}
+
+static float *up_vec(struct uploader *u, const struct cellm_vec *v, enum cellm_status *st)
+{
+    if (v->fmt == CELLM_W_NONE || v->n == 0)
+        return NULL;
+    size_t n = (size_t)v->n * sizeof(float);
+    if (!u->base) {
+        up_bytes(u, NULL, n);
+        return NULL;
+    }
+    float *tmp = cellm_malloc(n);
+    if (!tmp) {
+        *st = CELLM_ERR_NOMEM;
+        return NULL;
+    }
+    cellm_vec_get(v, tmp);
+    float *d = up_bytes(u, tmp, n);
+    cellm_free(tmp);
+    return d;
+}
+
+static void up_weight(struct uploader *u, const struct cellm_weight *w, struct cu_weight *o)
+{
+    memset(o, 0, sizeof *o);
+    if (w->fmt == CELLM_W_NONE)
+        return;
+    o->fmt = (int)w->fmt;
+    o->rows = w->rows;
+    o->cols = w->cols;
+    o->row_bytes = (int64_t)w->row_bytes;
+    o->data = up_bytes(u, w->data, (size_t)w->rows * w->row_bytes);
+    if (w->fmt == CELLM_W_AFFINE) {
+        size_t sb = (size_t)w->rows * (size_t)(w->cols / w->group) * 2;
+        o->bits = w->bits;
+        o->group = w->group;
+        o->s_bf16 = w->sdtype == CELLM_DT_BF16;
+        o->scales = up_bytes(u, w->scales, sb);
+        o->biases = up_bytes(u, w->biases, sb);
+    }
+}
+
+/* Checks what the kernels assume of a weight used in products. */
+static enum cellm_status check_weight(const struct cellm_weight *w, struct cellm_error *err)
+{
+    if (w->fmt == CELLM_W_NONE)
+        return CELLM_OK;
+    if (w->cols % 32 && w->fmt == CELLM_W_AFFINE)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: tensor %s: %lld columns, expected a multiple of 32",
+                          w->name ? w->name : "?", (long long)w->cols);
+    if (w->cols % 8)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: tensor %s: %lld columns, expected a multiple of 8",
+                          w->name ? w->name : "?", (long long)w->cols);
+    if (w->fmt == CELLM_W_AFFINE && (w->group % 32 || w->bits < 2 || w->bits > 8 || w->bits == 7))
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: tensor %s: %d-bit affine with group %d is not supported",
+                          w->name ? w->name : "?", w->bits, w->group);
+    return CELLM_OK;
+}
+
+static enum cellm_status upload_all(struct cu_model *m, struct uploader *u)
+{
+    const struct cellm_desc *d = m->d;
+    const struct cellm_config *cfg = &d->cfg;
+    enum cellm_status st = CELLM_OK;
+    up_weight(u, &d->embed, &m->embed);
+    if (d->head.data == d->embed.data && d->head.fmt == d->embed.fmt)
+        m->head = m->embed;
+    else
+        up_weight(u, &d->head, &m->head);
+    m->final_norm = up_vec(u, &d->final_norm, &st);
+    m->final_norm_b = up_vec(u, &d->final_norm_b, &st);
+    int hd = cfg->head_dim;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cellm_layer *L = &d->layers[l];
+        struct cu_layer *C = &m->layers[l];
+        C->sliding = L->sliding;
+        C->moe = L->moe;
+        up_weight(u, &L->wq, &C->wq);
+        up_weight(u, &L->wk, &C->wk);
+        up_weight(u, &L->wv, &C->wv);
+        up_weight(u, &L->wo, &C->wo);
+        up_weight(u, &L->w_gate, &C->w_gate);
+        up_weight(u, &L->w_up, &C->w_up);
+        up_weight(u, &L->w_down, &C->w_down);
+        up_weight(u, &L->router, &C->router);
+        if (L->moe && L->e_gate)
+            for (int e = 0; e < cfg->n_experts; e++) {
+                up_weight(u, &L->e_gate[e], &C->e_gate[e]);
+                up_weight(u, &L->e_up[e], &C->e_up[e]);
+                up_weight(u, &L->e_down[e], &C->e_down[e]);
+            }
+        C->attn_norm = up_vec(u, &L->attn_norm, &st);
+        C->attn_norm_b = up_vec(u, &L->attn_norm_b, &st);
+        C->post_attn_norm = up_vec(u, &L->post_attn_norm, &st);
+        C->ffn_norm = up_vec(u, &L->ffn_norm, &st);
+        C->ffn_norm_b = up_vec(u, &L->ffn_norm_b, &st);
+        C->post_ffn_norm = up_vec(u, &L->post_ffn_norm, &st);
+        C->bq = up_vec(u, &L->bq, &st);
+        C->bk = up_vec(u, &L->bk, &st);
+        C->bv = up_vec(u, &L->bv, &st);
+        C->bo = up_vec(u, &L->bo, &st);
+        C->q_norm = cfg->qk_norm && !L->q_norm_heads ? up_vec(u, &L->q_norm, &st) : NULL;
+        C->k_norm = cfg->qk_norm && !L->k_norm_heads ? up_vec(u, &L->k_norm, &st) : NULL;
+        C->b_gate = up_vec(u, &L->b_gate, &st);
+        C->b_up = up_vec(u, &L->b_up, &st);
+        C->b_down = up_vec(u, &L->b_down, &st);
+        C->qn_heads = C->kn_heads = NULL;
+        if (L->q_norm_heads) {
+            /* per-head LayerNorm weights, concatenated [H][hd] */
+            size_t n = (size_t)cfg->n_heads * hd, nk = (size_t)cfg->n_kv_heads * hd;
+            float *tmp = u->base ? cellm_malloc((n + nk) * sizeof(float)) : NULL;
+            if (u->base && !tmp)
+                return CELLM_ERR_NOMEM;
+            if (tmp) {
+                for (int h = 0; h < cfg->n_heads; h++)
+                    for (int i = 0; i < hd; i++)
+                        tmp[(size_t)h * hd + i] = L->q_norm_heads[h].fmt == CELLM_W_NONE ? 1.0f : cellm_vec_at(&L->q_norm_heads[h], i);
+                for (int h = 0; h < cfg->n_kv_heads; h++)
+                    for (int i = 0; i < hd; i++)
+                        tmp[n + (size_t)h * hd + i] = L->k_norm_heads[h].fmt == CELLM_W_NONE ? 1.0f : cellm_vec_at(&L->k_norm_heads[h], i);
+            }
+            C->qn_heads = up_bytes(u, tmp, n * sizeof(float));
+            C->kn_heads = up_bytes(u, tmp ? tmp + n : NULL, nk * sizeof(float));
+            cellm_free(tmp);
+        }
+    }
+    return st;
+}
+
+static void cu_model_free(void *p)
+{
+    struct cu_model *m = p;
+    if (!m)
+        return;
+    if (m->arena)
+        cudaFree(m->arena);
+    if (m->layers) {
+        for (int l = 0; l < m->d->cfg.n_layers; l++) {
+            cellm_free(m->layers[l].e_gate);
+            cellm_free(m->layers[l].e_up);
+            cellm_free(m->layers[l].e_down);
+        }
+        cellm_free(m->layers);
+    }
+    cellm_free(m);
+}
+
+static int env_int(const char *name, int def)
+{
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : def;
+}
+
+static enum cellm_status cu_model_new(const struct cellm_desc *d,
+                                      const struct cellm_model_params *mp, void **out,
+                                      struct cellm_error *err)
+{
+    (void)mp;
+    const struct cellm_config *cfg = &d->cfg;
+    int ndev = 0;
+    cudaError_t ce = cudaGetDeviceCount(&ndev);
+    if (ce != cudaSuccess || ndev == 0)
+        return cellm_errf(err, CELLM_ERR_DEVICE, "--device cuda: no usable CUDA device (%s)",
+                          ce != cudaSuccess ? cudaGetErrorString(ce) : "none found");
+    if (cfg->head_dim % 4 || cfg->head_dim > 256)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: head_dim %d: expected a multiple of 4 up to 256", cfg->head_dim);
+    const struct cellm_weight *ws[] = {&d->head};
+    CELLM_TRY(check_weight(ws[0], err));
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cellm_layer *L = &d->layers[l];
+        const struct cellm_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down, &L->router};
+        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
+            CELLM_TRY(check_weight(lw[i], err));
+        if (L->moe && L->e_gate)
+            for (int e = 0; e < cfg->n_experts; e++) {
+                CELLM_TRY(check_weight(&L->e_gate[e], err));
+                CELLM_TRY(check_weight(&L->e_up[e], err));
+                CELLM_TRY(check_weight(&L->e_down[e], err));
+            }
+    }
+    struct cu_model *m = cellm_calloc(1, sizeof *m);
+    if (!m)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+    m->d = d;
+    m->gemm_rows = env_int("CELLM_CUDA_GEMM_ROWS", 32);
+    if (m->gemm_rows < 1)
+        m->gemm_rows = 1;
+    m->split3 = env_int("CELLM_CUDA_SPLIT3", 1);
+    m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
+    if (!m->layers)
+        goto nomem;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cellm_layer *L = &d->layers[l];
+        struct cu_layer *C = &m->layers[l];
+        int t = 0;
+        while (t < m->n_tables && m->tables[t] != L->inv_freq)
+            t++;
+        if (t == m->n_tables) {
+            if (t == MAX_ROPE_TABLES) {
+                cu_model_free(m);
+                return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: more than %d RoPE tables", MAX_ROPE_TABLES);
+            }
+            m->tables[m->n_tables++] = L->inv_freq;
+        }
+        C->rope_table = t;
+        if (L->moe && L->e_gate) {
+            C->e_gate = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_gate);
+            C->e_up = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_up);
+            C->e_down = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_down);
+            if (!C->e_gate || !C->e_up || !C->e_down)
+                goto nomem;
+        }
+    }
+    struct uploader u = {0};
+    enum cellm_status st = upload_all(m, &u);
+    if (st) {
+        cu_model_free(m);
+        return cellm_errf(err, st, "cuda executor: out of memory");
+    }
+    m->arena_bytes = u.off;
+    ce = cudaMalloc((void **)&m->arena, m->arena_bytes ? m->arena_bytes : 256);
+    if (ce != cudaSuccess) {
+        cu_model_free(m);
+        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: cannot allocate %.2f GB for the weights: %s",
+                          (double)u.off / 1e9, cudaGetErrorString(ce));
+    }
+    u = (struct uploader){m->arena, 0, cudaSuccess};
+    st = upload_all(m, &u);
+    if (st || u.e != cudaSuccess) {
+        cu_model_free(m);
+        if (st)
+            return cellm_errf(err, st, "cuda executor: out of memory");
+        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: uploading weights: %s", cudaGetErrorString(u.e));
+    }
+    struct cudaDeviceProp prop;
+    cudaGetDevice(&m->dev);
+    if (cudaGetDeviceProperties(&prop, m->dev) == cudaSuccess)
+        snprintf(m->desc, sizeof m->desc, "cuda %s (sm_%d%d, %d SMs), %.2f GB of weights", prop.name,
+                 prop.major, prop.minor, prop.multiProcessorCount, (double)m->arena_bytes / 1e9);
+    else
+        snprintf(m->desc, sizeof m->desc, "cuda");
+    *out = m;
+    return CELLM_OK;
+nomem:
+    cu_model_free(m);
+    return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+}
+
+static const char *cu_describe(void *p)
+{
+    return ((struct cu_model *)p)->desc;
+}
+
+/* ---- context --------------------------------------------------------------------------- */
+
+static void dfree(void *p)
+{
+    if (p)
+        cudaFree(p);
+}
+
+static void free_rows(struct cu_ctx *c)
+{
+    void *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->o, c->gate, c->up, c->logits,
+                    c->router, c->moe_out, c->moe_w, c->moe_x, c->moe_g, c->moe_u, c->moe_y,
+                    c->moe_idx, c->moe_map, c->rows, c->cs};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        dfree(bufs[i]);
+    c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
+    c->router = c->moe_out = c->moe_w = c->moe_x = c->moe_g = c->moe_u = c->moe_y = NULL;
+    c->moe_idx = c->moe_map = NULL;
+    c->rows = NULL;
+    c->cs = NULL;
+    cellm_free(c->h_idx);
+    cellm_free(c->h_map);
+    c->h_idx = c->h_map = NULL;
+    c->rows_cap = 0;
+}
+
+static void cu_ctx_free(void *p)
+{
+    struct cu_ctx *c = p;
+    if (!c)
+        return;
+    if (c->st)
+        cudaStreamSynchronize(c->st);
+    for (int i = 0; i < c->max_seqs && c->seqs; i++)
+        dfree(c->seqs[i].kv);
+    cellm_free(c->seqs);
+    free_rows(c);
+    dfree(c->part);
+    dfree(c->tile);
+    dfree(c->split);
+    if (c->stage)
+        cudaFreeHost(c->stage);
+    if (c->blas)
+        cublasDestroy(c->blas);
+    if (c->st)
+        cudaStreamDestroy(c->st);
+    cellm_free(c);
+}
+
+static enum cellm_status cu_ctx_new(void *dm, int max_seqs, void **out, struct cellm_error *err)
+{
+    struct cu_model *m = dm;
+    const struct cellm_config *cfg = &m->d->cfg;
+    struct cu_ctx *c = cellm_calloc(1, sizeof *c);
+    if (!c)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+    c->m = m;
+    c->d = m->d;
+    c->max_seqs = max_seqs;
+    c->seqs = cellm_calloc((size_t)max_seqs, sizeof *c->seqs);
+    if (!c->seqs) {
+        cu_ctx_free(c);
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+    }
+    int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
+    c->max_cols = max64(max64(cfg->dim, qd), max64(cfg->ffn_dim, cfg->moe_ffn_dim));
+    enum cellm_status st = CELLM_OK;
+    cudaError_t e = cudaSetDevice(m->dev);
+    if (e == cudaSuccess)
+        e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
+    if (e != cudaSuccess)
+        st = cellm_errf(err, CELLM_ERR_DEVICE, "cuda: %s", cudaGetErrorString(e));
+    else {
+        cublasStatus_t bs = cublasCreate(&c->blas);
+        if (bs == CUBLAS_STATUS_SUCCESS)
+            bs = cublasSetStream(c->blas, c->st);
+        if (bs == CUBLAS_STATUS_SUCCESS)
+            bs = cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32 */
+        if (bs != CUBLAS_STATUS_SUCCESS)
+            st = cellm_errf(err, CELLM_ERR_DEVICE, "cublas: %s", cublasGetStatusString(bs));
+    }
+    if (st) {
+        cu_ctx_free(c);
+        return st;
+    }
+    *out = c;
+    return CELLM_OK;
+}
+
+static void cu_seq_truncate(void *p, int seq, int from)
+{
+    struct cu_ctx *c = p;
+    if (seq < 0 || seq >= c->max_seqs)
+        return;
+    if (from == 0 && c->seqs[seq].kv) {
+        cudaStreamSynchronize(c->st);
+        cudaFree(c->seqs[seq].kv);
+        c->seqs[seq].kv = NULL;
+        c->seqs[seq].cap = 0;
+    }
+}
+
+static enum cellm_status dgrow(void **p, size_t *cap, size_t need, struct cellm_error *err)
+{
+    if (need <= *cap)
+        return CELLM_OK;
+    if (*p) {
+        cudaFree(*p);
+        *p = NULL;
+        *cap = 0;
+    }
+    CU_TRY(cudaMalloc(p, need));
+    *cap = need;
+    return CELLM_OK;
+}
+
+#define DALLOC(ptr, count)                                                                         \
+    do {                                                                                           \
+        size_t n_ = (size_t)(count) * sizeof *(ptr);                                               \
+        CU_TRY(cudaMalloc((void **)&(ptr), n_ ? n_ : 16));                                         \
+    } while (0)
+
+static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_error *err)
+{
+    if (n <= c->rows_cap)
+        return CELLM_OK;
+    const struct cellm_config *cfg = &c->d->cfg;
+    cudaStreamSynchronize(c->st);
+    free_rows(c);
+    size_t r = (size_t)(n < 8 ? 8 : n);
+    size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    size_t ffn = (size_t)max64(cfg->ffn_dim, 1), dim = (size_t)cfg->dim;
+    DALLOC(c->x, r * dim);
+    DALLOC(c->h, r * dim);
+    DALLOC(c->o, r * dim);
+    DALLOC(c->q, r * qd);
+    DALLOC(c->k, r * kd);
+    DALLOC(c->v, r * kd);
+    DALLOC(c->att, r * qd);
+    DALLOC(c->gate, r * ffn);
+    DALLOC(c->up, r * ffn);
+    DALLOC(c->logits, r * (size_t)cfg->vocab);
+    DALLOC(c->rows, r);
+    DALLOC(c->cs, (size_t)MAX_ROPE_TABLES * r * (size_t)(cfg->rot_dims / 2 + 1) * 2);
+    if (cfg->n_experts) {
+        size_t K = (size_t)cfg->n_experts_used, mi = (size_t)cfg->moe_ffn_dim;
+        DALLOC(c->router, r * (size_t)cfg->n_experts);
+        DALLOC(c->moe_out, r * K * dim);
+        DALLOC(c->moe_w, r * K);
+        DALLOC(c->moe_idx, r * K);
+        DALLOC(c->moe_map, r * K);
+        DALLOC(c->moe_x, r * K * dim);
+        DALLOC(c->moe_g, r * K * mi);
+        DALLOC(c->moe_u, r * K * mi);
+        DALLOC(c->moe_y, r * K * dim);
+        c->h_idx = cellm_malloc(r * K * sizeof(int32_t));
+        c->h_map = cellm_malloc(r * K * sizeof(int32_t));
+        if (!c->h_idx || !c->h_map)
+            return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+    }
+    size_t stage = r * sizeof(struct cu_row) + (size_t)MAX_ROPE_TABLES * r * (size_t)(cfg->rot_dims / 2 + 1) * 2 * sizeof(float);
+    if (stage > c->stage_cap) {
+        if (c->stage)
+            cudaFreeHost(c->stage);
+        c->stage = NULL;
+        c->stage_cap = 0;
+        CU_TRY(cudaMallocHost(&c->stage, stage));
+        c->stage_cap = stage;
+    }
+    c->rows_cap = (int)r;
+    return CELLM_OK;
+}
+
+static enum cellm_status reserve_seq(struct cu_ctx *c, struct cu_seq *s, int need, struct cellm_error *err)
+{
+    if (need <= s->cap)
+        return CELLM_OK;
+    const struct cellm_config *cfg = &c->d->cfg;
+    int64_t kd = (int64_t)cfg->n_kv_heads * cfg->head_dim, L = cfg->n_layers;
+    int64_t cap = s->cap ? s->cap : 256;
+    while (cap < need)
+        cap *= 2;
+    if (cap > cfg->max_pos && need <= cfg->max_pos)
+        cap = cfg->max_pos;
+    float *kv;
+    cudaError_t e = cudaMalloc((void **)&kv, (size_t)(L * 2 * cap * kd) * sizeof(float));
+    if (e != cudaSuccess)
+        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: cannot grow a KV cache to %lld positions: %s",
+                          (long long)cap, cudaGetErrorString(e));
+    if (s->kv) {
+        for (int64_t p = 0; p < L * 2; p++)
+            CU_TRY(cudaMemcpyAsync(kv + p * cap * kd, s->kv + p * s->cap * kd,
+                                   (size_t)(s->cap * kd) * sizeof(float), cudaMemcpyDeviceToDevice, c->st));
+        CU_TRY(cudaStreamSynchronize(c->st));
+        cudaFree(s->kv);
+    }
+    s->kv = kv;
+    s->cap = cap;
+    return CELLM_OK;
+}
+
+/* ---- blocks ---------------------------------------------------------------------------- */
+
+/* y[t] = W x[t] (+ bias), n rows. */
+static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const float *x, int64_t ldx,
+                            int n, float *y, int64_t ldy, const float *bias, struct cellm_error *err)
+{
+    if (n < c->m->gemm_rows)
+        K_TRY(cellm_cu_matvec(w, x, ldx, n, y, ldy, bias, c->st));
+    else {
+        const float one = 1.0f, zero = 0.0f;
+        if (w->fmt == CU_W_BF16 && c->m->split3) {
+            size_t per = (size_t)n * (size_t)w->cols;
+            CELLM_TRY(dgrow((void **)&c->split, &c->split_cap, 3 * per * sizeof(uint16_t), err));
+            K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per, c->split + 2 * per, c->st));
+            for (int p = 0; p < 3; p++)
+                BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols, &one,
+                                      w->data, CUDA_R_16BF, (int)w->cols, c->split + p * per, CUDA_R_16BF,
+                                      (int)w->cols, p ? &one : &zero, y, CUDA_R_32F, (int)ldy,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        } else if (w->fmt == CU_W_F32) {
+            BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols, &one,
+                                  w->data, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F, (int)ldx, &zero, y,
+                                  CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        } else {
+            int64_t tr = TILE_FLOATS / w->cols;
+            if (tr > w->rows)
+                tr = w->rows;
+            CELLM_TRY(dgrow((void **)&c->tile, &c->tile_cap, (size_t)(tr * w->cols) * sizeof(float), err));
+            for (int64_t r0 = 0; r0 < w->rows; r0 += tr) {
+                int64_t nr = w->rows - r0 < tr ? w->rows - r0 : tr;
+                K_TRY(cellm_cu_dequant(w, r0, nr, c->tile, c->st));
+                BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)w->cols, &one,
+                                      c->tile, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F, (int)ldx, &zero,
+                                      y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            }
+        }
+        if (bias)
+            K_TRY(cellm_cu_add_bias(y, ldy, n, w->rows, bias, c->st));
+    }
+    return CELLM_OK;
+}
+
+static enum cellm_status dense_mlp(struct cu_ctx *c, const struct cu_weight *wg, const struct cu_weight *wu,
+                                   const struct cu_weight *wd, const float *bg, const float *bu,
+                                   const float *bd, const float *x, int n, float *gate, float *up,
+                                   float *out, struct cellm_error *err)
+{
+    int64_t I = wg->rows, dim = c->d->cfg.dim;
+    CELLM_TRY(mm(c, wg, x, dim, n, gate, I, NULL, err));
+    CELLM_TRY(mm(c, wu, x, dim, n, up, I, NULL, err));
+    K_TRY(cellm_cu_glu(gate, up, n, I, bg, bu, (int)c->d->cfg.act, c->st));
+    return mm(c, wd, gate, I, n, out, dim, bd, err);
+}
+
+static enum cellm_status moe(struct cu_ctx *c, const struct cu_layer *L, const float *x, int n,
+                             float *out, struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int E = cfg->n_experts, K = cfg->n_experts_used, dim = cfg->dim;
+    CELLM_TRY(mm(c, &L->router, x, dim, n, c->router, E, NULL, err));
+    K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx, c->moe_w, c->st));
+    CU_TRY(cudaMemcpyAsync(c->h_idx, c->moe_idx, (size_t)n * K * sizeof(int32_t), cudaMemcpyDeviceToHost, c->st));
+    CU_TRY(cudaStreamSynchronize(c->st));
+    /* rows per expert, concatenated: map entries are i*K + k */
+    int starts[1025], total = 0;
+    if (E > 1024)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: %d experts (at most 1024)", E);
+    for (int e = 0; e < E; e++) {
+        starts[e] = total;
+        for (int j = 0; j < n * K; j++)
+            if (c->h_idx[j] == e)
+                c->h_map[total++] = j;
+    }
+    starts[E] = total;
+    CU_TRY(cudaMemcpyAsync(c->moe_map, c->h_map, (size_t)total * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
+    for (int e = 0; e < E; e++) {
+        int m = starts[e + 1] - starts[e];
+        if (!m)
+            continue;
+        const int32_t *map = c->moe_map + starts[e];
+        K_TRY(cellm_cu_gather_rows(x, map, K, m, dim, c->moe_x, c->st));
+        CELLM_TRY(dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL, NULL, c->moe_x, m,
+                            c->moe_g, c->moe_u, c->moe_y, err));
+        K_TRY(cellm_cu_scatter_rows(c->moe_y, map, m, dim, c->moe_out, c->st));
+    }
+    K_TRY(cellm_cu_moe_combine(c->moe_out, c->moe_w, n, K, dim, out, c->st));
+    /* the host map must outlive the copy above */
+    CU_TRY(cudaStreamSynchronize(c->st));
+    return CELLM_OK;
+}
+
+static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys, const float *hin,
+                                   float *out, struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    const struct cu_layer *L = &c->m->layers[l];
+    int hd = cfg->head_dim, dim = cfg->dim, H = cfg->n_heads, KVH = cfg->n_kv_heads;
+    int64_t qd = (int64_t)H * hd, kd = (int64_t)KVH * hd;
+    CELLM_TRY(mm(c, &L->wq, hin, dim, n, c->q, qd, NULL, err));
+    CELLM_TRY(mm(c, &L->wk, hin, dim, n, c->k, kd, NULL, err));
+    CELLM_TRY(mm(c, &L->wv, hin, dim, n, c->v, kd, NULL, err));
+    int half = cfg->rot_dims / 2;
+    struct cu_qkv_args qa = {
+        .q = c->q, .k = c->k, .v = c->v, .bq = L->bq, .bk = L->bk, .bv = L->bv,
+        .qn = L->q_norm, .kn = L->k_norm, .qn_heads = L->qn_heads, .kn_heads = L->kn_heads,
+        .qk_kind = (int)cfg->norm, .eps = (float)cfg->norm_eps,
+        .cs = c->cs + (size_t)L->rope_table * c->rows_cap * (size_t)(half + 1) * 2,
+        .rows = c->rows, .n = n, .H = H, .KVH = KVH, .hd = hd, .rot = cfg->rot_dims, .layer = l};
+    K_TRY(cellm_cu_qkv_post(&qa, c->st));
+    int window = L->sliding && cfg->window > 0 ? cfg->window : 0;
+    int keys = window && window < max_keys ? window : max_keys;
+    int sk = n * H >= 264 ? 1024 : 128;
+    int nsplit = (keys + sk - 1) / sk;
+    if (nsplit < 1)
+        nsplit = 1;
+    if (nsplit > 1) {
+        size_t need = (size_t)n * H * nsplit * (hd + 2) * sizeof(float);
+        CELLM_TRY(dgrow((void **)&c->part, &c->part_cap, need, err));
+    }
+    struct cu_attn_args aa = {.q = c->q, .out = c->att, .part = c->part, .rows = c->rows, .n = n,
+                              .H = H, .KVH = KVH, .hd = hd, .layer = l, .window = window,
+                              .nsplit = nsplit, .split_keys = sk, .scale = (float)cfg->attn_scale,
+                              .softcap = (float)cfg->attn_softcap};
+    K_TRY(cellm_cu_attention(&aa, c->st));
+    return mm(c, &L->wo, c->att, qd, n, out, dim, L->bo, err);
+}
+
+/* ---- eval ------------------------------------------------------------------------------ */
+
+static enum cellm_status norm(struct cu_ctx *c, float *x, const float *add, float *out, const float *w,
+                              const float *b, int n, const struct cu_row *gather, struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    struct cu_norm_args a = {.x = x, .add = add, .out = out, .w = w, .b = b, .rows = gather, .n = n,
+                             .dim = cfg->dim, .kind = (int)cfg->norm, .eps = (float)cfg->norm_eps};
+    K_TRY(cellm_cu_norm(&a, c->st));
+    return CELLM_OK;
+}
+
+static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
+                                 struct cellm_error *err)
+{
+    struct cu_ctx *c = p;
+    struct cu_model *m = c->m;
+    const struct cellm_desc *d = c->d;
+    const struct cellm_config *cfg = &d->cfg;
+    int64_t dim = cfg->dim;
+    CU_TRY(cudaSetDevice(m->dev));
+    CELLM_TRY(reserve_rows(c, n, err));
+    int max_keys = 0, nw = 0;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].seq < 0 || rows[i].seq >= c->max_seqs)
+            return cellm_errf(err, CELLM_ERR_ARG, "row %d: sequence %d out of range", i, rows[i].seq);
+        if (rows[i].token < 0 || rows[i].token >= cfg->vocab)
+            return cellm_errf(err, CELLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
+                              rows[i].token, cfg->vocab);
+        CELLM_TRY(reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
+        if (rows[i].pos + 1 > max_keys)
+            max_keys = rows[i].pos + 1;
+    }
+    /* rows and RoPE tables, one upload */
+    struct cu_row *hr = c->stage;
+    int half = cfg->rot_dims / 2;
+    size_t tstride = (size_t)c->rows_cap * (size_t)(half + 1) * 2;
+    float *hcs = (float *)((char *)c->stage + (size_t)c->rows_cap * sizeof(struct cu_row));
+    for (int i = 0; i < n; i++) {
+        const struct cu_seq *s = &c->seqs[rows[i].seq];
+        hr[i] = (struct cu_row){rows[i].token, rows[i].seq, rows[i].pos, rows[i].want_logits != 0,
+                                rows[i].want_logits ? nw : -1, 0, s->kv, s->cap};
+        nw += rows[i].want_logits != 0;
+        float pos = (float)rows[i].pos;
+        for (int t = 0; t < m->n_tables; t++) {
+            float *cs = hcs + (size_t)t * tstride + (size_t)i * half * 2;
+            for (int k = 0; k < half; k++) {
+                float angle = m->tables[t][k] * pos;
+                cs[2 * k] = cosf(angle);
+                cs[2 * k + 1] = sinf(angle);
+            }
+        }
+    }
+    CU_TRY(cudaMemcpyAsync(c->rows, hr, (size_t)n * sizeof *hr, cudaMemcpyHostToDevice, c->st));
+    CU_TRY(cudaMemcpyAsync(c->cs, hcs, (size_t)m->n_tables * tstride * sizeof(float),
+                           cudaMemcpyHostToDevice, c->st));
+
+    K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x, c->st));
+    const float *pending = NULL; /* residual still to be added to x */
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cu_layer *L = &m->layers[l];
+        CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
+        CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
+        if (cfg->parallel_residual) {
+            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n, c->gate,
+                                c->up, c->h, err));
+            K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
+            pending = c->h;
+            continue;
+        }
+        if (cfg->sandwich_norms)
+            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_attn_norm, NULL, n, NULL, err));
+        CELLM_TRY(norm(c, c->x, c->o, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
+        if (L->moe)
+            CELLM_TRY(moe(c, L, c->h, n, c->o, err));
+        else
+            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up, L->b_down, c->h,
+                                n, c->gate, c->up, c->o, err));
+        if (cfg->sandwich_norms)
+            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_ffn_norm, NULL, n, NULL, err));
+        pending = c->o;
+    }
+    if (pending)
+        K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
+    if (nw) {
+        /* gather the rows that want logits (the h buffer holds them, in order) */
+        CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
+        CELLM_TRY(mm(c, &m->head, c->h, dim, nw, c->logits, cfg->vocab, NULL, err));
+        if (cfg->final_softcap > 0)
+            K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap, c->st));
+        CU_TRY(cudaMemcpyAsync(logits, c->logits, (size_t)nw * cfg->vocab * sizeof(float),
+                               cudaMemcpyDeviceToHost, c->st));
+    }
+    CU_TRY(cudaStreamSynchronize(c->st));
+    CU_TRY(cudaGetLastError());
+    return CELLM_OK;
+}
+
+const struct cellm_exec_vt cellm_exec_cuda = {
+    .name = "cuda",
+    .model_new = cu_model_new,
+    .model_free = cu_model_free,
+    .ctx_new = cu_ctx_new,
+    .ctx_free = cu_ctx_free,
+    .seq_truncate = cu_seq_truncate,
+    .eval = cu_eval,
+    .describe = cu_describe,
+};

@@ -1,0 +1,121 @@
+/*
+ * cuda_int.h: what the CUDA executor's C driver (cuda.c) and its kernel files (*.cu)
+ * share: the device view of a weight and the launchers, each a plain C function that
+ * enqueues one kernel on a stream and returns the launch's cudaError_t as an int.
+ *
+ * A device weight keeps the stored format: F32/F16/BF16 values, or MLX affine u32 codes
+ * with 16-bit scales and biases (bits 2..8, any group that is a multiple of 32). Vectors
+ * (norm weights, biases) are tiny and are widened to f32 at upload.
+ */
+#ifndef CELLM_EXEC_CUDA_INT_H
+#define CELLM_EXEC_CUDA_INT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Storage formats, as enum cellm_wfmt (kept numerically equal, checked in cuda.c). */
+enum { CU_W_NONE = 0, CU_W_F32 = 1, CU_W_F16 = 2, CU_W_BF16 = 3, CU_W_AFFINE = 4 };
+
+struct cu_weight {
+    int fmt;              /* CU_W_* */
+    int64_t rows, cols;
+    const void *data;     /* [rows][row_bytes] on the device */
+    int64_t row_bytes;
+    int bits, group;      /* affine */
+    int s_bf16;           /* affine: scales/biases are BF16 (else F16) */
+    const uint16_t *scales; /* [rows][cols/group] */
+    const uint16_t *biases;
+};
+
+/* Per-row data of one eval, on the device. */
+struct cu_row {
+    int32_t token, seq, pos, want;
+    int32_t out;          /* index among the rows that want logits, -1 if none */
+    int32_t pad;
+    float *kv;            /* the sequence's cache base: [n_layers][2][cap][kv_dim] */
+    int64_t cap;          /* positions in that cache */
+};
+
+/* y[t][r] = sum_c w[r][c] x[t][c] (+ bias[r]) for t < n; fused dequantize and multiply. */
+int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_t ldx, int n, float *y,
+                    int64_t ldy, const float *bias, void *stream);
+/* Rows [r0, r0+nr) of w widened to f32: out[nr][cols]. */
+int cellm_cu_dequant(const struct cu_weight *w, int64_t r0, int64_t nr, float *out, void *stream);
+/* x[n][cols] (row stride ldx) split exactly into three bf16 parts hi+mid+lo, each [n][cols]. */
+int cellm_cu_split3(const float *x, int64_t ldx, int n, int64_t cols, uint16_t *hi, uint16_t *mid,
+                    uint16_t *lo, void *stream);
+/* y[t][r] += bias[r] */
+int cellm_cu_add_bias(float *y, int64_t ldy, int n, int64_t m, const float *bias, void *stream);
+
+/* x[i] = embed row of rows[i].token, times scale (when scale != 1). */
+int cellm_cu_embed(const struct cu_weight *e, const struct cu_row *rows, int n, float scale,
+                   float *x, void *stream);
+
+/* Norms: kind 0 RMS, 1 RMS (1+w), 2 LayerNorm. If add != NULL: x += add first (written
+ * back). out row j = norm(x row i) for every row i (or, with rows != NULL, the rows that
+ * want logits, at their out index). */
+struct cu_norm_args {
+    float *x;
+    const float *add;
+    float *out;
+    const float *w, *b;  /* b may be NULL */
+    const struct cu_row *rows; /* gather mode when non-NULL */
+    int n, dim, kind;
+    float eps;
+};
+int cellm_cu_norm(const struct cu_norm_args *a, void *stream);
+/* x = x + y elementwise. */
+int cellm_cu_add(float *x, const float *y, int64_t n, void *stream);
+
+/* After the q/k/v projections: biases, q/k norms, RoPE (cos/sin per row), cache write. */
+struct cu_qkv_args {
+    float *q, *k, *v;           /* [n][qd], [n][kd], [n][kd] */
+    const float *bq, *bk, *bv;  /* may be NULL */
+    const float *qn, *kn;       /* shared per-head norm weights [hd] or NULL */
+    const float *qn_heads, *kn_heads; /* per-head LayerNorm weights [H][hd], [KVH][hd] or NULL */
+    int qk_kind;                /* norm kind for the shared weights */
+    float eps;
+    const float *cs;            /* [n][rot/2][2] cos, sin */
+    const struct cu_row *rows;
+    int n, H, KVH, hd, rot, layer;
+};
+int cellm_cu_qkv_post(const struct cu_qkv_args *a, void *stream);
+
+/* Attention of each row and head over its sequence's cache (keys lo..pos). */
+struct cu_attn_args {
+    const float *q;             /* [n][H*hd] */
+    float *out;                 /* [n][H*hd] */
+    float *part;                /* [n][H][nsplit][hd+2] scratch */
+    const struct cu_row *rows;
+    int n, H, KVH, hd, layer, window, nsplit, split_keys;
+    float scale, softcap;
+};
+int cellm_cu_attention(const struct cu_attn_args *a, void *stream);
+
+/* gate = act(gate + bg) * (up + bu), [n][m]; act 0 silu, 1 gelu tanh, 2 gelu erf. */
+int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, const float *bg, const float *bu,
+                 int act, void *stream);
+/* x = c * tanh(x / c) */
+int cellm_cu_softcap(float *x, int64_t n, float c, void *stream);
+
+/* MoE: router logits [n][E] -> softmax, top-k indices and weights (renormalised if asked). */
+int cellm_cu_moe_route(const float *logits, int n, int E, int K, int renorm, int32_t *idx,
+                       float *w, void *stream);
+/* dst[j] = src[map[j] / K] rows of dim, for j < m. */
+int cellm_cu_gather_rows(const float *src, const int32_t *map, int K, int m, int dim, float *dst,
+                         void *stream);
+/* dst[map[j]] = src[j] rows of dim. */
+int cellm_cu_scatter_rows(const float *src, const int32_t *map, int m, int dim, float *dst,
+                          void *stream);
+/* out[i] = sum_k w[i][k] * y[i][k] (rank order, separately rounded). */
+int cellm_cu_moe_combine(const float *y, const float *w, int n, int K, int dim, float *out,
+                         void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
