@@ -35,8 +35,7 @@ static size_t parse_ids(const char *s, int32_t *out)
     char *end;
     for (;;) {
         long v = strtol(s, &end, 10);
-        if (end == s)
-            break;
+        if (end == s) break;
         out[n++] = (int32_t)v;
         s = end;
     }
@@ -55,8 +54,8 @@ static void report(int c, const char *what, const int32_t *got, size_t ng, const
 }
 
 static void check_case(struct cellm_tokenizer *tok, int c, const char *in, size_t inl,
-                       const int32_t *e1, size_t n1, const int32_t *e0, size_t n0,
-                       const char *d0, size_t d0l, const char *d1, size_t d1l)
+                       const int32_t *e1, size_t n1, const int32_t *e0, size_t n0, const char *d0,
+                       size_t d0l, const char *d1, size_t d1l)
 {
     struct cellm_error err;
     int32_t *ids;
@@ -83,8 +82,10 @@ static void check_case(struct cellm_tokenizer *tok, int c, const char *in, size_
         const char *w = skip ? d1 : d0;
         size_t wl = skip ? d1l : d0l;
         if (strlen(text) != wl || memcmp(text, w, wl)) {
-            fprintf(stderr, "case %d: decode(skip_special=%d) differs: got \"%.80s\", want "
-                    "\"%.*s\"\n", c, skip, text, (int)(wl > 80 ? 80 : wl), w);
+            fprintf(stderr,
+                    "case %d: decode(skip_special=%d) differs: got \"%.80s\", want "
+                    "\"%.*s\"\n",
+                    c, skip, text, (int)(wl > 80 ? 80 : wl), w);
             failures++;
         }
         free(text);
@@ -137,8 +138,10 @@ int main(int argc, char **argv)
                     argv[1]);
             return 1;
         }
-        fprintf(stderr, "%s: reference data missing; skipped (run "
-                "`bash .ci/setup.d/20-tokenizers.sh`)\n", argv[1]);
+        fprintf(stderr,
+                "%s: reference data missing; skipped (run "
+                "`bash .ci/setup.d/20-tokenizers.sh`)\n",
+                argv[1]);
         return 77;
     }
     struct cellm_error err;

@@ -74,8 +74,8 @@ enum cellm_status cellm_tok_norm_parse(const cJSON *j, const char *what,
             st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
         break;
     case NM_STRIP:
-        if (!(st = cellm_json_bool(j, "left", what, 1, &n->left, err)))
-            st = cellm_json_bool(j, "right", what, 1, &n->right, err);
+        if (!(st = cellm_json_bool(j, "strip_left", what, 1, &n->left, err)))
+            st = cellm_json_bool(j, "strip_right", what, 1, &n->right, err);
         break;
     case NM_SEQ: {
         const cJSON *list = cellm_json_get(j, "normalizers");

@@ -267,13 +267,18 @@ static enum cellm_status split_digits(int individual, struct cellm_tok_pieces *i
             uint32_t cp;
             size_t l = cellm_utf8_next((const uint8_t *)s + k, n - k, &cp);
             int c = cellm_uni_cat(cp);
-            t[3 * cnt] = k;
-            t[3 * cnt + 1] = k + l;
-            t[3 * cnt + 2] = c >= CELLM_UC_Nd && c <= CELLM_UC_No;
-            cnt++;
+            size_t digit = c >= CELLM_UC_Nd && c <= CELLM_UC_No;
+            if (cnt && t[3 * cnt - 1] == digit && !(digit && individual)) {
+                t[3 * cnt - 2] = k + l; /* extend the run */
+            } else {
+                t[3 * cnt] = k;
+                t[3 * cnt + 1] = k + l;
+                t[3 * cnt + 2] = digit;
+                cnt++;
+            }
             k += l;
         }
-        int ok = group(s, t, cnt, individual ? B_ISOLATED : B_CONTIG, 0, in->at0[i], out);
+        int ok = group(s, t, cnt, B_ISOLATED, 0, in->at0[i], out);
         cellm_free(t);
         if (!ok) return cellm_errf(err, CELLM_ERR_NOMEM, "pre-tokenizer: out of memory");
     }

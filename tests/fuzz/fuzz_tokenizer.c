@@ -19,22 +19,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct cellm_tokenizer *tok;
     struct cellm_error err;
-    if (!tok && cellm_tokenizer_load(CELLM_TEST_DATA "/tok/fuzz", &tok, &err) != CELLM_OK)
-        abort();
+    if (!tok && cellm_tokenizer_load(CELLM_TEST_DATA "/tok/fuzz", &tok, &err) != CELLM_OK) abort();
     int32_t *ids;
     size_t n;
     if (cellm_tokenizer_encode(tok, (const char *)data, size, size & 1, &ids, &n, &err) != CELLM_OK)
         abort();
     char *text;
-    if (cellm_tokenizer_decode(tok, ids, n, 0, &text, &err) != CELLM_OK)
-        abort();
+    if (cellm_tokenizer_decode(tok, ids, n, 0, &text, &err) != CELLM_OK) abort();
     free(text);
     struct cellm_detok *d;
     if (cellm_detok_new(tok, &d, &err) == CELLM_OK) {
         for (size_t i = 0; i < n; i++) {
             const char *t;
-            if (cellm_detok_push(d, ids[i], &t, &err) != CELLM_OK)
-                abort();
+            if (cellm_detok_push(d, ids[i], &t, &err) != CELLM_OK) abort();
         }
         cellm_detok_free(d);
     }
