@@ -20,8 +20,7 @@
 static char *slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     size_t cap = 1 << 16, n = 0;
     char *p = malloc(cap);
     size_t k;
@@ -37,8 +36,7 @@ static char *slurp(const char *path, size_t *len)
         }
     }
     fclose(f);
-    if (p)
-        p[n < cap ? n : cap - 1] = 0;
+    if (p) p[n < cap ? n : cap - 1] = 0;
     *len = n;
     return p;
 }

@@ -20,34 +20,52 @@
 typedef struct cellm_jinja_node node;
 
 enum {
-    M_STARTSWITH, M_ENDSWITH, M_SPLIT, M_RSPLIT, M_STRIP, M_LSTRIP, M_RSTRIP, M_LOWER,
-    M_UPPER, M_TITLE, M_CAPITALIZE, M_REPLACE, M_FIND, M_COUNT, M_JOIN, M_STR_OTHER,
-    M_ITEMS, M_KEYS, M_VALUES, M_GET, M_CYCLE,
+    M_STARTSWITH,
+    M_ENDSWITH,
+    M_SPLIT,
+    M_RSPLIT,
+    M_STRIP,
+    M_LSTRIP,
+    M_RSTRIP,
+    M_LOWER,
+    M_UPPER,
+    M_TITLE,
+    M_CAPITALIZE,
+    M_REPLACE,
+    M_FIND,
+    M_COUNT,
+    M_JOIN,
+    M_STR_OTHER,
+    M_ITEMS,
+    M_KEYS,
+    M_VALUES,
+    M_GET,
+    M_CYCLE,
 };
 static const char *const str_methods[] = {
-    "startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip", "lower",
-    "upper", "title", "capitalize", "replace", "find", "count", "join", NULL};
+    "startswith", "endswith", "split",      "rsplit",  "strip", "lstrip", "rstrip", "lower",
+    "upper",      "title",    "capitalize", "replace", "find",  "count",  "join",   NULL};
 static const char *const str_other[] = {
-    "casefold", "center", "encode", "expandtabs", "format", "format_map", "index", "isalnum",
-    "isalpha", "isascii", "isdecimal", "isdigit", "isidentifier", "islower", "isnumeric",
-    "isprintable", "isspace", "istitle", "isupper", "ljust", "maketrans", "partition",
-    "removeprefix", "removesuffix", "rfind", "rindex", "rjust", "rpartition", "splitlines",
-    "swapcase", "translate", "zfill", NULL};
+    "casefold",     "center",  "encode",    "expandtabs",  "format",       "format_map",
+    "index",        "isalnum", "isalpha",   "isascii",     "isdecimal",    "isdigit",
+    "isidentifier", "islower", "isnumeric", "isprintable", "isspace",      "istitle",
+    "isupper",      "ljust",   "maketrans", "partition",   "removeprefix", "removesuffix",
+    "rfind",        "rindex",  "rjust",     "rpartition",  "splitlines",   "swapcase",
+    "translate",    "zfill",   NULL};
 static const char *const dict_methods[] = {"items", "keys", "values", "get", NULL};
-static const char *const dict_unsafe[] = {"pop", "popitem", "update", "setdefault", "clear",
-                                          "copy", "fromkeys", NULL};
+static const char *const dict_unsafe[] = {"pop",   "popitem", "update",   "setdefault",
+                                          "clear", "copy",    "fromkeys", NULL};
 
 static int find_name(const char *const *list, const char *s, size_t n)
 {
     for (int i = 0; list[i]; i++)
-        if (strlen(list[i]) == n && memcmp(list[i], s, n) == 0)
-            return i;
+        if (strlen(list[i]) == n && memcmp(list[i], s, n) == 0) return i;
     return -1;
 }
 
 enum { G_RANGE, G_NAMESPACE, G_DICT, G_RAISE, G_STRFTIME };
-static const char *const globals[] = {"range", "namespace", "dict", "raise_exception",
-                                      "strftime_now", NULL};
+static const char *const globals[] = {"range",           "namespace",    "dict",
+                                      "raise_exception", "strftime_now", NULL};
 
 int cellm_jinja_global_id(const char *name, size_t n)
 {
@@ -56,15 +74,13 @@ int cellm_jinja_global_id(const char *name, size_t n)
 
 static enum cellm_status nomem(struct cellm_jinja_ctx *c)
 {
-    return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE,
-                            "template memory limit reached (or out of memory)");
+    return cellm_jinja_nomem(c);
 }
 
 static enum cellm_status bind(struct cellm_jinja_ctx *c, const jval *self, int id, jval *out)
 {
     jval *s = cellm_jinja_alloc(&c->arena, sizeof *s);
-    if (!s)
-        return nomem(c);
+    if (!s) return nomem(c);
     *s = *self;
     *out = (jval){.kind = JV_METHOD, .fn = (uint16_t)id};
     out->u.self = s;
@@ -76,23 +92,47 @@ static enum cellm_status loop_attr(struct cellm_jinja_ctx *c, const jval *obj, c
 {
     const struct cellm_jinja_loop *lp = obj->u.loop;
     int64_t i = (int64_t)lp->index0, n = (int64_t)lp->items->n;
-    static const char *const f[] = {"index", "index0", "revindex", "revindex0", "first", "last",
-                                    "length", "previtem", "nextitem", "depth", "depth0", "cycle",
-                                    NULL};
+    static const char *const f[] = {"index",  "index0", "revindex", "revindex0", "first",
+                                    "last",   "length", "previtem", "nextitem",  "depth",
+                                    "depth0", "cycle",  NULL};
     switch (find_name(f, name, len)) {
-    case 0: *out = cellm_jinja_int(i + 1); break;
-    case 1: *out = cellm_jinja_int(i); break;
-    case 2: *out = cellm_jinja_int(n - i); break;
-    case 3: *out = cellm_jinja_int(n - i - 1); break;
-    case 4: *out = cellm_jinja_bool(i == 0); break;
-    case 5: *out = cellm_jinja_bool(i == n - 1); break;
-    case 6: *out = cellm_jinja_int(n); break;
-    case 7: *out = i > 0 ? lp->items->v[i - 1] : cellm_jinja_undef(); break;
-    case 8: *out = i + 1 < n ? lp->items->v[i + 1] : cellm_jinja_undef(); break;
-    case 9: *out = cellm_jinja_int(1); break;
-    case 10: *out = cellm_jinja_int(0); break;
-    case 11: return bind(c, obj, M_CYCLE, out);
-    default: *out = cellm_jinja_undef();
+    case 0:
+        *out = cellm_jinja_int(i + 1);
+        break;
+    case 1:
+        *out = cellm_jinja_int(i);
+        break;
+    case 2:
+        *out = cellm_jinja_int(n - i);
+        break;
+    case 3:
+        *out = cellm_jinja_int(n - i - 1);
+        break;
+    case 4:
+        *out = cellm_jinja_bool(i == 0);
+        break;
+    case 5:
+        *out = cellm_jinja_bool(i == n - 1);
+        break;
+    case 6:
+        *out = cellm_jinja_int(n);
+        break;
+    case 7:
+        *out = i > 0 ? lp->items->v[i - 1] : cellm_jinja_undef();
+        break;
+    case 8:
+        *out = i + 1 < n ? lp->items->v[i + 1] : cellm_jinja_undef();
+        break;
+    case 9:
+        *out = cellm_jinja_int(1);
+        break;
+    case 10:
+        *out = cellm_jinja_int(0);
+        break;
+    case 11:
+        return bind(c, obj, M_CYCLE, out);
+    default:
+        *out = cellm_jinja_undef();
     }
     return CELLM_OK;
 }
@@ -102,18 +142,15 @@ enum cellm_status cellm_jinja_getattr(struct cellm_jinja_ctx *c, const node *n, 
 {
     int m;
     switch (obj->kind) {
-    case JV_UNDEF: return cellm_jinja_undef_error(c, n, obj);
+    case JV_UNDEF:
+        return cellm_jinja_undef_error(c, n, obj);
     case JV_STR:
-        if ((m = find_name(str_methods, name, len)) >= 0)
-            return bind(c, obj, m, out);
-        if (find_name(str_other, name, len) >= 0)
-            return bind(c, obj, M_STR_OTHER, out);
+        if ((m = find_name(str_methods, name, len)) >= 0) return bind(c, obj, m, out);
+        if (find_name(str_other, name, len) >= 0) return bind(c, obj, M_STR_OTHER, out);
         break;
     case JV_DICT:
-        if ((m = find_name(dict_methods, name, len)) >= 0)
-            return bind(c, obj, M_ITEMS + m, out);
-        if (find_name(dict_unsafe, name, len) >= 0)
-            break;
+        if ((m = find_name(dict_methods, name, len)) >= 0) return bind(c, obj, M_ITEMS + m, out);
+        if (find_name(dict_unsafe, name, len) >= 0) break;
         /* fall through */
     case JV_NS: {
         jval *v = cellm_jinja_dict_gets(obj->u.dict, name, len);
@@ -123,8 +160,10 @@ enum cellm_status cellm_jinja_getattr(struct cellm_jinja_ctx *c, const node *n, 
         }
         break;
     }
-    case JV_LOOP: return loop_attr(c, obj, name, len, out);
-    default: break;
+    case JV_LOOP:
+        return loop_attr(c, obj, name, len, out);
+    default:
+        break;
     }
     *out = cellm_jinja_undef_hint(c, "'%s object' has no attribute '%.*s'",
                                   cellm_jinja_kind_name(obj), (int)(len > 60 ? 60 : len), name);
@@ -134,8 +173,7 @@ enum cellm_status cellm_jinja_getattr(struct cellm_jinja_ctx *c, const node *n, 
 enum cellm_status cellm_jinja_getitem(struct cellm_jinja_ctx *c, const node *n, const jval *obj,
                                       const jval *key, jval *out)
 {
-    if (obj->kind == JV_UNDEF)
-        return cellm_jinja_getattr(c, n, obj, "[]", 2, out);
+    if (obj->kind == JV_UNDEF) return cellm_jinja_getattr(c, n, obj, "[]", 2, out);
     int intkey = key->kind == JV_INT || key->kind == JV_BOOL;
     if ((obj->kind == JV_LIST || obj->kind == JV_STR) && intkey) {
         struct cellm_jinja_list *l;
@@ -144,8 +182,7 @@ enum cellm_status cellm_jinja_getitem(struct cellm_jinja_ctx *c, const node *n, 
         else
             CELLM_TRY(cellm_jinja_iter_list(c, obj, &l));
         int64_t i = key->u.i;
-        if (i < 0)
-            i += (int64_t)l->n;
+        if (i < 0) i += (int64_t)l->n;
         if (i >= 0 && i < (int64_t)l->n)
             *out = l->v[i];
         else
@@ -160,8 +197,7 @@ enum cellm_status cellm_jinja_getitem(struct cellm_jinja_ctx *c, const node *n, 
             return CELLM_OK;
         }
     }
-    if (key->kind == JV_STR)
-        return cellm_jinja_getattr(c, n, obj, key->u.s, key->len, out);
+    if (key->kind == JV_STR) return cellm_jinja_getattr(c, n, obj, key->u.s, key->len, out);
     *out = cellm_jinja_undef_hint(c, "'%s object' has no item of that key",
                                   cellm_jinja_kind_name(obj));
     return CELLM_OK;
@@ -174,8 +210,7 @@ static const jval *arg(jval *args, const char **names, int nargs, int pos, const
     int k = 0;
     for (int i = 0; i < nargs; i++) {
         if (names && names[i]) {
-            if (name && !strcmp(names[i], name))
-                return &args[i];
+            if (name && !strcmp(names[i], name)) return &args[i];
         } else if (k++ == pos) {
             return &args[i];
         }
@@ -194,13 +229,11 @@ static enum cellm_status want_str(struct cellm_jinja_ctx *c, const node *n, cons
 
 static int in_chars(const char *s, size_t n, size_t i, const jval *chars, size_t *clen)
 {
-    if (!chars || chars->kind == JV_NONE)
-        return cellm_jinja_is_space(s, n, i, clen);
+    if (!chars || chars->kind == JV_NONE) return cellm_jinja_is_space(s, n, i, clen);
     *clen = cellm_jinja_utf8_next(s, n, i) - i;
     for (size_t k = 0; k < chars->len;) {
         size_t e = cellm_jinja_utf8_next(chars->u.s, chars->len, k);
-        if (e - k == *clen && memcmp(chars->u.s + k, s + i, *clen) == 0)
-            return 1;
+        if (e - k == *clen && memcmp(chars->u.s + k, s + i, *clen) == 0) return 1;
         k = e;
     }
     return 0;
@@ -218,8 +251,7 @@ jval cellm_jinja_strip(const jval *s, const jval *chars, int which)
             size_t k = b - 1;
             while (k > a && ((unsigned char)s->u.s[k] & 0xC0) == 0x80)
                 k--;
-            if (!in_chars(s->u.s, s->len, k, chars, &clen))
-                break;
+            if (!in_chars(s->u.s, s->len, k, chars, &clen)) break;
             b = k;
         }
     return cellm_jinja_str(s->u.s + a, b - a);
@@ -263,8 +295,7 @@ enum cellm_status cellm_jinja_replace(struct cellm_jinja_ctx *c, const jval *s, 
                 cellm_jinja_buf_put(&b, new->u.s, new->len);
                 done++;
             }
-            if (i == s->len)
-                break;
+            if (i == s->len) break;
             size_t e = cellm_jinja_utf8_next(s->u.s, s->len, i);
             cellm_jinja_buf_put(&b, s->u.s + i, e - i);
             i = e;
@@ -272,9 +303,8 @@ enum cellm_status cellm_jinja_replace(struct cellm_jinja_ctx *c, const jval *s, 
         return take(c, &b, out);
     }
     while (i < s->len) {
-        const char *hit = count >= 0 && done >= count
-                              ? NULL
-                              : memmem(s->u.s + i, s->len - i, old->u.s, old->len);
+        const char *hit =
+            count >= 0 && done >= count ? NULL : memmem(s->u.s + i, s->len - i, old->u.s, old->len);
         if (!hit) {
             cellm_jinja_buf_put(&b, s->u.s + i, s->len - i);
             break;
@@ -294,20 +324,16 @@ static enum cellm_status split(struct cellm_jinja_ctx *c, const node *n, const j
     CELLM_TRY(cellm_jinja_new_list(c, out));
     if (sep && sep->kind != JV_NONE) {
         CELLM_TRY(want_str(c, n, sep, "split"));
-        if (sep->len == 0)
-            return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "empty separator");
+        if (sep->len == 0) return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "empty separator");
         /* collect all cut points, then honour maxsplit from the chosen side */
         size_t cap = 16, cnt = 0, *cuts = cellm_jinja_alloc(&c->arena, cap * sizeof *cuts);
-        if (!cuts)
-            return nomem(c);
+        if (!cuts) return nomem(c);
         for (size_t i = 0; i + sep->len <= s->len;) {
             const char *hit = memmem(s->u.s + i, s->len - i, sep->u.s, sep->len);
-            if (!hit)
-                break;
+            if (!hit) break;
             if (cnt == cap) {
                 size_t *nc = cellm_jinja_alloc(&c->arena, cap * 2 * sizeof *nc);
-                if (!nc)
-                    return nomem(c);
+                if (!nc) return nomem(c);
                 memcpy(nc, cuts, cnt * sizeof *nc);
                 cuts = nc;
                 cap *= 2;
@@ -318,8 +344,7 @@ static enum cellm_status split(struct cellm_jinja_ctx *c, const node *n, const j
         size_t first = 0, use = cnt;
         if (maxsplit >= 0 && (size_t)maxsplit < cnt) {
             use = (size_t)maxsplit;
-            if (right)
-                first = cnt - use;
+            if (right) first = cnt - use;
         }
         size_t prev = 0;
         for (size_t k = first; k < first + use; k++) {
@@ -339,8 +364,7 @@ static enum cellm_status split(struct cellm_jinja_ctx *c, const node *n, const j
     for (;;) {
         while (i < s->len && cellm_jinja_is_space(s->u.s, s->len, i, &clen))
             i += clen;
-        if (i >= s->len)
-            break;
+        if (i >= s->len) break;
         size_t start = i;
         if (maxsplit >= 0 && done >= maxsplit) {
             jval r = cellm_jinja_str(s->u.s + start, s->len - start);
@@ -362,8 +386,7 @@ static enum cellm_status affix(struct cellm_jinja_ctx *c, const node *n, const j
     if (x && x->kind == JV_LIST && (x->flags & JV_TUPLE)) {
         for (size_t i = 0; i < x->u.list->n; i++) {
             CELLM_TRY(affix(c, n, s, &x->u.list->v[i], end, r));
-            if (*r)
-                return CELLM_OK;
+            if (*r) return CELLM_OK;
         }
         return CELLM_OK;
     }
@@ -371,8 +394,7 @@ static enum cellm_status affix(struct cellm_jinja_ctx *c, const node *n, const j
         return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
                                 "%s first arg must be str or a tuple of str",
                                 end ? "endswith" : "startswith");
-    *r = x->len <= s->len &&
-         memcmp(s->u.s + (end ? s->len - x->len : 0), x->u.s, x->len) == 0;
+    *r = x->len <= s->len && memcmp(s->u.s + (end ? s->len - x->len : 0), x->u.s, x->len) == 0;
     return CELLM_OK;
 }
 
@@ -402,14 +424,17 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c, const node 
     case M_STRIP:
     case M_LSTRIP:
     case M_RSTRIP:
-        if (a0 && a0->kind != JV_NONE)
-            CELLM_TRY(want_str(c, n, a0, "strip"));
+        if (a0 && a0->kind != JV_NONE) CELLM_TRY(want_str(c, n, a0, "strip"));
         *out = cellm_jinja_strip(self, a0, m->fn == M_STRIP ? 3 : m->fn == M_LSTRIP ? 1 : 2);
         return CELLM_OK;
-    case M_LOWER: return cellm_jinja_case(c, self, 0, out);
-    case M_UPPER: return cellm_jinja_case(c, self, 1, out);
-    case M_TITLE: return cellm_jinja_case(c, self, 2, out);
-    case M_CAPITALIZE: return cellm_jinja_case(c, self, 3, out);
+    case M_LOWER:
+        return cellm_jinja_case(c, self, 0, out);
+    case M_UPPER:
+        return cellm_jinja_case(c, self, 1, out);
+    case M_TITLE:
+        return cellm_jinja_case(c, self, 2, out);
+    case M_CAPITALIZE:
+        return cellm_jinja_case(c, self, 3, out);
     case M_REPLACE: {
         const jval *a2 = arg(args, names, nargs, 2, "count");
         if (!a0 || !a1 || a0->kind != JV_STR || a1->kind != JV_STR)
@@ -419,8 +444,7 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c, const node 
     case M_FIND:
     case M_COUNT: {
         CELLM_TRY(want_str(c, n, a0 ? a0 : self, m->fn == M_FIND ? "find" : "count"));
-        if (!a0)
-            return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "missing argument");
+        if (!a0) return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "missing argument");
         if (a1)
             return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED,
                                     "unsupported: find/count with start or end");
@@ -444,8 +468,7 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c, const node 
     }
     case M_JOIN: {
         struct cellm_jinja_list *l;
-        if (!a0)
-            return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "join() takes one argument");
+        if (!a0) return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "join() takes one argument");
         CELLM_TRY(cellm_jinja_iter_list(c, a0, &l));
         for (size_t i = 0; i < l->n; i++) {
             if (l->v[i].kind != JV_STR) {
@@ -454,8 +477,7 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c, const node 
                                         "sequence item %zu: expected str instance, %s found", i,
                                         cellm_jinja_kind_name(&l->v[i]));
             }
-            if (i)
-                cellm_jinja_buf_put(&b, self->u.s, self->len);
+            if (i) cellm_jinja_buf_put(&b, self->u.s, self->len);
             cellm_jinja_buf_put(&b, l->v[i].u.s, l->v[i].len);
         }
         return take(c, &b, out);
@@ -531,8 +553,7 @@ enum cellm_status cellm_jinja_call_global(struct cellm_jinja_ctx *c, const node 
                                         "MAX_RANGE (100000).");
             jval x = cellm_jinja_int(i);
             CELLM_TRY(cellm_jinja_list_push(c, out->u.list, &x));
-            if ((v[2] > 0 && i > INT64_MAX - v[2]) || (v[2] < 0 && i < INT64_MIN - v[2]))
-                break;
+            if ((v[2] > 0 && i > INT64_MAX - v[2]) || (v[2] < 0 && i < INT64_MIN - v[2])) break;
         }
         return CELLM_OK;
     }
@@ -549,17 +570,15 @@ enum cellm_status cellm_jinja_call_global(struct cellm_jinja_ctx *c, const node 
                                                    &args[i].u.dict->v[k]));
             } else {
                 return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED,
-                                        "unsupported: positional argument to %s()",
-                                        globals[id]);
+                                        "unsupported: positional argument to %s()", globals[id]);
             }
         }
         return CELLM_OK;
     case G_RAISE: {
         struct cellm_jinja_buf b = {.max = 400};
-        if (nargs > 0)
-            (void)cellm_jinja_to_str(c, &args[0], &b);
-        enum cellm_status st = cellm_jinja_fail(c, n, CELLM_ERR_ARG, "raise_exception: %s",
-                                                b.p ? b.p : "");
+        if (nargs > 0) (void)cellm_jinja_to_str(c, &args[0], &b);
+        enum cellm_status st =
+            cellm_jinja_fail(c, n, CELLM_ERR_ARG, "raise_exception: %s", b.p ? b.p : "");
         cellm_free(b.p);
         return st;
     }

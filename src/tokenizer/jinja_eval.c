@@ -24,22 +24,19 @@ typedef struct cellm_jinja_frame frame;
 enum cellm_status cellm_jinja_fail(struct cellm_jinja_ctx *c, const node *n, enum cellm_status st,
                                    const char *fmt, ...)
 {
-    if (!n)
-        n = c->at;
+    if (!n) n = c->at;
     char msg[CELLM_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (n)
-        return cellm_errf(c->err, st, "chat template %d:%d: %.400s", n->line, n->col, msg);
+    if (n) return cellm_errf(c->err, st, "chat template %d:%d: %.400s", n->line, n->col, msg);
     return cellm_errf(c->err, st, "chat template: %.400s", msg);
 }
 
 static enum cellm_status nomem(struct cellm_jinja_ctx *c)
 {
-    return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE,
-                            "template memory limit reached (or out of memory)");
+    return cellm_jinja_nomem(c);
 }
 
 static enum cellm_status undefined_error(struct cellm_jinja_ctx *c, const node *n, const jval *v)
@@ -47,8 +44,8 @@ static enum cellm_status undefined_error(struct cellm_jinja_ctx *c, const node *
     return cellm_jinja_undef_error(c, n, v);
 }
 
-static enum cellm_status set_var(struct cellm_jinja_ctx *c, frame *f, const char *name,
-                                 size_t len, const jval *v)
+static enum cellm_status set_var(struct cellm_jinja_ctx *c, frame *f, const char *name, size_t len,
+                                 const jval *v)
 {
     jval k = cellm_jinja_str(name, len);
     return cellm_jinja_dict_set(c, &f->vars, &k, v);
@@ -58,8 +55,7 @@ static jval lookup(const frame *f, const char *name, size_t len)
 {
     for (; f; f = f->up) {
         jval *v = cellm_jinja_dict_gets(&f->vars, name, len);
-        if (v)
-            return *v;
+        if (v) return *v;
     }
     jval u = cellm_jinja_undef();
     int g = cellm_jinja_global_id(name, len);
@@ -97,15 +93,14 @@ static enum cellm_status type_error(struct cellm_jinja_ctx *c, const node *n, co
                                     const jval *b)
 {
     return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
-                            "unsupported operand type(s) for %s: '%s' and '%s'",
-                            binop_text[n->op], cellm_jinja_kind_name(a), cellm_jinja_kind_name(b));
+                            "unsupported operand type(s) for %s: '%s' and '%s'", binop_text[n->op],
+                            cellm_jinja_kind_name(a), cellm_jinja_kind_name(b));
 }
 
 static enum cellm_status repeat(struct cellm_jinja_ctx *c, const jval *seq, int64_t times,
                                 jval *out)
 {
-    if (times < 0)
-        times = 0;
+    if (times < 0) times = 0;
     if (seq->kind == JV_STR) {
         if (seq->len && (uint64_t)times > JINJA_MAX_OUTPUT / seq->len)
             return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "repeated string too long");
@@ -145,8 +140,11 @@ static enum cellm_status contains(struct cellm_jinja_ctx *c, const node *n, cons
             *out = cellm_jinja_equal(&hay->u.list->v[i], needle);
         return CELLM_OK;
     case JV_DICT:
-    case JV_NS: *out = cellm_jinja_dict_get(hay->u.dict, needle) != NULL; return CELLM_OK;
-    case JV_UNDEF: return CELLM_OK;
+    case JV_NS:
+        *out = cellm_jinja_dict_get(hay->u.dict, needle) != NULL;
+        return CELLM_OK;
+    case JV_UNDEF:
+        return CELLM_OK;
     default:
         return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "argument of type '%s' is not iterable",
                                 cellm_jinja_kind_name(hay));
@@ -161,28 +159,27 @@ static enum cellm_status binop(struct cellm_jinja_ctx *c, const node *n, const j
     case JB_CONCAT: {
         struct cellm_jinja_buf buf = {.max = JINJA_MAX_OUTPUT};
         enum cellm_status st = cellm_jinja_to_str(c, a, &buf);
-        if (st == CELLM_OK)
-            st = cellm_jinja_to_str(c, b, &buf);
-        if (st == CELLM_OK)
-            st = cellm_jinja_buf_take(c, &buf, out);
+        if (st == CELLM_OK) st = cellm_jinja_to_str(c, b, &buf);
+        if (st == CELLM_OK) st = cellm_jinja_buf_take(c, &buf, out);
         cellm_free(buf.p);
         return st;
     }
-    case JB_EQ: *out = cellm_jinja_bool(cellm_jinja_equal(a, b)); return CELLM_OK;
-    case JB_NE: *out = cellm_jinja_bool(!cellm_jinja_equal(a, b)); return CELLM_OK;
+    case JB_EQ:
+        *out = cellm_jinja_bool(cellm_jinja_equal(a, b));
+        return CELLM_OK;
+    case JB_NE:
+        *out = cellm_jinja_bool(!cellm_jinja_equal(a, b));
+        return CELLM_OK;
     case JB_LT:
     case JB_LE:
     case JB_GT:
     case JB_GE:
-        if (a->kind == JV_UNDEF)
-            return undefined_error(c, n, a);
-        if (b->kind == JV_UNDEF)
-            return undefined_error(c, n, b);
+        if (a->kind == JV_UNDEF) return undefined_error(c, n, a);
+        if (b->kind == JV_UNDEF) return undefined_error(c, n, b);
         if (cellm_jinja_compare(c, a, b, &r) != CELLM_OK)
-            return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
-                                    "'%s' not supported between instances of '%s' and '%s'",
-                                    binop_text[n->op], cellm_jinja_kind_name(a),
-                                    cellm_jinja_kind_name(b));
+            return cellm_jinja_fail(
+                c, n, CELLM_ERR_FORMAT, "'%s' not supported between instances of '%s' and '%s'",
+                binop_text[n->op], cellm_jinja_kind_name(a), cellm_jinja_kind_name(b));
         *out = cellm_jinja_bool(n->op == JB_LT   ? r < 0
                                 : n->op == JB_LE ? r <= 0
                                 : n->op == JB_GT ? r > 0
@@ -194,10 +191,8 @@ static enum cellm_status binop(struct cellm_jinja_ctx *c, const node *n, const j
         *out = cellm_jinja_bool(n->op == JB_IN ? r : !r);
         return CELLM_OK;
     }
-    if (a->kind == JV_UNDEF)
-        return undefined_error(c, n, a);
-    if (b->kind == JV_UNDEF)
-        return undefined_error(c, n, b);
+    if (a->kind == JV_UNDEF) return undefined_error(c, n, a);
+    if (b->kind == JV_UNDEF) return undefined_error(c, n, b);
     if (is_num(a) && is_num(b)) {
         int ints = a->kind != JV_FLOAT && b->kind != JV_FLOAT;
         int64_t x = a->u.i, y = b->u.i, z;
@@ -228,14 +223,12 @@ static enum cellm_status binop(struct cellm_jinja_ctx *c, const node *n, const j
                 *out = cellm_jinja_int(z);
             return CELLM_OK;
         case JB_DIV:
-            if (q == 0)
-                return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "division by zero");
+            if (q == 0) return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "division by zero");
             *out = flt(p / q);
             return CELLM_OK;
         case JB_FLOORDIV:
         case JB_MOD:
-            if (q == 0)
-                return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "division by zero");
+            if (q == 0) return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "division by zero");
             if (ints) {
                 if (x == INT64_MIN && y == -1)
                     return cellm_jinja_fail(c, n, CELLM_ERR_RANGE, "integer overflow");
@@ -247,11 +240,9 @@ static enum cellm_status binop(struct cellm_jinja_ctx *c, const node *n, const j
                 *out = cellm_jinja_int(n->op == JB_MOD ? m : d);
             } else {
                 double m = fmod(p, q);
-                if (m != 0 && ((m < 0) != (q < 0)))
-                    m += q;
+                if (m != 0 && ((m < 0) != (q < 0))) m += q;
                 *out = flt(n->op == JB_MOD ? m : floor((p - m) / q + 0.5 * 0));
-                if (n->op == JB_FLOORDIV)
-                    *out = flt(floor(p / q));
+                if (n->op == JB_FLOORDIV) *out = flt(floor(p / q));
             }
             return CELLM_OK;
         case JB_POW:
@@ -260,8 +251,7 @@ static enum cellm_status binop(struct cellm_jinja_ctx *c, const node *n, const j
                 for (int64_t i = 0; i < y; i++) {
                     if (__builtin_mul_overflow(acc, x, &acc))
                         return cellm_jinja_fail(c, n, CELLM_ERR_RANGE, "integer overflow");
-                    if (acc == 0 || acc == 1)
-                        break;
+                    if (acc == 0 || acc == 1) break;
                 }
                 *out = cellm_jinja_int(acc);
             } else {
@@ -310,11 +300,9 @@ static enum cellm_status binop(struct cellm_jinja_ctx *c, const node *n, const j
 static enum cellm_status eval_args(struct cellm_jinja_ctx *c, const node *n, frame *f, jval **args)
 {
     *args = NULL;
-    if (!n->nkids)
-        return CELLM_OK;
+    if (!n->nkids) return CELLM_OK;
     *args = cellm_jinja_alloc(&c->arena, (size_t)n->nkids * sizeof(jval));
-    if (!*args)
-        return nomem(c);
+    if (!*args) return nomem(c);
     for (int i = 0; i < n->nkids; i++)
         CELLM_TRY(cellm_jinja_eval(c, n->kids[i], f, &(*args)[i]));
     return CELLM_OK;
@@ -322,12 +310,9 @@ static enum cellm_status eval_args(struct cellm_jinja_ctx *c, const node *n, fra
 
 static int64_t clamp_index(int64_t i, int64_t len, int step_neg)
 {
-    if (i < 0)
-        i += len;
-    if (i < 0)
-        return step_neg ? -1 : 0;
-    if (i >= len)
-        return step_neg ? len - 1 : len;
+    if (i < 0) i += len;
+    if (i < 0) return step_neg ? -1 : 0;
+    if (i >= len) return step_neg ? len - 1 : len;
     return i;
 }
 
@@ -341,8 +326,7 @@ static enum cellm_status eval_slice(struct cellm_jinja_ctx *c, const node *n, co
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
                                     "slice indices must be integers or None");
     int64_t step = st && st->kind != JV_NONE ? st->u.i : 1;
-    if (step == 0)
-        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "slice step cannot be zero");
+    if (step == 0) return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "slice step cannot be zero");
     if (obj->kind == JV_UNDEF) {
         *out = *obj;
         return CELLM_OK;
@@ -353,10 +337,10 @@ static enum cellm_status eval_slice(struct cellm_jinja_ctx *c, const node *n, co
                                 cellm_jinja_kind_name(obj));
     CELLM_TRY(cellm_jinja_iter_list(c, obj, &items));
     int64_t len = (int64_t)items->n;
-    int64_t a = lo && lo->kind != JV_NONE ? clamp_index(lo->u.i, len, step < 0)
-                                          : (step > 0 ? 0 : len - 1);
-    int64_t b = hi && hi->kind != JV_NONE ? clamp_index(hi->u.i, len, step < 0)
-                                          : (step > 0 ? len : -1);
+    int64_t a =
+        lo && lo->kind != JV_NONE ? clamp_index(lo->u.i, len, step < 0) : (step > 0 ? 0 : len - 1);
+    int64_t b =
+        hi && hi->kind != JV_NONE ? clamp_index(hi->u.i, len, step < 0) : (step > 0 ? len : -1);
     jval res;
     CELLM_TRY(cellm_jinja_new_list(c, &res));
     res.flags = obj->flags;
@@ -382,10 +366,14 @@ static enum cellm_status call(struct cellm_jinja_ctx *c, const node *n, frame *f
     CELLM_TRY(cellm_jinja_eval(c, n->a, f, &callee));
     CELLM_TRY(eval_args(c, n, f, &args));
     switch (callee.kind) {
-    case JV_FUNC: return cellm_jinja_call_global(c, n, callee.fn, args, n->names, n->nkids, out);
-    case JV_METHOD: return cellm_jinja_call_method(c, n, &callee, args, n->names, n->nkids, out);
-    case JV_MACRO: return cellm_jinja_call_macro(c, n, &callee, args, n->names, n->nkids, f, out);
-    case JV_UNDEF: return undefined_error(c, n, &callee);
+    case JV_FUNC:
+        return cellm_jinja_call_global(c, n, callee.fn, args, n->names, n->nkids, out);
+    case JV_METHOD:
+        return cellm_jinja_call_method(c, n, &callee, args, n->names, n->nkids, out);
+    case JV_MACRO:
+        return cellm_jinja_call_macro(c, n, &callee, args, n->names, n->nkids, f, out);
+    case JV_UNDEF:
+        return undefined_error(c, n, &callee);
     default:
         return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "'%s' object is not callable",
                                 cellm_jinja_kind_name(&callee));
@@ -399,8 +387,12 @@ enum cellm_status cellm_jinja_eval(struct cellm_jinja_ctx *c, const node *n, fra
     c->at = n;
     jval a, b, d;
     switch (n->kind) {
-    case NK_LIT: *out = n->lit; return CELLM_OK;
-    case NK_NAME: *out = lookup(f, n->name, n->name_len); return CELLM_OK;
+    case NK_LIT:
+        *out = n->lit;
+        return CELLM_OK;
+    case NK_NAME:
+        *out = lookup(f, n->name, n->name_len);
+        return CELLM_OK;
     case NK_LIST:
         CELLM_TRY(cellm_jinja_new_list(c, out));
         out->flags = n->op;
@@ -427,16 +419,13 @@ enum cellm_status cellm_jinja_eval(struct cellm_jinja_ctx *c, const node *n, fra
     case NK_SLICE: {
         jval lo, hi, st;
         CELLM_TRY(cellm_jinja_eval(c, n->a, f, &a));
-        if (n->b)
-            CELLM_TRY(cellm_jinja_eval(c, n->b, f, &lo));
-        if (n->c)
-            CELLM_TRY(cellm_jinja_eval(c, n->c, f, &hi));
-        if (n->d)
-            CELLM_TRY(cellm_jinja_eval(c, n->d, f, &st));
-        return eval_slice(c, n, &a, n->b ? &lo : NULL, n->c ? &hi : NULL, n->d ? &st : NULL,
-                          out);
+        if (n->b) CELLM_TRY(cellm_jinja_eval(c, n->b, f, &lo));
+        if (n->c) CELLM_TRY(cellm_jinja_eval(c, n->c, f, &hi));
+        if (n->d) CELLM_TRY(cellm_jinja_eval(c, n->d, f, &st));
+        return eval_slice(c, n, &a, n->b ? &lo : NULL, n->c ? &hi : NULL, n->d ? &st : NULL, out);
     }
-    case NK_CALL: return call(c, n, f, out);
+    case NK_CALL:
+        return call(c, n, f, out);
     case NK_FILTER: {
         jval *args;
         CELLM_TRY(cellm_jinja_eval(c, n->a, f, &a));
@@ -458,8 +447,7 @@ enum cellm_status cellm_jinja_eval(struct cellm_jinja_ctx *c, const node *n, fra
     case NK_NEG:
     case NK_POS:
         CELLM_TRY(cellm_jinja_eval(c, n->a, f, &a));
-        if (a.kind == JV_UNDEF)
-            return undefined_error(c, n, &a);
+        if (a.kind == JV_UNDEF) return undefined_error(c, n, &a);
         if (!is_num(&a))
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "bad operand type for unary %c: '%s'",
                                     n->kind == NK_NEG ? '-' : '+', cellm_jinja_kind_name(&a));
@@ -491,10 +479,8 @@ enum cellm_status cellm_jinja_eval(struct cellm_jinja_ctx *c, const node *n, fra
         return binop(c, n, &a, &b, out);
     case NK_COND:
         CELLM_TRY(cellm_jinja_eval(c, n->a, f, &d));
-        if (cellm_jinja_truthy(&d))
-            return cellm_jinja_eval(c, n->b, f, out);
-        if (n->c)
-            return cellm_jinja_eval(c, n->c, f, out);
+        if (cellm_jinja_truthy(&d)) return cellm_jinja_eval(c, n->b, f, out);
+        if (n->c) return cellm_jinja_eval(c, n->c, f, out);
         *out = cellm_jinja_undef();
         return CELLM_OK;
     default:
@@ -510,8 +496,7 @@ static enum cellm_status exec(struct cellm_jinja_ctx *c, const node *n, frame *f
 static enum cellm_status out_status(struct cellm_jinja_ctx *c, const node *n,
                                     struct cellm_jinja_buf *out)
 {
-    if (out->oom == 1)
-        return cellm_jinja_fail(c, n, CELLM_ERR_NOMEM, "out of memory");
+    if (out->oom == 1) return cellm_jinja_fail(c, n, CELLM_ERR_NOMEM, "out of memory");
     if (out->oom == 2)
         return cellm_jinja_fail(c, n, CELLM_ERR_RANGE, "output longer than %zu bytes", out->max);
     return CELLM_OK;
@@ -525,19 +510,17 @@ static enum cellm_status exec_body(struct cellm_jinja_ctx *c, const node *body, 
     return CELLM_OK;
 }
 
-static enum cellm_status assign(struct cellm_jinja_ctx *c, const node *n, frame *f,
-                                const jval *v)
+static enum cellm_status assign(struct cellm_jinja_ctx *c, const node *n, frame *f, const jval *v)
 {
-    if (n->nnames == 1)
-        return set_var(c, f, n->names[0], strlen(n->names[0]), v);
+    if (n->nnames == 1) return set_var(c, f, n->names[0], strlen(n->names[0]), v);
     if (v->kind != JV_LIST && v->kind != JV_STR && v->kind != JV_DICT)
         return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "cannot unpack non-iterable %s object",
                                 cellm_jinja_kind_name(v));
     struct cellm_jinja_list *l;
     CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
     if (l->n != (size_t)n->nnames)
-        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
-                                "cannot unpack %zu values into %d names", l->n, n->nnames);
+        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "cannot unpack %zu values into %d names",
+                                l->n, n->nnames);
     for (int i = 0; i < n->nnames; i++)
         CELLM_TRY(set_var(c, f, n->names[i], strlen(n->names[i]), &l->v[i]));
     return CELLM_OK;
@@ -552,8 +535,7 @@ static enum cellm_status exec_for(struct cellm_jinja_ctx *c, const node *n, fram
     c->at = n;
     CELLM_TRY(cellm_jinja_iter_list(c, &seq, &items));
     frame *lf = cellm_jinja_alloc(&c->arena, sizeof *lf);
-    if (!lf)
-        return nomem(c);
+    if (!lf) return nomem(c);
     memset(lf, 0, sizeof *lf);
     lf->up = f;
     if (n->c) { /* {% for x in xs if cond %}: filter first, so loop.* counts kept items */
@@ -569,15 +551,15 @@ static enum cellm_status exec_for(struct cellm_jinja_ctx *c, const node *n, fram
         items = kept.u.list;
         lf->vars.n = 0;
     }
-    if (items->n == 0)
-        return exec_body(c, n->b, f, out);
+    if (items->n == 0) return exec_body(c, n->b, f, out);
     struct cellm_jinja_loop *lp = cellm_jinja_alloc(&c->arena, sizeof *lp);
-    if (!lp)
-        return nomem(c);
+    if (!lp) return nomem(c);
     lp->items = items;
     jval loopv = {.kind = JV_LOOP};
     loopv.u.loop = lp;
     for (size_t i = 0; i < items->n; i++) {
+        if (++c->steps > JINJA_MAX_STEPS)
+            return cellm_jinja_fail(c, n, CELLM_ERR_RANGE, "template takes too many steps");
         lp->index0 = i;
         lf->vars.n = 0; /* each iteration starts from a fresh scope, as in Jinja2 */
         CELLM_TRY(set_var(c, lf, "loop", 4, &loopv));
@@ -585,8 +567,7 @@ static enum cellm_status exec_for(struct cellm_jinja_ctx *c, const node *n, fram
         CELLM_TRY(exec_body(c, n->d, lf, out));
         int ctl = c->loop_ctl;
         c->loop_ctl = 0;
-        if (ctl == 1)
-            break;
+        if (ctl == 1) break;
     }
     return CELLM_OK;
 }
@@ -599,7 +580,9 @@ static enum cellm_status exec(struct cellm_jinja_ctx *c, const node *n, frame *f
     c->at = n;
     jval v;
     switch (n->kind) {
-    case NK_TEXT: cellm_jinja_buf_put(out, n->name, n->name_len); return out_status(c, n, out);
+    case NK_TEXT:
+        cellm_jinja_buf_put(out, n->name, n->name_len);
+        return out_status(c, n, out);
     case NK_OUT:
         CELLM_TRY(cellm_jinja_eval(c, n->a, f, &v));
         c->at = n;
@@ -607,12 +590,11 @@ static enum cellm_status exec(struct cellm_jinja_ctx *c, const node *n, frame *f
         return out_status(c, n, out);
     case NK_IF:
         CELLM_TRY(cellm_jinja_eval(c, n->a, f, &v));
-        if (cellm_jinja_truthy(&v))
-            return exec_body(c, n->b, f, out);
-        if (n->c && n->c->kind == NK_IF)
-            return exec(c, n->c, f, out);
+        if (cellm_jinja_truthy(&v)) return exec_body(c, n->b, f, out);
+        if (n->c && n->c->kind == NK_IF) return exec(c, n->c, f, out);
         return exec_body(c, n->c, f, out);
-    case NK_FOR: return exec_for(c, n, f, out);
+    case NK_FOR:
+        return exec_for(c, n, f, out);
     case NK_SET:
         CELLM_TRY(cellm_jinja_eval(c, n->b, f, &v));
         c->at = n;
@@ -628,10 +610,8 @@ static enum cellm_status exec(struct cellm_jinja_ctx *c, const node *n, frame *f
     case NK_SETBLK: {
         struct cellm_jinja_buf b = {.max = JINJA_MAX_OUTPUT};
         enum cellm_status st = exec_body(c, n->b, f, &b);
-        if (st == CELLM_OK)
-            st = out_status(c, n, &b);
-        if (st == CELLM_OK)
-            st = cellm_jinja_buf_take(c, &b, &v);
+        if (st == CELLM_OK) st = out_status(c, n, &b);
+        if (st == CELLM_OK) st = cellm_jinja_buf_take(c, &b, &v);
         cellm_free(b.p);
         CELLM_TRY(st);
         return set_var(c, f, n->names[0], strlen(n->names[0]), &v);
@@ -640,17 +620,21 @@ static enum cellm_status exec(struct cellm_jinja_ctx *c, const node *n, frame *f
         v = (jval){.kind = JV_MACRO};
         v.u.macro = n;
         return set_var(c, f, n->name, n->name_len, &v);
-    case NK_BREAK: c->loop_ctl = 1; return CELLM_OK;
-    case NK_CONTINUE: c->loop_ctl = 2; return CELLM_OK;
+    case NK_BREAK:
+        c->loop_ctl = 1;
+        return CELLM_OK;
+    case NK_CONTINUE:
+        c->loop_ctl = 2;
+        return CELLM_OK;
     default:
         CELLM_TRY(cellm_jinja_eval(c, n, f, &v));
         return CELLM_OK;
     }
 }
 
-enum cellm_status cellm_jinja_call_macro(struct cellm_jinja_ctx *c, const node *call,
-                                         const jval *m, jval *args, const char **names, int nargs,
-                                         frame *f, jval *out)
+enum cellm_status cellm_jinja_call_macro(struct cellm_jinja_ctx *c, const node *call, const jval *m,
+                                         jval *args, const char **names, int nargs, frame *f,
+                                         jval *out)
 {
     const node *mn = m->u.macro;
     if (c->depth >= JINJA_MAX_DEPTH)
@@ -659,8 +643,7 @@ enum cellm_status cellm_jinja_call_macro(struct cellm_jinja_ctx *c, const node *
     while (root->up && root->up->up)
         root = root->up;
     frame *mf = cellm_jinja_alloc(&c->arena, sizeof *mf);
-    if (!mf)
-        return nomem(c);
+    if (!mf) return nomem(c);
     memset(mf, 0, sizeof *mf);
     mf->up = root;
     int npos = 0;
@@ -684,13 +667,11 @@ enum cellm_status cellm_jinja_call_macro(struct cellm_jinja_ctx *c, const node *
         }
     }
     for (int k = 0; k < mn->nnames; k++) {
-        if (cellm_jinja_dict_gets(&mf->vars, mn->names[k], strlen(mn->names[k])))
-            continue;
+        if (cellm_jinja_dict_gets(&mf->vars, mn->names[k], strlen(mn->names[k]))) continue;
         jval v = cellm_jinja_undef();
         v.u.s = mn->names[k];
         v.len = (uint32_t)strlen(mn->names[k]);
-        if (mn->kids2[k])
-            CELLM_TRY(cellm_jinja_eval(c, mn->kids2[k], mf, &v));
+        if (mn->kids2[k]) CELLM_TRY(cellm_jinja_eval(c, mn->kids2[k], mf, &v));
         CELLM_TRY(set_var(c, mf, mn->names[k], strlen(mn->names[k]), &v));
     }
     struct cellm_jinja_buf b = {.max = JINJA_MAX_OUTPUT};
@@ -699,10 +680,8 @@ enum cellm_status cellm_jinja_call_macro(struct cellm_jinja_ctx *c, const node *
     enum cellm_status st = exec_body(c, mn->b, mf, &b);
     c->depth--;
     c->loop_ctl = saved_ctl;
-    if (st == CELLM_OK)
-        st = out_status(c, call, &b);
-    if (st == CELLM_OK)
-        st = cellm_jinja_buf_take(c, &b, out);
+    if (st == CELLM_OK) st = out_status(c, call, &b);
+    if (st == CELLM_OK) st = cellm_jinja_buf_take(c, &b, out);
     cellm_free(b.p);
     return st;
 }
@@ -712,11 +691,9 @@ enum cellm_status cellm_jinja_call_macro(struct cellm_jinja_ctx *c, const node *
 enum cellm_status cellm_jinja_render_parsed(const struct cellm_jinja_tmpl *t, const cJSON *vars,
                                             char **out, struct cellm_error *err)
 {
-    if (!out)
-        return cellm_errf(err, CELLM_ERR_ARG, "chat template: NULL output pointer");
+    if (!out) return cellm_errf(err, CELLM_ERR_ARG, "chat template: NULL output pointer");
     *out = NULL;
-    if (!t)
-        return cellm_errf(err, CELLM_ERR_ARG, "chat template: NULL template");
+    if (!t) return cellm_errf(err, CELLM_ERR_ARG, "chat template: NULL template");
     if (vars && !cJSON_IsObject(vars) && !cJSON_IsNull(vars))
         return cellm_errf(err, CELLM_ERR_ARG, "chat template: variables must be a JSON object");
     struct cellm_jinja_ctx c = {.arena = {.cap = JINJA_MAX_ARENA}, .err = err};
@@ -731,10 +708,8 @@ enum cellm_status cellm_jinja_render_parsed(const struct cellm_jinja_tmpl *t, co
                 st = set_var(&c, &globals, e->string, strlen(e->string), &v);
         }
     }
-    if (st == CELLM_OK)
-        st = exec_body(&c, t->root, &top, &b);
-    if (st == CELLM_OK)
-        st = out_status(&c, NULL, &b);
+    if (st == CELLM_OK) st = exec_body(&c, t->root, &top, &b);
+    if (st == CELLM_OK) st = out_status(&c, NULL, &b);
     if (st == CELLM_OK && !b.p) {
         b.p = cellm_malloc(1);
         if (!b.p)
@@ -755,8 +730,7 @@ enum cellm_status cellm_jinja_render(const char *tmpl, size_t len, const cJSON *
                                      struct cellm_error *err)
 {
     struct cellm_jinja_tmpl *t;
-    if (out)
-        *out = NULL;
+    if (out) *out = NULL;
     CELLM_TRY(cellm_jinja_parse(tmpl, len, &t, err));
     enum cellm_status st = cellm_jinja_render_parsed(t, vars, out, err);
     cellm_jinja_free(t);

@@ -19,34 +19,100 @@
 typedef struct cellm_jinja_node node;
 
 enum {
-    F_ABS, F_CAPITALIZE, F_COUNT, F_D, F_DEFAULT, F_DICTSORT, F_E, F_ESCAPE, F_FIRST, F_FLOAT,
-    F_INDENT, F_INT, F_ITEMS, F_JOIN, F_LAST, F_LENGTH, F_LIST, F_LOWER, F_MAP, F_MAX, F_MIN,
-    F_REJECT, F_REJECTATTR, F_REPLACE, F_REVERSE, F_SAFE, F_SELECT, F_SELECTATTR, F_SORT,
-    F_STRING, F_SUM, F_TITLE, F_TOJSON, F_TRIM, F_UNIQUE, F_UPPER,
+    F_ABS,
+    F_CAPITALIZE,
+    F_COUNT,
+    F_D,
+    F_DEFAULT,
+    F_DICTSORT,
+    F_E,
+    F_ESCAPE,
+    F_FIRST,
+    F_FLOAT,
+    F_INDENT,
+    F_INT,
+    F_ITEMS,
+    F_JOIN,
+    F_LAST,
+    F_LENGTH,
+    F_LIST,
+    F_LOWER,
+    F_MAP,
+    F_MAX,
+    F_MIN,
+    F_REJECT,
+    F_REJECTATTR,
+    F_REPLACE,
+    F_REVERSE,
+    F_SAFE,
+    F_SELECT,
+    F_SELECTATTR,
+    F_SORT,
+    F_STRING,
+    F_SUM,
+    F_TITLE,
+    F_TOJSON,
+    F_TRIM,
+    F_UNIQUE,
+    F_UPPER,
 };
 static const char *const filters[] = {
-    "abs", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first",
-    "float", "indent", "int", "items", "join", "last", "length", "list", "lower", "map",
-    "max", "min", "reject", "rejectattr", "replace", "reverse", "safe", "select",
-    "selectattr", "sort", "string", "sum", "title", "tojson", "trim", "unique", "upper", NULL};
+    "abs",     "capitalize", "count",  "d",          "default", "dictsort", "e",          "escape",
+    "first",   "float",      "indent", "int",        "items",   "join",     "last",       "length",
+    "list",    "lower",      "map",    "max",        "min",     "reject",   "rejectattr", "replace",
+    "reverse", "safe",       "select", "selectattr", "sort",    "string",   "sum",        "title",
+    "tojson",  "trim",       "unique", "upper",      NULL};
 
 enum {
-    T_DEFINED, T_UNDEFINED, T_NONE, T_BOOLEAN, T_FALSE, T_TRUE, T_INTEGER, T_FLOAT, T_NUMBER,
-    T_STRING, T_MAPPING, T_ITERABLE, T_SEQUENCE, T_CALLABLE, T_SAMEAS, T_EQ, T_EQUALTO,
-    T_EQ2, T_NE, T_NE2, T_LT, T_LESSTHAN, T_LT2, T_LE, T_LE2, T_GT, T_GREATERTHAN, T_GT2,
-    T_GE, T_GE2, T_IN, T_EVEN, T_ODD, T_DIVISIBLEBY, T_LOWER, T_UPPER, T_ESCAPED,
+    T_DEFINED,
+    T_UNDEFINED,
+    T_NONE,
+    T_BOOLEAN,
+    T_FALSE,
+    T_TRUE,
+    T_INTEGER,
+    T_FLOAT,
+    T_NUMBER,
+    T_STRING,
+    T_MAPPING,
+    T_ITERABLE,
+    T_SEQUENCE,
+    T_CALLABLE,
+    T_SAMEAS,
+    T_EQ,
+    T_EQUALTO,
+    T_EQ2,
+    T_NE,
+    T_NE2,
+    T_LT,
+    T_LESSTHAN,
+    T_LT2,
+    T_LE,
+    T_LE2,
+    T_GT,
+    T_GREATERTHAN,
+    T_GT2,
+    T_GE,
+    T_GE2,
+    T_IN,
+    T_EVEN,
+    T_ODD,
+    T_DIVISIBLEBY,
+    T_LOWER,
+    T_UPPER,
+    T_ESCAPED,
 };
 static const char *const tests[] = {
-    "defined", "undefined", "none", "boolean", "false", "true", "integer", "float", "number",
-    "string", "mapping", "iterable", "sequence", "callable", "sameas", "eq", "equalto", "==",
-    "ne", "!=", "lt", "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=",
-    "in", "even", "odd", "divisibleby", "lower", "upper", "escaped", NULL};
+    "defined", "undefined",   "none",        "boolean",  "false",    "true",     "integer", "float",
+    "number",  "string",      "mapping",     "iterable", "sequence", "callable", "sameas",  "eq",
+    "equalto", "==",          "ne",          "!=",       "lt",       "lessthan", "<",       "le",
+    "<=",      "gt",          "greaterthan", ">",        "ge",       ">=",       "in",      "even",
+    "odd",     "divisibleby", "lower",       "upper",    "escaped",  NULL};
 
 static int find_name(const char *const *list, const char *s, size_t n)
 {
     for (int i = 0; list[i]; i++)
-        if (strlen(list[i]) == n && memcmp(list[i], s, n) == 0)
-            return i;
+        if (strlen(list[i]) == n && memcmp(list[i], s, n) == 0) return i;
     return -1;
 }
 
@@ -64,8 +130,7 @@ static const jval *arg(jval *args, const char **names, int nargs, int pos, const
     int k = 0;
     for (int i = 0; i < nargs; i++) {
         if (names && names[i]) {
-            if (name && !strcmp(names[i], name))
-                return &args[i];
+            if (name && !strcmp(names[i], name)) return &args[i];
         } else if (k++ == pos) {
             return &args[i];
         }
@@ -94,21 +159,42 @@ enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c, const node *
     int r = 0;
     *out = 0;
     switch (id) {
-    case T_DEFINED: *out = v->kind != JV_UNDEF; return CELLM_OK;
-    case T_UNDEFINED: *out = v->kind == JV_UNDEF; return CELLM_OK;
-    case T_NONE: *out = v->kind == JV_NONE; return CELLM_OK;
-    case T_BOOLEAN: *out = v->kind == JV_BOOL; return CELLM_OK;
-    case T_FALSE: *out = v->kind == JV_BOOL && !v->u.i; return CELLM_OK;
-    case T_TRUE: *out = v->kind == JV_BOOL && v->u.i; return CELLM_OK;
-    case T_INTEGER: *out = v->kind == JV_INT; return CELLM_OK;
-    case T_FLOAT: *out = v->kind == JV_FLOAT; return CELLM_OK;
-    case T_NUMBER: *out = is_num(v); return CELLM_OK;
-    case T_STRING: *out = v->kind == JV_STR; return CELLM_OK;
-    case T_MAPPING: *out = v->kind == JV_DICT; return CELLM_OK;
+    case T_DEFINED:
+        *out = v->kind != JV_UNDEF;
+        return CELLM_OK;
+    case T_UNDEFINED:
+        *out = v->kind == JV_UNDEF;
+        return CELLM_OK;
+    case T_NONE:
+        *out = v->kind == JV_NONE;
+        return CELLM_OK;
+    case T_BOOLEAN:
+        *out = v->kind == JV_BOOL;
+        return CELLM_OK;
+    case T_FALSE:
+        *out = v->kind == JV_BOOL && !v->u.i;
+        return CELLM_OK;
+    case T_TRUE:
+        *out = v->kind == JV_BOOL && v->u.i;
+        return CELLM_OK;
+    case T_INTEGER:
+        *out = v->kind == JV_INT;
+        return CELLM_OK;
+    case T_FLOAT:
+        *out = v->kind == JV_FLOAT;
+        return CELLM_OK;
+    case T_NUMBER:
+        *out = is_num(v);
+        return CELLM_OK;
+    case T_STRING:
+        *out = v->kind == JV_STR;
+        return CELLM_OK;
+    case T_MAPPING:
+        *out = v->kind == JV_DICT;
+        return CELLM_OK;
     case T_ITERABLE:
     case T_SEQUENCE:
-        *out = v->kind == JV_STR || v->kind == JV_LIST || v->kind == JV_DICT ||
-               v->kind == JV_UNDEF;
+        *out = v->kind == JV_STR || v->kind == JV_LIST || v->kind == JV_DICT || v->kind == JV_UNDEF;
         return CELLM_OK;
     case T_CALLABLE:
         *out = v->kind == JV_FUNC || v->kind == JV_MACRO || v->kind == JV_METHOD;
@@ -126,7 +212,9 @@ enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c, const node *
         *out = cased && cellm_jinja_equal(&s, &t);
         return CELLM_OK;
     }
-    case T_ESCAPED: *out = 0; return CELLM_OK;
+    case T_ESCAPED:
+        *out = 0;
+        return CELLM_OK;
     case T_EVEN:
     case T_ODD:
         if (v->kind != JV_INT && v->kind != JV_BOOL)
@@ -141,8 +229,7 @@ enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c, const node *
         return CELLM_OK;
     }
     if (!a0)
-        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "test '%s' needs an argument",
-                                tests[id]);
+        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "test '%s' needs an argument", tests[id]);
     switch (id) {
     case T_SAMEAS:
         *out = v->kind == a0->kind &&
@@ -152,9 +239,13 @@ enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c, const node *
         return CELLM_OK;
     case T_EQ:
     case T_EQUALTO:
-    case T_EQ2: *out = cellm_jinja_equal(v, a0); return CELLM_OK;
+    case T_EQ2:
+        *out = cellm_jinja_equal(v, a0);
+        return CELLM_OK;
     case T_NE:
-    case T_NE2: *out = !cellm_jinja_equal(v, a0); return CELLM_OK;
+    case T_NE2:
+        *out = !cellm_jinja_equal(v, a0);
+        return CELLM_OK;
     case T_IN: {
         jval hay = *a0;
         if (hay.kind == JV_STR) {
@@ -183,13 +274,21 @@ enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c, const node *
         switch (id) {
         case T_LT:
         case T_LESSTHAN:
-        case T_LT2: *out = r < 0; break;
+        case T_LT2:
+            *out = r < 0;
+            break;
         case T_LE:
-        case T_LE2: *out = r <= 0; break;
+        case T_LE2:
+            *out = r <= 0;
+            break;
         case T_GT:
         case T_GREATERTHAN:
-        case T_GT2: *out = r > 0; break;
-        default: *out = r >= 0; break;
+        case T_GT2:
+            *out = r > 0;
+            break;
+        default:
+            *out = r >= 0;
+            break;
         }
         return CELLM_OK;
     }
@@ -201,8 +300,7 @@ enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c, const node *
 static enum cellm_status attr_path(struct cellm_jinja_ctx *c, const node *n, const jval *v,
                                    const jval *path, jval *out)
 {
-    if (path->kind == JV_INT)
-        return cellm_jinja_getitem(c, n, v, path, out);
+    if (path->kind == JV_INT) return cellm_jinja_getitem(c, n, v, path, out);
     if (path->kind != JV_STR)
         return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "attribute must be a string");
     *out = *v;
@@ -215,8 +313,7 @@ static enum cellm_status attr_path(struct cellm_jinja_ctx *c, const node *n, con
         int digits = e > i;
         for (size_t k = i; k < e; k++)
             digits &= path->u.s[k] >= '0' && path->u.s[k] <= '9';
-        if (digits)
-            key = cellm_jinja_int(strtoll(path->u.s + i, NULL, 10));
+        if (digits) key = cellm_jinja_int(strtoll(path->u.s + i, NULL, 10));
         CELLM_TRY(cellm_jinja_getitem(c, n, &cur, &key, out));
         i = e + 1;
     } while (i <= path->len);
@@ -226,8 +323,7 @@ static enum cellm_status attr_path(struct cellm_jinja_ctx *c, const node *n, con
 /* Sort key: strings lower-cased unless case-sensitive. */
 static enum cellm_status sort_key(struct cellm_jinja_ctx *c, const jval *v, int cs, jval *out)
 {
-    if (v->kind == JV_STR && !cs)
-        return cellm_jinja_case(c, v, 0, out);
+    if (v->kind == JV_STR && !cs) return cellm_jinja_case(c, v, 0, out);
     *out = *v;
     return CELLM_OK;
 }
@@ -240,12 +336,10 @@ static enum cellm_status sort_by(struct cellm_jinja_ctx *c, const node *n, jval 
         for (size_t j = i; j > 0; j--) {
             int r;
             if (cellm_jinja_compare(c, &keys[j - 1], &keys[j], &r) != CELLM_OK)
-                return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
-                                        "'<' not supported between '%s' and '%s'",
-                                        cellm_jinja_kind_name(&keys[j - 1]),
-                                        cellm_jinja_kind_name(&keys[j]));
-            if (reverse ? r >= 0 : r <= 0)
-                break;
+                return cellm_jinja_fail(
+                    c, n, CELLM_ERR_FORMAT, "'<' not supported between '%s' and '%s'",
+                    cellm_jinja_kind_name(&keys[j - 1]), cellm_jinja_kind_name(&keys[j]));
+            if (reverse ? r >= 0 : r <= 0) break;
             jval t = keys[j];
             keys[j] = keys[j - 1];
             keys[j - 1] = t;
@@ -281,8 +375,7 @@ static enum cellm_status select_filter(struct cellm_jinja_ctx *c, const node *n,
     }
     int test = -1;
     if (k < nargs) {
-        if (args[k].kind != JV_STR ||
-            (test = cellm_jinja_test_id(args[k].u.s, args[k].len)) < 0)
+        if (args[k].kind != JV_STR || (test = cellm_jinja_test_id(args[k].u.s, args[k].len)) < 0)
             return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED, "unsupported: test '%.*s'",
                                     args[k].kind == JV_STR ? (int)args[k].len : 1,
                                     args[k].kind == JV_STR ? args[k].u.s : "?");
@@ -291,15 +384,13 @@ static enum cellm_status select_filter(struct cellm_jinja_ctx *c, const node *n,
     CELLM_TRY(cellm_jinja_new_list(c, out));
     for (size_t i = 0; i < l->n; i++) {
         jval x = l->v[i];
-        if (attr)
-            CELLM_TRY(attr_path(c, n, &l->v[i], attr, &x));
+        if (attr) CELLM_TRY(attr_path(c, n, &l->v[i], attr, &x));
         int r;
         if (test < 0)
             r = cellm_jinja_truthy(&x);
         else
             CELLM_TRY(cellm_jinja_apply_test(c, n, test, &x, args + k, nargs - k, &r));
-        if (r == keep_if)
-            CELLM_TRY(cellm_jinja_list_push(c, out->u.list, &l->v[i]));
+        if (r == keep_if) CELLM_TRY(cellm_jinja_list_push(c, out->u.list, &l->v[i]));
     }
     return CELLM_OK;
 }
@@ -323,8 +414,7 @@ static enum cellm_status min_max_sum(struct cellm_jinja_ctx *c, const node *n, i
     jval best_key = {0};
     for (size_t i = 0; i < l->n; i++) {
         jval x = l->v[i], key;
-        if (attr)
-            CELLM_TRY(attr_path(c, n, &l->v[i], attr, &x));
+        if (attr) CELLM_TRY(attr_path(c, n, &l->v[i], attr, &x));
         if (id == F_SUM) {
             struct cellm_jinja_node add = *n;
             add.kind = NK_BIN;
@@ -332,10 +422,9 @@ static enum cellm_status min_max_sum(struct cellm_jinja_ctx *c, const node *n, i
             add.a = add.b = NULL;
             jval lit_a = *out;
             /* reuse the + semantics through a tiny synthetic tree */
-            struct cellm_jinja_node la = {.kind = NK_LIT, .lit = lit_a, .line = n->line,
-                                          .col = n->col};
-            struct cellm_jinja_node lb = {.kind = NK_LIT, .lit = x, .line = n->line,
-                                          .col = n->col};
+            struct cellm_jinja_node la = {
+                .kind = NK_LIT, .lit = lit_a, .line = n->line, .col = n->col};
+            struct cellm_jinja_node lb = {.kind = NK_LIT, .lit = x, .line = n->line, .col = n->col};
             add.a = &la;
             add.b = &lb;
             CELLM_TRY(cellm_jinja_eval(c, &add, NULL, out));
@@ -371,24 +460,33 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         const jval *boolean = a1 ? a1 : arg(args, names, nargs, 9, "boolean");
         int use = v->kind == JV_UNDEF ||
                   (boolean && cellm_jinja_truthy(boolean) && !cellm_jinja_truthy(v));
-        if (use)
-            *v = dv ? *dv : cellm_jinja_str("", 0);
+        if (use) *v = dv ? *dv : cellm_jinja_str("", 0);
         return CELLM_OK;
     }
     case F_LENGTH:
     case F_COUNT:
         switch (v->kind) {
-        case JV_STR: *v = cellm_jinja_int((int64_t)cellm_jinja_utf8_count(v->u.s, v->len)); break;
-        case JV_LIST: *v = cellm_jinja_int((int64_t)v->u.list->n); break;
-        case JV_DICT: *v = cellm_jinja_int((int64_t)v->u.dict->n); break;
-        case JV_UNDEF: *v = cellm_jinja_int(0); break;
+        case JV_STR:
+            *v = cellm_jinja_int((int64_t)cellm_jinja_utf8_count(v->u.s, v->len));
+            break;
+        case JV_LIST:
+            *v = cellm_jinja_int((int64_t)v->u.list->n);
+            break;
+        case JV_DICT:
+            *v = cellm_jinja_int((int64_t)v->u.dict->n);
+            break;
+        case JV_UNDEF:
+            *v = cellm_jinja_int(0);
+            break;
         default:
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "object of type '%s' has no len()",
                                     cellm_jinja_kind_name(v));
         }
         return CELLM_OK;
-    case F_STRING: return cellm_jinja_stringify(c, v, v);
-    case F_SAFE: return cellm_jinja_stringify(c, v, v);
+    case F_STRING:
+        return cellm_jinja_stringify(c, v, v);
+    case F_SAFE:
+        return cellm_jinja_stringify(c, v, v);
     case F_TRIM: {
         const jval *chars = a0 ? a0 : arg(args, names, nargs, 9, "chars");
         if (chars && chars->kind != JV_STR && chars->kind != JV_NONE)
@@ -416,26 +514,23 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         jval o, w;
         CELLM_TRY(cellm_jinja_stringify(c, a0, &o));
         CELLM_TRY(cellm_jinja_stringify(c, a1, &w));
-        return cellm_jinja_replace(c, &s, &o, &w,
-                                   cnt && cnt->kind == JV_INT ? cnt->u.i : -1, v);
+        return cellm_jinja_replace(c, &s, &o, &w, cnt && cnt->kind == JV_INT ? cnt->u.i : -1, v);
     }
     case F_TOJSON: {
         const jval *indent = a0 ? a0 : arg(args, names, nargs, 9, "indent");
         const jval *ascii = arg(args, names, nargs, 9, "ensure_ascii");
         const jval *sortk = arg(args, names, nargs, 9, "sort_keys");
         if (arg(args, names, nargs, 9, "separators") || a1)
-            return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED,
-                                    "unsupported: tojson separators");
+            return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED, "unsupported: tojson separators");
         if (indent && indent->kind != JV_NONE && indent->kind != JV_INT)
             return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED,
                                     "unsupported: tojson indent that is not an integer");
-        int ind = indent && indent->kind == JV_INT ? (int)(indent->u.i < 0 ? 0
+        int ind = indent && indent->kind == JV_INT ? (int)(indent->u.i < 0    ? 0
                                                            : indent->u.i > 64 ? 64
                                                                               : indent->u.i)
                                                    : -1;
-        enum cellm_status st =
-            cellm_jinja_json(c, v, ascii && cellm_jinja_truthy(ascii), ind,
-                             sortk && cellm_jinja_truthy(sortk), &b);
+        enum cellm_status st = cellm_jinja_json(c, v, ascii && cellm_jinja_truthy(ascii), ind,
+                                                sortk && cellm_jinja_truthy(sortk), &b);
         if (st != CELLM_OK) {
             cellm_free(b.p);
             return st;
@@ -446,18 +541,14 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         const jval *sep = a0 ? a0 : arg(args, names, nargs, 9, "d");
         const jval *attr = a1 ? a1 : arg(args, names, nargs, 9, "attribute");
         jval sv = cellm_jinja_str("", 0);
-        if (sep)
-            CELLM_TRY(cellm_jinja_stringify(c, sep, &sv));
+        if (sep) CELLM_TRY(cellm_jinja_stringify(c, sep, &sv));
         CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
         for (size_t i = 0; i < l->n; i++) {
             x = l->v[i];
             enum cellm_status st = CELLM_OK;
-            if (attr)
-                st = attr_path(c, n, &l->v[i], attr, &x);
-            if (i)
-                cellm_jinja_buf_put(&b, sv.u.s, sv.len);
-            if (st == CELLM_OK)
-                st = cellm_jinja_to_str(c, &x, &b);
+            if (attr) st = attr_path(c, n, &l->v[i], attr, &x);
+            if (i) cellm_jinja_buf_put(&b, sv.u.s, sv.len);
+            if (st == CELLM_OK) st = cellm_jinja_to_str(c, &x, &b);
             if (st != CELLM_OK) {
                 cellm_free(b.p);
                 return st;
@@ -466,8 +557,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         return take(c, &b, v);
     }
     case F_ITEMS:
-        if (v->kind == JV_UNDEF)
-            return cellm_jinja_new_list(c, v);
+        if (v->kind == JV_UNDEF) return cellm_jinja_new_list(c, v);
         if (v->kind != JV_DICT)
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT,
                                     "Can only get item pairs from a mapping.");
@@ -495,19 +585,17 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         CELLM_TRY(cellm_jinja_apply_filter(c, n, F_ITEMS, &items, NULL, NULL, 0, f));
         size_t cnt = items.u.list->n;
         jval *keys = cellm_jinja_alloc(&c->arena, (cnt + 1) * sizeof *keys);
-        if (!keys)
-            return cellm_jinja_fail(c, n, CELLM_ERR_RANGE, "template memory limit reached");
+        if (!keys) return cellm_jinja_nomem(c);
         for (size_t i = 0; i < cnt; i++)
-            CELLM_TRY(sort_key(c, &items.u.list->v[i].u.list->v[by_value], cs && cellm_jinja_truthy(cs),
-                               &keys[i]));
+            CELLM_TRY(sort_key(c, &items.u.list->v[i].u.list->v[by_value],
+                               cs && cellm_jinja_truthy(cs), &keys[i]));
         CELLM_TRY(sort_by(c, n, items.u.list->v, keys, cnt, rev && cellm_jinja_truthy(rev)));
         *v = items;
         return CELLM_OK;
     }
     case F_FIRST:
     case F_LAST:
-        if (v->kind == JV_UNDEF)
-            return CELLM_OK;
+        if (v->kind == JV_UNDEF) return CELLM_OK;
         CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
         *v = l->n == 0 ? cellm_jinja_undef() : l->v[id == F_FIRST ? 0 : l->n - 1];
         return CELLM_OK;
@@ -540,12 +628,10 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         CELLM_TRY(copy_list(c, l, &res));
         size_t cnt = res.u.list->n;
         jval *keys = cellm_jinja_alloc(&c->arena, (cnt + 1) * sizeof *keys);
-        if (!keys)
-            return cellm_jinja_fail(c, n, CELLM_ERR_RANGE, "template memory limit reached");
+        if (!keys) return cellm_jinja_nomem(c);
         for (size_t i = 0; i < cnt; i++) {
             x = res.u.list->v[i];
-            if (attr)
-                CELLM_TRY(attr_path(c, n, &res.u.list->v[i], attr, &x));
+            if (attr) CELLM_TRY(attr_path(c, n, &res.u.list->v[i], attr, &x));
             CELLM_TRY(sort_key(c, &x, cs && cellm_jinja_truthy(cs), &keys[i]));
         }
         if (id == F_SORT) {
@@ -558,8 +644,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
             int seen = 0;
             for (size_t k = 0; k < i && !seen; k++)
                 seen = cellm_jinja_equal(&keys[k], &keys[i]);
-            if (!seen)
-                CELLM_TRY(cellm_jinja_list_push(c, v->u.list, &res.u.list->v[i]));
+            if (!seen) CELLM_TRY(cellm_jinja_list_push(c, v->u.list, &res.u.list->v[i]));
         }
         return CELLM_OK;
     }
@@ -580,8 +665,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
         int fid = -1;
         if (!attr) {
-            if (!a0 || a0->kind != JV_STR ||
-                (fid = cellm_jinja_filter_id(a0->u.s, a0->len)) < 0)
+            if (!a0 || a0->kind != JV_STR || (fid = cellm_jinja_filter_id(a0->u.s, a0->len)) < 0)
                 return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED,
                                         "unsupported: map without a known filter name");
         }
@@ -590,8 +674,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
             x = l->v[i];
             if (attr) {
                 CELLM_TRY(attr_path(c, n, &l->v[i], attr, &x));
-                if (x.kind == JV_UNDEF && dflt)
-                    x = *dflt;
+                if (x.kind == JV_UNDEF && dflt) x = *dflt;
             } else {
                 const char **fn = names ? names + 1 : NULL;
                 CELLM_TRY(cellm_jinja_apply_filter(c, n, fid, &x, args + 1, fn, nargs - 1, f));
@@ -673,8 +756,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
             ind = *width;
         } else if (width) {
             if (width->kind != JV_INT || width->u.i < 0 || width->u.i > 256)
-                return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED,
-                                        "unsupported: indent width");
+                return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED, "unsupported: indent width");
             for (int64_t i = 0; i < width->u.i; i++)
                 cellm_jinja_buf_putc(&b, ' ');
             CELLM_TRY(take(c, &b, &ind));
@@ -682,8 +764,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         }
         CELLM_TRY(cellm_jinja_stringify(c, v, &s));
         int do_blank = blank && cellm_jinja_truthy(blank);
-        if (first && cellm_jinja_truthy(first))
-            cellm_jinja_buf_put(&b, ind.u.s, ind.len);
+        if (first && cellm_jinja_truthy(first)) cellm_jinja_buf_put(&b, ind.u.s, ind.len);
         /* Jinja2 appends "\n", splits into lines (a final line break ends the last line
          * rather than starting an empty one), indents every line after the first (empty
          * ones only with blank=True) and joins them with "\n". */
@@ -694,12 +775,10 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
                 e++;
             if (line > 0) {
                 cellm_jinja_buf_putc(&b, '\n');
-                if (e > i || do_blank)
-                    cellm_jinja_buf_put(&b, ind.u.s, ind.len);
+                if (e > i || do_blank) cellm_jinja_buf_put(&b, ind.u.s, ind.len);
             }
             cellm_jinja_buf_put(&b, s.u.s + i, e - i);
-            if (e < s.len && s.u.s[e] == '\r' && e + 1 < s.len && s.u.s[e + 1] == '\n')
-                e++;
+            if (e < s.len && s.u.s[e] == '\r' && e + 1 < s.len && s.u.s[e + 1] == '\n') e++;
             i = e + 1;
             line++;
         }
@@ -710,12 +789,23 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         CELLM_TRY(cellm_jinja_stringify(c, v, &s));
         for (size_t i = 0; i < s.len; i++) {
             switch (s.u.s[i]) {
-            case '&': cellm_jinja_buf_put(&b, "&amp;", 5); break;
-            case '<': cellm_jinja_buf_put(&b, "&lt;", 4); break;
-            case '>': cellm_jinja_buf_put(&b, "&gt;", 4); break;
-            case '"': cellm_jinja_buf_put(&b, "&#34;", 5); break;
-            case '\'': cellm_jinja_buf_put(&b, "&#39;", 5); break;
-            default: cellm_jinja_buf_putc(&b, s.u.s[i]);
+            case '&':
+                cellm_jinja_buf_put(&b, "&amp;", 5);
+                break;
+            case '<':
+                cellm_jinja_buf_put(&b, "&lt;", 4);
+                break;
+            case '>':
+                cellm_jinja_buf_put(&b, "&gt;", 4);
+                break;
+            case '"':
+                cellm_jinja_buf_put(&b, "&#34;", 5);
+                break;
+            case '\'':
+                cellm_jinja_buf_put(&b, "&#39;", 5);
+                break;
+            default:
+                cellm_jinja_buf_putc(&b, s.u.s[i]);
             }
         }
         return take(c, &b, v);

@@ -32,6 +32,7 @@ struct cellm_jinja_chunk;
 struct cellm_jinja_arena {
     struct cellm_jinja_chunk *head;
     size_t used, cap; /* bytes handed out so far; the limit */
+    int oom;          /* set when cellm_malloc failed (as opposed to the cap) */
 };
 void *cellm_jinja_alloc(struct cellm_jinja_arena *a, size_t n); /* NULL when full or no mem */
 void cellm_jinja_arena_free(struct cellm_jinja_arena *a);
@@ -64,7 +65,7 @@ struct cellm_jinja_node;
 struct cellm_jinja_value {
     uint8_t kind;
     uint8_t flags;
-    uint16_t fn; /* JV_FUNC: which global; JV_METHOD: which method */
+    uint16_t fn;  /* JV_FUNC: which global; JV_METHOD: which method */
     uint32_t len; /* JV_STR: bytes */
     union {
         int64_t i; /* JV_BOOL, JV_INT */
@@ -143,8 +144,8 @@ enum cellm_jinja_nk {
     NK_NOT,    /* not a */
     NK_AND,
     NK_OR,
-    NK_BIN,    /* a op b, op: one of the JB_* */
-    NK_COND,   /* b if a else c */
+    NK_BIN,  /* a op b, op: one of the JB_* */
+    NK_COND, /* b if a else c */
     /* statements */
     NK_TEXT,   /* name holds the text */
     NK_OUT,    /* {{ a }} */
@@ -155,11 +156,25 @@ enum cellm_jinja_nk {
     NK_MACRO,  /* macro name(names = defaults in kids2): kids */
     NK_BREAK,
     NK_CONTINUE,
-    NK_BODY,   /* a list of statements in kids */
+    NK_BODY, /* a list of statements in kids */
 };
 enum cellm_jinja_binop {
-    JB_ADD, JB_SUB, JB_MUL, JB_DIV, JB_FLOORDIV, JB_MOD, JB_POW, JB_CONCAT,
-    JB_EQ, JB_NE, JB_LT, JB_LE, JB_GT, JB_GE, JB_IN, JB_NOTIN,
+    JB_ADD,
+    JB_SUB,
+    JB_MUL,
+    JB_DIV,
+    JB_FLOORDIV,
+    JB_MOD,
+    JB_POW,
+    JB_CONCAT,
+    JB_EQ,
+    JB_NE,
+    JB_LT,
+    JB_LE,
+    JB_GT,
+    JB_GE,
+    JB_IN,
+    JB_NOTIN,
 };
 
 struct cellm_jinja_node {
@@ -172,8 +187,8 @@ struct cellm_jinja_node {
     struct cellm_jinja_node *a, *b, *c, *d;
     struct cellm_jinja_node **kids; /* arguments, items or statements */
     int nkids;
-    const char **names; /* keyword-argument names, parallel to the tail of kids (NULL
-                           entries are positional); for loop / macro parameter names */
+    const char **names;              /* keyword-argument names, parallel to the tail of kids (NULL
+                                        entries are positional); for loop / macro parameter names */
     struct cellm_jinja_node **kids2; /* MACRO: defaults (NULL when none), parallel to names */
     int nnames;
 };
@@ -200,16 +215,17 @@ struct cellm_jinja_ctx {
     struct cellm_error *err;
     long steps;
     int depth;
-    int loop_ctl; /* 1 break, 2 continue pending */
+    int loop_ctl;                      /* 1 break, 2 continue pending */
     const struct cellm_jinja_node *at; /* node being evaluated, for messages */
 };
 
 /* Fails with a message prefixed by the position of node n (or ctx->at). */
 enum cellm_status cellm_jinja_fail(struct cellm_jinja_ctx *c, const struct cellm_jinja_node *n,
-                                   enum cellm_status st, const char *fmt, ...)
-    CELLM_PRINTF(4, 5);
+                                   enum cellm_status st, const char *fmt, ...) CELLM_PRINTF(4, 5);
 
 /* jinja_value.c */
+/* CELLM_ERR_NOMEM after an allocation failure, CELLM_ERR_RANGE when the arena cap is hit. */
+enum cellm_status cellm_jinja_nomem(struct cellm_jinja_ctx *c);
 jval cellm_jinja_str(const char *s, size_t n);
 jval cellm_jinja_int(int64_t i);
 jval cellm_jinja_bool(int b);
@@ -236,7 +252,7 @@ enum cellm_status cellm_jinja_stringify(struct cellm_jinja_ctx *c, const jval *v
 /* Copies a buffer's contents into the arena as a string value; resets the buffer. */
 enum cellm_status cellm_jinja_buf_take(struct cellm_jinja_ctx *c, struct cellm_jinja_buf *b,
                                        jval *out);
-/* json.dumps(v, ensure_ascii, indent (<0: none), sort_keys). */
+/* jinja_json.c: json.dumps(v, ensure_ascii, indent (<0: none), sort_keys). */
 enum cellm_status cellm_jinja_json(struct cellm_jinja_ctx *c, const jval *v, int ensure_ascii,
                                    int indent, int sort_keys, struct cellm_jinja_buf *b);
 enum cellm_status cellm_jinja_from_cjson(struct cellm_jinja_ctx *c, const cJSON *j, jval *out);
@@ -256,6 +272,7 @@ enum cellm_status cellm_jinja_iter_list(struct cellm_jinja_ctx *c, const jval *v
                                         struct cellm_jinja_list **out);
 /* UTF-8 helpers */
 size_t cellm_jinja_utf8_count(const char *s, size_t n);
+uint32_t cellm_jinja_utf8_decode(const char *s, size_t n, size_t i, size_t *clen);
 size_t cellm_jinja_utf8_next(const char *s, size_t n, size_t i); /* index after char at i */
 int cellm_jinja_is_space(const char *s, size_t n, size_t i, size_t *clen);
 
@@ -270,8 +287,8 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c,
                                            jval *args, const char **names, int nargs,
                                            struct cellm_jinja_frame *f);
 enum cellm_status cellm_jinja_apply_test(struct cellm_jinja_ctx *c,
-                                         const struct cellm_jinja_node *n, int id,
-                                         const jval *v, jval *args, int nargs, int *out);
+                                         const struct cellm_jinja_node *n, int id, const jval *v,
+                                         jval *args, int nargs, int *out);
 enum cellm_status cellm_jinja_call_global(struct cellm_jinja_ctx *c,
                                           const struct cellm_jinja_node *n, int id, jval *args,
                                           const char **names, int nargs, jval *out);

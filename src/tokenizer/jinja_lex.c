@@ -60,8 +60,7 @@ static enum cellm_status push(struct lexer *lx, enum cellm_jinja_tok kind, size_
     if (lx->n == lx->cap) {
         size_t cap = lx->cap ? lx->cap * 2 : 64;
         struct cellm_jinja_token *t = cellm_realloc(lx->toks, cap * sizeof *t);
-        if (!t)
-            return cellm_errf(lx->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+        if (!t) return cellm_errf(lx->err, CELLM_ERR_NOMEM, "chat template: out of memory");
         lx->toks = t;
         lx->cap = cap;
     }
@@ -69,8 +68,7 @@ static enum cellm_status push(struct lexer *lx, enum cellm_jinja_tok kind, size_
     memset(t, 0, sizeof *t);
     t->kind = kind;
     where(lx, off, &t->line, &t->col);
-    if (out)
-        *out = t;
+    if (out) *out = t;
     return CELLM_OK;
 }
 
@@ -82,8 +80,7 @@ static int space_at(struct lexer *lx, size_t i, size_t *clen)
 /* Emits src[a..b) as text (the normalized source lives in the arena). */
 static enum cellm_status emit_text(struct lexer *lx, size_t a, size_t b)
 {
-    if (a >= b)
-        return CELLM_OK;
+    if (a >= b) return CELLM_OK;
     struct cellm_jinja_token *t;
     CELLM_TRY(push(lx, TK_TEXT, a, &t));
     t->s = lx->src + a;
@@ -108,12 +105,9 @@ static int is_digit(char c)
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -148,17 +142,14 @@ static enum cellm_status lex_string(struct lexer *lx)
     char q = lx->src[lx->pos++];
     size_t end = lx->pos;
     while (end < lx->len && lx->src[end] != q) {
-        if (lx->src[end] == '\\')
-            end++;
+        if (lx->src[end] == '\\') end++;
         end++;
     }
-    if (end >= lx->len)
-        return fail_at(lx, start, CELLM_ERR_FORMAT, "unterminated string literal");
+    if (end >= lx->len) return fail_at(lx, start, CELLM_ERR_FORMAT, "unterminated string literal");
     struct cellm_jinja_token *t;
     CELLM_TRY(push(lx, TK_STRING, start, &t));
     char *s = cellm_jinja_alloc(lx->arena, (end - lx->pos) * 2 + 1);
-    if (!s)
-        return cellm_errf(lx->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+    if (!s) return cellm_errf(lx->err, CELLM_ERR_NOMEM, "chat template: out of memory");
     size_t k = 0;
     for (size_t i = lx->pos; i < end; i++) {
         char ch = lx->src[i];
@@ -169,20 +160,47 @@ static enum cellm_status lex_string(struct lexer *lx)
         char e = lx->src[++i];
         int digits = 0;
         switch (e) {
-        case 'n': s[k++] = '\n'; break;
-        case 't': s[k++] = '\t'; break;
-        case 'r': s[k++] = '\r'; break;
-        case 'b': s[k++] = '\b'; break;
-        case 'f': s[k++] = '\f'; break;
-        case 'v': s[k++] = '\v'; break;
-        case 'a': s[k++] = '\a'; break;
-        case '\\': s[k++] = '\\'; break;
-        case '\'': s[k++] = '\''; break;
-        case '"': s[k++] = '"'; break;
-        case '\n': break;
-        case 'x': digits = 2; break;
-        case 'u': digits = 4; break;
-        case 'U': digits = 8; break;
+        case 'n':
+            s[k++] = '\n';
+            break;
+        case 't':
+            s[k++] = '\t';
+            break;
+        case 'r':
+            s[k++] = '\r';
+            break;
+        case 'b':
+            s[k++] = '\b';
+            break;
+        case 'f':
+            s[k++] = '\f';
+            break;
+        case 'v':
+            s[k++] = '\v';
+            break;
+        case 'a':
+            s[k++] = '\a';
+            break;
+        case '\\':
+            s[k++] = '\\';
+            break;
+        case '\'':
+            s[k++] = '\'';
+            break;
+        case '"':
+            s[k++] = '"';
+            break;
+        case '\n':
+            break;
+        case 'x':
+            digits = 2;
+            break;
+        case 'u':
+            digits = 4;
+            break;
+        case 'U':
+            digits = 8;
+            break;
         default:
             if (e >= '0' && e <= '7') {
                 uint32_t cp = 0;
@@ -233,8 +251,7 @@ static enum cellm_status lex_number(struct lexer *lx)
     }
     if (i < lx->len && (lx->src[i] == 'e' || lx->src[i] == 'E')) {
         size_t j = i + 1;
-        if (j < lx->len && (lx->src[j] == '+' || lx->src[j] == '-'))
-            j++;
+        if (j < lx->len && (lx->src[j] == '+' || lx->src[j] == '-')) j++;
         if (j < lx->len && is_digit(lx->src[j])) {
             is_float = 1;
             i = j;
@@ -245,8 +262,7 @@ static enum cellm_status lex_number(struct lexer *lx)
     char buf[64];
     size_t k = 0;
     for (size_t j = start; j < i && k < sizeof buf - 1; j++)
-        if (lx->src[j] != '_')
-            buf[k++] = lx->src[j];
+        if (lx->src[j] != '_') buf[k++] = lx->src[j];
     buf[k] = 0;
     if (i - start >= sizeof buf - 1)
         return fail_at(lx, start, CELLM_ERR_UNSUPPORTED, "number literal too long");
@@ -315,12 +331,9 @@ static enum cellm_status lex_tag(struct lexer *lx, char closer, int *strip)
         }
         size_t n = 0;
         for (size_t k = 0; k < sizeof ops2 / sizeof *ops2; k++)
-            if (starts(lx, lx->pos, ops2[k]))
-                n = 2;
-        if (!n && strchr(ops1, ch))
-            n = 1;
-        if (!n)
-            return fail_at(lx, lx->pos, CELLM_ERR_FORMAT, "unexpected character in tag");
+            if (starts(lx, lx->pos, ops2[k])) n = 2;
+        if (!n && strchr(ops1, ch)) n = 1;
+        if (!n) return fail_at(lx, lx->pos, CELLM_ERR_FORMAT, "unexpected character in tag");
         struct cellm_jinja_token *t;
         CELLM_TRY(push(lx, TK_OP, lx->pos, &t));
         t->s = lx->src + lx->pos;
@@ -334,12 +347,10 @@ static size_t next_tag(struct lexer *lx, size_t i)
 {
     for (; i + 1 < lx->len; i++) {
         const char *p = memchr(lx->src + i, '{', lx->len - i - 1);
-        if (!p)
-            break;
+        if (!p) break;
         i = (size_t)(p - lx->src);
         char c = lx->src[i + 1];
-        if (c == '{' || c == '%' || c == '#')
-            return i;
+        if (c == '{' || c == '%' || c == '#') return i;
     }
     return lx->len;
 }
@@ -348,24 +359,19 @@ static size_t next_tag(struct lexer *lx, size_t i)
 static int is_word_tag(struct lexer *lx, size_t i, const char *word, size_t *after, char *lm,
                        char *rm)
 {
-    if (!starts(lx, i, "{%"))
-        return 0;
+    if (!starts(lx, i, "{%")) return 0;
     size_t j = i + 2, clen;
     *lm = 0;
-    if (j < lx->len && (lx->src[j] == '-' || lx->src[j] == '+'))
-        *lm = lx->src[j++];
+    if (j < lx->len && (lx->src[j] == '-' || lx->src[j] == '+')) *lm = lx->src[j++];
     while (j < lx->len && space_at(lx, j, &clen))
         j += clen;
-    if (!starts(lx, j, word))
-        return 0;
+    if (!starts(lx, j, word)) return 0;
     j += strlen(word);
     while (j < lx->len && space_at(lx, j, &clen))
         j += clen;
     *rm = 0;
-    if (j < lx->len && (lx->src[j] == '-' || lx->src[j] == '+'))
-        *rm = lx->src[j++];
-    if (!starts(lx, j, "%}"))
-        return 0;
+    if (j < lx->len && (lx->src[j] == '-' || lx->src[j] == '+')) *rm = lx->src[j++];
+    if (!starts(lx, j, "%}")) return 0;
     *after = j + 2;
     return 1;
 }
@@ -378,14 +384,12 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
     *ntoks = 0;
     /* Jinja2 turns every \r\n and \r of the source into \n before anything else. */
     char *norm = cellm_jinja_alloc(a, len + 1);
-    if (!norm)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "chat template: out of memory");
+    if (!norm) return cellm_errf(err, CELLM_ERR_NOMEM, "chat template: out of memory");
     size_t k = 0;
     for (size_t i = 0; i < len; i++) {
         if (src[i] == '\r') {
             norm[k++] = '\n';
-            if (i + 1 < len && src[i + 1] == '\n')
-                i++;
+            if (i + 1 < len && src[i + 1] == '\n') i++;
         } else {
             norm[k++] = src[i];
         }
@@ -395,8 +399,7 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
     len = k;
     struct lexer lx = {.arena = a, .src = src, .len = len, .at_line = 1, .at_col = 1, .err = err};
     /* keep_trailing_newline=False */
-    if (lx.len && lx.src[lx.len - 1] == '\n')
-        lx.len--;
+    if (lx.len && lx.src[lx.len - 1] == '\n') lx.len--;
     enum cellm_status st = CELLM_OK;
     int line_starting = 1;
     while (st == CELLM_OK) {
@@ -411,8 +414,7 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
                     size_t k = text_end - 1;
                     while (k > lx.pos && ((unsigned char)src[k] & 0xC0) == 0x80)
                         k--;
-                    if (!cellm_jinja_is_space(src, lx.len, k, &clen))
-                        break;
+                    if (!cellm_jinja_is_space(src, lx.len, k, &clen)) break;
                     text_end = k;
                 }
             } else if (mod != '+' && kind != '{') {
@@ -425,17 +427,14 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
                     ws = cellm_jinja_is_space(src, lx.len, k, &clen);
                     k += clen;
                 }
-                if (ws && (l > lx.pos || line_starting))
-                    text_end = l;
+                if (ws && (l > lx.pos || line_starting)) text_end = l;
             }
         }
         st = emit_text(&lx, lx.pos, text_end);
-        if (st != CELLM_OK || q >= lx.len)
-            break;
+        if (st != CELLM_OK || q >= lx.len) break;
         char kind = src[q + 1];
         size_t body = q + 2;
-        if (body < lx.len && (src[body] == '-' || src[body] == '+'))
-            body++;
+        if (body < lx.len && (src[body] == '-' || src[body] == '+')) body++;
         int strip = 0;
         size_t after;
         char lm, rm;
@@ -447,8 +446,7 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
                 st = fail_at(&lx, q, CELLM_ERR_FORMAT, "comment never closed ('#}' missing)");
                 break;
             }
-            if (e > body && (src[e - 1] == '-' || src[e - 1] == '+'))
-                strip = src[e - 1];
+            if (e > body && (src[e - 1] == '-' || src[e - 1] == '+')) strip = src[e - 1];
             lx.pos = e + 2;
         } else if (kind == '%' && is_word_tag(&lx, q, "raw", &after, &lm, &rm)) {
             size_t cs = after, e = after, clen;
@@ -467,19 +465,16 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
                 while (ce > cs && strchr(" \t\n\r\v\f", src[ce - 1]))
                     ce--;
             st = emit_text(&lx, cs, ce);
-            if (st != CELLM_OK)
-                break;
+            if (st != CELLM_OK) break;
             lx.pos = after;
             strip = rm;
         } else {
             st = push(&lx, kind == '{' ? TK_VAR_BEGIN : TK_BLOCK_BEGIN, q, NULL);
             lx.pos = body;
-            if (st == CELLM_OK)
-                st = lex_tag(&lx, kind == '{' ? '}' : '%', &strip);
+            if (st == CELLM_OK) st = lex_tag(&lx, kind == '{' ? '}' : '%', &strip);
             if (st == CELLM_OK)
                 st = push(&lx, kind == '{' ? TK_VAR_END : TK_BLOCK_END, lx.pos - 2, NULL);
-            if (st != CELLM_OK)
-                break;
+            if (st != CELLM_OK) break;
         }
         line_starting = 0;
         if (strip == '-') {
@@ -493,8 +488,7 @@ enum cellm_status cellm_jinja_lex(struct cellm_jinja_arena *a, const char *src, 
             line_starting = 1;
         }
     }
-    if (st == CELLM_OK)
-        st = push(&lx, TK_EOF, lx.len, NULL);
+    if (st == CELLM_OK) st = push(&lx, TK_EOF, lx.len, NULL);
     if (st != CELLM_OK) {
         cellm_free(lx.toks);
         return st;

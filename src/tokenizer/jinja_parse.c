@@ -51,16 +51,14 @@ static int is_name(struct parser *p, const char *name)
 }
 static int is_name_at(struct parser *p, size_t k, const char *name)
 {
-    if (p->i + k >= p->n)
-        return 0;
+    if (p->i + k >= p->n) return 0;
     const struct cellm_jinja_token *t = &p->t[p->i + k];
     return t->kind == TK_NAME && t->len == strlen(name) && memcmp(t->s, name, t->len) == 0;
 }
 
 static enum cellm_status expect_op(struct parser *p, const char *op)
 {
-    if (!is_op(p, op))
-        return fail(p, CELLM_ERR_FORMAT, "expected '%.*s'", op, strlen(op));
+    if (!is_op(p, op)) return fail(p, CELLM_ERR_FORMAT, "expected '%.*s'", op, strlen(op));
     p->i++;
     return CELLM_OK;
 }
@@ -75,8 +73,7 @@ static enum cellm_status expect_end(struct parser *p)
 static enum cellm_status mk(struct parser *p, int kind, node **out)
 {
     node *n = cellm_jinja_alloc(p->arena, sizeof *n);
-    if (!n)
-        return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+    if (!n) return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
     memset(n, 0, sizeof *n);
     n->kind = (uint8_t)kind;
     n->line = cur(p)->line;
@@ -97,8 +94,7 @@ static enum cellm_status vec_push(struct parser *p, struct vec *v, node *x, cons
         int cap = v->cap ? v->cap * 2 : 4;
         node **nv = cellm_jinja_alloc(p->arena, (size_t)cap * sizeof *nv);
         const char **nn = cellm_jinja_alloc(p->arena, (size_t)cap * sizeof *nn);
-        if (!nv || !nn)
-            return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+        if (!nv || !nn) return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
         if (v->n) {
             memcpy(nv, v->v, (size_t)v->n * sizeof *nv);
             memcpy(nn, v->names, (size_t)v->n * sizeof *nn);
@@ -139,10 +135,8 @@ static enum cellm_status parse_args(struct parser *p, node *n)
     struct vec v = {0};
     CELLM_TRY(expect_op(p, "("));
     while (!is_op(p, ")")) {
-        if (v.n)
-            CELLM_TRY(expect_op(p, ","));
-        if (is_op(p, ")"))
-            break;
+        if (v.n) CELLM_TRY(expect_op(p, ","));
+        if (is_op(p, ")")) break;
         if (is_op(p, "*") || is_op(p, "**"))
             return fail(p, CELLM_ERR_UNSUPPORTED, "unsupported: *args and **kwargs in calls%.*s",
                         "", 0);
@@ -150,8 +144,7 @@ static enum cellm_status parse_args(struct parser *p, node *n)
         if (cur(p)->kind == TK_NAME && p->i + 1 < p->n && p->t[p->i + 1].kind == TK_OP &&
             p->t[p->i + 1].len == 1 && p->t[p->i + 1].s[0] == '=') {
             kw = name_dup(p, cur(p));
-            if (!kw)
-                return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+            if (!kw) return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
             p->i += 2;
         } else {
             for (int k = 0; k < v.n; k++)
@@ -175,10 +168,8 @@ static enum cellm_status parse_seq(struct parser *p, node *n, const char *close,
 {
     struct vec v = {0};
     while (!is_op(p, close)) {
-        if (v.n)
-            CELLM_TRY(expect_op(p, ","));
-        if (is_op(p, close))
-            break;
+        if (v.n) CELLM_TRY(expect_op(p, ","));
+        if (is_op(p, close)) break;
         node *a;
         CELLM_TRY(parse_expr(p, 1, &a));
         CELLM_TRY(vec_push(p, &v, a, NULL));
@@ -222,8 +213,7 @@ static enum cellm_status parse_primary(struct parser *p, node **out)
             n->lit = cellm_jinja_str(t->s, t->len);
         } else {
             char *s = cellm_jinja_alloc(p->arena, total + 1);
-            if (!s)
-                return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+            if (!s) return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
             size_t o = 0;
             for (size_t j = p->i; j < k; j++) {
                 memcpy(s + o, p->t[j].s, p->t[j].len);
@@ -255,8 +245,7 @@ static enum cellm_status parse_primary(struct parser *p, node **out)
                     CELLM_TRY(expect_op(p, ","));
                     comma = 1;
                 }
-                if (is_op(p, ")"))
-                    break;
+                if (is_op(p, ")")) break;
                 node *a;
                 CELLM_TRY(parse_expr(p, 1, &a));
                 CELLM_TRY(vec_push(p, &v, a, NULL));
@@ -284,7 +273,8 @@ static enum cellm_status parse_primary(struct parser *p, node **out)
             break;
         }
         return fail(p, CELLM_ERR_FORMAT, "unexpected '%.*s'", t->s, t->len);
-    default: return fail(p, CELLM_ERR_FORMAT, "unexpected end of expression%.*s", "", 0);
+    default:
+        return fail(p, CELLM_ERR_FORMAT, "unexpected end of expression%.*s", "", 0);
     }
     *out = n;
     return CELLM_OK;
@@ -297,8 +287,7 @@ static enum cellm_status parse_subscript(struct parser *p, node *obj, node **out
     p->i++; /* [ */
     int k = 0;
     for (;;) {
-        if (!is_op(p, ":") && !is_op(p, "]"))
-            CELLM_TRY(parse_expr(p, 1, &parts[k]));
+        if (!is_op(p, ":") && !is_op(p, "]")) CELLM_TRY(parse_expr(p, 1, &parts[k]));
         if (is_op(p, ":") && k < 2) {
             p->i++;
             k++;
@@ -323,7 +312,7 @@ static enum cellm_status parse_subscript(struct parser *p, node *obj, node **out
 static enum cellm_status parse_postfix(struct parser *p, node **io)
 {
     for (;;) {
-        node *n;
+        node *n = NULL;
         if (is_op(p, ".")) {
             CELLM_TRY(mk(p, NK_ATTR, &n));
             p->i++;
@@ -347,6 +336,8 @@ static enum cellm_status parse_postfix(struct parser *p, node **io)
         } else if (is_op(p, "(")) {
             CELLM_TRY(mk(p, NK_CALL, &n));
             n->a = *io;
+            n->line = (*io)->line; /* messages point at the callee */
+            n->col = (*io)->col;
             CELLM_TRY(parse_args(p, n));
         } else {
             return CELLM_OK;
@@ -361,8 +352,8 @@ static int starts_primary(struct parser *p)
     if (t->kind == TK_NAME)
         return !is_name(p, "else") && !is_name(p, "or") && !is_name(p, "and") &&
                !is_name(p, "if") && !is_name(p, "in") && !is_name(p, "is") && !is_name(p, "not");
-    return t->kind == TK_STRING || t->kind == TK_INT || t->kind == TK_FLOAT ||
-           is_op(p, "(") || is_op(p, "[") || is_op(p, "{");
+    return t->kind == TK_STRING || t->kind == TK_INT || t->kind == TK_FLOAT || is_op(p, "(") ||
+           is_op(p, "[") || is_op(p, "{");
 }
 
 static enum cellm_status parse_filters(struct parser *p, node **io)
@@ -381,7 +372,8 @@ static enum cellm_status parse_filters(struct parser *p, node **io)
             if (t->kind != TK_NAME)
                 return fail(p, CELLM_ERR_FORMAT, "expected a %.*s name", filter ? "filter" : "test",
                             filter ? 6 : 4);
-            int id = filter ? cellm_jinja_filter_id(t->s, t->len) : cellm_jinja_test_id(t->s, t->len);
+            int id =
+                filter ? cellm_jinja_filter_id(t->s, t->len) : cellm_jinja_test_id(t->s, t->len);
             if (id < 0)
                 return fail(p, CELLM_ERR_UNSUPPORTED,
                             filter ? "unsupported: filter '%.*s'" : "unsupported: test '%.*s'",
@@ -426,8 +418,7 @@ static enum cellm_status parse_unary(struct parser *p, int with_filter, node **o
         CELLM_TRY(parse_primary(p, &n));
     }
     CELLM_TRY(parse_postfix(p, &n));
-    if (with_filter)
-        CELLM_TRY(parse_filters(p, &n));
+    if (with_filter) CELLM_TRY(parse_filters(p, &n));
     p->depth--;
     *out = n;
     return CELLM_OK;
@@ -447,17 +438,14 @@ static const struct level levels[] = {
 
 static enum cellm_status parse_level(struct parser *p, int lv, node **out)
 {
-    if (lv == 4)
-        return parse_unary(p, 1, out);
+    if (lv == 4) return parse_unary(p, 1, out);
     node *left;
     CELLM_TRY(parse_level(p, lv + 1, &left));
     for (;;) {
         int code = -1;
         for (int k = 0; k < 4 && levels[lv].ops[k]; k++)
-            if (is_op(p, levels[lv].ops[k]))
-                code = levels[lv].codes[k];
-        if (code < 0)
-            break;
+            if (is_op(p, levels[lv].ops[k])) code = levels[lv].codes[k];
+        if (code < 0) break;
         node *n;
         CELLM_TRY(mk(p, NK_BIN, &n));
         p->i++;
@@ -479,14 +467,10 @@ static enum cellm_status parse_compare(struct parser *p, node **out)
     for (;;) {
         int code = -1;
         for (int k = 0; k < 6; k++)
-            if (is_op(p, ops[k]))
-                code = codes[k];
-        if (code < 0 && is_name(p, "in"))
-            code = JB_IN;
-        if (code < 0 && is_name(p, "not") && is_name_at(p, 1, "in"))
-            code = JB_NOTIN;
-        if (code < 0)
-            break;
+            if (is_op(p, ops[k])) code = codes[k];
+        if (code < 0 && is_name(p, "in")) code = JB_IN;
+        if (code < 0 && is_name(p, "not") && is_name_at(p, 1, "in")) code = JB_NOTIN;
+        if (code < 0) break;
         node *n;
         CELLM_TRY(mk(p, NK_BIN, &n));
         p->i += code == JB_NOTIN ? 2 : 1;
@@ -583,8 +567,7 @@ static enum cellm_status parse_tuple(struct parser *p, int with_cond, node **out
     CELLM_TRY(vec_push(p, &v, first, NULL));
     while (is_op(p, ",")) {
         p->i++;
-        if (cur(p)->kind == TK_VAR_END || cur(p)->kind == TK_BLOCK_END || is_name(p, "if"))
-            break;
+        if (cur(p)->kind == TK_VAR_END || cur(p)->kind == TK_BLOCK_END || is_name(p, "if")) break;
         node *a;
         CELLM_TRY(parse_expr(p, with_cond, &a));
         CELLM_TRY(vec_push(p, &v, a, NULL));
@@ -604,13 +587,11 @@ static enum cellm_status parse_targets(struct parser *p, node *n)
 {
     struct vec v = {0};
     do {
-        if (v.n)
-            p->i++;
+        if (v.n) p->i++;
         if (cur(p)->kind != TK_NAME)
             return fail(p, CELLM_ERR_FORMAT, "expected a variable name%.*s", "", 0);
         const char *nm = name_dup(p, cur(p));
-        if (!nm)
-            return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+        if (!nm) return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
         CELLM_TRY(vec_push(p, &v, NULL, nm));
         p->i++;
     } while (is_op(p, ","));
@@ -655,17 +636,14 @@ static enum cellm_status parse_if(struct parser *p, node **out)
 static enum cellm_status parse_stmt_tag(struct parser *p, node **out)
 {
     const struct cellm_jinja_token *t = cur(p);
-    if (t->kind != TK_NAME)
-        return fail(p, CELLM_ERR_FORMAT, "expected a tag name%.*s", "", 0);
+    if (t->kind != TK_NAME) return fail(p, CELLM_ERR_FORMAT, "expected a tag name%.*s", "", 0);
     node *n;
-    if (is_name(p, "if"))
-        return parse_if(p, out);
+    if (is_name(p, "if")) return parse_if(p, out);
     if (is_name(p, "for")) {
         CELLM_TRY(mk(p, NK_FOR, &n));
         p->i++;
         CELLM_TRY(parse_targets(p, n));
-        if (!is_name(p, "in"))
-            return fail(p, CELLM_ERR_FORMAT, "expected 'in'%.*s", "", 0);
+        if (!is_name(p, "in")) return fail(p, CELLM_ERR_FORMAT, "expected 'in'%.*s", "", 0);
         p->i++;
         CELLM_TRY(parse_tuple(p, 0, &n->a));
         if (is_name(p, "if")) {
@@ -702,8 +680,7 @@ static enum cellm_status parse_stmt_tag(struct parser *p, node **out)
             if (cur(p)->kind != TK_NAME)
                 return fail(p, CELLM_ERR_FORMAT, "expected an attribute name%.*s", "", 0);
             const char *nm = name_dup(p, cur(p));
-            if (!nm)
-                return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+            if (!nm) return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
             n->names = cellm_jinja_alloc(p->arena, sizeof *n->names);
             if (!n->names)
                 return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
@@ -741,13 +718,11 @@ static enum cellm_status parse_stmt_tag(struct parser *p, node **out)
         CELLM_TRY(expect_op(p, "("));
         struct vec v = {0};
         while (!is_op(p, ")")) {
-            if (v.n)
-                CELLM_TRY(expect_op(p, ","));
+            if (v.n) CELLM_TRY(expect_op(p, ","));
             if (cur(p)->kind != TK_NAME)
                 return fail(p, CELLM_ERR_FORMAT, "expected a parameter name%.*s", "", 0);
             const char *nm = name_dup(p, cur(p));
-            if (!nm)
-                return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
+            if (!nm) return cellm_errf(p->err, CELLM_ERR_NOMEM, "chat template: out of memory");
             p->i++;
             node *def = NULL;
             if (is_op(p, "=")) {
@@ -774,8 +749,7 @@ static enum cellm_status parse_stmt_tag(struct parser *p, node **out)
     }
     if (is_name(p, "break") || is_name(p, "continue")) {
         CELLM_TRY(mk(p, is_name(p, "break") ? NK_BREAK : NK_CONTINUE, &n));
-        if (!p->loops)
-            return fail(p, CELLM_ERR_FORMAT, "'%.*s' outside of a loop", t->s, t->len);
+        if (!p->loops) return fail(p, CELLM_ERR_FORMAT, "'%.*s' outside of a loop", t->s, t->len);
         p->i++;
         CELLM_TRY(expect_end(p));
         *out = n;
@@ -815,15 +789,13 @@ static enum cellm_status parse_body(struct parser *p, const char *const *ends, n
             p->i++;
             CELLM_TRY(parse_tuple(p, 1, &n->a));
             if (cur(p)->kind != TK_VAR_END)
-                return fail(p, CELLM_ERR_FORMAT, "expected end of print statement '}}'%.*s", "",
-                            0);
+                return fail(p, CELLM_ERR_FORMAT, "expected end of print statement '}}'%.*s", "", 0);
             p->i++;
         } else if (t->kind == TK_BLOCK_BEGIN) {
             int stop = 0;
             for (int k = 0; ends && ends[k]; k++)
                 stop |= is_name_at(p, 1, ends[k]);
-            if (stop)
-                break;
+            if (stop) break;
             p->i++;
             CELLM_TRY(parse_stmt_tag(p, &n));
         } else {
@@ -842,11 +814,9 @@ enum cellm_status cellm_jinja_parse(const char *tmpl, size_t len, struct cellm_j
                                     struct cellm_error *err)
 {
     *out = NULL;
-    if (!tmpl && len)
-        return cellm_errf(err, CELLM_ERR_ARG, "chat template: NULL text");
+    if (!tmpl && len) return cellm_errf(err, CELLM_ERR_ARG, "chat template: NULL text");
     struct cellm_jinja_tmpl *t = cellm_calloc(1, sizeof *t);
-    if (!t)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "chat template: out of memory");
+    if (!t) return cellm_errf(err, CELLM_ERR_NOMEM, "chat template: out of memory");
     t->arena.cap = JINJA_MAX_ARENA;
     struct cellm_jinja_token *toks;
     size_t n;
@@ -866,8 +836,7 @@ enum cellm_status cellm_jinja_parse(const char *tmpl, size_t len, struct cellm_j
 
 void cellm_jinja_free(struct cellm_jinja_tmpl *t)
 {
-    if (!t)
-        return;
+    if (!t) return;
     cellm_jinja_arena_free(&t->arena);
     cellm_free(t);
 }

@@ -5,7 +5,7 @@
  * into the render's arena (or into the caller's cJSON tree and the parsed template, which
  * outlive the render). This file gives those values the behaviour templates observe in
  * Python: truthiness, == and ordering, str() and repr() (so {{ none }} prints None and a
- * float prints as Python's shortest round-trip repr), json.dumps as transformers calls it,
+ * float prints as Python's shortest round-trip repr), with json.dumps in jinja_json.c,
  * and UTF-8 code point helpers (Python indexes strings by code point, not byte). The arena
  * trades memory for simplicity: nothing is freed before the render ends, and its byte cap
  * turns a runaway template into an error instead of an exhausted machine.
@@ -29,16 +29,16 @@ struct cellm_jinja_chunk {
 void *cellm_jinja_alloc(struct cellm_jinja_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
-    if (n == 0)
-        n = 16;
-    if (a->used + n > a->cap || a->used + n < n)
-        return NULL;
+    if (n == 0) n = 16;
+    if (a->used + n > a->cap || a->used + n < n) return NULL;
     struct cellm_jinja_chunk *h = a->head;
     if (!h || h->size - h->off < n) {
         size_t size = n > 32768 ? n : 32768;
         h = cellm_malloc(sizeof *h + size);
-        if (!h)
+        if (!h) {
+            a->oom = 1;
             return NULL;
+        }
         h->next = a->head;
         h->size = size;
         h->off = 0;
@@ -66,8 +66,7 @@ void cellm_jinja_arena_free(struct cellm_jinja_arena *a)
 
 void cellm_jinja_buf_put(struct cellm_jinja_buf *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
+    if (b->oom) return;
     if (b->n + n + 1 > b->max) {
         b->oom = 2;
         return;
@@ -84,8 +83,7 @@ void cellm_jinja_buf_put(struct cellm_jinja_buf *b, const char *s, size_t n)
         b->p = p;
         b->cap = cap;
     }
-    if (n)
-        memcpy(b->p + b->n, s, n);
+    if (n) memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;
 }
@@ -102,14 +100,12 @@ void cellm_jinja_buf_printf(struct cellm_jinja_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        cellm_jinja_buf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    if (n > 0) cellm_jinja_buf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
 static enum cellm_status buf_status(struct cellm_jinja_ctx *c, struct cellm_jinja_buf *b)
 {
-    if (b->oom == 1)
-        return cellm_jinja_fail(c, NULL, CELLM_ERR_NOMEM, "out of memory");
+    if (b->oom == 1) return cellm_jinja_fail(c, NULL, CELLM_ERR_NOMEM, "out of memory");
     if (b->oom == 2)
         return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "text longer than %zu bytes", b->max);
     return CELLM_OK;
@@ -119,13 +115,10 @@ enum cellm_status cellm_jinja_buf_take(struct cellm_jinja_ctx *c, struct cellm_j
                                        jval *out)
 {
     CELLM_TRY(buf_status(c, b));
-    if (b->n > UINT32_MAX)
-        return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "string too long");
+    if (b->n > UINT32_MAX) return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "string too long");
     char *s = cellm_jinja_alloc(&c->arena, b->n + 1);
-    if (!s)
-        return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "template memory limit reached");
-    if (b->n)
-        memcpy(s, b->p, b->n);
+    if (!s) return cellm_jinja_nomem(c);
+    if (b->n) memcpy(s, b->p, b->n);
     s[b->n] = 0;
     *out = cellm_jinja_str(s, b->n);
     b->n = 0;
@@ -171,8 +164,7 @@ jval cellm_jinja_undef_hint(struct cellm_jinja_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return v;
+    if (n < 0) return v;
     size_t len = (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1;
     char *s = cellm_jinja_alloc(&c->arena, len + 1);
     if (s) { /* without memory the hint is dropped, not the value */
@@ -190,29 +182,30 @@ enum cellm_status cellm_jinja_undef_error(struct cellm_jinja_ctx *c,
     if (v->u.s && (v->flags & JV_HINT))
         return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "%.*s", (int)v->len, v->u.s);
     if (v->u.s)
-        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "'%.*s' is undefined", (int)v->len,
-                                v->u.s);
+        return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "'%.*s' is undefined", (int)v->len, v->u.s);
     return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "a value is undefined");
+}
+
+enum cellm_status cellm_jinja_nomem(struct cellm_jinja_ctx *c)
+{
+    if (c->arena.oom) return cellm_jinja_fail(c, NULL, CELLM_ERR_NOMEM, "out of memory");
+    return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "template memory limit (%zu bytes) reached",
+                            c->arena.cap);
 }
 
 static enum cellm_status nomem(struct cellm_jinja_ctx *c)
 {
-    return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE,
-                            "template memory limit reached (or out of memory)");
+    return cellm_jinja_nomem(c);
 }
 
-static enum cellm_status grow(struct cellm_jinja_ctx *c, jval **v, size_t n, size_t *cap,
-                              int two)
+static enum cellm_status grow(struct cellm_jinja_ctx *c, jval **v, size_t n, size_t *cap, int two)
 {
-    if (n < *cap)
-        return CELLM_OK;
+    if (n < *cap) return CELLM_OK;
     size_t nc = *cap ? *cap * 2 : 4;
     for (int k = 0; k <= two; k++) {
         jval *p = cellm_jinja_alloc(&c->arena, nc * sizeof(jval));
-        if (!p)
-            return nomem(c);
-        if (n)
-            memcpy(p, v[k], n * sizeof(jval));
+        if (!p) return nomem(c);
+        if (n) memcpy(p, v[k], n * sizeof(jval));
         v[k] = p;
     }
     *cap = nc;
@@ -230,8 +223,7 @@ enum cellm_status cellm_jinja_list_push(struct cellm_jinja_ctx *c, struct cellm_
 jval *cellm_jinja_dict_get(const struct cellm_jinja_dict *d, const jval *key)
 {
     for (size_t i = 0; i < d->n; i++)
-        if (cellm_jinja_equal(&d->k[i], key))
-            return &d->v[i];
+        if (cellm_jinja_equal(&d->k[i], key)) return &d->v[i];
     return NULL;
 }
 
@@ -268,8 +260,7 @@ enum cellm_status cellm_jinja_dict_set(struct cellm_jinja_ctx *c, struct cellm_j
 enum cellm_status cellm_jinja_new_list(struct cellm_jinja_ctx *c, jval *out)
 {
     struct cellm_jinja_list *l = cellm_jinja_alloc(&c->arena, sizeof *l);
-    if (!l)
-        return nomem(c);
+    if (!l) return nomem(c);
     memset(l, 0, sizeof *l);
     *out = (jval){.kind = JV_LIST};
     out->u.list = l;
@@ -279,8 +270,7 @@ enum cellm_status cellm_jinja_new_list(struct cellm_jinja_ctx *c, jval *out)
 enum cellm_status cellm_jinja_new_dict(struct cellm_jinja_ctx *c, int ns, jval *out)
 {
     struct cellm_jinja_dict *d = cellm_jinja_alloc(&c->arena, sizeof *d);
-    if (!d)
-        return nomem(c);
+    if (!d) return nomem(c);
     memset(d, 0, sizeof *d);
     *out = (jval){.kind = (uint8_t)(ns ? JV_NS : JV_DICT)};
     out->u.dict = d;
@@ -301,18 +291,16 @@ size_t cellm_jinja_utf8_count(const char *s, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            k++;
+        if (((unsigned char)s[i] & 0xC0) != 0x80) k++;
     return k;
 }
 
-static uint32_t decode_at(const char *s, size_t n, size_t i, size_t *clen)
+uint32_t cellm_jinja_utf8_decode(const char *s, size_t n, size_t i, size_t *clen)
 {
     const unsigned char *u = (const unsigned char *)s + i;
     size_t e = cellm_jinja_utf8_next(s, n, i) - i;
     *clen = e;
-    if (e == 1 || u[0] < 0xC0)
-        return u[0];
+    if (e == 1 || u[0] < 0xC0) return u[0];
     uint32_t cp = u[0] & (0xFF >> (e + 1));
     for (size_t k = 1; k < e; k++)
         cp = (cp << 6) | (u[k] & 0x3F);
@@ -322,9 +310,8 @@ static uint32_t decode_at(const char *s, size_t n, size_t i, size_t *clen)
 /* Python's str.isspace() set. */
 int cellm_jinja_is_space(const char *s, size_t n, size_t i, size_t *clen)
 {
-    uint32_t cp = decode_at(s, n, i, clen);
-    if ((cp >= 9 && cp <= 13) || (cp >= 0x1C && cp <= 0x20))
-        return 1;
+    uint32_t cp = cellm_jinja_utf8_decode(s, n, i, clen);
+    if ((cp >= 9 && cp <= 13) || (cp >= 0x1C && cp <= 0x20)) return 1;
     return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
            cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
@@ -333,12 +320,20 @@ int cellm_jinja_is_space(const char *s, size_t n, size_t i, size_t *clen)
 
 const char *cellm_jinja_kind_name(const jval *v)
 {
-    static const char *names[] = {"Undefined", "NoneType", "bool",      "int",
-                                  "float",     "str",      "list",      "dict",
-                                  "Namespace", "LoopContext", "function", "Macro",
+    static const char *names[] = {"Undefined",
+                                  "NoneType",
+                                  "bool",
+                                  "int",
+                                  "float",
+                                  "str",
+                                  "list",
+                                  "dict",
+                                  "Namespace",
+                                  "LoopContext",
+                                  "function",
+                                  "Macro",
                                   "builtin_function_or_method"};
-    if (v->kind == JV_LIST && (v->flags & JV_TUPLE))
-        return "tuple";
+    if (v->kind == JV_LIST && (v->flags & JV_TUPLE)) return "tuple";
     return names[v->kind];
 }
 
@@ -346,14 +341,21 @@ int cellm_jinja_truthy(const jval *v)
 {
     switch (v->kind) {
     case JV_UNDEF:
-    case JV_NONE: return 0;
+    case JV_NONE:
+        return 0;
     case JV_BOOL:
-    case JV_INT: return v->u.i != 0;
-    case JV_FLOAT: return v->u.f != 0.0;
-    case JV_STR: return v->len != 0;
-    case JV_LIST: return v->u.list->n != 0;
-    case JV_DICT: return v->u.dict->n != 0;
-    default: return 1;
+    case JV_INT:
+        return v->u.i != 0;
+    case JV_FLOAT:
+        return v->u.f != 0.0;
+    case JV_STR:
+        return v->len != 0;
+    case JV_LIST:
+        return v->u.list->n != 0;
+    case JV_DICT:
+        return v->u.dict->n != 0;
+    default:
+        return 1;
     }
 }
 
@@ -369,38 +371,37 @@ static double num(const jval *v)
 int cellm_jinja_equal(const jval *a, const jval *b)
 {
     if (is_num(a) && is_num(b)) {
-        if (a->kind != JV_FLOAT && b->kind != JV_FLOAT)
-            return a->u.i == b->u.i;
+        if (a->kind != JV_FLOAT && b->kind != JV_FLOAT) return a->u.i == b->u.i;
         return num(a) == num(b);
     }
-    if (a->kind != b->kind)
-        return 0;
+    if (a->kind != b->kind) return 0;
     switch (a->kind) {
     case JV_UNDEF:
-    case JV_NONE: return 1;
-    case JV_STR: return a->len == b->len && memcmp(a->u.s, b->u.s, a->len) == 0;
+    case JV_NONE:
+        return 1;
+    case JV_STR:
+        return a->len == b->len && memcmp(a->u.s, b->u.s, a->len) == 0;
     case JV_LIST: {
         if ((a->flags & JV_TUPLE) != (b->flags & JV_TUPLE) || a->u.list->n != b->u.list->n)
             return 0;
         for (size_t i = 0; i < a->u.list->n; i++)
-            if (!cellm_jinja_equal(&a->u.list->v[i], &b->u.list->v[i]))
-                return 0;
+            if (!cellm_jinja_equal(&a->u.list->v[i], &b->u.list->v[i])) return 0;
         return 1;
     }
     case JV_DICT: {
         const struct cellm_jinja_dict *x = a->u.dict, *y = b->u.dict;
-        if (x->n != y->n)
-            return 0;
+        if (x->n != y->n) return 0;
         for (size_t i = 0; i < x->n; i++) {
             jval *o = cellm_jinja_dict_get(y, &x->k[i]);
-            if (!o || !cellm_jinja_equal(&x->v[i], o))
-                return 0;
+            if (!o || !cellm_jinja_equal(&x->v[i], o)) return 0;
         }
         return 1;
     }
     case JV_FUNC:
-    case JV_METHOD: return a->fn == b->fn && a->u.self == b->u.self;
-    default: return a->u.dict == b->u.dict;
+    case JV_METHOD:
+        return a->fn == b->fn && a->u.self == b->u.self;
+    default:
+        return a->u.dict == b->u.dict;
     }
 }
 
@@ -424,8 +425,7 @@ enum cellm_status cellm_jinja_compare(struct cellm_jinja_ctx *c, const jval *a, 
         (a->flags & JV_TUPLE) == (b->flags & JV_TUPLE)) {
         size_t n = a->u.list->n < b->u.list->n ? a->u.list->n : b->u.list->n;
         for (size_t i = 0; i < n; i++) {
-            if (cellm_jinja_equal(&a->u.list->v[i], &b->u.list->v[i]))
-                continue;
+            if (cellm_jinja_equal(&a->u.list->v[i], &b->u.list->v[i])) continue;
             return cellm_jinja_compare(c, &a->u.list->v[i], &b->u.list->v[i], out);
         }
         *out = (a->u.list->n > b->u.list->n) - (a->u.list->n < b->u.list->n);
@@ -454,24 +454,21 @@ void cellm_jinja_python_float(double f, char *out, size_t cap)
     int prec;
     for (prec = 1; prec <= 17; prec++) {
         snprintf(e, sizeof e, "%.*e", prec - 1, f);
-        if (strtod(e, NULL) == f)
-            break;
+        if (strtod(e, NULL) == f) break;
     }
     /* e: [-]d[.ddd]e[+-]XX */
     char digits[24];
     int nd = 0, neg = e[0] == '-';
     const char *p = e + neg;
     for (; *p && *p != 'e'; p++)
-        if (*p != '.')
-            digits[nd++] = *p;
+        if (*p != '.') digits[nd++] = *p;
     digits[nd] = 0;
     int exp = atoi(p + 1);
     while (nd > 1 && digits[nd - 1] == '0')
         digits[--nd] = 0;
     char s[64];
     size_t k = 0;
-    if (neg)
-        s[k++] = '-';
+    if (neg) s[k++] = '-';
     if (exp >= -4 && exp < 16) {
         if (exp < 0) {
             s[k++] = '0';
@@ -543,12 +540,17 @@ static enum cellm_status str_or_repr(struct cellm_jinja_ctx *c, const jval *v,
     char tmp[64];
     switch (v->kind) {
     case JV_UNDEF:
-        if (repr)
-            cellm_jinja_buf_put(b, "Undefined", 9);
+        if (repr) cellm_jinja_buf_put(b, "Undefined", 9);
         break;
-    case JV_NONE: cellm_jinja_buf_put(b, "None", 4); break;
-    case JV_BOOL: cellm_jinja_buf_put(b, v->u.i ? "True" : "False", v->u.i ? 4 : 5); break;
-    case JV_INT: cellm_jinja_buf_printf(b, "%lld", (long long)v->u.i); break;
+    case JV_NONE:
+        cellm_jinja_buf_put(b, "None", 4);
+        break;
+    case JV_BOOL:
+        cellm_jinja_buf_put(b, v->u.i ? "True" : "False", v->u.i ? 4 : 5);
+        break;
+    case JV_INT:
+        cellm_jinja_buf_printf(b, "%lld", (long long)v->u.i);
+        break;
     case JV_FLOAT:
         cellm_jinja_python_float(v->u.f, tmp, sizeof tmp);
         cellm_jinja_buf_put(b, tmp, strlen(tmp));
@@ -563,20 +565,17 @@ static enum cellm_status str_or_repr(struct cellm_jinja_ctx *c, const jval *v,
         int tuple = v->flags & JV_TUPLE;
         cellm_jinja_buf_putc(b, tuple ? '(' : '[');
         for (size_t i = 0; i < v->u.list->n; i++) {
-            if (i)
-                cellm_jinja_buf_put(b, ", ", 2);
+            if (i) cellm_jinja_buf_put(b, ", ", 2);
             CELLM_TRY(str_or_repr(c, &v->u.list->v[i], b, 1, depth + 1));
         }
-        if (tuple && v->u.list->n == 1)
-            cellm_jinja_buf_putc(b, ',');
+        if (tuple && v->u.list->n == 1) cellm_jinja_buf_putc(b, ',');
         cellm_jinja_buf_putc(b, tuple ? ')' : ']');
         break;
     }
     case JV_DICT: {
         cellm_jinja_buf_putc(b, '{');
         for (size_t i = 0; i < v->u.dict->n; i++) {
-            if (i)
-                cellm_jinja_buf_put(b, ", ", 2);
+            if (i) cellm_jinja_buf_put(b, ", ", 2);
             CELLM_TRY(str_or_repr(c, &v->u.dict->k[i], b, 1, depth + 1));
             cellm_jinja_buf_put(b, ": ", 2);
             CELLM_TRY(str_or_repr(c, &v->u.dict->v[i], b, 1, depth + 1));
@@ -586,8 +585,7 @@ static enum cellm_status str_or_repr(struct cellm_jinja_ctx *c, const jval *v,
     }
     default:
         return cellm_jinja_fail(c, NULL, CELLM_ERR_UNSUPPORTED,
-                                "printing a %s object is not supported",
-                                cellm_jinja_kind_name(v));
+                                "printing a %s object is not supported", cellm_jinja_kind_name(v));
     }
     return buf_status(c, b);
 }
@@ -612,183 +610,14 @@ enum cellm_status cellm_jinja_stringify(struct cellm_jinja_ctx *c, const jval *v
     }
     struct cellm_jinja_buf b = {.max = JINJA_MAX_OUTPUT};
     enum cellm_status st = cellm_jinja_to_str(c, v, &b);
-    if (st == CELLM_OK)
-        st = cellm_jinja_buf_take(c, &b, out);
+    if (st == CELLM_OK) st = cellm_jinja_buf_take(c, &b, out);
     cellm_free(b.p);
     return st;
 }
 
-/* ---- json.dumps ----------------------------------------------------------------------- */
-
-static void json_str(const char *s, size_t n, int ascii, struct cellm_jinja_buf *b)
-{
-    cellm_jinja_buf_putc(b, '"');
-    for (size_t i = 0; i < n;) {
-        unsigned char ch = (unsigned char)s[i];
-        const char *esc = NULL;
-        switch (ch) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        }
-        if (esc) {
-            cellm_jinja_buf_put(b, esc, 2);
-            i++;
-        } else if (ch < 0x20 || (ascii && ch == 0x7F)) {
-            cellm_jinja_buf_printf(b, "\\u%04x", ch);
-            i++;
-        } else if (ascii && ch >= 0x80) {
-            size_t clen;
-            uint32_t cp = decode_at(s, n, i, &clen);
-            if (cp >= 0x10000) {
-                cp -= 0x10000;
-                cellm_jinja_buf_printf(b, "\\u%04x\\u%04x", 0xD800 + (cp >> 10),
-                                       0xDC00 + (cp & 0x3FF));
-            } else {
-                cellm_jinja_buf_printf(b, "\\u%04x", cp);
-            }
-            i += clen;
-        } else {
-            cellm_jinja_buf_putc(b, (char)ch);
-            i++;
-        }
-    }
-    cellm_jinja_buf_putc(b, '"');
-}
-
-static void newline_indent(struct cellm_jinja_buf *b, int indent, int level)
-{
-    cellm_jinja_buf_putc(b, '\n');
-    for (long i = 0; i < (long)indent * level; i++)
-        cellm_jinja_buf_putc(b, ' ');
-}
-
-static enum cellm_status json_val(struct cellm_jinja_ctx *c, const jval *v, int ascii,
-                                  int indent, int sort, int level, struct cellm_jinja_buf *b);
-
-static enum cellm_status json_key(struct cellm_jinja_ctx *c, const jval *k, int ascii,
-                                  struct cellm_jinja_buf *b)
-{
-    char tmp[64];
-    switch (k->kind) {
-    case JV_STR: json_str(k->u.s, k->len, ascii, b); return CELLM_OK;
-    case JV_INT: cellm_jinja_buf_printf(b, "\"%lld\"", (long long)k->u.i); return CELLM_OK;
-    case JV_BOOL: cellm_jinja_buf_put(b, k->u.i ? "\"true\"" : "\"false\"", k->u.i ? 6 : 7);
-        return CELLM_OK;
-    case JV_NONE: cellm_jinja_buf_put(b, "\"null\"", 6); return CELLM_OK;
-    case JV_FLOAT:
-        cellm_jinja_python_float(k->u.f, tmp, sizeof tmp);
-        cellm_jinja_buf_printf(b, "\"%s\"", tmp);
-        return CELLM_OK;
-    default:
-        return cellm_jinja_fail(c, NULL, CELLM_ERR_FORMAT,
-                                "keys must be str, int, float, bool or None, not %s",
-                                cellm_jinja_kind_name(k));
-    }
-}
-
-static enum cellm_status json_dict(struct cellm_jinja_ctx *c, const struct cellm_jinja_dict *d,
-                                   int ascii, int indent, int sort, int level,
-                                   struct cellm_jinja_buf *b)
-{
-    if (d->n == 0) {
-        cellm_jinja_buf_put(b, "{}", 2);
-        return CELLM_OK;
-    }
-    size_t *order = cellm_jinja_alloc(&c->arena, d->n * sizeof *order);
-    if (!order)
-        return nomem(c);
-    for (size_t i = 0; i < d->n; i++)
-        order[i] = i;
-    if (sort) /* insertion sort: dicts in templates are small */
-        for (size_t i = 1; i < d->n; i++)
-            for (size_t j = i; j > 0; j--) {
-                int r;
-                CELLM_TRY(cellm_jinja_compare(c, &d->k[order[j - 1]], &d->k[order[j]], &r));
-                if (r <= 0)
-                    break;
-                size_t t = order[j];
-                order[j] = order[j - 1];
-                order[j - 1] = t;
-            }
-    cellm_jinja_buf_putc(b, '{');
-    for (size_t i = 0; i < d->n; i++) {
-        if (i)
-            cellm_jinja_buf_put(b, indent >= 0 ? "," : ", ", indent >= 0 ? 1 : 2);
-        if (indent >= 0)
-            newline_indent(b, indent, level + 1);
-        CELLM_TRY(json_key(c, &d->k[order[i]], ascii, b));
-        cellm_jinja_buf_put(b, ": ", 2);
-        CELLM_TRY(json_val(c, &d->v[order[i]], ascii, indent, sort, level + 1, b));
-    }
-    if (indent >= 0)
-        newline_indent(b, indent, level);
-    cellm_jinja_buf_putc(b, '}');
-    return CELLM_OK;
-}
-
-static enum cellm_status json_val(struct cellm_jinja_ctx *c, const jval *v, int ascii,
-                                  int indent, int sort, int level, struct cellm_jinja_buf *b)
-{
-    if (level > JINJA_MAX_DEPTH)
-        return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "value nested too deeply");
-    char tmp[64];
-    switch (v->kind) {
-    case JV_NONE: cellm_jinja_buf_put(b, "null", 4); break;
-    case JV_BOOL: cellm_jinja_buf_put(b, v->u.i ? "true" : "false", v->u.i ? 4 : 5); break;
-    case JV_INT: cellm_jinja_buf_printf(b, "%lld", (long long)v->u.i); break;
-    case JV_FLOAT:
-        if (isnan(v->u.f))
-            snprintf(tmp, sizeof tmp, "NaN");
-        else if (isinf(v->u.f))
-            snprintf(tmp, sizeof tmp, v->u.f < 0 ? "-Infinity" : "Infinity");
-        else
-            cellm_jinja_python_float(v->u.f, tmp, sizeof tmp);
-        cellm_jinja_buf_put(b, tmp, strlen(tmp));
-        break;
-    case JV_STR: json_str(v->u.s, v->len, ascii, b); break;
-    case JV_LIST: {
-        const struct cellm_jinja_list *l = v->u.list;
-        if (l->n == 0) {
-            cellm_jinja_buf_put(b, "[]", 2);
-            break;
-        }
-        cellm_jinja_buf_putc(b, '[');
-        for (size_t i = 0; i < l->n; i++) {
-            if (i)
-                cellm_jinja_buf_put(b, indent >= 0 ? "," : ", ", indent >= 0 ? 1 : 2);
-            if (indent >= 0)
-                newline_indent(b, indent, level + 1);
-            CELLM_TRY(json_val(c, &l->v[i], ascii, indent, sort, level + 1, b));
-        }
-        if (indent >= 0)
-            newline_indent(b, indent, level);
-        cellm_jinja_buf_putc(b, ']');
-        break;
-    }
-    case JV_DICT: CELLM_TRY(json_dict(c, v->u.dict, ascii, indent, sort, level, b)); break;
-    default:
-        return cellm_jinja_fail(c, NULL, CELLM_ERR_FORMAT,
-                                "Object of type %s is not JSON serializable",
-                                cellm_jinja_kind_name(v));
-    }
-    return buf_status(c, b);
-}
-
-enum cellm_status cellm_jinja_json(struct cellm_jinja_ctx *c, const jval *v, int ensure_ascii,
-                                   int indent, int sort_keys, struct cellm_jinja_buf *b)
-{
-    return json_val(c, v, ensure_ascii, indent, sort_keys, 0, b);
-}
-
 /* ---- from cJSON and iteration --------------------------------------------------------- */
 
-static enum cellm_status from_cjson(struct cellm_jinja_ctx *c, const cJSON *j, jval *out,
-                                    int depth)
+static enum cellm_status from_cjson(struct cellm_jinja_ctx *c, const cJSON *j, jval *out, int depth)
 {
     if (depth > JINJA_MAX_DEPTH)
         return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "variables nested too deeply");
@@ -819,7 +648,8 @@ static enum cellm_status from_cjson(struct cellm_jinja_ctx *c, const cJSON *j, j
     } else if (cJSON_IsObject(j)) {
         CELLM_TRY(cellm_jinja_new_dict(c, 0, out));
         for (const cJSON *e = j->child; e; e = e->next) {
-            jval v, k = cellm_jinja_str(e->string ? e->string : "", e->string ? strlen(e->string) : 0);
+            jval v,
+                k = cellm_jinja_str(e->string ? e->string : "", e->string ? strlen(e->string) : 0);
             CELLM_TRY(from_cjson(c, e, &v, depth + 1));
             CELLM_TRY(cellm_jinja_dict_set(c, out->u.dict, &k, &v));
         }
@@ -837,10 +667,14 @@ enum cellm_status cellm_jinja_from_cjson(struct cellm_jinja_ctx *c, const cJSON 
 enum cellm_status cellm_jinja_iter_list(struct cellm_jinja_ctx *c, const jval *v,
                                         struct cellm_jinja_list **out)
 {
-    jval l;
+    jval l = {0};
     switch (v->kind) {
-    case JV_LIST: *out = v->u.list; return CELLM_OK;
-    case JV_UNDEF: CELLM_TRY(cellm_jinja_new_list(c, &l)); break;
+    case JV_LIST:
+        *out = v->u.list;
+        return CELLM_OK;
+    case JV_UNDEF:
+        CELLM_TRY(cellm_jinja_new_list(c, &l));
+        break;
     case JV_DICT:
         CELLM_TRY(cellm_jinja_new_list(c, &l));
         for (size_t i = 0; i < v->u.dict->n; i++)

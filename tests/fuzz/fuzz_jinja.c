@@ -32,8 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cellm_error err;
     struct cellm_jinja_tmpl *t = NULL;
     if (cellm_jinja_parse(text, tlen, &t, &err) == CELLM_OK) {
-        if (cellm_jinja_render_parsed(t, vars, &out, &err) == CELLM_OK)
-            cellm_free(out);
+        if (cellm_jinja_render_parsed(t, vars, &out, &err) == CELLM_OK) cellm_free(out);
         cellm_jinja_free(t);
     }
     cJSON_Delete(vars);
