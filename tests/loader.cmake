@@ -6,3 +6,12 @@ cellm_core_test(test_quant ${CMAKE_CURRENT_LIST_DIR}/test_quant.c)
 cellm_core_test(test_safetensors ${CMAKE_CURRENT_LIST_DIR}/test_safetensors.c)
 cellm_core_test(test_config ${CMAKE_CURRENT_LIST_DIR}/test_config.c)
 cellm_core_test(test_ckpt ${CMAKE_CURRENT_LIST_DIR}/test_ckpt.c)
+
+# libFuzzer targets (CELLM_FUZZ=ON, clang). cellm_fuzz_target is defined after the
+# fragments are included, so the calls are deferred to the end of the directory.
+cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_safetensors
+               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_safetensors.c)
+cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_config
+               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_config.c)
+cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_index
+               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_index.c)

@@ -72,7 +72,8 @@ static enum cellm_status list_safetensors(const char *dir, char ***out, int *n,
         (*n)++;
     }
     closedir(d);
-    qsort(names, (size_t)*n, sizeof *names, cmp_str);
+    if (*n > 1) /* names is NULL when the directory holds none: qsort wants a pointer */
+        qsort(names, (size_t)*n, sizeof *names, cmp_str);
     *out = names;
     return CELLM_OK;
 nomem:
