@@ -5,9 +5,20 @@
 #include "half.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define CELLM_X86 1
 #endif
+
+int cellm_cpu_has_f16c(void)
+{
+#if CELLM_X86
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+#else
+    return 0;
+#endif
+}
 
 uint16_t cellm_f32_to_bf16(float f)
 {
@@ -76,7 +87,7 @@ __attribute__((target("avx2"))) static void bf16_n_avx2(const void *src, float *
 void cellm_f16_to_f32_n(const void *src, float *dst, size_t n)
 {
 #if CELLM_X86
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2")) {
+    if (cellm_cpu_has_f16c() && __builtin_cpu_supports("avx2")) {
         f16_n_f16c(src, dst, n);
         return;
     }

@@ -59,6 +59,10 @@ static inline float cellm_f16_to_f32(uint16_t h)
 uint16_t cellm_f32_to_f16(float f);
 uint16_t cellm_f32_to_bf16(float f);
 
+/* 1 if the CPU has the F16C conversion instructions (CPUID; clang's
+ * __builtin_cpu_supports does not know "f16c"). */
+int cellm_cpu_has_f16c(void);
+
 /* Bulk widening of n little-endian values from possibly unaligned memory. */
 void cellm_f16_to_f32_n(const void *src, float *dst, size_t n);
 void cellm_bf16_to_f32_n(const void *src, float *dst, size_t n);

@@ -26,7 +26,7 @@ enum cellm_isa cellm_cpu_isa(void)
 {
 #if HAVE_X86
     int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+               cellm_cpu_has_f16c();
     if (avx2 && __builtin_cpu_supports("avx512f"))
         return CELLM_ISA_AVX512;
     if (avx2)
@@ -53,12 +53,6 @@ const char *cellm_cpu_isa_name(enum cellm_isa isa)
     case CELLM_ISA_AVX2: return "avx2+fma+f16c";
     default: return "portable";
     }
-}
-
-static inline float scale16(enum cellm_dtype dt, const uint8_t *p)
-{
-    uint16_t h = cellm_load_u16(p);
-    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h);
 }
 
 /* ---- portable ------------------------------------------------------------------------ */
