@@ -61,6 +61,8 @@ struct cu_model {
     const float *tables[MAX_ROPE_TABLES]; /* distinct inv_freq arrays of the layers */
     int gemm_rows;        /* batches of at least this many rows use cuBLAS */
     int split3;           /* BF16 weights: exact bf16x3 split on tensor cores */
+    int graphs;           /* capture decode steps as CUDA graphs */
+    int has_moe;          /* MoE routing syncs with the host: no graphs */
 };
 
 struct cu_seq {
@@ -91,6 +93,12 @@ struct cu_ctx {
     uint16_t *split;      /* 3 x [rows][max_cols] bf16 */
     size_t split_cap;
     int64_t max_cols;
+    int nsplit;           /* attention key splits of this step (a power of two) */
+    int split_keys;
+    /* the captured decode step: valid while its key matches and no buffer moved */
+    cudaGraphExec_t gexec;
+    int g_n, g_nw, g_nsplit;
+    unsigned gen, g_gen;  /* gen: bumped whenever a buffer the graph uses is reallocated */
 };
 
 #define CU_TRY(call)                                                                               \
@@ -329,6 +337,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     if (m->gemm_rows < 1)
         m->gemm_rows = 1;
     m->split3 = env_int("CELLM_CUDA_SPLIT3", 1);
+    m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers)
         goto nomem;
@@ -346,6 +355,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
             m->tables[m->n_tables++] = L->inv_freq;
         }
         C->rope_table = t;
+        m->has_moe |= L->moe;
         if (L->moe && L->e_gate) {
             C->e_gate = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_gate);
             C->e_up = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_up);
@@ -431,6 +441,8 @@ static void cu_ctx_free(void *p)
         dfree(c->seqs[i].kv);
     cellm_free(c->seqs);
     free_rows(c);
+    if (c->gexec)
+        cudaGraphExecDestroy(c->gexec);
     dfree(c->part);
     dfree(c->tile);
     dfree(c->split);
@@ -564,6 +576,7 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
         c->stage_cap = stage;
     }
     c->rows_cap = (int)r;
+    c->gen++;
     return CELLM_OK;
 }
 
@@ -637,14 +650,33 @@ static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const f
     return CELLM_OK;
 }
 
+/* Several products of one input, in one launch when the formats agree (q/k/v, gate/up). */
+static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *const *ws, int nw,
+                                  const float *x, int64_t ldx, int n, float *const *ys,
+                                  const int64_t *ldys, struct cellm_error *err)
+{
+    int same = n < c->m->gemm_rows;
+    for (int i = 1; i < nw; i++)
+        same = same && ws[i]->fmt == ws[0]->fmt && ws[i]->bits == ws[0]->bits && ws[i]->cols == ws[0]->cols;
+    if (same) {
+        K_TRY(cellm_cu_matvec_multi(ws, nw, x, ldx, n, ys, ldys, NULL, c->st));
+        return CELLM_OK;
+    }
+    for (int i = 0; i < nw; i++)
+        CELLM_TRY(mm(c, ws[i], x, ldx, n, ys[i], ldys[i], NULL, err));
+    return CELLM_OK;
+}
+
 static enum cellm_status dense_mlp(struct cu_ctx *c, const struct cu_weight *wg, const struct cu_weight *wu,
                                    const struct cu_weight *wd, const float *bg, const float *bu,
                                    const float *bd, const float *x, int n, float *gate, float *up,
                                    float *out, struct cellm_error *err)
 {
     int64_t I = wg->rows, dim = c->d->cfg.dim;
-    CELLM_TRY(mm(c, wg, x, dim, n, gate, I, NULL, err));
-    CELLM_TRY(mm(c, wu, x, dim, n, up, I, NULL, err));
+    const struct cu_weight *ws[2] = {wg, wu};
+    float *ys[2] = {gate, up};
+    int64_t ld[2] = {I, I};
+    CELLM_TRY(mm_multi(c, ws, 2, x, dim, n, ys, ld, err));
     K_TRY(cellm_cu_glu(gate, up, n, I, bg, bu, (int)c->d->cfg.act, c->st));
     return mm(c, wd, gate, I, n, out, dim, bd, err);
 }
@@ -693,9 +725,10 @@ static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys,
     const struct cu_layer *L = &c->m->layers[l];
     int hd = cfg->head_dim, dim = cfg->dim, H = cfg->n_heads, KVH = cfg->n_kv_heads;
     int64_t qd = (int64_t)H * hd, kd = (int64_t)KVH * hd;
-    CELLM_TRY(mm(c, &L->wq, hin, dim, n, c->q, qd, NULL, err));
-    CELLM_TRY(mm(c, &L->wk, hin, dim, n, c->k, kd, NULL, err));
-    CELLM_TRY(mm(c, &L->wv, hin, dim, n, c->v, kd, NULL, err));
+    const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+    float *ys[3] = {c->q, c->k, c->v};
+    int64_t ld[3] = {qd, kd, kd};
+    CELLM_TRY(mm_multi(c, ws, 3, hin, dim, n, ys, ld, err));
     int half = cfg->rot_dims / 2;
     struct cu_qkv_args qa = {
         .q = c->q, .k = c->k, .v = c->v, .bq = L->bq, .bk = L->bk, .bv = L->bv,
@@ -706,14 +739,9 @@ static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys,
     K_TRY(cellm_cu_qkv_post(&qa, c->st));
     int window = L->sliding && cfg->window > 0 ? cfg->window : 0;
     int keys = window && window < max_keys ? window : max_keys;
-    int sk = n * H >= 264 ? 1024 : 128;
-    int nsplit = (keys + sk - 1) / sk;
-    if (nsplit < 1)
-        nsplit = 1;
-    if (nsplit > 1) {
-        size_t need = (size_t)n * H * nsplit * (hd + 2) * sizeof(float);
-        CELLM_TRY(dgrow((void **)&c->part, &c->part_cap, need, err));
-    }
+    int sk = c->split_keys, nsplit = 1;
+    while (nsplit * sk < keys)
+        nsplit *= 2;
     struct cu_attn_args aa = {.q = c->q, .out = c->att, .part = c->part, .rows = c->rows, .n = n,
                               .H = H, .KVH = KVH, .hd = hd, .layer = l, .window = window,
                               .nsplit = nsplit, .split_keys = sk, .scale = (float)cfg->attn_scale,
@@ -734,6 +762,93 @@ static enum cellm_status norm(struct cu_ctx *c, float *x, const float *add, floa
     return CELLM_OK;
 }
 
+/* Every kernel of one step, from the embedding to the logits (device); capturable. */
+static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys, struct cellm_error *err)
+{
+    struct cu_model *m = c->m;
+    const struct cellm_desc *d = c->d;
+    const struct cellm_config *cfg = &d->cfg;
+    int64_t dim = cfg->dim;
+    K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x, c->st));
+    const float *pending = NULL; /* residual still to be added to x */
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cu_layer *L = &m->layers[l];
+        CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
+        CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
+        if (cfg->parallel_residual) {
+            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n, c->gate,
+                                c->up, c->h, err));
+            K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
+            pending = c->h;
+            continue;
+        }
+        if (cfg->sandwich_norms)
+            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_attn_norm, NULL, n, NULL, err));
+        CELLM_TRY(norm(c, c->x, c->o, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
+        if (L->moe)
+            CELLM_TRY(moe(c, L, c->h, n, c->o, err));
+        else
+            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up, L->b_down, c->h,
+                                n, c->gate, c->up, c->o, err));
+        if (cfg->sandwich_norms)
+            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_ffn_norm, NULL, n, NULL, err));
+        pending = c->o;
+    }
+    if (pending)
+        K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
+    if (nw) {
+        /* gather the rows that want logits (the h buffer holds them, in order) */
+        CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
+        CELLM_TRY(mm(c, &m->head, c->h, dim, nw, c->logits, cfg->vocab, NULL, err));
+        if (cfg->final_softcap > 0)
+            K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap, c->st));
+    }
+    return CELLM_OK;
+}
+
+/* Runs the step's kernels, through a captured graph for small batches (decode). */
+static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys, struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    c->split_keys = n * cfg->n_heads >= 264 ? 1024 : 128;
+    c->nsplit = 1;
+    while (c->nsplit * c->split_keys < max_keys)
+        c->nsplit *= 2;
+    if (c->nsplit > 1) {
+        size_t need = (size_t)n * cfg->n_heads * c->nsplit * (cfg->head_dim + 2) * sizeof(float);
+        if (need > c->part_cap) {
+            CELLM_TRY(dgrow((void **)&c->part, &c->part_cap, need, err));
+            c->gen++;
+        }
+    }
+    if (!c->m->graphs || c->m->has_moe || n >= c->m->gemm_rows)
+        return forward(c, n, nw, max_keys, err);
+    if (!c->gexec || c->g_n != n || c->g_nw != nw || c->g_nsplit != c->nsplit || c->g_gen != c->gen) {
+        if (c->gexec)
+            cudaGraphExecDestroy(c->gexec);
+        c->gexec = NULL;
+        cudaGraph_t g;
+        CU_TRY(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal));
+        enum cellm_status st = forward(c, n, nw, max_keys, err);
+        cudaError_t e = cudaStreamEndCapture(c->st, &g);
+        if (st) {
+            if (e == cudaSuccess)
+                cudaGraphDestroy(g);
+            return st;
+        }
+        CU_TRY(e);
+        e = cudaGraphInstantiate(&c->gexec, g, 0);
+        cudaGraphDestroy(g);
+        CU_TRY(e);
+        c->g_n = n;
+        c->g_nw = nw;
+        c->g_nsplit = c->nsplit;
+        c->g_gen = c->gen;
+    }
+    CU_TRY(cudaGraphLaunch(c->gexec, c->st));
+    return CELLM_OK;
+}
+
 static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
                                  struct cellm_error *err)
 {
@@ -741,7 +856,6 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     struct cu_model *m = c->m;
     const struct cellm_desc *d = c->d;
     const struct cellm_config *cfg = &d->cfg;
-    int64_t dim = cfg->dim;
     CU_TRY(cudaSetDevice(m->dev));
     CELLM_TRY(reserve_rows(c, n, err));
     int max_keys = 0, nw = 0;
@@ -779,42 +893,10 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     CU_TRY(cudaMemcpyAsync(c->cs, hcs, (size_t)m->n_tables * tstride * sizeof(float),
                            cudaMemcpyHostToDevice, c->st));
 
-    K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x, c->st));
-    const float *pending = NULL; /* residual still to be added to x */
-    for (int l = 0; l < cfg->n_layers; l++) {
-        const struct cu_layer *L = &m->layers[l];
-        CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
-        CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
-        if (cfg->parallel_residual) {
-            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n, c->gate,
-                                c->up, c->h, err));
-            K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
-            pending = c->h;
-            continue;
-        }
-        if (cfg->sandwich_norms)
-            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_attn_norm, NULL, n, NULL, err));
-        CELLM_TRY(norm(c, c->x, c->o, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
-        if (L->moe)
-            CELLM_TRY(moe(c, L, c->h, n, c->o, err));
-        else
-            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up, L->b_down, c->h,
-                                n, c->gate, c->up, c->o, err));
-        if (cfg->sandwich_norms)
-            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_ffn_norm, NULL, n, NULL, err));
-        pending = c->o;
-    }
-    if (pending)
-        K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
-    if (nw) {
-        /* gather the rows that want logits (the h buffer holds them, in order) */
-        CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
-        CELLM_TRY(mm(c, &m->head, c->h, dim, nw, c->logits, cfg->vocab, NULL, err));
-        if (cfg->final_softcap > 0)
-            K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap, c->st));
+    CELLM_TRY(run_step(c, n, nw, max_keys, err));
+    if (nw)
         CU_TRY(cudaMemcpyAsync(logits, c->logits, (size_t)nw * cfg->vocab * sizeof(float),
                                cudaMemcpyDeviceToHost, c->st));
-    }
     CU_TRY(cudaStreamSynchronize(c->st));
     CU_TRY(cudaGetLastError());
     return CELLM_OK;

@@ -42,6 +42,10 @@ struct cu_row {
 /* y[t][r] = sum_c w[r][c] x[t][c] (+ bias[r]) for t < n; fused dequantize and multiply. */
 int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_t ldx, int n, float *y,
                     int64_t ldy, const float *bias, void *stream);
+/* The same for nw <= 3 weights of one format and width sharing x, in one launch. */
+int cellm_cu_matvec_multi(const struct cu_weight *const *ws, int nw, const float *x, int64_t ldx,
+                          int n, float *const *ys, const int64_t *ldys, const float *const *biases,
+                          void *stream);
 /* Rows [r0, r0+nr) of w widened to f32: out[nr][cols]. */
 int cellm_cu_dequant(const struct cu_weight *w, int64_t r0, int64_t nr, float *out, void *stream);
 /* x[n][cols] (row stride ldx) split exactly into three bf16 parts hi+mid+lo, each [n][cols]. */

@@ -34,6 +34,15 @@ static __device__ __forceinline__ float bf16_hi(uint32_t w)
 {
     return __uint_as_float(w & 0xffff0000u);
 }
+struct mv_args {
+    struct cu_weight w[3];
+    float *y[3];
+    int64_t ldy[3];
+    const float *bias[3];
+    const float *x;
+    int64_t ldx;
+};
+
 /* elements per lane step */
 template <int FMT, int BITS> struct step {
     static constexpr int CE = FMT == CU_W_AFFINE ? (BITS == 8 ? 16 : 32) : 8;
@@ -41,9 +50,14 @@ template <int FMT, int BITS> struct step {
 
 template <int FMT, int BITS, int NT, int R>
 __global__ void __launch_bounds__(MV_THREADS)
-    k_matvec(const struct cu_weight w, const float *__restrict__ x, int64_t ldx,
-             float *__restrict__ y, int64_t ldy, const float *__restrict__ bias)
+    k_matvec(const struct mv_args a)
 {
+    /* blockIdx.y picks one of up to three weights of one format sharing the input */
+    const struct cu_weight &w = a.w[blockIdx.y];
+    float *__restrict__ y = a.y[blockIdx.y];
+    const float *__restrict__ bias = a.bias[blockIdx.y];
+    const float *__restrict__ x = a.x;
+    const int64_t ldx = a.ldx, ldy = a.ldy[blockIdx.y];
     constexpr int CE = step<FMT, BITS>::CE;
     constexpr int NW = FMT == CU_W_F32 ? 8 : FMT == CU_W_AFFINE && BITS != 4 && BITS != 8 ? BITS : 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -173,31 +187,33 @@ __global__ void __launch_bounds__(MV_THREADS)
 }
 
 template <int FMT, int BITS, int NT>
-static int launch_nt(const struct cu_weight *w, const float *x, int64_t ldx, float *y, int64_t ldy,
-                     const float *bias, cudaStream_t st)
+static int launch_nt(struct mv_args a, int nw, int t0, cudaStream_t st)
 {
     constexpr int R = NT <= 2 ? 4 : 2;
-    int64_t blocks = (w->rows + MV_WARPS * R - 1) / (MV_WARPS * R);
-    k_matvec<FMT, BITS, NT, R><<<(unsigned)blocks, MV_THREADS, 0, st>>>(*w, x, ldx, y, ldy, bias);
+    int64_t rows = 0;
+    a.x += (int64_t)t0 * a.ldx;
+    for (int i = 0; i < nw; i++) {
+        a.y[i] += (int64_t)t0 * a.ldy[i];
+        rows = a.w[i].rows > rows ? a.w[i].rows : rows;
+    }
+    int64_t blocks = (rows + MV_WARPS * R - 1) / (MV_WARPS * R);
+    k_matvec<FMT, BITS, NT, R><<<dim3((unsigned)blocks, (unsigned)nw), MV_THREADS, 0, st>>>(a);
     return (int)cudaGetLastError();
 }
 
 template <int FMT, int BITS>
-static int launch_fmt(const struct cu_weight *w, const float *x, int64_t ldx, int n, float *y,
-                      int64_t ldy, const float *bias, cudaStream_t st)
+static int launch_fmt(const struct mv_args &a, int nw, int n, cudaStream_t st)
 {
     for (int t0 = 0; t0 < n;) {
         int left = n - t0, e;
-        const float *xx = x + (int64_t)t0 * ldx;
-        float *yy = y + (int64_t)t0 * ldy;
         if (left >= 8)
-            e = launch_nt<FMT, BITS, 8>(w, xx, ldx, yy, ldy, bias, st), left = 8;
+            e = launch_nt<FMT, BITS, 8>(a, nw, t0, st), left = 8;
         else if (left >= 4)
-            e = launch_nt<FMT, BITS, 4>(w, xx, ldx, yy, ldy, bias, st), left = 4;
+            e = launch_nt<FMT, BITS, 4>(a, nw, t0, st), left = 4;
         else if (left >= 2)
-            e = launch_nt<FMT, BITS, 2>(w, xx, ldx, yy, ldy, bias, st), left = 2;
+            e = launch_nt<FMT, BITS, 2>(a, nw, t0, st), left = 2;
         else
-            e = launch_nt<FMT, BITS, 1>(w, xx, ldx, yy, ldy, bias, st), left = 1;
+            e = launch_nt<FMT, BITS, 1>(a, nw, t0, st), left = 1;
         if (e)
             return e;
         t0 += left;
@@ -205,27 +221,48 @@ static int launch_fmt(const struct cu_weight *w, const float *x, int64_t ldx, in
     return 0;
 }
 
-extern "C" int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_t ldx, int n,
-                               float *y, int64_t ldy, const float *bias, void *stream)
+extern "C" int cellm_cu_matvec_multi(const struct cu_weight *const *ws, int nw, const float *x,
+                                     int64_t ldx, int n, float *const *ys, const int64_t *ldys,
+                                     const float *const *biases, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
-    if (ldx % 4 || w->cols % 32 && w->fmt == CU_W_AFFINE || w->cols % 8)
+    struct mv_args a = {};
+    if (nw < 1 || nw > 3 || ldx % 4)
         return (int)cudaErrorInvalidValue;
+    const struct cu_weight *w = ws[0];
+    for (int i = 0; i < nw; i++) {
+        const struct cu_weight *wi = ws[i];
+        if (wi->fmt != w->fmt || wi->cols != w->cols || wi->bits != w->bits ||
+            (wi->fmt == CU_W_AFFINE && wi->cols % 32) || wi->cols % 8)
+            return (int)cudaErrorInvalidValue;
+        a.w[i] = *wi;
+        a.y[i] = ys[i];
+        a.ldy[i] = ldys[i];
+        a.bias[i] = biases ? biases[i] : NULL;
+    }
+    a.x = x;
+    a.ldx = ldx;
     switch (w->fmt) {
-    case CU_W_F32: return launch_fmt<CU_W_F32, 0>(w, x, ldx, n, y, ldy, bias, st);
-    case CU_W_F16: return launch_fmt<CU_W_F16, 0>(w, x, ldx, n, y, ldy, bias, st);
-    case CU_W_BF16: return launch_fmt<CU_W_BF16, 0>(w, x, ldx, n, y, ldy, bias, st);
+    case CU_W_F32: return launch_fmt<CU_W_F32, 0>(a, nw, n, st);
+    case CU_W_F16: return launch_fmt<CU_W_F16, 0>(a, nw, n, st);
+    case CU_W_BF16: return launch_fmt<CU_W_BF16, 0>(a, nw, n, st);
     case CU_W_AFFINE:
         switch (w->bits) {
-        case 2: return launch_fmt<CU_W_AFFINE, 2>(w, x, ldx, n, y, ldy, bias, st);
-        case 3: return launch_fmt<CU_W_AFFINE, 3>(w, x, ldx, n, y, ldy, bias, st);
-        case 4: return launch_fmt<CU_W_AFFINE, 4>(w, x, ldx, n, y, ldy, bias, st);
-        case 5: return launch_fmt<CU_W_AFFINE, 5>(w, x, ldx, n, y, ldy, bias, st);
-        case 6: return launch_fmt<CU_W_AFFINE, 6>(w, x, ldx, n, y, ldy, bias, st);
-        case 8: return launch_fmt<CU_W_AFFINE, 8>(w, x, ldx, n, y, ldy, bias, st);
+        case 2: return launch_fmt<CU_W_AFFINE, 2>(a, nw, n, st);
+        case 3: return launch_fmt<CU_W_AFFINE, 3>(a, nw, n, st);
+        case 4: return launch_fmt<CU_W_AFFINE, 4>(a, nw, n, st);
+        case 5: return launch_fmt<CU_W_AFFINE, 5>(a, nw, n, st);
+        case 6: return launch_fmt<CU_W_AFFINE, 6>(a, nw, n, st);
+        case 8: return launch_fmt<CU_W_AFFINE, 8>(a, nw, n, st);
         }
     }
     return (int)cudaErrorInvalidValue;
+}
+
+extern "C" int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_t ldx, int n,
+                               float *y, int64_t ldy, const float *bias, void *stream)
+{
+    return cellm_cu_matvec_multi(&w, 1, x, ldx, n, &y, &ldy, &bias, stream);
 }
 
 /* ---- widening for the GEMM path ------------------------------------------------------- */
