@@ -15,3 +15,8 @@ cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_targe
                ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_config.c)
 cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_index
                ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_index.c)
+
+# `cellm inspect` on every fixture, checking the facts each directory's name and family
+# imply.
+add_test(NAME inspect COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_inspect.sh
+         $<TARGET_FILE:cellm_cli> ${CELLM_FIXTURES})

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# test_inspect.sh CELLM FIXTURES: `cellm inspect` on every fixture checkpoint, checking the
+# facts the directory name and family imply (storage, shard count, experts, head tying,
+# sliding layers, soft-caps, partial rotary, fused projections, naming scheme).
+set -u
+cellm=$1
+fixtures=$2
+fails=0
+n=0
+
+fail() {
+  echo "FAIL $rel: $*"
+  fails=$((fails + 1))
+}
+
+# has PATTERN: the output holds a line matching the extended regex
+has() {
+  grep -Eq -- "$1" <<<"$out" || fail "no line matching '$1'"
+}
+
+for dir in "$fixtures"/*/*/; do
+  dir=${dir%/}
+  rel=${dir#"$fixtures"/}
+  fam=${rel%%/*}
+  var=${rel#*/}
+  n=$((n + 1))
+  if ! out=$("$cellm" inspect -m "$dir" 2>&1); then
+    fail "exit status non-zero: $out"
+    continue
+  fi
+  has "^model +$dir\$"
+  has "^parameters +[1-9][0-9]* "
+  has "^bytes +[1-9][0-9]* "
+  has "^warnings +none\$"
+  # storage from the variant's name: qB-gG-DT, or a float dtype
+  if [[ $var =~ ^q([0-9])-g([0-9]+)-(f16|bf16) ]]; then
+    want="affine ${BASH_REMATCH[1]}-bit g${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
+    has "^  embedding +$want \["
+    has "^  attention.* q, k, v, o +$want\$"
+    has "^quantization ${BASH_REMATCH[1]}-bit, group ${BASH_REMATCH[2]} "
+  else
+    dt=$(tr a-z A-Z <<<"${var%%-*}")
+    has "^  embedding +$dt \["
+    has "^  attention.* q, k, v, o +$dt\$"
+    has "^  norms +$dt\$"
+  fi
+  # shards
+  if [[ $var =~ shard([0-9]+) ]]; then
+    has "^shards +${BASH_REMATCH[1]}\$"
+    has "^  model-0000${BASH_REMATCH[1]}-of-0000${BASH_REMATCH[1]}\.safetensors +[0-9]+ bytes"
+  else
+    has "^shards +1\$"
+    has "^  model\.safetensors +[0-9]+ bytes"
+  fi
+  # family facts
+  case $fam in
+    llama-tied) has "^family +llama\$"; has "^  head +tied to the embedding"
+                has "^rope +llama3, theta" ;;
+    llama3-untied) has "^family +llama\$"; has "^  head +(affine|[BF])"
+                   has "^attention +heads 4, kv heads 2, head_dim 16" ;;
+    llama-wide) has "^family +llama\$"; has "^dimensions +vocab [0-9]+, hidden 128" ;;
+    gemma2) has "^family +gemma2\$"; has "^soft-caps +attention 50, final 30\$"
+            has "^sliding +window 8 on 1 of 2 layers \(0\)"; has "tied to the embedding"
+            has "RMSNorm \(1 \+ w\)" ;;
+    gemma3) has "^family +gemma3_text\$"; has "^sliding +window 8 on 2 of 4 layers \(0,2\)"
+            has "^rope local +default, theta 10000\$"; has "^soft-caps +none\$"
+            has "^tokens +bos 2, eos 1,106\$" ;;
+    mistral) has "^family +mistral\$"; has "^sliding +none\$" ;;
+    phi3) has "^family +phi3\$"; has "^  attention \(fused qkv\) q, k, v, o"
+          has "^  mlp \(fused gate_up\) gate, up, down" ;;
+    qwen2) has "^family +qwen2\$"; has "^sliding +none\$"; has "qkv bias"
+           has "tied to the embedding" ;;
+    qwen3) has "^family +qwen3\$"; has "q/k norm"; has "head_dim 32" ;;
+    qwen3-moe) has "^family +qwen3_moe\$"; has "^experts +8 experts, 2 per token, ffn 64"
+               has "^  experts gate, up, down +"; has "^  moe router +" ;;
+    stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"
+               has "qkv bias" ;;
+    *) fail "unknown family $fam" ;;
+  esac
+  [[ $var == *stacked* ]] && has "stacked \(mlx-lm switch_mlp\)"
+  [[ $fam == qwen3-moe && $var != *stacked* ]] && has "per-expert tensors"
+  [[ $var == *vlm* ]] && has "^names +language_model\.\*"
+  [[ $var == *mixed* ]] && has "^  mlp down +affine 8-bit g64 f16\$"
+done
+
+# errors: one line on stderr, non-zero status
+if out=$("$cellm" inspect -m "$fixtures/does-not-exist" 2>&1); then
+  rel=missing; fail "succeeded on a missing directory"
+elif [[ $(wc -l <<<"$out") != 1 || $out != "cellm inspect: "* ]]; then
+  rel=missing; fail "expected one error line, got: $out"
+fi
+if "$cellm" inspect 2>/dev/null; then rel=usage; fail "succeeded without -m"; fi
+
+echo "$n fixtures inspected, $fails failures"
+[ "$n" -ge 48 ] && [ "$fails" -eq 0 ]
