@@ -243,6 +243,8 @@ FIXTURE_TEST(t_qwen3_moe, "qwen3-moe/bf16", {
     has_param(m.prefill, "l0_eg", t);
     /* top-k: per round one max and one min-index reduction over the experts */
     assert_true(count(m.prefill, "applies stablehlo.minimum") >= c->n_experts_used * c->n_layers);
+    /* routing probabilities are materialised once (exact equality tests in top-k) */
+    assert_int_equal(count(m.prefill, "stablehlo.optimization_barrier"), c->n_layers);
 })
 FIXTURE_TEST(t_qwen3_moe_q4, "qwen3-moe/q4-g64-bf16-stacked", check_affine(&m, 1))
 

@@ -9,7 +9,7 @@
 # The PJRT plugin is the one beside the installed JAX (or $CELLM_PJRT_PLUGIN). Without
 # cJSON/cmocka system packages, put their libraries and headers in build-xla-deps/{lib,include}
 # (carried along) and they are used. Everything is logged to $OUT/log (default ./out).
-#   tests/gpu/xla_run.sh [--no-bench]
+#   [XLA_FIXTURES=REGEX] [BENCH_Q4=1] tests/gpu/xla_run.sh [--no-bench]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -51,7 +51,8 @@ export cellm
 
 if [ -x $cellm ]; then
   echo "== verify --device xla"
-  mapfile -t dirs < <(find tests/fixtures -name oracle.safetensors -printf '%h\n' | sort)
+  mapfile -t dirs < <(find tests/fixtures -name oracle.safetensors -printf '%h\n' | sort |
+                      grep -E -- "${XLA_FIXTURES:-.}")
   t0=$(date +%s)
   first=$(verify "${dirs[0]}")
   echo "$first"

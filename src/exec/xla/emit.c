@@ -6,7 +6,8 @@
  * attention over the cache with the causal and sliding-window masks, Gemma's soft-caps,
  * sandwich norms and embedding scale, StableLM's per-head norms and parallel residual,
  * fused Phi-3 projections (row views, so one dot each) and Qwen3-MoE routing (softmax,
- * top-k by repeated argmax with the lowest index winning ties, renormalisation, a
+ * top-k by repeated argmax with the lowest index winning ties, over probabilities
+ * materialised behind an optimization barrier so that equality tests are exact, renormalisation, a
  * masked-dense combination of all experts). Elementwise formulas are written with the
  * reference's operation order; every dot is f32 at precision HIGHEST. Weights arrive in
  * their stored format and are widened (convert) or dequantized (codes unpacked with
@@ -345,6 +346,9 @@ static val moe(struct em *e, int l, val h)
     val ex = cellm_xh_un(b, "exponential", bin(e, "subtract", r, bc_lead(e, m0, &r)));
     val sum = cellm_xh_reduce(b, ex, "add", 1, DIMS(1), 0);
     val pr = bin(e, "multiply", ex, bc_lead(e, bin(e, "divide", splat(e, 1.0f, &sum), sum), &ex));
+    /* Materialise the probabilities once: the max below is compared for equality with
+     * them, and a fusion that recomputed them (exp, FMA) could round differently. */
+    pr = cellm_xh_barrier(b, pr);
     /* top-k: k rounds of argmax (lowest index on ties), each winner then masked out */
     val iota = cellm_xh_iota(b, XH_I32, 2, DIMS(T, E), 1);
     val big = cellm_xh_const_int(b, XH_I32, E, 2, DIMS(T, E));

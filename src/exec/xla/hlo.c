@@ -531,3 +531,14 @@ struct cellm_xh_val cellm_xh_dyn_update(struct cellm_xh *b, struct cellm_xh_val 
     put(b, &b->body, ") -> %s\n", tys(&r, t, sizeof t));
     return r;
 }
+
+struct cellm_xh_val cellm_xh_barrier(struct cellm_xh *b, struct cellm_xh_val x)
+{
+    if (bad(b, 1, &x))
+        return fail(b, "optimization_barrier");
+    struct cellm_xh_val r = fresh(b, x.ty, x.rank, x.d);
+    char t[160];
+    tys(&x, t, sizeof t);
+    put(b, &b->body, "    %%%s = \"stablehlo.optimization_barrier\"(%%%s) : (%s) -> %s\n", r.nm, x.nm, t, t);
+    return r;
+}

@@ -97,6 +97,9 @@ struct cellm_xh_val cellm_xh_compare(struct cellm_xh *b, const char *dir, struct
                                      struct cellm_xh_val y);
 struct cellm_xh_val cellm_xh_select(struct cellm_xh *b, struct cellm_xh_val pred,
                                     struct cellm_xh_val x, struct cellm_xh_val y);
+/* optimization_barrier: x is computed once and read as stored by every consumer (no
+ * recomputation inside fusions, so values compared for equality stay bit-identical). */
+struct cellm_xh_val cellm_xh_barrier(struct cellm_xh *b, struct cellm_xh_val x);
 /* Rows of a rank-2 table [V, C] picked by ids [T] (i32): [T, C]. */
 struct cellm_xh_val cellm_xh_gather_rows(struct cellm_xh *b, struct cellm_xh_val table,
                                          struct cellm_xh_val ids);
