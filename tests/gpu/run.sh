@@ -6,6 +6,8 @@
 #   gemm        CELLM_CUDA_GEMM_ROWS=1: every product through cuBLAS (bf16x3 split for BF16)
 # and prints one line per fixture and mode, then a summary. Exit status 0 only if all pass.
 #   tests/gpu/run.sh [build-dir]
+# The GPU image's gcc warns where CI's does not (maybe-uninitialized), so warnings are not
+# errors here; CI keeps -Werror.
 # Without a GPU (CI) it only says so and exits 0 after the build.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,9 +22,9 @@ if [ -d .gpu-deps ]; then
   ls /usr/lib/x86_64-linux-gnu/libcmocka.so* >/dev/null 2>&1 ||
     extra+=(-DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
 fi
-cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" "${extra[@]}" >"$B.cfg.log" 2>&1 \
+cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >"$B.cfg.log" 2>&1 \
   && cmake --build "$B" -j"$(nproc)" --target cellm_cli >"$B.build.log" 2>&1 \
-  || { tail -20 "$B.cfg.log" "$B.build.log"; echo "BUILD FAILED"; exit 1; }
+  || { tail -n 30 "$B.cfg.log" "$B.build.log"; echo "BUILD FAILED"; exit 1; }
 if ! nvidia-smi -L >/dev/null 2>&1; then
   echo "no GPU here: built the CUDA executor, skipped the GPU conformance run"
   exit 0
