@@ -20,3 +20,9 @@ cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_targe
 # imply.
 add_test(NAME inspect COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_inspect.sh
          $<TARGET_FILE:cellm_cli> ${CELLM_FIXTURES})
+
+# The dequantization benchmark (bench/dequant.sh builds and runs it); an executable, not
+# a test.
+add_executable(dequant_bench ${PROJECT_SOURCE_DIR}/bench/dequant_bench.c)
+target_include_directories(dequant_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
+target_link_libraries(dequant_bench PRIVATE cellm_core)

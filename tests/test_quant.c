@@ -148,6 +148,15 @@ static void expect_rows(const float *got, const float *want, int64_t n, const ch
                      cellm_dtype_name(sdt), (long long)i, (double)got[i], (double)want[i]);
 }
 
+/* Every instruction-set level this CPU can run, portable first. */
+static int isa_list(enum cellm_isa *out)
+{
+    int n = 0;
+    for (int i = CELLM_ISA_PORTABLE; i <= (int)cellm_cpu_isa() && n < 8; i++)
+        out[n++] = (enum cellm_isa)i;
+    return n;
+}
+
 static const int all_bits[] = {2, 3, 4, 5, 6, 8};
 static const int all_groups[] = {32, 64, 128};
 static const enum cellm_dtype all_sdt[] = {CELLM_DT_F16, CELLM_DT_BF16};
@@ -159,7 +168,8 @@ static void affine_all_formats(void **state)
     enum { ROWS = 21, COLS = 384 };
     float *out = malloc(ROWS * COLS * sizeof *out);
     assert_non_null(out);
-    enum cellm_isa isas[2] = {CELLM_ISA_PORTABLE, cellm_cpu_isa()};
+    enum cellm_isa isas[8];
+    int n_isa = isa_list(isas);
     for (size_t bi = 0; bi < 6; bi++)
         for (size_t gi = 0; gi < 3; gi++)
             for (size_t si = 0; si < 2; si++) {
@@ -179,7 +189,7 @@ static void affine_all_formats(void **state)
                     cellm_weight_row(&t.w, r, out + r * COLS);
                 expect_rows(out, t.ref, ROWS * COLS, "cellm_weight_row", bits, group, sdt);
                 /* kernels, whole tensor and an offset sub-view (rows 5..17) */
-                for (int k = 0; k < 2; k++) {
+                for (int k = 0; k < n_isa; k++) {
                     memset(out, 0, ROWS * COLS * sizeof *out);
                     cellm_cpu_dequant_rows(isas[k], &t.w, 0, ROWS, out);
                     expect_rows(out, t.ref, ROWS * COLS, cellm_cpu_isa_name(isas[k]), bits, group,
@@ -306,14 +316,15 @@ static void matmul_against_double(void **state)
     struct cellm_pool *pool;
     struct cellm_error err;
     assert_int_equal(cellm_pool_new(3, &pool, &err), CELLM_OK);
-    enum cellm_isa isas[2] = {CELLM_ISA_PORTABLE, cellm_cpu_isa()};
+    enum cellm_isa isas[8];
+    int n_isa = isa_list(isas);
     for (size_t bi = 0; bi < 6; bi++) {
         int bits = all_bits[bi], group = all_groups[bi % 3];
         enum cellm_dtype sdt = all_sdt[bi % 2];
         struct qtensor t;
         /* 53 rows: three full row blocks, a partial one, and rows past a multiple of 4 */
         qtensor_make(&t, 53, 256, bits, group, sdt);
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < n_isa; k++) {
             check_matmul(pool, isas[k], &t.w, t.ref, 1); /* single thread path */
             check_matmul(pool, isas[k], &t.w, t.ref, 5); /* pool path */
         }
@@ -342,7 +353,7 @@ static void matmul_against_double(void **state)
         }
         struct cellm_weight w = {.fmt = fmt, .rows = R, .cols = C, .data = raw + 1,
                                  .row_bytes = C * es};
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < n_isa; k++) {
             check_matmul(pool, isas[k], &w, wref, 1);
             check_matmul(pool, isas[k], &w, wref, 7);
         }
