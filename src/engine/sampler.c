@@ -17,8 +17,9 @@
  *
  * Vocabularies run to 260k ids, so nothing sorts the whole vocabulary when it can be
  * avoided. Top-k keeps a k-element min-heap while scanning the logits (O(V) plus
- * O(k log k) in practice). Top-p without top-k heapifies the ids in O(V) and pops only
- * the nucleus, so its cost grows with the nucleus, not with V log V. Min-p is a threshold
+ * O(k log k) in practice). Top-p without top-k buckets the ids by log-weight in O(V),
+ * finds the bucket where the nucleus ends, and orders only that bucket (a heap popped
+ * as far as needed), so it too avoids V log V. Min-p is a threshold
  * on the weights and needs no order. All scratch arrays ([vocab] each) live in the
  * sampler, allocated once.
  *
@@ -40,6 +41,9 @@
 #include "cellm.h"
 #include "engine/sampler_internal.h"
 
+#define NUCLEUS_BUCKETS 2048
+#define NUCLEUS_SCALE 64
+
 struct cellm_sampler {
     struct cellm_sampler_params p;
     int vocab;
@@ -52,6 +56,7 @@ struct cellm_sampler {
     int32_t *cand;  /* kept ids, in draw order */
     int n_cand;     /* number of kept ids */
     double w_total; /* sum of the weights of the kept ids */
+    double bucket_w[NUCLEUS_BUCKETS]; /* top-p: weight per log-weight bucket */
 
     /* penalties; NULL when no penalty is active */
     int32_t *counts;   /* [vocab] occurrences of each id within the window */
@@ -328,12 +333,21 @@ static int better(const float *l, int32_t a, int32_t b)
     return l[a] > l[b] || (l[a] == l[b] && a < b);
 }
 
+/* The first id of the largest logit. NaN never wins; if every logit is NaN or -inf, the
+ * first id that is not NaN (or 0). */
 static int32_t argmax(const float *l, int n)
 {
-    int32_t best = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (l[i] > l[best]) best = i;
-    return best;
+    int32_t best = -1;
+    float bv = -INFINITY;
+    for (int32_t i = 0; i < n; i++) {
+        if (l[i] > bv) {
+            bv = l[i];
+            best = i;
+        }
+    }
+    for (int32_t i = 0; best < 0 && i < n; i++)
+        if (!isnan(l[i])) best = i;
+    return best < 0 ? 0 : best;
 }
 
 /* Restores a heap whose root may be out of place. With worst_on_top the root is the worst
@@ -376,6 +390,69 @@ static void select_top_k(struct cellm_sampler *s, int k)
     }
 }
 
+/* Bucket of a token for the nucleus search: its log-weight distance from the maximum,
+ * (lmax - l) / T, in steps of 1/NUCLEUS_SCALE; everything from NUCLEUS_BUCKETS /
+ * NUCLEUS_SCALE on (a weight below e^-32) shares the last bucket. The key is monotone in
+ * the logit, so buckets never reorder tokens. */
+static int nucleus_bucket(float l, float lmax, float inv_t)
+{
+    float d = lmax - l;
+    if (d == 0.0f) return 0; /* even when 1/T overflowed */
+    d *= inv_t;
+    return d < (float)NUCLEUS_BUCKETS / NUCLEUS_SCALE ? (int)(d * NUCLEUS_SCALE)
+                                                      : NUCLEUS_BUCKETS - 1;
+}
+
+/* Top-p (then min-p) over all ids, without sorting them: a histogram of the weights by
+ * bucket finds the bucket where the cumulative weight reaches target; the buckets before
+ * it are kept whole (unordered), and only the ids of that bucket are ordered, by popping
+ * a max-heap until the target is met. Fills s->cand and returns the count; *total gets
+ * the kept weight. */
+static int select_nucleus(struct cellm_sampler *s, float lmax, float inv_t, double target,
+                          double *total)
+{
+    const float *l = s->logits, *w = s->w;
+    const double min_p = s->p.min_p;
+    const int v = s->vocab;
+    double *bw = s->bucket_w;
+    memset(bw, 0, sizeof s->bucket_w);
+    for (int i = 0; i < v; i++)
+        bw[nucleus_bucket(l[i], lmax, inv_t)] += w[i];
+    int b = 0;
+    double acc = 0.0;
+    for (; b < NUCLEUS_BUCKETS - 1; b++) {
+        if (acc + bw[b] >= target) break;
+        acc += bw[b];
+    }
+
+    int n = 0, m = 0;
+    int32_t *h = s->heap, *cand = s->cand;
+    for (int32_t i = 0; i < v; i++) {
+        int bi = nucleus_bucket(l[i], lmax, inv_t);
+        if (bi < b) {
+            if (w[i] > 0.0f && w[i] >= min_p) {
+                cand[n++] = i;
+                *total += w[i];
+            }
+        } else if (bi == b) {
+            h[m++] = i;
+        }
+    }
+    for (int i = m / 2 - 1; i >= 0; i--)
+        sift_down(l, h, m, i, 0);
+    while (m > 0) {
+        int32_t t = h[0];
+        if (n > 0 && (w[t] < min_p || w[t] == 0.0f)) break; /* all that follow weigh less */
+        cand[n++] = t;
+        *total += w[t];
+        acc += w[t];
+        if (acc >= target) break;
+        h[0] = h[--m];
+        sift_down(l, h, m, 0, 0);
+    }
+    return n;
+}
+
 /* exp(d / T) for d = logit - max <= 0; d == 0 gives 1 even when 1/T overflowed. */
 static float weight(float d, float inv_t)
 {
@@ -387,6 +464,8 @@ static float weight(float d, float inv_t)
 static int32_t prepare(struct cellm_sampler *s, const float *in)
 {
     const int v = s->vocab;
+    if (s->p.temperature == 0.0f && !s->counts)
+        return argmax(in, v); /* plain greedy reads the logits in place */
     float *l = s->logits;
     for (int i = 0; i < v; i++)
         l[i] = isnan(in[i]) ? -INFINITY : in[i];
@@ -428,22 +507,7 @@ static int32_t prepare(struct cellm_sampler *s, const float *in)
             z += w[i];
         }
         if (top_p < 1.0) {
-            /* Pop the nucleus off a max-heap of all ids. */
-            int32_t *h = s->heap;
-            int hn = v;
-            for (int32_t i = 0; i < v; i++)
-                h[i] = i;
-            for (int i = v / 2 - 1; i >= 0; i--)
-                sift_down(l, h, v, i, 0);
-            while (hn > 0) {
-                int32_t t = h[0];
-                if (n > 0 && (w[t] < min_p || w[t] == 0.0f)) break;
-                cand[n++] = t;
-                total += w[t];
-                if (total >= top_p * z) break;
-                h[0] = h[--hn];
-                sift_down(l, h, hn, 0, 0);
-            }
+            n = select_nucleus(s, lmax, inv_t, top_p * z, &total);
         } else {
             for (int32_t i = 0; i < v; i++) {
                 if (w[i] > 0.0f && w[i] >= min_p) {

@@ -20,8 +20,8 @@ void cellm_sampler_penalize(const struct cellm_sampler *s, float *logits);
 
 /* Runs the whole pipeline short of the draw on logits[vocab] (not modified) and writes
  * the tokens that may be drawn to ids and their probabilities (summing to 1) to probs,
- * both [vocab], in the order the draw walks them (descending probability when top-k or
- * top-p is active, else ascending id). Returns how many were written. With temperature
+ * both [vocab], in the order the draw walks them (descending with top-k; otherwise mostly
+ * ascending id). Returns how many were written. With temperature
  * 0 it writes the one greedy token with probability 1. Does not advance the generator. */
 int cellm_sampler_candidates(struct cellm_sampler *s, const float *logits, int32_t *ids,
                              float *probs);
