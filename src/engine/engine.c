@@ -69,7 +69,7 @@ enum cellm_status cellm_model_load(const char *dir, const struct cellm_model_par
 {
     *out = NULL;
     struct cellm_model_params p = params ? *params : cellm_model_params_default();
-    const struct cellm_exec_vt *vt;
+    const struct cellm_exec_vt *vt = NULL;
     CELLM_TRY(pick_executor(p.device, &vt, err));
     struct cellm_model *m = cellm_calloc(1, sizeof *m);
     if (!m)
