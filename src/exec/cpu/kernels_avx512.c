@@ -87,9 +87,6 @@ AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, flo
         int64_t ng = n / w->group;
         const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
         const __m128i m4 = _mm_set1_epi8(0x0f);
-        /* scatter pattern of the 4-bit path: even elements from low nibbles, odd from high */
-        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
         for (int64_t g = 0; g < ng; g++) {
             __m512 sc = _mm512_set1_ps(scale_of(w->sdtype, s + 2 * g));
             __m512 bi = _mm512_set1_ps(scale_of(w->sdtype, b + 2 * g));
@@ -101,8 +98,10 @@ AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, flo
                 } else {
                     __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
                     __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-                    _mm512_i32scatter_ps(out + e, even, affine16(lo, sc, bi), 4);
-                    _mm512_i32scatter_ps(out + e, odd, affine16(hi, sc, bi), 4);
+                    /* interleave the nibbles back into element order (a scatter store
+                     * here ran at a fifth of the speed) */
+                    _mm512_storeu_ps(out + e, affine16(_mm_unpacklo_epi8(lo, hi), sc, bi));
+                    _mm512_storeu_ps(out + e + 16, affine16(_mm_unpackhi_epi8(lo, hi), sc, bi));
                 }
             }
         }
