@@ -1,13 +1,19 @@
 /*
- * threadpool.c: the worker pool. A job is published by bumping a generation counter;
- * workers spin on it for a short while and then wait on a condition variable. Completion
- * is an atomic countdown that the caller spins on (jobs are short).
+ * threadpool.c: the worker pool.
+ *
+ * A job is n parts (n = pool size). Parts are claimed, not assigned: the caller and the
+ * workers take the next unclaimed part with a compare-and-swap on one 64-bit word that
+ * holds the job's generation and the next part index, so a worker that wakes late (the
+ * machine is busy, it was descheduled) finds nothing to claim instead of holding the
+ * caller up, and can never claim a part of a newer job. The caller returns once every
+ * part is done. Idle workers spin briefly, then sleep on a condition variable.
  */
 #include "threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -18,46 +24,61 @@ struct cellm_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_uint gen;
-    atomic_int pending;
+    _Atomic uint64_t claim; /* generation << 32 | next part */
+    atomic_int done;        /* parts finished in the current job */
     atomic_int stop;
     cellm_pool_fn fn;
     void *arg;
 };
 
-struct worker_arg {
-    struct cellm_pool *pool;
-    int index;
-};
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Runs parts of generation gen until none is left; returns how many it ran. */
+static int run_parts(struct cellm_pool *pool, uint32_t gen)
+{
+    int ran = 0;
+    for (;;) {
+        uint64_t c = atomic_load_explicit(&pool->claim, memory_order_acquire);
+        uint32_t part = (uint32_t)c;
+        if ((uint32_t)(c >> 32) != gen || part >= (uint32_t)pool->n)
+            return ran;
+        if (!atomic_compare_exchange_weak_explicit(&pool->claim, &c, c + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        pool->fn(pool->arg, (int)part, pool->n);
+        atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+        ran++;
+    }
+}
 
 static void *worker_main(void *p)
 {
-    struct worker_arg *wa = p;
-    struct cellm_pool *pool = wa->pool;
-    int index = wa->index;
-    cellm_free(wa);
-    unsigned seen = 0;
+    struct cellm_pool *pool = p;
+    uint32_t seen = 0;
     for (;;) {
-        unsigned g;
         int spins = 0;
-        while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen &&
+        uint32_t gen;
+        while ((gen = (uint32_t)(atomic_load_explicit(&pool->claim, memory_order_acquire) >> 32)) ==
+                   seen &&
                !atomic_load(&pool->stop)) {
             if (++spins < 20000) {
-#if defined(__x86_64__)
-                __builtin_ia32_pause();
-#endif
+                cpu_relax();
                 continue;
             }
             pthread_mutex_lock(&pool->mu);
-            while (atomic_load(&pool->gen) == seen && !atomic_load(&pool->stop))
+            while ((uint32_t)(atomic_load(&pool->claim) >> 32) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->cv, &pool->mu);
             pthread_mutex_unlock(&pool->mu);
         }
         if (atomic_load(&pool->stop))
             return NULL;
-        seen = g;
-        pool->fn(pool->arg, index, pool->n);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+        seen = gen;
+        run_parts(pool, gen);
     }
 }
 
@@ -78,20 +99,12 @@ enum cellm_status cellm_pool_new(int n_threads, struct cellm_pool **out, struct 
     pthread_cond_init(&pool->cv, NULL);
     pool->threads = cellm_calloc((size_t)n_threads, sizeof *pool->threads);
     if (!pool->threads) {
+        pool->n = 1;
         cellm_pool_free(pool);
         return cellm_errf(err, CELLM_ERR_NOMEM, "thread pool: out of memory");
     }
     for (int i = 1; i < n_threads; i++) {
-        struct worker_arg *wa = cellm_malloc(sizeof *wa);
-        if (!wa) {
-            pool->n = i;
-            cellm_pool_free(pool);
-            return cellm_errf(err, CELLM_ERR_NOMEM, "thread pool: out of memory");
-        }
-        wa->pool = pool;
-        wa->index = i;
-        if (pthread_create(&pool->threads[i], NULL, worker_main, wa) != 0) {
-            cellm_free(wa);
+        if (pthread_create(&pool->threads[i], NULL, worker_main, pool) != 0) {
             pool->n = i;
             cellm_pool_free(pool);
             return cellm_errf(err, CELLM_ERR_IO, "thread pool: cannot start thread %d", i);
@@ -129,21 +142,21 @@ void cellm_pool_run(struct cellm_pool *pool, cellm_pool_fn fn, void *arg)
         fn(arg, 0, 1);
         return;
     }
+    /* no part of the previous job is running: the caller waited for all of them */
     pool->fn = fn;
     pool->arg = arg;
-    atomic_store(&pool->pending, pool->n - 1);
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    uint32_t gen = (uint32_t)(atomic_load(&pool->claim) >> 32) + 1;
     pthread_mutex_lock(&pool->mu);
-    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_release);
+    atomic_store_explicit(&pool->claim, (uint64_t)gen << 32, memory_order_release);
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
-    fn(arg, 0, pool->n);
+    run_parts(pool, gen);
     int spins = 0;
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) {
-        if (++spins > 4000) /* workers may be descheduled: give them the core */
-            sched_yield();
-#if defined(__x86_64__)
+    while (atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n) {
+        if (++spins > 2000)
+            sched_yield(); /* a worker holding a part was descheduled */
         else
-            __builtin_ia32_pause();
-#endif
+            cpu_relax();
     }
 }

@@ -1,11 +1,13 @@
 /*
  * threadpool.h: a fixed set of worker threads that run one parallel job at a time.
  *
- * cellm_pool_run(pool, fn, arg) calls fn(arg, i, n) once for every worker index
- * i in [0, n) (the calling thread is worker 0) and returns when all are done. Work is
- * split by the callee (e.g. rows [i*R/n, (i+1)*R/n)), which keeps the pool free of
- * per-task allocation. Workers spin briefly between jobs, then sleep on a condition
- * variable, because a decode step issues hundreds of small jobs.
+ * cellm_pool_run(pool, fn, arg) calls fn(arg, i, n) once for every part i in [0, n),
+ * n = pool size, and returns when all are done. Work is split by the callee (e.g. rows
+ * [i*R/n, (i+1)*R/n)); per-part scratch may be indexed by i, since each part runs on one
+ * thread at a time. Which thread runs a part is not fixed: the caller runs parts too and
+ * takes over parts that busy workers have not claimed, so a descheduled worker costs
+ * little. Workers spin briefly between jobs, then sleep, because a decode step issues
+ * hundreds of small jobs.
  */
 #ifndef CELLM_BASE_THREADPOOL_H
 #define CELLM_BASE_THREADPOOL_H
