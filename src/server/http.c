@@ -187,7 +187,7 @@ static int fill(struct stream *st)
         rc = add_event(st, cellm_srv_chunk(s, r, 1, "", 0, NULL, 0, NULL));
         st->role_sent = 1;
     }
-    if (!rc && (tn || in))
+    if (!rc && (tn || (in && r->p.return_ids)))
         rc = add_event(st, cellm_srv_chunk(s, r, 0, text, tn, ids, in, NULL));
     st->sent_text += tn;
     st->sent_ids += in;

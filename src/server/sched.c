@@ -78,7 +78,8 @@ int cellm_srv_submit(struct cellm_server *s, struct srv_req *r, struct srv_error
         cellm_srv_errorf(e, 503, NULL, "the server is shutting down");
         return -1;
     }
-    if (s->q_len >= s->o.queue) {
+    /* the queue holds o.queue requests beyond the free slots (admission is asynchronous) */
+    if (s->q_len >= s->o.queue + (s->o.parallel - s->n_active)) {
         s->m.req_rejected_full++;
         pthread_mutex_unlock(&s->mu);
         cellm_srv_errorf(e, 503, NULL,

@@ -7,7 +7,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
+const running = new Set();
+
 export function fail(msg) {
+  for (const p of running) p.kill('SIGKILL');
   console.error(`FAIL: ${msg}`);
   process.exit(1);
 }
@@ -24,8 +27,10 @@ export function eq(a, b, msg) {
 export async function startServer(bin, args, { env = {}, quiet = true } = {}) {
   const proc = spawn(bin, ['serve', '--port', '0', '--threads', '2', ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'inherit', 'pipe'],
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
+  running.add(proc);
+  proc.on('exit', () => running.delete(proc));
   let log = '';
   const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
   const url = await new Promise((resolve, reject) => {
@@ -103,8 +108,8 @@ export async function sse(url, body, { headers = {}, onEvent = null, signal = un
   return { status: 200, events };
 }
 
-export async function metrics(url) {
-  const t = await (await fetch(`${url}/metrics`)).text();
+export async function metrics(url, headers = {}) {
+  const t = await (await fetch(`${url}/metrics`, { headers })).text();
   const m = {};
   for (const line of t.split('\n')) {
     if (!line || line.startsWith('#')) continue;
