@@ -810,7 +810,7 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys, 
 static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys, struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->d->cfg;
-    c->split_keys = n * cfg->n_heads >= 264 ? 1024 : 128;
+    c->split_keys = n * cfg->n_heads >= 264 ? 1024 : 64;
     c->nsplit = 1;
     while (c->nsplit * c->split_keys < max_keys)
         c->nsplit *= 2;

@@ -23,7 +23,7 @@
 
 #include "cuda_dev.cuh"
 
-#define MV_THREADS 256
+#define MV_THREADS 128
 #define MV_WARPS (MV_THREADS / 32)
 
 static __device__ __forceinline__ float bf16_lo(uint32_t w)
@@ -53,11 +53,14 @@ __global__ void __launch_bounds__(MV_THREADS)
     k_matvec(const struct mv_args a)
 {
     /* blockIdx.y picks one of up to three weights of one format sharing the input */
-    const struct cu_weight &w = a.w[blockIdx.y];
-    float *__restrict__ y = a.y[blockIdx.y];
-    const float *__restrict__ bias = a.bias[blockIdx.y];
+    /* constant indices only, so that the parameters stay out of local memory */
+    const unsigned wi = blockIdx.y;
+    const struct cu_weight w = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
+    float *__restrict__ y = wi == 0 ? a.y[0] : wi == 1 ? a.y[1] : a.y[2];
+    const float *__restrict__ bias = wi == 0 ? a.bias[0] : wi == 1 ? a.bias[1] : a.bias[2];
+    const int64_t ldy = wi == 0 ? a.ldy[0] : wi == 1 ? a.ldy[1] : a.ldy[2];
     const float *__restrict__ x = a.x;
-    const int64_t ldx = a.ldx, ldy = a.ldy[blockIdx.y];
+    const int64_t ldx = a.ldx;
     constexpr int CE = step<FMT, BITS>::CE;
     constexpr int NW = FMT == CU_W_F32 ? 8 : FMT == CU_W_AFFINE && BITS != 4 && BITS != 8 ? BITS : 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -83,6 +86,7 @@ __global__ void __launch_bounds__(MV_THREADS)
         for (int r = 0; r < R; r++)
             acc[t][r] = 0.f;
 
+#pragma unroll 4
     for (int64_t c = (int64_t)lane * CE; c < w.cols; c += 32 * CE) {
         uint32_t raw[R][NW];
         float s[R], b[R];
@@ -189,7 +193,7 @@ __global__ void __launch_bounds__(MV_THREADS)
 template <int FMT, int BITS, int NT>
 static int launch_nt(struct mv_args a, int nw, int t0, cudaStream_t st)
 {
-    constexpr int R = NT <= 2 ? 4 : 2;
+    constexpr int R = NT <= 2 ? 2 : 1;
     int64_t rows = 0;
     a.x += (int64_t)t0 * a.ldx;
     for (int i = 0; i < nw; i++) {

@@ -283,22 +283,32 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(const struct cu_attn_
     const float *K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * hd;
     const float *V = K + row.cap * kd;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    for (int j = warp; j < nk; j += ATT_WARPS) {
-        const float *kr = K + (int64_t)(k0 + j) * kd;
-        float dot = 0.f;
+    /* each warp scores 4 keys at a time: their loads are in flight together */
+    for (int j0 = warp * 4; j0 < nk; j0 += ATT_WARPS * 4) {
+        float dot[4] = {0.f, 0.f, 0.f, 0.f};
         for (int d = lane * 4; d < hd; d += 128) {
-            float4 kv = *(const float4 *)(kr + d);
-            dot = fmaf(q[d], kv.x, dot);
-            dot = fmaf(q[d + 1], kv.y, dot);
-            dot = fmaf(q[d + 2], kv.z, dot);
-            dot = fmaf(q[d + 3], kv.w, dot);
+            float4 kv[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                kv[u] = j0 + u < nk ? *(const float4 *)(K + (int64_t)(k0 + j0 + u) * kd + d)
+                                    : make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                dot[u] = fmaf(q[d], kv[u].x, dot[u]);
+                dot[u] = fmaf(q[d + 1], kv[u].y, dot[u]);
+                dot[u] = fmaf(q[d + 2], kv[u].z, dot[u]);
+                dot[u] = fmaf(q[d + 3], kv[u].w, dot[u]);
+            }
         }
-        dot = warp_sum(dot);
-        if (lane == 0) {
-            float s = __fmul_rn(dot, a.scale);
-            if (a.softcap > 0)
-                s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
-            sc[j] = s;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            float t = warp_sum(dot[u]);
+            if (lane == 0 && j0 + u < nk) {
+                float s = __fmul_rn(t, a.scale);
+                if (a.softcap > 0)
+                    s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
+                sc[j0 + u] = s;
+            }
         }
     }
     __syncthreads();
@@ -319,14 +329,30 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(const struct cu_attn_
     int ng = hd <= ATT_THREADS ? ATT_THREADS / hd : 1;
     int g = hd <= ATT_THREADS ? threadIdx.x / hd : 0, d0 = hd <= ATT_THREADS ? threadIdx.x % hd : threadIdx.x;
     float a0 = 0.f, a1 = 0.f;
-    if (g < ng)
-        for (int j = g; j < nk; j += ng) {
+    if (g < ng) {
+        /* 4 keys per step with separate sums, so that their loads overlap */
+        float p0[4] = {0.f, 0.f, 0.f, 0.f}, p1[4] = {0.f, 0.f, 0.f, 0.f};
+        int j = g;
+        for (; j + 3 * ng < nk; j += 4 * ng) {
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const float *vr = V + (int64_t)(k0 + j + u * ng) * kd;
+                float w = sc[j + u * ng];
+                p0[u] = fmaf(w, vr[d0], p0[u]);
+                if (d0 + ATT_THREADS < hd)
+                    p1[u] = fmaf(w, vr[d0 + ATT_THREADS], p1[u]);
+            }
+        }
+        for (; j < nk; j += ng) {
             const float *vr = V + (int64_t)(k0 + j) * kd;
             float w = sc[j];
-            a0 = __fadd_rn(a0, __fmul_rn(w, vr[d0]));
+            p0[0] = fmaf(w, vr[d0], p0[0]);
             if (d0 + ATT_THREADS < hd)
-                a1 = __fadd_rn(a1, __fmul_rn(w, vr[d0 + ATT_THREADS]));
+                p1[0] = fmaf(w, vr[d0 + ATT_THREADS], p1[0]);
         }
+        a0 = (p0[0] + p0[1]) + (p0[2] + p0[3]);
+        a1 = (p1[0] + p1[1]) + (p1[2] + p1[3]);
+    }
     if (ng > 1) {
         if (g < ng)
             accs[threadIdx.x] = a0;
