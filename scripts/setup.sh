@@ -23,6 +23,6 @@ if [ -z "$model" ]; then
   echo "setup: no model with a tokenizer under models/" >&2
   exit 1
 fi
-prompt=${1:-"a small domesticated animal"}
+prompt=${1:-"the act of"}
 echo "$ ./build/cellm generate -m $model -p \"$prompt\" -n 48"
 ./build/cellm generate -m "$model" -p "$prompt" -n 48
