@@ -15,14 +15,7 @@ if [ -n "$missing" ]; then
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target cellm_cli
-model=""
-for d in models/*/; do
-  if [ -f "$d/config.json" ] && [ -f "$d/tokenizer.json" ]; then model=${d%/}; break; fi
-done
-if [ -z "$model" ]; then
-  echo "setup: no model with a tokenizer under models/" >&2
-  exit 1
-fi
+model=models/wordnet-llama   # BF16; models/wordnet-llama-4bit is its MLX 4-bit copy
 prompt=${1:-"the act of"}
 echo "$ ./build/cellm generate -m $model -p \"$prompt\" -n 48"
 ./build/cellm generate -m "$model" -p "$prompt" -n 48
