@@ -260,6 +260,43 @@ AVX2 static float row_q4(const struct cellm_weight *w, int64_t r, const float *x
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+/* Two rows at once: the input loads are shared and four independent accumulator chains
+ * hide the FMA latency. */
+AVX2 static void row2_q4(const struct cellm_weight *w, int64_t r, const float *xp, float *y)
+{
+    const uint8_t *row0 = w->data + (size_t)r * w->row_bytes, *row1 = row0 + w->row_bytes;
+    int64_t ng = w->cols / w->group;
+    const uint8_t *s0 = w->scales + (size_t)r * ng * 2, *b0 = w->biases + (size_t)r * ng * 2;
+    const uint8_t *s1 = s0 + ng * 2, *b1 = b0 + ng * 2;
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, c0 = a0, c1 = a0;
+    for (int64_t g = 0; g < ng; g++) {
+        __m256 sc0 = _mm256_set1_ps(scale16_fast(w->sdtype, s0 + 2 * g));
+        __m256 bi0 = _mm256_set1_ps(scale16_fast(w->sdtype, b0 + 2 * g));
+        __m256 sc1 = _mm256_set1_ps(scale16_fast(w->sdtype, s1 + 2 * g));
+        __m256 bi1 = _mm256_set1_ps(scale16_fast(w->sdtype, b1 + 2 * g));
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
+            __m128i v0 = _mm_loadu_si128((const __m128i *)(row0 + e / 2));
+            __m128i v1 = _mm_loadu_si128((const __m128i *)(row1 + e / 2));
+            __m128i lo0 = _mm_and_si128(v0, m4), hi0 = _mm_and_si128(_mm_srli_epi16(v0, 4), m4);
+            __m128i lo1 = _mm_and_si128(v1, m4), hi1 = _mm_and_si128(_mm_srli_epi16(v1, 4), m4);
+            const float *x = xp + e;
+            __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+            __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+            a0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(lo0), sc0, bi0), x0, a0);
+            c0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(lo1), sc1, bi1), x0, c0);
+            a1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(lo0, 8)), sc0, bi0), x1, a1);
+            c1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(lo1, 8)), sc1, bi1), x1, c1);
+            a0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(hi0), sc0, bi0), x2, a0);
+            c0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(hi1), sc1, bi1), x2, c0);
+            a1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(hi0, 8)), sc0, bi0), x3, a1);
+            c1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(hi1, 8)), sc1, bi1), x3, c1);
+        }
+    }
+    y[r] = hsum(_mm256_add_ps(a0, a1));
+    y[r + 1] = hsum(_mm256_add_ps(c0, c1));
+}
+
 AVX2 static float row_q8(const struct cellm_weight *w, int64_t r, const float *x)
 {
     const uint8_t *row = w->data + (size_t)r * w->row_bytes;
@@ -323,7 +360,11 @@ static int has_fused_row(const struct cellm_weight *w)
 AVX2 static void fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1, const float *x,
                             const float *xp, float *y)
 {
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t r = r0;
+    if (w->fmt == CELLM_W_AFFINE && w->bits == 4)
+        for (; r + 2 <= r1; r += 2)
+            row2_q4(w, r, xp, y);
+    for (; r < r1; r++) {
         if (w->fmt == CELLM_W_AFFINE)
             y[r] = w->bits == 4 ? row_q4(w, r, xp) : row_q8(w, r, x);
         else
