@@ -20,6 +20,8 @@
 #include <immintrin.h>
 #define HAVE_X86 1
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+/* bytes ahead of the current weight read that decode kernels prefetch */
+#define PREFETCH_AHEAD 4096
 #endif
 
 enum cellm_isa cellm_cpu_isa(void)
@@ -276,6 +278,10 @@ AVX2 static void row2_q4(const struct cellm_weight *w, int64_t r, const float *x
         __m256 sc1 = _mm256_set1_ps(scale16_fast(w->sdtype, s1 + 2 * g));
         __m256 bi1 = _mm256_set1_ps(scale16_fast(w->sdtype, b1 + 2 * g));
         for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
+            if (!(e & 127)) { /* once per 64-byte line of each row */
+                _mm_prefetch((const char *)(row0 + e / 2 + PREFETCH_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(row1 + e / 2 + PREFETCH_AHEAD), _MM_HINT_T0);
+            }
             __m128i v0 = _mm_loadu_si128((const __m128i *)(row0 + e / 2));
             __m128i v1 = _mm_loadu_si128((const __m128i *)(row1 + e / 2));
             __m128i lo0 = _mm_and_si128(v0, m4), hi0 = _mm_and_si128(_mm_srli_epi16(v0, 4), m4);
@@ -326,6 +332,8 @@ AVX2 static float row_half(const struct cellm_weight *w, int64_t r, const float 
          * pre-permuted per 16 elements into [even 8][odd 8] (permute_x2) */
         const __m256i hi_mask = _mm256_set1_epi32((int)0xffff0000u);
         for (; i + 16 <= n; i += 16) {
+            /* the hardware prefetcher stops at 4 KiB pages; run ahead across them */
+            _mm_prefetch((const char *)(row + 2 * i + PREFETCH_AHEAD), _MM_HINT_T0);
             __m256i a = _mm256_loadu_si256((const __m256i *)(row + 2 * i));
             __m256 lo = _mm256_castsi256_ps(_mm256_slli_epi32(a, 16));
             __m256 hi = _mm256_castsi256_ps(_mm256_and_si256(a, hi_mask));
