@@ -498,12 +498,13 @@ static void matmul_part(void *arg, int ti, int tn)
         cellm_cpu_dequant_rows(j->isa, w, r0, nr, buf);
         int t = 0;
 #if HAVE_X86
-        if (j->isa == CELLM_ISA_AVX2)
+        if (j->isa >= CELLM_ISA_AVX2)
             for (; t + 3 <= j->n; t += 3) {
                 int64_t r = 0;
                 for (; r + 4 <= nr; r += 4)
-                    dot4x3_avx2(buf + r * cols, cols, j->x + (size_t)t * j->ldx, j->ldx, cols,
-                                j->y + (size_t)t * j->ldy + r0 + r, j->ldy);
+                    (j->isa == CELLM_ISA_AVX512 ? cellm_avx512_dot4x3 : dot4x3_avx2)(
+                        buf + r * cols, cols, j->x + (size_t)t * j->ldx, j->ldx, cols,
+                        j->y + (size_t)t * j->ldy + r0 + r, j->ldy);
                 for (; r < nr; r++)
                     for (int k = 0; k < 3; k++)
                         j->y[(size_t)(t + k) * j->ldy + r0 + r] =

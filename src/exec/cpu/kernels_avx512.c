@@ -57,6 +57,36 @@ AVX512 void cellm_avx512_dot4(const float *w, int64_t ldw, const float *x, int64
         out[k] = t[k];
 }
 
+AVX512 void cellm_avx512_dot4x3(const float *w, int64_t ldw, const float *x, int64_t ldx,
+                                int64_t n, float *y, int64_t ldy)
+{
+    __m512 a[3][4];
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < 4; k++)
+            a[t][k] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv[3] = {_mm512_loadu_ps(x + i), _mm512_loadu_ps(x + ldx + i),
+                        _mm512_loadu_ps(x + 2 * ldx + i)};
+        for (int k = 0; k < 4; k++) {
+            __m512 wv = _mm512_loadu_ps(w + k * ldw + i);
+            for (int t = 0; t < 3; t++)
+                a[t][k] = _mm512_fmadd_ps(wv, xv[t], a[t][k]);
+        }
+    }
+    float r[3][4];
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < 4; k++)
+            r[t][k] = _mm512_reduce_add_ps(a[t][k]);
+    for (; i < n; i++)
+        for (int t = 0; t < 3; t++)
+            for (int k = 0; k < 4; k++)
+                r[t][k] += w[k * ldw + i] * x[t * ldx + i];
+    for (int t = 0; t < 3; t++)
+        for (int k = 0; k < 4; k++)
+            y[t * ldy + k] = r[t][k];
+}
+
 AVX512 static inline __m512 affine16(__m128i bytes16, __m512 sc, __m512 bi)
 {
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes16)), sc, bi);

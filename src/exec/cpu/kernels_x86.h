@@ -12,6 +12,9 @@
 float cellm_avx512_dot(const float *a, const float *b, int64_t n);
 /* out[k] = dot(w + k*ldw, x) for k < 4 */
 void cellm_avx512_dot4(const float *w, int64_t ldw, const float *x, int64_t n, float *out);
+/* y[t*ldy + k] = dot(w + k*ldw, x + t*ldx) for k < 4, t < 3 */
+void cellm_avx512_dot4x3(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t n,
+                         float *y, int64_t ldy);
 /* Row r of w widened into out[cols]; returns 0 if the format has no AVX-512 path. */
 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, float *out);
 /* 1 if cellm_avx512_fused_rows handles w. */
