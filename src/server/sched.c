@@ -404,6 +404,8 @@ static void *sched_main(void *arg)
             if (finished[k] && s->slots[owner[k]])
                 vacate_locked(s, s->slots[owner[k]]);
         s->m.steps++;
+        if (n_dec > s->m.max_rows_decode)
+            s->m.max_rows_decode = n_dec;
         s->m.prefill_tok += (unsigned long long)n_pre;
         s->m.decode_tok += (unsigned long long)n_dec;
         s->m.prefill_s += dt * n_pre / n;
@@ -483,6 +485,9 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "# HELP cellm_steps_total Batched model steps.\n"
              "# TYPE cellm_steps_total counter\n"
              "cellm_steps_total %llu\n"
+             "# HELP cellm_decode_batch_max Most sequences decoded together in one step.\n"
+             "# TYPE cellm_decode_batch_max gauge\n"
+             "cellm_decode_batch_max %d\n"
              "# HELP cellm_prefill_tokens_per_second Prompt rows per second of step time (steps are split by row share).\n"
              "# TYPE cellm_prefill_tokens_per_second gauge\n"
              "cellm_prefill_tokens_per_second %.3f\n"
@@ -491,6 +496,7 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "cellm_decode_tokens_per_second %.3f\n",
              m.req_completions, m.req_chat, m.req_other, m.req_errors, m.req_rejected_full,
              m.req_cancelled, m.tokens_in, m.tokens_out, q, act, s->o.parallel, m.steps,
+             m.max_rows_decode,
              m.prefill_s > 0 ? (double)m.prefill_tok / m.prefill_s : 0.0,
              m.decode_s > 0 ? (double)m.decode_tok / m.decode_s : 0.0);
     return t;

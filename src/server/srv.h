@@ -78,6 +78,7 @@ struct srv_metrics {
     double prefill_s, decode_s;   /* step time split by token share */
     unsigned long long prefill_tok, decode_tok;
     unsigned long long steps;
+    int max_rows_decode;          /* most decode rows in one step so far */
 };
 
 struct cellm_server {

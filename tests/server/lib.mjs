@@ -5,6 +5,7 @@
 // and the sanitizer's report is echoed).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 
 const running = new Set();
@@ -177,4 +178,23 @@ export function makeTextCheckpoint(fixture, dir) {
       '{% if add_generation_prompt %}<|assistant|>{% endif %}',
   }));
   return dir;
+}
+
+// Starts a streamed request and closes the TCP connection once the first bytes of the
+// body arrive (a client that goes away mid-stream). Resolves with the HTTP status.
+export function disconnectMidStream(url, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, {
+      method: 'POST', agent: false,
+      headers: { 'Content-Type': 'application/json', ...headers },
+    }, (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve(res.statusCode);
+      });
+      res.once('end', () => resolve(res.statusCode));
+    });
+    req.on('error', (e) => (req.destroyed ? resolve(0) : reject(e)));
+    req.end(JSON.stringify(body));
+  });
 }

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Server tests: the official openai client, at the version pinned in
+# tests/server/package-lock.json, into tests/server/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/../../tests/server"
+npm ci --no-audit --no-fund --loglevel=error
+node -e "import('openai').then(m => console.log('openai client', m.VERSION ?? 'installed'))"

@@ -1,0 +1,28 @@
+# Server tests: the real `cellm serve` on a loopback port (--port 0), driven by curl
+# (tests/server/curl.sh) and by Node with the official openai client
+# (tests/server/*.mjs; the client is installed into tests/server/node_modules by
+# .ci/setup.d/30-server.sh, and openai.mjs skips, exit 77, without it).
+find_program(CELLM_NODE node)
+find_program(CELLM_CURL curl)
+find_program(CELLM_BASH bash)
+if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
+  set(srv ${CMAKE_CURRENT_SOURCE_DIR}/server)
+  set(fx ${CELLM_FIXTURES})
+  add_test(NAME server/curl
+           COMMAND ${CELLM_BASH} ${srv}/curl.sh $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16)
+  add_test(NAME server/batch-llama3-bf16
+           COMMAND ${CELLM_NODE} ${srv}/batch.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16)
+  add_test(NAME server/batch-qwen3-moe-q4
+           COMMAND ${CELLM_NODE} ${srv}/batch.mjs $<TARGET_FILE:cellm_cli>
+                   ${fx}/qwen3-moe/q4-g64-bf16-stacked)
+  add_test(NAME server/batch-gemma3-q4
+           COMMAND ${CELLM_NODE} ${srv}/batch.mjs $<TARGET_FILE:cellm_cli> ${fx}/gemma3/q4-g64-bf16)
+  add_test(NAME server/load
+           COMMAND ${CELLM_NODE} ${srv}/load.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16)
+  add_test(NAME server/openai
+           COMMAND ${CELLM_NODE} ${srv}/openai.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
+                   ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
+                       server/batch-gemma3-q4 server/load server/openai
+                       PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
+endif()
