@@ -488,6 +488,18 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "# HELP cellm_decode_batch_max Most sequences decoded together in one step.\n"
              "# TYPE cellm_decode_batch_max gauge\n"
              "cellm_decode_batch_max %d\n"
+             "# HELP cellm_prefill_tokens_total Prompt rows evaluated.\n"
+             "# TYPE cellm_prefill_tokens_total counter\n"
+             "cellm_prefill_tokens_total %llu\n"
+             "# HELP cellm_prefill_seconds_total Step time attributed to prompt rows.\n"
+             "# TYPE cellm_prefill_seconds_total counter\n"
+             "cellm_prefill_seconds_total %.6f\n"
+             "# HELP cellm_decode_tokens_total Decode rows evaluated.\n"
+             "# TYPE cellm_decode_tokens_total counter\n"
+             "cellm_decode_tokens_total %llu\n"
+             "# HELP cellm_decode_seconds_total Step time attributed to decode rows.\n"
+             "# TYPE cellm_decode_seconds_total counter\n"
+             "cellm_decode_seconds_total %.6f\n"
              "# HELP cellm_prefill_tokens_per_second Prompt rows per second of step time (steps are split by row share).\n"
              "# TYPE cellm_prefill_tokens_per_second gauge\n"
              "cellm_prefill_tokens_per_second %.3f\n"
@@ -496,7 +508,7 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "cellm_decode_tokens_per_second %.3f\n",
              m.req_completions, m.req_chat, m.req_other, m.req_errors, m.req_rejected_full,
              m.req_cancelled, m.tokens_in, m.tokens_out, q, act, s->o.parallel, m.steps,
-             m.max_rows_decode,
+             m.max_rows_decode, m.prefill_tok, m.prefill_s, m.decode_tok, m.decode_s,
              m.prefill_s > 0 ? (double)m.prefill_tok / m.prefill_s : 0.0,
              m.decode_s > 0 ? (double)m.decode_tok / m.decode_s : 0.0);
     return t;
