@@ -41,6 +41,7 @@ struct conn {
     char *body;
     size_t len, cap;
     int too_big;
+    int inflight; /* counted in s->n_inflight until MHD has sent the response */
 };
 
 struct stream {
@@ -259,6 +260,10 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
         cellm_srv_req_free(r);
         return reply_error(s, c, &e);
     }
+    pthread_mutex_lock(&s->mu);
+    s->n_inflight++;
+    cn->inflight = 1;
+    pthread_mutex_unlock(&s->mu);
     int fd = conn_fd(c);
     if (r->p.stream) {
         struct stream *st = calloc(1, sizeof *st);
@@ -443,10 +448,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
     (void)c;
     (void)toe;
+    struct cellm_server *s = cls;
     struct conn *cn = *con_cls;
+    if (cn && cn->inflight) {
+        pthread_mutex_lock(&s->mu);
+        if (--s->n_inflight == 0)
+            pthread_cond_broadcast(&s->idle_cv);
+        pthread_mutex_unlock(&s->mu);
+    }
     if (cn) {
         free(cn->body);
         free(cn);
@@ -466,6 +477,7 @@ static void server_free(struct cellm_server *s)
     free(s->key_copy);
     free(s->dir_copy);
     pthread_cond_destroy(&s->sched_cv);
+    pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -507,6 +519,7 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         return CELLM_ERR_NOMEM;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->sched_cv, NULL);
+    pthread_cond_init(&s->idle_cv, NULL);
     s->o = *opts;
     s->model = model;
     s->tok = tok;
@@ -601,6 +614,15 @@ void cellm_server_stop(struct cellm_server *s)
     /* fail what is in flight first, so that every connection thread can finish its
      * response (streams end with an error event), then stop accepting and join them */
     cellm_srv_sched_stop(s);
+    /* MHD_stop_daemon shuts every socket down at once: give the connections up to 10 s
+     * to send what they have (the error event of a stream, a 503) */
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    pthread_mutex_lock(&s->mu);
+    while (s->n_inflight > 0 && pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == 0)
+        ;
+    pthread_mutex_unlock(&s->mu);
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
     server_free(s);

@@ -99,6 +99,8 @@ struct cellm_server {
     struct srv_req **slots;       /* [parallel] */
     int n_active;
     int stopping;
+    int n_inflight;               /* submitted requests whose response is not yet sent */
+    pthread_cond_t idle_cv;       /* signalled when n_inflight drops to 0 */
     struct srv_metrics m;
     unsigned long long next_id;
 

@@ -43,13 +43,17 @@ async function expectError(promise, status, param, what) {
   fail(`${what}: no error`);
 }
 
+let phase = 'start';
+process.on('uncaughtException', (e) => fail(`uncaught in phase '${phase}': ${e.stack}\n${e.cause?.stack ?? ''}`));
 try {
   // ---- models, health
+  phase = 'models, health';
   const models = await client.models.list();
   eq(models.data.map((m) => m.id), ['server-text-ckpt'], 'models');
   eq((await (await fetch(`${url}/health`)).json()).status, 'ok', 'health');
 
   // ---- completions, non-streaming, max_tokens
+  phase = 'completions, non-streaming, max_tokens';
   const c1 = await client.completions.create({
     model: 'x', prompt: 'the cat sat on the', max_tokens: 12, temperature: 0,
   });
@@ -60,6 +64,7 @@ try {
   check(typeof c1.choices[0].text === 'string', 'text');
 
   // ---- streaming completion equals the non-streaming one, usage at the end
+  phase = 'streaming completion equals the non-streaming one, usage at the end';
   const st = await client.completions.create({
     model: 'x', prompt: 'the cat sat on the', max_tokens: 12, temperature: 0, stream: true,
     stream_options: { include_usage: true },
@@ -77,12 +82,14 @@ try {
   eq(usage?.completion_tokens, 12, 'streamed usage');
 
   // ---- ids extension through the SDK (prompt as a list of ids, extra body field)
+  phase = 'ids extension through the SDK (prompt as a list of ids, extra body field)';
   const ci = await client.completions.create({
     model: 'x', prompt: [5, 6, 7, 8], max_tokens: 6, temperature: 0, return_ids: true,
   });
   eq(ci.choices[0].token_ids.length, 6, 'token_ids with return_ids');
 
   // ---- stop strings: the output ends before the first occurrence, which is not included
+  phase = 'stop strings: the output ends before the first occurrence, which is not included';
   // a sampled continuation long enough to cut (seeded, so it repeats exactly)
   let full = '', cps = [], seed = 0;
   const sreq = { model: 'x', prompt: 'in the beginning', max_tokens: 40, temperature: 0.7, top_k: 40 };
@@ -115,6 +122,7 @@ try {
   eq(r1.choices[0].text, want, 'stop as one string');
 
   // ---- chat, non-streaming and streaming
+  phase = 'chat, non-streaming and streaming';
   const msgs = [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hello there' }];
   const ch1 = await client.chat.completions.create({ model: 'x', messages: msgs, max_tokens: 10, temperature: 0 });
   eq(ch1.object, 'chat.completion', 'chat object');
@@ -138,6 +146,7 @@ try {
   eq(cusage?.total_tokens, ch1.usage.total_tokens, 'streamed chat usage');
 
   // ---- seeds: same seed same output, sampling really samples
+  phase = 'seeds: same seed same output, sampling really samples';
   const samp = (seed) => client.completions.create({
     model: 'x', prompt: [9, 10, 11], max_tokens: 16, temperature: 1.5, top_k: 200, top_p: 0.99,
     min_p: 0.001, presence_penalty: 0.5, frequency_penalty: 0.2, repetition_penalty: 1.1,
@@ -149,6 +158,7 @@ try {
     'different seeds gave the same tokens three times');
 
   // ---- refused fields, each named
+  phase = 'refused fields, each named';
   const base = { model: 'x', prompt: 'hi', max_tokens: 2 };
   const cbase = { model: 'x', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 };
   const refused = [
@@ -177,6 +187,7 @@ try {
   await client.chat.completions.create({ ...cbase, response_format: { type: 'text' }, n: 1 });
 
   // ---- wrong types, each named
+  phase = 'wrong types, each named';
   const wrong = [
     ['temperature', 'hot'], ['top_p', '1'], ['top_k', 1.5], ['min_p', []], ['seed', 'x'],
     ['max_tokens', '5'], ['max_tokens', 0], ['stop', 5], ['stop', [1]], ['stream', 'yes'],
@@ -201,6 +212,7 @@ try {
   eq(so.json?.error?.param, 'stream_options.include_usage', 'stream_options.include_usage type');
 
   // ---- context: prompt + max_tokens beyond it, both lengths named
+  phase = 'context: prompt + max_tokens beyond it, both lengths named';
   const cx = await post(`${url}/v1/completions`, { prompt_ids: [1, 2, 3], max_tokens: 600 }, auth);
   eq(cx.status, 400, 'context exceeded');
   check(/3 tokens/.test(cx.json.error.message) && /600/.test(cx.json.error.message) &&
@@ -208,6 +220,7 @@ try {
   await expectError(client.completions.create({ ...base, prompt: [1, 2, 3], max_tokens: 600 }), 400, 'max_tokens', 'sdk context');
 
   // ---- malformed JSON, non-object body, oversized body, unknown route, method
+  phase = 'malformed JSON, non-object body, oversized body, unknown route, method';
   for (const bad of ['{', '{"prompt": "x",}', 'null', '[1,2]', '']) {
     const r = await post(`${url}/v1/completions`, bad, auth);
     eq(r.status, 400, `malformed ${JSON.stringify(bad)}`);
@@ -219,16 +232,22 @@ try {
   check(/1048576/.test(rb.text), `413 names the limit: ${rb.text}`);
   const e404 = await expectError(client.get('/nope'), 404, undefined, 'unknown route');
   check(e404 instanceof OpenAI.NotFoundError, 'NotFoundError');
-  eq((await fetch(`${url}/v1/completions`, { headers: auth })).status, 405, 'GET on a POST route');
+  const r405 = await fetch(`${url}/v1/completions`, { headers: auth });
+  await r405.text();
+  eq(r405.status, 405, 'GET on a POST route');
 
   // ---- API key
+  phase = 'API key';
   const noKey = new OpenAI({ apiKey: 'wrong', baseURL: `${url}/v1`, maxRetries: 0 });
   const e401 = await expectError(noKey.completions.create(base), 401, undefined, 'wrong key');
   check(e401 instanceof OpenAI.AuthenticationError, 'AuthenticationError');
   eq((await post(`${url}/v1/completions`, base)).status, 401, 'missing key');
-  eq((await fetch(`${url}/health`)).status, 200, 'health needs no key');
+  const rh = await fetch(`${url}/health`);
+  await rh.text();
+  eq(rh.status, 200, 'health needs no key');
 
   // ---- a real checkpoint, if one is given
+  phase = 'a real checkpoint, if one is given';
   const real = process.env.CELLM_SERVER_TEXT_MODEL;
   if (real && fs.existsSync(path.join(real, 'tokenizer.json'))) {
     const s2 = await startServer(bin, ['-m', real, '--parallel', '2', '--ctx-size', '2048']);
@@ -239,12 +258,14 @@ try {
   }
 
   // ---- a full queue: 4 slots and 4 waiting; 12 at once: some get 503 + Retry-After
-  const ctl = new AbortController();
-  const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => fetch(`${url}/v1/completions`, {
-    method: 'POST', headers: auth, signal: ctl.signal,
+  phase = 'a full queue: 4 slots and 4 waiting; 12 at once: some get 503 + Retry-After';
+  const resps = await Promise.all(Array.from({ length: 12 }, (_, i) => fetch(`${url}/v1/completions`, {
+    method: 'POST', headers: auth,
     body: JSON.stringify({ prompt_ids: [1, 2], max_tokens: 500, temperature: 1, seed: i, stream: true }),
-  }).then((r) => ({ status: r.status, retry: r.headers.get('retry-after') }))));
-  ctl.abort();
+  })));
+  const burst = resps.map((r) => ({ status: r.status, retry: r.headers.get('retry-after') }));
+  // close the streams (the server notices and frees their slots), read the 503 bodies
+  await Promise.all(resps.map((r) => (r.status === 200 ? r.body.cancel() : r.text())));
   const n503 = burst.filter((b) => b.status === 503 && b.retry === '1').length;
   check(n503 >= 1 && burst.every((b) => b.status === 200 || (b.status === 503 && b.retry === '1')),
     `a full queue: ${JSON.stringify(burst)}`);
@@ -258,6 +279,7 @@ try {
   }
 
   // ---- SIGTERM during a stream: it ends with an error event and the server exits 0
+  phase = 'SIGTERM during a stream: it ends with an error event and the server exits 0';
   const events = [];
   let first;
   const gotFirst = new Promise((r) => { first = r; });
