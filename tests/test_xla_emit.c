@@ -248,6 +248,32 @@ FIXTURE_TEST(t_qwen3_moe, "qwen3-moe/bf16", {
 })
 FIXTURE_TEST(t_qwen3_moe_q4, "qwen3-moe/q4-g64-bf16-stacked", check_affine(&m, 1))
 
+/* CELLM_XLA_DEQUANT=load: affine weights become f32 parameters holding exactly the
+ * reference values, and the modules unpack no codes. */
+static void t_dequant_at_load(void **state)
+{
+    (void)state;
+    setenv("CELLM_XLA_DEQUANT", "load", 1);
+    struct mod m;
+    load("llama3-untied/q4-g64-f16", &m);
+    unsetenv("CELLM_XLA_DEQUANT");
+    common(&m);
+    check_affine(&m, 0);
+    assert_int_equal(count(m.prefill, "stablehlo.shift_right_logical"), 0);
+    has_param(m.prefill, "l0_wq", "tensor<64x64xf32>");
+    has_param(m.prefill, "embed", "tensor<384x64xf32>");
+    int i = cellm_xla_plan_find(&m.plan, "l1_wd");
+    assert_true(i >= 0);
+    const struct cellm_weight *w = &m.d.layers[1].w_down;
+    float row[128];
+    for (int64_t r = 0; r < w->rows; r += 7) {
+        cellm_weight_row(w, r, row);
+        assert_memory_equal(m.plan.w[i].parts[0] + (size_t)r * w->cols * 4, row,
+                            (size_t)w->cols * 4);
+    }
+    unload(&m);
+}
+
 static void t_no_plugin(void **state)
 {
     (void)state;
@@ -289,7 +315,7 @@ int main(void)
         cmocka_unit_test(t_phi3),         cmocka_unit_test(t_phi3_q4),
         cmocka_unit_test(t_stablelm),     cmocka_unit_test(t_stablelm_q8),
         cmocka_unit_test(t_qwen3_moe),    cmocka_unit_test(t_qwen3_moe_q4),
-        cmocka_unit_test(t_no_plugin),
+        cmocka_unit_test(t_dequant_at_load), cmocka_unit_test(t_no_plugin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

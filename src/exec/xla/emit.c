@@ -154,8 +154,8 @@ static val dequant(struct em *e, val q, val s, val bi, int bits, int group, int6
 static val matrix(struct em *e, const char *base, const struct cellm_weight *w)
 {
     char n[48];
-    if (w->fmt != CELLM_W_AFFINE)
-        return f32(e, P(e, base, 0));
+    if (w->fmt != CELLM_W_AFFINE || cellm_xla_plan_find(e->p, base) >= 0)
+        return f32(e, P(e, base, 0)); /* stored floats, or dequantized at load */
     snprintf(n, sizeof n, "%s_q", base);
     val q = P(e, n, 0);
     snprintf(n, sizeof n, "%s_s", base);
@@ -462,7 +462,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     e->zero = cellm_xh_const_int(b, XH_I32, 0, 0, NULL);
     masks(e, k->cap);
     val x;
-    if (d->embed.fmt == CELLM_W_AFFINE) {
+    if (d->embed.fmt == CELLM_W_AFFINE && cellm_xla_plan_find(e->p, "embed") < 0) {
         val q = cellm_xh_gather_rows(b, P(e, "embed_q", 0), e->tokens);
         val s = cellm_xh_gather_rows(b, P(e, "embed_s", 0), e->tokens);
         val bi = cellm_xh_gather_rows(b, P(e, "embed_b", 0), e->tokens);

@@ -9,6 +9,7 @@
  * the executor concatenates only when there is more than one.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -74,6 +75,22 @@ static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
             return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                               "xla: experts of %s are stored in different formats; the XLA executor stacks them into one tensor",
                               w->name ? w->name : base);
+    if (w->fmt == CELLM_W_AFFINE && p->dequant_at_load) {
+        int64_t d[3] = {n, w->rows, w->cols};
+        size_t pb = (size_t)w->rows * (size_t)w->cols * sizeof(float);
+        CELLM_TRY(add(p, base, XH_F32, r, ne ? d : d + 1, n, pb, err));
+        struct cellm_xla_wparam *wp = &p->w[p->n - 1];
+        wp->owned = cellm_malloc((size_t)n * pb);
+        if (!wp->owned)
+            return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory dequantizing %s", base);
+        for (int e = 0; e < n; e++) {
+            float *dst = (float *)(void *)(wp->owned + (size_t)e * pb);
+            for (int64_t row = 0; row < w->rows; row++)
+                cellm_weight_row(&ws[e], row, dst + row * w->cols);
+            wp->parts[e] = wp->owned + (size_t)e * pb;
+        }
+        return CELLM_OK;
+    }
     if (w->fmt != CELLM_W_AFFINE) {
         int64_t d[3] = {n, w->rows, w->cols};
         CELLM_TRY(add(p, base, fmt_ty(w->fmt), r, ne ? d : d + 1, n,
@@ -129,8 +146,10 @@ void cellm_xla_plan_free(struct cellm_xla_plan *p)
 {
     if (!p)
         return;
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; i < p->n; i++) {
         cellm_free(p->w[i].parts);
+        cellm_free(p->w[i].owned);
+    }
     cellm_free(p->w);
     memset(p, 0, sizeof *p);
 }
@@ -198,6 +217,8 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, struct cellm_
     memset(p, 0, sizeof *p);
     const struct cellm_config *c = &d->cfg;
     p->half = c->rot_dims / 2;
+    const char *dq = getenv("CELLM_XLA_DEQUANT");
+    p->dequant_at_load = dq && !strcmp(dq, "load");
     for (int l = 0; l < c->n_layers; l++)
         if (d->layers[l].sliding && d->layers[l].inv_freq != d->inv_freq_global &&
             memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)))
