@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# On the GPU machine: --device xla with MLX 4-bit weights dequantized in the graph (the
+# default: packed codes uploaded) against dequantized once at load (CELLM_XLA_DEQUANT=load,
+# f32 weights uploaded), on a real-size random checkpoint.
+#   bench/xla_dequant.sh [preset]   (default llama-3.2-1b)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+preset=${1:-llama-3.2-1b}; B=build-gpu; DATA=${CELLM_BENCH_DATA:-/tmp/cellm-bench}
+extra=()
+if [ -d .gpu-deps ]; then
+  export LD_LIBRARY_PATH="$PWD/.gpu-deps/lib:${LD_LIBRARY_PATH:-}"
+  extra+=(-DCJSON_LIB="$PWD/.gpu-deps/lib/libcjson.so" -DCJSON_INC="$PWD/.gpu-deps/include"
+          -DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
+fi
+[ -x $B/cellm ] || { cmake -S . -B $B -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null &&
+  cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null; } || exit 1
+dir=$DATA/$preset-q4
+[ -f "$dir/config.json" ] || python3 tools/make_random_ckpt.py "$preset" "$dir" --format q4 || exit 1
+for mode in graph load; do
+  echo "== $preset 4-bit, dequantized in the $mode"
+  CELLM_XLA_DEQUANT=$([ $mode = load ] && echo load || echo graph) \
+    $B/cellm bench -m "$dir" --device xla -p 128 -n 64 -r 2 2>/dev/null | grep -E 'load|prefill|decode'
+done
