@@ -8,3 +8,15 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-llama/tokenizer.json)
              COMMAND $<TARGET_FILE:cellm_cli> verify -m ${PROJECT_SOURCE_DIR}/models/${m} --threads 2)
   endforeach()
 endif()
+
+# The shipped model behind `cellm serve`, driven by the official openai client: greedy
+# completions and chat (streamed or not) equal what `cellm generate` prints.
+find_program(CELLM_NODE_DEMO node)
+if(MHD_LIB AND CELLM_NODE_DEMO AND EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-llama/tokenizer.json)
+  foreach(m wordnet-llama wordnet-llama-4bit)
+    add_test(NAME server/demo-${m}
+             COMMAND ${CELLM_NODE_DEMO} ${CMAKE_CURRENT_SOURCE_DIR}/server/demo.mjs
+                     $<TARGET_FILE:cellm_cli> ${PROJECT_SOURCE_DIR}/models/${m})
+    set_tests_properties(server/demo-${m} PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS server)
+  endforeach()
+endif()
