@@ -14,15 +14,6 @@
 #include "common.h"
 #include "engine/engine.h"
 
-static int argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
 int cellm_cmd_bench(int argc, char **argv)
 {
     struct cli_opts o = {NULL, cellm_model_params_default()};
@@ -102,14 +93,14 @@ int cellm_cmd_bench(int argc, char **argv)
             break;
         }
         double b = cli_now();
-        int32_t t = argmax(logits, vocab);
+        int32_t t = cli_argmax(logits, vocab);
         for (int i = 0; i < n_gen; i++) {
             if (cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
                 fprintf(stderr, "cellm bench: %s\n", err.msg);
                 rc = 1;
                 break;
             }
-            t = argmax(logits, vocab);
+            t = cli_argmax(logits, vocab);
         }
         double c = cli_now();
         double pp = n_prompt / (b - a), tg = n_gen / (c - b);

@@ -137,15 +137,6 @@ static int parse(struct gen_opts *g, int argc, char **argv)
     return 1;
 }
 
-static int argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
 /* Text held back because it might be the start of a stop string. */
 struct stopbuf {
     char *buf;
@@ -306,7 +297,7 @@ int cellm_cmd_generate(int argc, char **argv)
     double t1 = cli_now(), t2 = t1;
     int n_out = 0, stopped = 0;
     while (n_out < g.n && !stopped) {
-        int32_t t = sp.temperature == 0 ? argmax(logits, cellm_model_vocab(m))
+        int32_t t = sp.temperature == 0 ? cli_argmax(logits, cellm_model_vocab(m))
                                         : cellm_sampler_sample(smp, logits);
         cellm_sampler_accept(smp, t);
         out_ids[n_out++] = t;

@@ -84,15 +84,6 @@ static double row_err(const float *got, const struct cellm_st_tensor *ref, int64
     return e / (1e-4 * mx);
 }
 
-static int argmax(const float *x, int n)
-{
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
-    return b;
-}
-
 static int check_forced(struct cellm_model *m, const struct oracle *o, int prefill)
 {
     struct cellm_error err;
@@ -177,7 +168,7 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
             worst = r;
             worst_abs = a;
         }
-        int32_t t = argmax(logits, vocab);
+        int32_t t = cli_argmax(logits, vocab);
         if (t != id_at(o->greedy, g)) {
             first_diff = (int)g;
             printf("FAIL greedy: step %lld: got id %d, reference %d\n", (long long)g, t,
