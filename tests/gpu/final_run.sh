@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# On the GPU machine, in one call: build with CUDA; batched-equals-alone (tests/test_batch)
+# on --device cuda and --device xla; `cellm verify --device xla` over every fixture; and
+# the XLA in-graph vs at-load dequantization benchmark (bench/xla_dequant.sh).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-$PWD/out}; mkdir -p "$OUT"
+exec > >(tee -a "$OUT/final.log") 2>&1
+export PATH=$PATH:/usr/local/cuda/bin TF_CPP_MIN_LOG_LEVEL=2
+B=build-gpu; extra=()
+if [ -d .gpu-deps ]; then
+  export LD_LIBRARY_PATH="$PWD/.gpu-deps/lib:${LD_LIBRARY_PATH:-}"
+  extra+=(-DCJSON_LIB="$PWD/.gpu-deps/lib/libcjson.so" -DCJSON_INC="$PWD/.gpu-deps/include"
+          -DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
+fi
+cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null &&
+  cmake --build $B -j"$(nproc)" --target cellm_cli test_batch >/dev/null || exit 1
+for dev in cuda xla; do
+  echo "== test_batch --device $dev"
+  CELLM_TEST_DEVICE=$dev ./$B/tests/test_batch 2>&1 | grep -E "OK|FAIL|PASSED|FAILED" | tail -3
+done
+echo "== verify --device xla"
+ls -d tests/fixtures/*/*/ models/*/ | xargs -P 4 -I{} sh -c \
+  './'$B'/cellm verify -m {} --device xla >/tmp/v.$$.$(echo {} | tr / _) 2>&1 && echo "PASS {}" || { echo "FAIL {}"; tail -4 /tmp/v.$$.$(echo {} | tr / _); }' |
+  sort | tee /tmp/xla_verify.txt | grep -v ^PASS
+echo "xla verify: $(grep -c ^PASS /tmp/xla_verify.txt) passed, $(grep -c ^FAIL /tmp/xla_verify.txt) failed"
+bash bench/xla_dequant.sh
