@@ -15,6 +15,7 @@ done
 build=${BUILD:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j"$(nproc)" --target cellm_cli >/dev/null
-dir=bench/data/serve-qwen2.5-0.5b-$([ "$bits" = 4 ] && echo q4 || echo bf16)
-[ -f "$dir/model.safetensors" ] || python3 bench/serve_gen_ckpt.py "$dir" --bits "$bits"
+fmt=$([ "$bits" = 4 ] && echo q4 || echo bf16)
+dir=bench/data/qwen2.5-0.5b-$fmt
+[ -f "$dir/model.safetensors" ] || python3 tools/make_random_ckpt.py qwen2.5-0.5b "$dir" --format $fmt
 THREADS=$threads node bench/serve_bench.mjs "$build/cellm" "$dir" "$tokens" "${levels[@]}"
