@@ -28,7 +28,7 @@ if [ -d .gpu-deps ]; then
     extra+=(-DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
 fi
 if [ ! -x $B/cellm ]; then
-  cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null && cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
+  cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null && cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
 fi
 bw=$(python3 - <<'PY'
 import torch

@@ -30,25 +30,40 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
   exit 0
 fi
 nvidia-smi -L
-pass=0; fail=0; failed=()
-for mode in default matvec gemm; do
+# every (mode, fixture) pair is independent: run them several at a time (one GPU), then
+# report in order
+jobs=${CELLM_GPU_JOBS:-8}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+one() { # mode dir index
+  local mode=$1 dir=$2 idx=$3 envs=()
   case $mode in
-    default) envs=();;
     matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000);;
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
   esac
+  env "${envs[@]}" "$B/cellm" verify -m "$dir" --device cuda >"$tmp/$idx.out" 2>&1
+  echo $? >"$tmp/$idx.rc"
+}
+export -f one; export B tmp
+list=(); idx=0
+for mode in default matvec gemm; do
   for dir in tests/fixtures/*/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
-    name=${dir#tests/fixtures/}; name=${name%/}
-    out=$(env "${envs[@]}" "$B/cellm" verify -m "$dir" --device cuda 2>&1); rc=$?
-    worst=$(echo "$out" | grep -o '([0-9.]* of tolerance)' | tr -d '()' | awk '{if ($1>m) m=$1} END {printf "%.3f", m}')
-    if [ $rc -eq 0 ]; then
-      pass=$((pass+1)); printf 'ok   %-8s %-32s worst %s of tolerance\n' "$mode" "$name" "$worst"
-    else
-      fail=$((fail+1)); failed+=("$mode:$name"); printf 'FAIL %-8s %-32s\n' "$mode" "$name"
-      echo "$out" | sed 's/^/     /'
-    fi
+    list+=("$mode $dir $idx"); idx=$((idx+1))
   done
+done
+printf '%s\n' "${list[@]}" | xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2"'
+pass=0; fail=0; failed=()
+for item in "${list[@]}"; do
+  read -r mode dir i <<<"$item"
+  name=${dir#tests/fixtures/}; name=${name%/}
+  out=$(cat "$tmp/$i.out"); rc=$(cat "$tmp/$i.rc" 2>/dev/null || echo 1)
+  worst=$(echo "$out" | grep -o '([0-9.]* of tolerance)' | tr -d '()' | awk '{if ($1>m) m=$1} END {printf "%.3f", m}')
+  if [ "$rc" -eq 0 ]; then
+    pass=$((pass+1)); printf 'ok   %-8s %-32s worst %s of tolerance\n' "$mode" "$name" "$worst"
+  else
+    fail=$((fail+1)); failed+=("$mode:$name"); printf 'FAIL %-8s %-32s\n' "$mode" "$name"
+    echo "$out" | sed 's/^/     /'
+  fi
 done
 echo "GPU conformance: $pass passed, $fail failed"
 [ $fail -eq 0 ] || { printf '  failed: %s\n' "${failed[@]}"; exit 1; }

@@ -68,6 +68,51 @@ static __device__ __forceinline__ float warp_max(float v)
     return v;
 }
 
+/*
+ * Programmatic dependent launch. Every kernel is launched with programmatic stream
+ * serialization (cu_launch) and starts with pdl_wait(): it first lets the next kernel of
+ * the stream be scheduled (its blocks then sit in their own pdl_wait), then waits until
+ * the previous grid has completed and its writes are visible. So no kernel reads or
+ * writes global memory that a predecessor touches before that predecessor is done, while
+ * the launch latency between dependent kernels overlaps the previous kernel's tail.
+ * Work that depends on nothing earlier (prefetching weights) may come before it.
+ */
+static __device__ __forceinline__ void pdl_wait()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/* prefetch [p, p + n) into L2, lines split among the 32 lanes of a warp */
+static __device__ __forceinline__ void prefetch_l2(const void *p, int64_t n, int lane)
+{
+#pragma unroll 1
+    for (int64_t o = (int64_t)lane * 128; o < n; o += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)p + o));
+}
+
+template <typename... KArgs, typename... Args>
+static inline int cu_launch(void (*k)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                            cudaStream_t st, Args... args)
+{
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cfg.attrs = at;
+    /* only kernels compiled for sm_90 or later wait in pdl_wait (a build for an older
+     * target, JIT-compiled on Hopper, must keep plain stream order) */
+    struct cudaFuncAttributes fa;
+    cfg.numAttrs = cudaFuncGetAttributes(&fa, k) == cudaSuccess && fa.ptxVersion >= 90 ? 1 : 0;
+    return (int)cudaLaunchKernelEx(&cfg, k, args...);
+}
+
 static inline unsigned cu_blocks(int64_t total, int threads)
 {
     int64_t b = (total + threads - 1) / threads;

@@ -79,6 +79,12 @@ __global__ void __launch_bounds__(MV_THREADS)
             bp[r] = w.biases + rr * ng;
         }
     }
+    /* the weights depend on no earlier kernel: start pulling this warp's rows into L2
+     * (up to 2 KB of each) while the previous kernel finishes, then wait for it */
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        prefetch_l2(base[r], w.row_bytes < 2048 ? w.row_bytes : 2048, lane);
+    pdl_wait();
     float acc[NT][R];
 #pragma unroll
     for (int t = 0; t < NT; t++)
@@ -89,7 +95,7 @@ __global__ void __launch_bounds__(MV_THREADS)
 #pragma unroll 4
     for (int64_t c = (int64_t)lane * CE; c < w.cols; c += 32 * CE) {
         uint32_t raw[R][NW];
-        float s[R], b[R];
+        float s[R], b[R], ss[R][BITS == 4 ? 5 : 1];
 #pragma unroll
         for (int r = 0; r < R; r++) {
             if (FMT == CU_W_AFFINE && BITS != 4 && BITS != 8) {
@@ -114,6 +120,11 @@ __global__ void __launch_bounds__(MV_THREADS)
                 int64_t g = c / w.group;
                 s[r] = half16(__ldg(sp[r] + g), w.s_bf16);
                 b[r] = half16(__ldg(bp[r] + g), w.s_bf16);
+                if (BITS == 4) {
+#pragma unroll
+                    for (int j = 0; j < 5; j++)
+                        ss[r][j] = __fmul_rn(s[r], __uint_as_float((uint32_t)(127 - 4 * j) << 23));
+                }
             }
         }
 #pragma unroll
@@ -148,10 +159,20 @@ __global__ void __launch_bounds__(MV_THREADS)
                         wv[2 * k + 1] = f.y;
                     }
                 } else if (BITS == 4) {
-                    uint32_t word = raw[r][p];
+                    /* code k is masked in place: 2^23 + q*2^(4k) is exact for 4k + 4 <= 23,
+                     * and fmaf(s*2^-4k, q*2^4k, b) == fmaf(s, q, b) since both scalings are
+                     * exact (a 16-bit float's scale times 2^-16 stays exact in f32, down to
+                     * its subnormals: their last bit lands on 2^-149). Codes 5..7 are
+                     * shifted down by 12 first (to bit 8, 12, 16). */
+                    const uint32_t w0 = raw[r][p], w1 = w0 >> 12;
 #pragma unroll
-                    for (int k = 0; k < 8; k++)
-                        wv[k] = fmaf(s[r], code_f((word >> (4 * k)) & 15u), b[r]);
+                    for (int k = 0; k < 8; k++) {
+                        const uint32_t word = k < 5 ? w0 : w1;
+                        const int sh = k < 5 ? 4 * k : 4 * k - 12;
+                        const float q = __fsub_rn(__uint_as_float(0x4B000000u | (word & (15u << sh))),
+                                                  8388608.0f);
+                        wv[k] = fmaf(ss[r][sh / 4], q, b[r]);
+                    }
                 } else if (BITS == 8) {
 #pragma unroll
                     for (int k = 0; k < 8; k++) {
@@ -201,8 +222,8 @@ static int launch_nt(struct mv_args a, int nw, int t0, cudaStream_t st)
         rows = a.w[i].rows > rows ? a.w[i].rows : rows;
     }
     int64_t blocks = (rows + MV_WARPS * R - 1) / (MV_WARPS * R);
-    k_matvec<FMT, BITS, NT, R><<<dim3((unsigned)blocks, (unsigned)nw), MV_THREADS, 0, st>>>(a);
-    return (int)cudaGetLastError();
+    return cu_launch(k_matvec<FMT, BITS, NT, R>, dim3((unsigned)blocks, (unsigned)nw), dim3(MV_THREADS),
+                     0, st, a);
 }
 
 template <int FMT, int BITS>
@@ -273,6 +294,7 @@ extern "C" int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_
 
 __global__ void k_dequant(const struct cu_weight w, int64_t r0, int64_t nr, float *out)
 {
+    pdl_wait();
     int64_t total = nr * w.cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -288,8 +310,7 @@ extern "C" int cellm_cu_dequant(const struct cu_weight *w, int64_t r0, int64_t n
     int64_t blocks = (total + 255) / 256;
     if (blocks > 65536)
         blocks = 65536;
-    k_dequant<<<(unsigned)blocks, 256, 0, (cudaStream_t)stream>>>(*w, r0, nr, out);
-    return (int)cudaGetLastError();
+    return cu_launch(k_dequant, dim3((unsigned)blocks), dim3(256), 0, (cudaStream_t)stream, *w, r0, nr, out);
 }
 
 static __device__ __forceinline__ uint16_t to_bf16(float f)
@@ -300,6 +321,7 @@ static __device__ __forceinline__ uint16_t to_bf16(float f)
 __global__ void k_split3(const float *x, int64_t ldx, int n, int64_t cols, uint16_t *hi,
                          uint16_t *mid, uint16_t *lo)
 {
+    pdl_wait();
     int64_t total = (int64_t)n * cols;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -322,12 +344,12 @@ extern "C" int cellm_cu_split3(const float *x, int64_t ldx, int n, int64_t cols,
     int64_t blocks = (total + 255) / 256;
     if (blocks > 65536)
         blocks = 65536;
-    k_split3<<<(unsigned)blocks, 256, 0, (cudaStream_t)stream>>>(x, ldx, n, cols, hi, mid, lo);
-    return (int)cudaGetLastError();
+    return cu_launch(k_split3, dim3((unsigned)blocks), dim3(256), 0, (cudaStream_t)stream, x, ldx, n, cols, hi, mid, lo);
 }
 
 __global__ void k_add_bias(float *y, int64_t ldy, int n, int64_t m, const float *bias)
 {
+    pdl_wait();
     int64_t total = (int64_t)n * m;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -342,6 +364,5 @@ extern "C" int cellm_cu_add_bias(float *y, int64_t ldy, int n, int64_t m, const 
     int64_t blocks = ((int64_t)n * m + 255) / 256;
     if (blocks > 65536)
         blocks = 65536;
-    k_add_bias<<<(unsigned)blocks, 256, 0, (cudaStream_t)stream>>>(y, ldy, n, m, bias);
-    return (int)cudaGetLastError();
+    return cu_launch(k_add_bias, dim3((unsigned)blocks), dim3(256), 0, (cudaStream_t)stream, y, ldy, n, m, bias);
 }

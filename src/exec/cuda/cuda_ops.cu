@@ -23,6 +23,7 @@
 
 __global__ void k_embed(const struct cu_weight e, const struct cu_row *rows, float scale, float *x)
 {
+    pdl_wait();
     int i = blockIdx.x;
     int64_t tok = rows[i].token, dim = e.cols;
     for (int64_t c = threadIdx.x; c < dim; c += blockDim.x) {
@@ -34,8 +35,7 @@ __global__ void k_embed(const struct cu_weight e, const struct cu_row *rows, flo
 extern "C" int cellm_cu_embed(const struct cu_weight *e, const struct cu_row *rows, int n,
                               float scale, float *x, void *stream)
 {
-    k_embed<<<n, 256, 0, (cudaStream_t)stream>>>(*e, rows, scale, x);
-    return (int)cudaGetLastError();
+    return cu_launch(k_embed, dim3(n), dim3(256), 0, (cudaStream_t)stream, *e, rows, scale, x);
 }
 
 /* ---- norms ---------------------------------------------------------------------------- */
@@ -56,25 +56,34 @@ static __device__ double block_sum_d(double v, double *sh)
     return t;
 }
 
-/* y = norm(x) with weights w (and bias b): the row kernel and the per-head one share it */
-static __device__ __forceinline__ float norm_out(int kind, float xv, float mean, float r,
-                                                 const float *w, const float *b, int64_t c)
+/* y = norm(x) with weights w (and bias b): the row kernels and the per-head one share it */
+static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mean, float r, bool hw,
+                                                   float wv, bool hb, float bv)
 {
     if (kind == 2) {
         float y = __fmul_rn(__fsub_rn(xv, mean), r);
-        if (w)
-            y = __fmul_rn(y, w[c]);
-        if (b)
-            y = __fadd_rn(y, b[c]);
+        if (hw)
+            y = __fmul_rn(y, wv);
+        if (hb)
+            y = __fadd_rn(y, bv);
         return y;
     }
     float y = __fmul_rn(xv, r);
-    float wi = w ? w[c] : 0.f;
+    float wi = hw ? wv : 0.f;
     return kind == 1 ? __fmul_rn(y, __fadd_rn(1.0f, wi)) : __fmul_rn(wi, y);
 }
 
+static __device__ __forceinline__ float norm_out(int kind, float xv, float mean, float r,
+                                                 const float *w, const float *b, int64_t c)
+{
+    return norm_out_v(kind, xv, mean, r, w != NULL, w ? w[c] : 0.f, b != NULL, b ? b[c] : 0.f);
+}
+
+#define NORM_VPT 16 /* values per thread kept in registers: rows up to 4096 */
+
 __global__ void __launch_bounds__(NORM_THREADS) k_norm(const struct cu_norm_args a)
 {
+    pdl_wait();
     __shared__ double sh[NORM_THREADS / 32];
     int i = blockIdx.x, j = i;
     if (a.rows) {
@@ -85,6 +94,65 @@ __global__ void __launch_bounds__(NORM_THREADS) k_norm(const struct cu_norm_args
     int dim = a.dim;
     float *x = a.x + (int64_t)i * dim;
     float *out = a.out + (int64_t)j * dim;
+    if (dim <= NORM_THREADS * NORM_VPT) {
+        /* one pass over memory: the row, its residual and the weights are loaded together
+         * and kept in registers */
+        float xv[NORM_VPT], wv[NORM_VPT], bv[NORM_VPT];
+        const float *y = a.add ? a.add + (int64_t)i * dim : NULL;
+#pragma unroll
+        for (int k = 0; k < NORM_VPT; k++) {
+            int c = threadIdx.x + k * NORM_THREADS;
+            xv[k] = wv[k] = bv[k] = 0.f;
+            if (c < dim) {
+                xv[k] = x[c];
+                if (y)
+                    xv[k] = __fadd_rn(xv[k], y[c]);
+                if (a.w)
+                    wv[k] = a.w[c];
+                if (a.b)
+                    bv[k] = a.b[c];
+            }
+        }
+        if (y) {
+#pragma unroll
+            for (int k = 0; k < NORM_VPT; k++) {
+                int c = threadIdx.x + k * NORM_THREADS;
+                if (c < dim)
+                    x[c] = xv[k];
+            }
+        }
+        float mean = 0.f, r;
+        if (a.kind == 2) {
+            double sm = 0;
+#pragma unroll
+            for (int k = 0; k < NORM_VPT; k++)
+                sm += xv[k];
+            mean = (float)(block_sum_d(sm, sh) / dim);
+            double v = 0;
+#pragma unroll
+            for (int k = 0; k < NORM_VPT; k++)
+                if (threadIdx.x + k * NORM_THREADS < dim) {
+                    float d = __fsub_rn(xv[k], mean);
+                    v += (double)d * d;
+                }
+            float var = (float)(block_sum_d(v, sh) / dim);
+            r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, a.eps)));
+        } else {
+            double sm = 0;
+#pragma unroll
+            for (int k = 0; k < NORM_VPT; k++)
+                sm += (double)xv[k] * xv[k];
+            float var = (float)(block_sum_d(sm, sh) / dim);
+            r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, a.eps)));
+        }
+#pragma unroll
+        for (int k = 0; k < NORM_VPT; k++) {
+            int c = threadIdx.x + k * NORM_THREADS;
+            if (c < dim)
+                out[c] = norm_out_v(a.kind, xv[k], mean, r, a.w != NULL, wv[k], a.b != NULL, bv[k]);
+        }
+        return;
+    }
     if (a.add) {
         const float *y = a.add + (int64_t)i * dim;
         for (int c = threadIdx.x; c < dim; c += blockDim.x)
@@ -117,12 +185,12 @@ __global__ void __launch_bounds__(NORM_THREADS) k_norm(const struct cu_norm_args
 
 extern "C" int cellm_cu_norm(const struct cu_norm_args *a, void *stream)
 {
-    k_norm<<<a->n, NORM_THREADS, 0, (cudaStream_t)stream>>>(*a);
-    return (int)cudaGetLastError();
+    return cu_launch(k_norm, dim3(a->n), dim3(NORM_THREADS), 0, (cudaStream_t)stream, *a);
 }
 
 __global__ void k_add(float *x, const float *y, int64_t n)
 {
+    pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         x[i] = __fadd_rn(x[i], y[i]);
@@ -130,8 +198,7 @@ __global__ void k_add(float *x, const float *y, int64_t n)
 
 extern "C" int cellm_cu_add(float *x, const float *y, int64_t n, void *stream)
 {
-    k_add<<<cu_blocks(n, 256), 256, 0, (cudaStream_t)stream>>>(x, y, n);
-    return (int)cudaGetLastError();
+    return cu_launch(k_add, dim3(cu_blocks(n, 256)), dim3(256), 0, (cudaStream_t)stream, x, y, n);
 }
 
 /* ---- q/k/v epilogue ------------------------------------------------------------------- */
@@ -168,6 +235,7 @@ static __device__ void head_norm(float *v, int hd, int kind, const float *w, flo
 
 __global__ void k_qkv_post(const struct cu_qkv_args a)
 {
+    pdl_wait();
     __shared__ float v[512];
     int i = blockIdx.x, hh = blockIdx.y, lane = threadIdx.x, hd = a.hd;
     int64_t qd = (int64_t)a.H * hd, kd = (int64_t)a.KVH * hd;
@@ -221,8 +289,7 @@ extern "C" int cellm_cu_qkv_post(const struct cu_qkv_args *a, void *stream)
     if (a->hd > 512 || a->n <= 0)
         return (int)cudaErrorInvalidValue;
     dim3 grid((unsigned)a->n, (unsigned)(a->H + a->KVH));
-    k_qkv_post<<<grid, 32, 0, (cudaStream_t)stream>>>(*a);
-    return (int)cudaGetLastError();
+    return cu_launch(k_qkv_post, dim3(grid), dim3(32), 0, (cudaStream_t)stream, *a);
 }
 
 /* ---- attention ------------------------------------------------------------------------ */
@@ -258,9 +325,10 @@ static __device__ float block_sum(float v, float *sh)
     return t;
 }
 
-/* dynamic shared memory: q[hd] | scores[split_keys] | acc[ATT_THREADS * 2] */
+/* dynamic shared memory: q[hd] | scores[split_keys] | acc[ATT_THREADS * 4] */
 __global__ void __launch_bounds__(ATT_THREADS) k_attention(const struct cu_attn_args a)
 {
+    pdl_wait();
     extern __shared__ float smem[];
     __shared__ float red[ATT_WARPS];
     int hd = a.hd, H = a.H;
@@ -324,88 +392,94 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attention(const struct cu_attn_
             l += e;
         }
     l = block_sum(l, red);
-    /* weighted sum of values: groups of hd threads split the keys (hd <= 128), or each
-     * thread owns dims t and t+128 (hd <= 256) */
-    int ng = hd <= ATT_THREADS ? ATT_THREADS / hd : 1;
-    int g = hd <= ATT_THREADS ? threadIdx.x / hd : 0, d0 = hd <= ATT_THREADS ? threadIdx.x % hd : threadIdx.x;
-    float a0 = 0.f, a1 = 0.f;
+    /* weighted sum of values: hd/4 threads per key, each owning 4 dims (16-byte loads),
+     * ng groups of them split the keys; 4 keys in flight per thread */
+    const int tpk = hd / 4, ng = ATT_THREADS / tpk;
+    const int g = threadIdx.x / tpk, d4 = (threadIdx.x % tpk) * 4;
     if (g < ng) {
-        /* 4 keys per step with separate sums, so that their loads overlap */
-        float p0[4] = {0.f, 0.f, 0.f, 0.f}, p1[4] = {0.f, 0.f, 0.f, 0.f};
+        float4 p[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            p[u] = make_float4(0.f, 0.f, 0.f, 0.f);
         int j = g;
         for (; j + 3 * ng < nk; j += 4 * ng) {
+            float4 vv[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                vv[u] = *(const float4 *)(V + (int64_t)(k0 + j + u * ng) * kd + d4);
 #pragma unroll
             for (int u = 0; u < 4; u++) {
-                const float *vr = V + (int64_t)(k0 + j + u * ng) * kd;
                 float w = sc[j + u * ng];
-                p0[u] = fmaf(w, vr[d0], p0[u]);
-                if (d0 + ATT_THREADS < hd)
-                    p1[u] = fmaf(w, vr[d0 + ATT_THREADS], p1[u]);
+                p[u].x = fmaf(w, vv[u].x, p[u].x);
+                p[u].y = fmaf(w, vv[u].y, p[u].y);
+                p[u].z = fmaf(w, vv[u].z, p[u].z);
+                p[u].w = fmaf(w, vv[u].w, p[u].w);
             }
         }
         for (; j < nk; j += ng) {
-            const float *vr = V + (int64_t)(k0 + j) * kd;
+            float4 vv = *(const float4 *)(V + (int64_t)(k0 + j) * kd + d4);
             float w = sc[j];
-            p0[0] = fmaf(w, vr[d0], p0[0]);
-            if (d0 + ATT_THREADS < hd)
-                p1[0] = fmaf(w, vr[d0 + ATT_THREADS], p1[0]);
+            p[0].x = fmaf(w, vv.x, p[0].x);
+            p[0].y = fmaf(w, vv.y, p[0].y);
+            p[0].z = fmaf(w, vv.z, p[0].z);
+            p[0].w = fmaf(w, vv.w, p[0].w);
         }
-        a0 = (p0[0] + p0[1]) + (p0[2] + p0[3]);
-        a1 = (p1[0] + p1[1]) + (p1[2] + p1[3]);
+        float *dst = accs + g * hd + d4;
+        dst[0] = (p[0].x + p[1].x) + (p[2].x + p[3].x);
+        dst[1] = (p[0].y + p[1].y) + (p[2].y + p[3].y);
+        dst[2] = (p[0].z + p[1].z) + (p[2].z + p[3].z);
+        dst[3] = (p[0].w + p[1].w) + (p[2].w + p[3].w);
     }
-    if (ng > 1) {
-        if (g < ng)
-            accs[threadIdx.x] = a0;
-        __syncthreads();
-        if (threadIdx.x < hd) {
-            a0 = 0.f;
-            for (int k = 0; k < ng; k++)
-                a0 = __fadd_rn(a0, accs[k * hd + threadIdx.x]);
-        }
+    __syncthreads();
+    float inv = a.nsplit == 1 ? __fdiv_rn(1.0f, l) : 0.f;
+    float *o = a.out + (int64_t)i * H * hd + (int64_t)h * hd;
+    float *pp = a.part + (((int64_t)i * H + h) * a.nsplit + split) * (hd + 2);
+    for (int d = threadIdx.x; d < hd; d += ATT_THREADS) {
+        float v = 0.f;
+        for (int k = 0; k < ng; k++)
+            v += accs[k * hd + d];
+        if (a.nsplit == 1)
+            o[d] = __fmul_rn(v, inv);
+        else
+            pp[d] = v;
     }
-    if (threadIdx.x >= hd)
-        return;
-    if (a.nsplit == 1) {
-        float inv = __fdiv_rn(1.0f, l);
-        float *o = a.out + (int64_t)i * H * hd + (int64_t)h * hd;
-        o[d0] = __fmul_rn(a0, inv);
-        if (d0 + ATT_THREADS < hd)
-            o[d0 + ATT_THREADS] = __fmul_rn(a1, inv);
-        return;
-    }
-    float *p = a.part + (((int64_t)i * H + h) * a.nsplit + split) * (hd + 2);
-    p[d0] = a0;
-    if (d0 + ATT_THREADS < hd)
-        p[d0 + ATT_THREADS] = a1;
-    if (threadIdx.x == 0) {
-        p[hd] = m;
-        p[hd + 1] = l;
+    if (a.nsplit > 1 && threadIdx.x == 0) {
+        pp[hd] = m;
+        pp[hd + 1] = l;
     }
 }
 
-__global__ void k_attn_combine(const struct cu_attn_args a)
+/* dynamic shared memory: the weight of each split, exp(m_s - M) (0 for empty splits) */
+__global__ void __launch_bounds__(ATT_THREADS) k_attn_combine(const struct cu_attn_args a)
 {
+    pdl_wait();
+    extern __shared__ float ew[];
+    __shared__ float red[ATT_WARPS];
     int hd = a.hd, H = a.H;
     int i = blockIdx.x / H, h = blockIdx.x % H;
     const float *p = a.part + ((int64_t)i * H + h) * a.nsplit * (hd + 2);
     float M = -INFINITY;
-    for (int s = 0; s < a.nsplit; s++)
-        if (p[s * (hd + 2) + hd + 1] > 0)
-            M = fmaxf(M, p[s * (hd + 2) + hd]);
-    float L = 0.f;
-    for (int s = 0; s < a.nsplit; s++) {
-        float l = p[s * (hd + 2) + hd + 1];
+    for (int s = threadIdx.x; s < a.nsplit; s += ATT_THREADS) {
+        float m = p[s * (hd + 2) + hd], l = p[s * (hd + 2) + hd + 1];
+        ew[s] = m;
         if (l > 0)
-            L += l * expf(p[s * (hd + 2) + hd] - M);
+            M = fmaxf(M, m);
     }
+    M = block_max(M, red);
+    float L = 0.f;
+    for (int s = threadIdx.x; s < a.nsplit; s += ATT_THREADS) {
+        float l = p[s * (hd + 2) + hd + 1];
+        float e = l > 0 ? expf(ew[s] - M) : 0.f;
+        ew[s] = e;
+        L += l > 0 ? l * e : 0.f;
+    }
+    L = block_sum(L, red); /* its barriers also publish ew */
     float inv = 1.0f / L;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    for (int d = threadIdx.x; d < hd; d += ATT_THREADS) {
         float o = 0.f;
-        for (int s = 0; s < a.nsplit; s++) {
-            float l = p[s * (hd + 2) + hd + 1];
-            if (l > 0)
-                o += p[s * (hd + 2) + d] * expf(p[s * (hd + 2) + hd] - M);
-        }
+#pragma unroll 4
+        for (int s = 0; s < a.nsplit; s++)
+            o += p[s * (hd + 2) + d] * ew[s];
         a.out[(int64_t)i * H * hd + (int64_t)h * hd + d] = o * inv;
     }
 }
@@ -414,14 +488,13 @@ extern "C" int cellm_cu_attention(const struct cu_attn_args *a, void *stream)
 {
     if (a->hd % 4 || a->hd > 2 * ATT_THREADS)
         return (int)cudaErrorInvalidValue;
-    size_t sh = ((size_t)a->hd + (size_t)a->split_keys + 2 * ATT_THREADS) * sizeof(float);
+    size_t sh = ((size_t)a->hd + (size_t)a->split_keys + 4 * ATT_THREADS) * sizeof(float);
     dim3 grid((unsigned)(a->n * a->H), (unsigned)a->nsplit);
-    k_attention<<<grid, ATT_THREADS, sh, (cudaStream_t)stream>>>(*a);
-    int e = (int)cudaGetLastError();
+    int e = cu_launch(k_attention, grid, dim3(ATT_THREADS), sh, (cudaStream_t)stream, *a);
     if (e || a->nsplit == 1)
         return e;
-    k_attn_combine<<<a->n * a->H, 128, 0, (cudaStream_t)stream>>>(*a);
-    return (int)cudaGetLastError();
+    return cu_launch(k_attn_combine, dim3(a->n * a->H), dim3(ATT_THREADS), (size_t)a->nsplit * sizeof(float),
+                     (cudaStream_t)stream, *a);
 }
 
 /* ---- activations ---------------------------------------------------------------------- */
@@ -429,6 +502,7 @@ extern "C" int cellm_cu_attention(const struct cu_attn_args *a, void *stream)
 __global__ void k_glu(float *gate, const float *up, int64_t total, int64_t m, const float *bg,
                       const float *bu, int act)
 {
+    pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t c = i % m;
@@ -458,12 +532,12 @@ extern "C" int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, cons
                             const float *bu, int act, void *stream)
 {
     int64_t total = (int64_t)n * m;
-    k_glu<<<cu_blocks(total, 256), 256, 0, (cudaStream_t)stream>>>(gate, up, total, m, bg, bu, act);
-    return (int)cudaGetLastError();
+    return cu_launch(k_glu, dim3(cu_blocks(total, 256)), dim3(256), 0, (cudaStream_t)stream, gate, up, total, m, bg, bu, act);
 }
 
 __global__ void k_softcap(float *x, int64_t n, float c)
 {
+    pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         x[i] = __fmul_rn(c, tanhf(__fdiv_rn(x[i], c)));
@@ -471,8 +545,7 @@ __global__ void k_softcap(float *x, int64_t n, float c)
 
 extern "C" int cellm_cu_softcap(float *x, int64_t n, float c, void *stream)
 {
-    k_softcap<<<cu_blocks(n, 256), 256, 0, (cudaStream_t)stream>>>(x, n, c);
-    return (int)cudaGetLastError();
+    return cu_launch(k_softcap, dim3(cu_blocks(n, 256)), dim3(256), 0, (cudaStream_t)stream, x, n, c);
 }
 
 /* ---- mixture of experts --------------------------------------------------------------- */
@@ -481,6 +554,7 @@ extern "C" int cellm_cu_softcap(float *x, int64_t n, float c, void *stream)
 __global__ void k_moe_route(const float *logits, int n, int E, int K, int renorm, int32_t *idx,
                             float *wout)
 {
+    pdl_wait();
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n)
         return;
@@ -522,12 +596,12 @@ __global__ void k_moe_route(const float *logits, int n, int E, int K, int renorm
 extern "C" int cellm_cu_moe_route(const float *logits, int n, int E, int K, int renorm,
                                   int32_t *idx, float *w, void *stream)
 {
-    k_moe_route<<<(n + 63) / 64, 64, 0, (cudaStream_t)stream>>>(logits, n, E, K, renorm, idx, w);
-    return (int)cudaGetLastError();
+    return cu_launch(k_moe_route, dim3((n + 63) / 64), dim3(64), 0, (cudaStream_t)stream, logits, n, E, K, renorm, idx, w);
 }
 
 __global__ void k_gather_rows(const float *src, const int32_t *map, int K, int m, int dim, float *dst)
 {
+    pdl_wait();
     int64_t total = (int64_t)m * dim;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -539,12 +613,12 @@ __global__ void k_gather_rows(const float *src, const int32_t *map, int K, int m
 extern "C" int cellm_cu_gather_rows(const float *src, const int32_t *map, int K, int m, int dim,
                                     float *dst, void *stream)
 {
-    k_gather_rows<<<cu_blocks((int64_t)m * dim, 256), 256, 0, (cudaStream_t)stream>>>(src, map, K, m, dim, dst);
-    return (int)cudaGetLastError();
+    return cu_launch(k_gather_rows, dim3(cu_blocks((int64_t)m * dim, 256)), dim3(256), 0, (cudaStream_t)stream, src, map, K, m, dim, dst);
 }
 
 __global__ void k_scatter_rows(const float *src, const int32_t *map, int m, int dim, float *dst)
 {
+    pdl_wait();
     int64_t total = (int64_t)m * dim;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -556,12 +630,12 @@ __global__ void k_scatter_rows(const float *src, const int32_t *map, int m, int 
 extern "C" int cellm_cu_scatter_rows(const float *src, const int32_t *map, int m, int dim,
                                      float *dst, void *stream)
 {
-    k_scatter_rows<<<cu_blocks((int64_t)m * dim, 256), 256, 0, (cudaStream_t)stream>>>(src, map, m, dim, dst);
-    return (int)cudaGetLastError();
+    return cu_launch(k_scatter_rows, dim3(cu_blocks((int64_t)m * dim, 256)), dim3(256), 0, (cudaStream_t)stream, src, map, m, dim, dst);
 }
 
 __global__ void k_moe_combine(const float *y, const float *w, int n, int K, int dim, float *out)
 {
+    pdl_wait();
     int64_t total = (int64_t)n * dim;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
@@ -576,6 +650,5 @@ __global__ void k_moe_combine(const float *y, const float *w, int n, int K, int 
 extern "C" int cellm_cu_moe_combine(const float *y, const float *w, int n, int K, int dim,
                                     float *out, void *stream)
 {
-    k_moe_combine<<<cu_blocks((int64_t)n * dim, 256), 256, 0, (cudaStream_t)stream>>>(y, w, n, K, dim, out);
-    return (int)cudaGetLastError();
+    return cu_launch(k_moe_combine, dim3(cu_blocks((int64_t)n * dim, 256)), dim3(256), 0, (cudaStream_t)stream, y, w, n, K, dim, out);
 }
