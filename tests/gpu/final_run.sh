@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine, in one call: build with CUDA; batched-equals-alone (tests/test_batch)
-# on --device cuda and --device xla; `cellm verify --device xla` over every fixture; and
+# on --device cuda (BATCH_DEVICES="cuda xla" adds xla); `cellm verify --device xla` over every fixture; and
 # the XLA in-graph vs at-load dequantization benchmark (bench/xla_dequant.sh).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,12 +15,12 @@ if [ -d .gpu-deps ]; then
 fi
 cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null &&
   cmake --build $B -j"$(nproc)" --target cellm_cli test_batch >/dev/null || exit 1
-for dev in cuda xla; do
+for dev in ${BATCH_DEVICES:-cuda}; do
   echo "== test_batch --device $dev"
   CELLM_TEST_DEVICE=$dev ./$B/tests/test_batch 2>&1 | grep -E "OK|FAIL|PASSED|FAILED" | tail -3
 done
 echo "== verify --device xla"
-ls -d tests/fixtures/*/*/ models/*/ | xargs -P 4 -I{} sh -c \
+ls -d tests/fixtures/*/*/ models/*/ | xargs -P 8 -I{} sh -c \
   './'$B'/cellm verify -m {} --device xla >/tmp/v.$$.$(echo {} | tr / _) 2>&1 && echo "PASS {}" || { echo "FAIL {}"; tail -4 /tmp/v.$$.$(echo {} | tr / _); }' |
   sort | tee /tmp/xla_verify.txt | grep -v ^PASS
 echo "xla verify: $(grep -c ^PASS /tmp/xla_verify.txt) passed, $(grep -c ^FAIL /tmp/xla_verify.txt) failed"
