@@ -41,6 +41,11 @@ enum cellm_status cellm_mapfile_open(const char *path, struct cellm_mapfile *out
             return cellm_errf(err, CELLM_ERR_IO, "%s: cannot map %lld bytes: %s", path,
                               (long long)st.st_size, strerror(e));
         }
+#ifdef MADV_HUGEPAGE
+        /* Decode streams every weight once per token: where the page cache holds large
+         * folios, huge mappings spare the TLB. Advice only; failure changes nothing. */
+        (void)madvise(p, (size_t)st.st_size, MADV_HUGEPAGE);
+#endif
         out->data = p;
         out->size = (size_t)st.st_size;
     }

@@ -288,9 +288,8 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     int hd = cfg->head_dim, dim = cfg->dim;
     int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
     float eps = (float)cfg->norm_eps;
-    matmul(c, &L->wq, hin, dim, n, c->q, qd);
-    matmul(c, &L->wk, hin, dim, n, c->k, kd);
-    matmul(c, &L->wv, hin, dim, n, c->v, kd);
+    const struct cellm_cpu_mm qkv[3] = {{&L->wq, c->q, qd}, {&L->wk, c->k, kd}, {&L->wv, c->v, kd}};
+    cellm_cpu_matmul_multi(c->pool, c->m->isa, qkv, 3, hin, dim, n, c->mm_scratch, c->mm_cols);
     for (int i = 0; i < n; i++) {
         float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
         cellm_op_add_vec(q, &L->bq, qd);
@@ -332,8 +331,8 @@ static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg, const st
 {
     const struct cellm_config *cfg = &c->d->cfg;
     int64_t I = wg->rows, dim = cfg->dim;
-    matmul(c, wg, x, dim, n, gate, I);
-    matmul(c, wu, x, dim, n, up, I);
+    const struct cellm_cpu_mm gu[2] = {{wg, gate, I}, {wu, up, I}};
+    cellm_cpu_matmul_multi(c->pool, c->m->isa, gu, 2, x, dim, n, c->mm_scratch, c->mm_cols);
     for (int i = 0; i < n; i++) {
         if (bg)
             cellm_op_add_vec(gate + i * I, bg, I);

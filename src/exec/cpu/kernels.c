@@ -452,30 +452,32 @@ float cellm_cpu_dot(enum cellm_isa isa, const float *a, const float *b, int64_t 
 }
 
 struct matmul_job {
-    const struct cellm_weight *w;
+    const struct cellm_cpu_mm *outs;
+    int n_outs;
     enum cellm_isa isa;
     const float *x;
-    int64_t ldx, ldy;
+    int64_t ldx;
     int n;
-    float *y;
     float *scratch;
     int64_t scratch_cols;
 };
 
-static void matmul_part(void *arg, int ti, int tn)
+static int64_t row_blocks(const struct cellm_weight *w)
 {
-    const struct matmul_job *j = arg;
-    const struct cellm_weight *w = j->w;
-    int64_t nblocks = (w->rows + CELLM_CPU_ROW_BLOCK - 1) / CELLM_CPU_ROW_BLOCK;
-    long b0, b1;
-    cellm_split((long)nblocks, ti, tn, &b0, &b1);
-    float *buf = j->scratch + (size_t)ti * CELLM_CPU_ROW_BLOCK * (size_t)j->scratch_cols;
+    return (w->rows + CELLM_CPU_ROW_BLOCK - 1) / CELLM_CPU_ROW_BLOCK;
+}
+
+/* Row blocks [b0, b1) of one product. */
+static void matmul_blocks(const struct matmul_job *j, const struct cellm_cpu_mm *o, int64_t b0,
+                          int64_t b1, float *buf)
+{
+    const struct cellm_weight *w = o->w;
     int64_t cols = w->cols;
 #if HAVE_X86
     if (j->isa == CELLM_ISA_AVX512 && j->n == 1 && cellm_avx512_has_fused(w)) {
         const float *xp = cellm_avx512_prepare_x(w, j->x, buf);
         int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
-        cellm_avx512_fused_rows(w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, xp, j->y);
+        cellm_avx512_fused_rows(w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, xp, o->y);
         return;
     }
     if (j->isa >= CELLM_ISA_AVX2 && j->n == 1 && has_fused_row(w)) {
@@ -488,7 +490,7 @@ static void matmul_part(void *arg, int ti, int tn)
             xp = buf;
         }
         int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
-        fused_rows(w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, xp, j->y);
+        fused_rows(w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, xp, o->y);
         return;
     }
 #endif
@@ -504,16 +506,16 @@ static void matmul_part(void *arg, int ti, int tn)
                 for (; r + 4 <= nr; r += 4)
                     (j->isa == CELLM_ISA_AVX512 ? cellm_avx512_dot4x3 : dot4x3_avx2)(
                         buf + r * cols, cols, j->x + (size_t)t * j->ldx, j->ldx, cols,
-                        j->y + (size_t)t * j->ldy + r0 + r, j->ldy);
+                        o->y + (size_t)t * o->ldy + r0 + r, o->ldy);
                 for (; r < nr; r++)
                     for (int k = 0; k < 3; k++)
-                        j->y[(size_t)(t + k) * j->ldy + r0 + r] =
+                        o->y[(size_t)(t + k) * o->ldy + r0 + r] =
                             cellm_cpu_dot(j->isa, buf + r * cols, j->x + (size_t)(t + k) * j->ldx, cols);
             }
 #endif
         for (; t < j->n; t++) {
             const float *x = j->x + (size_t)t * j->ldx;
-            float *y = j->y + (size_t)t * j->ldy + r0;
+            float *y = o->y + (size_t)t * o->ldy + r0;
             int64_t r = 0;
 #if HAVE_X86
             if (j->isa == CELLM_ISA_AVX512)
@@ -529,14 +531,44 @@ static void matmul_part(void *arg, int ti, int tn)
     }
 }
 
+static void matmul_part(void *arg, int ti, int tn)
+{
+    const struct matmul_job *j = arg;
+    float *buf = j->scratch + (size_t)ti * CELLM_CPU_ROW_BLOCK * (size_t)j->scratch_cols;
+    int64_t total = 0;
+    for (int k = 0; k < j->n_outs; k++)
+        total += row_blocks(j->outs[k].w);
+    long g0, g1;
+    cellm_split((long)total, ti, tn, &g0, &g1);
+    int64_t off = 0;
+    for (int k = 0; k < j->n_outs; k++) {
+        int64_t nb = row_blocks(j->outs[k].w);
+        int64_t lo = g0 > off ? g0 : off, hi = g1 < off + nb ? g1 : off + nb;
+        if (lo < hi)
+            matmul_blocks(j, &j->outs[k], lo - off, hi - off, buf);
+        off += nb;
+    }
+}
+
+void cellm_cpu_matmul_multi(struct cellm_pool *pool, enum cellm_isa isa,
+                            const struct cellm_cpu_mm *outs, int n_outs, const float *x,
+                            int64_t ldx, int n, float *scratch, int64_t scratch_cols)
+{
+    struct matmul_job j = {outs, n_outs, isa, x, ldx, n, scratch, scratch_cols};
+    int64_t work = 0;
+    for (int k = 0; k < n_outs; k++)
+        work += (int64_t)n * outs[k].w->rows * outs[k].w->cols;
+    /* small products are not worth waking the workers */
+    if (work < 32768)
+        matmul_part(&j, 0, 1);
+    else
+        cellm_pool_run(pool, matmul_part, &j);
+}
+
 void cellm_cpu_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_weight *w,
                       const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch,
                       int64_t scratch_cols)
 {
-    struct matmul_job j = {w, isa, x, ldx, ldy, n, y, scratch, scratch_cols};
-    /* small products are not worth waking the workers */
-    if ((int64_t)n * w->rows * w->cols < 32768)
-        matmul_part(&j, 0, 1);
-    else
-        cellm_pool_run(pool, matmul_part, &j);
+    struct cellm_cpu_mm o = {w, y, ldy};
+    cellm_cpu_matmul_multi(pool, isa, &o, 1, x, ldx, n, scratch, scratch_cols);
 }

@@ -31,6 +31,17 @@ void cellm_cpu_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct 
                       const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch,
                       int64_t scratch_cols);
 
+/* Several products of the same input in one parallel job (q/k/v, gate/up): one
+ * synchronisation instead of one per product, and the work is balanced across all rows. */
+struct cellm_cpu_mm {
+    const struct cellm_weight *w;
+    float *y;     /* [n][ldy] */
+    int64_t ldy;
+};
+void cellm_cpu_matmul_multi(struct cellm_pool *pool, enum cellm_isa isa,
+                            const struct cellm_cpu_mm *outs, int n_outs, const float *x,
+                            int64_t ldx, int n, float *scratch, int64_t scratch_cols);
+
 /* Dequantizes rows [r0, r0+nr) into out[nr][cols] (f32), with the selected ISA. */
 void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
                             int64_t nr, float *out);
