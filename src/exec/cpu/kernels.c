@@ -211,7 +211,6 @@ AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float
             const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
             const int per_word = 32 / w->bits;
             const __m256i mask = _mm256_set1_epi32((1 << w->bits) - 1);
-            __m256i sh4 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
             __m256i sh2a = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
             __m256i sh2b = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
             for (int64_t g = 0; g < ng; g++) {
@@ -220,10 +219,19 @@ AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float
                 const uint8_t *gp = row + (size_t)(g * w->group / per_word) * 4;
                 float *o = out + g * w->group;
                 if (w->bits == 4) {
-                    for (int j = 0; j < w->group / 8; j++) {
-                        __m256i v = _mm256_set1_epi32((int)cellm_load_u32(gp + 4 * j));
-                        __m256i c = _mm256_and_si256(_mm256_srlv_epi32(v, sh4), mask);
-                        _mm256_storeu_ps(o + 8 * j, affine8(c, sc, bi));
+                    /* 16 code bytes = 32 elements: split the nibbles, interleave them back
+                     * into element order, widen 8 at a time */
+                    const __m128i m4 = _mm_set1_epi8(0x0f);
+                    for (int j = 0; j < w->group / 32; j++) {
+                        __m128i v = _mm_loadu_si128((const __m128i *)(gp + 16 * j));
+                        __m128i lo = _mm_and_si128(v, m4);
+                        __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+                        __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
+                        float *oo = o + 32 * j;
+                        _mm256_storeu_ps(oo, affine8(_mm256_cvtepu8_epi32(a), sc, bi));
+                        _mm256_storeu_ps(oo + 8, affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)), sc, bi));
+                        _mm256_storeu_ps(oo + 16, affine8(_mm256_cvtepu8_epi32(b), sc, bi));
+                        _mm256_storeu_ps(oo + 24, affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), sc, bi));
                     }
                 } else if (w->bits == 8) {
                     for (int j = 0; j < w->group / 8; j++) {
