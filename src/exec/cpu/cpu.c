@@ -6,7 +6,10 @@
  * (each weight block is read once per step for the whole batch); attention is per row
  * and head over that row's sequence cache, which holds keys (after RoPE) and values in
  * f32, [pos][kv_head][head_dim] per layer, grown by doubling as the context grows.
- * Sliding layers attend to exactly their window. Scratch buffers grow with the batch.
+ * Sliding layers attend to exactly their window and keep only what it can reach: a ring
+ * of window + CHUNK positions (position p in slot p % ring). Batches are run in chunks of
+ * at most CHUNK rows, which bounds the scratch buffers for long prompts and lets a chunk
+ * write its keys into the ring before attending without overwriting keys still needed.
  */
 #include <math.h>
 #include <stdio.h>
@@ -26,9 +29,12 @@ struct cpu_model {
     char desc[96];
 };
 
+/* Rows per forward chunk. */
+#define CHUNK 256
+
 struct cpu_seq {
-    int cap;    /* positions allocated per layer */
-    float **k;  /* [n_layers] of [cap][kv_dim] */
+    int cap;    /* positions allocated per full-attention layer */
+    float **k;  /* [n_layers] of [cap or ring][kv_dim] */
     float **v;
 };
 
@@ -49,7 +55,19 @@ struct cpu_ctx {
     int64_t mm_cols;
     float *scores;       /* per-thread attention scores, [threads][score_cap] */
     int score_cap;
+    int ring;            /* KV slots of a sliding layer: window + CHUNK; 0 = no sliding layer */
 };
+
+static int is_ring(const struct cpu_ctx *c, int l)
+{
+    return c->ring && c->d->layers[l].sliding;
+}
+
+/* Slot of position pos in layer l's cache. */
+static size_t kv_slot(const struct cpu_ctx *c, int l, int pos)
+{
+    return is_ring(c, l) ? (size_t)(pos % c->ring) : (size_t)pos;
+}
 
 static int64_t max_i64(int64_t a, int64_t b)
 {
@@ -132,6 +150,10 @@ static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct 
         return st;
     }
     c->seqs = cellm_calloc((size_t)max_seqs, sizeof *c->seqs);
+    /* CELLM_CPU_KV_RING=0 keeps full histories for sliding layers (tests compare both) */
+    const char *ring = getenv("CELLM_CPU_KV_RING");
+    if (cfg->window > 0 && cfg->window + CHUNK < cfg->max_pos && !(ring && !strcmp(ring, "0")))
+        c->ring = cfg->window + CHUNK;
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
     c->mm_scratch = cellm_malloc((size_t)cellm_pool_size(c->pool) * CELLM_CPU_ROW_BLOCK *
@@ -172,7 +194,7 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     size_t r = (size_t)n;
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
     size_t ffn = (size_t)max_i64(cfg->ffn_dim, 1), ku = (size_t)max_i64(cfg->n_experts_used, 1);
-    int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * max_i64(cfg->dim, cfg->vocab)) &&
+    int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * cfg->dim) &&
              grow(&c->q, r * qd) && grow(&c->k, r * kd) && grow(&c->v, r * kd) &&
              grow(&c->att, r * qd) && grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) &&
              grow(&c->up, r * ffn);
@@ -215,10 +237,14 @@ static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int n
         cap *= 2;
     if (cap > cfg->max_pos && need <= cfg->max_pos)
         cap = cfg->max_pos;
-    for (int l = 0; l < L; l++)
-        if (!grow(&s->k[l], (size_t)cap * kd) || !grow(&s->v[l], (size_t)cap * kd))
+    for (int l = 0; l < L; l++) {
+        if (is_ring(c, l) && s->k[l])
+            continue; /* a sliding layer's ring is allocated once */
+        size_t slots = is_ring(c, l) ? (size_t)c->ring : (size_t)cap;
+        if (!grow(&s->k[l], slots * kd) || !grow(&s->v[l], slots * kd))
             return cellm_errf(err, CELLM_ERR_NOMEM,
                               "cpu executor: out of memory growing a KV cache to %d positions", cap);
+    }
     s->cap = cap;
     return CELLM_OK;
 }
@@ -254,7 +280,8 @@ static void attn_part(void *arg, int ti, int tn)
         const float *K = s->k[j->layer], *V = s->v[j->layer];
         int nk = hi - lo + 1;
         for (int p = 0; p < nk; p++) {
-            float dot = cellm_cpu_dot(c->m->isa, q, K + (size_t)(lo + p) * kd + (size_t)kvh * hd, hd);
+            size_t slot = kv_slot(c, j->layer, lo + p);
+            float dot = cellm_cpu_dot(c->m->isa, q, K + slot * kd + (size_t)kvh * hd, hd);
             sc[p] = dot * scale;
         }
         if (cap > 0)
@@ -264,7 +291,7 @@ static void attn_part(void *arg, int ti, int tn)
         for (int d = 0; d < hd; d++)
             out[d] = 0;
         for (int p = 0; p < nk; p++) {
-            const float *vv = V + (size_t)(lo + p) * kd + (size_t)kvh * hd;
+            const float *vv = V + kv_slot(c, j->layer, lo + p) * kd + (size_t)kvh * hd;
             float w = sc[p];
             for (int d = 0; d < hd; d++)
                 out[d] += w * vv[d];
@@ -312,8 +339,9 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
             cellm_op_rope(kh, cfg->rot_dims, L->inv_freq, rows[i].pos);
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
-        memcpy(s->k[l] + (size_t)rows[i].pos * kd, k, (size_t)kd * sizeof(float));
-        memcpy(s->v[l] + (size_t)rows[i].pos * kd, v, (size_t)kd * sizeof(float));
+        size_t slot = kv_slot(c, l, rows[i].pos);
+        memcpy(s->k[l] + slot * kd, k, (size_t)kd * sizeof(float));
+        memcpy(s->v[l] + slot * kd, v, (size_t)kd * sizeof(float));
     }
     struct attn_job j = {c, rows, n, l};
     cellm_pool_run(c->pool, attn_part, &j);
@@ -421,10 +449,9 @@ static void add_rows(float *x, const float *y, int64_t n)
 
 /* ---- eval ------------------------------------------------------------------------------ */
 
-static enum cellm_status cpu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
-                                  struct cellm_error *err)
+static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_row *rows, int n,
+                                    float *logits, struct cellm_error *err)
 {
-    struct cpu_ctx *c = p;
     const struct cellm_desc *d = c->d;
     const struct cellm_config *cfg = &d->cfg;
     int64_t dim = cfg->dim;
@@ -501,6 +528,19 @@ static enum cellm_status cpu_eval(void *p, const struct cellm_exec_row *rows, in
         matmul(c, &d->head, c->o, dim, nw, logits, cfg->vocab);
         if (cfg->final_softcap > 0)
             cellm_op_softcap(logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap);
+    }
+    return CELLM_OK;
+}
+
+static enum cellm_status cpu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
+                                  struct cellm_error *err)
+{
+    struct cpu_ctx *c = p;
+    for (int b = 0; b < n; b += CHUNK) {
+        int m = n - b < CHUNK ? n - b : CHUNK;
+        CELLM_TRY(eval_chunk(c, rows + b, m, logits, err));
+        for (int i = 0; i < m; i++)
+            logits += rows[b + i].want_logits ? c->d->cfg.vocab : 0;
     }
     return CELLM_OK;
 }
