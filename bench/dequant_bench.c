@@ -69,10 +69,10 @@ static void fill(struct cellm_pool *pool, uint8_t *p, size_t n, int kind)
 struct run_job {
     const struct cellm_weight *w;
     enum cellm_isa isa;
-    int mode;           /* 0 dequantize, 1 memcpy blocks, 2 memcpy whole */
-    float **bufs;       /* per thread: CELLM_CPU_ROW_BLOCK * cols floats */
-    uint8_t *dst;       /* mode 2: a copy of the input */
-    size_t in_bytes;    /* modes 1, 2 */
+    int mode;        /* 0 dequantize, 1 memcpy blocks, 2 memcpy whole */
+    float **bufs;    /* per thread: CELLM_CPU_ROW_BLOCK * cols floats */
+    uint8_t *dst;    /* mode 2: a copy of the input */
+    size_t in_bytes; /* modes 1, 2 */
     volatile float sink;
 };
 
@@ -90,8 +90,7 @@ static void run_part(void *arg, int ti, int tn)
             int64_t nr = w->rows - r0 < CELLM_CPU_ROW_BLOCK ? w->rows - r0 : CELLM_CPU_ROW_BLOCK;
             cellm_cpu_dequant_rows(j->isa, w, r0, nr, buf);
         }
-        if (ti == 0)
-            j->sink = buf[0];
+        if (ti == 0) j->sink = buf[0];
         return;
     }
     /* memcpy baselines over the same input bytes, in the same per-thread share */
@@ -104,8 +103,7 @@ static void run_part(void *arg, int ti, int tn)
         size_t n = j->in_bytes - off < chunk ? j->in_bytes - off : chunk;
         memcpy(j->mode == 1 ? (uint8_t *)j->bufs[ti] : j->dst + off, src + off, n);
     }
-    if (ti == 0 && j->mode == 1)
-        j->sink = j->bufs[ti][0];
+    if (ti == 0 && j->mode == 1) j->sink = j->bufs[ti][0];
 }
 
 static double timed(struct cellm_pool *pool, struct run_job *j, int reps)
@@ -115,8 +113,7 @@ static double timed(struct cellm_pool *pool, struct run_job *j, int reps)
         double t0 = now();
         cellm_pool_run(pool, run_part, j);
         double t = now() - t0;
-        if (t < best)
-            best = t;
+        if (t < best) best = t;
     }
     return best;
 }
@@ -163,8 +160,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--cols") && i + 1 < argc)
             cols = atoll(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--gib N (1)] [--threads T (all)] [--reps R (3)] "
-                            "[--cols C (4096, a multiple of 64)]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--gib N (1)] [--threads T (all)] [--reps R (3)] "
+                    "[--cols C (4096, a multiple of 64)]\n",
+                    argv[0]);
             return 2;
         }
     }

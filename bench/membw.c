@@ -47,26 +47,21 @@ int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 2;
     size_t bytes = (size_t)(argc > 2 ? atof(argv[2]) : 1024) << 20;
-    if (threads < 1 || threads > 256)
-        threads = 1;
+    if (threads < 1 || threads > 256) threads = 1;
     const char *file = argc > 3 ? argv[3] : NULL;
     uint64_t *buf;
     if (file) {
         int fd = open(file, O_RDONLY);
         off_t sz = fd < 0 ? 0 : lseek(fd, 0, SEEK_END);
-        if (sz < 1 << 20)
-            return 1;
-        if ((size_t)sz < bytes)
-            bytes = (size_t)sz & ~(size_t)31;
+        if (sz < 1 << 20) return 1;
+        if ((size_t)sz < bytes) bytes = (size_t)sz & ~(size_t)31;
         buf = mmap(NULL, bytes, PROT_READ, MAP_SHARED, fd, 0);
-        if (buf == MAP_FAILED)
-            return 1;
+        if (buf == MAP_FAILED) return 1;
         madvise(buf, bytes, MADV_HUGEPAGE);
         close(fd);
     } else {
         buf = malloc(bytes);
-        if (!buf)
-            return 1;
+        if (!buf) return 1;
         memset(buf, 1, bytes);
     }
     size_t n = bytes / 8;
@@ -89,7 +84,8 @@ int main(int argc, char **argv)
         best = gbs > best ? gbs : best;
     }
     printf("read bandwidth: %.2f GB/s (%d threads, %zu MiB %s, checksum %llu)\n", best, threads,
-           bytes >> 20, file ? "of a mapped file" : "anonymous", (unsigned long long)(total & 0xff));
+           bytes >> 20, file ? "of a mapped file" : "anonymous",
+           (unsigned long long)(total & 0xff));
     if (file)
         munmap(buf, bytes);
     else

@@ -128,12 +128,12 @@ struct cellm_batch_item {
 /* Runs the model over n items at once (prefill of one sequence, decode of many, or any
  * mix). Items of one sequence must appear in order. On success *logits points to
  * [n_want][vocab] floats, in item order, valid until the next call on this context. */
-enum cellm_status cellm_ctx_eval(struct cellm_ctx *ctx, const struct cellm_batch_item *items,
-                                 int n, const float **logits, struct cellm_error *err);
+enum cellm_status cellm_ctx_eval(struct cellm_ctx *ctx, const struct cellm_batch_item *items, int n,
+                                 const float **logits, struct cellm_error *err);
 
 /* Convenience: appends n tokens to one sequence; *logits = the last position's logits. */
-enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32_t *tokens,
-                                     int n, const float **logits, struct cellm_error *err);
+enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32_t *tokens, int n,
+                                     const float **logits, struct cellm_error *err);
 
 /* ---- tokenizer and chat templates ------------------------------------------------------ */
 

@@ -26,10 +26,8 @@ enum { NSEQ = 4, STEPS = 12 };
 static enum cellm_device test_device(void)
 {
     const char *d = getenv("CELLM_TEST_DEVICE");
-    if (d && !strcmp(d, "cuda"))
-        return CELLM_DEVICE_CUDA;
-    if (d && !strcmp(d, "xla"))
-        return CELLM_DEVICE_XLA;
+    if (d && !strcmp(d, "cuda")) return CELLM_DEVICE_CUDA;
+    if (d && !strcmp(d, "xla")) return CELLM_DEVICE_XLA;
     return CELLM_DEVICE_CPU;
 }
 
@@ -37,8 +35,7 @@ static int argmax(const float *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
+        if (x[i] > x[b]) b = i;
     return b;
 }
 
@@ -79,8 +76,7 @@ static void check_fixture(const char *rel)
     struct cellm_model_params mp = cellm_model_params_default();
     mp.device = test_device();
     mp.n_threads = 2;
-    if (cellm_model_load(dir, &mp, &m, &err) != CELLM_OK)
-        fail_msg("%s: %s", rel, err.msg);
+    if (cellm_model_load(dir, &mp, &m, &err) != CELLM_OK) fail_msg("%s: %s", rel, err.msg);
     int vocab = cellm_model_vocab(m);
     int32_t alone_ids[NSEQ][STEPS];
     float *alone = malloc((size_t)NSEQ * STEPS * vocab * sizeof(float));
@@ -155,9 +151,9 @@ FIXTURE(t_phi3_q4, "phi3/q4-g64-f16")
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_llama_bf16), cmocka_unit_test(t_llama_q4),
-        cmocka_unit_test(t_llama_q3),   cmocka_unit_test(t_qwen3_moe_q4),
-        cmocka_unit_test(t_gemma2),     cmocka_unit_test(t_gemma3_q8),
+        cmocka_unit_test(t_llama_bf16),  cmocka_unit_test(t_llama_q4),
+        cmocka_unit_test(t_llama_q3),    cmocka_unit_test(t_qwen3_moe_q4),
+        cmocka_unit_test(t_gemma2),      cmocka_unit_test(t_gemma3_q8),
         cmocka_unit_test(t_stablelm_q4), cmocka_unit_test(t_phi3_q4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

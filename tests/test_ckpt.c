@@ -30,15 +30,14 @@
 
 struct work {
     char dir[256];
-    struct cellm_st_file src;  /* the fixture's model.safetensors */
-    struct tst_tensor *t;      /* its tensors, to edit */
+    struct cellm_st_file src; /* the fixture's model.safetensors */
+    struct tst_tensor *t;     /* its tensors, to edit */
     int n;
 };
 
 static void contains(const char *msg, const char *word)
 {
-    if (!strstr(msg, word))
-        fail_msg("message \"%s\" lacks \"%s\"", msg, word);
+    if (!strstr(msg, word)) fail_msg("message \"%s\" lacks \"%s\"", msg, word);
 }
 
 static void path(char *buf, size_t n, const struct work *w, const char *name)
@@ -81,8 +80,7 @@ static void start(struct work *w, const char *fixture)
     char p[512];
     struct cellm_error err;
     snprintf(p, sizeof p, "%s/%s/model.safetensors", CELLM_FIXTURES, fixture);
-    if (cellm_st_open(p, &w->src, &err) != CELLM_OK)
-        fail_msg("%s", err.msg);
+    if (cellm_st_open(p, &w->src, &err) != CELLM_OK) fail_msg("%s", err.msg);
     w->t = tst_st_list(&w->src, 8);
     assert_non_null(w->t);
     w->n = w->src.n;
@@ -99,8 +97,7 @@ static void finish(struct work *w)
 static int idx(const struct work *w, const char *name)
 {
     int i = tst_find(w->t, w->n, name);
-    if (i < 0)
-        fail_msg("fixture lacks %s", name);
+    if (i < 0) fail_msg("fixture lacks %s", name);
     return i;
 }
 
@@ -139,8 +136,7 @@ static enum cellm_status load(struct work *w, struct cellm_error *err)
     struct cellm_desc d;
     err->msg[0] = 0;
     enum cellm_status st = cellm_desc_load(w->dir, &d, err);
-    if (st == CELLM_OK)
-        cellm_desc_free(&d);
+    if (st == CELLM_OK) cellm_desc_free(&d);
     return st;
 }
 
@@ -154,8 +150,7 @@ static void expect_fail(struct work *w, enum cellm_status want, const char *w1, 
                  cellm_status_str(want), st ? err.msg : "");
     const char *ws[] = {w1, w2, w3};
     for (int i = 0; i < 3; i++)
-        if (ws[i])
-            contains(err.msg, ws[i]);
+        if (ws[i]) contains(err.msg, ws[i]);
 }
 
 /* ---- layouts that load ----------------------------------------------------------------- */
@@ -173,14 +168,12 @@ static void every_fixture_binds(void **state)
         DIR *d = fam->d_name[0] == '.' ? NULL : opendir(fdir);
         struct dirent *v;
         while (d && (v = readdir(d))) {
-            if (v->d_name[0] == '.')
-                continue;
+            if (v->d_name[0] == '.') continue;
             char dir[800];
             snprintf(dir, sizeof dir, "%s/%s", fdir, v->d_name);
             struct cellm_desc desc;
             struct cellm_error err;
-            if (cellm_desc_load(dir, &desc, &err) != CELLM_OK)
-                fail_msg("%s: %s", dir, err.msg);
+            if (cellm_desc_load(dir, &desc, &err) != CELLM_OK) fail_msg("%s: %s", dir, err.msg);
             assert_true(desc.n_params > 0 && desc.n_bytes > 0);
             assert_string_equal(desc.warnings, "");
             assert_int_equal(desc.ckpt.n_ignored, 0);
@@ -191,8 +184,8 @@ static void every_fixture_binds(void **state)
                 assert_int_equal(q->fmt, CELLM_W_AFFINE);
                 assert_int_equal(q->bits, bits);
                 assert_int_equal(q->group, group);
-                assert_int_equal(q->sdtype, strstr(v->d_name, "bf16") ? CELLM_DT_BF16
-                                                                      : CELLM_DT_F16);
+                assert_int_equal(q->sdtype,
+                                 strstr(v->d_name, "bf16") ? CELLM_DT_BF16 : CELLM_DT_F16);
                 assert_int_equal(desc.embed.fmt, CELLM_W_AFFINE);
             }
             if (strstr(v->d_name, "shard")) {
@@ -202,13 +195,11 @@ static void every_fixture_binds(void **state)
             } else {
                 assert_int_equal(desc.ckpt.n_files, 1);
             }
-            if (desc.cfg.tie_embeddings)
-                assert_ptr_equal(desc.head.data, desc.embed.data);
+            if (desc.cfg.tie_embeddings) assert_ptr_equal(desc.head.data, desc.embed.data);
             cellm_desc_free(&desc);
             count++;
         }
-        if (d)
-            closedir(d);
+        if (d) closedir(d);
     }
     closedir(top);
     assert_true(count >= 48);
@@ -286,8 +277,7 @@ static void stale_index_fallback_loads(void **state)
     mp.n_threads = 1;
     struct cellm_model *m;
     struct cellm_error err;
-    if (cellm_model_load(w.dir, &mp, &m, &err) != CELLM_OK)
-        fail_msg("%s", err.msg);
+    if (cellm_model_load(w.dir, &mp, &m, &err) != CELLM_OK) fail_msg("%s", err.msg);
     const char *warn = cellm_model_warnings(m);
     contains(warn, "model.safetensors.index.json");
     contains(warn, "-of-00003.safetensors");
@@ -307,11 +297,9 @@ static void stale_index_missing_shard(void **state)
     assert_non_null(sorted);
     int a = 0, b = 0;
     for (int i = 0; i < w.n; i++)
-        if (strncmp(w.t[i].name, "model.embed_tokens.", 19))
-            sorted[a++] = w.t[i];
+        if (strncmp(w.t[i].name, "model.embed_tokens.", 19)) sorted[a++] = w.t[i];
     for (int i = 0; i < w.n; i++)
-        if (!strncmp(w.t[i].name, "model.embed_tokens.", 19))
-            sorted[a + b++] = w.t[i];
+        if (!strncmp(w.t[i].name, "model.embed_tokens.", 19)) sorted[a + b++] = w.t[i];
     memcpy(w.t, sorted, (size_t)w.n * sizeof *sorted);
     free(sorted);
     write_part(&w, "model-00001-of-00002.safetensors", 0, a);
@@ -462,8 +450,7 @@ static void scales_biases_mismatch(void **state)
         t->data = zeros4;
     }
     write_all(&w);
-    expect_fail(&w, CELLM_ERR_FORMAT, "q_proj.scales has dtype F32", "biases are F32",
-                "16-bit");
+    expect_fail(&w, CELLM_ERR_FORMAT, "q_proj.scales has dtype F32", "biases are F32", "16-bit");
     finish(&w);
 
     /* scales without biases */
@@ -478,8 +465,8 @@ static void scales_biases_mismatch(void **state)
     start(&w, "llama3-untied/q4-g64-f16");
     strcpy(w.t[idx(&w, "model.layers.0.mlp.up_proj.weight")].dtype, "I32");
     write_all(&w);
-    expect_fail(&w, CELLM_ERR_FORMAT, "model.layers.0.mlp.up_proj.weight is quantized",
-                "dtype I32", "expected U32");
+    expect_fail(&w, CELLM_ERR_FORMAT, "model.layers.0.mlp.up_proj.weight is quantized", "dtype I32",
+                "expected U32");
     finish(&w);
 }
 
@@ -529,8 +516,7 @@ static void quantization_config_errors(void **state)
     /* no quantization block at all */
     start(&w, "llama3-untied/q4-g64-f16");
     write_all(&w);
-    write_config(&w, "llama3-untied/q4-g64-f16", "\"quantization\": {",
-                 "\"not_quantization\": {");
+    write_config(&w, "llama3-untied/q4-g64-f16", "\"quantization\": {", "\"not_quantization\": {");
     expect_fail(&w, CELLM_ERR_FORMAT, "model.embed_tokens.weight is quantized",
                 "no \"quantization\" block", NULL);
     finish(&w);
@@ -555,13 +541,16 @@ static void naming_schemes(void **state)
     }
     /* and a vision tower that is ignored */
     static const uint8_t z[8];
-    w.t[w.n++] = (struct tst_tensor){.name = "vision_tower.patch.weight", .dtype = "F32",
-                                     .ndim = 1, .shape = {2}, .data = z, .nbytes = 8};
+    w.t[w.n++] = (struct tst_tensor){.name = "vision_tower.patch.weight",
+                                     .dtype = "F32",
+                                     .ndim = 1,
+                                     .shape = {2},
+                                     .data = z,
+                                     .nbytes = 8};
     write_all(&w);
     struct cellm_desc d;
     struct cellm_error err;
-    if (cellm_desc_load(w.dir, &d, &err) != CELLM_OK)
-        fail_msg("%s", err.msg);
+    if (cellm_desc_load(w.dir, &d, &err) != CELLM_OK) fail_msg("%s", err.msg);
     assert_string_equal(d.ckpt.scheme, "language_model.");
     assert_int_equal(d.ckpt.n_ignored, 1);
     cellm_desc_free(&d);
@@ -570,8 +559,7 @@ static void naming_schemes(void **state)
     /* the same with one layer left under model.: refused */
     start(&w, "llama3-untied/bf16");
     for (int i = 0; i < w.n; i++) {
-        if (strstr(w.t[i].name, "layers.1."))
-            continue;
+        if (strstr(w.t[i].name, "layers.1.")) continue;
         nest(&w.t[i]);
     }
     write_all(&w);

@@ -28,8 +28,7 @@
 
 static void contains(const char *msg, const char *word)
 {
-    if (!strstr(msg, word))
-        fail_msg("message \"%s\" lacks \"%s\"", msg, word);
+    if (!strstr(msg, word)) fail_msg("message \"%s\" lacks \"%s\"", msg, word);
 }
 
 static void load_fixture(const char *rel, struct cellm_config *c)
@@ -38,17 +37,15 @@ static void load_fixture(const char *rel, struct cellm_config *c)
     struct cellm_error err;
     snprintf(dir, sizeof dir, "%s/%s", CELLM_FIXTURES, rel);
     enum cellm_status st = cellm_config_load(dir, c, &err);
-    if (st != CELLM_OK)
-        fail_msg("%s: %s", rel, err.msg);
+    if (st != CELLM_OK) fail_msg("%s: %s", rel, err.msg);
 }
 
 static void parse_ok(const char *json, const char *gen, struct cellm_config *c)
 {
     struct cellm_error err;
-    enum cellm_status st = cellm_config_parse(json, strlen(json), gen, gen ? strlen(gen) : 0,
-                                              "config.json", c, &err);
-    if (st != CELLM_OK)
-        fail_msg("%s\n-> %s", json, err.msg);
+    enum cellm_status st =
+        cellm_config_parse(json, strlen(json), gen, gen ? strlen(gen) : 0, "config.json", c, &err);
+    if (st != CELLM_OK) fail_msg("%s\n-> %s", json, err.msg);
 }
 
 static void parse_fail(const char *json, const char *gen, enum cellm_status want, const char *w1,
@@ -56,16 +53,14 @@ static void parse_fail(const char *json, const char *gen, enum cellm_status want
 {
     struct cellm_error err;
     struct cellm_config c;
-    enum cellm_status st = cellm_config_parse(json, strlen(json), gen, gen ? strlen(gen) : 0,
-                                              "config.json", &c, &err);
+    enum cellm_status st =
+        cellm_config_parse(json, strlen(json), gen, gen ? strlen(gen) : 0, "config.json", &c, &err);
     if (st != want)
         fail_msg("%s\n-> status %d (%s), expected %d: %s", json, st, cellm_status_str(st), want,
                  st ? err.msg : "");
     contains(err.msg, "json");
-    if (w1)
-        contains(err.msg, w1);
-    if (w2)
-        contains(err.msg, w2);
+    if (w1) contains(err.msg, w1);
+    if (w2) contains(err.msg, w2);
 }
 
 /* Every fixture directory loads; quantization matches its name. */
@@ -77,17 +72,14 @@ static void every_fixture_loads(void **state)
     struct dirent *fam;
     int count = 0;
     while ((fam = readdir(top))) {
-        if (fam->d_name[0] == '.')
-            continue;
+        if (fam->d_name[0] == '.') continue;
         char fdir[512];
         snprintf(fdir, sizeof fdir, "%s/%s", CELLM_FIXTURES, fam->d_name);
         DIR *d = opendir(fdir);
-        if (!d)
-            continue;
+        if (!d) continue;
         struct dirent *v;
         while ((v = readdir(d))) {
-            if (v->d_name[0] == '.')
-                continue;
+            if (v->d_name[0] == '.') continue;
             char rel[600];
             snprintf(rel, sizeof rel, "%s/%s", fam->d_name, v->d_name);
             struct cellm_config c;
@@ -213,8 +205,8 @@ static void fixture_families(void **state)
 
     load_fixture("llama3-untied/bf16", &c);
     assert_int_equal(c.rope.kind, CELLM_ROPE_LLAMA3);
-    assert_true(c.rope.factor == 8 && c.rope.low_freq_factor == 1 &&
-                c.rope.high_freq_factor == 4 && c.rope.original_max_pos == 32);
+    assert_true(c.rope.factor == 8 && c.rope.low_freq_factor == 1 && c.rope.high_freq_factor == 4 &&
+                c.rope.original_max_pos == 32);
     assert_true(c.rope.theta == 500000.0);
     assert_int_equal(c.tie_embeddings, 0);
     assert_int_equal(c.bos, 1);
@@ -222,7 +214,7 @@ static void fixture_families(void **state)
 }
 
 #define LLAMA_HEAD                                                                                 \
-    "{\"model_type\":\"llama\",\"vocab_size\":100,\"hidden_size\":64,\"num_hidden_layers\":2,"   \
+    "{\"model_type\":\"llama\",\"vocab_size\":100,\"hidden_size\":64,\"num_hidden_layers\":2,"     \
     "\"num_attention_heads\":4,\"intermediate_size\":128"
 
 static void rope_keys(void **state)
@@ -453,9 +445,12 @@ static void allocation_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(every_fixture_loads), cmocka_unit_test(fixture_families),
-        cmocka_unit_test(rope_keys),           cmocka_unit_test(model_types_and_keys),
-        cmocka_unit_test(eos_ids),             cmocka_unit_test(allocation_failures),
+        cmocka_unit_test(every_fixture_loads),
+        cmocka_unit_test(fixture_families),
+        cmocka_unit_test(rope_keys),
+        cmocka_unit_test(model_types_and_keys),
+        cmocka_unit_test(eos_ids),
+        cmocka_unit_test(allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,16 +59,15 @@ static void check_same(float got, float want, uint32_t payload, unsigned pattern
     if (isnan(want)) {
         if (!isnan(got))
             fail_msg("%s 0x%04x: got %g (0x%08x), expected NaN", what, pattern, (double)got, g);
-        if ((g >> 31) != (w >> 31))
-            fail_msg("%s 0x%04x: NaN sign lost", what, pattern);
+        if ((g >> 31) != (w >> 31)) fail_msg("%s 0x%04x: NaN sign lost", what, pattern);
         if ((g & 0x3fffffu) != (payload & 0x3fffffu))
-            fail_msg("%s 0x%04x: NaN payload 0x%06x, expected 0x%06x", what, pattern,
-                     g & 0x3fffffu, payload & 0x3fffffu);
+            fail_msg("%s 0x%04x: NaN payload 0x%06x, expected 0x%06x", what, pattern, g & 0x3fffffu,
+                     payload & 0x3fffffu);
         return;
     }
     if (g != w)
-        fail_msg("%s 0x%04x: got %a (0x%08x), expected %a (0x%08x)", what, pattern, (double)got,
-                 g, (double)want, w);
+        fail_msg("%s 0x%04x: got %a (0x%08x), expected %a (0x%08x)", what, pattern, (double)got, g,
+                 (double)want, w);
 }
 
 static void all_f16_patterns(void **state)
@@ -135,19 +134,17 @@ static void f16_hand_values(void **state)
         uint16_t h;
         uint32_t bits;
     } v[] = {
-        {0x0000, 0x00000000}, /* +0 */
-        {0x8000, 0x80000000}, /* -0 */
-        {0x3c00, 0x3f800000}, /* 1.0 */
-        {0xbc00, 0xbf800000}, /* -1.0 */
-        {0x3555, 0x3eaaa000}, /* 0.333251953125 */
-        {0x0001, 0x33800000}, /* smallest subnormal 2^-24 */
-        {0x8001, 0xb3800000},
-        {0x03ff, 0x387fc000}, /* largest subnormal 1023 * 2^-24 */
-        {0x0400, 0x38800000}, /* smallest normal 2^-14 */
-        {0x7bff, 0x477fe000}, /* largest normal 65504 */
-        {0xfbff, 0xc77fe000},
-        {0x7c00, 0x7f800000}, /* +inf */
-        {0xfc00, 0xff800000}, /* -inf */
+        {0x0000, 0x00000000},                       /* +0 */
+        {0x8000, 0x80000000},                       /* -0 */
+        {0x3c00, 0x3f800000},                       /* 1.0 */
+        {0xbc00, 0xbf800000},                       /* -1.0 */
+        {0x3555, 0x3eaaa000},                       /* 0.333251953125 */
+        {0x0001, 0x33800000},                       /* smallest subnormal 2^-24 */
+        {0x8001, 0xb3800000}, {0x03ff, 0x387fc000}, /* largest subnormal 1023 * 2^-24 */
+        {0x0400, 0x38800000},                       /* smallest normal 2^-14 */
+        {0x7bff, 0x477fe000},                       /* largest normal 65504 */
+        {0xfbff, 0xc77fe000}, {0x7c00, 0x7f800000}, /* +inf */
+        {0xfc00, 0xff800000},                       /* -inf */
     };
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         uint8_t buf[2 * 9 + 1];
@@ -225,8 +222,8 @@ static void weight_rows_float_formats(void **state)
     /* F32: two rows so the second starts at an odd address too */
     for (int r = 0; r < 2; r++)
         memcpy(buf + 1 + 4 * N * r, f32, sizeof f32);
-    struct cellm_weight w = {.fmt = CELLM_W_F32, .rows = 2, .cols = N, .data = buf + 1,
-                             .row_bytes = 4 * N};
+    struct cellm_weight w = {
+        .fmt = CELLM_W_F32, .rows = 2, .cols = N, .data = buf + 1, .row_bytes = 4 * N};
     cellm_weight_row(&w, 1, out);
     for (int i = 0; i < N; i++)
         assert_int_equal(cellm_f32_bits(out[i]), f32[i]);
@@ -237,20 +234,20 @@ static void weight_rows_float_formats(void **state)
 
     for (int r = 0; r < 2; r++)
         memcpy(buf + 1 + 2 * N * r, f16, sizeof f16);
-    w = (struct cellm_weight){.fmt = CELLM_W_F16, .rows = 2, .cols = N, .data = buf + 1,
-                              .row_bytes = 2 * N};
+    w = (struct cellm_weight){
+        .fmt = CELLM_W_F16, .rows = 2, .cols = N, .data = buf + 1, .row_bytes = 2 * N};
     cellm_weight_row(&w, 1, out);
     v = (struct cellm_vec){.fmt = CELLM_W_F16, .n = N, .data = buf + 1};
     for (int i = 0; i < N; i++) {
         check_same(out[i], ref_f16(f16[i]), (uint32_t)(f16[i] & 1023) << 13, f16[i], "F16 row");
-        check_same(cellm_vec_at(&v, i), ref_f16(f16[i]), (uint32_t)(f16[i] & 1023) << 13,
-                   f16[i], "F16 vec");
+        check_same(cellm_vec_at(&v, i), ref_f16(f16[i]), (uint32_t)(f16[i] & 1023) << 13, f16[i],
+                   "F16 vec");
     }
 
     for (int r = 0; r < 2; r++)
         memcpy(buf + 1 + 2 * N * r, bf16, sizeof bf16);
-    w = (struct cellm_weight){.fmt = CELLM_W_BF16, .rows = 2, .cols = N, .data = buf + 1,
-                              .row_bytes = 2 * N};
+    w = (struct cellm_weight){
+        .fmt = CELLM_W_BF16, .rows = 2, .cols = N, .data = buf + 1, .row_bytes = 2 * N};
     cellm_weight_row(&w, 1, out);
     v = (struct cellm_vec){.fmt = CELLM_W_BF16, .n = N, .data = buf + 1};
     for (int i = 0; i < N; i++) {
@@ -270,10 +267,10 @@ static void narrowing_round_trip(void **state)
         else
             assert_int_equal(cellm_f32_to_f16(f), i);
     }
-    assert_int_equal(cellm_f32_to_f16(65520.0f), 0x7c00);       /* overflows to inf */
+    assert_int_equal(cellm_f32_to_f16(65520.0f), 0x7c00); /* overflows to inf */
     assert_int_equal(cellm_f32_to_f16(65519.0f), 0x7bff);
-    assert_int_equal(cellm_f32_to_f16(0x1p-25f), 0x0000);       /* tie to even: 0 */
-    assert_int_equal(cellm_f32_to_f16(0x1.8p-24f), 0x0002);     /* tie to even: 2 */
+    assert_int_equal(cellm_f32_to_f16(0x1p-25f), 0x0000);        /* tie to even: 0 */
+    assert_int_equal(cellm_f32_to_f16(0x1.8p-24f), 0x0002);      /* tie to even: 2 */
     assert_int_equal(cellm_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80); /* tie to even */
     assert_int_equal(cellm_f32_to_bf16(1.0f + 0x3p-8f), 0x3f82);
 }
@@ -281,8 +278,8 @@ static void narrowing_round_trip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(all_f16_patterns),       cmocka_unit_test(all_bf16_patterns),
-        cmocka_unit_test(f16_hand_values),        cmocka_unit_test(bf16_hand_values),
+        cmocka_unit_test(all_f16_patterns),          cmocka_unit_test(all_bf16_patterns),
+        cmocka_unit_test(f16_hand_values),           cmocka_unit_test(bf16_hand_values),
         cmocka_unit_test(weight_rows_float_formats), cmocka_unit_test(narrowing_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

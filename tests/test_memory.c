@@ -38,7 +38,8 @@ static void write_checkpoint(void)
 {
     struct tensor ts[64];
     int n = 0;
-#define ADD(r, c, ...) (snprintf(ts[n].name, sizeof ts[n].name, __VA_ARGS__), ts[n].rows = r, ts[n].cols = c, n++)
+#define ADD(r, c, ...)                                                                             \
+    (snprintf(ts[n].name, sizeof ts[n].name, __VA_ARGS__), ts[n].rows = r, ts[n].cols = c, n++)
     ADD(VOCAB, DIM, "model.embed_tokens.weight");
     for (int l = 0; l < LAYERS; l++) {
         ADD(DIM, 0, "model.layers.%d.input_layernorm.weight", l);
@@ -59,14 +60,16 @@ static void write_checkpoint(void)
     for (int i = 0; i < n; i++) {
         size_t b = tensor_bytes(&ts[i]);
         if (ts[i].cols)
-            h += (size_t)snprintf(hdr + h, sizeof hdr - h,
-                                  "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
-                                  i ? "," : "", ts[i].name, (long long)ts[i].rows,
-                                  (long long)ts[i].cols, off, off + b);
+            h += (size_t)snprintf(
+                hdr + h, sizeof hdr - h,
+                "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%lld,%lld],\"data_offsets\":[%zu,%zu]}",
+                i ? "," : "", ts[i].name, (long long)ts[i].rows, (long long)ts[i].cols, off,
+                off + b);
         else
-            h += (size_t)snprintf(hdr + h, sizeof hdr - h,
-                                  "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}",
-                                  i ? "," : "", ts[i].name, (long long)ts[i].rows, off, off + b);
+            h += (size_t)snprintf(
+                hdr + h, sizeof hdr - h,
+                "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%lld],\"data_offsets\":[%zu,%zu]}",
+                i ? "," : "", ts[i].name, (long long)ts[i].rows, off, off + b);
         off += b;
     }
     h += (size_t)snprintf(hdr + h, sizeof hdr - h, "}");
@@ -92,10 +95,12 @@ static void write_checkpoint(void)
     snprintf(path, sizeof path, "%s/config.json", dir);
     f = fopen(path, "w");
     assert_non_null(f);
-    fprintf(f, "{\"model_type\":\"llama\",\"vocab_size\":%d,\"hidden_size\":%d,\"intermediate_size\":%d,"
-               "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,"
-               "\"max_position_embeddings\":4096,\"tie_word_embeddings\":false}",
-            VOCAB, DIM, FFN, LAYERS, HEADS, HEADS);
+    fprintf(
+        f,
+        "{\"model_type\":\"llama\",\"vocab_size\":%d,\"hidden_size\":%d,\"intermediate_size\":%d,"
+        "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,"
+        "\"max_position_embeddings\":4096,\"tie_word_embeddings\":false}",
+        VOCAB, DIM, FFN, LAYERS, HEADS, HEADS);
     fclose(f);
 }
 
@@ -143,8 +148,7 @@ static void test_weights_are_not_copied(void **state)
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/cellm-memtest-XXXXXX");
-    if (!mkdtemp(dir))
-        return 1;
+    if (!mkdtemp(dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weights_are_not_copied),
     };
@@ -152,7 +156,6 @@ int main(void)
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        rc = 1;
+    if (system(cmd) != 0) rc = 1;
     return rc;
 }

@@ -74,10 +74,10 @@ static float affine_ref(float s, uint32_t q, float b)
 }
 
 struct qtensor {
-    uint8_t *block;        /* one allocation: 1 spare byte + codes + scales + biases */
+    uint8_t *block; /* one allocation: 1 spare byte + codes + scales + biases */
     struct cellm_weight w;
-    uint32_t *codes;       /* [rows][cols], what was packed */
-    float *ref;            /* [rows][cols], expected values */
+    uint32_t *codes; /* [rows][cols], what was packed */
+    float *ref;      /* [rows][cols], expected values */
 };
 
 /* Writes code q of element i into an LSB-first bit stream. */
@@ -85,8 +85,7 @@ static void put_code(uint8_t *row, int bits, int64_t i, uint32_t q)
 {
     for (int k = 0; k < bits; k++) {
         int64_t bit = i * bits + k;
-        if (q >> k & 1)
-            row[bit / 8] |= (uint8_t)(1u << (bit % 8));
+        if (q >> k & 1) row[bit / 8] |= (uint8_t)(1u << (bit % 8));
     }
 }
 
@@ -111,8 +110,7 @@ static void qtensor_make(struct qtensor *t, int64_t rows, int64_t cols, int bits
             /* negative scales for about half of the groups, as MLX writes them */
             float s = uniform(1e-3f, 0.1f) * ((next_u32() & 1) ? -1.0f : 1.0f);
             float b = uniform(-1.0f, 1.0f);
-            if (g == 0 && r == 0)
-                s = -fabsf(s); /* at least one negative scale for sure */
+            if (g == 0 && r == 0) s = -fabsf(s); /* at least one negative scale for sure */
             uint16_t hs = to_half(sdt, s), hb = to_half(sdt, b);
             memcpy(scales + 2 * (r * ng + g), &hs, 2);
             memcpy(biases + 2 * (r * ng + g), &hb, 2);
@@ -126,10 +124,17 @@ static void qtensor_make(struct qtensor *t, int64_t rows, int64_t cols, int bits
             }
         }
     }
-    t->w = (struct cellm_weight){.fmt = CELLM_W_AFFINE, .rows = rows, .cols = cols,
-                                 .data = data, .row_bytes = row_bytes, .bits = bits,
-                                 .group = group, .sdtype = sdt, .scales = scales,
-                                 .biases = biases, .name = "test.weight"};
+    t->w = (struct cellm_weight){.fmt = CELLM_W_AFFINE,
+                                 .rows = rows,
+                                 .cols = cols,
+                                 .data = data,
+                                 .row_bytes = row_bytes,
+                                 .bits = bits,
+                                 .group = group,
+                                 .sdtype = sdt,
+                                 .scales = scales,
+                                 .biases = biases,
+                                 .name = "test.weight"};
 }
 
 static void qtensor_free(struct qtensor *t)
@@ -182,8 +187,8 @@ static void affine_all_formats(void **state)
                     for (int64_t i = 0; i < COLS; i++)
                         if (cellm_affine_code(t.w.data + r * t.w.row_bytes, bits, i) !=
                             t.codes[r * COLS + i])
-                            fail_msg("bits %d: code %lld of row %lld misread", bits,
-                                     (long long)i, (long long)r);
+                            fail_msg("bits %d: code %lld of row %lld misread", bits, (long long)i,
+                                     (long long)r);
                 /* scalar reference */
                 for (int64_t r = 0; r < ROWS; r++)
                     cellm_weight_row(&t.w, r, out + r * COLS);
@@ -235,9 +240,16 @@ static void affine_straddling_by_hand(void **state)
         uint8_t sb[5];
         memcpy(sb + 1, &s, 2);
         memcpy(sb + 3, &b, 2);
-        struct cellm_weight w = {.fmt = CELLM_W_AFFINE, .rows = 1, .cols = cols, .data = data,
-                                 .row_bytes = row_bytes, .bits = bits, .group = 32,
-                                 .sdtype = CELLM_DT_F16, .scales = sb + 1, .biases = sb + 3};
+        struct cellm_weight w = {.fmt = CELLM_W_AFFINE,
+                                 .rows = 1,
+                                 .cols = cols,
+                                 .data = data,
+                                 .row_bytes = row_bytes,
+                                 .bits = bits,
+                                 .group = 32,
+                                 .sdtype = CELLM_DT_F16,
+                                 .scales = sb + 1,
+                                 .biases = sb + 3};
         float out[32], out2[32];
         cellm_weight_row(&w, 0, out);
         cellm_cpu_dequant_rows(cellm_cpu_isa(), &w, 0, 1, out2);
@@ -351,8 +363,8 @@ static void matmul_against_double(void **state)
                 wref[i] = ref_half(dt, h);
             }
         }
-        struct cellm_weight w = {.fmt = fmt, .rows = R, .cols = C, .data = raw + 1,
-                                 .row_bytes = C * es};
+        struct cellm_weight w = {
+            .fmt = fmt, .rows = R, .cols = C, .data = raw + 1, .row_bytes = C * es};
         for (int k = 0; k < n_isa; k++) {
             check_matmul(pool, isas[k], &w, wref, 1);
             check_matmul(pool, isas[k], &w, wref, 7);

@@ -45,8 +45,7 @@ static enum cellm_status parse(const char *header, const void *data, size_t dlen
 
 static void contains(const char *msg, const char *word)
 {
-    if (!strstr(msg, word))
-        fail_msg("message \"%s\" lacks \"%s\"", msg, word);
+    if (!strstr(msg, word)) fail_msg("message \"%s\" lacks \"%s\"", msg, word);
 }
 
 /* status and each of up to four words */
@@ -62,8 +61,7 @@ static void expect(const char *header, const void *data, size_t dlen, enum cellm
     contains(err.msg, "bad.safetensors");
     const char *w[] = {w1, w2, w3, w4};
     for (int i = 0; i < 4; i++)
-        if (w[i])
-            contains(err.msg, w[i]);
+        if (w[i]) contains(err.msg, w[i]);
 }
 
 static const uint8_t zeros[256];
@@ -118,9 +116,9 @@ static void well_formed(void **state)
     assert_int_equal(parse("{}", NULL, 0, &g, &err), CELLM_OK);
     assert_int_equal(parse("{\"__metadata__\":null}", NULL, 0, &g, &err), CELLM_OK);
     /* every dtype's header is readable, weights or not */
-    static const char *names[] = {"F32", "F16", "BF16", "F64", "U32", "I32", "U8", "I8",
-                                  "U16", "I16", "U64", "I64", "BOOL", "F8_E4M3", "F8_E5M2",
-                                  "F8_E8M0", "C64"};
+    static const char *names[] = {"F32",  "F16",     "BF16",    "F64",     "U32", "I32",
+                                  "U8",   "I8",      "U16",     "I16",     "U64", "I64",
+                                  "BOOL", "F8_E4M3", "F8_E5M2", "F8_E8M0", "C64"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char hh[200];
         int bytes = 0;
@@ -201,8 +199,8 @@ static void malformed_entries(void **state)
     /* unknown dtype */
     expect("{\"w\":{\"dtype\":\"F7\",\"shape\":[1],\"data_offsets\":[0,1]}}", zeros, 1,
            CELLM_ERR_FORMAT, "tensor w", "unknown dtype \"F7\"", NULL, NULL);
-    expect("{\"w\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,1]}}", zeros, 1,
-           CELLM_ERR_FORMAT, "tensor w", "\"dtype\"", "not a string", NULL);
+    expect("{\"w\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,1]}}", zeros, 1, CELLM_ERR_FORMAT,
+           "tensor w", "\"dtype\"", "not a string", NULL);
     /* duplicate tensor name */
     expect("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
            "\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
@@ -228,8 +226,7 @@ static void malformed_entries(void **state)
            CELLM_ERR_FORMAT, "tensor w", "\"shape\"", NULL, NULL);
     expect("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", zeros, 4,
            CELLM_ERR_FORMAT, "tensor w", "two integers", NULL, NULL);
-    expect("{\"w\":[1]}", NULL, 0, CELLM_ERR_FORMAT, "tensor w", "expected an object", NULL,
-           NULL);
+    expect("{\"w\":[1]}", NULL, 0, CELLM_ERR_FORMAT, "tensor w", "expected an object", NULL, NULL);
     expect("{\"__metadata__\":{\"format\":5}}", NULL, 0, CELLM_ERR_FORMAT, "__metadata__.format",
            "expected a string", NULL, NULL);
     expect("{\"__metadata__\":[1]}", NULL, 0, CELLM_ERR_FORMAT, "__metadata__",
@@ -246,8 +243,8 @@ static void files_on_disk(void **state)
     struct cellm_error err;
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     float v[3] = {1.5f, -2.0f, 0.25f};
-    struct tst_tensor t = {.name = "w", .dtype = "F32", .ndim = 1, .shape = {3}, .data = v,
-                           .nbytes = sizeof v};
+    struct tst_tensor t = {
+        .name = "w", .dtype = "F32", .ndim = 1, .shape = {3}, .data = v, .nbytes = sizeof v};
     assert_true(tst_st_write(p, &t, 1));
     assert_int_equal(cellm_st_open(p, &f, &err), CELLM_OK);
     assert_string_equal(f.path, p);
@@ -315,8 +312,8 @@ static void allocation_failures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(well_formed),      cmocka_unit_test(malformed_container),
-        cmocka_unit_test(malformed_entries), cmocka_unit_test(files_on_disk),
+        cmocka_unit_test(well_formed),         cmocka_unit_test(malformed_container),
+        cmocka_unit_test(malformed_entries),   cmocka_unit_test(files_on_disk),
         cmocka_unit_test(allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

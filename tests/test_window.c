@@ -27,8 +27,7 @@ static float *run(const char *dir, int piece, int ring)
     struct cellm_model *m;
     struct cellm_model_params mp = cellm_model_params_default();
     mp.n_threads = 2;
-    if (cellm_model_load(dir, &mp, &m, &err))
-        fail_msg("%s: %s", dir, err.msg);
+    if (cellm_model_load(dir, &mp, &m, &err)) fail_msg("%s: %s", dir, err.msg);
     struct cellm_ctx *ctx;
     assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
     int vocab = cellm_model_vocab(m), seq = cellm_ctx_seq_new(ctx);
@@ -42,8 +41,7 @@ static float *run(const char *dir, int piece, int ring)
         for (int i = 0; i < n; i++)
             items[i] = (struct cellm_batch_item){(int32_t)(((b + i) * 131 + 17) % vocab), seq, 1};
         const float *l;
-        if (cellm_ctx_eval(ctx, items, n, &l, &err))
-            fail_msg("%s: %s", dir, err.msg);
+        if (cellm_ctx_eval(ctx, items, n, &l, &err)) fail_msg("%s: %s", dir, err.msg);
         memcpy(out + (size_t)b * vocab, l, (size_t)n * vocab * sizeof(float));
     }
     free(items);
@@ -61,8 +59,7 @@ static void same(const float *a, const float *b, int vocab, const char *what)
             mx = fmax(mx, fabs(a[(size_t)p * vocab + v]));
             e = fmax(e, fabs((double)a[(size_t)p * vocab + v] - b[(size_t)p * vocab + v]));
         }
-        if (!(e <= 1e-5 * mx))
-            fail_msg("%s: position %d differs by %g", what, p, e);
+        if (!(e <= 1e-5 * mx)) fail_msg("%s: position %d differs by %g", what, p, e);
     }
 }
 

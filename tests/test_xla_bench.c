@@ -43,8 +43,7 @@ static int pass(struct cellm_model *m, const int32_t *ids, int P, int N, double 
     for (int i = 0; i < N; i++) {
         int b = 0;
         for (int v = 1; v < V; v++)
-            if (lg[v] > lg[b])
-                b = v;
+            if (lg[v] > lg[b]) b = v;
         tok = b;
         if (cellm_ctx_eval_seq(ctx, seq, &tok, 1, &lg, &err)) {
             fprintf(stderr, "bench: decode: %s\n", err.msg);
@@ -102,7 +101,8 @@ int main(int argc, char **argv)
     if (ok) {
         printf("device: %s\n", cellm_model_device(m));
         printf("load: %.2f s\n", tl);
-        printf("first run (compiles included): prefill %.2f s, %d decode steps %.2f s\n", tp1, N, td1);
+        printf("first run (compiles included): prefill %.2f s, %d decode steps %.2f s\n", tp1, N,
+               td1);
         printf("prefill: %d tokens in %.3f s = %.1f tok/s\n", P, tp2, P / tp2);
         printf("decode: %d tokens in %.3f s = %.2f tok/s (%.2f ms/token)\n", N, td2, N / td2,
                1e3 * td2 / N);

@@ -44,13 +44,11 @@ struct mod {
 static void dump(const char *fixture, const char *kind, const char *text)
 {
     const char *dir = getenv("CELLM_XLA_DUMP");
-    if (!dir)
-        return;
+    if (!dir) return;
     char path[1024], name[256];
     snprintf(name, sizeof name, "%s", fixture);
     for (char *p = name; *p; p++)
-        if (*p == '/')
-            *p = '_';
+        if (*p == '/') *p = '_';
     snprintf(path, sizeof path, "%s/%s.%s.mlir", dir, name, kind);
     FILE *f = fopen(path, "w");
     if (f) {
@@ -65,10 +63,8 @@ static void load(const char *fixture, struct mod *m)
     struct cellm_error err = {{0}};
     snprintf(dir, sizeof dir, "%s/%s", CELLM_FIXTURES, fixture);
     memset(m, 0, sizeof *m);
-    if (cellm_desc_load(dir, &m->d, &err))
-        fail_msg("%s: %s", fixture, err.msg);
-    if (cellm_xla_plan_build(&m->d, &m->plan, &err))
-        fail_msg("%s: %s", fixture, err.msg);
+    if (cellm_desc_load(dir, &m->d, &err)) fail_msg("%s: %s", fixture, err.msg);
+    if (cellm_xla_plan_build(&m->d, &m->plan, &err)) fail_msg("%s: %s", fixture, err.msg);
     struct cellm_xla_key kp = {16, 256, 1}, kd = {1, 256, 0};
     size_t len;
     if (cellm_xla_emit(&m->d, &m->plan, &kp, &m->prefill, &len, &err))
@@ -93,8 +89,7 @@ static void has_param(const char *text, const char *name, const char *type)
 {
     char pat[256];
     snprintf(pat, sizeof pat, "%%%s: %s", name, type);
-    if (!strstr(text, pat))
-        fail_msg("parameter \"%s\" not declared", pat);
+    if (!strstr(text, pat)) fail_msg("parameter \"%s\" not declared", pat);
 }
 
 /* Checks common to every family. */
@@ -172,8 +167,7 @@ static void check_affine(struct mod *m, int want)
         assert_true(codes > 0);
     else
         assert_int_equal(codes, 0);
-    if (codes)
-        assert_true(count(m->prefill, "stablehlo.shift_right_logical") >= codes);
+    if (codes) assert_true(count(m->prefill, "stablehlo.shift_right_logical") >= codes);
 }
 
 #define FIXTURE_TEST(fn, path, body)                                                               \
@@ -305,17 +299,28 @@ static void t_no_plugin(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_llama_bf16),   cmocka_unit_test(t_llama_q4),
-        cmocka_unit_test(t_llama_q3),     cmocka_unit_test(t_llama_mixed),
-        cmocka_unit_test(t_llama_tied_q8), cmocka_unit_test(t_llama_wide),
-        cmocka_unit_test(t_mistral),      cmocka_unit_test(t_qwen2),
-        cmocka_unit_test(t_qwen3),        cmocka_unit_test(t_qwen3_f32),
-        cmocka_unit_test(t_gemma2),       cmocka_unit_test(t_gemma2_q4),
-        cmocka_unit_test(t_gemma3),       cmocka_unit_test(t_gemma3_q8),
-        cmocka_unit_test(t_phi3),         cmocka_unit_test(t_phi3_q4),
-        cmocka_unit_test(t_stablelm),     cmocka_unit_test(t_stablelm_q8),
-        cmocka_unit_test(t_qwen3_moe),    cmocka_unit_test(t_qwen3_moe_q4),
-        cmocka_unit_test(t_dequant_at_load), cmocka_unit_test(t_no_plugin),
+        cmocka_unit_test(t_llama_bf16),
+        cmocka_unit_test(t_llama_q4),
+        cmocka_unit_test(t_llama_q3),
+        cmocka_unit_test(t_llama_mixed),
+        cmocka_unit_test(t_llama_tied_q8),
+        cmocka_unit_test(t_llama_wide),
+        cmocka_unit_test(t_mistral),
+        cmocka_unit_test(t_qwen2),
+        cmocka_unit_test(t_qwen3),
+        cmocka_unit_test(t_qwen3_f32),
+        cmocka_unit_test(t_gemma2),
+        cmocka_unit_test(t_gemma2_q4),
+        cmocka_unit_test(t_gemma3),
+        cmocka_unit_test(t_gemma3_q8),
+        cmocka_unit_test(t_phi3),
+        cmocka_unit_test(t_phi3_q4),
+        cmocka_unit_test(t_stablelm),
+        cmocka_unit_test(t_stablelm_q8),
+        cmocka_unit_test(t_qwen3_moe),
+        cmocka_unit_test(t_qwen3_moe_q4),
+        cmocka_unit_test(t_dequant_at_load),
+        cmocka_unit_test(t_no_plugin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

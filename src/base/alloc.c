@@ -22,10 +22,8 @@ void cellm_alloc_fail_after(long n)
 static int should_fail_n(size_t n)
 {
     bytes_requested += n;
-    if (fail_after < 0)
-        return 0;
-    if (fail_after == 0)
-        return 1;
+    if (fail_after < 0) return 0;
+    if (fail_after == 0) return 1;
     fail_after--;
     return 0;
 }
@@ -34,22 +32,19 @@ static int should_fail_n(size_t n)
 
 void *cellm_malloc(size_t n)
 {
-    if (should_fail_n(n))
-        return NULL;
+    if (should_fail_n(n)) return NULL;
     return malloc(n ? n : 1);
 }
 
 void *cellm_calloc(size_t count, size_t size)
 {
-    if (should_fail_n(count * size))
-        return NULL;
+    if (should_fail_n(count * size)) return NULL;
     return calloc(count ? count : 1, size ? size : 1);
 }
 
 void *cellm_realloc(void *p, size_t n)
 {
-    if (should_fail_n(n))
-        return NULL;
+    if (should_fail_n(n)) return NULL;
     return realloc(p, n ? n : 1);
 }
 
@@ -75,10 +70,8 @@ char *cellm_strdup(const char *s)
 
 void *cellm_aligned_alloc(size_t align, size_t n)
 {
-    if (should_fail_n(n))
-        return NULL;
+    if (should_fail_n(n)) return NULL;
     void *p = NULL;
-    if (posix_memalign(&p, align, n ? n : 1) != 0)
-        return NULL;
+    if (posix_memalign(&p, align, n ? n : 1) != 0) return NULL;
     return p;
 }

@@ -10,16 +10,26 @@
 const char *cellm_status_str(enum cellm_status st)
 {
     switch (st) {
-    case CELLM_OK: return "ok";
-    case CELLM_ERR_IO: return "i/o error";
-    case CELLM_ERR_FORMAT: return "format error";
-    case CELLM_ERR_UNSUPPORTED: return "unsupported";
-    case CELLM_ERR_NOMEM: return "out of memory";
-    case CELLM_ERR_ARG: return "invalid argument";
-    case CELLM_ERR_NOT_FOUND: return "not found";
-    case CELLM_ERR_DEVICE: return "device error";
-    case CELLM_ERR_RANGE: return "out of range";
-    case CELLM_ERR_CANCELLED: return "cancelled";
+    case CELLM_OK:
+        return "ok";
+    case CELLM_ERR_IO:
+        return "i/o error";
+    case CELLM_ERR_FORMAT:
+        return "format error";
+    case CELLM_ERR_UNSUPPORTED:
+        return "unsupported";
+    case CELLM_ERR_NOMEM:
+        return "out of memory";
+    case CELLM_ERR_ARG:
+        return "invalid argument";
+    case CELLM_ERR_NOT_FOUND:
+        return "not found";
+    case CELLM_ERR_DEVICE:
+        return "device error";
+    case CELLM_ERR_RANGE:
+        return "out of range";
+    case CELLM_ERR_CANCELLED:
+        return "cancelled";
     }
     return "unknown status";
 }
@@ -35,8 +45,8 @@ enum cellm_status cellm_errf(struct cellm_error *err, enum cellm_status st, cons
     return st;
 }
 
-enum cellm_status cellm_errf_prefix(struct cellm_error *err, enum cellm_status st,
-                                    const char *fmt, ...)
+enum cellm_status cellm_errf_prefix(struct cellm_error *err, enum cellm_status st, const char *fmt,
+                                    ...)
 {
     if (err) {
         char prefix[CELLM_ERROR_MAX], old[CELLM_ERROR_MAX];

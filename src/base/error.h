@@ -21,22 +21,20 @@ enum cellm_status cellm_errf(struct cellm_error *err, enum cellm_status st, cons
     CELLM_PRINTF(3, 4);
 
 /* Puts "prefix: " in front of the message already in err; returns st. */
-enum cellm_status cellm_errf_prefix(struct cellm_error *err, enum cellm_status st,
-                                    const char *fmt, ...) CELLM_PRINTF(3, 4);
+enum cellm_status cellm_errf_prefix(struct cellm_error *err, enum cellm_status st, const char *fmt,
+                                    ...) CELLM_PRINTF(3, 4);
 
 /* Fail with a formatted message when cond holds. */
 #define CELLM_FAIL_IF(cond, err, st, ...)                                                          \
     do {                                                                                           \
-        if (cond)                                                                                  \
-            return cellm_errf((err), (st), __VA_ARGS__);                                           \
+        if (cond) return cellm_errf((err), (st), __VA_ARGS__);                                     \
     } while (0)
 
 /* Propagate a failure status. */
 #define CELLM_TRY(expr)                                                                            \
     do {                                                                                           \
         enum cellm_status st_ = (expr);                                                            \
-        if (st_ != CELLM_OK)                                                                       \
-            return st_;                                                                            \
+        if (st_ != CELLM_OK) return st_;                                                           \
     } while (0)
 
 #endif

@@ -23,8 +23,7 @@ int cellm_cpu_has_f16c(void)
 uint16_t cellm_f32_to_bf16(float f)
 {
     uint32_t u = cellm_f32_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
     u += 0x7fffu + ((u >> 16) & 1);
     return (uint16_t)(u >> 16);
 }
@@ -34,21 +33,18 @@ uint16_t cellm_f32_to_f16(float f)
     uint32_t u = cellm_f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u)
-        return sign | 0x7e00;
+    if (a > 0x7f800000u) return sign | 0x7e00;
     if (a >= 0x477ff000u) /* rounds to >= 65520: overflow to inf */
         return sign | 0x7c00;
-    if (a < 0x38800000u) { /* below the smallest normal: subnormal or zero */
-        if (a < 0x33000000u)
-            return sign; /* below half the smallest subnormal */
+    if (a < 0x38800000u) {                /* below the smallest normal: subnormal or zero */
+        if (a < 0x33000000u) return sign; /* below half the smallest subnormal */
         uint32_t e = a >> 23;
         uint32_t m = (a & 0x7fffff) | 0x800000;
         uint32_t shift = 126 - e; /* 14 + (112 - e) ... m / 2^(shift) */
         uint32_t q = m >> shift;
         uint32_t rem = m & ((1u << shift) - 1);
         uint32_t half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1)))
-            q++;
+        if (rem > half || (rem == half && (q & 1))) q++;
         return sign | (uint16_t)q;
     }
     uint32_t r = a + 0xfffu + ((a >> 13) & 1);
@@ -57,8 +53,7 @@ uint16_t cellm_f32_to_f16(float f)
 }
 
 #if CELLM_X86
-__attribute__((target("f16c,avx2"))) static void f16_n_f16c(const void *src, float *dst,
-                                                             size_t n)
+__attribute__((target("f16c,avx2"))) static void f16_n_f16c(const void *src, float *dst, size_t n)
 {
     const uint8_t *s = src;
     size_t i = 0;

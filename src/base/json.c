@@ -35,30 +35,21 @@ enum cellm_status cellm_json_load(const char *path, cJSON **out, struct cellm_er
 
 const char *cellm_json_type(const cJSON *j)
 {
-    if (!j)
-        return "nothing";
-    if (cJSON_IsNull(j))
-        return "null";
-    if (cJSON_IsBool(j))
-        return "boolean";
-    if (cJSON_IsNumber(j))
-        return "number";
-    if (cJSON_IsString(j))
-        return "string";
-    if (cJSON_IsArray(j))
-        return "array";
-    if (cJSON_IsObject(j))
-        return "object";
+    if (!j) return "nothing";
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsBool(j)) return "boolean";
+    if (cJSON_IsNumber(j)) return "number";
+    if (cJSON_IsString(j)) return "string";
+    if (cJSON_IsArray(j)) return "array";
+    if (cJSON_IsObject(j)) return "object";
     return "invalid";
 }
 
 const cJSON *cellm_json_get(const cJSON *obj, const char *key)
 {
-    if (!obj || !cJSON_IsObject(obj))
-        return NULL;
+    if (!obj || !cJSON_IsObject(obj)) return NULL;
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!j || cJSON_IsNull(j))
-        return NULL;
+    if (!j || cJSON_IsNull(j)) return NULL;
     return j;
 }
 
@@ -77,8 +68,8 @@ enum cellm_status cellm_json_as_int(const cJSON *j, const char *key, const char 
     return CELLM_OK;
 }
 
-enum cellm_status cellm_json_int(const cJSON *obj, const char *key, const char *what,
-                                 int64_t def, int64_t *out, struct cellm_error *err)
+enum cellm_status cellm_json_int(const cJSON *obj, const char *key, const char *what, int64_t def,
+                                 int64_t *out, struct cellm_error *err)
 {
     const cJSON *j = cellm_json_get(obj, key);
     if (!j) {
@@ -88,8 +79,8 @@ enum cellm_status cellm_json_int(const cJSON *obj, const char *key, const char *
     return cellm_json_as_int(j, key, what, INT64_MIN / 2, INT64_MAX / 2, out, err);
 }
 
-enum cellm_status cellm_json_num(const cJSON *obj, const char *key, const char *what,
-                                 double def, double *out, struct cellm_error *err)
+enum cellm_status cellm_json_num(const cJSON *obj, const char *key, const char *what, double def,
+                                 double *out, struct cellm_error *err)
 {
     const cJSON *j = cellm_json_get(obj, key);
     if (!j) {
@@ -97,8 +88,8 @@ enum cellm_status cellm_json_num(const cJSON *obj, const char *key, const char *
         return CELLM_OK;
     }
     if (!cJSON_IsNumber(j))
-        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"%s\" is a %s, expected a number", what,
-                          key, cellm_json_type(j));
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"%s\" is a %s, expected a number", what, key,
+                          cellm_json_type(j));
     *out = j->valuedouble;
     return CELLM_OK;
 }
@@ -112,8 +103,8 @@ enum cellm_status cellm_json_bool(const cJSON *obj, const char *key, const char 
         return CELLM_OK;
     }
     if (!cJSON_IsBool(j))
-        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"%s\" is a %s, expected true or false",
-                          what, key, cellm_json_type(j));
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"%s\" is a %s, expected true or false", what,
+                          key, cellm_json_type(j));
     *out = cJSON_IsTrue(j);
     return CELLM_OK;
 }
@@ -127,8 +118,8 @@ enum cellm_status cellm_json_str(const cJSON *obj, const char *key, const char *
         return CELLM_OK;
     }
     if (!cJSON_IsString(j))
-        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"%s\" is a %s, expected a string", what,
-                          key, cellm_json_type(j));
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"%s\" is a %s, expected a string", what, key,
+                          cellm_json_type(j));
     *out = j->valuestring;
     return CELLM_OK;
 }

@@ -22,10 +22,10 @@ enum cellm_status cellm_json_load(const char *path, cJSON **out, struct cellm_er
 /* Type name of a node for messages ("number", "string", ...). */
 const char *cellm_json_type(const cJSON *j);
 
-enum cellm_status cellm_json_int(const cJSON *obj, const char *key, const char *what,
-                                 int64_t def, int64_t *out, struct cellm_error *err);
-enum cellm_status cellm_json_num(const cJSON *obj, const char *key, const char *what,
-                                 double def, double *out, struct cellm_error *err);
+enum cellm_status cellm_json_int(const cJSON *obj, const char *key, const char *what, int64_t def,
+                                 int64_t *out, struct cellm_error *err);
+enum cellm_status cellm_json_num(const cJSON *obj, const char *key, const char *what, double def,
+                                 double *out, struct cellm_error *err);
 enum cellm_status cellm_json_bool(const cJSON *obj, const char *key, const char *what, int def,
                                   int *out, struct cellm_error *err);
 /* *out points into the tree (or is def). */

@@ -55,8 +55,7 @@ enum cellm_status cellm_mapfile_open(const char *path, struct cellm_mapfile *out
 
 void cellm_mapfile_close(struct cellm_mapfile *m)
 {
-    if (m && m->data)
-        munmap((void *)m->data, m->size);
+    if (m && m->data) munmap((void *)m->data, m->size);
     if (m) {
         m->data = NULL;
         m->size = 0;
@@ -90,8 +89,7 @@ enum cellm_status cellm_read_file(const char *path, char **out, size_t *len,
         }
         size_t got = fread(buf + n, 1, cap - 1 - n, f);
         n += got;
-        if (got == 0)
-            break;
+        if (got == 0) break;
     }
     int bad = ferror(f);
     fclose(f);
@@ -101,8 +99,7 @@ enum cellm_status cellm_read_file(const char *path, char **out, size_t *len,
     }
     buf[n] = 0;
     *out = buf;
-    if (len)
-        *len = n;
+    if (len) *len = n;
     return CELLM_OK;
 }
 
@@ -117,11 +114,9 @@ char *cellm_path_join(const char *dir, const char *name)
     size_t a = strlen(dir), b = strlen(name);
     int slash = a > 0 && dir[a - 1] != '/';
     char *p = cellm_malloc(a + b + 2);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     memcpy(p, dir, a);
-    if (slash)
-        p[a++] = '/';
+    if (slash) p[a++] = '/';
     memcpy(p + a, name, b + 1);
     return p;
 }

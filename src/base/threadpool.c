@@ -45,8 +45,7 @@ static int run_parts(struct cellm_pool *pool, uint32_t gen)
     for (;;) {
         uint64_t c = atomic_load_explicit(&pool->claim, memory_order_acquire);
         uint32_t part = (uint32_t)c;
-        if ((uint32_t)(c >> 32) != gen || part >= (uint32_t)pool->n)
-            return ran;
+        if ((uint32_t)(c >> 32) != gen || part >= (uint32_t)pool->n) return ran;
         if (!atomic_compare_exchange_weak_explicit(&pool->claim, &c, c + 1, memory_order_acq_rel,
                                                    memory_order_acquire))
             continue;
@@ -75,8 +74,7 @@ static void *worker_main(void *p)
                 pthread_cond_wait(&pool->cv, &pool->mu);
             pthread_mutex_unlock(&pool->mu);
         }
-        if (atomic_load(&pool->stop))
-            return NULL;
+        if (atomic_load(&pool->stop)) return NULL;
         seen = gen;
         run_parts(pool, gen);
     }
@@ -89,11 +87,9 @@ enum cellm_status cellm_pool_new(int n_threads, struct cellm_pool **out, struct 
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         n_threads = c > 0 ? (int)c : 1;
     }
-    if (n_threads > 256)
-        n_threads = 256;
+    if (n_threads > 256) n_threads = 256;
     struct cellm_pool *pool = cellm_calloc(1, sizeof *pool);
-    if (!pool)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "thread pool: out of memory");
+    if (!pool) return cellm_errf(err, CELLM_ERR_NOMEM, "thread pool: out of memory");
     pool->n = n_threads;
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
@@ -116,8 +112,7 @@ enum cellm_status cellm_pool_new(int n_threads, struct cellm_pool **out, struct 
 
 void cellm_pool_free(struct cellm_pool *pool)
 {
-    if (!pool)
-        return;
+    if (!pool) return;
     pthread_mutex_lock(&pool->mu);
     atomic_store(&pool->stop, 1);
     pthread_cond_broadcast(&pool->cv);

@@ -49,26 +49,22 @@ static enum cellm_status list_safetensors(const char *dir, char ***out, int *n,
     *out = NULL;
     *n = 0;
     DIR *d = opendir(dir);
-    if (!d)
-        return cellm_errf(err, CELLM_ERR_NOT_FOUND, "%s: cannot open directory", dir);
+    if (!d) return cellm_errf(err, CELLM_ERR_NOT_FOUND, "%s: cannot open directory", dir);
     int cap = 0;
     char **names = NULL;
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (!ends_with(de->d_name, ".safetensors") || de->d_name[0] == '.')
-            continue;
+        if (!ends_with(de->d_name, ".safetensors") || de->d_name[0] == '.') continue;
         if (!strcmp(de->d_name, "oracle.safetensors"))
             continue; /* cellm's own reference dumps live beside the weights */
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;
             char **nn = cellm_realloc(names, (size_t)cap * sizeof *names);
-            if (!nn)
-                goto nomem;
+            if (!nn) goto nomem;
             names = nn;
         }
         names[*n] = cellm_strdup(de->d_name);
-        if (!names[*n])
-            goto nomem;
+        if (!names[*n]) goto nomem;
         (*n)++;
     }
     closedir(d);
@@ -89,8 +85,7 @@ static enum cellm_status index_shards(const cJSON *wm, const char *path, char **
 {
     int cnt = cJSON_GetArraySize(wm), k = 0;
     char **names = cellm_calloc((size_t)cnt + 1, sizeof *names);
-    if (!names)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", path);
+    if (!names) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", path);
     const cJSON *e;
     cJSON_ArrayForEach(e, wm)
     {
@@ -102,15 +97,15 @@ static enum cellm_status index_shards(const cJSON *wm, const char *path, char **
         }
         if (strchr(e->valuestring, '/') || !strcmp(e->valuestring, "..")) {
             free_names(names, k);
-            return cellm_errf(err, CELLM_ERR_FORMAT,
-                              "%s: weight_map[\"%s\"] names \"%s\", expected a file in the directory",
-                              path, e->string, e->valuestring);
+            return cellm_errf(
+                err, CELLM_ERR_FORMAT,
+                "%s: weight_map[\"%s\"] names \"%s\", expected a file in the directory", path,
+                e->string, e->valuestring);
         }
         int dup = 0;
         for (int i = 0; i < k && !dup; i++)
             dup = !strcmp(names[i], e->valuestring);
-        if (dup)
-            continue;
+        if (dup) continue;
         names[k] = cellm_strdup(e->valuestring);
         if (!names[k]) {
             free_names(names, k);
@@ -159,8 +154,7 @@ static enum cellm_status merge(struct cellm_ckpt *c, struct cellm_error *err)
     for (int f = 0; f < c->n_files; f++)
         total += c->files[f].n;
     c->entries = cellm_calloc((size_t)total + 1, sizeof *c->entries);
-    if (!c->entries)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
+    if (!c->entries) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
     const char *scheme = NULL, *first = NULL;
     for (int f = 0; f < c->n_files; f++)
         for (int i = 0; i < c->files[f].n; i++) {
@@ -174,9 +168,10 @@ static enum cellm_status merge(struct cellm_ckpt *c, struct cellm_error *err)
             /* the head of a nested checkpoint may sit at the top level (v5 re-saves) */
             int neutral = !strncmp(t->name, "lm_head.", 8);
             if (!neutral && scheme && strcmp(scheme, s))
-                return cellm_errf(err, CELLM_ERR_FORMAT,
-                                  "%s: tensor names mix naming schemes (%s and %s); one checkpoint must use one",
-                                  c->dir, first, t->name);
+                return cellm_errf(
+                    err, CELLM_ERR_FORMAT,
+                    "%s: tensor names mix naming schemes (%s and %s); one checkpoint must use one",
+                    c->dir, first, t->name);
             if (!neutral && !scheme) {
                 scheme = s;
                 first = t->name;
@@ -188,8 +183,7 @@ static enum cellm_status merge(struct cellm_ckpt *c, struct cellm_error *err)
             if (!strcmp(s, "model.language_model.")) {
                 /* "model.language_model.X" is the v5 name of "model.X" */
                 char *nm = cellm_path_join("model", canon);
-                if (!nm)
-                    return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
+                if (!nm) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
                 nm[5] = '.';
                 en->name = nm;
                 en->owned_name = 1;
@@ -215,16 +209,13 @@ static enum cellm_status open_files(struct cellm_ckpt *c, char **names, int n,
                                     struct cellm_error *err)
 {
     c->files = cellm_calloc((size_t)n, sizeof *c->files);
-    if (!c->files)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
+    if (!c->files) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
     for (int i = 0; i < n; i++) {
         char *p = cellm_path_join(c->dir, names[i]);
-        if (!p)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
+        if (!p) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", c->dir);
         enum cellm_status st = cellm_st_open(p, &c->files[i], err);
         cellm_free(p);
-        if (st)
-            return st;
+        if (st) return st;
         c->n_files = i + 1;
     }
     return CELLM_OK;
@@ -275,16 +266,14 @@ enum cellm_status cellm_ckpt_open(const char *dir, struct cellm_ckpt *c, struct 
         }
         n = 1;
     } else if (cellm_file_exists(ipath)) {
-        if ((st = cellm_json_load(ipath, &index, err)))
-            goto out;
+        if ((st = cellm_json_load(ipath, &index, err))) goto out;
         const cJSON *wm = cellm_json_get(index, "weight_map");
         if (!wm || !cJSON_IsObject(wm)) {
             st = cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"weight_map\" missing or not an object",
                             ipath);
             goto out;
         }
-        if ((st = index_shards(wm, ipath, &names, &n, err)))
-            goto out;
+        if ((st = index_shards(wm, ipath, &names, &n, err))) goto out;
         const char *missing = NULL;
         for (int i = 0; i < n && !missing; i++) {
             char *p = cellm_path_join(dir, names[i]);
@@ -292,36 +281,34 @@ enum cellm_status cellm_ckpt_open(const char *dir, struct cellm_ckpt *c, struct 
                 st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
                 goto out;
             }
-            if (!cellm_file_exists(p))
-                missing = names[i];
+            if (!cellm_file_exists(p)) missing = names[i];
             cellm_free(p);
         }
         if (missing) {
-            warn(c, "%s names shard %s, which does not exist; using the *.safetensors files present instead",
+            warn(c,
+                 "%s names shard %s, which does not exist; using the *.safetensors files present "
+                 "instead",
                  "model.safetensors.index.json", missing);
             c->stale_index = ipath;
             ipath = NULL;
             free_names(names, n);
             names = NULL;
-            if ((st = list_safetensors(dir, &names, &n, err)))
-                goto out;
+            if ((st = list_safetensors(dir, &names, &n, err))) goto out;
         } else {
             if ((st = open_files(c, names, n, err)) || (st = check_index(c, wm, ipath, err)))
                 goto out;
             goto merge;
         }
     } else {
-        if ((st = list_safetensors(dir, &names, &n, err)))
-            goto out;
+        if ((st = list_safetensors(dir, &names, &n, err))) goto out;
     }
     if (n == 0) {
-        st = cellm_errf(err, CELLM_ERR_NOT_FOUND,
-                        "%s: no model.safetensors, model.safetensors.index.json or *.safetensors file",
-                        dir);
+        st = cellm_errf(
+            err, CELLM_ERR_NOT_FOUND,
+            "%s: no model.safetensors, model.safetensors.index.json or *.safetensors file", dir);
         goto out;
     }
-    if ((st = open_files(c, names, n, err)))
-        goto out;
+    if ((st = open_files(c, names, n, err))) goto out;
 merge:
     st = merge(c, err);
 out:
@@ -329,18 +316,15 @@ out:
     cJSON_Delete(index);
     cellm_free(single);
     cellm_free(ipath);
-    if (st)
-        cellm_ckpt_close(c);
+    if (st) cellm_ckpt_close(c);
     return st;
 }
 
 void cellm_ckpt_close(struct cellm_ckpt *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     for (int i = 0; i < c->n; i++)
-        if (c->entries[i].owned_name)
-            cellm_free((char *)c->entries[i].name);
+        if (c->entries[i].owned_name) cellm_free((char *)c->entries[i].name);
     for (int i = 0; i < c->n_files; i++)
         cellm_st_close(&c->files[i]);
     cellm_free(c->files);
@@ -356,8 +340,7 @@ const struct cellm_ckpt_entry *cellm_ckpt_find(const struct cellm_ckpt *c, const
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
         int r = strcmp(c->entries[mid].name, name);
-        if (r == 0)
-            return &c->entries[mid];
+        if (r == 0) return &c->entries[mid];
         if (r < 0)
             lo = mid + 1;
         else
@@ -368,8 +351,7 @@ const struct cellm_ckpt_entry *cellm_ckpt_find(const struct cellm_ckpt *c, const
 
 const char *cellm_ckpt_file_name(const struct cellm_ckpt *c, int file)
 {
-    if (file < 0 || file >= c->n_files || !c->files[file].path)
-        return "?";
+    if (file < 0 || file >= c->n_files || !c->files[file].path) return "?";
     const char *s = strrchr(c->files[file].path, '/');
     return s ? s + 1 : c->files[file].path;
 }
@@ -386,10 +368,11 @@ enum cellm_status cellm_ckpt_missing(const struct cellm_ckpt *c, const char *nam
             snprintf(full, sizeof full, "%s%s", c->scheme, name);
             const cJSON *s = wm ? cellm_json_get(wm, full) : NULL;
             if (s && cJSON_IsString(s)) {
-                enum cellm_status st = cellm_errf(
-                    err, CELLM_ERR_NOT_FOUND,
-                    "%s: tensor %s is missing: model.safetensors.index.json puts it in shard %s, which does not exist, and no other file holds it",
-                    c->dir, full, s->valuestring);
+                enum cellm_status st =
+                    cellm_errf(err, CELLM_ERR_NOT_FOUND,
+                               "%s: tensor %s is missing: model.safetensors.index.json puts it in "
+                               "shard %s, which does not exist, and no other file holds it",
+                               c->dir, full, s->valuestring);
                 cJSON_Delete(idx);
                 return st;
             }

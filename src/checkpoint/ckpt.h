@@ -19,22 +19,22 @@
 #include "safetensors.h"
 
 struct cellm_ckpt_entry {
-    const char *name;                  /* canonical name; owned by the ckpt */
-    const struct cellm_st_tensor *t;   /* view in files[file] */
+    const char *name;                /* canonical name; owned by the ckpt */
+    const struct cellm_st_tensor *t; /* view in files[file] */
     int file;
-    int owned_name;                    /* name was allocated (re-prefixed v5 names) */
+    int owned_name; /* name was allocated (re-prefixed v5 names) */
 };
 
 struct cellm_ckpt {
     char *dir;
     int n_files;
     struct cellm_st_file *files;
-    int n;                             /* tensors of the text model, sorted by name */
+    int n; /* tensors of the text model, sorted by name */
     struct cellm_ckpt_entry *entries;
-    const char *scheme;                /* "" (canonical), "language_model." or "model.language_model." */
-    int n_ignored;                     /* tensors of other towers */
-    char *stale_index;                 /* index file that named missing shards, or NULL */
-    char warnings[1024];               /* one per line */
+    const char *scheme;  /* "" (canonical), "language_model." or "model.language_model." */
+    int n_ignored;       /* tensors of other towers */
+    char *stale_index;   /* index file that named missing shards, or NULL */
+    char warnings[1024]; /* one per line */
 };
 
 enum cellm_status cellm_ckpt_open(const char *dir, struct cellm_ckpt *out, struct cellm_error *err);

@@ -19,8 +19,7 @@
 
 void cellm_config_free(struct cellm_config *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     cellm_free(c->layer_sliding);
     cellm_free(c->layer_moe);
     for (int i = 0; i < c->n_q_overrides; i++)
@@ -49,8 +48,7 @@ static int in_list(const char *list, const char *word)
     for (const char *p = list; *p;) {
         const char *e = strchr(p, ',');
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        if (len == n && !strncmp(p, word, n))
-            return 1;
+        if (len == n && !strncmp(p, word, n)) return 1;
         p += len + (e ? 1 : 0);
     }
     return 0;
@@ -58,22 +56,19 @@ static int in_list(const char *list, const char *word)
 
 /* One RoPE parameter set: {rope_type|type, rope_theta?, factor, ...}. */
 static enum cellm_status parse_rope(const cJSON *o, const char *what, const char *allowed,
-                                    double theta_def, struct cellm_rope *r,
-                                    struct cellm_error *err)
+                                    double theta_def, struct cellm_rope *r, struct cellm_error *err)
 {
     const char *type = "default";
     r->kind = CELLM_ROPE_DEFAULT;
     r->theta = theta_def;
-    if (!o)
-        return CELLM_OK;
+    if (!o) return CELLM_OK;
     if (!cJSON_IsObject(o))
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: RoPE parameters are a %s, expected an object",
                           what, cellm_json_type(o));
     CELLM_TRY(cellm_json_str(o, "type", what, "default", &type, err));
     CELLM_TRY(cellm_json_str(o, "rope_type", what, type, &type, err));
     CELLM_TRY(cellm_json_num(o, "rope_theta", what, theta_def, &r->theta, err));
-    if (!strcmp(type, "default"))
-        return CELLM_OK;
+    if (!strcmp(type, "default")) return CELLM_OK;
     if (!in_list(allowed, type))
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "%s: RoPE type \"%s\" is not supported (supported: default%s%s)", what,
@@ -89,8 +84,8 @@ static enum cellm_status parse_rope(const cJSON *o, const char *what, const char
     r->kind = CELLM_ROPE_LLAMA3;
     CELLM_TRY(cellm_json_num(o, "low_freq_factor", what, NAN, &r->low_freq_factor, err));
     CELLM_TRY(cellm_json_num(o, "high_freq_factor", what, NAN, &r->high_freq_factor, err));
-    CELLM_TRY(cellm_json_num(o, "original_max_position_embeddings", what, NAN,
-                             &r->original_max_pos, err));
+    CELLM_TRY(cellm_json_num(o, "original_max_position_embeddings", what, NAN, &r->original_max_pos,
+                             err));
     if (!(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor))
         return cellm_errf(err, CELLM_ERR_FORMAT,
                           "%s: llama3 RoPE needs 0 < low_freq_factor < high_freq_factor", what);
@@ -126,8 +121,7 @@ static enum cellm_status parse_eos(const cJSON *j, const char *what, struct cell
 
 static const char *canonical_module(const char *m)
 {
-    if (!strncmp(m, "language_model.", 15))
-        return m + 15;
+    if (!strncmp(m, "language_model.", 15)) return m + 15;
     return m;
 }
 
@@ -135,12 +129,14 @@ static enum cellm_status check_qparams(int bits, int group, const char *what, co
                                        struct cellm_error *err)
 {
     if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "%s: %s: %d-bit quantization is not supported (MLX affine bits are 2, 3, 4, 5, 6 or 8)",
-                          what, key, bits);
+        return cellm_errf(
+            err, CELLM_ERR_UNSUPPORTED,
+            "%s: %s: %d-bit quantization is not supported (MLX affine bits are 2, 3, 4, 5, 6 or 8)",
+            what, key, bits);
     if (group != 32 && group != 64 && group != 128)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "%s: %s: group size %d is not supported (32, 64 or 128)", what, key, group);
+                          "%s: %s: group size %d is not supported (32, 64 or 128)", what, key,
+                          group);
     return CELLM_OK;
 }
 
@@ -165,8 +161,7 @@ static enum cellm_status parse_qentry(const cJSON *o, const char *what, const ch
 static enum cellm_status parse_quant(const cJSON *q, const char *what, struct cellm_config *c,
                                      struct cellm_error *err)
 {
-    if (!q)
-        return CELLM_OK;
+    if (!q) return CELLM_OK;
     if (!cJSON_IsObject(q))
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"quantization\" is a %s, expected an object",
                           what, cellm_json_type(q));
@@ -175,16 +170,13 @@ static enum cellm_status parse_quant(const cJSON *q, const char *what, struct ce
     const cJSON *e;
     cJSON_ArrayForEach(e, q) n += cJSON_IsObject(e) || cJSON_IsBool(e);
     c->q_overrides = cellm_calloc((size_t)n + 1, sizeof *c->q_overrides);
-    if (!c->q_overrides)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
+    if (!c->q_overrides) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
     cJSON_ArrayForEach(e, q)
     {
-        if (!cJSON_IsObject(e) && !cJSON_IsBool(e))
-            continue;
+        if (!cJSON_IsObject(e) && !cJSON_IsBool(e)) continue;
         struct cellm_quant_override *o = &c->q_overrides[c->n_q_overrides];
         o->module = cellm_strdup(canonical_module(e->string));
-        if (!o->module)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
+        if (!o->module) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
         c->n_q_overrides++;
         if (cJSON_IsFalse(e)) {
             o->bits = 0;
@@ -194,8 +186,8 @@ static enum cellm_status parse_quant(const cJSON *q, const char *what, struct ce
         } else {
             char key[300];
             snprintf(key, sizeof key, "quantization.%.250s", e->string);
-            CELLM_TRY(parse_qentry(e, what, key, c->q_bits, c->q_group, &o->bits,
-                                   &o->group_size, err));
+            CELLM_TRY(
+                parse_qentry(e, what, key, c->q_bits, c->q_group, &o->bits, &o->group_size, err));
         }
     }
     return CELLM_OK;
@@ -205,14 +197,12 @@ int cellm_config_quant(const struct cellm_config *c, const char *module, int *bi
 {
     for (int i = 0; i < c->n_q_overrides; i++)
         if (!strcmp(c->q_overrides[i].module, module)) {
-            if (c->q_overrides[i].bits == 0)
-                return 0;
+            if (c->q_overrides[i].bits == 0) return 0;
             *bits = c->q_overrides[i].bits;
             *group = c->q_overrides[i].group_size;
             return 1;
         }
-    if (c->q_bits == 0)
-        return -1;
+    if (c->q_bits == 0) return -1;
     *bits = c->q_bits;
     *group = c->q_group;
     return 1;
@@ -253,23 +243,24 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
     int use_sw = 1;
     if (f->sliding == CELLM_SLIDE_QWEN)
         CELLM_TRY(cellm_json_bool(t, "use_sliding_window", what, 0, &use_sw, err));
-    if (f->sliding == CELLM_SLIDE_NONE || !use_sw)
-        window = 0;
+    if (f->sliding == CELLM_SLIDE_NONE || !use_sw) window = 0;
     c->window = window;
     const cJSON *lt = cellm_json_get(t, "layer_types");
     if (lt && window > 0) {
         if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layers)
             return cellm_errf(err, CELLM_ERR_FORMAT,
-                              "%s: \"layer_types\" must be a list of %d strings", what, c->n_layers);
+                              "%s: \"layer_types\" must be a list of %d strings", what,
+                              c->n_layers);
         int i = 0;
         const cJSON *e;
         cJSON_ArrayForEach(e, lt)
         {
             if (!cJSON_IsString(e) || (strcmp(e->valuestring, "sliding_attention") &&
                                        strcmp(e->valuestring, "full_attention")))
-                return cellm_errf(err, CELLM_ERR_FORMAT,
-                                  "%s: layer_types[%d] must be \"sliding_attention\" or \"full_attention\"",
-                                  what, i);
+                return cellm_errf(
+                    err, CELLM_ERR_FORMAT,
+                    "%s: layer_types[%d] must be \"sliding_attention\" or \"full_attention\"", what,
+                    i);
             c->layer_sliding[i++] = !strcmp(e->valuestring, "sliding_attention");
         }
     } else if (window > 0) {
@@ -280,11 +271,20 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
             CELLM_TRY(get_pos_int(t, "sliding_window_pattern", what, 6, &pattern, err));
         for (int i = 0; i < c->n_layers; i++) {
             switch (f->sliding) {
-            case CELLM_SLIDE_ALL: c->layer_sliding[i] = 1; break;
-            case CELLM_SLIDE_QWEN: c->layer_sliding[i] = i >= mwl; break;
-            case CELLM_SLIDE_EVEN: c->layer_sliding[i] = i % 2 == 0; break;
-            case CELLM_SLIDE_PATTERN: c->layer_sliding[i] = (i + 1) % pattern != 0; break;
-            case CELLM_SLIDE_NONE: break;
+            case CELLM_SLIDE_ALL:
+                c->layer_sliding[i] = 1;
+                break;
+            case CELLM_SLIDE_QWEN:
+                c->layer_sliding[i] = i >= mwl;
+                break;
+            case CELLM_SLIDE_EVEN:
+                c->layer_sliding[i] = i % 2 == 0;
+                break;
+            case CELLM_SLIDE_PATTERN:
+                c->layer_sliding[i] = (i + 1) % pattern != 0;
+                break;
+            case CELLM_SLIDE_NONE:
+                break;
             }
         }
     }
@@ -302,8 +302,8 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
             cJSON_ArrayForEach(e, only)
             {
                 int64_t v;
-                CELLM_TRY(cellm_json_as_int(e, "mlp_only_layers", what, 0, c->n_layers - 1, &v,
-                                            err));
+                CELLM_TRY(
+                    cellm_json_as_int(e, "mlp_only_layers", what, 0, c->n_layers - 1, &v, err));
                 c->layer_moe[v] = 0;
             }
         }
@@ -312,16 +312,16 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
 }
 
 /* RoPE of both layer kinds, from v5 rope_parameters or v4 rope_theta/rope_scaling. */
-static enum cellm_status parse_ropes(const cJSON *t, const char *what,
-                                     const struct cellm_family *f, struct cellm_config *c,
-                                     double *partial, struct cellm_error *err)
+static enum cellm_status parse_ropes(const cJSON *t, const char *what, const struct cellm_family *f,
+                                     struct cellm_config *c, double *partial,
+                                     struct cellm_error *err)
 {
     const cJSON *rp = cellm_json_get(t, "rope_parameters");
     double theta;
     CELLM_TRY(cellm_json_num(t, "rope_theta", what, f->rope_theta, &theta, err));
     CELLM_TRY(cellm_json_num(t, "partial_rotary_factor", what, f->partial_rotary, partial, err));
-    if (rp && f->local_rope && (cellm_json_get(rp, "full_attention") ||
-                                cellm_json_get(rp, "sliding_attention"))) {
+    if (rp && f->local_rope &&
+        (cellm_json_get(rp, "full_attention") || cellm_json_get(rp, "sliding_attention"))) {
         CELLM_TRY(parse_rope(cellm_json_get(rp, "full_attention"), what, f->rope_types, theta,
                              &c->rope, err));
         CELLM_TRY(parse_rope(cellm_json_get(rp, "sliding_attention"), what, "", 10000,
@@ -356,12 +356,11 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     CELLM_TRY(get_pos_int(t, "intermediate_size", what, f->ffn_dim, &c->ffn_dim, err));
     CELLM_TRY(get_pos_int(t, "num_hidden_layers", what, f->n_layers, &c->n_layers, err));
     CELLM_TRY(get_pos_int(t, "num_attention_heads", what, f->n_heads, &c->n_heads, err));
-    CELLM_TRY(get_pos_int(t, "num_key_value_heads", what, f->n_kv_heads ? f->n_kv_heads : c->n_heads,
-                          &c->n_kv_heads, err));
+    CELLM_TRY(get_pos_int(t, "num_key_value_heads", what,
+                          f->n_kv_heads ? f->n_kv_heads : c->n_heads, &c->n_kv_heads, err));
     CELLM_TRY(get_pos_int(t, "max_position_embeddings", what, f->max_pos, &c->max_pos, err));
     int hd = f->head_dim ? f->head_dim : c->dim / c->n_heads;
-    if (f->head_dim_from_config)
-        CELLM_TRY(get_pos_int(t, "head_dim", what, hd, &hd, err));
+    if (f->head_dim_from_config) CELLM_TRY(get_pos_int(t, "head_dim", what, hd, &hd, err));
     c->head_dim = hd;
     if (c->n_heads % c->n_kv_heads)
         return cellm_errf(err, CELLM_ERR_FORMAT,
@@ -382,7 +381,8 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     c->rot_dims = (int)(c->head_dim * partial);
     if (c->rot_dims <= 0 || c->rot_dims % 2 || c->rot_dims > c->head_dim)
         return cellm_errf(err, CELLM_ERR_FORMAT,
-                          "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d; expected an even count",
+                          "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d; "
+                          "expected an even count",
                           what, partial, c->rot_dims, c->head_dim);
 
     int ab = 0;
@@ -391,23 +391,24 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
         CELLM_TRY(cellm_json_bool(t, "attention_bias", what, 0, &ab, err));
         c->qkv_bias = c->o_bias = ab;
         break;
-    case CELLM_BIAS_QKV_ALWAYS: c->qkv_bias = 1; break;
+    case CELLM_BIAS_QKV_ALWAYS:
+        c->qkv_bias = 1;
+        break;
     case CELLM_BIAS_USE_QKV_BIAS:
         CELLM_TRY(cellm_json_bool(t, "use_qkv_bias", what, 0, &c->qkv_bias, err));
         break;
-    case CELLM_BIAS_NONE: break;
+    case CELLM_BIAS_NONE:
+        break;
     }
     if (f->bias == CELLM_BIAS_ATTENTION_BIAS)
         CELLM_TRY(cellm_json_bool(t, "mlp_bias", what, 0, &c->mlp_bias, err));
-    if (f->qk_norm == 1)
-        c->qk_norm = 1;
+    if (f->qk_norm == 1) c->qk_norm = 1;
     if (f->qk_norm == 2) {
         CELLM_TRY(cellm_json_bool(t, "qk_layernorm", what, 0, &c->qk_norm, err));
         c->qk_norm_per_head = c->qk_norm;
     }
     if (f->norm == CELLM_NORM_LAYER)
-        CELLM_TRY(cellm_json_bool(t, "use_parallel_residual", what, 0, &c->parallel_residual,
-                                  err));
+        CELLM_TRY(cellm_json_bool(t, "use_parallel_residual", what, 0, &c->parallel_residual, err));
     c->attn_scale = 1.0 / sqrt((double)c->head_dim);
     if (f->gemma_scale) {
         double qpas;
@@ -417,8 +418,8 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
                               what);
         c->attn_scale = pow(qpas, -0.5);
     }
-    CELLM_TRY(cellm_json_num(t, "attn_logit_softcapping", what, f->attn_softcap,
-                             &c->attn_softcap, err));
+    CELLM_TRY(
+        cellm_json_num(t, "attn_logit_softcapping", what, f->attn_softcap, &c->attn_softcap, err));
     CELLM_TRY(cellm_json_num(t, "final_logit_softcapping", what, f->final_softcap,
                              &c->final_softcap, err));
     if (c->attn_softcap < 0 || c->final_softcap < 0)
@@ -448,8 +449,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));
     c->bos = (int)bos;
     const cJSON *eos = cellm_json_get(top, "eos_token_id");
-    if (!eos)
-        eos = cellm_json_get(t, "eos_token_id");
+    if (!eos) eos = cellm_json_get(t, "eos_token_id");
     if (eos)
         CELLM_TRY(parse_eos(eos, what, c, err));
     else if (f->eos >= 0)
@@ -470,8 +470,7 @@ enum cellm_status cellm_config_parse(const char *json, size_t len, const char *g
         st = cellm_errf(err, CELLM_ERR_FORMAT, "%s: expected a JSON object", what);
         goto out;
     }
-    if ((st = cellm_json_str(root, "model_type", what, NULL, &mt, err)))
-        goto out;
+    if ((st = cellm_json_str(root, "model_type", what, NULL, &mt, err))) goto out;
     if (!mt) {
         st = cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"model_type\" is missing", what);
         goto out;
@@ -493,20 +492,17 @@ enum cellm_status cellm_config_parse(const char *json, size_t len, const char *g
                         cellm_family_list());
         goto out;
     }
-    if ((st = parse_text(root, text, what, f, out, err)))
-        goto out;
+    if ((st = parse_text(root, text, what, f, out, err))) goto out;
     if (gen_json) {
         if ((st = cellm_json_parse(gen_json, gen_len, "generation_config.json", &gen, err)))
             goto out;
         const cJSON *eos = cellm_json_get(gen, "eos_token_id");
-        if (eos && (st = parse_eos(eos, "generation_config.json", out, err)))
-            goto out;
+        if (eos && (st = parse_eos(eos, "generation_config.json", out, err))) goto out;
     }
 out:
     cJSON_Delete(root);
     cJSON_Delete(gen);
-    if (st)
-        cellm_config_free(out);
+    if (st) cellm_config_free(out);
     return st;
 }
 
@@ -523,10 +519,8 @@ enum cellm_status cellm_config_load(const char *dir, struct cellm_config *out,
         st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
         goto out;
     }
-    if ((st = cellm_read_file(p, &text, &len, err)))
-        goto out;
-    if (cellm_file_exists(g) && (st = cellm_read_file(g, &gtext, &glen, err)))
-        goto out;
+    if ((st = cellm_read_file(p, &text, &len, err))) goto out;
+    if (cellm_file_exists(g) && (st = cellm_read_file(g, &gtext, &glen, err))) goto out;
     st = cellm_config_parse(text, len, gtext, glen, p, out, err);
 out:
     cellm_free(p);

@@ -53,54 +53,54 @@ struct cellm_quant_override {
 struct cellm_config {
     char model_type[32]; /* as in config.json (text config's, for gemma3) */
     int vocab;
-    int dim;          /* hidden_size */
+    int dim; /* hidden_size */
     int n_layers;
     int n_heads;
     int n_kv_heads;
     int head_dim;
-    int ffn_dim;      /* intermediate_size (dense MLP) */
-    int max_pos;      /* max_position_embeddings */
+    int ffn_dim; /* intermediate_size (dense MLP) */
+    int max_pos; /* max_position_embeddings */
     double norm_eps;
     enum cellm_norm_kind norm;
     enum cellm_act act;
 
     /* attention */
-    int rot_dims;              /* rotary dims per head (partial rotary) */
-    struct cellm_rope rope;    /* global (full-attention) layers */
+    int rot_dims;                 /* rotary dims per head (partial rotary) */
+    struct cellm_rope rope;       /* global (full-attention) layers */
     struct cellm_rope rope_local; /* sliding layers (Gemma 3: own base, no scaling) */
-    int qkv_bias;              /* q, k, v projections have biases */
-    int o_bias;                /* o_proj has a bias (llama attention_bias) */
+    int qkv_bias;                 /* q, k, v projections have biases */
+    int o_bias;                   /* o_proj has a bias (llama attention_bias) */
     int mlp_bias;
-    int qk_norm;               /* per-head norm on q and k before RoPE (kind = norm) */
-    int qk_norm_per_head;      /* StableLM: a separate (bias-free LayerNorm) per head */
-    double attn_scale;         /* multiplier of q.k: head_dim^-1/2 or query_pre_attn_scalar^-1/2 */
-    double attn_softcap;       /* 0 = none */
-    double final_softcap;      /* 0 = none */
-    int window;                /* sliding window W (keys i-W < j <= i); 0 = none */
-    uint8_t *layer_sliding;    /* [n_layers] 1 = sliding window layer; owned */
+    int qk_norm;            /* per-head norm on q and k before RoPE (kind = norm) */
+    int qk_norm_per_head;   /* StableLM: a separate (bias-free LayerNorm) per head */
+    double attn_scale;      /* multiplier of q.k: head_dim^-1/2 or query_pre_attn_scalar^-1/2 */
+    double attn_softcap;    /* 0 = none */
+    double final_softcap;   /* 0 = none */
+    int window;             /* sliding window W (keys i-W < j <= i); 0 = none */
+    uint8_t *layer_sliding; /* [n_layers] 1 = sliding window layer; owned */
 
     /* block structure */
-    int sandwich_norms;        /* Gemma: post-attention and pre/post-feedforward norms */
-    int parallel_residual;     /* StableLM use_parallel_residual */
-    int embed_scale;           /* Gemma: embeddings x fl(sqrt(dim)) */
+    int sandwich_norms;    /* Gemma: post-attention and pre/post-feedforward norms */
+    int parallel_residual; /* StableLM use_parallel_residual */
+    int embed_scale;       /* Gemma: embeddings x fl(sqrt(dim)) */
     int tie_embeddings;
-    int fused_qkv;             /* Phi-3 qkv_proj */
-    int fused_gate_up;         /* Phi-3 gate_up_proj */
+    int fused_qkv;     /* Phi-3 qkv_proj */
+    int fused_gate_up; /* Phi-3 gate_up_proj */
 
     /* mixture of experts (Qwen3-MoE) */
     int n_experts;
     int n_experts_used;
     int moe_ffn_dim;
     int norm_topk_prob;
-    uint8_t *layer_moe;        /* [n_layers] 1 = MoE block; owned */
+    uint8_t *layer_moe; /* [n_layers] 1 = MoE block; owned */
 
     /* tokens */
-    int bos;                   /* -1 = none */
+    int bos; /* -1 = none */
     int n_eos;
     int32_t eos[CELLM_MAX_EOS];
 
     /* MLX affine quantization: global parameters and per-module overrides */
-    int q_bits;                /* 0 = no "quantization" block */
+    int q_bits; /* 0 = no "quantization" block */
     int q_group;
     int n_q_overrides;
     struct cellm_quant_override *q_overrides;

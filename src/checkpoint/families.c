@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+/* one row per family, several fields a line: a table is read across */
+/* clang-format off */
 static const struct cellm_family families[] = {
     {.model_type = "llama", .vocab = 32000, .dim = 4096, .ffn_dim = 11008, .n_layers = 32,
      .n_heads = 32, .head_dim_from_config = 1, .max_pos = 2048, .norm_eps = 1e-6,
@@ -67,12 +69,12 @@ static const struct cellm_family families[] = {
      .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS, .fused = 1, .bos = 1, .eos = 32000,
      .rope_types = ""},
 };
+/* clang-format on */
 
 const struct cellm_family *cellm_family_find(const char *model_type)
 {
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
-        if (!strcmp(families[i].model_type, model_type))
-            return &families[i];
+        if (!strcmp(families[i].model_type, model_type)) return &families[i];
     return NULL;
 }
 

@@ -11,11 +11,11 @@
 #include "config.h"
 
 enum cellm_sliding_rule {
-    CELLM_SLIDE_NONE,         /* never (llama) */
-    CELLM_SLIDE_ALL,          /* every layer when sliding_window is set (mistral, phi3) */
-    CELLM_SLIDE_QWEN,         /* only with use_sliding_window: layers >= max_window_layers */
-    CELLM_SLIDE_EVEN,         /* even layers (gemma2) */
-    CELLM_SLIDE_PATTERN,      /* all but every sliding_window_pattern-th (gemma3) */
+    CELLM_SLIDE_NONE,    /* never (llama) */
+    CELLM_SLIDE_ALL,     /* every layer when sliding_window is set (mistral, phi3) */
+    CELLM_SLIDE_QWEN,    /* only with use_sliding_window: layers >= max_window_layers */
+    CELLM_SLIDE_EVEN,    /* even layers (gemma2) */
+    CELLM_SLIDE_PATTERN, /* all but every sliding_window_pattern-th (gemma3) */
 };
 
 enum cellm_bias_rule {
@@ -28,27 +28,27 @@ enum cellm_bias_rule {
 struct cellm_family {
     const char *model_type;
     int vocab, dim, ffn_dim, n_layers, n_heads, n_kv_heads; /* n_kv_heads 0 = n_heads */
-    int head_dim;            /* default head_dim; 0 = dim / n_heads */
-    int head_dim_from_config;/* an explicit head_dim in config.json wins */
+    int head_dim;             /* default head_dim; 0 = dim / n_heads */
+    int head_dim_from_config; /* an explicit head_dim in config.json wins */
     int max_pos;
     double norm_eps;
-    const char *eps_key;     /* rms_norm_eps or layer_norm_eps */
-    const char *act_key;     /* hidden_act or hidden_activation */
+    const char *eps_key; /* rms_norm_eps or layer_norm_eps */
+    const char *act_key; /* hidden_act or hidden_activation */
     const char *act_default;
     double rope_theta;
     double partial_rotary;
-    int window_default;      /* sliding_window when the key is absent; 0 = none */
+    int window_default; /* sliding_window when the key is absent; 0 = none */
     enum cellm_sliding_rule sliding;
     enum cellm_bias_rule bias;
     enum cellm_norm_kind norm;
-    int qk_norm;             /* 1 always, 2 = StableLM's qk_layernorm key */
+    int qk_norm; /* 1 always, 2 = StableLM's qk_layernorm key */
     int sandwich_norms, embed_scale, fused, gemma_scale;
     double attn_softcap, final_softcap; /* defaults */
     int tie;
-    int bos, eos;            /* class defaults, -1 = None */
-    int moe;                 /* qwen3_moe keys */
-    int local_rope;          /* gemma3: rope_local_base_freq for sliding layers */
-    const char *rope_types;  /* accepted rope types beside default, comma separated */
+    int bos, eos;           /* class defaults, -1 = None */
+    int moe;                /* qwen3_moe keys */
+    int local_rope;         /* gemma3: rope_local_base_freq for sliding layers */
+    const char *rope_types; /* accepted rope types beside default, comma separated */
 };
 
 /* The family of a model type, or NULL. */

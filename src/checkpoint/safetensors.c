@@ -20,17 +20,28 @@ static const struct {
     const char *name;
     int bits;
 } dtypes[CELLM_DT_COUNT] = {
-    [CELLM_DT_F32] = {"F32", 32},          [CELLM_DT_F16] = {"F16", 16},
-    [CELLM_DT_BF16] = {"BF16", 16},        [CELLM_DT_F64] = {"F64", 64},
-    [CELLM_DT_U32] = {"U32", 32},          [CELLM_DT_I32] = {"I32", 32},
-    [CELLM_DT_U8] = {"U8", 8},             [CELLM_DT_I8] = {"I8", 8},
-    [CELLM_DT_U16] = {"U16", 16},          [CELLM_DT_I16] = {"I16", 16},
-    [CELLM_DT_U64] = {"U64", 64},          [CELLM_DT_I64] = {"I64", 64},
-    [CELLM_DT_BOOL] = {"BOOL", 8},         [CELLM_DT_F8_E4M3] = {"F8_E4M3", 8},
-    [CELLM_DT_F8_E5M2] = {"F8_E5M2", 8},   [CELLM_DT_F8_E8M0] = {"F8_E8M0", 8},
-    [CELLM_DT_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8}, [CELLM_DT_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
-    [CELLM_DT_F4] = {"F4", 4},             [CELLM_DT_F6_E2M3] = {"F6_E2M3", 6},
-    [CELLM_DT_F6_E3M2] = {"F6_E3M2", 6},   [CELLM_DT_C64] = {"C64", 64},
+    [CELLM_DT_F32] = {"F32", 32},
+    [CELLM_DT_F16] = {"F16", 16},
+    [CELLM_DT_BF16] = {"BF16", 16},
+    [CELLM_DT_F64] = {"F64", 64},
+    [CELLM_DT_U32] = {"U32", 32},
+    [CELLM_DT_I32] = {"I32", 32},
+    [CELLM_DT_U8] = {"U8", 8},
+    [CELLM_DT_I8] = {"I8", 8},
+    [CELLM_DT_U16] = {"U16", 16},
+    [CELLM_DT_I16] = {"I16", 16},
+    [CELLM_DT_U64] = {"U64", 64},
+    [CELLM_DT_I64] = {"I64", 64},
+    [CELLM_DT_BOOL] = {"BOOL", 8},
+    [CELLM_DT_F8_E4M3] = {"F8_E4M3", 8},
+    [CELLM_DT_F8_E5M2] = {"F8_E5M2", 8},
+    [CELLM_DT_F8_E8M0] = {"F8_E8M0", 8},
+    [CELLM_DT_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8},
+    [CELLM_DT_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
+    [CELLM_DT_F4] = {"F4", 4},
+    [CELLM_DT_F6_E2M3] = {"F6_E2M3", 6},
+    [CELLM_DT_F6_E3M2] = {"F6_E3M2", 6},
+    [CELLM_DT_C64] = {"C64", 64},
 };
 
 const char *cellm_dtype_name(enum cellm_dtype dt)
@@ -53,8 +64,7 @@ uint64_t cellm_st_numel(const struct cellm_st_tensor *t)
 
 void cellm_st_close(struct cellm_st_file *f)
 {
-    if (!f)
-        return;
+    if (!f) return;
     for (int i = 0; i < f->n; i++)
         cellm_free(f->tensors[i].name);
     cellm_free(f->tensors);
@@ -72,8 +82,7 @@ struct span {
 static int by_begin(const void *a, const void *b)
 {
     const struct span *x = a, *y = b;
-    if (x->begin != y->begin)
-        return x->begin < y->begin ? -1 : 1;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
@@ -99,8 +108,7 @@ static enum cellm_status parse_entry(const cJSON *e, const char *what, struct ce
                           what, nm);
     int found = -1;
     for (int i = 0; i < CELLM_DT_COUNT; i++)
-        if (!strcmp(dt->valuestring, dtypes[i].name))
-            found = i;
+        if (!strcmp(dt->valuestring, dtypes[i].name)) found = i;
     if (found < 0)
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: tensor %s: unknown dtype \"%.40s\"", what, nm,
                           dt->valuestring);
@@ -110,8 +118,9 @@ static enum cellm_status parse_entry(const cJSON *e, const char *what, struct ce
                           what, nm);
     int nd = cJSON_GetArraySize(sh);
     if (nd > CELLM_MAX_DIMS)
-        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: tensor %s: %d dimensions, at most %d supported",
-                          what, nm, nd, CELLM_MAX_DIMS);
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s: %d dimensions, at most %d supported", what, nm, nd,
+                          CELLM_MAX_DIMS);
     t->ndim = nd;
     /* elements x bits must not overflow: keep the running product below 2^60 / 64 */
     uint64_t numel = 1;
@@ -141,13 +150,14 @@ static enum cellm_status parse_entry(const cJSON *e, const char *what, struct ce
     CELLM_TRY(cellm_json_as_int(cJSON_GetArrayItem(off, 1), "data_offsets", what, 0,
                                 (int64_t)1 << 52, &en, err));
     if (en < b)
-        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: tensor %s: data_offsets [%lld, %lld] end before they begin",
-                          what, nm, (long long)b, (long long)en);
-    if ((uint64_t)(en - b) != bits / 8)
         return cellm_errf(err, CELLM_ERR_FORMAT,
-                          "%s: tensor %s: data_offsets span %lld bytes but shape and dtype %s need %llu",
-                          what, nm, (long long)(en - b), dtypes[found].name,
-                          (unsigned long long)(bits / 8));
+                          "%s: tensor %s: data_offsets [%lld, %lld] end before they begin", what,
+                          nm, (long long)b, (long long)en);
+    if ((uint64_t)(en - b) != bits / 8)
+        return cellm_errf(
+            err, CELLM_ERR_FORMAT,
+            "%s: tensor %s: data_offsets span %lld bytes but shape and dtype %s need %llu", what,
+            nm, (long long)(en - b), dtypes[found].name, (unsigned long long)(bits / 8));
     t->nbytes = bits / 8;
     sp->begin = (uint64_t)b;
     sp->end = (uint64_t)en;
@@ -167,8 +177,7 @@ static enum cellm_status parse_header(const cJSON *root, const uint8_t *data, ui
     {
         if (!e->string)
             return cellm_errf(err, CELLM_ERR_FORMAT, "%s: header entry without a name", what);
-        if (strcmp(e->string, "__metadata__"))
-            count++;
+        if (strcmp(e->string, "__metadata__")) count++;
     }
     out->tensors = cellm_calloc((size_t)count, sizeof *out->tensors);
     struct span *spans = cellm_calloc((size_t)count, sizeof *spans);
@@ -180,11 +189,11 @@ static enum cellm_status parse_header(const cJSON *root, const uint8_t *data, ui
     cJSON_ArrayForEach(e, root)
     {
         if (!strcmp(e->string, "__metadata__")) {
-            if (cJSON_IsNull(e))
-                continue;
+            if (cJSON_IsNull(e)) continue;
             if (!cJSON_IsObject(e)) {
-                st = cellm_errf(err, CELLM_ERR_FORMAT, "%s: __metadata__ is a %s, expected an object",
-                                what, cellm_json_type(e));
+                st = cellm_errf(err, CELLM_ERR_FORMAT,
+                                "%s: __metadata__ is a %s, expected an object", what,
+                                cellm_json_type(e));
                 goto done;
             }
             const cJSON *m;
@@ -215,27 +224,28 @@ static enum cellm_status parse_header(const cJSON *root, const uint8_t *data, ui
         out->n++;
         spans[out->n - 1].index = out->n - 1;
         st = parse_entry(e, what, t, &spans[out->n - 1], err);
-        if (st)
-            goto done;
+        if (st) goto done;
     }
     qsort(spans, (size_t)out->n, sizeof *spans, by_begin);
     uint64_t pos = 0;
     for (int i = 0; i < out->n; i++) {
         const struct span *s = &spans[i];
         if (s->begin != pos) {
-            st = cellm_errf(err, CELLM_ERR_FORMAT,
-                            "%s: tensor %s: data_offsets [%llu, %llu] %s (expected it to start at %llu)",
-                            what, out->tensors[s->index].name, (unsigned long long)s->begin,
-                            (unsigned long long)s->end,
-                            s->begin < pos ? "overlap the previous tensor" : "leave a gap",
-                            (unsigned long long)pos);
+            st = cellm_errf(
+                err, CELLM_ERR_FORMAT,
+                "%s: tensor %s: data_offsets [%llu, %llu] %s (expected it to start at %llu)", what,
+                out->tensors[s->index].name, (unsigned long long)s->begin,
+                (unsigned long long)s->end,
+                s->begin < pos ? "overlap the previous tensor" : "leave a gap",
+                (unsigned long long)pos);
             goto done;
         }
         pos = s->end;
     }
     if (pos != data_size) {
         st = cellm_errf(err, CELLM_ERR_FORMAT,
-                        "%s: tensor data ends at byte %llu of the data region but the file holds %llu bytes there%s",
+                        "%s: tensor data ends at byte %llu of the data region but the file holds "
+                        "%llu bytes there%s",
                         what, (unsigned long long)pos, (unsigned long long)data_size,
                         pos > data_size ? " (file truncated?)" : " (trailing bytes)");
         goto done;
@@ -266,9 +276,10 @@ enum cellm_status cellm_st_parse(const uint8_t *buf, size_t size, const char *wh
     for (int i = 7; i >= 0; i--)
         n = (n << 8) | buf[i];
     if (n > CELLM_ST_MAX_HEADER)
-        return cellm_errf(err, CELLM_ERR_FORMAT,
-                          "%s: header length %llu exceeds the limit of %u bytes (not a safetensors file?)",
-                          what, (unsigned long long)n, CELLM_ST_MAX_HEADER);
+        return cellm_errf(
+            err, CELLM_ERR_FORMAT,
+            "%s: header length %llu exceeds the limit of %u bytes (not a safetensors file?)", what,
+            (unsigned long long)n, CELLM_ST_MAX_HEADER);
     if (n > size - 8)
         return cellm_errf(err, CELLM_ERR_FORMAT,
                           "%s: header length %llu runs past the end of the %zu-byte file", what,
@@ -314,8 +325,7 @@ const struct cellm_st_tensor *cellm_st_find(const struct cellm_st_file *f, const
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
         int c = strcmp(f->tensors[mid].name, name);
-        if (c == 0)
-            return &f->tensors[mid];
+        if (c == 0) return &f->tensors[mid];
         if (c < 0)
             lo = mid + 1;
         else

@@ -52,12 +52,12 @@ int cellm_dtype_bits(enum cellm_dtype dt);
 #define CELLM_ST_MAX_HEADER 100000000u
 
 struct cellm_st_tensor {
-    char *name;                      /* as in the header; owned by the file */
+    char *name; /* as in the header; owned by the file */
     enum cellm_dtype dtype;
-    int ndim;                        /* 0 for a scalar */
+    int ndim; /* 0 for a scalar */
     int64_t shape[CELLM_MAX_DIMS];
     uint64_t nbytes;
-    const uint8_t *data;             /* into the buffer; may be unaligned */
+    const uint8_t *data; /* into the buffer; may be unaligned */
 };
 
 struct cellm_st_file {

@@ -20,25 +20,21 @@ int cellm_cmd_bench(int argc, char **argv)
     int n_prompt = 128, n_gen = 64, reps = 1;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
+        if (r < 0) return 2;
+        if (r) continue;
         const char *v;
         if (!strcmp(argv[i], "-p")) {
-            if (!(v = cli_value(argc, argv, &i)))
-                return 2;
+            if (!(v = cli_value(argc, argv, &i))) return 2;
             n_prompt = atoi(v);
         } else if (!strcmp(argv[i], "-n")) {
-            if (!(v = cli_value(argc, argv, &i)))
-                return 2;
+            if (!(v = cli_value(argc, argv, &i))) return 2;
             n_gen = atoi(v);
         } else if (!strcmp(argv[i], "-r")) {
-            if (!(v = cli_value(argc, argv, &i)))
-                return 2;
+            if (!(v = cli_value(argc, argv, &i))) return 2;
             reps = atoi(v);
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: cellm bench -m DIR [-p PROMPT_TOKENS (128)] [-n GEN_TOKENS (64)] [-r REPEATS]\n"
+            printf("usage: cellm bench -m DIR [-p PROMPT_TOKENS (128)] [-n GEN_TOKENS (64)] [-r "
+                   "REPEATS]\n"
                    "                   [--device cpu|cuda|xla] [--threads N]\n");
             return 0;
         } else {
@@ -52,8 +48,7 @@ int cellm_cmd_bench(int argc, char **argv)
     }
     double t0 = cli_now();
     struct cellm_model *m = cli_load_model(&o, "bench");
-    if (!m)
-        return 1;
+    if (!m) return 1;
     double t_load = cli_now() - t0;
     const struct cellm_desc *d = cellm_model_desc(m);
     int vocab = cellm_model_vocab(m);
@@ -65,8 +60,7 @@ int cellm_cmd_bench(int argc, char **argv)
     }
     /* bytes read per decoded token: all weights but the embedding (one row of it) */
     double step_bytes = (double)d->n_bytes;
-    if (!d->cfg.tie_embeddings)
-        step_bytes -= (double)cellm_weight_bytes(&d->embed);
+    if (!d->cfg.tie_embeddings) step_bytes -= (double)cellm_weight_bytes(&d->embed);
     struct cellm_error err;
     struct cellm_ctx *ctx;
     struct cellm_ctx_params cp = cellm_ctx_params_default();

@@ -35,7 +35,8 @@ static void usage(void)
            "  --ignore-eos         do not stop at end-of-sequence ids\n"
            "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R\n"
            "  --frequency-penalty F --presence-penalty P --seed S\n"
-           "                       sampling (defaults from generation_config.json; --temp 0 = greedy)\n"
+           "                       sampling (defaults from generation_config.json; --temp 0 = "
+           "greedy)\n"
            "  --device cpu|cuda|xla --threads N --verbose\n");
 }
 
@@ -50,27 +51,21 @@ static int parse(struct gen_opts *g, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&g->c, argc, argv, &i);
-        if (r < 0)
-            return 0;
-        if (r)
-            continue;
+        if (r < 0) return 0;
+        if (r) continue;
         const char *a = argv[i], *v = NULL;
 #define VAL() (v = cli_value(argc, argv, &i))
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
-            if (!VAL())
-                return 0;
+            if (!VAL()) return 0;
             g->prompt = v;
         } else if (!strcmp(a, "--prompt-ids")) {
-            if (!VAL())
-                return 0;
+            if (!VAL()) return 0;
             g->prompt_ids = v;
         } else if (!strcmp(a, "--system")) {
-            if (!VAL())
-                return 0;
+            if (!VAL()) return 0;
             g->system = v;
         } else if (!strcmp(a, "-n")) {
-            if (!VAL())
-                return 0;
+            if (!VAL()) return 0;
             g->n = atoi(v);
             if (g->n < 0) {
                 fprintf(stderr, "cellm generate: -n must be >= 0\n");
@@ -87,20 +82,16 @@ static int parse(struct gen_opts *g, int argc, char **argv)
         } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
             g->verbose = 1;
         } else if (!strcmp(a, "--stop")) {
-            if (!VAL())
-                return 0;
+            if (!VAL()) return 0;
             const char **s = realloc(g->stops, (size_t)(g->n_stops + 1) * sizeof *s);
-            if (!s)
-                return 0;
+            if (!s) return 0;
             g->stops = s;
             g->stops[g->n_stops++] = v;
         } else if (!strcmp(a, "--seed")) {
-            if (!VAL())
-                return 0;
+            if (!VAL()) return 0;
             g->sp.seed = strtoull(v, NULL, 10);
         } else if (!strcmp(a, "--top-k")) {
-            if (!VAL())
-                return 0;
+            if (!VAL()) return 0;
             g->sp.top_k = atoi(v);
             g->sp_set_topk = 1;
         } else {
@@ -129,8 +120,7 @@ static int parse(struct gen_opts *g, int argc, char **argv)
                 fprintf(stderr, "cellm generate: %s expects a number\n", a);
                 return 0;
             }
-            if (flag)
-                *flag = 1;
+            if (flag) *flag = 1;
         }
 #undef VAL
     }
@@ -150,8 +140,7 @@ static int stop_push(struct stopbuf *sb, const char *text, const char **stops, i
     if (sb->len + add + 1 > sb->cap) {
         size_t cap = (sb->len + add + 1) * 2;
         char *b = realloc(sb->buf, cap);
-        if (!b)
-            return 0;
+        if (!b) return 0;
         sb->buf = b;
         sb->cap = cap;
     }
@@ -229,32 +218,26 @@ int cellm_cmd_generate(int argc, char **argv)
         fprintf(stderr, "cellm generate: %s\n", err.msg);
         goto done;
     }
-    if (g.sp_set_temp)
-        sp.temperature = g.sp.temperature;
-    if (g.sp_set_topk)
-        sp.top_k = g.sp.top_k;
-    if (g.sp_set_topp)
-        sp.top_p = g.sp.top_p;
-    if (g.sp_set_minp)
-        sp.min_p = g.sp.min_p;
-    if (g.sp_set_rep)
-        sp.repetition_penalty = g.sp.repetition_penalty;
+    if (g.sp_set_temp) sp.temperature = g.sp.temperature;
+    if (g.sp_set_topk) sp.top_k = g.sp.top_k;
+    if (g.sp_set_topp) sp.top_p = g.sp.top_p;
+    if (g.sp_set_minp) sp.min_p = g.sp.min_p;
+    if (g.sp_set_rep) sp.repetition_penalty = g.sp.repetition_penalty;
     sp.frequency_penalty = g.sp.frequency_penalty;
     sp.presence_penalty = g.sp.presence_penalty;
     sp.seed = g.sp.seed;
     if (g.prompt_ids) {
-        if (!cli_parse_ids(g.prompt_ids, &prompt, &n_prompt))
-            goto done;
+        if (!cli_parse_ids(g.prompt_ids, &prompt, &n_prompt)) goto done;
     } else {
         const char *text = g.prompt;
         if (g.chat) {
             struct cellm_chat_message msgs[2];
             size_t nm = 0;
-            if (g.system)
-                msgs[nm++] = (struct cellm_chat_message){"system", g.system};
+            if (g.system) msgs[nm++] = (struct cellm_chat_message){"system", g.system};
             msgs[nm++] = (struct cellm_chat_message){"user", g.prompt};
-            if (cellm_tokenizer_chat(tok, msgs, nm, 1, g.think ? NULL : "{\"enable_thinking\": false}",
-                                     &chat_text, &err)) {
+            if (cellm_tokenizer_chat(tok, msgs, nm, 1,
+                                     g.think ? NULL : "{\"enable_thinking\": false}", &chat_text,
+                                     &err)) {
                 fprintf(stderr, "cellm generate: %s\n", err.msg);
                 goto done;
             }
@@ -272,8 +255,7 @@ int cellm_cmd_generate(int argc, char **argv)
         fprintf(stderr, "cellm generate: the prompt is empty\n");
         goto done;
     }
-    if (!(m = cli_load_model(&g.c, "generate")))
-        goto done;
+    if (!(m = cli_load_model(&g.c, "generate"))) goto done;
     struct cellm_ctx_params cp = cellm_ctx_params_default();
     if (cellm_ctx_new(m, &cp, &ctx, &err) ||
         cellm_sampler_new(&sp, cellm_model_vocab(m), &smp, &err) ||
@@ -315,11 +297,9 @@ int cellm_cmd_generate(int argc, char **argv)
                 fprintf(stderr, "\ncellm generate: %s\n", err.msg);
                 goto done;
             }
-            if (!stop_push(&sb, piece, g.stops, g.n_stops, &stopped))
-                goto done;
+            if (!stop_push(&sb, piece, g.stops, g.n_stops, &stopped)) goto done;
         }
-        if (n_out == g.n || stopped)
-            break;
+        if (n_out == g.n || stopped) break;
         if (cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
             fprintf(stderr, "\ncellm generate: %s\n", err.msg);
             goto done;
@@ -327,8 +307,7 @@ int cellm_cmd_generate(int argc, char **argv)
         t2 = cli_now();
     }
     if (text_out) {
-        if (!stopped && sb.len)
-            fwrite(sb.buf, 1, sb.len, stdout);
+        if (!stopped && sb.len) fwrite(sb.buf, 1, sb.len, stdout);
         printf("\n");
     } else {
         for (int i = 0; i < n_out; i++)

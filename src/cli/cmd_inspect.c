@@ -45,8 +45,7 @@ static void add(struct summary *s, const struct cellm_weight *w, int layer)
     while (k < s->n && strcmp(s->desc[k], d))
         k++;
     if (k == s->n) {
-        if (s->n == MAX_VARIANTS)
-            return;
+        if (s->n == MAX_VARIANTS) return;
         snprintf(s->desc[k], sizeof s->desc[k], "%s", d);
         s->layers[k][0] = 0;
         s->n++;
@@ -57,8 +56,7 @@ static void add(struct summary *s, const struct cellm_weight *w, int layer)
     /* a layer appears once even when its experts repeat it */
     const char *last = strrchr(s->layers[k], ',');
     last = last ? last + 1 : s->layers[k];
-    if (len && !strcmp(last, num))
-        return;
+    if (len && !strcmp(last, num)) return;
     if (len + strlen(num) + 2 < sizeof s->layers[k])
         snprintf(s->layers[k] + len, sizeof s->layers[k] - len, "%s%s", len ? "," : "", num);
     s->count[k]++;
@@ -82,8 +80,7 @@ static void print_group(const char *label, const char *const *names, struct summ
 {
     int done[8] = {0};
     for (int i = 0; i < n; i++) {
-        if (done[i] || s[i].n == 0)
-            continue;
+        if (done[i] || s[i].n == 0) continue;
         char line[128];
         size_t len = (size_t)snprintf(line, sizeof line, "%s %s", label, names[i]);
         for (int j = i + 1; j < n; j++)
@@ -99,9 +96,12 @@ static void print_group(const char *label, const char *const *names, struct summ
 static const char *norm_name(enum cellm_norm_kind k)
 {
     switch (k) {
-    case CELLM_NORM_RMS: return "RMSNorm";
-    case CELLM_NORM_RMS_PLUS_ONE: return "RMSNorm (1 + w)";
-    case CELLM_NORM_LAYER: return "LayerNorm";
+    case CELLM_NORM_RMS:
+        return "RMSNorm";
+    case CELLM_NORM_RMS_PLUS_ONE:
+        return "RMSNorm (1 + w)";
+    case CELLM_NORM_LAYER:
+        return "LayerNorm";
     }
     return "?";
 }
@@ -109,9 +109,12 @@ static const char *norm_name(enum cellm_norm_kind k)
 static const char *act_name(enum cellm_act a)
 {
     switch (a) {
-    case CELLM_ACT_SILU: return "silu";
-    case CELLM_ACT_GELU_TANH: return "gelu_pytorch_tanh";
-    case CELLM_ACT_GELU: return "gelu";
+    case CELLM_ACT_SILU:
+        return "silu";
+    case CELLM_ACT_GELU_TANH:
+        return "gelu_pytorch_tanh";
+    case CELLM_ACT_GELU:
+        return "gelu";
     }
     return "?";
 }
@@ -119,7 +122,9 @@ static const char *act_name(enum cellm_act a)
 static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
 {
     switch (r->kind) {
-    case CELLM_ROPE_DEFAULT: snprintf(buf, n, "default, theta %g", r->theta); break;
+    case CELLM_ROPE_DEFAULT:
+        snprintf(buf, n, "default, theta %g", r->theta);
+        break;
     case CELLM_ROPE_LINEAR:
         snprintf(buf, n, "linear, theta %g, factor %g", r->theta, r->factor);
         break;
@@ -127,8 +132,7 @@ static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
         snprintf(buf, n,
                  "llama3, theta %g, factor %g, low_freq_factor %g, high_freq_factor %g, "
                  "original_max_position_embeddings %g",
-                 r->theta, r->factor, r->low_freq_factor, r->high_freq_factor,
-                 r->original_max_pos);
+                 r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
         break;
     }
 }
@@ -140,8 +144,7 @@ static int layer_list(const uint8_t *flag, int n, char *buf, size_t cap)
     size_t len = 0;
     buf[0] = 0;
     for (int i = 0; i < n; i++) {
-        if (!flag[i])
-            continue;
+        if (!flag[i]) continue;
         count++;
         if (len + 16 < cap)
             len += (size_t)snprintf(buf + len, cap - len, "%s%d", len ? "," : "", i);
@@ -187,7 +190,9 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
     printf("block        %s eps %g, %s%s%s%s%s%s%s%s\n", norm_name(c->norm), c->norm_eps,
            act_name(c->act), c->qkv_bias ? ", qkv bias" : "", c->o_bias ? ", o bias" : "",
            c->mlp_bias ? ", mlp bias" : "",
-           c->qk_norm_per_head ? ", per-head q/k norm" : c->qk_norm ? ", q/k norm" : "",
+           c->qk_norm_per_head ? ", per-head q/k norm"
+           : c->qk_norm        ? ", q/k norm"
+                               : "",
            c->sandwich_norms ? ", sandwich norms" : "",
            c->parallel_residual ? ", parallel residual" : "",
            c->embed_scale ? ", embeddings x sqrt(hidden)" : "");
@@ -200,22 +205,20 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
         while (!moe[first])
             first++;
         snprintf(probe, sizeof probe, "model.layers.%d.mlp.switch_mlp.gate_proj.weight", first);
-        if (cellm_ckpt_find(&d->ckpt, probe))
-            layout = "stacked (mlx-lm switch_mlp)";
+        if (cellm_ckpt_find(&d->ckpt, probe)) layout = "stacked (mlx-lm switch_mlp)";
         snprintf(probe, sizeof probe, "model.layers.%d.mlp.experts.gate_up_proj.weight", first);
-        if (cellm_ckpt_find(&d->ckpt, probe))
-            layout = "stacked gate_up (transformers v5)";
+        if (cellm_ckpt_find(&d->ckpt, probe)) layout = "stacked gate_up (transformers v5)";
         printf("experts      %d experts, %d per token, ffn %d, %s, on %d of %d layers (%s)%s\n",
-               c->n_experts, c->n_experts_used, c->moe_ffn_dim, layout, n_moe, c->n_layers,
-               layers, c->norm_topk_prob ? ", top-k renormalised" : "");
+               c->n_experts, c->n_experts_used, c->moe_ffn_dim, layout, n_moe, c->n_layers, layers,
+               c->norm_topk_prob ? ", top-k renormalised" : "");
     }
     printf("tokens       bos %d, eos", c->bos);
     for (int i = 0; i < c->n_eos; i++)
         printf("%s%d", i ? "," : " ", c->eos[i]);
     printf("%s\n", c->n_eos ? "" : " none");
     if (c->q_bits)
-        printf("quantization %d-bit, group %d (config.json), %d per-module override%s\n",
-               c->q_bits, c->q_group, c->n_q_overrides, c->n_q_overrides == 1 ? "" : "s");
+        printf("quantization %d-bit, group %d (config.json), %d per-module override%s\n", c->q_bits,
+               c->q_group, c->n_q_overrides, c->n_q_overrides == 1 ? "" : "s");
 
     /* storage */
     printf("storage\n");
@@ -248,8 +251,7 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
 
     memset(s, 0, sizeof s);
     for (int i = 0; i < c->n_layers; i++) {
-        if (d->layers[i].moe)
-            continue;
+        if (d->layers[i].moe) continue;
         add(&s[0], &d->layers[i].w_gate, i);
         add(&s[1], &d->layers[i].w_up, i);
         add(&s[2], &d->layers[i].w_down, i);
@@ -262,8 +264,7 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
     if (n_moe) {
         memset(s, 0, sizeof s);
         for (int i = 0; i < c->n_layers; i++) {
-            if (!d->layers[i].moe)
-                continue;
+            if (!d->layers[i].moe) continue;
             for (int e = 0; e < c->n_experts; e++) {
                 add(&s[0], &d->layers[i].e_gate[e], i);
                 add(&s[1], &d->layers[i].e_up[e], i);
@@ -284,8 +285,7 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
            (double)b / (1024.0 * 1024.0), p ? 8.0 * (double)b / (double)p : 0.0);
     printf("names        %s%s", *d->ckpt.scheme ? d->ckpt.scheme : "canonical",
            *d->ckpt.scheme ? "*" : "");
-    if (d->ckpt.n_ignored)
-        printf(" (%d tensors of other towers ignored)", d->ckpt.n_ignored);
+    if (d->ckpt.n_ignored) printf(" (%d tensors of other towers ignored)", d->ckpt.n_ignored);
     printf("\n");
     printf("shards       %d\n", d->ckpt.n_files);
     for (int i = 0; i < d->ckpt.n_files; i++)
@@ -312,10 +312,8 @@ int cellm_cmd_inspect(int argc, char **argv)
     o.mp.n_threads = 1; /* inspect computes nothing */
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
+        if (r < 0) return 2;
+        if (r) continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: cellm inspect -m DIR [--device cpu|cuda|xla]\n"
                    "  describes a checkpoint: family, dimensions, attention layout, storage of\n"
@@ -326,8 +324,7 @@ int cellm_cmd_inspect(int argc, char **argv)
         return 2;
     }
     struct cellm_model *m = cli_load_model(&o, "inspect");
-    if (!m)
-        return 1;
+    if (!m) return 1;
     print_model(o.model_dir, cellm_model_desc(m), cellm_model_device(m));
     cellm_model_free(m);
     return 0;

@@ -67,43 +67,33 @@ int cellm_cmd_serve(int argc, char **argv)
     so.api_key = getenv("CELLM_API_KEY");
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
+        if (r < 0) return 2;
+        if (r) continue;
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "--host")) {
-            if (!(so.host = cli_value(argc, argv, &i)))
-                return 2;
+            if (!(so.host = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--port")) {
-            if (int_opt(argc, argv, &i, 0, 65535, &so.port))
-                return 2;
+            if (int_opt(argc, argv, &i, 0, 65535, &so.port)) return 2;
         } else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) {
-            if (int_opt(argc, argv, &i, 1, 1024, &so.parallel))
-                return 2;
+            if (int_opt(argc, argv, &i, 1, 1024, &so.parallel)) return 2;
         } else if (!strcmp(a, "--queue")) {
-            if (int_opt(argc, argv, &i, 0, 1000000, &so.queue))
-                return 2;
+            if (int_opt(argc, argv, &i, 0, 1000000, &so.queue)) return 2;
         } else if (!strcmp(a, "--ctx-size") || !strcmp(a, "-c")) {
-            if (int_opt(argc, argv, &i, 0, 1 << 30, &so.ctx_size))
-                return 2;
+            if (int_opt(argc, argv, &i, 0, 1 << 30, &so.ctx_size)) return 2;
         } else if (!strcmp(a, "--api-key")) {
-            if (!(so.api_key = cli_value(argc, argv, &i)))
-                return 2;
+            if (!(so.api_key = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--name")) {
-            if (!(so.model_name = cli_value(argc, argv, &i)))
-                return 2;
+            if (!(so.model_name = cli_value(argc, argv, &i))) return 2;
         } else {
             fprintf(stderr, "cellm serve: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         }
     }
-    if (so.api_key && !*so.api_key)
-        so.api_key = NULL;
+    if (so.api_key && !*so.api_key) so.api_key = NULL;
 
     /* before any thread exists, so that every thread inherits the mask */
     sigset_t sigs;
@@ -114,8 +104,7 @@ int cellm_cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct cellm_model *model = cli_load_model(&o, "serve");
-    if (!model)
-        return 1;
+    if (!model) return 1;
     struct cellm_tokenizer *tok = NULL;
     struct cellm_error err;
     char path[4096];
@@ -128,8 +117,10 @@ int cellm_cmd_serve(int argc, char **argv)
             return 1;
         }
     } else {
-        fprintf(stderr, "cellm serve: %s has no tokenizer.json: serving token ids only "
-                        "(prompt_ids on /v1/completions)\n", o.model_dir);
+        fprintf(stderr,
+                "cellm serve: %s has no tokenizer.json: serving token ids only "
+                "(prompt_ids on /v1/completions)\n",
+                o.model_dir);
     }
     char name[256];
     if (!so.model_name) {

@@ -40,7 +40,8 @@ static int load_oracle(const char *path, struct oracle *o)
                 {"forced_logits", &o->forced_logits, CELLM_DT_F32, 2}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         *want[i].t = cellm_st_find(&o->f, want[i].name);
-        if (!*want[i].t || (*want[i].t)->dtype != want[i].dt || (*want[i].t)->ndim != want[i].ndim) {
+        if (!*want[i].t || (*want[i].t)->dtype != want[i].dt ||
+            (*want[i].t)->ndim != want[i].ndim) {
             fprintf(stderr, "cellm verify: %s: tensor %s missing or not %s with %d dims\n", path,
                     want[i].name, cellm_dtype_name(want[i].dt), want[i].ndim);
             return 0;
@@ -77,8 +78,7 @@ static double row_err(const float *got, const struct cellm_st_tensor *ref, int64
         mx = fmax(mx, fabs(ref_at(ref, row, v)));
     for (int v = 0; v < vocab; v++) {
         double d = fabs((double)got[v] - ref_at(ref, row, v));
-        if (!(d <= e))
-            e = isnan(d) ? INFINITY : d;
+        if (!(d <= e)) e = isnan(d) ? INFINITY : d;
     }
     *abs_err = e;
     return e / (1e-4 * mx);
@@ -183,9 +183,11 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
     }
     if (ok && worst > 1.0) {
         ok = 0;
-        printf("FAIL greedy: ids identical but logits off by %.3g (%.3f of tolerance)\n", worst_abs, worst);
+        printf("FAIL greedy: ids identical but logits off by %.3g (%.3f of tolerance)\n", worst_abs,
+               worst);
     } else if (ok) {
-        printf("ok   greedy: %lld prompt + %lld generated ids identical, max |err| %.3g (%.3f of tolerance)\n",
+        printf("ok   greedy: %lld prompt + %lld generated ids identical, max |err| %.3g (%.3f of "
+               "tolerance)\n",
                (long long)P, (long long)G, worst_abs, worst);
     }
     (void)first_diff;
@@ -200,16 +202,14 @@ int cellm_cmd_verify(int argc, char **argv)
     const char *oracle_path = NULL;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
-        if (r < 0)
-            return 2;
-        if (r)
-            continue;
+        if (r < 0) return 2;
+        if (r) continue;
         if (!strcmp(argv[i], "--oracle")) {
-            if (!(oracle_path = cli_value(argc, argv, &i)))
-                return 2;
+            if (!(oracle_path = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: cellm verify -m DIR [--oracle FILE] [--device cpu|cuda|xla] [--threads N]\n"
-                   "Checks the model against reference outputs (default DIR/oracle.safetensors).\n");
+            printf(
+                "usage: cellm verify -m DIR [--oracle FILE] [--device cpu|cuda|xla] [--threads N]\n"
+                "Checks the model against reference outputs (default DIR/oracle.safetensors).\n");
             return 0;
         } else {
             fprintf(stderr, "cellm verify: unknown option %s\n", argv[i]);

@@ -27,8 +27,7 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
     }
     if (!strcmp(a, "--device")) {
         const char *v = cli_value(argc, argv, i);
-        if (!v)
-            return -1;
+        if (!v) return -1;
         if (!strcmp(v, "cpu"))
             o->mp.device = CELLM_DEVICE_CPU;
         else if (!strcmp(v, "cuda"))
@@ -63,8 +62,7 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n)
 {
     int cap = 16, k = 0;
     int32_t *v = malloc(cap * sizeof *v);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     const char *p = s;
     while (*p) {
         char *end;
@@ -112,8 +110,7 @@ struct cellm_model *cli_load_model(const struct cli_opts *o, const char *cmd)
         return NULL;
     }
     const char *w = cellm_model_warnings(m);
-    if (w && *w)
-        fprintf(stderr, "warning: %s", w);
+    if (w && *w) fprintf(stderr, "warning: %s", w);
     return m;
 }
 
@@ -128,7 +125,6 @@ int cli_argmax(const float *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++)
-        if (x[i] > x[b])
-            b = i;
+        if (x[i] > x[b]) b = i;
     return b;
 }

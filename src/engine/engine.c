@@ -26,11 +26,11 @@ struct cellm_ctx {
     struct cellm_model *model;
     void *ex;
     int max_seqs;
-    int *len;                /* [max_seqs] tokens in each sequence; -1 = free slot */
+    int *len; /* [max_seqs] tokens in each sequence; -1 = free slot */
     struct cellm_exec_row *rows;
     int rows_cap;
     float *logits;
-    size_t logits_cap;       /* floats */
+    size_t logits_cap; /* floats */
 };
 
 struct cellm_model_params cellm_model_params_default(void)
@@ -50,16 +50,21 @@ static enum cellm_status pick_executor(enum cellm_device dev, const struct cellm
                                        struct cellm_error *err)
 {
     switch (dev) {
-    case CELLM_DEVICE_CPU: *vt = &cellm_exec_cpu; return CELLM_OK;
+    case CELLM_DEVICE_CPU:
+        *vt = &cellm_exec_cpu;
+        return CELLM_OK;
     case CELLM_DEVICE_CUDA:
 #ifdef CELLM_CUDA
         *vt = &cellm_exec_cuda;
         return CELLM_OK;
 #else
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device cuda: this cellm was built without CUDA (configure with -DCELLM_CUDA=ON on a machine with nvcc)");
+                          "--device cuda: this cellm was built without CUDA (configure with "
+                          "-DCELLM_CUDA=ON on a machine with nvcc)");
 #endif
-    case CELLM_DEVICE_XLA: *vt = &cellm_exec_xla; return CELLM_OK;
+    case CELLM_DEVICE_XLA:
+        *vt = &cellm_exec_xla;
+        return CELLM_OK;
     }
     return cellm_errf(err, CELLM_ERR_ARG, "unknown device %d", (int)dev);
 }
@@ -72,8 +77,7 @@ enum cellm_status cellm_model_load(const char *dir, const struct cellm_model_par
     const struct cellm_exec_vt *vt = NULL;
     CELLM_TRY(pick_executor(p.device, &vt, err));
     struct cellm_model *m = cellm_calloc(1, sizeof *m);
-    if (!m)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     m->params = p;
     m->vt = vt;
     enum cellm_status st = cellm_desc_load(dir, &m->desc, err);
@@ -92,10 +96,8 @@ enum cellm_status cellm_model_load(const char *dir, const struct cellm_model_par
 
 void cellm_model_free(struct cellm_model *m)
 {
-    if (!m)
-        return;
-    if (m->dm)
-        m->vt->model_free(m->dm);
+    if (!m) return;
+    if (m->dm) m->vt->model_free(m->dm);
     cellm_desc_free(&m->desc);
     cellm_free(m->description);
     cellm_free(m);
@@ -140,8 +142,7 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     *out = NULL;
     int max_seqs = params && params->max_seqs > 0 ? params->max_seqs : 1;
     struct cellm_ctx *c = cellm_calloc(1, sizeof *c);
-    if (!c)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    if (!c) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     c->model = model;
     c->max_seqs = max_seqs;
     c->len = cellm_malloc((size_t)max_seqs * sizeof *c->len);
@@ -163,10 +164,8 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
 
 void cellm_ctx_free(struct cellm_ctx *c)
 {
-    if (!c)
-        return;
-    if (c->ex)
-        c->model->vt->ctx_free(c->ex);
+    if (!c) return;
+    if (c->ex) c->model->vt->ctx_free(c->ex);
     cellm_free(c->len);
     cellm_free(c->rows);
     cellm_free(c->logits);
@@ -185,16 +184,14 @@ int cellm_ctx_seq_new(struct cellm_ctx *c)
 
 void cellm_ctx_seq_free(struct cellm_ctx *c, int seq)
 {
-    if (!c || seq < 0 || seq >= c->max_seqs || c->len[seq] < 0)
-        return;
+    if (!c || seq < 0 || seq >= c->max_seqs || c->len[seq] < 0) return;
     c->model->vt->seq_truncate(c->ex, seq, 0);
     c->len[seq] = -1;
 }
 
 int cellm_ctx_seq_len(const struct cellm_ctx *c, int seq)
 {
-    if (seq < 0 || seq >= c->max_seqs)
-        return -1;
+    if (seq < 0 || seq >= c->max_seqs) return -1;
     return c->len[seq];
 }
 
@@ -202,12 +199,10 @@ enum cellm_status cellm_ctx_eval(struct cellm_ctx *c, const struct cellm_batch_i
                                  const float **logits, struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->model->desc.cfg;
-    if (n <= 0)
-        return cellm_errf(err, CELLM_ERR_ARG, "eval: empty batch");
+    if (n <= 0) return cellm_errf(err, CELLM_ERR_ARG, "eval: empty batch");
     if (n > c->rows_cap) {
         struct cellm_exec_row *r = cellm_realloc(c->rows, (size_t)n * sizeof *r);
-        if (!r)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+        if (!r) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
         c->rows = r;
         c->rows_cap = n;
     }
@@ -215,7 +210,8 @@ enum cellm_status cellm_ctx_eval(struct cellm_ctx *c, const struct cellm_batch_i
     for (int i = 0; i < n; i++) {
         int s = items[i].seq;
         if (s < 0 || s >= c->max_seqs || c->len[s] < 0)
-            return cellm_errf(err, CELLM_ERR_ARG, "eval: item %d names sequence %d, which does not exist", i, s);
+            return cellm_errf(err, CELLM_ERR_ARG,
+                              "eval: item %d names sequence %d, which does not exist", i, s);
         if (items[i].token < 0 || items[i].token >= cfg->vocab)
             return cellm_errf(err, CELLM_ERR_RANGE,
                               "eval: token id %d is outside the vocabulary [0, %d)", items[i].token,
@@ -230,34 +226,31 @@ enum cellm_status cellm_ctx_eval(struct cellm_ctx *c, const struct cellm_batch_i
         int pos = c->len[s] + before;
         if (pos >= cfg->max_pos)
             return cellm_errf(err, CELLM_ERR_RANGE,
-                              "sequence %d would reach %d tokens, beyond the model's maximum context of %d (max_position_embeddings)",
+                              "sequence %d would reach %d tokens, beyond the model's maximum "
+                              "context of %d (max_position_embeddings)",
                               s, pos + 1, cfg->max_pos);
         c->rows[i] = (struct cellm_exec_row){items[i].token, s, pos, items[i].want_logits != 0};
     }
     size_t need = (size_t)nw * (size_t)cfg->vocab;
     if (need > c->logits_cap) {
         float *l = cellm_realloc(c->logits, need * sizeof(float));
-        if (!l)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory for logits");
+        if (!l) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory for logits");
         c->logits = l;
         c->logits_cap = need;
     }
     CELLM_TRY(c->model->vt->eval(c->ex, c->rows, n, c->logits, err));
     for (int i = 0; i < n; i++)
         c->len[items[i].seq]++;
-    if (logits)
-        *logits = c->logits;
+    if (logits) *logits = c->logits;
     return CELLM_OK;
 }
 
 enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *c, int seq, const int32_t *tokens, int n,
                                      const float **logits, struct cellm_error *err)
 {
-    if (n <= 0)
-        return cellm_errf(err, CELLM_ERR_ARG, "eval: no tokens");
+    if (n <= 0) return cellm_errf(err, CELLM_ERR_ARG, "eval: no tokens");
     struct cellm_batch_item *items = cellm_malloc((size_t)n * sizeof *items);
-    if (!items)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    if (!items) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n; i++)
         items[i] = (struct cellm_batch_item){tokens[i], seq, i == n - 1};
     enum cellm_status st = cellm_ctx_eval(c, items, n, logits, err);

@@ -12,8 +12,8 @@
 
 struct cellm_exec_row {
     int32_t token;
-    int32_t seq;         /* sequence index in [0, max_seqs) */
-    int32_t pos;         /* absolute position; rows of one sequence arrive in order */
+    int32_t seq; /* sequence index in [0, max_seqs) */
+    int32_t pos; /* absolute position; rows of one sequence arrive in order */
     int32_t want_logits;
 };
 

@@ -29,10 +29,14 @@ static const char *fname(const struct binder *b, const struct cellm_ckpt_entry *
 static enum cellm_wfmt float_fmt(enum cellm_dtype dt)
 {
     switch (dt) {
-    case CELLM_DT_F32: return CELLM_W_F32;
-    case CELLM_DT_F16: return CELLM_W_F16;
-    case CELLM_DT_BF16: return CELLM_W_BF16;
-    default: return CELLM_W_NONE;
+    case CELLM_DT_F32:
+        return CELLM_W_F32;
+    case CELLM_DT_F16:
+        return CELLM_W_F16;
+    case CELLM_DT_BF16:
+        return CELLM_W_BF16;
+    default:
+        return CELLM_W_NONE;
     }
 }
 
@@ -41,8 +45,7 @@ static void shape_str(const struct cellm_st_tensor *t, char *buf, size_t n)
     size_t k = (size_t)snprintf(buf, n, "[");
     for (int i = 0; i < t->ndim && k < n; i++)
         k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
-    if (k < n)
-        snprintf(buf + k, n - k, "]");
+    if (k < n) snprintf(buf + k, n - k, "]");
 }
 
 /* A float vector P (full tensor name) of n elements; optional if !required. */
@@ -52,8 +55,7 @@ static enum cellm_status bind_vec(struct binder *b, const char *name, int64_t n,
     memset(v, 0, sizeof *v);
     const struct cellm_ckpt_entry *e = cellm_ckpt_find(&b->d->ckpt, name);
     if (!e) {
-        if (required)
-            return cellm_ckpt_missing(&b->d->ckpt, name, b->err);
+        if (required) return cellm_ckpt_missing(&b->d->ckpt, name, b->err);
         return CELLM_OK;
     }
     const struct cellm_st_tensor *t = e->t;
@@ -102,8 +104,7 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
     snprintf(bname, sizeof bname, "%s.biases", mod);
     const struct cellm_ckpt_entry *we = cellm_ckpt_find(ck, wname);
     const struct cellm_ckpt_entry *se = cellm_ckpt_find(ck, sname);
-    if (!we)
-        return cellm_ckpt_missing(ck, wname, b->err);
+    if (!we) return cellm_ckpt_missing(ck, wname, b->err);
     const struct cellm_st_tensor *wt = we->t;
     int nd = n_stack ? 3 : 2;
     int64_t stack = n_stack ? n_stack : 1;
@@ -116,24 +117,27 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
     if (se) {
         const struct cellm_ckpt_entry *be = cellm_ckpt_find(ck, bname);
         if (!be)
-            return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                              "%s: tensor %s exists but %s does not; affine quantization needs both",
-                              fname(b, se), sname, bname);
+            return cellm_errf(
+                b->err, CELLM_ERR_FORMAT,
+                "%s: tensor %s exists but %s does not; affine quantization needs both",
+                fname(b, se), sname, bname);
         const struct cellm_st_tensor *st = se->t, *bt = be->t;
         int bits, group;
         int q = cellm_config_quant(&b->d->cfg, mod, &bits, &group);
         if (q < 0)
             return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                              "%s: tensor %s is quantized (has .scales) but config.json has no \"quantization\" block",
+                              "%s: tensor %s is quantized (has .scales) but config.json has no "
+                              "\"quantization\" block",
                               fname(b, se), wname);
         if (q == 0)
+            return cellm_errf(
+                b->err, CELLM_ERR_FORMAT,
+                "%s: tensor %s has .scales but config.json quantization says \"%s\": false",
+                fname(b, se), wname, mod);
+        if (st->dtype != bt->dtype || (st->dtype != CELLM_DT_F16 && st->dtype != CELLM_DT_BF16))
             return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                              "%s: tensor %s has .scales but config.json quantization says \"%s\": false",
-                              fname(b, se), wname, mod);
-        if (st->dtype != bt->dtype ||
-            (st->dtype != CELLM_DT_F16 && st->dtype != CELLM_DT_BF16))
-            return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                              "%s: tensor %s has dtype %s but its biases are %s; scales and biases must share one 16-bit type",
+                              "%s: tensor %s has dtype %s but its biases are %s; scales and biases "
+                              "must share one 16-bit type",
                               fname(b, se), sname, cellm_dtype_name(st->dtype),
                               cellm_dtype_name(bt->dtype));
         if (wt->dtype != CELLM_DT_U32)
@@ -141,9 +145,10 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
                               "%s: tensor %s is quantized but has dtype %s; expected U32 codes",
                               fname(b, we), wname, cellm_dtype_name(wt->dtype));
         if (cols % group || (cols * bits) % 32) {
-            return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                              "%s: tensor %s: %lld columns cannot be quantized with group size %d and %d bits",
-                              fname(b, we), wname, (long long)cols, group, bits);
+            return cellm_errf(
+                b->err, CELLM_ERR_FORMAT,
+                "%s: tensor %s: %lld columns cannot be quantized with group size %d and %d bits",
+                fname(b, we), wname, (long long)cols, group, bits);
         }
         int64_t wcols = cols * bits / 32, gcols = cols / group;
         int ok = wt->ndim == nd && wt->shape[nd - 1] == wcols && wt->shape[nd - 2] == rows &&
@@ -152,17 +157,19 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
             shape_str(wt, s, sizeof s);
             /* say what the stored shape would mean, the usual cause being bits/group */
             return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                              "%s: tensor %s has shape %s; with %d bits the config implies %s[%lld, %lld] (%lld x %lld weights)",
+                              "%s: tensor %s has shape %s; with %d bits the config implies "
+                              "%s[%lld, %lld] (%lld x %lld weights)",
                               fname(b, we), wname, s, bits, n_stack ? "[E, ...] " : "",
                               (long long)rows, (long long)wcols, (long long)rows, (long long)cols);
         }
         ok = st->ndim == nd && bt->ndim == nd && st->shape[nd - 1] == gcols &&
-             st->shape[nd - 2] == rows && bt->shape[nd - 1] == gcols &&
-             bt->shape[nd - 2] == rows && (!n_stack || (st->shape[0] == n_stack && bt->shape[0] == n_stack));
+             st->shape[nd - 2] == rows && bt->shape[nd - 1] == gcols && bt->shape[nd - 2] == rows &&
+             (!n_stack || (st->shape[0] == n_stack && bt->shape[0] == n_stack));
         if (!ok) {
             shape_str(st, s, sizeof s);
             return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                              "%s: tensor %s has shape %s; with group size %d expected [%lld, %lld] (and the same for biases)",
+                              "%s: tensor %s has shape %s; with group size %d expected [%lld, "
+                              "%lld] (and the same for biases)",
                               fname(b, se), sname, s, group, (long long)rows, (long long)gcols);
         }
         w.fmt = CELLM_W_AFFINE;
@@ -177,17 +184,18 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
         w.fmt = float_fmt(wt->dtype);
         if (w.fmt == CELLM_W_NONE)
             return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
-                              "%s: tensor %s has dtype %s; weights must be F32, F16, BF16 or MLX affine (U32 with .scales and .biases)",
+                              "%s: tensor %s has dtype %s; weights must be F32, F16, BF16 or MLX "
+                              "affine (U32 with .scales and .biases)",
                               fname(b, we), wname, cellm_dtype_name(wt->dtype));
         int ok = wt->ndim == nd && wt->shape[nd - 1] == cols && wt->shape[nd - 2] == rows &&
                  (!n_stack || wt->shape[0] == n_stack);
         if (!ok) {
             shape_str(wt, s, sizeof s);
             if (n_stack)
-                return cellm_errf(b->err, CELLM_ERR_FORMAT,
-                                  "%s: tensor %s has shape %s; the config implies [%lld, %lld, %lld]",
-                                  fname(b, we), wname, s, (long long)n_stack, (long long)rows,
-                                  (long long)cols);
+                return cellm_errf(
+                    b->err, CELLM_ERR_FORMAT,
+                    "%s: tensor %s has shape %s; the config implies [%lld, %lld, %lld]",
+                    fname(b, we), wname, s, (long long)n_stack, (long long)rows, (long long)cols);
             return cellm_errf(b->err, CELLM_ERR_FORMAT,
                               "%s: tensor %s has shape %s; the config implies [%lld, %lld]",
                               fname(b, we), wname, s, (long long)rows, (long long)cols);
@@ -231,8 +239,7 @@ static enum cellm_status bind_attention(struct binder *b, const char *p, struct 
         CELLM_TRY(bind_vecf(b, 1, kd, &L->bk, "%sself_attn.k_proj.bias", p));
         CELLM_TRY(bind_vecf(b, 1, kd, &L->bv, "%sself_attn.v_proj.bias", p));
     }
-    if (c->o_bias)
-        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->bo, "%sself_attn.o_proj.bias", p));
+    if (c->o_bias) CELLM_TRY(bind_vecf(b, 1, c->dim, &L->bo, "%sself_attn.o_proj.bias", p));
     if (c->qk_norm_per_head) {
         L->q_norm_heads = cellm_calloc((size_t)c->n_heads, sizeof *L->q_norm_heads);
         L->k_norm_heads = cellm_calloc((size_t)c->n_kv_heads, sizeof *L->k_norm_heads);
@@ -277,8 +284,7 @@ static enum cellm_status bind_experts(struct binder *b, const char *p, struct ce
     snprintf(probe, sizeof probe, "%smlp.experts.gate_up_proj.weight", p);
     if (cellm_ckpt_find(&b->d->ckpt, probe)) { /* transformers v5 fused experts */
         struct cellm_weight *gu = cellm_calloc((size_t)E, sizeof *gu);
-        if (!gu)
-            return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
+        if (!gu) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
         snprintf(mod, sizeof mod, "%smlp.experts.gate_up_proj", p);
         enum cellm_status st = bind_matrix(b, mod, E, 2 * I, H, gu);
         for (int e = 0; st == CELLM_OK && e < E; e++) {
@@ -304,8 +310,7 @@ static enum cellm_status bind_experts(struct binder *b, const char *p, struct ce
 static enum cellm_status bind_mlp(struct binder *b, const char *p, struct cellm_layer *L)
 {
     const struct cellm_config *c = &b->d->cfg;
-    if (L->moe)
-        return bind_experts(b, p, L);
+    if (L->moe) return bind_experts(b, p, L);
     if (c->fused_gate_up) {
         struct cellm_weight gu;
         CELLM_TRY(bind_linear(b, p, "mlp.gate_up_proj", 2 * (int64_t)c->ffn_dim, c->dim, &gu));
@@ -336,16 +341,18 @@ static enum cellm_status bind_layer(struct binder *b, int i)
     L->moe = c->layer_moe[i];
     L->inv_freq = L->sliding ? d->inv_freq_local : d->inv_freq_global;
     CELLM_TRY(bind_vecf(b, 1, c->dim, &L->attn_norm, "%sinput_layernorm.weight", p));
-    if (ln)
-        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->attn_norm_b, "%sinput_layernorm.bias", p));
+    if (ln) CELLM_TRY(bind_vecf(b, 1, c->dim, &L->attn_norm_b, "%sinput_layernorm.bias", p));
     if (c->sandwich_norms) {
-        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->post_attn_norm, "%spost_attention_layernorm.weight", p));
+        CELLM_TRY(
+            bind_vecf(b, 1, c->dim, &L->post_attn_norm, "%spost_attention_layernorm.weight", p));
         CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm, "%spre_feedforward_layernorm.weight", p));
-        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->post_ffn_norm, "%spost_feedforward_layernorm.weight", p));
+        CELLM_TRY(
+            bind_vecf(b, 1, c->dim, &L->post_ffn_norm, "%spost_feedforward_layernorm.weight", p));
     } else if (!c->parallel_residual) {
         CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm, "%spost_attention_layernorm.weight", p));
         if (ln)
-            CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm_b, "%spost_attention_layernorm.bias", p));
+            CELLM_TRY(
+                bind_vecf(b, 1, c->dim, &L->ffn_norm_b, "%spost_attention_layernorm.bias", p));
     }
     CELLM_TRY(bind_attention(b, p, L));
     return bind_mlp(b, p, L);
@@ -399,21 +406,18 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
     cellm_rope_inv_freq(&c->rope, c->rot_dims, d->inv_freq_global);
     cellm_rope_inv_freq(&c->rope_local, c->rot_dims, d->inv_freq_local);
     d->embed_scale = c->embed_scale ? (float)sqrt((double)c->dim) : 1.0f;
-    if ((st = bind_matrix(&b, "model.embed_tokens", 0, c->vocab, c->dim, &d->embed)))
-        goto fail;
+    if ((st = bind_matrix(&b, "model.embed_tokens", 0, c->vocab, c->dim, &d->embed))) goto fail;
     if (c->tie_embeddings) {
         d->head = d->embed;
     } else if ((st = bind_matrix(&b, "lm_head", 0, c->vocab, c->dim, &d->head))) {
         goto fail;
     }
-    if ((st = bind_vec(&b, "model.norm.weight", c->dim, 1, &d->final_norm)))
-        goto fail;
+    if ((st = bind_vec(&b, "model.norm.weight", c->dim, 1, &d->final_norm))) goto fail;
     if (c->norm == CELLM_NORM_LAYER &&
         (st = bind_vec(&b, "model.norm.bias", c->dim, 1, &d->final_norm_b)))
         goto fail;
     for (int i = 0; i < c->n_layers; i++)
-        if ((st = bind_layer(&b, i)))
-            goto fail;
+        if ((st = bind_layer(&b, i))) goto fail;
     return CELLM_OK;
 fail:
     cellm_desc_free(d);
@@ -422,8 +426,7 @@ fail:
 
 void cellm_desc_free(struct cellm_desc *d)
 {
-    if (!d)
-        return;
+    if (!d) return;
     if (d->layers)
         for (int i = 0; i < d->cfg.n_layers; i++) {
             cellm_free(d->layers[i].q_norm_heads);

@@ -33,8 +33,12 @@ void cellm_weight_row(const struct cellm_weight *w, int64_t r, float *out)
         for (int64_t i = 0; i < w->cols; i++)
             out[i] = cellm_bits_f32(cellm_load_u32(row + 4 * i));
         break;
-    case CELLM_W_F16: cellm_f16_to_f32_n(row, out, (size_t)w->cols); break;
-    case CELLM_W_BF16: cellm_bf16_to_f32_n(row, out, (size_t)w->cols); break;
+    case CELLM_W_F16:
+        cellm_f16_to_f32_n(row, out, (size_t)w->cols);
+        break;
+    case CELLM_W_BF16:
+        cellm_bf16_to_f32_n(row, out, (size_t)w->cols);
+        break;
     case CELLM_W_AFFINE: {
         int64_t ng = w->cols / w->group;
         const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
@@ -57,10 +61,14 @@ void cellm_weight_row(const struct cellm_weight *w, int64_t r, float *out)
 float cellm_vec_at(const struct cellm_vec *v, int64_t i)
 {
     switch (v->fmt) {
-    case CELLM_W_F32: return cellm_bits_f32(cellm_load_u32(v->data + 4 * i));
-    case CELLM_W_F16: return cellm_f16_to_f32(cellm_load_u16(v->data + 2 * i));
-    case CELLM_W_BF16: return cellm_bf16_to_f32(cellm_load_u16(v->data + 2 * i));
-    default: return 0;
+    case CELLM_W_F32:
+        return cellm_bits_f32(cellm_load_u32(v->data + 4 * i));
+    case CELLM_W_F16:
+        return cellm_f16_to_f32(cellm_load_u16(v->data + 2 * i));
+    case CELLM_W_BF16:
+        return cellm_bf16_to_f32(cellm_load_u16(v->data + 2 * i));
+    default:
+        return 0;
     }
 }
 
@@ -73,19 +81,23 @@ void cellm_vec_get(const struct cellm_vec *v, float *out)
 size_t cellm_weight_bytes(const struct cellm_weight *w)
 {
     size_t n = (size_t)w->rows * w->row_bytes;
-    if (w->fmt == CELLM_W_AFFINE)
-        n += 2 * (size_t)w->rows * (size_t)(w->cols / w->group) * 2;
+    if (w->fmt == CELLM_W_AFFINE) n += 2 * (size_t)w->rows * (size_t)(w->cols / w->group) * 2;
     return n;
 }
 
 const char *cellm_wfmt_name(enum cellm_wfmt f)
 {
     switch (f) {
-    case CELLM_W_NONE: return "none";
-    case CELLM_W_F32: return "F32";
-    case CELLM_W_F16: return "F16";
-    case CELLM_W_BF16: return "BF16";
-    case CELLM_W_AFFINE: return "affine";
+    case CELLM_W_NONE:
+        return "none";
+    case CELLM_W_F32:
+        return "F32";
+    case CELLM_W_F16:
+        return "F16";
+    case CELLM_W_BF16:
+        return "BF16";
+    case CELLM_W_AFFINE:
+        return "affine";
     }
     return "?";
 }

@@ -22,26 +22,26 @@ enum cellm_wfmt {
     CELLM_W_F32,
     CELLM_W_F16,
     CELLM_W_BF16,
-    CELLM_W_AFFINE,   /* MLX affine: U32 codes + 16-bit scales and biases */
+    CELLM_W_AFFINE, /* MLX affine: U32 codes + 16-bit scales and biases */
 };
 
 struct cellm_weight {
     enum cellm_wfmt fmt;
     int64_t rows, cols;
-    const uint8_t *data;    /* row r starts at data + r * row_bytes */
+    const uint8_t *data; /* row r starts at data + r * row_bytes */
     size_t row_bytes;
     /* affine only */
-    int bits;               /* 2, 3, 4, 5, 6 or 8; codes form an LSB-first bit stream per row */
-    int group;              /* 32, 64 or 128 consecutive elements share a scale and bias */
-    enum cellm_dtype sdtype;/* F16 or BF16, scales and biases alike */
-    const uint8_t *scales;  /* [rows][cols / group] */
-    const uint8_t *biases;  /* [rows][cols / group] */
-    const char *name;       /* tensor name for messages (lives in the checkpoint) */
+    int bits;                /* 2, 3, 4, 5, 6 or 8; codes form an LSB-first bit stream per row */
+    int group;               /* 32, 64 or 128 consecutive elements share a scale and bias */
+    enum cellm_dtype sdtype; /* F16 or BF16, scales and biases alike */
+    const uint8_t *scales;   /* [rows][cols / group] */
+    const uint8_t *biases;   /* [rows][cols / group] */
+    const char *name;        /* tensor name for messages (lives in the checkpoint) */
 };
 
 /* A vector (norm weight, bias) in F32, F16 or BF16. */
 struct cellm_vec {
-    enum cellm_wfmt fmt;    /* CELLM_W_NONE when absent */
+    enum cellm_wfmt fmt; /* CELLM_W_NONE when absent */
     int64_t n;
     const uint8_t *data;
 };

@@ -60,16 +60,11 @@ char *cellm_srv_error_json(const struct srv_error *e)
 
 static const char *jtype(const cJSON *j)
 {
-    if (cJSON_IsNumber(j))
-        return "a number";
-    if (cJSON_IsString(j))
-        return "a string";
-    if (cJSON_IsBool(j))
-        return "a boolean";
-    if (cJSON_IsArray(j))
-        return "an array";
-    if (cJSON_IsObject(j))
-        return "an object";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsArray(j)) return "an array";
+    if (cJSON_IsObject(j)) return "an object";
     return "null";
 }
 
@@ -92,10 +87,8 @@ static int num_field(const cJSON *o, const char *key, double lo, double hi, doub
                      struct srv_error *e)
 {
     const cJSON *j = get(o, key);
-    if (!j)
-        return 0;
-    if (!cJSON_IsNumber(j))
-        return bad_type(e, key, "a number", j);
+    if (!j) return 0;
+    if (!cJSON_IsNumber(j)) return bad_type(e, key, "a number", j);
     double v = j->valuedouble;
     if (!isfinite(v) || v < lo || v > hi) {
         cellm_srv_errorf(e, 400, key, "'%s' is %g; expected a value in [%g, %g]", key, v, lo, hi);
@@ -109,14 +102,13 @@ static int int_field(const cJSON *o, const char *key, double lo, double hi, long
                      struct srv_error *e)
 {
     const cJSON *j = get(o, key);
-    if (!j)
-        return 0;
+    if (!j) return 0;
     if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble))
         return bad_type(e, key, "an integer", j);
     double v = j->valuedouble;
     if (v < lo || v > hi) {
-        cellm_srv_errorf(e, 400, key, "'%s' is %.0f; expected an integer in [%.0f, %.0f]", key,
-                         v, lo, hi);
+        cellm_srv_errorf(e, 400, key, "'%s' is %.0f; expected an integer in [%.0f, %.0f]", key, v,
+                         lo, hi);
         return -1;
     }
     *out = (long long)v;
@@ -126,10 +118,8 @@ static int int_field(const cJSON *o, const char *key, double lo, double hi, long
 static int bool_field(const cJSON *o, const char *key, int *out, struct srv_error *e)
 {
     const cJSON *j = get(o, key);
-    if (!j)
-        return 0;
-    if (!cJSON_IsBool(j))
-        return bad_type(e, key, "a boolean", j);
+    if (!j) return 0;
+    if (!cJSON_IsBool(j)) return bad_type(e, key, "a boolean", j);
     *out = cJSON_IsTrue(j);
     return 1;
 }
@@ -152,14 +142,12 @@ static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
         return refuse(e, "top_logprobs", "log probabilities are not returned");
     if ((j = get(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
         return refuse(e, "tools", "tool calling is not implemented");
-    if (get(o, "tool_choice"))
-        return refuse(e, "tool_choice", "tool calling is not implemented");
+    if (get(o, "tool_choice")) return refuse(e, "tool_choice", "tool calling is not implemented");
     if (get(o, "functions") || get(o, "function_call"))
         return refuse(e, get(o, "functions") ? "functions" : "function_call",
                       "function calling is not implemented");
     if ((j = get(o, "response_format"))) {
-        if (!cJSON_IsObject(j))
-            return bad_type(e, "response_format", "an object", j);
+        if (!cJSON_IsObject(j)) return bad_type(e, "response_format", "an object", j);
         const cJSON *t = get(j, "type");
         if (!t || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))
             return refuse(e, "response_format",
@@ -169,8 +157,7 @@ static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
         return refuse(e, "echo", "the prompt is not echoed");
     if ((j = get(o, "best_of")) && !(cJSON_IsNumber(j) && j->valuedouble == 1))
         return refuse(e, "best_of", "only best_of = 1");
-    if ((j = get(o, "suffix")))
-        return refuse(e, "suffix", "fill-in-the-middle is not implemented");
+    if ((j = get(o, "suffix"))) return refuse(e, "suffix", "fill-in-the-middle is not implemented");
     if ((j = get(o, "logit_bias")) && !(cJSON_IsObject(j) && !j->child))
         return refuse(e, "logit_bias", "logit biases are not implemented");
     if ((j = get(o, "audio")) || (j = get(o, "modalities")) || (j = get(o, "prediction")))
@@ -198,8 +185,8 @@ static int ids_from_array(struct cellm_server *s, const cJSON *a, const char *ke
         if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble))
             return bad_type(e, key, "a list of integer token ids", x);
         if (x->valuedouble < 0 || x->valuedouble >= s->vocab) {
-            cellm_srv_errorf(e, 400, key, "'%s'[%d] = %.0f is outside the vocabulary [0, %d)",
-                             key, i, x->valuedouble, s->vocab);
+            cellm_srv_errorf(e, 400, key, "'%s'[%d] = %.0f is outside the vocabulary [0, %d)", key,
+                             i, x->valuedouble, s->vocab);
             return -1;
         }
         p->prompt[i++] = (int32_t)x->valuedouble;
@@ -240,8 +227,8 @@ static int tokenize(struct cellm_server *s, const char *text, int add_special, c
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= s->vocab) {
             cellm_srv_errorf(e, 400, key,
-                             "'%s' tokenizes to id %d, outside the model's vocabulary [0, %d)",
-                             key, ids[i], s->vocab);
+                             "'%s' tokenizes to id %d, outside the model's vocabulary [0, %d)", key,
+                             ids[i], s->vocab);
             free(ids);
             return -1;
         }
@@ -259,8 +246,7 @@ static int completion_prompt(struct cellm_server *s, const cJSON *o, struct srv_
         return -1;
     }
     if (pi) {
-        if (!cJSON_IsArray(pi))
-            return bad_type(e, "prompt_ids", "a list of integer token ids", pi);
+        if (!cJSON_IsArray(pi)) return bad_type(e, "prompt_ids", "a list of integer token ids", pi);
         return ids_from_array(s, pi, "prompt_ids", p, e);
     }
     if (!pr) {
@@ -270,16 +256,13 @@ static int completion_prompt(struct cellm_server *s, const cJSON *o, struct srv_
     }
     if (cJSON_IsArray(pr)) {
         const cJSON *first = pr->child;
-        if (first && cJSON_IsNumber(first))
-            return ids_from_array(s, pr, "prompt", p, e);
+        if (first && cJSON_IsNumber(first)) return ids_from_array(s, pr, "prompt", p, e);
         if (cJSON_GetArraySize(pr) != 1)
             return refuse(e, "prompt", "exactly one prompt per request (a list of one string)");
         pr = first;
     }
-    if (!cJSON_IsString(pr))
-        return bad_type(e, "prompt", "a string or a list of token ids", pr);
-    if (!s->tok)
-        return no_tokenizer(e, "prompt");
+    if (!cJSON_IsString(pr)) return bad_type(e, "prompt", "a string or a list of token ids", pr);
+    if (!s->tok) return no_tokenizer(e, "prompt");
     return tokenize(s, pr->valuestring, 1, "prompt", p, e);
 }
 
@@ -289,10 +272,8 @@ static char *message_content(const cJSON *m, int i, struct srv_error *e)
     char key[48];
     snprintf(key, sizeof key, "messages[%d].content", i);
     const cJSON *c = get(m, "content");
-    if (!c)
-        return strdup("");
-    if (cJSON_IsString(c))
-        return strdup(c->valuestring);
+    if (!c) return strdup("");
+    if (cJSON_IsString(c)) return strdup(c->valuestring);
     if (!cJSON_IsArray(c)) {
         bad_type(e, key, "a string or a list of text parts", c);
         return NULL;
@@ -314,8 +295,7 @@ static char *message_content(const cJSON *m, int i, struct srv_error *e)
         len += strlen(tx->valuestring);
     }
     char *out = malloc(len + 1), *w = out;
-    if (!out)
-        return NULL;
+    if (!out) return NULL;
     cJSON_ArrayForEach(part, c)
     {
         const char *t = get(part, "text")->valuestring;
@@ -336,16 +316,14 @@ static int chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_params
         e->code = "missing_required_parameter";
         return -1;
     }
-    if (!cJSON_IsArray(ms))
-        return bad_type(e, "messages", "a list of messages", ms);
+    if (!cJSON_IsArray(ms)) return bad_type(e, "messages", "a list of messages", ms);
     int n = cJSON_GetArraySize(ms);
     if (n == 0) {
         cellm_srv_errorf(e, 400, "messages", "'messages' is empty");
         return -1;
     }
     const cJSON *kw = get(o, "chat_template_kwargs");
-    if (kw && !cJSON_IsObject(kw))
-        return bad_type(e, "chat_template_kwargs", "an object", kw);
+    if (kw && !cJSON_IsObject(kw)) return bad_type(e, "chat_template_kwargs", "an object", kw);
     struct cellm_chat_message *msgs = calloc((size_t)n, sizeof *msgs);
     char **contents = calloc((size_t)n, sizeof *contents);
     char *extra = kw ? cJSON_PrintUnformatted(kw) : NULL;
@@ -374,8 +352,7 @@ static int chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_params
             goto out;
         }
         const char *role = r->valuestring;
-        if (!strcmp(role, "developer"))
-            role = "system";
+        if (!strcmp(role, "developer")) role = "system";
         if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) {
             cellm_srv_errorf(e, 400, key,
                              "'%s' is '%s'; supported roles are system, developer, user and "
@@ -389,8 +366,7 @@ static int chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_params
             goto out;
         }
         if (!(contents[i] = message_content(m, i, e))) {
-            if (!e->status)
-                cellm_srv_errorf(e, 500, NULL, "out of memory");
+            if (!e->status) cellm_srv_errorf(e, 500, NULL, "out of memory");
             goto out;
         }
         msgs[i].role = role;
@@ -420,8 +396,7 @@ out:
 static int stop_field(const cJSON *o, struct srv_params *p, struct srv_error *e)
 {
     const cJSON *st = get(o, "stop");
-    if (!st)
-        return 0;
+    if (!st) return 0;
     int n = cJSON_IsArray(st) ? cJSON_GetArraySize(st) : 1;
     if (!cJSON_IsArray(st) && !cJSON_IsString(st))
         return bad_type(e, "stop", "a string or a list of strings", st);
@@ -436,10 +411,8 @@ static int stop_field(const cJSON *o, struct srv_params *p, struct srv_error *e)
     }
     const cJSON *x = cJSON_IsArray(st) ? st->child : st;
     for (; x; x = cJSON_IsArray(st) ? x->next : NULL) {
-        if (!cJSON_IsString(x))
-            return bad_type(e, "stop", "a string or a list of strings", x);
-        if (!x->valuestring[0])
-            continue; /* an empty stop string would end every request at once */
+        if (!cJSON_IsString(x)) return bad_type(e, "stop", "a string or a list of strings", x);
+        if (!x->valuestring[0]) continue; /* an empty stop string would end every request at once */
         if (!(p->stop[p->n_stop++] = strdup(x->valuestring))) {
             cellm_srv_errorf(e, 500, NULL, "out of memory");
             return -1;
@@ -454,38 +427,22 @@ static int sampling_fields(const cJSON *o, struct srv_params *p, struct srv_erro
     long long iv;
     int r;
     struct cellm_sampler_params *sp = &p->sp;
-    if ((r = num_field(o, "temperature", 0, 2, &v, e)) < 0)
-        return -1;
-    if (r)
-        sp->temperature = (float)v;
-    if ((r = num_field(o, "top_p", 0, 1, &v, e)) < 0)
-        return -1;
-    if (r)
-        sp->top_p = (float)v;
-    if ((r = int_field(o, "top_k", 0, 1e9, &iv, e)) < 0)
-        return -1;
-    if (r)
-        sp->top_k = (int)iv;
-    if ((r = num_field(o, "min_p", 0, 1, &v, e)) < 0)
-        return -1;
-    if (r)
-        sp->min_p = (float)v;
-    if ((r = num_field(o, "presence_penalty", -2, 2, &v, e)) < 0)
-        return -1;
-    if (r)
-        sp->presence_penalty = (float)v;
-    if ((r = num_field(o, "frequency_penalty", -2, 2, &v, e)) < 0)
-        return -1;
-    if (r)
-        sp->frequency_penalty = (float)v;
-    if ((r = num_field(o, "repetition_penalty", 1e-6, 100, &v, e)) < 0)
-        return -1;
-    if (r)
-        sp->repetition_penalty = (float)v;
-    if ((r = int_field(o, "seed", -9.2e18, 9.2e18, &iv, e)) < 0)
-        return -1;
-    if (r)
-        sp->seed = (uint64_t)iv;
+    if ((r = num_field(o, "temperature", 0, 2, &v, e)) < 0) return -1;
+    if (r) sp->temperature = (float)v;
+    if ((r = num_field(o, "top_p", 0, 1, &v, e)) < 0) return -1;
+    if (r) sp->top_p = (float)v;
+    if ((r = int_field(o, "top_k", 0, 1e9, &iv, e)) < 0) return -1;
+    if (r) sp->top_k = (int)iv;
+    if ((r = num_field(o, "min_p", 0, 1, &v, e)) < 0) return -1;
+    if (r) sp->min_p = (float)v;
+    if ((r = num_field(o, "presence_penalty", -2, 2, &v, e)) < 0) return -1;
+    if (r) sp->presence_penalty = (float)v;
+    if ((r = num_field(o, "frequency_penalty", -2, 2, &v, e)) < 0) return -1;
+    if (r) sp->frequency_penalty = (float)v;
+    if ((r = num_field(o, "repetition_penalty", 1e-6, 100, &v, e)) < 0) return -1;
+    if (r) sp->repetition_penalty = (float)v;
+    if ((r = int_field(o, "seed", -9.2e18, 9.2e18, &iv, e)) < 0) return -1;
+    if (r) sp->seed = (uint64_t)iv;
     return 0;
 }
 
@@ -526,23 +483,21 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
     long long iv;
     int rc;
     if (!cJSON_IsObject(o)) {
-        cellm_srv_errorf(e, 400, NULL, "the request body must be a JSON object, got %s",
-                         jtype(o));
+        cellm_srv_errorf(e, 400, NULL, "the request body must be a JSON object, got %s", jtype(o));
         goto fail;
     }
     if ((j = get(o, "model")) && !cJSON_IsString(j)) {
         bad_type(e, "model", "a string", j);
         goto fail;
     }
-    if (check_unsupported(o, chat, e))
-        goto fail;
-    if ((rc = int_field(o, "n", 1, 1e9, &iv, e)) < 0)
-        goto fail;
+    if (check_unsupported(o, chat, e)) goto fail;
+    if ((rc = int_field(o, "n", 1, 1e9, &iv, e)) < 0) goto fail;
     if (rc && iv != 1) {
         refuse(e, "n", "only n = 1 (one choice per request)");
         goto fail;
     }
-    if (bool_field(o, "stream", &p->stream, e) < 0 || bool_field(o, "return_ids", &p->return_ids, e) < 0)
+    if (bool_field(o, "stream", &p->stream, e) < 0 ||
+        bool_field(o, "return_ids", &p->return_ids, e) < 0)
         goto fail;
     if ((j = get(o, "stream_options"))) {
         if (!cJSON_IsObject(j)) {
@@ -558,21 +513,17 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
     }
     for (int k = 0; k < 2; k++) {
         const char *key = k ? "max_completion_tokens" : "max_tokens";
-        if ((rc = int_field(o, key, 1, 1e9, &iv, e)) < 0)
-            goto fail;
-        if (rc)
-            p->max_tokens = (int)iv;
+        if ((rc = int_field(o, key, 1, 1e9, &iv, e)) < 0) goto fail;
+        if (rc) p->max_tokens = (int)iv;
     }
-    if (stop_field(o, p, e) || sampling_fields(o, p, e))
-        goto fail;
+    if (stop_field(o, p, e) || sampling_fields(o, p, e)) goto fail;
     if (p->n_stop && !s->tok) {
         cellm_srv_errorf(e, 400, "stop",
                          "'stop' needs a tokenizer to match text, and this checkpoint has no "
                          "tokenizer.json");
         goto fail;
     }
-    if ((chat ? chat_prompt(s, o, p, e) : completion_prompt(s, o, p, e)))
-        goto fail;
+    if ((chat ? chat_prompt(s, o, p, e) : completion_prompt(s, o, p, e))) goto fail;
     /* the context: prompt plus generated tokens must fit */
     if (p->n_prompt >= s->ctx_size) {
         cellm_srv_errorf(e, 400, chat ? "messages" : "prompt",
@@ -583,7 +534,8 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         goto fail;
     }
     if (p->max_tokens > 0 && p->n_prompt + p->max_tokens > s->ctx_size) {
-        cellm_srv_errorf(e, 400, get(o, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
+        cellm_srv_errorf(e, 400,
+                         get(o, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
                          "the prompt (%d tokens) plus max_tokens (%d) is %d tokens, beyond the "
                          "context of %d tokens",
                          p->n_prompt, p->max_tokens, p->n_prompt + p->max_tokens, s->ctx_size);
@@ -599,8 +551,7 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
     *out = r;
     return 0;
 fail:
-    if (!e->status)
-        cellm_srv_errorf(e, 500, NULL, "out of memory");
+    if (!e->status) cellm_srv_errorf(e, 500, NULL, "out of memory");
     cJSON_Delete(o);
     cellm_srv_req_free(r);
     return -1;
@@ -660,8 +611,7 @@ char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req
     free(text);
     cJSON_AddNullToObject(c, "logprobs");
     cJSON_AddStringToObject(c, "finish_reason", r->finish ? r->finish : "stop");
-    if (r->p.return_ids)
-        add_ids(c, "token_ids", r->ids, r->n_ids);
+    if (r->p.return_ids) add_ids(c, "token_ids", r->ids, r->n_ids);
     cJSON_AddItemToObject(o, "usage", usage(r));
     return print(o);
 }
@@ -669,8 +619,7 @@ char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req
 static char *sse(cJSON *o)
 {
     char *t = print(o);
-    if (!t)
-        return NULL;
+    if (!t) return NULL;
     size_t n = strlen(t);
     char *ev = malloc(n + 9);
     if (ev) {
@@ -694,10 +643,8 @@ char *cellm_srv_chunk(const struct cellm_server *s, const struct srv_req *r, int
     char *t = strndup(text ? text : "", text_len);
     if (chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
-        if (role)
-            cJSON_AddStringToObject(d, "role", "assistant");
-        if (role || text_len || !finish)
-            cJSON_AddStringToObject(d, "content", t ? t : "");
+        if (role) cJSON_AddStringToObject(d, "role", "assistant");
+        if (role || text_len || !finish) cJSON_AddStringToObject(d, "content", t ? t : "");
     } else {
         cJSON_AddStringToObject(c, "text", t ? t : "");
     }
@@ -707,10 +654,8 @@ char *cellm_srv_chunk(const struct cellm_server *s, const struct srv_req *r, int
         cJSON_AddStringToObject(c, "finish_reason", finish);
     else
         cJSON_AddNullToObject(c, "finish_reason");
-    if (r->p.return_ids)
-        add_ids(c, "token_ids", ids, n_ids);
-    if (r->p.include_usage)
-        cJSON_AddNullToObject(o, "usage");
+    if (r->p.return_ids) add_ids(c, "token_ids", ids, n_ids);
+    if (r->p.include_usage) cJSON_AddNullToObject(o, "usage");
     return sse(o);
 }
 

@@ -56,15 +56,15 @@ struct stream {
 
 static int client_gone(int fd)
 {
-    if (fd < 0)
-        return 0;
+    if (fd < 0) return 0;
     struct pollfd p = {.fd = fd, .events = POLLRDHUP};
     return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 static int conn_fd(struct MHD_Connection *c)
 {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     return ci ? ci->connect_fd : -1;
 }
 
@@ -97,11 +97,9 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
         ctype = "application/json";
         body = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
                       "\"param\":null,\"code\":null}}");
-        if (!body)
-            return MHD_NO;
+        if (!body) return MHD_NO;
     }
-    if (status >= 400)
-        count_error(s);
+    if (status >= 400) count_error(s);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -109,10 +107,8 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", ctype);
-    if (status == 503)
-        MHD_add_response_header(resp, "Retry-After", "1");
-    if (status == 401)
-        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -138,8 +134,7 @@ static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connectio
 
 static int add_event(struct stream *st, char *ev)
 {
-    if (!ev)
-        return -1;
+    if (!ev) return -1;
     size_t n = strlen(ev);
     char *b = realloc(st->buf, st->buf_len + n + 1);
     if (!b) {
@@ -175,15 +170,13 @@ static int fill(struct stream *st)
     int in = r->n_ids - st->sent_ids;
     char *text = tn ? strndup(r->text + st->sent_text, tn) : NULL;
     int32_t *ids = in ? malloc((size_t)in * sizeof *ids) : NULL;
-    if (ids)
-        memcpy(ids, r->ids + st->sent_ids, (size_t)in * sizeof *ids);
+    if (ids) memcpy(ids, r->ids + st->sent_ids, (size_t)in * sizeof *ids);
     int done = r->done, failed = r->failed;
     struct srv_error err = r->err;
     const char *finish = r->finish;
     pthread_mutex_unlock(&s->mu);
     int rc = 0;
-    if ((tn && !text) || (in && !ids))
-        rc = -1;
+    if ((tn && !text) || (in && !ids)) rc = -1;
     if (!rc && chat && !st->role_sent) {
         rc = add_event(st, cellm_srv_chunk(s, r, 1, "", 0, NULL, 0, NULL));
         st->role_sent = 1;
@@ -199,18 +192,15 @@ static int fill(struct stream *st)
             if (j) {
                 size_t n = strlen(j);
                 char *ev = malloc(n + 9);
-                if (ev)
-                    snprintf(ev, n + 9, "data: %s\n\n", j);
+                if (ev) snprintf(ev, n + 9, "data: %s\n\n", j);
                 free(j);
                 rc = add_event(st, ev);
             }
             count_error(s);
         } else {
             rc = add_event(st, cellm_srv_chunk(s, r, 0, "", 0, NULL, 0, finish));
-            if (!rc && r->p.include_usage)
-                rc = add_event(st, cellm_srv_usage_chunk(s, r));
-            if (!rc)
-                rc = add_event(st, strdup("data: [DONE]\n\n"));
+            if (!rc && r->p.include_usage) rc = add_event(st, cellm_srv_usage_chunk(s, r));
+            if (!rc) rc = add_event(st, strdup("data: [DONE]\n\n"));
         }
         st->finished = 1;
     }
@@ -226,16 +216,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     for (;;) {
         if (st->buf_off < st->buf_len) {
             size_t n = st->buf_len - st->buf_off;
-            if (n > max)
-                n = max;
+            if (n > max) n = max;
             memcpy(buf, st->buf + st->buf_off, n);
             st->buf_off += n;
             return (ssize_t)n;
         }
-        if (st->finished)
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        if (fill(st) < 0 && st->buf_len == 0)
-            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (fill(st) < 0 && st->buf_len == 0) return MHD_CONTENT_READER_END_WITH_ERROR;
     }
 }
 
@@ -300,8 +287,7 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
     char *body = failed ? NULL : cellm_srv_response_json(s, r);
     pthread_mutex_unlock(&s->mu);
     cellm_srv_req_release(s, r);
-    if (failed)
-        return reply_error(s, c, &re);
+    if (failed) return reply_error(s, c, &re);
     return reply(s, c, 200, "application/json", body);
 }
 
@@ -309,11 +295,9 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
 
 static int authorized(struct cellm_server *s, struct MHD_Connection *c)
 {
-    if (!s->o.api_key)
-        return 1;
+    if (!s->o.api_key) return 1;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7))
-        return 0;
+    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
     h += 7;
     while (*h == ' ')
         h++;
@@ -348,8 +332,10 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         const char *path, *method;
         int id;
     } routes[] = {
-        {"/health", "GET", 0},          {"/metrics", "GET", 1},
-        {"/v1/models", "GET", 2},       {"/v1/completions", "POST", 3},
+        {"/health", "GET", 0},
+        {"/metrics", "GET", 1},
+        {"/v1/models", "GET", 2},
+        {"/v1/completions", "POST", 3},
         {"/v1/chat/completions", "POST", 4},
     };
     int id = -1, path_known = 0;
@@ -390,10 +376,8 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         snprintf(msg, sizeof msg, "no route %.16s %.200s", method, url);
         return reply_errorf(s, c, 404, "not_found", msg);
     }
-    if (id == 1)
-        return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
-    if (id == 2)
-        return reply(s, c, 200, "application/json", models_json(s));
+    if (id == 1) return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
+    if (id == 2) return reply(s, c, 200, "application/json", models_json(s));
     return completions(s, c, cn, id == 4);
 }
 
@@ -405,8 +389,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     struct cellm_server *s = cls;
     struct conn *cn = *con_cls;
     if (!cn) {
-        if (!(cn = calloc(1, sizeof *cn)))
-            return MHD_NO;
+        if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > CELLM_SERVER_MAX_BODY) {
@@ -418,8 +401,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (cn->too_big)
-            return MHD_YES;
+        if (cn->too_big) return MHD_YES;
         if (cn->len + n > CELLM_SERVER_MAX_BODY) {
             cn->too_big = 1;
             free(cn->body);
@@ -432,8 +414,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             while (cap < cn->len + n + 1)
                 cap *= 2;
             char *b = realloc(cn->body, cap);
-            if (!b)
-                return MHD_NO;
+            if (!b) return MHD_NO;
             cn->body = b;
             cn->cap = cap;
         }
@@ -454,8 +435,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct conn *cn = *con_cls;
     if (cn && cn->inflight) {
         pthread_mutex_lock(&s->mu);
-        if (--s->n_inflight == 0)
-            pthread_cond_broadcast(&s->idle_cv);
+        if (--s->n_inflight == 0) pthread_cond_broadcast(&s->idle_cv);
         pthread_mutex_unlock(&s->mu);
     }
     if (cn) {
@@ -482,11 +462,10 @@ static void server_free(struct cellm_server *s)
     free(s);
 }
 
-static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err,
-                              enum cellm_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err,
-                              enum cellm_status st, const char *fmt, ...)
+static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err, enum cellm_status st,
+                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err, enum cellm_status st,
+                              const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -494,16 +473,14 @@ static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err,
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
     }
-    if (s->sched_started)
-        cellm_srv_sched_stop(s);
+    if (s->sched_started) cellm_srv_sched_stop(s);
     server_free(s);
     return st;
 }
 
 static char *dup_or_null(const char *p, int *oom)
 {
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     char *d = strdup(p);
     *oom |= !d;
     return d;
@@ -515,8 +492,7 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
 {
     *out = NULL;
     struct cellm_server *s = calloc(1, sizeof *s);
-    if (!s)
-        return CELLM_ERR_NOMEM;
+    if (!s) return CELLM_ERR_NOMEM;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->sched_cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
@@ -525,15 +501,13 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     s->tok = tok;
     int oom = 0;
     s->o.host = s->host_copy = dup_or_null(opts->host ? opts->host : "127.0.0.1", &oom);
-    s->o.model_name = s->name_copy = dup_or_null(opts->model_name ? opts->model_name : "cellm", &oom);
+    s->o.model_name = s->name_copy =
+        dup_or_null(opts->model_name ? opts->model_name : "cellm", &oom);
     s->o.api_key = s->key_copy = dup_or_null(opts->api_key, &oom);
     s->o.model_dir = s->dir_copy = dup_or_null(opts->model_dir, &oom);
-    if (oom)
-        return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
-    if (s->o.parallel < 1)
-        s->o.parallel = 1;
-    if (s->o.queue < 0)
-        s->o.queue = 0;
+    if (oom) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
+    if (s->o.parallel < 1) s->o.parallel = 1;
+    if (s->o.queue < 0) s->o.queue = 0;
     s->vocab = cellm_model_vocab(model);
     int maxc = cellm_model_max_context(model);
     s->ctx_size = opts->ctx_size > 0 ? opts->ctx_size : maxc;
@@ -547,15 +521,13 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     const int32_t *e2 = tok ? cellm_tokenizer_eos(tok, &n2) : NULL;
     s->eos = malloc((size_t)(n1 + n2 + 1) * sizeof *s->eos);
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
-    if (!s->eos || !s->slots)
-        return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
+    if (!s->eos || !s->slots) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n1 + n2; i++) {
         int32_t id = i < n1 ? e1[i] : e2[i - n1];
         int dup = 0;
         for (int k = 0; k < s->n_eos; k++)
             dup |= s->eos[k] == id;
-        if (!dup)
-            s->eos[s->n_eos++] = id;
+        if (!dup) s->eos[s->n_eos++] = id;
     }
 
     s->sp_default = cellm_sampler_params_default();
@@ -579,14 +551,14 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
 
     char port[16];
     snprintf(port, sizeof port, "%d", s->o.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE},
+                    *ai = NULL;
     int gai = getaddrinfo(s->o.host, port, &hints, &ai);
-    if (gai)
-        return fail(s, err, CELLM_ERR_ARG, "--host %s: cannot resolve (%d)", s->o.host, gai);
+    if (gai) return fail(s, err, CELLM_ERR_ARG, "--host %s: cannot resolve (%d)", s->o.host, gai);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
@@ -609,8 +581,7 @@ int cellm_server_port(const struct cellm_server *s)
 
 void cellm_server_stop(struct cellm_server *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     /* fail what is in flight first, so that every connection thread can finish its
      * response (streams end with an error event), then stop accepting and join them */
     cellm_srv_sched_stop(s);
@@ -623,8 +594,7 @@ void cellm_server_stop(struct cellm_server *s)
     while (s->n_inflight > 0 && pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == 0)
         ;
     pthread_mutex_unlock(&s->mu);
-    if (s->daemon)
-        MHD_stop_daemon(s->daemon);
+    if (s->daemon) MHD_stop_daemon(s->daemon);
     server_free(s);
 }
 #endif /* CELLM_HAVE_MHD */

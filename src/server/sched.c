@@ -37,8 +37,7 @@ static double now_s(void)
 
 void cellm_srv_req_free(struct srv_req *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     free(r->p.prompt);
     for (int i = 0; i < r->p.n_stop; i++)
         free(r->p.stop[i]);
@@ -55,8 +54,7 @@ void cellm_srv_req_free(struct srv_req *r)
 /* Under s->mu. */
 static void release_locked(struct srv_req *r)
 {
-    if (--r->refs == 0)
-        cellm_srv_req_free(r);
+    if (--r->refs == 0) cellm_srv_req_free(r);
 }
 
 void cellm_srv_req_release(struct cellm_server *s, struct srv_req *r)
@@ -88,8 +86,8 @@ int cellm_srv_submit(struct cellm_server *s, struct srv_req *r, struct srv_error
         e->code = "server_busy";
         return -1;
     }
-    snprintf(r->id, sizeof r->id, "%s-%llx%08llx", r->p.chat ? "chatcmpl" : "cmpl",
-             ++s->next_id, (unsigned long long)(r->p.sp.seed & 0xffffffffu));
+    snprintf(r->id, sizeof r->id, "%s-%llx%08llx", r->p.chat ? "chatcmpl" : "cmpl", ++s->next_id,
+             (unsigned long long)(r->p.sp.seed & 0xffffffffu));
     r->refs = 2; /* the connection and the scheduler */
     r->next = NULL;
     if (s->q_tail)
@@ -113,8 +111,7 @@ static int append(char **buf, size_t *len, size_t *cap, const char *src, size_t 
         while (c < *len + n + 1)
             c *= 2;
         char *b = realloc(*buf, c);
-        if (!b)
-            return -1;
+        if (!b) return -1;
         *buf = b;
         *cap = c;
     }
@@ -149,8 +146,7 @@ static void finish_locked(struct srv_req *r, const char *why)
 
 static void fail_locked(struct srv_req *r, int status, const char *msg)
 {
-    if (r->done)
-        return;
+    if (r->done) return;
     cellm_srv_errorf(&r->err, status, NULL, "%s", msg);
     r->failed = 1;
     finish_locked(r, NULL);
@@ -159,8 +155,7 @@ static void fail_locked(struct srv_req *r, int status, const char *msg)
 /* Frees r's slot and its sequence (under s->mu, on the scheduler thread). */
 static void vacate_locked(struct cellm_server *s, struct srv_req *r)
 {
-    if (r->seq >= 0)
-        cellm_ctx_seq_free(s->ctx, r->seq);
+    if (r->seq >= 0) cellm_ctx_seq_free(s->ctx, r->seq);
     r->seq = -1;
     cellm_sampler_free(r->smp);
     r->smp = NULL;
@@ -190,25 +185,21 @@ static int emit(struct cellm_server *s, struct srv_req *r, int32_t tok)
         cellm_sampler_accept(r->smp, tok);
         if (r->detok) {
             struct cellm_error ce;
-            if (cellm_detok_push(r->detok, tok, &piece, &ce))
-                piece = "";
+            if (cellm_detok_push(r->detok, tok, &piece, &ce)) piece = "";
             oom = append(&r->pend, &r->pend_len, &r->pend_cap, piece, strlen(piece));
         }
         /* the earliest complete stop string ends the output before it */
         size_t cut = (size_t)-1;
         for (int i = 0; i < r->p.n_stop && r->pend; i++) {
             const char *hit = memmem(r->pend, r->pend_len, r->p.stop[i], strlen(r->p.stop[i]));
-            if (hit && (size_t)(hit - r->pend) < cut)
-                cut = (size_t)(hit - r->pend);
+            if (hit && (size_t)(hit - r->pend) < cut) cut = (size_t)(hit - r->pend);
         }
         if (cut != (size_t)-1) {
             finish = "stop";
             release = cut;
         } else {
-            int full = r->n_gen >= r->p.max_tokens ||
-                       r->p.n_prompt + r->n_gen >= s->ctx_size;
-            if (full)
-                finish = "length";
+            int full = r->n_gen >= r->p.max_tokens || r->p.n_prompt + r->n_gen >= s->ctx_size;
+            if (full) finish = "length";
             release = full ? r->pend_len
                            : r->pend_len - holdback(r->pend, r->pend_len, r->p.stop, r->p.n_stop);
         }
@@ -224,10 +215,8 @@ static int emit(struct cellm_server *s, struct srv_req *r, int32_t tok)
         } else
             oom = 1;
     }
-    if (!is_eos && !oom)
-        r->ids[r->n_ids++] = tok;
-    if (release && !oom)
-        oom = append(&r->text, &r->text_len, &r->text_cap, r->pend, release);
+    if (!is_eos && !oom) r->ids[r->n_ids++] = tok;
+    if (release && !oom) oom = append(&r->text, &r->text_len, &r->text_cap, r->pend, release);
     if (oom) {
         fail_locked(r, 500, "out of memory");
     } else if (finish) {
@@ -250,12 +239,10 @@ static int emit(struct cellm_server *s, struct srv_req *r, int32_t tok)
 static void admit_locked(struct cellm_server *s)
 {
     for (int i = 0; i < s->o.parallel && s->q_head; i++) {
-        if (s->slots[i])
-            continue;
+        if (s->slots[i]) continue;
         struct srv_req *r = s->q_head;
         s->q_head = r->next;
-        if (!s->q_head)
-            s->q_tail = NULL;
+        if (!s->q_head) s->q_tail = NULL;
         s->q_len--;
         r->next = NULL;
         if (r->cancelled) {
@@ -338,11 +325,9 @@ static void *sched_main(void *arg)
     for (;;) {
         for (;;) {
             reap_cancelled_locked(s);
-            if (s->stopping)
-                break;
+            if (s->stopping) break;
             admit_locked(s);
-            if (s->n_active)
-                break;
+            if (s->n_active) break;
             pthread_cond_wait(&s->sched_cv, &s->mu);
         }
         if (s->stopping) {
@@ -363,16 +348,13 @@ static void *sched_main(void *arg)
         }
         for (int i = 0; i < s->o.parallel && n_pre < PREFILL_BUDGET; i++) {
             struct srv_req *r = s->slots[i];
-            if (!r || r->n_fed == r->p.n_prompt)
-                continue;
+            if (!r || r->n_fed == r->p.n_prompt) continue;
             int take = r->p.n_prompt - r->n_fed;
-            if (take > PREFILL_BUDGET - n_pre)
-                take = PREFILL_BUDGET - n_pre;
+            if (take > PREFILL_BUDGET - n_pre) take = PREFILL_BUDGET - n_pre;
             for (int k = 0; k < take; k++) {
                 int last = r->n_fed + k + 1 == r->p.n_prompt;
                 items[n++] = (struct cellm_batch_item){r->p.prompt[r->n_fed + k], r->seq, last};
-                if (last)
-                    owner[nw++] = i;
+                if (last) owner[nw++] = i;
             }
             r->n_fed += take;
             n_pre += take;
@@ -401,11 +383,9 @@ static void *sched_main(void *arg)
         }
         pthread_mutex_lock(&s->mu);
         for (int k = 0; k < nw; k++)
-            if (finished[k] && s->slots[owner[k]])
-                vacate_locked(s, s->slots[owner[k]]);
+            if (finished[k] && s->slots[owner[k]]) vacate_locked(s, s->slots[owner[k]]);
         s->m.steps++;
-        if (n_dec > s->m.max_rows_decode)
-            s->m.max_rows_decode = n_dec;
+        if (n_dec > s->m.max_rows_decode) s->m.max_rows_decode = n_dec;
         s->m.prefill_tok += (unsigned long long)n_pre;
         s->m.decode_tok += (unsigned long long)n_dec;
         s->m.prefill_s += dt * n_pre / n;
@@ -435,8 +415,7 @@ void cellm_srv_sched_stop(struct cellm_server *s)
     s->stopping = 1;
     pthread_cond_signal(&s->sched_cv);
     pthread_mutex_unlock(&s->mu);
-    if (s->sched_started)
-        pthread_join(s->sched_thread, NULL);
+    if (s->sched_started) pthread_join(s->sched_thread, NULL);
     s->sched_started = 0;
 }
 
@@ -450,8 +429,7 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
     pthread_mutex_unlock(&s->mu);
     size_t cap = 4096;
     char *t = malloc(cap);
-    if (!t)
-        return NULL;
+    if (!t) return NULL;
     snprintf(t, cap,
              "# HELP cellm_requests_total Requests received, by endpoint.\n"
              "# TYPE cellm_requests_total counter\n"
@@ -500,10 +478,12 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "# HELP cellm_decode_seconds_total Step time attributed to decode rows.\n"
              "# TYPE cellm_decode_seconds_total counter\n"
              "cellm_decode_seconds_total %.6f\n"
-             "# HELP cellm_prefill_tokens_per_second Prompt rows per second of step time (steps are split by row share).\n"
+             "# HELP cellm_prefill_tokens_per_second Prompt rows per second of step time (steps "
+             "are split by row share).\n"
              "# TYPE cellm_prefill_tokens_per_second gauge\n"
              "cellm_prefill_tokens_per_second %.3f\n"
-             "# HELP cellm_decode_tokens_per_second Decode rows per second of step time, all streams together.\n"
+             "# HELP cellm_decode_tokens_per_second Decode rows per second of step time, all "
+             "streams together.\n"
              "# TYPE cellm_decode_tokens_per_second gauge\n"
              "cellm_decode_tokens_per_second %.3f\n",
              m.req_completions, m.req_chat, m.req_other, m.req_errors, m.req_rejected_full,

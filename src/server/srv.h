@@ -27,8 +27,8 @@ struct srv_params {
     int return_ids;    /* extension: token_ids in the response */
     int32_t *prompt;   /* prompt ids (tokenized text or prompt_ids) */
     int n_prompt;
-    int max_tokens;    /* generated tokens at most */
-    char **stop;       /* stop strings (not included in the output) */
+    int max_tokens; /* generated tokens at most */
+    char **stop;    /* stop strings (not included in the output) */
     int n_stop;
     struct cellm_sampler_params sp;
 };
@@ -36,9 +36,9 @@ struct srv_params {
 /* An error for the client: HTTP status and an OpenAI-style body. */
 struct srv_error {
     int status;
-    const char *type;  /* "invalid_request_error", "server_error", ... */
-    const char *code;  /* NULL or a short code */
-    char param[64];    /* "" = none */
+    const char *type; /* "invalid_request_error", "server_error", ... */
+    const char *code; /* NULL or a short code */
+    char param[64];   /* "" = none */
     char msg[512];
 };
 
@@ -48,37 +48,37 @@ struct srv_req {
     long long created;
 
     /* scheduler only */
-    int slot, seq, n_fed;         /* prompt tokens fed so far */
-    int32_t last;                 /* token to feed next in decode */
-    int n_gen;                    /* tokens generated */
+    int slot, seq, n_fed; /* prompt tokens fed so far */
+    int32_t last;         /* token to feed next in decode */
+    int n_gen;            /* tokens generated */
     struct cellm_sampler *smp;
     struct cellm_detok *detok;
-    char *pend;                   /* decoded text not yet released (stop-string holdback) */
+    char *pend; /* decoded text not yet released (stop-string holdback) */
     size_t pend_len, pend_cap;
 
     /* shared, under srv->mu */
-    char *text;                   /* released text */
+    char *text; /* released text */
     size_t text_len, text_cap;
-    int32_t *ids;                 /* generated ids */
+    int32_t *ids; /* generated ids */
     int n_ids, ids_cap;
-    int done;                     /* finished: finish or err set */
-    const char *finish;           /* "stop", "length" */
-    int failed;                   /* err holds why */
+    int done;           /* finished: finish or err set */
+    const char *finish; /* "stop", "length" */
+    int failed;         /* err holds why */
     struct srv_error err;
-    int cancelled;                /* the client went away */
+    int cancelled; /* the client went away */
     int refs;
-    pthread_cond_t cv;            /* signalled when output or done changes */
-    struct srv_req *next;         /* queue link */
+    pthread_cond_t cv;    /* signalled when output or done changes */
+    struct srv_req *next; /* queue link */
 };
 
 struct srv_metrics {
     unsigned long long req_completions, req_chat, req_other, req_errors, req_rejected_full;
     unsigned long long req_cancelled;
     unsigned long long tokens_in, tokens_out;
-    double prefill_s, decode_s;   /* step time split by token share */
+    double prefill_s, decode_s; /* step time split by token share */
     unsigned long long prefill_tok, decode_tok;
     unsigned long long steps;
-    int max_rows_decode;          /* most decode rows in one step so far */
+    int max_rows_decode; /* most decode rows in one step so far */
 };
 
 struct cellm_server {
@@ -87,26 +87,26 @@ struct cellm_server {
     struct cellm_tokenizer *tok;
     struct cellm_ctx *ctx;
     int vocab, ctx_size;
-    int32_t *eos;                 /* model and tokenizer end-of-sequence ids */
+    int32_t *eos; /* model and tokenizer end-of-sequence ids */
     int n_eos;
     struct cellm_sampler_params sp_default;
     char *host_copy, *name_copy, *key_copy, *dir_copy;
 
     pthread_mutex_t mu;
-    pthread_cond_t sched_cv;      /* wakes the scheduler: new request, cancel, stop */
+    pthread_cond_t sched_cv; /* wakes the scheduler: new request, cancel, stop */
     struct srv_req *q_head, *q_tail;
     int q_len;
-    struct srv_req **slots;       /* [parallel] */
+    struct srv_req **slots; /* [parallel] */
     int n_active;
     int stopping;
-    int n_inflight;               /* submitted requests whose response is not yet sent */
-    pthread_cond_t idle_cv;       /* signalled when n_inflight drops to 0 */
+    int n_inflight;         /* submitted requests whose response is not yet sent */
+    pthread_cond_t idle_cv; /* signalled when n_inflight drops to 0 */
     struct srv_metrics m;
     unsigned long long next_id;
 
     pthread_t sched_thread;
     int sched_started;
-    void *daemon;                 /* struct MHD_Daemon */
+    void *daemon; /* struct MHD_Daemon */
     int port;
 };
 

@@ -22,8 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t gen_len = nul ? size - len - 1 : 0;
     struct cellm_config c;
     struct cellm_error err;
-    if (cellm_config_parse(text, len, gen, gen_len, "config.json", &c, &err) != CELLM_OK)
-        return 0;
+    if (cellm_config_parse(text, len, gen, gen_len, "config.json", &c, &err) != CELLM_OK) return 0;
     if (c.vocab <= 0 || c.dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
         c.n_heads % c.n_kv_heads || c.rot_dims <= 0 || c.rot_dims > c.head_dim ||
         c.n_eos > CELLM_MAX_EOS)
@@ -33,10 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sliding += c.layer_sliding[i];
         moe += c.layer_moe[i];
     }
-    if (sliding && c.window <= 0)
-        __builtin_trap();
-    if (moe && (c.n_experts <= 0 || c.n_experts_used > c.n_experts))
-        __builtin_trap();
+    if (sliding && c.window <= 0) __builtin_trap();
+    if (moe && (c.n_experts <= 0 || c.n_experts_used > c.n_experts)) __builtin_trap();
     int bits, group;
     for (int i = 0; i < c.n_q_overrides; i++)
         if (cellm_config_quant(&c, c.q_overrides[i].module, &bits, &group) == 1 &&

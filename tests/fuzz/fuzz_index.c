@@ -27,8 +27,7 @@ static void write_file(const char *name, const void *p, size_t n)
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(p, 1, n, f) != n)
-        __builtin_trap();
+    if (!f || fwrite(p, 1, n, f) != n) __builtin_trap();
     fclose(f);
 }
 
@@ -51,8 +50,7 @@ static void setup(void)
 {
     const char *t = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/cellm-fuzz-index-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(dir))
-        __builtin_trap();
+    if (!mkdtemp(dir)) __builtin_trap();
     write_shard("model-00001-of-00002.safetensors", "model.a");
     write_shard("model-00002-of-00002.safetensors", "model.b");
     snprintf(index_path, sizeof index_path, "%s/model.safetensors.index.json", dir);
@@ -60,17 +58,14 @@ static void setup(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!dir[0])
-        setup();
+    if (!dir[0]) setup();
     write_file("model.safetensors.index.json", data, size);
     struct cellm_ckpt c;
     struct cellm_error err;
     if (cellm_ckpt_open(dir, &c, &err) == CELLM_OK) {
-        if (c.n < 1 || c.n_files < 1 || c.n_files > 2)
-            __builtin_trap();
+        if (c.n < 1 || c.n_files < 1 || c.n_files > 2) __builtin_trap();
         for (int i = 0; i < c.n; i++)
-            if (cellm_ckpt_find(&c, c.entries[i].name) == NULL)
-                __builtin_trap();
+            if (cellm_ckpt_find(&c, c.entries[i].name) == NULL) __builtin_trap();
         cellm_ckpt_missing(&c, "model.zzz", &err);
         cellm_ckpt_missing(&c, "a", &err);
         cellm_ckpt_close(&c);

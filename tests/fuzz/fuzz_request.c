@@ -31,15 +31,12 @@ static void setup(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!ready)
-        setup();
-    if (size < 1)
-        return 0;
+    if (!ready) setup();
+    if (size < 1) return 0;
     struct srv_req *r = NULL;
     struct srv_error e;
     if (cellm_srv_parse(&server, data[0] & 1, (const char *)data + 1, size - 1, &r, &e) == 0) {
-        if (r)
-            cellm_srv_req_free(r);
+        if (r) cellm_srv_req_free(r);
     } else {
         free(cellm_srv_error_json(&e));
     }

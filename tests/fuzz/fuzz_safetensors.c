@@ -16,8 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct cellm_st_file f;
     struct cellm_error err;
-    if (cellm_st_parse(data, size, "fuzz.safetensors", &f, &err) != CELLM_OK)
-        return 0;
+    if (cellm_st_parse(data, size, "fuzz.safetensors", &f, &err) != CELLM_OK) return 0;
     volatile uint8_t sink = 0;
     for (int i = 0; i < f.n; i++) {
         const struct cellm_st_tensor *t = &f.tensors[i];
@@ -25,14 +24,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sink ^= t->data[0];
             sink ^= t->data[t->nbytes - 1];
         }
-        if (t->data < data || t->data + t->nbytes > data + size)
-            __builtin_trap();
+        if (t->data < data || t->data + t->nbytes > data + size) __builtin_trap();
         if (cellm_st_numel(t) * (uint64_t)cellm_dtype_bits(t->dtype) != t->nbytes * 8)
             __builtin_trap();
-        if (i && strcmp(f.tensors[i - 1].name, t->name) >= 0)
-            __builtin_trap();
-        if (cellm_st_find(&f, t->name) != t)
-            __builtin_trap();
+        if (i && strcmp(f.tensors[i - 1].name, t->name) >= 0) __builtin_trap();
+        if (cellm_st_find(&f, t->name) != t) __builtin_trap();
     }
     (void)sink;
     cellm_st_close(&f);

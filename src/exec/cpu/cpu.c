@@ -33,8 +33,8 @@ struct cpu_model {
 #define CHUNK 256
 
 struct cpu_seq {
-    int cap;    /* positions allocated per full-attention layer */
-    float **k;  /* [n_layers] of [cap or ring][kv_dim] */
+    int cap;   /* positions allocated per full-attention layer */
+    float **k; /* [n_layers] of [cap or ring][kv_dim] */
     float **v;
 };
 
@@ -44,18 +44,18 @@ struct cpu_ctx {
     struct cellm_pool *pool;
     int max_seqs;
     struct cpu_seq *seqs;
-    int rows_cap;        /* rows the batch buffers hold */
+    int rows_cap; /* rows the batch buffers hold */
     float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *router;
-    float *moe_out;      /* [rows][n_experts_used][dim] */
-    int *moe_idx;        /* [rows][n_experts_used] */
-    float *moe_w;        /* [rows][n_experts_used] */
-    int *moe_rows;       /* [rows] rows routed to one expert */
+    float *moe_out;                       /* [rows][n_experts_used][dim] */
+    int *moe_idx;                         /* [rows][n_experts_used] */
+    float *moe_w;                         /* [rows][n_experts_used] */
+    int *moe_rows;                        /* [rows] rows routed to one expert */
     float *moe_x, *moe_g, *moe_u, *moe_y; /* gathered per-expert batches */
-    float *mm_scratch;   /* matmul per-thread dequant buffers */
+    float *mm_scratch;                    /* matmul per-thread dequant buffers */
     int64_t mm_cols;
-    float *scores;       /* per-thread attention scores, [threads][score_cap] */
+    float *scores; /* per-thread attention scores, [threads][score_cap] */
     int score_cap;
-    int ring;            /* KV slots of a sliding layer: window + CHUNK; 0 = no sliding layer */
+    int ring; /* KV slots of a sliding layer: window + CHUNK; 0 = no sliding layer */
 };
 
 static int is_ring(const struct cpu_ctx *c, int l)
@@ -81,8 +81,7 @@ static enum cellm_status cpu_model_new(const struct cellm_desc *d,
                                        struct cellm_error *err)
 {
     struct cpu_model *m = cellm_calloc(1, sizeof *m);
-    if (!m)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
+    if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
     m->d = d;
     m->n_threads = mp ? mp->n_threads : 0;
     m->isa = cellm_cpu_isa_from_env();
@@ -118,14 +117,13 @@ static void seq_free(const struct cellm_desc *d, struct cpu_seq *s)
 static void cpu_ctx_free(void *p)
 {
     struct cpu_ctx *c = p;
-    if (!c)
-        return;
+    if (!c) return;
     for (int i = 0; i < c->max_seqs && c->seqs; i++)
         seq_free(c->d, &c->seqs[i]);
     cellm_free(c->seqs);
-    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->o, c->gate, c->up, c->router,
-                     c->moe_out, c->moe_w, c->moe_x, c->moe_g, c->moe_u, c->moe_y,
-                     c->mm_scratch, c->scores};
+    float *bufs[] = {c->x,     c->h,     c->q,     c->k,      c->v,          c->att,
+                     c->o,     c->gate,  c->up,    c->router, c->moe_out,    c->moe_w,
+                     c->moe_x, c->moe_g, c->moe_u, c->moe_y,  c->mm_scratch, c->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         cellm_free(bufs[i]);
     cellm_free(c->moe_idx);
@@ -139,8 +137,7 @@ static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct 
     struct cpu_model *m = dm;
     const struct cellm_config *cfg = &m->d->cfg;
     struct cpu_ctx *c = cellm_calloc(1, sizeof *c);
-    if (!c)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
+    if (!c) return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
     c->m = m;
     c->d = m->d;
     c->max_seqs = max_seqs;
@@ -169,18 +166,15 @@ static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct 
 static void cpu_seq_truncate(void *p, int seq, int from)
 {
     struct cpu_ctx *c = p;
-    if (seq < 0 || seq >= c->max_seqs)
-        return;
-    if (from == 0)
-        seq_free(c->d, &c->seqs[seq]);
+    if (seq < 0 || seq >= c->max_seqs) return;
+    if (from == 0) seq_free(c->d, &c->seqs[seq]);
     /* otherwise positions >= from are simply overwritten by later rows */
 }
 
 static int grow(float **p, size_t n)
 {
     float *q = cellm_realloc(*p, n * sizeof(float));
-    if (!q)
-        return 0;
+    if (!q) return 0;
     *p = q;
     return 1;
 }
@@ -188,31 +182,28 @@ static int grow(float **p, size_t n)
 /* Batch buffers for n rows. */
 static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_error *err)
 {
-    if (n <= c->rows_cap)
-        return CELLM_OK;
+    if (n <= c->rows_cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     size_t r = (size_t)n;
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
     size_t ffn = (size_t)max_i64(cfg->ffn_dim, 1), ku = (size_t)max_i64(cfg->n_experts_used, 1);
-    int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * cfg->dim) &&
-             grow(&c->q, r * qd) && grow(&c->k, r * kd) && grow(&c->v, r * kd) &&
-             grow(&c->att, r * qd) && grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) &&
-             grow(&c->up, r * ffn);
+    int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * cfg->dim) && grow(&c->q, r * qd) &&
+             grow(&c->k, r * kd) && grow(&c->v, r * kd) && grow(&c->att, r * qd) &&
+             grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) && grow(&c->up, r * ffn);
     if (ok && cfg->n_experts) {
         size_t mi = (size_t)cfg->moe_ffn_dim;
         ok = grow(&c->router, r * cfg->n_experts) && grow(&c->moe_out, r * ku * cfg->dim) &&
-             grow(&c->moe_w, r * ku) && grow(&c->moe_x, r * cfg->dim) &&
-             grow(&c->moe_g, r * mi) && grow(&c->moe_u, r * mi) && grow(&c->moe_y, r * cfg->dim);
+             grow(&c->moe_w, r * ku) && grow(&c->moe_x, r * cfg->dim) && grow(&c->moe_g, r * mi) &&
+             grow(&c->moe_u, r * mi) && grow(&c->moe_y, r * cfg->dim);
         int *a = ok ? cellm_realloc(c->moe_idx, r * ku * sizeof(int)) : NULL;
-        if (a)
-            c->moe_idx = a;
+        if (a) c->moe_idx = a;
         int *b = a ? cellm_realloc(c->moe_rows, r * sizeof(int)) : NULL;
-        if (b)
-            c->moe_rows = b;
+        if (b) c->moe_rows = b;
         ok = ok && a && b;
     }
     if (!ok)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a batch of %d rows", n);
+        return cellm_errf(err, CELLM_ERR_NOMEM,
+                          "cpu executor: out of memory for a batch of %d rows", n);
     c->rows_cap = n;
     return CELLM_OK;
 }
@@ -221,8 +212,7 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
 static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int need,
                                      struct cellm_error *err)
 {
-    if (need <= s->cap)
-        return CELLM_OK;
+    if (need <= s->cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     int L = cfg->n_layers;
     size_t kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
@@ -235,15 +225,14 @@ static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int n
     int cap = s->cap ? s->cap : 64;
     while (cap < need)
         cap *= 2;
-    if (cap > cfg->max_pos && need <= cfg->max_pos)
-        cap = cfg->max_pos;
+    if (cap > cfg->max_pos && need <= cfg->max_pos) cap = cfg->max_pos;
     for (int l = 0; l < L; l++) {
-        if (is_ring(c, l) && s->k[l])
-            continue; /* a sliding layer's ring is allocated once */
+        if (is_ring(c, l) && s->k[l]) continue; /* a sliding layer's ring is allocated once */
         size_t slots = is_ring(c, l) ? (size_t)c->ring : (size_t)cap;
         if (!grow(&s->k[l], slots * kd) || !grow(&s->v[l], slots * kd))
             return cellm_errf(err, CELLM_ERR_NOMEM,
-                              "cpu executor: out of memory growing a KV cache to %d positions", cap);
+                              "cpu executor: out of memory growing a KV cache to %d positions",
+                              cap);
     }
     s->cap = cap;
     return CELLM_OK;
@@ -274,8 +263,7 @@ static void attn_part(void *arg, int ti, int tn)
         const struct cellm_exec_row *row = &j->rows[i];
         const struct cpu_seq *s = &c->seqs[row->seq];
         int hi = row->pos, lo = 0;
-        if (L->sliding && cfg->window > 0 && hi - cfg->window + 1 > 0)
-            lo = hi - cfg->window + 1;
+        if (L->sliding && cfg->window > 0 && hi - cfg->window + 1 > 0) lo = hi - cfg->window + 1;
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
         const float *K = s->k[j->layer], *V = s->v[j->layer];
         int nk = hi - lo + 1;
@@ -284,8 +272,7 @@ static void attn_part(void *arg, int ti, int tn)
             float dot = cellm_cpu_dot(c->m->isa, q, K + slot * kd + (size_t)kvh * hd, hd);
             sc[p] = dot * scale;
         }
-        if (cap > 0)
-            cellm_op_softcap(sc, nk, cap);
+        if (cap > 0) cellm_op_softcap(sc, nk, cap);
         cellm_op_softmax(sc, nk);
         float *out = c->att + (size_t)i * qd + (size_t)h * hd;
         for (int d = 0; d < hd; d++)
@@ -352,20 +339,19 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     return CELLM_OK;
 }
 
-static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg, const struct cellm_weight *wu,
-                      const struct cellm_weight *wd, const struct cellm_vec *bg,
-                      const struct cellm_vec *bu, const struct cellm_vec *bd, const float *x,
-                      int n, float *gate, float *up, float *out)
+static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg,
+                      const struct cellm_weight *wu, const struct cellm_weight *wd,
+                      const struct cellm_vec *bg, const struct cellm_vec *bu,
+                      const struct cellm_vec *bd, const float *x, int n, float *gate, float *up,
+                      float *out)
 {
     const struct cellm_config *cfg = &c->d->cfg;
     int64_t I = wg->rows, dim = cfg->dim;
     const struct cellm_cpu_mm gu[2] = {{wg, gate, I}, {wu, up, I}};
     cellm_cpu_matmul_multi(c->pool, c->m->isa, gu, 2, x, dim, n, c->mm_scratch, c->mm_cols);
     for (int i = 0; i < n; i++) {
-        if (bg)
-            cellm_op_add_vec(gate + i * I, bg, I);
-        if (bu)
-            cellm_op_add_vec(up + i * I, bu, I);
+        if (bg) cellm_op_add_vec(gate + i * I, bg, I);
+        if (bu) cellm_op_add_vec(up + i * I, bu, I);
         cellm_op_glu(cfg->act, gate + i * I, up + i * I, I);
     }
     matmul(c, wd, gate, I, n, out, dim);
@@ -394,8 +380,7 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                 int taken = 0;
                 for (int j = 0; j < k; j++)
                     taken |= idx[j] == e;
-                if (!taken && (best < 0 || p[e] > p[best]))
-                    best = e;
+                if (!taken && (best < 0 || p[e] > p[best])) best = e;
             }
             idx[k] = best;
             w[k] = p[best];
@@ -414,11 +399,11 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
             for (int k = 0; k < K; k++)
                 if (c->moe_idx[(size_t)i * K + k] == e) {
                     c->moe_rows[m] = i * K + k;
-                    memcpy(c->moe_x + (size_t)m * dim, x + (size_t)i * dim, (size_t)dim * sizeof(float));
+                    memcpy(c->moe_x + (size_t)m * dim, x + (size_t)i * dim,
+                           (size_t)dim * sizeof(float));
                     m++;
                 }
-        if (!m)
-            continue;
+        if (!m) continue;
         dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL, NULL, c->moe_x, m,
                   c->moe_g, c->moe_u, c->moe_y);
         for (int r = 0; r < m; r++)
@@ -460,19 +445,20 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
     int max_keys = 0;
     for (int i = 0; i < n; i++) {
         if (rows[i].seq < 0 || rows[i].seq >= c->max_seqs)
-            return cellm_errf(err, CELLM_ERR_ARG, "row %d: sequence %d out of range", i, rows[i].seq);
+            return cellm_errf(err, CELLM_ERR_ARG, "row %d: sequence %d out of range", i,
+                              rows[i].seq);
         if (rows[i].token < 0 || rows[i].token >= cfg->vocab)
             return cellm_errf(err, CELLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
                               rows[i].token, cfg->vocab);
         CELLM_TRY(reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
-        if (rows[i].pos + 1 > max_keys)
-            max_keys = rows[i].pos + 1;
+        if (rows[i].pos + 1 > max_keys) max_keys = rows[i].pos + 1;
     }
     if (max_keys > c->score_cap) {
         int cap = max_keys < 256 ? 256 : max_keys;
         float *s = cellm_realloc(c->scores, (size_t)cellm_pool_size(c->pool) * cap * sizeof(float));
         if (!s)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for attention scores");
+            return cellm_errf(err, CELLM_ERR_NOMEM,
+                              "cpu executor: out of memory for attention scores");
         c->scores = s;
         c->score_cap = cap;
     }
@@ -510,8 +496,8 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
         if (L->moe)
             moe(c, L, c->h, n, c->o);
         else
-            dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, &L->b_gate, &L->b_up, &L->b_down,
-                      c->h, n, c->gate, c->up, c->o);
+            dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, &L->b_gate, &L->b_up, &L->b_down, c->h,
+                      n, c->gate, c->up, c->o);
         if (cfg->sandwich_norms)
             for (int i = 0; i < n; i++)
                 cellm_op_norm(cfg->norm, eps, &L->post_ffn_norm, NULL, c->o + i * dim,

@@ -27,12 +27,10 @@
 enum cellm_isa cellm_cpu_isa(void)
 {
 #if HAVE_X86
-    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               cellm_cpu_has_f16c();
-    if (avx2 && __builtin_cpu_supports("avx512f"))
-        return CELLM_ISA_AVX512;
-    if (avx2)
-        return CELLM_ISA_AVX2;
+    int avx2 =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cellm_cpu_has_f16c();
+    if (avx2 && __builtin_cpu_supports("avx512f")) return CELLM_ISA_AVX512;
+    if (avx2) return CELLM_ISA_AVX2;
 #endif
     return CELLM_ISA_PORTABLE;
 }
@@ -51,9 +49,12 @@ enum cellm_isa cellm_cpu_isa_from_env(void)
 const char *cellm_cpu_isa_name(enum cellm_isa isa)
 {
     switch (isa) {
-    case CELLM_ISA_AVX512: return "avx512f";
-    case CELLM_ISA_AVX2: return "avx2+fma+f16c";
-    default: return "portable";
+    case CELLM_ISA_AVX512:
+        return "avx512f";
+    case CELLM_ISA_AVX2:
+        return "avx2+fma+f16c";
+    default:
+        return "portable";
     }
 }
 
@@ -229,13 +230,16 @@ AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float
                         __m128i a = _mm_unpacklo_epi8(lo, hi), b = _mm_unpackhi_epi8(lo, hi);
                         float *oo = o + 32 * j;
                         _mm256_storeu_ps(oo, affine8(_mm256_cvtepu8_epi32(a), sc, bi));
-                        _mm256_storeu_ps(oo + 8, affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)), sc, bi));
+                        _mm256_storeu_ps(
+                            oo + 8, affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8)), sc, bi));
                         _mm256_storeu_ps(oo + 16, affine8(_mm256_cvtepu8_epi32(b), sc, bi));
-                        _mm256_storeu_ps(oo + 24, affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), sc, bi));
+                        _mm256_storeu_ps(
+                            oo + 24, affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)), sc, bi));
                     }
                 } else if (w->bits == 8) {
                     for (int j = 0; j < w->group / 8; j++) {
-                        __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(gp + 8 * j)));
+                        __m256i c =
+                            _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(gp + 8 * j)));
                         _mm256_storeu_ps(o + 8 * j, affine8(c, sc, bi));
                     }
                 } else {
@@ -251,7 +255,8 @@ AVX2 static void dequant_row_avx2(const struct cellm_weight *w, int64_t r, float
             return;
         }
         break;
-    default: break;
+    default:
+        break;
     }
     cellm_weight_row(w, r, out);
 }
@@ -340,12 +345,16 @@ AVX2 static void row2_q4(const struct cellm_weight *w, int64_t r, const float *x
             __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
             a0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(lo0), sc0, bi0), x0, a0);
             c0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(lo1), sc1, bi1), x0, c0);
-            a1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(lo0, 8)), sc0, bi0), x1, a1);
-            c1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(lo1, 8)), sc1, bi1), x1, c1);
+            a1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(lo0, 8)), sc0, bi0),
+                                 x1, a1);
+            c1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(lo1, 8)), sc1, bi1),
+                                 x1, c1);
             a0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(hi0), sc0, bi0), x2, a0);
             c0 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(hi1), sc1, bi1), x2, c0);
-            a1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(hi0, 8)), sc0, bi0), x3, a1);
-            c1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(hi1, 8)), sc1, bi1), x3, c1);
+            a1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(hi0, 8)), sc0, bi0),
+                                 x3, a1);
+            c1 = _mm256_fmadd_ps(affine8(_mm256_cvtepu8_epi32(_mm_srli_si128(hi1, 8)), sc1, bi1),
+                                 x3, c1);
         }
     }
     y[r] = hsum(_mm256_add_ps(a0, a1));
@@ -370,8 +379,7 @@ AVX2 static float row_q8(const struct cellm_weight *w, int64_t r, const float *x
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
-AVX2 static float row_half(const struct cellm_weight *w, int64_t r, const float *x,
-                            const float *xp)
+AVX2 static float row_half(const struct cellm_weight *w, int64_t r, const float *x, const float *xp)
 {
     const uint8_t *row = w->data + (size_t)r * w->row_bytes;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
@@ -408,8 +416,7 @@ AVX2 static float row_half(const struct cellm_weight *w, int64_t r, const float 
 /* 1 if a fused decode row kernel exists for w. */
 static int has_fused_row(const struct cellm_weight *w)
 {
-    if (w->fmt == CELLM_W_AFFINE)
-        return (w->bits == 4 || w->bits == 8) && w->cols % 32 == 0;
+    if (w->fmt == CELLM_W_AFFINE) return (w->bits == 4 || w->bits == 8) && w->cols % 32 == 0;
     return w->fmt == CELLM_W_BF16 || w->fmt == CELLM_W_F16;
 }
 
@@ -450,10 +457,8 @@ void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, in
 float cellm_cpu_dot(enum cellm_isa isa, const float *a, const float *b, int64_t n)
 {
 #if HAVE_X86
-    if (isa == CELLM_ISA_AVX512)
-        return cellm_avx512_dot(a, b, n);
-    if (isa == CELLM_ISA_AVX2)
-        return dot_avx2(a, b, n);
+    if (isa == CELLM_ISA_AVX512) return cellm_avx512_dot(a, b, n);
+    if (isa == CELLM_ISA_AVX2) return dot_avx2(a, b, n);
 #endif
     (void)isa;
     return dot_portable(a, b, n);
@@ -517,8 +522,8 @@ static void matmul_blocks(const struct matmul_job *j, const struct cellm_cpu_mm 
                         o->y + (size_t)t * o->ldy + r0 + r, o->ldy);
                 for (; r < nr; r++)
                     for (int k = 0; k < 3; k++)
-                        o->y[(size_t)(t + k) * o->ldy + r0 + r] =
-                            cellm_cpu_dot(j->isa, buf + r * cols, j->x + (size_t)(t + k) * j->ldx, cols);
+                        o->y[(size_t)(t + k) * o->ldy + r0 + r] = cellm_cpu_dot(
+                            j->isa, buf + r * cols, j->x + (size_t)(t + k) * j->ldx, cols);
             }
 #endif
         for (; t < j->n; t++) {
@@ -552,8 +557,7 @@ static void matmul_part(void *arg, int ti, int tn)
     for (int k = 0; k < j->n_outs; k++) {
         int64_t nb = row_blocks(j->outs[k].w);
         int64_t lo = g0 > off ? g0 : off, hi = g1 < off + nb ? g1 : off + nb;
-        if (lo < hi)
-            matmul_blocks(j, &j->outs[k], lo - off, hi - off, buf);
+        if (lo < hi) matmul_blocks(j, &j->outs[k], lo - off, hi - off, buf);
         off += nb;
     }
 }

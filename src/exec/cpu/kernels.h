@@ -35,7 +35,7 @@ void cellm_cpu_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct 
  * synchronisation instead of one per product, and the work is balanced across all rows. */
 struct cellm_cpu_mm {
     const struct cellm_weight *w;
-    float *y;     /* [n][ldy] */
+    float *y; /* [n][ldy] */
     int64_t ldy;
 };
 void cellm_cpu_matmul_multi(struct cellm_pool *pool, enum cellm_isa isa,

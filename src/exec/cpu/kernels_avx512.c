@@ -57,8 +57,8 @@ AVX512 void cellm_avx512_dot4(const float *w, int64_t ldw, const float *x, int64
         out[k] = t[k];
 }
 
-AVX512 void cellm_avx512_dot4x3(const float *w, int64_t ldw, const float *x, int64_t ldx,
-                                int64_t n, float *y, int64_t ldy)
+AVX512 void cellm_avx512_dot4x3(const float *w, int64_t ldw, const float *x, int64_t ldx, int64_t n,
+                                float *y, int64_t ldy)
 {
     __m512 a[3][4];
     for (int t = 0; t < 3; t++)
@@ -99,7 +99,8 @@ AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, flo
     switch (w->fmt) {
     case CELLM_W_F16:
         for (; i + 16 <= n; i += 16)
-            _mm512_storeu_ps(out + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i))));
+            _mm512_storeu_ps(out + i,
+                             _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * i))));
         for (; i < n; i++)
             out[i] = cellm_f16_to_f32(cellm_load_u16(row + 2 * i));
         return 1;
@@ -112,8 +113,7 @@ AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, flo
             out[i] = cellm_bf16_to_f32(cellm_load_u16(row + 2 * i));
         return 1;
     case CELLM_W_AFFINE: {
-        if ((w->bits != 4 && w->bits != 8) || w->group % 32)
-            return 0;
+        if ((w->bits != 4 && w->bits != 8) || w->group % 32) return 0;
         int64_t ng = n / w->group;
         const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
         const __m128i m4 = _mm_set1_epi8(0x0f);
@@ -122,9 +122,11 @@ AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, flo
             __m512 bi = _mm512_set1_ps(scale_of(w->sdtype, b + 2 * g));
             for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
                 if (w->bits == 8) {
-                    _mm512_storeu_ps(out + e, affine16(_mm_loadu_si128((const __m128i *)(row + e)), sc, bi));
-                    _mm512_storeu_ps(out + e + 16,
-                                     affine16(_mm_loadu_si128((const __m128i *)(row + e + 16)), sc, bi));
+                    _mm512_storeu_ps(out + e,
+                                     affine16(_mm_loadu_si128((const __m128i *)(row + e)), sc, bi));
+                    _mm512_storeu_ps(
+                        out + e + 16,
+                        affine16(_mm_loadu_si128((const __m128i *)(row + e + 16)), sc, bi));
                 } else {
                     __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
                     __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
@@ -137,23 +139,21 @@ AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, flo
         }
         return 1;
     }
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
 int cellm_avx512_has_fused(const struct cellm_weight *w)
 {
-    if (w->cols % 32)
-        return 0;
-    if (w->fmt == CELLM_W_AFFINE)
-        return (w->bits == 4 || w->bits == 8) && w->group % 32 == 0;
+    if (w->cols % 32) return 0;
+    if (w->fmt == CELLM_W_AFFINE) return (w->bits == 4 || w->bits == 8) && w->group % 32 == 0;
     return w->fmt == CELLM_W_BF16 || w->fmt == CELLM_W_F16;
 }
 
 const float *cellm_avx512_prepare_x(const struct cellm_weight *w, const float *x, float *xp)
 {
-    if (!((w->fmt == CELLM_W_AFFINE && w->bits == 4) || w->fmt == CELLM_W_BF16))
-        return x;
+    if (!((w->fmt == CELLM_W_AFFINE && w->bits == 4) || w->fmt == CELLM_W_BF16)) return x;
     for (int64_t b = 0; b + 32 <= w->cols; b += 32)
         for (int k = 0; k < 16; k++) {
             xp[b + k] = x[b + 2 * k];
@@ -194,8 +194,9 @@ AVX512 static float row_q8(const struct cellm_weight *w, int64_t r, const float 
         for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
             acc0 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(row + e)), sc, bi),
                                    _mm512_loadu_ps(x + e), acc0);
-            acc1 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(row + e + 16)), sc, bi),
-                                   _mm512_loadu_ps(x + e + 16), acc1);
+            acc1 =
+                _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(row + e + 16)), sc, bi),
+                                _mm512_loadu_ps(x + e + 16), acc1);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
@@ -227,8 +228,8 @@ AVX512 static float row_half(const struct cellm_weight *w, int64_t r, const floa
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-void cellm_avx512_fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
-                             const float *x, const float *xp, float *y)
+void cellm_avx512_fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1, const float *x,
+                             const float *xp, float *y)
 {
     for (int64_t r = r0; r < r1; r++) {
         if (w->fmt == CELLM_W_AFFINE)

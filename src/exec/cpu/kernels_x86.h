@@ -23,8 +23,8 @@ int cellm_avx512_has_fused(const struct cellm_weight *w);
  * [even 16][odd 16] for 4-bit and BF16 weights (written to xp), else x itself. */
 const float *cellm_avx512_prepare_x(const struct cellm_weight *w, const float *x, float *xp);
 /* y[r] = row r of w . x for r in [r0, r1). */
-void cellm_avx512_fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
-                             const float *x, const float *xp, float *y);
+void cellm_avx512_fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1, const float *x,
+                             const float *xp, float *y);
 #endif
 
 #endif

@@ -23,10 +23,8 @@ void cellm_op_norm(enum cellm_norm_kind kind, float eps, const struct cellm_vec 
         float rstd = 1.0f / sqrtf(var + eps);
         for (int64_t i = 0; i < n; i++) {
             float y = (x[i] - mean) * rstd;
-            if (w->fmt != CELLM_W_NONE)
-                y = y * cellm_vec_at(w, i);
-            if (b && b->fmt != CELLM_W_NONE)
-                y = y + cellm_vec_at(b, i);
+            if (w->fmt != CELLM_W_NONE) y = y * cellm_vec_at(w, i);
+            if (b && b->fmt != CELLM_W_NONE) y = y + cellm_vec_at(b, i);
             out[i] = y;
         }
         return;
@@ -113,8 +111,7 @@ void cellm_op_softmax(float *x, int64_t n)
 
 void cellm_op_add_vec(float *y, const struct cellm_vec *b, int64_t n)
 {
-    if (b->fmt == CELLM_W_NONE)
-        return;
+    if (b->fmt == CELLM_W_NONE) return;
     for (int64_t i = 0; i < n; i++)
         y[i] = y[i] + cellm_vec_at(b, i);
 }

@@ -52,21 +52,21 @@ struct cu_model {
     const struct cellm_desc *d;
     int dev;
     char desc[384];
-    char *arena;          /* every device weight and vector */
+    char *arena; /* every device weight and vector */
     size_t arena_bytes;
     struct cu_weight embed, head;
     float *final_norm, *final_norm_b;
     struct cu_layer *layers;
     int n_tables;
     const float *tables[MAX_ROPE_TABLES]; /* distinct inv_freq arrays of the layers */
-    int gemm_rows;        /* batches of at least this many rows use cuBLAS */
-    int split3;           /* BF16 weights: exact bf16x3 split on tensor cores */
-    int graphs;           /* capture decode steps as CUDA graphs */
-    int has_moe;          /* MoE routing syncs with the host: no graphs */
+    int gemm_rows;                        /* batches of at least this many rows use cuBLAS */
+    int split3;                           /* BF16 weights: exact bf16x3 split on tensor cores */
+    int graphs;                           /* capture decode steps as CUDA graphs */
+    int has_moe;                          /* MoE routing syncs with the host: no graphs */
 };
 
 struct cu_seq {
-    float *kv;            /* [n_layers][2][cap][kv_dim] */
+    float *kv; /* [n_layers][2][cap][kv_dim] */
     int64_t cap;
 };
 
@@ -82,23 +82,23 @@ struct cu_ctx {
     float *router, *moe_out, *moe_w, *moe_x, *moe_g, *moe_u, *moe_y;
     int32_t *moe_idx, *moe_map;
     int32_t *h_idx, *h_map; /* host copies */
-    struct cu_row *rows;  /* device */
-    float *cs;            /* device [tables][rows][half][2] */
-    void *stage;          /* pinned host: rows then cs */
+    struct cu_row *rows;    /* device */
+    float *cs;              /* device [tables][rows][half][2] */
+    void *stage;            /* pinned host: rows then cs */
     size_t stage_cap;
-    float *part;          /* attention partials */
+    float *part; /* attention partials */
     size_t part_cap;
-    float *tile;          /* GEMM dequantized tile */
+    float *tile; /* GEMM dequantized tile */
     size_t tile_cap;
-    uint16_t *split;      /* 3 x [rows][max_cols] bf16 */
+    uint16_t *split; /* 3 x [rows][max_cols] bf16 */
     size_t split_cap;
     int64_t max_cols;
-    int nsplit;           /* attention key splits of this step (a power of two) */
+    int nsplit; /* attention key splits of this step (a power of two) */
     int split_keys;
     /* the captured decode step: valid while its key matches and no buffer moved */
     cudaGraphExec_t gexec;
     int g_n, g_nw, g_nsplit;
-    unsigned gen, g_gen;  /* gen: bumped whenever a buffer the graph uses is reallocated */
+    unsigned gen, g_gen; /* gen: bumped whenever a buffer the graph uses is reallocated */
 };
 
 #define CU_TRY(call)                                                                               \
@@ -143,17 +143,14 @@ static void *up_bytes(struct uploader *u, const void *src, size_t n)
 {
     size_t at = u->off;
     u->off += (n + 255) & ~(size_t)255;
-    if (!u->base || !n)
-        return u->base ? u->base + at : NULL;
-    if (u->e == cudaSuccess)
-        u->e = cudaMemcpy(u->base + at, src, n, cudaMemcpyHostToDevice);
+    if (!u->base || !n) return u->base ? u->base + at : NULL;
+    if (u->e == cudaSuccess) u->e = cudaMemcpy(u->base + at, src, n, cudaMemcpyHostToDevice);
     return u->base + at;
 }
 
 static float *up_vec(struct uploader *u, const struct cellm_vec *v, enum cellm_status *st)
 {
-    if (v->fmt == CELLM_W_NONE || v->n == 0)
-        return NULL;
+    if (v->fmt == CELLM_W_NONE || v->n == 0) return NULL;
     size_t n = (size_t)v->n * sizeof(float);
     if (!u->base) {
         up_bytes(u, NULL, n);
@@ -173,8 +170,7 @@ static float *up_vec(struct uploader *u, const struct cellm_vec *v, enum cellm_s
 static void up_weight(struct uploader *u, const struct cellm_weight *w, struct cu_weight *o)
 {
     memset(o, 0, sizeof *o);
-    if (w->fmt == CELLM_W_NONE)
-        return;
+    if (w->fmt == CELLM_W_NONE) return;
     o->fmt = (int)w->fmt;
     o->rows = w->rows;
     o->cols = w->cols;
@@ -193,16 +189,18 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
 /* Checks what the kernels assume of a weight used in products. */
 static enum cellm_status check_weight(const struct cellm_weight *w, struct cellm_error *err)
 {
-    if (w->fmt == CELLM_W_NONE)
-        return CELLM_OK;
+    if (w->fmt == CELLM_W_NONE) return CELLM_OK;
     if (w->cols % 32 && w->fmt == CELLM_W_AFFINE)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: tensor %s: %lld columns, expected a multiple of 32",
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s: %lld columns, expected a multiple of 32",
                           w->name ? w->name : "?", (long long)w->cols);
     if (w->cols % 8)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: tensor %s: %lld columns, expected a multiple of 8",
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s: %lld columns, expected a multiple of 8",
                           w->name ? w->name : "?", (long long)w->cols);
     if (w->fmt == CELLM_W_AFFINE && (w->group % 32 || w->bits < 2 || w->bits > 8 || w->bits == 7))
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: tensor %s: %d-bit affine with group %d is not supported",
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s: %d-bit affine with group %d is not supported",
                           w->name ? w->name : "?", w->bits, w->group);
     return CELLM_OK;
 }
@@ -259,15 +257,18 @@ static enum cellm_status upload_all(struct cu_model *m, struct uploader *u)
             /* per-head LayerNorm weights, concatenated [H][hd] */
             size_t n = (size_t)cfg->n_heads * hd, nk = (size_t)cfg->n_kv_heads * hd;
             float *tmp = u->base ? cellm_malloc((n + nk) * sizeof(float)) : NULL;
-            if (u->base && !tmp)
-                return CELLM_ERR_NOMEM;
+            if (u->base && !tmp) return CELLM_ERR_NOMEM;
             if (tmp) {
                 for (int h = 0; h < cfg->n_heads; h++)
                     for (int i = 0; i < hd; i++)
-                        tmp[(size_t)h * hd + i] = L->q_norm_heads[h].fmt == CELLM_W_NONE ? 1.0f : cellm_vec_at(&L->q_norm_heads[h], i);
+                        tmp[(size_t)h * hd + i] = L->q_norm_heads[h].fmt == CELLM_W_NONE
+                                                      ? 1.0f
+                                                      : cellm_vec_at(&L->q_norm_heads[h], i);
                 for (int h = 0; h < cfg->n_kv_heads; h++)
                     for (int i = 0; i < hd; i++)
-                        tmp[n + (size_t)h * hd + i] = L->k_norm_heads[h].fmt == CELLM_W_NONE ? 1.0f : cellm_vec_at(&L->k_norm_heads[h], i);
+                        tmp[n + (size_t)h * hd + i] = L->k_norm_heads[h].fmt == CELLM_W_NONE
+                                                          ? 1.0f
+                                                          : cellm_vec_at(&L->k_norm_heads[h], i);
             }
             C->qn_heads = up_bytes(u, tmp, n * sizeof(float));
             C->kn_heads = up_bytes(u, tmp ? tmp + n : NULL, nk * sizeof(float));
@@ -280,10 +281,8 @@ static enum cellm_status upload_all(struct cu_model *m, struct uploader *u)
 static void cu_model_free(void *p)
 {
     struct cu_model *m = p;
-    if (!m)
-        return;
-    if (m->arena)
-        cudaFree(m->arena);
+    if (!m) return;
+    if (m->arena) cudaFree(m->arena);
     if (m->layers) {
         for (int l = 0; l < m->d->cfg.n_layers; l++) {
             cellm_free(m->layers[l].e_gate);
@@ -314,12 +313,14 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           ce != cudaSuccess ? cudaGetErrorString(ce) : "none found");
     if (cfg->head_dim % 4 || cfg->head_dim > 256)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "cuda executor: head_dim %d: expected a multiple of 4 up to 256", cfg->head_dim);
+                          "cuda executor: head_dim %d: expected a multiple of 4 up to 256",
+                          cfg->head_dim);
     const struct cellm_weight *ws[] = {&d->head};
     CELLM_TRY(check_weight(ws[0], err));
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
-        const struct cellm_weight *lw[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down, &L->router};
+        const struct cellm_weight *lw[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,
+                                           &L->w_gate, &L->w_up, &L->w_down, &L->router};
         for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
             CELLM_TRY(check_weight(lw[i], err));
         if (L->moe && L->e_gate)
@@ -330,17 +331,14 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
             }
     }
     struct cu_model *m = cellm_calloc(1, sizeof *m);
-    if (!m)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+    if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
     m->d = d;
     m->gemm_rows = env_int("CELLM_CUDA_GEMM_ROWS", 32);
-    if (m->gemm_rows < 1)
-        m->gemm_rows = 1;
+    if (m->gemm_rows < 1) m->gemm_rows = 1;
     m->split3 = env_int("CELLM_CUDA_SPLIT3", 1);
     m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
-    if (!m->layers)
-        goto nomem;
+    if (!m->layers) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
         struct cu_layer *C = &m->layers[l];
@@ -350,7 +348,8 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
         if (t == m->n_tables) {
             if (t == MAX_ROPE_TABLES) {
                 cu_model_free(m);
-                return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: more than %d RoPE tables", MAX_ROPE_TABLES);
+                return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                                  "cuda executor: more than %d RoPE tables", MAX_ROPE_TABLES);
             }
             m->tables[m->n_tables++] = L->inv_freq;
         }
@@ -360,8 +359,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
             C->e_gate = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_gate);
             C->e_up = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_up);
             C->e_down = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_down);
-            if (!C->e_gate || !C->e_up || !C->e_down)
-                goto nomem;
+            if (!C->e_gate || !C->e_up || !C->e_down) goto nomem;
         }
     }
     struct uploader u = {0};
@@ -374,22 +372,24 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     ce = cudaMalloc((void **)&m->arena, m->arena_bytes ? m->arena_bytes : 256);
     if (ce != cudaSuccess) {
         cu_model_free(m);
-        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: cannot allocate %.2f GB for the weights: %s",
+        return cellm_errf(err, CELLM_ERR_DEVICE,
+                          "cuda executor: cannot allocate %.2f GB for the weights: %s",
                           (double)u.off / 1e9, cudaGetErrorString(ce));
     }
     u = (struct uploader){m->arena, 0, cudaSuccess};
     st = upload_all(m, &u);
     if (st || u.e != cudaSuccess) {
         cu_model_free(m);
-        if (st)
-            return cellm_errf(err, st, "cuda executor: out of memory");
-        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: uploading weights: %s", cudaGetErrorString(u.e));
+        if (st) return cellm_errf(err, st, "cuda executor: out of memory");
+        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: uploading weights: %s",
+                          cudaGetErrorString(u.e));
     }
     struct cudaDeviceProp prop;
     cudaGetDevice(&m->dev);
     if (cudaGetDeviceProperties(&prop, m->dev) == cudaSuccess)
-        snprintf(m->desc, sizeof m->desc, "cuda %s (sm_%d%d, %d SMs), %.2f GB of weights", prop.name,
-                 prop.major, prop.minor, prop.multiProcessorCount, (double)m->arena_bytes / 1e9);
+        snprintf(m->desc, sizeof m->desc, "cuda %s (sm_%d%d, %d SMs), %.2f GB of weights",
+                 prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+                 (double)m->arena_bytes / 1e9);
     else
         snprintf(m->desc, sizeof m->desc, "cuda");
     *out = m;
@@ -408,15 +408,14 @@ static const char *cu_describe(void *p)
 
 static void dfree(void *p)
 {
-    if (p)
-        cudaFree(p);
+    if (p) cudaFree(p);
 }
 
 static void free_rows(struct cu_ctx *c)
 {
-    void *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->o, c->gate, c->up, c->logits,
-                    c->router, c->moe_out, c->moe_w, c->moe_x, c->moe_g, c->moe_u, c->moe_y,
-                    c->moe_idx, c->moe_map, c->rows, c->cs};
+    void *bufs[] = {c->x,     c->h,     c->q,      c->k,       c->v,       c->att,   c->o,
+                    c->gate,  c->up,    c->logits, c->router,  c->moe_out, c->moe_w, c->moe_x,
+                    c->moe_g, c->moe_u, c->moe_y,  c->moe_idx, c->moe_map, c->rows,  c->cs};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);
     c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
@@ -433,25 +432,19 @@ static void free_rows(struct cu_ctx *c)
 static void cu_ctx_free(void *p)
 {
     struct cu_ctx *c = p;
-    if (!c)
-        return;
-    if (c->st)
-        cudaStreamSynchronize(c->st);
+    if (!c) return;
+    if (c->st) cudaStreamSynchronize(c->st);
     for (int i = 0; i < c->max_seqs && c->seqs; i++)
         dfree(c->seqs[i].kv);
     cellm_free(c->seqs);
     free_rows(c);
-    if (c->gexec)
-        cudaGraphExecDestroy(c->gexec);
+    if (c->gexec) cudaGraphExecDestroy(c->gexec);
     dfree(c->part);
     dfree(c->tile);
     dfree(c->split);
-    if (c->stage)
-        cudaFreeHost(c->stage);
-    if (c->blas)
-        cublasDestroy(c->blas);
-    if (c->st)
-        cudaStreamDestroy(c->st);
+    if (c->stage) cudaFreeHost(c->stage);
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->st) cudaStreamDestroy(c->st);
     cellm_free(c);
 }
 
@@ -460,8 +453,7 @@ static enum cellm_status cu_ctx_new(void *dm, int max_seqs, void **out, struct c
     struct cu_model *m = dm;
     const struct cellm_config *cfg = &m->d->cfg;
     struct cu_ctx *c = cellm_calloc(1, sizeof *c);
-    if (!c)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+    if (!c) return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
     c->m = m;
     c->d = m->d;
     c->max_seqs = max_seqs;
@@ -474,14 +466,12 @@ static enum cellm_status cu_ctx_new(void *dm, int max_seqs, void **out, struct c
     c->max_cols = max64(max64(cfg->dim, qd), max64(cfg->ffn_dim, cfg->moe_ffn_dim));
     enum cellm_status st = CELLM_OK;
     cudaError_t e = cudaSetDevice(m->dev);
-    if (e == cudaSuccess)
-        e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
     if (e != cudaSuccess)
         st = cellm_errf(err, CELLM_ERR_DEVICE, "cuda: %s", cudaGetErrorString(e));
     else {
         cublasStatus_t bs = cublasCreate(&c->blas);
-        if (bs == CUBLAS_STATUS_SUCCESS)
-            bs = cublasSetStream(c->blas, c->st);
+        if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(c->blas, c->st);
         if (bs == CUBLAS_STATUS_SUCCESS)
             bs = cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH); /* no TF32 */
         if (bs != CUBLAS_STATUS_SUCCESS)
@@ -498,8 +488,7 @@ static enum cellm_status cu_ctx_new(void *dm, int max_seqs, void **out, struct c
 static void cu_seq_truncate(void *p, int seq, int from)
 {
     struct cu_ctx *c = p;
-    if (seq < 0 || seq >= c->max_seqs)
-        return;
+    if (seq < 0 || seq >= c->max_seqs) return;
     if (from == 0 && c->seqs[seq].kv) {
         cudaStreamSynchronize(c->st);
         cudaFree(c->seqs[seq].kv);
@@ -510,8 +499,7 @@ static void cu_seq_truncate(void *p, int seq, int from)
 
 static enum cellm_status dgrow(void **p, size_t *cap, size_t need, struct cellm_error *err)
 {
-    if (need <= *cap)
-        return CELLM_OK;
+    if (need <= *cap) return CELLM_OK;
     if (*p) {
         cudaFree(*p);
         *p = NULL;
@@ -530,8 +518,7 @@ static enum cellm_status dgrow(void **p, size_t *cap, size_t need, struct cellm_
 
 static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_error *err)
 {
-    if (n <= c->rows_cap)
-        return CELLM_OK;
+    if (n <= c->rows_cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     cudaStreamSynchronize(c->st);
     free_rows(c);
@@ -566,10 +553,11 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
         if (!c->h_idx || !c->h_map)
             return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
     }
-    size_t stage = r * sizeof(struct cu_row) + (size_t)MAX_ROPE_TABLES * r * (size_t)(cfg->rot_dims / 2 + 1) * 2 * sizeof(float);
+    size_t stage = r * sizeof(struct cu_row) + (size_t)MAX_ROPE_TABLES * r *
+                                                   (size_t)(cfg->rot_dims / 2 + 1) * 2 *
+                                                   sizeof(float);
     if (stage > c->stage_cap) {
-        if (c->stage)
-            cudaFreeHost(c->stage);
+        if (c->stage) cudaFreeHost(c->stage);
         c->stage = NULL;
         c->stage_cap = 0;
         CU_TRY(cudaMallocHost(&c->stage, stage));
@@ -580,26 +568,27 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
     return CELLM_OK;
 }
 
-static enum cellm_status reserve_seq(struct cu_ctx *c, struct cu_seq *s, int need, struct cellm_error *err)
+static enum cellm_status reserve_seq(struct cu_ctx *c, struct cu_seq *s, int need,
+                                     struct cellm_error *err)
 {
-    if (need <= s->cap)
-        return CELLM_OK;
+    if (need <= s->cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     int64_t kd = (int64_t)cfg->n_kv_heads * cfg->head_dim, L = cfg->n_layers;
     int64_t cap = s->cap ? s->cap : 256;
     while (cap < need)
         cap *= 2;
-    if (cap > cfg->max_pos && need <= cfg->max_pos)
-        cap = cfg->max_pos;
+    if (cap > cfg->max_pos && need <= cfg->max_pos) cap = cfg->max_pos;
     float *kv;
     cudaError_t e = cudaMalloc((void **)&kv, (size_t)(L * 2 * cap * kd) * sizeof(float));
     if (e != cudaSuccess)
-        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: cannot grow a KV cache to %lld positions: %s",
+        return cellm_errf(err, CELLM_ERR_DEVICE,
+                          "cuda executor: cannot grow a KV cache to %lld positions: %s",
                           (long long)cap, cudaGetErrorString(e));
     if (s->kv) {
         for (int64_t p = 0; p < L * 2; p++)
             CU_TRY(cudaMemcpyAsync(kv + p * cap * kd, s->kv + p * s->cap * kd,
-                                   (size_t)(s->cap * kd) * sizeof(float), cudaMemcpyDeviceToDevice, c->st));
+                                   (size_t)(s->cap * kd) * sizeof(float), cudaMemcpyDeviceToDevice,
+                                   c->st));
         CU_TRY(cudaStreamSynchronize(c->st));
         cudaFree(s->kv);
     }
@@ -611,8 +600,9 @@ static enum cellm_status reserve_seq(struct cu_ctx *c, struct cu_seq *s, int nee
 /* ---- blocks ---------------------------------------------------------------------------- */
 
 /* y[t] = W x[t] (+ bias), n rows. */
-static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const float *x, int64_t ldx,
-                            int n, float *y, int64_t ldy, const float *bias, struct cellm_error *err)
+static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const float *x,
+                            int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
+                            struct cellm_error *err)
 {
     if (n < c->m->gemm_rows)
         K_TRY(cellm_cu_matvec(w, x, ldx, n, y, ldy, bias, c->st));
@@ -621,31 +611,34 @@ static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const f
         if (w->fmt == CU_W_BF16 && c->m->split3) {
             size_t per = (size_t)n * (size_t)w->cols;
             CELLM_TRY(dgrow((void **)&c->split, &c->split_cap, 3 * per * sizeof(uint16_t), err));
-            K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per, c->split + 2 * per, c->st));
+            K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per, c->split + 2 * per,
+                                  c->st));
             for (int p = 0; p < 3; p++)
-                BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols, &one,
-                                      w->data, CUDA_R_16BF, (int)w->cols, c->split + p * per, CUDA_R_16BF,
-                                      (int)w->cols, p ? &one : &zero, y, CUDA_R_32F, (int)ldy,
-                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
+                                      (int)w->cols, &one, w->data, CUDA_R_16BF, (int)w->cols,
+                                      c->split + p * per, CUDA_R_16BF, (int)w->cols,
+                                      p ? &one : &zero, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT));
         } else if (w->fmt == CU_W_F32) {
-            BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols, &one,
-                                  w->data, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F, (int)ldx, &zero, y,
-                                  CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols,
+                                  &one, w->data, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F, (int)ldx,
+                                  &zero, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
+                                  CUBLAS_GEMM_DEFAULT));
         } else {
             int64_t tr = TILE_FLOATS / w->cols;
-            if (tr > w->rows)
-                tr = w->rows;
-            CELLM_TRY(dgrow((void **)&c->tile, &c->tile_cap, (size_t)(tr * w->cols) * sizeof(float), err));
+            if (tr > w->rows) tr = w->rows;
+            CELLM_TRY(dgrow((void **)&c->tile, &c->tile_cap, (size_t)(tr * w->cols) * sizeof(float),
+                            err));
             for (int64_t r0 = 0; r0 < w->rows; r0 += tr) {
                 int64_t nr = w->rows - r0 < tr ? w->rows - r0 : tr;
                 K_TRY(cellm_cu_dequant(w, r0, nr, c->tile, c->st));
-                BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)w->cols, &one,
-                                      c->tile, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F, (int)ldx, &zero,
-                                      y + r0, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)w->cols,
+                                      &one, c->tile, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F,
+                                      (int)ldx, &zero, y + r0, CUDA_R_32F, (int)ldy,
+                                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
             }
         }
-        if (bias)
-            K_TRY(cellm_cu_add_bias(y, ldy, n, w->rows, bias, c->st));
+        if (bias) K_TRY(cellm_cu_add_bias(y, ldy, n, w->rows, bias, c->st));
     }
     return CELLM_OK;
 }
@@ -657,7 +650,8 @@ static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *cons
 {
     int same = n < c->m->gemm_rows;
     for (int i = 1; i < nw; i++)
-        same = same && ws[i]->fmt == ws[0]->fmt && ws[i]->bits == ws[0]->bits && ws[i]->cols == ws[0]->cols;
+        same = same && ws[i]->fmt == ws[0]->fmt && ws[i]->bits == ws[0]->bits &&
+               ws[i]->cols == ws[0]->cols;
     if (same) {
         K_TRY(cellm_cu_matvec_multi(ws, nw, x, ldx, n, ys, ldys, NULL, c->st));
         return CELLM_OK;
@@ -667,10 +661,11 @@ static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *cons
     return CELLM_OK;
 }
 
-static enum cellm_status dense_mlp(struct cu_ctx *c, const struct cu_weight *wg, const struct cu_weight *wu,
-                                   const struct cu_weight *wd, const float *bg, const float *bu,
-                                   const float *bd, const float *x, int n, float *gate, float *up,
-                                   float *out, struct cellm_error *err)
+static enum cellm_status dense_mlp(struct cu_ctx *c, const struct cu_weight *wg,
+                                   const struct cu_weight *wu, const struct cu_weight *wd,
+                                   const float *bg, const float *bu, const float *bd,
+                                   const float *x, int n, float *gate, float *up, float *out,
+                                   struct cellm_error *err)
 {
     int64_t I = wg->rows, dim = c->d->cfg.dim;
     const struct cu_weight *ws[2] = {wg, wu};
@@ -688,28 +683,29 @@ static enum cellm_status moe(struct cu_ctx *c, const struct cu_layer *L, const f
     int E = cfg->n_experts, K = cfg->n_experts_used, dim = cfg->dim;
     CELLM_TRY(mm(c, &L->router, x, dim, n, c->router, E, NULL, err));
     K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx, c->moe_w, c->st));
-    CU_TRY(cudaMemcpyAsync(c->h_idx, c->moe_idx, (size_t)n * K * sizeof(int32_t), cudaMemcpyDeviceToHost, c->st));
+    CU_TRY(cudaMemcpyAsync(c->h_idx, c->moe_idx, (size_t)n * K * sizeof(int32_t),
+                           cudaMemcpyDeviceToHost, c->st));
     CU_TRY(cudaStreamSynchronize(c->st));
     /* rows per expert, concatenated: map entries are i*K + k */
     int starts[1025], total = 0;
     if (E > 1024)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: %d experts (at most 1024)", E);
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "cuda executor: %d experts (at most 1024)",
+                          E);
     for (int e = 0; e < E; e++) {
         starts[e] = total;
         for (int j = 0; j < n * K; j++)
-            if (c->h_idx[j] == e)
-                c->h_map[total++] = j;
+            if (c->h_idx[j] == e) c->h_map[total++] = j;
     }
     starts[E] = total;
-    CU_TRY(cudaMemcpyAsync(c->moe_map, c->h_map, (size_t)total * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
+    CU_TRY(cudaMemcpyAsync(c->moe_map, c->h_map, (size_t)total * sizeof(int32_t),
+                           cudaMemcpyHostToDevice, c->st));
     for (int e = 0; e < E; e++) {
         int m = starts[e + 1] - starts[e];
-        if (!m)
-            continue;
+        if (!m) continue;
         const int32_t *map = c->moe_map + starts[e];
         K_TRY(cellm_cu_gather_rows(x, map, K, m, dim, c->moe_x, c->st));
-        CELLM_TRY(dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL, NULL, c->moe_x, m,
-                            c->moe_g, c->moe_u, c->moe_y, err));
+        CELLM_TRY(dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL, NULL,
+                            c->moe_x, m, c->moe_g, c->moe_u, c->moe_y, err));
         K_TRY(cellm_cu_scatter_rows(c->moe_y, map, m, dim, c->moe_out, c->st));
     }
     K_TRY(cellm_cu_moe_combine(c->moe_out, c->moe_w, n, K, dim, out, c->st));
@@ -730,21 +726,46 @@ static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys,
     int64_t ld[3] = {qd, kd, kd};
     CELLM_TRY(mm_multi(c, ws, 3, hin, dim, n, ys, ld, err));
     int half = cfg->rot_dims / 2;
-    struct cu_qkv_args qa = {
-        .q = c->q, .k = c->k, .v = c->v, .bq = L->bq, .bk = L->bk, .bv = L->bv,
-        .qn = L->q_norm, .kn = L->k_norm, .qn_heads = L->qn_heads, .kn_heads = L->kn_heads,
-        .qk_kind = (int)cfg->norm, .eps = (float)cfg->norm_eps,
-        .cs = c->cs + (size_t)L->rope_table * c->rows_cap * (size_t)(half + 1) * 2,
-        .rows = c->rows, .n = n, .H = H, .KVH = KVH, .hd = hd, .rot = cfg->rot_dims, .layer = l};
+    struct cu_qkv_args qa = {.q = c->q,
+                             .k = c->k,
+                             .v = c->v,
+                             .bq = L->bq,
+                             .bk = L->bk,
+                             .bv = L->bv,
+                             .qn = L->q_norm,
+                             .kn = L->k_norm,
+                             .qn_heads = L->qn_heads,
+                             .kn_heads = L->kn_heads,
+                             .qk_kind = (int)cfg->norm,
+                             .eps = (float)cfg->norm_eps,
+                             .cs = c->cs +
+                                   (size_t)L->rope_table * c->rows_cap * (size_t)(half + 1) * 2,
+                             .rows = c->rows,
+                             .n = n,
+                             .H = H,
+                             .KVH = KVH,
+                             .hd = hd,
+                             .rot = cfg->rot_dims,
+                             .layer = l};
     K_TRY(cellm_cu_qkv_post(&qa, c->st));
     int window = L->sliding && cfg->window > 0 ? cfg->window : 0;
     int keys = window && window < max_keys ? window : max_keys;
     int sk = c->split_keys, nsplit = 1;
     while (nsplit * sk < keys)
         nsplit *= 2;
-    struct cu_attn_args aa = {.q = c->q, .out = c->att, .part = c->part, .rows = c->rows, .n = n,
-                              .H = H, .KVH = KVH, .hd = hd, .layer = l, .window = window,
-                              .nsplit = nsplit, .split_keys = sk, .scale = (float)cfg->attn_scale,
+    struct cu_attn_args aa = {.q = c->q,
+                              .out = c->att,
+                              .part = c->part,
+                              .rows = c->rows,
+                              .n = n,
+                              .H = H,
+                              .KVH = KVH,
+                              .hd = hd,
+                              .layer = l,
+                              .window = window,
+                              .nsplit = nsplit,
+                              .split_keys = sk,
+                              .scale = (float)cfg->attn_scale,
                               .softcap = (float)cfg->attn_softcap};
     K_TRY(cellm_cu_attention(&aa, c->st));
     return mm(c, &L->wo, c->att, qd, n, out, dim, L->bo, err);
@@ -752,32 +773,43 @@ static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys,
 
 /* ---- eval ------------------------------------------------------------------------------ */
 
-static enum cellm_status norm(struct cu_ctx *c, float *x, const float *add, float *out, const float *w,
-                              const float *b, int n, const struct cu_row *gather, struct cellm_error *err)
+static enum cellm_status norm(struct cu_ctx *c, float *x, const float *add, float *out,
+                              const float *w, const float *b, int n, const struct cu_row *gather,
+                              struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->d->cfg;
-    struct cu_norm_args a = {.x = x, .add = add, .out = out, .w = w, .b = b, .rows = gather, .n = n,
-                             .dim = cfg->dim, .kind = (int)cfg->norm, .eps = (float)cfg->norm_eps};
+    struct cu_norm_args a = {.x = x,
+                             .add = add,
+                             .out = out,
+                             .w = w,
+                             .b = b,
+                             .rows = gather,
+                             .n = n,
+                             .dim = cfg->dim,
+                             .kind = (int)cfg->norm,
+                             .eps = (float)cfg->norm_eps};
     K_TRY(cellm_cu_norm(&a, c->st));
     return CELLM_OK;
 }
 
 /* Every kernel of one step, from the embedding to the logits (device); capturable. */
-static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys, struct cellm_error *err)
+static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
+                                 struct cellm_error *err)
 {
     struct cu_model *m = c->m;
     const struct cellm_desc *d = c->d;
     const struct cellm_config *cfg = &d->cfg;
     int64_t dim = cfg->dim;
-    K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x, c->st));
+    K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x,
+                         c->st));
     const float *pending = NULL; /* residual still to be added to x */
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cu_layer *L = &m->layers[l];
         CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
         CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
         if (cfg->parallel_residual) {
-            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n, c->gate,
-                                c->up, c->h, err));
+            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n,
+                                c->gate, c->up, c->h, err));
             K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
             pending = c->h;
             continue;
@@ -788,26 +820,27 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys, 
         if (L->moe)
             CELLM_TRY(moe(c, L, c->h, n, c->o, err));
         else
-            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up, L->b_down, c->h,
-                                n, c->gate, c->up, c->o, err));
+            CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up, L->b_down,
+                                c->h, n, c->gate, c->up, c->o, err));
         if (cfg->sandwich_norms)
             CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_ffn_norm, NULL, n, NULL, err));
         pending = c->o;
     }
-    if (pending)
-        K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
+    if (pending) K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
     if (nw) {
         /* gather the rows that want logits (the h buffer holds them, in order) */
         CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
         CELLM_TRY(mm(c, &m->head, c->h, dim, nw, c->logits, cfg->vocab, NULL, err));
         if (cfg->final_softcap > 0)
-            K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap, c->st));
+            K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap,
+                                   c->st));
     }
     return CELLM_OK;
 }
 
 /* Runs the step's kernels, through a captured graph for small batches (decode). */
-static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys, struct cellm_error *err)
+static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
+                                  struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->d->cfg;
     c->split_keys = n * cfg->n_heads >= 264 ? 1024 : 64;
@@ -823,17 +856,16 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
     }
     if (!c->m->graphs || c->m->has_moe || n >= c->m->gemm_rows)
         return forward(c, n, nw, max_keys, err);
-    if (!c->gexec || c->g_n != n || c->g_nw != nw || c->g_nsplit != c->nsplit || c->g_gen != c->gen) {
-        if (c->gexec)
-            cudaGraphExecDestroy(c->gexec);
+    if (!c->gexec || c->g_n != n || c->g_nw != nw || c->g_nsplit != c->nsplit ||
+        c->g_gen != c->gen) {
+        if (c->gexec) cudaGraphExecDestroy(c->gexec);
         c->gexec = NULL;
         cudaGraph_t g;
         CU_TRY(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal));
         enum cellm_status st = forward(c, n, nw, max_keys, err);
         cudaError_t e = cudaStreamEndCapture(c->st, &g);
         if (st) {
-            if (e == cudaSuccess)
-                cudaGraphDestroy(g);
+            if (e == cudaSuccess) cudaGraphDestroy(g);
             return st;
         }
         CU_TRY(e);
@@ -861,13 +893,13 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     int max_keys = 0, nw = 0;
     for (int i = 0; i < n; i++) {
         if (rows[i].seq < 0 || rows[i].seq >= c->max_seqs)
-            return cellm_errf(err, CELLM_ERR_ARG, "row %d: sequence %d out of range", i, rows[i].seq);
+            return cellm_errf(err, CELLM_ERR_ARG, "row %d: sequence %d out of range", i,
+                              rows[i].seq);
         if (rows[i].token < 0 || rows[i].token >= cfg->vocab)
             return cellm_errf(err, CELLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
                               rows[i].token, cfg->vocab);
         CELLM_TRY(reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
-        if (rows[i].pos + 1 > max_keys)
-            max_keys = rows[i].pos + 1;
+        if (rows[i].pos + 1 > max_keys) max_keys = rows[i].pos + 1;
     }
     /* rows and RoPE tables, one upload */
     struct cu_row *hr = c->stage;
@@ -876,8 +908,14 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     float *hcs = (float *)((char *)c->stage + (size_t)c->rows_cap * sizeof(struct cu_row));
     for (int i = 0; i < n; i++) {
         const struct cu_seq *s = &c->seqs[rows[i].seq];
-        hr[i] = (struct cu_row){rows[i].token, rows[i].seq, rows[i].pos, rows[i].want_logits != 0,
-                                rows[i].want_logits ? nw : -1, 0, s->kv, s->cap};
+        hr[i] = (struct cu_row){rows[i].token,
+                                rows[i].seq,
+                                rows[i].pos,
+                                rows[i].want_logits != 0,
+                                rows[i].want_logits ? nw : -1,
+                                0,
+                                s->kv,
+                                s->cap};
         nw += rows[i].want_logits != 0;
         float pos = (float)rows[i].pos;
         for (int t = 0; t < m->n_tables; t++) {

@@ -20,12 +20,12 @@ extern "C" {
 enum { CU_W_NONE = 0, CU_W_F32 = 1, CU_W_F16 = 2, CU_W_BF16 = 3, CU_W_AFFINE = 4 };
 
 struct cu_weight {
-    int fmt;              /* CU_W_* */
+    int fmt; /* CU_W_* */
     int64_t rows, cols;
-    const void *data;     /* [rows][row_bytes] on the device */
+    const void *data; /* [rows][row_bytes] on the device */
     int64_t row_bytes;
-    int bits, group;      /* affine */
-    int s_bf16;           /* affine: scales/biases are BF16 (else F16) */
+    int bits, group;        /* affine */
+    int s_bf16;             /* affine: scales/biases are BF16 (else F16) */
     const uint16_t *scales; /* [rows][cols/group] */
     const uint16_t *biases;
 };
@@ -33,10 +33,10 @@ struct cu_weight {
 /* Per-row data of one eval, on the device. */
 struct cu_row {
     int32_t token, seq, pos, want;
-    int32_t out;          /* index among the rows that want logits, -1 if none */
+    int32_t out; /* index among the rows that want logits, -1 if none */
     int32_t pad;
-    float *kv;            /* the sequence's cache base: [n_layers][2][cap][kv_dim] */
-    int64_t cap;          /* positions in that cache */
+    float *kv;   /* the sequence's cache base: [n_layers][2][cap][kv_dim] */
+    int64_t cap; /* positions in that cache */
 };
 
 /* y[t][r] = sum_c w[r][c] x[t][c] (+ bias[r]) for t < n; fused dequantize and multiply. */
@@ -65,7 +65,7 @@ struct cu_norm_args {
     float *x;
     const float *add;
     float *out;
-    const float *w, *b;  /* b may be NULL */
+    const float *w, *b;        /* b may be NULL */
     const struct cu_row *rows; /* gather mode when non-NULL */
     int n, dim, kind;
     float eps;
@@ -76,13 +76,13 @@ int cellm_cu_add(float *x, const float *y, int64_t n, void *stream);
 
 /* After the q/k/v projections: biases, q/k norms, RoPE (cos/sin per row), cache write. */
 struct cu_qkv_args {
-    float *q, *k, *v;           /* [n][qd], [n][kd], [n][kd] */
-    const float *bq, *bk, *bv;  /* may be NULL */
-    const float *qn, *kn;       /* shared per-head norm weights [hd] or NULL */
+    float *q, *k, *v;                 /* [n][qd], [n][kd], [n][kd] */
+    const float *bq, *bk, *bv;        /* may be NULL */
+    const float *qn, *kn;             /* shared per-head norm weights [hd] or NULL */
     const float *qn_heads, *kn_heads; /* per-head LayerNorm weights [H][hd], [KVH][hd] or NULL */
-    int qk_kind;                /* norm kind for the shared weights */
+    int qk_kind;                      /* norm kind for the shared weights */
     float eps;
-    const float *cs;            /* [n][rot/2][2] cos, sin */
+    const float *cs; /* [n][rot/2][2] cos, sin */
     const struct cu_row *rows;
     int n, H, KVH, hd, rot, layer;
 };
@@ -90,9 +90,9 @@ int cellm_cu_qkv_post(const struct cu_qkv_args *a, void *stream);
 
 /* Attention of each row and head over its sequence's cache (keys lo..pos). */
 struct cu_attn_args {
-    const float *q;             /* [n][H*hd] */
-    float *out;                 /* [n][H*hd] */
-    float *part;                /* [n][H][nsplit][hd+2] scratch */
+    const float *q; /* [n][H*hd] */
+    float *out;     /* [n][H*hd] */
+    float *part;    /* [n][H][nsplit][hd+2] scratch */
     const struct cu_row *rows;
     int n, H, KVH, hd, layer, window, nsplit, split_keys;
     float scale, softcap;
@@ -106,8 +106,8 @@ int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, const float *bg
 int cellm_cu_softcap(float *x, int64_t n, float c, void *stream);
 
 /* MoE: router logits [n][E] -> softmax, top-k indices and weights (renormalised if asked). */
-int cellm_cu_moe_route(const float *logits, int n, int E, int K, int renorm, int32_t *idx,
-                       float *w, void *stream);
+int cellm_cu_moe_route(const float *logits, int n, int E, int K, int renorm, int32_t *idx, float *w,
+                       void *stream);
 /* dst[j] = src[map[j] / K] rows of dim, for j < m. */
 int cellm_cu_gather_rows(const float *src, const int32_t *map, int K, int m, int dim, float *dst,
                          void *stream);

@@ -30,7 +30,7 @@ struct em {
     const struct cellm_desc *d;
     const struct cellm_config *c;
     const struct cellm_xla_plan *p;
-    val *w;    /* [p->n] weight parameters */
+    val *w; /* [p->n] weight parameters */
     int T;
     val tokens, pos0, last, cos_g, sin_g, cos_l, sin_l, zero;
     val mask_full, mask_win; /* [T, cap] i1 */
@@ -170,8 +170,7 @@ static val linear(struct em *e, val x, const char *base, const struct cellm_weig
 {
     val W = matrix(e, base, w);
     val y = cellm_xh_dot(e->b, x, W, 0, NULL, NULL, 1, 1);
-    if (cellm_xh_ok(&bias))
-        y = bin(e, "add", y, bc_tail(e, f32(e, bias), &y));
+    if (cellm_xh_ok(&bias)) y = bin(e, "add", y, bc_tail(e, f32(e, bias), &y));
     return y;
 }
 
@@ -205,10 +204,8 @@ static val norm(struct em *e, enum cellm_norm_kind kind, val x, val w, val bias)
         val rs = bin(e, "divide", splat(e, 1.0f, &v),
                      cellm_xh_un(e->b, "sqrt", bin(e, "add", v, splat(e, eps, &v))));
         y = bin(e, "multiply", dl, bc_lead(e, rs, &x));
-        if (cellm_xh_ok(&w))
-            y = bin(e, "multiply", y, bc_tail(e, f32(e, w), &x));
-        if (cellm_xh_ok(&bias))
-            y = bin(e, "add", y, bc_tail(e, f32(e, bias), &x));
+        if (cellm_xh_ok(&w)) y = bin(e, "multiply", y, bc_tail(e, f32(e, w), &x));
+        if (cellm_xh_ok(&bias)) y = bin(e, "add", y, bc_tail(e, f32(e, bias), &x));
         return y;
     }
     val ss = cellm_xh_reduce(e->b, bin(e, "multiply", x, x), "add", 1, DIMS(r - 1), 0);
@@ -271,8 +268,7 @@ static val rope(struct em *e, val x, val cs, val sn)
     parts[0] = bin(e, "subtract", bin(e, "multiply", x1, c), bin(e, "multiply", x2, s));
     parts[1] = bin(e, "add", bin(e, "multiply", x2, c), bin(e, "multiply", x1, s));
     int n = 2;
-    if (2 * half < hd)
-        parts[n++] = cellm_xh_slice(e->b, x, DIMS(0, 0, 2 * half), DIMS(T, H, hd));
+    if (2 * half < hd) parts[n++] = cellm_xh_slice(e->b, x, DIMS(0, 0, 2 * half), DIMS(T, H, hd));
     return cellm_xh_concat(e->b, parts, n, 2);
 }
 
@@ -309,8 +305,7 @@ static val attention(struct em *e, int l, val h)
     val q4 = cellm_xh_reshape(b, q, 4, DIMS(T, KV, G, hd));
     val s = cellm_xh_dot(b, q4, kc, 1, DIMS(1), DIMS(1), 3, 2);
     s = bin(e, "multiply", s, splat(e, (float)c->attn_scale, &s));
-    if (c->attn_softcap > 0)
-        s = softcap(e, s, c->attn_softcap);
+    if (c->attn_softcap > 0) s = softcap(e, s, c->attn_softcap);
     val mask = L->sliding && c->window > 0 ? e->mask_win : e->mask_full;
     val ninf = splat(e, -INFINITY, &s);
     s = cellm_xh_select(b, bc(e, mask, &s, DIMS(1, 3)), s, ninf);
@@ -354,12 +349,12 @@ static val moe(struct em *e, int l, val h)
     val big = cellm_xh_const_int(b, XH_I32, E, 2, DIMS(T, E));
     val ninf = splat(e, -INFINITY, &pr);
     val oh[64], wk[64];
-    if (K > 64)
-        K = 64;
+    if (K > 64) K = 64;
     for (int k = 0; k < K; k++) {
         val m = cellm_xh_reduce(b, pr, "maximum", 1, DIMS(1), -INFINITY);
         val eq = cellm_xh_compare(b, "EQ", pr, bc_lead(e, m, &pr));
-        val idx = cellm_xh_reduce(b, cellm_xh_select(b, eq, iota, big), "minimum", 1, DIMS(1), (double)E);
+        val idx =
+            cellm_xh_reduce(b, cellm_xh_select(b, eq, iota, big), "minimum", 1, DIMS(1), (double)E);
         oh[k] = cellm_xh_compare(b, "EQ", iota, bc_lead(e, idx, &iota));
         wk[k] = m;
         pr = cellm_xh_select(b, oh[k], ninf, pr);
@@ -394,7 +389,8 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     const struct cellm_config *c = &d->cfg;
     if (c->act != CELLM_ACT_SILU && c->act != CELLM_ACT_GELU_TANH)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device xla: activation exact GELU (erf) is not implemented by the XLA executor; use --device cpu");
+                          "--device xla: activation exact GELU (erf) is not implemented by the XLA "
+                          "executor; use --device cpu");
     if (c->rot_dims < 2 || c->rot_dims % 2 || c->rot_dims > c->head_dim)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %d rotary dims of %d per head are not supported",
@@ -449,7 +445,8 @@ static void masks(struct em *e, int64_t cap)
     for (int l = 0; l < e->c->n_layers; l++)
         any |= e->d->layers[l].sliding;
     if (any && e->c->window > 0) {
-        val lo = bin(e, "subtract", qp, cellm_xh_const_int(b, XH_I32, e->c->window, 2, DIMS(T, cap)));
+        val lo =
+            bin(e, "subtract", qp, cellm_xh_const_int(b, XH_I32, e->c->window, 2, DIMS(T, cap)));
         e->mask_win = bin(e, "and", e->mask_full, cellm_xh_compare(b, "GT", kp, lo));
     }
 }
@@ -470,8 +467,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     } else {
         x = f32(e, cellm_xh_gather_rows(b, P(e, "embed", 0), e->tokens));
     }
-    if (c->embed_scale)
-        x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
+    if (c->embed_scale) x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
     for (int l = 0; l < c->n_layers; l++) {
         val h = norm_l(e, x, l, "attn_norm", "attn_norm_b");
         val o = attention(e, l, h);
@@ -480,13 +476,11 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
             x = bin(e, "add", bin(e, "add", x, o), m);
             continue;
         }
-        if (c->sandwich_norms)
-            o = norm_l(e, o, l, "post_attn_norm", NULL);
+        if (c->sandwich_norms) o = norm_l(e, o, l, "post_attn_norm", NULL);
         x = bin(e, "add", x, o);
         h = norm_l(e, x, l, "ffn_norm", "ffn_norm_b");
         val m = d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
-        if (c->sandwich_norms)
-            m = norm_l(e, m, l, "post_ffn_norm", NULL);
+        if (c->sandwich_norms) m = norm_l(e, m, l, "post_ffn_norm", NULL);
         x = bin(e, "add", x, m);
     }
     if (!k->all_logits) {
@@ -496,8 +490,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     x = norm(e, c->norm, x, P(e, "final_norm", 0), P(e, "final_norm_b", 0));
     val logits = c->tie_embeddings ? linear(e, x, "embed", &d->embed, none())
                                    : linear(e, x, "head", &d->head, none());
-    if (c->final_softcap > 0)
-        logits = softcap(e, logits, c->final_softcap);
+    if (c->final_softcap > 0) logits = softcap(e, logits, c->final_softcap);
     cellm_xh_result(b, &logits);
     for (int i = 0; i < 2 * c->n_layers; i++)
         cellm_xh_result(b, &e->cache[i]);
@@ -510,7 +503,8 @@ enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_
     *text = NULL;
     CELLM_TRY(cellm_xla_supported(d, err));
     if (k->T < 1 || k->cap < k->T)
-        return cellm_errf(err, CELLM_ERR_ARG, "xla emitter: %d rows over a cache of %d", k->T, k->cap);
+        return cellm_errf(err, CELLM_ERR_ARG, "xla emitter: %d rows over a cache of %d", k->T,
+                          k->cap);
     struct cellm_xh b;
     cellm_xh_init(&b);
     struct em e;

@@ -5,7 +5,8 @@
  * stored format: F32/F16/BF16 tensors as they are, MLX affine weights as three tensors
  * (U32 codes, 16-bit scales, 16-bit biases), stacked experts as one [E, ...] tensor made
  * of E parts. With CELLM_XLA_DEQUANT=load, affine weights are instead dequantized on the
- * host and uploaded as f32, to measure in-graph dequantization against it. The executor uploads each once; every module declares them in plan order.
+ * host and uploaded as f32, to measure in-graph dequantization against it. The executor uploads
+ * each once; every module declares them in plan order.
  *
  * A module computes T rows of one sequence starting at a runtime position, over a KV
  * cache of `cap` positions. @main's parameters, in order:
@@ -30,21 +31,21 @@ struct cellm_xla_wparam {
     enum cellm_xh_ty ty;
     int rank;
     int64_t d[3];
-    int nparts;               /* contiguous host pieces, concatenated in order */
-    const uint8_t **parts;    /* [nparts] (owned array; data lives in the checkpoint) */
-    size_t part_bytes;        /* bytes of each piece */
-    size_t bytes;             /* nparts * part_bytes */
-    uint8_t *owned;           /* host data the parts point into when the plan made it
-                                 (affine weights dequantized at load); else NULL */
+    int nparts;            /* contiguous host pieces, concatenated in order */
+    const uint8_t **parts; /* [nparts] (owned array; data lives in the checkpoint) */
+    size_t part_bytes;     /* bytes of each piece */
+    size_t bytes;          /* nparts * part_bytes */
+    uint8_t *owned;        /* host data the parts point into when the plan made it
+                              (affine weights dequantized at load); else NULL */
 };
 
 struct cellm_xla_plan {
     struct cellm_xla_wparam *w;
     int n, cap;
-    int local_rope;           /* sliding layers use their own RoPE frequencies */
-    int half;                 /* rot_dims / 2 */
-    int dequant_at_load;      /* env CELLM_XLA_DEQUANT=load: affine weights become f32
-                                 parameters, dequantized on the host (for measurement) */
+    int local_rope;      /* sliding layers use their own RoPE frequencies */
+    int half;            /* rot_dims / 2 */
+    int dequant_at_load; /* env CELLM_XLA_DEQUANT=load: affine weights become f32
+                            parameters, dequantized on the host (for measurement) */
 };
 
 struct cellm_xla_key {

@@ -20,12 +20,18 @@
 const char *cellm_xh_ty_name(enum cellm_xh_ty ty)
 {
     switch (ty) {
-    case XH_F32: return "f32";
-    case XH_F16: return "f16";
-    case XH_BF16: return "bf16";
-    case XH_I32: return "i32";
-    case XH_U32: return "ui32";
-    case XH_I1: return "i1";
+    case XH_F32:
+        return "f32";
+    case XH_F16:
+        return "f16";
+    case XH_BF16:
+        return "bf16";
+    case XH_I32:
+        return "i32";
+    case XH_U32:
+        return "ui32";
+    case XH_I1:
+        return "i1";
     }
     return "?";
 }
@@ -34,8 +40,7 @@ static void put(struct cellm_xh *b, struct cellm_xh_buf *o, const char *fmt, ...
     CELLM_PRINTF(3, 4);
 static void put(struct cellm_xh *b, struct cellm_xh_buf *o, const char *fmt, ...)
 {
-    if (b->failed)
-        return;
+    if (b->failed) return;
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
@@ -101,8 +106,7 @@ static const char *tys(const struct cellm_xh_val *v, char *s, size_t n)
     size_t k = (size_t)snprintf(s, n, "tensor<");
     for (int i = 0; i < v->rank && k < n; i++)
         k += (size_t)snprintf(s + k, n - k, "%lldx", (long long)v->d[i]);
-    if (k < n)
-        snprintf(s + k, n - k, "%s>", cellm_xh_ty_name(v->ty));
+    if (k < n) snprintf(s + k, n - k, "%s>", cellm_xh_ty_name(v->ty));
     return s;
 }
 
@@ -116,16 +120,15 @@ static void ilist(char *s, size_t n, int k, const int64_t *x)
 
 static int same_shape(const struct cellm_xh_val *a, const struct cellm_xh_val *b)
 {
-    if (a->rank != b->rank)
-        return 0;
+    if (a->rank != b->rank) return 0;
     for (int i = 0; i < a->rank; i++)
-        if (a->d[i] != b->d[i])
-            return 0;
+        if (a->d[i] != b->d[i]) return 0;
     return 1;
 }
 
 /* A fresh SSA value of the given type. */
-static struct cellm_xh_val fresh(struct cellm_xh *b, enum cellm_xh_ty ty, int rank, const int64_t *d)
+static struct cellm_xh_val fresh(struct cellm_xh *b, enum cellm_xh_ty ty, int rank,
+                                 const int64_t *d)
 {
     struct cellm_xh_val v = cellm_xh_shape(ty, rank, d);
     snprintf(v.nm, sizeof v.nm, "%d", b->next++);
@@ -134,16 +137,14 @@ static struct cellm_xh_val fresh(struct cellm_xh *b, enum cellm_xh_ty ty, int ra
 
 static int bad(struct cellm_xh *b, int n, ...)
 {
-    if (b->failed)
-        return 1;
+    if (b->failed) return 1;
     va_list ap;
     va_start(ap, n);
     int r = 0;
     for (int i = 0; i < n; i++)
         r |= !cellm_xh_ok(va_arg(ap, const struct cellm_xh_val *));
     va_end(ap);
-    if (r)
-        fail(b, "an operand is missing");
+    if (r) fail(b, "an operand is missing");
     return r;
 }
 
@@ -168,16 +169,14 @@ struct cellm_xh_val cellm_xh_param(struct cellm_xh *b, const char *name, enum ce
     snprintf(v.nm, sizeof v.nm, "%s", name);
     char t[160];
     put(b, &b->sig, "%s\n      %%%s: %s", b->n_params ? "," : "", name, tys(&v, t, sizeof t));
-    if (alias_result >= 0)
-        put(b, &b->sig, " {tf.aliasing_output = %d : i32}", alias_result);
+    if (alias_result >= 0) put(b, &b->sig, " {tf.aliasing_output = %d : i32}", alias_result);
     b->n_params++;
     return v;
 }
 
 void cellm_xh_result(struct cellm_xh *b, const struct cellm_xh_val *v)
 {
-    if (bad(b, 1, v))
-        return;
+    if (bad(b, 1, v)) return;
     char t[160];
     put(b, &b->res, "%s%%%s", b->n_results ? ", " : "", v->nm);
     put(b, &b->rty, "%s%s", b->n_results ? ", " : "", tys(v, t, sizeof t));
@@ -188,13 +187,13 @@ enum cellm_status cellm_xh_finish(struct cellm_xh *b, const char *module_name, c
                                   size_t *len, struct cellm_error *err)
 {
     *text = NULL;
-    if (b->failed)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "%s", b->msg);
+    if (b->failed) return cellm_errf(err, CELLM_ERR_NOMEM, "%s", b->msg);
     struct cellm_xh_buf out = {0};
-    put(b, &out, "module @%s attributes {mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32} {\n"
-                 "  func.func public @main(%s) -> (%s) {\n%s    return %s : %s\n  }\n}\n",
-        module_name, b->sig.p ? b->sig.p : "", b->rty.p ? b->rty.p : "",
-        b->body.p ? b->body.p : "", b->res.p ? b->res.p : "", b->rty.p ? b->rty.p : "");
+    put(b, &out,
+        "module @%s attributes {mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32} {\n"
+        "  func.func public @main(%s) -> (%s) {\n%s    return %s : %s\n  }\n}\n",
+        module_name, b->sig.p ? b->sig.p : "", b->rty.p ? b->rty.p : "", b->body.p ? b->body.p : "",
+        b->res.p ? b->res.p : "", b->rty.p ? b->rty.p : "");
     if (b->failed) {
         cellm_free(out.p);
         return cellm_errf(err, CELLM_ERR_NOMEM, "%s", b->msg);
@@ -217,14 +216,14 @@ struct cellm_xh_val cellm_xh_const_f32(struct cellm_xh *b, float v, int rank, co
     return r;
 }
 
-struct cellm_xh_val cellm_xh_const_int(struct cellm_xh *b, enum cellm_xh_ty ty, int64_t v,
-                                       int rank, const int64_t *d)
+struct cellm_xh_val cellm_xh_const_int(struct cellm_xh *b, enum cellm_xh_ty ty, int64_t v, int rank,
+                                       const int64_t *d)
 {
     struct cellm_xh_val r = fresh(b, ty, rank, d);
     char t[160];
     if (ty == XH_I1)
-        put(b, &b->body, "    %%%s = stablehlo.constant dense<%s> : %s\n", r.nm, v ? "true" : "false",
-            tys(&r, t, sizeof t));
+        put(b, &b->body, "    %%%s = stablehlo.constant dense<%s> : %s\n", r.nm,
+            v ? "true" : "false", tys(&r, t, sizeof t));
     else
         put(b, &b->body, "    %%%s = stablehlo.constant dense<%lld> : %s\n", r.nm, (long long)v,
             tys(&r, t, sizeof t));
@@ -243,8 +242,7 @@ struct cellm_xh_val cellm_xh_iota(struct cellm_xh *b, enum cellm_xh_ty ty, int r
 struct cellm_xh_val cellm_xh_bin(struct cellm_xh *b, const char *op, struct cellm_xh_val x,
                                  struct cellm_xh_val y)
 {
-    if (bad(b, 2, &x, &y))
-        return fail(b, op);
+    if (bad(b, 2, &x, &y)) return fail(b, op);
     if (!same_shape(&x, &y) || x.ty != y.ty) {
         char m[128];
         snprintf(m, sizeof m, "%s of mismatched operands %%%s and %%%s", op, x.nm, y.nm);
@@ -259,8 +257,7 @@ struct cellm_xh_val cellm_xh_bin(struct cellm_xh *b, const char *op, struct cell
 
 struct cellm_xh_val cellm_xh_un(struct cellm_xh *b, const char *op, struct cellm_xh_val x)
 {
-    if (bad(b, 1, &x))
-        return fail(b, op);
+    if (bad(b, 1, &x)) return fail(b, op);
     struct cellm_xh_val r = fresh(b, x.ty, x.rank, x.d);
     char t[160];
     put(b, &b->body, "    %%%s = stablehlo.%s %%%s : %s\n", r.nm, op, x.nm, tys(&r, t, sizeof t));
@@ -269,10 +266,8 @@ struct cellm_xh_val cellm_xh_un(struct cellm_xh *b, const char *op, struct cellm
 
 struct cellm_xh_val cellm_xh_convert(struct cellm_xh *b, struct cellm_xh_val x, enum cellm_xh_ty ty)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "convert");
-    if (x.ty == ty)
-        return x;
+    if (bad(b, 1, &x)) return fail(b, "convert");
+    if (x.ty == ty) return x;
     struct cellm_xh_val r = fresh(b, ty, x.rank, x.d);
     char t1[160], t2[160];
     put(b, &b->body, "    %%%s = stablehlo.convert %%%s : (%s) -> %s\n", r.nm, x.nm,
@@ -283,8 +278,7 @@ struct cellm_xh_val cellm_xh_convert(struct cellm_xh *b, struct cellm_xh_val x, 
 struct cellm_xh_val cellm_xh_bcast(struct cellm_xh *b, struct cellm_xh_val x, int rank,
                                    const int64_t *d, const int64_t *dims)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "broadcast_in_dim");
+    if (bad(b, 1, &x)) return fail(b, "broadcast_in_dim");
     for (int i = 0; i < x.rank; i++)
         if (dims[i] < 0 || dims[i] >= rank || (x.d[i] != 1 && x.d[i] != d[dims[i]]))
             return fail(b, "broadcast_in_dim with incompatible dims");
@@ -299,8 +293,7 @@ struct cellm_xh_val cellm_xh_bcast(struct cellm_xh *b, struct cellm_xh_val x, in
 struct cellm_xh_val cellm_xh_reshape(struct cellm_xh *b, struct cellm_xh_val x, int rank,
                                      const int64_t *d)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "reshape");
+    if (bad(b, 1, &x)) return fail(b, "reshape");
     struct cellm_xh_val r = cellm_xh_shape(x.ty, rank, d);
     if (cellm_xh_numel(&r) != cellm_xh_numel(&x))
         return fail(b, "reshape that changes the element count");
@@ -311,32 +304,30 @@ struct cellm_xh_val cellm_xh_reshape(struct cellm_xh *b, struct cellm_xh_val x, 
     return r;
 }
 
-struct cellm_xh_val cellm_xh_transpose(struct cellm_xh *b, struct cellm_xh_val x, const int64_t *perm)
+struct cellm_xh_val cellm_xh_transpose(struct cellm_xh *b, struct cellm_xh_val x,
+                                       const int64_t *perm)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "transpose");
+    if (bad(b, 1, &x)) return fail(b, "transpose");
     int64_t d[CELLM_XH_MAX_RANK];
     for (int i = 0; i < x.rank; i++)
         d[i] = x.d[perm[i]];
     struct cellm_xh_val r = fresh(b, x.ty, x.rank, d);
     char t1[160], t2[160], l[96];
     ilist(l, sizeof l, x.rank, perm);
-    put(b, &b->body, "    %%%s = stablehlo.transpose %%%s, dims = [%s] : (%s) -> %s\n", r.nm, x.nm, l,
-        tys(&x, t1, sizeof t1), tys(&r, t2, sizeof t2));
+    put(b, &b->body, "    %%%s = stablehlo.transpose %%%s, dims = [%s] : (%s) -> %s\n", r.nm, x.nm,
+        l, tys(&x, t1, sizeof t1), tys(&r, t2, sizeof t2));
     return r;
 }
 
 struct cellm_xh_val cellm_xh_slice(struct cellm_xh *b, struct cellm_xh_val x, const int64_t *lo,
                                    const int64_t *hi)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "slice");
+    if (bad(b, 1, &x)) return fail(b, "slice");
     int64_t d[CELLM_XH_MAX_RANK];
     char l[256];
     size_t o = 0;
     for (int i = 0; i < x.rank; i++) {
-        if (lo[i] < 0 || hi[i] > x.d[i] || lo[i] > hi[i])
-            return fail(b, "slice out of range");
+        if (lo[i] < 0 || hi[i] > x.d[i] || lo[i] > hi[i]) return fail(b, "slice out of range");
         d[i] = hi[i] - lo[i];
         o += (size_t)snprintf(l + o, sizeof l - o, "%s%lld:%lld", i ? ", " : "", (long long)lo[i],
                               (long long)hi[i]);
@@ -348,12 +339,11 @@ struct cellm_xh_val cellm_xh_slice(struct cellm_xh *b, struct cellm_xh_val x, co
     return r;
 }
 
-struct cellm_xh_val cellm_xh_concat(struct cellm_xh *b, const struct cellm_xh_val *xs, int n, int dim)
+struct cellm_xh_val cellm_xh_concat(struct cellm_xh *b, const struct cellm_xh_val *xs, int n,
+                                    int dim)
 {
-    if (n < 1 || bad(b, 1, &xs[0]))
-        return fail(b, "concatenate");
-    if (n == 1)
-        return xs[0];
+    if (n < 1 || bad(b, 1, &xs[0])) return fail(b, "concatenate");
+    if (n == 1) return xs[0];
     int64_t d[CELLM_XH_MAX_RANK];
     for (int i = 0; i < xs[0].rank; i++)
         d[i] = xs[0].d[i];
@@ -376,16 +366,14 @@ struct cellm_xh_val cellm_xh_dot(struct cellm_xh *b, struct cellm_xh_val x, stru
                                  int nb, const int64_t *bx, const int64_t *by, int64_t cx,
                                  int64_t cy)
 {
-    if (bad(b, 2, &x, &y))
-        return fail(b, "dot_general");
+    if (bad(b, 2, &x, &y)) return fail(b, "dot_general");
     if (x.d[cx] != y.d[cy] || x.ty != y.ty)
         return fail(b, "dot_general with mismatched contracting dims");
     /* result: batch dims, then x's free dims, then y's */
     int64_t d[CELLM_XH_MAX_RANK];
     int r = 0;
     for (int i = 0; i < nb; i++) {
-        if (x.d[bx[i]] != y.d[by[i]])
-            return fail(b, "dot_general with mismatched batch dims");
+        if (x.d[bx[i]] != y.d[by[i]]) return fail(b, "dot_general with mismatched batch dims");
         d[r++] = x.d[bx[i]];
     }
     for (int pass = 0; pass < 2; pass++) {
@@ -397,8 +385,7 @@ struct cellm_xh_val cellm_xh_dot(struct cellm_xh *b, struct cellm_xh_val x, stru
             for (int j = 0; j < nb; j++)
                 skip |= bd[j] == i;
             if (!skip) {
-                if (r == CELLM_XH_MAX_RANK)
-                    return fail(b, "dot_general result rank too large");
+                if (r == CELLM_XH_MAX_RANK) return fail(b, "dot_general result rank too large");
                 d[r++] = v->d[i];
             }
         }
@@ -421,16 +408,14 @@ struct cellm_xh_val cellm_xh_dot(struct cellm_xh *b, struct cellm_xh_val x, stru
 struct cellm_xh_val cellm_xh_reduce(struct cellm_xh *b, struct cellm_xh_val x, const char *op,
                                     int nd, const int64_t *dims, double init)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "reduce");
+    if (bad(b, 1, &x)) return fail(b, "reduce");
     int64_t d[CELLM_XH_MAX_RANK];
     int r = 0;
     for (int i = 0; i < x.rank; i++) {
         int gone = 0;
         for (int j = 0; j < nd; j++)
             gone |= dims[j] == i;
-        if (!gone)
-            d[r++] = x.d[i];
+        if (!gone) d[r++] = x.d[i];
     }
     struct cellm_xh_val z = x.ty == XH_F32 ? cellm_xh_const_f32(b, (float)init, 0, NULL)
                                            : cellm_xh_const_int(b, x.ty, (int64_t)init, 0, NULL);
@@ -438,7 +423,8 @@ struct cellm_xh_val cellm_xh_reduce(struct cellm_xh *b, struct cellm_xh_val x, c
     char t1[160], t2[160], t3[160], l[64];
     ilist(l, sizeof l, nd, dims);
     put(b, &b->body,
-        "    %%%s = stablehlo.reduce(%%%s init: %%%s) applies stablehlo.%s across dimensions = [%s] : (%s, %s) -> %s\n",
+        "    %%%s = stablehlo.reduce(%%%s init: %%%s) applies stablehlo.%s across dimensions = "
+        "[%s] : (%s, %s) -> %s\n",
         res.nm, x.nm, z.nm, op, l, tys(&x, t1, sizeof t1), tys(&z, t2, sizeof t2),
         tys(&res, t3, sizeof t3));
     return res;
@@ -447,25 +433,23 @@ struct cellm_xh_val cellm_xh_reduce(struct cellm_xh *b, struct cellm_xh_val x, c
 struct cellm_xh_val cellm_xh_compare(struct cellm_xh *b, const char *dir, struct cellm_xh_val x,
                                      struct cellm_xh_val y)
 {
-    if (bad(b, 2, &x, &y))
-        return fail(b, "compare");
-    if (!same_shape(&x, &y) || x.ty != y.ty)
-        return fail(b, "compare of mismatched operands");
+    if (bad(b, 2, &x, &y)) return fail(b, "compare");
+    if (!same_shape(&x, &y) || x.ty != y.ty) return fail(b, "compare of mismatched operands");
     struct cellm_xh_val r = fresh(b, XH_I1, x.rank, x.d);
     const char *kind = x.ty == XH_F32 || x.ty == XH_F16 || x.ty == XH_BF16 ? "FLOAT"
                        : x.ty == XH_U32                                    ? "UNSIGNED"
                                                                            : "SIGNED";
     char t1[160], t2[160];
-    put(b, &b->body, "    %%%s = stablehlo.compare %s, %%%s, %%%s, %s : (%s, %s) -> %s\n", r.nm, dir,
-        x.nm, y.nm, kind, tys(&x, t1, sizeof t1), tys(&y, t1, sizeof t1), tys(&r, t2, sizeof t2));
+    put(b, &b->body, "    %%%s = stablehlo.compare %s, %%%s, %%%s, %s : (%s, %s) -> %s\n", r.nm,
+        dir, x.nm, y.nm, kind, tys(&x, t1, sizeof t1), tys(&y, t1, sizeof t1),
+        tys(&r, t2, sizeof t2));
     return r;
 }
 
-struct cellm_xh_val cellm_xh_select(struct cellm_xh *b, struct cellm_xh_val p, struct cellm_xh_val x,
-                                    struct cellm_xh_val y)
+struct cellm_xh_val cellm_xh_select(struct cellm_xh *b, struct cellm_xh_val p,
+                                    struct cellm_xh_val x, struct cellm_xh_val y)
 {
-    if (bad(b, 3, &p, &x, &y))
-        return fail(b, "select");
+    if (bad(b, 3, &p, &x, &y)) return fail(b, "select");
     if (!same_shape(&p, &x) || !same_shape(&x, &y) || p.ty != XH_I1 || x.ty != y.ty)
         return fail(b, "select of mismatched operands");
     struct cellm_xh_val r = fresh(b, x.ty, x.rank, x.d);
@@ -478,8 +462,7 @@ struct cellm_xh_val cellm_xh_select(struct cellm_xh *b, struct cellm_xh_val p, s
 struct cellm_xh_val cellm_xh_gather_rows(struct cellm_xh *b, struct cellm_xh_val table,
                                          struct cellm_xh_val ids)
 {
-    if (bad(b, 2, &table, &ids))
-        return fail(b, "gather");
+    if (bad(b, 2, &table, &ids)) return fail(b, "gather");
     if (table.rank != 2 || ids.rank != 1 || ids.ty != XH_I32)
         return fail(b, "gather of rows needs a [V, C] table and [T] i32 ids");
     int64_t id2[2] = {ids.d[0], 1};
@@ -488,7 +471,10 @@ struct cellm_xh_val cellm_xh_gather_rows(struct cellm_xh *b, struct cellm_xh_val
     struct cellm_xh_val r = fresh(b, table.ty, 2, d);
     char t1[160], t2[160], t3[160];
     put(b, &b->body,
-        "    %%%s = \"stablehlo.gather\"(%%%s, %%%s) <{dimension_numbers = #stablehlo.gather<offset_dims = [1], collapsed_slice_dims = [0], start_index_map = [0], index_vector_dim = 1>, indices_are_sorted = false, slice_sizes = array<i64: 1, %lld>}> : (%s, %s) -> %s\n",
+        "    %%%s = \"stablehlo.gather\"(%%%s, %%%s) <{dimension_numbers = "
+        "#stablehlo.gather<offset_dims = [1], collapsed_slice_dims = [0], start_index_map = [0], "
+        "index_vector_dim = 1>, indices_are_sorted = false, slice_sizes = array<i64: 1, %lld>}> : "
+        "(%s, %s) -> %s\n",
         r.nm, table.nm, ix.nm, (long long)table.d[1], tys(&table, t1, sizeof t1),
         tys(&ix, t2, sizeof t2), tys(&r, t3, sizeof t3));
     return r;
@@ -497,8 +483,7 @@ struct cellm_xh_val cellm_xh_gather_rows(struct cellm_xh *b, struct cellm_xh_val
 struct cellm_xh_val cellm_xh_dyn_slice(struct cellm_xh *b, struct cellm_xh_val x,
                                        const struct cellm_xh_val *starts, const int64_t *sizes)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "dynamic_slice");
+    if (bad(b, 1, &x)) return fail(b, "dynamic_slice");
     struct cellm_xh_val r = fresh(b, x.ty, x.rank, sizes);
     char t[160], l[96];
     ilist(l, sizeof l, x.rank, sizes);
@@ -515,8 +500,7 @@ struct cellm_xh_val cellm_xh_dyn_slice(struct cellm_xh *b, struct cellm_xh_val x
 struct cellm_xh_val cellm_xh_dyn_update(struct cellm_xh *b, struct cellm_xh_val x,
                                         struct cellm_xh_val upd, const struct cellm_xh_val *starts)
 {
-    if (bad(b, 2, &x, &upd))
-        return fail(b, "dynamic_update_slice");
+    if (bad(b, 2, &x, &upd)) return fail(b, "dynamic_update_slice");
     if (x.rank != upd.rank || x.ty != upd.ty)
         return fail(b, "dynamic_update_slice of mismatched operands");
     struct cellm_xh_val r = fresh(b, x.ty, x.rank, x.d);
@@ -534,11 +518,11 @@ struct cellm_xh_val cellm_xh_dyn_update(struct cellm_xh *b, struct cellm_xh_val 
 
 struct cellm_xh_val cellm_xh_barrier(struct cellm_xh *b, struct cellm_xh_val x)
 {
-    if (bad(b, 1, &x))
-        return fail(b, "optimization_barrier");
+    if (bad(b, 1, &x)) return fail(b, "optimization_barrier");
     struct cellm_xh_val r = fresh(b, x.ty, x.rank, x.d);
     char t[160];
     tys(&x, t, sizeof t);
-    put(b, &b->body, "    %%%s = \"stablehlo.optimization_barrier\"(%%%s) : (%s) -> %s\n", r.nm, x.nm, t, t);
+    put(b, &b->body, "    %%%s = \"stablehlo.optimization_barrier\"(%%%s) : (%s) -> %s\n", r.nm,
+        x.nm, t, t);
     return r;
 }

@@ -23,7 +23,7 @@
 enum cellm_xh_ty { XH_F32, XH_F16, XH_BF16, XH_I32, XH_U32, XH_I1 };
 
 struct cellm_xh_val {
-    char nm[40];          /* SSA name without '%'; "" = no value */
+    char nm[40]; /* SSA name without '%'; "" = no value */
     enum cellm_xh_ty ty;
     int rank;
     int64_t d[CELLM_XH_MAX_RANK];
@@ -40,7 +40,7 @@ struct cellm_xh {
     struct cellm_xh_buf res;  /* result values */
     struct cellm_xh_buf rty;  /* result types */
     int n_params, n_results, next;
-    int failed;               /* 1 after the first error (see msg) */
+    int failed; /* 1 after the first error (see msg) */
     char msg[200];
 };
 
@@ -66,8 +66,8 @@ enum cellm_status cellm_xh_finish(struct cellm_xh *b, const char *module_name, c
 /* ---- ops (operands must have the shapes StableHLO requires; no implicit broadcast) ---- */
 
 struct cellm_xh_val cellm_xh_const_f32(struct cellm_xh *b, float v, int rank, const int64_t *d);
-struct cellm_xh_val cellm_xh_const_int(struct cellm_xh *b, enum cellm_xh_ty ty, int64_t v,
-                                       int rank, const int64_t *d);
+struct cellm_xh_val cellm_xh_const_int(struct cellm_xh *b, enum cellm_xh_ty ty, int64_t v, int rank,
+                                       const int64_t *d);
 struct cellm_xh_val cellm_xh_iota(struct cellm_xh *b, enum cellm_xh_ty ty, int rank,
                                   const int64_t *d, int dim);
 /* op: add subtract multiply divide maximum minimum and or shift_left shift_right_logical */
@@ -75,16 +75,19 @@ struct cellm_xh_val cellm_xh_bin(struct cellm_xh *b, const char *op, struct cell
                                  struct cellm_xh_val y);
 /* op: exponential tanh sqrt rsqrt negate */
 struct cellm_xh_val cellm_xh_un(struct cellm_xh *b, const char *op, struct cellm_xh_val x);
-struct cellm_xh_val cellm_xh_convert(struct cellm_xh *b, struct cellm_xh_val x, enum cellm_xh_ty ty);
+struct cellm_xh_val cellm_xh_convert(struct cellm_xh *b, struct cellm_xh_val x,
+                                     enum cellm_xh_ty ty);
 /* Result shape `d` (rank r); operand dim i goes to result dim dims[i]. */
 struct cellm_xh_val cellm_xh_bcast(struct cellm_xh *b, struct cellm_xh_val x, int r,
                                    const int64_t *d, const int64_t *dims);
 struct cellm_xh_val cellm_xh_reshape(struct cellm_xh *b, struct cellm_xh_val x, int r,
                                      const int64_t *d);
-struct cellm_xh_val cellm_xh_transpose(struct cellm_xh *b, struct cellm_xh_val x, const int64_t *perm);
+struct cellm_xh_val cellm_xh_transpose(struct cellm_xh *b, struct cellm_xh_val x,
+                                       const int64_t *perm);
 struct cellm_xh_val cellm_xh_slice(struct cellm_xh *b, struct cellm_xh_val x, const int64_t *lo,
                                    const int64_t *hi);
-struct cellm_xh_val cellm_xh_concat(struct cellm_xh *b, const struct cellm_xh_val *xs, int n, int dim);
+struct cellm_xh_val cellm_xh_concat(struct cellm_xh *b, const struct cellm_xh_val *xs, int n,
+                                    int dim);
 /* dot_general with precision HIGHEST; nb batching dims, one contracting dim. */
 struct cellm_xh_val cellm_xh_dot(struct cellm_xh *b, struct cellm_xh_val x, struct cellm_xh_val y,
                                  int nb, const int64_t *bx, const int64_t *by, int64_t cx,

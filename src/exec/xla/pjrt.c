@@ -29,11 +29,28 @@
     size_t struct_size;                                                                            \
     void *extension_start
 
-struct a_error_destroy { HDR; void *error; };
-struct a_error_message { HDR; void *error; const char *message; size_t message_size; };
-struct a_error_code { HDR; void *error; int code; };
-struct a_plain { HDR; };
-struct a_event { HDR; void *event; };
+struct a_error_destroy {
+    HDR;
+    void *error;
+};
+struct a_error_message {
+    HDR;
+    void *error;
+    const char *message;
+    size_t message_size;
+};
+struct a_error_code {
+    HDR;
+    void *error;
+    int code;
+};
+struct a_plain {
+    HDR;
+};
+struct a_event {
+    HDR;
+    void *event;
+};
 struct a_named_value {
     HDR;
     const char *name;
@@ -55,10 +72,29 @@ struct a_client_create {
     void *client;
     void *kv_try_get, *kv_try_get_arg;
 };
-struct a_client { HDR; void *client; };
-struct a_client_str { HDR; void *client; const char *str; size_t size; };
-struct a_client_devices { HDR; void *client; void *const *devices; size_t num; };
-struct a_program { HDR; const char *code; size_t code_size; const char *format; size_t format_size; };
+struct a_client {
+    HDR;
+    void *client;
+};
+struct a_client_str {
+    HDR;
+    void *client;
+    const char *str;
+    size_t size;
+};
+struct a_client_devices {
+    HDR;
+    void *client;
+    void *const *devices;
+    size_t num;
+};
+struct a_program {
+    HDR;
+    const char *code;
+    size_t code_size;
+    const char *format;
+    size_t format_size;
+};
 struct a_compile {
     HDR;
     void *client;
@@ -81,9 +117,20 @@ struct a_from_host {
     void *done_with_host_buffer;
     void *buffer;
 };
-struct a_obj { HDR; void *obj; };
-struct a_get_exe { HDR; void *loaded; void *executable; };
-struct a_num_outputs { HDR; void *executable; size_t num_outputs; };
+struct a_obj {
+    HDR;
+    void *obj;
+};
+struct a_get_exe {
+    HDR;
+    void *loaded;
+    void *executable;
+};
+struct a_num_outputs {
+    HDR;
+    void *executable;
+    size_t num_outputs;
+};
 struct a_exec_options {
     HDR;
     void *send_callbacks, *recv_callbacks;
@@ -108,9 +155,25 @@ struct a_execute {
     void **device_complete_events;
     void *execute_device;
 };
-struct a_to_host { HDR; void *src; void *host_layout; void *dst; size_t dst_size; void *event; };
-struct a_dev_desc { HDR; void *device; void *description; };
-struct a_desc_kind { HDR; void *description; const char *kind; size_t kind_size; };
+struct a_to_host {
+    HDR;
+    void *src;
+    void *host_layout;
+    void *dst;
+    size_t dst_size;
+    void *event;
+};
+struct a_dev_desc {
+    HDR;
+    void *device;
+    void *description;
+};
+struct a_desc_kind {
+    HDR;
+    void *description;
+    const char *kind;
+    size_t kind_size;
+};
 
 #define OFF(t, f, o) _Static_assert(offsetof(struct t, f) == (o), #t "." #f)
 OFF(pj_api, version.major, 32);
@@ -154,8 +217,7 @@ static void *call(const struct cellm_pjrt *pj, int slot, void *args)
 static enum cellm_status perr(const struct cellm_pjrt *pj, void *e, const char *what,
                               struct cellm_error *err)
 {
-    if (!e)
-        return CELLM_OK;
+    if (!e) return CELLM_OK;
     ARGS(a_error_message, m);
     m.error = e;
     ((pj_void_fn)pj->api->fn[PJ_ERROR_MESSAGE])(&m);
@@ -175,8 +237,7 @@ static enum cellm_status perr(const struct cellm_pjrt *pj, void *e, const char *
 static enum cellm_status await(const struct cellm_pjrt *pj, void *ev, const char *what,
                                struct cellm_error *err)
 {
-    if (!ev)
-        return CELLM_OK;
+    if (!ev) return CELLM_OK;
     ARGS(a_event, a);
     a.event = ev;
     enum cellm_status st = perr(pj, call(pj, PJ_EVENT_AWAIT, &a), what, err);
@@ -212,8 +273,7 @@ static int search_prefix(const char *prefix, char *out, size_t n)
     char pat[1024];
     for (size_t i = 0; i < sizeof sub / sizeof sub[0]; i++) {
         snprintf(pat, sizeof pat, "%s%s", prefix, sub[i]);
-        if (first_match(pat, out, n))
-            return 1;
+        if (first_match(pat, out, n)) return 1;
     }
     return 0;
 }
@@ -233,8 +293,7 @@ enum cellm_status cellm_pjrt_find(const char *explicit_path, char *out, size_t n
     const char *vars[] = {"VIRTUAL_ENV", "CONDA_PREFIX"};
     for (size_t i = 0; i < 2; i++) {
         const char *v = getenv(vars[i]);
-        if (v && *v && search_prefix(v, out, n))
-            return CELLM_OK;
+        if (v && *v && search_prefix(v, out, n)) return CELLM_OK;
     }
     const char *pp = getenv("PYTHONPATH");
     if (pp) {
@@ -244,8 +303,7 @@ enum cellm_status cellm_pjrt_find(const char *explicit_path, char *out, size_t n
             if (k && k < sizeof dir) {
                 memcpy(dir, pp, k);
                 dir[k] = 0;
-                if (search_prefix(dir, out, n))
-                    return CELLM_OK;
+                if (search_prefix(dir, out, n)) return CELLM_OK;
             }
             pp += k + (pp[k] == ':');
         }
@@ -255,10 +313,13 @@ enum cellm_status cellm_pjrt_find(const char *explicit_path, char *out, size_t n
     snprintf(hl, sizeof hl, "%s/.local", home ? home : "/nonexistent");
     const char *fixed[] = {"/opt/torch/.venv", "/usr/local", "/usr", hl};
     for (size_t i = 0; i < 4; i++)
-        if (search_prefix(fixed[i], out, n))
-            return CELLM_OK;
-    return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                      "--device xla needs a PJRT plugin and none was found (looked for jax_plugins/xla_cuda*/xla_cuda_plugin.so in the Python site-packages of $VIRTUAL_ENV, $CONDA_PREFIX, $PYTHONPATH, /opt/torch/.venv, /usr/local, /usr, ~/.local); point at one with --pjrt-plugin PATH or CELLM_PJRT_PLUGIN=PATH");
+        if (search_prefix(fixed[i], out, n)) return CELLM_OK;
+    return cellm_errf(
+        err, CELLM_ERR_UNSUPPORTED,
+        "--device xla needs a PJRT plugin and none was found (looked for "
+        "jax_plugins/xla_cuda*/xla_cuda_plugin.so in the Python site-packages of $VIRTUAL_ENV, "
+        "$CONDA_PREFIX, $PYTHONPATH, /opt/torch/.venv, /usr/local, /usr, ~/.local); point at one "
+        "with --pjrt-plugin PATH or CELLM_PJRT_PLUGIN=PATH");
 }
 
 static const unsigned char compile_opts[] = {0x1A, 0x04, 0x20, 0x01, 0x28, 0x01};
@@ -295,7 +356,8 @@ enum cellm_status cellm_pjrt_open(const char *path, struct cellm_pjrt *pj, struc
     pj->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!pj->dl)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device xla: cannot load the PJRT plugin %s: %s (give another with --pjrt-plugin PATH or CELLM_PJRT_PLUGIN)",
+                          "--device xla: cannot load the PJRT plugin %s: %s (give another with "
+                          "--pjrt-plugin PATH or CELLM_PJRT_PLUGIN)",
                           path, dlerror());
     void *sym = dlsym(pj->dl, "GetPjrtApi");
     if (!sym)
@@ -305,13 +367,15 @@ enum cellm_status cellm_pjrt_open(const char *path, struct cellm_pjrt *pj, struc
     memcpy(&get, &sym, sizeof get);
     pj->api = get();
     if (!pj->api)
-        return cellm_errf(err, CELLM_ERR_DEVICE, "--device xla: %s: GetPjrtApi returned NULL", path);
+        return cellm_errf(err, CELLM_ERR_DEVICE, "--device xla: %s: GetPjrtApi returned NULL",
+                          path);
     pj->major = pj->api->version.major;
     pj->minor = pj->api->version.minor;
     if (pj->major != 0 || pj->minor < 94)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device xla: %s implements PJRT C API %d.%d; cellm needs 0.94 or a later 0.x",
-                          path, pj->major, pj->minor);
+        return cellm_errf(
+            err, CELLM_ERR_UNSUPPORTED,
+            "--device xla: %s implements PJRT C API %d.%d; cellm needs 0.94 or a later 0.x", path,
+            pj->major, pj->minor);
     if (pj->api->struct_size < 40 + 8 * (size_t)PJ_N_SLOTS)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %s: its function table has only %zu bytes", path,
@@ -320,8 +384,8 @@ enum cellm_status cellm_pjrt_open(const char *path, struct cellm_pjrt *pj, struc
         if (s <= PJ_BUFFER_TO_HOST && !pj->api->fn[s] &&
             (s == PJ_ERROR_DESTROY || s == PJ_ERROR_MESSAGE || s == PJ_CLIENT_CREATE ||
              s == PJ_CLIENT_COMPILE || s == PJ_LOADED_EXECUTABLE_EXECUTE))
-            return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                              "--device xla: %s lacks PJRT function %d", path, s);
+            return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "--device xla: %s lacks PJRT function %d",
+                              path, s);
     ARGS(a_plain, init);
     CELLM_TRY(perr(pj, call(pj, PJ_PLUGIN_INITIALIZE, &init), "initializing the plugin", err));
     CELLM_TRY(create_client(pj, err));
@@ -376,7 +440,8 @@ enum cellm_status cellm_pjrt_compile(struct cellm_pjrt *pj, const char *text, si
     CELLM_TRY(perr(pj, call(pj, PJ_CLIENT_COMPILE, &a), "compiling the model", err));
     ARGS(a_get_exe, g);
     g.loaded = a.executable;
-    enum cellm_status st = perr(pj, call(pj, PJ_LOADED_EXECUTABLE_GET_EXECUTABLE, &g), "executable", err);
+    enum cellm_status st =
+        perr(pj, call(pj, PJ_LOADED_EXECUTABLE_GET_EXECUTABLE, &g), "executable", err);
     if (!st) {
         ARGS(a_num_outputs, no);
         no.executable = g.executable;
@@ -396,8 +461,7 @@ enum cellm_status cellm_pjrt_compile(struct cellm_pjrt *pj, const char *text, si
 
 void cellm_pjrt_exe_free(struct cellm_pjrt *pj, void *exe)
 {
-    if (!exe)
-        return;
+    if (!exe) return;
     ARGS(a_obj, d);
     d.obj = exe;
     perr(pj, call(pj, PJ_LOADED_EXECUTABLE_DESTROY, &d), "executable", NULL);
@@ -445,8 +509,7 @@ enum cellm_status cellm_pjrt_download(struct cellm_pjrt *pj, void *buf, void *ds
 
 void cellm_pjrt_buffer_free(struct cellm_pjrt *pj, void *buf)
 {
-    if (!buf)
-        return;
+    if (!buf) return;
     ARGS(a_obj, d);
     d.obj = buf;
     perr(pj, call(pj, PJ_BUFFER_DESTROY, &d), "buffer", NULL);

@@ -60,10 +60,10 @@ struct pj_api {
 
 /* The loaded plugin, its client and device. Lives in the executor's model state. */
 struct cellm_pjrt {
-    void *dl;                 /* dlopen handle (never closed: see pjrt.c) */
+    void *dl; /* dlopen handle (never closed: see pjrt.c) */
     const struct pj_api *api;
-    void *client;             /* PJRT_Client* */
-    void *device;             /* PJRT_Device* */
+    void *client; /* PJRT_Client* */
+    void *device; /* PJRT_Device* */
     char path[1024];
     char platform[32];
     char kind[96];

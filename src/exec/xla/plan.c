@@ -28,8 +28,7 @@ static enum cellm_status add(struct cellm_xla_plan *p, const char *name, enum ce
     if (p->n == p->cap) {
         int cap = p->cap ? 2 * p->cap : 64;
         struct cellm_xla_wparam *w = cellm_realloc(p->w, (size_t)cap * sizeof *w);
-        if (!w)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+        if (!w) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
         p->w = w;
         p->cap = cap;
     }
@@ -41,8 +40,7 @@ static enum cellm_status add(struct cellm_xla_plan *p, const char *name, enum ce
     for (int i = 0; i < rank; i++)
         w->d[i] = d[i];
     w->parts = cellm_calloc((size_t)nparts, sizeof *w->parts);
-    if (!w->parts)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+    if (!w->parts) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     w->nparts = nparts;
     w->part_bytes = part_bytes;
     w->bytes = (size_t)nparts * part_bytes;
@@ -53,8 +51,7 @@ static enum cellm_status add(struct cellm_xla_plan *p, const char *name, enum ce
 static enum cellm_status add_vec(struct cellm_xla_plan *p, const char *name,
                                  const struct cellm_vec *v, struct cellm_error *err)
 {
-    if (v->fmt == CELLM_W_NONE)
-        return CELLM_OK;
+    if (v->fmt == CELLM_W_NONE) return CELLM_OK;
     int64_t d[1] = {v->n};
     size_t es = v->fmt == CELLM_W_F32 ? 4 : 2;
     CELLM_TRY(add(p, name, fmt_ty(v->fmt), 1, d, 1, (size_t)v->n * es, err));
@@ -73,7 +70,8 @@ static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
         if (ws[e].fmt != w->fmt || ws[e].rows != w->rows || ws[e].cols != w->cols ||
             ws[e].bits != w->bits || ws[e].group != w->group || ws[e].sdtype != w->sdtype)
             return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                              "xla: experts of %s are stored in different formats; the XLA executor stacks them into one tensor",
+                              "xla: experts of %s are stored in different formats; the XLA "
+                              "executor stacks them into one tensor",
                               w->name ? w->name : base);
     if (w->fmt == CELLM_W_AFFINE && p->dequant_at_load) {
         int64_t d[3] = {n, w->rows, w->cols};
@@ -93,8 +91,8 @@ static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
     }
     if (w->fmt != CELLM_W_AFFINE) {
         int64_t d[3] = {n, w->rows, w->cols};
-        CELLM_TRY(add(p, base, fmt_ty(w->fmt), r, ne ? d : d + 1, n,
-                      (size_t)w->rows * w->row_bytes, err));
+        CELLM_TRY(add(p, base, fmt_ty(w->fmt), r, ne ? d : d + 1, n, (size_t)w->rows * w->row_bytes,
+                      err));
         for (int e = 0; e < n; e++)
             p->w[p->n - 1].parts[e] = ws[e].data;
         return CELLM_OK;
@@ -124,8 +122,9 @@ static enum cellm_status add_heads(struct cellm_xla_plan *p, const char *name,
 {
     for (int h = 1; h < n; h++)
         if (v[h].fmt != v[0].fmt)
-            return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                              "xla: per-head norm weights of one layer are stored in different formats");
+            return cellm_errf(
+                err, CELLM_ERR_UNSUPPORTED,
+                "xla: per-head norm weights of one layer are stored in different formats");
     int64_t d[2] = {n, v[0].n};
     size_t es = v[0].fmt == CELLM_W_F32 ? 4 : 2;
     CELLM_TRY(add(p, name, fmt_ty(v[0].fmt), 2, d, n, (size_t)v[0].n * es, err));
@@ -137,15 +136,13 @@ static enum cellm_status add_heads(struct cellm_xla_plan *p, const char *name,
 int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name)
 {
     for (int i = 0; i < p->n; i++)
-        if (!strcmp(p->w[i].name, name))
-            return i;
+        if (!strcmp(p->w[i].name, name)) return i;
     return -1;
 }
 
 void cellm_xla_plan_free(struct cellm_xla_plan *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     for (int i = 0; i < p->n; i++) {
         cellm_free(p->w[i].parts);
         cellm_free(p->w[i].owned);
@@ -224,15 +221,11 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, struct cellm_
             memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)))
             p->local_rope = 1;
     enum cellm_status st = add_mat(p, "embed", &d->embed, 0, err);
-    if (!st && !c->tie_embeddings)
-        st = add_mat(p, "head", &d->head, 0, err);
-    if (!st)
-        st = add_vec(p, "final_norm", &d->final_norm, err);
-    if (!st)
-        st = add_vec(p, "final_norm_b", &d->final_norm_b, err);
+    if (!st && !c->tie_embeddings) st = add_mat(p, "head", &d->head, 0, err);
+    if (!st) st = add_vec(p, "final_norm", &d->final_norm, err);
+    if (!st) st = add_vec(p, "final_norm_b", &d->final_norm_b, err);
     for (int l = 0; !st && l < c->n_layers; l++)
         st = build_layer(d, l, p, err);
-    if (st)
-        cellm_xla_plan_free(p);
+    if (st) cellm_xla_plan_free(p);
     return st;
 }

@@ -41,7 +41,7 @@ struct xla_model {
     const struct cellm_desc *d;
     struct cellm_pjrt pj;
     struct cellm_xla_plan plan;
-    void **wbuf;             /* [plan.n] device weights */
+    void **wbuf; /* [plan.n] device weights */
     struct xla_exe *exes;
     int n_exes, cap_exes;
     double compile_s;
@@ -49,16 +49,16 @@ struct xla_model {
 };
 
 struct xla_seq {
-    int cap;                 /* 0 = no cache yet */
-    void **kv;               /* [2 * n_layers]: k_0, v_0, k_1, ... */
+    int cap;   /* 0 = no cache yet */
+    void **kv; /* [2 * n_layers]: k_0, v_0, k_1, ... */
 };
 
 struct xla_ctx {
     struct xla_model *m;
     int max_seqs;
     struct xla_seq *seqs;
-    float *host;             /* staging for logits, RoPE tables, cache copies */
-    size_t host_cap;         /* floats */
+    float *host;     /* staging for logits, RoPE tables, cache copies */
+    size_t host_cap; /* floats */
 };
 
 static double now_s(void)
@@ -71,11 +71,16 @@ static double now_s(void)
 static int pj_type(enum cellm_xh_ty t)
 {
     switch (t) {
-    case XH_F16: return PJ_F16;
-    case XH_BF16: return PJ_BF16;
-    case XH_I32: return PJ_S32;
-    case XH_U32: return PJ_U32;
-    default: return PJ_F32;
+    case XH_F16:
+        return PJ_F16;
+    case XH_BF16:
+        return PJ_BF16;
+    case XH_I32:
+        return PJ_S32;
+    case XH_U32:
+        return PJ_U32;
+    default:
+        return PJ_F32;
     }
 }
 
@@ -92,8 +97,7 @@ static int64_t pow2_at_least(int64_t x, int64_t lo)
 static void xla_model_free(void *p)
 {
     struct xla_model *m = p;
-    if (!m)
-        return;
+    if (!m) return;
     for (int i = 0; i < m->n_exes; i++)
         cellm_pjrt_exe_free(&m->pj, m->exes[i].exe);
     cellm_free(m->exes);
@@ -102,16 +106,14 @@ static void xla_model_free(void *p)
             cellm_pjrt_buffer_free(&m->pj, m->wbuf[i]);
     cellm_free(m->wbuf);
     cellm_xla_plan_free(&m->plan);
-    if (m->pj.api)
-        cellm_pjrt_close(&m->pj);
+    if (m->pj.api) cellm_pjrt_close(&m->pj);
     cellm_free(m);
 }
 
 static enum cellm_status upload_weights(struct xla_model *m, struct cellm_error *err)
 {
     m->wbuf = cellm_calloc((size_t)m->plan.n + 1, sizeof *m->wbuf);
-    if (!m->wbuf)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+    if (!m->wbuf) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     for (int i = 0; i < m->plan.n; i++) {
         const struct cellm_xla_wparam *w = &m->plan.w[i];
         const void *src = w->parts[0];
@@ -124,11 +126,10 @@ static enum cellm_status upload_weights(struct xla_model *m, struct cellm_error 
                 memcpy(stage + (size_t)k * w->part_bytes, w->parts[k], w->part_bytes);
             src = stage;
         }
-        enum cellm_status st = cellm_pjrt_upload(&m->pj, src, pj_type(w->ty), w->d, w->rank,
-                                                 &m->wbuf[i], err);
+        enum cellm_status st =
+            cellm_pjrt_upload(&m->pj, src, pj_type(w->ty), w->d, w->rank, &m->wbuf[i], err);
         cellm_free(stage);
-        if (st)
-            return cellm_errf_prefix(err, st, "weight %s", w->name);
+        if (st) return cellm_errf_prefix(err, st, "weight %s", w->name);
     }
     return CELLM_OK;
 }
@@ -142,14 +143,11 @@ static enum cellm_status xla_model_new(const struct cellm_desc *d,
     CELLM_TRY(cellm_pjrt_find(mp ? mp->pjrt_plugin : NULL, path, sizeof path, err));
     CELLM_TRY(cellm_xla_supported(d, err));
     struct xla_model *m = cellm_calloc(1, sizeof *m);
-    if (!m)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+    if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     m->d = d;
     enum cellm_status st = cellm_pjrt_open(path, &m->pj, err);
-    if (!st)
-        st = cellm_xla_plan_build(d, &m->plan, err);
-    if (!st)
-        st = upload_weights(m, err);
+    if (!st) st = cellm_xla_plan_build(d, &m->plan, err);
+    if (!st) st = upload_weights(m, err);
     if (st) {
         xla_model_free(m);
         return st;
@@ -176,8 +174,7 @@ static enum cellm_status get_exe(struct xla_model *m, const struct cellm_xla_key
     if (m->n_exes == m->cap_exes) {
         int cap = m->cap_exes ? 2 * m->cap_exes : 8;
         struct xla_exe *e = cellm_realloc(m->exes, (size_t)cap * sizeof *e);
-        if (!e)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+        if (!e) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
         m->exes = e;
         m->cap_exes = cap;
     }
@@ -191,13 +188,12 @@ static enum cellm_status get_exe(struct xla_model *m, const struct cellm_xla_key
     enum cellm_status st = cellm_pjrt_compile(&m->pj, text, len, &e->exe, &e->n_out, err);
     cellm_free(text);
     m->compile_s += now_s() - t0;
-    if (st)
-        return st;
+    if (st) return st;
     size_t want = 1 + 2 * (size_t)m->d->cfg.n_layers;
     if (e->n_out != want) {
         cellm_pjrt_exe_free(&m->pj, e->exe);
-        return cellm_errf(err, CELLM_ERR_DEVICE, "xla: the compiled model has %zu results, expected %zu",
-                          e->n_out, want);
+        return cellm_errf(err, CELLM_ERR_DEVICE,
+                          "xla: the compiled model has %zu results, expected %zu", e->n_out, want);
     }
     m->n_exes++;
     *out = e;
@@ -219,8 +215,7 @@ static void seq_drop(struct xla_ctx *c, struct xla_seq *s)
 static void xla_ctx_free(void *p)
 {
     struct xla_ctx *c = p;
-    if (!c)
-        return;
+    if (!c) return;
     for (int i = 0; c->seqs && i < c->max_seqs; i++)
         seq_drop(c, &c->seqs[i]);
     cellm_free(c->seqs);
@@ -231,8 +226,7 @@ static void xla_ctx_free(void *p)
 static enum cellm_status xla_ctx_new(void *dm, int max_seqs, void **out, struct cellm_error *err)
 {
     struct xla_ctx *c = cellm_calloc(1, sizeof *c);
-    if (!c)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+    if (!c) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     c->m = dm;
     c->max_seqs = max_seqs;
     c->seqs = cellm_calloc((size_t)max_seqs, sizeof *c->seqs);
@@ -247,18 +241,15 @@ static enum cellm_status xla_ctx_new(void *dm, int max_seqs, void **out, struct 
 static void xla_seq_truncate(void *p, int seq, int from)
 {
     struct xla_ctx *c = p;
-    if (seq >= 0 && seq < c->max_seqs && from == 0)
-        seq_drop(c, &c->seqs[seq]);
+    if (seq >= 0 && seq < c->max_seqs && from == 0) seq_drop(c, &c->seqs[seq]);
     /* otherwise positions >= from are overwritten by later rows */
 }
 
 static enum cellm_status host_room(struct xla_ctx *c, size_t floats, struct cellm_error *err)
 {
-    if (floats <= c->host_cap)
-        return CELLM_OK;
+    if (floats <= c->host_cap) return CELLM_OK;
     float *h = cellm_realloc(c->host, floats * sizeof(float));
-    if (!h)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of host memory (%zu floats)", floats);
+    if (!h) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of host memory (%zu floats)", floats);
     c->host = h;
     c->host_cap = floats;
     return CELLM_OK;
@@ -271,13 +262,11 @@ static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int c
     const struct cellm_config *cfg = &c->m->d->cfg;
     int n = 2 * cfg->n_layers;
     size_t kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    if (s->cap >= cap)
-        return CELLM_OK;
+    if (s->cap >= cap) return CELLM_OK;
     CELLM_TRY(host_room(c, (size_t)cap * kvd, err));
     if (!s->kv) {
         s->kv = cellm_calloc((size_t)n, sizeof *s->kv);
-        if (!s->kv)
-            return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+        if (!s->kv) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     }
     int64_t dims[3] = {cap, cfg->n_kv_heads, cfg->head_dim};
     for (int i = 0; i < n; i++) {
@@ -319,7 +308,8 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
         return cellm_errf(err, CELLM_ERR_ARG, "xla: sequence %d out of range", seq);
     if (p0 < 0 || (int64_t)p0 + T > cfg->max_pos)
         return cellm_errf(err, CELLM_ERR_RANGE,
-                          "sequence %d would reach %lld tokens, beyond the model's maximum context of %d (max_position_embeddings)",
+                          "sequence %d would reach %lld tokens, beyond the model's maximum context "
+                          "of %d (max_position_embeddings)",
                           seq, (long long)p0 + T, cfg->max_pos);
     for (int i = 0; i < T; i++) {
         if (r[i].token < 0 || r[i].token >= V)
@@ -333,8 +323,7 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     k.all_logits = nw > 1 || (nw == 1 && !r[T - 1].want_logits);
     struct xla_seq *s = &c->seqs[seq];
     int64_t cap = pow2_at_least((int64_t)p0 + k.T, XLA_MIN_CAP);
-    if (cap < s->cap)
-        cap = s->cap;
+    if (cap < s->cap) cap = s->cap;
     k.cap = (int)cap;
     CELLM_TRY(seq_reserve(c, s, k.cap, err));
     struct xla_exe *e = NULL;
@@ -355,24 +344,20 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     int32_t pos0 = p0, last = T - 1;
     int64_t dt[1] = {k.T}, dr[2] = {k.T, half};
     enum cellm_status st = cellm_pjrt_upload(&m->pj, tok, PJ_S32, dt, 1, &in[0], err);
-    if (!st)
-        st = cellm_pjrt_upload(&m->pj, &pos0, PJ_S32, NULL, 0, &in[1], err);
-    if (!st)
-        st = cellm_pjrt_upload(&m->pj, &last, PJ_S32, NULL, 0, &in[2], err);
+    if (!st) st = cellm_pjrt_upload(&m->pj, &pos0, PJ_S32, NULL, 0, &in[1], err);
+    if (!st) st = cellm_pjrt_upload(&m->pj, &last, PJ_S32, NULL, 0, &in[2], err);
     for (int i = 0; !st && i < n_rope; i++)
         st = cellm_pjrt_upload(&m->pj, c->host + (size_t)i * tab, PJ_F32, dr, 2, &in[3 + i], err);
     size_t n_args = (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl;
     void **args = st ? NULL : cellm_malloc(n_args * sizeof *args);
     void **out = st ? NULL : cellm_calloc(e->n_out, sizeof *out);
-    if (!st && (!args || !out))
-        st = cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+    if (!st && (!args || !out)) st = cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     if (!st) {
         size_t a = 0;
         for (int i = 0; i < m->plan.n; i++)
             args[a++] = m->wbuf[i];
         for (int i = 0; i < n_in; i++)
-            if (!(i == 2 && k.all_logits))
-                args[a++] = in[i];
+            if (!(i == 2 && k.all_logits)) args[a++] = in[i];
         for (int i = 0; i < nl; i++)
             args[a++] = s->kv[i];
         st = cellm_pjrt_execute(&m->pj, e->exe, args, n_args, out, e->n_out, err);
@@ -391,7 +376,8 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
         size_t rows = k.all_logits ? (size_t)k.T : 1;
         st = host_room(c, rows * (size_t)V, err);
         if (!st)
-            st = cellm_pjrt_download(&m->pj, out[0], c->host, rows * (size_t)V * sizeof(float), err);
+            st =
+                cellm_pjrt_download(&m->pj, out[0], c->host, rows * (size_t)V * sizeof(float), err);
         if (!st) {
             int w = 0;
             for (int t = 0; t < T; t++)
