@@ -37,11 +37,15 @@
 
 #define WAIT_MS 100
 
+/* An over-limit body is read and dropped up to this many bytes before the 413 goes out. */
+#define DISCARD_MAX ((size_t)16 << 20)
+
 struct conn {
     char *body;
     size_t len, cap;
     int too_big;
-    int inflight; /* counted in s->n_inflight until MHD has sent the response */
+    size_t discarded; /* bytes of a too-large body read and dropped */
+    int inflight;     /* counted in s->n_inflight until MHD has sent the response */
 };
 
 struct stream {
@@ -393,15 +397,24 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *con_cls = cn;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > CELLM_SERVER_MAX_BODY) {
-            cn->too_big = 1; /* answer before the body is sent (Expect: 100-continue) */
-            return route(s, c, cn, url, method);
+            cn->too_big = 1;
+            /* A client waiting for 100-continue gets the answer before it sends the body.
+             * Others are already sending: answering now would close the connection under
+             * them (they see a reset, not the 413), so their body is read and dropped,
+             * up to a bound, and answered at its end. */
+            if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect") ||
+                strtoull(cl, NULL, 10) > DISCARD_MAX)
+                return route(s, c, cn, url, method);
         }
         return MHD_YES;
     }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (cn->too_big) return MHD_YES;
+        if (cn->too_big) {
+            cn->discarded += n;
+            return cn->discarded > DISCARD_MAX ? route(s, c, cn, url, method) : MHD_YES;
+        }
         if (cn->len + n > CELLM_SERVER_MAX_BODY) {
             cn->too_big = 1;
             free(cn->body);
