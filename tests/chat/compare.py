@@ -93,7 +93,7 @@ def main():
                        if not os.path.exists(os.path.join(hub, m, "tokenizer_config.json"))]
             if missing:
                 return skip_or_fail("chat templates missing under %s: %s (run "
-                                    ".ci/setup.d/21-chat-templates.sh)" % (hub, ", ".join(missing)))
+                                    ".ci/setup.d/20-tokenizers.sh)" % (hub, ", ".join(missing)))
             for model in spec["templates"]:
                 cfg_path = os.path.join(hub, model, "tokenizer_config.json")
                 text = ref.load_template(cfg_path)
