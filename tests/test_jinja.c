@@ -62,6 +62,9 @@ static void test_text_and_whitespace(void **state)
 {
     (void)state;
     expect("", NULL, "");
+    /* empty sequences repeated by huge counts are empty at once (a fuzzer found the loop) */
+    expect("[{{ '' * 611111111111111 }}]", NULL, "[]");
+    expect("{{ ([] * 611111111111111) | length }}", NULL, "0");
     expect("plain\n", NULL, "plain");
     expect("a\n\n", NULL, "a\n");
     expect("{% if true %}\nyes\n{% endif %}\nend", NULL, "yes\nend");

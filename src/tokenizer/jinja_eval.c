@@ -101,6 +101,9 @@ static enum cellm_status repeat(struct cellm_jinja_ctx *c, const jval *seq, int6
                                 jval *out)
 {
     if (times < 0) times = 0;
+    /* an empty sequence repeated is empty, however large the count: do not loop on it */
+    if ((seq->kind == JV_STR && seq->len == 0) || (seq->kind != JV_STR && seq->u.list->n == 0))
+        times = 0;
     if (seq->kind == JV_STR) {
         if (seq->len && (uint64_t)times > JINJA_MAX_OUTPUT / seq->len)
             return cellm_jinja_fail(c, NULL, CELLM_ERR_RANGE, "repeated string too long");
