@@ -205,7 +205,7 @@ enum cellm_status cellm_jinja_getitem(struct cellm_jinja_ctx *c, const node *n, 
 
 /* ---- str methods ---------------------------------------------------------------------- */
 
-static const jval *arg(jval *args, const char **names, int nargs, int pos, const char *name)
+const jval *cellm_jinja_arg(jval *args, const char **names, int nargs, int pos, const char *name)
 {
     int k = 0;
     for (int i = 0; i < nargs; i++) {
@@ -407,7 +407,8 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c, const node 
                                           jval *args, const char **names, int nargs, jval *out)
 {
     const jval *self = m->u.self;
-    const jval *a0 = arg(args, names, nargs, 0, NULL), *a1 = arg(args, names, nargs, 1, NULL);
+    const jval *a0 = cellm_jinja_arg(args, names, nargs, 0, NULL),
+               *a1 = cellm_jinja_arg(args, names, nargs, 1, NULL);
     int r = 0;
     struct cellm_jinja_buf b = {.max = JINJA_MAX_OUTPUT};
     switch (m->fn) {
@@ -418,8 +419,8 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c, const node 
         return CELLM_OK;
     case M_SPLIT:
     case M_RSPLIT:
-        return split(c, n, self, a0 ? a0 : arg(args, names, nargs, 9, "sep"),
-                     int_arg(a1 ? a1 : arg(args, names, nargs, 9, "maxsplit"), -1),
+        return split(c, n, self, a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "sep"),
+                     int_arg(a1 ? a1 : cellm_jinja_arg(args, names, nargs, 9, "maxsplit"), -1),
                      m->fn == M_RSPLIT, out);
     case M_STRIP:
     case M_LSTRIP:
@@ -436,7 +437,7 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c, const node 
     case M_CAPITALIZE:
         return cellm_jinja_case(c, self, 3, out);
     case M_REPLACE: {
-        const jval *a2 = arg(args, names, nargs, 2, "count");
+        const jval *a2 = cellm_jinja_arg(args, names, nargs, 2, "count");
         if (!a0 || !a1 || a0->kind != JV_STR || a1->kind != JV_STR)
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "replace() takes two strings");
         return cellm_jinja_replace(c, self, a0, a1, int_arg(a2, -1), out);

@@ -125,19 +125,6 @@ int cellm_jinja_test_id(const char *name, size_t n)
     return find_name(tests, name, n);
 }
 
-static const jval *arg(jval *args, const char **names, int nargs, int pos, const char *name)
-{
-    int k = 0;
-    for (int i = 0; i < nargs; i++) {
-        if (names && names[i]) {
-            if (name && !strcmp(names[i], name)) return &args[i];
-        } else if (k++ == pos) {
-            return &args[i];
-        }
-    }
-    return NULL;
-}
-
 static enum cellm_status take(struct cellm_jinja_ctx *c, struct cellm_jinja_buf *b, jval *out)
 {
     enum cellm_status st = cellm_jinja_buf_take(c, b, out);
@@ -401,11 +388,11 @@ static enum cellm_status min_max_sum(struct cellm_jinja_ctx *c, const node *n, i
 {
     struct cellm_jinja_list *l;
     CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
-    const jval *attr = arg(args, names, nargs, id == F_SUM ? 0 : 9, "attribute");
-    const jval *cs = arg(args, names, nargs, 0, "case_sensitive");
+    const jval *attr = cellm_jinja_arg(args, names, nargs, id == F_SUM ? 0 : 9, "attribute");
+    const jval *cs = cellm_jinja_arg(args, names, nargs, 0, "case_sensitive");
     int csv = id != F_SUM && cs && cellm_jinja_truthy(cs);
     if (id == F_SUM) {
-        const jval *start = arg(args, names, nargs, 1, "start");
+        const jval *start = cellm_jinja_arg(args, names, nargs, 1, "start");
         *out = start ? *start : cellm_jinja_int(0);
     } else if (l->n == 0) {
         *out = cellm_jinja_undef();
@@ -449,15 +436,16 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
                                            struct cellm_jinja_frame *f)
 {
     (void)f;
-    const jval *a0 = arg(args, names, nargs, 0, NULL), *a1 = arg(args, names, nargs, 1, NULL);
+    const jval *a0 = cellm_jinja_arg(args, names, nargs, 0, NULL),
+               *a1 = cellm_jinja_arg(args, names, nargs, 1, NULL);
     jval s, x;
     struct cellm_jinja_buf b = {.max = JINJA_MAX_OUTPUT};
     struct cellm_jinja_list *l;
     switch (id) {
     case F_D:
     case F_DEFAULT: {
-        const jval *dv = a0 ? a0 : arg(args, names, nargs, 9, "default_value");
-        const jval *boolean = a1 ? a1 : arg(args, names, nargs, 9, "boolean");
+        const jval *dv = a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "default_value");
+        const jval *boolean = a1 ? a1 : cellm_jinja_arg(args, names, nargs, 9, "boolean");
         int use = v->kind == JV_UNDEF ||
                   (boolean && cellm_jinja_truthy(boolean) && !cellm_jinja_truthy(v));
         if (use) *v = dv ? *dv : cellm_jinja_str("", 0);
@@ -488,7 +476,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
     case F_SAFE:
         return cellm_jinja_stringify(c, v, v);
     case F_TRIM: {
-        const jval *chars = a0 ? a0 : arg(args, names, nargs, 9, "chars");
+        const jval *chars = a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "chars");
         if (chars && chars->kind != JV_STR && chars->kind != JV_NONE)
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "trim chars must be a string");
         CELLM_TRY(cellm_jinja_stringify(c, v, &s));
@@ -507,7 +495,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
                                                 : 3,
                                 v);
     case F_REPLACE: {
-        const jval *cnt = arg(args, names, nargs, 2, "count");
+        const jval *cnt = cellm_jinja_arg(args, names, nargs, 2, "count");
         CELLM_TRY(cellm_jinja_stringify(c, v, &s));
         if (!a0 || !a1)
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "replace needs two arguments");
@@ -517,10 +505,10 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         return cellm_jinja_replace(c, &s, &o, &w, cnt && cnt->kind == JV_INT ? cnt->u.i : -1, v);
     }
     case F_TOJSON: {
-        const jval *indent = a0 ? a0 : arg(args, names, nargs, 9, "indent");
-        const jval *ascii = arg(args, names, nargs, 9, "ensure_ascii");
-        const jval *sortk = arg(args, names, nargs, 9, "sort_keys");
-        if (arg(args, names, nargs, 9, "separators") || a1)
+        const jval *indent = a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "indent");
+        const jval *ascii = cellm_jinja_arg(args, names, nargs, 9, "ensure_ascii");
+        const jval *sortk = cellm_jinja_arg(args, names, nargs, 9, "sort_keys");
+        if (cellm_jinja_arg(args, names, nargs, 9, "separators") || a1)
             return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED, "unsupported: tojson separators");
         if (indent && indent->kind != JV_NONE && indent->kind != JV_INT)
             return cellm_jinja_fail(c, n, CELLM_ERR_UNSUPPORTED,
@@ -538,8 +526,8 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         return take(c, &b, v);
     }
     case F_JOIN: {
-        const jval *sep = a0 ? a0 : arg(args, names, nargs, 9, "d");
-        const jval *attr = a1 ? a1 : arg(args, names, nargs, 9, "attribute");
+        const jval *sep = a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "d");
+        const jval *attr = a1 ? a1 : cellm_jinja_arg(args, names, nargs, 9, "attribute");
         jval sv = cellm_jinja_str("", 0);
         if (sep) CELLM_TRY(cellm_jinja_stringify(c, sep, &sv));
         CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
@@ -577,9 +565,9 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
     case F_DICTSORT: {
         if (v->kind != JV_DICT)
             return cellm_jinja_fail(c, n, CELLM_ERR_FORMAT, "dictsort needs a mapping");
-        const jval *cs = a0 ? a0 : arg(args, names, nargs, 9, "case_sensitive");
-        const jval *by = a1 ? a1 : arg(args, names, nargs, 9, "by");
-        const jval *rev = arg(args, names, nargs, 2, "reverse");
+        const jval *cs = a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "case_sensitive");
+        const jval *by = a1 ? a1 : cellm_jinja_arg(args, names, nargs, 9, "by");
+        const jval *rev = cellm_jinja_arg(args, names, nargs, 2, "reverse");
         int by_value = by && by->kind == JV_STR && by->len == 5 && !memcmp(by->u.s, "value", 5);
         jval items = *v;
         CELLM_TRY(cellm_jinja_apply_filter(c, n, F_ITEMS, &items, NULL, NULL, 0, f));
@@ -620,9 +608,11 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         return CELLM_OK;
     case F_SORT:
     case F_UNIQUE: {
-        const jval *rev = id == F_SORT ? (a0 ? a0 : arg(args, names, nargs, 9, "reverse")) : NULL;
-        const jval *cs = arg(args, names, nargs, id == F_SORT ? 1 : 0, "case_sensitive");
-        const jval *attr = arg(args, names, nargs, id == F_SORT ? 2 : 1, "attribute");
+        const jval *rev =
+            id == F_SORT ? (a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "reverse")) : NULL;
+        const jval *cs =
+            cellm_jinja_arg(args, names, nargs, id == F_SORT ? 1 : 0, "case_sensitive");
+        const jval *attr = cellm_jinja_arg(args, names, nargs, id == F_SORT ? 2 : 1, "attribute");
         CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
         jval res;
         CELLM_TRY(copy_list(c, l, &res));
@@ -660,8 +650,8 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         return select_filter(c, n, id, &in, args, nargs, v);
     }
     case F_MAP: {
-        const jval *attr = arg(args, names, nargs, 9, "attribute");
-        const jval *dflt = arg(args, names, nargs, 9, "default");
+        const jval *attr = cellm_jinja_arg(args, names, nargs, 9, "attribute");
+        const jval *dflt = cellm_jinja_arg(args, names, nargs, 9, "default");
         CELLM_TRY(cellm_jinja_iter_list(c, v, &l));
         int fid = -1;
         if (!attr) {
@@ -700,7 +690,7 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         return CELLM_OK;
     case F_INT:
     case F_FLOAT: {
-        const jval *dflt = a0 ? a0 : arg(args, names, nargs, 9, "default");
+        const jval *dflt = a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "default");
         jval d = dflt ? *dflt : id == F_INT ? cellm_jinja_int(0) : (jval){.kind = JV_FLOAT};
         double val;
         if (v->kind == JV_INT || v->kind == JV_BOOL || v->kind == JV_FLOAT) {
@@ -748,9 +738,9 @@ enum cellm_status cellm_jinja_apply_filter(struct cellm_jinja_ctx *c, const node
         return CELLM_OK;
     }
     case F_INDENT: {
-        const jval *width = a0 ? a0 : arg(args, names, nargs, 9, "width");
-        const jval *first = a1 ? a1 : arg(args, names, nargs, 9, "first");
-        const jval *blank = arg(args, names, nargs, 2, "blank");
+        const jval *width = a0 ? a0 : cellm_jinja_arg(args, names, nargs, 9, "width");
+        const jval *first = a1 ? a1 : cellm_jinja_arg(args, names, nargs, 9, "first");
+        const jval *blank = cellm_jinja_arg(args, names, nargs, 2, "blank");
         jval ind = cellm_jinja_str("    ", 4);
         if (width && width->kind == JV_STR) {
             ind = *width;

@@ -296,6 +296,8 @@ enum cellm_status cellm_jinja_call_method(struct cellm_jinja_ctx *c,
                                           const struct cellm_jinja_node *n, const jval *m,
                                           jval *args, const char **names, int nargs, jval *out);
 /* attribute lookup as jinja2's getattr: obj.name (methods bound, dict keys, loop fields) */
+/* A call argument: the one named `name`, else the pos-th positional one; NULL if absent. */
+const jval *cellm_jinja_arg(jval *args, const char **names, int nargs, int pos, const char *name);
 enum cellm_status cellm_jinja_getattr(struct cellm_jinja_ctx *c, const struct cellm_jinja_node *n,
                                       const jval *obj, const char *name, size_t len, jval *out);
 /* obj[key] as jinja2's getitem (then attribute) */
