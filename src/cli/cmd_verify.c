@@ -84,15 +84,23 @@ static double row_err(const float *got, const struct cellm_st_tensor *ref, int64
     return e / (1e-4 * mx);
 }
 
-static int check_forced(struct cellm_model *m, const struct oracle *o, int prefill)
+/* A context with empty caches for one check; NULL (message printed) on failure. */
+static struct cellm_ctx *fresh_ctx(struct cellm_model *m)
 {
     struct cellm_error err;
     struct cellm_ctx *ctx;
-    struct cellm_ctx_params cp = cellm_ctx_params_default();
-    if (cellm_ctx_new(m, &cp, &ctx, &err)) {
+    if (cellm_ctx_new(m, NULL, &ctx, &err)) {
         fprintf(stderr, "cellm verify: %s\n", err.msg);
-        return 0;
+        return NULL;
     }
+    return ctx;
+}
+
+static int check_forced(struct cellm_model *m, const struct oracle *o, int prefill)
+{
+    struct cellm_error err;
+    struct cellm_ctx *ctx = fresh_ctx(m);
+    if (!ctx) return 0;
     int seq = cellm_ctx_seq_new(ctx), vocab = cellm_model_vocab(m);
     int64_t L = o->forced->shape[0];
     double worst = 0, worst_abs = 0;
@@ -144,12 +152,8 @@ static int check_forced(struct cellm_model *m, const struct oracle *o, int prefi
 static int check_greedy(struct cellm_model *m, const struct oracle *o)
 {
     struct cellm_error err;
-    struct cellm_ctx *ctx;
-    struct cellm_ctx_params cp = cellm_ctx_params_default();
-    if (cellm_ctx_new(m, &cp, &ctx, &err)) {
-        fprintf(stderr, "cellm verify: %s\n", err.msg);
-        return 0;
-    }
+    struct cellm_ctx *ctx = fresh_ctx(m);
+    if (!ctx) return 0;
     int seq = cellm_ctx_seq_new(ctx), vocab = cellm_model_vocab(m);
     int64_t P = o->prompt->shape[0], G = o->greedy->shape[0];
     int32_t *prompt = malloc((size_t)P * sizeof *prompt);
