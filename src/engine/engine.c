@@ -27,6 +27,7 @@ struct cellm_ctx {
     void *ex;
     int max_seqs;
     int *len; /* [max_seqs] tokens in each sequence; -1 = free slot */
+    int *next; /* [max_seqs] scratch of eval: the next position of each sequence */
     struct cellm_exec_row *rows;
     int rows_cap;
     float *logits;
@@ -146,7 +147,10 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     c->model = model;
     c->max_seqs = max_seqs;
     c->len = cellm_malloc((size_t)max_seqs * sizeof *c->len);
-    if (!c->len) {
+    c->next = cellm_malloc((size_t)max_seqs * sizeof *c->next);
+    if (!c->len || !c->next) {
+        cellm_free(c->len);
+        cellm_free(c->next);
         cellm_free(c);
         return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     }
@@ -155,6 +159,7 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     enum cellm_status st = model->vt->ctx_new(model->dm, max_seqs, &c->ex, err);
     if (st) {
         cellm_free(c->len);
+        cellm_free(c->next);
         cellm_free(c);
         return st;
     }
@@ -167,6 +172,7 @@ void cellm_ctx_free(struct cellm_ctx *c)
     if (!c) return;
     if (c->ex) c->model->vt->ctx_free(c->ex);
     cellm_free(c->len);
+    cellm_free(c->next);
     cellm_free(c->rows);
     cellm_free(c->logits);
     cellm_free(c);
@@ -219,11 +225,10 @@ enum cellm_status cellm_ctx_eval(struct cellm_ctx *c, const struct cellm_batch_i
         nw += items[i].want_logits != 0;
     }
     /* positions: each sequence's length plus its earlier items in this batch */
+    memcpy(c->next, c->len, (size_t)c->max_seqs * sizeof *c->next);
     for (int i = 0; i < n; i++) {
-        int s = items[i].seq, before = 0;
-        for (int j = 0; j < i; j++)
-            before += items[j].seq == s;
-        int pos = c->len[s] + before;
+        int s = items[i].seq;
+        int pos = c->next[s]++;
         if (pos >= cfg->max_pos)
             return cellm_errf(err, CELLM_ERR_RANGE,
                               "sequence %d would reach %d tokens, beyond the model's maximum "
