@@ -63,6 +63,8 @@ struct cu_model {
     int split3;                           /* BF16 weights: exact bf16x3 split on tensor cores */
     int graphs;                           /* capture decode steps as CUDA graphs */
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
+    int fuse;                             /* decode: norms, residuals, GLU fused into products */
+    int sms;                              /* multiprocessors */
 };
 
 struct cu_seq {
@@ -70,8 +72,23 @@ struct cu_seq {
     int64_t cap;
 };
 
+/* CELLM_CUDA_PROFILE=1: events between the phases of each step (graphs off), summed per
+ * phase for prefill and decode steps and printed to stderr when the context is freed. */
+enum { PH_START, PH_EMBED, PH_NORM, PH_QKV, PH_ATTN, PH_O, PH_MLP, PH_DOWN, PH_MOE, PH_HEAD, PH_N };
+static const char *const ph_names[PH_N] = {"start",  "embed",   "norm", "qkv", "attention",
+                                           "o-proj", "gate/up", "down", "moe", "head"};
+#define PROF_EVENTS 2048
+struct cu_prof {
+    cudaEvent_t ev[PROF_EVENTS];
+    int ph[PROF_EVENTS], n, created;
+    double ms[2][PH_N];
+    long steps[2];
+    int warm[2];
+};
+
 struct cu_ctx {
     struct cu_model *m;
+    struct cu_prof *prof; /* NULL unless profiling */
     const struct cellm_desc *d;
     cudaStream_t st;
     cublasHandle_t blas;
@@ -337,6 +354,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     if (m->gemm_rows < 1) m->gemm_rows = 1;
     m->split3 = env_int("CELLM_CUDA_SPLIT3", 1);
     m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
+    m->fuse = env_int("CELLM_CUDA_FUSE", 1);
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -386,11 +404,13 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     }
     struct cudaDeviceProp prop;
     cudaGetDevice(&m->dev);
-    if (cudaGetDeviceProperties(&prop, m->dev) == cudaSuccess)
+    m->sms = 1;
+    if (cudaGetDeviceProperties(&prop, m->dev) == cudaSuccess) {
+        m->sms = prop.multiProcessorCount;
         snprintf(m->desc, sizeof m->desc, "cuda %s (sm_%d%d, %d SMs), %.2f GB of weights",
                  prop.name, prop.major, prop.minor, prop.multiProcessorCount,
                  (double)m->arena_bytes / 1e9);
-    else
+    } else
         snprintf(m->desc, sizeof m->desc, "cuda");
     *out = m;
     return CELLM_OK;
@@ -434,6 +454,24 @@ static void cu_ctx_free(void *p)
     struct cu_ctx *c = p;
     if (!c) return;
     if (c->st) cudaStreamSynchronize(c->st);
+    if (c->prof) {
+        struct cu_prof *p = c->prof;
+        for (int k = 0; k < 2; k++) {
+            double tot = 0;
+            for (int i = 1; i < PH_N; i++)
+                tot += p->ms[k][i];
+            if (!p->steps[k]) continue;
+            fprintf(stderr, "cuda profile, %s: %ld steps after the first, %.3f ms per step:",
+                    k ? "prefill" : "decode", p->steps[k], tot / p->steps[k]);
+            for (int i = 1; i < PH_N; i++)
+                if (p->ms[k][i] > 0)
+                    fprintf(stderr, " %s %.1f%%", ph_names[i], 100 * p->ms[k][i] / tot);
+            fprintf(stderr, "\n");
+        }
+        for (int i = 0; i < p->created; i++)
+            cudaEventDestroy(p->ev[i]);
+        cellm_free(p);
+    }
     for (int i = 0; i < c->max_seqs && c->seqs; i++)
         dfree(c->seqs[i].kv);
     cellm_free(c->seqs);
@@ -457,6 +495,13 @@ static enum cellm_status cu_ctx_new(void *dm, int max_seqs, void **out, struct c
     c->m = m;
     c->d = m->d;
     c->max_seqs = max_seqs;
+    if (env_int("CELLM_CUDA_PROFILE", 0)) {
+        c->prof = cellm_calloc(1, sizeof *c->prof);
+        if (!c->prof) {
+            cellm_free(c);
+            return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+        }
+    }
     c->seqs = cellm_calloc((size_t)max_seqs, sizeof *c->seqs);
     if (!c->seqs) {
         cu_ctx_free(c);
@@ -600,11 +645,68 @@ static enum cellm_status reserve_seq(struct cu_ctx *c, struct cu_seq *s, int nee
 /* ---- blocks ---------------------------------------------------------------------------- */
 
 /* y[t] = W x[t] (+ bias), n rows. */
+/* Ends the phase ph of the current step (profiling only). */
+static void prof_mark(struct cu_ctx *c, int ph)
+{
+    struct cu_prof *p = c->prof;
+    if (!p || p->n >= PROF_EVENTS) return;
+    if (p->n == p->created) {
+        if (cudaEventCreate(&p->ev[p->n]) != cudaSuccess) return;
+        p->created++;
+    }
+    if (cudaEventRecord(p->ev[p->n], c->st) == cudaSuccess) p->ph[p->n++] = ph;
+}
+
+/* After the step's sync: adds each phase's time to the totals of its kind of step. */
+static void prof_collect(struct cu_ctx *c, int prefill)
+{
+    struct cu_prof *p = c->prof;
+    if (!p) return;
+    /* the first step of each kind warms up (cuBLAS heuristics, first launches): not counted */
+    if (!p->warm[prefill]) {
+        p->warm[prefill] = 1;
+        p->n = 0;
+        return;
+    }
+    for (int i = 1; i < p->n; i++) {
+        float ms = 0;
+        if (cudaEventElapsedTime(&ms, p->ev[i - 1], p->ev[i]) == cudaSuccess)
+            p->ms[prefill][p->ph[i]] += ms;
+    }
+    p->steps[prefill]++;
+    p->n = 0;
+}
+
+/* Whether the fused decode kernels (cuda_mv.cu) take these weights, sharing one input. */
+static int mv_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int nw, int n,
+                 int with_norm)
+{
+    if (!c->m->fuse || n >= c->m->gemm_rows) return 0;
+    for (int i = 0; i < nw; i++)
+        if (!cellm_cu_mv_supported(ws[i], n, with_norm) || ws[i]->fmt != ws[0]->fmt ||
+            ws[i]->bits != ws[0]->bits || ws[i]->group != ws[0]->group ||
+            ws[i]->s_bf16 != ws[0]->s_bf16 || ws[i]->cols != ws[0]->cols)
+            return 0;
+    return 1;
+}
+
 static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const float *x,
                             int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
                             struct cellm_error *err)
 {
-    if (n < c->m->gemm_rows)
+    if (n < c->m->gemm_rows && c->m->fuse && cellm_cu_mv_supported(w, n, 0)) {
+        struct cu_mv_op op = {.w = {w},
+                              .nw = 1,
+                              .x = x,
+                              .ldx = ldx,
+                              .n = n,
+                              .y = {y},
+                              .ldy = {ldy},
+                              .bias = {bias},
+                              .epi = CU_EPI_STORE,
+                              .norm_kind = -1};
+        K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+    } else if (n < c->m->gemm_rows)
         K_TRY(cellm_cu_matvec(w, x, ldx, n, y, ldy, bias, c->st));
     else {
         const float one = 1.0f, zero = 0.0f;
@@ -652,6 +754,17 @@ static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *cons
     for (int i = 1; i < nw; i++)
         same = same && ws[i]->fmt == ws[0]->fmt && ws[i]->bits == ws[0]->bits &&
                ws[i]->cols == ws[0]->cols;
+    if (same && mv_ok(c, ws, nw, n, 0)) {
+        struct cu_mv_op op = {
+            .nw = nw, .x = x, .ldx = ldx, .n = n, .epi = CU_EPI_STORE, .norm_kind = -1};
+        for (int i = 0; i < nw; i++) {
+            op.w[i] = ws[i];
+            op.y[i] = ys[i];
+            op.ldy[i] = ldys[i];
+        }
+        K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+        return CELLM_OK;
+    }
     if (same) {
         K_TRY(cellm_cu_matvec_multi(ws, nw, x, ldx, n, ys, ldys, NULL, c->st));
         return CELLM_OK;
@@ -673,7 +786,10 @@ static enum cellm_status dense_mlp(struct cu_ctx *c, const struct cu_weight *wg,
     int64_t ld[2] = {I, I};
     CELLM_TRY(mm_multi(c, ws, 2, x, dim, n, ys, ld, err));
     K_TRY(cellm_cu_glu(gate, up, n, I, bg, bu, (int)c->d->cfg.act, c->st));
-    return mm(c, wd, gate, I, n, out, dim, bd, err);
+    prof_mark(c, PH_MLP);
+    CELLM_TRY(mm(c, wd, gate, I, n, out, dim, bd, err));
+    prof_mark(c, PH_DOWN);
+    return CELLM_OK;
 }
 
 static enum cellm_status moe(struct cu_ctx *c, const struct cu_layer *L, const float *x, int n,
@@ -714,17 +830,14 @@ static enum cellm_status moe(struct cu_ctx *c, const struct cu_layer *L, const f
     return CELLM_OK;
 }
 
-static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys, const float *hin,
-                                   float *out, struct cellm_error *err)
+/* From the q/k/v projections in c->q, c->k, c->v to the attention output in c->att:
+ * biases, q/k norms, RoPE, cache write, attention. */
+static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
+                                   struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->d->cfg;
     const struct cu_layer *L = &c->m->layers[l];
-    int hd = cfg->head_dim, dim = cfg->dim, H = cfg->n_heads, KVH = cfg->n_kv_heads;
-    int64_t qd = (int64_t)H * hd, kd = (int64_t)KVH * hd;
-    const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
-    float *ys[3] = {c->q, c->k, c->v};
-    int64_t ld[3] = {qd, kd, kd};
-    CELLM_TRY(mm_multi(c, ws, 3, hin, dim, n, ys, ld, err));
+    int hd = cfg->head_dim, H = cfg->n_heads, KVH = cfg->n_kv_heads;
     int half = cfg->rot_dims / 2;
     struct cu_qkv_args qa = {.q = c->q,
                              .k = c->k,
@@ -768,7 +881,26 @@ static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys,
                               .scale = (float)cfg->attn_scale,
                               .softcap = (float)cfg->attn_softcap};
     K_TRY(cellm_cu_attention(&aa, c->st));
-    return mm(c, &L->wo, c->att, qd, n, out, dim, L->bo, err);
+    return CELLM_OK;
+}
+
+static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys, const float *hin,
+                                   float *out, struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    const struct cu_layer *L = &c->m->layers[l];
+    int hd = cfg->head_dim, dim = cfg->dim;
+    int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
+    const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+    float *ys[3] = {c->q, c->k, c->v};
+    int64_t ld[3] = {qd, kd, kd};
+    CELLM_TRY(mm_multi(c, ws, 3, hin, dim, n, ys, ld, err));
+    prof_mark(c, PH_QKV);
+    CELLM_TRY(attn_core(c, l, n, max_keys, err));
+    prof_mark(c, PH_ATTN);
+    CELLM_TRY(mm(c, &L->wo, c->att, qd, n, out, dim, L->bo, err));
+    prof_mark(c, PH_O);
+    return CELLM_OK;
 }
 
 /* ---- eval ------------------------------------------------------------------------------ */
@@ -792,6 +924,145 @@ static enum cellm_status norm(struct cu_ctx *c, float *x, const float *add, floa
     return CELLM_OK;
 }
 
+/* ys[i] = ws[i] norm(x) for the decode rows: the norm fused in front of the products when
+ * the kernels take them, else the norm kernel into c->h and then the products. */
+static enum cellm_status proj_normed(struct cu_ctx *c, const struct cu_weight *const *ws, int nw,
+                                     const float *nwt, const float *nb, int n, float *const *ys,
+                                     const int64_t *ld, struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    if (!mv_ok(c, ws, nw, n, 1)) {
+        CELLM_TRY(norm(c, c->x, NULL, c->h, nwt, nb, n, NULL, err));
+        return mm_multi(c, ws, nw, c->h, cfg->dim, n, ys, ld, err);
+    }
+    struct cu_mv_op op = {.nw = nw,
+                          .x = c->x,
+                          .ldx = cfg->dim,
+                          .n = n,
+                          .epi = CU_EPI_STORE,
+                          .norm_kind = (int)cfg->norm,
+                          .norm_w = nwt,
+                          .norm_b = nb,
+                          .norm_eps = (float)cfg->norm_eps};
+    for (int i = 0; i < nw; i++) {
+        op.w[i] = ws[i];
+        op.y[i] = ys[i];
+        op.ldy[i] = ld[i];
+    }
+    K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+    return CELLM_OK;
+}
+
+/* The residual: x += w in (+ bias), in the product's epilogue when possible. */
+static enum cellm_status proj_add(struct cu_ctx *c, const struct cu_weight *w, const float *in,
+                                  int64_t ldin, int n, const float *bias, struct cellm_error *err)
+{
+    int64_t dim = c->d->cfg.dim;
+    if (!mv_ok(c, &w, 1, n, 0)) {
+        CELLM_TRY(mm(c, w, in, ldin, n, c->o, dim, bias, err));
+        K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
+        return CELLM_OK;
+    }
+    struct cu_mv_op op = {.w = {w},
+                          .nw = 1,
+                          .x = in,
+                          .ldx = ldin,
+                          .n = n,
+                          .y = {c->x},
+                          .ldy = {dim},
+                          .bias = {bias},
+                          .epi = CU_EPI_ADD,
+                          .norm_kind = -1};
+    K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+    return CELLM_OK;
+}
+
+/* x += mlp(norm(x)) for a dense layer: norm, gate/up and the activation in one kernel. */
+static enum cellm_status mlp_fused(struct cu_ctx *c, const struct cu_layer *L, int n,
+                                   struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int64_t I = L->w_gate.rows;
+    const struct cu_weight *ws[2] = {&L->w_gate, &L->w_up};
+    int pro = mv_ok(c, ws, 2, n, 1) && L->w_up.rows == I;
+    if (!pro) CELLM_TRY(norm(c, c->x, NULL, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
+    if (pro || (mv_ok(c, ws, 2, n, 0) && L->w_up.rows == I)) {
+        struct cu_mv_op op = {.w = {ws[0], ws[1]},
+                              .nw = 2,
+                              .x = pro ? c->x : c->h,
+                              .ldx = cfg->dim,
+                              .n = n,
+                              .y = {c->gate},
+                              .ldy = {I},
+                              .bias = {L->b_gate, L->b_up},
+                              .epi = CU_EPI_GLU,
+                              .act = (int)cfg->act,
+                              .norm_kind = pro ? (int)cfg->norm : -1,
+                              .norm_w = L->ffn_norm,
+                              .norm_b = L->ffn_norm_b,
+                              .norm_eps = (float)cfg->norm_eps};
+        K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+    } else {
+        float *ys[2] = {c->gate, c->up};
+        int64_t ld[2] = {I, I};
+        CELLM_TRY(mm_multi(c, ws, 2, c->h, cfg->dim, n, ys, ld, err));
+        K_TRY(cellm_cu_glu(c->gate, c->up, n, I, L->b_gate, L->b_up, (int)cfg->act, c->st));
+    }
+    prof_mark(c, PH_MLP);
+    CELLM_TRY(proj_add(c, &L->w_down, c->gate, I, n, L->b_down, err));
+    prof_mark(c, PH_DOWN);
+    return CELLM_OK;
+}
+
+/* Decode steps of pre-norm models: every residual add lands in a product's epilogue and
+ * every norm in the next product's prologue (where the kernels take the weights). */
+static enum cellm_status forward_fused(struct cu_ctx *c, int n, int nw, int max_keys,
+                                       struct cellm_error *err)
+{
+    struct cu_model *m = c->m;
+    const struct cellm_desc *d = c->d;
+    const struct cellm_config *cfg = &d->cfg;
+    int64_t dim = cfg->dim, hd = cfg->head_dim;
+    int64_t qd = cfg->n_heads * hd, kd = cfg->n_kv_heads * hd;
+    K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x,
+                         c->st));
+    prof_mark(c, PH_EMBED);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cu_layer *L = &m->layers[l];
+        const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+        float *ys[3] = {c->q, c->k, c->v};
+        int64_t ld[3] = {qd, kd, kd};
+        CELLM_TRY(proj_normed(c, ws, 3, L->attn_norm, L->attn_norm_b, n, ys, ld, err));
+        prof_mark(c, PH_QKV);
+        CELLM_TRY(attn_core(c, l, n, max_keys, err));
+        prof_mark(c, PH_ATTN);
+        CELLM_TRY(proj_add(c, &L->wo, c->att, qd, n, L->bo, err));
+        prof_mark(c, PH_O);
+        if (L->moe) {
+            CELLM_TRY(norm(c, c->x, NULL, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
+            CELLM_TRY(moe(c, L, c->h, n, c->o, err));
+            K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
+            prof_mark(c, PH_MOE);
+        } else
+            CELLM_TRY(mlp_fused(c, L, n, err));
+    }
+    if (!nw) return CELLM_OK;
+    if (nw == n) { /* every row wants logits: the final norm fused into the head */
+        float *ys[1] = {c->logits};
+        int64_t ld[1] = {cfg->vocab};
+        const struct cu_weight *hw[1] = {&m->head};
+        CELLM_TRY(proj_normed(c, hw, 1, m->final_norm, m->final_norm_b, n, ys, ld, err));
+    } else {
+        CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
+        CELLM_TRY(mm(c, &m->head, c->h, dim, nw, c->logits, cfg->vocab, NULL, err));
+    }
+    if (cfg->final_softcap > 0)
+        K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap,
+                               c->st));
+    prof_mark(c, PH_HEAD);
+    return CELLM_OK;
+}
+
 /* Every kernel of one step, from the embedding to the logits (device); capturable. */
 static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
                                  struct cellm_error *err)
@@ -800,12 +1071,16 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
     const struct cellm_desc *d = c->d;
     const struct cellm_config *cfg = &d->cfg;
     int64_t dim = cfg->dim;
+    if (m->fuse && n < m->gemm_rows && !cfg->parallel_residual && !cfg->sandwich_norms)
+        return forward_fused(c, n, nw, max_keys, err);
     K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x,
                          c->st));
+    prof_mark(c, PH_EMBED);
     const float *pending = NULL; /* residual still to be added to x */
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cu_layer *L = &m->layers[l];
         CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
+        prof_mark(c, PH_NORM);
         CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
         if (cfg->parallel_residual) {
             CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n,
@@ -817,13 +1092,16 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
         if (cfg->sandwich_norms)
             CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_attn_norm, NULL, n, NULL, err));
         CELLM_TRY(norm(c, c->x, c->o, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
-        if (L->moe)
+        prof_mark(c, PH_NORM);
+        if (L->moe) {
             CELLM_TRY(moe(c, L, c->h, n, c->o, err));
-        else
+            prof_mark(c, PH_MOE);
+        } else
             CELLM_TRY(dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up, L->b_down,
                                 c->h, n, c->gate, c->up, c->o, err));
         if (cfg->sandwich_norms)
             CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_ffn_norm, NULL, n, NULL, err));
+        prof_mark(c, PH_NORM);
         pending = c->o;
     }
     if (pending) K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
@@ -834,6 +1112,7 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
         if (cfg->final_softcap > 0)
             K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap,
                                    c->st));
+        prof_mark(c, PH_HEAD);
     }
     return CELLM_OK;
 }
@@ -854,7 +1133,7 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
             c->gen++;
         }
     }
-    if (!c->m->graphs || c->m->has_moe || n >= c->m->gemm_rows)
+    if (!c->m->graphs || c->prof || c->m->has_moe || n >= c->m->gemm_rows)
         return forward(c, n, nw, max_keys, err);
     if (!c->gexec || c->g_n != n || c->g_nw != nw || c->g_nsplit != c->nsplit ||
         c->g_gen != c->gen) {
@@ -931,12 +1210,14 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     CU_TRY(cudaMemcpyAsync(c->cs, hcs, (size_t)m->n_tables * tstride * sizeof(float),
                            cudaMemcpyHostToDevice, c->st));
 
+    prof_mark(c, PH_START);
     CELLM_TRY(run_step(c, n, nw, max_keys, err));
     if (nw)
         CU_TRY(cudaMemcpyAsync(logits, c->logits, (size_t)nw * cfg->vocab * sizeof(float),
                                cudaMemcpyDeviceToHost, c->st));
     CU_TRY(cudaStreamSynchronize(c->st));
     CU_TRY(cudaGetLastError());
+    prof_collect(c, n >= m->gemm_rows);
     return CELLM_OK;
 }
 

@@ -68,6 +68,57 @@ static __device__ __forceinline__ float warp_max(float v)
     return v;
 }
 
+/* sum over the block (every thread gets it); sh holds one double per warp */
+static __device__ double block_sum_d(double v, double *sh)
+{
+    v = warp_sum_d(v);
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if (lane == 0)
+        sh[w] = v;
+    __syncthreads();
+    double t = 0;
+    for (int k = 0; k < nw; k++)
+        t += sh[k];
+    return t;
+}
+
+/* y = norm(x) with weights w (and bias b): the row kernels and the per-head one share it */
+static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mean, float r, bool hw,
+                                                   float wv, bool hb, float bv)
+{
+    if (kind == 2) {
+        float y = __fmul_rn(__fsub_rn(xv, mean), r);
+        if (hw)
+            y = __fmul_rn(y, wv);
+        if (hb)
+            y = __fadd_rn(y, bv);
+        return y;
+    }
+    float y = __fmul_rn(xv, r);
+    float wi = hw ? wv : 0.f;
+    return kind == 1 ? __fmul_rn(y, __fadd_rn(1.0f, wi)) : __fmul_rn(wi, y);
+}
+
+/* act(g) * u for the gated MLPs: act 0 silu, 1 gelu (tanh), 2 gelu (erf); reference rounding */
+static __device__ __forceinline__ float glu_act(float g, float u, int act)
+{
+    float y;
+    if (act == 0) {
+        y = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
+    } else if (act == 1) {
+        const float beta = (float)(1.4142135623730951 * 1.1283791670955126 * 0.5),
+            kappa = 0.044715f;
+        float cube = __fmul_rn(__fmul_rn(g, g), g);
+        float inner = __fmul_rn(beta, __fadd_rn(g, __fmul_rn(kappa, cube)));
+        y = __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
+    } else {
+        y = __fmul_rn(__fmul_rn(g, 0.5f),
+              __fadd_rn(1.0f, erff(__fmul_rn(g, (float)0.70710678118654752440))));
+    }
+    return __fmul_rn(y, u);
+}
+
 /*
  * Programmatic dependent launch. Every kernel is launched with programmatic stream
  * serialization (cu_launch) and starts with pdl_wait(): it first lets the next kernel of

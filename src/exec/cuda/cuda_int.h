@@ -46,6 +46,29 @@ int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_t ldx, int 
 int cellm_cu_matvec_multi(const struct cu_weight *const *ws, int nw, const float *x, int64_t ldx,
                           int n, float *const *ys, const int64_t *ldys, const float *const *biases,
                           void *stream);
+/* Decode products with fused neighbours (cuda_mv.cu), for F32/F16/BF16 and 4/8-bit affine
+ * weights. With norm_kind >= 0 the n input rows are first normalised (norm_w, norm_b, as
+ * cellm_cu_norm without the residual add). The epilogue either stores y = W x (+ bias),
+ * adds into it (y += W x (+ bias): the residual), or, for a gate/up pair of weights,
+ * stores y[0] = act(gate + bias[0]) * (up + bias[1]). */
+enum { CU_EPI_STORE = 0, CU_EPI_ADD = 1, CU_EPI_GLU = 2 };
+struct cu_mv_op {
+    const struct cu_weight *w[3];
+    int nw; /* weights sharing x (1..3); CU_EPI_GLU: 2, gate then up */
+    const float *x;
+    int64_t ldx;
+    int n; /* activation rows */
+    float *y[3];
+    int64_t ldy[3];
+    const float *bias[3];
+    int epi, act;
+    int norm_kind; /* -1: x is used as is */
+    const float *norm_w, *norm_b;
+    float norm_eps;
+};
+/* Whether cellm_cu_mv takes this weight for n rows (with the norm prologue or not). */
+int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm);
+int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream);
 /* Rows [r0, r0+nr) of w widened to f32: out[nr][cols]. */
 int cellm_cu_dequant(const struct cu_weight *w, int64_t r0, int64_t nr, float *out, void *stream);
 /* x[n][cols] (row stride ldx) split exactly into three bf16 parts hi+mid+lo, each [n][cols]. */

@@ -42,37 +42,6 @@ extern "C" int cellm_cu_embed(const struct cu_weight *e, const struct cu_row *ro
 
 #define NORM_THREADS 256
 
-static __device__ double block_sum_d(double v, double *sh)
-{
-    v = warp_sum_d(v);
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0)
-        sh[w] = v;
-    __syncthreads();
-    double t = 0;
-    for (int k = 0; k < nw; k++)
-        t += sh[k];
-    return t;
-}
-
-/* y = norm(x) with weights w (and bias b): the row kernels and the per-head one share it */
-static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mean, float r, bool hw,
-                                                   float wv, bool hb, float bv)
-{
-    if (kind == 2) {
-        float y = __fmul_rn(__fsub_rn(xv, mean), r);
-        if (hw)
-            y = __fmul_rn(y, wv);
-        if (hb)
-            y = __fadd_rn(y, bv);
-        return y;
-    }
-    float y = __fmul_rn(xv, r);
-    float wi = hw ? wv : 0.f;
-    return kind == 1 ? __fmul_rn(y, __fadd_rn(1.0f, wi)) : __fmul_rn(wi, y);
-}
-
 static __device__ __forceinline__ float norm_out(int kind, float xv, float mean, float r,
                                                  const float *w, const float *b, int64_t c)
 {
@@ -511,20 +480,7 @@ __global__ void k_glu(float *gate, const float *up, int64_t total, int64_t m, co
             g = __fadd_rn(g, bg[c]);
         if (bu)
             u = __fadd_rn(u, bu[c]);
-        float y;
-        if (act == 0) {
-            y = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
-        } else if (act == 1) {
-            const float beta = (float)(1.4142135623730951 * 1.1283791670955126 * 0.5),
-                        kappa = 0.044715f;
-            float cube = __fmul_rn(__fmul_rn(g, g), g);
-            float inner = __fmul_rn(beta, __fadd_rn(g, __fmul_rn(kappa, cube)));
-            y = __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
-        } else {
-            y = __fmul_rn(__fmul_rn(g, 0.5f),
-                          __fadd_rn(1.0f, erff(__fmul_rn(g, (float)0.70710678118654752440))));
-        }
-        gate[i] = __fmul_rn(y, u);
+        gate[i] = glu_act(g, u, act);
     }
 }
 

@@ -1,0 +1,66 @@
+/*
+ * cuda_mv.cu: entry points of the fused decode products (kernels in cuda_mv.cuh): which
+ * weights they take, argument checks, and the dispatch to the per-format instances.
+ */
+#include "cuda_mv.cuh"
+
+extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm)
+{
+    int fmt_ok = w->fmt == CU_W_F32 || w->fmt == CU_W_F16 || w->fmt == CU_W_BF16 ||
+                 (w->fmt == CU_W_AFFINE && (w->bits == 4 || w->bits == 8) && w->group >= 16 &&
+                  !(w->group & (w->group - 1)));
+    if (!fmt_ok || n < 1 || w->cols % 16)
+        return 0;
+    if (with_norm) {
+        int nt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : 0;
+        if (!nt || (int64_t)nt * w->cols * (int64_t)sizeof(float) > MV_SMEM_MAX)
+            return 0;
+    }
+    return 1;
+}
+
+extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
+{
+    cudaStream_t st = (cudaStream_t)stream;
+    struct mv_kargs a = {};
+    const int nw = op->epi == CU_EPI_GLU ? 2 : op->nw;
+    if (nw < 1 || nw > 3 || (op->epi == CU_EPI_ADD && op->norm_kind >= 0) || op->ldx % 4)
+        return (int)cudaErrorInvalidValue;
+    const struct cu_weight *w = op->w[0];
+    for (int i = 0; i < nw; i++) {
+        const struct cu_weight *wi = op->w[i];
+        if (wi->fmt != w->fmt || wi->cols != w->cols || wi->bits != w->bits ||
+            wi->group != w->group || wi->s_bf16 != w->s_bf16 ||
+            !cellm_cu_mv_supported(wi, op->n, op->norm_kind >= 0) ||
+            (op->epi == CU_EPI_GLU && wi->rows != w->rows))
+            return (int)cudaErrorInvalidValue;
+        a.w[i] = *wi;
+        a.bias[i] = op->bias[i];
+        if (op->epi != CU_EPI_GLU || i == 0) {
+            a.y[i] = op->y[i];
+            a.ldy[i] = op->ldy[i];
+        }
+    }
+    a.x = op->x;
+    a.ldx = op->ldx;
+    a.n = op->n;
+    a.epi = op->epi;
+    a.act = op->act;
+    a.norm_kind = op->norm_kind;
+    a.norm_w = op->norm_w;
+    a.norm_b = op->norm_b;
+    a.norm_eps = op->norm_eps;
+    for (int g = w->group / 16; g > 1; g >>= 1)
+        a.gshift++;
+    switch (w->fmt) {
+    case CU_W_F32: return cu_mv_f32(a, nw, sms, st);
+    case CU_W_F16: return cu_mv_f16(a, nw, sms, st);
+    case CU_W_BF16: return cu_mv_bf16(a, nw, sms, st);
+    default:
+        if (w->bits == 4)
+            return w->s_bf16 ? cu_mv_q4_bf16(a, nw, sms, st)
+                             : cu_mv_q4_f16(a, nw, sms, st);
+        return w->s_bf16 ? cu_mv_q8_bf16(a, nw, sms, st)
+                         : cu_mv_q8_f16(a, nw, sms, st);
+    }
+}

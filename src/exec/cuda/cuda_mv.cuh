@@ -1,0 +1,424 @@
+/*
+ * cuda_mv.cuh: the decode products (a few activation rows) with their neighbours fused in:
+ * optionally the norm that produces their input (prologue) and the residual add or the
+ * gated activation that consumes their output (epilogue). They replace, per layer, two
+ * norm kernels, the activation kernel and their round trips through global memory.
+ *
+ * Layout of the work: a warp owns two weight rows ("slots": rows 2g and 2g+1, or row g of
+ * gate and of up for the gated epilogue). A row is cut into pieces of 8 (16-bit and f32
+ * weights) or 16 (4- and 8-bit codes) columns, and lane l takes pieces l, l+32, ...: the
+ * warp's loads of weights and activations are contiguous (coalesced). Each step a lane
+ * issues all of its U pieces of both rows at once, so a warp keeps about 4 KB in flight;
+ * the first step's loads are issued before the wait on the previous kernel (programmatic
+ * dependent launch), since weights depend on nothing computed.
+ *
+ * Numbers: every weight is the exactly widened stored value (affine: fl(fl(s*q)+b), one
+ * fmaf since s*q is exact; codes masked in place as in cuda_matvec.cu), products are
+ * accumulated in f32 in any order, and the prologue/epilogue reproduce the reference
+ * kernels' rounding step by step (norm_out_v, glu_act, __fadd_rn for the residual).
+ *
+ * With the norm prologue, every block normalises the input rows into shared memory once
+ * and then loops over row groups (the grid is a few blocks per SM), so the norm is paid
+ * per block, not per row.
+ */
+#ifndef CELLM_EXEC_CUDA_MV_CUH
+#define CELLM_EXEC_CUDA_MV_CUH
+
+#include "cuda_dev.cuh"
+
+#define MV_WARPS 4
+#define MV_THREADS (MV_WARPS * 32)
+#define MV_SMEM_MAX (64 << 10) /* prologue: input rows in shared memory */
+
+/* The kernels are instantiated per storage format in cuda_mv_*.cu (compiled in parallel);
+ * cuda_mv.cu checks and dispatches. */
+
+struct mv_kargs {
+    struct cu_weight w[3];
+    float *y[3];
+    int64_t ldy[3];
+    const float *bias[3];
+    const float *x;
+    int64_t ldx;
+    int n, epi, act, norm_kind;
+    int gshift; /* affine: log2(group / 16), pieces per group as a shift */
+    const float *norm_w, *norm_b;
+    float norm_eps;
+};
+
+/* columns per piece, 32-bit words per piece, pieces per lane and step */
+template <int FMT, int BITS> struct mv_piece {
+    static constexpr int E = FMT == CU_W_AFFINE ? 16 : 8;
+    static constexpr int NW = FMT == CU_W_F32 ? 8 : FMT == CU_W_AFFINE && BITS == 4 ? 2 : 4;
+    static constexpr int U = FMT == CU_W_F32 ? 2 : FMT == CU_W_AFFINE && BITS == 4 ? 8 : 4;
+};
+
+template <int SBF> static __device__ __forceinline__ float s16(uint16_t h)
+{
+    return SBF ? __uint_as_float((uint32_t)h << 16) : __half2float(__ushort_as_half(h));
+}
+
+/* the 8 weights of columns [8h, 8h+8) of a piece, widened */
+template <int FMT, int BITS, int NW>
+static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int h, const float *ss,
+                                                 float b, float (&wv)[8])
+{
+    if (FMT == CU_W_F32) {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            wv[k] = __uint_as_float(raw[k]);
+    } else if (FMT == CU_W_BF16) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            wv[2 * k] = __uint_as_float(raw[k] << 16);
+            wv[2 * k + 1] = __uint_as_float(raw[k] & 0xffff0000u);
+        }
+    } else if (FMT == CU_W_F16) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            float2 f = __half22float2(*(const __half2 *)&raw[k]);
+            wv[2 * k] = f.x;
+            wv[2 * k + 1] = f.y;
+        }
+    } else if (BITS == 4) {
+        /* code k sits at bit 4k; masked in place, 2^23 + q*2^(4k) is exact for 4k+4 <= 23,
+         * and ss[j] = s*2^-4j undoes the scaling exactly. Codes 5..7 are shifted down by
+         * 12 first. */
+        const uint32_t w0 = raw[h], w1 = w0 >> 12;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const uint32_t word = k < 5 ? w0 : w1;
+            const int sh = k < 5 ? 4 * k : 4 * k - 12;
+            const float q = __fsub_rn(__uint_as_float(0x4B000000u | (word & (15u << sh))), 8388608.0f);
+            wv[k] = fmaf(ss[sh / 4], q, b);
+        }
+    } else { /* 8 bits: codes 0,1 of a word in place, 2,3 after a shift by 16 */
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const uint32_t word = (k & 2) ? raw[2 * h + k / 4] >> 16 : raw[2 * h + k / 4];
+            const int sh = (k & 1) * 8;
+            const float q = __fsub_rn(__uint_as_float(0x4B000000u | (word & (255u << sh))), 8388608.0f);
+            wv[k] = fmaf(ss[sh / 8], q, b);
+        }
+    }
+}
+
+/* Normalises the n input rows into xs[NT][cols] (rows >= n are zeros), as k_norm does.
+ * Loads are float4 and unrolled so that a thread's loads are in flight together. */
+template <int NT>
+static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float *xs, double *red)
+{
+    const int tid = threadIdx.x, c4 = (int)(cols / 4);
+    const float4 *nw4 = (const float4 *)a.norm_w, *nb4 = (const float4 *)a.norm_b;
+#pragma unroll 1
+    for (int t = 0; t < NT; t++) {
+        float4 *o = (float4 *)(xs + t * cols);
+        if (t >= a.n) {
+            for (int c = tid; c < c4; c += MV_THREADS)
+                o[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+            continue;
+        }
+        const float4 *x = (const float4 *)(a.x + t * a.ldx);
+        double s = 0;
+#pragma unroll 8
+        for (int c = tid; c < c4; c += MV_THREADS) {
+            float4 v = x[c];
+            o[c] = v;
+            if (a.norm_kind == 2)
+                s += ((double)v.x + (double)v.y) + ((double)v.z + (double)v.w);
+            else
+                s += ((double)v.x * v.x + (double)v.y * v.y) + ((double)v.z * v.z + (double)v.w * v.w);
+        }
+        s = block_sum_d(s, red);
+        float mean = 0.f, r;
+        if (a.norm_kind == 2) {
+            mean = (float)(s / cols);
+            double q = 0;
+#pragma unroll 8
+            for (int c = tid; c < c4; c += MV_THREADS) {
+                float4 v = o[c];
+                float d0 = __fsub_rn(v.x, mean), d1 = __fsub_rn(v.y, mean), d2 = __fsub_rn(v.z, mean),
+                      d3 = __fsub_rn(v.w, mean);
+                q += ((double)d0 * d0 + (double)d1 * d1) + ((double)d2 * d2 + (double)d3 * d3);
+            }
+            s = block_sum_d(q, red);
+        }
+        r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn((float)(s / cols), a.norm_eps)));
+        const bool hw = nw4 != NULL, hb = nb4 != NULL;
+#pragma unroll 8
+        for (int c = tid; c < c4; c += MV_THREADS) {
+            float4 v = o[c], w = hw ? nw4[c] : make_float4(0.f, 0.f, 0.f, 0.f),
+                   b = hb ? nb4[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+            v.x = norm_out_v(a.norm_kind, v.x, mean, r, hw, w.x, hb, b.x);
+            v.y = norm_out_v(a.norm_kind, v.y, mean, r, hw, w.y, hb, b.y);
+            v.z = norm_out_v(a.norm_kind, v.z, mean, r, hw, w.z, hb, b.z);
+            v.w = norm_out_v(a.norm_kind, v.w, mean, r, hw, w.w, hb, b.w);
+            o[c] = v;
+        }
+    }
+    __syncthreads();
+}
+
+template <int FMT, int BITS, int SBF, int NT, int PRO, int EPI>
+__global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
+{
+    typedef mv_piece<FMT, BITS> PC;
+    constexpr int E = PC::E, NW = PC::NW, U = PC::U, S = 2;
+    extern __shared__ float xs[];
+    __shared__ double red[MV_WARPS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const unsigned wi = EPI == CU_EPI_GLU ? 0 : blockIdx.y;
+    /* constant indices only, so that the parameters stay out of local memory */
+    const struct cu_weight w0 = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
+    const struct cu_weight w1 = EPI == CU_EPI_GLU ? a.w[1] : w0;
+    float *__restrict__ y = wi == 0 ? a.y[0] : wi == 1 ? a.y[1] : a.y[2];
+    const int64_t ldy = wi == 0 ? a.ldy[0] : wi == 1 ? a.ldy[1] : a.ldy[2];
+    const float *__restrict__ bias = wi == 0 ? a.bias[0] : wi == 1 ? a.bias[1] : a.bias[2];
+    const int64_t rows = w0.rows, cols = w0.cols, P = cols / E;
+    const int64_t ngr = FMT == CU_W_AFFINE ? cols / w0.group : 0;
+    const int64_t groups = EPI == CU_EPI_GLU ? rows : (rows + 1) / 2;
+    const int steps = (int)((P + 32 * U - 1) / (32 * U));
+    const float *__restrict__ xg = PRO ? xs : a.x;
+    const int64_t ldx = PRO ? cols : a.ldx;
+
+    uint32_t raw[S][U][NW];
+    float sc[S][U], bi[S][U];
+    const char *rp[S];
+    const uint16_t *spp[S], *bpp[S];
+    int64_t gi = (int64_t)blockIdx.x * MV_WARPS + warp;
+    bool preloaded = false;
+
+    /* the first group's first step: loaded before waiting on the previous kernel */
+#define MV_SETUP(g)                                                                                \
+    do {                                                                                           \
+        for (int s_ = 0; s_ < S; s_++) {                                                           \
+            const struct cu_weight &ws_ = s_ == 0 ? w0 : w1;                                       \
+            int64_t r_ = EPI == CU_EPI_GLU ? (g) : 2 * (g) + s_;                                   \
+            r_ = r_ < rows ? r_ : rows - 1;                                                        \
+            rp[s_] = (const char *)ws_.data + r_ * ws_.row_bytes;                                  \
+            if (FMT == CU_W_AFFINE) {                                                              \
+                spp[s_] = ws_.scales + r_ * ngr;                                                   \
+                bpp[s_] = ws_.biases + r_ * ngr;                                                   \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+#define MV_LOAD(st)                                                                                \
+    do {                                                                                           \
+        _Pragma("unroll") for (int s_ = 0; s_ < S; s_++)                                           \
+        {                                                                                          \
+            _Pragma("unroll") for (int u_ = 0; u_ < U; u_++)                                       \
+            {                                                                                      \
+                const int64_t p_ = (int64_t)(st) * 32 * U + u_ * 32 + lane;                        \
+                const bool ok_ = p_ < P;                                                           \
+                if (NW == 2) {                                                                     \
+                    uint2 v_ = ok_ ? __ldg((const uint2 *)rp[s_] + p_) : make_uint2(0, 0);         \
+                    raw[s_][u_][0] = v_.x, raw[s_][u_][1] = v_.y;                                  \
+                } else {                                                                           \
+                    _Pragma("unroll") for (int k_ = 0; k_ < NW / 4; k_++)                          \
+                    {                                                                              \
+                        uint4 v_ = ok_ ? __ldg((const uint4 *)rp[s_] + p_ * (NW / 4) + k_)         \
+                                       : make_uint4(0, 0, 0, 0);                                   \
+                        raw[s_][u_][4 * k_] = v_.x, raw[s_][u_][4 * k_ + 1] = v_.y;                \
+                        raw[s_][u_][4 * k_ + 2] = v_.z, raw[s_][u_][4 * k_ + 3] = v_.w;            \
+                    }                                                                              \
+                }                                                                                  \
+                if (FMT == CU_W_AFFINE) {                                                          \
+                    const int64_t g_ = ok_ ? p_ >> a.gshift : 0;                                   \
+                    sc[s_][u_] = s16<SBF>(__ldg(spp[s_] + g_));                                    \
+                    bi[s_][u_] = s16<SBF>(__ldg(bpp[s_] + g_));                                    \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+    /* a block without rows leaves at once (its norm would be wasted) */
+    if ((int64_t)blockIdx.x * MV_WARPS >= groups)
+        return;
+    if (gi < groups) {
+        MV_SETUP(gi);
+        MV_LOAD(0);
+        preloaded = true;
+        /* and the rest of the group's rows (up to 4 KB each) into L2 */
+        const int64_t first = (int64_t)32 * U * (PC::NW * 4), left = w0.row_bytes - first;
+        if (left > 0)
+            for (int s = 0; s < S; s++)
+                prefetch_l2(rp[s] + first, left < 4096 ? left : 4096, lane);
+    }
+    pdl_wait();
+    if (PRO)
+        mv_prologue<NT>(a, cols, xs, red);
+
+#pragma unroll 1
+    for (; gi < groups; gi += (int64_t)gridDim.x * MV_WARPS) {
+        if (!preloaded)
+            MV_SETUP(gi);
+        float acc[NT][S];
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int s = 0; s < S; s++)
+                acc[t][s] = 0.f;
+#pragma unroll 1
+        for (int st = 0; st < steps; st++) {
+            if (!preloaded)
+                MV_LOAD(st);
+            preloaded = false;
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int64_t p = (int64_t)st * 32 * U + u * 32 + lane;
+                if (p >= P)
+                    break;
+                float ss[S][5];
+#pragma unroll
+                for (int s = 0; s < S; s++) {
+                    if (FMT == CU_W_AFFINE) {
+                        ss[s][0] = sc[s][u];
+#pragma unroll
+                        for (int j = 1; j < (BITS == 4 ? 5 : 2); j++)
+                            ss[s][j] = __fmul_rn(sc[s][u], __uint_as_float((uint32_t)(127 - BITS * j) << 23));
+                    }
+                }
+#pragma unroll
+                for (int h = 0; h < E / 8; h++) {
+                    float xv[NT][8];
+#pragma unroll
+                    for (int t = 0; t < NT; t++) {
+                        const float4 *xp = (const float4 *)(xg + t * ldx + p * E + h * 8);
+                        float4 v0, v1;
+                        if (PRO) {
+                            v0 = xp[0], v1 = xp[1];
+                        } else {
+                            v0 = __ldg(xp), v1 = __ldg(xp + 1);
+                        }
+                        xv[t][0] = v0.x, xv[t][1] = v0.y, xv[t][2] = v0.z, xv[t][3] = v0.w;
+                        xv[t][4] = v1.x, xv[t][5] = v1.y, xv[t][6] = v1.z, xv[t][7] = v1.w;
+                    }
+#pragma unroll
+                    for (int s = 0; s < S; s++) {
+                        float wv[8];
+                        mv_decode<FMT, BITS, NW>(raw[s][u], h, ss[s], bi[s][u], wv);
+#pragma unroll
+                        for (int t = 0; t < NT; t++)
+#pragma unroll
+                            for (int k = 0; k < 8; k++)
+                                acc[t][s] = fmaf(wv[k], xv[t][k], acc[t][s]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float v[S];
+#pragma unroll
+            for (int s = 0; s < S; s++)
+                v[s] = warp_sum(acc[t][s]);
+            if (lane != 0 || t >= a.n)
+                continue;
+            if (EPI == CU_EPI_GLU) {
+                float g = v[0], u = v[1];
+                if (a.bias[0])
+                    g = __fadd_rn(g, a.bias[0][gi]);
+                if (a.bias[1])
+                    u = __fadd_rn(u, a.bias[1][gi]);
+                y[t * ldy + gi] = glu_act(g, u, a.act);
+            } else {
+#pragma unroll
+                for (int s = 0; s < S; s++) {
+                    const int64_t r = 2 * gi + s;
+                    if (r >= rows)
+                        break;
+                    float o = bias ? __fadd_rn(v[s], bias[r]) : v[s];
+                    float *dst = y + t * ldy + r;
+                    *dst = EPI == CU_EPI_ADD ? __fadd_rn(*dst, o) : o;
+                }
+            }
+        }
+    }
+#undef MV_SETUP
+#undef MV_LOAD
+}
+
+template <int FMT, int BITS, int SBF, int NT, int PRO, int EPI>
+static int mv_launch(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
+{
+    auto k = k_mv<FMT, BITS, SBF, NT, PRO, EPI>;
+    const int64_t rows = a.w[0].rows;
+    int64_t groups = EPI == CU_EPI_GLU ? rows : (rows + 1) / 2;
+    int64_t blocks = (groups + MV_WARPS - 1) / MV_WARPS;
+    size_t smem = PRO ? (size_t)NT * (size_t)a.w[0].cols * sizeof(float) : 0;
+    if (PRO) {
+        /* one pass of blocks resident together: the norm is computed once per block */
+        int per_sm = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MV_THREADS, smem) != cudaSuccess ||
+            per_sm < 1)
+            per_sm = 1;
+        if (blocks > (int64_t)sms * per_sm)
+            blocks = (int64_t)sms * per_sm;
+        if (smem > 48 * 1024) {
+            cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            if (e != cudaSuccess)
+                return (int)e;
+        }
+    }
+    return cu_launch(k, dim3((unsigned)blocks, (unsigned)(EPI == CU_EPI_GLU ? 1 : nw)), dim3(MV_THREADS),
+                     smem, st, a);
+}
+
+template <int FMT, int BITS, int SBF, int PRO, int EPI>
+static int mv_nt(struct mv_kargs a, int nw, int sms, cudaStream_t st)
+{
+    if (PRO) { /* one launch: every row's norm sits in shared memory */
+        switch (a.n <= 1 ? 1 : a.n <= 2 ? 2 : a.n <= 4 ? 4 : 8) {
+        case 1: return mv_launch<FMT, BITS, SBF, 1, PRO, EPI>(a, nw, sms, st);
+        case 2: return mv_launch<FMT, BITS, SBF, 2, PRO, EPI>(a, nw, sms, st);
+        case 4: return mv_launch<FMT, BITS, SBF, 4, PRO, EPI>(a, nw, sms, st);
+        default: return mv_launch<FMT, BITS, SBF, 8, PRO, EPI>(a, nw, sms, st);
+        }
+    }
+    const int n = a.n;
+    for (int t0 = 0; t0 < n;) {
+        struct mv_kargs b = a;
+        int left = n - t0, e;
+        b.x += (int64_t)t0 * a.ldx;
+        for (int i = 0; i < 3; i++)
+            if (b.y[i])
+                b.y[i] += (int64_t)t0 * a.ldy[i];
+        b.n = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        switch (b.n) {
+        case 8: e = mv_launch<FMT, BITS, SBF, 8, PRO, EPI>(b, nw, sms, st); break;
+        case 4: e = mv_launch<FMT, BITS, SBF, 4, PRO, EPI>(b, nw, sms, st); break;
+        case 2: e = mv_launch<FMT, BITS, SBF, 2, PRO, EPI>(b, nw, sms, st); break;
+        default: e = mv_launch<FMT, BITS, SBF, 1, PRO, EPI>(b, nw, sms, st); break;
+        }
+        if (e)
+            return e;
+        t0 += b.n;
+    }
+    return 0;
+}
+
+template <int FMT, int BITS, int SBF>
+static int mv_mode(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
+{
+    const int pro = a.norm_kind >= 0;
+    switch (a.epi) {
+    case CU_EPI_STORE:
+        return pro ? mv_nt<FMT, BITS, SBF, 1, CU_EPI_STORE>(a, nw, sms, st)
+                   : mv_nt<FMT, BITS, SBF, 0, CU_EPI_STORE>(a, nw, sms, st);
+    case CU_EPI_ADD: return mv_nt<FMT, BITS, SBF, 0, CU_EPI_ADD>(a, nw, sms, st);
+    default:
+        return pro ? mv_nt<FMT, BITS, SBF, 1, CU_EPI_GLU>(a, nw, sms, st)
+                   : mv_nt<FMT, BITS, SBF, 0, CU_EPI_GLU>(a, nw, sms, st);
+    }
+}
+
+/* one per instantiating file */
+int cu_mv_f32(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_q4_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_q4_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_q8_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_q8_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+
+#endif

@@ -1,0 +1,7 @@
+/* cuda_mv_f16.cu: the fused decode products for one storage format (cuda_mv.cuh). */
+#include "cuda_mv.cuh"
+
+int cu_mv_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
+{
+    return mv_mode<CU_W_F16, 0, 0>(a, nw, sms, st);
+}
