@@ -98,11 +98,16 @@ struct cu_ctx {
     float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *logits;
     float *router, *moe_out, *moe_w, *moe_x, *moe_g, *moe_u, *moe_y;
     int32_t *moe_idx, *moe_map;
+    int32_t *att_cnt;       /* fused attention: blocks done per (row, head) */
+    int distinct;           /* no two rows of this step share a sequence */
+    int consecutive;        /* the rows are consecutive positions of one sequence */
     int32_t *h_idx, *h_map; /* host copies */
     struct cu_row *rows;    /* device */
     float *cs;              /* device [tables][rows][half][2] */
     void *stage;            /* pinned host: rows then cs */
     size_t stage_cap;
+    float *hlogits; /* pinned host copy of the logits (a pageable copy costs ~0.1 ms) */
+    size_t hlogits_cap;
     float *part; /* attention partials */
     size_t part_cap;
     float *tile; /* GEMM dequantized tile */
@@ -114,7 +119,7 @@ struct cu_ctx {
     int split_keys;
     /* the captured decode step: valid while its key matches and no buffer moved */
     cudaGraphExec_t gexec;
-    int g_n, g_nw, g_nsplit;
+    int g_n, g_nw, g_nsplit, g_distinct;
     unsigned gen, g_gen; /* gen: bumped whenever a buffer the graph uses is reallocated */
 };
 
@@ -435,12 +440,13 @@ static void free_rows(struct cu_ctx *c)
 {
     void *bufs[] = {c->x,     c->h,     c->q,      c->k,       c->v,       c->att,   c->o,
                     c->gate,  c->up,    c->logits, c->router,  c->moe_out, c->moe_w, c->moe_x,
-                    c->moe_g, c->moe_u, c->moe_y,  c->moe_idx, c->moe_map, c->rows,  c->cs};
+                    c->moe_g, c->moe_u, c->moe_y,  c->moe_idx, c->moe_map, c->rows,  c->cs,
+                    c->att_cnt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);
     c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
     c->router = c->moe_out = c->moe_w = c->moe_x = c->moe_g = c->moe_u = c->moe_y = NULL;
-    c->moe_idx = c->moe_map = NULL;
+    c->moe_idx = c->moe_map = c->att_cnt = NULL;
     c->rows = NULL;
     c->cs = NULL;
     cellm_free(c->h_idx);
@@ -481,6 +487,7 @@ static void cu_ctx_free(void *p)
     dfree(c->tile);
     dfree(c->split);
     if (c->stage) cudaFreeHost(c->stage);
+    if (c->hlogits) cudaFreeHost(c->hlogits);
     if (c->blas) cublasDestroy(c->blas);
     if (c->st) cudaStreamDestroy(c->st);
     cellm_free(c);
@@ -581,6 +588,8 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
     DALLOC(c->up, r * ffn);
     DALLOC(c->logits, r * (size_t)cfg->vocab);
     DALLOC(c->rows, r);
+    DALLOC(c->att_cnt, r * (size_t)cfg->n_heads);
+    CU_TRY(cudaMemset(c->att_cnt, 0, r * (size_t)cfg->n_heads * sizeof(int32_t)));
     DALLOC(c->cs, (size_t)MAX_ROPE_TABLES * r * (size_t)(cfg->rot_dims / 2 + 1) * 2);
     if (cfg->n_experts) {
         size_t K = (size_t)cfg->n_experts_used, mi = (size_t)cfg->moe_ffn_dim;
@@ -860,7 +869,6 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                              .hd = hd,
                              .rot = cfg->rot_dims,
                              .layer = l};
-    K_TRY(cellm_cu_qkv_post(&qa, c->st));
     int window = L->sliding && cfg->window > 0 ? cfg->window : 0;
     int keys = window && window < max_keys ? window : max_keys;
     int sk = c->split_keys, nsplit = 1;
@@ -880,7 +888,15 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                               .split_keys = sk,
                               .scale = (float)cfg->attn_scale,
                               .softcap = (float)cfg->attn_softcap};
-    K_TRY(cellm_cu_attention(&aa, c->st));
+    if (c->m->fuse && n < c->m->gemm_rows && c->distinct)
+        K_TRY(cellm_cu_attention_fused(&qa, &aa, c->att_cnt, c->st));
+    else {
+        K_TRY(cellm_cu_qkv_post(&qa, c->st));
+        if (c->m->fuse && c->consecutive && n > 1 && hd <= 256)
+            K_TRY(cellm_cu_attention_prefill(&aa, c->st));
+        else
+            K_TRY(cellm_cu_attention(&aa, c->st));
+    }
     return CELLM_OK;
 }
 
@@ -1136,7 +1152,7 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
     if (!c->m->graphs || c->prof || c->m->has_moe || n >= c->m->gemm_rows)
         return forward(c, n, nw, max_keys, err);
     if (!c->gexec || c->g_n != n || c->g_nw != nw || c->g_nsplit != c->nsplit ||
-        c->g_gen != c->gen) {
+        c->g_gen != c->gen || c->g_distinct != c->distinct + 2 * c->consecutive) {
         if (c->gexec) cudaGraphExecDestroy(c->gexec);
         c->gexec = NULL;
         cudaGraph_t g;
@@ -1154,6 +1170,7 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
         c->g_n = n;
         c->g_nw = nw;
         c->g_nsplit = c->nsplit;
+        c->g_distinct = c->distinct + 2 * c->consecutive; /* both choose kernels */
         c->g_gen = c->gen;
     }
     CU_TRY(cudaGraphLaunch(c->gexec, c->st));
@@ -1170,7 +1187,12 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     CU_TRY(cudaSetDevice(m->dev));
     CELLM_TRY(reserve_rows(c, n, err));
     int max_keys = 0, nw = 0;
+    c->distinct = 1;
+    c->consecutive = 1;
     for (int i = 0; i < n; i++) {
+        c->consecutive &= rows[i].seq == rows[0].seq && rows[i].pos == rows[0].pos + i;
+        for (int j = 0; j < i && c->distinct; j++)
+            c->distinct = rows[j].seq != rows[i].seq;
         if (rows[i].seq < 0 || rows[i].seq >= c->max_seqs)
             return cellm_errf(err, CELLM_ERR_ARG, "row %d: sequence %d out of range", i,
                               rows[i].seq);
@@ -1212,11 +1234,18 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
 
     prof_mark(c, PH_START);
     CELLM_TRY(run_step(c, n, nw, max_keys, err));
-    if (nw)
-        CU_TRY(cudaMemcpyAsync(logits, c->logits, (size_t)nw * cfg->vocab * sizeof(float),
-                               cudaMemcpyDeviceToHost, c->st));
+    size_t lbytes = (size_t)nw * cfg->vocab * sizeof(float);
+    if (lbytes > c->hlogits_cap) {
+        if (c->hlogits) cudaFreeHost(c->hlogits);
+        c->hlogits = NULL;
+        c->hlogits_cap = 0;
+        CU_TRY(cudaMallocHost((void **)&c->hlogits, lbytes));
+        c->hlogits_cap = lbytes;
+    }
+    if (nw) CU_TRY(cudaMemcpyAsync(c->hlogits, c->logits, lbytes, cudaMemcpyDeviceToHost, c->st));
     CU_TRY(cudaStreamSynchronize(c->st));
     CU_TRY(cudaGetLastError());
+    if (nw) memcpy(logits, c->hlogits, lbytes);
     prof_collect(c, n >= m->gemm_rows);
     return CELLM_OK;
 }

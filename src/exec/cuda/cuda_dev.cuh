@@ -100,6 +100,12 @@ static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mea
     return kind == 1 ? __fmul_rn(y, __fadd_rn(1.0f, wi)) : __fmul_rn(wi, y);
 }
 
+static __device__ __forceinline__ float norm_out(int kind, float xv, float mean, float r,
+                                                 const float *w, const float *b, int64_t c)
+{
+    return norm_out_v(kind, xv, mean, r, w != NULL, w ? w[c] : 0.f, b != NULL, b ? b[c] : 0.f);
+}
+
 /* act(g) * u for the gated MLPs: act 0 silu, 1 gelu (tanh), 2 gelu (erf); reference rounding */
 static __device__ __forceinline__ float glu_act(float g, float u, int act)
 {

@@ -121,6 +121,14 @@ struct cu_attn_args {
     float scale, softcap;
 };
 int cellm_cu_attention(const struct cu_attn_args *a, void *stream);
+/* Attention of n rows that are consecutive positions of one sequence (prefill), keys
+ * tiled through shared memory. head_dim a multiple of 4 up to 256. */
+int cellm_cu_attention_prefill(const struct cu_attn_args *a, void *stream);
+/* qkv_post and attention in one kernel, for batches whose rows are of distinct sequences
+ * (a row's current key is kept in shared memory, not read back from the cache).
+ * counters: n*H ints, zero before the first launch (each launch leaves them zero). */
+int cellm_cu_attention_fused(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
+                             int *counters, void *stream);
 
 /* gate = act(gate + bg) * (up + bu), [n][m]; act 0 silu, 1 gelu tanh, 2 gelu erf. */
 int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, const float *bg, const float *bu,

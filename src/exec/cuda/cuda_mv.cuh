@@ -231,6 +231,26 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         }                                                                                          \
     } while (0)
 
+    /* Prefetch into L2 of step st of group g's rows (2 KB of codes per row and step in every
+     * format, plus the scales and biases): issued a step ahead, it keeps the memory busy
+     * while the warp computes, without holding registers. */
+#define MV_PREFETCH(g, st)                                                                         \
+    do {                                                                                           \
+        const int s_ = lane >> 4;                                                                  \
+        const struct cu_weight &ws_ = s_ == 0 ? w0 : w1;                                           \
+        int64_t r_ = EPI == CU_EPI_GLU ? (g) : 2 * (g) + s_;                                       \
+        r_ = r_ < rows ? r_ : rows - 1;                                                            \
+        const int64_t o_ = (int64_t)(st) * 32 * U * (NW * 4) + (lane & 15) * 128;                  \
+        if (o_ < ws_.row_bytes)                                                                    \
+            asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)ws_.data +                 \
+                                                          r_ * ws_.row_bytes + o_));               \
+        if (FMT == CU_W_AFFINE && (lane & 15) < 2) {                                               \
+            const uint16_t *b_ = (lane & 1) ? ws_.biases : ws_.scales;                             \
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(                                         \
+                b_ + r_ * ngr + (((int64_t)(st) * 32 * U) >> a.gshift)));                           \
+        }                                                                                          \
+    } while (0)
+
     /* a block without rows leaves at once (its norm would be wasted) */
     if ((int64_t)blockIdx.x * MV_WARPS >= groups)
         return;
@@ -238,11 +258,9 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         MV_SETUP(gi);
         MV_LOAD(0);
         preloaded = true;
-        /* and the rest of the group's rows (up to 4 KB each) into L2 */
-        const int64_t first = (int64_t)32 * U * (PC::NW * 4), left = w0.row_bytes - first;
-        if (left > 0)
-            for (int s = 0; s < S; s++)
-                prefetch_l2(rp[s] + first, left < 4096 ? left : 4096, lane);
+        const int64_t g1 = steps > 1 ? gi : gi + (int64_t)gridDim.x * MV_WARPS;
+        if (g1 < groups)
+            MV_PREFETCH(g1, steps > 1 ? 1 : 0);
     }
     pdl_wait();
     if (PRO)
@@ -263,6 +281,11 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
             if (!preloaded)
                 MV_LOAD(st);
             preloaded = false;
+            {
+                const int64_t g1 = st + 1 < steps ? gi : gi + (int64_t)gridDim.x * MV_WARPS;
+                if (g1 < groups)
+                    MV_PREFETCH(g1, st + 1 < steps ? st + 1 : 0);
+            }
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int64_t p = (int64_t)st * 32 * U + u * 32 + lane;
@@ -336,6 +359,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     }
 #undef MV_SETUP
 #undef MV_LOAD
+#undef MV_PREFETCH
 }
 
 template <int FMT, int BITS, int SBF, int NT, int PRO, int EPI>
@@ -346,20 +370,20 @@ static int mv_launch(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
     int64_t groups = EPI == CU_EPI_GLU ? rows : (rows + 1) / 2;
     int64_t blocks = (groups + MV_WARPS - 1) / MV_WARPS;
     size_t smem = PRO ? (size_t)NT * (size_t)a.w[0].cols * sizeof(float) : 0;
-    if (PRO) {
-        /* one pass of blocks resident together: the norm is computed once per block */
-        int per_sm = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MV_THREADS, smem) != cudaSuccess ||
-            per_sm < 1)
-            per_sm = 1;
-        if (blocks > (int64_t)sms * per_sm)
-            blocks = (int64_t)sms * per_sm;
-        if (smem > 48 * 1024) {
-            cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-            if (e != cudaSuccess)
-                return (int)e;
-        }
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess)
+            return (int)e;
     }
+    /* one pass of resident blocks looping over the row groups: the norm is computed once
+     * per block, and each warp prefetches its next group while computing the current one */
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MV_THREADS, smem) != cudaSuccess ||
+        per_sm < 1)
+        per_sm = 1;
+    const int64_t resident = (int64_t)sms * per_sm / (EPI == CU_EPI_GLU ? 1 : nw);
+    if (blocks > resident)
+        blocks = resident > 0 ? resident : 1;
     return cu_launch(k, dim3((unsigned)blocks, (unsigned)(EPI == CU_EPI_GLU ? 1 : nw)), dim3(MV_THREADS),
                      smem, st, a);
 }
