@@ -465,25 +465,28 @@ extern "C" int cellm_cu_attention_fused(const struct cu_qkv_args *qa, const stru
 
 /* ---- prefill: tiles of queries over tiles of keys ------------------------------------ */
 
-#define PF_QT 16 /* query rows per block */
+#define PF_QT 32 /* query rows per block */
 #define PF_KT 32 /* keys per tile */
+#define PF_THREADS (PF_QT * 8) /* 8 threads per query row */
+#define PF_LDP (PF_KT + 1)     /* padded rows of P: the 4 rows a warp reads sit in distinct banks */
 
 /*
  * Attention of n consecutive positions of one sequence (rows i = 0..n-1 at positions
- * rows[0].pos + i), one block per (16 rows, head): every key and value tile is read from
+ * rows[0].pos + i), one block per (32 rows, head): every key and value tile is read from
  * the cache once per block instead of once per row. Softmax is online: per tile, the
  * row's running max m, sum l and output are rescaled by exp(m_old - m_new), as the key
  * splits are merged at decode. Thread t owns row t/8: 4 scores of each tile (keys t%8 +
  * 8k) and an eighth of the row's output (dims 4*(t%8) + 32k + 0..3).
- * Dynamic shared memory: Q[16][hd] | K[32][hd+4] | V[32][hd] | P[16][32].
+ * Dynamic shared memory: Q[32][hd+4] | K[32][hd+4] | V[32][hd] | P[32][33] (Q and K rows
+ * padded so that a warp's 16-byte reads of 4 rows or 8 keys fall in distinct banks).
  */
-__global__ void __launch_bounds__(ATT_THREADS) k_attn_prefill(const struct cu_attn_args a)
+__global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_attn_args a)
 {
     pdl_wait();
     extern __shared__ float smem[];
-    const int hd = a.hd, H = a.H, h = blockIdx.y, kvh = h / (H / a.KVH), ldk = hd + 4;
+    const int hd = a.hd, H = a.H, h = blockIdx.y, kvh = h / (H / a.KVH), ldk = hd + 4, ldq = hd + 4;
     const int i0 = blockIdx.x * PF_QT, t = threadIdx.x, r = t / 8, c = t % 8;
-    float *Qs = smem, *Ks = Qs + PF_QT * hd, *Vs = Ks + PF_KT * ldk, *Ps = Vs + PF_KT * hd;
+    float *Qs = smem, *Ks = Qs + PF_QT * ldq, *Vs = Ks + PF_KT * ldk, *Ps = Vs + PF_KT * hd;
     const struct cu_row row0 = a.rows[0];
     const int64_t kd = (int64_t)a.KVH * hd;
     const float *K = row0.kv + (int64_t)a.layer * 2 * row0.cap * kd + (int64_t)kvh * hd;
@@ -497,12 +500,12 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_prefill(const struct cu_at
         lo0 = p0 - a.window + 1 > 0 ? p0 - a.window + 1 : 0;
     }
     const int kend = p0 + nr - 1; /* last key any row sees */
-    for (int e = t; e < PF_QT * hd / 4; e += ATT_THREADS) {
+    for (int e = t; e < PF_QT * hd / 4; e += PF_THREADS) {
         int rr = e / (hd / 4), d4 = e % (hd / 4) * 4;
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
         if (rr < nr)
             v = *(const float4 *)(a.q + (int64_t)(i0 + rr) * H * hd + (int64_t)h * hd + d4);
-        *(float4 *)(Qs + rr * hd + d4) = v;
+        *(float4 *)(Qs + rr * ldq + d4) = v;
     }
     const int ND = (hd + 31) / 32; /* float4 output pieces per thread (hd <= 256) */
     float4 o[8];
@@ -512,7 +515,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_prefill(const struct cu_at
     float m = -INFINITY, l = 0.f;
     for (int kb = lo0 - lo0 % PF_KT; kb <= kend; kb += PF_KT) {
         __syncthreads(); /* the previous tile's readers are done (and Q is stored) */
-        for (int e = t; e < PF_KT * hd / 4; e += ATT_THREADS) {
+        for (int e = t; e < PF_KT * hd / 4; e += PF_THREADS) {
             int j = e / (hd / 4), d4 = e % (hd / 4) * 4;
             float4 kv = make_float4(0.f, 0.f, 0.f, 0.f), vv = kv;
             if (kb + j <= kend) {
@@ -525,7 +528,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_prefill(const struct cu_at
         __syncthreads();
         float s[4] = {0.f, 0.f, 0.f, 0.f};
         for (int d = 0; d < hd; d += 4) {
-            float4 qv = *(const float4 *)(Qs + r * hd + d);
+            float4 qv = *(const float4 *)(Qs + r * ldq + d);
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 float4 kv = *(const float4 *)(Ks + (c + 8 * k) * ldk + d);
@@ -552,7 +555,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_prefill(const struct cu_at
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             float e = s[k] == -INFINITY ? 0.f : expf(__fsub_rn(s[k], mn));
-            Ps[r * PF_KT + c + 8 * k] = e;
+            Ps[r * PF_LDP + c + 8 * k] = e;
             ps += e;
         }
 #pragma unroll
@@ -570,7 +573,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_prefill(const struct cu_at
             }
         __syncwarp(); /* a row's 8 threads share a warp: its P row is visible */
         for (int j = 0; j < PF_KT; j++) {
-            const float p = Ps[r * PF_KT + j];
+            const float p = Ps[r * PF_LDP + j];
 #pragma unroll
             for (int k = 0; k < 8; k++)
                 if (k < ND && 4 * c + 32 * k < hd) {
@@ -602,8 +605,8 @@ extern "C" int cellm_cu_attention_prefill(const struct cu_attn_args *a, void *st
 {
     if (a->hd % 4 || a->hd > 256 || a->n < 1)
         return (int)cudaErrorInvalidValue;
-    size_t sh = ((size_t)PF_QT * a->hd + (size_t)PF_KT * (a->hd + 4) + (size_t)PF_KT * a->hd +
-                 PF_QT * PF_KT) *
+    size_t sh = ((size_t)PF_QT * (a->hd + 4) + (size_t)PF_KT * (a->hd + 4) + (size_t)PF_KT * a->hd +
+                 PF_QT * PF_LDP) *
                 sizeof(float);
     if (sh > 48 * 1024) {
         cudaError_t e = cudaFuncSetAttribute(k_attn_prefill, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
@@ -611,5 +614,5 @@ extern "C" int cellm_cu_attention_prefill(const struct cu_attn_args *a, void *st
             return (int)e;
     }
     dim3 grid((unsigned)((a->n + PF_QT - 1) / PF_QT), (unsigned)a->H);
-    return cu_launch(k_attn_prefill, grid, dim3(ATT_THREADS), sh, (cudaStream_t)stream, *a);
+    return cu_launch(k_attn_prefill, grid, dim3(PF_THREADS), sh, (cudaStream_t)stream, *a);
 }

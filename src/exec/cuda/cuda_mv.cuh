@@ -42,6 +42,7 @@ struct mv_kargs {
     int64_t ldx;
     int n, epi, act, norm_kind;
     int gshift; /* affine: log2(group / 16), pieces per group as a shift */
+    int wg;     /* warps per row group (1, 2 or 4), chosen at launch */
     const float *norm_w, *norm_b;
     float norm_eps;
 };
@@ -166,6 +167,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     constexpr int E = PC::E, NW = PC::NW, U = PC::U, S = 2;
     extern __shared__ float xs[];
     __shared__ double red[MV_WARPS];
+    __shared__ float partial[MV_WARPS][NT][S];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const unsigned wi = EPI == CU_EPI_GLU ? 0 : blockIdx.y;
     /* constant indices only, so that the parameters stay out of local memory */
@@ -177,7 +179,10 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     const int64_t rows = w0.rows, cols = w0.cols, P = cols / E;
     const int64_t ngr = FMT == CU_W_AFFINE ? cols / w0.group : 0;
     const int64_t groups = EPI == CU_EPI_GLU ? rows : (rows + 1) / 2;
-    const int steps = (int)((P + 32 * U - 1) / (32 * U));
+    /* wg warps share a group, each taking every wg-th chunk of 32 pieces */
+    const int wg = a.wg, part = warp % wg, gpb = MV_WARPS / wg;
+    const int64_t chunks = (P + 31) / 32;
+    const int steps = (int)((chunks + (int64_t)U * wg - 1) / ((int64_t)U * wg));
     const float *__restrict__ xg = PRO ? xs : a.x;
     const int64_t ldx = PRO ? cols : a.ldx;
 
@@ -185,10 +190,10 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     float sc[S][U], bi[S][U];
     const char *rp[S];
     const uint16_t *spp[S], *bpp[S];
-    int64_t gi = (int64_t)blockIdx.x * MV_WARPS + warp;
+    int64_t gb = (int64_t)blockIdx.x * gpb; /* the block's first group this round */
     bool preloaded = false;
 
-    /* the first group's first step: loaded before waiting on the previous kernel */
+#define MV_PIECE(st, u) ((((int64_t)(st) * U + (u)) * wg + part) * 32 + lane)
 #define MV_SETUP(g)                                                                                \
     do {                                                                                           \
         for (int s_ = 0; s_ < S; s_++) {                                                           \
@@ -208,7 +213,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         {                                                                                          \
             _Pragma("unroll") for (int u_ = 0; u_ < U; u_++)                                       \
             {                                                                                      \
-                const int64_t p_ = (int64_t)(st) * 32 * U + u_ * 32 + lane;                        \
+                const int64_t p_ = MV_PIECE(st, u_);                                               \
                 const bool ok_ = p_ < P;                                                           \
                 if (NW == 2) {                                                                     \
                     uint2 v_ = ok_ ? __ldg((const uint2 *)rp[s_] + p_) : make_uint2(0, 0);         \
@@ -231,114 +236,116 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         }                                                                                          \
     } while (0)
 
-    /* Prefetch into L2 of step st of group g's rows (2 KB of codes per row and step in every
-     * format, plus the scales and biases): issued a step ahead, it keeps the memory busy
-     * while the warp computes, without holding registers. */
-#define MV_PREFETCH(g, st)                                                                         \
-    do {                                                                                           \
-        const int s_ = lane >> 4;                                                                  \
-        const struct cu_weight &ws_ = s_ == 0 ? w0 : w1;                                           \
-        int64_t r_ = EPI == CU_EPI_GLU ? (g) : 2 * (g) + s_;                                       \
-        r_ = r_ < rows ? r_ : rows - 1;                                                            \
-        const int64_t o_ = (int64_t)(st) * 32 * U * (NW * 4) + (lane & 15) * 128;                  \
-        if (o_ < ws_.row_bytes)                                                                    \
-            asm volatile("prefetch.global.L2 [%0];" ::"l"((const char *)ws_.data +                 \
-                                                          r_ * ws_.row_bytes + o_));               \
-        if (FMT == CU_W_AFFINE && (lane & 15) < 2) {                                               \
-            const uint16_t *b_ = (lane & 1) ? ws_.biases : ws_.scales;                             \
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(                                         \
-                b_ + r_ * ngr + (((int64_t)(st) * 32 * U) >> a.gshift)));                           \
-        }                                                                                          \
-    } while (0)
-
     /* a block without rows leaves at once (its norm would be wasted) */
-    if ((int64_t)blockIdx.x * MV_WARPS >= groups)
+    if (gb >= groups)
         return;
-    if (gi < groups) {
-        MV_SETUP(gi);
+    /* the first group's first step: loaded before waiting on the previous kernel */
+    if (gb + warp / wg < groups) {
+        MV_SETUP(gb + warp / wg);
         MV_LOAD(0);
         preloaded = true;
-        const int64_t g1 = steps > 1 ? gi : gi + (int64_t)gridDim.x * MV_WARPS;
-        if (g1 < groups)
-            MV_PREFETCH(g1, steps > 1 ? 1 : 0);
     }
     pdl_wait();
     if (PRO)
         mv_prologue<NT>(a, cols, xs, red);
 
+    /* every warp of the block goes round together (the partial sums meet in shared memory) */
 #pragma unroll 1
-    for (; gi < groups; gi += (int64_t)gridDim.x * MV_WARPS) {
-        if (!preloaded)
-            MV_SETUP(gi);
+    for (; gb < groups; gb += (int64_t)gridDim.x * gpb) {
+        const int64_t gi = gb + warp / wg;
+        const bool mine = gi < groups;
         float acc[NT][S];
 #pragma unroll
         for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int s = 0; s < S; s++)
                 acc[t][s] = 0.f;
-#pragma unroll 1
-        for (int st = 0; st < steps; st++) {
+        if (mine) {
             if (!preloaded)
-                MV_LOAD(st);
-            preloaded = false;
-            {
-                const int64_t g1 = st + 1 < steps ? gi : gi + (int64_t)gridDim.x * MV_WARPS;
-                if (g1 < groups)
-                    MV_PREFETCH(g1, st + 1 < steps ? st + 1 : 0);
-            }
+                MV_SETUP(gi);
+#pragma unroll 1
+            for (int st = 0; st < steps; st++) {
+                if (!preloaded)
+                    MV_LOAD(st);
+                preloaded = false;
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int64_t p = (int64_t)st * 32 * U + u * 32 + lane;
-                if (p >= P)
-                    break;
-                float ss[S][5];
-#pragma unroll
-                for (int s = 0; s < S; s++) {
-                    if (FMT == CU_W_AFFINE) {
-                        ss[s][0] = sc[s][u];
-#pragma unroll
-                        for (int j = 1; j < (BITS == 4 ? 5 : 2); j++)
-                            ss[s][j] = __fmul_rn(sc[s][u], __uint_as_float((uint32_t)(127 - BITS * j) << 23));
-                    }
-                }
-#pragma unroll
-                for (int h = 0; h < E / 8; h++) {
-                    float xv[NT][8];
-#pragma unroll
-                    for (int t = 0; t < NT; t++) {
-                        const float4 *xp = (const float4 *)(xg + t * ldx + p * E + h * 8);
-                        float4 v0, v1;
-                        if (PRO) {
-                            v0 = xp[0], v1 = xp[1];
-                        } else {
-                            v0 = __ldg(xp), v1 = __ldg(xp + 1);
-                        }
-                        xv[t][0] = v0.x, xv[t][1] = v0.y, xv[t][2] = v0.z, xv[t][3] = v0.w;
-                        xv[t][4] = v1.x, xv[t][5] = v1.y, xv[t][6] = v1.z, xv[t][7] = v1.w;
-                    }
+                for (int u = 0; u < U; u++) {
+                    const int64_t p = MV_PIECE(st, u);
+                    if (p >= P)
+                        break;
+                    float ss[S][5];
 #pragma unroll
                     for (int s = 0; s < S; s++) {
-                        float wv[8];
-                        mv_decode<FMT, BITS, NW>(raw[s][u], h, ss[s], bi[s][u], wv);
+                        if (FMT == CU_W_AFFINE) {
+                            ss[s][0] = sc[s][u];
 #pragma unroll
-                        for (int t = 0; t < NT; t++)
+                            for (int j = 1; j < (BITS == 4 ? 5 : 2); j++)
+                                ss[s][j] = __fmul_rn(sc[s][u], __uint_as_float((uint32_t)(127 - BITS * j) << 23));
+                        }
+                    }
 #pragma unroll
-                            for (int k = 0; k < 8; k++)
-                                acc[t][s] = fmaf(wv[k], xv[t][k], acc[t][s]);
+                    for (int h = 0; h < E / 8; h++) {
+                        float xv[NT][8];
+#pragma unroll
+                        for (int t = 0; t < NT; t++) {
+                            const float4 *xp = (const float4 *)(xg + t * ldx + p * E + h * 8);
+                            float4 v0, v1;
+                            if (PRO) {
+                                v0 = xp[0], v1 = xp[1];
+                            } else {
+                                v0 = __ldg(xp), v1 = __ldg(xp + 1);
+                            }
+                            xv[t][0] = v0.x, xv[t][1] = v0.y, xv[t][2] = v0.z, xv[t][3] = v0.w;
+                            xv[t][4] = v1.x, xv[t][5] = v1.y, xv[t][6] = v1.z, xv[t][7] = v1.w;
+                        }
+#pragma unroll
+                        for (int s = 0; s < S; s++) {
+                            float wv[8];
+                            mv_decode<FMT, BITS, NW>(raw[s][u], h, ss[s], bi[s][u], wv);
+#pragma unroll
+                            for (int t = 0; t < NT; t++)
+#pragma unroll
+                                for (int k = 0; k < 8; k++)
+                                    acc[t][s] = fmaf(wv[k], xv[t][k], acc[t][s]);
+                        }
                     }
                 }
             }
         }
+        preloaded = false;
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float v[S];
+        for (int t = 0; t < NT; t++)
 #pragma unroll
             for (int s = 0; s < S; s++)
-                v[s] = warp_sum(acc[t][s]);
-            if (lane != 0 || t >= a.n)
-                continue;
+                acc[t][s] = warp_sum(acc[t][s]);
+        if (wg > 1) {
+            if (lane == 0)
+#pragma unroll
+                for (int t = 0; t < NT; t++)
+#pragma unroll
+                    for (int s = 0; s < S; s++)
+                        partial[warp][t][s] = acc[t][s];
+            __syncthreads();
+            if (part == 0)
+#pragma unroll
+                for (int t = 0; t < NT; t++)
+#pragma unroll
+                    for (int s = 0; s < S; s++) {
+                        float v = partial[warp][t][s];
+                        for (int k = 1; k < wg; k++)
+                            v += partial[warp + k][t][s];
+                        acc[t][s] = v;
+                    }
+            __syncthreads();
+        }
+        if (!mine || part != 0 || lane != 0)
+            continue;
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t >= a.n)
+                break;
             if (EPI == CU_EPI_GLU) {
-                float g = v[0], u = v[1];
+                float g = acc[t][0], u = acc[t][1];
                 if (a.bias[0])
                     g = __fadd_rn(g, a.bias[0][gi]);
                 if (a.bias[1])
@@ -350,16 +357,16 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                     const int64_t r = 2 * gi + s;
                     if (r >= rows)
                         break;
-                    float o = bias ? __fadd_rn(v[s], bias[r]) : v[s];
+                    float o = bias ? __fadd_rn(acc[t][s], bias[r]) : acc[t][s];
                     float *dst = y + t * ldy + r;
                     *dst = EPI == CU_EPI_ADD ? __fadd_rn(*dst, o) : o;
                 }
             }
         }
     }
+#undef MV_PIECE
 #undef MV_SETUP
 #undef MV_LOAD
-#undef MV_PREFETCH
 }
 
 template <int FMT, int BITS, int SBF, int NT, int PRO, int EPI>
@@ -375,17 +382,30 @@ static int mv_launch(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
         if (e != cudaSuccess)
             return (int)e;
     }
-    /* one pass of resident blocks looping over the row groups: the norm is computed once
-     * per block, and each warp prefetches its next group while computing the current one */
-    int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MV_THREADS, smem) != cudaSuccess ||
-        per_sm < 1)
-        per_sm = 1;
-    const int64_t resident = (int64_t)sms * per_sm / (EPI == CU_EPI_GLU ? 1 : nw);
-    if (blocks > resident)
-        blocks = resident > 0 ? resident : 1;
+    /* warps per group: enough warps for the memory system (about 64 per multiprocessor)
+     * when the product has few rows */
+    struct mv_kargs b = a;
+    int64_t all = groups; /* row groups of every weight of the launch */
+    for (int i = 1; i < nw && EPI != CU_EPI_GLU; i++)
+        all += (a.w[i].rows + 1) / 2;
+    b.wg = 1;
+    while (b.wg < MV_WARPS && all * b.wg * 2 <= (int64_t)sms * 64)
+        b.wg *= 2;
+    const int64_t gpb = MV_WARPS / b.wg;
+    blocks = (groups + gpb - 1) / gpb;
+    if (PRO) {
+        /* with the norm in front: one pass of resident blocks looping over the groups, so
+         * that the norm is computed once per block */
+        int per_sm = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MV_THREADS, smem) != cudaSuccess ||
+            per_sm < 1)
+            per_sm = 1;
+        const int64_t resident = (int64_t)sms * per_sm / (EPI == CU_EPI_GLU ? 1 : nw);
+        if (blocks > resident)
+            blocks = resident > 0 ? resident : 1;
+    }
     return cu_launch(k, dim3((unsigned)blocks, (unsigned)(EPI == CU_EPI_GLU ? 1 : nw)), dim3(MV_THREADS),
-                     smem, st, a);
+                     smem, st, b);
 }
 
 template <int FMT, int BITS, int SBF, int PRO, int EPI>
