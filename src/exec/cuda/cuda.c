@@ -114,6 +114,7 @@ struct cu_ctx {
     size_t tile_cap;
     uint16_t *split; /* 3 x [rows][max_cols] bf16 */
     size_t split_cap;
+    const float *split_of; /* within mm_multi: the input the split already holds */
     int64_t max_cols;
     int nsplit; /* attention key splits of this step (a power of two) */
     int split_keys;
@@ -721,9 +722,12 @@ static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const f
         const float one = 1.0f, zero = 0.0f;
         if (w->fmt == CU_W_BF16 && c->m->split3) {
             size_t per = (size_t)n * (size_t)w->cols;
-            CELLM_TRY(dgrow((void **)&c->split, &c->split_cap, 3 * per * sizeof(uint16_t), err));
-            K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per, c->split + 2 * per,
-                                  c->st));
+            if (c->split_of != x) {
+                CELLM_TRY(
+                    dgrow((void **)&c->split, &c->split_cap, 3 * per * sizeof(uint16_t), err));
+                K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per,
+                                      c->split + 2 * per, c->st));
+            }
             for (int p = 0; p < 3; p++)
                 BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
                                       (int)w->cols, &one, w->data, CUDA_R_16BF, (int)w->cols,
@@ -778,9 +782,18 @@ static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *cons
         K_TRY(cellm_cu_matvec_multi(ws, nw, x, ldx, n, ys, ldys, NULL, c->st));
         return CELLM_OK;
     }
-    for (int i = 0; i < nw; i++)
-        CELLM_TRY(mm(c, ws[i], x, ldx, n, ys[i], ldys[i], NULL, err));
-    return CELLM_OK;
+    /* one split of x serves every weight (the outputs are other buffers) */
+    enum cellm_status st = CELLM_OK;
+    int cols_agree = 1;
+    for (int i = 1; i < nw; i++)
+        cols_agree &= ws[i]->cols == ws[0]->cols;
+    c->split_of = NULL;
+    for (int i = 0; i < nw && !st; i++) {
+        st = mm(c, ws[i], x, ldx, n, ys[i], ldys[i], NULL, err);
+        if (ws[i]->fmt == CU_W_BF16 && cols_agree && n >= c->m->gemm_rows) c->split_of = x;
+    }
+    c->split_of = NULL;
+    return st;
 }
 
 static enum cellm_status dense_mlp(struct cu_ctx *c, const struct cu_weight *wg,

@@ -388,8 +388,11 @@ static int mv_launch(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
     int64_t all = groups; /* row groups of every weight of the launch */
     for (int i = 1; i < nw && EPI != CU_EPI_GLU; i++)
         all += (a.w[i].rows + 1) / 2;
+    /* each warp keeps at least one full step of loads (U chunks of 32 pieces) */
+    const int64_t chunks = (a.w[0].cols / mv_piece<FMT, BITS>::E + 31) / 32;
     b.wg = 1;
-    while (b.wg < MV_WARPS && all * b.wg * 2 <= (int64_t)sms * 64)
+    while (b.wg < MV_WARPS && all * b.wg * 2 <= (int64_t)sms * 64 &&
+           chunks >= (int64_t)mv_piece<FMT, BITS>::U * b.wg * 2)
         b.wg *= 2;
     const int64_t gpb = MV_WARPS / b.wg;
     blocks = (groups + gpb - 1) / gpb;
