@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
-# `cellm verify --device cuda` over every fixture in tests/fixtures, in three modes:
+# `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
+# in four modes:
 #   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
-#   matvec      CELLM_CUDA_GEMM_ROWS=100000: every product through the fused kernels
+#   matvec      CELLM_CUDA_GEMM_ROWS=100000: every product through the decode kernels
 #   gemm        CELLM_CUDA_GEMM_ROWS=1: every product through cuBLAS (bf16x3 split for BF16)
+#   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
+#               epilogue and attention kernels; per-row attention at prefill)
 # and prints one line per fixture and mode, then a summary. Exit status 0 only if all pass.
 #   tests/gpu/run.sh [build-dir]
 # The GPU image's gcc warns where CI's does not (maybe-uninitialized), so warnings are not
@@ -39,14 +42,15 @@ one() { # mode dir index
   case $mode in
     matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000);;
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
+    unfused) envs=(CELLM_CUDA_FUSE=0);;
   esac
   env "${envs[@]}" "$B/cellm" verify -m "$dir" --device cuda >"$tmp/$idx.out" 2>&1
   echo $? >"$tmp/$idx.rc"
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in default matvec gemm; do
-  for dir in tests/fixtures/*/*/; do
+for mode in default matvec gemm unfused; do
+  for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))
   done
@@ -55,7 +59,7 @@ printf '%s\n' "${list[@]}" | xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2"'
 pass=0; fail=0; failed=()
 for item in "${list[@]}"; do
   read -r mode dir i <<<"$item"
-  name=${dir#tests/fixtures/}; name=${name%/}
+  name=${dir#tests/fixtures/}; name=${name%/}; name=${name#models/}
   out=$(cat "$tmp/$i.out"); rc=$(cat "$tmp/$i.rc" 2>/dev/null || echo 1)
   worst=$(echo "$out" | grep -o '([0-9.]* of tolerance)' | tr -d '()' | awk '{if ($1>m) m=$1} END {printf "%.3f", m}')
   if [ "$rc" -eq 0 ]; then

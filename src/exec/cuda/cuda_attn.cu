@@ -333,28 +333,22 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
 #pragma unroll
         for (int u = 0; u < VK; u++)
             p[u] = make_float4(0.f, 0.f, 0.f, 0.f);
-        int j = g;
-        for (; j + (VK - 1) * ng < nkc; j += VK * ng) {
+        /* every pass has VK loads in flight (the last one masked): a serial tail of
+         * dependent loads would cost a memory round trip per key */
+        for (int j = g; j < nkc; j += VK * ng) {
             float4 vv[VK];
 #pragma unroll
             for (int u = 0; u < VK; u++)
-                vv[u] = *(const float4 *)(V + (int64_t)(k0 + j + u * ng) * kd + d4);
+                vv[u] = j + u * ng < nkc ? *(const float4 *)(V + (int64_t)(k0 + j + u * ng) * kd + d4)
+                                         : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
             for (int u = 0; u < VK; u++) {
-                float w = sc[j + u * ng];
+                float w = j + u * ng < nkc ? sc[j + u * ng] : 0.f;
                 p[u].x = fmaf(w, vv[u].x, p[u].x);
                 p[u].y = fmaf(w, vv[u].y, p[u].y);
                 p[u].z = fmaf(w, vv[u].z, p[u].z);
                 p[u].w = fmaf(w, vv[u].w, p[u].w);
             }
-        }
-        for (; j < nkc; j += ng) {
-            float4 vv = *(const float4 *)(V + (int64_t)(k0 + j) * kd + d4);
-            float w = sc[j];
-            p[0].x = fmaf(w, vv.x, p[0].x);
-            p[0].y = fmaf(w, vv.y, p[0].y);
-            p[0].z = fmaf(w, vv.z, p[0].z);
-            p[0].w = fmaf(w, vv.w, p[0].w);
         }
 #pragma unroll
         for (int u = 1; u < VK; u++) {
@@ -480,11 +474,12 @@ extern "C" int cellm_cu_attention_fused(const struct cu_qkv_args *qa, const stru
  * Dynamic shared memory: Q[32][hd+4] | K[32][hd+4] | V[32][hd] | P[32][33] (Q and K rows
  * padded so that a warp's 16-byte reads of 4 rows or 8 keys fall in distinct banks).
  */
+template <int HD> /* the head dimension, or 0: a.hd (loops unroll for the common sizes) */
 __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_attn_args a)
 {
     pdl_wait();
     extern __shared__ float smem[];
-    const int hd = a.hd, H = a.H, h = blockIdx.y, kvh = h / (H / a.KVH), ldk = hd + 4, ldq = hd + 4;
+    const int hd = HD ? HD : a.hd, H = a.H, h = blockIdx.y, kvh = h / (H / a.KVH), ldk = hd + 4, ldq = hd + 4;
     const int i0 = blockIdx.x * PF_QT, t = threadIdx.x, r = t / 8, c = t % 8;
     float *Qs = smem, *Ks = Qs + PF_QT * ldq, *Vs = Ks + PF_KT * ldk, *Ps = Vs + PF_KT * hd;
     const struct cu_row row0 = a.rows[0];
@@ -527,6 +522,7 @@ __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_att
         }
         __syncthreads();
         float s[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll 8
         for (int d = 0; d < hd; d += 4) {
             float4 qv = *(const float4 *)(Qs + r * ldq + d);
 #pragma unroll
@@ -572,6 +568,7 @@ __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_att
                 o[k].w *= corr;
             }
         __syncwarp(); /* a row's 8 threads share a warp: its P row is visible */
+#pragma unroll 4
         for (int j = 0; j < PF_KT; j++) {
             const float p = Ps[r * PF_LDP + j];
 #pragma unroll
@@ -608,11 +605,15 @@ extern "C" int cellm_cu_attention_prefill(const struct cu_attn_args *a, void *st
     size_t sh = ((size_t)PF_QT * (a->hd + 4) + (size_t)PF_KT * (a->hd + 4) + (size_t)PF_KT * a->hd +
                  PF_QT * PF_LDP) *
                 sizeof(float);
+    void (*k)(const struct cu_attn_args) = a->hd == 64    ? k_attn_prefill<64>
+                                            : a->hd == 128 ? k_attn_prefill<128>
+                                            : a->hd == 256 ? k_attn_prefill<256>
+                                                           : k_attn_prefill<0>;
     if (sh > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(k_attn_prefill, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
+        cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
         if (e != cudaSuccess)
             return (int)e;
     }
     dim3 grid((unsigned)((a->n + PF_QT - 1) / PF_QT), (unsigned)a->H);
-    return cu_launch(k_attn_prefill, grid, dim3(PF_THREADS), sh, (cudaStream_t)stream, *a);
+    return cu_launch(k, grid, dim3(PF_THREADS), sh, (cudaStream_t)stream, *a);
 }

@@ -9,7 +9,7 @@ extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_
     int fmt_ok = w->fmt == CU_W_F32 || w->fmt == CU_W_F16 || w->fmt == CU_W_BF16 ||
                  (w->fmt == CU_W_AFFINE && (w->bits == 4 || w->bits == 8) && w->group >= 16 &&
                   !(w->group & (w->group - 1)));
-    if (!fmt_ok || n < 1 || w->cols % 16)
+    if (!fmt_ok || n < 1 || w->cols % 16 || w->cols > ((int64_t)1 << 30))
         return 0;
     if (with_norm) {
         int nt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : 0;

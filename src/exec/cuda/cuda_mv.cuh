@@ -176,13 +176,14 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     float *__restrict__ y = wi == 0 ? a.y[0] : wi == 1 ? a.y[1] : a.y[2];
     const int64_t ldy = wi == 0 ? a.ldy[0] : wi == 1 ? a.ldy[1] : a.ldy[2];
     const float *__restrict__ bias = wi == 0 ? a.bias[0] : wi == 1 ? a.bias[1] : a.bias[2];
-    const int64_t rows = w0.rows, cols = w0.cols, P = cols / E;
+    const int64_t rows = w0.rows, cols = w0.cols;
+    const int P = (int)(cols / E); /* pieces per row: 32-bit index arithmetic below */
     const int64_t ngr = FMT == CU_W_AFFINE ? cols / w0.group : 0;
     const int64_t groups = EPI == CU_EPI_GLU ? rows : (rows + 1) / 2;
     /* wg warps share a group, each taking every wg-th chunk of 32 pieces */
     const int wg = a.wg, part = warp % wg, gpb = MV_WARPS / wg;
-    const int64_t chunks = (P + 31) / 32;
-    const int steps = (int)((chunks + (int64_t)U * wg - 1) / ((int64_t)U * wg));
+    const int chunks = (P + 31) / 32;
+    const int steps = (chunks + U * wg - 1) / (U * wg);
     const float *__restrict__ xg = PRO ? xs : a.x;
     const int64_t ldx = PRO ? cols : a.ldx;
 
@@ -193,7 +194,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     int64_t gb = (int64_t)blockIdx.x * gpb; /* the block's first group this round */
     bool preloaded = false;
 
-#define MV_PIECE(st, u) ((((int64_t)(st) * U + (u)) * wg + part) * 32 + lane)
+#define MV_PIECE(st, u) ((((st) * U + (u)) * wg + part) * 32 + lane)
 #define MV_SETUP(g)                                                                                \
     do {                                                                                           \
         for (int s_ = 0; s_ < S; s_++) {                                                           \
@@ -213,7 +214,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         {                                                                                          \
             _Pragma("unroll") for (int u_ = 0; u_ < U; u_++)                                       \
             {                                                                                      \
-                const int64_t p_ = MV_PIECE(st, u_);                                               \
+                const int p_ = MV_PIECE(st, u_);                                                   \
                 const bool ok_ = p_ < P;                                                           \
                 if (NW == 2) {                                                                     \
                     uint2 v_ = ok_ ? __ldg((const uint2 *)rp[s_] + p_) : make_uint2(0, 0);         \
@@ -228,7 +229,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                     }                                                                              \
                 }                                                                                  \
                 if (FMT == CU_W_AFFINE) {                                                          \
-                    const int64_t g_ = ok_ ? p_ >> a.gshift : 0;                                   \
+                    const int g_ = ok_ ? p_ >> a.gshift : 0;                                       \
                     sc[s_][u_] = s16<SBF>(__ldg(spp[s_] + g_));                                    \
                     bi[s_][u_] = s16<SBF>(__ldg(bpp[s_] + g_));                                    \
                 }                                                                                  \
@@ -270,7 +271,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                 preloaded = false;
 #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    const int64_t p = MV_PIECE(st, u);
+                    const int p = MV_PIECE(st, u);
                     if (p >= P)
                         break;
                     float ss[S][5];
@@ -288,7 +289,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                         float xv[NT][8];
 #pragma unroll
                         for (int t = 0; t < NT; t++) {
-                            const float4 *xp = (const float4 *)(xg + t * ldx + p * E + h * 8);
+                            const float4 *xp = (const float4 *)(xg + t * ldx + (p * E + h * 8));
                             float4 v0, v1;
                             if (PRO) {
                                 v0 = xp[0], v1 = xp[1];
