@@ -1151,7 +1151,8 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
                                   struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->d->cfg;
-    c->split_keys = n * cfg->n_heads >= 264 ? 1024 : 64;
+    /* decode: short key splits, so that each block is one pass of loads (8 keys a warp) */
+    c->split_keys = n * cfg->n_heads >= 264 ? 1024 : 32;
     c->nsplit = 1;
     while (c->nsplit * c->split_keys < max_keys)
         c->nsplit *= 2;

@@ -50,6 +50,7 @@ extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
     a.norm_w = op->norm_w;
     a.norm_b = op->norm_b;
     a.norm_eps = op->norm_eps;
+    a.magic = 0x4B000000u;
     for (int g = w->group / 16; g > 1; g >>= 1)
         a.gshift++;
     switch (w->fmt) {

@@ -43,6 +43,9 @@ struct mv_kargs {
     int n, epi, act, norm_kind;
     int gshift; /* affine: log2(group / 16), pieces per group as a shift */
     int wg;     /* warps per row group (1, 2 or 4), chosen at launch */
+    /* 0x4B000000 (2^23), passed as a parameter so that it sits in a register: masking a
+     * code in place is then one LOP3 ((word & mask) | magic) instead of two */
+    uint32_t magic;
     const float *norm_w, *norm_b;
     float norm_eps;
 };
@@ -62,7 +65,7 @@ template <int SBF> static __device__ __forceinline__ float s16(uint16_t h)
 /* the 8 weights of columns [8h, 8h+8) of a piece, widened */
 template <int FMT, int BITS, int NW>
 static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int h, const float *ss,
-                                                 float b, float (&wv)[8])
+                                                 float b, uint32_t magic, float (&wv)[8])
 {
     if (FMT == CU_W_F32) {
 #pragma unroll
@@ -90,7 +93,7 @@ static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int 
         for (int k = 0; k < 8; k++) {
             const uint32_t word = k < 5 ? w0 : w1;
             const int sh = k < 5 ? 4 * k : 4 * k - 12;
-            const float q = __fsub_rn(__uint_as_float(0x4B000000u | (word & (15u << sh))), 8388608.0f);
+            const float q = __fsub_rn(__uint_as_float(magic | (word & (15u << sh))), 8388608.0f);
             wv[k] = fmaf(ss[sh / 4], q, b);
         }
     } else { /* 8 bits: codes 0,1 of a word in place, 2,3 after a shift by 16 */
@@ -98,7 +101,7 @@ static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int 
         for (int k = 0; k < 8; k++) {
             const uint32_t word = (k & 2) ? raw[2 * h + k / 4] >> 16 : raw[2 * h + k / 4];
             const int sh = (k & 1) * 8;
-            const float q = __fsub_rn(__uint_as_float(0x4B000000u | (word & (255u << sh))), 8388608.0f);
+            const float q = __fsub_rn(__uint_as_float(magic | (word & (255u << sh))), 8388608.0f);
             wv[k] = fmaf(ss[sh / 8], q, b);
         }
     }
@@ -302,7 +305,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
 #pragma unroll
                         for (int s = 0; s < S; s++) {
                             float wv[8];
-                            mv_decode<FMT, BITS, NW>(raw[s][u], h, ss[s], bi[s][u], wv);
+                            mv_decode<FMT, BITS, NW>(raw[s][u], h, ss[s], bi[s][u], a.magic, wv);
 #pragma unroll
                             for (int t = 0; t < NT; t++)
 #pragma unroll
