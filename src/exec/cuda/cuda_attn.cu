@@ -57,8 +57,7 @@ static __device__ void head_post(const struct cu_qkv_args &a, int i, int isq, in
     const float *bias = isq ? a.bq : a.bk;
     for (int d = lane; d < hd; d += 32) {
         float t = src[d];
-        if (bias)
-            t = __fadd_rn(t, bias[(int64_t)h * hd + d]);
+        if (bias) t = __fadd_rn(t, bias[(int64_t)h * hd + d]);
         v[d] = t;
     }
     __syncwarp();
@@ -88,15 +87,15 @@ static __device__ void head_v(const struct cu_qkv_args &a, int i, int h, float *
     const float *vs = a.v + i * (int64_t)a.KVH * hd + (int64_t)h * hd;
     for (int d = lane; d < hd; d += 32) {
         float t = vs[d];
-        if (a.bv)
-            t = __fadd_rn(t, a.bv[(int64_t)h * hd + d]);
+        if (a.bv) t = __fadd_rn(t, a.bv[(int64_t)h * hd + d]);
         v[d] = t;
     }
     __syncwarp();
 }
 
 /* the cache rows of position pos, layer l: keys, and values at + cap * kd */
-static __device__ __forceinline__ float *cache_at(const struct cu_row &row, int layer, int64_t kd, int pos)
+static __device__ __forceinline__ float *cache_at(const struct cu_row &row, int layer, int64_t kd,
+                                                  int pos)
 {
     return row.kv + (int64_t)layer * 2 * row.cap * kd + (int64_t)pos * kd;
 }
@@ -128,8 +127,7 @@ __global__ void k_qkv_post(const struct cu_qkv_args a)
 
 extern "C" int cellm_cu_qkv_post(const struct cu_qkv_args *a, void *stream)
 {
-    if (a->hd > 512 || a->n <= 0)
-        return (int)cudaErrorInvalidValue;
+    if (a->hd > 512 || a->n <= 0) return (int)cudaErrorInvalidValue;
     dim3 grid((unsigned)a->n, (unsigned)(a->H + a->KVH));
     return cu_launch(k_qkv_post, dim3(grid), dim3(32), 0, (cudaStream_t)stream, *a);
 }
@@ -144,8 +142,7 @@ static __device__ float block_max(float v, float *sh)
     v = warp_max(v);
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     __syncthreads();
-    if (lane == 0)
-        sh[w] = v;
+    if (lane == 0) sh[w] = v;
     __syncthreads();
     float t = sh[0];
     for (int k = 1; k < ATT_WARPS; k++)
@@ -158,8 +155,7 @@ static __device__ float block_sum(float v, float *sh)
     v = warp_sum(v);
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     __syncthreads();
-    if (lane == 0)
-        sh[w] = v;
+    if (lane == 0) sh[w] = v;
     __syncthreads();
     float t = 0;
     for (int k = 0; k < ATT_WARPS; k++)
@@ -170,15 +166,15 @@ static __device__ float block_sum(float v, float *sh)
 static __device__ __forceinline__ float score_of(float dot, const struct cu_attn_args &a)
 {
     float s = __fmul_rn(dot, a.scale);
-    if (a.softcap > 0)
-        s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
+    if (a.softcap > 0) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
     return s;
 }
 
 /* Merges the nsplit partials of (row i, head h) into the output; ew: nsplit floats of
  * shared memory (each split's weight exp(m_s - M), 0 for empty splits). The partials may
  * come from other blocks of the same grid: read around L1. */
-static __device__ void combine_head(const struct cu_attn_args &a, int i, int h, float *ew, float *red)
+static __device__ void combine_head(const struct cu_attn_args &a, int i, int h, float *ew,
+                                    float *red)
 {
     const int hd = a.hd, H = a.H;
     const float *p = a.part + ((int64_t)i * H + h) * a.nsplit * (hd + 2);
@@ -186,8 +182,7 @@ static __device__ void combine_head(const struct cu_attn_args &a, int i, int h, 
     for (int s = threadIdx.x; s < a.nsplit; s += ATT_THREADS) {
         float m = __ldcg(p + s * (hd + 2) + hd), l = __ldcg(p + s * (hd + 2) + hd + 1);
         ew[s] = m;
-        if (l > 0)
-            M = fmaxf(M, m);
+        if (l > 0) M = fmaxf(M, m);
     }
     M = block_max(M, red);
     float L = 0.f;
@@ -230,11 +225,9 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
     const struct cu_row row = a.rows[i];
     int64_t kd = (int64_t)a.KVH * hd;
     int hi = row.pos, lo = 0;
-    if (a.window > 0 && hi - a.window + 1 > 0)
-        lo = hi - a.window + 1;
+    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
     int k0 = lo + split * a.split_keys, k1 = k0 + a.split_keys;
-    if (k1 > hi + 1)
-        k1 = hi + 1;
+    if (k1 > hi + 1) k1 = hi + 1;
     const int nk = k1 - k0, cur = FUSED && nk > 0 && k1 == hi + 1;
     const int nkc = cur ? nk - 1 : nk; /* keys read from the cache */
     const int nsc = a.split_keys > a.nsplit ? a.split_keys : a.nsplit;
@@ -249,7 +242,8 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
         for (int t = threadIdx.x; t < nkc * lines * 2; t += ATT_THREADS) {
             int key = t / (lines * 2), r = t % (lines * 2);
             const float *base = (r & 1) ? V : K;
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(base + (int64_t)(k0 + key) * kd + (r >> 1) * 32));
+            asm volatile(
+                "prefetch.global.L2 [%0];" ::"l"(base + (int64_t)(k0 + key) * kd + (r >> 1) * 32));
         }
     }
     pdl_wait();
@@ -298,8 +292,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
 #pragma unroll
         for (int u = 0; u < KPW; u++) {
             float t = warp_sum(dot[u]);
-            if (lane == 0 && j0 + u < nkc)
-                sc[j0 + u] = score_of(t, a);
+            if (lane == 0 && j0 + u < nkc) sc[j0 + u] = score_of(t, a);
         }
     }
     if (cur && warp == ATT_WARPS - 1) {
@@ -307,8 +300,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
         for (int d = lane; d < hd; d += 32)
             dot = fmaf(q[d], kcur[d], dot);
         dot = warp_sum(dot);
-        if (lane == 0)
-            sc[nk - 1] = score_of(dot, a);
+        if (lane == 0) sc[nk - 1] = score_of(dot, a);
     }
     __syncthreads();
     float m = -INFINITY;
@@ -339,8 +331,9 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
             float4 vv[VK];
 #pragma unroll
             for (int u = 0; u < VK; u++)
-                vv[u] = j + u * ng < nkc ? *(const float4 *)(V + (int64_t)(k0 + j + u * ng) * kd + d4)
-                                         : make_float4(0.f, 0.f, 0.f, 0.f);
+                vv[u] = j + u * ng < nkc
+                            ? *(const float4 *)(V + (int64_t)(k0 + j + u * ng) * kd + d4)
+                            : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
             for (int u = 0; u < VK; u++) {
                 float w = j + u * ng < nkc ? sc[j + u * ng] : 0.f;
@@ -367,8 +360,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
         float v = 0.f;
         for (int k = 0; k < ng; k++)
             v += accs[k * hd + d];
-        if (cur)
-            v = fmaf(sc[nk - 1], vcur[d], v);
+        if (cur) v = fmaf(sc[nk - 1], vcur[d], v);
         if (a.nsplit == 1)
             o[d] = __fmul_rn(v, inv);
         else
@@ -378,20 +370,17 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
         pp[hd] = m;
         pp[hd + 1] = l;
     }
-    if (!FUSED || a.nsplit == 1)
-        return;
+    if (!FUSED || a.nsplit == 1) return;
     /* the last of this (row, head)'s blocks to get here merges the splits */
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
         int done = atomicAdd(counter + blockIdx.x, 1);
         last = done == a.nsplit - 1;
-        if (last)
-            counter[blockIdx.x] = 0; /* ready for the next launch */
+        if (last) counter[blockIdx.x] = 0; /* ready for the next launch */
     }
     __syncthreads();
-    if (!last)
-        return;
+    if (!last) return;
     __threadfence();
     combine_head(a, i, h, sc, red);
 }
@@ -425,23 +414,20 @@ static size_t attn_smem(const struct cu_attn_args *a)
 static int attn_smem_ok(const struct cu_attn_args *a, const void *k)
 {
     size_t sh = attn_smem(a);
-    if (sh <= 48 * 1024)
-        return 0;
+    if (sh <= 48 * 1024) return 0;
     return (int)cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
 }
 
 extern "C" int cellm_cu_attention(const struct cu_attn_args *a, void *stream)
 {
-    if (a->hd % 4 || a->hd > 2 * ATT_THREADS)
-        return (int)cudaErrorInvalidValue;
+    if (a->hd % 4 || a->hd > 2 * ATT_THREADS) return (int)cudaErrorInvalidValue;
     dim3 grid((unsigned)(a->n * a->H), (unsigned)a->nsplit);
     int e = attn_smem_ok(a, (const void *)k_attention);
     if (!e)
         e = cu_launch(k_attention, grid, dim3(ATT_THREADS), attn_smem(a), (cudaStream_t)stream, *a);
-    if (e || a->nsplit == 1)
-        return e;
-    return cu_launch(k_attn_combine, dim3(a->n * a->H), dim3(ATT_THREADS), (size_t)a->nsplit * sizeof(float),
-                     (cudaStream_t)stream, *a);
+    if (e || a->nsplit == 1) return e;
+    return cu_launch(k_attn_combine, dim3(a->n * a->H), dim3(ATT_THREADS),
+                     (size_t)a->nsplit * sizeof(float), (cudaStream_t)stream, *a);
 }
 
 extern "C" int cellm_cu_attention_fused(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
@@ -452,15 +438,15 @@ extern "C" int cellm_cu_attention_fused(const struct cu_qkv_args *qa, const stru
     dim3 grid((unsigned)(a->n * a->H), (unsigned)a->nsplit);
     int e = attn_smem_ok(a, (const void *)k_attn_fused);
     if (!e)
-        e = cu_launch(k_attn_fused, grid, dim3(ATT_THREADS), attn_smem(a), (cudaStream_t)stream, *a, *qa,
-                      counters);
+        e = cu_launch(k_attn_fused, grid, dim3(ATT_THREADS), attn_smem(a), (cudaStream_t)stream, *a,
+                      *qa, counters);
     return e;
 }
 
 /* ---- prefill: tiles of queries over tiles of keys ------------------------------------ */
 
-#define PF_QT 32 /* query rows per block */
-#define PF_KT 32 /* keys per tile */
+#define PF_QT 32               /* query rows per block */
+#define PF_KT 32               /* keys per tile */
 #define PF_THREADS (PF_QT * 8) /* 8 threads per query row */
 #define PF_LDP (PF_KT + 1)     /* padded rows of P: the 4 rows a warp reads sit in distinct banks */
 
@@ -479,7 +465,8 @@ __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_att
 {
     pdl_wait();
     extern __shared__ float smem[];
-    const int hd = HD ? HD : a.hd, H = a.H, h = blockIdx.y, kvh = h / (H / a.KVH), ldk = hd + 4, ldq = hd + 4;
+    const int hd = HD ? HD : a.hd, H = a.H, h = blockIdx.y, kvh = h / (H / a.KVH), ldk = hd + 4,
+              ldq = hd + 4;
     const int i0 = blockIdx.x * PF_QT, t = threadIdx.x, r = t / 8, c = t % 8;
     float *Qs = smem, *Ks = Qs + PF_QT * ldq, *Vs = Ks + PF_KT * ldk, *Ps = Vs + PF_KT * hd;
     const struct cu_row row0 = a.rows[0];
@@ -487,7 +474,7 @@ __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_att
     const float *K = row0.kv + (int64_t)a.layer * 2 * row0.cap * kd + (int64_t)kvh * hd;
     const float *V = K + row0.cap * kd;
     const int nr = a.n - i0 < PF_QT ? a.n - i0 : PF_QT; /* rows of this block */
-    const int p0 = row0.pos + i0, pr = p0 + r;              /* first row's and my row's position */
+    const int p0 = row0.pos + i0, pr = p0 + r;          /* first row's and my row's position */
     const bool valid = r < nr;
     int lo_r = 0, lo0 = 0;
     if (a.window > 0) {
@@ -582,8 +569,7 @@ __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_att
                 }
         }
     }
-    if (!valid)
-        return;
+    if (!valid) return;
     const float inv = __fdiv_rn(1.0f, l);
     float *out = a.out + (int64_t)(i0 + r) * H * hd + (int64_t)h * hd;
 #pragma unroll
@@ -600,19 +586,18 @@ __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_att
 
 extern "C" int cellm_cu_attention_prefill(const struct cu_attn_args *a, void *stream)
 {
-    if (a->hd % 4 || a->hd > 256 || a->n < 1)
-        return (int)cudaErrorInvalidValue;
+    if (a->hd % 4 || a->hd > 256 || a->n < 1) return (int)cudaErrorInvalidValue;
     size_t sh = ((size_t)PF_QT * (a->hd + 4) + (size_t)PF_KT * (a->hd + 4) + (size_t)PF_KT * a->hd +
                  PF_QT * PF_LDP) *
                 sizeof(float);
     void (*k)(const struct cu_attn_args) = a->hd == 64    ? k_attn_prefill<64>
-                                            : a->hd == 128 ? k_attn_prefill<128>
-                                            : a->hd == 256 ? k_attn_prefill<256>
-                                                           : k_attn_prefill<0>;
+                                           : a->hd == 128 ? k_attn_prefill<128>
+                                           : a->hd == 256 ? k_attn_prefill<256>
+                                                          : k_attn_prefill<0>;
     if (sh > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
-        if (e != cudaSuccess)
-            return (int)e;
+        cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sh);
+        if (e != cudaSuccess) return (int)e;
     }
     dim3 grid((unsigned)((a->n + PF_QT - 1) / PF_QT), (unsigned)a->H);
     return cu_launch(k, grid, dim3(PF_THREADS), sh, (cudaStream_t)stream, *a);

@@ -9,12 +9,10 @@ extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_
     int fmt_ok = w->fmt == CU_W_F32 || w->fmt == CU_W_F16 || w->fmt == CU_W_BF16 ||
                  (w->fmt == CU_W_AFFINE && (w->bits == 4 || w->bits == 8) && w->group >= 16 &&
                   !(w->group & (w->group - 1)));
-    if (!fmt_ok || n < 1 || w->cols % 16 || w->cols > ((int64_t)1 << 30))
-        return 0;
+    if (!fmt_ok || n < 1 || w->cols % 16 || w->cols > ((int64_t)1 << 30)) return 0;
     if (with_norm) {
         int nt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : 0;
-        if (!nt || (int64_t)nt * w->cols * (int64_t)sizeof(float) > MV_SMEM_MAX)
-            return 0;
+        if (!nt || (int64_t)nt * w->cols * (int64_t)sizeof(float) > MV_SMEM_MAX) return 0;
     }
     return 1;
 }
@@ -54,14 +52,15 @@ extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
     for (int g = w->group / 16; g > 1; g >>= 1)
         a.gshift++;
     switch (w->fmt) {
-    case CU_W_F32: return cu_mv_f32(a, nw, sms, st);
-    case CU_W_F16: return cu_mv_f16(a, nw, sms, st);
-    case CU_W_BF16: return cu_mv_bf16(a, nw, sms, st);
+    case CU_W_F32:
+        return cu_mv_f32(a, nw, sms, st);
+    case CU_W_F16:
+        return cu_mv_f16(a, nw, sms, st);
+    case CU_W_BF16:
+        return cu_mv_bf16(a, nw, sms, st);
     default:
         if (w->bits == 4)
-            return w->s_bf16 ? cu_mv_q4_bf16(a, nw, sms, st)
-                             : cu_mv_q4_f16(a, nw, sms, st);
-        return w->s_bf16 ? cu_mv_q8_bf16(a, nw, sms, st)
-                         : cu_mv_q8_f16(a, nw, sms, st);
+            return w->s_bf16 ? cu_mv_q4_bf16(a, nw, sms, st) : cu_mv_q4_f16(a, nw, sms, st);
+        return w->s_bf16 ? cu_mv_q8_bf16(a, nw, sms, st) : cu_mv_q8_f16(a, nw, sms, st);
     }
 }

@@ -131,7 +131,8 @@ static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float
             if (a.norm_kind == 2)
                 s += ((double)v.x + (double)v.y) + ((double)v.z + (double)v.w);
             else
-                s += ((double)v.x * v.x + (double)v.y * v.y) + ((double)v.z * v.z + (double)v.w * v.w);
+                s += ((double)v.x * v.x + (double)v.y * v.y) +
+                     ((double)v.z * v.z + (double)v.w * v.w);
         }
         s = block_sum_d(s, red);
         float mean = 0.f, r;
@@ -141,8 +142,8 @@ static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float
 #pragma unroll 8
             for (int c = tid; c < c4; c += MV_THREADS) {
                 float4 v = o[c];
-                float d0 = __fsub_rn(v.x, mean), d1 = __fsub_rn(v.y, mean), d2 = __fsub_rn(v.z, mean),
-                      d3 = __fsub_rn(v.w, mean);
+                float d0 = __fsub_rn(v.x, mean), d1 = __fsub_rn(v.y, mean),
+                      d2 = __fsub_rn(v.z, mean), d3 = __fsub_rn(v.w, mean);
                 q += ((double)d0 * d0 + (double)d1 * d1) + ((double)d2 * d2 + (double)d3 * d3);
             }
             s = block_sum_d(q, red);
@@ -197,7 +198,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     int64_t gb = (int64_t)blockIdx.x * gpb; /* the block's first group this round */
     bool preloaded = false;
 
-#define MV_PIECE(st, u) ((((st) * U + (u)) * wg + part) * 32 + lane)
+#define MV_PIECE(st, u) ((((st)*U + (u)) * wg + part) * 32 + lane)
 #define MV_SETUP(g)                                                                                \
     do {                                                                                           \
         for (int s_ = 0; s_ < S; s_++) {                                                           \
@@ -241,8 +242,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     } while (0)
 
     /* a block without rows leaves at once (its norm would be wasted) */
-    if (gb >= groups)
-        return;
+    if (gb >= groups) return;
     /* the first group's first step: loaded before waiting on the previous kernel */
     if (gb + warp / wg < groups) {
         MV_SETUP(gb + warp / wg);
@@ -250,10 +250,9 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         preloaded = true;
     }
     pdl_wait();
-    if (PRO)
-        mv_prologue<NT>(a, cols, xs, red);
+    if (PRO) mv_prologue<NT>(a, cols, xs, red);
 
-    /* every warp of the block goes round together (the partial sums meet in shared memory) */
+        /* every warp of the block goes round together (the partial sums meet in shared memory) */
 #pragma unroll 1
     for (; gb < groups; gb += (int64_t)gridDim.x * gpb) {
         const int64_t gi = gb + warp / wg;
@@ -265,18 +264,15 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
             for (int s = 0; s < S; s++)
                 acc[t][s] = 0.f;
         if (mine) {
-            if (!preloaded)
-                MV_SETUP(gi);
+            if (!preloaded) MV_SETUP(gi);
 #pragma unroll 1
             for (int st = 0; st < steps; st++) {
-                if (!preloaded)
-                    MV_LOAD(st);
+                if (!preloaded) MV_LOAD(st);
                 preloaded = false;
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int p = MV_PIECE(st, u);
-                    if (p >= P)
-                        break;
+                    if (p >= P) break;
                     float ss[S][5];
 #pragma unroll
                     for (int s = 0; s < S; s++) {
@@ -284,7 +280,8 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                             ss[s][0] = sc[s][u];
 #pragma unroll
                             for (int j = 1; j < (BITS == 4 ? 5 : 2); j++)
-                                ss[s][j] = __fmul_rn(sc[s][u], __uint_as_float((uint32_t)(127 - BITS * j) << 23));
+                                ss[s][j] = __fmul_rn(
+                                    sc[s][u], __uint_as_float((uint32_t)(127 - BITS * j) << 23));
                         }
                     }
 #pragma unroll
@@ -342,25 +339,20 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                     }
             __syncthreads();
         }
-        if (!mine || part != 0 || lane != 0)
-            continue;
+        if (!mine || part != 0 || lane != 0) continue;
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-            if (t >= a.n)
-                break;
+            if (t >= a.n) break;
             if (EPI == CU_EPI_GLU) {
                 float g = acc[t][0], u = acc[t][1];
-                if (a.bias[0])
-                    g = __fadd_rn(g, a.bias[0][gi]);
-                if (a.bias[1])
-                    u = __fadd_rn(u, a.bias[1][gi]);
+                if (a.bias[0]) g = __fadd_rn(g, a.bias[0][gi]);
+                if (a.bias[1]) u = __fadd_rn(u, a.bias[1][gi]);
                 y[t * ldy + gi] = glu_act(g, u, a.act);
             } else {
 #pragma unroll
                 for (int s = 0; s < S; s++) {
                     const int64_t r = 2 * gi + s;
-                    if (r >= rows)
-                        break;
+                    if (r >= rows) break;
                     float o = bias ? __fadd_rn(acc[t][s], bias[r]) : acc[t][s];
                     float *dst = y + t * ldy + r;
                     *dst = EPI == CU_EPI_ADD ? __fadd_rn(*dst, o) : o;
@@ -382,9 +374,9 @@ static int mv_launch(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
     int64_t blocks = (groups + MV_WARPS - 1) / MV_WARPS;
     size_t smem = PRO ? (size_t)NT * (size_t)a.w[0].cols * sizeof(float) : 0;
     if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e != cudaSuccess)
-            return (int)e;
+        cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return (int)e;
     }
     /* warps per group: enough warps for the memory system (about 64 per multiprocessor)
      * when the product has few rows */
@@ -404,15 +396,15 @@ static int mv_launch(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
         /* with the norm in front: one pass of resident blocks looping over the groups, so
          * that the norm is computed once per block */
         int per_sm = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MV_THREADS, smem) != cudaSuccess ||
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MV_THREADS, smem) !=
+                cudaSuccess ||
             per_sm < 1)
             per_sm = 1;
         const int64_t resident = (int64_t)sms * per_sm / (EPI == CU_EPI_GLU ? 1 : nw);
-        if (blocks > resident)
-            blocks = resident > 0 ? resident : 1;
+        if (blocks > resident) blocks = resident > 0 ? resident : 1;
     }
-    return cu_launch(k, dim3((unsigned)blocks, (unsigned)(EPI == CU_EPI_GLU ? 1 : nw)), dim3(MV_THREADS),
-                     smem, st, b);
+    return cu_launch(k, dim3((unsigned)blocks, (unsigned)(EPI == CU_EPI_GLU ? 1 : nw)),
+                     dim3(MV_THREADS), smem, st, b);
 }
 
 template <int FMT, int BITS, int SBF, int PRO, int EPI>
@@ -420,10 +412,14 @@ static int mv_nt(struct mv_kargs a, int nw, int sms, cudaStream_t st)
 {
     if (PRO) { /* one launch: every row's norm sits in shared memory */
         switch (a.n <= 1 ? 1 : a.n <= 2 ? 2 : a.n <= 4 ? 4 : 8) {
-        case 1: return mv_launch<FMT, BITS, SBF, 1, PRO, EPI>(a, nw, sms, st);
-        case 2: return mv_launch<FMT, BITS, SBF, 2, PRO, EPI>(a, nw, sms, st);
-        case 4: return mv_launch<FMT, BITS, SBF, 4, PRO, EPI>(a, nw, sms, st);
-        default: return mv_launch<FMT, BITS, SBF, 8, PRO, EPI>(a, nw, sms, st);
+        case 1:
+            return mv_launch<FMT, BITS, SBF, 1, PRO, EPI>(a, nw, sms, st);
+        case 2:
+            return mv_launch<FMT, BITS, SBF, 2, PRO, EPI>(a, nw, sms, st);
+        case 4:
+            return mv_launch<FMT, BITS, SBF, 4, PRO, EPI>(a, nw, sms, st);
+        default:
+            return mv_launch<FMT, BITS, SBF, 8, PRO, EPI>(a, nw, sms, st);
         }
     }
     const int n = a.n;
@@ -432,17 +428,23 @@ static int mv_nt(struct mv_kargs a, int nw, int sms, cudaStream_t st)
         int left = n - t0, e;
         b.x += (int64_t)t0 * a.ldx;
         for (int i = 0; i < 3; i++)
-            if (b.y[i])
-                b.y[i] += (int64_t)t0 * a.ldy[i];
+            if (b.y[i]) b.y[i] += (int64_t)t0 * a.ldy[i];
         b.n = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
         switch (b.n) {
-        case 8: e = mv_launch<FMT, BITS, SBF, 8, PRO, EPI>(b, nw, sms, st); break;
-        case 4: e = mv_launch<FMT, BITS, SBF, 4, PRO, EPI>(b, nw, sms, st); break;
-        case 2: e = mv_launch<FMT, BITS, SBF, 2, PRO, EPI>(b, nw, sms, st); break;
-        default: e = mv_launch<FMT, BITS, SBF, 1, PRO, EPI>(b, nw, sms, st); break;
+        case 8:
+            e = mv_launch<FMT, BITS, SBF, 8, PRO, EPI>(b, nw, sms, st);
+            break;
+        case 4:
+            e = mv_launch<FMT, BITS, SBF, 4, PRO, EPI>(b, nw, sms, st);
+            break;
+        case 2:
+            e = mv_launch<FMT, BITS, SBF, 2, PRO, EPI>(b, nw, sms, st);
+            break;
+        default:
+            e = mv_launch<FMT, BITS, SBF, 1, PRO, EPI>(b, nw, sms, st);
+            break;
         }
-        if (e)
-            return e;
+        if (e) return e;
         t0 += b.n;
     }
     return 0;
@@ -456,7 +458,8 @@ static int mv_mode(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
     case CU_EPI_STORE:
         return pro ? mv_nt<FMT, BITS, SBF, 1, CU_EPI_STORE>(a, nw, sms, st)
                    : mv_nt<FMT, BITS, SBF, 0, CU_EPI_STORE>(a, nw, sms, st);
-    case CU_EPI_ADD: return mv_nt<FMT, BITS, SBF, 0, CU_EPI_ADD>(a, nw, sms, st);
+    case CU_EPI_ADD:
+        return mv_nt<FMT, BITS, SBF, 0, CU_EPI_ADD>(a, nw, sms, st);
     default:
         return pro ? mv_nt<FMT, BITS, SBF, 1, CU_EPI_GLU>(a, nw, sms, st)
                    : mv_nt<FMT, BITS, SBF, 0, CU_EPI_GLU>(a, nw, sms, st);
