@@ -439,10 +439,10 @@ static void dfree(void *p)
 
 static void free_rows(struct cu_ctx *c)
 {
-    void *bufs[] = {c->x,     c->h,     c->q,      c->k,       c->v,       c->att,   c->o,
-                    c->gate,  c->up,    c->logits, c->router,  c->moe_out, c->moe_w, c->moe_x,
-                    c->moe_g, c->moe_u, c->moe_y,  c->moe_idx, c->moe_map, c->rows,  c->cs,
-                    c->att_cnt};
+    void *bufs[] = {c->x,       c->h,     c->q,     c->k,      c->v,      c->att,
+                    c->o,       c->gate,  c->up,    c->logits, c->router, c->moe_out,
+                    c->moe_w,   c->moe_x, c->moe_g, c->moe_u,  c->moe_y,  c->moe_idx,
+                    c->moe_map, c->rows,  c->cs,    c->att_cnt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);
     c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
@@ -1043,19 +1043,41 @@ static enum cellm_status mlp_fused(struct cu_ctx *c, const struct cu_layer *L, i
     return CELLM_OK;
 }
 
-/* Decode steps of pre-norm models: every residual add lands in a product's epilogue and
- * every norm in the next product's prologue (where the kernels take the weights). */
+/* The final norm and the head for the rows that want logits, then the soft-cap. With
+ * fuse_norm and every row wanting logits, the norm runs in the head's prologue; otherwise
+ * the norm gathers the rows that want logits into c->h, in order. */
+static enum cellm_status logits_out(struct cu_ctx *c, int n, int nw, int fuse_norm,
+                                    struct cellm_error *err)
+{
+    const struct cu_model *m = c->m;
+    const struct cellm_config *cfg = &c->d->cfg;
+    if (!nw) return CELLM_OK;
+    if (fuse_norm && nw == n) {
+        float *ys[1] = {c->logits};
+        int64_t ld[1] = {cfg->vocab};
+        const struct cu_weight *hw[1] = {&m->head};
+        CELLM_TRY(proj_normed(c, hw, 1, m->final_norm, m->final_norm_b, n, ys, ld, err));
+    } else {
+        CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
+        CELLM_TRY(mm(c, &m->head, c->h, cfg->dim, nw, c->logits, cfg->vocab, NULL, err));
+    }
+    if (cfg->final_softcap > 0)
+        K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap,
+                               c->st));
+    prof_mark(c, PH_HEAD);
+    return CELLM_OK;
+}
+
+/* Decode steps of pre-norm models, after the embedding: every residual add lands in a
+ * product's epilogue and every norm in the next product's prologue (where the kernels take
+ * the weights). */
 static enum cellm_status forward_fused(struct cu_ctx *c, int n, int nw, int max_keys,
                                        struct cellm_error *err)
 {
     struct cu_model *m = c->m;
-    const struct cellm_desc *d = c->d;
-    const struct cellm_config *cfg = &d->cfg;
+    const struct cellm_config *cfg = &c->d->cfg;
     int64_t dim = cfg->dim, hd = cfg->head_dim;
     int64_t qd = cfg->n_heads * hd, kd = cfg->n_kv_heads * hd;
-    K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x,
-                         c->st));
-    prof_mark(c, PH_EMBED);
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cu_layer *L = &m->layers[l];
         const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
@@ -1075,21 +1097,7 @@ static enum cellm_status forward_fused(struct cu_ctx *c, int n, int nw, int max_
         } else
             CELLM_TRY(mlp_fused(c, L, n, err));
     }
-    if (!nw) return CELLM_OK;
-    if (nw == n) { /* every row wants logits: the final norm fused into the head */
-        float *ys[1] = {c->logits};
-        int64_t ld[1] = {cfg->vocab};
-        const struct cu_weight *hw[1] = {&m->head};
-        CELLM_TRY(proj_normed(c, hw, 1, m->final_norm, m->final_norm_b, n, ys, ld, err));
-    } else {
-        CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
-        CELLM_TRY(mm(c, &m->head, c->h, dim, nw, c->logits, cfg->vocab, NULL, err));
-    }
-    if (cfg->final_softcap > 0)
-        K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap,
-                               c->st));
-    prof_mark(c, PH_HEAD);
-    return CELLM_OK;
+    return logits_out(c, n, nw, 1, err);
 }
 
 /* Every kernel of one step, from the embedding to the logits (device); capturable. */
@@ -1100,11 +1108,11 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
     const struct cellm_desc *d = c->d;
     const struct cellm_config *cfg = &d->cfg;
     int64_t dim = cfg->dim;
-    if (m->fuse && n < m->gemm_rows && !cfg->parallel_residual && !cfg->sandwich_norms)
-        return forward_fused(c, n, nw, max_keys, err);
     K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x,
                          c->st));
     prof_mark(c, PH_EMBED);
+    if (m->fuse && n < m->gemm_rows && !cfg->parallel_residual && !cfg->sandwich_norms)
+        return forward_fused(c, n, nw, max_keys, err);
     const float *pending = NULL; /* residual still to be added to x */
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cu_layer *L = &m->layers[l];
@@ -1134,16 +1142,7 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
         pending = c->o;
     }
     if (pending) K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
-    if (nw) {
-        /* gather the rows that want logits (the h buffer holds them, in order) */
-        CELLM_TRY(norm(c, c->x, NULL, c->h, m->final_norm, m->final_norm_b, n, c->rows, err));
-        CELLM_TRY(mm(c, &m->head, c->h, dim, nw, c->logits, cfg->vocab, NULL, err));
-        if (cfg->final_softcap > 0)
-            K_TRY(cellm_cu_softcap(c->logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap,
-                                   c->st));
-        prof_mark(c, PH_HEAD);
-    }
-    return CELLM_OK;
+    return logits_out(c, n, nw, 0, err);
 }
 
 /* Runs the step's kernels, through a captured graph for small batches (decode). */
