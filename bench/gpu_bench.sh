@@ -18,17 +18,9 @@ while [ $# -gt 0 ]; do
 done
 [ ${#specs[@]} -gt 0 ] || specs=(qwen3-0.6b:q4:1 llama-3.2-1b:bf16:1 llama-3.1-8b:q4:1 llama-3.1-8b:bf16:4)
 export PATH=$PATH:/usr/local/cuda/bin
-extra=()
-# libcjson and cmocka: the system's, or the copies carried in .gpu-deps/ (the GPU image lacks them)
-if [ -d .gpu-deps ]; then
-  export LD_LIBRARY_PATH="$PWD/.gpu-deps/lib:${LD_LIBRARY_PATH:-}"
-  ls /usr/lib/x86_64-linux-gnu/libcjson.so* >/dev/null 2>&1 ||
-    extra+=(-DCJSON_LIB="$PWD/.gpu-deps/lib/libcjson.so" -DCJSON_INC="$PWD/.gpu-deps/include")
-  ls /usr/lib/x86_64-linux-gnu/libcmocka.so* >/dev/null 2>&1 ||
-    extra+=(-DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
-fi
+. tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
 if [ ! -x $B/cellm ]; then
-  cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null && cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
+  cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >/dev/null && cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
 fi
 bw=$(python3 - <<'PY'
 import torch

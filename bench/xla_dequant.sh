@@ -6,13 +6,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-llama-3.2-1b}; B=build-gpu; DATA=${CELLM_BENCH_DATA:-/tmp/cellm-bench}
-extra=()
-if [ -d .gpu-deps ]; then
-  export LD_LIBRARY_PATH="$PWD/.gpu-deps/lib:${LD_LIBRARY_PATH:-}"
-  extra+=(-DCJSON_LIB="$PWD/.gpu-deps/lib/libcjson.so" -DCJSON_INC="$PWD/.gpu-deps/include"
-          -DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
-fi
-[ -x $B/cellm ] || { cmake -S . -B $B -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null &&
+. tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
+[ -x $B/cellm ] || { cmake -S . -B $B -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >/dev/null &&
   cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null; } || exit 1
 dir=$DATA/$preset-q4
 [ -f "$dir/config.json" ] || python3 tools/make_random_ckpt.py "$preset" "$dir" --format q4 || exit 1

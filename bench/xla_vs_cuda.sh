@@ -8,13 +8,8 @@ B=build-gpu; DATA=${CELLM_BENCH_DATA:-/tmp/cellm-bench}
 specs=("$@")
 [ ${#specs[@]} -gt 0 ] || specs=(llama-3.2-1b:bf16 qwen3-0.6b:q4)
 export PATH=$PATH:/usr/local/cuda/bin
-extra=()
-if [ -d .gpu-deps ]; then
-  export LD_LIBRARY_PATH="$PWD/.gpu-deps/lib:${LD_LIBRARY_PATH:-}"
-  extra+=(-DCJSON_LIB="$PWD/.gpu-deps/lib/libcjson.so" -DCJSON_INC="$PWD/.gpu-deps/include"
-          -DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
-fi
-cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >/dev/null &&
+. tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
+cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >/dev/null &&
   cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
 for spec in "${specs[@]}"; do
   preset=${spec%%:*}; fmt=${spec#*:}

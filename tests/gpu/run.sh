@@ -16,16 +16,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-build-gpu}
 export PATH=$PATH:/usr/local/cuda/bin
-extra=()
-# libcjson and cmocka: the system's, or the copies carried in .gpu-deps/ (the GPU image lacks them)
-if [ -d .gpu-deps ]; then
-  export LD_LIBRARY_PATH="$PWD/.gpu-deps/lib:${LD_LIBRARY_PATH:-}"
-  ls /usr/lib/x86_64-linux-gnu/libcjson.so* >/dev/null 2>&1 ||
-    extra+=(-DCJSON_LIB="$PWD/.gpu-deps/lib/libcjson.so" -DCJSON_INC="$PWD/.gpu-deps/include")
-  ls /usr/lib/x86_64-linux-gnu/libcmocka.so* >/dev/null 2>&1 ||
-    extra+=(-DCMOCKA_LIB="$PWD/.gpu-deps/lib/libcmocka.so")
-fi
-cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${extra[@]}" >"$B.cfg.log" 2>&1 \
+. tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
+cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >"$B.cfg.log" 2>&1 \
   && cmake --build "$B" -j"$(nproc)" --target cellm_cli >"$B.build.log" 2>&1 \
   || { tail -n 30 "$B.cfg.log" "$B.build.log"; echo "BUILD FAILED"; exit 1; }
 if ! nvidia-smi -L >/dev/null 2>&1; then

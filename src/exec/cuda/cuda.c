@@ -9,7 +9,10 @@
  * doubling like the CPU's.
  *
  * Matrix products: up to gemm_rows-1 rows go through the fused dequantize-and-multiply
- * kernels (cuda_matvec.cu), which read each weight once per 8 rows. Larger batches
+ * kernels, which read each weight once per 8 rows: cuda_mv.cuh for F32/F16/BF16 and 4- and
+ * 8-bit affine weights (with the norm before and the residual add or gated activation
+ * after them fused in: forward_fused), cuda_matvec.cu for the other widths and with
+ * CELLM_CUDA_FUSE=0 (the first-generation kernels, kept for comparison). Larger batches
  * (prefill) use cuBLAS with f32 accumulation and TF32 off: BF16 weights directly against
  * an exact three-way bf16 split of the f32 activations (hi+mid+lo = x, every product
  * exact, so this is an f32 dot product in another summation order, on tensor cores);
@@ -120,7 +123,7 @@ struct cu_ctx {
     int split_keys;
     /* the captured decode step: valid while its key matches and no buffer moved */
     cudaGraphExec_t gexec;
-    int g_n, g_nw, g_nsplit, g_distinct;
+    int g_n, g_nw, g_nsplit, g_kind; /* g_kind: row_kind() at capture */
     unsigned gen, g_gen; /* gen: bumped whenever a buffer the graph uses is reallocated */
 };
 
@@ -704,7 +707,7 @@ static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const f
                             int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
                             struct cellm_error *err)
 {
-    if (n < c->m->gemm_rows && c->m->fuse && cellm_cu_mv_supported(w, n, 0)) {
+    if (mv_ok(c, &w, 1, n, 0)) {
         struct cu_mv_op op = {.w = {w},
                               .nw = 1,
                               .x = x,
@@ -905,7 +908,7 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
         K_TRY(cellm_cu_attention_fused(&qa, &aa, c->att_cnt, c->st));
     else {
         K_TRY(cellm_cu_qkv_post(&qa, c->st));
-        if (c->m->fuse && c->consecutive && n > 1 && hd <= 256)
+        if (c->m->fuse && c->consecutive && n > 1)
             K_TRY(cellm_cu_attention_prefill(&aa, c->st));
         else
             K_TRY(cellm_cu_attention(&aa, c->st));
@@ -1145,6 +1148,12 @@ static enum cellm_status forward(struct cu_ctx *c, int n, int nw, int max_keys,
     return logits_out(c, n, nw, 0, err);
 }
 
+/* The row properties that choose kernels (attn_core), part of a captured graph's key. */
+static int row_kind(const struct cu_ctx *c)
+{
+    return c->distinct + 2 * c->consecutive;
+}
+
 /* Runs the step's kernels, through a captured graph for small batches (decode). */
 static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
                                   struct cellm_error *err)
@@ -1165,7 +1174,7 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
     if (!c->m->graphs || c->prof || c->m->has_moe || n >= c->m->gemm_rows)
         return forward(c, n, nw, max_keys, err);
     if (!c->gexec || c->g_n != n || c->g_nw != nw || c->g_nsplit != c->nsplit ||
-        c->g_gen != c->gen || c->g_distinct != c->distinct + 2 * c->consecutive) {
+        c->g_gen != c->gen || c->g_kind != row_kind(c)) {
         if (c->gexec) cudaGraphExecDestroy(c->gexec);
         c->gexec = NULL;
         cudaGraph_t g;
@@ -1183,7 +1192,7 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
         c->g_n = n;
         c->g_nw = nw;
         c->g_nsplit = c->nsplit;
-        c->g_distinct = c->distinct + 2 * c->consecutive; /* both choose kernels */
+        c->g_kind = row_kind(c);
         c->g_gen = c->gen;
     }
     CU_TRY(cudaGraphLaunch(c->gexec, c->st));
@@ -1200,7 +1209,9 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     CU_TRY(cudaSetDevice(m->dev));
     CELLM_TRY(reserve_rows(c, n, err));
     int max_keys = 0, nw = 0;
-    c->distinct = 1;
+    /* distinct sequences matter only to the decode kernels (n < gemm_rows): the quadratic
+     * check stays off prefill batches */
+    c->distinct = n < m->gemm_rows;
     c->consecutive = 1;
     for (int i = 0; i < n; i++) {
         c->consecutive &= rows[i].seq == rows[0].seq && rows[i].pos == rows[0].pos + i;

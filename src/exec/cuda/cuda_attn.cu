@@ -33,13 +33,13 @@ static __device__ void head_norm(float *v, int hd, int kind, const float *w, flo
             q += (double)t * t;
         }
         float var = (float)(warp_sum_d(q) / hd);
-        r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
+        r = norm_rscale(var, eps);
     } else {
         double s = 0;
         for (int d = lane; d < hd; d += 32)
             s += (double)v[d] * v[d];
         float var = (float)(warp_sum_d(s) / hd);
-        r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
+        r = norm_rscale(var, eps);
     }
     __syncwarp();
     for (int d = lane; d < hd; d += 32)

@@ -106,6 +106,12 @@ static __device__ __forceinline__ float norm_out(int kind, float xv, float mean,
     return norm_out_v(kind, xv, mean, r, w != NULL, w ? w[c] : 0.f, b != NULL, b ? b[c] : 0.f);
 }
 
+/* 1 / sqrt(var + eps), rounded step by step as the reference norms do */
+static __device__ __forceinline__ float norm_rscale(float var, float eps)
+{
+    return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
+}
+
 /* act(g) * u for the gated MLPs: act 0 silu, 1 gelu (tanh), 2 gelu (erf); reference rounding */
 static __device__ __forceinline__ float glu_act(float g, float u, int act)
 {

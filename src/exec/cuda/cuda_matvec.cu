@@ -1,7 +1,9 @@
 /*
  * cuda_matvec.cu: products of stored weights with f32 activations.
  *
- * Decode (a few rows): one fused kernel per storage format reads each weight byte once,
+ * Decode (a few rows) for 2/3/5/6-bit affine weights, and for every format with
+ * CELLM_CUDA_FUSE=0 (cuda_mv.cuh serves the others by default, with coalesced pieces and
+ * fused neighbours): one fused kernel per storage format reads each weight byte once,
  * widens or dequantizes it in registers and multiplies it with up to 8 activation rows.
  * A warp owns R weight rows; each lane streams 16-byte pieces of them (8 bf16/f16 values,
  * 32 4-bit or 16 8-bit codes, or one 32-code unit of `bits` words for the other widths),

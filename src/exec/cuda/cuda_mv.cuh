@@ -148,7 +148,7 @@ static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float
             }
             s = block_sum_d(q, red);
         }
-        r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn((float)(s / cols), a.norm_eps)));
+        r = norm_rscale((float)(s / cols), a.norm_eps);
         const bool hw = nw4 != NULL, hb = nb4 != NULL;
 #pragma unroll 8
         for (int c = tid; c < c4; c += MV_THREADS) {

@@ -93,14 +93,14 @@ __global__ void __launch_bounds__(NORM_THREADS) k_norm(const struct cu_norm_args
                     v += (double)d * d;
                 }
             float var = (float)(block_sum_d(v, sh) / dim);
-            r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, a.eps)));
+            r = norm_rscale(var, a.eps);
         } else {
             double sm = 0;
 #pragma unroll
             for (int k = 0; k < NORM_VPT; k++)
                 sm += (double)xv[k] * xv[k];
             float var = (float)(block_sum_d(sm, sh) / dim);
-            r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, a.eps)));
+            r = norm_rscale(var, a.eps);
         }
 #pragma unroll
         for (int k = 0; k < NORM_VPT; k++) {
@@ -128,13 +128,13 @@ __global__ void __launch_bounds__(NORM_THREADS) k_norm(const struct cu_norm_args
             v += (double)d * d;
         }
         float var = (float)(block_sum_d(v, sh) / dim);
-        r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, a.eps)));
+        r = norm_rscale(var, a.eps);
     } else {
         double s = 0;
         for (int c = threadIdx.x; c < dim; c += blockDim.x)
             s += (double)x[c] * x[c];
         float var = (float)(block_sum_d(s, sh) / dim);
-        r = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, a.eps)));
+        r = norm_rscale(var, a.eps);
     }
     for (int c = threadIdx.x; c < dim; c += blockDim.x)
         out[c] = norm_out(a.kind, x[c], mean, r, a.w, a.b, c);
