@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
-# in four modes:
+# in five modes:
 #   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
+#               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
+#   scalar      CELLM_CUDA_MMA=0: 4-bit decode products through the scalar fused kernels
 #   matvec      CELLM_CUDA_GEMM_ROWS=100000: every product through the decode kernels
 #   gemm        CELLM_CUDA_GEMM_ROWS=1: every product through cuBLAS (bf16x3 split for BF16)
 #   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
@@ -32,6 +34,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 one() { # mode dir index
   local mode=$1 dir=$2 idx=$3 envs=()
   case $mode in
+    scalar) envs=(CELLM_CUDA_MMA=0);;
     matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000);;
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
     unfused) envs=(CELLM_CUDA_FUSE=0);;
@@ -41,7 +44,7 @@ one() { # mode dir index
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in default matvec gemm unfused; do
+for mode in default scalar matvec gemm unfused; do
   for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))

@@ -11,7 +11,9 @@
  * Matrix products: up to gemm_rows-1 rows go through the fused dequantize-and-multiply
  * kernels, which read each weight once per 8 rows: cuda_mv.cuh for F32/F16/BF16 and 4- and
  * 8-bit affine weights (with the norm before and the residual add or gated activation
- * after them fused in: forward_fused), cuda_matvec.cu for the other widths and with
+ * after them fused in: forward_fused; one or two rows of 4-bit weights go to the
+ * tensor-core variant, cuda_mvt.cuh, unless CELLM_CUDA_MMA=0), cuda_matvec.cu for the
+ * other widths and with
  * CELLM_CUDA_FUSE=0 (the first-generation kernels, kept for comparison). Larger batches
  * (prefill) use cuBLAS with f32 accumulation and TF32 off: BF16 weights directly against
  * an exact three-way bf16 split of the f32 activations (hi+mid+lo = x, every product
@@ -67,6 +69,7 @@ struct cu_model {
     int graphs;                           /* capture decode steps as CUDA graphs */
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
+    int mma;                              /* 4-bit decode products on the tensor cores */
     int sms;                              /* multiprocessors */
 };
 
@@ -102,6 +105,7 @@ struct cu_ctx {
     float *router, *moe_out, *moe_w, *moe_x, *moe_g, *moe_u, *moe_y;
     int32_t *moe_idx, *moe_map;
     int32_t *att_cnt;       /* fused attention: blocks done per (row, head) */
+    int32_t *mv_cnt;        /* tensor-core products: next tile, blocks done */
     int distinct;           /* no two rows of this step share a sequence */
     int consecutive;        /* the rows are consecutive positions of one sequence */
     int32_t *h_idx, *h_map; /* host copies */
@@ -364,6 +368,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->split3 = env_int("CELLM_CUDA_SPLIT3", 1);
     m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
     m->fuse = env_int("CELLM_CUDA_FUSE", 1);
+    m->mma = env_int("CELLM_CUDA_MMA", 1);
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -445,12 +450,12 @@ static void free_rows(struct cu_ctx *c)
     void *bufs[] = {c->x,       c->h,     c->q,     c->k,      c->v,      c->att,
                     c->o,       c->gate,  c->up,    c->logits, c->router, c->moe_out,
                     c->moe_w,   c->moe_x, c->moe_g, c->moe_u,  c->moe_y,  c->moe_idx,
-                    c->moe_map, c->rows,  c->cs,    c->att_cnt};
+                    c->moe_map, c->rows,  c->cs,    c->att_cnt, c->mv_cnt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);
     c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
     c->router = c->moe_out = c->moe_w = c->moe_x = c->moe_g = c->moe_u = c->moe_y = NULL;
-    c->moe_idx = c->moe_map = c->att_cnt = NULL;
+    c->moe_idx = c->moe_map = c->att_cnt = c->mv_cnt = NULL;
     c->rows = NULL;
     c->cs = NULL;
     cellm_free(c->h_idx);
@@ -594,6 +599,8 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
     DALLOC(c->rows, r);
     DALLOC(c->att_cnt, r * (size_t)cfg->n_heads);
     CU_TRY(cudaMemset(c->att_cnt, 0, r * (size_t)cfg->n_heads * sizeof(int32_t)));
+    DALLOC(c->mv_cnt, 2);
+    CU_TRY(cudaMemset(c->mv_cnt, 0, 2 * sizeof(int32_t)));
     DALLOC(c->cs, (size_t)MAX_ROPE_TABLES * r * (size_t)(cfg->rot_dims / 2 + 1) * 2);
     if (cfg->n_experts) {
         size_t K = (size_t)cfg->n_experts_used, mi = (size_t)cfg->moe_ffn_dim;
@@ -703,6 +710,15 @@ static int mv_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int 
     return 1;
 }
 
+/* One fused decode product; the tensor-core kernels take it when they can (and may). */
+static enum cellm_status mv_run(struct cu_ctx *c, struct cu_mv_op *op, struct cellm_error *err)
+{
+    op->mma = c->m->mma;
+    op->counter = c->mv_cnt;
+    K_TRY(cellm_cu_mv(op, c->m->sms, c->st));
+    return CELLM_OK;
+}
+
 static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const float *x,
                             int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
                             struct cellm_error *err)
@@ -718,7 +734,7 @@ static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const f
                               .bias = {bias},
                               .epi = CU_EPI_STORE,
                               .norm_kind = -1};
-        K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+        CELLM_TRY(mv_run(c, &op, err));
     } else if (n < c->m->gemm_rows)
         K_TRY(cellm_cu_matvec(w, x, ldx, n, y, ldy, bias, c->st));
     else {
@@ -778,7 +794,7 @@ static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *cons
             op.y[i] = ys[i];
             op.ldy[i] = ldys[i];
         }
-        K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+        CELLM_TRY(mv_run(c, &op, err));
         return CELLM_OK;
     }
     if (same) {
@@ -981,7 +997,7 @@ static enum cellm_status proj_normed(struct cu_ctx *c, const struct cu_weight *c
         op.y[i] = ys[i];
         op.ldy[i] = ld[i];
     }
-    K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+    CELLM_TRY(mv_run(c, &op, err));
     return CELLM_OK;
 }
 
@@ -1005,7 +1021,7 @@ static enum cellm_status proj_add(struct cu_ctx *c, const struct cu_weight *w, c
                           .bias = {bias},
                           .epi = CU_EPI_ADD,
                           .norm_kind = -1};
-    K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+    CELLM_TRY(mv_run(c, &op, err));
     return CELLM_OK;
 }
 
@@ -1033,7 +1049,7 @@ static enum cellm_status mlp_fused(struct cu_ctx *c, const struct cu_layer *L, i
                               .norm_w = L->ffn_norm,
                               .norm_b = L->ffn_norm_b,
                               .norm_eps = (float)cfg->norm_eps};
-        K_TRY(cellm_cu_mv(&op, c->m->sms, c->st));
+        CELLM_TRY(mv_run(c, &op, err));
     } else {
         float *ys[2] = {c->gate, c->up};
         int64_t ld[2] = {I, I};

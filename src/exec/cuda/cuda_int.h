@@ -65,6 +65,11 @@ struct cu_mv_op {
     int norm_kind; /* -1: x is used as is */
     const float *norm_w, *norm_b;
     float norm_eps;
+    /* 4-bit weights, one or two rows: the tensor-core kernels (cuda_mvt.cuh) may take
+     * the product when mma is set; they need counter, two ints that are zero between
+     * launches (each launch leaves them zero). */
+    int mma;
+    int *counter;
 };
 /* Whether cellm_cu_mv takes this weight for n rows (with the norm prologue or not). */
 int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm);

@@ -3,6 +3,7 @@
  * weights they take, argument checks, and the dispatch to the per-format instances.
  */
 #include "cuda_mv.cuh"
+#include "cuda_mvt.cuh"
 
 extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm)
 {
@@ -15,6 +16,68 @@ extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_
         if (!nt || (int64_t)nt * w->cols * (int64_t)sizeof(float) > MV_SMEM_MAX) return 0;
     }
     return 1;
+}
+
+/* The tensor-core path (cuda_mvt.cuh), when it takes the op: 4-bit codes, a power-of-two
+ * group of 32 or more, whole steps of spans, aligned rows and scales, B in shared memory. */
+static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, int *taken)
+{
+    const struct cu_weight *w = op->w[0];
+    *taken = 0;
+    if (!op->mma || !op->counter || w->fmt != CU_W_AFFINE || w->bits != 4 || op->n > 2 ||
+        w->group < 32 || (w->group & (w->group - 1)) || w->cols >= ((int64_t)1 << 30))
+        return 0;
+    const int V = w->group >= 128 ? 4 : w->group / 32, U = 8 / V, NT = op->n > 1 ? 2 : 1;
+    const int64_t span = 32 * V, nspans = w->cols / span;
+    if (w->cols % span || nspans % U ||
+        (size_t)w->cols * 6 * NT + (size_t)NT * nspans * 4 > MVT_SMEM_MAX)
+        return 0;
+    struct mvt_kargs a = {};
+    int svec = 1, t = 0;
+    const int64_t ngr = w->cols / w->group;
+    for (int i = 0; i < nw; i++) {
+        const struct cu_weight *wi = op->w[i];
+        if ((uintptr_t)wi->data % 16 || wi->row_bytes % 16 || wi->rows >= ((int64_t)1 << 30))
+            return 0;
+        svec = svec && (uintptr_t)wi->scales % 16 == 0 && (uintptr_t)wi->biases % 16 == 0;
+        a.w[i] = *wi;
+        a.bias[i] = op->bias[i];
+        a.tile0[i] = t;
+        if (op->epi == CU_EPI_GLU) { /* a tile is 8 rows of gate and the same 8 of up */
+            t = (int)((wi->rows + 7) / 8);
+            if (i == 0) {
+                a.y[0] = op->y[0];
+                a.ldy[0] = op->ldy[0];
+            }
+        } else {
+            t += (int)((wi->rows + 15) / 16);
+            a.y[i] = op->y[i];
+            a.ldy[i] = op->ldy[i];
+        }
+    }
+    for (int i = nw; i < 4; i++)
+        a.tile0[i] = t;
+    a.ntiles = t;
+    a.x = op->x;
+    a.ldx = op->ldx;
+    a.n = op->n;
+    a.act = op->act;
+    a.norm_kind = op->norm_kind;
+    a.norm_w = op->norm_w;
+    a.norm_b = op->norm_b;
+    a.norm_eps = op->norm_eps;
+    a.nspans = (int)nspans;
+    for (int q = w->group / (int)span; q > 1; q >>= 1)
+        a.gsh++;
+    a.svec = svec && a.gsh == 0 && ngr % U == 0;
+    a.mask = 0x000F000Fu;
+    a.magic = 0x43004300u;
+    a.counter = op->counter;
+    const int pro = op->norm_kind >= 0;
+    const int e = w->s_bf16 ? cu_mvt_bf16(a, V, pro, op->epi, sms, st)
+                            : cu_mvt_f16(a, V, pro, op->epi, sms, st);
+    *taken = e != MVT_UNAVAILABLE;
+    return *taken ? e : 0;
 }
 
 extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
@@ -39,6 +102,8 @@ extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
             a.ldy[i] = op->ldy[i];
         }
     }
+    int taken, e = mvt_try(op, nw, sms, st, &taken);
+    if (taken) return e;
     a.x = op->x;
     a.ldx = op->ldx;
     a.n = op->n;

@@ -1,0 +1,512 @@
+/*
+ * cuda_mvt.cuh: the 4-bit affine decode products (one or two activation rows) on the
+ * tensor cores, with the same fused neighbours as cuda_mv.cuh (norm prologue; store,
+ * residual-add or gated-activation epilogue).
+ *
+ * Why: the scalar kernels spend at least four instructions per weight (mask, subtract,
+ * dequantize, accumulate) and are issue-bound well below the memory bandwidth. Here a code
+ * becomes an exact bf16 integer in one LOP3 and half a subtraction (two codes per
+ * instruction), and mma.m16n8k16 does the multiply-accumulate.
+ *
+ * Numbers. For each row r and group g the kernel computes
+ *     s[r][g] * (sum_k q[r][k] * x[k]) + b[r][g] * (sum_k x[k])       (k in group g)
+ * which is the dot product of the exactly dequantized weights s*q + b with x, summed in
+ * another order (distributivity instead of forming fl(s*q + b) per weight). x is split
+ * exactly into three bf16 parts hi + mid + lo (as cellm_cu_split3 does for the BF16
+ * GEMMs); codes are integers < 16, exact in bf16; every product q * part is exact in f32
+ * and the tensor cores accumulate in f32. The three parts are the first three columns of
+ * the mma's B operand (the next three for a second activation row).
+ *
+ * Layout. A warp's tile is 16 weight rows (8 rows of gate and the same 8 rows of up for
+ * the gated epilogue): lane (g = lane/4, t = lane%4) loads V consecutive 32-bit words of
+ * rows g and g+8 per "span" of 32*V columns (V = 1, 2, 4 for groups of 32, 64, >= 128),
+ * so a span lies in one group. Word v of lane t holds the codes of columns
+ * 8*(V*t+v) + 0..7; codes j and j+4 form one bf16x2 register, which the mma reads as two
+ * adjacent k slots of that lane. The k order inside an mma is free as long as B uses the
+ * same one: the block's prologue writes x's parts into shared memory already in fragment
+ * order (and each span's sum of x), so a lane reads its B operand with one 16-byte load.
+ *
+ * Work: blocks of 8 warps; wk warps (1..8) share a tile, each over a contiguous range of
+ * spans, and meet in shared memory. The first round of tiles is static (so its first loads
+ * go out before griddepcontrol.wait); further rounds are taken from an atomic counter,
+ * which the last block to finish resets to zero for the next launch.
+ */
+#ifndef CELLM_EXEC_CUDA_MVT_CUH
+#define CELLM_EXEC_CUDA_MVT_CUH
+
+#include "cuda_mv.cuh"
+
+#define MVT_WARPS 8
+#define MVT_THREADS (MVT_WARPS * 32)
+#define MVT_SMEM_MAX (200 << 10)
+
+struct mvt_kargs {
+    struct cu_weight w[3];
+    float *y[3];
+    int64_t ldy[3];
+    const float *bias[3];
+    int tile0[4]; /* first tile of each weight; tile0[nw] = all tiles */
+    int ntiles;
+    const float *x;
+    int64_t ldx;
+    int n, act, norm_kind;
+    const float *norm_w, *norm_b;
+    float norm_eps;
+    int nspans, gsh; /* spans per row; log2(group / span), the span's group is span >> gsh */
+    int wk, per;     /* warps per tile; spans per warp (a multiple of the step) */
+    int svec;        /* the scales of a step are loaded as one vector */
+    uint32_t mask, magic; /* 0x000F000F and 0x43004300: in registers, so one LOP3 per pair */
+    int *counter;         /* [2]: next tile, finished blocks; zero between launches */
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+static __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1,
+                                                uint32_t a2, uint32_t a3, uint32_t b0, uint32_t b1)
+{
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* codes j and j+4 of a word (already shifted down by 4j) as the bf16 pair (q_j, q_j+4):
+ * OR-ing a code into the mantissa of 128 gives 128 + q, and the subtraction is exact */
+static __device__ __forceinline__ uint32_t q4pair(uint32_t w, uint32_t mask, uint32_t magic)
+{
+    uint32_t v = (w & mask) | magic, r;
+    asm("sub.rn.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(v), "r"(magic));
+    return r;
+}
+
+#endif
+
+static __device__ __forceinline__ uint32_t bf16_bits(float f)
+{
+    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+/* x = hi + mid + lo exactly (each residual is exact in f32; three bf16 parts hold 24 bits) */
+static __device__ __forceinline__ void split3(float x, uint32_t &hi, uint32_t &mid, uint32_t &lo)
+{
+    hi = bf16_bits(x);
+    float r = __fsub_rn(x, __uint_as_float(hi << 16));
+    mid = bf16_bits(r);
+    r = __fsub_rn(r, __uint_as_float(mid << 16));
+    lo = bf16_bits(r);
+}
+
+/* Builds the B fragments of every span (and the spans' sums of x) in shared memory, from
+ * the input rows, normalised first when PRO. Octet o (columns 8o..8o+7) is word v of lane
+ * t of span o / (4V); its three parts go to the lanes 12*row + 4*part + t. */
+template <int V, int NT, int PRO>
+static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float *xsum,
+                                    double *red)
+{
+    constexpr int LB = 12 * NT;
+    const int tid = threadIdx.x, K = (int)a.w[0].cols, octs = K / 8;
+    float mean[NT], rs[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        mean[t] = 0.f;
+        rs[t] = 1.f;
+        if (!PRO || t >= a.n) continue;
+        const float4 *x = (const float4 *)(a.x + t * a.ldx);
+        double s = 0;
+        for (int c = tid; c < K / 4; c += MVT_THREADS) {
+            float4 v = x[c];
+            if (a.norm_kind == 2)
+                s += ((double)v.x + (double)v.y) + ((double)v.z + (double)v.w);
+            else
+                s += ((double)v.x * v.x + (double)v.y * v.y) +
+                     ((double)v.z * v.z + (double)v.w * v.w);
+        }
+        s = block_sum_d(s, red);
+        if (a.norm_kind == 2) {
+            mean[t] = (float)(s / K);
+            double q = 0;
+            for (int c = tid; c < K / 4; c += MVT_THREADS) {
+                float4 v = x[c];
+                float d0 = __fsub_rn(v.x, mean[t]), d1 = __fsub_rn(v.y, mean[t]),
+                      d2 = __fsub_rn(v.z, mean[t]), d3 = __fsub_rn(v.w, mean[t]);
+                q += ((double)d0 * d0 + (double)d1 * d1) + ((double)d2 * d2 + (double)d3 * d3);
+            }
+            s = block_sum_d(q, red);
+        }
+        rs[t] = norm_rscale((float)(s / K), a.norm_eps);
+    }
+    const bool hw = a.norm_w != NULL, hb = a.norm_b != NULL;
+    const int iters = (octs + MVT_THREADS - 1) / MVT_THREADS;
+#pragma unroll 1
+    for (int it = 0; it < iters; it++) {
+        const int o = it * MVT_THREADS + tid;
+        const bool ok = o < octs;
+        const int sp = o / (4 * V), wv = o % (4 * V), lt = wv / V, v = wv % V;
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float xv[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+            if (ok && t < a.n) {
+                const float4 *xp = (const float4 *)(a.x + t * a.ldx + 8 * o);
+                float4 v0 = xp[0], v1 = xp[1];
+                xv[0] = v0.x, xv[1] = v0.y, xv[2] = v0.z, xv[3] = v0.w;
+                xv[4] = v1.x, xv[5] = v1.y, xv[6] = v1.z, xv[7] = v1.w;
+                if (PRO) {
+#pragma unroll
+                    for (int k = 0; k < 8; k++)
+                        xv[k] = norm_out_v(a.norm_kind, xv[k], mean[t], rs[t], hw,
+                                           hw ? a.norm_w[8 * o + k] : 0.f, hb,
+                                           hb ? a.norm_b[8 * o + k] : 0.f);
+                }
+            }
+            uint32_t hi[8], mid[8], lo[8];
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                split3(xv[k], hi[k], mid[k], lo[k]);
+            float s = ((xv[0] + xv[1]) + (xv[2] + xv[3])) + ((xv[4] + xv[5]) + (xv[6] + xv[7]));
+#pragma unroll
+            for (int off = 1; off < 4 * V; off <<= 1)
+                s += __shfl_xor_sync(0xffffffffu, s, off);
+            if (!ok) continue;
+            /* register order of a lane's word: (0,4) (1,5) for the first mma, (2,6) (3,7) */
+            uint4 *dst = bfr + ((size_t)sp * V + v) * LB + 12 * t + lt;
+            dst[0] = make_uint4(hi[0] | hi[4] << 16, hi[1] | hi[5] << 16, hi[2] | hi[6] << 16,
+                                hi[3] | hi[7] << 16);
+            dst[4] = make_uint4(mid[0] | mid[4] << 16, mid[1] | mid[5] << 16,
+                                mid[2] | mid[6] << 16, mid[3] | mid[7] << 16);
+            dst[8] = make_uint4(lo[0] | lo[4] << 16, lo[1] | lo[5] << 16, lo[2] | lo[6] << 16,
+                                lo[3] | lo[7] << 16);
+            if (wv == 0) xsum[t * a.nspans + sp] = s;
+        }
+    }
+    __syncthreads();
+}
+
+/* value u of U 16-bit scales packed two per word */
+template <int SBF> static __device__ __forceinline__ float mvt_s16(uint32_t w, int u)
+{
+    if (SBF) return __uint_as_float(u & 1 ? w & 0xffff0000u : w << 16);
+    return __half2float(__ushort_as_half((uint16_t)(u & 1 ? w >> 16 : w)));
+}
+
+/* U consecutive 16-bit values p[(sp + u) >> gsh], packed two per word: one vector load
+ * when they are consecutive and aligned */
+template <int U>
+static __device__ __forceinline__ void mvt_load16(const uint16_t *p, int sp, int gsh, bool vec,
+                                                  uint32_t (&out)[U / 2])
+{
+    if (vec) {
+        if constexpr (U == 8) {
+            uint4 v = __ldg((const uint4 *)(p + sp));
+            out[0] = v.x, out[1] = v.y, out[2 % (U / 2)] = v.z, out[3 % (U / 2)] = v.w;
+        } else if constexpr (U == 4) {
+            uint2 v = __ldg((const uint2 *)(p + sp));
+            out[0] = v.x, out[1 % (U / 2)] = v.y;
+        } else {
+            out[0] = __ldg((const uint32_t *)(p + sp));
+        }
+    } else {
+#pragma unroll
+        for (int u = 0; u < U; u += 2)
+            out[u / 2] = (uint32_t)__ldg(p + ((sp + u) >> gsh)) |
+                         (uint32_t)__ldg(p + ((sp + u + 1) >> gsh)) << 16;
+    }
+}
+
+/* one step's loads of a lane: V words of rows g and g+8 for U spans, and their groups'
+ * scales and biases */
+template <int U, int V> struct mvt_step {
+    uint32_t w[2][U][V];
+    uint32_t s[2][U / 2], b[2][U / 2];
+};
+
+template <int SBF, int V, int NT, int PRO, int EPI>
+__global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* bf16x2 arithmetic; mvt_launch checks */
+    constexpr int U = 8 / V, LB = 12 * NT;
+    extern __shared__ uint4 bfr[]; /* [nspans][V][LB], then float xsum[NT][nspans] */
+    __shared__ double red[MVT_WARPS];
+    __shared__ float partial[MVT_WARPS][NT][16];
+    __shared__ int next_base;
+    float *xsum = (float *)(bfr + (size_t)a.nspans * V * LB);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, lt = lane & 3;
+    const int wk = a.wk, part = warp % wk, tpb = MVT_WARPS / wk;
+    const int sp0 = part * a.per, sp1 = min(a.nspans, sp0 + a.per);
+    const int ngr = (int)(a.w[0].cols / a.w[0].group);
+    const bool multi = (int64_t)gridDim.x * tpb < a.ntiles;
+
+    mvt_step<U, V> buf[2]; /* the step being computed and the next one, in flight */
+    const uint32_t *rp[2];
+    const uint16_t *spp[2], *bpp[2];
+    int64_t row[2];
+    int wi = 0;
+
+    /* the rows of tile ti: lane's rows g and g+8 (gate and up rows g for the GLU) */
+    auto setup = [&](int ti) {
+        if (EPI == CU_EPI_GLU) {
+            wi = 0;
+            const int64_t r = min((int64_t)ti * 8 + g, a.w[0].rows - 1);
+            row[0] = row[1] = (int64_t)ti * 8 + g;
+            rp[0] = (const uint32_t *)((const char *)a.w[0].data + r * a.w[0].row_bytes);
+            rp[1] = (const uint32_t *)((const char *)a.w[1].data + r * a.w[1].row_bytes);
+            spp[0] = a.w[0].scales + r * ngr, bpp[0] = a.w[0].biases + r * ngr;
+            spp[1] = a.w[1].scales + r * ngr, bpp[1] = a.w[1].biases + r * ngr;
+        } else {
+            wi = ti >= a.tile0[1] ? (ti >= a.tile0[2] ? 2 : 1) : 0;
+            const struct cu_weight &w = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
+            const int lt0 = ti - (wi == 0 ? 0 : wi == 1 ? a.tile0[1] : a.tile0[2]);
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                row[s] = (int64_t)lt0 * 16 + g + 8 * s;
+                const int64_t r = min(row[s], w.rows - 1);
+                rp[s] = (const uint32_t *)((const char *)w.data + r * w.row_bytes);
+                spp[s] = w.scales + r * ngr, bpp[s] = w.biases + r * ngr;
+            }
+        }
+    };
+    auto load = [&](int sp, mvt_step<U, V> &st) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const uint32_t *p = rp[r] + (sp + u) * 4 * V + V * lt;
+                if constexpr (V == 1) {
+                    st.w[r][u][0] = __ldg(p);
+                } else if constexpr (V == 2) {
+                    uint2 v = __ldg((const uint2 *)p);
+                    st.w[r][u][0] = v.x, st.w[r][u][1] = v.y;
+                } else {
+                    uint4 v = __ldg((const uint4 *)p);
+                    st.w[r][u][0] = v.x, st.w[r][u][1 % V] = v.y;
+                    st.w[r][u][2 % V] = v.z, st.w[r][u][3 % V] = v.w;
+                }
+            }
+            mvt_load16<U>(spp[r], sp, a.gsh, a.svec, st.s[r]);
+            mvt_load16<U>(bpp[r], sp, a.gsh, a.svec, st.b[r]);
+        }
+    };
+    float acc[4], accb[NT][2];
+    auto compute = [&](int sp, const mvt_step<U, V> &st) {
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int s = sp + u;
+            uint4 bv[V];
+#pragma unroll
+            for (int v = 0; v < V; v++)
+                bv[v] = lane < LB ? bfr[((size_t)s * V + v) * LB + lane] : make_uint4(0, 0, 0, 0);
+            float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int v = 0; v < V; v++) {
+                const uint32_t w0 = st.w[0][u][v], w1 = st.w[1][u][v];
+                /* codes (0,4) (1,5) then (2,6) (3,7) */
+                mma_bf16(d, q4pair(w0, a.mask, a.magic), q4pair(w1, a.mask, a.magic),
+                         q4pair(w0 >> 4, a.mask, a.magic), q4pair(w1 >> 4, a.mask, a.magic),
+                         bv[v].x, bv[v].y);
+                mma_bf16(d, q4pair(w0 >> 8, a.mask, a.magic), q4pair(w1 >> 8, a.mask, a.magic),
+                         q4pair(w0 >> 12, a.mask, a.magic), q4pair(w1 >> 12, a.mask, a.magic),
+                         bv[v].z, bv[v].w);
+            }
+            const float s0 = mvt_s16<SBF>(st.s[0][u / 2], u), s1 = mvt_s16<SBF>(st.s[1][u / 2], u);
+            const float b0 = mvt_s16<SBF>(st.b[0][u / 2], u), b1 = mvt_s16<SBF>(st.b[1][u / 2], u);
+            acc[0] = fmaf(s0, d[0], acc[0]);
+            acc[1] = fmaf(s0, d[1], acc[1]);
+            acc[2] = fmaf(s1, d[2], acc[2]);
+            acc[3] = fmaf(s1, d[3], acc[3]);
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                const float xs = xsum[t * a.nspans + s];
+                accb[t][0] = fmaf(b0, xs, accb[t][0]);
+                accb[t][1] = fmaf(b1, xs, accb[t][1]);
+            }
+        }
+    };
+
+    int base = blockIdx.x * tpb;
+    if (base >= a.ntiles) return; /* (only when the grid is larger than the work) */
+    bool preloaded = false;
+    if (base + warp / wk < a.ntiles && sp0 < sp1) {
+        setup(base + warp / wk);
+        load(sp0, buf[0]);
+        preloaded = true;
+    }
+    pdl_wait();
+    mvt_prologue<V, NT, PRO>(a, bfr, xsum, red);
+
+#pragma unroll 1
+    for (;;) {
+        const int ti = base + warp / wk;
+        const bool mine = ti < a.ntiles;
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            acc[k] = 0.f;
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            accb[t][0] = accb[t][1] = 0.f;
+        if (mine && sp0 < sp1) {
+            if (!preloaded) {
+                setup(ti);
+                load(sp0, buf[0]);
+            }
+            /* two steps per pass: the next step's loads are in flight during the math */
+#pragma unroll 1
+            for (int sp = sp0; sp < sp1; sp += 2 * U) {
+                if (sp + U < sp1) load(sp + U, buf[1]);
+                compute(sp, buf[0]);
+                if (sp + U >= sp1) break;
+                if (sp + 2 * U < sp1) load(sp + 2 * U, buf[0]);
+                compute(sp + U, buf[1]);
+            }
+        }
+        preloaded = false;
+        /* columns 3t..3t+2 of D are row t's parts: lane lt holds columns 2lt and 2lt+1 */
+        float tot[NT][2];
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const int c0 = 2 * lt, c1 = 2 * lt + 1;
+            const bool k0 = c0 / 3 == t, k1 = c1 / 3 == t;
+            float v0 = (k0 ? acc[0] : 0.f) + (k1 ? acc[1] : 0.f);
+            float v1 = (k0 ? acc[2] : 0.f) + (k1 ? acc[3] : 0.f);
+            v0 += __shfl_xor_sync(0xffffffffu, v0, 1);
+            v1 += __shfl_xor_sync(0xffffffffu, v1, 1);
+            v0 += __shfl_xor_sync(0xffffffffu, v0, 2);
+            v1 += __shfl_xor_sync(0xffffffffu, v1, 2);
+            tot[t][0] = v0 + accb[t][0];
+            tot[t][1] = v1 + accb[t][1];
+        }
+        if (wk > 1) {
+            if (lt == 0)
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    partial[warp][t][g] = tot[t][0];
+                    partial[warp][t][g + 8] = tot[t][1];
+                }
+            __syncthreads();
+            if (part == 0)
+#pragma unroll
+                for (int t = 0; t < NT; t++) {
+                    float v0 = partial[warp][t][g], v1 = partial[warp][t][g + 8];
+                    for (int k = 1; k < wk; k++) {
+                        v0 += partial[warp + k][t][g];
+                        v1 += partial[warp + k][t][g + 8];
+                    }
+                    tot[t][0] = v0, tot[t][1] = v1;
+                }
+            __syncthreads();
+        }
+        if (mine && part == 0 && lt == 0) {
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                if (t >= a.n) break;
+                if (EPI == CU_EPI_GLU) {
+                    const int64_t r = row[0];
+                    if (r < a.w[0].rows) {
+                        float gt = tot[t][0], up = tot[t][1];
+                        if (a.bias[0]) gt = __fadd_rn(gt, a.bias[0][r]);
+                        if (a.bias[1]) up = __fadd_rn(up, a.bias[1][r]);
+                        a.y[0][t * a.ldy[0] + r] = glu_act(gt, up, a.act);
+                    }
+                } else {
+                    const struct cu_weight &w = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
+                    float *y = wi == 0 ? a.y[0] : wi == 1 ? a.y[1] : a.y[2];
+                    const int64_t ldy = wi == 0 ? a.ldy[0] : wi == 1 ? a.ldy[1] : a.ldy[2];
+                    const float *bias = wi == 0 ? a.bias[0] : wi == 1 ? a.bias[1] : a.bias[2];
+#pragma unroll
+                    for (int s = 0; s < 2; s++) {
+                        const int64_t r = row[s];
+                        if (r >= w.rows) continue;
+                        const float o = bias ? __fadd_rn(tot[t][s], bias[r]) : tot[t][s];
+                        float *dst = y + t * ldy + r;
+                        *dst = EPI == CU_EPI_ADD ? __fadd_rn(*dst, o) : o;
+                    }
+                }
+            }
+        }
+        if (!multi) break;
+        __syncthreads(); /* everyone has read next_base */
+        if (threadIdx.x == 0) next_base = (int)gridDim.x * tpb + atomicAdd(&a.counter[0], tpb);
+        __syncthreads();
+        base = next_base;
+        if (base >= a.ntiles) break;
+    }
+    if (multi && threadIdx.x == 0) {
+        /* every block has taken its last tile before it counts itself finished */
+        __threadfence();
+        if (atomicAdd(&a.counter[1], 1) == (int)gridDim.x - 1) {
+            a.counter[0] = 0;
+            a.counter[1] = 0;
+        }
+    }
+#endif
+}
+
+/* what mvt_launch returns when this build has no sm_90 code for the device */
+#define MVT_UNAVAILABLE (-1)
+
+template <int SBF, int V, int NT, int PRO, int EPI>
+static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
+{
+    auto k = k_mvt<SBF, V, NT, PRO, EPI>;
+    constexpr int U = 8 / V;
+    struct cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, k) != cudaSuccess || fa.binaryVersion < 90)
+        return MVT_UNAVAILABLE;
+    const size_t smem = (size_t)a.nspans * V * 12 * NT * 16 + (size_t)NT * a.nspans * 4;
+    if (smem > 48 * 1024) {
+        cudaError_t e =
+            cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return (int)e;
+    }
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MVT_THREADS, smem) !=
+            cudaSuccess ||
+        per_sm < 1)
+        per_sm = 1;
+    /* at most two blocks per multiprocessor: each block pays the prologue once. Warps per
+     * tile: as many as keep every tile in the first round (a second round of a few blocks
+     * would double the time) and give each warp at least a whole step. */
+    const int64_t cap = (int64_t)sms * (per_sm < 2 ? per_sm : 2);
+    a.wk = 1;
+    while (a.wk < MVT_WARPS && (int64_t)a.ntiles * a.wk * 2 <= cap * MVT_WARPS &&
+           a.nspans >= U * a.wk * 2)
+        a.wk *= 2;
+    a.per = (a.nspans + a.wk - 1) / a.wk;
+    a.per = (a.per + U - 1) / U * U;
+    const int tpb = MVT_WARPS / a.wk;
+    int64_t blocks = (a.ntiles + tpb - 1) / tpb;
+    if (blocks > cap) blocks = cap;
+    return cu_launch(k, dim3((unsigned)blocks), dim3(MVT_THREADS), smem, st, a);
+}
+
+template <int SBF, int V, int NT>
+static int mvt_mode(const struct mvt_kargs &a, int pro, int epi, int sms, cudaStream_t st)
+{
+    switch (epi) {
+    case CU_EPI_STORE:
+        return pro ? mvt_launch<SBF, V, NT, 1, CU_EPI_STORE>(a, sms, st)
+                   : mvt_launch<SBF, V, NT, 0, CU_EPI_STORE>(a, sms, st);
+    case CU_EPI_ADD:
+        return mvt_launch<SBF, V, NT, 0, CU_EPI_ADD>(a, sms, st);
+    default:
+        return pro ? mvt_launch<SBF, V, NT, 1, CU_EPI_GLU>(a, sms, st)
+                   : mvt_launch<SBF, V, NT, 0, CU_EPI_GLU>(a, sms, st);
+    }
+}
+
+template <int SBF>
+static int mvt_dispatch(const struct mvt_kargs &a, int V, int pro, int epi, int sms,
+                        cudaStream_t st)
+{
+    const int nt2 = a.n > 1;
+    switch (V * 2 + nt2) {
+    case 2: return mvt_mode<SBF, 1, 1>(a, pro, epi, sms, st);
+    case 3: return mvt_mode<SBF, 1, 2>(a, pro, epi, sms, st);
+    case 4: return mvt_mode<SBF, 2, 1>(a, pro, epi, sms, st);
+    case 5: return mvt_mode<SBF, 2, 2>(a, pro, epi, sms, st);
+    case 8: return mvt_mode<SBF, 4, 1>(a, pro, epi, sms, st);
+    default: return mvt_mode<SBF, 4, 2>(a, pro, epi, sms, st);
+    }
+}
+
+int cu_mvt_f16(const struct mvt_kargs &a, int V, int pro, int epi, int sms, cudaStream_t st);
+int cu_mvt_bf16(const struct mvt_kargs &a, int V, int pro, int epi, int sms, cudaStream_t st);
+
+#endif
