@@ -4,7 +4,10 @@
 # in five modes:
 #   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
-#   scalar      CELLM_CUDA_MMA=0: 4-bit decode products through the scalar fused kernels
+#               and decode attention as thread-block clusters (cuda_attn_dec.cu), for every
+#               model (CELLM_CUDA_ATTN_DEC=2; the default picks it by head grouping)
+#   scalar      CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0: the scalar fused products for 4-bit
+#               weights and the single-block fused decode attention
 #   matvec      CELLM_CUDA_GEMM_ROWS=100000: every product through the decode kernels
 #   gemm        CELLM_CUDA_GEMM_ROWS=1: every product through cuBLAS (bf16x3 split for BF16)
 #   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
@@ -34,7 +37,8 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 one() { # mode dir index
   local mode=$1 dir=$2 idx=$3 envs=()
   case $mode in
-    scalar) envs=(CELLM_CUDA_MMA=0);;
+    default) envs=(CELLM_CUDA_ATTN_DEC=2);;
+    scalar) envs=(CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0);;
     matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000);;
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
     unfused) envs=(CELLM_CUDA_FUSE=0);;

@@ -70,6 +70,7 @@ struct cu_model {
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
+    int attn_dec; /* decode attention as thread-block clusters: 0 never, 1 by rule, 2 always */
     int sms;                              /* multiprocessors */
 };
 
@@ -369,6 +370,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
     m->fuse = env_int("CELLM_CUDA_FUSE", 1);
     m->mma = env_int("CELLM_CUDA_MMA", 1);
+    m->attn_dec = env_int("CELLM_CUDA_ATTN_DEC", 1);
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -920,7 +922,14 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                               .split_keys = sk,
                               .scale = (float)cfg->attn_scale,
                               .softcap = (float)cfg->attn_softcap};
-    if (c->m->fuse && n < c->m->gemm_rows && c->distinct)
+    /* The cluster kernel measured faster where a kv head serves at most two q heads
+     * (Qwen3-0.6B shape, +5-9% decode) and slower with four (Llama-3.1-8B shape, -5%):
+     * CELLM_CUDA_ATTN_DEC=0 never, 1 by that rule, 2 always. */
+    const int dec = c->m->attn_dec == 2 || (c->m->attn_dec == 1 && H <= 2 * KVH);
+    if (c->m->fuse && n < c->m->gemm_rows && c->distinct && dec &&
+        cellm_cu_attention_dec_supported(hd, cfg->rot_dims))
+        K_TRY(cellm_cu_attention_dec(&qa, &aa, c->m->sms, c->st));
+    else if (c->m->fuse && n < c->m->gemm_rows && c->distinct)
         K_TRY(cellm_cu_attention_fused(&qa, &aa, c->att_cnt, c->st));
     else {
         K_TRY(cellm_cu_qkv_post(&qa, c->st));

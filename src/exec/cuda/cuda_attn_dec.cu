@@ -1,0 +1,392 @@
+/*
+ * cuda_attn_dec.cu: decode attention for batches of distinct sequences as one thread-block
+ * cluster per (row, head), for head sizes 64, 128 and 256.
+ *
+ * Why: at batch 1 attention is a chain of dependent memory round trips, not bandwidth
+ * (k_attn_fused spends ~14 us per layer on a few hundred keys). Here:
+ * - the cluster's CS blocks split the row's keys evenly (the split follows the position
+ *   at run time, so a captured graph stays valid as the context grows);
+ * - before griddepcontrol.wait, each block loads its first tile of cached keys and values
+ *   into shared memory, and RoPE's cos/sin: none of them is written by the kernels this
+ *   one waits for (earlier positions were cached by earlier steps);
+ * - after the wait, one round trip fetches q (and the current k, v), with their biases
+ *   and norm weights loaded alongside;
+ * - the blocks merge their partial softmax states through distributed shared memory, not
+ *   global memory and an atomic counter.
+ *
+ * Numbers follow k_attn_fused: scores are fl(q.k * scale) (optionally soft-capped),
+ * exp(s - max), and the splits merge as in combine_head (M over non-empty splits,
+ * weights exp(m_s - M), out = sum_s o_s e_s * (1 / L)). A block with more keys than one
+ * tile rescales its running sums between tiles (online softmax).
+ */
+#include <cooperative_groups.h>
+#include <math.h>
+
+#include "cuda_dev.cuh"
+
+namespace cg = cooperative_groups;
+
+#define AD_THREADS 128
+#define AD_WARPS (AD_THREADS / 32)
+
+template <int HD> struct ad_cfg {
+    static constexpr int TK = HD > 128 ? 32 : 48; /* keys per shared-memory tile */
+    static constexpr int LDK = HD + 4;            /* padded key rows: 4 keys per phase, no conflicts */
+    static constexpr int DPT = (HD + AD_THREADS - 1) / AD_THREADS; /* output dims per thread */
+    /* floats: K tile | V tile | q | kcur | vcur | scores | cos/sin | partial out | m, l */
+    static constexpr int SMEM = TK * LDK + TK * HD + 3 * HD + TK + HD + HD + 2;
+};
+
+static __device__ __forceinline__ float ad_score(float dot, const struct cu_attn_args &a)
+{
+    float s = __fmul_rn(dot, a.scale);
+    if (a.softcap > 0) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
+    return s;
+}
+
+static __device__ float ad_block_max(float v, float *sh)
+{
+    v = warp_max(v);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float t = sh[0];
+    for (int k = 1; k < AD_WARPS; k++)
+        t = fmaxf(t, sh[k]);
+    return t;
+}
+
+static __device__ float ad_block_sum(float v, float *sh)
+{
+    v = warp_sum(v);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float t = 0;
+    for (int k = 0; k < AD_WARPS; k++)
+        t += sh[k];
+    return t;
+}
+
+/* keys [key0, key0 + nt) of the cache into the shared tiles, as asynchronous copies
+ * (every copy of the tile in flight at once; no registers held): ad_wait before use */
+template <int HD>
+static __device__ __forceinline__ void ad_load_tile(const float *K, const float *V, int64_t kd,
+                                                    int key0, int nt, float *Ks, float *Vs)
+{
+    typedef ad_cfg<HD> C;
+    for (int e = threadIdx.x; e < nt * (HD / 4); e += AD_THREADS) {
+        const int j = e / (HD / 4), d4 = e % (HD / 4) * 4;
+        const unsigned ks = (unsigned)__cvta_generic_to_shared(Ks + j * C::LDK + d4),
+                       vs = (unsigned)__cvta_generic_to_shared(Vs + j * HD + d4);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ks),
+                     "l"(K + (int64_t)(key0 + j) * kd + d4));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(vs),
+                     "l"(V + (int64_t)(key0 + j) * kd + d4));
+    }
+}
+
+/* this thread's copies have landed (a barrier then publishes everyone's) */
+static __device__ __forceinline__ void ad_wait()
+{
+    asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
+/* One head vector of row i (q if isq, else k) with bias, norm and RoPE into v (shared),
+ * by one warp; every global load is issued before the first use. The norm reproduces
+ * head_norm (cuda_attn.cu) operation by operation. */
+template <int HD>
+static __device__ void ad_head_post(const struct cu_qkv_args &a, int i, int isq, int h, float *v,
+                                    const float *cs)
+{
+    constexpr int J = HD / 32;
+    const int lane = threadIdx.x & 31;
+    const int64_t qd = (int64_t)a.H * HD, kd = (int64_t)a.KVH * HD;
+    const float *src = isq ? a.q + i * qd + (int64_t)h * HD : a.k + i * kd + (int64_t)h * HD;
+    const float *bias = isq ? a.bq : a.bk;
+    const float *nh = isq ? a.qn_heads : a.kn_heads, *ns = isq ? a.qn : a.kn;
+    const float *nw = nh ? nh + (int64_t)h * HD : ns;
+    const int kind = nh ? 2 : a.qk_kind;
+    float x[J], b[J], w[J];
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int d = lane + 32 * j;
+        x[j] = src[d];
+        b[j] = bias ? bias[(int64_t)h * HD + d] : 0.f;
+        w[j] = nw ? nw[d] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < J; j++)
+        if (bias) x[j] = __fadd_rn(x[j], b[j]);
+    if (nw) {
+        float mean = 0.f, r;
+        if (kind == 2) {
+            double s = 0;
+#pragma unroll
+            for (int j = 0; j < J; j++)
+                s += x[j];
+            mean = (float)(warp_sum_d(s) / HD);
+            double q = 0;
+#pragma unroll
+            for (int j = 0; j < J; j++) {
+                float t = __fsub_rn(x[j], mean);
+                q += (double)t * t;
+            }
+            r = norm_rscale((float)(warp_sum_d(q) / HD), a.eps);
+        } else {
+            double s = 0;
+#pragma unroll
+            for (int j = 0; j < J; j++)
+                s += (double)x[j] * x[j];
+            r = norm_rscale((float)(warp_sum_d(s) / HD), a.eps);
+        }
+#pragma unroll
+        for (int j = 0; j < J; j++)
+            x[j] = norm_out_v(kind, x[j], mean, r, true, w[j], false, 0.f);
+    }
+#pragma unroll
+    for (int j = 0; j < J; j++)
+        v[lane + 32 * j] = x[j];
+    __syncwarp();
+    const int half = a.rot / 2;
+    for (int d = lane; d < half; d += 32) {
+        float c = cs[2 * d], s = cs[2 * d + 1];
+        float x0 = v[d], x1 = v[d + half];
+        float ac = __fmul_rn(x0, c), bs = __fmul_rn(x1, s), bc = __fmul_rn(x1, c),
+              as = __fmul_rn(x0, s);
+        v[d] = __fsub_rn(ac, bs);
+        v[d + half] = __fadd_rn(bc, as);
+    }
+    __syncwarp();
+}
+
+template <int HD>
+__global__ void __launch_bounds__(AD_THREADS)
+    k_attn_dec(const struct cu_attn_args a, const struct cu_qkv_args qa)
+{
+    typedef ad_cfg<HD> C;
+    constexpr int TK = C::TK, LDK = C::LDK;
+    extern __shared__ float sm[];
+    __shared__ float red[AD_WARPS];
+    float *Ks = sm, *Vs = Ks + TK * LDK, *q = Vs + TK * HD, *kcur = q + HD, *vcur = kcur + HD,
+          *sc = vcur + HD, *cs = sc + TK, *ob = cs + HD, *st = ob + HD;
+    cg::cluster_group cl = cg::this_cluster();
+    const int CS = (int)cl.num_blocks(), rank = (int)cl.block_rank();
+    const int H = a.H, G = H / a.KVH, i = blockIdx.y / H, h = blockIdx.y % H, kvh = h / G;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const struct cu_row row = a.rows[i];
+    const int64_t kd = (int64_t)a.KVH * HD;
+    const int hi = row.pos;
+    int lo = 0;
+    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
+    const int nk = hi - lo + 1, ck = (nk + CS - 1) / CS;
+    const int k0 = lo + rank * ck, k1 = min(k0 + ck, hi + 1);
+    const bool cur = k1 > k0 && k1 == hi + 1;
+    const int nkc = k1 > k0 ? (cur ? k1 - k0 - 1 : k1 - k0) : 0; /* keys from the cache */
+    const float *K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * HD;
+    const float *V = K + row.cap * kd;
+
+    /* independent of the kernels waited for: cos/sin and the first tile of cached keys */
+    const int half = qa.rot / 2;
+    for (int d = tid; d < 2 * half; d += AD_THREADS)
+        cs[d] = qa.cs[(int64_t)i * half * 2 + d];
+    ad_load_tile<HD>(K, V, kd, k0, min(nkc, TK), Ks, Vs);
+    pdl_wait();
+
+    if (warp == 0)
+        ad_head_post<HD>(qa, i, 1, h, q, cs);
+    else if (warp == 1 && cur)
+        ad_head_post<HD>(qa, i, 0, kvh, kcur, cs);
+    else if (warp == 2 && cur) {
+        const float *vs = qa.v + i * kd + (int64_t)kvh * HD;
+        float x[HD / 32], b[HD / 32];
+#pragma unroll
+        for (int j = 0; j < HD / 32; j++) {
+            x[j] = vs[lane + 32 * j];
+            b[j] = qa.bv ? qa.bv[(int64_t)kvh * HD + lane + 32 * j] : 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < HD / 32; j++)
+            vcur[lane + 32 * j] = qa.bv ? __fadd_rn(x[j], b[j]) : x[j];
+    }
+    ad_wait(); /* the first tile, requested before the wait */
+    __syncthreads();
+    if (cur && h % G == 0) {
+        float *kc = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)hi * kd +
+                    (int64_t)kvh * HD,
+              *vc = kc + row.cap * kd;
+        for (int d = tid; d < HD; d += AD_THREADS) {
+            kc[d] = kcur[d];
+            vc[d] = vcur[d];
+        }
+    }
+    /* the current key's score first, so that with one tile the maximum is taken over all
+     * of the block's keys at once, as in k_attn_fused */
+    float m = -INFINITY, l = 0.f, scur = -INFINITY;
+    if (cur) {
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < HD / 32; j++)
+            dot = fmaf(q[lane + 32 * j], kcur[lane + 32 * j], dot);
+        scur = ad_score(warp_sum(dot), a);
+        m = scur;
+    }
+    float o[C::DPT];
+#pragma unroll
+    for (int k = 0; k < C::DPT; k++)
+        o[k] = 0.f;
+#pragma unroll 1
+    for (int t0 = 0; t0 < nkc; t0 += TK) {
+        const int nt = min(TK, nkc - t0);
+        if (t0 > 0) {
+            __syncthreads(); /* the previous tile's readers are done */
+            ad_load_tile<HD>(K, V, kd, k0 + t0, nt, Ks, Vs);
+            ad_wait();
+            __syncthreads();
+        }
+        /* scores: 4 threads per key, each over every fourth float4 of the head (the
+         * passes are uniform across the block: the shuffles need whole warps) */
+        for (int j0 = 0; j0 < nt; j0 += AD_THREADS / 4) {
+            const int j = j0 + tid / 4, part = tid % 4, jj = j < nt ? j : 0;
+            float dot = 0.f;
+#pragma unroll
+            for (int d = part * 4; d < HD; d += 16) {
+                float4 kv = *(const float4 *)(Ks + jj * LDK + d), qv = *(const float4 *)(q + d);
+                dot = fmaf(qv.x, kv.x, dot);
+                dot = fmaf(qv.y, kv.y, dot);
+                dot = fmaf(qv.z, kv.z, dot);
+                dot = fmaf(qv.w, kv.w, dot);
+            }
+            dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+            dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+            if (part == 0 && j < nt) sc[j] = ad_score(dot, a);
+        }
+        __syncthreads();
+        float tm = -INFINITY;
+        for (int j = tid; j < nt; j += AD_THREADS)
+            tm = fmaxf(tm, sc[j]);
+        tm = ad_block_max(tm, red);
+        const float mn = fmaxf(m, tm);
+        /* nothing accumulated yet: no rescaling (m may be the current key's score) */
+        const float corr = l == 0.f ? 1.f : expf(__fsub_rn(m, mn));
+        float ps = 0.f;
+        for (int j = tid; j < nt; j += AD_THREADS) {
+            const float e = expf(__fsub_rn(sc[j], mn));
+            sc[j] = e;
+            ps += e;
+        }
+        ps = ad_block_sum(ps, red); /* its barriers publish sc */
+        l = l == 0.f ? ps : __fadd_rn(__fmul_rn(l, corr), ps);
+        m = mn;
+#pragma unroll
+        for (int k = 0; k < C::DPT; k++) {
+            const int d = tid + k * AD_THREADS;
+            if (d >= HD) break;
+            float acc = 0.f;
+#pragma unroll 8
+            for (int j = 0; j < nt; j++)
+                acc = fmaf(sc[j], Vs[j * HD + d], acc);
+            o[k] = t0 == 0 ? acc : fmaf(o[k], corr, acc);
+        }
+    }
+    if (cur) {
+        const float e = expf(__fsub_rn(scur, m));
+        l = nkc > 0 ? __fadd_rn(l, e) : e;
+#pragma unroll
+        for (int k = 0; k < C::DPT; k++) {
+            const int d = tid + k * AD_THREADS;
+            if (d < HD) o[k] = fmaf(e, vcur[d], o[k]);
+        }
+    }
+    /* publish this block's state and merge through distributed shared memory */
+#pragma unroll
+    for (int k = 0; k < C::DPT; k++) {
+        const int d = tid + k * AD_THREADS;
+        if (d < HD) ob[d] = o[k];
+    }
+    if (tid == 0) {
+        st[0] = m;
+        st[1] = k1 > k0 ? l : 0.f;
+    }
+    cl.sync();
+    /* lane s of warp 0 reads block s's max and sum; the weights go to shared memory */
+    float *ew = sc; /* the scores are no longer needed */
+    if (warp == 0) {
+        float ms = -INFINITY, ls = 0.f;
+        if (lane < CS) {
+            const float *rs = cl.map_shared_rank(st, lane);
+            ms = rs[0];
+            ls = rs[1];
+        }
+        const float M = warp_max(ls > 0 ? ms : -INFINITY);
+        const float e = ls > 0 ? expf(ms - M) : 0.f;
+        const float L = warp_sum(ls > 0 ? ls * e : 0.f);
+        if (lane < 16) ew[lane] = lane < CS ? e : 0.f; /* (TK >= 32 scores of room) */
+        if (lane == 0) ew[16] = L;
+    }
+    __syncthreads();
+    /* this block's share of the output dims: every block's partial, all loads in flight */
+    const int per = (HD + CS - 1) / CS, d = rank * per + tid;
+    if (tid < per && d < HD) {
+        float v[16];
+#pragma unroll
+        for (int s = 0; s < 16; s++)
+            v[s] = ew[s] > 0 ? cl.map_shared_rank(ob, s)[d] : 0.f;
+        float acc = 0.f;
+#pragma unroll
+        for (int s = 0; s < 16; s++)
+            acc += v[s] * ew[s];
+        a.out[(int64_t)i * H * HD + (int64_t)h * HD + d] = acc * (1.0f / ew[16]);
+    }
+    cl.sync(); /* the other blocks' reads of this block's shared memory are done */
+}
+
+template <int HD>
+static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int sms,
+                     cudaStream_t st)
+{
+    auto k = k_attn_dec<HD>;
+    const size_t smem = (size_t)ad_cfg<HD>::SMEM * sizeof(float);
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (e != cudaSuccess) return (int)e;
+    /* 16 blocks per (row, head) when they all fit at once, else 8 */
+    const int per_sm = (int)((228u << 10) / (smem + (1u << 10)));
+    const int CS = (int64_t)a->n * a->H * 16 <= (int64_t)sms * per_sm ? 16 : 8;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)CS;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.gridDim = dim3((unsigned)CS, (unsigned)(a->n * a->H));
+    cfg.blockDim = dim3(AD_THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cfg.attrs = at;
+    cfg.numAttrs = 2;
+    return (int)cudaLaunchKernelEx(&cfg, k, *a, *qa);
+}
+
+extern "C" int cellm_cu_attention_dec_supported(int hd, int rot)
+{
+    return (hd == 64 || hd == 128 || hd == 256) && rot <= hd && rot % 2 == 0;
+}
+
+extern "C" int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
+                                      int sms, void *stream)
+{
+    cudaStream_t st = (cudaStream_t)stream;
+    if (!cellm_cu_attention_dec_supported(a->hd, qa->rot) || a->n < 1 || a->H % a->KVH)
+        return (int)cudaErrorInvalidValue;
+    switch (a->hd) {
+    case 64: return ad_launch<64>(qa, a, sms, st);
+    case 128: return ad_launch<128>(qa, a, sms, st);
+    default: return ad_launch<256>(qa, a, sms, st);
+    }
+}
