@@ -29,9 +29,7 @@ static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, 
         return 0;
     const int V = w->group >= 128 ? 4 : w->group / 32, U = 8 / V, NT = op->n > 1 ? 2 : 1;
     const int64_t span = 32 * V, nspans = w->cols / span;
-    if (w->cols % span || nspans % U ||
-        (size_t)w->cols * 6 * NT + (size_t)NT * nspans * 4 > MVT_SMEM_MAX)
-        return 0;
+    if (w->cols % span || nspans % U || MVT_SMEM(V, NT, nspans, 0) > MVT_SMEM_MAX) return 0;
     struct mvt_kargs a = {};
     int svec = 1, t = 0;
     const int64_t ngr = w->cols / w->group;
@@ -69,7 +67,8 @@ static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, 
     a.nspans = (int)nspans;
     for (int q = w->group / (int)span; q > 1; q >>= 1)
         a.gsh++;
-    a.svec = svec && a.gsh == 0 && ngr % U == 0;
+    /* a step's scales are one aligned copy: consecutive groups, whole steps per row */
+    if (!svec || a.gsh != 0 || ngr % U) return 0;
     a.mask = 0x000F000Fu;
     a.magic = 0x43004300u;
     a.counter = op->counter;

@@ -39,6 +39,15 @@
 #define MVT_WARPS 8
 #define MVT_THREADS (MVT_WARPS * 32)
 #define MVT_SMEM_MAX (200 << 10)
+#define MVT_STAGES 3 /* steps of a warp's loads in flight: the one computed and two more */
+
+/* bytes of one lane's step in the ring: V words of 2 rows for U = 8 / V spans, then the
+ * scales and the biases of both rows (U 16-bit values each) */
+#define MVT_LANE_BYTES(V) (64 + 8 * (8 / (V)))
+/* dynamic shared memory: B fragments, span sums, the warps' rings (RING only) */
+#define MVT_SMEM(V, NT, nspans, RING)                                                              \
+    ((size_t)(nspans) * 192 * (V) * (NT) + ((size_t)(NT) * (nspans) * 4 + 15) / 16 * 16 +        \
+     ((RING) ? (size_t)MVT_WARPS * MVT_STAGES * 32 * MVT_LANE_BYTES(V) : 0))
 
 struct mvt_kargs {
     struct cu_weight w[3];
@@ -54,7 +63,6 @@ struct mvt_kargs {
     float norm_eps;
     int nspans, gsh; /* spans per row; log2(group / span), the span's group is span >> gsh */
     int wk, per;     /* warps per tile; spans per warp (a multiple of the step) */
-    int svec;        /* the scales of a step are loaded as one vector */
     uint32_t mask, magic; /* 0x000F000F and 0x43004300: in registers, so one LOP3 per pair */
     int *counter;         /* [2]: next tile, finished blocks; zero between launches */
 };
@@ -187,27 +195,28 @@ template <int SBF> static __device__ __forceinline__ float mvt_s16(uint32_t w, i
     return __half2float(__ushort_as_half((uint16_t)(u & 1 ? w >> 16 : w)));
 }
 
-/* U consecutive 16-bit values p[(sp + u) >> gsh], packed two per word: one vector load
- * when they are consecutive and aligned */
-template <int U>
-static __device__ __forceinline__ void mvt_load16(const uint16_t *p, int sp, int gsh, bool vec,
-                                                  uint32_t (&out)[U / 2])
+/* asynchronous copies into shared memory (cp.async): N bytes, aligned on both sides */
+template <int N> static __device__ __forceinline__ void mvt_cp(void *dst, const void *src)
 {
-    if (vec) {
-        if constexpr (U == 8) {
-            uint4 v = __ldg((const uint4 *)(p + sp));
-            out[0] = v.x, out[1] = v.y, out[2 % (U / 2)] = v.z, out[3 % (U / 2)] = v.w;
-        } else if constexpr (U == 4) {
-            uint2 v = __ldg((const uint2 *)(p + sp));
-            out[0] = v.x, out[1 % (U / 2)] = v.y;
-        } else {
-            out[0] = __ldg((const uint32_t *)(p + sp));
-        }
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    if constexpr (N == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src));
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], %2;" ::"r"(d), "l"(src), "n"(N));
+}
+
+/* U consecutive 16-bit values (aligned on 2U bytes), packed two per word */
+template <int U>
+static __device__ __forceinline__ void mvt_load16(const uint16_t *p, uint32_t (&out)[U / 2])
+{
+    if constexpr (U == 8) {
+        uint4 v = __ldg((const uint4 *)p);
+        out[0] = v.x, out[1] = v.y, out[2 % (U / 2)] = v.z, out[3 % (U / 2)] = v.w;
+    } else if constexpr (U == 4) {
+        uint2 v = __ldg((const uint2 *)p);
+        out[0] = v.x, out[1 % (U / 2)] = v.y;
     } else {
-#pragma unroll
-        for (int u = 0; u < U; u += 2)
-            out[u / 2] = (uint32_t)__ldg(p + ((sp + u) >> gsh)) |
-                         (uint32_t)__ldg(p + ((sp + u + 1) >> gsh)) << 16;
+        out[0] = __ldg((const uint32_t *)p);
     }
 }
 
@@ -218,7 +227,7 @@ template <int U, int V> struct mvt_step {
     uint32_t s[2][U / 2], b[2][U / 2];
 };
 
-template <int SBF, int V, int NT, int PRO, int EPI>
+template <int SBF, int V, int NT, int PRO, int EPI, int RING>
 __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* bf16x2 arithmetic; mvt_launch checks */
@@ -234,7 +243,13 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
     const int ngr = (int)(a.w[0].cols / a.w[0].group);
     const bool multi = (int64_t)gridDim.x * tpb < a.ntiles;
 
-    mvt_step<U, V> buf[2]; /* the step being computed and the next one, in flight */
+    /* this warp's ring of MVT_STAGES steps; chunk c (16 bytes) of lane l's step at
+     * [slot][c][l], so that a warp's 16-byte reads of one chunk are conflict-free */
+    constexpr int NC = MVT_LANE_BYTES(V) / 16, S = MVT_STAGES;
+    uint4 *ring = (uint4 *)((char *)xsum + ((size_t)NT * a.nspans * 4 + 15) / 16 * 16) +
+                  (size_t)warp * S * NC * 32;
+    mvt_step<U, V> buf[2]; /* registers: the step computed and the next (RING: buf[0]) */
+    mvt_step<U, V> &st = buf[0];
     const uint32_t *rp[2];
     const uint16_t *spp[2], *bpp[2];
     int64_t row[2];
@@ -263,25 +278,66 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
             }
         }
     };
-    auto load = [&](int sp, mvt_step<U, V> &st) {
+    /* without the ring: a step's loads straight into registers */
+    auto load = [&](int sp, mvt_step<U, V> &b) {
 #pragma unroll
         for (int r = 0; r < 2; r++) {
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const uint32_t *p = rp[r] + (sp + u) * 4 * V + V * lt;
                 if constexpr (V == 1) {
-                    st.w[r][u][0] = __ldg(p);
+                    b.w[r][u][0] = __ldg(p);
                 } else if constexpr (V == 2) {
                     uint2 v = __ldg((const uint2 *)p);
-                    st.w[r][u][0] = v.x, st.w[r][u][1] = v.y;
+                    b.w[r][u][0] = v.x, b.w[r][u][1] = v.y;
                 } else {
                     uint4 v = __ldg((const uint4 *)p);
-                    st.w[r][u][0] = v.x, st.w[r][u][1 % V] = v.y;
-                    st.w[r][u][2 % V] = v.z, st.w[r][u][3 % V] = v.w;
+                    b.w[r][u][0] = v.x, b.w[r][u][1 % V] = v.y;
+                    b.w[r][u][2 % V] = v.z, b.w[r][u][3 % V] = v.w;
                 }
             }
-            mvt_load16<U>(spp[r], sp, a.gsh, a.svec, st.s[r]);
-            mvt_load16<U>(bpp[r], sp, a.gsh, a.svec, st.b[r]);
+            mvt_load16<U>(spp[r] + sp, b.s[r]);
+            mvt_load16<U>(bpp[r] + sp, b.b[r]);
+        }
+    };
+    /* step j of the current tile into slot j % S (an empty group past the last step keeps
+     * the group count uniform). Each lane copies only what it reads back itself. */
+    auto issue = [&](int j, int nsteps) {
+        if (j < nsteps) {
+            const int sp = sp0 + j * U;
+            char *base = (char *)(ring + (size_t)(j % S) * NC * 32 + lane);
+            auto at = [&](int off) { return base + (off / 16) * 32 * 16 + off % 16; };
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+#pragma unroll
+                for (int u = 0; u < U; u++)
+                    mvt_cp<4 * V>(at(((r * U + u) * V) * 4), rp[r] + (sp + u) * 4 * V + V * lt);
+                mvt_cp<2 * U>(at(64 + (2 * r) * 2 * U), spp[r] + sp);
+                mvt_cp<2 * U>(at(64 + (2 * r + 1) * 2 * U), bpp[r] + sp);
+            }
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    };
+    /* slot j % S back into registers */
+    auto fetch = [&](int j) {
+        uint32_t w[NC * 4];
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const uint4 v = ring[((size_t)(j % S) * NC + c) * 32 + lane];
+            w[4 * c] = v.x, w[4 * c + 1] = v.y, w[4 * c + 2] = v.z, w[4 * c + 3] = v.w;
+        }
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+#pragma unroll
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int v = 0; v < V; v++)
+                    st.w[r][u][v] = w[(r * U + u) * V + v];
+#pragma unroll
+            for (int k = 0; k < U / 2; k++) {
+                st.s[r][k] = w[16 + (2 * r) * (U / 2) + k];
+                st.b[r][k] = w[16 + (2 * r + 1) * (U / 2) + k];
+            }
         }
     };
     float acc[4], accb[NT][2];
@@ -325,7 +381,12 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
     bool preloaded = false;
     if (base + warp / wk < a.ntiles && sp0 < sp1) {
         setup(base + warp / wk);
-        load(sp0, buf[0]);
+        if constexpr (RING) {
+            for (int j = 0; j < S - 1; j++)
+                issue(j, (sp1 - sp0) / U);
+        } else {
+            load(sp0, buf[0]);
+        }
         preloaded = true;
     }
     pdl_wait();
@@ -341,7 +402,21 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
 #pragma unroll
         for (int t = 0; t < NT; t++)
             accb[t][0] = accb[t][1] = 0.f;
-        if (mine && sp0 < sp1) {
+        if (mine && sp0 < sp1 && RING) {
+            const int nsteps = (sp1 - sp0) / U;
+            if (!preloaded) {
+                setup(ti);
+                for (int j = 0; j < S - 1; j++)
+                    issue(j, nsteps);
+            }
+#pragma unroll 1
+            for (int j = 0; j < nsteps; j++) {
+                asm volatile("cp.async.wait_group %0;" ::"n"(S - 2) : "memory");
+                fetch(j);
+                issue(j + S - 1, nsteps); /* into the slot read one step ago */
+                compute(sp0 + j * U, st);
+            }
+        } else if (mine && sp0 < sp1) {
             if (!preloaded) {
                 setup(ti);
                 load(sp0, buf[0]);
@@ -441,15 +516,10 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
 /* what mvt_launch returns when this build has no sm_90 code for the device */
 #define MVT_UNAVAILABLE (-1)
 
-template <int SBF, int V, int NT, int PRO, int EPI>
-static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
+/* warps per tile, spans per warp and blocks for kernel k with smem bytes */
+static int mvt_plan(const void *k, size_t smem, int U, int sms, struct mvt_kargs &a,
+                    int64_t &blocks)
 {
-    auto k = k_mvt<SBF, V, NT, PRO, EPI>;
-    constexpr int U = 8 / V;
-    struct cudaFuncAttributes fa;
-    if (cudaFuncGetAttributes(&fa, k) != cudaSuccess || fa.binaryVersion < 90)
-        return MVT_UNAVAILABLE;
-    const size_t smem = (size_t)a.nspans * V * 12 * NT * 16 + (size_t)NT * a.nspans * 4;
     if (smem > 48 * 1024) {
         cudaError_t e =
             cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -471,8 +541,34 @@ static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
     a.per = (a.nspans + a.wk - 1) / a.wk;
     a.per = (a.per + U - 1) / U * U;
     const int tpb = MVT_WARPS / a.wk;
-    int64_t blocks = (a.ntiles + tpb - 1) / tpb;
+    blocks = (a.ntiles + tpb - 1) / tpb;
     if (blocks > cap) blocks = cap;
+    return 0;
+}
+
+/* The register-pipelined kernel, or, when each warp has at most two steps of one
+ * activation row (latency-bound products), the cp.async ring, measured faster there
+ * (Qwen3-0.6B shape, 4-bit: 778-801 -> 834-869 tok/s) and slower on long streams
+ * (Llama-3.1-8B shape: 313 -> 274). */
+template <int SBF, int V, int NT, int PRO, int EPI>
+static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
+{
+    constexpr int U = 8 / V;
+    auto k = k_mvt<SBF, V, NT, PRO, EPI, 0>;
+    struct cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, k) != cudaSuccess || fa.binaryVersion < 90)
+        return MVT_UNAVAILABLE;
+    int64_t blocks = 0;
+    size_t smem = MVT_SMEM(V, NT, a.nspans, 0);
+    int e = mvt_plan((const void *)k, smem, U, sms, a, blocks);
+    if (e) return e;
+    if (NT == 1 && a.per <= 2 * U && MVT_SMEM(V, NT, a.nspans, 1) <= MVT_SMEM_MAX) {
+        auto kr = k_mvt<SBF, V, NT, PRO, EPI, NT == 1>;
+        smem = MVT_SMEM(V, NT, a.nspans, 1);
+        e = mvt_plan((const void *)kr, smem, U, sms, a, blocks);
+        if (e) return e;
+        return cu_launch(kr, dim3((unsigned)blocks), dim3(MVT_THREADS), smem, st, a);
+    }
     return cu_launch(k, dim3((unsigned)blocks), dim3(MVT_THREADS), smem, st, a);
 }
 
