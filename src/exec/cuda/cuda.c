@@ -70,7 +70,7 @@ struct cu_model {
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
-    int attn_dec; /* decode attention as thread-block clusters: 0 never, 1 by rule, 2 always */
+    int attn_dec;                         /* cluster decode attention: 0 no, 1 rule, 2 yes */
     int sms;                              /* multiprocessors */
 };
 
@@ -449,9 +449,9 @@ static void dfree(void *p)
 
 static void free_rows(struct cu_ctx *c)
 {
-    void *bufs[] = {c->x,       c->h,     c->q,     c->k,      c->v,      c->att,
-                    c->o,       c->gate,  c->up,    c->logits, c->router, c->moe_out,
-                    c->moe_w,   c->moe_x, c->moe_g, c->moe_u,  c->moe_y,  c->moe_idx,
+    void *bufs[] = {c->x,       c->h,     c->q,     c->k,       c->v,      c->att,
+                    c->o,       c->gate,  c->up,    c->logits,  c->router, c->moe_out,
+                    c->moe_w,   c->moe_x, c->moe_g, c->moe_u,   c->moe_y,  c->moe_idx,
                     c->moe_map, c->rows,  c->cs,    c->att_cnt, c->mv_cnt};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);

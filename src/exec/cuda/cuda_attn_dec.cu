@@ -31,7 +31,7 @@ namespace cg = cooperative_groups;
 
 template <int HD> struct ad_cfg {
     static constexpr int TK = HD > 128 ? 32 : 48; /* keys per shared-memory tile */
-    static constexpr int LDK = HD + 4;            /* padded key rows: 4 keys per phase, no conflicts */
+    static constexpr int LDK = HD + 4; /* padded key rows: 4 keys per phase, no conflicts */
     static constexpr int DPT = (HD + AD_THREADS - 1) / AD_THREADS; /* output dims per thread */
     /* floats: K tile | V tile | q | kcur | vcur | scores | cos/sin | partial out | m, l */
     static constexpr int SMEM = TK * LDK + TK * HD + 3 * HD + TK + HD + HD + 2;
@@ -385,8 +385,11 @@ extern "C" int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct
     if (!cellm_cu_attention_dec_supported(a->hd, qa->rot) || a->n < 1 || a->H % a->KVH)
         return (int)cudaErrorInvalidValue;
     switch (a->hd) {
-    case 64: return ad_launch<64>(qa, a, sms, st);
-    case 128: return ad_launch<128>(qa, a, sms, st);
-    default: return ad_launch<256>(qa, a, sms, st);
+    case 64:
+        return ad_launch<64>(qa, a, sms, st);
+    case 128:
+        return ad_launch<128>(qa, a, sms, st);
+    default:
+        return ad_launch<256>(qa, a, sms, st);
     }
 }

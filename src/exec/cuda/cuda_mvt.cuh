@@ -30,6 +30,12 @@
  * spans, and meet in shared memory. The first round of tiles is static (so its first loads
  * go out before griddepcontrol.wait); further rounds are taken from an atomic counter,
  * which the last block to finish resets to zero for the next launch.
+ *
+ * Loads: a "step" is U = 8/V spans (8 words of each of a lane's two rows, plus the groups'
+ * scales and biases, one aligned copy each). Long streams keep the next step in registers
+ * while the current one is computed; warps with at most two steps (latency-bound products)
+ * use a three-stage cp.async ring in shared memory instead (each lane reads back only what
+ * it copied, so no warp barrier is needed). mvt_launch picks; both were measured.
  */
 #ifndef CELLM_EXEC_CUDA_MVT_CUH
 #define CELLM_EXEC_CUDA_MVT_CUH
@@ -46,7 +52,7 @@
 #define MVT_LANE_BYTES(V) (64 + 8 * (8 / (V)))
 /* dynamic shared memory: B fragments, span sums, the warps' rings (RING only) */
 #define MVT_SMEM(V, NT, nspans, RING)                                                              \
-    ((size_t)(nspans) * 192 * (V) * (NT) + ((size_t)(NT) * (nspans) * 4 + 15) / 16 * 16 +        \
+    ((size_t)(nspans)*192 * (V) * (NT) + ((size_t)(NT) * (nspans)*4 + 15) / 16 * 16 +              \
      ((RING) ? (size_t)MVT_WARPS * MVT_STAGES * 32 * MVT_LANE_BYTES(V) : 0))
 
 struct mvt_kargs {
@@ -61,8 +67,8 @@ struct mvt_kargs {
     int n, act, norm_kind;
     const float *norm_w, *norm_b;
     float norm_eps;
-    int nspans, gsh; /* spans per row; log2(group / span), the span's group is span >> gsh */
-    int wk, per;     /* warps per tile; spans per warp (a multiple of the step) */
+    int nspans, gsh;      /* spans per row; log2(group / span), the span's group is span >> gsh */
+    int wk, per;          /* warps per tile; spans per warp (a multiple of the step) */
     uint32_t mask, magic; /* 0x000F000F and 0x43004300: in registers, so one LOP3 per pair */
     int *counter;         /* [2]: next tile, finished blocks; zero between launches */
 };
@@ -107,8 +113,7 @@ static __device__ __forceinline__ void split3(float x, uint32_t &hi, uint32_t &m
  * the input rows, normalised first when PRO. Octet o (columns 8o..8o+7) is word v of lane
  * t of span o / (4V); its three parts go to the lanes 12*row + 4*part + t. */
 template <int V, int NT, int PRO>
-static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float *xsum,
-                                    double *red)
+static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float *xsum, double *red)
 {
     constexpr int LB = 12 * NT;
     const int tid = threadIdx.x, K = (int)a.w[0].cols, octs = K / 8;
@@ -178,8 +183,8 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
             uint4 *dst = bfr + ((size_t)sp * V + v) * LB + 12 * t + lt;
             dst[0] = make_uint4(hi[0] | hi[4] << 16, hi[1] | hi[5] << 16, hi[2] | hi[6] << 16,
                                 hi[3] | hi[7] << 16);
-            dst[4] = make_uint4(mid[0] | mid[4] << 16, mid[1] | mid[5] << 16,
-                                mid[2] | mid[6] << 16, mid[3] | mid[7] << 16);
+            dst[4] = make_uint4(mid[0] | mid[4] << 16, mid[1] | mid[5] << 16, mid[2] | mid[6] << 16,
+                                mid[3] | mid[7] << 16);
             dst[8] = make_uint4(lo[0] | lo[4] << 16, lo[1] | lo[5] << 16, lo[2] | lo[6] << 16,
                                 lo[3] | lo[7] << 16);
             if (wv == 0) xsum[t * a.nspans + sp] = s;
@@ -593,12 +598,18 @@ static int mvt_dispatch(const struct mvt_kargs &a, int V, int pro, int epi, int 
 {
     const int nt2 = a.n > 1;
     switch (V * 2 + nt2) {
-    case 2: return mvt_mode<SBF, 1, 1>(a, pro, epi, sms, st);
-    case 3: return mvt_mode<SBF, 1, 2>(a, pro, epi, sms, st);
-    case 4: return mvt_mode<SBF, 2, 1>(a, pro, epi, sms, st);
-    case 5: return mvt_mode<SBF, 2, 2>(a, pro, epi, sms, st);
-    case 8: return mvt_mode<SBF, 4, 1>(a, pro, epi, sms, st);
-    default: return mvt_mode<SBF, 4, 2>(a, pro, epi, sms, st);
+    case 2:
+        return mvt_mode<SBF, 1, 1>(a, pro, epi, sms, st);
+    case 3:
+        return mvt_mode<SBF, 1, 2>(a, pro, epi, sms, st);
+    case 4:
+        return mvt_mode<SBF, 2, 1>(a, pro, epi, sms, st);
+    case 5:
+        return mvt_mode<SBF, 2, 2>(a, pro, epi, sms, st);
+    case 8:
+        return mvt_mode<SBF, 4, 1>(a, pro, epi, sms, st);
+    default:
+        return mvt_mode<SBF, 4, 2>(a, pro, epi, sms, st);
     }
 }
 
