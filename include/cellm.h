@@ -234,6 +234,9 @@ void cellm_sampler_accept(struct cellm_sampler *s, int32_t token);
 /* Picks the next token from logits [vocab] (not modified). NaN logits are never picked; if
  * the largest logit is +inf, the greedy token is returned. Returns -1 only for NULL args. */
 int32_t cellm_sampler_sample(struct cellm_sampler *s, const float *logits);
+/* The greedy token: the first index of the largest of n logits. NaN never wins; if every
+ * logit is NaN or -inf, the first that is not NaN (0 if none, or n <= 0). */
+int32_t cellm_argmax(const float *logits, int n);
 
 #ifdef __cplusplus
 }

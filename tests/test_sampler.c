@@ -104,6 +104,54 @@ static void test_greedy_large_vocab(void **state)
     free(l);
 }
 
+/* cellm_argmax against the plain loop on vectors of every length around the 64-logit
+ * blocks, with NaN, infinities, signed zeros and ties mixed in, and all-NaN/-inf rows. */
+static int32_t plain_argmax(const float *l, int n)
+{
+    int32_t best = -1;
+    float bv = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (l[i] > bv) {
+            bv = l[i];
+            best = i;
+        }
+    for (int32_t i = 0; best < 0 && i < n; i++)
+        if (!isnan(l[i])) best = i;
+    return best < 0 ? 0 : best;
+}
+
+static void test_argmax_edges(void **state)
+{
+    (void)state;
+    float l[300];
+    uint32_t r = 12345;
+    int checked = 0;
+    for (int trial = 0; trial < 4000; trial++) {
+        const int n = trial % 300;
+        for (int i = 0; i < n; i++) {
+            r = r * 1664525u + 1013904223u;
+            const uint32_t k = (r >> 8) % 12;
+            l[i] = k == 0   ? NAN
+                   : k == 1 ? -INFINITY
+                   : k == 2 ? (trial % 7 ? INFINITY : -INFINITY)
+                   : k == 3 ? 0.0f
+                   : k == 4 ? -0.0f
+                            : (float)((r >> 16) % 5);
+            if (trial % 11 == 0) l[i] = trial % 2 ? NAN : -INFINITY; /* nothing to pick */
+        }
+        assert_int_equal(cellm_argmax(l, n), plain_argmax(l, n));
+        checked++;
+    }
+    assert_int_equal(checked, 4000);
+    float big[1000];
+    fill_logits(big, 1000, 3, 5.0f);
+    big[640] = 100.0f, big[700] = 100.0f; /* the maximum twice, in two blocks */
+    assert_int_equal(cellm_argmax(big, 1000), 640);
+    big[17] = 100.0f; /* and once more in the first block */
+    assert_int_equal(cellm_argmax(big, 1000), 17);
+    assert_int_equal(cellm_argmax(big, 0), 0);
+}
+
 /* ---- determinism ----------------------------------------------------------------------- */
 
 static void draw_seq(uint64_t seed, int32_t *out, int n, const float *l, int v)
@@ -642,6 +690,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_ties),
         cmocka_unit_test(test_greedy_large_vocab),
+        cmocka_unit_test(test_argmax_edges),
         cmocka_unit_test(test_seed),
         cmocka_unit_test(test_generator_zero_seed),
         cmocka_unit_test(test_penalties_by_hand),

@@ -87,14 +87,14 @@ int cellm_cmd_bench(int argc, char **argv)
             break;
         }
         double b = cli_now();
-        int32_t t = cli_argmax(logits, vocab);
+        int32_t t = cellm_argmax(logits, vocab);
         for (int i = 0; i < n_gen; i++) {
             if (cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
                 fprintf(stderr, "cellm bench: %s\n", err.msg);
                 rc = 1;
                 break;
             }
-            t = cli_argmax(logits, vocab);
+            t = cellm_argmax(logits, vocab);
         }
         double c = cli_now();
         double pp = n_prompt / (b - a), tg = n_gen / (c - b);

@@ -279,7 +279,7 @@ int cellm_cmd_generate(int argc, char **argv)
     double t1 = cli_now(), t2 = t1;
     int n_out = 0, stopped = 0;
     while (n_out < g.n && !stopped) {
-        int32_t t = sp.temperature == 0 ? cli_argmax(logits, cellm_model_vocab(m))
+        int32_t t = sp.temperature == 0 ? cellm_argmax(logits, cellm_model_vocab(m))
                                         : cellm_sampler_sample(smp, logits);
         cellm_sampler_accept(smp, t);
         out_ids[n_out++] = t;

