@@ -137,39 +137,6 @@ extern "C" int cellm_cu_qkv_post(const struct cu_qkv_args *a, void *stream)
 #define ATT_THREADS 128
 #define ATT_WARPS (ATT_THREADS / 32)
 
-static __device__ float block_max(float v, float *sh)
-{
-    v = warp_max(v);
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    float t = sh[0];
-    for (int k = 1; k < ATT_WARPS; k++)
-        t = fmaxf(t, sh[k]);
-    return t;
-}
-
-static __device__ float block_sum(float v, float *sh)
-{
-    v = warp_sum(v);
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    float t = 0;
-    for (int k = 0; k < ATT_WARPS; k++)
-        t += sh[k];
-    return t;
-}
-
-static __device__ __forceinline__ float score_of(float dot, const struct cu_attn_args &a)
-{
-    float s = __fmul_rn(dot, a.scale);
-    if (a.softcap > 0) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
-    return s;
-}
-
 /* Merges the nsplit partials of (row i, head h) into the output; ew: nsplit floats of
  * shared memory (each split's weight exp(m_s - M), 0 for empty splits). The partials may
  * come from other blocks of the same grid: read around L1. */
@@ -184,7 +151,7 @@ static __device__ void combine_head(const struct cu_attn_args &a, int i, int h, 
         ew[s] = m;
         if (l > 0) M = fmaxf(M, m);
     }
-    M = block_max(M, red);
+    M = block_max_w<ATT_WARPS>(M, red);
     float L = 0.f;
     for (int s = threadIdx.x; s < a.nsplit; s += ATT_THREADS) {
         float l = __ldcg(p + s * (hd + 2) + hd + 1);
@@ -192,7 +159,7 @@ static __device__ void combine_head(const struct cu_attn_args &a, int i, int h, 
         ew[s] = e;
         L += l > 0 ? l * e : 0.f;
     }
-    L = block_sum(L, red); /* its barriers also publish ew */
+    L = block_sum_w<ATT_WARPS>(L, red); /* its barriers also publish ew */
     float inv = 1.0f / L;
     for (int d = threadIdx.x; d < hd; d += ATT_THREADS) {
         float o = 0.f;
@@ -292,7 +259,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
 #pragma unroll
         for (int u = 0; u < KPW; u++) {
             float t = warp_sum(dot[u]);
-            if (lane == 0 && j0 + u < nkc) sc[j0 + u] = score_of(t, a);
+            if (lane == 0 && j0 + u < nkc) sc[j0 + u] = attn_score(t, a);
         }
     }
     if (cur && warp == ATT_WARPS - 1) {
@@ -300,13 +267,13 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
         for (int d = lane; d < hd; d += 32)
             dot = fmaf(q[d], kcur[d], dot);
         dot = warp_sum(dot);
-        if (lane == 0) sc[nk - 1] = score_of(dot, a);
+        if (lane == 0) sc[nk - 1] = attn_score(dot, a);
     }
     __syncthreads();
     float m = -INFINITY;
     for (int j = threadIdx.x; j < nk; j += ATT_THREADS)
         m = fmaxf(m, sc[j]);
-    m = block_max(m, red);
+    m = block_max_w<ATT_WARPS>(m, red);
     float l = 0.f;
     if (nk > 0)
         for (int j = threadIdx.x; j < nk; j += ATT_THREADS) {
@@ -314,7 +281,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
             sc[j] = e;
             l += e;
         }
-    l = block_sum(l, red);
+    l = block_sum_w<ATT_WARPS>(l, red);
     /* weighted sum of values: hd/4 threads per key, each owning 4 dims (16-byte loads),
      * ng groups of them split the keys; 4 keys in flight per thread */
     const int tpk = hd / 4, ng = ATT_THREADS / tpk;
@@ -525,7 +492,7 @@ __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_att
 #pragma unroll
         for (int k = 0; k < 4; k++) {
             int key = kb + c + 8 * k;
-            s[k] = valid && key >= lo_r && key <= pr ? score_of(s[k], a) : -INFINITY;
+            s[k] = valid && key >= lo_r && key <= pr ? attn_score(s[k], a) : -INFINITY;
             tmax = fmaxf(tmax, s[k]);
         }
 #pragma unroll

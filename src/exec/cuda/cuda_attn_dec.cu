@@ -37,39 +37,6 @@ template <int HD> struct ad_cfg {
     static constexpr int SMEM = TK * LDK + TK * HD + 3 * HD + TK + HD + HD + 2;
 };
 
-static __device__ __forceinline__ float ad_score(float dot, const struct cu_attn_args &a)
-{
-    float s = __fmul_rn(dot, a.scale);
-    if (a.softcap > 0) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
-    return s;
-}
-
-static __device__ float ad_block_max(float v, float *sh)
-{
-    v = warp_max(v);
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    float t = sh[0];
-    for (int k = 1; k < AD_WARPS; k++)
-        t = fmaxf(t, sh[k]);
-    return t;
-}
-
-static __device__ float ad_block_sum(float v, float *sh)
-{
-    v = warp_sum(v);
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    float t = 0;
-    for (int k = 0; k < AD_WARPS; k++)
-        t += sh[k];
-    return t;
-}
-
 /* keys [key0, key0 + nt) of the cache into the shared tiles, as asynchronous copies
  * (every copy of the tile in flight at once; no registers held): ad_wait before use */
 template <int HD>
@@ -230,7 +197,7 @@ __global__ void __launch_bounds__(AD_THREADS)
 #pragma unroll
         for (int j = 0; j < HD / 32; j++)
             dot = fmaf(q[lane + 32 * j], kcur[lane + 32 * j], dot);
-        scur = ad_score(warp_sum(dot), a);
+        scur = attn_score(warp_sum(dot), a);
         m = scur;
     }
     float o[C::DPT];
@@ -261,13 +228,13 @@ __global__ void __launch_bounds__(AD_THREADS)
             }
             dot += __shfl_xor_sync(0xffffffffu, dot, 1);
             dot += __shfl_xor_sync(0xffffffffu, dot, 2);
-            if (part == 0 && j < nt) sc[j] = ad_score(dot, a);
+            if (part == 0 && j < nt) sc[j] = attn_score(dot, a);
         }
         __syncthreads();
         float tm = -INFINITY;
         for (int j = tid; j < nt; j += AD_THREADS)
             tm = fmaxf(tm, sc[j]);
-        tm = ad_block_max(tm, red);
+        tm = block_max_w<AD_WARPS>(tm, red);
         const float mn = fmaxf(m, tm);
         /* nothing accumulated yet: no rescaling (m may be the current key's score) */
         const float corr = l == 0.f ? 1.f : expf(__fsub_rn(m, mn));
@@ -277,7 +244,7 @@ __global__ void __launch_bounds__(AD_THREADS)
             sc[j] = e;
             ps += e;
         }
-        ps = ad_block_sum(ps, red); /* its barriers publish sc */
+        ps = block_sum_w<AD_WARPS>(ps, red); /* its barriers publish sc */
         l = l == 0.f ? ps : __fadd_rn(__fmul_rn(l, corr), ps);
         m = mn;
 #pragma unroll

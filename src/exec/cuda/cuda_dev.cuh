@@ -28,9 +28,12 @@ static __device__ __forceinline__ float wload(const struct cu_weight &w, int64_t
 {
     const unsigned char *row = (const unsigned char *)w.data + r * w.row_bytes;
     switch (w.fmt) {
-    case CU_W_F32: return ((const float *)row)[c];
-    case CU_W_F16: return __half2float(__ushort_as_half(((const uint16_t *)row)[c]));
-    case CU_W_BF16: return __uint_as_float((uint32_t)((const uint16_t *)row)[c] << 16);
+    case CU_W_F32:
+        return ((const float *)row)[c];
+    case CU_W_F16:
+        return __half2float(__ushort_as_half(((const uint16_t *)row)[c]));
+    case CU_W_BF16:
+        return __uint_as_float((uint32_t)((const uint16_t *)row)[c] << 16);
     case CU_W_AFFINE: {
         int64_t bit = c * w.bits;
         const unsigned char *p = row + bit / 8;
@@ -74,13 +77,47 @@ static __device__ double block_sum_d(double v, double *sh)
     v = warp_sum_d(v);
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();
-    if (lane == 0)
-        sh[w] = v;
+    if (lane == 0) sh[w] = v;
     __syncthreads();
     double t = 0;
     for (int k = 0; k < nw; k++)
         t += sh[k];
     return t;
+}
+
+/* max and sum over a block of WARPS warps (every thread gets them); sh: a float per warp */
+template <int WARPS> static __device__ float block_max_w(float v, float *sh)
+{
+    v = warp_max(v);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float t = sh[0];
+    for (int k = 1; k < WARPS; k++)
+        t = fmaxf(t, sh[k]);
+    return t;
+}
+
+template <int WARPS> static __device__ float block_sum_w(float v, float *sh)
+{
+    v = warp_sum(v);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    float t = 0;
+    for (int k = 0; k < WARPS; k++)
+        t += sh[k];
+    return t;
+}
+
+/* an attention score from q.k: fl(dot * scale), soft-capped as c * tanh(s / c) when c > 0 */
+static __device__ __forceinline__ float attn_score(float dot, const struct cu_attn_args &a)
+{
+    float s = __fmul_rn(dot, a.scale);
+    if (a.softcap > 0) s = __fmul_rn(a.softcap, tanhf(__fdiv_rn(s, a.softcap)));
+    return s;
 }
 
 /* y = norm(x) with weights w (and bias b): the row kernels and the per-head one share it */
@@ -89,10 +126,8 @@ static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mea
 {
     if (kind == 2) {
         float y = __fmul_rn(__fsub_rn(xv, mean), r);
-        if (hw)
-            y = __fmul_rn(y, wv);
-        if (hb)
-            y = __fadd_rn(y, bv);
+        if (hw) y = __fmul_rn(y, wv);
+        if (hb) y = __fadd_rn(y, bv);
         return y;
     }
     float y = __fmul_rn(xv, r);
@@ -120,13 +155,13 @@ static __device__ __forceinline__ float glu_act(float g, float u, int act)
         y = __fdiv_rn(g, __fadd_rn(1.0f, expf(-g)));
     } else if (act == 1) {
         const float beta = (float)(1.4142135623730951 * 1.1283791670955126 * 0.5),
-            kappa = 0.044715f;
+                    kappa = 0.044715f;
         float cube = __fmul_rn(__fmul_rn(g, g), g);
         float inner = __fmul_rn(beta, __fadd_rn(g, __fmul_rn(kappa, cube)));
         y = __fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner)));
     } else {
         y = __fmul_rn(__fmul_rn(g, 0.5f),
-              __fadd_rn(1.0f, erff(__fmul_rn(g, (float)0.70710678118654752440))));
+                      __fadd_rn(1.0f, erff(__fmul_rn(g, (float)0.70710678118654752440))));
     }
     return __fmul_rn(y, u);
 }

@@ -18,6 +18,19 @@ extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_
     return 1;
 }
 
+/* The input rows, the norm in front and the activation: what both kernel families take */
+template <typename A> static void op_inputs(const struct cu_mv_op *op, A &a)
+{
+    a.x = op->x;
+    a.ldx = op->ldx;
+    a.n = op->n;
+    a.act = op->act;
+    a.norm_kind = op->norm_kind;
+    a.norm_w = op->norm_w;
+    a.norm_b = op->norm_b;
+    a.norm_eps = op->norm_eps;
+}
+
 /* The tensor-core path (cuda_mvt.cuh), when it takes the op: 4-bit codes, a power-of-two
  * group of 32 or more, whole steps of spans, aligned rows and scales, B in shared memory. */
 static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, int *taken)
@@ -56,14 +69,7 @@ static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, 
     for (int i = nw; i < 4; i++)
         a.tile0[i] = t;
     a.ntiles = t;
-    a.x = op->x;
-    a.ldx = op->ldx;
-    a.n = op->n;
-    a.act = op->act;
-    a.norm_kind = op->norm_kind;
-    a.norm_w = op->norm_w;
-    a.norm_b = op->norm_b;
-    a.norm_eps = op->norm_eps;
+    op_inputs(op, a);
     a.nspans = (int)nspans;
     for (int q = w->group / (int)span; q > 1; q >>= 1)
         a.gsh++;
@@ -103,15 +109,8 @@ extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
     }
     int taken, e = mvt_try(op, nw, sms, st, &taken);
     if (taken) return e;
-    a.x = op->x;
-    a.ldx = op->ldx;
-    a.n = op->n;
+    op_inputs(op, a);
     a.epi = op->epi;
-    a.act = op->act;
-    a.norm_kind = op->norm_kind;
-    a.norm_w = op->norm_w;
-    a.norm_b = op->norm_b;
-    a.norm_eps = op->norm_eps;
     a.magic = 0x4B000000u;
     for (int g = w->group / 16; g > 1; g >>= 1)
         a.gshift++;
