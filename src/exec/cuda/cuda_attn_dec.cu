@@ -118,15 +118,7 @@ static __device__ void ad_head_post(const struct cu_qkv_args &a, int i, int isq,
         v[lane + 32 * j] = x[j];
     __syncwarp();
     const int half = a.rot / 2;
-    for (int d = lane; d < half; d += 32) {
-        float c = cs[2 * d], s = cs[2 * d + 1];
-        float x0 = v[d], x1 = v[d + half];
-        float ac = __fmul_rn(x0, c), bs = __fmul_rn(x1, s), bc = __fmul_rn(x1, c),
-              as = __fmul_rn(x0, s);
-        v[d] = __fsub_rn(ac, bs);
-        v[d + half] = __fadd_rn(bc, as);
-    }
-    __syncwarp();
+    rope_warp(v, cs, half);
 }
 
 template <int HD>

@@ -120,6 +120,21 @@ static __device__ __forceinline__ float attn_score(float dot, const struct cu_at
     return s;
 }
 
+/* RoPE (rotate-half) of a head vector in shared memory, by one warp: the pairs (d, d + half)
+ * turned by cos/sin at cs[2d], cs[2d + 1], rounded step by step as the CPU reference */
+static __device__ __forceinline__ void rope_warp(float *v, const float *cs, int half)
+{
+    for (int d = threadIdx.x & 31; d < half; d += 32) {
+        float c = cs[2 * d], s = cs[2 * d + 1];
+        float x0 = v[d], x1 = v[d + half];
+        float ac = __fmul_rn(x0, c), bs = __fmul_rn(x1, s), bc = __fmul_rn(x1, c),
+              as = __fmul_rn(x0, s);
+        v[d] = __fsub_rn(ac, bs);
+        v[d + half] = __fadd_rn(bc, as);
+    }
+    __syncwarp();
+}
+
 /* y = norm(x) with weights w (and bias b): the row kernels and the per-head one share it */
 static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mean, float r, bool hw,
                                                    float wv, bool hb, float bv)
