@@ -712,9 +712,17 @@ static int mv_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int 
     return 1;
 }
 
-/* One fused decode product; the tensor-core kernels take it when they can (and may). */
-static enum cellm_status mv_run(struct cu_ctx *c, struct cu_mv_op *op, struct cellm_error *err)
+/* One fused decode product; the tensor-core kernels take it when they can (and may). With
+ * ws != NULL, the op's op->nw weights and outputs come from ws, ys and ld. */
+static enum cellm_status mv_run(struct cu_ctx *c, struct cu_mv_op *op,
+                                const struct cu_weight *const *ws, float *const *ys,
+                                const int64_t *ld, struct cellm_error *err)
 {
+    for (int i = 0; ws && i < op->nw; i++) {
+        op->w[i] = ws[i];
+        op->y[i] = ys[i];
+        op->ldy[i] = ld[i];
+    }
     op->mma = c->m->mma;
     op->counter = c->mv_cnt;
     K_TRY(cellm_cu_mv(op, c->m->sms, c->st));
@@ -736,7 +744,7 @@ static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const f
                               .bias = {bias},
                               .epi = CU_EPI_STORE,
                               .norm_kind = -1};
-        CELLM_TRY(mv_run(c, &op, err));
+        CELLM_TRY(mv_run(c, &op, NULL, NULL, NULL, err));
     } else if (n < c->m->gemm_rows)
         K_TRY(cellm_cu_matvec(w, x, ldx, n, y, ldy, bias, c->st));
     else {
@@ -791,13 +799,7 @@ static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *cons
     if (same && mv_ok(c, ws, nw, n, 0)) {
         struct cu_mv_op op = {
             .nw = nw, .x = x, .ldx = ldx, .n = n, .epi = CU_EPI_STORE, .norm_kind = -1};
-        for (int i = 0; i < nw; i++) {
-            op.w[i] = ws[i];
-            op.y[i] = ys[i];
-            op.ldy[i] = ldys[i];
-        }
-        CELLM_TRY(mv_run(c, &op, err));
-        return CELLM_OK;
+        return mv_run(c, &op, ws, ys, ldys, err);
     }
     if (same) {
         K_TRY(cellm_cu_matvec_multi(ws, nw, x, ldx, n, ys, ldys, NULL, c->st));
@@ -1001,12 +1003,7 @@ static enum cellm_status proj_normed(struct cu_ctx *c, const struct cu_weight *c
                           .norm_w = nwt,
                           .norm_b = nb,
                           .norm_eps = (float)cfg->norm_eps};
-    for (int i = 0; i < nw; i++) {
-        op.w[i] = ws[i];
-        op.y[i] = ys[i];
-        op.ldy[i] = ld[i];
-    }
-    CELLM_TRY(mv_run(c, &op, err));
+    CELLM_TRY(mv_run(c, &op, ws, ys, ld, err));
     return CELLM_OK;
 }
 
@@ -1030,7 +1027,7 @@ static enum cellm_status proj_add(struct cu_ctx *c, const struct cu_weight *w, c
                           .bias = {bias},
                           .epi = CU_EPI_ADD,
                           .norm_kind = -1};
-    CELLM_TRY(mv_run(c, &op, err));
+    CELLM_TRY(mv_run(c, &op, NULL, NULL, NULL, err));
     return CELLM_OK;
 }
 
@@ -1058,7 +1055,7 @@ static enum cellm_status mlp_fused(struct cu_ctx *c, const struct cu_layer *L, i
                               .norm_w = L->ffn_norm,
                               .norm_b = L->ffn_norm_b,
                               .norm_eps = (float)cfg->norm_eps};
-        CELLM_TRY(mv_run(c, &op, err));
+        CELLM_TRY(mv_run(c, &op, NULL, NULL, NULL, err));
     } else {
         float *ys[2] = {c->gate, c->up};
         int64_t ld[2] = {I, I};

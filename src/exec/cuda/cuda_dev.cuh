@@ -162,6 +162,41 @@ static __device__ __forceinline__ float norm_rscale(float var, float eps)
     return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
 }
 
+/* The statistics of a row norm over cols = 4 * c4 values, by the whole block, as k_norm
+ * computes them (sums in double): returns 1/sqrt(var + eps) and sets mean (LayerNorm,
+ * kind 2; else 0). copy, when given, receives the row (shared memory) on the way. */
+static __device__ float row_norm_stats(const float4 *x, int c4, int kind, float eps, double *red,
+                                       float4 *copy, float &mean)
+{
+    const int tid = threadIdx.x, nt = blockDim.x;
+    double s = 0;
+#pragma unroll 8
+    for (int c = tid; c < c4; c += nt) {
+        float4 v = x[c];
+        if (copy) copy[c] = v;
+        if (kind == 2)
+            s += ((double)v.x + (double)v.y) + ((double)v.z + (double)v.w);
+        else
+            s += ((double)v.x * v.x + (double)v.y * v.y) + ((double)v.z * v.z + (double)v.w * v.w);
+    }
+    s = block_sum_d(s, red);
+    mean = 0.f;
+    if (kind == 2) {
+        mean = (float)(s / (4.0 * c4));
+        const float4 *src = copy ? copy : x; /* a thread reads back only what it copied */
+        double q = 0;
+#pragma unroll 8
+        for (int c = tid; c < c4; c += nt) {
+            float4 v = src[c];
+            float d0 = __fsub_rn(v.x, mean), d1 = __fsub_rn(v.y, mean), d2 = __fsub_rn(v.z, mean),
+                  d3 = __fsub_rn(v.w, mean);
+            q += ((double)d0 * d0 + (double)d1 * d1) + ((double)d2 * d2 + (double)d3 * d3);
+        }
+        s = block_sum_d(q, red);
+    }
+    return norm_rscale((float)(s / (4.0 * c4)), eps);
+}
+
 /* act(g) * u for the gated MLPs: act 0 silu, 1 gelu (tanh), 2 gelu (erf); reference rounding */
 static __device__ __forceinline__ float glu_act(float g, float u, int act)
 {

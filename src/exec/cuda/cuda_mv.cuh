@@ -122,33 +122,9 @@ static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float
                 o[c] = make_float4(0.f, 0.f, 0.f, 0.f);
             continue;
         }
-        const float4 *x = (const float4 *)(a.x + t * a.ldx);
-        double s = 0;
-#pragma unroll 8
-        for (int c = tid; c < c4; c += MV_THREADS) {
-            float4 v = x[c];
-            o[c] = v;
-            if (a.norm_kind == 2)
-                s += ((double)v.x + (double)v.y) + ((double)v.z + (double)v.w);
-            else
-                s += ((double)v.x * v.x + (double)v.y * v.y) +
-                     ((double)v.z * v.z + (double)v.w * v.w);
-        }
-        s = block_sum_d(s, red);
-        float mean = 0.f, r;
-        if (a.norm_kind == 2) {
-            mean = (float)(s / cols);
-            double q = 0;
-#pragma unroll 8
-            for (int c = tid; c < c4; c += MV_THREADS) {
-                float4 v = o[c];
-                float d0 = __fsub_rn(v.x, mean), d1 = __fsub_rn(v.y, mean),
-                      d2 = __fsub_rn(v.z, mean), d3 = __fsub_rn(v.w, mean);
-                q += ((double)d0 * d0 + (double)d1 * d1) + ((double)d2 * d2 + (double)d3 * d3);
-            }
-            s = block_sum_d(q, red);
-        }
-        r = norm_rscale((float)(s / cols), a.norm_eps);
+        float mean;
+        const float r = row_norm_stats((const float4 *)(a.x + t * a.ldx), c4, a.norm_kind,
+                                       a.norm_eps, red, o, mean);
         const bool hw = nw4 != NULL, hb = nb4 != NULL;
 #pragma unroll 8
         for (int c = tid; c < c4; c += MV_THREADS) {

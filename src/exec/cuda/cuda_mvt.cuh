@@ -123,29 +123,8 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
         mean[t] = 0.f;
         rs[t] = 1.f;
         if (!PRO || t >= a.n) continue;
-        const float4 *x = (const float4 *)(a.x + t * a.ldx);
-        double s = 0;
-        for (int c = tid; c < K / 4; c += MVT_THREADS) {
-            float4 v = x[c];
-            if (a.norm_kind == 2)
-                s += ((double)v.x + (double)v.y) + ((double)v.z + (double)v.w);
-            else
-                s += ((double)v.x * v.x + (double)v.y * v.y) +
-                     ((double)v.z * v.z + (double)v.w * v.w);
-        }
-        s = block_sum_d(s, red);
-        if (a.norm_kind == 2) {
-            mean[t] = (float)(s / K);
-            double q = 0;
-            for (int c = tid; c < K / 4; c += MVT_THREADS) {
-                float4 v = x[c];
-                float d0 = __fsub_rn(v.x, mean[t]), d1 = __fsub_rn(v.y, mean[t]),
-                      d2 = __fsub_rn(v.z, mean[t]), d3 = __fsub_rn(v.w, mean[t]);
-                q += ((double)d0 * d0 + (double)d1 * d1) + ((double)d2 * d2 + (double)d3 * d3);
-            }
-            s = block_sum_d(q, red);
-        }
-        rs[t] = norm_rscale((float)(s / K), a.norm_eps);
+        rs[t] = row_norm_stats((const float4 *)(a.x + t * a.ldx), K / 4, a.norm_kind, a.norm_eps,
+                               red, NULL, mean[t]);
     }
     const bool hw = a.norm_w != NULL, hb = a.norm_b != NULL;
     const int iters = (octs + MVT_THREADS - 1) / MVT_THREADS;
