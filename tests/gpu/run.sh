@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
-# in five modes:
+# in six modes:
 #   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
 #               and decode attention as thread-block clusters (cuda_attn_dec.cu), for every
 #               model (CELLM_CUDA_ATTN_DEC=2; the default picks it by head grouping)
+#   grouped     CELLM_CUDA_ATTN_DEC=3: decode attention as one cluster per kv head, its
+#               query heads sharing each key tile, for every model
 #   scalar      CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0: the scalar fused products for 4-bit
 #               weights and the single-block fused decode attention
 #   matvec      CELLM_CUDA_GEMM_ROWS=100000: every product through the decode kernels
@@ -38,6 +40,7 @@ one() { # mode dir index
   local mode=$1 dir=$2 idx=$3 envs=()
   case $mode in
     default) envs=(CELLM_CUDA_ATTN_DEC=2);;
+    grouped) envs=(CELLM_CUDA_ATTN_DEC=3);;
     scalar) envs=(CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0);;
     matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000);;
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
@@ -48,7 +51,7 @@ one() { # mode dir index
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in default scalar matvec gemm unfused; do
+for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm unfused}; do
   for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))

@@ -924,13 +924,20 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                               .split_keys = sk,
                               .scale = (float)cfg->attn_scale,
                               .softcap = (float)cfg->attn_softcap};
-    /* The cluster kernel measured faster where a kv head serves at most two q heads
-     * (Qwen3-0.6B shape, +5-9% decode) and slower with four (Llama-3.1-8B shape, -5%):
-     * CELLM_CUDA_ATTN_DEC=0 never, 1 by that rule, 2 always. */
-    const int dec = c->m->attn_dec == 2 || (c->m->attn_dec == 1 && H <= 2 * KVH);
+    /* Decode attention as clusters (cuda_attn_dec.cu): one per (row, q head), or one per
+     * (row, kv head) whose blocks share each key tile among the kv head's q heads. Measured
+     * (bench/cuda_notes.md, round 5): with two q heads per kv head (Qwen3-0.6B shape) the
+     * grouped clusters beat the per-head ones by 5-8% in decode; with four (Llama-3.1-8B
+     * shape) both cluster kernels lose 1-5% to the single-launch fused kernel at ~550 keys
+     * (the grouped one wins by 12% at ~2100). CELLM_CUDA_ATTN_DEC: 0 never, 1 this rule
+     * (one q head per kv head: per-head clusters; two: grouped; more: fused), 2 per-head
+     * clusters, 3 grouped clusters (up to 8 q heads per kv head). */
+    const int G = H / KVH, mode = c->m->attn_dec;
+    const int dec = mode >= 2 || (mode == 1 && G <= 2);
+    const int grouped = (mode == 3 || (mode == 1 && G == 2)) && G <= 8;
     if (c->m->fuse && n < c->m->gemm_rows && c->distinct && dec &&
         cellm_cu_attention_dec_supported(hd, cfg->rot_dims))
-        K_TRY(cellm_cu_attention_dec(&qa, &aa, c->m->sms, c->st));
+        K_TRY(cellm_cu_attention_dec(&qa, &aa, grouped, c->m->sms, c->st));
     else if (c->m->fuse && n < c->m->gemm_rows && c->distinct)
         K_TRY(cellm_cu_attention_fused(&qa, &aa, c->att_cnt, c->st));
     else {

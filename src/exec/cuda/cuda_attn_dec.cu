@@ -1,6 +1,7 @@
 /*
  * cuda_attn_dec.cu: decode attention for batches of distinct sequences as one thread-block
- * cluster per (row, head), for head sizes 64, 128 and 256.
+ * cluster per (row, head) (k_attn_dec), or per (row, kv head) with the kv head's query heads
+ * sharing each tile (k_attn_gqa, below), for head sizes 64, 128 and 256.
  *
  * Why: at batch 1 attention is a chain of dependent memory round trips, not bandwidth
  * (k_attn_fused spends ~14 us per layer on a few hundred keys). Here:
@@ -332,17 +333,279 @@ static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
     return (int)cudaLaunchKernelEx(&cfg, k, *a, *qa);
 }
 
+/* ---- one cluster per (row, kv head): the kv head's G <= 8 query heads share each tile ----
+ *
+ * Where several query heads read one kv head (G = H / KVH > 1), a cluster per query head
+ * loads every key and value G times. Here a cluster of CS blocks serves a (row, kv head):
+ * each block copies its share of the keys and values once, and warp w (< G) computes query
+ * head kvh * G + w over them with warp-level reductions only (one block barrier per tile,
+ * none per softmax step); warp G prepares the current key and value. The numbers are those
+ * of k_attn_dec, per head. */
+#define AG_MAXG 8
+
+template <int HD> struct ag_cfg {
+    static constexpr int TK = HD > 128 ? 32 : 64; /* keys per shared-memory tile */
+    static constexpr int LDK = HD + 4;            /* padded key rows */
+    static constexpr int DPL = HD / 32;           /* output dims per lane */
+    /* floats: K tile | V tile | kcur | vcur | cos/sin | q [G] | scores [G] | partial [G] | m, l [G]
+     */
+    static constexpr size_t smem(int G)
+    {
+        return (size_t)TK * LDK + TK * HD + 3 * HD + (size_t)G * (HD + TK + HD + 2);
+    }
+};
+
+template <int HD>
+static __device__ __forceinline__ void ag_load_tile(const float *K, const float *V, int64_t kd,
+                                                    int key0, int nt, float *Ks, float *Vs)
+{
+    typedef ag_cfg<HD> C;
+    for (int e = threadIdx.x; e < nt * (HD / 4); e += blockDim.x) {
+        const int j = e / (HD / 4), d4 = e % (HD / 4) * 4;
+        const unsigned ks = (unsigned)__cvta_generic_to_shared(Ks + j * C::LDK + d4),
+                       vs = (unsigned)__cvta_generic_to_shared(Vs + j * HD + d4);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ks),
+                     "l"(K + (int64_t)(key0 + j) * kd + d4));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(vs),
+                     "l"(V + (int64_t)(key0 + j) * kd + d4));
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(32 * (AG_MAXG + 1))
+    k_attn_gqa(const struct cu_attn_args a, const struct cu_qkv_args qa)
+{
+    typedef ag_cfg<HD> C;
+    constexpr int TK = C::TK, LDK = C::LDK, DPL = C::DPL;
+    extern __shared__ float sm[];
+    cg::cluster_group cl = cg::this_cluster();
+    const int CS = (int)cl.num_blocks(), rank = (int)cl.block_rank();
+    const int H = a.H, KVH = a.KVH, G = H / KVH, i = blockIdx.y / KVH, kvh = blockIdx.y % KVH;
+    float *Ks = sm, *Vs = Ks + TK * LDK, *kcur = Vs + TK * HD, *vcur = kcur + HD, *cs = vcur + HD,
+          *qs = cs + HD, *scs = qs + G * HD, *obs = scs + G * TK, *sts = obs + G * HD;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const struct cu_row row = a.rows[i];
+    const int64_t kd = (int64_t)KVH * HD;
+    const int hi = row.pos;
+    int lo = 0;
+    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
+    const int nk = hi - lo + 1, ck = (nk + CS - 1) / CS;
+    const int k0 = lo + rank * ck, k1 = min(k0 + ck, hi + 1);
+    const bool cur = k1 > k0 && k1 == hi + 1;
+    const int nkc = k1 > k0 ? (cur ? k1 - k0 - 1 : k1 - k0) : 0; /* keys from the cache */
+    const float *K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * HD;
+    const float *V = K + row.cap * kd;
+
+    const int half = qa.rot / 2;
+    for (int d = tid; d < 2 * half; d += blockDim.x)
+        cs[d] = qa.cs[(int64_t)i * half * 2 + d];
+    ag_load_tile<HD>(K, V, kd, k0, min(nkc, TK), Ks, Vs);
+    pdl_wait();
+
+    float *q = qs + warp * HD;
+    if (warp < G)
+        ad_head_post<HD>(qa, i, 1, kvh * G + warp, q, cs);
+    else if (cur) {
+        ad_head_post<HD>(qa, i, 0, kvh, kcur, cs);
+        const float *vsrc = qa.v + i * kd + (int64_t)kvh * HD;
+        for (int d = lane; d < HD; d += 32)
+            vcur[d] = qa.bv ? __fadd_rn(vsrc[d], qa.bv[(int64_t)kvh * HD + d]) : vsrc[d];
+        __syncwarp();
+        float *kc = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)hi * kd +
+                    (int64_t)kvh * HD,
+              *vc = kc + row.cap * kd;
+        for (int d = lane; d < HD; d += 32) {
+            kc[d] = kcur[d];
+            vc[d] = vcur[d];
+        }
+    }
+    ad_wait();
+    __syncthreads();
+    const bool qw = warp < G;
+    float m = -INFINITY, l = 0.f, scur = -INFINITY;
+    if (qw && cur) {
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < HD / 32; j++)
+            dot = fmaf(q[lane + 32 * j], kcur[lane + 32 * j], dot);
+        scur = attn_score(warp_sum(dot), a);
+        m = scur;
+    }
+    float o[DPL];
+#pragma unroll
+    for (int k = 0; k < DPL; k++)
+        o[k] = 0.f;
+    float *sc = scs + warp * TK;
+#pragma unroll 1
+    for (int t0 = 0; t0 < nkc; t0 += TK) {
+        const int nt = min(TK, nkc - t0);
+        if (t0 > 0) {
+            __syncthreads(); /* the previous tile's readers are done */
+            ag_load_tile<HD>(K, V, kd, k0 + t0, nt, Ks, Vs);
+            ad_wait();
+            __syncthreads();
+        }
+        if (!qw) continue;
+        /* scores: lane j over keys j, j + 32 (q read as a broadcast) */
+        float s[TK / 32], tm = -INFINITY;
+#pragma unroll
+        for (int jj = 0; jj < TK / 32; jj++) {
+            const int j = lane + 32 * jj;
+            s[jj] = -INFINITY;
+            if (j < nt) {
+                float dot = 0.f;
+#pragma unroll 8
+                for (int d = 0; d < HD; d += 4) {
+                    const float4 kv = *(const float4 *)(Ks + j * LDK + d),
+                                 qv = *(const float4 *)(q + d);
+                    dot = fmaf(qv.x, kv.x, dot);
+                    dot = fmaf(qv.y, kv.y, dot);
+                    dot = fmaf(qv.z, kv.z, dot);
+                    dot = fmaf(qv.w, kv.w, dot);
+                }
+                s[jj] = attn_score(dot, a);
+                tm = fmaxf(tm, s[jj]);
+            }
+        }
+        const float mn = fmaxf(m, warp_max(tm));
+        const float corr = l == 0.f ? 1.f : expf(__fsub_rn(m, mn));
+        float ps = 0.f;
+#pragma unroll
+        for (int jj = 0; jj < TK / 32; jj++) {
+            const int j = lane + 32 * jj;
+            if (j < nt) {
+                const float e = expf(__fsub_rn(s[jj], mn));
+                sc[j] = e;
+                ps += e;
+            }
+        }
+        ps = warp_sum(ps);
+        __syncwarp();
+        l = l == 0.f ? ps : __fadd_rn(__fmul_rn(l, corr), ps);
+        m = mn;
+        /* lane holds dims DPL * lane .. + DPL - 1 */
+        float acc[DPL];
+#pragma unroll
+        for (int k = 0; k < DPL; k++)
+            acc[k] = 0.f;
+#pragma unroll 4
+        for (int j = 0; j < nt; j++) {
+            const float p = sc[j];
+            const float *vr = Vs + j * HD + DPL * lane;
+#pragma unroll
+            for (int k = 0; k < DPL; k += 2) {
+                const float2 v2 = *(const float2 *)(vr + k);
+                acc[k] = fmaf(p, v2.x, acc[k]);
+                acc[k + 1] = fmaf(p, v2.y, acc[k + 1]);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < DPL; k++)
+            o[k] = t0 == 0 ? acc[k] : fmaf(o[k], corr, acc[k]);
+        __syncwarp(); /* sc is rewritten by the next tile */
+    }
+    if (qw) {
+        if (cur) {
+            const float e = expf(__fsub_rn(scur, m));
+            l = nkc > 0 ? __fadd_rn(l, e) : e;
+#pragma unroll
+            for (int k = 0; k < DPL; k++)
+                o[k] = fmaf(e, vcur[DPL * lane + k], o[k]);
+        }
+#pragma unroll
+        for (int k = 0; k < DPL; k++)
+            obs[warp * HD + DPL * lane + k] = o[k];
+        if (lane == 0) {
+            sts[2 * warp] = m;
+            sts[2 * warp + 1] = k1 > k0 ? l : 0.f;
+        }
+    }
+    cl.sync();
+    /* warp w: the merge weights of head w over the cluster's blocks (into its score row) */
+    if (qw) {
+        float ms = -INFINITY, ls = 0.f;
+        if (lane < CS) {
+            const float *rs = cl.map_shared_rank(sts, lane);
+            ms = rs[2 * warp];
+            ls = rs[2 * warp + 1];
+        }
+        const float M = warp_max(ls > 0 ? ms : -INFINITY);
+        const float e = ls > 0 ? expf(ms - M) : 0.f;
+        const float L = warp_sum(ls > 0 ? ls * e : 0.f);
+        if (lane < 16) sc[lane] = lane < CS ? e : 0.f;
+        if (lane == 0) sc[16] = L;
+    }
+    __syncthreads();
+    /* this block's share of the G * HD outputs */
+    const int per = (G * HD + CS - 1) / CS;
+    for (int t = tid; t < per; t += blockDim.x) {
+        const int idx = rank * per + t;
+        if (idx >= G * HD) break;
+        const int w = idx / HD, d = idx % HD;
+        const float *ew = scs + w * TK;
+        float v[16];
+#pragma unroll
+        for (int s = 0; s < 16; s++)
+            v[s] = ew[s] > 0 ? cl.map_shared_rank(obs, s)[w * HD + d] : 0.f;
+        float acc = 0.f;
+#pragma unroll
+        for (int s = 0; s < 16; s++)
+            acc += v[s] * ew[s];
+        a.out[(int64_t)i * H * HD + (int64_t)(kvh * G + w) * HD + d] = acc * (1.0f / ew[16]);
+    }
+    cl.sync(); /* the other blocks' reads of this block's shared memory are done */
+}
+
+template <int HD>
+static int ag_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int sms,
+                     cudaStream_t st)
+{
+    auto k = k_attn_gqa<HD>;
+    const int G = a->H / a->KVH;
+    const size_t smem = ag_cfg<HD>::smem(G) * sizeof(float);
+    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+    if (e != cudaSuccess) return (int)e;
+    const int per_sm = (int)((228u << 10) / (smem + (1u << 10)));
+    const int CS = (int64_t)a->n * a->KVH * 16 <= (int64_t)sms * per_sm ? 16 : 8;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = (unsigned)CS;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.gridDim = dim3((unsigned)CS, (unsigned)(a->n * a->KVH));
+    cfg.blockDim = dim3((unsigned)(32 * (G + 1)));
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cfg.attrs = at;
+    cfg.numAttrs = 2;
+    return (int)cudaLaunchKernelEx(&cfg, k, *a, *qa);
+}
+
 extern "C" int cellm_cu_attention_dec_supported(int hd, int rot)
 {
     return (hd == 64 || hd == 128 || hd == 256) && rot <= hd && rot % 2 == 0;
 }
 
 extern "C" int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
-                                      int sms, void *stream)
+                                      int grouped, int sms, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
-    if (!cellm_cu_attention_dec_supported(a->hd, qa->rot) || a->n < 1 || a->H % a->KVH)
+    if (!cellm_cu_attention_dec_supported(a->hd, qa->rot) || a->n < 1 || a->H % a->KVH ||
+        (grouped && a->H / a->KVH > AG_MAXG))
         return (int)cudaErrorInvalidValue;
+    if (grouped) switch (a->hd) {
+        case 64:
+            return ag_launch<64>(qa, a, sms, st);
+        case 128:
+            return ag_launch<128>(qa, a, sms, st);
+        default:
+            return ag_launch<256>(qa, a, sms, st);
+        }
     switch (a->hd) {
     case 64:
         return ad_launch<64>(qa, a, sms, st);
