@@ -4,8 +4,9 @@
 # in six modes:
 #   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
-#               and decode attention as thread-block clusters (cuda_attn_dec.cu), for every
-#               model (CELLM_CUDA_ATTN_DEC=2; the default picks it by head grouping)
+#               and decode attention as one thread-block cluster per (row, head)
+#               (cuda_attn_dec.cu) for every model (CELLM_CUDA_ATTN_DEC=2; the default
+#               takes the grouped clusters below for 2..8 q heads per kv head)
 #   grouped     CELLM_CUDA_ATTN_DEC=3: decode attention as one cluster per kv head, its
 #               query heads sharing each key tile, for every model
 #   scalar      CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0: the scalar fused products for 4-bit

@@ -927,14 +927,15 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
     /* Decode attention as clusters (cuda_attn_dec.cu): one per (row, q head), or one per
      * (row, kv head) whose blocks share each key tile among the kv head's q heads. Measured
      * (bench/cuda_notes.md, round 5): with two q heads per kv head (Qwen3-0.6B shape) the
-     * grouped clusters beat the per-head ones by 5-8% in decode; with four (Llama-3.1-8B
-     * shape) both cluster kernels lose 1-5% to the single-launch fused kernel at ~550 keys
-     * (the grouped one wins by 12% at ~2100). CELLM_CUDA_ATTN_DEC: 0 never, 1 this rule
-     * (one q head per kv head: per-head clusters; two: grouped; more: fused), 2 per-head
-     * clusters, 3 grouped clusters (up to 8 q heads per kv head). */
+     * grouped clusters beat the per-head ones by 8-10% in decode; with four (Llama-3.1-8B
+     * shape) they match the single-launch fused kernel at ~550 keys (0 to -4% over three
+     * machines; per-head clusters lose 5-8% there) and beat it by 12-14% at ~2100. So:
+     * CELLM_CUDA_ATTN_DEC 1 (default) grouped clusters for 2..8 q heads per kv head,
+     * per-head clusters for one, the fused kernel for more; 0 never clusters; 2 per-head
+     * clusters; 3 grouped clusters (up to 8 q heads per kv head, else per-head). */
     const int G = H / KVH, mode = c->m->attn_dec;
-    const int dec = mode >= 2 || (mode == 1 && G <= 2);
-    const int grouped = (mode == 3 || (mode == 1 && G == 2)) && G <= 8;
+    const int dec = mode >= 2 || (mode == 1 && G <= 8);
+    const int grouped = (mode == 3 || (mode == 1 && G >= 2)) && G <= 8;
     if (c->m->fuse && n < c->m->gemm_rows && c->distinct && dec &&
         cellm_cu_attention_dec_supported(hd, cfg->rot_dims))
         K_TRY(cellm_cu_attention_dec(&qa, &aa, grouped, c->m->sms, c->st));
