@@ -45,7 +45,7 @@ static __device__ __forceinline__ void ad_load_tile(const float *K, const float 
                                                     int key0, int nt, float *Ks, float *Vs)
 {
     typedef ad_cfg<HD> C;
-    for (int e = threadIdx.x; e < nt * (HD / 4); e += AD_THREADS) {
+    for (int e = threadIdx.x; e < nt * (HD / 4); e += blockDim.x) {
         const int j = e / (HD / 4), d4 = e % (HD / 4) * 4;
         const unsigned ks = (unsigned)__cvta_generic_to_shared(Ks + j * C::LDK + d4),
                        vs = (unsigned)__cvta_generic_to_shared(Vs + j * HD + d4);
@@ -60,6 +60,33 @@ static __device__ __forceinline__ void ad_load_tile(const float *K, const float 
 static __device__ __forceinline__ void ad_wait()
 {
     asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
+/* The keys of block `rank` of a CS-block cluster over row i's keys lo..hi (the sliding
+ * window's, else all): [k0, k1); cur when it holds the current key hi (not yet cached), nkc
+ * the keys it reads from the cache; K and V the cache rows of kv head kvh. */
+struct ad_keys {
+    int k0, k1, nkc;
+    bool cur;
+    const float *K, *V;
+};
+
+static __device__ __forceinline__ struct ad_keys
+ad_split(const struct cu_attn_args &a, const struct cu_row &row, int kvh, int hd, int CS, int rank)
+{
+    struct ad_keys r;
+    const int64_t kd = (int64_t)a.KVH * hd;
+    const int hi = row.pos;
+    int lo = 0;
+    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
+    const int nk = hi - lo + 1, ck = (nk + CS - 1) / CS;
+    r.k0 = lo + rank * ck;
+    r.k1 = min(r.k0 + ck, hi + 1);
+    r.cur = r.k1 > r.k0 && r.k1 == hi + 1;
+    r.nkc = r.k1 > r.k0 ? (r.cur ? r.k1 - r.k0 - 1 : r.k1 - r.k0) : 0;
+    r.K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * hd;
+    r.V = r.K + row.cap * kd;
+    return r;
 }
 
 /* One head vector of row i (q if isq, else k) with bias, norm and RoPE into v (shared),
@@ -139,14 +166,10 @@ __global__ void __launch_bounds__(AD_THREADS)
     const struct cu_row row = a.rows[i];
     const int64_t kd = (int64_t)a.KVH * HD;
     const int hi = row.pos;
-    int lo = 0;
-    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
-    const int nk = hi - lo + 1, ck = (nk + CS - 1) / CS;
-    const int k0 = lo + rank * ck, k1 = min(k0 + ck, hi + 1);
-    const bool cur = k1 > k0 && k1 == hi + 1;
-    const int nkc = k1 > k0 ? (cur ? k1 - k0 - 1 : k1 - k0) : 0; /* keys from the cache */
-    const float *K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * HD;
-    const float *V = K + row.cap * kd;
+    const struct ad_keys ks = ad_split(a, row, kvh, HD, CS, rank);
+    const int k0 = ks.k0, k1 = ks.k1, nkc = ks.nkc;
+    const bool cur = ks.cur;
+    const float *K = ks.K, *V = ks.V;
 
     /* independent of the kernels waited for: cos/sin and the first tile of cached keys */
     const int half = qa.rot / 2;
@@ -303,19 +326,18 @@ __global__ void __launch_bounds__(AD_THREADS)
     cl.sync(); /* the other blocks' reads of this block's shared memory are done */
 }
 
-template <int HD>
-static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int sms,
-                     cudaStream_t st)
+/* Kernel k as one cluster per unit ((row, head) or (row, kv head)), blocks of `threads`
+ * with smem bytes each: 16 blocks per cluster when every cluster fits at once, else 8. */
+static int ad_cluster_launch(void (*k)(struct cu_attn_args, struct cu_qkv_args), size_t smem,
+                             int units, int threads, int sms, const struct cu_qkv_args *qa,
+                             const struct cu_attn_args *a, cudaStream_t st)
 {
-    auto k = k_attn_dec<HD>;
-    const size_t smem = (size_t)ad_cfg<HD>::SMEM * sizeof(float);
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e == cudaSuccess)
         e = cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
     if (e != cudaSuccess) return (int)e;
-    /* 16 blocks per (row, head) when they all fit at once, else 8 */
     const int per_sm = (int)((228u << 10) / (smem + (1u << 10)));
-    const int CS = (int64_t)a->n * a->H * 16 <= (int64_t)sms * per_sm ? 16 : 8;
+    const int CS = (int64_t)units * 16 <= (int64_t)sms * per_sm ? 16 : 8;
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeClusterDimension;
@@ -324,13 +346,21 @@ static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
     at[0].val.clusterDim.z = 1;
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.gridDim = dim3((unsigned)CS, (unsigned)(a->n * a->H));
-    cfg.blockDim = dim3(AD_THREADS);
+    cfg.gridDim = dim3((unsigned)CS, (unsigned)units);
+    cfg.blockDim = dim3((unsigned)threads);
     cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
     cfg.attrs = at;
     cfg.numAttrs = 2;
     return (int)cudaLaunchKernelEx(&cfg, k, *a, *qa);
+}
+
+template <int HD>
+static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int sms,
+                     cudaStream_t st)
+{
+    return ad_cluster_launch(k_attn_dec<HD>, (size_t)ad_cfg<HD>::SMEM * sizeof(float), a->n * a->H,
+                             AD_THREADS, sms, qa, a, st);
 }
 
 /* ---- one cluster per (row, kv head): the kv head's G <= 8 query heads share each tile ----
@@ -345,7 +375,7 @@ static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
 
 template <int HD> struct ag_cfg {
     static constexpr int TK = HD > 128 ? 32 : 64; /* keys per shared-memory tile */
-    static constexpr int LDK = HD + 4;            /* padded key rows */
+    static constexpr int LDK = ad_cfg<HD>::LDK;   /* ad_load_tile's padded key rows */
     static constexpr int DPL = HD / 32;           /* output dims per lane */
     /* floats: K tile | V tile | kcur | vcur | cos/sin | q [G] | scores [G] | partial [G] | m, l [G]
      */
@@ -354,22 +384,6 @@ template <int HD> struct ag_cfg {
         return (size_t)TK * LDK + TK * HD + 3 * HD + (size_t)G * (HD + TK + HD + 2);
     }
 };
-
-template <int HD>
-static __device__ __forceinline__ void ag_load_tile(const float *K, const float *V, int64_t kd,
-                                                    int key0, int nt, float *Ks, float *Vs)
-{
-    typedef ag_cfg<HD> C;
-    for (int e = threadIdx.x; e < nt * (HD / 4); e += blockDim.x) {
-        const int j = e / (HD / 4), d4 = e % (HD / 4) * 4;
-        const unsigned ks = (unsigned)__cvta_generic_to_shared(Ks + j * C::LDK + d4),
-                       vs = (unsigned)__cvta_generic_to_shared(Vs + j * HD + d4);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ks),
-                     "l"(K + (int64_t)(key0 + j) * kd + d4));
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(vs),
-                     "l"(V + (int64_t)(key0 + j) * kd + d4));
-    }
-}
 
 template <int HD>
 __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
@@ -387,19 +401,15 @@ __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
     const struct cu_row row = a.rows[i];
     const int64_t kd = (int64_t)KVH * HD;
     const int hi = row.pos;
-    int lo = 0;
-    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
-    const int nk = hi - lo + 1, ck = (nk + CS - 1) / CS;
-    const int k0 = lo + rank * ck, k1 = min(k0 + ck, hi + 1);
-    const bool cur = k1 > k0 && k1 == hi + 1;
-    const int nkc = k1 > k0 ? (cur ? k1 - k0 - 1 : k1 - k0) : 0; /* keys from the cache */
-    const float *K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * HD;
-    const float *V = K + row.cap * kd;
+    const struct ad_keys ks = ad_split(a, row, kvh, HD, CS, rank);
+    const int k0 = ks.k0, k1 = ks.k1, nkc = ks.nkc;
+    const bool cur = ks.cur;
+    const float *K = ks.K, *V = ks.V;
 
     const int half = qa.rot / 2;
     for (int d = tid; d < 2 * half; d += blockDim.x)
         cs[d] = qa.cs[(int64_t)i * half * 2 + d];
-    ag_load_tile<HD>(K, V, kd, k0, min(nkc, TK), Ks, Vs);
+    ad_load_tile<HD>(K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
 
     float *q = qs + warp * HD;
@@ -441,7 +451,7 @@ __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
         const int nt = min(TK, nkc - t0);
         if (t0 > 0) {
             __syncthreads(); /* the previous tile's readers are done */
-            ag_load_tile<HD>(K, V, kd, k0 + t0, nt, Ks, Vs);
+            ad_load_tile<HD>(K, V, kd, k0 + t0, nt, Ks, Vs);
             ad_wait();
             __syncthreads();
         }
@@ -560,30 +570,9 @@ template <int HD>
 static int ag_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int sms,
                      cudaStream_t st)
 {
-    auto k = k_attn_gqa<HD>;
     const int G = a->H / a->KVH;
-    const size_t smem = ag_cfg<HD>::smem(G) * sizeof(float);
-    cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(k, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-    if (e != cudaSuccess) return (int)e;
-    const int per_sm = (int)((228u << 10) / (smem + (1u << 10)));
-    const int CS = (int64_t)a->n * a->KVH * 16 <= (int64_t)sms * per_sm ? 16 : 8;
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = (unsigned)CS;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
-    cfg.gridDim = dim3((unsigned)CS, (unsigned)(a->n * a->KVH));
-    cfg.blockDim = dim3((unsigned)(32 * (G + 1)));
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cfg.attrs = at;
-    cfg.numAttrs = 2;
-    return (int)cudaLaunchKernelEx(&cfg, k, *a, *qa);
+    return ad_cluster_launch(k_attn_gqa<HD>, ag_cfg<HD>::smem(G) * sizeof(float), a->n * a->KVH,
+                             32 * (G + 1), sms, qa, a, st);
 }
 
 extern "C" int cellm_cu_attention_dec_supported(int hd, int rot)
