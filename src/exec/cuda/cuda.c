@@ -70,8 +70,9 @@ struct cu_model {
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
-    int attn_dec;                         /* cluster decode attention: 0 no, 1 rule, 2 yes */
-    int sms;                              /* multiprocessors */
+    int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
+                   */
+    int sms;      /* multiprocessors */
 };
 
 struct cu_seq {

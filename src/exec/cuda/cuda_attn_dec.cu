@@ -62,6 +62,20 @@ static __device__ __forceinline__ void ad_wait()
     asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
+/* What a block may fetch before griddepcontrol.wait (the kernels waited for write none of
+ * it): row i's RoPE cos/sin into cs, and its first tile of at most TK cached keys and values
+ * from key0 (asynchronous: ad_wait before use) */
+template <int HD>
+static __device__ void ad_prefetch(const struct cu_qkv_args &qa, int i, float *cs, const float *K,
+                                   const float *V, int64_t kd, int key0, int nt, float *Ks,
+                                   float *Vs)
+{
+    const int half = qa.rot / 2;
+    for (int d = threadIdx.x; d < 2 * half; d += blockDim.x)
+        cs[d] = qa.cs[(int64_t)i * half * 2 + d];
+    ad_load_tile<HD>(K, V, kd, key0, nt, Ks, Vs);
+}
+
 /* The keys of block `rank` of a CS-block cluster over row i's keys lo..hi (the sliding
  * window's, else all): [k0, k1); cur when it holds the current key hi (not yet cached), nkc
  * the keys it reads from the cache; K and V the cache rows of kv head kvh. */
@@ -171,11 +185,7 @@ __global__ void __launch_bounds__(AD_THREADS)
     const bool cur = ks.cur;
     const float *K = ks.K, *V = ks.V;
 
-    /* independent of the kernels waited for: cos/sin and the first tile of cached keys */
-    const int half = qa.rot / 2;
-    for (int d = tid; d < 2 * half; d += AD_THREADS)
-        cs[d] = qa.cs[(int64_t)i * half * 2 + d];
-    ad_load_tile<HD>(K, V, kd, k0, min(nkc, TK), Ks, Vs);
+    ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
 
     if (warp == 0)
@@ -406,10 +416,7 @@ __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
     const bool cur = ks.cur;
     const float *K = ks.K, *V = ks.V;
 
-    const int half = qa.rot / 2;
-    for (int d = tid; d < 2 * half; d += blockDim.x)
-        cs[d] = qa.cs[(int64_t)i * half * 2 + d];
-    ad_load_tile<HD>(K, V, kd, k0, min(nkc, TK), Ks, Vs);
+    ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
 
     float *q = qs + warp * HD;

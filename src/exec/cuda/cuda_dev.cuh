@@ -85,31 +85,29 @@ static __device__ double block_sum_d(double v, double *sh)
     return t;
 }
 
-/* max and sum over a block of WARPS warps (every thread gets them); sh: a float per warp */
-template <int WARPS> static __device__ float block_max_w(float v, float *sh)
+/* The warps' values v folded with op over a block of WARPS warps (every thread gets the
+ * result, in warp order); sh: a float per warp */
+template <int WARPS, typename Op> static __device__ float block_fold_w(float v, float *sh, Op op)
 {
-    v = warp_max(v);
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     __syncthreads();
     if (lane == 0) sh[w] = v;
     __syncthreads();
     float t = sh[0];
     for (int k = 1; k < WARPS; k++)
-        t = fmaxf(t, sh[k]);
+        t = op(t, sh[k]);
     return t;
+}
+
+/* max and sum over a block of WARPS warps (the sums here are of non-negative terms) */
+template <int WARPS> static __device__ float block_max_w(float v, float *sh)
+{
+    return block_fold_w<WARPS>(warp_max(v), sh, [](float a, float b) { return fmaxf(a, b); });
 }
 
 template <int WARPS> static __device__ float block_sum_w(float v, float *sh)
 {
-    v = warp_sum(v);
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    float t = 0;
-    for (int k = 0; k < WARPS; k++)
-        t += sh[k];
-    return t;
+    return block_fold_w<WARPS>(warp_sum(v), sh, [](float a, float b) { return a + b; });
 }
 
 /* an attention score from q.k: fl(dot * scale), soft-capped as c * tanh(s / c) when c > 0 */
