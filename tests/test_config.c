@@ -334,6 +334,14 @@ static void model_types_and_keys(void **state)
                "hidden_size", "string");
     parse_fail("{\"model_type\":\"llama\",\"num_hidden_layers\":0}", NULL, CELLM_ERR_FORMAT,
                "num_hidden_layers", NULL);
+    /* found by fuzz_config: a 113-byte config asking for 654564691 layers */
+    parse_fail("{\"model_type\":\"gemma3_text\",\"num_hidden_layers\":654564691}", NULL,
+               CELLM_ERR_FORMAT, "num_hidden_layers", NULL);
+    parse_fail("{\"model_type\":\"llama\",\"num_hidden_layers\":65537}", NULL, CELLM_ERR_FORMAT,
+               "num_hidden_layers", "65536");
+    parse_ok("{\"model_type\":\"llama\",\"num_hidden_layers\":65536}", NULL, &c);
+    assert_int_equal(c.n_layers, 65536);
+    cellm_config_free(&c);
     parse_fail("[1]", NULL, CELLM_ERR_FORMAT, "expected a JSON object", NULL);
     parse_fail("{\"model_type\":", NULL, CELLM_ERR_FORMAT, "invalid JSON", NULL);
     parse_fail("{\"model_type\":\"qwen3_moe\",\"num_experts\":4,\"num_experts_per_tok\":8}", NULL,

@@ -28,8 +28,9 @@ void cellm_config_free(struct cellm_config *c)
     memset(c, 0, sizeof *c);
 }
 
-static enum cellm_status get_pos_int(const cJSON *o, const char *key, const char *what, int def,
-                                     int *out, struct cellm_error *err)
+/* An int in [1, max] at key, def when absent */
+static enum cellm_status get_int_upto(const cJSON *o, const char *key, const char *what, int def,
+                                      int max, int *out, struct cellm_error *err)
 {
     const cJSON *j = cellm_json_get(o, key);
     if (!j) {
@@ -37,10 +38,20 @@ static enum cellm_status get_pos_int(const cJSON *o, const char *key, const char
         return CELLM_OK;
     }
     int64_t v;
-    CELLM_TRY(cellm_json_as_int(j, key, what, 1, 1 << 30, &v, err));
+    CELLM_TRY(cellm_json_as_int(j, key, what, 1, max, &v, err));
     *out = (int)v;
     return CELLM_OK;
 }
+
+static enum cellm_status get_pos_int(const cJSON *o, const char *key, const char *what, int def,
+                                     int *out, struct cellm_error *err)
+{
+    return get_int_upto(o, key, what, def, 1 << 30, out, err);
+}
+
+/* Far above any released model (the largest have under 200 layers); it keeps a config of a
+ * few bytes from sizing per-layer arrays and loops by the billion. */
+#define CONFIG_MAX_LAYERS 65536
 
 static int in_list(const char *list, const char *word)
 {
@@ -354,7 +365,8 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     CELLM_TRY(get_pos_int(t, "vocab_size", what, f->vocab, &c->vocab, err));
     CELLM_TRY(get_pos_int(t, "hidden_size", what, f->dim, &c->dim, err));
     CELLM_TRY(get_pos_int(t, "intermediate_size", what, f->ffn_dim, &c->ffn_dim, err));
-    CELLM_TRY(get_pos_int(t, "num_hidden_layers", what, f->n_layers, &c->n_layers, err));
+    CELLM_TRY(get_int_upto(t, "num_hidden_layers", what, f->n_layers, CONFIG_MAX_LAYERS,
+                           &c->n_layers, err));
     CELLM_TRY(get_pos_int(t, "num_attention_heads", what, f->n_heads, &c->n_heads, err));
     CELLM_TRY(get_pos_int(t, "num_key_value_heads", what,
                           f->n_kv_heads ? f->n_kv_heads : c->n_heads, &c->n_kv_heads, err));
