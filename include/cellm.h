@@ -131,6 +131,13 @@ struct cellm_batch_item {
 enum cellm_status cellm_ctx_eval(struct cellm_ctx *ctx, const struct cellm_batch_item *items, int n,
                                  const float **logits, struct cellm_error *err);
 
+/* The same step for a greedy client: for each item with want_logits, ids receives (in item
+ * order) the id cellm_argmax would pick from that position's logits, and the logits stay
+ * where they were computed (on a GPU they do not cross to the host: a 128k-entry
+ * vocabulary is half a megabyte per row and step). */
+enum cellm_status cellm_ctx_eval_argmax(struct cellm_ctx *ctx, const struct cellm_batch_item *items,
+                                        int n, int32_t *ids, struct cellm_error *err);
+
 /* Convenience: appends n tokens to one sequence; *logits = the last position's logits. */
 enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32_t *tokens, int n,
                                      const float **logits, struct cellm_error *err);

@@ -5,8 +5,9 @@
  * then decoded together (one row per sequence in each cellm_ctx_eval, as the server's
  * continuous batching does) for a number of greedy steps; each is also run alone in its
  * own context. Greedy ids must be identical and logits within the numeric contract's
- * tolerance. The device comes from CELLM_TEST_DEVICE (cpu, cuda, xla; default cpu), so
- * the GPU scripts run the same test.
+ * tolerance; every third step asks for the greedy picks only (cellm_ctx_eval_argmax),
+ * which must be the same ids. The device comes from CELLM_TEST_DEVICE (cpu, cuda, xla;
+ * default cpu), so the GPU scripts run the same test.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -105,6 +106,23 @@ static void check_fixture(const char *rel)
         struct cellm_batch_item items[NSEQ];
         for (int s = 0; s < NSEQ; s++)
             items[s] = (struct cellm_batch_item){next[s], seq[s], 1};
+        if (t % 3 == 2) {
+            /* greedy picks only (on the device where it has them): the same ids; one row
+             * that wants nothing keeps the picks in the order of the rows that do */
+            int32_t ids[NSEQ];
+            items[1].want_logits = 0;
+            if (cellm_ctx_eval_argmax(ctx, items, NSEQ, ids, &err) != CELLM_OK)
+                fail_msg("%s: batched greedy step %d: %s", rel, t, err.msg);
+            for (int s = 0, j = 0; s < NSEQ; s++) {
+                if (s == 1) continue;
+                next[s] = ids[j++];
+                if (next[s] != alone_ids[s][t])
+                    fail_msg("%s: sequence %d step %d: id %d picked batched, %d alone", rel, s, t,
+                             next[s], alone_ids[s][t]);
+            }
+            next[1] = alone_ids[1][t];
+            continue;
+        }
         if (cellm_ctx_eval(ctx, items, NSEQ, &l, &err) != CELLM_OK)
             fail_msg("%s: batched step %d: %s", rel, t, err.msg);
         for (int s = 0; s < NSEQ; s++) {

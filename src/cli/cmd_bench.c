@@ -87,14 +87,15 @@ int cellm_cmd_bench(int argc, char **argv)
             break;
         }
         double b = cli_now();
+        /* decode as a greedy client does: the pick made where the logits are */
         int32_t t = cellm_argmax(logits, vocab);
         for (int i = 0; i < n_gen; i++) {
-            if (cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
+            struct cellm_batch_item it = {t, seq, 1};
+            if (cellm_ctx_eval_argmax(ctx, &it, 1, &t, &err)) {
                 fprintf(stderr, "cellm bench: %s\n", err.msg);
                 rc = 1;
                 break;
             }
-            t = cellm_argmax(logits, vocab);
         }
         double c = cli_now();
         double pp = n_prompt / (b - a), tg = n_gen / (c - b);

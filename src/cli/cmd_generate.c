@@ -278,9 +278,13 @@ int cellm_cmd_generate(int argc, char **argv)
     }
     double t1 = cli_now(), t2 = t1;
     int n_out = 0, stopped = 0;
+    /* greedy: after the prompt, each step returns its pick only (made on the device) */
+    const int greedy = sp.temperature == 0;
+    int32_t pick = -1;
     while (n_out < g.n && !stopped) {
-        int32_t t = sp.temperature == 0 ? cellm_argmax(logits, cellm_model_vocab(m))
-                                        : cellm_sampler_sample(smp, logits);
+        int32_t t = !greedy     ? cellm_sampler_sample(smp, logits)
+                    : pick >= 0 ? pick
+                                : cellm_argmax(logits, cellm_model_vocab(m));
         cellm_sampler_accept(smp, t);
         out_ids[n_out++] = t;
         int is_eos = 0;
@@ -300,7 +304,9 @@ int cellm_cmd_generate(int argc, char **argv)
             if (!stop_push(&sb, piece, g.stops, g.n_stops, &stopped)) goto done;
         }
         if (n_out == g.n || stopped) break;
-        if (cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
+        struct cellm_batch_item it = {t, seq, 1};
+        if (greedy ? cellm_ctx_eval_argmax(ctx, &it, 1, &pick, &err)
+                   : cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
             fprintf(stderr, "\ncellm generate: %s\n", err.msg);
             goto done;
         }

@@ -26,7 +26,7 @@ struct cellm_ctx {
     struct cellm_model *model;
     void *ex;
     int max_seqs;
-    int *len; /* [max_seqs] tokens in each sequence; -1 = free slot */
+    int *len;  /* [max_seqs] tokens in each sequence; -1 = free slot */
     int *next; /* [max_seqs] scratch of eval: the next position of each sequence */
     struct cellm_exec_row *rows;
     int rows_cap;
@@ -201,8 +201,9 @@ int cellm_ctx_seq_len(const struct cellm_ctx *c, int seq)
     return c->len[seq];
 }
 
-enum cellm_status cellm_ctx_eval(struct cellm_ctx *c, const struct cellm_batch_item *items, int n,
-                                 const float **logits, struct cellm_error *err)
+/* One step: the logits of the wanting items into c->logits, or with ids their argmax. */
+static enum cellm_status ctx_eval(struct cellm_ctx *c, const struct cellm_batch_item *items, int n,
+                                  int32_t *ids, struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->model->desc.cfg;
     if (n <= 0) return cellm_errf(err, CELLM_ERR_ARG, "eval: empty batch");
@@ -236,18 +237,39 @@ enum cellm_status cellm_ctx_eval(struct cellm_ctx *c, const struct cellm_batch_i
                               s, pos + 1, cfg->max_pos);
         c->rows[i] = (struct cellm_exec_row){items[i].token, s, pos, items[i].want_logits != 0};
     }
-    size_t need = (size_t)nw * (size_t)cfg->vocab;
-    if (need > c->logits_cap) {
-        float *l = cellm_realloc(c->logits, need * sizeof(float));
-        if (!l) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory for logits");
-        c->logits = l;
-        c->logits_cap = need;
+    const struct cellm_exec_vt *vt = c->model->vt;
+    if (ids && vt->eval_argmax) {
+        CELLM_TRY(vt->eval_argmax(c->ex, c->rows, n, ids, err));
+    } else {
+        size_t need = (size_t)nw * (size_t)cfg->vocab;
+        if (need > c->logits_cap) {
+            float *l = cellm_realloc(c->logits, need * sizeof(float));
+            if (!l) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory for logits");
+            c->logits = l;
+            c->logits_cap = need;
+        }
+        CELLM_TRY(vt->eval(c->ex, c->rows, n, c->logits, err));
+        for (int j = 0; ids && j < nw; j++)
+            ids[j] = cellm_argmax(c->logits + (size_t)j * cfg->vocab, cfg->vocab);
     }
-    CELLM_TRY(c->model->vt->eval(c->ex, c->rows, n, c->logits, err));
     for (int i = 0; i < n; i++)
         c->len[items[i].seq]++;
+    return CELLM_OK;
+}
+
+enum cellm_status cellm_ctx_eval(struct cellm_ctx *c, const struct cellm_batch_item *items, int n,
+                                 const float **logits, struct cellm_error *err)
+{
+    CELLM_TRY(ctx_eval(c, items, n, NULL, err));
     if (logits) *logits = c->logits;
     return CELLM_OK;
+}
+
+enum cellm_status cellm_ctx_eval_argmax(struct cellm_ctx *c, const struct cellm_batch_item *items,
+                                        int n, int32_t *ids, struct cellm_error *err)
+{
+    if (!ids) return cellm_errf(err, CELLM_ERR_ARG, "eval_argmax: ids is NULL");
+    return ctx_eval(c, items, n, ids, err);
 }
 
 enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *c, int seq, const int32_t *tokens, int n,

@@ -33,6 +33,11 @@ struct cellm_exec_vt {
      * refused by the caller. */
     enum cellm_status (*eval)(void *ex, const struct cellm_exec_row *rows, int n, float *logits,
                               struct cellm_error *err);
+    /* Optional: the same, but writes for each row with want_logits the id cellm_argmax
+     * would pick from its logits to ids[n_want] instead of the logits. Where it is NULL
+     * the engine runs eval and picks on the host. */
+    enum cellm_status (*eval_argmax)(void *ex, const struct cellm_exec_row *rows, int n,
+                                     int32_t *ids, struct cellm_error *err);
     /* Short description of the device ("cpu avx2+fma+f16c, 2 threads"). */
     const char *(*describe)(void *dm);
 };

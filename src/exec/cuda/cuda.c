@@ -106,8 +106,10 @@ struct cu_ctx {
     float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *logits;
     float *router, *moe_out, *moe_w, *moe_x, *moe_g, *moe_u, *moe_y;
     int32_t *moe_idx, *moe_map;
-    int32_t *att_cnt;       /* fused attention: blocks done per (row, head) */
-    int32_t *mv_cnt;        /* tensor-core products: next tile, blocks done */
+    int32_t *att_cnt; /* fused attention: blocks done per (row, head) */
+    int32_t *mv_cnt;  /* tensor-core products: next tile, blocks done */
+    float *am_v;      /* greedy picks: candidates per row (cellm_cu_argmax) */
+    int32_t *am_i, *ids;
     int distinct;           /* no two rows of this step share a sequence */
     int consecutive;        /* the rows are consecutive positions of one sequence */
     int32_t *h_idx, *h_map; /* host copies */
@@ -450,15 +452,16 @@ static void dfree(void *p)
 
 static void free_rows(struct cu_ctx *c)
 {
-    void *bufs[] = {c->x,       c->h,     c->q,     c->k,       c->v,      c->att,
-                    c->o,       c->gate,  c->up,    c->logits,  c->router, c->moe_out,
-                    c->moe_w,   c->moe_x, c->moe_g, c->moe_u,   c->moe_y,  c->moe_idx,
-                    c->moe_map, c->rows,  c->cs,    c->att_cnt, c->mv_cnt};
+    void *bufs[] = {c->x,       c->h,      c->q,      c->k,       c->v,       c->att,   c->o,
+                    c->gate,    c->up,     c->logits, c->router,  c->moe_out, c->moe_w, c->moe_x,
+                    c->moe_g,   c->moe_u,  c->moe_y,  c->moe_idx, c->moe_map, c->rows,  c->cs,
+                    c->att_cnt, c->mv_cnt, c->am_v,   c->am_i,    c->ids};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);
     c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
     c->router = c->moe_out = c->moe_w = c->moe_x = c->moe_g = c->moe_u = c->moe_y = NULL;
-    c->moe_idx = c->moe_map = c->att_cnt = c->mv_cnt = NULL;
+    c->moe_idx = c->moe_map = c->att_cnt = c->mv_cnt = c->am_i = c->ids = NULL;
+    c->am_v = NULL;
     c->rows = NULL;
     c->cs = NULL;
     cellm_free(c->h_idx);
@@ -599,6 +602,9 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
     DALLOC(c->gate, r * ffn);
     DALLOC(c->up, r * ffn);
     DALLOC(c->logits, r * (size_t)cfg->vocab);
+    DALLOC(c->am_v, r * (size_t)cellm_cu_argmax_scratch());
+    DALLOC(c->am_i, r * (size_t)cellm_cu_argmax_scratch());
+    DALLOC(c->ids, r);
     DALLOC(c->rows, r);
     DALLOC(c->att_cnt, r * (size_t)cfg->n_heads);
     CU_TRY(cudaMemset(c->att_cnt, 0, r * (size_t)cfg->n_heads * sizeof(int32_t)));
@@ -1230,8 +1236,9 @@ static enum cellm_status run_step(struct cu_ctx *c, int n, int nw, int max_keys,
     return CELLM_OK;
 }
 
-static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
-                                 struct cellm_error *err)
+/* One step; the logits of the wanting rows to logits, or with ids their greedy picks only. */
+static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int n, float *logits,
+                                int32_t *ids, struct cellm_error *err)
 {
     struct cu_ctx *c = p;
     struct cu_model *m = c->m;
@@ -1289,6 +1296,19 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
 
     prof_mark(c, PH_START);
     CELLM_TRY(run_step(c, n, nw, max_keys, err));
+    if (ids) {
+        /* the picks come back through the pinned stage (its upload above is done by then) */
+        if (nw) {
+            K_TRY(cellm_cu_argmax(c->logits, nw, cfg->vocab, c->am_v, c->am_i, c->ids, c->st));
+            CU_TRY(cudaMemcpyAsync(c->stage, c->ids, (size_t)nw * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, c->st));
+        }
+        CU_TRY(cudaStreamSynchronize(c->st));
+        CU_TRY(cudaGetLastError());
+        if (nw) memcpy(ids, c->stage, (size_t)nw * sizeof(int32_t));
+        prof_collect(c, n >= m->gemm_rows);
+        return CELLM_OK;
+    }
     size_t lbytes = (size_t)nw * cfg->vocab * sizeof(float);
     if (lbytes > c->hlogits_cap) {
         if (c->hlogits) cudaFreeHost(c->hlogits);
@@ -1305,6 +1325,18 @@ static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int
     return CELLM_OK;
 }
 
+static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
+                                 struct cellm_error *err)
+{
+    return cu_run(p, rows, n, logits, NULL, err);
+}
+
+static enum cellm_status cu_eval_argmax(void *p, const struct cellm_exec_row *rows, int n,
+                                        int32_t *ids, struct cellm_error *err)
+{
+    return cu_run(p, rows, n, NULL, ids, err);
+}
+
 const struct cellm_exec_vt cellm_exec_cuda = {
     .name = "cuda",
     .model_new = cu_model_new,
@@ -1313,5 +1345,6 @@ const struct cellm_exec_vt cellm_exec_cuda = {
     .ctx_free = cu_ctx_free,
     .seq_truncate = cu_seq_truncate,
     .eval = cu_eval,
+    .eval_argmax = cu_eval_argmax,
     .describe = cu_describe,
 };

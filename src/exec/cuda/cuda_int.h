@@ -145,6 +145,11 @@ int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct cu_attn_ar
 /* gate = act(gate + bg) * (up + bu), [n][m]; act 0 silu, 1 gelu tanh, 2 gelu erf. */
 int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, const float *bg, const float *bu,
                  int act, void *stream);
+/* ids[r] = cellm_argmax(x + r * vocab, vocab) for r < rows (cuda_argmax.cu); pv and pi
+ * hold rows * cellm_cu_argmax_scratch() candidates. */
+int cellm_cu_argmax_scratch(void);
+int cellm_cu_argmax(const float *x, int rows, int64_t vocab, float *pv, int *pi, int32_t *ids,
+                    void *stream);
 /* x = c * tanh(x / c) */
 int cellm_cu_softcap(float *x, int64_t n, float c, void *stream);
 
