@@ -241,6 +241,9 @@ void cellm_sampler_accept(struct cellm_sampler *s, int32_t token);
 /* Picks the next token from logits [vocab] (not modified). NaN logits are never picked; if
  * the largest logit is +inf, the greedy token is returned. Returns -1 only for NULL args. */
 int32_t cellm_sampler_sample(struct cellm_sampler *s, const float *logits);
+/* Whether cellm_sampler_sample is plain greedy here (temperature 0, no penalty): then its
+ * pick is cellm_argmax's, which cellm_ctx_eval_argmax can make without the logits. */
+int cellm_sampler_is_greedy(const struct cellm_sampler *s);
 /* The greedy token: the first index of the largest of n logits. NaN never wins; if every
  * logit is NaN or -inf, the first that is not NaN (0 if none, or n <= 0). */
 int32_t cellm_argmax(const float *logits, int n);

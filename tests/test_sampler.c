@@ -290,6 +290,29 @@ static void test_penalty_changes_greedy(void **state)
     cellm_sampler_free(s);
 }
 
+/* cellm_sampler_is_greedy: true exactly where sample() is cellm_argmax (which the device
+ * pick of cellm_ctx_eval_argmax reproduces): temperature 0 and no penalty */
+static void test_is_greedy(void **state)
+{
+    (void)state;
+    struct cellm_sampler_params p = cellm_sampler_params_default();
+    struct cellm_sampler *s = new_sampler(&p, 4);
+    assert_true(cellm_sampler_is_greedy(s));
+    float l[4] = {NAN, 2.0f, 3.0f, 3.0f};
+    assert_int_equal(cellm_sampler_sample(s, l), cellm_argmax(l, 4));
+    cellm_sampler_free(s);
+    p.repetition_penalty = 1.3f; /* a penalty can change the greedy pick */
+    s = new_sampler(&p, 4);
+    assert_false(cellm_sampler_is_greedy(s));
+    cellm_sampler_free(s);
+    p = cellm_sampler_params_default();
+    p.temperature = 0.7f;
+    s = new_sampler(&p, 4);
+    assert_false(cellm_sampler_is_greedy(s));
+    cellm_sampler_free(s);
+    assert_false(cellm_sampler_is_greedy(NULL));
+}
+
 /* ---- truncation: reference and chi-square ------------------------------------------- */
 
 static const float *g_sort_logits;
@@ -696,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_penalties_by_hand),
         cmocka_unit_test(test_penalty_window),
         cmocka_unit_test(test_penalty_changes_greedy),
+        cmocka_unit_test(test_is_greedy),
         cmocka_unit_test(test_distribution_small),
         cmocka_unit_test(test_distribution_large_vocab),
         cmocka_unit_test(test_truncated_never_drawn),

@@ -339,6 +339,11 @@ static int better(const float *l, int32_t a, int32_t b)
  * ~290 us per token over a 152k vocabulary on the GPU machine's host, a quarter of a
  * small model's decode step; this is ~5x faster. NaN never passes a comparison, so it is
  * never the maximum, as in the plain loop. */
+int cellm_sampler_is_greedy(const struct cellm_sampler *s)
+{
+    return s && s->p.temperature == 0.0f && !s->counts;
+}
+
 int32_t cellm_argmax(const float *l, int n)
 {
     float bv = -INFINITY;

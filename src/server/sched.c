@@ -317,8 +317,9 @@ static void *sched_main(void *arg)
     struct cellm_batch_item *items = malloc((size_t)cap * sizeof *items);
     int *owner = malloc((size_t)cap * sizeof *owner); /* slot of each logits row */
     int *finished = malloc((size_t)cap * sizeof *finished);
+    int32_t *picks = malloc((size_t)cap * sizeof *picks); /* greedy steps: each row's pick */
     pthread_mutex_lock(&s->mu);
-    if (!items || !owner || !finished) {
+    if (!items || !owner || !finished || !picks) {
         s->stopping = 1;
         fail_all_locked(s, "out of memory");
     }
@@ -359,10 +360,15 @@ static void *sched_main(void *arg)
             r->n_fed += take;
             n_pre += take;
         }
+        /* when every row that gets a token samples greedily, only the picks are fetched */
+        int greedy = 1;
+        for (int k = 0; k < nw; k++)
+            greedy &= cellm_sampler_is_greedy(s->slots[owner[k]]->smp);
         double t0 = now_s();
         const float *logits = NULL;
         struct cellm_error ce;
-        enum cellm_status st = cellm_ctx_eval(s->ctx, items, n, &logits, &ce);
+        enum cellm_status st = greedy ? cellm_ctx_eval_argmax(s->ctx, items, n, picks, &ce)
+                                      : cellm_ctx_eval(s->ctx, items, n, &logits, &ce);
         double dt = now_s() - t0;
 
         if (st) {
@@ -377,7 +383,9 @@ static void *sched_main(void *arg)
         }
         for (int k = 0; k < nw; k++) {
             struct srv_req *r = s->slots[owner[k]];
-            int32_t tok = cellm_sampler_sample(r->smp, logits + (size_t)k * (size_t)s->vocab);
+            int32_t tok = greedy
+                              ? picks[k]
+                              : cellm_sampler_sample(r->smp, logits + (size_t)k * (size_t)s->vocab);
             r->last = tok;
             finished[k] = emit(s, r, tok);
         }
@@ -395,6 +403,7 @@ static void *sched_main(void *arg)
     free(items);
     free(owner);
     free(finished);
+    free(picks);
     return NULL;
 }
 
