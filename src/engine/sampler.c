@@ -494,7 +494,7 @@ static float weight(float d, float inv_t)
 static int32_t prepare(struct cellm_sampler *s, const float *in)
 {
     const int v = s->vocab;
-    if (s->p.temperature == 0.0f && !s->counts)
+    if (cellm_sampler_is_greedy(s))
         return cellm_argmax(in, v); /* plain greedy reads the logits in place */
     float *l = s->logits;
     for (int i = 0; i < v; i++)

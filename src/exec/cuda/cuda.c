@@ -1296,31 +1296,27 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
 
     prof_mark(c, PH_START);
     CELLM_TRY(run_step(c, n, nw, max_keys, err));
-    if (ids) {
-        /* the picks come back through the pinned stage (its upload above is done by then) */
-        if (nw) {
-            K_TRY(cellm_cu_argmax(c->logits, nw, cfg->vocab, c->am_v, c->am_i, c->ids, c->st));
-            CU_TRY(cudaMemcpyAsync(c->stage, c->ids, (size_t)nw * sizeof(int32_t),
-                                   cudaMemcpyDeviceToHost, c->st));
+    /* greedy picks come back through the pinned stage (its upload above is done by then),
+     * logits through their own pinned buffer */
+    size_t bytes = ids ? (size_t)nw * sizeof(int32_t) : (size_t)nw * cfg->vocab * sizeof(float);
+    void *host = c->stage;
+    if (ids && nw) {
+        K_TRY(cellm_cu_argmax(c->logits, nw, cfg->vocab, c->am_v, c->am_i, c->ids, c->st));
+        CU_TRY(cudaMemcpyAsync(host, c->ids, bytes, cudaMemcpyDeviceToHost, c->st));
+    } else if (nw) {
+        if (bytes > c->hlogits_cap) {
+            if (c->hlogits) cudaFreeHost(c->hlogits);
+            c->hlogits = NULL;
+            c->hlogits_cap = 0;
+            CU_TRY(cudaMallocHost((void **)&c->hlogits, bytes));
+            c->hlogits_cap = bytes;
         }
-        CU_TRY(cudaStreamSynchronize(c->st));
-        CU_TRY(cudaGetLastError());
-        if (nw) memcpy(ids, c->stage, (size_t)nw * sizeof(int32_t));
-        prof_collect(c, n >= m->gemm_rows);
-        return CELLM_OK;
+        host = c->hlogits;
+        CU_TRY(cudaMemcpyAsync(host, c->logits, bytes, cudaMemcpyDeviceToHost, c->st));
     }
-    size_t lbytes = (size_t)nw * cfg->vocab * sizeof(float);
-    if (lbytes > c->hlogits_cap) {
-        if (c->hlogits) cudaFreeHost(c->hlogits);
-        c->hlogits = NULL;
-        c->hlogits_cap = 0;
-        CU_TRY(cudaMallocHost((void **)&c->hlogits, lbytes));
-        c->hlogits_cap = lbytes;
-    }
-    if (nw) CU_TRY(cudaMemcpyAsync(c->hlogits, c->logits, lbytes, cudaMemcpyDeviceToHost, c->st));
     CU_TRY(cudaStreamSynchronize(c->st));
     CU_TRY(cudaGetLastError());
-    if (nw) memcpy(logits, c->hlogits, lbytes);
+    if (nw) memcpy(ids ? (void *)ids : (void *)logits, host, bytes);
     prof_collect(c, n >= m->gemm_rows);
     return CELLM_OK;
 }
