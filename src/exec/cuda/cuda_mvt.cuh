@@ -26,10 +26,15 @@
  * same one: the block's prologue writes x's parts into shared memory already in fragment
  * order (and each span's sum of x), so a lane reads its B operand with one 16-byte load.
  *
- * Work: blocks of 8 warps; wk warps (1..8) share a tile, each over a contiguous range of
- * spans, and meet in shared memory. The first round of tiles is static (so its first loads
- * go out before griddepcontrol.wait); further rounds are taken from an atomic counter,
- * which the last block to finish resets to zero for the next launch.
+ * Work: blocks of 8 warps; wk warps (1..8) share a tile and meet in shared memory. They
+ * take its steps in turn (warp p steps p, p + wk, ...), so that at any moment they read
+ * neighbouring 128-byte pieces of the same rows: DRAM serves a weight stream faster the
+ * longer its contiguous runs (bench/cuda_notes.md round 7). The first round of tiles is
+ * static (so its first loads go out before griddepcontrol.wait): when it is the only one,
+ * every multiprocessor's slots get a block and block b takes tiles
+ * [b * ntiles / grid, (b + 1) * ntiles / grid) ("balanced"), so that no multiprocessor has
+ * twice the tiles of another. Further rounds are taken from an atomic counter, which the
+ * last block to finish resets to zero for the next launch.
  *
  * Loads: a "step" is U = 8/V spans (8 words of each of a lane's two rows, plus the groups'
  * scales and biases, one aligned copy each). Long streams keep the next step in registers
@@ -68,7 +73,8 @@ struct mvt_kargs {
     const float *norm_w, *norm_b;
     float norm_eps;
     int nspans, gsh;      /* spans per row; log2(group / span), the span's group is span >> gsh */
-    int wk, per;          /* warps per tile; spans per warp (a multiple of the step) */
+    int wk, per;          /* warps per tile; most spans per warp (a multiple of the step) */
+    int balanced;         /* one round, block b takes tiles [b, b + 1) * ntiles / grid */
     uint32_t mask, magic; /* 0x000F000F and 0x43004300: in registers, so one LOP3 per pair */
     int *counter;         /* [2]: next tile, finished blocks; zero between launches */
 };
@@ -223,7 +229,9 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
     float *xsum = (float *)(bfr + (size_t)a.nspans * V * LB);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, lt = lane & 3;
     const int wk = a.wk, part = warp % wk, tpb = MVT_WARPS / wk;
-    const int sp0 = part * a.per, sp1 = min(a.nspans, sp0 + a.per);
+    /* this warp's steps of its tile: j = 0 .. nst-1 start at span (part + j * wk) * U */
+    const int nsteps_row = a.nspans / U;
+    const int nst = part < nsteps_row ? (nsteps_row - part + wk - 1) / wk : 0;
     const int ngr = (int)(a.w[0].cols / a.w[0].group);
     const bool multi = (int64_t)gridDim.x * tpb < a.ntiles;
 
@@ -288,7 +296,7 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
      * the group count uniform). Each lane copies only what it reads back itself. */
     auto issue = [&](int j, int nsteps) {
         if (j < nsteps) {
-            const int sp = sp0 + j * U;
+            const int sp = (part + j * wk) * U;
             char *base = (char *)(ring + (size_t)(j % S) * NC * 32 + lane);
             auto at = [&](int off) { return base + (off / 16) * 32 * 16 + off % 16; };
 #pragma unroll
@@ -360,16 +368,20 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
         }
     };
 
-    int base = blockIdx.x * tpb;
+    int base = blockIdx.x * tpb, end = a.ntiles;
+    if (a.balanced) {
+        base = (int)((int64_t)blockIdx.x * a.ntiles / gridDim.x);
+        end = (int)((int64_t)(blockIdx.x + 1) * a.ntiles / gridDim.x);
+    }
     if (base >= a.ntiles) return; /* (only when the grid is larger than the work) */
     bool preloaded = false;
-    if (base + warp / wk < a.ntiles && sp0 < sp1) {
+    if (base + warp / wk < end && nst > 0) {
         setup(base + warp / wk);
         if constexpr (RING) {
             for (int j = 0; j < S - 1; j++)
-                issue(j, (sp1 - sp0) / U);
+                issue(j, nst);
         } else {
-            load(sp0, buf[0]);
+            load(part * U, buf[0]);
         }
         preloaded = true;
     }
@@ -379,40 +391,41 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
 #pragma unroll 1
     for (;;) {
         const int ti = base + warp / wk;
-        const bool mine = ti < a.ntiles;
+        const bool mine = ti < end;
 #pragma unroll
         for (int k = 0; k < 4; k++)
             acc[k] = 0.f;
 #pragma unroll
         for (int t = 0; t < NT; t++)
             accb[t][0] = accb[t][1] = 0.f;
-        if (mine && sp0 < sp1 && RING) {
-            const int nsteps = (sp1 - sp0) / U;
+        if (mine && nst > 0 && RING) {
             if (!preloaded) {
                 setup(ti);
                 for (int j = 0; j < S - 1; j++)
-                    issue(j, nsteps);
+                    issue(j, nst);
             }
 #pragma unroll 1
-            for (int j = 0; j < nsteps; j++) {
+            for (int j = 0; j < nst; j++) {
                 asm volatile("cp.async.wait_group %0;" ::"n"(S - 2) : "memory");
                 fetch(j);
-                issue(j + S - 1, nsteps); /* into the slot read one step ago */
-                compute(sp0 + j * U, st);
+                issue(j + S - 1, nst); /* into the slot read one step ago */
+                compute((part + j * wk) * U, st);
             }
-        } else if (mine && sp0 < sp1) {
+        } else if (mine && nst > 0) {
             if (!preloaded) {
                 setup(ti);
-                load(sp0, buf[0]);
+                load(part * U, buf[0]);
             }
             /* two steps per pass: the next step's loads are in flight during the math */
+            const int du = wk * U;
 #pragma unroll 1
-            for (int sp = sp0; sp < sp1; sp += 2 * U) {
-                if (sp + U < sp1) load(sp + U, buf[1]);
+            for (int j = 0; j < nst; j += 2) {
+                const int sp = (part + j * wk) * U;
+                if (j + 1 < nst) load(sp + du, buf[1]);
                 compute(sp, buf[0]);
-                if (sp + U >= sp1) break;
-                if (sp + 2 * U < sp1) load(sp + 2 * U, buf[0]);
-                compute(sp + U, buf[1]);
+                if (j + 1 >= nst) break;
+                if (j + 2 < nst) load(sp + 2 * du, buf[0]);
+                compute(sp + du, buf[1]);
             }
         }
         preloaded = false;
@@ -507,7 +520,7 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
 #define MVT_UNAVAILABLE (-1)
 
 /* warps per tile, spans per warp and blocks for kernel k with smem bytes */
-static int mvt_plan(const void *k, size_t smem, int U, int sms, struct mvt_kargs &a,
+static int mvt_plan(const void *k, size_t smem, int U, int sms, int balance, struct mvt_kargs &a,
                     int64_t &blocks)
 {
     if (smem > 48 * 1024) {
@@ -533,6 +546,13 @@ static int mvt_plan(const void *k, size_t smem, int U, int sms, struct mvt_kargs
     const int tpb = MVT_WARPS / a.wk;
     blocks = (a.ntiles + tpb - 1) / tpb;
     if (blocks > cap) blocks = cap;
+    /* one round that leaves slots empty: spread it over all of them (decode 8B q4
+     * 326 -> 331 tok/s, same call; not with the ring, where Qwen3-0.6B lost 9%) */
+    a.balanced = 0;
+    if (balance && blocks < cap && a.ntiles >= cap) {
+        blocks = cap;
+        a.balanced = 1;
+    }
     return 0;
 }
 
@@ -551,13 +571,13 @@ static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
         return MVT_UNAVAILABLE;
     int64_t blocks = 0;
     size_t smem = MVT_SMEM(V, NT, a.nspans, 0);
-    int e = mvt_plan((const void *)k, smem, U, sms, a, blocks);
+    int e = mvt_plan((const void *)k, smem, U, sms, 1, a, blocks);
     if (e) return e;
     if (NT == 1 && a.per <= 2 * U && a.w[0].cols < MVT_RING_COLS &&
         MVT_SMEM(V, NT, a.nspans, 1) <= MVT_SMEM_MAX) {
         auto kr = k_mvt<SBF, V, NT, PRO, EPI, NT == 1>;
         smem = MVT_SMEM(V, NT, a.nspans, 1);
-        e = mvt_plan((const void *)kr, smem, U, sms, a, blocks);
+        e = mvt_plan((const void *)kr, smem, U, sms, 0, a, blocks);
         if (e) return e;
         return cu_launch(kr, dim3((unsigned)blocks), dim3(MVT_THREADS), smem, st, a);
     }
