@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
-# in six modes:
+# in seven modes:
 #   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
 #               and decode attention as one thread-block cluster per (row, head)
@@ -15,7 +15,12 @@
 #   gemm        CELLM_CUDA_GEMM_ROWS=1: every product through cuBLAS (bf16x3 split for BF16)
 #   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
 #               epilogue and attention kernels; per-row attention at prefill)
-# and prints one line per fixture and mode, then a summary. Exit status 0 only if all pass.
+#   rowmajor    CELLM_CUDA_TILED=0: 4-bit codes in row order on the device
+# The first six modes set CELLM_CUDA_TILED=2: every 4-bit weight whose shape qualifies is
+# stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
+# default; in the llama-tiled fixtures every product and the tied embedding qualify. On
+# the fixtures, the default (no weight that wide) is what rowmajor runs.
+# It prints one line per fixture and mode, then a summary. Exit status 0 only if all pass.
 #   tests/gpu/run.sh [build-dir]
 # The GPU image's gcc warns where CI's does not (maybe-uninitialized), so warnings are not
 # errors here; CI keeps -Werror.
@@ -47,12 +52,13 @@ one() { # mode dir index
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
     unfused) envs=(CELLM_CUDA_FUSE=0);;
   esac
+  if [ "$mode" = rowmajor ]; then envs=(CELLM_CUDA_TILED=0); else envs+=(CELLM_CUDA_TILED=2); fi
   env "${envs[@]}" "$B/cellm" verify -m "$dir" --device cuda >"$tmp/$idx.out" 2>&1
   echo $? >"$tmp/$idx.rc"
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm unfused}; do
+for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm unfused rowmajor}; do
   for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))

@@ -3,8 +3,10 @@
  * the forward pass, which mirrors the CPU reference (src/exec/cpu/cpu.c) block by block.
  *
  * Per model: every weight is uploaded once, in its stored format, into one device arena
- * (F32/F16/BF16 as is; affine codes, scales and biases as is); only norm weights and
- * biases, a few KB, are widened to f32. Per context: a CUDA stream, a cuBLAS handle,
+ * (F32/F16/BF16 as is; affine codes, scales and biases as is, except that the words of
+ * wide 4-bit weights are put in the step order of cuda_int.h: the same words, in the order
+ * the decode products read them; CELLM_CUDA_TILED=0 keeps row order); only norm weights
+ * and biases, a few KB, are widened to f32. Per context: a CUDA stream, a cuBLAS handle,
  * batch buffers, and one KV cache per sequence, f32 [n_layers][2][cap][kv_dim], grown by
  * doubling like the CPU's.
  *
@@ -70,6 +72,7 @@ struct cu_model {
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
+    int tiled;    /* 4-bit weights step-ordered: 0 none, 1 of CU_RING_COLS columns or more, 2 all */
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */
     int sms;      /* multiprocessors */
@@ -166,18 +169,23 @@ static int64_t max64(int64_t a, int64_t b)
 
 /* ---- upload ---------------------------------------------------------------------------- */
 
-/* Two passes over the same calls: the first (base == NULL) only counts bytes. */
+/* Two passes over the same calls: the first (base == NULL) only counts bytes. tile: 4-bit
+ * weights of a qualifying shape go up in the step-ordered layout (cuda_int.h), through
+ * scratch, a device buffer of UP_SCRATCH bytes (freed after the upload). */
 struct uploader {
     char *base;
     size_t off;
     cudaError_t e;
+    int tile;
+    void *scratch;
 };
 
+/* n bytes of the arena, filled from src unless src is NULL */
 static void *up_bytes(struct uploader *u, const void *src, size_t n)
 {
     size_t at = u->off;
     u->off += (n + 255) & ~(size_t)255;
-    if (!u->base || !n) return u->base ? u->base + at : NULL;
+    if (!u->base || !n || !src) return u->base ? u->base + at : NULL;
     if (u->e == cudaSuccess) u->e = cudaMemcpy(u->base + at, src, n, cudaMemcpyHostToDevice);
     return u->base + at;
 }
@@ -201,6 +209,32 @@ static float *up_vec(struct uploader *u, const struct cellm_vec *v, enum cellm_s
     return d;
 }
 
+/* the codes of a 4-bit weight, reordered on the device from copies of at most
+ * UP_SCRATCH bytes in u->scratch (whole blocks of 16 rows: the order stays inside them) */
+#define UP_SCRATCH ((size_t)64 << 20)
+static void *up_tiled(struct uploader *u, const struct cellm_weight *w, size_t n)
+{
+    void *dst = up_bytes(u, NULL, n);
+    if (!u->base || u->e != cudaSuccess) return dst;
+    if (!u->scratch) {
+        u->e = cudaMalloc(&u->scratch, UP_SCRATCH);
+        if (u->e != cudaSuccess) {
+            u->scratch = NULL;
+            return dst;
+        }
+    }
+    const int64_t block = 16 * (int64_t)w->row_bytes;
+    const int64_t per = (int64_t)UP_SCRATCH / block * 16; /* rows per copy */
+    for (int64_t r0 = 0; r0 < w->rows && u->e == cudaSuccess; r0 += per) {
+        const int64_t nr = w->rows - r0 < per ? w->rows - r0 : per;
+        u->e = cudaMemcpy(u->scratch, (const char *)w->data + r0 * (int64_t)w->row_bytes,
+                          (size_t)(nr * (int64_t)w->row_bytes), cudaMemcpyHostToDevice);
+        if (u->e == cudaSuccess)
+            u->e = (cudaError_t)cellm_cu_tile_q4(u->scratch, dst, r0, nr, w->cols, w->group, NULL);
+    }
+    return dst;
+}
+
 static void up_weight(struct uploader *u, const struct cellm_weight *w, struct cu_weight *o)
 {
     memset(o, 0, sizeof *o);
@@ -209,7 +243,16 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
     o->rows = w->rows;
     o->cols = w->cols;
     o->row_bytes = (int64_t)w->row_bytes;
-    o->data = up_bytes(u, w->data, (size_t)w->rows * w->row_bytes);
+    const size_t n = (size_t)w->rows * w->row_bytes;
+    /* where the decode products read the weight from registers (CU_RING_COLS): there the
+     * step order gains 6% on the Llama-3.1-8B shape, while the products that use the
+     * cp.async ring lost 3.5% with it on the Qwen3-0.6B shape (bench/cuda_notes.md
+     * round 7). u->tile 2 (CELLM_CUDA_TILED=2) takes every qualifying weight: the GPU
+     * conformance runs the tiny fixtures that way. */
+    o->tiled = u->tile && w->fmt == CELLM_W_AFFINE &&
+               cellm_cu_tile_q4_ok(w->bits, w->group, w->rows, w->cols) &&
+               (u->tile == 2 || w->cols >= CU_RING_COLS) && 16 * n / w->rows <= UP_SCRATCH;
+    o->data = o->tiled ? up_tiled(u, w, n) : up_bytes(u, w->data, n);
     if (w->fmt == CELLM_W_AFFINE) {
         size_t sb = (size_t)w->rows * (size_t)(w->cols / w->group) * 2;
         o->bits = w->bits;
@@ -399,7 +442,9 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
             if (!C->e_gate || !C->e_up || !C->e_down) goto nomem;
         }
     }
+    m->tiled = env_int("CELLM_CUDA_TILED", 1);
     struct uploader u = {0};
+    u.tile = m->tiled;
     enum cellm_status st = upload_all(m, &u);
     if (st) {
         cu_model_free(m);
@@ -413,8 +458,10 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "cuda executor: cannot allocate %.2f GB for the weights: %s",
                           (double)u.off / 1e9, cudaGetErrorString(ce));
     }
-    u = (struct uploader){m->arena, 0, cudaSuccess};
+    u = (struct uploader){m->arena, 0, cudaSuccess, m->tiled, NULL};
     st = upload_all(m, &u);
+    if (u.e == cudaSuccess) u.e = cudaDeviceSynchronize(); /* the reordering kernels */
+    cudaFree(u.scratch);
     if (st || u.e != cudaSuccess) {
         cu_model_free(m);
         if (st) return cellm_errf(err, st, "cuda executor: out of memory");

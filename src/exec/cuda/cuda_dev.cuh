@@ -23,10 +23,35 @@ static __device__ __forceinline__ float code_f(uint32_t q)
     return __fsub_rn(__uint_as_float(0x4B000000u | q), 8388608.0f);
 }
 
+/* Lanes' words per span in the tensor-core products: 1, 2, 4 for groups of 32, 64, >= 128 */
+static __host__ __device__ __forceinline__ int q4_span_words(int group)
+{
+    return group >= 128 ? 4 : group / 32;
+}
+
+/* Where word wi (codes 8wi..8wi+7) of row r of a tiled 4-bit weight is (cuda_int.h):
+ * row r is row g = r % 8 of half r / 8 % 2 of block r / 16; word wi is in step wi / 32,
+ * and inside the step's 32 words of the row, span u = j / 4V, lane-in-quad lt = j % 4V / V
+ * and word v = j % V (V = q4_span_words), which lane 4g + lt holds as its word u * V + v. */
+static __host__ __device__ __forceinline__ int64_t cu_q4_word(int64_t cols, int group, int64_t r,
+                                                              int64_t wi)
+{
+    const int V = q4_span_words(group), j = (int)(wi & 31);
+    const int u = j / (4 * V), lt = j % (4 * V) / V, v = j % V;
+    const int64_t S = cols / 256, t = r >> 4, half = (r >> 3) & 1, g = r & 7;
+    return (((t * S + (wi >> 5)) * 2 + half) * 32 + g * 4 + lt) * 8 + u * V + v;
+}
+
 /* Element (r, c) of a stored weight, widened; affine: fl(fl(s*q)+b) (s*q is exact). */
 static __device__ __forceinline__ float wload(const struct cu_weight &w, int64_t r, int64_t c)
 {
     const unsigned char *row = (const unsigned char *)w.data + r * w.row_bytes;
+    if (w.tiled) {
+        const uint32_t word = ((const uint32_t *)w.data)[cu_q4_word(w.cols, w.group, r, c / 8)];
+        const uint32_t q = (word >> (4 * (c % 8))) & 15u;
+        const int64_t g = r * (w.cols / w.group) + c / w.group;
+        return fmaf(half16(w.scales[g], w.s_bf16), code_f(q), half16(w.biases[g], w.s_bf16));
+    }
     switch (w.fmt) {
     case CU_W_F32:
         return ((const float *)row)[c];

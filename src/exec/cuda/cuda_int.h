@@ -28,7 +28,30 @@ struct cu_weight {
     int s_bf16;             /* affine: scales/biases are BF16 (else F16) */
     const uint16_t *scales; /* [rows][cols/group] */
     const uint16_t *biases;
+    /* 4-bit affine only: the codes' words are in step order (cellm_cu_tile_q4), not row
+     * order; scales and biases stay [rows][cols/group]. Read them through cu_q4_word. */
+    int tiled;
 };
+
+/* The step-ordered layout of 4-bit affine codes (what cu_weight.tiled says), for the
+ * tensor-core decode products (cuda_mvt.cuh): each block of 16 rows is stored as steps of
+ * 256 columns, step s of block t at words [(t * S + s) * 512, +512) with S = cols / 256;
+ * inside a step, rows 0-7 then rows 8-15 of the block, 256 words each, as 32 lanes x 8
+ * words in the order the products' lanes load them (cu_q4_word has the map). A warp's step
+ * is then one contiguous 2 KB read instead of 16 pieces of 128 bytes 2 KB or more apart,
+ * which DRAM serves ~6% faster end to end (bench/cuda_notes.md round 7). The words stay
+ * the stored ones, only their order changes: the same bytes, the same size.
+ * cellm_cu_tile_q4_ok: the shape qualifies (4 bits, group 32, 64 or 128, rows % 16 == 0,
+ * cols % 256 == 0). cellm_cu_tile_q4 writes rows [r0, r0 + nr) of a weight, given in row
+ * order in src ([nr][cols / 8] words), to their places in dst, the whole weight's words;
+ * r0 and nr are multiples of 16 (the order stays inside blocks of 16 rows). */
+int cellm_cu_tile_q4_ok(int bits, int group, int64_t rows, int64_t cols);
+/* The 4-bit decode products of one activation row read weights of fewer columns through a
+ * cp.async ring in shared memory, of this many or more from registers (cuda_mvt.cuh); the
+ * executor stores step-ordered only the latter by default (cuda.c). */
+#define CU_RING_COLS 4096
+int cellm_cu_tile_q4(const void *src, void *dst, int64_t r0, int64_t nr, int64_t cols, int group,
+                     void *stream);
 
 /* Per-row data of one eval, on the device. */
 struct cu_row {

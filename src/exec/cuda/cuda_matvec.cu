@@ -71,10 +71,12 @@ __global__ void __launch_bounds__(MV_THREADS)
         return;
     const int64_t ng = FMT == CU_W_AFFINE ? w.cols / w.group : 1;
     const char *base[R];
+    int64_t rix[R]; /* the rows (tiled 4-bit weights are read word by word) */
     const uint16_t *sp[R], *bp[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
         int64_t rr = row0 + r < w.rows ? row0 + r : w.rows - 1;
+        rix[r] = rr;
         base[r] = (const char *)w.data + rr * w.row_bytes;
         if (FMT == CU_W_AFFINE) {
             sp[r] = w.scales + rr * ng;
@@ -83,9 +85,10 @@ __global__ void __launch_bounds__(MV_THREADS)
     }
     /* the weights depend on no earlier kernel: start pulling this warp's rows into L2
      * (up to 2 KB of each) while the previous kernel finishes, then wait for it */
+    if (!w.tiled)
 #pragma unroll
-    for (int r = 0; r < R; r++)
-        prefetch_l2(base[r], w.row_bytes < 2048 ? w.row_bytes : 2048, lane);
+        for (int r = 0; r < R; r++)
+            prefetch_l2(base[r], w.row_bytes < 2048 ? w.row_bytes : 2048, lane);
     pdl_wait();
     float acc[NT][R];
 #pragma unroll
@@ -105,6 +108,11 @@ __global__ void __launch_bounds__(MV_THREADS)
 #pragma unroll
                 for (int k = 0; k < NW; k++)
                     raw[r][k] = __ldg(p + k);
+            } else if (FMT == CU_W_AFFINE && BITS == 4 && w.tiled) {
+#pragma unroll
+                for (int k = 0; k < NW; k++)
+                    raw[r][k] = __ldg((const uint32_t *)w.data +
+                                      cu_q4_word(w.cols, w.group, rix[r], c / 8 + k));
             } else {
                 const char *p = base[r] + (FMT == CU_W_F32 ? c * 4
                                           : FMT == CU_W_AFFINE ? c * BITS / 8
@@ -305,9 +313,41 @@ __global__ void k_dequant(const struct cu_weight w, int64_t r0, int64_t nr, floa
     }
 }
 
+/* 4-bit affine: one thread per word of 8 codes (row order or tiled), two float4 stores;
+ * the same fl(fl(s*q)+b) per element as wload */
+__global__ void k_dequant_q4(const struct cu_weight w, int64_t r0, int64_t nr, float *out)
+{
+    pdl_wait();
+    const int64_t rw = w.cols / 8, total = nr * rw, ng = w.cols / w.group;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = r0 + i / rw, wi = i % rw, g = r * ng + wi * 8 / w.group;
+        const uint32_t *rowp = (const uint32_t *)((const char *)w.data + r * w.row_bytes);
+        const uint32_t word = w.tiled
+                                  ? ((const uint32_t *)w.data)[cu_q4_word(w.cols, w.group, r, wi)]
+                                  : rowp[wi];
+        const float sc = half16(w.scales[g], w.s_bf16), bi = half16(w.biases[g], w.s_bf16);
+        float v[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            v[k] = fmaf(sc, code_f((word >> (4 * k)) & 15u), bi);
+        float4 *o = (float4 *)(out + i * 8);
+        o[0] = make_float4(v[0], v[1], v[2], v[3]);
+        o[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
 extern "C" int cellm_cu_dequant(const struct cu_weight *w, int64_t r0, int64_t nr, float *out,
                                 void *stream)
 {
+    if (w->fmt == CU_W_AFFINE && w->bits == 4 && w->cols % 8 == 0 && w->row_bytes % 4 == 0 &&
+        (uintptr_t)out % 16 == 0) {
+        const int64_t words = nr * (w->cols / 8);
+        int64_t blocks = (words + 255) / 256;
+        if (blocks > 65536) blocks = 65536;
+        return cu_launch(k_dequant_q4, dim3((unsigned)blocks), dim3(256), 0, (cudaStream_t)stream,
+                         *w, r0, nr, out);
+    }
     int64_t total = nr * w->cols;
     int64_t blocks = (total + 255) / 256;
     if (blocks > 65536)

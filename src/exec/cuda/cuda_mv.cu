@@ -51,6 +51,7 @@ static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, 
         if ((uintptr_t)wi->data % 16 || wi->row_bytes % 16 || wi->rows >= ((int64_t)1 << 30))
             return 0;
         svec = svec && (uintptr_t)wi->scales % 16 == 0 && (uintptr_t)wi->biases % 16 == 0;
+        if (wi->tiled != w->tiled) return 0; /* one layout per launch */
         a.w[i] = *wi;
         a.bias[i] = op->bias[i];
         a.tile0[i] = t;

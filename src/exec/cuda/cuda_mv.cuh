@@ -170,6 +170,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     uint32_t raw[S][U][NW];
     float sc[S][U], bi[S][U];
     const char *rp[S];
+    int64_t rix[S]; /* the slots' rows (tiled 4-bit weights are read word by word) */
     const uint16_t *spp[S], *bpp[S];
     int64_t gb = (int64_t)blockIdx.x * gpb; /* the block's first group this round */
     bool preloaded = false;
@@ -181,6 +182,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
             const struct cu_weight &ws_ = s_ == 0 ? w0 : w1;                                       \
             int64_t r_ = EPI == CU_EPI_GLU ? (g) : 2 * (g) + s_;                                   \
             r_ = r_ < rows ? r_ : rows - 1;                                                        \
+            rix[s_] = r_;                                                                          \
             rp[s_] = (const char *)ws_.data + r_ * ws_.row_bytes;                                  \
             if (FMT == CU_W_AFFINE) {                                                              \
                 spp[s_] = ws_.scales + r_ * ngr;                                                   \
@@ -196,7 +198,13 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
             {                                                                                      \
                 const int p_ = MV_PIECE(st, u_);                                                   \
                 const bool ok_ = p_ < P;                                                           \
-                if (NW == 2) {                                                                     \
+                if (NW == 2 && w0.tiled) {                                                         \
+                    const uint32_t *t_ = (const uint32_t *)(s_ == 0 ? w0.data : w1.data);          \
+                    raw[s_][u_][0] =                                                               \
+                        ok_ ? __ldg(t_ + cu_q4_word(cols, w0.group, rix[s_], 2 * p_)) : 0u;        \
+                    raw[s_][u_][1] =                                                               \
+                        ok_ ? __ldg(t_ + cu_q4_word(cols, w0.group, rix[s_], 2 * p_ + 1)) : 0u;    \
+                } else if (NW == 2) {                                                              \
                     uint2 v_ = ok_ ? __ldg((const uint2 *)rp[s_] + p_) : make_uint2(0, 0);         \
                     raw[s_][u_][0] = v_.x, raw[s_][u_][1] = v_.y;                                  \
                 } else {                                                                           \

@@ -40,7 +40,9 @@
  * scales and biases, one aligned copy each). Long streams keep the next step in registers
  * while the current one is computed; warps with at most two steps (latency-bound products)
  * use a three-stage cp.async ring in shared memory instead (each lane reads back only what
- * it copied, so no warp barrier is needed). mvt_launch picks; both were measured.
+ * it copied, so no warp barrier is needed). mvt_launch picks; both were measured. Weights
+ * stored step-ordered (cu_weight.tiled, cuda_int.h) give each lane its step's 8 words of
+ * a row as two 16-byte loads, and the warp's step is one contiguous 2 KB piece.
  */
 #ifndef CELLM_EXEC_CUDA_MVT_CUH
 #define CELLM_EXEC_CUDA_MVT_CUH
@@ -243,7 +245,10 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
     mvt_step<U, V> buf[2]; /* registers: the step computed and the next (RING: buf[0]) */
     mvt_step<U, V> &st = buf[0];
     const uint32_t *rp[2];
+    const uint32_t *tp[2]; /* tiled weights: this lane's 8 words of step 0 of each row half */
     const uint16_t *spp[2], *bpp[2];
+    const bool tiled = a.w[0].tiled;
+    const int64_t nsteps_all = a.nspans / U; /* steps per row */
     int64_t row[2];
     int wi = 0;
 
@@ -255,6 +260,10 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
             row[0] = row[1] = (int64_t)ti * 8 + g;
             rp[0] = (const uint32_t *)((const char *)a.w[0].data + r * a.w[0].row_bytes);
             rp[1] = (const uint32_t *)((const char *)a.w[1].data + r * a.w[1].row_bytes);
+            /* gate (and up) rows 8ti..8ti+7: half ti % 2 of block ti / 2 */
+            const int64_t o = ((int64_t)(ti >> 1) * nsteps_all * 2 + (ti & 1)) * 256 + lane * 8;
+            tp[0] = (const uint32_t *)a.w[0].data + o;
+            tp[1] = (const uint32_t *)a.w[1].data + o;
             spp[0] = a.w[0].scales + r * ngr, bpp[0] = a.w[0].biases + r * ngr;
             spp[1] = a.w[1].scales + r * ngr, bpp[1] = a.w[1].biases + r * ngr;
         } else {
@@ -266,12 +275,30 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
                 row[s] = (int64_t)lt0 * 16 + g + 8 * s;
                 const int64_t r = min(row[s], w.rows - 1);
                 rp[s] = (const uint32_t *)((const char *)w.data + r * w.row_bytes);
+                tp[s] =
+                    (const uint32_t *)w.data + ((int64_t)lt0 * nsteps_all * 2 + s) * 256 + lane * 8;
                 spp[s] = w.scales + r * ngr, bpp[s] = w.biases + r * ngr;
             }
         }
     };
     /* without the ring: a step's loads straight into registers */
     auto load = [&](int sp, mvt_step<U, V> &b) {
+        if (tiled) { /* the lane's 8 words of each row, contiguous */
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+#pragma unroll
+                for (int k = 0; k < 2; k++) {
+                    const uint4 v = __ldg((const uint4 *)(tp[r] + (int64_t)(sp / U) * 512) + k);
+                    const uint32_t f[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                    for (int e = 0; e < 4; e++)
+                        b.w[r][(4 * k + e) / V][(4 * k + e) % V] = f[e];
+                }
+                mvt_load16<U>(spp[r] + sp, b.s[r]);
+                mvt_load16<U>(bpp[r] + sp, b.b[r]);
+            }
+            return;
+        }
 #pragma unroll
         for (int r = 0; r < 2; r++) {
 #pragma unroll
@@ -301,9 +328,15 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
             auto at = [&](int off) { return base + (off / 16) * 32 * 16 + off % 16; };
 #pragma unroll
             for (int r = 0; r < 2; r++) {
+                if (tiled) {
+                    const uint32_t *src = tp[r] + (int64_t)(sp / U) * 512;
+                    mvt_cp<16>(at(r * 32), src);
+                    mvt_cp<16>(at(r * 32 + 16), src + 4);
+                } else {
 #pragma unroll
-                for (int u = 0; u < U; u++)
-                    mvt_cp<4 * V>(at(((r * U + u) * V) * 4), rp[r] + (sp + u) * 4 * V + V * lt);
+                    for (int u = 0; u < U; u++)
+                        mvt_cp<4 * V>(at(((r * U + u) * V) * 4), rp[r] + (sp + u) * 4 * V + V * lt);
+                }
                 mvt_cp<2 * U>(at(64 + (2 * r) * 2 * U), spp[r] + sp);
                 mvt_cp<2 * U>(at(64 + (2 * r + 1) * 2 * U), bpp[r] + sp);
             }
@@ -514,7 +547,7 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
  * columns, two steps per warp) is faster from registers (decode 339.7-341.9 tok/s against
  * 335.8-337.2 with the ring, same call; bench/cuda_notes.md round 6), while the Qwen3-0.6B
  * shape's products (1024-3072 columns) keep theirs (1249-1264 against 1190-1213 without). */
-#define MVT_RING_COLS 4096
+#define MVT_RING_COLS CU_RING_COLS
 
 /* what mvt_launch returns when this build has no sm_90 code for the device */
 #define MVT_UNAVAILABLE (-1)
