@@ -59,6 +59,8 @@ for dir in "$fixtures"/*/*/; do
     llama3-untied) has "^family +llama\$"; has "^  head +(affine|[BF])"
                    has "^attention +heads 4, kv heads 2, head_dim 16" ;;
     llama-wide) has "^family +llama\$"; has "^dimensions +vocab [0-9]+, hidden 128" ;;
+    llama-tiled) has "^family +llama\$"; has "^dimensions +vocab 512, hidden 256, layers 2, ffn 512"
+                 has "^  head +tied to the embedding" ;;
     gemma2) has "^family +gemma2\$"; has "^soft-caps +attention 50, final 30\$"
             has "^sliding +window 8 on 1 of 2 layers \(0\)"; has "tied to the embedding"
             has "RMSNorm \(1 \+ w\)" ;;

@@ -18,8 +18,9 @@
 #   rowmajor    CELLM_CUDA_TILED=0: 4-bit codes in row order on the device
 # The first six modes set CELLM_CUDA_TILED=2: every 4-bit weight whose shape qualifies is
 # stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
-# default; in the llama-tiled fixtures every product and the tied embedding qualify. On
-# the fixtures, the default (no weight that wide) is what rowmajor runs.
+# default; in the llama-tiled fixtures every product and the tied embedding qualify (made
+# on the GPU machine by ../shared/oracle/make_fixtures.py --cases tests/gpu/llama-tiled-case.json).
+# On the fixtures, the default (no weight that wide) is what rowmajor runs.
 # It prints one line per fixture and mode, then a summary. Exit status 0 only if all pass.
 #   tests/gpu/run.sh [build-dir]
 # The GPU image's gcc warns where CI's does not (maybe-uninitialized), so warnings are not
