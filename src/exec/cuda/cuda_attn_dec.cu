@@ -64,7 +64,8 @@ static __device__ __forceinline__ void ad_wait()
 
 /* What a block may fetch before griddepcontrol.wait (the kernels waited for write none of
  * it): row i's RoPE cos/sin into cs, and its first tile of at most TK cached keys and values
- * from key0 (asynchronous: ad_wait before use) */
+ * from key0 (asynchronous: ad_wait before use). Each thread stores its own share of cs: a
+ * block barrier must come before any warp reads it. */
 template <int HD>
 static __device__ void ad_prefetch(const struct cu_qkv_args &qa, int i, float *cs, const float *K,
                                    const float *V, int64_t kd, int key0, int nt, float *Ks,
@@ -187,6 +188,7 @@ __global__ void __launch_bounds__(AD_THREADS)
 
     ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
+    __syncthreads(); /* every thread's part of cs is in before any warp rotates with it */
 
     if (warp == 0)
         ad_head_post<HD>(qa, i, 1, h, q, cs);
@@ -418,6 +420,7 @@ __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
 
     ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
+    __syncthreads(); /* every thread's part of cs is in before any warp rotates with it */
 
     float *q = qs + warp * HD;
     if (warp < G)
