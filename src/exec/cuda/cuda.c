@@ -72,7 +72,6 @@ struct cu_model {
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
-    int tiled;    /* 4-bit weights step-ordered: 0 none, 1 of CU_RING_COLS columns or more, 2 all */
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */
     int sms;      /* multiprocessors */
@@ -251,7 +250,7 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
      * conformance runs the tiny fixtures that way. */
     o->tiled = u->tile && w->fmt == CELLM_W_AFFINE &&
                cellm_cu_tile_q4_ok(w->bits, w->group, w->rows, w->cols) &&
-               (u->tile == 2 || w->cols >= CU_RING_COLS) && 16 * n / w->rows <= UP_SCRATCH;
+               (u->tile == 2 || w->cols >= CU_RING_COLS) && 16 * (size_t)w->row_bytes <= UP_SCRATCH;
     o->data = o->tiled ? up_tiled(u, w, n) : up_bytes(u, w->data, n);
     if (w->fmt == CELLM_W_AFFINE) {
         size_t sb = (size_t)w->rows * (size_t)(w->cols / w->group) * 2;
@@ -442,9 +441,10 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
             if (!C->e_gate || !C->e_up || !C->e_down) goto nomem;
         }
     }
-    m->tiled = env_int("CELLM_CUDA_TILED", 1);
+    /* 4-bit weights step-ordered: 0 none, 1 of CU_RING_COLS columns or more, 2 all */
+    const int tile = env_int("CELLM_CUDA_TILED", 1);
     struct uploader u = {0};
-    u.tile = m->tiled;
+    u.tile = tile;
     enum cellm_status st = upload_all(m, &u);
     if (st) {
         cu_model_free(m);
@@ -458,7 +458,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "cuda executor: cannot allocate %.2f GB for the weights: %s",
                           (double)u.off / 1e9, cudaGetErrorString(ce));
     }
-    u = (struct uploader){m->arena, 0, cudaSuccess, m->tiled, NULL};
+    u = (struct uploader){m->arena, 0, cudaSuccess, tile, NULL};
     st = upload_all(m, &u);
     if (u.e == cudaSuccess) u.e = cudaDeviceSynchronize(); /* the reordering kernels */
     cudaFree(u.scratch);

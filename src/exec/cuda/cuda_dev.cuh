@@ -42,16 +42,18 @@ static __host__ __device__ __forceinline__ int64_t cu_q4_word(int64_t cols, int 
     return (((t * S + (wi >> 5)) * 2 + half) * 32 + g * 4 + lt) * 8 + u * V + v;
 }
 
+/* Word wi (codes 8wi..8wi+7) of row r of a 4-bit affine weight, tiled or in row order */
+static __device__ __forceinline__ uint32_t cu_q4_load(const struct cu_weight &w, int64_t r,
+                                                      int64_t wi)
+{
+    if (w.tiled) return __ldg((const uint32_t *)w.data + cu_q4_word(w.cols, w.group, r, wi));
+    return __ldg((const uint32_t *)((const char *)w.data + r * w.row_bytes) + wi);
+}
+
 /* Element (r, c) of a stored weight, widened; affine: fl(fl(s*q)+b) (s*q is exact). */
 static __device__ __forceinline__ float wload(const struct cu_weight &w, int64_t r, int64_t c)
 {
     const unsigned char *row = (const unsigned char *)w.data + r * w.row_bytes;
-    if (w.tiled) {
-        const uint32_t word = ((const uint32_t *)w.data)[cu_q4_word(w.cols, w.group, r, c / 8)];
-        const uint32_t q = (word >> (4 * (c % 8))) & 15u;
-        const int64_t g = r * (w.cols / w.group) + c / w.group;
-        return fmaf(half16(w.scales[g], w.s_bf16), code_f(q), half16(w.biases[g], w.s_bf16));
-    }
     switch (w.fmt) {
     case CU_W_F32:
         return ((const float *)row)[c];
@@ -60,11 +62,16 @@ static __device__ __forceinline__ float wload(const struct cu_weight &w, int64_t
     case CU_W_BF16:
         return __uint_as_float((uint32_t)((const uint16_t *)row)[c] << 16);
     case CU_W_AFFINE: {
-        int64_t bit = c * w.bits;
-        const unsigned char *p = row + bit / 8;
-        unsigned sh = (unsigned)(bit % 8);
-        uint32_t v = p[0] | (sh + (unsigned)w.bits > 8 ? (uint32_t)p[1] << 8 : 0u);
-        uint32_t q = (v >> sh) & ((1u << w.bits) - 1);
+        uint32_t q;
+        if (w.tiled) {
+            q = (cu_q4_load(w, r, c / 8) >> (4 * (c % 8))) & 15u;
+        } else {
+            int64_t bit = c * w.bits;
+            const unsigned char *p = row + bit / 8;
+            unsigned sh = (unsigned)(bit % 8);
+            uint32_t v = p[0] | (sh + (unsigned)w.bits > 8 ? (uint32_t)p[1] << 8 : 0u);
+            q = (v >> sh) & ((1u << w.bits) - 1);
+        }
         int64_t g = r * (w.cols / w.group) + c / w.group;
         return fmaf(half16(w.scales[g], w.s_bf16), code_f(q), half16(w.biases[g], w.s_bf16));
     }

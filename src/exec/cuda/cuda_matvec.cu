@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(MV_THREADS)
         return;
     const int64_t ng = FMT == CU_W_AFFINE ? w.cols / w.group : 1;
     const char *base[R];
-    int64_t rix[R]; /* the rows (tiled 4-bit weights are read word by word) */
+    int64_t rix[R]; /* the rows (tiled 4-bit weights are read word by word, cu_q4_load) */
     const uint16_t *sp[R], *bp[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -111,8 +111,7 @@ __global__ void __launch_bounds__(MV_THREADS)
             } else if (FMT == CU_W_AFFINE && BITS == 4 && w.tiled) {
 #pragma unroll
                 for (int k = 0; k < NW; k++)
-                    raw[r][k] = __ldg((const uint32_t *)w.data +
-                                      cu_q4_word(w.cols, w.group, rix[r], c / 8 + k));
+                    raw[r][k] = cu_q4_load(w, rix[r], c / 8 + k);
             } else {
                 const char *p = base[r] + (FMT == CU_W_F32 ? c * 4
                                           : FMT == CU_W_AFFINE ? c * BITS / 8
@@ -322,10 +321,7 @@ __global__ void k_dequant_q4(const struct cu_weight w, int64_t r0, int64_t nr, f
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t r = r0 + i / rw, wi = i % rw, g = r * ng + wi * 8 / w.group;
-        const uint32_t *rowp = (const uint32_t *)((const char *)w.data + r * w.row_bytes);
-        const uint32_t word = w.tiled
-                                  ? ((const uint32_t *)w.data)[cu_q4_word(w.cols, w.group, r, wi)]
-                                  : rowp[wi];
+        const uint32_t word = cu_q4_load(w, r, wi);
         const float sc = half16(w.scales[g], w.s_bf16), bi = half16(w.biases[g], w.s_bf16);
         float v[8];
 #pragma unroll

@@ -199,11 +199,9 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                 const int p_ = MV_PIECE(st, u_);                                                   \
                 const bool ok_ = p_ < P;                                                           \
                 if (NW == 2 && w0.tiled) {                                                         \
-                    const uint32_t *t_ = (const uint32_t *)(s_ == 0 ? w0.data : w1.data);          \
-                    raw[s_][u_][0] =                                                               \
-                        ok_ ? __ldg(t_ + cu_q4_word(cols, w0.group, rix[s_], 2 * p_)) : 0u;        \
-                    raw[s_][u_][1] =                                                               \
-                        ok_ ? __ldg(t_ + cu_q4_word(cols, w0.group, rix[s_], 2 * p_ + 1)) : 0u;    \
+                    const struct cu_weight &wt_ = s_ == 0 ? w0 : w1;                               \
+                    raw[s_][u_][0] = ok_ ? cu_q4_load(wt_, rix[s_], 2 * p_) : 0u;                  \
+                    raw[s_][u_][1] = ok_ ? cu_q4_load(wt_, rix[s_], 2 * p_ + 1) : 0u;              \
                 } else if (NW == 2) {                                                              \
                     uint2 v_ = ok_ ? __ldg((const uint2 *)rp[s_] + p_) : make_uint2(0, 0);         \
                     raw[s_][u_][0] = v_.x, raw[s_][u_][1] = v_.y;                                  \

@@ -248,7 +248,6 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
     const uint32_t *tp[2]; /* tiled weights: this lane's 8 words of step 0 of each row half */
     const uint16_t *spp[2], *bpp[2];
     const bool tiled = a.w[0].tiled;
-    const int64_t nsteps_all = a.nspans / U; /* steps per row */
     int64_t row[2];
     int wi = 0;
 
@@ -261,7 +260,7 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
             rp[0] = (const uint32_t *)((const char *)a.w[0].data + r * a.w[0].row_bytes);
             rp[1] = (const uint32_t *)((const char *)a.w[1].data + r * a.w[1].row_bytes);
             /* gate (and up) rows 8ti..8ti+7: half ti % 2 of block ti / 2 */
-            const int64_t o = ((int64_t)(ti >> 1) * nsteps_all * 2 + (ti & 1)) * 256 + lane * 8;
+            const int64_t o = ((int64_t)(ti >> 1) * nsteps_row * 2 + (ti & 1)) * 256 + lane * 8;
             tp[0] = (const uint32_t *)a.w[0].data + o;
             tp[1] = (const uint32_t *)a.w[1].data + o;
             spp[0] = a.w[0].scales + r * ngr, bpp[0] = a.w[0].biases + r * ngr;
@@ -276,7 +275,7 @@ __global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
                 const int64_t r = min(row[s], w.rows - 1);
                 rp[s] = (const uint32_t *)((const char *)w.data + r * w.row_bytes);
                 tp[s] =
-                    (const uint32_t *)w.data + ((int64_t)lt0 * nsteps_all * 2 + s) * 256 + lane * 8;
+                    (const uint32_t *)w.data + ((int64_t)lt0 * nsteps_row * 2 + s) * 256 + lane * 8;
                 spp[s] = w.scales + r * ngr, bpp[s] = w.biases + r * ngr;
             }
         }
