@@ -74,6 +74,7 @@ struct cu_model {
     int mma;                              /* 4-bit decode products on the tensor cores */
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */
+    int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
     int sms;      /* multiprocessors */
 };
 
@@ -416,6 +417,18 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->fuse = env_int("CELLM_CUDA_FUSE", 1);
     m->mma = env_int("CELLM_CUDA_MMA", 1);
     m->attn_dec = env_int("CELLM_CUDA_ATTN_DEC", 1);
+    /* Early scheduling (PDL) of the decode attention's clusters pays only after a q/k/v
+     * product that leaves room beside it: 4-bit weights narrower than CU_RING_COLS, which
+     * use the cp.async ring (Qwen3-0.6B 4-bit: 1253-1272 tok/s with it, 1212-1226
+     * without). Where the product's blocks fill every SM it costs (Llama-3.1-8B 4-bit
+     * 364 against 374-375; 8B BF16 156.4-156.8 against 159.9-160.0; Llama-3.2-1B BF16
+     * 811-816 against 829-830; same call, bench/cuda_notes.md rounds 7-8). Launched
+     * without PDL the clusters start at once, which exposed the cos/sin staging race
+     * fixed by the barrier after pdl_wait (cuda_attn_dec.cu). CELLM_CUDA_ATTN_PDL=0/1
+     * overrides. */
+    const struct cellm_weight *wq0 = cfg->n_layers > 0 ? &d->layers[0].wq : NULL;
+    m->attn_pdl = env_int("CELLM_CUDA_ATTN_PDL", wq0 && wq0->fmt == CELLM_W_AFFINE &&
+                                                     wq0->bits == 4 && cfg->dim < CU_RING_COLS);
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -992,7 +1005,7 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
     const int grouped = (mode == 3 || (mode == 1 && G >= 2)) && G <= 8;
     if (c->m->fuse && n < c->m->gemm_rows && c->distinct && dec &&
         cellm_cu_attention_dec_supported(hd, cfg->rot_dims))
-        K_TRY(cellm_cu_attention_dec(&qa, &aa, grouped, c->m->sms, c->st));
+        K_TRY(cellm_cu_attention_dec(&qa, &aa, grouped, c->m->attn_pdl, c->m->sms, c->st));
     else if (c->m->fuse && n < c->m->gemm_rows && c->distinct)
         K_TRY(cellm_cu_attention_fused(&qa, &aa, c->att_cnt, c->st));
     else {

@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(AD_THREADS)
 /* Kernel k as one cluster per unit ((row, head) or (row, kv head)), blocks of `threads`
  * with smem bytes each: 16 blocks per cluster when every cluster fits at once, else 8. */
 static int ad_cluster_launch(void (*k)(struct cu_attn_args, struct cu_qkv_args), size_t smem,
-                             int units, int threads, int sms, const struct cu_qkv_args *qa,
+                             int units, int threads, int pdl, int sms, const struct cu_qkv_args *qa,
                              const struct cu_attn_args *a, cudaStream_t st)
 {
     cudaError_t e = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -363,16 +363,16 @@ static int ad_cluster_launch(void (*k)(struct cu_attn_args, struct cu_qkv_args),
     cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
     cfg.attrs = at;
-    cfg.numAttrs = 2;
+    cfg.numAttrs = pdl ? 2 : 1;
     return (int)cudaLaunchKernelEx(&cfg, k, *a, *qa);
 }
 
 template <int HD>
-static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int sms,
+static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int pdl, int sms,
                      cudaStream_t st)
 {
     return ad_cluster_launch(k_attn_dec<HD>, (size_t)ad_cfg<HD>::SMEM * sizeof(float), a->n * a->H,
-                             AD_THREADS, sms, qa, a, st);
+                             AD_THREADS, pdl, sms, qa, a, st);
 }
 
 /* ---- one cluster per (row, kv head): the kv head's G <= 8 query heads share each tile ----
@@ -577,12 +577,12 @@ __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
 }
 
 template <int HD>
-static int ag_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int sms,
+static int ag_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int pdl, int sms,
                      cudaStream_t st)
 {
     const int G = a->H / a->KVH;
     return ad_cluster_launch(k_attn_gqa<HD>, ag_cfg<HD>::smem(G) * sizeof(float), a->n * a->KVH,
-                             32 * (G + 1), sms, qa, a, st);
+                             32 * (G + 1), pdl, sms, qa, a, st);
 }
 
 extern "C" int cellm_cu_attention_dec_supported(int hd, int rot)
@@ -591,7 +591,7 @@ extern "C" int cellm_cu_attention_dec_supported(int hd, int rot)
 }
 
 extern "C" int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
-                                      int grouped, int sms, void *stream)
+                                      int grouped, int pdl, int sms, void *stream)
 {
     cudaStream_t st = (cudaStream_t)stream;
     if (!cellm_cu_attention_dec_supported(a->hd, qa->rot) || a->n < 1 || a->H % a->KVH ||
@@ -599,18 +599,18 @@ extern "C" int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct
         return (int)cudaErrorInvalidValue;
     if (grouped) switch (a->hd) {
         case 64:
-            return ag_launch<64>(qa, a, sms, st);
+            return ag_launch<64>(qa, a, pdl, sms, st);
         case 128:
-            return ag_launch<128>(qa, a, sms, st);
+            return ag_launch<128>(qa, a, pdl, sms, st);
         default:
-            return ag_launch<256>(qa, a, sms, st);
+            return ag_launch<256>(qa, a, pdl, sms, st);
         }
     switch (a->hd) {
     case 64:
-        return ad_launch<64>(qa, a, sms, st);
+        return ad_launch<64>(qa, a, pdl, sms, st);
     case 128:
-        return ad_launch<128>(qa, a, sms, st);
+        return ad_launch<128>(qa, a, pdl, sms, st);
     default:
-        return ad_launch<256>(qa, a, sms, st);
+        return ad_launch<256>(qa, a, pdl, sms, st);
     }
 }

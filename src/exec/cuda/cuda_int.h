@@ -160,10 +160,12 @@ int cellm_cu_attention_fused(const struct cu_qkv_args *qa, const struct cu_attn_
 
 /* The same as thread-block clusters (cuda_attn_dec.cu), one per (row, head), or with
  * grouped set one per (row, kv head) serving its H / KVH <= 8 query heads: the key splits
- * follow the position at run time and merge through distributed shared memory. */
+ * follow the position at run time and merge through distributed shared memory. With pdl
+ * the clusters may be scheduled before the kernel in front of them ends (programmatic
+ * dependent launch, as every other kernel here), else only after it. */
 int cellm_cu_attention_dec_supported(int hd, int rot);
 int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int grouped,
-                           int sms, void *stream);
+                           int pdl, int sms, void *stream);
 
 /* gate = act(gate + bg) * (up + bu), [n][m]; act 0 silu, 1 gelu tanh, 2 gelu erf. */
 int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, const float *bg, const float *bu,
