@@ -5,7 +5,10 @@ Standard library only (runs on machines without numpy). Shapes follow published
 configurations; values are small random numbers, so generated text is meaningless but
 every byte a real model would read is there.
 
-  make_random_ckpt.py PRESET OUTDIR [--format bf16|q4] [--shards N]
+  make_random_ckpt.py PRESET OUTDIR [--format bf16|q4] [--shards N] [--seed S]
+
+With --seed the bytes come from a seeded generator (the same checkpoint on every machine,
+for tests that compare outputs); without, from os.urandom.
 
 Presets: qwen2.5-0.5b, llama-3.2-1b, qwen3-0.6b, llama-3.1-8b.
 q4 writes MLX affine 4-bit, group 64, bf16 scales and biases (embeddings quantized too).
@@ -13,6 +16,7 @@ q4 writes MLX affine 4-bit, group 64, bf16 scales and biases (embeddings quantiz
 import argparse
 import json
 import os
+import random
 import struct
 import sys
 
@@ -48,8 +52,11 @@ _HI = bytes([0x3C + (i & 1) if i < 128 else 0xBC + (i & 1) for i in range(256)])
 _NORM_HI = bytes([0x3F] * 256)  # around 1.0 for norm weights
 
 
+_random_bytes = os.urandom  # replaced by a seeded generator's randbytes with --seed
+
+
 def rand_bf16(n, hi=_HI):
-    b = bytearray(os.urandom(2 * n))
+    b = bytearray(_random_bytes(2 * n))
     b[1::2] = bytes(b[1::2]).translate(hi)
     return bytes(b)
 
@@ -68,7 +75,7 @@ def tensors(cfg, fmt):
         if fmt == "q4":
             g = cols // 64
             out.append((name + ".weight", "U32", [rows, cols // 8], rows * cols // 2,
-                        lambda k=rows * cols // 2: os.urandom(k)))
+                        lambda k=rows * cols // 2: _random_bytes(k)))
             out.append((name + ".scales", "BF16", [rows, g], 2 * rows * g,
                         lambda k=rows * g: rand_bf16(k)))
             out.append((name + ".biases", "BF16", [rows, g], 2 * rows * g,
@@ -122,7 +129,14 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--format", choices=["bf16", "q4"], default="bf16")
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args()
+    if a.seed is not None:
+        global _random_bytes
+        rng, piece = random.Random(a.seed), 1 << 24  # randbytes takes at most 2^28 bytes
+
+        def _random_bytes(n):
+            return b"".join(rng.randbytes(min(piece, n - i)) for i in range(0, n, piece))
     cfg = dict(PRESETS[a.preset])
     cfg["torch_dtype"] = "bfloat16"
     cfg["architectures"] = ["LlamaForCausalLM" if cfg["model_type"] == "llama" else "X"]

@@ -21,6 +21,8 @@
 # default; in the llama-tiled fixtures every product and the tied embedding qualify (made
 # on the GPU machine by ../shared/oracle/make_fixtures.py --cases tests/gpu/llama-tiled-case.json).
 # On the fixtures, the default (no weight that wide) is what rowmajor runs.
+# Then it compares 40 greedy ids, cuda against the CPU, on two real-size checkpoints with
+# fixed random weights (below).
 # It prints one line per fixture and mode, then a summary. Exit status 0 only if all pass.
 #   tests/gpu/run.sh [build-dir]
 # The GPU image's gcc warns where CI's does not (maybe-uninitialized), so warnings are not
@@ -78,6 +80,34 @@ for item in "${list[@]}"; do
     fail=$((fail+1)); failed+=("$mode:$name"); printf 'FAIL %-8s %-32s\n' "$mode" "$name"
     echo "$out" | sed 's/^/     /'
   fi
+done
+# Greedy at length. The fixtures' prompts are short; a race in the decode attention once
+# showed only after tens of tokens (bench/cuda_notes.md round 7). Two real-size
+# checkpoints with fixed random weights (tools/make_random_ckpt.py --seed): 40 greedy
+# tokens after a 13-token prompt on cuda must equal the CPU's, with the attention's
+# clusters scheduled early (PDL) and not, three runs each.
+data=${CELLM_GPU_DATA:-/tmp/cellm-gpu-greedy}
+prompt=128000,791,6864,315,9822,374,12366,13,578,6864,315,9635,374
+gen() { "$B/cellm" generate -m "$1" --device "$2" --prompt-ids $prompt -n 40 --ids --ignore-eos --temp 0 2>/dev/null | head -n 1; }
+for spec in "llama-3.2-1b bf16" "qwen3-0.6b q4"; do
+  read -r preset fmt <<<"$spec"
+  dir=$data/$preset-$fmt-seed7 name="greedy40 $preset-$fmt"
+  if [ ! -f "$dir/config.json" ] && ! python3 tools/make_random_ckpt.py "$preset" "$dir" --format "$fmt" --seed 7 >/dev/null; then
+    fail=$((fail+1)); failed+=("$name"); echo "FAIL $name: could not write $dir"; continue
+  fi
+  ref=$(gen "$dir" cpu)
+  for pdl in 0 1; do
+    for run in 1 2 3; do
+      got=$(CELLM_CUDA_ATTN_PDL=$pdl gen "$dir" cuda)
+      if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
+        pass=$((pass+1)); printf 'ok   %-8s %-32s run %d: 40 ids equal to the CPU\n' "pdl=$pdl" "$name" "$run"
+      else
+        fail=$((fail+1)); failed+=("pdl=$pdl:$name:run$run")
+        step=$(awk -v a="$got" -v b="$ref" 'BEGIN { n = split(a, x, ","); split(b, y, ","); for (i = 1; i <= n; i++) if (x[i] != y[i]) { print i - 1; exit } print "-" }')
+        printf 'FAIL %-8s %-32s run %d: cuda left the CPU at step %s\n     cuda: %s\n     cpu:  %s\n' "pdl=$pdl" "$name" "$run" "$step" "$got" "$ref"
+      fi
+    done
+  done
 done
 echo "GPU conformance: $pass passed, $fail failed"
 [ $fail -eq 0 ] || { printf '  failed: %s\n' "${failed[@]}"; exit 1; }
