@@ -102,19 +102,25 @@ static __device__ __forceinline__ uint32_t q4pair(uint32_t w, uint32_t mask, uin
 
 #endif
 
-static __device__ __forceinline__ uint32_t bf16_bits(float f)
+/* a = hi + mid + lo exactly, and b likewise (each residual is exact in f32; three bf16
+ * parts hold 24 bits), each part as the bf16x2 word (a low, b high): one conversion per
+ * pair and part (cvt.rn.bf16x2.f32, the same rounding as one value at a time). Fewer
+ * instructions matter here: the prologue runs in every block, between
+ * griddepcontrol.wait and the product. */
+static __device__ __forceinline__ void split3x2(float a, float b, uint32_t &hi, uint32_t &mid,
+                                                uint32_t &lo)
 {
-    return (uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f));
-}
-
-/* x = hi + mid + lo exactly (each residual is exact in f32; three bf16 parts hold 24 bits) */
-static __device__ __forceinline__ void split3(float x, uint32_t &hi, uint32_t &mid, uint32_t &lo)
-{
-    hi = bf16_bits(x);
-    float r = __fsub_rn(x, __uint_as_float(hi << 16));
-    mid = bf16_bits(r);
-    r = __fsub_rn(r, __uint_as_float(mid << 16));
-    lo = bf16_bits(r);
+    auto pack = [](float lo16, float hi16) {
+        const __nv_bfloat162 p = __floats2bfloat162_rn(lo16, hi16);
+        return *(const uint32_t *)&p;
+    };
+    hi = pack(a, b);
+    float ra = __fsub_rn(a, __uint_as_float(hi << 16));
+    float rb = __fsub_rn(b, __uint_as_float(hi & 0xffff0000u));
+    mid = pack(ra, rb);
+    ra = __fsub_rn(ra, __uint_as_float(mid << 16));
+    rb = __fsub_rn(rb, __uint_as_float(mid & 0xffff0000u));
+    lo = pack(ra, rb);
 }
 
 /* Builds the B fragments of every span (and the spans' sums of x) in shared memory, from
@@ -157,10 +163,10 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
                                            hb ? a.norm_b[8 * o + k] : 0.f);
                 }
             }
-            uint32_t hi[8], mid[8], lo[8];
+            uint32_t hi[4], mid[4], lo[4];
 #pragma unroll
-            for (int k = 0; k < 8; k++)
-                split3(xv[k], hi[k], mid[k], lo[k]);
+            for (int k = 0; k < 4; k++)
+                split3x2(xv[k], xv[k + 4], hi[k], mid[k], lo[k]);
             float s = ((xv[0] + xv[1]) + (xv[2] + xv[3])) + ((xv[4] + xv[5]) + (xv[6] + xv[7]));
 #pragma unroll
             for (int off = 1; off < 4 * V; off <<= 1)
@@ -168,12 +174,9 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
             if (!ok) continue;
             /* register order of a lane's word: (0,4) (1,5) for the first mma, (2,6) (3,7) */
             uint4 *dst = bfr + ((size_t)sp * V + v) * LB + 12 * t + lt;
-            dst[0] = make_uint4(hi[0] | hi[4] << 16, hi[1] | hi[5] << 16, hi[2] | hi[6] << 16,
-                                hi[3] | hi[7] << 16);
-            dst[4] = make_uint4(mid[0] | mid[4] << 16, mid[1] | mid[5] << 16, mid[2] | mid[6] << 16,
-                                mid[3] | mid[7] << 16);
-            dst[8] = make_uint4(lo[0] | lo[4] << 16, lo[1] | lo[5] << 16, lo[2] | lo[6] << 16,
-                                lo[3] | lo[7] << 16);
+            dst[0] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+            dst[4] = make_uint4(mid[0], mid[1], mid[2], mid[3]);
+            dst[8] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
             if (wv == 0) xsum[t * a.nspans + sp] = s;
         }
     }
@@ -219,8 +222,10 @@ template <int U, int V> struct mvt_step {
     uint32_t s[2][U / 2], b[2][U / 2];
 };
 
+/* Two blocks per multiprocessor, as mvt_plan assumes: at most 128 registers. Unasked, the
+ * compiler stays there for all but one instance (group 32, two rows, norm prologue: 176). */
 template <int SBF, int V, int NT, int PRO, int EPI, int RING>
-__global__ void __launch_bounds__(MVT_THREADS) k_mvt(const struct mvt_kargs a)
+__global__ void __launch_bounds__(MVT_THREADS, 2) k_mvt(const struct mvt_kargs a)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* bf16x2 arithmetic; mvt_launch checks */
     constexpr int U = 8 / V, LB = 12 * NT;
