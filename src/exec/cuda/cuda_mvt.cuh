@@ -147,6 +147,20 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
         const int o = it * MVT_THREADS + tid;
         const bool ok = o < octs;
         const int sp = o / (4 * V), wv = o % (4 * V), lt = wv / V, v = wv % V;
+        /* the octet's norm weights (and biases), as two 16-byte loads each */
+        float nw[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f},
+              nb[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+        if (PRO && ok) {
+            const float4 z = make_float4(0.f, 0.f, 0.f, 0.f);
+            const float4 w0 = hw ? ((const float4 *)(a.norm_w + 8 * o))[0] : z,
+                         w1 = hw ? ((const float4 *)(a.norm_w + 8 * o))[1] : z,
+                         b0 = hb ? ((const float4 *)(a.norm_b + 8 * o))[0] : z,
+                         b1 = hb ? ((const float4 *)(a.norm_b + 8 * o))[1] : z;
+            nw[0] = w0.x, nw[1] = w0.y, nw[2] = w0.z, nw[3] = w0.w;
+            nw[4] = w1.x, nw[5] = w1.y, nw[6] = w1.z, nw[7] = w1.w;
+            nb[0] = b0.x, nb[1] = b0.y, nb[2] = b0.z, nb[3] = b0.w;
+            nb[4] = b1.x, nb[5] = b1.y, nb[6] = b1.z, nb[7] = b1.w;
+        }
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             float xv[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -158,9 +172,8 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
                 if (PRO) {
 #pragma unroll
                     for (int k = 0; k < 8; k++)
-                        xv[k] = norm_out_v(a.norm_kind, xv[k], mean[t], rs[t], hw,
-                                           hw ? a.norm_w[8 * o + k] : 0.f, hb,
-                                           hb ? a.norm_b[8 * o + k] : 0.f);
+                        xv[k] =
+                            norm_out_v(a.norm_kind, xv[k], mean[t], rs[t], hw, nw[k], hb, nb[k]);
                 }
             }
             uint32_t hi[4], mid[4], lo[4];
