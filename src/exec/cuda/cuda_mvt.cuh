@@ -26,15 +26,15 @@
  * same one: the block's prologue writes x's parts into shared memory already in fragment
  * order (and each span's sum of x), so a lane reads its B operand with one 16-byte load.
  *
- * Work: blocks of 8 warps; wk warps (1..8) share a tile and meet in shared memory. They
- * take its steps in turn (warp p steps p, p + wk, ...), so that at any moment they read
- * neighbouring 128-byte pieces of the same rows: DRAM serves a weight stream faster the
- * longer its contiguous runs (bench/cuda_notes.md round 7). The first round of tiles is
- * static (so its first loads go out before griddepcontrol.wait): when it is the only one,
- * every multiprocessor's slots get a block and block b takes tiles
- * [b * ntiles / grid, (b + 1) * ntiles / grid) ("balanced"), so that no multiprocessor has
- * twice the tiles of another. Further rounds are taken from an atomic counter, which the
- * last block to finish resets to zero for the next launch.
+ * Work: blocks of 8 or 16 warps (MVT_WIDE_WARPS); wk warps (1..16) share a tile and
+ * meet in shared memory. They take its steps in turn (warp p steps p, p + wk, ...), so
+ * that at any moment they read neighbouring 128-byte pieces of the same rows: DRAM serves
+ * a weight stream faster the longer its contiguous runs (bench/cuda_notes.md round 7).
+ * The first round of tiles is static (so its first loads go out before
+ * griddepcontrol.wait): when it is the only one, every multiprocessor's slots get a block
+ * and block b takes tiles [b * ntiles / grid, (b + 1) * ntiles / grid) ("balanced"), so
+ * that no multiprocessor has twice the tiles of another. Further rounds are taken from an
+ * atomic counter, which the last block to finish resets to zero for the next launch.
  *
  * Loads: a "step" is U = 8/V spans (8 words of each of a lane's two rows, plus the groups'
  * scales and biases, one aligned copy each). Long streams keep the next step in registers
@@ -49,8 +49,13 @@
 
 #include "cuda_mv.cuh"
 
+/* Warps per block: 8 (two blocks per SM), or 16 (one block per SM, so the SM pays the
+ * prologue once) for register-path products that fill at least half the SMs in one round
+ * (mvt_launch): 8B q4 381.5-382.5 -> 397.3-397.4 tok/s, same call. Not with the ring, nor
+ * for a product of few tiles, which would use half as many SMs (Qwen3-0.6B q4 lost 4% with
+ * 16 everywhere: 1276-1279 -> 1224-1229; bench/cuda_notes.md round 8). */
 #define MVT_WARPS 8
-#define MVT_THREADS (MVT_WARPS * 32)
+#define MVT_WIDE_WARPS 16
 #define MVT_SMEM_MAX (200 << 10)
 #define MVT_STAGES 3 /* steps of a warp's loads in flight: the one computed and two more */
 
@@ -141,10 +146,10 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
                                red, NULL, mean[t]);
     }
     const bool hw = a.norm_w != NULL, hb = a.norm_b != NULL;
-    const int iters = (octs + MVT_THREADS - 1) / MVT_THREADS;
+    const int T = (int)blockDim.x, iters = (octs + T - 1) / T;
 #pragma unroll 1
     for (int it = 0; it < iters; it++) {
-        const int o = it * MVT_THREADS + tid;
+        const int o = it * T + tid;
         const bool ok = o < octs;
         const int sp = o / (4 * V), wv = o % (4 * V), lt = wv / V, v = wv % V;
         /* the octet's norm weights (and biases), as two 16-byte loads each */
@@ -235,20 +240,21 @@ template <int U, int V> struct mvt_step {
     uint32_t s[2][U / 2], b[2][U / 2];
 };
 
-/* Two blocks per multiprocessor, as mvt_plan assumes: at most 128 registers. Unasked, the
- * compiler stays there for all but one instance (group 32, two rows, norm prologue: 176). */
-template <int SBF, int V, int NT, int PRO, int EPI, int RING>
-__global__ void __launch_bounds__(MVT_THREADS, 2) k_mvt(const struct mvt_kargs a)
+/* A multiprocessor's registers hold its blocks (two of 8 warps, or one of 16) at no more
+ * than 128 per thread. Unasked, the compiler stays there for all but one instance (group
+ * 32, two rows, norm prologue: 176). */
+template <int SBF, int V, int NT, int PRO, int EPI, int RING, int W>
+__global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const struct mvt_kargs a)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* bf16x2 arithmetic; mvt_launch checks */
     constexpr int U = 8 / V, LB = 12 * NT;
     extern __shared__ uint4 bfr[]; /* [nspans][V][LB], then float xsum[NT][nspans] */
-    __shared__ double red[MVT_WARPS];
-    __shared__ float partial[MVT_WARPS][NT][16];
+    __shared__ double red[W];
+    __shared__ float partial[W][NT][16];
     __shared__ int next_base;
     float *xsum = (float *)(bfr + (size_t)a.nspans * V * LB);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, lt = lane & 3;
-    const int wk = a.wk, part = warp % wk, tpb = MVT_WARPS / wk;
+    const int wk = a.wk, part = warp % wk, tpb = W / wk;
     /* this warp's steps of its tile: j = 0 .. nst-1 start at span (part + j * wk) * U */
     const int nsteps_row = a.nspans / U;
     const int nst = part < nsteps_row ? (nsteps_row - part + wk - 1) / wk : 0;
@@ -569,9 +575,9 @@ __global__ void __launch_bounds__(MVT_THREADS, 2) k_mvt(const struct mvt_kargs a
 /* what mvt_launch returns when this build has no sm_90 code for the device */
 #define MVT_UNAVAILABLE (-1)
 
-/* warps per tile, spans per warp and blocks for kernel k with smem bytes */
-static int mvt_plan(const void *k, size_t smem, int U, int sms, int balance, struct mvt_kargs &a,
-                    int64_t &blocks)
+/* warps per tile, spans per warp and blocks for kernel k (blocks of `warps`) with smem bytes */
+static int mvt_plan(const void *k, int warps, size_t smem, int U, int sms, int balance,
+                    struct mvt_kargs &a, int64_t &blocks)
 {
     if (smem > 48 * 1024) {
         cudaError_t e =
@@ -579,21 +585,20 @@ static int mvt_plan(const void *k, size_t smem, int U, int sms, int balance, str
         if (e != cudaSuccess) return (int)e;
     }
     int per_sm = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, MVT_THREADS, smem) !=
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, 32 * warps, smem) !=
             cudaSuccess ||
         per_sm < 1)
         per_sm = 1;
-    /* at most two blocks per multiprocessor: each block pays the prologue once. Warps per
-     * tile: as many as keep every tile in the first round (a second round of a few blocks
-     * would double the time) and give each warp at least a whole step. */
+    /* at most two blocks per multiprocessor (one of 16 warps): each block pays the prologue
+     * once. Warps per tile: as many as keep every tile in the first round (a second round
+     * of a few blocks would double the time) and give each warp at least a whole step. */
     const int64_t cap = (int64_t)sms * (per_sm < 2 ? per_sm : 2);
     a.wk = 1;
-    while (a.wk < MVT_WARPS && (int64_t)a.ntiles * a.wk * 2 <= cap * MVT_WARPS &&
-           a.nspans >= U * a.wk * 2)
+    while (a.wk < warps && (int64_t)a.ntiles * a.wk * 2 <= cap * warps && a.nspans >= U * a.wk * 2)
         a.wk *= 2;
     a.per = (a.nspans + a.wk - 1) / a.wk;
     a.per = (a.per + U - 1) / U * U;
-    const int tpb = MVT_WARPS / a.wk;
+    const int tpb = warps / a.wk;
     blocks = (a.ntiles + tpb - 1) / tpb;
     if (blocks > cap) blocks = cap;
     /* one round that leaves slots empty: spread it over all of them (decode 8B q4
@@ -615,23 +620,32 @@ template <int SBF, int V, int NT, int PRO, int EPI>
 static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
 {
     constexpr int U = 8 / V;
-    auto k = k_mvt<SBF, V, NT, PRO, EPI, 0>;
+    auto k = k_mvt<SBF, V, NT, PRO, EPI, 0, MVT_WARPS>;
     struct cudaFuncAttributes fa;
     if (cudaFuncGetAttributes(&fa, k) != cudaSuccess || fa.binaryVersion < 90)
         return MVT_UNAVAILABLE;
+    const struct mvt_kargs a0 = a;
     int64_t blocks = 0;
     size_t smem = MVT_SMEM(V, NT, a.nspans, 0);
-    int e = mvt_plan((const void *)k, smem, U, sms, 1, a, blocks);
+    int e = mvt_plan((const void *)k, MVT_WARPS, smem, U, sms, 1, a, blocks);
     if (e) return e;
     if (NT == 1 && a.per <= 2 * U && a.w[0].cols < MVT_RING_COLS &&
         MVT_SMEM(V, NT, a.nspans, 1) <= MVT_SMEM_MAX) {
-        auto kr = k_mvt<SBF, V, NT, PRO, EPI, NT == 1>;
+        auto kr = k_mvt<SBF, V, NT, PRO, EPI, NT == 1, MVT_WARPS>;
         smem = MVT_SMEM(V, NT, a.nspans, 1);
-        e = mvt_plan((const void *)kr, smem, U, sms, 0, a, blocks);
+        e = mvt_plan((const void *)kr, MVT_WARPS, smem, U, sms, 0, a, blocks);
         if (e) return e;
-        return cu_launch(kr, dim3((unsigned)blocks), dim3(MVT_THREADS), smem, st, a);
+        return cu_launch(kr, dim3((unsigned)blocks), dim3(32 * MVT_WARPS), smem, st, a);
     }
-    return cu_launch(k, dim3((unsigned)blocks), dim3(MVT_THREADS), smem, st, a);
+    /* one round over at least half the SMs: blocks of 16 warps */
+    auto kw = k_mvt<SBF, V, NT, PRO, EPI, 0, MVT_WIDE_WARPS>;
+    struct mvt_kargs aw = a0;
+    int64_t bw = 0;
+    e = mvt_plan((const void *)kw, MVT_WIDE_WARPS, smem, U, sms, 1, aw, bw);
+    if (e) return e;
+    if (bw * (MVT_WIDE_WARPS / aw.wk) >= aw.ntiles && 2 * bw >= sms)
+        return cu_launch(kw, dim3((unsigned)bw), dim3(32 * MVT_WIDE_WARPS), smem, st, aw);
+    return cu_launch(k, dim3((unsigned)blocks), dim3(32 * MVT_WARPS), smem, st, a);
 }
 
 template <int SBF, int V, int NT>
