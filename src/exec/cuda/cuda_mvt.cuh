@@ -51,7 +51,7 @@
 
 /* Warps per block: 8 (two blocks per SM), or 16 (one block per SM, so the SM pays the
  * prologue once) for register-path products that fill at least half the SMs in one round
- * (mvt_launch): 8B q4 381.5-382.5 -> 397.3-397.4 tok/s, same call. Not with the ring, nor
+ * (mvt_launch): 8B q4 384.2-384.3 -> 395.5-399.2 tok/s, same call. Not with the ring, nor
  * for a product of few tiles, which would use half as many SMs (Qwen3-0.6B q4 lost 4% with
  * 16 everywhere: 1276-1279 -> 1224-1229; bench/cuda_notes.md round 8). */
 #define MVT_WARPS 8
