@@ -198,8 +198,8 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
             {                                                                                      \
                 const int p_ = MV_PIECE(st, u_);                                                   \
                 const bool ok_ = p_ < P;                                                           \
-                if (NW == 2 && w0.tiled) {                                                         \
-                    const struct cu_weight &wt_ = s_ == 0 ? w0 : w1;                               \
+                const struct cu_weight &wt_ = s_ == 0 ? w0 : w1;                                   \
+                if (NW == 2 && wt_.tiled) {                                                        \
                     raw[s_][u_][0] = ok_ ? cu_q4_load(wt_, rix[s_], 2 * p_) : 0u;                  \
                     raw[s_][u_][1] = ok_ ? cu_q4_load(wt_, rix[s_], 2 * p_ + 1) : 0u;              \
                 } else if (NW == 2) {                                                              \

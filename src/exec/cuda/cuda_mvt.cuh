@@ -566,12 +566,6 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
 #endif
 }
 
-/* The ring only for rows shorter than this: on the Llama-3.1-8B shape the o product (4096
- * columns, two steps per warp) is faster from registers (decode 339.7-341.9 tok/s against
- * 335.8-337.2 with the ring, same call; bench/cuda_notes.md round 6), while the Qwen3-0.6B
- * shape's products (1024-3072 columns) keep theirs (1249-1264 against 1190-1213 without). */
-#define MVT_RING_COLS CU_RING_COLS
-
 /* what mvt_launch returns when this build has no sm_90 code for the device */
 #define MVT_UNAVAILABLE (-1)
 
@@ -612,7 +606,7 @@ static int mvt_plan(const void *k, int warps, size_t smem, int U, int sms, int b
 }
 
 /* The register-pipelined kernel, or, when each warp has at most two steps of one
- * activation row of fewer than MVT_RING_COLS columns (latency-bound products), the
+ * activation row of fewer than CU_RING_COLS columns (latency-bound products), the
  * cp.async ring, measured faster there
  * (Qwen3-0.6B shape, 4-bit: 778-801 -> 834-869 tok/s) and slower on long streams
  * (Llama-3.1-8B shape: 313 -> 274). */
@@ -629,7 +623,12 @@ static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
     size_t smem = MVT_SMEM(V, NT, a.nspans, 0);
     int e = mvt_plan((const void *)k, MVT_WARPS, smem, U, sms, 1, a, blocks);
     if (e) return e;
-    if (NT == 1 && a.per <= 2 * U && a.w[0].cols < MVT_RING_COLS &&
+    /* the ring only for rows shorter than CU_RING_COLS: on the Llama-3.1-8B shape the o
+     * product (4096 columns, two steps per warp) is faster from registers (decode
+     * 339.7-341.9 tok/s against 335.8-337.2 with the ring, same call; bench/cuda_notes.md
+     * round 6), while the Qwen3-0.6B shape's products (1024-3072 columns) keep theirs
+     * (1249-1264 against 1190-1213 without) */
+    if (NT == 1 && a.per <= 2 * U && a.w[0].cols < CU_RING_COLS &&
         MVT_SMEM(V, NT, a.nspans, 1) <= MVT_SMEM_MAX) {
         auto kr = k_mvt<SBF, V, NT, PRO, EPI, NT == 1, MVT_WARPS>;
         smem = MVT_SMEM(V, NT, a.nspans, 1);
