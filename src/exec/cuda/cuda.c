@@ -72,7 +72,6 @@ struct cu_model {
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
-    int nwpre;                            /* cu_mv_op.nwpre */
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */
     int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
@@ -417,7 +416,6 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
     m->fuse = env_int("CELLM_CUDA_FUSE", 1);
     m->mma = env_int("CELLM_CUDA_MMA", 1);
-    m->nwpre = env_int("CELLM_CUDA_NWPRE", 1);
     m->attn_dec = env_int("CELLM_CUDA_ATTN_DEC", 1);
     /* Early scheduling (PDL) of the decode attention's clusters pays only after a q/k/v
      * product that leaves room beside it: 4-bit weights narrower than CU_RING_COLS, which
@@ -793,7 +791,6 @@ static enum cellm_status mv_run(struct cu_ctx *c, struct cu_mv_op *op,
         op->ldy[i] = ld[i];
     }
     op->mma = c->m->mma;
-    op->nwpre = c->m->nwpre;
     op->counter = c->mv_cnt;
     K_TRY(cellm_cu_mv(op, c->m->sms, c->st));
     return CELLM_OK;

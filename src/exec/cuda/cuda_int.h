@@ -93,7 +93,6 @@ struct cu_mv_op {
      * launches (each launch leaves them zero). */
     int mma;
     int *counter;
-    int nwpre; /* CELLM_CUDA_NWPRE (default 1): k_mvt loads norm weights before its wait */
 };
 /* Whether cellm_cu_mv takes this weight for n rows (with the norm prologue or not). */
 int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm);

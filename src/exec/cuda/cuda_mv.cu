@@ -79,7 +79,6 @@ static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, 
     a.mask = 0x000F000Fu;
     a.magic = 0x43004300u;
     a.counter = op->counter;
-    a.nwpre = op->nwpre;
     const int pro = op->norm_kind >= 0;
     const int e = w->s_bf16 ? cu_mvt_bf16(a, V, pro, op->epi, sms, st)
                             : cu_mvt_f16(a, V, pro, op->epi, sms, st);

@@ -84,7 +84,6 @@ struct mvt_kargs {
     int balanced;         /* one round, block b takes tiles [b, b + 1) * ntiles / grid */
     uint32_t mask, magic; /* 0x000F000F and 0x43004300: in registers, so one LOP3 per pair */
     int *counter;         /* [2]: next tile, finished blocks; zero between launches */
-    int nwpre;            /* the first octet's norm weights before griddepcontrol.wait (k_mvt) */
 };
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -175,7 +174,7 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
         float nw[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f},
               nb[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
         if (PRO && ok) {
-            if (it == 0 && a.nwpre) {
+            if (it == 0) {
 #pragma unroll
                 for (int k = 0; k < 8; k++)
                     nw[k] = pnw[k], nb[k] = pnb[k];
@@ -452,7 +451,7 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
      * Qwen3-0.6B q4 even (same call; bench/cuda_notes.md round 9) */
     float pnw[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f},
           pnb[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (PRO && a.nwpre && (int)threadIdx.x < (int)(a.w[0].cols / 8))
+    if (PRO && (int)threadIdx.x < (int)(a.w[0].cols / 8))
         mvt_norm_w(a, threadIdx.x, pnw, pnb);
     bool preloaded = false;
     if (base + warp / wk < end && nst > 0) {
