@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
-# in eight modes:
+# in seven modes:
 #   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
 #               and decode attention as one thread-block cluster per (row, head)
@@ -16,10 +16,7 @@
 #   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
 #               epilogue and attention kernels; per-row attention at prefill)
 #   rowmajor    CELLM_CUDA_TILED=0: 4-bit codes in row order on the device
-#   fused       CELLM_CUDA_QKV_ATTN=2: the one-row q/k/v product and the grouped attention
-#               in one kernel (k_mvt_fa, cuda_attn_dec.cuh) wherever it runs (by default only
-#               where the product fills the SMs, which no fixture does)
-# Every mode but rowmajor sets set CELLM_CUDA_TILED=2: every 4-bit weight whose shape qualifies is
+# The first six modes set CELLM_CUDA_TILED=2: every 4-bit weight whose shape qualifies is
 # stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
 # default; in the llama-tiled fixtures every product and the tied embedding qualify (made
 # on the GPU machine by ../shared/oracle/make_fixtures.py --cases tests/gpu/llama-tiled-case.json).
@@ -57,7 +54,6 @@ one() { # mode dir index
     matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000);;
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
     unfused) envs=(CELLM_CUDA_FUSE=0);;
-    fused) envs=(CELLM_CUDA_QKV_ATTN=2);;
   esac
   if [ "$mode" = rowmajor ]; then envs=(CELLM_CUDA_TILED=0); else envs+=(CELLM_CUDA_TILED=2); fi
   env "${envs[@]}" "$B/cellm" verify -m "$dir" --device cuda >"$tmp/$idx.out" 2>&1
@@ -65,7 +61,7 @@ one() { # mode dir index
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm unfused rowmajor fused}; do
+for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm unfused rowmajor}; do
   for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))
@@ -89,8 +85,7 @@ done
 # showed only after tens of tokens (bench/cuda_notes.md round 7). Two real-size
 # checkpoints with fixed random weights (tools/make_random_ckpt.py --seed): 40 greedy
 # tokens after a 13-token prompt on cuda must equal the CPU's, with the attention's
-# clusters scheduled early (PDL) and not, and (4-bit) with the q/k/v product and the
-# attention in one kernel, three runs each.
+# clusters scheduled early (PDL) and not, three runs each.
 data=${CELLM_GPU_DATA:-/tmp/cellm-gpu-greedy}
 prompt=128000,791,6864,315,9822,374,12366,13,578,6864,315,9635,374
 gen() { "$B/cellm" generate -m "$1" --device "$2" --prompt-ids $prompt -n 40 --ids --ignore-eos --temp 0 2>/dev/null | head -n 1; }
@@ -101,18 +96,15 @@ for spec in "llama-3.2-1b bf16" "qwen3-0.6b q4"; do
     fail=$((fail+1)); failed+=("$name"); echo "FAIL $name: could not write $dir"; continue
   fi
   ref=$(gen "$dir" cpu)
-  variants="CELLM_CUDA_ATTN_PDL=0 CELLM_CUDA_ATTN_PDL=1"
-  [ "$fmt" = q4 ] && variants="$variants CELLM_CUDA_QKV_ATTN=2"
-  for v in $variants; do
-    tag=${v#CELLM_CUDA_}; tag=${tag,,}
+  for pdl in 0 1; do
     for run in 1 2 3; do
-      got=$(export "$v"; gen "$dir" cuda)
+      got=$(CELLM_CUDA_ATTN_PDL=$pdl gen "$dir" cuda)
       if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
-        pass=$((pass+1)); printf 'ok   %-14s %-26s run %d: 40 ids equal to the CPU\n' "$tag" "$name" "$run"
+        pass=$((pass+1)); printf 'ok   %-8s %-32s run %d: 40 ids equal to the CPU\n' "pdl=$pdl" "$name" "$run"
       else
-        fail=$((fail+1)); failed+=("$tag:$name:run$run")
+        fail=$((fail+1)); failed+=("pdl=$pdl:$name:run$run")
         step=$(awk -v a="$got" -v b="$ref" 'BEGIN { n = split(a, x, ","); split(b, y, ","); for (i = 1; i <= n; i++) if (x[i] != y[i]) { print i - 1; exit } print "-" }')
-        printf 'FAIL %-14s %-26s run %d: cuda left the CPU at step %s\n     cuda: %s\n     cpu:  %s\n' "$tag" "$name" "$run" "$step" "$got" "$ref"
+        printf 'FAIL %-8s %-32s run %d: cuda left the CPU at step %s\n     cuda: %s\n     cpu:  %s\n' "pdl=$pdl" "$name" "$run" "$step" "$got" "$ref"
       fi
     done
   done

@@ -75,8 +75,6 @@ struct cu_model {
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */
     int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
-    int qkv_attn; /* one-row decode: q/k/v product and attention in one kernel (0 never, 1 where
-                     it pays, 2 wherever it runs) */
     int sms;      /* multiprocessors */
 };
 
@@ -113,8 +111,6 @@ struct cu_ctx {
     int32_t *moe_idx, *moe_map;
     int32_t *att_cnt; /* fused attention: blocks done per (row, head) */
     int32_t *mv_cnt;  /* tensor-core products: next tile, blocks done */
-    int32_t *fa_cnt;  /* q/k/v product with the attention: barrier, blocks, kv heads done */
-    float *fa_part;   /* its partial softmax states */
     float *am_v;      /* greedy picks: candidates per row (cellm_cu_argmax) */
     int32_t *am_i, *ids;
     int distinct;           /* no two rows of this step share a sequence */
@@ -433,7 +429,6 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     const struct cellm_weight *wq0 = cfg->n_layers > 0 ? &d->layers[0].wq : NULL;
     m->attn_pdl = env_int("CELLM_CUDA_ATTN_PDL", wq0 && wq0->fmt == CELLM_W_AFFINE &&
                                                      wq0->bits == 4 && cfg->dim < CU_RING_COLS);
-    m->qkv_attn = env_int("CELLM_CUDA_QKV_ATTN", 1);
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -517,18 +512,16 @@ static void dfree(void *p)
 
 static void free_rows(struct cu_ctx *c)
 {
-    void *bufs[] = {c->x,       c->h,     c->q,      c->k,       c->v,      c->att,
-                    c->o,       c->gate,  c->up,     c->logits,  c->router, c->moe_out,
-                    c->moe_w,   c->moe_x, c->moe_g,  c->moe_u,   c->moe_y,  c->moe_idx,
-                    c->moe_map, c->rows,  c->cs,     c->att_cnt, c->mv_cnt, c->am_v,
-                    c->am_i,    c->ids,   c->fa_cnt, c->fa_part};
+    void *bufs[] = {c->x,       c->h,      c->q,      c->k,       c->v,       c->att,   c->o,
+                    c->gate,    c->up,     c->logits, c->router,  c->moe_out, c->moe_w, c->moe_x,
+                    c->moe_g,   c->moe_u,  c->moe_y,  c->moe_idx, c->moe_map, c->rows,  c->cs,
+                    c->att_cnt, c->mv_cnt, c->am_v,   c->am_i,    c->ids};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);
     c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
     c->router = c->moe_out = c->moe_w = c->moe_x = c->moe_g = c->moe_u = c->moe_y = NULL;
     c->moe_idx = c->moe_map = c->att_cnt = c->mv_cnt = c->am_i = c->ids = NULL;
-    c->am_v = c->fa_part = NULL;
-    c->fa_cnt = NULL;
+    c->am_v = NULL;
     c->rows = NULL;
     c->cs = NULL;
     cellm_free(c->h_idx);
@@ -677,9 +670,6 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
     CU_TRY(cudaMemset(c->att_cnt, 0, r * (size_t)cfg->n_heads * sizeof(int32_t)));
     DALLOC(c->mv_cnt, 2);
     CU_TRY(cudaMemset(c->mv_cnt, 0, 2 * sizeof(int32_t)));
-    DALLOC(c->fa_cnt, 2 + (size_t)cfg->n_kv_heads);
-    CU_TRY(cudaMemset(c->fa_cnt, 0, (2 + (size_t)cfg->n_kv_heads) * sizeof(int32_t)));
-    DALLOC(c->fa_part, (size_t)cfg->n_heads * 16 * (size_t)(cfg->head_dim + 2));
     DALLOC(c->cs, (size_t)MAX_ROPE_TABLES * r * (size_t)(cfg->rot_dims / 2 + 1) * 2);
     if (cfg->n_experts) {
         size_t K = (size_t)cfg->n_experts_used, mi = (size_t)cfg->moe_ffn_dim;
@@ -952,9 +942,10 @@ static enum cellm_status moe(struct cu_ctx *c, const struct cu_layer *L, const f
     return CELLM_OK;
 }
 
-/* The arguments of the attention of layer l over n rows, from c->q, c->k, c->v to c->att */
-static void attn_args(struct cu_ctx *c, int l, int n, int max_keys, struct cu_qkv_args *qap,
-                      struct cu_attn_args *aap)
+/* From the q/k/v projections in c->q, c->k, c->v to the attention output in c->att:
+ * biases, q/k norms, RoPE, cache write, attention. */
+static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
+                                   struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->d->cfg;
     const struct cu_layer *L = &c->m->layers[l];
@@ -1000,27 +991,6 @@ static void attn_args(struct cu_ctx *c, int l, int n, int max_keys, struct cu_qk
                               .split_keys = sk,
                               .scale = (float)cfg->attn_scale,
                               .softcap = (float)cfg->attn_softcap};
-    *qap = qa;
-    *aap = aa;
-}
-
-/* Whether the decode attention of H / KVH = G q heads per kv head runs as grouped clusters */
-static int attn_grouped(const struct cu_ctx *c, int G)
-{
-    const int mode = c->m->attn_dec;
-    return (mode == 3 || (mode == 1 && G >= 2)) && G <= 8;
-}
-
-/* From the q/k/v projections in c->q, c->k, c->v to the attention output in c->att:
- * biases, q/k norms, RoPE, cache write, attention. */
-static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
-                                   struct cellm_error *err)
-{
-    const struct cellm_config *cfg = &c->d->cfg;
-    int hd = cfg->head_dim, H = cfg->n_heads, KVH = cfg->n_kv_heads;
-    struct cu_qkv_args qa;
-    struct cu_attn_args aa;
-    attn_args(c, l, n, max_keys, &qa, &aa);
     /* Decode attention as clusters (cuda_attn_dec.cu): one per (row, q head), or one per
      * (row, kv head) whose blocks share each key tile among the kv head's q heads. Measured
      * (bench/cuda_notes.md, round 5): with two q heads per kv head (Qwen3-0.6B shape) the
@@ -1032,7 +1002,7 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
      * clusters; 3 grouped clusters (up to 8 q heads per kv head, else per-head). */
     const int G = H / KVH, mode = c->m->attn_dec;
     const int dec = mode >= 2 || (mode == 1 && G <= 8);
-    const int grouped = attn_grouped(c, G);
+    const int grouped = (mode == 3 || (mode == 1 && G >= 2)) && G <= 8;
     if (c->m->fuse && n < c->m->gemm_rows && c->distinct && dec &&
         cellm_cu_attention_dec_supported(hd, cfg->rot_dims))
         K_TRY(cellm_cu_attention_dec(&qa, &aa, grouped, c->m->attn_pdl, c->m->sms, c->st));
@@ -1198,42 +1168,6 @@ static enum cellm_status logits_out(struct cu_ctx *c, int n, int nw, int fuse_no
     return CELLM_OK;
 }
 
-/* The normalised q/k/v product of one decode row and the attention in one kernel
- * (cellm_cu_mv_attn), where it takes them; *done says whether it did. It runs where the
- * grouped clusters would (distinct rows, 2..8 q heads per kv head). Why: those clusters
- * wait behind the product for free SMs, ~7 us per layer on the Llama-3.1-8B shape
- * (bench/cuda_notes.md round 10). */
-static enum cellm_status qkv_attn(struct cu_ctx *c, int l, int n, int max_keys, int *done,
-                                  struct cellm_error *err)
-{
-    const struct cellm_config *cfg = &c->d->cfg;
-    const struct cu_layer *L = &c->m->layers[l];
-    const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
-    int64_t hd = cfg->head_dim, qd = cfg->n_heads * hd, kd = cfg->n_kv_heads * hd;
-    *done = 0;
-    if (!c->m->qkv_attn || n != 1 || !c->distinct || !c->m->mma ||
-        !attn_grouped(c, cfg->n_heads / cfg->n_kv_heads) || !mv_ok(c, ws, 3, n, 1))
-        return CELLM_OK;
-    struct cu_mv_op op = {.w = {ws[0], ws[1], ws[2]},
-                          .nw = 3,
-                          .x = c->x,
-                          .ldx = cfg->dim,
-                          .n = n,
-                          .y = {c->q, c->k, c->v},
-                          .ldy = {qd, kd, kd},
-                          .epi = CU_EPI_STORE,
-                          .norm_kind = (int)cfg->norm,
-                          .norm_w = L->attn_norm,
-                          .norm_b = L->attn_norm_b,
-                          .norm_eps = (float)cfg->norm_eps,
-                          .mma = 1,
-                          .counter = c->mv_cnt};
-    struct cu_fa_args f = {.part = c->fa_part, .cnt = c->fa_cnt};
-    attn_args(c, l, n, max_keys, &f.qa, &f.aa);
-    K_TRY(cellm_cu_mv_attn(&op, &f, c->m->qkv_attn == 2, c->m->sms, c->st, done));
-    return CELLM_OK;
-}
-
 /* Decode steps of pre-norm models, after the embedding: every residual add lands in a
  * product's epilogue and every norm in the next product's prologue (where the kernels take
  * the weights). */
@@ -1249,13 +1183,9 @@ static enum cellm_status forward_fused(struct cu_ctx *c, int n, int nw, int max_
         const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
         float *ys[3] = {c->q, c->k, c->v};
         int64_t ld[3] = {qd, kd, kd};
-        int done;
-        CELLM_TRY(qkv_attn(c, l, n, max_keys, &done, err));
-        if (!done) {
-            CELLM_TRY(proj_normed(c, ws, 3, L->attn_norm, L->attn_norm_b, n, ys, ld, err));
-            prof_mark(c, PH_QKV);
-            CELLM_TRY(attn_core(c, l, n, max_keys, err));
-        }
+        CELLM_TRY(proj_normed(c, ws, 3, L->attn_norm, L->attn_norm_b, n, ys, ld, err));
+        prof_mark(c, PH_QKV);
+        CELLM_TRY(attn_core(c, l, n, max_keys, err));
         prof_mark(c, PH_ATTN);
         CELLM_TRY(proj_add(c, &L->wo, c->att, qd, n, L->bo, err));
         prof_mark(c, PH_O);

@@ -21,10 +21,148 @@
  * tile rescales its running sums between tiles (online softmax).
  */
 #include <cooperative_groups.h>
+#include <math.h>
 
-#include "cuda_attn_dec.cuh"
+#include "cuda_dev.cuh"
 
 namespace cg = cooperative_groups;
+
+#define AD_THREADS 128
+#define AD_WARPS (AD_THREADS / 32)
+
+template <int HD> struct ad_cfg {
+    static constexpr int TK = HD > 128 ? 32 : 48; /* keys per shared-memory tile */
+    static constexpr int LDK = HD + 4; /* padded key rows: 4 keys per phase, no conflicts */
+    static constexpr int DPT = (HD + AD_THREADS - 1) / AD_THREADS; /* output dims per thread */
+    /* floats: K tile | V tile | q | kcur | vcur | scores | cos/sin | partial out | m, l */
+    static constexpr int SMEM = TK * LDK + TK * HD + 3 * HD + TK + HD + HD + 2;
+};
+
+/* keys [key0, key0 + nt) of the cache into the shared tiles, as asynchronous copies
+ * (every copy of the tile in flight at once; no registers held): ad_wait before use */
+template <int HD>
+static __device__ __forceinline__ void ad_load_tile(const float *K, const float *V, int64_t kd,
+                                                    int key0, int nt, float *Ks, float *Vs)
+{
+    typedef ad_cfg<HD> C;
+    for (int e = threadIdx.x; e < nt * (HD / 4); e += blockDim.x) {
+        const int j = e / (HD / 4), d4 = e % (HD / 4) * 4;
+        const unsigned ks = (unsigned)__cvta_generic_to_shared(Ks + j * C::LDK + d4),
+                       vs = (unsigned)__cvta_generic_to_shared(Vs + j * HD + d4);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ks),
+                     "l"(K + (int64_t)(key0 + j) * kd + d4));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(vs),
+                     "l"(V + (int64_t)(key0 + j) * kd + d4));
+    }
+}
+
+/* this thread's copies have landed (a barrier then publishes everyone's) */
+static __device__ __forceinline__ void ad_wait()
+{
+    asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
+/* What a block may fetch before griddepcontrol.wait (the kernels waited for write none of
+ * it): row i's RoPE cos/sin into cs, and its first tile of at most TK cached keys and values
+ * from key0 (asynchronous: ad_wait before use). Each thread stores its own share of cs: a
+ * block barrier must come before any warp reads it. */
+template <int HD>
+static __device__ void ad_prefetch(const struct cu_qkv_args &qa, int i, float *cs, const float *K,
+                                   const float *V, int64_t kd, int key0, int nt, float *Ks,
+                                   float *Vs)
+{
+    const int half = qa.rot / 2;
+    for (int d = threadIdx.x; d < 2 * half; d += blockDim.x)
+        cs[d] = qa.cs[(int64_t)i * half * 2 + d];
+    ad_load_tile<HD>(K, V, kd, key0, nt, Ks, Vs);
+}
+
+/* The keys of block `rank` of a CS-block cluster over row i's keys lo..hi (the sliding
+ * window's, else all): [k0, k1); cur when it holds the current key hi (not yet cached), nkc
+ * the keys it reads from the cache; K and V the cache rows of kv head kvh. */
+struct ad_keys {
+    int k0, k1, nkc;
+    bool cur;
+    const float *K, *V;
+};
+
+static __device__ __forceinline__ struct ad_keys
+ad_split(const struct cu_attn_args &a, const struct cu_row &row, int kvh, int hd, int CS, int rank)
+{
+    struct ad_keys r;
+    const int64_t kd = (int64_t)a.KVH * hd;
+    const int hi = row.pos;
+    int lo = 0;
+    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
+    const int nk = hi - lo + 1, ck = (nk + CS - 1) / CS;
+    r.k0 = lo + rank * ck;
+    r.k1 = min(r.k0 + ck, hi + 1);
+    r.cur = r.k1 > r.k0 && r.k1 == hi + 1;
+    r.nkc = r.k1 > r.k0 ? (r.cur ? r.k1 - r.k0 - 1 : r.k1 - r.k0) : 0;
+    r.K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * hd;
+    r.V = r.K + row.cap * kd;
+    return r;
+}
+
+/* One head vector of row i (q if isq, else k) with bias, norm and RoPE into v (shared),
+ * by one warp; every global load is issued before the first use. The norm reproduces
+ * head_norm (cuda_attn.cu) operation by operation. */
+template <int HD>
+static __device__ void ad_head_post(const struct cu_qkv_args &a, int i, int isq, int h, float *v,
+                                    const float *cs)
+{
+    constexpr int J = HD / 32;
+    const int lane = threadIdx.x & 31;
+    const int64_t qd = (int64_t)a.H * HD, kd = (int64_t)a.KVH * HD;
+    const float *src = isq ? a.q + i * qd + (int64_t)h * HD : a.k + i * kd + (int64_t)h * HD;
+    const float *bias = isq ? a.bq : a.bk;
+    const float *nh = isq ? a.qn_heads : a.kn_heads, *ns = isq ? a.qn : a.kn;
+    const float *nw = nh ? nh + (int64_t)h * HD : ns;
+    const int kind = nh ? 2 : a.qk_kind;
+    float x[J], b[J], w[J];
+#pragma unroll
+    for (int j = 0; j < J; j++) {
+        const int d = lane + 32 * j;
+        x[j] = src[d];
+        b[j] = bias ? bias[(int64_t)h * HD + d] : 0.f;
+        w[j] = nw ? nw[d] : 0.f;
+    }
+#pragma unroll
+    for (int j = 0; j < J; j++)
+        if (bias) x[j] = __fadd_rn(x[j], b[j]);
+    if (nw) {
+        float mean = 0.f, r;
+        if (kind == 2) {
+            double s = 0;
+#pragma unroll
+            for (int j = 0; j < J; j++)
+                s += x[j];
+            mean = (float)(warp_sum_d(s) / HD);
+            double q = 0;
+#pragma unroll
+            for (int j = 0; j < J; j++) {
+                float t = __fsub_rn(x[j], mean);
+                q += (double)t * t;
+            }
+            r = norm_rscale((float)(warp_sum_d(q) / HD), a.eps);
+        } else {
+            double s = 0;
+#pragma unroll
+            for (int j = 0; j < J; j++)
+                s += (double)x[j] * x[j];
+            r = norm_rscale((float)(warp_sum_d(s) / HD), a.eps);
+        }
+#pragma unroll
+        for (int j = 0; j < J; j++)
+            x[j] = norm_out_v(kind, x[j], mean, r, true, w[j], false, 0.f);
+    }
+#pragma unroll
+    for (int j = 0; j < J; j++)
+        v[lane + 32 * j] = x[j];
+    __syncwarp();
+    const int half = a.rot / 2;
+    rope_warp(v, cs, half);
+}
 
 template <int HD>
 __global__ void __launch_bounds__(AD_THREADS)
@@ -241,36 +379,181 @@ static int ad_launch(const struct cu_qkv_args *qa, const struct cu_attn_args *a,
  *
  * Where several query heads read one kv head (G = H / KVH > 1), a cluster per query head
  * loads every key and value G times. Here a cluster of CS blocks serves a (row, kv head):
- * each block copies its share of the keys and values once (ag_block), and the blocks merge
- * their heads' partial states through distributed shared memory. The numbers are those of
- * k_attn_dec, per head. */
+ * each block copies its share of the keys and values once, and warp w (< G) computes query
+ * head kvh * G + w over them with warp-level reductions only (one block barrier per tile,
+ * none per softmax step); warp G prepares the current key and value. The numbers are those
+ * of k_attn_dec, per head. */
+#define AG_MAXG 8
+
+template <int HD> struct ag_cfg {
+    static constexpr int TK = HD > 128 ? 32 : 64; /* keys per shared-memory tile */
+    static constexpr int LDK = ad_cfg<HD>::LDK;   /* ad_load_tile's padded key rows */
+    static constexpr int DPL = HD / 32;           /* output dims per lane */
+    /* floats: K tile | V tile | kcur | vcur | cos/sin | q [G] | scores [G] | partial [G] | m, l [G]
+     */
+    static constexpr size_t smem(int G)
+    {
+        return (size_t)TK * LDK + TK * HD + 3 * HD + (size_t)G * (HD + TK + HD + 2);
+    }
+};
+
 template <int HD>
 __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
     k_attn_gqa(const struct cu_attn_args a, const struct cu_qkv_args qa)
 {
+    typedef ag_cfg<HD> C;
+    constexpr int TK = C::TK, LDK = C::LDK, DPL = C::DPL;
     extern __shared__ float sm[];
     cg::cluster_group cl = cg::this_cluster();
     const int CS = (int)cl.num_blocks(), rank = (int)cl.block_rank();
-    const int KVH = a.KVH, G = a.H / KVH, i = blockIdx.y / KVH, kvh = blockIdx.y % KVH;
-    const ag_smem<HD> s(sm, G);
+    const int H = a.H, KVH = a.KVH, G = H / KVH, i = blockIdx.y / KVH, kvh = blockIdx.y % KVH;
+    float *Ks = sm, *Vs = Ks + TK * LDK, *kcur = Vs + TK * HD, *vcur = kcur + HD, *cs = vcur + HD,
+          *qs = cs + HD, *scs = qs + G * HD, *obs = scs + G * TK, *sts = obs + G * HD;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const struct ad_keys ks = ad_split(a, a.rows[i], kvh, HD, CS, rank);
+    const struct cu_row row = a.rows[i];
+    const int64_t kd = (int64_t)KVH * HD;
+    const int hi = row.pos;
+    const struct ad_keys ks = ad_split(a, row, kvh, HD, CS, rank);
+    const int k0 = ks.k0, k1 = ks.k1, nkc = ks.nkc;
+    const bool cur = ks.cur;
+    const float *K = ks.K, *V = ks.V;
 
-    ad_prefetch<HD>(qa, i, s.cs, ks.K, ks.V, (int64_t)KVH * HD, ks.k0, min(ks.nkc, ag_cfg<HD>::TK),
-                    s.Ks, s.Vs);
+    ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
     __syncthreads(); /* every thread's part of cs is in before any warp rotates with it */
-    ag_block<HD>(a, qa, i, kvh, ks, s);
+
+    float *q = qs + warp * HD;
+    if (warp < G)
+        ad_head_post<HD>(qa, i, 1, kvh * G + warp, q, cs);
+    else if (cur) {
+        ad_head_post<HD>(qa, i, 0, kvh, kcur, cs);
+        const float *vsrc = qa.v + i * kd + (int64_t)kvh * HD;
+        for (int d = lane; d < HD; d += 32)
+            vcur[d] = qa.bv ? __fadd_rn(vsrc[d], qa.bv[(int64_t)kvh * HD + d]) : vsrc[d];
+        __syncwarp();
+        float *kc = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)hi * kd +
+                    (int64_t)kvh * HD,
+              *vc = kc + row.cap * kd;
+        for (int d = lane; d < HD; d += 32) {
+            kc[d] = kcur[d];
+            vc[d] = vcur[d];
+        }
+    }
+    ad_wait();
+    __syncthreads();
+    const bool qw = warp < G;
+    float m = -INFINITY, l = 0.f, scur = -INFINITY;
+    if (qw && cur) {
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < HD / 32; j++)
+            dot = fmaf(q[lane + 32 * j], kcur[lane + 32 * j], dot);
+        scur = attn_score(warp_sum(dot), a);
+        m = scur;
+    }
+    float o[DPL];
+#pragma unroll
+    for (int k = 0; k < DPL; k++)
+        o[k] = 0.f;
+    float *sc = scs + warp * TK;
+#pragma unroll 1
+    for (int t0 = 0; t0 < nkc; t0 += TK) {
+        const int nt = min(TK, nkc - t0);
+        if (t0 > 0) {
+            __syncthreads(); /* the previous tile's readers are done */
+            ad_load_tile<HD>(K, V, kd, k0 + t0, nt, Ks, Vs);
+            ad_wait();
+            __syncthreads();
+        }
+        if (!qw) continue;
+        /* scores: lane j over keys j, j + 32 (q read as a broadcast) */
+        float s[TK / 32], tm = -INFINITY;
+#pragma unroll
+        for (int jj = 0; jj < TK / 32; jj++) {
+            const int j = lane + 32 * jj;
+            s[jj] = -INFINITY;
+            if (j < nt) {
+                float dot = 0.f;
+#pragma unroll 8
+                for (int d = 0; d < HD; d += 4) {
+                    const float4 kv = *(const float4 *)(Ks + j * LDK + d),
+                                 qv = *(const float4 *)(q + d);
+                    dot = fmaf(qv.x, kv.x, dot);
+                    dot = fmaf(qv.y, kv.y, dot);
+                    dot = fmaf(qv.z, kv.z, dot);
+                    dot = fmaf(qv.w, kv.w, dot);
+                }
+                s[jj] = attn_score(dot, a);
+                tm = fmaxf(tm, s[jj]);
+            }
+        }
+        const float mn = fmaxf(m, warp_max(tm));
+        const float corr = l == 0.f ? 1.f : expf(__fsub_rn(m, mn));
+        float ps = 0.f;
+#pragma unroll
+        for (int jj = 0; jj < TK / 32; jj++) {
+            const int j = lane + 32 * jj;
+            if (j < nt) {
+                const float e = expf(__fsub_rn(s[jj], mn));
+                sc[j] = e;
+                ps += e;
+            }
+        }
+        ps = warp_sum(ps);
+        __syncwarp();
+        l = l == 0.f ? ps : __fadd_rn(__fmul_rn(l, corr), ps);
+        m = mn;
+        /* lane holds dims DPL * lane .. + DPL - 1 */
+        float acc[DPL];
+#pragma unroll
+        for (int k = 0; k < DPL; k++)
+            acc[k] = 0.f;
+#pragma unroll 4
+        for (int j = 0; j < nt; j++) {
+            const float p = sc[j];
+            const float *vr = Vs + j * HD + DPL * lane;
+#pragma unroll
+            for (int k = 0; k < DPL; k += 2) {
+                const float2 v2 = *(const float2 *)(vr + k);
+                acc[k] = fmaf(p, v2.x, acc[k]);
+                acc[k + 1] = fmaf(p, v2.y, acc[k + 1]);
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < DPL; k++)
+            o[k] = t0 == 0 ? acc[k] : fmaf(o[k], corr, acc[k]);
+        __syncwarp(); /* sc is rewritten by the next tile */
+    }
+    if (qw) {
+        if (cur) {
+            const float e = expf(__fsub_rn(scur, m));
+            l = nkc > 0 ? __fadd_rn(l, e) : e;
+#pragma unroll
+            for (int k = 0; k < DPL; k++)
+                o[k] = fmaf(e, vcur[DPL * lane + k], o[k]);
+        }
+#pragma unroll
+        for (int k = 0; k < DPL; k++)
+            obs[warp * HD + DPL * lane + k] = o[k];
+        if (lane == 0) {
+            sts[2 * warp] = m;
+            sts[2 * warp + 1] = k1 > k0 ? l : 0.f;
+        }
+    }
     cl.sync();
     /* warp w: the merge weights of head w over the cluster's blocks (into its score row) */
-    if (warp < G) {
+    if (qw) {
         float ms = -INFINITY, ls = 0.f;
         if (lane < CS) {
-            const float *rs = cl.map_shared_rank(s.sts, lane);
+            const float *rs = cl.map_shared_rank(sts, lane);
             ms = rs[2 * warp];
             ls = rs[2 * warp + 1];
         }
-        ag_weights(ms, ls, CS, s.scs + warp * ag_cfg<HD>::TK);
+        const float M = warp_max(ls > 0 ? ms : -INFINITY);
+        const float e = ls > 0 ? expf(ms - M) : 0.f;
+        const float L = warp_sum(ls > 0 ? ls * e : 0.f);
+        if (lane < 16) sc[lane] = lane < CS ? e : 0.f;
+        if (lane == 0) sc[16] = L;
     }
     __syncthreads();
     /* this block's share of the G * HD outputs */
@@ -278,9 +561,17 @@ __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
     for (int t = tid; t < per; t += blockDim.x) {
         const int idx = rank * per + t;
         if (idx >= G * HD) break;
-        const int w = idx / HD;
-        a.out[(int64_t)i * a.H * HD + (int64_t)kvh * G * HD + idx] = ag_combine(
-            s.scs + w * ag_cfg<HD>::TK, [&](int b) { return cl.map_shared_rank(s.obs, b)[idx]; });
+        const int w = idx / HD, d = idx % HD;
+        const float *ew = scs + w * TK;
+        float v[16];
+#pragma unroll
+        for (int s = 0; s < 16; s++)
+            v[s] = ew[s] > 0 ? cl.map_shared_rank(obs, s)[w * HD + d] : 0.f;
+        float acc = 0.f;
+#pragma unroll
+        for (int s = 0; s < 16; s++)
+            acc += v[s] * ew[s];
+        a.out[(int64_t)i * H * HD + (int64_t)(kvh * G + w) * HD + d] = acc * (1.0f / ew[16]);
     }
     cl.sync(); /* the other blocks' reads of this block's shared memory are done */
 }

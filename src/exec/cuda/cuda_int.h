@@ -167,21 +167,6 @@ int cellm_cu_attention_dec_supported(int hd, int rot);
 int cellm_cu_attention_dec(const struct cu_qkv_args *qa, const struct cu_attn_args *a, int grouped,
                            int pdl, int sms, void *stream);
 
-/* The q/k/v product of one decode row (a cu_mv_op with the norm in front) and the grouped
- * decode attention after it, in one kernel (cuda_mvt.cuh, cuda_attn_dec.cuh): taken for
- * 4-bit weights whose product runs in one round of one block per SM (or, with force, any
- * round that fits), head sizes 64 and 128, 2..8 q heads per kv head. *taken says whether it
- * ran; when not, nothing was launched. */
-struct cu_fa_args {
-    struct cu_qkv_args qa;
-    struct cu_attn_args aa; /* n = 1 */
-    float *part;            /* scratch: [KVH][16][H / KVH][hd + 2] */
-    int *cnt;               /* 2 + KVH ints, zero between launches (each launch leaves them zero) */
-    int cs;                 /* blocks per kv head (set by the launcher) */
-};
-int cellm_cu_mv_attn(const struct cu_mv_op *op, const struct cu_fa_args *f, int force, int sms,
-                     void *stream, int *taken);
-
 /* gate = act(gate + bg) * (up + bu), [n][m]; act 0 silu, 1 gelu tanh, 2 gelu erf. */
 int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, const float *bg, const float *bu,
                  int act, void *stream);

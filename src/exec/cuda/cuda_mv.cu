@@ -31,20 +31,19 @@ template <typename A> static void op_inputs(const struct cu_mv_op *op, A &a)
     a.norm_eps = op->norm_eps;
 }
 
-/* The tensor-core path's arguments (cuda_mvt.cuh) when it takes the op: 4-bit codes, a
- * power-of-two group of 32 or more, whole steps of spans, aligned rows and scales, B in
- * shared memory. Returns 0 when it does not; V is the words per lane and span. */
-static int mvt_args(const struct cu_mv_op *op, int nw, struct mvt_kargs &a, int &V)
+/* The tensor-core path (cuda_mvt.cuh), when it takes the op: 4-bit codes, a power-of-two
+ * group of 32 or more, whole steps of spans, aligned rows and scales, B in shared memory. */
+static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, int *taken)
 {
     const struct cu_weight *w = op->w[0];
+    *taken = 0;
     if (!op->mma || !op->counter || w->fmt != CU_W_AFFINE || w->bits != 4 || op->n > 2 ||
         w->group < 32 || (w->group & (w->group - 1)) || w->cols >= ((int64_t)1 << 30))
         return 0;
-    V = w->group >= 128 ? 4 : w->group / 32;
-    const int U = 8 / V, NT = op->n > 1 ? 2 : 1;
+    const int V = w->group >= 128 ? 4 : w->group / 32, U = 8 / V, NT = op->n > 1 ? 2 : 1;
     const int64_t span = 32 * V, nspans = w->cols / span;
     if (w->cols % span || nspans % U || MVT_SMEM(V, NT, nspans, 0) > MVT_SMEM_MAX) return 0;
-    a = {};
+    struct mvt_kargs a = {};
     int svec = 1, t = 0;
     const int64_t ngr = w->cols / w->group;
     for (int i = 0; i < nw; i++) {
@@ -80,44 +79,10 @@ static int mvt_args(const struct cu_mv_op *op, int nw, struct mvt_kargs &a, int 
     a.mask = 0x000F000Fu;
     a.magic = 0x43004300u;
     a.counter = op->counter;
-    return 1;
-}
-
-/* The tensor-core path, when it takes the op */
-static int mvt_try(const struct cu_mv_op *op, int nw, int sms, cudaStream_t st, int *taken)
-{
-    struct mvt_kargs a;
-    int V;
-    *taken = 0;
-    if (!mvt_args(op, nw, a, V)) return 0;
     const int pro = op->norm_kind >= 0;
-    const int e = op->w[0]->s_bf16 ? cu_mvt_bf16(a, V, pro, op->epi, sms, st)
-                                   : cu_mvt_f16(a, V, pro, op->epi, sms, st);
+    const int e = w->s_bf16 ? cu_mvt_bf16(a, V, pro, op->epi, sms, st)
+                            : cu_mvt_f16(a, V, pro, op->epi, sms, st);
     *taken = e != MVT_UNAVAILABLE;
-    return *taken ? e : 0;
-}
-
-extern "C" int cellm_cu_mv_attn(const struct cu_mv_op *op, const struct cu_fa_args *f, int force,
-                                int sms, void *stream, int *taken)
-{
-    struct mvt_kargs a;
-    int V;
-    *taken = 0;
-    const struct cu_attn_args &aa = f->aa;
-    if (op->n != 1 || op->nw != 3 || op->epi != CU_EPI_STORE || op->norm_kind < 0 || op->ldx % 4 ||
-        aa.n != 1 || (aa.hd != 64 && aa.hd != 128) || aa.KVH < 1 || aa.H % aa.KVH ||
-        aa.H / aa.KVH < 2 || aa.H / aa.KVH > AG_MAXG ||
-        !cellm_cu_attention_dec_supported(aa.hd, f->qa.rot))
-        return 0;
-    for (int i = 0; i < 3; i++)
-        if (!cellm_cu_mv_supported(op->w[i], 1, 1) || op->w[i]->cols != op->w[0]->cols ||
-            op->w[i]->group != op->w[0]->group || op->w[i]->s_bf16 != op->w[0]->s_bf16)
-            return 0;
-    if (!mvt_args(op, 3, a, V)) return 0;
-    cudaStream_t st = (cudaStream_t)stream;
-    const int e = op->w[0]->s_bf16 ? cu_mvt_fa_bf16(a, *f, V, force, sms, st)
-                                   : cu_mvt_fa_f16(a, *f, V, force, sms, st);
-    *taken = e != MVT_UNAVAILABLE && e != MVT_DECLINED;
     return *taken ? e : 0;
 }
 

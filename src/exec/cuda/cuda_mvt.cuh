@@ -47,7 +47,6 @@
 #ifndef CELLM_EXEC_CUDA_MVT_CUH
 #define CELLM_EXEC_CUDA_MVT_CUH
 
-#include "cuda_attn_dec.cuh"
 #include "cuda_mv.cuh"
 
 /* Warps per block: 8 (two blocks per SM), or 16 (one block per SM, so the SM pays the
@@ -257,11 +256,11 @@ template <int U, int V> struct mvt_step {
     uint32_t s[2][U / 2], b[2][U / 2];
 };
 
-/* The product's body (k_mvt), and with HD > 0 the decode attention after it (k_mvt_fa,
- * cuda_attn_dec.cuh: fa_start, fa_phase) */
-template <int SBF, int V, int NT, int PRO, int EPI, int RING, int W, int HD>
-static __device__ __forceinline__ void mvt_body(const struct mvt_kargs &a,
-                                                const struct cu_fa_args *f)
+/* A multiprocessor's registers hold its blocks (two of 8 warps, or one of 16) at no more
+ * than 128 per thread. Unasked, the compiler stays there for all but one instance (group
+ * 32, two rows, norm prologue: 176). */
+template <int SBF, int V, int NT, int PRO, int EPI, int RING, int W>
+__global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const struct mvt_kargs a)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* bf16x2 arithmetic; mvt_launch checks */
     constexpr int U = 8 / V, LB = 12 * NT;
@@ -446,11 +445,7 @@ static __device__ __forceinline__ void mvt_body(const struct mvt_kargs &a,
         base = (int)((int64_t)blockIdx.x * a.ntiles / gridDim.x);
         end = (int)((int64_t)(blockIdx.x + 1) * a.ntiles / gridDim.x);
     }
-    /* (only when the grid is larger than the work; the attention's blocks all go on) */
-    if (!HD && base >= a.ntiles) return;
-    float *fsm = (float *)((char *)xsum + ((size_t)NT * a.nspans * 4 + 15) / 16 * 16);
-    struct ad_keys fks = {0, 0, 0, false, NULL, NULL};
-    if constexpr (HD > 0) fks = fa_start<HD>(*f, fsm);
+    if (base >= a.ntiles) return; /* (only when the grid is larger than the work) */
     /* the norm's weights of this thread's first octet are constants, so they are loaded
      * before the wait, off the prologue's path: 8B q4 397.9-399.4 -> 400.4-401.9 tok/s,
      * Qwen3-0.6B q4 even (same call; bench/cuda_notes.md round 9) */
@@ -591,33 +586,11 @@ static __device__ __forceinline__ void mvt_body(const struct mvt_kargs &a,
             a.counter[1] = 0;
         }
     }
-    if constexpr (HD > 0) fa_phase<HD>(*f, fsm, fks);
-#else
-    (void)a, (void)f;
 #endif
 }
 
-/* A multiprocessor's registers hold its blocks (two of 8 warps, or one of 16) at no more
- * than 128 per thread. Unasked, the compiler stays there for all but one instance (group
- * 32, two rows, norm prologue: 176). */
-template <int SBF, int V, int NT, int PRO, int EPI, int RING, int W>
-__global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const struct mvt_kargs a)
-{
-    mvt_body<SBF, V, NT, PRO, EPI, RING, W, 0>(a, NULL);
-}
-
-/* The normalised q/k/v product of one row, then the attention (cu_fa_args, cuda_int.h) */
-template <int SBF, int V, int HD>
-__global__ void __launch_bounds__(32 * MVT_WIDE_WARPS, 1)
-    k_mvt_fa(const struct mvt_kargs a, const struct cu_fa_args f)
-{
-    mvt_body<SBF, V, 1, 1, CU_EPI_STORE, 0, MVT_WIDE_WARPS, HD>(a, &f);
-}
-
-/* what mvt_launch returns when this build has no sm_90 code for the device, and what
- * mvt_fa_launch returns for a product it does not take (nothing launched either way) */
+/* what mvt_launch returns when this build has no sm_90 code for the device */
 #define MVT_UNAVAILABLE (-1)
-#define MVT_DECLINED (-2)
 
 /* warps per tile, spans per warp and blocks for kernel k (blocks of `warps`) with smem bytes */
 static int mvt_plan(const void *k, int warps, size_t smem, int U, int sms, int balance,
@@ -697,53 +670,6 @@ static int mvt_launch(struct mvt_kargs a, int sms, cudaStream_t st)
     return cu_launch(k, dim3((unsigned)blocks), dim3(32 * MVT_WARPS), smem, st, a);
 }
 
-/* The q/k/v product with the attention after it (k_mvt_fa), when the product is one round
- * of at most one block per SM (the grid barrier needs every block resident) and, unless
- * forced, over at least half the SMs, as mvt_launch's wide blocks: the product's tiles are
- * then those of the plain launch, so are its results. */
-template <int SBF, int V, int HD>
-static int mvt_fa_launch(struct mvt_kargs a, struct cu_fa_args f, int force, int sms,
-                         cudaStream_t st)
-{
-    constexpr int U = 8 / V;
-    auto k = k_mvt_fa<SBF, V, HD>;
-    struct cudaFuncAttributes fa;
-    if (cudaFuncGetAttributes(&fa, k) != cudaSuccess || fa.binaryVersion < 90)
-        return MVT_UNAVAILABLE;
-    const size_t smem = (MVT_SMEM(V, 1, a.nspans, 0) + 15) / 16 * 16 +
-                        ag_cfg<HD>::smem(f.aa.H / f.aa.KVH) * sizeof(float);
-    if (smem > MVT_SMEM_MAX) return MVT_DECLINED;
-    int64_t blocks = 0;
-    int e = mvt_plan((const void *)k, MVT_WIDE_WARPS, smem, U, sms, 1, a, blocks);
-    if (e) return e;
-    if (blocks * (MVT_WIDE_WARPS / a.wk) < a.ntiles || blocks > sms || (!force && 2 * blocks < sms))
-        return MVT_DECLINED;
-    f.cs = (int)(blocks / f.aa.KVH < 16 ? blocks / f.aa.KVH : 16);
-    if (f.cs < 1) return MVT_DECLINED;
-    return cu_launch(k, dim3((unsigned)blocks), dim3(32 * MVT_WIDE_WARPS), smem, st, a, f);
-}
-
-template <int SBF>
-static int mvt_fa_dispatch(const struct mvt_kargs &a, const struct cu_fa_args &f, int V, int force,
-                           int sms, cudaStream_t st)
-{
-    const int hd128 = f.aa.hd == 128;
-    switch (V * 2 + hd128) {
-    case 2:
-        return mvt_fa_launch<SBF, 1, 64>(a, f, force, sms, st);
-    case 3:
-        return mvt_fa_launch<SBF, 1, 128>(a, f, force, sms, st);
-    case 4:
-        return mvt_fa_launch<SBF, 2, 64>(a, f, force, sms, st);
-    case 5:
-        return mvt_fa_launch<SBF, 2, 128>(a, f, force, sms, st);
-    case 8:
-        return mvt_fa_launch<SBF, 4, 64>(a, f, force, sms, st);
-    default:
-        return mvt_fa_launch<SBF, 4, 128>(a, f, force, sms, st);
-    }
-}
-
 template <int SBF, int V, int NT>
 static int mvt_mode(const struct mvt_kargs &a, int pro, int epi, int sms, cudaStream_t st)
 {
@@ -782,9 +708,5 @@ static int mvt_dispatch(const struct mvt_kargs &a, int V, int pro, int epi, int 
 
 int cu_mvt_f16(const struct mvt_kargs &a, int V, int pro, int epi, int sms, cudaStream_t st);
 int cu_mvt_bf16(const struct mvt_kargs &a, int V, int pro, int epi, int sms, cudaStream_t st);
-int cu_mvt_fa_f16(const struct mvt_kargs &a, const struct cu_fa_args &f, int V, int force, int sms,
-                  cudaStream_t st);
-int cu_mvt_fa_bf16(const struct mvt_kargs &a, const struct cu_fa_args &f, int V, int force, int sms,
-                   cudaStream_t st);
 
 #endif

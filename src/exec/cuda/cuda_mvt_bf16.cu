@@ -5,9 +5,3 @@ int cu_mvt_bf16(const struct mvt_kargs &a, int V, int pro, int epi, int sms, cud
 {
     return mvt_dispatch<1>(a, V, pro, epi, sms, st);
 }
-
-int cu_mvt_fa_bf16(const struct mvt_kargs &a, const struct cu_fa_args &f, int V, int force, int sms,
-                   cudaStream_t st)
-{
-    return mvt_fa_dispatch<1>(a, f, V, force, sms, st);
-}

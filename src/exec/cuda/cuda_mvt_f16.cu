@@ -5,9 +5,3 @@ int cu_mvt_f16(const struct mvt_kargs &a, int V, int pro, int epi, int sms, cuda
 {
     return mvt_dispatch<0>(a, V, pro, epi, sms, st);
 }
-
-int cu_mvt_fa_f16(const struct mvt_kargs &a, const struct cu_fa_args &f, int V, int force, int sms,
-                  cudaStream_t st)
-{
-    return mvt_fa_dispatch<0>(a, f, V, force, sms, st);
-}
