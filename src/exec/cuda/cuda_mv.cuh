@@ -108,18 +108,49 @@ static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int 
 }
 
 /* Normalises the n input rows into xs[NT][cols] (rows >= n are zeros), as k_norm does.
- * Loads are float4 and unrolled so that a thread's loads are in flight together. */
+ * Loads are float4 and unrolled so that a thread's loads are in flight together.
+ * An RMS norm (no mean, no bias) is deferred as in cuda_mvt.cuh: xs holds x * w and osc[t]
+ * receives row t's 1 / rms, by which the epilogue scales the row's sums (one pass over x
+ * instead of two with a block-wide reduction between them); otherwise osc[t] stays as the
+ * caller set it (1). */
 template <int NT>
-static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float *xs, double *red)
+static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float *xs, double *red,
+                                   double (*sqr)[MV_WARPS], float (&osc)[NT])
 {
     const int tid = threadIdx.x, c4 = (int)(cols / 4);
     const float4 *nw4 = (const float4 *)a.norm_w, *nb4 = (const float4 *)a.norm_b;
+    const bool defer = a.norm_kind != 2 && nb4 == NULL;
 #pragma unroll 1
     for (int t = 0; t < NT; t++) {
         float4 *o = (float4 *)(xs + t * cols);
         if (t >= a.n) {
             for (int c = tid; c < c4; c += MV_THREADS)
                 o[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+            continue;
+        }
+        if (defer) {
+            const float4 *x = (const float4 *)(a.x + t * a.ldx);
+            const bool hw = nw4 != NULL;
+            double q = 0;
+#pragma unroll 8
+            for (int c = tid; c < c4; c += MV_THREADS) {
+                float4 v = x[c];
+                const float4 w = hw ? nw4[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+                q += ((double)v.x * v.x + (double)v.y * v.y) +
+                     ((double)v.z * v.z + (double)v.w * v.w);
+                if (a.norm_kind == 1) {
+                    v.x = __fmul_rn(v.x, __fadd_rn(1.0f, w.x));
+                    v.y = __fmul_rn(v.y, __fadd_rn(1.0f, w.y));
+                    v.z = __fmul_rn(v.z, __fadd_rn(1.0f, w.z));
+                    v.w = __fmul_rn(v.w, __fadd_rn(1.0f, w.w));
+                } else {
+                    v.x = __fmul_rn(w.x, v.x), v.y = __fmul_rn(w.y, v.y);
+                    v.z = __fmul_rn(w.z, v.z), v.w = __fmul_rn(w.w, v.w);
+                }
+                o[c] = v;
+            }
+            q = warp_sum_d(q);
+            if ((tid & 31) == 0) sqr[t][tid >> 5] = q;
             continue;
         }
         float mean;
@@ -138,6 +169,15 @@ static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float
         }
     }
     __syncthreads();
+    if (!defer) return;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        if (t >= a.n) break;
+        double q = 0;
+        for (int k = 0; k < MV_WARPS; k++)
+            q += sqr[t][k];
+        osc[t] = norm_rscale((float)(q / (double)cols), a.norm_eps);
+    }
 }
 
 template <int FMT, int BITS, int SBF, int NT, int PRO, int EPI>
@@ -147,6 +187,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
     constexpr int E = PC::E, NW = PC::NW, U = PC::U, S = 2;
     extern __shared__ float xs[];
     __shared__ double red[MV_WARPS];
+    __shared__ double sqr[NT][MV_WARPS]; /* the deferred norm's sums of squares */
     __shared__ float partial[MV_WARPS][NT][S];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const unsigned wi = EPI == CU_EPI_GLU ? 0 : blockIdx.y;
@@ -232,7 +273,11 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         preloaded = true;
     }
     pdl_wait();
-    if (PRO) mv_prologue<NT>(a, cols, xs, red);
+    float osc[NT]; /* the rows' deferred norm scales (or 1) */
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+        osc[t] = 1.f;
+    if (PRO) mv_prologue<NT>(a, cols, xs, red, sqr, osc);
 
         /* every warp of the block goes round together (the partial sums meet in shared memory) */
 #pragma unroll 1
@@ -326,7 +371,7 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
         for (int t = 0; t < NT; t++) {
             if (t >= a.n) break;
             if (EPI == CU_EPI_GLU) {
-                float g = acc[t][0], u = acc[t][1];
+                float g = __fmul_rn(acc[t][0], osc[t]), u = __fmul_rn(acc[t][1], osc[t]);
                 if (a.bias[0]) g = __fadd_rn(g, a.bias[0][gi]);
                 if (a.bias[1]) u = __fadd_rn(u, a.bias[1][gi]);
                 y[t * ldy + gi] = glu_act(g, u, a.act);
@@ -335,7 +380,8 @@ __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
                 for (int s = 0; s < S; s++) {
                     const int64_t r = 2 * gi + s;
                     if (r >= rows) break;
-                    float o = bias ? __fadd_rn(acc[t][s], bias[r]) : acc[t][s];
+                    const float v = __fmul_rn(acc[t][s], osc[t]);
+                    float o = bias ? __fadd_rn(v, bias[r]) : v;
                     float *dst = y + t * ldy + r;
                     *dst = EPI == CU_EPI_ADD ? __fadd_rn(*dst, o) : o;
                 }

@@ -147,29 +147,61 @@ static __device__ __forceinline__ void mvt_norm_w(const struct mvt_kargs &a, int
 
 /* Builds the B fragments of every span (and the spans' sums of x) in shared memory, from
  * the input rows, normalised first when PRO. Octet o (columns 8o..8o+7) is word v of lane
- * t of span o / (4V); its three parts go to the lanes 12*row + 4*part + t. */
+ * t of span o / (4V); its three parts go to the lanes 12*row + 4*part + t.
+ *
+ * An RMS norm (no mean, no bias) is deferred: the fragments hold x * w, and osc[t] receives
+ * row t's 1 / rms, by which the epilogue scales the row's sums. The sum over k of
+ * W[k] * (x[k] * r * w[k]) is then formed as r * (sum over k of W[k] * (x[k] * w[k])),
+ * the same distributivity as the groups' scales above (the numeric contract lets a dot
+ * product sum in any order). What it buys: the statistics no longer come first, so the
+ * block does not read x twice with a block-wide reduction in between before its first
+ * fragment (bench/cuda_notes.md round 11). Otherwise osc[t] = 1 (an exact no-op). */
 template <int V, int NT, int PRO>
 static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float *xsum, double *red,
-                                    const float (&pnw)[8], const float (&pnb)[8])
+                                    double *sqr, const float (&pnw)[8], const float (&pnb)[8],
+                                    float (&osc)[NT])
 {
     constexpr int LB = 12 * NT;
     const int tid = threadIdx.x, K = (int)a.w[0].cols, octs = K / 8;
+    const bool defer = PRO && a.norm_kind != 2 && a.norm_b == NULL;
     float mean[NT], rs[NT];
+    double sq[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         mean[t] = 0.f;
         rs[t] = 1.f;
-        if (!PRO || t >= a.n) continue;
+        osc[t] = 1.f;
+        sq[t] = 0;
+        if (!PRO || defer || t >= a.n) continue;
         rs[t] = row_norm_stats((const float4 *)(a.x + t * a.ldx), K / 4, a.norm_kind, a.norm_eps,
                                red, NULL, mean[t]);
     }
     const bool hw = a.norm_w != NULL, hb = a.norm_b != NULL;
     const int T = (int)blockDim.x, iters = (octs + T - 1) / T;
+    /* the next iteration's x is loaded before this one is converted, so that a thread's
+     * loads of a long row overlap (the down product's 14336 columns take 4-7 iterations) */
+    float4 nx[NT][2];
+    auto ldx = [&](int o, float4(&d)[NT][2]) {
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            d[t][0] = d[t][1] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (o < octs && t < a.n) {
+                const float4 *xp = (const float4 *)(a.x + t * a.ldx + 8 * o);
+                d[t][0] = xp[0], d[t][1] = xp[1];
+            }
+        }
+    };
+    ldx(tid, nx);
 #pragma unroll 1
     for (int it = 0; it < iters; it++) {
         const int o = it * T + tid;
         const bool ok = o < octs;
         const int sp = o / (4 * V), wv = o % (4 * V), lt = wv / V, v = wv % V;
+        float4 cx[NT][2];
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+            cx[t][0] = nx[t][0], cx[t][1] = nx[t][1];
+        if (it + 1 < iters) ldx(o + T, nx);
         /* the octet's norm weights (and biases); the first octet's came before the wait */
         float nw[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f},
               nb[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
@@ -184,18 +216,23 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
         }
 #pragma unroll
         for (int t = 0; t < NT; t++) {
-            float xv[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-            if (ok && t < a.n) {
-                const float4 *xp = (const float4 *)(a.x + t * a.ldx + 8 * o);
-                float4 v0 = xp[0], v1 = xp[1];
-                xv[0] = v0.x, xv[1] = v0.y, xv[2] = v0.z, xv[3] = v0.w;
-                xv[4] = v1.x, xv[5] = v1.y, xv[6] = v1.z, xv[7] = v1.w;
-                if (PRO) {
+            float xv[8] = {cx[t][0].x, cx[t][0].y, cx[t][0].z, cx[t][0].w,
+                           cx[t][1].x, cx[t][1].y, cx[t][1].z, cx[t][1].w};
+            if (PRO && defer) {
+                sq[t] += (((double)xv[0] * xv[0] + (double)xv[1] * xv[1]) +
+                          ((double)xv[2] * xv[2] + (double)xv[3] * xv[3])) +
+                         (((double)xv[4] * xv[4] + (double)xv[5] * xv[5]) +
+                          ((double)xv[6] * xv[6] + (double)xv[7] * xv[7]));
 #pragma unroll
-                    for (int k = 0; k < 8; k++)
-                        xv[k] =
-                            norm_out_v(a.norm_kind, xv[k], mean[t], rs[t], hw, nw[k], hb, nb[k]);
+                for (int k = 0; k < 8; k++) {
+                    const float wi = hw ? nw[k] : 0.f;
+                    xv[k] = a.norm_kind == 1 ? __fmul_rn(xv[k], __fadd_rn(1.0f, wi))
+                                             : __fmul_rn(wi, xv[k]);
                 }
+            } else if (PRO) {
+#pragma unroll
+                for (int k = 0; k < 8; k++)
+                    xv[k] = norm_out_v(a.norm_kind, xv[k], mean[t], rs[t], hw, nw[k], hb, nb[k]);
             }
             uint32_t hi[4], mid[4], lo[4];
 #pragma unroll
@@ -213,6 +250,24 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
             dst[8] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
             if (wv == 0) xsum[t * a.nspans + sp] = s;
         }
+    }
+    if (PRO && defer) {
+        const int lane = tid & 31, w = tid >> 5, nw = T >> 5;
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const double v = warp_sum_d(sq[t]);
+            if (lane == 0) sqr[t * 32 + w] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            if (t >= a.n) continue;
+            double s = 0;
+            for (int k = 0; k < nw; k++)
+                s += sqr[t * 32 + k];
+            osc[t] = norm_rscale((float)(s / (double)K), a.norm_eps);
+        }
+        return;
     }
     __syncthreads();
 }
@@ -266,6 +321,7 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
     constexpr int U = 8 / V, LB = 12 * NT;
     extern __shared__ uint4 bfr[]; /* [nspans][V][LB], then float xsum[NT][nspans] */
     __shared__ double red[W];
+    __shared__ double sqr[NT * 32]; /* the deferred norm's sums of squares, per warp */
     __shared__ float partial[W][NT][16];
     __shared__ int next_base;
     float *xsum = (float *)(bfr + (size_t)a.nspans * V * LB);
@@ -451,8 +507,7 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
      * Qwen3-0.6B q4 even (same call; bench/cuda_notes.md round 9) */
     float pnw[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f},
           pnb[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (PRO && (int)threadIdx.x < (int)(a.w[0].cols / 8))
-        mvt_norm_w(a, threadIdx.x, pnw, pnb);
+    if (PRO && (int)threadIdx.x < (int)(a.w[0].cols / 8)) mvt_norm_w(a, threadIdx.x, pnw, pnb);
     bool preloaded = false;
     if (base + warp / wk < end && nst > 0) {
         setup(base + warp / wk);
@@ -465,7 +520,8 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
         preloaded = true;
     }
     pdl_wait();
-    mvt_prologue<V, NT, PRO>(a, bfr, xsum, red, pnw, pnb);
+    float osc[NT]; /* the rows' deferred norm scales (or 1) */
+    mvt_prologue<V, NT, PRO>(a, bfr, xsum, red, sqr, pnw, pnb, osc);
 
 #pragma unroll 1
     for (;;) {
@@ -550,7 +606,7 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
                 if (EPI == CU_EPI_GLU) {
                     const int64_t r = row[0];
                     if (r < a.w[0].rows) {
-                        float gt = tot[t][0], up = tot[t][1];
+                        float gt = __fmul_rn(tot[t][0], osc[t]), up = __fmul_rn(tot[t][1], osc[t]);
                         if (a.bias[0]) gt = __fadd_rn(gt, a.bias[0][r]);
                         if (a.bias[1]) up = __fadd_rn(up, a.bias[1][r]);
                         a.y[0][t * a.ldy[0] + r] = glu_act(gt, up, a.act);
@@ -564,7 +620,8 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
                     for (int s = 0; s < 2; s++) {
                         const int64_t r = row[s];
                         if (r >= w.rows) continue;
-                        const float o = bias ? __fadd_rn(tot[t][s], bias[r]) : tot[t][s];
+                        const float u = __fmul_rn(tot[t][s], osc[t]);
+                        const float o = bias ? __fadd_rn(u, bias[r]) : u;
                         float *dst = y + t * ldy + r;
                         *dst = EPI == CU_EPI_ADD ? __fadd_rn(*dst, o) : o;
                     }
