@@ -520,6 +520,21 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
         preloaded = true;
     }
     pdl_wait();
+    /* the residual's values in the first tile's rows, read now, so that the epilogue's add
+     * does not wait for a load at the very end of the product (only this lane writes them) */
+    float res[NT][2];
+    bool have_res = false;
+    if (EPI == CU_EPI_ADD && preloaded && part == 0 && lt == 0) {
+        const struct cu_weight &w = wi == 0 ? a.w[0] : wi == 1 ? a.w[1] : a.w[2];
+        const float *y = wi == 0 ? a.y[0] : wi == 1 ? a.y[1] : a.y[2];
+        const int64_t ldy = wi == 0 ? a.ldy[0] : wi == 1 ? a.ldy[1] : a.ldy[2];
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int s = 0; s < 2; s++)
+                res[t][s] = t < a.n && row[s] < w.rows ? y[t * ldy + row[s]] : 0.f;
+        have_res = true;
+    }
     float osc[NT]; /* the rows' deferred norm scales (or 1) */
     mvt_prologue<V, NT, PRO>(a, bfr, xsum, red, sqr, pnw, pnb, osc);
 
@@ -623,11 +638,12 @@ __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const st
                         const float u = __fmul_rn(tot[t][s], osc[t]);
                         const float o = bias ? __fadd_rn(u, bias[r]) : u;
                         float *dst = y + t * ldy + r;
-                        *dst = EPI == CU_EPI_ADD ? __fadd_rn(*dst, o) : o;
+                        *dst = EPI == CU_EPI_ADD ? __fadd_rn(have_res ? res[t][s] : *dst, o) : o;
                     }
                 }
             }
         }
+        have_res = false;
         if (!multi) break;
         __syncthreads(); /* everyone has read next_base */
         if (threadIdx.x == 0) next_base = (int)gridDim.x * tpb + atomicAdd(&a.counter[0], tpb);
