@@ -180,6 +180,17 @@ static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mea
     return kind == 1 ? __fmul_rn(y, __fadd_rn(1.0f, wi)) : __fmul_rn(wi, y);
 }
 
+/* Whether a product's norm prologue may defer the norm's scale to the product's rows (the
+ * decode products in cuda_mv.cuh and cuda_mvt.cuh): RMS norms without a bias, where
+ * norm(x) = x * r * w is linear in x for a fixed r. Their input is then x * w (x * (1 + w)
+ * for kind 1), formed inline there: a version that called norm_out_v with r = 1 and mean 0
+ * (same values) cost 1-3% of decode speed in those register-bound kernels
+ * (bench/cuda_notes.md round 11). */
+static __device__ __forceinline__ bool norm_defers(int kind, bool has_bias)
+{
+    return kind != 2 && !has_bias;
+}
+
 static __device__ __forceinline__ float norm_out(int kind, float xv, float mean, float r,
                                                  const float *w, const float *b, int64_t c)
 {

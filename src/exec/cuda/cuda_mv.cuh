@@ -119,7 +119,7 @@ static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float
 {
     const int tid = threadIdx.x, c4 = (int)(cols / 4);
     const float4 *nw4 = (const float4 *)a.norm_w, *nb4 = (const float4 *)a.norm_b;
-    const bool defer = a.norm_kind != 2 && nb4 == NULL;
+    const bool defer = norm_defers(a.norm_kind, nb4 != NULL);
 #pragma unroll 1
     for (int t = 0; t < NT; t++) {
         float4 *o = (float4 *)(xs + t * cols);

@@ -163,7 +163,7 @@ static __device__ void mvt_prologue(const struct mvt_kargs &a, uint4 *bfr, float
 {
     constexpr int LB = 12 * NT;
     const int tid = threadIdx.x, K = (int)a.w[0].cols, octs = K / 8;
-    const bool defer = PRO && a.norm_kind != 2 && a.norm_b == NULL;
+    const bool defer = PRO && norm_defers(a.norm_kind, a.norm_b != NULL);
     float mean[NT], rs[NT];
     double sq[NT];
 #pragma unroll
