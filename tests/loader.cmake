@@ -26,3 +26,6 @@ add_test(NAME inspect COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_inspect.sh
 add_executable(dequant_bench ${PROJECT_SOURCE_DIR}/bench/dequant_bench.c)
 target_include_directories(dequant_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
 target_link_libraries(dequant_bench PRIVATE cellm_core)
+add_executable(matvec_bench ${PROJECT_SOURCE_DIR}/bench/matvec_bench.c)
+target_include_directories(matvec_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
+target_link_libraries(matvec_bench PRIVATE cellm_core)

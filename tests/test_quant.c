@@ -342,14 +342,16 @@ static void matmul_against_double(void **state)
         }
         qtensor_free(&t);
     }
-    /* float formats too, from odd addresses */
-    enum { R = 37, C = 200 };
-    uint8_t *raw = malloc(1 + (size_t)R * C * 4);
-    float *wref = malloc((size_t)R * C * sizeof *wref);
+    /* float formats too, from odd addresses; 256 columns take the fused decode kernels,
+     * 200 the generic path */
+    enum { R = 37, CMAX = 256 };
+    uint8_t *raw = malloc(1 + (size_t)R * CMAX * 4);
+    float *wref = malloc((size_t)R * CMAX * sizeof *wref);
     assert_non_null(raw);
     assert_non_null(wref);
-    for (int f = 0; f < 3; f++) {
-        enum cellm_wfmt fmt = f == 0 ? CELLM_W_F32 : f == 1 ? CELLM_W_F16 : CELLM_W_BF16;
+    for (int f = 0; f < 6; f++) {
+        const int64_t C = f < 3 ? 200 : CMAX;
+        enum cellm_wfmt fmt = f % 3 == 0 ? CELLM_W_F32 : f % 3 == 1 ? CELLM_W_F16 : CELLM_W_BF16;
         size_t es = fmt == CELLM_W_F32 ? 4 : 2;
         for (int64_t i = 0; i < R * C; i++) {
             float v = uniform(-2, 2);
