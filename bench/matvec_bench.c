@@ -51,8 +51,12 @@ static size_t make_weight(const struct fmt_case *fc, int64_t rows, int64_t cols,
     if (fc->fmt == CELLM_W_F16)
         for (size_t i = 0; i < (size_t)(rows * cols); i++)
             ((uint16_t *)b)[i] = (uint16_t)(0x2c00 + (rand() & 0xfff));
-    *w = (struct cellm_weight){.fmt = fc->fmt, .rows = rows, .cols = cols, .data = b,
-                               .row_bytes = row_bytes, .name = fc->name};
+    *w = (struct cellm_weight){.fmt = fc->fmt,
+                               .rows = rows,
+                               .cols = cols,
+                               .data = b,
+                               .row_bytes = row_bytes,
+                               .name = fc->name};
     if (fc->fmt == CELLM_W_AFFINE) {
         w->bits = fc->bits;
         w->group = 64;
@@ -69,8 +73,8 @@ int main(int argc, char **argv)
     enum cellm_isa isa = cellm_cpu_isa();
     if (argc == 3 && !strcmp(argv[1], "--isa")) {
         enum cellm_isa want = !strcmp(argv[2], "portable") ? CELLM_ISA_PORTABLE
-                              : !strcmp(argv[2], "avx2") ? CELLM_ISA_AVX2
-                                                         : CELLM_ISA_AVX512;
+                              : !strcmp(argv[2], "avx2")   ? CELLM_ISA_AVX2
+                                                           : CELLM_ISA_AVX512;
         if (want < isa) isa = want;
     }
     static const struct fmt_case cases[] = {{"bf16", CELLM_W_BF16, 0},
@@ -112,7 +116,8 @@ int main(int argc, char **argv)
             free(y);
             free(scratch);
         }
-        printf("%-6s  in L2 %6.1f GB/s   from memory %6.1f GB/s\n", cases[k].name, rate[0], rate[1]);
+        printf("%-6s  in L2 %6.1f GB/s   from memory %6.1f GB/s\n", cases[k].name, rate[0],
+               rate[1]);
     }
     cellm_pool_free(pool);
     return 0;

@@ -285,6 +285,115 @@ AVX512 static void rows4_f16(const struct cellm_weight *w, int64_t r, const floa
         y[r + k] = _mm512_reduce_add_ps(_mm512_add_ps(a[k][0], a[k][1]));
 }
 
+/* Widens n 16-bit scales or biases to f32 (exactly). */
+AVX512 static void widen16(enum cellm_dtype dt, const uint8_t *p, int64_t n, float *out)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(p + 2 * i));
+        _mm512_storeu_ps(out + i,
+                         dt == CELLM_DT_BF16
+                             ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                             : _mm512_cvtph_ps(h));
+    }
+    for (; i < n; i++)
+        out[i] = scale_of(dt, p + 2 * i);
+}
+
+/* Groups per row up to which rows4_q4 and rows4_q8 keep the rows' scales and biases on the stack.
+ */
+#define AFFINE_MAX_GROUPS 256
+
+/*
+ * 4-bit rows, four at a time, by table lookup: per group and row, the 16 possible weights
+ * fl(fl(s*q)+b) are formed once (one FMA over q = 0..15, exact as argued in kernels.c) and
+ * each code selects its weight with vpermps, which reads only the low four bits of each
+ * index lane: the low nibbles need no mask and the high nibbles one shift. One FMA per 16
+ * weights instead of two, with the reference's values. The rows' scales and biases are
+ * widened up front, 16 at a time, so a group costs two broadcasts and an FMA per row.
+ */
+AVX512 static void rows4_q4(const struct cellm_weight *w, int64_t r, const float *xp, float *y)
+{
+    const size_t rb = w->row_bytes;
+    const uint8_t *row = w->data + (size_t)r * rb;
+    const int64_t ng = w->cols / w->group;
+    float sc[4][AFFINE_MAX_GROUPS], bi[4][AFFINE_MAX_GROUPS];
+    for (int k = 0; k < 4; k++) {
+        widen16(w->sdtype, w->scales + (size_t)(r + k) * ng * 2, ng, sc[k]);
+        widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bi[k]);
+    }
+    const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 t0 = _mm512_fmadd_ps(iota, _mm512_set1_ps(sc[0][g]), _mm512_set1_ps(bi[0][g]));
+        __m512 t1 = _mm512_fmadd_ps(iota, _mm512_set1_ps(sc[1][g]), _mm512_set1_ps(bi[1][g]));
+        __m512 t2 = _mm512_fmadd_ps(iota, _mm512_set1_ps(sc[2][g]), _mm512_set1_ps(bi[2][g]));
+        __m512 t3 = _mm512_fmadd_ps(iota, _mm512_set1_ps(sc[3][g]), _mm512_set1_ps(bi[3][g]));
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 32) {
+            const uint8_t *p = row + e / 2;
+            if (!(e & 127))
+                for (int k = 0; k < 4; k++)
+                    _mm_prefetch((const char *)(p + k * rb + PREFETCH_AHEAD), _MM_HINT_T0);
+            __m512 x0 = _mm512_loadu_ps(xp + e), x1 = _mm512_loadu_ps(xp + e + 16);
+            __m512i q0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+            __m512i q1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + rb)));
+            __m512i q2 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * rb)));
+            __m512i q3 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + 3 * rb)));
+            a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(q0, t0), x0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(q1, t1), x0, a1);
+            a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(q2, t2), x0, a2);
+            a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(q3, t3), x0, a3);
+            c0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q0, 4), t0), x1, c0);
+            c1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q1, 4), t1), x1, c1);
+            c2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q2, 4), t2), x1, c2);
+            c3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(q3, 4), t3), x1, c3);
+        }
+    }
+    y[r] = _mm512_reduce_add_ps(_mm512_add_ps(a0, c0));
+    y[r + 1] = _mm512_reduce_add_ps(_mm512_add_ps(a1, c1));
+    y[r + 2] = _mm512_reduce_add_ps(_mm512_add_ps(a2, c2));
+    y[r + 3] = _mm512_reduce_add_ps(_mm512_add_ps(a3, c3));
+}
+
+/* 8-bit rows, four at a time: the weight fl(fl(s*q)+b) is one FMA per 16 codes (exact, as
+ * for 4 bits), then one FMA with the shared input; scales and biases widened up front. */
+AVX512 static void rows4_q8(const struct cellm_weight *w, int64_t r, const float *x, float *y)
+{
+    const size_t rb = w->row_bytes;
+    const uint8_t *row = w->data + (size_t)r * rb;
+    const int64_t ng = w->cols / w->group;
+    float sc[4][AFFINE_MAX_GROUPS], bi[4][AFFINE_MAX_GROUPS];
+    for (int k = 0; k < 4; k++) {
+        widen16(w->sdtype, w->scales + (size_t)(r + k) * ng * 2, ng, sc[k]);
+        widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bi[k]);
+    }
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 s0 = _mm512_set1_ps(sc[0][g]), b0 = _mm512_set1_ps(bi[0][g]);
+        __m512 s1 = _mm512_set1_ps(sc[1][g]), b1 = _mm512_set1_ps(bi[1][g]);
+        __m512 s2 = _mm512_set1_ps(sc[2][g]), b2 = _mm512_set1_ps(bi[2][g]);
+        __m512 s3 = _mm512_set1_ps(sc[3][g]), b3 = _mm512_set1_ps(bi[3][g]);
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 16) {
+            const uint8_t *p = row + e;
+            if (!(e & 63))
+                for (int k = 0; k < 4; k++)
+                    _mm_prefetch((const char *)(p + k * rb + PREFETCH_AHEAD), _MM_HINT_T0);
+            __m512 xv = _mm512_loadu_ps(x + e);
+            a0 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)p), s0, b0), xv, a0);
+            a1 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(p + rb)), s1, b1), xv,
+                                 a1);
+            a2 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(p + 2 * rb)), s2, b2),
+                                 xv, a2);
+            a3 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(p + 3 * rb)), s3, b3),
+                                 xv, a3);
+        }
+    }
+    y[r] = _mm512_reduce_add_ps(a0);
+    y[r + 1] = _mm512_reduce_add_ps(a1);
+    y[r + 2] = _mm512_reduce_add_ps(a2);
+    y[r + 3] = _mm512_reduce_add_ps(a3);
+}
+
 void cellm_avx512_fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1, const float *x,
                              const float *xp, float *y)
 {
@@ -295,6 +404,12 @@ void cellm_avx512_fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r
     else if (w->fmt == CELLM_W_F16)
         for (; r + 4 <= r1; r += 4)
             rows4_f16(w, r, x, y);
+    else if (w->fmt == CELLM_W_AFFINE && w->bits == 4 && w->cols / w->group <= AFFINE_MAX_GROUPS)
+        for (; r + 4 <= r1; r += 4)
+            rows4_q4(w, r, xp, y);
+    else if (w->fmt == CELLM_W_AFFINE && w->bits == 8 && w->cols / w->group <= AFFINE_MAX_GROUPS)
+        for (; r + 4 <= r1; r += 4)
+            rows4_q8(w, r, x, y);
 
     for (; r < r1; r++) {
         if (w->fmt == CELLM_W_AFFINE)
