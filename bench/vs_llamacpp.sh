@@ -96,7 +96,7 @@ done
 
 echo "cellm vs llama.cpp, CPU, $T threads, -p $P -n $N, median of $R interleaved rounds"
 echo "($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%F))"
-printf '%-14s %-5s | %9s %9s %6s %9s %6s | %8s %8s %6s %8s %6s | %s\n' model fmt \
+printf '%-14s %-7s | %9s %9s %6s %9s %6s | %8s %8s %6s %8s %6s | %s\n' model fmt \
   "pp llama" "pp exact" ratio "pp fast" ratio "tg llama" "tg exact" ratio "tg fast" ratio \
   "exact decode GB/s, % of probe"
 for preset in "${presets[@]}"; do
@@ -108,7 +108,7 @@ for preset in "${presets[@]}"; do
     probe=$(col probe 4)
     awk -v m="$preset" -v f="$fmt" -v lp="$lp" -v lt="$lt" -v ep="$ep" -v et="$et" -v eg="$eg" \
         -v fp="${fp:-0}" -v ft="${ft:-0}" -v pr="$probe" 'BEGIN {
-      printf "%-14s %-5s | %9.1f %9.1f %5.2fx %9.1f %5.2fx | %8.1f %8.1f %5.2fx %8.1f %5.2fx | %.1f of %.1f = %.0f%%\n",
+      printf "%-14s %-7s | %9.1f %9.1f %5.2fx %9.1f %5.2fx | %8.1f %8.1f %5.2fx %8.1f %5.2fx | %.1f of %.1f = %.0f%%\n",
         m, (f == "q4" ? "q4/Q4_0" : f), lp, ep, (lp ? ep / lp : 0), fp, (lp ? fp / lp : 0),
         lt, et, (lt ? et / lt : 0), ft, (lt ? ft / lt : 0), eg, pr, (pr ? 100 * eg / pr : 0) }'
   done
