@@ -80,7 +80,9 @@ int main(int argc, char **argv)
     static const struct fmt_case cases[] = {{"bf16", CELLM_W_BF16, 0},
                                             {"f16", CELLM_W_F16, 0},
                                             {"q4g64", CELLM_W_AFFINE, 4},
-                                            {"q8g64", CELLM_W_AFFINE, 8}};
+                                            {"q8g64", CELLM_W_AFFINE, 8},
+                                            {"q3g64", CELLM_W_AFFINE, 3},
+                                            {"q6g64", CELLM_W_AFFINE, 6}};
     struct cellm_error err;
     struct cellm_pool *pool;
     if (cellm_pool_new(1, &pool, &err)) return 1;

@@ -10,6 +10,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <string.h>
 
 #include "base/half.h"
 
@@ -94,6 +95,45 @@ AVX512 static inline __m512 affine16(__m128i bytes16, __m512 sc, __m512 bi)
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes16)), sc, bi);
 }
 
+/* Eight codes of a b-bit stream (b <= 7) starting at byte p, bit 0, into eight 32-bit
+ * lanes: one 64-bit word is read (only the b bytes at the row's end, which may end the
+ * mapping), broadcast, and each lane shifted by its code's offset. */
+AVX512 static inline __m256i codes8(const uint8_t *p, const uint8_t *end, int b, __m512i shifts,
+                                    __m512i mask)
+{
+    uint64_t v = 0;
+    if (p + 8 <= end)
+        memcpy(&v, p, 8); /* the codes beyond these eight are masked off */
+    else
+        memcpy(&v, p, (size_t)b);
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi64(_mm512_set1_epi64((long long)v), shifts), mask);
+    return _mm512_cvtepi64_epi32(q);
+}
+
+/* Affine rows of 2, 3, 5 or 6 bits (groups of 16 or more codes): 16 codes at a time as two
+ * runs of eight, then fl(fl(s*q)+b) as one FMA (exact, as for 4 and 8 bits). */
+AVX512 static int dequant_row_packed(const struct cellm_weight *w, int64_t r, float *out)
+{
+    const int b = w->bits;
+    if (b > 7 || w->group % 16) return 0;
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes, *end = row + w->row_bytes;
+    int64_t ng = w->cols / w->group;
+    const uint8_t *s = w->scales + (size_t)r * ng * 2, *bs = w->biases + (size_t)r * ng * 2;
+    const __m512i shifts = _mm512_setr_epi64(0, b, 2 * b, 3 * b, 4 * b, 5 * b, 6 * b, 7 * b);
+    const __m512i mask = _mm512_set1_epi64((1 << b) - 1);
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 sc = _mm512_set1_ps(scale_of(w->sdtype, s + 2 * g));
+        __m512 bi = _mm512_set1_ps(scale_of(w->sdtype, bs + 2 * g));
+        for (int64_t e = g * w->group; e < (g + 1) * w->group; e += 16) {
+            const uint8_t *p = row + e * b / 8; /* e is a multiple of 8: a byte boundary */
+            __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(codes8(p, end, b, shifts, mask)),
+                                           codes8(p + b, end, b, shifts, mask), 1);
+            _mm512_storeu_ps(out + e, _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), sc, bi));
+        }
+    }
+    return 1;
+}
+
 AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, float *out)
 {
     const uint8_t *row = w->data + (size_t)r * w->row_bytes;
@@ -115,7 +155,8 @@ AVX512 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, flo
             out[i] = cellm_bf16_to_f32(cellm_load_u16(row + 2 * i));
         return 1;
     case CELLM_W_AFFINE: {
-        if ((w->bits != 4 && w->bits != 8) || w->group % 32) return 0;
+        if (w->bits != 4 && w->bits != 8) return dequant_row_packed(w, r, out);
+        if (w->group % 32) return 0;
         int64_t ng = n / w->group;
         const uint8_t *s = w->scales + (size_t)r * ng * 2, *b = w->biases + (size_t)r * ng * 2;
         const __m128i m4 = _mm_set1_epi8(0x0f);
