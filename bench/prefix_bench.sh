@@ -25,6 +25,7 @@ if [ -z "$model" ]; then
   for f in models/wordnet-llama/*; do
     [ "$(basename "$f")" = config.json ] || ln -s "$PWD/$f" "$model/"
   done
-  jq '.max_position_embeddings = 4096' models/wordnet-llama/config.json >"$model/config.json"
+  sed 's/"max_position_embeddings": *[0-9]*/"max_position_embeddings": 4096/' \
+    models/wordnet-llama/config.json >"$model/config.json"
 fi
 DEVICE=$device THREADS=$threads node bench/prefix_bench.mjs "$bin" "$model"
