@@ -62,6 +62,13 @@ static int run(struct cellm_ctx *ctx, const struct cellm_tokenizer *tok, const i
         }
     } while (!o.done);
     *last = o;
+    /* o's pointers die with g: keep the error message (finish is a static string) */
+    static char error[CELLM_ERROR_MAX];
+    if (o.error) snprintf(error, sizeof error, "%s", o.error);
+    last->error = o.error ? error : NULL;
+    last->ids = NULL;
+    last->text = NULL;
+    last->lp = last->top = NULL;
     cellm_gen_free(g);
     return k;
 }
