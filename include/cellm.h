@@ -158,14 +158,14 @@ enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32
  * within tokens[0..n) that ends at a block boundary; *len_out receives the sequence's new
  * length (len when nothing was found). CELLM_ERR_ARG when the sequence does not hold
  * tokens[0..len) (as recorded by the evaluations that filled it). */
-enum cellm_status cellm_ctx_seq_attach(struct cellm_ctx *ctx, int seq, const int32_t *tokens,
-                                       int n, int *len_out, struct cellm_error *err);
+enum cellm_status cellm_ctx_seq_attach(struct cellm_ctx *ctx, int seq, const int32_t *tokens, int n,
+                                       int *len_out, struct cellm_error *err);
 /* Caches the whole blocks of what seq holds. Running out of budget is not an error. */
 enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *ctx, int seq, struct cellm_error *err);
 
 struct cellm_cache_stats {
-    int block;                          /* positions per block (0: no cache) */
-    size_t budget_bytes, bytes, blocks; /* the budget; what the cached blocks hold now */
+    int block;                                /* positions per block (0: no cache) */
+    size_t budget_bytes, bytes, blocks;       /* the budget; what the cached blocks hold now */
     unsigned long long lookups, hits, misses; /* attach calls that found blocks, or none */
     unsigned long long hit_tokens;            /* positions attached instead of evaluated */
     unsigned long long stored_blocks, evictions;
@@ -296,15 +296,15 @@ int32_t cellm_argmax(const float *logits, int n);
  *   start of one is held back until it is known not to be. */
 
 struct cellm_gen_params {
-    int max_tokens;         /* tokens generated at most; 0 = until EOS, a stop or a full context */
-    int min_tokens;         /* EOS cannot be picked before this many (its logits are masked) */
+    int max_tokens;          /* tokens generated at most; 0 = until EOS, a stop or a full context */
+    int min_tokens;          /* EOS cannot be picked before this many (its logits are masked) */
     const char *const *stop; /* stop strings (copied); need a tokenizer */
     int n_stop;
-    int ignore_eos;     /* EOS ids are ordinary tokens */
-    int logprobs;       /* -1 = none; 0..20: the picked token's log-probability and this
-                         * many most likely alternatives (log-softmax of the raw logits) */
-    int ctx_limit;      /* prompt + generated tokens at most; 0 = the model's maximum */
-    int use_cache;      /* attach a cached prefix of the prompt, and store what was computed */
+    int ignore_eos; /* EOS ids are ordinary tokens */
+    int logprobs;   /* -1 = none; 0..20: the picked token's log-probability and this
+                     * many most likely alternatives (log-softmax of the raw logits) */
+    int ctx_limit;  /* prompt + generated tokens at most; 0 = the model's maximum */
+    int use_cache;  /* attach a cached prefix of the prompt, and store what was computed */
     struct cellm_sampler_params sampling;
 };
 
@@ -350,7 +350,7 @@ struct cellm_gen_out {
     int n_ids;
     const char *text; /* text released in the last step (NUL-terminated) */
     size_t text_len;
-    const struct cellm_logprob *lp; /* [n_ids] the picked tokens' log-probabilities */
+    const struct cellm_logprob *lp;  /* [n_ids] the picked tokens' log-probabilities */
     const struct cellm_logprob *top; /* [n_ids][n_top] alternatives, most likely first */
     int n_top;
     const char *finish; /* NULL while running, then "stop" or "length" */

@@ -223,8 +223,7 @@ int cellm_cmd_generate(int argc, char **argv)
     gp.ignore_eos = g.ignore_eos;
     gp.sampling = sp;
     if (cellm_ctx_new(m, &cp, &ctx, &err) ||
-        cellm_gen_new(ctx, text_out || g.n_stops ? tok : NULL, prompt, n_prompt, &gp, &gen,
-                      &err)) {
+        cellm_gen_new(ctx, text_out || g.n_stops ? tok : NULL, prompt, n_prompt, &gp, &gen, &err)) {
         fprintf(stderr, "cellm generate: %s\n", err.msg);
         goto done;
     }

@@ -157,7 +157,7 @@ int cellm_cmd_serve(int argc, char **argv)
     so.max_body = (size_t)max_body;
     /* the cache lives where the executor keeps KV: host memory on the CPU, device memory on
      * CUDA (XLA has no cache yet) */
-    int cache_mb = o.mp.device == CELLM_DEVICE_CUDA ? cache_gpu
+    int cache_mb = o.mp.device == CELLM_DEVICE_CUDA  ? cache_gpu
                    : o.mp.device == CELLM_DEVICE_CPU ? cache_ram
                                                      : 0;
     so.cache_bytes = (size_t)cache_mb << 20;

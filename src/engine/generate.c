@@ -260,8 +260,7 @@ static void emit(struct cellm_gen *g, int32_t t)
         int full = (g->p.max_tokens > 0 && g->n_gen >= g->p.max_tokens) ||
                    g->n_prompt + g->n_gen >= g->limit;
         if (full) g->finish = "length";
-        n = full ? g->pend_len
-                 : g->pend_len - holdback(g->pend, g->pend_len, g->stop, g->p.n_stop);
+        n = full ? g->pend_len : g->pend_len - holdback(g->pend, g->pend_len, g->stop, g->p.n_stop);
     }
     if (release(g, n)) fail_gen(g, "out of memory");
     if (g->finish) g->done = 1;
@@ -329,7 +328,7 @@ static int waits(struct cellm_gen *const *gens, int i)
     const struct cellm_gen *g = gens[i];
     if (!g->block || !g->p.use_cache) return 0;
     int need = (g->n_fed / g->block + 1) * g->block; /* the end of g's next whole block */
-    if (need > g->n_prompt - 1) return 0; /* the last prompt token is never attached */
+    if (need > g->n_prompt - 1) return 0;            /* the last prompt token is never attached */
     for (int j = 0; j < i; j++) {
         const struct cellm_gen *h = gens[j];
         if (h->done || !h->p.use_cache || h->n_fed >= h->n_prompt || h->n_fed >= need) continue;
@@ -357,7 +356,8 @@ enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const 
         }
     }
     size_t nr = (size_t)(rows ? rows : 1);
-    char *scr = cellm_ctx_scratch(ctx, nr * (sizeof(struct cellm_batch_item) + 2 * sizeof(int32_t)));
+    char *scr =
+        cellm_ctx_scratch(ctx, nr * (sizeof(struct cellm_batch_item) + 2 * sizeof(int32_t)));
     if (!scr) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory for a step of %d rows", rows);
     struct cellm_batch_item *items = (struct cellm_batch_item *)scr;
     int32_t *owner = (int32_t *)(items + nr), *picks = owner + nr;

@@ -117,8 +117,7 @@ static int make_room(struct cellm_pcache *pc, size_t need)
         struct pc_block *victim = NULL;
         for (int i = 0; i < N_BUCKETS; i++)
             for (struct pc_block *b = pc->buckets[i]; b; b = b->hnext)
-                if (!b->n_children && !b->pinned && (!victim || b->used < victim->used))
-                    victim = b;
+                if (!b->n_children && !b->pinned && (!victim || b->used < victim->used)) victim = b;
         if (!victim) return 0;
         unlink_block(pc, victim);
         block_free(pc, victim);
@@ -167,7 +166,7 @@ enum cellm_status cellm_pcache_attach(struct cellm_pcache *pc, int seq, const in
     for (int j = 0; j < end && !st; j++) {
         struct pc_block *b = chain[j];
         b->used = t;
-        int full = (j + 1) * B > len;                              /* new for the full layers */
+        int full = (j + 1) * B > len; /* new for the full layers */
         int win = pc->window && (j + 1) * B > L - pc->window && b->window; /* needed by the ring */
         if (!full && !win) continue;
         int flags = (b->window ? CELLM_KV_WINDOW : 0) | (win ? CELLM_KV_LOAD_WINDOW : 0);
@@ -225,8 +224,8 @@ enum cellm_status cellm_pcache_store(struct cellm_pcache *pc, int seq, const int
                 break;
             }
             memcpy(tk, bt, (size_t)B * sizeof *tk);
-            *b = (struct pc_block){key, parent, pc->buckets[key % N_BUCKETS], tk, data, bytes,
-                                   can_win, 0, 0, 0};
+            *b = (struct pc_block){
+                key, parent, pc->buckets[key % N_BUCKETS], tk, data, bytes, can_win, 0, 0, 0};
             pc->buckets[key % N_BUCKETS] = b;
             if (parent) parent->n_children++;
             pc->bytes += bytes;

@@ -139,29 +139,45 @@ static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
     const cJSON *j;
     (void)chat;
     /* structured output and grammars (until cellm constrains decoding) */
-    static const char *const constrained[] = {
-        "grammar",         "json_schema",         "guided_json",  "guided_regex",
-        "guided_choice",   "guided_grammar",      "guided_whitespace_pattern",
-        "structured_outputs", "guided_decoding_backend", "regex", "ebnf"};
+    static const char *const constrained[] = {"grammar",
+                                              "json_schema",
+                                              "guided_json",
+                                              "guided_regex",
+                                              "guided_choice",
+                                              "guided_grammar",
+                                              "guided_whitespace_pattern",
+                                              "structured_outputs",
+                                              "guided_decoding_backend",
+                                              "regex",
+                                              "ebnf"};
     for (size_t i = 0; i < sizeof constrained / sizeof *constrained; i++)
         if (get(o, constrained[i]))
-            return refuse(e, constrained[i], "constrained decoding (grammars, JSON schemas) is "
-                                             "not implemented");
+            return refuse(e, constrained[i],
+                          "constrained decoding (grammars, JSON schemas) is "
+                          "not implemented");
     /* samplers cellm does not have: refused unless they hold their "off" value */
     static const struct {
         const char *key;
         double off;
-    } samplers[] = {{"mirostat", 0},       {"typical_p", 1},     {"tfs_z", 1},
+    } samplers[] = {{"mirostat", 0},       {"typical_p", 1},       {"tfs_z", 1},
                     {"dry_multiplier", 0}, {"xtc_probability", 0}, {"top_n_sigma", -1},
-                    {"length_penalty", 1}, {"dynatemp_range", 0}, {"top_a", 0}};
+                    {"length_penalty", 1}, {"dynatemp_range", 0},  {"top_a", 0}};
     for (size_t i = 0; i < sizeof samplers / sizeof *samplers; i++)
         if ((j = get(o, samplers[i].key)) &&
             !(cJSON_IsNumber(j) && j->valuedouble == samplers[i].off))
             return refuse(e, samplers[i].key, "this sampler is not implemented");
-    static const char *const other[] = {"prompt_logprobs", "stop_token_ids", "bad_words",
-                                        "allowed_token_ids", "logits_processors",
-                                        "use_beam_search", "n_keep", "n_indent", "lora",
-                                        "image_data", "input_extra", "add_special"};
+    static const char *const other[] = {"prompt_logprobs",
+                                        "stop_token_ids",
+                                        "bad_words",
+                                        "allowed_token_ids",
+                                        "logits_processors",
+                                        "use_beam_search",
+                                        "n_keep",
+                                        "n_indent",
+                                        "lora",
+                                        "image_data",
+                                        "input_extra",
+                                        "add_special"};
     for (size_t i = 0; i < sizeof other / sizeof *other; i++)
         if ((j = get(o, other[i])) && !cJSON_IsFalse(j) &&
             !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
@@ -741,8 +757,10 @@ static cJSON *logprobs_json(const struct cellm_server *s, const struct srv_req *
         }
         return o;
     }
-    cJSON *tk = cJSON_AddArrayToObject(o, "tokens"), *tl = cJSON_AddArrayToObject(o, "token_logprobs");
-    cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs"), *off = cJSON_AddArrayToObject(o, "text_offset");
+    cJSON *tk = cJSON_AddArrayToObject(o, "tokens"),
+          *tl = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs"),
+          *off = cJSON_AddArrayToObject(o, "text_offset");
     for (int i = from; i < to; i++) {
         char *t = token_text(s, c->ids[i]);
         cJSON_AddItemToArray(tk, cJSON_CreateString(t ? t : ""));
@@ -914,8 +932,9 @@ char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req
         pos->sent_text[k] = c->text_len;
         pos->sent_ids[k] = c->n_ids;
         if (!rc && c->done && !pos->finish_sent[k]) {
-            rc = cat(&out, &len, chunk(s, r, k, 0, c->text_len, c->text_len, c->n_ids, c->n_ids,
-                                       c->finish ? c->finish : "stop"));
+            rc = cat(&out, &len,
+                     chunk(s, r, k, 0, c->text_len, c->text_len, c->n_ids, c->n_ids,
+                           c->finish ? c->finish : "stop"));
             pos->finish_sent[k] = 1;
         }
     }
@@ -981,7 +1000,8 @@ int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len, cha
                bool_field(o, "with_pieces", &with_pieces, e) >= 0) {
         if (!s->tok) {
             no_tokenizer(e, "content");
-        } else if (!c->valuestring[0] || !tokenize(s, c->valuestring, add_special, "content", &p, e)) {
+        } else if (!c->valuestring[0] ||
+                   !tokenize(s, c->valuestring, add_special, "content", &p, e)) {
             cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "tokens");
             for (int i = 0; i < p.n_prompt; i++) {
                 if (!with_pieces) {

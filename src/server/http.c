@@ -517,8 +517,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     if (cn) {
         if (!cn->logged && cn->status)
-            cellm_srv_log(s, cn->method, cn->url, cn->status, cn->n_prompt, cn->n_cached,
-                          cn->n_gen, cn->t0);
+            cellm_srv_log(s, cn->method, cn->url, cn->status, cn->n_prompt, cn->n_cached, cn->n_gen,
+                          cn->t0);
         if (cur_cn == cn) cur_cn = NULL;
         free(cn->body);
         free(cn);

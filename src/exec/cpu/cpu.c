@@ -573,7 +573,8 @@ static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags
         return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
                           seq, pos, pos + n - 1);
     char *b = cellm_malloc(cpu_kv_block_bytes(c, n, flags));
-    if (!b) return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a cache block");
+    if (!b)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a cache block");
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++)
         if (kv_has_layer(c, l, flags)) {

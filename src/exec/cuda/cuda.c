@@ -1427,8 +1427,8 @@ static enum cellm_status kv_copy(struct cu_ctx *c, struct cu_seq *s, int pos, in
         for (int half = 0; half < 2 && write; half++) {
             float *cache = s->kv + ((size_t)(2 * l + half) * (size_t)s->cap + (size_t)pos) * kd;
             float *b = blk + off + (size_t)half * n * kd;
-            CU_TRY(cudaMemcpyAsync(to ? cache : b, to ? b : cache, bytes,
-                                   cudaMemcpyDeviceToDevice, c->st));
+            CU_TRY(cudaMemcpyAsync(to ? cache : b, to ? b : cache, bytes, cudaMemcpyDeviceToDevice,
+                                   c->st));
         }
         off += 2 * (size_t)n * kd;
     }
@@ -1446,8 +1446,10 @@ static enum cellm_status cu_kv_save(void *p, int seq, int pos, int n, int flags,
     float *b = NULL;
     cudaError_t e = cudaMalloc((void **)&b, cu_kv_block_bytes(c, n, flags));
     if (e != cudaSuccess)
-        return cellm_errf(err, CELLM_ERR_DEVICE, "cuda executor: no device memory for a cache "
-                                                 "block: %s", cudaGetErrorString(e));
+        return cellm_errf(err, CELLM_ERR_DEVICE,
+                          "cuda executor: no device memory for a cache "
+                          "block: %s",
+                          cudaGetErrorString(e));
     enum cellm_status st = kv_copy(c, s, pos, n, flags, b, 0, err);
     if (st) {
         cudaFree(b);
