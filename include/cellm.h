@@ -101,7 +101,10 @@ const char *cellm_model_warnings(const struct cellm_model *model);
 struct cellm_ctx;
 
 struct cellm_ctx_params {
-    int max_seqs; /* sequences that may exist at once; 0 = 1 */
+    int max_seqs;       /* sequences that may exist at once; 0 = 1 */
+    size_t cache_bytes; /* prefix cache budget (host memory on the CPU, device memory on
+                         * CUDA); 0 = no prefix cache */
+    int cache_block;    /* positions per prefix-cache block; 0 = 32 */
 };
 
 struct cellm_ctx_params cellm_ctx_params_default(void);
@@ -141,6 +144,33 @@ enum cellm_status cellm_ctx_eval_argmax(struct cellm_ctx *ctx, const struct cell
 /* Convenience: appends n tokens to one sequence; *logits = the last position's logits. */
 enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32_t *tokens, int n,
                                      const float **logits, struct cellm_error *err);
+
+/* ---- prefix cache ----------------------------------------------------------------------
+ * With cache_bytes > 0 (and an executor that supports it: CPU, CUDA), a context keeps
+ * copies of the KV state of whole blocks of cache_block positions of the sequences it
+ * stores, found again by their tokens from position 0. A sequence whose tokens start with
+ * cached blocks gets them copied in and is evaluated from there on; the logits that
+ * follow equal those of evaluating every token (bit for bit on the CPU). Least recently
+ * used blocks are evicted to stay within cache_bytes. Without a cache both calls below
+ * do nothing and succeed. */
+
+/* Extends sequence seq, which holds tokens[0..len), with the longest cached continuation
+ * within tokens[0..n) that ends at a block boundary; *len_out receives the sequence's new
+ * length (len when nothing was found). CELLM_ERR_ARG when the sequence does not hold
+ * tokens[0..len) (as recorded by the evaluations that filled it). */
+enum cellm_status cellm_ctx_seq_attach(struct cellm_ctx *ctx, int seq, const int32_t *tokens, int n,
+                                       int *len_out, struct cellm_error *err);
+/* Caches the whole blocks of what seq holds. Running out of budget is not an error. */
+enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *ctx, int seq, struct cellm_error *err);
+
+struct cellm_cache_stats {
+    int block;                                /* positions per block (0: no cache) */
+    size_t budget_bytes, bytes, blocks;       /* the budget; what the cached blocks hold now */
+    unsigned long long lookups, hits, misses; /* attach calls that found blocks, or none */
+    unsigned long long hit_tokens;            /* positions attached instead of evaluated */
+    unsigned long long stored_blocks, evictions;
+};
+void cellm_ctx_cache_stats(const struct cellm_ctx *ctx, struct cellm_cache_stats *out);
 
 /* ---- tokenizer and chat templates ------------------------------------------------------ */
 
@@ -247,6 +277,90 @@ int cellm_sampler_is_greedy(const struct cellm_sampler *s);
 /* The greedy token: the first index of the largest of n logits. NaN never wins; if every
  * logit is NaN or -inf, the first that is not NaN (0 if none, or n <= 0). */
 int32_t cellm_argmax(const float *logits, int n);
+
+/* ---- generation ------------------------------------------------------------------------
+ * The one generation loop, shared by `cellm generate` and `cellm serve`. A struct
+ * cellm_gen is one request: its prompt, its sequence in a context, its sampler, its
+ * end-of-sequence set, its detokenizer and stop strings. cellm_gen_step advances many of
+ * them by one batched evaluation.
+ *
+ * Decided here once for every front end:
+ * - EOS is the union of the model's ids and the tokenizer's. A picked EOS ends the
+ *   output with "stop" and is neither printed nor returned among the ids (unless
+ *   ignore_eos, when it is an ordinary token).
+ * - "Greedy" is the sampler's own verdict (cellm_sampler_is_greedy), so penalties at
+ *   temperature 0 are applied: only a plain argmax is made on the device.
+ * - A detokenizer failure fails the request (cellm_gen_error), it never becomes "".
+ * - A context that is full ends the output with "length", as max_tokens does.
+ * - Stop strings end the output before their first occurrence; text that might be the
+ *   start of one is held back until it is known not to be. */
+
+struct cellm_gen_params {
+    int max_tokens;          /* tokens generated at most; 0 = until EOS, a stop or a full context */
+    int min_tokens;          /* EOS cannot be picked before this many (its logits are masked) */
+    const char *const *stop; /* stop strings (copied); need a tokenizer */
+    int n_stop;
+    int ignore_eos; /* EOS ids are ordinary tokens */
+    int logprobs;   /* -1 = none; 0..20: the picked token's log-probability and this
+                     * many most likely alternatives (log-softmax of the raw logits) */
+    int ctx_limit;  /* prompt + generated tokens at most; 0 = the model's maximum */
+    int use_cache;  /* attach a cached prefix of the prompt, and store what was computed */
+    struct cellm_sampler_params sampling;
+};
+
+/* max_tokens 0, min_tokens 0, no stops, logprobs -1, ctx_limit 0, use_cache 1, greedy. */
+struct cellm_gen_params cellm_gen_params_default(void);
+
+struct cellm_gen;
+
+/* Takes a sequence of ctx (CELLM_ERR_RANGE when none is free) for a prompt of n >= 1 ids.
+ * tok may be NULL (ids only: no text, and stop strings are refused). */
+enum cellm_status cellm_gen_new(struct cellm_ctx *ctx, const struct cellm_tokenizer *tok,
+                                const int32_t *prompt, int n, const struct cellm_gen_params *p,
+                                struct cellm_gen **out, struct cellm_error *err);
+/* Frees the gen and gives its sequence back (storing its blocks in the prefix cache
+ * first when use_cache). Accepts NULL. */
+void cellm_gen_free(struct cellm_gen *g);
+
+/* One batched evaluation over the unfinished gens among gens[0..n): one row for each gen
+ * that decodes, then prompt rows of gens still in their prompt, up to prefill_budget rows
+ * in array order (0 = no limit). A gen in its prompt first attaches what the prefix cache
+ * holds of it, and waits (takes no rows) while an earlier gen of the array is computing
+ * blocks that it shares, so that a shared prefix is computed once. When every gen that
+ * picks a token in this step is greedy (and wants no logprobs), the picks are made where
+ * the logits are (cellm_ctx_eval_argmax). A failed evaluation fails every gen that had a
+ * row in it and is returned; a gen's own failure (its detokenizer) only ends that gen. */
+struct cellm_gen_step_stats {
+    int prefill_rows, decode_rows; /* rows evaluated in the step */
+    int waiting;                   /* gens that waited for a shared prefix */
+};
+enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const *gens, int n,
+                                 int prefill_budget, struct cellm_gen_step_stats *stats,
+                                 struct cellm_error *err);
+
+struct cellm_logprob {
+    int32_t id;
+    float logprob;
+};
+
+/* What the last step produced for g, and where g stands. Pointers live until the next
+ * step or cellm_gen_free. */
+struct cellm_gen_out {
+    const int32_t *ids; /* tokens picked in the last step (0 or 1; no EOS) */
+    int n_ids;
+    const char *text; /* text released in the last step (NUL-terminated) */
+    size_t text_len;
+    const struct cellm_logprob *lp;  /* [n_ids] the picked tokens' log-probabilities */
+    const struct cellm_logprob *top; /* [n_ids][n_top] alternatives, most likely first */
+    int n_top;
+    const char *finish; /* NULL while running, then "stop" or "length" */
+    const char *error;  /* NULL, or why g failed (then finish is NULL and g is done) */
+    int done;
+    int n_prompt, n_cached; /* prompt tokens, and how many of them came from the cache */
+    int n_gen;              /* tokens picked so far (an EOS that ended it included) */
+    int in_prompt;          /* prompt tokens not yet evaluated */
+};
+void cellm_gen_output(const struct cellm_gen *g, struct cellm_gen_out *out);
 
 #ifdef __cplusplus
 }

@@ -12,3 +12,5 @@ endforeach()
 cellm_core_test(test_threadpool ${CMAKE_CURRENT_SOURCE_DIR}/test_threadpool.c)
 cellm_core_test(test_batch ${CMAKE_CURRENT_SOURCE_DIR}/test_batch.c)
 cellm_core_test(test_window ${CMAKE_CURRENT_SOURCE_DIR}/test_window.c)
+# Prefix cache: logits after an attached prefix equal a cold run's, on every fixture.
+cellm_core_test(test_prefix_cache ${CMAKE_CURRENT_SOURCE_DIR}/test_prefix_cache.c)

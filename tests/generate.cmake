@@ -20,3 +20,6 @@ if(MHD_LIB AND CELLM_NODE_DEMO AND EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-l
     set_tests_properties(server/demo-${m} PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77 LABELS server)
   endforeach()
 endif()
+
+# The generation loop shared by `cellm generate` and `cellm serve` (cellm_gen_*).
+cellm_unit_test(test_generate ${CMAKE_CURRENT_SOURCE_DIR}/test_generate.c)

@@ -1,10 +1,12 @@
 /*
  * cmd_generate.c: `cellm generate`: text or ids in, streamed text or ids out.
  *
- * Text mode tokenizes the prompt (optionally wrapped in the chat template), samples with
- * the documented order of cellm_sampler (greedy at --temp 0), streams complete UTF-8 text
- * as it is produced, and stops at an EOS id, a --stop string (not printed), or -n tokens.
- * Ids mode (--prompt-ids, --ids) needs no tokenizer. Speed goes to stderr at the end.
+ * Text mode tokenizes the prompt (optionally wrapped in the chat template) and streams
+ * what the engine's generation loop (cellm_gen_*, the one the server uses too) releases:
+ * it samples in the documented order of cellm_sampler (greedy at --temp 0, penalties
+ * still applied), stops at an EOS id (not printed, not in --ids), a --stop string (not
+ * printed), -n tokens, or a full context (a note on stderr). Ids mode (--prompt-ids,
+ * --ids) needs no tokenizer. Speed goes to stderr at the end.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +20,7 @@ struct gen_opts {
     const char *prompt, *prompt_ids, *system;
     const char **stops;
     int n_stops;
-    int n, print_ids, ignore_eos, chat, verbose, think;
+    int n, print_ids, ignore_eos, chat, verbose, think, min_tokens;
     struct cellm_sampler_params sp;
     int sp_set_temp, sp_set_topk, sp_set_topp, sp_set_minp, sp_set_rep;
 };
@@ -33,6 +35,7 @@ static void usage(void)
            "  --no-think           pass enable_thinking=false to the template (Qwen3)\n"
            "  --stop TEXT          stop at this text (repeatable; not printed)\n"
            "  --ignore-eos         do not stop at end-of-sequence ids\n"
+           "  --min-tokens N       no end-of-sequence before N tokens\n"
            "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R\n"
            "  --frequency-penalty F --presence-penalty P --seed S\n"
            "                       sampling (defaults from generation_config.json; --temp 0 = "
@@ -69,6 +72,13 @@ static int parse(struct gen_opts *g, int argc, char **argv)
             g->n = atoi(v);
             if (g->n < 0) {
                 fprintf(stderr, "cellm generate: -n must be >= 0\n");
+                return 0;
+            }
+        } else if (!strcmp(a, "--min-tokens")) {
+            if (!VAL()) return 0;
+            g->min_tokens = atoi(v);
+            if (g->min_tokens < 0) {
+                fprintf(stderr, "cellm generate: --min-tokens must be >= 0\n");
                 return 0;
             }
         } else if (!strcmp(a, "--ids")) {
@@ -127,56 +137,6 @@ static int parse(struct gen_opts *g, int argc, char **argv)
     return 1;
 }
 
-/* Text held back because it might be the start of a stop string. */
-struct stopbuf {
-    char *buf;
-    size_t len, cap;
-};
-
-static int stop_push(struct stopbuf *sb, const char *text, const char **stops, int n_stops,
-                     int *stopped)
-{
-    size_t add = strlen(text);
-    if (sb->len + add + 1 > sb->cap) {
-        size_t cap = (sb->len + add + 1) * 2;
-        char *b = realloc(sb->buf, cap);
-        if (!b) return 0;
-        sb->buf = b;
-        sb->cap = cap;
-    }
-    memcpy(sb->buf + sb->len, text, add + 1);
-    sb->len += add;
-    /* a complete stop string: print what precedes it and stop */
-    size_t cut = sb->len;
-    for (int s = 0; s < n_stops; s++) {
-        char *hit = strstr(sb->buf, stops[s]);
-        if (hit && (size_t)(hit - sb->buf) < cut) {
-            cut = (size_t)(hit - sb->buf);
-            *stopped = 1;
-        }
-    }
-    if (*stopped) {
-        fwrite(sb->buf, 1, cut, stdout);
-        sb->len = 0;
-        return 1;
-    }
-    /* keep the longest suffix that is a prefix of some stop string */
-    size_t keep = 0;
-    for (int s = 0; s < n_stops; s++) {
-        size_t sl = strlen(stops[s]);
-        for (size_t k = sl - 1; k > keep; k--)
-            if (k <= sb->len && !strncmp(sb->buf + sb->len - k, stops[s], k)) {
-                keep = k;
-                break;
-            }
-    }
-    fwrite(sb->buf, 1, sb->len - keep, stdout);
-    memmove(sb->buf, sb->buf + sb->len - keep, keep);
-    sb->len = keep;
-    fflush(stdout);
-    return 1;
-}
-
 int cellm_cmd_generate(int argc, char **argv)
 {
     struct gen_opts g;
@@ -194,19 +154,17 @@ int cellm_cmd_generate(int argc, char **argv)
     struct cellm_model *m = NULL;
     struct cellm_ctx *ctx = NULL;
     struct cellm_tokenizer *tok = NULL;
-    struct cellm_detok *dt = NULL;
-    struct cellm_sampler *smp = NULL;
+    struct cellm_gen *gen = NULL;
     int32_t *prompt = NULL, *out_ids = NULL;
     int n_prompt = 0;
     char *chat_text = NULL;
-    struct stopbuf sb = {0};
     if (!g.c.model_dir || (!g.prompt == !g.prompt_ids)) {
         fprintf(stderr, "cellm generate: need -m DIR and exactly one of -p TEXT or --prompt-ids\n");
         free(g.stops);
         return 2;
     }
     int text_out = !g.print_ids;
-    if (g.prompt || text_out) {
+    if (g.prompt || text_out || g.n_stops) {
         if (cellm_tokenizer_load(g.c.model_dir, &tok, &err)) {
             fprintf(stderr, "cellm generate: %s\n", err.msg);
             goto done;
@@ -257,63 +215,45 @@ int cellm_cmd_generate(int argc, char **argv)
     }
     if (!(m = cli_load_model(&g.c, "generate"))) goto done;
     struct cellm_ctx_params cp = cellm_ctx_params_default();
+    struct cellm_gen_params gp = cellm_gen_params_default();
+    gp.max_tokens = g.n;
+    gp.min_tokens = g.min_tokens;
+    gp.stop = g.stops;
+    gp.n_stop = g.n_stops;
+    gp.ignore_eos = g.ignore_eos;
+    gp.sampling = sp;
     if (cellm_ctx_new(m, &cp, &ctx, &err) ||
-        cellm_sampler_new(&sp, cellm_model_vocab(m), &smp, &err) ||
-        (text_out && cellm_detok_new(tok, &dt, &err))) {
+        cellm_gen_new(ctx, text_out || g.n_stops ? tok : NULL, prompt, n_prompt, &gp, &gen, &err)) {
         fprintf(stderr, "cellm generate: %s\n", err.msg);
         goto done;
     }
-    int n_eos = 0, n_teos = 0;
-    const int32_t *eos = cellm_model_eos(m, &n_eos);
-    const int32_t *teos = tok ? cellm_tokenizer_eos(tok, &n_teos) : NULL;
-    int seq = cellm_ctx_seq_new(ctx);
-    for (int i = 0; i < n_prompt; i++)
-        cellm_sampler_accept(smp, prompt[i]);
     out_ids = malloc(((size_t)g.n + 1) * sizeof *out_ids);
-    const float *logits;
-    double t0 = cli_now();
-    if (cellm_ctx_eval_seq(ctx, seq, prompt, n_prompt, &logits, &err)) {
-        fprintf(stderr, "cellm generate: %s\n", err.msg);
-        goto done;
-    }
-    double t1 = cli_now(), t2 = t1;
-    int n_out = 0, stopped = 0;
-    /* greedy: after the prompt, each step returns its pick only (made on the device) */
-    const int greedy = sp.temperature == 0;
-    int32_t pick = -1;
-    while (n_out < g.n && !stopped) {
-        int32_t t = !greedy     ? cellm_sampler_sample(smp, logits)
-                    : pick >= 0 ? pick
-                                : cellm_argmax(logits, cellm_model_vocab(m));
-        cellm_sampler_accept(smp, t);
-        out_ids[n_out++] = t;
-        int is_eos = 0;
-        for (int i = 0; i < n_eos; i++)
-            is_eos |= eos[i] == t;
-        for (int i = 0; i < n_teos; i++)
-            is_eos |= teos[i] == t;
-        if (is_eos && !g.ignore_eos) {
-            break;
-        }
-        if (text_out) {
-            const char *piece;
-            if (cellm_detok_push(dt, t, &piece, &err)) {
-                fprintf(stderr, "\ncellm generate: %s\n", err.msg);
-                goto done;
-            }
-            if (!stop_push(&sb, piece, g.stops, g.n_stops, &stopped)) goto done;
-        }
-        if (n_out == g.n || stopped) break;
-        struct cellm_batch_item it = {t, seq, 1};
-        if (greedy ? cellm_ctx_eval_argmax(ctx, &it, 1, &pick, &err)
-                   : cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
+    if (!out_ids) goto done;
+    double t0 = cli_now(), t1 = t0, t2 = t0;
+    int n_out = 0, steps = 0;
+    struct cellm_gen_out o = {0};
+    while (g.n > 0) {
+        /* the whole prompt in the first step, then one token per step */
+        if (cellm_gen_step(ctx, &gen, 1, 0, NULL, &err)) {
             fprintf(stderr, "\ncellm generate: %s\n", err.msg);
             goto done;
         }
+        cellm_gen_output(gen, &o);
+        if (text_out) {
+            fwrite(o.text, 1, o.text_len, stdout);
+            fflush(stdout);
+        }
+        for (int i = 0; i < o.n_ids && n_out < g.n; i++)
+            out_ids[n_out++] = o.ids[i];
+        if (steps++ == 0) t1 = cli_now();
         t2 = cli_now();
+        if (o.done) break;
+    }
+    if (o.error) {
+        fprintf(stderr, "\ncellm generate: %s\n", o.error);
+        goto done;
     }
     if (text_out) {
-        if (!stopped && sb.len) fwrite(sb.buf, 1, sb.len, stdout);
         printf("\n");
     } else {
         for (int i = 0; i < n_out; i++)
@@ -321,9 +261,12 @@ int cellm_cmd_generate(int argc, char **argv)
         printf("\n");
     }
     fflush(stdout);
-    int decoded = n_out > 1 ? n_out - 1 : 0;
+    if (o.finish && !strcmp(o.finish, "length") && o.n_gen < g.n)
+        fprintf(stderr, "cellm generate: the context is full (%d prompt + %d generated tokens)\n",
+                n_prompt, o.n_gen);
+    int decoded = o.n_gen > 1 ? o.n_gen - 1 : 0;
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s\n", n_prompt,
-            n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), n_out,
+            n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), o.n_gen,
             decoded ? decoded / (t2 - t1 > 0 ? t2 - t1 : 1e-9) : 0.0);
     if (g.verbose) {
         fprintf(stderr, "prompt ids:");
@@ -333,13 +276,11 @@ int cellm_cmd_generate(int argc, char **argv)
     }
     rc = 0;
 done:
-    free(sb.buf);
     free(out_ids);
     free(g.stops);
     free(prompt);
     free(chat_text);
-    cellm_detok_free(dt);
-    cellm_sampler_free(smp);
+    cellm_gen_free(gen);
     cellm_tokenizer_free(tok);
     cellm_ctx_free(ctx);
     cellm_model_free(m);

@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "engine/engine.h"
 #include "server/server.h"
 
 static void usage(FILE *f)
@@ -28,8 +29,13 @@ static void usage(FILE *f)
             "  --ctx-size N     prompt + generated tokens per request (default: the model's)\n"
             "  --api-key KEY    require 'Authorization: Bearer KEY' (also $CELLM_API_KEY)\n"
             "  --name NAME      model id in /v1/models (default: the directory's name)\n"
-            "  --device D, --threads N   as for the other commands\n"
-            "Request bodies are limited to %d bytes.\n",
+            "  --cache-ram MB   prefix cache in host memory (CPU device; default 1024, 0 = off)\n"
+            "  --cache-gpu MB   prefix cache in device memory (CUDA; default 1024, 0 = off)\n"
+            "  --cache-block N  positions per prefix-cache block (default 32)\n"
+            "  --cors-origin O  allow browser requests from origin O ('*' = any)\n"
+            "  --max-body BYTES largest request body (default %d)\n"
+            "  --quiet          no per-request log lines\n"
+            "  --device D, --threads N   as for the other commands\n",
             CELLM_SERVER_MAX_BODY);
 }
 
@@ -65,6 +71,8 @@ int cellm_cmd_serve(int argc, char **argv)
     so.parallel = 4;
     so.queue = 64;
     so.api_key = getenv("CELLM_API_KEY");
+    so.log_requests = 1;
+    int cache_ram = 1024, cache_gpu = 1024, max_body = CELLM_SERVER_MAX_BODY;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
         if (r < 0) return 2;
@@ -85,6 +93,18 @@ int cellm_cmd_serve(int argc, char **argv)
             if (int_opt(argc, argv, &i, 0, 1 << 30, &so.ctx_size)) return 2;
         } else if (!strcmp(a, "--api-key")) {
             if (!(so.api_key = cli_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--cache-ram")) {
+            if (int_opt(argc, argv, &i, 0, 1 << 22, &cache_ram)) return 2;
+        } else if (!strcmp(a, "--cache-gpu")) {
+            if (int_opt(argc, argv, &i, 0, 1 << 22, &cache_gpu)) return 2;
+        } else if (!strcmp(a, "--cache-block")) {
+            if (int_opt(argc, argv, &i, 1, 4096, &so.cache_block)) return 2;
+        } else if (!strcmp(a, "--max-body")) {
+            if (int_opt(argc, argv, &i, 1024, 1 << 30, &max_body)) return 2;
+        } else if (!strcmp(a, "--cors-origin")) {
+            if (!(so.cors_origin = cli_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--quiet")) {
+            so.log_requests = 0;
         } else if (!strcmp(a, "--name")) {
             if (!(so.model_name = cli_value(argc, argv, &i))) return 2;
         } else {
@@ -134,6 +154,13 @@ int cellm_cmd_serve(int argc, char **argv)
         so.model_name = name;
     }
     so.model_dir = o.model_dir;
+    so.max_body = (size_t)max_body;
+    /* the cache lives where the executor keeps KV: host memory on the CPU, device memory on
+     * CUDA (XLA has no cache yet) */
+    int cache_mb = o.mp.device == CELLM_DEVICE_CUDA  ? cache_gpu
+                   : o.mp.device == CELLM_DEVICE_CPU ? cache_ram
+                                                     : 0;
+    so.cache_bytes = (size_t)cache_mb << 20;
 
     struct cellm_server *srv;
     if (cellm_server_start(model, tok, &so, &srv, &err)) {
@@ -142,6 +169,21 @@ int cellm_cmd_serve(int argc, char **argv)
         cellm_model_free(model);
         return 1;
     }
+    /* the banner: what a user needs to know before the first request */
+    int has_template = 0;
+    if (tok) {
+        struct cellm_chat_message m = {"user", "x"};
+        char *t = NULL;
+        has_template = cellm_tokenizer_chat(tok, &m, 1, 1, NULL, &t, &err) == CELLM_OK;
+        free(t);
+    }
+    int ctx_size = so.ctx_size > 0 ? so.ctx_size : cellm_model_max_context(model);
+    fprintf(stderr,
+            "cellm serve: model %s (%s), device %s, context %d, %d slots, chat template %s, "
+            "tokenizer %s, prefix cache %d MB%s\n",
+            so.model_name, o.model_dir, cellm_model_device(model), ctx_size, so.parallel,
+            has_template ? "found" : "not found (chat requests fail)", tok ? "found" : "none",
+            cache_mb, so.cors_origin ? ", CORS on" : "");
     fprintf(stderr, "cellm serve: listening on http://%s:%d (model %s, %d slots)\n", so.host,
             cellm_server_port(srv), so.model_name, so.parallel);
     fflush(stderr);

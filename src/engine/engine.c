@@ -4,13 +4,15 @@
  * A model is the bound description plus the executor's per-model state (e.g. device
  * weights). A context owns sequences: their lengths live here, their KV caches in the
  * executor. Evaluation checks positions against the model's maximum and hands the batch
- * to the executor.
+ * to the executor. The context also records each sequence's tokens, which is what its
+ * prefix cache (engine/pcache.h) is keyed by.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "engine/pcache.h"
 #include "exec/exec.h"
 #include "model/model.h"
 
@@ -32,6 +34,11 @@ struct cellm_ctx {
     int rows_cap;
     float *logits;
     size_t logits_cap; /* floats */
+    int32_t **toks;    /* [max_seqs] the tokens each sequence holds, [len] */
+    int *toks_cap;
+    struct cellm_pcache *pc; /* NULL: no prefix cache */
+    void *scratch;           /* cellm_ctx_scratch */
+    size_t scratch_cap;
 };
 
 struct cellm_model_params cellm_model_params_default(void)
@@ -42,7 +49,7 @@ struct cellm_model_params cellm_model_params_default(void)
 
 struct cellm_ctx_params cellm_ctx_params_default(void)
 {
-    struct cellm_ctx_params p = {1};
+    struct cellm_ctx_params p = {1, 0, 0};
     return p;
 }
 
@@ -148,20 +155,31 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     c->max_seqs = max_seqs;
     c->len = cellm_malloc((size_t)max_seqs * sizeof *c->len);
     c->next = cellm_malloc((size_t)max_seqs * sizeof *c->next);
-    if (!c->len || !c->next) {
-        cellm_free(c->len);
-        cellm_free(c->next);
-        cellm_free(c);
+    c->toks = cellm_calloc((size_t)max_seqs, sizeof *c->toks);
+    c->toks_cap = cellm_calloc((size_t)max_seqs, sizeof *c->toks_cap);
+    if (!c->len || !c->next || !c->toks || !c->toks_cap) {
+        cellm_ctx_free(c);
         return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < max_seqs; i++)
         c->len[i] = -1;
     enum cellm_status st = model->vt->ctx_new(model->dm, max_seqs, &c->ex, err);
     if (st) {
-        cellm_free(c->len);
-        cellm_free(c->next);
-        cellm_free(c);
+        cellm_ctx_free(c);
         return st;
+    }
+    const struct cellm_exec_vt *vt = model->vt;
+    if (params && params->cache_bytes > 0 && vt->kv_save) {
+        const struct cellm_config *cfg = &model->desc.cfg;
+        int window = 0;
+        for (int l = 0; l < cfg->n_layers; l++)
+            if (model->desc.layers[l].sliding) window = cfg->window;
+        int block = params->cache_block > 0 ? params->cache_block : 32;
+        st = cellm_pcache_new(vt, c->ex, block, params->cache_bytes, window, &c->pc, err);
+        if (st) {
+            cellm_ctx_free(c);
+            return st;
+        }
     }
     *out = c;
     return CELLM_OK;
@@ -170,7 +188,13 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
 void cellm_ctx_free(struct cellm_ctx *c)
 {
     if (!c) return;
+    cellm_pcache_free(c->pc); /* before the executor: its blocks are the executor's */
     if (c->ex) c->model->vt->ctx_free(c->ex);
+    for (int i = 0; c->toks && i < c->max_seqs; i++)
+        cellm_free(c->toks[i]);
+    cellm_free(c->toks);
+    cellm_free(c->toks_cap);
+    cellm_free(c->scratch);
     cellm_free(c->len);
     cellm_free(c->next);
     cellm_free(c->rows);
@@ -200,6 +224,9 @@ int cellm_ctx_seq_len(const struct cellm_ctx *c, int seq)
     if (seq < 0 || seq >= c->max_seqs) return -1;
     return c->len[seq];
 }
+
+static enum cellm_status toks_reserve(struct cellm_ctx *c, int s, int need,
+                                      struct cellm_error *err);
 
 /* One step: the logits of the wanting items into c->logits, or with ids their argmax. */
 static enum cellm_status ctx_eval(struct cellm_ctx *c, const struct cellm_batch_item *items, int n,
@@ -237,6 +264,8 @@ static enum cellm_status ctx_eval(struct cellm_ctx *c, const struct cellm_batch_
                               s, pos + 1, cfg->max_pos);
         c->rows[i] = (struct cellm_exec_row){items[i].token, s, pos, items[i].want_logits != 0};
     }
+    for (int s = 0; s < c->max_seqs; s++)
+        if (c->next[s] > c->len[s]) CELLM_TRY(toks_reserve(c, s, c->next[s], err));
     const struct cellm_exec_vt *vt = c->model->vt;
     if (ids && vt->eval_argmax) {
         CELLM_TRY(vt->eval_argmax(c->ex, c->rows, n, ids, err));
@@ -252,8 +281,25 @@ static enum cellm_status ctx_eval(struct cellm_ctx *c, const struct cellm_batch_
         for (int j = 0; ids && j < nw; j++)
             ids[j] = cellm_argmax(c->logits + (size_t)j * cfg->vocab, cfg->vocab);
     }
-    for (int i = 0; i < n; i++)
-        c->len[items[i].seq]++;
+    for (int i = 0; i < n; i++) {
+        int s = items[i].seq;
+        if (c->len[s] < c->toks_cap[s]) c->toks[s][c->len[s]] = items[i].token;
+        c->len[s]++;
+    }
+    return CELLM_OK;
+}
+
+/* Room in the token log of s for need tokens. */
+static enum cellm_status toks_reserve(struct cellm_ctx *c, int s, int need, struct cellm_error *err)
+{
+    if (need <= c->toks_cap[s]) return CELLM_OK;
+    int cap = c->toks_cap[s] ? c->toks_cap[s] : 256;
+    while (cap < need)
+        cap *= 2;
+    int32_t *t = cellm_realloc(c->toks[s], (size_t)cap * sizeof *t);
+    if (!t) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    c->toks[s] = t;
+    c->toks_cap[s] = cap;
     return CELLM_OK;
 }
 
@@ -283,4 +329,64 @@ enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *c, int seq, const int32_t
     enum cellm_status st = cellm_ctx_eval(c, items, n, logits, err);
     cellm_free(items);
     return st;
+}
+
+const struct cellm_model *cellm_ctx_model(const struct cellm_ctx *c)
+{
+    return c->model;
+}
+
+void *cellm_ctx_scratch(struct cellm_ctx *c, size_t bytes)
+{
+    if (bytes > c->scratch_cap) {
+        void *p = cellm_realloc(c->scratch, bytes);
+        if (!p) return NULL;
+        c->scratch = p;
+        c->scratch_cap = bytes;
+    }
+    return c->scratch;
+}
+
+/* ---- prefix cache ---------------------------------------------------------------------- */
+
+static enum cellm_status check_seq(const struct cellm_ctx *c, int seq, const char *what,
+                                   struct cellm_error *err)
+{
+    if (seq < 0 || seq >= c->max_seqs || c->len[seq] < 0)
+        return cellm_errf(err, CELLM_ERR_ARG, "%s: sequence %d does not exist", what, seq);
+    return CELLM_OK;
+}
+
+enum cellm_status cellm_ctx_seq_attach(struct cellm_ctx *c, int seq, const int32_t *tokens, int n,
+                                       int *len_out, struct cellm_error *err)
+{
+    CELLM_TRY(check_seq(c, seq, "seq_attach", err));
+    int len = c->len[seq];
+    *len_out = len;
+    if (n < len || (len && memcmp(c->toks[seq], tokens, (size_t)len * sizeof *tokens)))
+        return cellm_errf(err, CELLM_ERR_ARG,
+                          "seq_attach: sequence %d holds %d tokens that do not begin the %d given",
+                          seq, len, n);
+    if (!c->pc || n == len) return CELLM_OK;
+    if (n > c->model->desc.cfg.max_pos) n = c->model->desc.cfg.max_pos;
+    CELLM_TRY(toks_reserve(c, seq, n, err));
+    int L = len;
+    CELLM_TRY(cellm_pcache_attach(c->pc, seq, tokens, len, n, &L, err));
+    memcpy(c->toks[seq] + len, tokens + len, (size_t)(L - len) * sizeof *tokens);
+    c->len[seq] = L;
+    *len_out = L;
+    return CELLM_OK;
+}
+
+enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *c, int seq, struct cellm_error *err)
+{
+    CELLM_TRY(check_seq(c, seq, "seq_store", err));
+    if (!c->pc) return CELLM_OK;
+    return cellm_pcache_store(c->pc, seq, c->toks[seq], c->len[seq], err);
+}
+
+void cellm_ctx_cache_stats(const struct cellm_ctx *c, struct cellm_cache_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (c && c->pc) cellm_pcache_stats(c->pc, out);
 }

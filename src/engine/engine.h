@@ -10,5 +10,10 @@
 
 const struct cellm_desc *cellm_model_desc(const struct cellm_model *m);
 const char *cellm_model_device(const struct cellm_model *m);
+/* The model a context runs (for the generation loop's EOS set and vocabulary). */
+const struct cellm_model *cellm_ctx_model(const struct cellm_ctx *c);
+/* Scratch memory owned by the context (grown as needed, freed with it) for the generation
+ * loop's step buffers; NULL when out of memory. Valid until the next call. */
+void *cellm_ctx_scratch(struct cellm_ctx *c, size_t bytes);
 
 #endif

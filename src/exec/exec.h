@@ -40,7 +40,34 @@ struct cellm_exec_vt {
                                      int32_t *ids, struct cellm_error *err);
     /* Short description of the device ("cpu avx2+fma+f16c, 2 threads"). */
     const char *(*describe)(void *dm);
+
+    /* Optional, all or none: copies of KV state for the engine's prefix cache (see
+     * engine/pcache.h). A block holds the keys and values of positions [pos, pos + n) of
+     * one sequence for every full-attention layer, and for the sliding-window layers only
+     * when CELLM_KV_WINDOW is in `flags` at save: a sequence that resumes at position L
+     * needs a sliding layer's keys of [L - window, L) only, and a ring may already have
+     * dropped older ones. Blocks are opaque to the engine (host memory on the CPU, device
+     * memory on CUDA). */
+    /* Bytes of a block of n positions (with or without the window layers). */
+    size_t (*kv_block_bytes)(void *ex, int n, int flags);
+    /* Allocates *blk and copies the positions into it; the sequence must hold them (and,
+     * with CELLM_KV_WINDOW, pos >= kv_window_first). */
+    enum cellm_status (*kv_save)(void *ex, int seq, int pos, int n, int flags, void **blk,
+                                 struct cellm_error *err);
+    /* Writes a saved block back into a sequence at the same positions, growing its cache
+     * as needed. flags: the block's CELLM_KV_WINDOW (its layout) and CELLM_KV_LOAD_WINDOW
+     * (also write the window layers; else only the full-attention layers). */
+    enum cellm_status (*kv_load)(void *ex, int seq, int pos, int n, int flags, const void *blk,
+                                 struct cellm_error *err);
+    void (*kv_block_free)(void *ex, void *blk);
+    /* The oldest position whose sliding-window keys a sequence of len positions still
+     * holds (0 when nothing is dropped). */
+    int (*kv_window_first)(void *ex, int seq, int len);
 };
+
+/* kv_save / kv_load flags. */
+#define CELLM_KV_WINDOW 1
+#define CELLM_KV_LOAD_WINDOW 2
 
 extern const struct cellm_exec_vt cellm_exec_cpu;
 #ifdef CELLM_CUDA

@@ -4,10 +4,12 @@
  * cellm_srv_parse turns a request body into a struct srv_req or an error that names the
  * offending field, in OpenAI's shape ({"error": {"message", "type", "param", "code"}}).
  * The rule is "honour it or refuse it": every field the engine implements is read and
- * type-checked; fields whose meaning cellm cannot deliver faithfully (logprobs, tools,
- * structured output, n > 1, echo, best_of, logit_bias, ...) are refused by name with
- * HTTP 400 rather than ignored. Metadata with no effect on the output (user, metadata,
- * store, service_tier) and unknown keys are ignored, as OpenAI itself does with them.
+ * type-checked, including the other servers' names for them (llama-server's n_predict,
+ * repeat_penalty, repeat_last_n, n_probs, cache_prompt; vLLM's repetition_penalty,
+ * min_tokens, ignore_eos); fields whose meaning cellm cannot deliver faithfully (tools,
+ * structured output and grammars, echo, best_of, logit_bias, mirostat, ...) are refused
+ * by name with HTTP 400 rather than ignored. Metadata with no effect on the output (user,
+ * metadata, store, service_tier) and unknown keys are ignored, as OpenAI itself does.
  *
  * Extensions (documented in tests/server/README.md): `prompt_ids` (a list of token ids,
  * also accepted as the standard `prompt` given as a list of integers) lets a client skip
@@ -135,11 +137,55 @@ static int refuse(struct srv_error *e, const char *key, const char *why)
 static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
 {
     const cJSON *j;
-    if ((j = get(o, "logprobs")) && !cJSON_IsFalse(j) &&
-        !(cJSON_IsNumber(j) && j->valuedouble == 0 && !chat))
-        return refuse(e, "logprobs", "log probabilities are not returned");
-    if (get(o, "top_logprobs"))
-        return refuse(e, "top_logprobs", "log probabilities are not returned");
+    (void)chat;
+    /* structured output and grammars (until cellm constrains decoding) */
+    static const char *const constrained[] = {"grammar",
+                                              "json_schema",
+                                              "guided_json",
+                                              "guided_regex",
+                                              "guided_choice",
+                                              "guided_grammar",
+                                              "guided_whitespace_pattern",
+                                              "structured_outputs",
+                                              "guided_decoding_backend",
+                                              "regex",
+                                              "ebnf"};
+    for (size_t i = 0; i < sizeof constrained / sizeof *constrained; i++)
+        if (get(o, constrained[i]))
+            return refuse(e, constrained[i],
+                          "constrained decoding (grammars, JSON schemas) is "
+                          "not implemented");
+    /* samplers cellm does not have: refused unless they hold their "off" value */
+    static const struct {
+        const char *key;
+        double off;
+    } samplers[] = {{"mirostat", 0},       {"typical_p", 1},       {"tfs_z", 1},
+                    {"dry_multiplier", 0}, {"xtc_probability", 0}, {"top_n_sigma", -1},
+                    {"length_penalty", 1}, {"dynatemp_range", 0},  {"top_a", 0}};
+    for (size_t i = 0; i < sizeof samplers / sizeof *samplers; i++)
+        if ((j = get(o, samplers[i].key)) &&
+            !(cJSON_IsNumber(j) && j->valuedouble == samplers[i].off))
+            return refuse(e, samplers[i].key, "this sampler is not implemented");
+    static const char *const other[] = {"prompt_logprobs",
+                                        "stop_token_ids",
+                                        "bad_words",
+                                        "allowed_token_ids",
+                                        "logits_processors",
+                                        "use_beam_search",
+                                        "n_keep",
+                                        "n_indent",
+                                        "lora",
+                                        "image_data",
+                                        "input_extra",
+                                        "add_special"};
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++)
+        if ((j = get(o, other[i])) && !cJSON_IsFalse(j) &&
+            !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
+            return refuse(e, other[i], "not implemented by cellm");
+    if ((j = get(o, "include_stop_str_in_output")) && !cJSON_IsFalse(j))
+        return refuse(e, "include_stop_str_in_output", "stop strings are never included");
+    if ((j = get(o, "skip_special_tokens")) && !cJSON_IsTrue(j))
+        return refuse(e, "skip_special_tokens", "special tokens are always skipped in text");
     if ((j = get(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
         return refuse(e, "tools", "tool calling is not implemented");
     if (get(o, "tool_choice")) return refuse(e, "tool_choice", "tool calling is not implemented");
@@ -441,8 +487,52 @@ static int sampling_fields(const cJSON *o, struct srv_params *p, struct srv_erro
     if (r) sp->frequency_penalty = (float)v;
     if ((r = num_field(o, "repetition_penalty", 1e-6, 100, &v, e)) < 0) return -1;
     if (r) sp->repetition_penalty = (float)v;
+    if ((r = num_field(o, "repeat_penalty", 1e-6, 100, &v, e)) < 0) return -1; /* llama.cpp */
+    if (r) sp->repetition_penalty = (float)v;
+    for (int k = 0; k < 2; k++) {
+        const char *key = k ? "penalty_last_n" : "repeat_last_n";
+        if ((r = int_field(o, key, -1, 1e9, &iv, e)) < 0) return -1;
+        if (r) sp->penalty_last_n = iv == 0 ? 0 : (int)iv;
+    }
     if ((r = int_field(o, "seed", -9.2e18, 9.2e18, &iv, e)) < 0) return -1;
     if (r) sp->seed = (uint64_t)iv;
+    return 0;
+}
+
+/* logprobs / top_logprobs (chat: a boolean and a count; completions: a count) and
+ * llama-server's n_probs. */
+static int logprob_fields(const cJSON *o, int chat, struct srv_params *p, struct srv_error *e)
+{
+    const cJSON *j = get(o, "logprobs");
+    long long iv;
+    int rc;
+    if (chat) {
+        int on = 0;
+        if (bool_field(o, "logprobs", &on, e) < 0) return -1;
+        if ((rc = int_field(o, "top_logprobs", 0, 20, &iv, e)) < 0) return -1;
+        if (rc && !on) {
+            cellm_srv_errorf(e, 400, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+            return -1;
+        }
+        if (on) p->logprobs = rc ? (int)iv : 0;
+    } else if (j) {
+        if ((rc = int_field(o, "logprobs", 0, 20, &iv, e)) < 0) return -1;
+        p->logprobs = (int)iv;
+    }
+    if ((rc = int_field(o, "n_probs", 0, 20, &iv, e)) < 0) return -1;
+    if (rc && iv > 0) p->logprobs = (int)iv;
+    return 0;
+}
+
+/* ignore_eos, min_tokens, cache_prompt. */
+static int extra_fields(const cJSON *o, struct srv_params *p, struct srv_error *e)
+{
+    long long iv;
+    int rc;
+    if (bool_field(o, "ignore_eos", &p->ignore_eos, e) < 0) return -1;
+    if (bool_field(o, "cache_prompt", &p->cache_prompt, e) < 0) return -1;
+    if ((rc = int_field(o, "min_tokens", 0, 1e9, &iv, e)) < 0) return -1;
+    if (rc) p->min_tokens = (int)iv;
     return 0;
 }
 
@@ -467,7 +557,6 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         return -1;
     }
     pthread_cond_init(&r->cv, NULL);
-    r->slot = r->seq = -1;
     struct srv_params *p = &r->p;
     p->chat = chat;
     p->sp = s->sp_default;
@@ -478,6 +567,8 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         p->sp.seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^
                      (uint64_t)(uintptr_t)r;
         r->created = (long long)ts.tv_sec;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        r->t_start = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     }
     const cJSON *j;
     long long iv;
@@ -491,11 +582,12 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         goto fail;
     }
     if (check_unsupported(o, chat, e)) goto fail;
-    if ((rc = int_field(o, "n", 1, 1e9, &iv, e)) < 0) goto fail;
-    if (rc && iv != 1) {
-        refuse(e, "n", "only n = 1 (one choice per request)");
-        goto fail;
-    }
+    p->n = 1;
+    p->logprobs = -1;
+    p->cache_prompt = 1;
+    if ((rc = int_field(o, "n", 1, 64, &iv, e)) < 0) goto fail;
+    if (rc) p->n = (int)iv;
+    if (logprob_fields(o, chat, p, e) || extra_fields(o, p, e)) goto fail;
     if (bool_field(o, "stream", &p->stream, e) < 0 ||
         bool_field(o, "return_ids", &p->return_ids, e) < 0)
         goto fail;
@@ -511,10 +603,18 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         }
         p->include_usage = iu;
     }
-    for (int k = 0; k < 2; k++) {
-        const char *key = k ? "max_completion_tokens" : "max_tokens";
-        if ((rc = int_field(o, key, 1, 1e9, &iv, e)) < 0) goto fail;
-        if (rc) p->max_tokens = (int)iv;
+    const char *max_key = "max_tokens";
+    for (int k = 0; k < 3; k++) {
+        const char *key = k == 0 ? "n_predict" : k == 1 ? "max_tokens" : "max_completion_tokens";
+        if ((rc = int_field(o, key, k ? 1 : -1, 1e9, &iv, e)) < 0) goto fail;
+        if (rc && iv == 0) {
+            cellm_srv_errorf(e, 400, key, "'%s' is 0; expected -1 (no limit) or at least 1", key);
+            goto fail;
+        }
+        if (rc) {
+            p->max_tokens = (int)iv; /* n_predict -1: the rest of the context */
+            max_key = key;
+        }
     }
     if (stop_field(o, p, e) || sampling_fields(o, p, e)) goto fail;
     if (p->n_stop && !s->tok) {
@@ -534,8 +634,7 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         goto fail;
     }
     if (p->max_tokens > 0 && p->n_prompt + p->max_tokens > s->ctx_size) {
-        cellm_srv_errorf(e, 400,
-                         get(o, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
+        cellm_srv_errorf(e, 400, max_key,
                          "the prompt (%d tokens) plus max_tokens (%d) is %d tokens, beyond the "
                          "context of %d tokens",
                          p->n_prompt, p->max_tokens, p->n_prompt + p->max_tokens, s->ctx_size);
@@ -543,9 +642,21 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         goto fail;
     }
     if (p->max_tokens < 0) {
-        /* OpenAI's defaults: 16 for legacy completions, the rest of the context for chat */
+        /* OpenAI's defaults: 16 for legacy completions, the rest of the context for chat;
+         * n_predict -1: the rest of the context */
         int room = s->ctx_size - p->n_prompt;
-        p->max_tokens = chat ? room : (room < 16 ? room : 16);
+        p->max_tokens = chat || get(o, "n_predict") ? room : (room < 16 ? room : 16);
+    }
+    if (p->min_tokens > p->max_tokens) {
+        cellm_srv_errorf(e, 400, "min_tokens", "'min_tokens' (%d) is more than max_tokens (%d)",
+                         p->min_tokens, p->max_tokens);
+        goto fail;
+    }
+    if (!(r->ch = calloc((size_t)p->n, sizeof *r->ch))) goto fail;
+    for (int k = 0; k < p->n; k++) {
+        r->ch[k].r = r;
+        r->ch[k].index = k;
+        r->ch[k].slot = -1;
     }
     cJSON_Delete(o);
     *out = r;
@@ -568,10 +679,15 @@ static void add_ids(cJSON *o, const char *key, const int32_t *ids, int n)
 
 static cJSON *usage(const struct srv_req *r)
 {
+    int gen = 0;
+    for (int k = 0; k < r->p.n; k++)
+        gen += r->ch[k].n_ids;
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", r->p.n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", r->n_ids);
-    cJSON_AddNumberToObject(u, "total_tokens", r->p.n_prompt + r->n_ids);
+    cJSON_AddNumberToObject(u, "completion_tokens", gen);
+    cJSON_AddNumberToObject(u, "total_tokens", r->p.n_prompt + gen);
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", r->ch[0].n_cached);
     return u;
 }
 
@@ -593,25 +709,104 @@ static char *print(cJSON *o)
     return t;
 }
 
+/* The text of one token alone (its bytes may be part of a UTF-8 character). */
+static char *token_text(const struct cellm_server *s, int32_t id)
+{
+    char *t = NULL;
+    struct cellm_error ce;
+    if (s->tok && !cellm_tokenizer_decode(s->tok, &id, 1, 0, &t, &ce)) return t;
+    return strdup("");
+}
+
+static void add_bytes(cJSON *o, const char *t)
+{
+    cJSON *b = cJSON_AddArrayToObject(o, "bytes");
+    for (const unsigned char *p = (const unsigned char *)t; *p; p++)
+        cJSON_AddItemToArray(b, cJSON_CreateNumber(*p));
+}
+
+/* Logprobs of ids [from, to) of a choice, in the endpoint's shape: chat
+ * {"content": [{token, logprob, bytes, top_logprobs: [...]}]}; completions
+ * {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}. */
+static cJSON *logprobs_json(const struct cellm_server *s, const struct srv_req *r,
+                            const struct srv_choice *c, int from, int to, size_t text_off)
+{
+    int nt = r->p.logprobs, stride = nt ? nt : 1;
+    cJSON *o = cJSON_CreateObject();
+    if (r->p.chat) {
+        cJSON *a = cJSON_AddArrayToObject(o, "content");
+        for (int i = from; i < to; i++) {
+            cJSON *x = cJSON_CreateObject();
+            char *t = token_text(s, c->ids[i]);
+            cJSON_AddStringToObject(x, "token", t ? t : "");
+            cJSON_AddNumberToObject(x, "logprob", c->lp[i].logprob);
+            add_bytes(x, t ? t : "");
+            free(t);
+            cJSON *tl = cJSON_AddArrayToObject(x, "top_logprobs");
+            for (int k = 0; k < nt; k++) {
+                const struct cellm_logprob *lp = &c->top[(size_t)i * stride + k];
+                cJSON *y = cJSON_CreateObject();
+                char *u = token_text(s, lp->id);
+                cJSON_AddStringToObject(y, "token", u ? u : "");
+                cJSON_AddNumberToObject(y, "logprob", lp->logprob);
+                add_bytes(y, u ? u : "");
+                free(u);
+                cJSON_AddItemToArray(tl, y);
+            }
+            cJSON_AddItemToArray(a, x);
+        }
+        return o;
+    }
+    cJSON *tk = cJSON_AddArrayToObject(o, "tokens"),
+          *tl = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs"),
+          *off = cJSON_AddArrayToObject(o, "text_offset");
+    for (int i = from; i < to; i++) {
+        char *t = token_text(s, c->ids[i]);
+        cJSON_AddItemToArray(tk, cJSON_CreateString(t ? t : ""));
+        cJSON_AddItemToArray(tl, cJSON_CreateNumber(c->lp[i].logprob));
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)text_off));
+        text_off += t ? strlen(t) : 0;
+        free(t);
+        cJSON *m = cJSON_CreateObject();
+        for (int k = 0; k < nt; k++) {
+            const struct cellm_logprob *lp = &c->top[(size_t)i * stride + k];
+            char *u = token_text(s, lp->id);
+            if (!cJSON_GetObjectItemCaseSensitive(m, u ? u : ""))
+                cJSON_AddNumberToObject(m, u ? u : "", lp->logprob);
+            free(u);
+        }
+        cJSON_AddItemToArray(top, m);
+    }
+    return o;
+}
+
 char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r)
 {
     int chat = r->p.chat;
     cJSON *o = head(s, r, chat ? "chat.completion" : "text_completion");
-    cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(ch, c);
-    cJSON_AddNumberToObject(c, "index", 0);
-    char *text = strndup(r->text ? r->text : "", r->text_len);
-    if (chat) {
-        cJSON *m = cJSON_AddObjectToObject(c, "message");
-        cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", text ? text : "");
-    } else {
-        cJSON_AddStringToObject(c, "text", text ? text : "");
+    cJSON *ch = cJSON_AddArrayToObject(o, "choices");
+    for (int k = 0; k < r->p.n; k++) {
+        const struct srv_choice *cc = &r->ch[k];
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(ch, c);
+        cJSON_AddNumberToObject(c, "index", k);
+        char *text = strndup(cc->text ? cc->text : "", cc->text_len);
+        if (chat) {
+            cJSON *m = cJSON_AddObjectToObject(c, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddStringToObject(m, "content", text ? text : "");
+        } else {
+            cJSON_AddStringToObject(c, "text", text ? text : "");
+        }
+        free(text);
+        if (r->p.logprobs >= 0)
+            cJSON_AddItemToObject(c, "logprobs", logprobs_json(s, r, cc, 0, cc->n_ids, 0));
+        else
+            cJSON_AddNullToObject(c, "logprobs");
+        cJSON_AddStringToObject(c, "finish_reason", cc->finish ? cc->finish : "stop");
+        if (r->p.return_ids) add_ids(c, "token_ids", cc->ids, cc->n_ids);
     }
-    free(text);
-    cJSON_AddNullToObject(c, "logprobs");
-    cJSON_AddStringToObject(c, "finish_reason", r->finish ? r->finish : "stop");
-    if (r->p.return_ids) add_ids(c, "token_ids", r->ids, r->n_ids);
     cJSON_AddItemToObject(o, "usage", usage(r));
     return print(o);
 }
@@ -631,38 +826,236 @@ static char *sse(cJSON *o)
     return ev;
 }
 
-char *cellm_srv_chunk(const struct cellm_server *s, const struct srv_req *r, int role,
-                      const char *text, size_t text_len, const int32_t *ids, int n_ids,
-                      const char *finish)
+/* One streamed chunk of choice k: role (chat's first), new text, ids [from, to), finish. */
+static char *chunk(const struct cellm_server *s, const struct srv_req *r, int k, int role,
+                   size_t text_from, size_t text_to, int from, int to, const char *finish)
 {
+    const struct srv_choice *cc = &r->ch[k];
     int chat = r->p.chat;
     cJSON *o = head(s, r, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
-    cJSON_AddNumberToObject(c, "index", 0);
-    char *t = strndup(text ? text : "", text_len);
+    cJSON_AddNumberToObject(c, "index", k);
+    size_t tn = text_to - text_from;
+    char *t = strndup(tn ? cc->text + text_from : "", tn);
     if (chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (role) cJSON_AddStringToObject(d, "role", "assistant");
-        if (role || text_len || !finish) cJSON_AddStringToObject(d, "content", t ? t : "");
+        if (role || tn || !finish) cJSON_AddStringToObject(d, "content", t ? t : "");
     } else {
         cJSON_AddStringToObject(c, "text", t ? t : "");
     }
     free(t);
-    cJSON_AddNullToObject(c, "logprobs");
+    if (r->p.logprobs >= 0 && to > from)
+        cJSON_AddItemToObject(c, "logprobs", logprobs_json(s, r, cc, from, to, text_from));
+    else
+        cJSON_AddNullToObject(c, "logprobs");
     if (finish)
         cJSON_AddStringToObject(c, "finish_reason", finish);
     else
         cJSON_AddNullToObject(c, "finish_reason");
-    if (r->p.return_ids) add_ids(c, "token_ids", ids, n_ids);
+    if (r->p.return_ids) add_ids(c, "token_ids", cc->ids + from, to - from);
     if (r->p.include_usage) cJSON_AddNullToObject(o, "usage");
     return sse(o);
 }
 
-char *cellm_srv_usage_chunk(const struct cellm_server *s, const struct srv_req *r)
+int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n)
 {
-    cJSON *o = head(s, r, r->p.chat ? "chat.completion.chunk" : "text_completion");
-    cJSON_AddArrayToObject(o, "choices");
-    cJSON_AddItemToObject(o, "usage", usage(r));
-    return sse(o);
+    memset(pos, 0, sizeof *pos);
+    pos->sent_text = calloc((size_t)n, sizeof *pos->sent_text);
+    pos->sent_ids = calloc((size_t)n, sizeof *pos->sent_ids);
+    pos->finish_sent = calloc((size_t)n, sizeof *pos->finish_sent);
+    return pos->sent_text && pos->sent_ids && pos->finish_sent ? 0 : -1;
+}
+
+void cellm_srv_stream_pos_free(struct srv_stream_pos *pos)
+{
+    free(pos->sent_text);
+    free(pos->sent_ids);
+    free(pos->finish_sent);
+}
+
+int cellm_srv_stream_pending(const struct srv_req *r, const struct srv_stream_pos *pos)
+{
+    if (r->done || (r->p.chat && !pos->role_sent)) return 1;
+    for (int k = 0; k < r->p.n; k++) {
+        const struct srv_choice *c = &r->ch[k];
+        if (c->text_len > pos->sent_text[k] || c->n_ids > pos->sent_ids[k] ||
+            (c->done && !pos->finish_sent[k]))
+            return 1;
+    }
+    return 0;
+}
+
+static int cat(char **buf, size_t *len, char *ev)
+{
+    if (!ev) return -1;
+    size_t n = strlen(ev);
+    char *b = realloc(*buf, *len + n + 1);
+    if (!b) {
+        free(ev);
+        return -1;
+    }
+    memcpy(b + *len, ev, n + 1);
+    *buf = b;
+    *len += n;
+    free(ev);
+    return 0;
+}
+
+char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req *r,
+                              struct srv_stream_pos *pos)
+{
+    char *out = NULL;
+    size_t len = 0;
+    int rc = 0;
+    if (r->failed) {
+        char *j = cellm_srv_error_json(&r->err);
+        char *ev = j ? malloc(strlen(j) + 9) : NULL;
+        if (ev) snprintf(ev, strlen(j) + 9, "data: %s\n\n", j);
+        free(j);
+        rc = cat(&out, &len, ev);
+        return rc ? (free(out), NULL) : out;
+    }
+    if (r->p.chat && !pos->role_sent) {
+        for (int k = 0; k < r->p.n && !rc; k++)
+            rc = cat(&out, &len, chunk(s, r, k, 1, 0, 0, 0, 0, NULL));
+        pos->role_sent = 1;
+    }
+    for (int k = 0; k < r->p.n && !rc; k++) {
+        const struct srv_choice *c = &r->ch[k];
+        size_t t0 = pos->sent_text[k];
+        int i0 = pos->sent_ids[k];
+        int more_ids = c->n_ids > i0 && (r->p.return_ids || r->p.logprobs >= 0);
+        if (c->text_len > t0 || more_ids)
+            rc = cat(&out, &len, chunk(s, r, k, 0, t0, c->text_len, i0, c->n_ids, NULL));
+        pos->sent_text[k] = c->text_len;
+        pos->sent_ids[k] = c->n_ids;
+        if (!rc && c->done && !pos->finish_sent[k]) {
+            rc = cat(&out, &len,
+                     chunk(s, r, k, 0, c->text_len, c->text_len, c->n_ids, c->n_ids,
+                           c->finish ? c->finish : "stop"));
+            pos->finish_sent[k] = 1;
+        }
+    }
+    if (!rc && r->done) {
+        if (r->p.include_usage) {
+            cJSON *o = head(s, r, r->p.chat ? "chat.completion.chunk" : "text_completion");
+            cJSON_AddArrayToObject(o, "choices");
+            cJSON_AddItemToObject(o, "usage", usage(r));
+            rc = cat(&out, &len, sse(o));
+        }
+        if (!rc) rc = cat(&out, &len, strdup("data: [DONE]\n\n"));
+    }
+    if (rc) {
+        free(out);
+        return NULL;
+    }
+    return out ? out : strdup("");
+}
+
+/* ---- request log, tokenize ----------------------------------------------------------------- */
+
+void cellm_srv_log(const struct cellm_server *s, const char *method, const char *url, int status,
+                   int n_prompt, int n_cached, int n_gen, double t_start)
+{
+    if (!s->o.log_requests) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double dt = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - t_start;
+    if (n_prompt > 0)
+        fprintf(stderr, "cellm serve: %s %s %d prompt=%d cached=%d generated=%d %.3fs\n", method,
+                url, status, n_prompt, n_cached, n_gen, dt);
+    else
+        fprintf(stderr, "cellm serve: %s %s %d %.3fs\n", method, url, status, dt);
+}
+
+static cJSON *parse_object(const char *body, size_t len, struct srv_error *e)
+{
+    cJSON *o = cJSON_ParseWithLength(body, len);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        cellm_srv_errorf(e, 400, NULL, "the request body must be a JSON object");
+        e->code = "invalid_json";
+        return NULL;
+    }
+    return o;
+}
+
+int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len, char **out,
+                       struct srv_error *e)
+{
+    memset(e, 0, sizeof *e);
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
+    int rc = -1, add_special = 0, with_pieces = 0;
+    const cJSON *c = get(o, "content");
+    struct srv_params p = {0};
+    if (!c || !cJSON_IsString(c)) {
+        if (c)
+            bad_type(e, "content", "a string", c);
+        else
+            cellm_srv_errorf(e, 400, "content", "'content' is required");
+    } else if (bool_field(o, "add_special", &add_special, e) >= 0 &&
+               bool_field(o, "with_pieces", &with_pieces, e) >= 0) {
+        if (!s->tok) {
+            no_tokenizer(e, "content");
+        } else if (!c->valuestring[0] ||
+                   !tokenize(s, c->valuestring, add_special, "content", &p, e)) {
+            cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "tokens");
+            for (int i = 0; i < p.n_prompt; i++) {
+                if (!with_pieces) {
+                    cJSON_AddItemToArray(a, cJSON_CreateNumber(p.prompt[i]));
+                    continue;
+                }
+                cJSON *x = cJSON_CreateObject();
+                char *t = token_text(s, p.prompt[i]);
+                cJSON_AddNumberToObject(x, "id", p.prompt[i]);
+                cJSON_AddStringToObject(x, "piece", t ? t : "");
+                free(t);
+                cJSON_AddItemToArray(a, x);
+            }
+            *out = print(r);
+            rc = *out ? 0 : -1;
+            if (rc) cellm_srv_errorf(e, 500, NULL, "out of memory");
+        }
+    }
+    free(p.prompt);
+    cJSON_Delete(o);
+    return rc;
+}
+
+int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, char **out,
+                         struct srv_error *e)
+{
+    memset(e, 0, sizeof *e);
+    cJSON *o = parse_object(body, len, e);
+    if (!o) return -1;
+    int rc = -1;
+    const cJSON *t = get(o, "tokens");
+    struct srv_params p = {0};
+    if (!t || !cJSON_IsArray(t)) {
+        if (t)
+            bad_type(e, "tokens", "a list of integer token ids", t);
+        else
+            cellm_srv_errorf(e, 400, "tokens", "'tokens' is required");
+    } else if (!s->tok) {
+        no_tokenizer(e, "tokens");
+    } else if (cJSON_GetArraySize(t) == 0 || !ids_from_array(s, t, "tokens", &p, e)) {
+        char *text = NULL;
+        struct cellm_error ce;
+        if (cellm_tokenizer_decode(s->tok, p.prompt, (size_t)p.n_prompt, 0, &text, &ce)) {
+            cellm_srv_errorf(e, 400, "tokens", "the ids could not be decoded: %s", ce.msg);
+        } else {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "content", text);
+            free(text);
+            *out = print(r);
+            rc = *out ? 0 : -1;
+            if (rc) cellm_srv_errorf(e, 500, NULL, "out of memory");
+        }
+    }
+    free(p.prompt);
+    cJSON_Delete(o);
+    return rc;
 }

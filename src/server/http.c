@@ -15,10 +15,13 @@
  * that disconnects is noticed within that time, marked cancelled, and the scheduler
  * frees its slot before the next step.
  *
- * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, POST
- * /v1/completions, POST /v1/chat/completions. Bodies above CELLM_SERVER_MAX_BODY (1 MiB)
- * get 413; unknown routes 404; a known route with the wrong method 405; a missing or
- * wrong bearer token (with --api-key) 401.
+ * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, GET
+ * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /tokenize, POST
+ * /detokenize. Bodies above --max-body (default CELLM_SERVER_MAX_BODY, 1 MiB) get 413;
+ * unknown routes 404; a known route with the wrong method 405; a missing or wrong bearer
+ * token (with --api-key) 401. With --cors-origin every response carries
+ * Access-Control-Allow-Origin and an OPTIONS preflight is answered 204 (no key needed).
+ * Each request is logged in one line when it completes (cellm_srv_log).
  */
 #ifdef CELLM_HAVE_MHD
 #include <netdb.h>
@@ -46,16 +49,23 @@ struct conn {
     int too_big;
     size_t discarded; /* bytes of a too-large body read and dropped */
     int inflight;     /* counted in s->n_inflight until MHD has sent the response */
+    /* the request log line */
+    double t0;
+    int status, logged;
+    char method[16], url[128];
+    int n_prompt, n_cached, n_gen;
 };
 
 struct stream {
     struct cellm_server *s;
     struct srv_req *r;
     int fd;
-    size_t sent_text;
-    int sent_ids, role_sent, finished;
+    struct srv_stream_pos pos;
+    int finished;
     char *buf;
     size_t buf_len, buf_off;
+    double t0;
+    char url[128];
 };
 
 static int client_gone(int fd)
@@ -92,6 +102,29 @@ static void count_error(struct cellm_server *s)
     pthread_mutex_unlock(&s->mu);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void cors(struct cellm_server *s, struct MHD_Response *resp)
+{
+    if (!s->o.cors_origin) return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", s->o.cors_origin);
+    if (strcmp(s->o.cors_origin, "*")) MHD_add_response_header(resp, "Vary", "Origin");
+}
+
+/* The request being answered on this thread (thread per connection), for the log line. */
+static _Thread_local struct conn *cur_cn;
+
+static void cn_status(struct MHD_Connection *c, int status)
+{
+    (void)c;
+    if (cur_cn) cur_cn->status = status;
+}
+
 /* Queues a response that owns `body` (malloc'd; NULL = out of memory). */
 static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, int status,
                              const char *ctype, char *body)
@@ -111,6 +144,8 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", ctype);
+    cors(s, resp);
+    cn_status(c, status);
     if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
@@ -157,11 +192,9 @@ static int fill(struct stream *st)
 {
     struct cellm_server *s = st->s;
     struct srv_req *r = st->r;
-    int chat = r->p.chat;
     st->buf_len = st->buf_off = 0;
     pthread_mutex_lock(&s->mu);
-    while (!r->done && r->text_len == st->sent_text && r->n_ids == st->sent_ids &&
-           (st->role_sent || !chat)) {
+    while (!cellm_srv_stream_pending(r, &st->pos)) {
         wait_a_bit(s, r);
         if (!r->done && client_gone(st->fd)) {
             r->cancelled = 1;
@@ -170,46 +203,12 @@ static int fill(struct stream *st)
             return -1;
         }
     }
-    size_t tn = r->text_len - st->sent_text;
-    int in = r->n_ids - st->sent_ids;
-    char *text = tn ? strndup(r->text + st->sent_text, tn) : NULL;
-    int32_t *ids = in ? malloc((size_t)in * sizeof *ids) : NULL;
-    if (ids) memcpy(ids, r->ids + st->sent_ids, (size_t)in * sizeof *ids);
+    char *ev = cellm_srv_stream_events(s, r, &st->pos);
     int done = r->done, failed = r->failed;
-    struct srv_error err = r->err;
-    const char *finish = r->finish;
     pthread_mutex_unlock(&s->mu);
-    int rc = 0;
-    if ((tn && !text) || (in && !ids)) rc = -1;
-    if (!rc && chat && !st->role_sent) {
-        rc = add_event(st, cellm_srv_chunk(s, r, 1, "", 0, NULL, 0, NULL));
-        st->role_sent = 1;
-    }
-    if (!rc && (tn || (in && r->p.return_ids)))
-        rc = add_event(st, cellm_srv_chunk(s, r, 0, text, tn, ids, in, NULL));
-    st->sent_text += tn;
-    st->sent_ids += in;
-    if (!rc && done) {
-        if (failed) {
-            rc = add_event(st, NULL);
-            char *j = cellm_srv_error_json(&err);
-            if (j) {
-                size_t n = strlen(j);
-                char *ev = malloc(n + 9);
-                if (ev) snprintf(ev, n + 9, "data: %s\n\n", j);
-                free(j);
-                rc = add_event(st, ev);
-            }
-            count_error(s);
-        } else {
-            rc = add_event(st, cellm_srv_chunk(s, r, 0, "", 0, NULL, 0, finish));
-            if (!rc && r->p.include_usage) rc = add_event(st, cellm_srv_usage_chunk(s, r));
-            if (!rc) rc = add_event(st, strdup("data: [DONE]\n\n"));
-        }
-        st->finished = 1;
-    }
-    free(text);
-    free(ids);
+    if (failed) count_error(s);
+    int rc = add_event(st, ev);
+    if (done) st->finished = 1;
     return rc;
 }
 
@@ -233,6 +232,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void stream_free(void *cls)
 {
     struct stream *st = cls;
+    struct srv_req *r = st->r;
+    pthread_mutex_lock(&st->s->mu);
+    int gen = 0;
+    for (int k = 0; k < r->p.n; k++)
+        gen += r->ch[k].n_ids;
+    int status = r->failed ? r->err.status : 200, cached = r->ch[0].n_cached;
+    pthread_mutex_unlock(&st->s->mu);
+    cellm_srv_log(st->s, "POST", st->url, status, r->p.n_prompt, cached, gen, st->t0);
+    cellm_srv_stream_pos_free(&st->pos);
     cellm_srv_req_release(st->s, st->r);
     free(st->buf);
     free(st);
@@ -258,11 +266,17 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
     int fd = conn_fd(c);
     if (r->p.stream) {
         struct stream *st = calloc(1, sizeof *st);
+        if (st && cellm_srv_stream_pos_init(&st->pos, r->p.n)) {
+            cellm_srv_stream_pos_free(&st->pos);
+            free(st);
+            st = NULL;
+        }
         struct MHD_Response *resp =
             st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st,
                                                    stream_free)
                : NULL;
         if (!resp) {
+            if (st) cellm_srv_stream_pos_free(&st->pos);
             free(st);
             cellm_srv_req_release(s, r);
             return reply(s, c, 500, NULL, NULL);
@@ -270,7 +284,11 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
         st->s = s;
         st->r = r;
         st->fd = fd;
+        st->t0 = cn->t0;
+        snprintf(st->url, sizeof st->url, "%s", cn->url);
+        cn->logged = 1; /* stream_free logs it, once the stream has ended */
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        cors(s, resp);
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
@@ -289,6 +307,10 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
     struct srv_error re = r->err;
     int failed = r->failed;
     char *body = failed ? NULL : cellm_srv_response_json(s, r);
+    cn->n_prompt = r->p.n_prompt;
+    cn->n_cached = r->ch[0].n_cached;
+    for (int k = 0; k < r->p.n; k++)
+        cn->n_gen += r->ch[k].n_ids;
     pthread_mutex_unlock(&s->mu);
     cellm_srv_req_release(s, r);
     if (failed) return reply_error(s, c, &re);
@@ -313,12 +335,13 @@ static int authorized(struct cellm_server *s, struct MHD_Connection *c)
     return diff == 0;
 }
 
-static char *models_json(struct cellm_server *s)
+static char *models_json(struct cellm_server *s, int one)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "object", "list");
-    cJSON *a = cJSON_AddArrayToObject(o, "data"), *m = cJSON_CreateObject();
-    cJSON_AddItemToArray(a, m);
+    cJSON *o = cJSON_CreateObject(), *m = one ? o : cJSON_CreateObject();
+    if (!one) {
+        cJSON_AddStringToObject(o, "object", "list");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), m);
+    }
     cJSON_AddStringToObject(m, "id", s->o.model_name);
     cJSON_AddStringToObject(m, "object", "model");
     cJSON_AddNumberToObject(m, "created", 0);
@@ -341,10 +364,15 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         {"/v1/models", "GET", 2},
         {"/v1/completions", "POST", 3},
         {"/v1/chat/completions", "POST", 4},
+        {"/v1/models/", "GET", 5}, /* a prefix: /v1/models/{id} */
+        {"/tokenize", "POST", 6},
+        {"/detokenize", "POST", 7},
     };
     int id = -1, path_known = 0;
+    const char *model_id = NULL;
+    if (!strncmp(url, "/v1/models/", 11) && url[11]) model_id = url + 11;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(url, routes[i].path)) {
+        if (!strcmp(url, routes[i].path) || (routes[i].id == 5 && model_id)) {
             path_known = 1;
             if (!strcmp(method, routes[i].method) ||
                 (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
@@ -359,10 +387,24 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         s->m.req_other++;
     int stopping = s->stopping;
     pthread_mutex_unlock(&s->mu);
+    if (path_known && !strcmp(method, "OPTIONS") && s->o.cors_origin) {
+        /* a CORS preflight: what the browser may send next */
+        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        if (!resp) return MHD_NO;
+        cors(s, resp);
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+        cn_status(c, 204);
+        enum MHD_Result ret = MHD_queue_response(c, 204, resp);
+        MHD_destroy_response(resp);
+        return ret;
+    }
     if (cn->too_big) {
         char msg[128];
-        snprintf(msg, sizeof msg, "the request body is larger than the limit of %d bytes",
-                 CELLM_SERVER_MAX_BODY);
+        snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes",
+                 s->o.max_body);
         return reply_errorf(s, c, 413, "request_too_large", msg);
     }
     if (id == 0)
@@ -381,7 +423,24 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         return reply_errorf(s, c, 404, "not_found", msg);
     }
     if (id == 1) return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
-    if (id == 2) return reply(s, c, 200, "application/json", models_json(s));
+    if (id == 2) return reply(s, c, 200, "application/json", models_json(s, 0));
+    if (id == 5) {
+        if (strcmp(model_id, s->o.model_name)) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "the model '%.200s' does not exist", model_id);
+            return reply_errorf(s, c, 404, "model_not_found", msg);
+        }
+        return reply(s, c, 200, "application/json", models_json(s, 1));
+    }
+    if (id == 6 || id == 7) {
+        char *out = NULL;
+        struct srv_error e;
+        const char *b = cn->body ? cn->body : "";
+        if (id == 6 ? cellm_srv_tokenize(s, b, cn->len, &out, &e)
+                    : cellm_srv_detokenize(s, b, cn->len, &out, &e))
+            return reply_error(s, c, &e);
+        return reply(s, c, 200, "application/json", out);
+    }
     return completions(s, c, cn, id == 4);
 }
 
@@ -395,8 +454,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!cn) {
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
+        cn->t0 = mono_s();
+        snprintf(cn->method, sizeof cn->method, "%s", method);
+        snprintf(cn->url, sizeof cn->url, "%s", url);
+        cur_cn = cn;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > CELLM_SERVER_MAX_BODY) {
+        if (cl && strtoull(cl, NULL, 10) > s->o.max_body) {
             cn->too_big = 1;
             /* A client waiting for 100-continue gets the answer before it sends the body.
              * Others are already sending: answering now would close the connection under
@@ -415,7 +478,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
             cn->discarded += n;
             return cn->discarded > DISCARD_MAX ? route(s, c, cn, url, method) : MHD_YES;
         }
-        if (cn->len + n > CELLM_SERVER_MAX_BODY) {
+        if (cn->len + n > s->o.max_body) {
             cn->too_big = 1;
             free(cn->body);
             cn->body = NULL;
@@ -436,6 +499,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         cn->body[cn->len] = 0;
         return MHD_YES;
     }
+    cur_cn = cn;
     return route(s, c, cn, url, method);
 }
 
@@ -452,6 +516,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
         pthread_mutex_unlock(&s->mu);
     }
     if (cn) {
+        if (!cn->logged && cn->status)
+            cellm_srv_log(s, cn->method, cn->url, cn->status, cn->n_prompt, cn->n_cached, cn->n_gen,
+                          cn->t0);
+        if (cur_cn == cn) cur_cn = NULL;
         free(cn->body);
         free(cn);
     }
@@ -464,11 +532,11 @@ static void server_free(struct cellm_server *s)
 {
     cellm_ctx_free(s->ctx);
     free(s->slots);
-    free(s->eos);
     free(s->host_copy);
     free(s->name_copy);
     free(s->key_copy);
     free(s->dir_copy);
+    free(s->cors_copy);
     pthread_cond_destroy(&s->sched_cv);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->mu);
@@ -528,20 +596,11 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         return fail(s, err, CELLM_ERR_ARG,
                     "--ctx-size %d is beyond the model's maximum context of %d", s->ctx_size, maxc);
 
-    /* end of sequence: the model's ids and the tokenizer's */
-    int n1 = 0, n2 = 0;
-    const int32_t *e1 = cellm_model_eos(model, &n1);
-    const int32_t *e2 = tok ? cellm_tokenizer_eos(tok, &n2) : NULL;
-    s->eos = malloc((size_t)(n1 + n2 + 1) * sizeof *s->eos);
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
-    if (!s->eos || !s->slots) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n1 + n2; i++) {
-        int32_t id = i < n1 ? e1[i] : e2[i - n1];
-        int dup = 0;
-        for (int k = 0; k < s->n_eos; k++)
-            dup |= s->eos[k] == id;
-        if (!dup) s->eos[s->n_eos++] = id;
-    }
+    if (!s->slots) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
+    if (!s->o.max_body) s->o.max_body = CELLM_SERVER_MAX_BODY;
+    s->o.cors_origin = s->cors_copy = dup_or_null(opts->cors_origin, &oom);
+    if (oom) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
 
     s->sp_default = cellm_sampler_params_default();
     if (s->o.model_dir) {
@@ -552,6 +611,8 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
 
     struct cellm_ctx_params cp = cellm_ctx_params_default();
     cp.max_seqs = s->o.parallel;
+    cp.cache_bytes = s->o.cache_bytes;
+    cp.cache_block = s->o.cache_block;
     enum cellm_status st = cellm_ctx_new(model, &cp, &s->ctx, err);
     if (st) {
         server_free(s);

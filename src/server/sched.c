@@ -1,18 +1,19 @@
 /*
- * sched.c: continuous batching.
+ * sched.c: continuous batching over the engine's generation loop.
  *
- * One scheduler thread owns the cellm_ctx. It keeps `parallel` slots; each holds a
- * request with its own sequence (KV cache), sampler and streaming detokenizer. Every
- * step is ONE cellm_ctx_eval over:
- *   - one row per slot in decode (its last sampled token), and
- *   - prompt rows of slots still in prefill, up to PREFILL_BUDGET rows per step shared
- *     among them in admission order (chunked prefill),
- * so each weight is read once per step for all of them. A prompt whose last row is in
- * the step gets its first token from that row's logits and decodes from the next step
- * on. Requests wait in a bounded FIFO until a slot is free; finished, failed or
- * cancelled ones give their slot back between steps, which disturbs no one else (each
- * sequence's KV cache is its own, and the CPU executor computes every row independently
- * of the others in the batch, so batched results equal single ones bit for bit).
+ * One scheduler thread owns the cellm_ctx. It keeps `parallel` slots; each holds one
+ * choice of a request (a request with n > 1 has n choices, admitted one slot at a time)
+ * as a struct cellm_gen. Every step is ONE cellm_gen_step over the slots' gens: the
+ * engine puts a decode row for each choice that decodes, then prompt rows of choices
+ * still in prefill up to PREFILL_BUDGET rows per step in slot order (chunked prefill),
+ * attaching what the prefix cache holds first and letting a choice wait while an earlier
+ * one computes blocks they share (so n choices, or concurrent chats with one system
+ * prompt, compute that prompt once). The engine decides EOS, stops, greedy picks and
+ * lengths; this file only queues, admits, publishes the output under the server mutex,
+ * reaps cancelled requests and keeps the metrics. Requests wait in a bounded FIFO until a
+ * slot is free; finished, failed or cancelled choices give their slot back between steps,
+ * which disturbs no one else (each sequence's KV cache is its own, and the CPU executor
+ * computes every row independently of the others in the batch).
  *
  * The trade-off: a large prompt slows the decode steps that share its chunks (bounded by
  * PREFILL_BUDGET) instead of stalling them for a whole prompt, and costs nothing when no
@@ -42,11 +43,14 @@ void cellm_srv_req_free(struct srv_req *r)
     for (int i = 0; i < r->p.n_stop; i++)
         free(r->p.stop[i]);
     free(r->p.stop);
-    cellm_sampler_free(r->smp);
-    cellm_detok_free(r->detok);
-    free(r->pend);
-    free(r->text);
-    free(r->ids);
+    for (int k = 0; r->ch && k < r->p.n; k++) {
+        cellm_gen_free(r->ch[k].gen);
+        free(r->ch[k].text);
+        free(r->ch[k].ids);
+        free(r->ch[k].lp);
+        free(r->ch[k].top);
+    }
+    free(r->ch);
     pthread_cond_destroy(&r->cv);
     free(r);
 }
@@ -88,7 +92,7 @@ int cellm_srv_submit(struct cellm_server *s, struct srv_req *r, struct srv_error
     }
     snprintf(r->id, sizeof r->id, "%s-%llx%08llx", r->p.chat ? "chatcmpl" : "cmpl", ++s->next_id,
              (unsigned long long)(r->p.sp.seed & 0xffffffffu));
-    r->refs = 2; /* the connection and the scheduler */
+    r->refs = 2; /* the connection and the queue; each admitted choice takes one more */
     r->next = NULL;
     if (s->q_tail)
         s->q_tail->next = r;
@@ -121,166 +125,145 @@ static int append(char **buf, size_t *len, size_t *cap, const char *src, size_t 
     return 0;
 }
 
-/* Longest suffix of t[0..n) that is a proper prefix of a stop string. */
-static size_t holdback(const char *t, size_t n, char *const *stops, int ns)
-{
-    size_t best = 0;
-    for (int i = 0; i < ns; i++) {
-        size_t L = strlen(stops[i]);
-        for (size_t k = L - 1 < n ? L - 1 : n; k > best; k--)
-            if (!memcmp(t + n - k, stops[i], k)) {
-                best = k;
-                break;
-            }
-    }
-    return best;
-}
-
-/* Marks r done (under s->mu) and wakes its connection. */
-static void finish_locked(struct srv_req *r, const char *why)
-{
-    r->done = 1;
-    r->finish = why;
-    pthread_cond_broadcast(&r->cv);
-}
-
+/* Fails r (under s->mu): every choice ends, the connection wakes; slots are reaped. */
 static void fail_locked(struct srv_req *r, int status, const char *msg)
 {
     if (r->done) return;
     cellm_srv_errorf(&r->err, status, NULL, "%s", msg);
     r->failed = 1;
-    finish_locked(r, NULL);
+    r->done = 1;
+    pthread_cond_broadcast(&r->cv);
 }
 
-/* Frees r's slot and its sequence (under s->mu, on the scheduler thread). */
-static void vacate_locked(struct cellm_server *s, struct srv_req *r)
+/* Frees a choice's slot and its gen (under s->mu, on the scheduler thread). */
+static void vacate_locked(struct cellm_server *s, struct srv_choice *c)
 {
-    if (r->seq >= 0) cellm_ctx_seq_free(s->ctx, r->seq);
-    r->seq = -1;
-    cellm_sampler_free(r->smp);
-    r->smp = NULL;
-    cellm_detok_free(r->detok);
-    r->detok = NULL;
-    s->slots[r->slot] = NULL;
+    cellm_gen_free(c->gen); /* stores its blocks in the prefix cache */
+    c->gen = NULL;
+    s->slots[c->slot] = NULL;
     s->n_active--;
-    release_locked(r);
+    release_locked(c->r);
 }
 
-/* A new token for r: decides on eos, stop strings and length, publishes the output.
- * Returns 1 when r finished. Scheduler thread. */
-static int emit(struct cellm_server *s, struct srv_req *r, int32_t tok)
+/* Publishes what the last step produced for c (under s->mu). Returns 1 when c is done. */
+static int publish_locked(struct cellm_server *s, struct srv_choice *c)
 {
-    const char *finish = NULL;
-    int is_eos = 0;
-    for (int i = 0; i < s->n_eos; i++)
-        is_eos |= s->eos[i] == tok;
-    size_t release = 0;
-    const char *piece = "";
-    int oom = 0;
-    r->n_gen++;
-    if (is_eos) {
-        finish = "stop";
-        release = r->pend_len;
-    } else {
-        cellm_sampler_accept(r->smp, tok);
-        if (r->detok) {
-            struct cellm_error ce;
-            if (cellm_detok_push(r->detok, tok, &piece, &ce)) piece = "";
-            oom = append(&r->pend, &r->pend_len, &r->pend_cap, piece, strlen(piece));
-        }
-        /* the earliest complete stop string ends the output before it */
-        size_t cut = (size_t)-1;
-        for (int i = 0; i < r->p.n_stop && r->pend; i++) {
-            const char *hit = memmem(r->pend, r->pend_len, r->p.stop[i], strlen(r->p.stop[i]));
-            if (hit && (size_t)(hit - r->pend) < cut) cut = (size_t)(hit - r->pend);
-        }
-        if (cut != (size_t)-1) {
-            finish = "stop";
-            release = cut;
-        } else {
-            int full = r->n_gen >= r->p.max_tokens || r->p.n_prompt + r->n_gen >= s->ctx_size;
-            if (full) finish = "length";
-            release = full ? r->pend_len
-                           : r->pend_len - holdback(r->pend, r->pend_len, r->p.stop, r->p.n_stop);
-        }
+    struct srv_req *r = c->r;
+    struct cellm_gen_out o;
+    cellm_gen_output(c->gen, &o);
+    c->n_cached = o.n_cached;
+    if (o.error) {
+        fail_locked(r, 500, o.error);
+        return 1;
     }
-    pthread_mutex_lock(&s->mu);
-    s->m.tokens_out++;
-    if (!is_eos && r->n_ids == r->ids_cap) {
-        int c = r->ids_cap ? 2 * r->ids_cap : 64;
-        int32_t *ids = realloc(r->ids, (size_t)c * sizeof *ids);
-        if (ids) {
-            r->ids = ids;
-            r->ids_cap = c;
-        } else
+    int oom = 0;
+    if (o.n_ids && c->n_ids + o.n_ids > c->ids_cap) {
+        int cap = c->ids_cap ? 2 * c->ids_cap : 64;
+        int32_t *ids = realloc(c->ids, (size_t)cap * sizeof *ids);
+        if (ids) c->ids = ids;
+        if (ids && r->p.logprobs >= 0) {
+            int nt = r->p.logprobs ? r->p.logprobs : 1;
+            struct cellm_logprob *lp = realloc(c->lp, (size_t)cap * sizeof *lp);
+            if (lp) c->lp = lp;
+            struct cellm_logprob *tp = lp ? realloc(c->top, (size_t)cap * nt * sizeof *tp) : NULL;
+            if (tp) c->top = tp;
+            ids = tp ? ids : NULL;
+        }
+        if (ids)
+            c->ids_cap = cap;
+        else
             oom = 1;
     }
-    if (!is_eos && !oom) r->ids[r->n_ids++] = tok;
-    if (release && !oom) oom = append(&r->text, &r->text_len, &r->text_cap, r->pend, release);
+    for (int i = 0; !oom && i < o.n_ids; i++) {
+        if (r->p.logprobs >= 0 && o.lp) {
+            c->lp[c->n_ids] = o.lp[i];
+            memcpy(c->top + (size_t)c->n_ids * (r->p.logprobs ? r->p.logprobs : 1),
+                   o.top + (size_t)i * o.n_top, (size_t)o.n_top * sizeof *o.top);
+        }
+        c->ids[c->n_ids++] = o.ids[i];
+    }
+    s->m.tokens_out += (unsigned long long)o.n_ids;
+    if (!oom && o.text_len) oom = append(&c->text, &c->text_len, &c->text_cap, o.text, o.text_len);
     if (oom) {
         fail_locked(r, 500, "out of memory");
-    } else if (finish) {
-        finish_locked(r, finish);
-    } else {
-        pthread_cond_broadcast(&r->cv);
+        return 1;
     }
-    int done = r->done;
-    pthread_mutex_unlock(&s->mu);
-    if (release && !oom && !done) {
-        memmove(r->pend, r->pend + release, r->pend_len - release);
-        r->pend_len -= release;
+    if (o.done) {
+        c->done = 1;
+        c->finish = o.finish;
+        if (++r->n_done == r->p.n) r->done = 1;
     }
-    return done;
+    if (o.n_ids || o.text_len || o.done) pthread_cond_broadcast(&r->cv);
+    return o.done;
 }
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-/* Moves queued requests into free slots (under s->mu). */
+static void dequeue_locked(struct cellm_server *s)
+{
+    struct srv_req *r = s->q_head;
+    s->q_head = r->next;
+    if (!s->q_head) s->q_tail = NULL;
+    s->q_len--;
+    r->next = NULL;
+    release_locked(r); /* the queue's reference */
+}
+
+/* Moves queued choices into free slots (under s->mu). */
 static void admit_locked(struct cellm_server *s)
 {
     for (int i = 0; i < s->o.parallel && s->q_head; i++) {
         if (s->slots[i]) continue;
         struct srv_req *r = s->q_head;
-        s->q_head = r->next;
-        if (!s->q_head) s->q_tail = NULL;
-        s->q_len--;
-        r->next = NULL;
-        if (r->cancelled) {
-            s->m.req_cancelled++;
-            release_locked(r);
+        if (r->cancelled || r->done) {
+            if (r->cancelled && !r->n_admitted) s->m.req_cancelled++;
+            dequeue_locked(s);
             i--;
             continue;
         }
+        struct srv_choice *c = &r->ch[r->n_admitted];
+        struct cellm_gen_params gp = cellm_gen_params_default();
+        gp.max_tokens = r->p.max_tokens;
+        gp.min_tokens = r->p.min_tokens;
+        gp.stop = (const char *const *)r->p.stop;
+        gp.n_stop = r->p.n_stop;
+        gp.ignore_eos = r->p.ignore_eos;
+        gp.logprobs = r->p.logprobs;
+        gp.ctx_limit = s->ctx_size;
+        gp.use_cache = r->p.cache_prompt;
+        gp.sampling = r->p.sp;
+        gp.sampling.seed += (uint64_t)c->index; /* choices differ when they sample */
         struct cellm_error ce;
-        r->slot = i;
-        s->slots[i] = r;
-        s->n_active++;
-        r->seq = cellm_ctx_seq_new(s->ctx);
-        if (r->seq < 0 || cellm_sampler_new(&r->p.sp, s->vocab, &r->smp, &ce) ||
-            (s->tok && cellm_detok_new(s->tok, &r->detok, &ce))) {
-            fail_locked(r, 500, r->seq < 0 ? "no free sequence in the context" : ce.msg);
-            vacate_locked(s, r);
+        if (cellm_gen_new(s->ctx, s->tok, r->p.prompt, r->p.n_prompt, &gp, &c->gen, &ce)) {
+            fail_locked(r, 500, ce.msg);
+            dequeue_locked(s);
+            i--;
             continue;
         }
-        for (int k = 0; k < r->p.n_prompt; k++)
-            cellm_sampler_accept(r->smp, r->p.prompt[k]);
+        c->slot = i;
+        s->slots[i] = c;
+        s->n_active++;
+        r->refs++;
+        if (++r->n_admitted == r->p.n) dequeue_locked(s);
     }
 }
 
-static void reap_cancelled_locked(struct cellm_server *s)
+static void reap_locked(struct cellm_server *s)
 {
     for (int i = 0; i < s->o.parallel; i++) {
-        struct srv_req *r = s->slots[i];
-        if (r && r->cancelled) {
-            s->m.req_cancelled++;
-            r->done = 1;
-            vacate_locked(s, r);
+        struct srv_choice *c = s->slots[i];
+        if (c && (c->r->cancelled || c->r->failed)) {
+            if (c->r->cancelled && !c->r->done) {
+                s->m.req_cancelled++;
+                c->r->done = 1;
+            }
+            vacate_locked(s, c);
         }
     }
     struct srv_req **pp = &s->q_head, *last = NULL;
     while (*pp) {
         struct srv_req *r = *pp;
-        if (r->cancelled) {
+        if (r->cancelled && !r->n_admitted) {
             *pp = r->next;
             s->q_len--;
             s->m.req_cancelled++;
@@ -297,35 +280,28 @@ static void fail_all_locked(struct cellm_server *s, const char *msg)
 {
     for (int i = 0; i < s->o.parallel; i++)
         if (s->slots[i]) {
-            fail_locked(s->slots[i], 503, msg);
+            fail_locked(s->slots[i]->r, 503, msg);
             vacate_locked(s, s->slots[i]);
         }
     while (s->q_head) {
-        struct srv_req *r = s->q_head;
-        s->q_head = r->next;
-        fail_locked(r, 503, msg);
-        release_locked(r);
+        fail_locked(s->q_head, 503, msg);
+        dequeue_locked(s);
     }
-    s->q_tail = NULL;
-    s->q_len = 0;
 }
 
 static void *sched_main(void *arg)
 {
     struct cellm_server *s = arg;
-    int cap = s->o.parallel + PREFILL_BUDGET;
-    struct cellm_batch_item *items = malloc((size_t)cap * sizeof *items);
-    int *owner = malloc((size_t)cap * sizeof *owner); /* slot of each logits row */
-    int *finished = malloc((size_t)cap * sizeof *finished);
-    int32_t *picks = malloc((size_t)cap * sizeof *picks); /* greedy steps: each row's pick */
+    struct cellm_gen **gens = malloc((size_t)s->o.parallel * sizeof *gens);
+    struct srv_choice **who = malloc((size_t)s->o.parallel * sizeof *who);
     pthread_mutex_lock(&s->mu);
-    if (!items || !owner || !finished || !picks) {
+    if (!gens || !who) {
         s->stopping = 1;
         fail_all_locked(s, "out of memory");
     }
     for (;;) {
         for (;;) {
-            reap_cancelled_locked(s);
+            reap_locked(s);
             if (s->stopping) break;
             admit_locked(s);
             if (s->n_active) break;
@@ -335,75 +311,39 @@ static void *sched_main(void *arg)
             fail_all_locked(s, "the server is shutting down");
             break;
         }
+        int n = 0;
+        for (int i = 0; i < s->o.parallel; i++)
+            if (s->slots[i]) {
+                who[n] = s->slots[i];
+                gens[n++] = s->slots[i]->gen;
+            }
         pthread_mutex_unlock(&s->mu);
 
-        /* one step: decode rows first, then prefill chunks */
-        int n = 0, nw = 0, n_pre = 0, n_dec = 0;
-        for (int i = 0; i < s->o.parallel; i++) {
-            struct srv_req *r = s->slots[i];
-            if (r && r->n_fed == r->p.n_prompt) {
-                items[n++] = (struct cellm_batch_item){r->last, r->seq, 1};
-                owner[nw++] = i;
-                n_dec++;
-            }
-        }
-        for (int i = 0; i < s->o.parallel && n_pre < PREFILL_BUDGET; i++) {
-            struct srv_req *r = s->slots[i];
-            if (!r || r->n_fed == r->p.n_prompt) continue;
-            int take = r->p.n_prompt - r->n_fed;
-            if (take > PREFILL_BUDGET - n_pre) take = PREFILL_BUDGET - n_pre;
-            for (int k = 0; k < take; k++) {
-                int last = r->n_fed + k + 1 == r->p.n_prompt;
-                items[n++] = (struct cellm_batch_item){r->p.prompt[r->n_fed + k], r->seq, last};
-                if (last) owner[nw++] = i;
-            }
-            r->n_fed += take;
-            n_pre += take;
-        }
-        /* when every row that gets a token samples greedily, only the picks are fetched */
-        int greedy = 1;
-        for (int k = 0; k < nw; k++)
-            greedy &= cellm_sampler_is_greedy(s->slots[owner[k]]->smp);
-        double t0 = now_s();
-        const float *logits = NULL;
+        struct cellm_gen_step_stats ss;
         struct cellm_error ce;
-        enum cellm_status st = greedy ? cellm_ctx_eval_argmax(s->ctx, items, n, picks, &ce)
-                                      : cellm_ctx_eval(s->ctx, items, n, &logits, &ce);
+        double t0 = now_s();
+        cellm_gen_step(s->ctx, gens, n, PREFILL_BUDGET, &ss, &ce); /* failures are per gen */
         double dt = now_s() - t0;
 
-        if (st) {
-            pthread_mutex_lock(&s->mu);
-            for (int k = 0; k < n; k++)
-                for (int i = 0; i < s->o.parallel; i++)
-                    if (s->slots[i] && s->slots[i]->seq == items[k].seq) {
-                        fail_locked(s->slots[i], 500, ce.msg);
-                        vacate_locked(s, s->slots[i]);
-                    }
-            continue; /* holds the lock, as the loop expects */
-        }
-        for (int k = 0; k < nw; k++) {
-            struct srv_req *r = s->slots[owner[k]];
-            int32_t tok = greedy
-                              ? picks[k]
-                              : cellm_sampler_sample(r->smp, logits + (size_t)k * (size_t)s->vocab);
-            r->last = tok;
-            finished[k] = emit(s, r, tok);
-        }
         pthread_mutex_lock(&s->mu);
-        for (int k = 0; k < nw; k++)
-            if (finished[k] && s->slots[owner[k]]) vacate_locked(s, s->slots[owner[k]]);
-        s->m.steps++;
-        if (n_dec > s->m.max_rows_decode) s->m.max_rows_decode = n_dec;
-        s->m.prefill_tok += (unsigned long long)n_pre;
-        s->m.decode_tok += (unsigned long long)n_dec;
-        s->m.prefill_s += dt * n_pre / n;
-        s->m.decode_s += dt * n_dec / n;
+        for (int k = 0; k < n; k++)
+            if (!who[k]->r->failed && publish_locked(s, who[k]) && s->slots[who[k]->slot] == who[k])
+                vacate_locked(s, who[k]);
+        int rows = ss.prefill_rows + ss.decode_rows;
+        s->m.steps += rows > 0;
+        if (ss.decode_rows > s->m.max_rows_decode) s->m.max_rows_decode = ss.decode_rows;
+        s->m.prefill_tok += (unsigned long long)ss.prefill_rows;
+        s->m.decode_tok += (unsigned long long)ss.decode_rows;
+        if (rows) {
+            s->m.prefill_s += dt * ss.prefill_rows / rows;
+            s->m.decode_s += dt * ss.decode_rows / rows;
+        }
+        s->m.cache_waits += (unsigned long long)ss.waiting;
+        cellm_ctx_cache_stats(s->ctx, &s->m.cache);
     }
     pthread_mutex_unlock(&s->mu);
-    free(items);
-    free(owner);
-    free(finished);
-    free(picks);
+    free(gens);
+    free(who);
     return NULL;
 }
 
@@ -436,7 +376,7 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
     struct srv_metrics m = s->m;
     int q = s->q_len, act = s->n_active;
     pthread_mutex_unlock(&s->mu);
-    size_t cap = 4096;
+    size_t cap = 8192;
     char *t = malloc(cap);
     if (!t) return NULL;
     snprintf(t, cap,
@@ -494,11 +434,47 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "# HELP cellm_decode_tokens_per_second Decode rows per second of step time, all "
              "streams together.\n"
              "# TYPE cellm_decode_tokens_per_second gauge\n"
-             "cellm_decode_tokens_per_second %.3f\n",
+             "cellm_decode_tokens_per_second %.3f\n"
+             "# HELP cellm_prefix_cache_lookups_total Prompts looked up in the prefix cache.\n"
+             "# TYPE cellm_prefix_cache_lookups_total counter\n"
+             "cellm_prefix_cache_lookups_total %llu\n"
+             "# HELP cellm_prefix_cache_hits_total Lookups that attached cached blocks.\n"
+             "# TYPE cellm_prefix_cache_hits_total counter\n"
+             "cellm_prefix_cache_hits_total %llu\n"
+             "# HELP cellm_prefix_cache_misses_total Lookups that found nothing to attach.\n"
+             "# TYPE cellm_prefix_cache_misses_total counter\n"
+             "cellm_prefix_cache_misses_total %llu\n"
+             "# HELP cellm_prefix_cache_cached_tokens_total Prompt tokens attached instead of "
+             "evaluated.\n"
+             "# TYPE cellm_prefix_cache_cached_tokens_total counter\n"
+             "cellm_prefix_cache_cached_tokens_total %llu\n"
+             "# HELP cellm_prefix_cache_evictions_total Blocks evicted (least recently used).\n"
+             "# TYPE cellm_prefix_cache_evictions_total counter\n"
+             "cellm_prefix_cache_evictions_total %llu\n"
+             "# HELP cellm_prefix_cache_stored_blocks_total Blocks stored.\n"
+             "# TYPE cellm_prefix_cache_stored_blocks_total counter\n"
+             "cellm_prefix_cache_stored_blocks_total %llu\n"
+             "# HELP cellm_prefix_cache_blocks Blocks held now.\n"
+             "# TYPE cellm_prefix_cache_blocks gauge\n"
+             "cellm_prefix_cache_blocks %zu\n"
+             "# HELP cellm_prefix_cache_bytes Bytes the held blocks take.\n"
+             "# TYPE cellm_prefix_cache_bytes gauge\n"
+             "cellm_prefix_cache_bytes %zu\n"
+             "# HELP cellm_prefix_cache_budget_bytes The cache's budget (--cache-ram / "
+             "--cache-gpu).\n"
+             "# TYPE cellm_prefix_cache_budget_bytes gauge\n"
+             "cellm_prefix_cache_budget_bytes %zu\n"
+             "# HELP cellm_prefix_cache_waits_total Prefill steps a request waited for a prefix "
+             "another was computing.\n"
+             "# TYPE cellm_prefix_cache_waits_total counter\n"
+             "cellm_prefix_cache_waits_total %llu\n",
              m.req_completions, m.req_chat, m.req_other, m.req_errors, m.req_rejected_full,
              m.req_cancelled, m.tokens_in, m.tokens_out, q, act, s->o.parallel, m.steps,
              m.max_rows_decode, m.prefill_tok, m.prefill_s, m.decode_tok, m.decode_s,
              m.prefill_s > 0 ? (double)m.prefill_tok / m.prefill_s : 0.0,
-             m.decode_s > 0 ? (double)m.decode_tok / m.decode_s : 0.0);
+             m.decode_s > 0 ? (double)m.decode_tok / m.decode_s : 0.0, m.cache.lookups,
+             m.cache.hits, m.cache.misses, m.cache.hit_tokens, m.cache.evictions,
+             m.cache.stored_blocks, m.cache.blocks, m.cache.bytes, m.cache.budget_bytes,
+             m.cache_waits);
     return t;
 }

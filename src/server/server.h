@@ -12,18 +12,24 @@
 
 #include "cellm.h"
 
-/* Largest accepted request body; larger ones get HTTP 413. */
+/* Default largest accepted request body (--max-body); larger ones get HTTP 413. */
 #define CELLM_SERVER_MAX_BODY (1024 * 1024)
 
 struct cellm_server_opts {
-    const char *host;       /* address to bind ("127.0.0.1", "0.0.0.0", "::", a name) */
-    int port;               /* 0 = any free port (see cellm_server_port) */
-    int parallel;           /* sequences decoded together (slots) */
-    int queue;              /* requests waiting beyond the slots before 503 */
-    int ctx_size;           /* per-request limit of prompt + generated tokens; 0 = model's */
-    const char *api_key;    /* NULL = no authentication */
-    const char *model_name; /* the id reported by /v1/models and in responses */
-    const char *model_dir;  /* generation_config.json defaults for sampling */
+    const char *host;        /* address to bind ("127.0.0.1", "0.0.0.0", "::", a name) */
+    int port;                /* 0 = any free port (see cellm_server_port) */
+    int parallel;            /* sequences decoded together (slots) */
+    int queue;               /* requests waiting beyond the slots before 503 */
+    int ctx_size;            /* per-request limit of prompt + generated tokens; 0 = model's */
+    const char *api_key;     /* NULL = no authentication */
+    const char *model_name;  /* the id reported by /v1/models and in responses */
+    const char *model_dir;   /* generation_config.json defaults for sampling */
+    size_t max_body;         /* largest request body in bytes; 0 = CELLM_SERVER_MAX_BODY */
+    size_t cache_bytes;      /* prefix cache budget (host memory on the CPU, device memory on
+                              * CUDA); 0 = no prefix cache */
+    int cache_block;         /* positions per cache block; 0 = the engine's default */
+    const char *cors_origin; /* NULL = no CORS headers; "*" or an origin to allow */
+    int log_requests;        /* one line per request on stderr */
 };
 
 struct cellm_server;

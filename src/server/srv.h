@@ -31,6 +31,11 @@ struct srv_params {
     char **stop;    /* stop strings (not included in the output) */
     int n_stop;
     struct cellm_sampler_params sp;
+    int n;            /* choices (each its own sequence; they share the prompt's blocks) */
+    int logprobs;     /* -1 = none, else top alternatives per token (0..20) */
+    int min_tokens;   /* no EOS before this many tokens */
+    int ignore_eos;   /* EOS ids are ordinary tokens */
+    int cache_prompt; /* use the prefix cache (default 1) */
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */
@@ -42,28 +47,41 @@ struct srv_error {
     char msg[512];
 };
 
-struct srv_req {
-    struct srv_params p;
-    char id[48];
-    long long created;
+struct srv_req;
 
+/* One choice of a request: a cellm_gen in a slot while it runs. */
+struct srv_choice {
+    struct srv_req *r;
+    int index;
     /* scheduler only */
-    int slot, seq, n_fed; /* prompt tokens fed so far */
-    int32_t last;         /* token to feed next in decode */
-    int n_gen;            /* tokens generated */
-    struct cellm_sampler *smp;
-    struct cellm_detok *detok;
-    char *pend; /* decoded text not yet released (stop-string holdback) */
-    size_t pend_len, pend_cap;
-
+    struct cellm_gen *gen;
+    int slot;
     /* shared, under srv->mu */
     char *text; /* released text */
     size_t text_len, text_cap;
     int32_t *ids; /* generated ids */
     int n_ids, ids_cap;
-    int done;           /* finished: finish or err set */
-    const char *finish; /* "stop", "length" */
-    int failed;         /* err holds why */
+    struct cellm_logprob *lp;  /* [ids_cap] with logprobs: each id's */
+    struct cellm_logprob *top; /* [ids_cap][n_top] alternatives */
+    int n_cached;              /* prompt tokens taken from the prefix cache */
+    const char *finish;        /* "stop", "length" once done */
+    int done;
+};
+
+struct srv_req {
+    struct srv_params p;
+    char id[48];
+    long long created;
+    double t_start; /* monotonic seconds at parse, for the request log */
+
+    /* scheduler only */
+    int n_admitted; /* choices that got a slot */
+
+    /* shared, under srv->mu */
+    struct srv_choice *ch; /* [p.n] */
+    int n_done;            /* choices done */
+    int done;              /* every choice done, or failed: err holds why */
+    int failed;
     struct srv_error err;
     int cancelled; /* the client went away */
     int refs;
@@ -71,8 +89,18 @@ struct srv_req {
     struct srv_req *next; /* queue link */
 };
 
+/* What a stream has sent of each choice (http.c keeps one per streamed request). */
+struct srv_stream_pos {
+    size_t *sent_text; /* [n] */
+    int *sent_ids;     /* [n] */
+    int *finish_sent;  /* [n] */
+    int role_sent;
+};
+
 struct srv_metrics {
     unsigned long long req_completions, req_chat, req_other, req_errors, req_rejected_full;
+    struct cellm_cache_stats cache; /* copied after each step */
+    unsigned long long cache_waits; /* steps a prefill waited for a shared prefix */
     unsigned long long req_cancelled;
     unsigned long long tokens_in, tokens_out;
     double prefill_s, decode_s; /* step time split by token share */
@@ -87,16 +115,14 @@ struct cellm_server {
     struct cellm_tokenizer *tok;
     struct cellm_ctx *ctx;
     int vocab, ctx_size;
-    int32_t *eos; /* model and tokenizer end-of-sequence ids */
-    int n_eos;
     struct cellm_sampler_params sp_default;
-    char *host_copy, *name_copy, *key_copy, *dir_copy;
+    char *host_copy, *name_copy, *key_copy, *dir_copy, *cors_copy;
 
     pthread_mutex_t mu;
     pthread_cond_t sched_cv; /* wakes the scheduler: new request, cancel, stop */
     struct srv_req *q_head, *q_tail;
     int q_len;
-    struct srv_req **slots; /* [parallel] */
+    struct srv_choice **slots; /* [parallel] */
     int n_active;
     int stopping;
     int n_inflight;         /* submitted requests whose response is not yet sent */
@@ -120,13 +146,24 @@ void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const 
 char *cellm_srv_error_json(const struct srv_error *e);
 /* The whole non-streaming response body (malloc'd), from a done request. */
 char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r);
-/* One SSE event "data: {...}\n\n" (malloc'd) for a streamed delta. role: the first chat
- * chunk; finish: NULL or the finish reason; text/ids: the new output (may be empty). */
-char *cellm_srv_chunk(const struct cellm_server *s, const struct srv_req *r, int role,
-                      const char *text, size_t text_len, const int32_t *ids, int n_ids,
-                      const char *finish);
-/* The usage-only chunk of stream_options.include_usage. */
-char *cellm_srv_usage_chunk(const struct cellm_server *s, const struct srv_req *r);
+/* Streaming (under s->mu): whether r has output that pos has not sent; and the SSE events
+ * ("data: {...}\n\n" each, malloc'd, NULL when out of memory) for all of it, advancing pos:
+ * a role chunk first (chat), then per choice its new text/ids/logprobs and, once done,
+ * its finish chunk; when the request is done, the usage chunk (include_usage) and
+ * [DONE], or the error event. */
+int cellm_srv_stream_pending(const struct srv_req *r, const struct srv_stream_pos *pos);
+char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req *r,
+                              struct srv_stream_pos *pos);
+int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n);
+void cellm_srv_stream_pos_free(struct srv_stream_pos *pos);
+/* The one-line log of a finished request (stderr): method, route, status, tokens, time. */
+void cellm_srv_log(const struct cellm_server *s, const char *method, const char *url, int status,
+                   int n_prompt, int n_cached, int n_gen, double t_start);
+/* /tokenize and /detokenize bodies (llama-server's shapes); 0 or e set. */
+int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len, char **out,
+                       struct srv_error *e);
+int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, char **out,
+                         struct srv_error *e);
 
 /* sched.c: the queue and the scheduler thread. */
 int cellm_srv_sched_start(struct cellm_server *s, struct cellm_error *err);

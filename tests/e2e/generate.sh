@@ -52,4 +52,19 @@ k1=$("$cellm" generate -m "$model" -p "$prompt" -n 24 --temp 1 --top-k 1 --seed 
 # chat: the template is applied and generation runs
 chat=$("$cellm" generate -m "$model" -p "a small dog" --chat --system "define words" -n 16 --temp 0 --verbose 2>&1)
 echo "$chat" | grep -q '^prompt ids:' || fail "chat run: $chat"
+# the generation loop the server shares: EOS is not printed with --ids (it ends the
+# output), penalties apply at --temp 0, and a full context is "length" with a note
+eos=$(tr -d '\n' <"$model/config.json" | sed -n 's/.*"eos_token_id": *\[\{0,1\}\([0-9, ]*\).*/\1/p' | tr ',' ' ')
+[ -n "$eos" ] || fail "no eos_token_id in $model/config.json"
+for e in $eos; do
+  case ",$ids," in *",$e,"*) fail "--ids printed the EOS id $e: $ids";; esac
+done
+plain=$("$cellm" generate -m "$model" -p "$prompt" -n 48 --ignore-eos --temp 0 --ids 2>/dev/null)
+pen=$("$cellm" generate -m "$model" -p "$prompt" -n 48 --ignore-eos --temp 0 --repeat-penalty 3 --ids 2>/dev/null)
+[ "$pen" != "$plain" ] || fail "--repeat-penalty 3 at --temp 0 changed nothing: $pen"
+maxc=$(sed -n 's/.*"max_position_embeddings": *\([0-9]*\).*/\1/p' "$model/config.json")
+long=$(printf 'word %.0s' $(seq 1 $((maxc - 20))))
+out=$("$cellm" generate -m "$model" -p "$long" -n $((maxc + 10)) --ignore-eos --temp 0 2>&1 >/dev/null) ||
+  fail "a full context is an error: $out"
+echo "$out" | grep -q "context is full" || fail "no note about the full context: $out"
 echo "ok"

@@ -154,6 +154,14 @@ export function makeTextCheckpoint(fixture, dir) {
     id: 300 + i, content, single_word: false, lstrip: false, rstrip: false,
     normalized: false, special: true,
   }));
+  // every id of the model must decode (a detokenizer failure fails the request): the
+  // rest of the fixture's vocabulary as plain added words
+  const cfg = JSON.parse(fs.readFileSync(path.join(fixture, 'config.json'), 'utf8'));
+  const nv = cfg.vocab_size ?? cfg.text_config?.vocab_size ?? 305;
+  const used = new Set([...Object.values(vocab), ...added.map((a) => a.id)]);
+  for (let i = 0; i < nv; i++)
+    if (!used.has(i)) added.push({ id: i, content: `~w${i}`, single_word: false, lstrip: false, rstrip: false,
+      normalized: false, special: false });
   const tok = {
     version: '1.0',
     truncation: null,

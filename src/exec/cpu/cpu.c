@@ -531,6 +531,89 @@ static enum cellm_status cpu_eval(void *p, const struct cellm_exec_row *rows, in
     return CELLM_OK;
 }
 
+/* ---- prefix-cache blocks ------------------------------------------------------------------
+ * A block is the layers' rows back to back: for each layer in order whose data it holds
+ * (full-attention layers always, sliding ones with CELLM_KV_WINDOW), K[n][kv_dim] then
+ * V[n][kv_dim], in the cache's own element type, so a save and a load are memcpys. */
+
+static int kv_has_layer(const struct cpu_ctx *c, int l, int flags)
+{
+    return !c->d->layers[l].sliding || (flags & CELLM_KV_WINDOW);
+}
+
+static size_t cpu_kv_block_bytes(void *p, int n, int flags)
+{
+    struct cpu_ctx *c = p;
+    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, b = 0;
+    for (int l = 0; l < c->d->cfg.n_layers; l++)
+        if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * kd * sizeof(float);
+    return b;
+}
+
+/* Copies rows [pos, pos + n) of layer l between the cache and buf (to = 1: into the cache). */
+static void kv_rows(struct cpu_ctx *c, struct cpu_seq *s, int l, int pos, int n, char *buf, int to)
+{
+    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, row = kd * sizeof *s->k[l];
+    for (int half = 0; half < 2; half++) {
+        float *base = half ? s->v[l] : s->k[l];
+        for (int i = 0; i < n; i++) {
+            char *slot = (char *)(base + kv_slot(c, l, pos + i) * kd);
+            char *b = buf + ((size_t)half * n + i) * row;
+            memcpy(to ? slot : b, to ? b : slot, row);
+        }
+    }
+}
+
+static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags, void **blk,
+                                     struct cellm_error *err)
+{
+    struct cpu_ctx *c = p;
+    struct cpu_seq *s = &c->seqs[seq];
+    if (!s->k || pos + n > s->cap)
+        return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
+                          seq, pos, pos + n - 1);
+    char *b = cellm_malloc(cpu_kv_block_bytes(c, n, flags));
+    if (!b)
+        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a cache block");
+    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
+    for (int l = 0; l < c->d->cfg.n_layers; l++)
+        if (kv_has_layer(c, l, flags)) {
+            kv_rows(c, s, l, pos, n, b + off, 0);
+            off += 2 * (size_t)n * kd * sizeof *s->k[l];
+        }
+    *blk = b;
+    return CELLM_OK;
+}
+
+static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags, const void *blk,
+                                     struct cellm_error *err)
+{
+    struct cpu_ctx *c = p;
+    struct cpu_seq *s = &c->seqs[seq];
+    CELLM_TRY(reserve_seq(c, s, pos + n, err));
+    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
+    for (int l = 0; l < c->d->cfg.n_layers; l++) {
+        if (!kv_has_layer(c, l, flags)) continue;
+        if (!c->d->layers[l].sliding || (flags & CELLM_KV_LOAD_WINDOW))
+            kv_rows(c, s, l, pos, n, (char *)blk + off, 1);
+        off += 2 * (size_t)n * kd * sizeof *s->k[l];
+    }
+    return CELLM_OK;
+}
+
+static void cpu_kv_block_free(void *p, void *blk)
+{
+    (void)p;
+    cellm_free(blk);
+}
+
+static int cpu_kv_window_first(void *p, int seq, int len)
+{
+    struct cpu_ctx *c = p;
+    (void)seq;
+    return c->ring && len > c->ring ? len - c->ring : 0;
+}
+
 const struct cellm_exec_vt cellm_exec_cpu = {
     .name = "cpu",
     .model_new = cpu_model_new,
@@ -540,4 +623,9 @@ const struct cellm_exec_vt cellm_exec_cpu = {
     .seq_truncate = cpu_seq_truncate,
     .eval = cpu_eval,
     .describe = cpu_describe,
+    .kv_block_bytes = cpu_kv_block_bytes,
+    .kv_save = cpu_kv_save,
+    .kv_load = cpu_kv_load,
+    .kv_block_free = cpu_kv_block_free,
+    .kv_window_first = cpu_kv_window_first,
 };
