@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "hub.h"
 #include "server/server.h"
 
 static void usage(FILE *f)
@@ -27,23 +28,18 @@ static void usage(FILE *f)
             "  --queue N        requests waiting for a slot before 503 (default 64)\n"
             "  --ctx-size N     prompt + generated tokens per request (default: the model's)\n"
             "  --api-key KEY    require 'Authorization: Bearer KEY' (also $CELLM_API_KEY)\n"
-            "  --name NAME      model id in /v1/models (default: the directory's name)\n"
-            "  --device D, --threads N   as for the other commands\n"
+            "  --name NAME      model id in /v1/models (default: ORG/NAME as given, else the\n"
+            "                   directory's name)\n"
+            "  --chat-template FILE  use this Jinja chat template instead of the checkpoint's\n"
+            CLI_COMMON_HELP
             "Request bodies are limited to %d bytes.\n",
             CELLM_SERVER_MAX_BODY);
 }
 
 static int int_opt(int argc, char **argv, int *i, int lo, int hi, int *out)
 {
-    const char *v = cli_value(argc, argv, i);
-    char *end;
-    long n = v ? strtol(v, &end, 10) : 0;
-    if (!v || *end || n < lo || n > hi) {
-        fprintf(stderr, "cellm serve: %s expects a number in [%d, %d]\n", argv[*i], lo, hi);
-        return -1;
-    }
-    *out = (int)n;
-    return 0;
+    const char *flag = argv[*i], *v = cli_value(argc, argv, i);
+    return v && cli_int("serve", flag, v, lo, hi, out) ? 0 : -1;
 }
 
 int cellm_cmd_serve(int argc, char **argv)
@@ -57,6 +53,10 @@ int cellm_cmd_serve(int argc, char **argv)
                     "(install libmicrohttpd-dev and reconfigure)\n");
     return 2;
 #else
+    static const char *const flags[] = {
+        "--host", "--port", "--parallel", "-np", "--queue", "--ctx-size", "-c", "--api-key",
+        "--name", "--chat-template", "--help", "-h", "-m", "--model", "--download", "--device",
+        "--threads", "-t", "--pjrt-plugin", NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     struct cellm_server_opts so = {0};
@@ -87,13 +87,15 @@ int cellm_cmd_serve(int argc, char **argv)
             if (!(so.api_key = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--name")) {
             if (!(so.model_name = cli_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(o.chat_template = cli_value(argc, argv, &i))) return 2;
         } else {
-            fprintf(stderr, "cellm serve: unknown option '%s'\n", a);
-            usage(stderr);
+            cli_unknown("serve", a, flags);
             return 2;
         }
     }
     if (so.api_key && !*so.api_key) so.api_key = NULL;
+    if (!cli_resolve(&o, "serve")) return 2;
 
     /* before any thread exists, so that every thread inherits the mask */
     sigset_t sigs;
@@ -111,8 +113,7 @@ int cellm_cmd_serve(int argc, char **argv)
     struct stat sb;
     snprintf(path, sizeof path, "%s/tokenizer.json", o.model_dir);
     if (stat(path, &sb) == 0) {
-        if (cellm_tokenizer_load(o.model_dir, &tok, &err)) {
-            fprintf(stderr, "cellm serve: %s\n", err.msg);
+        if (!(tok = cli_load_tokenizer(&o, "serve"))) {
             cellm_model_free(model);
             return 1;
         }
@@ -123,7 +124,10 @@ int cellm_cmd_serve(int argc, char **argv)
                 o.model_dir);
     }
     char name[256];
-    if (!so.model_name) {
+    struct hub_ref ref;
+    if (!so.model_name && o.given != o.model_dir && hub_parse_ref(o.given, &ref)) {
+        so.model_name = o.given; /* served under the name it was asked for */
+    } else if (!so.model_name) {
         size_t n = strlen(o.model_dir);
         while (n > 1 && o.model_dir[n - 1] == '/')
             n--;

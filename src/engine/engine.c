@@ -201,6 +201,21 @@ int cellm_ctx_seq_len(const struct cellm_ctx *c, int seq)
     return c->len[seq];
 }
 
+enum cellm_status cellm_ctx_seq_truncate(struct cellm_ctx *c, int seq, int n,
+                                         struct cellm_error *err)
+{
+    if (!c || seq < 0 || seq >= c->max_seqs || c->len[seq] < 0)
+        return cellm_errf(err, CELLM_ERR_ARG, "seq_truncate: sequence %d does not exist", seq);
+    if (n < 0 || n > c->len[seq])
+        return cellm_errf(err, CELLM_ERR_RANGE,
+                          "seq_truncate: %d is outside the sequence's length [0, %d]", n,
+                          c->len[seq]);
+    /* executors forget position n on; the cache stays allocated */
+    c->model->vt->seq_truncate(c->ex, seq, n);
+    c->len[seq] = n;
+    return CELLM_OK;
+}
+
 /* One step: the logits of the wanting items into c->logits, or with ids their argmax. */
 static enum cellm_status ctx_eval(struct cellm_ctx *c, const struct cellm_batch_item *items, int n,
                                   int32_t *ids, struct cellm_error *err)
