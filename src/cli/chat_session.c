@@ -197,7 +197,7 @@ enum cellm_status chat_session_reply(struct chat_session *s, FILE *out,
             break;
         }
         int32_t t = cellm_sampler_sample(smp, logits);
-        if (is_eos(eos, n_eos, teos, n_teos, t)) {
+        if (!s->ignore_eos && is_eos(eos, n_eos, teos, n_teos, t)) {
             st->finish = "stop";
             break;
         }

@@ -32,6 +32,7 @@ struct chat_session {
     struct cellm_sampler_params sp;
     int n_predict; /* reply tokens at most */
     int think;     /* 0: enable_thinking=false */
+    int ignore_eos; /* reply past end-of-sequence ids */
     int turns;     /* replies so far (varies the seed per turn) */
 };
 

@@ -4,11 +4,12 @@
  * Reads a turn (a line; a trailing backslash or a """ block continues it), answers it
  * through chat_session (history stays in the KV cache; only the new tokens are
  * prefilled), streams the reply and prints a stats line. Slash commands change the
- * session. SIGINT sets a flag (no SA_RESTART, so a pending read returns): during a reply
- * it ends the reply and keeps the session; at the prompt, twice in a row quits. EOF
+ * session. SIGINT sets a flag: during a reply it ends the reply and keeps the session; at
+ * the prompt (where it is taken only inside ppoll), twice in a row quits. EOF
  * (Ctrl-D) quits with status 0. Colour only on a terminal (--color, NO_COLOR).
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +24,13 @@ struct chat_opts {
     struct cli_opts c;
     struct cli_sampling s;
     const char *system, *first, *color;
-    int n_predict, ctx_size, think, verbose;
+    int n_predict, ctx_size, think, verbose, ignore_eos;
 };
 
 static const char *const chat_flags[] = {
     "--system", "-sys", "--system-prompt", "--chat-template", "-n", "--n-predict", "--max-tokens",
     "-c", "--ctx-size", "--color", "--no-think", "-p", "--prompt", "-v", "--verbose", "-h",
-    "--help", "-i", "--interactive", "--chat", NULL};
+    "--help", "-i", "--interactive", "--chat", "--ignore-eos", NULL};
 
 static void usage(void)
 {
@@ -40,6 +41,7 @@ static void usage(void)
            "  -n, --n-predict, --max-tokens N   tokens per reply at most (default 512)\n"
            "  -c, --ctx-size N     context for the whole conversation (default: the model's)\n"
            "  --no-think           pass enable_thinking=false to the template (Qwen3)\n"
+           "  --ignore-eos         reply until -n or the context ends, past end-of-sequence\n"
            "  --color auto|on|off  colour (default auto: on a terminal, unless NO_COLOR is set)\n"
            "  -v, --verbose        print the seed\n" CLI_SAMPLING_HELP CLI_COMMON_HELP
            "  -h, --help           this text\n"
@@ -94,6 +96,8 @@ static int parse(struct chat_opts *o, int argc, char **argv)
             o->color = v;
         } else if (!strcmp(a, "--no-think")) {
             o->think = 0;
+        } else if (!strcmp(a, "--ignore-eos")) {
+            o->ignore_eos = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
         } else if (!strcmp(a, "-i") || !strcmp(a, "--interactive") || !strcmp(a, "--chat")) {
@@ -123,18 +127,54 @@ struct palette {
     const char *prompt, *dim, *err, *off;
 };
 
+/* Input read with read(2), not stdio: SIGINT stays blocked except inside ppoll (and
+ * during a reply), so a Ctrl-C that lands between printing the prompt and waiting for
+ * input still ends the wait instead of being noticed only after the next line. */
+static sigset_t unblocked; /* the mask with SIGINT allowed, for ppoll */
+static char *pending;
+static size_t n_pending, cap_pending;
+
 /* One line from stdin into *buf (without the newline). 1: a line; 0: EOF; -1: Ctrl-C. */
 static int read_line(char **buf, size_t *cap)
 {
-    errno = 0;
-    ssize_t n = getline(buf, cap, stdin);
-    if (n < 0) {
-        int intr = errno == EINTR || interrupted;
-        clearerr(stdin);
-        return intr ? -1 : 0;
+    for (;;) {
+        char *nl = n_pending ? memchr(pending, '\n', n_pending) : NULL;
+        if (nl) break;
+        if (interrupted) return -1;
+        struct pollfd pfd = {0, POLLIN, 0};
+        if (ppoll(&pfd, 1, NULL, &unblocked) < 0) {
+            if (errno == EINTR) continue;
+            return 0;
+        }
+        if (n_pending + 4096 > cap_pending) {
+            size_t nc = (n_pending + 4096) * 2;
+            char *p = realloc(pending, nc);
+            if (!p) return 0;
+            pending = p;
+            cap_pending = nc;
+        }
+        ssize_t r = read(0, pending + n_pending, 4096);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            if (!n_pending) return 0;
+            break; /* a last line without a newline */
+        }
+        n_pending += (size_t)r;
     }
-    if (n && (*buf)[n - 1] == '\n') (*buf)[--n] = 0;
-    if (n && (*buf)[n - 1] == '\r') (*buf)[--n] = 0;
+    char *nl = memchr(pending, '\n', n_pending);
+    size_t len = nl ? (size_t)(nl - pending) : n_pending;
+    if (len + 1 > *cap) {
+        char *b = realloc(*buf, len + 1);
+        if (!b) return 0;
+        *buf = b;
+        *cap = len + 1;
+    }
+    memcpy(*buf, pending, len);
+    (*buf)[len] = 0;
+    if (len && (*buf)[len - 1] == '\r') (*buf)[len - 1] = 0;
+    size_t used = nl ? len + 1 : len;
+    memmove(pending, pending + used, n_pending - used);
+    n_pending -= used;
     return 1;
 }
 
@@ -279,7 +319,14 @@ static void turn(struct chat_session *s, const struct palette *p, const char *te
     struct chat_stats st;
     if (!chat_session_add(s, "user", text)) return;
     interrupted = 0;
-    if (chat_session_reply(s, stdout, &interrupted, &st, &err)) {
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    /* Ctrl-C is taken during the reply: the loop checks the flag between tokens */
+    sigprocmask(SIG_UNBLOCK, &block, NULL);
+    enum cellm_status st_reply = chat_session_reply(s, stdout, &interrupted, &st, &err);
+    sigprocmask(SIG_BLOCK, &block, NULL);
+    if (st_reply) {
         fprintf(stderr, "%s%s%s\n", p->err, err.msg, p->off);
         /* the turn did not happen: forget its message */
         s->n_msgs--;
@@ -307,6 +354,19 @@ static int run(struct chat_opts *o)
     struct cellm_model *m = NULL;
     struct chat_session s = {0};
     struct cellm_sampler_params sp;
+    /* before any thread exists (the CPU pool starts with the model): every thread inherits
+     * SIGINT blocked, so it is taken by this thread only, where ppoll or a reply allows it */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: Ctrl-C must end a pending read */
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &unblocked);
+    sigdelset(&unblocked, SIGINT);
     if (!(tok = cli_load_tokenizer(&o->c, "chat"))) goto done;
     if (!cellm_tokenizer_has_chat_template(tok)) {
         fprintf(stderr, "cellm chat: %s has no chat template; give one with --chat-template "
@@ -322,15 +382,10 @@ static int run(struct chat_opts *o)
     }
     s.sp = sp;
     s.think = o->think;
+    s.ignore_eos = o->ignore_eos;
     if (o->n_predict) s.n_predict = o->n_predict;
     if (o->system) chat_session_set_system(&s, o->system);
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0; /* no SA_RESTART: Ctrl-C must end a pending read */
-    sigaction(SIGINT, &sa, NULL);
 
     int tty = isatty(0);
     if (tty)
@@ -366,6 +421,9 @@ static int run(struct chat_opts *o)
     }
     rc = 0;
 done:
+    free(pending);
+    pending = NULL;
+    n_pending = cap_pending = 0;
     fflush(stdout);
     chat_session_free(&s);
     cellm_model_free(m);
