@@ -396,12 +396,13 @@ static char *pull_repo(struct pull *pl, const struct hub_ref *r)
                 pl->cmd, url);
         goto done;
     }
-    int has_config = 0, n_weights = 0;
+    int has_config = 0, n_weights = 0, has_single = 0;
     cJSON_ArrayForEach(s, sibs)
     {
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "rfilename"));
         has_config |= name && !strcmp(name, "config.json");
         n_weights += name && is_weights(name);
+        has_single |= name && !strcmp(name, "model.safetensors");
     }
     if (!has_config || !n_weights) {
         fprintf(stderr,
@@ -426,7 +427,11 @@ static char *pull_repo(struct pull *pl, const struct hub_ref *r)
     cJSON_ArrayForEach(s, sibs)
     {
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "rfilename"));
-        if (!name || !is_weights(name) || (index && !index_names(index, name))) continue;
+        /* the files the loader reads: model.safetensors, else those the index names, else
+         * every *.safetensors but the reference outputs */
+        if (!name || !is_weights(name) || !strcmp(name, "oracle.safetensors")) continue;
+        if (index ? !index_names(index, name) : has_single && strcmp(name, "model.safetensors"))
+            continue;
         if (!sibling_get(pl, r->repo, commit, s)) goto done;
     }
     /* a branch or tag records its commit, so that later lookups by name find the snapshot */
