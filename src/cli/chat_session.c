@@ -154,9 +154,8 @@ static int is_eos(const int32_t *a, int na, const int32_t *b, int nb, int32_t t)
     return 0;
 }
 
-enum cellm_status chat_session_reply(struct chat_session *s, FILE *out,
-                                     volatile sig_atomic_t *stop, struct chat_stats *st,
-                                     struct cellm_error *err)
+enum cellm_status chat_session_reply(struct chat_session *s, FILE *out, volatile sig_atomic_t *stop,
+                                     struct chat_stats *st, struct cellm_error *err)
 {
     memset(st, 0, sizeof *st);
     int32_t *ids = NULL, *gen = NULL;
@@ -280,7 +279,8 @@ int chat_session_load(struct chat_session *s, const char *path, struct cellm_err
     buf[n] = 0;
     cJSON *root = cJSON_Parse(buf);
     free(buf);
-    const cJSON *list = cJSON_IsArray(root) ? root : cJSON_GetObjectItemCaseSensitive(root, "messages");
+    const cJSON *list =
+        cJSON_IsArray(root) ? root : cJSON_GetObjectItemCaseSensitive(root, "messages");
     const cJSON *sys = cJSON_GetObjectItemCaseSensitive(root, "system"), *m;
     if (!cJSON_IsArray(list)) {
         cJSON_Delete(root);
@@ -315,8 +315,10 @@ int chat_session_load(struct chat_session *s, const char *path, struct cellm_err
         else if (strcmp(role, "system"))
             ok = ok && chat_session_add(s, role, c);
     }
-    if (ok && cJSON_IsString(sys)) ok = chat_session_set_system(s, sys->valuestring);
-    else if (ok && system_text) ok = chat_session_set_system(s, system_text);
+    if (ok && cJSON_IsString(sys))
+        ok = chat_session_set_system(s, sys->valuestring);
+    else if (ok && system_text)
+        ok = chat_session_set_system(s, system_text);
     cJSON_Delete(root);
     return ok ? 1 : fail(err, "out of memory");
 }

@@ -20,7 +20,7 @@ struct chat_msg {
 };
 
 struct chat_session {
-    struct cellm_model *model; /* borrowed */
+    struct cellm_model *model;   /* borrowed */
     struct cellm_tokenizer *tok; /* borrowed */
     struct cellm_ctx *ctx;
     int seq, max_ctx;
@@ -30,10 +30,10 @@ struct chat_session {
     struct chat_msg *msgs;
     int n_msgs, cap_msgs;
     struct cellm_sampler_params sp;
-    int n_predict; /* reply tokens at most */
-    int think;     /* 0: enable_thinking=false */
+    int n_predict;  /* reply tokens at most */
+    int think;      /* 0: enable_thinking=false */
     int ignore_eos; /* reply past end-of-sequence ids */
-    int turns;     /* replies so far (varies the seed per turn) */
+    int turns;      /* replies so far (varies the seed per turn) */
 };
 
 /* What one reply did, for the stats line. */
@@ -58,9 +58,8 @@ void chat_session_clear(struct chat_session *s);
 /* Answers the last user message: prefills what is new, then streams the reply's text to
  * out as it is sampled, until EOS, n_predict, the context
  * or *stop becoming nonzero (Ctrl-C). The reply (even a cut one) joins the history. */
-enum cellm_status chat_session_reply(struct chat_session *s, FILE *out,
-                                     volatile sig_atomic_t *stop, struct chat_stats *st,
-                                     struct cellm_error *err);
+enum cellm_status chat_session_reply(struct chat_session *s, FILE *out, volatile sig_atomic_t *stop,
+                                     struct chat_stats *st, struct cellm_error *err);
 
 /* Writes {"system": ..., "messages": [{role, content}...]} to path. */
 int chat_session_save(const struct chat_session *s, const char *path, struct cellm_error *err);

@@ -16,9 +16,9 @@
 
 int cellm_cmd_bench(int argc, char **argv)
 {
-    static const char *const flags[] = {"-p", "-n", "-r", "--help", "-h", "-m", "--model",
-                                        "--download", "--device", "--threads", "-t",
-                                        "--pjrt-plugin", NULL};
+    static const char *const flags[] = {
+        "-p",       "-n",        "-r", "--help",        "-h", "-m", "--model", "--download",
+        "--device", "--threads", "-t", "--pjrt-plugin", NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     int n_prompt = 128, n_gen = 64, reps = 1;

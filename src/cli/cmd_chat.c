@@ -28,9 +28,12 @@ struct chat_opts {
 };
 
 static const char *const chat_flags[] = {
-    "--system", "-sys", "--system-prompt", "--chat-template", "-n", "--n-predict", "--max-tokens",
-    "-c", "--ctx-size", "--color", "--no-think", "-p", "--prompt", "-v", "--verbose", "-h",
-    "--help", "-i", "--interactive", "--chat", "--ignore-eos", NULL};
+    "--system",     "-sys",        "--system-prompt", "--chat-template",
+    "-n",           "--n-predict", "--max-tokens",    "-c",
+    "--ctx-size",   "--color",     "--no-think",      "-p",
+    "--prompt",     "-v",          "--verbose",       "-h",
+    "--help",       "-i",          "--interactive",   "--chat",
+    "--ignore-eos", NULL};
 
 static void usage(void)
 {
@@ -227,14 +230,16 @@ static void print_stats(const struct palette *p, const struct chat_stats *st)
 {
     double pf = st->prefill_s > 0 ? st->prompt_new / st->prefill_s : 0;
     double dc = st->generated > 1 && st->decode_s > 0 ? (st->generated - 1) / st->decode_s : 0;
-    fprintf(stderr, "%s[prompt: %d new tokens, %d cached, %.1f tok/s | reply: %d tokens, %.1f tok/s%s%s]%s\n",
-            p->dim, st->prompt_new, st->prompt_cached, pf, st->generated, dc,
-            strcmp(st->finish, "stop") ? ", " : "",
-            !strcmp(st->finish, "stop")          ? ""
-            : !strcmp(st->finish, "interrupted") ? "interrupted"
-            : !strcmp(st->finish, "context")     ? "context full: /clear starts over"
-                                                 : "-n reached",
-            p->off);
+    fprintf(
+        stderr,
+        "%s[prompt: %d new tokens, %d cached, %.1f tok/s | reply: %d tokens, %.1f tok/s%s%s]%s\n",
+        p->dim, st->prompt_new, st->prompt_cached, pf, st->generated, dc,
+        strcmp(st->finish, "stop") ? ", " : "",
+        !strcmp(st->finish, "stop")          ? ""
+        : !strcmp(st->finish, "interrupted") ? "interrupted"
+        : !strcmp(st->finish, "context")     ? "context full: /clear starts over"
+                                             : "-n reached",
+        p->off);
 }
 
 /* /set NAME VALUE */
@@ -242,7 +247,8 @@ static void set_param(struct chat_session *s, const char *arg)
 {
     char name[32], value[64];
     if (sscanf(arg, "%31s %63s", name, value) != 2) {
-        fprintf(stderr, "usage: /set temp|top-k|top-p|min-p|repeat-penalty|seed|max-tokens VALUE\n");
+        fprintf(stderr,
+                "usage: /set temp|top-k|top-p|min-p|repeat-penalty|seed|max-tokens VALUE\n");
         return;
     }
     struct cellm_sampler_params sp = s->sp;
@@ -265,8 +271,9 @@ static void set_param(struct chat_session *s, const char *arg)
     } else if (!strcmp(name, "max-tokens") || !strcmp(name, "n")) {
         if (!cli_int("chat", "/set max-tokens", value, 1, 1 << 30, &s->n_predict)) return;
     } else {
-        fprintf(stderr, "/set: unknown parameter '%s' (temp, top-k, top-p, min-p, "
-                        "repeat-penalty, seed, max-tokens)\n",
+        fprintf(stderr,
+                "/set: unknown parameter '%s' (temp, top-k, top-p, min-p, "
+                "repeat-penalty, seed, max-tokens)\n",
                 name);
         return;
     }
@@ -369,8 +376,9 @@ static int run(struct chat_opts *o)
     sigdelset(&unblocked, SIGINT);
     if (!(tok = cli_load_tokenizer(&o->c, "chat"))) goto done;
     if (!cellm_tokenizer_has_chat_template(tok)) {
-        fprintf(stderr, "cellm chat: %s has no chat template; give one with --chat-template "
-                        "FILE, or use cellm generate for plain text\n",
+        fprintf(stderr,
+                "cellm chat: %s has no chat template; give one with --chat-template "
+                "FILE, or use cellm generate for plain text\n",
                 o->c.model_dir);
         goto done;
     }
@@ -385,7 +393,6 @@ static int run(struct chat_opts *o)
     s.ignore_eos = o->ignore_eos;
     if (o->n_predict) s.n_predict = o->n_predict;
     if (o->system) chat_session_set_system(&s, o->system);
-
 
     int tty = isatty(0);
     if (tty)

@@ -23,12 +23,31 @@ struct gen_opts {
     int n, print_ids, ignore_eos, chat, raw, verbose, think, interactive;
 };
 
-static const char *const gen_flags[] = {
-    "-p",       "--prompt",        "-f",       "--file",        "--prompt-ids", "-n",
-    "--n-predict", "--max-tokens", "--ids",    "--chat",        "--raw",        "--system",
-    "-sys",     "--system-prompt", "--chat-template", "--no-think", "--stop", "--ignore-eos",
-    "--verbose", "-v",             "-i",       "--interactive", "--help",       "-h",
-    NULL};
+static const char *const gen_flags[] = {"-p",
+                                        "--prompt",
+                                        "-f",
+                                        "--file",
+                                        "--prompt-ids",
+                                        "-n",
+                                        "--n-predict",
+                                        "--max-tokens",
+                                        "--ids",
+                                        "--chat",
+                                        "--raw",
+                                        "--system",
+                                        "-sys",
+                                        "--system-prompt",
+                                        "--chat-template",
+                                        "--no-think",
+                                        "--stop",
+                                        "--ignore-eos",
+                                        "--verbose",
+                                        "-v",
+                                        "-i",
+                                        "--interactive",
+                                        "--help",
+                                        "-h",
+                                        NULL};
 
 static void usage(void)
 {
@@ -48,9 +67,8 @@ static void usage(void)
            "  --stop TEXT          stop at this text (repeatable; not printed)\n"
            "  --ignore-eos         do not stop at end-of-sequence ids\n"
            "  -i, --interactive    a conversation instead (cellm chat)\n"
-           "  -v, --verbose        print the seed, the template choice and the prompt ids\n" CLI_SAMPLING_HELP
-               CLI_COMMON_HELP
-           "  -h, --help           this text\n");
+           "  -v, --verbose        print the seed, the template choice and the prompt "
+           "ids\n" CLI_SAMPLING_HELP CLI_COMMON_HELP "  -h, --help           this text\n");
 }
 
 /* gen_flags, cli_common_flags and cli_sampling_flags in one list, for cli_unknown */
@@ -58,7 +76,9 @@ static void unknown(const char *a)
 {
     const char *all[96];
     size_t k = 0;
-    for (const char *const *l[] = {gen_flags, cli_common_flags, cli_sampling_flags, NULL}, *const **p = l; *p; p++)
+    for (const char *const *l[] = {gen_flags, cli_common_flags, cli_sampling_flags, NULL},
+                           *const **p = l;
+         *p; p++)
         for (size_t i = 0; (*p)[i] && k + 1 < sizeof all / sizeof all[0]; i++)
             all[k++] = (*p)[i];
     all[k] = NULL;
@@ -122,8 +142,9 @@ static int parse(struct gen_opts *g, int argc, char **argv)
 #undef VAL
     }
     if (g->raw && (g->chat || g->system)) {
-        fprintf(stderr, "cellm generate: --raw sends the prompt without the chat template; "
-                        "it cannot go with %s\n",
+        fprintf(stderr,
+                "cellm generate: --raw sends the prompt without the chat template; "
+                "it cannot go with %s\n",
                 g->system ? "--system" : "--chat");
         return 0;
     }
@@ -152,6 +173,12 @@ static const char *prompt_text(const struct gen_opts *g, char **owned)
     size_t n = strlen(*owned);
     if (n && (*owned)[n - 1] == '\n') (*owned)[--n] = 0;
     if (n && (*owned)[n - 1] == '\r') (*owned)[--n] = 0;
+    if (!n) {
+        fprintf(stderr, "cellm generate: the prompt is empty (%s)\n",
+                strcmp(path, "-") ? path : "stdin");
+        free(*owned);
+        *owned = NULL;
+    }
     return *owned;
 }
 

@@ -24,15 +24,14 @@ static void usage(FILE *f)
             "usage: cellm serve -m DIR [options]\n"
             "  --host H         address to bind (default 127.0.0.1)\n"
             "  --port P         port (default 8080; 0 = any free port, printed on start)\n"
-            "  --parallel N     requests decoded together in one batch (default 4)\n"
+            "  -np, --parallel N  requests decoded together in one batch (default 4)\n"
             "  --queue N        requests waiting for a slot before 503 (default 64)\n"
-            "  --ctx-size N     prompt + generated tokens per request (default: the model's)\n"
+            "  -c, --ctx-size N   prompt + generated tokens per request (default: the model's)\n"
             "  --api-key KEY    require 'Authorization: Bearer KEY' (also $CELLM_API_KEY)\n"
             "  --name NAME      model id in /v1/models (default: ORG/NAME as given, else the\n"
             "                   directory's name)\n"
-            "  --chat-template FILE  use this Jinja chat template instead of the checkpoint's\n"
-            CLI_COMMON_HELP
-            "Request bodies are limited to %d bytes.\n",
+            "  --chat-template FILE  use this Jinja chat template instead of the "
+            "checkpoint's\n" CLI_COMMON_HELP "Request bodies are limited to %d bytes.\n",
             CELLM_SERVER_MAX_BODY);
 }
 
@@ -54,9 +53,10 @@ int cellm_cmd_serve(int argc, char **argv)
     return 2;
 #else
     static const char *const flags[] = {
-        "--host", "--port", "--parallel", "-np", "--queue", "--ctx-size", "-c", "--api-key",
-        "--name", "--chat-template", "--help", "-h", "-m", "--model", "--download", "--device",
-        "--threads", "-t", "--pjrt-plugin", NULL};
+        "--host",     "--port",    "--parallel", "-np",           "--queue",
+        "--ctx-size", "-c",        "--api-key",  "--name",        "--chat-template",
+        "--help",     "-h",        "-m",         "--model",       "--download",
+        "--device",   "--threads", "-t",         "--pjrt-plugin", NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     struct cellm_server_opts so = {0};

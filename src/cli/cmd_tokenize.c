@@ -51,9 +51,9 @@ static int decode_ids(struct cellm_tokenizer *tok, const char *list, int skip)
 
 int cellm_cmd_tokenize(int argc, char **argv)
 {
-    static const char *const flags[] = {"-m",         "--model",  "--decode", "--no-special",
-                                        "--pieces",   "--skip-special", "--help", "-h",
-                                        "--download", NULL};
+    static const char *const flags[] = {
+        "-m", "--model",    "--decode", "--no-special", "--pieces", "--skip-special", "--help",
+        "-h", "--download", NULL};
     struct cli_opts o = {0};
     const char *text = NULL, *decode = NULL;
     int special = 1, pieces = 0, skip = 0;

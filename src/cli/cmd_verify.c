@@ -202,8 +202,9 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
 
 int cellm_cmd_verify(int argc, char **argv)
 {
-    static const char *const flags[] = {"--oracle", "--help", "-h", "-m", "--model", "--download",
-                                        "--device", "--threads", "-t", "--pjrt-plugin", NULL};
+    static const char *const flags[] = {"--oracle", "--help",        "-h",       "-m",
+                                        "--model",  "--download",    "--device", "--threads",
+                                        "-t",       "--pjrt-plugin", NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     const char *oracle_path = NULL;
@@ -214,10 +215,9 @@ int cellm_cmd_verify(int argc, char **argv)
         if (!strcmp(argv[i], "--oracle")) {
             if (!(oracle_path = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf(
-                "usage: cellm verify -m MODEL [--oracle FILE] [options]\n"
-                "Checks the model against reference outputs (default DIR/oracle.safetensors).\n"
-                "  --oracle FILE        reference outputs\n" CLI_COMMON_HELP);
+            printf("usage: cellm verify -m MODEL [--oracle FILE] [options]\n"
+                   "Checks the model against reference outputs (default DIR/oracle.safetensors).\n"
+                   "  --oracle FILE        reference outputs\n" CLI_COMMON_HELP);
             return 0;
         } else {
             cli_unknown("verify", argv[i], flags);

@@ -11,8 +11,8 @@
 
 #include "cli/hub.h"
 
-const char *const cli_common_flags[] = {"-m",      "--model",   "--download",    "--device",
-                                        "--threads", "-t",        "--pjrt-plugin", NULL};
+const char *const cli_common_flags[] = {"-m",        "--model", "--download",    "--device",
+                                        "--threads", "-t",      "--pjrt-plugin", NULL};
 
 const char *cli_value(int argc, char **argv, int *i)
 {
@@ -74,8 +74,10 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n)
         errno = 0;
         long x = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : -1;
         if (x < 0 || errno || x > INT32_MAX) {
-            fprintf(stderr, "cellm: bad token id list '%s' (expected ids separated by commas or "
-                            "spaces, e.g. 1,2,3)\n", s);
+            fprintf(stderr,
+                    "cellm: bad token id list '%s' (expected ids separated by commas or "
+                    "spaces, e.g. 1,2,3)\n",
+                    s);
             free(v);
             return 0;
         }
@@ -97,8 +99,10 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n)
             continue;
         }
         if (*p && (*p < '0' || *p > '9')) {
-            fprintf(stderr, "cellm: bad token id list '%s' (expected ids separated by commas or "
-                            "spaces, e.g. 1,2,3)\n", s);
+            fprintf(stderr,
+                    "cellm: bad token id list '%s' (expected ids separated by commas or "
+                    "spaces, e.g. 1,2,3)\n",
+                    s);
             free(v);
             return 0;
         }
@@ -119,8 +123,10 @@ int cli_resolve(struct cli_opts *o, const char *cmd)
     char *dir = hub_resolve_model(cmd, o->model_dir, o->download);
     if (!dir) return 0;
     int fits = strlen(dir) < sizeof o->resolved;
-    if (fits) snprintf(o->resolved, sizeof o->resolved, "%s", dir);
-    else fprintf(stderr, "cellm %s: %s: path too long\n", cmd, dir);
+    if (fits)
+        snprintf(o->resolved, sizeof o->resolved, "%s", dir);
+    else
+        fprintf(stderr, "cellm %s: %s: path too long\n", cmd, dir);
     free(dir);
     if (!fits) return 0;
     o->model_dir = o->resolved;

@@ -22,11 +22,11 @@ struct cli_opts {
 extern const char *const cli_common_flags[];
 /* Their help lines. */
 #define CLI_COMMON_HELP                                                                            \
-    "  -m, --model DIR|ORG/NAME[@REV]  checkpoint directory, or a name in the Hugging Face "    \
-    "cache\n"                                                                                  \
-    "  --download           fetch ORG/NAME into the cache first if it is not there\n"          \
-    "  --device cpu|cuda|xla  executor (default cpu)\n"                                        \
-    "  -t, --threads N      CPU threads (default: one per CPU)\n"                              \
+    "  -m, --model DIR|ORG/NAME[@REV]  checkpoint directory, or a name in the Hugging Face "       \
+    "cache\n"                                                                                      \
+    "  --download           fetch ORG/NAME into the cache first if it is not there\n"              \
+    "  --device cpu|cuda|xla  executor (default cpu)\n"                                            \
+    "  -t, --threads N      CPU threads (default: one per CPU)\n"                                  \
     "  --pjrt-plugin FILE   XLA only: the PJRT plugin\n"
 
 /* If argv[*i] is a common option (-m/--model, --download, --device, -t/--threads,
@@ -60,9 +60,9 @@ struct cli_sampling {
 };
 extern const char *const cli_sampling_flags[];
 #define CLI_SAMPLING_HELP                                                                          \
-    "  --temp, --temperature T  (0 = greedy)   --top-k K   --top-p P   --min-p P\n"              \
-    "  --repeat-penalty R   --frequency-penalty F   --presence-penalty P\n"                       \
-    "                       sampling; defaults from generation_config.json\n"                     \
+    "  --temp, --temperature T  (0 = greedy)   --top-k K   --top-p P   --min-p P\n"                \
+    "  --repeat-penalty R   --frequency-penalty F   --presence-penalty P\n"                        \
+    "                       sampling; defaults from generation_config.json\n"                      \
     "  -s, --seed S         seed; -1 or none = a random seed (printed with --verbose)\n"
 
 void cli_sampling_init(struct cli_sampling *s);
@@ -70,8 +70,8 @@ void cli_sampling_init(struct cli_sampling *s);
 int cli_sampling_opt(struct cli_sampling *s, int argc, char **argv, int *i);
 /* The parameters for dir: generation_config.json, then the flags; a random seed unless one
  * was given (printed to stderr when verbose). Returns 0 with a message on failure. */
-int cli_sampling_params(const struct cli_sampling *s, const char *cmd, const char *dir,
-                        int verbose, struct cellm_sampler_params *out);
+int cli_sampling_params(const struct cli_sampling *s, const char *cmd, const char *dir, int verbose,
+                        struct cellm_sampler_params *out);
 
 double cli_now(void);
 

@@ -196,8 +196,9 @@ int cellm_cmd_pull(int argc, char **argv)
     }
     struct hub_ref r;
     if (!name || !hub_parse_ref(name, &r)) {
-        fprintf(stderr, "cellm pull: expected ORG/NAME[@REVISION], e.g. "
-                        "mlx-community/Qwen2.5-0.5B-Instruct-4bit%s%s%s\n",
+        fprintf(stderr,
+                "cellm pull: expected ORG/NAME[@REVISION], e.g. "
+                "mlx-community/Qwen2.5-0.5B-Instruct-4bit%s%s%s\n",
                 name ? ", got '" : "", name ? name : "", name ? "'" : "");
         return 2;
     }

@@ -28,8 +28,9 @@ char *hub_pull(const char *cmd, const struct hub_ref *r, int quiet)
 {
     (void)r;
     (void)quiet;
-    fprintf(stderr, "cellm %s: this cellm was built without libcurl, so it cannot download "
-                    "(install libcurl4-openssl-dev and libssl-dev and reconfigure)\n",
+    fprintf(stderr,
+            "cellm %s: this cellm was built without libcurl, so it cannot download "
+            "(install libcurl4-openssl-dev and libssl-dev and reconfigure)\n",
             cmd);
     return NULL;
 }
@@ -219,8 +220,7 @@ static CURLcode fetch_once(struct pull *pl, const char *url, const char *path, l
 static int transient(CURLcode rc)
 {
     return rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
-           rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT ||
-           rc == CURLE_GOT_NOTHING;
+           rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT || rc == CURLE_GOT_NOTHING;
 }
 
 /* Downloads one file of the repository into blobs/<id> (unless there already) and links
@@ -320,9 +320,9 @@ static long get_json(struct pull *pl, const char *url, struct membuf *b)
 static int wanted_meta(const char *name)
 {
     static const char *const names[] = {
-        "config.json",          "generation_config.json",  "tokenizer.json",
-        "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-        "chat_template.json",   "model.safetensors.index.json"};
+        "config.json",           "generation_config.json",      "tokenizer.json",
+        "tokenizer_config.json", "special_tokens_map.json",     "chat_template.jinja",
+        "chat_template.json",    "model.safetensors.index.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return 0;
@@ -367,8 +367,7 @@ static int sibling_get(struct pull *pl, const char *repo, const char *commit, co
     long long size = cJSON_IsNumber(sz) ? (long long)sz->valuedouble : -1;
     const char *id = sha ? sha : blob_id;
     if (!id || strchr(id, '/') || strstr(id, "..")) {
-        fprintf(stderr, "cellm %s: %s: the hub gave no blob id or sha256 for it\n", pl->cmd,
-                name);
+        fprintf(stderr, "cellm %s: %s: the hub gave no blob id or sha256 for it\n", pl->cmd, name);
         return 0;
     }
     return get_file(pl, repo, commit, name, id, size, sha);
@@ -392,8 +391,8 @@ static char *pull_repo(struct pull *pl, const struct hub_ref *r)
     const char *commit = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(info, "sha"));
     const cJSON *sibs = cJSON_GetObjectItemCaseSensitive(info, "siblings"), *s;
     if (!commit || !cJSON_IsArray(sibs) || strchr(commit, '/') || strstr(commit, "..")) {
-        fprintf(stderr, "cellm %s: %s: the hub's answer has no \"sha\" and \"siblings\"\n",
-                pl->cmd, url);
+        fprintf(stderr, "cellm %s: %s: the hub's answer has no \"sha\" and \"siblings\"\n", pl->cmd,
+                url);
         goto done;
     }
     int has_config = 0, n_weights = 0, has_single = 0;
@@ -421,8 +420,7 @@ static char *pull_repo(struct pull *pl, const struct hub_ref *r)
         const char *name = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(s, "rfilename"));
         if (name && wanted_meta(name) && !sibling_get(pl, r->repo, commit, s)) goto done;
     }
-    snprintf(path, sizeof path, "%s/snapshots/%s/model.safetensors.index.json", pl->folder,
-             commit);
+    snprintf(path, sizeof path, "%s/snapshots/%s/model.safetensors.index.json", pl->folder, commit);
     index = load_json(path);
     cJSON_ArrayForEach(s, sibs)
     {

@@ -7,10 +7,17 @@
 
 #include "common.h"
 
-const char *const cli_sampling_flags[] = {
-    "--temp",    "--temperature",       "--top-k",            "--top-p", "--min-p",
-    "--repeat-penalty", "--frequency-penalty", "--presence-penalty", "--seed",  "-s",
-    NULL};
+const char *const cli_sampling_flags[] = {"--temp",
+                                          "--temperature",
+                                          "--top-k",
+                                          "--top-p",
+                                          "--min-p",
+                                          "--repeat-penalty",
+                                          "--frequency-penalty",
+                                          "--presence-penalty",
+                                          "--seed",
+                                          "-s",
+                                          NULL};
 
 void cli_sampling_init(struct cli_sampling *s)
 {
@@ -56,8 +63,8 @@ int cli_sampling_opt(struct cli_sampling *s, int argc, char **argv, int *i)
     return 1;
 }
 
-int cli_sampling_params(const struct cli_sampling *s, const char *cmd, const char *dir,
-                        int verbose, struct cellm_sampler_params *out)
+int cli_sampling_params(const struct cli_sampling *s, const char *cmd, const char *dir, int verbose,
+                        struct cellm_sampler_params *out)
 {
     struct cellm_error err;
     struct cellm_sampler_params sp = cellm_sampler_params_default();
