@@ -1,10 +1,13 @@
 /*
  * cmd_generate.c: `cellm generate`: text or ids in, streamed text or ids out.
  *
- * Text mode tokenizes the prompt (optionally wrapped in the chat template), samples with
- * the documented order of cellm_sampler (greedy at --temp 0), streams complete UTF-8 text
- * as it is produced, and stops at an EOS id, a --stop string (not printed), or -n tokens.
- * Ids mode (--prompt-ids, --ids) needs no tokenizer. Speed goes to stderr at the end.
+ * The prompt comes from -p, -f FILE, -p - or a piped stdin (one trailing newline dropped),
+ * or as ids (--prompt-ids). Text goes through the checkpoint's chat template when it has
+ * one (an instruct model, as mlx_lm.generate does), unless --raw; --system implies it.
+ * Text mode samples with the documented order of cellm_sampler (greedy at --temp 0),
+ * streams complete UTF-8 text as it is produced, and stops at an EOS id, a --stop string
+ * (not printed), or -n tokens. Ids mode needs no tokenizer. Speed goes to stderr at the
+ * end. -i hands the arguments to `cellm chat` (cmd_chat.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
