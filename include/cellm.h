@@ -117,7 +117,9 @@ void cellm_ctx_seq_free(struct cellm_ctx *ctx, int seq);
 /* Number of tokens in the sequence's KV cache. */
 int cellm_ctx_seq_len(const struct cellm_ctx *ctx, int seq);
 /* Forgets the sequence's tokens from position n on (n <= its length), keeping the first n
- * cached: a client that edits the end of a conversation re-evaluates only what changed. */
+ * cached: a client that edits the end of a conversation re-evaluates only what changed.
+ * CELLM_ERR_UNSUPPORTED for 0 < n < length on a model with sliding-window layers (their
+ * caches keep only the window): truncate to 0 there. */
 enum cellm_status cellm_ctx_seq_truncate(struct cellm_ctx *ctx, int seq, int n,
                                          struct cellm_error *err);
 

@@ -129,7 +129,12 @@ static int prefill(struct chat_session *s, const int32_t *ids, int n, const floa
         lcp++;
     /* the last id must be evaluated again to have its logits */
     if (lcp == n) lcp = n - 1;
-    if (cellm_ctx_seq_truncate(s->ctx, s->seq, lcp, err)) return 0;
+    enum cellm_status tr = cellm_ctx_seq_truncate(s->ctx, s->seq, lcp, err);
+    if (tr == CELLM_ERR_UNSUPPORTED) { /* sliding-window caches: start over */
+        lcp = 0;
+        tr = cellm_ctx_seq_truncate(s->ctx, s->seq, 0, err);
+    }
+    if (tr) return 0;
     s->n_cached = lcp;
     st->prompt_cached = lcp;
     st->prompt_new = n - lcp;
@@ -295,15 +300,12 @@ int chat_session_load(struct chat_session *s, const char *path, struct cellm_err
             return fail(err, "%s: every message needs a string \"role\" and \"content\"", path);
         }
     }
-    /* keep the cache: the next turn reuses it as far as the loaded history matches */
-    int n_cached = s->n_cached;
-    s->n_cached = 0;
+    /* the cache stays: the next turn reuses it as far as the loaded history matches */
     for (int i = 0; i < s->n_msgs; i++) {
         free(s->msgs[i].role);
         free(s->msgs[i].content);
     }
     s->n_msgs = 0;
-    s->n_cached = n_cached;
     int ok = 1;
     char *system_text = cJSON_IsString(sys) ? sys->valuestring : NULL;
     cJSON_ArrayForEach(m, list)

@@ -253,7 +253,8 @@ static int get_file(struct pull *pl, const char *repo, const char *commit, const
         }
         if (pl->tty) fprintf(stderr, "\r\033[K");
         if (rc == CURLE_HTTP_RETURNED_ERROR) {
-            remove(part);
+            /* what came before stays for the next run, unless it is nothing or too much */
+            if (http == 416 || file_size(part) <= 0) remove(part);
             hub_error(pl, name, http, NULL);
             return 0;
         }
