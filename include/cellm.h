@@ -119,6 +119,12 @@ int cellm_ctx_seq_new(struct cellm_ctx *ctx);
 void cellm_ctx_seq_free(struct cellm_ctx *ctx, int seq);
 /* Number of tokens in the sequence's KV cache. */
 int cellm_ctx_seq_len(const struct cellm_ctx *ctx, int seq);
+/* Forgets the sequence's tokens from position n on (n <= its length), keeping the first n
+ * cached: a client that edits the end of a conversation re-evaluates only what changed.
+ * CELLM_ERR_UNSUPPORTED for 0 < n < length on a model with sliding-window layers (their
+ * caches keep only the window): truncate to 0 there. */
+enum cellm_status cellm_ctx_seq_truncate(struct cellm_ctx *ctx, int seq, int n,
+                                         struct cellm_error *err);
 
 /* One row of a batch: append `token` to sequence `seq`; if want_logits, the logits of
  * that position are returned. */
@@ -228,6 +234,15 @@ enum cellm_status cellm_tokenizer_chat(const struct cellm_tokenizer *tok,
                                        const struct cellm_chat_message *msgs, size_t n,
                                        int add_generation_prompt, const char *extra_json,
                                        char **text, struct cellm_error *err);
+
+/* Replaces the checkpoint's chat template with tmpl (Jinja source, copied) for every later
+ * cellm_tokenizer_chat; NULL restores the checkpoint's. Not thread-safe: call it before the
+ * tokenizer is shared. */
+enum cellm_status cellm_tokenizer_set_chat_template(struct cellm_tokenizer *tok, const char *tmpl,
+                                                   struct cellm_error *err);
+
+/* Whether cellm_tokenizer_chat has a template to render (the checkpoint's or one set). */
+int cellm_tokenizer_has_chat_template(const struct cellm_tokenizer *tok);
 
 /* ---- sampling ------------------------------------------------------------------------- */
 

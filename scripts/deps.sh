@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what building and testing cellm need and the machine
-# lacks: the compiler and libraries (cJSON, cmocka, libmicrohttpd), and the test tools
+# lacks: the compiler and libraries (cJSON, cmocka, libmicrohttpd; libcurl and OpenSSL for
+# `cellm pull`), and the test tools
 # (Node.js and npm for the reference tokenizer and the openai client, Python 3 with Jinja2
 # for the chat-template reference, curl). Tools that may come from outside Debian (a newer
 # Node.js, pyenv's Python) are installed only when the command or module is absent.
@@ -9,7 +10,8 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 missing=""
-for p in cmake make gcc libcjson-dev libcmocka-dev libmicrohttpd-dev curl ca-certificates "$@"; do
+for p in cmake make gcc libcjson-dev libcmocka-dev libmicrohttpd-dev libcurl4-openssl-dev libssl-dev \
+         curl ca-certificates "$@"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
 command -v python3 >/dev/null 2>&1 || missing="$missing python3"

@@ -9,5 +9,6 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target cellm_cli
 model=models/wordnet-llama   # BF16; models/wordnet-llama-4bit is its MLX 4-bit copy
 prompt=${1:-"the act of"}
-echo "$ ./build/cellm generate -m $model -p \"$prompt\" -n 48"
-./build/cellm generate -m "$model" -p "$prompt" -n 48
+# --raw: a sentence to complete, not a question for the chat template
+echo "$ ./build/cellm generate -m $model --raw -p \"$prompt\" -n 48"
+./build/cellm generate -m "$model" --raw -p "$prompt" -n 48

@@ -16,7 +16,11 @@
 
 int cellm_cmd_bench(int argc, char **argv)
 {
-    struct cli_opts o = {NULL, cellm_model_params_default()};
+    static const char *const flags[] = {
+        "-p",       "-n",        "-r", "--help",        "-h", "-m", "--model", "--download",
+        "--device", "--threads", "-t", "--pjrt-plugin", NULL};
+    struct cli_opts o = {0};
+    o.mp = cellm_model_params_default();
     int n_prompt = 128, n_gen = 64, reps = 1;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
@@ -25,20 +29,19 @@ int cellm_cmd_bench(int argc, char **argv)
         const char *v;
         if (!strcmp(argv[i], "-p")) {
             if (!(v = cli_value(argc, argv, &i))) return 2;
-            n_prompt = atoi(v);
+            if (!cli_int("bench", "-p", v, 1, 1 << 24, &n_prompt)) return 2;
         } else if (!strcmp(argv[i], "-n")) {
             if (!(v = cli_value(argc, argv, &i))) return 2;
-            n_gen = atoi(v);
+            if (!cli_int("bench", "-n", v, 1, 1 << 24, &n_gen)) return 2;
         } else if (!strcmp(argv[i], "-r")) {
             if (!(v = cli_value(argc, argv, &i))) return 2;
-            reps = atoi(v);
+            if (!cli_int("bench", "-r", v, 1, 1 << 20, &reps)) return 2;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: cellm bench -m DIR [-p PROMPT_TOKENS (128)] [-n GEN_TOKENS (64)] [-r "
-                   "REPEATS]\n"
-                   "                   [--device cpu|cuda|xla] [--threads N]\n");
+            printf("usage: cellm bench -m MODEL [-p PROMPT_TOKENS (128)] [-n GEN_TOKENS (64)] [-r "
+                   "REPEATS]\n" CLI_COMMON_HELP);
             return 0;
         } else {
-            fprintf(stderr, "cellm bench: unknown option %s\n", argv[i]);
+            cli_unknown("bench", argv[i], flags);
             return 2;
         }
     }
@@ -46,6 +49,7 @@ int cellm_cmd_bench(int argc, char **argv)
         fprintf(stderr, "cellm bench: -p, -n and -r must be positive\n");
         return 2;
     }
+    if (!cli_resolve(&o, "bench")) return 2;
     double t0 = cli_now();
     struct cellm_model *m = cli_load_model(&o, "bench");
     if (!m) return 1;

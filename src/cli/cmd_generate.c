@@ -1,59 +1,103 @@
 /*
  * cmd_generate.c: `cellm generate`: text or ids in, streamed text or ids out.
  *
- * Text mode tokenizes the prompt (optionally wrapped in the chat template) and streams
- * what the engine's generation loop (cellm_gen_*, the one the server uses too) releases:
- * it samples in the documented order of cellm_sampler (greedy at --temp 0, penalties
- * still applied), stops at an EOS id (not printed, not in --ids), a --stop string (not
- * printed), -n tokens, or a full context (a note on stderr). Ids mode (--prompt-ids,
- * --ids) needs no tokenizer. Speed goes to stderr at the end.
+ * The prompt comes from -p, -f FILE, -p - or a piped stdin (one trailing newline dropped),
+ * or as ids (--prompt-ids). Text goes through the checkpoint's chat template when it has
+ * one (an instruct model, as mlx_lm.generate does), unless --raw; --system implies it.
+ * Then it streams what the engine's generation loop (cellm_gen_*, the one the server uses
+ * too) releases: it samples in the documented order of cellm_sampler (greedy at --temp 0,
+ * penalties still applied), stops at an EOS id (not printed, not in --ids), a --stop
+ * string (not printed), -n tokens, or a full context (a note on stderr). Ids mode needs no
+ * tokenizer. Speed goes to stderr at the end. -i hands the arguments to `cellm chat`
+ * (cmd_chat.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
 
 struct gen_opts {
     struct cli_opts c;
-    const char *prompt, *prompt_ids, *system;
+    struct cli_sampling s;
+    const char *prompt, *prompt_file, *prompt_ids, *system;
     const char **stops;
     int n_stops;
-    int n, print_ids, ignore_eos, chat, verbose, think, min_tokens;
-    struct cellm_sampler_params sp;
-    int sp_set_temp, sp_set_topk, sp_set_topp, sp_set_minp, sp_set_rep;
+    int n, print_ids, ignore_eos, chat, raw, verbose, think, interactive, min_tokens;
 };
+
+static const char *const gen_flags[] = {"-p",
+                                        "--prompt",
+                                        "-f",
+                                        "--file",
+                                        "--prompt-ids",
+                                        "-n",
+                                        "--n-predict",
+                                        "--max-tokens",
+                                        "--ids",
+                                        "--chat",
+                                        "--raw",
+                                        "--system",
+                                        "-sys",
+                                        "--system-prompt",
+                                        "--chat-template",
+                                        "--no-think",
+                                        "--stop",
+                                        "--ignore-eos",
+                                        "--min-tokens",
+                                        "--verbose",
+                                        "-v",
+                                        "-i",
+                                        "--interactive",
+                                        "--help",
+                                        "-h",
+                                        NULL};
 
 static void usage(void)
 {
-    printf("usage: cellm generate -m DIR (-p TEXT | --prompt-ids 1,2,3) [options]\n"
-           "  -n N                 tokens to generate (default 128)\n"
-           "  --ids                print generated ids instead of text\n"
-           "  --chat               wrap the prompt in the checkpoint's chat template\n"
-           "  --system TEXT        system message (with --chat)\n"
+    printf("usage: cellm generate -m MODEL [-p TEXT | -f FILE | --prompt-ids 1,2,3] [options]\n"
+           "  -p, --prompt TEXT    the prompt; '-' reads it from stdin (so does a piped stdin\n"
+           "                       without -p); one trailing newline is dropped\n"
+           "  -f, --file FILE      read the prompt from FILE\n"
+           "  --prompt-ids IDS     the prompt as token ids (commas or spaces)\n"
+           "  -n, --n-predict, --max-tokens N   tokens to generate (default 128)\n"
+           "  --ids                print generated ids (comma-separated) instead of text\n"
+           "  --chat               wrap the prompt in the chat template (the default when the\n"
+           "                       checkpoint has one)\n"
+           "  --raw                send the prompt as is, without the chat template\n"
+           "  -sys, --system, --system-prompt TEXT   system message (implies --chat)\n"
+           "  --chat-template FILE use this Jinja chat template instead of the checkpoint's\n"
            "  --no-think           pass enable_thinking=false to the template (Qwen3)\n"
            "  --stop TEXT          stop at this text (repeatable; not printed)\n"
            "  --ignore-eos         do not stop at end-of-sequence ids\n"
            "  --min-tokens N       no end-of-sequence before N tokens\n"
-           "  --temp T --top-k K --top-p P --min-p P --repeat-penalty R\n"
-           "  --frequency-penalty F --presence-penalty P --seed S\n"
-           "                       sampling (defaults from generation_config.json; --temp 0 = "
-           "greedy)\n"
-           "  --device cpu|cuda|xla --threads N --verbose\n");
+           "  -i, --interactive    a conversation instead (cellm chat)\n"
+           "  -v, --verbose        print the seed, the template choice and the prompt "
+           "ids\n" CLI_SAMPLING_HELP CLI_COMMON_HELP "  -h, --help           this text\n");
 }
 
-static int parse_float(const char *s, float *out)
+/* gen_flags, cli_common_flags and cli_sampling_flags in one list, for cli_unknown */
+static void unknown(const char *a)
 {
-    char *end;
-    *out = strtof(s, &end);
-    return *s && !*end;
+    const char *all[96];
+    size_t k = 0;
+    for (const char *const *l[] = {gen_flags, cli_common_flags, cli_sampling_flags, NULL},
+                           *const **p = l;
+         *p; p++)
+        for (size_t i = 0; (*p)[i] && k + 1 < sizeof all / sizeof all[0]; i++)
+            all[k++] = (*p)[i];
+    all[k] = NULL;
+    cli_unknown("generate", a, all);
 }
 
+/* 1: parsed, 0: bad (message printed), -1: --help printed */
 static int parse(struct gen_opts *g, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&g->c, argc, argv, &i);
+        if (!r) r = cli_sampling_opt(&g->s, argc, argv, &i);
         if (r < 0) return 0;
         if (r) continue;
         const char *a = argv[i], *v = NULL;
@@ -61,34 +105,34 @@ static int parse(struct gen_opts *g, int argc, char **argv)
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!VAL()) return 0;
             g->prompt = v;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (!VAL()) return 0;
+            g->prompt_file = v;
         } else if (!strcmp(a, "--prompt-ids")) {
             if (!VAL()) return 0;
             g->prompt_ids = v;
-        } else if (!strcmp(a, "--system")) {
+        } else if (!strcmp(a, "--system") || !strcmp(a, "-sys") || !strcmp(a, "--system-prompt")) {
             if (!VAL()) return 0;
             g->system = v;
-        } else if (!strcmp(a, "-n")) {
+        } else if (!strcmp(a, "--chat-template")) {
             if (!VAL()) return 0;
-            g->n = atoi(v);
-            if (g->n < 0) {
-                fprintf(stderr, "cellm generate: -n must be >= 0\n");
-                return 0;
-            }
+            g->c.chat_template = v;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict") || !strcmp(a, "--max-tokens")) {
+            if (!VAL() || !cli_int("generate", a, v, 0, 1 << 30, &g->n)) return 0;
         } else if (!strcmp(a, "--min-tokens")) {
-            if (!VAL()) return 0;
-            g->min_tokens = atoi(v);
-            if (g->min_tokens < 0) {
-                fprintf(stderr, "cellm generate: --min-tokens must be >= 0\n");
-                return 0;
-            }
+            if (!VAL() || !cli_int("generate", a, v, 0, 1 << 30, &g->min_tokens)) return 0;
         } else if (!strcmp(a, "--ids")) {
             g->print_ids = 1;
         } else if (!strcmp(a, "--ignore-eos")) {
             g->ignore_eos = 1;
         } else if (!strcmp(a, "--chat")) {
             g->chat = 1;
+        } else if (!strcmp(a, "--raw")) {
+            g->raw = 1;
         } else if (!strcmp(a, "--no-think")) {
             g->think = 0;
+        } else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
+            g->interactive = 1;
         } else if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
             g->verbose = 1;
         } else if (!strcmp(a, "--stop")) {
@@ -97,44 +141,54 @@ static int parse(struct gen_opts *g, int argc, char **argv)
             if (!s) return 0;
             g->stops = s;
             g->stops[g->n_stops++] = v;
-        } else if (!strcmp(a, "--seed")) {
-            if (!VAL()) return 0;
-            g->sp.seed = strtoull(v, NULL, 10);
-        } else if (!strcmp(a, "--top-k")) {
-            if (!VAL()) return 0;
-            g->sp.top_k = atoi(v);
-            g->sp_set_topk = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage();
+            return -1;
         } else {
-            float *dst = NULL;
-            int *flag = NULL;
-            if (!strcmp(a, "--temp") || !strcmp(a, "--temperature"))
-                dst = &g->sp.temperature, flag = &g->sp_set_temp;
-            else if (!strcmp(a, "--top-p"))
-                dst = &g->sp.top_p, flag = &g->sp_set_topp;
-            else if (!strcmp(a, "--min-p"))
-                dst = &g->sp.min_p, flag = &g->sp_set_minp;
-            else if (!strcmp(a, "--repeat-penalty"))
-                dst = &g->sp.repetition_penalty, flag = &g->sp_set_rep;
-            else if (!strcmp(a, "--frequency-penalty"))
-                dst = &g->sp.frequency_penalty;
-            else if (!strcmp(a, "--presence-penalty"))
-                dst = &g->sp.presence_penalty;
-            else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-                usage();
-                exit(0);
-            } else {
-                fprintf(stderr, "cellm generate: unknown option %s\n", a);
-                return 0;
-            }
-            if (!VAL() || !parse_float(v, dst)) {
-                fprintf(stderr, "cellm generate: %s expects a number\n", a);
-                return 0;
-            }
-            if (flag) *flag = 1;
+            unknown(a);
+            return 0;
         }
 #undef VAL
     }
+    if (g->raw && (g->chat || g->system)) {
+        fprintf(stderr,
+                "cellm generate: --raw sends the prompt without the chat template; "
+                "it cannot go with %s\n",
+                g->system ? "--system" : "--chat");
+        return 0;
+    }
+    int sources = !!g->prompt + !!g->prompt_file + !!g->prompt_ids;
+    if (sources > 1) {
+        fprintf(stderr, "cellm generate: give one of -p, -f and --prompt-ids\n");
+        return 0;
+    }
     return 1;
+}
+
+/* The prompt text from -p, -p - / a piped stdin, or -f (*owned is what to free). */
+static const char *prompt_text(const struct gen_opts *g, char **owned)
+{
+    *owned = NULL;
+    const char *path = g->prompt_file;
+    if (g->prompt && strcmp(g->prompt, "-")) return g->prompt;
+    if (g->prompt || (!path && !isatty(0))) path = "-";
+    if (!path) {
+        fprintf(stderr, "cellm generate: no prompt: give -p TEXT, -f FILE, --prompt-ids or pipe "
+                        "it to stdin (cellm chat for a conversation)\n");
+        return NULL;
+    }
+    if (!(*owned = cli_read_file("generate", path))) return NULL;
+    /* `echo text |` and files end with a newline the user did not mean as prompt */
+    size_t n = strlen(*owned);
+    if (n && (*owned)[n - 1] == '\n') (*owned)[--n] = 0;
+    if (n && (*owned)[n - 1] == '\r') (*owned)[--n] = 0;
+    if (!n) {
+        fprintf(stderr, "cellm generate: the prompt is empty (%s)\n",
+                strcmp(path, "-") ? path : "stdin");
+        free(*owned);
+        *owned = NULL;
+    }
+    return *owned;
 }
 
 int cellm_cmd_generate(int argc, char **argv)
@@ -144,10 +198,15 @@ int cellm_cmd_generate(int argc, char **argv)
     g.c.mp = cellm_model_params_default();
     g.n = 128;
     g.think = 1;
-    g.sp = cellm_sampler_params_default();
-    if (!parse(&g, argc, argv)) {
+    cli_sampling_init(&g.s);
+    int pr = parse(&g, argc, argv);
+    if (pr <= 0) {
         free(g.stops);
-        return 2;
+        return pr < 0 ? 0 : 2;
+    }
+    if (g.interactive) {
+        free(g.stops);
+        return cli_generate_interactive(argc, argv);
     }
     int rc = 1;
     struct cellm_error err;
@@ -157,42 +216,36 @@ int cellm_cmd_generate(int argc, char **argv)
     struct cellm_gen *gen = NULL;
     int32_t *prompt = NULL, *out_ids = NULL;
     int n_prompt = 0;
-    char *chat_text = NULL;
-    if (!g.c.model_dir || (!g.prompt == !g.prompt_ids)) {
-        fprintf(stderr, "cellm generate: need -m DIR and exactly one of -p TEXT or --prompt-ids\n");
+    char *chat_text = NULL, *prompt_owned = NULL;
+    if (!cli_resolve(&g.c, "generate")) {
         free(g.stops);
         return 2;
     }
-    int text_out = !g.print_ids;
-    if (g.prompt || text_out || g.n_stops) {
-        if (cellm_tokenizer_load(g.c.model_dir, &tok, &err)) {
-            fprintf(stderr, "cellm generate: %s\n", err.msg);
-            goto done;
-        }
-    }
-    /* sampling defaults from generation_config.json, then the command line */
-    struct cellm_sampler_params sp = cellm_sampler_params_default();
-    if (cellm_sampler_params_from_dir(g.c.model_dir, &sp, &err)) {
-        fprintf(stderr, "cellm generate: %s\n", err.msg);
+    const char *text = NULL;
+    if (!g.prompt_ids && !(text = prompt_text(&g, &prompt_owned))) {
+        rc = 2;
         goto done;
     }
-    if (g.sp_set_temp) sp.temperature = g.sp.temperature;
-    if (g.sp_set_topk) sp.top_k = g.sp.top_k;
-    if (g.sp_set_topp) sp.top_p = g.sp.top_p;
-    if (g.sp_set_minp) sp.min_p = g.sp.min_p;
-    if (g.sp_set_rep) sp.repetition_penalty = g.sp.repetition_penalty;
-    sp.frequency_penalty = g.sp.frequency_penalty;
-    sp.presence_penalty = g.sp.presence_penalty;
-    sp.seed = g.sp.seed;
+    int text_out = !g.print_ids;
+    if (text || text_out || g.n_stops) {
+        if (!(tok = cli_load_tokenizer(&g.c, "generate"))) goto done;
+    }
+    struct cellm_sampler_params sp;
+    if (!cli_sampling_params(&g.s, "generate", g.c.model_dir, g.verbose, &sp)) goto done;
     if (g.prompt_ids) {
         if (!cli_parse_ids(g.prompt_ids, &prompt, &n_prompt)) goto done;
     } else {
-        const char *text = g.prompt;
-        if (g.chat) {
+        /* instruct models get their template unless --raw, as mlx_lm.generate does */
+        int chat = !g.raw && (g.chat || g.system || cellm_tokenizer_has_chat_template(tok));
+        if (g.verbose)
+            fprintf(stderr, "prompt: %s\n",
+                    chat ? "through the chat template (--raw sends it as is)"
+                         : "as is (no chat template)");
+        if (chat) {
             struct cellm_chat_message msgs[2];
             size_t nm = 0;
             if (g.system) msgs[nm++] = (struct cellm_chat_message){"system", g.system};
-            msgs[nm++] = (struct cellm_chat_message){"user", g.prompt};
+            msgs[nm++] = (struct cellm_chat_message){"user", text};
             if (cellm_tokenizer_chat(tok, msgs, nm, 1,
                                      g.think ? NULL : "{\"enable_thinking\": false}", &chat_text,
                                      &err)) {
@@ -203,7 +256,7 @@ int cellm_cmd_generate(int argc, char **argv)
         }
         size_t n = 0;
         /* a rendered template carries its own special tokens */
-        if (cellm_tokenizer_encode(tok, text, strlen(text), !g.chat, &prompt, &n, &err)) {
+        if (cellm_tokenizer_encode(tok, text, strlen(text), !chat, &prompt, &n, &err)) {
             fprintf(stderr, "cellm generate: %s\n", err.msg);
             goto done;
         }
@@ -269,9 +322,9 @@ int cellm_cmd_generate(int argc, char **argv)
             n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), o.n_gen,
             decoded ? decoded / (t2 - t1 > 0 ? t2 - t1 : 1e-9) : 0.0);
     if (g.verbose) {
-        fprintf(stderr, "prompt ids:");
+        fprintf(stderr, "prompt ids: ");
         for (int i = 0; i < n_prompt; i++)
-            fprintf(stderr, " %d", prompt[i]);
+            fprintf(stderr, "%s%d", i ? "," : "", prompt[i]);
         fprintf(stderr, "\n");
     }
     rc = 0;
@@ -280,6 +333,7 @@ done:
     free(g.stops);
     free(prompt);
     free(chat_text);
+    free(prompt_owned);
     cellm_gen_free(gen);
     cellm_tokenizer_free(tok);
     cellm_ctx_free(ctx);

@@ -308,21 +308,26 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
 
 int cellm_cmd_inspect(int argc, char **argv)
 {
-    struct cli_opts o = {NULL, cellm_model_params_default()};
+    static const char *const flags[] = {"--help",        "-h",       "-m",        "--model",
+                                        "--download",    "--device", "--threads", "-t",
+                                        "--pjrt-plugin", NULL};
+    struct cli_opts o = {0};
+    o.mp = cellm_model_params_default();
     o.mp.n_threads = 1; /* inspect computes nothing */
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
         if (r < 0) return 2;
         if (r) continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: cellm inspect -m DIR [--device cpu|cuda|xla]\n"
+            printf("usage: cellm inspect -m MODEL [options]\n"
                    "  describes a checkpoint: family, dimensions, attention layout, storage of\n"
-                   "  each tensor group, parameters, bytes, shards and warnings\n");
+                   "  each tensor group, parameters, bytes, shards and warnings\n" CLI_COMMON_HELP);
             return 0;
         }
-        fprintf(stderr, "cellm inspect: unknown option %s\n", argv[i]);
+        cli_unknown("inspect", argv[i], flags);
         return 2;
     }
+    if (!cli_resolve(&o, "inspect")) return 2;
     struct cellm_model *m = cli_load_model(&o, "inspect");
     if (!m) return 1;
     print_model(o.model_dir, cellm_model_desc(m), cellm_model_device(m));

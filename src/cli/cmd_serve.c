@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "common.h"
 #include "engine/engine.h"
+#include "hub.h"
 #include "server/server.h"
 
 static void usage(FILE *f)
@@ -24,32 +25,27 @@ static void usage(FILE *f)
             "usage: cellm serve -m DIR [options]\n"
             "  --host H         address to bind (default 127.0.0.1)\n"
             "  --port P         port (default 8080; 0 = any free port, printed on start)\n"
-            "  --parallel N     requests decoded together in one batch (default 4)\n"
+            "  -np, --parallel N  requests decoded together in one batch (default 4)\n"
             "  --queue N        requests waiting for a slot before 503 (default 64)\n"
-            "  --ctx-size N     prompt + generated tokens per request (default: the model's)\n"
+            "  -c, --ctx-size N   prompt + generated tokens per request (default: the model's)\n"
             "  --api-key KEY    require 'Authorization: Bearer KEY' (also $CELLM_API_KEY)\n"
-            "  --name NAME      model id in /v1/models (default: the directory's name)\n"
+            "  --name NAME      model id in /v1/models (default: ORG/NAME as given, else the\n"
+            "                   directory's name)\n"
+            "  --chat-template FILE  use this Jinja chat template instead of the "
+            "checkpoint's\n"
             "  --cache-ram MB   prefix cache in host memory (CPU device; default 1024, 0 = off)\n"
             "  --cache-gpu MB   prefix cache in device memory (CUDA; default 1024, 0 = off)\n"
             "  --cache-block N  positions per prefix-cache block (default 32)\n"
             "  --cors-origin O  allow browser requests from origin O ('*' = any)\n"
             "  --max-body BYTES largest request body (default %d)\n"
-            "  --quiet          no per-request log lines\n"
-            "  --device D, --threads N   as for the other commands\n",
+            "  --quiet          no per-request log lines\n" CLI_COMMON_HELP,
             CELLM_SERVER_MAX_BODY);
 }
 
 static int int_opt(int argc, char **argv, int *i, int lo, int hi, int *out)
 {
-    const char *v = cli_value(argc, argv, i);
-    char *end;
-    long n = v ? strtol(v, &end, 10) : 0;
-    if (!v || *end || n < lo || n > hi) {
-        fprintf(stderr, "cellm serve: %s expects a number in [%d, %d]\n", argv[*i], lo, hi);
-        return -1;
-    }
-    *out = (int)n;
-    return 0;
+    const char *flag = argv[*i], *v = cli_value(argc, argv, i);
+    return v && cli_int("serve", flag, v, lo, hi, out) ? 0 : -1;
 }
 
 int cellm_cmd_serve(int argc, char **argv)
@@ -63,6 +59,32 @@ int cellm_cmd_serve(int argc, char **argv)
                     "(install libmicrohttpd-dev and reconfigure)\n");
     return 2;
 #else
+    static const char *const flags[] = {"--host",
+                                        "--port",
+                                        "--parallel",
+                                        "-np",
+                                        "--queue",
+                                        "--ctx-size",
+                                        "-c",
+                                        "--api-key",
+                                        "--name",
+                                        "--chat-template",
+                                        "--help",
+                                        "-h",
+                                        "-m",
+                                        "--model",
+                                        "--download",
+                                        "--cache-ram",
+                                        "--cache-gpu",
+                                        "--cache-block",
+                                        "--cors-origin",
+                                        "--max-body",
+                                        "--quiet",
+                                        "--device",
+                                        "--threads",
+                                        "-t",
+                                        "--pjrt-plugin",
+                                        NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     struct cellm_server_opts so = {0};
@@ -107,13 +129,15 @@ int cellm_cmd_serve(int argc, char **argv)
             so.log_requests = 0;
         } else if (!strcmp(a, "--name")) {
             if (!(so.model_name = cli_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(o.chat_template = cli_value(argc, argv, &i))) return 2;
         } else {
-            fprintf(stderr, "cellm serve: unknown option '%s'\n", a);
-            usage(stderr);
+            cli_unknown("serve", a, flags);
             return 2;
         }
     }
     if (so.api_key && !*so.api_key) so.api_key = NULL;
+    if (!cli_resolve(&o, "serve")) return 2;
 
     /* before any thread exists, so that every thread inherits the mask */
     sigset_t sigs;
@@ -131,8 +155,7 @@ int cellm_cmd_serve(int argc, char **argv)
     struct stat sb;
     snprintf(path, sizeof path, "%s/tokenizer.json", o.model_dir);
     if (stat(path, &sb) == 0) {
-        if (cellm_tokenizer_load(o.model_dir, &tok, &err)) {
-            fprintf(stderr, "cellm serve: %s\n", err.msg);
+        if (!(tok = cli_load_tokenizer(&o, "serve"))) {
             cellm_model_free(model);
             return 1;
         }
@@ -143,7 +166,10 @@ int cellm_cmd_serve(int argc, char **argv)
                 o.model_dir);
     }
     char name[256];
-    if (!so.model_name) {
+    struct hub_ref ref;
+    if (!so.model_name && o.given != o.model_dir && hub_parse_ref(o.given, &ref)) {
+        so.model_name = o.given; /* served under the name it was asked for */
+    } else if (!so.model_name) {
         size_t n = strlen(o.model_dir);
         while (n > 1 && o.model_dir[n - 1] == '/')
             n--;

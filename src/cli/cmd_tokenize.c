@@ -4,6 +4,8 @@
  *     cellm tokenize -m DIR [--no-special] [--pieces] TEXT
  *     cellm tokenize -m DIR --decode 1,2,3 [--skip-special]
  *
+ * Ids are printed comma-separated and read separated by commas or spaces.
+ *
  * Only the tokenizer files of DIR are read, never the weights.
  */
 #include <errno.h>
@@ -13,45 +15,27 @@
 
 #include "cellm.h"
 #include "cli.h"
+#include "common.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: cellm tokenize -m DIR [--no-special] [--pieces] TEXT\n"
-               "       cellm tokenize -m DIR --decode ID,ID,... [--skip-special]\n"
+    fprintf(f, "usage: cellm tokenize -m MODEL [--no-special] [--pieces] TEXT\n"
+               "       cellm tokenize -m MODEL --decode IDS [--skip-special]\n"
+               "  -m, --model DIR|ORG/NAME   checkpoint directory or a name in the HF cache\n"
                "  --no-special    do not add the post-processor's special tokens (BOS ...)\n"
-               "  --pieces        print vocabulary pieces instead of ids\n"
-               "  --decode IDS    print the text of comma-separated ids\n"
-               "  --skip-special  with --decode, drop special tokens\n");
+               "  --pieces        print vocabulary pieces (space-separated) instead of ids\n"
+               "  --decode IDS    print the text of ids separated by commas or spaces (as\n"
+               "                  tokenize and generate --ids print them: 1,2,3)\n"
+               "  --skip-special  with --decode, drop special tokens\n"
+               "  -h, --help      this text\n");
 }
 
 static int decode_ids(struct cellm_tokenizer *tok, const char *list, int skip)
 {
-    size_t cap = 16, n = 0;
-    int32_t *ids = malloc(cap * sizeof *ids);
-    const char *p = list;
-    while (ids && *p) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            fprintf(stderr, "cellm tokenize: --decode expects comma-separated ids, got '%s'\n",
-                    list);
-            free(ids);
-            return 2;
-        }
-        if (n == cap) {
-            int32_t *t = realloc(ids, 2 * cap * sizeof *t);
-            if (!t) break;
-            ids = t;
-            cap *= 2;
-        }
-        ids[n++] = (int32_t)v;
-        p = *end ? end + 1 : end;
-    }
-    if (!ids) {
-        fprintf(stderr, "cellm tokenize: out of memory\n");
-        return 1;
-    }
+    int32_t *ids = NULL;
+    int nid = 0;
+    if (!cli_parse_ids(list, &ids, &nid)) return 2;
+    size_t n = (size_t)nid;
     struct cellm_error err;
     char *text;
     if (cellm_tokenizer_decode(tok, ids, n, skip, &text, &err) != CELLM_OK) {
@@ -67,16 +51,22 @@ static int decode_ids(struct cellm_tokenizer *tok, const char *list, int skip)
 
 int cellm_cmd_tokenize(int argc, char **argv)
 {
-    const char *dir = NULL, *text = NULL, *decode = NULL;
+    static const char *const flags[] = {
+        "-m", "--model",    "--decode", "--no-special", "--pieces", "--skip-special", "--help",
+        "-h", "--download", NULL};
+    struct cli_opts o = {0};
+    const char *text = NULL, *decode = NULL;
     int special = 1, pieces = 0, skip = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "-m") && i + 1 < argc) {
-            dir = argv[++i];
-        } else if (!strcmp(argv[i], "--decode") && i + 1 < argc) {
-            decode = argv[++i];
+        } else if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
+            if (!(o.model_dir = cli_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(argv[i], "--download")) {
+            o.download = 1;
+        } else if (!strcmp(argv[i], "--decode")) {
+            if (!(decode = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(argv[i], "--no-special")) {
             special = 0;
         } else if (!strcmp(argv[i], "--pieces")) {
@@ -84,8 +74,7 @@ int cellm_cmd_tokenize(int argc, char **argv)
         } else if (!strcmp(argv[i], "--skip-special")) {
             skip = 1;
         } else if (argv[i][0] == '-' && argv[i][1] && !text) {
-            fprintf(stderr, "cellm tokenize: unknown option '%s'\n", argv[i]);
-            usage(stderr);
+            cli_unknown("tokenize", argv[i], flags);
             return 2;
         } else if (!text) {
             text = argv[i];
@@ -94,13 +83,14 @@ int cellm_cmd_tokenize(int argc, char **argv)
             return 2;
         }
     }
-    if (!dir || (!text && !decode) || (text && decode)) {
+    if (!o.model_dir || (!text && !decode) || (text && decode)) {
         usage(stderr);
         return 2;
     }
+    if (!cli_resolve(&o, "tokenize")) return 2;
     struct cellm_error err;
     struct cellm_tokenizer *tok;
-    if (cellm_tokenizer_load(dir, &tok, &err) != CELLM_OK) {
+    if (cellm_tokenizer_load(o.model_dir, &tok, &err) != CELLM_OK) {
         fprintf(stderr, "cellm tokenize: %s\n", err.msg);
         return 1;
     }
@@ -117,8 +107,8 @@ int cellm_cmd_tokenize(int argc, char **argv)
             for (size_t i = 0; i < n; i++) {
                 if (pieces)
                     printf("%s%s", i ? " " : "", cellm_tokenizer_piece(tok, ids[i]));
-                else
-                    printf("%s%d", i ? " " : "", ids[i]);
+                else /* the format --decode, --prompt-ids and generate --ids share */
+                    printf("%s%d", i ? "," : "", ids[i]);
             }
             printf("\n");
             free(ids);

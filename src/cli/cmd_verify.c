@@ -202,7 +202,11 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
 
 int cellm_cmd_verify(int argc, char **argv)
 {
-    struct cli_opts o = {NULL, cellm_model_params_default()};
+    static const char *const flags[] = {"--oracle", "--help",        "-h",       "-m",
+                                        "--model",  "--download",    "--device", "--threads",
+                                        "-t",       "--pjrt-plugin", NULL};
+    struct cli_opts o = {0};
+    o.mp = cellm_model_params_default();
     const char *oracle_path = NULL;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
@@ -211,19 +215,16 @@ int cellm_cmd_verify(int argc, char **argv)
         if (!strcmp(argv[i], "--oracle")) {
             if (!(oracle_path = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf(
-                "usage: cellm verify -m DIR [--oracle FILE] [--device cpu|cuda|xla] [--threads N]\n"
-                "Checks the model against reference outputs (default DIR/oracle.safetensors).\n");
+            printf("usage: cellm verify -m MODEL [--oracle FILE] [options]\n"
+                   "Checks the model against reference outputs (default DIR/oracle.safetensors).\n"
+                   "  --oracle FILE        reference outputs\n" CLI_COMMON_HELP);
             return 0;
         } else {
-            fprintf(stderr, "cellm verify: unknown option %s\n", argv[i]);
+            cli_unknown("verify", argv[i], flags);
             return 2;
         }
     }
-    if (!o.model_dir) {
-        fprintf(stderr, "cellm verify: -m DIR is required\n");
-        return 2;
-    }
+    if (!cli_resolve(&o, "verify")) return 2;
     char path[4096];
     if (!oracle_path) {
         snprintf(path, sizeof path, "%s/oracle.safetensors", o.model_dir);

@@ -9,6 +9,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/hub.h"
+
+const char *const cli_common_flags[] = {"-m",        "--model", "--download",    "--device",
+                                        "--threads", "-t",      "--pjrt-plugin", NULL};
+
 const char *cli_value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) {
@@ -24,6 +29,10 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
     if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
         o->model_dir = cli_value(argc, argv, i);
         return o->model_dir ? 1 : -1;
+    }
+    if (!strcmp(a, "--download")) {
+        o->download = 1;
+        return 1;
     }
     if (!strcmp(a, "--device")) {
         const char *v = cli_value(argc, argv, i);
@@ -42,14 +51,7 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
     }
     if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
         const char *v = cli_value(argc, argv, i);
-        char *end;
-        long n = v ? strtol(v, &end, 10) : 0;
-        if (!v || *end || n < 1 || n > 256) {
-            fprintf(stderr, "cellm: --threads expects a number in [1, 256]\n");
-            return -1;
-        }
-        o->mp.n_threads = (int)n;
-        return 1;
+        return v && cli_int(argv[0], a, v, 1, 256, &o->mp.n_threads) ? 1 : -1;
     }
     if (!strcmp(a, "--pjrt-plugin")) {
         o->mp.pjrt_plugin = cli_value(argc, argv, i);
@@ -64,12 +66,18 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n)
     int32_t *v = malloc(cap * sizeof *v);
     if (!v) return 0;
     const char *p = s;
-    while (*p) {
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+            p++;
+        if (!*p) break;
         char *end;
         errno = 0;
-        long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX) {
-            fprintf(stderr, "cellm: bad token id list '%s' (expected e.g. 1,2,3)\n", s);
+        long x = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : -1;
+        if (x < 0 || errno || x > INT32_MAX) {
+            fprintf(stderr,
+                    "cellm: bad token id list '%s' (expected ids separated by commas or "
+                    "spaces, e.g. 1,2,3)\n",
+                    s);
             free(v);
             return 0;
         }
@@ -84,10 +92,17 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n)
         }
         v[k++] = (int32_t)x;
         p = end;
-        if (*p == ',' || *p == ' ')
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
             p++;
-        else if (*p) {
-            fprintf(stderr, "cellm: bad token id list '%s' (expected e.g. 1,2,3)\n", s);
+        if (*p == ',') {
+            p++;
+            continue;
+        }
+        if (*p && (*p < '0' || *p > '9')) {
+            fprintf(stderr,
+                    "cellm: bad token id list '%s' (expected ids separated by commas or "
+                    "spaces, e.g. 1,2,3)\n",
+                    s);
             free(v);
             return 0;
         }
@@ -97,10 +112,52 @@ int cli_parse_ids(const char *s, int32_t **ids, int *n)
     return 1;
 }
 
+int cli_resolve(struct cli_opts *o, const char *cmd)
+{
+    if (!o->model_dir) {
+        fprintf(stderr, "cellm %s: -m DIR (or -m ORG/NAME) is required\n", cmd);
+        return 0;
+    }
+    if (o->model_dir == o->resolved) return 1;
+    o->given = o->model_dir;
+    char *dir = hub_resolve_model(cmd, o->model_dir, o->download);
+    if (!dir) return 0;
+    int fits = strlen(dir) < sizeof o->resolved;
+    if (fits)
+        snprintf(o->resolved, sizeof o->resolved, "%s", dir);
+    else
+        fprintf(stderr, "cellm %s: %s: path too long\n", cmd, dir);
+    free(dir);
+    if (!fits) return 0;
+    o->model_dir = o->resolved;
+    return 1;
+}
+
+struct cellm_tokenizer *cli_load_tokenizer(const struct cli_opts *o, const char *cmd)
+{
+    struct cellm_error err;
+    struct cellm_tokenizer *tok = NULL;
+    if (cellm_tokenizer_load(o->model_dir, &tok, &err)) {
+        fprintf(stderr, "cellm %s: %s\n", cmd, err.msg);
+        return NULL;
+    }
+    if (o->chat_template) {
+        char *t = cli_read_file(cmd, o->chat_template);
+        enum cellm_status st = t ? cellm_tokenizer_set_chat_template(tok, t, &err) : CELLM_ERR_IO;
+        if (t && st) fprintf(stderr, "cellm %s: %s\n", cmd, err.msg);
+        free(t);
+        if (st) {
+            cellm_tokenizer_free(tok);
+            return NULL;
+        }
+    }
+    return tok;
+}
+
 struct cellm_model *cli_load_model(const struct cli_opts *o, const char *cmd)
 {
     if (!o->model_dir) {
-        fprintf(stderr, "cellm %s: -m DIR is required\n", cmd);
+        fprintf(stderr, "cellm %s: -m DIR (or -m ORG/NAME) is required\n", cmd);
         return NULL;
     }
     struct cellm_error err;

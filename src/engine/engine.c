@@ -225,6 +225,27 @@ int cellm_ctx_seq_len(const struct cellm_ctx *c, int seq)
     return c->len[seq];
 }
 
+enum cellm_status cellm_ctx_seq_truncate(struct cellm_ctx *c, int seq, int n,
+                                         struct cellm_error *err)
+{
+    if (!c || seq < 0 || seq >= c->max_seqs || c->len[seq] < 0)
+        return cellm_errf(err, CELLM_ERR_ARG, "seq_truncate: sequence %d does not exist", seq);
+    if (n < 0 || n > c->len[seq])
+        return cellm_errf(err, CELLM_ERR_RANGE,
+                          "seq_truncate: %d is outside the sequence's length [0, %d]", n,
+                          c->len[seq]);
+    /* a sliding-window layer keeps a ring of its last positions, whose older slots the
+     * positions after n may have overwritten: only a full reset is safe there */
+    if (n > 0 && n < c->len[seq] && c->model->desc.cfg.window > 0)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "seq_truncate: the model's sliding-window layers keep only their "
+                          "window; truncate to 0 and evaluate again");
+    /* executors forget position n on; the cache stays allocated */
+    c->model->vt->seq_truncate(c->ex, seq, n);
+    c->len[seq] = n;
+    return CELLM_OK;
+}
+
 static enum cellm_status toks_reserve(struct cellm_ctx *c, int s, int need,
                                       struct cellm_error *err);
 

@@ -5,7 +5,8 @@
  * {name, template} of which "default" is used), else chat_template.jinja. The variables are
  * those transformers' apply_chat_template passes: messages, add_generation_prompt, the
  * special tokens named in tokenizer_config.json (bos_token, eos_token, ...), then the
- * caller's extra keys, which override. The template engine itself is jinja.c.
+ * caller's extra keys, which override. The template engine itself is jinja.c. A template
+ * set by the caller (--chat-template FILE) replaces the checkpoint's.
  */
 #include <string.h>
 
@@ -23,6 +24,7 @@
 
 static const char *find_template(const struct cellm_tokenizer *tok)
 {
+    if (tok->template_set) return tok->template_set;
     const cJSON *t = cellm_json_get(tok->config, "chat_template");
     if (cJSON_IsString(t)) return t->valuestring;
     for (const cJSON *x = cJSON_IsArray(t) ? t->child : NULL; x; x = x->next) {
@@ -84,6 +86,26 @@ static enum cellm_status build_vars(const struct cellm_tokenizer *tok,
     }
     *out = vars;
     return CELLM_OK;
+}
+
+enum cellm_status cellm_tokenizer_set_chat_template(struct cellm_tokenizer *tok, const char *tmpl,
+                                                   struct cellm_error *err)
+{
+    if (!tok) return cellm_errf(err, CELLM_ERR_ARG, "cellm_tokenizer_set_chat_template: NULL tok");
+    char *copy = NULL;
+    if (tmpl) {
+        size_t n = strlen(tmpl);
+        if (!(copy = cellm_malloc(n + 1))) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+        memcpy(copy, tmpl, n + 1);
+    }
+    cellm_free(tok->template_set);
+    tok->template_set = copy;
+    return CELLM_OK;
+}
+
+int cellm_tokenizer_has_chat_template(const struct cellm_tokenizer *tok)
+{
+    return tok && find_template(tok) != NULL;
 }
 
 enum cellm_status cellm_tokenizer_chat(const struct cellm_tokenizer *tok,

@@ -321,6 +321,7 @@ void cellm_tokenizer_free(struct cellm_tokenizer *tok)
     cellm_free(tok->eos);
     cJSON_Delete(tok->config);
     cellm_free(tok->template_file);
+    cellm_free(tok->template_set);
     cellm_free(tok->what);
     cellm_free(tok);
 }

@@ -23,6 +23,7 @@ struct cellm_tokenizer {
     int neos;
     cJSON *config;       /* tokenizer_config.json, or NULL */
     char *template_file; /* chat_template.jinja, or NULL */
+    char *template_set;  /* cellm_tokenizer_set_chat_template's, or NULL: wins */
     char *what;          /* path of tokenizer.json, for messages */
 };
 

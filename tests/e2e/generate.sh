@@ -17,8 +17,8 @@ decoded=$("$cellm" tokenize -m "$model" --decode "$ids" --skip-special)
 echo "greedy: $prompt ->$text"
 echo "$text" | grep -q '[a-z][a-z]' || fail "no words in '$text'"
 
-# the prompt the model saw is the tokenizer's encoding
-verbose=$("$cellm" generate -m "$model" -p "$prompt" -n 1 --temp 0 --verbose 2>&1 >/dev/null |
+# the prompt the model saw is the tokenizer's encoding (--raw: no chat template)
+verbose=$("$cellm" generate -m "$model" -p "$prompt" -n 1 --temp 0 --raw --verbose 2>&1 >/dev/null |
           sed -n 's/^prompt ids: //p')
 want=$("$cellm" tokenize -m "$model" "$prompt")
 [ "$verbose" = "$want" ] || fail "prompt ids '$verbose' != tokenize '$want'"

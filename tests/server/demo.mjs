@@ -34,7 +34,7 @@ const client = new OpenAI({ apiKey: 'none', baseURL: `${srv.url}/v1`, maxRetries
 // completions: greedy text equals `cellm generate -p`
 const prompt = 'the act of';
 const c = await client.completions.create({ model: 'x', prompt, max_tokens: 24, temperature: 0 });
-const want = generate(['-p', prompt]);
+const want = generate(['--raw', '-p', prompt]);  // a completion: no chat template
 eq(c.choices[0].text, want, 'completion text vs cellm generate');
 check(/[a-z]{2}/.test(want), `no words in ${JSON.stringify(want)}`);
 console.log(`completion: ${prompt}${c.choices[0].text}`);
