@@ -2,8 +2,11 @@
  * cmd_bench.c: `cellm bench`: load time, prefill and decode speed, peak memory.
  *
  * The prompt is -p pseudo-random ids (fixed seed); decode feeds back the argmax for -n
- * steps. Decode bytes/s counts every weight byte read once per token (the head included,
- * the embedding row excluded), which is what bounds decode on a memory-bound device.
+ * steps. With -b B > 1, B sequences are prefilled with the prompt one after the other and
+ * then decoded together, one batch of B rows per step (as a server's continuous batch);
+ * decode reports the aggregate tok/s of all B streams. Decode bytes/s counts every weight byte read
+ * once per token (the head included, the embedding row excluded), which is what bounds decode on a
+ * memory-bound device.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +20,11 @@
 int cellm_cmd_bench(int argc, char **argv)
 {
     static const char *const flags[] = {
-        "-p",       "-n",        "-r", "--help",        "-h", "-m", "--model", "--download",
-        "--device", "--threads", "-t", "--pjrt-plugin", NULL};
+        "-p",         "-n",       "-r",        "-b", "--help",        "-h", "-m", "--model",
+        "--download", "--device", "--threads", "-t", "--pjrt-plugin", NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
-    int n_prompt = 128, n_gen = 64, reps = 1;
+    int n_prompt = 128, n_gen = 64, reps = 1, nb = 1;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
         if (r < 0) return 2;
@@ -36,17 +39,22 @@ int cellm_cmd_bench(int argc, char **argv)
         } else if (!strcmp(argv[i], "-r")) {
             if (!(v = cli_value(argc, argv, &i))) return 2;
             if (!cli_int("bench", "-r", v, 1, 1 << 20, &reps)) return 2;
+        } else if (!strcmp(argv[i], "-b")) {
+            if (!(v = cli_value(argc, argv, &i))) return 2;
+            if (!cli_int("bench", "-b", v, 1, 4096, &nb)) return 2;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: cellm bench -m MODEL [-p PROMPT_TOKENS (128)] [-n GEN_TOKENS (64)] [-r "
-                   "REPEATS]\n" CLI_COMMON_HELP);
+                   "REPEATS]\n"
+                   "                   [-b STREAMS (1): decode this many sequences "
+                   "together]\n" CLI_COMMON_HELP);
             return 0;
         } else {
             cli_unknown("bench", argv[i], flags);
             return 2;
         }
     }
-    if (n_prompt < 1 || n_gen < 1 || reps < 1) {
-        fprintf(stderr, "cellm bench: -p, -n and -r must be positive\n");
+    if (n_prompt < 1 || n_gen < 1 || reps < 1 || nb < 1 || nb > 4096) {
+        fprintf(stderr, "cellm bench: -p, -n and -r must be positive, -b within 1..4096\n");
         return 2;
     }
     if (!cli_resolve(&o, "bench")) return 2;
@@ -68,6 +76,7 @@ int cellm_cmd_bench(int argc, char **argv)
     struct cellm_error err;
     struct cellm_ctx *ctx;
     struct cellm_ctx_params cp = cellm_ctx_params_default();
+    cp.max_seqs = nb;
     if (cellm_ctx_new(m, &cp, &ctx, &err)) {
         fprintf(stderr, "cellm bench: %s\n", err.msg);
         cellm_model_free(m);
@@ -81,7 +90,40 @@ int cellm_cmd_bench(int argc, char **argv)
     }
     double best_pp = 0, best_tg = 0;
     int rc = 0;
-    for (int r = 0; r < reps && !rc; r++) {
+    struct cellm_batch_item *items = nb > 1 ? malloc((size_t)nb * sizeof *items) : NULL;
+    int32_t *picks = nb > 1 ? malloc((size_t)nb * sizeof *picks) : NULL;
+    if (nb > 1 && (!items || !picks)) rc = 1;
+    for (int r = 0; r < reps && !rc && nb > 1; r++) {
+        for (int j = 0; j < nb; j++)
+            items[j].seq = -1;
+        double a = cli_now(), b = a;
+        for (int j = 0; j < nb && !rc; j++) {
+            const float *logits;
+            items[j] = (struct cellm_batch_item){0, cellm_ctx_seq_new(ctx), 1};
+            if (cellm_ctx_eval_seq(ctx, items[j].seq, prompt, n_prompt, &logits, &err)) {
+                fprintf(stderr, "cellm bench: %s\n", err.msg);
+                rc = 1;
+            } else
+                items[j].token = cellm_argmax(logits, vocab);
+            if (j == 0) b = cli_now();
+        }
+        double c = cli_now();
+        for (int i = 0; i < n_gen && !rc; i++) {
+            if (cellm_ctx_eval_argmax(ctx, items, nb, picks, &err)) {
+                fprintf(stderr, "cellm bench: %s\n", err.msg);
+                rc = 1;
+            }
+            for (int j = 0; j < nb; j++)
+                items[j].token = picks[j];
+        }
+        double e = cli_now();
+        double pp = n_prompt / (b - a), tg = (double)nb * n_gen / (e - c);
+        best_pp = pp > best_pp ? pp : best_pp;
+        best_tg = tg > best_tg ? tg : best_tg;
+        for (int j = 0; j < nb; j++)
+            if (items[j].seq >= 0) cellm_ctx_seq_free(ctx, items[j].seq);
+    }
+    for (int r = 0; r < reps && !rc && nb == 1; r++) {
         int seq = cellm_ctx_seq_new(ctx);
         const float *logits;
         double a = cli_now();
@@ -115,11 +157,16 @@ int cellm_cmd_bench(int argc, char **argv)
         printf("device: %s\n", cellm_model_device(m));
         printf("load: %.3f s\n", t_load);
         printf("prefill: %d tokens, %.1f tok/s\n", n_prompt, best_pp);
-        printf("decode: %d tokens, %.2f tok/s, %.2f GB/s of weights\n", n_gen, best_tg,
-               best_tg * step_bytes / 1e9);
+        if (nb > 1)
+            printf("decode: %d streams x %d tokens, %.2f tok/s in all\n", nb, n_gen, best_tg);
+        else
+            printf("decode: %d tokens, %.2f tok/s, %.2f GB/s of weights\n", n_gen, best_tg,
+                   best_tg * step_bytes / 1e9);
         printf("peak rss: %.1f MiB\n", ru.ru_maxrss / 1024.0);
     }
     free(prompt);
+    free(items);
+    free(picks);
     cellm_ctx_free(ctx);
     cellm_model_free(m);
     return rc;

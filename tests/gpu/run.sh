@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
-# in seven modes:
-#   default     prefill through cuBLAS (batches >= 32 rows), decode through the fused kernels
+# in eight modes:
+#   default     batches of 3 or more rows through the default routing (the tensor-core GEMM, cuda_gemm.cuh, is off by default),
+#               other formats' prefill through cuBLAS, decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
 #               and decode attention as one thread-block cluster per (row, head)
 #               (cuda_attn_dec.cu) for every model (CELLM_CUDA_ATTN_DEC=2; the default
@@ -11,12 +12,16 @@
 #               query heads sharing each key tile, for every model
 #   scalar      CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0: the scalar fused products for 4-bit
 #               weights and the single-block fused decode attention
-#   matvec      CELLM_CUDA_GEMM_ROWS=100000: every product through the decode kernels
-#   gemm        CELLM_CUDA_GEMM_ROWS=1: every product through cuBLAS (bf16x3 split for BF16)
+#   matvec      CELLM_CUDA_GEMM_ROWS=100000 CELLM_CUDA_TC_ROWS=0: every product through the
+#               decode kernels
+#   gemm        CELLM_CUDA_GEMM_ROWS=1 CELLM_CUDA_TC_ROWS=0: every product through cuBLAS
+#               (bf16x3 split for BF16)
+#   tc          CELLM_CUDA_TC_ROWS=1: every product the tensor-core GEMM takes through it,
+#               decode steps of one row too
 #   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
 #               epilogue and attention kernels; per-row attention at prefill)
 #   rowmajor    CELLM_CUDA_TILED=0: 4-bit codes in row order on the device
-# The first six modes set CELLM_CUDA_TILED=2: every 4-bit weight whose shape qualifies is
+# The first seven modes set CELLM_CUDA_TILED=2: every 4-bit weight whose shape qualifies is
 # stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
 # default; in the llama-tiled fixtures every product and the tied embedding qualify (made
 # on the GPU machine by ../shared/oracle/make_fixtures.py --cases tests/gpu/llama-tiled-case.json).
@@ -51,8 +56,9 @@ one() { # mode dir index
     default) envs=(CELLM_CUDA_ATTN_DEC=2);;
     grouped) envs=(CELLM_CUDA_ATTN_DEC=3);;
     scalar) envs=(CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0);;
-    matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000);;
-    gemm) envs=(CELLM_CUDA_GEMM_ROWS=1);;
+    matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000 CELLM_CUDA_TC_ROWS=0);;
+    gemm) envs=(CELLM_CUDA_GEMM_ROWS=1 CELLM_CUDA_TC_ROWS=0);;
+    tc) envs=(CELLM_CUDA_TC_ROWS=1);;
     unfused) envs=(CELLM_CUDA_FUSE=0);;
   esac
   if [ "$mode" = rowmajor ]; then envs=(CELLM_CUDA_TILED=0); else envs+=(CELLM_CUDA_TILED=2); fi
@@ -61,7 +67,7 @@ one() { # mode dir index
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm unfused rowmajor}; do
+for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm tc unfused rowmajor}; do
   for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))

@@ -10,10 +10,13 @@
  * batch buffers, and one KV cache per sequence, f32 [n_layers][2][cap][kv_dim], grown by
  * doubling like the CPU's.
  *
- * Matrix products: up to gemm_rows-1 rows go through the fused dequantize-and-multiply
- * kernels, which read each weight once per 8 rows: cuda_mv.cuh for F32/F16/BF16 and 4- and
- * 8-bit affine weights (with the norm before and the residual add or gated activation
- * after them fused in: forward_fused; one or two rows of 4-bit weights go to the
+ * Matrix products: batches of tc_rows (3) or more rows go to the tensor-core GEMM
+ * (cuda_gemm.cu) wherever it takes the weights (4- and 8-bit affine, BF16): packed
+ * weights read once per tile, activations split exactly into bf16 parts in the kernel.
+ * What it does not take keeps the paths below. Up to gemm_rows-1 rows go through the fused
+ * dequantize-and-multiply kernels, which read each weight once per 8 rows: cuda_mv.cuh for
+ * F32/F16/BF16 and 4- and 8-bit affine weights (with the norm before and the residual add or gated
+ * activation after them fused in: forward_fused; one or two rows of 4-bit weights go to the
  * tensor-core variant, cuda_mvt.cuh, unless CELLM_CUDA_MMA=0), cuda_matvec.cu for the
  * other widths and with
  * CELLM_CUDA_FUSE=0 (the first-generation kernels, kept for comparison). Larger batches
@@ -72,6 +75,7 @@ struct cu_model {
     int has_moe;                          /* MoE routing syncs with the host: no graphs */
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
+    int tc_rows;  /* batches of at least this many rows: tensor-core GEMM (0: never) */
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */
     int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
@@ -111,7 +115,9 @@ struct cu_ctx {
     int32_t *moe_idx, *moe_map;
     int32_t *att_cnt; /* fused attention: blocks done per (row, head) */
     int32_t *mv_cnt;  /* tensor-core products: next tile, blocks done */
-    float *am_v;      /* greedy picks: candidates per row (cellm_cu_argmax) */
+    float *gpart;     /* tensor-core GEMM: partial sums of a K split */
+    int64_t gpart_cap;
+    float *am_v; /* greedy picks: candidates per row (cellm_cu_argmax) */
     int32_t *am_i, *ids;
     int distinct;           /* no two rows of this step share a sequence */
     int consecutive;        /* the rows are consecutive positions of one sequence */
@@ -416,6 +422,9 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
     m->fuse = env_int("CELLM_CUDA_FUSE", 1);
     m->mma = env_int("CELLM_CUDA_MMA", 1);
+    m->tc_rows = env_int("CELLM_CUDA_TC_ROWS",
+                         0); /* off until verified on a GPU (bench/cuda_notes.md round 12) */
+    if (m->tc_rows < 0) m->tc_rows = 0;
     m->attn_dec = env_int("CELLM_CUDA_ATTN_DEC", 1);
     /* Early scheduling (PDL) of the decode attention's clusters pays only after a q/k/v
      * product that leaves room beside it: 4-bit weights narrower than CU_RING_COLS, which
@@ -515,13 +524,14 @@ static void free_rows(struct cu_ctx *c)
     void *bufs[] = {c->x,       c->h,      c->q,      c->k,       c->v,       c->att,   c->o,
                     c->gate,    c->up,     c->logits, c->router,  c->moe_out, c->moe_w, c->moe_x,
                     c->moe_g,   c->moe_u,  c->moe_y,  c->moe_idx, c->moe_map, c->rows,  c->cs,
-                    c->att_cnt, c->mv_cnt, c->am_v,   c->am_i,    c->ids};
+                    c->att_cnt, c->mv_cnt, c->am_v,   c->am_i,    c->ids,     c->gpart};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dfree(bufs[i]);
     c->x = c->h = c->q = c->k = c->v = c->att = c->o = c->gate = c->up = c->logits = NULL;
     c->router = c->moe_out = c->moe_w = c->moe_x = c->moe_g = c->moe_u = c->moe_y = NULL;
     c->moe_idx = c->moe_map = c->att_cnt = c->mv_cnt = c->am_i = c->ids = NULL;
-    c->am_v = NULL;
+    c->am_v = c->gpart = NULL;
+    c->gpart_cap = 0;
     c->rows = NULL;
     c->cs = NULL;
     cellm_free(c->h_idx);
@@ -670,6 +680,17 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
     CU_TRY(cudaMemset(c->att_cnt, 0, r * (size_t)cfg->n_heads * sizeof(int32_t)));
     DALLOC(c->mv_cnt, 2);
     CU_TRY(cudaMemset(c->mv_cnt, 0, 2 * sizeof(int32_t)));
+    /* the K split's partials of the tensor-core GEMM, for the batches that may split
+     * (cellm_cu_gemm: up to CU_GEMM_KS_MAX splits while the blocks do not fill the
+     * multiprocessors, which takes few rows); the widest launch is gate and up together */
+    if (c->m->tc_rows > 0) {
+        size_t pr = qd + 2 * kd, pn = r < CU_GEMM_SPLIT_ROWS ? r : CU_GEMM_SPLIT_ROWS;
+        if (2 * ffn > pr) pr = 2 * ffn;
+        if (dim > pr) pr = dim;
+        if (cfg->n_experts && 2 * (size_t)cfg->moe_ffn_dim > pr) pr = 2 * (size_t)cfg->moe_ffn_dim;
+        c->gpart_cap = (int64_t)(CU_GEMM_KS_MAX * pn * pr);
+        DALLOC(c->gpart, (size_t)c->gpart_cap);
+    }
     DALLOC(c->cs, (size_t)MAX_ROPE_TABLES * r * (size_t)(cfg->rot_dims / 2 + 1) * 2);
     if (cfg->n_experts) {
         size_t K = (size_t)cfg->n_experts_used, mi = (size_t)cfg->moe_ffn_dim;
@@ -766,11 +787,51 @@ static void prof_collect(struct cu_ctx *c, int prefill)
     p->n = 0;
 }
 
+/* Whether the tensor-core GEMM (cuda_gemm.cu) takes n rows of x (rows ldx floats apart; 0
+ * when not known yet) times these weights, in one launch. It takes every batch of
+ * tc_rows or more rows whose weights it supports: those rows would otherwise run the
+ * scalar decode kernels (fewer than gemm_rows) or, from gemm_rows on, cuBLAS on f32 tiles
+ * of dequantized affine weights or three bf16 GEMMs over BF16 weights. */
+static int tc_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int nw, int n,
+                 int64_t ldx)
+{
+    if (!c->m->tc_rows || n < c->m->tc_rows) return 0;
+    for (int i = 0; i < nw; i++)
+        if (!cellm_cu_gemm_supported(ws[i], ldx) || ws[i]->fmt != ws[0]->fmt ||
+            ws[i]->bits != ws[0]->bits || ws[i]->group != ws[0]->group ||
+            ws[i]->s_bf16 != ws[0]->s_bf16 || ws[i]->cols != ws[0]->cols ||
+            ws[i]->tiled != ws[0]->tiled)
+            return 0;
+    return 1;
+}
+
+static enum cellm_status tc_run(struct cu_ctx *c, const struct cu_weight *const *ws, int nw,
+                                const float *x, int64_t ldx, int n, float *const *ys,
+                                const int64_t *ldys, const float *const *biases,
+                                struct cellm_error *err)
+{
+    struct cu_gemm_op op = {.nw = nw,
+                            .x = x,
+                            .ldx = ldx,
+                            .n = n,
+                            .part = c->gpart,
+                            .part_cap = c->gpart_cap,
+                            .sms = c->m->sms};
+    for (int i = 0; i < nw; i++) {
+        op.w[i] = ws[i];
+        op.y[i] = ys[i];
+        op.ldy[i] = ldys[i];
+        op.bias[i] = biases ? biases[i] : NULL;
+    }
+    K_TRY(cellm_cu_gemm(&op, c->st));
+    return CELLM_OK;
+}
+
 /* Whether the fused decode kernels (cuda_mv.cu) take these weights, sharing one input. */
 static int mv_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int nw, int n,
                  int with_norm)
 {
-    if (!c->m->fuse || n >= c->m->gemm_rows) return 0;
+    if (!c->m->fuse || n >= c->m->gemm_rows || tc_ok(c, ws, nw, n, 0)) return 0;
     for (int i = 0; i < nw; i++)
         if (!cellm_cu_mv_supported(ws[i], n, with_norm) || ws[i]->fmt != ws[0]->fmt ||
             ws[i]->bits != ws[0]->bits || ws[i]->group != ws[0]->group ||
@@ -800,6 +861,10 @@ static enum cellm_status mm(struct cu_ctx *c, const struct cu_weight *w, const f
                             int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
                             struct cellm_error *err)
 {
+    if (tc_ok(c, &w, 1, n, ldx)) {
+        const float *bs[1] = {bias};
+        return tc_run(c, &w, 1, x, ldx, n, &y, &ldy, bs, err);
+    }
     if (mv_ok(c, &w, 1, n, 0)) {
         struct cu_mv_op op = {.w = {w},
                               .nw = 1,
@@ -859,6 +924,7 @@ static enum cellm_status mm_multi(struct cu_ctx *c, const struct cu_weight *cons
                                   const float *x, int64_t ldx, int n, float *const *ys,
                                   const int64_t *ldys, struct cellm_error *err)
 {
+    if (tc_ok(c, ws, nw, n, ldx)) return tc_run(c, ws, nw, x, ldx, n, ys, ldys, NULL, err);
     int same = n < c->m->gemm_rows;
     for (int i = 1; i < nw; i++)
         same = same && ws[i]->fmt == ws[0]->fmt && ws[i]->bits == ws[0]->bits &&

@@ -97,6 +97,32 @@ struct cu_mv_op {
 /* Whether cellm_cu_mv takes this weight for n rows (with the norm prologue or not). */
 int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm);
 int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream);
+/* Tensor-core products of three or more activation rows (cuda_gemm.cu): 4- and 8-bit
+ * affine (row order or step-ordered) and BF16 weights, read packed once per tile of
+ * weight rows and never dequantized to memory; activations split exactly into three bf16
+ * parts in the kernel (cuda_gemm.cuh says why the result is an f32 dot product).
+ * cellm_cu_gemm_supported: the weight's format and shape qualify, with x rows ldx floats
+ * apart. cellm_cu_gemm: ys[i] = ws[i] x (+ bias) for nw <= 3 weights of one format and
+ * width; with few tiles the K range is split among blocks whose partials go to part
+ * (part_cap floats; a split needs ks * n * the weights' rows of them) and are then summed
+ * in a fixed order. */
+struct cu_gemm_op {
+    const struct cu_weight *w[3];
+    int nw;
+    const float *x;
+    int64_t ldx;
+    int n;
+    float *y[3];
+    int64_t ldy[3];
+    const float *bias[3];
+    float *part;
+    int64_t part_cap;
+    int sms;
+};
+#define CU_GEMM_KS_MAX 4      /* most K splits */
+#define CU_GEMM_SPLIT_ROWS 64 /* batches that may split K have at most this many rows */
+int cellm_cu_gemm_supported(const struct cu_weight *w, int64_t ldx);
+int cellm_cu_gemm(const struct cu_gemm_op *op, void *stream);
 /* Rows [r0, r0+nr) of w widened to f32: out[nr][cols]. */
 int cellm_cu_dequant(const struct cu_weight *w, int64_t r0, int64_t nr, float *out, void *stream);
 /* x[n][cols] (row stride ldx) split exactly into three bf16 parts hi+mid+lo, each [n][cols]. */

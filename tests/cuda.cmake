@@ -1,0 +1,6 @@
+# CUDA executor tests that call its kernels directly (built with -DCELLM_CUDA=ON only; each
+# skips itself where no CUDA device is present, as on CI).
+if(CELLM_CUDA)
+  cellm_core_test(test_cuda_gemm ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda_gemm.c)
+  target_link_libraries(test_cuda_gemm PRIVATE CUDA::cudart)
+endif()
