@@ -1,6 +1,6 @@
 # The command line (tests/cli): option parsing and prompts (options.sh), models by name
 # against a local fake hub (pull.sh), and `cellm chat` through a pseudo-terminal
-# (chat_pty.py). All on the shipped model; none touches the network.
+# (chat_pty.py), and on a sliding-window model (chat_window.py). All on the shipped model; none touches the network.
 find_program(CELLM_PYTHON3 python3)
 if(EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-llama/tokenizer.json)
   set(_m ${PROJECT_SOURCE_DIR}/models/wordnet-llama)
@@ -13,6 +13,13 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-llama/tokenizer.json)
              COMMAND ${CELLM_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/cli/chat_pty.py
                      $<TARGET_FILE:cellm_cli> ${_m} ${CMAKE_CURRENT_BINARY_DIR})
     set_tests_properties(cli/chat-pty PROPERTIES TIMEOUT 600 LABELS cli)
+    # a sliding-window model (the gemma3 fixture with the shipped model's tokenizer, cut
+    # to its vocabulary) keeps its history in the prefix cache, replies unchanged
+    add_test(NAME cli/chat-window
+             COMMAND ${CELLM_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/cli/chat_window.py
+                     $<TARGET_FILE:cellm_cli> ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/gemma3/bf16
+                     ${_m} ${CMAKE_CURRENT_BINARY_DIR}/cli-chat-window)
+    set_tests_properties(cli/chat-window PROPERTIES TIMEOUT 600 LABELS cli)
     if(CURL_FOUND AND OpenSSL_FOUND)
       add_test(NAME cli/pull
                COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/pull.sh $<TARGET_FILE:cellm_cli> ${_m}
