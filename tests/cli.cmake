@@ -1,6 +1,7 @@
 # The command line (tests/cli): option parsing and prompts (options.sh), models by name
-# against a local fake hub (pull.sh), and `cellm chat` through a pseudo-terminal
-# (chat_pty.py), and on a sliding-window model (chat_window.py). All on the shipped model; none touches the network.
+# against a local fake hub (pull.sh), `cellm chat` through a pseudo-terminal (chat_pty.py)
+# and on a sliding-window model (chat_window.py), Ctrl-C in generate (generate_sigint.py).
+# All on the shipped model (and a fixture); none touches the network.
 find_program(CELLM_PYTHON3 python3)
 if(EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-llama/tokenizer.json)
   set(_m ${PROJECT_SOURCE_DIR}/models/wordnet-llama)
@@ -20,6 +21,11 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-llama/tokenizer.json)
                      $<TARGET_FILE:cellm_cli> ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/gemma3/bf16
                      ${_m} ${CMAKE_CURRENT_BINARY_DIR}/cli-chat-window)
     set_tests_properties(cli/chat-window PROPERTIES TIMEOUT 600 LABELS cli)
+    # Ctrl-C in generate: a newline, the stats, status 130 (a pty, and a signal with --ids)
+    add_test(NAME cli/generate-sigint
+             COMMAND ${CELLM_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/cli/generate_sigint.py
+                     $<TARGET_FILE:cellm_cli> ${_m})
+    set_tests_properties(cli/generate-sigint PROPERTIES TIMEOUT 600 LABELS cli)
     if(CURL_FOUND AND OpenSSL_FOUND)
       add_test(NAME cli/pull
                COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cli/pull.sh $<TARGET_FILE:cellm_cli> ${_m}

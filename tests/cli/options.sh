@@ -106,6 +106,18 @@ o2=$(g --prompt-ids "$(echo "$ids" | tr , ' ')" --ids 2>/dev/null)
 [ "$o1" = "$o2" ] || fail "--prompt-ids with spaces: '$o2' vs '$o1'"
 "$cellm" tokenize -m "$model" --decode "$o1" >/dev/null || fail "--decode rejects generate --ids output '$o1'"
 
+# -c/--ctx-size: a context that fills up ends the output with "length" and a note, not
+# an error; a prompt that leaves no room is refused naming -c
+out=$(g --raw -p "the act of" -c 8 -n 100 --ignore-eos --ids 2>"$work/ctx.err") ||
+  fail "-c 8: $(cat "$work/ctx.err")"
+grep -q "context is full.*-c 8" "$work/ctx.err" || fail "-c 8: no note: $(cat "$work/ctx.err")"
+np=$("$cellm" tokenize -m "$model" "the act of" | tr , '\n' | wc -l)
+[ "$(echo "$out" | tr , '\n' | wc -l)" = $((8 - np)) ] || fail "-c 8 generated '$out' ($np prompt ids)"
+out2=$(g --raw -p "the act of" --ctx-size 8 -n 100 --ignore-eos --ids 2>/dev/null)
+[ "$out2" = "$out" ] || fail "--ctx-size 8 '$out2' != -c 8 '$out'"
+refuse "context holds 3 (-c)" g --raw -p "the act of" -c 3
+refuse "-c expects an integer" g -p x -c 12k
+
 # useful messages for a missing directory, a GGUF file, a single .safetensors file
 refuse "no such directory" g -m "$work/nonexistent" -p x
 printf 'GGUF\003\000\000\000' > "$work/model.gguf"
@@ -123,13 +135,16 @@ echo "$v" | grep -q "CUDA: " && echo "$v" | grep -q "XLA: " && echo "$v" | grep 
 hg=$("$cellm" generate --help)
 for f in -m --model --download --device -t --threads --pjrt-plugin -p --prompt -f --file \
          --prompt-ids -n --n-predict --max-tokens --ids --chat --raw --system -sys \
-         --system-prompt --chat-template --no-think --stop --ignore-eos -i --interactive -v \
+         --system-prompt --chat-template --no-think --stop --ignore-eos --min-tokens -c \
+         --ctx-size -i --interactive -v \
          --verbose --temp --temperature --top-k --top-p --min-p --repeat-penalty \
          --frequency-penalty --presence-penalty -s --seed -h --help; do
   echo "$hg" | grep -q -- "$f\b" || fail "generate --help lacks $f"
 done
 hc=$("$cellm" chat --help)
-for f in --system -sys --chat-template -n -c --ctx-size --color --ignore-eos --seed /clear /save /load /system /set; do
+for f in --system -sys --system-prompt --chat-template -p --prompt -n --n-predict --max-tokens -c \
+         --ctx-size --no-think --color --ignore-eos --cache-ram --cache-gpu --cache-block -v \
+         --verbose --temp --top-k --seed -m --threads /clear /save /load /system /set; do
   echo "$hc" | grep -q -- "$f\b" || fail "chat --help lacks $f"
 done
 if "$cellm" serve --help >/dev/null 2>&1; then
