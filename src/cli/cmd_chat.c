@@ -234,7 +234,10 @@ static int read_turn(int tty, const struct palette *p, char **text)
     while ((r = read_line(&line, &cap)) == 1) {
         size_t n = strlen(line);
         if (!strcmp(line, "\"\"\"")) {
-            if (block) break;
+            if (block) { /* the closing line's newline is not part of the text */
+                if (len && (*text)[len - 1] == '\n') (*text)[--len] = 0;
+                break;
+            }
             block = 1;
             if (!*text && !append(text, &len, "")) break;
         } else if (!block && n && line[n - 1] == '\\') {

@@ -149,10 +149,29 @@ for f in --system -sys --system-prompt --chat-template -p --prompt -n --n-predic
 done
 if "$cellm" serve --help >/dev/null 2>&1; then
   hs=$("$cellm" serve --help)
-  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template --model -t --threads --device; do
+  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template \
+           --cache-ram --cache-gpu --cache-block --cors-origin --max-body --quiet --model -t \
+           --threads --device -h --help; do
     echo "$hs" | grep -q -- "$f\b" || fail "serve --help lacks $f"
   done
 fi
+for cmd in "tokenize -m --model --download --no-special --pieces --decode --skip-special" \
+           "inspect -m --model --download --device --threads" "verify --oracle -m --download" \
+           "bench -p -n -r -m --model --download --device -t --threads" "pull -q --quiet"; do
+  set -- $cmd
+  h=$("$cellm" "$1" --help)
+  c=$1
+  shift
+  for f in "$@" -h --help; do
+    echo "$h" | grep -q -- "$f\b" || fail "$c --help lacks $f"
+  done
+done
+
+# chat's multi-line input: a trailing backslash continues a line, a """ block is one turn
+printf 'first \\\nsecond\n"""\nthird\nfourth\n"""\n/save %s\n' "$work/ml.json" |
+  "$cellm" chat -m "$model" --temp 0 -n 4 --threads 2 >/dev/null 2>&1 || fail "chat multi-line input"
+grep -qF '"first \nsecond"' "$work/ml.json" && grep -qF '"third\nfourth"' "$work/ml.json" &&
+  [ "$(grep -c '"role":' "$work/ml.json")" = 4 ] || fail "multi-line turns saved as $(cat "$work/ml.json")"
 
 # generate -i is the chat: piped turns get replies
 out=$(printf 'What does "dog" mean?\n' | g -i 2>&1) || fail "generate -i: $out"
