@@ -36,10 +36,15 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/models/wordnet-llama/tokenizer.json)
 endif()
 
 # cmake --install puts the program, the library and its header in a prefix, and a
-# program built against the installed files links and runs.
+# program built against the installed files links and runs (with the sanitizers' runtime
+# when the libraries were built with them).
+set(_install_flags "")
+if(CELLM_SANITIZE)
+  set(_install_flags "-fsanitize=address,undefined")
+endif()
 add_test(NAME cli/install
          COMMAND ${CMAKE_COMMAND} -DBUILD=${PROJECT_BINARY_DIR}
                  -DPREFIX=${CMAKE_CURRENT_BINARY_DIR}/install-prefix
-                 -DCC=${CMAKE_C_COMPILER} -DCJSON=${CJSON_LIB}
+                 -DCC=${CMAKE_C_COMPILER} -DCJSON=${CJSON_LIB} "-DFLAGS=${_install_flags}"
                  -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/install.cmake)
 set_tests_properties(cli/install PROPERTIES LABELS cli)
