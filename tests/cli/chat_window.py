@@ -2,7 +2,9 @@
 """`cellm chat` keeps the history of a sliding-window model (gemma3, window 8) in its prefix
 cache, and the replies over the cache equal those of a session without one.
 
-    chat_window.py CELLM FIXTURE_DIR TOKENIZER_DIR WORKDIR
+    chat_window.py CELLM FIXTURE_DIR TOKENIZER_DIR WORKDIR [CHAT_OPTION...]
+
+(CHAT_OPTION: e.g. --device cuda, as tests/gpu/chat_run.sh runs it.)
 
 The gemma3 fixture has no tokenizer, so the test gives it the shipped model's, cut to the
 fixture's 384 ids (the specials, the 256 bytes and the first merges), and its chat template.
@@ -16,6 +18,7 @@ import subprocess
 import sys
 
 cellm, fixture, tokdir, work = sys.argv[1:5]
+more = sys.argv[5:]
 STATS = re.compile(r"\[prompt: (\d+) new tokens, (\d+) cached, [0-9.]+ tok/s \| reply: (\d+) tokens")
 
 
@@ -47,7 +50,7 @@ turns = ["What does the word dog mean?", "And the word cat?", "And a house?"]
 
 def chat(*extra):
     r = subprocess.run([cellm, "chat", "-m", model, "--temp", "0", "-n", "12", "--ignore-eos",
-                        "--threads", "2"] + list(extra),
+                        "--threads", "2"] + more + list(extra),
                        input="\n".join(turns) + "\n", capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         fail("cellm chat %s: exit %d\n%s" % (" ".join(extra), r.returncode, r.stderr))
@@ -65,7 +68,7 @@ if n1 <= 8:
     fail("turn 1's prompt (%d tokens) should exceed the window of 8" % n1)
 if c2 < n1 or c3 < n2 + c2:
     fail("the history was prefilled again: %r" % st)
-cold, st0 = chat("--cache-ram", "0")
+cold, st0 = chat("--cache-ram", "0", "--cache-gpu", "0")
 if any(c for _, c, _ in st0):
     fail("--cache-ram 0 still reports cached tokens: %r" % st0)
 if [n + c for n, c, _ in st] != [n + c for n, c, _ in st0]:
