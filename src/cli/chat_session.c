@@ -23,7 +23,7 @@ static int fail(struct cellm_error *err, const char *fmt, ...)
 }
 
 int chat_session_init(struct chat_session *s, struct cellm_model *m, struct cellm_tokenizer *tok,
-                      int max_ctx, struct cellm_error *err)
+                      int max_ctx, const struct cellm_ctx_params *cp, struct cellm_error *err)
 {
     memset(s, 0, sizeof *s);
     s->model = m;
@@ -33,28 +33,35 @@ int chat_session_init(struct chat_session *s, struct cellm_model *m, struct cell
     s->sp = cellm_sampler_params_default();
     int model_max = cellm_model_max_context(m);
     s->max_ctx = max_ctx > 0 && max_ctx < model_max ? max_ctx : model_max;
-    struct cellm_ctx_params cp = cellm_ctx_params_default();
-    if (cellm_ctx_new(m, &cp, &s->ctx, err)) return 0;
-    s->seq = cellm_ctx_seq_new(s->ctx);
-    return 1;
+    s->cp = *cp;
+    return cellm_ctx_new(m, &s->cp, &s->ctx, err) == CELLM_OK;
 }
 
-void chat_session_clear(struct chat_session *s)
+static void forget_messages(struct chat_session *s)
 {
     for (int i = 0; i < s->n_msgs; i++) {
         free(s->msgs[i].role);
         free(s->msgs[i].content);
     }
     s->n_msgs = 0;
-    if (s->ctx) cellm_ctx_seq_truncate(s->ctx, s->seq, 0, NULL);
-    s->n_cached = 0;
+}
+
+int chat_session_clear(struct chat_session *s, struct cellm_error *err)
+{
+    /* a new context is the way to empty its prefix cache: after /clear the first
+     * question costs what it cost in a new session */
+    struct cellm_ctx *ctx;
+    if (cellm_ctx_new(s->model, &s->cp, &ctx, err)) return 0;
+    cellm_ctx_free(s->ctx);
+    s->ctx = ctx;
+    forget_messages(s);
+    return 1;
 }
 
 void chat_session_free(struct chat_session *s)
 {
-    chat_session_clear(s);
+    forget_messages(s);
     free(s->msgs);
-    free(s->cached);
     free(s->system);
     cellm_ctx_free(s->ctx);
     memset(s, 0, sizeof *s);
@@ -106,67 +113,13 @@ static int render(struct chat_session *s, int32_t **ids, size_t *n, struct cellm
     return st == CELLM_OK;
 }
 
-static int cache_push(struct chat_session *s, int32_t id)
-{
-    if (s->n_cached == s->cap_cached) {
-        int cap = s->cap_cached ? 2 * s->cap_cached : 256;
-        int32_t *c = realloc(s->cached, (size_t)cap * sizeof *c);
-        if (!c) return 0;
-        s->cached = c;
-        s->cap_cached = cap;
-    }
-    s->cached[s->n_cached++] = id;
-    return 1;
-}
-
-/* Makes the cache hold ids[0..n) and returns the last position's logits: keeps the common
- * prefix, drops the rest, evaluates the suffix. */
-static int prefill(struct chat_session *s, const int32_t *ids, int n, const float **logits,
-                   struct chat_stats *st, struct cellm_error *err)
-{
-    int lcp = 0;
-    while (lcp < n && lcp < s->n_cached && ids[lcp] == s->cached[lcp])
-        lcp++;
-    /* the last id must be evaluated again to have its logits */
-    if (lcp == n) lcp = n - 1;
-    enum cellm_status tr = cellm_ctx_seq_truncate(s->ctx, s->seq, lcp, err);
-    if (tr == CELLM_ERR_UNSUPPORTED) { /* sliding-window caches: start over */
-        lcp = 0;
-        tr = cellm_ctx_seq_truncate(s->ctx, s->seq, 0, err);
-    }
-    if (tr) return 0;
-    s->n_cached = lcp;
-    st->prompt_cached = lcp;
-    st->prompt_new = n - lcp;
-    double t0 = cli_now();
-    if (cellm_ctx_eval_seq(s->ctx, s->seq, ids + lcp, n - lcp, logits, err)) {
-        /* the cache may hold part of the suffix now: forget all of it */
-        cellm_ctx_seq_truncate(s->ctx, s->seq, lcp, NULL);
-        return 0;
-    }
-    st->prefill_s = cli_now() - t0;
-    for (int i = lcp; i < n; i++)
-        if (!cache_push(s, ids[i])) return fail(err, "out of memory");
-    return 1;
-}
-
-static int is_eos(const int32_t *a, int na, const int32_t *b, int nb, int32_t t)
-{
-    for (int i = 0; i < na; i++)
-        if (a[i] == t) return 1;
-    for (int i = 0; i < nb; i++)
-        if (b[i] == t) return 1;
-    return 0;
-}
-
 enum cellm_status chat_session_reply(struct chat_session *s, FILE *out, volatile sig_atomic_t *stop,
                                      struct chat_stats *st, struct cellm_error *err)
 {
     memset(st, 0, sizeof *st);
-    int32_t *ids = NULL, *gen = NULL;
+    int32_t *ids = NULL, *reply_ids = NULL;
     size_t n = 0;
-    struct cellm_sampler *smp = NULL;
-    struct cellm_detok *dt = NULL;
+    struct cellm_gen *gen = NULL;
     enum cellm_status rc = CELLM_ERR_ARG;
     if (!render(s, &ids, &n, err)) goto done;
     if ((int)n >= s->max_ctx) {
@@ -175,72 +128,72 @@ enum cellm_status chat_session_reply(struct chat_session *s, FILE *out, volatile
         rc = CELLM_ERR_RANGE;
         goto done;
     }
-    struct cellm_sampler_params sp = s->sp;
-    sp.seed += (uint64_t)s->turns; /* a fresh draw each turn, reproducible from --seed */
-    if (cellm_sampler_new(&sp, cellm_model_vocab(s->model), &smp, err) ||
-        cellm_detok_new(s->tok, &dt, err))
-        goto done;
-    const float *logits;
-    if (!prefill(s, ids, (int)n, &logits, st, err)) goto done;
-    for (size_t i = 0; i < n; i++)
-        cellm_sampler_accept(smp, ids[i]);
-    int n_eos = 0, n_teos = 0;
-    const int32_t *eos = cellm_model_eos(s->model, &n_eos);
-    const int32_t *teos = cellm_tokenizer_eos(s->tok, &n_teos);
-    gen = malloc(((size_t)s->n_predict + 1) * sizeof *gen);
-    if (!gen) {
+    struct cellm_gen_params gp = cellm_gen_params_default();
+    gp.max_tokens = s->n_predict;
+    gp.ignore_eos = s->ignore_eos;
+    gp.ctx_limit = s->max_ctx;
+    gp.sampling = s->sp;
+    gp.sampling.seed += (uint64_t)s->turns; /* a fresh draw each turn, reproducible from --seed */
+    reply_ids = malloc(((size_t)s->n_predict + 1) * sizeof *reply_ids);
+    if (!reply_ids) {
         fail(err, "out of memory");
+        rc = CELLM_ERR_NOMEM;
         goto done;
     }
-    int ng = 0;
+    if ((rc = cellm_gen_new(s->ctx, s->tok, ids, (int)n, &gp, &gen, err))) goto done;
+    struct cellm_gen_out o = {0};
+    int n_reply = 0, steps = 0;
+    double t0 = cli_now(), t1 = t0;
     st->finish = "length";
-    double t0 = cli_now();
     for (;;) {
+        /* the first step prefills what the cache lacks and picks the first token */
+        if ((rc = cellm_gen_step(s->ctx, &gen, 1, 0, NULL, err))) goto done;
+        cellm_gen_output(gen, &o);
+        if (steps++ == 0) {
+            t1 = cli_now();
+            st->prompt_cached = o.n_cached;
+            st->prompt_new = o.n_prompt - o.n_cached;
+        }
+        fwrite(o.text, 1, o.text_len, out);
+        fflush(out);
+        for (int i = 0; i < o.n_ids && n_reply < s->n_predict; i++)
+            reply_ids[n_reply++] = o.ids[i];
+        if (o.done) break;
         if (*stop) {
             st->finish = "interrupted";
             break;
         }
-        int32_t t = cellm_sampler_sample(smp, logits);
-        if (!s->ignore_eos && is_eos(eos, n_eos, teos, n_teos, t)) {
-            st->finish = "stop";
-            break;
-        }
-        cellm_sampler_accept(smp, t);
-        gen[ng++] = t;
-        const char *piece;
-        if (cellm_detok_push(dt, t, &piece, err)) goto done;
-        fputs(piece, out);
-        fflush(out);
-        if (ng >= s->n_predict) break;
-        if (s->n_cached >= s->max_ctx) {
-            st->finish = "context";
-            break;
-        }
-        if (cellm_ctx_eval_seq(s->ctx, s->seq, &t, 1, &logits, err)) goto done;
-        if (!cache_push(s, t)) {
-            fail(err, "out of memory");
-            goto done;
-        }
     }
-    st->generated = ng;
-    st->decode_s = cli_now() - t0;
+    if (o.error) {
+        fail(err, "%s", o.error);
+        rc = CELLM_ERR_FORMAT;
+        goto done;
+    }
+    if (o.finish) /* the engine says "length" for a full context as for max_tokens */
+        st->finish = !strcmp(o.finish, "stop") ? "stop"
+                     : o.n_gen < s->n_predict  ? "context"
+                                               : "length";
+    st->generated = n_reply;
+    st->prefill_s = t1 - t0;
+    st->decode_s = cli_now() - t1;
     s->turns++;
     /* the reply as text joins the history; the next turn's render re-tokenizes it and
-     * reuses the cache as far as the ids agree */
+     * attaches the cached blocks as far as the ids agree */
     char *reply = NULL;
-    if (cellm_tokenizer_decode(s->tok, gen, (size_t)ng, 1, &reply, err)) goto done;
+    if ((rc = cellm_tokenizer_decode(s->tok, reply_ids, (size_t)n_reply, 1, &reply, err)))
+        goto done;
     int ok = chat_session_add(s, "assistant", reply);
     free(reply);
     if (!ok) {
         fail(err, "out of memory");
+        rc = CELLM_ERR_NOMEM;
         goto done;
     }
     rc = CELLM_OK;
 done:
+    cellm_gen_free(gen); /* stores the conversation's blocks for the next turn */
     free(ids);
-    free(gen);
-    cellm_sampler_free(smp);
-    cellm_detok_free(dt);
+    free(reply_ids);
     return rc;
 }
 
@@ -301,11 +254,7 @@ int chat_session_load(struct chat_session *s, const char *path, struct cellm_err
         }
     }
     /* the cache stays: the next turn reuses it as far as the loaded history matches */
-    for (int i = 0; i < s->n_msgs; i++) {
-        free(s->msgs[i].role);
-        free(s->msgs[i].content);
-    }
-    s->n_msgs = 0;
+    forget_messages(s);
     int ok = 1;
     char *system_text = cJSON_IsString(sys) ? sys->valuestring : NULL;
     cJSON_ArrayForEach(m, list)

@@ -1,11 +1,16 @@
 /*
- * chat_session.h: one conversation held in a model's KV cache, for `cellm chat`.
+ * chat_session.h: one conversation for `cellm chat`, answered by the engine's generation
+ * loop (cellm_gen_*, the one `cellm generate` and the server run).
  *
- * Owns the messages, the sequence and a copy of the ids in its cache. A turn renders the
- * whole conversation through the chat template, keeps the longest common prefix of the
- * new ids with the cached ones, drops the rest from the cache and prefills only the new
- * suffix, so a turn costs its own tokens, not the history's. The reply loop (sample, EOS,
- * stream) is chat_session_reply: the part to move onto the library's generation API.
+ * Owns the messages and a context whose prefix cache holds the conversation. A turn
+ * renders the whole conversation through the chat template and hands the ids to a
+ * cellm_gen: it attaches the cached blocks the ids start with (the history, as far as it
+ * re-tokenizes to what was computed) and prefills only the rest; when the reply ends the
+ * gen stores its blocks for the next turn. So a turn costs its own tokens, not the
+ * history's, and on the CPU sliding-window models keep their history too (the cache
+ * keeps their window layers; a sequence cut back could not). With blocks of one position
+ * (the CPU default) a turn reuses exactly the longest common prefix. Without a prefix
+ * cache (XLA, or a budget of 0) every turn prefills the whole conversation.
  */
 #ifndef CELLM_CLI_CHAT_SESSION_H
 #define CELLM_CLI_CHAT_SESSION_H
@@ -23,9 +28,8 @@ struct chat_session {
     struct cellm_model *model;   /* borrowed */
     struct cellm_tokenizer *tok; /* borrowed */
     struct cellm_ctx *ctx;
-    int seq, max_ctx;
-    int32_t *cached; /* the ids in the sequence's KV cache, in order */
-    int n_cached, cap_cached;
+    struct cellm_ctx_params cp; /* ctx's parameters (its prefix cache), for /clear */
+    int max_ctx;
     char *system; /* NULL = none */
     struct chat_msg *msgs;
     int n_msgs, cap_msgs;
@@ -41,23 +45,26 @@ struct chat_stats {
     int prompt_new, prompt_cached; /* prefilled ids, and ids reused from the cache */
     int generated;
     double prefill_s, decode_s;
-    const char *finish; /* "stop" (EOS), "length", "interrupted", "context" */
+    const char *finish; /* "stop" (EOS or a stop string), "length" (n_predict),
+                         * "interrupted", "context" (the context is full) */
 };
 
+/* cp: the context's parameters; its cache_bytes is what keeps the history between turns. */
 int chat_session_init(struct chat_session *s, struct cellm_model *m, struct cellm_tokenizer *tok,
-                      int max_ctx, struct cellm_error *err);
+                      int max_ctx, const struct cellm_ctx_params *cp, struct cellm_error *err);
 void chat_session_free(struct chat_session *s);
 
 /* Appends a message (copied). */
 int chat_session_add(struct chat_session *s, const char *role, const char *content);
 /* Sets the system prompt (NULL or "" = none). */
 int chat_session_set_system(struct chat_session *s, const char *text);
-/* Forgets the messages (the system prompt stays) and empties the cache. */
-void chat_session_clear(struct chat_session *s);
+/* Forgets the messages (the system prompt stays) and empties the prefix cache (a new
+ * context). 0 with err set when the new context cannot be made (the old one stays). */
+int chat_session_clear(struct chat_session *s, struct cellm_error *err);
 
-/* Answers the last user message: prefills what is new, then streams the reply's text to
- * out as it is sampled, until EOS, n_predict, the context
- * or *stop becoming nonzero (Ctrl-C). The reply (even a cut one) joins the history. */
+/* Answers the last user message: prefills what the cache lacks, then streams the reply's
+ * text to out as it is released, until EOS, n_predict, the context or *stop becoming
+ * nonzero (Ctrl-C, checked between tokens). The reply (even a cut one) joins the history. */
 enum cellm_status chat_session_reply(struct chat_session *s, FILE *out, volatile sig_atomic_t *stop,
                                      struct chat_stats *st, struct cellm_error *err);
 

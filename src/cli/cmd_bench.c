@@ -43,10 +43,13 @@ int cellm_cmd_bench(int argc, char **argv)
             if (!(v = cli_value(argc, argv, &i))) return 2;
             if (!cli_int("bench", "-b", v, 1, 4096, &nb)) return 2;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: cellm bench -m MODEL [-p PROMPT_TOKENS (128)] [-n GEN_TOKENS (64)] [-r "
-                   "REPEATS]\n"
-                   "                   [-b STREAMS (1): decode this many sequences "
-                   "together]\n" CLI_COMMON_HELP);
+            printf(
+                "usage: cellm bench -m MODEL [options]\n"
+                "  -p N                 prompt tokens to prefill (default 128)\n"
+                "  -n N                 tokens to generate (default 64)\n"
+                "  -r N                 repeats (default 1)\n"
+                "  -b N                 decode N sequences together (default 1)\n" CLI_COMMON_HELP
+                "  -h, --help           this text\n");
             return 0;
         } else {
             cli_unknown("bench", argv[i], flags);

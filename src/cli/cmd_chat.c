@@ -2,11 +2,11 @@
  * cmd_chat.c: `cellm chat` (and `cellm generate -i`): an interactive conversation.
  *
  * Reads a turn (a line; a trailing backslash or a """ block continues it), answers it
- * through chat_session (history stays in the KV cache; only the new tokens are
- * prefilled), streams the reply and prints a stats line. Slash commands change the
- * session. SIGINT sets a flag: during a reply it ends the reply and keeps the session; at
- * the prompt (where it is taken only inside ppoll), twice in a row quits. EOF
- * (Ctrl-D) quits with status 0. Colour only on a terminal (--color, NO_COLOR).
+ * through chat_session (the engine's generation loop; the history stays in the prefix
+ * cache, so only the new tokens are prefilled), streams the reply and prints a stats line. Slash
+ * commands change the session. SIGINT sets a flag: during a reply it ends the reply and keeps the
+ * session; at the prompt (where it is taken only inside ppoll), twice in a row quits. EOF (Ctrl-D)
+ * quits with status 0. Colour only on a terminal (--color, NO_COLOR).
  */
 #include <errno.h>
 #include <poll.h>
@@ -25,15 +25,34 @@ struct chat_opts {
     struct cli_sampling s;
     const char *system, *first, *color;
     int n_predict, ctx_size, think, verbose, ignore_eos;
+    int cache_ram, cache_gpu, cache_block; /* MB, MB, positions; -1 = not given */
 };
 
-static const char *const chat_flags[] = {
-    "--system",     "-sys",        "--system-prompt", "--chat-template",
-    "-n",           "--n-predict", "--max-tokens",    "-c",
-    "--ctx-size",   "--color",     "--no-think",      "-p",
-    "--prompt",     "-v",          "--verbose",       "-h",
-    "--help",       "-i",          "--interactive",   "--chat",
-    "--ignore-eos", NULL};
+static const char *const chat_flags[] = {"--system",
+                                         "-sys",
+                                         "--system-prompt",
+                                         "--chat-template",
+                                         "-n",
+                                         "--n-predict",
+                                         "--max-tokens",
+                                         "-c",
+                                         "--ctx-size",
+                                         "--color",
+                                         "--no-think",
+                                         "-p",
+                                         "--prompt",
+                                         "-v",
+                                         "--verbose",
+                                         "-h",
+                                         "--help",
+                                         "-i",
+                                         "--interactive",
+                                         "--chat",
+                                         "--ignore-eos",
+                                         "--cache-ram",
+                                         "--cache-gpu",
+                                         "--cache-block",
+                                         NULL};
 
 static void usage(void)
 {
@@ -46,8 +65,13 @@ static void usage(void)
            "  --no-think           pass enable_thinking=false to the template (Qwen3)\n"
            "  --ignore-eos         reply until -n or the context ends, past end-of-sequence\n"
            "  --color auto|on|off  colour (default auto: on a terminal, unless NO_COLOR is set)\n"
-           "  -v, --verbose        print the seed\n" CLI_SAMPLING_HELP CLI_COMMON_HELP
-           "  -h, --help           this text\n"
+           "  --cache-ram MB       prefix cache that keeps the history between turns, CPU\n"
+           "                       device (default 1024; 0 = off: every turn prefills it all)\n"
+           "  --cache-gpu MB       the same in device memory, CUDA (default 1024)\n"
+           "  --cache-block N      positions per cache block (default 1 on the CPU: a turn\n"
+           "                       reuses the whole common prefix; 16 on CUDA)\n"
+           "  -v, --verbose        print the seed and the cache's use\n" CLI_SAMPLING_HELP
+               CLI_COMMON_HELP "  -h, --help           this text\n"
            "In the conversation: a line is a turn; end a line with \\ to go on, or put the\n"
            "text between lines of \"\"\". Commands: /clear, /save FILE, /load FILE,\n"
            "/system TEXT, /set temp|top-k|top-p|min-p|repeat-penalty|seed|max-tokens VALUE,\n"
@@ -97,6 +121,12 @@ static int parse(struct chat_opts *o, int argc, char **argv)
                 return 0;
             }
             o->color = v;
+        } else if (!strcmp(a, "--cache-ram")) {
+            if (!VAL() || !cli_int(argv[0], a, v, 0, 1 << 22, &o->cache_ram)) return 0;
+        } else if (!strcmp(a, "--cache-gpu")) {
+            if (!VAL() || !cli_int(argv[0], a, v, 0, 1 << 22, &o->cache_gpu)) return 0;
+        } else if (!strcmp(a, "--cache-block")) {
+            if (!VAL() || !cli_int(argv[0], a, v, 1, 4096, &o->cache_block)) return 0;
         } else if (!strcmp(a, "--no-think")) {
             o->think = 0;
         } else if (!strcmp(a, "--ignore-eos")) {
@@ -204,7 +234,10 @@ static int read_turn(int tty, const struct palette *p, char **text)
     while ((r = read_line(&line, &cap)) == 1) {
         size_t n = strlen(line);
         if (!strcmp(line, "\"\"\"")) {
-            if (block) break;
+            if (block) { /* the closing line's newline is not part of the text */
+                if (len && (*text)[len - 1] == '\n') (*text)[--len] = 0;
+                break;
+            }
             block = 1;
             if (!*text && !append(text, &len, "")) break;
         } else if (!block && n && line[n - 1] == '\\') {
@@ -289,8 +322,10 @@ static int command(struct chat_session *s, const char *line)
     arg = arg ? arg + strspn(arg, " ") : "";
     if (!strcmp(line, "/bye") || !strcmp(line, "/exit") || !strcmp(line, "/quit")) return 0;
     if (!strcmp(line, "/clear")) {
-        chat_session_clear(s);
-        fprintf(stderr, "(conversation cleared)\n");
+        if (chat_session_clear(s, &err))
+            fprintf(stderr, "(conversation cleared)\n");
+        else
+            fprintf(stderr, "/clear: %s\n", err.msg);
     } else if (!strncmp(line, "/save", 5) && (line[5] == ' ' || !line[5])) {
         if (!*arg)
             fprintf(stderr, "usage: /save FILE\n");
@@ -320,7 +355,7 @@ static int command(struct chat_session *s, const char *line)
 }
 
 /* One user turn through the model. */
-static void turn(struct chat_session *s, const struct palette *p, const char *text)
+static void turn(struct chat_session *s, const struct palette *p, const char *text, int verbose)
 {
     struct cellm_error err;
     struct chat_stats st;
@@ -344,6 +379,17 @@ static void turn(struct chat_session *s, const struct palette *p, const char *te
     printf("\n");
     fflush(stdout);
     print_stats(p, &st);
+    if (verbose) {
+        struct cellm_cache_stats cs;
+        cellm_ctx_cache_stats(s->ctx, &cs);
+        if (cs.block)
+            fprintf(stderr, "%s[prefix cache: %zu blocks of %d, %.1f of %.0f MB, %llu evicted]%s\n",
+                    p->dim, cs.blocks, cs.block, cs.bytes / 1048576.0, cs.budget_bytes / 1048576.0,
+                    cs.evictions, p->off);
+        else
+            fprintf(stderr, "%s[no prefix cache: every turn prefills the whole conversation]%s\n",
+                    p->dim, p->off);
+    }
     interrupted = 0;
 }
 
@@ -384,7 +430,16 @@ static int run(struct chat_opts *o)
     }
     if (!cli_sampling_params(&o->s, "chat", o->c.model_dir, o->verbose, &sp)) goto done;
     if (!(m = cli_load_model(&o->c, "chat"))) goto done;
-    if (!chat_session_init(&s, m, tok, o->ctx_size, &err)) {
+    /* the prefix cache keeps the history; it lives where the executor keeps KV (XLA has
+     * none yet). Blocks of one position on the CPU reuse the whole common prefix (a CPU
+     * block copy is one memcpy per row anyway); on CUDA each block is an allocation and
+     * a copy per layer, so they are larger there. */
+    struct cellm_ctx_params cp = cellm_ctx_params_default();
+    int cuda = o->c.mp.device == CELLM_DEVICE_CUDA;
+    int cache_mb = cuda ? o->cache_gpu : o->c.mp.device == CELLM_DEVICE_CPU ? o->cache_ram : 0;
+    cp.cache_bytes = (size_t)(cache_mb < 0 ? 1024 : cache_mb) << 20;
+    cp.cache_block = o->cache_block > 0 ? o->cache_block : cuda ? 16 : 1;
+    if (!chat_session_init(&s, m, tok, o->ctx_size, &cp, &err)) {
         fprintf(stderr, "cellm chat: %s\n", err.msg);
         goto done;
     }
@@ -398,7 +453,7 @@ static int run(struct chat_opts *o)
     if (tty)
         fprintf(stderr, "%scellm chat: %s. /help for commands, Ctrl-D to quit.%s\n", p.dim,
                 o->c.model_dir, p.off);
-    if (o->first) turn(&s, &p, o->first);
+    if (o->first) turn(&s, &p, o->first, o->verbose);
     int ctrl_c = 0;
     for (;;) {
         char *text = NULL;
@@ -423,7 +478,7 @@ static int run(struct chat_opts *o)
             if (!go_on) break;
             continue;
         }
-        if (*text) turn(&s, &p, text);
+        if (*text) turn(&s, &p, text, o->verbose);
         free(text);
     }
     rc = 0;
@@ -444,6 +499,7 @@ static int chat_main(int argc, char **argv)
     memset(&o, 0, sizeof o);
     o.c.mp = cellm_model_params_default();
     o.think = 1;
+    o.cache_ram = o.cache_gpu = o.cache_block = -1;
     cli_sampling_init(&o.s);
     int pr = parse(&o, argc, argv);
     if (pr <= 0) return pr < 0 ? 0 : 2;

@@ -7,10 +7,12 @@
  * Then it streams what the engine's generation loop (cellm_gen_*, the one the server uses
  * too) releases: it samples in the documented order of cellm_sampler (greedy at --temp 0,
  * penalties still applied), stops at an EOS id (not printed, not in --ids), a --stop
- * string (not printed), -n tokens, or a full context (a note on stderr). Ids mode needs no
- * tokenizer. Speed goes to stderr at the end. -i hands the arguments to `cellm chat`
- * (cmd_chat.c).
+ * string (not printed), -n tokens, or a full context (the model's or -c; a note on
+ * stderr). Ids mode needs no tokenizer. Speed goes to stderr at the end. Ctrl-C ends the
+ * output as llama-cli does: a newline, the stats, status 130 (a second Ctrl-C exits at
+ * once, for a long prefill). -i hands the arguments to `cellm chat` (cmd_chat.c).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,7 @@ struct gen_opts {
     const char *prompt, *prompt_file, *prompt_ids, *system;
     const char **stops;
     int n_stops;
-    int n, print_ids, ignore_eos, chat, raw, verbose, think, interactive, min_tokens;
+    int n, print_ids, ignore_eos, chat, raw, verbose, think, interactive, min_tokens, ctx_size;
 };
 
 static const char *const gen_flags[] = {"-p",
@@ -47,6 +49,8 @@ static const char *const gen_flags[] = {"-p",
                                         "--stop",
                                         "--ignore-eos",
                                         "--min-tokens",
+                                        "-c",
+                                        "--ctx-size",
                                         "--verbose",
                                         "-v",
                                         "-i",
@@ -73,6 +77,8 @@ static void usage(void)
            "  --stop TEXT          stop at this text (repeatable; not printed)\n"
            "  --ignore-eos         do not stop at end-of-sequence ids\n"
            "  --min-tokens N       no end-of-sequence before N tokens\n"
+           "  -c, --ctx-size N     prompt + generated tokens at most (default: the model's);\n"
+           "                       a full context ends the output with a note\n"
            "  -i, --interactive    a conversation instead (cellm chat)\n"
            "  -v, --verbose        print the seed, the template choice and the prompt "
            "ids\n" CLI_SAMPLING_HELP CLI_COMMON_HELP "  -h, --help           this text\n");
@@ -119,6 +125,8 @@ static int parse(struct gen_opts *g, int argc, char **argv)
             g->c.chat_template = v;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict") || !strcmp(a, "--max-tokens")) {
             if (!VAL() || !cli_int("generate", a, v, 0, 1 << 30, &g->n)) return 0;
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size")) {
+            if (!VAL() || !cli_int("generate", a, v, 0, 1 << 30, &g->ctx_size)) return 0;
         } else if (!strcmp(a, "--min-tokens")) {
             if (!VAL() || !cli_int("generate", a, v, 0, 1 << 30, &g->min_tokens)) return 0;
         } else if (!strcmp(a, "--ids")) {
@@ -189,6 +197,39 @@ static const char *prompt_text(const struct gen_opts *g, char **owned)
         *owned = NULL;
     }
     return *owned;
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (interrupted) _exit(130); /* the second Ctrl-C: the step in progress may be long */
+    interrupted = 1;
+}
+
+/* From here on Ctrl-C ends the output instead of the process. SIGINT stays blocked in
+ * every thread started after this (the CPU pool starts with the model) and is unblocked in
+ * this one by catch_sigint_here, so the flag is set where the loop reads it. */
+static void catch_sigint(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static void catch_sigint_here(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
 int cellm_cmd_generate(int argc, char **argv)
@@ -266,7 +307,17 @@ int cellm_cmd_generate(int argc, char **argv)
         fprintf(stderr, "cellm generate: the prompt is empty\n");
         goto done;
     }
+    catch_sigint();
     if (!(m = cli_load_model(&g.c, "generate"))) goto done;
+    int model_max = cellm_model_max_context(m);
+    int limit = g.ctx_size > 0 && g.ctx_size < model_max ? g.ctx_size : model_max;
+    if (n_prompt >= limit) {
+        fprintf(stderr,
+                "cellm generate: the prompt has %d tokens and the context holds %d (%s): "
+                "nothing is left to generate\n",
+                n_prompt, limit, limit < model_max ? "-c" : "the model's maximum");
+        goto done;
+    }
     struct cellm_ctx_params cp = cellm_ctx_params_default();
     struct cellm_gen_params gp = cellm_gen_params_default();
     gp.max_tokens = g.n;
@@ -274,6 +325,7 @@ int cellm_cmd_generate(int argc, char **argv)
     gp.stop = g.stops;
     gp.n_stop = g.n_stops;
     gp.ignore_eos = g.ignore_eos;
+    gp.ctx_limit = limit;
     gp.sampling = sp;
     if (cellm_ctx_new(m, &cp, &ctx, &err) ||
         cellm_gen_new(ctx, text_out || g.n_stops ? tok : NULL, prompt, n_prompt, &gp, &gen, &err)) {
@@ -285,7 +337,8 @@ int cellm_cmd_generate(int argc, char **argv)
     double t0 = cli_now(), t1 = t0, t2 = t0;
     int n_out = 0, steps = 0;
     struct cellm_gen_out o = {0};
-    while (g.n > 0) {
+    catch_sigint_here();
+    while (g.n > 0 && !interrupted) {
         /* the whole prompt in the first step, then one token per step */
         if (cellm_gen_step(ctx, &gen, 1, 0, NULL, &err)) {
             fprintf(stderr, "\ncellm generate: %s\n", err.msg);
@@ -315,11 +368,13 @@ int cellm_cmd_generate(int argc, char **argv)
     }
     fflush(stdout);
     if (o.finish && !strcmp(o.finish, "length") && o.n_gen < g.n)
-        fprintf(stderr, "cellm generate: the context is full (%d prompt + %d generated tokens)\n",
-                n_prompt, o.n_gen);
+        fprintf(stderr,
+                "cellm generate: the context is full (%d prompt + %d generated tokens; "
+                "%s %d)\n",
+                n_prompt, o.n_gen, limit < model_max ? "-c" : "the model's maximum", limit);
     int decoded = o.n_gen > 1 ? o.n_gen - 1 : 0;
     fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s\n", n_prompt,
-            n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9), o.n_gen,
+            steps ? n_prompt / (t1 - t0 > 0 ? t1 - t0 : 1e-9) : 0.0, o.n_gen,
             decoded ? decoded / (t2 - t1 > 0 ? t2 - t1 : 1e-9) : 0.0);
     if (g.verbose) {
         fprintf(stderr, "prompt ids: ");
@@ -327,7 +382,12 @@ int cellm_cmd_generate(int argc, char **argv)
             fprintf(stderr, "%s%d", i ? "," : "", prompt[i]);
         fprintf(stderr, "\n");
     }
-    rc = 0;
+    if (!o.done && interrupted) {
+        fprintf(stderr, "cellm generate: interrupted\n");
+        rc = 130;
+    } else {
+        rc = 0;
+    }
 done:
     free(out_ids);
     free(g.stops);

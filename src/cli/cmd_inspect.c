@@ -321,7 +321,8 @@ int cellm_cmd_inspect(int argc, char **argv)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: cellm inspect -m MODEL [options]\n"
                    "  describes a checkpoint: family, dimensions, attention layout, storage of\n"
-                   "  each tensor group, parameters, bytes, shards and warnings\n" CLI_COMMON_HELP);
+                   "  each tensor group, parameters, bytes, shards and warnings\n" CLI_COMMON_HELP
+                   "  -h, --help           this text\n");
             return 0;
         }
         cli_unknown("inspect", argv[i], flags);

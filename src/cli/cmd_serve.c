@@ -38,7 +38,8 @@ static void usage(FILE *f)
             "  --cache-block N  positions per prefix-cache block (default 32)\n"
             "  --cors-origin O  allow browser requests from origin O ('*' = any)\n"
             "  --max-body BYTES largest request body (default %d)\n"
-            "  --quiet          no per-request log lines\n" CLI_COMMON_HELP,
+            "  --quiet          no per-request log lines\n" CLI_COMMON_HELP
+            "  -h, --help       this text\n",
             CELLM_SERVER_MAX_BODY);
 }
 

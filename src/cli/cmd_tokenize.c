@@ -21,7 +21,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: cellm tokenize -m MODEL [--no-special] [--pieces] TEXT\n"
                "       cellm tokenize -m MODEL --decode IDS [--skip-special]\n"
-               "  -m, --model DIR|ORG/NAME   checkpoint directory or a name in the HF cache\n"
+               "  -m, --model DIR|ORG/NAME[@REV]  checkpoint directory, or a name in the Hugging\n"
+               "                  Face cache\n"
+               "  --download      fetch ORG/NAME into the cache first if it is not there\n"
                "  --no-special    do not add the post-processor's special tokens (BOS ...)\n"
                "  --pieces        print vocabulary pieces (space-separated) instead of ids\n"
                "  --decode IDS    print the text of ids separated by commas or spaces (as\n"

@@ -217,7 +217,8 @@ int cellm_cmd_verify(int argc, char **argv)
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: cellm verify -m MODEL [--oracle FILE] [options]\n"
                    "Checks the model against reference outputs (default DIR/oracle.safetensors).\n"
-                   "  --oracle FILE        reference outputs\n" CLI_COMMON_HELP);
+                   "  --oracle FILE        reference outputs\n" CLI_COMMON_HELP
+                   "  -h, --help           this text\n");
             return 0;
         } else {
             cli_unknown("verify", argv[i], flags);

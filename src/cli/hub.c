@@ -177,7 +177,8 @@ int cellm_cmd_pull(int argc, char **argv)
                    "checked against the hub's size and sha256. $HF_TOKEN (or the token of\n"
                    "`huggingface-cli login`) is sent for gated repositories; $HF_ENDPOINT\n"
                    "names another hub. Afterwards, -m ORG/NAME finds it.\n"
-                   "  -q, --quiet    no progress lines\n");
+                   "  -q, --quiet    no progress lines\n"
+                   "  -h, --help     this text\n");
             return 0;
         }
         if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {

@@ -1,5 +1,6 @@
 # cmake --install into PREFIX, then compile and run a program against the installed header
-# and libraries only.  cmake -DBUILD=... -DPREFIX=... -DCC=... -DCJSON=... -P install.cmake
+# and libraries only.  cmake -DBUILD=... -DPREFIX=... -DCC=... -DCJSON=... [-DFLAGS=...]
+# -P install.cmake (FLAGS: compiler flags the libraries need, e.g. the sanitizers')
 file(REMOVE_RECURSE "${PREFIX}")
 execute_process(COMMAND ${CMAKE_COMMAND} --install "${BUILD}" --prefix "${PREFIX}"
                 RESULT_VARIABLE rc OUTPUT_QUIET)
@@ -31,7 +32,8 @@ int main(void)
     return 0;
 }
 ")
-execute_process(COMMAND ${CC} -std=c17 -I${PREFIX}/${CMAKE_INSTALL_INCLUDEDIR} ${PREFIX}/use.c
+separate_arguments(flags UNIX_COMMAND "${FLAGS}")
+execute_process(COMMAND ${CC} -std=c17 ${flags} -I${PREFIX}/${CMAKE_INSTALL_INCLUDEDIR} ${PREFIX}/use.c
                         -L${PREFIX}/${CMAKE_INSTALL_LIBDIR} -lcellm_text -lcellm_core ${CJSON}
                         -lm -lpthread -ldl -o ${PREFIX}/use
                 RESULT_VARIABLE rc ERROR_VARIABLE e)

@@ -106,6 +106,18 @@ o2=$(g --prompt-ids "$(echo "$ids" | tr , ' ')" --ids 2>/dev/null)
 [ "$o1" = "$o2" ] || fail "--prompt-ids with spaces: '$o2' vs '$o1'"
 "$cellm" tokenize -m "$model" --decode "$o1" >/dev/null || fail "--decode rejects generate --ids output '$o1'"
 
+# -c/--ctx-size: a context that fills up ends the output with "length" and a note, not
+# an error; a prompt that leaves no room is refused naming -c
+out=$(g --raw -p "the act of" -c 8 -n 100 --ignore-eos --ids 2>"$work/ctx.err") ||
+  fail "-c 8: $(cat "$work/ctx.err")"
+grep -q "context is full.*-c 8" "$work/ctx.err" || fail "-c 8: no note: $(cat "$work/ctx.err")"
+np=$("$cellm" tokenize -m "$model" "the act of" | tr , '\n' | wc -l)
+[ "$(echo "$out" | tr , '\n' | wc -l)" = $((8 - np)) ] || fail "-c 8 generated '$out' ($np prompt ids)"
+out2=$(g --raw -p "the act of" --ctx-size 8 -n 100 --ignore-eos --ids 2>/dev/null)
+[ "$out2" = "$out" ] || fail "--ctx-size 8 '$out2' != -c 8 '$out'"
+refuse "context holds 3 (-c)" g --raw -p "the act of" -c 3
+refuse "-c expects an integer" g -p x -c 12k
+
 # useful messages for a missing directory, a GGUF file, a single .safetensors file
 refuse "no such directory" g -m "$work/nonexistent" -p x
 printf 'GGUF\003\000\000\000' > "$work/model.gguf"
@@ -123,21 +135,43 @@ echo "$v" | grep -q "CUDA: " && echo "$v" | grep -q "XLA: " && echo "$v" | grep 
 hg=$("$cellm" generate --help)
 for f in -m --model --download --device -t --threads --pjrt-plugin -p --prompt -f --file \
          --prompt-ids -n --n-predict --max-tokens --ids --chat --raw --system -sys \
-         --system-prompt --chat-template --no-think --stop --ignore-eos -i --interactive -v \
+         --system-prompt --chat-template --no-think --stop --ignore-eos --min-tokens -c \
+         --ctx-size -i --interactive -v \
          --verbose --temp --temperature --top-k --top-p --min-p --repeat-penalty \
          --frequency-penalty --presence-penalty -s --seed -h --help; do
   echo "$hg" | grep -q -- "$f\b" || fail "generate --help lacks $f"
 done
 hc=$("$cellm" chat --help)
-for f in --system -sys --chat-template -n -c --ctx-size --color --ignore-eos --seed /clear /save /load /system /set; do
+for f in --system -sys --system-prompt --chat-template -p --prompt -n --n-predict --max-tokens -c \
+         --ctx-size --no-think --color --ignore-eos --cache-ram --cache-gpu --cache-block -v \
+         --verbose --temp --top-k --seed -m --threads /clear /save /load /system /set; do
   echo "$hc" | grep -q -- "$f\b" || fail "chat --help lacks $f"
 done
 if "$cellm" serve --help >/dev/null 2>&1; then
   hs=$("$cellm" serve --help)
-  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template --model -t --threads --device; do
+  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template \
+           --cache-ram --cache-gpu --cache-block --cors-origin --max-body --quiet --model -t \
+           --threads --device -h --help; do
     echo "$hs" | grep -q -- "$f\b" || fail "serve --help lacks $f"
   done
 fi
+for cmd in "tokenize -m --model --download --no-special --pieces --decode --skip-special" \
+           "inspect -m --model --download --device --threads" "verify --oracle -m --download" \
+           "bench -p -n -r -m --model --download --device -t --threads" "pull -q --quiet"; do
+  set -- $cmd
+  h=$("$cellm" "$1" --help)
+  c=$1
+  shift
+  for f in "$@" -h --help; do
+    echo "$h" | grep -q -- "$f\b" || fail "$c --help lacks $f"
+  done
+done
+
+# chat's multi-line input: a trailing backslash continues a line, a """ block is one turn
+printf 'first \\\nsecond\n"""\nthird\nfourth\n"""\n/save %s\n' "$work/ml.json" |
+  "$cellm" chat -m "$model" --temp 0 -n 4 --threads 2 >/dev/null 2>&1 || fail "chat multi-line input"
+grep -qF '"first \nsecond"' "$work/ml.json" && grep -qF '"third\nfourth"' "$work/ml.json" &&
+  [ "$(grep -c '"role":' "$work/ml.json")" = 4 ] || fail "multi-line turns saved as $(cat "$work/ml.json")"
 
 # generate -i is the chat: piped turns get replies
 out=$(printf 'What does "dog" mean?\n' | g -i 2>&1) || fail "generate -i: $out"
