@@ -35,7 +35,8 @@ int cellm_cmd_bench(int argc, char **argv)
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: cellm bench -m DIR [-p PROMPT_TOKENS (128)] [-n GEN_TOKENS (64)] [-r "
                    "REPEATS]\n"
-                   "                   [--device cpu|cuda|xla] [--threads N]\n");
+                   "                   [--device cpu|cuda|xla] [--threads N] [--precision "
+                   "exact|fast]\n");
             return 0;
         } else {
             fprintf(stderr, "cellm bench: unknown option %s\n", argv[i]);
@@ -109,6 +110,7 @@ int cellm_cmd_bench(int argc, char **argv)
         printf("model: %s (%s), %.1f M parameters, %.1f MiB of weights\n", o.model_dir,
                d->cfg.model_type, d->n_params / 1e6, d->n_bytes / 1048576.0);
         printf("device: %s\n", cellm_model_device(m));
+        printf("precision: %s\n", cellm_precision_name(cellm_model_precision(m)));
         printf("load: %.3f s\n", t_load);
         printf("prefill: %d tokens, %.1f tok/s\n", n_prompt, best_pp);
         printf("decode: %d tokens, %.2f tok/s, %.2f GB/s of weights\n", n_gen, best_tg,

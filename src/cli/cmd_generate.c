@@ -37,7 +37,8 @@ static void usage(void)
            "  --frequency-penalty F --presence-penalty P --seed S\n"
            "                       sampling (defaults from generation_config.json; --temp 0 = "
            "greedy)\n"
-           "  --device cpu|cuda|xla --threads N --verbose\n");
+           "  --device cpu|cuda|xla --threads N --verbose\n"
+           "  --precision exact|fast   fast: bf16/int8 activations, f16 KV cache (CPU)\n");
 }
 
 static int parse_float(const char *s, float *out)

@@ -28,7 +28,7 @@ static void usage(FILE *f)
             "  --ctx-size N     prompt + generated tokens per request (default: the model's)\n"
             "  --api-key KEY    require 'Authorization: Bearer KEY' (also $CELLM_API_KEY)\n"
             "  --name NAME      model id in /v1/models (default: the directory's name)\n"
-            "  --device D, --threads N   as for the other commands\n"
+            "  --device D, --threads N, --precision exact|fast   as for the other commands\n"
             "Request bodies are limited to %d bytes.\n",
             CELLM_SERVER_MAX_BODY);
 }
@@ -142,8 +142,9 @@ int cellm_cmd_serve(int argc, char **argv)
         cellm_model_free(model);
         return 1;
     }
-    fprintf(stderr, "cellm serve: listening on http://%s:%d (model %s, %d slots)\n", so.host,
-            cellm_server_port(srv), so.model_name, so.parallel);
+    fprintf(stderr, "cellm serve: listening on http://%s:%d (model %s, %d slots, precision %s)\n",
+            so.host, cellm_server_port(srv), so.model_name, so.parallel,
+            cellm_precision_name(cellm_model_precision(model)));
     fflush(stderr);
 
     int sig = 0;

@@ -51,6 +51,19 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
         o->mp.n_threads = (int)n;
         return 1;
     }
+    if (!strcmp(a, "--precision")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!v) return -1;
+        if (!strcmp(v, "exact"))
+            o->mp.precision = CELLM_PRECISION_EXACT;
+        else if (!strcmp(v, "fast"))
+            o->mp.precision = CELLM_PRECISION_FAST;
+        else {
+            fprintf(stderr, "cellm: --precision %s: expected exact or fast\n", v);
+            return -1;
+        }
+        return 1;
+    }
     if (!strcmp(a, "--pjrt-plugin")) {
         o->mp.pjrt_plugin = cli_value(argc, argv, i);
         return o->mp.pjrt_plugin ? 1 : -1;

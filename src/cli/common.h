@@ -13,7 +13,8 @@ struct cli_opts {
     struct cellm_model_params mp;
 };
 
-/* If argv[*i] is a common option (-m/--model, --device, --threads, --pjrt-plugin),
+/* If argv[*i] is a common option (-m/--model, --device, --threads, --precision,
+ * --pjrt-plugin),
  * consumes it (and its value) and returns 1; returns -1 on a bad value (message
  * printed), 0 if not a common option. */
 int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i);

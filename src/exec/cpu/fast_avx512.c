@@ -1,0 +1,338 @@
+/*
+ * fast_avx512.c: fast-mode products with AVX-512 BF16 (vdpbf16ps) and VNNI (vpdpbusd).
+ *
+ * Tiles of up to 4 weight rows x 6 input rows (BF16) or 4 x 3 (affine) keep every
+ * accumulator in a register; a tile runs over the whole row length, so its weights are
+ * read from memory once per product call and from L1 for every further input row. With
+ * one input row (decode) the tile is 4 x 1 and prefetches the next tile's weights, which
+ * are the next contiguous bytes of the thread's range.
+ *
+ * Affine weights: per 128 elements, the low and high nibbles of 64 code bytes meet the
+ * input in the 4-bit layout of fast_int.h; two vpdpbusd leave in 32-bit lane l the
+ * integer dot product of a quarter of block l/4; that is converted and scaled by
+ * s_g * d_b per lane. 8-bit codes: two vpdpbusd over 64 elements each, lanes paired.
+ * The bias term sum_b b_g * ds_b is a short dot product per (weight row, input row).
+ */
+#include "fast_int.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "base/half.h"
+
+#define TGT                                                                                        \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma,f16c,"     \
+                          "avx2")))
+#define INLINE static inline __attribute__((always_inline))
+
+int cellm_fast_has_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni") &&
+           cellm_cpu_has_f16c();
+}
+
+/* ---- activations ----------------------------------------------------------------------- */
+
+/* bf16 round to nearest even of 16 floats, as cellm_fast_bf16 */
+TGT INLINE __m256i bf16_16(__m512 x)
+{
+    __m512i u = _mm512_castps_si512(x);
+    __m512i r = _mm512_add_epi32(
+        u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                            _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+    r = _mm512_srli_epi32(r, 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+TGT void cellm_fast_quant_row_avx512(const float *x, struct cellm_fast_x *fx, int t, int want_bf,
+                                     int want_q)
+{
+    int64_t K = fx->cols;
+    if (want_bf) {
+        uint16_t *o = fx->bf + t * fx->ld;
+        int64_t i = 0;
+        for (; i + 16 <= K; i += 16)
+            _mm256_storeu_si256((__m256i *)(o + i), bf16_16(_mm512_loadu_ps(x + i)));
+        for (; i < K; i++)
+            o[i] = cellm_fast_bf16(x[i]);
+    }
+    if (!want_q || K % 32) return;
+    int8_t *q = fx->q + t * fx->ld, *p = fx->qp + t * fx->ld;
+    float *d = fx->d + t * fx->ldb, *dl = fx->dl + t * 4 * fx->ldb, *ds = fx->ds + t * fx->ldb;
+    int64_t full = K / 128 * 128;
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (int64_t b = 0; b < K / 32; b++) {
+        __m512 a0 = _mm512_loadu_ps(x + 32 * b), a1 = _mm512_loadu_ps(x + 32 * b + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a0), _mm512_abs_ps(a1)));
+        float dd = amax / 127.0f, id = dd != 0 ? 1.0f / dd : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(a0, vid));
+        __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(a1, vid));
+        q0 = _mm512_min_epi32(_mm512_max_epi32(q0, lo), hi);
+        q1 = _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi);
+        _mm_storeu_si128((__m128i *)(q + 32 * b), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(q + 32 * b + 16), _mm512_cvtepi32_epi8(q1));
+        int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        d[b] = dd;
+        ds[b] = dd * (float)s;
+        _mm_storeu_ps(dl + 4 * b, _mm_set1_ps(dd));
+        if (32 * b < full) {
+            int64_t c = 32 * b / 128 * 128;
+            int j = (int)(b % 4);
+            _mm_storeu_si128((__m128i *)(p + c + 16 * j),
+                             _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, ie, q1)));
+            _mm_storeu_si128((__m128i *)(p + c + 64 + 16 * j),
+                             _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, io, q1)));
+        }
+    }
+    memcpy(p + full, q + full, (size_t)(K - full));
+}
+
+/* ---- BF16 ------------------------------------------------------------------------------ */
+
+TGT INLINE void bf16_tile(const uint8_t *w, size_t wb, const int R, const uint16_t *x, int64_t ldx,
+                          const int T, int64_t K, float *y, int64_t ldy)
+{
+    __m512 acc[4][6];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            /* the next tile's bytes at this offset: the thread's range is contiguous */
+            if (T == 1) _mm_prefetch((const char *)(w + (r + 4) * wb + 2 * k), _MM_HINT_T0);
+            wv[r] = _mm512_loadu_si512((const void *)(w + r * wb + 2 * k));
+        }
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512i xv = _mm512_loadu_si512((const void *)(x + t * ldx + k));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv[r], (__m512bh)xv);
+        }
+    }
+    if (k < K) {
+        __mmask32 m = (__mmask32)((1ull << (K - k)) - 1);
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            wv[r] = _mm512_maskz_loadu_epi16(m, w + r * wb + 2 * k);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512i xv = _mm512_maskz_loadu_epi16(m, x + t * ldx + k);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv[r], (__m512bh)xv);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++)
+            y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+#define BF16_CASE(R, T)                                                                            \
+    case R * 8 + T:                                                                                \
+        bf16_tile(wr, w->row_bytes, R, xt, fx->ld, T, K, yt, ldy);                                 \
+        break;
+#define BF16_CASES(R)                                                                              \
+    BF16_CASE(R, 1) BF16_CASE(R, 2) BF16_CASE(R, 3) BF16_CASE(R, 4) BF16_CASE(R, 5) BF16_CASE(R, 6)
+
+TGT static void bf16_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
+                          const struct cellm_fast_x *fx, float *y, int64_t ldy)
+{
+    int64_t K = w->cols;
+    for (int64_t r = r0; r < r1; r += 4) {
+        int R = r1 - r < 4 ? (int)(r1 - r) : 4;
+        const uint8_t *wr = w->data + (size_t)r * w->row_bytes;
+        for (int t = 0; t < fx->n; t += 6) {
+            int T = fx->n - t < 6 ? fx->n - t : 6;
+            const uint16_t *xt = fx->bf + t * fx->ld;
+            float *yt = y + t * ldy + r;
+            switch (R * 8 + T) {
+                BF16_CASES(1) BF16_CASES(2) BF16_CASES(3) BF16_CASES(4)
+            }
+        }
+    }
+}
+
+/* ---- affine ---------------------------------------------------------------------------- */
+
+/* The weight scales of one 128-element chunk, one per 32-bit lane (lane l: block l/4). */
+TGT INLINE __m512 chunk_scales(const uint8_t *sp, int group, enum cellm_dtype dt, int64_t c,
+                               __m512i idx)
+{
+    int per = 128 / group; /* groups in a chunk: 4, 2 or 1 */
+    __m128i h = _mm_maskz_loadu_epi16((__mmask8)((1u << per) - 1), sp + 2 * c * per);
+    __m128 f = dt == CELLM_DT_BF16 ? _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16))
+                                   : _mm_cvtph_ps(h);
+    return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
+}
+
+static float scale_at(enum cellm_dtype dt, const uint8_t *p)
+{
+    uint16_t h = cellm_load_u16(p);
+    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h);
+}
+
+/* sum_b bexp[b] * ds[b] */
+TGT INLINE float bias_dot(const float *bexp, const float *ds, int64_t nb)
+{
+    __m512 a = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 16 <= nb; b += 16)
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(bexp + b), _mm512_loadu_ps(ds + b), a);
+    if (b < nb) {
+        __mmask16 m = (__mmask16)((1u << (nb - b)) - 1);
+        a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, bexp + b), _mm512_maskz_loadu_ps(m, ds + b),
+                            a);
+    }
+    return _mm512_reduce_add_ps(a);
+}
+
+/* Integer dot product of block b of an affine row with the natural-order input. */
+static int32_t block_dot(const uint8_t *row, int bits, int64_t b, const int8_t *q)
+{
+    int32_t I = 0;
+    if (bits == 4)
+        for (int j = 0; j < 16; j++) {
+            uint8_t v = row[16 * b + j];
+            I += (v & 15) * q[32 * b + 2 * j] + (v >> 4) * q[32 * b + 2 * j + 1];
+        }
+    else
+        for (int j = 0; j < 32; j++)
+            I += row[32 * b + j] * q[32 * b + j];
+    return I;
+}
+
+TGT INLINE void affine_tile(const struct cellm_weight *w, int64_t r0, const int R,
+                            const struct cellm_fast_x *fx, int t0, const int T, float *y,
+                            int64_t ldy, const float *bexp, __m512i idx)
+{
+    const int64_t K = w->cols, nb = K / 32, nc = K / 128, ng = K / w->group;
+    const size_t wb = w->row_bytes;
+    const uint8_t *wr = w->data + (size_t)r0 * wb;
+    const uint8_t *sp = w->scales + (size_t)r0 * ng * 2;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    __m512 acc[4][3];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+        __m512i a[4], b[4];
+        __m512 s[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            if (w->bits == 4) {
+                const uint8_t *p = wr + r * wb + 64 * c;
+                if (T == 1) _mm_prefetch((const char *)(p + 4 * wb), _MM_HINT_T0);
+                __m512i v = _mm512_loadu_si512((const void *)p);
+                a[r] = _mm512_and_si512(v, m4);
+                b[r] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            } else {
+                const uint8_t *p = wr + r * wb + 128 * c;
+                if (T == 1) {
+                    _mm_prefetch((const char *)(p + 4 * wb), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p + 4 * wb + 64), _MM_HINT_T0);
+                }
+                a[r] = _mm512_loadu_si512((const void *)p);
+                b[r] = _mm512_loadu_si512((const void *)(p + 64));
+            }
+            s[r] = chunk_scales(sp + r * ng * 2, w->group, w->sdtype, c, idx);
+        }
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++) {
+            const int8_t *xq = (w->bits == 4 ? fx->qp : fx->q) + (t0 + t) * fx->ld + 128 * c;
+            __m512i x0 = _mm512_loadu_si512((const void *)xq);
+            __m512i x1 = _mm512_loadu_si512((const void *)(xq + 64));
+            __m512 dv = _mm512_loadu_ps(fx->dl + (t0 + t) * 4 * fx->ldb + 16 * c);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i i;
+                if (w->bits == 4) {
+                    i = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a[r], x0);
+                    i = _mm512_dpbusd_epi32(i, b[r], x1);
+                } else {
+                    __m512i i0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a[r], x0);
+                    __m512i i1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b[r], x1);
+                    i = _mm512_add_epi32(_mm512_permutex2var_epi32(i0, ie, i1),
+                                         _mm512_permutex2var_epi32(i0, io, i1));
+                }
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_mul_ps(s[r], dv), acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int t = 0; t < T; t++) {
+            int tt = t0 + t;
+            float v = _mm512_reduce_add_ps(acc[r][t]);
+            for (int64_t bb = nc * 4; bb < nb; bb++) { /* blocks past the last full chunk */
+                int32_t I = block_dot(wr + r * wb, w->bits, bb, fx->q + tt * fx->ld);
+                float sd = scale_at(w->sdtype, sp + r * ng * 2 + 2 * (bb * 32 / w->group)) *
+                           fx->d[tt * fx->ldb + bb];
+                v += sd * (float)I;
+            }
+            y[tt * ldy + r0 + r] = v + bias_dot(bexp + r * nb, fx->ds + tt * fx->ldb, nb);
+        }
+}
+
+#define AFF_CASE(R, T)                                                                             \
+    case R * 8 + T:                                                                                \
+        affine_tile(w, r, R, fx, t, T, y, ldy, scratch, idx);                                      \
+        break;
+#define AFF_CASES(R) AFF_CASE(R, 1) AFF_CASE(R, 2) AFF_CASE(R, 3)
+
+TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
+                            const struct cellm_fast_x *fx, float *y, int64_t ldy, float *scratch)
+{
+    int64_t nb = w->cols / 32, ng = w->cols / w->group, bpg = w->group / 32;
+    int sh = w->group == 32 ? 2 : w->group == 64 ? 3 : 4; /* lane -> group of the chunk */
+    __m512i idx = _mm512_srli_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), sh);
+    if (w->group > 128) idx = _mm512_setzero_si512();
+    for (int64_t r = r0; r < r1; r += 4) {
+        int R = r1 - r < 4 ? (int)(r1 - r) : 4;
+        /* biases widened per block, for the bias term of every input row */
+        for (int k = 0; k < R; k++) {
+            const uint8_t *bp = w->biases + (size_t)(r + k) * ng * 2;
+            for (int64_t b = 0; b < nb; b++)
+                scratch[k * nb + b] = scale_at(w->sdtype, bp + 2 * (b / bpg));
+        }
+        for (int t = 0; t < fx->n; t += 3) {
+            int T = fx->n - t < 3 ? fx->n - t : 3;
+            switch (R * 8 + T) {
+                AFF_CASES(1) AFF_CASES(2) AFF_CASES(3) AFF_CASES(4)
+            }
+        }
+    }
+}
+
+void cellm_fast_rows_avx512(const struct cellm_weight *w, int64_t r0, int64_t r1,
+                            const struct cellm_fast_x *fx, float *y, int64_t ldy, float *scratch)
+{
+    if (w->fmt == CELLM_W_BF16)
+        bf16_rows(w, r0, r1, fx, y, ldy);
+    else
+        affine_rows(w, r0, r1, fx, y, ldy, scratch);
+}
+#endif
