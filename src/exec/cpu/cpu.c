@@ -456,7 +456,10 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
     const struct cellm_config *cfg = &c->d->cfg;
     int E = cfg->n_experts, K = cfg->n_experts_used;
     int64_t dim = cfg->dim, I = cfg->moe_ffn_dim;
-    matmul(c, &L->router, x, dim, n, c->router, E);
+    /* exact in fast mode too: a rounding that reorders two experts changes the output by
+     * far more than the rounding itself */
+    cellm_cpu_matmul(c->pool, c->m->isa, &L->router, x, dim, n, c->router, E, c->mm_scratch,
+                     c->mm_cols);
     for (int i = 0; i < n; i++) {
         float *p = c->router + (size_t)i * E;
         cellm_op_softmax(p, E);
