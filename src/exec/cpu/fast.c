@@ -213,6 +213,11 @@ void cellm_fast_free(struct cellm_fast *f)
     cellm_free(f);
 }
 
+const struct cellm_fast_x *cellm_fast_last_x(const struct cellm_fast *f)
+{
+    return &f->fx;
+}
+
 /* ---- one product call ------------------------------------------------------------------ */
 
 struct fast_job {

@@ -30,6 +30,9 @@ struct cellm_fast_x {
     float *ds;    /* [n][ldb] fl(d * sum q) per block */
 };
 
+/* The activations of the last product call (for tests). */
+const struct cellm_fast_x *cellm_fast_last_x(const struct cellm_fast *f);
+
 /* Scalar quantization of row t of fx from x[cols] (every form the layout needs). */
 void cellm_fast_quant_row_ref(const float *x, struct cellm_fast_x *fx, int t, int want_bf,
                               int want_q);
