@@ -192,6 +192,8 @@ enum cellm_status cellm_fast_new(enum cellm_fast_isa isa, int n_threads, int max
     ok &= !!(fx->q = cellm_malloc(n * ld)) && !!(fx->d = cellm_malloc(n * lb * sizeof(float))) &&
           !!(fx->dl = cellm_malloc(n * 4 * lb * sizeof(float))) &&
           !!(fx->ds = cellm_malloc(n * lb * sizeof(float))) &&
+          !!(fx->ds64 = cellm_malloc(n * lb * sizeof(float))) &&
+          !!(fx->ds128 = cellm_malloc(n * lb * sizeof(float))) &&
           !!(f->scratch = cellm_malloc((size_t)n_threads * 4 * lb * sizeof(float)));
     if (!ok) {
         cellm_fast_free(f);
@@ -207,7 +209,7 @@ void cellm_fast_free(struct cellm_fast *f)
 {
     if (!f) return;
     struct cellm_fast_x *fx = &f->fx;
-    void *bufs[] = {fx->bf, fx->xf, fx->q, fx->qp, fx->d, fx->dl, fx->ds, f->scratch};
+    void *bufs[] = {fx->bf, fx->xf, fx->q, fx->qp, fx->d, fx->dl, fx->ds, fx->ds64, fx->ds128, f->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         cellm_free(bufs[i]);
     cellm_free(f);
@@ -229,6 +231,18 @@ struct fast_job {
     int want_bf, want_q;
 };
 
+/* Per-group sums of ds for groups of 64 and 128. */
+static void group_sums(struct cellm_fast_x *fx, int t)
+{
+    const float *ds = fx->ds + t * fx->ldb;
+    float *d64 = fx->ds64 + t * fx->ldb, *d128 = fx->ds128 + t * fx->ldb;
+    int64_t nb = fx->cols / 32;
+    for (int64_t g = 0; g < nb / 2; g++)
+        d64[g] = ds[2 * g] + ds[2 * g + 1];
+    for (int64_t g = 0; g < nb / 4; g++)
+        d128[g] = d64[2 * g] + d64[2 * g + 1];
+}
+
 static void quant_part(void *arg, int ti, int tn)
 {
     const struct fast_job *j = arg;
@@ -236,13 +250,14 @@ static void quant_part(void *arg, int ti, int tn)
     cellm_split(j->f->fx.n, ti, tn, &b, &e);
     for (long t = b; t < e; t++) {
 #if defined(__x86_64__)
-        if (j->f->isa == CELLM_FAST_AVX512) {
+        if (j->f->isa == CELLM_FAST_AVX512)
             cellm_fast_quant_row_avx512(j->x + t * j->ldx, &j->f->fx, (int)t, j->want_bf,
                                         j->want_q);
-            continue;
-        }
+        else
 #endif
-        cellm_fast_quant_row_ref(j->x + t * j->ldx, &j->f->fx, (int)t, j->want_bf, j->want_q);
+            cellm_fast_quant_row_ref(j->x + t * j->ldx, &j->f->fx, (int)t, j->want_bf,
+                                     j->want_q);
+        if (j->want_q && j->f->fx.cols % 32 == 0) group_sums(&j->f->fx, (int)t);
     }
 }
 

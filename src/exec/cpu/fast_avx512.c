@@ -188,6 +188,20 @@ static float scale_at(enum cellm_dtype dt, const uint8_t *p)
     return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h);
 }
 
+/* out[i] = f32 of n 16-bit values */
+TGT static void widen16(enum cellm_dtype dt, const uint8_t *p, int64_t n, float *out)
+{
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(p + 2 * i));
+        _mm512_storeu_ps(out + i, dt == CELLM_DT_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                                            _mm512_cvtepu16_epi32(h), 16))
+                                                      : _mm512_cvtph_ps(h));
+    }
+    for (; i < n; i++)
+        out[i] = scale_at(dt, p + 2 * i);
+}
+
 /* sum_b bexp[b] * ds[b] */
 TGT INLINE float bias_dot(const float *bexp, const float *ds, int64_t nb)
 {
@@ -218,9 +232,9 @@ static int32_t block_dot(const uint8_t *row, int bits, int64_t b, const int8_t *
     return I;
 }
 
-TGT INLINE void affine_tile(const struct cellm_weight *w, int64_t r0, const int R,
+TGT INLINE void affine_tile(const struct cellm_weight *w, const int BITS, int64_t r0, const int R,
                             const struct cellm_fast_x *fx, int t0, const int T, float *y,
-                            int64_t ldy, const float *bexp, __m512i idx)
+                            int64_t ldy, const float *bw, const float *dsg, __m512i idx)
 {
     const int64_t K = w->cols, nb = K / 32, nc = K / 128, ng = K / w->group;
     const size_t wb = w->row_bytes;
@@ -240,7 +254,7 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, int64_t r0, const int 
         __m512 s[4];
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
-            if (w->bits == 4) {
+            if (BITS == 4) {
                 const uint8_t *p = wr + r * wb + 64 * c;
                 if (T == 1) _mm_prefetch((const char *)(p + 4 * wb), _MM_HINT_T0);
                 __m512i v = _mm512_loadu_si512((const void *)p);
@@ -259,14 +273,14 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, int64_t r0, const int 
         }
 #pragma GCC unroll 3
         for (int t = 0; t < T; t++) {
-            const int8_t *xq = (w->bits == 4 ? fx->qp : fx->q) + (t0 + t) * fx->ld + 128 * c;
+            const int8_t *xq = (BITS == 4 ? fx->qp : fx->q) + (t0 + t) * fx->ld + 128 * c;
             __m512i x0 = _mm512_loadu_si512((const void *)xq);
             __m512i x1 = _mm512_loadu_si512((const void *)(xq + 64));
             __m512 dv = _mm512_loadu_ps(fx->dl + (t0 + t) * 4 * fx->ldb + 16 * c);
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
                 __m512i i;
-                if (w->bits == 4) {
+                if (BITS == 4) {
                     i = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a[r], x0);
                     i = _mm512_dpbusd_epi32(i, b[r], x1);
                 } else {
@@ -287,41 +301,40 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, int64_t r0, const int 
             int tt = t0 + t;
             float v = _mm512_reduce_add_ps(acc[r][t]);
             for (int64_t bb = nc * 4; bb < nb; bb++) { /* blocks past the last full chunk */
-                int32_t I = block_dot(wr + r * wb, w->bits, bb, fx->q + tt * fx->ld);
+                int32_t I = block_dot(wr + r * wb, BITS, bb, fx->q + tt * fx->ld);
                 float sd = scale_at(w->sdtype, sp + r * ng * 2 + 2 * (bb * 32 / w->group)) *
                            fx->d[tt * fx->ldb + bb];
                 v += sd * (float)I;
             }
-            y[tt * ldy + r0 + r] = v + bias_dot(bexp + r * nb, fx->ds + tt * fx->ldb, nb);
+            y[tt * ldy + r0 + r] = v + bias_dot(bw + r * ng, dsg + tt * fx->ldb, ng);
         }
 }
 
-#define AFF_CASE(R, T)                                                                             \
-    case R * 8 + T:                                                                                \
-        affine_tile(w, r, R, fx, t, T, y, ldy, scratch, idx);                                      \
+#define AFF_CASE(B, R, T)                                                                          \
+    case B * 64 + R * 8 + T:                                                                       \
+        affine_tile(w, B, r, R, fx, t, T, y, ldy, scratch, dsg, idx);                              \
         break;
-#define AFF_CASES(R) AFF_CASE(R, 1) AFF_CASE(R, 2) AFF_CASE(R, 3)
+#define AFF_CASES(B, R) AFF_CASE(B, R, 1) AFF_CASE(B, R, 2) AFF_CASE(B, R, 3)
 
 TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
                             const struct cellm_fast_x *fx, float *y, int64_t ldy, float *scratch)
 {
-    int64_t nb = w->cols / 32, ng = w->cols / w->group, bpg = w->group / 32;
+    int64_t ng = w->cols / w->group;
     int sh = w->group == 32 ? 2 : w->group == 64 ? 3 : 4; /* lane -> group of the chunk */
+    const float *dsg = w->group == 32 ? fx->ds : w->group == 64 ? fx->ds64 : fx->ds128;
     __m512i idx = _mm512_srli_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), sh);
     if (w->group > 128) idx = _mm512_setzero_si512();
     for (int64_t r = r0; r < r1; r += 4) {
         int R = r1 - r < 4 ? (int)(r1 - r) : 4;
-        /* biases widened per block, for the bias term of every input row */
-        for (int k = 0; k < R; k++) {
-            const uint8_t *bp = w->biases + (size_t)(r + k) * ng * 2;
-            for (int64_t b = 0; b < nb; b++)
-                scratch[k * nb + b] = scale_at(w->sdtype, bp + 2 * (b / bpg));
-        }
+        /* biases widened, for the bias term of every input row */
+        for (int k = 0; k < R; k++)
+            widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, scratch + k * ng);
         for (int t = 0; t < fx->n; t += 3) {
             int T = fx->n - t < 3 ? fx->n - t : 3;
-            switch (R * 8 + T) {
-                AFF_CASES(1) AFF_CASES(2) AFF_CASES(3) AFF_CASES(4)
+            switch (w->bits * 64 + R * 8 + T) {
+                AFF_CASES(4, 1) AFF_CASES(4, 2) AFF_CASES(4, 3) AFF_CASES(4, 4)
+                AFF_CASES(8, 1) AFF_CASES(8, 2) AFF_CASES(8, 3) AFF_CASES(8, 4)
             }
         }
     }

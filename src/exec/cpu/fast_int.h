@@ -28,6 +28,8 @@ struct cellm_fast_x {
     float *d;     /* [n][ldb] block scales */
     float *dl;    /* [n][4 * ldb] each block scale four times */
     float *ds;    /* [n][ldb] fl(d * sum q) per block */
+    float *ds64;  /* [n][ldb] per group of 64: the two blocks' ds summed */
+    float *ds128; /* [n][ldb] per group of 128: the two ds64 summed */
 };
 
 /* The activations of the last product call (for tests). */
