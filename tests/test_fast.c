@@ -130,8 +130,8 @@ static double model(const struct cellm_weight *w, int64_t r, const float *x, dou
         for (int64_t i = 0; i < w->cols; i++) {
             uint16_t h;
             memcpy(&h, row + 2 * i, 2);
-            double p = (double)cellm_bf16_to_f32(h) *
-                       (double)cellm_bf16_to_f32(cellm_f32_to_bf16(x[i]));
+            double p =
+                (double)cellm_bf16_to_f32(h) * (double)cellm_bf16_to_f32(cellm_f32_to_bf16(x[i]));
             y += p;
             m += fabs(p);
         }
@@ -163,7 +163,7 @@ static void fill_x(float *x, int n, int64_t cols)
 {
     for (int64_t i = 0; i < n * cols; i++)
         x[i] = uniform(-2, 2);
-    x[3] = 40;                                  /* an outlier */
+    x[3] = 40;                                 /* an outlier */
     if (cols >= 64) memset(x + 32, 0, 32 * 4); /* a zero block */
 }
 
@@ -192,8 +192,8 @@ static void check_products(enum cellm_fast_isa isa, struct cellm_pool *pool, str
                     fail_msg("%s %s bits %d group %d K %lld n %d: y[%d][%lld] = %.9g, model "
                              "%.9g (bound %.3g)",
                              cellm_fast_isa_name(isa), cellm_wfmt_name(outs[k].w->fmt),
-                             outs[k].w->bits, outs[k].w->group, (long long)K, n, t,
-                             (long long)r, got, want, bound);
+                             outs[k].w->bits, outs[k].w->group, (long long)K, n, t, (long long)r,
+                             got, want, bound);
             }
     free(x);
     free(ya);
@@ -223,9 +223,9 @@ static void products(void **state)
         enum cellm_wfmt fmt;
         int bits, group;
         enum cellm_dtype sdt;
-    } fmts[] = {{CELLM_W_BF16, 0, 0, CELLM_DT_BF16},     {CELLM_W_AFFINE, 4, 64, CELLM_DT_BF16},
-                {CELLM_W_AFFINE, 4, 32, CELLM_DT_F16},   {CELLM_W_AFFINE, 4, 128, CELLM_DT_F16},
-                {CELLM_W_AFFINE, 8, 64, CELLM_DT_F16},   {CELLM_W_AFFINE, 8, 32, CELLM_DT_BF16},
+    } fmts[] = {{CELLM_W_BF16, 0, 0, CELLM_DT_BF16},    {CELLM_W_AFFINE, 4, 64, CELLM_DT_BF16},
+                {CELLM_W_AFFINE, 4, 32, CELLM_DT_F16},  {CELLM_W_AFFINE, 4, 128, CELLM_DT_F16},
+                {CELLM_W_AFFINE, 8, 64, CELLM_DT_F16},  {CELLM_W_AFFINE, 8, 32, CELLM_DT_BF16},
                 {CELLM_W_AFFINE, 8, 128, CELLM_DT_BF16}};
     int checked = 0;
     for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++)
@@ -276,7 +276,8 @@ static void quantizers(void **state)
     for (int b = 0; b < K / 32; b++) {
         int8_t q[32], qr[32];
         float d, dr;
-        int32_t s = cellm_fast_quant_block(x + 32 * b, q, &d), sr = quant_block(x + 32 * b, qr, &dr);
+        int32_t s = cellm_fast_quant_block(x + 32 * b, q, &d),
+                sr = quant_block(x + 32 * b, qr, &dr);
         assert_int_equal(s, sr);
         assert_memory_equal(q, qr, 32);
         assert_true(memcmp(&d, &dr, 4) == 0);
@@ -367,13 +368,38 @@ static void kv_f16(void **state)
     }
 }
 
+/* SiLU(g) * up within 2^-20 relative of the double value (or 1e-30 absolute, where exp's
+ * argument is clamped to [-87, 88]), over the range that matters and the clamps. */
+static void silu(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    float g[N], up[N], out[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = i < 900 ? uniform(-20, 20) : uniform(-200, 200);
+        up[i] = uniform(-3, 3);
+    }
+    enum cellm_fast_isa isas[4];
+    int ni = isa_levels(isas);
+    for (int ii = 0; ii < ni; ii++) {
+        memcpy(out, g, sizeof out);
+        cellm_fast_glu(isas[ii], CELLM_ACT_SILU, out, up, N - 3);
+        for (int i = 0; i < N - 3; i++) {
+            double want = g[i] / (1 + exp(-(double)g[i])) * up[i];
+            if (!(fabs(out[i] - want) <= ldexp(1, -20) * fabs(want) + 1e-30))
+                fail_msg("%s: silu(%g) * %g = %.9g, want %.9g", cellm_fast_isa_name(isas[ii]), g[i],
+                         up[i], out[i], want);
+        }
+        for (int i = N - 3; i < N; i++)
+            assert_true(out[i] == g[i]); /* past n: untouched */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(handles),
-        cmocka_unit_test(quantizers),
-        cmocka_unit_test(products),
-        cmocka_unit_test(kv_f16),
+        cmocka_unit_test(handles), cmocka_unit_test(quantizers), cmocka_unit_test(products),
+        cmocka_unit_test(kv_f16),  cmocka_unit_test(silu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -440,7 +440,10 @@ static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg,
     for (int i = 0; i < n; i++) {
         if (bg) cellm_op_add_vec(gate + i * I, bg, I);
         if (bu) cellm_op_add_vec(up + i * I, bu, I);
-        cellm_op_glu(cfg->act, gate + i * I, up + i * I, I);
+        if (c->fast)
+            cellm_fast_glu(c->m->fisa, cfg->act, gate + i * I, up + i * I, I);
+        else
+            cellm_op_glu(cfg->act, gate + i * I, up + i * I, I);
     }
     matmul(c, wd, gate, I, n, out, dim);
     if (bd)

@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "base/half.h"
 #include "fast_int.h"
+#include "ops.h"
 
 /* Weight rows per work item of the split (the register tile's height). */
 #define TILE_ROWS 4
@@ -27,7 +28,8 @@ struct cellm_fast {
     int64_t max_cols;
     int n_threads;
     struct cellm_fast_x fx;
-    float *scratch; /* [n_threads][4 * ldb] */
+    float *scratch; /* [n_threads][scratch_floats] */
+    size_t scratch_floats;
 };
 
 enum cellm_fast_isa cellm_fast_isa(enum cellm_isa cap)
@@ -193,8 +195,11 @@ enum cellm_status cellm_fast_new(enum cellm_fast_isa isa, int n_threads, int max
           !!(fx->dl = cellm_malloc(n * 4 * lb * sizeof(float))) &&
           !!(fx->ds = cellm_malloc(n * lb * sizeof(float))) &&
           !!(fx->ds64 = cellm_malloc(n * lb * sizeof(float))) &&
-          !!(fx->ds128 = cellm_malloc(n * lb * sizeof(float))) &&
-          !!(f->scratch = cellm_malloc((size_t)n_threads * 4 * lb * sizeof(float)));
+          !!(fx->ds128 = cellm_malloc(n * lb * sizeof(float))) && 1;
+    /* per thread: 4 rows of biases (4 * ldb), of lane scales (4 * ld / 8) and of
+     * unpacked 4-bit codes (4 * ld bytes) */
+    f->scratch_floats = 4 * lb + 4 * ld / 8 + ld;
+    ok &= !!(f->scratch = cellm_malloc((size_t)n_threads * f->scratch_floats * sizeof(float)));
     if (!ok) {
         cellm_fast_free(f);
         return cellm_errf(err, CELLM_ERR_NOMEM,
@@ -209,7 +214,8 @@ void cellm_fast_free(struct cellm_fast *f)
 {
     if (!f) return;
     struct cellm_fast_x *fx = &f->fx;
-    void *bufs[] = {fx->bf, fx->xf, fx->q, fx->qp, fx->d, fx->dl, fx->ds, fx->ds64, fx->ds128, f->scratch};
+    void *bufs[] = {fx->bf, fx->xf, fx->q,    fx->qp,    fx->d,
+                    fx->dl, fx->ds, fx->ds64, fx->ds128, f->scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         cellm_free(bufs[i]);
     cellm_free(f);
@@ -255,8 +261,7 @@ static void quant_part(void *arg, int ti, int tn)
                                         j->want_q);
         else
 #endif
-            cellm_fast_quant_row_ref(j->x + t * j->ldx, &j->f->fx, (int)t, j->want_bf,
-                                     j->want_q);
+            cellm_fast_quant_row_ref(j->x + t * j->ldx, &j->f->fx, (int)t, j->want_bf, j->want_q);
         if (j->want_q && j->f->fx.cols % 32 == 0) group_sums(&j->f->fx, (int)t);
     }
 }
@@ -286,7 +291,7 @@ static void rows_isa(const struct cellm_fast *f, const struct cellm_weight *w, i
 static void mm_part(void *arg, int ti, int tn)
 {
     const struct fast_job *j = arg;
-    float *scratch = j->f->scratch + (size_t)ti * 4 * (size_t)j->f->fx.ldb;
+    float *scratch = j->f->scratch + (size_t)ti * j->f->scratch_floats;
     int64_t total = 0;
     for (int k = 0; k < j->n_outs; k++)
         total += tiles_of(j->outs[k].w);
@@ -328,6 +333,23 @@ void cellm_fast_matmul_multi(struct cellm_fast *f, struct cellm_pool *pool,
         mm_part(&j, 0, 1);
     else
         cellm_pool_run(pool, mm_part, &j);
+}
+
+void cellm_fast_glu(enum cellm_fast_isa isa, enum cellm_act act, float *gate, const float *up,
+                    int64_t n)
+{
+#if defined(__x86_64__)
+    if (act == CELLM_ACT_SILU && isa == CELLM_FAST_AVX512) {
+        cellm_fast_silu_mul_avx512(gate, up, n);
+        return;
+    }
+    if (act == CELLM_ACT_SILU && isa == CELLM_FAST_AVX2) {
+        cellm_fast_silu_mul_avx2(gate, up, n);
+        return;
+    }
+#endif
+    (void)isa;
+    cellm_op_glu(act, gate, up, n);
 }
 
 /* ---- f16 KV cache ---------------------------------------------------------------------- */

@@ -16,6 +16,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include <math.h>
+
 #include "base/half.h"
 
 #define TGT __attribute__((target("avx2,fma,f16c")))
@@ -92,8 +94,9 @@ TGT static void bf16_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
             float *yt = y + t * ldy + r;
             switch (R * 8 + T) {
                 BF16_CASE(1, 1)
-                BF16_CASE(1, 2) BF16_CASE(2, 1) BF16_CASE(2, 2) BF16_CASE(3, 1) BF16_CASE(3, 2)
-                    BF16_CASE(4, 1) BF16_CASE(4, 2)
+                BF16_CASE(1, 2)
+                BF16_CASE(2, 1) BF16_CASE(2, 2) BF16_CASE(3, 1) BF16_CASE(3, 2) BF16_CASE(4, 1)
+                    BF16_CASE(4, 2)
             }
         }
     }
@@ -239,6 +242,44 @@ void cellm_fast_rows_avx2(const struct cellm_weight *w, int64_t r0, int64_t r1,
         bf16_rows(w, r0, r1, fx, y, ldy);
     else
         affine_rows(w, r0, r1, fx, y, ldy, scratch);
+}
+
+/* ---- SiLU (as fast_avx512.c's) --------------------------------------------------------- */
+
+TGT INLINE __m256 exp8(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* 2^n through the exponent field (n in [-126, 127] after the clamp) */
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+TGT void cellm_fast_silu_mul_avx2(float *gate, const float *up, int64_t n)
+{
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) {
+        float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
 }
 
 /* ---- f16 KV cache ---------------------------------------------------------------------- */

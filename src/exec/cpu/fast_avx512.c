@@ -194,9 +194,10 @@ TGT static void widen16(enum cellm_dtype dt, const uint8_t *p, int64_t n, float 
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
         __m256i h = _mm256_loadu_si256((const __m256i *)(p + 2 * i));
-        _mm512_storeu_ps(out + i, dt == CELLM_DT_BF16 ? _mm512_castsi512_ps(_mm512_slli_epi32(
-                                                            _mm512_cvtepu16_epi32(h), 16))
-                                                      : _mm512_cvtph_ps(h));
+        _mm512_storeu_ps(out + i,
+                         dt == CELLM_DT_BF16
+                             ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
+                             : _mm512_cvtph_ps(h));
     }
     for (; i < n; i++)
         out[i] = scale_at(dt, p + 2 * i);
@@ -310,6 +311,151 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, const int BITS, int64_
         }
 }
 
+/*
+ * Prefill: the row tile is unpacked once for all input rows (codes split into their low
+ * and high nibbles, one scale per 32-bit lane per chunk), so the inner loop is two
+ * vpdpbusd, a conversion, a multiply and an FMA per weight row, input row and 128
+ * elements, all operands loaded from L1. cb[r]: 128 code bytes per chunk, the even
+ * elements of its 4 blocks then the odd ones (the 4-bit input layout of fast_int.h);
+ * sl[r]: 16 scales per chunk.
+ */
+TGT INLINE void panel_tile(const int R, const int T, const uint8_t *const *cb,
+                           const float *const *sl, int64_t nc, const struct cellm_fast_x *fx,
+                           const int8_t *xq, int t0, float out[4][4])
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            acc[r][t] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nc; c++) {
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const int8_t *x = xq + (t0 + t) * fx->ld + 128 * c;
+            __m512i x0 = _mm512_loadu_si512((const void *)x);
+            __m512i x1 = _mm512_loadu_si512((const void *)(x + 64));
+            __m512 dv = _mm512_loadu_ps(fx->dl + (t0 + t) * 4 * fx->ldb + 16 * c);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i i =
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                        _mm512_loadu_si512((const void *)(cb[r] + 128 * c)), x0);
+                i = _mm512_dpbusd_epi32(i, _mm512_loadu_si512((const void *)(cb[r] + 128 * c + 64)),
+                                        x1);
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),
+                                    _mm512_mul_ps(_mm512_loadu_ps(sl[r] + 16 * c), dv), acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+            out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* Rows [r, r + R) of w unpacked as panel_tile reads them, into scratch. */
+TGT static void pack_panel(const struct cellm_weight *w, int64_t r, int R, __m512i idx,
+                           uint8_t *codes, float *scales, const uint8_t **cb, const float **sl)
+{
+    const int64_t nc = w->cols / 128, ng = w->cols / w->group;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    for (int k = 0; k < R; k++) {
+        const uint8_t *row = w->data + (size_t)(r + k) * w->row_bytes;
+        const uint8_t *sp = w->scales + (size_t)(r + k) * ng * 2;
+        /* the next tile's codes, read while this one computes */
+        for (size_t b = 0; b < w->row_bytes; b += 64)
+            _mm_prefetch((const char *)(row + 4 * w->row_bytes + b), _MM_HINT_T1);
+        float *s = scales + k * nc * 16;
+        if (w->sdtype == CELLM_DT_BF16)
+            for (int64_t c = 0; c < nc; c++)
+                _mm512_storeu_ps(s + 16 * c, chunk_scales(sp, w->group, CELLM_DT_BF16, c, idx));
+        else
+            for (int64_t c = 0; c < nc; c++)
+                _mm512_storeu_ps(s + 16 * c, chunk_scales(sp, w->group, CELLM_DT_F16, c, idx));
+        sl[k] = s;
+        uint8_t *o = codes + k * nc * 128;
+        cb[k] = o;
+        if (w->bits == 8) {
+            /* bytes split into even and odd elements per block, the 4-bit codes' order */
+            const __m512i sh = _mm512_broadcast_i32x4(
+                _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+            const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+            const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+            for (int64_t c = 0; c < nc; c++) {
+                __m512i v0 =
+                    _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)(row + 128 * c)), sh);
+                __m512i v1 =
+                    _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)(row + 128 * c + 64)), sh);
+                _mm512_storeu_si512((void *)(o + 128 * c), _mm512_permutex2var_epi64(v0, ev, v1));
+                _mm512_storeu_si512((void *)(o + 128 * c + 64),
+                                    _mm512_permutex2var_epi64(v0, od, v1));
+            }
+            continue;
+        }
+        for (int64_t c = 0; c < nc; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(row + 64 * c));
+            _mm512_storeu_si512((void *)(o + 128 * c), _mm512_and_si512(v, m4));
+            _mm512_storeu_si512((void *)(o + 128 * c + 64),
+                                _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+        }
+    }
+}
+
+/* The parts of an affine product a tile leaves out: blocks past the last full chunk, and
+ * the bias term. */
+TGT INLINE float affine_rest(const struct cellm_weight *w, int64_t r, int t,
+                             const struct cellm_fast_x *fx, const float *bw, const float *dsg)
+{
+    const int64_t K = w->cols, nb = K / 32, nc = K / 128, ng = K / w->group;
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    const uint8_t *sp = w->scales + (size_t)r * ng * 2;
+    float v = 0;
+    for (int64_t bb = nc * 4; bb < nb; bb++) {
+        int32_t I = block_dot(row, w->bits, bb, fx->q + t * fx->ld);
+        v +=
+            scale_at(w->sdtype, sp + 2 * (bb * 32 / w->group)) * fx->d[t * fx->ldb + bb] * (float)I;
+    }
+    return v + bias_dot(bw, dsg + t * fx->ldb, ng);
+}
+
+#define PANEL_CASE(R, T)                                                                           \
+    case R * 8 + T:                                                                                \
+        panel_tile(R, T, cb, sl, nc, fx, xq, t, acc);                                              \
+        break;
+#define PANEL_CASES(R) PANEL_CASE(R, 1) PANEL_CASE(R, 2) PANEL_CASE(R, 3) PANEL_CASE(R, 4)
+
+TGT static void affine_rows_panel(const struct cellm_weight *w, int64_t r0, int64_t r1,
+                                  const struct cellm_fast_x *fx, float *y, int64_t ldy,
+                                  float *scratch, const float *dsg, __m512i idx)
+{
+    const int64_t nc = w->cols / 128, ng = w->cols / w->group;
+    float *bw = scratch, *scales = scratch + 4 * fx->ldb;
+    uint8_t *codes = (uint8_t *)(scales + 4 * (fx->ld / 128) * 16);
+    const int8_t *xq = fx->qp; /* both widths are packed in the 4-bit order */
+    for (int64_t r = r0; r < r1; r += 4) {
+        int R = r1 - r < 4 ? (int)(r1 - r) : 4;
+        const uint8_t *cb[4];
+        const float *sl[4];
+        pack_panel(w, r, R, idx, codes, scales, cb, sl);
+        for (int k = 0; k < R; k++)
+            widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bw + k * ng);
+        for (int t = 0; t < fx->n; t += 4) {
+            int T = fx->n - t < 4 ? fx->n - t : 4;
+            float acc[4][4];
+            switch (R * 8 + T) {
+                PANEL_CASES(1) PANEL_CASES(2) PANEL_CASES(3) PANEL_CASES(4)
+            }
+            for (int k = 0; k < R; k++)
+                for (int u = 0; u < T; u++)
+                    y[(t + u) * ldy + r + k] =
+                        acc[k][u] + affine_rest(w, r + k, t + u, fx, bw + k * ng, dsg);
+        }
+    }
+}
+
 #define AFF_CASE(B, R, T)                                                                          \
     case B * 64 + R * 8 + T:                                                                       \
         affine_tile(w, B, r, R, fx, t, T, y, ldy, scratch, dsg, idx);                              \
@@ -324,7 +470,10 @@ TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
     const float *dsg = w->group == 32 ? fx->ds : w->group == 64 ? fx->ds64 : fx->ds128;
     __m512i idx = _mm512_srli_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), sh);
-    if (w->group > 128) idx = _mm512_setzero_si512();
+    if (fx->n >= 4) {
+        affine_rows_panel(w, r0, r1, fx, y, ldy, scratch, dsg, idx);
+        return;
+    }
     for (int64_t r = r0; r < r1; r += 4) {
         int R = r1 - r < 4 ? (int)(r1 - r) : 4;
         /* biases widened, for the bias term of every input row */
@@ -333,10 +482,51 @@ TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
         for (int t = 0; t < fx->n; t += 3) {
             int T = fx->n - t < 3 ? fx->n - t : 3;
             switch (w->bits * 64 + R * 8 + T) {
-                AFF_CASES(4, 1) AFF_CASES(4, 2) AFF_CASES(4, 3) AFF_CASES(4, 4)
-                AFF_CASES(8, 1) AFF_CASES(8, 2) AFF_CASES(8, 3) AFF_CASES(8, 4)
+                AFF_CASES(4, 1)
+                AFF_CASES(4, 2) AFF_CASES(4, 3) AFF_CASES(4, 4) AFF_CASES(8, 1) AFF_CASES(8, 2)
+                    AFF_CASES(8, 3) AFF_CASES(8, 4)
             }
         }
+    }
+}
+
+/* ---- SiLU ------------------------------------------------------------------------------ */
+
+/* exp(x) to about 2 ulp: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial in r,
+ * scaled by 2^n. */
+TGT INLINE __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+TGT void cellm_fast_silu_mul_avx512(float *gate, const float *up, int64_t n)
+{
+    int64_t i = 0;
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= n; i += 16) {
+        __m512 g = _mm512_loadu_ps(gate + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, e));
+        _mm512_storeu_ps(gate + i, _mm512_mul_ps(s, _mm512_loadu_ps(up + i)));
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, up + i)));
     }
 }
 

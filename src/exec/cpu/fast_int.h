@@ -40,8 +40,8 @@ void cellm_fast_quant_row_ref(const float *x, struct cellm_fast_x *fx, int t, in
                               int want_q);
 
 #if defined(__x86_64__)
-/* Rows [r0, r1) of w against every row of fx into y[t * ldy + r]; scratch: 4 * ldb
- * floats. */
+/* Rows [r0, r1) of w against every row of fx into y[t * ldy + r]; scratch: 4 * ldb +
+ * ld / 2 + ld floats (fast.c). */
 void cellm_fast_rows_avx512(const struct cellm_weight *w, int64_t r0, int64_t r1,
                             const struct cellm_fast_x *fx, float *y, int64_t ldy, float *scratch);
 void cellm_fast_quant_row_avx512(const float *x, struct cellm_fast_x *fx, int t, int want_bf,
@@ -49,6 +49,8 @@ void cellm_fast_quant_row_avx512(const float *x, struct cellm_fast_x *fx, int t,
 void cellm_fast_rows_avx2(const struct cellm_weight *w, int64_t r0, int64_t r1,
                           const struct cellm_fast_x *fx, float *y, int64_t ldy, float *scratch);
 int cellm_fast_has_avx512(void);
+void cellm_fast_silu_mul_avx512(float *gate, const float *up, int64_t n);
+void cellm_fast_silu_mul_avx2(float *gate, const float *up, int64_t n);
 float cellm_fast_dot_f16_x86(int avx512, const float *q, const uint16_t *k, int64_t n);
 void cellm_fast_axpy_f16_x86(float *y, float a, const uint16_t *v, int64_t n);
 void cellm_fast_to_f16_x86(const float *x, uint16_t *out, int64_t n);
