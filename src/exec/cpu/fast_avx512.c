@@ -203,6 +203,10 @@ TGT static void bf16_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
     for (int64_t r = r0; r < r1; r += 4) {
         int R = r1 - r < 4 ? (int)(r1 - r) : 4;
         const uint8_t *wr = w->data + (size_t)r * w->row_bytes;
+        /* several input rows: fetch the next tile while this one computes */
+        if (fx->n > 1)
+            for (size_t b = 0; b < 4 * w->row_bytes; b += 64)
+                _mm_prefetch((const char *)(wr + 4 * w->row_bytes + b), _MM_HINT_T1);
         for (int t = 0; t < fx->n; t += 6) {
             int T = fx->n - t < 6 ? fx->n - t : 6;
             const uint16_t *xt = fx->bf + t * fx->ld;
