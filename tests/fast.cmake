@@ -1,3 +1,6 @@
 # Fast-mode kernels (--precision fast) against a scalar model of their quantization, on
 # every fast ISA level the CPU has.
 cellm_core_test(test_fast ${CMAKE_CURRENT_SOURCE_DIR}/test_fast.c)
+# The memory bounds of test_memory (weights mapped, never copied; peak RSS about the file
+# plus the KV cache) in fast mode.
+add_test(NAME test_memory_fast COMMAND test_memory fast)
