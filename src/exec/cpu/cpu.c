@@ -12,8 +12,9 @@
  * write its keys into the ring before attending without overwriting keys still needed.
  *
  * --precision fast (fast.h) changes three things and nothing else: products of weights
- * that fast.c handles go through its kernels, and the KV cache holds f16 instead of f32
- * (the element type is chosen when the context is made). Exact mode is untouched.
+ * that fast.c handles go through its kernels (the MoE router stays exact), SiLU uses its
+ * polynomial exp, and the KV cache holds f16 instead of f32 (the element type is chosen
+ * when the context is made). Exact mode is untouched.
  */
 #include <math.h>
 #include <stdio.h>
