@@ -196,9 +196,9 @@ enum cellm_status cellm_fast_new(enum cellm_fast_isa isa, int n_threads, int max
           !!(fx->ds = cellm_malloc(n * lb * sizeof(float))) &&
           !!(fx->ds64 = cellm_malloc(n * lb * sizeof(float))) &&
           !!(fx->ds128 = cellm_malloc(n * lb * sizeof(float))) && 1;
-    /* per thread: 4 rows of biases (4 * ldb), of lane scales (4 * ld / 8) and of
-     * unpacked 4-bit codes (4 * ld bytes) */
-    f->scratch_floats = 4 * lb + 4 * ld / 8 + ld;
+    /* per thread: decode's widened biases (4 rows, 4 * ldb), or prefill's repacked panel
+     * of 16 rows (16 * ld code bytes, scales and biases 2 * 16 * ldb floats) */
+    f->scratch_floats = 4 * ld + 32 * lb;
     ok &= !!(f->scratch = cellm_malloc((size_t)n_threads * f->scratch_floats * sizeof(float)));
     if (!ok) {
         cellm_fast_free(f);

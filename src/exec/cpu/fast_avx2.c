@@ -95,8 +95,8 @@ TGT static void bf16_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
             switch (R * 8 + T) {
                 BF16_CASE(1, 1)
                 BF16_CASE(1, 2)
-                BF16_CASE(2, 1) BF16_CASE(2, 2) BF16_CASE(3, 1) BF16_CASE(3, 2) BF16_CASE(4, 1)
-                    BF16_CASE(4, 2)
+                BF16_CASE(2, 1)
+                BF16_CASE(2, 2) BF16_CASE(3, 1) BF16_CASE(3, 2) BF16_CASE(4, 1) BF16_CASE(4, 2)
             }
         }
     }

@@ -1,17 +1,18 @@
 /*
  * fast_avx512.c: fast-mode products with AVX-512 BF16 (vdpbf16ps) and VNNI (vpdpbusd).
  *
- * Tiles of up to 4 weight rows x 6 input rows (BF16) or 4 x 3 (affine) keep every
- * accumulator in a register; a tile runs over the whole row length, so its weights are
- * read from memory once per product call and from L1 for every further input row. With
- * one input row (decode) the tile is 4 x 1 and prefetches the next tile's weights, which
- * are the next contiguous bytes of the thread's range.
+ * BF16: tiles of up to 4 weight rows x 6 input rows of vdpbf16ps keep every accumulator
+ * in a register; a tile runs over the whole row length, so its weights are read from
+ * memory once per product call and from L1 for every further input row. With one input
+ * row (decode) the tile is 4 x 1 and prefetches the next tile's weights, which are the
+ * next contiguous bytes of the thread's range.
  *
- * Affine weights: per 128 elements, the low and high nibbles of 64 code bytes meet the
- * input in the 4-bit layout of fast_int.h; two vpdpbusd leave in 32-bit lane l the
- * integer dot product of a quarter of block l/4; that is converted and scaled by
- * s_g * d_b per lane. 8-bit codes: two vpdpbusd over 64 elements each, lanes paired.
- * The bias term sum_b b_g * ds_b is a short dot product per (weight row, input row).
+ * Affine, decode (fewer than 4 input rows): per 128 elements, the low and high nibbles of
+ * 64 code bytes meet the input in the 4-bit layout of fast_int.h; two vpdpbusd leave in
+ * 32-bit lane l the integer dot product of a quarter of block l/4, converted and scaled by
+ * s_g * d_b per lane (8-bit codes: two vpdpbusd over 64 elements each, lanes paired).
+ * Affine, prefill: the outer-product form of op_tile (16 rows per vector, the input's
+ * 4-byte groups broadcast), about twice the multiply-adds per instruction.
  */
 #include "fast_int.h"
 
@@ -361,173 +362,119 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, const int BITS, int64_
 }
 
 /*
- * Prefill: the row tile is unpacked once for all input rows (codes split into their low
- * and high nibbles, one scale per 32-bit lane per chunk), so the inner loop is two
- * vpdpbusd, a conversion, a multiply and an FMA per weight row, input row and 128
- * elements, all operands loaded from L1. cb[r]: 128 code bytes per chunk, the even
- * elements of its 4 blocks then the odd ones (the 4-bit input layout of fast_int.h);
- * sl[r]: 16 scales per chunk.
+ * Prefill, outer-product form: a panel of 16 weight rows is repacked so that one vector
+ * holds 4 consecutive codes of each of the 16 rows, and the input's matching 4 bytes are
+ * broadcast: one vpdpbusd is then 64 multiply-adds into 16 row sums, a block of 32 is 8 of
+ * them into one integer accumulator per row, and only then comes one conversion and one
+ * FMA (by the block's activation scale, a broadcast scalar); the weight scale and the
+ * bias term are applied once per group. No horizontal reduction: lane l is row l.
+ * W: [block][4-byte group j][row] u32, S and B: [group][row] f32.
  */
-TGT INLINE void panel_tile(const int R, const int T, const uint8_t *const *cb,
-                           const float *const *sl, int64_t nc, const struct cellm_fast_x *fx,
-                           const int8_t *xq, int t0, const float *bw, const float *dsg,
-                           int64_t ng, float out[4][4])
+TGT INLINE void op_tile(const int T, const uint8_t *W, const float *S, const float *B, int64_t nb,
+                        int bpg, const struct cellm_fast_x *fx, int t0, const float *dsg, float *y,
+                        int64_t ldy, __mmask16 rows)
 {
-    __m512 acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
+    __m512 acc[8], accg[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < nb / bpg; g++) {
+#pragma GCC unroll 8
         for (int t = 0; t < T; t++)
-            acc[r][t] = _mm512_setzero_ps();
-    for (int64_t c = 0; c < nc; c++) {
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++) {
-            const int8_t *x = xq + (t0 + t) * fx->ld + 128 * c;
-            __m512i x0 = _mm512_loadu_si512((const void *)x);
-            __m512i x1 = _mm512_loadu_si512((const void *)(x + 64));
-            __m512 dv = _mm512_loadu_ps(fx->dl + (t0 + t) * 4 * fx->ldb + 16 * c);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) {
-                __m512i i =
-                    _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                        _mm512_loadu_si512((const void *)(cb[r] + 128 * c)), x0);
-                i = _mm512_dpbusd_epi32(i, _mm512_loadu_si512((const void *)(cb[r] + 128 * c + 64)),
-                                        x1);
-                acc[r][t] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),
-                                    _mm512_mul_ps(_mm512_loadu_ps(sl[r] + 16 * c), dv), acc[r][t]);
-            }
-        }
-    }
-    /* the bias term sum_g b_g * dsg_g joins the lanes before the one reduction */
-    for (int64_t g = 0; g < ng; g += 16) {
-        __mmask16 m = ng - g >= 16 ? 0xffff : (__mmask16)((1u << (ng - g)) - 1);
-#pragma GCC unroll 4
-        for (int r = 0; r < R; r++) {
-            __m512 b = _mm512_maskz_loadu_ps(m, bw + r * ng + g);
-#pragma GCC unroll 4
+            accg[t] = _mm512_setzero_ps();
+        for (int64_t b = g * bpg; b < (g + 1) * bpg; b++) {
+            __m512i ai[8];
+#pragma GCC unroll 8
             for (int t = 0; t < T; t++)
-                acc[r][t] = _mm512_fmadd_ps(
-                    b, _mm512_maskz_loadu_ps(m, dsg + (t0 + t) * fx->ldb + g), acc[r][t]);
+                ai[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                __m512i wv = _mm512_loadu_si512((const void *)(W + (b * 8 + j) * 64));
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    int32_t xb;
+                    memcpy(&xb, fx->q + (t0 + t) * fx->ld + 32 * b + 4 * j, 4);
+                    ai[t] = _mm512_dpbusd_epi32(ai[t], wv, _mm512_set1_epi32(xb));
+                }
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++)
+                accg[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ai[t]),
+                                          _mm512_set1_ps(fx->d[(t0 + t) * fx->ldb + b]), accg[t]);
+        }
+        __m512 sv = _mm512_loadu_ps(S + 16 * g), bv = _mm512_loadu_ps(B + 16 * g);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            acc[t] = _mm512_fmadd_ps(accg[t], sv, acc[t]);
+            acc[t] = _mm512_fmadd_ps(bv, _mm512_set1_ps(dsg[(t0 + t) * fx->ldb + g]), acc[t]);
         }
     }
-    if (R == 4 && T == 4) {
-        __m512 v[16];
-        float s[16];
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++)
-#pragma GCC unroll 4
-            for (int t = 0; t < 4; t++)
-                v[4 * r + t] = acc[r][t];
-        reduce16(v, s);
-        for (int r = 0; r < 4; r++)
-            for (int t = 0; t < 4; t++)
-                out[r][t] = s[4 * r + t];
-        return;
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int t = 0; t < T; t++)
-            out[r][t] = _mm512_reduce_add_ps(acc[r][t]);
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+        _mm512_mask_storeu_ps(y + (t0 + t) * ldy, rows, acc[t]);
 }
 
-/* Rows [r, r + R) of w unpacked as panel_tile reads them, into scratch. */
-TGT static void pack_panel(const struct cellm_weight *w, int64_t r, int R, __m512i idx,
-                           uint8_t *codes, float *scales, const uint8_t **cb, const float **sl)
+/* Rows [r, r + R) (R <= 16) repacked for op_tile; rows past R are zero. */
+TGT static void op_pack(const struct cellm_weight *w, int64_t r, int R, uint8_t *W, float *S,
+                        float *B)
 {
-    const int64_t nc = w->cols / 128, ng = w->cols / w->group;
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    for (int k = 0; k < R; k++) {
-        const uint8_t *row = w->data + (size_t)(r + k) * w->row_bytes;
-        const uint8_t *sp = w->scales + (size_t)(r + k) * ng * 2;
-        /* the next tile's codes, read while this one computes */
-        for (size_t b = 0; b < w->row_bytes; b += 64)
-            _mm_prefetch((const char *)(row + 4 * w->row_bytes + b), _MM_HINT_T1);
-        float *s = scales + k * nc * 16;
-        if (w->sdtype == CELLM_DT_BF16)
-            for (int64_t c = 0; c < nc; c++)
-                _mm512_storeu_ps(s + 16 * c, chunk_scales(sp, w->group, CELLM_DT_BF16, c, idx));
-        else
-            for (int64_t c = 0; c < nc; c++)
-                _mm512_storeu_ps(s + 16 * c, chunk_scales(sp, w->group, CELLM_DT_F16, c, idx));
-        sl[k] = s;
-        uint8_t *o = codes + k * nc * 128;
-        cb[k] = o;
-        if (w->bits == 8) {
-            /* bytes split into even and odd elements per block, the 4-bit codes' order */
-            const __m512i sh = _mm512_broadcast_i32x4(
-                _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
-            const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-            const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-            for (int64_t c = 0; c < nc; c++) {
-                __m512i v0 =
-                    _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)(row + 128 * c)), sh);
-                __m512i v1 =
-                    _mm512_shuffle_epi8(_mm512_loadu_si512((const void *)(row + 128 * c + 64)), sh);
-                _mm512_storeu_si512((void *)(o + 128 * c), _mm512_permutex2var_epi64(v0, ev, v1));
-                _mm512_storeu_si512((void *)(o + 128 * c + 64),
-                                    _mm512_permutex2var_epi64(v0, od, v1));
-            }
+    const int64_t nb = w->cols / 32, ng = w->cols / w->group;
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    for (int l = 0; l < 16; l++) {
+        if (l >= R) {
+            for (int64_t q = 0; q < nb * 8; q++)
+                memset(W + q * 64 + 4 * l, 0, 4);
+            for (int64_t g = 0; g < ng; g++)
+                S[16 * g + l] = B[16 * g + l] = 0;
             continue;
         }
-        for (int64_t c = 0; c < nc; c++) {
-            __m512i v = _mm512_loadu_si512((const void *)(row + 64 * c));
-            _mm512_storeu_si512((void *)(o + 128 * c), _mm512_and_si512(v, m4));
-            _mm512_storeu_si512((void *)(o + 128 * c + 64),
-                                _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+        const uint8_t *row = w->data + (size_t)(r + l) * w->row_bytes;
+        _mm_prefetch((const char *)(row + 16 * w->row_bytes), _MM_HINT_T1);
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t e[32]; /* codes of the block in element order */
+            if (w->bits == 4) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(row + 16 * b));
+                __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+                _mm_storeu_si128((__m128i *)e, _mm_unpacklo_epi8(lo, hi));
+                _mm_storeu_si128((__m128i *)(e + 16), _mm_unpackhi_epi8(lo, hi));
+            } else {
+                memcpy(e, row + 32 * b, 32);
+            }
+            for (int j = 0; j < 8; j++)
+                memcpy(W + (b * 8 + j) * 64 + 4 * l, e + 4 * j, 4);
+        }
+        const uint8_t *sp = w->scales + (size_t)(r + l) * ng * 2;
+        const uint8_t *bp = w->biases + (size_t)(r + l) * ng * 2;
+        for (int64_t g = 0; g < ng; g++) {
+            S[16 * g + l] = scale_at(w->sdtype, sp + 2 * g);
+            B[16 * g + l] = scale_at(w->sdtype, bp + 2 * g);
         }
     }
 }
 
-/* What a panel tile leaves out: blocks past the last full chunk. */
-TGT INLINE float affine_rest(const struct cellm_weight *w, int64_t r, int t,
-                             const struct cellm_fast_x *fx)
-{
-    const int64_t K = w->cols, nb = K / 32, nc = K / 128, ng = K / w->group;
-    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
-    const uint8_t *sp = w->scales + (size_t)r * ng * 2;
-    float v = 0;
-    for (int64_t bb = nc * 4; bb < nb; bb++) {
-        int32_t I = block_dot(row, w->bits, bb, fx->q + t * fx->ld);
-        v +=
-            scale_at(w->sdtype, sp + 2 * (bb * 32 / w->group)) * fx->d[t * fx->ldb + bb] * (float)I;
-    }
-    return v;
-}
-
-#define PANEL_CASE(R, T)                                                                           \
-    case R * 8 + T:                                                                                \
-        panel_tile(R, T, cb, sl, nc, fx, xq, t, bw, dsg, ng, acc);                                 \
+#define OP_CASE(T)                                                                                 \
+    case T:                                                                                        \
+        op_tile(T, W, S, B, nb, bpg, fx, t, dsg, y + r, ldy, rows);                                \
         break;
-#define PANEL_CASES(R) PANEL_CASE(R, 1) PANEL_CASE(R, 2) PANEL_CASE(R, 3) PANEL_CASE(R, 4)
 
-TGT static void affine_rows_panel(const struct cellm_weight *w, int64_t r0, int64_t r1,
-                                  const struct cellm_fast_x *fx, float *y, int64_t ldy,
-                                  float *scratch, const float *dsg, __m512i idx)
+TGT static void affine_rows_op(const struct cellm_weight *w, int64_t r0, int64_t r1,
+                               const struct cellm_fast_x *fx, float *y, int64_t ldy, float *scratch,
+                               const float *dsg)
 {
-    const int64_t nc = w->cols / 128, ng = w->cols / w->group;
-    float *bw = scratch, *scales = scratch + 4 * fx->ldb;
-    uint8_t *codes = (uint8_t *)(scales + 4 * (fx->ld / 128) * 16);
-    const int8_t *xq = fx->qp; /* both widths are packed in the 4-bit order */
-    for (int64_t r = r0; r < r1; r += 4) {
-        int R = r1 - r < 4 ? (int)(r1 - r) : 4;
-        const uint8_t *cb[4];
-        const float *sl[4];
-        pack_panel(w, r, R, idx, codes, scales, cb, sl);
-        for (int k = 0; k < R; k++)
-            widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bw + k * ng);
-        for (int t = 0; t < fx->n; t += 4) {
-            int T = fx->n - t < 4 ? fx->n - t : 4;
-            float acc[4][4];
-            switch (R * 8 + T) {
-                PANEL_CASES(1) PANEL_CASES(2) PANEL_CASES(3) PANEL_CASES(4)
+    const int64_t nb = w->cols / 32, ng = w->cols / w->group;
+    const int bpg = w->group / 32;
+    uint8_t *W = (uint8_t *)scratch;
+    float *S = scratch + 4 * fx->ld, *B = S + 16 * ng;
+    for (int64_t r = r0; r < r1; r += 16) {
+        int R = r1 - r < 16 ? (int)(r1 - r) : 16;
+        __mmask16 rows = (__mmask16)((1u << R) - 1);
+        op_pack(w, r, R, W, S, B);
+        for (int t = 0; t < fx->n; t += 8) {
+            int T = fx->n - t < 8 ? fx->n - t : 8;
+            switch (T) {
+                OP_CASE(1)
+                OP_CASE(2) OP_CASE(3) OP_CASE(4) OP_CASE(5) OP_CASE(6) OP_CASE(7) OP_CASE(8)
             }
-            for (int k = 0; k < R; k++)
-                for (int u = 0; u < T; u++)
-                    y[(t + u) * ldy + r + k] =
-                        nc * 128 < w->cols ? acc[k][u] + affine_rest(w, r + k, t + u, fx)
-                                           : acc[k][u];
         }
     }
 }
@@ -547,7 +494,7 @@ TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
     __m512i idx = _mm512_srli_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), sh);
     if (fx->n >= 4) {
-        affine_rows_panel(w, r0, r1, fx, y, ldy, scratch, dsg, idx);
+        affine_rows_op(w, r0, r1, fx, y, ldy, scratch, dsg);
         return;
     }
     for (int64_t r = r0; r < r1; r += 4) {
@@ -559,8 +506,9 @@ TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
             int T = fx->n - t < 3 ? fx->n - t : 3;
             switch (w->bits * 64 + R * 8 + T) {
                 AFF_CASES(4, 1)
-                AFF_CASES(4, 2) AFF_CASES(4, 3) AFF_CASES(4, 4) AFF_CASES(8, 1) AFF_CASES(8, 2)
-                    AFF_CASES(8, 3) AFF_CASES(8, 4)
+                AFF_CASES(4, 2)
+                AFF_CASES(4, 3) AFF_CASES(4, 4) AFF_CASES(8, 1) AFF_CASES(8, 2) AFF_CASES(8, 3)
+                    AFF_CASES(8, 4)
             }
         }
     }

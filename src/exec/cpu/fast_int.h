@@ -40,8 +40,8 @@ void cellm_fast_quant_row_ref(const float *x, struct cellm_fast_x *fx, int t, in
                               int want_q);
 
 #if defined(__x86_64__)
-/* Rows [r0, r1) of w against every row of fx into y[t * ldy + r]; scratch: 4 * ldb +
- * ld / 2 + ld floats (fast.c). */
+/* Rows [r0, r1) of w against every row of fx into y[t * ldy + r]; scratch: per thread,
+ * 4 * ld + 32 * ldb floats (fast.c). */
 void cellm_fast_rows_avx512(const struct cellm_weight *w, int64_t r0, int64_t r1,
                             const struct cellm_fast_x *fx, float *y, int64_t ldy, float *scratch);
 void cellm_fast_quant_row_avx512(const float *x, struct cellm_fast_x *fx, int t, int want_bf,
