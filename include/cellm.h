@@ -73,10 +73,21 @@ enum cellm_device {
     CELLM_DEVICE_XLA = 2,
 };
 
+/* Arithmetic of the forward pass. EXACT is the numeric contract (f32, logits within
+ * 1e-4 * max(1, max|ref|) of transformers float32). FAST is opt-in and outside it:
+ * activations rounded to bf16 against BF16 weights, quantized to int8 per block of 32
+ * against MLX 4- and 8-bit weights, and the KV cache in f16; its measured tolerance is
+ * in the README. Executors that do not implement FAST refuse it at load (CPU only now). */
+enum cellm_precision {
+    CELLM_PRECISION_EXACT = 0,
+    CELLM_PRECISION_FAST = 1,
+};
+
 struct cellm_model_params {
-    enum cellm_device device; /* executor; CPU is the default and the reference */
-    int n_threads;            /* CPU worker threads; 0 = one per online CPU */
-    const char *pjrt_plugin;  /* XLA only: path of the PJRT plugin; NULL = find one */
+    enum cellm_device device;       /* executor; CPU is the default and the reference */
+    int n_threads;                  /* CPU worker threads; 0 = one per online CPU */
+    const char *pjrt_plugin;        /* XLA only: path of the PJRT plugin; NULL = find one */
+    enum cellm_precision precision; /* EXACT (the default) or FAST */
 };
 
 struct cellm_model_params cellm_model_params_default(void);
@@ -93,6 +104,10 @@ int cellm_model_max_context(const struct cellm_model *model);
 /* End-of-sequence ids (generation_config.json, else config.json). The pointer lives as
  * long as the model. */
 const int32_t *cellm_model_eos(const struct cellm_model *model, int *n);
+/* The precision the model was loaded with. */
+enum cellm_precision cellm_model_precision(const struct cellm_model *model);
+/* "exact" or "fast" (NULL for a value outside the enum). */
+const char *cellm_precision_name(enum cellm_precision p);
 /* Warnings produced while loading (one per line, "" if none); lives as long as the model. */
 const char *cellm_model_warnings(const struct cellm_model *model);
 

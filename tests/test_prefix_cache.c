@@ -81,13 +81,14 @@ static int argmax(const float *x, int n)
 }
 
 static void same(const char *dir, const char *what, const float *cold, const float *warm, int from,
-                 int vocab, int exact)
+                 int vocab, double tol)
 {
     for (int p = from; p < LEN_B; p++) {
         const float *c = cold + (size_t)p * vocab, *w = warm + (size_t)p * vocab;
-        if (argmax(c, vocab) != argmax(w, vocab))
+        /* fast mode changes rounding with the batch's shape, which may flip a near tie */
+        if (tol <= 1e-4 && argmax(c, vocab) != argmax(w, vocab))
             fail_msg("%s (%s): greedy id differs at position %d", dir, what, p);
-        if (exact) {
+        if (tol < 0) { /* bit for bit */
             if (memcmp(c, w, (size_t)vocab * sizeof *c))
                 fail_msg("%s (%s): logits at position %d are not bit-identical", dir, what, p);
             continue;
@@ -97,7 +98,7 @@ static void same(const char *dir, const char *what, const float *cold, const flo
             mx = fmax(mx, fabs(c[v]));
             e = fmax(e, fabs((double)c[v] - w[v]));
         }
-        if (!(e <= 1e-4 * mx)) fail_msg("%s (%s): position %d differs by %g", dir, what, p, e);
+        if (!(e <= tol * mx)) fail_msg("%s (%s): position %d differs by %g", dir, what, p, e);
     }
 }
 
@@ -115,15 +116,20 @@ static int warm_b(struct cellm_ctx *ctx, const int32_t *b, float *out, int vocab
     return len;
 }
 
-static void check(const char *dir)
+static void check(const char *dir, enum cellm_precision precision)
 {
     struct cellm_error err;
     struct cellm_model *m;
     struct cellm_model_params mp = cellm_model_params_default();
     mp.device = test_device();
+    mp.precision = precision;
     mp.n_threads = 2;
     if (cellm_model_load(dir, &mp, &m, &err)) fail_msg("%s: %s", dir, err.msg);
-    int vocab = cellm_model_vocab(m), exact = mp.device == CELLM_DEVICE_CPU;
+    int vocab = cellm_model_vocab(m);
+    /* the contract's 1e-4 between batchings; fast mode's kernels differ more between
+     * prefill and decode shapes, so runs that batch differently agree to 1e-2 there */
+    double tol = precision == CELLM_PRECISION_FAST ? 1e-2 : 1e-4;
+    double exact = mp.device == CELLM_DEVICE_CPU && precision == CELLM_PRECISION_EXACT ? -1 : tol;
     if (cellm_model_max_context(m) < LEN_A) {
         cellm_model_free(m);
         return;
@@ -145,8 +151,8 @@ static void check(const char *dir)
     feed(ctx, seq, b, 0, LEN_B, 29, warm, vocab, 0);
     cellm_ctx_free(ctx);
     int batch_invariant = !memcmp(cold, warm, (size_t)LEN_B * vocab * sizeof(float));
-    same(dir, "cold, other pieces", cold, warm, 0, vocab, 0);
-    exact &= batch_invariant;
+    same(dir, "cold, other pieces", cold, warm, 0, vocab, tol);
+    if (!batch_invariant) exact = tol;
 
     struct cellm_ctx_params cp = cellm_ctx_params_default();
     cp.cache_bytes = (size_t)1 << 30;
@@ -208,7 +214,8 @@ static void check(const char *dir)
     cellm_ctx_free(ctx);
 
     printf("%s: attached %d (stored at the end), %d (during prefill), %d (after evictions); %s\n",
-           dir, L1, L2, L3, exact ? "bit-identical" : "within tolerance (batch-shape dependent)");
+           dir, L1, L2, L3,
+           exact < 0 ? "bit-identical" : "within tolerance (batch-shape dependent)");
     free(cold);
     free(warm);
     cellm_model_free(m);
@@ -234,13 +241,28 @@ static void test_fixtures(void **state)
             snprintf(dir, sizeof dir, "%s/%s", fam, v->d_name);
             snprintf(cfg, sizeof cfg, "%s/config.json", dir);
             if (v->d_name[0] == '.' || stat(cfg, &sb)) continue;
-            check(dir);
+            check(dir, CELLM_PRECISION_EXACT);
             n++;
         }
         closedir(vars);
     }
     closedir(fams);
     assert_true(n >= 12);
+}
+
+/* Fast precision keeps its KV cache in f16 (CPU): cached blocks hold those f16 values, so
+ * a warm run still equals a cold one; a dense, a sliding-window and a MoE model. */
+static void test_fast_precision(void **state)
+{
+    (void)state;
+    if (test_device() != CELLM_DEVICE_CPU) skip();
+    const char *dirs[] = {"llama3-untied/bf16", "gemma3/q4-g64-bf16",
+                          "qwen3-moe/q4-g64-bf16-stacked"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", CELLM_FIXTURES, dirs[i]);
+        check(dir, CELLM_PRECISION_FAST);
+    }
 }
 
 /* Without a cache the calls succeed and do nothing; a sequence that does not hold the
@@ -278,6 +300,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_cache),
         cmocka_unit_test(test_fixtures),
+        cmocka_unit_test(test_fast_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

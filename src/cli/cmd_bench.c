@@ -158,6 +158,7 @@ int cellm_cmd_bench(int argc, char **argv)
         printf("model: %s (%s), %.1f M parameters, %.1f MiB of weights\n", o.model_dir,
                d->cfg.model_type, d->n_params / 1e6, d->n_bytes / 1048576.0);
         printf("device: %s\n", cellm_model_device(m));
+        printf("precision: %s\n", cellm_precision_name(cellm_model_precision(m)));
         printf("load: %.3f s\n", t_load);
         printf("prefill: %d tokens, %.1f tok/s\n", n_prompt, best_pp);
         if (nb > 1)

@@ -207,10 +207,11 @@ int cellm_cmd_serve(int argc, char **argv)
     int ctx_size = so.ctx_size > 0 ? so.ctx_size : cellm_model_max_context(model);
     fprintf(stderr,
             "cellm serve: model %s (%s), device %s, context %d, %d slots, chat template %s, "
-            "tokenizer %s, prefix cache %d MB%s\n",
+            "tokenizer %s, prefix cache %d MB%s, precision %s\n",
             so.model_name, o.model_dir, cellm_model_device(model), ctx_size, so.parallel,
             has_template ? "found" : "not found (chat requests fail)", tok ? "found" : "none",
-            cache_mb, so.cors_origin ? ", CORS on" : "");
+            cache_mb, so.cors_origin ? ", CORS on" : "",
+            cellm_precision_name(cellm_model_precision(model)));
     fprintf(stderr, "cellm serve: listening on http://%s:%d (model %s, %d slots)\n", so.host,
             cellm_server_port(srv), so.model_name, so.parallel);
     fflush(stderr);

@@ -6,6 +6,15 @@
  * the same from token-by-token decode through the KV cache; the greedy trajectory (ids
  * identical, and its logits within tolerance). Tolerance: 1e-4 * max(1, max|ref|) per
  * position, the numeric contract of docs/design.md.
+ *
+ * --precision fast is held to FAST_TOL * max(1, max|ref|) per position instead (the
+ * tolerance the README states, measured over every fixture), and also reports what an
+ * error bound alone does not show: the top-1 agreement with the reference over the
+ * teacher-forced positions and the length of the identical greedy prefix. Neither fails
+ * the check by itself (near-ties may flip), but every position whose reference top-1 leads
+ * by more than twice the tolerance must agree. MoE models are the exception for the
+ * greedy logits: a rounding can swap two experts the router nearly ties, a jump no
+ * rounding bound covers, so there the greedy logit error is reported, not checked.
  */
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +24,10 @@
 #include "checkpoint/safetensors.h"
 #include "cli.h"
 #include "common.h"
+#include "engine/engine.h"
+
+/* Fast mode's guaranteed bound on the logit error, relative to max(1, max|ref|). */
+#define FAST_TOL 0.1
 
 struct oracle {
     struct cellm_st_file f;
@@ -69,7 +82,10 @@ static float ref_at(const struct cellm_st_tensor *t, int64_t row, int64_t col)
     return v;
 }
 
-/* Max of |got - ref| / tol over a row; tol = 1e-4 * max(1, max|ref|). */
+/* Relative tolerance per position: the contract's, or fast mode's. */
+static double tol = 1e-4;
+
+/* Max of |got - ref| / tol over a row, tol scaled by max(1, max|ref|). */
 static double row_err(const float *got, const struct cellm_st_tensor *ref, int64_t row, int vocab,
                       double *abs_err)
 {
@@ -81,7 +97,25 @@ static double row_err(const float *got, const struct cellm_st_tensor *ref, int64
         if (!(d <= e)) e = isnan(d) ? INFINITY : d;
     }
     *abs_err = e;
-    return e / (1e-4 * mx);
+    return e / (tol * mx);
+}
+
+/* Whether got's top-1 is the reference's (*agree), and whether the reference's top-1
+ * leads its runner-up by more than twice the tolerance (*decisive). */
+static void top1(const float *got, const struct cellm_st_tensor *ref, int64_t row, int vocab,
+                 int *agree, int *decisive)
+{
+    int best = 0;
+    double mx = 1;
+    for (int v = 0; v < vocab; v++) {
+        mx = fmax(mx, fabs(ref_at(ref, row, v)));
+        if (ref_at(ref, row, v) > ref_at(ref, row, best)) best = v;
+    }
+    double second = -INFINITY;
+    for (int v = 0; v < vocab; v++)
+        if (v != best) second = fmax(second, ref_at(ref, row, v));
+    *agree = cellm_argmax(got, vocab) == best;
+    *decisive = ref_at(ref, row, best) - second > 2 * tol * mx;
 }
 
 /* A context with empty caches for one check; NULL (message printed) on failure. */
@@ -104,7 +138,7 @@ static int check_forced(struct cellm_model *m, const struct oracle *o, int prefi
     int seq = cellm_ctx_seq_new(ctx), vocab = cellm_model_vocab(m);
     int64_t L = o->forced->shape[0];
     double worst = 0, worst_abs = 0;
-    int worst_pos = -1, ok = 1;
+    int worst_pos = -1, ok = 1, agree = 0, bad_decisive = 0;
     if (vocab != o->forced_logits->shape[1]) {
         printf("FAIL forced/%s: model vocabulary %d, reference %lld\n",
                prefill ? "prefill" : "decode", vocab, (long long)o->forced_logits->shape[1]);
@@ -137,12 +171,20 @@ static int check_forced(struct cellm_model *m, const struct oracle *o, int prefi
             worst_abs = a;
             worst_pos = (int)i;
         }
+        int ag, dec;
+        top1(row, o->forced_logits, i, vocab, &ag, &dec);
+        agree += ag;
+        bad_decisive += !ag && dec;
     }
     if (ok) {
-        ok = worst <= 1.0;
-        printf("%s forced/%s: %lld positions, max |err| %.3g at position %d (%.3f of tolerance)\n",
+        ok = worst <= 1.0 && !bad_decisive;
+        printf("%s forced/%s: %lld positions, max |err| %.3g at position %d (%.3f of tolerance)",
                ok ? "ok  " : "FAIL", prefill ? "prefill" : "decode ", (long long)L, worst_abs,
                worst_pos, worst);
+        if (tol != 1e-4)
+            printf(", %.4f of max(1,|ref|), top-1 %d/%lld%s", worst * tol, agree, (long long)L,
+                   bad_decisive ? " (a decisive position differs)" : "");
+        printf("\n");
     }
     free(items);
     cellm_ctx_free(ctx);
@@ -160,7 +202,7 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
     for (int64_t i = 0; i < P; i++)
         prompt[i] = id_at(o->prompt, i);
     const float *logits;
-    int ok = 1, first_diff = -1;
+    int ok = 1, first_diff = -1, fast = tol != 1e-4;
     double worst = 0, worst_abs = 0;
     if (cellm_ctx_eval_seq(ctx, seq, prompt, (int)P, &logits, &err)) {
         printf("FAIL greedy: %s\n", err.msg);
@@ -175,6 +217,12 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
         int32_t t = cellm_argmax(logits, vocab);
         if (t != id_at(o->greedy, g)) {
             first_diff = (int)g;
+            if (fast) { /* a diverged trajectory has no reference logits to compare */
+                int ag, dec;
+                top1(logits, o->greedy_logits, g, vocab, &ag, &dec);
+                if (dec) ok = 0;
+                break;
+            }
             printf("FAIL greedy: step %lld: got id %d, reference %d\n", (long long)g, t,
                    id_at(o->greedy, g));
             ok = 0;
@@ -185,10 +233,18 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
             ok = 0;
         }
     }
-    if (ok && worst > 1.0) {
+    int moe_fast = fast && cellm_model_desc(m)->cfg.n_experts > 0;
+    if (ok && worst > 1.0 && !moe_fast) {
         ok = 0;
         printf("FAIL greedy: ids identical but logits off by %.3g (%.3f of tolerance)\n", worst_abs,
                worst);
+    } else if (fast) {
+        printf("%s greedy: %lld prompt + %d of %lld generated ids identical%s, max |err| %.3g "
+               "(%.3f of tolerance)\n",
+               ok ? "ok  " : "FAIL", (long long)P, first_diff < 0 ? (int)G : first_diff,
+               (long long)G, ok ? "" : " (diverged at a decisive step)", worst_abs, worst);
+        if (moe_fast && worst > 1.0)
+            printf("     (MoE: the greedy logit error is reported, not checked; see README)\n");
     } else if (ok) {
         printf("ok   greedy: %lld prompt + %lld generated ids identical, max |err| %.3g (%.3f of "
                "tolerance)\n",
@@ -217,8 +273,12 @@ int cellm_cmd_verify(int argc, char **argv)
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: cellm verify -m MODEL [--oracle FILE] [options]\n"
                    "Checks the model against reference outputs (default DIR/oracle.safetensors).\n"
+                   "Exact: logits within 1e-4 * max(1, max|ref|), greedy ids identical. Fast\n"
+                   "(--precision fast): logits within %g * max(1, max|ref|); reports top-1\n"
+                   "agreement and the identical greedy prefix.\n"
                    "  --oracle FILE        reference outputs\n" CLI_COMMON_HELP
-                   "  -h, --help           this text\n");
+                   "  -h, --help           this text\n",
+                   FAST_TOL);
             return 0;
         } else {
             cli_unknown("verify", argv[i], flags);
@@ -237,6 +297,7 @@ int cellm_cmd_verify(int argc, char **argv)
         cellm_st_close(&orc.f);
         return 1;
     }
+    if (o.mp.precision == CELLM_PRECISION_FAST) tol = FAST_TOL;
     struct cellm_model *m = cli_load_model(&o, "verify");
     if (!m) {
         cellm_st_close(&orc.f);

@@ -11,8 +11,9 @@
 
 #include "cli/hub.h"
 
-const char *const cli_common_flags[] = {"-m",        "--model", "--download",    "--device",
-                                        "--threads", "-t",      "--pjrt-plugin", NULL};
+const char *const cli_common_flags[] = {"-m",          "--model",       "--download",
+                                        "--device",    "--threads",     "-t",
+                                        "--precision", "--pjrt-plugin", NULL};
 
 const char *cli_value(int argc, char **argv, int *i)
 {
@@ -52,6 +53,19 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
     if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
         const char *v = cli_value(argc, argv, i);
         return v && cli_int(argv[0], a, v, 1, 256, &o->mp.n_threads) ? 1 : -1;
+    }
+    if (!strcmp(a, "--precision")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!v) return -1;
+        if (!strcmp(v, "exact"))
+            o->mp.precision = CELLM_PRECISION_EXACT;
+        else if (!strcmp(v, "fast"))
+            o->mp.precision = CELLM_PRECISION_FAST;
+        else {
+            fprintf(stderr, "cellm: --precision %s: expected exact or fast\n", v);
+            return -1;
+        }
+        return 1;
     }
     if (!strcmp(a, "--pjrt-plugin")) {
         o->mp.pjrt_plugin = cli_value(argc, argv, i);

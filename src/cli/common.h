@@ -27,10 +27,11 @@ extern const char *const cli_common_flags[];
     "  --download           fetch ORG/NAME into the cache first if it is not there\n"              \
     "  --device cpu|cuda|xla  executor (default cpu)\n"                                            \
     "  -t, --threads N      CPU threads (default: one per CPU)\n"                                  \
+    "  --precision exact|fast  fast: bf16/int8 activations, f16 KV cache (CPU; default exact)\n"   \
     "  --pjrt-plugin FILE   XLA only: the PJRT plugin\n"
 
 /* If argv[*i] is a common option (-m/--model, --download, --device, -t/--threads,
- * --pjrt-plugin), consumes it (and its value) and returns 1; returns -1 on a bad value
+ * --precision, --pjrt-plugin), consumes it (and its value) and returns 1; returns -1 on a bad value
  * (message printed), 0 if not a common option. */
 int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i);
 

@@ -43,7 +43,7 @@ struct cellm_ctx {
 
 struct cellm_model_params cellm_model_params_default(void)
 {
-    struct cellm_model_params p = {CELLM_DEVICE_CPU, 0, NULL};
+    struct cellm_model_params p = {CELLM_DEVICE_CPU, 0, NULL, CELLM_PRECISION_EXACT};
     return p;
 }
 
@@ -84,6 +84,14 @@ enum cellm_status cellm_model_load(const char *dir, const struct cellm_model_par
     struct cellm_model_params p = params ? *params : cellm_model_params_default();
     const struct cellm_exec_vt *vt = NULL;
     CELLM_TRY(pick_executor(p.device, &vt, err));
+    if (!cellm_precision_name(p.precision))
+        return cellm_errf(err, CELLM_ERR_ARG, "precision %d: expected exact (0) or fast (1)",
+                          (int)p.precision);
+    if (p.precision == CELLM_PRECISION_FAST && !vt->has_fast)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--precision fast: the %s executor does not implement it (the cpu "
+                          "executor does); use --precision exact",
+                          vt->name);
     struct cellm_model *m = cellm_calloc(1, sizeof *m);
     if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     m->params = p;
@@ -125,6 +133,22 @@ const int32_t *cellm_model_eos(const struct cellm_model *m, int *n)
 {
     *n = m->desc.cfg.n_eos;
     return m->desc.cfg.eos;
+}
+
+enum cellm_precision cellm_model_precision(const struct cellm_model *m)
+{
+    return m->params.precision;
+}
+
+const char *cellm_precision_name(enum cellm_precision p)
+{
+    switch (p) {
+    case CELLM_PRECISION_EXACT:
+        return "exact";
+    case CELLM_PRECISION_FAST:
+        return "fast";
+    }
+    return NULL;
 }
 
 const char *cellm_model_warnings(const struct cellm_model *m)

@@ -19,6 +19,8 @@ struct cellm_exec_row {
 
 struct cellm_exec_vt {
     const char *name;
+    /* 1 if model_new accepts CELLM_PRECISION_FAST; the engine refuses it otherwise. */
+    int has_fast;
     /* Per model: e.g. upload weights. */
     enum cellm_status (*model_new)(const struct cellm_desc *d, const struct cellm_model_params *mp,
                                    void **dm, struct cellm_error *err);

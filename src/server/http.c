@@ -347,6 +347,7 @@ static char *models_json(struct cellm_server *s, int one)
     cJSON_AddNumberToObject(m, "created", 0);
     cJSON_AddStringToObject(m, "owned_by", "cellm");
     cJSON_AddNumberToObject(m, "max_model_len", s->ctx_size);
+    cJSON_AddStringToObject(m, "precision", cellm_precision_name(cellm_model_precision(s->model)));
     char *t = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return t;

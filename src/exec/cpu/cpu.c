@@ -10,6 +10,11 @@
  * of window + CHUNK positions (position p in slot p % ring). Batches are run in chunks of
  * at most CHUNK rows, which bounds the scratch buffers for long prompts and lets a chunk
  * write its keys into the ring before attending without overwriting keys still needed.
+ *
+ * --precision fast (fast.h) changes three things and nothing else: products of weights
+ * that fast.c handles go through its kernels (the MoE router stays exact), SiLU uses its
+ * polynomial exp, and the KV cache holds f16 instead of f32 (the element type is chosen
+ * when the context is made). Exact mode is untouched.
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +24,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "exec/exec.h"
+#include "fast.h"
 #include "kernels.h"
 #include "ops.h"
 
@@ -26,7 +32,9 @@ struct cpu_model {
     const struct cellm_desc *d;
     int n_threads;
     enum cellm_isa isa;
-    char desc[96];
+    int fast;                 /* --precision fast */
+    enum cellm_fast_isa fisa; /* its kernels */
+    char desc[128];
 };
 
 /* Rows per forward chunk. */
@@ -36,6 +44,7 @@ struct cpu_seq {
     int cap;   /* positions allocated per full-attention layer */
     float **k; /* [n_layers] of [cap or ring][kv_dim] */
     float **v;
+    uint16_t **k16, **v16; /* fast mode: the same in f16, and k/v stay NULL */
 };
 
 struct cpu_ctx {
@@ -55,7 +64,8 @@ struct cpu_ctx {
     int64_t mm_cols;
     float *scores; /* per-thread attention scores, [threads][score_cap] */
     int score_cap;
-    int ring; /* KV slots of a sliding layer: window + CHUNK; 0 = no sliding layer */
+    int ring;                /* KV slots of a sliding layer: window + CHUNK; 0 = no sliding layer */
+    struct cellm_fast *fast; /* fast mode's activation buffers; NULL in exact mode */
 };
 
 static int is_ring(const struct cpu_ctx *c, int l)
@@ -85,7 +95,13 @@ static enum cellm_status cpu_model_new(const struct cellm_desc *d,
     m->d = d;
     m->n_threads = mp ? mp->n_threads : 0;
     m->isa = cellm_cpu_isa_from_env();
-    snprintf(m->desc, sizeof m->desc, "cpu (%s)", cellm_cpu_isa_name(m->isa));
+    m->fast = mp && mp->precision == CELLM_PRECISION_FAST;
+    m->fisa = cellm_fast_isa(m->isa);
+    if (m->fast)
+        snprintf(m->desc, sizeof m->desc, "cpu (%s; fast: %s, f16 KV)", cellm_cpu_isa_name(m->isa),
+                 cellm_fast_isa_name(m->fisa));
+    else
+        snprintf(m->desc, sizeof m->desc, "cpu (%s)", cellm_cpu_isa_name(m->isa));
     *out = m;
     return CELLM_OK;
 }
@@ -109,8 +125,15 @@ static void seq_free(const struct cellm_desc *d, struct cpu_seq *s)
             cellm_free(s->k[l]);
             cellm_free(s->v[l]);
         }
+    if (s->k16)
+        for (int l = 0; l < d->cfg.n_layers; l++) {
+            cellm_free(s->k16[l]);
+            cellm_free(s->v16[l]);
+        }
     cellm_free(s->k);
     cellm_free(s->v);
+    cellm_free(s->k16);
+    cellm_free(s->v16);
     memset(s, 0, sizeof *s);
 }
 
@@ -128,6 +151,7 @@ static void cpu_ctx_free(void *p)
         cellm_free(bufs[i]);
     cellm_free(c->moe_idx);
     cellm_free(c->moe_rows);
+    cellm_fast_free(c->fast);
     cellm_pool_free(c->pool);
     cellm_free(c);
 }
@@ -159,6 +183,11 @@ static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct 
         cpu_ctx_free(c);
         return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
     }
+    if (m->fast && (st = cellm_fast_new(m->fisa, cellm_pool_size(c->pool), CHUNK, c->mm_cols,
+                                        &c->fast, err))) {
+        cpu_ctx_free(c);
+        return st;
+    }
     *out = c;
     return CELLM_OK;
 }
@@ -174,6 +203,14 @@ static void cpu_seq_truncate(void *p, int seq, int from)
 static int grow(float **p, size_t n)
 {
     float *q = cellm_realloc(*p, n * sizeof(float));
+    if (!q) return 0;
+    *p = q;
+    return 1;
+}
+
+static int grow16(uint16_t **p, size_t n)
+{
+    uint16_t *q = cellm_realloc(*p, n * sizeof(uint16_t));
     if (!q) return 0;
     *p = q;
     return 1;
@@ -216,7 +253,12 @@ static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int n
     const struct cellm_config *cfg = &c->d->cfg;
     int L = cfg->n_layers;
     size_t kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    if (!s->k) {
+    if (c->fast && !s->k16) {
+        s->k16 = cellm_calloc((size_t)L, sizeof *s->k16);
+        s->v16 = cellm_calloc((size_t)L, sizeof *s->v16);
+        if (!s->k16 || !s->v16)
+            return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a KV cache");
+    } else if (!c->fast && !s->k) {
         s->k = cellm_calloc((size_t)L, sizeof *s->k);
         s->v = cellm_calloc((size_t)L, sizeof *s->v);
         if (!s->k || !s->v)
@@ -227,9 +269,12 @@ static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int n
         cap *= 2;
     if (cap > cfg->max_pos && need <= cfg->max_pos) cap = cfg->max_pos;
     for (int l = 0; l < L; l++) {
-        if (is_ring(c, l) && s->k[l]) continue; /* a sliding layer's ring is allocated once */
+        /* a sliding layer's ring is allocated once */
+        if (is_ring(c, l) && (c->fast ? (void *)s->k16[l] : (void *)s->k[l])) continue;
         size_t slots = is_ring(c, l) ? (size_t)c->ring : (size_t)cap;
-        if (!grow(&s->k[l], slots * kd) || !grow(&s->v[l], slots * kd))
+        int ok = c->fast ? grow16(&s->k16[l], slots * kd) && grow16(&s->v16[l], slots * kd)
+                         : grow(&s->k[l], slots * kd) && grow(&s->v[l], slots * kd);
+        if (!ok)
             return cellm_errf(err, CELLM_ERR_NOMEM,
                               "cpu executor: out of memory growing a KV cache to %d positions",
                               cap);
@@ -265,8 +310,24 @@ static void attn_part(void *arg, int ti, int tn)
         int hi = row->pos, lo = 0;
         if (L->sliding && cfg->window > 0 && hi - cfg->window + 1 > 0) lo = hi - cfg->window + 1;
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
-        const float *K = s->k[j->layer], *V = s->v[j->layer];
+        const float *K = s->k ? s->k[j->layer] : NULL, *V = s->v ? s->v[j->layer] : NULL;
         int nk = hi - lo + 1;
+        float *out = c->att + (size_t)i * qd + (size_t)h * hd;
+        if (c->fast) { /* f16 cache */
+            enum cellm_fast_isa fi = c->m->fisa;
+            const uint16_t *K16 = s->k16[j->layer], *V16 = s->v16[j->layer];
+            for (int p = 0; p < nk; p++) {
+                size_t slot = kv_slot(c, j->layer, lo + p);
+                sc[p] = cellm_fast_dot_f16(fi, q, K16 + slot * kd + (size_t)kvh * hd, hd) * scale;
+            }
+            if (cap > 0) cellm_op_softcap(sc, nk, cap);
+            cellm_op_softmax(sc, nk);
+            memset(out, 0, (size_t)hd * sizeof *out);
+            for (int p = 0; p < nk; p++)
+                cellm_fast_axpy_f16(fi, out, sc[p],
+                                    V16 + kv_slot(c, j->layer, lo + p) * kd + (size_t)kvh * hd, hd);
+            continue;
+        }
         for (int p = 0; p < nk; p++) {
             size_t slot = kv_slot(c, j->layer, lo + p);
             float dot = cellm_cpu_dot(c->m->isa, q, K + slot * kd + (size_t)kvh * hd, hd);
@@ -274,7 +335,6 @@ static void attn_part(void *arg, int ti, int tn)
         }
         if (cap > 0) cellm_op_softcap(sc, nk, cap);
         cellm_op_softmax(sc, nk);
-        float *out = c->att + (size_t)i * qd + (size_t)h * hd;
         for (int d = 0; d < hd; d++)
             out[d] = 0;
         for (int p = 0; p < nk; p++) {
@@ -288,10 +348,34 @@ static void attn_part(void *arg, int ti, int tn)
 
 /* ---- blocks ---------------------------------------------------------------------------- */
 
+/* Products of one input: in fast mode, those fast.c handles go through its kernels (in one
+ * parallel job), the rest through the exact ones. */
+static void matmul_multi(struct cpu_ctx *c, const struct cellm_cpu_mm *outs, int n_outs,
+                         const float *x, int64_t ldx, int n)
+{
+    if (!c->fast) {
+        cellm_cpu_matmul_multi(c->pool, c->m->isa, outs, n_outs, x, ldx, n, c->mm_scratch,
+                               c->mm_cols);
+        return;
+    }
+    struct cellm_cpu_mm fast[4], exact[4];
+    int nf = 0, ne = 0;
+    for (int k = 0; k < n_outs && k < 4; k++) {
+        if (cellm_fast_handles(outs[k].w))
+            fast[nf++] = outs[k];
+        else
+            exact[ne++] = outs[k];
+    }
+    if (nf) cellm_fast_matmul_multi(c->fast, c->pool, fast, nf, x, ldx, n);
+    if (ne)
+        cellm_cpu_matmul_multi(c->pool, c->m->isa, exact, ne, x, ldx, n, c->mm_scratch, c->mm_cols);
+}
+
 static void matmul(struct cpu_ctx *c, const struct cellm_weight *w, const float *x, int64_t ldx,
                    int n, float *y, int64_t ldy)
 {
-    cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
+    const struct cellm_cpu_mm o = {w, y, ldy};
+    matmul_multi(c, &o, 1, x, ldx, n);
 }
 
 static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_exec_row *rows,
@@ -303,7 +387,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
     float eps = (float)cfg->norm_eps;
     const struct cellm_cpu_mm qkv[3] = {{&L->wq, c->q, qd}, {&L->wk, c->k, kd}, {&L->wv, c->v, kd}};
-    cellm_cpu_matmul_multi(c->pool, c->m->isa, qkv, 3, hin, dim, n, c->mm_scratch, c->mm_cols);
+    matmul_multi(c, qkv, 3, hin, dim, n);
     for (int i = 0; i < n; i++) {
         float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
         cellm_op_add_vec(q, &L->bq, qd);
@@ -327,6 +411,11 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
         size_t slot = kv_slot(c, l, rows[i].pos);
+        if (c->fast) {
+            cellm_fast_to_f16(c->m->fisa, k, s->k16[l] + slot * kd, kd);
+            cellm_fast_to_f16(c->m->fisa, v, s->v16[l] + slot * kd, kd);
+            continue;
+        }
         memcpy(s->k[l] + slot * kd, k, (size_t)kd * sizeof(float));
         memcpy(s->v[l] + slot * kd, v, (size_t)kd * sizeof(float));
     }
@@ -348,11 +437,14 @@ static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg,
     const struct cellm_config *cfg = &c->d->cfg;
     int64_t I = wg->rows, dim = cfg->dim;
     const struct cellm_cpu_mm gu[2] = {{wg, gate, I}, {wu, up, I}};
-    cellm_cpu_matmul_multi(c->pool, c->m->isa, gu, 2, x, dim, n, c->mm_scratch, c->mm_cols);
+    matmul_multi(c, gu, 2, x, dim, n);
     for (int i = 0; i < n; i++) {
         if (bg) cellm_op_add_vec(gate + i * I, bg, I);
         if (bu) cellm_op_add_vec(up + i * I, bu, I);
-        cellm_op_glu(cfg->act, gate + i * I, up + i * I, I);
+        if (c->fast)
+            cellm_fast_glu(c->m->fisa, cfg->act, gate + i * I, up + i * I, I);
+        else
+            cellm_op_glu(cfg->act, gate + i * I, up + i * I, I);
     }
     matmul(c, wd, gate, I, n, out, dim);
     if (bd)
@@ -368,7 +460,10 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
     const struct cellm_config *cfg = &c->d->cfg;
     int E = cfg->n_experts, K = cfg->n_experts_used;
     int64_t dim = cfg->dim, I = cfg->moe_ffn_dim;
-    matmul(c, &L->router, x, dim, n, c->router, E);
+    /* exact in fast mode too: a rounding that reorders two experts changes the output by
+     * far more than the rounding itself */
+    cellm_cpu_matmul(c->pool, c->m->isa, &L->router, x, dim, n, c->router, E, c->mm_scratch,
+                     c->mm_cols);
     for (int i = 0; i < n; i++) {
         float *p = c->router + (size_t)i * E;
         cellm_op_softmax(p, E);
@@ -541,23 +636,36 @@ static int kv_has_layer(const struct cpu_ctx *c, int l, int flags)
     return !c->d->layers[l].sliding || (flags & CELLM_KV_WINDOW);
 }
 
+/* Bytes of one cached K or V element: f32, or f16 in fast mode. */
+static size_t kv_elem(const struct cpu_ctx *c)
+{
+    return c->fast ? sizeof(uint16_t) : sizeof(float);
+}
+
+/* Layer l's K (half 0) or V (half 1) storage of s, NULL if not allocated yet. */
+static char *kv_base(const struct cpu_seq *s, int fast, int l, int half)
+{
+    if (fast) return s->k16 ? (char *)(half ? s->v16[l] : s->k16[l]) : NULL;
+    return s->k ? (char *)(half ? s->v[l] : s->k[l]) : NULL;
+}
+
 static size_t cpu_kv_block_bytes(void *p, int n, int flags)
 {
     struct cpu_ctx *c = p;
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, b = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++)
-        if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * kd * sizeof(float);
+        if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * kd * kv_elem(c);
     return b;
 }
 
 /* Copies rows [pos, pos + n) of layer l between the cache and buf (to = 1: into the cache). */
 static void kv_rows(struct cpu_ctx *c, struct cpu_seq *s, int l, int pos, int n, char *buf, int to)
 {
-    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, row = kd * sizeof *s->k[l];
+    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, row = kd * kv_elem(c);
     for (int half = 0; half < 2; half++) {
-        float *base = half ? s->v[l] : s->k[l];
+        char *base = kv_base(s, c->fast != NULL, l, half);
         for (int i = 0; i < n; i++) {
-            char *slot = (char *)(base + kv_slot(c, l, pos + i) * kd);
+            char *slot = base + kv_slot(c, l, pos + i) * row;
             char *b = buf + ((size_t)half * n + i) * row;
             memcpy(to ? slot : b, to ? b : slot, row);
         }
@@ -569,7 +677,7 @@ static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags
 {
     struct cpu_ctx *c = p;
     struct cpu_seq *s = &c->seqs[seq];
-    if (!s->k || pos + n > s->cap)
+    if (!kv_base(s, c->fast != NULL, 0, 0) || pos + n > s->cap)
         return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
                           seq, pos, pos + n - 1);
     char *b = cellm_malloc(cpu_kv_block_bytes(c, n, flags));
@@ -579,7 +687,7 @@ static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags
     for (int l = 0; l < c->d->cfg.n_layers; l++)
         if (kv_has_layer(c, l, flags)) {
             kv_rows(c, s, l, pos, n, b + off, 0);
-            off += 2 * (size_t)n * kd * sizeof *s->k[l];
+            off += 2 * (size_t)n * kd * kv_elem(c);
         }
     *blk = b;
     return CELLM_OK;
@@ -596,7 +704,7 @@ static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags
         if (!kv_has_layer(c, l, flags)) continue;
         if (!c->d->layers[l].sliding || (flags & CELLM_KV_LOAD_WINDOW))
             kv_rows(c, s, l, pos, n, (char *)blk + off, 1);
-        off += 2 * (size_t)n * kd * sizeof *s->k[l];
+        off += 2 * (size_t)n * kd * kv_elem(c);
     }
     return CELLM_OK;
 }
@@ -616,6 +724,7 @@ static int cpu_kv_window_first(void *p, int seq, int len)
 
 const struct cellm_exec_vt cellm_exec_cpu = {
     .name = "cpu",
+    .has_fast = 1,
     .model_new = cpu_model_new,
     .model_free = cpu_model_free,
     .ctx_new = cpu_ctx_new,
