@@ -1,0 +1,65 @@
+/*
+ * gemm.h: the CPU's matrix-matrix product against stored weights, for prefill and
+ * batched decode (several input rows at once).
+ *
+ *     y[t][o] = sum_k x[t][k] * w[o][k]     t < n, o < w->rows, k < w->cols
+ *
+ * The weights are read in place, a panel of output features times a block of k at a
+ * time, widened or dequantized once (exactly the values of the numeric contract, by the
+ * same row decoders as kernels.c) and laid out [k][feature] for a register-blocked
+ * micro-kernel that broadcasts x and keeps a tile of y in registers. Each thread owns a
+ * range of panels across all the products of one call and runs every input row against
+ * them, so the weights are decoded once per call per row block, not once per row.
+ * Only the summation order differs from the scalar reference. The n == 1 decode path
+ * stays in kernels.c (fused, bandwidth-bound); cellm_cpu_matmul_multi calls this for
+ * larger n.
+ */
+#ifndef CELLM_EXEC_CPU_GEMM_H
+#define CELLM_EXEC_CPU_GEMM_H
+
+#include <stddef.h>
+
+#include "kernels.h"
+
+/* Smallest number of input rows for which cellm_cpu_matmul_multi uses the GEMM. */
+#define CELLM_CPU_GEMM_MIN_ROWS 2
+
+/* Floats of scratch one thread needs for products with up to max_cols inputs (both the
+ * GEMM and the row-block path of kernels.c fit in it). */
+size_t cellm_cpu_scratch_floats(int64_t max_cols);
+
+/* The products of outs[0..n_outs) with the same x ([n][ldx], f32), on all threads of pool.
+ * scratch: cellm_pool_size(pool) * cellm_cpu_scratch_floats(scratch_cols) floats, where
+ * scratch_cols >= every w->cols. */
+void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_cpu_mm *outs,
+                    int n_outs, const float *x, int64_t ldx, int n, float *scratch,
+                    int64_t scratch_cols);
+
+/* ---- per-ISA pieces (gemm_avx512.c, gemm_avx2.c) ---- */
+
+/* p[k][nr] = tmp[r][k] for r < nr, k < kc: the transposition of a decoded panel. */
+typedef void (*cellm_gemm_pack_fn)(const float *tmp, int64_t kc, float *p);
+/* y[t*ldy + c] (+)= sum_k xp[k*MR + t] * p[k*NR + c] for t < mr (<= MR), c < ncols
+ * (<= NR), with the ISA's MR and NR: xp is a packed row tile [kc][MR], p a packed panel
+ * [kc][NR]. add: accumulate into y, else overwrite it. */
+typedef void (*cellm_gemm_tile_fn)(int mr, const float *xp, const float *p, int64_t kc, float *y,
+                                   int64_t ldy, int ncols, int add);
+
+#if defined(__x86_64__)
+void cellm_gemm_pack_avx512(const float *tmp, int64_t kc, float *p);
+void cellm_gemm_tile_avx512(int mr, const float *xp, const float *p, int64_t kc, float *y,
+                            int64_t ldy, int ncols, int add);
+void cellm_gemm_pack_avx2(const float *tmp, int64_t kc, float *p);
+void cellm_gemm_tile_avx2(int mr, const float *xp, const float *p, int64_t kc, float *y,
+                          int64_t ldy, int ncols, int add);
+#endif
+
+/* Panel widths (output features) and row-tile heights of the micro-kernels. */
+#define CELLM_GEMM_NR_AVX512 32
+#define CELLM_GEMM_MR_AVX512 12
+#define CELLM_GEMM_NR_AVX2 16
+#define CELLM_GEMM_MR_AVX2 6
+#define CELLM_GEMM_NR_PORTABLE 16
+#define CELLM_GEMM_MR_PORTABLE 4
+
+#endif
