@@ -26,3 +26,8 @@ add_test(NAME inspect COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_inspect.sh
 add_executable(dequant_bench ${PROJECT_SOURCE_DIR}/bench/dequant_bench.c)
 target_include_directories(dequant_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
 target_link_libraries(dequant_bench PRIVATE cellm_core)
+
+# The GEMM benchmark (bench/gemm_bench.c): an executable, not a test.
+add_executable(gemm_bench ${PROJECT_SOURCE_DIR}/bench/gemm_bench.c)
+target_include_directories(gemm_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
+target_link_libraries(gemm_bench PRIVATE cellm_core)

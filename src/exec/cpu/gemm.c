@@ -22,17 +22,20 @@
 
 #include "base/threadpool.h"
 
-#define KC 256           /* k per block: a multiple of 128, the largest group */
-#define MB 256           /* input rows per row block */
-#define NR_MAX 32        /* widest panel of any ISA */
-#define MR_MAX 12        /* tallest row tile of any ISA */
-#define SMALL_WORK 32768 /* multiply-adds below which one thread does it all */
+#define KC 1024              /* most k per block; blocks are multiples of 128, the largest group */
+#define DC 256               /* k decoded per step, so the decoded rows stay in L1 */
+#define LDT (DC + 16)        /* row stride of the decoded rows: off 4 KiB, against set conflicts */
+#define MB 128               /* input rows per row block */
+#define NR_MAX 32            /* widest panel of any ISA */
+#define MR_MAX 12            /* tallest row tile of any ISA */
+#define Y_BYTES (256 * 1024) /* block of y per panel group */
+#define SMALL_WORK 32768     /* multiply-adds below which one thread does it all */
 
 size_t cellm_cpu_scratch_floats(int64_t max_cols)
 {
     size_t rows = (size_t)CELLM_CPU_ROW_BLOCK * (size_t)max_cols;
     /* panel + decoded rows + packed x block (row tiles padded to MR_MAX) */
-    size_t gemm = (size_t)KC * (2 * NR_MAX + MB + MR_MAX);
+    size_t gemm = (size_t)KC * NR_MAX + (size_t)NR_MAX * LDT + (size_t)KC * (MB + MR_MAX);
     size_t f = rows > gemm ? rows : gemm;
     return (f + 15) & ~(size_t)15; /* 64-byte multiples keep each thread's buffer aligned */
 }
@@ -42,11 +45,11 @@ size_t cellm_cpu_scratch_floats(int64_t max_cols)
 #define NR_P CELLM_GEMM_NR_PORTABLE
 #define MR_P CELLM_GEMM_MR_PORTABLE
 
-static void pack_portable(const float *tmp, int64_t kc, float *p)
+static void pack_portable(const float *tmp, int64_t ldt, int64_t kc, float *p)
 {
     for (int r = 0; r < NR_P; r++)
         for (int64_t k = 0; k < kc; k++)
-            p[k * NR_P + r] = tmp[r * kc + k];
+            p[k * NR_P + r] = tmp[r * ldt + k];
 }
 
 static void tile_portable(int mr, const float *xp, const float *p, int64_t kc, float *y,
@@ -156,6 +159,85 @@ static void pack_x(const float *x, int64_t ldx, int rows, int64_t kc, int mr, fl
     }
 }
 
+/* Bytes of row data of w that columns [k0, k0 + kc) occupy, from its start; *off: where
+ * they begin in the row. */
+static size_t segment_bytes(const struct cellm_weight *w, int64_t k0, int64_t kc, size_t *off)
+{
+    size_t bits = w->fmt == CELLM_W_F32 ? 32 : w->fmt == CELLM_W_AFFINE ? (size_t)w->bits : 16;
+    *off = (size_t)k0 * bits / 8;
+    return (size_t)kc * bits / 8;
+}
+
+/* Starts loading rows [f0, f0 + nf) of w's columns [k0, k0 + kc), so that the next
+ * panel's weights arrive while this one's tiles compute (rows of one panel are far apart
+ * and short, too short for the hardware prefetcher to lock on to). */
+static void prefetch_rows(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0, int64_t kc)
+{
+    size_t off, n = segment_bytes(w, k0, kc, &off);
+    for (int f = 0; f < nf; f++) {
+        const uint8_t *row = w->data + (size_t)(f0 + f) * w->row_bytes + off;
+        for (size_t b = 0; b < n; b += 64)
+            __builtin_prefetch(row + b, 0, 2);
+    }
+}
+
+/* The panel of w's rows [f0, f0 + nf) (zero past nf), columns [k0, k0 + kc), decoded and
+ * packed into p[kc][nr], DC columns at a time. */
+static void make_panel(const struct gemm_job *j, const struct cellm_weight *w, int64_t f0, int nf,
+                       int64_t k0, int64_t kc, float *tmp, float *p)
+{
+    const int nr = j->ops.nr;
+    int64_t d0 = 0;
+#if defined(__x86_64__)
+    if (j->isa == CELLM_ISA_AVX512 && cellm_gemm_panel_avx512_ok(w))
+        d0 = cellm_gemm_panel_avx512(w, f0, nf, k0, kc, p);
+#endif
+    for (; d0 < kc; d0 += DC) {
+        int64_t dc = kc - d0 < DC ? kc - d0 : DC;
+        for (int f = 0; f < nf; f++)
+            decode_segment(j->isa, w, f0 + f, k0 + d0, dc, tmp + (size_t)f * LDT);
+        for (int f = nf; f < nr; f++)
+            memset(tmp + (size_t)f * LDT, 0, (size_t)dc * sizeof *tmp);
+        j->ops.pack(tmp, LDT, dc, p + (size_t)d0 * nr);
+    }
+}
+
+/* Panels [a, b) of the call (numbered across its products) against one packed block of
+ * x: rows [r0, r0 + rows), columns [k0, k0 + kc). */
+static void run_panels(const struct gemm_job *j, long a, long b, int r0, int rows, int64_t k0,
+                       int64_t kc, float *p, float *tmp, const float *xp)
+{
+    const int nr = j->ops.nr, mr = j->ops.mr;
+    long off = 0;
+    for (int oi = 0; oi < j->n_outs && off < b; oi++) {
+        const struct cellm_cpu_mm *o = &j->outs[oi];
+        long np = (long)panels_of(o->w, nr);
+        long lo = a > off ? a : off, hi = b < off + np ? b : off + np;
+        for (long g = lo; g < hi; g++) {
+            int64_t f0 = (int64_t)(g - off) * nr;
+            int nf = o->w->rows - f0 < nr ? (int)(o->w->rows - f0) : nr;
+            make_panel(j, o->w, f0, nf, k0, kc, tmp, p);
+            /* the next panel of this product, spread over this one's tiles */
+            int64_t nf0 = f0 + nr;
+            int nnf = g + 1 < hi && o->w->rows - nf0 > 0
+                          ? (o->w->rows - nf0 < nr ? (int)(o->w->rows - nf0) : nr)
+                          : 0;
+            int ntiles = (rows + mr - 1) / mr, per = (nnf + ntiles - 1) / ntiles, pf = 0;
+            float *y = o->y + (size_t)r0 * (size_t)o->ldy + f0;
+            for (int t0 = 0; t0 < rows; t0 += mr) {
+                if (pf < nnf) {
+                    int c = nnf - pf < per ? nnf - pf : per;
+                    prefetch_rows(o->w, nf0 + pf, c, k0, kc);
+                    pf += c;
+                }
+                j->ops.tile(rows - t0 < mr ? rows - t0 : mr, xp + (size_t)t0 * kc, p, kc,
+                            y + (size_t)t0 * (size_t)o->ldy, o->ldy, nf, k0 > 0);
+            }
+        }
+        off += np;
+    }
+}
+
 static void gemm_part(void *arg, int ti, int tn)
 {
     const struct gemm_job *j = arg;
@@ -164,32 +246,21 @@ static void gemm_part(void *arg, int ti, int tn)
     if (g0 >= g1) return;
     const int nr = j->ops.nr, mr = j->ops.mr;
     float *p = j->scratch + (size_t)ti * j->stride;
-    float *tmp = p + (size_t)KC * NR_MAX, *xp = tmp + (size_t)KC * NR_MAX;
+    float *tmp = p + (size_t)KC * NR_MAX, *xp = tmp + (size_t)NR_MAX * LDT;
     int64_t K = j->outs[0].w->cols;
+    /* equal k blocks of at most KC, each a multiple of 128 but the last */
+    int64_t nkb = (K + KC - 1) / KC, kb = ((K + nkb - 1) / nkb + 127) / 128 * 128;
     for (int r0 = 0; r0 < j->n; r0 += MB) {
         int rows = j->n - r0 < MB ? j->n - r0 : MB;
-        for (int64_t k0 = 0; k0 < K; k0 += KC) {
-            int64_t kc = K - k0 < KC ? K - k0 : KC;
-            pack_x(j->x + (size_t)r0 * (size_t)j->ldx + k0, j->ldx, rows, kc, mr, xp);
-            /* walk this thread's panels [g0, g1) across the products */
-            long off = 0;
-            for (int oi = 0; oi < j->n_outs; oi++) {
-                const struct cellm_cpu_mm *o = &j->outs[oi];
-                long np = (long)panels_of(o->w, nr);
-                long lo = g0 > off ? g0 : off, hi = g1 < off + np ? g1 : off + np;
-                for (long g = lo; g < hi; g++) {
-                    int64_t f0 = (int64_t)(g - off) * nr;
-                    int nf = o->w->rows - f0 < nr ? (int)(o->w->rows - f0) : nr;
-                    for (int f = 0; f < nf; f++)
-                        decode_segment(j->isa, o->w, f0 + f, k0, kc, tmp + (size_t)f * kc);
-                    if (nf < nr) memset(tmp + (size_t)nf * kc, 0, (size_t)(nr - nf) * kc * 4);
-                    j->ops.pack(tmp, kc, p);
-                    float *y = o->y + (size_t)r0 * (size_t)o->ldy + f0;
-                    for (int t0 = 0; t0 < rows; t0 += mr)
-                        j->ops.tile(rows - t0 < mr ? rows - t0 : mr, xp + (size_t)t0 * kc, p, kc,
-                                    y + (size_t)t0 * (size_t)o->ldy, o->ldy, nf, k0 > 0);
-                }
-                off += np;
+        /* panels in groups whose block of y stays in L2 between k blocks */
+        long group = (long)(Y_BYTES / ((size_t)rows * (size_t)nr * sizeof(float)));
+        if (group < 1 || K <= kb) group = K <= kb ? g1 - g0 : 1;
+        for (long a = g0; a < g1; a += group) {
+            long b = g1 - a < group ? g1 : a + group;
+            for (int64_t k0 = 0; k0 < K; k0 += kb) {
+                int64_t kc = K - k0 < kb ? K - k0 : kb;
+                pack_x(j->x + (size_t)r0 * (size_t)j->ldx + k0, j->ldx, rows, kc, mr, xp);
+                run_panels(j, a, b, r0, rows, k0, kc, p, tmp, xp);
             }
         }
     }

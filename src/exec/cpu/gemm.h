@@ -37,8 +37,8 @@ void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct ce
 
 /* ---- per-ISA pieces (gemm_avx512.c, gemm_avx2.c) ---- */
 
-/* p[k][nr] = tmp[r][k] for r < nr, k < kc: the transposition of a decoded panel. */
-typedef void (*cellm_gemm_pack_fn)(const float *tmp, int64_t kc, float *p);
+/* p[k*NR + r] = tmp[r*ldt + k] for r < NR, k < kc: the transposition of a decoded panel. */
+typedef void (*cellm_gemm_pack_fn)(const float *tmp, int64_t ldt, int64_t kc, float *p);
 /* y[t*ldy + c] (+)= sum_k xp[k*MR + t] * p[k*NR + c] for t < mr (<= MR), c < ncols
  * (<= NR), with the ISA's MR and NR: xp is a packed row tile [kc][MR], p a packed panel
  * [kc][NR]. add: accumulate into y, else overwrite it. */
@@ -46,10 +46,17 @@ typedef void (*cellm_gemm_tile_fn)(int mr, const float *xp, const float *p, int6
                                    int64_t ldy, int ncols, int add);
 
 #if defined(__x86_64__)
-void cellm_gemm_pack_avx512(const float *tmp, int64_t kc, float *p);
+/* 1 if cellm_gemm_panel_avx512 decodes w's format. */
+int cellm_gemm_panel_avx512_ok(const struct cellm_weight *w);
+/* Rows [f0, f0 + nf) of w (zero past nf, nf <= 32), columns [k0, k0 + kc), decoded straight
+ * into the packed panel p[k][32] with in-register transposes, for the first kc rounded
+ * down to 16 columns; returns that count. */
+int64_t cellm_gemm_panel_avx512(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0,
+                                int64_t kc, float *p);
+void cellm_gemm_pack_avx512(const float *tmp, int64_t ldt, int64_t kc, float *p);
 void cellm_gemm_tile_avx512(int mr, const float *xp, const float *p, int64_t kc, float *y,
                             int64_t ldy, int ncols, int add);
-void cellm_gemm_pack_avx2(const float *tmp, int64_t kc, float *p);
+void cellm_gemm_pack_avx2(const float *tmp, int64_t ldt, int64_t kc, float *p);
 void cellm_gemm_tile_avx2(int mr, const float *xp, const float *p, int64_t kc, float *y,
                           int64_t ldy, int ncols, int add);
 #endif

@@ -37,21 +37,21 @@ AVX2 static INLINE void transpose8(__m256 r[8])
     }
 }
 
-AVX2 void cellm_gemm_pack_avx2(const float *tmp, int64_t kc, float *p)
+AVX2 void cellm_gemm_pack_avx2(const float *tmp, int64_t ldt, int64_t kc, float *p)
 {
     int64_t k0 = 0;
     for (; k0 + 8 <= kc; k0 += 8)
         for (int h = 0; h < NR; h += 8) {
             __m256 r[8];
             for (int i = 0; i < 8; i++)
-                r[i] = _mm256_loadu_ps(tmp + (h + i) * kc + k0);
+                r[i] = _mm256_loadu_ps(tmp + (h + i) * ldt + k0);
             transpose8(r);
             for (int i = 0; i < 8; i++)
                 _mm256_storeu_ps(p + (k0 + i) * NR + h, r[i]);
         }
     for (; k0 < kc; k0++)
         for (int f = 0; f < NR; f++)
-            p[k0 * NR + f] = tmp[f * kc + k0];
+            p[k0 * NR + f] = tmp[f * ldt + k0];
 }
 
 AVX2 static INLINE void tile(const int mr, const float *xp, const float *p, int64_t kc, float *y,

@@ -11,7 +11,9 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+#include "base/half.h"
+
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
 #define INLINE inline __attribute__((always_inline))
 #define NR CELLM_GEMM_NR_AVX512
 #define MR CELLM_GEMM_MR_AVX512
@@ -44,21 +46,97 @@ AVX512 static INLINE void transpose16(__m512 r[16])
     }
 }
 
-AVX512 void cellm_gemm_pack_avx512(const float *tmp, int64_t kc, float *p)
+AVX512 void cellm_gemm_pack_avx512(const float *tmp, int64_t ldt, int64_t kc, float *p)
 {
     int64_t k0 = 0;
     for (; k0 + 16 <= kc; k0 += 16)
         for (int h = 0; h < NR; h += 16) {
             __m512 r[16];
             for (int i = 0; i < 16; i++)
-                r[i] = _mm512_loadu_ps(tmp + (h + i) * kc + k0);
+                r[i] = _mm512_loadu_ps(tmp + (h + i) * ldt + k0);
             transpose16(r);
             for (int i = 0; i < 16; i++)
                 _mm512_storeu_ps(p + (k0 + i) * NR + h, r[i]);
         }
     for (; k0 < kc; k0++)
         for (int f = 0; f < NR; f++)
-            p[k0 * NR + f] = tmp[f * kc + k0];
+            p[k0 * NR + f] = tmp[f * ldt + k0];
+}
+
+/* Element k of 16 consecutive ones of row `row` as f32: the stored value for 16-bit and
+ * f32 formats, the code for affine ones (scaled after the transposition). */
+AVX512 static INLINE __m512 load16(const struct cellm_weight *w, const uint8_t *row, int64_t k)
+{
+    switch (w->fmt) {
+    case CELLM_W_BF16: {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(row + 2 * k));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case CELLM_W_F16:
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * k)));
+    case CELLM_W_F32:
+        return _mm512_loadu_ps(row + 4 * k);
+    default:
+        if (w->bits == 8)
+            return _mm512_cvtepi32_ps(
+                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k))));
+        /* 4 bits: element 2i in the low nibble of byte i, 2i + 1 in the high one */
+        __m128i v = _mm_loadl_epi64((const __m128i *)(row + k / 2)), m4 = _mm_set1_epi8(0x0f);
+        __m128i c =
+            _mm_unpacklo_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+        return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
+    }
+}
+
+AVX512 static INLINE float half_of(enum cellm_dtype dt, const uint8_t *p)
+{
+    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+    return dt == CELLM_DT_BF16 ? cellm_bits_f32((uint32_t)h << 16) : _cvtsh_ss(h);
+}
+
+int cellm_gemm_panel_avx512_ok(const struct cellm_weight *w)
+{
+    if (w->fmt == CELLM_W_AFFINE) return (w->bits == 4 || w->bits == 8) && w->group % 16 == 0;
+    return w->fmt == CELLM_W_BF16 || w->fmt == CELLM_W_F16 || w->fmt == CELLM_W_F32;
+}
+
+AVX512 int64_t cellm_gemm_panel_avx512(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0,
+                                       int64_t kc, float *p)
+{
+    int64_t kdone = kc & ~(int64_t)15;
+    int affine = w->fmt == CELLM_W_AFFINE;
+    int64_t ng = affine ? w->cols / w->group : 0;
+    for (int h = 0; h < NR; h += 16) {
+        int rows = nf - h < 16 ? (nf - h > 0 ? nf - h : 0) : 16;
+        const uint8_t *row0 = w->data + (size_t)(f0 + h) * w->row_bytes;
+        __m512 sc = _mm512_setzero_ps(), bi = sc;
+        for (int64_t kk = 0; kk < kdone; kk += 16) {
+            int64_t k = k0 + kk;
+            if (affine && k % w->group == 0) {
+                /* this group's scale and bias of each of the 16 rows, one per lane */
+                float s[16] = {0}, b[16] = {0};
+                size_t g = (size_t)(k / w->group);
+                for (int i = 0; i < rows; i++) {
+                    size_t at = ((size_t)(f0 + h + i) * (size_t)ng + g) * 2;
+                    s[i] = half_of(w->sdtype, w->scales + at);
+                    b[i] = half_of(w->sdtype, w->biases + at);
+                }
+                sc = _mm512_loadu_ps(s);
+                bi = _mm512_loadu_ps(b);
+            }
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] =
+                    i < rows ? load16(w, row0 + (size_t)i * w->row_bytes, k) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int i = 0; i < 16; i++) {
+                /* fl(s*q + b) in one rounding is fl(fl(s*q) + b): s*q is exact (kernels.c) */
+                __m512 v = affine ? _mm512_fmadd_ps(r[i], sc, bi) : r[i];
+                _mm512_storeu_ps(p + (kk + i) * NR + h, v);
+            }
+        }
+    }
+    return kdone;
 }
 
 AVX512 static INLINE void tile(const int mr, const float *xp, const float *p, int64_t kc, float *y,
