@@ -63,28 +63,32 @@ AVX512 void cellm_gemm_pack_avx512(const float *tmp, int64_t ldt, int64_t kc, fl
             p[k0 * NR + f] = tmp[f * ldt + k0];
 }
 
-/* Element k of 16 consecutive ones of row `row` as f32: the stored value for 16-bit and
- * f32 formats, the code for affine ones (scaled after the transposition). */
-AVX512 static INLINE __m512 load16(const struct cellm_weight *w, const uint8_t *row, int64_t k)
+/* The stored formats the direct panel decoder handles. */
+enum kind { K_BF16, K_F16, K_F32, K_Q8, K_Q4 };
+
+/* Elements [k, k + 16) of a row as f32: the stored values for 16-bit and f32 formats, the
+ * codes for affine ones (scaled after the transposition). */
+AVX512 static INLINE __m512 load16(const enum kind kind, const uint8_t *row, int64_t k)
 {
-    switch (w->fmt) {
-    case CELLM_W_BF16: {
+    switch (kind) {
+    case K_BF16: {
         __m256i h = _mm256_loadu_si256((const __m256i *)(row + 2 * k));
         return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     }
-    case CELLM_W_F16:
+    case K_F16:
         return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(row + 2 * k)));
-    case CELLM_W_F32:
+    case K_F32:
         return _mm512_loadu_ps(row + 4 * k);
-    default:
-        if (w->bits == 8)
-            return _mm512_cvtepi32_ps(
-                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k))));
+    case K_Q8:
+        return _mm512_cvtepi32_ps(
+            _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k))));
+    default: {
         /* 4 bits: element 2i in the low nibble of byte i, 2i + 1 in the high one */
         __m128i v = _mm_loadl_epi64((const __m128i *)(row + k / 2)), m4 = _mm_set1_epi8(0x0f);
         __m128i c =
             _mm_unpacklo_epi8(_mm_and_si128(v, m4), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
         return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(c));
+    }
     }
 }
 
@@ -92,6 +96,48 @@ AVX512 static INLINE float half_of(enum cellm_dtype dt, const uint8_t *p)
 {
     uint16_t h = (uint16_t)(p[0] | p[1] << 8);
     return dt == CELLM_DT_BF16 ? cellm_bits_f32((uint32_t)h << 16) : _cvtsh_ss(h);
+}
+
+/* 16 rows [f0, f0 + rows) (zero past rows) of columns [k0, k0 + kd), kd a multiple of 16,
+ * into p[k][NR] at column offset 0 of p (the caller offsets p by the half). */
+AVX512 static INLINE void half_panel(const enum kind kind, const struct cellm_weight *w, int64_t f0,
+                                     int rows, int64_t k0, int64_t kd, float *p)
+{
+    const uint8_t *row0 = w->data + (size_t)f0 * w->row_bytes;
+    size_t rb = w->row_bytes;
+    int64_t ng = kind >= K_Q8 ? w->cols / w->group : 0;
+    __m512 sc = _mm512_setzero_ps(), bi = sc;
+    for (int64_t kk = 0; kk < kd; kk += 16) {
+        int64_t k = k0 + kk;
+        if (kind >= K_Q8 && k % w->group == 0) {
+            /* this group's scale and bias of each of the 16 rows, one per lane */
+            float s[16] = {0}, b[16] = {0};
+            size_t g = (size_t)(k / w->group);
+            for (int i = 0; i < rows; i++) {
+                size_t at = ((size_t)(f0 + i) * (size_t)ng + g) * 2;
+                s[i] = half_of(w->sdtype, w->scales + at);
+                b[i] = half_of(w->sdtype, w->biases + at);
+            }
+            sc = _mm512_loadu_ps(s);
+            bi = _mm512_loadu_ps(b);
+        }
+        __m512 r[16];
+        if (rows == 16) {
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                r[i] = load16(kind, row0 + (size_t)i * rb, k);
+        } else {
+            for (int i = 0; i < 16; i++)
+                r[i] = i < rows ? load16(kind, row0 + (size_t)i * rb, k) : _mm512_setzero_ps();
+        }
+        transpose16(r);
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) {
+            /* fl(s*q + b) in one rounding is fl(fl(s*q) + b): s*q is exact (kernels.c) */
+            __m512 v = kind >= K_Q8 ? _mm512_fmadd_ps(r[i], sc, bi) : r[i];
+            _mm512_storeu_ps(p + (kk + i) * NR, v);
+        }
+    }
 }
 
 int cellm_gemm_panel_avx512_ok(const struct cellm_weight *w)
@@ -103,40 +149,33 @@ int cellm_gemm_panel_avx512_ok(const struct cellm_weight *w)
 AVX512 int64_t cellm_gemm_panel_avx512(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0,
                                        int64_t kc, float *p)
 {
-    int64_t kdone = kc & ~(int64_t)15;
-    int affine = w->fmt == CELLM_W_AFFINE;
-    int64_t ng = affine ? w->cols / w->group : 0;
+    int64_t kd = kc & ~(int64_t)15;
+    enum kind kind = w->fmt == CELLM_W_BF16  ? K_BF16
+                     : w->fmt == CELLM_W_F16 ? K_F16
+                     : w->fmt == CELLM_W_F32 ? K_F32
+                     : w->bits == 8          ? K_Q8
+                                             : K_Q4;
     for (int h = 0; h < NR; h += 16) {
         int rows = nf - h < 16 ? (nf - h > 0 ? nf - h : 0) : 16;
-        const uint8_t *row0 = w->data + (size_t)(f0 + h) * w->row_bytes;
-        __m512 sc = _mm512_setzero_ps(), bi = sc;
-        for (int64_t kk = 0; kk < kdone; kk += 16) {
-            int64_t k = k0 + kk;
-            if (affine && k % w->group == 0) {
-                /* this group's scale and bias of each of the 16 rows, one per lane */
-                float s[16] = {0}, b[16] = {0};
-                size_t g = (size_t)(k / w->group);
-                for (int i = 0; i < rows; i++) {
-                    size_t at = ((size_t)(f0 + h + i) * (size_t)ng + g) * 2;
-                    s[i] = half_of(w->sdtype, w->scales + at);
-                    b[i] = half_of(w->sdtype, w->biases + at);
-                }
-                sc = _mm512_loadu_ps(s);
-                bi = _mm512_loadu_ps(b);
-            }
-            __m512 r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] =
-                    i < rows ? load16(w, row0 + (size_t)i * w->row_bytes, k) : _mm512_setzero_ps();
-            transpose16(r);
-            for (int i = 0; i < 16; i++) {
-                /* fl(s*q + b) in one rounding is fl(fl(s*q) + b): s*q is exact (kernels.c) */
-                __m512 v = affine ? _mm512_fmadd_ps(r[i], sc, bi) : r[i];
-                _mm512_storeu_ps(p + (kk + i) * NR + h, v);
-            }
+        switch (kind) {
+        case K_BF16:
+            half_panel(K_BF16, w, f0 + h, rows, k0, kd, p + h);
+            break;
+        case K_F16:
+            half_panel(K_F16, w, f0 + h, rows, k0, kd, p + h);
+            break;
+        case K_F32:
+            half_panel(K_F32, w, f0 + h, rows, k0, kd, p + h);
+            break;
+        case K_Q8:
+            half_panel(K_Q8, w, f0 + h, rows, k0, kd, p + h);
+            break;
+        case K_Q4:
+            half_panel(K_Q4, w, f0 + h, rows, k0, kd, p + h);
+            break;
         }
     }
-    return kdone;
+    return kd;
 }
 
 AVX512 static INLINE void tile(const int mr, const float *xp, const float *p, int64_t kc, float *y,
