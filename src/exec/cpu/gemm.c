@@ -22,20 +22,21 @@
 
 #include "base/threadpool.h"
 
-#define KC 1024              /* most k per block; blocks are multiples of 128, the largest group */
-#define DC 256               /* k decoded per step, so the decoded rows stay in L1 */
-#define LDT (DC + 16)        /* row stride of the decoded rows: off 4 KiB, against set conflicts */
-#define MB 128               /* input rows per row block */
-#define NR_MAX 32            /* widest panel of any ISA */
-#define MR_MAX 12            /* tallest row tile of any ISA */
+#define KC 1024       /* most k per block; blocks are multiples of 128, the largest group */
+#define DC 256        /* k decoded per step, so the decoded rows stay in L1 */
+#define LDT (DC + 16) /* row stride of the decoded rows: off 4 KiB, against set conflicts */
+#define MB 128        /* input rows per row block */
+#define NR_MAX 32     /* widest panel of any ISA */
+/* lanes of the packed x tiles of a row block, the most of any ISA: ceil(MB / MR) * MRS */
+#define XP_ROWS 176
 #define Y_BYTES (256 * 1024) /* block of y per panel group */
 #define SMALL_WORK 32768     /* multiply-adds below which one thread does it all */
 
 size_t cellm_cpu_scratch_floats(int64_t max_cols)
 {
     size_t rows = (size_t)CELLM_CPU_ROW_BLOCK * (size_t)max_cols;
-    /* panel + decoded rows + packed x block (row tiles padded to MR_MAX) */
-    size_t gemm = (size_t)KC * NR_MAX + (size_t)NR_MAX * LDT + (size_t)KC * (MB + MR_MAX);
+    /* panel + decoded rows + packed x block */
+    size_t gemm = (size_t)KC * NR_MAX + (size_t)NR_MAX * LDT + (size_t)KC * XP_ROWS;
     size_t f = rows > gemm ? rows : gemm;
     return (f + 15) & ~(size_t)15; /* 64-byte multiples keep each thread's buffer aligned */
 }
@@ -44,6 +45,27 @@ size_t cellm_cpu_scratch_floats(int64_t max_cols)
 
 #define NR_P CELLM_GEMM_NR_PORTABLE
 #define MR_P CELLM_GEMM_MR_PORTABLE
+_Static_assert(CELLM_GEMM_MRS_PORTABLE == MR_P, "the portable tiles are unpadded");
+_Static_assert((MB + MR_P - 1) / MR_P * MR_P <= XP_ROWS, "x block fits");
+#if defined(__x86_64__)
+_Static_assert((MB + CELLM_GEMM_MR_AVX512 - 1) / CELLM_GEMM_MR_AVX512 * CELLM_GEMM_MRS_AVX512 <=
+                   XP_ROWS,
+               "x block fits");
+_Static_assert((MB + CELLM_GEMM_MR_AVX2 - 1) / CELLM_GEMM_MR_AVX2 * CELLM_GEMM_MRS_AVX2 <= XP_ROWS,
+               "x block fits");
+#endif
+
+static void packx_portable(const float *x, int64_t ldx, int rows, int64_t kc, float *xp)
+{
+    for (int t0 = 0; t0 < rows; t0 += MR_P) {
+        float *tile = xp + (size_t)t0 * (size_t)kc;
+        for (int t = 0; t < MR_P; t++) {
+            const float *src = x + (size_t)(t0 + t) * (size_t)ldx;
+            for (int64_t k = 0; k < kc; k++)
+                tile[k * MR_P + t] = t0 + t < rows ? src[k] : 0;
+        }
+    }
+}
 
 static void pack_portable(const float *tmp, int64_t ldt, int64_t kc, float *p)
 {
@@ -71,7 +93,8 @@ static void tile_portable(int mr, const float *xp, const float *p, int64_t kc, f
 /* ---- driver ------------------------------------------------------------------------- */
 
 struct isa_ops {
-    int nr, mr;
+    int nr, mr, mrs;
+    cellm_gemm_packx_fn packx;
     cellm_gemm_pack_fn pack;
     cellm_gemm_tile_fn tile;
 };
@@ -80,14 +103,15 @@ static struct isa_ops ops_for(enum cellm_isa isa)
 {
 #if defined(__x86_64__)
     if (isa == CELLM_ISA_AVX512)
-        return (struct isa_ops){CELLM_GEMM_NR_AVX512, CELLM_GEMM_MR_AVX512, cellm_gemm_pack_avx512,
-                                cellm_gemm_tile_avx512};
+        return (struct isa_ops){CELLM_GEMM_NR_AVX512,   CELLM_GEMM_MR_AVX512,
+                                CELLM_GEMM_MRS_AVX512,  cellm_gemm_packx_avx512,
+                                cellm_gemm_pack_avx512, cellm_gemm_tile_avx512};
     if (isa == CELLM_ISA_AVX2)
-        return (struct isa_ops){CELLM_GEMM_NR_AVX2, CELLM_GEMM_MR_AVX2, cellm_gemm_pack_avx2,
-                                cellm_gemm_tile_avx2};
+        return (struct isa_ops){CELLM_GEMM_NR_AVX2,    CELLM_GEMM_MR_AVX2,   CELLM_GEMM_MRS_AVX2,
+                                cellm_gemm_packx_avx2, cellm_gemm_pack_avx2, cellm_gemm_tile_avx2};
 #endif
     (void)isa;
-    return (struct isa_ops){NR_P, MR_P, pack_portable, tile_portable};
+    return (struct isa_ops){NR_P, MR_P, MR_P, packx_portable, pack_portable, tile_portable};
 }
 
 struct gemm_job {
@@ -142,45 +166,6 @@ static void decode_segment(enum cellm_isa isa, const struct cellm_weight *w, int
     cellm_cpu_dequant_rows(isa, &s, 0, 1, out);
 }
 
-/* x[rows][kc] (row stride ldx) into row tiles [kc][mr], the rows past the end zero. */
-static void pack_x(const float *x, int64_t ldx, int rows, int64_t kc, int mr, float *xp)
-{
-    for (int t0 = 0; t0 < rows; t0 += mr) {
-        float *tile = xp + (size_t)t0 * (size_t)kc;
-        for (int t = 0; t < mr; t++) {
-            const float *src = x + (size_t)(t0 + t) * (size_t)ldx;
-            if (t0 + t < rows)
-                for (int64_t k = 0; k < kc; k++)
-                    tile[k * mr + t] = src[k];
-            else
-                for (int64_t k = 0; k < kc; k++)
-                    tile[k * mr + t] = 0;
-        }
-    }
-}
-
-/* Bytes of row data of w that columns [k0, k0 + kc) occupy, from its start; *off: where
- * they begin in the row. */
-static size_t segment_bytes(const struct cellm_weight *w, int64_t k0, int64_t kc, size_t *off)
-{
-    size_t bits = w->fmt == CELLM_W_F32 ? 32 : w->fmt == CELLM_W_AFFINE ? (size_t)w->bits : 16;
-    *off = (size_t)k0 * bits / 8;
-    return (size_t)kc * bits / 8;
-}
-
-/* Starts loading rows [f0, f0 + nf) of w's columns [k0, k0 + kc), so that the next
- * panel's weights arrive while this one's tiles compute (rows of one panel are far apart
- * and short, too short for the hardware prefetcher to lock on to). */
-static void prefetch_rows(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0, int64_t kc)
-{
-    size_t off, n = segment_bytes(w, k0, kc, &off);
-    for (int f = 0; f < nf; f++) {
-        const uint8_t *row = w->data + (size_t)(f0 + f) * w->row_bytes + off;
-        for (size_t b = 0; b < n; b += 64)
-            __builtin_prefetch(row + b, 0, 2);
-    }
-}
-
 /* The panel of w's rows [f0, f0 + nf) (zero past nf), columns [k0, k0 + kc), decoded and
  * packed into p[kc][nr], DC columns at a time. */
 static void make_panel(const struct gemm_job *j, const struct cellm_weight *w, int64_t f0, int nf,
@@ -207,7 +192,7 @@ static void make_panel(const struct gemm_job *j, const struct cellm_weight *w, i
 static void run_panels(const struct gemm_job *j, long a, long b, int r0, int rows, int64_t k0,
                        int64_t kc, float *p, float *tmp, const float *xp)
 {
-    const int nr = j->ops.nr, mr = j->ops.mr;
+    const int nr = j->ops.nr, mr = j->ops.mr, mrs = j->ops.mrs;
     long off = 0;
     for (int oi = 0; oi < j->n_outs && off < b; oi++) {
         const struct cellm_cpu_mm *o = &j->outs[oi];
@@ -217,22 +202,10 @@ static void run_panels(const struct gemm_job *j, long a, long b, int r0, int row
             int64_t f0 = (int64_t)(g - off) * nr;
             int nf = o->w->rows - f0 < nr ? (int)(o->w->rows - f0) : nr;
             make_panel(j, o->w, f0, nf, k0, kc, tmp, p);
-            /* the next panel of this product, spread over this one's tiles */
-            int64_t nf0 = f0 + nr;
-            int nnf = g + 1 < hi && o->w->rows - nf0 > 0
-                          ? (o->w->rows - nf0 < nr ? (int)(o->w->rows - nf0) : nr)
-                          : 0;
-            int ntiles = (rows + mr - 1) / mr, per = (nnf + ntiles - 1) / ntiles, pf = 0;
             float *y = o->y + (size_t)r0 * (size_t)o->ldy + f0;
-            for (int t0 = 0; t0 < rows; t0 += mr) {
-                if (pf < nnf) {
-                    int c = nnf - pf < per ? nnf - pf : per;
-                    prefetch_rows(o->w, nf0 + pf, c, k0, kc);
-                    pf += c;
-                }
-                j->ops.tile(rows - t0 < mr ? rows - t0 : mr, xp + (size_t)t0 * kc, p, kc,
-                            y + (size_t)t0 * (size_t)o->ldy, o->ldy, nf, k0 > 0);
-            }
+            for (int t0 = 0; t0 < rows; t0 += mr)
+                j->ops.tile(rows - t0 < mr ? rows - t0 : mr, xp + (size_t)(t0 / mr * mrs) * kc, p,
+                            kc, y + (size_t)t0 * (size_t)o->ldy, o->ldy, nf, k0 > 0);
         }
         off += np;
     }
@@ -244,7 +217,7 @@ static void gemm_part(void *arg, int ti, int tn)
     long g0, g1;
     cellm_split(j->panels, ti, tn, &g0, &g1);
     if (g0 >= g1) return;
-    const int nr = j->ops.nr, mr = j->ops.mr;
+    const int nr = j->ops.nr;
     float *p = j->scratch + (size_t)ti * j->stride;
     float *tmp = p + (size_t)KC * NR_MAX, *xp = tmp + (size_t)NR_MAX * LDT;
     int64_t K = j->outs[0].w->cols;
@@ -259,7 +232,7 @@ static void gemm_part(void *arg, int ti, int tn)
             long b = g1 - a < group ? g1 : a + group;
             for (int64_t k0 = 0; k0 < K; k0 += kb) {
                 int64_t kc = K - k0 < kb ? K - k0 : kb;
-                pack_x(j->x + (size_t)r0 * (size_t)j->ldx + k0, j->ldx, rows, kc, mr, xp);
+                j->ops.packx(j->x + (size_t)r0 * (size_t)j->ldx + k0, j->ldx, rows, kc, xp);
                 run_panels(j, a, b, r0, rows, k0, kc, p, tmp, xp);
             }
         }

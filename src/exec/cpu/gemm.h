@@ -39,9 +39,13 @@ void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct ce
 
 /* p[k*NR + r] = tmp[r*ldt + k] for r < NR, k < kc: the transposition of a decoded panel. */
 typedef void (*cellm_gemm_pack_fn)(const float *tmp, int64_t ldt, int64_t kc, float *p);
-/* y[t*ldy + c] (+)= sum_k xp[k*MR + t] * p[k*NR + c] for t < mr (<= MR), c < ncols
- * (<= NR), with the ISA's MR and NR: xp is a packed row tile [kc][MR], p a packed panel
- * [kc][NR]. add: accumulate into y, else overwrite it. */
+/* Row tiles of x: rows [0, rows) of x (row stride ldx), columns [0, kc), into
+ * ceil(rows / MR) tiles of [kc][MRS] floats, tile i at xp + i * kc * MRS (row t of the tile
+ * in lane t, lanes from MR on and rows past the end zero). */
+typedef void (*cellm_gemm_packx_fn)(const float *x, int64_t ldx, int rows, int64_t kc, float *xp);
+/* y[t*ldy + c] (+)= sum_k xp[k*MRS + t] * p[k*NR + c] for t < mr (<= MR), c < ncols
+ * (<= NR), with the ISA's MR, MRS and NR: xp is a packed row tile [kc][MRS], p a packed
+ * panel [kc][NR]. add: accumulate into y, else overwrite it. */
 typedef void (*cellm_gemm_tile_fn)(int mr, const float *xp, const float *p, int64_t kc, float *y,
                                    int64_t ldy, int ncols, int add);
 
@@ -53,20 +57,26 @@ int cellm_gemm_panel_avx512_ok(const struct cellm_weight *w);
  * down to 16 columns; returns that count. */
 int64_t cellm_gemm_panel_avx512(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0,
                                 int64_t kc, float *p);
+void cellm_gemm_packx_avx512(const float *x, int64_t ldx, int rows, int64_t kc, float *xp);
 void cellm_gemm_pack_avx512(const float *tmp, int64_t ldt, int64_t kc, float *p);
 void cellm_gemm_tile_avx512(int mr, const float *xp, const float *p, int64_t kc, float *y,
                             int64_t ldy, int ncols, int add);
+void cellm_gemm_packx_avx2(const float *x, int64_t ldx, int rows, int64_t kc, float *xp);
 void cellm_gemm_pack_avx2(const float *tmp, int64_t ldt, int64_t kc, float *p);
 void cellm_gemm_tile_avx2(int mr, const float *xp, const float *p, int64_t kc, float *y,
                           int64_t ldy, int ncols, int add);
 #endif
 
-/* Panel widths (output features) and row-tile heights of the micro-kernels. */
+/* Panel widths (output features), row-tile heights and their lanes in a packed tile (a
+ * power of two, so that x packs with in-register transposes) of the micro-kernels. */
 #define CELLM_GEMM_NR_AVX512 32
 #define CELLM_GEMM_MR_AVX512 12
+#define CELLM_GEMM_MRS_AVX512 16
 #define CELLM_GEMM_NR_AVX2 16
 #define CELLM_GEMM_MR_AVX2 6
+#define CELLM_GEMM_MRS_AVX2 8
 #define CELLM_GEMM_NR_PORTABLE 16
 #define CELLM_GEMM_MR_PORTABLE 4
+#define CELLM_GEMM_MRS_PORTABLE 4
 
 #endif

@@ -14,6 +14,7 @@
 #define INLINE inline __attribute__((always_inline))
 #define NR CELLM_GEMM_NR_AVX2
 #define MR CELLM_GEMM_MR_AVX2
+#define MRS CELLM_GEMM_MRS_AVX2
 
 /* r[i] = row i of an 8 x 8 block in, column i out. */
 AVX2 static INLINE void transpose8(__m256 r[8])
@@ -34,6 +35,28 @@ AVX2 static INLINE void transpose8(__m256 r[8])
     for (int j = 0; j < 4; j++) {
         r[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
         r[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+    }
+}
+
+AVX2 void cellm_gemm_packx_avx2(const float *x, int64_t ldx, int rows, int64_t kc, float *xp)
+{
+    _Static_assert(MRS == 8 && MR <= 8, "one 8 x 8 transpose per 8 columns of a tile");
+    for (int t0 = 0; t0 < rows; t0 += MR) {
+        float *tile = xp + (size_t)(t0 / MR * MRS) * (size_t)kc;
+        int nt = rows - t0 < MR ? rows - t0 : MR;
+        const float *src = x + (size_t)t0 * (size_t)ldx;
+        int64_t k0 = 0;
+        for (; k0 + 8 <= kc; k0 += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = i < nt ? _mm256_loadu_ps(src + i * ldx + k0) : _mm256_setzero_ps();
+            transpose8(r);
+            for (int i = 0; i < 8; i++)
+                _mm256_storeu_ps(tile + (k0 + i) * MRS, r[i]);
+        }
+        for (; k0 < kc; k0++)
+            for (int i = 0; i < MRS; i++)
+                tile[k0 * MRS + i] = i < nt ? src[i * ldx + k0] : 0;
     }
 }
 
@@ -63,7 +86,7 @@ AVX2 static INLINE void tile(const int mr, const float *xp, const float *p, int6
         c0[t] = c1[t] = _mm256_setzero_ps();
     for (int64_t k = 0; k < kc; k++) {
         __m256 w0 = _mm256_loadu_ps(p + k * NR), w1 = _mm256_loadu_ps(p + k * NR + 8);
-        const float *xk = xp + k * MR;
+        const float *xk = xp + k * MRS;
 #pragma GCC unroll 8
         for (int t = 0; t < mr; t++) {
             __m256 xv = _mm256_broadcast_ss(xk + t);

@@ -17,6 +17,7 @@
 #define INLINE inline __attribute__((always_inline))
 #define NR CELLM_GEMM_NR_AVX512
 #define MR CELLM_GEMM_MR_AVX512
+#define MRS CELLM_GEMM_MRS_AVX512
 
 /* r[i] = row i of a 16 x 16 block in, column i out. */
 AVX512 static INLINE void transpose16(__m512 r[16])
@@ -43,6 +44,28 @@ AVX512 static INLINE void transpose16(__m512 r[16])
         r[4 + j] = _mm512_shuffle_f32x4(w, w2, 0x88);
         r[8 + j] = _mm512_shuffle_f32x4(v, v2, 0xdd);
         r[12 + j] = _mm512_shuffle_f32x4(w, w2, 0xdd);
+    }
+}
+
+AVX512 void cellm_gemm_packx_avx512(const float *x, int64_t ldx, int rows, int64_t kc, float *xp)
+{
+    _Static_assert(MRS == 16 && MR <= 16, "one 16 x 16 transpose per 16 columns of a tile");
+    for (int t0 = 0; t0 < rows; t0 += MR) {
+        float *tile = xp + (size_t)(t0 / MR * MRS) * (size_t)kc;
+        int nt = rows - t0 < MR ? rows - t0 : MR;
+        const float *src = x + (size_t)t0 * (size_t)ldx;
+        int64_t k0 = 0;
+        for (; k0 + 16 <= kc; k0 += 16) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < nt ? _mm512_loadu_ps(src + i * ldx + k0) : _mm512_setzero_ps();
+            transpose16(r);
+            for (int i = 0; i < 16; i++)
+                _mm512_storeu_ps(tile + (k0 + i) * MRS, r[i]);
+        }
+        for (; k0 < kc; k0++)
+            for (int i = 0; i < MRS; i++)
+                tile[k0 * MRS + i] = i < nt ? src[i * ldx + k0] : 0;
     }
 }
 
@@ -187,7 +210,7 @@ AVX512 static INLINE void tile(const int mr, const float *xp, const float *p, in
         c0[t] = c1[t] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; k++) {
         __m512 w0 = _mm512_loadu_ps(p + k * NR), w1 = _mm512_loadu_ps(p + k * NR + 16);
-        const float *xk = xp + k * MR;
+        const float *xk = xp + k * MRS;
 #pragma GCC unroll 16
         for (int t = 0; t < mr; t++) {
             __m512 xv = _mm512_set1_ps(xk[t]);
