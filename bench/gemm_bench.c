@@ -164,7 +164,7 @@ int main(int argc, char **argv)
         float *x = malloc((size_t)rows * (size_t)K * 4);
         for (int64_t i = 0; i < rows * K; i++)
             x[i] = uniform();
-        float *scratch = malloc((size_t)threads * cellm_cpu_scratch_floats(K) * 4);
+        float *scratch = malloc(cellm_cpu_scratch_floats(threads, K) * 4);
         for (size_t f = 0; f < 3; f++) {
             if (only_fmt && strcmp(only_fmt, fmts[f])) continue;
             struct cellm_weight w[3];

@@ -141,7 +141,7 @@ static int isa_list(enum cellm_isa *out)
 
 static float *scratch_for(struct cellm_pool *pool, int64_t cols)
 {
-    float *s = malloc((size_t)cellm_pool_size(pool) * cellm_cpu_scratch_floats(cols) * 4);
+    float *s = malloc(cellm_cpu_scratch_floats(cellm_pool_size(pool), cols) * 4);
     assert_non_null(s);
     return s;
 }

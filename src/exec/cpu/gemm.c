@@ -22,23 +22,28 @@
 
 #include "base/threadpool.h"
 
-#define KC 1024       /* most k per block; blocks are multiples of 128, the largest group */
-#define DC 256        /* k decoded per step, so the decoded rows stay in L1 */
+#define KC 1024        /* k per panel block, a multiple of 128 (the largest group) */
+#define DC 256        /* k decoded per step of the generic path, so its rows stay in L1 */
 #define LDT (DC + 16) /* row stride of the decoded rows: off 4 KiB, against set conflicts */
 #define MB 128        /* input rows per row block */
 #define NR_MAX 32     /* widest panel of any ISA */
 /* lanes of the packed x tiles of a row block, the most of any ISA: ceil(MB / MR) * MRS */
 #define XP_ROWS 176
-#define Y_BYTES (256 * 1024) /* block of y per panel group */
-#define SMALL_WORK 32768     /* multiply-adds below which one thread does it all */
+#define SMALL_WORK 32768 /* multiply-adds below which one thread does it all */
 
-size_t cellm_cpu_scratch_floats(int64_t max_cols)
+/* Floats of one thread's panel and decoded rows. */
+static size_t per_thread(void)
 {
-    size_t rows = (size_t)CELLM_CPU_ROW_BLOCK * (size_t)max_cols;
-    /* panel + decoded rows + packed x block */
-    size_t gemm = (size_t)KC * NR_MAX + (size_t)NR_MAX * LDT + (size_t)KC * XP_ROWS;
-    size_t f = rows > gemm ? rows : gemm;
-    return (f + 15) & ~(size_t)15; /* 64-byte multiples keep each thread's buffer aligned */
+    return ((size_t)KC * NR_MAX + (size_t)NR_MAX * LDT + 15) & ~(size_t)15;
+}
+
+size_t cellm_cpu_scratch_floats(int n_threads, int64_t max_cols)
+{
+    size_t rows = (size_t)n_threads * CELLM_CPU_ROW_BLOCK * (size_t)max_cols;
+    /* the packed x of a row block, shared, then the threads' panels */
+    size_t xp = ((size_t)XP_ROWS * (size_t)max_cols + 15) & ~(size_t)15;
+    size_t gemm = xp + (size_t)n_threads * per_thread();
+    return rows > gemm ? rows : gemm;
 }
 
 /* ---- portable micro-kernel ------------------------------------------------------------ */
@@ -121,10 +126,10 @@ struct gemm_job {
     struct isa_ops ops;
     const float *x;
     int64_t ldx;
-    int n;
-    float *scratch;
-    size_t stride; /* floats of scratch per thread */
-    long panels;   /* over all products */
+    int r0, rows;     /* the row block */
+    float *scratch;   /* packed x of the row block, then the threads' panels */
+    size_t xp_floats; /* room for the packed x */
+    long panels;      /* over all products */
 };
 
 static int64_t panels_of(const struct cellm_weight *w, int nr)
@@ -187,55 +192,62 @@ static void make_panel(const struct gemm_job *j, const struct cellm_weight *w, i
     }
 }
 
-/* Panels [a, b) of the call (numbered across its products) against one packed block of
- * x: rows [r0, r0 + rows), columns [k0, k0 + kc). */
-static void run_panels(const struct gemm_job *j, long a, long b, int r0, int rows, int64_t k0,
-                       int64_t kc, float *p, float *tmp, const float *xp)
+/* Lanes of the packed tiles of the row block: the row count rounded up to tiles. */
+static size_t tile_lanes(const struct gemm_job *j)
 {
-    const int nr = j->ops.nr, mr = j->ops.mr, mrs = j->ops.mrs;
-    long off = 0;
-    for (int oi = 0; oi < j->n_outs && off < b; oi++) {
-        const struct cellm_cpu_mm *o = &j->outs[oi];
-        long np = (long)panels_of(o->w, nr);
-        long lo = a > off ? a : off, hi = b < off + np ? b : off + np;
-        for (long g = lo; g < hi; g++) {
-            int64_t f0 = (int64_t)(g - off) * nr;
-            int nf = o->w->rows - f0 < nr ? (int)(o->w->rows - f0) : nr;
-            make_panel(j, o->w, f0, nf, k0, kc, tmp, p);
-            float *y = o->y + (size_t)r0 * (size_t)o->ldy + f0;
-            for (int t0 = 0; t0 < rows; t0 += mr)
-                j->ops.tile(rows - t0 < mr ? rows - t0 : mr, xp + (size_t)(t0 / mr * mrs) * kc, p,
-                            kc, y + (size_t)t0 * (size_t)o->ldy, o->ldy, nf, k0 > 0);
-        }
-        off += np;
+    return (size_t)((j->rows + j->ops.mr - 1) / j->ops.mr * j->ops.mrs);
+}
+
+/* Part ti of tn: its share of the k blocks of x rows [r0, r0 + rows), packed into the
+ * shared buffer k block by k block (block k0 at k0 * tile_lanes, its tiles one after the
+ * other), so that a panel's pass over all of x reads it front to back. */
+static void pack_part(void *arg, int ti, int tn)
+{
+    const struct gemm_job *j = arg;
+    int64_t K = j->outs[0].w->cols;
+    long a, b;
+    cellm_split((long)((K + KC - 1) / KC), ti, tn, &a, &b);
+    for (long kb = a; kb < b; kb++) {
+        int64_t k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
+        j->ops.packx(j->x + (size_t)j->r0 * (size_t)j->ldx + k0, j->ldx, j->rows, kc,
+                     j->scratch + (size_t)k0 * tile_lanes(j));
     }
 }
 
+/* Part ti of tn: its share of the panels of all products, each against every row tile of
+ * the packed row block, one k block at a time (the block of y stays in cache between
+ * them, and each weight row is read front to back). */
 static void gemm_part(void *arg, int ti, int tn)
 {
     const struct gemm_job *j = arg;
+    const int nr = j->ops.nr, mr = j->ops.mr, mrs = j->ops.mrs, rows = j->rows;
     long g0, g1;
     cellm_split(j->panels, ti, tn, &g0, &g1);
     if (g0 >= g1) return;
-    const int nr = j->ops.nr;
-    float *p = j->scratch + (size_t)ti * j->stride;
-    float *tmp = p + (size_t)KC * NR_MAX, *xp = tmp + (size_t)NR_MAX * LDT;
     int64_t K = j->outs[0].w->cols;
-    /* equal k blocks of at most KC, each a multiple of 128 but the last */
-    int64_t nkb = (K + KC - 1) / KC, kb = ((K + nkb - 1) / nkb + 127) / 128 * 128;
-    for (int r0 = 0; r0 < j->n; r0 += MB) {
-        int rows = j->n - r0 < MB ? j->n - r0 : MB;
-        /* panels in groups whose block of y stays in L2 between k blocks */
-        long group = (long)(Y_BYTES / ((size_t)rows * (size_t)nr * sizeof(float)));
-        if (group < 1 || K <= kb) group = K <= kb ? g1 - g0 : 1;
-        for (long a = g0; a < g1; a += group) {
-            long b = g1 - a < group ? g1 : a + group;
-            for (int64_t k0 = 0; k0 < K; k0 += kb) {
-                int64_t kc = K - k0 < kb ? K - k0 : kb;
-                j->ops.packx(j->x + (size_t)r0 * (size_t)j->ldx + k0, j->ldx, rows, kc, xp);
-                run_panels(j, a, b, r0, rows, k0, kc, p, tmp, xp);
+    const float *xp = j->scratch;
+    float *p = j->scratch + j->xp_floats + (size_t)ti * per_thread();
+    float *tmp = p + (size_t)KC * NR_MAX;
+    long off = 0;
+    for (int oi = 0; oi < j->n_outs && off < g1; oi++) {
+        const struct cellm_cpu_mm *o = &j->outs[oi];
+        long np = (long)panels_of(o->w, nr);
+        long lo = g0 > off ? g0 : off, hi = g1 < off + np ? g1 : off + np;
+        for (long g = lo; g < hi; g++) {
+            int64_t f0 = (int64_t)(g - off) * nr;
+            int nf = o->w->rows - f0 < nr ? (int)(o->w->rows - f0) : nr;
+            float *y = o->y + (size_t)j->r0 * (size_t)o->ldy + f0;
+            for (int64_t k0 = 0; k0 < K; k0 += KC) {
+                int64_t kc = K - k0 < KC ? K - k0 : KC;
+                make_panel(j, o->w, f0, nf, k0, kc, tmp, p);
+                const float *xk = xp + (size_t)k0 * tile_lanes(j);
+                for (int t0 = 0; t0 < rows; t0 += mr)
+                    j->ops.tile(rows - t0 < mr ? rows - t0 : mr,
+                                xk + (size_t)(t0 / mr * mrs) * (size_t)kc, p, kc,
+                                y + (size_t)t0 * (size_t)o->ldy, o->ldy, nf, k0 > 0);
             }
         }
+        off += np;
     }
 }
 
@@ -243,9 +255,14 @@ void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct ce
                     int n_outs, const float *x, int64_t ldx, int n, float *scratch,
                     int64_t scratch_cols)
 {
-    struct gemm_job j = {
-        outs, n_outs, isa, ops_for(isa), x, ldx, n, scratch, cellm_cpu_scratch_floats(scratch_cols),
-        0};
+    struct gemm_job j = {.outs = outs,
+                         .n_outs = n_outs,
+                         .isa = isa,
+                         .ops = ops_for(isa),
+                         .x = x,
+                         .ldx = ldx,
+                         .scratch = scratch,
+                         .xp_floats = ((size_t)XP_ROWS * (size_t)scratch_cols + 15) & ~(size_t)15};
     int64_t work = 0;
     for (int k = 0; k < n_outs; k++) {
         j.panels += (long)panels_of(outs[k].w, j.ops.nr);
@@ -259,8 +276,14 @@ void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct ce
                        (size_t)outs[k].w->rows * sizeof(float));
         return;
     }
-    if (work < SMALL_WORK)
-        gemm_part(&j, 0, 1);
-    else
-        cellm_pool_run(pool, gemm_part, &j);
+    for (j.r0 = 0; j.r0 < n; j.r0 += MB) {
+        j.rows = n - j.r0 < MB ? n - j.r0 : MB;
+        if (work < SMALL_WORK) {
+            pack_part(&j, 0, 1);
+            gemm_part(&j, 0, 1);
+        } else {
+            cellm_pool_run(pool, pack_part, &j);
+            cellm_pool_run(pool, gemm_part, &j);
+        }
+    }
 }

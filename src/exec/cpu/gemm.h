@@ -24,12 +24,12 @@
 /* Smallest number of input rows for which cellm_cpu_matmul_multi uses the GEMM. */
 #define CELLM_CPU_GEMM_MIN_ROWS 2
 
-/* Floats of scratch one thread needs for products with up to max_cols inputs (both the
- * GEMM and the row-block path of kernels.c fit in it). */
-size_t cellm_cpu_scratch_floats(int64_t max_cols);
+/* Floats of scratch that products with up to max_cols inputs need on n_threads threads
+ * (both the GEMM and the row-block path of kernels.c fit in it). */
+size_t cellm_cpu_scratch_floats(int n_threads, int64_t max_cols);
 
 /* The products of outs[0..n_outs) with the same x ([n][ldx], f32), on all threads of pool.
- * scratch: cellm_pool_size(pool) * cellm_cpu_scratch_floats(scratch_cols) floats, where
+ * scratch: cellm_cpu_scratch_floats(cellm_pool_size(pool), scratch_cols) floats, where
  * scratch_cols >= every w->cols. */
 void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_cpu_mm *outs,
                     int n_outs, const float *x, int64_t ldx, int n, float *scratch,

@@ -26,7 +26,7 @@ const char *cellm_cpu_isa_name(enum cellm_isa isa);
 
 /* y[t][r] = sum_c w[r][c] * x[t][c] for t < n, r < w->rows; x is [n][w->cols] with row
  * stride ldx, y is [n][ldy]. scratch: per-thread buffers, n_threads *
- * cellm_cpu_scratch_floats(max_cols) floats (gemm.h). n >= CELLM_CPU_GEMM_MIN_ROWS runs
+ * cellm_cpu_scratch_floats(n_threads, max_cols) floats (gemm.h). n >= CELLM_CPU_GEMM_MIN_ROWS runs
  * as a GEMM (gemm.h), n == 1 through the fused decode kernels. */
 void cellm_cpu_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_weight *w,
                       const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch,
