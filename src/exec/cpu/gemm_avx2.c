@@ -109,6 +109,7 @@ AVX2 static INLINE void tile(const int mr, const float *xp, const float *p, int6
     }
     /* a partial panel: only its first ncols features exist in y */
     float buf[NR];
+#pragma GCC unroll 8
     for (int t = 0; t < mr; t++) {
         float *yt = y + t * ldy;
         _mm256_storeu_ps(buf, c0[t]);
