@@ -12,7 +12,8 @@
  *  - exact values: with x the identity, y = W^T, and each y[t][o] must equal the
  *    reference weight W[o][t] bit for bit (one product of 1.0 and the rest 0.0 sum
  *    exactly), so every decoded, transposed and packed weight is the contract's value;
- *  - products: y against a double-precision product of the reference weights, within the
+ *  - products (through cellm_cpu_gemm and through cellm_cpu_matmul_multi's dispatch): y
+ *    against a double-precision product of the reference weights, within the
  *    bound of any f32 summation order of K terms (FMA or not), gamma_K * sum |w x| with
  *    gamma_K = K u / (1 - K u), u = 2^-24; nothing may be written between rows of y.
  */
@@ -181,10 +182,10 @@ static void check_exact(struct cellm_pool *pool, enum cellm_isa isa, const struc
     free(scratch);
 }
 
-/* Several products of one x through cellm_cpu_matmul_multi (the GEMM for n >= 2), each
- * against double precision. */
+/* Several products of one x through cellm_cpu_gemm (direct) or cellm_cpu_matmul_multi
+ * (the GEMM from CELLM_CPU_GEMM_MIN_ROWS rows on), each against double precision. */
 static void check_products(struct cellm_pool *pool, enum cellm_isa isa, const struct tw *ts, int nt,
-                           int n)
+                           int n, int direct)
 {
     int64_t K = ts[0].w.cols, ldx = K + 3;
     float *x = malloc((size_t)(n * ldx) * sizeof *x);
@@ -201,7 +202,10 @@ static void check_products(struct cellm_pool *pool, enum cellm_isa isa, const st
             y[i] = NAN;
         outs[k] = (struct cellm_cpu_mm){&ts[k].w, y, ldy};
     }
-    cellm_cpu_matmul_multi(pool, isa, outs, nt, x, ldx, n, scratch, K);
+    if (direct)
+        cellm_cpu_gemm(pool, isa, outs, nt, x, ldx, n, scratch, K);
+    else
+        cellm_cpu_matmul_multi(pool, isa, outs, nt, x, ldx, n, scratch, K);
     const double u = 0x1p-24, gamma = (double)K * u / (1 - (double)K * u);
     for (int k = 0; k < nt; k++) {
         const float *wref = ts[k].ref;
@@ -285,18 +289,19 @@ static void gemm_products(void **state)
         tw_affine(&af[1], 33, 1152, 8, 32, CELLM_DT_F16);
         tw_affine(&af[2], 5, 1152, 3, 128, CELLM_DT_BF16);
         for (int k = 0; k < n_isa; k++)
-            for (int n = 1; n <= 37; n++) {
-                check_products(pool, isas[k], fl, 3, n);
-                check_products(pool, isas[k], af, 3, n);
-            }
+            for (int n = 1; n <= 37; n++)
+                for (int direct = 0; direct < 2; direct++) {
+                    check_products(pool, isas[k], fl, 3, n, direct);
+                    check_products(pool, isas[k], af, 3, n, direct);
+                }
         /* the remaining widths, one product each, at a few row counts */
         for (size_t bi = 0; bi < 6; bi++) {
             struct tw t;
             tw_affine(&t, 37, 384, all_bits[bi], all_groups[bi % 3],
                       bi % 2 ? CELLM_DT_F16 : CELLM_DT_BF16);
             for (int k = 0; k < n_isa; k++) {
-                check_products(pool, isas[k], &t, 1, 2);
-                check_products(pool, isas[k], &t, 1, 13);
+                check_products(pool, isas[k], &t, 1, 2, 1);
+                check_products(pool, isas[k], &t, 1, 13, 0);
             }
             tw_free(&t);
         }

@@ -2,19 +2,20 @@
  * gemm.c: the driver of the CPU's matrix-matrix product (see gemm.h) and its portable
  * micro-kernel.
  *
- * Blocking, from the outside in, for one thread:
- *   row block of at most MB input rows
- *     k block of at most KC columns: x[rows][k block] packed into row tiles [kc][MR]
- *       panel of NR output features (the thread's share of all products of the call):
- *       its k block decoded row by row into tmp[NR][kc] by the exact row decoders of
- *       kernels.c, transposed into p[kc][NR]
- *         every row tile: an MR x NR block of y accumulated in registers over the k block
- * The packed panel (KC * NR floats, 32 KiB on AVX-512) stays in L1 while every row tile
- * passes over it; the packed x block (MB * KC floats) stays in L2 for all panels. y holds
- * the partial sums between k blocks. Threads split the panels of all products of the call
- * (q/k/v, gate/up together), so both cores work even on a narrow product, and each
- * decodes only its own weights. The k blocks start at multiples of KC, a multiple of every
- * MLX group size, so a block of an affine row is itself a valid affine row.
+ * Per row block of at most MB input rows, two parallel jobs:
+ *   1. pack: x[rows][K] into row tiles [kc][MRS] per k block of KC columns, in one buffer
+ *      all threads share (the k blocks split among the threads);
+ *   2. multiply: each thread takes its share of the panels (NR output features) of all
+ *      products of the call (q/k/v, gate/up together, so both cores work even on a
+ *      narrow product), and for each panel, k block by k block:
+ *        decode the block of its NR weight rows into p[kc][NR] (AVX-512: straight from
+ *        the stored bytes with in-register transposes; otherwise the exact row decoders
+ *        of kernels.c into tmp[NR][kc], then transposed), then for every row tile an
+ *        MR x NR block of y accumulated in registers over the k block.
+ * The panel (KC * NR floats) stays in L2 and is read by every row tile; a panel's block of
+ * y (MB * NR floats) stays in L1/L2 across its k blocks; each weight row is read front to
+ * back once per row block. k blocks start at multiples of KC, a multiple of every MLX
+ * group size, so a block of an affine row is itself a valid affine row.
  */
 #include "gemm.h"
 
@@ -22,7 +23,7 @@
 
 #include "base/threadpool.h"
 
-#define KC 1024        /* k per panel block, a multiple of 128 (the largest group) */
+#define KC 1024       /* k per panel block, a multiple of 128 (the largest group) */
 #define DC 256        /* k decoded per step of the generic path, so its rows stay in L1 */
 #define LDT (DC + 16) /* row stride of the decoded rows: off 4 KiB, against set conflicts */
 #define MB 128        /* input rows per row block */

@@ -21,8 +21,9 @@
 
 #include "kernels.h"
 
-/* Smallest number of input rows for which cellm_cpu_matmul_multi uses the GEMM. */
-#define CELLM_CPU_GEMM_MIN_ROWS 2
+/* Smallest number of input rows for which cellm_cpu_matmul_multi uses the GEMM: for 2 and
+ * 3 rows the row-block path of kernels.c was as fast or faster (bench/cpu_notes.md). */
+#define CELLM_CPU_GEMM_MIN_ROWS 4
 
 /* Floats of scratch that products with up to max_cols inputs need on n_threads threads
  * (both the GEMM and the row-block path of kernels.c fit in it). */
