@@ -128,6 +128,11 @@ AVX512 static INLINE void half_panel(const enum kind kind, const struct cellm_we
 {
     const uint8_t *row0 = w->data + (size_t)f0 * w->row_bytes;
     size_t rb = w->row_bytes;
+    /* rows past the panel's end read its last row, and their lanes are cleared */
+    const uint8_t *rp[16];
+    for (int i = 0; i < 16; i++)
+        rp[i] = row0 + (size_t)(i < rows ? i : rows - 1) * rb;
+    __mmask16 live = (__mmask16)((1u << rows) - 1);
     int64_t ng = kind >= K_Q8 ? w->cols / w->group : 0;
     __m512 sc = _mm512_setzero_ps(), bi = sc;
     for (int64_t kk = 0; kk < kd; kk += 16) {
@@ -145,20 +150,15 @@ AVX512 static INLINE void half_panel(const enum kind kind, const struct cellm_we
             bi = _mm512_loadu_ps(b);
         }
         __m512 r[16];
-        if (rows == 16) {
 #pragma GCC unroll 16
-            for (int i = 0; i < 16; i++)
-                r[i] = load16(kind, row0 + (size_t)i * rb, k);
-        } else {
-            for (int i = 0; i < 16; i++)
-                r[i] = i < rows ? load16(kind, row0 + (size_t)i * rb, k) : _mm512_setzero_ps();
-        }
+        for (int i = 0; i < 16; i++)
+            r[i] = load16(kind, rp[i], k);
         transpose16(r);
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++) {
             /* fl(s*q + b) in one rounding is fl(fl(s*q) + b): s*q is exact (kernels.c) */
             __m512 v = kind >= K_Q8 ? _mm512_fmadd_ps(r[i], sc, bi) : r[i];
-            _mm512_storeu_ps(p + (kk + i) * NR, v);
+            _mm512_storeu_ps(p + (kk + i) * NR, _mm512_maskz_mov_ps(live, v));
         }
     }
 }
@@ -179,7 +179,12 @@ AVX512 int64_t cellm_gemm_panel_avx512(const struct cellm_weight *w, int64_t f0,
                      : w->bits == 8          ? K_Q8
                                              : K_Q4;
     for (int h = 0; h < NR; h += 16) {
-        int rows = nf - h < 16 ? (nf - h > 0 ? nf - h : 0) : 16;
+        int rows = nf - h < 16 ? nf - h : 16;
+        if (rows <= 0) { /* a panel of at most 16 rows: its upper half is zero */
+            for (int64_t k = 0; k < kd; k++)
+                _mm512_storeu_ps(p + k * NR + h, _mm512_setzero_ps());
+            continue;
+        }
         switch (kind) {
         case K_BF16:
             half_panel(K_BF16, w, f0 + h, rows, k0, kd, p + h);
