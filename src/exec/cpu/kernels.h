@@ -3,7 +3,8 @@
  *
  * Matrix products read the mapped weights in place: a block of rows is widened or
  * dequantized into a small per-thread f32 buffer (exactly the values of the numeric
- * contract), then multiplied with every input row while it is hot in cache. SIMD paths
+ * contract), then multiplied with every input row while it is hot in cache; from
+ * CELLM_CPU_GEMM_MIN_ROWS input rows on, as the packed-panel GEMM of gemm.h. SIMD paths
  * (AVX-512F, AVX2+FMA+F16C) are chosen at run time; the portable path gives the same
  * values up to summation order.
  */
