@@ -31,6 +31,7 @@
 /* lanes of the packed x tiles of a row block, the most of any ISA: ceil(MB / MR) * MRS */
 #define XP_ROWS 176
 #define SMALL_WORK 32768 /* multiply-adds below which one thread does it all */
+#define SMALL_PACK 65536 /* floats of x below which one thread packs them */
 
 /* Floats of one thread's panel and decoded rows. */
 static size_t per_thread(void)
@@ -279,12 +280,14 @@ void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct ce
     }
     for (j.r0 = 0; j.r0 < n; j.r0 += MB) {
         j.rows = n - j.r0 < MB ? n - j.r0 : MB;
-        if (work < SMALL_WORK) {
+        /* a small block of x is packed by the caller: one synchronisation, not two */
+        if (work < SMALL_WORK || (int64_t)j.rows * outs[0].w->cols < SMALL_PACK)
             pack_part(&j, 0, 1);
-            gemm_part(&j, 0, 1);
-        } else {
+        else
             cellm_pool_run(pool, pack_part, &j);
+        if (work < SMALL_WORK)
+            gemm_part(&j, 0, 1);
+        else
             cellm_pool_run(pool, gemm_part, &j);
-        }
     }
 }

@@ -30,8 +30,10 @@
 size_t cellm_cpu_scratch_floats(int n_threads, int64_t max_cols);
 
 /* The products of outs[0..n_outs) with the same x ([n][ldx], f32), on all threads of pool.
- * scratch: cellm_cpu_scratch_floats(cellm_pool_size(pool), scratch_cols) floats, where
- * scratch_cols >= every w->cols. */
+ * Every w->cols is the same (the length of a row of x), and no y overlaps x (y holds
+ * partial sums while x is still read). scratch:
+ * cellm_cpu_scratch_floats(cellm_pool_size(pool), scratch_cols) floats, where
+ * scratch_cols >= w->cols. */
 void cellm_cpu_gemm(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_cpu_mm *outs,
                     int n_outs, const float *x, int64_t ldx, int n, float *scratch,
                     int64_t scratch_cols);
