@@ -135,7 +135,27 @@ AVX512 static INLINE void half_panel(const enum kind kind, const struct cellm_we
     __mmask16 live = (__mmask16)((1u << rows) - 1);
     int64_t ng = kind >= K_Q8 ? w->cols / w->group : 0;
     __m512 sc = _mm512_setzero_ps(), bi = sc;
-    for (int64_t kk = 0; kk < kd; kk += 16) {
+    int64_t kk = 0;
+    if (kind == K_BF16)
+        /* 32 k at a time: a whole line of each row, transposed as 16 x 16 pairs of bf16,
+         * then the pairs split into even and odd k; half the shuffles per weight */
+        for (; kk + 32 <= kd; kk += 32) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_castsi512_ps(_mm512_loadu_si512(rp[i] + 2 * (k0 + kk)));
+            transpose16(r);
+            const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                __m512i v = _mm512_castps_si512(r[i]);
+                __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+                __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
+                _mm512_storeu_ps(p + (kk + 2 * i) * NR, _mm512_maskz_mov_ps(live, even));
+                _mm512_storeu_ps(p + (kk + 2 * i + 1) * NR, _mm512_maskz_mov_ps(live, odd));
+            }
+        }
+    for (; kk < kd; kk += 16) {
         int64_t k = k0 + kk;
         if (kind >= K_Q8 && k % w->group == 0) {
             /* this group's scale and bias of each of the 16 rows, one per lane */
