@@ -5,9 +5,10 @@
  *     y[t][o] = sum_k x[t][k] * w[o][k]     t < n, o < w->rows, k < w->cols
  *
  * The weights are read in place, a panel of output features times a block of k at a
- * time, widened or dequantized once (exactly the values of the numeric contract, by the
- * same row decoders as kernels.c) and laid out [k][feature] for a register-blocked
- * micro-kernel that broadcasts x and keeps a tile of y in registers. Each thread owns a
+ * time, widened or dequantized once (exactly the values of the numeric contract: by
+ * kernels.c's row decoders, or on AVX-512 for F32/F16/BF16 and 4/8-bit affine straight
+ * into registers) and laid out [k][feature] for a register-blocked micro-kernel that
+ * broadcasts x and keeps a tile of y in registers. Each thread owns a
  * range of panels across all the products of one call and runs every input row against
  * them, so the weights are decoded once per call per row block, not once per row.
  * Only the summation order differs from the scalar reference. The n == 1 decode path

@@ -4,7 +4,12 @@
  * A tile is MR = 12 input rows by NR = 32 output features: 24 zmm accumulators, and per
  * k two loads of the packed panel and 12 broadcasts of x feeding 24 FMAs, so the two FMA
  * pipes, not the loads, set the pace (24 independent chains also cover the FMA latency).
- * The panel is transposed from decoded rows with 16 x 16 in-register transposes.
+ *
+ * Panels of F32, F16, BF16 and 4/8-bit affine weights are decoded here straight from the
+ * stored bytes: 16 rows x 16 k loaded and widened (affine: the codes, as exact floats),
+ * one 16 x 16 transpose, then per k one FMA with the 16 rows' scales and biases (BF16:
+ * 16 rows x 32 k per step, transposed as bf16 pairs). Other formats come decoded row by
+ * row from kernels.c and are transposed here; x tiles are transposed the same way.
  */
 #include "gemm.h"
 
