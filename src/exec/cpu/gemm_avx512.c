@@ -126,6 +126,21 @@ AVX512 static INLINE float half_of(enum cellm_dtype dt, const uint8_t *p)
     return dt == CELLM_DT_BF16 ? cellm_bits_f32((uint32_t)h << 16) : _cvtsh_ss(h);
 }
 
+/* The scale and bias of the group holding column k, of each of 16 rows (one per lane). */
+AVX512 static INLINE void group_scales(const struct cellm_weight *w, int64_t f0, int rows,
+                                       int64_t ng, int64_t k, __m512 *sc, __m512 *bi)
+{
+    float s[16] = {0}, b[16] = {0};
+    size_t g = (size_t)(k / w->group);
+    for (int i = 0; i < rows; i++) {
+        size_t at = ((size_t)(f0 + i) * (size_t)ng + g) * 2;
+        s[i] = half_of(w->sdtype, w->scales + at);
+        b[i] = half_of(w->sdtype, w->biases + at);
+    }
+    *sc = _mm512_loadu_ps(s);
+    *bi = _mm512_loadu_ps(b);
+}
+
 /* 16 rows [f0, f0 + rows) (zero past rows) of columns [k0, k0 + kd), kd a multiple of 16,
  * into p[k][NR] at column offset 0 of p (the caller offsets p by the half). */
 AVX512 static INLINE void half_panel(const enum kind kind, const struct cellm_weight *w, int64_t f0,
@@ -160,20 +175,33 @@ AVX512 static INLINE void half_panel(const enum kind kind, const struct cellm_we
                 _mm512_storeu_ps(p + (kk + 2 * i + 1) * NR, _mm512_maskz_mov_ps(live, odd));
             }
         }
+    if (kind == K_Q4)
+        /* 128 k at a time: a whole line of each row, transposed as 16 x 16 words of 8
+         * codes (element 8j + m in bits 4m..4m+3 of word j), then the codes peeled off */
+        for (; kk + 128 <= kd; kk += 128) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_castsi512_ps(_mm512_loadu_si512(rp[i] + (k0 + kk) / 2));
+            transpose16(r);
+            const __m512i m4 = _mm512_set1_epi32(0xf);
+            for (int j = 0; j < 16; j++) {
+                int64_t k = k0 + kk + 8 * j;
+                if (k % w->group == 0) group_scales(w, f0, rows, ng, k, &sc, &bi);
+                __m512i v = _mm512_castps_si512(r[j]);
+#pragma GCC unroll 8
+                for (int m = 0; m < 8; m++) {
+                    __m512 q =
+                        _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(v, 4 * m), m4));
+                    /* fl(s*q + b) in one rounding is fl(fl(s*q) + b) (kernels.c) */
+                    __m512 wv = _mm512_fmadd_ps(q, sc, bi);
+                    _mm512_storeu_ps(p + (kk + 8 * j + m) * NR, _mm512_maskz_mov_ps(live, wv));
+                }
+            }
+        }
     for (; kk < kd; kk += 16) {
         int64_t k = k0 + kk;
-        if (kind >= K_Q8 && k % w->group == 0) {
-            /* this group's scale and bias of each of the 16 rows, one per lane */
-            float s[16] = {0}, b[16] = {0};
-            size_t g = (size_t)(k / w->group);
-            for (int i = 0; i < rows; i++) {
-                size_t at = ((size_t)(f0 + i) * (size_t)ng + g) * 2;
-                s[i] = half_of(w->sdtype, w->scales + at);
-                b[i] = half_of(w->sdtype, w->biases + at);
-            }
-            sc = _mm512_loadu_ps(s);
-            bi = _mm512_loadu_ps(b);
-        }
+        if (kind >= K_Q8 && k % w->group == 0) group_scales(w, f0, rows, ng, k, &sc, &bi);
         __m512 r[16];
 #pragma GCC unroll 16
         for (int i = 0; i < 16; i++)
