@@ -14,6 +14,7 @@
 
 #include "base/half.h"
 #include "base/threadpool.h"
+#include "exec/cpu/gemm.h"
 #include "exec/cpu/kernels.h"
 #include "model/weight.h"
 
@@ -77,12 +78,9 @@ int main(int argc, char **argv)
                                                            : CELLM_ISA_AVX512;
         if (want < isa) isa = want;
     }
-    static const struct fmt_case cases[] = {{"bf16", CELLM_W_BF16, 0},
-                                            {"f16", CELLM_W_F16, 0},
-                                            {"q4g64", CELLM_W_AFFINE, 4},
-                                            {"q8g64", CELLM_W_AFFINE, 8},
-                                            {"q3g64", CELLM_W_AFFINE, 3},
-                                            {"q6g64", CELLM_W_AFFINE, 6}};
+    static const struct fmt_case cases[] = {
+        {"bf16", CELLM_W_BF16, 0},    {"f16", CELLM_W_F16, 0},      {"q4g64", CELLM_W_AFFINE, 4},
+        {"q8g64", CELLM_W_AFFINE, 8}, {"q3g64", CELLM_W_AFFINE, 3}, {"q6g64", CELLM_W_AFFINE, 6}};
     struct cellm_error err;
     struct cellm_pool *pool;
     if (cellm_pool_new(1, &pool, &err)) return 1;
@@ -98,7 +96,7 @@ int main(int argc, char **argv)
             uint8_t *buf;
             size_t bytes = make_weight(&cases[k], rows, cols, &w, &buf);
             float *x = malloc(sizeof(float) * cols), *y = malloc(sizeof(float) * rows);
-            float *scratch = malloc(sizeof(float) * CELLM_CPU_ROW_BLOCK * cols);
+            float *scratch = malloc(sizeof(float) * (size_t)cellm_cpu_scratch_floats(1, cols));
             if (!bytes || !x || !y || !scratch) return 1;
             for (int64_t i = 0; i < cols; i++)
                 x[i] = (float)(rand() % 1000) / 1000.0f - 0.5f;

@@ -3,6 +3,7 @@
 # fuzz targets of the parsers, and the dequantization benchmark (built, not run as a test).
 cellm_core_test(test_half ${CMAKE_CURRENT_LIST_DIR}/test_half.c)
 cellm_core_test(test_quant ${CMAKE_CURRENT_LIST_DIR}/test_quant.c)
+cellm_core_test(test_gemm ${CMAKE_CURRENT_LIST_DIR}/test_gemm.c)
 cellm_core_test(test_safetensors ${CMAKE_CURRENT_LIST_DIR}/test_safetensors.c)
 cellm_core_test(test_config ${CMAKE_CURRENT_LIST_DIR}/test_config.c)
 cellm_core_test(test_ckpt ${CMAKE_CURRENT_LIST_DIR}/test_ckpt.c)
@@ -29,3 +30,8 @@ target_link_libraries(dequant_bench PRIVATE cellm_core)
 add_executable(matvec_bench ${PROJECT_SOURCE_DIR}/bench/matvec_bench.c)
 target_include_directories(matvec_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
 target_link_libraries(matvec_bench PRIVATE cellm_core)
+
+# The GEMM benchmark (bench/gemm_bench.c): an executable, not a test.
+add_executable(gemm_bench ${PROJECT_SOURCE_DIR}/bench/gemm_bench.c)
+target_include_directories(gemm_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
+target_link_libraries(gemm_bench PRIVATE cellm_core)

@@ -27,6 +27,7 @@
 
 #include "base/half.h"
 #include "base/threadpool.h"
+#include "exec/cpu/gemm.h"
 #include "exec/cpu/kernels.h"
 #include "model/weight.h"
 
@@ -289,7 +290,7 @@ static void check_matmul(struct cellm_pool *pool, enum cellm_isa isa, const stru
     float *x = malloc((size_t)(n * ldx) * sizeof *x);
     float *y = malloc((size_t)(n * ldy) * sizeof *y);
     int nt = cellm_pool_size(pool);
-    float *scratch = malloc((size_t)nt * CELLM_CPU_ROW_BLOCK * (size_t)C * sizeof *scratch);
+    float *scratch = malloc(cellm_cpu_scratch_floats(nt, C) * sizeof *scratch);
     assert_non_null(x);
     assert_non_null(y);
     assert_non_null(scratch);

@@ -15,7 +15,7 @@ refuse() {
   local out rc=0
   out=$("$@" 2>&1 >/dev/null) || rc=$?
   [ $rc = 2 ] || [ $rc = 1 ] || fail "$* exited $rc (expected 1 or 2): $out"
-  echo "$out" | grep -q -- "$want" || fail "$*: message '$out' lacks '$want'"
+  grep -q <<<"$out" -- "$want" || fail "$*: message '$out' lacks '$want'"
 }
 
 # strict numbers: a bad number is an error naming the flag
@@ -126,9 +126,9 @@ refuse "single .safetensors file.*-m $model" g -m "$model/model.safetensors" -p 
 
 # --version: version, git revision and build options
 v=$("$cellm" --version)
-echo "$v" | grep -q "^cellm [0-9]" || fail "--version: $v"
-echo "$v" | grep -q "git " || fail "--version has no revision: $v"
-echo "$v" | grep -q "CUDA: " && echo "$v" | grep -q "XLA: " && echo "$v" | grep -q "CPU kernels: " ||
+grep -q <<<"$v" "^cellm [0-9]" || fail "--version: $v"
+grep -q <<<"$v" "git " || fail "--version has no revision: $v"
+grep -q <<<"$v" "CUDA: " && grep -q <<<"$v" "XLA: " && grep -q <<<"$v" "CPU kernels: " ||
   fail "--version lacks the build options: $v"
 
 # --help lists every option each command accepts, aliases included
@@ -139,20 +139,20 @@ for f in -m --model --download --device -t --threads --pjrt-plugin -p --prompt -
          --ctx-size -i --interactive -v \
          --verbose --temp --temperature --top-k --top-p --min-p --repeat-penalty \
          --frequency-penalty --presence-penalty -s --seed -h --help; do
-  echo "$hg" | grep -q -- "$f\b" || fail "generate --help lacks $f"
+  grep -q -- "$f\b" <<<"$hg" || fail "generate --help lacks $f"
 done
 hc=$("$cellm" chat --help)
 for f in --system -sys --system-prompt --chat-template -p --prompt -n --n-predict --max-tokens -c \
          --ctx-size --no-think --color --ignore-eos --cache-ram --cache-gpu --cache-block -v \
          --verbose --temp --top-k --seed -m --threads /clear /save /load /system /set; do
-  echo "$hc" | grep -q -- "$f\b" || fail "chat --help lacks $f"
+  grep -q -- "$f\b" <<<"$hc" || fail "chat --help lacks $f"
 done
 if "$cellm" serve --help >/dev/null 2>&1; then
   hs=$("$cellm" serve --help)
   for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template \
            --cache-ram --cache-gpu --cache-block --cors-origin --max-body --quiet --model -t \
            --threads --device -h --help; do
-    echo "$hs" | grep -q -- "$f\b" || fail "serve --help lacks $f"
+    grep -q -- "$f\b" <<<"$hs" || fail "serve --help lacks $f"
   done
 fi
 for cmd in "tokenize -m --model --download --no-special --pieces --decode --skip-special" \
@@ -163,7 +163,7 @@ for cmd in "tokenize -m --model --download --no-special --pieces --decode --skip
   c=$1
   shift
   for f in "$@" -h --help; do
-    echo "$h" | grep -q -- "$f\b" || fail "$c --help lacks $f"
+    grep -q <<<"$h" -- "$f\b" || fail "$c --help lacks $f"
   done
 done
 
@@ -175,5 +175,5 @@ grep -qF '"first \nsecond"' "$work/ml.json" && grep -qF '"third\nfourth"' "$work
 
 # generate -i is the chat: piped turns get replies
 out=$(printf 'What does "dog" mean?\n' | g -i 2>&1) || fail "generate -i: $out"
-echo "$out" | grep -q "reply: [0-9]* tokens" || fail "generate -i: no reply stats: $out"
+grep -q <<<"$out" "reply: [0-9]* tokens" || fail "generate -i: no reply stats: $out"
 echo ok

@@ -37,7 +37,7 @@ want=$("$cellm" generate -m "$model" --raw -p "the act of" -n 8 --temp 0 2>/dev/
 
 # not in the cache: the message says how to get it
 if out=$("$cellm" generate -m org/tiny -p x 2>&1); then fail "-m org/tiny before pull: $out"; fi
-echo "$out" | grep -q "cellm pull org/tiny" || fail "no pull advice: $out"
+grep -q <<<"$out" "cellm pull org/tiny" || fail "no pull advice: $out"
 
 # pull: an interrupted transfer is resumed with a Range request; only checkpoint files come
 "$cellm" pull org/tiny > "$work/pull.out" 2> "$work/pull.err" || fail "pull: $(cat "$work/pull.err")"

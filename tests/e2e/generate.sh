@@ -15,7 +15,7 @@ text=$("$cellm" generate -m "$model" -p "$prompt" -n 24 --temp 0 2>/dev/null)
 decoded=$("$cellm" tokenize -m "$model" --decode "$ids" --skip-special)
 [ "$text" = "$decoded" ] || fail "streamed text '$text' != decoded ids '$decoded'"
 echo "greedy: $prompt ->$text"
-echo "$text" | grep -q '[a-z][a-z]' || fail "no words in '$text'"
+grep -q <<<"$text" '[a-z][a-z]' || fail "no words in '$text'"
 
 # the prompt the model saw is the tokenizer's encoding (--raw: no chat template)
 verbose=$("$cellm" generate -m "$model" -p "$prompt" -n 1 --temp 0 --raw --verbose 2>&1 >/dev/null |
@@ -51,7 +51,7 @@ k1=$("$cellm" generate -m "$model" -p "$prompt" -n 24 --temp 1 --top-k 1 --seed 
 
 # chat: the template is applied and generation runs
 chat=$("$cellm" generate -m "$model" -p "a small dog" --chat --system "define words" -n 16 --temp 0 --verbose 2>&1)
-echo "$chat" | grep -q '^prompt ids:' || fail "chat run: $chat"
+grep -q <<<"$chat" '^prompt ids:' || fail "chat run: $chat"
 # the generation loop the server shares: EOS is not printed with --ids (it ends the
 # output), penalties apply at --temp 0, and a full context is "length" with a note
 eos=$(tr -d '\n' <"$model/config.json" | sed -n 's/.*"eos_token_id": *\[\{0,1\}\([0-9, ]*\).*/\1/p' | tr ',' ' ')
@@ -66,5 +66,5 @@ maxc=$(sed -n 's/.*"max_position_embeddings": *\([0-9]*\).*/\1/p' "$model/config
 long=$(printf 'word %.0s' $(seq 1 $((maxc - 20))))
 out=$("$cellm" generate -m "$model" -p "$long" -n $((maxc + 10)) --ignore-eos --temp 0 2>&1 >/dev/null) ||
   fail "a full context is an error: $out"
-echo "$out" | grep -q "context is full" || fail "no note about the full context: $out"
+grep -q <<<"$out" "context is full" || fail "no note about the full context: $out"
 echo "ok"

@@ -25,6 +25,7 @@
 #include "base/error.h"
 #include "exec/exec.h"
 #include "fast.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "ops.h"
 
@@ -177,8 +178,8 @@ static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct 
         c->ring = cfg->window + CHUNK;
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
-    c->mm_scratch = cellm_malloc((size_t)cellm_pool_size(c->pool) * CELLM_CPU_ROW_BLOCK *
-                                 (size_t)c->mm_cols * sizeof(float));
+    c->mm_scratch =
+        cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) * sizeof(float));
     if (!c->seqs || !c->mm_scratch) {
         cpu_ctx_free(c);
         return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");

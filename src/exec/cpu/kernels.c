@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/half.h"
+#include "gemm.h"
 #include "kernels_x86.h"
 
 #include <stdlib.h>
@@ -566,6 +567,10 @@ void cellm_cpu_matmul_multi(struct cellm_pool *pool, enum cellm_isa isa,
                             const struct cellm_cpu_mm *outs, int n_outs, const float *x,
                             int64_t ldx, int n, float *scratch, int64_t scratch_cols)
 {
+    if (n >= CELLM_CPU_GEMM_MIN_ROWS) {
+        cellm_cpu_gemm(pool, isa, outs, n_outs, x, ldx, n, scratch, scratch_cols);
+        return;
+    }
     struct matmul_job j = {outs, n_outs, isa, x, ldx, n, scratch, scratch_cols};
     int64_t work = 0;
     for (int k = 0; k < n_outs; k++)

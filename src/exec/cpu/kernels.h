@@ -3,7 +3,8 @@
  *
  * Matrix products read the mapped weights in place: a block of rows is widened or
  * dequantized into a small per-thread f32 buffer (exactly the values of the numeric
- * contract), then multiplied with every input row while it is hot in cache. SIMD paths
+ * contract), then multiplied with every input row while it is hot in cache; from
+ * CELLM_CPU_GEMM_MIN_ROWS input rows on, as the packed-panel GEMM of gemm.h. SIMD paths
  * (AVX-512F, AVX2+FMA+F16C) are chosen at run time; the portable path gives the same
  * values up to summation order.
  */
@@ -25,8 +26,9 @@ enum cellm_isa cellm_cpu_isa_from_env(void);
 const char *cellm_cpu_isa_name(enum cellm_isa isa);
 
 /* y[t][r] = sum_c w[r][c] * x[t][c] for t < n, r < w->rows; x is [n][w->cols] with row
- * stride ldx, y is [n][ldy]. scratch: per-thread buffers, n_threads * CELLM_CPU_ROW_BLOCK
- * * max_cols floats. */
+ * stride ldx, y is [n][ldy]. scratch: per-thread buffers, n_threads *
+ * cellm_cpu_scratch_floats(n_threads, max_cols) floats (gemm.h). n >= CELLM_CPU_GEMM_MIN_ROWS runs
+ * as a GEMM (gemm.h), n == 1 through the fused decode kernels. */
 void cellm_cpu_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_weight *w,
                       const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch,
                       int64_t scratch_cols);
