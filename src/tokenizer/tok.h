@@ -51,10 +51,11 @@ void cellm_tok_pattern_free(struct cellm_tok_pattern *p);
 enum cellm_status cellm_tok_pattern_split(const struct cellm_tok_pattern *p, const char *s,
                                           size_t n, size_t **out, size_t *count,
                                           struct cellm_error *err);
-/* Replaces every match in s[0..n) with content, appending to b. */
+/* Replaces every match in s[0..n) with content, appending to b; CELLM_ERR_RANGE (and
+ * nothing appended) when b would hold more than limit bytes. */
 enum cellm_status cellm_tok_pattern_replace(const struct cellm_tok_pattern *p, const char *s,
-                                            size_t n, const char *content, struct cellm_tok_buf *b,
-                                            struct cellm_error *err);
+                                            size_t n, const char *content, size_t limit,
+                                            struct cellm_tok_buf *b, struct cellm_error *err);
 
 /* Components, parsed from their JSON objects. `what` names the file for messages. */
 struct cellm_tok_norm;
@@ -90,6 +91,10 @@ int cellm_tok_char_byte(uint32_t cp);
 enum cellm_status cellm_tok_utf8_lossy(const char *s, size_t n, struct cellm_tok_buf *b);
 
 /* ---- BPE model ---- */
+
+/* Ids may leave holes (ids given to added tokens only), but never more than this many:
+ * every id must be below the number of entries that exist plus this slack. */
+#define CELLM_TOK_ID_SLACK 65536
 
 struct cellm_tok_bpe;
 enum cellm_status cellm_tok_bpe_parse(const cJSON *model, const char *what,

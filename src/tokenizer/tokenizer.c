@@ -263,6 +263,15 @@ static enum cellm_status load_json(struct cellm_tokenizer *tok, const cJSON *roo
     CELLM_TRY(parse_added(tok, cellm_json_get(root, "added_tokens"), err));
     if ((j = cellm_json_get(root, "post_processor"))) CELLM_TRY(parse_post(tok, j, err));
     tok->size = cellm_tok_bpe_size(tok->bpe);
+    for (size_t i = 0; i < tok->nadded; i++) {
+        /* as for the vocabulary (bpe.c): the id must be explained by entries present */
+        int64_t bound = (int64_t)tok->size + (int64_t)tok->nadded + CELLM_TOK_ID_SLACK;
+        if (tok->added[i].id >= bound)
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: added_tokens[%zu] has id %d, beyond the %d vocabulary ids "
+                              "plus %zu added tokens (and a slack of %d)",
+                              w, i, tok->added[i].id, tok->size, tok->nadded, CELLM_TOK_ID_SLACK);
+    }
     for (size_t i = 0; i < tok->nadded; i++)
         if (tok->added[i].id >= tok->size) tok->size = tok->added[i].id + 1;
     for (size_t i = 0; i < tok->npost; i++)
