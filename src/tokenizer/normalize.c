@@ -119,7 +119,8 @@ static enum cellm_status grew(size_t limit, struct cellm_error *err)
 
 /* limit: the most bytes any stage may produce (see cellm_tok_norm_apply). */
 static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, size_t n, size_t limit,
-                             char **out, size_t *out_len, struct cellm_error *err)
+                             const struct cellm_regex_limits *lim, char **out, size_t *out_len,
+                             struct cellm_error *err)
 {
     struct cellm_tok_buf b = {0};
     const uint8_t *u = (const uint8_t *)s;
@@ -133,7 +134,7 @@ static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, siz
         return cellm_uni_normalize(s, n, forms[nm->kind], out, out_len, err);
     }
     case NM_REPLACE:
-        CELLM_TRY(cellm_tok_pattern_replace(&nm->pat, s, n, nm->content, limit, &b, err));
+        CELLM_TRY(cellm_tok_pattern_replace(&nm->pat, s, n, nm->content, limit, lim, &b, err));
         break;
     case NM_PREPEND:
         if (n) ok = cellm_tok_buf_put(&b, nm->content, strlen(nm->content));
@@ -183,7 +184,7 @@ static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, siz
         for (size_t k = 0; k < nm->nkids; k++) {
             char *next;
             size_t nl;
-            enum cellm_status st = one(nm->kids[k], cur, cl, limit, &next, &nl, err);
+            enum cellm_status st = one(nm->kids[k], cur, cl, limit, lim, &next, &nl, err);
             cellm_free(cur);
             if (st) return st;
             if (nl > limit) {
@@ -209,13 +210,14 @@ static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, siz
 }
 
 enum cellm_status cellm_tok_norm_apply(const struct cellm_tok_norm *nm, const char *s, size_t n,
-                                       char **out, size_t *out_len, struct cellm_error *err)
+                                       const struct cellm_regex_limits *lim, char **out,
+                                       size_t *out_len, struct cellm_error *err)
 {
     /* Real normalizers grow text a few times at most (NFKC's worst single character
      * gives 18; Replace(" ", "\u2581") 3x); chained Replace steps of a hostile
      * tokenizer.json could multiply it without end, so each stage's output is bounded. */
     size_t limit = n > (SIZE_MAX - NORM_SLACK) / NORM_GROWTH ? SIZE_MAX : n * NORM_GROWTH + NORM_SLACK;
-    enum cellm_status st = one(nm, s, n, limit, out, out_len, err);
+    enum cellm_status st = one(nm, s, n, limit, lim, out, out_len, err);
     if (!st && *out_len > limit) {
         cellm_free(*out);
         *out = NULL;
