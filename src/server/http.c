@@ -4,16 +4,32 @@
  * Why libmicrohttpd: it is packaged by Debian (libmicrohttpd-dev), small, C, maintained
  * for 15 years by GNU, and does the parts of HTTP/1.1 that are easy to get wrong
  * (request parsing, keep-alive, chunked transfer encoding of a response of unknown
- * length, limits) while leaving threads and data to the application. Its
- * thread-per-connection mode fits a server whose answers are produced by another
- * thread: a connection simply waits on its request's condition variable, and a stream is
- * a content-reader callback that blocks until the scheduler has published more text.
- * (libevent's evhttp or h2o would need an event loop woken from the scheduler for every
- * token; civetweb and mongoose are not in Debian stable as -dev packages of this shape.)
+ * length, limits) while leaving threads and data to the application. It also has what a
+ * server facing hostile clients needs without a rewrite: an epoll event loop run by a
+ * small pool of threads (an idle or slow connection costs a socket and a few KiB, not a
+ * thread), per-address connection limits, and suspend/resume, so a request waiting on the
+ * scheduler holds no thread either. (libevent's evhttp would need the same plumbing and
+ * gives less control over request framing; h2o and civetweb are not packaged in this
+ * shape.)
  *
- * While a connection waits it polls its socket for a hang-up every WAIT_MS, so a client
- * that disconnects is noticed within that time, marked cancelled, and the scheduler
- * frees its slot before the next step.
+ * Threads and where work runs:
+ *   - http_threads event-loop threads (MHD's pool, THREAD_STACK bytes of stack each) only
+ *     read requests and write responses; nothing in them waits or computes for long.
+ *   - prep_threads "prep" threads (PREP_STACK each) parse and tokenize request bodies (and
+ *     render chat templates): the expensive, attacker-sized part before admission. Their
+ *     queue is bounded (prep_queue); beyond it a request gets 503 with Retry-After at once.
+ *     Tokenization stops once the prompt exceeds the context, and when its client goes away
+ *     or the server stops (a cancel flag polled by the tokenizer and its regex engine).
+ *   - one waker thread resumes suspended connections when their request has news (the
+ *     scheduler signals it through srv_req.wake), notices clients that hang up while
+ *     suspended (and cancels their work), and closes connections that have not delivered a
+ *     complete request within request_timeout (slow headers or bodies).
+ *
+ * Strictness: more than one Content-Length, Content-Length with Transfer-Encoding, or a
+ * Transfer-Encoding other than chunked is refused (400/501) and the connection closed, so a
+ * body can never be read as a second request; POST bodies must be application/json (a
+ * cross-site form post is refused); bound to loopback without an API key, the Host header
+ * must name loopback (DNS rebinding). Every error this file produces has a JSON body.
  *
  * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, POST
  * /v1/completions, POST /v1/chat/completions. Bodies above CELLM_SERVER_MAX_BODY (1 MiB)
@@ -21,12 +37,16 @@
  * wrong bearer token (with --api-key) 401.
  */
 #ifdef CELLM_HAVE_MHD
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -35,28 +55,95 @@
 
 #include "srv.h"
 
-#define WAIT_MS 100
+/* How often suspended connections are checked for a hang-up, and timeouts enforced. */
+#define WAKER_MS 50
+
+/* Stack sizes of the threads this file starts (stated, not inherited from ulimit -s):
+ * the event loop runs no parser or regex; prep threads run the tokenizer, whose regex
+ * engine measures the stack it is given and stops with an error before its end. */
+#define THREAD_STACK ((size_t)1 << 20)
+#define PREP_STACK ((size_t)8 << 20)
 
 /* An over-limit body is read and dropped up to this many bytes before the 413 goes out. */
 #define DISCARD_MAX ((size_t)16 << 20)
 
+enum cstate {
+    C_READ,   /* receiving the request */
+    C_PREP,   /* queued for or in a prep thread (suspended) */
+    C_READY,  /* prep done: r or err set */
+    C_WAIT,   /* non-streaming, waiting for the scheduler (suspended) */
+    C_STREAM, /* streaming response queued */
+};
+
+/* What a suspended connection waits for (on the waiting list). */
+enum wkind { W_PREP, W_DONE, W_OUTPUT };
+
+struct stream;
+
+/* One socket (MHD's socket context): for the request deadline. */
+struct sock {
+    int fd;
+    int busy;     /* a complete request is being answered */
+    int reaped;   /* shut down by the deadline */
+    double t0;    /* connected, or the previous response ended */
+    struct sock *prev, *next;
+};
+
+/* One request (MHD's con_cls). */
 struct conn {
+    struct MHD_Connection *c;
+    struct sock *sk;
     char *body;
     size_t len, cap;
     int too_big;
     size_t discarded; /* bytes of a too-large body read and dropped */
     int inflight;     /* counted in s->n_inflight until MHD has sent the response */
+    int chat, fd;
+    enum cstate state;
+    struct srv_req *r; /* after prep, non-streaming: our reference */
+    struct srv_error err;
+    int failed;        /* prep failed: err */
+    int gone;          /* the client hung up while suspended */
+    _Atomic int cancel; /* stops this request's tokenization */
+    /* waiting list (under s->mu) */
+    enum wkind wk;
+    int waiting;
+    struct stream *st; /* W_OUTPUT */
+    struct conn *wprev, *wnext, *qnext;
 };
 
 struct stream {
     struct cellm_server *s;
     struct srv_req *r;
-    int fd;
+    struct conn *cn;
     size_t sent_text;
     int sent_ids, role_sent, finished;
     char *buf;
     size_t buf_len, buf_off;
 };
+
+struct srv_http {
+    /* under s->mu */
+    struct conn *wait_head;       /* suspended connections */
+    struct conn *q_head, *q_tail; /* prep queue */
+    int q_len, prep_stop, waker_stop, draining;
+    pthread_cond_t prep_cv, wake_cv;
+    pthread_t *prep;
+    int n_prep;
+    pthread_t waker;
+    int waker_started;
+    /* sockets, under sock_mu (never taken with s->mu held the other way round) */
+    pthread_mutex_t sock_mu;
+    struct sock *socks;
+    unsigned long long reaped, prep_rejected;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int client_gone(int fd)
 {
@@ -72,19 +159,6 @@ static int conn_fd(struct MHD_Connection *c)
     return ci ? ci->connect_fd : -1;
 }
 
-/* Waits on r->cv for at most WAIT_MS (under s->mu). */
-static void wait_a_bit(struct cellm_server *s, struct srv_req *r)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += WAIT_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->cv, &s->mu, &ts);
-}
-
 static void count_error(struct cellm_server *s)
 {
     pthread_mutex_lock(&s->mu);
@@ -92,9 +166,10 @@ static void count_error(struct cellm_server *s)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Queues a response that owns `body` (malloc'd; NULL = out of memory). */
-static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, int status,
-                             const char *ctype, char *body)
+/* Queues a response that owns `body` (malloc'd; NULL = out of memory). close: end the
+ * connection after it (the request's framing cannot be trusted). */
+static enum MHD_Result reply_ex(struct cellm_server *s, struct MHD_Connection *c, int status,
+                                const char *ctype, char *body, int close)
 {
     if (!body) {
         status = 500;
@@ -113,9 +188,16 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
     MHD_add_response_header(resp, "Content-Type", ctype);
     if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (close) MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, int status,
+                             const char *ctype, char *body)
+{
+    return reply_ex(s, c, status, ctype, body, 0);
 }
 
 static enum MHD_Result reply_error(struct cellm_server *s, struct MHD_Connection *c,
@@ -125,13 +207,176 @@ static enum MHD_Result reply_error(struct cellm_server *s, struct MHD_Connection
     return reply(s, c, e->status, "application/json", body);
 }
 
-static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connection *c, int status,
-                                    const char *code, const char *msg)
+static enum MHD_Result reply_errorf_ex(struct cellm_server *s, struct MHD_Connection *c,
+                                       int status, const char *code, int close, const char *msg)
 {
     struct srv_error e;
     cellm_srv_errorf(&e, status, NULL, "%s", msg);
     e.code = code;
-    return reply_error(s, c, &e);
+    return reply_ex(s, c, status, "application/json", cellm_srv_error_json(&e), close);
+}
+
+static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connection *c, int status,
+                                    const char *code, const char *msg)
+{
+    return reply_errorf_ex(s, c, status, code, 0, msg);
+}
+
+/* ---- the waiting list ---------------------------------------------------------------- */
+
+/* Under s->mu: parks cn (suspended) until the waker or a prep thread resumes it. */
+static void park_locked(struct cellm_server *s, struct conn *cn, enum wkind wk)
+{
+    struct srv_http *h = s->http;
+    cn->wk = wk;
+    cn->waiting = 1;
+    cn->wprev = NULL;
+    cn->wnext = h->wait_head;
+    if (h->wait_head) h->wait_head->wprev = cn;
+    h->wait_head = cn;
+    MHD_suspend_connection(cn->c);
+    pthread_cond_signal(&h->wake_cv);
+}
+
+/* Under s->mu: takes cn off the list and resumes it. */
+static void unpark_locked(struct cellm_server *s, struct conn *cn)
+{
+    struct srv_http *h = s->http;
+    if (!cn->waiting) return;
+    if (cn->wprev)
+        cn->wprev->wnext = cn->wnext;
+    else
+        h->wait_head = cn->wnext;
+    if (cn->wnext) cn->wnext->wprev = cn->wprev;
+    cn->waiting = 0;
+    MHD_resume_connection(cn->c);
+}
+
+/* Under s->mu: does a parked connection have something to do? */
+static int ready_locked(const struct conn *cn)
+{
+    const struct srv_req *r = cn->wk == W_DONE ? cn->r : cn->st ? cn->st->r : NULL;
+    if (cn->wk == W_PREP || !r) return 0;
+    if (r->done) return 1;
+    if (cn->wk == W_DONE) return 0;
+    const struct stream *st = cn->st;
+    return r->text_len != st->sent_text || r->n_ids != st->sent_ids ||
+           (r->p.chat && !st->role_sent);
+}
+
+static void reap_slow(struct cellm_server *s)
+{
+    struct srv_http *h = s->http;
+    double t = now_s(), lim = (double)s->o.request_timeout;
+    pthread_mutex_lock(&h->sock_mu);
+    for (struct sock *k = h->socks; k; k = k->next)
+        if (!k->busy && !k->reaped && t - k->t0 > lim) {
+            /* MHD sees the end of the stream and closes it; the fd stays valid until
+             * the CLOSED notification, which takes sock_mu first */
+            shutdown(k->fd, SHUT_RDWR);
+            k->reaped = 1;
+            h->reaped++;
+        }
+    pthread_mutex_unlock(&h->sock_mu);
+}
+
+static void *waker_main(void *arg)
+{
+    struct cellm_server *s = arg;
+    struct srv_http *h = s->http;
+    double last_poll = 0;
+    pthread_mutex_lock(&s->mu);
+    while (!h->waker_stop) {
+        double t = now_s();
+        int poll_now = t - last_poll >= WAKER_MS * 1e-3;
+        for (struct conn *cn = h->wait_head, *nx; cn; cn = nx) {
+            nx = cn->wnext;
+            if (ready_locked(cn)) {
+                unpark_locked(s, cn);
+            } else if (poll_now && client_gone(cn->fd)) {
+                cn->gone = 1;
+                if (cn->wk == W_PREP) {
+                    atomic_store(&cn->cancel, 1); /* the prep thread resumes it */
+                } else {
+                    struct srv_req *r = cn->wk == W_DONE ? cn->r : cn->st->r;
+                    if (!r->done) {
+                        r->cancelled = 1;
+                        pthread_cond_signal(&s->sched_cv);
+                    }
+                    unpark_locked(s, cn);
+                }
+            }
+        }
+        if (poll_now) {
+            last_poll = t;
+            pthread_mutex_unlock(&s->mu);
+            reap_slow(s);
+            pthread_mutex_lock(&s->mu);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += WAKER_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->wake_cv, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- prep: parse and tokenize off the event loop ---------------------------------------- */
+
+static void *prep_main(void *arg)
+{
+    struct cellm_server *s = arg;
+    struct srv_http *h = s->http;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!h->q_head && !h->prep_stop)
+            pthread_cond_wait(&h->prep_cv, &s->mu);
+        if (!h->q_head) break;
+        struct conn *cn = h->q_head;
+        h->q_head = cn->qnext;
+        if (!h->q_head) h->q_tail = NULL;
+        h->q_len--;
+        int stopping = h->prep_stop || h->draining;
+        pthread_mutex_unlock(&s->mu);
+
+        struct srv_req *r = NULL;
+        struct srv_error e;
+        memset(&e, 0, sizeof e);
+        int rc = -1;
+        if (stopping || atomic_load(&cn->cancel)) {
+            cellm_srv_errorf(&e, 503, NULL, "the server is shutting down");
+        } else {
+            rc = cellm_srv_parse_opts(s, cn->chat, cn->body ? cn->body : "", cn->len, &cn->cancel,
+                                      &h->wake_cv, &r, &e);
+            if (!rc && cellm_srv_submit(s, r, &e)) {
+                cellm_srv_req_free(r);
+                r = NULL;
+                rc = -1;
+            }
+        }
+        free(cn->body); /* the body is not needed any more: memory goes with the work */
+        cn->body = NULL;
+        cn->len = cn->cap = 0;
+
+        pthread_mutex_lock(&s->mu);
+        if (rc) {
+            cn->failed = 1;
+            cn->err = e;
+        } else {
+            cn->r = r;
+            s->n_inflight++;
+            cn->inflight = 1;
+        }
+        cn->state = C_READY;
+        unpark_locked(s, cn);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 /* ---- streaming ----------------------------------------------------------------------- */
@@ -152,7 +397,9 @@ static int add_event(struct stream *st, char *ev)
     return 0;
 }
 
-/* Waits for new output and turns it into SSE events in st->buf. -1: give up the stream. */
+/* Turns new output into SSE events in st->buf without waiting. Returns 1 when events are
+ * ready, 0 when there was nothing new (then the connection is parked: suspended until
+ * there is), -1 to give the stream up. */
 static int fill(struct stream *st)
 {
     struct cellm_server *s = st->s;
@@ -160,15 +407,15 @@ static int fill(struct stream *st)
     int chat = r->p.chat;
     st->buf_len = st->buf_off = 0;
     pthread_mutex_lock(&s->mu);
-    while (!r->done && r->text_len == st->sent_text && r->n_ids == st->sent_ids &&
-           (st->role_sent || !chat)) {
-        wait_a_bit(s, r);
-        if (!r->done && client_gone(st->fd)) {
-            r->cancelled = 1;
-            pthread_cond_signal(&s->sched_cv);
-            pthread_mutex_unlock(&s->mu);
-            return -1;
-        }
+    if (st->cn->gone) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    if (!r->done && r->text_len == st->sent_text && r->n_ids == st->sent_ids &&
+        (st->role_sent || !chat)) {
+        park_locked(s, st->cn, W_OUTPUT);
+        pthread_mutex_unlock(&s->mu);
+        return 0;
     }
     size_t tn = r->text_len - st->sent_text;
     int in = r->n_ids - st->sent_ids;
@@ -191,7 +438,6 @@ static int fill(struct stream *st)
     st->sent_ids += in;
     if (!rc && done) {
         if (failed) {
-            rc = add_event(st, NULL);
             char *j = cellm_srv_error_json(&err);
             if (j) {
                 size_t n = strlen(j);
@@ -210,7 +456,7 @@ static int fill(struct stream *st)
     }
     free(text);
     free(ids);
-    return rc;
+    return rc < 0 ? -1 : 1;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -226,7 +472,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             return (ssize_t)n;
         }
         if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (fill(st) < 0 && st->buf_len == 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+        int rc = fill(st);
+        if (rc < 0 && st->buf_len == 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc == 0) return 0; /* suspended; called again once resumed */
     }
 }
 
@@ -240,23 +488,52 @@ static void stream_free(void *cls)
 
 /* ---- completions --------------------------------------------------------------------- */
 
-static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection *c,
-                                   struct conn *cn, int chat)
+/* The body is complete: hand it to a prep thread, or refuse at once when they are busy. */
+static enum MHD_Result completions_start(struct cellm_server *s, struct conn *cn, int chat)
 {
-    struct srv_req *r;
-    struct srv_error e;
-    if (cellm_srv_parse(s, chat, cn->body ? cn->body : "", cn->len, &r, &e))
-        return reply_error(s, c, &e);
-    if (cellm_srv_submit(s, r, &e)) {
-        cellm_srv_req_free(r);
-        return reply_error(s, c, &e);
-    }
+    struct srv_http *h = s->http;
     pthread_mutex_lock(&s->mu);
-    s->n_inflight++;
-    cn->inflight = 1;
+    if (h->draining || s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return reply_errorf(s, cn->c, 503, "shutting_down", "the server is shutting down");
+    }
+    if (h->q_len >= s->o.prep_queue) {
+        h->prep_rejected++;
+        s->m.req_rejected_full++;
+        int q = h->q_len;
+        pthread_mutex_unlock(&s->mu);
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the server is busy: %d requests are waiting to be tokenized; retry later", q);
+        return reply_errorf(s, cn->c, 503, "server_busy", msg);
+    }
+    cn->chat = chat;
+    cn->state = C_PREP;
+    cn->qnext = NULL;
+    if (h->q_tail)
+        h->q_tail->qnext = cn;
+    else
+        h->q_head = cn;
+    h->q_tail = cn;
+    h->q_len++;
+    park_locked(s, cn, W_PREP);
+    pthread_cond_signal(&h->prep_cv);
     pthread_mutex_unlock(&s->mu);
-    int fd = conn_fd(c);
-    if (r->p.stream) {
+    return MHD_YES;
+}
+
+/* Resumed after prep (C_READY) or after the scheduler finished (C_WAIT). */
+static enum MHD_Result completions_next(struct cellm_server *s, struct conn *cn)
+{
+    struct MHD_Connection *c = cn->c;
+    if (cn->gone) {
+        /* no answer to send: dropping the connection frees it; our reference goes in
+         * completed() */
+        return MHD_NO;
+    }
+    if (cn->state == C_READY && cn->failed) return reply_error(s, c, &cn->err);
+    struct srv_req *r = cn->r;
+    if (cn->state == C_READY && r->p.stream) {
         struct stream *st = calloc(1, sizeof *st);
         struct MHD_Response *resp =
             st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st,
@@ -264,12 +541,14 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
                : NULL;
         if (!resp) {
             free(st);
-            cellm_srv_req_release(s, r);
             return reply(s, c, 500, NULL, NULL);
         }
         st->s = s;
         st->r = r;
-        st->fd = fd;
+        st->cn = cn;
+        cn->r = NULL; /* the stream owns the reference now */
+        cn->st = st;
+        cn->state = C_STREAM;
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         MHD_add_response_header(resp, "X-Accel-Buffering", "no");
@@ -278,24 +557,142 @@ static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection
         return ret;
     }
     pthread_mutex_lock(&s->mu);
-    while (!r->done) {
-        wait_a_bit(s, r);
-        if (!r->done && client_gone(fd)) {
-            pthread_mutex_unlock(&s->mu);
-            cellm_srv_req_release(s, r); /* marks it cancelled */
-            return MHD_NO;
-        }
+    if (!r->done) {
+        cn->state = C_WAIT;
+        park_locked(s, cn, W_DONE);
+        pthread_mutex_unlock(&s->mu);
+        return MHD_YES;
     }
     struct srv_error re = r->err;
     int failed = r->failed;
     char *body = failed ? NULL : cellm_srv_response_json(s, r);
     pthread_mutex_unlock(&s->mu);
-    cellm_srv_req_release(s, r);
     if (failed) return reply_error(s, c, &re);
     return reply(s, c, 200, "application/json", body);
 }
 
 /* ---- routing -------------------------------------------------------------------------- */
+
+
+/* Counts a header's occurrences (MHD keeps every one; lookups see the first). */
+struct hcount {
+    const char *name;
+    int n;
+    const char *last;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    struct hcount *hc = cls;
+    if (key && !strcasecmp(key, hc->name)) {
+        hc->n++;
+        hc->last = value;
+    }
+    return MHD_YES;
+}
+
+/* Request framing an intermediary might read differently: refused, connection closed. */
+static int framing_error(struct MHD_Connection *c, int *status, const char **msg)
+{
+    struct hcount cl = {"Content-Length", 0, NULL}, te = {"Transfer-Encoding", 0, NULL};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &cl);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_header, &te);
+    *status = 400;
+    if (cl.n > 1) {
+        *msg = "more than one Content-Length header";
+        return 1;
+    }
+    if (cl.n && te.n) {
+        *msg = "both Content-Length and Transfer-Encoding";
+        return 1;
+    }
+    if (te.n > 1) {
+        *msg = "more than one Transfer-Encoding header";
+        return 1;
+    }
+    if (te.n) {
+        const char *v = te.last;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        size_t n = strlen(v);
+        while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        if (n != 7 || strncasecmp(v, "chunked", 7)) {
+            *status = 501;
+            *msg = "Transfer-Encoding other than chunked is not implemented";
+            return 1;
+        }
+    }
+    if (cl.n) {
+        const char *v = cl.last;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (*v < '0' || *v > '9') {
+            *msg = "Content-Length is not a number";
+            return 1;
+        }
+        while (*v >= '0' && *v <= '9')
+            v++;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (*v) {
+            *msg = "Content-Length is not a number";
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int loopback_host(const char *h)
+{
+    if (!strcasecmp(h, "localhost") || !strcmp(h, "::1") || !strcmp(h, "[::1]")) return 1;
+    struct in_addr a;
+    return inet_pton(AF_INET, h, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Bound to loopback without an API key, a browser page elsewhere can reach the server
+ * through DNS rebinding (its own name resolving to 127.0.0.1): its requests carry that
+ * name in Host, so only loopback names (and --allowed-hosts) are accepted. */
+static int host_allowed(struct cellm_server *s, struct MHD_Connection *c)
+{
+    if (s->o.api_key || !loopback_host(s->o.host)) return 1;
+    const char *al = s->o.allowed_hosts;
+    if (al && !strcmp(al, "*")) return 1;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (!h) return 0;
+    char name[256];
+    size_t n = strlen(h);
+    if (n >= sizeof name) return 0;
+    memcpy(name, h, n + 1);
+    /* strip the port: "[::1]:8080", "127.0.0.1:8080", "localhost" */
+    char *colon = name[0] == '[' ? strchr(name, ']') : strrchr(name, ':');
+    if (name[0] == '[' && colon) colon = colon[1] == ':' ? colon + 1 : NULL;
+    if (colon && name[0] != '[' && strchr(name, ':') != colon) colon = NULL; /* bare IPv6 */
+    if (colon) *colon = 0;
+    if (loopback_host(name)) return 1;
+    for (const char *p = al; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == strlen(name) && !strncasecmp(p, name, l)) return 1;
+        p = e ? e + 1 : p + l;
+    }
+    return 0;
+}
+
+static int json_content_type(struct MHD_Connection *c)
+{
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (!t) return 0;
+    while (*t == ' ')
+        t++;
+    if (strncasecmp(t, "application/json", 16)) return 0;
+    t += 16;
+    while (*t == ' ')
+        t++;
+    return !*t || *t == ';';
+}
 
 static int authorized(struct cellm_server *s, struct MHD_Connection *c)
 {
@@ -357,7 +754,7 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         s->m.req_chat++;
     else
         s->m.req_other++;
-    int stopping = s->stopping;
+    int stopping = s->stopping || s->http->draining;
     pthread_mutex_unlock(&s->mu);
     if (cn->too_big) {
         char msg[128];
@@ -365,6 +762,11 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
                  CELLM_SERVER_MAX_BODY);
         return reply_errorf(s, c, 413, "request_too_large", msg);
     }
+    if (!host_allowed(s, c))
+        return reply_errorf(s, c, 403, "host_not_allowed",
+                            "the Host header does not name this loopback server (a page on "
+                            "another site may be reaching it through DNS rebinding); use "
+                            "localhost or 127.0.0.1, an API key, or --allowed-hosts");
     if (id == 0)
         return reply(s, c, stopping ? 503 : 200, "application/json",
                      strdup(stopping ? "{\"status\":\"shutting down\"}" : "{\"status\":\"ok\"}"));
@@ -382,7 +784,20 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
     }
     if (id == 1) return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
     if (id == 2) return reply(s, c, 200, "application/json", models_json(s));
-    return completions(s, c, cn, id == 4);
+    /* a browser sends a cross-site form or text/plain POST without asking first (no CORS
+     * preflight); application/json it cannot send that way */
+    if (!json_content_type(c))
+        return reply_errorf(s, c, 415, "unsupported_media_type",
+                            "the request body must be sent with 'Content-Type: "
+                            "application/json'");
+    return completions_start(s, cn, id == 4);
+}
+
+static struct sock *sock_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
@@ -395,6 +810,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!cn) {
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
+        cn->c = c;
+        cn->fd = conn_fd(c);
+        cn->sk = sock_of(c);
+        int status;
+        const char *msg;
+        if (framing_error(c, &status, &msg))
+            return reply_errorf_ex(s, c, status, "bad_request_framing", 1, msg);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > CELLM_SERVER_MAX_BODY) {
             cn->too_big = 1;
@@ -436,29 +858,109 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         cn->body[cn->len] = 0;
         return MHD_YES;
     }
-    return route(s, c, cn, url, method);
+    if (cn->state == C_READ) {
+        if (cn->sk) {
+            pthread_mutex_lock(&s->http->sock_mu);
+            cn->sk->busy = 1; /* complete: no deadline while it is answered */
+            pthread_mutex_unlock(&s->http->sock_mu);
+        }
+        return route(s, c, cn, url, method);
+    }
+    return completions_next(s, cn);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     (void)toe;
     struct cellm_server *s = cls;
     struct conn *cn = *con_cls;
-    if (cn && cn->inflight) {
-        pthread_mutex_lock(&s->mu);
-        if (--s->n_inflight == 0) pthread_cond_broadcast(&s->idle_cv);
-        pthread_mutex_unlock(&s->mu);
+    struct sock *sk = sock_of(c);
+    if (sk) {
+        pthread_mutex_lock(&s->http->sock_mu);
+        sk->busy = 0;
+        sk->t0 = now_s(); /* the next request on this connection has its own deadline */
+        pthread_mutex_unlock(&s->http->sock_mu);
     }
     if (cn) {
+        pthread_mutex_lock(&s->mu);
+        if (cn->waiting) { /* closed while parked (the daemon stopping) */
+            struct srv_http *h = s->http;
+            if (cn->wprev)
+                cn->wprev->wnext = cn->wnext;
+            else
+                h->wait_head = cn->wnext;
+            if (cn->wnext) cn->wnext->wprev = cn->wprev;
+            cn->waiting = 0;
+        }
+        if (cn->inflight && --s->n_inflight == 0) pthread_cond_broadcast(&s->idle_cv);
+        pthread_mutex_unlock(&s->mu);
+        if (cn->r) cellm_srv_req_release(s, cn->r); /* cancels it when not done */
         free(cn->body);
         free(cn);
     }
     *con_cls = NULL;
 }
 
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code)
+{
+    struct cellm_server *s = cls;
+    struct srv_http *h = s->http;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct sock *k = calloc(1, sizeof *k);
+        *socket_context = k;
+        if (!k) return;
+        k->fd = conn_fd(c);
+        k->t0 = now_s();
+        pthread_mutex_lock(&h->sock_mu);
+        k->next = h->socks;
+        if (h->socks) h->socks->prev = k;
+        h->socks = k;
+        pthread_mutex_unlock(&h->sock_mu);
+        return;
+    }
+    struct sock *k = *socket_context;
+    if (!k) return;
+    pthread_mutex_lock(&h->sock_mu);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        h->socks = k->next;
+    if (k->next) k->next->prev = k->prev;
+    pthread_mutex_unlock(&h->sock_mu);
+    free(k);
+    *socket_context = NULL;
+}
+
+/* MHD's own answers (a malformed request line, headers too large) carry an HTML body;
+ * the URI log callback runs before any of them, but cannot change them. What this file
+ * can do is keep every answer of its own JSON; see tests/server/README.md. */
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
+
+static void http_stop_threads(struct cellm_server *s)
+{
+    struct srv_http *h = s->http;
+    if (!h) return;
+    pthread_mutex_lock(&s->mu);
+    h->prep_stop = 1;
+    for (struct conn *cn = h->q_head; cn; cn = cn->qnext)
+        atomic_store(&cn->cancel, 1);
+    for (struct conn *cn = h->wait_head; cn; cn = cn->wnext)
+        if (cn->wk == W_PREP) atomic_store(&cn->cancel, 1);
+    pthread_cond_broadcast(&h->prep_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < h->n_prep; i++)
+        pthread_join(h->prep[i], NULL);
+    h->n_prep = 0;
+    pthread_mutex_lock(&s->mu);
+    h->waker_stop = 1;
+    pthread_cond_broadcast(&h->wake_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (h->waker_started) pthread_join(h->waker, NULL);
+    h->waker_started = 0;
+}
 
 static void server_free(struct cellm_server *s)
 {
@@ -469,6 +971,14 @@ static void server_free(struct cellm_server *s)
     free(s->name_copy);
     free(s->key_copy);
     free(s->dir_copy);
+    if (s->http) {
+        free(s->http->prep);
+        free(s->o.allowed_hosts ? (void *)s->o.allowed_hosts : NULL);
+        pthread_cond_destroy(&s->http->prep_cv);
+        pthread_cond_destroy(&s->http->wake_cv);
+        pthread_mutex_destroy(&s->http->sock_mu);
+        free(s->http);
+    }
     pthread_cond_destroy(&s->sched_cv);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->mu);
@@ -486,6 +996,7 @@ static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err, e
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
     }
+    http_stop_threads(s);
     if (s->sched_started) cellm_srv_sched_stop(s);
     server_free(s);
     return st;
@@ -499,6 +1010,39 @@ static char *dup_or_null(const char *p, int *oom)
     return d;
 }
 
+static int start_thread(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, stack);
+    int e = pthread_create(t, &a, fn, arg);
+    pthread_attr_destroy(&a);
+    return e;
+}
+
+/* Fills the defaults of the connection options. */
+static void conn_defaults(struct cellm_server_opts *o)
+{
+    if (o->http_threads <= 0) o->http_threads = 4;
+    if (o->per_client <= 0) o->per_client = 64;
+    if (o->request_timeout <= 0) o->request_timeout = 10;
+    if (o->idle_timeout <= 0) o->idle_timeout = 5;
+    if (o->prep_threads <= 0) o->prep_threads = 2;
+    if (o->prep_queue <= 0) o->prep_queue = 32;
+    if (o->shutdown_timeout <= 0) o->shutdown_timeout = 10;
+    if (o->max_connections <= 0) {
+        /* every connection is a descriptor: leave room for the model's files and logs */
+        struct rlimit rl;
+        long lim = 1024;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            lim = (long)rl.rlim_cur;
+        else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            lim = 65536;
+        lim -= 64 + 4L * o->http_threads;
+        o->max_connections = (int)(lim < 16 ? 16 : lim > 65536 ? 65536 : lim);
+    }
+}
+
 enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tokenizer *tok,
                                      const struct cellm_server_opts *opts,
                                      struct cellm_server **out, struct cellm_error *err)
@@ -510,17 +1054,33 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     pthread_cond_init(&s->sched_cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
     s->o = *opts;
+    s->o.allowed_hosts = NULL;
     s->model = model;
     s->tok = tok;
     int oom = 0;
+    struct srv_http *h = s->http = calloc(1, sizeof *s->http);
+    if (!h) {
+        s->o.host = NULL;
+        server_free(s);
+        return CELLM_ERR_NOMEM;
+    }
+    pthread_cond_init(&h->prep_cv, NULL);
+    pthread_cond_init(&h->wake_cv, NULL);
+    pthread_mutex_init(&h->sock_mu, NULL);
     s->o.host = s->host_copy = dup_or_null(opts->host ? opts->host : "127.0.0.1", &oom);
     s->o.model_name = s->name_copy =
         dup_or_null(opts->model_name ? opts->model_name : "cellm", &oom);
     s->o.api_key = s->key_copy = dup_or_null(opts->api_key, &oom);
     s->o.model_dir = s->dir_copy = dup_or_null(opts->model_dir, &oom);
+    s->o.allowed_hosts = dup_or_null(opts->allowed_hosts, &oom);
     if (oom) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
+    if (opts->api_key && !*opts->api_key)
+        return fail(s, err, CELLM_ERR_ARG,
+                    "the API key is empty (an empty key would turn authentication off; omit "
+                    "it to serve without one)");
     if (s->o.parallel < 1) s->o.parallel = 1;
     if (s->o.queue < 0) s->o.queue = 0;
+    conn_defaults(&s->o);
     s->vocab = cellm_model_vocab(model);
     int maxc = cellm_model_max_context(model);
     s->ctx_size = opts->ctx_size > 0 ? opts->ctx_size : maxc;
@@ -534,7 +1094,8 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     const int32_t *e2 = tok ? cellm_tokenizer_eos(tok, &n2) : NULL;
     s->eos = malloc((size_t)(n1 + n2 + 1) * sizeof *s->eos);
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
-    if (!s->eos || !s->slots) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
+    h->prep = calloc((size_t)s->o.prep_threads, sizeof *h->prep);
+    if (!s->eos || !s->slots || !h->prep) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n1 + n2; i++) {
         int32_t id = i < n1 ? e1[i] : e2[i - n1];
         int dup = 0;
@@ -561,6 +1122,14 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         server_free(s);
         return CELLM_ERR_NOMEM;
     }
+    for (int i = 0; i < s->o.prep_threads; i++) {
+        if (start_thread(&h->prep[i], PREP_STACK, prep_main, s))
+            return fail(s, err, CELLM_ERR_NOMEM, "cannot start the request threads");
+        h->n_prep = i + 1;
+    }
+    if (start_thread(&h->waker, THREAD_STACK, waker_main, s))
+        return fail(s, err, CELLM_ERR_NOMEM, "cannot start the waker thread");
+    h->waker_started = 1;
 
     char port[16];
     snprintf(port, sizeof port, "%d", s->o.port);
@@ -570,12 +1139,15 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
                     *ai = NULL;
     int gai = getaddrinfo(s->o.host, port, &hints, &ai);
     if (gai) return fail(s, err, CELLM_ERR_ARG, "--host %s: cannot resolve (%d)", s->o.host, gai);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_THREAD_STACK_SIZE,
+        THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->o.per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.idle_timeout, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d)
         return fail(s, err, CELLM_ERR_IO, "cannot listen on %s port %d (in use, or not allowed?)",
@@ -595,15 +1167,33 @@ int cellm_server_port(const struct cellm_server *s)
 void cellm_server_stop(struct cellm_server *s)
 {
     if (!s) return;
-    /* fail what is in flight first, so that every connection thread can finish its
-     * response (streams end with an error event), then stop accepting and join them */
-    cellm_srv_sched_stop(s);
-    /* MHD_stop_daemon shuts every socket down at once: give the connections up to 10 s
-     * to send what they have (the error event of a stream, a 503) */
+    struct srv_http *h = s->http;
+    /* drain: new requests get 503 (and /health says so) while those in flight finish,
+     * for up to shutdown_timeout seconds */
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 10;
+    dl.tv_sec += s->o.shutdown_timeout;
     pthread_mutex_lock(&s->mu);
+    h->draining = 1;
+    for (struct conn *cn = h->q_head; cn; cn = cn->qnext)
+        atomic_store(&cn->cancel, 1);
+    for (struct conn *cn = h->wait_head; cn; cn = cn->wnext)
+        if (cn->wk == W_PREP) atomic_store(&cn->cancel, 1);
+    while ((s->n_inflight > 0 || s->n_active > 0 || s->q_len > 0) &&
+           pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == 0)
+        ;
+    pthread_mutex_unlock(&s->mu);
+    /* then fail what is left (streams end with an error event), give the connections a
+     * moment to send that, and stop */
+    http_stop_threads(s);
+    cellm_srv_sched_stop(s);
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 2;
+    pthread_mutex_lock(&s->mu);
+    for (struct conn *cn = h->wait_head, *nx; cn; cn = nx) {
+        nx = cn->wnext;
+        unpark_locked(s, cn); /* every request is done now */
+    }
     while (s->n_inflight > 0 && pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == 0)
         ;
     pthread_mutex_unlock(&s->mu);

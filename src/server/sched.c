@@ -141,7 +141,7 @@ static void finish_locked(struct srv_req *r, const char *why)
 {
     r->done = 1;
     r->finish = why;
-    pthread_cond_broadcast(&r->cv);
+    cellm_srv_req_wake_locked(r);
 }
 
 static void fail_locked(struct srv_req *r, int status, const char *msg)
@@ -222,7 +222,7 @@ static int emit(struct cellm_server *s, struct srv_req *r, int32_t tok)
     } else if (finish) {
         finish_locked(r, finish);
     } else {
-        pthread_cond_broadcast(&r->cv);
+        cellm_srv_req_wake_locked(r);
     }
     int done = r->done;
     pthread_mutex_unlock(&s->mu);

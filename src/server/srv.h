@@ -31,6 +31,7 @@ struct srv_params {
     char **stop;    /* stop strings (not included in the output) */
     int n_stop;
     struct cellm_sampler_params sp;
+    const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */
@@ -68,8 +69,16 @@ struct srv_req {
     int cancelled; /* the client went away */
     int refs;
     pthread_cond_t cv;    /* signalled when output or done changes */
+    pthread_cond_t *wake; /* NULL, or also signalled then (http.c's waker thread) */
     struct srv_req *next; /* queue link */
 };
+
+/* Under srv->mu: r's output or done changed; wakes whoever waits for it. */
+static inline void cellm_srv_req_wake_locked(struct srv_req *r)
+{
+    pthread_cond_broadcast(&r->cv);
+    if (r->wake) pthread_cond_signal(r->wake);
+}
 
 struct srv_metrics {
     unsigned long long req_completions, req_chat, req_other, req_errors, req_rejected_full;
@@ -108,11 +117,17 @@ struct cellm_server {
     int sched_started;
     void *daemon; /* struct MHD_Daemon */
     int port;
+    struct srv_http *http; /* http.c's connection state (pools, waiting list) */
 };
 
 /* api.c: request bodies to srv_req, srv_req to response bodies. */
 int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t len,
                     struct srv_req **out, struct srv_error *e);
+/* The same, with a flag that stops the tokenization when set (the client went away, the
+ * server stops) and a condition variable to signal with r->cv (see srv_req.wake). */
+int cellm_srv_parse_opts(struct cellm_server *s, int chat, const char *body, size_t len,
+                         const _Atomic int *cancel, pthread_cond_t *wake, struct srv_req **out,
+                         struct srv_error *e);
 /* Sets e (printf-style message). */
 void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
