@@ -141,8 +141,7 @@ static void test_regex_budget(void **state)
     assert_non_null(strstr(err.msg, "(a+)+b"));
     /* a quadratic search (every attempt in budget, the sum not) is bounded as well */
     t0 = now();
-    enum cellm_status st = find_all("a*b", "a", 200000, NULL, &err);
-    assert_true(st == CELLM_ERR_RANGE || st == CELLM_OK);
+    assert_int_equal(find_all("a*b", "a", 20000, NULL, &err), CELLM_ERR_RANGE);
     assert_true(now() - t0 < 5.0);
     /* the ordinary patterns stay fine on long input */
     assert_int_equal(find_all("\\s+(?!\\S)|\\s+|\\p{L}+", "ab cd  ", 100000, NULL, &err), CELLM_OK);
