@@ -268,8 +268,7 @@ static void test_tokenizer_bounds(void **state)
     memset(text, 'a', 10000);
     text[10000] = 0;
     t0 = now();
-    assert_int_equal(cellm_tokenizer_encode(tok, text, 10000, 0, &ids, &n, &err),
-                     CELLM_ERR_RANGE);
+    assert_int_equal(cellm_tokenizer_encode(tok, text, 10000, 0, &ids, &n, &err), CELLM_ERR_RANGE);
     assert_true(now() - t0 < 1.0);
     assert_non_null(strstr(err.msg, "(a+)+b"));
     cellm_tokenizer_free(tok);
@@ -385,9 +384,9 @@ static void test_checkpoint_bounds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_json_strict),        cmocka_unit_test(test_regex_budget),
-        cmocka_unit_test(test_regex_nesting),      cmocka_unit_test(test_regex_small_stack),
-        cmocka_unit_test(test_tokenizer_bounds),   cmocka_unit_test(test_special_files),
+        cmocka_unit_test(test_json_strict),       cmocka_unit_test(test_regex_budget),
+        cmocka_unit_test(test_regex_nesting),     cmocka_unit_test(test_regex_small_stack),
+        cmocka_unit_test(test_tokenizer_bounds),  cmocka_unit_test(test_special_files),
         cmocka_unit_test(test_checkpoint_bounds),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

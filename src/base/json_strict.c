@@ -36,9 +36,9 @@ struct strict {
 };
 
 struct frame {
-    int obj;          /* object (else array) */
-    size_t key0;      /* first key of this object in keys[] */
-    size_t arena0;    /* its first byte in the arena */
+    int obj;       /* object (else array) */
+    size_t key0;   /* first key of this object in keys[] */
+    size_t arena0; /* its first byte in the arena */
 };
 
 static enum cellm_status bad(struct strict *s, const char *msg)
@@ -110,14 +110,30 @@ static enum cellm_status string(struct strict *s, int keep)
         char e = s->t[s->i + 1];
         char one = 0;
         switch (e) {
-        case '"': one = '"'; break;
-        case '\\': one = '\\'; break;
-        case '/': one = '/'; break;
-        case 'b': one = '\b'; break;
-        case 'f': one = '\f'; break;
-        case 'n': one = '\n'; break;
-        case 'r': one = '\r'; break;
-        case 't': one = '\t'; break;
+        case '"':
+            one = '"';
+            break;
+        case '\\':
+            one = '\\';
+            break;
+        case '/':
+            one = '/';
+            break;
+        case 'b':
+            one = '\b';
+            break;
+        case 'f':
+            one = '\f';
+            break;
+        case 'n':
+            one = '\n';
+            break;
+        case 'r':
+            one = '\r';
+            break;
+        case 't':
+            one = '\t';
+            break;
         case 'u': {
             unsigned v;
             if (s->i + 6 > s->n || !hex4(s->t + s->i + 2, &v))

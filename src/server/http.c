@@ -84,9 +84,9 @@ struct stream;
 /* One socket (MHD's socket context): for the request deadline. */
 struct sock {
     int fd;
-    int busy;     /* a complete request is being answered */
-    int reaped;   /* shut down by the deadline */
-    double t0;    /* connected, or the previous response ended */
+    int busy;   /* a complete request is being answered */
+    int reaped; /* shut down by the deadline */
+    double t0;  /* connected, or the previous response ended */
     struct sock *prev, *next;
 };
 
@@ -103,8 +103,8 @@ struct conn {
     enum cstate state;
     struct srv_req *r; /* after prep, non-streaming: our reference */
     struct srv_error err;
-    int failed;        /* prep failed: err */
-    int gone;          /* the client hung up while suspended */
+    int failed;         /* prep failed: err */
+    int gone;           /* the client hung up while suspended */
     _Atomic int cancel; /* stops this request's tokenization */
     /* waiting list (under s->mu) */
     enum wkind wk;
@@ -208,8 +208,8 @@ static enum MHD_Result reply_error(struct cellm_server *s, struct MHD_Connection
     return reply(s, c, e->status, "application/json", body);
 }
 
-static enum MHD_Result reply_errorf_ex(struct cellm_server *s, struct MHD_Connection *c,
-                                       int status, const char *code, int close, const char *msg)
+static enum MHD_Result reply_errorf_ex(struct cellm_server *s, struct MHD_Connection *c, int status,
+                                       const char *code, int close, const char *msg)
 {
     struct srv_error e;
     cellm_srv_errorf(&e, status, NULL, "%s", msg);
@@ -573,7 +573,6 @@ static enum MHD_Result completions_next(struct cellm_server *s, struct conn *cn)
 }
 
 /* ---- routing -------------------------------------------------------------------------- */
-
 
 static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, struct conn *cn,
                              const char *url, const char *method)

@@ -26,15 +26,15 @@ struct cellm_server_opts {
     const char *model_dir;  /* generation_config.json defaults for sampling */
 
     /* Connections and admission; 0 takes the default in parentheses. */
-    int http_threads;       /* event-loop threads (4); idle connections cost no thread */
-    int max_connections;    /* open connections at most (RLIMIT_NOFILE less a margin) */
-    int per_client;         /* connections per client address (64) */
-    int request_timeout;    /* seconds to receive a whole request, from connect or from
-                               the end of the previous response on the connection (10) */
-    int idle_timeout;       /* seconds without traffic before a connection closes (5) */
-    int prep_threads;       /* threads parsing and tokenizing requests (2) */
-    int prep_queue;         /* requests waiting for a prep thread before 503 (32) */
-    int shutdown_timeout;   /* seconds cellm_server_stop lets requests finish (10) */
+    int http_threads;          /* event-loop threads (4); idle connections cost no thread */
+    int max_connections;       /* open connections at most (RLIMIT_NOFILE less a margin) */
+    int per_client;            /* connections per client address (64) */
+    int request_timeout;       /* seconds to receive a whole request, from connect or from
+                                  the end of the previous response on the connection (10) */
+    int idle_timeout;          /* seconds without traffic before a connection closes (5) */
+    int prep_threads;          /* threads parsing and tokenizing requests (2) */
+    int prep_queue;            /* requests waiting for a prep thread before 503 (32) */
+    int shutdown_timeout;      /* seconds cellm_server_stop lets requests finish (10) */
     const char *allowed_hosts; /* extra Host names accepted when bound to loopback without
                                   an API key (comma-separated; "*" = any); NULL = none */
 };

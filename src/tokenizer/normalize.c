@@ -216,7 +216,8 @@ enum cellm_status cellm_tok_norm_apply(const struct cellm_tok_norm *nm, const ch
     /* Real normalizers grow text a few times at most (NFKC's worst single character
      * gives 18; Replace(" ", "\u2581") 3x); chained Replace steps of a hostile
      * tokenizer.json could multiply it without end, so each stage's output is bounded. */
-    size_t limit = n > (SIZE_MAX - NORM_SLACK) / NORM_GROWTH ? SIZE_MAX : n * NORM_GROWTH + NORM_SLACK;
+    size_t limit =
+        n > (SIZE_MAX - NORM_SLACK) / NORM_GROWTH ? SIZE_MAX : n * NORM_GROWTH + NORM_SLACK;
     enum cellm_status st = one(nm, s, n, limit, lim, out, out_len, err);
     if (!st && *out_len > limit) {
         cellm_free(*out);

@@ -286,7 +286,8 @@ static enum cellm_status split_digits(int individual, struct cellm_tok_pieces *i
 }
 
 static enum cellm_status byte_level(const struct cellm_tok_pre *p, struct cellm_tok_pieces *in,
-                                    struct cellm_tok_pieces *out, const struct cellm_regex_limits *lim, struct cellm_error *err)
+                                    struct cellm_tok_pieces *out,
+                                    const struct cellm_regex_limits *lim, struct cellm_error *err)
 {
     struct cellm_tok_pieces tmp = {0};
     struct cellm_tok_pieces *src = in;
@@ -338,7 +339,8 @@ static enum cellm_status byte_level(const struct cellm_tok_pre *p, struct cellm_
 }
 
 static enum cellm_status metaspace(const struct cellm_tok_pre *p, struct cellm_tok_pieces *in,
-                                   struct cellm_tok_pieces *out, const struct cellm_regex_limits *lim, struct cellm_error *err)
+                                   struct cellm_tok_pieces *out,
+                                   const struct cellm_regex_limits *lim, struct cellm_error *err)
 {
     struct cellm_tok_pieces tmp = {0};
     struct cellm_tok_pattern pat = {(char *)p->repl, p->repl_len, NULL};

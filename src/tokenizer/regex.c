@@ -662,7 +662,8 @@ static int match(struct mctx *m, const struct rnode *nd, size_t pos, const struc
         m->overflow = 2;
         return 0;
     }
-    if (!(m->steps & 0xFFFF) && m->cancel && atomic_load_explicit(m->cancel, memory_order_relaxed)) {
+    if (!(m->steps & 0xFFFF) && m->cancel &&
+        atomic_load_explicit(m->cancel, memory_order_relaxed)) {
         m->overflow = 3;
         return 0;
     }
@@ -748,14 +749,13 @@ enum cellm_status cellm_regex_find_all(const struct cellm_regex *re, const uint3
                 cellm_free(sp);
                 if (m.overflow == 3) return cellm_errf(err, CELLM_ERR_CANCELLED, "cancelled");
                 if (m.overflow == 2)
-                    return cellm_errf(err, CELLM_ERR_RANGE,
-                                      "regex /%s/ ran out of its budget of %llu backtracking "
-                                      "steps at character %zu (the pattern backtracks "
-                                      "exponentially on this input)",
-                                      re->src,
-                                      (unsigned long long)(total > total_limit ? total_limit
-                                                                               : m.limit),
-                                      pos);
+                    return cellm_errf(
+                        err, CELLM_ERR_RANGE,
+                        "regex /%s/ ran out of its budget of %llu backtracking "
+                        "steps at character %zu (the pattern backtracks "
+                        "exponentially on this input)",
+                        re->src, (unsigned long long)(total > total_limit ? total_limit : m.limit),
+                        pos);
                 return cellm_errf(err, CELLM_ERR_RANGE,
                                   "regex /%s/ recursed to the end of the thread's stack at "
                                   "character %zu (the input is too long for this pattern)",
