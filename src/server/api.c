@@ -28,6 +28,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/json.h"
 #include "srv.h"
 
 void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
@@ -256,7 +257,24 @@ static int tokenize(struct cellm_server *s, const char *text, int add_special, c
     int32_t *ids = NULL;
     size_t n = 0;
     struct cellm_error ce;
-    if (cellm_tokenizer_encode(s->tok, text, strlen(text), add_special, &ids, &n, &ce)) {
+    /* a prompt of ctx_size tokens is refused below: no need to encode further than that */
+    struct cellm_encode_opts eo = {.max_ids = (size_t)s->ctx_size, .cancel = p->cancel};
+    enum cellm_status st =
+        cellm_tokenizer_encode_opts(s->tok, text, strlen(text), add_special, &eo, &ids, &n, &ce);
+    if (st == CELLM_ERR_RANGE && strstr(ce.msg, "more than")) {
+        cellm_srv_errorf(e, 400, key,
+                         "the prompt has more than %d tokens, which leaves no room in the "
+                         "context of %d tokens",
+                         s->ctx_size, s->ctx_size);
+        e->code = "context_length_exceeded";
+        return -1;
+    }
+    if (st == CELLM_ERR_CANCELLED) {
+        cellm_srv_errorf(e, 503, key, "the tokenization was cancelled");
+        e->code = "cancelled";
+        return -1;
+    }
+    if (st) {
         cellm_srv_errorf(e, 400, key, "'%s' could not be tokenized: %s", key, ce.msg);
         return -1;
     }
@@ -539,8 +557,23 @@ static int extra_fields(const cJSON *o, struct srv_params *p, struct srv_error *
 int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t len,
                     struct srv_req **out, struct srv_error *e)
 {
+    return cellm_srv_parse_opts(s, chat, body, len, NULL, NULL, out, e);
+}
+
+int cellm_srv_parse_opts(struct cellm_server *s, int chat, const char *body, size_t len,
+                         const _Atomic int *cancel, pthread_cond_t *wake, struct srv_req **out,
+                         struct srv_error *e)
+{
     *out = NULL;
     memset(e, 0, sizeof *e);
+    /* cJSON takes the first of two equal keys, stops after the first value, accepts raw
+     * control characters and cuts strings at \u0000: all refused here, by name */
+    struct cellm_error je;
+    if (cellm_json_check_strict(body, len, "the request body", 64, &je)) {
+        cellm_srv_errorf(e, 400, NULL, "%s", je.msg);
+        e->code = "invalid_json";
+        return -1;
+    }
     const char *endp = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(body, len, &endp, 0);
     if (!o) {
@@ -557,7 +590,9 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         return -1;
     }
     pthread_cond_init(&r->cv, NULL);
+    r->wake = wake;
     struct srv_params *p = &r->p;
+    p->cancel = cancel;
     p->chat = chat;
     p->sp = s->sp_default;
     p->max_tokens = -1;
@@ -972,6 +1007,12 @@ void cellm_srv_log(const struct cellm_server *s, const char *method, const char 
 
 static cJSON *parse_object(const char *body, size_t len, struct srv_error *e)
 {
+    struct cellm_error je;
+    if (cellm_json_check_strict(body, len, "the request body", 64, &je)) {
+        cellm_srv_errorf(e, 400, NULL, "%s", je.msg);
+        e->code = "invalid_json";
+        return NULL;
+    }
     cJSON *o = cJSON_ParseWithLength(body, len);
     if (!o || !cJSON_IsObject(o)) {
         cJSON_Delete(o);
@@ -982,15 +1023,15 @@ static cJSON *parse_object(const char *body, size_t len, struct srv_error *e)
     return o;
 }
 
-int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len, char **out,
-                       struct srv_error *e)
+int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len,
+                       const _Atomic int *cancel, char **out, struct srv_error *e)
 {
     memset(e, 0, sizeof *e);
     cJSON *o = parse_object(body, len, e);
     if (!o) return -1;
     int rc = -1, add_special = 0, with_pieces = 0;
     const cJSON *c = get(o, "content");
-    struct srv_params p = {0};
+    struct srv_params p = {.cancel = cancel};
     if (!c || !cJSON_IsString(c)) {
         if (c)
             bad_type(e, "content", "a string", c);
