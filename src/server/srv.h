@@ -148,7 +148,7 @@ struct cellm_server {
     struct srv_http *http; /* http.c's connection state (pools, waiting list) */
 };
 
-/* api.c: request bodies to srv_req, srv_req to response bodies. */
+/* api.c: request bodies to srv_req, errors. */
 int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t len,
                     struct srv_req **out, struct srv_error *e);
 /* The same, with a flag that stops the tokenization when set (the client went away, the
@@ -156,12 +156,21 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
 int cellm_srv_parse_opts(struct cellm_server *s, int chat, const char *body, size_t len,
                          const _Atomic int *cancel, pthread_cond_t *wake, struct srv_req **out,
                          struct srv_error *e);
+/* /tokenize and /detokenize bodies (llama-server's shapes); 0 or e set. Like a prompt,
+ * /tokenize's content stops at the context size (400 context_length_exceeded) and when
+ * cancel is set (503). */
+int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len,
+                       const _Atomic int *cancel, char **out, struct srv_error *e);
+int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, char **out,
+                         struct srv_error *e);
 /* Sets e (printf-style message). */
 void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* {"error": {...}} as a malloc'd string. */
 char *cellm_srv_error_json(const struct srv_error *e);
-/* The whole non-streaming response body (malloc'd), from a done request. */
+
+/* api_out.c: response bodies. The whole non-streaming body (malloc'd), from a done
+ * request. */
 char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r);
 /* Streaming (under s->mu): whether r has output that pos has not sent; and the SSE events
  * ("data: {...}\n\n" each, malloc'd, NULL when out of memory) for all of it, advancing pos:
@@ -173,16 +182,12 @@ char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req
                               struct srv_stream_pos *pos);
 int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n);
 void cellm_srv_stream_pos_free(struct srv_stream_pos *pos);
+/* The text of one token alone (its bytes may be part of a UTF-8 character); malloc'd, ""
+ * without a tokenizer. */
+char *cellm_srv_token_text(const struct cellm_server *s, int32_t id);
 /* The one-line log of a finished request (stderr): method, route, status, tokens, time. */
 void cellm_srv_log(const struct cellm_server *s, const char *method, const char *url, int status,
                    int n_prompt, int n_cached, int n_gen, double t_start);
-/* /tokenize and /detokenize bodies (llama-server's shapes); 0 or e set. Like a prompt,
- * /tokenize's content stops at the context size (400 context_length_exceeded) and when
- * cancel is set (503). */
-int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len,
-                       const _Atomic int *cancel, char **out, struct srv_error *e);
-int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, char **out,
-                         struct srv_error *e);
 
 /* sched.c: the queue and the scheduler thread. */
 int cellm_srv_sched_start(struct cellm_server *s, struct cellm_error *err);
