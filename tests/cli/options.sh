@@ -126,16 +126,19 @@ for f in -m --model --download --device -t --threads --pjrt-plugin -p --prompt -
          --system-prompt --chat-template --no-think --stop --ignore-eos -i --interactive -v \
          --verbose --temp --temperature --top-k --top-p --min-p --repeat-penalty \
          --frequency-penalty --presence-penalty -s --seed -h --help; do
-  echo "$hg" | grep -q -- "$f\b" || fail "generate --help lacks $f"
+  grep -q -- "$f\b" <<<"$hg" || fail "generate --help lacks $f"
 done
 hc=$("$cellm" chat --help)
 for f in --system -sys --chat-template -n -c --ctx-size --color --ignore-eos --seed /clear /save /load /system /set; do
-  echo "$hc" | grep -q -- "$f\b" || fail "chat --help lacks $f"
+  grep -q -- "$f\b" <<<"$hc" || fail "chat --help lacks $f"
 done
 if "$cellm" serve --help >/dev/null 2>&1; then
   hs=$("$cellm" serve --help)
-  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template --model -t --threads --device; do
-    echo "$hs" | grep -q -- "$f\b" || fail "serve --help lacks $f"
+  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template --model -t --threads --device \
+           --cache-ram --cache-gpu --cache-block --cors-origin --max-body --quiet --http-threads \
+           --max-connections --per-client --request-timeout --idle-timeout --prep-threads \
+           --prep-queue --shutdown-timeout --allowed-hosts; do
+    grep -q -- "$f\b" <<<"$hs" || fail "serve --help lacks $f"
   done
 fi
 
