@@ -41,23 +41,23 @@ static void usage(FILE *f)
             "  --cache-gpu MB   prefix cache in device memory (CUDA; default 1024, 0 = off)\n"
             "  --cache-block N  positions per prefix-cache block (default 32)\n"
             "  --cors-origin O  allow browser requests from origin O ('*' = any)\n"
-            "  --quiet          no per-request log lines\n"
+            "  --quiet          no per-request log lines\n" CLI_COMMON_HELP
             "Connections and limits:\n"
-            "  --max-body BYTES      largest request body (default %d); bodies must be sent as\n"
-            "                        application/json\n"
+            "  --max-body BYTES      largest request body (default %d); bodies must be sent\n"
+            "                        as application/json\n"
             "  --http-threads N      event-loop threads (default 4)\n"
-            "  --max-connections N   open connections at most (default: the fd limit less a "
-            "margin)\n"
+            "  --max-connections N   open connections at most (default: the fd limit less a\n"
+            "                        margin)\n"
             "  --per-client N        connections per client address (default 64)\n"
             "  --request-timeout S   seconds to send a whole request (default 10)\n"
-            "  --idle-timeout S      seconds an idle keep-alive connection stays open "
-            "(default 5)\n"
+            "  --idle-timeout S      seconds an idle keep-alive connection stays open\n"
+            "                        (default 5)\n"
             "  --prep-threads N      threads tokenizing requests (default 2)\n"
             "  --prep-queue N        requests waiting to be tokenized before 503 (default 32)\n"
-            "  --shutdown-timeout S  seconds the first SIGINT/SIGTERM lets requests finish "
-            "(default 10); a second signal exits at once\n"
-            "  --allowed-hosts LIST  Host names accepted besides loopback ones when bound to "
-            "loopback without a key (comma-separated, or *)\n" CLI_COMMON_HELP,
+            "  --shutdown-timeout S  seconds the first SIGINT/SIGTERM lets requests finish\n"
+            "                        (default 10); a second signal exits at once\n"
+            "  --allowed-hosts LIST  Host names accepted besides loopback ones when bound to\n"
+            "                        loopback without a key (comma-separated, or *)\n",
             CELLM_SERVER_MAX_BODY);
 }
 
