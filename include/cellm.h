@@ -213,6 +213,23 @@ enum cellm_status cellm_tokenizer_encode(const struct cellm_tokenizer *tok, cons
                                          size_t len, int add_special, int32_t **ids, size_t *n,
                                          struct cellm_error *err);
 
+/* Bounds of one encode, for input that may be hostile (a server's prompts). */
+struct cellm_encode_opts {
+    size_t max_ids;            /* > 0: stop with CELLM_ERR_RANGE once more ids than this
+                                  would result (a prompt beyond the context is refused
+                                  without encoding all of it) */
+    const _Atomic int *cancel; /* NULL, or polled: nonzero stops with CELLM_ERR_CANCELLED */
+    uint64_t regex_steps;      /* backtracking steps per regex match attempt; 0 = 10^7
+                                  (Oniguruma's default); beyond it the encode fails with an
+                                  error naming the pattern */
+};
+
+/* cellm_tokenizer_encode within the bounds of o (NULL = none but the regex default). */
+enum cellm_status cellm_tokenizer_encode_opts(const struct cellm_tokenizer *tok, const char *text,
+                                              size_t len, int add_special,
+                                              const struct cellm_encode_opts *o, int32_t **ids,
+                                              size_t *n, struct cellm_error *err);
+
 /* Decodes ids to UTF-8 text (skip_special drops special tokens). *text is NUL-terminated,
  * allocated with malloc; the caller frees it. */
 enum cellm_status cellm_tokenizer_decode(const struct cellm_tokenizer *tok, const int32_t *ids,

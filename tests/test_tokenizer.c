@@ -196,7 +196,7 @@ static void split_check(const char *pat, const char *text, const char *want)
     size_t n = 0, *sp, nm;
     for (size_t i = 0, l = strlen(text); i < l;)
         i += cellm_utf8_next((const uint8_t *)text + i, l - i, &cps[n++]);
-    assert_int_equal(cellm_regex_find_all(re, cps, n, &sp, &nm, &err), CELLM_OK);
+    assert_int_equal(cellm_regex_find_all(re, cps, n, NULL, &sp, &nm, &err), CELLM_OK);
     char got[512] = "";
     for (size_t k = 0; k < nm; k++) {
         char b[32];

@@ -16,7 +16,13 @@
 /* Parses text[0..len); on failure the error names `what` and the byte offset. */
 enum cellm_status cellm_json_parse(const char *text, size_t len, const char *what, cJSON **out,
                                    struct cellm_error *err);
-/* Reads and parses a file. */
+/* Checks text[0..len) strictly (json_strict.c): exactly one value with only whitespace
+ * after it, no repeated key in an object, no raw control character and no \u0000 in a
+ * string, nesting at most max_depth. The error names the problem, `what` and the byte
+ * offset. cJSON accepts all of these; run this first where the input is untrusted. */
+enum cellm_status cellm_json_check_strict(const char *text, size_t len, const char *what,
+                                          int max_depth, struct cellm_error *err);
+/* Reads and parses a file (a regular file of at most CELLM_JSON_MAX_FILE bytes). */
 enum cellm_status cellm_json_load(const char *path, cJSON **out, struct cellm_error *err);
 
 /* Type name of a node for messages ("number", "string", ...). */

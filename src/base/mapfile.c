@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -19,7 +20,9 @@ enum cellm_status cellm_mapfile_open(const char *path, struct cellm_mapfile *out
 {
     out->data = NULL;
     out->size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever
+     * (it changes nothing for a regular file, the only kind accepted below) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return cellm_errf(err, errno == ENOENT ? CELLM_ERR_NOT_FOUND : CELLM_ERR_IO,
                           "%s: cannot open: %s", path, strerror(errno));
@@ -62,45 +65,72 @@ void cellm_mapfile_close(struct cellm_mapfile *m)
     }
 }
 
-enum cellm_status cellm_read_file(const char *path, char **out, size_t *len,
-                                  struct cellm_error *err)
+enum cellm_status cellm_read_file_max(const char *path, size_t max, char **out, size_t *len,
+                                      struct cellm_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* see cellm_mapfile_open */
+    if (fd < 0)
         return cellm_errf(err, errno == ENOENT ? CELLM_ERR_NOT_FOUND : CELLM_ERR_IO,
                           "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return cellm_errf(err, CELLM_ERR_IO,
+                          "%s: not a regular file (devices, FIFOs and sockets are refused)", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)max) {
+        close(fd);
+        return cellm_errf(err, CELLM_ERR_RANGE, "%s: %lld bytes, beyond the limit of %zu bytes",
+                          path, (long long)st.st_size, max);
+    }
+    /* the size at open; a file that grows meanwhile is read up to the limit only */
+    size_t cap = (size_t)st.st_size + 1, n = 0;
     char *buf = cellm_malloc(cap);
     if (!buf) {
-        fclose(f);
-        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", path);
+        close(fd);
+        return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, cap);
     }
     for (;;) {
         if (n + 1 >= cap) {
-            char *nb = cellm_realloc(buf, cap * 2);
+            if (cap > max) {
+                cellm_free(buf);
+                close(fd);
+                return cellm_errf(err, CELLM_ERR_RANGE, "%s: grew beyond the limit of %zu bytes",
+                                  path, max);
+            }
+            size_t nc = cap * 2 > max + 1 ? max + 2 : cap * 2;
+            char *nb = cellm_realloc(buf, nc);
             if (!nb) {
                 cellm_free(buf);
-                fclose(f);
+                close(fd);
                 return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", path);
             }
             buf = nb;
-            cap *= 2;
+            cap = nc;
         }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int e = errno;
+            cellm_free(buf);
+            close(fd);
+            return cellm_errf(err, CELLM_ERR_IO, "%s: read error: %s", path, strerror(e));
+        }
         if (got == 0) break;
+        n += (size_t)got;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        cellm_free(buf);
-        return cellm_errf(err, CELLM_ERR_IO, "%s: read error", path);
-    }
+    close(fd);
     buf[n] = 0;
     *out = buf;
     if (len) *len = n;
     return CELLM_OK;
+}
+
+enum cellm_status cellm_read_file(const char *path, char **out, size_t *len,
+                                  struct cellm_error *err)
+{
+    return cellm_read_file_max(path, CELLM_READ_FILE_MAX, out, len, err);
 }
 
 int cellm_file_exists(const char *path)

@@ -102,10 +102,9 @@ static enum cellm_status index_shards(const cJSON *wm, const char *path, char **
                 "%s: weight_map[\"%s\"] names \"%s\", expected a file in the directory", path,
                 e->string, e->valuestring);
         }
-        int dup = 0;
-        for (int i = 0; i < k && !dup; i++)
-            dup = !strcmp(names[i], e->valuestring);
-        if (dup) continue;
+        /* a run of entries naming the shard just added is the common case; the rest of
+         * the repeats go after the sort (an index of n entries costs O(n log n)) */
+        if (k && !strcmp(names[k - 1], e->valuestring)) continue;
         names[k] = cellm_strdup(e->valuestring);
         if (!names[k]) {
             free_names(names, k);
@@ -113,9 +112,17 @@ static enum cellm_status index_shards(const cJSON *wm, const char *path, char **
         }
         k++;
     }
-    qsort(names, (size_t)k, sizeof *names, cmp_str);
+    if (k > 1) qsort(names, (size_t)k, sizeof *names, cmp_str);
+    int u = 0;
+    for (int i = 0; i < k; i++) {
+        if (u && !strcmp(names[u - 1], names[i])) {
+            cellm_free(names[i]);
+            continue;
+        }
+        names[u++] = names[i];
+    }
     *out = names;
-    *n = k;
+    *n = u;
     return CELLM_OK;
 }
 

@@ -3,15 +3,19 @@
  *
  * Loads the model and, when the checkpoint has a tokenizer.json, the tokenizer; starts
  * the server; waits for SIGINT or SIGTERM with sigwait (both are blocked in every
- * thread, so no handler runs in an arbitrary thread), then stops it: in-flight requests
- * end with an error, all threads are joined and everything is freed.
+ * thread, so no handler runs in an arbitrary thread), then stops it: requests in flight
+ * get up to --shutdown-timeout seconds to finish (new ones get 503), what is left ends
+ * with an error, all threads are joined and everything is freed. A second signal, taken
+ * by a thread started after the first, exits at once.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
@@ -37,10 +41,36 @@ static void usage(FILE *f)
             "  --cache-gpu MB   prefix cache in device memory (CUDA; default 1024, 0 = off)\n"
             "  --cache-block N  positions per prefix-cache block (default 32)\n"
             "  --cors-origin O  allow browser requests from origin O ('*' = any)\n"
-            "  --max-body BYTES largest request body (default %d)\n"
             "  --quiet          no per-request log lines\n" CLI_COMMON_HELP
-            "  -h, --help       this text\n",
+            "Connections and limits:\n"
+            "  --max-body BYTES      largest request body (default %d); bodies must be sent\n"
+            "                        as application/json\n"
+            "  --http-threads N      event-loop threads (default 4)\n"
+            "  --max-connections N   open connections at most (default: the fd limit less a\n"
+            "                        margin)\n"
+            "  --per-client N        connections per client address (default 64)\n"
+            "  --request-timeout S   seconds to send a whole request (default 10)\n"
+            "  --idle-timeout S      seconds an idle keep-alive connection stays open\n"
+            "                        (default 5)\n"
+            "  --prep-threads N      threads tokenizing requests (default 2)\n"
+            "  --prep-queue N        requests waiting to be tokenized before 503 (default 32)\n"
+            "  --shutdown-timeout S  seconds the first SIGINT/SIGTERM lets requests finish\n"
+            "                        (default 10); a second signal exits at once\n"
+            "  --allowed-hosts LIST  Host names accepted besides loopback ones when bound to\n"
+            "                        loopback without a key (comma-separated, or *)\n"
+            "  -h, --help            this text\n",
             CELLM_SERVER_MAX_BODY);
+}
+
+/* After the first signal: a second one ends the process at once, whatever is running. */
+static void *second_signal(void *arg)
+{
+    int sig = 0;
+    sigwait((const sigset_t *)arg, &sig);
+    static const char msg[] = "cellm serve: second signal, exiting now\n";
+    if (write(2, msg, sizeof msg - 1) < 0) {
+    }
+    _exit(130);
 }
 
 static int int_opt(int argc, char **argv, int *i, int lo, int hi, int *out)
@@ -56,6 +86,7 @@ int cellm_cmd_serve(int argc, char **argv)
     (void)argv;
     (void)usage;
     (void)int_opt;
+    (void)second_signal;
     fprintf(stderr, "cellm serve: this cellm was built without libmicrohttpd "
                     "(install libmicrohttpd-dev and reconfigure)\n");
     return 2;
@@ -85,6 +116,15 @@ int cellm_cmd_serve(int argc, char **argv)
                                         "--threads",
                                         "-t",
                                         "--pjrt-plugin",
+                                        "--http-threads",
+                                        "--max-connections",
+                                        "--per-client",
+                                        "--request-timeout",
+                                        "--idle-timeout",
+                                        "--prep-threads",
+                                        "--prep-queue",
+                                        "--shutdown-timeout",
+                                        "--allowed-hosts",
                                         NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
@@ -132,13 +172,43 @@ int cellm_cmd_serve(int argc, char **argv)
             if (!(so.model_name = cli_value(argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--chat-template")) {
             if (!(o.chat_template = cli_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--http-threads")) {
+            if (int_opt(argc, argv, &i, 1, 256, &so.http_threads)) return 2;
+        } else if (!strcmp(a, "--max-connections")) {
+            if (int_opt(argc, argv, &i, 1, 1000000, &so.max_connections)) return 2;
+        } else if (!strcmp(a, "--per-client")) {
+            if (int_opt(argc, argv, &i, 1, 1000000, &so.per_client)) return 2;
+        } else if (!strcmp(a, "--request-timeout")) {
+            if (int_opt(argc, argv, &i, 1, 86400, &so.request_timeout)) return 2;
+        } else if (!strcmp(a, "--idle-timeout")) {
+            if (int_opt(argc, argv, &i, 1, 86400, &so.idle_timeout)) return 2;
+        } else if (!strcmp(a, "--prep-threads")) {
+            if (int_opt(argc, argv, &i, 1, 256, &so.prep_threads)) return 2;
+        } else if (!strcmp(a, "--prep-queue")) {
+            if (int_opt(argc, argv, &i, 1, 1000000, &so.prep_queue)) return 2;
+        } else if (!strcmp(a, "--shutdown-timeout")) {
+            if (int_opt(argc, argv, &i, 1, 86400, &so.shutdown_timeout)) return 2;
+        } else if (!strcmp(a, "--allowed-hosts")) {
+            if (!(so.allowed_hosts = cli_value(argc, argv, &i))) return 2;
         } else {
             cli_unknown("serve", a, flags);
             return 2;
         }
     }
-    if (so.api_key && !*so.api_key) so.api_key = NULL;
+    if (so.api_key && !*so.api_key) {
+        /* an empty key once meant "no authentication": a deployment that sets the variable
+         * from an unset secret would run open without a word */
+        fprintf(stderr, "cellm serve: the API key is empty (--api-key \"\" or an empty "
+                        "CELLM_API_KEY); give a key, or unset it to serve without one\n");
+        return 2;
+    }
     if (!cli_resolve(&o, "serve")) return 2;
+    /* every connection is a descriptor: take the hard limit */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 
     /* before any thread exists, so that every thread inherits the mask */
     sigset_t sigs;
@@ -218,7 +288,12 @@ int cellm_cmd_serve(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "cellm serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    fprintf(stderr,
+            "cellm serve: %s, stopping (requests in flight get up to %d s; a second signal "
+            "exits at once)\n",
+            sig == SIGINT ? "SIGINT" : "SIGTERM", so.shutdown_timeout ? so.shutdown_timeout : 10);
+    pthread_t second;
+    if (pthread_create(&second, NULL, second_signal, &sigs) == 0) pthread_detach(second);
     cellm_server_stop(srv);
     cellm_tokenizer_free(tok);
     cellm_model_free(model);

@@ -397,14 +397,10 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
     struct binder b = {d, err};
     const struct cellm_config *c = &d->cfg;
     d->layers = cellm_calloc((size_t)c->n_layers, sizeof *d->layers);
-    d->inv_freq_global = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float));
-    d->inv_freq_local = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float));
-    if (!d->layers || !d->inv_freq_global || !d->inv_freq_local) {
+    if (!d->layers) {
         st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
         goto fail;
     }
-    cellm_rope_inv_freq(&c->rope, c->rot_dims, d->inv_freq_global);
-    cellm_rope_inv_freq(&c->rope_local, c->rot_dims, d->inv_freq_local);
     d->embed_scale = c->embed_scale ? (float)sqrt((double)c->dim) : 1.0f;
     if ((st = bind_matrix(&b, "model.embed_tokens", 0, c->vocab, c->dim, &d->embed))) goto fail;
     if (c->tie_embeddings) {
@@ -418,6 +414,19 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
         goto fail;
     for (int i = 0; i < c->n_layers; i++)
         if ((st = bind_layer(&b, i))) goto fail;
+    /* sized by head_dim from config.json: only now that every tensor has been checked
+     * against the config is head_dim known to match real weights (a config claiming
+     * 2^30 would otherwise cost gigabytes before the first shape error) */
+    d->inv_freq_global = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float));
+    d->inv_freq_local = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float));
+    if (!d->inv_freq_global || !d->inv_freq_local) {
+        st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
+        goto fail;
+    }
+    cellm_rope_inv_freq(&c->rope, c->rot_dims, d->inv_freq_global);
+    cellm_rope_inv_freq(&c->rope_local, c->rot_dims, d->inv_freq_local);
+    for (int i = 0; i < c->n_layers; i++)
+        d->layers[i].inv_freq = d->layers[i].sliding ? d->inv_freq_local : d->inv_freq_global;
     return CELLM_OK;
 fail:
     cellm_desc_free(d);

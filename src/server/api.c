@@ -1,5 +1,5 @@
 /*
- * api.c: the OpenAI request and response formats.
+ * api.c: the OpenAI request format (responses are api_out.c's).
  *
  * cellm_srv_parse turns a request body into a struct srv_req or an error that names the
  * offending field, in OpenAI's shape ({"error": {"message", "type", "param", "code"}}).
@@ -18,6 +18,11 @@
  *
  * Sampling defaults come from the checkpoint's generation_config.json (else greedy);
  * the request's fields override them.
+ *
+ * Bodies are untrusted: each is checked strictly before cJSON reads it (a repeated key,
+ * data after the value, raw control characters, \u0000 and deep nesting are 400
+ * invalid_json), and text is tokenized only up to the context size, stopping when the
+ * request's cancel flag is set (this runs on http_wait.c's prep threads).
  */
 #include <math.h>
 #include <stdarg.h>
@@ -28,6 +33,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/json.h"
 #include "srv.h"
 
 void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
@@ -256,7 +262,24 @@ static int tokenize(struct cellm_server *s, const char *text, int add_special, c
     int32_t *ids = NULL;
     size_t n = 0;
     struct cellm_error ce;
-    if (cellm_tokenizer_encode(s->tok, text, strlen(text), add_special, &ids, &n, &ce)) {
+    /* a prompt of ctx_size tokens is refused below: no need to encode further than that */
+    struct cellm_encode_opts eo = {.max_ids = (size_t)s->ctx_size, .cancel = p->cancel};
+    enum cellm_status st =
+        cellm_tokenizer_encode_opts(s->tok, text, strlen(text), add_special, &eo, &ids, &n, &ce);
+    if (st == CELLM_ERR_RANGE && strstr(ce.msg, "more than")) {
+        cellm_srv_errorf(e, 400, key,
+                         "the prompt has more than %d tokens, which leaves no room in the "
+                         "context of %d tokens",
+                         s->ctx_size, s->ctx_size);
+        e->code = "context_length_exceeded";
+        return -1;
+    }
+    if (st == CELLM_ERR_CANCELLED) {
+        cellm_srv_errorf(e, 503, key, "the tokenization was cancelled");
+        e->code = "cancelled";
+        return -1;
+    }
+    if (st) {
         cellm_srv_errorf(e, 400, key, "'%s' could not be tokenized: %s", key, ce.msg);
         return -1;
     }
@@ -539,8 +562,23 @@ static int extra_fields(const cJSON *o, struct srv_params *p, struct srv_error *
 int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t len,
                     struct srv_req **out, struct srv_error *e)
 {
+    return cellm_srv_parse_opts(s, chat, body, len, NULL, NULL, out, e);
+}
+
+int cellm_srv_parse_opts(struct cellm_server *s, int chat, const char *body, size_t len,
+                         const _Atomic int *cancel, pthread_cond_t *wake, struct srv_req **out,
+                         struct srv_error *e)
+{
     *out = NULL;
     memset(e, 0, sizeof *e);
+    /* cJSON takes the first of two equal keys, stops after the first value, accepts raw
+     * control characters and cuts strings at \u0000: all refused here, by name */
+    struct cellm_error je;
+    if (cellm_json_check_strict(body, len, "the request body", 64, &je)) {
+        cellm_srv_errorf(e, 400, NULL, "%s", je.msg);
+        e->code = "invalid_json";
+        return -1;
+    }
     const char *endp = NULL;
     cJSON *o = cJSON_ParseWithLengthOpts(body, len, &endp, 0);
     if (!o) {
@@ -557,7 +595,9 @@ int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t l
         return -1;
     }
     pthread_cond_init(&r->cv, NULL);
+    r->wake = wake;
     struct srv_params *p = &r->p;
+    p->cancel = cancel;
     p->chat = chat;
     p->sp = s->sp_default;
     p->max_tokens = -1;
@@ -668,310 +708,16 @@ fail:
     return -1;
 }
 
-/* ---- responses -------------------------------------------------------------------------- */
-
-static void add_ids(cJSON *o, const char *key, const int32_t *ids, int n)
-{
-    cJSON *a = cJSON_AddArrayToObject(o, key);
-    for (int i = 0; i < n; i++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
-}
-
-static cJSON *usage(const struct srv_req *r)
-{
-    int gen = 0;
-    for (int k = 0; k < r->p.n; k++)
-        gen += r->ch[k].n_ids;
-    cJSON *u = cJSON_CreateObject();
-    cJSON_AddNumberToObject(u, "prompt_tokens", r->p.n_prompt);
-    cJSON_AddNumberToObject(u, "completion_tokens", gen);
-    cJSON_AddNumberToObject(u, "total_tokens", r->p.n_prompt + gen);
-    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
-    cJSON_AddNumberToObject(d, "cached_tokens", r->ch[0].n_cached);
-    return u;
-}
-
-static cJSON *head(const struct cellm_server *s, const struct srv_req *r, const char *object)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", r->id);
-    cJSON_AddStringToObject(o, "object", object);
-    cJSON_AddNumberToObject(o, "created", (double)r->created);
-    cJSON_AddStringToObject(o, "model", s->o.model_name);
-    cJSON_AddStringToObject(o, "system_fingerprint", "cellm");
-    return o;
-}
-
-static char *print(cJSON *o)
-{
-    char *t = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return t;
-}
-
-/* The text of one token alone (its bytes may be part of a UTF-8 character). */
-static char *token_text(const struct cellm_server *s, int32_t id)
-{
-    char *t = NULL;
-    struct cellm_error ce;
-    if (s->tok && !cellm_tokenizer_decode(s->tok, &id, 1, 0, &t, &ce)) return t;
-    return strdup("");
-}
-
-static void add_bytes(cJSON *o, const char *t)
-{
-    cJSON *b = cJSON_AddArrayToObject(o, "bytes");
-    for (const unsigned char *p = (const unsigned char *)t; *p; p++)
-        cJSON_AddItemToArray(b, cJSON_CreateNumber(*p));
-}
-
-/* Logprobs of ids [from, to) of a choice, in the endpoint's shape: chat
- * {"content": [{token, logprob, bytes, top_logprobs: [...]}]}; completions
- * {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}. */
-static cJSON *logprobs_json(const struct cellm_server *s, const struct srv_req *r,
-                            const struct srv_choice *c, int from, int to, size_t text_off)
-{
-    int nt = r->p.logprobs, stride = nt ? nt : 1;
-    cJSON *o = cJSON_CreateObject();
-    if (r->p.chat) {
-        cJSON *a = cJSON_AddArrayToObject(o, "content");
-        for (int i = from; i < to; i++) {
-            cJSON *x = cJSON_CreateObject();
-            char *t = token_text(s, c->ids[i]);
-            cJSON_AddStringToObject(x, "token", t ? t : "");
-            cJSON_AddNumberToObject(x, "logprob", c->lp[i].logprob);
-            add_bytes(x, t ? t : "");
-            free(t);
-            cJSON *tl = cJSON_AddArrayToObject(x, "top_logprobs");
-            for (int k = 0; k < nt; k++) {
-                const struct cellm_logprob *lp = &c->top[(size_t)i * stride + k];
-                cJSON *y = cJSON_CreateObject();
-                char *u = token_text(s, lp->id);
-                cJSON_AddStringToObject(y, "token", u ? u : "");
-                cJSON_AddNumberToObject(y, "logprob", lp->logprob);
-                add_bytes(y, u ? u : "");
-                free(u);
-                cJSON_AddItemToArray(tl, y);
-            }
-            cJSON_AddItemToArray(a, x);
-        }
-        return o;
-    }
-    cJSON *tk = cJSON_AddArrayToObject(o, "tokens"),
-          *tl = cJSON_AddArrayToObject(o, "token_logprobs");
-    cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs"),
-          *off = cJSON_AddArrayToObject(o, "text_offset");
-    for (int i = from; i < to; i++) {
-        char *t = token_text(s, c->ids[i]);
-        cJSON_AddItemToArray(tk, cJSON_CreateString(t ? t : ""));
-        cJSON_AddItemToArray(tl, cJSON_CreateNumber(c->lp[i].logprob));
-        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)text_off));
-        text_off += t ? strlen(t) : 0;
-        free(t);
-        cJSON *m = cJSON_CreateObject();
-        for (int k = 0; k < nt; k++) {
-            const struct cellm_logprob *lp = &c->top[(size_t)i * stride + k];
-            char *u = token_text(s, lp->id);
-            if (!cJSON_GetObjectItemCaseSensitive(m, u ? u : ""))
-                cJSON_AddNumberToObject(m, u ? u : "", lp->logprob);
-            free(u);
-        }
-        cJSON_AddItemToArray(top, m);
-    }
-    return o;
-}
-
-char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r)
-{
-    int chat = r->p.chat;
-    cJSON *o = head(s, r, chat ? "chat.completion" : "text_completion");
-    cJSON *ch = cJSON_AddArrayToObject(o, "choices");
-    for (int k = 0; k < r->p.n; k++) {
-        const struct srv_choice *cc = &r->ch[k];
-        cJSON *c = cJSON_CreateObject();
-        cJSON_AddItemToArray(ch, c);
-        cJSON_AddNumberToObject(c, "index", k);
-        char *text = strndup(cc->text ? cc->text : "", cc->text_len);
-        if (chat) {
-            cJSON *m = cJSON_AddObjectToObject(c, "message");
-            cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", text ? text : "");
-        } else {
-            cJSON_AddStringToObject(c, "text", text ? text : "");
-        }
-        free(text);
-        if (r->p.logprobs >= 0)
-            cJSON_AddItemToObject(c, "logprobs", logprobs_json(s, r, cc, 0, cc->n_ids, 0));
-        else
-            cJSON_AddNullToObject(c, "logprobs");
-        cJSON_AddStringToObject(c, "finish_reason", cc->finish ? cc->finish : "stop");
-        if (r->p.return_ids) add_ids(c, "token_ids", cc->ids, cc->n_ids);
-    }
-    cJSON_AddItemToObject(o, "usage", usage(r));
-    return print(o);
-}
-
-static char *sse(cJSON *o)
-{
-    char *t = print(o);
-    if (!t) return NULL;
-    size_t n = strlen(t);
-    char *ev = malloc(n + 9);
-    if (ev) {
-        memcpy(ev, "data: ", 6);
-        memcpy(ev + 6, t, n);
-        memcpy(ev + 6 + n, "\n\n", 3);
-    }
-    cJSON_free(t);
-    return ev;
-}
-
-/* One streamed chunk of choice k: role (chat's first), new text, ids [from, to), finish. */
-static char *chunk(const struct cellm_server *s, const struct srv_req *r, int k, int role,
-                   size_t text_from, size_t text_to, int from, int to, const char *finish)
-{
-    const struct srv_choice *cc = &r->ch[k];
-    int chat = r->p.chat;
-    cJSON *o = head(s, r, chat ? "chat.completion.chunk" : "text_completion");
-    cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
-    cJSON_AddItemToArray(ch, c);
-    cJSON_AddNumberToObject(c, "index", k);
-    size_t tn = text_to - text_from;
-    char *t = strndup(tn ? cc->text + text_from : "", tn);
-    if (chat) {
-        cJSON *d = cJSON_AddObjectToObject(c, "delta");
-        if (role) cJSON_AddStringToObject(d, "role", "assistant");
-        if (role || tn || !finish) cJSON_AddStringToObject(d, "content", t ? t : "");
-    } else {
-        cJSON_AddStringToObject(c, "text", t ? t : "");
-    }
-    free(t);
-    if (r->p.logprobs >= 0 && to > from)
-        cJSON_AddItemToObject(c, "logprobs", logprobs_json(s, r, cc, from, to, text_from));
-    else
-        cJSON_AddNullToObject(c, "logprobs");
-    if (finish)
-        cJSON_AddStringToObject(c, "finish_reason", finish);
-    else
-        cJSON_AddNullToObject(c, "finish_reason");
-    if (r->p.return_ids) add_ids(c, "token_ids", cc->ids + from, to - from);
-    if (r->p.include_usage) cJSON_AddNullToObject(o, "usage");
-    return sse(o);
-}
-
-int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n)
-{
-    memset(pos, 0, sizeof *pos);
-    pos->sent_text = calloc((size_t)n, sizeof *pos->sent_text);
-    pos->sent_ids = calloc((size_t)n, sizeof *pos->sent_ids);
-    pos->finish_sent = calloc((size_t)n, sizeof *pos->finish_sent);
-    return pos->sent_text && pos->sent_ids && pos->finish_sent ? 0 : -1;
-}
-
-void cellm_srv_stream_pos_free(struct srv_stream_pos *pos)
-{
-    free(pos->sent_text);
-    free(pos->sent_ids);
-    free(pos->finish_sent);
-}
-
-int cellm_srv_stream_pending(const struct srv_req *r, const struct srv_stream_pos *pos)
-{
-    if (r->done || (r->p.chat && !pos->role_sent)) return 1;
-    for (int k = 0; k < r->p.n; k++) {
-        const struct srv_choice *c = &r->ch[k];
-        if (c->text_len > pos->sent_text[k] || c->n_ids > pos->sent_ids[k] ||
-            (c->done && !pos->finish_sent[k]))
-            return 1;
-    }
-    return 0;
-}
-
-static int cat(char **buf, size_t *len, char *ev)
-{
-    if (!ev) return -1;
-    size_t n = strlen(ev);
-    char *b = realloc(*buf, *len + n + 1);
-    if (!b) {
-        free(ev);
-        return -1;
-    }
-    memcpy(b + *len, ev, n + 1);
-    *buf = b;
-    *len += n;
-    free(ev);
-    return 0;
-}
-
-char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req *r,
-                              struct srv_stream_pos *pos)
-{
-    char *out = NULL;
-    size_t len = 0;
-    int rc = 0;
-    if (r->failed) {
-        char *j = cellm_srv_error_json(&r->err);
-        char *ev = j ? malloc(strlen(j) + 9) : NULL;
-        if (ev) snprintf(ev, strlen(j) + 9, "data: %s\n\n", j);
-        free(j);
-        rc = cat(&out, &len, ev);
-        return rc ? (free(out), NULL) : out;
-    }
-    if (r->p.chat && !pos->role_sent) {
-        for (int k = 0; k < r->p.n && !rc; k++)
-            rc = cat(&out, &len, chunk(s, r, k, 1, 0, 0, 0, 0, NULL));
-        pos->role_sent = 1;
-    }
-    for (int k = 0; k < r->p.n && !rc; k++) {
-        const struct srv_choice *c = &r->ch[k];
-        size_t t0 = pos->sent_text[k];
-        int i0 = pos->sent_ids[k];
-        int more_ids = c->n_ids > i0 && (r->p.return_ids || r->p.logprobs >= 0);
-        if (c->text_len > t0 || more_ids)
-            rc = cat(&out, &len, chunk(s, r, k, 0, t0, c->text_len, i0, c->n_ids, NULL));
-        pos->sent_text[k] = c->text_len;
-        pos->sent_ids[k] = c->n_ids;
-        if (!rc && c->done && !pos->finish_sent[k]) {
-            rc = cat(&out, &len,
-                     chunk(s, r, k, 0, c->text_len, c->text_len, c->n_ids, c->n_ids,
-                           c->finish ? c->finish : "stop"));
-            pos->finish_sent[k] = 1;
-        }
-    }
-    if (!rc && r->done) {
-        if (r->p.include_usage) {
-            cJSON *o = head(s, r, r->p.chat ? "chat.completion.chunk" : "text_completion");
-            cJSON_AddArrayToObject(o, "choices");
-            cJSON_AddItemToObject(o, "usage", usage(r));
-            rc = cat(&out, &len, sse(o));
-        }
-        if (!rc) rc = cat(&out, &len, strdup("data: [DONE]\n\n"));
-    }
-    if (rc) {
-        free(out);
-        return NULL;
-    }
-    return out ? out : strdup("");
-}
-
 /* ---- request log, tokenize ----------------------------------------------------------------- */
-
-void cellm_srv_log(const struct cellm_server *s, const char *method, const char *url, int status,
-                   int n_prompt, int n_cached, int n_gen, double t_start)
-{
-    if (!s->o.log_requests) return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double dt = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - t_start;
-    if (n_prompt > 0)
-        fprintf(stderr, "cellm serve: %s %s %d prompt=%d cached=%d generated=%d %.3fs\n", method,
-                url, status, n_prompt, n_cached, n_gen, dt);
-    else
-        fprintf(stderr, "cellm serve: %s %s %d %.3fs\n", method, url, status, dt);
-}
 
 static cJSON *parse_object(const char *body, size_t len, struct srv_error *e)
 {
+    struct cellm_error je;
+    if (cellm_json_check_strict(body, len, "the request body", 64, &je)) {
+        cellm_srv_errorf(e, 400, NULL, "%s", je.msg);
+        e->code = "invalid_json";
+        return NULL;
+    }
     cJSON *o = cJSON_ParseWithLength(body, len);
     if (!o || !cJSON_IsObject(o)) {
         cJSON_Delete(o);
@@ -982,15 +728,15 @@ static cJSON *parse_object(const char *body, size_t len, struct srv_error *e)
     return o;
 }
 
-int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len, char **out,
-                       struct srv_error *e)
+int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len,
+                       const _Atomic int *cancel, char **out, struct srv_error *e)
 {
     memset(e, 0, sizeof *e);
     cJSON *o = parse_object(body, len, e);
     if (!o) return -1;
     int rc = -1, add_special = 0, with_pieces = 0;
     const cJSON *c = get(o, "content");
-    struct srv_params p = {0};
+    struct srv_params p = {.cancel = cancel};
     if (!c || !cJSON_IsString(c)) {
         if (c)
             bad_type(e, "content", "a string", c);
@@ -1009,13 +755,14 @@ int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len, cha
                     continue;
                 }
                 cJSON *x = cJSON_CreateObject();
-                char *t = token_text(s, p.prompt[i]);
+                char *t = cellm_srv_token_text(s, p.prompt[i]);
                 cJSON_AddNumberToObject(x, "id", p.prompt[i]);
                 cJSON_AddStringToObject(x, "piece", t ? t : "");
                 free(t);
                 cJSON_AddItemToArray(a, x);
             }
-            *out = print(r);
+            *out = cJSON_PrintUnformatted(r);
+            cJSON_Delete(r);
             rc = *out ? 0 : -1;
             if (rc) cellm_srv_errorf(e, 500, NULL, "out of memory");
         }
@@ -1050,7 +797,8 @@ int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, c
             cJSON *r = cJSON_CreateObject();
             cJSON_AddStringToObject(r, "content", text);
             free(text);
-            *out = print(r);
+            *out = cJSON_PrintUnformatted(r);
+            cJSON_Delete(r);
             rc = *out ? 0 : -1;
             if (rc) cellm_srv_errorf(e, 500, NULL, "out of memory");
         }

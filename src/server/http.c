@@ -4,16 +4,36 @@
  * Why libmicrohttpd: it is packaged by Debian (libmicrohttpd-dev), small, C, maintained
  * for 15 years by GNU, and does the parts of HTTP/1.1 that are easy to get wrong
  * (request parsing, keep-alive, chunked transfer encoding of a response of unknown
- * length, limits) while leaving threads and data to the application. Its
- * thread-per-connection mode fits a server whose answers are produced by another
- * thread: a connection simply waits on its request's condition variable, and a stream is
- * a content-reader callback that blocks until the scheduler has published more text.
- * (libevent's evhttp or h2o would need an event loop woken from the scheduler for every
- * token; civetweb and mongoose are not in Debian stable as -dev packages of this shape.)
+ * length, limits) while leaving threads and data to the application. It also has what a
+ * server facing hostile clients needs without a rewrite: an epoll event loop run by a
+ * small pool of threads (an idle or slow connection costs a socket and a few KiB, not a
+ * thread), per-address connection limits, and suspend/resume, so a request waiting on the
+ * scheduler holds no thread either. (libevent's evhttp would need the same plumbing and
+ * gives less control over request framing; h2o and civetweb are not packaged in this
+ * shape.)
  *
- * While a connection waits it polls its socket for a hang-up every WAIT_MS, so a client
- * that disconnects is noticed within that time, marked cancelled, and the scheduler
- * frees its slot before the next step.
+ * Threads and where work runs:
+ *   - http_threads event-loop threads (MHD's pool, THREAD_STACK bytes of stack each) only
+ *     read requests and write responses; nothing in them waits or computes for long.
+ *   - prep_threads "prep" threads (PREP_STACK each; http_wait.c) parse and tokenize
+ *     request bodies (and render chat templates), for completions and /tokenize alike: the
+ *     expensive, attacker-sized part before admission. Their queue is bounded
+ *     (prep_queue); beyond it a request gets 503 with Retry-After at once. Tokenization
+ *     stops once the prompt exceeds the context, and when its client goes away or the
+ *     server stops (a cancel flag polled by the tokenizer and its regex engine).
+ *   - one waker thread (http_wait.c) resumes suspended connections when their request has
+ *     news (the scheduler signals it through srv_req.wake), notices clients that hang up
+ *     while suspended (and cancels their work), and closes connections that have not
+ *     delivered a complete request within request_timeout (slow headers or bodies).
+ * This file owns the daemon, the callbacks, routing, replies, the request log line and
+ * the server's start and stop; the request policy (framing, Host, content type, key) is
+ * http_guard.c's.
+ *
+ * Strictness: more than one Content-Length, Content-Length with Transfer-Encoding, or a
+ * Transfer-Encoding other than chunked is refused (400/501) and the connection closed, so a
+ * body can never be read as a second request; POST bodies must be application/json (a
+ * cross-site form post is refused); bound to loopback without an API key, the Host header
+ * must name loopback (DNS rebinding). Every error this file produces has a JSON body.
  *
  * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, GET
  * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /tokenize, POST
@@ -21,58 +41,31 @@
  * unknown routes 404; a known route with the wrong method 405; a missing or wrong bearer
  * token (with --api-key) 401. With --cors-origin every response carries
  * Access-Control-Allow-Origin and an OPTIONS preflight is answered 204 (no key needed).
- * Each request is logged in one line when it completes (cellm_srv_log).
+ * Each request is logged in one line when it completes (cellm_srv_log; --quiet: none).
  */
 #ifdef CELLM_HAVE_MHD
 #include <netdb.h>
-#include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
 #include <microhttpd.h>
 
-#include "srv.h"
-
-#define WAIT_MS 100
+#include "http_conn.h"
+#include "http_guard.h"
 
 /* An over-limit body is read and dropped up to this many bytes before the 413 goes out. */
 #define DISCARD_MAX ((size_t)16 << 20)
 
-struct conn {
-    char *body;
-    size_t len, cap;
-    int too_big;
-    size_t discarded; /* bytes of a too-large body read and dropped */
-    int inflight;     /* counted in s->n_inflight until MHD has sent the response */
-    /* the request log line */
-    double t0;
-    int status, logged;
-    char method[16], url[128];
-    int n_prompt, n_cached, n_gen;
-};
-
-struct stream {
-    struct cellm_server *s;
-    struct srv_req *r;
-    int fd;
-    struct srv_stream_pos pos;
-    int finished;
-    char *buf;
-    size_t buf_len, buf_off;
-    double t0;
-    char url[128];
-};
-
-static int client_gone(int fd)
+double cellm_srv_now(void)
 {
-    if (fd < 0) return 0;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int conn_fd(struct MHD_Connection *c)
@@ -82,52 +75,33 @@ static int conn_fd(struct MHD_Connection *c)
     return ci ? ci->connect_fd : -1;
 }
 
-/* Waits on r->cv for at most WAIT_MS (under s->mu). */
-static void wait_a_bit(struct cellm_server *s, struct srv_req *r)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += WAIT_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->cv, &s->mu, &ts);
-}
-
-static void count_error(struct cellm_server *s)
+void cellm_srv_count_error(struct cellm_server *s)
 {
     pthread_mutex_lock(&s->mu);
     s->m.req_errors++;
     pthread_mutex_unlock(&s->mu);
 }
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void cors(struct cellm_server *s, struct MHD_Response *resp)
+void cellm_srv_cors(const struct cellm_server *s, struct MHD_Response *resp)
 {
     if (!s->o.cors_origin) return;
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", s->o.cors_origin);
     if (strcmp(s->o.cors_origin, "*")) MHD_add_response_header(resp, "Vary", "Origin");
 }
 
-/* The request being answered on this thread (thread per connection), for the log line. */
-static _Thread_local struct conn *cur_cn;
+/* The request handle() is answering on this thread, for the status of its log line: every
+ * reply is queued from inside handle(), on the event-loop thread that called it. */
+static _Thread_local struct srv_conn *answering;
 
-static void cn_status(struct MHD_Connection *c, int status)
+static void log_status(int status)
 {
-    (void)c;
-    if (cur_cn) cur_cn->status = status;
+    if (answering) answering->status = status;
 }
 
-/* Queues a response that owns `body` (malloc'd; NULL = out of memory). */
-static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, int status,
-                             const char *ctype, char *body)
+/* Queues a response that owns `body` (malloc'd; NULL = out of memory). close: end the
+ * connection after it (the request's framing cannot be trusted). */
+static enum MHD_Result reply_ex(struct cellm_server *s, struct MHD_Connection *c, int status,
+                                const char *ctype, char *body, int close)
 {
     if (!body) {
         status = 500;
@@ -136,7 +110,7 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
                       "\"param\":null,\"code\":null}}");
         if (!body) return MHD_NO;
     }
-    if (status >= 400) count_error(s);
+    if (status >= 400) cellm_srv_count_error(s);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
@@ -144,13 +118,20 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", ctype);
-    cors(s, resp);
-    cn_status(c, status);
+    cellm_srv_cors(s, resp);
+    log_status(status);
     if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (close) MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, int status,
+                             const char *ctype, char *body)
+{
+    return reply_ex(s, c, status, ctype, body, 0);
 }
 
 static enum MHD_Result reply_error(struct cellm_server *s, struct MHD_Connection *c,
@@ -160,258 +141,170 @@ static enum MHD_Result reply_error(struct cellm_server *s, struct MHD_Connection
     return reply(s, c, e->status, "application/json", body);
 }
 
-static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connection *c, int status,
-                                    const char *code, const char *msg)
+static enum MHD_Result reply_errorf_ex(struct cellm_server *s, struct MHD_Connection *c, int status,
+                                       const char *code, int close, const char *msg)
 {
     struct srv_error e;
     cellm_srv_errorf(&e, status, NULL, "%s", msg);
     e.code = code;
-    return reply_error(s, c, &e);
+    return reply_ex(s, c, status, "application/json", cellm_srv_error_json(&e), close);
 }
 
-/* ---- streaming ----------------------------------------------------------------------- */
-
-static int add_event(struct stream *st, char *ev)
+static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connection *c, int status,
+                                    const char *code, const char *msg)
 {
-    if (!ev) return -1;
-    size_t n = strlen(ev);
-    char *b = realloc(st->buf, st->buf_len + n + 1);
-    if (!b) {
-        free(ev);
-        return -1;
-    }
-    memcpy(b + st->buf_len, ev, n + 1);
-    st->buf = b;
-    st->buf_len += n;
-    free(ev);
-    return 0;
+    return reply_errorf_ex(s, c, status, code, 0, msg);
 }
 
-/* Waits for new output and turns it into SSE events in st->buf. -1: give up the stream. */
-static int fill(struct stream *st)
+/* ---- bodies that need work: completions, /tokenize, /detokenize ------------------------ */
+
+/* The body is complete: hand it to a prep thread, or refuse at once when they are busy. */
+static enum MHD_Result prep_start(struct cellm_server *s, struct srv_conn *cn, enum srv_job job)
 {
-    struct cellm_server *s = st->s;
-    struct srv_req *r = st->r;
-    st->buf_len = st->buf_off = 0;
+    struct srv_http *h = s->http;
     pthread_mutex_lock(&s->mu);
-    while (!cellm_srv_stream_pending(r, &st->pos)) {
-        wait_a_bit(s, r);
-        if (!r->done && client_gone(st->fd)) {
-            r->cancelled = 1;
-            pthread_cond_signal(&s->sched_cv);
-            pthread_mutex_unlock(&s->mu);
-            return -1;
-        }
+    if (h->draining || s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return reply_errorf(s, cn->c, 503, "shutting_down", "the server is shutting down");
     }
-    char *ev = cellm_srv_stream_events(s, r, &st->pos);
-    int done = r->done, failed = r->failed;
+    if (h->q_len >= s->o.prep_queue) {
+        h->prep_rejected++;
+        s->m.req_rejected_full++;
+        int q = h->q_len;
+        pthread_mutex_unlock(&s->mu);
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "the server is busy: %d requests are waiting to be tokenized; retry later", q);
+        return reply_errorf(s, cn->c, 503, "server_busy", msg);
+    }
+    cn->job = job;
+    cn->state = C_PREP;
+    cn->qnext = NULL;
+    if (h->q_tail)
+        h->q_tail->qnext = cn;
+    else
+        h->q_head = cn;
+    h->q_tail = cn;
+    h->q_len++;
+    cellm_srv_park_locked(s, cn, W_PREP);
+    pthread_cond_signal(&h->prep_cv);
     pthread_mutex_unlock(&s->mu);
-    if (failed) count_error(s);
-    int rc = add_event(st, ev);
-    if (done) st->finished = 1;
-    return rc;
+    return MHD_YES;
 }
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+/* Resumed after prep (C_READY) or after the scheduler finished (C_WAIT). */
+static enum MHD_Result prep_next(struct cellm_server *s, struct srv_conn *cn)
 {
-    (void)pos;
-    struct stream *st = cls;
-    for (;;) {
-        if (st->buf_off < st->buf_len) {
-            size_t n = st->buf_len - st->buf_off;
-            if (n > max) n = max;
-            memcpy(buf, st->buf + st->buf_off, n);
-            st->buf_off += n;
-            return (ssize_t)n;
-        }
-        if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (fill(st) < 0 && st->buf_len == 0) return MHD_CONTENT_READER_END_WITH_ERROR;
+    struct MHD_Connection *c = cn->c;
+    if (cn->gone) {
+        /* no answer to send: dropping the connection frees it; our reference goes in
+         * completed() */
+        return MHD_NO;
     }
-}
-
-static void stream_free(void *cls)
-{
-    struct stream *st = cls;
-    struct srv_req *r = st->r;
-    pthread_mutex_lock(&st->s->mu);
-    int gen = 0;
-    for (int k = 0; k < r->p.n; k++)
-        gen += r->ch[k].n_ids;
-    int status = r->failed ? r->err.status : 200, cached = r->ch[0].n_cached;
-    pthread_mutex_unlock(&st->s->mu);
-    cellm_srv_log(st->s, "POST", st->url, status, r->p.n_prompt, cached, gen, st->t0);
-    cellm_srv_stream_pos_free(&st->pos);
-    cellm_srv_req_release(st->s, st->r);
-    free(st->buf);
-    free(st);
-}
-
-/* ---- completions --------------------------------------------------------------------- */
-
-static enum MHD_Result completions(struct cellm_server *s, struct MHD_Connection *c,
-                                   struct conn *cn, int chat)
-{
-    struct srv_req *r;
-    struct srv_error e;
-    if (cellm_srv_parse(s, chat, cn->body ? cn->body : "", cn->len, &r, &e))
-        return reply_error(s, c, &e);
-    if (cellm_srv_submit(s, r, &e)) {
-        cellm_srv_req_free(r);
-        return reply_error(s, c, &e);
+    if (cn->state == C_READY && cn->failed) return reply_error(s, c, &cn->err);
+    if (cn->state == C_READY && (cn->job == J_TOKENIZE || cn->job == J_DETOKENIZE)) {
+        char *out = cn->out;
+        cn->out = NULL;
+        return reply(s, c, 200, "application/json", out);
     }
-    pthread_mutex_lock(&s->mu);
-    s->n_inflight++;
-    cn->inflight = 1;
-    pthread_mutex_unlock(&s->mu);
-    int fd = conn_fd(c);
-    if (r->p.stream) {
-        struct stream *st = calloc(1, sizeof *st);
-        if (st && cellm_srv_stream_pos_init(&st->pos, r->p.n)) {
-            cellm_srv_stream_pos_free(&st->pos);
-            free(st);
-            st = NULL;
-        }
-        struct MHD_Response *resp =
-            st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, st,
-                                                   stream_free)
-               : NULL;
-        if (!resp) {
-            if (st) cellm_srv_stream_pos_free(&st->pos);
-            free(st);
-            cellm_srv_req_release(s, r);
-            return reply(s, c, 500, NULL, NULL);
-        }
-        st->s = s;
-        st->r = r;
-        st->fd = fd;
-        st->t0 = cn->t0;
-        snprintf(st->url, sizeof st->url, "%s", cn->url);
-        cn->logged = 1; /* stream_free logs it, once the stream has ended */
-        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-        cors(s, resp);
-        MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    struct srv_req *r = cn->r;
+    cn->n_prompt = r->p.n_prompt;
+    if (cn->state == C_READY && r->p.stream) {
+        struct MHD_Response *resp = cellm_srv_stream_response(s, cn);
+        if (!resp) return reply(s, c, 500, NULL, NULL);
+        cn->state = C_STREAM;
+        cn->status = 200; /* fill() records a failure */
         enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
-        MHD_destroy_response(resp); /* stream_free runs when MHD is done with it */
+        MHD_destroy_response(resp); /* the stream is freed when MHD is done with it */
         return ret;
     }
     pthread_mutex_lock(&s->mu);
-    while (!r->done) {
-        wait_a_bit(s, r);
-        if (!r->done && client_gone(fd)) {
-            pthread_mutex_unlock(&s->mu);
-            cellm_srv_req_release(s, r); /* marks it cancelled */
-            return MHD_NO;
-        }
+    if (!r->done) {
+        cn->state = C_WAIT;
+        cellm_srv_park_locked(s, cn, W_DONE);
+        pthread_mutex_unlock(&s->mu);
+        return MHD_YES;
     }
     struct srv_error re = r->err;
     int failed = r->failed;
     char *body = failed ? NULL : cellm_srv_response_json(s, r);
-    cn->n_prompt = r->p.n_prompt;
     cn->n_cached = r->ch[0].n_cached;
     for (int k = 0; k < r->p.n; k++)
         cn->n_gen += r->ch[k].n_ids;
     pthread_mutex_unlock(&s->mu);
-    cellm_srv_req_release(s, r);
     if (failed) return reply_error(s, c, &re);
     return reply(s, c, 200, "application/json", body);
 }
 
 /* ---- routing -------------------------------------------------------------------------- */
 
-static int authorized(struct cellm_server *s, struct MHD_Connection *c)
+/* A CORS preflight: what the browser may send next. */
+static enum MHD_Result preflight(struct cellm_server *s, struct MHD_Connection *c)
 {
-    if (!s->o.api_key) return 1;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    /* compare in time independent of where they differ */
-    size_t n = strlen(h), k = strlen(s->o.api_key);
-    unsigned diff = (unsigned)(n != k);
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)h[i] ^ (unsigned char)s->o.api_key[i < k ? i : 0];
-    return diff == 0;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    cellm_srv_cors(s, resp);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+    log_status(204);
+    enum MHD_Result ret = MHD_queue_response(c, 204, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
-static char *models_json(struct cellm_server *s, int one)
-{
-    cJSON *o = cJSON_CreateObject(), *m = one ? o : cJSON_CreateObject();
-    if (!one) {
-        cJSON_AddStringToObject(o, "object", "list");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(o, "data"), m);
-    }
-    cJSON_AddStringToObject(m, "id", s->o.model_name);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", 0);
-    cJSON_AddStringToObject(m, "owned_by", "cellm");
-    cJSON_AddNumberToObject(m, "max_model_len", s->ctx_size);
-    cJSON_AddStringToObject(m, "precision", cellm_precision_name(cellm_model_precision(s->model)));
-    char *t = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return t;
-}
-
-static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, struct conn *cn,
+static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, struct srv_conn *cn,
                              const char *url, const char *method)
 {
+    enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_MODEL, R_TOKENIZE, R_DETOK };
     static const struct {
         const char *path, *method;
         int id;
     } routes[] = {
-        {"/health", "GET", 0},
-        {"/metrics", "GET", 1},
-        {"/v1/models", "GET", 2},
-        {"/v1/completions", "POST", 3},
-        {"/v1/chat/completions", "POST", 4},
-        {"/v1/models/", "GET", 5}, /* a prefix: /v1/models/{id} */
-        {"/tokenize", "POST", 6},
-        {"/detokenize", "POST", 7},
+        {"/health", "GET", R_HEALTH},
+        {"/metrics", "GET", R_METRICS},
+        {"/v1/models", "GET", R_MODELS},
+        {"/v1/completions", "POST", R_COMPLETIONS},
+        {"/v1/chat/completions", "POST", R_CHAT},
+        {"/v1/models/", "GET", R_MODEL}, /* a prefix: /v1/models/{id} */
+        {"/tokenize", "POST", R_TOKENIZE},
+        {"/detokenize", "POST", R_DETOK},
     };
     int id = -1, path_known = 0;
     const char *model_id = NULL;
     if (!strncmp(url, "/v1/models/", 11) && url[11]) model_id = url + 11;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(url, routes[i].path) || (routes[i].id == 5 && model_id)) {
+        if (!strcmp(url, routes[i].path) || (routes[i].id == R_MODEL && model_id)) {
             path_known = 1;
             if (!strcmp(method, routes[i].method) ||
                 (!strcmp(method, "HEAD") && !strcmp(routes[i].method, "GET")))
                 id = routes[i].id;
         }
     pthread_mutex_lock(&s->mu);
-    if (id == 3)
+    if (id == R_COMPLETIONS)
         s->m.req_completions++;
-    else if (id == 4)
+    else if (id == R_CHAT)
         s->m.req_chat++;
     else
         s->m.req_other++;
-    int stopping = s->stopping;
+    int stopping = s->stopping || s->http->draining;
     pthread_mutex_unlock(&s->mu);
-    if (path_known && !strcmp(method, "OPTIONS") && s->o.cors_origin) {
-        /* a CORS preflight: what the browser may send next */
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-        if (!resp) return MHD_NO;
-        cors(s, resp);
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
-                                "Authorization, Content-Type");
-        MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
-        cn_status(c, 204);
-        enum MHD_Result ret = MHD_queue_response(c, 204, resp);
-        MHD_destroy_response(resp);
-        return ret;
-    }
     if (cn->too_big) {
         char msg[128];
         snprintf(msg, sizeof msg, "the request body is larger than the limit of %zu bytes",
                  s->o.max_body);
         return reply_errorf(s, c, 413, "request_too_large", msg);
     }
-    if (id == 0)
+    if (!cellm_srv_host_allowed(s, c))
+        return reply_errorf(s, c, 403, "host_not_allowed",
+                            "the Host header does not name this loopback server (a page on "
+                            "another site may be reaching it through DNS rebinding); use "
+                            "localhost or 127.0.0.1, an API key, or --allowed-hosts");
+    if (path_known && !strcmp(method, "OPTIONS") && s->o.cors_origin) return preflight(s, c);
+    if (id == R_HEALTH)
         return reply(s, c, stopping ? 503 : 200, "application/json",
                      strdup(stopping ? "{\"status\":\"shutting down\"}" : "{\"status\":\"ok\"}"));
-    if (path_known && !authorized(s, c))
+    if (path_known && !cellm_srv_authorized(s, c))
         return reply_errorf(s, c, 401, "invalid_api_key",
                             "missing or wrong API key (send 'Authorization: Bearer KEY')");
     if (id < 0) {
@@ -423,42 +316,56 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         snprintf(msg, sizeof msg, "no route %.16s %.200s", method, url);
         return reply_errorf(s, c, 404, "not_found", msg);
     }
-    if (id == 1) return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
-    if (id == 2) return reply(s, c, 200, "application/json", models_json(s, 0));
-    if (id == 5) {
+    if (id == R_METRICS)
+        return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
+    if (id == R_MODELS) return reply(s, c, 200, "application/json", cellm_srv_models_json(s, 0));
+    if (id == R_MODEL) {
         if (strcmp(model_id, s->o.model_name)) {
             char msg[256];
             snprintf(msg, sizeof msg, "the model '%.200s' does not exist", model_id);
             return reply_errorf(s, c, 404, "model_not_found", msg);
         }
-        return reply(s, c, 200, "application/json", models_json(s, 1));
+        return reply(s, c, 200, "application/json", cellm_srv_models_json(s, 1));
     }
-    if (id == 6 || id == 7) {
-        char *out = NULL;
-        struct srv_error e;
-        const char *b = cn->body ? cn->body : "";
-        if (id == 6 ? cellm_srv_tokenize(s, b, cn->len, &out, &e)
-                    : cellm_srv_detokenize(s, b, cn->len, &out, &e))
-            return reply_error(s, c, &e);
-        return reply(s, c, 200, "application/json", out);
-    }
-    return completions(s, c, cn, id == 4);
+    /* a browser sends a cross-site form or text/plain POST without asking first (no CORS
+     * preflight); application/json it cannot send that way */
+    if (!cellm_srv_json_content_type(c))
+        return reply_errorf(s, c, 415, "unsupported_media_type",
+                            "the request body must be sent with 'Content-Type: "
+                            "application/json'");
+    static const enum srv_job jobs[] = {[R_COMPLETIONS] = J_COMPLETION,
+                                        [R_CHAT] = J_CHAT,
+                                        [R_TOKENIZE] = J_TOKENIZE,
+                                        [R_DETOK] = J_DETOKENIZE};
+    return prep_start(s, cn, jobs[id]);
 }
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
-                              const char *method, const char *version, const char *upload,
-                              size_t *upload_size, void **con_cls)
+static struct srv_sock *sock_of(struct MHD_Connection *c)
 {
-    (void)version;
-    struct cellm_server *s = cls;
-    struct conn *cn = *con_cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static enum MHD_Result handle_request(struct cellm_server *s, struct MHD_Connection *c,
+                                      const char *url, const char *method, const char *upload,
+                                      size_t *upload_size, void **con_cls)
+{
+    struct srv_conn *cn = *con_cls;
     if (!cn) {
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
-        cn->t0 = mono_s();
+        answering = cn;
+        cn->c = c;
+        cn->fd = conn_fd(c);
+        cn->sk = sock_of(c);
+        cn->t0 = cellm_srv_now();
         snprintf(cn->method, sizeof cn->method, "%s", method);
         snprintf(cn->url, sizeof cn->url, "%s", url);
-        cur_cn = cn;
+        int status;
+        const char *msg;
+        if (cellm_srv_framing_error(c, &status, &msg))
+            return reply_errorf_ex(s, c, status, "bad_request_framing", 1, msg);
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > s->o.max_body) {
             cn->too_big = 1;
@@ -472,6 +379,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         }
         return MHD_YES;
     }
+    answering = cn;
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
@@ -500,34 +408,121 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         cn->body[cn->len] = 0;
         return MHD_YES;
     }
-    cur_cn = cn;
-    return route(s, c, cn, url, method);
+    if (cn->state == C_READ) {
+        if (cn->sk) {
+            pthread_mutex_lock(&s->http->sock_mu);
+            cn->sk->busy = 1; /* complete: no deadline while it is answered */
+            pthread_mutex_unlock(&s->http->sock_mu);
+        }
+        return route(s, c, cn, url, method);
+    }
+    return prep_next(s, cn);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    enum MHD_Result ret = handle_request(cls, c, url, method, upload, upload_size, con_cls);
+    answering = NULL;
+    return ret;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     (void)toe;
     struct cellm_server *s = cls;
-    struct conn *cn = *con_cls;
-    if (cn && cn->inflight) {
-        pthread_mutex_lock(&s->mu);
-        if (--s->n_inflight == 0) pthread_cond_broadcast(&s->idle_cv);
-        pthread_mutex_unlock(&s->mu);
+    struct srv_conn *cn = *con_cls;
+    struct srv_sock *sk = sock_of(c);
+    if (sk) {
+        pthread_mutex_lock(&s->http->sock_mu);
+        sk->busy = 0;
+        sk->t0 = cellm_srv_now(); /* the next request on this connection has its own deadline */
+        pthread_mutex_unlock(&s->http->sock_mu);
     }
     if (cn) {
-        if (!cn->logged && cn->status)
+        pthread_mutex_lock(&s->mu);
+        cellm_srv_unlist_locked(s, cn); /* closed while parked (the daemon stopping) */
+        if (cn->inflight && --s->n_inflight == 0) pthread_cond_broadcast(&s->idle_cv);
+        pthread_mutex_unlock(&s->mu);
+        if (cn->status)
             cellm_srv_log(s, cn->method, cn->url, cn->status, cn->n_prompt, cn->n_cached, cn->n_gen,
                           cn->t0);
-        if (cur_cn == cn) cur_cn = NULL;
+        if (cn->r) cellm_srv_req_release(s, cn->r); /* cancels it when not done */
         free(cn->body);
+        free(cn->out);
         free(cn);
     }
     *con_cls = NULL;
 }
 
+static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code)
+{
+    struct cellm_server *s = cls;
+    struct srv_http *h = s->http;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct srv_sock *k = calloc(1, sizeof *k);
+        *socket_context = k;
+        if (!k) return;
+        k->fd = conn_fd(c);
+        k->t0 = cellm_srv_now();
+        pthread_mutex_lock(&h->sock_mu);
+        k->next = h->socks;
+        if (h->socks) h->socks->prev = k;
+        h->socks = k;
+        pthread_mutex_unlock(&h->sock_mu);
+        return;
+    }
+    struct srv_sock *k = *socket_context;
+    if (!k) return;
+    pthread_mutex_lock(&h->sock_mu);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        h->socks = k->next;
+    if (k->next) k->next->prev = k->prev;
+    pthread_mutex_unlock(&h->sock_mu);
+    free(k);
+    *socket_context = NULL;
+}
+
+/* MHD's own answers (a malformed request line, headers too large) carry an HTML body;
+ * the URI log callback runs before any of them, but cannot change them. What this file
+ * can do is keep every answer of its own JSON; see tests/server/README.md. */
+
 /* ---- lifecycle ------------------------------------------------------------------------ */
+
+/* Under s->mu: stops the tokenization of every request before admission. */
+static void cancel_prep_locked(struct srv_http *h)
+{
+    for (struct srv_conn *cn = h->q_head; cn; cn = cn->qnext)
+        atomic_store(&cn->cancel, 1);
+    for (struct srv_conn *cn = h->wait_head; cn; cn = cn->wnext)
+        if (cn->wk == W_PREP) atomic_store(&cn->cancel, 1);
+}
+
+static void http_stop_threads(struct cellm_server *s)
+{
+    struct srv_http *h = s->http;
+    if (!h) return;
+    pthread_mutex_lock(&s->mu);
+    h->prep_stop = 1;
+    cancel_prep_locked(h);
+    pthread_cond_broadcast(&h->prep_cv);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < h->n_prep; i++)
+        pthread_join(h->prep[i], NULL);
+    h->n_prep = 0;
+    pthread_mutex_lock(&s->mu);
+    h->waker_stop = 1;
+    pthread_cond_broadcast(&h->wake_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (h->waker_started) pthread_join(h->waker, NULL);
+    h->waker_started = 0;
+}
 
 static void server_free(struct cellm_server *s)
 {
@@ -538,6 +533,14 @@ static void server_free(struct cellm_server *s)
     free(s->key_copy);
     free(s->dir_copy);
     free(s->cors_copy);
+    if (s->http) {
+        free(s->http->prep);
+        free(s->o.allowed_hosts ? (void *)s->o.allowed_hosts : NULL);
+        pthread_cond_destroy(&s->http->prep_cv);
+        pthread_cond_destroy(&s->http->wake_cv);
+        pthread_mutex_destroy(&s->http->sock_mu);
+        free(s->http);
+    }
     pthread_cond_destroy(&s->sched_cv);
     pthread_cond_destroy(&s->idle_cv);
     pthread_mutex_destroy(&s->mu);
@@ -555,6 +558,7 @@ static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err, e
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
     }
+    http_stop_threads(s);
     if (s->sched_started) cellm_srv_sched_stop(s);
     server_free(s);
     return st;
@@ -568,6 +572,16 @@ static char *dup_or_null(const char *p, int *oom)
     return d;
 }
 
+static int start_thread(pthread_t *t, size_t stack, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, stack);
+    int e = pthread_create(t, &a, fn, arg);
+    pthread_attr_destroy(&a);
+    return e;
+}
+
 enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tokenizer *tok,
                                      const struct cellm_server_opts *opts,
                                      struct cellm_server **out, struct cellm_error *err)
@@ -579,17 +593,35 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     pthread_cond_init(&s->sched_cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
     s->o = *opts;
+    s->o.allowed_hosts = NULL;
     s->model = model;
     s->tok = tok;
     int oom = 0;
+    struct srv_http *h = s->http = calloc(1, sizeof *s->http);
+    if (!h) {
+        s->o.host = NULL;
+        server_free(s);
+        return CELLM_ERR_NOMEM;
+    }
+    pthread_cond_init(&h->prep_cv, NULL);
+    pthread_cond_init(&h->wake_cv, NULL);
+    pthread_mutex_init(&h->sock_mu, NULL);
     s->o.host = s->host_copy = dup_or_null(opts->host ? opts->host : "127.0.0.1", &oom);
     s->o.model_name = s->name_copy =
         dup_or_null(opts->model_name ? opts->model_name : "cellm", &oom);
     s->o.api_key = s->key_copy = dup_or_null(opts->api_key, &oom);
     s->o.model_dir = s->dir_copy = dup_or_null(opts->model_dir, &oom);
+    s->o.allowed_hosts = dup_or_null(opts->allowed_hosts, &oom);
+    s->o.cors_origin = s->cors_copy = dup_or_null(opts->cors_origin, &oom);
     if (oom) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
+    if (opts->api_key && !*opts->api_key)
+        return fail(s, err, CELLM_ERR_ARG,
+                    "the API key is empty (an empty key would turn authentication off; omit "
+                    "it to serve without one)");
     if (s->o.parallel < 1) s->o.parallel = 1;
     if (s->o.queue < 0) s->o.queue = 0;
+    if (!s->o.max_body) s->o.max_body = CELLM_SERVER_MAX_BODY;
+    cellm_srv_conn_defaults(&s->o);
     s->vocab = cellm_model_vocab(model);
     int maxc = cellm_model_max_context(model);
     s->ctx_size = opts->ctx_size > 0 ? opts->ctx_size : maxc;
@@ -598,10 +630,8 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
                     "--ctx-size %d is beyond the model's maximum context of %d", s->ctx_size, maxc);
 
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
-    if (!s->slots) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
-    if (!s->o.max_body) s->o.max_body = CELLM_SERVER_MAX_BODY;
-    s->o.cors_origin = s->cors_copy = dup_or_null(opts->cors_origin, &oom);
-    if (oom) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
+    h->prep = calloc((size_t)s->o.prep_threads, sizeof *h->prep);
+    if (!s->slots || !h->prep) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
 
     s->sp_default = cellm_sampler_params_default();
     if (s->o.model_dir) {
@@ -623,6 +653,14 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         server_free(s);
         return CELLM_ERR_NOMEM;
     }
+    for (int i = 0; i < s->o.prep_threads; i++) {
+        if (start_thread(&h->prep[i], PREP_STACK, cellm_srv_prep_main, s))
+            return fail(s, err, CELLM_ERR_NOMEM, "cannot start the request threads");
+        h->n_prep = i + 1;
+    }
+    if (start_thread(&h->waker, THREAD_STACK, cellm_srv_waker_main, s))
+        return fail(s, err, CELLM_ERR_NOMEM, "cannot start the waker thread");
+    h->waker_started = 1;
 
     char port[16];
     snprintf(port, sizeof port, "%d", s->o.port);
@@ -632,12 +670,15 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
                     *ai = NULL;
     int gai = getaddrinfo(s->o.host, port, &hints, &ai);
     if (gai) return fail(s, err, CELLM_ERR_ARG, "--host %s: cannot resolve (%d)", s->o.host, gai);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_THREAD_STACK_SIZE,
+        THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->o.per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.idle_timeout, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d)
         return fail(s, err, CELLM_ERR_IO, "cannot listen on %s port %d (in use, or not allowed?)",
@@ -657,15 +698,30 @@ int cellm_server_port(const struct cellm_server *s)
 void cellm_server_stop(struct cellm_server *s)
 {
     if (!s) return;
-    /* fail what is in flight first, so that every connection thread can finish its
-     * response (streams end with an error event), then stop accepting and join them */
-    cellm_srv_sched_stop(s);
-    /* MHD_stop_daemon shuts every socket down at once: give the connections up to 10 s
-     * to send what they have (the error event of a stream, a 503) */
+    struct srv_http *h = s->http;
+    /* drain: new requests get 503 (and /health says so) while those in flight finish,
+     * for up to shutdown_timeout seconds */
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 10;
+    dl.tv_sec += s->o.shutdown_timeout;
     pthread_mutex_lock(&s->mu);
+    h->draining = 1;
+    cancel_prep_locked(h);
+    while ((s->n_inflight > 0 || s->n_active > 0 || s->q_len > 0) &&
+           pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == 0)
+        ;
+    pthread_mutex_unlock(&s->mu);
+    /* then fail what is left (streams end with an error event), give the connections a
+     * moment to send that, and stop */
+    http_stop_threads(s);
+    cellm_srv_sched_stop(s);
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 2;
+    pthread_mutex_lock(&s->mu);
+    for (struct srv_conn *cn = h->wait_head, *nx; cn; cn = nx) {
+        nx = cn->wnext;
+        cellm_srv_unpark_locked(s, cn); /* every request is done now */
+    }
     while (s->n_inflight > 0 && pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == 0)
         ;
     pthread_mutex_unlock(&s->mu);

@@ -132,7 +132,7 @@ static void fail_locked(struct srv_req *r, int status, const char *msg)
     cellm_srv_errorf(&r->err, status, NULL, "%s", msg);
     r->failed = 1;
     r->done = 1;
-    pthread_cond_broadcast(&r->cv);
+    cellm_srv_req_wake_locked(r);
 }
 
 /* Frees a choice's slot and its gen (under s->mu, on the scheduler thread). */
@@ -193,7 +193,8 @@ static int publish_locked(struct cellm_server *s, struct srv_choice *c)
         c->finish = o.finish;
         if (++r->n_done == r->p.n) r->done = 1;
     }
-    if (o.n_ids || o.text_len || o.done) pthread_cond_broadcast(&r->cv);
+    /* wakes a suspended connection too (through r->wake), not only a waiting thread */
+    if (o.n_ids || o.text_len || o.done) cellm_srv_req_wake_locked(r);
     return o.done;
 }
 
@@ -256,6 +257,7 @@ static void reap_locked(struct cellm_server *s)
             if (c->r->cancelled && !c->r->done) {
                 s->m.req_cancelled++;
                 c->r->done = 1;
+                cellm_srv_req_wake_locked(c->r);
             }
             vacate_locked(s, c);
         }
@@ -305,6 +307,8 @@ static void *sched_main(void *arg)
             if (s->stopping) break;
             admit_locked(s);
             if (s->n_active) break;
+            /* idle: cellm_server_stop's drain may be waiting for the last slot to empty */
+            pthread_cond_broadcast(&s->idle_cv);
             pthread_cond_wait(&s->sched_cv, &s->mu);
         }
         if (s->stopping) {

@@ -3,8 +3,9 @@
  *
  * The CLI loads the model (and, when the checkpoint has one, the tokenizer), fills
  * struct cellm_server_opts and calls cellm_server_start; the server then runs on its own
- * threads (HTTP connections, one scheduler) until cellm_server_stop, which ends every
- * in-flight request with an error, joins all threads and frees everything it allocated.
+ * threads (HTTP event loops, request preparation, one scheduler) until cellm_server_stop,
+ * which drains in-flight requests, ends what is left with an error, joins all threads and
+ * frees everything it allocated.
  * The model and tokenizer stay owned by the caller and must outlive the server.
  */
 #ifndef CELLM_SERVER_SERVER_H
@@ -30,6 +31,19 @@ struct cellm_server_opts {
     int cache_block;         /* positions per cache block; 0 = the engine's default */
     const char *cors_origin; /* NULL = no CORS headers; "*" or an origin to allow */
     int log_requests;        /* one line per request on stderr */
+
+    /* Connections and admission; 0 takes the default in parentheses. */
+    int http_threads;          /* event-loop threads (4); idle connections cost no thread */
+    int max_connections;       /* open connections at most (RLIMIT_NOFILE less a margin) */
+    int per_client;            /* connections per client address (64) */
+    int request_timeout;       /* seconds to receive a whole request, from connect or from
+                                  the end of the previous response on the connection (10) */
+    int idle_timeout;          /* seconds without traffic before a connection closes (5) */
+    int prep_threads;          /* threads parsing and tokenizing requests (2) */
+    int prep_queue;            /* requests waiting for a prep thread before 503 (32) */
+    int shutdown_timeout;      /* seconds cellm_server_stop lets requests finish (10) */
+    const char *allowed_hosts; /* extra Host names accepted when bound to loopback without
+                                  an API key (comma-separated; "*" = any); NULL = none */
 };
 
 struct cellm_server;
@@ -43,7 +57,8 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
 /* The port the server listens on (useful with port 0). */
 int cellm_server_port(const struct cellm_server *s);
 
-/* Ends in-flight and queued requests with an error, stops HTTP and the scheduler, frees.
+/* Drains: new requests get 503 while those in flight get up to shutdown_timeout seconds
+ * to finish; then ends what is left with an error, stops HTTP and the scheduler, frees.
  * Accepts NULL. */
 void cellm_server_stop(struct cellm_server *s);
 

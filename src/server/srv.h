@@ -1,10 +1,12 @@
 /*
  * srv.h: the server's internal pieces and how they share a request.
  *
- * A request (struct srv_req) is created by an HTTP connection thread from the validated
- * body (api.c), handed to the scheduler's queue (sched.c) and read back by the same
- * connection thread as the scheduler publishes text and ids. Both sides hold a
- * reference; the last one to let go frees it. Everything the two sides share (output,
+ * A request (struct srv_req) is created by a prep thread from the validated body (api.c),
+ * handed to the scheduler's queue (sched.c) and read back by its connection (http.c,
+ * http_stream.c) as the scheduler publishes text and ids: the connection is suspended
+ * while it waits, and every publish goes through cellm_srv_req_wake_locked, which signals
+ * srv_req.wake so that http.c's waker thread resumes it. Both sides hold a reference; the
+ * last one to let go frees it. Everything the two sides share (output,
  * done, cancelled, the queue, the metrics) is guarded by the one server mutex `mu`: the
  * critical sections are a few copies per token, far below the cost of a model step, and
  * one lock cannot be taken in the wrong order.
@@ -31,11 +33,12 @@ struct srv_params {
     char **stop;    /* stop strings (not included in the output) */
     int n_stop;
     struct cellm_sampler_params sp;
-    int n;            /* choices (each its own sequence; they share the prompt's blocks) */
-    int logprobs;     /* -1 = none, else top alternatives per token (0..20) */
-    int min_tokens;   /* no EOS before this many tokens */
-    int ignore_eos;   /* EOS ids are ordinary tokens */
-    int cache_prompt; /* use the prefix cache (default 1) */
+    int n;                     /* choices (each its own sequence; they share the prompt's blocks) */
+    int logprobs;              /* -1 = none, else top alternatives per token (0..20) */
+    int min_tokens;            /* no EOS before this many tokens */
+    int ignore_eos;            /* EOS ids are ordinary tokens */
+    int cache_prompt;          /* use the prefix cache (default 1) */
+    const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */
@@ -86,6 +89,7 @@ struct srv_req {
     int cancelled; /* the client went away */
     int refs;
     pthread_cond_t cv;    /* signalled when output or done changes */
+    pthread_cond_t *wake; /* NULL, or also signalled then (http.c's waker thread) */
     struct srv_req *next; /* queue link */
 };
 
@@ -96,6 +100,13 @@ struct srv_stream_pos {
     int *finish_sent;  /* [n] */
     int role_sent;
 };
+
+/* Under srv->mu: r's output or done changed; wakes whoever waits for it. */
+static inline void cellm_srv_req_wake_locked(struct srv_req *r)
+{
+    pthread_cond_broadcast(&r->cv);
+    if (r->wake) pthread_cond_signal(r->wake);
+}
 
 struct srv_metrics {
     unsigned long long req_completions, req_chat, req_other, req_errors, req_rejected_full;
@@ -134,17 +145,32 @@ struct cellm_server {
     int sched_started;
     void *daemon; /* struct MHD_Daemon */
     int port;
+    struct srv_http *http; /* http.c's connection state (pools, waiting list) */
 };
 
-/* api.c: request bodies to srv_req, srv_req to response bodies. */
+/* api.c: request bodies to srv_req, errors. */
 int cellm_srv_parse(struct cellm_server *s, int chat, const char *body, size_t len,
                     struct srv_req **out, struct srv_error *e);
+/* The same, with a flag that stops the tokenization when set (the client went away, the
+ * server stops) and a condition variable to signal with r->cv (see srv_req.wake). */
+int cellm_srv_parse_opts(struct cellm_server *s, int chat, const char *body, size_t len,
+                         const _Atomic int *cancel, pthread_cond_t *wake, struct srv_req **out,
+                         struct srv_error *e);
+/* /tokenize and /detokenize bodies (llama-server's shapes); 0 or e set. Like a prompt,
+ * /tokenize's content stops at the context size (400 context_length_exceeded) and when
+ * cancel is set (503). */
+int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len,
+                       const _Atomic int *cancel, char **out, struct srv_error *e);
+int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, char **out,
+                         struct srv_error *e);
 /* Sets e (printf-style message). */
 void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* {"error": {...}} as a malloc'd string. */
 char *cellm_srv_error_json(const struct srv_error *e);
-/* The whole non-streaming response body (malloc'd), from a done request. */
+
+/* api_out.c: response bodies. The whole non-streaming body (malloc'd), from a done
+ * request. */
 char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r);
 /* Streaming (under s->mu): whether r has output that pos has not sent; and the SSE events
  * ("data: {...}\n\n" each, malloc'd, NULL when out of memory) for all of it, advancing pos:
@@ -156,14 +182,12 @@ char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req
                               struct srv_stream_pos *pos);
 int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n);
 void cellm_srv_stream_pos_free(struct srv_stream_pos *pos);
+/* The text of one token alone (its bytes may be part of a UTF-8 character); malloc'd, ""
+ * without a tokenizer. */
+char *cellm_srv_token_text(const struct cellm_server *s, int32_t id);
 /* The one-line log of a finished request (stderr): method, route, status, tokens, time. */
 void cellm_srv_log(const struct cellm_server *s, const char *method, const char *url, int status,
                    int n_prompt, int n_cached, int n_gen, double t_start);
-/* /tokenize and /detokenize bodies (llama-server's shapes); 0 or e set. */
-int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len, char **out,
-                       struct srv_error *e);
-int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, char **out,
-                         struct srv_error *e);
 
 /* sched.c: the queue and the scheduler thread. */
 int cellm_srv_sched_start(struct cellm_server *s, struct cellm_error *err);

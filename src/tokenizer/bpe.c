@@ -136,6 +136,14 @@ static enum cellm_status load_vocab(struct cellm_tok_bpe *b, const cJSON *vocab,
         bytes += strlen(v->string) + 1;
         if ((int64_t)v->valuedouble > maxid) maxid = (int64_t)v->valuedouble;
     }
+    /* ids index arrays: the largest must be explained by the entries present (holes left
+     * for added tokens are allowed, up to CELLM_TOK_ID_SLACK), or a file of a few bytes
+     * naming id 1e9 would allocate gigabytes */
+    if (maxid >= (int64_t)count + CELLM_TOK_ID_SLACK)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: model.vocab has %zu entries but uses id %lld; ids must stay below "
+                          "the number of entries plus %d",
+                          what, count, (long long)maxid, CELLM_TOK_ID_SLACK);
     b->size = (int32_t)(maxid + 1);
     b->arena = cellm_malloc(bytes + 1);
     b->off = cellm_malloc(((size_t)b->size + 1) * sizeof *b->off);

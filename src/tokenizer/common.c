@@ -150,8 +150,8 @@ static int trip_add(size_t **v, size_t *n, size_t *cap, size_t a, size_t b, size
 }
 
 enum cellm_status cellm_tok_pattern_split(const struct cellm_tok_pattern *p, const char *s,
-                                          size_t n, size_t **out, size_t *count,
-                                          struct cellm_error *err)
+                                          size_t n, const struct cellm_regex_limits *lim,
+                                          size_t **out, size_t *count, struct cellm_error *err)
 {
     size_t *v = NULL, cnt = 0, cap = 0, last = 0;
     int ok = 1;
@@ -183,7 +183,7 @@ enum cellm_status cellm_tok_pattern_split(const struct cellm_tok_pattern *p, con
             i += l;
         }
         offs[m] = n;
-        enum cellm_status st = cellm_regex_find_all(p->re, cps, m, &spans, &nm, err);
+        enum cellm_status st = cellm_regex_find_all(p->re, cps, m, lim, &spans, &nm, err);
         for (size_t k = 0; st == CELLM_OK && k < nm && ok; k++) {
             size_t a = offs[spans[2 * k]], b = offs[spans[2 * k + 1]];
             ok = trip_add(&v, &cnt, &cap, last, a, 0) && trip_add(&v, &cnt, &cap, a, b, 1);
@@ -208,13 +208,25 @@ enum cellm_status cellm_tok_pattern_split(const struct cellm_tok_pattern *p, con
 }
 
 enum cellm_status cellm_tok_pattern_replace(const struct cellm_tok_pattern *p, const char *s,
-                                            size_t n, const char *content, struct cellm_tok_buf *b,
-                                            struct cellm_error *err)
+                                            size_t n, const char *content, size_t limit,
+                                            const struct cellm_regex_limits *lim,
+                                            struct cellm_tok_buf *b, struct cellm_error *err)
 {
     size_t *t = NULL, cnt = 0;
-    CELLM_TRY(cellm_tok_pattern_split(p, s, n, &t, &cnt, err));
+    CELLM_TRY(cellm_tok_pattern_split(p, s, n, lim, &t, &cnt, err));
     int ok = 1;
-    size_t cl = strlen(content);
+    size_t cl = strlen(content), total = b->n;
+    /* the size first: a long content replacing every character must not be built at all
+     * when it would exceed the caller's bound */
+    for (size_t k = 0; k < cnt && total <= limit; k++)
+        total += t[3 * k + 2] ? cl : t[3 * k + 1] - t[3 * k];
+    if (total > limit) {
+        cellm_free(t);
+        return cellm_errf(err, CELLM_ERR_RANGE,
+                          "replace: the output would exceed %zu bytes (the pattern's content "
+                          "multiplies the text)",
+                          limit);
+    }
     for (size_t k = 0; k < cnt && ok; k++)
         ok = t[3 * k + 2] ? cellm_tok_buf_put(b, content, cl)
                           : cellm_tok_buf_put(b, s + t[3 * k], t[3 * k + 1] - t[3 * k]);

@@ -228,7 +228,7 @@ static enum cellm_status one(const struct cellm_tok_dec *d, struct cellm_tok_pie
         for (size_t i = 0; i < in->n && ok; i++) {
             struct cellm_tok_buf b = {0};
             CELLM_TRY(cellm_tok_pattern_replace(&d->pat, CELLM_PIECE(in, i), CELLM_PIECE_LEN(in, i),
-                                                d->content, &b, err));
+                                                d->content, SIZE_MAX, NULL, &b, err));
             ok = cellm_tok_pieces_add(out, b.p, b.n, 0);
             cellm_free(b.p);
         }

@@ -6,6 +6,7 @@
  * through its members. Offsets are not tracked (cellm never reports them), which keeps
  * every step a plain string function.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -104,8 +105,22 @@ enum cellm_status cellm_tok_norm_parse(const cJSON *j, const char *what,
     return CELLM_OK;
 }
 
-static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, size_t n, char **out,
-                             size_t *out_len, struct cellm_error *err)
+/* Output bound of a normalizer: NORM_GROWTH times its input plus NORM_SLACK bytes. */
+#define NORM_GROWTH 32
+#define NORM_SLACK 4096
+
+static enum cellm_status grew(size_t limit, struct cellm_error *err)
+{
+    return cellm_errf(err, CELLM_ERR_RANGE,
+                      "normalizer: the output grew beyond %zu bytes (%d times the input); the "
+                      "tokenizer.json normalizer multiplies text",
+                      limit, NORM_GROWTH);
+}
+
+/* limit: the most bytes any stage may produce (see cellm_tok_norm_apply). */
+static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, size_t n, size_t limit,
+                             const struct cellm_regex_limits *lim, char **out, size_t *out_len,
+                             struct cellm_error *err)
 {
     struct cellm_tok_buf b = {0};
     const uint8_t *u = (const uint8_t *)s;
@@ -119,7 +134,7 @@ static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, siz
         return cellm_uni_normalize(s, n, forms[nm->kind], out, out_len, err);
     }
     case NM_REPLACE:
-        CELLM_TRY(cellm_tok_pattern_replace(&nm->pat, s, n, nm->content, &b, err));
+        CELLM_TRY(cellm_tok_pattern_replace(&nm->pat, s, n, nm->content, limit, lim, &b, err));
         break;
     case NM_PREPEND:
         if (n) ok = cellm_tok_buf_put(&b, nm->content, strlen(nm->content));
@@ -169,9 +184,13 @@ static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, siz
         for (size_t k = 0; k < nm->nkids; k++) {
             char *next;
             size_t nl;
-            enum cellm_status st = one(nm->kids[k], cur, cl, &next, &nl, err);
+            enum cellm_status st = one(nm->kids[k], cur, cl, limit, lim, &next, &nl, err);
             cellm_free(cur);
             if (st) return st;
+            if (nl > limit) {
+                cellm_free(next);
+                return grew(limit, err);
+            }
             cur = next;
             cl = nl;
         }
@@ -191,7 +210,19 @@ static enum cellm_status one(const struct cellm_tok_norm *nm, const char *s, siz
 }
 
 enum cellm_status cellm_tok_norm_apply(const struct cellm_tok_norm *nm, const char *s, size_t n,
-                                       char **out, size_t *out_len, struct cellm_error *err)
+                                       const struct cellm_regex_limits *lim, char **out,
+                                       size_t *out_len, struct cellm_error *err)
 {
-    return one(nm, s, n, out, out_len, err);
+    /* Real normalizers grow text a few times at most (NFKC's worst single character
+     * gives 18; Replace(" ", "\u2581") 3x); chained Replace steps of a hostile
+     * tokenizer.json could multiply it without end, so each stage's output is bounded. */
+    size_t limit =
+        n > (SIZE_MAX - NORM_SLACK) / NORM_GROWTH ? SIZE_MAX : n * NORM_GROWTH + NORM_SLACK;
+    enum cellm_status st = one(nm, s, n, limit, lim, out, out_len, err);
+    if (!st && *out_len > limit) {
+        cellm_free(*out);
+        *out = NULL;
+        return grew(limit, err);
+    }
+    return st;
 }

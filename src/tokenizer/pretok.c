@@ -241,12 +241,12 @@ static int group(const char *s, const size_t *t, size_t n, int behavior, int inv
 
 static enum cellm_status split_pieces(const struct cellm_tok_pattern *pat, int behavior, int invert,
                                       struct cellm_tok_pieces *in, struct cellm_tok_pieces *out,
-                                      struct cellm_error *err)
+                                      const struct cellm_regex_limits *lim, struct cellm_error *err)
 {
     for (size_t i = 0; i < in->n; i++) {
         size_t *t = NULL, n = 0;
         const char *s = CELLM_PIECE(in, i);
-        CELLM_TRY(cellm_tok_pattern_split(pat, s, CELLM_PIECE_LEN(in, i), &t, &n, err));
+        CELLM_TRY(cellm_tok_pattern_split(pat, s, CELLM_PIECE_LEN(in, i), lim, &t, &n, err));
         int ok = group(s, t, n, behavior, invert, in->at0[i], out);
         cellm_free(t);
         if (!ok) return cellm_errf(err, CELLM_ERR_NOMEM, "pre-tokenizer: out of memory");
@@ -286,7 +286,8 @@ static enum cellm_status split_digits(int individual, struct cellm_tok_pieces *i
 }
 
 static enum cellm_status byte_level(const struct cellm_tok_pre *p, struct cellm_tok_pieces *in,
-                                    struct cellm_tok_pieces *out, struct cellm_error *err)
+                                    struct cellm_tok_pieces *out,
+                                    const struct cellm_regex_limits *lim, struct cellm_error *err)
 {
     struct cellm_tok_pieces tmp = {0};
     struct cellm_tok_pieces *src = in;
@@ -308,7 +309,7 @@ static enum cellm_status byte_level(const struct cellm_tok_pre *p, struct cellm_
     }
     struct cellm_tok_pieces split = {0};
     if (p->use_regex) {
-        enum cellm_status st = split_pieces(&p->pat, B_ISOLATED, 0, src, &split, err);
+        enum cellm_status st = split_pieces(&p->pat, B_ISOLATED, 0, src, &split, lim, err);
         cellm_tok_pieces_free(&tmp);
         if (st) {
             cellm_tok_pieces_free(&split);
@@ -338,7 +339,8 @@ static enum cellm_status byte_level(const struct cellm_tok_pre *p, struct cellm_
 }
 
 static enum cellm_status metaspace(const struct cellm_tok_pre *p, struct cellm_tok_pieces *in,
-                                   struct cellm_tok_pieces *out, struct cellm_error *err)
+                                   struct cellm_tok_pieces *out,
+                                   const struct cellm_regex_limits *lim, struct cellm_error *err)
 {
     struct cellm_tok_pieces tmp = {0};
     struct cellm_tok_pattern pat = {(char *)p->repl, p->repl_len, NULL};
@@ -361,7 +363,7 @@ static enum cellm_status metaspace(const struct cellm_tok_pre *p, struct cellm_t
     if (!ok) {
         st = cellm_errf(err, CELLM_ERR_NOMEM, "pre-tokenizer: out of memory");
     } else if (p->split) {
-        st = split_pieces(&pat, B_NEXT, 0, &tmp, out, err);
+        st = split_pieces(&pat, B_NEXT, 0, &tmp, out, lim, err);
     } else {
         for (size_t i = 0; i < tmp.n && ok; i++)
             ok = cellm_tok_pieces_add(out, CELLM_PIECE(&tmp, i), CELLM_PIECE_LEN(&tmp, i),
@@ -373,35 +375,36 @@ static enum cellm_status metaspace(const struct cellm_tok_pre *p, struct cellm_t
 }
 
 enum cellm_status cellm_tok_pre_apply(const struct cellm_tok_pre *p,
-                                      struct cellm_tok_pieces *pieces, struct cellm_error *err)
+                                      struct cellm_tok_pieces *pieces,
+                                      const struct cellm_regex_limits *lim, struct cellm_error *err)
 {
     if (p->kind == PT_SEQ) {
         for (size_t i = 0; i < p->nkids; i++)
-            CELLM_TRY(cellm_tok_pre_apply(p->kids[i], pieces, err));
+            CELLM_TRY(cellm_tok_pre_apply(p->kids[i], pieces, lim, err));
         return CELLM_OK;
     }
     struct cellm_tok_pieces out = {0};
     enum cellm_status st;
     switch (p->kind) {
     case PT_SPLIT:
-        st = split_pieces(&p->pat, p->behavior, p->invert, pieces, &out, err);
+        st = split_pieces(&p->pat, p->behavior, p->invert, pieces, &out, lim, err);
         break;
     case PT_BYTELEVEL:
-        st = byte_level(p, pieces, &out, err);
+        st = byte_level(p, pieces, &out, lim, err);
         break;
     case PT_METASPACE:
-        st = metaspace(p, pieces, &out, err);
+        st = metaspace(p, pieces, &out, lim, err);
         break;
     case PT_DIGITS:
         st = split_digits(p->individual, pieces, &out, err);
         break;
     case PT_WHITESPACE:
-        st = split_pieces(&p->pat, B_REMOVED, 1, pieces, &out, err);
+        st = split_pieces(&p->pat, B_REMOVED, 1, pieces, &out, lim, err);
         break;
     default: { /* PT_WSSPLIT: split on white space, dropping it */
         struct cellm_tok_pattern ws = {0};
         st = cellm_regex_compile("\\s+", "WhitespaceSplit", &ws.re, err);
-        if (!st) st = split_pieces(&ws, B_REMOVED, 0, pieces, &out, err);
+        if (!st) st = split_pieces(&ws, B_REMOVED, 0, pieces, &out, lim, err);
         cellm_tok_pattern_free(&ws);
         break;
     }

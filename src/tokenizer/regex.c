@@ -6,11 +6,20 @@
  * list of what must follow, so backtracking into alternatives and repeats falls out of the
  * C call stack. A repeat of a single class (the common `\p{L}+`) is matched iteratively
  * (count the run, then try the continuation from the longest), so recursion depth follows
- * the pattern, not the text; a depth guard turns pathological patterns into an error. Each
- * class keeps a 128-bit bitmap for ASCII so most tests are one bit lookup.
+ * the pattern, not the text. Each class keeps a 128-bit bitmap for ASCII so most tests are
+ * one bit lookup.
+ *
+ * Hostile patterns (tokenizer.json is input too): nesting is bounded at compile time
+ * (CELLM_REGEX_MAX_NEST), each match attempt has a step budget (exponential backtracking
+ * fails with an error naming the pattern instead of spinning), the recursion checks the
+ * real stack of the calling thread rather than assuming a size, and a cancellation flag
+ * is polled.
  */
 #include "tokenizer/regex.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -40,6 +49,7 @@ struct rnode {
 
 struct cellm_regex {
     struct rnode *root;
+    char src[80]; /* the pattern (cut), for messages */
 };
 
 /* ---- compile -------------------------------------------------------------------------- */
@@ -47,10 +57,14 @@ struct cellm_regex {
 struct parser {
     const uint32_t *p;
     size_t n, i;
+    int nest; /* groups and quantifiers open around the current point */
     const char *what;
     struct cellm_error *err;
     enum cellm_status st;
 };
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static void node_free(struct rnode *nd)
 {
@@ -310,7 +324,11 @@ static struct rnode *parse_atom(struct parser *ps, int *icase)
                 return fail(ps, "uses an unsupported group kind"), NULL;
             }
         }
+        if (++ps->nest > CELLM_REGEX_MAX_NEST)
+            return fail(ps, "nests groups deeper than the limit of " STR(CELLM_REGEX_MAX_NEST)),
+                   NULL;
         struct rnode *inner = parse_alt(ps, ic);
+        ps->nest--;
         if (!inner) return NULL;
         if (ps->i >= ps->n || ps->p[ps->i] != ')') {
             node_free(inner);
@@ -370,6 +388,7 @@ static struct rnode *parse_seq(struct parser *ps, int icase)
     if (!seq) return NULL;
     while (ps->i < ps->n && ps->p[ps->i] != '|' && ps->p[ps->i] != ')') {
         struct rnode *a = parse_atom(ps, &icase);
+        int wraps = 0;
         if (!a) {
             node_free(seq);
             return NULL;
@@ -400,6 +419,13 @@ static struct rnode *parse_seq(struct parser *ps, int icase)
                 ps->i++;
             } else {
                 break;
+            }
+            if (++wraps + ps->nest > CELLM_REGEX_MAX_NEST) {
+                node_free(a);
+                node_free(seq);
+                return fail(ps, "stacks quantifiers deeper than the limit of " STR(
+                                    CELLM_REGEX_MAX_NEST)),
+                       NULL;
             }
             struct rnode *r = node_new(ps, R_REP);
             if (!r || !add_kid(ps, r, a)) {
@@ -466,7 +492,7 @@ enum cellm_status cellm_regex_compile(const char *pat, const char *what, struct 
         }
         cps[n++] = cp;
     }
-    struct parser ps = {cps, n, 0, what, err, CELLM_OK};
+    struct parser ps = {.p = cps, .n = n, .what = what, .err = err, .st = CELLM_OK};
     struct rnode *root = parse_alt(&ps, 0);
     if (root && ps.i < n) {
         node_free(root);
@@ -481,6 +507,10 @@ enum cellm_status cellm_regex_compile(const char *pat, const char *what, struct 
         return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
     }
     re->root = root;
+    if (len < sizeof re->src)
+        snprintf(re->src, sizeof re->src, "%s", pat);
+    else
+        snprintf(re->src, sizeof re->src, "%.*s...", (int)sizeof re->src - 4, pat);
     *out = re;
     return CELLM_OK;
 }
@@ -550,10 +580,37 @@ struct cont {
 struct mctx {
     const uint32_t *s;
     size_t n, end;
-    int depth, overflow;
+    int overflow;          /* 1: stack, 2: step budget, 3: cancelled */
+    uint64_t steps, limit; /* steps of this attempt and its budget */
+    uintptr_t floor;       /* recursion stops when the frame address falls below */
+    const _Atomic int *cancel;
 };
 
-enum { MAX_DEPTH = 20000 };
+/* Room kept free at the end of the stack: what a frame chain below match() may still
+ * need (the allocator, libc, a sanitizer's report). */
+#define STACK_RESERVE ((uintptr_t)128 << 10)
+
+/* The lowest address match() may recurse to on this thread: its real stack's end plus
+ * STACK_RESERVE (server threads, the CLI's main thread and test threads differ in size).
+ * Cached per thread: the stack of a thread does not move. */
+static uintptr_t stack_floor(void)
+{
+    static _Thread_local uintptr_t cached;
+    if (cached) return cached;
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0), lo = 0;
+    size_t size = 0;
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        void *addr = NULL;
+        if (pthread_attr_getstack(&a, &addr, &size) == 0) lo = (uintptr_t)addr;
+        pthread_attr_destroy(&a);
+    }
+    /* unknown: assume the smallest stack cellm starts threads with (256 KiB) */
+    if (!lo || lo >= here) lo = here > ((uintptr_t)256 << 10) ? here - ((uintptr_t)256 << 10) : 0;
+    uintptr_t reserve = (here - lo) / 4 < STACK_RESERVE ? (here - lo) / 4 : STACK_RESERVE;
+    cached = lo + reserve;
+    return cached;
+}
 
 static int match(struct mctx *m, const struct rnode *nd, size_t pos, const struct cont *k);
 
@@ -596,9 +653,18 @@ static int run_cont(struct mctx *m, const struct cont *k, size_t pos)
 
 static int match(struct mctx *m, const struct rnode *nd, size_t pos, const struct cont *k)
 {
-    if (++m->depth > MAX_DEPTH) {
+    if (m->overflow) return 0;
+    if ((uintptr_t)__builtin_frame_address(0) < m->floor) {
         m->overflow = 1;
-        m->depth--;
+        return 0;
+    }
+    if (++m->steps > m->limit) {
+        m->overflow = 2;
+        return 0;
+    }
+    if (!(m->steps & 0xFFFF) && m->cancel &&
+        atomic_load_explicit(m->cancel, memory_order_relaxed)) {
+        m->overflow = 3;
         return 0;
     }
     int r = 0;
@@ -626,6 +692,7 @@ static int match(struct mctx *m, const struct rnode *nd, size_t pos, const struc
             if (nd->greedy) {
                 while (cnt < lim && pos + cnt < m->n && class_match(c, m->s[pos + cnt]))
                     cnt++;
+                m->steps += cnt; /* the run is work too: quadratic searches must show */
                 for (size_t j = cnt + 1; j-- > (size_t)nd->min && !r && !m->overflow;)
                     r = run_cont(m, k, pos + j);
             } else {
@@ -656,23 +723,43 @@ static int match(struct mctx *m, const struct rnode *nd, size_t pos, const struc
         r = (pos == m->n || m->s[pos] == '\n') && run_cont(m, k, pos);
         break;
     }
-    m->depth--;
     return r;
 }
 
 enum cellm_status cellm_regex_find_all(const struct cellm_regex *re, const uint32_t *cps, size_t n,
-                                       size_t **spans, size_t *nmatch, struct cellm_error *err)
+                                       const struct cellm_regex_limits *lim, size_t **spans,
+                                       size_t *nmatch, struct cellm_error *err)
 {
     size_t cap = 16, cnt = 0;
     size_t *sp = cellm_malloc(cap * 2 * sizeof *sp);
     if (!sp) return cellm_errf(err, CELLM_ERR_NOMEM, "regex: out of memory");
-    struct mctx m = {cps, n, 0, 0, 0};
+    struct mctx m = {.s = cps, .n = n, .floor = stack_floor()};
+    m.limit = lim && lim->match_steps ? lim->match_steps : CELLM_REGEX_STEPS;
+    m.cancel = lim ? lim->cancel : NULL;
+    /* the whole search too: each attempt within its budget can still add up to a
+     * quadratic search (a long run that fails at its end, tried from every position) */
+    uint64_t total = 0, total_limit = m.limit + (uint64_t)n * CELLM_REGEX_STEPS_PER_CHAR;
     for (size_t pos = 0; pos < n;) {
-        if (!match(&m, re->root, pos, NULL) || m.end == pos) {
+        m.steps = 0;
+        int hit = match(&m, re->root, pos, NULL);
+        total += m.steps;
+        if (total > total_limit) m.overflow = 2;
+        if (!hit || m.end == pos || m.overflow) {
             if (m.overflow) {
                 cellm_free(sp);
+                if (m.overflow == 3) return cellm_errf(err, CELLM_ERR_CANCELLED, "cancelled");
+                if (m.overflow == 2)
+                    return cellm_errf(
+                        err, CELLM_ERR_RANGE,
+                        "regex /%s/ ran out of its budget of %llu backtracking "
+                        "steps at character %zu (the pattern backtracks "
+                        "exponentially on this input)",
+                        re->src, (unsigned long long)(total > total_limit ? total_limit : m.limit),
+                        pos);
                 return cellm_errf(err, CELLM_ERR_RANGE,
-                                  "regex: backtracking too deep at character %zu", pos);
+                                  "regex /%s/ recursed to the end of the thread's stack at "
+                                  "character %zu (the input is too long for this pattern)",
+                                  re->src, pos);
             }
             pos++;
             continue;

@@ -49,12 +49,14 @@ enum cellm_status cellm_tok_pattern_parse(const cJSON *j, const char *what,
 void cellm_tok_pattern_free(struct cellm_tok_pattern *p);
 /* Spans (start, end, is_match) triples covering s[0..n) in order; *out cellm_malloc'd. */
 enum cellm_status cellm_tok_pattern_split(const struct cellm_tok_pattern *p, const char *s,
-                                          size_t n, size_t **out, size_t *count,
-                                          struct cellm_error *err);
-/* Replaces every match in s[0..n) with content, appending to b. */
+                                          size_t n, const struct cellm_regex_limits *lim,
+                                          size_t **out, size_t *count, struct cellm_error *err);
+/* Replaces every match in s[0..n) with content, appending to b; CELLM_ERR_RANGE (and
+ * nothing appended) when b would hold more than limit bytes. */
 enum cellm_status cellm_tok_pattern_replace(const struct cellm_tok_pattern *p, const char *s,
-                                            size_t n, const char *content, struct cellm_tok_buf *b,
-                                            struct cellm_error *err);
+                                            size_t n, const char *content, size_t limit,
+                                            const struct cellm_regex_limits *lim,
+                                            struct cellm_tok_buf *b, struct cellm_error *err);
 
 /* Components, parsed from their JSON objects. `what` names the file for messages. */
 struct cellm_tok_norm;
@@ -65,14 +67,16 @@ enum cellm_status cellm_tok_norm_parse(const cJSON *j, const char *what,
 void cellm_tok_norm_free(struct cellm_tok_norm *n);
 /* Normalizes s[0..n) into a new malloc'd string. */
 enum cellm_status cellm_tok_norm_apply(const struct cellm_tok_norm *nm, const char *s, size_t n,
-                                       char **out, size_t *out_len, struct cellm_error *err);
+                                       const struct cellm_regex_limits *lim, char **out,
+                                       size_t *out_len, struct cellm_error *err);
 
 enum cellm_status cellm_tok_pre_parse(const cJSON *j, const char *what, struct cellm_tok_pre **out,
                                       struct cellm_error *err);
 void cellm_tok_pre_free(struct cellm_tok_pre *p);
-/* Replaces *pieces by its pre-tokenization. */
+/* Replaces *pieces by its pre-tokenization. lim: NULL or the regex limits. */
 enum cellm_status cellm_tok_pre_apply(const struct cellm_tok_pre *p,
-                                      struct cellm_tok_pieces *pieces, struct cellm_error *err);
+                                      struct cellm_tok_pieces *pieces,
+                                      const struct cellm_regex_limits *lim, struct cellm_error *err);
 
 enum cellm_status cellm_tok_dec_parse(const cJSON *j, const char *what, struct cellm_tok_dec **out,
                                       struct cellm_error *err);
@@ -90,6 +94,10 @@ int cellm_tok_char_byte(uint32_t cp);
 enum cellm_status cellm_tok_utf8_lossy(const char *s, size_t n, struct cellm_tok_buf *b);
 
 /* ---- BPE model ---- */
+
+/* Ids may leave holes (ids given to added tokens only), but never more than this many:
+ * every id must be below the number of entries that exist plus this slack. */
+#define CELLM_TOK_ID_SLACK 65536
 
 struct cellm_tok_bpe;
 enum cellm_status cellm_tok_bpe_parse(const cJSON *model, const char *what,

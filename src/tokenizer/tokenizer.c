@@ -8,6 +8,7 @@
  * the ids up (added tokens first), drops special ones when asked, and runs the decoder.
  * Anything in tokenizer.json outside the implemented set is refused by its type name.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,7 +167,7 @@ static enum cellm_status build_tries(struct cellm_tokenizer *tok, struct cellm_e
         if (a->normalized && tok->norm) {
             char *s;
             size_t l;
-            CELLM_TRY(cellm_tok_norm_apply(tok->norm, a->content, a->len, &s, &l, err));
+            CELLM_TRY(cellm_tok_norm_apply(tok->norm, a->content, a->len, NULL, &s, &l, err));
             ok = cellm_tok_trie_add(&tok->norm_trie, s, l, (int32_t)i);
             cellm_free(s);
         } else {
@@ -263,6 +264,15 @@ static enum cellm_status load_json(struct cellm_tokenizer *tok, const cJSON *roo
     CELLM_TRY(parse_added(tok, cellm_json_get(root, "added_tokens"), err));
     if ((j = cellm_json_get(root, "post_processor"))) CELLM_TRY(parse_post(tok, j, err));
     tok->size = cellm_tok_bpe_size(tok->bpe);
+    for (size_t i = 0; i < tok->nadded; i++) {
+        /* as for the vocabulary (bpe.c): the id must be explained by entries present */
+        int64_t bound = (int64_t)tok->size + (int64_t)tok->nadded + CELLM_TOK_ID_SLACK;
+        if (tok->added[i].id >= bound)
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: added_tokens[%zu] has id %d, beyond the %d vocabulary ids "
+                              "plus %zu added tokens (and a slack of %d)",
+                              w, i, tok->added[i].id, tok->size, tok->nadded, CELLM_TOK_ID_SLACK);
+    }
     for (size_t i = 0; i < tok->nadded; i++)
         if (tok->added[i].id >= tok->size) tok->size = tok->added[i].id + 1;
     for (size_t i = 0; i < tok->npost; i++)
@@ -343,41 +353,64 @@ const int32_t *cellm_tokenizer_eos(const struct cellm_tokenizer *tok, int *n)
     return tok ? tok->eos : NULL;
 }
 
+/* What one encode call carries down its stages. */
+struct run {
+    struct cellm_regex_limits lim;
+    size_t max_ids; /* 0 = none */
+};
+
+static enum cellm_status check_run(const struct run *r, const struct cellm_tok_ids *ids,
+                                   struct cellm_error *err)
+{
+    if (r->lim.cancel && atomic_load_explicit(r->lim.cancel, memory_order_relaxed))
+        return cellm_errf(err, CELLM_ERR_CANCELLED, "tokenizer: cancelled");
+    if (r->max_ids && ids->n > r->max_ids)
+        return cellm_errf(err, CELLM_ERR_RANGE,
+                          "tokenizer: the text has more than %zu tokens (stopped there)",
+                          r->max_ids);
+    return CELLM_OK;
+}
+
 /* Normalized text of one plain segment -> pieces -> BPE ids. */
 static enum cellm_status encode_plain(const struct cellm_tokenizer *tok,
                                       struct cellm_tok_cache *cache, const char *s, size_t n,
-                                      int at0, struct cellm_tok_ids *ids, struct cellm_error *err)
+                                      int at0, const struct run *r, struct cellm_tok_ids *ids,
+                                      struct cellm_error *err)
 {
     struct cellm_tok_pieces pc = {0};
     enum cellm_status st = CELLM_OK;
     if (!cellm_tok_pieces_add(&pc, s, n, at0))
         return cellm_errf(err, CELLM_ERR_NOMEM, "tokenizer: out of memory");
-    if (tok->pre) st = cellm_tok_pre_apply(tok->pre, &pc, err);
-    for (size_t i = 0; !st && i < pc.n; i++)
+    if (tok->pre) st = cellm_tok_pre_apply(tok->pre, &pc, &r->lim, err);
+    for (size_t i = 0; !st && i < pc.n; i++) {
         st = cellm_tok_bpe_encode(tok->bpe, cache, CELLM_PIECE(&pc, i), CELLM_PIECE_LEN(&pc, i),
                                   ids, err);
+        if (!st && !(i & 255)) st = check_run(r, ids, err);
+    }
+    if (!st) st = check_run(r, ids, err);
     cellm_tok_pieces_free(&pc);
     return st;
 }
 
 static enum cellm_status encode_segment(const struct cellm_tokenizer *tok,
                                         struct cellm_tok_cache *cache, const char *s, size_t n,
-                                        int at0, struct cellm_tok_ids *ids, struct cellm_error *err)
+                                        int at0, const struct run *r, struct cellm_tok_ids *ids,
+                                        struct cellm_error *err)
 {
     char *norm = NULL;
     size_t nl = n, *t = NULL, cnt = 0;
-    if (tok->norm) CELLM_TRY(cellm_tok_norm_apply(tok->norm, s, n, &norm, &nl, err));
+    if (tok->norm) CELLM_TRY(cellm_tok_norm_apply(tok->norm, s, n, &r->lim, &norm, &nl, err));
     const char *ns = norm ? norm : s;
     enum cellm_status st =
         cellm_tok_added_split(&tok->norm_trie, tok->added, ns, nl, &t, &cnt, err);
     for (size_t k = 0; !st && k < cnt; k++) {
         if (t[3 * k + 2] != (size_t)-1)
             st = cellm_tok_ids_push(ids, tok->added[t[3 * k + 2]].id)
-                     ? CELLM_OK
+                     ? check_run(r, ids, err)
                      : cellm_errf(err, CELLM_ERR_NOMEM, "tokenizer: out of memory");
         else
             st = encode_plain(tok, cache, ns + t[3 * k], t[3 * k + 1] - t[3 * k],
-                              at0 && t[3 * k] == 0, ids, err);
+                              at0 && t[3 * k] == 0, r, ids, err);
     }
     cellm_free(t);
     cellm_free(norm);
@@ -388,8 +421,29 @@ enum cellm_status cellm_tokenizer_encode(const struct cellm_tokenizer *tok, cons
                                          size_t len, int add_special, int32_t **ids, size_t *n,
                                          struct cellm_error *err)
 {
+    return cellm_tokenizer_encode_opts(tok, text, len, add_special, NULL, ids, n, err);
+}
+
+enum cellm_status cellm_tokenizer_encode_opts(const struct cellm_tokenizer *tok, const char *text,
+                                              size_t len, int add_special,
+                                              const struct cellm_encode_opts *o, int32_t **ids,
+                                              size_t *n, struct cellm_error *err)
+{
     if (!tok || (!text && len) || !ids || !n)
         return cellm_errf(err, CELLM_ERR_ARG, "cellm_tokenizer_encode: NULL argument");
+    struct run r = {{0}, 0};
+    if (o) {
+        r.lim.match_steps = o->regex_steps;
+        r.lim.cancel = o->cancel;
+        /* the post-processor adds its ids at the end: the text's own may use the rest */
+        r.max_ids = o->max_ids;
+        if (r.max_ids && add_special && tok->post) {
+            size_t extra = 0;
+            for (size_t i = 0; i < tok->npost; i++)
+                extra += tok->post[i] >= 0;
+            r.max_ids = r.max_ids > extra ? r.max_ids - extra : 1;
+        }
+    }
     struct cellm_tok_buf clean = {0};
     if (cellm_tok_utf8_lossy(text ? text : "", len, &clean))
         return cellm_errf(err, CELLM_ERR_NOMEM, "tokenizer: out of memory");
@@ -403,11 +457,11 @@ enum cellm_status cellm_tokenizer_encode(const struct cellm_tokenizer *tok, cons
     for (size_t k = 0; !st && k < cnt; k++) {
         if (t[3 * k + 2] != (size_t)-1)
             st = cellm_tok_ids_push(&out, tok->added[t[3 * k + 2]].id)
-                     ? CELLM_OK
+                     ? check_run(&r, &out, err)
                      : cellm_errf(err, CELLM_ERR_NOMEM, "tokenizer: out of memory");
         else
             st = encode_segment(tok, cache, s + t[3 * k], t[3 * k + 1] - t[3 * k], t[3 * k] == 0,
-                                &out, err);
+                                &r, &out, err);
     }
     cellm_free(t);
     cellm_tok_cache_free(cache);

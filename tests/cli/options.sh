@@ -149,9 +149,10 @@ for f in --system -sys --system-prompt --chat-template -p --prompt -n --n-predic
 done
 if "$cellm" serve --help >/dev/null 2>&1; then
   hs=$("$cellm" serve --help)
-  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template \
-           --cache-ram --cache-gpu --cache-block --cors-origin --max-body --quiet --model -t \
-           --threads --device -h --help; do
+  for f in --host --port --parallel -np --queue --ctx-size -c --api-key --name --chat-template --model -t --threads --device \
+           --cache-ram --cache-gpu --cache-block --cors-origin --max-body --quiet --http-threads \
+           --max-connections --per-client --request-timeout --idle-timeout --prep-threads \
+           --prep-queue --shutdown-timeout --allowed-hosts -h --help; do
     grep -q -- "$f\b" <<<"$hs" || fail "serve --help lacks $f"
   done
 fi

@@ -23,12 +23,12 @@ for _ in $(seq 1200); do
 done
 [ -n "$url" ] || fail "server did not start"
 
-A=(-H "Authorization: Bearer $key")
+A=(-H "Authorization: Bearer $key" -H "Content-Type: application/json")
 # code METHOD PATH [curl args...]: prints the HTTP status, the body goes to $tmp/body
 code() {
   local m=$1 p=$2
   shift 2
-  curl -s -o "$tmp/body" -w '%{http_code}' -X "$m" "$url$p" "$@"
+  curl -s -o "$tmp/body" -w '%{http_code}' -X "$m" "$url$p" -H 'Content-Type: application/json' "$@"
 }
 expect() { # expect STATUS PARAM what METHOD PATH args...
   local want=$1 param=$2 what=$3

@@ -1,0 +1,291 @@
+// attack.mjs BIN FIXTURE TMPDIR: the server side of the attack suite (issue 23), on
+// loopback only. Each case asserts a status or error and the server's health after it:
+//   idle      2,000 idle connections + 200 slow-header clients (from several 127.x source
+//             addresses, as the per-client limit wants): /health answers within 100 ms and
+//             a real request completes; the per-client limit and the request deadline
+//             close what they should
+//   rss       300 concurrent 1 MiB prompts: peak RSS printed and kept under a ceiling
+//   smuggle   two Content-Lengths, CL + TE, unknown TE, garbage: refused, nothing smuggled
+//   json      duplicate keys, trailing garbage, raw control characters, \u0000: 400 named
+//   redos     a Split pattern (a+)+b on 10,000 characters: a 400 naming it within 1 s
+//   footguns  empty API key, form and text/plain posts, a foreign Host
+//   signals   a second SIGINT under load ends the process within 1 s
+// CELLM_ATTACK_RSS_MB overrides the RSS ceiling (1024; the ASan build sets more, since
+// its shadow memory and quarantine are not the server's own).
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { check, eq, fail, makeTextCheckpoint, post, startServer } from './lib.mjs';
+
+const [bin, fixture, tmp] = process.argv.slice(2);
+const only = process.env.CELLM_ATTACK_ONLY;
+const dir = makeTextCheckpoint(fixture, path.join(tmp, 'attack-text'));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function connect(url, localAddress) {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: u.hostname, port: +u.port, localAddress });
+    s.on('connect', () => resolve(s));
+    s.on('error', reject);
+  });
+}
+
+// Sends raw bytes; resolves with everything read until the server closes (or ms pass).
+function raw(url, bytes, ms = 3000) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const s = net.connect({ host: u.hostname, port: +u.port });
+    let got = '';
+    const t = setTimeout(() => { s.destroy(); resolve({ text: got, closed: false }); }, ms);
+    s.on('data', (d) => { got += d.toString('latin1'); });
+    s.on('end', () => { clearTimeout(t); s.destroy(); resolve({ text: got, closed: true }); });
+    s.on('error', (e) => { clearTimeout(t); if (got) resolve({ text: got, closed: true }); else reject(e); });
+    s.write(bytes);
+  });
+}
+
+async function health(url) {
+  const t0 = performance.now();
+  const r = await fetch(`${url}/health`);
+  await r.text();
+  return { status: r.status, ms: performance.now() - t0 };
+}
+
+function peakRss(pid) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+) kB/);
+  return m ? +m[1] / 1024 : -1;
+}
+
+const complete = { prompt: 'the cat', max_tokens: 4, temperature: 0 };
+
+async function caseIdle() {
+  const hard = +spawnSync('bash', ['-c', 'ulimit -Hn']).stdout.toString().trim();
+  const soft = +spawnSync('bash', ['-c', 'ulimit -n']).stdout.toString().trim();
+  if (soft < 5000) {
+    console.log(`idle: skipped (ulimit -n is ${soft}, hard ${hard}; 2,200 client sockets need more)`);
+    return;
+  }
+  const srv = await startServer(bin, ['-m', dir, '--request-timeout', '60', '--idle-timeout', '60',
+    '--per-client', '64']);
+  const socks = [];
+  // 2,000 idle connections from 32 source addresses (63 each, under the per-client 64)
+  for (let a = 0; a < 32; a++)
+    for (let i = 0; i < 63 && socks.length < 2000; i++)
+      socks.push(await connect(srv.url, `127.0.${1 + a}.2`));
+  // 200 slow-header clients: one byte of a request every 200 ms
+  const slow = [];
+  for (let a = 0; a < 4; a++)
+    for (let i = 0; i < 50; i++) slow.push(await connect(srv.url, `127.0.100.${2 + a}`));
+  const head = 'POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nX-Slow: ';
+  let k = 0;
+  const drip = setInterval(() => { for (const s of slow) s.write(head[k % head.length]); k++; }, 200);
+  await sleep(500);
+  const lat = [];
+  for (let i = 0; i < 5; i++) {
+    const h = await health(srv.url);
+    eq(h.status, 200, 'idle: /health');
+    lat.push(h.ms);
+  }
+  lat.sort((a, b) => a - b);
+  console.log(`idle: 2,000 idle + 200 slow connections: /health in ${lat.map((x) => x.toFixed(1)).join(', ')} ms`);
+  check(lat[2] < 100, `idle: /health median ${lat[2].toFixed(1)} ms, expected < 100 ms`);
+  const t0 = performance.now();
+  const r = await post(`${srv.url}/v1/completions`, complete);
+  eq(r.status, 200, `idle: a real request (${r.text})`);
+  console.log(`idle: a completion in ${(performance.now() - t0).toFixed(0)} ms`);
+  // the per-client limit: the 65th connection of one address is closed at once
+  const mine = [];
+  for (let i = 0; i < 64; i++) mine.push(await connect(srv.url, '127.0.200.2'));
+  const extra = await connect(srv.url, '127.0.200.2');
+  const closed = await new Promise((res) => {
+    const t = setTimeout(() => res(false), 2000);
+    extra.on('close', () => { clearTimeout(t); res(true); });
+    extra.on('error', () => {});
+    extra.write('GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  });
+  check(closed, 'idle: the 65th connection of one address was not closed');
+  clearInterval(drip);
+  for (const s of [...socks, ...slow, ...mine]) s.destroy();
+  eq((await health(srv.url)).status, 200, 'idle: /health after');
+  await srv.stop();
+
+  // the request deadline: a client that never finishes its headers is cut off
+  const srv2 = await startServer(bin, ['-m', dir, '--request-timeout', '2']);
+  const s = await connect(srv2.url);
+  const t1 = performance.now();
+  const gone = new Promise((res) => s.on('close', () => res(performance.now() - t1)));
+  s.on('error', () => {});
+  const d2 = setInterval(() => s.write('X'), 300);
+  s.write('GET /health HTTP/1.1\r\nX-Slow: ');
+  const ms = await Promise.race([gone, sleep(8000).then(() => -1)]);
+  clearInterval(d2);
+  check(ms > 0 && ms < 5000, `idle: a slow-header client was not cut off by --request-timeout 2 (${ms})`);
+  console.log(`idle: slow-header client closed after ${(ms / 1000).toFixed(1)} s (--request-timeout 2)`);
+  await srv2.stop();
+}
+
+async function caseRss() {
+  const limit = +(process.env.CELLM_ATTACK_RSS_MB || 1024);
+  // all 300 come from 127.0.0.1: the per-client limit is raised for this case
+  const srv = await startServer(bin, ['-m', dir, '--per-client', '1000', '--request-timeout', '120', '--idle-timeout', '120']);
+  const base = peakRss(srv.proc.pid);
+  const word = 'the cat sat on the mat and then ';
+  const big = word.repeat(Math.floor((1024 * 1024 - 100) / word.length));
+  const body = JSON.stringify({ prompt: big, max_tokens: 4 });
+  check(body.length <= 1024 * 1024, 'rss: body size');
+  const res = await Promise.all(Array.from({ length: 300 }, () =>
+    post(`${srv.url}/v1/completions`, body).catch((e) => ({ status: 0, text: String(e.cause || e) }))));
+  const by = {};
+  for (const r of res) by[r.status] = (by[r.status] || 0) + 1;
+  const rss = peakRss(srv.proc.pid);
+  console.log(`rss: 300 concurrent 1 MiB prompts: statuses ${JSON.stringify(by)}; peak RSS ${rss.toFixed(0)} MiB (at start ${base.toFixed(0)} MiB; ceiling ${limit} MiB)`);
+  check(rss < limit, `rss: peak RSS ${rss.toFixed(0)} MiB, expected < ${limit} MiB`);
+  check((by[400] || 0) > 0, `rss: no prompt was refused for its length (${res.find((r) => r.status !== 400)?.text?.slice(0, 200)})`);
+  const r400 = res.find((r) => r.status === 400);
+  eq(r400.json?.error?.code, 'context_length_exceeded', 'rss: the refusal code');
+  check(Object.keys(by).every((s) => s === '400' || s === '503'), `rss: statuses ${JSON.stringify(by)}`);
+  eq((await post(`${srv.url}/v1/completions`, complete)).status, 200, 'rss: a request after');
+  await srv.stop();
+}
+
+async function caseSmuggle() {
+  const srv = await startServer(bin, ['-m', dir]);
+  const u = new URL(srv.url);
+  const host = `Host: ${u.host}\r\n`;
+  const inner = 'GET /v1/models HTTP/1.1\r\n' + host + '\r\n';
+  const bodyA = '{"prompt":"hi","max_tokens":1}';
+  const cases = [
+    ['two Content-Lengths', `POST /v1/completions HTTP/1.1\r\n${host}Content-Type: application/json\r\nContent-Length: ${bodyA.length}\r\nContent-Length: ${bodyA.length + inner.length}\r\n\r\n${bodyA}${inner}`, 400],
+    ['CL + TE', `POST /v1/completions HTTP/1.1\r\n${host}Content-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${inner}`, 400],
+    ['unknown TE', `POST /v1/completions HTTP/1.1\r\n${host}Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n${inner}`, 501],
+  ];
+  for (const [what, bytes, want] of cases) {
+    const r = await raw(srv.url, bytes);
+    const statuses = [...r.text.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => +m[1]);
+    eq(statuses, [want], `smuggle: ${what}: responses (${r.text.slice(0, 300)})`);
+    check(r.closed, `smuggle: ${what}: the connection stayed open`);
+    check(/"error"/.test(r.text) && /application\/json/.test(r.text), `smuggle: ${what}: not a JSON error body`);
+  }
+  // garbage: answered with 400 or closed, never a 200 or a hang, and the server lives on
+  const g = await raw(srv.url, Buffer.from(Array.from({ length: 512 }, (_, i) => (i * 37 + 11) & 255)));
+  const gs = [...g.text.matchAll(/HTTP\/1\.[01] (\d{3})/g)].map((m) => +m[1]);
+  check(g.closed && gs.every((s) => s === 400), `smuggle: garbage: ${JSON.stringify(gs)} closed=${g.closed}`);
+  console.log(`smuggle: refused (garbage: ${gs.length ? gs.join(',') : 'closed without a response'})`);
+  eq((await health(srv.url)).status, 200, 'smuggle: /health after');
+  await srv.stop();
+}
+
+async function caseJson() {
+  const srv = await startServer(bin, ['-m', dir]);
+  const url = `${srv.url}/v1/completions`;
+  const bad = [
+    ['{"prompt":"a","max_tokens":1,"max_tokens":100000}', 'duplicate key "max_tokens"'],
+    ['{"prompt":"a","max_tokens":1} {"x":1}', 'trailing data'],
+    ['{"prompt":"a\tb","max_tokens":1}', 'raw control character'],
+    ['{"prompt":"e\\u0000zzz","max_tokens":1}', '\\u0000'],
+    ['{"prompt":"a","stop":"e\\u0000zzz","max_tokens":1}', '\\u0000'],
+    ['[' .repeat(100) + ']'.repeat(100), 'nesting too deep'],
+  ];
+  for (const [body, needle] of bad) {
+    const r = await post(url, body);
+    eq(r.status, 400, `json: ${body.slice(0, 60)}`);
+    check(r.json?.error?.message?.includes(needle), `json: ${body.slice(0, 60)}: message ${r.text}`);
+  }
+  const c = await post(`${srv.url}/v1/chat/completions`,
+    '{"messages":[{"role":"user","content":"x\\u0000y"}],"max_tokens":1}');
+  eq(c.status, 400, 'json: \\u0000 in a message');
+  eq((await post(url, complete)).status, 200, 'json: a request after');
+  console.log('json: refused by name');
+  await srv.stop();
+}
+
+async function caseRedos() {
+  const rd = path.join(tmp, 'attack-redos');
+  makeTextCheckpoint(fixture, rd);
+  const tj = JSON.parse(fs.readFileSync(path.join(rd, 'tokenizer.json')));
+  tj.pre_tokenizer = { type: 'Sequence', pretokenizers: [
+    { type: 'Split', pattern: { Regex: '(a+)+b' }, behavior: 'Isolated', invert: false },
+    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] };
+  fs.writeFileSync(path.join(rd, 'tokenizer.json'), JSON.stringify(tj));
+  const srv = await startServer(bin, ['-m', rd]);
+  const t0 = performance.now();
+  const r = await post(`${srv.url}/v1/completions`, { prompt: 'a'.repeat(10000), max_tokens: 1 });
+  const ms = performance.now() - t0;
+  console.log(`redos: (a+)+b on 10,000 characters: HTTP ${r.status} in ${ms.toFixed(0)} ms: ${r.json?.error?.message}`);
+  eq(r.status, 400, 'redos: status');
+  check(r.json.error.message.includes('(a+)+b'), 'redos: the pattern is not named');
+  check(ms < 1000, `redos: ${ms.toFixed(0)} ms`);
+  eq((await post(`${srv.url}/v1/completions`, { prompt: 'ab', max_tokens: 1 })).status, 200, 'redos: after');
+  await srv.stop();
+}
+
+async function caseFootguns() {
+  for (const [args, env] of [[['--api-key', ''], {}], [[], { CELLM_API_KEY: '' }]]) {
+    const p = spawnSync(bin, ['serve', '-m', dir, '--port', '0', ...args], {
+      env: { ...process.env, ...env }, timeout: 60000,
+    });
+    eq(p.status, 2, `footguns: empty key ${JSON.stringify(args)} ${JSON.stringify(env)}: exit`);
+    check(/API key is empty/.test(p.stderr.toString()), 'footguns: empty key message');
+  }
+  const srv = await startServer(bin, ['-m', dir]);
+  const url = `${srv.url}/v1/completions`;
+  for (const ct of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
+    const r = await post(url, JSON.stringify(complete), { 'Content-Type': ct });
+    eq(r.status, 415, `footguns: Content-Type ${ct}`);
+    check(r.json?.error?.code === 'unsupported_media_type', 'footguns: 415 body');
+  }
+  eq((await post(url, complete, { 'Content-Type': 'application/json; charset=utf-8' })).status, 200,
+    'footguns: application/json with charset');
+  const u = new URL(srv.url);
+  const foreign = await raw(srv.url, `GET /v1/models HTTP/1.1\r\nHost: evil.example:${u.port}\r\nConnection: close\r\n\r\n`);
+  check(/^HTTP\/1\.1 403/.test(foreign.text), `footguns: foreign Host: ${foreign.text.slice(0, 80)}`);
+  const local = await raw(srv.url, `GET /v1/models HTTP/1.1\r\nHost: localhost:${u.port}\r\nConnection: close\r\n\r\n`);
+  check(/^HTTP\/1\.1 200/.test(local.text), 'footguns: Host localhost');
+  await srv.stop();
+  const wide = await startServer(bin, ['-m', dir, '--allowed-hosts', 'evil.example']);
+  const ok = await raw(wide.url, `GET /v1/models HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n`);
+  check(/^HTTP\/1\.1 200/.test(ok.text), 'footguns: --allowed-hosts');
+  await wide.stop();
+  console.log('footguns: refused');
+}
+
+async function caseSignals() {
+  // one slot and streams that cannot stop early (ignore_eos): the drain the first SIGINT
+  // starts lasts seconds, whatever the machine, so the second one lands under load
+  const srv = await startServer(bin, ['-m', dir, '--shutdown-timeout', '30', '--per-client', '1000',
+    '--parallel', '1', '--prep-queue', '256']);
+  const word = 'the cat sat on the mat and then ';
+  const big = JSON.stringify({ prompt: word.repeat(30000), max_tokens: 4 });
+  const load = [];
+  for (let i = 0; i < 16; i++)
+    load.push(post(`${srv.url}/v1/completions`,
+      { prompt: 'the', max_tokens: 500, ignore_eos: true, stream: true }).catch(() => null));
+  for (let i = 0; i < 100; i++) load.push(post(`${srv.url}/v1/completions`, big).catch(() => null));
+  await sleep(300);
+  const exited = new Promise((r) => srv.proc.on('exit', (code, sig) => r({ code, sig })));
+  srv.proc.kill('SIGINT');
+  await sleep(100);
+  check(srv.proc.exitCode === null && srv.proc.signalCode === null,
+    'signals: the server had drained before the second SIGINT (the load is too light)');
+  const t0 = performance.now();
+  srv.proc.kill('SIGINT');
+  const r = await Promise.race([exited, sleep(5000).then(() => null)]);
+  const ms = performance.now() - t0;
+  if (!r) { srv.proc.kill('SIGKILL'); fail('signals: no exit within 5 s of the second SIGINT'); }
+  console.log(`signals: exited ${ms.toFixed(0)} ms after the second SIGINT (status ${r.code})`);
+  check(ms < 1000, `signals: ${ms.toFixed(0)} ms`);
+  eq(r.code, 130, 'signals: exit status');
+  await Promise.all(load);
+}
+
+const cases = { idle: caseIdle, rss: caseRss, smuggle: caseSmuggle, json: caseJson,
+  redos: caseRedos, footguns: caseFootguns, signals: caseSignals };
+for (const [name, fn] of Object.entries(cases)) {
+  if (only && !only.split(',').includes(name)) continue;
+  const t0 = performance.now();
+  await fn();
+  console.log(`-- ${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+console.log('ok: attack');
