@@ -58,7 +58,9 @@ tokdir_of() {
 
 # cellm bench output -> "prefill decode GB/s"
 cellm_run() {
-  "$cellm" bench -m "$1" -p "$P" -n "$N" --threads "$T" "${@:2}" 2>&1 |
+  # -r 2: the best of two, so the first run's page faults on the mapped file do not count
+  # (llama-bench warms up before it measures)
+  "$cellm" bench -m "$1" -p "$P" -n "$N" -r 2 --threads "$T" "${@:2}" 2>&1 |
     awk '/^prefill:/ {pp=$4} /^decode:/ {tg=$4; gb=$6} END {print pp, tg, gb}'
 }
 # llama-bench -> "prefill decode"

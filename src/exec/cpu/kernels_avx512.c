@@ -15,8 +15,9 @@
 #include "base/half.h"
 
 #define AVX512 __attribute__((target("avx512f,f16c,fma,avx2")))
-/* bytes ahead of the current weight read that decode kernels prefetch */
-#define PREFETCH_AHEAD 4096
+/* The four-row decode kernels prefetch the same columns of the next four rows: the data
+ * they read next, one group's worth of bytes ahead. (A fixed distance of 4 KiB fell on
+ * the next row of the same group, already being read, when rows are 4 KiB long.) */
 
 AVX512 static inline float scale_of(enum cellm_dtype dt, const uint8_t *p)
 {
@@ -290,7 +291,7 @@ AVX512 static void rows4_bf16(const struct cellm_weight *w, int64_t r, const flo
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const uint8_t *p = row + k * rb + 2 * i;
-            _mm_prefetch((const char *)(p + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 4 * rb), _MM_HINT_T0);
             __m512i v = _mm512_loadu_si512((const void *)p);
             __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
             __m512 hi = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
@@ -315,7 +316,7 @@ AVX512 static void rows4_f16(const struct cellm_weight *w, int64_t r, const floa
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const uint8_t *p = row + k * rb + 2 * i;
-            _mm_prefetch((const char *)(p + PREFETCH_AHEAD), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 4 * rb), _MM_HINT_T0);
             __m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
             __m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
             a[k][0] = _mm512_fmadd_ps(w0, x0, a[k][0]);
@@ -374,7 +375,7 @@ AVX512 static void rows4_q4(const struct cellm_weight *w, int64_t r, const float
             const uint8_t *p = row + e / 2;
             if (!(e & 127))
                 for (int k = 0; k < 4; k++)
-                    _mm_prefetch((const char *)(p + k * rb + PREFETCH_AHEAD), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p + (k + 4) * rb), _MM_HINT_T0);
             __m512 x0 = _mm512_loadu_ps(xp + e), x1 = _mm512_loadu_ps(xp + e + 16);
             __m512i q0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
             __m512i q1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + rb)));
@@ -418,7 +419,7 @@ AVX512 static void rows4_q8(const struct cellm_weight *w, int64_t r, const float
             const uint8_t *p = row + e;
             if (!(e & 63))
                 for (int k = 0; k < 4; k++)
-                    _mm_prefetch((const char *)(p + k * rb + PREFETCH_AHEAD), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(p + (k + 4) * rb), _MM_HINT_T0);
             __m512 xv = _mm512_loadu_ps(x + e);
             a0 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)p), s0, b0), xv, a0);
             a1 = _mm512_fmadd_ps(affine16(_mm_loadu_si128((const __m128i *)(p + rb)), s1, b1), xv,
