@@ -254,12 +254,14 @@ async function caseFootguns() {
 async function caseSignals() {
   // one slot and streams that cannot stop early (ignore_eos): the drain the first SIGINT
   // starts lasts seconds, whatever the machine, so the second one lands under load
+  // 200 queued streams of 500 tokens: ~100k tokens of the tiny fixture outlast the 100 ms
+  // between the signals on a fast, idle machine too (16 streams did not)
   const srv = await startServer(bin, ['-m', dir, '--shutdown-timeout', '30', '--per-client', '1000',
-    '--parallel', '1', '--prep-queue', '256']);
+    '--parallel', '1', '--prep-queue', '512', '--queue', '1024']);
   const word = 'the cat sat on the mat and then ';
   const big = JSON.stringify({ prompt: word.repeat(30000), max_tokens: 4 });
   const load = [];
-  for (let i = 0; i < 16; i++)
+  for (let i = 0; i < 200; i++)
     load.push(post(`${srv.url}/v1/completions`,
       { prompt: 'the', max_tokens: 500, ignore_eos: true, stream: true }).catch(() => null));
   for (let i = 0; i < 100; i++) load.push(post(`${srv.url}/v1/completions`, big).catch(() => null));
