@@ -36,8 +36,10 @@ for spec in "${specs[@]}"; do
   IFS=: read -r preset fmt <<<"$spec"
   dir=$DATA/$preset-$fmt
   [ -f "$dir/config.json" ] || python3 tools/make_random_ckpt.py "$preset" "$dir" --format "$fmt" >/dev/null || exit 1
-  for mode in tc old; do
-    env=(CELLM_CUDA_TC_ROWS=3); [ $mode = old ] && env=(CELLM_CUDA_TC_ROWS=0)
+  for mode in def tc old; do # the default routing; the GEMM for BF16 at every count too; none
+    env=(CELLM_CUDA_TC_ROWS=3)
+    [ $mode = tc ] && env=(CELLM_CUDA_TC_ROWS=3 CELLM_CUDA_TC_BF16=1)
+    [ $mode = old ] && env=(CELLM_CUDA_TC_ROWS=0)
     pp=$(env "${env[@]}" ./$B/cellm bench -m "$dir" --device cuda -p 512 -n 8 -r 3 2>&1 | tee -a "$OUT/bench.log" | awk '/^prefill:/ {print $4}')
     line="$(printf '%-18s %-3s pp512 %8.1f' "$preset-$fmt" $mode "$pp")"
     for b in ${CELLM_BENCH_STREAMS:-4 16 64}; do

@@ -2,7 +2,8 @@
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
 # in eight modes:
-#   default     batches of 3 or more rows through the default routing (the tensor-core GEMM, cuda_gemm.cuh, is off by default),
+#   default     batches of 3 or more rows through the default routing (the tensor-core GEMM,
+#               cuda_gemm.cuh, for affine weights at 3+ rows and BF16 at 8..31 rows),
 #               other formats' prefill through cuBLAS, decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
 #               and decode attention as one thread-block cluster per (row, head)
@@ -16,7 +17,7 @@
 #               decode kernels
 #   gemm        CELLM_CUDA_GEMM_ROWS=1 CELLM_CUDA_TC_ROWS=0: every product through cuBLAS
 #               (bf16x3 split for BF16)
-#   tc          CELLM_CUDA_TC_ROWS=1: every product the tensor-core GEMM takes through it,
+#   tc          CELLM_CUDA_TC_ROWS=1 CELLM_CUDA_TC_BF16=1: every product the tensor-core GEMM takes through it,
 #               decode steps of one row too
 #   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
 #               epilogue and attention kernels; per-row attention at prefill)
@@ -58,7 +59,7 @@ one() { # mode dir index
     scalar) envs=(CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0);;
     matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000 CELLM_CUDA_TC_ROWS=0);;
     gemm) envs=(CELLM_CUDA_GEMM_ROWS=1 CELLM_CUDA_TC_ROWS=0);;
-    tc) envs=(CELLM_CUDA_TC_ROWS=1);;
+    tc) envs=(CELLM_CUDA_TC_ROWS=1 CELLM_CUDA_TC_BF16=1);;
     unfused) envs=(CELLM_CUDA_FUSE=0);;
   esac
   if [ "$mode" = rowmajor ]; then envs=(CELLM_CUDA_TILED=0); else envs+=(CELLM_CUDA_TILED=2); fi

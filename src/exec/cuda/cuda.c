@@ -76,6 +76,7 @@ struct cu_model {
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
     int tc_rows;  /* batches of at least this many rows: tensor-core GEMM (0: never) */
+    int tc_bf16;  /* BF16 weights at every row count from tc_rows (else 8 .. gemm_rows - 1) */
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */
     int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
@@ -422,8 +423,11 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
     m->fuse = env_int("CELLM_CUDA_FUSE", 1);
     m->mma = env_int("CELLM_CUDA_MMA", 1);
-    m->tc_rows = env_int("CELLM_CUDA_TC_ROWS",
-                         0); /* off until verified on a GPU (bench/cuda_notes.md round 12) */
+    m->tc_rows = env_int("CELLM_CUDA_TC_ROWS", 3);
+    /* BF16 weights take the GEMM only from 8 to gemm_rows - 1 rows unless asked: below, the
+     * decode kernels were faster, and from gemm_rows on cuBLAS's bf16x3 (bench/cuda_notes.md
+     * round 13) */
+    m->tc_bf16 = env_int("CELLM_CUDA_TC_BF16", 0);
     if (m->tc_rows < 0) m->tc_rows = 0;
     m->attn_dec = env_int("CELLM_CUDA_ATTN_DEC", 1);
     /* Early scheduling (PDL) of the decode attention's clusters pays only after a q/k/v
@@ -796,6 +800,7 @@ static int tc_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int 
                  int64_t ldx)
 {
     if (!c->m->tc_rows || n < c->m->tc_rows) return 0;
+    if (ws[0]->fmt == CU_W_BF16 && !c->m->tc_bf16 && (n < 8 || n >= c->m->gemm_rows)) return 0;
     for (int i = 0; i < nw; i++)
         if (!cellm_cu_gemm_supported(ws[i], ldx) || ws[i]->fmt != ws[0]->fmt ||
             ws[i]->bits != ws[0]->bits || ws[i]->group != ws[0]->group ||
