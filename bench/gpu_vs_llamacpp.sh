@@ -44,7 +44,7 @@ if [ ! -x "$PEER/build/bin/llama-batched-bench" ]; then
   peer_pid=$!
 fi
 B=build-gpu
-. tests/gpu/deps.sh
+. tests/gpu/deps.sh # also libmicrohttpd for cellm serve
 t0=$(date +%s)
 cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" \
   -DCMAKE_C_FLAGS="-Wno-error" "${gpu_cmake_deps[@]}" >"$OUT/cfg.log" 2>&1 &&
@@ -82,7 +82,10 @@ gguf_of() { # preset -> BF16 GGUF path (made once)
   tok=$(tokenizer_dir "$preset")
   if grep -q '"qwen3"' "$ck/config.json"; then # st2gguf.py knows qwen2/llama; llama.cpp's own converter does qwen3
     local tmp=$DATA/$preset-hf; mkdir -p "$tmp"
-    ln -sf "$ck"/* "$tmp/"; cp "$tok"/* "$tmp/"
+    ln -sf "$ck"/* "$tmp/"; cp "$tok"/* "$tmp/"; rm -f "$tmp/config.json"
+    # the converter picks its model class by config.json's "architectures"
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c.setdefault("architectures", ["Qwen3ForCausalLM"]); json.dump(c, open(sys.argv[2], "w"))' \
+      "$ck/config.json" "$tmp/config.json"
     python3 "$PEER/convert_hf_to_gguf.py" "$tmp" --outtype bf16 --outfile "$g" >>"$OUT/gguf.log" 2>&1
   else
     GGUF_PY=$PEER/gguf-py python3 "$PEER_SRC/st2gguf.py" "$ck" "$tok" "$g" >>"$OUT/gguf.log" 2>&1
