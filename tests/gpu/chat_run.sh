@@ -5,7 +5,7 @@
 # without a cache (--cache-gpu 0), on the shipped model and on a sliding-window model
 # (tests/cli/chat_window.py with --device cuda, in blocks of 1 as on the CPU: its turns
 # are shorter than 16 positions).
-#   tests/gpu/chat_run.sh [build-dir]
+#   [CHAT_DEVICE=xla] tests/gpu/chat_run.sh [build-dir]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-build-gpu}
@@ -20,12 +20,13 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
 fi
 m=models/wordnet-llama
 for i in 1 2 3 4 5 6; do echo "What does the word number $i mean in a sentence?"; done >"$B.turns"
-chat() { "$B/cellm" chat -m "$m" --device cuda --temp 0 -n 24 "$@" <"$B.turns"; }
+dev=${CHAT_DEVICE:-cuda} # CHAT_DEVICE=xla: the same on XLA, whose slot keeps the history
+chat() { "$B/cellm" chat -m "$m" --device "$dev" --temp 0 -n 24 "$@" <"$B.turns"; }
 chat -v >"$B.chat.out" 2>"$B.chat.err" || { cat "$B.chat.err"; echo "FAIL: chat"; exit 1; }
 chat --cache-gpu 0 >"$B.cold.out" 2>"$B.cold.err" || { cat "$B.cold.err"; echo "FAIL: chat cold"; exit 1; }
 cat "$B.chat.err"
 cmp -s "$B.chat.out" "$B.cold.out" || { diff "$B.chat.out" "$B.cold.out"; echo "FAIL: replies differ with the cache"; exit 1; }
 cached=$(sed -n 's/.*new tokens, \([0-9]*\) cached.*/\1/p' "$B.chat.err" | tail -n 1)
 [ "${cached:-0}" -gt 100 ] || { echo "FAIL: turn 6 reused ${cached:-0} tokens"; exit 1; }
-python3 tests/cli/chat_window.py "$B/cellm" tests/fixtures/gemma3/bf16 "$m" "$B-window" --device cuda --cache-block 1 || exit 1
-echo "GPU chat: ok"
+python3 tests/cli/chat_window.py "$B/cellm" tests/fixtures/gemma3/bf16 "$m" "$B-window" --device "$dev" --cache-block 1 || exit 1
+echo "GPU chat ($dev): ok"
