@@ -175,6 +175,13 @@ enum cellm_status cellm_ctx_eval(struct cellm_ctx *ctx, const struct cellm_batch
 enum cellm_status cellm_ctx_eval_argmax(struct cellm_ctx *ctx, const struct cellm_batch_item *items,
                                         int n, int32_t *ids, struct cellm_error *err);
 
+/* MoE models: the experts the last eval picked for each of its n items,
+ * ids[n][n_layers][n_experts_used] (-1 in layers without experts). Returns the ints
+ * written; 0 where the executor does not record them (only the CPU does) or cap is too
+ * small. For checks of fast mode: a position whose experts differ from exact mode's
+ * took another path through the model. */
+int cellm_ctx_routes(const struct cellm_ctx *ctx, int32_t *ids, int cap);
+
 /* Convenience: appends n tokens to one sequence; *logits = the last position's logits. */
 enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32_t *tokens, int n,
                                      const float **logits, struct cellm_error *err);

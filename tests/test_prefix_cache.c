@@ -346,9 +346,52 @@ static void test_no_cache(void **state)
     cellm_model_free(m);
 }
 
+/* cellm_ctx_routes: the experts of every row of the last eval on a MoE model (what
+ * `cellm verify --precision fast` compares with exact mode), nothing on a dense one. */
+static void test_routes(void **state)
+{
+    (void)state;
+    if (test_device() != CELLM_DEVICE_CPU) skip();
+    struct cellm_error err;
+    struct cellm_model *m;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/qwen3-moe/bf16", CELLM_FIXTURES);
+    assert_int_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
+    struct cellm_ctx *ctx;
+    assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
+    int seq = cellm_ctx_seq_new(ctx);
+    int32_t t[5] = {3, 17, 40, 41, 99}, ids[4096];
+    const float *l;
+    assert_int_equal(cellm_ctx_eval_seq(ctx, seq, t, 5, &l, &err), CELLM_OK);
+    int n = cellm_ctx_routes(ctx, ids, 4096);
+    assert_true(n > 0 && n % 5 == 0);
+    int per = n / 5, moe = 0;
+    for (int i = 0; i < n; i++) {
+        assert_true(ids[i] >= -1 && ids[i] < 4096);
+        moe += ids[i] >= 0;
+    }
+    assert_true(moe > 0);
+    for (int i = 0; i < n; i += 2) /* the fixture picks 2 experts per layer, distinct ones */
+        if (ids[i] >= 0) assert_int_not_equal(ids[i], ids[i + 1]);
+    assert_int_equal(cellm_ctx_routes(ctx, ids, per), 0); /* too small */
+    assert_int_equal(cellm_ctx_eval_seq(ctx, seq, t, 1, &l, &err), CELLM_OK);
+    assert_int_equal(cellm_ctx_routes(ctx, ids, 4096), per); /* the last eval only */
+    cellm_ctx_free(ctx);
+    cellm_model_free(m);
+    snprintf(dir, sizeof dir, "%s/qwen3/bf16", CELLM_FIXTURES);
+    assert_int_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
+    assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
+    seq = cellm_ctx_seq_new(ctx);
+    assert_int_equal(cellm_ctx_eval_seq(ctx, seq, t, 5, &l, &err), CELLM_OK);
+    assert_int_equal(cellm_ctx_routes(ctx, ids, 4096), 0);
+    cellm_ctx_free(ctx);
+    cellm_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes),
         cmocka_unit_test(test_no_cache),
         cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_fast_precision),

@@ -291,6 +291,12 @@ void cellm_ctx_seq_free(struct cellm_ctx *c, int seq)
     c->len[seq] = -1;
 }
 
+int cellm_ctx_routes(const struct cellm_ctx *c, int32_t *ids, int cap)
+{
+    if (!c || !ids || cap <= 0 || !c->model->vt->routes) return 0;
+    return c->model->vt->routes(c->ex, ids, cap);
+}
+
 int cellm_ctx_seq_len(const struct cellm_ctx *c, int seq)
 {
     if (seq < 0 || seq >= c->max_seqs) return -1;

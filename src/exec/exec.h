@@ -40,6 +40,10 @@ struct cellm_exec_vt {
      * the engine runs eval and picks on the host. */
     enum cellm_status (*eval_argmax)(void *ex, const struct cellm_exec_row *rows, int n,
                                      int32_t *ids, struct cellm_error *err);
+    /* Optional: the experts the last eval picked, ids[rows][n_layers][n_experts_used] in
+     * row order (-1 in layers without experts); returns how many ints it wrote, 0 when it
+     * records none or cap is too small. */
+    int (*routes)(void *ex, int32_t *ids, int cap);
     /* Short description of the device ("cpu avx2+fma+f16c, 2 threads"). */
     const char *(*describe)(void *dm);
 

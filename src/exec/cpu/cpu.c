@@ -67,6 +67,9 @@ struct cpu_ctx {
     int score_cap;
     int ring;                /* KV slots of a sliding layer: window + CHUNK; 0 = no sliding layer */
     struct cellm_fast *fast; /* fast mode's activation buffers; NULL in exact mode */
+    int32_t *routes;         /* MoE: the last eval's experts, [rows][n_layers][n_experts_used] */
+    size_t routes_cap;       /* ints */
+    int routes_rows, route_base; /* rows recorded; first row of the chunk being evaluated */
 };
 
 static int is_ring(const struct cpu_ctx *c, int l)
@@ -152,6 +155,7 @@ static void cpu_ctx_free(void *p)
         cellm_free(bufs[i]);
     cellm_free(c->moe_idx);
     cellm_free(c->moe_rows);
+    cellm_free(c->routes);
     cellm_fast_free(c->fast);
     cellm_pool_free(c->pool);
     cellm_free(c);
@@ -481,6 +485,11 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
             idx[k] = best;
             w[k] = p[best];
         }
+        int32_t *rt = c->routes + ((size_t)(c->route_base + i) * (size_t)cfg->n_layers +
+                                   (size_t)(L - c->d->layers)) *
+                                      (size_t)K;
+        for (int k = 0; k < K; k++)
+            rt[k] = idx[k];
         if (cfg->norm_topk_prob) {
             float s = 0;
             for (int k = 0; k < K; k++)
@@ -618,13 +627,37 @@ static enum cellm_status cpu_eval(void *p, const struct cellm_exec_row *rows, in
                                   struct cellm_error *err)
 {
     struct cpu_ctx *c = p;
+    const struct cellm_config *cfg = &c->d->cfg;
+    c->routes_rows = 0;
+    if (cfg->n_experts) { /* every row's experts, for cellm_ctx_routes */
+        size_t need = (size_t)n * (size_t)cfg->n_layers * (size_t)cfg->n_experts_used;
+        if (need > c->routes_cap) {
+            int32_t *r = cellm_realloc(c->routes, need * sizeof *r);
+            if (!r) return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
+            c->routes = r;
+            c->routes_cap = need;
+        }
+        memset(c->routes, 0xff, need * sizeof *c->routes); /* -1: a layer without experts */
+    }
     for (int b = 0; b < n; b += CHUNK) {
         int m = n - b < CHUNK ? n - b : CHUNK;
+        c->route_base = b;
         CELLM_TRY(eval_chunk(c, rows + b, m, logits, err));
         for (int i = 0; i < m; i++)
             logits += rows[b + i].want_logits ? c->d->cfg.vocab : 0;
     }
+    if (cfg->n_experts) c->routes_rows = n;
     return CELLM_OK;
+}
+
+static int cpu_routes(void *p, int32_t *ids, int cap)
+{
+    const struct cpu_ctx *c = p;
+    const struct cellm_config *cfg = &c->d->cfg;
+    size_t n = (size_t)c->routes_rows * (size_t)cfg->n_layers * (size_t)cfg->n_experts_used;
+    if (!n || (size_t)cap < n) return 0;
+    memcpy(ids, c->routes, n * sizeof *ids);
+    return (int)n;
 }
 
 /* ---- prefix-cache blocks ------------------------------------------------------------------
@@ -731,6 +764,7 @@ const struct cellm_exec_vt cellm_exec_cpu = {
     .ctx_new = cpu_ctx_new,
     .ctx_free = cpu_ctx_free,
     .seq_truncate = cpu_seq_truncate,
+    .routes = cpu_routes,
     .eval = cpu_eval,
     .describe = cpu_describe,
     .kv_block_bytes = cpu_kv_block_bytes,
