@@ -120,7 +120,7 @@ static enum MHD_Result reply_ex(struct cellm_server *s, struct MHD_Connection *c
     MHD_add_response_header(resp, "Content-Type", ctype);
     cellm_srv_cors(s, resp);
     log_status(status);
-    if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 503 || status == 429) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (close) MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
@@ -362,6 +362,14 @@ static enum MHD_Result handle_request(struct cellm_server *s, struct MHD_Connect
         cn->t0 = cellm_srv_now();
         snprintf(cn->method, sizeof cn->method, "%s", method);
         snprintf(cn->url, sizeof cn->url, "%s", url);
+        if (cn->sk && cn->sk->over) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "too many connections from your address (the limit is %d); retry once "
+                     "some have closed",
+                     s->o.per_client);
+            return reply_errorf_ex(s, c, 429, "too_many_connections", 1, msg);
+        }
         int status;
         const char *msg;
         if (cellm_srv_framing_error(c, &status, &msg))
@@ -469,7 +477,14 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
         if (!k) return;
         k->fd = conn_fd(c);
         k->t0 = cellm_srv_now();
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         pthread_mutex_lock(&h->sock_mu);
+        k->cl = cellm_srv_client_add(h, ci ? ci->client_addr : NULL);
+        if (k->cl && k->cl->n > s->o.per_client) {
+            k->over = 1;
+            h->over_client++;
+        }
         k->next = h->socks;
         if (h->socks) h->socks->prev = k;
         h->socks = k;
@@ -484,6 +499,7 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
     else
         h->socks = k->next;
     if (k->next) k->next->prev = k->prev;
+    cellm_srv_client_drop(h, k->cl);
     pthread_mutex_unlock(&h->sock_mu);
     free(k);
     *socket_context = NULL;
@@ -538,6 +554,7 @@ static void server_free(struct cellm_server *s)
         free(s->o.allowed_hosts ? (void *)s->o.allowed_hosts : NULL);
         pthread_cond_destroy(&s->http->prep_cv);
         pthread_cond_destroy(&s->http->wake_cv);
+        cellm_srv_clients_free(s->http);
         pthread_mutex_destroy(&s->http->sock_mu);
         free(s->http);
     }
@@ -677,7 +694,7 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_THREAD_STACK_SIZE,
         THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->o.per_client,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->o.per_client * 2 + 16,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.idle_timeout, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d)

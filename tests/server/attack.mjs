@@ -4,6 +4,7 @@
 //             addresses, as the per-client limit wants): /health answers within 100 ms and
 //             a real request completes; the per-client limit and the request deadline
 //             close what they should
+//   perclient 70 fetches from one address vs --per-client 64: all settle, the extra get 429
 //   rss       300 concurrent 1 MiB prompts: peak RSS printed and kept under a ceiling
 //   smuggle   two Content-Lengths, CL + TE, unknown TE, garbage: refused, nothing smuggled
 //   json      duplicate keys, trailing garbage, raw control characters, \u0000: 400 named
@@ -124,6 +125,47 @@ async function caseIdle() {
   check(ms > 0 && ms < 5000, `idle: a slow-header client was not cut off by --request-timeout 2 (${ms})`);
   console.log(`idle: slow-header client closed after ${(ms / 1000).toFixed(1)} s (--request-timeout 2)`);
   await srv2.stop();
+}
+
+async function casePerClient() {
+  // 70 concurrent fetches from one address against --per-client 64: every one settles
+  // promptly, the ones over the limit with a 429 JSON refusal and Retry-After. (The
+  // library's own limit closed those connections at accept, and Node's fetch waited on
+  // them for ever.)
+  const srv = await startServer(bin, ['-m', dir, '--per-client', '64', '--queue', '1024']);
+  const t0 = performance.now();
+  const res = await Promise.race([
+    Promise.all(Array.from({ length: 70 }, () =>
+      post(`${srv.url}/v1/completions`, complete).catch((e) => ({ status: 0, text: String(e.cause || e) })))),
+    sleep(20000).then(() => null)]);
+  check(res !== null, 'perclient: 70 fetches from one address did not all settle within 20 s');
+  const ms = performance.now() - t0;
+  const by = {};
+  for (const r of res) by[r.status] = (by[r.status] || 0) + 1;
+  console.log(`perclient: 70 fetches vs --per-client 64: statuses ${JSON.stringify(by)} in ${ms.toFixed(0)} ms`);
+  check(Object.keys(by).every((k) => k === '200' || k === '429'), `perclient: statuses ${JSON.stringify(by)}`);
+  check((by[200] || 0) >= 64, `perclient: ${by[200] || 0} of 70 served`);
+  const r429 = res.find((r) => r.status === 429);
+  if (r429) {
+    eq(r429.json?.error?.code, 'too_many_connections', 'perclient: the refusal code');
+    eq(r429.headers.get('retry-after'), '1', 'perclient: Retry-After');
+  }
+  // an idle connection over the limit is closed after a short grace, without a request
+  const mine = [];
+  for (let i = 0; i < 64; i++) mine.push(await connect(srv.url));
+  const extra = await connect(srv.url);
+  const t1 = performance.now();
+  const closedMs = await new Promise((res2) => {
+    const t = setTimeout(() => res2(-1), 5000);
+    extra.on('close', () => { clearTimeout(t); res2(performance.now() - t1); });
+    extra.on('error', () => {});
+  });
+  check(closedMs >= 0, 'perclient: an idle 65th connection was not closed within 5 s');
+  console.log(`perclient: an idle connection over the limit closed after ${closedMs.toFixed(0)} ms`);
+  for (const s of mine) s.destroy();
+  await sleep(200);
+  eq((await health(srv.url)).status, 200, 'perclient: /health after');
+  await srv.stop();
 }
 
 async function caseRss() {
@@ -282,7 +324,7 @@ async function caseSignals() {
   await Promise.all(load);
 }
 
-const cases = { idle: caseIdle, rss: caseRss, smuggle: caseSmuggle, json: caseJson,
+const cases = { idle: caseIdle, perclient: casePerClient, rss: caseRss, smuggle: caseSmuggle, json: caseJson,
   redos: caseRedos, footguns: caseFootguns, signals: caseSignals };
 for (const [name, fn] of Object.entries(cases)) {
   if (only && !only.split(',').includes(name)) continue;
