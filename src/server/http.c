@@ -253,6 +253,45 @@ static enum MHD_Result preflight(struct cellm_server *s, struct MHD_Connection *
     return ret;
 }
 
+/* The scheduler's metrics and the HTTP layer's own. */
+static char *metrics_text(struct cellm_server *s)
+{
+    struct srv_http *h = s->http;
+    char *base = cellm_srv_metrics_text(s);
+    if (!base) return NULL;
+    pthread_mutex_lock(&s->mu);
+    unsigned long long cancelled = h->prep_cancelled, rejected = h->prep_rejected;
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&h->sock_mu);
+    unsigned long long reaped = h->reaped, over = h->over_client;
+    pthread_mutex_unlock(&h->sock_mu);
+    size_t n = strlen(base), cap = n + 1024;
+    char *t = realloc(base, cap);
+    if (!t) {
+        free(base);
+        return NULL;
+    }
+    snprintf(t + n, cap - n,
+             "# HELP cellm_http_prep_cancelled_total Request bodies whose parsing or "
+             "tokenization stopped because the client hung up.\n"
+             "# TYPE cellm_http_prep_cancelled_total counter\n"
+             "cellm_http_prep_cancelled_total %llu\n"
+             "# HELP cellm_http_prep_rejected_total Request bodies refused (503) because the "
+             "tokenization queue was full.\n"
+             "# TYPE cellm_http_prep_rejected_total counter\n"
+             "cellm_http_prep_rejected_total %llu\n"
+             "# HELP cellm_http_connections_timed_out_total Connections closed for not "
+             "delivering a request within --request-timeout (or, over --per-client, at all).\n"
+             "# TYPE cellm_http_connections_timed_out_total counter\n"
+             "cellm_http_connections_timed_out_total %llu\n"
+             "# HELP cellm_http_connections_over_client_total Connections opened beyond "
+             "--per-client (answered 429 or closed).\n"
+             "# TYPE cellm_http_connections_over_client_total counter\n"
+             "cellm_http_connections_over_client_total %llu\n",
+             cancelled, rejected, reaped, over);
+    return t;
+}
+
 static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, struct srv_conn *cn,
                              const char *url, const char *method)
 {
@@ -316,8 +355,7 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         snprintf(msg, sizeof msg, "no route %.16s %.200s", method, url);
         return reply_errorf(s, c, 404, "not_found", msg);
     }
-    if (id == R_METRICS)
-        return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
+    if (id == R_METRICS) return reply(s, c, 200, "text/plain; version=0.0.4", metrics_text(s));
     if (id == R_MODELS) return reply(s, c, 200, "application/json", cellm_srv_models_json(s, 0));
     if (id == R_MODEL) {
         if (strcmp(model_id, s->o.model_name)) {

@@ -100,6 +100,7 @@ struct srv_http {
     struct srv_conn *wait_head;       /* suspended connections */
     struct srv_conn *q_head, *q_tail; /* prep queue */
     int q_len, prep_stop, waker_stop, draining;
+    unsigned long long prep_cancelled; /* prep jobs ended because their client hung up */
     pthread_cond_t prep_cv, wake_cv;
     pthread_t *prep;
     int n_prep;
@@ -109,7 +110,8 @@ struct srv_http {
     pthread_mutex_t sock_mu;
     struct srv_sock *socks;
     struct srv_client *clients[CLIENT_BUCKETS];
-    unsigned long long reaped, prep_rejected, over_client;
+    unsigned long long reaped, over_client; /* under sock_mu */
+    unsigned long long prep_rejected;       /* under s->mu */
 };
 
 /* http.c */

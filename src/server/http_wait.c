@@ -210,6 +210,7 @@ void *cellm_srv_prep_main(void *arg)
         if (rc) {
             cn->failed = 1;
             cn->err = e;
+            if (cn->gone) h->prep_cancelled++;
         } else if (r) {
             cn->r = r;
             s->n_inflight++;

@@ -9,6 +9,7 @@
 //   smuggle   two Content-Lengths, CL + TE, unknown TE, garbage: refused, nothing smuggled
 //   json      duplicate keys, trailing garbage, raw control characters, \u0000: 400 named
 //   redos     a Split pattern (a+)+b on 10,000 characters: a 400 naming it within 1 s
+//   cancel    a client that hangs up stops its own tokenization (seen in /metrics)
 //   footguns  empty API key, form and text/plain posts, a foreign Host
 //   signals   a second SIGINT under load ends the process within 1 s
 // CELLM_ATTACK_RSS_MB overrides the RSS ceiling (1024; the ASan build sets more, since
@@ -263,6 +264,49 @@ async function caseRedos() {
   await srv.stop();
 }
 
+async function metric(url, name) {
+  const t = await (await fetch(`${url}/metrics`)).text();
+  const m = t.match(new RegExp(`^${name} (\\d+)$`, 'm'));
+  return m ? +m[1] : -1;
+}
+
+async function caseCancel() {
+  // a Split pattern that costs quadratic time on a run of 'a's (each position scans to the
+  // end looking for a 'b', within the per-match budget): a 1 MiB prompt keeps the one
+  // prep thread busy for seconds, and no match means no early stop at the context
+  const cd = path.join(tmp, 'attack-cancel');
+  makeTextCheckpoint(fixture, cd);
+  const tj = JSON.parse(fs.readFileSync(path.join(cd, 'tokenizer.json')));
+  tj.pre_tokenizer = { type: 'Sequence', pretokenizers: [
+    { type: 'Split', pattern: { Regex: 'a*b' }, behavior: 'Isolated', invert: false },
+    { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] };
+  fs.writeFileSync(path.join(cd, 'tokenizer.json'), JSON.stringify(tj));
+  const srv = await startServer(bin, ['-m', cd, '--prep-threads', '1']);
+  eq(await metric(srv.url, 'cellm_http_prep_cancelled_total'), 0, 'cancel: the counter at start');
+  const body = JSON.stringify({ prompt: 'a'.repeat(1000000), max_tokens: 1 });
+  const u = new URL(srv.url);
+  const sock = await connect(srv.url);
+  sock.on('error', () => {});
+  sock.write(`POST /v1/completions HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  await sleep(500); // the body is in, the prep thread is tokenizing
+  const t0 = performance.now();
+  sock.destroy();
+  let n = 0;
+  while (performance.now() - t0 < 5000 && (n = await metric(srv.url, 'cellm_http_prep_cancelled_total')) < 1)
+    await sleep(20);
+  const ms = performance.now() - t0;
+  console.log(`cancel: a 1 MiB prompt's tokenization stopped ${ms.toFixed(0)} ms after its client hung up`);
+  eq(n, 1, 'cancel: cellm_http_prep_cancelled_total after the hang-up');
+  check(ms < 1500, `cancel: ${ms.toFixed(0)} ms`);
+  // the one prep thread is free again: a small body is answered at once
+  const t1 = performance.now();
+  const r = await post(`${srv.url}/tokenize`, { content: 'ab' });
+  eq(r.status, 200, 'cancel: /tokenize after');
+  check(performance.now() - t1 < 1000, 'cancel: the prep thread was still busy');
+  await srv.stop();
+}
+
 async function caseFootguns() {
   for (const [args, env] of [[['--api-key', ''], {}], [[], { CELLM_API_KEY: '' }]]) {
     const p = spawnSync(bin, ['serve', '-m', dir, '--port', '0', ...args], {
@@ -325,7 +369,7 @@ async function caseSignals() {
 }
 
 const cases = { idle: caseIdle, perclient: casePerClient, rss: caseRss, smuggle: caseSmuggle, json: caseJson,
-  redos: caseRedos, footguns: caseFootguns, signals: caseSignals };
+  redos: caseRedos, cancel: caseCancel, footguns: caseFootguns, signals: caseSignals };
 for (const [name, fn] of Object.entries(cases)) {
   if (only && !only.split(',').includes(name)) continue;
   const t0 = performance.now();
