@@ -97,17 +97,25 @@ async function caseIdle() {
   const r = await post(`${srv.url}/v1/completions`, complete);
   eq(r.status, 200, `idle: a real request (${r.text})`);
   console.log(`idle: a completion in ${(performance.now() - t0).toFixed(0)} ms`);
-  // the per-client limit: the 65th connection of one address is closed at once
+  // the per-client limit: the 65th connection of one address is refused (429) and closed
   const mine = [];
   for (let i = 0; i < 64; i++) mine.push(await connect(srv.url, '127.0.200.2'));
+  // a connect resolves once the kernel has the connection, before the server's event-loop
+  // threads (several, racing) have accepted it: let them count all 64 first, or the
+  // refused one may be any of the 65
+  await sleep(500);
   const extra = await connect(srv.url, '127.0.200.2');
+  let got = '';
   const closed = await new Promise((res) => {
     const t = setTimeout(() => res(false), 2000);
+    extra.on('data', (d) => { got += d; }); // read, or the end is never seen
     extra.on('close', () => { clearTimeout(t); res(true); });
     extra.on('error', () => {});
     extra.write('GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n');
   });
   check(closed, 'idle: the 65th connection of one address was not closed');
+  check(/^HTTP\/1\.1 429 /.test(got) && /too_many_connections/.test(got) && /Retry-After: 1/.test(got),
+    `idle: the 65th connection's answer: ${got.slice(0, 200)}`);
   clearInterval(drip);
   for (const s of [...socks, ...slow, ...mine]) s.destroy();
   eq((await health(srv.url)).status, 200, 'idle: /health after');
@@ -154,11 +162,13 @@ async function casePerClient() {
   // an idle connection over the limit is closed after a short grace, without a request
   const mine = [];
   for (let i = 0; i < 64; i++) mine.push(await connect(srv.url));
+  await sleep(500); // as in caseIdle: all 64 accepted first
   const extra = await connect(srv.url);
   const t1 = performance.now();
   const closedMs = await new Promise((res2) => {
     const t = setTimeout(() => res2(-1), 5000);
     extra.on('close', () => { clearTimeout(t); res2(performance.now() - t1); });
+    extra.resume();
     extra.on('error', () => {});
   });
   check(closedMs >= 0, 'perclient: an idle 65th connection was not closed within 5 s');
