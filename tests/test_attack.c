@@ -384,7 +384,7 @@ static void copy_fixture(const char *name, char *dir, size_t cap)
 static void test_checkpoint_bounds(void **state)
 {
     (void)state;
-    char dir[512], cmd[1200];
+    char dir[512], cmd[2048];
     struct cellm_error err;
     /* head_dim 2^30 against q_proj tensors of 64 x 64 */
     copy_fixture("hd", dir, sizeof dir);
@@ -412,6 +412,27 @@ static void test_checkpoint_bounds(void **state)
     assert_int_not_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
     assert_true(now() - t0 < 2.0);
 
+    /* config.json a symbolic link to /dev/zero: refused, not read without end */
+    copy_fixture("zero-ckpt", dir, sizeof dir);
+    snprintf(cmd, sizeof cmd, "rm %s/config.json && ln -s /dev/zero %s/config.json", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    t0 = now();
+    assert_int_not_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
+    assert_non_null(strstr(err.msg, "config.json"));
+    assert_true(now() - t0 < 2.0);
+    /* the weights, or tokenizer.json, as a FIFO: refused without blocking in open() */
+    copy_fixture("fifo-shard", dir, sizeof dir);
+    snprintf(cmd, sizeof cmd,
+             "rm %s/model.safetensors && mkfifo %s/model.safetensors && mkfifo "
+             "%s/tokenizer.json",
+             dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    t0 = now();
+    assert_int_not_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
+    struct cellm_tokenizer *tok = NULL;
+    assert_int_not_equal(cellm_tokenizer_load(dir, &tok, &err), CELLM_OK);
+    assert_non_null(strstr(err.msg, "tokenizer.json"));
+    assert_true(now() - t0 < 2.0);
     /* an index naming 200,000 shards: deduplicated in O(n log n), then found missing */
     copy_fixture("shards", dir, sizeof dir);
     snprintf(cmd, sizeof cmd, "mv %s/model.safetensors %s/model-00001.safetensors", dir, dir);

@@ -118,6 +118,9 @@ async function caseIdle() {
     `idle: the 65th connection's answer: ${got.slice(0, 200)}`);
   clearInterval(drip);
   for (const s of [...socks, ...slow, ...mine]) s.destroy();
+  const mt = await fetch(`${srv.url}/metrics`);
+  eq(mt.status, 200, 'idle: /metrics under the load');
+  check(/cellm_http_connections_over_client_total 1/.test(await mt.text()), 'idle: the refusal is counted');
   eq((await health(srv.url)).status, 200, 'idle: /health after');
   await srv.stop();
 
@@ -133,7 +136,35 @@ async function caseIdle() {
   clearInterval(d2);
   check(ms > 0 && ms < 5000, `idle: a slow-header client was not cut off by --request-timeout 2 (${ms})`);
   console.log(`idle: slow-header client closed after ${(ms / 1000).toFixed(1)} s (--request-timeout 2)`);
+  // a slow body: complete headers, then a byte every 300 ms; cut off as well
+  const sb = await connect(srv2.url);
+  const t2 = performance.now();
+  const sbGone = new Promise((res) => sb.on('close', () => res(performance.now() - t2)));
+  sb.on('error', () => {});
+  sb.resume();
+  sb.write(`POST /tokenize HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`);
+  const d3 = setInterval(() => sb.write(' '), 300);
+  const ms2 = await Promise.race([sbGone, sleep(8000).then(() => -1)]);
+  clearInterval(d3);
+  check(ms2 > 0 && ms2 < 5000, `idle: a slow-body client was not cut off by --request-timeout 2 (${ms2})`);
+  console.log(`idle: slow-body client closed after ${(ms2 / 1000).toFixed(1)} s`);
   await srv2.stop();
+
+  // --idle-timeout: a kept-alive connection with nothing more to say is closed
+  const srv3 = await startServer(bin, ['-m', dir, '--idle-timeout', '1']);
+  const ka = await connect(srv3.url);
+  let kaGot = '';
+  ka.on('data', (d) => { kaGot += d; });
+  ka.on('error', () => {});
+  const kaGone = new Promise((res) => ka.on('close', () => res(performance.now())));
+  ka.write('GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await sleep(200);
+  check(/^HTTP\/1\.1 200 /.test(kaGot), `idle: keep-alive /health: ${kaGot.slice(0, 80)}`);
+  const t3 = performance.now();
+  const end3 = await Promise.race([kaGone, sleep(6000).then(() => -1)]);
+  check(end3 > 0, 'idle: a kept-alive idle connection outlived --idle-timeout 1 by 6 s');
+  console.log(`idle: kept-alive idle connection closed ${((end3 - t3) / 1000).toFixed(1)} s after its response (--idle-timeout 1)`);
+  await srv3.stop();
 }
 
 async function casePerClient() {
@@ -291,7 +322,7 @@ async function caseCancel() {
     { type: 'Split', pattern: { Regex: 'a*b' }, behavior: 'Isolated', invert: false },
     { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] };
   fs.writeFileSync(path.join(cd, 'tokenizer.json'), JSON.stringify(tj));
-  const srv = await startServer(bin, ['-m', cd, '--prep-threads', '1']);
+  const srv = await startServer(bin, ['-m', cd, '--prep-threads', '1', '--prep-queue', '1']);
   eq(await metric(srv.url, 'cellm_http_prep_cancelled_total'), 0, 'cancel: the counter at start');
   const body = JSON.stringify({ prompt: 'a'.repeat(1000000), max_tokens: 1 });
   const u = new URL(srv.url);
@@ -314,6 +345,31 @@ async function caseCancel() {
   const r = await post(`${srv.url}/tokenize`, { content: 'ab' });
   eq(r.status, 200, 'cancel: /tokenize after');
   check(performance.now() - t1 < 1000, 'cancel: the prep thread was still busy');
+  // a full prep queue: one body tokenizing, one waiting, the next is refused at once
+  const held = [];
+  for (let i = 0; i < 2; i++) {
+    const h = await connect(srv.url);
+    h.on('error', () => {});
+    h.write(`POST /v1/completions HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    held.push(h);
+    await sleep(400);
+  }
+  const t2 = performance.now();
+  const busy = await post(`${srv.url}/tokenize`, { content: 'ab' });
+  eq(busy.status, 503, `cancel: a full prep queue (${busy.text})`);
+  eq(busy.json?.error?.code, 'server_busy', 'cancel: the 503 code');
+  eq(busy.headers.get('retry-after'), '1', 'cancel: Retry-After');
+  check(performance.now() - t2 < 1000, 'cancel: the 503 was not immediate');
+  for (const h of held) h.destroy();
+  let n2 = 0;
+  const t3 = performance.now();
+  while (performance.now() - t3 < 5000 && (n2 = await metric(srv.url, 'cellm_http_prep_cancelled_total')) < 3)
+    await sleep(20);
+  eq(n2, 3, 'cancel: both held bodies cancelled');
+  eq(await metric(srv.url, 'cellm_http_prep_rejected_total'), 1, 'cancel: the refusal counted');
+  eq((await post(`${srv.url}/tokenize`, { content: 'ab' })).status, 200, 'cancel: /tokenize at the end');
+  console.log('cancel: a full prep queue answers 503 server_busy at once');
   await srv.stop();
 }
 
