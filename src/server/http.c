@@ -7,10 +7,11 @@
  * length, limits) while leaving threads and data to the application. It also has what a
  * server facing hostile clients needs without a rewrite: an epoll event loop run by a
  * small pool of threads (an idle or slow connection costs a socket and a few KiB, not a
- * thread), per-address connection limits, and suspend/resume, so a request waiting on the
- * scheduler holds no thread either. (libevent's evhttp would need the same plumbing and
- * gives less control over request framing; h2o and civetweb are not packaged in this
- * shape.)
+ * thread), connection notifications (the per-address limit is kept in http_guard.c, so a
+ * connection over it can be answered 429 rather than dropped at accept), and
+ * suspend/resume, so a request waiting on the scheduler holds no thread either.
+ * (libevent's evhttp would need the same plumbing and gives less control over request
+ * framing; h2o and civetweb are not packaged in this shape.)
  *
  * Threads and where work runs:
  *   - http_threads event-loop threads (MHD's pool, THREAD_STACK bytes of stack each) only
