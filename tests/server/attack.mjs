@@ -469,8 +469,9 @@ async function caseFootguns() {
 async function caseSignals() {
   // one slot and streams that cannot stop early (ignore_eos): the drain the first SIGINT
   // starts lasts seconds, whatever the machine, so the second one lands under load
-  // 200 queued streams of 500 tokens: ~100k tokens of the tiny fixture outlast the 100 ms
-  // between the signals on a fast, idle machine too (16 streams did not)
+  // 200 queued streams of 500 tokens: ~100k tokens of the tiny fixture outlast the time
+  // between the signals on a fast, idle machine too (16 streams did not); the second is
+  // sent once the first was taken, at least 100 streams still queued
   const srv = await startServer(bin, ['-m', dir, '--shutdown-timeout', '30', '--per-client', '1000',
     '--parallel', '1', '--prep-queue', '512', '--queue', '1024']);
   const word = 'the cat sat on the mat and then ';
@@ -479,11 +480,21 @@ async function caseSignals() {
   for (let i = 0; i < 200; i++)
     load.push(post(`${srv.url}/v1/completions`,
       { prompt: 'the', max_tokens: 500, ignore_eos: true, stream: true }).catch(() => null));
+  // the streams must have reached the scheduler before the big bodies go (those take the
+  // prep threads, ahead of streams still in their queue) and before the first SIGINT: on a
+  // busy machine a fixed pause let the SIGINT find nothing to drain
+  const tl = performance.now();
+  while (await metric(srv.url, 'cellm_queue_depth') < 100 && performance.now() - tl < 30000) await sleep(20);
+  check(await metric(srv.url, 'cellm_queue_depth') >= 100, 'signals: 100 streams never queued');
   for (let i = 0; i < 100; i++) load.push(post(`${srv.url}/v1/completions`, big).catch(() => null));
   await sleep(300);
   const exited = new Promise((r) => srv.proc.on('exit', (code, sig) => r({ code, sig })));
   srv.proc.kill('SIGINT');
-  await sleep(100);
+  // two SIGINTs sent before the first is taken are one (signals do not queue): wait until
+  // the server says it is stopping (on a busy machine that can take over 100 ms)
+  const tw = performance.now();
+  while (!/SIGINT, stopping/.test(srv.log()) && performance.now() - tw < 5000 * scale) await sleep(10);
+  check(/SIGINT, stopping/.test(srv.log()), 'signals: the first SIGINT was not taken within 5 s');
   check(srv.proc.exitCode === null && srv.proc.signalCode === null,
     'signals: the server had drained before the second SIGINT (the load is too light)');
   const t0 = performance.now();
