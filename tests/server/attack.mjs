@@ -206,7 +206,7 @@ async function casePerClient() {
   // promptly, the ones over the limit with a 429 JSON refusal and Retry-After. (The
   // library's own limit closed those connections at accept, and Node's fetch waited on
   // them for ever.)
-  const srv = await startServer(bin, ['-m', dir, '--per-client', '64', '--queue', '1024']);
+  const srv = await startServer(bin, ['-m', dir, '--per-client', '64', '--queue', '1024', '--prep-queue', '256']);
   const t0 = performance.now();
   const res = await Promise.race([
     Promise.all(Array.from({ length: 70 }, () =>
