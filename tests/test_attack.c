@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
 #include "base/json.h"
 #include "base/mapfile.h"
 #include "cellm.h"
@@ -147,7 +148,7 @@ static void test_regex_budget(void **state)
     assert_int_equal(find_all("\\s+(?!\\S)|\\s+|\\p{L}+", "ab cd  ", 100000, NULL, &err), CELLM_OK);
     /* cancellation */
     _Atomic int cancel = 1;
-    struct cellm_regex_limits lim = {0, &cancel};
+    struct cellm_regex_limits lim = {.cancel = &cancel};
     assert_int_equal(find_all("(a+)+b", "a", 10000, &lim, &err), CELLM_ERR_CANCELLED);
 }
 
@@ -295,6 +296,57 @@ static void test_tokenizer_bounds(void **state)
     free(text);
 }
 
+/* A token limit stops pre-tokenization as soon as the pieces outnumber it: a 1 MiB prompt
+ * for a 512-token context is refused without splitting (or holding) the whole text. */
+static void test_tokenizer_early_stop(void **state)
+{
+    (void)state;
+    char dir[512];
+    struct cellm_error err;
+    struct cellm_tokenizer *tok = NULL;
+    tokenizer_dir("early", "", "null", "\\\\s+|[^\\\\s]+", dir, sizeof dir);
+    assert_int_equal(cellm_tokenizer_load(dir, &tok, &err), CELLM_OK);
+    size_t len = (size_t)1 << 20;
+    char *text = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        text[i] = i % 4 == 3 ? ' ' : "ab"[i % 2];
+    int32_t *ids = NULL;
+    size_t n = 0;
+    struct cellm_encode_opts o = {.max_ids = 512};
+    size_t b0 = cellm_alloc_bytes();
+    double t0 = now();
+    assert_int_equal(cellm_tokenizer_encode_opts(tok, text, len, 0, &o, &ids, &n, &err),
+                     CELLM_ERR_RANGE);
+    double dt = now() - t0;
+    double per_byte = (double)(cellm_alloc_bytes() - b0) / (double)len;
+    assert_non_null(strstr(err.msg, "more than 512 tokens"));
+    print_message("1 MiB prompt, limit 512 tokens: refused in %.1f ms, %.2f bytes allocated per "
+                  "input byte\n",
+                  dt * 1e3, per_byte);
+    /* walking the whole text allocated 77 bytes per input byte (code points, offsets,
+     * spans, every piece twice); what is left is about 8: the code points and the copies
+     * of the text (bench notes in tests/server/README.md) */
+    assert_true(per_byte < 16.0);
+
+    /* the stop changes no result: exactly max_ids tokens pass, one fewer is refused */
+    size_t small = 4000;
+    assert_int_equal(cellm_tokenizer_encode(tok, text, small, 0, &ids, &n, &err), CELLM_OK);
+    int32_t *want = ids;
+    size_t nwant = n;
+    o.max_ids = nwant;
+    assert_int_equal(cellm_tokenizer_encode_opts(tok, text, small, 0, &o, &ids, &n, &err),
+                     CELLM_OK);
+    assert_int_equal(n, nwant);
+    assert_memory_equal(ids, want, n * sizeof *ids);
+    free(ids);
+    o.max_ids = nwant - 1;
+    assert_int_equal(cellm_tokenizer_encode_opts(tok, text, small, 0, &o, &ids, &n, &err),
+                     CELLM_ERR_RANGE);
+    free(want);
+    cellm_tokenizer_free(tok);
+    free(text);
+}
+
 /* ---- files and checkpoints -------------------------------------------------------------- */
 
 static void test_special_files(void **state)
@@ -332,7 +384,7 @@ static void copy_fixture(const char *name, char *dir, size_t cap)
 static void test_checkpoint_bounds(void **state)
 {
     (void)state;
-    char dir[512], cmd[1200];
+    char dir[512], cmd[2048];
     struct cellm_error err;
     /* head_dim 2^30 against q_proj tensors of 64 x 64 */
     copy_fixture("hd", dir, sizeof dir);
@@ -360,6 +412,27 @@ static void test_checkpoint_bounds(void **state)
     assert_int_not_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
     assert_true(now() - t0 < 2.0);
 
+    /* config.json a symbolic link to /dev/zero: refused, not read without end */
+    copy_fixture("zero-ckpt", dir, sizeof dir);
+    snprintf(cmd, sizeof cmd, "rm %s/config.json && ln -s /dev/zero %s/config.json", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    t0 = now();
+    assert_int_not_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
+    assert_non_null(strstr(err.msg, "config.json"));
+    assert_true(now() - t0 < 2.0);
+    /* the weights, or tokenizer.json, as a FIFO: refused without blocking in open() */
+    copy_fixture("fifo-shard", dir, sizeof dir);
+    snprintf(cmd, sizeof cmd,
+             "rm %s/model.safetensors && mkfifo %s/model.safetensors && mkfifo "
+             "%s/tokenizer.json",
+             dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    t0 = now();
+    assert_int_not_equal(cellm_model_load(dir, NULL, &m, &err), CELLM_OK);
+    struct cellm_tokenizer *tok = NULL;
+    assert_int_not_equal(cellm_tokenizer_load(dir, &tok, &err), CELLM_OK);
+    assert_non_null(strstr(err.msg, "tokenizer.json"));
+    assert_true(now() - t0 < 2.0);
     /* an index naming 200,000 shards: deduplicated in O(n log n), then found missing */
     copy_fixture("shards", dir, sizeof dir);
     snprintf(cmd, sizeof cmd, "mv %s/model.safetensors %s/model-00001.safetensors", dir, dir);
@@ -387,7 +460,7 @@ int main(void)
         cmocka_unit_test(test_json_strict),       cmocka_unit_test(test_regex_budget),
         cmocka_unit_test(test_regex_nesting),     cmocka_unit_test(test_regex_small_stack),
         cmocka_unit_test(test_tokenizer_bounds),  cmocka_unit_test(test_special_files),
-        cmocka_unit_test(test_checkpoint_bounds),
+        cmocka_unit_test(test_checkpoint_bounds), cmocka_unit_test(test_tokenizer_early_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

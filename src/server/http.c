@@ -7,10 +7,11 @@
  * length, limits) while leaving threads and data to the application. It also has what a
  * server facing hostile clients needs without a rewrite: an epoll event loop run by a
  * small pool of threads (an idle or slow connection costs a socket and a few KiB, not a
- * thread), per-address connection limits, and suspend/resume, so a request waiting on the
- * scheduler holds no thread either. (libevent's evhttp would need the same plumbing and
- * gives less control over request framing; h2o and civetweb are not packaged in this
- * shape.)
+ * thread), connection notifications (the per-address limit is kept in http_guard.c, so a
+ * connection over it can be answered 429 rather than dropped at accept), and
+ * suspend/resume, so a request waiting on the scheduler holds no thread either.
+ * (libevent's evhttp would need the same plumbing and gives less control over request
+ * framing; h2o and civetweb are not packaged in this shape.)
  *
  * Threads and where work runs:
  *   - http_threads event-loop threads (MHD's pool, THREAD_STACK bytes of stack each) only
@@ -120,7 +121,7 @@ static enum MHD_Result reply_ex(struct cellm_server *s, struct MHD_Connection *c
     MHD_add_response_header(resp, "Content-Type", ctype);
     cellm_srv_cors(s, resp);
     log_status(status);
-    if (status == 503) MHD_add_response_header(resp, "Retry-After", "1");
+    if (status == 503 || status == 429) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (close) MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
@@ -253,6 +254,45 @@ static enum MHD_Result preflight(struct cellm_server *s, struct MHD_Connection *
     return ret;
 }
 
+/* The scheduler's metrics and the HTTP layer's own. */
+static char *metrics_text(struct cellm_server *s)
+{
+    struct srv_http *h = s->http;
+    char *base = cellm_srv_metrics_text(s);
+    if (!base) return NULL;
+    pthread_mutex_lock(&s->mu);
+    unsigned long long cancelled = h->prep_cancelled, rejected = h->prep_rejected;
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&h->sock_mu);
+    unsigned long long reaped = h->reaped, over = h->over_client;
+    pthread_mutex_unlock(&h->sock_mu);
+    size_t n = strlen(base), cap = n + 1024;
+    char *t = realloc(base, cap);
+    if (!t) {
+        free(base);
+        return NULL;
+    }
+    snprintf(t + n, cap - n,
+             "# HELP cellm_http_prep_cancelled_total Request bodies whose parsing or "
+             "tokenization stopped because the client hung up.\n"
+             "# TYPE cellm_http_prep_cancelled_total counter\n"
+             "cellm_http_prep_cancelled_total %llu\n"
+             "# HELP cellm_http_prep_rejected_total Request bodies refused (503) because the "
+             "tokenization queue was full.\n"
+             "# TYPE cellm_http_prep_rejected_total counter\n"
+             "cellm_http_prep_rejected_total %llu\n"
+             "# HELP cellm_http_connections_timed_out_total Connections closed for not "
+             "delivering a request within --request-timeout (or, over --per-client, at all).\n"
+             "# TYPE cellm_http_connections_timed_out_total counter\n"
+             "cellm_http_connections_timed_out_total %llu\n"
+             "# HELP cellm_http_connections_over_client_total Connections opened beyond "
+             "--per-client (answered 429 or closed).\n"
+             "# TYPE cellm_http_connections_over_client_total counter\n"
+             "cellm_http_connections_over_client_total %llu\n",
+             cancelled, rejected, reaped, over);
+    return t;
+}
+
 static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, struct srv_conn *cn,
                              const char *url, const char *method)
 {
@@ -316,8 +356,7 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         snprintf(msg, sizeof msg, "no route %.16s %.200s", method, url);
         return reply_errorf(s, c, 404, "not_found", msg);
     }
-    if (id == R_METRICS)
-        return reply(s, c, 200, "text/plain; version=0.0.4", cellm_srv_metrics_text(s));
+    if (id == R_METRICS) return reply(s, c, 200, "text/plain; version=0.0.4", metrics_text(s));
     if (id == R_MODELS) return reply(s, c, 200, "application/json", cellm_srv_models_json(s, 0));
     if (id == R_MODEL) {
         if (strcmp(model_id, s->o.model_name)) {
@@ -362,6 +401,14 @@ static enum MHD_Result handle_request(struct cellm_server *s, struct MHD_Connect
         cn->t0 = cellm_srv_now();
         snprintf(cn->method, sizeof cn->method, "%s", method);
         snprintf(cn->url, sizeof cn->url, "%s", url);
+        if (cn->sk && cn->sk->over) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "too many connections from your address (the limit is %d); retry once "
+                     "some have closed",
+                     s->o.per_client);
+            return reply_errorf_ex(s, c, 429, "too_many_connections", 1, msg);
+        }
         int status;
         const char *msg;
         if (cellm_srv_framing_error(c, &status, &msg))
@@ -469,7 +516,14 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
         if (!k) return;
         k->fd = conn_fd(c);
         k->t0 = cellm_srv_now();
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         pthread_mutex_lock(&h->sock_mu);
+        k->cl = cellm_srv_client_add(h, ci ? ci->client_addr : NULL);
+        if (k->cl && k->cl->n > s->o.per_client) {
+            k->over = 1;
+            h->over_client++;
+        }
         k->next = h->socks;
         if (h->socks) h->socks->prev = k;
         h->socks = k;
@@ -484,6 +538,7 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
     else
         h->socks = k->next;
     if (k->next) k->next->prev = k->prev;
+    cellm_srv_client_drop(h, k->cl);
     pthread_mutex_unlock(&h->sock_mu);
     free(k);
     *socket_context = NULL;
@@ -538,6 +593,7 @@ static void server_free(struct cellm_server *s)
         free(s->o.allowed_hosts ? (void *)s->o.allowed_hosts : NULL);
         pthread_cond_destroy(&s->http->prep_cv);
         pthread_cond_destroy(&s->http->wake_cv);
+        cellm_srv_clients_free(s->http);
         pthread_mutex_destroy(&s->http->sock_mu);
         free(s->http);
     }
@@ -677,7 +733,7 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_THREAD_STACK_SIZE,
         THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->o.per_client,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->o.per_client * 2 + 16,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.idle_timeout, MHD_OPTION_END);
     freeaddrinfo(ai);
     if (!d)

@@ -41,12 +41,27 @@ enum srv_job { J_COMPLETION, J_CHAT, J_TOKENIZE, J_DETOKENIZE };
 
 struct srv_stream;
 
+/* How long a connection over --per-client may stay open without sending a request (it is
+ * answered 429 when it does; see http_guard.c). */
+#define OVER_GRACE_S 1.0
+
+/* One client address and its open connections (--per-client), under srv_http.sock_mu. */
+struct srv_client {
+    unsigned char addr[16];
+    int len; /* 4 or 16 */
+    int n;   /* connections open */
+    struct srv_client *next;
+};
+#define CLIENT_BUCKETS 1024
+
 /* One socket (MHD's socket context): for the request deadline. */
 struct srv_sock {
     int fd;
     int busy;   /* a complete request is being answered */
     int reaped; /* shut down by the deadline */
+    int over;   /* opened beyond --per-client: answered 429, or closed after OVER_GRACE_S */
     double t0;  /* connected, or the previous response ended */
+    struct srv_client *cl; /* its address's count; NULL when unknown */
     struct srv_sock *prev, *next;
 };
 
@@ -85,6 +100,7 @@ struct srv_http {
     struct srv_conn *wait_head;       /* suspended connections */
     struct srv_conn *q_head, *q_tail; /* prep queue */
     int q_len, prep_stop, waker_stop, draining;
+    unsigned long long prep_cancelled; /* prep jobs ended because their client hung up */
     pthread_cond_t prep_cv, wake_cv;
     pthread_t *prep;
     int n_prep;
@@ -93,7 +109,9 @@ struct srv_http {
     /* sockets, under sock_mu (never taken with s->mu held the other way round) */
     pthread_mutex_t sock_mu;
     struct srv_sock *socks;
-    unsigned long long reaped, prep_rejected;
+    struct srv_client *clients[CLIENT_BUCKETS];
+    unsigned long long reaped, over_client; /* under sock_mu */
+    unsigned long long prep_rejected;       /* under s->mu */
 };
 
 /* http.c */

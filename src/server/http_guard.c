@@ -5,13 +5,17 @@
 #include "http_guard.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <stdint.h>
 #include <sys/resource.h>
 
 #include <cjson/cJSON.h>
+
+#include "http_conn.h"
 
 /* Counts a header's occurrences (MHD keeps every one; lookups see the first). */
 struct hcount {
@@ -165,6 +169,75 @@ char *cellm_srv_models_json(struct cellm_server *s, int one)
     char *t = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return t;
+}
+
+/* ---- connections per client address ---------------------------------------------------
+ * libmicrohttpd's own per-address limit closes a connection over it right after the
+ * accept, before the client has sent anything. Node's fetch (undici) takes a connection
+ * that ends before its request was written as one to retry later, and its fetch then
+ * never settles: 70 concurrent fetches against a limit of 64 left 6 hanging for ever.
+ * So the limit is kept here instead: a connection over it is accepted and marked, its
+ * first request is answered 429 with Retry-After and the connection closed (a refusal
+ * every client sees), and if it sends nothing it is closed after OVER_GRACE_S by the
+ * waker (http_wait.c). libmicrohttpd's limit stays, at twice ours plus some, as the
+ * backstop against a flood of connections from one address. */
+
+static size_t client_hash(const unsigned char *a, int len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (int i = 0; i < len; i++)
+        h = (h ^ a[i]) * 1099511628211ull;
+    return (size_t)(h % CLIENT_BUCKETS);
+}
+
+struct srv_client *cellm_srv_client_add(struct srv_http *h, const struct sockaddr *sa)
+{
+    unsigned char a[16];
+    int len;
+    if (!sa) return NULL;
+    if (sa->sa_family == AF_INET) {
+        memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        len = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(a, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        len = 16;
+    } else {
+        return NULL;
+    }
+    size_t b = client_hash(a, len);
+    for (struct srv_client *c = h->clients[b]; c; c = c->next)
+        if (c->len == len && !memcmp(c->addr, a, (size_t)len)) {
+            c->n++;
+            return c;
+        }
+    struct srv_client *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    memcpy(c->addr, a, (size_t)len);
+    c->len = len;
+    c->n = 1;
+    c->next = h->clients[b];
+    h->clients[b] = c;
+    return c;
+}
+
+void cellm_srv_client_drop(struct srv_http *h, struct srv_client *cl)
+{
+    if (!cl || --cl->n > 0) return;
+    struct srv_client **pp = &h->clients[client_hash(cl->addr, cl->len)];
+    while (*pp && *pp != cl)
+        pp = &(*pp)->next;
+    if (*pp) *pp = cl->next;
+    free(cl);
+}
+
+void cellm_srv_clients_free(struct srv_http *h)
+{
+    for (size_t b = 0; b < CLIENT_BUCKETS; b++)
+        while (h->clients[b]) {
+            struct srv_client *c = h->clients[b];
+            h->clients[b] = c->next;
+            free(c);
+        }
 }
 
 /* Fills the defaults of the connection options. */

@@ -8,6 +8,7 @@
 #define CELLM_SERVER_HTTP_GUARD_H
 
 #include <microhttpd.h>
+#include <sys/socket.h>
 
 #include "srv.h"
 
@@ -24,6 +25,16 @@ int cellm_srv_json_content_type(struct MHD_Connection *c);
 int cellm_srv_authorized(struct cellm_server *s, struct MHD_Connection *c);
 /* The /v1/models body (malloc'd), or with `one` the /v1/models/{id} body. */
 char *cellm_srv_models_json(struct cellm_server *s, int one);
+struct srv_http;
+struct srv_client;
+/* Under h->sock_mu: counts one more connection of sa's address; returns its entry (its n
+ * is the count, this one included), or NULL for an address that is not IPv4/IPv6 or when
+ * out of memory (the connection is then not counted). */
+struct srv_client *cellm_srv_client_add(struct srv_http *h, const struct sockaddr *sa);
+/* Under h->sock_mu: one connection of cl's address closed (cl freed at zero). */
+void cellm_srv_client_drop(struct srv_http *h, struct srv_client *cl);
+/* Frees every entry (at stop). */
+void cellm_srv_clients_free(struct srv_http *h);
 /* Fills 0 fields of the connection options with their defaults. */
 void cellm_srv_conn_defaults(struct cellm_server_opts *o);
 

@@ -95,7 +95,7 @@ static void reap_slow(struct cellm_server *s)
     double t = cellm_srv_now(), lim = (double)s->o.request_timeout;
     pthread_mutex_lock(&h->sock_mu);
     for (struct srv_sock *k = h->socks; k; k = k->next)
-        if (!k->busy && !k->reaped && t - k->t0 > lim) {
+        if (!k->busy && !k->reaped && (t - k->t0 > lim || (k->over && t - k->t0 > OVER_GRACE_S))) {
             /* MHD sees the end of the stream and closes it; the fd stays valid until
              * the CLOSED notification, which takes sock_mu first */
             shutdown(k->fd, SHUT_RDWR);
@@ -210,6 +210,7 @@ void *cellm_srv_prep_main(void *arg)
         if (rc) {
             cn->failed = 1;
             cn->err = e;
+            if (cn->gone) h->prep_cancelled++;
         } else if (r) {
             cn->r = r;
             s->n_inflight++;

@@ -459,6 +459,22 @@ static void try_pair(const struct cellm_tok_bpe *b, struct cellm_tok_cache *c, s
         heap_push(c->heap, hn, (struct heap_ent){rank, (uint32_t)pos, c->sym[pos], c->sym[nx]});
 }
 
+int cellm_tok_bpe_total(const struct cellm_tok_bpe *b, int byte_level)
+{
+    if (b->unk >= 0) return 1;
+    int all = b->byte_fallback;
+    for (int i = 0; i < 256 && all; i++)
+        all = b->byte_id[i] >= 0;
+    if (all) return 1;
+    if (!byte_level) return 0;
+    for (int i = 0; i < 256; i++) {
+        char e[4];
+        size_t l = cellm_utf8_put(cellm_tok_byte_char((uint8_t)i), e);
+        if (cellm_tok_bpe_lookup(b, e, l) < 0) return 0;
+    }
+    return 1;
+}
+
 enum cellm_status cellm_tok_bpe_encode(const struct cellm_tok_bpe *b, struct cellm_tok_cache *c,
                                        const char *s, size_t n, struct cellm_tok_ids *ids,
                                        struct cellm_error *err)

@@ -149,6 +149,15 @@ static int trip_add(size_t **v, size_t *n, size_t *cap, size_t a, size_t b, size
     return 1;
 }
 
+/* The byte offset k code points after byte offset i of s[0..n) (as the decoding walks). */
+static size_t skip_cps(const char *s, size_t n, size_t i, size_t k)
+{
+    uint32_t cp;
+    for (; k > 0 && i < n; k--)
+        i += cellm_utf8_next((const uint8_t *)s + i, n - i, &cp);
+    return i;
+}
+
 enum cellm_status cellm_tok_pattern_split(const struct cellm_tok_pattern *p, const char *s,
                                           size_t n, const struct cellm_regex_limits *lim,
                                           size_t **out, size_t *count, struct cellm_error *err)
@@ -167,30 +176,29 @@ enum cellm_status cellm_tok_pattern_split(const struct cellm_tok_pattern *p, con
             }
         }
     } else {
+        /* the matcher wants code points; byte offsets are recovered by walking the text
+         * alongside the matches (in order), rather than kept for every character */
         uint32_t *cps = cellm_malloc((n + 1) * sizeof *cps);
-        size_t *offs = cellm_malloc((n + 1) * sizeof *offs);
         size_t m = 0, *spans = NULL, nm = 0;
-        if (!cps || !offs) {
-            cellm_free(cps);
-            cellm_free(offs);
-            return cellm_errf(err, CELLM_ERR_NOMEM, "pre-tokenizer: out of memory");
-        }
+        if (!cps) return cellm_errf(err, CELLM_ERR_NOMEM, "pre-tokenizer: out of memory");
         for (size_t i = 0; i < n;) {
             uint32_t cp;
             size_t l = cellm_utf8_next((const uint8_t *)s + i, n - i, &cp);
-            offs[m] = i;
             cps[m++] = cp == 0xFFFFFFFF ? 0xFFFD : cp;
             i += l;
         }
-        offs[m] = n;
         enum cellm_status st = cellm_regex_find_all(p->re, cps, m, lim, &spans, &nm, err);
+        size_t ci = 0, bi = 0; /* a code point index and its byte offset */
         for (size_t k = 0; st == CELLM_OK && k < nm && ok; k++) {
-            size_t a = offs[spans[2 * k]], b = offs[spans[2 * k + 1]];
+            bi = skip_cps(s, n, bi, spans[2 * k] - ci);
+            size_t a = bi;
+            bi = skip_cps(s, n, bi, spans[2 * k + 1] - spans[2 * k]);
+            size_t b = bi;
+            ci = spans[2 * k + 1];
             ok = trip_add(&v, &cnt, &cap, last, a, 0) && trip_add(&v, &cnt, &cap, a, b, 1);
             last = b;
         }
         cellm_free(cps);
-        cellm_free(offs);
         cellm_free(spans);
         if (st != CELLM_OK) {
             cellm_free(v);

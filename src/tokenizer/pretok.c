@@ -239,17 +239,40 @@ static int group(const char *s, const size_t *t, size_t n, int behavior, int inv
     return 1;
 }
 
+static enum cellm_status too_many(size_t max, struct cellm_error *err)
+{
+    return cellm_errf(err, CELLM_ERR_RANGE, "pre-tokenizer: more than %zu pieces (stopped there)",
+                      max);
+}
+
 static enum cellm_status split_pieces(const struct cellm_tok_pattern *pat, int behavior, int invert,
                                       struct cellm_tok_pieces *in, struct cellm_tok_pieces *out,
                                       const struct cellm_regex_limits *lim, struct cellm_error *err)
 {
+    size_t max = lim ? lim->max_matches : 0;
+    struct cellm_regex_limits l = {0};
+    if (lim) l = *lim;
     for (size_t i = 0; i < in->n; i++) {
         size_t *t = NULL, n = 0;
         const char *s = CELLM_PIECE(in, i);
-        CELLM_TRY(cellm_tok_pattern_split(pat, s, CELLM_PIECE_LEN(in, i), lim, &t, &n, err));
+        /* Isolated, MergedWithPrevious and MergedWithNext give every match a piece of its
+         * own: more matches than pieces left means too many pieces, found without
+         * searching the rest of the text. (Contiguous and Removed can fold or drop
+         * matches.) */
+        l.max_matches = 0;
+        if (max && (behavior == B_ISOLATED || behavior == B_PREV || behavior == B_NEXT))
+            l.max_matches = max > out->n ? max - out->n : 1;
+        enum cellm_status st =
+            cellm_tok_pattern_split(pat, s, CELLM_PIECE_LEN(in, i), &l, &t, &n, err);
+        if (st)
+            return st == CELLM_ERR_RANGE && l.max_matches &&
+                           !strncmp(err->msg, "regex: more than", 16)
+                       ? too_many(max, err)
+                       : st;
         int ok = group(s, t, n, behavior, invert, in->at0[i], out);
         cellm_free(t);
         if (!ok) return cellm_errf(err, CELLM_ERR_NOMEM, "pre-tokenizer: out of memory");
+        if (max && out->n > max) return too_many(max, err);
     }
     return CELLM_OK;
 }
@@ -409,6 +432,8 @@ enum cellm_status cellm_tok_pre_apply(const struct cellm_tok_pre *p,
         break;
     }
     }
+    if (!st && lim && lim->max_matches && out.n > lim->max_matches)
+        st = too_many(lim->max_matches, err);
     if (st) {
         cellm_tok_pieces_free(&out);
         return st;
@@ -416,4 +441,24 @@ enum cellm_status cellm_tok_pre_apply(const struct cellm_tok_pre *p,
     cellm_tok_pieces_free(pieces);
     *pieces = out;
     return CELLM_OK;
+}
+
+int cellm_tok_pre_keeps(const struct cellm_tok_pre *p)
+{
+    if (!p) return 1;
+    if (p->kind == PT_SEQ) {
+        for (size_t i = 0; i < p->nkids; i++)
+            if (!cellm_tok_pre_keeps(p->kids[i])) return 0;
+        return 1;
+    }
+    if (p->kind == PT_SPLIT) return p->behavior != B_REMOVED;
+    return p->kind == PT_BYTELEVEL || p->kind == PT_METASPACE || p->kind == PT_DIGITS;
+}
+
+int cellm_tok_pre_byte_level(const struct cellm_tok_pre *p)
+{
+    if (!p) return 0;
+    for (size_t i = 0; p->kind == PT_SEQ && i < p->nkids; i++)
+        if (cellm_tok_pre_byte_level(p->kids[i])) return 1;
+    return p->kind == PT_BYTELEVEL;
 }

@@ -777,6 +777,11 @@ enum cellm_status cellm_regex_find_all(const struct cellm_regex *re, const uint3
         sp[2 * cnt + 1] = m.end;
         cnt++;
         pos = m.end;
+        if (lim && lim->max_matches && cnt > lim->max_matches) {
+            cellm_free(sp);
+            return cellm_errf(err, CELLM_ERR_RANGE, "regex: more than %zu matches (stopped there)",
+                              lim->max_matches);
+        }
     }
     *spans = sp;
     *nmatch = cnt;

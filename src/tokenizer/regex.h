@@ -24,8 +24,11 @@ struct cellm_regex;
  * error that names the pattern. Recursion follows the real stack of the calling thread
  * (whatever its size), stopping with an error well before its end. */
 struct cellm_regex_limits {
-    uint64_t match_steps;       /* per match attempt; 0 = CELLM_REGEX_STEPS */
-    const _Atomic int *cancel;  /* polled; nonzero ends the search with CELLM_ERR_CANCELLED */
+    uint64_t match_steps;      /* per match attempt; 0 = CELLM_REGEX_STEPS */
+    const _Atomic int *cancel; /* polled; nonzero ends the search with CELLM_ERR_CANCELLED */
+    size_t max_matches;        /* > 0: finding more matches than this ends the search with
+                                  CELLM_ERR_RANGE, message "regex: more than N matches" (the
+                                  tokenizer's early stop; see cellm_tok_pre_apply) */
 };
 #define CELLM_REGEX_STEPS 10000000ull /* Oniguruma's default retry limit in match */
 /* A whole search may take CELLM_REGEX_STEPS plus this many steps per input character

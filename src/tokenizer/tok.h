@@ -73,10 +73,21 @@ enum cellm_status cellm_tok_norm_apply(const struct cellm_tok_norm *nm, const ch
 enum cellm_status cellm_tok_pre_parse(const cJSON *j, const char *what, struct cellm_tok_pre **out,
                                       struct cellm_error *err);
 void cellm_tok_pre_free(struct cellm_tok_pre *p);
-/* Replaces *pieces by its pre-tokenization. lim: NULL or the regex limits. */
+/* Replaces *pieces by its pre-tokenization. lim: NULL or the regex limits. With
+ * lim->max_matches set, a stage that would produce more pieces than that stops early with
+ * CELLM_ERR_RANGE and a message starting "pre-tokenizer: more than" or "regex: more than"
+ * (the caller bounds the pieces only when cellm_tok_pre_keeps says none can vanish). */
 enum cellm_status cellm_tok_pre_apply(const struct cellm_tok_pre *p,
                                       struct cellm_tok_pieces *pieces,
-                                      const struct cellm_regex_limits *lim, struct cellm_error *err);
+                                      const struct cellm_regex_limits *lim,
+                                      struct cellm_error *err);
+
+/* 1 when no stage of p drops text (no Removed behaviour, no Whitespace splitting): every
+ * non-empty piece a stage receives then leaves at least one non-empty piece, so a stage's
+ * piece count is a lower bound on the final one. */
+int cellm_tok_pre_keeps(const struct cellm_tok_pre *p);
+/* 1 when p has a ByteLevel stage (its pieces are then made of the 256 byte characters). */
+int cellm_tok_pre_byte_level(const struct cellm_tok_pre *p);
 
 enum cellm_status cellm_tok_dec_parse(const cJSON *j, const char *what, struct cellm_tok_dec **out,
                                       struct cellm_error *err);
@@ -106,6 +117,10 @@ void cellm_tok_bpe_free(struct cellm_tok_bpe *b);
 int32_t cellm_tok_bpe_size(const struct cellm_tok_bpe *b); /* 1 + largest id */
 const char *cellm_tok_bpe_piece(const struct cellm_tok_bpe *b, int32_t id);
 int32_t cellm_tok_bpe_lookup(const struct cellm_tok_bpe *b, const char *s, size_t n);
+/* 1 when every non-empty piece encodes to at least one id: the model has an unknown token,
+ * byte fallback covering all 256 bytes, or (byte_level: the pieces are byte characters)
+ * all 256 byte characters in its vocabulary. Otherwise unknown characters vanish. */
+int cellm_tok_bpe_total(const struct cellm_tok_bpe *b, int byte_level);
 
 /* An id vector. */
 struct cellm_tok_ids {

@@ -260,6 +260,8 @@ static enum cellm_status load_json(struct cellm_tokenizer *tok, const cJSON *roo
         CELLM_TRY(cellm_tok_norm_parse(j, w, &tok->norm, err));
     if ((j = cellm_json_get(root, "pre_tokenizer")))
         CELLM_TRY(cellm_tok_pre_parse(j, w, &tok->pre, err));
+    tok->pre_bounded = tok->pre && cellm_tok_pre_keeps(tok->pre) &&
+                       cellm_tok_bpe_total(tok->bpe, cellm_tok_pre_byte_level(tok->pre));
     if ((j = cellm_json_get(root, "decoder"))) CELLM_TRY(cellm_tok_dec_parse(j, w, &tok->dec, err));
     CELLM_TRY(parse_added(tok, cellm_json_get(root, "added_tokens"), err));
     if ((j = cellm_json_get(root, "post_processor"))) CELLM_TRY(parse_post(tok, j, err));
@@ -359,15 +361,18 @@ struct run {
     size_t max_ids; /* 0 = none */
 };
 
+static enum cellm_status too_long(const struct run *r, struct cellm_error *err)
+{
+    return cellm_errf(err, CELLM_ERR_RANGE,
+                      "tokenizer: the text has more than %zu tokens (stopped there)", r->max_ids);
+}
+
 static enum cellm_status check_run(const struct run *r, const struct cellm_tok_ids *ids,
                                    struct cellm_error *err)
 {
     if (r->lim.cancel && atomic_load_explicit(r->lim.cancel, memory_order_relaxed))
         return cellm_errf(err, CELLM_ERR_CANCELLED, "tokenizer: cancelled");
-    if (r->max_ids && ids->n > r->max_ids)
-        return cellm_errf(err, CELLM_ERR_RANGE,
-                          "tokenizer: the text has more than %zu tokens (stopped there)",
-                          r->max_ids);
+    if (r->max_ids && ids->n > r->max_ids) return too_long(r, err);
     return CELLM_OK;
 }
 
@@ -379,9 +384,21 @@ static enum cellm_status encode_plain(const struct cellm_tokenizer *tok,
 {
     struct cellm_tok_pieces pc = {0};
     enum cellm_status st = CELLM_OK;
+    /* each piece will be at least one id: pre-tokenization stops as soon as it has more
+     * pieces than ids are left, without walking (or holding) the rest of a long text */
+    struct cellm_regex_limits lim = r->lim;
+    if (r->max_ids && tok->pre_bounded && n) {
+        if (ids->n >= r->max_ids) return too_long(r, err);
+        lim.max_matches = r->max_ids - ids->n;
+    }
     if (!cellm_tok_pieces_add(&pc, s, n, at0))
         return cellm_errf(err, CELLM_ERR_NOMEM, "tokenizer: out of memory");
-    if (tok->pre) st = cellm_tok_pre_apply(tok->pre, &pc, &r->lim, err);
+    if (tok->pre) {
+        st = cellm_tok_pre_apply(tok->pre, &pc, &lim, err);
+        if (st == CELLM_ERR_RANGE && lim.max_matches &&
+            !strncmp(err->msg, "pre-tokenizer: more than", 24))
+            st = too_long(r, err);
+    }
     for (size_t i = 0; !st && i < pc.n; i++) {
         st = cellm_tok_bpe_encode(tok->bpe, cache, CELLM_PIECE(&pc, i), CELLM_PIECE_LEN(&pc, i),
                                   ids, err);

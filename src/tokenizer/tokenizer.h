@@ -25,6 +25,10 @@ struct cellm_tokenizer {
     char *template_file; /* chat_template.jinja, or NULL */
     char *template_set;  /* cellm_tokenizer_set_chat_template's, or NULL: wins */
     char *what;          /* path of tokenizer.json, for messages */
+    /* every pre-tokenized piece is provably at least one id (no stage drops text, and
+     * the model encodes any non-empty piece): pre-tokenization can stop once it has more
+     * pieces than an encode may produce ids */
+    int pre_bounded;
 };
 
 /* The token string of an id: the added token's content or the model's piece. */
