@@ -36,10 +36,12 @@
  * must name loopback (DNS rebinding). Every error this file produces has a JSON body.
  *
  * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, GET
- * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /tokenize, POST
- * /detokenize. Bodies above --max-body (default CELLM_SERVER_MAX_BODY, 1 MiB) get 413;
- * unknown routes 404; a known route with the wrong method 405; a missing or wrong bearer
- * token (with --api-key) 401. With --cors-origin every response carries
+ * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /v1/responses,
+ * POST /v1/messages, POST /v1/messages/count_tokens (the last three are adapters over chat
+ * completions, adapt.h; /v1/messages answers errors in Anthropic's shape), POST /tokenize,
+ * POST /detokenize. Bodies above --max-body (default CELLM_SERVER_MAX_BODY, 1 MiB) get 413;
+ * unknown routes 404; a known route with the wrong method 405; a missing or wrong key
+ * (with --api-key; a bearer token or x-api-key) 401. With --cors-origin every response carries
  * Access-Control-Allow-Origin and an OPTIONS preflight is answered 204 (no key needed).
  * Each request is logged in one line when it completes (cellm_srv_log; --quiet: none).
  */
@@ -55,6 +57,7 @@
 
 #include <microhttpd.h>
 
+#include "adapt.h"
 #include "http_conn.h"
 #include "http_guard.h"
 
@@ -134,10 +137,19 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
     return reply_ex(s, c, status, ctype, body, 0);
 }
 
+/* The API whose error shape the request being answered gets (Anthropic's on /v1/messages). */
+static enum srv_api answering_api(void)
+{
+    return answering && !strncmp(answering->url, "/v1/messages", 12) &&
+                   (!answering->url[12] || answering->url[12] == '/')
+               ? SRV_API_MESSAGES
+               : SRV_API_CHAT;
+}
+
 static enum MHD_Result reply_error(struct cellm_server *s, struct MHD_Connection *c,
                                    const struct srv_error *e)
 {
-    char *body = cellm_srv_error_json(e);
+    char *body = cellm_srv_adapt_error_json(answering_api(), e);
     return reply(s, c, e->status, "application/json", body);
 }
 
@@ -147,7 +159,8 @@ static enum MHD_Result reply_errorf_ex(struct cellm_server *s, struct MHD_Connec
     struct srv_error e;
     cellm_srv_errorf(&e, status, NULL, "%s", msg);
     e.code = code;
-    return reply_ex(s, c, status, "application/json", cellm_srv_error_json(&e), close);
+    return reply_ex(s, c, status, "application/json", cellm_srv_adapt_error_json(answering_api(), &e),
+                    close);
 }
 
 static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connection *c, int status,
@@ -202,7 +215,8 @@ static enum MHD_Result prep_next(struct cellm_server *s, struct srv_conn *cn)
         return MHD_NO;
     }
     if (cn->state == C_READY && cn->failed) return reply_error(s, c, &cn->err);
-    if (cn->state == C_READY && (cn->job == J_TOKENIZE || cn->job == J_DETOKENIZE)) {
+    if (cn->state == C_READY &&
+        (cn->job == J_TOKENIZE || cn->job == J_DETOKENIZE || cn->job == J_COUNT_TOKENS)) {
         char *out = cn->out;
         cn->out = NULL;
         return reply(s, c, 200, "application/json", out);
@@ -245,7 +259,9 @@ static enum MHD_Result preflight(struct cellm_server *s, struct MHD_Connection *
     if (!resp) return MHD_NO;
     cellm_srv_cors(s, resp);
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, x-api-key, anthropic-version, "
+                            "anthropic-beta, anthropic-dangerous-direct-browser-access");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
     log_status(204);
     enum MHD_Result ret = MHD_queue_response(c, 204, resp);
@@ -256,7 +272,19 @@ static enum MHD_Result preflight(struct cellm_server *s, struct MHD_Connection *
 static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, struct srv_conn *cn,
                              const char *url, const char *method)
 {
-    enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_MODEL, R_TOKENIZE, R_DETOK };
+    enum {
+        R_HEALTH,
+        R_METRICS,
+        R_MODELS,
+        R_COMPLETIONS,
+        R_CHAT,
+        R_MODEL,
+        R_TOKENIZE,
+        R_DETOK,
+        R_RESPONSES,
+        R_MESSAGES,
+        R_COUNT
+    };
     static const struct {
         const char *path, *method;
         int id;
@@ -269,6 +297,9 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         {"/v1/models/", "GET", R_MODEL}, /* a prefix: /v1/models/{id} */
         {"/tokenize", "POST", R_TOKENIZE},
         {"/detokenize", "POST", R_DETOK},
+        {"/v1/responses", "POST", R_RESPONSES},
+        {"/v1/messages", "POST", R_MESSAGES},
+        {"/v1/messages/count_tokens", "POST", R_COUNT},
     };
     int id = -1, path_known = 0;
     const char *model_id = NULL;
@@ -306,7 +337,8 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
                      strdup(stopping ? "{\"status\":\"shutting down\"}" : "{\"status\":\"ok\"}"));
     if (path_known && !cellm_srv_authorized(s, c))
         return reply_errorf(s, c, 401, "invalid_api_key",
-                            "missing or wrong API key (send 'Authorization: Bearer KEY')");
+                            "missing or wrong API key (send 'Authorization: Bearer KEY' or "
+                            "'x-api-key: KEY')");
     if (id < 0) {
         char msg[256];
         if (path_known) {
@@ -336,7 +368,10 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
     static const enum srv_job jobs[] = {[R_COMPLETIONS] = J_COMPLETION,
                                         [R_CHAT] = J_CHAT,
                                         [R_TOKENIZE] = J_TOKENIZE,
-                                        [R_DETOK] = J_DETOKENIZE};
+                                        [R_DETOK] = J_DETOKENIZE,
+                                        [R_RESPONSES] = J_RESPONSES,
+                                        [R_MESSAGES] = J_MESSAGES,
+                                        [R_COUNT] = J_COUNT_TOKENS};
     return prep_start(s, cn, jobs[id]);
 }
 

@@ -43,6 +43,7 @@ void cellm_srv_req_free(struct srv_req *r)
     for (int i = 0; i < r->p.n_stop; i++)
         free(r->p.stop[i]);
     free(r->p.stop);
+    free(r->p.echo);
     for (int k = 0; r->ch && k < r->p.n; k++) {
         cellm_gen_free(r->ch[k].gen);
         free(r->ch[k].text);

@@ -39,6 +39,8 @@ struct srv_params {
     int ignore_eos;            /* EOS ids are ordinary tokens */
     int cache_prompt;          /* use the prefix cache (default 1) */
     const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
+    int api;    /* enum srv_api (adapt.h): the API the request came in through */
+    char *echo; /* NULL, or the request fields its response repeats (JSON; Responses) */
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */
@@ -99,6 +101,7 @@ struct srv_stream_pos {
     int *sent_ids;     /* [n] */
     int *finish_sent;  /* [n] */
     int role_sent;
+    struct srv_adapt_stream *adapt; /* NULL, or the state of a Responses / Messages stream */
 };
 
 /* Under srv->mu: r's output or done changed; wakes whoever waits for it. */
