@@ -307,27 +307,37 @@ void cellm_srv_adapt_stream_feed(struct srv_adapt_stream *st, const struct srv_a
     }
 }
 
-/* ---- errors ----------------------------------------------------------------------------------- */
+/* ---- errors -----------------------------------------------------------------------------------
+ */
 
 const char *cellm_srv_messages_error_type(int status)
 {
     switch (status) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 503: return "overloaded_error";
-    case 504: return "timeout_error";
-    default: return status >= 500 ? "api_error" : "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 503:
+        return "overloaded_error";
+    case 504:
+        return "timeout_error";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
     }
 }
 
 char *cellm_srv_adapt_error_json(enum srv_api api, const struct srv_error *e)
 {
     if (api != SRV_API_MESSAGES) return cellm_srv_error_json(e);
-    cJSON *o = cJSON_CreateObject(), *x = cJSON_AddObjectToObject(o, "error");
+    cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "error");
+    cJSON *x = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(x, "type", cellm_srv_messages_error_type(e->status));
     cJSON_AddStringToObject(x, "message", e->msg);
     char *t = cJSON_PrintUnformatted(o);
@@ -335,7 +345,8 @@ char *cellm_srv_adapt_error_json(enum srv_api api, const struct srv_error *e)
     return t;
 }
 
-/* ---- the server's side ------------------------------------------------------------------------ */
+/* ---- the server's side ------------------------------------------------------------------------
+ */
 
 /* The chat path's parameter names, as the API calls them. */
 static void rename_param(enum srv_api api, struct srv_error *e)
@@ -437,8 +448,7 @@ int cellm_srv_messages_count(struct cellm_server *s, const char *body, size_t le
 static const char *stop_hit(const struct cellm_server *s, const struct srv_req *r)
 {
     const struct srv_choice *c = &r->ch[0];
-    if (!c->done || !r->p.n_stop || !s->tok || !c->finish || strcmp(c->finish, "stop"))
-        return NULL;
+    if (!c->done || !r->p.n_stop || !s->tok || !c->finish || strcmp(c->finish, "stop")) return NULL;
     char *full = NULL;
     struct cellm_error ce;
     if (cellm_tokenizer_decode(s->tok, c->ids, (size_t)c->n_ids, 0, &full, &ce)) return NULL;
@@ -452,8 +462,8 @@ static const char *stop_hit(const struct cellm_server *s, const struct srv_req *
 }
 
 /* Fills m for r (idbuf holds the id; *echo is to be freed). */
-static void meta_of(const struct cellm_server *s, const struct srv_req *r,
-                    struct srv_adapt_meta *m, char *idbuf, size_t idlen, cJSON **echo)
+static void meta_of(const struct cellm_server *s, const struct srv_req *r, struct srv_adapt_meta *m,
+                    char *idbuf, size_t idlen, cJSON **echo)
 {
     const char *dash = strchr(r->id, '-');
     snprintf(idbuf, idlen, "%s%s", r->p.api == SRV_API_MESSAGES ? "msg_" : "resp_",
@@ -506,8 +516,10 @@ char *cellm_srv_adapt_events(const struct cellm_server *s, const struct srv_req 
             cellm_srv_adapt_stream_feed(pos->adapt, &m, NULL, &b);
         } else {
             cJSON *c = cJSON_Parse(p);
-            if (!c) b.oom = 1;
-            else cellm_srv_adapt_stream_feed(pos->adapt, &m, c, &b);
+            if (!c)
+                b.oom = 1;
+            else
+                cellm_srv_adapt_stream_feed(pos->adapt, &m, c, &b);
             cJSON_Delete(c);
         }
         p = end + 2;

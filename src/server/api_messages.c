@@ -258,7 +258,8 @@ static int tool_choice_field(const cJSON *j, cJSON *chat, struct srv_error *e)
         return refuse(e, "tool_choice", "only auto, any, none and {type: tool, name}");
     }
     const cJSON *dp = get(j, "disable_parallel_tool_use");
-    if (dp && !cJSON_IsBool(dp)) return bad(e, "tool_choice.disable_parallel_tool_use", "a boolean");
+    if (dp && !cJSON_IsBool(dp))
+        return bad(e, "tool_choice.disable_parallel_tool_use", "a boolean");
     if (cJSON_IsTrue(dp)) cJSON_AddFalseToObject(chat, "parallel_tool_calls");
     return 0;
 }
@@ -278,11 +279,21 @@ static int thinking_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 {
     const char *k = j->string;
-    static const char *const same[] = {
-        "model",   "max_tokens", "temperature",       "top_p",
-        "top_k",   "min_p",      "seed",              "presence_penalty",
-        "frequency_penalty", "repetition_penalty", "repeat_penalty", "cache_prompt",
-        "ignore_eos", "min_tokens", "return_ids"};
+    static const char *const same[] = {"model",
+                                       "max_tokens",
+                                       "temperature",
+                                       "top_p",
+                                       "top_k",
+                                       "min_p",
+                                       "seed",
+                                       "presence_penalty",
+                                       "frequency_penalty",
+                                       "repetition_penalty",
+                                       "repeat_penalty",
+                                       "cache_prompt",
+                                       "ignore_eos",
+                                       "min_tokens",
+                                       "return_ids"};
     static const char *const inert[] = {"metadata", "service_tier"};
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
         if (!strcmp(k, same[i])) {
@@ -304,8 +315,8 @@ static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
     if (!strcmp(k, "stream")) {
         cJSON_AddItemToObject(chat, "stream", cJSON_Duplicate(j, 1));
         if (cJSON_IsTrue(j))
-            cJSON_AddBoolToObject(cJSON_AddObjectToObject(chat, "stream_options"),
-                                  "include_usage", 1);
+            cJSON_AddBoolToObject(cJSON_AddObjectToObject(chat, "stream_options"), "include_usage",
+                                  1);
         return 0;
     }
     if (!strcmp(k, "tools")) return tools_field(j, chat, e);
@@ -415,8 +426,9 @@ static cJSON *block_json(const struct srv_adapt_item *it, int done)
             in = NULL;
         }
         cJSON_AddItemToObject(o, "input",
-                              in ? in : done && text[0] ? cJSON_CreateString(text)
-                                                        : cJSON_CreateObject());
+                              in                ? in
+                              : done && text[0] ? cJSON_CreateString(text)
+                                                : cJSON_CreateObject());
     }
     return o;
 }
@@ -498,7 +510,10 @@ static void a_delta(struct srv_adapt_stream *st, const struct srv_adapt_meta *m,
                             kind == 't'   ? "text_delta"
                             : kind == 'r' ? "thinking_delta"
                                           : "input_json_delta");
-    cJSON_AddStringToObject(d, kind == 't' ? "text" : kind == 'r' ? "thinking" : "partial_json",
+    cJSON_AddStringToObject(d,
+                            kind == 't'   ? "text"
+                            : kind == 'r' ? "thinking"
+                                          : "partial_json",
                             frag);
     emit(b, o);
 }
@@ -532,13 +547,15 @@ static void a_error(struct srv_adapt_stream *st, const cJSON *err, struct srv_bu
     (void)st;
     cJSON *o = ev_new("error"), *x = cJSON_AddObjectToObject(o, "error");
     const char *type = str(err, "type");
-    cJSON_AddStringToObject(x, "type",
-                            type && !strcmp(type, "server_error") ? "api_error"
-                                                                  : "invalid_request_error");
+    cJSON_AddStringToObject(
+        x, "type", type && !strcmp(type, "server_error") ? "api_error" : "invalid_request_error");
     cJSON_AddStringToObject(x, "message", str(err, "message") ? str(err, "message") : "error");
     emit(b, o);
 }
 
-const struct srv_adapt_events cellm_srv_messages_events = {
-    .start = a_start, .open = a_open, .delta = a_delta, .close = a_close, .end = a_end,
-    .error = a_error};
+const struct srv_adapt_events cellm_srv_messages_events = {.start = a_start,
+                                                           .open = a_open,
+                                                           .delta = a_delta,
+                                                           .close = a_close,
+                                                           .end = a_end,
+                                                           .error = a_error};

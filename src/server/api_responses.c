@@ -140,8 +140,8 @@ static int input_items(const cJSON *in, cJSON *msgs, struct srv_error *e)
             if (!role || (strcmp(role, "user") && strcmp(role, "assistant") &&
                           strcmp(role, "system") && strcmp(role, "developer"))) {
                 snprintf(key + strlen(key), sizeof key - strlen(key), ".role");
-                cellm_srv_errorf(e, 400, key,
-                                 "'%s' must be user, assistant, system or developer", key);
+                cellm_srv_errorf(e, 400, key, "'%s' must be user, assistant, system or developer",
+                                 key);
                 goto out;
             }
             snprintf(key + strlen(key), sizeof key - strlen(key), ".content");
@@ -296,25 +296,39 @@ static int text_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 }
 
 /* Fields the response object repeats. */
-static const char *const echoed[] = {"instructions", "max_output_tokens", "temperature",
-                                     "top_p",        "tools",             "tool_choice",
-                                     "text",         "parallel_tool_calls", "metadata",
-                                     "reasoning"};
+static const char *const echoed[] = {
+    "instructions", "max_output_tokens",   "temperature", "top_p",    "tools", "tool_choice",
+    "text",         "parallel_tool_calls", "metadata",    "reasoning"};
 
 /* The keys of the body: what each becomes. */
 static int convert_field(const cJSON *in, const cJSON *j, cJSON *chat, struct srv_error *e)
 {
     const char *k = j->string;
     /* the chat path reads these with the same meaning (its extensions included) */
-    static const char *const same[] = {
-        "model",      "temperature",          "top_p",           "parallel_tool_calls",
-        "top_k",      "min_p",                "seed",            "presence_penalty",
-        "frequency_penalty", "repetition_penalty", "repeat_penalty", "stop",
-        "chat_template_kwargs", "cache_prompt", "ignore_eos",     "min_tokens",
-        "return_ids"};
+    static const char *const same[] = {"model",
+                                       "temperature",
+                                       "top_p",
+                                       "parallel_tool_calls",
+                                       "top_k",
+                                       "min_p",
+                                       "seed",
+                                       "presence_penalty",
+                                       "frequency_penalty",
+                                       "repetition_penalty",
+                                       "repeat_penalty",
+                                       "stop",
+                                       "chat_template_kwargs",
+                                       "cache_prompt",
+                                       "ignore_eos",
+                                       "min_tokens",
+                                       "return_ids"};
     /* no effect on the output */
-    static const char *const inert[] = {"store",           "metadata",         "user",
-                                        "safety_identifier", "prompt_cache_key", "service_tier",
+    static const char *const inert[] = {"store",
+                                        "metadata",
+                                        "user",
+                                        "safety_identifier",
+                                        "prompt_cache_key",
+                                        "service_tier",
                                         "prompt_cache_retention"};
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
         if (!strcmp(k, same[i])) {
@@ -331,8 +345,8 @@ static int convert_field(const cJSON *in, const cJSON *j, cJSON *chat, struct sr
     if (!strcmp(k, "stream")) {
         cJSON_AddItemToObject(chat, "stream", cJSON_Duplicate(j, 1));
         if (cJSON_IsTrue(j))
-            cJSON_AddBoolToObject(cJSON_AddObjectToObject(chat, "stream_options"),
-                                  "include_usage", 1);
+            cJSON_AddBoolToObject(cJSON_AddObjectToObject(chat, "stream_options"), "include_usage",
+                                  1);
         return 0;
     }
     if (!strcmp(k, "tools")) return tools_field(j, chat, e);
@@ -490,7 +504,9 @@ cJSON *cellm_srv_responses_object(const struct srv_adapt_meta *m,
     cJSON_AddStringToObject(o, "object", "response");
     cJSON_AddNumberToObject(o, "created_at", (double)m->created);
     cJSON_AddStringToObject(o, "status",
-                            in_progress ? "in_progress" : incomplete ? "incomplete" : "completed");
+                            in_progress  ? "in_progress"
+                            : incomplete ? "incomplete"
+                                         : "completed");
     cJSON_AddFalseToObject(o, "background");
     cJSON_AddNullToObject(o, "error");
     if (incomplete)
@@ -523,9 +539,8 @@ cJSON *cellm_srv_responses_object(const struct srv_adapt_meta *m,
         cJSON *u = cJSON_AddObjectToObject(o, "usage");
         double in = num(usage, "prompt_tokens"), outt = num(usage, "completion_tokens");
         cJSON_AddNumberToObject(u, "input_tokens", in);
-        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "input_tokens_details"),
-                                "cached_tokens", num(get(usage, "prompt_tokens_details"),
-                                                     "cached_tokens"));
+        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "input_tokens_details"), "cached_tokens",
+                                num(get(usage, "prompt_tokens_details"), "cached_tokens"));
         cJSON_AddNumberToObject(u, "output_tokens", outt);
         cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "output_tokens_details"),
                                 "reasoning_tokens",
@@ -588,7 +603,8 @@ static void r_open(struct srv_adapt_stream *st, const struct srv_adapt_meta *m, 
     emit(st, b, o);
     if (it->kind == 'f') return;
     o = item_ev(m, st, "response.content_part.added", k, 1);
-    cJSON_AddItemToObject(o, "part", text_part(it->kind == 't' ? "output_text" : "reasoning_text", ""));
+    cJSON_AddItemToObject(o, "part",
+                          text_part(it->kind == 't' ? "output_text" : "reasoning_text", ""));
     emit(st, b, o);
 }
 
@@ -618,7 +634,8 @@ static void r_close(struct srv_adapt_stream *st, const struct srv_adapt_meta *m,
         cJSON_AddStringToObject(o, "arguments", text);
         emit(st, b, o);
     } else {
-        o = item_ev(m, st, it->kind == 't' ? "response.output_text.done" : "response.reasoning_text.done",
+        o = item_ev(m, st,
+                    it->kind == 't' ? "response.output_text.done" : "response.reasoning_text.done",
                     k, 1);
         cJSON_AddStringToObject(o, "text", text);
         if (it->kind == 't') cJSON_AddArrayToObject(o, "logprobs");
@@ -663,6 +680,9 @@ static void r_error(struct srv_adapt_stream *st, const cJSON *err, struct srv_bu
     emit(st, b, o);
 }
 
-const struct srv_adapt_events cellm_srv_responses_events = {
-    .start = r_start, .open = r_open, .delta = r_delta, .close = r_close, .end = r_end,
-    .error = r_error};
+const struct srv_adapt_events cellm_srv_responses_events = {.start = r_start,
+                                                            .open = r_open,
+                                                            .delta = r_delta,
+                                                            .close = r_close,
+                                                            .end = r_end,
+                                                            .error = r_error};
