@@ -159,8 +159,8 @@ static enum MHD_Result reply_errorf_ex(struct cellm_server *s, struct MHD_Connec
     struct srv_error e;
     cellm_srv_errorf(&e, status, NULL, "%s", msg);
     e.code = code;
-    return reply_ex(s, c, status, "application/json", cellm_srv_adapt_error_json(answering_api(), &e),
-                    close);
+    return reply_ex(s, c, status, "application/json",
+                    cellm_srv_adapt_error_json(answering_api(), &e), close);
 }
 
 static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connection *c, int status,
@@ -365,13 +365,10 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         return reply_errorf(s, c, 415, "unsupported_media_type",
                             "the request body must be sent with 'Content-Type: "
                             "application/json'");
-    static const enum srv_job jobs[] = {[R_COMPLETIONS] = J_COMPLETION,
-                                        [R_CHAT] = J_CHAT,
-                                        [R_TOKENIZE] = J_TOKENIZE,
-                                        [R_DETOK] = J_DETOKENIZE,
-                                        [R_RESPONSES] = J_RESPONSES,
-                                        [R_MESSAGES] = J_MESSAGES,
-                                        [R_COUNT] = J_COUNT_TOKENS};
+    static const enum srv_job jobs[] = {
+        [R_COMPLETIONS] = J_COMPLETION, [R_CHAT] = J_CHAT,           [R_TOKENIZE] = J_TOKENIZE,
+        [R_DETOK] = J_DETOKENIZE,       [R_RESPONSES] = J_RESPONSES, [R_MESSAGES] = J_MESSAGES,
+        [R_COUNT] = J_COUNT_TOKENS};
     return prep_start(s, cn, jobs[id]);
 }
 

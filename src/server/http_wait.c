@@ -174,8 +174,8 @@ static int prep_one(struct cellm_server *s, struct srv_conn *cn, struct srv_req 
         break;
     case J_COMPLETION:
     case J_CHAT:
-        if (cellm_srv_parse_opts(s, cn->job == J_CHAT, b, cn->len, &cn->cancel,
-                                 &s->http->wake_cv, r, e))
+        if (cellm_srv_parse_opts(s, cn->job == J_CHAT, b, cn->len, &cn->cancel, &s->http->wake_cv,
+                                 r, e))
             return -1;
         break;
     }

@@ -39,7 +39,7 @@ struct srv_params {
     int ignore_eos;            /* EOS ids are ordinary tokens */
     int cache_prompt;          /* use the prefix cache (default 1) */
     const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
-    int api;    /* enum srv_api (adapt.h): the API the request came in through */
+    int api;                   /* enum srv_api (adapt.h): the API the request came in through */
     char *echo; /* NULL, or the request fields its response repeats (JSON; Responses) */
 };
 
