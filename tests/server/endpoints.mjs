@@ -1,0 +1,321 @@
+// endpoints.mjs BIN MODEL: POST /v1/responses and POST /v1/messages through the real clients.
+//
+// On the shipped wordnet-llama model (real text through its own tokenizer and chat
+// template), with an API key: the openai client's responses.create, streamed and not, with
+// instructions and with input items; the Vercel AI SDK's default @ai-sdk/openai provider
+// (which speaks /v1/responses) in generateText and streamText, and @ai-sdk/openai-compatible
+// (chat completions); @anthropic-ai/sdk's messages.create streamed and not, stop sequences,
+// count_tokens, errors in Anthropic's shape, x-api-key and bearer auth. Greedy output
+// through every endpoint must equal the chat-completions output for the same conversation,
+// and usage must count the same tokens. The refusals of fields these endpoints cannot honour
+// are checked by name.
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { check, eq, fail, post, startServer } from './lib.mjs';
+
+const [bin, model] = process.argv.slice(2);
+if (!bin || !model) fail('usage: endpoints.mjs BIN MODEL');
+const here = path.dirname(new URL(import.meta.url).pathname);
+const require = createRequire(path.join(here, 'package.json'));
+let OpenAI, Anthropic, ai, createOpenAI, createOpenAICompatible;
+try {
+  OpenAI = (await import(require.resolve('openai'))).default;
+  Anthropic = (await import(require.resolve('@anthropic-ai/sdk'))).default;
+  ai = await import(require.resolve('ai'));
+  ({ createOpenAI } = await import(require.resolve('@ai-sdk/openai')));
+  ({ createOpenAICompatible } = await import(require.resolve('@ai-sdk/openai-compatible')));
+} catch (e) {
+  console.log(`SKIP: a client package is not installed (run .ci/setup.d/30-server.sh): ${e.message}`);
+  process.exit(77);
+}
+
+const KEY = 'sk-test-endpoints';
+const srv = await startServer(bin, ['-m', model, '--parallel', '2', '--api-key', KEY]);
+const url = srv.url;
+const openai = new OpenAI({ apiKey: KEY, baseURL: `${url}/v1`, maxRetries: 0 });
+const anthropic = new Anthropic({ apiKey: KEY, baseURL: url, maxRetries: 0 });
+const auth = { Authorization: `Bearer ${KEY}` };
+
+const SYSTEM = 'Define the word.';
+const USER = 'a dog';
+const N = 24;
+
+async function chat(messages, extra = {}) {
+  const r = await openai.chat.completions.create({
+    model: 'x', messages, temperature: 0, max_tokens: N, ...extra,
+  });
+  return r;
+}
+
+let phase = 'start';
+process.on('uncaughtException', (e) => fail(`uncaught in phase '${phase}': ${e.stack}`));
+process.on('unhandledRejection', (e) => fail(`unhandled in phase '${phase}': ${e?.stack ?? e}`));
+try {
+  const convo = [{ role: 'system', content: SYSTEM }, { role: 'user', content: USER }];
+  const ref = await chat(convo);
+  const refText = ref.choices[0].message.content;
+  check(refText.length > 0, 'the reference chat completion has text');
+  eq(ref.choices[0].finish_reason, 'length', 'reference finish_reason');
+
+  // ---- openai responses.create, not streamed
+  phase = 'responses.create';
+  const r1 = await openai.responses.create({
+    model: 'x', instructions: SYSTEM, input: USER, temperature: 0, max_output_tokens: N,
+  });
+  eq(r1.object, 'response', 'object');
+  check(r1.id.startsWith('resp_'), `id ${r1.id}`);
+  eq(r1.output_text, refText, 'responses.create output_text = chat content');
+  eq(r1.status, 'incomplete', 'status at max_output_tokens');
+  eq(r1.incomplete_details, { reason: 'max_output_tokens' }, 'incomplete_details');
+  eq(r1.output.length, 1, 'one output item');
+  eq(r1.output[0].type, 'message', 'a message item');
+  eq(r1.usage.input_tokens, ref.usage.prompt_tokens, 'input_tokens = prompt_tokens');
+  eq(r1.usage.output_tokens, N, 'output_tokens');
+  eq(r1.usage.total_tokens, ref.usage.prompt_tokens + N, 'total_tokens');
+  check(typeof r1.usage.input_tokens_details.cached_tokens === 'number', 'cached_tokens');
+  eq(r1.instructions, SYSTEM, 'instructions echoed');
+  eq(r1.store, false, 'nothing stored');
+
+  // ---- streamed: the event sequence and the same text
+  phase = 'responses.create stream';
+  const st = await openai.responses.create({
+    model: 'x', instructions: SYSTEM, input: USER, temperature: 0, max_output_tokens: N, stream: true,
+  });
+  const types = [];
+  let text = '', seq = -1, final = null;
+  for await (const ev of st) {
+    types.push(ev.type);
+    check(ev.sequence_number === seq + 1, `sequence_number ${ev.sequence_number} after ${seq}`);
+    seq = ev.sequence_number;
+    if (ev.type === 'response.output_text.delta') text += ev.delta;
+    if (ev.type === 'response.incomplete' || ev.type === 'response.completed') final = ev.response;
+  }
+  eq(text, refText, 'streamed deltas = chat content');
+  const uniq = types.filter((t, i) => t !== types[i - 1]);
+  eq(uniq, ['response.created', 'response.in_progress', 'response.output_item.added',
+    'response.content_part.added', 'response.output_text.delta', 'response.output_text.done',
+    'response.content_part.done', 'response.output_item.done', 'response.incomplete'],
+  'the event sequence');
+  eq(final.output[0].content[0].text, refText, 'the final response holds the text');
+  eq(final.usage.output_tokens, N, 'the final response has usage');
+
+  // ---- the stream helper of the client
+  phase = 'responses.stream';
+  const helper = openai.responses.stream({
+    model: 'x', instructions: SYSTEM, input: USER, temperature: 0, max_output_tokens: N,
+  });
+  const fr = await helper.finalResponse();
+  // (the helper accumulates the deltas itself; output_text is only added by create())
+  eq(fr.output[0].content[0].text, refText, 'responses.stream finalResponse');
+
+  // ---- input items: a multi-turn conversation equals the chat one
+  phase = 'responses input items';
+  const turns = [
+    { role: 'system', content: SYSTEM },
+    { role: 'user', content: 'a cat' },
+    { role: 'assistant', content: 'a small animal' },
+    { role: 'user', content: 'a tree' },
+  ];
+  const refTurns = (await chat(turns)).choices[0].message.content;
+  const r2 = await openai.responses.create({
+    model: 'x', temperature: 0, max_output_tokens: N,
+    input: [
+      { role: 'system', content: SYSTEM },
+      { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'a ' }, { type: 'input_text', text: 'cat' }] },
+      { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'a small animal' }] },
+      { role: 'user', content: 'a tree' },
+    ],
+  });
+  eq(r2.output_text, refTurns, 'input items = chat messages');
+
+  // ---- refusals, by name
+  phase = 'responses refusals';
+  for (const [body, param] of [
+    [{ previous_response_id: 'resp_1' }, 'previous_response_id'],
+    [{ conversation: 'c' }, 'conversation'],
+    [{ background: true }, 'background'],
+    [{ unknown_knob: 1 }, 'unknown_knob'],
+    [{ include: ['message.output_text.logprobs'] }, 'include'],
+    [{ tools: [{ type: 'web_search' }] }, 'tools[0]'],
+    [{ input: [{ type: 'item_reference', id: 'msg_1' }] }, 'input[0]'],
+    [{ input: [{ role: 'user', content: [{ type: 'input_image', image_url: 'x' }] }] }, 'input[0].content'],
+  ]) {
+    const r = await post(`${url}/v1/responses`, { model: 'x', input: 'hi', ...body }, auth);
+    eq(r.status, 400, `${param}: status`);
+    eq(r.json?.error?.param, param, `${param}: param`);
+  }
+  const big = await post(`${url}/v1/responses`, { model: 'x', input: 'hi', max_output_tokens: 100000 }, auth);
+  eq([big.status, big.json?.error?.param], [400, 'max_output_tokens'], 'max_output_tokens beyond the context');
+
+  // ---- the Vercel AI SDK: the default provider speaks /v1/responses
+  phase = 'ai sdk @ai-sdk/openai';
+  const provider = createOpenAI({ apiKey: KEY, baseURL: `${url}/v1` });
+  const g = await ai.generateText({
+    model: provider('x'), system: SYSTEM, prompt: USER, temperature: 0, maxOutputTokens: N, maxRetries: 0,
+  });
+  eq(g.text, refText, 'generateText (responses) = chat content');
+  eq(g.usage.inputTokens, ref.usage.prompt_tokens, 'generateText inputTokens');
+  eq(g.usage.outputTokens, N, 'generateText outputTokens');
+  eq(g.finishReason, 'length', 'generateText finishReason');
+  const s = ai.streamText({
+    model: provider('x'), system: SYSTEM, prompt: USER, temperature: 0, maxOutputTokens: N, maxRetries: 0,
+    onError: ({ error }) => fail(`streamText: ${error?.stack ?? error}`),
+  });
+  let stext = '';
+  for await (const t of s.textStream) stext += t;
+  eq(stext, refText, 'streamText (responses) = chat content');
+  eq((await s.usage).outputTokens, N, 'streamText usage');
+  eq(await s.finishReason, 'length', 'streamText finishReason');
+  const gr = await ai.generateText({
+    model: provider.responses('x'), system: SYSTEM, prompt: USER, temperature: 0, maxOutputTokens: N, maxRetries: 0,
+  });
+  eq(gr.text, refText, 'openai.responses generateText');
+
+  phase = 'ai sdk @ai-sdk/openai-compatible';
+  const compat = createOpenAICompatible({ name: 'cellm', apiKey: KEY, baseURL: `${url}/v1` });
+  const gc = await ai.generateText({
+    model: compat('x'), system: SYSTEM, prompt: USER, temperature: 0, maxOutputTokens: N, maxRetries: 0,
+  });
+  eq(gc.text, refText, 'openai-compatible generateText = chat content');
+  const sc = ai.streamText({
+    model: compat('x'), system: SYSTEM, prompt: USER, temperature: 0, maxOutputTokens: N, maxRetries: 0,
+    onError: ({ error }) => fail(`streamText: ${error?.stack ?? error}`),
+  });
+  let sctext = '';
+  for await (const t of sc.textStream) sctext += t;
+  eq(sctext, refText, 'openai-compatible streamText = chat content');
+
+  // ---- Anthropic messages.create, not streamed
+  phase = 'messages.create';
+  const m1 = await anthropic.messages.create({
+    model: 'x', system: SYSTEM, messages: [{ role: 'user', content: USER }], max_tokens: N, temperature: 0,
+  });
+  eq(m1.type, 'message', 'type');
+  eq(m1.role, 'assistant', 'role');
+  check(m1.id.startsWith('msg_'), `id ${m1.id}`);
+  eq(m1.content.length, 1, 'one content block');
+  eq(m1.content[0].type, 'text', 'a text block');
+  eq(m1.content[0].text, refText, 'messages.create text = chat content');
+  eq(m1.stop_reason, 'max_tokens', 'stop_reason');
+  eq(m1.usage.input_tokens + m1.usage.cache_read_input_tokens, ref.usage.prompt_tokens,
+    'input_tokens + cache_read_input_tokens = prompt_tokens');
+  eq(m1.usage.output_tokens, N, 'output_tokens');
+
+  // system as text blocks, content as blocks: the same conversation
+  const m2 = await anthropic.messages.create({
+    model: 'x', system: [{ type: 'text', text: SYSTEM }],
+    messages: [{ role: 'user', content: [{ type: 'text', text: USER, cache_control: { type: 'ephemeral' } }] }],
+    max_tokens: N, temperature: 0,
+  });
+  eq(m2.content[0].text, refText, 'blocks = chat content');
+
+  // a multi-turn conversation
+  const m3 = await anthropic.messages.create({
+    model: 'x', system: SYSTEM, max_tokens: N, temperature: 0,
+    messages: [{ role: 'user', content: 'a cat' }, { role: 'assistant', content: 'a small animal' },
+      { role: 'user', content: 'a tree' }],
+  });
+  eq(m3.content[0].text, refTurns, 'multi-turn = chat content');
+
+  // ---- streamed
+  phase = 'messages.create stream';
+  const ms = await anthropic.messages.create({
+    model: 'x', system: SYSTEM, messages: [{ role: 'user', content: USER }], max_tokens: N,
+    temperature: 0, stream: true,
+  });
+  const mtypes = [];
+  let mtext = '', mdelta = null;
+  for await (const ev of ms) {
+    mtypes.push(ev.type);
+    if (ev.type === 'content_block_delta') {
+      eq(ev.delta.type, 'text_delta', 'delta type');
+      mtext += ev.delta.text;
+    }
+    if (ev.type === 'message_delta') mdelta = ev;
+  }
+  eq(mtext, refText, 'streamed text = chat content');
+  eq(mtypes.filter((t, i) => t !== mtypes[i - 1]),
+    ['message_start', 'content_block_start', 'content_block_delta', 'content_block_stop',
+      'message_delta', 'message_stop'], 'the event sequence (the client drops pings)');
+  const raw = await fetch(`${url}/v1/messages`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json', 'x-api-key': KEY },
+    body: JSON.stringify({ model: 'x', messages: [{ role: 'user', content: USER }], max_tokens: 2, stream: true }),
+  });
+  const rawText = await raw.text();
+  eq(rawText.match(/^event: \S+/gm).slice(0, 3), ['event: message_start', 'event: ping', 'event: content_block_start'],
+    'raw SSE: named events, a ping after message_start');
+  eq(mdelta.delta.stop_reason, 'max_tokens', 'message_delta stop_reason');
+  eq(mdelta.usage.output_tokens, N, 'message_delta usage');
+  const fm = await anthropic.messages.stream({
+    model: 'x', system: SYSTEM, messages: [{ role: 'user', content: USER }], max_tokens: N, temperature: 0,
+  }).finalMessage();
+  eq(fm.content[0].text, refText, 'messages.stream finalMessage');
+  eq(fm.usage.output_tokens, N, 'finalMessage usage');
+
+  // ---- stop sequences: the chat path's stop, and which one matched
+  phase = 'stop_sequences';
+  const word = refText.slice(6, 10); /* somewhere inside the greedy answer */
+  check(word.length === 4 && refText.indexOf(word) > 0, `a string to stop at in '${refText}'`);
+  const refStop = (await chat(convo, { stop: ['zzzq', word] })).choices[0].message.content;
+  const m4 = await anthropic.messages.create({
+    model: 'x', system: SYSTEM, messages: [{ role: 'user', content: USER }], max_tokens: N,
+    temperature: 0, stop_sequences: ['zzzq', word],
+  });
+  eq(m4.content[0].text, refStop, 'stop_sequences = chat stop');
+  eq([m4.stop_reason, m4.stop_sequence], ['stop_sequence', word], 'stop_reason stop_sequence');
+
+  // ---- count_tokens
+  phase = 'count_tokens';
+  const ct = await anthropic.messages.countTokens({
+    model: 'x', system: SYSTEM, messages: [{ role: 'user', content: USER }],
+  });
+  eq(ct.input_tokens, ref.usage.prompt_tokens, 'count_tokens = prompt_tokens');
+
+  // ---- errors in Anthropic's shape; auth
+  phase = 'messages errors';
+  const noMax = await post(`${url}/v1/messages`, { model: 'x', messages: [{ role: 'user', content: 'hi' }] },
+    { 'x-api-key': KEY, 'anthropic-version': '2023-06-01' });
+  eq(noMax.status, 400, 'missing max_tokens: status');
+  eq(noMax.json, { type: 'error', error: { type: 'invalid_request_error', message: "'max_tokens' is required" } },
+    'missing max_tokens: Anthropic error shape');
+  try {
+    await anthropic.messages.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, top_k: -1 });
+    fail('top_k -1: no error');
+  } catch (e) {
+    eq(e.status, 400, 'client error status');
+    eq(e.error?.error?.type, 'invalid_request_error', 'client sees the Anthropic error type');
+  }
+  const bad = new Anthropic({ apiKey: 'wrong', baseURL: url, maxRetries: 0 });
+  try {
+    await bad.messages.create({ model: 'x', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+    fail('wrong key: no error');
+  } catch (e) {
+    eq(e.status, 401, 'wrong x-api-key: 401');
+    eq(e.error?.error?.type, 'authentication_error', 'wrong x-api-key: authentication_error');
+  }
+  const bearer = await post(`${url}/v1/messages`, { model: 'x', messages: [{ role: 'user', content: USER }],
+    system: SYSTEM, max_tokens: N, temperature: 0 }, auth);
+  eq([bearer.status, bearer.json?.content?.[0]?.text], [200, refText], 'bearer auth on /v1/messages');
+  const xkey = await post(`${url}/v1/chat/completions`, { messages: convo, max_tokens: N, temperature: 0 },
+    { 'x-api-key': KEY });
+  eq([xkey.status, xkey.json?.choices?.[0]?.message?.content], [200, refText], 'x-api-key on chat completions');
+  const none = await post(`${url}/v1/responses`, { input: 'hi' });
+  eq(none.status, 401, 'no key: 401');
+  for (const [body, param] of [
+    [{ tools: [{ type: 'bash_20250124', name: 'bash' }] }, 'tools[0]'],
+    [{ unknown_knob: 1 }, 'unknown_knob'],
+    [{ messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'base64', media_type: 'image/png', data: '' } }] }] }, 'messages[0].content[0]'],
+  ]) {
+    const r = await post(`${url}/v1/messages`, { model: 'x', max_tokens: 4, messages: [{ role: 'user', content: 'hi' }], ...body },
+      { 'x-api-key': KEY });
+    eq(r.status, 400, `${param}: status`);
+    eq(r.json?.type, 'error', `${param}: Anthropic shape`);
+    check(r.json?.error?.message?.includes(`'${param}'`), `${param}: named in '${r.json?.error?.message}'`);
+  }
+
+  phase = 'stop';
+  await srv.stop();
+  console.log('PASS: /v1/responses and /v1/messages through openai, the AI SDK and @anthropic-ai/sdk');
+} catch (e) {
+  fail(`phase '${phase}': ${e.stack ?? e}\n${e.error ? JSON.stringify(e.error) : ''}`);
+}
