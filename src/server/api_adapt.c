@@ -448,10 +448,14 @@ int cellm_srv_messages_count(struct cellm_server *s, const char *body, size_t le
 static const char *stop_hit(const struct cellm_server *s, const struct srv_req *r)
 {
     const struct srv_choice *c = &r->ch[0];
-    if (!c->done || !r->p.n_stop || !s->tok || !c->finish || strcmp(c->finish, "stop")) return NULL;
+    if (r->p.api != SRV_API_MESSAGES || !c->done || !r->p.n_stop || !s->tok || !c->finish ||
+        strcmp(c->finish, "stop"))
+        return NULL;
     char *full = NULL;
     struct cellm_error ce;
-    if (cellm_tokenizer_decode(s->tok, c->ids, (size_t)c->n_ids, 0, &full, &ce)) return NULL;
+    if (!c->n_ids || cellm_tokenizer_decode(s->tok, c->ids, (size_t)c->n_ids, 0, &full, &ce) ||
+        !full)
+        return NULL;
     const char *hit = NULL;
     if (strlen(full) >= c->text_len)
         for (int i = 0; i < r->p.n_stop && !hit; i++)

@@ -292,8 +292,7 @@ static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
                                        "repeat_penalty",
                                        "cache_prompt",
                                        "ignore_eos",
-                                       "min_tokens",
-                                       "return_ids"};
+                                       "min_tokens"};
     static const char *const inert[] = {"metadata", "service_tier"};
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
         if (!strcmp(k, same[i])) {

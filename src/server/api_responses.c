@@ -320,8 +320,7 @@ static int convert_field(const cJSON *in, const cJSON *j, cJSON *chat, struct sr
                                        "chat_template_kwargs",
                                        "cache_prompt",
                                        "ignore_eos",
-                                       "min_tokens",
-                                       "return_ids"};
+                                       "min_tokens"};
     /* no effect on the output */
     static const char *const inert[] = {"store",
                                         "metadata",
