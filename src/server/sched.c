@@ -39,11 +39,11 @@ static double now_s(void)
 void cellm_srv_req_free(struct srv_req *r)
 {
     if (!r) return;
+    free(r->p.echo);
     free(r->p.prompt);
     for (int i = 0; i < r->p.n_stop; i++)
         free(r->p.stop[i]);
     free(r->p.stop);
-    free(r->p.echo);
     for (int k = 0; r->ch && k < r->p.n; k++) {
         cellm_gen_free(r->ch[k].gen);
         free(r->ch[k].text);

@@ -27,6 +27,8 @@ struct srv_params {
     int stream;        /* SSE */
     int include_usage; /* stream_options.include_usage */
     int return_ids;    /* extension: token_ids in the response */
+    int api;           /* enum srv_api (adapt.h): the API the request came in through */
+    char *echo;        /* NULL, or the request fields its response repeats (Responses) */
     int32_t *prompt;   /* prompt ids (tokenized text or prompt_ids) */
     int n_prompt;
     int max_tokens; /* generated tokens at most */
@@ -39,8 +41,6 @@ struct srv_params {
     int ignore_eos;            /* EOS ids are ordinary tokens */
     int cache_prompt;          /* use the prefix cache (default 1) */
     const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
-    int api;                   /* enum srv_api (adapt.h): the API the request came in through */
-    char *echo; /* NULL, or the request fields its response repeats (JSON; Responses) */
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */
