@@ -31,7 +31,8 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
   # /v1/responses and /v1/messages through openai, the Vercel AI SDK and @anthropic-ai/sdk
   add_test(NAME server/endpoints
            COMMAND ${CELLM_NODE} ${srv}/endpoints.mjs $<TARGET_FILE:cellm_cli>
-                   ${PROJECT_SOURCE_DIR}/models/wordnet-llama)
+                   ${PROJECT_SOURCE_DIR}/models/wordnet-llama ${fx}/llama3-untied/bf16
+                   ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(server/endpoints server/prefix server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
                        server/batch-gemma3-q4 server/load server/openai server/hygiene
                        PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)

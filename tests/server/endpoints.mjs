@@ -1,4 +1,5 @@
-// endpoints.mjs BIN MODEL: POST /v1/responses and POST /v1/messages through the real clients.
+// endpoints.mjs BIN MODEL [FIXTURE WORKDIR]: POST /v1/responses and POST /v1/messages
+// through the real clients.
 //
 // On the shipped wordnet-llama model (real text through its own tokenizer and chat
 // template), with an API key: the openai client's responses.create, streamed and not, with
@@ -8,13 +9,17 @@
 // count_tokens, errors in Anthropic's shape, x-api-key and bearer auth. Greedy output
 // through every endpoint must equal the chat-completions output for the same conversation,
 // and usage must count the same tokens. The refusals of fields these endpoints cannot honour
-// are checked by name.
+// are checked by name. Tools (a forced call, streamed and not; a tool-result round trip) and
+// json_schema output must equal chat's too, or be refused as chat refuses them: on the
+// wordnet model, and with FIXTURE and WORKDIR on a text checkpoint of FIXTURE carrying
+// Qwen2.5's tools template (tests/data/hub, .ci/setup.d/20-tokenizers.sh).
+import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { check, eq, fail, post, startServer } from './lib.mjs';
+import { check, eq, fail, makeTextCheckpoint, post, startServer } from './lib.mjs';
 
-const [bin, model] = process.argv.slice(2);
-if (!bin || !model) fail('usage: endpoints.mjs BIN MODEL');
+const [bin, model, fixture, work] = process.argv.slice(2);
+if (!bin || !model) fail('usage: endpoints.mjs BIN MODEL [FIXTURE WORKDIR]');
 const here = path.dirname(new URL(import.meta.url).pathname);
 const require = createRequire(path.join(here, 'package.json'));
 let OpenAI, Anthropic, ai, createOpenAI, createOpenAICompatible;
@@ -48,6 +53,115 @@ async function chat(messages, extra = {}) {
 }
 
 let phase = 'start';
+// Tools and structured output through /v1/responses and /v1/messages must give what the same
+// request gives through /v1/chat/completions: a forced tool call, a tool-result round trip,
+// a json_schema answer. Where the chat path refuses a feature (by name, 400), the adapters
+// must refuse it too. Run on the wordnet model (no tool format in its template) and, when
+// the real templates are fetched, on a checkpoint with Qwen2.5's tools-capable template.
+async function parity(url, openai, anthropic, system, user, label) {
+  const convo = [{ role: 'system', content: system }, { role: 'user', content: user }];
+  const TOOL = { name: 'lookup', description: 'Look a word up.', parameters: { type: 'object',
+    properties: { word: { type: 'string' } }, required: ['word'] } };
+  const ctool = { type: 'function', function: TOOL };
+  const atool = { name: TOOL.name, description: TOOL.description, input_schema: TOOL.parameters };
+  const xk = { 'x-api-key': KEY };
+  const said = (r) => r.json?.error?.message ?? r.json?.error?.error?.message;
+
+  phase = `tool-result round trip parity (${label})`;
+  const id = 'call_7';
+  const args = '{"word":"dog"}';
+  const chatRT = await post(`${url}/v1/chat/completions`, {
+    messages: [...convo, { role: 'assistant', content: '', tool_calls: [{ id, type: 'function',
+      function: { name: 'lookup', arguments: args } }] }, { role: 'tool', tool_call_id: id, content: 'a domestic animal' }],
+    tools: [ctool], max_tokens: N, temperature: 0,
+  }, auth);
+  const respRT = await post(`${url}/v1/responses`, {
+    instructions: system, max_output_tokens: N, temperature: 0, tools: [{ type: 'function', ...TOOL }],
+    input: [{ role: 'user', content: user }, { type: 'function_call', call_id: id, name: 'lookup', arguments: args },
+      { type: 'function_call_output', call_id: id, output: 'a domestic animal' }],
+  }, auth);
+  const msgRT = await post(`${url}/v1/messages`, {
+    system, max_tokens: N, temperature: 0, tools: [atool],
+    messages: [{ role: 'user', content: user }, { role: 'assistant', content: [{ type: 'tool_use', id, name: 'lookup',
+      input: JSON.parse(args) }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: id, content: 'a domestic animal' }] }],
+  }, xk);
+  if (chatRT.status !== 200) {
+    eq([respRT.status, msgRT.status, msgRT.json?.type], [chatRT.status, chatRT.status, 'error'],
+      'the adapters refuse a tool conversation as chat does');
+    console.log(`note (${label}): the chat path refuses tools: ${said(chatRT)}`);
+  } else {
+    const m = chatRT.json.choices[0].message;
+    eq([respRT.status, msgRT.status], [200, 200], `tool round trip accepted (${said(respRT)} ${said(msgRT)})`);
+    const rText = respRT.json.output.filter((o) => o.type === 'message').map((o) => o.content[0].text).join('');
+    eq(rText, m.content ?? '', 'responses tool round trip = chat');
+    const mText = msgRT.json.content.filter((c) => c.type === 'text').map((c) => c.text).join('');
+    eq(mText, m.content ?? '', 'messages tool round trip = chat');
+    const calls = (m.tool_calls ?? []).map((c) => [c.function.name, c.function.arguments]);
+    eq(respRT.json.output.filter((o) => o.type === 'function_call').map((o) => [o.name, o.arguments]), calls,
+      'responses function calls = chat');
+    eq(msgRT.json.content.filter((c) => c.type === 'tool_use').map((c) => [c.name, JSON.stringify(c.input)]),
+      calls.map(([n, a]) => [n, JSON.stringify(JSON.parse(a))]), 'messages tool_use = chat');
+  }
+
+  phase = `forced tool call parity (${label})`;
+  const chatTool = await post(`${url}/v1/chat/completions`, {
+    messages: convo, max_tokens: N, temperature: 0, tools: [ctool],
+    tool_choice: { type: 'function', function: { name: 'lookup' } },
+  }, auth);
+  const respTool = await post(`${url}/v1/responses`, {
+    instructions: system, input: user, max_output_tokens: N, temperature: 0,
+    tools: [{ type: 'function', ...TOOL }], tool_choice: { type: 'function', name: 'lookup' },
+  }, auth);
+  const msgTool = await post(`${url}/v1/messages`, {
+    system, messages: [{ role: 'user', content: user }], max_tokens: N, temperature: 0,
+    tools: [atool], tool_choice: { type: 'tool', name: 'lookup' },
+  }, xk);
+  if (chatTool.status !== 200) {
+    eq([respTool.status, msgTool.status, msgTool.json?.type], [chatTool.status, chatTool.status, 'error'],
+      'the adapters refuse a forced call as chat does');
+    console.log(`note (${label}): the chat path refuses a forced call: ${said(chatTool)}`);
+  } else {
+    const call = chatTool.json.choices[0].message.tool_calls[0].function;
+    const fc = respTool.json.output.find((o) => o.type === 'function_call');
+    eq([fc?.name, fc?.arguments], [call.name, call.arguments], 'responses function_call = chat tool call');
+    const tu = msgTool.json.content.find((c) => c.type === 'tool_use');
+    eq([tu?.name, tu?.input], [call.name, JSON.parse(call.arguments)], 'messages tool_use = chat tool call');
+    eq(msgTool.json.stop_reason, 'tool_use', 'stop_reason tool_use');
+    // streamed: the arguments arrive as deltas and add up to the call
+    const st = await openai.responses.create({
+      model: 'x', instructions: system, input: user, max_output_tokens: N, temperature: 0, stream: true,
+      tools: [{ type: 'function', ...TOOL }], tool_choice: { type: 'function', name: 'lookup' },
+    });
+    let sargs = '';
+    for await (const ev of st) if (ev.type === 'response.function_call_arguments.delta') sargs += ev.delta;
+    eq(sargs, call.arguments, 'streamed function_call_arguments = chat arguments');
+    const ms = await anthropic.messages.create({
+      model: 'x', system, messages: [{ role: 'user', content: user }], max_tokens: N, temperature: 0, stream: true,
+      tools: [atool], tool_choice: { type: 'tool', name: 'lookup' },
+    });
+    let partial = '';
+    for await (const ev of ms) if (ev.type === 'content_block_delta' && ev.delta.type === 'input_json_delta') partial += ev.delta.partial_json;
+    eq(JSON.parse(partial), JSON.parse(call.arguments), 'streamed input_json_delta = chat arguments');
+  }
+
+  phase = `structured output parity (${label})`;
+  const SCHEMA = { type: 'object', properties: { word: { type: 'string' } }, required: ['word'],
+    additionalProperties: false };
+  const chatJson = await post(`${url}/v1/chat/completions`, { messages: convo, max_tokens: N, temperature: 0,
+    response_format: { type: 'json_schema', json_schema: { name: 'w', schema: SCHEMA, strict: true } } }, auth);
+  const respJson = await post(`${url}/v1/responses`, { instructions: system, input: user, max_output_tokens: N,
+    temperature: 0, text: { format: { type: 'json_schema', name: 'w', schema: SCHEMA, strict: true } } }, auth);
+  if (chatJson.status !== 200) {
+    eq([respJson.status, respJson.json?.error?.param], [chatJson.status, 'text.format'],
+      'responses refuses text.format as chat refuses response_format');
+    console.log(`note (${label}): the chat path refuses json_schema: ${said(chatJson)}`);
+  } else {
+    eq(respJson.status, 200, `text.format accepted (${said(respJson)})`);
+    eq(respJson.json.output.find((o) => o.type === 'message')?.content[0].text,
+      chatJson.json.choices[0].message.content, 'text.format json_schema = chat response_format');
+  }
+}
+
 process.on('uncaughtException', (e) => fail(`uncaught in phase '${phase}': ${e.stack}`));
 process.on('unhandledRejection', (e) => fail(`unhandled in phase '${phase}': ${e?.stack ?? e}`));
 try {
@@ -314,74 +428,36 @@ try {
   }
 
   // ---- tools and structured output: the same answer as chat, once the chat path has them
-  // (until then chat refuses them by name, and so do these endpoints: the refusal is checked)
-  phase = 'tools parity';
-  const TOOL = { name: 'lookup', description: 'Look a word up.', parameters: { type: 'object',
-    properties: { word: { type: 'string' } }, required: ['word'] } };
-  const chatTool = await post(`${url}/v1/chat/completions`, {
-    messages: convo, max_tokens: N, temperature: 0, tools: [{ type: 'function', function: TOOL }],
-    tool_choice: { type: 'function', function: { name: 'lookup' } },
-  }, auth);
-  const respTool = await post(`${url}/v1/responses`, {
-    instructions: SYSTEM, input: USER, max_output_tokens: N, temperature: 0,
-    tools: [{ type: 'function', ...TOOL }], tool_choice: { type: 'function', name: 'lookup' },
-  }, auth);
-  const msgTool = await post(`${url}/v1/messages`, {
-    system: SYSTEM, messages: [{ role: 'user', content: USER }], max_tokens: N, temperature: 0,
-    tools: [{ name: TOOL.name, description: TOOL.description, input_schema: TOOL.parameters }],
-    tool_choice: { type: 'tool', name: 'lookup' },
-  }, { 'x-api-key': KEY });
-  if (chatTool.status !== 200) {
-    eq([respTool.status, respTool.json?.error?.param], [chatTool.status, chatTool.json?.error?.param],
-      'responses refuses tools as chat does');
-    eq([msgTool.status, msgTool.json?.type], [chatTool.status, 'error'], 'messages refuses tools as chat does');
-    console.log(`note: the chat path refuses tools (${chatTool.json?.error?.message}); tool parity not run`);
-  } else {
-    const call = chatTool.json.choices[0].message.tool_calls[0].function;
-    const fc = respTool.json.output.find((o) => o.type === 'function_call');
-    eq([fc?.name, fc?.arguments], [call.name, call.arguments], 'responses function_call = chat tool call');
-    const tu = msgTool.json.content.find((c) => c.type === 'tool_use');
-    eq([tu?.name, tu?.input], [call.name, JSON.parse(call.arguments)], 'messages tool_use = chat tool call');
-    eq(msgTool.json.stop_reason, 'tool_use', 'stop_reason tool_use');
-    // the tool result round trip
-    const id = chatTool.json.choices[0].message.tool_calls[0].id;
-    const chatAfter = await chat([...convo, { role: 'assistant', content: '', tool_calls: [{ id, type: 'function',
-      function: call }] }, { role: 'tool', tool_call_id: id, content: 'a domestic animal' }],
-    { tools: [{ type: 'function', function: TOOL }] });
-    const respAfter = await openai.responses.create({
-      model: 'x', instructions: SYSTEM, temperature: 0, max_output_tokens: N, tools: [{ type: 'function', ...TOOL }],
-      input: [{ role: 'user', content: USER }, { type: 'function_call', call_id: id, name: call.name, arguments: call.arguments },
-        { type: 'function_call_output', call_id: id, output: 'a domestic animal' }],
-    });
-    eq(respAfter.output_text, chatAfter.choices[0].message.content ?? '', 'responses tool result round trip');
-    const msgAfter = await anthropic.messages.create({
-      model: 'x', system: SYSTEM, temperature: 0, max_tokens: N,
-      tools: [{ name: TOOL.name, description: TOOL.description, input_schema: TOOL.parameters }],
-      messages: [{ role: 'user', content: USER }, { role: 'assistant', content: [{ type: 'tool_use', id, name: call.name,
-        input: JSON.parse(call.arguments) }] }, { role: 'user', content: [{ type: 'tool_result', tool_use_id: id,
-        content: 'a domestic animal' }] }],
-    });
-    eq(msgAfter.content.filter((c) => c.type === 'text').map((c) => c.text).join(''),
-      chatAfter.choices[0].message.content ?? '', 'messages tool result round trip');
-  }
-  phase = 'structured output parity';
-  const SCHEMA = { type: 'object', properties: { word: { type: 'string' } }, required: ['word'],
-    additionalProperties: false };
-  const chatJson = await post(`${url}/v1/chat/completions`, { messages: convo, max_tokens: N, temperature: 0,
-    response_format: { type: 'json_schema', json_schema: { name: 'w', schema: SCHEMA, strict: true } } }, auth);
-  const respJson = await post(`${url}/v1/responses`, { instructions: SYSTEM, input: USER, max_output_tokens: N,
-    temperature: 0, text: { format: { type: 'json_schema', name: 'w', schema: SCHEMA, strict: true } } }, auth);
-  if (chatJson.status !== 200) {
-    eq([respJson.status, respJson.json?.error?.param], [chatJson.status, 'text.format'],
-      'responses refuses text.format as chat refuses response_format');
-    console.log(`note: the chat path refuses json_schema (${chatJson.json?.error?.message}); format parity not run`);
-  } else {
-    eq(respJson.json.output.find((o) => o.type === 'message')?.content[0].text,
-      chatJson.json.choices[0].message.content, 'text.format json_schema = chat response_format');
-  }
+  // (until then chat refuses them by name, and so do these endpoints: that is checked)
+  await parity(url, openai, anthropic, SYSTEM, USER, 'wordnet-llama');
 
   phase = 'stop';
   await srv.stop();
+
+  // ---- the same parity on a checkpoint whose template has tools (Qwen2.5's; a random
+  // model, so its answers are noise, but the same noise through every endpoint)
+  const hub = path.resolve(here, '../data/hub/qwen2_5/tokenizer_config.json');
+  if (fixture && work && fs.existsSync(hub)) {
+    phase = 'qwen2.5 template checkpoint';
+    const dir = makeTextCheckpoint(fixture, path.join(work, 'endpoints-qwen2_5'));
+    const cfgPath = path.join(dir, 'tokenizer_config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    cfg.chat_template = JSON.parse(fs.readFileSync(hub, 'utf8')).chat_template;
+    fs.writeFileSync(cfgPath, JSON.stringify(cfg));
+    const mcPath = path.join(dir, 'config.json'); /* a real template's tool prompt is long */
+    const mc = JSON.parse(fs.readFileSync(mcPath, 'utf8'));
+    mc.max_position_embeddings = 4096;
+    fs.rmSync(mcPath);
+    fs.writeFileSync(mcPath, JSON.stringify(mc));
+    const srv2 = await startServer(bin, ['-m', dir, '--parallel', '2', '--api-key', KEY]);
+    const oa2 = new OpenAI({ apiKey: KEY, baseURL: `${srv2.url}/v1`, maxRetries: 0 });
+    const an2 = new Anthropic({ apiKey: KEY, baseURL: srv2.url, maxRetries: 0 });
+    await parity(srv2.url, oa2, an2, 'the cat sat', 'on the', 'qwen2.5 template');
+    phase = 'stop (qwen2.5 template)';
+    await srv2.stop();
+  } else {
+    console.log('note: tests/data/hub/qwen2_5 is missing (.ci/setup.d/20-tokenizers.sh): parity on a tools template not run');
+  }
   console.log('PASS: /v1/responses and /v1/messages through openai, the AI SDK and @anthropic-ai/sdk');
 } catch (e) {
   fail(`phase '${phase}': ${e.stack ?? e}\n${e.error ? JSON.stringify(e.error) : ''}`);
