@@ -11,8 +11,9 @@
 // and usage must count the same tokens. The refusals of fields these endpoints cannot honour
 // are checked by name. Tools (a forced call, streamed and not; a tool-result round trip) and
 // json_schema output must equal chat's too, or be refused as chat refuses them: on the
-// wordnet model, and with FIXTURE and WORKDIR on a text checkpoint of FIXTURE carrying
-// Qwen2.5's tools template (tests/data/hub, .ci/setup.d/20-tokenizers.sh).
+// wordnet model, and with FIXTURE and WORKDIR on text checkpoints of FIXTURE carrying
+// Qwen2.5's and Qwen3's templates (tests/data/hub, .ci/setup.d/20-tokenizers.sh), where
+// thinking on (enable_thinking, Messages' thinking) must give the same reasoning and text.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -143,6 +144,42 @@ async function parity(url, openai, anthropic, system, user, label) {
     for await (const ev of ms) if (ev.type === 'content_block_delta' && ev.delta.type === 'input_json_delta') partial += ev.delta.partial_json;
     eq(JSON.parse(partial), JSON.parse(call.arguments), 'streamed input_json_delta = chat arguments');
   }
+
+  phase = `reasoning parity (${label})`;
+  // thinking on: the template's enable_thinking through each API's own switch; a thinking
+  // model's reasoning_content must come back as a reasoning item / a thinking block
+  const chatTh = await post(`${url}/v1/chat/completions`, { messages: convo, max_tokens: N, temperature: 0,
+    chat_template_kwargs: { enable_thinking: true } }, auth);
+  eq(chatTh.status, 200, `chat with enable_thinking (${said(chatTh)})`);
+  const respTh = await post(`${url}/v1/responses`, { instructions: system, input: user, max_output_tokens: N,
+    temperature: 0, chat_template_kwargs: { enable_thinking: true } }, auth);
+  const msgTh = await post(`${url}/v1/messages`, { system, messages: [{ role: 'user', content: user }],
+    max_tokens: N, temperature: 0, thinking: { type: 'enabled', budget_tokens: 1024 } }, xk);
+  eq([respTh.status, msgTh.status], [200, 200], `thinking accepted (${said(respTh)} ${said(msgTh)})`);
+  const cm = chatTh.json.choices[0].message;
+  const rReason = respTh.json.output.filter((o) => o.type === 'reasoning').map((o) => o.content[0].text).join('');
+  const rText = respTh.json.output.filter((o) => o.type === 'message').map((o) => o.content[0].text).join('');
+  eq([rReason, rText], [cm.reasoning_content ?? '', cm.content ?? ''], 'responses reasoning and text = chat');
+  const mReason = msgTh.json.content.filter((c) => c.type === 'thinking').map((c) => c.thinking).join('');
+  const mText = msgTh.json.content.filter((c) => c.type === 'text').map((c) => c.text).join('');
+  eq([mReason, mText], [cm.reasoning_content ?? '', cm.content ?? ''], 'messages thinking and text = chat');
+  const rs = await openai.responses.create({ model: 'x', instructions: system, input: user, max_output_tokens: N,
+    temperature: 0, stream: true, chat_template_kwargs: { enable_thinking: true } });
+  let sReason = '', sText = '';
+  for await (const ev of rs) {
+    if (ev.type === 'response.reasoning_text.delta') sReason += ev.delta;
+    if (ev.type === 'response.output_text.delta') sText += ev.delta;
+  }
+  eq([sReason, sText], [cm.reasoning_content ?? '', cm.content ?? ''], 'streamed reasoning and text = chat');
+  const ms2 = await anthropic.messages.create({ model: 'x', system, messages: [{ role: 'user', content: user }],
+    max_tokens: N, temperature: 0, stream: true, thinking: { type: 'enabled', budget_tokens: 1024 } });
+  let aReason = '', aText = '';
+  for await (const ev of ms2) {
+    if (ev.type === 'content_block_delta' && ev.delta.type === 'thinking_delta') aReason += ev.delta.thinking;
+    if (ev.type === 'content_block_delta' && ev.delta.type === 'text_delta') aText += ev.delta.text;
+  }
+  eq([aReason, aText], [cm.reasoning_content ?? '', cm.content ?? ''], 'streamed thinking and text = chat');
+  if (cm.reasoning_content) console.log(`note (${label}): reasoning parity ran on ${cm.reasoning_content.length} bytes of reasoning`);
 
   phase = `structured output parity (${label})`;
   const SCHEMA = { type: 'object', properties: { word: { type: 'string' } }, required: ['word'],
@@ -434,12 +471,14 @@ try {
   phase = 'stop';
   await srv.stop();
 
-  // ---- the same parity on a checkpoint whose template has tools (Qwen2.5's; a random
-  // model, so its answers are noise, but the same noise through every endpoint)
-  const hub = path.resolve(here, '../data/hub/qwen2_5/tokenizer_config.json');
+  // ---- the same parity on checkpoints whose templates have tools (Qwen2.5's) and thinking
+  // (Qwen3's): a random model, so its answers are noise, but the same noise through every
+  // endpoint
+  for (const tpl of ['qwen2_5', 'qwen3']) {
+  const hub = path.resolve(here, `../data/hub/${tpl}/tokenizer_config.json`);
   if (fixture && work && fs.existsSync(hub)) {
-    phase = 'qwen2.5 template checkpoint';
-    const dir = makeTextCheckpoint(fixture, path.join(work, 'endpoints-qwen2_5'));
+    phase = `${tpl} template checkpoint`;
+    const dir = makeTextCheckpoint(fixture, path.join(work, `endpoints-${tpl}`));
     const cfgPath = path.join(dir, 'tokenizer_config.json');
     const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
     cfg.chat_template = JSON.parse(fs.readFileSync(hub, 'utf8')).chat_template;
@@ -452,11 +491,12 @@ try {
     const srv2 = await startServer(bin, ['-m', dir, '--parallel', '2', '--api-key', KEY]);
     const oa2 = new OpenAI({ apiKey: KEY, baseURL: `${srv2.url}/v1`, maxRetries: 0 });
     const an2 = new Anthropic({ apiKey: KEY, baseURL: srv2.url, maxRetries: 0 });
-    await parity(srv2.url, oa2, an2, 'the cat sat', 'on the', 'qwen2.5 template');
-    phase = 'stop (qwen2.5 template)';
+    await parity(srv2.url, oa2, an2, 'the cat sat', 'on the', `${tpl} template`);
+    phase = `stop (${tpl} template)`;
     await srv2.stop();
   } else {
-    console.log('note: tests/data/hub/qwen2_5 is missing (.ci/setup.d/20-tokenizers.sh): parity on a tools template not run');
+    console.log(`note: tests/data/hub/${tpl} is missing (.ci/setup.d/20-tokenizers.sh): parity on its template not run`);
+  }
   }
   console.log('PASS: /v1/responses and /v1/messages through openai, the AI SDK and @anthropic-ai/sdk');
 } catch (e) {
