@@ -510,8 +510,9 @@ char *cellm_srv_adapt_events(const struct cellm_server *s, const struct srv_req 
     meta_of(s, r, &m, id, sizeof id, &echo);
     struct srv_buf b = {0};
     cellm_srv_buf_add(&b, "", 0);
-    /* records are "data: JSON\n\n" (api_out.c writes them; JSON never holds a raw newline) */
-    for (char *p = ev; (p = strstr(p, "data: ")) && !b.oom;) {
+    /* records are "data: JSON\n\n", back to back (api_out.c writes them; JSON never holds a
+     * raw newline, so the blank line ends a record) */
+    for (char *p = ev; !strncmp(p, "data: ", 6) && !b.oom;) {
         p += 6;
         char *end = strstr(p, "\n\n");
         if (!end) break;

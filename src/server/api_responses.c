@@ -301,7 +301,7 @@ static const char *const echoed[] = {
     "text",         "parallel_tool_calls", "metadata",    "reasoning"};
 
 /* The keys of the body: what each becomes. */
-static int convert_field(const cJSON *in, const cJSON *j, cJSON *chat, struct srv_error *e)
+static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 {
     const char *k = j->string;
     /* the chat path reads these with the same meaning (its extensions included) */
@@ -371,7 +371,6 @@ static int convert_field(const cJSON *in, const cJSON *j, cJSON *chat, struct sr
         return cJSON_IsArray(j) && !cJSON_GetArraySize(j)
                    ? 0
                    : refuse(e, k, "no additional output data can be included");
-    (void)in;
     if (!strcmp(k, "top_logprobs") || !strcmp(k, "max_tool_calls") || !strcmp(k, "prompt"))
         return refuse(e, k, "not implemented by cellm");
     cellm_srv_errorf(e, 400, k, "unknown field '%s' in a /v1/responses request", k);
@@ -384,7 +383,7 @@ cJSON *cellm_srv_responses_request(const cJSON *in, cJSON **echo, struct srv_err
     *echo = NULL;
     cJSON *chat = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(chat, "messages");
     for (const cJSON *j = in->child; j; j = j->next)
-        if (!cJSON_IsNull(j) && convert_field(in, j, chat, e)) goto fail;
+        if (!cJSON_IsNull(j) && convert_field(j, chat, e)) goto fail;
     const cJSON *ins = get(in, "instructions"), *input = get(in, "input");
     if (ins) {
         if (!cJSON_IsString(ins)) {
