@@ -1,7 +1,7 @@
 # Server tests: the real `cellm serve` on a loopback port (--port 0), driven by curl
-# (tests/server/curl.sh) and by Node with the official clients (tests/server/*.mjs; openai,
-# the Vercel AI SDK and @anthropic-ai/sdk are installed into tests/server/node_modules by
-# .ci/setup.d/30-server.sh, and the tests skip, exit 77, without them).
+# (tests/server/curl.sh) and by Node with the official openai client
+# (tests/server/*.mjs; the client is installed into tests/server/node_modules by
+# .ci/setup.d/30-server.sh, and openai.mjs skips, exit 77, without it).
 find_program(CELLM_NODE node)
 find_program(CELLM_CURL curl)
 find_program(CELLM_BASH bash)
@@ -28,12 +28,14 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
   add_test(NAME server/prefix
            COMMAND ${CELLM_NODE} ${srv}/prefix.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
-  # /v1/responses and /v1/messages through openai, the Vercel AI SDK and @anthropic-ai/sdk
+  set_tests_properties(server/prefix server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
+                       server/batch-gemma3-q4 server/load server/openai server/hygiene
+                       PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
+  # /v1/responses and /v1/messages through openai, the Vercel AI SDK (@ai-sdk/openai,
+  # @ai-sdk/openai-compatible) and @anthropic-ai/sdk (all installed by 30-server.sh)
   add_test(NAME server/endpoints
            COMMAND ${CELLM_NODE} ${srv}/endpoints.mjs $<TARGET_FILE:cellm_cli>
                    ${PROJECT_SOURCE_DIR}/models/wordnet-llama ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
-  set_tests_properties(server/endpoints server/prefix server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
-                       server/batch-gemma3-q4 server/load server/openai server/hygiene
-                       PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
+  set_tests_properties(server/endpoints PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
 endif()
