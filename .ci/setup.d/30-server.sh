@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Server tests: the official clients (openai, the Vercel AI SDK with @ai-sdk/openai and
-# @ai-sdk/openai-compatible, @anthropic-ai/sdk), at the versions pinned in
+# Server tests: the official openai client, at the version pinned in
 # tests/server/package-lock.json, into tests/server/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/../../tests/server"
