@@ -414,6 +414,12 @@ try {
   });
   eq(m4.content[0].text, refStop, 'stop_sequences = chat stop');
   eq([m4.stop_reason, m4.stop_sequence], ['stop_sequence', word], 'stop_reason stop_sequence');
+  const m4s = await anthropic.messages.stream({
+    model: 'x', system: SYSTEM, messages: [{ role: 'user', content: USER }], max_tokens: N,
+    temperature: 0, stop_sequences: ['zzzq', word],
+  }).finalMessage();
+  eq([m4s.content[0].text, m4s.stop_reason, m4s.stop_sequence], [refStop, 'stop_sequence', word],
+    'streamed: stop_sequence in message_delta');
 
   // ---- count_tokens
   phase = 'count_tokens';
