@@ -55,7 +55,7 @@ static void responses_expect(const char *body, const char *want)
 {
     cJSON *in = parse(body), *echo = NULL;
     struct srv_error e = {0};
-    cJSON *chat = cellm_srv_responses_request(in, &echo, &e);
+    cJSON *chat = cellm_srv_responses_request(in, NULL, NULL, &echo, &e);
     if (!chat) fail_msg("refused: %s (%s)", e.msg, e.param);
     expect_json(chat, want);
     cJSON_Delete(chat);
@@ -79,7 +79,7 @@ static void refused(enum srv_api api, const char *body, const char *param)
     cJSON *in = parse(body), *echo = NULL;
     struct srv_error e = {0};
     cJSON *chat = api == SRV_API_MESSAGES ? cellm_srv_messages_request(in, 0, &e)
-                                          : cellm_srv_responses_request(in, &echo, &e);
+                                          : cellm_srv_responses_request(in, NULL, NULL, &echo, &e);
     if (chat) fail_msg("accepted: %s", body);
     assert_int_equal(e.status, 400);
     if (strcmp(e.param, param))
@@ -283,7 +283,7 @@ static void test_results(void **state)
                 "\"total_tokens\":27}");
     assert_string_equal(cJSON_GetObjectItem(r, "status")->valuestring, "completed");
     assert_string_equal(cJSON_GetObjectItem(r, "object")->valuestring, "response");
-    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(r, "store")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "store")));
     cJSON_Delete(r);
 
     struct srv_adapt_meta mm = meta;
@@ -535,6 +535,72 @@ static void test_error_shape(void **state)
     free(t);
 }
 
+/* item_reference: an output item of an earlier response, from the store, read as if sent. */
+static void test_item_reference(void **state)
+{
+    (void)state;
+    struct srv_item_store *st = cellm_srv_store_new(1 << 20);
+    cJSON *chat = parse(chat_tools);
+    cJSON *r = cellm_srv_adapt_result(SRV_API_RESPONSES, chat, &meta);
+    cellm_srv_store_response(st, r);
+    cJSON_Delete(r);
+    cJSON_Delete(chat);
+    cJSON *in = parse("{\"input\":[{\"role\":\"user\",\"content\":\"weather?\"},"
+                      "{\"type\":\"item_reference\",\"id\":\"rs_abc_0\"},"
+                      "{\"type\":\"item_reference\",\"id\":\"msg_abc_1\"},"
+                      "{\"type\":\"item_reference\",\"id\":\"fc_abc_2\"},"
+                      "{\"type\":\"function_call_output\",\"call_id\":\"call_a\","
+                      "\"output\":\"rain\"}]}");
+    cJSON *echo = NULL;
+    struct srv_error e = {0};
+    cJSON *c = cellm_srv_responses_request(in, cellm_srv_store_get, st, &echo, &e);
+    if (!c) fail_msg("refused: %s", e.msg);
+    expect_json(cJSON_GetObjectItem(c, "messages"),
+                "[{\"role\":\"user\",\"content\":\"weather?\"},"
+                "{\"role\":\"assistant\",\"reasoning_content\":\"need data\",\"content\":"
+                "\"Let me look.\",\"tool_calls\":[{\"id\":\"call_a\",\"type\":\"function\","
+                "\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"city\\\":\\\"Oslo\\\"}\"}}]},"
+                "{\"role\":\"tool\",\"tool_call_id\":\"call_a\",\"content\":\"rain\"}]");
+    cJSON_Delete(c);
+    cJSON_Delete(echo);
+    cJSON_Delete(in);
+    /* an id not held: 400 naming the item */
+    in = parse("{\"input\":[{\"type\":\"item_reference\",\"id\":\"msg_gone\"}]}");
+    memset(&e, 0, sizeof e);
+    assert_null(cellm_srv_responses_request(in, cellm_srv_store_get, st, &echo, &e));
+    assert_string_equal(e.param, "input[0]");
+    assert_non_null(strstr(e.msg, "msg_gone"));
+    cJSON_Delete(in);
+    cellm_srv_store_free(st);
+}
+
+/* The store keeps the newest items within its byte budget. */
+static void test_store_bound(void **state)
+{
+    (void)state;
+    struct srv_item_store *st = cellm_srv_store_new(4096);
+    char id[32], json[256];
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof id, "msg_%d", i);
+        snprintf(json, sizeof json, "{\"id\":\"%s\",\"pad\":\"%0100d\"}", id, i);
+        cellm_srv_store_put(st, id, json);
+    }
+    char *t = cellm_srv_store_get(st, "msg_99");
+    assert_non_null(t);
+    assert_non_null(strstr(t, "\"msg_99\""));
+    free(t);
+    assert_null(cellm_srv_store_get(st, "msg_0")); /* evicted */
+    int held = 0;
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof id, "msg_%d", i);
+        char *x = cellm_srv_store_get(st, id);
+        held += x != NULL;
+        free(x);
+    }
+    assert_true(held > 5 && held < 40); /* about 4096 / (item + overhead) */
+    cellm_srv_store_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -543,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_messages_refused),       cmocka_unit_test(test_results),
         cmocka_unit_test(test_stream_responses),       cmocka_unit_test(test_stream_messages),
         cmocka_unit_test(test_stream_empty_and_error), cmocka_unit_test(test_error_shape),
+        cmocka_unit_test(test_item_reference),         cmocka_unit_test(test_store_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,9 +61,13 @@ struct srv_adapt_item {
 
 /* ---- requests: the body into a chat-completions request --------------------------------- */
 
+/* A stored output item's JSON (malloc'd) by its id, or NULL (cellm_srv_store_get). */
+typedef char *(*srv_item_lookup)(void *ctx, const char *id);
 /* The Responses body as a chat request (new object), or NULL with e set (400 naming the
- * field). *echo (new object) gets the fields the response object repeats. */
-cJSON *cellm_srv_responses_request(const cJSON *in, cJSON **echo, struct srv_error *e);
+ * field). *echo (new object) gets the fields the response object repeats. item_reference
+ * input items are looked up with look(ctx, id) (look NULL: none are stored). */
+cJSON *cellm_srv_responses_request(const cJSON *in, srv_item_lookup look, void *ctx, cJSON **echo,
+                                   struct srv_error *e);
 /* The Messages body as a chat request, or NULL with e set. count: for
  * /v1/messages/count_tokens (max_tokens not required). */
 cJSON *cellm_srv_messages_request(const cJSON *in, int count, struct srv_error *e);
@@ -98,6 +102,7 @@ struct srv_adapt_stream {
     int open; /* the item whose deltas are being sent, or -1 */
     char *finish;
     cJSON *usage;
+    int stored; /* Responses: the finished items went to the item store */
 };
 
 /* What each API emits as the shared state machine walks a chat stream (api_responses.c,
@@ -122,6 +127,21 @@ void cellm_srv_adapt_stream_free(struct srv_adapt_stream *st);
  * NULL for [DONE]; appends the API's SSE events to b (b->oom when out of memory). */
 void cellm_srv_adapt_stream_feed(struct srv_adapt_stream *st, const struct srv_adapt_meta *m,
                                  const cJSON *chunk, struct srv_buf *b);
+
+/* ---- stored items (api_store.c) ------------------------------------------------------------ */
+
+/* The output items of past Responses answers, by id, for item_reference: in memory, at
+ * most max_bytes, the oldest evicted first; thread-safe. */
+struct srv_item_store;
+struct srv_item_store *cellm_srv_store_new(size_t max_bytes);
+void cellm_srv_store_free(struct srv_item_store *st);
+void cellm_srv_store_put(struct srv_item_store *st, const char *id, const char *json);
+/* store: a struct srv_item_store (the srv_item_lookup shape). */
+char *cellm_srv_store_get(void *store, const char *id);
+/* Keeps every item of a response object's output. */
+void cellm_srv_store_response(struct srv_item_store *st, const cJSON *resp);
+/* How much the server keeps. */
+#define CELLM_SRV_STORE_BYTES ((size_t)16 << 20)
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 

@@ -397,8 +397,10 @@ static int adapt_parse(struct cellm_server *s, enum srv_api api, int count, cons
     memset(e, 0, sizeof *e);
     cJSON *in = parse_body(body, len, e), *echo = NULL, *chat = NULL;
     if (!in) return -1;
-    chat = api == SRV_API_MESSAGES ? cellm_srv_messages_request(in, count, e)
-                                   : cellm_srv_responses_request(in, &echo, e);
+    chat = api == SRV_API_MESSAGES
+               ? cellm_srv_messages_request(in, count, e)
+               : cellm_srv_responses_request(in, s->items ? cellm_srv_store_get : NULL, s->items,
+                                             &echo, e);
     cJSON_Delete(in);
     char *txt = chat ? cJSON_PrintUnformatted(chat) : NULL;
     char *etxt = echo ? cJSON_PrintUnformatted(echo) : NULL;
@@ -482,6 +484,14 @@ static void meta_of(const struct cellm_server *s, const struct srv_req *r, struc
                                  .echo = *echo};
 }
 
+/* Whether r's output items go to the item store (Responses, unless store: false). */
+static int keep_items(const struct cellm_server *s, const struct srv_req *r,
+                      const struct srv_adapt_meta *m)
+{
+    const cJSON *st = m->echo ? cJSON_GetObjectItemCaseSensitive(m->echo, "store") : NULL;
+    return s->items && r->p.api == SRV_API_RESPONSES && !cJSON_IsFalse(st);
+}
+
 char *cellm_srv_adapt_response(const struct cellm_server *s, const struct srv_req *r, cJSON *chat)
 {
     struct srv_adapt_meta m;
@@ -489,6 +499,7 @@ char *cellm_srv_adapt_response(const struct cellm_server *s, const struct srv_re
     cJSON *echo;
     meta_of(s, r, &m, id, sizeof id, &echo);
     cJSON *o = cellm_srv_adapt_result((enum srv_api)r->p.api, chat, &m);
+    if (o && keep_items(s, r, &m)) cellm_srv_store_response(s->items, o);
     char *t = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     cJSON_Delete(chat);
@@ -530,6 +541,14 @@ char *cellm_srv_adapt_events(const struct cellm_server *s, const struct srv_req 
         p = end + 2;
     }
     free(ev);
+    struct srv_adapt_stream *st = pos->adapt;
+    if (st->ended && !st->stored && st->finish && keep_items(s, r, &m)) {
+        /* the whole response, as response.completed carried it */
+        cJSON *o = cellm_srv_responses_object(&m, st->items, st->n_items, st->finish, st->usage, 0);
+        if (o) cellm_srv_store_response(s->items, o);
+        cJSON_Delete(o);
+        st->stored = 1;
+    }
     cJSON_Delete(echo);
     if (b.oom) {
         cellm_srv_buf_free(&b);

@@ -3,15 +3,18 @@
  * completions (see adapt.h).
  *
  * Request: `input` (a string, or items: messages with input_text / output_text parts,
- * function_call and function_call_output items, reasoning items), `instructions` (a
+ * function_call and function_call_output items, reasoning items, item_reference items
+ * naming an output item of an earlier response, see api_store.c), `instructions` (a
  * system message first), `max_output_tokens`, `temperature`, `top_p`, `tools` (the flat
  * function shape), `tool_choice`, `parallel_tool_calls`, `text.format` (text, json_object,
  * json_schema: response_format), `reasoning.effort` (reasoning_effort), `stream`.
- * Accepted without effect: `store` (nothing is stored: the response says "store": false),
+ * `store` (default true): the answer's output items are kept in memory for later
+ * item_reference items (api_store.c); false keeps nothing. Accepted without effect:
  * `metadata`, `user`, `safety_identifier`, `prompt_cache_key`, `service_tier`,
  * `truncation: "disabled"`, `background: false`, `include: []`, `reasoning.summary`.
- * Refused by name: `previous_response_id`, `conversation` and `item_reference` items
- * (there is no server-side storage to read them from), `background: true`, `truncation:
+ * Refused by name: `previous_response_id` and `conversation` (whole conversations are
+ * not stored), a reference to an item not held (evicted, stored with store: false, or
+ * from before a restart), `background: true`, `truncation:
  * "auto"`, `include` values, `top_logprobs`, `max_tool_calls`, `prompt`, built-in tools
  * (web_search, file_search, ...), non-text input (images, files, audio) and any unknown
  * field. The chat path's sampling extensions (top_k, min_p, seed, penalties, stop,
@@ -116,105 +119,117 @@ static cJSON *new_assistant(cJSON *msgs, char **reasoning)
     return m;
 }
 
-static int input_items(const cJSON *in, cJSON *msgs, struct srv_error *e)
+/* Where input items are read: the chat messages so far, a reasoning item's text waiting
+ * for the assistant message after it, and the item store for references. */
+struct items_ctx {
+    cJSON *msgs;
+    char *reasoning;
+    srv_item_lookup look;
+    void *look_ctx;
+};
+
+static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keysz, int depth,
+                    struct srv_error *e)
 {
-    char key[64];
-    char *reasoning = NULL; /* a reasoning item's text, for the assistant message after it */
-    int i = 0, rc = -1;
+    cJSON *msgs = x->msgs;
+    if (!cJSON_IsObject(it)) return bad(e, key, "an object");
+    const char *type = str(it, "type");
+    if (!type && get(it, "role")) type = "message";
+    if (!type) return bad(e, key, "an item with a 'type'");
+    if (!strcmp(type, "message")) {
+        const char *role = str(it, "role");
+        if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") &&
+                      strcmp(role, "developer"))) {
+            snprintf(key + strlen(key), keysz - strlen(key), ".role");
+            cellm_srv_errorf(e, 400, key, "'%s' must be user, assistant, system or developer", key);
+            return -1;
+        }
+        snprintf(key + strlen(key), keysz - strlen(key), ".content");
+        char *t = item_text(get(it, "content"), key, e);
+        if (!t) return -1;
+        cJSON *m;
+        if (!strcmp(role, "assistant")) {
+            m = new_assistant(msgs, &x->reasoning);
+        } else {
+            m = cJSON_CreateObject();
+            cJSON_AddStringToObject(m, "role", role);
+            cJSON_AddItemToArray(msgs, m);
+        }
+        cJSON_AddStringToObject(m, "content", t);
+        free(t);
+    } else if (!strcmp(type, "function_call")) {
+        const char *id = str(it, "call_id"), *name = str(it, "name"), *args = str(it, "arguments");
+        if (!id || !name || !args)
+            return bad(e, key, "a function_call with string call_id, name and arguments");
+        cJSON *m = last_assistant(msgs);
+        if (!m || x->reasoning) m = new_assistant(msgs, &x->reasoning);
+        cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        if (!tc) tc = cJSON_AddArrayToObject(m, "tool_calls");
+        cJSON *c = cJSON_CreateObject(), *f;
+        cJSON_AddStringToObject(c, "id", id);
+        cJSON_AddStringToObject(c, "type", "function");
+        f = cJSON_AddObjectToObject(c, "function");
+        cJSON_AddStringToObject(f, "name", name);
+        cJSON_AddStringToObject(f, "arguments", args);
+        cJSON_AddItemToArray(tc, c);
+    } else if (!strcmp(type, "function_call_output")) {
+        const char *id = str(it, "call_id");
+        if (!id) return bad(e, key, "a function_call_output with a string call_id");
+        snprintf(key + strlen(key), keysz - strlen(key), ".output");
+        char *t = item_text(get(it, "output"), key, e);
+        if (!t) return -1;
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "role", "tool");
+        cJSON_AddStringToObject(m, "tool_call_id", id);
+        cJSON_AddStringToObject(m, "content", t);
+        cJSON_AddItemToArray(msgs, m);
+        free(t);
+    } else if (!strcmp(type, "reasoning")) {
+        /* the reasoning text, else its summary */
+        const cJSON *c = get(it, "content");
+        if (!cJSON_GetArraySize(c)) c = get(it, "summary");
+        if (!cJSON_GetArraySize(c) && get(it, "encrypted_content"))
+            return refuse(e, key, "encrypted reasoning (send the reasoning text)");
+        free(x->reasoning);
+        if (!(x->reasoning = item_text(c, key, e))) return -1;
+    } else if (!strcmp(type, "item_reference")) {
+        const char *id = str(it, "id");
+        if (!id) return bad(e, key, "an item_reference with a string 'id'");
+        char *json = x->look && depth == 0 ? x->look(x->look_ctx, id) : NULL;
+        cJSON *ref = json ? cJSON_Parse(json) : NULL;
+        free(json);
+        if (!ref) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "item '%.60s' is not held here (this server keeps the output items of "
+                     "recent responses in memory, unless store is false; send the item itself)",
+                     id);
+            return refuse(e, key, msg);
+        }
+        int rc = one_item(x, ref, key, keysz, depth + 1, e);
+        cJSON_Delete(ref);
+        return rc;
+    } else {
+        char msg[96];
+        snprintf(msg, sizeof msg, "input items of type '%.40s'", type);
+        return refuse(e, key, msg);
+    }
+    return 0;
+}
+
+static int input_items(const cJSON *in, cJSON *msgs, srv_item_lookup look, void *look_ctx,
+                       struct srv_error *e)
+{
+    struct items_ctx x = {.msgs = msgs, .look = look, .look_ctx = look_ctx};
+    int i = 0, rc = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, in)
     {
+        char key[64];
         snprintf(key, sizeof key, "input[%d]", i++);
-        if (!cJSON_IsObject(it)) {
-            bad(e, key, "an object");
-            goto out;
-        }
-        const char *type = str(it, "type");
-        if (!type && get(it, "role")) type = "message";
-        if (!type) {
-            bad(e, key, "an item with a 'type'");
-            goto out;
-        }
-        if (!strcmp(type, "message")) {
-            const char *role = str(it, "role");
-            if (!role || (strcmp(role, "user") && strcmp(role, "assistant") &&
-                          strcmp(role, "system") && strcmp(role, "developer"))) {
-                snprintf(key + strlen(key), sizeof key - strlen(key), ".role");
-                cellm_srv_errorf(e, 400, key, "'%s' must be user, assistant, system or developer",
-                                 key);
-                goto out;
-            }
-            snprintf(key + strlen(key), sizeof key - strlen(key), ".content");
-            char *t = item_text(get(it, "content"), key, e);
-            if (!t) goto out;
-            cJSON *m;
-            if (!strcmp(role, "assistant")) {
-                m = new_assistant(msgs, &reasoning);
-            } else {
-                m = cJSON_CreateObject();
-                cJSON_AddStringToObject(m, "role", role);
-                cJSON_AddItemToArray(msgs, m);
-            }
-            cJSON_AddStringToObject(m, "content", t);
-            free(t);
-        } else if (!strcmp(type, "function_call")) {
-            const char *id = str(it, "call_id"), *name = str(it, "name"),
-                       *args = str(it, "arguments");
-            if (!id || !name || !args) {
-                bad(e, key, "a function_call with string call_id, name and arguments");
-                goto out;
-            }
-            cJSON *m = last_assistant(msgs);
-            if (!m || reasoning) m = new_assistant(msgs, &reasoning);
-            cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
-            if (!tc) tc = cJSON_AddArrayToObject(m, "tool_calls");
-            cJSON *c = cJSON_CreateObject(), *f;
-            cJSON_AddStringToObject(c, "id", id);
-            cJSON_AddStringToObject(c, "type", "function");
-            f = cJSON_AddObjectToObject(c, "function");
-            cJSON_AddStringToObject(f, "name", name);
-            cJSON_AddStringToObject(f, "arguments", args);
-            cJSON_AddItemToArray(tc, c);
-        } else if (!strcmp(type, "function_call_output")) {
-            const char *id = str(it, "call_id");
-            if (!id) {
-                bad(e, key, "a function_call_output with a string call_id");
-                goto out;
-            }
-            snprintf(key + strlen(key), sizeof key - strlen(key), ".output");
-            char *t = item_text(get(it, "output"), key, e);
-            if (!t) goto out;
-            cJSON *m = cJSON_CreateObject();
-            cJSON_AddStringToObject(m, "role", "tool");
-            cJSON_AddStringToObject(m, "tool_call_id", id);
-            cJSON_AddStringToObject(m, "content", t);
-            cJSON_AddItemToArray(msgs, m);
-            free(t);
-        } else if (!strcmp(type, "reasoning")) {
-            const cJSON *c = get(it, "content");
-            if (!c) c = get(it, "summary");
-            if (!c && get(it, "encrypted_content")) {
-                refuse(e, key, "encrypted reasoning (send the reasoning text)");
-                goto out;
-            }
-            free(reasoning);
-            if (!(reasoning = item_text(c, key, e))) goto out;
-        } else if (!strcmp(type, "item_reference")) {
-            refuse(e, key,
-                   "item references need stored responses, and this server stores none: send "
-                   "the items themselves (the AI SDK does with providerOptions.openai.store = "
-                   "false)");
-            goto out;
-        } else {
-            char msg[96];
-            snprintf(msg, sizeof msg, "input items of type '%.40s'", type);
-            refuse(e, key, msg);
-            goto out;
-        }
+        if ((rc = one_item(&x, it, key, sizeof key, 0, e))) break;
     }
-    rc = 0;
-out:
-    free(reasoning);
+    free(x.reasoning);
     return rc;
 }
 
@@ -297,8 +312,8 @@ static int text_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 
 /* Fields the response object repeats. */
 static const char *const echoed[] = {
-    "instructions", "max_output_tokens",   "temperature", "top_p",    "tools", "tool_choice",
-    "text",         "parallel_tool_calls", "metadata",    "reasoning"};
+    "store",       "instructions", "max_output_tokens",   "temperature", "top_p",    "tools",
+    "tool_choice", "text",         "parallel_tool_calls", "metadata",    "reasoning"};
 
 /* The keys of the body: what each becomes. */
 static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
@@ -322,13 +337,10 @@ static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
                                        "ignore_eos",
                                        "min_tokens"};
     /* no effect on the output */
-    static const char *const inert[] = {"store",
-                                        "metadata",
-                                        "user",
-                                        "safety_identifier",
-                                        "prompt_cache_key",
-                                        "service_tier",
-                                        "prompt_cache_retention"};
+    if (!strcmp(k, "store")) return cJSON_IsBool(j) ? 0 : bad(e, "store", "a boolean");
+    static const char *const inert[] = {"metadata",          "user",
+                                        "safety_identifier", "prompt_cache_key",
+                                        "service_tier",      "prompt_cache_retention"};
     for (size_t i = 0; i < sizeof same / sizeof *same; i++)
         if (!strcmp(k, same[i])) {
             cJSON_AddItemToObject(chat, k, cJSON_Duplicate(j, 1));
@@ -378,7 +390,8 @@ static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
     return -1;
 }
 
-cJSON *cellm_srv_responses_request(const cJSON *in, cJSON **echo, struct srv_error *e)
+cJSON *cellm_srv_responses_request(const cJSON *in, srv_item_lookup look, void *ctx, cJSON **echo,
+                                   struct srv_error *e)
 {
     *echo = NULL;
     cJSON *chat = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(chat, "messages");
@@ -408,7 +421,7 @@ cJSON *cellm_srv_responses_request(const cJSON *in, cJSON **echo, struct srv_err
     } else if (!cJSON_IsArray(input)) {
         bad(e, "input", "a string or a list of items");
         goto fail;
-    } else if (input_items(input, msgs, e)) {
+    } else if (input_items(input, msgs, look, ctx, e)) {
         goto fail;
     }
     *echo = cJSON_CreateObject();
@@ -524,7 +537,9 @@ cJSON *cellm_srv_responses_object(const struct srv_adapt_meta *m,
     cJSON_AddNullToObject(rs, "effort");
     cJSON_AddNullToObject(rs, "summary");
     echo_or(o, m, "reasoning", rs);
-    cJSON_AddFalseToObject(o, "store"); /* nothing is stored, whatever the request said */
+    /* output items are kept (in memory, bounded) unless the request said store: false */
+    const cJSON *sto = m->echo ? get(m->echo, "store") : NULL;
+    cJSON_AddBoolToObject(o, "store", !cJSON_IsFalse(sto));
     echo_or(o, m, "temperature", cJSON_CreateNull());
     cJSON *tx = cJSON_CreateObject();
     cJSON_AddStringToObject(cJSON_AddObjectToObject(tx, "format"), "type", "text");

@@ -565,6 +565,7 @@ static void server_free(struct cellm_server *s)
     free(s->key_copy);
     free(s->dir_copy);
     free(s->cors_copy);
+    cellm_srv_store_free(s->items);
     if (s->http) {
         free(s->http->prep);
         free(s->o.allowed_hosts ? (void *)s->o.allowed_hosts : NULL);
@@ -654,6 +655,8 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     if (s->o.queue < 0) s->o.queue = 0;
     if (!s->o.max_body) s->o.max_body = CELLM_SERVER_MAX_BODY;
     cellm_srv_conn_defaults(&s->o);
+    if (!(s->items = cellm_srv_store_new(CELLM_SRV_STORE_BYTES)))
+        return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
     s->vocab = cellm_model_vocab(model);
     int maxc = cellm_model_max_context(model);
     s->ctx_size = opts->ctx_size > 0 ? opts->ctx_size : maxc;

@@ -149,6 +149,7 @@ struct cellm_server {
     void *daemon; /* struct MHD_Daemon */
     int port;
     struct srv_http *http; /* http.c's connection state (pools, waiting list) */
+    struct srv_item_store *items; /* Responses output items for item_reference (api_store.c) */
 };
 
 /* api.c: request bodies to srv_req, errors. */

@@ -225,7 +225,7 @@ try {
   eq(r1.usage.total_tokens, ref.usage.prompt_tokens + N, 'total_tokens');
   check(typeof r1.usage.input_tokens_details.cached_tokens === 'number', 'cached_tokens');
   eq(r1.instructions, SYSTEM, 'instructions echoed');
-  eq(r1.store, false, 'nothing stored');
+  eq(r1.store, true, 'output items kept for item_reference');
 
   // ---- streamed: the event sequence and the same text
   phase = 'responses.create stream';
@@ -279,6 +279,29 @@ try {
   });
   eq(r2.output_text, refTurns, 'input items = chat messages');
 
+  // ---- item_reference: an earlier answer's output item, kept by the server, read as if sent
+  phase = 'responses item_reference';
+  const turnsRef = [...convo, { role: 'assistant', content: refText }, { role: 'user', content: 'a tree' }];
+  const refRef = (await chat(turnsRef)).choices[0].message.content;
+  const r3 = await openai.responses.create({
+    model: 'x', instructions: SYSTEM, temperature: 0, max_output_tokens: N,
+    input: [{ role: 'user', content: USER }, { type: 'item_reference', id: r1.output[0].id },
+      { role: 'user', content: 'a tree' }],
+  });
+  eq(r3.output_text, refRef, 'item_reference = the item sent whole');
+  const fin = final.output[0].id; /* a streamed answer's item is kept too */
+  const r4 = await openai.responses.create({
+    model: 'x', instructions: SYSTEM, temperature: 0, max_output_tokens: N,
+    input: [{ role: 'user', content: USER }, { type: 'item_reference', id: fin }, { role: 'user', content: 'a tree' }],
+  });
+  eq(r4.output_text, refRef, 'item_reference to a streamed answer');
+  const r5 = await openai.responses.create({
+    model: 'x', instructions: SYSTEM, input: USER, temperature: 0, max_output_tokens: 4, store: false,
+  });
+  eq(r5.store, false, 'store: false');
+  const gone = await post(`${url}/v1/responses`, { model: 'x', input: [{ type: 'item_reference', id: r5.output[0].id }] }, auth);
+  eq([gone.status, gone.json?.error?.param], [400, 'input[0]'], 'store: false keeps nothing to refer to');
+
   // ---- refusals, by name
   phase = 'responses refusals';
   for (const [body, param] of [
@@ -300,7 +323,9 @@ try {
 
   // ---- the Vercel AI SDK: the default provider speaks /v1/responses
   phase = 'ai sdk @ai-sdk/openai';
-  const provider = createOpenAI({ apiKey: KEY, baseURL: `${url}/v1` });
+  const sent = []; /* the request bodies the provider sends */
+  const provider = createOpenAI({ apiKey: KEY, baseURL: `${url}/v1`,
+    fetch: (u, init) => { sent.push(JSON.parse(init.body)); return fetch(u, init); } });
   const g = await ai.generateText({
     model: provider('x'), system: SYSTEM, prompt: USER, temperature: 0, maxOutputTokens: N, maxRetries: 0,
   });
@@ -317,6 +342,15 @@ try {
   eq(stext, refText, 'streamText (responses) = chat content');
   eq((await s.usage).outputTokens, N, 'streamText usage');
   eq(await s.finishReason, 'length', 'streamText finishReason');
+  // a second turn: the default provider sends the first answer as an item_reference
+  const ask = { role: 'user', content: 'a tree' };
+  const g2 = await ai.generateText({
+    model: provider('x'), system: SYSTEM, temperature: 0, maxOutputTokens: N, maxRetries: 0,
+    messages: [{ role: 'user', content: USER }, ...g.response.messages, ask],
+  });
+  eq(g2.text, refRef, 'AI SDK second turn (item_reference) = chat');
+  check(sent.at(-1).input.some((i) => i.type === 'item_reference'),
+    `the AI SDK sent an item_reference: ${JSON.stringify(sent.at(-1).input)}`);
   const gr = await ai.generateText({
     model: provider.responses('x'), system: SYSTEM, prompt: USER, temperature: 0, maxOutputTokens: N, maxRetries: 0,
   });
