@@ -14,7 +14,7 @@
  * The converters are pure functions of JSON (no server, no model), so they are unit-tested
  * on canned JSON (tests/test_adapt.c); api_adapt.c holds the glue to the server's request
  * (struct srv_req), the stream state machine that both stream formats share, and the SSE
- * buffer.
+ * buffer; api_store.c keeps the output items of Responses answers for item_reference.
  */
 #ifndef CELLM_SERVER_ADAPT_H
 #define CELLM_SERVER_ADAPT_H
