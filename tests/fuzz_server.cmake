@@ -6,4 +6,8 @@ if(CELLM_FUZZ AND MHD_LIB)
                     ${PROJECT_SOURCE_DIR}/src/server/sched.c)
   target_compile_definitions(fuzz_request PRIVATE
                              CELLM_FUZZ_MODEL="${PROJECT_SOURCE_DIR}/models/wordnet-llama")
+  # the /v1/responses and /v1/messages adapters (api_out.c calls them; the target feeds them)
+  target_sources(fuzz_request PRIVATE ${PROJECT_SOURCE_DIR}/src/server/api_adapt.c
+                 ${PROJECT_SOURCE_DIR}/src/server/api_responses.c
+                 ${PROJECT_SOURCE_DIR}/src/server/api_messages.c)
 endif()

@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "adapt.h"
 #include "srv.h"
 
 /* ---- responses -------------------------------------------------------------------------- */
@@ -157,6 +158,8 @@ char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req
         if (r->p.return_ids) add_ids(c, "token_ids", cc->ids, cc->n_ids);
     }
     cJSON_AddItemToObject(o, "usage", usage(r));
+    /* /v1/responses, /v1/messages: the chat result in the other API's shape */
+    if (r->p.api) return cellm_srv_adapt_response(s, r, o);
     return print(o);
 }
 
@@ -219,6 +222,7 @@ int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n)
 
 void cellm_srv_stream_pos_free(struct srv_stream_pos *pos)
 {
+    cellm_srv_adapt_stream_free(pos->adapt);
     free(pos->sent_text);
     free(pos->sent_ids);
     free(pos->finish_sent);
@@ -252,8 +256,8 @@ static int cat(char **buf, size_t *len, char *ev)
     return 0;
 }
 
-char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req *r,
-                              struct srv_stream_pos *pos)
+static char *chat_events(const struct cellm_server *s, const struct srv_req *r,
+                         struct srv_stream_pos *pos)
 {
     char *out = NULL;
     size_t len = 0;
@@ -301,6 +305,14 @@ char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req
         return NULL;
     }
     return out ? out : strdup("");
+}
+
+char *cellm_srv_stream_events(const struct cellm_server *s, const struct srv_req *r,
+                              struct srv_stream_pos *pos)
+{
+    char *ev = chat_events(s, r, pos);
+    /* /v1/responses, /v1/messages: the chat events in the other API's shape */
+    return r->p.api ? cellm_srv_adapt_events(s, r, pos, ev) : ev;
 }
 
 /* ---- request log ------------------------------------------------------------------------ */

@@ -37,10 +37,12 @@
  * must name loopback (DNS rebinding). Every error this file produces has a JSON body.
  *
  * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, GET
- * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /tokenize, POST
- * /detokenize. Bodies above --max-body (default CELLM_SERVER_MAX_BODY, 1 MiB) get 413;
- * unknown routes 404; a known route with the wrong method 405; a missing or wrong bearer
- * token (with --api-key) 401. With --cors-origin every response carries
+ * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /v1/responses,
+ * POST /v1/messages, POST /v1/messages/count_tokens (the last three are adapters over chat
+ * completions, adapt.h; /v1/messages answers errors in Anthropic's shape), POST /tokenize,
+ * POST /detokenize. Bodies above --max-body (default CELLM_SERVER_MAX_BODY, 1 MiB) get 413;
+ * unknown routes 404; a known route with the wrong method 405; a missing or wrong key
+ * (with --api-key; a bearer token or x-api-key) 401. With --cors-origin every response carries
  * Access-Control-Allow-Origin and an OPTIONS preflight is answered 204 (no key needed).
  * Each request is logged in one line when it completes (cellm_srv_log; --quiet: none).
  */
@@ -56,6 +58,7 @@
 
 #include <microhttpd.h>
 
+#include "adapt.h"
 #include "http_conn.h"
 #include "http_guard.h"
 
@@ -135,10 +138,19 @@ static enum MHD_Result reply(struct cellm_server *s, struct MHD_Connection *c, i
     return reply_ex(s, c, status, ctype, body, 0);
 }
 
+/* The API whose error shape the request being answered gets (Anthropic's on /v1/messages). */
+static enum srv_api answering_api(void)
+{
+    return answering && !strncmp(answering->url, "/v1/messages", 12) &&
+                   (!answering->url[12] || answering->url[12] == '/')
+               ? SRV_API_MESSAGES
+               : SRV_API_CHAT;
+}
+
 static enum MHD_Result reply_error(struct cellm_server *s, struct MHD_Connection *c,
                                    const struct srv_error *e)
 {
-    char *body = cellm_srv_error_json(e);
+    char *body = cellm_srv_adapt_error_json(answering_api(), e);
     return reply(s, c, e->status, "application/json", body);
 }
 
@@ -148,7 +160,8 @@ static enum MHD_Result reply_errorf_ex(struct cellm_server *s, struct MHD_Connec
     struct srv_error e;
     cellm_srv_errorf(&e, status, NULL, "%s", msg);
     e.code = code;
-    return reply_ex(s, c, status, "application/json", cellm_srv_error_json(&e), close);
+    return reply_ex(s, c, status, "application/json",
+                    cellm_srv_adapt_error_json(answering_api(), &e), close);
 }
 
 static enum MHD_Result reply_errorf(struct cellm_server *s, struct MHD_Connection *c, int status,
@@ -203,7 +216,8 @@ static enum MHD_Result prep_next(struct cellm_server *s, struct srv_conn *cn)
         return MHD_NO;
     }
     if (cn->state == C_READY && cn->failed) return reply_error(s, c, &cn->err);
-    if (cn->state == C_READY && (cn->job == J_TOKENIZE || cn->job == J_DETOKENIZE)) {
+    if (cn->state == C_READY &&
+        (cn->job == J_TOKENIZE || cn->job == J_DETOKENIZE || cn->job == J_COUNT_TOKENS)) {
         char *out = cn->out;
         cn->out = NULL;
         return reply(s, c, 200, "application/json", out);
@@ -246,7 +260,9 @@ static enum MHD_Result preflight(struct cellm_server *s, struct MHD_Connection *
     if (!resp) return MHD_NO;
     cellm_srv_cors(s, resp);
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
-    MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, x-api-key, anthropic-version, "
+                            "anthropic-beta, anthropic-dangerous-direct-browser-access");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
     log_status(204);
     enum MHD_Result ret = MHD_queue_response(c, 204, resp);
@@ -296,7 +312,19 @@ static char *metrics_text(struct cellm_server *s)
 static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, struct srv_conn *cn,
                              const char *url, const char *method)
 {
-    enum { R_HEALTH, R_METRICS, R_MODELS, R_COMPLETIONS, R_CHAT, R_MODEL, R_TOKENIZE, R_DETOK };
+    enum {
+        R_HEALTH,
+        R_METRICS,
+        R_MODELS,
+        R_COMPLETIONS,
+        R_CHAT,
+        R_MODEL,
+        R_TOKENIZE,
+        R_DETOK,
+        R_RESPONSES,
+        R_MESSAGES,
+        R_COUNT
+    };
     static const struct {
         const char *path, *method;
         int id;
@@ -309,6 +337,9 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         {"/v1/models/", "GET", R_MODEL}, /* a prefix: /v1/models/{id} */
         {"/tokenize", "POST", R_TOKENIZE},
         {"/detokenize", "POST", R_DETOK},
+        {"/v1/responses", "POST", R_RESPONSES},
+        {"/v1/messages", "POST", R_MESSAGES},
+        {"/v1/messages/count_tokens", "POST", R_COUNT},
     };
     int id = -1, path_known = 0;
     const char *model_id = NULL;
@@ -346,7 +377,8 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
                      strdup(stopping ? "{\"status\":\"shutting down\"}" : "{\"status\":\"ok\"}"));
     if (path_known && !cellm_srv_authorized(s, c))
         return reply_errorf(s, c, 401, "invalid_api_key",
-                            "missing or wrong API key (send 'Authorization: Bearer KEY')");
+                            "missing or wrong API key (send 'Authorization: Bearer KEY' or "
+                            "'x-api-key: KEY')");
     if (id < 0) {
         char msg[256];
         if (path_known) {
@@ -372,10 +404,10 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
         return reply_errorf(s, c, 415, "unsupported_media_type",
                             "the request body must be sent with 'Content-Type: "
                             "application/json'");
-    static const enum srv_job jobs[] = {[R_COMPLETIONS] = J_COMPLETION,
-                                        [R_CHAT] = J_CHAT,
-                                        [R_TOKENIZE] = J_TOKENIZE,
-                                        [R_DETOK] = J_DETOKENIZE};
+    static const enum srv_job jobs[] = {
+        [R_COMPLETIONS] = J_COMPLETION, [R_CHAT] = J_CHAT,           [R_TOKENIZE] = J_TOKENIZE,
+        [R_DETOK] = J_DETOKENIZE,       [R_RESPONSES] = J_RESPONSES, [R_MESSAGES] = J_MESSAGES,
+        [R_COUNT] = J_COUNT_TOKENS};
     return prep_start(s, cn, jobs[id]);
 }
 
@@ -588,6 +620,7 @@ static void server_free(struct cellm_server *s)
     free(s->key_copy);
     free(s->dir_copy);
     free(s->cors_copy);
+    cellm_srv_store_free(s->items);
     if (s->http) {
         free(s->http->prep);
         free(s->o.allowed_hosts ? (void *)s->o.allowed_hosts : NULL);
@@ -678,6 +711,8 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     if (s->o.queue < 0) s->o.queue = 0;
     if (!s->o.max_body) s->o.max_body = CELLM_SERVER_MAX_BODY;
     cellm_srv_conn_defaults(&s->o);
+    if (!(s->items = cellm_srv_store_new(CELLM_SRV_STORE_BYTES)))
+        return fail(s, err, CELLM_ERR_NOMEM, "out of memory");
     s->vocab = cellm_model_vocab(model);
     int maxc = cellm_model_max_context(model);
     s->ctx_size = opts->ctx_size > 0 ? opts->ctx_size : maxc;

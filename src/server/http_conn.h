@@ -37,7 +37,15 @@ enum srv_cstate {
 enum srv_wkind { W_PREP, W_DONE, W_OUTPUT };
 
 /* The work a POST body needs before it can be answered (done by a prep thread). */
-enum srv_job { J_COMPLETION, J_CHAT, J_TOKENIZE, J_DETOKENIZE };
+enum srv_job {
+    J_COMPLETION,
+    J_CHAT,
+    J_TOKENIZE,
+    J_DETOKENIZE,
+    J_RESPONSES,   /* /v1/responses (adapt.h) */
+    J_MESSAGES,    /* /v1/messages */
+    J_COUNT_TOKENS /* /v1/messages/count_tokens */
+};
 
 struct srv_stream;
 

@@ -137,20 +137,28 @@ int cellm_srv_json_content_type(struct MHD_Connection *c)
     return !*t || *t == ';';
 }
 
+/* 1 when h is the key, compared in time independent of where they differ. */
+static int key_equal(const char *h, const char *key)
+{
+    size_t n = strlen(h), k = strlen(key);
+    unsigned diff = (unsigned)(n != k);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)h[i] ^ (unsigned char)key[i < k ? i : 0];
+    return diff == 0;
+}
+
 int cellm_srv_authorized(struct cellm_server *s, struct MHD_Connection *c)
 {
     if (!s->o.api_key) return 1;
+    /* Anthropic's clients send the key as x-api-key */
+    const char *x = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key");
+    if (x && key_equal(x, s->o.api_key)) return 1;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7)) return 0;
     h += 7;
     while (*h == ' ')
         h++;
-    /* compare in time independent of where they differ */
-    size_t n = strlen(h), k = strlen(s->o.api_key);
-    unsigned diff = (unsigned)(n != k);
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)h[i] ^ (unsigned char)s->o.api_key[i < k ? i : 0];
-    return diff == 0;
+    return key_equal(h, s->o.api_key);
 }
 
 char *cellm_srv_models_json(struct cellm_server *s, int one)

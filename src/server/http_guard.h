@@ -1,8 +1,8 @@
 /*
  * http_guard.h: the request policy of http.c, apart from its connection machinery: which
  * request framing is refused (smuggling), which Host names a loopback server accepts (DNS
- * rebinding), the JSON content type of POST bodies (cross-site forms), the bearer key, the
- * connection defaults, and the /v1/models bodies.
+ * rebinding), the JSON content type of POST bodies (cross-site forms), the API key (bearer
+ * or x-api-key), the connection defaults, and the /v1/models bodies.
  */
 #ifndef CELLM_SERVER_HTTP_GUARD_H
 #define CELLM_SERVER_HTTP_GUARD_H
@@ -21,7 +21,7 @@ int cellm_srv_framing_error(struct MHD_Connection *c, int *status, const char **
 int cellm_srv_host_allowed(struct cellm_server *s, struct MHD_Connection *c);
 /* 1 for Content-Type application/json (parameters allowed). */
 int cellm_srv_json_content_type(struct MHD_Connection *c);
-/* 1 when no key is set or the bearer token matches (in constant time). */
+/* 1 when no key is set or the bearer token or x-api-key header matches (in constant time). */
 int cellm_srv_authorized(struct cellm_server *s, struct MHD_Connection *c);
 /* The /v1/models body (malloc'd), or with `one` the /v1/models/{id} body. */
 char *cellm_srv_models_json(struct cellm_server *s, int one);

@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "adapt.h"
 #include "http_conn.h"
 
 static int client_gone(int fd)
@@ -163,13 +164,21 @@ static int prep_one(struct cellm_server *s, struct srv_conn *cn, struct srv_req 
         return cellm_srv_tokenize(s, b, cn->len, &cn->cancel, &cn->out, e);
     case J_DETOKENIZE:
         return cellm_srv_detokenize(s, b, cn->len, &cn->out, e);
+    case J_COUNT_TOKENS:
+        return cellm_srv_messages_count(s, b, cn->len, &cn->cancel, &cn->out, e);
+    case J_RESPONSES:
+    case J_MESSAGES:
+        if (cellm_srv_adapt_parse(s, cn->job == J_MESSAGES ? SRV_API_MESSAGES : SRV_API_RESPONSES,
+                                  b, cn->len, &cn->cancel, &s->http->wake_cv, r, e))
+            return -1;
+        break;
     case J_COMPLETION:
     case J_CHAT:
+        if (cellm_srv_parse_opts(s, cn->job == J_CHAT, b, cn->len, &cn->cancel, &s->http->wake_cv,
+                                 r, e))
+            return -1;
         break;
     }
-    if (cellm_srv_parse_opts(s, cn->job == J_CHAT, b, cn->len, &cn->cancel, &s->http->wake_cv, r,
-                             e))
-        return -1;
     if (cellm_srv_submit(s, *r, e)) {
         cellm_srv_req_free(*r);
         *r = NULL;

@@ -39,6 +39,7 @@ static double now_s(void)
 void cellm_srv_req_free(struct srv_req *r)
 {
     if (!r) return;
+    free(r->p.echo);
     free(r->p.prompt);
     for (int i = 0; i < r->p.n_stop; i++)
         free(r->p.stop[i]);

@@ -27,6 +27,8 @@ struct srv_params {
     int stream;        /* SSE */
     int include_usage; /* stream_options.include_usage */
     int return_ids;    /* extension: token_ids in the response */
+    int api;           /* enum srv_api (adapt.h): the API the request came in through */
+    char *echo;        /* NULL, or the request fields its response repeats (Responses) */
     int32_t *prompt;   /* prompt ids (tokenized text or prompt_ids) */
     int n_prompt;
     int max_tokens; /* generated tokens at most */
@@ -99,6 +101,7 @@ struct srv_stream_pos {
     int *sent_ids;     /* [n] */
     int *finish_sent;  /* [n] */
     int role_sent;
+    struct srv_adapt_stream *adapt; /* NULL, or the state of a Responses / Messages stream */
 };
 
 /* Under srv->mu: r's output or done changed; wakes whoever waits for it. */
@@ -146,6 +149,7 @@ struct cellm_server {
     void *daemon; /* struct MHD_Daemon */
     int port;
     struct srv_http *http; /* http.c's connection state (pools, waiting list) */
+    struct srv_item_store *items; /* Responses output items for item_reference (api_store.c) */
 };
 
 /* api.c: request bodies to srv_req, errors. */
