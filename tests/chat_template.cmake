@@ -1,4 +1,4 @@
-# Chat-template interpreter (src/tokenizer/jinja*.c): unit tests, differential tests
+# Chat-template interpreter (src/template/jinja*.c): unit tests, differential tests
 # against Python jinja2 (tests/chat/), and a libFuzzer target.
 cellm_unit_test(test_jinja ${CMAKE_CURRENT_LIST_DIR}/test_jinja.c)
 
