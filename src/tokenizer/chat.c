@@ -102,14 +102,14 @@ enum cellm_status cellm_tok_chat_prepare(struct cellm_tokenizer *tok, struct cel
         memcpy(why, err->msg, sizeof why);
         cellm_errf(err, st, "%s: the chat template (%s) does not parse: %s", tok->what,
                    tok->template_file && src == tok->template_file ? "chat_template.jinja"
-                                                                  : "tokenizer_config.json",
+                                                                   : "tokenizer_config.json",
                    why);
     }
     return st;
 }
 
 enum cellm_status cellm_tokenizer_set_chat_template(struct cellm_tokenizer *tok, const char *tmpl,
-                                                   struct cellm_error *err)
+                                                    struct cellm_error *err)
 {
     if (!tok) return cellm_errf(err, CELLM_ERR_ARG, "cellm_tokenizer_set_chat_template: NULL tok");
     char *copy = NULL;
