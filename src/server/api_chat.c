@@ -5,10 +5,11 @@
  * tool-call format and the reasoning markers of that template, src/template/toolcall.h).
  *
  * Messages are passed to the template as apply_chat_template takes them: role (developer
- * becomes system), content (a string; a list of text parts is joined; null stays None),
+ * becomes system), content (a string; a list of text parts is joined; null is ""),
  * an assistant's tool_calls (function.arguments as the object its JSON string encodes,
  * as llama-server does, since templates iterate over it or print it with tojson) and
- * reasoning_content, a tool message's tool_call_id and name. Tools go to the template as
+ * reasoning_content (also as "thinking" for gpt-oss, whose template reads that), a tool
+ * message's tool_call_id and name. Tools go to the template as
  * `tools`; chat_template_kwargs are further template variables (enable_thinking,
  * documents, ...), and reasoning_effort is one too unless the kwargs set it.
  *
@@ -112,7 +113,7 @@ static int copy_tool_calls(cJSON *dst, const cJSON *calls, int i, struct srv_err
 }
 
 /* The messages for the template; NULL with e set (or, when e is not set, out of memory). */
-static cJSON *messages(const cJSON *ms, struct srv_error *e)
+static cJSON *messages(const cJSON *ms, int harmony, struct srv_error *e)
 {
     cJSON *out = cJSON_CreateArray();
     int i = 0;
@@ -157,10 +158,9 @@ static cJSON *messages(const cJSON *ms, struct srv_error *e)
         }
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
         snprintf(key, sizeof key, "messages[%d].content", i);
-        cJSON *cv = !c ? cJSON_CreateString("")
-                    : cJSON_IsNull(c)
-                        ? (!strcmp(role, "assistant") ? cJSON_CreateNull() : cJSON_CreateString(""))
-                        : message_content(c, key, e);
+        /* null (an assistant's content beside tool calls) is "": templates test it with
+         * `in` (Qwen3) and `if` alike, and llama-server passes "" too */
+        cJSON *cv = !c || cJSON_IsNull(c) ? cJSON_CreateString("") : message_content(c, key, e);
         if (!cv || !cJSON_AddItemToObject(d, "content", cv)) {
             cJSON_Delete(cv);
             goto fail;
@@ -173,6 +173,9 @@ static cJSON *messages(const cJSON *ms, struct srv_error *e)
         }
         if (calls && cJSON_GetArraySize(calls) && copy_tool_calls(d, calls, i, e)) goto fail;
         if (!strcmp(role, "assistant") && copy_string(d, m, "reasoning_content", i, e)) goto fail;
+        /* gpt-oss's template reads an assistant's analysis from "thinking" */
+        const cJSON *rc = cJSON_GetObjectItemCaseSensitive(d, "reasoning_content");
+        if (harmony && rc && !cJSON_AddStringToObject(d, "thinking", rc->valuestring)) goto fail;
         if (!strcmp(role, "tool") &&
             (copy_string(d, m, "tool_call_id", i, e) || copy_string(d, m, "name", i, e)))
             goto fail;
@@ -270,7 +273,8 @@ int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_par
         return cellm_srv_bad_type(e, "reasoning_format", "\"none\", \"auto\" or \"deepseek\"", rf);
     int raw_reasoning = rf && !strcmp(rf->valuestring, "none");
 
-    cJSON *msgs = messages(ms, e);
+    p->tc = cellm_tc_detect(s->tok ? cellm_tokenizer_chat_template(s->tok) : NULL);
+    cJSON *msgs = messages(ms, p->tc.format == CELLM_TC_HARMONY, e);
     if (!msgs) {
         if (!e->status) cellm_srv_errorf(e, 500, NULL, "out of memory");
         return -1;
@@ -282,7 +286,6 @@ int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_par
                          "tokenizer.json; send token ids in 'prompt_ids' to /v1/completions");
         return -1;
     }
-    p->tc = cellm_tc_detect(cellm_tokenizer_chat_template(s->tok));
     if (have_tools && choice && p->tc.format == CELLM_TC_NONE) {
         cJSON_Delete(msgs);
         cellm_srv_errorf(e, 400, "tools",

@@ -187,7 +187,7 @@ static int arguments_as_objects(cJSON *messages)
             if (!cJSON_IsString(a)) continue;
             cJSON *v = cJSON_Parse(a->valuestring);
             if (!v) continue;
-            if (!cJSON_ReplaceItemViaPointer(f, a, v)) {
+            if (!cJSON_ReplaceItemInObjectCaseSensitive(f, "arguments", v)) {
                 cJSON_Delete(v);
                 return 0;
             }
