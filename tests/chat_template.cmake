@@ -3,6 +3,7 @@
 cellm_unit_test(test_jinja ${CMAKE_CURRENT_LIST_DIR}/test_jinja.c)
 # Tool-call and reasoning parsing (src/template/toolcall.c) on canned outputs.
 cellm_unit_test(test_toolcall ${CMAKE_CURRENT_LIST_DIR}/test_toolcall.c)
+target_compile_definitions(test_toolcall PRIVATE CELLM_HUB_DIR="${CMAKE_CURRENT_LIST_DIR}/data/hub")
 
 add_executable(test_jinja_render ${CMAKE_CURRENT_LIST_DIR}/test_jinja_render.c)
 target_include_directories(test_jinja_render PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})

@@ -39,7 +39,8 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
 {
     struct cellm_tc_style s = {CELLM_TC_NONE, 0, 0};
     if (!t) return s;
-    if (strstr(t, "<|channel|>") && strstr(t, "to=functions.")) {
+    /* gpt-oss writes "to=" and "functions." apart, so look for harmony's own tokens */
+    if (strstr(t, "<|channel|>") && strstr(t, "<|message|>") && strstr(t, "<|call|>")) {
         s.format = CELLM_TC_HARMONY;
         s.keep_special = 1;
         return s;

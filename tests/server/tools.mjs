@@ -102,7 +102,16 @@ try {
   let { dir, cfg } = checkpoint('qwen2_5');
   srv = await startServer(bin, ['-m', dir, '--parallel', '2']);
   let client = new OpenAI({ apiKey: 'x', baseURL: `${srv.url}/v1`, maxRetries: 0 });
-  const count = async (text) => (await post(`${srv.url}/tokenize`, { content: text })).json.tokens.length;
+  // /tokenize is idempotent: one retry covers a kept-alive socket that the server's idle
+  // timeout closed while a loaded machine ran Python in between
+  const count = async (text) => {
+    const once = async () => (await post(`${srv.url}/tokenize`, { content: text })).json.tokens.length;
+    try {
+      return await once();
+    } catch {
+      return once();
+    }
+  };
 
   phase = 'tools round trip, non-streamed';
   const req = { model: 'x', messages: history, tools, max_tokens: 12, temperature: 0 };
