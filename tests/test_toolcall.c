@@ -283,9 +283,9 @@ static void test_detect_hub(void **state)
         const char *model;
         enum cellm_tc_format f;
         int think;
-    } want[] = {{"qwen2_5", CELLM_TC_HERMES, 0},     {"qwen3", CELLM_TC_HERMES, 1},
-                {"llama3_2", CELLM_TC_LLAMA3, 0},    {"mistral_nemo", CELLM_TC_MISTRAL, 0},
-                {"gemma3", CELLM_TC_NONE, 0},        {"llama3", CELLM_TC_NONE, 0}};
+    } want[] = {{"qwen2_5", CELLM_TC_HERMES, 0},  {"qwen3", CELLM_TC_HERMES, 1},
+                {"llama3_2", CELLM_TC_LLAMA3, 0}, {"mistral_nemo", CELLM_TC_MISTRAL, 0},
+                {"gemma3", CELLM_TC_NONE, 0},     {"llama3", CELLM_TC_NONE, 0}};
     int seen = 0;
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char path[512];
@@ -305,7 +305,8 @@ static void test_detect_hub(void **state)
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
         assert_true(cJSON_IsString(t));
         struct cellm_tc_style st = cellm_tc_detect(t->valuestring);
-        if (st.format != want[i].f) fprintf(stderr, "%s: %s\n", want[i].model, cellm_tc_format_name(st.format));
+        if (st.format != want[i].f)
+            fprintf(stderr, "%s: %s\n", want[i].model, cellm_tc_format_name(st.format));
         assert_int_equal(st.format, want[i].f);
         assert_int_equal(st.think, want[i].think);
         cJSON_Delete(cfg);
@@ -320,7 +321,7 @@ int main(void)
         cmocka_unit_test(test_detect),  cmocka_unit_test(test_hermes),
         cmocka_unit_test(test_think),   cmocka_unit_test(test_qwen3_coder),
         cmocka_unit_test(test_llama3),  cmocka_unit_test(test_mistral),
-        cmocka_unit_test(test_harmony),    cmocka_unit_test(test_detect_hub),
+        cmocka_unit_test(test_harmony), cmocka_unit_test(test_detect_hub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
