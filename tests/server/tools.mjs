@@ -212,6 +212,30 @@ try {
   eq(r3.usage.prompt_tokens, await count(w3), 'qwen3 tool round trip: prompt tokens = jinja2\'s');
   await srv.stop();
   srv = null;
+
+  // ---- reasoning_effort and kwargs (documents, ...) are template variables
+  phase = 'reasoning_effort and kwargs';
+  const kdir = makeTextCheckpoint(fixture, path.join(work, 'server-tools-kwargs'));
+  const kcfgPath = path.join(kdir, 'tokenizer_config.json');
+  const kcfg = JSON.parse(fs.readFileSync(kcfgPath, 'utf8'));
+  kcfg.chat_template = '[{{ reasoning_effort | default("none") }}|{{ documents[0].text if documents else "" }}|{{ n }}]'
+    + '{% for m in messages %}{{ m.content }}{% endfor %}';
+  fs.writeFileSync(kcfgPath, JSON.stringify(kcfg));
+  srv = await startServer(bin, ['-m', kdir]);
+  for (const [extra, want] of [
+    [{}, '[none||]hi'],
+    [{ reasoning_effort: 'low' }, '[low||]hi'],
+    [{ reasoning_effort: 'low', chat_template_kwargs: { reasoning_effort: 'high', documents: [{ text: 'Alpha.' }], n: 3 } }, '[high|Alpha.|3]hi'],
+  ]) {
+    const r = await post(`${srv.url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'hi' }], max_tokens: 1, ...extra });
+    eq(r.status, 200, `${JSON.stringify(extra)}: status`);
+    const t = await post(`${srv.url}/tokenize`, { content: want });
+    eq(r.json.usage.prompt_tokens, t.json.tokens.length, `${JSON.stringify(extra)}: the prompt is ${want}`);
+  }
+  const bad = await post(`${srv.url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'hi' }], reasoning_effort: 3 });
+  eq(bad.json.error?.param, 'reasoning_effort', 'reasoning_effort type');
+  await srv.stop();
+  srv = null;
   console.log('tools: ok');
 } catch (e) {
   if (srv) await srv.stop().catch(() => {});
