@@ -29,3 +29,5 @@ endif()
 # directory has been processed.
 cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_jinja
                ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_jinja.c)
+cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_toolcall
+               ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_toolcall.c)

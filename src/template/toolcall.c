@@ -365,20 +365,35 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
             *len = (size_t)sp;
             rc = calls_from_json(s, (size_t)sp, k);
         } else {
-            const char *a = memmem(s, n, "[ARGS]", 6);
-            if (!a) {
-                /* a name is one word: anything else means this is not a call */
-                for (size_t j = i; j < n; j++)
-                    if (is_ws(s[j])) return -1;
-                return final ? -1 : 0;
+            /* NAME[ARGS] or NAME[CALL_ID]ID[ARGS]: words without spaces or brackets
+             * but those markers; anything else means this is not a call */
+            size_t j = i, name_end = 0, args_at = 0;
+            int in_id = 0;
+            for (; j < n && !args_at; j++) {
+                if (is_ws(s[j])) return -1;
+                if (s[j] != '[') continue;
+                size_t rest = n - j;
+                if (!in_id && rest >= 9 && !memcmp(s + j, "[CALL_ID]", 9)) {
+                    name_end = j;
+                    in_id = 1;
+                    j += 8;
+                } else if (rest >= 6 && !memcmp(s + j, "[ARGS]", 6)) {
+                    if (!in_id) name_end = j;
+                    args_at = j;
+                } else if ((!in_id && rest < 9 && !memcmp(s + j, "[CALL_ID]", rest)) ||
+                           (rest < 6 && !memcmp(s + j, "[ARGS]", rest))) {
+                    return final ? -1 : 0; /* a marker may be arriving */
+                } else {
+                    return -1;
+                }
             }
-            size_t off = (size_t)(a - s) + 6;
+            if (!args_at) return final ? -1 : 0;
+            size_t off = args_at + 6;
             long sp = json_span(s + off, n - off);
             if (sp < 0) return -1;
             if (sp == 0) return final ? -1 : 0;
             *len = off + (size_t)sp;
-            const char *ce = memmem(s, (size_t)(a - s), "[CALL_ID]", 9);
-            char *name = dup_trim(s, (size_t)((ce ? ce : a) - s));
+            char *name = strndup(s + i, name_end - i);
             cJSON *v = cJSON_ParseWithLength(s + off, (size_t)sp);
             char *args = cJSON_IsObject(v) ? cJSON_PrintUnformatted(v) : NULL;
             rc = !name                                   ? -1
@@ -556,8 +571,13 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
             int bad = 0, r = call_step(p, k, final, &len, &bad);
             if (r == -2) return -1;
             if (r == 0) return 0;
-            if (r < 0 || bad) {
-                if (give_back(p, k, r < 0 ? p->n : len)) return -1;
+            if (r < 0) {
+                /* not a call after all: the opener is text, and what follows it is read
+                 * again as text (so the result does not depend on how the text was cut) */
+                if (emit(k, 0, p->opener, strlen(p->opener))) return -1;
+                p->started = 1;
+            } else if (bad) {
+                if (give_back(p, k, len)) return -1;
             } else {
                 consume(p, len);
                 p->skip_ws = 1; /* the whitespace between calls is no content */
