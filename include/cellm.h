@@ -271,7 +271,7 @@ enum cellm_status cellm_tokenizer_chat(const struct cellm_tokenizer *tok,
  * cellm_tokenizer_chat; NULL restores the checkpoint's. Not thread-safe: call it before the
  * tokenizer is shared. */
 enum cellm_status cellm_tokenizer_set_chat_template(struct cellm_tokenizer *tok, const char *tmpl,
-                                                   struct cellm_error *err);
+                                                    struct cellm_error *err);
 
 /* Whether cellm_tokenizer_chat has a template to render (the checkpoint's or one set). */
 int cellm_tokenizer_has_chat_template(const struct cellm_tokenizer *tok);
@@ -368,11 +368,11 @@ struct cellm_gen_params {
     int min_tokens;          /* EOS cannot be picked before this many (its logits are masked) */
     const char *const *stop; /* stop strings (copied); need a tokenizer */
     int n_stop;
-    int ignore_eos; /* EOS ids are ordinary tokens */
-    int logprobs;   /* -1 = none; 0..20: the picked token's log-probability and this
-                     * many most likely alternatives (log-softmax of the raw logits) */
-    int ctx_limit;  /* prompt + generated tokens at most; 0 = the model's maximum */
-    int use_cache;  /* attach a cached prefix of the prompt, and store what was computed */
+    int ignore_eos;   /* EOS ids are ordinary tokens */
+    int logprobs;     /* -1 = none; 0..20: the picked token's log-probability and this
+                       * many most likely alternatives (log-softmax of the raw logits) */
+    int ctx_limit;    /* prompt + generated tokens at most; 0 = the model's maximum */
+    int use_cache;    /* attach a cached prefix of the prompt, and store what was computed */
     int keep_special; /* the text includes special tokens (cellm_detok_keep_special) */
     struct cellm_sampler_params sampling;
 };

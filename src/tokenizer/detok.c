@@ -65,7 +65,8 @@ enum cellm_status cellm_detok_push(struct cellm_detok *d, int32_t id, const char
         return cellm_errf(err, CELLM_ERR_NOMEM, "detokenizer: out of memory");
     d->shown.n = d->all.n = d->out.n = 0;
     const int32_t *w = d->ids.v + d->prefix;
-    CELLM_TRY(cellm_tok_decode_raw(d->tok, w, d->read - d->prefix, d->skip_special, &d->shown, err));
+    CELLM_TRY(
+        cellm_tok_decode_raw(d->tok, w, d->read - d->prefix, d->skip_special, &d->shown, err));
     CELLM_TRY(cellm_tok_decode_raw(d->tok, w, d->ids.n - d->prefix, d->skip_special, &d->all, err));
     int incomplete = d->all.n >= 3 && !memcmp(d->all.p + d->all.n - 3, "\xEF\xBF\xBD", 3);
     if (d->all.n > d->shown.n && !incomplete) {

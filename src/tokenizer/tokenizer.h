@@ -26,7 +26,7 @@ struct cellm_tokenizer {
     char *template_set;  /* cellm_tokenizer_set_chat_template's, or NULL: wins */
     struct cellm_jinja_tmpl *template_parsed;     /* the checkpoint's, parsed at load */
     struct cellm_jinja_tmpl *template_set_parsed; /* template_set's */
-    char *what;          /* path of tokenizer.json, for messages */
+    char *what;                                   /* path of tokenizer.json, for messages */
 };
 
 /* The token string of an id: the added token's content or the model's piece. */
