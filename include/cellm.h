@@ -291,10 +291,31 @@ enum cellm_status cellm_tokenizer_chat(const struct cellm_tokenizer *tok,
  * cellm_tokenizer_chat; NULL restores the checkpoint's. Not thread-safe: call it before the
  * tokenizer is shared. */
 enum cellm_status cellm_tokenizer_set_chat_template(struct cellm_tokenizer *tok, const char *tmpl,
-                                                   struct cellm_error *err);
+                                                    struct cellm_error *err);
 
 /* Whether cellm_tokenizer_chat has a template to render (the checkpoint's or one set). */
 int cellm_tokenizer_has_chat_template(const struct cellm_tokenizer *tok);
+
+/* Renders the chat template with the variables of one JSON object, as
+ * apply_chat_template(messages, tools=, documents=, add_generation_prompt=, **kwargs)
+ * would: vars_json holds "messages" (required) and any of "tools", "documents" and
+ * template kwargs ("enable_thinking", "reasoning_effort", ...); the special tokens of
+ * tokenizer_config.json are added unless vars_json sets them, and add_generation_prompt
+ * is set. Messages are in OpenAI's shape: an assistant's tool_calls[].function.arguments
+ * given as a JSON string is passed to the template as the object it encodes (templates
+ * iterate over it or print it with tojson; llama-server does the same). */
+enum cellm_status cellm_tokenizer_chat_vars(const struct cellm_tokenizer *tok,
+                                            const char *vars_json, int add_generation_prompt,
+                                            char **text, struct cellm_error *err);
+
+/* The Jinja source of the template in use (the one set, else the checkpoint's), or NULL.
+ * Lives until the next cellm_tokenizer_set_chat_template or the tokenizer's free. */
+const char *cellm_tokenizer_chat_template(const struct cellm_tokenizer *tok);
+
+/* With keep nonzero, d's later text includes special tokens (a tool call's or a reasoning
+ * channel's markers are special tokens in some families: Llama's <|python_tag|>,
+ * gpt-oss's <|channel|>, Mistral's [TOOL_CALLS]). */
+void cellm_detok_keep_special(struct cellm_detok *d, int keep);
 
 /* ---- sampling ------------------------------------------------------------------------- */
 
@@ -367,11 +388,12 @@ struct cellm_gen_params {
     int min_tokens;          /* EOS cannot be picked before this many (its logits are masked) */
     const char *const *stop; /* stop strings (copied); need a tokenizer */
     int n_stop;
-    int ignore_eos; /* EOS ids are ordinary tokens */
-    int logprobs;   /* -1 = none; 0..20: the picked token's log-probability and this
-                     * many most likely alternatives (log-softmax of the raw logits) */
-    int ctx_limit;  /* prompt + generated tokens at most; 0 = the model's maximum */
-    int use_cache;  /* attach a cached prefix of the prompt, and store what was computed */
+    int ignore_eos;   /* EOS ids are ordinary tokens */
+    int logprobs;     /* -1 = none; 0..20: the picked token's log-probability and this
+                       * many most likely alternatives (log-softmax of the raw logits) */
+    int ctx_limit;    /* prompt + generated tokens at most; 0 = the model's maximum */
+    int use_cache;    /* attach a cached prefix of the prompt, and store what was computed */
+    int keep_special; /* the text includes special tokens (cellm_detok_keep_special) */
     struct cellm_sampler_params sampling;
 };
 

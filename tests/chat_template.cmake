@@ -1,6 +1,9 @@
-# Chat-template interpreter (src/tokenizer/jinja*.c): unit tests, differential tests
+# Chat-template interpreter (src/template/jinja*.c): unit tests, differential tests
 # against Python jinja2 (tests/chat/), and a libFuzzer target.
 cellm_unit_test(test_jinja ${CMAKE_CURRENT_LIST_DIR}/test_jinja.c)
+# Tool-call and reasoning parsing (src/template/toolcall.c) on canned outputs.
+cellm_unit_test(test_toolcall ${CMAKE_CURRENT_LIST_DIR}/test_toolcall.c)
+target_compile_definitions(test_toolcall PRIVATE CELLM_HUB_DIR="${CMAKE_CURRENT_LIST_DIR}/data/hub")
 
 add_executable(test_jinja_render ${CMAKE_CURRENT_LIST_DIR}/test_jinja_render.c)
 target_include_directories(test_jinja_render PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
@@ -26,3 +29,5 @@ endif()
 # directory has been processed.
 cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_jinja
                ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_jinja.c)
+cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_target fuzz_toolcall
+               ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_toolcall.c)

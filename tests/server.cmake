@@ -2,6 +2,10 @@
 # (tests/server/curl.sh) and by Node with the official openai client
 # (tests/server/*.mjs; the client is installed into tests/server/node_modules by
 # .ci/setup.d/30-server.sh, and openai.mjs skips, exit 77, without it).
+# The response side of tool calls and reasoning (api_out.c), on hand-made requests.
+cellm_unit_test(test_tool_out ${CMAKE_CURRENT_LIST_DIR}/test_tool_out.c
+                ${PROJECT_SOURCE_DIR}/src/server/api.c ${PROJECT_SOURCE_DIR}/src/server/api_chat.c
+                ${PROJECT_SOURCE_DIR}/src/server/api_out.c ${PROJECT_SOURCE_DIR}/src/server/sched.c)
 find_program(CELLM_NODE node)
 find_program(CELLM_CURL curl)
 find_program(CELLM_BASH bash)
@@ -22,6 +26,9 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
   add_test(NAME server/openai
            COMMAND ${CELLM_NODE} ${srv}/openai.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
+  add_test(NAME server/tools
+           COMMAND ${CELLM_NODE} ${srv}/tools.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
+                   ${CMAKE_CURRENT_BINARY_DIR})
   add_test(NAME server/hygiene
            COMMAND ${CELLM_NODE} ${srv}/hygiene.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
@@ -29,7 +36,7 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
            COMMAND ${CELLM_NODE} ${srv}/prefix.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(server/prefix server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
-                       server/batch-gemma3-q4 server/load server/openai server/hygiene
+                       server/batch-gemma3-q4 server/load server/openai server/tools server/hygiene
                        PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
   # /v1/responses and /v1/messages through openai, the Vercel AI SDK (@ai-sdk/openai,
   # @ai-sdk/openai-compatible) and @anthropic-ai/sdk (all installed by 30-server.sh)

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "base/alloc.h"
-#include "tokenizer/jinja.h"
+#include "template/jinja.h"
 
 static enum cellm_status render(const char *tmpl, const char *vars_json, char **out,
                                 struct cellm_error *err)

@@ -15,7 +15,7 @@
 
 #include "base/alloc.h"
 #include "base/json.h"
-#include "tokenizer/jinja.h"
+#include "template/jinja.h"
 
 static char *slurp(const char *path, size_t *len)
 {

@@ -115,6 +115,71 @@ static enum cellm_status load_text(const char *json, struct cellm_error *err)
     "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, "                  \
     "\"merges\": [\"a b\"]}"
 
+/* A checkpoint directory with tokenizer.json and chat_template.jinja; loads it. */
+static enum cellm_status load_with_template(const char *tmpl, struct cellm_tokenizer **tok,
+                                            struct cellm_error *err)
+{
+    char dir[] = "/tmp/cellm-tok-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char p1[64], p2[64];
+    snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
+    snprintf(p2, sizeof p2, "%s/chat_template.jinja", dir);
+    FILE *f = fopen(p1, "w");
+    assert_non_null(f);
+    fputs("{" MODEL "}", f);
+    fclose(f);
+    assert_non_null(f = fopen(p2, "w"));
+    fputs(tmpl, f);
+    fclose(f);
+    enum cellm_status st = cellm_tokenizer_load(dir, tok, err);
+    unlink(p1);
+    unlink(p2);
+    rmdir(dir);
+    return st;
+}
+
+/* The chat template is parsed at load: a broken one fails the load with its line:column;
+ * cellm_tokenizer_chat_vars passes tool-call arguments given as a JSON string as an
+ * object; a broken template set later is refused and the old one stays. */
+static void test_chat_template_at_load(void **state)
+{
+    (void)state;
+    struct cellm_tokenizer *tok = NULL;
+    struct cellm_error err = {{0}};
+    assert_int_equal(load_with_template("{% if x %}\nhello {{ y }\n", &tok, &err),
+                     CELLM_ERR_FORMAT);
+    assert_null(tok);
+    if (!strstr(err.msg, "chat_template.jinja") || !strstr(err.msg, "2:"))
+        fail_msg("message \"%s\" should name the file and the line", err.msg);
+    assert_int_equal(load_with_template("{% for m in messages %}{{ m.role }}:"
+                                        "{{ m.tool_calls[0].function.arguments.city }}"
+                                        "{% endfor %}{{ tools[0].function.name }}{{ flag }}",
+                                        &tok, &err),
+                     CELLM_OK);
+    assert_true(cellm_tokenizer_has_chat_template(tok));
+    char *text = NULL;
+    const char *vars = "{\"messages\": [{\"role\": \"assistant\", \"content\": \"\", "
+                       "\"tool_calls\": [{\"type\": \"function\", \"function\": {\"name\": "
+                       "\"w\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}]}], \"tools\": "
+                       "[{\"type\": \"function\", \"function\": {\"name\": \"w\"}}], \"flag\": 7}";
+    assert_int_equal(cellm_tokenizer_chat_vars(tok, vars, 1, &text, &err), CELLM_OK);
+    assert_string_equal(text, "assistant:Paris"
+                              "w7");
+    free(text);
+    assert_int_equal(cellm_tokenizer_set_chat_template(tok, "{{ x", &err), CELLM_ERR_FORMAT);
+    assert_int_equal(cellm_tokenizer_chat_vars(tok, vars, 1, &text, &err), CELLM_OK);
+    assert_string_equal(text, "assistant:Paris"
+                              "w7");
+    free(text);
+    assert_int_equal(cellm_tokenizer_set_chat_template(tok, "[{{ flag }}]", &err), CELLM_OK);
+    assert_int_equal(cellm_tokenizer_chat_vars(tok, vars, 1, &text, &err), CELLM_OK);
+    assert_string_equal(text, "[7]");
+    free(text);
+    assert_int_equal(cellm_tokenizer_chat_vars(tok, "{\"messages\": 5}", 1, &text, &err),
+                     CELLM_ERR_ARG);
+    cellm_tokenizer_free(tok);
+}
+
 static void expect_refusal(const char *json, const char *needle)
 {
     struct cellm_error err = {{0}};
@@ -254,8 +319,11 @@ static void test_unicode(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_against_reference), cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_streaming),         cmocka_unit_test(test_regex),
+        cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_chat_template_at_load),
+        cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_regex),
         cmocka_unit_test(test_unicode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-# Tokenizer (src/tokenizer/ except jinja*): unit tests on small committed tokenizer.json
+# Tokenizer (src/tokenizer/): unit tests on small committed tokenizer.json
 # files (always run), comparisons with the reference on real tokenizers fetched by
 # .ci/setup.d/20-tokenizers.sh (skipped when absent, except in CI where CELLM_CI=1 makes
 # them fail), and a libFuzzer target.

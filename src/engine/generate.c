@@ -150,6 +150,7 @@ enum cellm_status cellm_gen_new(struct cellm_ctx *ctx, const struct cellm_tokeni
         goto fail;
     if ((st = cellm_sampler_new(&gp.sampling, vocab, &g->smp, err))) goto fail;
     if (tok && (st = cellm_detok_new(tok, &g->dt, err))) goto fail;
+    if (g->dt) cellm_detok_keep_special(g->dt, gp.keep_special);
     for (int i = 0; i < n; i++)
         cellm_sampler_accept(g->smp, prompt[i]);
     /* with slot reuse (a context without a block cache), a freed sequence sharing the

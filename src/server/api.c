@@ -6,10 +6,12 @@
  * The rule is "honour it or refuse it": every field the engine implements is read and
  * type-checked, including the other servers' names for them (llama-server's n_predict,
  * repeat_penalty, repeat_last_n, n_probs, cache_prompt; vLLM's repetition_penalty,
- * min_tokens, ignore_eos); fields whose meaning cellm cannot deliver faithfully (tools,
- * structured output and grammars, echo, best_of, logit_bias, mirostat, ...) are refused
+ * min_tokens, ignore_eos); fields whose meaning cellm cannot deliver faithfully
+ * (structured output and grammars, echo, best_of, logit_bias, mirostat, ...) are refused
  * by name with HTTP 400 rather than ignored. Metadata with no effect on the output (user,
  * metadata, store, service_tier) and unknown keys are ignored, as OpenAI itself does.
+ *
+ * Chat messages, tools and tool_choice are api_chat.c's.
  *
  * Extensions (documented in tests/server/README.md): `prompt_ids` (a list of token ids,
  * also accepted as the standard `prompt` given as a list of integers) lets a client skip
@@ -90,6 +92,11 @@ static int bad_type(struct srv_error *e, const char *key, const char *want, cons
     return -1;
 }
 
+int cellm_srv_bad_type(struct srv_error *e, const char *key, const char *want, const cJSON *j)
+{
+    return bad_type(e, key, want, j);
+}
+
 /* Reads a number field in [lo, hi]; 0 = absent, 1 = read, -1 = error. */
 static int num_field(const cJSON *o, const char *key, double lo, double hi, double *out,
                      struct srv_error *e)
@@ -139,11 +146,15 @@ static int refuse(struct srv_error *e, const char *key, const char *why)
     return -1;
 }
 
+int cellm_srv_refuse(struct srv_error *e, const char *key, const char *why)
+{
+    return refuse(e, key, why);
+}
+
 /* Fields cellm cannot honour faithfully: refused when present with a non-default value. */
 static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
 {
     const cJSON *j;
-    (void)chat;
     /* structured output and grammars (until cellm constrains decoding) */
     static const char *const constrained[] = {"grammar",
                                               "json_schema",
@@ -192,9 +203,10 @@ static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
         return refuse(e, "include_stop_str_in_output", "stop strings are never included");
     if ((j = get(o, "skip_special_tokens")) && !cJSON_IsTrue(j))
         return refuse(e, "skip_special_tokens", "special tokens are always skipped in text");
-    if ((j = get(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
-        return refuse(e, "tools", "tool calling is not implemented");
-    if (get(o, "tool_choice")) return refuse(e, "tool_choice", "tool calling is not implemented");
+    if (!chat && (j = get(o, "tools")) && !(cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0))
+        return refuse(e, "tools", "tools are for /v1/chat/completions");
+    if (!chat && get(o, "tool_choice"))
+        return refuse(e, "tool_choice", "tools are for /v1/chat/completions");
     if (get(o, "functions") || get(o, "function_call"))
         return refuse(e, get(o, "functions") ? "functions" : "function_call",
                       "function calling is not implemented");
@@ -256,8 +268,8 @@ static int no_tokenizer(struct srv_error *e, const char *key)
     return -1;
 }
 
-static int tokenize(struct cellm_server *s, const char *text, int add_special, const char *key,
-                    struct srv_params *p, struct srv_error *e)
+int cellm_srv_tokenize_text(struct cellm_server *s, const char *text, int add_special,
+                            const char *key, struct srv_params *p, struct srv_error *e)
 {
     int32_t *ids = NULL;
     size_t n = 0;
@@ -332,134 +344,7 @@ static int completion_prompt(struct cellm_server *s, const cJSON *o, struct srv_
     }
     if (!cJSON_IsString(pr)) return bad_type(e, "prompt", "a string or a list of token ids", pr);
     if (!s->tok) return no_tokenizer(e, "prompt");
-    return tokenize(s, pr->valuestring, 1, "prompt", p, e);
-}
-
-/* A message's content: a string, or a list of {"type": "text", "text": ...} parts. */
-static char *message_content(const cJSON *m, int i, struct srv_error *e)
-{
-    char key[48];
-    snprintf(key, sizeof key, "messages[%d].content", i);
-    const cJSON *c = get(m, "content");
-    if (!c) return strdup("");
-    if (cJSON_IsString(c)) return strdup(c->valuestring);
-    if (!cJSON_IsArray(c)) {
-        bad_type(e, key, "a string or a list of text parts", c);
-        return NULL;
-    }
-    size_t len = 0;
-    const cJSON *part;
-    cJSON_ArrayForEach(part, c)
-    {
-        const cJSON *t = cJSON_IsObject(part) ? get(part, "type") : NULL;
-        const cJSON *tx = cJSON_IsObject(part) ? get(part, "text") : NULL;
-        if (!t || !cJSON_IsString(t) || strcmp(t->valuestring, "text")) {
-            refuse(e, key, "only text content parts");
-            return NULL;
-        }
-        if (!tx || !cJSON_IsString(tx)) {
-            bad_type(e, key, "a list of text parts with a string 'text'", tx ? tx : part);
-            return NULL;
-        }
-        len += strlen(tx->valuestring);
-    }
-    char *out = malloc(len + 1), *w = out;
-    if (!out) return NULL;
-    cJSON_ArrayForEach(part, c)
-    {
-        const char *t = get(part, "text")->valuestring;
-        size_t n = strlen(t);
-        memcpy(w, t, n);
-        w += n;
-    }
-    *w = 0;
-    return out;
-}
-
-static int chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_params *p,
-                       struct srv_error *e)
-{
-    const cJSON *ms = get(o, "messages");
-    if (!ms) {
-        cellm_srv_errorf(e, 400, "messages", "'messages' is required");
-        e->code = "missing_required_parameter";
-        return -1;
-    }
-    if (!cJSON_IsArray(ms)) return bad_type(e, "messages", "a list of messages", ms);
-    int n = cJSON_GetArraySize(ms);
-    if (n == 0) {
-        cellm_srv_errorf(e, 400, "messages", "'messages' is empty");
-        return -1;
-    }
-    const cJSON *kw = get(o, "chat_template_kwargs");
-    if (kw && !cJSON_IsObject(kw)) return bad_type(e, "chat_template_kwargs", "an object", kw);
-    struct cellm_chat_message *msgs = calloc((size_t)n, sizeof *msgs);
-    char **contents = calloc((size_t)n, sizeof *contents);
-    char *extra = kw ? cJSON_PrintUnformatted(kw) : NULL;
-    int rc = -1, i = 0;
-    char *text = NULL;
-    if (!msgs || !contents || (kw && !extra)) {
-        cellm_srv_errorf(e, 500, NULL, "out of memory");
-        goto out;
-    }
-    const cJSON *m;
-    cJSON_ArrayForEach(m, ms)
-    {
-        char key[48];
-        snprintf(key, sizeof key, "messages[%d]", i);
-        if (!cJSON_IsObject(m)) {
-            bad_type(e, key, "an object", m);
-            goto out;
-        }
-        snprintf(key, sizeof key, "messages[%d].role", i);
-        const cJSON *r = get(m, "role");
-        if (!r || !cJSON_IsString(r)) {
-            if (r)
-                bad_type(e, key, "a string", r);
-            else
-                cellm_srv_errorf(e, 400, key, "'%s' is required", key);
-            goto out;
-        }
-        const char *role = r->valuestring;
-        if (!strcmp(role, "developer")) role = "system";
-        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) {
-            cellm_srv_errorf(e, 400, key,
-                             "'%s' is '%s'; supported roles are system, developer, user and "
-                             "assistant (tool calling is not implemented)",
-                             key, r->valuestring);
-            goto out;
-        }
-        if (get(m, "tool_calls") || get(m, "function_call")) {
-            snprintf(key, sizeof key, "messages[%d].tool_calls", i);
-            refuse(e, key, "tool calling is not implemented");
-            goto out;
-        }
-        if (!(contents[i] = message_content(m, i, e))) {
-            if (!e->status) cellm_srv_errorf(e, 500, NULL, "out of memory");
-            goto out;
-        }
-        msgs[i].role = role;
-        msgs[i].content = contents[i];
-        i++;
-    }
-    if (!s->tok) {
-        no_tokenizer(e, "messages");
-        goto out;
-    }
-    struct cellm_error ce;
-    if (cellm_tokenizer_chat(s->tok, msgs, (size_t)n, 1, extra, &text, &ce)) {
-        cellm_srv_errorf(e, 400, "messages", "the chat template failed: %s", ce.msg);
-        goto out;
-    }
-    rc = tokenize(s, text, 0, "messages", p, e);
-out:
-    for (int k = 0; contents && k < n; k++)
-        free(contents[k]);
-    free(contents);
-    free(msgs);
-    free(text);
-    cJSON_free(extra);
-    return rc;
+    return cellm_srv_tokenize_text(s, pr->valuestring, 1, "prompt", p, e);
 }
 
 static int stop_field(const cJSON *o, struct srv_params *p, struct srv_error *e)
@@ -663,7 +548,7 @@ int cellm_srv_parse_opts(struct cellm_server *s, int chat, const char *body, siz
                          "tokenizer.json");
         goto fail;
     }
-    if ((chat ? chat_prompt(s, o, p, e) : completion_prompt(s, o, p, e))) goto fail;
+    if ((chat ? cellm_srv_chat_prompt(s, o, p, e) : completion_prompt(s, o, p, e))) goto fail;
     /* the context: prompt plus generated tokens must fit */
     if (p->n_prompt >= s->ctx_size) {
         cellm_srv_errorf(e, 400, chat ? "messages" : "prompt",
@@ -747,7 +632,7 @@ int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len,
         if (!s->tok) {
             no_tokenizer(e, "content");
         } else if (!c->valuestring[0] ||
-                   !tokenize(s, c->valuestring, add_special, "content", &p, e)) {
+                   !cellm_srv_tokenize_text(s, c->valuestring, add_special, "content", &p, e)) {
             cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "tokens");
             for (int i = 0; i < p.n_prompt; i++) {
                 if (!with_pieces) {

@@ -4,7 +4,10 @@
  * The whole body of a finished request (cellm_srv_response_json), and for a stream the
  * SSE events of whatever output a client has not seen yet (cellm_srv_stream_events,
  * called under the server mutex by http_wait.c's content reader): a role chunk first
- * (chat), per choice its new text, ids and logprobs and, once done, its finish chunk;
+ * (chat), per choice its new reasoning (delta.reasoning_content), text, ids and logprobs,
+ * its new tool calls (delta.tool_calls: a head with index, id, type, function.name and
+ * empty arguments, then the arguments, as OpenAI streams them) and, once done, its finish
+ * chunk;
  * then the usage chunk (stream_options.include_usage) and [DONE], or an error event.
  * Logprobs are those the engine computed (log-softmax of the raw logits) in the
  * endpoint's shape. Also the one-line request log.
@@ -131,6 +134,29 @@ static cJSON *logprobs_json(const struct cellm_server *s, const struct srv_req *
     return o;
 }
 
+static int blank(const char *t)
+{
+    for (; t && *t; t++)
+        if (*t != ' ' && *t != '\n' && *t != '\r' && *t != '\t') return 0;
+    return 1;
+}
+
+/* A tool call in a message (index < 0), or in a stream's delta: its head (id, type, name,
+ * arguments "") or its arguments alone (head = 0). */
+static cJSON *call_json(const struct srv_call *k, int index, int head)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (index >= 0) cJSON_AddNumberToObject(o, "index", index);
+    if (head) {
+        cJSON_AddStringToObject(o, "id", k->id);
+        cJSON_AddStringToObject(o, "type", "function");
+    }
+    cJSON *f = cJSON_AddObjectToObject(o, "function");
+    if (head) cJSON_AddStringToObject(f, "name", k->name);
+    cJSON_AddStringToObject(f, "arguments", head && index >= 0 ? "" : k->args);
+    return o;
+}
+
 char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req *r)
 {
     int chat = r->p.chat;
@@ -145,7 +171,17 @@ char *cellm_srv_response_json(const struct cellm_server *s, const struct srv_req
         if (chat) {
             cJSON *m = cJSON_AddObjectToObject(c, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", text ? text : "");
+            /* with tool calls and no other text, content is null, as OpenAI sends it */
+            if (cc->n_calls && blank(text))
+                cJSON_AddNullToObject(m, "content");
+            else
+                cJSON_AddStringToObject(m, "content", text ? text : "");
+            if (cc->reasoning_len) cJSON_AddStringToObject(m, "reasoning_content", cc->reasoning);
+            if (cc->n_calls) {
+                cJSON *tc = cJSON_AddArrayToObject(m, "tool_calls");
+                for (int i = 0; i < cc->n_calls; i++)
+                    cJSON_AddItemToArray(tc, call_json(&cc->calls[i], -1, 1));
+            }
         } else {
             cJSON_AddStringToObject(c, "text", text ? text : "");
         }
@@ -211,13 +247,51 @@ static char *chunk(const struct cellm_server *s, const struct srv_req *r, int k,
     return sse(o);
 }
 
+/* A chat chunk of choice k whose delta is d (reasoning or a tool call's piece). */
+static char *delta_chunk(const struct cellm_server *s, const struct srv_req *r, int k, cJSON *d)
+{
+    cJSON *o = head(s, r, "chat.completion.chunk");
+    cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", k);
+    cJSON_AddItemToObject(c, "delta", d);
+    cJSON_AddNullToObject(c, "logprobs");
+    cJSON_AddNullToObject(c, "finish_reason");
+    if (r->p.include_usage) cJSON_AddNullToObject(o, "usage");
+    return sse(o);
+}
+
+static char *reasoning_chunk(const struct cellm_server *s, const struct srv_req *r, int k,
+                             size_t from, size_t to)
+{
+    char *t = strndup(r->ch[k].reasoning + from, to - from);
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, "reasoning_content", t ? t : "");
+    free(t);
+    return delta_chunk(s, r, k, d);
+}
+
+/* Tool call i of choice k, as OpenAI streams one: its head, then its arguments. */
+static char *call_chunk(const struct cellm_server *s, const struct srv_req *r, int k, int i,
+                        int head_part)
+{
+    cJSON *d = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(d, "tool_calls");
+    cJSON_AddItemToArray(a, call_json(&r->ch[k].calls[i], i, head_part));
+    return delta_chunk(s, r, k, d);
+}
+
 int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n)
 {
     memset(pos, 0, sizeof *pos);
     pos->sent_text = calloc((size_t)n, sizeof *pos->sent_text);
     pos->sent_ids = calloc((size_t)n, sizeof *pos->sent_ids);
     pos->finish_sent = calloc((size_t)n, sizeof *pos->finish_sent);
-    return pos->sent_text && pos->sent_ids && pos->finish_sent ? 0 : -1;
+    pos->sent_reasoning = calloc((size_t)n, sizeof *pos->sent_reasoning);
+    pos->sent_calls = calloc((size_t)n, sizeof *pos->sent_calls);
+    return pos->sent_text && pos->sent_ids && pos->finish_sent && pos->sent_reasoning &&
+                   pos->sent_calls
+               ? 0
+               : -1;
 }
 
 void cellm_srv_stream_pos_free(struct srv_stream_pos *pos)
@@ -226,6 +300,8 @@ void cellm_srv_stream_pos_free(struct srv_stream_pos *pos)
     free(pos->sent_text);
     free(pos->sent_ids);
     free(pos->finish_sent);
+    free(pos->sent_reasoning);
+    free(pos->sent_calls);
 }
 
 int cellm_srv_stream_pending(const struct srv_req *r, const struct srv_stream_pos *pos)
@@ -234,6 +310,7 @@ int cellm_srv_stream_pending(const struct srv_req *r, const struct srv_stream_po
     for (int k = 0; k < r->p.n; k++) {
         const struct srv_choice *c = &r->ch[k];
         if (c->text_len > pos->sent_text[k] || c->n_ids > pos->sent_ids[k] ||
+            c->reasoning_len > pos->sent_reasoning[k] || c->n_calls > pos->sent_calls[k] ||
             (c->done && !pos->finish_sent[k]))
             return 1;
     }
@@ -280,10 +357,19 @@ static char *chat_events(const struct cellm_server *s, const struct srv_req *r,
         size_t t0 = pos->sent_text[k];
         int i0 = pos->sent_ids[k];
         int more_ids = c->n_ids > i0 && (r->p.return_ids || r->p.logprobs >= 0);
-        if (c->text_len > t0 || more_ids)
+        /* thoughts come before the answer they lead to, calls after it */
+        if (c->reasoning_len > pos->sent_reasoning[k])
+            rc =
+                cat(&out, &len, reasoning_chunk(s, r, k, pos->sent_reasoning[k], c->reasoning_len));
+        pos->sent_reasoning[k] = c->reasoning_len;
+        if (!rc && (c->text_len > t0 || more_ids))
             rc = cat(&out, &len, chunk(s, r, k, 0, t0, c->text_len, i0, c->n_ids, NULL));
         pos->sent_text[k] = c->text_len;
         pos->sent_ids[k] = c->n_ids;
+        for (; !rc && pos->sent_calls[k] < c->n_calls; pos->sent_calls[k]++) {
+            rc = cat(&out, &len, call_chunk(s, r, k, pos->sent_calls[k], 1));
+            if (!rc) rc = cat(&out, &len, call_chunk(s, r, k, pos->sent_calls[k], 0));
+        }
         if (!rc && c->done && !pos->finish_sent[k]) {
             rc = cat(&out, &len,
                      chunk(s, r, k, 0, c->text_len, c->text_len, c->n_ids, c->n_ids,

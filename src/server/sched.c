@@ -50,7 +50,15 @@ void cellm_srv_req_free(struct srv_req *r)
         free(r->ch[k].ids);
         free(r->ch[k].lp);
         free(r->ch[k].top);
+        cellm_tc_free(r->ch[k].tc);
+        free(r->ch[k].reasoning);
+        for (int i = 0; i < r->ch[k].n_calls; i++) {
+            free(r->ch[k].calls[i].name);
+            free(r->ch[k].calls[i].args);
+        }
+        free(r->ch[k].calls);
     }
+    cJSON_Delete(r->p.tools);
     free(r->ch);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -146,6 +154,62 @@ static void vacate_locked(struct cellm_server *s, struct srv_choice *c)
     release_locked(c->r);
 }
 
+/* The tool-call parser's sink: content, reasoning and calls into the choice (under
+ * s->mu, from publish_locked). */
+static int on_content(void *ud, const char *t, size_t n)
+{
+    struct srv_choice *c = ud;
+    return append(&c->text, &c->text_len, &c->text_cap, t, n);
+}
+
+static int on_reasoning(void *ud, const char *t, size_t n)
+{
+    struct srv_choice *c = ud;
+    return append(&c->reasoning, &c->reasoning_len, &c->reasoning_cap, t, n);
+}
+
+/* A call id: "call_" and 24 letters and digits, or 9 for Mistral, whose templates refuse
+ * any other length in the history. */
+static void call_id(struct srv_choice *c, char *id, size_t cap)
+{
+    static const char al[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    uint64_t x = c->r->p.sp.seed ^ ((uint64_t)c->index << 48) ^ ((uint64_t)c->n_calls << 40) ^
+                 (uint64_t)(uintptr_t)c;
+    int mistral = c->r->p.tc.format == CELLM_TC_MISTRAL;
+    size_t w = mistral ? 0 : (size_t)snprintf(id, cap, "call_");
+    for (size_t i = 0; i < (mistral ? 9u : 24u) && w + 1 < cap; i++) {
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27; /* xorshift64* */
+        id[w++] = al[(x * 0x2545F4914F6CDD1Dull >> 33) % (sizeof al - 1)];
+    }
+    id[w] = 0;
+}
+
+static int on_call(void *ud, const char *name, const char *args)
+{
+    struct srv_choice *c = ud;
+    if (!c->r->p.tool_calls) /* a call the request did not allow (harmony): show it */
+        return on_content(ud, args, strlen(args));
+    if (c->n_calls && !c->r->p.parallel_tool_calls) return 0; /* the first call only */
+    if (c->n_calls == c->calls_cap) {
+        int cap = c->calls_cap ? 2 * c->calls_cap : 4;
+        struct srv_call *v = realloc(c->calls, (size_t)cap * sizeof *v);
+        if (!v) return -1;
+        c->calls = v;
+        c->calls_cap = cap;
+    }
+    struct srv_call *k = &c->calls[c->n_calls];
+    call_id(c, k->id, sizeof k->id);
+    k->name = strdup(name);
+    k->args = strdup(args);
+    if (!k->name || !k->args) {
+        free(k->name);
+        free(k->args);
+        return -1;
+    }
+    c->n_calls++;
+    return 0;
+}
+
 /* Publishes what the last step produced for c (under s->mu). Returns 1 when c is done. */
 static int publish_locked(struct cellm_server *s, struct srv_choice *c)
 {
@@ -184,7 +248,14 @@ static int publish_locked(struct cellm_server *s, struct srv_choice *c)
         c->ids[c->n_ids++] = o.ids[i];
     }
     s->m.tokens_out += (unsigned long long)o.n_ids;
-    if (!oom && o.text_len) oom = append(&c->text, &c->text_len, &c->text_cap, o.text, o.text_len);
+    if (c->tc) {
+        struct cellm_tc_sink k = {c, on_content, on_reasoning, on_call};
+        struct cellm_error ce;
+        if (!oom && o.text_len) oom = cellm_tc_feed(c->tc, o.text, o.text_len, &k, &ce) != 0;
+        if (!oom && o.done) oom = cellm_tc_finish(c->tc, &k, &ce) != 0;
+    } else if (!oom && o.text_len) {
+        oom = append(&c->text, &c->text_len, &c->text_cap, o.text, o.text_len);
+    }
     if (oom) {
         fail_locked(r, 500, "out of memory");
         return 1;
@@ -192,6 +263,8 @@ static int publish_locked(struct cellm_server *s, struct srv_choice *c)
     if (o.done) {
         c->done = 1;
         c->finish = o.finish;
+        /* OpenAI's reason when the answer is tool calls */
+        if (c->n_calls && o.finish && !strcmp(o.finish, "stop")) c->finish = "tool_calls";
         if (++r->n_done == r->p.n) r->done = 1;
     }
     /* wakes a suspended connection too (through r->wake), not only a waiting thread */
@@ -235,8 +308,11 @@ static void admit_locked(struct cellm_server *s)
         gp.use_cache = r->p.cache_prompt;
         gp.sampling = r->p.sp;
         gp.sampling.seed += (uint64_t)c->index; /* choices differ when they sample */
+        gp.keep_special = r->p.parse_out && r->p.tc.keep_special;
         struct cellm_error ce;
-        if (cellm_gen_new(s->ctx, s->tok, r->p.prompt, r->p.n_prompt, &gp, &c->gen, &ce)) {
+        if ((r->p.parse_out &&
+             cellm_tc_new(&r->p.tc, r->p.in_reasoning, r->p.tools, &c->tc, &ce)) ||
+            cellm_gen_new(s->ctx, s->tok, r->p.prompt, r->p.n_prompt, &gp, &c->gen, &ce)) {
             fail_locked(r, 500, ce.msg);
             dequeue_locked(s);
             i--;

@@ -20,6 +20,7 @@
 
 #include "cellm.h"
 #include "server.h"
+#include "template/toolcall.h"
 
 /* What a request asks for, after validation. */
 struct srv_params {
@@ -41,6 +42,13 @@ struct srv_params {
     int ignore_eos;            /* EOS ids are ordinary tokens */
     int cache_prompt;          /* use the prefix cache (default 1) */
     const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
+    /* chat output parsing (api_chat.c decides, sched.c runs the parser) */
+    int parse_out;            /* run the tool-call/reasoning parser over the output */
+    struct cellm_tc_style tc; /* the template's formats */
+    int tool_calls;           /* tools were given and tool_choice is not "none" */
+    int in_reasoning;         /* the generation prompt opened <think> */
+    int parallel_tool_calls;  /* 0: the first call only */
+    cJSON *tools;             /* the request's tools (types for qwen3_coder), or NULL */
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */
@@ -71,6 +79,19 @@ struct srv_choice {
     int n_cached;              /* prompt tokens taken from the prefix cache */
     const char *finish;        /* "stop", "length" once done */
     int done;
+    /* with p.parse_out: the parser (scheduler only), and what it decided (under srv->mu):
+     * text above is then the content */
+    struct cellm_tc *tc;
+    char *reasoning;
+    size_t reasoning_len, reasoning_cap;
+    struct srv_call *calls;
+    int n_calls, calls_cap;
+};
+
+/* A tool call parsed out of a choice's output. */
+struct srv_call {
+    char id[40];
+    char *name, *args;
 };
 
 struct srv_req {
@@ -97,9 +118,11 @@ struct srv_req {
 
 /* What a stream has sent of each choice (http.c keeps one per streamed request). */
 struct srv_stream_pos {
-    size_t *sent_text; /* [n] */
-    int *sent_ids;     /* [n] */
-    int *finish_sent;  /* [n] */
+    size_t *sent_text;      /* [n] */
+    int *sent_ids;          /* [n] */
+    int *finish_sent;       /* [n] */
+    size_t *sent_reasoning; /* [n] */
+    int *sent_calls;        /* [n] */
     int role_sent;
     struct srv_adapt_stream *adapt; /* NULL, or the state of a Responses / Messages stream */
 };
@@ -167,6 +190,16 @@ int cellm_srv_tokenize(struct cellm_server *s, const char *body, size_t len,
                        const _Atomic int *cancel, char **out, struct srv_error *e);
 int cellm_srv_detokenize(struct cellm_server *s, const char *body, size_t len, char **out,
                          struct srv_error *e);
+/* api_chat.c: a chat request's messages, tools, tool_choice and template kwargs, rendered
+ * and tokenized into p (and p's output-parsing fields); 0, or -1 with e set. */
+int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_params *p,
+                          struct srv_error *e);
+/* api.c's helpers for it: p->prompt from text; the 400 of a wrong type; the 400 of a
+ * refused field. Each returns -1 (e set) or, for the first, 0. */
+int cellm_srv_tokenize_text(struct cellm_server *s, const char *text, int add_special,
+                            const char *key, struct srv_params *p, struct srv_error *e);
+int cellm_srv_bad_type(struct srv_error *e, const char *key, const char *want, const cJSON *j);
+int cellm_srv_refuse(struct srv_error *e, const char *key, const char *why);
 /* Sets e (printf-style message). */
 void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -7,7 +7,8 @@
  * whole window. The difference is new text; it is held back while it ends in U+FFFD, which
  * is what an incomplete UTF-8 sequence decodes to, so a caller never sees half a
  * character. Once text is shown the window moves up to the ids it came from. The
- * concatenation of all pushes equals cellm_tokenizer_decode(ids, skip_special = 1) except
+ * concatenation of all pushes equals cellm_tokenizer_decode(ids, skip_special = 1) (or 0 after
+ * cellm_detok_keep_special) except
  * for a trailing incomplete character that never completed.
  */
 #include <string.h>
@@ -20,6 +21,7 @@ struct cellm_detok {
     const struct cellm_tokenizer *tok;
     struct cellm_tok_ids ids;
     size_t prefix, read; /* window start; end of the ids already shown */
+    int skip_special;
     struct cellm_tok_buf shown, all, out;
 };
 
@@ -30,6 +32,7 @@ enum cellm_status cellm_detok_new(const struct cellm_tokenizer *tok, struct cell
     struct cellm_detok *d = cellm_calloc(1, sizeof *d);
     if (!d) return cellm_errf(err, CELLM_ERR_NOMEM, "detokenizer: out of memory");
     d->tok = tok;
+    d->skip_special = 1;
     *out = d;
     return CELLM_OK;
 }
@@ -42,6 +45,11 @@ void cellm_detok_free(struct cellm_detok *d)
     cellm_free(d->all.p);
     cellm_free(d->out.p);
     cellm_free(d);
+}
+
+void cellm_detok_keep_special(struct cellm_detok *d, int keep)
+{
+    if (d) d->skip_special = !keep;
 }
 
 enum cellm_status cellm_detok_push(struct cellm_detok *d, int32_t id, const char **text,
@@ -57,8 +65,9 @@ enum cellm_status cellm_detok_push(struct cellm_detok *d, int32_t id, const char
         return cellm_errf(err, CELLM_ERR_NOMEM, "detokenizer: out of memory");
     d->shown.n = d->all.n = d->out.n = 0;
     const int32_t *w = d->ids.v + d->prefix;
-    CELLM_TRY(cellm_tok_decode_raw(d->tok, w, d->read - d->prefix, 1, &d->shown, err));
-    CELLM_TRY(cellm_tok_decode_raw(d->tok, w, d->ids.n - d->prefix, 1, &d->all, err));
+    CELLM_TRY(
+        cellm_tok_decode_raw(d->tok, w, d->read - d->prefix, d->skip_special, &d->shown, err));
+    CELLM_TRY(cellm_tok_decode_raw(d->tok, w, d->ids.n - d->prefix, d->skip_special, &d->all, err));
     int incomplete = d->all.n >= 3 && !memcmp(d->all.p + d->all.n - 3, "\xEF\xBF\xBD", 3);
     if (d->all.n > d->shown.n && !incomplete) {
         size_t from = d->shown.n;

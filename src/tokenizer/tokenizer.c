@@ -16,6 +16,7 @@
 #include "base/error.h"
 #include "base/json.h"
 #include "base/mapfile.h"
+#include "template/jinja.h"
 #include "tokenizer/tokenizer.h"
 
 const char *cellm_tok_id_str(const struct cellm_tokenizer *tok, int32_t id, size_t *len)
@@ -312,6 +313,10 @@ enum cellm_status cellm_tokenizer_load(const char *dir, struct cellm_tokenizer *
         return st;
     }
     load_side_files(tok, dir);
+    if ((st = cellm_tok_chat_prepare(tok, err))) {
+        cellm_tokenizer_free(tok);
+        return st;
+    }
     *out = tok;
     return CELLM_OK;
 }
@@ -334,6 +339,8 @@ void cellm_tokenizer_free(struct cellm_tokenizer *tok)
     cJSON_Delete(tok->config);
     cellm_free(tok->template_file);
     cellm_free(tok->template_set);
+    cellm_jinja_free(tok->template_parsed);
+    cellm_jinja_free(tok->template_set_parsed);
     cellm_free(tok->what);
     cellm_free(tok);
 }

@@ -24,7 +24,9 @@ struct cellm_tokenizer {
     cJSON *config;       /* tokenizer_config.json, or NULL */
     char *template_file; /* chat_template.jinja, or NULL */
     char *template_set;  /* cellm_tokenizer_set_chat_template's, or NULL: wins */
-    char *what;          /* path of tokenizer.json, for messages */
+    struct cellm_jinja_tmpl *template_parsed;     /* the checkpoint's, parsed at load */
+    struct cellm_jinja_tmpl *template_set_parsed; /* template_set's */
+    char *what;                                   /* path of tokenizer.json, for messages */
     /* every pre-tokenized piece is provably at least one id (no stage drops text, and
      * the model encodes any non-empty piece): pre-tokenization can stop once it has more
      * pieces than an encode may produce ids */
@@ -34,7 +36,10 @@ struct cellm_tokenizer {
 /* The token string of an id: the added token's content or the model's piece. */
 const char *cellm_tok_id_str(const struct cellm_tokenizer *tok, int32_t id, size_t *len);
 
-struct cellm_tokenizer;
+/* chat.c: parses the checkpoint's chat template, if any (at load: a broken template
+ * fails the load with its line:column). */
+enum cellm_status cellm_tok_chat_prepare(struct cellm_tokenizer *tok, struct cellm_error *err);
+
 /* Decodes ids into b (appended, NUL-terminated). */
 enum cellm_status cellm_tok_decode_raw(const struct cellm_tokenizer *tok, const int32_t *ids,
                                        size_t n, int skip_special, struct cellm_tok_buf *b,

@@ -12,6 +12,12 @@ bytes must be equal; when Python fails, the C side must fail too.
 ("templates"), every conversation ("conversations": {"name", "vars", "only"?}) is rendered
 with the config's bos_token and eos_token added, the way apply_chat_template passes them.
 
+"templates": every *.jinja file of TEMPLATE_DIR against every conversation, for templates
+that cannot be fetched from a package registry and so are not in the repository (gpt-oss,
+Mistral Small 3.2, Devstral: save a checkpoint's chat_template.jinja there).
+
+    compare.py templates TEMPLATE_DIR CONVERSATIONS.json RENDER_BIN
+
 Exit codes: 0 all equal, 1 a difference (or missing data in CI), 77 skipped (data or
 jinja2 missing outside CI; CELLM_CI=1 turns a skip into a failure).
 """
@@ -115,6 +121,24 @@ def main():
                     py = py_render(ref.render, text, v)
                     c = c_render(binary, text, v, tmpdir)
                     failures += not check("%s/%s" % (model, conv["name"]), py, c)
+        elif mode == "templates" and len(sys.argv) == 5:
+            # any template files: every conversation, no "only" filter (a template that
+            # cannot take a conversation must fail in C exactly when it fails in Python)
+            tdir, conv_path, binary = sys.argv[2], sys.argv[3], sys.argv[4]
+            with open(conv_path, encoding="utf-8") as f:
+                spec = json.load(f)
+            names = sorted(n for n in os.listdir(tdir) if n.endswith(".jinja"))
+            if not names:
+                return skip_or_fail("no *.jinja under %s" % tdir)
+            for name in names:
+                text = ref.load_template(os.path.join(tdir, name))
+                for conv in spec["conversations"]:
+                    total += 1
+                    v = {"bos_token": "<s>", "eos_token": "</s>"}
+                    v.update(conv["vars"])
+                    py = py_render(ref.render, text, v)
+                    c = c_render(binary, text, v, tmpdir)
+                    failures += not check("%s/%s" % (name, conv["name"]), py, c)
         else:
             print(__doc__)
             return 2

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Render a chat template the way transformers' apply_chat_template does (the reference
-for the C interpreter in src/tokenizer/jinja*.c).
+for the C interpreter in src/template/jinja*.c).
 
     render.py TEMPLATE VARS.json
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "tokenizer/jinja.h"
+#include "template/jinja.h"
 
 static const char default_vars[] =
     "{\"messages\":[{\"role\":\"system\",\"content\":\"sys\"},{\"role\":\"user\","

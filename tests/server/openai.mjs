@@ -173,7 +173,9 @@ try {
     ['completions', { mirostat: 2 }, 'mirostat'],
     ['completions', { stop_token_ids: [5] }, 'stop_token_ids'],
     ['chat', { tools: [{ type: 'function', function: { name: 'f', parameters: {} } }] }, 'tools'],
-    ['chat', { tool_choice: 'auto' }, 'tool_choice'],
+    ['chat', { tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'required' }, 'tool_choice'],
+    ['chat', { tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'f' } } }, 'tool_choice'],
+    ['chat', { functions: [{ name: 'f' }] }, 'functions'],
     ['chat', { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: {} } } }, 'response_format'],
     ['chat', { response_format: { type: 'json_object' } }, 'response_format'],
     ['completions', { n: 65 }, 'n'],
@@ -182,7 +184,7 @@ try {
     ['completions', { best_of: 2 }, 'best_of'],
     ['completions', { logit_bias: { 5: 10 } }, 'logit_bias'],
     ['completions', { suffix: 'x' }, 'suffix'],
-    ['chat', { messages: [{ role: 'tool', content: 'x', tool_call_id: 'a' }] }, 'messages[0].role'],
+    ['chat', { messages: [{ role: 'function', content: 'x', name: 'a' }] }, 'messages[0].role'],
   ];
   for (const [ep, extra, param] of refused) {
     const p = ep === 'chat' ? client.chat.completions.create({ ...cbase, ...extra })

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/jinja_impl.h"
+#include "template/jinja_impl.h"
 
 struct lexer {
     struct cellm_jinja_arena *arena;

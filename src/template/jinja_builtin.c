@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "tokenizer/jinja_impl.h"
+#include "template/jinja_impl.h"
 
 typedef struct cellm_jinja_node node;
 

@@ -27,8 +27,8 @@
  * does not keep "1.0" apart from "1"); lower/upper/title/capitalize change ASCII letters
  * only; strftime_now uses the process's C locale and local time.
  */
-#ifndef CELLM_TOKENIZER_JINJA_H
-#define CELLM_TOKENIZER_JINJA_H
+#ifndef CELLM_TEMPLATE_JINJA_H
+#define CELLM_TEMPLATE_JINJA_H
 
 #include <cjson/cJSON.h>
 #include <stddef.h>

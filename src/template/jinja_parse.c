@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tokenizer/jinja_impl.h"
+#include "template/jinja_impl.h"
 
 typedef struct cellm_jinja_node node;
 

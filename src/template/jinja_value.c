@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/jinja_impl.h"
+#include "template/jinja_impl.h"
 
 /* ---- arena ---------------------------------------------------------------------------- */
 

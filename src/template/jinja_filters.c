@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/jinja_impl.h"
+#include "template/jinja_impl.h"
 
 typedef struct cellm_jinja_node node;
 

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tokenizer/jinja_impl.h"
+#include "template/jinja_impl.h"
 
 static enum cellm_status nomem(struct cellm_jinja_ctx *c)
 {

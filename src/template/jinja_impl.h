@@ -12,14 +12,14 @@
  * so sharing pointers is safe and nothing needs reference counts. The arena has a byte cap,
  * which together with the step and depth caps bounds any template's cost.
  */
-#ifndef CELLM_TOKENIZER_JINJA_IMPL_H
-#define CELLM_TOKENIZER_JINJA_IMPL_H
+#ifndef CELLM_TEMPLATE_JINJA_IMPL_H
+#define CELLM_TEMPLATE_JINJA_IMPL_H
 
 #include <stdint.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
-#include "tokenizer/jinja.h"
+#include "template/jinja.h"
 
 #define JINJA_MAX_OUTPUT ((size_t)64 << 20) /* rendered text */
 #define JINJA_MAX_ARENA ((size_t)512 << 20) /* all values of one render */

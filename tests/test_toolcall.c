@@ -1,0 +1,327 @@
+/*
+ * test_toolcall.c: the tool-call and reasoning parser (src/template/toolcall.c) on canned
+ * model outputs of every format: complete, fed one byte at a time, fed in token-sized
+ * pieces, and malformed. Every way of feeding must give the same result, and no content
+ * delta may hold part of a marker.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "template/toolcall.h"
+
+struct got {
+    char content[4096], reasoning[4096], calls[4096];
+    int n_calls, bad_delta;
+    const char *const *marks; /* the style's markers */
+    int last_partial;         /* the last content delta ended in part of a marker */
+};
+
+static void cat(char *dst, const char *s, size_t n)
+{
+    size_t l = strlen(dst);
+    assert_true(l + n < 4096);
+    memcpy(dst + l, s, n);
+    dst[l + n] = 0;
+}
+
+/* A content delta may end in part of a marker only when it is the last (the output ended
+ * there); one that is followed by more output held it back wrongly. */
+static int on_content(void *ud, const char *s, size_t n)
+{
+    struct got *g = ud;
+    if (g->last_partial) g->bad_delta = 1;
+    g->last_partial = 0;
+    for (size_t m = 0; g->marks[m]; m++) {
+        size_t ml = strlen(g->marks[m]);
+        for (size_t k = 1; k < ml && k <= n; k++)
+            if (!memcmp(s + n - k, g->marks[m], k)) g->last_partial = 1;
+    }
+    cat(g->content, s, n);
+    return 0;
+}
+
+static int on_reasoning(void *ud, const char *s, size_t n)
+{
+    cat(((struct got *)ud)->reasoning, s, n);
+    return 0;
+}
+
+static int on_call(void *ud, const char *name, const char *args)
+{
+    struct got *g = ud;
+    if (g->last_partial) g->bad_delta = 1;
+    g->last_partial = 0;
+    g->n_calls++;
+    cat(g->calls, name, strlen(name));
+    cat(g->calls, " ", 1);
+    cat(g->calls, args, strlen(args));
+    cat(g->calls, ";", 1);
+    return 0;
+}
+
+/* Parses out with the style of tmpl, fed in pieces of `step` bytes (0 = all at once). */
+static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const char *out,
+                  size_t step, struct got *g)
+{
+    memset(g, 0, sizeof *g);
+    struct cellm_tc_style st = cellm_tc_detect(tmpl);
+    static const char *const hermes[] = {"<tool_call>", "<think>", NULL};
+    static const char *const hermes_nothink[] = {"<tool_call>", NULL};
+    static const char *const llama[] = {"<|python_tag|>", NULL};
+    static const char *const mistral[] = {"[TOOL_CALLS]", NULL};
+    static const char *const harmony[] = {"<|end|>", "<|call|>", "<|return|>", "<|start|>", NULL};
+    static const char *const none[] = {NULL};
+    g->marks = (st.format == CELLM_TC_HERMES || st.format == CELLM_TC_QWEN3_CODER) && !st.think
+                   ? hermes_nothink
+               : st.format == CELLM_TC_HERMES || st.format == CELLM_TC_QWEN3_CODER ? hermes
+               : st.format == CELLM_TC_LLAMA3                                      ? llama
+               : st.format == CELLM_TC_MISTRAL                                     ? mistral
+               : st.format == CELLM_TC_HARMONY                                     ? harmony
+                                                                                   : none;
+    struct cellm_tc *p = NULL;
+    struct cellm_error err;
+    assert_int_equal(cellm_tc_new(&st, in_reasoning, tools, &p, &err), CELLM_OK);
+    struct cellm_tc_sink k = {g, on_content, on_reasoning, on_call};
+    size_t n = strlen(out);
+    for (size_t i = 0; i < n;) {
+        size_t m = step && step < n - i ? step : n - i;
+        assert_int_equal(cellm_tc_feed(p, out + i, m, &k, &err), CELLM_OK);
+        i += m;
+    }
+    assert_int_equal(cellm_tc_finish(p, &k, &err), CELLM_OK);
+    cellm_tc_free(p);
+}
+
+/* Every feeding gives content, reasoning and calls as expected. */
+static void check_tools(const char *tmpl, int in_reasoning, const cJSON *tools, const char *out,
+                        const char *content, const char *reasoning, const char *calls)
+{
+    static const size_t steps[] = {0, 1, 2, 3, 5, 7, 13};
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+        struct got g;
+        parse(tmpl, in_reasoning, tools, out, steps[i], &g);
+        if (strcmp(g.content, content) || strcmp(g.reasoning, reasoning) || strcmp(g.calls, calls))
+            fprintf(stderr, "step %zu:\n content   [%s]\n reasoning [%s]\n calls     [%s]\n",
+                    steps[i], g.content, g.reasoning, g.calls);
+        assert_string_equal(g.content, content);
+        assert_string_equal(g.reasoning, reasoning);
+        assert_string_equal(g.calls, calls);
+        assert_false(g.bad_delta);
+    }
+}
+
+static void check(const char *tmpl, const char *out, const char *content, const char *reasoning,
+                  const char *calls)
+{
+    check_tools(tmpl, 0, NULL, out, content, reasoning, calls);
+}
+
+/* Fragments of the real templates, enough for detection. */
+static const char *const QWEN25 = "{{- '<tool_call>\\n{\"name\": ' }}...</tool_call>";
+static const char *const QWEN3 =
+    "<tool_call>...</tool_call>{%- if '</think>' in content %}<think>\\n\\n</think>";
+static const char *const CODER = "<tool_call>\\n<function=\\n<parameter=</tool_call>";
+static const char *const LLAMA3 = "<|start_header_id|>ipython<|end_header_id|><|python_tag|>";
+static const char *const MISTRAL = "[AVAILABLE_TOOLS][TOOL_CALLS][TOOL_RESULTS]";
+static const char *const HARMONY =
+    "<|start|>assistant to=\" }}{{- \"functions.\" + name + \"<|channel|>commentary json<|message|>"
+    "{{ args }}<|call|>";
+static const char *const GEMMA = "<start_of_turn>{{ message.content }}<end_of_turn>";
+
+static void test_detect(void **state)
+{
+    (void)state;
+    assert_int_equal(cellm_tc_detect(QWEN25).format, CELLM_TC_HERMES);
+    assert_false(cellm_tc_detect(QWEN25).think);
+    assert_int_equal(cellm_tc_detect(QWEN3).format, CELLM_TC_HERMES);
+    assert_true(cellm_tc_detect(QWEN3).think);
+    assert_int_equal(cellm_tc_detect(CODER).format, CELLM_TC_QWEN3_CODER);
+    assert_int_equal(cellm_tc_detect(LLAMA3).format, CELLM_TC_LLAMA3);
+    assert_true(cellm_tc_detect(LLAMA3).keep_special);
+    assert_int_equal(cellm_tc_detect(MISTRAL).format, CELLM_TC_MISTRAL);
+    assert_int_equal(cellm_tc_detect(HARMONY).format, CELLM_TC_HARMONY);
+    assert_int_equal(cellm_tc_detect(GEMMA).format, CELLM_TC_NONE);
+    assert_int_equal(cellm_tc_detect(NULL).format, CELLM_TC_NONE);
+    assert_string_equal(cellm_tc_format_name(CELLM_TC_MISTRAL), "mistral");
+    assert_true(cellm_tc_prompt_opens_think("<|im_start|>assistant\n<think>\n"));
+    assert_false(cellm_tc_prompt_opens_think("<|im_start|>assistant\n<think>\n\n</think>\n\n"));
+    assert_false(cellm_tc_prompt_opens_think("<|im_start|>assistant\n"));
+}
+
+static void test_hermes(void **state)
+{
+    (void)state;
+    check(QWEN25, "Hello <b>world</b> < 3", "Hello <b>world</b> < 3", "", "");
+    check(QWEN25,
+          "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Z\xc3\xbcrich\"}}\n"
+          "</tool_call>",
+          "", "", "get_weather {\"city\":\"Z\xc3\xbcrich\"};");
+    check(QWEN25,
+          "Let me check.\n<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n"
+          "<tool_call>\n{\"name\": \"b\", \"arguments\": {\"x\": [1, \"}\"]}}\n</tool_call>",
+          "Let me check.\n", "", "a {};b {\"x\":[1,\"}\"]};");
+    /* malformed: bad JSON, no name, unterminated: all content, markers included */
+    check(QWEN25, "<tool_call>\n{\"name\": \"a\", \"arguments\": {</tool_call>",
+          "<tool_call>\n{\"name\": \"a\", \"arguments\": {</tool_call>", "", "");
+    check(QWEN25, "<tool_call>{\"arguments\": {}}</tool_call> ok",
+          "<tool_call>{\"arguments\": {}}</tool_call> ok", "", "");
+    check(QWEN25, "x <tool_call>{\"name\": \"a\"", "x <tool_call>{\"name\": \"a\"", "", "");
+    /* a string of arguments is passed through */
+    check(QWEN25, "<tool_call>{\"name\": \"a\", \"arguments\": \"{\\\"q\\\": 1}\"}</tool_call>", "",
+          "", "a {\"q\": 1};");
+    /* a lone '<' at the very end is content once the output ends */
+    check(QWEN25, "a <", "a <", "", "");
+}
+
+static void test_think(void **state)
+{
+    (void)state;
+    check(QWEN3, "<think>\nThe user greets.\n</think>\n\nHello!", "Hello!", "The user greets.", "");
+    check(QWEN3,
+          "<think>\nNeed weather.\n</think>\n\n<tool_call>\n{\"name\": \"w\", \"arguments\": "
+          "{\"city\": \"Paris\"}}\n</tool_call>",
+          "", "Need weather.", "w {\"city\":\"Paris\"};");
+    check(QWEN3, "<think>\n\n</think>\n\nHi", "Hi", "", "");
+    /* the prompt opened <think>: the output starts as reasoning */
+    check_tools(QWEN3, 1, NULL, "Hmm.\n</think>\n\nHi", "Hi", "Hmm.", "");
+    /* unterminated thoughts stay reasoning */
+    check(QWEN3, "<think>\nlong thought", "", "long thought", "");
+    /* without <think> in the template, the tags are content */
+    check(QWEN25, "<think>x</think>y", "<think>x</think>y", "", "");
+}
+
+static void test_qwen3_coder(void **state)
+{
+    (void)state;
+    cJSON *tools = cJSON_Parse(
+        "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":"
+        "\"object\",\"properties\":{\"s\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\"}}}}}]");
+    assert_non_null(tools);
+    check_tools(CODER, 0, tools,
+                "I will call.\n<tool_call>\n<function=f>\n<parameter=s>\n123\n</parameter>\n"
+                "<parameter=n>\n42\n</parameter>\n</function>\n</tool_call>",
+                "I will call.\n", "", "f {\"s\":\"123\",\"n\":42};");
+    /* an undeclared tool: values that parse as JSON are JSON, others strings */
+    check_tools(CODER, 0, tools,
+                "<tool_call>\n<function=g>\n<parameter=a>\nhello world\n</parameter>\n"
+                "<parameter=b>\n{\"k\": true}\n</parameter>\n</function>\n</tool_call>",
+                "", "", "g {\"a\":\"hello world\",\"b\":{\"k\":true}};");
+    /* malformed: no </function> */
+    check_tools(CODER, 0, tools, "<tool_call>\n<function=f>\n</tool_call>",
+                "<tool_call>\n<function=f>\n</tool_call>", "", "");
+    cJSON_Delete(tools);
+}
+
+static void test_llama3(void **state)
+{
+    (void)state;
+    check(LLAMA3, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}", "", "",
+          "get_weather {\"city\":\"Paris\"};");
+    check(LLAMA3, "  {\"type\": \"function\", \"name\": \"f\", \"parameters\": {}}", "", "",
+          "f {};");
+    check(LLAMA3, "<|python_tag|>{\"name\": \"f\", \"parameters\": {\"a\": 1}}", "", "",
+          "f {\"a\":1};");
+    check(LLAMA3, "The answer is {x}.", "The answer is {x}.", "", "");
+    /* malformed: a JSON object that is not a call, an unterminated one */
+    check(LLAMA3, "{\"city\": \"Paris\"}", "{\"city\": \"Paris\"}", "", "");
+    check(LLAMA3, "{\"name\": \"f\", \"parameters\": {", "{\"name\": \"f\", \"parameters\": {", "",
+          "");
+    check(LLAMA3, "<|python_tag|>brave_search.call(query=\"x\")",
+          "<|python_tag|>brave_search.call(query=\"x\")", "", "");
+}
+
+static void test_mistral(void **state)
+{
+    (void)state;
+    check(MISTRAL,
+          "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", "
+          "\"arguments\": {}}]",
+          "", "", "a {\"x\":1};b {};");
+    check(MISTRAL, "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Paris\"}[TOOL_CALLS]b[ARGS]{}", "",
+          "", "get_weather {\"city\":\"Paris\"};b {};");
+    check(MISTRAL, "Sure.[TOOL_CALLS]f[CALL_ID]abc123XYZ[ARGS]{\"q\": \"[ARGS]\"}", "Sure.", "",
+          "f {\"q\":\"[ARGS]\"};");
+    check(MISTRAL, "[TOOL_CALLS] not a call", "[TOOL_CALLS] not a call", "", "");
+    check(MISTRAL, "[TOOL_CALLS]f[ARGS]{\"a\": ", "[TOOL_CALLS]f[ARGS]{\"a\": ", "", "");
+    check(MISTRAL, "[TOOL_CALLS][{\"x\": 1}]", "[TOOL_CALLS][{\"x\": 1}]", "", "");
+}
+
+static void test_harmony(void **state)
+{
+    (void)state;
+    check(HARMONY,
+          "<|channel|>analysis<|message|>User asks weather. Call tool.<|end|><|start|>assistant"
+          "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+          "{\"city\":\"Paris\"}<|call|>",
+          "", "User asks weather. Call tool.", "get_weather {\"city\":\"Paris\"};");
+    /* <|call|> and <|return|> end the generation (EOS): the text may stop before them */
+    check(HARMONY,
+          "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final"
+          "<|message|>It is sunny.",
+          "It is sunny.", "Think.", "");
+    check(HARMONY,
+          "<|start|>assistant to=functions.f<|channel|>commentary json<|message|>{\"a\": [1]}", "",
+          "", "f {\"a\":[1]};");
+    /* not harmony at all: plain content */
+    check(HARMONY, "Plain answer.", "Plain answer.", "", "");
+    /* malformed arguments: the body is content */
+    check(HARMONY, "<|channel|>commentary to=functions.f<|message|>{oops", "{oops", "", "");
+}
+
+/* The real templates of tests/data/hub (fetched by .ci/setup.d/20-tokenizers.sh): each
+ * detected as its family writes calls. Skipped without the data. */
+static void test_detect_hub(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *model;
+        enum cellm_tc_format f;
+        int think;
+    } want[] = {{"qwen2_5", CELLM_TC_HERMES, 0},  {"qwen3", CELLM_TC_HERMES, 1},
+                {"llama3_2", CELLM_TC_LLAMA3, 0}, {"mistral_nemo", CELLM_TC_MISTRAL, 0},
+                {"gemma3", CELLM_TC_NONE, 0},     {"llama3", CELLM_TC_NONE, 0}};
+    int seen = 0;
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s/tokenizer_config.json", CELLM_HUB_DIR, want[i].model);
+        FILE *f = fopen(path, "rb");
+        if (!f) continue;
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = malloc((size_t)len + 1);
+        assert_non_null(buf);
+        size_t n = fread(buf, 1, (size_t)len, f);
+        fclose(f);
+        buf[n] = 0;
+        cJSON *cfg = cJSON_Parse(buf);
+        free(buf);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+        assert_true(cJSON_IsString(t));
+        struct cellm_tc_style st = cellm_tc_detect(t->valuestring);
+        if (st.format != want[i].f)
+            fprintf(stderr, "%s: %s\n", want[i].model, cellm_tc_format_name(st.format));
+        assert_int_equal(st.format, want[i].f);
+        assert_int_equal(st.think, want[i].think);
+        cJSON_Delete(cfg);
+        seen++;
+    }
+    if (!seen) skip();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_detect),  cmocka_unit_test(test_hermes),
+        cmocka_unit_test(test_think),   cmocka_unit_test(test_qwen3_coder),
+        cmocka_unit_test(test_llama3),  cmocka_unit_test(test_mistral),
+        cmocka_unit_test(test_harmony), cmocka_unit_test(test_detect_hub),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
