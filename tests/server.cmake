@@ -3,9 +3,9 @@
 # (tests/server/*.mjs; the client is installed into tests/server/node_modules by
 # .ci/setup.d/30-server.sh, and openai.mjs skips, exit 77, without it).
 # The response side of tool calls and reasoning (api_out.c), on hand-made requests.
-cellm_unit_test(test_tool_out ${CMAKE_CURRENT_LIST_DIR}/test_tool_out.c
-                ${PROJECT_SOURCE_DIR}/src/server/api.c ${PROJECT_SOURCE_DIR}/src/server/api_chat.c
-                ${PROJECT_SOURCE_DIR}/src/server/api_out.c ${PROJECT_SOURCE_DIR}/src/server/sched.c)
+file(GLOB CELLM_TOOL_OUT_API CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/server/api*.c)
+cellm_unit_test(test_tool_out ${CMAKE_CURRENT_LIST_DIR}/test_tool_out.c ${CELLM_TOOL_OUT_API}
+                ${PROJECT_SOURCE_DIR}/src/server/sched.c)
 find_program(CELLM_NODE node)
 find_program(CELLM_CURL curl)
 find_program(CELLM_BASH bash)
