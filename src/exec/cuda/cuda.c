@@ -31,6 +31,7 @@
  * MoE layer).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,8 @@ struct cu_seq {
     int64_t cap;
 };
 
-/* CELLM_CUDA_PROFILE=1: events between the phases of each step (graphs off), summed per
- * phase for prefill and decode steps and printed to stderr when the context is freed. */
+/* cellm_ctx_params.profile: events between the phases of each step (graphs off), summed per
+ * phase for prefill and decode steps, read by cellm_ctx_profile. */
 enum { PH_START, PH_EMBED, PH_NORM, PH_QKV, PH_ATTN, PH_O, PH_MLP, PH_DOWN, PH_MOE, PH_HEAD, PH_N };
 static const char *const ph_names[PH_N] = {"start",  "embed",   "norm", "qkv", "attention",
                                            "o-proj", "gate/up", "down", "moe", "head"};
@@ -377,18 +378,48 @@ static void cu_model_free(void *p)
     cellm_free(m);
 }
 
-static int env_int(const char *name, int def)
-{
-    const char *v = getenv(name);
-    return v && *v ? atoi(v) : def;
-}
+/* The executor's options (cellm_model_params.exec_options); "test only" keys force one of
+ * the paths the default rules choose between, for the GPU conformance modes. */
+struct cu_opts {
+    int gemm_rows, tc_rows, graphs, split3, fuse, mma, attn_dec, attn_pdl, tiled;
+};
+
+static const struct cellm_opt cu_opt_table[] = {
+    {"gemm_rows", CELLM_OPT_INT, 1, 1 << 20, 32, NULL, offsetof(struct cu_opts, gemm_rows),
+     "batches of at least this many rows take the prefill path (cuBLAS), fewer the decode "
+     "kernels"},
+    /* off until verified on a GPU (bench/cuda_notes.md round 12) */
+    {"tc_rows", CELLM_OPT_INT, 0, 1 << 20, 0, NULL, offsetof(struct cu_opts, tc_rows),
+     "batches of at least this many rows use the tensor-core GEMM where it takes the weights "
+     "(0: never)"},
+    {"graphs", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, graphs),
+     "capture decode steps as CUDA graphs"},
+    {"split3", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, split3),
+     "BF16 prefill: exact bf16x3 split of the activations on the tensor cores (0: f32 tiles)"},
+    {"fuse", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, fuse),
+     "test only: 0 runs the first-generation kernels (separate norm, GLU and attention)"},
+    {"mma", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, mma),
+     "test only: 0 keeps 4-bit decode products of one or two rows off the tensor cores"},
+    {"attn_dec", CELLM_OPT_INT, 0, 3, 1, NULL, offsetof(struct cu_opts, attn_dec),
+     "test only: decode attention 0 fused kernel, 1 the measured rule, 2 per-head clusters, "
+     "3 grouped clusters"},
+    {"attn_pdl", CELLM_OPT_INT, -1, 1, -1, NULL, offsetof(struct cu_opts, attn_pdl),
+     "test only: decode attention clusters scheduled early (PDL): -1 the measured rule, 0 off, "
+     "1 on"},
+    {"tiled", CELLM_OPT_INT, 0, 2, 1, NULL, offsetof(struct cu_opts, tiled),
+     "test only: 4-bit codes step-ordered on the device: 0 none, 1 weights of "
+     "CU_RING_COLS columns or more, 2 every qualifying weight"},
+};
+#define CU_N_OPTS ((int)(sizeof cu_opt_table / sizeof cu_opt_table[0]))
 
 static enum cellm_status cu_model_new(const struct cellm_desc *d,
                                       const struct cellm_model_params *mp, void **out,
                                       struct cellm_error *err)
 {
-    (void)mp;
     const struct cellm_config *cfg = &d->cfg;
+    struct cu_opts o;
+    CELLM_TRY(cellm_opts_parse("cuda executor", cu_opt_table, CU_N_OPTS,
+                               mp ? mp->exec_options : NULL, &o, err));
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0)
@@ -416,16 +447,13 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     struct cu_model *m = cellm_calloc(1, sizeof *m);
     if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
     m->d = d;
-    m->gemm_rows = env_int("CELLM_CUDA_GEMM_ROWS", 32);
-    if (m->gemm_rows < 1) m->gemm_rows = 1;
-    m->split3 = env_int("CELLM_CUDA_SPLIT3", 1);
-    m->graphs = env_int("CELLM_CUDA_GRAPHS", 1);
-    m->fuse = env_int("CELLM_CUDA_FUSE", 1);
-    m->mma = env_int("CELLM_CUDA_MMA", 1);
-    m->tc_rows = env_int("CELLM_CUDA_TC_ROWS",
-                         0); /* off until verified on a GPU (bench/cuda_notes.md round 12) */
-    if (m->tc_rows < 0) m->tc_rows = 0;
-    m->attn_dec = env_int("CELLM_CUDA_ATTN_DEC", 1);
+    m->gemm_rows = o.gemm_rows;
+    m->split3 = o.split3;
+    m->graphs = o.graphs;
+    m->fuse = o.fuse;
+    m->mma = o.mma;
+    m->tc_rows = o.tc_rows;
+    m->attn_dec = o.attn_dec;
     /* Early scheduling (PDL) of the decode attention's clusters pays only after a q/k/v
      * product that leaves room beside it: 4-bit weights narrower than CU_RING_COLS, which
      * use the cp.async ring (Qwen3-0.6B 4-bit: 1253-1272 tok/s with it, 1212-1226
@@ -433,11 +461,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
      * 364 against 374-375; 8B BF16 156.4-156.8 against 159.9-160.0; Llama-3.2-1B BF16
      * 811-816 against 829-830; same call, bench/cuda_notes.md rounds 7-8). Launched
      * without PDL the clusters start at once, which exposed the cos/sin staging race
-     * fixed by the barrier after pdl_wait (cuda_attn_dec.cu). CELLM_CUDA_ATTN_PDL=0/1
+     * fixed by the barrier after pdl_wait (cuda_attn_dec.cu). Option attn_pdl=0/1
      * overrides. */
     const struct cellm_weight *wq0 = cfg->n_layers > 0 ? &d->layers[0].wq : NULL;
-    m->attn_pdl = env_int("CELLM_CUDA_ATTN_PDL", wq0 && wq0->fmt == CELLM_W_AFFINE &&
-                                                     wq0->bits == 4 && cfg->dim < CU_RING_COLS);
+    m->attn_pdl = o.attn_pdl >= 0 ? o.attn_pdl
+                                  : wq0 && wq0->fmt == CELLM_W_AFFINE && wq0->bits == 4 &&
+                                        cfg->dim < CU_RING_COLS;
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers) goto nomem;
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -464,7 +493,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
         }
     }
     /* 4-bit weights step-ordered: 0 none, 1 of CU_RING_COLS columns or more, 2 all */
-    const int tile = env_int("CELLM_CUDA_TILED", 1);
+    const int tile = o.tiled;
     struct uploader u = {0};
     u.tile = tile;
     enum cellm_status st = upload_all(m, &u);
@@ -547,18 +576,6 @@ static void cu_ctx_free(void *p)
     if (c->st) cudaStreamSynchronize(c->st);
     if (c->prof) {
         struct cu_prof *p = c->prof;
-        for (int k = 0; k < 2; k++) {
-            double tot = 0;
-            for (int i = 1; i < PH_N; i++)
-                tot += p->ms[k][i];
-            if (!p->steps[k]) continue;
-            fprintf(stderr, "cuda profile, %s: %ld steps after the first, %.3f ms per step:",
-                    k ? "prefill" : "decode", p->steps[k], tot / p->steps[k]);
-            for (int i = 1; i < PH_N; i++)
-                if (p->ms[k][i] > 0)
-                    fprintf(stderr, " %s %.1f%%", ph_names[i], 100 * p->ms[k][i] / tot);
-            fprintf(stderr, "\n");
-        }
         for (int i = 0; i < p->created; i++)
             cudaEventDestroy(p->ev[i]);
         cellm_free(p);
@@ -578,8 +595,10 @@ static void cu_ctx_free(void *p)
     cellm_free(c);
 }
 
-static enum cellm_status cu_ctx_new(void *dm, int max_seqs, void **out, struct cellm_error *err)
+static enum cellm_status cu_ctx_new(void *dm, const struct cellm_ctx_params *cp, void **out,
+                                    struct cellm_error *err)
 {
+    const int max_seqs = cp->max_seqs;
     struct cu_model *m = dm;
     const struct cellm_config *cfg = &m->d->cfg;
     struct cu_ctx *c = cellm_calloc(1, sizeof *c);
@@ -587,7 +606,7 @@ static enum cellm_status cu_ctx_new(void *dm, int max_seqs, void **out, struct c
     c->m = m;
     c->d = m->d;
     c->max_seqs = max_seqs;
-    if (env_int("CELLM_CUDA_PROFILE", 0)) {
+    if (cp->profile) {
         c->prof = cellm_calloc(1, sizeof *c->prof);
         if (!c->prof) {
             cellm_free(c);
@@ -1447,6 +1466,21 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
     return CELLM_OK;
 }
 
+static void cu_profile(void *p, struct cellm_profile *out)
+{
+    const struct cu_prof *pr = ((struct cu_ctx *)p)->prof;
+    if (!pr) return;
+    _Static_assert(PH_N - 1 <= CELLM_PROFILE_PHASES, "profile phases");
+    out->n_phases = PH_N - 1; /* "start" only marks the step's beginning */
+    for (int i = 1; i < PH_N; i++) {
+        out->phase[i - 1] = ph_names[i];
+        for (int k = 0; k < 2; k++)
+            out->ms[k][i - 1] = pr->ms[k][i];
+    }
+    out->steps[0] = pr->steps[0];
+    out->steps[1] = pr->steps[1];
+}
+
 static enum cellm_status cu_eval(void *p, const struct cellm_exec_row *rows, int n, float *logits,
                                  struct cellm_error *err)
 {
@@ -1551,6 +1585,8 @@ static int cu_kv_window_first(void *p, int seq, int len)
 
 const struct cellm_exec_vt cellm_exec_cuda = {
     .name = "cuda",
+    .opts = cu_opt_table,
+    .n_opts = CU_N_OPTS,
     .model_new = cu_model_new,
     .model_free = cu_model_free,
     .ctx_new = cu_ctx_new,
@@ -1559,6 +1595,7 @@ const struct cellm_exec_vt cellm_exec_cuda = {
     .eval = cu_eval,
     .eval_argmax = cu_eval_argmax,
     .describe = cu_describe,
+    .profile = cu_profile,
     .kv_block_bytes = cu_kv_block_bytes,
     .kv_save = cu_kv_save,
     .kv_load = cu_kv_load,
