@@ -18,7 +18,8 @@ extern "C" int cellm_cu_gemm_supported(const struct cu_weight *w, int64_t ldx)
     return w->row_bytes == w->cols * w->bits / 8;
 }
 
-__global__ void k_gemm_reduce(const struct gm_kargs a, int ks)
+/* y = the sum of the K split's partials, in the order of the splits, plus the bias */
+static __global__ void k_gemm_reduce(const struct gm_kargs a, int ks)
 {
     pdl_wait();
     const int64_t R = a.roff[a.nw], total = (int64_t)a.n * R;

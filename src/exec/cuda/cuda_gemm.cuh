@@ -254,7 +254,7 @@ static __device__ __forceinline__ float (&gm_pick(float (&g)[4], float (&y)[4]))
 }
 
 template <int FMT, int BN, int V, int TILED>
-__global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_kargs a)
+static __global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_kargs a)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int WN = BN / 16, WM = 8 / WN, MT = GM_BM / WM / 16, NT = 2;
@@ -434,9 +434,6 @@ __global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_kargs a)
             }
 #endif
 }
-
-/* y = the sum of the K split's partials, in the order of the splits, plus the bias */
-__global__ void k_gemm_reduce(const struct gm_kargs a, int ks);
 
 /* launches one instance (cuda_gemm_q4.cu, cuda_gemm_q8.cu, cuda_gemm_bf16.cu) */
 int cu_gemm_q4(const struct gm_kargs &a, int bn, int V, int tiled, dim3 grid, cudaStream_t st);
