@@ -435,7 +435,7 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_k
 #endif
 }
 
-/* launches one instance (cuda_gemm_q4.cu, cuda_gemm_q8.cu, cuda_gemm_bf16.cu) */
+/* launches one instance (instances/cuda_gemm_q4.cu, _q8.cu, _bf16.cu) */
 int cu_gemm_q4(const struct gm_kargs &a, int bn, int V, int tiled, dim3 grid, cudaStream_t st);
 int cu_gemm_q8(const struct gm_kargs &a, int bn, int V, dim3 grid, cudaStream_t st);
 int cu_gemm_bf16(const struct gm_kargs &a, int bn, dim3 grid, cudaStream_t st);

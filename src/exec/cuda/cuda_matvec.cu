@@ -15,7 +15,7 @@
  * reference's multiply-then-add; the code q becomes a float through the 2^23 trick
  * (OR into the mantissa of 2^23, subtract 2^23), which is exact too.
  *
- * Prefill (many rows) goes through cuBLAS in cuda.c; this file gives it the dequantized
+ * Prefill (many rows) goes through cuBLAS in cuda_mm.c; this file gives it the dequantized
  * tiles (cellm_cu_dequant) and the exact three-way bf16 split of activations
  * (cellm_cu_split3) used with BF16 weights.
  */

@@ -30,7 +30,7 @@
 #define MV_THREADS (MV_WARPS * 32)
 #define MV_SMEM_MAX (64 << 10) /* prologue: input rows in shared memory */
 
-/* The kernels are instantiated per storage format in cuda_mv_*.cu (compiled in parallel);
+/* The kernels are instantiated per storage format in instances/cuda_mv_*.cu (compiled in parallel);
  * cuda_mv.cu checks and dispatches. */
 
 struct mv_kargs {
