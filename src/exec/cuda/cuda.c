@@ -193,6 +193,13 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                  (double)m->arena_bytes / 1e9);
     } else
         snprintf(m->desc, sizeof m->desc, "cuda");
+    /* the effective options, so that a report of a run (inspect, bench) says which paths
+     * it took */
+    size_t len = strlen(m->desc);
+    if (len + 16 < sizeof m->desc) {
+        len += (size_t)snprintf(m->desc + len, sizeof m->desc - len, "; options ");
+        cellm_opts_format(cu_opt_table, CU_N_OPTS, &o, m->desc + len, sizeof m->desc - len);
+    }
     *out = m;
     return CELLM_OK;
 nomem:

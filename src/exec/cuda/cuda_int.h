@@ -1,7 +1,7 @@
 /*
  * cuda_int.h: what the CUDA executor's C driver (cuda.c and the files cuda_exec.h lists)
- * and its kernel files (*.cu, instances/*.cu) share: the device view of a weight and the
- * launchers, each a plain C function that enqueues one kernel on a stream and returns the
+ * and its kernel files (the .cu files here and in instances/) share: the device view of a weight
+ * and the launchers, each a plain C function that enqueues one kernel on a stream and returns the
  * launch's cudaError_t as an int.
  *
  * A device weight keeps the stored format: F32/F16/BF16 values, or MLX affine u32 codes
