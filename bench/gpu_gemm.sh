@@ -36,8 +36,10 @@ for spec in "${specs[@]}"; do
   IFS=: read -r preset fmt <<<"$spec"
   dir=$DATA/$preset-$fmt
   [ -f "$dir/config.json" ] || python3 tools/make_random_ckpt.py "$preset" "$dir" --format "$fmt" >/dev/null || exit 1
-  for mode in tc old; do
-    opt=tc_rows=3; [ $mode = old ] && opt=tc_rows=0
+  for mode in def tc old; do # the default routing; the GEMM for BF16 at every count too; none
+    opt=tc_rows=3
+    [ $mode = tc ] && opt=tc_rows=3,tc_bf16=1
+    [ $mode = old ] && opt=tc_rows=0
     pp=$(./$B/cellm bench --exec-opt $opt -m "$dir" --device cuda -p 512 -n 8 -r 3 2>&1 | tee -a "$OUT/bench.log" | awk '/^prefill:/ {print $4}')
     line="$(printf '%-18s %-3s pp512 %8.1f' "$preset-$fmt" $mode "$pp")"
     for b in ${CELLM_BENCH_STREAMS:-4 16 64}; do

@@ -28,4 +28,8 @@ if [ -z "$model" ]; then
   sed 's/"max_position_embeddings": *[0-9]*/"max_position_embeddings": 4096/' \
     models/wordnet-llama/config.json >"$model/config.json"
 fi
-DEVICE=$device THREADS=$threads node bench/prefix_bench.mjs "$bin" "$model"
+if command -v node >/dev/null; then
+  DEVICE=$device THREADS=$threads node bench/prefix_bench.mjs "$bin" "$model"
+else # the GPU machine has no node: the same chat from Python
+  python3 bench/prefix_drive.py "$bin" "$model" --device "$device" --threads "$threads"
+fi

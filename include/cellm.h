@@ -142,6 +142,9 @@ struct cellm_ctx_params {
     size_t cache_bytes; /* prefix cache budget (host memory on the CPU, device memory on
                          * CUDA); 0 = no prefix cache */
     int cache_block;    /* positions per prefix-cache block; 0 = 32 */
+    int reuse_slots;    /* keep a freed sequence's KV state in place for
+                         * cellm_ctx_seq_new_for (below); on by itself when cache_bytes > 0
+                         * and the executor has no block copies for a prefix cache (XLA) */
 };
 
 struct cellm_ctx_params cellm_ctx_params_default(void);
@@ -166,7 +169,17 @@ void cellm_ctx_profile(const struct cellm_ctx *ctx, struct cellm_profile *out);
 
 /* Creates an empty sequence; returns its id (>= 0), or -1 when max_seqs exist already. */
 int cellm_ctx_seq_new(struct cellm_ctx *ctx);
-/* Frees a sequence and its KV cache. */
+/* Creates a sequence for a prompt of n tokens. With slot reuse (reuse_slots above), freed
+ * sequences keep their KV state, and this takes the free one whose tokens begin the prompt
+ * for longest, keeping that common part (at most n - 1 tokens: the last prompt token is
+ * always evaluated, its logits give the first pick); *kept receives its length, and the
+ * sequence continues from there, as if those tokens had just been evaluated. On a model
+ * with sliding-window layers only a whole held sequence is kept (their caches cannot
+ * forget their last positions). Without slot reuse this is cellm_ctx_seq_new, *kept = 0.
+ * Returns -1 when max_seqs exist already. */
+int cellm_ctx_seq_new_for(struct cellm_ctx *ctx, const int32_t *tokens, int n, int *kept);
+/* Frees a sequence and its KV cache (with slot reuse: keeps its state for
+ * cellm_ctx_seq_new_for until the slot is taken again). */
 void cellm_ctx_seq_free(struct cellm_ctx *ctx, int seq);
 /* Number of tokens in the sequence's KV cache. */
 int cellm_ctx_seq_len(const struct cellm_ctx *ctx, int seq);

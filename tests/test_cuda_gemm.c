@@ -202,7 +202,7 @@ static void test_q4(void **state)
 {
     (void)state;
     if (!have_gpu()) skip();
-    const int64_t r1[1] = {200}, r3[3] = {128, 48, 48}, rt[1] = {272};
+    const int64_t r1[1] = {200}, r3[3] = {128, 48, 48}, rt[3] = {272, 272, 272};
     int ns[] = {3, 13, 40, 100};
     for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
         check(CU_W_AFFINE, 4, 32, 0, 1, r1, 160, ns[i], 0);

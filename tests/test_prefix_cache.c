@@ -1,5 +1,6 @@
 /*
- * test_prefix_cache.c: logits after a cached prefix equal those of a cold run.
+ * test_prefix_cache.c: logits after a cached prefix (or a reused slot) equal those of a
+ * cold run.
  *
  * For every fixture (every family: sliding windows in gemma2/gemma3, soft-caps, MoE,
  * parallel residuals, every storage format): a prompt B is evaluated cold in one context;
@@ -43,6 +44,7 @@ static enum cellm_device test_device(void)
 {
     const char *d = getenv("CELLM_TEST_DEVICE");
     if (d && !strcmp(d, "cuda")) return CELLM_DEVICE_CUDA;
+    if (d && !strcmp(d, "xla")) return CELLM_DEVICE_XLA;
     return CELLM_DEVICE_CPU;
 }
 
@@ -116,6 +118,47 @@ static int warm_b(struct cellm_ctx *ctx, const int32_t *b, float *out, int vocab
     return len;
 }
 
+/* Slot reuse (no block copies, as on XLA): A is evaluated in a slot and freed; B then
+ * resumes that slot where the two part (none of it on a model with sliding layers, whose
+ * rings cannot forget what A added); and a slot that holds exactly a beginning of B is
+ * resumed whole, sliding layers too. Returns what B kept the first time. */
+static int check_reuse(struct cellm_model *m, const char *dir, const int32_t *a, const int32_t *b,
+                       const float *cold, float *warm, int vocab, double exact)
+{
+    struct cellm_error err;
+    struct cellm_ctx *ctx;
+    struct cellm_ctx_params rp = cellm_ctx_params_default();
+    rp.max_seqs = 2;
+    rp.reuse_slots = 1;
+    const int head = LEN_B - 40;
+    assert_int_equal(cellm_ctx_new(m, &rp, &ctx, &err), CELLM_OK);
+    int kept = -1, seq = cellm_ctx_seq_new_for(ctx, a, LEN_A, &kept);
+    assert_int_equal(kept, 0);
+    feed(ctx, seq, a, 0, LEN_A, 41, NULL, vocab, 0);
+    /* a model with sliding-window layers refuses to forget only the last positions */
+    const int sliding = cellm_ctx_seq_truncate(ctx, seq, LEN_A - 1, &err) == CELLM_ERR_UNSUPPORTED;
+    cellm_ctx_seq_free(ctx, seq);
+    int sb = cellm_ctx_seq_new_for(ctx, b, LEN_B, &kept), first = kept;
+    assert_int_equal(kept, sliding ? 0 : SHARED);
+    if (!sliding) assert_int_equal(sb, seq);
+    assert_int_equal(cellm_ctx_seq_len(ctx, sb), kept);
+    feed(ctx, sb, b, kept, LEN_B, 29, warm, vocab, 0);
+    same(dir, "slot reuse", cold, warm, kept, vocab, exact);
+    cellm_ctx_seq_free(ctx, sb);
+    cellm_ctx_free(ctx);
+    assert_int_equal(cellm_ctx_new(m, &rp, &ctx, &err), CELLM_OK);
+    seq = cellm_ctx_seq_new(ctx);
+    feed(ctx, seq, b, 0, head, 26, NULL, vocab, 0); /* no one-row piece: see above */
+    cellm_ctx_seq_free(ctx, seq);
+    sb = cellm_ctx_seq_new_for(ctx, b, LEN_B, &kept);
+    assert_int_equal(sb, seq);
+    assert_int_equal(kept, head);
+    feed(ctx, sb, b, kept, LEN_B, 29, warm, vocab, 0);
+    same(dir, "slot resumed whole", cold, warm, head, vocab, exact);
+    cellm_ctx_free(ctx);
+    return first;
+}
+
 static void check(const char *dir, enum cellm_precision precision)
 {
     struct cellm_error err;
@@ -154,6 +197,12 @@ static void check(const char *dir, enum cellm_precision precision)
     same(dir, "cold, other pieces", cold, warm, 0, vocab, tol);
     if (!batch_invariant) exact = tol;
 
+    int R = check_reuse(m, dir, a, b, cold, warm, vocab, exact);
+    if (mp.device == CELLM_DEVICE_XLA) { /* no block copies there: slot reuse only */
+        printf("%s: slot reuse kept %d; %s\n", dir, R,
+               exact < 0 ? "bit-identical" : "within tolerance (batch-shape dependent)");
+        goto done;
+    }
     struct cellm_ctx_params cp = cellm_ctx_params_default();
     cp.cache_bytes = (size_t)1 << 30;
     cp.cache_block = BLOCK;
@@ -213,9 +262,11 @@ static void check(const char *dir, enum cellm_precision precision)
     same(dir, "after evictions", cold, warm, L3, vocab, exact);
     cellm_ctx_free(ctx);
 
-    printf("%s: attached %d (stored at the end), %d (during prefill), %d (after evictions); %s\n",
-           dir, L1, L2, L3,
+    printf("%s: attached %d (stored at the end), %d (during prefill), %d (after evictions), "
+           "slot reuse kept %d; %s\n",
+           dir, L1, L2, L3, R,
            exact < 0 ? "bit-identical" : "within tolerance (batch-shape dependent)");
+done:
     free(cold);
     free(warm);
     cellm_model_free(m);

@@ -430,13 +430,13 @@ static int run(struct chat_opts *o)
     }
     if (!cli_sampling_params(&o->s, "chat", o->c.model_dir, o->verbose, &sp)) goto done;
     if (!(m = cli_load_model(&o->c, "chat"))) goto done;
-    /* the prefix cache keeps the history; it lives where the executor keeps KV (XLA has
-     * none yet). Blocks of one position on the CPU reuse the whole common prefix (a CPU
+    /* the prefix cache keeps the history; it lives where the executor keeps KV (on XLA,
+     * which has no block copies, the session's one slot resumes its history). Blocks of one position on the CPU reuse the whole common prefix (a CPU
      * block copy is one memcpy per row anyway); on CUDA each block is an allocation and
      * a copy per layer, so they are larger there. */
     struct cellm_ctx_params cp = cellm_ctx_params_default();
     int cuda = o->c.mp.device == CELLM_DEVICE_CUDA;
-    int cache_mb = cuda ? o->cache_gpu : o->c.mp.device == CELLM_DEVICE_CPU ? o->cache_ram : 0;
+    int cache_mb = o->c.mp.device == CELLM_DEVICE_CPU ? o->cache_ram : o->cache_gpu;
     cp.cache_bytes = (size_t)(cache_mb < 0 ? 1024 : cache_mb) << 20;
     cp.cache_block = o->cache_block > 0 ? o->cache_block : cuda ? 16 : 1;
     if (!chat_session_init(&s, m, tok, o->ctx_size, &cp, &err)) {

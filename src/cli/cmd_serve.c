@@ -38,7 +38,8 @@ static void usage(FILE *f)
             "  --chat-template FILE  use this Jinja chat template instead of the "
             "checkpoint's\n"
             "  --cache-ram MB   prefix cache in host memory (CPU device; default 1024, 0 = off)\n"
-            "  --cache-gpu MB   prefix cache in device memory (CUDA; default 1024, 0 = off)\n"
+            "  --cache-gpu MB   prefix cache in device memory (CUDA; default 1024, 0 = off; on\n"
+            "                   XLA, > 0 lets a slot resume what its last request shared)\n"
             "  --cache-block N  positions per prefix-cache block (default 32)\n"
             "  --cors-origin O  allow browser requests from origin O ('*' = any)\n"
             "  --quiet          no per-request log lines\n" CLI_COMMON_HELP
@@ -253,10 +254,9 @@ int cellm_cmd_serve(int argc, char **argv)
     so.model_dir = o.model_dir;
     so.max_body = (size_t)max_body;
     /* the cache lives where the executor keeps KV: host memory on the CPU, device memory on
-     * CUDA (XLA has no cache yet) */
-    int cache_mb = o.mp.device == CELLM_DEVICE_CUDA  ? cache_gpu
-                   : o.mp.device == CELLM_DEVICE_CPU ? cache_ram
-                                                     : 0;
+     * CUDA and XLA (XLA has no block copies: a cache there means that each slot keeps its
+     * state for the next request that begins the same way) */
+    int cache_mb = o.mp.device == CELLM_DEVICE_CPU ? cache_ram : cache_gpu;
     so.cache_bytes = (size_t)cache_mb << 20;
 
     struct cellm_server *srv;

@@ -37,6 +37,9 @@ struct cellm_ctx {
     int32_t **toks;    /* [max_seqs] the tokens each sequence holds, [len] */
     int *toks_cap;
     struct cellm_pcache *pc; /* NULL: no prefix cache */
+    int reuse;               /* slot reuse: freed sequences keep their state (kept, stamp) */
+    int *kept;               /* [max_seqs] tokens a free sequence still holds in toks */
+    unsigned long long *stamp, clock; /* [max_seqs] when each was freed: oldest goes first */
     void *scratch;           /* cellm_ctx_scratch */
     size_t scratch_cap;
 };
@@ -191,7 +194,9 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     c->next = cellm_malloc((size_t)max_seqs * sizeof *c->next);
     c->toks = cellm_calloc((size_t)max_seqs, sizeof *c->toks);
     c->toks_cap = cellm_calloc((size_t)max_seqs, sizeof *c->toks_cap);
-    if (!c->len || !c->next || !c->toks || !c->toks_cap) {
+    c->kept = cellm_calloc((size_t)max_seqs, sizeof *c->kept);
+    c->stamp = cellm_calloc((size_t)max_seqs, sizeof *c->stamp);
+    if (!c->len || !c->next || !c->toks || !c->toks_cap || !c->kept || !c->stamp) {
         cellm_ctx_free(c);
         return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     }
@@ -218,6 +223,7 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
             return st;
         }
     }
+    c->reuse = params && (params->reuse_slots || (params->cache_bytes > 0 && !vt->kv_save));
     *out = c;
     return CELLM_OK;
 }
@@ -231,6 +237,8 @@ void cellm_ctx_free(struct cellm_ctx *c)
         cellm_free(c->toks[i]);
     cellm_free(c->toks);
     cellm_free(c->toks_cap);
+    cellm_free(c->kept);
+    cellm_free(c->stamp);
     cellm_free(c->scratch);
     cellm_free(c->len);
     cellm_free(c->next);
@@ -239,20 +247,60 @@ void cellm_ctx_free(struct cellm_ctx *c)
     cellm_free(c);
 }
 
+/* Takes free slot i holding `keep` of its kept tokens: the executor forgets the rest. */
+static int take_slot(struct cellm_ctx *c, int i, int keep)
+{
+    if (keep < c->kept[i]) c->model->vt->seq_truncate(c->ex, i, keep);
+    c->len[i] = keep;
+    c->kept[i] = 0;
+    return i;
+}
+
 int cellm_ctx_seq_new(struct cellm_ctx *c)
 {
-    for (int i = 0; i < c->max_seqs; i++)
-        if (c->len[i] < 0) {
-            c->len[i] = 0;
-            return i;
+    int kept = 0;
+    return cellm_ctx_seq_new_for(c, NULL, 0, &kept);
+}
+
+int cellm_ctx_seq_new_for(struct cellm_ctx *c, const int32_t *tokens, int n, int *kept)
+{
+    *kept = 0;
+    /* the free slot with the longest usable common prefix; among equals an empty one,
+     * else the one freed longest ago */
+    int best = -1, best_keep = -1;
+    const int sliding = c->model->desc.cfg.window > 0;
+    for (int i = 0; i < c->max_seqs; i++) {
+        if (c->len[i] >= 0) continue;
+        int keep = 0;
+        if (c->reuse && tokens && c->kept[i] > 0) {
+            const int lim = c->kept[i] < n - 1 ? c->kept[i] : n - 1;
+            while (keep < lim && c->toks[i][keep] == tokens[keep])
+                keep++;
+            if (sliding && keep < c->kept[i]) keep = 0;
         }
-    return -1;
+        const int better = best < 0 || keep > best_keep ||
+                           (keep == best_keep && (c->kept[best] > 0 && (c->kept[i] == 0 ||
+                                                                         c->stamp[i] < c->stamp[best])));
+        if (better) {
+            best = i;
+            best_keep = keep;
+        }
+    }
+    if (best < 0) return -1;
+    *kept = best_keep;
+    return take_slot(c, best, best_keep);
 }
 
 void cellm_ctx_seq_free(struct cellm_ctx *c, int seq)
 {
     if (!c || seq < 0 || seq >= c->max_seqs || c->len[seq] < 0) return;
-    c->model->vt->seq_truncate(c->ex, seq, 0);
+    if (c->reuse && c->len[seq] > 0 && c->len[seq] <= c->toks_cap[seq]) {
+        c->kept[seq] = c->len[seq]; /* the executor keeps the positions; toks keeps the ids */
+        c->stamp[seq] = ++c->clock;
+    } else {
+        c->model->vt->seq_truncate(c->ex, seq, 0);
+        c->kept[seq] = 0;
+    }
     c->len[seq] = -1;
 }
 

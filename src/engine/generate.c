@@ -66,6 +66,7 @@ void cellm_gen_free(struct cellm_gen *g)
     if (!g) return;
     if (g->seq >= 0) {
         if (g->p.use_cache && !g->failed) cellm_ctx_seq_store(g->ctx, g->seq, NULL);
+        if (g->failed) cellm_ctx_seq_truncate(g->ctx, g->seq, 0, NULL); /* nothing kept */
         cellm_ctx_seq_free(g->ctx, g->seq);
     }
     for (int i = 0; g->stop && i < g->p.n_stop; i++)
@@ -151,10 +152,15 @@ enum cellm_status cellm_gen_new(struct cellm_ctx *ctx, const struct cellm_tokeni
     if (tok && (st = cellm_detok_new(tok, &g->dt, err))) goto fail;
     for (int i = 0; i < n; i++)
         cellm_sampler_accept(g->smp, prompt[i]);
-    if ((g->seq = cellm_ctx_seq_new(ctx)) < 0) {
+    /* with slot reuse (a context without a block cache), a freed sequence sharing the
+     * prompt's beginning is resumed where the two part */
+    int kept = 0;
+    g->seq = gp.use_cache ? cellm_ctx_seq_new_for(ctx, prompt, n, &kept) : cellm_ctx_seq_new(ctx);
+    if (g->seq < 0) {
         st = cellm_errf(err, CELLM_ERR_RANGE, "generate: no free sequence in the context");
         goto fail;
     }
+    g->n_fed = g->n_cached = kept;
     *out = g;
     return CELLM_OK;
 fail:

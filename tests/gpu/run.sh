@@ -2,7 +2,8 @@
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
 # in eight modes:
-#   default     batches of 3 or more rows through the default routing (the tensor-core GEMM, cuda_gemm.cuh, is off by default),
+#   default     batches of 3 or more rows through the default routing (the tensor-core GEMM,
+#               cuda_gemm.cuh, for affine weights at 3+ rows and BF16 at 8..31 rows),
 #               other formats' prefill through cuBLAS, decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
 #               and decode attention as one thread-block cluster per (row, head)
@@ -16,7 +17,7 @@
 #               decode kernels
 #   gemm        gemm_rows=1,tc_rows=0: every product through cuBLAS
 #               (bf16x3 split for BF16)
-#   tc          tc_rows=1: every product the tensor-core GEMM takes through it,
+#   tc          tc_rows=1,tc_bf16=1: every product the tensor-core GEMM takes through it,
 #               decode steps of one row too
 #   unfused     fuse=0: the first-generation kernels (separate norm, GLU, q/k/v
 #               epilogue and attention kernels; per-row attention at prefill)
@@ -72,7 +73,7 @@ one() { # mode dir index
     scalar) opts=mma=0,attn_dec=0,;;
     matvec) opts=gemm_rows=100000,tc_rows=0,;;
     gemm) opts=gemm_rows=1,tc_rows=0,;;
-    tc) opts=tc_rows=1,;;
+    tc) opts=tc_rows=1,tc_bf16=1,;;
     unfused) opts=fuse=0,;;
   esac
   if [ "$mode" = rowmajor ]; then opts=tiled=0; else opts+=tiled=2; fi

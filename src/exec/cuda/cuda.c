@@ -45,17 +45,20 @@ static void cu_model_free(void *p)
 /* The executor's options (cellm_model_params.exec_options); "test only" keys force one of
  * the paths the default rules choose between, for the GPU conformance modes. */
 struct cu_opts {
-    int gemm_rows, tc_rows, graphs, split3, fuse, mma, attn_dec, attn_pdl, tiled;
+    int gemm_rows, tc_rows, tc_bf16, graphs, split3, fuse, mma, attn_dec, attn_pdl, tiled;
 };
 
 static const struct cellm_opt cu_opt_table[] = {
     {"gemm_rows", CELLM_OPT_INT, 1, 1 << 20, 32, NULL, offsetof(struct cu_opts, gemm_rows),
      "batches of at least this many rows take the prefill path (cuBLAS), fewer the decode "
      "kernels"},
-    /* off until verified on a GPU (bench/cuda_notes.md round 12) */
-    {"tc_rows", CELLM_OPT_INT, 0, 1 << 20, 0, NULL, offsetof(struct cu_opts, tc_rows),
+    {"tc_rows", CELLM_OPT_INT, 0, 1 << 20, 3, NULL, offsetof(struct cu_opts, tc_rows),
      "batches of at least this many rows use the tensor-core GEMM where it takes the weights "
-     "(0: never)"},
+     "(0: never); BF16 weights only from 8 to gemm_rows - 1 rows unless tc_bf16"},
+    /* below 8 rows the decode kernels were faster, from gemm_rows on cuBLAS's bf16x3
+     * (bench/cuda_notes.md round 13) */
+    {"tc_bf16", CELLM_OPT_BOOL, 0, 1, 0, NULL, offsetof(struct cu_opts, tc_bf16),
+     "test only: BF16 weights take the tensor-core GEMM at every row count from tc_rows"},
     {"graphs", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, graphs),
      "capture decode steps as CUDA graphs"},
     {"split3", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, split3),
@@ -117,6 +120,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->fuse = o.fuse;
     m->mma = o.mma;
     m->tc_rows = o.tc_rows;
+    m->tc_bf16 = o.tc_bf16;
     m->attn_dec = o.attn_dec;
     /* Early scheduling (PDL) of the decode attention's clusters pays only after a q/k/v
      * product that leaves room beside it: 4-bit weights narrower than CU_RING_COLS, which

@@ -1,8 +1,9 @@
 /*
  * cuda_mm.c: product routing, the one place that decides which kernel multiplies which
  * weight at which row count:
- *   rows >= tc_rows (option; 0 = never), weights the GEMM takes (4/8-bit affine, BF16):
- *       the tensor-core GEMM (cuda_gemm.cuh), packed weights read once per tile
+ *   rows >= tc_rows (option, 3; 0 = never), weights the GEMM takes (4/8-bit affine; BF16
+ *       from 8 to gemm_rows - 1 rows unless tc_bf16): the tensor-core GEMM
+ *       (cuda_gemm.cuh), packed weights read once per tile
  *   rows < gemm_rows (option, 32): the fused decode kernels, cuda_mv.cuh for F32/F16/BF16
  *       and 4/8-bit affine (one or two rows of 4-bit on the tensor cores, cuda_mvt.cuh,
  *       unless mma=0), cuda_matvec.cu for 2/3/5/6-bit affine and with fuse=0
@@ -41,6 +42,7 @@ int cellm_cuda_tc_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, 
                      int64_t ldx)
 {
     if (!c->m->tc_rows || n < c->m->tc_rows) return 0;
+    if (ws[0]->fmt == CU_W_BF16 && !c->m->tc_bf16 && (n < 8 || n >= c->m->gemm_rows)) return 0;
     for (int i = 0; i < nw; i++)
         if (!cellm_cu_gemm_supported(ws[i], ldx) || ws[i]->fmt != ws[0]->fmt ||
             ws[i]->bits != ws[0]->bits || ws[i]->group != ws[0]->group ||
