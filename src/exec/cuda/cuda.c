@@ -121,6 +121,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->mma = o.mma;
     m->tc_rows = o.tc_rows;
     m->tc_bf16 = o.tc_bf16;
+    m->fast = mp && mp->precision == CELLM_PRECISION_FAST;
     m->attn_dec = o.attn_dec;
     /* Early scheduling (PDL) of the decode attention's clusters pays only after a q/k/v
      * product that leaves room beside it: 4-bit weights narrower than CU_RING_COLS, which
@@ -554,6 +555,7 @@ static enum cellm_status cu_eval_argmax(void *p, const struct cellm_exec_row *ro
 
 const struct cellm_exec_vt cellm_exec_cuda = {
     .name = "cuda",
+    .has_fast = 1,
     .opts = cu_opt_table,
     .n_opts = CU_N_OPTS,
     .model_new = cu_model_new,

@@ -52,6 +52,7 @@ struct cu_model {
     int fuse;                             /* decode: norms, residuals, GLU fused into products */
     int mma;                              /* 4-bit decode products on the tensor cores */
     int tc_rows;  /* batches of at least this many rows: tensor-core GEMM (0: never) */
+    int fast;     /* fast precision: one bf16 pass in the GEMMs (cuda_mm.c) */
     int tc_bf16;  /* BF16 weights at every row count from tc_rows (else 8 .. gemm_rows - 1) */
     int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
                    */

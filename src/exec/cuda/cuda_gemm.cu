@@ -70,6 +70,7 @@ extern "C" int cellm_cu_gemm(const struct cu_gemm_op *op, void *stream)
     a.n = op->n;
     a.nchunk = (int)((w->cols + GM_BK - 1) / GM_BK);
     a.kunit = w->fmt == CU_W_AFFINE && w->group > GM_BK ? w->group / GM_BK : 1;
+    a.passes = op->passes == 1 ? 1 : 3;
     a.mask = 0x000F000Fu;
     a.magic = 0x43004300u;
     const int bn = op->n <= 16 ? 16 : op->n <= 32 ? 32 : 64;

@@ -61,6 +61,7 @@ struct gm_kargs {
     int kunit;   /* chunks per unit of the K split (whole groups) */
     float *part; /* split K: [gridDim.z][n][roff[nw]] */
     uint32_t mask, magic;
+    int passes; /* 3 exact; 1 = only the bf16-rounded activations (fast mode) */
 };
 
 template <int FMT> struct gm_fmt;
@@ -376,6 +377,7 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_k
                     for (int st = 0; st < 2; st++) {
                         gm_mma(d, fa[2 * st], fb[2 * st], fa[2 * st + 1], fb[2 * st + 1],
                                bh[j][2 * st], bh[j][2 * st + 1]);
+                        if (a.passes == 1) continue; /* uniform: the whole launch */
                         gm_mma(d, fa[2 * st], fb[2 * st], fa[2 * st + 1], fb[2 * st + 1],
                                bm[j][2 * st], bm[j][2 * st + 1]);
                         gm_mma(d, fa[2 * st], fb[2 * st], fa[2 * st + 1], fb[2 * st + 1],

@@ -119,6 +119,7 @@ struct cu_gemm_op {
     float *part;
     int64_t part_cap;
     int sms;
+    int passes; /* 3: the exact split of x (hi, mid, lo); 1: x rounded to bf16 (fast mode) */
 };
 #define CU_GEMM_KS_MAX 4      /* most K splits */
 #define CU_GEMM_SPLIT_ROWS 64 /* batches that may split K have at most this many rows */

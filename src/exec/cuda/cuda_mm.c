@@ -10,6 +10,9 @@
  *   rows >= gemm_rows: cuBLAS with f32 accumulation and TF32 off: BF16 weights against an
  *       exact three-way bf16 split of the activations (split3), F32 directly, other
  *       formats dequantized to f32 in row tiles
+ * Fast precision (cellm_model_params.precision): the tensor-core GEMM and the BF16 cuBLAS
+ * path use only the first part of the split, x rounded to bf16 (one pass instead of three);
+ * the decode kernels, attention and the f32 KV cache are those of exact mode.
  * Also the MLP and MoE blocks built on these products.
  */
 #include <math.h>
@@ -63,7 +66,8 @@ static enum cellm_status tc_run(struct cu_ctx *c, const struct cu_weight *const 
                             .n = n,
                             .part = c->gpart,
                             .part_cap = c->gpart_cap,
-                            .sms = c->m->sms};
+                            .sms = c->m->sms,
+                            .passes = c->m->fast ? 1 : 3};
     for (int i = 0; i < nw; i++) {
         op.w[i] = ws[i];
         op.y[i] = ys[i];
@@ -136,7 +140,7 @@ enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, con
                 K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per,
                                       c->split + 2 * per, c->st));
             }
-            for (int p = 0; p < 3; p++)
+            for (int p = 0; p < (c->m->fast ? 1 : 3); p++) /* fast: x rounded to bf16 */
                 BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
                                       (int)w->cols, &one, w->data, CUDA_R_16BF, (int)w->cols,
                                       c->split + p * per, CUDA_R_16BF, (int)w->cols,
