@@ -178,7 +178,11 @@ int main(int argc, char **argv)
         return 1;
     }
     int nt = cellm_pool_size(pool);
-    enum cellm_isa isa = cellm_cpu_isa_from_env();
+    /* a benchmark program, not the library: it may read the environment */
+    const char *want = getenv("CELLM_CPU_ISA");
+    enum cellm_isa isa = cellm_cpu_isa_cap(want && !strcmp(want, "portable") ? CELLM_ISA_PORTABLE
+                                           : want && !strcmp(want, "avx2")   ? CELLM_ISA_AVX2
+                                                                             : CELLM_ISA_AVX512);
     float **bufs = calloc((size_t)nt, sizeof *bufs);
     for (int t = 0; t < nt && bufs; t++)
         bufs[t] = aligned_alloc(64, (size_t)CELLM_CPU_ROW_BLOCK * (size_t)cols * sizeof(float));

@@ -20,7 +20,7 @@ done
 export PATH=$PATH:/usr/local/cuda/bin
 . tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
 if [ ! -x $B/cellm ]; then
-  cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >/dev/null && cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
+  cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" "${gpu_cmake_deps[@]}" >/dev/null && cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
 fi
 bw=$(python3 - <<'PY'
 import torch

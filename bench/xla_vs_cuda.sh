@@ -9,7 +9,7 @@ specs=("$@")
 [ ${#specs[@]} -gt 0 ] || specs=(llama-3.2-1b:bf16 qwen3-0.6b:q4)
 export PATH=$PATH:/usr/local/cuda/bin
 . tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
-cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >/dev/null &&
+cmake -S . -B $B -DCELLM_CUDA=ON "${gpu_cmake_deps[@]}" >/dev/null &&
   cmake --build $B -j"$(nproc)" --target cellm_cli >/dev/null || exit 1
 for spec in "${specs[@]}"; do
   preset=${spec%%:*}; fmt=${spec#*:}

@@ -84,13 +84,31 @@ enum cellm_precision {
 };
 
 struct cellm_model_params {
-    enum cellm_device device;       /* executor; CPU is the default and the reference */
-    int n_threads;                  /* CPU worker threads; 0 = one per online CPU */
+    enum cellm_device device; /* executor; CPU is the default and the reference */
+    /* CPU worker threads of this model's contexts unless cellm_ctx_params.n_threads says
+     * otherwise; 0 = one per online CPU. (Each context has its own pool; this default stays
+     * for callers that set it here.) */
+    int n_threads;
     const char *pjrt_plugin;        /* XLA only: path of the PJRT plugin; NULL = find one */
     enum cellm_precision precision; /* EXACT (the default) or FAST */
+    /* Executor options, "key=value,key=value" (NULL or "" = the defaults); read during
+     * cellm_model_load only. Each executor has its own keys (cellm_exec_options_help);
+     * an unknown key or a bad value is CELLM_ERR_ARG with a message naming the key, the
+     * value and what was expected. The library reads no environment variable: this is
+     * the one door for tuning and test switches. */
+    const char *exec_options;
+    /* XLA only: ':'-separated prefixes (virtualenvs, conda prefixes, site-packages
+     * directories) searched for the PJRT plugin before /opt/torch/.venv, /usr/local and
+     * /usr, when pjrt_plugin is NULL. NULL = the fixed ones only. */
+    const char *pjrt_search;
 };
 
 struct cellm_model_params cellm_model_params_default(void);
+
+/* Writes into buf (at most cap bytes with the NUL, truncating) one line per option of the
+ * executor for dev: "  key=range (default D): help". Returns the length the whole text
+ * needs; 0 with "" when this build lacks that executor (CUDA without -DCELLM_CUDA=ON). */
+size_t cellm_exec_options_help(enum cellm_device dev, char *buf, size_t cap);
 
 /* Loads a checkpoint directory (config.json + safetensors, HF or MLX layout). The weights
  * are mapped read-only and stay mapped until cellm_model_free. */
@@ -117,6 +135,10 @@ struct cellm_ctx;
 
 struct cellm_ctx_params {
     int max_seqs;       /* sequences that may exist at once; 0 = 1 */
+    int n_threads;      /* CPU worker threads of this context's pool; 0 = the model's
+                         * n_threads (whose 0 is one per online CPU) */
+    int profile;        /* 1: time the phases of each step (CUDA; slower: no graphs); read
+                         * them with cellm_ctx_profile */
     size_t cache_bytes; /* prefix cache budget (host memory on the CPU, device memory on
                          * CUDA); 0 = no prefix cache */
     int cache_block;    /* positions per prefix-cache block; 0 = 32 */
@@ -130,6 +152,20 @@ struct cellm_ctx_params cellm_ctx_params_default(void);
 enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ctx_params *params,
                                 struct cellm_ctx **out, struct cellm_error *err);
 void cellm_ctx_free(struct cellm_ctx *ctx);
+
+/* Per-phase times of a context created with profile = 1, summed over its steps since
+ * creation, apart for decode (index 0: steps of fewer rows than the executor's GEMM
+ * threshold) and prefill (index 1); the first step of each kind warms up and is not
+ * counted. */
+#define CELLM_PROFILE_PHASES 16
+struct cellm_profile {
+    int n_phases;                               /* 0: nothing measured (no profiler) */
+    const char *phase[CELLM_PROFILE_PHASES];    /* static names ("qkv", "attention", ...) */
+    long steps[2];                              /* steps measured */
+    double ms[2][CELLM_PROFILE_PHASES];         /* milliseconds per phase, all steps */
+};
+/* Fills out (zeros and n_phases 0 where the executor has no profiler or profile was off). */
+void cellm_ctx_profile(const struct cellm_ctx *ctx, struct cellm_profile *out);
 
 /* Creates an empty sequence; returns its id (>= 0), or -1 when max_seqs exist already. */
 int cellm_ctx_seq_new(struct cellm_ctx *ctx);

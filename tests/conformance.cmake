@@ -15,10 +15,10 @@ foreach(dir ${CELLM_FIXTURE_DIRS})
     add_test(NAME verify-fast/${rel}
              COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 2 --precision fast)
     add_test(NAME verify-fast-avx2/${rel}
-             COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 2 --precision fast)
-    set_tests_properties(verify-fast-avx2/${rel} PROPERTIES ENVIRONMENT CELLM_CPU_ISA=avx2)
+             COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 2 --precision fast
+                     --exec-opt isa=avx2)
     add_test(NAME verify-fast-portable/${rel}
-             COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 1 --precision fast)
-    set_tests_properties(verify-fast-portable/${rel} PROPERTIES ENVIRONMENT CELLM_CPU_ISA=portable)
+             COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 1 --precision fast
+                     --exec-opt isa=portable)
   endif()
 endforeach()

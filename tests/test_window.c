@@ -2,7 +2,7 @@
  * test_window.c: long sequences on sliding-window layers. Sliding layers keep a ring of
  * window + chunk positions and batches run in chunks, so a sequence far longer than both
  * must give the same logits whether it is fed in one call, token by token, in odd-sized
- * pieces, or with full key histories (CELLM_CPU_KV_RING=0).
+ * pieces, or with full key histories (executor option kv_ring=0).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -22,14 +22,15 @@ enum { LEN = 480 };
 /* Teacher-forced logits of LEN tokens fed `piece` at a time (0 = all at once). */
 static float *run(const char *dir, int piece, int ring)
 {
-    setenv("CELLM_CPU_KV_RING", ring ? "1" : "0", 1);
     struct cellm_error err;
     struct cellm_model *m;
     struct cellm_model_params mp = cellm_model_params_default();
-    mp.n_threads = 2;
+    mp.exec_options = ring ? "kv_ring=1" : "kv_ring=0";
     if (cellm_model_load(dir, &mp, &m, &err)) fail_msg("%s: %s", dir, err.msg);
     struct cellm_ctx *ctx;
-    assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
+    struct cellm_ctx_params cp = cellm_ctx_params_default();
+    cp.n_threads = 2;
+    assert_int_equal(cellm_ctx_new(m, &cp, &ctx, &err), CELLM_OK);
     int vocab = cellm_model_vocab(m), seq = cellm_ctx_seq_new(ctx);
     float *out = malloc((size_t)LEN * vocab * sizeof(float));
     struct cellm_batch_item *items = malloc(LEN * sizeof *items);
@@ -47,7 +48,6 @@ static float *run(const char *dir, int piece, int ring)
     free(items);
     cellm_ctx_free(ctx);
     cellm_model_free(m);
-    unsetenv("CELLM_CPU_KV_RING");
     return out;
 }
 

@@ -57,14 +57,15 @@ static void dump(const char *fixture, const char *kind, const char *text)
     }
 }
 
-static void load(const char *fixture, struct mod *m)
+static void load_opt(const char *fixture, int dequant_at_load, struct mod *m)
 {
     char dir[1024];
     struct cellm_error err = {{0}};
     snprintf(dir, sizeof dir, "%s/%s", CELLM_FIXTURES, fixture);
     memset(m, 0, sizeof *m);
     if (cellm_desc_load(dir, &m->d, &err)) fail_msg("%s: %s", fixture, err.msg);
-    if (cellm_xla_plan_build(&m->d, &m->plan, &err)) fail_msg("%s: %s", fixture, err.msg);
+    if (cellm_xla_plan_build(&m->d, dequant_at_load, &m->plan, &err))
+        fail_msg("%s: %s", fixture, err.msg);
     struct cellm_xla_key kp = {16, 256, 1}, kd = {1, 256, 0};
     size_t len;
     if (cellm_xla_emit(&m->d, &m->plan, &kp, &m->prefill, &len, &err))
@@ -74,6 +75,11 @@ static void load(const char *fixture, struct mod *m)
         fail_msg("%s: decode: %s", fixture, err.msg);
     dump(fixture, "prefill", m->prefill);
     dump(fixture, "decode", m->decode);
+}
+
+static void load(const char *fixture, struct mod *m)
+{
+    load_opt(fixture, 0, m);
 }
 
 static void unload(struct mod *m)
@@ -242,15 +248,13 @@ FIXTURE_TEST(t_qwen3_moe, "qwen3-moe/bf16", {
 })
 FIXTURE_TEST(t_qwen3_moe_q4, "qwen3-moe/q4-g64-bf16-stacked", check_affine(&m, 1))
 
-/* CELLM_XLA_DEQUANT=load: affine weights become f32 parameters holding exactly the
+/* Option dequant=load: affine weights become f32 parameters holding exactly the
  * reference values, and the modules unpack no codes. */
 static void t_dequant_at_load(void **state)
 {
     (void)state;
-    setenv("CELLM_XLA_DEQUANT", "load", 1);
     struct mod m;
-    load("llama3-untied/q4-g64-f16", &m);
-    unsetenv("CELLM_XLA_DEQUANT");
+    load_opt("llama3-untied/q4-g64-f16", 1, &m);
     common(&m);
     check_affine(&m, 0);
     assert_int_equal(count(m.prefill, "stablehlo.shift_right_logical"), 0);
@@ -284,10 +288,9 @@ static void t_no_plugin(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/xla_cuda_plugin.so"));
     assert_non_null(strstr(err.msg, "--pjrt-plugin"));
     /* no path at all: either a plugin is installed here, or the how-to message */
-    unsetenv("CELLM_PJRT_PLUGIN");
     char found[1024];
     struct cellm_error e2 = {{0}};
-    if (cellm_pjrt_find(NULL, found, sizeof found, &e2) != CELLM_OK) {
+    if (cellm_pjrt_find(NULL, NULL, found, sizeof found, &e2) != CELLM_OK) {
         assert_non_null(strstr(e2.msg, "--pjrt-plugin PATH"));
         assert_non_null(strstr(e2.msg, "CELLM_PJRT_PLUGIN"));
         mp.pjrt_plugin = NULL;

@@ -6,7 +6,8 @@
  * then decoded together, one batch of B rows per step (as a server's continuous batch);
  * decode reports the aggregate tok/s of all B streams. Decode bytes/s counts every weight byte read
  * once per token (the head included, the embedding row excluded), which is what bounds decode on a
- * memory-bound device.
+ * memory-bound device. --profile prints the executor's per-phase times (cellm_ctx_profile;
+ * CUDA, with graphs off, so the step is slower than without it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +18,50 @@
 #include "common.h"
 #include "engine/engine.h"
 
+/* The phases' share of each kind of step (what the CUDA executor printed itself before). */
+static void print_profile(const struct cellm_ctx *ctx)
+{
+    struct cellm_profile p;
+    cellm_ctx_profile(ctx, &p);
+    if (!p.n_phases) {
+        printf("profile: this executor has no profiler\n");
+        return;
+    }
+    for (int k = 0; k < 2; k++) {
+        double tot = 0;
+        for (int i = 0; i < p.n_phases; i++)
+            tot += p.ms[k][i];
+        if (!p.steps[k] || tot <= 0) continue;
+        printf("profile, %s: %ld steps after the first, %.3f ms per step:",
+               k ? "prefill" : "decode", p.steps[k], tot / (double)p.steps[k]);
+        for (int i = 0; i < p.n_phases; i++)
+            if (p.ms[k][i] > 0) printf(" %s %.1f%%", p.phase[i], 100 * p.ms[k][i] / tot);
+        printf("\n");
+    }
+}
+
 int cellm_cmd_bench(int argc, char **argv)
 {
-    static const char *const flags[] = {
-        "-p",         "-n",       "-r",        "-b", "--help",        "-h", "-m", "--model",
-        "--download", "--device", "--threads", "-t", "--pjrt-plugin", NULL};
+    static const char *const flags[] = {"-p",
+                                        "-n",
+                                        "-r",
+                                        "-b",
+                                        "--help",
+                                        "-h",
+                                        "-m",
+                                        "--model",
+                                        "--download",
+                                        "--device",
+                                        "--threads",
+                                        "-t",
+                                        "--pjrt-plugin",
+                                        "--exec-opt",
+                                        "--exec-options",
+                                        "--profile",
+                                        NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
-    int n_prompt = 128, n_gen = 64, reps = 1, nb = 1;
+    int n_prompt = 128, n_gen = 64, reps = 1, nb = 1, profile = 0;
     for (int i = 1; i < argc; i++) {
         int r = cli_common_opt(&o, argc, argv, &i);
         if (r < 0) return 2;
@@ -42,14 +79,16 @@ int cellm_cmd_bench(int argc, char **argv)
         } else if (!strcmp(argv[i], "-b")) {
             if (!(v = cli_value(argc, argv, &i))) return 2;
             if (!cli_int("bench", "-b", v, 1, 4096, &nb)) return 2;
+        } else if (!strcmp(argv[i], "--profile")) {
+            profile = 1;
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf(
-                "usage: cellm bench -m MODEL [options]\n"
-                "  -p N                 prompt tokens to prefill (default 128)\n"
-                "  -n N                 tokens to generate (default 64)\n"
-                "  -r N                 repeats (default 1)\n"
-                "  -b N                 decode N sequences together (default 1)\n" CLI_COMMON_HELP
-                "  -h, --help           this text\n");
+            printf("usage: cellm bench -m MODEL [options]\n"
+                   "  -p N                 prompt tokens to prefill (default 128)\n"
+                   "  -n N                 tokens to generate (default 64)\n"
+                   "  -r N                 repeats (default 1)\n"
+                   "  -b N                 decode N sequences together (default 1)\n"
+                   "  --profile            per-phase times of the steps (cuda; graphs "
+                   "off)\n" CLI_COMMON_HELP "  -h, --help           this text\n");
             return 0;
         } else {
             cli_unknown("bench", argv[i], flags);
@@ -80,6 +119,7 @@ int cellm_cmd_bench(int argc, char **argv)
     struct cellm_ctx *ctx;
     struct cellm_ctx_params cp = cellm_ctx_params_default();
     cp.max_seqs = nb;
+    cp.profile = profile;
     if (cellm_ctx_new(m, &cp, &ctx, &err)) {
         fprintf(stderr, "cellm bench: %s\n", err.msg);
         cellm_model_free(m);
@@ -168,6 +208,7 @@ int cellm_cmd_bench(int argc, char **argv)
                    best_tg * step_bytes / 1e9);
         printf("peak rss: %.1f MiB\n", ru.ru_maxrss / 1024.0);
     }
+    if (!rc && profile) print_profile(ctx);
     free(prompt);
     free(items);
     free(picks);

@@ -308,9 +308,10 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
 
 int cellm_cmd_inspect(int argc, char **argv)
 {
-    static const char *const flags[] = {"--help",        "-h",       "-m",        "--model",
-                                        "--download",    "--device", "--threads", "-t",
-                                        "--pjrt-plugin", NULL};
+    static const char *const flags[] = {
+        "--help",         "-h",        "-m", "--model",       "--download",
+        "--device",       "--threads", "-t", "--pjrt-plugin", "--exec-opt",
+        "--exec-options", NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     o.mp.n_threads = 1; /* inspect computes nothing */

@@ -323,9 +323,10 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
 
 int cellm_cmd_verify(int argc, char **argv)
 {
-    static const char *const flags[] = {"--oracle", "--help",        "-h",       "-m",
-                                        "--model",  "--download",    "--device", "--threads",
-                                        "-t",       "--pjrt-plugin", NULL};
+    static const char *const flags[] = {"--oracle", "--help",        "-h",         "-m",
+                                        "--model",  "--download",    "--device",   "--threads",
+                                        "-t",       "--pjrt-plugin", "--exec-opt", "--exec-options",
+                                        NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     const char *oracle_path = NULL;

@@ -11,9 +11,43 @@
 
 #include "cli/hub.h"
 
-const char *const cli_common_flags[] = {"-m",          "--model",       "--download",
-                                        "--device",    "--threads",     "-t",
-                                        "--precision", "--pjrt-plugin", NULL};
+const char *const cli_common_flags[] = {
+    "-m",          "--model",       "--download", "--device",       "--threads", "-t",
+    "--precision", "--pjrt-plugin", "--exec-opt", "--exec-options", NULL};
+
+/* --exec-opt help: every executor's table. */
+static void print_exec_options(void)
+{
+    static const struct {
+        enum cellm_device dev;
+        const char *name;
+    } execs[] = {{CELLM_DEVICE_CPU, "cpu"}, {CELLM_DEVICE_CUDA, "cuda"}, {CELLM_DEVICE_XLA, "xla"}};
+    char buf[8192];
+    for (size_t i = 0; i < sizeof execs / sizeof execs[0]; i++) {
+        size_t n = cellm_exec_options_help(execs[i].dev, buf, sizeof buf);
+        if (!n)
+            printf("--device %s: not in this build\n", execs[i].name);
+        else
+            printf("--device %s options (--exec-opt KEY=VALUE):\n%s", execs[i].name, buf);
+    }
+}
+
+/* Appends one or more "k=v" items to o->exec_opts. */
+static int add_exec_opts(struct cli_opts *o, const char *flag, const char *v)
+{
+    if (!strcmp(v, "help")) {
+        print_exec_options();
+        exit(0); /* like --help: nothing else to do */
+    }
+    size_t len = strlen(o->exec_opts);
+    if (len + strlen(v) + 2 > sizeof o->exec_opts) {
+        fprintf(stderr, "cellm: %s %s: executor options longer than %zu bytes in all\n", flag, v,
+                sizeof o->exec_opts - 1);
+        return -1;
+    }
+    snprintf(o->exec_opts + len, sizeof o->exec_opts - len, "%s%s", len ? "," : "", v);
+    return 1;
+}
 
 const char *cli_value(int argc, char **argv, int *i)
 {
@@ -66,6 +100,16 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
             return -1;
         }
         return 1;
+    }
+    if (!strcmp(a, "--exec-opt") || !strcmp(a, "--exec-options")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!v) return -1;
+        if (!strcmp(a, "--exec-opt") && strcmp(v, "help") && !strchr(v, '=')) {
+            fprintf(stderr,
+                    "cellm: --exec-opt %s: expected KEY=VALUE (--exec-opt help lists them)\n", v);
+            return -1;
+        }
+        return add_exec_opts(o, a, v);
     }
     if (!strcmp(a, "--pjrt-plugin")) {
         o->mp.pjrt_plugin = cli_value(argc, argv, i);
@@ -176,7 +220,26 @@ struct cellm_model *cli_load_model(const struct cli_opts *o, const char *cmd)
     }
     struct cellm_error err;
     struct cellm_model *m;
-    if (cellm_model_load(o->model_dir, &o->mp, &m, &err) != CELLM_OK) {
+    struct cellm_model_params mp = o->mp;
+    if (o->exec_opts[0]) mp.exec_options = o->exec_opts;
+    char search[8192];
+    if (mp.device == CELLM_DEVICE_XLA) {
+        if (!mp.pjrt_plugin) mp.pjrt_plugin = getenv("CELLM_PJRT_PLUGIN");
+        size_t len = 0;
+        search[0] = 0;
+        const char *vars[] = {"VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH"};
+        for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+            const char *v = getenv(vars[i]);
+            if (v && *v && len + strlen(v) + 2 < sizeof search)
+                len +=
+                    (size_t)snprintf(search + len, sizeof search - len, "%s%s", len ? ":" : "", v);
+        }
+        const char *home = getenv("HOME");
+        if (home && *home && len + strlen(home) + 10 < sizeof search)
+            snprintf(search + len, sizeof search - len, "%s%s/.local", len ? ":" : "", home);
+        mp.pjrt_search = search;
+    }
+    if (cellm_model_load(o->model_dir, &mp, &m, &err) != CELLM_OK) {
         fprintf(stderr, "cellm %s: %s\n", cmd, err.msg);
         return NULL;
     }

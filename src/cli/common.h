@@ -16,6 +16,7 @@ struct cli_opts {
     int download;              /* --download: pull ORG/NAME when absent from the cache */
     const char *chat_template; /* --chat-template FILE (where a command accepts it) */
     struct cellm_model_params mp;
+    char exec_opts[2048]; /* --exec-opt / --exec-options, joined with ',' (mp.exec_options) */
 };
 
 /* The common flags, for "did you mean" (NULL-terminated). */
@@ -28,11 +29,14 @@ extern const char *const cli_common_flags[];
     "  --device cpu|cuda|xla  executor (default cpu)\n"                                            \
     "  -t, --threads N      CPU threads (default: one per CPU)\n"                                  \
     "  --precision exact|fast  fast: bf16/int8 activations, f16 KV cache (CPU; default exact)\n"   \
-    "  --pjrt-plugin FILE   XLA only: the PJRT plugin\n"
+    "  --pjrt-plugin FILE   XLA only: the PJRT plugin (else $CELLM_PJRT_PLUGIN, else searched)\n"  \
+    "  --exec-opt KEY=VALUE executor option (repeatable); --exec-opt help lists them\n"            \
+    "  --exec-options K=V,K=V  several executor options at once\n"
 
 /* If argv[*i] is a common option (-m/--model, --download, --device, -t/--threads,
- * --precision, --pjrt-plugin), consumes it (and its value) and returns 1; returns -1 on a bad value
- * (message printed), 0 if not a common option. */
+ * --precision, --pjrt-plugin, --exec-opt, --exec-options), consumes it (and its value) and
+ * returns 1; returns -1 on a bad value (message printed), 0 if not a common option.
+ * --exec-opt help (or --exec-options help) prints every executor's options and exits 0. */
 int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i);
 
 /* Resolves -m (hub.h): a directory, or ORG/NAME in the cache (downloaded with
@@ -46,7 +50,9 @@ const char *cli_value(int argc, char **argv, int *i);
  * Returns 0 and prints on error. Ids are printed comma-separated everywhere. */
 int cli_parse_ids(const char *s, int32_t **ids, int *n);
 
-/* Loads the model, printing the error on failure. */
+/* Loads the model, printing the error on failure. The environment the library does not
+ * read is read here: $CELLM_PJRT_PLUGIN when --pjrt-plugin is absent, and $VIRTUAL_ENV,
+ * $CONDA_PREFIX, $PYTHONPATH and ~/.local as places to search for the plugin. */
 struct cellm_model *cli_load_model(const struct cli_opts *o, const char *cmd);
 
 /* Loads the tokenizer of o->model_dir and applies --chat-template; NULL with a message. */

@@ -46,13 +46,13 @@ struct cellm_ctx {
 
 struct cellm_model_params cellm_model_params_default(void)
 {
-    struct cellm_model_params p = {CELLM_DEVICE_CPU, 0, NULL, CELLM_PRECISION_EXACT};
+    struct cellm_model_params p = {.device = CELLM_DEVICE_CPU, .precision = CELLM_PRECISION_EXACT};
     return p;
 }
 
 struct cellm_ctx_params cellm_ctx_params_default(void)
 {
-    struct cellm_ctx_params p = {1, 0, 0, 0};
+    struct cellm_ctx_params p = {.max_seqs = 1};
     return p;
 }
 
@@ -78,6 +78,16 @@ static enum cellm_status pick_executor(enum cellm_device dev, const struct cellm
         return CELLM_OK;
     }
     return cellm_errf(err, CELLM_ERR_ARG, "unknown device %d", (int)dev);
+}
+
+size_t cellm_exec_options_help(enum cellm_device dev, char *buf, size_t cap)
+{
+    const struct cellm_exec_vt *vt = NULL;
+    if (pick_executor(dev, &vt, NULL) != CELLM_OK) {
+        if (cap) buf[0] = 0;
+        return 0;
+    }
+    return cellm_opts_help(vt->opts, vt->n_opts, buf, cap);
 }
 
 enum cellm_status cellm_model_load(const char *dir, const struct cellm_model_params *params,
@@ -192,7 +202,10 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     }
     for (int i = 0; i < max_seqs; i++)
         c->len[i] = -1;
-    enum cellm_status st = model->vt->ctx_new(model->dm, max_seqs, &c->ex, err);
+    struct cellm_ctx_params ep = params ? *params : cellm_ctx_params_default();
+    ep.max_seqs = max_seqs;
+    if (ep.n_threads <= 0) ep.n_threads = model->params.n_threads;
+    enum cellm_status st = model->vt->ctx_new(model->dm, &ep, &c->ex, err);
     if (st) {
         cellm_ctx_free(c);
         return st;
@@ -482,6 +495,12 @@ enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *c, int seq, struct cellm
     CELLM_TRY(check_seq(c, seq, "seq_store", err));
     if (!c->pc) return CELLM_OK;
     return cellm_pcache_store(c->pc, seq, c->toks[seq], c->len[seq], err);
+}
+
+void cellm_ctx_profile(const struct cellm_ctx *c, struct cellm_profile *out)
+{
+    memset(out, 0, sizeof *out);
+    if (c && c->model->vt->profile) c->model->vt->profile(c->ex, out);
 }
 
 void cellm_ctx_cache_stats(const struct cellm_ctx *c, struct cellm_cache_stats *out)

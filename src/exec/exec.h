@@ -7,6 +7,7 @@
 #ifndef CELLM_EXEC_EXEC_H
 #define CELLM_EXEC_EXEC_H
 
+#include "base/opts.h"
 #include "cellm.h"
 #include "model/model.h"
 
@@ -21,12 +22,18 @@ struct cellm_exec_vt {
     const char *name;
     /* 1 if model_new accepts CELLM_PRECISION_FAST; the engine refuses it otherwise. */
     int has_fast;
+    /* The executor's option table (base/opts.h): model_new parses mp->exec_options with
+     * it; cellm_exec_options_help lists it. */
+    const struct cellm_opt *opts;
+    int n_opts;
     /* Per model: e.g. upload weights. */
     enum cellm_status (*model_new)(const struct cellm_desc *d, const struct cellm_model_params *mp,
                                    void **dm, struct cellm_error *err);
     void (*model_free)(void *dm);
-    /* Per context: KV caches for max_seqs sequences and scratch. */
-    enum cellm_status (*ctx_new)(void *dm, int max_seqs, void **ex, struct cellm_error *err);
+    /* Per context: KV caches for cp->max_seqs sequences (already >= 1), scratch, and the
+     * CPU's thread pool of cp->n_threads workers. */
+    enum cellm_status (*ctx_new)(void *dm, const struct cellm_ctx_params *cp, void **ex,
+                                 struct cellm_error *err);
     void (*ctx_free)(void *ex);
     /* Forgets everything cached for a sequence from position `from` on (0 = all). */
     void (*seq_truncate)(void *ex, int seq, int from);
@@ -44,6 +51,8 @@ struct cellm_exec_vt {
      * row order (-1 in layers without experts); returns how many ints it wrote, 0 when it
      * records none or cap is too small. */
     int (*routes)(void *ex, int32_t *ids, int cap);
+    /* Optional: the context's per-phase times (cellm_ctx_profile; out is zeroed). */
+    void (*profile)(void *ex, struct cellm_profile *out);
     /* Short description of the device ("cpu avx2+fma+f16c, 2 threads"). */
     const char *(*describe)(void *dm);
 

@@ -31,6 +31,16 @@ refuse "--port expects an integer" "$cellm" serve -m "$model" --port 80x
 refuse "-n expects an integer" "$cellm" bench -m "$model" -n abc
 refuse "--color expects auto, on or off" "$cellm" chat -m "$model" --color sometimes
 
+# executor options: refused by name, listed by --exec-opt help
+refuse "unknown option 'bogus'" g -p x --exec-opt bogus=1
+refuse "option isa: value 'sse9'" g -p x --exec-opt isa=sse9
+refuse "expected KEY=VALUE" g -p x --exec-opt isa
+refuse "unknown option 'tc_rows'" "$cellm" verify -m "$model" --exec-options isa=avx2,tc_rows=3
+eh=$("$cellm" inspect --exec-opt help)
+grep -q "isa=auto|portable|avx2|avx512" <<<"$eh" || fail "--exec-opt help lacks the cpu isa key: $eh"
+grep -q "dequant=graph|load" <<<"$eh" || fail "--exec-opt help lacks the xla dequant key: $eh"
+g -p x --exec-opt isa=portable --exec-options kv_ring=1 >/dev/null || fail "--exec-opt isa=portable"
+
 # unknown options: the nearest flag; llama.cpp's -ngl points to --device cuda
 refuse "did you mean --temp" g -p x --tmep 1
 refuse "did you mean --system" g -p x --sytem hi

@@ -9,7 +9,7 @@ exec > >(tee -a "$OUT/final.log") 2>&1
 export PATH=$PATH:/usr/local/cuda/bin TF_CPP_MIN_LOG_LEVEL=2
 B=build-gpu
 . tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
-cmake -S . -B $B -DCELLM_CUDA=ON -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >/dev/null &&
+cmake -S . -B $B -DCELLM_CUDA=ON "${gpu_cmake_deps[@]}" >/dev/null &&
   cmake --build $B -j"$(nproc)" --target cellm_cli test_batch >/dev/null || exit 1
 for dev in ${BATCH_DEVICES:-cuda}; do
   echo "== test_batch --device $dev"

@@ -7,63 +7,77 @@
 #               other formats' prefill through cuBLAS, decode through the fused kernels
 #               (4-bit weights at one or two rows on the tensor cores, cuda_mvt.cuh)
 #               and decode attention as one thread-block cluster per (row, head)
-#               (cuda_attn_dec.cu) for every model (CELLM_CUDA_ATTN_DEC=2; the default
+#               (cuda_attn_dec.cu) for every model (attn_dec=2; the default
 #               takes the grouped clusters below for 2..8 q heads per kv head)
-#   grouped     CELLM_CUDA_ATTN_DEC=3: decode attention as one cluster per kv head, its
+#   grouped     attn_dec=3: decode attention as one cluster per kv head, its
 #               query heads sharing each key tile, for every model
-#   scalar      CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0: the scalar fused products for 4-bit
+#   scalar      mma=0,attn_dec=0: the scalar fused products for 4-bit
 #               weights and the single-block fused decode attention
-#   matvec      CELLM_CUDA_GEMM_ROWS=100000 CELLM_CUDA_TC_ROWS=0: every product through the
+#   matvec      gemm_rows=100000,tc_rows=0: every product through the
 #               decode kernels
-#   gemm        CELLM_CUDA_GEMM_ROWS=1 CELLM_CUDA_TC_ROWS=0: every product through cuBLAS
+#   gemm        gemm_rows=1,tc_rows=0: every product through cuBLAS
 #               (bf16x3 split for BF16)
-#   tc          CELLM_CUDA_TC_ROWS=1 CELLM_CUDA_TC_BF16=1: every product the tensor-core GEMM takes through it,
+#   tc          tc_rows=1,tc_bf16=1: every product the tensor-core GEMM takes through it,
 #               decode steps of one row too
-#   unfused     CELLM_CUDA_FUSE=0: the first-generation kernels (separate norm, GLU, q/k/v
+#   unfused     fuse=0: the first-generation kernels (separate norm, GLU, q/k/v
 #               epilogue and attention kernels; per-row attention at prefill)
-#   rowmajor    CELLM_CUDA_TILED=0: 4-bit codes in row order on the device
-# The first seven modes set CELLM_CUDA_TILED=2: every 4-bit weight whose shape qualifies is
+#   rowmajor    tiled=0: 4-bit codes in row order on the device
+# Each mode is a set of executor options (`cellm verify --exec-options ...`; `cellm inspect
+# --exec-opt help` lists them). The first seven modes add tiled=2: every 4-bit weight whose shape qualifies is
 # stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
 # default; in the llama-tiled fixtures every product and the tied embedding qualify (made
 # on the GPU machine by ../shared/oracle/make_fixtures.py --cases tests/gpu/llama-tiled-case.json).
 # On the fixtures, the default (no weight that wide) is what rowmajor runs.
+# Before the fixtures it runs the per-op tests (tests/test_cuda_ops.c, test_cuda_attn.c:
+# every CUDA launcher against the CPU op on random inputs, each weight format at 1, 2,
+# 3-31 and >= 32 rows; logs in $B.test_cuda_*.log).
 # Then it compares 40 greedy ids, cuda against the CPU, on two real-size checkpoints with
 # fixed random weights (below).
 # It prints one line per fixture and mode, then a summary. Exit status 0 only if all pass.
 #   tests/gpu/run.sh [build-dir]
-# The GPU image's gcc warns where CI's does not (maybe-uninitialized), so warnings are not
-# errors here; CI keeps -Werror.
+# Built with -Werror, like CI.
 # Without a GPU (CI) it only says so and exits 0 after the build.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-build-gpu}
 export PATH=$PATH:/usr/local/cuda/bin
 . tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
-cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" -DCMAKE_C_FLAGS=-Wno-error "${gpu_cmake_deps[@]}" >"$B.cfg.log" 2>&1 \
-  && cmake --build "$B" -j"$(nproc)" --target cellm_cli >"$B.build.log" 2>&1 \
+cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" "${gpu_cmake_deps[@]}" >"$B.cfg.log" 2>&1 \
+  && cmake --build "$B" -j"$(nproc)" --target cellm_cli test_cuda_ops test_cuda_attn >"$B.build.log" 2>&1 \
   || { tail -n 30 "$B.cfg.log" "$B.build.log"; echo "BUILD FAILED"; exit 1; }
 if ! nvidia-smi -L >/dev/null 2>&1; then
   echo "no GPU here: built the CUDA executor, skipped the GPU conformance run"
   exit 0
 fi
 nvidia-smi -L
+# per-op tests first: a failing kernel is named here before the end-to-end modes
+pass=0; fail=0; failed=()
+for t in test_cuda_ops test_cuda_attn; do
+  if "$B/tests/$t" >"$B.$t.log" 2>&1; then
+    pass=$((pass+1)); echo "ok   per-op   $t ($(grep -c '^ok' "$B.$t.log") cases)"
+  else
+    fail=$((fail+1)); failed+=("$t")
+    echo "FAIL per-op   $t: each FAIL line names the op, format, shape and worst error"
+    grep -E '^FAIL|\[  (FAILED|ERROR)|cases,' "$B.$t.log" | sed 's/^/     /'
+  fi
+done
 # every (mode, fixture) pair is independent: run them several at a time (one GPU), then
 # report in order
 jobs=${CELLM_GPU_JOBS:-8}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 one() { # mode dir index
-  local mode=$1 dir=$2 idx=$3 envs=()
+  local mode=$1 dir=$2 idx=$3 opts=
   case $mode in
-    default) envs=(CELLM_CUDA_ATTN_DEC=2);;
-    grouped) envs=(CELLM_CUDA_ATTN_DEC=3);;
-    scalar) envs=(CELLM_CUDA_MMA=0 CELLM_CUDA_ATTN_DEC=0);;
-    matvec) envs=(CELLM_CUDA_GEMM_ROWS=100000 CELLM_CUDA_TC_ROWS=0);;
-    gemm) envs=(CELLM_CUDA_GEMM_ROWS=1 CELLM_CUDA_TC_ROWS=0);;
-    tc) envs=(CELLM_CUDA_TC_ROWS=1 CELLM_CUDA_TC_BF16=1);;
-    unfused) envs=(CELLM_CUDA_FUSE=0);;
+    default) opts=attn_dec=2,;;
+    grouped) opts=attn_dec=3,;;
+    scalar) opts=mma=0,attn_dec=0,;;
+    matvec) opts=gemm_rows=100000,tc_rows=0,;;
+    gemm) opts=gemm_rows=1,tc_rows=0,;;
+    tc) opts=tc_rows=1,tc_bf16=1,;;
+    unfused) opts=fuse=0,;;
   esac
-  if [ "$mode" = rowmajor ]; then envs=(CELLM_CUDA_TILED=0); else envs+=(CELLM_CUDA_TILED=2); fi
-  env "${envs[@]}" "$B/cellm" verify -m "$dir" --device cuda >"$tmp/$idx.out" 2>&1
+  if [ "$mode" = rowmajor ]; then opts=tiled=0; else opts+=tiled=2; fi
+  "$B/cellm" verify -m "$dir" --device cuda --exec-options "$opts" >"$tmp/$idx.out" 2>&1
   echo $? >"$tmp/$idx.rc"
 }
 export -f one; export B tmp
@@ -75,7 +89,6 @@ for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm tc unfused row
   done
 done
 printf '%s\n' "${list[@]}" | xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1" "$2"'
-pass=0; fail=0; failed=()
 for item in "${list[@]}"; do
   read -r mode dir i <<<"$item"
   name=${dir#tests/fixtures/}; name=${name%/}; name=${name#models/}
@@ -95,7 +108,7 @@ done
 # clusters scheduled early (PDL) and not, three runs each.
 data=${CELLM_GPU_DATA:-/tmp/cellm-gpu-greedy}
 prompt=128000,791,6864,315,9822,374,12366,13,578,6864,315,9635,374
-gen() { "$B/cellm" generate -m "$1" --device "$2" --prompt-ids $prompt -n 40 --ids --ignore-eos --temp 0 2>/dev/null | head -n 1; }
+gen() { "$B/cellm" generate -m "$1" --device "$2" --prompt-ids $prompt -n 40 --ids --ignore-eos --temp 0 "${@:3}" 2>/dev/null | head -n 1; }
 for spec in "llama-3.2-1b bf16" "qwen3-0.6b q4"; do
   read -r preset fmt <<<"$spec"
   dir=$data/$preset-$fmt-seed7 name="greedy40 $preset-$fmt"
@@ -105,7 +118,7 @@ for spec in "llama-3.2-1b bf16" "qwen3-0.6b q4"; do
   ref=$(gen "$dir" cpu)
   for pdl in 0 1; do
     for run in 1 2 3; do
-      got=$(CELLM_CUDA_ATTN_PDL=$pdl gen "$dir" cuda)
+      got=$(gen "$dir" cuda --exec-opt attn_pdl=$pdl)
       if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
         pass=$((pass+1)); printf 'ok   %-8s %-32s run %d: 40 ids equal to the CPU\n' "pdl=$pdl" "$name" "$run"
       else

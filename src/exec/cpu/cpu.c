@@ -17,6 +17,7 @@
  * when the context is made). Exact mode is untouched.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,23 @@
 #include "kernels.h"
 #include "ops.h"
 
+/* The executor's options (cellm_model_params.exec_options). */
+struct cpu_opts {
+    int isa;     /* 0 auto, else 1 + enum cellm_isa */
+    int kv_ring; /* sliding-window layers keep a ring of window + CHUNK positions */
+};
+
+static const struct cellm_opt cpu_opt_table[] = {
+    {"isa", CELLM_OPT_CHOICE, 0, 0, 0, "auto|portable|avx2|avx512", offsetof(struct cpu_opts, isa),
+     "SIMD level of the kernels, capped at what the CPU has (auto: the best it has)"},
+    {"kv_ring", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cpu_opts, kv_ring),
+     "test only: 0 keeps whole key histories for sliding-window layers instead of a ring"},
+};
+#define CPU_N_OPTS ((int)(sizeof cpu_opt_table / sizeof cpu_opt_table[0]))
+
 struct cpu_model {
     const struct cellm_desc *d;
-    int n_threads;
+    struct cpu_opts opts;
     enum cellm_isa isa;
     int fast;                 /* --precision fast */
     enum cellm_fast_isa fisa; /* its kernels */
@@ -97,8 +112,13 @@ static enum cellm_status cpu_model_new(const struct cellm_desc *d,
     struct cpu_model *m = cellm_calloc(1, sizeof *m);
     if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
     m->d = d;
-    m->n_threads = mp ? mp->n_threads : 0;
-    m->isa = cellm_cpu_isa_from_env();
+    enum cellm_status st = cellm_opts_parse("cpu executor", cpu_opt_table, CPU_N_OPTS,
+                                            mp ? mp->exec_options : NULL, &m->opts, err);
+    if (st) {
+        cellm_free(m);
+        return st;
+    }
+    m->isa = m->opts.isa ? cellm_cpu_isa_cap((enum cellm_isa)(m->opts.isa - 1)) : cellm_cpu_isa();
     m->fast = mp && mp->precision == CELLM_PRECISION_FAST;
     m->fisa = cellm_fast_isa(m->isa);
     if (m->fast)
@@ -161,8 +181,10 @@ static void cpu_ctx_free(void *p)
     cellm_free(c);
 }
 
-static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct cellm_error *err)
+static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp, void **out,
+                                     struct cellm_error *err)
 {
+    const int max_seqs = cp->max_seqs;
     struct cpu_model *m = dm;
     const struct cellm_config *cfg = &m->d->cfg;
     struct cpu_ctx *c = cellm_calloc(1, sizeof *c);
@@ -170,20 +192,19 @@ static enum cellm_status cpu_ctx_new(void *dm, int max_seqs, void **out, struct 
     c->m = m;
     c->d = m->d;
     c->max_seqs = max_seqs;
-    enum cellm_status st = cellm_pool_new(m->n_threads, &c->pool, err);
+    enum cellm_status st = cellm_pool_new(cp->n_threads, &c->pool, err);
     if (st) {
         cellm_free(c);
         return st;
     }
     c->seqs = cellm_calloc((size_t)max_seqs, sizeof *c->seqs);
-    /* CELLM_CPU_KV_RING=0 keeps full histories for sliding layers (tests compare both) */
-    const char *ring = getenv("CELLM_CPU_KV_RING");
-    if (cfg->window > 0 && cfg->window + CHUNK < cfg->max_pos && !(ring && !strcmp(ring, "0")))
+    /* kv_ring=0 keeps full histories for sliding layers (tests compare both) */
+    if (cfg->window > 0 && cfg->window + CHUNK < cfg->max_pos && m->opts.kv_ring)
         c->ring = cfg->window + CHUNK;
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
-    c->mm_scratch =
-        cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) * sizeof(float));
+    c->mm_scratch = cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) *
+                                 sizeof(float));
     if (!c->seqs || !c->mm_scratch) {
         cpu_ctx_free(c);
         return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory");
@@ -759,6 +780,8 @@ static int cpu_kv_window_first(void *p, int seq, int len)
 const struct cellm_exec_vt cellm_exec_cpu = {
     .name = "cpu",
     .has_fast = 1,
+    .opts = cpu_opt_table,
+    .n_opts = CPU_N_OPTS,
     .model_new = cpu_model_new,
     .model_free = cpu_model_free,
     .ctx_new = cpu_ctx_new,

@@ -36,14 +36,9 @@ enum cellm_isa cellm_cpu_isa(void)
     return CELLM_ISA_PORTABLE;
 }
 
-enum cellm_isa cellm_cpu_isa_from_env(void)
+enum cellm_isa cellm_cpu_isa_cap(enum cellm_isa want)
 {
-    enum cellm_isa best = cellm_cpu_isa(), want = best;
-    const char *e = getenv("CELLM_CPU_ISA");
-    if (e && !strcmp(e, "portable"))
-        want = CELLM_ISA_PORTABLE;
-    else if (e && !strcmp(e, "avx2"))
-        want = CELLM_ISA_AVX2;
+    enum cellm_isa best = cellm_cpu_isa();
     return want < best ? want : best;
 }
 

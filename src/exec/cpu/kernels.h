@@ -20,9 +20,8 @@
 /* Instruction-set level picked at run time. */
 enum cellm_isa { CELLM_ISA_PORTABLE, CELLM_ISA_AVX2, CELLM_ISA_AVX512 };
 enum cellm_isa cellm_cpu_isa(void);
-/* The ISA named by env CELLM_CPU_ISA ("portable", "avx2", "avx512"), capped at what the
- * CPU has; the best available when unset. */
-enum cellm_isa cellm_cpu_isa_from_env(void);
+/* want, capped at what the CPU has (the executor's "isa" option asks for a lower level). */
+enum cellm_isa cellm_cpu_isa_cap(enum cellm_isa want);
 const char *cellm_cpu_isa_name(enum cellm_isa isa);
 
 /* y[t][r] = sum_c w[r][c] * x[t][c] for t < n, r < w->rows; x is [n][w->cols] with row

@@ -40,7 +40,7 @@ static __device__ void am_block(float &v, int &i)
             if (am_better(sv[k], si[k], v, i)) v = sv[k], i = si[k];
 }
 
-__global__ void __launch_bounds__(AM_THREADS)
+static __global__ void __launch_bounds__(AM_THREADS)
     k_argmax_part(const float *x, int64_t vocab, float *pv, int *pi)
 {
     pdl_wait();
@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(AM_THREADS)
     if (threadIdx.x == 0) pv[r * gridDim.x + b] = v, pi[r * gridDim.x + b] = i;
 }
 
-__global__ void __launch_bounds__(AM_BLOCKS)
+static __global__ void __launch_bounds__(AM_BLOCKS)
     k_argmax_final(const float *pv, const int *pi, int32_t *ids)
 {
     pdl_wait();

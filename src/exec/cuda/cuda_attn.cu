@@ -92,7 +92,7 @@ static __device__ __forceinline__ float *cache_at(const struct cu_row &row, int 
     return row.kv + (int64_t)layer * 2 * row.cap * kd + (int64_t)pos * kd;
 }
 
-__global__ void k_qkv_post(const struct cu_qkv_args a)
+static __global__ void k_qkv_post(const struct cu_qkv_args a)
 {
     pdl_wait();
     __shared__ float v[512];
@@ -344,19 +344,19 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
     combine_head(a, i, h, sc, red);
 }
 
-__global__ void __launch_bounds__(ATT_THREADS) k_attention(const struct cu_attn_args a)
+static __global__ void __launch_bounds__(ATT_THREADS) k_attention(const struct cu_attn_args a)
 {
     const struct cu_qkv_args none = {};
     attn_block<false>(a, none, NULL);
 }
 
-__global__ void __launch_bounds__(ATT_THREADS)
+static __global__ void __launch_bounds__(ATT_THREADS)
     k_attn_fused(const struct cu_attn_args a, const struct cu_qkv_args qa, int *counter)
 {
     attn_block<true>(a, qa, counter);
 }
 
-__global__ void __launch_bounds__(ATT_THREADS) k_attn_combine(const struct cu_attn_args a)
+static __global__ void __launch_bounds__(ATT_THREADS) k_attn_combine(const struct cu_attn_args a)
 {
     pdl_wait();
     extern __shared__ float ew[];
@@ -420,7 +420,7 @@ extern "C" int cellm_cu_attention_fused(const struct cu_qkv_args *qa, const stru
  * padded so that a warp's 16-byte reads of 4 rows or 8 keys fall in distinct banks).
  */
 template <int HD> /* the head dimension, or 0: a.hd (loops unroll for the common sizes) */
-__global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_attn_args a)
+static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct cu_attn_args a)
 {
     pdl_wait();
     extern __shared__ float smem[];

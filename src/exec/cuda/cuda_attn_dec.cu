@@ -165,7 +165,7 @@ static __device__ void ad_head_post(const struct cu_qkv_args &a, int i, int isq,
 }
 
 template <int HD>
-__global__ void __launch_bounds__(AD_THREADS)
+static __global__ void __launch_bounds__(AD_THREADS)
     k_attn_dec(const struct cu_attn_args a, const struct cu_qkv_args qa)
 {
     typedef ad_cfg<HD> C;
@@ -398,7 +398,7 @@ template <int HD> struct ag_cfg {
 };
 
 template <int HD>
-__global__ void __launch_bounds__(32 * (AG_MAXG + 1))
+static __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
     k_attn_gqa(const struct cu_attn_args a, const struct cu_qkv_args qa)
 {
     typedef ag_cfg<HD> C;

@@ -18,7 +18,8 @@ extern "C" int cellm_cu_gemm_supported(const struct cu_weight *w, int64_t ldx)
     return w->row_bytes == w->cols * w->bits / 8;
 }
 
-__global__ void k_gemm_reduce(const struct gm_kargs a, int ks)
+/* y = the sum of the K split's partials, in the order of the splits, plus the bias */
+static __global__ void k_gemm_reduce(const struct gm_kargs a, int ks)
 {
     pdl_wait();
     const int64_t R = a.roff[a.nw], total = (int64_t)a.n * R;
@@ -69,6 +70,7 @@ extern "C" int cellm_cu_gemm(const struct cu_gemm_op *op, void *stream)
     a.n = op->n;
     a.nchunk = (int)((w->cols + GM_BK - 1) / GM_BK);
     a.kunit = w->fmt == CU_W_AFFINE && w->group > GM_BK ? w->group / GM_BK : 1;
+    a.passes = op->passes == 1 ? 1 : 3;
     a.mask = 0x000F000Fu;
     a.magic = 0x43004300u;
     const int bn = op->n <= 16 ? 16 : op->n <= 32 ? 32 : 64;

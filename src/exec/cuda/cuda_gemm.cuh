@@ -61,6 +61,7 @@ struct gm_kargs {
     int kunit;   /* chunks per unit of the K split (whole groups) */
     float *part; /* split K: [gridDim.z][n][roff[nw]] */
     uint32_t mask, magic;
+    int passes; /* 3 exact; 1 = only the bf16-rounded activations (fast mode) */
 };
 
 template <int FMT> struct gm_fmt;
@@ -244,7 +245,7 @@ static __device__ __forceinline__ void gm_afrag(const char *sa, int b16, int h, 
 }
 
 template <int FMT, int BN, int V, int TILED>
-__global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_kargs a)
+static __global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_kargs a)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int WN = BN / 16, WM = 8 / WN, MT = GM_BM / WM / 16, NT = 2;
@@ -376,6 +377,7 @@ __global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_kargs a)
                     for (int st = 0; st < 2; st++) {
                         gm_mma(d, fa[2 * st], fb[2 * st], fa[2 * st + 1], fb[2 * st + 1],
                                bh[j][2 * st], bh[j][2 * st + 1]);
+                        if (a.passes == 1) continue; /* uniform: the whole launch */
                         gm_mma(d, fa[2 * st], fb[2 * st], fa[2 * st + 1], fb[2 * st + 1],
                                bm[j][2 * st], bm[j][2 * st + 1]);
                         gm_mma(d, fa[2 * st], fb[2 * st], fa[2 * st + 1], fb[2 * st + 1],
@@ -441,10 +443,7 @@ __global__ void __launch_bounds__(GM_THREADS, 1) k_gemm(const struct gm_kargs a)
 #endif
 }
 
-/* y = the sum of the K split's partials, in the order of the splits, plus the bias */
-__global__ void k_gemm_reduce(const struct gm_kargs a, int ks);
-
-/* launches one instance (cuda_gemm_q4.cu, cuda_gemm_q8.cu, cuda_gemm_bf16.cu) */
+/* launches one instance (instances/cuda_gemm_q4.cu, _q8.cu, _bf16.cu) */
 int cu_gemm_q4(const struct gm_kargs &a, int bn, int V, int tiled, dim3 grid, cudaStream_t st);
 int cu_gemm_q8(const struct gm_kargs &a, int bn, int V, dim3 grid, cudaStream_t st);
 int cu_gemm_bf16(const struct gm_kargs &a, int bn, dim3 grid, cudaStream_t st);

@@ -1,7 +1,8 @@
 /*
- * cuda_int.h: what the CUDA executor's C driver (cuda.c) and its kernel files (*.cu)
- * share: the device view of a weight and the launchers, each a plain C function that
- * enqueues one kernel on a stream and returns the launch's cudaError_t as an int.
+ * cuda_int.h: what the CUDA executor's C driver (cuda.c and the files cuda_exec.h lists)
+ * and its kernel files (the .cu files here and in instances/) share: the device view of a weight
+ * and the launchers, each a plain C function that enqueues one kernel on a stream and returns the
+ * launch's cudaError_t as an int.
  *
  * A device weight keeps the stored format: F32/F16/BF16 values, or MLX affine u32 codes
  * with 16-bit scales and biases (bits 2..8, any group that is a multiple of 32). Vectors
@@ -48,7 +49,7 @@ struct cu_weight {
 int cellm_cu_tile_q4_ok(int bits, int group, int64_t rows, int64_t cols);
 /* The 4-bit decode products of one activation row read weights of fewer columns through a
  * cp.async ring in shared memory, of this many or more from registers (cuda_mvt.cuh); the
- * executor stores step-ordered only the latter by default (cuda.c). */
+ * executor stores step-ordered only the latter by default (cuda_upload.c). */
 #define CU_RING_COLS 4096
 int cellm_cu_tile_q4(const void *src, void *dst, int64_t r0, int64_t nr, int64_t cols, int group,
                      void *stream);
@@ -118,6 +119,7 @@ struct cu_gemm_op {
     float *part;
     int64_t part_cap;
     int sms;
+    int passes; /* 3: the exact split of x (hi, mid, lo); 1: x rounded to bf16 (fast mode) */
 };
 #define CU_GEMM_KS_MAX 4      /* most K splits */
 #define CU_GEMM_SPLIT_ROWS 64 /* batches that may split K have at most this many rows */

@@ -2,7 +2,7 @@
  * cuda_matvec.cu: products of stored weights with f32 activations.
  *
  * Decode (a few rows) for 2/3/5/6-bit affine weights, and for every format with
- * CELLM_CUDA_FUSE=0 (cuda_mv.cuh serves the others by default, with coalesced pieces and
+ * option fuse=0 (cuda_mv.cuh serves the others by default, with coalesced pieces and
  * fused neighbours): one fused kernel per storage format reads each weight byte once,
  * widens or dequantizes it in registers and multiplies it with up to 8 activation rows.
  * A warp owns R weight rows; each lane streams 16-byte pieces of them (8 bf16/f16 values,
@@ -15,7 +15,7 @@
  * reference's multiply-then-add; the code q becomes a float through the 2^23 trick
  * (OR into the mantissa of 2^23, subtract 2^23), which is exact too.
  *
- * Prefill (many rows) goes through cuBLAS in cuda.c; this file gives it the dequantized
+ * Prefill (many rows) goes through cuBLAS in cuda_mm.c; this file gives it the dequantized
  * tiles (cellm_cu_dequant) and the exact three-way bf16 split of activations
  * (cellm_cu_split3) used with BF16 weights.
  */
@@ -51,7 +51,7 @@ template <int FMT, int BITS> struct step {
 };
 
 template <int FMT, int BITS, int NT, int R>
-__global__ void __launch_bounds__(MV_THREADS)
+static __global__ void __launch_bounds__(MV_THREADS)
     k_matvec(const struct mv_args a)
 {
     /* blockIdx.y picks one of up to three weights of one format sharing the input */
@@ -301,7 +301,7 @@ extern "C" int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_
 
 /* ---- widening for the GEMM path ------------------------------------------------------- */
 
-__global__ void k_dequant(const struct cu_weight w, int64_t r0, int64_t nr, float *out)
+static __global__ void k_dequant(const struct cu_weight w, int64_t r0, int64_t nr, float *out)
 {
     pdl_wait();
     int64_t total = nr * w.cols;
@@ -314,7 +314,7 @@ __global__ void k_dequant(const struct cu_weight w, int64_t r0, int64_t nr, floa
 
 /* 4-bit affine: one thread per word of 8 codes (row order or tiled), two float4 stores;
  * the same fl(fl(s*q)+b) per element as wload */
-__global__ void k_dequant_q4(const struct cu_weight w, int64_t r0, int64_t nr, float *out)
+static __global__ void k_dequant_q4(const struct cu_weight w, int64_t r0, int64_t nr, float *out)
 {
     pdl_wait();
     const int64_t rw = w.cols / 8, total = nr * rw, ng = w.cols / w.group;
@@ -356,7 +356,7 @@ static __device__ __forceinline__ uint16_t to_bf16(float f)
     return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
-__global__ void k_split3(const float *x, int64_t ldx, int n, int64_t cols, uint16_t *hi,
+static __global__ void k_split3(const float *x, int64_t ldx, int n, int64_t cols, uint16_t *hi,
                          uint16_t *mid, uint16_t *lo)
 {
     pdl_wait();
@@ -385,7 +385,7 @@ extern "C" int cellm_cu_split3(const float *x, int64_t ldx, int n, int64_t cols,
     return cu_launch(k_split3, dim3((unsigned)blocks), dim3(256), 0, (cudaStream_t)stream, x, ldx, n, cols, hi, mid, lo);
 }
 
-__global__ void k_add_bias(float *y, int64_t ldy, int n, int64_t m, const float *bias)
+static __global__ void k_add_bias(float *y, int64_t ldy, int n, int64_t m, const float *bias)
 {
     pdl_wait();
     int64_t total = (int64_t)n * m;

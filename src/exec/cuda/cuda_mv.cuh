@@ -30,7 +30,7 @@
 #define MV_THREADS (MV_WARPS * 32)
 #define MV_SMEM_MAX (64 << 10) /* prologue: input rows in shared memory */
 
-/* The kernels are instantiated per storage format in cuda_mv_*.cu (compiled in parallel);
+/* The kernels are instantiated per storage format in instances/cuda_mv_*.cu (compiled in parallel);
  * cuda_mv.cu checks and dispatches. */
 
 struct mv_kargs {
@@ -181,7 +181,7 @@ static __device__ void mv_prologue(const struct mv_kargs &a, int64_t cols, float
 }
 
 template <int FMT, int BITS, int SBF, int NT, int PRO, int EPI>
-__global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
+static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs a)
 {
     typedef mv_piece<FMT, BITS> PC;
     constexpr int E = PC::E, NW = PC::NW, U = PC::U, S = 2;

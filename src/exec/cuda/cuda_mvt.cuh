@@ -315,7 +315,7 @@ template <int U, int V> struct mvt_step {
  * than 128 per thread. Unasked, the compiler stays there for all but one instance (group
  * 32, two rows, norm prologue: 176). */
 template <int SBF, int V, int NT, int PRO, int EPI, int RING, int W>
-__global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const struct mvt_kargs a)
+static __global__ void __launch_bounds__(32 * W, W == MVT_WARPS ? 2 : 1) k_mvt(const struct mvt_kargs a)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 /* bf16x2 arithmetic; mvt_launch checks */
     constexpr int U = 8 / V, LB = 12 * NT;

@@ -15,7 +15,7 @@
 
 /* ---- embedding ------------------------------------------------------------------------ */
 
-__global__ void k_embed(const struct cu_weight e, const struct cu_row *rows, float scale, float *x)
+static __global__ void k_embed(const struct cu_weight e, const struct cu_row *rows, float scale, float *x)
 {
     pdl_wait();
     int i = blockIdx.x;
@@ -38,7 +38,7 @@ extern "C" int cellm_cu_embed(const struct cu_weight *e, const struct cu_row *ro
 
 #define NORM_VPT 16 /* values per thread kept in registers: rows up to 4096 */
 
-__global__ void __launch_bounds__(NORM_THREADS) k_norm(const struct cu_norm_args a)
+static __global__ void __launch_bounds__(NORM_THREADS) k_norm(const struct cu_norm_args a)
 {
     pdl_wait();
     __shared__ double sh[NORM_THREADS / 32];
@@ -145,7 +145,7 @@ extern "C" int cellm_cu_norm(const struct cu_norm_args *a, void *stream)
     return cu_launch(k_norm, dim3(a->n), dim3(NORM_THREADS), 0, (cudaStream_t)stream, *a);
 }
 
-__global__ void k_add(float *x, const float *y, int64_t n)
+static __global__ void k_add(float *x, const float *y, int64_t n)
 {
     pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
@@ -160,7 +160,7 @@ extern "C" int cellm_cu_add(float *x, const float *y, int64_t n, void *stream)
 
 /* ---- activations ---------------------------------------------------------------------- */
 
-__global__ void k_glu(float *gate, const float *up, int64_t total, int64_t m, const float *bg,
+static __global__ void k_glu(float *gate, const float *up, int64_t total, int64_t m, const float *bg,
                       const float *bu, int act)
 {
     pdl_wait();
@@ -183,7 +183,7 @@ extern "C" int cellm_cu_glu(float *gate, const float *up, int n, int64_t m, cons
     return cu_launch(k_glu, dim3(cu_blocks(total, 256)), dim3(256), 0, (cudaStream_t)stream, gate, up, total, m, bg, bu, act);
 }
 
-__global__ void k_softcap(float *x, int64_t n, float c)
+static __global__ void k_softcap(float *x, int64_t n, float c)
 {
     pdl_wait();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
@@ -199,7 +199,7 @@ extern "C" int cellm_cu_softcap(float *x, int64_t n, float c, void *stream)
 /* ---- mixture of experts --------------------------------------------------------------- */
 
 /* one thread per row: the router is small and this mirrors the CPU's selection exactly */
-__global__ void k_moe_route(const float *logits, int n, int E, int K, int renorm, int32_t *idx,
+static __global__ void k_moe_route(const float *logits, int n, int E, int K, int renorm, int32_t *idx,
                             float *wout)
 {
     pdl_wait();
@@ -247,7 +247,7 @@ extern "C" int cellm_cu_moe_route(const float *logits, int n, int E, int K, int 
     return cu_launch(k_moe_route, dim3((n + 63) / 64), dim3(64), 0, (cudaStream_t)stream, logits, n, E, K, renorm, idx, w);
 }
 
-__global__ void k_gather_rows(const float *src, const int32_t *map, int K, int m, int dim, float *dst)
+static __global__ void k_gather_rows(const float *src, const int32_t *map, int K, int m, int dim, float *dst)
 {
     pdl_wait();
     int64_t total = (int64_t)m * dim;
@@ -264,7 +264,7 @@ extern "C" int cellm_cu_gather_rows(const float *src, const int32_t *map, int K,
     return cu_launch(k_gather_rows, dim3(cu_blocks((int64_t)m * dim, 256)), dim3(256), 0, (cudaStream_t)stream, src, map, K, m, dim, dst);
 }
 
-__global__ void k_scatter_rows(const float *src, const int32_t *map, int m, int dim, float *dst)
+static __global__ void k_scatter_rows(const float *src, const int32_t *map, int m, int dim, float *dst)
 {
     pdl_wait();
     int64_t total = (int64_t)m * dim;
@@ -281,7 +281,7 @@ extern "C" int cellm_cu_scatter_rows(const float *src, const int32_t *map, int m
     return cu_launch(k_scatter_rows, dim3(cu_blocks((int64_t)m * dim, 256)), dim3(256), 0, (cudaStream_t)stream, src, map, m, dim, dst);
 }
 
-__global__ void k_moe_combine(const float *y, const float *w, int n, int K, int dim, float *out)
+static __global__ void k_moe_combine(const float *y, const float *w, int n, int K, int dim, float *out)
 {
     pdl_wait();
     int64_t total = (int64_t)n * dim;

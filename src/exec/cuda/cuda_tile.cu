@@ -11,7 +11,7 @@ extern "C" int cellm_cu_tile_q4_ok(int bits, int group, int64_t rows, int64_t co
 }
 
 /* one thread per source word: reads in row order, writes within the word's 2 KB step */
-__global__ void k_tile_q4(const uint32_t *__restrict__ src, uint32_t *__restrict__ dst, int64_t r0,
+static __global__ void k_tile_q4(const uint32_t *__restrict__ src, uint32_t *__restrict__ dst, int64_t r0,
                           int64_t nr, int64_t cols, int group)
 {
     const int64_t rw = cols / 8, total = nr * rw;

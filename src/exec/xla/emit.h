@@ -44,8 +44,8 @@ struct cellm_xla_plan {
     int n, cap;
     int local_rope;      /* sliding layers use their own RoPE frequencies */
     int half;            /* rot_dims / 2 */
-    int dequant_at_load; /* env CELLM_XLA_DEQUANT=load: affine weights become f32
-                            parameters, dequantized on the host (for measurement) */
+    int dequant_at_load; /* option dequant=load: affine weights become f32 parameters,
+                            dequantized on the host (for measurement) */
 };
 
 struct cellm_xla_key {
@@ -56,8 +56,9 @@ struct cellm_xla_key {
 
 /* Whether the description uses only what the emitter implements (else UNSUPPORTED). */
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err);
-enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, struct cellm_xla_plan *p,
-                                       struct cellm_error *err);
+/* dequant_at_load: see cellm_xla_plan. */
+enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_at_load,
+                                       struct cellm_xla_plan *p, struct cellm_error *err);
 void cellm_xla_plan_free(struct cellm_xla_plan *p);
 /* Index of a parameter by name, or -1. */
 int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name);

@@ -278,47 +278,31 @@ static int search_prefix(const char *prefix, char *out, size_t n)
     return 0;
 }
 
-enum cellm_status cellm_pjrt_find(const char *explicit_path, char *out, size_t n,
-                                  struct cellm_error *err)
+enum cellm_status cellm_pjrt_find(const char *explicit_path, const char *search, char *out,
+                                  size_t n, struct cellm_error *err)
 {
     if (explicit_path && *explicit_path) {
         snprintf(out, n, "%s", explicit_path);
         return CELLM_OK;
     }
-    const char *env = getenv("CELLM_PJRT_PLUGIN");
-    if (env && *env) {
-        snprintf(out, n, "%s", env);
-        return CELLM_OK;
-    }
-    const char *vars[] = {"VIRTUAL_ENV", "CONDA_PREFIX"};
-    for (size_t i = 0; i < 2; i++) {
-        const char *v = getenv(vars[i]);
-        if (v && *v && search_prefix(v, out, n)) return CELLM_OK;
-    }
-    const char *pp = getenv("PYTHONPATH");
-    if (pp) {
+    for (const char *pp = search ? search : ""; *pp;) {
         char dir[1024];
-        while (*pp) {
-            size_t k = strcspn(pp, ":");
-            if (k && k < sizeof dir) {
-                memcpy(dir, pp, k);
-                dir[k] = 0;
-                if (search_prefix(dir, out, n)) return CELLM_OK;
-            }
-            pp += k + (pp[k] == ':');
+        size_t k = strcspn(pp, ":");
+        if (k && k < sizeof dir) {
+            memcpy(dir, pp, k);
+            dir[k] = 0;
+            if (search_prefix(dir, out, n)) return CELLM_OK;
         }
+        pp += k + (pp[k] == ':');
     }
-    const char *home = getenv("HOME");
-    char hl[1024];
-    snprintf(hl, sizeof hl, "%s/.local", home ? home : "/nonexistent");
-    const char *fixed[] = {"/opt/torch/.venv", "/usr/local", "/usr", hl};
-    for (size_t i = 0; i < 4; i++)
+    const char *fixed[] = {"/opt/torch/.venv", "/usr/local", "/usr"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (search_prefix(fixed[i], out, n)) return CELLM_OK;
     return cellm_errf(
         err, CELLM_ERR_UNSUPPORTED,
         "--device xla needs a PJRT plugin and none was found (looked for "
         "jax_plugins/xla_cuda*/xla_cuda_plugin.so in the Python site-packages of $VIRTUAL_ENV, "
-        "$CONDA_PREFIX, $PYTHONPATH, /opt/torch/.venv, /usr/local, /usr, ~/.local); point at one "
+        "$CONDA_PREFIX, $PYTHONPATH, ~/.local, /opt/torch/.venv, /usr/local, /usr); point at one "
         "with --pjrt-plugin PATH or CELLM_PJRT_PLUGIN=PATH");
 }
 

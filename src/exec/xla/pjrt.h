@@ -70,10 +70,16 @@ struct cellm_pjrt {
     int major, minor;
 };
 
-/* Finds the plugin: explicit path, else $CELLM_PJRT_PLUGIN, else a JAX CUDA plugin in a
- * Python site-packages directory. CELLM_ERR_UNSUPPORTED with a how-to when none. */
-enum cellm_status cellm_pjrt_find(const char *explicit_path, char *out, size_t n,
-                                  struct cellm_error *err);
+/* Finds the plugin: explicit path, else a JAX CUDA plugin
+ * (jax_plugins/xla_cuda.../xla_cuda_plugin.so) in the Python site-packages under each prefix of
+ * search (':'-separated: virtualenvs, conda prefixes, site-packages directories; NULL =
+ * none), then under the fixed defaults /opt/torch/.venv, /usr/local and /usr. The library
+ * reads no environment variable: the CLI turns $CELLM_PJRT_PLUGIN, $VIRTUAL_ENV,
+ * $CONDA_PREFIX, $PYTHONPATH and ~/.local into explicit_path and search. The fixed
+ * defaults stay here because they are where the system's packages install the plugin,
+ * the same for every caller. CELLM_ERR_UNSUPPORTED with a how-to when none is found. */
+enum cellm_status cellm_pjrt_find(const char *explicit_path, const char *search, char *out,
+                                  size_t n, struct cellm_error *err);
 enum cellm_status cellm_pjrt_open(const char *path, struct cellm_pjrt *pj, struct cellm_error *err);
 void cellm_pjrt_close(struct cellm_pjrt *pj);
 

@@ -208,14 +208,13 @@ static enum cellm_status build_layer(const struct cellm_desc *d, int l, struct c
     return CELLM_OK;
 }
 
-enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, struct cellm_xla_plan *p,
-                                       struct cellm_error *err)
+enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_at_load,
+                                       struct cellm_xla_plan *p, struct cellm_error *err)
 {
     memset(p, 0, sizeof *p);
     const struct cellm_config *c = &d->cfg;
     p->half = c->rot_dims / 2;
-    const char *dq = getenv("CELLM_XLA_DEQUANT");
-    p->dequant_at_load = dq && !strcmp(dq, "load");
+    p->dequant_at_load = dequant_at_load;
     for (int l = 0; l < c->n_layers; l++)
         if (d->layers[l].sliding && d->layers[l].inv_freq != d->inv_freq_global &&
             memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)))

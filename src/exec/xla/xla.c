@@ -17,6 +17,7 @@
  * Rows of one eval are run sequence by sequence, in chunks of at most 256 rows.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -134,19 +135,35 @@ static enum cellm_status upload_weights(struct xla_model *m, struct cellm_error 
     return CELLM_OK;
 }
 
+/* The executor's options (cellm_model_params.exec_options). */
+struct xla_opts {
+    int dequant; /* 0 graph, 1 load */
+};
+
+static const struct cellm_opt xla_opt_table[] = {
+    {"dequant", CELLM_OPT_CHOICE, 0, 0, 0, "graph|load", offsetof(struct xla_opts, dequant),
+     "affine weights: uploaded packed and unpacked in the graph, or dequantized to f32 at "
+     "load (for measurement)"},
+};
+#define XLA_N_OPTS ((int)(sizeof xla_opt_table / sizeof xla_opt_table[0]))
+
 static enum cellm_status xla_model_new(const struct cellm_desc *d,
                                        const struct cellm_model_params *mp, void **out,
                                        struct cellm_error *err)
 {
     *out = NULL;
     char path[1024];
-    CELLM_TRY(cellm_pjrt_find(mp ? mp->pjrt_plugin : NULL, path, sizeof path, err));
+    struct xla_opts opts;
+    CELLM_TRY(cellm_opts_parse("xla executor", xla_opt_table, XLA_N_OPTS,
+                               mp ? mp->exec_options : NULL, &opts, err));
+    CELLM_TRY(cellm_pjrt_find(mp ? mp->pjrt_plugin : NULL, mp ? mp->pjrt_search : NULL, path,
+                              sizeof path, err));
     CELLM_TRY(cellm_xla_supported(d, err));
     struct xla_model *m = cellm_calloc(1, sizeof *m);
     if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     m->d = d;
     enum cellm_status st = cellm_pjrt_open(path, &m->pj, err);
-    if (!st) st = cellm_xla_plan_build(d, &m->plan, err);
+    if (!st) st = cellm_xla_plan_build(d, opts.dequant, &m->plan, err);
     if (!st) st = upload_weights(m, err);
     if (st) {
         xla_model_free(m);
@@ -223,8 +240,10 @@ static void xla_ctx_free(void *p)
     cellm_free(c);
 }
 
-static enum cellm_status xla_ctx_new(void *dm, int max_seqs, void **out, struct cellm_error *err)
+static enum cellm_status xla_ctx_new(void *dm, const struct cellm_ctx_params *cp, void **out,
+                                     struct cellm_error *err)
 {
+    const int max_seqs = cp->max_seqs;
     struct xla_ctx *c = cellm_calloc(1, sizeof *c);
     if (!c) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     c->m = dm;
@@ -419,6 +438,8 @@ const struct cellm_exec_vt cellm_exec_xla = {
     .name = "xla",
     .model_new = xla_model_new,
     .model_free = xla_model_free,
+    .opts = xla_opt_table,
+    .n_opts = XLA_N_OPTS,
     .ctx_new = xla_ctx_new,
     .ctx_free = xla_ctx_free,
     .seq_truncate = xla_seq_truncate,

@@ -1,5 +1,5 @@
 /* cuda_gemm_q4.cu: the tensor-core products of 4-bit affine weights (cuda_gemm.cuh). */
-#include "cuda_gemm.cuh"
+#include "exec/cuda/cuda_gemm.cuh"
 
 int cu_gemm_q4(const struct gm_kargs &a, int bn, int V, int tiled, dim3 grid, cudaStream_t st)
 {

@@ -1,5 +1,5 @@
 /* cuda_mv_q4_bf16.cu: the fused decode products for one storage format (cuda_mv.cuh). */
-#include "cuda_mv.cuh"
+#include "exec/cuda/cuda_mv.cuh"
 
 int cu_mv_q4_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st)
 {

@@ -1,5 +1,5 @@
 /* cuda_gemm_q8.cu: the tensor-core products of 8-bit affine weights (cuda_gemm.cuh). */
-#include "cuda_gemm.cuh"
+#include "exec/cuda/cuda_gemm.cuh"
 
 int cu_gemm_q8(const struct gm_kargs &a, int bn, int V, dim3 grid, cudaStream_t st)
 {

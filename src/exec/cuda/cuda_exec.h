@@ -1,0 +1,219 @@
+/*
+ * cuda_exec.h: what the CUDA executor's host files share (private to src/exec/cuda): the
+ * per-model and per-context state, the error macros, and the functions one file offers
+ * the others. Who owns what:
+ *   cuda.c          options, model and context lifetimes, batch buffers, the step (graphs)
+ *   cuda_upload.c   the weights' upload into one device arena (per model)
+ *   cuda_mm.c       product routing: which kernel takes which weight at which row count
+ *   cuda_forward.c  the forward pass: attention, norms, MLP, logits
+ *   cuda_prof.c     per-phase timing (cellm_ctx_params.profile)
+ *   cuda_kv.c       KV caches per sequence and the prefix-cache blocks
+ * Kernel launchers are in cuda_int.h.
+ */
+#ifndef CELLM_EXEC_CUDA_EXEC_H
+#define CELLM_EXEC_CUDA_EXEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include "base/error.h"
+#include "cuda_int.h"
+#include "exec/exec.h"
+
+#define MAX_ROPE_TABLES 4
+#define TILE_FLOATS ((int64_t)16 << 20) /* dequantized tile for the GEMM path: 64 MB */
+
+struct cu_layer {
+    int sliding, moe, rope_table;
+    struct cu_weight wq, wk, wv, wo, w_gate, w_up, w_down, router;
+    struct cu_weight *e_gate, *e_up, *e_down; /* [n_experts] */
+    float *attn_norm, *attn_norm_b, *post_attn_norm, *ffn_norm, *ffn_norm_b, *post_ffn_norm;
+    float *bq, *bk, *bv, *bo, *q_norm, *k_norm, *qn_heads, *kn_heads, *b_gate, *b_up, *b_down;
+};
+
+struct cu_model {
+    const struct cellm_desc *d;
+    int dev;
+    char desc[384];
+    char *arena; /* every device weight and vector */
+    size_t arena_bytes;
+    struct cu_weight embed, head;
+    float *final_norm, *final_norm_b;
+    struct cu_layer *layers;
+    int n_tables;
+    const float *tables[MAX_ROPE_TABLES]; /* distinct inv_freq arrays of the layers */
+    int gemm_rows;                        /* batches of at least this many rows use cuBLAS */
+    int split3;                           /* BF16 weights: exact bf16x3 split on tensor cores */
+    int graphs;                           /* capture decode steps as CUDA graphs */
+    int has_moe;                          /* MoE routing syncs with the host: no graphs */
+    int fuse;                             /* decode: norms, residuals, GLU fused into products */
+    int mma;                              /* 4-bit decode products on the tensor cores */
+    int tc_rows;  /* batches of at least this many rows: tensor-core GEMM (0: never) */
+    int fast;     /* fast precision: one bf16 pass in the GEMMs (cuda_mm.c) */
+    int tc_bf16;  /* BF16 weights at every row count from tc_rows (else 8 .. gemm_rows - 1) */
+    int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
+                   */
+    int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
+    int sms;      /* multiprocessors */
+};
+
+struct cu_seq {
+    float *kv; /* [n_layers][2][cap][kv_dim] */
+    int64_t cap;
+};
+
+/* cellm_ctx_params.profile: events between the phases of each step (graphs off), summed per
+ * phase for prefill and decode steps, read by cellm_ctx_profile. */
+enum { PH_START, PH_EMBED, PH_NORM, PH_QKV, PH_ATTN, PH_O, PH_MLP, PH_DOWN, PH_MOE, PH_HEAD, PH_N };
+#define PROF_EVENTS 2048
+struct cu_prof {
+    cudaEvent_t ev[PROF_EVENTS];
+    int ph[PROF_EVENTS], n, created;
+    double ms[2][PH_N];
+    long steps[2];
+    int warm[2];
+};
+
+struct cu_ctx {
+    struct cu_model *m;
+    struct cu_prof *prof; /* NULL unless profiling */
+    const struct cellm_desc *d;
+    cudaStream_t st;
+    cublasHandle_t blas;
+    int max_seqs;
+    struct cu_seq *seqs;
+    int rows_cap;
+    float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *logits;
+    float *router, *moe_out, *moe_w, *moe_x, *moe_g, *moe_u, *moe_y;
+    int32_t *moe_idx, *moe_map;
+    int32_t *att_cnt; /* fused attention: blocks done per (row, head) */
+    int32_t *mv_cnt;  /* tensor-core products: next tile, blocks done */
+    float *gpart;     /* tensor-core GEMM: partial sums of a K split */
+    int64_t gpart_cap;
+    float *am_v; /* greedy picks: candidates per row (cellm_cu_argmax) */
+    int32_t *am_i, *ids;
+    int distinct;           /* no two rows of this step share a sequence */
+    int consecutive;        /* the rows are consecutive positions of one sequence */
+    int32_t *h_idx, *h_map; /* host copies */
+    struct cu_row *rows;    /* device */
+    float *cs;              /* device [tables][rows][half][2] */
+    void *stage;            /* pinned host: rows then cs */
+    size_t stage_cap;
+    float *hlogits; /* pinned host copy of the logits (a pageable copy costs ~0.1 ms) */
+    size_t hlogits_cap;
+    float *part; /* attention partials */
+    size_t part_cap;
+    float *tile; /* GEMM dequantized tile */
+    size_t tile_cap;
+    uint16_t *split; /* 3 x [rows][max_cols] bf16 */
+    size_t split_cap;
+    const float *split_of; /* within mm_multi: the input the split already holds */
+    int64_t max_cols;
+    int nsplit; /* attention key splits of this step (a power of two) */
+    int split_keys;
+    /* the captured decode step: valid while its key matches and no buffer moved */
+    cudaGraphExec_t gexec;
+    int g_n, g_nw, g_nsplit, g_kind; /* g_kind: row_kind() at capture */
+    unsigned gen, g_gen; /* gen: bumped whenever a buffer the graph uses is reallocated */
+};
+
+#define CU_TRY(call)                                                                               \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            return cellm_errf(err, CELLM_ERR_DEVICE, "cuda: %s (%s:%d)", cudaGetErrorString(e_),   \
+                              __FILE__, __LINE__);                                                 \
+    } while (0)
+
+#define K_TRY(call)                                                                                \
+    do {                                                                                           \
+        int e_ = (call);                                                                           \
+        if (e_)                                                                                    \
+            return cellm_errf(err, CELLM_ERR_DEVICE, "cuda kernel: %s (%s:%d)",                    \
+                              cudaGetErrorString((cudaError_t)e_), __FILE__, __LINE__);            \
+    } while (0)
+
+#define BLAS_TRY(call)                                                                             \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
+            return cellm_errf(err, CELLM_ERR_DEVICE, "cublas: %s (%s:%d)",                         \
+                              cublasGetStatusString(s_), __FILE__, __LINE__);                      \
+    } while (0)
+
+static inline int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* ---- cuda_upload.c ----------------------------------------------------------------------- */
+
+/* Two passes over the same calls: the first (base == NULL) only counts bytes. tile: 4-bit
+ * weights of a qualifying shape go up in the step-ordered layout (cuda_int.h), through
+ * scratch, a device buffer of UP_SCRATCH bytes (freed after the upload). */
+struct uploader {
+    char *base;
+    size_t off;
+    cudaError_t e;
+    int tile;
+    void *scratch;
+};
+
+enum cellm_status cellm_cuda_check_weight(const struct cellm_weight *w, struct cellm_error *err);
+enum cellm_status cellm_cuda_upload_all(struct cu_model *m, struct uploader *u);
+
+/* ---- cuda_mm.c --------------------------------------------------------------------------- */
+
+/* Grows a device buffer to need bytes (its old contents are dropped). */
+enum cellm_status cellm_cuda_dgrow(void **p, size_t *cap, size_t need, struct cellm_error *err);
+int cellm_cuda_tc_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int nw, int n,
+                     int64_t ldx);
+int cellm_cuda_mv_ok(const struct cu_ctx *c, const struct cu_weight *const *ws, int nw, int n,
+                     int with_norm);
+enum cellm_status cellm_cuda_mv_run(struct cu_ctx *c, struct cu_mv_op *op,
+                                    const struct cu_weight *const *ws, float *const *ys,
+                                    const int64_t *ld, struct cellm_error *err);
+/* y = W x (+ bias) for n rows, through whichever kernel takes them. */
+enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, const float *x,
+                                int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
+                                struct cellm_error *err);
+enum cellm_status cellm_cuda_mm_multi(struct cu_ctx *c, const struct cu_weight *const *ws, int nw,
+                                      const float *x, int64_t ldx, int n, float *const *ys,
+                                      const int64_t *ldys, struct cellm_error *err);
+enum cellm_status cellm_cuda_dense_mlp(struct cu_ctx *c, const struct cu_weight *wg,
+                                       const struct cu_weight *wu, const struct cu_weight *wd,
+                                       const float *bg, const float *bu, const float *bd,
+                                       const float *x, int n, float *gate, float *up, float *out,
+                                       struct cellm_error *err);
+enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, const float *x, int n,
+                                 float *out, struct cellm_error *err);
+
+/* ---- cuda_forward.c ---------------------------------------------------------------------- */
+
+/* Every kernel of one step, from the embedding to the logits (device); capturable. */
+enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_keys,
+                                     struct cellm_error *err);
+
+/* ---- cuda_prof.c ------------------------------------------------------------------------- */
+
+void cellm_cuda_prof_mark(struct cu_ctx *c, int ph);
+void cellm_cuda_prof_collect(struct cu_ctx *c, int prefill);
+void cellm_cuda_profile(void *p, struct cellm_profile *out);
+
+/* ---- cuda_kv.c --------------------------------------------------------------------------- */
+
+/* Grows a sequence's KV cache to hold need positions (copying what it holds). */
+enum cellm_status cellm_cuda_reserve_seq(struct cu_ctx *c, struct cu_seq *s, int need,
+                                         struct cellm_error *err);
+size_t cellm_cuda_kv_block_bytes(void *p, int n, int flags);
+enum cellm_status cellm_cuda_kv_save(void *p, int seq, int pos, int n, int flags, void **blk,
+                                     struct cellm_error *err);
+enum cellm_status cellm_cuda_kv_load(void *p, int seq, int pos, int n, int flags, const void *blk,
+                                     struct cellm_error *err);
+void cellm_cuda_kv_block_free(void *p, void *blk);
+int cellm_cuda_kv_window_first(void *p, int seq, int len);
+
+#endif

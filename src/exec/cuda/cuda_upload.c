@@ -1,0 +1,189 @@
+/*
+ * cuda_upload.c: the weights' upload (per model). Every weight goes once, in its stored
+ * format, into one device arena (F32/F16/BF16 as is; affine codes, scales and biases as
+ * is, except that the words of wide 4-bit weights are put in the step order of
+ * cuda_int.h: the same words, in the order the decode products read them; option tiled=0
+ * keeps row order); only norm weights and biases, a few KB, are widened to f32.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "cuda_exec.h"
+
+/* n bytes of the arena, filled from src unless src is NULL */
+static void *up_bytes(struct uploader *u, const void *src, size_t n)
+{
+    size_t at = u->off;
+    u->off += (n + 255) & ~(size_t)255;
+    if (!u->base || !n || !src) return u->base ? u->base + at : NULL;
+    if (u->e == cudaSuccess) u->e = cudaMemcpy(u->base + at, src, n, cudaMemcpyHostToDevice);
+    return u->base + at;
+}
+
+static float *up_vec(struct uploader *u, const struct cellm_vec *v, enum cellm_status *st)
+{
+    if (v->fmt == CELLM_W_NONE || v->n == 0) return NULL;
+    size_t n = (size_t)v->n * sizeof(float);
+    if (!u->base) {
+        up_bytes(u, NULL, n);
+        return NULL;
+    }
+    float *tmp = cellm_malloc(n);
+    if (!tmp) {
+        *st = CELLM_ERR_NOMEM;
+        return NULL;
+    }
+    cellm_vec_get(v, tmp);
+    float *d = up_bytes(u, tmp, n);
+    cellm_free(tmp);
+    return d;
+}
+
+/* the codes of a 4-bit weight, reordered on the device from copies of at most
+ * UP_SCRATCH bytes in u->scratch (whole blocks of 16 rows: the order stays inside them) */
+#define UP_SCRATCH ((size_t)64 << 20)
+static void *up_tiled(struct uploader *u, const struct cellm_weight *w, size_t n)
+{
+    void *dst = up_bytes(u, NULL, n);
+    if (!u->base || u->e != cudaSuccess) return dst;
+    if (!u->scratch) {
+        u->e = cudaMalloc(&u->scratch, UP_SCRATCH);
+        if (u->e != cudaSuccess) {
+            u->scratch = NULL;
+            return dst;
+        }
+    }
+    const int64_t block = 16 * (int64_t)w->row_bytes;
+    const int64_t per = (int64_t)UP_SCRATCH / block * 16; /* rows per copy */
+    for (int64_t r0 = 0; r0 < w->rows && u->e == cudaSuccess; r0 += per) {
+        const int64_t nr = w->rows - r0 < per ? w->rows - r0 : per;
+        u->e = cudaMemcpy(u->scratch, (const char *)w->data + r0 * (int64_t)w->row_bytes,
+                          (size_t)(nr * (int64_t)w->row_bytes), cudaMemcpyHostToDevice);
+        if (u->e == cudaSuccess)
+            u->e = (cudaError_t)cellm_cu_tile_q4(u->scratch, dst, r0, nr, w->cols, w->group, NULL);
+    }
+    return dst;
+}
+
+static void up_weight(struct uploader *u, const struct cellm_weight *w, struct cu_weight *o)
+{
+    memset(o, 0, sizeof *o);
+    if (w->fmt == CELLM_W_NONE) return;
+    o->fmt = (int)w->fmt;
+    o->rows = w->rows;
+    o->cols = w->cols;
+    o->row_bytes = (int64_t)w->row_bytes;
+    const size_t n = (size_t)w->rows * w->row_bytes;
+    /* where the decode products read the weight from registers (CU_RING_COLS): there the
+     * step order gains 6% on the Llama-3.1-8B shape, while the products that use the
+     * cp.async ring lost 3.5% with it on the Qwen3-0.6B shape (bench/cuda_notes.md
+     * round 7). u->tile 2 (option tiled=2) takes every qualifying weight: the GPU
+     * conformance runs the tiny fixtures that way. */
+    o->tiled = u->tile && w->fmt == CELLM_W_AFFINE &&
+               cellm_cu_tile_q4_ok(w->bits, w->group, w->rows, w->cols) &&
+               (u->tile == 2 || w->cols >= CU_RING_COLS) && 16 * (size_t)w->row_bytes <= UP_SCRATCH;
+    o->data = o->tiled ? up_tiled(u, w, n) : up_bytes(u, w->data, n);
+    if (w->fmt == CELLM_W_AFFINE) {
+        size_t sb = (size_t)w->rows * (size_t)(w->cols / w->group) * 2;
+        o->bits = w->bits;
+        o->group = w->group;
+        o->s_bf16 = w->sdtype == CELLM_DT_BF16;
+        o->scales = up_bytes(u, w->scales, sb);
+        o->biases = up_bytes(u, w->biases, sb);
+    }
+}
+
+/* Checks what the kernels assume of a weight used in products. */
+enum cellm_status cellm_cuda_check_weight(const struct cellm_weight *w, struct cellm_error *err)
+{
+    if (w->fmt == CELLM_W_NONE) return CELLM_OK;
+    if (w->cols % 32 && w->fmt == CELLM_W_AFFINE)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s: %lld columns, expected a multiple of 32",
+                          w->name ? w->name : "?", (long long)w->cols);
+    if (w->cols % 8)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s: %lld columns, expected a multiple of 8",
+                          w->name ? w->name : "?", (long long)w->cols);
+    if (w->fmt == CELLM_W_AFFINE && (w->group % 32 || w->bits < 2 || w->bits > 8 || w->bits == 7))
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s: %d-bit affine with group %d is not supported",
+                          w->name ? w->name : "?", w->bits, w->group);
+    return CELLM_OK;
+}
+
+enum cellm_status cellm_cuda_upload_all(struct cu_model *m, struct uploader *u)
+{
+    const struct cellm_desc *d = m->d;
+    const struct cellm_config *cfg = &d->cfg;
+    enum cellm_status st = CELLM_OK;
+    up_weight(u, &d->embed, &m->embed);
+    if (d->head.data == d->embed.data && d->head.fmt == d->embed.fmt)
+        m->head = m->embed;
+    else
+        up_weight(u, &d->head, &m->head);
+    m->final_norm = up_vec(u, &d->final_norm, &st);
+    m->final_norm_b = up_vec(u, &d->final_norm_b, &st);
+    int hd = cfg->head_dim;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cellm_layer *L = &d->layers[l];
+        struct cu_layer *C = &m->layers[l];
+        C->sliding = L->sliding;
+        C->moe = L->moe;
+        up_weight(u, &L->wq, &C->wq);
+        up_weight(u, &L->wk, &C->wk);
+        up_weight(u, &L->wv, &C->wv);
+        up_weight(u, &L->wo, &C->wo);
+        up_weight(u, &L->w_gate, &C->w_gate);
+        up_weight(u, &L->w_up, &C->w_up);
+        up_weight(u, &L->w_down, &C->w_down);
+        up_weight(u, &L->router, &C->router);
+        if (L->moe && L->e_gate)
+            for (int e = 0; e < cfg->n_experts; e++) {
+                up_weight(u, &L->e_gate[e], &C->e_gate[e]);
+                up_weight(u, &L->e_up[e], &C->e_up[e]);
+                up_weight(u, &L->e_down[e], &C->e_down[e]);
+            }
+        C->attn_norm = up_vec(u, &L->attn_norm, &st);
+        C->attn_norm_b = up_vec(u, &L->attn_norm_b, &st);
+        C->post_attn_norm = up_vec(u, &L->post_attn_norm, &st);
+        C->ffn_norm = up_vec(u, &L->ffn_norm, &st);
+        C->ffn_norm_b = up_vec(u, &L->ffn_norm_b, &st);
+        C->post_ffn_norm = up_vec(u, &L->post_ffn_norm, &st);
+        C->bq = up_vec(u, &L->bq, &st);
+        C->bk = up_vec(u, &L->bk, &st);
+        C->bv = up_vec(u, &L->bv, &st);
+        C->bo = up_vec(u, &L->bo, &st);
+        C->q_norm = cfg->qk_norm && !L->q_norm_heads ? up_vec(u, &L->q_norm, &st) : NULL;
+        C->k_norm = cfg->qk_norm && !L->k_norm_heads ? up_vec(u, &L->k_norm, &st) : NULL;
+        C->b_gate = up_vec(u, &L->b_gate, &st);
+        C->b_up = up_vec(u, &L->b_up, &st);
+        C->b_down = up_vec(u, &L->b_down, &st);
+        C->qn_heads = C->kn_heads = NULL;
+        if (L->q_norm_heads) {
+            /* per-head LayerNorm weights, concatenated [H][hd] */
+            size_t n = (size_t)cfg->n_heads * hd, nk = (size_t)cfg->n_kv_heads * hd;
+            float *tmp = u->base ? cellm_malloc((n + nk) * sizeof(float)) : NULL;
+            if (u->base && !tmp) return CELLM_ERR_NOMEM;
+            if (tmp) {
+                for (int h = 0; h < cfg->n_heads; h++)
+                    for (int i = 0; i < hd; i++)
+                        tmp[(size_t)h * hd + i] = L->q_norm_heads[h].fmt == CELLM_W_NONE
+                                                      ? 1.0f
+                                                      : cellm_vec_at(&L->q_norm_heads[h], i);
+                for (int h = 0; h < cfg->n_kv_heads; h++)
+                    for (int i = 0; i < hd; i++)
+                        tmp[n + (size_t)h * hd + i] = L->k_norm_heads[h].fmt == CELLM_W_NONE
+                                                          ? 1.0f
+                                                          : cellm_vec_at(&L->k_norm_heads[h], i);
+            }
+            C->qn_heads = up_bytes(u, tmp, n * sizeof(float));
+            C->kn_heads = up_bytes(u, tmp ? tmp + n : NULL, nk * sizeof(float));
+            cellm_free(tmp);
+        }
+    }
+    return st;
+}
