@@ -159,6 +159,21 @@ static void t_model_load(void **state)
     assert_non_null(strstr(buf, "kv_ring="));
     assert_true(cellm_exec_options_help(CELLM_DEVICE_XLA, buf, sizeof buf) > 0);
     assert_non_null(strstr(buf, "dequant=graph|load"));
+    /* CUDA: its options are parsed before any device is looked for, so a CUDA build
+     * refuses a bad one by name on a machine without a GPU too */
+    if (cellm_exec_options_help(CELLM_DEVICE_CUDA, buf, sizeof buf) > 0) {
+        assert_non_null(strstr(buf, "tc_rows="));
+        assert_non_null(strstr(buf, "attn_dec=0..3"));
+        mp.device = CELLM_DEVICE_CUDA;
+        mp.exec_options = "tc_rows=3,attn_dec=9";
+        assert_int_equal(cellm_model_load(dir, &mp, &m, &err), CELLM_ERR_ARG);
+        assert_non_null(strstr(err.msg, "cuda executor: option attn_dec: value '9'"));
+        assert_non_null(strstr(err.msg, "[0, 3]"));
+        mp.exec_options = "isa=avx2";
+        assert_int_equal(cellm_model_load(dir, &mp, &m, &err), CELLM_ERR_ARG);
+        assert_non_null(strstr(err.msg, "unknown option 'isa'"));
+    } else
+        assert_string_equal(buf, "");
 }
 
 int main(void)

@@ -33,7 +33,7 @@
 enum cellm_fast_isa { CELLM_FAST_PORTABLE, CELLM_FAST_AVX2, CELLM_FAST_AVX512 };
 
 /* The best fast level the CPU has, capped at the exact mode's level `cap` (so that
- * CELLM_CPU_ISA=portable|avx2 caps both). */
+ * the executor option isa=portable|avx2 caps both). */
 enum cellm_fast_isa cellm_fast_isa(enum cellm_isa cap);
 const char *cellm_fast_isa_name(enum cellm_fast_isa isa);
 

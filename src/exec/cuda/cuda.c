@@ -74,8 +74,8 @@ static const struct cellm_opt cu_opt_table[] = {
      "test only: decode attention clusters scheduled early (PDL): -1 the measured rule, 0 off, "
      "1 on"},
     {"tiled", CELLM_OPT_INT, 0, 2, 1, NULL, offsetof(struct cu_opts, tiled),
-     "test only: 4-bit codes step-ordered on the device: 0 none, 1 weights of "
-     "CU_RING_COLS columns or more, 2 every qualifying weight"},
+     "test only: 4-bit codes step-ordered on the device: 0 none, 1 weights of 4096 "
+     "columns or more (CU_RING_COLS), 2 every qualifying weight"},
 };
 #define CU_N_OPTS ((int)(sizeof cu_opt_table / sizeof cu_opt_table[0]))
 

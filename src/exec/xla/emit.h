@@ -4,9 +4,9 @@
  * A plan lists the weights of a struct cellm_desc as parameters of @main, in their
  * stored format: F32/F16/BF16 tensors as they are, MLX affine weights as three tensors
  * (U32 codes, 16-bit scales, 16-bit biases), stacked experts as one [E, ...] tensor made
- * of E parts. With CELLM_XLA_DEQUANT=load, affine weights are instead dequantized on the
- * host and uploaded as f32, to measure in-graph dequantization against it. The executor uploads
- * each once; every module declares them in plan order.
+ * of E parts. With the executor option dequant=load, affine weights are instead
+ * dequantized on the host and uploaded as f32, to measure in-graph dequantization against
+ * it. The executor uploads each once; every module declares them in plan order.
  *
  * A module computes T rows of one sequence starting at a runtime position, over a KV
  * cache of `cap` positions. @main's parameters, in order:
