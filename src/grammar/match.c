@@ -1,0 +1,543 @@
+/*
+ * match.c: the matcher: a pushdown recognizer over code points, run over bytes, with token
+ * masks over the whole vocabulary.
+ *
+ * Stacks. A stack is a node (pos, parent): "match from element pos, then continue with
+ * parent"; node 0 is the empty stack (the grammar is complete). Nodes are hash-consed, so
+ * equal stacks are equal ids and a stack shares its tail with every stack it was pushed
+ * from. A reference in tail position pushes nothing (its continuation is the parent), so
+ * right recursion such as x* runs in constant depth. The matcher's position is a set of
+ * "heads": stacks whose top is a character class, or the empty stack. Sets are interned too.
+ *
+ * States. A state is (set of heads, partial UTF-8 character). Tokens are bytes and may split
+ * a character, so a state may hold the lead bytes seen so far; it lives only while some head
+ * could still match a character that starts with them. States are interned and their byte
+ * transitions are filled in lazily (a 256-entry table per state), which makes the matcher a
+ * DFA built on demand: once a transition is known, following it is one load.
+ *
+ * Masks. A mask is one pass over the vocabulary trie (vocab.h) from the current state,
+ * following transitions and skipping a subtree at its first dead byte; it is cached per
+ * state (the hash of the stack set is the interning), so a state seen again, such as the
+ * inside of a JSON string, costs a copy. Tables and masks are dropped together when they
+ * pass a size limit; nodes and sets are small and kept.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+#include "grammar/grammar.h"
+#include "grammar/vocab.h"
+
+#define MAX_STATES (1u << 16)  /* tables dropped beyond this many states */
+#define MAX_MASKS 256          /* cached masks dropped beyond this many */
+#define MAX_NODES (1u << 24)   /* a grammar needing more stack nodes fails */
+
+struct node {
+    uint32_t pos, parent;
+};
+
+struct state {
+    uint32_t set;
+    uint32_t acc; /* the partial character's bits so far */
+    uint32_t rem; /* continuation bytes it still needs (0 = none pending) */
+    int32_t *next; /* [256] stored as next state + 2; 0 = not computed, 1 = dead */
+    uint32_t *mask;
+};
+
+/* Open addressing over ids, with the hash and equality of the owner's choosing. */
+struct htab {
+    uint32_t *slot; /* id + 1; 0 = empty */
+    size_t cap, n;
+};
+
+struct cellm_matcher {
+    const struct cellm_grammar *g;
+    const struct cellm_grammar_vocab *v;
+    struct node *nodes;
+    uint32_t n_nodes, cap_nodes;
+    uint32_t *mark, stamp; /* [cap_nodes] expansion marks */
+    struct htab node_ht;
+    uint32_t *pool; /* sets' heads, back to back */
+    size_t n_pool, cap_pool;
+    uint32_t *set_off, *set_len;
+    uint32_t n_sets, cap_sets;
+    struct htab set_ht;
+    struct state *st;
+    uint32_t n_st, cap_st;
+    struct htab st_ht;
+    uint32_t cur;
+    uint32_t *heads, *work; /* scratch */
+    size_t cap_heads, cap_work, n_heads;
+    uint32_t *walk; /* [max_len + 1] states along the trie path */
+    int n_masks;
+    int failed;
+    enum cellm_status fst;
+    struct cellm_error err;
+};
+
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int grow(void **v, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap * 2 : 64;
+    while (c < need)
+        c *= 2;
+    void *n = cellm_realloc(*v, c * size);
+    if (!n) return -1;
+    *v = n;
+    *cap = c;
+    return 0;
+}
+
+static void fail(struct cellm_matcher *m, enum cellm_status st, const char *msg)
+{
+    if (!m->failed) cellm_errf(&m->err, st, "grammar: %s", msg);
+    if (!m->failed) m->fst = st;
+    m->failed = 1;
+}
+
+/* ---- hash tables ---- */
+
+static uint64_t node_hash(const struct cellm_matcher *m, uint32_t id)
+{
+    return mix(((uint64_t)m->nodes[id].pos << 32) | m->nodes[id].parent);
+}
+
+static uint64_t set_hash(const uint32_t *h, size_t n)
+{
+    uint64_t x = n;
+    for (size_t i = 0; i < n; i++)
+        x = mix(x * 31 + h[i]);
+    return x;
+}
+
+static uint64_t st_hash(uint32_t set, uint32_t acc, uint32_t rem)
+{
+    return mix(((uint64_t)set << 32) ^ ((uint64_t)acc << 3) ^ rem);
+}
+
+static int ht_rehash(struct cellm_matcher *m, struct htab *t, int kind)
+{
+    size_t cap = t->cap ? t->cap * 2 : 1024;
+    uint32_t *s = cellm_calloc(cap, sizeof *s);
+    if (!s) return -1;
+    for (size_t i = 0; i < t->cap; i++) {
+        if (!t->slot[i]) continue;
+        uint32_t id = t->slot[i] - 1;
+        uint64_t h = kind == 0   ? node_hash(m, id)
+                     : kind == 1 ? set_hash(m->pool + m->set_off[id], m->set_len[id])
+                                 : st_hash(m->st[id].set, m->st[id].acc, m->st[id].rem);
+        size_t j = h & (cap - 1);
+        while (s[j])
+            j = (j + 1) & (cap - 1);
+        s[j] = id + 1;
+    }
+    cellm_free(t->slot);
+    t->slot = s;
+    t->cap = cap;
+    return 0;
+}
+
+/* ---- nodes and sets ---- */
+
+static uint32_t intern_node(struct cellm_matcher *m, uint32_t pos, uint32_t parent)
+{
+    if (m->failed) return 0;
+    if ((m->node_ht.n + 1) * 2 > m->node_ht.cap && ht_rehash(m, &m->node_ht, 0)) {
+        fail(m, CELLM_ERR_NOMEM, "out of memory");
+        return 0;
+    }
+    uint64_t h = mix(((uint64_t)pos << 32) | parent);
+    size_t j = h & (m->node_ht.cap - 1);
+    for (; m->node_ht.slot[j]; j = (j + 1) & (m->node_ht.cap - 1)) {
+        const struct node *n = &m->nodes[m->node_ht.slot[j] - 1];
+        if (n->pos == pos && n->parent == parent) return m->node_ht.slot[j] - 1;
+    }
+    if (m->n_nodes >= MAX_NODES) {
+        fail(m, CELLM_ERR_RANGE, "the grammar's stacks grew beyond the limit");
+        return 0;
+    }
+    if (m->n_nodes + 1 > m->cap_nodes) {
+        size_t cap = m->cap_nodes, cap2 = m->cap_nodes;
+        if (grow((void **)&m->nodes, &cap, m->n_nodes + 1, sizeof *m->nodes) ||
+            grow((void **)&m->mark, &cap2, m->n_nodes + 1, sizeof *m->mark)) {
+            fail(m, CELLM_ERR_NOMEM, "out of memory");
+            return 0;
+        }
+        memset(m->mark + m->cap_nodes, 0, (cap2 - m->cap_nodes) * sizeof *m->mark);
+        m->cap_nodes = (uint32_t)cap;
+    }
+    m->nodes[m->n_nodes] = (struct node){pos, parent};
+    m->node_ht.slot[j] = ++m->n_nodes;
+    m->node_ht.n++;
+    return m->n_nodes - 1;
+}
+
+/* The stack "match from pos, then parent", skipping an alternative's end. */
+static uint32_t cont(struct cellm_matcher *m, uint32_t pos, uint32_t parent)
+{
+    return m->g->el[pos].type == GE_END ? parent : intern_node(m, pos, parent);
+}
+
+/* Adds the heads reachable from stack s (expanding references) to m->heads. */
+static void expand(struct cellm_matcher *m, uint32_t s)
+{
+    size_t nw = 0;
+    if (grow((void **)&m->work, &m->cap_work, 1, sizeof *m->work)) goto nomem;
+    m->work[nw++] = s;
+    while (nw && !m->failed) {
+        uint32_t n = m->work[--nw];
+        if (m->mark[n] == m->stamp) continue;
+        m->mark[n] = m->stamp;
+        const struct gr_elem *e = n ? &m->g->el[m->nodes[n].pos] : NULL;
+        if (!e || e->type == GE_CHAR) {
+            if (grow((void **)&m->heads, &m->cap_heads, m->n_heads + 1, sizeof *m->heads))
+                goto nomem;
+            m->heads[m->n_heads++] = n;
+            continue;
+        }
+        /* a reference: every alternative of the rule, continuing after the reference */
+        uint32_t after = cont(m, m->nodes[n].pos + 1, m->nodes[n].parent);
+        const struct gr_rule *r = &m->g->rules[e->a];
+        for (uint32_t k = 0; k < r->n_alts && !m->failed; k++) {
+            uint32_t c = cont(m, m->g->alts[r->first_alt + k], after);
+            if (grow((void **)&m->work, &m->cap_work, nw + 1, sizeof *m->work)) goto nomem;
+            m->work[nw++] = c;
+        }
+    }
+    return;
+nomem:
+    fail(m, CELLM_ERR_NOMEM, "out of memory");
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Interns m->heads[0..n_heads) (sorted here) as a set; returns its id. */
+static uint32_t intern_set(struct cellm_matcher *m)
+{
+    if (m->failed) return 0;
+    qsort(m->heads, m->n_heads, sizeof *m->heads, cmp_u32);
+    if ((m->set_ht.n + 1) * 2 > m->set_ht.cap && ht_rehash(m, &m->set_ht, 1)) goto nomem;
+    uint64_t h = set_hash(m->heads, m->n_heads);
+    size_t j = h & (m->set_ht.cap - 1);
+    for (; m->set_ht.slot[j]; j = (j + 1) & (m->set_ht.cap - 1)) {
+        uint32_t id = m->set_ht.slot[j] - 1;
+        if (m->set_len[id] == m->n_heads &&
+            !memcmp(m->pool + m->set_off[id], m->heads, m->n_heads * sizeof *m->heads))
+            return id;
+    }
+    size_t cs = m->cap_sets, cs2 = m->cap_sets;
+    if (grow((void **)&m->pool, &m->cap_pool, m->n_pool + m->n_heads, sizeof *m->pool) ||
+        grow((void **)&m->set_off, &cs, m->n_sets + 1, sizeof *m->set_off) ||
+        grow((void **)&m->set_len, &cs2, m->n_sets + 1, sizeof *m->set_len))
+        goto nomem;
+    m->cap_sets = (uint32_t)cs;
+    memcpy(m->pool + m->n_pool, m->heads, m->n_heads * sizeof *m->heads);
+    m->set_off[m->n_sets] = (uint32_t)m->n_pool;
+    m->set_len[m->n_sets] = (uint32_t)m->n_heads;
+    m->n_pool += m->n_heads;
+    m->set_ht.slot[j] = ++m->n_sets;
+    m->set_ht.n++;
+    return m->n_sets - 1;
+nomem:
+    fail(m, CELLM_ERR_NOMEM, "out of memory");
+    return 0;
+}
+
+static int class_has(const struct cellm_grammar *g, const struct gr_elem *e, uint32_t cp)
+{
+    const uint32_t *r = g->ranges + 2 * (size_t)e->a;
+    size_t lo = 0, hi = e->b;
+    while (lo < hi) { /* ranges are sorted and disjoint */
+        size_t mid = (lo + hi) / 2;
+        if (cp < r[2 * mid]) hi = mid;
+        else if (cp > r[2 * mid + 1]) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+
+static int class_meets(const struct cellm_grammar *g, const struct gr_elem *e, uint32_t lo,
+                       uint32_t hi)
+{
+    const uint32_t *r = g->ranges + 2 * (size_t)e->a;
+    for (uint32_t i = 0; i < e->b; i++)
+        if (r[2 * i] <= hi && r[2 * i + 1] >= lo) return 1;
+    return 0;
+}
+
+/* The set after code point cp from set s, or -1 when no head takes it. */
+static int64_t advance(struct cellm_matcher *m, uint32_t s, uint32_t cp)
+{
+    m->n_heads = 0;
+    if (++m->stamp == 0) { /* wrapped: clear the marks */
+        memset(m->mark, 0, m->cap_nodes * sizeof *m->mark);
+        m->stamp = 1;
+    }
+    uint32_t off = m->set_off[s], len = m->set_len[s];
+    for (uint32_t i = 0; i < len && !m->failed; i++) {
+        uint32_t h = m->pool[off + i];
+        if (!h) continue;
+        const struct node nd = m->nodes[h];
+        if (class_has(m->g, &m->g->el[nd.pos], cp)) expand(m, cont(m, nd.pos + 1, nd.parent));
+    }
+    if (m->failed || !m->n_heads) return -1;
+    return intern_set(m);
+}
+
+static int feasible(const struct cellm_matcher *m, uint32_t s, uint32_t lo, uint32_t hi)
+{
+    uint32_t off = m->set_off[s], len = m->set_len[s];
+    if (hi > 0x10FFFF) hi = 0x10FFFF;
+    for (uint32_t i = 0; i < len; i++) {
+        uint32_t h = m->pool[off + i];
+        if (h && class_meets(m->g, &m->g->el[m->nodes[h].pos], lo, hi)) return 1;
+    }
+    return 0;
+}
+
+/* ---- states ---- */
+
+static int64_t intern_state(struct cellm_matcher *m, uint32_t set, uint32_t acc, uint32_t rem)
+{
+    if (m->failed) return -1;
+    if ((m->st_ht.n + 1) * 2 > m->st_ht.cap && ht_rehash(m, &m->st_ht, 2)) goto nomem;
+    size_t j = st_hash(set, acc, rem) & (m->st_ht.cap - 1);
+    for (; m->st_ht.slot[j]; j = (j + 1) & (m->st_ht.cap - 1)) {
+        const struct state *x = &m->st[m->st_ht.slot[j] - 1];
+        if (x->set == set && x->acc == acc && x->rem == rem) return m->st_ht.slot[j] - 1;
+    }
+    if (m->n_st >= 4 * MAX_STATES) {
+        fail(m, CELLM_ERR_RANGE, "one mask needed more automaton states than the limit");
+        return -1;
+    }
+    size_t cap = m->cap_st;
+    if (grow((void **)&m->st, &cap, m->n_st + 1, sizeof *m->st)) goto nomem;
+    m->cap_st = (uint32_t)cap;
+    m->st[m->n_st] = (struct state){set, acc, rem, NULL, NULL};
+    m->st_ht.slot[j] = ++m->n_st;
+    m->st_ht.n++;
+    return m->n_st - 1;
+nomem:
+    fail(m, CELLM_ERR_NOMEM, "out of memory");
+    return -1;
+}
+
+static int64_t step_byte(struct cellm_matcher *m, uint32_t s, uint8_t b)
+{
+    struct state *x = &m->st[s];
+    if (x->next && x->next[b]) return (int64_t)x->next[b] - 2;
+    uint32_t set = x->set, acc = x->acc, rem = x->rem;
+    int64_t r = -1;
+    if (!rem) {
+        uint32_t need = b < 0x80 ? 0 : b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2
+                                   : b >= 0xF0 && b <= 0xF4   ? 3
+                                                              : 4;
+        if (need == 0) {
+            int64_t t = advance(m, set, b);
+            if (t >= 0) r = intern_state(m, (uint32_t)t, 0, 0);
+        } else if (need < 4) {
+            acc = b & (need == 1 ? 0x1F : need == 2 ? 0x0F : 0x07);
+            uint32_t lo = acc << (6 * need), hi = lo | ((1u << (6 * need)) - 1);
+            if (feasible(m, set, lo, hi)) r = intern_state(m, set, acc, need);
+        }
+    } else if ((b & 0xC0) == 0x80) {
+        acc = (acc << 6) | (b & 0x3F);
+        rem--;
+        if (!rem) {
+            int64_t t = advance(m, set, acc);
+            if (t >= 0) r = intern_state(m, (uint32_t)t, 0, 0);
+        } else {
+            uint32_t lo = acc << (6 * rem), hi = lo | ((1u << (6 * rem)) - 1);
+            if (feasible(m, set, lo, hi)) r = intern_state(m, set, acc, rem);
+        }
+    }
+    if (m->failed) return -1;
+    x = &m->st[s]; /* interning may have moved the states */
+    if (!x->next && !(x->next = cellm_calloc(256, sizeof *x->next))) {
+        fail(m, CELLM_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    x->next[b] = (int32_t)(r + 2);
+    return r;
+}
+
+/* Drops transition tables and masks when there are too many, keeping the current state. */
+static void trim(struct cellm_matcher *m)
+{
+    if (m->n_st < MAX_STATES && m->n_masks < MAX_MASKS) return;
+    struct state keep = m->st[m->cur];
+    for (uint32_t i = 0; i < m->n_st; i++) {
+        cellm_free(m->st[i].next);
+        cellm_free(m->st[i].mask);
+    }
+    m->n_st = 0;
+    m->n_masks = 0;
+    memset(m->st_ht.slot, 0, m->st_ht.cap * sizeof *m->st_ht.slot);
+    m->st_ht.n = 0;
+    int64_t c = intern_state(m, keep.set, keep.acc, keep.rem);
+    m->cur = c < 0 ? 0 : (uint32_t)c;
+}
+
+/* ---- the public matcher ---- */
+
+void cellm_matcher_free(struct cellm_matcher *m)
+{
+    if (!m) return;
+    for (uint32_t i = 0; i < m->n_st; i++) {
+        cellm_free(m->st[i].next);
+        cellm_free(m->st[i].mask);
+    }
+    cellm_free(m->st);
+    cellm_free(m->nodes);
+    cellm_free(m->mark);
+    cellm_free(m->node_ht.slot);
+    cellm_free(m->pool);
+    cellm_free(m->set_off);
+    cellm_free(m->set_len);
+    cellm_free(m->set_ht.slot);
+    cellm_free(m->st_ht.slot);
+    cellm_free(m->heads);
+    cellm_free(m->work);
+    cellm_free(m->walk);
+    cellm_free(m);
+}
+
+enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
+                                    const struct cellm_grammar_vocab *v,
+                                    struct cellm_matcher **out, struct cellm_error *err)
+{
+    *out = NULL;
+    if (!g) return cellm_errf(err, CELLM_ERR_ARG, "cellm_matcher_new: no grammar");
+    struct cellm_matcher *m = cellm_calloc(1, sizeof *m);
+    if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    m->g = g;
+    m->v = v;
+    if (v && !(m->walk = cellm_malloc(((size_t)v->max_len + 2) * sizeof *m->walk))) {
+        cellm_matcher_free(m);
+        return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    }
+    intern_node(m, UINT32_MAX, UINT32_MAX); /* node 0: the empty stack (never read) */
+    m->stamp = 1;
+    const struct gr_rule *r = &g->rules[g->root];
+    for (uint32_t k = 0; k < r->n_alts && !m->failed; k++)
+        expand(m, cont(m, g->alts[r->first_alt + k], 0));
+    uint32_t set = intern_set(m);
+    int64_t s = intern_state(m, set, 0, 0);
+    if (m->failed || s < 0) {
+        enum cellm_status st = cellm_errf(err, m->fst ? m->fst : CELLM_ERR_NOMEM,
+                                          "%s", m->err.msg);
+        cellm_matcher_free(m);
+        return st;
+    }
+    m->cur = (uint32_t)s;
+    *out = m;
+    return CELLM_OK;
+}
+
+static enum cellm_status failed(const struct cellm_matcher *m, struct cellm_error *err)
+{
+    return cellm_errf(err, m->fst ? m->fst : CELLM_ERR_NOMEM, "%s", m->err.msg);
+}
+
+enum cellm_status cellm_matcher_accept_bytes(struct cellm_matcher *m, const void *bytes,
+                                             size_t n, struct cellm_error *err)
+{
+    if (m->failed) return failed(m, err);
+    trim(m);
+    const uint8_t *b = bytes;
+    uint32_t s = m->cur;
+    for (size_t i = 0; i < n; i++) {
+        int64_t t = step_byte(m, s, b[i]);
+        if (m->failed) return failed(m, err);
+        if (t < 0)
+            return cellm_errf(err, CELLM_ERR_ARG,
+                              "grammar: byte %zu (0x%02x) of the %zu given is not allowed here",
+                              i, b[i], n);
+        s = (uint32_t)t;
+    }
+    m->cur = s;
+    return CELLM_OK;
+}
+
+enum cellm_status cellm_matcher_accept_token(struct cellm_matcher *m, int32_t id,
+                                             struct cellm_error *err)
+{
+    const struct cellm_grammar_vocab *v = m->v;
+    if (!v || id < 0 || id >= v->n_vocab || !v->len[id])
+        return cellm_errf(err, CELLM_ERR_ARG, "grammar: token %d has no text to match", id);
+    uint32_t save = m->cur;
+    enum cellm_status st = cellm_matcher_accept_bytes(m, v->bytes + v->off[id], v->len[id], err);
+    if (st == CELLM_ERR_ARG) {
+        m->cur = save;
+        return cellm_errf(err, st, "grammar: token %d is not allowed here", id);
+    }
+    return st;
+}
+
+int cellm_matcher_can_end(const struct cellm_matcher *m)
+{
+    const struct state *x = &m->st[m->cur];
+    return !x->rem && m->set_len[x->set] && m->pool[m->set_off[x->set]] == 0;
+}
+
+int cellm_matcher_done(const struct cellm_matcher *m)
+{
+    return cellm_matcher_can_end(m) && m->set_len[m->st[m->cur].set] == 1;
+}
+
+enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
+                                     struct cellm_error *err)
+{
+    const struct cellm_grammar_vocab *v = m->v;
+    if (!v) return cellm_errf(err, CELLM_ERR_ARG, "cellm_matcher_mask: no vocabulary");
+    if (m->failed) return failed(m, err);
+    trim(m);
+    size_t words = ((size_t)v->n_vocab + 31) / 32;
+    if (m->st[m->cur].mask) {
+        memcpy(mask, m->st[m->cur].mask, words * sizeof *mask);
+        return CELLM_OK;
+    }
+    memset(mask, 0, words * sizeof *mask);
+    uint32_t *w = m->walk;
+    w[0] = m->cur;
+    for (uint32_t i = 1; i < v->n_nodes;) {
+        uint32_t d = v->ndepth[i];
+        int64_t t = step_byte(m, w[d - 1], v->nbyte[i]);
+        if (m->failed) return failed(m, err);
+        if (t < 0) {
+            i = v->nend[i];
+            continue;
+        }
+        w[d] = (uint32_t)t;
+        for (uint32_t k = 0; k < v->nhere[i]; k++) {
+            int32_t id = v->sorted[v->ntok[i] + k];
+            mask[id >> 5] |= 1u << (id & 31);
+        }
+        i++;
+    }
+    uint32_t *keep = cellm_malloc(words * sizeof *keep);
+    if (keep) { /* a cache that cannot store is no error */
+        memcpy(keep, mask, words * sizeof *mask);
+        m->st[m->cur].mask = keep;
+        m->n_masks++;
+    }
+    return CELLM_OK;
+}
+
+const char *cellm_matcher_error(const struct cellm_matcher *m)
+{
+    return m->failed ? m->err.msg : NULL;
+}
