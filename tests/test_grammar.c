@@ -66,7 +66,7 @@ static void test_gbnf_errors(void **state)
     parse_error("root ::= \"\\q\"\n", CELLM_ERR_FORMAT, "unknown escape");
     parse_error("root ::= ( \"a\" \n", CELLM_ERR_FORMAT, "'(' is not closed");
     parse_error("root ::= * \"a\"\n", CELLM_ERR_FORMAT, "follows nothing");
-    parse_error("root ::= x \"a\"\nx ::= y\ny ::= \"\"? root\n", CELLM_ERR_FORMAT, "left-recursive");
+    parse_error("root ::= x \"a\"\nx ::= y\ny ::= \"a\"? root\n", CELLM_ERR_FORMAT, "left-recursive");
     parse_error("root ::= \"a\"{3,2}\n", CELLM_ERR_FORMAT, "maximum is below");
     parse_error("root ::= \"a\"{99999}\n", CELLM_ERR_RANGE, "above");
     parse_error("root ::= \"a\" ::= \"b\"\n", CELLM_ERR_FORMAT, "1:14");
