@@ -527,6 +527,7 @@ static void http_stop_threads(struct cellm_server *s)
 static void server_free(struct cellm_server *s)
 {
     cellm_ctx_free(s->ctx);
+    cellm_grammar_vocab_free(s->gvocab);
     free(s->slots);
     free(s->host_copy);
     free(s->name_copy);
@@ -629,6 +630,11 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         return fail(s, err, CELLM_ERR_ARG,
                     "--ctx-size %d is beyond the model's maximum context of %d", s->ctx_size, maxc);
 
+    if (tok) { /* the tokens' bytes for constrained decoding: built once, shared */
+        struct cellm_error ce;
+        if (cellm_grammar_vocab_new(tok, s->vocab, &s->gvocab, &ce))
+            return fail(s, err, CELLM_ERR_NOMEM, "%s", ce.msg);
+    }
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
     h->prep = calloc((size_t)s->o.prep_threads, sizeof *h->prep);
     if (!s->slots || !h->prep) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");

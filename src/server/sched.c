@@ -43,6 +43,7 @@ void cellm_srv_req_free(struct srv_req *r)
     for (int i = 0; i < r->p.n_stop; i++)
         free(r->p.stop[i]);
     free(r->p.stop);
+    cellm_grammar_free(r->p.grammar);
     for (int k = 0; r->ch && k < r->p.n; k++) {
         cellm_gen_free(r->ch[k].gen);
         free(r->ch[k].text);
@@ -233,6 +234,8 @@ static void admit_locked(struct cellm_server *s)
         gp.ctx_limit = s->ctx_size;
         gp.use_cache = r->p.cache_prompt;
         gp.sampling = r->p.sp;
+        gp.grammar = r->p.grammar;
+        gp.grammar_vocab = s->gvocab;
         gp.sampling.seed += (uint64_t)c->index; /* choices differ when they sample */
         struct cellm_error ce;
         if (cellm_gen_new(s->ctx, s->tok, r->p.prompt, r->p.n_prompt, &gp, &c->gen, &ce)) {

@@ -38,6 +38,7 @@ struct srv_params {
     int min_tokens;            /* no EOS before this many tokens */
     int ignore_eos;            /* EOS ids are ordinary tokens */
     int cache_prompt;          /* use the prefix cache (default 1) */
+    struct cellm_grammar *grammar; /* NULL, or what the output must follow (api_grammar.c) */
     const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
 };
 
@@ -124,6 +125,7 @@ struct cellm_server {
     struct cellm_server_opts o;
     struct cellm_model *model;
     struct cellm_tokenizer *tok;
+    struct cellm_grammar_vocab *gvocab; /* NULL without a tokenizer */
     struct cellm_ctx *ctx;
     int vocab, ctx_size;
     struct cellm_sampler_params sp_default;
@@ -168,6 +170,11 @@ void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const 
     __attribute__((format(printf, 4, 5)));
 /* {"error": {...}} as a malloc'd string. */
 char *cellm_srv_error_json(const struct srv_error *e);
+/* response_format, grammar, json_schema, guided_json, guided_grammar into p->grammar
+ * (api_grammar.c); -1 with e filled on a refusal. */
+struct cJSON;
+int cellm_srv_grammar_fields(struct cellm_server *s, const struct cJSON *o, struct srv_params *p,
+                             struct srv_error *e);
 
 /* api_out.c: response bodies. The whole non-streaming body (malloc'd), from a done
  * request. */
