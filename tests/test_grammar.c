@@ -97,6 +97,9 @@ static void test_gbnf_match(void **state)
     assert_false(accepts(g, "a.A"));
     assert_false(accepts(g, "b\xC3\xBF\xC4\x80")); /* U+0100 is beyond the range, then no A */
     assert_false(accepts(g, "b\xC3")); /* half a character */
+    assert_false(accepts(g, "b\xE0\x81\xBB" "A")); /* an overlong '{' is no character */
+    assert_false(accepts(g, "b\xED\xA0\x80" "A")); /* nor is a surrogate */
+    assert_false(accepts(g, "\xC0\xBB" "bA"));
     cellm_grammar_free(g);
     /* right recursion runs in constant depth: a long input is fine */
     g = gbnf("root ::= (\"ab\")* \"c\"\n");

@@ -40,7 +40,7 @@ struct node {
 struct state {
     uint32_t set;
     uint32_t acc; /* the partial character's bits so far */
-    uint32_t rem; /* continuation bytes it still needs (0 = none pending) */
+    uint32_t rem; /* continuation bytes still due (low 4 bits; 0 = none) | length << 4 */
     int32_t *next; /* [256] stored as next state + 2; 0 = not computed, 1 = dead */
     uint32_t *mask;
 };
@@ -335,33 +335,50 @@ nomem:
     return -1;
 }
 
+/* Whether some head could take a code point in [lo, hi] (a partial character's span). */
+static int can_start(const struct cellm_matcher *m, uint32_t set, uint32_t lo, uint32_t hi)
+{
+    if (lo >= 0xD800 && hi <= 0xDFFF) return 0; /* surrogates are not characters */
+    return feasible(m, set, lo, hi);
+}
+
+/* One byte from state s: -1 when dead. A pending character is (acc, rem): rem's low bits
+ * count the continuation bytes still due, its high bits the sequence's length, so that
+ * overlong forms (E0 81 BB for '{') and surrogates are refused as UTF-8 requires. */
 static int64_t step_byte(struct cellm_matcher *m, uint32_t s, uint8_t b)
 {
+    static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
     struct state *x = &m->st[s];
     if (x->next && x->next[b]) return (int64_t)x->next[b] - 2;
-    uint32_t set = x->set, acc = x->acc, rem = x->rem;
+    uint32_t set = x->set, acc = x->acc, left = x->rem & 15, need = x->rem >> 4;
     int64_t r = -1;
-    if (!rem) {
-        uint32_t need = b < 0x80 ? 0 : b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2
-                                   : b >= 0xF0 && b <= 0xF4   ? 3
-                                                              : 4;
+    if (!left) {
+        need = b < 0x80 ? 0 : b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2
+                          : b >= 0xF0 && b <= 0xF4   ? 3
+                                                     : 4;
         if (need == 0) {
             int64_t t = advance(m, set, b);
             if (t >= 0) r = intern_state(m, (uint32_t)t, 0, 0);
         } else if (need < 4) {
             acc = b & (need == 1 ? 0x1F : need == 2 ? 0x0F : 0x07);
             uint32_t lo = acc << (6 * need), hi = lo | ((1u << (6 * need)) - 1);
-            if (feasible(m, set, lo, hi)) r = intern_state(m, set, acc, need);
+            if (lo < min_cp[need]) lo = min_cp[need];
+            if (lo <= hi && hi >= min_cp[need] && lo <= 0x10FFFF && can_start(m, set, lo, hi))
+                r = intern_state(m, set, acc, need | need << 4);
         }
     } else if ((b & 0xC0) == 0x80) {
         acc = (acc << 6) | (b & 0x3F);
-        rem--;
-        if (!rem) {
-            int64_t t = advance(m, set, acc);
-            if (t >= 0) r = intern_state(m, (uint32_t)t, 0, 0);
+        left--;
+        if (!left) {
+            if (acc >= min_cp[need] && acc <= 0x10FFFF && !(acc >= 0xD800 && acc <= 0xDFFF)) {
+                int64_t t = advance(m, set, acc);
+                if (t >= 0) r = intern_state(m, (uint32_t)t, 0, 0);
+            }
         } else {
-            uint32_t lo = acc << (6 * rem), hi = lo | ((1u << (6 * rem)) - 1);
-            if (feasible(m, set, lo, hi)) r = intern_state(m, set, acc, rem);
+            uint32_t lo = acc << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
+            if (lo < min_cp[need]) lo = min_cp[need];
+            if (lo <= hi && lo <= 0x10FFFF && can_start(m, set, lo, hi))
+                r = intern_state(m, set, acc, left | need << 4);
         }
     }
     if (m->failed) return -1;
