@@ -29,7 +29,9 @@
 #include "grammar/grammar.h"
 #include "grammar/vocab.h"
 
-#define MAX_STATES (1u << 16)  /* tables dropped beyond this many states */
+#define MAX_TABLES (1 << 16)   /* transition tables dropped beyond this many */
+#define MAX_CODES (1u << 22)   /* cached continuation transitions dropped beyond this */
+#define MAX_SETS (1u << 22)    /* a grammar needing more head sets fails */
 #define MAX_MASKS 256          /* cached masks dropped beyond this many */
 #define MAX_NODES (1u << 24)   /* a grammar needing more stack nodes fails */
 
@@ -37,12 +39,12 @@ struct node {
     uint32_t pos, parent;
 };
 
-struct state {
-    uint32_t set;
-    uint32_t acc; /* the partial character's bits so far */
-    uint32_t rem; /* continuation bytes still due (low 4 bits; 0 = none) | length << 4 */
-    int32_t *next; /* [256] stored as next state + 2; 0 = not computed, 1 = dead */
-    uint32_t *mask;
+/* A position: a set of heads, and maybe part of a UTF-8 character: acc holds its bits so
+ * far, left the continuation bytes still due, need the sequence's length (which forbids
+ * overlong forms). */
+struct pos {
+    uint32_t s, acc;
+    uint8_t left, need;
 };
 
 /* Open addressing over ids, with the hash and equality of the owner's choosing. */
@@ -63,14 +65,21 @@ struct cellm_matcher {
     uint32_t *set_off, *set_len;
     uint32_t n_sets, cap_sets;
     struct htab set_ht;
-    struct state *st;
-    uint32_t n_st, cap_st;
-    struct htab st_ht;
-    uint32_t cur;
+    /* per set: [256] byte transitions (0 = not computed, 1 = dead, 2 = a lead byte that
+     * some head can continue, else next set + 3), and the cached mask */
+    int32_t **next;
+    uint32_t **mask;
+    size_t cap_tabs;
+    /* (set, code) -> the same encoding, for continuation bytes: code is the character, or
+     * a partial one (high bit, need, left, bits so far) */
+    uint64_t *ck;
+    int32_t *cv;
+    size_t c_cap, c_n;
+    struct pos cur;
     uint32_t *heads, *work; /* scratch */
     size_t cap_heads, cap_work, n_heads;
-    uint32_t *walk; /* [max_len + 1] states along the trie path */
-    int n_masks;
+    struct pos *walk; /* [max_len + 1] positions along the trie path */
+    int n_tables, n_masks;
     int failed;
     enum cellm_status fst;
     struct cellm_error err;
@@ -119,11 +128,6 @@ static uint64_t set_hash(const uint32_t *h, size_t n)
     return x;
 }
 
-static uint64_t st_hash(uint32_t set, uint32_t acc, uint32_t rem)
-{
-    return mix(((uint64_t)set << 32) ^ ((uint64_t)acc << 3) ^ rem);
-}
-
 static int ht_rehash(struct cellm_matcher *m, struct htab *t, int kind)
 {
     size_t cap = t->cap ? t->cap * 2 : 1024;
@@ -132,9 +136,8 @@ static int ht_rehash(struct cellm_matcher *m, struct htab *t, int kind)
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->slot[i]) continue;
         uint32_t id = t->slot[i] - 1;
-        uint64_t h = kind == 0   ? node_hash(m, id)
-                     : kind == 1 ? set_hash(m->pool + m->set_off[id], m->set_len[id])
-                                 : st_hash(m->st[id].set, m->st[id].acc, m->st[id].rem);
+        uint64_t h = kind == 0 ? node_hash(m, id)
+                               : set_hash(m->pool + m->set_off[id], m->set_len[id]);
         size_t j = h & (cap - 1);
         while (s[j])
             j = (j + 1) & (cap - 1);
@@ -230,6 +233,10 @@ static uint32_t intern_set(struct cellm_matcher *m)
     if (m->failed) return 0;
     qsort(m->heads, m->n_heads, sizeof *m->heads, cmp_u32);
     if ((m->set_ht.n + 1) * 2 > m->set_ht.cap && ht_rehash(m, &m->set_ht, 1)) goto nomem;
+    if (m->n_sets >= MAX_SETS) {
+        fail(m, CELLM_ERR_RANGE, "the grammar needed more automaton states than the limit");
+        return 0;
+    }
     uint64_t h = set_hash(m->heads, m->n_heads);
     size_t j = h & (m->set_ht.cap - 1);
     for (; m->set_ht.slot[j]; j = (j + 1) & (m->set_ht.cap - 1)) {
@@ -250,6 +257,17 @@ static uint32_t intern_set(struct cellm_matcher *m)
     m->n_pool += m->n_heads;
     m->set_ht.slot[j] = ++m->n_sets;
     m->set_ht.n++;
+    if (m->n_sets > m->cap_tabs) {
+        size_t c = m->cap_tabs ? m->cap_tabs * 2 : 64;
+        int32_t **nx = cellm_realloc(m->next, c * sizeof *nx);
+        if (nx) m->next = nx;
+        uint32_t **mk = nx ? cellm_realloc(m->mask, c * sizeof *mk) : NULL;
+        if (!mk) goto nomem;
+        m->mask = mk;
+        memset(m->next + m->cap_tabs, 0, (c - m->cap_tabs) * sizeof *nx);
+        memset(m->mask + m->cap_tabs, 0, (c - m->cap_tabs) * sizeof *mk);
+        m->cap_tabs = c;
+    }
     return m->n_sets - 1;
 nomem:
     fail(m, CELLM_ERR_NOMEM, "out of memory");
@@ -308,32 +326,9 @@ static int feasible(const struct cellm_matcher *m, uint32_t s, uint32_t lo, uint
     return 0;
 }
 
-/* ---- states ---- */
+/* ---- transitions ---- */
 
-static int64_t intern_state(struct cellm_matcher *m, uint32_t set, uint32_t acc, uint32_t rem)
-{
-    if (m->failed) return -1;
-    if ((m->st_ht.n + 1) * 2 > m->st_ht.cap && ht_rehash(m, &m->st_ht, 2)) goto nomem;
-    size_t j = st_hash(set, acc, rem) & (m->st_ht.cap - 1);
-    for (; m->st_ht.slot[j]; j = (j + 1) & (m->st_ht.cap - 1)) {
-        const struct state *x = &m->st[m->st_ht.slot[j] - 1];
-        if (x->set == set && x->acc == acc && x->rem == rem) return m->st_ht.slot[j] - 1;
-    }
-    if (m->n_st >= 4 * MAX_STATES) {
-        fail(m, CELLM_ERR_RANGE, "one mask needed more automaton states than the limit");
-        return -1;
-    }
-    size_t cap = m->cap_st;
-    if (grow((void **)&m->st, &cap, m->n_st + 1, sizeof *m->st)) goto nomem;
-    m->cap_st = (uint32_t)cap;
-    m->st[m->n_st] = (struct state){set, acc, rem, NULL, NULL};
-    m->st_ht.slot[j] = ++m->n_st;
-    m->st_ht.n++;
-    return m->n_st - 1;
-nomem:
-    fail(m, CELLM_ERR_NOMEM, "out of memory");
-    return -1;
-}
+static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
 
 /* Whether some head could take a code point in [lo, hi] (a partial character's span). */
 static int can_start(const struct cellm_matcher *m, uint32_t set, uint32_t lo, uint32_t hi)
@@ -342,70 +337,139 @@ static int can_start(const struct cellm_matcher *m, uint32_t set, uint32_t lo, u
     return feasible(m, set, lo, hi);
 }
 
-/* One byte from state s: -1 when dead. A pending character is (acc, rem): rem's low bits
- * count the continuation bytes still due, its high bits the sequence's length, so that
- * overlong forms (E0 81 BB for '{') and surrogates are refused as UTF-8 requires. */
-static int64_t step_byte(struct cellm_matcher *m, uint32_t s, uint8_t b)
+static int span_ok(const struct cellm_matcher *m, uint32_t set, uint32_t acc, unsigned left,
+                   unsigned need)
 {
-    static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
-    struct state *x = &m->st[s];
-    if (x->next && x->next[b]) return (int64_t)x->next[b] - 2;
-    uint32_t set = x->set, acc = x->acc, left = x->rem & 15, need = x->rem >> 4;
-    int64_t r = -1;
-    if (!left) {
-        need = b < 0x80 ? 0 : b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2
-                          : b >= 0xF0 && b <= 0xF4   ? 3
-                                                     : 4;
-        if (need == 0) {
-            int64_t t = advance(m, set, b);
-            if (t >= 0) r = intern_state(m, (uint32_t)t, 0, 0);
-        } else if (need < 4) {
-            acc = b & (need == 1 ? 0x1F : need == 2 ? 0x0F : 0x07);
-            uint32_t lo = acc << (6 * need), hi = lo | ((1u << (6 * need)) - 1);
-            if (lo < min_cp[need]) lo = min_cp[need];
-            if (lo <= hi && hi >= min_cp[need] && lo <= 0x10FFFF && can_start(m, set, lo, hi))
-                r = intern_state(m, set, acc, need | need << 4);
-        }
-    } else if ((b & 0xC0) == 0x80) {
-        acc = (acc << 6) | (b & 0x3F);
-        left--;
-        if (!left) {
-            if (acc >= min_cp[need] && acc <= 0x10FFFF && !(acc >= 0xD800 && acc <= 0xDFFF)) {
-                int64_t t = advance(m, set, acc);
-                if (t >= 0) r = intern_state(m, (uint32_t)t, 0, 0);
-            }
-        } else {
-            uint32_t lo = acc << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
-            if (lo < min_cp[need]) lo = min_cp[need];
-            if (lo <= hi && lo <= 0x10FFFF && can_start(m, set, lo, hi))
-                r = intern_state(m, set, acc, left | need << 4);
-        }
-    }
-    if (m->failed) return -1;
-    x = &m->st[s]; /* interning may have moved the states */
-    if (!x->next && !(x->next = cellm_calloc(256, sizeof *x->next))) {
-        fail(m, CELLM_ERR_NOMEM, "out of memory");
-        return -1;
-    }
-    x->next[b] = (int32_t)(r + 2);
-    return r;
+    uint32_t lo = acc << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
+    if (lo < min_cp[need]) lo = min_cp[need];
+    return lo <= hi && lo <= 0x10FFFF && can_start(m, set, lo, hi);
 }
 
-/* Drops transition tables and masks when there are too many, keeping the current state. */
+static int32_t code_get(const struct cellm_matcher *m, uint64_t key)
+{
+    if (!m->c_cap) return 0;
+    for (size_t j = mix(key) & (m->c_cap - 1); m->ck[j]; j = (j + 1) & (m->c_cap - 1))
+        if (m->ck[j] == key) return m->cv[j];
+    return 0;
+}
+
+static void code_put(struct cellm_matcher *m, uint64_t key, int32_t v)
+{
+    if ((m->c_n + 1) * 2 > m->c_cap) {
+        size_t cap = m->c_cap ? m->c_cap * 2 : 4096;
+        uint64_t *k = cellm_calloc(cap, sizeof *k);
+        int32_t *val = cellm_malloc(cap * sizeof *val);
+        if (!k || !val) {
+            cellm_free(k);
+            cellm_free(val);
+            return; /* a cache that cannot grow is no error */
+        }
+        for (size_t i = 0; i < m->c_cap; i++) {
+            if (!m->ck[i]) continue;
+            size_t j = mix(m->ck[i]) & (cap - 1);
+            while (k[j])
+                j = (j + 1) & (cap - 1);
+            k[j] = m->ck[i];
+            val[j] = m->cv[i];
+        }
+        cellm_free(m->ck);
+        cellm_free(m->cv);
+        m->ck = k;
+        m->cv = val;
+        m->c_cap = cap;
+    }
+    size_t j = mix(key) & (m->c_cap - 1);
+    while (m->ck[j] && m->ck[j] != key)
+        j = (j + 1) & (m->c_cap - 1);
+    if (!m->ck[j]) m->c_n++;
+    m->ck[j] = key;
+    m->cv[j] = v;
+}
+
+/* The transition of set s on a byte that starts a character; stored in s's table. */
+static int32_t first_byte(struct cellm_matcher *m, uint32_t s, uint8_t b)
+{
+    int32_t v = 1;
+    if (b < 0x80) {
+        int64_t t = advance(m, s, b);
+        if (t >= 0) v = (int32_t)t + 3;
+    } else {
+        unsigned need = b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2
+                        : b >= 0xF0 && b <= 0xF4   ? 3
+                                                   : 4;
+        if (need < 4 && span_ok(m, s, b & (need == 1 ? 0x1F : need == 2 ? 0x0F : 0x07), need, need))
+            v = 2;
+    }
+    if (m->failed) return 1;
+    if (!m->next[s]) {
+        if (!(m->next[s] = cellm_calloc(256, sizeof **m->next))) {
+            fail(m, CELLM_ERR_NOMEM, "out of memory");
+            return 1;
+        }
+        m->n_tables++;
+    }
+    m->next[s][b] = v;
+    return v;
+}
+
+/* One byte from p into q; 0 when no head can take it. */
+static inline int step(struct cellm_matcher *m, const struct pos *p, uint8_t b, struct pos *q)
+{
+    int32_t v;
+    uint32_t acc = 0;
+    uint8_t left = 0, need = 0;
+    if (!p->left) {
+        const int32_t *t = m->next[p->s];
+        v = t ? t[b] : 0;
+        if (!v) v = first_byte(m, p->s, b);
+        if (v == 2) {
+            need = b >= 0xF0 ? 3 : b >= 0xE0 ? 2 : 1;
+            acc = b & (need == 1 ? 0x1F : need == 2 ? 0x0F : 0x07);
+            left = need;
+        }
+    } else {
+        if ((b & 0xC0) != 0x80) return 0;
+        acc = (p->acc << 6) | (b & 0x3Fu);
+        left = (uint8_t)(p->left - 1);
+        need = p->need;
+        if (!left && (acc < min_cp[need] || acc > 0x10FFFF || (acc >= 0xD800 && acc <= 0xDFFF)))
+            return 0;
+        uint32_t code = left ? 0x80000000u | (uint32_t)need << 28 | (uint32_t)left << 24 | acc : acc;
+        uint64_t key = ((uint64_t)p->s << 32 | code) + 1;
+        v = code_get(m, key);
+        if (!v) {
+            if (left) {
+                v = span_ok(m, p->s, acc, left, need) ? 2 : 1;
+            } else {
+                int64_t t = advance(m, p->s, acc);
+                v = t >= 0 ? (int32_t)t + 3 : 1;
+            }
+            if (m->failed) return 0;
+            code_put(m, key, v);
+        }
+    }
+    if (v == 1) return 0;
+    if (v == 2) {
+        *q = (struct pos){p->s, acc, left, need};
+    } else {
+        *q = (struct pos){(uint32_t)(v - 3), 0, 0, 0};
+    }
+    return 1;
+}
+
+/* Drops transition tables, continuation transitions and masks when there are too many. */
 static void trim(struct cellm_matcher *m)
 {
-    if (m->n_st < MAX_STATES && m->n_masks < MAX_MASKS) return;
-    struct state keep = m->st[m->cur];
-    for (uint32_t i = 0; i < m->n_st; i++) {
-        cellm_free(m->st[i].next);
-        cellm_free(m->st[i].mask);
+    if (m->n_tables < MAX_TABLES && m->n_masks < MAX_MASKS && m->c_n < MAX_CODES) return;
+    for (size_t i = 0; i < m->cap_tabs; i++) {
+        cellm_free(m->next[i]);
+        cellm_free(m->mask[i]);
+        m->next[i] = NULL;
+        m->mask[i] = NULL;
     }
-    m->n_st = 0;
-    m->n_masks = 0;
-    memset(m->st_ht.slot, 0, m->st_ht.cap * sizeof *m->st_ht.slot);
-    m->st_ht.n = 0;
-    int64_t c = intern_state(m, keep.set, keep.acc, keep.rem);
-    m->cur = c < 0 ? 0 : (uint32_t)c;
+    m->n_tables = m->n_masks = 0;
+    if (m->ck) memset(m->ck, 0, m->c_cap * sizeof *m->ck);
+    m->c_n = 0;
 }
 
 /* ---- the public matcher ---- */
@@ -413,11 +477,14 @@ static void trim(struct cellm_matcher *m)
 void cellm_matcher_free(struct cellm_matcher *m)
 {
     if (!m) return;
-    for (uint32_t i = 0; i < m->n_st; i++) {
-        cellm_free(m->st[i].next);
-        cellm_free(m->st[i].mask);
+    for (size_t i = 0; i < m->cap_tabs; i++) {
+        cellm_free(m->next[i]);
+        cellm_free(m->mask[i]);
     }
-    cellm_free(m->st);
+    cellm_free(m->next);
+    cellm_free(m->mask);
+    cellm_free(m->ck);
+    cellm_free(m->cv);
     cellm_free(m->nodes);
     cellm_free(m->mark);
     cellm_free(m->node_ht.slot);
@@ -425,7 +492,6 @@ void cellm_matcher_free(struct cellm_matcher *m)
     cellm_free(m->set_off);
     cellm_free(m->set_len);
     cellm_free(m->set_ht.slot);
-    cellm_free(m->st_ht.slot);
     cellm_free(m->heads);
     cellm_free(m->work);
     cellm_free(m->walk);
@@ -452,14 +518,12 @@ enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
     for (uint32_t k = 0; k < r->n_alts && !m->failed; k++)
         expand(m, cont(m, g->alts[r->first_alt + k], 0));
     uint32_t set = intern_set(m);
-    int64_t s = intern_state(m, set, 0, 0);
-    if (m->failed || s < 0) {
-        enum cellm_status st = cellm_errf(err, m->fst ? m->fst : CELLM_ERR_NOMEM,
-                                          "%s", m->err.msg);
+    if (m->failed) {
+        enum cellm_status st = cellm_errf(err, m->fst ? m->fst : CELLM_ERR_NOMEM, "%s", m->err.msg);
         cellm_matcher_free(m);
         return st;
     }
-    m->cur = (uint32_t)s;
+    m->cur = (struct pos){set, 0, 0, 0};
     *out = m;
     return CELLM_OK;
 }
@@ -475,17 +539,17 @@ enum cellm_status cellm_matcher_accept_bytes(struct cellm_matcher *m, const void
     if (m->failed) return failed(m, err);
     trim(m);
     const uint8_t *b = bytes;
-    uint32_t s = m->cur;
+    struct pos p = m->cur, q;
     for (size_t i = 0; i < n; i++) {
-        int64_t t = step_byte(m, s, b[i]);
+        int ok = step(m, &p, b[i], &q);
         if (m->failed) return failed(m, err);
-        if (t < 0)
+        if (!ok)
             return cellm_errf(err, CELLM_ERR_ARG,
                               "grammar: byte %zu (0x%02x) of the %zu given is not allowed here",
                               i, b[i], n);
-        s = (uint32_t)t;
+        p = q;
     }
-    m->cur = s;
+    m->cur = p;
     return CELLM_OK;
 }
 
@@ -495,24 +559,19 @@ enum cellm_status cellm_matcher_accept_token(struct cellm_matcher *m, int32_t id
     const struct cellm_grammar_vocab *v = m->v;
     if (!v || id < 0 || id >= v->n_vocab || !v->len[id])
         return cellm_errf(err, CELLM_ERR_ARG, "grammar: token %d has no text to match", id);
-    uint32_t save = m->cur;
     enum cellm_status st = cellm_matcher_accept_bytes(m, v->bytes + v->off[id], v->len[id], err);
-    if (st == CELLM_ERR_ARG) {
-        m->cur = save;
-        return cellm_errf(err, st, "grammar: token %d is not allowed here", id);
-    }
+    if (st == CELLM_ERR_ARG) return cellm_errf(err, st, "grammar: token %d is not allowed here", id);
     return st;
 }
 
 int cellm_matcher_can_end(const struct cellm_matcher *m)
 {
-    const struct state *x = &m->st[m->cur];
-    return !x->rem && m->set_len[x->set] && m->pool[m->set_off[x->set]] == 0;
+    return !m->cur.left && m->set_len[m->cur.s] && m->pool[m->set_off[m->cur.s]] == 0;
 }
 
 int cellm_matcher_done(const struct cellm_matcher *m)
 {
-    return cellm_matcher_can_end(m) && m->set_len[m->st[m->cur].set] == 1;
+    return cellm_matcher_can_end(m) && m->set_len[m->cur.s] == 1;
 }
 
 enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
@@ -523,33 +582,36 @@ enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
     if (m->failed) return failed(m, err);
     trim(m);
     size_t words = ((size_t)v->n_vocab + 31) / 32;
-    if (m->st[m->cur].mask) {
-        memcpy(mask, m->st[m->cur].mask, words * sizeof *mask);
+    int cacheable = !m->cur.left;
+    if (cacheable && m->mask[m->cur.s]) {
+        memcpy(mask, m->mask[m->cur.s], words * sizeof *mask);
         return CELLM_OK;
     }
     memset(mask, 0, words * sizeof *mask);
-    uint32_t *w = m->walk;
+    struct pos *w = m->walk;
     w[0] = m->cur;
+    const uint8_t *nbyte = v->nbyte;
+    const uint16_t *ndepth = v->ndepth;
     for (uint32_t i = 1; i < v->n_nodes;) {
-        uint32_t d = v->ndepth[i];
-        int64_t t = step_byte(m, w[d - 1], v->nbyte[i]);
-        if (m->failed) return failed(m, err);
-        if (t < 0) {
+        uint32_t d = ndepth[i];
+        if (!step(m, &w[d - 1], nbyte[i], &w[d])) {
+            if (m->failed) return failed(m, err);
             i = v->nend[i];
             continue;
         }
-        w[d] = (uint32_t)t;
-        for (uint32_t k = 0; k < v->nhere[i]; k++) {
+        for (uint32_t k = 0, nh = v->nhere[i]; k < nh; k++) {
             int32_t id = v->sorted[v->ntok[i] + k];
             mask[id >> 5] |= 1u << (id & 31);
         }
         i++;
     }
-    uint32_t *keep = cellm_malloc(words * sizeof *keep);
-    if (keep) { /* a cache that cannot store is no error */
-        memcpy(keep, mask, words * sizeof *mask);
-        m->st[m->cur].mask = keep;
-        m->n_masks++;
+    if (cacheable) {
+        uint32_t *keep = cellm_malloc(words * sizeof *keep);
+        if (keep) { /* a cache that cannot store is no error */
+            memcpy(keep, mask, words * sizeof *mask);
+            m->mask[m->cur.s] = keep;
+            m->n_masks++;
+        }
     }
     return CELLM_OK;
 }
