@@ -100,6 +100,7 @@ static void mask_walk(const char *tokdir, int n)
         rng ^= rng << 17;
         if (cellm_matcher_accept_token(m, cand[rng % (unsigned)nc], &e)) die("accept", &e);
         dt[k] = now() - a;
+        if (getenv("GB_TRACE") && dt[k] > 0.02) printf("step %d: %.1f ms\n", k, 1e3 * dt[k]);
         sum += dt[k];
     }
     qsort(dt, (size_t)n, sizeof *dt, cmp_d);

@@ -258,7 +258,8 @@ static const char *const toks[] = {
     "{",  "}",  "\"",   ",",  ":",     " ",    "\": ", "{\"",  "\"}",  "a",    "b",   "ab",
     "abc", "x", "1",    "12", "0",     "-",    "-1",   "true", "tr",   "ue",   "null", "[",
     "]",  "[1", "\xC3", "\xA9", "\xC3\xA9", "\xE2\x82", "\xAC", "\\",   "\\\"", "\n",  "na",
-    "me", "name", "\"name\"", "age", "\"age\": ", "{\"name\": \"", ".", "5", "99", "ok"};
+    "me", "name", "\"name\"", "age", "\"age\": ", "{\"name\": \"", ".", "5", "99", "ok", "\xC3\x80", "\xC3\xA9\xC3\x80",
+    "\xE2\x82\xACok"};
 #define NT ((int)(sizeof toks / sizeof *toks))
 
 static struct cellm_grammar_vocab *small_vocab(void)
@@ -347,8 +348,8 @@ static void test_masks(void **state)
     check_masks(g, v, path, n);
     /* the string's inside is one state: after "a" and after "é" the cached mask serves */
     cellm_grammar_free(g);
-    g = gbnf("root ::= (\"ab\" | [0-9]+ | \"\\u00e9\")* \"ok\"\n");
-    const char *w2[] = {"ab", "1", "12", "\xC3", "\xA9", "a", "b", "ok"};
+    g = gbnf("root ::= (\"ab\" | [0-9]+ | [\\u00e1-\\u00ff] | \"\\u20ac\")* \"ok\"\n");
+    const char *w2[] = {"ab", "1", "12", "\xC3", "\xA9", "\xE2\x82", "\xAC", "a", "b", "ok"};
     n = (int)(sizeof w2 / sizeof *w2);
     for (int i = 0; i < n; i++)
         path[i] = id_of(w2[i]);

@@ -345,6 +345,32 @@ static int span_ok(const struct cellm_matcher *m, uint32_t set, uint32_t acc, un
     return lo <= hi && lo <= 0x10FFFF && can_start(m, set, lo, hi);
 }
 
+/* The start of the run of code points around cp that every head of set s treats alike
+ * (each head's class either holds them all or none): such code points share a transition,
+ * so the cache is keyed by the run rather than by the code point, and a string's inside
+ * costs one transition for all of Unicode beyond ASCII instead of one per character. */
+static uint32_t run_start(const struct cellm_matcher *m, uint32_t s, uint32_t cp)
+{
+    uint32_t best = 0, off = m->set_off[s], len = m->set_len[s];
+    for (uint32_t i = 0; i < len; i++) {
+        uint32_t h = m->pool[off + i];
+        if (!h) continue;
+        const struct gr_elem *e = &m->g->el[m->nodes[h].pos];
+        const uint32_t *r = m->g->ranges + 2 * (size_t)e->a;
+        size_t lo = 0, hi = e->b; /* the first range whose end is >= cp */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (r[2 * mid + 1] < cp) lo = mid + 1;
+            else hi = mid;
+        }
+        uint32_t b = lo == e->b                ? r[2 * lo - 1] + 1 /* past the last range */
+                     : r[2 * lo] <= cp         ? r[2 * lo]          /* inside range lo */
+                     : lo ? r[2 * lo - 1] + 1 : 0;                  /* in the gap before it */
+        if (b > best) best = b;
+    }
+    return best;
+}
+
 static int32_t code_get(const struct cellm_matcher *m, uint64_t key)
 {
     if (!m->c_cap) return 0;
@@ -434,7 +460,8 @@ static inline int step(struct cellm_matcher *m, const struct pos *p, uint8_t b, 
         need = p->need;
         if (!left && (acc < min_cp[need] || acc > 0x10FFFF || (acc >= 0xD800 && acc <= 0xDFFF)))
             return 0;
-        uint32_t code = left ? 0x80000000u | (uint32_t)need << 28 | (uint32_t)left << 24 | acc : acc;
+        uint32_t code = left ? 0x80000000u | (uint32_t)need << 28 | (uint32_t)left << 24 | acc
+                             : run_start(m, p->s, acc);
         uint64_t key = ((uint64_t)p->s << 32 | code) + 1;
         v = code_get(m, key);
         if (!v) {
@@ -594,7 +621,12 @@ enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
     const uint16_t *ndepth = v->ndepth;
     for (uint32_t i = 1; i < v->n_nodes;) {
         uint32_t d = ndepth[i];
-        if (!step(m, &w[d - 1], nbyte[i], &w[d])) {
+        const struct pos *p = &w[d - 1];
+        const int32_t *t = p->left ? NULL : m->next[p->s];
+        int32_t fast = t ? t[nbyte[i]] : 0; /* the common case, without a call */
+        if (fast >= 3) {
+            w[d] = (struct pos){(uint32_t)(fast - 3), 0, 0, 0};
+        } else if (fast == 1 || !step(m, p, nbyte[i], &w[d])) {
             if (m->failed) return failed(m, err);
             i = v->nend[i];
             continue;
