@@ -632,7 +632,7 @@ enum cellm_status cellm_gr_parse(const char *text, size_t len, struct cellm_gram
                 for (size_t k = 0; k < p.rules[i].n; k++) {
                     g->alts[g->n_alts++] = (uint32_t)g->n_el;
                     struct palt *a = &p.rules[i].alts[k];
-                    memcpy(g->el + g->n_el, a->e, a->n * sizeof *a->e);
+                    if (a->n) memcpy(g->el + g->n_el, a->e, a->n * sizeof *a->e);
                     g->n_el += a->n;
                     g->el[g->n_el++] = (struct gr_elem){GE_END, 0, 0};
                 }
