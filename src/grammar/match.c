@@ -69,6 +69,8 @@ struct cellm_matcher {
      * some head can continue, else next set + 3), and the cached mask */
     int32_t **next;
     uint32_t **mask;
+    int32_t *uni; /* 0 = not known, 1 = the heads tell non-ASCII characters apart, 2 = they
+                   * refuse them all, else all lead to set uni - 3 */
     size_t cap_tabs;
     /* (set, code) -> the same encoding, for continuation bytes: code is the character, or
      * a partial one (high bit, need, left, bits so far) */
@@ -262,8 +264,11 @@ static uint32_t intern_set(struct cellm_matcher *m)
         int32_t **nx = cellm_realloc(m->next, c * sizeof *nx);
         if (nx) m->next = nx;
         uint32_t **mk = nx ? cellm_realloc(m->mask, c * sizeof *mk) : NULL;
-        if (!mk) goto nomem;
-        m->mask = mk;
+        if (mk) m->mask = mk;
+        int32_t *un = mk ? cellm_realloc(m->uni, c * sizeof *un) : NULL;
+        if (!un) goto nomem;
+        m->uni = un;
+        memset(m->uni + m->cap_tabs, 0, (c - m->cap_tabs) * sizeof *un);
         memset(m->next + m->cap_tabs, 0, (c - m->cap_tabs) * sizeof *nx);
         memset(m->mask + m->cap_tabs, 0, (c - m->cap_tabs) * sizeof *mk);
         m->cap_tabs = c;
@@ -438,6 +443,21 @@ static int32_t first_byte(struct cellm_matcher *m, uint32_t s, uint8_t b)
     return v;
 }
 
+/* Whether every non-ASCII character takes set s to one place (the inside of a JSON string
+ * does): then a continuation byte needs no cache lookup, only the UTF-8 checks. */
+static int32_t uniform(struct cellm_matcher *m, uint32_t s)
+{
+    if (m->uni[s]) return m->uni[s];
+    int32_t u = 1;
+    if (run_start(m, s, 0x10FFFF) <= 0x80) {
+        int64_t t = advance(m, s, 0x80);
+        u = t >= 0 ? (int32_t)t + 3 : 2;
+    }
+    if (m->failed) return 1;
+    m->uni[s] = u;
+    return u;
+}
+
 /* One byte from p into q; 0 when no head can take it. */
 static inline int step(struct cellm_matcher *m, const struct pos *p, uint8_t b, struct pos *q)
 {
@@ -460,6 +480,19 @@ static inline int step(struct cellm_matcher *m, const struct pos *p, uint8_t b, 
         need = p->need;
         if (!left && (acc < min_cp[need] || acc > 0x10FFFF || (acc >= 0xD800 && acc <= 0xDFFF)))
             return 0;
+        int32_t u = uniform(m, p->s);
+        if (u >= 2) {
+            if (u == 2) return 0;
+            if (left) {
+                uint32_t lo = acc << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
+                if (lo < min_cp[need]) lo = min_cp[need];
+                if (lo > hi || lo > 0x10FFFF || (lo >= 0xD800 && hi <= 0xDFFF)) return 0;
+                *q = (struct pos){p->s, acc, left, need};
+            } else {
+                *q = (struct pos){(uint32_t)(u - 3), 0, 0, 0};
+            }
+            return 1;
+        }
         uint32_t code = left ? 0x80000000u | (uint32_t)need << 28 | (uint32_t)left << 24 | acc
                              : run_start(m, p->s, acc);
         uint64_t key = ((uint64_t)p->s << 32 | code) + 1;
@@ -510,6 +543,7 @@ void cellm_matcher_free(struct cellm_matcher *m)
     }
     cellm_free(m->next);
     cellm_free(m->mask);
+    cellm_free(m->uni);
     cellm_free(m->ck);
     cellm_free(m->cv);
     cellm_free(m->nodes);
