@@ -25,6 +25,7 @@ void cellm_grammar_vocab_free(struct cellm_grammar_vocab *v)
     cellm_free(v->ndepth);
     cellm_free(v->nend);
     cellm_free(v->ntok);
+    cellm_free(v->nhere);
     cellm_free(v->sorted);
     cellm_free(v);
 }
