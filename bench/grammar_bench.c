@@ -67,7 +67,8 @@ static void mask_walk(const char *tokdir, int n)
     printf("vocabulary: %d ids, trie built in %.1f ms; schema compiled in %.2f ms\n", V,
            1e3 * (t1 - t0), 1e3 * (t2 - t1));
     uint32_t *mask = malloc(((size_t)V + 31) / 32 * sizeof *mask);
-    float *logits = malloc((size_t)V * sizeof *logits), *masked = malloc((size_t)V * sizeof *masked);
+    float *logits = malloc((size_t)V * sizeof *logits),
+          *masked = malloc((size_t)V * sizeof *masked);
     int32_t *cand = malloc((size_t)V * sizeof *cand);
     double *dt = malloc((size_t)n * sizeof *dt), sum = 0;
     for (int i = 0; i < V; i++)

@@ -381,8 +381,8 @@ void cellm_grammar_vocab_free(struct cellm_grammar_vocab *v);
 /* A matcher at the start of g; v may be NULL (then only accept_bytes works). Both must
  * outlive it. */
 enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
-                                    const struct cellm_grammar_vocab *v,
-                                    struct cellm_matcher **out, struct cellm_error *err);
+                                    const struct cellm_grammar_vocab *v, struct cellm_matcher **out,
+                                    struct cellm_error *err);
 void cellm_matcher_free(struct cellm_matcher *m);
 /* Sets bit id (mask[id / 32] >> id % 32) for every token allowed next, clears the rest
  * ((n_vocab + 31) / 32 words). EOS is not among them: it is allowed when can_end. */

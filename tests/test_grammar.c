@@ -41,7 +41,8 @@ static int accepts(const struct cellm_grammar *g, const char *s)
     struct cellm_matcher *m = NULL;
     struct cellm_error e;
     assert_int_equal(cellm_matcher_new(g, NULL, &m, &e), CELLM_OK);
-    int ok = cellm_matcher_accept_bytes(m, s, strlen(s), &e) == CELLM_OK && cellm_matcher_can_end(m);
+    int ok =
+        cellm_matcher_accept_bytes(m, s, strlen(s), &e) == CELLM_OK && cellm_matcher_can_end(m);
     cellm_matcher_free(m);
     return ok;
 }
@@ -61,12 +62,14 @@ static void test_gbnf_errors(void **state)
     parse_error("root ::= foo\n", CELLM_ERR_FORMAT, "1:10: rule 'foo' is not defined");
     parse_error("a ::= \"x\"\n", CELLM_ERR_FORMAT, "no 'root' rule");
     parse_error("root ::= \"x\n", CELLM_ERR_FORMAT, "1:10: unterminated string");
-    parse_error("root ::= \"a\"\nroot ::= \"b\"\n", CELLM_ERR_FORMAT, "2:1: rule 'root' is defined twice");
+    parse_error("root ::= \"a\"\nroot ::= \"b\"\n", CELLM_ERR_FORMAT,
+                "2:1: rule 'root' is defined twice");
     parse_error("root ::= [ab", CELLM_ERR_FORMAT, "unterminated character class");
     parse_error("root ::= \"\\q\"\n", CELLM_ERR_FORMAT, "unknown escape");
     parse_error("root ::= ( \"a\" \n", CELLM_ERR_FORMAT, "'(' is not closed");
     parse_error("root ::= * \"a\"\n", CELLM_ERR_FORMAT, "follows nothing");
-    parse_error("root ::= x \"a\"\nx ::= y\ny ::= \"a\"? root\n", CELLM_ERR_FORMAT, "left-recursive");
+    parse_error("root ::= x \"a\"\nx ::= y\ny ::= \"a\"? root\n", CELLM_ERR_FORMAT,
+                "left-recursive");
     parse_error("root ::= \"a\"{3,2}\n", CELLM_ERR_FORMAT, "maximum is below");
     parse_error("root ::= \"a\"{99999}\n", CELLM_ERR_RANGE, "above");
     parse_error("root ::= \"a\" ::= \"b\"\n", CELLM_ERR_FORMAT, "1:14");
@@ -93,13 +96,17 @@ static void test_gbnf_match(void **state)
     /* code points: negation, ranges beyond ASCII, '.', escapes */
     g = gbnf("root ::= [^a\\n] [\\u00e0-\\u00ff]* . \"\\x41\"\n");
     assert_true(accepts(g, "b\xC3\xA9\xC3\xA0zA"));
-    assert_true(accepts(g, "\xE2\x82\xAC\xF0\x9F\x98\x80" "A"));
+    assert_true(accepts(g, "\xE2\x82\xAC\xF0\x9F\x98\x80"
+                           "A"));
     assert_false(accepts(g, "a.A"));
     assert_false(accepts(g, "b\xC3\xBF\xC4\x80")); /* U+0100 is beyond the range, then no A */
-    assert_false(accepts(g, "b\xC3")); /* half a character */
-    assert_false(accepts(g, "b\xE0\x81\xBB" "A")); /* an overlong '{' is no character */
-    assert_false(accepts(g, "b\xED\xA0\x80" "A")); /* nor is a surrogate */
-    assert_false(accepts(g, "\xC0\xBB" "bA"));
+    assert_false(accepts(g, "b\xC3"));             /* half a character */
+    assert_false(accepts(g, "b\xE0\x81\xBB"
+                            "A")); /* an overlong '{' is no character */
+    assert_false(accepts(g, "b\xED\xA0\x80"
+                            "A")); /* nor is a surrogate */
+    assert_false(accepts(g, "\xC0\xBB"
+                            "bA"));
     cellm_grammar_free(g);
     /* right recursion runs in constant depth: a long input is fine */
     g = gbnf("root ::= (\"ab\")* \"c\"\n");
@@ -141,22 +148,23 @@ static void schema_refused(const char *t, enum cellm_status want, const char *ne
 static void test_schema(void **state)
 {
     (void)state;
-    struct cellm_grammar *g = schema(
-        "{\"type\":\"object\",\"properties\":{"
-        "\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4},"
-        "\"age\":{\"type\":\"integer\",\"minimum\":3,\"maximum\":117},"
-        "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"y\",2]},\"minItems\":1,"
-        "\"maxItems\":2},"
-        "\"kind\":{\"const\":\"k\"},"
-        "\"opt\":{\"type\":[\"boolean\",\"null\"]}},"
-        "\"required\":[\"name\",\"age\",\"tags\"],\"additionalProperties\":false}");
+    struct cellm_grammar *g =
+        schema("{\"type\":\"object\",\"properties\":{"
+               "\"name\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4},"
+               "\"age\":{\"type\":\"integer\",\"minimum\":3,\"maximum\":117},"
+               "\"tags\":{\"type\":\"array\",\"items\":{\"enum\":[\"x\",\"y\",2]},\"minItems\":1,"
+               "\"maxItems\":2},"
+               "\"kind\":{\"const\":\"k\"},"
+               "\"opt\":{\"type\":[\"boolean\",\"null\"]}},"
+               "\"required\":[\"name\",\"age\",\"tags\"],\"additionalProperties\":false}");
     assert_true(accepts(g, "{\"name\": \"ab\", \"age\": 3, \"tags\": [\"x\"]}"));
     assert_true(accepts(g, "{\"name\":\"a\\\"\",\"age\":117,\"tags\":[2, \"y\"],\"kind\":\"k\"}"));
     assert_true(accepts(g, "{\"name\":\"abcd\",\"age\":40,\"tags\":[\"y\"],\"opt\":null}"));
-    assert_true(accepts(g, "{\"name\":\"\xC3\xA9\",\"age\":40,\"tags\":[\"y\"],\"kind\":\"k\",\"opt\":true}"));
+    assert_true(accepts(
+        g, "{\"name\":\"\xC3\xA9\",\"age\":40,\"tags\":[\"y\"],\"kind\":\"k\",\"opt\":true}"));
     assert_false(accepts(g, "{\"name\":\"\",\"age\":40,\"tags\":[\"y\"]}"));      /* minLength */
     assert_false(accepts(g, "{\"name\":\"abcde\",\"age\":40,\"tags\":[\"y\"]}")); /* maxLength */
-    assert_false(accepts(g, "{\"name\":\"a\",\"tags\":[\"y\"]}"));               /* required */
+    assert_false(accepts(g, "{\"name\":\"a\",\"tags\":[\"y\"]}"));                /* required */
     assert_false(accepts(g, "{\"name\":\"a\",\"age\":40,\"tags\":[]}"));          /* minItems */
     assert_false(accepts(g, "{\"name\":\"a\",\"age\":40,\"tags\":[2,2,2]}"));     /* maxItems */
     assert_false(accepts(g, "{\"name\":\"a\",\"age\":40,\"tags\":[3]}"));         /* enum */
@@ -185,10 +193,11 @@ static void test_schema(void **state)
         cellm_grammar_free(g);
     }
     /* $defs, recursion, anyOf, exclusive bounds, numbers */
-    g = schema("{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\","
-               "\"exclusiveMinimum\":0,\"exclusiveMaximum\":10},\"next\":{\"anyOf\":[{\"$ref\":"
-               "\"#/$defs/node\"},{\"type\":\"null\"}]}},\"required\":[\"v\",\"next\"]}},"
-               "\"$ref\":\"#/$defs/node\"}");
+    g = schema(
+        "{\"$defs\":{\"node\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"integer\","
+        "\"exclusiveMinimum\":0,\"exclusiveMaximum\":10},\"next\":{\"anyOf\":[{\"$ref\":"
+        "\"#/$defs/node\"},{\"type\":\"null\"}]}},\"required\":[\"v\",\"next\"]}},"
+        "\"$ref\":\"#/$defs/node\"}");
     assert_true(accepts(g, "{\"v\":1,\"next\":{\"v\":9,\"next\":null}}"));
     assert_false(accepts(g, "{\"v\":0,\"next\":null}"));
     assert_false(accepts(g, "{\"v\":10,\"next\":null}"));
@@ -223,13 +232,18 @@ static void test_schema(void **state)
     schema_refused("{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":"
                    "\"date\"}}}",
                    CELLM_ERR_UNSUPPORTED, "'format' is not supported at /properties/d");
-    schema_refused("{\"items\":{\"not\":{}}}", CELLM_ERR_UNSUPPORTED, "'not' is not supported at /items");
+    schema_refused("{\"items\":{\"not\":{}}}", CELLM_ERR_UNSUPPORTED,
+                   "'not' is not supported at /items");
     schema_refused("{\"type\":\"number\",\"minimum\":1.5}", CELLM_ERR_UNSUPPORTED, "type number");
-    schema_refused("{\"type\":\"string\",\"pattern\":\"(?=a)\"}", CELLM_ERR_UNSUPPORTED, "lookaround");
-    schema_refused("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", CELLM_ERR_UNSUPPORTED, "backreferences");
+    schema_refused("{\"type\":\"string\",\"pattern\":\"(?=a)\"}", CELLM_ERR_UNSUPPORTED,
+                   "lookaround");
+    schema_refused("{\"type\":\"string\",\"pattern\":\"(a)\\\\1\"}", CELLM_ERR_UNSUPPORTED,
+                   "backreferences");
     schema_refused("{\"$ref\":\"http://x/y\"}", CELLM_ERR_UNSUPPORTED, "'$ref'");
-    schema_refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", CELLM_ERR_UNSUPPORTED, "no integer");
-    schema_refused("{\"type\":\"array\",\"uniqueItems\":true}", CELLM_ERR_UNSUPPORTED, "'uniqueItems'");
+    schema_refused("{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", CELLM_ERR_UNSUPPORTED,
+                   "no integer");
+    schema_refused("{\"type\":\"array\",\"uniqueItems\":true}", CELLM_ERR_UNSUPPORTED,
+                   "'uniqueItems'");
     schema_refused("{\"type\":\"objekt\"}", CELLM_ERR_FORMAT, "objekt");
     schema_refused("{", CELLM_ERR_FORMAT, "not valid JSON");
 }
@@ -254,12 +268,54 @@ static void test_choice(void **state)
 
 /* ---- masks against brute force ---- */
 
-static const char *const toks[] = {
-    "{",  "}",  "\"",   ",",  ":",     " ",    "\": ", "{\"",  "\"}",  "a",    "b",   "ab",
-    "abc", "x", "1",    "12", "0",     "-",    "-1",   "true", "tr",   "ue",   "null", "[",
-    "]",  "[1", "\xC3", "\xA9", "\xC3\xA9", "\xE2\x82", "\xAC", "\\",   "\\\"", "\n",  "na",
-    "me", "name", "\"name\"", "age", "\"age\": ", "{\"name\": \"", ".", "5", "99", "ok", "\xC3\x80", "\xC3\xA9\xC3\x80",
-    "\xE2\x82\xACok"};
+static const char *const toks[] = {"{",
+                                   "}",
+                                   "\"",
+                                   ",",
+                                   ":",
+                                   " ",
+                                   "\": ",
+                                   "{\"",
+                                   "\"}",
+                                   "a",
+                                   "b",
+                                   "ab",
+                                   "abc",
+                                   "x",
+                                   "1",
+                                   "12",
+                                   "0",
+                                   "-",
+                                   "-1",
+                                   "true",
+                                   "tr",
+                                   "ue",
+                                   "null",
+                                   "[",
+                                   "]",
+                                   "[1",
+                                   "\xC3",
+                                   "\xA9",
+                                   "\xC3\xA9",
+                                   "\xE2\x82",
+                                   "\xAC",
+                                   "\\",
+                                   "\\\"",
+                                   "\n",
+                                   "na",
+                                   "me",
+                                   "name",
+                                   "\"name\"",
+                                   "age",
+                                   "\"age\": ",
+                                   "{\"name\": \"",
+                                   ".",
+                                   "5",
+                                   "99",
+                                   "ok",
+                                   "\xC3\x80",
+                                   "\xC3\xA9\xC3\x80",
+                                   "\xE2\x82\xACok"};
 #define NT ((int)(sizeof toks / sizeof *toks))
 
 static struct cellm_grammar_vocab *small_vocab(void)
@@ -312,8 +368,9 @@ static void check_masks(const struct cellm_grammar *g, const struct cellm_gramma
                 cellm_matcher_free(r);
             }
             int got = (mask[id / 32] >> (id % 32)) & 1;
-            if (got != want) fail_msg("step %d token %d ('%s'): mask %d, replay %d", step, id,
-                                      L > 0 ? s : "", got, want);
+            if (got != want)
+                fail_msg("step %d token %d ('%s'): mask %d, replay %d", step, id, L > 0 ? s : "",
+                         got, want);
         }
         if (step == n) break;
         const char *s = "";
@@ -340,8 +397,9 @@ static void test_masks(void **state)
     struct cellm_grammar *g =
         schema("{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"age\":"
                "{\"type\":\"integer\",\"minimum\":-9,\"maximum\":99}},\"required\":[\"name\"]}");
-    const char *walk[] = {"{\"name\": \"", "a", "\xC3", "\xA9", "\\\"", "\xE2\x82", "\xAC", "a",
-                          "\"", ",", " ", "\"age\": ", "-", "5", "}"};
+    const char *walk[] = {
+        "{\"name\": \"", "a", "\xC3", "\xA9", "\\\"", "\xE2\x82", "\xAC", "a", "\"", ",", " ",
+        "\"age\": ",     "-", "5",    "}"};
     int path[32], n = (int)(sizeof walk / sizeof *walk);
     for (int i = 0; i < n; i++)
         path[i] = id_of(walk[i]);
@@ -375,7 +433,7 @@ static void test_masks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gbnf_errors), cmocka_unit_test(test_gbnf_match),
+        cmocka_unit_test(test_gbnf_errors),  cmocka_unit_test(test_gbnf_match),
         cmocka_unit_test(test_done_and_end), cmocka_unit_test(test_schema),
         cmocka_unit_test(test_choice),       cmocka_unit_test(test_masks),
     };

@@ -38,8 +38,6 @@ struct cellm_gen {
     struct cellm_sampler *smp;
     struct cellm_detok *dt;
     float *masked; /* [vocab] logits with EOS masked (min_tokens) or the grammar's mask */
-    struct cellm_matcher *matcher; /* NULL = unconstrained */
-    uint32_t *allow;               /* [(vocab + 31) / 32] the grammar's mask */
     char *pend;    /* decoded text not yet released (stop holdback) */
     size_t pend_len, pend_cap;
     char *out; /* released in the last step */
@@ -51,6 +49,9 @@ struct cellm_gen {
     char error[CELLM_ERROR_MAX];
     int failed, done;
     int taking; /* prompt rows in the step being run */
+    /* the grammar: NULL = unconstrained; its mask, [(vocab + 31) / 32] */
+    struct cellm_matcher *matcher;
+    uint32_t *allow;
 };
 
 struct cellm_gen_params cellm_gen_params_default(void)

@@ -99,8 +99,7 @@ static void push(struct parser *p, struct palt *a, uint32_t type, uint32_t x, ui
 {
     if (p->failed) return;
     if (++p->total > GR_MAX_ELEMS) {
-        fail_at(p, p->pos, CELLM_ERR_RANGE, "the grammar has more than %u elements",
-                GR_MAX_ELEMS);
+        fail_at(p, p->pos, CELLM_ERR_RANGE, "the grammar has more than %u elements", GR_MAX_ELEMS);
         return;
     }
     if (grow((void **)&a->e, &a->cap, a->n + 1, sizeof *a->e)) {
@@ -146,8 +145,7 @@ static long rule_named(struct parser *p, const char *name, size_t nlen, size_t a
 /* A class of ranges r[0..2n) appended to the shared pool; returns its first index. */
 static uint32_t add_ranges(struct parser *p, const uint32_t *r, size_t n)
 {
-    if (grow((void **)&p->ranges, &p->cap_ranges, p->n_ranges + 2 * n + 2,
-             sizeof *p->ranges)) {
+    if (grow((void **)&p->ranges, &p->cap_ranges, p->n_ranges + 2 * n + 2, sizeof *p->ranges)) {
         oom(p);
         return 0;
     }
@@ -159,8 +157,8 @@ static uint32_t add_ranges(struct parser *p, const uint32_t *r, size_t n)
 
 static int is_name(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 static void space(struct parser *p, int newlines)
@@ -219,10 +217,20 @@ static uint32_t one_char(struct parser *p)
             return v;
         }
         switch (c) {
-        case 'n': return '\n';
-        case 'r': return '\r';
-        case 't': return '\t';
-        case '\\': case '"': case '[': case ']': case '-': case '/': case '^': return (uint32_t)c;
+        case 'n':
+            return '\n';
+        case 'r':
+            return '\r';
+        case 't':
+            return '\t';
+        case '\\':
+        case '"':
+        case '[':
+        case ']':
+        case '-':
+        case '/':
+        case '^':
+            return (uint32_t)c;
         default:
             fail_at(p, at, CELLM_ERR_FORMAT, "unknown escape '\\%c'", c);
             return 0;

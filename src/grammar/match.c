@@ -29,11 +29,11 @@
 #include "grammar/grammar.h"
 #include "grammar/vocab.h"
 
-#define MAX_TABLES (1 << 16)   /* transition tables dropped beyond this many */
-#define MAX_CODES (1u << 22)   /* cached continuation transitions dropped beyond this */
-#define MAX_SETS (1u << 22)    /* a grammar needing more head sets fails */
-#define MAX_MASKS 256          /* cached masks dropped beyond this many */
-#define MAX_NODES (1u << 24)   /* a grammar needing more stack nodes fails */
+#define MAX_TABLES (1 << 16) /* transition tables dropped beyond this many */
+#define MAX_CODES (1u << 22) /* cached continuation transitions dropped beyond this */
+#define MAX_SETS (1u << 22)  /* a grammar needing more head sets fails */
+#define MAX_MASKS 256        /* cached masks dropped beyond this many */
+#define MAX_NODES (1u << 24) /* a grammar needing more stack nodes fails */
 
 struct node {
     uint32_t pos, parent;
@@ -138,8 +138,8 @@ static int ht_rehash(struct cellm_matcher *m, struct htab *t, int kind)
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->slot[i]) continue;
         uint32_t id = t->slot[i] - 1;
-        uint64_t h = kind == 0 ? node_hash(m, id)
-                               : set_hash(m->pool + m->set_off[id], m->set_len[id]);
+        uint64_t h =
+            kind == 0 ? node_hash(m, id) : set_hash(m->pool + m->set_off[id], m->set_len[id]);
         size_t j = h & (cap - 1);
         while (s[j])
             j = (j + 1) & (cap - 1);
@@ -285,9 +285,12 @@ static int class_has(const struct cellm_grammar *g, const struct gr_elem *e, uin
     size_t lo = 0, hi = e->b;
     while (lo < hi) { /* ranges are sorted and disjoint */
         size_t mid = (lo + hi) / 2;
-        if (cp < r[2 * mid]) hi = mid;
-        else if (cp > r[2 * mid + 1]) lo = mid + 1;
-        else return 1;
+        if (cp < r[2 * mid])
+            hi = mid;
+        else if (cp > r[2 * mid + 1])
+            lo = mid + 1;
+        else
+            return 1;
     }
     return 0;
 }
@@ -365,12 +368,15 @@ static uint32_t run_start(const struct cellm_matcher *m, uint32_t s, uint32_t cp
         size_t lo = 0, hi = e->b; /* the first range whose end is >= cp */
         while (lo < hi) {
             size_t mid = (lo + hi) / 2;
-            if (r[2 * mid + 1] < cp) lo = mid + 1;
-            else hi = mid;
+            if (r[2 * mid + 1] < cp)
+                lo = mid + 1;
+            else
+                hi = mid;
         }
-        uint32_t b = lo == e->b                ? r[2 * lo - 1] + 1 /* past the last range */
-                     : r[2 * lo] <= cp         ? r[2 * lo]          /* inside range lo */
-                     : lo ? r[2 * lo - 1] + 1 : 0;                  /* in the gap before it */
+        uint32_t b = lo == e->b        ? r[2 * lo - 1] + 1 /* past the last range */
+                     : r[2 * lo] <= cp ? r[2 * lo]         /* inside range lo */
+                     : lo              ? r[2 * lo - 1] + 1
+                                       : 0; /* in the gap before it */
         if (b > best) best = b;
     }
     return best;
@@ -425,9 +431,10 @@ static int32_t first_byte(struct cellm_matcher *m, uint32_t s, uint8_t b)
         int64_t t = advance(m, s, b);
         if (t >= 0) v = (int32_t)t + 3;
     } else {
-        unsigned need = b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2
-                        : b >= 0xF0 && b <= 0xF4   ? 3
-                                                   : 4;
+        unsigned need = b >= 0xC2 && b <= 0xDF   ? 1
+                        : b >= 0xE0 && b <= 0xEF ? 2
+                        : b >= 0xF0 && b <= 0xF4 ? 3
+                                                 : 4;
         if (need < 4 && span_ok(m, s, b & (need == 1 ? 0x1F : need == 2 ? 0x0F : 0x07), need, need))
             v = 2;
     }
@@ -560,8 +567,8 @@ void cellm_matcher_free(struct cellm_matcher *m)
 }
 
 enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
-                                    const struct cellm_grammar_vocab *v,
-                                    struct cellm_matcher **out, struct cellm_error *err)
+                                    const struct cellm_grammar_vocab *v, struct cellm_matcher **out,
+                                    struct cellm_error *err)
 {
     *out = NULL;
     if (!g) return cellm_errf(err, CELLM_ERR_ARG, "cellm_matcher_new: no grammar");
@@ -594,8 +601,8 @@ static enum cellm_status failed(const struct cellm_matcher *m, struct cellm_erro
     return cellm_errf(err, m->fst ? m->fst : CELLM_ERR_NOMEM, "%s", m->err.msg);
 }
 
-enum cellm_status cellm_matcher_accept_bytes(struct cellm_matcher *m, const void *bytes,
-                                             size_t n, struct cellm_error *err)
+enum cellm_status cellm_matcher_accept_bytes(struct cellm_matcher *m, const void *bytes, size_t n,
+                                             struct cellm_error *err)
 {
     if (m->failed) return failed(m, err);
     trim(m);
@@ -606,8 +613,8 @@ enum cellm_status cellm_matcher_accept_bytes(struct cellm_matcher *m, const void
         if (m->failed) return failed(m, err);
         if (!ok)
             return cellm_errf(err, CELLM_ERR_ARG,
-                              "grammar: byte %zu (0x%02x) of the %zu given is not allowed here",
-                              i, b[i], n);
+                              "grammar: byte %zu (0x%02x) of the %zu given is not allowed here", i,
+                              b[i], n);
         p = q;
     }
     m->cur = p;
@@ -621,7 +628,8 @@ enum cellm_status cellm_matcher_accept_token(struct cellm_matcher *m, int32_t id
     if (!v || id < 0 || id >= v->n_vocab || !v->len[id])
         return cellm_errf(err, CELLM_ERR_ARG, "grammar: token %d has no text to match", id);
     enum cellm_status st = cellm_matcher_accept_bytes(m, v->bytes + v->off[id], v->len[id], err);
-    if (st == CELLM_ERR_ARG) return cellm_errf(err, st, "grammar: token %d is not allowed here", id);
+    if (st == CELLM_ERR_ARG)
+        return cellm_errf(err, st, "grammar: token %d is not allowed here", id);
     return st;
 }
 
@@ -680,9 +688,4 @@ enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
         }
     }
     return CELLM_OK;
-}
-
-const char *cellm_matcher_error(const struct cellm_matcher *m)
-{
-    return m->failed ? m->err.msg : NULL;
 }

@@ -111,7 +111,7 @@ static void negate(struct set *s)
     memcpy(s->r, tmp, 2 * s->n * sizeof *tmp);
 }
 
-static const uint32_t space_ranges[] = {0x09, 0x0D, 0x20,   0x20,   0xA0,   0xA0,   0x1680,
+static const uint32_t space_ranges[] = {0x09,   0x0D,   0x20,   0x20,   0xA0,   0xA0,   0x1680,
                                         0x1680, 0x2000, 0x200A, 0x2028, 0x2029, 0x202F, 0x202F,
                                         0x205F, 0x205F, 0x3000, 0x3000, 0xFEFF, 0xFEFF};
 
@@ -120,7 +120,9 @@ static int class_escape(struct re *p, struct set *s, char c)
 {
     struct set t = {.n = 0};
     switch (c | 0x20) {
-    case 'd': add(p, &t, '0', '9'); break;
+    case 'd':
+        add(p, &t, '0', '9');
+        break;
     case 'w':
         add(p, &t, '0', '9');
         add(p, &t, 'A', 'Z');
@@ -131,7 +133,8 @@ static int class_escape(struct re *p, struct set *s, char c)
         for (size_t i = 0; i < sizeof space_ranges / sizeof *space_ranges; i += 2)
             add(p, &t, space_ranges[i], space_ranges[i + 1]);
         break;
-    default: return 0;
+    default:
+        return 0;
     }
     if (c >= 'A' && c <= 'Z') negate(&t);
     for (size_t i = 0; i < t.n; i++)
@@ -189,13 +192,20 @@ static uint32_t char_at(struct re *p, int in_class)
     }
     char c = p->s[p->pos++];
     switch (c) {
-    case 'n': return '\n';
-    case 'r': return '\r';
-    case 't': return '\t';
-    case 'f': return '\f';
-    case 'v': return '\v';
-    case '0': return 0;
-    case 'x': return hexn(p, 2);
+    case 'n':
+        return '\n';
+    case 'r':
+        return '\r';
+    case 't':
+        return '\t';
+    case 'f':
+        return '\f';
+    case 'v':
+        return '\v';
+    case '0':
+        return 0;
+    case 'x':
+        return hexn(p, 2);
     case 'u':
         if (p->pos < p->len && p->s[p->pos] == '{') {
             p->pos++;
@@ -244,7 +254,7 @@ static void emit_set(struct re *p, struct set *s)
         uint32_t c;
         const char *gbnf;
     } esc[] = {{'"', "\"\\\\\\\"\""}, {'\\', "\"\\\\\\\\\""}, {'\n', "\"\\\\n\""},
-               {'\r', "\"\\\\r\""},   {'\t', "\"\\\\t\""},     {8, "\"\\\\b\""},
+               {'\r', "\"\\\\r\""},   {'\t', "\"\\\\t\""},    {8, "\"\\\\b\""},
                {12, "\"\\\\f\""}};
     int parts = 0;
     cellm_gr_buf_puts(b, "(");

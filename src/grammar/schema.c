@@ -97,7 +97,8 @@ void cellm_gr_common_rules(struct gr_buf *out, unsigned *common, unsigned which)
         cellm_gr_buf_puts(out, "json-char ::= [^\"\\\\\\x00-\\x1F] | \"\\\\\" [\"\\\\/bfnrt]\n"
                                "json-string ::= \"\\\"\" json-char* \"\\\"\"\n");
     if (add & GR_C_INT) cellm_gr_buf_puts(out, "json-int ::= \"-\"? (\"0\" | [1-9] [0-9]{0,14})\n");
-    if (add & GR_C_NUMBER) cellm_gr_buf_puts(out, "json-number ::= json-int (\".\" [0-9]{1,15})?\n");
+    if (add & GR_C_NUMBER)
+        cellm_gr_buf_puts(out, "json-number ::= json-int (\".\" [0-9]{1,15})?\n");
     if (add & GR_C_VALUE)
         cellm_gr_buf_puts(
             out, "json-value ::= json-object | json-array | json-string | json-number | \"true\" | "
@@ -191,7 +192,8 @@ static void digits(struct gr_buf *e, const char *a, const char *b, int n)
     cellm_gr_buf_printf(e, "(\"%c\" (", a[0]);
     digits(e, a + 1, nn, n - 1);
     cellm_gr_buf_puts(e, ")");
-    if (a[0] + 1 <= b[0] - 1) cellm_gr_buf_printf(e, " | [%c-%c] [0-9]{%d}", a[0] + 1, b[0] - 1, n - 1);
+    if (a[0] + 1 <= b[0] - 1)
+        cellm_gr_buf_printf(e, " | [%c-%c] [0-9]{%d}", a[0] + 1, b[0] - 1, n - 1);
     cellm_gr_buf_printf(e, " | \"%c\" (", b[0]);
     digits(e, z, b + 1, n - 1);
     cellm_gr_buf_puts(e, "))");
@@ -428,7 +430,7 @@ static int gen_object(struct sc *c, const cJSON *s, const char *path, struct gr_
     }
     /* kv_i: one declared property; first_i / after_i: the properties from i on, when
      * nothing / something has been written before (the latter start with a comma) */
-    char (*kv)[64] = cellm_calloc((size_t)n + 1, sizeof *kv);
+    char(*kv)[64] = cellm_calloc((size_t)n + 1, sizeof *kv);
     int *required = cellm_calloc((size_t)n + 1, sizeof *required);
     if (!kv || !required) {
         cellm_free(kv);
@@ -497,12 +499,39 @@ static int gen_object(struct sc *c, const cJSON *s, const char *path, struct gr_
 
 /* ---- dispatch ---- */
 
-static const char *const known[] = {
-    "type",      "properties", "required", "additionalProperties", "items",   "minItems",
-    "maxItems",  "enum",       "const",    "minimum",              "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "minLength", "maxLength", "pattern", "anyOf", "oneOf", "$ref", "$defs",
-    "definitions", "title", "description", "$schema", "$id", "$comment", "examples", "default",
-    "deprecated", "readOnly", "writeOnly", "uniqueItems", NULL};
+static const char *const known[] = {"type",
+                                    "properties",
+                                    "required",
+                                    "additionalProperties",
+                                    "items",
+                                    "minItems",
+                                    "maxItems",
+                                    "enum",
+                                    "const",
+                                    "minimum",
+                                    "maximum",
+                                    "exclusiveMinimum",
+                                    "exclusiveMaximum",
+                                    "minLength",
+                                    "maxLength",
+                                    "pattern",
+                                    "anyOf",
+                                    "oneOf",
+                                    "$ref",
+                                    "$defs",
+                                    "definitions",
+                                    "title",
+                                    "description",
+                                    "$schema",
+                                    "$id",
+                                    "$comment",
+                                    "examples",
+                                    "default",
+                                    "deprecated",
+                                    "readOnly",
+                                    "writeOnly",
+                                    "uniqueItems",
+                                    NULL};
 
 static int resolve(struct sc *c, const char *ref, const char *path, struct gr_buf *e)
 {
@@ -529,8 +558,8 @@ static int resolve(struct sc *c, const char *ref, const char *path, struct gr_bu
         }
         key[n] = 0;
         if (!*k) {
-            const cJSON *defs = cJSON_GetObjectItemCaseSensitive(c->root, ref[2] == '$' ? "$defs"
-                                                                                      : "definitions");
+            const cJSON *defs =
+                cJSON_GetObjectItemCaseSensitive(c->root, ref[2] == '$' ? "$defs" : "definitions");
             t = defs ? cJSON_GetObjectItemCaseSensitive(defs, key) : NULL;
         }
     } else {
@@ -636,8 +665,9 @@ static int gen(struct sc *c, const cJSON *s, const char *path, struct gr_buf *e)
     const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
     const cJSON *en = cJSON_GetObjectItemCaseSensitive(s, "enum");
     const cJSON *cst = cJSON_GetObjectItemCaseSensitive(s, "const");
-    int n_comb = !!any + !!ref + !!en + !!cst + (cJSON_GetObjectItemCaseSensitive(s, "anyOf") &&
-                                                  cJSON_GetObjectItemCaseSensitive(s, "oneOf"));
+    int n_comb = !!any + !!ref + !!en + !!cst +
+                 (cJSON_GetObjectItemCaseSensitive(s, "anyOf") &&
+                  cJSON_GetObjectItemCaseSensitive(s, "oneOf"));
     if (n_comb > 1 || (n_comb && t && !en && !cst)) {
         r = refuse(c, CELLM_ERR_UNSUPPORTED, path,
                    "'anyOf', 'oneOf', '$ref', 'enum' and 'const' combined with each other or "
@@ -655,8 +685,7 @@ static int gen(struct sc *c, const cJSON *s, const char *path, struct gr_buf *e)
                 json_literal(e, x);
             }
             cellm_gr_buf_puts(e, ")");
-            if (first)
-                r = refuse(c, CELLM_ERR_UNSUPPORTED, path, "no 'enum' value has the 'type'");
+            if (first) r = refuse(c, CELLM_ERR_UNSUPPORTED, path, "no 'enum' value has the 'type'");
         }
     } else if (ref) {
         r = cJSON_IsString(ref) ? resolve(c, ref->valuestring, path, e)
@@ -698,13 +727,20 @@ static int gen(struct sc *c, const cJSON *s, const char *path, struct gr_buf *e)
             cellm_gr_buf_puts(e, "(");
             for (int i = 0; i < 7 && !r; i++) {
                 if (!(types & (1u << i))) continue;
-                if (i == 3 && (types & 16)) continue; /* number covers integer: keep integer's bounds */
+                if (i == 3 && (types & 16))
+                    continue; /* number covers integer: keep integer's bounds */
                 if (!first) cellm_gr_buf_puts(e, " | ");
                 first = 0;
                 switch (i) {
-                case 0: cellm_gr_buf_puts(e, "\"null\""); break;
-                case 1: cellm_gr_buf_puts(e, "(\"true\" | \"false\")"); break;
-                case 2: r = gen_string(c, s, path, e); break;
+                case 0:
+                    cellm_gr_buf_puts(e, "\"null\"");
+                    break;
+                case 1:
+                    cellm_gr_buf_puts(e, "(\"true\" | \"false\")");
+                    break;
+                case 2:
+                    r = gen_string(c, s, path, e);
+                    break;
                 case 3:
                     if (has_bounds(s))
                         r = refuse(c, CELLM_ERR_UNSUPPORTED, path,
@@ -712,9 +748,15 @@ static int gen(struct sc *c, const cJSON *s, const char *path, struct gr_buf *e)
                     cellm_gr_common_rules(c->out, c->common, GR_C_NUMBER);
                     cellm_gr_buf_puts(e, "json-number");
                     break;
-                case 4: r = gen_integer(c, s, path, e); break;
-                case 5: r = gen_array(c, s, path, e); break;
-                case 6: r = gen_object(c, s, path, e); break;
+                case 4:
+                    r = gen_integer(c, s, path, e);
+                    break;
+                case 5:
+                    r = gen_array(c, s, path, e);
+                    break;
+                case 6:
+                    r = gen_object(c, s, path, e);
+                    break;
                 }
             }
             cellm_gr_buf_puts(e, ")");

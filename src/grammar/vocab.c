@@ -150,8 +150,7 @@ nomem2:
 }
 
 enum cellm_status cellm_grammar_vocab_new(const struct cellm_tokenizer *tok, int n_vocab,
-                                          struct cellm_grammar_vocab **out,
-                                          struct cellm_error *err)
+                                          struct cellm_grammar_vocab **out, struct cellm_error *err)
 {
     *out = NULL;
     if (!tok || n_vocab <= 0)

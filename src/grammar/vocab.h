@@ -24,8 +24,8 @@ struct cellm_grammar_vocab {
     uint32_t n_nodes;
     uint8_t *nbyte;
     uint16_t *ndepth;
-    uint32_t *nend;  /* one past the node's subtree */
-    uint32_t *ntok;  /* ids ending at the node: sorted[ntok[i] .. ntok[i] + nhere[i]) */
+    uint32_t *nend; /* one past the node's subtree */
+    uint32_t *ntok; /* ids ending at the node: sorted[ntok[i] .. ntok[i] + nhere[i]) */
     uint32_t *nhere;
 };
 

@@ -54,8 +54,8 @@ static int type_error(struct srv_error *e, const char *field, const char *want)
 int cellm_srv_grammar_fields(struct cellm_server *s, const cJSON *o, struct srv_params *p,
                              struct srv_error *e)
 {
-    static const char *const fields[] = {"response_format", "grammar", "json_schema",
-                                         "guided_json", "guided_grammar"};
+    static const char *const fields[] = {"response_format", "grammar", "json_schema", "guided_json",
+                                         "guided_grammar"};
     const cJSON *j = NULL, *f;
     const char *which = NULL;
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {

@@ -38,8 +38,9 @@ struct srv_params {
     int min_tokens;            /* no EOS before this many tokens */
     int ignore_eos;            /* EOS ids are ordinary tokens */
     int cache_prompt;          /* use the prefix cache (default 1) */
-    struct cellm_grammar *grammar; /* NULL, or what the output must follow (api_grammar.c) */
     const _Atomic int *cancel; /* NULL, or stops the tokenization when set */
+    /* NULL, or what the output must follow (api_grammar.c) */
+    struct cellm_grammar *grammar;
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */

@@ -338,8 +338,8 @@ enum cellm_status cellm_tok_dec_token(const struct cellm_tok_dec *d, struct cell
         }
         break;
     case D_REPLACE:
-        CELLM_TRY(cellm_tok_pattern_replace(&d->pat, (const char *)s, n, d->content, SIZE_MAX,
-                                            NULL, &nb, err));
+        CELLM_TRY(cellm_tok_pattern_replace(&d->pat, (const char *)s, n, d->content, SIZE_MAX, NULL,
+                                            &nb, err));
         break;
     default: /* Fuse, Strip: nothing to do for one token */
         return CELLM_OK;

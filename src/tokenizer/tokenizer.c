@@ -554,7 +554,7 @@ enum cellm_status cellm_tokenizer_token_bytes(const struct cellm_tokenizer *tok,
         if (tok->added[tok->added_of[id]].special) return CELLM_OK;
         *text = 1;
         return cellm_tok_buf_put(b, s, len) ? CELLM_OK
-                                             : cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+                                            : cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     }
     struct cellm_tok_buf cur = {0};
     if (!cellm_tok_buf_put(&cur, s, len)) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");

@@ -15,10 +15,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const extra[] = {"\xC3\xA9", "\xC3", "\xA9", "\xE2\x82\xAC", "\xE2\x82",
-                                    "\xF0\x9F\x98\x80", "\xED\xA0\x80", "\xE0\x81\xBB", "{\"",
-                                    "\": ", "\", \"", "true", "null", "-1", "12", "\\\"", "ab",
-                                    "\"}"};
+static const char *const extra[] = {
+    "\xC3\xA9",     "\xC3",         "\xA9", "\xE2\x82\xAC", "\xE2\x82", "\xF0\x9F\x98\x80",
+    "\xED\xA0\x80", "\xE0\x81\xBB", "{\"",  "\": ",         "\", \"",   "true",
+    "null",         "-1",           "12",   "\\\"",         "ab",       "\"}"};
 #define NX ((int)(sizeof extra / sizeof *extra))
 #define NV (95 + 3 + NX)
 
