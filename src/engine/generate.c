@@ -336,6 +336,12 @@ static int constrain(struct cellm_gen *g, const float *l)
               !(g->n_gen < g->p.min_tokens && !cellm_matcher_done(g->matcher));
     for (int i = 0; i < g->n_eos && end; i++)
         g->masked[g->eos[i]] = l[g->eos[i]];
+    if (!any && end && !g->n_eos) { /* complete, and no EOS to say so: stop here */
+        g->finish = "stop";
+        g->done = 1;
+        if (release(g, g->pend_len)) fail_gen(g, "out of memory");
+        return -1;
+    }
     if (!any && !end) {
         fail_gen(g, "grammar: no token of the vocabulary can continue the output here");
         return -1;
