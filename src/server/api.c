@@ -147,7 +147,6 @@ static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
     /* constraints other than response_format, grammar, json_schema, guided_json and
      * guided_grammar (api_grammar.c) */
     static const char *const constrained[] = {"guided_regex",
-                                              "guided_choice",
                                               "guided_whitespace_pattern",
                                               "structured_outputs",
                                               "guided_decoding_backend",

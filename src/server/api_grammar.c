@@ -4,7 +4,8 @@
  *   response_format {"type": "json_object"} or {"type": "json_schema", "json_schema":
  *   {"name", "schema", "strict"}} (OpenAI; llama-server's {"type": "json_object", "schema"}
  *   too), `grammar` (llama-server's GBNF), `json_schema` (llama-server), `guided_json` and
- *   `guided_grammar` (vLLM).
+ *   `guided_grammar` and `guided_choice` (vLLM; the latter a list of strings, one of which
+ *   is the whole output).
  * At most one of them per request. A schema keyword the converter does not support is a 400
  * naming the keyword and its path: the output is never silently unconstrained.
  */
@@ -51,11 +52,51 @@ static int type_error(struct srv_error *e, const char *field, const char *want)
     return -1;
 }
 
+/* guided_choice: root ::= "a" | "b" | ... (each string a GBNF literal, escaped). */
+static int choice(struct cellm_server *s, const cJSON *j, struct srv_params *p, struct srv_error *e)
+{
+    if (!cJSON_IsArray(j) || !j->child)
+        return type_error(e, "guided_choice", "a non-empty list of strings");
+    size_t cap = 16;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, j)
+    {
+        if (!cJSON_IsString(x) || !x->valuestring[0])
+            return type_error(e, "guided_choice", "a non-empty list of non-empty strings");
+        cap += 4 * strlen(x->valuestring) + 8;
+    }
+    char *t = malloc(cap), *w = t;
+    if (!t) {
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    w += sprintf(w, "root ::=");
+    cJSON_ArrayForEach(x, j)
+    {
+        w += sprintf(w, "%s \"", x == j->child ? "" : " |");
+        for (const unsigned char *c = (const unsigned char *)x->valuestring; *c; c++)
+            w += *c == '"' || *c == '\\' ? sprintf(w, "\\%c", *c)
+                 : *c < 0x20             ? sprintf(w, "\\x%02X", *c)
+                                         : sprintf(w, "%c", *c);
+        *w++ = '"';
+    }
+    *w = 0;
+    cJSON *v = cJSON_CreateString(t);
+    free(t);
+    if (!v) {
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+        return -1;
+    }
+    int rc = compile(s, "guided_choice", CELLM_GRAMMAR_GBNF, v, p, e);
+    cJSON_Delete(v);
+    return rc;
+}
+
 int cellm_srv_grammar_fields(struct cellm_server *s, const cJSON *o, struct srv_params *p,
                              struct srv_error *e)
 {
-    static const char *const fields[] = {"response_format", "grammar", "json_schema", "guided_json",
-                                         "guided_grammar"};
+    static const char *const fields[] = {"response_format", "grammar",        "json_schema",
+                                         "guided_json",     "guided_grammar", "guided_choice"};
     const cJSON *j = NULL, *f;
     const char *which = NULL;
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
@@ -81,6 +122,7 @@ int cellm_srv_grammar_fields(struct cellm_server *s, const cJSON *o, struct srv_
         if (!cJSON_IsString(j)) return type_error(e, which, "a string (GBNF)");
         return compile(s, which, CELLM_GRAMMAR_GBNF, j, p, e);
     }
+    if (!strcmp(which, "guided_choice")) return choice(s, j, p, e);
     if (!strcmp(which, "json_schema") || !strcmp(which, "guided_json")) {
         if (!cJSON_IsObject(j) && !cJSON_IsBool(j) && !cJSON_IsString(j))
             return type_error(e, which, "a JSON Schema (an object)");

@@ -5,7 +5,7 @@
 // objects, arrays with bounds, enums, const, required and optional fields, bounded integers,
 // patterns, anyOf with null, $defs references); every output must finish with "stop" and
 // validate against its schema with ajv. Also: streamed output, the same seed twice,
-// json_object mode, llama-server's `grammar` (GBNF) and `json_schema`, vLLM's `guided_json`,
+// json_object mode, llama-server's `grammar` (GBNF) and `json_schema`, vLLM's `guided_json` and `guided_choice`,
 // and refusals that name the unsupported keyword (400, never an unconstrained 200).
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -149,6 +149,11 @@ async function run(dir, label) {
       check(/^(yes|no), [0-9]{1,3}%[.!]?$/.test(r.choices[0].text), `GBNF output ${JSON.stringify(r.choices[0].text)}`);
       eq(r.choices[0].finish_reason, 'stop', 'GBNF finish');
     }
+    for (let k = 0; k < 4; k++) {
+      const r = await client.chat.completions.create({ model: 'x', messages, temperature: 1.5, seed: k, guided_choice: ['red', 'green "leaf"', 'blue\\sky'] });
+      check(['red', 'green "leaf"', 'blue\\sky'].includes(r.choices[0].message.content), `guided_choice gave ${r.choices[0].message.content}`);
+      eq(r.choices[0].finish_reason, 'stop', 'guided_choice finish');
+    }
     const small = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer', minimum: 10, maximum: 12 } }, required: ['ok', 'n'], additionalProperties: false };
     for (const field of ['json_schema', 'guided_json']) {
       const r = await client.completions.create({ model: 'x', prompt: 'x', max_tokens: 60, temperature: 1, seed: 3, [field]: small });
@@ -175,7 +180,7 @@ async function run(dir, label) {
         check(e.message.includes(needle), `${e.message} lacks ${needle}`);
       }
     }
-    console.log(`${label}: streamed, json_object, GBNF, json_schema, guided_json, refusals: ok`);
+    console.log(`${label}: streamed, json_object, GBNF, json_schema, guided_json, guided_choice, refusals: ok`);
   } catch (e) {
     fail(`${phase}: ${e.stack ?? e}\n${srv.log()}`);
   }
