@@ -362,6 +362,9 @@ struct cellm_grammar_part {
 /* A grammar accepting exactly one of parts[0..n) (n >= 1), each as described above. */
 enum cellm_status cellm_grammar_choice(const struct cellm_grammar_part *parts, int n,
                                        struct cellm_grammar **out, struct cellm_error *err);
+/* Another owner of g (returns g): each owner calls cellm_grammar_free; the last frees it.
+ * Thread-safe. */
+struct cellm_grammar *cellm_grammar_ref(struct cellm_grammar *g);
 void cellm_grammar_free(struct cellm_grammar *g);
 /* The GBNF the grammar was compiled from (schemas included). Lives as long as g. */
 const char *cellm_grammar_text(const struct cellm_grammar *g);
@@ -379,7 +382,9 @@ int cellm_grammar_vocab_size(const struct cellm_grammar_vocab *v);
 void cellm_grammar_vocab_free(struct cellm_grammar_vocab *v);
 
 /* A matcher at the start of g; v may be NULL (then only accept_bytes works). Both must
- * outlive it. */
+ * outlive it. A grammar keeps the matchers of finished generations (cellm_matcher_free)
+ * and hands them out again with their caches, so that masks computed for one request
+ * serve the next request with the same grammar object. */
 enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
                                     const struct cellm_grammar_vocab *v, struct cellm_matcher **out,
                                     struct cellm_error *err);

@@ -620,6 +620,10 @@ enum cellm_status cellm_gr_parse(const char *text, size_t len, struct cellm_gram
     struct cellm_grammar *g = NULL;
     if (!p.failed) {
         g = cellm_calloc(1, sizeof *g);
+        if (g) {
+            atomic_init(&g->refs, 1);
+            pthread_mutex_init(&g->mu, NULL);
+        }
         size_t nel = 0, nalts = 0;
         for (size_t i = 0; i < p.n_rules; i++) {
             nalts += p.rules[i].n;
@@ -661,9 +665,18 @@ enum cellm_status cellm_gr_parse(const char *text, size_t len, struct cellm_gram
     return CELLM_OK;
 }
 
+struct cellm_grammar *cellm_grammar_ref(struct cellm_grammar *g)
+{
+    if (g) atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
 void cellm_grammar_free(struct cellm_grammar *g)
 {
-    if (!g) return;
+    if (!g || atomic_fetch_sub(&g->refs, 1) > 1) return;
+    for (int i = 0; i < g->n_idle; i++)
+        cellm_gr_matcher_destroy(g->idle[i]);
+    pthread_mutex_destroy(&g->mu);
     cellm_free(g->el);
     cellm_free(g->ranges);
     cellm_free(g->alts);

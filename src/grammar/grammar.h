@@ -16,12 +16,20 @@
 #ifndef CELLM_GRAMMAR_GRAMMAR_H
 #define CELLM_GRAMMAR_GRAMMAR_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "cellm.h"
 
+#define GR_IDLE 4 /* matchers kept per grammar */
+
 enum { GE_END = 0, GE_CHAR = 1, GE_REF = 2 };
+
+/* Frees a matcher for good (cellm_matcher_free may keep it in its grammar instead). */
+struct cellm_matcher;
+void cellm_gr_matcher_destroy(struct cellm_matcher *m);
 
 struct gr_elem {
     uint32_t type;
@@ -44,6 +52,12 @@ struct cellm_grammar {
     size_t n_rules;
     uint32_t root;
     char *text; /* the GBNF source it was compiled from */
+    /* shared ownership (cellm_grammar_ref), and matchers of finished generations kept with
+     * their caches, so that the next generation with this grammar starts warm */
+    atomic_int refs;
+    pthread_mutex_t mu;
+    struct cellm_matcher *idle[GR_IDLE];
+    int n_idle;
 };
 
 /* Limits that keep a hostile grammar from exhausting memory (refused with CELLM_ERR_RANGE). */

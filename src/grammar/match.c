@@ -78,6 +78,8 @@ struct cellm_matcher {
     int32_t *cv;
     size_t c_cap, c_n;
     struct pos cur;
+    uint32_t start; /* the set the grammar starts in */
+    uint64_t vhash; /* v->hash when made: reused only for the same vocabulary */
     uint32_t *heads, *work; /* scratch */
     size_t cap_heads, cap_work, n_heads;
     struct pos *walk; /* [max_len + 1] positions along the trie path */
@@ -544,6 +546,20 @@ static void trim(struct cellm_matcher *m)
 void cellm_matcher_free(struct cellm_matcher *m)
 {
     if (!m) return;
+    struct cellm_grammar *g = (struct cellm_grammar *)m->g; /* its pool is mutable */
+    if (!m->failed) {
+        trim(m);
+        pthread_mutex_lock(&g->mu);
+        int kept = g->n_idle < GR_IDLE;
+        if (kept) g->idle[g->n_idle++] = m;
+        pthread_mutex_unlock(&g->mu);
+        if (kept) return;
+    }
+    cellm_gr_matcher_destroy(m);
+}
+
+void cellm_gr_matcher_destroy(struct cellm_matcher *m)
+{
     for (size_t i = 0; i < m->cap_tabs; i++) {
         cellm_free(m->next[i]);
         cellm_free(m->mask[i]);
@@ -572,12 +588,27 @@ enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
 {
     *out = NULL;
     if (!g) return cellm_errf(err, CELLM_ERR_ARG, "cellm_matcher_new: no grammar");
-    struct cellm_matcher *m = cellm_calloc(1, sizeof *m);
+    struct cellm_grammar *mg = (struct cellm_grammar *)g; /* its pool is mutable */
+    struct cellm_matcher *m = NULL;
+    pthread_mutex_lock(&mg->mu);
+    for (int i = mg->n_idle - 1; i >= 0 && !m; i--)
+        if (mg->idle[i]->v == v && (!v || mg->idle[i]->vhash == v->hash)) {
+            m = mg->idle[i];
+            mg->idle[i] = mg->idle[--mg->n_idle];
+        }
+    pthread_mutex_unlock(&mg->mu);
+    if (m) { /* a finished generation's matcher: its caches hold for this grammar */
+        m->cur = (struct pos){m->start, 0, 0, 0};
+        *out = m;
+        return CELLM_OK;
+    }
+    m = cellm_calloc(1, sizeof *m);
     if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     m->g = g;
     m->v = v;
+    m->vhash = v ? v->hash : 0;
     if (v && !(m->walk = cellm_malloc(((size_t)v->max_len + 2) * sizeof *m->walk))) {
-        cellm_matcher_free(m);
+        cellm_gr_matcher_destroy(m);
         return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     }
     intern_node(m, UINT32_MAX, UINT32_MAX); /* node 0: the empty stack (never read) */
@@ -588,9 +619,10 @@ enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
     uint32_t set = intern_set(m);
     if (m->failed) {
         enum cellm_status st = cellm_errf(err, m->fst ? m->fst : CELLM_ERR_NOMEM, "%s", m->err.msg);
-        cellm_matcher_free(m);
+        cellm_gr_matcher_destroy(m);
         return st;
     }
+    m->start = set;
     m->cur = (struct pos){set, 0, 0, 0};
     *out = m;
     return CELLM_OK;

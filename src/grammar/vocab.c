@@ -82,6 +82,15 @@ enum cellm_status cellm_grammar_vocab_from_bytes(const char *const *tokens, cons
         v->sorted[ns++] = i;
         if ((int)lens[i] > v->max_len) v->max_len = (int)lens[i];
     }
+    /* the content's identity: a kept matcher is reused only for the same bytes, even when a
+     * new vocabulary lands at the address of a freed one */
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)n;
+    for (int i = 0; i < n; i++) {
+        h = (h ^ v->len[i]) * 1099511628211ULL;
+        for (uint32_t k = 0; k < v->len[i]; k++)
+            h = (h ^ v->bytes[v->off[i] + k]) * 1099511628211ULL;
+    }
+    v->hash = h;
     msort(v->sorted, tmp, (size_t)ns, v);
     v->n_sorted = ns;
     /* nodes: at most one per byte, plus the root */

@@ -20,6 +20,7 @@ struct cellm_grammar_vocab {
     uint32_t *len;   /* [n_vocab] 0 = no bytes (special, or too long): never allowed */
     int32_t *sorted; /* [n_sorted] ids with bytes, sorted by bytes then id */
     int n_sorted, max_len;
+    uint64_t hash; /* of every id's bytes: a matcher kept for reuse checks it (vocab.c) */
     /* the trie in preorder: [n_nodes]; node 0 is the root (no byte) */
     uint32_t n_nodes;
     uint8_t *nbyte;

@@ -37,9 +37,40 @@ static int compile(struct cellm_server *s, const char *field, enum cellm_grammar
     } else if (v) {
         t = v->valuestring;
     }
+    size_t tl = t ? strlen(t) : 0;
+    char *key = malloc(tl + 2);
+    if (key) {
+        key[0] = (char)('0' + kind);
+        memcpy(key + 1, t ? t : "", tl + 1);
+    }
+    const int nc = (int)(sizeof s->gcache / sizeof *s->gcache);
+    pthread_mutex_lock(&s->gmu);
+    for (int i = 0; key && i < nc && !p->grammar; i++)
+        if (s->gcache[i].key && !strcmp(s->gcache[i].key, key)) {
+            p->grammar = cellm_grammar_ref(s->gcache[i].g);
+            s->gcache[i].used = ++s->gtick;
+        }
+    pthread_mutex_unlock(&s->gmu);
+    if (p->grammar) {
+        free(key);
+        cJSON_free(text);
+        return 0;
+    }
     struct cellm_error ce;
-    enum cellm_status st = cellm_grammar_new(kind, t, t ? strlen(t) : 0, &p->grammar, &ce);
+    enum cellm_status st = cellm_grammar_new(kind, t, tl, &p->grammar, &ce);
     cJSON_free(text);
+    if (!st && key) { /* keep it for the next request, in place of the least recently used */
+        pthread_mutex_lock(&s->gmu);
+        int lru = 0;
+        for (int i = 1; i < nc; i++)
+            if (s->gcache[i].used < s->gcache[lru].used) lru = i;
+        free(s->gcache[lru].key);
+        cellm_grammar_free(s->gcache[lru].g);
+        s->gcache[lru] = (struct srv_gcache){key, cellm_grammar_ref(p->grammar), ++s->gtick};
+        pthread_mutex_unlock(&s->gmu);
+        key = NULL;
+    }
+    free(key);
     if (!st) return 0;
     cellm_srv_errorf(e, st == CELLM_ERR_NOMEM ? 500 : 400, field, "'%s': %s", field, ce.msg);
     if (st == CELLM_ERR_UNSUPPORTED) e->code = "unsupported_parameter";

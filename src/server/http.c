@@ -527,6 +527,11 @@ static void http_stop_threads(struct cellm_server *s)
 static void server_free(struct cellm_server *s)
 {
     cellm_ctx_free(s->ctx);
+    for (int i = 0; i < 8; i++) {
+        free(s->gcache[i].key);
+        cellm_grammar_free(s->gcache[i].g);
+    }
+    pthread_mutex_destroy(&s->gmu);
     cellm_grammar_vocab_free(s->gvocab);
     free(s->slots);
     free(s->host_copy);
@@ -591,6 +596,7 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     struct cellm_server *s = calloc(1, sizeof *s);
     if (!s) return CELLM_ERR_NOMEM;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->gmu, NULL);
     pthread_cond_init(&s->sched_cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
     s->o = *opts;

@@ -43,7 +43,6 @@ void cellm_srv_req_free(struct srv_req *r)
     for (int i = 0; i < r->p.n_stop; i++)
         free(r->p.stop[i]);
     free(r->p.stop);
-    cellm_grammar_free(r->p.grammar);
     for (int k = 0; r->ch && k < r->p.n; k++) {
         cellm_gen_free(r->ch[k].gen);
         free(r->ch[k].text);
@@ -52,6 +51,7 @@ void cellm_srv_req_free(struct srv_req *r)
         free(r->ch[k].top);
     }
     free(r->ch);
+    cellm_grammar_free(r->p.grammar); /* after the gens: their matchers go back to it */
     pthread_cond_destroy(&r->cv);
     free(r);
 }

@@ -127,6 +127,15 @@ struct cellm_server {
     struct cellm_model *model;
     struct cellm_tokenizer *tok;
     struct cellm_grammar_vocab *gvocab; /* NULL without a tokenizer */
+    /* compiled grammars by source, so that a schema sent again starts with warm masks
+     * (api_grammar.c); under gmu */
+    pthread_mutex_t gmu;
+    struct srv_gcache {
+        char *key; /* kind letter + text */
+        struct cellm_grammar *g;
+        unsigned long long used;
+    } gcache[8];
+    unsigned long long gtick;
     struct cellm_ctx *ctx;
     int vocab, ctx_size;
     struct cellm_sampler_params sp_default;
