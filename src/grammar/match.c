@@ -78,8 +78,8 @@ struct cellm_matcher {
     int32_t *cv;
     size_t c_cap, c_n;
     struct pos cur;
-    uint32_t start; /* the set the grammar starts in */
-    uint64_t vhash; /* v->hash when made: reused only for the same vocabulary */
+    uint32_t start;         /* the set the grammar starts in */
+    uint64_t vhash;         /* v->hash when made: reused only for the same vocabulary */
     uint32_t *heads, *work; /* scratch */
     size_t cap_heads, cap_work, n_heads;
     struct pos *walk; /* [max_len + 1] positions along the trie path */
