@@ -402,6 +402,83 @@ int cellm_sampler_is_greedy(const struct cellm_sampler *s);
  * logit is NaN or -inf, the first that is not NaN (0 if none, or n <= 0). */
 int32_t cellm_argmax(const float *logits, int n);
 
+/* ---- constrained decoding (src/grammar/) ------------------------------------------------
+ * A grammar restricts what a generation may produce: llama-server's GBNF, or a JSON Schema
+ * compiled to GBNF (see README "Structured output" for the keywords supported; any other
+ * keyword is refused by name with its JSON path: a schema is never silently loosened).
+ * A compiled grammar is immutable and may be shared by any number of generations and
+ * threads. A matcher is one generation's position in a grammar (one thread at a time).
+ * The vocabulary (each token's bytes, and a trie over them) is built once per tokenizer. */
+
+struct cellm_grammar;
+struct cellm_grammar_vocab;
+struct cellm_matcher;
+
+enum cellm_grammar_kind {
+    CELLM_GRAMMAR_GBNF = 0,        /* text is GBNF with a `root` rule */
+    CELLM_GRAMMAR_JSON_SCHEMA = 1, /* text is a JSON Schema (JSON text) */
+    CELLM_GRAMMAR_JSON_OBJECT = 2  /* any JSON object; text is ignored (may be NULL) */
+};
+
+/* Compiles text[0..len). Errors: CELLM_ERR_FORMAT (syntax, with line:column for GBNF),
+ * CELLM_ERR_UNSUPPORTED (a schema keyword not supported: the message names it and its JSON
+ * path, e.g. "json_schema: 'format' at /properties/when is not supported"). */
+enum cellm_status cellm_grammar_new(enum cellm_grammar_kind kind, const char *text, size_t len,
+                                    struct cellm_grammar **out, struct cellm_error *err);
+
+/* One way to answer: the literal prefix, then JSON valid for schema (JSON text; NULL = any
+ * JSON object), then the literal suffix. For forced tool calls, e.g. prefix
+ * "<tool_call>
+{"name": "get_weather", "arguments": ", suffix "}
+</tool_call>". */
+struct cellm_grammar_part {
+    const char *prefix; /* NULL = "" */
+    const char *schema;
+    const char *suffix; /* NULL = "" */
+};
+/* A grammar accepting exactly one of parts[0..n) (n >= 1), each as described above. */
+enum cellm_status cellm_grammar_choice(const struct cellm_grammar_part *parts, int n,
+                                       struct cellm_grammar **out, struct cellm_error *err);
+/* Another owner of g (returns g): each owner calls cellm_grammar_free; the last frees it.
+ * Thread-safe. */
+struct cellm_grammar *cellm_grammar_ref(struct cellm_grammar *g);
+void cellm_grammar_free(struct cellm_grammar *g);
+/* The GBNF the grammar was compiled from (schemas included). Lives as long as g. */
+const char *cellm_grammar_text(const struct cellm_grammar *g);
+
+/* The vocabulary of tok's first n_vocab ids (the model's size). Special tokens and ids
+ * without text are never allowed by a grammar. Immutable; free after every user. */
+enum cellm_status cellm_grammar_vocab_new(const struct cellm_tokenizer *tok, int n_vocab,
+                                          struct cellm_grammar_vocab **out,
+                                          struct cellm_error *err);
+/* The same from explicit byte strings (tokens[i] NULL or lens[i] 0: never allowed). */
+enum cellm_status cellm_grammar_vocab_from_bytes(const char *const *tokens, const size_t *lens,
+                                                 int n, struct cellm_grammar_vocab **out,
+                                                 struct cellm_error *err);
+int cellm_grammar_vocab_size(const struct cellm_grammar_vocab *v);
+void cellm_grammar_vocab_free(struct cellm_grammar_vocab *v);
+
+/* A matcher at the start of g; v may be NULL (then only accept_bytes works). Both must
+ * outlive it. A grammar keeps the matchers of finished generations (cellm_matcher_free)
+ * and hands them out again with their caches, so that masks computed for one request
+ * serve the next request with the same grammar object. */
+enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
+                                    const struct cellm_grammar_vocab *v, struct cellm_matcher **out,
+                                    struct cellm_error *err);
+void cellm_matcher_free(struct cellm_matcher *m);
+/* Sets bit id (mask[id / 32] >> id % 32) for every token allowed next, clears the rest
+ * ((n_vocab + 31) / 32 words). EOS is not among them: it is allowed when can_end. */
+enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
+                                     struct cellm_error *err);
+/* Advances by a token / by bytes. CELLM_ERR_ARG (and no change) when not allowed. */
+enum cellm_status cellm_matcher_accept_token(struct cellm_matcher *m, int32_t id,
+                                             struct cellm_error *err);
+enum cellm_status cellm_matcher_accept_bytes(struct cellm_matcher *m, const void *bytes, size_t n,
+                                             struct cellm_error *err);
+/* Whether the grammar may end here; whether it must (nothing else can follow). */
+int cellm_matcher_can_end(const struct cellm_matcher *m);
+int cellm_matcher_done(const struct cellm_matcher *m);
+
 /* ---- generation ------------------------------------------------------------------------
  * The one generation loop, shared by `cellm generate` and `cellm serve`. A struct
  * cellm_gen is one request: its prompt, its sequence in a context, its sampler, its
@@ -431,6 +508,13 @@ struct cellm_gen_params {
     int use_cache;    /* attach a cached prefix of the prompt, and store what was computed */
     int keep_special; /* the text includes special tokens (cellm_detok_keep_special) */
     struct cellm_sampler_params sampling;
+    /* NULL, or the grammar the output must follow (borrowed: it must outlive the gen),
+     * with the vocabulary of the gen's tokenizer (required with a grammar). Tokens the
+     * grammar does not allow get -inf before the sampler picks (never on the device argmax
+     * path); EOS is allowed exactly where the grammar may end, and a grammar that is
+     * complete ends the output with "stop". logprobs stay those of the raw logits. */
+    const struct cellm_grammar *grammar;
+    const struct cellm_grammar_vocab *grammar_vocab;
 };
 
 /* max_tokens 0, min_tokens 0, no stops, logprobs -1, ctx_limit 0, use_cache 1, greedy. */

@@ -29,6 +29,10 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
   add_test(NAME server/tools
            COMMAND ${CELLM_NODE} ${srv}/tools.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
+  add_test(NAME server/structured
+           COMMAND ${CELLM_NODE} ${srv}/structured.mjs $<TARGET_FILE:cellm_cli>
+                   ${PROJECT_SOURCE_DIR}/models/wordnet-llama ${fx}/llama3-untied/bf16
+                   ${CMAKE_CURRENT_BINARY_DIR})
   add_test(NAME server/hygiene
            COMMAND ${CELLM_NODE} ${srv}/hygiene.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
@@ -37,6 +41,7 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
                    ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(server/prefix server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
                        server/batch-gemma3-q4 server/load server/openai server/tools server/hygiene
+                       server/structured
                        PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
   # /v1/responses and /v1/messages through openai, the Vercel AI SDK (@ai-sdk/openai,
   # @ai-sdk/openai-compatible) and @anthropic-ai/sdk (all installed by 30-server.sh)

@@ -361,12 +361,66 @@ static void test_shared_prompt(void **state)
     cellm_model_free(m);
 }
 
+/* 7. A grammar: every output follows it, greedy or sampled, ends with "stop" once the
+ * grammar is complete (no EOS needed), and logprobs stay those of the raw logits. */
+static void test_grammar(void **state)
+{
+    (void)state;
+    if (access(DEMO "/tokenizer.json", R_OK)) skip();
+    struct cellm_model *m = load(DEMO);
+    struct cellm_error err;
+    struct cellm_tokenizer *tok;
+    assert_int_equal(cellm_tokenizer_load(DEMO, &tok, &err), CELLM_OK);
+    struct cellm_ctx *ctx;
+    assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
+    struct cellm_grammar_vocab *v;
+    assert_int_equal(cellm_grammar_vocab_new(tok, cellm_model_vocab(m), &v, &err), CELLM_OK);
+    const char *gbnf = "root ::= (\"yes\" | \"no\") \", \" [0-9] [0-9]? \"%\"\n";
+    struct cellm_grammar *g;
+    assert_int_equal(cellm_grammar_new(CELLM_GRAMMAR_GBNF, gbnf, strlen(gbnf), &g, &err), CELLM_OK);
+    int n;
+    int32_t *prompt = encode(tok, "The cat", &n), ids[64];
+    struct cellm_gen_params p = cellm_gen_params_default();
+    p.max_tokens = 60;
+    p.grammar = g;
+    struct cellm_gen *gen;
+    assert_int_equal(cellm_gen_new(ctx, tok, prompt, n, &p, &gen, &err), CELLM_ERR_ARG);
+    p.grammar_vocab = v;
+    p.logprobs = 1;
+    for (int seed = 0; seed < 6; seed++) {
+        p.sampling.temperature = seed ? 1.5f : 0.0f;
+        p.sampling.seed = (uint64_t)seed;
+        struct cellm_gen_out o;
+        char text[256];
+        int k = run(ctx, tok, prompt, n, &p, ids, 64, &o, text, sizeof text);
+        assert_null(o.error);
+        assert_string_equal(o.finish, "stop");
+        assert_int_equal(o.n_gen, k); /* ended by the grammar, not by an EOS */
+        const char *d = text + (strncmp(text, "yes", 3) ? 2 : 3);
+        if (strncmp(text, "yes, ", 5) && strncmp(text, "no, ", 4)) fail_msg("'%s'", text);
+        d += 2;
+        int digits = 0;
+        while (*d >= '0' && *d <= '9') {
+            d++;
+            digits++;
+        }
+        if (digits < 1 || digits > 2 || strcmp(d, "%")) fail_msg("'%s'", text);
+    }
+    free(prompt);
+    cellm_grammar_free(g);
+    cellm_grammar_vocab_free(v);
+    cellm_ctx_free(ctx);
+    cellm_tokenizer_free(tok);
+    cellm_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_penalty_at_temp0), cmocka_unit_test(test_eos),
         cmocka_unit_test(test_detok_error),      cmocka_unit_test(test_context_full),
         cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_shared_prompt),
+        cmocka_unit_test(test_grammar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

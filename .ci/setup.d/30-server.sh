@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Server tests: the official openai client, at the version pinned in
+# Server tests: the official openai client and ajv (structured.mjs validates JSON output
+# against its schema), at the versions pinned in
 # tests/server/package-lock.json, into tests/server/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/../../tests/server"

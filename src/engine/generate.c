@@ -37,7 +37,7 @@ struct cellm_gen {
     int n_eos;
     struct cellm_sampler *smp;
     struct cellm_detok *dt;
-    float *masked; /* [vocab] logits with EOS masked (min_tokens) */
+    float *masked; /* [vocab] logits with EOS masked (min_tokens) or the grammar's mask */
     char *pend;    /* decoded text not yet released (stop holdback) */
     size_t pend_len, pend_cap;
     char *out; /* released in the last step */
@@ -49,6 +49,9 @@ struct cellm_gen {
     char error[CELLM_ERROR_MAX];
     int failed, done;
     int taking; /* prompt rows in the step being run */
+    /* the grammar: NULL = unconstrained; its mask, [(vocab + 31) / 32] */
+    struct cellm_matcher *matcher;
+    uint32_t *allow;
 };
 
 struct cellm_gen_params cellm_gen_params_default(void)
@@ -77,6 +80,8 @@ void cellm_gen_free(struct cellm_gen *g)
     cellm_sampler_free(g->smp);
     cellm_detok_free(g->dt);
     cellm_free(g->masked);
+    cellm_matcher_free(g->matcher);
+    cellm_free(g->allow);
     cellm_free(g->pend);
     cellm_free(g->out);
     cellm_free(g);
@@ -105,6 +110,11 @@ enum cellm_status cellm_gen_new(struct cellm_ctx *ctx, const struct cellm_tokeni
                           gp.max_tokens, gp.min_tokens, gp.n_stop, gp.logprobs, MAX_TOP);
     if (gp.n_stop && !tok)
         return cellm_errf(err, CELLM_ERR_ARG, "generate: stop strings need a tokenizer");
+    if (gp.grammar && cellm_grammar_vocab_size(gp.grammar_vocab) != vocab)
+        return cellm_errf(err, CELLM_ERR_ARG,
+                          "generate: a grammar needs the vocabulary of the model's %d ids; "
+                          "got one of %d",
+                          vocab, cellm_grammar_vocab_size(gp.grammar_vocab));
     for (int i = 0; i < n; i++)
         if (prompt[i] < 0 || prompt[i] >= vocab)
             return cellm_errf(err, CELLM_ERR_RANGE,
@@ -145,9 +155,13 @@ enum cellm_status cellm_gen_new(struct cellm_ctx *ctx, const struct cellm_tokeni
             dup |= g->eos[k] == id;
         if (!dup && id >= 0 && id < vocab) g->eos[g->n_eos++] = id;
     }
-    if (gp.min_tokens && g->n_eos && !gp.ignore_eos &&
+    if (((gp.min_tokens && g->n_eos && !gp.ignore_eos) || gp.grammar) &&
         !(g->masked = cellm_malloc((size_t)vocab * sizeof *g->masked)))
         goto fail;
+    if (gp.grammar) {
+        if (!(g->allow = cellm_malloc(((size_t)vocab + 31) / 32 * sizeof *g->allow))) goto fail;
+        if ((st = cellm_matcher_new(gp.grammar, gp.grammar_vocab, &g->matcher, err))) goto fail;
+    }
     if ((st = cellm_sampler_new(&gp.sampling, vocab, &g->smp, err))) goto fail;
     if (tok && (st = cellm_detok_new(tok, &g->dt, err))) goto fail;
     if (g->dt) cellm_detok_keep_special(g->dt, gp.keep_special);
@@ -238,6 +252,13 @@ static void emit(struct cellm_gen *g, int32_t t)
         if (release(g, g->pend_len)) fail_gen(g, "out of memory");
         return;
     }
+    if (g->matcher) {
+        struct cellm_error e;
+        if (cellm_matcher_accept_token(g->matcher, t, &e)) {
+            fail_gen(g, e.msg);
+            return;
+        }
+    }
     cellm_sampler_accept(g->smp, t);
     g->out_id = t;
     g->n_out = 1;
@@ -267,6 +288,10 @@ static void emit(struct cellm_gen *g, int32_t t)
         int full = (g->p.max_tokens > 0 && g->n_gen >= g->p.max_tokens) ||
                    g->n_prompt + g->n_gen >= g->limit;
         if (full) g->finish = "length";
+        if (!full && g->matcher && cellm_matcher_done(g->matcher)) { /* nothing else may follow */
+            g->finish = "stop";
+            full = 1;
+        }
         n = full ? g->pend_len : g->pend_len - holdback(g->pend, g->pend_len, g->stop, g->p.n_stop);
     }
     if (release(g, n)) fail_gen(g, "out of memory");
@@ -299,11 +324,46 @@ static void logprobs(struct cellm_gen *g, const float *l, int32_t pick)
         g->top[j].logprob = (float)(l[g->top[j].id] - lse);
 }
 
-/* The token g picks from its logits row. */
+/* The grammar's mask over l, into g->masked: -inf for what it does not allow, EOS only
+ * where it may end. -1 (and g failed) when nothing is allowed. */
+static int constrain(struct cellm_gen *g, const float *l)
+{
+    struct cellm_error e;
+    if (cellm_matcher_mask(g->matcher, g->allow, &e)) {
+        fail_gen(g, e.msg);
+        return -1;
+    }
+    int any = 0;
+    for (int i = 0; i < g->vocab; i++) {
+        int ok = (g->allow[i >> 5] >> (i & 31)) & 1;
+        g->masked[i] = ok ? l[i] : -INFINITY;
+        any |= ok;
+    }
+    int end = cellm_matcher_can_end(g->matcher) && !g->p.ignore_eos &&
+              !(g->n_gen < g->p.min_tokens && !cellm_matcher_done(g->matcher));
+    for (int i = 0; i < g->n_eos && end; i++)
+        g->masked[g->eos[i]] = l[g->eos[i]];
+    if (!any && end && !g->n_eos) { /* complete, and no EOS to say so: stop here */
+        g->finish = "stop";
+        g->done = 1;
+        if (release(g, g->pend_len)) fail_gen(g, "out of memory");
+        return -1;
+    }
+    if (!any && !end) {
+        fail_gen(g, "grammar: no token of the vocabulary can continue the output here");
+        return -1;
+    }
+    return 0;
+}
+
+/* The token g picks from its logits row (-1 when g failed). */
 static int32_t pick(struct cellm_gen *g, const float *l)
 {
     const float *in = l;
-    if (g->masked && g->n_gen < g->p.min_tokens) {
+    if (g->matcher) {
+        if (constrain(g, l)) return -1;
+        in = g->masked;
+    } else if (g->masked && g->n_gen < g->p.min_tokens) {
         memcpy(g->masked, l, (size_t)g->vocab * sizeof *l);
         for (int i = 0; i < g->n_eos; i++)
             g->masked[g->eos[i]] = -INFINITY;
@@ -317,7 +377,7 @@ static int32_t pick(struct cellm_gen *g, const float *l)
 /* Whether g's pick can be made on the device: a plain argmax with nothing to report. */
 static int device_pick(const struct cellm_gen *g)
 {
-    return cellm_sampler_is_greedy(g->smp) && g->p.logprobs < 0 &&
+    return cellm_sampler_is_greedy(g->smp) && g->p.logprobs < 0 && !g->matcher &&
            !(g->masked && g->n_gen < g->p.min_tokens);
 }
 
@@ -437,7 +497,8 @@ enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const 
     }
     for (int k = 0; k < nw; k++) {
         struct cellm_gen *g = gens[owner[k]];
-        emit(g, greedy ? picks[k] : pick(g, logits + (size_t)k * g->vocab));
+        int32_t t = greedy ? picks[k] : pick(g, logits + (size_t)k * g->vocab);
+        if (t >= 0) emit(g, t);
     }
     return CELLM_OK;
 }

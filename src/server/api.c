@@ -6,8 +6,8 @@
  * The rule is "honour it or refuse it": every field the engine implements is read and
  * type-checked, including the other servers' names for them (llama-server's n_predict,
  * repeat_penalty, repeat_last_n, n_probs, cache_prompt; vLLM's repetition_penalty,
- * min_tokens, ignore_eos); fields whose meaning cellm cannot deliver faithfully
- * (structured output and grammars, echo, best_of, logit_bias, mirostat, ...) are refused
+ * min_tokens, ignore_eos); fields whose meaning cellm cannot deliver faithfully (echo,
+ * best_of, logit_bias, mirostat, ...) are refused
  * by name with HTTP 400 rather than ignored. Metadata with no effect on the output (user,
  * metadata, store, service_tier) and unknown keys are ignored, as OpenAI itself does.
  *
@@ -155,13 +155,9 @@ int cellm_srv_refuse(struct srv_error *e, const char *key, const char *why)
 static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
 {
     const cJSON *j;
-    /* structured output and grammars (until cellm constrains decoding) */
-    static const char *const constrained[] = {"grammar",
-                                              "json_schema",
-                                              "guided_json",
-                                              "guided_regex",
-                                              "guided_choice",
-                                              "guided_grammar",
+    /* constraints other than response_format, grammar, json_schema, guided_json and
+     * guided_grammar (api_grammar.c) */
+    static const char *const constrained[] = {"guided_regex",
                                               "guided_whitespace_pattern",
                                               "structured_outputs",
                                               "guided_decoding_backend",
@@ -170,8 +166,7 @@ static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
     for (size_t i = 0; i < sizeof constrained / sizeof *constrained; i++)
         if (get(o, constrained[i]))
             return refuse(e, constrained[i],
-                          "constrained decoding (grammars, JSON schemas) is "
-                          "not implemented");
+                          "use response_format, grammar (GBNF), json_schema or guided_json");
     /* samplers cellm does not have: refused unless they hold their "off" value */
     static const struct {
         const char *key;
@@ -210,13 +205,6 @@ static int check_unsupported(const cJSON *o, int chat, struct srv_error *e)
     if (get(o, "functions") || get(o, "function_call"))
         return refuse(e, get(o, "functions") ? "functions" : "function_call",
                       "function calling is not implemented");
-    if ((j = get(o, "response_format"))) {
-        if (!cJSON_IsObject(j)) return bad_type(e, "response_format", "an object", j);
-        const cJSON *t = get(j, "type");
-        if (!t || !cJSON_IsString(t) || strcmp(t->valuestring, "text"))
-            return refuse(e, "response_format",
-                          "only {\"type\": \"text\"} is supported (no JSON mode or schema)");
-    }
     if ((j = get(o, "echo")) && !cJSON_IsFalse(j))
         return refuse(e, "echo", "the prompt is not echoed");
     if ((j = get(o, "best_of")) && !(cJSON_IsNumber(j) && j->valuedouble == 1))
@@ -542,6 +530,7 @@ int cellm_srv_parse_opts(struct cellm_server *s, int chat, const char *body, siz
         }
     }
     if (stop_field(o, p, e) || sampling_fields(o, p, e)) goto fail;
+    if (cellm_srv_grammar_fields(s, o, p, e)) goto fail;
     if (p->n_stop && !s->tok) {
         cellm_srv_errorf(e, 400, "stop",
                          "'stop' needs a tokenizer to match text, and this checkpoint has no "

@@ -13,9 +13,10 @@
  * `tools`; chat_template_kwargs are further template variables (enable_thinking,
  * documents, ...), and reasoning_effort is one too unless the kwargs set it.
  *
- * Refused by name: tool_choice "required" and a named function (they need constrained
- * decoding, which is not wired to tool calls yet), tools with a template whose tool-call
- * format cellm does not know, role "function" and function_call (the deprecated API).
+ * tool_choice "required" and a named function force one call through a grammar
+ * (forced_call; the hermes and llama3 formats). Refused by name: forcing a call in the
+ * other formats, tools with a template whose tool-call format cellm does not know, role
+ * "function" and function_call (the deprecated API).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,8 +217,9 @@ static int check_tools(const cJSON *tools, struct srv_error *e)
     return i > 0;
 }
 
-/* tool_choice: 1 = auto, 0 = none, -1 = error (required and named are refused). */
-static int tool_choice(const cJSON *o, int have_tools, struct srv_error *e)
+/* tool_choice: 1 = auto, 0 = none, 2 = required (any of the tools), 3 = the named
+ * function (*name), -1 = error. */
+static int tool_choice(const cJSON *o, int have_tools, const char **name, struct srv_error *e)
 {
     const cJSON *tc = get(o, "tool_choice");
     if (!tc) return 1;
@@ -228,13 +230,110 @@ static int tool_choice(const cJSON *o, int have_tools, struct srv_error *e)
             cellm_srv_errorf(e, 400, "tool_choice", "'tool_choice' names a tool, but no 'tools'");
             return -1;
         }
-        return cellm_srv_refuse(e, "tool_choice",
-                                "\"required\" and a named function force a call, which needs "
-                                "constrained decoding (not wired to tool calls yet); use "
-                                "\"auto\" or \"none\"");
+        if (cJSON_IsString(tc)) return 2;
+        const cJSON *ty = get(tc, "type"), *f = get(tc, "function");
+        const cJSON *nm = cJSON_IsObject(f) ? get(f, "name") : NULL;
+        if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsString(nm))
+            return cellm_srv_bad_type(
+                e, "tool_choice", "{\"type\": \"function\", \"function\": {\"name\": ...}}", tc);
+        *name = nm->valuestring;
+        return 3;
     }
     return cellm_srv_bad_type(
         e, "tool_choice", "\"none\", \"auto\", \"required\" or {\"type\": \"function\", ...}", tc);
+}
+
+/* tool_choice "required" or a named function: the output is constrained to one call of
+ * one of the tools (or of the named one), written the way the template's format writes
+ * it, with arguments valid for the tool's parameters schema (src/grammar). Formats whose
+ * call markers are special tokens (which a grammar never emits) are refused by name. */
+static int forced_call(struct cellm_server *s, const cJSON *tools, const char *only,
+                       struct srv_params *p, struct srv_error *e)
+{
+    const char *head, *mid, *tail;
+    /* a prompt that opened <think> (p->in_reasoning) gets it closed first: the call is the
+     * answer, and the parser reads what follows </think> as one */
+    const int think = p->in_reasoning;
+    switch (p->tc.format) {
+    case CELLM_TC_HERMES:
+        head = think ? "</think>\n\n<tool_call>\n{\"name\": " : "<tool_call>\n{\"name\": ";
+        mid = ", \"arguments\": ", tail = "}\n</tool_call>";
+        break;
+    case CELLM_TC_LLAMA3:
+        head = think ? "</think>\n\n{\"name\": " : "{\"name\": ";
+        mid = ", \"parameters\": ", tail = "}";
+        break;
+    default:
+        cellm_srv_errorf(e, 400, "tool_choice",
+                         "'tool_choice' \"required\" or a named function forces a call, which "
+                         "cellm can write for the hermes and llama3 tool-call formats; this "
+                         "template's is %s; use \"auto\" or \"none\"",
+                         cellm_tc_format_name(p->tc.format));
+        e->code = "unsupported_parameter";
+        return -1;
+    }
+    if (p->grammar) {
+        cellm_srv_errorf(e, 400, "tool_choice",
+                         "'tool_choice' forces a tool call and the request's structured-output "
+                         "field constrains the output too; send one of them");
+        return -1;
+    }
+    if (!s->gvocab) {
+        cellm_srv_errorf(e, 400, "tool_choice",
+                         "'tool_choice' needs a tokenizer to force a call, and this checkpoint "
+                         "has none");
+        return -1;
+    }
+    int n = cJSON_GetArraySize(tools), k = 0, rc = -1;
+    struct cellm_grammar_part *parts = calloc((size_t)n, sizeof *parts);
+    char **texts = calloc((size_t)(3 * n), sizeof *texts);
+    if (!parts || !texts) {
+        cellm_srv_errorf(e, 500, NULL, "out of memory");
+        goto done;
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools)
+    {
+        const cJSON *f = get(t, "function"), *nm = get(f, "name"), *pa = get(f, "parameters");
+        if (only && strcmp(nm->valuestring, only)) continue;
+        char *qn = cJSON_PrintUnformatted(nm); /* the name as a JSON string */
+        size_t hl = qn ? strlen(head) + strlen(qn) + strlen(mid) + 1 : 0;
+        char *pre = qn ? malloc(hl) : NULL;
+        if (pre) snprintf(pre, hl, "%s%s%s", head, qn, mid);
+        cJSON_free(qn);
+        char *sc = pa ? cJSON_PrintUnformatted(pa) : NULL;
+        texts[3 * k] = pre;
+        texts[3 * k + 1] = sc;
+        if (!pre || (pa && !sc)) {
+            cellm_srv_errorf(e, 500, NULL, "out of memory");
+            goto done;
+        }
+        parts[k++] = (struct cellm_grammar_part){pre, sc, tail};
+    }
+    if (!k) {
+        cellm_srv_errorf(e, 400, "tool_choice",
+                         "'tool_choice' names '%.64s', which is not in 'tools'", only);
+        goto done;
+    }
+    struct cellm_error ce;
+    enum cellm_status st = cellm_grammar_choice(parts, k, &p->grammar, &ce);
+    if (st) {
+        cellm_srv_errorf(e, st == CELLM_ERR_NOMEM ? 500 : 400, "tools",
+                         "a tool's 'parameters' cannot constrain a forced call: %s", ce.msg);
+        if (st == CELLM_ERR_UNSUPPORTED) e->code = "unsupported_parameter";
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; texts && i < 3 * n; i++) {
+        if (i % 3 == 0)
+            free(texts[i]); /* the prefix: malloc */
+        else
+            cJSON_free(texts[i]); /* the schema: cJSON's */
+    }
+    free(texts);
+    free(parts);
+    return rc;
 }
 
 int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_params *p,
@@ -256,7 +355,8 @@ int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_par
         return cellm_srv_bad_type(e, "chat_template_kwargs", "an object", kw);
     int have_tools = check_tools(tools, e);
     if (have_tools < 0) return -1;
-    int choice = tool_choice(o, have_tools, e);
+    const char *forced_name = NULL;
+    int choice = tool_choice(o, have_tools, &forced_name, e);
     if (choice < 0) return -1;
     p->parallel_tool_calls = 1;
     const cJSON *ptc = get(o, "parallel_tool_calls");
@@ -328,6 +428,7 @@ int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_par
     p->tool_calls = have_tools && choice;
     if (raw_reasoning) p->tc.think = 0;
     p->in_reasoning = p->tc.think && cellm_tc_prompt_opens_think(text);
+    if (choice >= 2 && forced_call(s, tools, forced_name, p, e)) goto out;
     p->parse_out =
         p->tool_calls || p->tc.think || (p->tc.format == CELLM_TC_HARMONY && !raw_reasoning);
     if (!p->tool_calls && p->tc.format != CELLM_TC_HARMONY) p->tc.format = CELLM_TC_NONE;

@@ -614,6 +614,12 @@ static void http_stop_threads(struct cellm_server *s)
 static void server_free(struct cellm_server *s)
 {
     cellm_ctx_free(s->ctx);
+    for (int i = 0; i < 8; i++) {
+        free(s->gcache[i].key);
+        cellm_grammar_free(s->gcache[i].g);
+    }
+    pthread_mutex_destroy(&s->gmu);
+    cellm_grammar_vocab_free(s->gvocab);
     free(s->slots);
     free(s->host_copy);
     free(s->name_copy);
@@ -679,6 +685,7 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
     struct cellm_server *s = calloc(1, sizeof *s);
     if (!s) return CELLM_ERR_NOMEM;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->gmu, NULL);
     pthread_cond_init(&s->sched_cv, NULL);
     pthread_cond_init(&s->idle_cv, NULL);
     s->o = *opts;
@@ -720,6 +727,11 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
         return fail(s, err, CELLM_ERR_ARG,
                     "--ctx-size %d is beyond the model's maximum context of %d", s->ctx_size, maxc);
 
+    if (tok) { /* the tokens' bytes for constrained decoding: built once, shared */
+        struct cellm_error ce;
+        if (cellm_grammar_vocab_new(tok, s->vocab, &s->gvocab, &ce))
+            return fail(s, err, CELLM_ERR_NOMEM, "%s", ce.msg);
+    }
     s->slots = calloc((size_t)s->o.parallel, sizeof *s->slots);
     h->prep = calloc((size_t)s->o.prep_threads, sizeof *h->prep);
     if (!s->slots || !h->prep) return fail(s, err, CELLM_ERR_NOMEM, "out of memory");

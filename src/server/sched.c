@@ -60,6 +60,7 @@ void cellm_srv_req_free(struct srv_req *r)
     }
     cJSON_Delete(r->p.tools);
     free(r->ch);
+    cellm_grammar_free(r->p.grammar); /* after the gens: their matchers go back to it */
     pthread_cond_destroy(&r->cv);
     free(r);
 }
@@ -307,6 +308,8 @@ static void admit_locked(struct cellm_server *s)
         gp.ctx_limit = s->ctx_size;
         gp.use_cache = r->p.cache_prompt;
         gp.sampling = r->p.sp;
+        gp.grammar = r->p.grammar;
+        gp.grammar_vocab = s->gvocab;
         gp.sampling.seed += (uint64_t)c->index; /* choices differ when they sample */
         gp.keep_special = r->p.parse_out && r->p.tc.keep_special;
         struct cellm_error ce;

@@ -49,6 +49,8 @@ struct srv_params {
     int in_reasoning;         /* the generation prompt opened <think> */
     int parallel_tool_calls;  /* 0: the first call only */
     cJSON *tools;             /* the request's tools (types for qwen3_coder), or NULL */
+    /* NULL, or what the output must follow (api_grammar.c) */
+    struct cellm_grammar *grammar;
 };
 
 /* An error for the client: HTTP status and an OpenAI-style body. */
@@ -150,6 +152,16 @@ struct cellm_server {
     struct cellm_server_opts o;
     struct cellm_model *model;
     struct cellm_tokenizer *tok;
+    struct cellm_grammar_vocab *gvocab; /* NULL without a tokenizer */
+    /* compiled grammars by source, so that a schema sent again starts with warm masks
+     * (api_grammar.c); under gmu */
+    pthread_mutex_t gmu;
+    struct srv_gcache {
+        char *key; /* kind letter + text */
+        struct cellm_grammar *g;
+        unsigned long long used;
+    } gcache[8];
+    unsigned long long gtick;
     struct cellm_ctx *ctx;
     int vocab, ctx_size;
     struct cellm_sampler_params sp_default;
@@ -205,6 +217,11 @@ void cellm_srv_errorf(struct srv_error *e, int status, const char *param, const 
     __attribute__((format(printf, 4, 5)));
 /* {"error": {...}} as a malloc'd string. */
 char *cellm_srv_error_json(const struct srv_error *e);
+/* response_format, grammar, json_schema, guided_json, guided_grammar into p->grammar
+ * (api_grammar.c); -1 with e filled on a refusal. */
+struct cJSON;
+int cellm_srv_grammar_fields(struct cellm_server *s, const struct cJSON *o, struct srv_params *p,
+                             struct srv_error *e);
 
 /* api_out.c: response bodies. The whole non-streaming body (malloc'd), from a done
  * request. */

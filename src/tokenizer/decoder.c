@@ -286,3 +286,69 @@ enum cellm_status cellm_tok_dec_apply(const struct cellm_tok_dec *d,
     *pieces = out;
     return CELLM_OK;
 }
+
+/* One token's bytes as the decoders would emit them in the middle of a text: ByteLevel
+ * without the repair of invalid UTF-8 (a token may hold part of a character), byte fallback
+ * tokens as their byte, Metaspace's character as a space even at the start, and no Strip
+ * (which applies to a whole text). For constrained decoding, which needs the exact bytes. */
+enum cellm_status cellm_tok_dec_token(const struct cellm_tok_dec *d, struct cellm_tok_buf *cur,
+                                      struct cellm_error *err)
+{
+    struct cellm_tok_buf nb = {0};
+    const uint8_t *s = (const uint8_t *)(cur->p ? cur->p : "");
+    size_t n = cur->n;
+    int ok = 1, b;
+    switch (d->kind) {
+    case D_SEQ:
+        for (size_t i = 0; i < d->nkids; i++)
+            CELLM_TRY(cellm_tok_dec_token(d->kids[i], cur, err));
+        return CELLM_OK;
+    case D_BYTELEVEL: {
+        int all = 1;
+        for (size_t k = 0; k < n && ok && all;) {
+            uint32_t cp;
+            k += cellm_utf8_next(s + k, n - k, &cp);
+            if ((b = cellm_tok_char_byte(cp)) < 0) {
+                all = 0;
+            } else {
+                uint8_t c = (uint8_t)b;
+                ok = cellm_tok_buf_put(&nb, &c, 1);
+            }
+        }
+        if (ok && !all) {
+            nb.n = 0;
+            ok = cellm_tok_buf_put(&nb, s, n);
+        }
+        break;
+    }
+    case D_BYTEFALLBACK:
+        if ((b = byte_token((const char *)s, n)) >= 0) {
+            uint8_t c = (uint8_t)b;
+            ok = cellm_tok_buf_put(&nb, &c, 1);
+        } else {
+            ok = cellm_tok_buf_put(&nb, s, n);
+        }
+        break;
+    case D_METASPACE:
+        for (size_t k = 0; k < n && ok;) {
+            uint32_t cp;
+            size_t l = cellm_utf8_next(s + k, n - k, &cp);
+            ok = cp == d->ch ? cellm_tok_buf_put(&nb, " ", 1) : cellm_tok_buf_put(&nb, s + k, l);
+            k += l;
+        }
+        break;
+    case D_REPLACE:
+        CELLM_TRY(cellm_tok_pattern_replace(&d->pat, (const char *)s, n, d->content, SIZE_MAX, NULL,
+                                            &nb, err));
+        break;
+    default: /* Fuse, Strip: nothing to do for one token */
+        return CELLM_OK;
+    }
+    if (!ok) {
+        cellm_free(nb.p);
+        return cellm_errf(err, CELLM_ERR_NOMEM, "decoder: out of memory");
+    }
+    cellm_free(cur->p);
+    *cur = nb;
+    return CELLM_OK;
+}

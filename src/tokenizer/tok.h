@@ -96,6 +96,11 @@ void cellm_tok_dec_free(struct cellm_tok_dec *d);
 enum cellm_status cellm_tok_dec_apply(const struct cellm_tok_dec *d,
                                       struct cellm_tok_pieces *pieces, struct cellm_error *err);
 
+/* Replaces *cur (one token's string) by the bytes the decoder chain gives it in the middle
+ * of a text (no UTF-8 repair, no Strip); for constrained decoding. */
+enum cellm_status cellm_tok_dec_token(const struct cellm_tok_dec *d, struct cellm_tok_buf *cur,
+                                      struct cellm_error *err);
+
 /* The byte-level alphabet: byte b is shown as code point cellm_tok_byte_char(b). */
 uint32_t cellm_tok_byte_char(uint8_t b);
 /* Inverse; -1 when cp is not one of the 256. */

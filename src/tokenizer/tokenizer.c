@@ -565,3 +565,27 @@ enum cellm_status cellm_tokenizer_decode(const struct cellm_tokenizer *tok, cons
     *text = b.p;
     return CELLM_OK;
 }
+
+enum cellm_status cellm_tokenizer_token_bytes(const struct cellm_tokenizer *tok, int32_t id,
+                                              struct cellm_tok_buf *b, int *text,
+                                              struct cellm_error *err)
+{
+    *text = 0;
+    size_t len = 0;
+    const char *s = cellm_tok_id_str(tok, id, &len);
+    if (!s) return CELLM_OK;
+    if (tok->added_of[id] >= 0) {
+        if (tok->added[tok->added_of[id]].special) return CELLM_OK;
+        *text = 1;
+        return cellm_tok_buf_put(b, s, len) ? CELLM_OK
+                                            : cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    }
+    struct cellm_tok_buf cur = {0};
+    if (!cellm_tok_buf_put(&cur, s, len)) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    enum cellm_status st = tok->dec ? cellm_tok_dec_token(tok->dec, &cur, err) : CELLM_OK;
+    if (!st && cur.n && !cellm_tok_buf_put(b, cur.p, cur.n))
+        st = cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    *text = !st && cur.n;
+    cellm_free(cur.p);
+    return st;
+}

@@ -45,4 +45,11 @@ enum cellm_status cellm_tok_decode_raw(const struct cellm_tokenizer *tok, const 
                                        size_t n, int skip_special, struct cellm_tok_buf *b,
                                        struct cellm_error *err);
 
+/* Appends the bytes id stands for in generated text to b, and sets *text: 0 for special
+ * tokens and ids without a string (nothing appended), 1 otherwise. For the grammar's
+ * vocabulary (src/grammar/vocab.c). */
+enum cellm_status cellm_tokenizer_token_bytes(const struct cellm_tokenizer *tok, int32_t id,
+                                              struct cellm_tok_buf *b, int *text,
+                                              struct cellm_error *err);
+
 #endif

@@ -77,7 +77,7 @@ P='"prompt_ids":[1,2]'
 expect 400 logprobs logprobs POST /v1/completions "${A[@]}" -d "{$P,\"logprobs\":21}"
 expect 400 top_logprobs top_logprobs POST /v1/chat/completions "${A[@]}" -d '{"messages":[],"top_logprobs":2}'
 expect 400 'tools\[0\]' tools POST /v1/chat/completions "${A[@]}" -d '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}'
-expect 400 tool_choice tool_choice POST /v1/chat/completions "${A[@]}" -d '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required"}'
+expect 400 tool_choice tool_choice POST /v1/chat/completions "${A[@]}" -d '{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"sometimes"}'
 expect 400 response_format response_format POST /v1/chat/completions "${A[@]}" -d '{"messages":[],"response_format":{"type":"json_schema","json_schema":{"schema":{}}}}'
 expect 400 n "n > 64" POST /v1/completions "${A[@]}" -d "{$P,\"n\":65}"
 expect 400 grammar grammar POST /v1/completions "${A[@]}" -d "{$P,\"grammar\":\"root ::= x\"}"

@@ -62,7 +62,8 @@ let phase = 'start';
 async function parity(url, openai, anthropic, system, user, label) {
   const convo = [{ role: 'system', content: system }, { role: 'user', content: user }];
   const TOOL = { name: 'lookup', description: 'Look a word up.', parameters: { type: 'object',
-    properties: { word: { type: 'string' } }, required: ['word'] } };
+    properties: { word: { type: 'string', maxLength: 6 } }, required: ['word'], additionalProperties: false } };
+  const NF = 200; // a forced call is written whole: ~a token per character on the fixture's tokenizer
   const ctool = { type: 'function', function: TOOL };
   const atool = { name: TOOL.name, description: TOOL.description, input_schema: TOOL.parameters };
   const xk = { 'x-api-key': KEY };
@@ -106,15 +107,15 @@ async function parity(url, openai, anthropic, system, user, label) {
 
   phase = `forced tool call parity (${label})`;
   const chatTool = await post(`${url}/v1/chat/completions`, {
-    messages: convo, max_tokens: N, temperature: 0, tools: [ctool],
+    messages: convo, max_tokens: NF, temperature: 0, tools: [ctool],
     tool_choice: { type: 'function', function: { name: 'lookup' } },
   }, auth);
   const respTool = await post(`${url}/v1/responses`, {
-    instructions: system, input: user, max_output_tokens: N, temperature: 0,
+    instructions: system, input: user, max_output_tokens: NF, temperature: 0,
     tools: [{ type: 'function', ...TOOL }], tool_choice: { type: 'function', name: 'lookup' },
   }, auth);
   const msgTool = await post(`${url}/v1/messages`, {
-    system, messages: [{ role: 'user', content: user }], max_tokens: N, temperature: 0,
+    system, messages: [{ role: 'user', content: user }], max_tokens: NF, temperature: 0,
     tools: [atool], tool_choice: { type: 'tool', name: 'lookup' },
   }, xk);
   if (chatTool.status !== 200) {
@@ -130,14 +131,14 @@ async function parity(url, openai, anthropic, system, user, label) {
     eq(msgTool.json.stop_reason, 'tool_use', 'stop_reason tool_use');
     // streamed: the arguments arrive as deltas and add up to the call
     const st = await openai.responses.create({
-      model: 'x', instructions: system, input: user, max_output_tokens: N, temperature: 0, stream: true,
+      model: 'x', instructions: system, input: user, max_output_tokens: NF, temperature: 0, stream: true,
       tools: [{ type: 'function', ...TOOL }], tool_choice: { type: 'function', name: 'lookup' },
     });
     let sargs = '';
     for await (const ev of st) if (ev.type === 'response.function_call_arguments.delta') sargs += ev.delta;
     eq(sargs, call.arguments, 'streamed function_call_arguments = chat arguments');
     const ms = await anthropic.messages.create({
-      model: 'x', system, messages: [{ role: 'user', content: user }], max_tokens: N, temperature: 0, stream: true,
+      model: 'x', system, messages: [{ role: 'user', content: user }], max_tokens: NF, temperature: 0, stream: true,
       tools: [atool], tool_choice: { type: 'tool', name: 'lookup' },
     });
     let partial = '';

@@ -8,8 +8,8 @@
 // result in the history are accepted, and the prompt the server renders has exactly as many
 // tokens as the one Python's jinja2 renders from the same conversation (tests/chat/render.py,
 // the transformers environment); chat_template_kwargs and reasoning_effort reach the
-// template; streamed and non-streamed answers agree; tool_choice required and named are
-// refused by name. The parsing of tool calls out of model output is tests/test_toolcall.c's
+// template; streamed and non-streamed answers agree; tool_choice required and named force
+// one call whose arguments follow the tool's schema (the grammar engine), streamed and not. The parsing of tool calls out of model output is tests/test_toolcall.c's
 // (canned outputs of every format).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -160,14 +160,47 @@ try {
   const r2 = await client.chat.completions.create({ ...req, tool_choice: 'none', max_tokens: 4 });
   eq(r2.choices[0].message.tool_calls ?? null, null, 'tool_choice none: no calls');
   await client.chat.completions.create({ ...req, tool_choice: 'auto', parallel_tool_calls: false, max_tokens: 4 });
-  for (const tc of ['required', { type: 'function', function: { name: 'get_weather' } }]) {
+  // required and named force one well-formed call through the grammar engine, whatever
+  // the tiny model would say; its arguments follow the tool's parameters schema
+  // (strings bounded: the fixture's tokenizer spends about a token per character)
+  const two = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 }, unit: { type: 'string', enum: ['c', 'f'] } }, required: ['city'], additionalProperties: false } } },
+    { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['utc', 'cet'] } }, required: ['zone'], additionalProperties: false } } }];
+  for (const [tc, names] of [['required', ['get_weather', 'get_time']], [{ type: 'function', function: { name: 'get_time' } }, ['get_time']]]) {
+    for (const seed of [1, 2, 3]) {
+      const q = { ...req, tools: two, tool_choice: tc, max_tokens: 300, temperature: 1.0, seed };
+      const r = await client.chat.completions.create(q);
+      const what = `tool_choice ${JSON.stringify(tc)} seed ${seed}`;
+      eq(r.choices[0].finish_reason, 'tool_calls', `${what}: finish_reason`);
+      const calls = r.choices[0].message.tool_calls ?? [];
+      eq(calls.length, 1, `${what}: one call`);
+      check(names.includes(calls[0].function.name), `${what}: name ${calls[0].function.name}`);
+      const args = JSON.parse(calls[0].function.arguments);
+      if (calls[0].function.name === 'get_time') check(['utc', 'cet'].includes(args.zone) && Object.keys(args).length === 1, `${what}: arguments ${calls[0].function.arguments}`);
+      else check(typeof args.city === 'string' && (args.unit === undefined || ['c', 'f'].includes(args.unit)), `${what}: arguments ${calls[0].function.arguments}`);
+      let sname = '', sargs = '', sfinish = null;
+      for await (const ch of await client.chat.completions.create({ ...q, stream: true })) {
+        for (const d of ch.choices[0]?.delta?.tool_calls ?? []) {
+          sname += d.function?.name ?? '';
+          sargs += d.function?.arguments ?? '';
+        }
+        sfinish = ch.choices[0]?.finish_reason ?? sfinish;
+      }
+      eq(sname, calls[0].function.name, `${what}: streamed name`);
+      eq(sargs, calls[0].function.arguments, `${what}: streamed arguments`);
+      eq(sfinish, 'tool_calls', `${what}: streamed finish_reason`);
+    }
+  }
+  for (const [q, param, why] of [
+    [{ ...req, tool_choice: { type: 'function', function: { name: 'nope' } } }, 'tool_choice', /not in 'tools'/],
+    [{ ...req, tool_choice: 'required', response_format: { type: 'json_object' } }, 'tool_choice', /send one of them/],
+  ]) {
     try {
-      await client.chat.completions.create({ ...req, tool_choice: tc });
-      fail(`tool_choice ${JSON.stringify(tc)}: no error`);
+      await client.chat.completions.create(q);
+      fail(`${JSON.stringify(q.tool_choice)}: no error`);
     } catch (e) {
-      eq(e.status, 400, `tool_choice ${JSON.stringify(tc)}: status`);
-      eq(e.param ?? e.error?.param, 'tool_choice', 'param');
-      check(/constrained decoding/.test(e.message), `the refusal says why: ${e.message}`);
+      eq(e.status, 400, 'refused forced call: status');
+      eq(e.param ?? e.error?.param, param, 'refused forced call: param');
+      check(why.test(e.message), `the refusal says why: ${e.message}`);
     }
   }
   phase = 'malformed tool messages';
