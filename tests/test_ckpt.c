@@ -224,8 +224,15 @@ static void layouts_in_detail(void **state)
     assert_true(d.layers[1].moe);
     assert_int_equal(d.layers[1].router.bits, 8);
     assert_int_equal(d.layers[1].router.rows, 8);
-    assert_int_equal(d.layers[1].e_down[7].fmt, CELLM_W_BF16); /* experts left unquantized */
+    /* the stacked experts are quantized too (the fixture as remade on 2026-12-07) */
+    assert_int_equal(d.layers[1].e_down[7].fmt, CELLM_W_AFFINE);
+    assert_int_equal(d.layers[1].e_down[7].bits, 4);
+    assert_int_equal(d.layers[1].e_down[7].group, 64);
     assert_int_equal(d.layers[1].e_down[7].rows, 64);
+    /* [rows][cols / group] 16-bit scales per expert, experts back to back */
+    assert_ptr_equal(d.layers[1].e_down[7].scales,
+                     d.layers[1].e_down[0].scales +
+                         7 * 64 * (d.layers[1].e_down[0].cols / 64) * 2);
     /* expert 7's codes are the last slice of the stacked tensor */
     assert_ptr_equal(d.layers[1].e_gate[7].data,
                      d.layers[1].e_gate[0].data + 7 * 64 * d.layers[1].e_gate[0].row_bytes);
