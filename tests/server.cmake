@@ -50,4 +50,10 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
                    ${PROJECT_SOURCE_DIR}/models/wordnet-llama ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(server/endpoints PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
+  # LangChain (bindTools, withStructuredOutput) and the AI SDK (generateText with tools,
+  # generateObject) on a checkpoint with Qwen2.5's template
+  add_test(NAME server/agents
+           COMMAND ${CELLM_NODE} ${srv}/agents.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
+                   ${CMAKE_CURRENT_BINARY_DIR})
+  set_tests_properties(server/agents PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
 endif()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Server tests: the official openai client and ajv (structured.mjs validates JSON output
-# against its schema), at the versions pinned in
+# Server tests: the official openai client, the agent clients (@anthropic-ai/sdk, the
+# Vercel AI SDK, @langchain/openai) and ajv (structured.mjs and agents.mjs validate JSON
+# output against its schema), at the versions pinned in
 # tests/server/package-lock.json, into tests/server/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/../../tests/server"
