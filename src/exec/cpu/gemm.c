@@ -166,8 +166,11 @@ static void decode_segment(enum cellm_isa isa, const struct cellm_weight *w, int
         s.biases = w->biases + g0;
         break;
     }
-    default:
+    case CELLM_W_NONE:
         memset(out, 0, (size_t)kc * sizeof *out);
+        return;
+    default: /* the formats of docs/formats.md: scalar decode of the stretch */
+        cellm_weight_row_seg(w, r, k0, kc, out);
         return;
     }
     cellm_cpu_dequant_rows(isa, &s, 0, 1, out);

@@ -274,6 +274,11 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
 static enum cellm_status check_weight(const struct cellm_weight *w, struct cellm_error *err)
 {
     if (w->fmt == CELLM_W_NONE) return CELLM_OK;
+    if (w->fmt > CELLM_W_AFFINE) /* docs/formats.md: CPU only so far */
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s is stored as %s, which only the CPU "
+                          "executor reads so far",
+                          w->name ? w->name : "?", cellm_wfmt_name(w->fmt));
     if (w->cols % 32 && w->fmt == CELLM_W_AFFINE)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: tensor %s: %lld columns, expected a multiple of 32",
@@ -401,6 +406,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           cfg->head_dim);
     const struct cellm_weight *ws[] = {&d->head};
     CELLM_TRY(check_weight(ws[0], err));
+    CELLM_TRY(check_weight(&d->embed, err));
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
         const struct cellm_weight *lw[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,
