@@ -181,7 +181,7 @@ static void mx_special_values(void **state)
     row[2] = 0x7f;     /* NaN */
     row[3] = 0x08;     /* 2^-6 * 2^-127 = 2^-133, a float32 subnormal, exact */
     row[32] = 0x7e;    /* 448 * 2^127 overflows to +Inf, as in the reference */
-    row[33] = 0x30;    /* 1.0 * 2^127 */
+    row[33] = 0x38;    /* 1.0 * 2^127 */
     float out[64];
     cellm_weight_row(&f.w, 0, out);
     assert_true(out[0] == 0.0f && signbit(out[0]));
