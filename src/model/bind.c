@@ -542,7 +542,10 @@ static enum cellm_status bind_experts(struct binder *b, const char *p, struct ce
         return bind_matrix(b, mod, E, H, I, L->e_down);
     }
     snprintf(probe, sizeof probe, "%smlp.experts.gate_up_proj.weight", p);
-    if (cellm_ckpt_find(&b->d->ckpt, probe)) { /* transformers v5 fused experts */
+    char probe2[300]; /* the same, stored as gpt-oss-style mxfp4 blocks */
+    snprintf(probe2, sizeof probe2, "%smlp.experts.gate_up_proj_blocks", p);
+    if (cellm_ckpt_find(&b->d->ckpt, probe) || cellm_ckpt_find(&b->d->ckpt, probe2)) {
+        /* transformers v5 fused experts */
         struct cellm_weight *gu = cellm_calloc((size_t)E, sizeof *gu);
         if (!gu) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
         snprintf(mod, sizeof mod, "%smlp.experts.gate_up_proj", p);
