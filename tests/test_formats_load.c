@@ -20,6 +20,8 @@
 #include "model/model.h"
 #include "st_util.h"
 
+#include <sys/stat.h>
+
 enum { H = 64, I = 128, V = 64, QD = 64, KD = 32, E = 4, MI = 64 };
 
 /* What a projection is stored as. */
@@ -127,11 +129,25 @@ static const char *llama_cfg =
     "\"head_dim\":32,\"rms_norm_eps\":1e-5,\"max_position_embeddings\":256,"
     "\"tie_word_embeddings\":true,\"bos_token_id\":1,\"eos_token_id\":2%s}";
 
+/* --write DIR: checkpoints go to DIR/NAME and stay (for test_inspect_formats.sh). */
+static const char *keep_dir;
+static const char *keep_name;
+
+static void make_dir(struct ckpt *c)
+{
+    if (keep_dir) {
+        snprintf(c->dir, sizeof c->dir, "%s/%s", keep_dir, keep_name);
+        assert_true(mkdir(c->dir, 0755) == 0);
+    } else {
+        assert_true(tst_mkdtemp(c->dir, sizeof c->dir));
+    }
+}
+
 /* A one-layer Llama with every projection stored as k and `quant` appended to config.json. */
 static void llama(struct ckpt *c, enum kind k, const char *quant)
 {
     memset(c, 0, sizeof *c);
-    assert_true(tst_mkdtemp(c->dir, sizeof c->dir));
+    make_dir(c);
     add_f32(c, "model.embed_tokens.weight", V, H);
     add_f32(c, "model.norm.weight", H, 0);
     add_f32(c, "model.layers.0.input_layernorm.weight", H, 0);
@@ -155,7 +171,7 @@ static void write_st(struct ckpt *c)
 
 static void ckpt_free(struct ckpt *c)
 {
-    tst_rm_rf(c->dir);
+    if (!keep_dir) tst_rm_rf(c->dir);
     for (int i = 0; i < c->nw; i++)
         fmt_free(&c->w[i]);
     for (int i = 0; i < c->nf; i++)
@@ -588,8 +604,41 @@ static void hf_refused(void **state)
     }
 }
 
-int main(void)
+/* Writes one checkpoint per format under dir (they stay). */
+static int write_all(const char *dir)
 {
+    static const struct {
+        const char *name;
+        enum kind k;
+        const char *q;
+    } v[] = {
+        {"mxfp4", K_MXFP4, ",\"quantization\":{\"group_size\":32,\"bits\":4,\"mode\":\"mxfp4\"}"},
+        {"mxfp8", K_MXFP8, ",\"quantization\":{\"group_size\":32,\"bits\":8,\"mode\":\"mxfp8\"}"},
+        {"nvfp4", K_NVFP4, ",\"quantization\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\"}"},
+        {"gptoss-mxfp4", K_BLOCKS, ",\"quantization_config\":{\"quant_method\":\"mxfp4\"}"},
+        {"fp8", K_FP8,
+         ",\"quantization_config\":{\"quant_method\":\"fp8\",\"weight_block_size\":[32,32]}"},
+        {"gptq", K_GPTQ_DESC,
+         ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":32,"
+         "\"desc_act\":true}"},
+        {"awq", K_AWQ,
+         ",\"quantization_config\":{\"quant_method\":\"awq\",\"bits\":4,\"group_size\":32,"
+         "\"version\":\"GEMM\"}"},
+    };
+    keep_dir = dir;
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        struct ckpt c;
+        keep_name = v[i].name;
+        llama(&c, v[i].k, v[i].q);
+        write_st(&c);
+        ckpt_free(&c);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--write")) return write_all(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mlx_modes_load),       cmocka_unit_test(mlx_mixed_modes),
         cmocka_unit_test(hf_formats_load),      cmocka_unit_test(stacked_expert_blocks),
