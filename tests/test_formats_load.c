@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "cellm.h"
 #include "fmt_util.h"
 #include "model/model.h"
 #include "st_util.h"
@@ -604,6 +605,106 @@ static void hf_refused(void **state)
     }
 }
 
+/* ---- the whole model ---------------------------------------------------------------- */
+
+/* The same Llama with its projections stored as the test's F32 values. */
+static void write_twin(const struct ckpt *c, const char *dir)
+{
+    struct tst_tensor t[16];
+    for (int i = 0; i < 4; i++)
+        t[i] = c->t[i]; /* embedding and norms come first */
+    for (int p = 0; p < 7; p++) {
+        struct tst_tensor *x = &t[4 + p];
+        memset(x, 0, sizeof *x);
+        snprintf(x->name, sizeof x->name, "model.layers.0.%s.weight", proj_names[p]);
+        snprintf(x->dtype, sizeof x->dtype, "F32");
+        x->ndim = 2;
+        x->shape[0] = proj_rows[p];
+        x->shape[1] = proj_cols[p];
+        x->data = c->w[p].ref;
+        x->nbytes = (size_t)proj_rows[p] * (size_t)proj_cols[p] * 4;
+    }
+    char path[512], cfg[2048];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_true(tst_st_write(path, t, 11));
+    snprintf(cfg, sizeof cfg, llama_cfg, "");
+    assert_true(tst_write_str(dir, "config.json", cfg));
+}
+
+/* Prompt logits (a 7-token prefill: the GEMM path) and 3 decode steps (the decode path). */
+static float *run_model(const char *dir, enum cellm_precision prec)
+{
+    struct cellm_model_params mp = cellm_model_params_default();
+    mp.n_threads = 2;
+    mp.precision = prec;
+    struct cellm_model *m;
+    struct cellm_ctx *ctx;
+    struct cellm_error err;
+    if (cellm_model_load(dir, &mp, &m, &err) != CELLM_OK) fail_msg("%s", err.msg);
+    struct cellm_ctx_params cp = cellm_ctx_params_default();
+    if (cellm_ctx_new(m, &cp, &ctx, &err) != CELLM_OK) fail_msg("%s", err.msg);
+    int seq = cellm_ctx_seq_new(ctx);
+    float *out = malloc(10 * V * sizeof *out);
+    struct cellm_batch_item items[7];
+    static const int32_t prompt[7] = {1, 5, 9, 13, 2, 40, 63};
+    for (int i = 0; i < 7; i++)
+        items[i] = (struct cellm_batch_item){prompt[i], seq, 1};
+    const float *lg;
+    if (cellm_ctx_eval(ctx, items, 7, &lg, &err) != CELLM_OK) fail_msg("%s", err.msg);
+    memcpy(out, lg, 7 * V * sizeof *out);
+    for (int s = 0; s < 3; s++) {
+        struct cellm_batch_item it = {(int32_t)(7 * s + 3), seq, 1};
+        if (cellm_ctx_eval(ctx, &it, 1, &lg, &err) != CELLM_OK) fail_msg("%s", err.msg);
+        memcpy(out + (7 + s) * V, lg, V * sizeof *out);
+    }
+    cellm_ctx_free(ctx);
+    cellm_model_free(m);
+    return out;
+}
+
+/* A model stored in each format computes what the model with its dequantized weights
+ * computes, bit for bit (exact mode: the products use the exactly reconstructed weights,
+ * through the same kernels' summation order), and in fast mode too, against the F32 model
+ * in fast mode (F32 weights and these formats both take the exact products there). */
+static void engine_matches_dequantized(void **state)
+{
+    (void)state;
+    static const struct {
+        enum kind k;
+        const char *q;
+    } v[] = {
+        {K_MXFP4, ",\"quantization\":{\"group_size\":32,\"bits\":4,\"mode\":\"mxfp4\"}"},
+        {K_MXFP8, ",\"quantization\":{\"group_size\":32,\"bits\":8,\"mode\":\"mxfp8\"}"},
+        {K_NVFP4, ",\"quantization\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\"}"},
+        {K_BLOCKS, ",\"quantization_config\":{\"quant_method\":\"mxfp4\"}"},
+        {K_FP8, ",\"quantization_config\":{\"quant_method\":\"fp8\",\"weight_block_size\":[32,32]}"},
+        {K_GPTQ_DESC, ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,"
+                      "\"group_size\":32,\"desc_act\":true}"},
+        {K_AWQ, ",\"quantization_config\":{\"quant_method\":\"awq\",\"bits\":4,\"group_size\":32}"},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        struct ckpt c;
+        llama(&c, v[i].k, v[i].q);
+        write_st(&c);
+        char twin[256];
+        assert_true(tst_mkdtemp(twin, sizeof twin));
+        write_twin(&c, twin);
+        for (int prec = 0; prec < 2; prec++) {
+            float *a = run_model(c.dir, (enum cellm_precision)prec);
+            float *b = run_model(twin, (enum cellm_precision)prec);
+            for (int k = 0; k < 10 * V; k++)
+                if (cellm_f32_bits(a[k]) != cellm_f32_bits(b[k]))
+                    fail_msg("%s (%s): logit %d of row %d is %a; dequantized F32 model: %a",
+                             v[i].q, prec ? "fast" : "exact", k % V, k / V, (double)a[k],
+                             (double)b[k]);
+            free(a);
+            free(b);
+        }
+        tst_rm_rf(twin);
+        ckpt_free(&c);
+    }
+}
+
 /* Writes one checkpoint per format under dir (they stay). */
 static int write_all(const char *dir)
 {
@@ -643,7 +744,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(mlx_modes_load),       cmocka_unit_test(mlx_mixed_modes),
         cmocka_unit_test(hf_formats_load),      cmocka_unit_test(stacked_expert_blocks),
         cmocka_unit_test(mx_malformed),         cmocka_unit_test(hf_malformed),
-        cmocka_unit_test(hf_refused),
+        cmocka_unit_test(hf_refused),           cmocka_unit_test(engine_matches_dequantized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
