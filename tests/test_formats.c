@@ -21,6 +21,7 @@
 #include "base/threadpool.h"
 #include "exec/cpu/gemm.h"
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/kernels_fp.h"
 #include "fmt_util.h"
 
 static void same_value(float got, double want, const char *what, long k)
@@ -91,6 +92,13 @@ static void check_decode(const struct fmt_w *f)
         cellm_cpu_dequant_rows(isas[k], &v, 2, R - 5, out);
         expect_rows(out, f->ref + 5 * C, (R - 5) * C, f, "sub-view");
     }
+    /* the SIMD decoders on k-ranges of whole groups (the GEMM's k blocks) */
+    for (int k = 0; k < n_isa; k++)
+        for (int64_t r = 0; r < R; r += 3) {
+            int64_t k0 = f->w.group, kc = C - 2 * f->w.group;
+            if (cellm_cpu_fp_dequant(isas[k], &f->w, r, k0, kc, out))
+                expect_rows(out, f->ref + r * C + k0, kc, f, "cellm_cpu_fp_dequant");
+        }
     /* k-ranges on group boundaries and inside groups */
     int64_t k0s[3] = {0, f->w.group, 5}, kcs[3] = {C, C - f->w.group, C - 9};
     for (int j = 0; j < 3; j++)
@@ -165,6 +173,11 @@ static void mx_formats(void **state)
     fmt_make_mx(&f, CELLM_W_NVFP4, 19, 160);
     assert_true(fabs(cellm_weight_bpw(&f.w) - 4.5) < 1e-12);
     check_all(&f);
+    /* wider than the GEMM's k block (1024): later blocks start inside the row */
+    fmt_make_mx(&f, CELLM_W_MXFP4, 9, 2304);
+    check_all(&f);
+    fmt_make_mx(&f, CELLM_W_NVFP4, 6, 1040);
+    check_all(&f);
 }
 
 /* -0, subnormals, NaN and the E8M0 extremes inside real tensors. */
@@ -218,6 +231,8 @@ static void fp8_blocks(void **state)
     check_all(&f);
     fmt_make_fp8(&f, 33, 128, 32, 32, CELLM_DT_BF16);
     check_all(&f);
+    fmt_make_fp8(&f, 7, 1100, 4, 128, CELLM_DT_F32);
+    check_all(&f);
     /* a product that must round: 1.125 * (1 + 2^-23) is not a float */
     fmt_make_fp8(&f, 1, 32, 128, 128, CELLM_DT_F32);
     float s = 1.0f + 0x1p-23f, out[32];
@@ -245,6 +260,8 @@ static void gptq_awq(void **state)
     fmt_make_gptq(&f, 1, 4, 32, 128, 64, 0, 0); /* AWQ */
     check_all(&f);
     fmt_make_gptq(&f, 1, 4, 16, 256, 128, 0, 0);
+    check_all(&f);
+    fmt_make_gptq(&f, 0, 4, 8, 1280, 128, 1, 1);
     check_all(&f);
 }
 

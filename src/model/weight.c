@@ -8,23 +8,6 @@
 
 #include "base/half.h"
 
-float cellm_e4m3(unsigned c)
-{
-    c &= 0xff;
-    float sign = c & 0x80 ? -1.0f : 1.0f;
-    if ((c & 0x7f) == 0x7f) return sign * NAN;
-    int e = (int)(c >> 3) & 15, m = (int)c & 7;
-    /* both branches are exact: a 4-bit integer times a power of two */
-    return sign * (e ? ldexpf((float)(8 + m), e - 10) : ldexpf((float)m, -9));
-}
-
-float cellm_e8m0(unsigned c)
-{
-    c &= 0xff;
-    if (c == 255) return NAN;
-    return ldexpf(1.0f, (int)c - 127); /* 2^-127 is a float32 subnormal, still exact */
-}
-
 static inline float scale_any(enum cellm_dtype dt, const uint8_t *p)
 {
     switch (dt) {
@@ -117,12 +100,17 @@ void cellm_weight_row_seg(const struct cellm_weight *w, int64_t r, int64_t k0, i
     const uint8_t *row = w->data + (size_t)r * w->row_bytes;
     if (is_mx(w->fmt)) {
         const uint8_t *s = w->scales + (size_t)r * (size_t)(w->cols / w->group);
-        for (int64_t i = k0; i < k0 + kc; i++) {
-            uint8_t sb = s[i / w->group];
-            float sc = w->fmt == CELLM_W_NVFP4 ? cellm_e4m3(sb) : cellm_e8m0(sb);
-            float q = w->fmt == CELLM_W_MXFP8 ? cellm_e4m3(row[i])
-                                              : cellm_e2m1(row[i / 2] >> (4 * (i & 1)));
-            out[i - k0] = q * sc; /* exact: small floats times a power of two or E4M3 */
+        for (int64_t i = k0; i < k0 + kc;) {
+            int64_t g = i / w->group, end = (g + 1) * w->group < k0 + kc ? (g + 1) * w->group
+                                                                           : k0 + kc;
+            float sc = w->fmt == CELLM_W_NVFP4 ? cellm_e4m3(s[g]) : cellm_e8m0(s[g]);
+            /* exact: small floats times a power of two or an E4M3 value */
+            if (w->fmt == CELLM_W_MXFP8)
+                for (; i < end; i++)
+                    out[i - k0] = cellm_e4m3(row[i]) * sc;
+            else
+                for (; i < end; i++)
+                    out[i - k0] = cellm_e2m1((unsigned)row[i / 2] >> (4 * (i & 1))) * sc;
         }
         return;
     }

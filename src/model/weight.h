@@ -96,10 +96,36 @@ static inline float cellm_e2m1(unsigned c)
                                 -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
     return v[c & 15];
 }
-/* E4M3 (float8_e4m3fn): exponent bias 7, subnormals m * 2^-9, 0x7f/0xff NaN, no Inf. */
-float cellm_e4m3(unsigned c);
-/* E8M0 scale: 2^(c - 127); 255 is NaN. */
-float cellm_e8m0(unsigned c);
+/* E4M3 (float8_e4m3fn): exponent bias 7, subnormals m * 2^-9, 0x7f/0xff NaN, no Inf.
+ * Built from bits: a normal code's exponent and mantissa fields move into float32's
+ * (rebias 120); a subnormal is m * 2^-9, exact. */
+static inline float cellm_e4m3(unsigned c)
+{
+    uint32_t sign = (uint32_t)(c & 0x80) << 24, mag = c & 0x7f, bits;
+    if (mag == 0x7f) {
+        bits = 0x7fc00000u;
+    } else if (mag >= 8) {
+        bits = (mag << 20) + (120u << 23);
+    } else {
+        float f = (float)mag * 0x1p-9f;
+        uint32_t u;
+        __builtin_memcpy(&u, &f, 4);
+        bits = u;
+    }
+    bits |= sign;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+/* E8M0 scale: 2^(c - 127); 255 is NaN; 0 is 2^-127, float32's subnormal 0x00400000. */
+static inline float cellm_e8m0(unsigned c)
+{
+    c &= 0xff;
+    uint32_t bits = c == 255 ? 0x7fc00000u : c ? (uint32_t)c << 23 : 0x00400000u;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
 
 /* Elements [k0, k0 + kc) of row r, as cellm_weight_row gives them. */
 void cellm_weight_row_seg(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,

@@ -13,6 +13,7 @@
 
 #include "base/half.h"
 #include "gemm.h"
+#include "kernels_fp.h"
 #include "kernels_x86.h"
 
 #include <stdlib.h>
@@ -442,6 +443,9 @@ void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, in
                             int64_t nr, float *out)
 {
     for (int64_t i = 0; i < nr; i++) {
+        /* the small-float formats of docs/formats.md */
+        if (w->fmt > CELLM_W_AFFINE && cellm_cpu_fp_dequant(isa, w, r0 + i, 0, w->cols, out + i * w->cols))
+            continue;
 #if HAVE_X86
         if (isa == CELLM_ISA_AVX512 && cellm_avx512_dequant_row(w, r0 + i, out + i * w->cols))
             continue;

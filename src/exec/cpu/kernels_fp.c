@@ -1,0 +1,210 @@
+/*
+ * kernels_fp.c: AVX2 and AVX-512 row decoders for E2M1 / E4M3 codes (see kernels_fp.h).
+ *
+ * E2M1 is a table lookup in registers: the magnitude (3 bits) through a permute of the 8
+ * values, the sign bit moved to bit 31 (AVX2), or all 16 signed values in one permute
+ * (AVX-512). E4M3 is built from its bits as in cellm_e4m3: a normal code's fields shifted
+ * into float32's with the exponent rebiased by 120, a subnormal as m * 2^-9, 0x7f as NaN.
+ * Scales are widened once per group (E8M0 and E4M3 scalars, FP8 blocks' F32/BF16/F16).
+ */
+#include "kernels_fp.h"
+
+#include <string.h>
+
+#include "base/half.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+
+static float group_scale(const struct cellm_weight *w, const uint8_t *s)
+{
+    return w->fmt == CELLM_W_NVFP4 ? cellm_e4m3(*s) : cellm_e8m0(*s);
+}
+
+/* FP8 block scale of row r, block column b. */
+static float block_scale(const struct cellm_weight *w, int64_t r, int64_t b)
+{
+    int64_t sc = (w->cols + w->group - 1) / w->group;
+    size_t i = (size_t)(((r + w->r_off) / w->block_rows) * sc + b);
+    switch (w->sdtype) {
+    case CELLM_DT_F32:
+        return cellm_bits_f32(cellm_load_u32(w->scales + 4 * i));
+    case CELLM_DT_BF16:
+        return cellm_bf16_to_f32(cellm_load_u16(w->scales + 2 * i));
+    default:
+        return cellm_f16_to_f32(cellm_load_u16(w->scales + 2 * i));
+    }
+}
+
+/* ---- AVX2 ---------------------------------------------------------------------------- */
+
+/* 8 E2M1 codes (one per 32-bit lane) as floats. */
+AVX2 static inline __m256 e2m1x8(__m256i c)
+{
+    const __m256 mag = _mm256_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f);
+    __m256 v = _mm256_permutevar8x32_ps(mag, c); /* uses the low 3 bits */
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(8)), 28);
+    return _mm256_xor_ps(v, _mm256_castsi256_ps(sign));
+}
+
+/* 8 E4M3 codes (one per 32-bit lane) as floats. */
+AVX2 static inline __m256 e4m3x8(__m256i c)
+{
+    __m256i mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7f));
+    __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23));
+    __m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0x1p-9f));
+    __m256 is_normal = _mm256_castsi256_ps(_mm256_cmpgt_epi32(mag, _mm256_set1_epi32(7)));
+    __m256 v = _mm256_blendv_ps(sub, _mm256_castsi256_ps(normal), is_normal);
+    __m256 is_nan = _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7f)));
+    v = _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)), is_nan);
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24);
+    return _mm256_xor_ps(v, _mm256_castsi256_ps(sign));
+}
+
+/* n (a multiple of 16) E2M1 codes from p (low nibble first) times sc into out. */
+AVX2 static void e2m1_run_avx2(const uint8_t *p, int64_t n, __m256 sc, float *out)
+{
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    for (int64_t e = 0; e < n; e += 16) {
+        __m128i v = _mm_loadl_epi64((const __m128i *)(p + e / 2));
+        __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+        __m128i a = _mm_unpacklo_epi8(lo, hi); /* elements e .. e+15 in order */
+        _mm256_storeu_ps(out + e, _mm256_mul_ps(e2m1x8(_mm256_cvtepu8_epi32(a)), sc));
+        _mm256_storeu_ps(out + e + 8,
+                         _mm256_mul_ps(e2m1x8(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8))), sc));
+    }
+}
+
+AVX2 static void e4m3_run_avx2(const uint8_t *p, int64_t n, __m256 sc, float *out)
+{
+    int64_t e = 0;
+    for (; e + 8 <= n; e += 8) {
+        __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + e)));
+        _mm256_storeu_ps(out + e, _mm256_mul_ps(e4m3x8(c), sc));
+    }
+    for (; e < n; e++)
+        out[e] = cellm_e4m3(p[e]) * _mm256_cvtss_f32(sc);
+}
+
+AVX2 static int fp_avx2(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc, float *out)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    if (w->fmt == CELLM_W_FP8BLK) {
+        for (int64_t i = k0; i < k0 + kc;) {
+            int64_t b = i / w->group, end = (b + 1) * w->group;
+            if (end > k0 + kc) end = k0 + kc;
+            e4m3_run_avx2(row + i, end - i, _mm256_set1_ps(block_scale(w, r, b)), out + (i - k0));
+            i = end;
+        }
+        return 1;
+    }
+    /* MX formats: k0 and kc are whole groups (the GEMM's k blocks are multiples of 128) */
+    if (k0 % w->group || kc % w->group) return 0;
+    const uint8_t *s = w->scales + (size_t)r * (size_t)(w->cols / w->group);
+    for (int64_t g = k0 / w->group; g < (k0 + kc) / w->group; g++) {
+        __m256 sc = _mm256_set1_ps(group_scale(w, s + g));
+        float *o = out + (g * w->group - k0);
+        if (w->fmt == CELLM_W_MXFP8)
+            e4m3_run_avx2(row + g * w->group, w->group, sc, o);
+        else
+            e2m1_run_avx2(row + g * w->group / 2, w->group, sc, o);
+    }
+    return 1;
+}
+
+/* ---- AVX-512 ------------------------------------------------------------------------- */
+
+AVX512 static inline __m512 e4m3x16(__m512i c)
+{
+    __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7f));
+    __m512i normal = _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23));
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0x1p-9f));
+    v = _mm512_mask_mov_ps(v, _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(7)),
+                           _mm512_castsi512_ps(normal));
+    v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7f)),
+                           _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000)));
+    __m512i sign = _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24);
+    return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), sign));
+}
+
+AVX512 static void e2m1_run_avx512(const uint8_t *p, int64_t n, __m512 sc, float *out)
+{
+    const __m512 tbl = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                      -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    int64_t e = 0;
+    for (; e + 32 <= n; e += 32) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + e / 2));
+        __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+        __m512i a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+        __m512i b = _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi));
+        _mm512_storeu_ps(out + e, _mm512_mul_ps(_mm512_permutexvar_ps(a, tbl), sc));
+        _mm512_storeu_ps(out + e + 16, _mm512_mul_ps(_mm512_permutexvar_ps(b, tbl), sc));
+    }
+    if (e < n) { /* a 16-element group (nvfp4) */
+        __m128i v = _mm_loadl_epi64((const __m128i *)(p + e / 2));
+        __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+        __m512i a = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi));
+        _mm512_storeu_ps(out + e, _mm512_mul_ps(_mm512_permutexvar_ps(a, tbl), sc));
+    }
+}
+
+AVX512 static void e4m3_run_avx512(const uint8_t *p, int64_t n, __m512 sc, float *out)
+{
+    int64_t e = 0;
+    for (; e + 16 <= n; e += 16) {
+        __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + e)));
+        _mm512_storeu_ps(out + e, _mm512_mul_ps(e4m3x16(c), sc));
+    }
+    float s = _mm512_cvtss_f32(sc);
+    for (; e < n; e++)
+        out[e] = cellm_e4m3(p[e]) * s;
+}
+
+AVX512 static int fp_avx512(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,
+                            float *out)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    if (w->fmt == CELLM_W_FP8BLK) {
+        for (int64_t i = k0; i < k0 + kc;) {
+            int64_t b = i / w->group, end = (b + 1) * w->group;
+            if (end > k0 + kc) end = k0 + kc;
+            e4m3_run_avx512(row + i, end - i, _mm512_set1_ps(block_scale(w, r, b)),
+                            out + (i - k0));
+            i = end;
+        }
+        return 1;
+    }
+    if (k0 % w->group || kc % w->group) return 0;
+    const uint8_t *s = w->scales + (size_t)r * (size_t)(w->cols / w->group);
+    for (int64_t g = k0 / w->group; g < (k0 + kc) / w->group; g++) {
+        __m512 sc = _mm512_set1_ps(group_scale(w, s + g));
+        float *o = out + (g * w->group - k0);
+        if (w->fmt == CELLM_W_MXFP8)
+            e4m3_run_avx512(row + g * w->group, w->group, sc, o);
+        else
+            e2m1_run_avx512(row + g * w->group / 2, w->group, sc, o);
+    }
+    return 1;
+}
+#endif
+
+int cellm_cpu_fp_dequant(enum cellm_isa isa, const struct cellm_weight *w, int64_t r, int64_t k0,
+                         int64_t kc, float *out)
+{
+    if (w->fmt != CELLM_W_MXFP4 && w->fmt != CELLM_W_MXFP8 && w->fmt != CELLM_W_NVFP4 &&
+        w->fmt != CELLM_W_FP8BLK)
+        return 0;
+#if defined(__x86_64__)
+    if (isa == CELLM_ISA_AVX512) return fp_avx512(w, r, k0, kc, out);
+    if (isa == CELLM_ISA_AVX2) return fp_avx2(w, r, k0, kc, out);
+#endif
+    (void)isa;
+    (void)r;
+    (void)k0;
+    (void)kc;
+    (void)out;
+    return 0;
+}

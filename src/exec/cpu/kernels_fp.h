@@ -1,0 +1,20 @@
+/*
+ * kernels_fp.h: SIMD row decoders for the small-float formats of docs/formats.md (MLX
+ * mxfp4 / mxfp8 / nvfp4, gpt-oss mxfp4 blocks, FP8 E4M3 block scales).
+ *
+ * kernels.c's cellm_cpu_dequant_rows asks these first for such weights; they decode a row
+ * (or a k-range of one) into f32 scratch, with the values of model/weight.c bit for bit:
+ * every value here is a product of two small floats, exact in float32 (the FP8 block
+ * product rounds once, as the scalar reference's multiply does).
+ */
+#ifndef CELLM_EXEC_CPU_KERNELS_FP_H
+#define CELLM_EXEC_CPU_KERNELS_FP_H
+
+#include "kernels.h"
+
+/* Row r of w, columns [k0, k0 + kc), into out[kc] with isa; 0 if not handled (another
+ * format, or an ISA without a path here: the caller falls back). */
+int cellm_cpu_fp_dequant(enum cellm_isa isa, const struct cellm_weight *w, int64_t r, int64_t k0,
+                         int64_t kc, float *out);
+
+#endif
