@@ -102,7 +102,11 @@ static inline void fmt_make_mx(struct fmt_w *f, enum cellm_wfmt fmt, int64_t R, 
     f->codes = f->block + 1;
     for (int64_t r = 0; r < R; r++)
         for (int64_t g = 0; g < ng; g++) {
-            uint8_t sc = fmt == CELLM_W_NVFP4 ? rand_e4m3(0) : (uint8_t)(120 + fmt_u32() % 14);
+            /* weights of moderate size, so that a model built of them stays finite: E8M0
+             * 2^-17..2^-6 for E4M3 codes (up to 448), 2^-9..2^0 for E2M1 (up to 6) */
+            uint8_t sc = fmt == CELLM_W_NVFP4   ? rand_e4m3(0)
+                         : fmt == CELLM_W_MXFP8 ? (uint8_t)(110 + fmt_u32() % 12)
+                                                : (uint8_t)(118 + fmt_u32() % 10);
             f->scales[r * ng + g] = sc;
             double s = fmt == CELLM_W_NVFP4 ? ref_e4m3(sc) : ref_e8m0(sc);
             for (int64_t i = g * group; i < (g + 1) * group; i++) {

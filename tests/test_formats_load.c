@@ -692,11 +692,24 @@ static void engine_matches_dequantized(void **state)
         for (int prec = 0; prec < 2; prec++) {
             float *a = run_model(c.dir, (enum cellm_precision)prec);
             float *b = run_model(twin, (enum cellm_precision)prec);
-            for (int k = 0; k < 10 * V; k++)
-                if (cellm_f32_bits(a[k]) != cellm_f32_bits(b[k]))
+            /* prompt rows: the GEMM reads both through the same packed panels, so bit for
+             * bit; decode rows: the fused small-float kernels sum in another order than
+             * the F32 row-block path, so within float32 summation error: 64- and
+             * 128-term sums, relative 2^-24 each, through one layer, bounded by 2^-14 of
+             * the row's largest logit */
+            for (int k = 0; k < 10 * V; k++) {
+                int row = k / V;
+                if (!isfinite(b[k])) fail_msg("%s: logit %d of row %d is %a", v[i].q, k % V, row, (double)b[k]);
+                double mx = 0;
+                for (int t = 0; t < V; t++)
+                    mx = fmax(mx, fabs((double)b[row * V + t]));
+                int ok = row < 7 ? cellm_f32_bits(a[k]) == cellm_f32_bits(b[k])
+                                 : fabs((double)a[k] - (double)b[k]) <= 0x1p-14 * mx;
+                if (!ok)
                     fail_msg("%s (%s): logit %d of row %d is %a; dequantized F32 model: %a",
-                             v[i].q, prec ? "fast" : "exact", k % V, k / V, (double)a[k],
+                             v[i].q, prec ? "fast" : "exact", k % V, row, (double)a[k],
                              (double)b[k]);
+            }
             free(a);
             free(b);
         }

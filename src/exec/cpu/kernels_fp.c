@@ -189,7 +189,139 @@ AVX512 static int fp_avx512(const struct cellm_weight *w, int64_t r, int64_t k0,
     }
     return 1;
 }
+
+/* ---- fused decode rows (one input row): weights reconstructed in registers ---------- */
+
+AVX512 static inline __m512 e2m1x16(__m512i c)
+{
+    const __m512 tbl = _mm512_setr_ps(0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f, -0.0f, -0.5f,
+                                      -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f);
+    return _mm512_permutexvar_ps(c, tbl);
+}
+
+/* sum_i w[r][i] * x[i] with w = code * scale formed exactly, then one FMA per weight (the
+ * products of the reconstructed weights, as the row-block path computes them). */
+AVX512 static float row_fp_avx512(const struct cellm_weight *w, int64_t r, const float *x)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    int64_t G = w->group, n = w->cols;
+    const uint8_t *s = w->scales + (size_t)r * (size_t)(w->fmt == CELLM_W_FP8BLK ? 0 : n / G);
+    for (int64_t g0 = 0; g0 < n; g0 += G) {
+        float scf = w->fmt == CELLM_W_FP8BLK ? block_scale(w, r, g0 / G) : group_scale(w, s + g0 / G);
+        __m512 sc = _mm512_set1_ps(scf);
+        int64_t end = g0 + G < n ? g0 + G : n, e = g0;
+        if (w->fmt == CELLM_W_MXFP4 || w->fmt == CELLM_W_NVFP4) {
+            for (; e + 32 <= end; e += 32) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
+                __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+                __m512 w0 = _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))), sc);
+                __m512 w1 = _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi))), sc);
+                a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + e), a0);
+                a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + e + 16), a1);
+            }
+            if (e + 16 <= end) {
+                __m128i v = _mm_loadl_epi64((const __m128i *)(row + e / 2));
+                __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+                __m512 w0 = _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))), sc);
+                a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + e), a0);
+                e += 16;
+            }
+        } else {
+            for (; e + 32 <= end; e += 32) {
+                __m512 w0 = _mm512_mul_ps(
+                    e4m3x16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + e)))), sc);
+                __m512 w1 = _mm512_mul_ps(
+                    e4m3x16(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + e + 16)))),
+                    sc);
+                a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + e), a0);
+                a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + e + 16), a1);
+            }
+        }
+        float t = 0;
+        for (; e < end; e++) { /* FP8 blocks' partial last block */
+            float wv = cellm_e4m3(row[e]) * scf;
+            t += wv * x[e];
+        }
+        if (t != 0) a0 = _mm512_add_ps(a0, _mm512_setr_ps(t, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+AVX2 static inline float hsum8(__m256 v)
+{
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    a = _mm_add_ss(a, _mm_movehdup_ps(a));
+    return _mm_cvtss_f32(a);
+}
+
+AVX2 static float row_fp_avx2(const struct cellm_weight *w, int64_t r, const float *x)
+{
+    const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    int64_t G = w->group, n = w->cols;
+    const uint8_t *s = w->scales + (size_t)r * (size_t)(w->fmt == CELLM_W_FP8BLK ? 0 : n / G);
+    float tail = 0;
+    for (int64_t g0 = 0; g0 < n; g0 += G) {
+        float scf = w->fmt == CELLM_W_FP8BLK ? block_scale(w, r, g0 / G) : group_scale(w, s + g0 / G);
+        __m256 sc = _mm256_set1_ps(scf);
+        int64_t end = g0 + G < n ? g0 + G : n, e = g0;
+        if (w->fmt == CELLM_W_MXFP4 || w->fmt == CELLM_W_NVFP4) {
+            for (; e + 16 <= end; e += 16) {
+                __m128i v = _mm_loadl_epi64((const __m128i *)(row + e / 2));
+                __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+                __m128i a = _mm_unpacklo_epi8(lo, hi);
+                __m256 w0 = _mm256_mul_ps(e2m1x8(_mm256_cvtepu8_epi32(a)), sc);
+                __m256 w1 = _mm256_mul_ps(e2m1x8(_mm256_cvtepu8_epi32(_mm_srli_si128(a, 8))), sc);
+                a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + e), a0);
+                a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + e + 8), a1);
+            }
+        } else {
+            for (; e + 16 <= end; e += 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(row + e));
+                __m256 w0 = _mm256_mul_ps(e4m3x8(_mm256_cvtepu8_epi32(v)), sc);
+                __m256 w1 = _mm256_mul_ps(e4m3x8(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))), sc);
+                a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + e), a0);
+                a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + e + 8), a1);
+            }
+        }
+        for (; e < end; e++) {
+            float wv = cellm_e4m3(row[e]) * scf;
+            tail += wv * x[e];
+        }
+    }
+    return hsum8(_mm256_add_ps(a0, a1)) + tail;
+}
 #endif
+
+int cellm_cpu_fp_fused_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
+                            int64_t r1, const float *x, float *y)
+{
+    if (w->fmt != CELLM_W_MXFP4 && w->fmt != CELLM_W_MXFP8 && w->fmt != CELLM_W_NVFP4 &&
+        w->fmt != CELLM_W_FP8BLK)
+        return 0;
+#if defined(__x86_64__)
+    if (isa == CELLM_ISA_AVX512) {
+        for (int64_t r = r0; r < r1; r++)
+            y[r] = row_fp_avx512(w, r, x);
+        return 1;
+    }
+    if (isa == CELLM_ISA_AVX2) {
+        for (int64_t r = r0; r < r1; r++)
+            y[r] = row_fp_avx2(w, r, x);
+        return 1;
+    }
+#endif
+    (void)isa;
+    (void)r0;
+    (void)r1;
+    (void)x;
+    (void)y;
+    return 0;
+}
 
 int cellm_cpu_fp_dequant(enum cellm_isa isa, const struct cellm_weight *w, int64_t r, int64_t k0,
                          int64_t kc, float *out)

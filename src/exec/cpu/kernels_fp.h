@@ -17,4 +17,9 @@
 int cellm_cpu_fp_dequant(enum cellm_isa isa, const struct cellm_weight *w, int64_t r, int64_t k0,
                          int64_t kc, float *out);
 
+/* Decode (one input row): y[r] = w[r] . x for r in [r0, r1), weights reconstructed exactly
+ * in registers and multiplied at once; 0 if not handled here. */
+int cellm_cpu_fp_fused_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
+                            int64_t r1, const float *x, float *y);
+
 #endif
