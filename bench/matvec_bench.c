@@ -74,7 +74,9 @@ static size_t make_weight(const struct fmt_case *fc, int64_t rows, int64_t cols,
 static size_t make_fp_weight(const struct fmt_case *fc, int64_t rows, int64_t cols,
                              struct cellm_weight *w, uint8_t **buf)
 {
-    int bits = fc->bits, group = fc->fmt == CELLM_W_NVFP4 ? 16 : fc->fmt == CELLM_W_FP8BLK ? 128 : 32;
+    int bits = fc->bits, group = fc->fmt == CELLM_W_NVFP4    ? 16
+                                 : fc->fmt == CELLM_W_FP8BLK ? 128
+                                                             : 32;
     size_t row_bytes = (size_t)cols * bits / 8;
     size_t ns = fc->fmt == CELLM_W_FP8BLK ? (size_t)((rows + 127) / 128 * (cols / 128)) * 4
                                           : (size_t)(rows * (cols / group));
@@ -114,9 +116,9 @@ int main(int argc, char **argv)
         if (want < isa) isa = want;
     }
     static const struct fmt_case cases[] = {
-        {"bf16", CELLM_W_BF16, 0},    {"f16", CELLM_W_F16, 0},      {"q4g64", CELLM_W_AFFINE, 4},
-        {"q8g64", CELLM_W_AFFINE, 8}, {"q3g64", CELLM_W_AFFINE, 3}, {"q6g64", CELLM_W_AFFINE, 6},
-        {"mxfp4", CELLM_W_MXFP4, 4},  {"nvfp4", CELLM_W_NVFP4, 4},  {"mxfp8", CELLM_W_MXFP8, 8},
+        {"bf16", CELLM_W_BF16, 0},     {"f16", CELLM_W_F16, 0},      {"q4g64", CELLM_W_AFFINE, 4},
+        {"q8g64", CELLM_W_AFFINE, 8},  {"q3g64", CELLM_W_AFFINE, 3}, {"q6g64", CELLM_W_AFFINE, 6},
+        {"mxfp4", CELLM_W_MXFP4, 4},   {"nvfp4", CELLM_W_NVFP4, 4},  {"mxfp8", CELLM_W_MXFP8, 8},
         {"fp8b128", CELLM_W_FP8BLK, 8}};
     struct cellm_error err;
     struct cellm_pool *pool;
@@ -155,8 +157,7 @@ int main(int argc, char **argv)
             free(y);
             free(scratch);
         }
-        printf("%-7s in L2 %6.1f GB/s   from memory %6.1f GB/s\n", cases[k].name, rate[0],
-               rate[1]);
+        printf("%-7s in L2 %6.1f GB/s   from memory %6.1f GB/s\n", cases[k].name, rate[0], rate[1]);
     }
     cellm_pool_free(pool);
     return 0;

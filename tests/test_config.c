@@ -230,15 +230,16 @@ static void quant_modes(void **state)
                         "\"lm_head\":true}}",
              NULL, &c);
     assert_int_equal(c.q_mode, CELLM_QMODE_MXFP4);
-    assert_int_equal(cellm_config_quant_mode(&c, "model.layers.0.mlp.gate", &bits, &group, &mode), 1);
-    assert_true(bits == 8 && group == 64 && mode == CELLM_QMODE_AFFINE);
-    assert_int_equal(cellm_config_quant_mode(&c, "model.layers.1.mlp.up_proj", &bits, &group, &mode),
+    assert_int_equal(cellm_config_quant_mode(&c, "model.layers.0.mlp.gate", &bits, &group, &mode),
                      1);
+    assert_true(bits == 8 && group == 64 && mode == CELLM_QMODE_AFFINE);
+    assert_int_equal(
+        cellm_config_quant_mode(&c, "model.layers.1.mlp.up_proj", &bits, &group, &mode), 1);
     assert_true(bits == 4 && group == 16 && mode == CELLM_QMODE_NVFP4); /* the mode's sizes */
     assert_int_equal(cellm_config_quant_mode(&c, "lm_head", &bits, &group, &mode), 1);
     assert_true(bits == 4 && group == 32 && mode == CELLM_QMODE_MXFP4);
-    assert_int_equal(cellm_config_quant_mode(&c, "model.layers.0.mlp.up_proj", &bits, &group, &mode),
-                     1);
+    assert_int_equal(
+        cellm_config_quant_mode(&c, "model.layers.0.mlp.up_proj", &bits, &group, &mode), 1);
     assert_true(mode == CELLM_QMODE_MXFP4);
     cellm_config_free(&c);
     /* a mode without sizes takes its own */
@@ -509,7 +510,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_fixture_loads),
         cmocka_unit_test(fixture_families),
-        cmocka_unit_test(rope_keys), cmocka_unit_test(quant_modes),
+        cmocka_unit_test(rope_keys),
+        cmocka_unit_test(quant_modes),
         cmocka_unit_test(model_types_and_keys),
         cmocka_unit_test(eos_ids),
         cmocka_unit_test(allocation_failures),

@@ -215,7 +215,7 @@ static void mx_special_values(void **state)
     assert_true(out[0] == 0.0f && signbit(out[0]) && out[1] == 0.5f);
     fmt_free(&f);
     fmt_make_mx(&f, CELLM_W_NVFP4, 1, 16);
-    f.codes[0] = 0x77; /* 6, 6 */
+    f.codes[0] = 0x77;  /* 6, 6 */
     f.scales[0] = 0x81; /* E4M3 -2^-9: negative scales are representable */
     cellm_weight_row(&f.w, 0, out);
     assert_true(out[0] == -6 * 0x1p-9f && out[1] == -6 * 0x1p-9f);
@@ -289,9 +289,9 @@ static void awq_order(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(code_tables), cmocka_unit_test(mx_formats),
+        cmocka_unit_test(code_tables),       cmocka_unit_test(mx_formats),
         cmocka_unit_test(mx_special_values), cmocka_unit_test(fp8_blocks),
-        cmocka_unit_test(gptq_awq), cmocka_unit_test(awq_order),
+        cmocka_unit_test(gptq_awq),          cmocka_unit_test(awq_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,7 +81,9 @@ static void add_proj(struct ckpt *c, const char *mod, enum kind k, int rows, int
     case K_MXFP4:
     case K_MXFP8:
     case K_NVFP4: {
-        enum cellm_wfmt fm = k == K_MXFP4 ? CELLM_W_MXFP4 : k == K_MXFP8 ? CELLM_W_MXFP8 : CELLM_W_NVFP4;
+        enum cellm_wfmt fm = k == K_MXFP4   ? CELLM_W_MXFP4
+                             : k == K_MXFP8 ? CELLM_W_MXFP8
+                                            : CELLM_W_NVFP4;
         fmt_make_mx(f, fm, rows, cols);
         snprintf(n1, sizeof n1, "%s.weight", mod);
         snprintf(n2, sizeof n2, "%s.scales", mod);
@@ -189,8 +191,8 @@ static void expect_weight(const struct cellm_weight *w, const struct fmt_w *f, e
         cellm_weight_row(w, r, row);
         for (int64_t i = 0; i < w->cols; i++)
             if (cellm_f32_bits(row[i]) != cellm_f32_bits(f->ref[r * w->cols + i]))
-                fail_msg("%s: [%lld][%lld] = %a, expected %a", w->name, (long long)r,
-                         (long long)i, (double)row[i], (double)f->ref[r * w->cols + i]);
+                fail_msg("%s: [%lld][%lld] = %a, expected %a", w->name, (long long)r, (long long)i,
+                         (double)row[i], (double)f->ref[r * w->cols + i]);
     }
     free(row);
 }
@@ -202,7 +204,7 @@ static void load_ok(struct ckpt *c, enum cellm_wfmt fmt)
     struct cellm_error err;
     if (cellm_desc_load(c->dir, &d, &err) != CELLM_OK) fail_msg("%s", err.msg);
     const struct cellm_layer *L = &d.layers[0];
-    const struct cellm_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo,
+    const struct cellm_weight *ws[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
                                         &L->w_gate, &L->w_up, &L->w_down};
     for (int p = 0; p < 7; p++)
         expect_weight(ws[p], &c->w[p], fmt);
@@ -220,8 +222,9 @@ static void load_fails(struct ckpt *c, enum cellm_status want, const char *w1, c
         cellm_desc_free(&d);
         fail_msg("loaded; expected \"%s\"", w1);
     }
-    if (st != want) fail_msg("status %s, expected %s: %s", cellm_status_str(st),
-                             cellm_status_str(want), err.msg);
+    if (st != want)
+        fail_msg("status %s, expected %s: %s", cellm_status_str(st), cellm_status_str(want),
+                 err.msg);
     if (w1 && !strstr(err.msg, w1)) fail_msg("message \"%s\" lacks \"%s\"", err.msg, w1);
     if (w2 && !strstr(err.msg, w2)) fail_msg("message \"%s\" lacks \"%s\"", err.msg, w2);
 }
@@ -256,7 +259,8 @@ static void mlx_modes_load(void **state)
     load_ok(&c, CELLM_W_NVFP4);
     ckpt_free(&c);
     /* the same key under quantization_config (mlx-lm writes both) */
-    llama(&c, K_NVFP4, ",\"quantization_config\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\"}");
+    llama(&c, K_NVFP4,
+          ",\"quantization_config\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\"}");
     load_ok(&c, CELLM_W_NVFP4);
     ckpt_free(&c);
 }
@@ -279,18 +283,19 @@ static void mlx_mixed_modes(void **state)
         add_proj(&c, mod, kinds[p], proj_rows[p], proj_cols[p]);
     }
     char cfg[2048];
-    snprintf(cfg, sizeof cfg, llama_cfg,
-             ",\"quantization\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\","
-             "\"model.layers.0.self_attn.k_proj\":{\"group_size\":32,\"bits\":8,\"mode\":\"mxfp8\"},"
-             "\"model.layers.0.mlp.gate_proj\":{\"group_size\":32,\"bits\":4,\"mode\":\"mxfp4\"},"
-             "\"model.layers.0.mlp.down_proj\":{\"mode\":\"mxfp8\"}}");
+    snprintf(
+        cfg, sizeof cfg, llama_cfg,
+        ",\"quantization\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\","
+        "\"model.layers.0.self_attn.k_proj\":{\"group_size\":32,\"bits\":8,\"mode\":\"mxfp8\"},"
+        "\"model.layers.0.mlp.gate_proj\":{\"group_size\":32,\"bits\":4,\"mode\":\"mxfp4\"},"
+        "\"model.layers.0.mlp.down_proj\":{\"mode\":\"mxfp8\"}}");
     assert_true(tst_write_str(c.dir, "config.json", cfg));
     write_st(&c);
     struct cellm_desc d;
     struct cellm_error err;
     if (cellm_desc_load(c.dir, &d, &err) != CELLM_OK) fail_msg("%s", err.msg);
     const struct cellm_layer *L = &d.layers[0];
-    const struct cellm_weight *ws[7] = {&L->wq, &L->wk, &L->wv, &L->wo,
+    const struct cellm_weight *ws[7] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
                                         &L->w_gate, &L->w_up, &L->w_down};
     enum cellm_wfmt fm[7] = {CELLM_W_NVFP4, CELLM_W_MXFP8, CELLM_W_NVFP4, CELLM_W_NVFP4,
                              CELLM_W_MXFP4, CELLM_W_NVFP4, CELLM_W_MXFP8};
@@ -527,22 +532,25 @@ static void hf_malformed(void **state)
     load_fails(&c, CELLM_ERR_NOT_FOUND, "model.layers.0.self_attn.q_proj.g_idx", NULL);
     ckpt_free(&c);
     /* zeros and codes shaped for another packing */
-    llama(&c, K_GPTQ, ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,"
-                      "\"group_size\":64}");
+    llama(&c, K_GPTQ,
+          ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,"
+          "\"group_size\":64}");
     load_fails(&c, CELLM_ERR_FORMAT,
                "tensor model.layers.0.self_attn.q_proj.qzeros has shape [2, 8]; GPTQ 4-bit with "
                "group_size 64 expects [1, 8]",
                NULL);
     ckpt_free(&c);
-    llama(&c, K_AWQ, ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,"
-                     "\"group_size\":32}");
+    llama(&c, K_AWQ,
+          ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,"
+          "\"group_size\":32}");
     load_fails(&c, CELLM_ERR_FORMAT,
                "tensor model.layers.0.self_attn.q_proj.qweight has shape [64, 8]; GPTQ 4-bit "
                "with group_size 32 expects [8, 64]",
                NULL);
     ckpt_free(&c);
-    llama(&c, K_AWQ, ",\"quantization_config\":{\"quant_method\":\"awq\",\"bits\":4,"
-                     "\"group_size\":32}");
+    llama(&c, K_AWQ,
+          ",\"quantization_config\":{\"quant_method\":\"awq\",\"bits\":4,"
+          "\"group_size\":32}");
     k = find(&c, "model.layers.0.self_attn.v_proj.scales");
     snprintf(c.t[k].dtype, sizeof c.t[k].dtype, "I16");
     load_fails(&c, CELLM_ERR_FORMAT,
@@ -677,7 +685,8 @@ static void engine_matches_dequantized(void **state)
         {K_MXFP8, ",\"quantization\":{\"group_size\":32,\"bits\":8,\"mode\":\"mxfp8\"}"},
         {K_NVFP4, ",\"quantization\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\"}"},
         {K_BLOCKS, ",\"quantization_config\":{\"quant_method\":\"mxfp4\"}"},
-        {K_FP8, ",\"quantization_config\":{\"quant_method\":\"fp8\",\"weight_block_size\":[32,32]}"},
+        {K_FP8,
+         ",\"quantization_config\":{\"quant_method\":\"fp8\",\"weight_block_size\":[32,32]}"},
         {K_GPTQ_DESC, ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,"
                       "\"group_size\":32,\"desc_act\":true}"},
         {K_AWQ, ",\"quantization_config\":{\"quant_method\":\"awq\",\"bits\":4,\"group_size\":32}"},
@@ -699,16 +708,16 @@ static void engine_matches_dequantized(void **state)
              * the row's largest logit */
             for (int k = 0; k < 10 * V; k++) {
                 int row = k / V;
-                if (!isfinite(b[k])) fail_msg("%s: logit %d of row %d is %a", v[i].q, k % V, row, (double)b[k]);
+                if (!isfinite(b[k]))
+                    fail_msg("%s: logit %d of row %d is %a", v[i].q, k % V, row, (double)b[k]);
                 double mx = 0;
                 for (int t = 0; t < V; t++)
                     mx = fmax(mx, fabs((double)b[row * V + t]));
                 int ok = row < 7 ? cellm_f32_bits(a[k]) == cellm_f32_bits(b[k])
                                  : fabs((double)a[k] - (double)b[k]) <= 0x1p-14 * mx;
                 if (!ok)
-                    fail_msg("%s (%s): logit %d of row %d is %a; dequantized F32 model: %a",
-                             v[i].q, prec ? "fast" : "exact", k % V, row, (double)a[k],
-                             (double)b[k]);
+                    fail_msg("%s (%s): logit %d of row %d is %a; dequantized F32 model: %a", v[i].q,
+                             prec ? "fast" : "exact", k % V, row, (double)a[k], (double)b[k]);
             }
             free(a);
             free(b);
@@ -754,10 +763,10 @@ int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--write")) return write_all(argv[2]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(mlx_modes_load),       cmocka_unit_test(mlx_mixed_modes),
-        cmocka_unit_test(hf_formats_load),      cmocka_unit_test(stacked_expert_blocks),
-        cmocka_unit_test(mx_malformed),         cmocka_unit_test(hf_malformed),
-        cmocka_unit_test(hf_refused),           cmocka_unit_test(engine_matches_dequantized),
+        cmocka_unit_test(mlx_modes_load),  cmocka_unit_test(mlx_mixed_modes),
+        cmocka_unit_test(hf_formats_load), cmocka_unit_test(stacked_expert_blocks),
+        cmocka_unit_test(mx_malformed),    cmocka_unit_test(hf_malformed),
+        cmocka_unit_test(hf_refused),      cmocka_unit_test(engine_matches_dequantized),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,15 +235,15 @@ static enum cellm_status parse_quant(const cJSON *q, const char *what, struct ce
             snprintf(key, sizeof key, "quantization.%.250s", e->string);
             int defb = c->q_mode == CELLM_QMODE_AFFINE ? c->q_bits : 4;
             int defg = c->q_mode == CELLM_QMODE_AFFINE ? c->q_group : 64;
-            CELLM_TRY(parse_qentry(e, what, key, defb, defg, -1, &o->bits, &o->group_size,
-                                   &o->mode, err));
+            CELLM_TRY(parse_qentry(e, what, key, defb, defg, -1, &o->bits, &o->group_size, &o->mode,
+                                   err));
         }
     }
     return CELLM_OK;
 }
 
-int cellm_config_quant_mode(const struct cellm_config *c, const char *module, int *bits,
-                            int *group, int *mode)
+int cellm_config_quant_mode(const struct cellm_config *c, const char *module, int *bits, int *group,
+                            int *mode)
 {
     for (int i = 0; i < c->n_q_overrides; i++)
         if (!strcmp(c->q_overrides[i].module, module)) {

@@ -68,13 +68,13 @@ enum cellm_hfq {
 };
 
 struct cellm_hf_quant {
-    int method;         /* enum cellm_hfq */
-    int bits;           /* GPTQ 4 or 8, AWQ 4 */
-    int group;          /* GPTQ/AWQ group_size; 0 = one group over all inputs (-1) */
-    int block[2];       /* FP8 weight_block_size [rows, cols] */
-    int desc_act;       /* GPTQ: g_idx is a permutation of the groups */
-    int sym;            /* GPTQ: informational (the stored zeros are read either way) */
-    int zero_one;       /* GPTQ checkpoint_format "gptq" (v1): stored zeros are zero - 1 */
+    int method;   /* enum cellm_hfq */
+    int bits;     /* GPTQ 4 or 8, AWQ 4 */
+    int group;    /* GPTQ/AWQ group_size; 0 = one group over all inputs (-1) */
+    int block[2]; /* FP8 weight_block_size [rows, cols] */
+    int desc_act; /* GPTQ: g_idx is a permutation of the groups */
+    int sym;      /* GPTQ: informational (the stored zeros are read either way) */
+    int zero_one; /* GPTQ checkpoint_format "gptq" (v1): stored zeros are zero - 1 */
 };
 
 #define CELLM_MAX_EOS 8
@@ -152,8 +152,8 @@ void cellm_config_free(struct cellm_config *c);
  * config has no opinion (no quantization block). */
 int cellm_config_quant(const struct cellm_config *c, const char *module, int *bits, int *group);
 /* The same, with the module's MLX mode (enum cellm_qmode). */
-int cellm_config_quant_mode(const struct cellm_config *c, const char *module, int *bits,
-                            int *group, int *mode);
+int cellm_config_quant_mode(const struct cellm_config *c, const char *module, int *bits, int *group,
+                            int *mode);
 
 /* Parses a Hugging Face "quantization_config" (qconfig.c). Refuses unknown methods and
  * keys that change the arithmetic, by name. */

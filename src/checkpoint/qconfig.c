@@ -79,8 +79,8 @@ static enum cellm_status check_keys(const cJSON *q, const char *what, const char
     return CELLM_OK;
 }
 
-static enum cellm_status str_is(const cJSON *q, const char *key, const char *what,
-                                const char *def, const char *const *allowed, const char **out,
+static enum cellm_status str_is(const cJSON *q, const char *key, const char *what, const char *def,
+                                const char *const *allowed, const char **out,
                                 struct cellm_error *err)
 {
     CELLM_TRY(cellm_json_str(q, key, what, def, out, err));
@@ -128,8 +128,8 @@ static enum cellm_status parse_fp8(const cJSON *q, const char *what, struct cell
 static enum cellm_status parse_gptq(const cJSON *q, const char *what, struct cellm_hf_quant *o,
                                     struct cellm_error *err)
 {
-    static const char *const keys[] = {"bits", "group_size", "desc_act", "sym",
-                                       "checkpoint_format", NULL};
+    static const char *const keys[] = {"bits", "group_size",        "desc_act",
+                                       "sym",  "checkpoint_format", NULL};
     static const char *const fmts[] = {"gptq", "gptq_v2", NULL};
     CELLM_TRY(check_keys(q, what, "gptq", keys, err));
     int64_t bits, group;

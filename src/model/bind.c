@@ -137,14 +137,15 @@ static enum cellm_status bind_mx(struct binder *b, const char *mod, int mode,
     snprintf(bname, sizeof bname, "%s.global_scale", mod);
     if (cellm_ckpt_find(&b->d->ckpt, bname))
         return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
-                          "%s: tensor %s: an nvfp4 global scale is not supported",
-                          fname(b, se), bname);
+                          "%s: tensor %s: an nvfp4 global scale is not supported", fname(b, se),
+                          bname);
     int bits = mode == CELLM_QMODE_MXFP8 ? 8 : 4, group = mode == CELLM_QMODE_NVFP4 ? 16 : 32;
     enum cellm_dtype sdt = se->t->dtype;
     int e4m3_scales = mode == CELLM_QMODE_NVFP4;
     if (sdt != CELLM_DT_U8 && sdt != (e4m3_scales ? CELLM_DT_F8_E4M3 : CELLM_DT_F8_E8M0))
-        return bad_dtype(b, se, e4m3_scales ? "U8 (E4M3 scales of mode \"nvfp4\")"
-                                            : "U8 (E8M0 scales of an mx mode)");
+        return bad_dtype(b, se,
+                         e4m3_scales ? "U8 (E4M3 scales of mode \"nvfp4\")"
+                                     : "U8 (E8M0 scales of an mx mode)");
     if (we->t->dtype != CELLM_DT_U32) return bad_dtype(b, we, "U32 codes");
     if (w->cols % group)
         return cellm_errf(b->err, CELLM_ERR_FORMAT,
@@ -253,15 +254,16 @@ static enum cellm_status bind_gptq_awq(struct binder *b, const char *mod,
                           fname(b, qe), qe->name, cellm_hfq_name(q->method));
     if (n_stack)
         return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
-                          "%s: tensor %s: stacked GPTQ/AWQ experts are not supported",
-                          fname(b, qe), qe->name);
+                          "%s: tensor %s: stacked GPTQ/AWQ experts are not supported", fname(b, qe),
+                          qe->name);
     int awq = q->method == CELLM_HFQ_AWQ, bits = q->bits, pack = 32 / bits;
     const char *mname = awq ? "AWQ" : "GPTQ";
     char zname[280], sname[280], gname[280];
     snprintf(zname, sizeof zname, "%s.qzeros", mod);
     snprintf(sname, sizeof sname, "%s.scales", mod);
     snprintf(gname, sizeof gname, "%s.g_idx", mod);
-    const struct cellm_ckpt_entry *ze = cellm_ckpt_find(ck, zname), *se = cellm_ckpt_find(ck, sname);
+    const struct cellm_ckpt_entry *ze = cellm_ckpt_find(ck, zname),
+                                  *se = cellm_ckpt_find(ck, sname);
     const struct cellm_ckpt_entry *ge = cellm_ckpt_find(ck, gname);
     if (!ze) return cellm_ckpt_missing(ck, zname, b->err);
     if (!se) return cellm_ckpt_missing(ck, sname, b->err);
@@ -292,8 +294,8 @@ static enum cellm_status bind_gptq_awq(struct binder *b, const char *mod,
     if (!shape_is(ze->t, 0, 2, dz)) return bad_shape(b, ze, 0, 2, dz, why);
     if (!shape_is(se->t, 0, 2, ds)) return bad_shape(b, se, 0, 2, ds, why);
     if (ge && awq)
-        return cellm_errf(b->err, CELLM_ERR_FORMAT, "%s: tensor %s: AWQ has no g_idx",
-                          fname(b, ge), gname);
+        return cellm_errf(b->err, CELLM_ERR_FORMAT, "%s: tensor %s: AWQ has no g_idx", fname(b, ge),
+                          gname);
     if (ge) {
         int64_t dg[1] = {C};
         if (ge->t->dtype != CELLM_DT_I32) return bad_dtype(b, ge, "I32");

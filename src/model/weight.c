@@ -73,8 +73,8 @@ static float packed_at(const struct cellm_weight *w, int64_t r, int64_t i)
     case CELLM_W_GPTQ: {
         uint32_t word = cellm_load_u32(w->data + 4 * (size_t)((i / pack) * w->ld + o));
         int32_t q = (int32_t)((word >> (w->bits * (i % pack))) & mask);
-        int64_t g = w->g_idx ? (int64_t)(int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i)
-                             : i / w->group;
+        int64_t g =
+            w->g_idx ? (int64_t)(int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i) : i / w->group;
         uint32_t zw = cellm_load_u32(w->zeros + 4 * (size_t)(g * (w->ld / pack) + o / pack));
         int32_t z = (int32_t)((zw >> (w->bits * (o % pack))) & mask);
         float s = scale_any(w->sdtype, w->scales + dt_size(w->sdtype) * (size_t)(g * w->ld + o));
@@ -101,8 +101,8 @@ void cellm_weight_row_seg(const struct cellm_weight *w, int64_t r, int64_t k0, i
     if (is_mx(w->fmt)) {
         const uint8_t *s = w->scales + (size_t)r * (size_t)(w->cols / w->group);
         for (int64_t i = k0; i < k0 + kc;) {
-            int64_t g = i / w->group, end = (g + 1) * w->group < k0 + kc ? (g + 1) * w->group
-                                                                           : k0 + kc;
+            int64_t g = i / w->group,
+                    end = (g + 1) * w->group < k0 + kc ? (g + 1) * w->group : k0 + kc;
             float sc = w->fmt == CELLM_W_NVFP4 ? cellm_e4m3(s[g]) : cellm_e8m0(s[g]);
             /* exact: small floats times a power of two or an E4M3 value */
             if (w->fmt == CELLM_W_MXFP8)
@@ -227,8 +227,8 @@ size_t cellm_weight_bytes(const struct cellm_weight *w)
     case CELLM_W_GPTQ:
     case CELLM_W_AWQ:
         /* codes, then per group and row a scale and a packed zero */
-        n = rc * (size_t)w->bits / 8 + (size_t)w->ngroups * (size_t)w->rows *
-                                           (8 * dt_size(w->sdtype) + (size_t)w->bits) / 8;
+        n = rc * (size_t)w->bits / 8 +
+            (size_t)w->ngroups * (size_t)w->rows * (8 * dt_size(w->sdtype) + (size_t)w->bits) / 8;
         if (w->g_idx) n += (size_t)w->cols * 4;
         break;
     default:

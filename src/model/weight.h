@@ -52,12 +52,12 @@ struct cellm_weight {
     const char *name;        /* tensor name for messages (lives in the checkpoint) */
     /* FP8BLK, GPTQ, AWQ: rows of this view start at row r_off of the stored matrix */
     int64_t r_off;
-    int block_rows;        /* FP8BLK: rows per scale block (group = columns per block) */
-    int64_t ld;            /* GPTQ, AWQ: out features of the stored matrix */
-    const uint8_t *zeros;  /* GPTQ, AWQ: I32 packed zeros [ngroups][ld * bits / 32] */
-    const uint8_t *g_idx;  /* GPTQ: I32 [cols] group of each input, NULL = i / group */
-    int ngroups;           /* GPTQ, AWQ: rows of scales and zeros */
-    int zero_one;          /* GPTQ v1: stored zeros are zero - 1 */
+    int block_rows;       /* FP8BLK: rows per scale block (group = columns per block) */
+    int64_t ld;           /* GPTQ, AWQ: out features of the stored matrix */
+    const uint8_t *zeros; /* GPTQ, AWQ: I32 packed zeros [ngroups][ld * bits / 32] */
+    const uint8_t *g_idx; /* GPTQ: I32 [cols] group of each input, NULL = i / group */
+    int ngroups;          /* GPTQ, AWQ: rows of scales and zeros */
+    int zero_one;         /* GPTQ v1: stored zeros are zero - 1 */
 };
 
 /* A vector (norm weight, bias) in F32, F16 or BF16. */

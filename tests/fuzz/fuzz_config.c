@@ -41,9 +41,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* each mode's sizes (docs/formats.md) */
             int ok = mode == CELLM_QMODE_AFFINE  ? bits >= 2 && bits <= 8 && group >= 32
                      : mode == CELLM_QMODE_MXFP8 ? bits == 8 && group == 32
-                     : mode == CELLM_QMODE_NVFP4 ? bits == 4 && group == 16
-                                                 : mode == CELLM_QMODE_MXFP4 && bits == 4 &&
-                                                       group == 32;
+                     : mode == CELLM_QMODE_NVFP4
+                         ? bits == 4 && group == 16
+                         : mode == CELLM_QMODE_MXFP4 && bits == 4 && group == 32;
             if (!ok) __builtin_trap();
         }
     cellm_config_quant(&c, "model.embed_tokens", &bits, &group);

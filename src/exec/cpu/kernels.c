@@ -442,9 +442,11 @@ AVX2 static void fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
 void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
                             int64_t nr, float *out)
 {
+    if (cellm_cpu_packed_dequant_rows(w, r0, nr, out)) return; /* GPTQ, AWQ */
     for (int64_t i = 0; i < nr; i++) {
         /* the small-float formats of docs/formats.md */
-        if (w->fmt > CELLM_W_AFFINE && cellm_cpu_fp_dequant(isa, w, r0 + i, 0, w->cols, out + i * w->cols))
+        if (w->fmt > CELLM_W_AFFINE &&
+            cellm_cpu_fp_dequant(isa, w, r0 + i, 0, w->cols, out + i * w->cols))
             continue;
 #if HAVE_X86
         if (isa == CELLM_ISA_AVX512 && cellm_avx512_dequant_row(w, r0 + i, out + i * w->cols))

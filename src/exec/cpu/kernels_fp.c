@@ -171,8 +171,7 @@ AVX512 static int fp_avx512(const struct cellm_weight *w, int64_t r, int64_t k0,
         for (int64_t i = k0; i < k0 + kc;) {
             int64_t b = i / w->group, end = (b + 1) * w->group;
             if (end > k0 + kc) end = k0 + kc;
-            e4m3_run_avx512(row + i, end - i, _mm512_set1_ps(block_scale(w, r, b)),
-                            out + (i - k0));
+            e4m3_run_avx512(row + i, end - i, _mm512_set1_ps(block_scale(w, r, b)), out + (i - k0));
             i = end;
         }
         return 1;
@@ -209,22 +208,26 @@ AVX512 static float row_fp_avx512(const struct cellm_weight *w, int64_t r, const
     int64_t G = w->group, n = w->cols;
     const uint8_t *s = w->scales + (size_t)r * (size_t)(w->fmt == CELLM_W_FP8BLK ? 0 : n / G);
     for (int64_t g0 = 0; g0 < n; g0 += G) {
-        float scf = w->fmt == CELLM_W_FP8BLK ? block_scale(w, r, g0 / G) : group_scale(w, s + g0 / G);
+        float scf =
+            w->fmt == CELLM_W_FP8BLK ? block_scale(w, r, g0 / G) : group_scale(w, s + g0 / G);
         __m512 sc = _mm512_set1_ps(scf);
         int64_t end = g0 + G < n ? g0 + G : n, e = g0;
         if (w->fmt == CELLM_W_MXFP4 || w->fmt == CELLM_W_NVFP4) {
             for (; e + 32 <= end; e += 32) {
                 __m128i v = _mm_loadu_si128((const __m128i *)(row + e / 2));
                 __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-                __m512 w0 = _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))), sc);
-                __m512 w1 = _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi))), sc);
+                __m512 w0 =
+                    _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))), sc);
+                __m512 w1 =
+                    _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(lo, hi))), sc);
                 a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + e), a0);
                 a1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + e + 16), a1);
             }
             if (e + 16 <= end) {
                 __m128i v = _mm_loadl_epi64((const __m128i *)(row + e / 2));
                 __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-                __m512 w0 = _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))), sc);
+                __m512 w0 =
+                    _mm512_mul_ps(e2m1x16(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi))), sc);
                 a0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + e), a0);
                 e += 16;
             }
@@ -244,7 +247,8 @@ AVX512 static float row_fp_avx512(const struct cellm_weight *w, int64_t r, const
             float wv = cellm_e4m3(row[e]) * scf;
             t += wv * x[e];
         }
-        if (t != 0) a0 = _mm512_add_ps(a0, _mm512_setr_ps(t, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
+        if (t != 0)
+            a0 = _mm512_add_ps(a0, _mm512_setr_ps(t, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0));
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
@@ -266,7 +270,8 @@ AVX2 static float row_fp_avx2(const struct cellm_weight *w, int64_t r, const flo
     const uint8_t *s = w->scales + (size_t)r * (size_t)(w->fmt == CELLM_W_FP8BLK ? 0 : n / G);
     float tail = 0;
     for (int64_t g0 = 0; g0 < n; g0 += G) {
-        float scf = w->fmt == CELLM_W_FP8BLK ? block_scale(w, r, g0 / G) : group_scale(w, s + g0 / G);
+        float scf =
+            w->fmt == CELLM_W_FP8BLK ? block_scale(w, r, g0 / G) : group_scale(w, s + g0 / G);
         __m256 sc = _mm256_set1_ps(scf);
         int64_t end = g0 + G < n ? g0 + G : n, e = g0;
         if (w->fmt == CELLM_W_MXFP4 || w->fmt == CELLM_W_NVFP4) {
@@ -296,6 +301,90 @@ AVX2 static float row_fp_avx2(const struct cellm_weight *w, int64_t r, const flo
     return hsum8(_mm256_add_ps(a0, a1)) + tail;
 }
 #endif
+
+/* ---- GPTQ / AWQ: a block of rows at once ------------------------------------------
+ * Their words pack 8 (4-bit) or 4 (8-bit) codes along inputs (GPTQ) or outputs (AWQ), so
+ * one row's codes are strided across the stored matrix. The rows of a block are decoded
+ * one after another, so neighbouring rows read neighbouring words of cache lines the
+ * previous row brought in; scale and zero are looked up once per group run rather than
+ * per element. The values are those of cellm_weight_row (s * (q - z - zero_one), exact). */
+
+static float scale16(const struct cellm_weight *w, size_t i)
+{
+    switch (w->sdtype) {
+    case CELLM_DT_F32:
+        return cellm_bits_f32(cellm_load_u32(w->scales + 4 * i));
+    case CELLM_DT_BF16:
+        return cellm_bf16_to_f32(cellm_load_u16(w->scales + 2 * i));
+    default:
+        return cellm_f16_to_f32(cellm_load_u16(w->scales + 2 * i));
+    }
+}
+
+static void gptq_rows(const struct cellm_weight *w, int64_t r0, int64_t nr, float *out)
+{
+    const int bits = w->bits, pack = 32 / bits;
+    const uint32_t mask = (1u << bits) - 1;
+    const int64_t C = w->cols, ld = w->ld;
+    for (int64_t k = 0; k < nr; k++) {
+        int64_t o = r0 + k + w->r_off;
+        const int zsh = bits * (int)(o % pack);
+        float *dst = out + k * C;
+        int64_t gprev = -1;
+        float s = 0;
+        int32_t z = 0;
+        for (int64_t i0 = 0; i0 < C; i0 += pack) {
+            uint32_t word = cellm_load_u32(w->data + 4 * (size_t)((i0 / pack) * ld + o));
+            for (int j = 0; j < pack; j++) {
+                int64_t i = i0 + j;
+                int64_t g = w->g_idx ? (int64_t)(int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i)
+                                     : i / w->group;
+                if (g != gprev) {
+                    uint32_t zw =
+                        cellm_load_u32(w->zeros + 4 * (size_t)(g * (ld / pack) + o / pack));
+                    z = (int32_t)((zw >> zsh) & mask) + w->zero_one;
+                    s = scale16(w, (size_t)(g * ld + o));
+                    gprev = g;
+                }
+                dst[i] = s * (float)((int32_t)((word >> (bits * j)) & mask) - z);
+            }
+        }
+    }
+}
+
+static void awq_rows(const struct cellm_weight *w, int64_t r0, int64_t nr, float *out)
+{
+    static const int nib[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+    const int64_t C = w->cols, ldw = w->ld / 8;
+    for (int64_t k = 0; k < nr; k++) {
+        int64_t o = r0 + k + w->r_off;
+        const int sh = 4 * nib[o % 8];
+        float *dst = out + k * C;
+        for (int64_t g0 = 0; g0 < C; g0 += w->group) {
+            int64_t g = g0 / w->group;
+            int32_t z =
+                (int32_t)((cellm_load_u32(w->zeros + 4 * (size_t)(g * ldw + o / 8)) >> sh) & 15);
+            float s = scale16(w, (size_t)(g * w->ld + o));
+            const uint8_t *col = w->data + 4 * (size_t)(o / 8);
+            for (int64_t i = g0; i < g0 + w->group; i++)
+                dst[i] =
+                    (float)((int32_t)((cellm_load_u32(col + 4 * (size_t)(i * ldw)) >> sh) & 15) -
+                            z) *
+                    s;
+        }
+    }
+}
+
+int cellm_cpu_packed_dequant_rows(const struct cellm_weight *w, int64_t r0, int64_t nr, float *out)
+{
+    if (w->fmt == CELLM_W_GPTQ)
+        gptq_rows(w, r0, nr, out);
+    else if (w->fmt == CELLM_W_AWQ)
+        awq_rows(w, r0, nr, out);
+    else
+        return 0;
+    return 1;
+}
 
 int cellm_cpu_fp_fused_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
                             int64_t r1, const float *x, float *y)

@@ -22,4 +22,8 @@ int cellm_cpu_fp_dequant(enum cellm_isa isa, const struct cellm_weight *w, int64
 int cellm_cpu_fp_fused_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
                             int64_t r1, const float *x, float *y);
 
+/* GPTQ / AWQ rows [r0, r0+nr) of w into out[nr][cols] (portable; every ISA uses it);
+ * 0 for other formats. */
+int cellm_cpu_packed_dequant_rows(const struct cellm_weight *w, int64_t r0, int64_t nr, float *out);
+
 #endif
