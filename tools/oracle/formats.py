@@ -22,10 +22,10 @@ E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
 
 
 def e2m1_encode(x):
-    """Nearest E2M1 code of each value (ties to the even code), x float32 within +-6."""
+    """Nearest E2M1 code of each value (ties to the smaller magnitude), x within +-6."""
     mags = E2M1[:8]
     d = (x.abs().unsqueeze(-1) - mags).abs()
-    code = d.argmin(dim=-1)  # first minimum: ties go to the smaller (even-mantissa) value
+    code = d.argmin(dim=-1)  # first minimum: ties go to the smaller magnitude
     code = torch.where(x < 0, code + 8, code)
     return code.to(torch.uint8)
 
