@@ -495,7 +495,8 @@ static void matmul_blocks(const struct matmul_job *j, const struct cellm_cpu_mm 
     int64_t cols = w->cols;
     if (j->n == 1 && w->fmt > CELLM_W_AFFINE) { /* kernels_fp.c: the small-float formats */
         int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
-        if (cellm_cpu_fp_fused_rows(j->isa, w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, o->y)) return;
+        if (cellm_cpu_fp_fused_rows(j->isa, w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, buf, o->y))
+            return;
     }
 #if HAVE_X86
     if (j->isa == CELLM_ISA_AVX512 && j->n == 1 && cellm_avx512_has_fused(w)) {

@@ -18,9 +18,10 @@ int cellm_cpu_fp_dequant(enum cellm_isa isa, const struct cellm_weight *w, int64
                          int64_t kc, float *out);
 
 /* Decode (one input row): y[r] = w[r] . x for r in [r0, r1), weights reconstructed exactly
- * in registers and multiplied at once; 0 if not handled here. */
+ * in registers and multiplied at once; 0 if not handled here. xp: scratch of w->cols
+ * floats for a permuted copy of x (NULL: none). */
 int cellm_cpu_fp_fused_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
-                            int64_t r1, const float *x, float *y);
+                            int64_t r1, const float *x, float *xp, float *y);
 
 /* GPTQ / AWQ rows [r0, r0+nr) of w into out[nr][cols] (portable; every ISA uses it);
  * 0 for other formats. */
