@@ -69,6 +69,43 @@ static size_t make_weight(const struct fmt_case *fc, int64_t rows, int64_t cols,
     return total;
 }
 
+/* The small-float formats of docs/formats.md over random codes (NaN codes included: they
+ * cost the same) and scales near 1. */
+static size_t make_fp_weight(const struct fmt_case *fc, int64_t rows, int64_t cols,
+                             struct cellm_weight *w, uint8_t **buf)
+{
+    int bits = fc->bits, group = fc->fmt == CELLM_W_NVFP4    ? 16
+                                 : fc->fmt == CELLM_W_FP8BLK ? 128
+                                                             : 32;
+    size_t row_bytes = (size_t)cols * bits / 8;
+    size_t ns = fc->fmt == CELLM_W_FP8BLK ? (size_t)((rows + 127) / 128 * (cols / 128)) * 4
+                                          : (size_t)(rows * (cols / group));
+    size_t total = row_bytes * rows + ns;
+    uint8_t *b = malloc(total);
+    if (!b) return 0;
+    for (size_t i = 0; i < total; i++)
+        b[i] = (uint8_t)(rand() >> 7);
+    uint8_t *sc = b + row_bytes * rows;
+    for (size_t i = 0; i < ns; i++)
+        sc[i] = fc->fmt == CELLM_W_FP8BLK ? (i % 4 == 3 ? 0x3c : 0) : (uint8_t)(0x30 + rand() % 16);
+    *w = (struct cellm_weight){.fmt = fc->fmt,
+                               .rows = rows,
+                               .cols = cols,
+                               .data = b,
+                               .row_bytes = row_bytes,
+                               .bits = bits,
+                               .group = group,
+                               .block_rows = 128,
+                               .sdtype = fc->fmt == CELLM_W_FP8BLK ? CELLM_DT_F32 : CELLM_DT_U8,
+                               .scales = sc,
+                               .name = fc->name};
+    if (fc->fmt != CELLM_W_FP8BLK)
+        for (size_t i = 0; i < ns; i++)
+            sc[i] = (uint8_t)(fc->fmt == CELLM_W_NVFP4 ? 0x30 + rand() % 16 : 120 + rand() % 14);
+    *buf = b;
+    return total;
+}
+
 int main(int argc, char **argv)
 {
     enum cellm_isa isa = cellm_cpu_isa();
@@ -79,8 +116,10 @@ int main(int argc, char **argv)
         if (want < isa) isa = want;
     }
     static const struct fmt_case cases[] = {
-        {"bf16", CELLM_W_BF16, 0},    {"f16", CELLM_W_F16, 0},      {"q4g64", CELLM_W_AFFINE, 4},
-        {"q8g64", CELLM_W_AFFINE, 8}, {"q3g64", CELLM_W_AFFINE, 3}, {"q6g64", CELLM_W_AFFINE, 6}};
+        {"bf16", CELLM_W_BF16, 0},     {"f16", CELLM_W_F16, 0},      {"q4g64", CELLM_W_AFFINE, 4},
+        {"q8g64", CELLM_W_AFFINE, 8},  {"q3g64", CELLM_W_AFFINE, 3}, {"q6g64", CELLM_W_AFFINE, 6},
+        {"mxfp4", CELLM_W_MXFP4, 4},   {"nvfp4", CELLM_W_NVFP4, 4},  {"mxfp8", CELLM_W_MXFP8, 8},
+        {"fp8b128", CELLM_W_FP8BLK, 8}};
     struct cellm_error err;
     struct cellm_pool *pool;
     if (cellm_pool_new(1, &pool, &err)) return 1;
@@ -94,7 +133,9 @@ int main(int argc, char **argv)
             int64_t rows = big ? 131072 : 64; /* ~256 MiB or ~128 KiB of bf16 */
             struct cellm_weight w;
             uint8_t *buf;
-            size_t bytes = make_weight(&cases[k], rows, cols, &w, &buf);
+            size_t bytes = cases[k].fmt > CELLM_W_AFFINE
+                               ? make_fp_weight(&cases[k], rows, cols, &w, &buf)
+                               : make_weight(&cases[k], rows, cols, &w, &buf);
             float *x = malloc(sizeof(float) * cols), *y = malloc(sizeof(float) * rows);
             float *scratch = malloc(sizeof(float) * (size_t)cellm_cpu_scratch_floats(1, cols));
             if (!bytes || !x || !y || !scratch) return 1;
@@ -116,8 +157,7 @@ int main(int argc, char **argv)
             free(y);
             free(scratch);
         }
-        printf("%-6s  in L2 %6.1f GB/s   from memory %6.1f GB/s\n", cases[k].name, rate[0],
-               rate[1]);
+        printf("%-7s in L2 %6.1f GB/s   from memory %6.1f GB/s\n", cases[k].name, rate[0], rate[1]);
     }
     cellm_pool_free(pool);
     return 0;

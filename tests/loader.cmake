@@ -4,6 +4,8 @@
 cellm_core_test(test_half ${CMAKE_CURRENT_LIST_DIR}/test_half.c)
 cellm_core_test(test_quant ${CMAKE_CURRENT_LIST_DIR}/test_quant.c)
 cellm_core_test(test_gemm ${CMAKE_CURRENT_LIST_DIR}/test_gemm.c)
+cellm_core_test(test_formats ${CMAKE_CURRENT_LIST_DIR}/test_formats.c)
+cellm_core_test(test_formats_load ${CMAKE_CURRENT_LIST_DIR}/test_formats_load.c)
 cellm_core_test(test_safetensors ${CMAKE_CURRENT_LIST_DIR}/test_safetensors.c)
 cellm_core_test(test_config ${CMAKE_CURRENT_LIST_DIR}/test_config.c)
 cellm_core_test(test_ckpt ${CMAKE_CURRENT_LIST_DIR}/test_ckpt.c)
@@ -35,3 +37,7 @@ target_link_libraries(matvec_bench PRIVATE cellm_core)
 add_executable(gemm_bench ${PROJECT_SOURCE_DIR}/bench/gemm_bench.c)
 target_include_directories(gemm_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
 target_link_libraries(gemm_bench PRIVATE cellm_core)
+
+# `cellm inspect` on a checkpoint of each quantized format (docs/formats.md).
+add_test(NAME inspect_formats COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_inspect_formats.sh
+         $<TARGET_FILE:cellm_cli> $<TARGET_FILE:test_formats_load>)

@@ -217,6 +217,61 @@ static void fixture_families(void **state)
     "{\"model_type\":\"llama\",\"vocab_size\":100,\"hidden_size\":64,\"num_hidden_layers\":2,"     \
     "\"num_attention_heads\":4,\"intermediate_size\":128"
 
+/* MLX modes: global, per module (an entry without "mode" is affine, as mlx's
+ * to_quantized), the sizes each mode fixes, and the Hugging Face methods. */
+static void quant_modes(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    int bits = 0, group = 0, mode = -1;
+    parse_ok(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxfp4\","
+                        "\"model.layers.0.mlp.gate\":{\"bits\":8,\"group_size\":64},"
+                        "\"model.layers.1.mlp.up_proj\":{\"mode\":\"nvfp4\"},"
+                        "\"lm_head\":true}}",
+             NULL, &c);
+    assert_int_equal(c.q_mode, CELLM_QMODE_MXFP4);
+    assert_int_equal(cellm_config_quant_mode(&c, "model.layers.0.mlp.gate", &bits, &group, &mode),
+                     1);
+    assert_true(bits == 8 && group == 64 && mode == CELLM_QMODE_AFFINE);
+    assert_int_equal(
+        cellm_config_quant_mode(&c, "model.layers.1.mlp.up_proj", &bits, &group, &mode), 1);
+    assert_true(bits == 4 && group == 16 && mode == CELLM_QMODE_NVFP4); /* the mode's sizes */
+    assert_int_equal(cellm_config_quant_mode(&c, "lm_head", &bits, &group, &mode), 1);
+    assert_true(bits == 4 && group == 32 && mode == CELLM_QMODE_MXFP4);
+    assert_int_equal(
+        cellm_config_quant_mode(&c, "model.layers.0.mlp.up_proj", &bits, &group, &mode), 1);
+    assert_true(mode == CELLM_QMODE_MXFP4);
+    cellm_config_free(&c);
+    /* a mode without sizes takes its own */
+    parse_ok(LLAMA_HEAD ",\"quantization\":{\"mode\":\"mxfp8\"}}", NULL, &c);
+    assert_true(c.q_bits == 8 && c.q_group == 32 && c.q_mode == CELLM_QMODE_MXFP8);
+    cellm_config_free(&c);
+    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxfp8\"}}",
+               NULL, CELLM_ERR_FORMAT, "mode \"mxfp8\" has 8-bit codes; bits is 4", NULL);
+    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":64,\"mode\":\"mxfp4\","
+                          "\"model.layers.0.mlp.gate\":{\"mode\":\"nvfp4\",\"group_size\":32}}}",
+               NULL, CELLM_ERR_FORMAT, "quantization: mode \"mxfp4\" has group size 32", NULL);
+    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxfp4\","
+                          "\"model.layers.0.mlp.gate\":{\"mode\":\"nvfp4\",\"group_size\":32}}}",
+               NULL, CELLM_ERR_FORMAT,
+               "quantization.model.layers.0.mlp.gate: mode \"nvfp4\" has group size 16", NULL);
+    /* Hugging Face methods */
+    parse_ok(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":8,"
+                        "\"group_size\":-1,\"desc_act\":true,\"checkpoint_format\":\"gptq_v2\"}}",
+             NULL, &c);
+    assert_true(c.hfq.method == CELLM_HFQ_GPTQ && c.hfq.bits == 8 && c.hfq.group == 0 &&
+                c.hfq.desc_act && !c.hfq.zero_one);
+    assert_int_equal(c.q_bits, 0);
+    cellm_config_free(&c);
+    parse_ok(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"fp8\","
+                        "\"weight_block_size\":[128,64]}}",
+             NULL, &c);
+    assert_true(c.hfq.method == CELLM_HFQ_FP8 && c.hfq.block[0] == 128 && c.hfq.block[1] == 64);
+    cellm_config_free(&c);
+    parse_fail(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"hqq\"}}", NULL,
+               CELLM_ERR_UNSUPPORTED, "quant_method \"hqq\" is not supported", NULL);
+}
+
 static void rope_keys(void **state)
 {
     (void)state;
@@ -321,8 +376,8 @@ static void model_types_and_keys(void **state)
                NULL, CELLM_ERR_UNSUPPORTED, "7-bit", "2, 3, 4, 5, 6 or 8");
     parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":48}}", NULL,
                CELLM_ERR_UNSUPPORTED, "group size 48", NULL);
-    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxfp4\"}}",
-               NULL, CELLM_ERR_UNSUPPORTED, "\"mxfp4\"", NULL);
+    parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxint4\"}}",
+               NULL, CELLM_ERR_UNSUPPORTED, "\"mxint4\"", NULL);
     parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":64,"
                           "\"model.layers.0.mlp.down_proj\":{\"bits\":7,\"group_size\":64}}}",
                NULL, CELLM_ERR_UNSUPPORTED, "model.layers.0.mlp.down_proj", "7-bit");
@@ -456,6 +511,7 @@ int main(void)
         cmocka_unit_test(every_fixture_loads),
         cmocka_unit_test(fixture_families),
         cmocka_unit_test(rope_keys),
+        cmocka_unit_test(quant_modes),
         cmocka_unit_test(model_types_and_keys),
         cmocka_unit_test(eos_ids),
         cmocka_unit_test(allocation_failures),

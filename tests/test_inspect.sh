@@ -38,6 +38,19 @@ for dir in "$fixtures"/*/*/; do
     has "^  embedding +$want \["
     has "^  attention.* q, k, v, o +$want\$"
     has "^quantization ${BASH_REMATCH[1]}-bit, group ${BASH_REMATCH[2]} "
+  elif [[ $var =~ ^(mxfp4|mxfp8|nvfp4)(-mixed)?$ ]]; then
+    # the formats of docs/formats.md (tools/oracle/formats.py names the variants)
+    has "^  attention.* +${BASH_REMATCH[1]} E[24]M[13] g[0-9]+ e[48]m[03] scales, [0-9.]+ bpw"
+    has "^quantization mode ${BASH_REMATCH[1]}, "
+  elif [[ $var =~ ^(blocks|fp8-b[0-9]+|gptq[48]-g[0-9]+(-desc)?|awq4-g[0-9]+)$ ]]; then
+    case $var in
+      blocks) want="mxfp4 E2M1 g32 e8m0 scales" ;;
+      fp8*) want="fp8 E4M3 blocks ${var#fp8-b}x${var#fp8-b}" ;;
+      gptq*) want="gptq ${var:4:1}-bit" ;;
+      *) want="awq 4-bit" ;;
+    esac
+    has "^  attention.* +$want"
+    has "^  embedding +F32 \["
   else
     dt=$(tr a-z A-Z <<<"${var%%-*}")
     has "^  embedding +$dt \["
@@ -56,7 +69,7 @@ for dir in "$fixtures"/*/*/; do
   case $fam in
     llama-tied) has "^family +llama\$"; has "^  head +tied to the embedding"
                 has "^rope +llama3, theta" ;;
-    llama3-untied) has "^family +llama\$"; has "^  head +(affine|[BF])"
+    llama3-untied) has "^family +llama\$"; has "^  head +(affine|[BF]|mxfp|nvfp)"
                    has "^attention +heads 4, kv heads 2, head_dim 16" ;;
     llama-wide) has "^family +llama\$"; has "^dimensions +vocab [0-9]+, hidden 128" ;;
     llama-tiled) has "^family +llama\$"; has "^dimensions +vocab 512, hidden 256, layers 2, ffn 512"

@@ -18,20 +18,46 @@
 #include "common.h"
 #include "engine/engine.h"
 
+static const char *sdt_name(enum cellm_dtype dt)
+{
+    return dt == CELLM_DT_BF16 ? "bf16" : dt == CELLM_DT_F32 ? "f32" : "f16";
+}
+
+/* Format, code and scale types, group and bits per weight (codes, scales and zeros). */
 static void wdesc(const struct cellm_weight *w, char *buf, size_t n)
 {
-    if (w->fmt == CELLM_W_AFFINE)
-        snprintf(buf, n, "affine %d-bit g%d %s", w->bits, w->group,
-                 w->sdtype == CELLM_DT_BF16 ? "bf16" : "f16");
-    else
+    double bpw = cellm_weight_bpw(w);
+    switch (w->fmt) {
+    case CELLM_W_AFFINE:
+        snprintf(buf, n, "affine %d-bit g%d %s", w->bits, w->group, sdt_name(w->sdtype));
+        break;
+    case CELLM_W_MXFP4:
+    case CELLM_W_NVFP4:
+    case CELLM_W_MXFP8:
+        snprintf(buf, n, "%s %s g%d %s scales, %.2f bpw", cellm_wfmt_name(w->fmt),
+                 w->fmt == CELLM_W_MXFP8 ? "E4M3" : "E2M1", w->group,
+                 w->fmt == CELLM_W_NVFP4 ? "e4m3" : "e8m0", bpw);
+        break;
+    case CELLM_W_FP8BLK:
+        snprintf(buf, n, "fp8 E4M3 blocks %dx%d %s scales, %.2f bpw", w->block_rows, w->group,
+                 sdt_name(w->sdtype), bpw);
+        break;
+    case CELLM_W_GPTQ:
+    case CELLM_W_AWQ:
+        snprintf(buf, n, "%s %d-bit g%d %s scales%s%s, %.2f bpw", cellm_wfmt_name(w->fmt), w->bits,
+                 w->group, sdt_name(w->sdtype), w->g_idx ? ", g_idx" : "",
+                 w->fmt == CELLM_W_GPTQ && !w->zero_one ? ", v2 zeros" : "", bpw);
+        break;
+    default:
         snprintf(buf, n, "%s", cellm_wfmt_name(w->fmt));
+    }
 }
 
 /* A projection's storage over every layer (and expert) it exists in. */
 #define MAX_VARIANTS 8
 struct summary {
     int n;
-    char desc[MAX_VARIANTS][48];
+    char desc[MAX_VARIANTS][80];
     char layers[MAX_VARIANTS][128];
     int count[MAX_VARIANTS];
     char text[512];
@@ -39,7 +65,7 @@ struct summary {
 
 static void add(struct summary *s, const struct cellm_weight *w, int layer)
 {
-    char d[48];
+    char d[80];
     wdesc(w, d, sizeof d);
     int k = 0;
     while (k < s->n && strcmp(s->desc[k], d))
@@ -216,9 +242,24 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
     for (int i = 0; i < c->n_eos; i++)
         printf("%s%d", i ? "," : " ", c->eos[i]);
     printf("%s\n", c->n_eos ? "" : " none");
-    if (c->q_bits)
+    if (c->q_bits && c->q_mode == CELLM_QMODE_AFFINE)
         printf("quantization %d-bit, group %d (config.json), %d per-module override%s\n", c->q_bits,
                c->q_group, c->n_q_overrides, c->n_q_overrides == 1 ? "" : "s");
+    else if (c->q_bits)
+        printf("quantization mode %s, %d-bit, group %d (config.json), %d per-module override%s\n",
+               cellm_qmode_name(c->q_mode), c->q_bits, c->q_group, c->n_q_overrides,
+               c->n_q_overrides == 1 ? "" : "s");
+    const struct cellm_hf_quant *hq = &c->hfq;
+    if (hq->method == CELLM_HFQ_FP8)
+        printf("quantization fp8 E4M3, weight_block_size [%d, %d] (quantization_config)\n",
+               hq->block[0], hq->block[1]);
+    else if (hq->method == CELLM_HFQ_GPTQ || hq->method == CELLM_HFQ_AWQ)
+        printf("quantization %s %d-bit, group %d%s%s (quantization_config)\n",
+               cellm_hfq_name(hq->method), hq->bits, hq->group ? hq->group : -1,
+               hq->desc_act ? ", desc_act" : "",
+               hq->method == CELLM_HFQ_GPTQ ? (hq->zero_one ? ", v1 zeros" : ", v2 zeros") : "");
+    else if (hq->method == CELLM_HFQ_MXFP4)
+        printf("quantization mxfp4 blocks (quantization_config)\n");
 
     /* storage */
     printf("storage\n");

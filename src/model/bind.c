@@ -14,6 +14,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "base/half.h"
 #include "model.h"
 
 struct binder {
@@ -90,6 +91,243 @@ static enum cellm_status bind_vecf(struct binder *b, int required, int64_t n, st
     return bind_vec(b, name, n, required, v);
 }
 
+/* Shape check of a stacked-or-plain tensor: [n_stack,] d0, d1[, d2]. */
+static int shape_is(const struct cellm_st_tensor *t, int64_t n_stack, int n, const int64_t *d)
+{
+    int off = n_stack ? 1 : 0;
+    if (t->ndim != n + off || (n_stack && t->shape[0] != n_stack)) return 0;
+    for (int i = 0; i < n; i++)
+        if (t->shape[off + i] != d[i]) return 0;
+    return 1;
+}
+
+static enum cellm_status bad_shape(struct binder *b, const struct cellm_ckpt_entry *e,
+                                   int64_t n_stack, int n, const int64_t *d, const char *why)
+{
+    char s[96], want[128];
+    shape_str(e->t, s, sizeof s);
+    size_t k = (size_t)snprintf(want, sizeof want, "[%s", n_stack ? "E, " : "");
+    for (int i = 0; i < n && k < sizeof want; i++)
+        k += (size_t)snprintf(want + k, sizeof want - k, "%s%lld", i ? ", " : "", (long long)d[i]);
+    if (k < sizeof want) snprintf(want + k, sizeof want - k, "]");
+    return cellm_errf(b->err, CELLM_ERR_FORMAT, "%s: tensor %s has shape %s; %s expects %s",
+                      fname(b, e), e->name, s, why, want);
+}
+
+static enum cellm_status bad_dtype(struct binder *b, const struct cellm_ckpt_entry *e,
+                                   const char *expected)
+{
+    return cellm_errf(b->err, CELLM_ERR_FORMAT, "%s: tensor %s has dtype %s; expected %s",
+                      fname(b, e), e->name, cellm_dtype_name(e->t->dtype), expected);
+}
+
+/* MLX mxfp4 / mxfp8 / nvfp4: P.weight U32 codes, P.scales U8, no biases. */
+static enum cellm_status bind_mx(struct binder *b, const char *mod, int mode,
+                                 const struct cellm_ckpt_entry *we,
+                                 const struct cellm_ckpt_entry *se, int64_t n_stack,
+                                 struct cellm_weight *w)
+{
+    char bname[280];
+    snprintf(bname, sizeof bname, "%s.biases", mod);
+    const char *mname = cellm_qmode_name(mode);
+    if (cellm_ckpt_find(&b->d->ckpt, bname))
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s exists but mode \"%s\" (config.json) has no biases",
+                          fname(b, se), bname, mname);
+    snprintf(bname, sizeof bname, "%s.global_scale", mod);
+    if (cellm_ckpt_find(&b->d->ckpt, bname))
+        return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
+                          "%s: tensor %s: an nvfp4 global scale is not supported", fname(b, se),
+                          bname);
+    int bits = mode == CELLM_QMODE_MXFP8 ? 8 : 4, group = mode == CELLM_QMODE_NVFP4 ? 16 : 32;
+    enum cellm_dtype sdt = se->t->dtype;
+    int e4m3_scales = mode == CELLM_QMODE_NVFP4;
+    if (sdt != CELLM_DT_U8 && sdt != (e4m3_scales ? CELLM_DT_F8_E4M3 : CELLM_DT_F8_E8M0))
+        return bad_dtype(b, se,
+                         e4m3_scales ? "U8 (E4M3 scales of mode \"nvfp4\")"
+                                     : "U8 (E8M0 scales of an mx mode)");
+    if (we->t->dtype != CELLM_DT_U32) return bad_dtype(b, we, "U32 codes");
+    if (w->cols % group)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s: %lld columns are not a multiple of mode \"%s\"'s group "
+                          "size %d",
+                          fname(b, we), we->name, (long long)w->cols, mname, group);
+    int64_t dw[2] = {w->rows, w->cols * bits / 32}, ds[2] = {w->rows, w->cols / group};
+    char why[64];
+    snprintf(why, sizeof why, "mode \"%s\"", mname);
+    if (!shape_is(we->t, n_stack, 2, dw)) return bad_shape(b, we, n_stack, 2, dw, why);
+    if (!shape_is(se->t, n_stack, 2, ds)) return bad_shape(b, se, n_stack, 2, ds, why);
+    w->fmt = mode == CELLM_QMODE_MXFP4   ? CELLM_W_MXFP4
+             : mode == CELLM_QMODE_MXFP8 ? CELLM_W_MXFP8
+                                         : CELLM_W_NVFP4;
+    w->bits = bits;
+    w->group = group;
+    w->sdtype = CELLM_DT_U8;
+    w->row_bytes = (size_t)w->cols * (size_t)bits / 8;
+    w->scales = se->t->data;
+    w->data = we->t->data;
+    b->d->n_bytes += we->t->nbytes + se->t->nbytes;
+    return CELLM_OK;
+}
+
+/* gpt-oss (transformers) mxfp4: P_blocks U8 [.., rows, G, 16], P_scales U8 [.., rows, G]. */
+static enum cellm_status bind_blocks(struct binder *b, const struct cellm_ckpt_entry *be,
+                                     const char *sname, int64_t n_stack, struct cellm_weight *w)
+{
+    const struct cellm_ckpt_entry *se = cellm_ckpt_find(&b->d->ckpt, sname);
+    if (!se) return cellm_ckpt_missing(&b->d->ckpt, sname, b->err);
+    if (b->d->cfg.hfq.method != CELLM_HFQ_MXFP4)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s is mxfp4 blocks but config.json's quantization_config "
+                          "has quant_method \"%s\"; expected \"mxfp4\"",
+                          fname(b, be), be->name, cellm_hfq_name(b->d->cfg.hfq.method));
+    if (be->t->dtype != CELLM_DT_U8) return bad_dtype(b, be, "U8 (two E2M1 codes per byte)");
+    if (se->t->dtype != CELLM_DT_U8) return bad_dtype(b, se, "U8 (E8M0 scales)");
+    if (w->cols % 32)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s: %lld columns are not a multiple of mxfp4's 32",
+                          fname(b, be), be->name, (long long)w->cols);
+    int64_t db[3] = {w->rows, w->cols / 32, 16}, ds[2] = {w->rows, w->cols / 32};
+    if (!shape_is(be->t, n_stack, 3, db)) return bad_shape(b, be, n_stack, 3, db, "mxfp4");
+    if (!shape_is(se->t, n_stack, 2, ds)) return bad_shape(b, se, n_stack, 2, ds, "mxfp4");
+    w->fmt = CELLM_W_MXFP4;
+    w->bits = 4;
+    w->group = 32;
+    w->sdtype = CELLM_DT_U8;
+    w->row_bytes = (size_t)w->cols / 2;
+    w->scales = se->t->data;
+    w->data = be->t->data;
+    b->d->n_bytes += be->t->nbytes + se->t->nbytes;
+    return CELLM_OK;
+}
+
+/* FP8 E4M3 weight + weight_scale_inv [ceil(rows/bn), ceil(cols/bk)]. */
+static enum cellm_status bind_fp8(struct binder *b, const char *mod,
+                                  const struct cellm_ckpt_entry *we, int64_t n_stack,
+                                  struct cellm_weight *w)
+{
+    const struct cellm_hf_quant *q = &b->d->cfg.hfq;
+    char sname[280];
+    snprintf(sname, sizeof sname, "%s.weight_scale_inv", mod);
+    const struct cellm_ckpt_entry *se = cellm_ckpt_find(&b->d->ckpt, sname);
+    if (q->method != CELLM_HFQ_FP8)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s is F8_E4M3 but config.json's quantization_config has "
+                          "quant_method \"%s\"; expected \"fp8\" with weight_block_size",
+                          fname(b, we), we->name, cellm_hfq_name(q->method));
+    if (!se) return cellm_ckpt_missing(&b->d->ckpt, sname, b->err);
+    enum cellm_dtype sdt = se->t->dtype;
+    if (sdt != CELLM_DT_F32 && sdt != CELLM_DT_BF16 && sdt != CELLM_DT_F16)
+        return bad_dtype(b, se, "F32, BF16 or F16 block scales");
+    if (n_stack)
+        return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
+                          "%s: tensor %s: stacked FP8 experts are not supported", fname(b, we),
+                          we->name);
+    int64_t bn = q->block[0], bk = q->block[1];
+    int64_t dw[2] = {w->rows, w->cols}, ds[2] = {(w->rows + bn - 1) / bn, (w->cols + bk - 1) / bk};
+    if (!shape_is(we->t, 0, 2, dw)) return bad_shape(b, we, 0, 2, dw, "the config");
+    if (!shape_is(se->t, 0, 2, ds))
+        return bad_shape(b, se, 0, 2, ds, "weight_block_size from config.json");
+    w->fmt = CELLM_W_FP8BLK;
+    w->bits = 8;
+    w->group = (int)bk;
+    w->block_rows = (int)bn;
+    w->sdtype = sdt;
+    w->row_bytes = (size_t)w->cols;
+    w->scales = se->t->data;
+    w->data = we->t->data;
+    b->d->n_bytes += we->t->nbytes + se->t->nbytes;
+    return CELLM_OK;
+}
+
+/* GPTQ / AWQ: P.qweight, P.qzeros, P.scales (and GPTQ's optional P.g_idx). */
+static enum cellm_status bind_gptq_awq(struct binder *b, const char *mod,
+                                       const struct cellm_ckpt_entry *qe, int64_t n_stack,
+                                       struct cellm_weight *w)
+{
+    const struct cellm_hf_quant *q = &b->d->cfg.hfq;
+    struct cellm_ckpt *ck = &b->d->ckpt;
+    if (q->method != CELLM_HFQ_GPTQ && q->method != CELLM_HFQ_AWQ)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s exists but config.json's quantization_config has "
+                          "quant_method \"%s\"; expected \"gptq\" or \"awq\"",
+                          fname(b, qe), qe->name, cellm_hfq_name(q->method));
+    if (n_stack)
+        return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
+                          "%s: tensor %s: stacked GPTQ/AWQ experts are not supported", fname(b, qe),
+                          qe->name);
+    int awq = q->method == CELLM_HFQ_AWQ, bits = q->bits, pack = 32 / bits;
+    const char *mname = awq ? "AWQ" : "GPTQ";
+    char zname[280], sname[280], gname[280];
+    snprintf(zname, sizeof zname, "%s.qzeros", mod);
+    snprintf(sname, sizeof sname, "%s.scales", mod);
+    snprintf(gname, sizeof gname, "%s.g_idx", mod);
+    const struct cellm_ckpt_entry *ze = cellm_ckpt_find(ck, zname),
+                                  *se = cellm_ckpt_find(ck, sname);
+    const struct cellm_ckpt_entry *ge = cellm_ckpt_find(ck, gname);
+    if (!ze) return cellm_ckpt_missing(ck, zname, b->err);
+    if (!se) return cellm_ckpt_missing(ck, sname, b->err);
+    int64_t R = w->rows, C = w->cols;
+    int64_t group = q->group ? q->group : C;
+    if (C % group)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s: %lld input features are not a multiple of group_size "
+                          "%lld",
+                          fname(b, qe), qe->name, (long long)C, (long long)group);
+    if (C % pack || R % pack)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                          "%s: tensor %s: %lld x %lld weights cannot be packed %d per 32-bit word",
+                          fname(b, qe), qe->name, (long long)R, (long long)C, pack);
+    int64_t ng = C / group;
+    if (qe->t->dtype != CELLM_DT_I32 && qe->t->dtype != CELLM_DT_U32)
+        return bad_dtype(b, qe, "I32 packed codes");
+    if (ze->t->dtype != CELLM_DT_I32 && ze->t->dtype != CELLM_DT_U32)
+        return bad_dtype(b, ze, "I32 packed zeros");
+    if (se->t->dtype != CELLM_DT_F16 && se->t->dtype != CELLM_DT_BF16 &&
+        se->t->dtype != CELLM_DT_F32)
+        return bad_dtype(b, se, "F16 scales");
+    int64_t dq[2] = {awq ? C : C / pack, awq ? R / pack : R};
+    int64_t dz[2] = {ng, R / pack}, ds[2] = {ng, R};
+    char why[64];
+    snprintf(why, sizeof why, "%s %d-bit with group_size %lld", mname, bits, (long long)group);
+    if (!shape_is(qe->t, 0, 2, dq)) return bad_shape(b, qe, 0, 2, dq, why);
+    if (!shape_is(ze->t, 0, 2, dz)) return bad_shape(b, ze, 0, 2, dz, why);
+    if (!shape_is(se->t, 0, 2, ds)) return bad_shape(b, se, 0, 2, ds, why);
+    if (ge && awq)
+        return cellm_errf(b->err, CELLM_ERR_FORMAT, "%s: tensor %s: AWQ has no g_idx", fname(b, ge),
+                          gname);
+    if (ge) {
+        int64_t dg[1] = {C};
+        if (ge->t->dtype != CELLM_DT_I32) return bad_dtype(b, ge, "I32");
+        if (!shape_is(ge->t, 0, 1, dg)) return bad_shape(b, ge, 0, 1, dg, "one group per input");
+        for (int64_t i = 0; i < C; i++) {
+            int32_t g = (int32_t)cellm_load_u32(ge->t->data + 4 * i);
+            if (g < 0 || g >= ng)
+                return cellm_errf(b->err, CELLM_ERR_FORMAT,
+                                  "%s: tensor %s: g_idx[%lld] is %d; expected a group in [0, "
+                                  "%lld)",
+                                  fname(b, ge), gname, (long long)i, g, (long long)ng);
+        }
+        b->d->n_bytes += ge->t->nbytes;
+    } else if (q->desc_act) {
+        return cellm_ckpt_missing(ck, gname, b->err);
+    }
+    w->fmt = awq ? CELLM_W_AWQ : CELLM_W_GPTQ;
+    w->bits = bits;
+    w->group = (int)group;
+    w->ngroups = (int)ng;
+    w->ld = R;
+    w->sdtype = se->t->dtype;
+    w->row_bytes = 0; /* column-packed: views move r_off, not data */
+    w->data = qe->t->data;
+    w->zeros = ze->t->data;
+    w->scales = se->t->data;
+    w->g_idx = ge ? ge->t->data : NULL;
+    w->zero_one = awq ? 0 : q->zero_one;
+    b->d->n_bytes += qe->t->nbytes + ze->t->nbytes + se->t->nbytes;
+    return CELLM_OK;
+}
+
 /*
  * Matrix module `mod` (no suffix) of logical shape [n_stack x] [rows][cols]. out receives
  * n_stack views (n_stack 0 = a plain 2-D tensor).
@@ -104,16 +342,39 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
     snprintf(bname, sizeof bname, "%s.biases", mod);
     const struct cellm_ckpt_entry *we = cellm_ckpt_find(ck, wname);
     const struct cellm_ckpt_entry *se = cellm_ckpt_find(ck, sname);
-    if (!we) return cellm_ckpt_missing(ck, wname, b->err);
-    const struct cellm_st_tensor *wt = we->t;
-    int nd = n_stack ? 3 : 2;
     int64_t stack = n_stack ? n_stack : 1;
     struct cellm_weight w;
     memset(&w, 0, sizeof w);
-    w.name = we->name;
     w.rows = rows;
     w.cols = cols;
+    if (!we) {
+        /* the quantized layouts without a P.weight: GPTQ/AWQ and gpt-oss mxfp4 */
+        char qname[280], blname[280], bsname[280];
+        snprintf(qname, sizeof qname, "%s.qweight", mod);
+        snprintf(blname, sizeof blname, "%s_blocks", mod);
+        snprintf(bsname, sizeof bsname, "%s_scales", mod);
+        const struct cellm_ckpt_entry *qe = cellm_ckpt_find(ck, qname);
+        const struct cellm_ckpt_entry *bl = cellm_ckpt_find(ck, blname);
+        if (!qe && !bl) return cellm_ckpt_missing(ck, wname, b->err);
+        w.name = qe ? qe->name : bl->name;
+        CELLM_TRY(qe ? bind_gptq_awq(b, mod, qe, n_stack, &w)
+                     : bind_blocks(b, bl, bsname, n_stack, &w));
+        goto bound;
+    }
+    const struct cellm_st_tensor *wt = we->t;
+    int nd = n_stack ? 3 : 2;
+    w.name = we->name;
     char s[96];
+    int mode = CELLM_QMODE_AFFINE, mbits, mgroup;
+    if (se && cellm_config_quant_mode(&b->d->cfg, mod, &mbits, &mgroup, &mode) == 1 &&
+        mode != CELLM_QMODE_AFFINE) {
+        CELLM_TRY(bind_mx(b, mod, mode, we, se, n_stack, &w));
+        goto bound;
+    }
+    if (wt->dtype == CELLM_DT_F8_E4M3) {
+        CELLM_TRY(bind_fp8(b, mod, we, n_stack, &w));
+        goto bound;
+    }
     if (se) {
         const struct cellm_ckpt_entry *be = cellm_ckpt_find(ck, bname);
         if (!be)
@@ -184,8 +445,8 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
         w.fmt = float_fmt(wt->dtype);
         if (w.fmt == CELLM_W_NONE)
             return cellm_errf(b->err, CELLM_ERR_UNSUPPORTED,
-                              "%s: tensor %s has dtype %s; weights must be F32, F16, BF16 or MLX "
-                              "affine (U32 with .scales and .biases)",
+                              "%s: tensor %s has dtype %s; weights must be F32, F16, BF16, MLX "
+                              "quantized (U32 with .scales) or a format of docs/formats.md",
                               fname(b, we), wname, cellm_dtype_name(wt->dtype));
         int ok = wt->ndim == nd && wt->shape[nd - 1] == cols && wt->shape[nd - 2] == rows &&
                  (!n_stack || wt->shape[0] == n_stack);
@@ -204,6 +465,7 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
         b->d->n_bytes += wt->nbytes;
     }
     w.data = wt->data;
+bound:
     b->d->n_params += (uint64_t)(stack * rows * cols);
     for (int64_t e = 0; e < stack; e++)
         out[e] = cellm_weight_rows(&w, e * rows, rows);
@@ -282,7 +544,10 @@ static enum cellm_status bind_experts(struct binder *b, const char *p, struct ce
         return bind_matrix(b, mod, E, H, I, L->e_down);
     }
     snprintf(probe, sizeof probe, "%smlp.experts.gate_up_proj.weight", p);
-    if (cellm_ckpt_find(&b->d->ckpt, probe)) { /* transformers v5 fused experts */
+    char probe2[300]; /* the same, stored as gpt-oss-style mxfp4 blocks */
+    snprintf(probe2, sizeof probe2, "%smlp.experts.gate_up_proj_blocks", p);
+    if (cellm_ckpt_find(&b->d->ckpt, probe) || cellm_ckpt_find(&b->d->ckpt, probe2)) {
+        /* transformers v5 fused experts */
         struct cellm_weight *gu = cellm_calloc((size_t)E, sizeof *gu);
         if (!gu) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
         snprintf(mod, sizeof mod, "%smlp.experts.gate_up_proj", p);

@@ -7,7 +7,14 @@
  * the stored bytes (possibly unaligned) and reconstruct exactly
  *     w = fl(fl(scale * q) + bias)     (affine; scale and bias widened exactly)
  * Sub-views (rows r0..r1 of a fused projection, one expert of a stacked tensor) are
- * views too.
+ * views too. The other quantized formats (docs/formats.md gives each one's reference
+ * formula and why the float32 reconstruction is exact) are views of the same kind:
+ *     MXFP4/MXFP8/NVFP4: w = code * scale   (E2M1/E4M3 codes, E8M0/E4M3 group scales)
+ *     FP8 blocks:        w = fl(e4m3(q) * s[o / block_rows][i / group])
+ *     GPTQ:              w = s[g][o] * (q - z - zero_one),  g = g_idx[i] or i / group
+ *     AWQ:               w = (q - z) * s[i / group][o]
+ * GPTQ and AWQ store their codes column-packed ([in][out]-like); their views keep the
+ * stored matrix's width (ld) and a row offset (r_off) instead of moving data.
  */
 #ifndef CELLM_MODEL_WEIGHT_H
 #define CELLM_MODEL_WEIGHT_H
@@ -23,6 +30,12 @@ enum cellm_wfmt {
     CELLM_W_F16,
     CELLM_W_BF16,
     CELLM_W_AFFINE, /* MLX affine: U32 codes + 16-bit scales and biases */
+    CELLM_W_MXFP4,  /* E2M1 codes (2 per byte, low nibble first), U8 E8M0 scales, group 32 */
+    CELLM_W_MXFP8,  /* E4M3 codes, U8 E8M0 scales, group 32 */
+    CELLM_W_NVFP4,  /* E2M1 codes, U8 E4M3 scales, group 16 */
+    CELLM_W_FP8BLK, /* E4M3 codes, F32/BF16 scales per [block_rows][group] block */
+    CELLM_W_GPTQ,   /* I32 codes packed along inputs, zeros along outputs, F16 scales */
+    CELLM_W_AWQ,    /* I32 codes and zeros packed along outputs (AWQ order), F16 scales */
 };
 
 struct cellm_weight {
@@ -37,6 +50,14 @@ struct cellm_weight {
     const uint8_t *scales;   /* [rows][cols / group] */
     const uint8_t *biases;   /* [rows][cols / group] */
     const char *name;        /* tensor name for messages (lives in the checkpoint) */
+    /* FP8BLK, GPTQ, AWQ: rows of this view start at row r_off of the stored matrix */
+    int64_t r_off;
+    int block_rows;       /* FP8BLK: rows per scale block (group = columns per block) */
+    int64_t ld;           /* GPTQ, AWQ: out features of the stored matrix */
+    const uint8_t *zeros; /* GPTQ, AWQ: I32 packed zeros [ngroups][ld * bits / 32] */
+    const uint8_t *g_idx; /* GPTQ: I32 [cols] group of each input, NULL = i / group */
+    int ngroups;          /* GPTQ, AWQ: rows of scales and zeros */
+    int zero_one;         /* GPTQ v1: stored zeros are zero - 1 */
 };
 
 /* A vector (norm weight, bias) in F32, F16 or BF16. */
@@ -67,6 +88,51 @@ static inline uint32_t cellm_affine_code(const uint8_t *row, int bits, int64_t i
     uint32_t v = p[0] | (shift + (unsigned)bits > 8 ? (uint32_t)p[1] << 8 : 0);
     return (v >> shift) & ((1u << bits) - 1);
 }
+
+/* E2M1 code (4 bits) as float: +-{0, 0.5, 1, 1.5, 2, 3, 4, 6}; code 8 is -0. */
+static inline float cellm_e2m1(unsigned c)
+{
+    static const float v[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+    return v[c & 15];
+}
+/* E4M3 (float8_e4m3fn): exponent bias 7, subnormals m * 2^-9, 0x7f/0xff NaN, no Inf.
+ * Built from bits: a normal code's exponent and mantissa fields move into float32's
+ * (rebias 120); a subnormal is m * 2^-9, exact. */
+static inline float cellm_e4m3(unsigned c)
+{
+    uint32_t sign = (uint32_t)(c & 0x80) << 24, mag = c & 0x7f, bits;
+    if (mag == 0x7f) {
+        bits = 0x7fc00000u;
+    } else if (mag >= 8) {
+        bits = (mag << 20) + (120u << 23);
+    } else {
+        float f = (float)mag * 0x1p-9f;
+        uint32_t u;
+        __builtin_memcpy(&u, &f, 4);
+        bits = u;
+    }
+    bits |= sign;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+/* E8M0 scale: 2^(c - 127); 255 is NaN; 0 is 2^-127, float32's subnormal 0x00400000. */
+static inline float cellm_e8m0(unsigned c)
+{
+    c &= 0xff;
+    uint32_t bits = c == 255 ? 0x7fc00000u : c ? (uint32_t)c << 23 : 0x00400000u;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Elements [k0, k0 + kc) of row r, as cellm_weight_row gives them. */
+void cellm_weight_row_seg(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,
+                          float *out);
+
+/* Bits of storage per weight (codes, scales, zeros and biases together). */
+double cellm_weight_bpw(const struct cellm_weight *w);
 
 /* Bytes a weight occupies in the checkpoint (codes + scales + biases). */
 size_t cellm_weight_bytes(const struct cellm_weight *w);

@@ -4,7 +4,8 @@
  * The input is config.json, optionally followed by a NUL byte and generation_config.json.
  * Neither is NUL-terminated in the fuzzer's buffer, so the parser's length handling is
  * exercised. An accepted config must be internally consistent (positive dimensions,
- * heads divisible by KV heads, rotary dims within the head, per-layer arrays readable).
+ * heads divisible by KV heads, rotary dims within the head, per-layer arrays readable,
+ * quantization sizes each mode or method can have).
  */
 #include <stdint.h>
 #include <string.h>
@@ -34,12 +35,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (sliding && c.window <= 0) __builtin_trap();
     if (moe && (c.n_experts <= 0 || c.n_experts_used > c.n_experts)) __builtin_trap();
-    int bits, group;
+    int bits, group, mode;
     for (int i = 0; i < c.n_q_overrides; i++)
-        if (cellm_config_quant(&c, c.q_overrides[i].module, &bits, &group) == 1 &&
-            (bits < 2 || bits > 8 || group < 32))
-            __builtin_trap();
+        if (cellm_config_quant_mode(&c, c.q_overrides[i].module, &bits, &group, &mode) == 1) {
+            /* each mode's sizes (docs/formats.md) */
+            int ok = mode == CELLM_QMODE_AFFINE  ? bits >= 2 && bits <= 8 && group >= 32
+                     : mode == CELLM_QMODE_MXFP8 ? bits == 8 && group == 32
+                     : mode == CELLM_QMODE_NVFP4
+                         ? bits == 4 && group == 16
+                         : mode == CELLM_QMODE_MXFP4 && bits == 4 && group == 32;
+            if (!ok) __builtin_trap();
+        }
     cellm_config_quant(&c, "model.embed_tokens", &bits, &group);
+    const struct cellm_hf_quant *q = &c.hfq;
+    if (q->method != CELLM_HFQ_NONE && c.q_bits) __builtin_trap(); /* one scheme or the other */
+    if (q->method == CELLM_HFQ_GPTQ && ((q->bits != 4 && q->bits != 8) || q->group < 0))
+        __builtin_trap();
+    if (q->method == CELLM_HFQ_AWQ && (q->bits != 4 || q->group <= 0)) __builtin_trap();
+    if (q->method == CELLM_HFQ_FP8 && (q->block[0] <= 0 || q->block[1] <= 0)) __builtin_trap();
     cellm_config_free(&c);
     return 0;
 }

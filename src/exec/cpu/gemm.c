@@ -18,6 +18,7 @@
  * group size, so a block of an affine row is itself a valid affine row.
  */
 #include "gemm.h"
+#include "kernels_fp.h"
 
 #include <string.h>
 
@@ -166,8 +167,11 @@ static void decode_segment(enum cellm_isa isa, const struct cellm_weight *w, int
         s.biases = w->biases + g0;
         break;
     }
-    default:
+    case CELLM_W_NONE:
         memset(out, 0, (size_t)kc * sizeof *out);
+        return;
+    default: /* the formats of docs/formats.md: SIMD where kernels_fp.c has it */
+        if (!cellm_cpu_fp_dequant(isa, w, r, k0, kc, out)) cellm_weight_row_seg(w, r, k0, kc, out);
         return;
     }
     cellm_cpu_dequant_rows(isa, &s, 0, 1, out);

@@ -13,6 +13,7 @@
 
 #include "base/half.h"
 #include "gemm.h"
+#include "kernels_fp.h"
 #include "kernels_x86.h"
 
 #include <stdlib.h>
@@ -436,7 +437,12 @@ AVX2 static void fused_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
 void cellm_cpu_dequant_rows(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0,
                             int64_t nr, float *out)
 {
+    if (cellm_cpu_packed_dequant_rows(w, r0, nr, out)) return; /* GPTQ, AWQ */
     for (int64_t i = 0; i < nr; i++) {
+        /* the small-float formats of docs/formats.md */
+        if (w->fmt > CELLM_W_AFFINE &&
+            cellm_cpu_fp_dequant(isa, w, r0 + i, 0, w->cols, out + i * w->cols))
+            continue;
 #if HAVE_X86
         if (isa == CELLM_ISA_AVX512 && cellm_avx512_dequant_row(w, r0 + i, out + i * w->cols))
             continue;
@@ -482,6 +488,11 @@ static void matmul_blocks(const struct matmul_job *j, const struct cellm_cpu_mm 
 {
     const struct cellm_weight *w = o->w;
     int64_t cols = w->cols;
+    if (j->n == 1 && w->fmt > CELLM_W_AFFINE) { /* kernels_fp.c: the small-float formats */
+        int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
+        if (cellm_cpu_fp_fused_rows(j->isa, w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, buf, o->y))
+            return;
+    }
 #if HAVE_X86
     if (j->isa == CELLM_ISA_AVX512 && j->n == 1 && cellm_avx512_has_fused(w)) {
         const float *xp = cellm_avx512_prepare_x(w, j->x, buf);

@@ -98,6 +98,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           cfg->head_dim);
     const struct cellm_weight *ws[] = {&d->head};
     CELLM_TRY(cellm_cuda_check_weight(ws[0], err));
+    if (d->embed.fmt > CELLM_W_AFFINE) CELLM_TRY(cellm_cuda_check_weight(&d->embed, err));
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
         const struct cellm_weight *lw[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,

@@ -100,6 +100,11 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
 enum cellm_status cellm_cuda_check_weight(const struct cellm_weight *w, struct cellm_error *err)
 {
     if (w->fmt == CELLM_W_NONE) return CELLM_OK;
+    if (w->fmt > CELLM_W_AFFINE) /* docs/formats.md: CPU only so far */
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: tensor %s is stored as %s, which only the CPU "
+                          "executor reads so far",
+                          w->name ? w->name : "?", cellm_wfmt_name(w->fmt));
     if (w->cols % 32 && w->fmt == CELLM_W_AFFINE)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: tensor %s: %lld columns, expected a multiple of 32",

@@ -73,7 +73,12 @@ static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
                               "xla: experts of %s are stored in different formats; the XLA "
                               "executor stacks them into one tensor",
                               w->name ? w->name : base);
-    if (w->fmt == CELLM_W_AFFINE && p->dequant_at_load) {
+    if (w->fmt > CELLM_W_AFFINE && !p->dequant_at_load) /* docs/formats.md */
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "xla: tensor %s is stored as %s; the XLA executor reads it only with "
+                          "the option dequant=load (--exec-opt dequant=load) so far",
+                          w->name ? w->name : base, cellm_wfmt_name(w->fmt));
+    if (w->fmt >= CELLM_W_AFFINE && p->dequant_at_load) {
         int64_t d[3] = {n, w->rows, w->cols};
         size_t pb = (size_t)w->rows * (size_t)w->cols * sizeof(float);
         CELLM_TRY(add(p, base, XH_F32, r, ne ? d : d + 1, n, pb, err));
