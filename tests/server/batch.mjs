@@ -30,24 +30,31 @@ try {
     if (c.finish_reason === 'length') eq(c.token_ids.length, r.max_tokens, 'length finish');
     alone.push(c.token_ids);
   }
-  const m0 = await metrics(url);
-  const together = await Promise.all(reqs.map(async (r, i) => {
-    if (i % 2) {
-      const res = await post(`${url}/v1/completions`, r);
-      check(res.status === 200, `batched: ${res.status} ${res.text}`);
-      return res.json.choices[0].token_ids;
-    }
-    const res = await sse(`${url}/v1/completions`, { ...r, stream: true });
-    check(res.status === 200, `batched stream: ${res.status} ${res.text}`);
-    check(res.events.at(-1) === '[DONE]', 'stream ends with [DONE]');
-    return res.events.filter((e) => e !== '[DONE]').flatMap((e) => e.choices[0].token_ids);
-  }));
-  const m1 = await metrics(url);
-  for (let i = 0; i < reqs.length; i++)
-    eq(together[i], alone[i], `request ${i} (prompt ${reqs[i].prompt_ids.length} tokens) batched vs alone`);
-  const steps = m1.cellm_steps_total - m0.cellm_steps_total;
-  const toks = m1.cellm_generated_tokens_total - m0.cellm_generated_tokens_total;
-  check(m1.cellm_decode_batch_max >= 2, `never batched: ${steps} steps for ${toks} tokens`);
+  // Whether the 16 overlap in the scheduler depends on timing (a loaded machine may send
+  // them slower than a tiny model answers): each round must equal the alone answers, and
+  // up to three rounds are run until one was batched.
+  let m0, m1, steps, toks;
+  for (let round = 1; ; round++) {
+    m0 = await metrics(url);
+    const together = await Promise.all(reqs.map(async (r, i) => {
+      if (i % 2) {
+        const res = await post(`${url}/v1/completions`, r);
+        check(res.status === 200, `batched: ${res.status} ${res.text}`);
+        return res.json.choices[0].token_ids;
+      }
+      const res = await sse(`${url}/v1/completions`, { ...r, stream: true });
+      check(res.status === 200, `batched stream: ${res.status} ${res.text}`);
+      check(res.events.at(-1) === '[DONE]', 'stream ends with [DONE]');
+      return res.events.filter((e) => e !== '[DONE]').flatMap((e) => e.choices[0].token_ids);
+    }));
+    m1 = await metrics(url);
+    for (let i = 0; i < reqs.length; i++)
+      eq(together[i], alone[i], `request ${i} (prompt ${reqs[i].prompt_ids.length} tokens) batched vs alone`);
+    steps = m1.cellm_steps_total - m0.cellm_steps_total;
+    toks = m1.cellm_generated_tokens_total - m0.cellm_generated_tokens_total;
+    if (m1.cellm_decode_batch_max >= 2 || round === 3) break;
+  }
+  check(m1.cellm_decode_batch_max >= 2, `never batched in 3 rounds: ${steps} steps for ${toks} tokens`);
   console.log(`ok: 16 requests identical batched and alone (${toks} tokens in ${steps} steps, ` +
     `up to ${m1.cellm_decode_batch_max} sequences per step)`);
 } catch (e) {
