@@ -25,6 +25,13 @@
 
 #include "srv.h"
 
+/* JSON helpers the converters share (api_adapt.c): a member that is present and not
+ * null; that member's string (NULL if it is none); a 400 invalid_type naming key and what
+ * it must be (returns -1). Unsupported fields go to cellm_srv_refuse (srv.h). */
+const cJSON *cellm_srv_adapt_get(const cJSON *o, const char *k);
+const char *cellm_srv_adapt_str(const cJSON *o, const char *k);
+int cellm_srv_adapt_bad(struct srv_error *e, const char *key, const char *want);
+
 /* Which API a request came in through (srv_params.api). */
 enum srv_api { SRV_API_CHAT = 0, SRV_API_RESPONSES, SRV_API_MESSAGES };
 

@@ -70,16 +70,23 @@ void cellm_srv_buf_event(struct srv_buf *b, const char *name, cJSON *o)
 
 /* ---- results -------------------------------------------------------------------------------- */
 
-static const cJSON *get(const cJSON *o, const char *k)
+const cJSON *cellm_srv_adapt_get(const cJSON *o, const char *k)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
     return j && !cJSON_IsNull(j) ? j : NULL;
 }
 
-static const char *str(const cJSON *o, const char *k)
+const char *cellm_srv_adapt_str(const cJSON *o, const char *k)
 {
-    const cJSON *j = get(o, k);
+    const cJSON *j = cellm_srv_adapt_get(o, k);
     return cJSON_IsString(j) ? j->valuestring : NULL;
+}
+
+int cellm_srv_adapt_bad(struct srv_error *e, const char *key, const char *want)
+{
+    cellm_srv_errorf(e, 400, key, "'%s' must be %s", key, want);
+    e->code = "invalid_type";
+    return -1;
 }
 
 static int push_item(struct srv_adapt_item **items, int *n, int *cap, char kind)
@@ -117,12 +124,14 @@ int cellm_srv_adapt_items(const cJSON *chat, struct srv_adapt_item **items, int 
     *items = NULL;
     *n = 0;
     int cap = 0, oom = 0;
-    const cJSON *ch = get(chat, "choices");
+    const cJSON *ch = cellm_srv_adapt_get(chat, "choices");
     const cJSON *c = cJSON_IsArray(ch) ? ch->child : NULL;
-    const cJSON *msg = get(c, "message");
-    *finish = str(c, "finish_reason") ? str(c, "finish_reason") : "stop";
-    const char *rs = str(msg, "reasoning_content"), *tx = str(msg, "content");
-    const cJSON *tc = get(msg, "tool_calls");
+    const cJSON *msg = cellm_srv_adapt_get(c, "message");
+    *finish =
+        cellm_srv_adapt_str(c, "finish_reason") ? cellm_srv_adapt_str(c, "finish_reason") : "stop";
+    const char *rs = cellm_srv_adapt_str(msg, "reasoning_content"),
+               *tx = cellm_srv_adapt_str(msg, "content");
+    const cJSON *tc = cellm_srv_adapt_get(msg, "tool_calls");
     int k;
     if (rs && rs[0]) {
         if ((k = push_item(items, n, &cap, 'r')) < 0) return -1;
@@ -138,10 +147,11 @@ int cellm_srv_adapt_items(const cJSON *chat, struct srv_adapt_item **items, int 
     {
         if ((k = push_item(items, n, &cap, 'f')) < 0) return -1;
         struct srv_adapt_item *it = &(*items)[k];
-        const cJSON *fn = get(t, "function"), *args = get(fn, "arguments");
+        const cJSON *fn = cellm_srv_adapt_get(t, "function"),
+                    *args = cellm_srv_adapt_get(fn, "arguments");
         it->tc_index = k;
-        it->call_id = dup_or_empty(str(t, "id"));
-        it->name = dup_or_empty(str(fn, "name"));
+        it->call_id = dup_or_empty(cellm_srv_adapt_str(t, "id"));
+        it->name = dup_or_empty(cellm_srv_adapt_str(fn, "name"));
         oom |= !it->call_id || !it->name;
         char *a = cJSON_IsString(args) ? NULL : args ? cJSON_PrintUnformatted(args) : NULL;
         const char *as = cJSON_IsString(args) ? args->valuestring : a ? a : "{}";
@@ -161,8 +171,9 @@ cJSON *cellm_srv_adapt_result(enum srv_api api, const cJSON *chat, const struct 
     cJSON *o = NULL;
     if (!cellm_srv_adapt_items(chat, &items, &n, &finish))
         o = api == SRV_API_MESSAGES
-                ? cellm_srv_messages_object(m, items, n, finish, get(chat, "usage"))
-                : cellm_srv_responses_object(m, items, n, finish, get(chat, "usage"), 0);
+                ? cellm_srv_messages_object(m, items, n, finish, cellm_srv_adapt_get(chat, "usage"))
+                : cellm_srv_responses_object(m, items, n, finish,
+                                             cellm_srv_adapt_get(chat, "usage"), 0);
     cellm_srv_adapt_items_free(items, n);
     return o;
 }
@@ -252,14 +263,16 @@ static void tool_deltas(struct srv_adapt_stream *st, const struct srv_adapt_meta
     int pos = 0;
     cJSON_ArrayForEach(t, tcs)
     {
-        const cJSON *ix = get(t, "index"), *fn = get(t, "function");
+        const cJSON *ix = cellm_srv_adapt_get(t, "index"), *fn = cellm_srv_adapt_get(t, "function");
         int index = cJSON_IsNumber(ix) ? ix->valueint : pos;
         pos++;
         int k = -1;
         for (int i = 0; i < st->n_items; i++)
             if (st->items[i].kind == 'f' && st->items[i].tc_index == index) k = i;
-        if (k < 0) k = open_item(st, m, 'f', index, str(t, "id"), str(fn, "name"), b);
-        const char *args = str(fn, "arguments");
+        if (k < 0)
+            k = open_item(st, m, 'f', index, cellm_srv_adapt_str(t, "id"),
+                          cellm_srv_adapt_str(fn, "name"), b);
+        const char *args = cellm_srv_adapt_str(fn, "arguments");
         if (k >= 0 && args && args[0]) add_delta(st, m, k, args, b);
     }
 }
@@ -269,7 +282,7 @@ void cellm_srv_adapt_stream_feed(struct srv_adapt_stream *st, const struct srv_a
 {
     const struct srv_adapt_events *ev = events_of(st->api);
     if (st->ended) return;
-    const cJSON *err = get(chunk, "error");
+    const cJSON *err = cellm_srv_adapt_get(chunk, "error");
     if (err) {
         ev->error(st, err, b);
         st->ended = 1;
@@ -286,20 +299,20 @@ void cellm_srv_adapt_stream_feed(struct srv_adapt_stream *st, const struct srv_a
         st->ended = 1;
         return;
     }
-    const cJSON *u = get(chunk, "usage");
+    const cJSON *u = cellm_srv_adapt_get(chunk, "usage");
     if (cJSON_IsObject(u)) {
         cJSON_Delete(st->usage);
         if (!(st->usage = cJSON_Duplicate(u, 1))) b->oom = 1;
     }
-    const cJSON *chs = get(chunk, "choices");
+    const cJSON *chs = cellm_srv_adapt_get(chunk, "choices");
     const cJSON *c = cJSON_IsArray(chs) ? chs->child : NULL;
     if (!c) return;
-    const cJSON *d = get(c, "delta");
-    text_delta(st, m, 'r', str(d, "reasoning_content"), b);
-    text_delta(st, m, 't', str(d, "content"), b);
-    const cJSON *tcs = get(d, "tool_calls");
+    const cJSON *d = cellm_srv_adapt_get(c, "delta");
+    text_delta(st, m, 'r', cellm_srv_adapt_str(d, "reasoning_content"), b);
+    text_delta(st, m, 't', cellm_srv_adapt_str(d, "content"), b);
+    const cJSON *tcs = cellm_srv_adapt_get(d, "tool_calls");
     if (cJSON_IsArray(tcs)) tool_deltas(st, m, tcs, b);
-    const char *fin = str(c, "finish_reason");
+    const char *fin = cellm_srv_adapt_str(c, "finish_reason");
     if (fin) {
         close_open(st, m, b);
         free(st->finish);

@@ -29,32 +29,6 @@
 
 #include "adapt.h"
 
-static const cJSON *get(const cJSON *o, const char *k)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
-    return j && !cJSON_IsNull(j) ? j : NULL;
-}
-
-static const char *str(const cJSON *o, const char *k)
-{
-    const cJSON *j = get(o, k);
-    return cJSON_IsString(j) ? j->valuestring : NULL;
-}
-
-static int refuse(struct srv_error *e, const char *key, const char *why)
-{
-    cellm_srv_errorf(e, 400, key, "'%s' is not supported by this server: %s", key, why);
-    e->code = "unsupported_parameter";
-    return -1;
-}
-
-static int bad(struct srv_error *e, const char *key, const char *want)
-{
-    cellm_srv_errorf(e, 400, key, "'%s' must be %s", key, want);
-    e->code = "invalid_type";
-    return -1;
-}
-
 /* ---- the request ------------------------------------------------------------------------- */
 
 /* A string or a list of text blocks, joined; anything else refused. NULL with e set. */
@@ -63,7 +37,7 @@ static char *text_of(const cJSON *c, const char *key, struct srv_error *e)
     if (!c) return strdup("");
     if (cJSON_IsString(c)) return strdup(c->valuestring);
     if (!cJSON_IsArray(c)) {
-        bad(e, key, "a string or a list of text blocks");
+        cellm_srv_adapt_bad(e, key, "a string or a list of text blocks");
         return NULL;
     }
     struct srv_buf b = {0};
@@ -71,11 +45,11 @@ static char *text_of(const cJSON *c, const char *key, struct srv_error *e)
     const cJSON *x;
     cJSON_ArrayForEach(x, c)
     {
-        const char *t = str(x, "type"), *tx = str(x, "text");
+        const char *t = cellm_srv_adapt_str(x, "type"), *tx = cellm_srv_adapt_str(x, "text");
         if (!t || strcmp(t, "text") || !tx) {
             char msg[96];
             snprintf(msg, sizeof msg, "blocks of type '%.40s' here (only text)", t ? t : "(none)");
-            refuse(e, key, msg);
+            cellm_srv_refuse(e, key, msg);
             cellm_srv_buf_free(&b);
             return NULL;
         }
@@ -95,15 +69,15 @@ static cJSON *add_msg(cJSON *msgs, const char *role)
 
 static int tool_result(const cJSON *blk, const char *key, cJSON *msgs, struct srv_error *e)
 {
-    const char *id = str(blk, "tool_use_id");
-    if (!id) return bad(e, key, "a tool_result with a string 'tool_use_id'");
+    const char *id = cellm_srv_adapt_str(blk, "tool_use_id");
+    if (!id) return cellm_srv_adapt_bad(e, key, "a tool_result with a string 'tool_use_id'");
     char ck[112];
     snprintf(ck, sizeof ck, "%.96s.content", key);
-    char *t = text_of(get(blk, "content"), ck, e);
+    char *t = text_of(cellm_srv_adapt_get(blk, "content"), ck, e);
     if (!t) return -1;
     cJSON *m = add_msg(msgs, "tool");
     cJSON_AddStringToObject(m, "tool_call_id", id);
-    if (cJSON_IsTrue(get(blk, "is_error"))) {
+    if (cJSON_IsTrue(cellm_srv_adapt_get(blk, "is_error"))) {
         size_t n = strlen(t);
         char *x = malloc(n + 8);
         if (!x) {
@@ -122,9 +96,9 @@ static int tool_result(const cJSON *blk, const char *key, cJSON *msgs, struct sr
 
 static int tool_use(const cJSON *blk, const char *key, cJSON *calls, struct srv_error *e)
 {
-    const char *id = str(blk, "id"), *name = str(blk, "name");
-    const cJSON *input = get(blk, "input");
-    if (!id || !name) return bad(e, key, "a tool_use with string 'id' and 'name'");
+    const char *id = cellm_srv_adapt_str(blk, "id"), *name = cellm_srv_adapt_str(blk, "name");
+    const cJSON *input = cellm_srv_adapt_get(blk, "input");
+    if (!id || !name) return cellm_srv_adapt_bad(e, key, "a tool_use with string 'id' and 'name'");
     char *args = input ? cJSON_PrintUnformatted(input) : strdup("{}");
     if (!args) return -1;
     cJSON *c = cJSON_CreateObject(), *f;
@@ -144,21 +118,21 @@ static int message(const cJSON *m, int i, cJSON *msgs, struct srv_error *e)
 {
     char key[64];
     snprintf(key, sizeof key, "messages[%d]", i);
-    const char *role = str(m, "role");
+    const char *role = cellm_srv_adapt_str(m, "role");
     if (!role || (strcmp(role, "user") && strcmp(role, "assistant"))) {
         snprintf(key + strlen(key), sizeof key - strlen(key), ".role");
         cellm_srv_errorf(e, 400, key, "'%s' must be user or assistant", key);
         return -1;
     }
     int user = !strcmp(role, "user");
-    const cJSON *c = get(m, "content");
+    const cJSON *c = cellm_srv_adapt_get(m, "content");
     if (cJSON_IsString(c)) {
         cJSON_AddStringToObject(add_msg(msgs, role), "content", c->valuestring);
         return 0;
     }
     if (!cJSON_IsArray(c)) {
         snprintf(key + strlen(key), sizeof key - strlen(key), ".content");
-        return bad(e, key, "a string or a list of content blocks");
+        return cellm_srv_adapt_bad(e, key, "a string or a list of content blocks");
     }
     struct srv_buf text = {0}, think = {0};
     cellm_srv_buf_add(&text, "", 0);
@@ -169,24 +143,26 @@ static int message(const cJSON *m, int i, cJSON *msgs, struct srv_error *e)
     {
         char bk[96];
         snprintf(bk, sizeof bk, "%.60s.content[%d]", key, j++);
-        const char *t = str(blk, "type");
+        const char *t = cellm_srv_adapt_str(blk, "type");
         if (!t) {
-            bad(e, bk, "a block with a string 'type'");
+            cellm_srv_adapt_bad(e, bk, "a block with a string 'type'");
             goto out;
         }
-        if (!strcmp(t, "text") && str(blk, "text")) {
-            cellm_srv_buf_add(&text, str(blk, "text"), strlen(str(blk, "text")));
+        if (!strcmp(t, "text") && cellm_srv_adapt_str(blk, "text")) {
+            cellm_srv_buf_add(&text, cellm_srv_adapt_str(blk, "text"),
+                              strlen(cellm_srv_adapt_str(blk, "text")));
             has_text = 1;
         } else if (!strcmp(t, "tool_result") && user) {
             if (tool_result(blk, bk, msgs, e)) goto out;
         } else if (!strcmp(t, "tool_use") && !user) {
             if (tool_use(blk, bk, calls, e)) goto out;
-        } else if (!strcmp(t, "thinking") && !user && str(blk, "thinking")) {
-            cellm_srv_buf_add(&think, str(blk, "thinking"), strlen(str(blk, "thinking")));
+        } else if (!strcmp(t, "thinking") && !user && cellm_srv_adapt_str(blk, "thinking")) {
+            cellm_srv_buf_add(&think, cellm_srv_adapt_str(blk, "thinking"),
+                              strlen(cellm_srv_adapt_str(blk, "thinking")));
         } else {
             char msg[128];
             snprintf(msg, sizeof msg, "%s content blocks of type '%.40s'", role, t);
-            refuse(e, bk, msg);
+            cellm_srv_refuse(e, bk, msg);
             goto out;
         }
     }
@@ -214,7 +190,7 @@ out:
 
 static int tools_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 {
-    if (!cJSON_IsArray(j)) return bad(e, "tools", "a list of tools");
+    if (!cJSON_IsArray(j)) return cellm_srv_adapt_bad(e, "tools", "a list of tools");
     cJSON *a = cJSON_AddArrayToObject(chat, "tools");
     int i = 0;
     const cJSON *t;
@@ -222,21 +198,24 @@ static int tools_field(const cJSON *j, cJSON *chat, struct srv_error *e)
     {
         char key[32];
         snprintf(key, sizeof key, "tools[%d]", i++);
-        const char *type = str(t, "type");
+        const char *type = cellm_srv_adapt_str(t, "type");
         if (type && strcmp(type, "custom")) {
             char msg[96];
             snprintf(msg, sizeof msg, "server tools ('%.40s'); only client tools", type);
-            return refuse(e, key, msg);
+            return cellm_srv_refuse(e, key, msg);
         }
-        if (!str(t, "name")) return bad(e, key, "a tool with a string 'name'");
+        if (!cellm_srv_adapt_str(t, "name"))
+            return cellm_srv_adapt_bad(e, key, "a tool with a string 'name'");
         cJSON *x = cJSON_CreateObject(), *f;
         cJSON_AddStringToObject(x, "type", "function");
         f = cJSON_AddObjectToObject(x, "function");
-        cJSON_AddStringToObject(f, "name", str(t, "name"));
-        if (get(t, "description"))
-            cJSON_AddItemToObject(f, "description", cJSON_Duplicate(get(t, "description"), 1));
-        if (get(t, "input_schema"))
-            cJSON_AddItemToObject(f, "parameters", cJSON_Duplicate(get(t, "input_schema"), 1));
+        cJSON_AddStringToObject(f, "name", cellm_srv_adapt_str(t, "name"));
+        if (cellm_srv_adapt_get(t, "description"))
+            cJSON_AddItemToObject(f, "description",
+                                  cJSON_Duplicate(cellm_srv_adapt_get(t, "description"), 1));
+        if (cellm_srv_adapt_get(t, "input_schema"))
+            cJSON_AddItemToObject(f, "parameters",
+                                  cJSON_Duplicate(cellm_srv_adapt_get(t, "input_schema"), 1));
         cJSON_AddItemToArray(a, x);
     }
     return 0;
@@ -244,31 +223,32 @@ static int tools_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 
 static int tool_choice_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 {
-    const char *type = str(j, "type");
-    if (!type) return bad(e, "tool_choice", "an object with a string 'type'");
+    const char *type = cellm_srv_adapt_str(j, "type");
+    if (!type) return cellm_srv_adapt_bad(e, "tool_choice", "an object with a string 'type'");
     if (!strcmp(type, "auto") || !strcmp(type, "none")) {
         cJSON_AddStringToObject(chat, "tool_choice", type);
     } else if (!strcmp(type, "any")) {
         cJSON_AddStringToObject(chat, "tool_choice", "required");
-    } else if (!strcmp(type, "tool") && str(j, "name")) {
+    } else if (!strcmp(type, "tool") && cellm_srv_adapt_str(j, "name")) {
         cJSON *x = cJSON_AddObjectToObject(chat, "tool_choice");
         cJSON_AddStringToObject(x, "type", "function");
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(x, "function"), "name", str(j, "name"));
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(x, "function"), "name",
+                                cellm_srv_adapt_str(j, "name"));
     } else {
-        return refuse(e, "tool_choice", "only auto, any, none and {type: tool, name}");
+        return cellm_srv_refuse(e, "tool_choice", "only auto, any, none and {type: tool, name}");
     }
-    const cJSON *dp = get(j, "disable_parallel_tool_use");
+    const cJSON *dp = cellm_srv_adapt_get(j, "disable_parallel_tool_use");
     if (dp && !cJSON_IsBool(dp))
-        return bad(e, "tool_choice.disable_parallel_tool_use", "a boolean");
+        return cellm_srv_adapt_bad(e, "tool_choice.disable_parallel_tool_use", "a boolean");
     if (cJSON_IsTrue(dp)) cJSON_AddFalseToObject(chat, "parallel_tool_calls");
     return 0;
 }
 
 static int thinking_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 {
-    const char *type = str(j, "type");
+    const char *type = cellm_srv_adapt_str(j, "type");
     if (!type || (strcmp(type, "enabled") && strcmp(type, "disabled")))
-        return refuse(e, "thinking", "only {type: enabled} and {type: disabled}");
+        return cellm_srv_refuse(e, "thinking", "only {type: enabled} and {type: disabled}");
     cJSON *kw = cJSON_GetObjectItemCaseSensitive(chat, "chat_template_kwargs");
     if (!cJSON_IsObject(kw)) kw = cJSON_AddObjectToObject(chat, "chat_template_kwargs");
     cJSON_DeleteItemFromObjectCaseSensitive(kw, "enable_thinking");
@@ -321,7 +301,9 @@ static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
     if (!strcmp(k, "tools")) return tools_field(j, chat, e);
     if (!strcmp(k, "tool_choice")) return tool_choice_field(j, chat, e);
     if (!strcmp(k, "container") || !strcmp(k, "mcp_servers"))
-        return refuse(e, k, "server-side tools are not implemented");
+        return cellm_srv_refuse(e, k,
+                                "Anthropic-hosted tools (code containers, MCP servers) run on "
+                                "Anthropic's side; cellm serves client tools ('tools') only");
     cellm_srv_errorf(e, 400, k, "unknown field '%s' in a /v1/messages request", k);
     e->code = "unknown_parameter";
     return -1;
@@ -336,13 +318,15 @@ cJSON *cellm_srv_messages_request(const cJSON *in, int count, struct srv_error *
         cJSON_DeleteItemFromObjectCaseSensitive(chat, "max_tokens");
         cJSON_DeleteItemFromObjectCaseSensitive(chat, "stream");
         cJSON_DeleteItemFromObjectCaseSensitive(chat, "stream_options");
-    } else if (!get(in, "max_tokens")) {
+    } else if (!cellm_srv_adapt_get(in, "max_tokens")) {
         cellm_srv_errorf(e, 400, "max_tokens", "'max_tokens' is required");
         e->code = "missing_required_parameter";
         goto fail;
     }
-    if (get(in, "thinking") && thinking_field(get(in, "thinking"), chat, e)) goto fail;
-    const cJSON *sys = get(in, "system"), *ms = get(in, "messages");
+    if (cellm_srv_adapt_get(in, "thinking") &&
+        thinking_field(cellm_srv_adapt_get(in, "thinking"), chat, e))
+        goto fail;
+    const cJSON *sys = cellm_srv_adapt_get(in, "system"), *ms = cellm_srv_adapt_get(in, "messages");
     if (sys) {
         char *t = text_of(sys, "system", e);
         if (!t) goto fail;
@@ -355,7 +339,7 @@ cJSON *cellm_srv_messages_request(const cJSON *in, int count, struct srv_error *
         goto fail;
     }
     if (!cJSON_IsArray(ms)) {
-        bad(e, "messages", "a list of messages");
+        cellm_srv_adapt_bad(e, "messages", "a list of messages");
         goto fail;
     }
     int i = 0;
@@ -375,14 +359,16 @@ fail:
 
 static double num(const cJSON *o, const char *k)
 {
-    const cJSON *j = get(o, k);
+    const cJSON *j = cellm_srv_adapt_get(o, k);
     return cJSON_IsNumber(j) ? j->valuedouble : 0;
 }
 
 static cJSON *usage_json(const struct srv_adapt_meta *m, const cJSON *usage)
 {
     double in = usage ? num(usage, "prompt_tokens") : m->n_prompt;
-    double cached = usage ? num(get(usage, "prompt_tokens_details"), "cached_tokens") : m->n_cached;
+    double cached = usage
+                        ? num(cellm_srv_adapt_get(usage, "prompt_tokens_details"), "cached_tokens")
+                        : m->n_cached;
     cJSON *u = cJSON_CreateObject();
     /* Anthropic's input_tokens leaves out the tokens read from the cache */
     cJSON_AddNumberToObject(u, "input_tokens", in - cached);
@@ -470,7 +456,8 @@ static cJSON *ev_new(const char *type)
 static void emit(struct srv_buf *b, cJSON *o)
 {
     char name[32];
-    snprintf(name, sizeof name, "%s", str(o, "type") ? str(o, "type") : "");
+    snprintf(name, sizeof name, "%s",
+             cellm_srv_adapt_str(o, "type") ? cellm_srv_adapt_str(o, "type") : "");
     cellm_srv_buf_event(b, name, o);
 }
 
@@ -545,10 +532,12 @@ static void a_error(struct srv_adapt_stream *st, const cJSON *err, struct srv_bu
 {
     (void)st;
     cJSON *o = ev_new("error"), *x = cJSON_AddObjectToObject(o, "error");
-    const char *type = str(err, "type");
+    const char *type = cellm_srv_adapt_str(err, "type");
     cJSON_AddStringToObject(
         x, "type", type && !strcmp(type, "server_error") ? "api_error" : "invalid_request_error");
-    cJSON_AddStringToObject(x, "message", str(err, "message") ? str(err, "message") : "error");
+    cJSON_AddStringToObject(
+        x, "message",
+        cellm_srv_adapt_str(err, "message") ? cellm_srv_adapt_str(err, "message") : "error");
     emit(b, o);
 }
 

@@ -33,32 +33,6 @@
 
 #include "adapt.h"
 
-static const cJSON *get(const cJSON *o, const char *k)
-{
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
-    return j && !cJSON_IsNull(j) ? j : NULL;
-}
-
-static const char *str(const cJSON *o, const char *k)
-{
-    const cJSON *j = get(o, k);
-    return cJSON_IsString(j) ? j->valuestring : NULL;
-}
-
-static int refuse(struct srv_error *e, const char *key, const char *why)
-{
-    cellm_srv_errorf(e, 400, key, "'%s' is not supported by this server: %s", key, why);
-    e->code = "unsupported_parameter";
-    return -1;
-}
-
-static int bad(struct srv_error *e, const char *key, const char *want)
-{
-    cellm_srv_errorf(e, 400, key, "'%s' must be %s", key, want);
-    e->code = "invalid_type";
-    return -1;
-}
-
 /* ---- the request ------------------------------------------------------------------------- */
 
 /* A message item's content: a string, or text parts (input_text, output_text), joined as
@@ -68,7 +42,7 @@ static char *item_text(const cJSON *c, const char *key, struct srv_error *e)
     if (!c) return strdup("");
     if (cJSON_IsString(c)) return strdup(c->valuestring);
     if (!cJSON_IsArray(c)) {
-        bad(e, key, "a string or a list of content parts");
+        cellm_srv_adapt_bad(e, key, "a string or a list of content parts");
         return NULL;
     }
     struct srv_buf b = {0};
@@ -76,18 +50,18 @@ static char *item_text(const cJSON *c, const char *key, struct srv_error *e)
     const cJSON *p;
     cJSON_ArrayForEach(p, c)
     {
-        const char *t = str(p, "type"), *tx = str(p, "text");
+        const char *t = cellm_srv_adapt_str(p, "type"), *tx = cellm_srv_adapt_str(p, "text");
         if (!t || (strcmp(t, "input_text") && strcmp(t, "output_text") && strcmp(t, "text") &&
                    strcmp(t, "summary_text") && strcmp(t, "reasoning_text"))) {
             char msg[96];
             snprintf(msg, sizeof msg, "content parts of type '%.40s' (only text in)",
                      t ? t : "(none)");
-            refuse(e, key, msg);
+            cellm_srv_refuse(e, key, msg);
             cellm_srv_buf_free(&b);
             return NULL;
         }
         if (!tx) {
-            bad(e, key, "a list of parts with a string 'text'");
+            cellm_srv_adapt_bad(e, key, "a list of parts with a string 'text'");
             cellm_srv_buf_free(&b);
             return NULL;
         }
@@ -102,7 +76,7 @@ static cJSON *last_assistant(cJSON *msgs)
 {
     int n = cJSON_GetArraySize(msgs);
     cJSON *m = n ? cJSON_GetArrayItem(msgs, n - 1) : NULL;
-    const char *r = str(m, "role");
+    const char *r = cellm_srv_adapt_str(m, "role");
     return r && !strcmp(r, "assistant") ? m : NULL;
 }
 
@@ -132,12 +106,12 @@ static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keys
                     struct srv_error *e)
 {
     cJSON *msgs = x->msgs;
-    if (!cJSON_IsObject(it)) return bad(e, key, "an object");
-    const char *type = str(it, "type");
-    if (!type && get(it, "role")) type = "message";
-    if (!type) return bad(e, key, "an item with a 'type'");
+    if (!cJSON_IsObject(it)) return cellm_srv_adapt_bad(e, key, "an object");
+    const char *type = cellm_srv_adapt_str(it, "type");
+    if (!type && cellm_srv_adapt_get(it, "role")) type = "message";
+    if (!type) return cellm_srv_adapt_bad(e, key, "an item with a 'type'");
     if (!strcmp(type, "message")) {
-        const char *role = str(it, "role");
+        const char *role = cellm_srv_adapt_str(it, "role");
         if (!role || (strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "system") &&
                       strcmp(role, "developer"))) {
             snprintf(key + strlen(key), keysz - strlen(key), ".role");
@@ -145,7 +119,7 @@ static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keys
             return -1;
         }
         snprintf(key + strlen(key), keysz - strlen(key), ".content");
-        char *t = item_text(get(it, "content"), key, e);
+        char *t = item_text(cellm_srv_adapt_get(it, "content"), key, e);
         if (!t) return -1;
         cJSON *m;
         if (!strcmp(role, "assistant")) {
@@ -158,9 +132,12 @@ static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keys
         cJSON_AddStringToObject(m, "content", t);
         free(t);
     } else if (!strcmp(type, "function_call")) {
-        const char *id = str(it, "call_id"), *name = str(it, "name"), *args = str(it, "arguments");
+        const char *id = cellm_srv_adapt_str(it, "call_id"),
+                   *name = cellm_srv_adapt_str(it, "name"),
+                   *args = cellm_srv_adapt_str(it, "arguments");
         if (!id || !name || !args)
-            return bad(e, key, "a function_call with string call_id, name and arguments");
+            return cellm_srv_adapt_bad(e, key,
+                                       "a function_call with string call_id, name and arguments");
         cJSON *m = last_assistant(msgs);
         if (!m || x->reasoning) m = new_assistant(msgs, &x->reasoning);
         cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
@@ -173,10 +150,10 @@ static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keys
         cJSON_AddStringToObject(f, "arguments", args);
         cJSON_AddItemToArray(tc, c);
     } else if (!strcmp(type, "function_call_output")) {
-        const char *id = str(it, "call_id");
-        if (!id) return bad(e, key, "a function_call_output with a string call_id");
+        const char *id = cellm_srv_adapt_str(it, "call_id");
+        if (!id) return cellm_srv_adapt_bad(e, key, "a function_call_output with a string call_id");
         snprintf(key + strlen(key), keysz - strlen(key), ".output");
-        char *t = item_text(get(it, "output"), key, e);
+        char *t = item_text(cellm_srv_adapt_get(it, "output"), key, e);
         if (!t) return -1;
         cJSON *m = cJSON_CreateObject();
         cJSON_AddStringToObject(m, "role", "tool");
@@ -186,15 +163,15 @@ static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keys
         free(t);
     } else if (!strcmp(type, "reasoning")) {
         /* the reasoning text, else its summary */
-        const cJSON *c = get(it, "content");
-        if (!cJSON_GetArraySize(c)) c = get(it, "summary");
-        if (!cJSON_GetArraySize(c) && get(it, "encrypted_content"))
-            return refuse(e, key, "encrypted reasoning (send the reasoning text)");
+        const cJSON *c = cellm_srv_adapt_get(it, "content");
+        if (!cJSON_GetArraySize(c)) c = cellm_srv_adapt_get(it, "summary");
+        if (!cJSON_GetArraySize(c) && cellm_srv_adapt_get(it, "encrypted_content"))
+            return cellm_srv_refuse(e, key, "encrypted reasoning (send the reasoning text)");
         free(x->reasoning);
         if (!(x->reasoning = item_text(c, key, e))) return -1;
     } else if (!strcmp(type, "item_reference")) {
-        const char *id = str(it, "id");
-        if (!id) return bad(e, key, "an item_reference with a string 'id'");
+        const char *id = cellm_srv_adapt_str(it, "id");
+        if (!id) return cellm_srv_adapt_bad(e, key, "an item_reference with a string 'id'");
         char *json = x->look && depth == 0 ? x->look(x->look_ctx, id) : NULL;
         cJSON *ref = json ? cJSON_Parse(json) : NULL;
         free(json);
@@ -204,7 +181,7 @@ static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keys
                      "item '%.60s' is not held here (this server keeps the output items of "
                      "recent responses in memory, unless store is false; send the item itself)",
                      id);
-            return refuse(e, key, msg);
+            return cellm_srv_refuse(e, key, msg);
         }
         int rc = one_item(x, ref, key, keysz, depth + 1, e);
         cJSON_Delete(ref);
@@ -212,7 +189,7 @@ static int one_item(struct items_ctx *x, const cJSON *it, char *key, size_t keys
     } else {
         char msg[96];
         snprintf(msg, sizeof msg, "input items of type '%.40s'", type);
-        return refuse(e, key, msg);
+        return cellm_srv_refuse(e, key, msg);
     }
     return 0;
 }
@@ -235,7 +212,7 @@ static int input_items(const cJSON *in, cJSON *msgs, srv_item_lookup look, void 
 
 static int tools_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 {
-    if (!cJSON_IsArray(j)) return bad(e, "tools", "a list of tools");
+    if (!cJSON_IsArray(j)) return cellm_srv_adapt_bad(e, "tools", "a list of tools");
     cJSON *a = cJSON_AddArrayToObject(chat, "tools");
     int i = 0;
     const cJSON *t;
@@ -243,21 +220,23 @@ static int tools_field(const cJSON *j, cJSON *chat, struct srv_error *e)
     {
         char key[32];
         snprintf(key, sizeof key, "tools[%d]", i++);
-        const char *type = str(t, "type");
+        const char *type = cellm_srv_adapt_str(t, "type");
         if (!type || strcmp(type, "function")) {
             char msg[96];
             snprintf(msg, sizeof msg, "tools of type '%.40s' (only function tools)",
                      type ? type : "(none)");
-            return refuse(e, key, msg);
+            return cellm_srv_refuse(e, key, msg);
         }
-        if (!str(t, "name")) return bad(e, key, "a function tool with a string 'name'");
+        if (!cellm_srv_adapt_str(t, "name"))
+            return cellm_srv_adapt_bad(e, key, "a function tool with a string 'name'");
         cJSON *x = cJSON_CreateObject(), *f;
         cJSON_AddStringToObject(x, "type", "function");
         f = cJSON_AddObjectToObject(x, "function");
         static const char *const keep[] = {"name", "description", "parameters", "strict"};
         for (size_t k = 0; k < 4; k++)
-            if (get(t, keep[k]))
-                cJSON_AddItemToObject(f, keep[k], cJSON_Duplicate(get(t, keep[k]), 1));
+            if (cellm_srv_adapt_get(t, keep[k]))
+                cJSON_AddItemToObject(f, keep[k],
+                                      cJSON_Duplicate(cellm_srv_adapt_get(t, keep[k]), 1));
         cJSON_AddItemToArray(a, x);
     }
     return 0;
@@ -269,43 +248,45 @@ static int tool_choice_field(const cJSON *j, cJSON *chat, struct srv_error *e)
         cJSON_AddStringToObject(chat, "tool_choice", j->valuestring);
         return 0;
     }
-    const char *type = str(j, "type");
-    if (!type || strcmp(type, "function") || !str(j, "name"))
-        return refuse(e, "tool_choice",
-                      "only \"auto\", \"none\", \"required\" or {\"type\": \"function\", "
-                      "\"name\": ...}");
+    const char *type = cellm_srv_adapt_str(j, "type");
+    if (!type || strcmp(type, "function") || !cellm_srv_adapt_str(j, "name"))
+        return cellm_srv_refuse(e, "tool_choice",
+                                "only \"auto\", \"none\", \"required\" or {\"type\": \"function\", "
+                                "\"name\": ...}");
     cJSON *x = cJSON_AddObjectToObject(chat, "tool_choice");
     cJSON_AddStringToObject(x, "type", "function");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(x, "function"), "name", str(j, "name"));
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(x, "function"), "name",
+                            cellm_srv_adapt_str(j, "name"));
     return 0;
 }
 
 static int text_field(const cJSON *j, cJSON *chat, struct srv_error *e)
 {
-    if (!cJSON_IsObject(j)) return bad(e, "text", "an object");
-    const cJSON *v = get(j, "verbosity");
+    if (!cJSON_IsObject(j)) return cellm_srv_adapt_bad(e, "text", "an object");
+    const cJSON *v = cellm_srv_adapt_get(j, "verbosity");
     if (v && !(cJSON_IsString(v) && !strcmp(v->valuestring, "medium")))
-        return refuse(e, "text.verbosity", "only \"medium\"");
+        return cellm_srv_refuse(e, "text.verbosity", "only \"medium\"");
     for (const cJSON *k = j->child; k; k = k->next)
         if (strcmp(k->string, "verbosity") && strcmp(k->string, "format")) {
             char key[80];
             snprintf(key, sizeof key, "text.%.60s", k->string);
-            return refuse(e, key, "unknown field");
+            return cellm_srv_refuse(e, key, "unknown field");
         }
-    const cJSON *f = get(j, "format");
+    const cJSON *f = cellm_srv_adapt_get(j, "format");
     if (!f) return 0;
-    const char *type = str(f, "type");
-    if (!type) return bad(e, "text.format", "an object with a string 'type'");
+    const char *type = cellm_srv_adapt_str(f, "type");
+    if (!type) return cellm_srv_adapt_bad(e, "text.format", "an object with a string 'type'");
     cJSON *rf = cJSON_AddObjectToObject(chat, "response_format");
     cJSON_AddStringToObject(rf, "type", type);
     if (!strcmp(type, "json_schema")) {
         cJSON *js = cJSON_AddObjectToObject(rf, "json_schema");
         static const char *const keep[] = {"name", "schema", "strict", "description"};
         for (size_t k = 0; k < 4; k++)
-            if (get(f, keep[k]))
-                cJSON_AddItemToObject(js, keep[k], cJSON_Duplicate(get(f, keep[k]), 1));
+            if (cellm_srv_adapt_get(f, keep[k]))
+                cJSON_AddItemToObject(js, keep[k],
+                                      cJSON_Duplicate(cellm_srv_adapt_get(f, keep[k]), 1));
     } else if (strcmp(type, "text") && strcmp(type, "json_object")) {
-        return refuse(e, "text.format", "only text, json_object and json_schema formats");
+        return cellm_srv_refuse(e, "text.format", "only text, json_object and json_schema formats");
     }
     return 0;
 }
@@ -337,7 +318,8 @@ static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
                                        "ignore_eos",
                                        "min_tokens"};
     /* no effect on the output */
-    if (!strcmp(k, "store")) return cJSON_IsBool(j) ? 0 : bad(e, "store", "a boolean");
+    if (!strcmp(k, "store"))
+        return cJSON_IsBool(j) ? 0 : cellm_srv_adapt_bad(e, "store", "a boolean");
     static const char *const inert[] = {"metadata",          "user",
                                         "safety_identifier", "prompt_cache_key",
                                         "service_tier",      "prompt_cache_retention"};
@@ -364,27 +346,38 @@ static int convert_field(const cJSON *j, cJSON *chat, struct srv_error *e)
     if (!strcmp(k, "tool_choice")) return tool_choice_field(j, chat, e);
     if (!strcmp(k, "text")) return text_field(j, chat, e);
     if (!strcmp(k, "reasoning")) {
-        if (!cJSON_IsObject(j)) return bad(e, "reasoning", "an object");
-        const cJSON *ef = get(j, "effort");
+        if (!cJSON_IsObject(j)) return cellm_srv_adapt_bad(e, "reasoning", "an object");
+        const cJSON *ef = cellm_srv_adapt_get(j, "effort");
         if (ef) cJSON_AddItemToObject(chat, "reasoning_effort", cJSON_Duplicate(ef, 1));
         return 0;
     }
     if (!strcmp(k, "previous_response_id") || !strcmp(k, "conversation"))
-        return refuse(e, k,
-                      "this server stores no responses or conversations: send the whole "
-                      "conversation in 'input'");
+        return cellm_srv_refuse(e, k,
+                                "this server stores no responses or conversations: send the whole "
+                                "conversation in 'input'");
     if (!strcmp(k, "background"))
-        return cJSON_IsFalse(j) ? 0 : refuse(e, k, "responses are generated in the foreground");
+        return cJSON_IsFalse(j)
+                   ? 0
+                   : cellm_srv_refuse(e, k, "responses are generated in the foreground");
     if (!strcmp(k, "truncation"))
         return cJSON_IsString(j) && !strcmp(j->valuestring, "disabled")
                    ? 0
-                   : refuse(e, k, "the input is never truncated (only \"disabled\")");
+                   : cellm_srv_refuse(e, k, "the input is never truncated (only \"disabled\")");
     if (!strcmp(k, "include"))
         return cJSON_IsArray(j) && !cJSON_GetArraySize(j)
                    ? 0
-                   : refuse(e, k, "no additional output data can be included");
-    if (!strcmp(k, "top_logprobs") || !strcmp(k, "max_tool_calls") || !strcmp(k, "prompt"))
-        return refuse(e, k, "not implemented by cellm");
+                   : cellm_srv_refuse(e, k, "no additional output data can be included");
+    if (!strcmp(k, "top_logprobs"))
+        return cellm_srv_refuse(e, k,
+                                "log-probabilities are served by /v1/chat/completions "
+                                "(logprobs, top_logprobs), not mapped into Responses output");
+    if (!strcmp(k, "max_tool_calls"))
+        return cellm_srv_refuse(e, k,
+                                "no cap on calls; parallel_tool_calls: false returns one call");
+    if (!strcmp(k, "prompt"))
+        return cellm_srv_refuse(e, k,
+                                "stored prompt templates live on OpenAI's servers; send the text "
+                                "in 'instructions' and 'input'");
     cellm_srv_errorf(e, 400, k, "unknown field '%s' in a /v1/responses request", k);
     e->code = "unknown_parameter";
     return -1;
@@ -397,10 +390,11 @@ cJSON *cellm_srv_responses_request(const cJSON *in, srv_item_lookup look, void *
     cJSON *chat = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(chat, "messages");
     for (const cJSON *j = in->child; j; j = j->next)
         if (!cJSON_IsNull(j) && convert_field(j, chat, e)) goto fail;
-    const cJSON *ins = get(in, "instructions"), *input = get(in, "input");
+    const cJSON *ins = cellm_srv_adapt_get(in, "instructions"),
+                *input = cellm_srv_adapt_get(in, "input");
     if (ins) {
         if (!cJSON_IsString(ins)) {
-            bad(e, "instructions", "a string");
+            cellm_srv_adapt_bad(e, "instructions", "a string");
             goto fail;
         }
         cJSON *m = cJSON_CreateObject();
@@ -419,15 +413,16 @@ cJSON *cellm_srv_responses_request(const cJSON *in, srv_item_lookup look, void *
         cJSON_AddStringToObject(m, "content", input->valuestring);
         cJSON_AddItemToArray(msgs, m);
     } else if (!cJSON_IsArray(input)) {
-        bad(e, "input", "a string or a list of items");
+        cellm_srv_adapt_bad(e, "input", "a string or a list of items");
         goto fail;
     } else if (input_items(input, msgs, look, ctx, e)) {
         goto fail;
     }
     *echo = cJSON_CreateObject();
     for (size_t i = 0; i < sizeof echoed / sizeof *echoed; i++)
-        if (get(in, echoed[i]))
-            cJSON_AddItemToObject(*echo, echoed[i], cJSON_Duplicate(get(in, echoed[i]), 1));
+        if (cellm_srv_adapt_get(in, echoed[i]))
+            cJSON_AddItemToObject(*echo, echoed[i],
+                                  cJSON_Duplicate(cellm_srv_adapt_get(in, echoed[i]), 1));
     return chat;
 fail:
     if (!e->status) cellm_srv_errorf(e, 500, NULL, "out of memory");
@@ -491,13 +486,13 @@ static cJSON *item_json(const struct srv_adapt_meta *m, const struct srv_adapt_i
 
 static double num(const cJSON *o, const char *k)
 {
-    const cJSON *j = get(o, k);
+    const cJSON *j = cellm_srv_adapt_get(o, k);
     return cJSON_IsNumber(j) ? j->valuedouble : 0;
 }
 
 static void echo_or(cJSON *o, const struct srv_adapt_meta *m, const char *k, cJSON *dflt)
 {
-    const cJSON *v = m->echo ? get(m->echo, k) : NULL;
+    const cJSON *v = m->echo ? cellm_srv_adapt_get(m->echo, k) : NULL;
     if (v) {
         cJSON_Delete(dflt);
         dflt = cJSON_Duplicate(v, 1);
@@ -538,7 +533,7 @@ cJSON *cellm_srv_responses_object(const struct srv_adapt_meta *m,
     cJSON_AddNullToObject(rs, "summary");
     echo_or(o, m, "reasoning", rs);
     /* output items are kept (in memory, bounded) unless the request said store: false */
-    const cJSON *sto = m->echo ? get(m->echo, "store") : NULL;
+    const cJSON *sto = m->echo ? cellm_srv_adapt_get(m->echo, "store") : NULL;
     cJSON_AddBoolToObject(o, "store", !cJSON_IsFalse(sto));
     echo_or(o, m, "temperature", cJSON_CreateNull());
     cJSON *tx = cJSON_CreateObject();
@@ -552,12 +547,13 @@ cJSON *cellm_srv_responses_object(const struct srv_adapt_meta *m,
         cJSON *u = cJSON_AddObjectToObject(o, "usage");
         double in = num(usage, "prompt_tokens"), outt = num(usage, "completion_tokens");
         cJSON_AddNumberToObject(u, "input_tokens", in);
-        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "input_tokens_details"), "cached_tokens",
-                                num(get(usage, "prompt_tokens_details"), "cached_tokens"));
+        cJSON_AddNumberToObject(
+            cJSON_AddObjectToObject(u, "input_tokens_details"), "cached_tokens",
+            num(cellm_srv_adapt_get(usage, "prompt_tokens_details"), "cached_tokens"));
         cJSON_AddNumberToObject(u, "output_tokens", outt);
-        cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "output_tokens_details"),
-                                "reasoning_tokens",
-                                num(get(usage, "completion_tokens_details"), "reasoning_tokens"));
+        cJSON_AddNumberToObject(
+            cJSON_AddObjectToObject(u, "output_tokens_details"), "reasoning_tokens",
+            num(cellm_srv_adapt_get(usage, "completion_tokens_details"), "reasoning_tokens"));
         cJSON_AddNumberToObject(u, "total_tokens", in + outt);
     } else {
         cJSON_AddNullToObject(o, "usage");
@@ -578,7 +574,7 @@ static cJSON *ev_new(const char *type)
 static void emit(struct srv_adapt_stream *st, struct srv_buf *b, cJSON *o)
 {
     cJSON_AddNumberToObject(o, "sequence_number", st->seq++);
-    const char *type = str(o, "type");
+    const char *type = cellm_srv_adapt_str(o, "type");
     char name[64];
     snprintf(name, sizeof name, "%s", type ? type : "");
     cellm_srv_buf_event(b, name, o);
@@ -667,7 +663,7 @@ static void r_close(struct srv_adapt_stream *st, const struct srv_adapt_meta *m,
 static void r_end(struct srv_adapt_stream *st, const struct srv_adapt_meta *m, struct srv_buf *b)
 {
     cJSON *resp = cellm_srv_responses_object(m, st->items, st->n_items, st->finish, st->usage, 0);
-    const char *status = str(resp, "status");
+    const char *status = cellm_srv_adapt_str(resp, "status");
     cJSON *o = ev_new(status && !strcmp(status, "incomplete") ? "response.incomplete"
                                                               : "response.completed");
     cJSON_AddItemToObject(o, "response", resp);
@@ -678,13 +674,15 @@ static void r_error(struct srv_adapt_stream *st, const cJSON *err, struct srv_bu
 {
     /* the openai client throws on an "error" event (its data's "error" member) */
     cJSON *o = ev_new("error");
-    const char *code = str(err, "code");
+    const char *code = cellm_srv_adapt_str(err, "code");
     if (code)
         cJSON_AddStringToObject(o, "code", code);
     else
         cJSON_AddNullToObject(o, "code");
-    cJSON_AddStringToObject(o, "message", str(err, "message") ? str(err, "message") : "error");
-    const char *param = str(err, "param");
+    cJSON_AddStringToObject(
+        o, "message",
+        cellm_srv_adapt_str(err, "message") ? cellm_srv_adapt_str(err, "message") : "error");
+    const char *param = cellm_srv_adapt_str(err, "param");
     if (param)
         cJSON_AddStringToObject(o, "param", param);
     else
