@@ -42,6 +42,31 @@ def adjust_model(model, case):
                 b.copy_(mean + torch.randn(b.shape, generator=g) * std)
 
 
+def hub_names(config, base):
+    """The tensors as published checkpoints name them. transformers 5 keeps glm4_moe experts
+    fused in memory ([E, 2I, H] gate_up_proj, [E, H, I] down_proj) and is expected to write the
+    hub's per-expert names back on save; should a release write the fused form, it is split here
+    so that every variant (and mlx-lm's stacking) sees the hub layout."""
+    if config["model_type"] != "glm4_moe":
+        return base
+    inter = config["moe_intermediate_size"]
+    out = {}
+    for k, t in base.items():
+        if k.endswith(".mlp.experts.gate_up_proj"):
+            stem = k[: -len("gate_up_proj")]
+            assert t.shape[1] == 2 * inter, (k, tuple(t.shape))
+            for e in range(t.shape[0]):
+                out["%s%d.gate_proj.weight" % (stem, e)] = t[e, :inter].contiguous()
+                out["%s%d.up_proj.weight" % (stem, e)] = t[e, inter:].contiguous()
+        elif k.endswith(".mlp.experts.down_proj"):
+            stem = k[: -len("down_proj")]
+            for e in range(t.shape[0]):
+                out["%s%d.down_proj.weight" % (stem, e)] = t[e].contiguous()
+        else:
+            out[k] = t
+    return out
+
+
 def keep_f32(config, name):
     return config["model_type"] == "glm4_moe" and name.endswith("e_score_correction_bias")
 

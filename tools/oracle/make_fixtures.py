@@ -447,6 +447,7 @@ def make_case(case, out_root, workdir):
     for fn in sorted(os.listdir(sdir)):
         if fn.endswith(".safetensors"):
             base.update(read_tensors(os.path.join(sdir, fn)))
+    base = families_new.hub_names(config, base)
     if config.get("tie_word_embeddings", True) is not False:
         base.pop("lm_head.weight", None)
     results = []

@@ -101,6 +101,15 @@ assert stored["model.layers.1.mlp.gate.weight"][0] == "BF16"
 assert stored["model.layers.1.mlp.gate.e_score_correction_bias"][0] == "F32"
 assert stored["model.layers.1.mlp.switch_mlp.down_proj.weight"][1] == [E, H, I * 4 // 32]
 cfg, stored = run(c, base, "bf16")
+# a fused save ([E, 2I, H] / [E, H, I]) is split into the hub's per-expert names
+fused = {"model.layers.1.mlp.experts.gate_up_proj": R(E, 2 * I, H), "model.layers.1.mlp.experts.down_proj": R(E, H, I),
+         "model.layers.1.mlp.gate.weight": base["model.layers.1.mlp.gate.weight"]}
+hub = mf.families_new.hub_names(c["config"], fused)
+assert torch.equal(hub["model.layers.1.mlp.experts.3.gate_proj.weight"], fused["model.layers.1.mlp.experts.gate_up_proj"][3, :I])
+assert torch.equal(hub["model.layers.1.mlp.experts.3.up_proj.weight"], fused["model.layers.1.mlp.experts.gate_up_proj"][3, I:])
+assert torch.equal(hub["model.layers.1.mlp.experts.5.down_proj.weight"], fused["model.layers.1.mlp.experts.down_proj"][5])
+assert len(hub) == 3 * E + 1
+assert mf.families_new.hub_names(cases["llama4"]["config"], fused) is fused
 print("glm4 ok")
 
 # gemma3n: MLX variants in the multimodal form
