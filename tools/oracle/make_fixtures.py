@@ -28,7 +28,8 @@ import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # formats.py
+sys.path.insert(0, HERE)  # formats.py, families_hybrid.py
+import families_hybrid  # noqa: E402  (gpt-oss and hybrid-family layouts, cases-hybrid.json)
 
 # ---------------------------------------------------------------- dtypes
 
@@ -321,6 +322,8 @@ def build_variant(case, base, spec, config, outdir, workdir):
     layout = stack_experts(base) if spec.get("stacked") else {k: (t, None) for k, t in base.items()}
     stored, effective = {}, {}
     cfg = dict(config)
+    if spec.get("hybrid"):
+        return families_hybrid.build_variant(case, base, spec, config, outdir, workdir)
     if "format" in spec:
         return build_format_variant(case, base, spec, config, outdir, workdir)
     bits = spec["bits"]
@@ -435,7 +438,7 @@ def make_case(case, out_root, workdir):
         base.pop("lm_head.weight", None)
     results = []
     for v in case["variants"]:
-        spec = parse_variant(v)
+        spec = families_hybrid.parse_variant(case, v) or parse_variant(v)
         vdir = os.path.join(out_root, name, v)
         if os.path.exists(vdir):
             shutil.rmtree(vdir)
