@@ -272,9 +272,9 @@ def build_mlx(case, base, spec, config, outdir, workdir):
     else:
         lay = LAYOUTS[mt](base, config)
     bits, gs, sdt = spec["bits"], spec["group_size"], TDT[spec["scale_dtype"]]
-    qcfg = {"group_size": gs, "bits": bits}
-    if spec.get("experts_mode"):
-        qcfg["mode"] = "affine"
+    # mlx-lm (>= 0.27) writes the mode into the global entry; quant_predicate overrides
+    # carry only group_size and bits
+    qcfg = {"group_size": gs, "bits": bits, "mode": "affine"}
     stored, hf = {}, {k: v.clone() for k, v in base.items()}
     for k in sorted(lay):
         ent = lay[k]
@@ -328,6 +328,27 @@ def _gptoss_expert_names(base):
     return sorted(k for k in base if re.search(r"\.mlp\.experts\.(gate_up_proj|down_proj)$", k))
 
 
+def _gptoss_transposed(k, t, config):
+    """Whether the HF tensor is stored [E, in, out] (transformers' GptOssExperts parameters,
+    as save_pretrained writes them: gate_up_proj [E, H, 2I], down_proj [E, I, H]) rather
+    than [E, out, in]. The case keeps I != H so that the shape tells."""
+    H, I = config["hidden_size"], config["intermediate_size"]
+    assert H != I, "gpt-oss cases need intermediate_size != hidden_size"
+    want_in = H if k.endswith("gate_up_proj") else I
+    if t.shape[1] == want_in:
+        return True
+    assert t.shape[2] == want_in, (k, tuple(t.shape))
+    return False
+
+
+def _gptoss_out_in(k, t, config):
+    return t.transpose(1, 2).contiguous() if _gptoss_transposed(k, t, config) else t
+
+
+def _gptoss_from_out_in(k, w, base, config):
+    return w.transpose(1, 2).contiguous() if _gptoss_transposed(k, base[k], config) else w
+
+
 def layout_gpt_oss_mlx(base, config):
     """mlx-lm gpt_oss.sanitize applied to the HF tensors: gate_up_proj [E, H, 2I] (rows of
     the [E, 2I, H] matrix interleaved gate, up) -> experts.gate_proj.weight / up_proj.weight
@@ -339,7 +360,7 @@ def layout_gpt_oss_mlx(base, config):
         lay.pop(k)
         if k.endswith("gate_up_proj"):
             pre = k[: -len("gate_up_proj")]
-            wt = t.transpose(1, 2)  # [E, 2I, H]
+            wt = _gptoss_out_in(k, t, config)  # [E, 2I, H]
             st = {}
 
             def make_back(which, k=k, st=st):
@@ -349,7 +370,7 @@ def layout_gpt_oss_mlx(base, config):
                         full = torch.empty(eff.shape[0], 2 * eff.shape[1], eff.shape[2])
                         full[:, 0::2, :] = st["g"]
                         full[:, 1::2, :] = st["u"]
-                        hf[k] = full.transpose(1, 2).contiguous()
+                        hf[k] = _gptoss_from_out_in(k, full, base, config)
                         hf.setdefault("__written__", set()).add(k)
                 return back
             lay[pre + "gate_proj.weight"] = Entry(wt[:, 0::2, :].contiguous(), make_back("g"))
@@ -374,9 +395,9 @@ def layout_gpt_oss_mlx(base, config):
             pre = k[: -len("down_proj")]
 
             def back_down(eff, hf, k=k):
-                hf[k] = eff.transpose(1, 2).contiguous()
+                hf[k] = _gptoss_from_out_in(k, eff, base, config)
                 hf.setdefault("__written__", set()).add(k)
-            lay[pre + "down_proj.weight"] = Entry(t.transpose(1, 2).contiguous(), back_down)
+            lay[pre + "down_proj.weight"] = Entry(_gptoss_out_in(k, t, config), back_down)
             bk = k + "_bias"
             lay.pop(bk)
             lay[pre + "down_proj.bias"] = Entry(base[bk], _copy_to(bk), quant=False)
@@ -391,9 +412,9 @@ def build_gptoss_blocks(case, base, spec, config, outdir, workdir):
     experts = set(_gptoss_expert_names(base))
     for k, t in base.items():
         if k in experts:
-            s, e = formats.blocks_store(k, t.transpose(1, 2).contiguous())
+            s, e = formats.blocks_store(k, _gptoss_out_in(k, t, config))
             stored.update(s)
-            hf[k] = e.transpose(1, 2).contiguous()
+            hf[k] = _gptoss_from_out_in(k, e, base, config)
         else:
             stored[k] = t.to(torch.bfloat16).contiguous()
             hf[k] = t.to(torch.bfloat16).to(torch.float32)
