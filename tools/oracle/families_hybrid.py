@@ -271,6 +271,10 @@ def build_mlx(case, base, spec, config, outdir, workdir):
         lay = layout_gpt_oss_mlx(base, config)
     else:
         lay = LAYOUTS[mt](base, config)
+        if (config.get("num_experts") or config.get("n_routed_experts")) and \
+                not any(".switch_mlp." in k for k in lay):
+            raise RuntimeError("%s: no experts found to stack into switch_mlp among %s"
+                               % (mt, sorted(k for k in base if ".mlp." in k)[:8]))
     bits, gs, sdt = spec["bits"], spec["group_size"], TDT[spec["scale_dtype"]]
     # mlx-lm (>= 0.27) writes the mode into the global entry; quant_predicate overrides
     # carry only group_size and bits
@@ -325,7 +329,11 @@ def build_mlx(case, base, spec, config, outdir, workdir):
 # ---------------------------------------------------------------- gpt-oss
 
 def _gptoss_expert_names(base):
-    return sorted(k for k in base if re.search(r"\.mlp\.experts\.(gate_up_proj|down_proj)$", k))
+    names = sorted(k for k in base if re.search(r"\.mlp\.experts\.(gate_up_proj|down_proj)$", k))
+    if not names:  # save_pretrained wrote another layout: say so rather than store nothing as blocks
+        raise RuntimeError("gpt_oss: no mlp.experts.gate_up_proj/down_proj among the saved tensors: %s"
+                           % sorted(k for k in base if ".layers.0.mlp." in k))
+    return names
 
 
 def _gptoss_transposed(k, t, config):
