@@ -15,6 +15,9 @@ Variant names handled here (make_fixtures.parse_variant handles the rest):
                           other Linear and the embeddings 8-bit affine with group G
   mlx-qB-gG-DT            the other families: MLX affine B bits, group G, scales/biases
                           and float tensors in DT, in mlx-lm's layout for the family
+  DT-vlm                  qwen3_5(_moe)_text only: the published Hugging Face layout of
+                          Qwen3.5, a vision-language checkpoint (text model under
+                          model.language_model., config under text_config), in DT
 
 Each builder returns the stored tensors and, for every tensor of the Hugging Face
 checkpoint (the names save_pretrained wrote), the float32 value the loader must
@@ -44,6 +47,8 @@ def parse_variant(case, v):
     mt = case["config"]["model_type"]
     if mt == "gpt_oss" and v == "blocks":
         return {"name": v, "hybrid": "gptoss-blocks"}
+    if mt in ("qwen3_5_text", "qwen3_5_moe_text") and v.endswith("-vlm") and v.split("-")[0] in TDT:
+        return {"name": v, "hybrid": "hfvlm", "dtype": v.split("-")[0]}
     if not v.startswith("mlx-"):
         return None
     parts = v.split("-")[1:]
@@ -264,6 +269,44 @@ def _write_oracle_dir(case, spec, config, eff, workdir):
     return odir
 
 
+def _qwen35_vlm_config(cfg, config):
+    """The config of a Qwen3.5 vision-language checkpoint (as published, and as
+    mlx-community keeps it): the text model's config under text_config."""
+    mt = config["model_type"]
+    outer = "qwen3_5" if mt == "qwen3_5_text" else "qwen3_5_moe"
+    arch = "Qwen3_5ForConditionalGeneration" if outer == "qwen3_5" else "Qwen3_5MoeForConditionalGeneration"
+    text = {k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")}
+    return {"architectures": [arch], "model_type": outer, "text_config": text,
+            "vision_config": {"model_type": outer + "_vision", "depth": 27, "hidden_size": 1152,
+                              "num_heads": 16, "out_hidden_size": config["hidden_size"]},
+            "tie_word_embeddings": config.get("tie_word_embeddings", False),
+            "image_token_id": 248056, "video_token_id": 248057,
+            "torch_dtype": cfg["torch_dtype"]}
+
+
+def build_hf_vlm(case, base, spec, config, outdir, workdir):
+    """A Qwen3.5 checkpoint as Qwen publishes it: the text model under
+    `model.language_model.`, `lm_head` at the top, vision tensors under `model.visual.`
+    (two small stand-ins here, which a text-only loader must skip), config nested."""
+    from make_fixtures import write_checkpoint
+    dt = TDT[spec["dtype"]]
+    stored, hf = {}, {}
+    for k, t in base.items():
+        name = "model.language_model." + k[len("model."):] if k.startswith("model.") else k
+        stored[name] = t.to(dt).contiguous()
+        hf[k] = t.to(dt).to(torch.float32)
+    g = torch.Generator().manual_seed(case.get("seed", 0) + 77)
+    stored["model.visual.merger.linear_fc2.weight"] = (torch.randn(config["hidden_size"], 32, generator=g) * 0.05).to(dt)
+    stored["model.visual.merger.linear_fc2.bias"] = torch.zeros(config["hidden_size"]).to(dt)
+    cfg = dict(config)
+    cfg["torch_dtype"] = HF_DTYPE_NAME[spec["dtype"]]
+    cfg = _qwen35_vlm_config(cfg, config)
+    write_checkpoint(outdir, stored, 1)
+    with open(os.path.join(outdir, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    return _write_oracle_dir(case, spec, config, hf, workdir)
+
+
 def build_mlx(case, base, spec, config, outdir, workdir):
     from make_fixtures import mlx_quantize, write_checkpoint
     mt = config["model_type"]
@@ -308,16 +351,7 @@ def build_mlx(case, base, spec, config, outdir, workdir):
     cfg = dict(config)
     cfg["torch_dtype"] = HF_DTYPE_NAME[spec["scale_dtype"]]
     if mt in ("qwen3_5_text", "qwen3_5_moe_text"):
-        # the VLM config mlx-community checkpoints keep: text model under text_config
-        outer = "qwen3_5" if mt == "qwen3_5_text" else "qwen3_5_moe"
-        arch = "Qwen3_5ForConditionalGeneration" if outer == "qwen3_5" else "Qwen3_5MoeForConditionalGeneration"
-        text = {k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")}
-        cfg = {"architectures": [arch], "model_type": outer, "text_config": text,
-               "vision_config": {"model_type": outer + "_vision", "depth": 27, "hidden_size": 1152,
-                                 "num_heads": 16, "out_hidden_size": config["hidden_size"]},
-               "tie_word_embeddings": config.get("tie_word_embeddings", False),
-               "image_token_id": 248056, "video_token_id": 248057,
-               "torch_dtype": cfg["torch_dtype"]}
+        cfg = _qwen35_vlm_config(cfg, config)
     cfg["quantization"] = qcfg
     cfg["quantization_config"] = dict(qcfg)
     write_checkpoint(outdir, stored, 1, mlx_style=True)
@@ -443,4 +477,6 @@ def build_gptoss_blocks(case, base, spec, config, outdir, workdir):
 def build_variant(case, base, spec, config, outdir, workdir):
     if spec["hybrid"] == "gptoss-blocks":
         return build_gptoss_blocks(case, base, spec, config, outdir, workdir)
+    if spec["hybrid"] == "hfvlm":
+        return build_hf_vlm(case, base, spec, config, outdir, workdir)
     return build_mlx(case, base, spec, config, outdir, workdir)
