@@ -28,8 +28,9 @@ import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # formats.py, families_new.py
+sys.path.insert(0, HERE)  # formats.py, families_new.py, families_hybrid.py
 import families_new  # noqa: E402  (hooks of the families of issue 27)
+import families_hybrid  # noqa: E402  (gpt-oss and hybrid-family layouts, cases-hybrid.json)
 
 # ---------------------------------------------------------------- dtypes
 
@@ -319,6 +320,8 @@ def build_variant(case, base, spec, config, outdir, workdir):
     """Write the checkpoint for one variant; return a directory holding the
     float32 checkpoint (HF names) that the oracle must see: the exact values the
     loader should reconstruct."""
+    if spec.get("hybrid"):
+        return families_hybrid.build_variant(case, base, spec, config, outdir, workdir)
     mlx = spec["bits"] is not None and "format" not in spec
     fam = families_new.mlx_layout(config, base) if mlx else None
     restore = None
@@ -452,7 +455,7 @@ def make_case(case, out_root, workdir):
         base.pop("lm_head.weight", None)
     results = []
     for v in case["variants"]:
-        spec = parse_variant(v)
+        spec = families_hybrid.parse_variant(case, v) or parse_variant(v)
         vdir = os.path.join(out_root, name, v)
         if os.path.exists(vdir):
             shutil.rmtree(vdir)
