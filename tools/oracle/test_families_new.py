@@ -123,6 +123,16 @@ assert stored["model.language_model.layers.0.altup.prediction_coefs.weight"][0] 
 cfg, stored = run(c, base, "bf16-shard2")
 print("gemma3n ok")
 
+# granite: o_proj at 8 bits (mlx-lm quant_predicate), the rest at the recipe's bits
+c = cases["granite"]
+base = {"model.embed_tokens.weight": R(384, H), "model.layers.0.self_attn.o_proj.weight": R(H, H),
+        "model.layers.0.self_attn.q_proj.weight": R(H, H)}
+cfg, stored = run(c, base, "q4-g64-bf16")
+assert cfg["quantization"]["model.layers.0.self_attn.o_proj"] == {"group_size": 64, "bits": 8}, cfg["quantization"]
+assert stored["model.layers.0.self_attn.o_proj.weight"][1] == [H, H * 8 // 32]
+assert stored["model.layers.0.self_attn.q_proj.weight"][1] == [H, H * 4 // 32]
+print("granite ok")
+
 # an existing case is untouched: qwen3-moe stacked still stacks and quantizes its gate at 8 bits
 old = {c["name"]: c for c in json.load(open(os.path.join(HERE, "cases.json")))}
 c = old["qwen3-moe"]; E, I = 8, 64
