@@ -214,7 +214,8 @@ static void put_scale(uint8_t *p, enum cellm_dtype dt, float v)
     }
 }
 
-static void tw_make_q(struct tw *t, const struct qspec *q)
+/* the stored host weight of q in t (t->h, t->ref, t->mag); no device copy */
+static void tw_host_q(struct tw *t, const struct qspec *q)
 {
     memset(t, 0, sizeof *t);
     struct cellm_weight st = {0};
@@ -327,12 +328,171 @@ static void tw_make_q(struct tw *t, const struct qspec *q)
         cellm_weight_row(h, r, t->ref + r * h->cols);
     for (size_t i = 0; i < n; i++)
         t->mag[i] = fabsf(t->ref[i]); /* each weight is exact: the terms are w * x */
+}
+
+static void tw_make_q(struct tw *t, const struct qspec *q)
+{
+    tw_host_q(t, q);
+    const struct cellm_weight *h = &t->h;
     struct cu_layout l;
     assert_int_equal(cellm_cu_layout(h, 0, &l), 0);
     for (int i = 0; i < CU_P_N; i++)
         t->qdev[i] = l.bytes[i] ? dput(l.part[i], l.bytes[i]) : NULL;
     cellm_cu_layout_point(&l, t->qdev, &t->d);
     cellm_cu_layout_free(&l);
+}
+
+/* ---- host emulation of the device decoding (runs without a GPU) --------------------------- */
+
+/* cuda_dev.cuh's decoders, in C, as the device computes them */
+static float bits_f(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static uint32_t f_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static float emu_e2m1(uint32_t c)
+{
+    static const uint8_t x2[8] = {0, 1, 2, 3, 4, 6, 8, 12}; /* __byte_perm's constants */
+    return bits_f(f_bits((float)x2[c & 7] * 0.5f) | ((c & 8u) << 28));
+}
+static float emu_e4m3(uint32_t c)
+{
+    float f = bits_f(((c & 0x80u) << 24) | ((c & 0x7fu) << 20)) * 0x1p120f;
+    return (c & 0x7fu) == 0x7fu ? bits_f(0x7fc00000u) : f;
+}
+static float emu_e8m0(uint32_t c)
+{
+    c &= 0xffu;
+    return bits_f(c == 255u ? 0x7fc00000u : c ? c << 23 : 0x00400000u);
+}
+static float emu_scale(const uint8_t *p, int64_t i, int sdt)
+{
+    uint16_t u;
+    float f;
+    switch (sdt) {
+    case CU_S_F32:
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    case CU_S_F16:
+        memcpy(&u, p + 2 * i, 2);
+        return cellm_f16_to_f32(u);
+    case CU_S_BF16:
+        memcpy(&u, p + 2 * i, 2);
+        return cellm_bf16_to_f32(u);
+    default:
+        return p[i];
+    }
+}
+
+/* element (r, c) of a weight in its device layout (l.part: host copies), the way wload and,
+ * for GPTQ, k_mv_gptq (a word's one scale when its inputs share a group) read it */
+static float emu_at(const struct cu_layout *l, int64_t r, int64_t c)
+{
+    const struct cu_weight *w = &l->w;
+    const uint8_t *data = l->part[CU_P_DATA], *qs = l->part[CU_P_QS];
+    const uint8_t *row = data + r * w->row_bytes;
+    switch (w->fmt) {
+    case CU_W_MXFP4:
+    case CU_W_NVFP4: {
+        /* k_mv: the piece of 16 columns c / 16, its group p >> gshift, half the scale */
+        int gshift = w->group == 32 ? 1 : 0;
+        uint32_t sc = qs[r * (w->cols / w->group) + ((c / 16) >> gshift)];
+        float hs = (w->fmt == CU_W_NVFP4 ? emu_e4m3(sc) : emu_e8m0(sc)) * 0.5f;
+        uint32_t word;
+        memcpy(&word, row + (c / 8) * 4, 4); /* raw[h] of the piece: 8 codes */
+        uint32_t code = word >> (4 * (c % 8));
+        float m = bits_f(f_bits((float)((const uint8_t[]){0, 1, 2, 3, 4, 6, 8, 12})[code & 7]) |
+                         ((code & 8u) << 28));
+        float v = m * hs;
+        float v2 = emu_e2m1(code) * (hs * 2); /* wload's order */
+        return f_bits(v) == f_bits(v2) ? v : NAN;
+    }
+    case CU_W_MXFP8:
+        return emu_e4m3(row[c]) * emu_e8m0(qs[r * (w->cols / w->group) + ((c / 16) >> 1)]);
+    case CU_W_FP8BLK: {
+        const int64_t srow = (r + w->r_off) / w->block_rows * ((w->cols + w->group - 1) / w->group);
+        return emu_e4m3(row[c]) * emu_scale(qs, srow + c / w->group, w->sdt);
+    }
+    case CU_W_GPTQ: {
+        const int32_t *perm = l->part[CU_P_PERM], *iperm = l->part[CU_P_IPERM],
+                      *gidx = l->part[CU_P_GIDX];
+        const uint8_t *zeros = l->part[CU_P_ZEROS];
+        const int pack = 32 / w->bits;
+        const int64_t j = iperm ? iperm[c] : c, kw = j / pack, j0 = kw * pack;
+        if (perm && perm[j] != c) return NAN;
+        uint32_t word;
+        memcpy(&word, data + 4 * (kw * w->rows + r), 4);
+        int64_t g0 = gidx ? gidx[j0] : j0 / w->group, g1 = gidx ? gidx[j0 + pack - 1] : (j0 + pack - 1) / w->group;
+        int64_t g = g0 == g1 ? g0 : gidx ? gidx[j] : j / w->group;
+        int32_t q = (int32_t)((word >> (w->bits * (j % pack))) & ((1u << w->bits) - 1));
+        int32_t z = (int32_t)zeros[g * w->rows + r] + w->zero_one;
+        return emu_scale(qs, g * w->rows + r, w->sdt) * (float)(q - z);
+    }
+    }
+    return NAN;
+}
+
+static const struct qspec q_cases[] = {
+    {CU_W_MXFP4, 4, 32, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
+    {CU_W_NVFP4, 4, 16, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
+    {CU_W_MXFP8, 8, 32, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
+    {CU_W_FP8BLK, 8, 48, CELLM_DT_BF16, 32, 0, 0, 80, 512, 0, 0},
+    {CU_W_FP8BLK, 8, 128, CELLM_DT_F32, 128, 0, 0, 80, 200, 0, 0},
+    {CU_W_FP8BLK, 8, 40, CELLM_DT_F16, 16, 0, 0, 80, 512, 0, 0},
+    {CU_W_FP8BLK, 8, 64, CELLM_DT_F32, 32, 0, 0, 96, 512, 20, 50},
+    {CU_W_GPTQ, 4, 32, CELLM_DT_F16, 0, 0, 1, 80, 512, 0, 0},
+    {CU_W_GPTQ, 4, 32, CELLM_DT_F16, 0, 1, 1, 80, 512, 0, 0},
+    {CU_W_GPTQ, 4, 64, CELLM_DT_F16, 0, 2, 0, 80, 512, 0, 0},
+    {CU_W_GPTQ, 8, 64, CELLM_DT_F16, 0, 0, 0, 80, 512, 0, 0},
+    {CU_W_GPTQ, 8, 32, CELLM_DT_BF16, 0, 1, 1, 80, 256, 0, 0},
+    {CU_W_GPTQ, 4, 128, CELLM_DT_F32, 0, 1, 1, 96, 512, 16, 48},
+    {CU_W_AWQ, 4, 32, CELLM_DT_F16, 0, 0, 0, 80, 512, 0, 0},
+    {CU_W_AWQ, 4, 64, CELLM_DT_F16, 0, 0, 0, 80, 256, 8, 48},
+};
+#define N_Q_CASES (sizeof q_cases / sizeof q_cases[0])
+
+/* Every element of each case's device layout, decoded on the host as the kernels index it,
+ * equals cellm_weight_row's; and the decoders agree with weight.h's on every code. */
+static void t_layout(void **state)
+{
+    (void)state;
+    for (uint32_t c = 0; c < 256; c++) {
+        float a = emu_e4m3(c), b = cellm_e4m3(c);
+        assert_true(f_bits(a) == f_bits(b) || (a != a && b != b));
+        a = emu_e8m0(c), b = cellm_e8m0(c);
+        assert_true(f_bits(a) == f_bits(b) || (a != a && b != b));
+        assert_int_equal(f_bits(emu_e2m1(c & 15)), f_bits(cellm_e2m1(c & 15)));
+    }
+    int n_before = n_fail;
+    for (size_t f = 0; f < N_Q_CASES; f++) {
+        struct tw t;
+        tw_host_q(&t, &q_cases[f]);
+        struct cu_layout l;
+        assert_int_equal(cellm_cu_layout(&t.h, 0, &l), 0);
+        struct cu_layout sz; /* the upload's first pass counts at least as many bytes */
+        assert_int_equal(cellm_cu_layout(&t.h, 1, &sz), 0);
+        for (int i = 0; i < CU_P_N; i++)
+            assert_true(sz.bytes[i] >= l.bytes[i]);
+        cellm_cu_layout_free(&sz);
+        struct worst w;
+        worst_init(&w);
+        for (int64_t r = 0; r < t.h.rows; r++)
+            for (int64_t c = 0; c < t.h.cols; c++)
+                worst_add(&w, r * t.h.cols + c, t.ref[r * t.h.cols + c], emu_at(&l, r, c), 1e-300);
+        char shape[64];
+        snprintf(shape, sizeof shape, "%lldx%lld", (long long)t.h.rows, (long long)t.h.cols);
+        report("layout (host)", t.name, shape, &w);
+        cellm_cu_layout_free(&l);
+        tw_free(&t);
+    }
+    if (n_fail > n_before) fail_msg("%d of the layout cases failed", n_fail - n_before);
 }
 
 /* y[t][r] = W x[t] + bias[r] in double, and the bound of each (see the file's comment). */
@@ -629,26 +789,9 @@ static void t_products(void **state)
     }
     /* the formats of docs/formats.md; FP8 blocks that do not divide the matrix, narrower
      * than a piece of 16 columns, and row views (r_off) as fused projections make them */
-    static const struct qspec qs[] = {
-        {CU_W_MXFP4, 4, 32, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
-        {CU_W_NVFP4, 4, 16, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
-        {CU_W_MXFP8, 8, 32, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
-        {CU_W_FP8BLK, 8, 48, CELLM_DT_BF16, 32, 0, 0, 80, 512, 0, 0},
-        {CU_W_FP8BLK, 8, 128, CELLM_DT_F32, 128, 0, 0, 80, 200, 0, 0},
-        {CU_W_FP8BLK, 8, 40, CELLM_DT_F16, 16, 0, 0, 80, 512, 0, 0},
-        {CU_W_FP8BLK, 8, 64, CELLM_DT_F32, 32, 0, 0, 96, 512, 20, 50},
-        {CU_W_GPTQ, 4, 32, CELLM_DT_F16, 0, 0, 1, 80, 512, 0, 0},
-        {CU_W_GPTQ, 4, 32, CELLM_DT_F16, 0, 1, 1, 80, 512, 0, 0},
-        {CU_W_GPTQ, 4, 64, CELLM_DT_F16, 0, 2, 0, 80, 512, 0, 0},
-        {CU_W_GPTQ, 8, 64, CELLM_DT_F16, 0, 0, 0, 80, 512, 0, 0},
-        {CU_W_GPTQ, 8, 32, CELLM_DT_BF16, 0, 1, 1, 80, 256, 0, 0},
-        {CU_W_GPTQ, 4, 128, CELLM_DT_F32, 0, 1, 1, 96, 512, 16, 48},
-        {CU_W_AWQ, 4, 32, CELLM_DT_F16, 0, 0, 0, 80, 512, 0, 0},
-        {CU_W_AWQ, 4, 64, CELLM_DT_F16, 0, 0, 0, 80, 256, 8, 48},
-    };
-    for (size_t f = 0; f < sizeof qs / sizeof qs[0]; f++) {
+    for (size_t f = 0; f < N_Q_CASES; f++) {
         struct tw t;
-        tw_make_q(&t, &qs[f]);
+        tw_make_q(&t, &q_cases[f]);
         for (size_t k = 0; k < sizeof rows_n / sizeof rows_n[0]; k++)
             products_case(&t, rows_n[k], sms, counter);
         dequant_case(&t);
@@ -656,8 +799,8 @@ static void t_products(void **state)
     }
     for (int f = 0; f < 2; f++) { /* GLU pairs: mxfp4, FP8 blocks */
         struct tw g, u;
-        tw_make_q(&g, &qs[f ? 3 : 0]);
-        tw_make_q(&u, &qs[f ? 3 : 0]);
+        tw_make_q(&g, &q_cases[f ? 3 : 0]);
+        tw_make_q(&u, &q_cases[f ? 3 : 0]);
         for (int n = 1; n <= 8; n *= 2)
             products_pair(&g, &u, n, sms, counter);
         tw_free(&g);
@@ -861,6 +1004,7 @@ static void t_elementwise(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_layout),
         cmocka_unit_test(t_products),
         cmocka_unit_test(t_elementwise),
     };
