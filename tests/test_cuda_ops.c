@@ -240,11 +240,13 @@ static void tw_host_q(struct tw *t, const struct qspec *q)
             t->data[i] = q->fmt == CU_W_MXFP8 ? e4m3_code() : (uint8_t)rnd();
         for (int64_t g = 0; g < R * (C / q->group); g++)
             t->sc[g] = q->fmt == CU_W_NVFP4 ? (uint8_t)((0x20 + rnd() % 0x40) | (rnd() & 0x80))
-                       : g % 97 == 5   ? 0 /* 2^-127, a float32 subnormal */
-                                       : (uint8_t)(118 + rnd() % 13);
+                       : g % 97 == 5        ? 0 /* 2^-127, a float32 subnormal */
+                                            : (uint8_t)(118 + rnd() % 13);
         st.scales = t->sc;
         snprintf(t->name, sizeof t->name, "%s",
-                 q->fmt == CU_W_MXFP4 ? "mxfp4" : q->fmt == CU_W_NVFP4 ? "nvfp4" : "mxfp8");
+                 q->fmt == CU_W_MXFP4   ? "mxfp4"
+                 : q->fmt == CU_W_NVFP4 ? "nvfp4"
+                                        : "mxfp8");
         break;
     }
     case CU_W_FP8BLK: {
@@ -262,7 +264,9 @@ static void tw_host_q(struct tw *t, const struct qspec *q)
             put_scale(t->sc + (size_t)i * es, q->sdt, urand(0.0005f, 0.01f));
         st.scales = t->sc;
         snprintf(t->name, sizeof t->name, "fp8 b%dx%d %s", q->block_rows, q->group,
-                 q->sdt == CELLM_DT_F32 ? "f32" : q->sdt == CELLM_DT_BF16 ? "bf16" : "f16");
+                 q->sdt == CELLM_DT_F32    ? "f32"
+                 : q->sdt == CELLM_DT_BF16 ? "bf16"
+                                           : "f16");
         break;
     }
     default: { /* GPTQ, AWQ */
@@ -307,8 +311,10 @@ static void tw_host_q(struct tw *t, const struct qspec *q)
         st.zeros = t->zeros;
         st.scales = t->sc;
         st.g_idx = t->gidx;
-        snprintf(t->name, sizeof t->name, "%s%d g%d%s%s", awq ? "awq" : "gptq", q->bits,
-                 q->group, q->desc == 1 ? " desc" : q->desc == 2 ? " gidx" : "",
+        snprintf(t->name, sizeof t->name, "%s%d g%d%s%s", awq ? "awq" : "gptq", q->bits, q->group,
+                 q->desc == 1   ? " desc"
+                 : q->desc == 2 ? " gidx"
+                                : "",
                  q->zero_one ? " v1" : "");
         break;
     }
@@ -429,7 +435,8 @@ static float emu_at(const struct cu_layout *l, int64_t r, int64_t c)
         if (perm && perm[j] != c) return NAN;
         uint32_t word;
         memcpy(&word, data + 4 * (kw * w->rows + r), 4);
-        int64_t g0 = gidx ? gidx[j0] : j0 / w->group, g1 = gidx ? gidx[j0 + pack - 1] : (j0 + pack - 1) / w->group;
+        int64_t g0 = gidx ? gidx[j0] : j0 / w->group,
+                g1 = gidx ? gidx[j0 + pack - 1] : (j0 + pack - 1) / w->group;
         int64_t g = g0 == g1 ? g0 : gidx ? gidx[j] : j / w->group;
         int32_t q = (int32_t)((word >> (w->bits * (j % pack))) & ((1u << w->bits) - 1));
         int32_t z = (int32_t)zeros[g * w->rows + r] + w->zero_one;
@@ -915,8 +922,10 @@ static void t_elementwise(void **state)
              * 1 + erf(..) (or 1 + tanh(..)) cancels for negative gates: an ulp of erf there
              * is relative to g * u, not to the small result */
             for (int i = 0; i < n * m; i++)
-                worst_add(&w, i, ref[i], y[i],
-                          16 * EPS32 * fmax(fmax(fabs(ref[i]), fabs((double)(g[i] + bg[i % m]) * uu[i])), 1e-3));
+                worst_add(
+                    &w, i, ref[i], y[i],
+                    16 * EPS32 *
+                        fmax(fmax(fabs(ref[i]), fabs((double)(g[i] + bg[i % m]) * uu[i])), 1e-3));
             snprintf(shape, sizeof shape, "%dx%d, biases", n, m);
             report("glu", act == 0 ? "silu" : act == 1 ? "gelu-tanh" : "gelu-erf", shape, &w);
             cudaFree(dg), cudaFree(du), cudaFree(dbg), cudaFree(dbu);

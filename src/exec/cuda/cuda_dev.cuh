@@ -68,8 +68,7 @@ static __device__ __forceinline__ float cu_e2m1(uint32_t c)
  * m * 2^-129); times 2^120 it is exact. 0x7f/0xff are NaN. */
 static __device__ __forceinline__ float cu_e4m3(uint32_t c)
 {
-    const float f =
-        __fmul_rn(__uint_as_float(((c & 0x80u) << 24) | ((c & 0x7fu) << 20)), 0x1p120f);
+    const float f = __fmul_rn(__uint_as_float(((c & 0x80u) << 24) | ((c & 0x7fu) << 20)), 0x1p120f);
     return (c & 0x7fu) == 0x7fu ? __uint_as_float(0x7fc00000u) : f;
 }
 /* E8M0 scale: 2^(c - 127); 255 is NaN; 0 is 2^-127 (the float32 subnormal 0x00400000) */
@@ -103,8 +102,7 @@ static __device__ __forceinline__ int64_t cu_fp8_srow(const struct cu_weight &w,
     return (r + w.r_off) / w.block_rows * ((w.cols + w.group - 1) / w.group);
 }
 /* GPTQ (device layout, cuda_int.h): element at permuted input j of row r */
-static __device__ __forceinline__ float cu_gptq_at(const struct cu_weight &w, int64_t r,
-                                                   int64_t j)
+static __device__ __forceinline__ float cu_gptq_at(const struct cu_weight &w, int64_t r, int64_t j)
 {
     const int pack = 32 / w.bits;
     const uint32_t word = __ldg((const uint32_t *)w.data + (j / pack) * w.rows + r);
@@ -143,7 +141,8 @@ static __device__ __forceinline__ float wload(const struct cu_weight &w, int64_t
     }
     case CU_W_MXFP4:
     case CU_W_NVFP4: {
-        const float s = cu_mx_scale(w.fmt, ((const uint8_t *)w.qs)[r * (w.cols / w.group) + c / w.group]);
+        const float s =
+            cu_mx_scale(w.fmt, ((const uint8_t *)w.qs)[r * (w.cols / w.group) + c / w.group]);
         return __fmul_rn(cu_e2m1((uint32_t)row[c / 2] >> (4 * (c & 1))), s);
     }
     case CU_W_MXFP8: {

@@ -95,11 +95,12 @@ int cellm_cu_tile_q4(const void *src, void *dst, int64_t r0, int64_t nr, int64_t
  * of owned[i]. MXFP4/NVFP4/MXFP8: the stored codes and scales. FP8 blocks: the stored
  * codes, and the scale rows of the blocks the view touches. GPTQ and AWQ: re-laid out
  * (cuda_int.h's GPTQ fields): AWQ's output-packed words repacked along the inputs as
- * GPTQ's (one decode kernel for both, coalesced), the zeros unpacked to bytes, a view's rows cut out of the stored matrix, and with a g_idx that
- * is not i / group the inputs permuted so that each group's are contiguous (codes
- * repacked in that order; the kernels permute x). Codes and scales keep their precision.
- * With sizes_only, only w and bytes are filled (nothing is allocated). Returns 0, or -1
- * when out of memory. cellm_cu_layout_point: w with its device pointers from dev[]. */
+ * GPTQ's (one decode kernel for both, coalesced), the zeros unpacked to bytes, a view's rows cut
+ * out of the stored matrix, and with a g_idx that is not i / group the inputs permuted so that each
+ * group's are contiguous (codes repacked in that order; the kernels permute x). Codes and scales
+ * keep their precision. With sizes_only, only w and bytes are filled (nothing is allocated).
+ * Returns 0, or -1 when out of memory. cellm_cu_layout_point: w with its device pointers from
+ * dev[]. */
 enum { CU_P_DATA, CU_P_QS, CU_P_ZEROS, CU_P_GIDX, CU_P_PERM, CU_P_IPERM, CU_P_N };
 struct cellm_weight;
 struct cu_layout {
@@ -135,10 +136,11 @@ int cellm_cu_matvec_multi(const struct cu_weight *const *ws, int nw, const float
 int cellm_cu_mvq(const struct cu_weight *w, const float *x, int64_t ldx, int n, float *y,
                  int64_t ldy, const float *bias, void *stream);
 /* Decode products with fused neighbours (cuda_mv.cu), for F32/F16/BF16, 4/8-bit affine,
- * MXFP4, NVFP4, MXFP8 and FP8 block weights (FP8 blocks whose group is a multiple of 16). With norm_kind >= 0 the n input rows are first normalised (norm_w, norm_b, as
- * cellm_cu_norm without the residual add). The epilogue either stores y = W x (+ bias),
- * adds into it (y += W x (+ bias): the residual), or, for a gate/up pair of weights,
- * stores y[0] = act(gate + bias[0]) * (up + bias[1]). */
+ * MXFP4, NVFP4, MXFP8 and FP8 block weights (FP8 blocks whose group is a multiple of 16). With
+ * norm_kind >= 0 the n input rows are first normalised (norm_w, norm_b, as cellm_cu_norm without
+ * the residual add). The epilogue either stores y = W x (+ bias), adds into it (y += W x (+ bias):
+ * the residual), or, for a gate/up pair of weights, stores y[0] = act(gate + bias[0]) * (up +
+ * bias[1]). */
 enum { CU_EPI_STORE = 0, CU_EPI_ADD = 1, CU_EPI_GLU = 2 };
 struct cu_mv_op {
     const struct cu_weight *w[3];

@@ -14,8 +14,7 @@ extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_
                  ((w->fmt == CU_W_MXFP4 || w->fmt == CU_W_MXFP8) && w->group == 32) ||
                  (w->fmt == CU_W_NVFP4 && w->group == 16) ||
                  /* FP8 blocks: likewise in one block of columns */
-                 (w->fmt == CU_W_FP8BLK && w->group > 0 && w->group % 16 == 0 &&
-                  w->block_rows > 0);
+                 (w->fmt == CU_W_FP8BLK && w->group > 0 && w->group % 16 == 0 && w->block_rows > 0);
     if (!fmt_ok || n < 1 || w->cols % 16 || w->cols > ((int64_t)1 << 30)) return 0;
     if (with_norm) {
         int nt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : 0;

@@ -65,7 +65,7 @@ template <int FMT, int BITS> struct mv_piece {
 /* an FP8 block scale: element g of the block row at p (dtype sdt, CU_S_*) */
 static __device__ __forceinline__ float mv_fb_scale(const uint8_t *p, int g, int sdt)
 {
-    return sdt == CU_S_F32  ? __ldg((const float *)p + g)
+    return sdt == CU_S_F32   ? __ldg((const float *)p + g)
            : sdt == CU_S_F16 ? __half2float(__ushort_as_half(__ldg((const uint16_t *)p + g)))
                              : __uint_as_float((uint32_t)__ldg((const uint16_t *)p + g) << 16);
 }
@@ -296,11 +296,11 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                     bi[s_][u_] = s16<SBF>(__ldg(bpp[s_] + g_));                                    \
                 }                                                                                  \
                 if (MX) { /* E2M1 pieces take half the scale (mv_decode), exact */                 \
-                    const float m_ = cu_mx_scale(FMT, __ldg(spb[s_] + (ok_ ? p_ >> a.gshift : 0))); \
+                    const float m_ =                                                               \
+                        cu_mx_scale(FMT, __ldg(spb[s_] + (ok_ ? p_ >> a.gshift : 0)));             \
                     sc[s_][u_] = FMT == CU_W_MXFP8 ? m_ : __fmul_rn(m_, 0.5f);                     \
                 }                                                                                  \
-                if (FB)                                                                            \
-                    sc[s_][u_] = mv_fb_scale(spb[s_], ok_ ? p_ * 16 / wt_.group : 0, wt_.sdt);     \
+                if (FB) sc[s_][u_] = mv_fb_scale(spb[s_], ok_ ? p_ * 16 / wt_.group : 0, wt_.sdt); \
             }                                                                                      \
         }                                                                                          \
     } while (0)

@@ -43,7 +43,8 @@ static __device__ __forceinline__ int64_t mq_group(const struct cu_weight &w, in
     return w.gidx ? (int64_t)__ldg(w.gidx + j) : j / w.group;
 }
 
-template <int NT, int BITS> static __global__ void __launch_bounds__(MQ_THREADS) k_mv_gptq(const struct mq_args a)
+template <int NT, int BITS>
+static __global__ void __launch_bounds__(MQ_THREADS) k_mv_gptq(const struct mq_args a)
 {
     constexpr int PACK = 32 / BITS;
     constexpr uint32_t MASK = (1u << BITS) - 1;
@@ -114,7 +115,8 @@ template <int NT, int BITS> static __global__ void __launch_bounds__(MQ_THREADS)
 }
 
 /* any format wload reads: one warp per row */
-template <int NT> static __global__ void __launch_bounds__(MQ_THREADS) k_mv_any(const struct mq_args a)
+template <int NT>
+static __global__ void __launch_bounds__(MQ_THREADS) k_mv_any(const struct mq_args a)
 {
     const struct cu_weight &w = a.w;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
