@@ -9,7 +9,9 @@
  * and the add/GLU epilogues, the tensor-core GEMM, cuda_mvq.cu) at 1, 2, 3-31 and 32 or
  * more rows; dequantization, the bf16 split, the embedding; norms, GLU, soft-cap,
  * adds, argmax. Attention and the q/k/v epilogue are in test_cuda_attn.c; the helpers
- * both share (random inputs, the worst-error report) in cuda_ops_util.h.
+ * both share (random inputs, the worst-error report) in cuda_ops_util.h; the weights of
+ * docs/formats.md come from cuda_qweights.h (test_cuda_layout.c checks their device
+ * layout on the host).
  *
  * The reference is the CPU's: weights widened by cellm_weight_row (the contract's
  * dequantization), elementwise ops by src/exec/cpu/ops.c, dot products in double. A dot
@@ -39,6 +41,7 @@
 #include "model/weight.h"
 
 #include "cuda_ops_util.h"
+#include "cuda_qweights.h"
 
 /* ---- weights --------------------------------------------------------------------------- */
 
@@ -183,162 +186,19 @@ static void tw_free(struct tw *t)
     free(t->mag);
 }
 
-/* ---- the formats of docs/formats.md ------------------------------------------------------ */
-
-struct qspec {
-    int fmt, bits, group;
-    enum cellm_dtype sdt; /* FP8 blocks, GPTQ/AWQ scales */
-    int block_rows;       /* FP8 blocks */
-    int desc;             /* GPTQ g_idx: 0 none, 1 a permutation of i / group, 2 random groups */
-    int zero_one;         /* GPTQ v1 */
-    int64_t rows, cols;   /* the stored matrix */
-    int64_t r0, nr;       /* the view: rows [r0, r0 + nr); nr 0 = all */
-};
-
-static uint8_t e4m3_code(void) /* any E4M3 code but NaN */
-{
-    uint8_t c;
-    do
-        c = (uint8_t)rnd();
-    while ((c & 0x7f) == 0x7f);
-    return c;
-}
-
-static void put_scale(uint8_t *p, enum cellm_dtype dt, float v)
-{
-    if (dt == CELLM_DT_F32) {
-        memcpy(p, &v, 4);
-    } else {
-        uint16_t u = f2h(v, dt == CELLM_DT_BF16);
-        memcpy(p, &u, 2);
-    }
-}
-
-/* the stored host weight of q in t (t->h, t->ref, t->mag); no device copy */
-static void tw_host_q(struct tw *t, const struct qspec *q)
-{
-    memset(t, 0, sizeof *t);
-    struct cellm_weight st = {0};
-    const int64_t R = q->rows, C = q->cols;
-    st.fmt = (enum cellm_wfmt)q->fmt;
-    st.rows = R;
-    st.cols = C;
-    st.bits = q->bits;
-    st.group = q->group;
-    st.name = "test";
-    const size_t es = q->sdt == CELLM_DT_F32 ? 4 : 2;
-    switch (q->fmt) {
-    case CU_W_MXFP4:
-    case CU_W_NVFP4:
-    case CU_W_MXFP8: {
-        st.row_bytes = (size_t)C * (size_t)q->bits / 8;
-        st.sdtype = CELLM_DT_U8;
-        t->data = malloc((size_t)R * st.row_bytes);
-        t->sc = malloc((size_t)(R * (C / q->group)));
-        assert_true(t->data && t->sc);
-        for (size_t i = 0; i < (size_t)R * st.row_bytes; i++)
-            t->data[i] = q->fmt == CU_W_MXFP8 ? e4m3_code() : (uint8_t)rnd();
-        for (int64_t g = 0; g < R * (C / q->group); g++)
-            t->sc[g] = q->fmt == CU_W_NVFP4 ? (uint8_t)((0x20 + rnd() % 0x40) | (rnd() & 0x80))
-                       : g % 97 == 5        ? 0 /* 2^-127, a float32 subnormal */
-                                            : (uint8_t)(118 + rnd() % 13);
-        st.scales = t->sc;
-        snprintf(t->name, sizeof t->name, "%s",
-                 q->fmt == CU_W_MXFP4   ? "mxfp4"
-                 : q->fmt == CU_W_NVFP4 ? "nvfp4"
-                                        : "mxfp8");
-        break;
-    }
-    case CU_W_FP8BLK: {
-        const int64_t sr = (R + q->block_rows - 1) / q->block_rows,
-                      sc = (C + q->group - 1) / q->group;
-        st.row_bytes = (size_t)C;
-        st.sdtype = q->sdt;
-        st.block_rows = q->block_rows;
-        t->data = malloc((size_t)(R * C));
-        t->sc = malloc((size_t)(sr * sc) * es);
-        assert_true(t->data && t->sc);
-        for (int64_t i = 0; i < R * C; i++)
-            t->data[i] = e4m3_code();
-        for (int64_t i = 0; i < sr * sc; i++) /* general f32 scales: the product rounds */
-            put_scale(t->sc + (size_t)i * es, q->sdt, urand(0.0005f, 0.01f));
-        st.scales = t->sc;
-        snprintf(t->name, sizeof t->name, "fp8 b%dx%d %s", q->block_rows, q->group,
-                 q->sdt == CELLM_DT_F32    ? "f32"
-                 : q->sdt == CELLM_DT_BF16 ? "bf16"
-                                           : "f16");
-        break;
-    }
-    default: { /* GPTQ, AWQ */
-        const int awq = q->fmt == CU_W_AWQ, pack = 32 / q->bits;
-        const int64_t ng = C / q->group;
-        const uint32_t mask = (1u << q->bits) - 1;
-        st.sdtype = q->sdt;
-        st.ld = R;
-        st.ngroups = (int)ng;
-        st.zero_one = q->zero_one;
-        const size_t nq = (size_t)(R * C / pack), nz = (size_t)(ng * R / pack);
-        t->data = malloc(nq * 4);
-        t->zeros = malloc(nz * 4);
-        t->sc = malloc((size_t)(ng * R) * es);
-        assert_true(t->data && t->zeros && t->sc);
-        for (size_t i = 0; i < nq; i++) {
-            uint32_t v = rnd() ^ rnd() << 16;
-            memcpy(t->data + 4 * i, &v, 4);
-        }
-        for (size_t i = 0; i < nz; i++) { /* any stored zero (v1: 2^bits - 1 means 2^bits) */
-            uint32_t v = 0;
-            for (int k = 0; k < pack; k++)
-                v |= (rnd() & mask) << (q->bits * k);
-            memcpy(t->zeros + 4 * i, &v, 4);
-        }
-        for (int64_t i = 0; i < ng * R; i++)
-            put_scale(t->sc + (size_t)i * es, q->sdt, urand(0.002f, 0.03f));
-        if (q->desc) {
-            int32_t *g = malloc((size_t)C * 4);
-            assert_non_null(g);
-            for (int64_t i = 0; i < C; i++)
-                g[i] = q->desc == 1 ? (int32_t)(i / q->group) : (int32_t)(rnd() % ng);
-            for (int64_t i = C - 1; q->desc == 1 && i > 0; i--) { /* shuffled */
-                int64_t j = rnd() % (i + 1);
-                int32_t x = g[i];
-                g[i] = g[j];
-                g[j] = x;
-            }
-            t->gidx = (uint8_t *)g;
-        }
-        st.data = t->data;
-        st.zeros = t->zeros;
-        st.scales = t->sc;
-        st.g_idx = t->gidx;
-        snprintf(t->name, sizeof t->name, "%s%d g%d%s%s", awq ? "awq" : "gptq", q->bits, q->group,
-                 q->desc == 1   ? " desc"
-                 : q->desc == 2 ? " gidx"
-                                : "",
-                 q->zero_one ? " v1" : "");
-        break;
-    }
-    }
-    if (!st.data) st.data = t->data;
-    t->h = q->nr ? cellm_weight_rows(&st, q->r0, q->nr) : st;
-    if (q->nr) {
-        size_t l = strlen(t->name);
-        snprintf(t->name + l, sizeof t->name - l, " rows %lld+", (long long)q->r0);
-    }
-    const struct cellm_weight *h = &t->h;
-    size_t n = (size_t)(h->rows * h->cols);
-    t->ref = malloc(n * sizeof(float));
-    t->mag = malloc(n * sizeof(float));
-    assert_true(t->ref && t->mag);
-    for (int64_t r = 0; r < h->rows; r++)
-        cellm_weight_row(h, r, t->ref + r * h->cols);
-    for (size_t i = 0; i < n; i++)
-        t->mag[i] = fabsf(t->ref[i]); /* each weight is exact: the terms are w * x */
-}
-
 static void tw_make_q(struct tw *t, const struct qspec *q)
 {
-    tw_host_q(t, q);
+    struct qw w;
+    memset(t, 0, sizeof *t);
+    qw_make(&w, q);
+    t->h = w.h;
+    t->ref = w.ref;
+    t->mag = w.mag;
+    t->data = w.data;
+    t->sc = w.sc;
+    t->zeros = w.zeros;
+    t->gidx = w.gidx;
+    memcpy(t->name, w.name, sizeof t->name);
     const struct cellm_weight *h = &t->h;
     struct cu_layout l;
     assert_int_equal(cellm_cu_layout(h, 0, &l), 0);
@@ -346,160 +206,6 @@ static void tw_make_q(struct tw *t, const struct qspec *q)
         t->qdev[i] = l.bytes[i] ? dput(l.part[i], l.bytes[i]) : NULL;
     cellm_cu_layout_point(&l, t->qdev, &t->d);
     cellm_cu_layout_free(&l);
-}
-
-/* ---- host emulation of the device decoding (runs without a GPU) --------------------------- */
-
-/* cuda_dev.cuh's decoders, in C, as the device computes them */
-static float bits_f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static uint32_t f_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-static float emu_e2m1(uint32_t c)
-{
-    static const uint8_t x2[8] = {0, 1, 2, 3, 4, 6, 8, 12}; /* __byte_perm's constants */
-    return bits_f(f_bits((float)x2[c & 7] * 0.5f) | ((c & 8u) << 28));
-}
-static float emu_e4m3(uint32_t c)
-{
-    float f = bits_f(((c & 0x80u) << 24) | ((c & 0x7fu) << 20)) * 0x1p120f;
-    return (c & 0x7fu) == 0x7fu ? bits_f(0x7fc00000u) : f;
-}
-static float emu_e8m0(uint32_t c)
-{
-    c &= 0xffu;
-    return bits_f(c == 255u ? 0x7fc00000u : c ? c << 23 : 0x00400000u);
-}
-static float emu_scale(const uint8_t *p, int64_t i, int sdt)
-{
-    uint16_t u;
-    float f;
-    switch (sdt) {
-    case CU_S_F32:
-        memcpy(&f, p + 4 * i, 4);
-        return f;
-    case CU_S_F16:
-        memcpy(&u, p + 2 * i, 2);
-        return cellm_f16_to_f32(u);
-    case CU_S_BF16:
-        memcpy(&u, p + 2 * i, 2);
-        return cellm_bf16_to_f32(u);
-    default:
-        return p[i];
-    }
-}
-
-/* element (r, c) of a weight in its device layout (l.part: host copies), the way wload and,
- * for GPTQ, k_mv_gptq (a word's one scale when its inputs share a group) read it */
-static float emu_at(const struct cu_layout *l, int64_t r, int64_t c)
-{
-    const struct cu_weight *w = &l->w;
-    const uint8_t *data = l->part[CU_P_DATA], *qs = l->part[CU_P_QS];
-    const uint8_t *row = data + r * w->row_bytes;
-    switch (w->fmt) {
-    case CU_W_MXFP4:
-    case CU_W_NVFP4: {
-        /* k_mv: the piece of 16 columns c / 16, its group p >> gshift, half the scale */
-        int gshift = w->group == 32 ? 1 : 0;
-        uint32_t sc = qs[r * (w->cols / w->group) + ((c / 16) >> gshift)];
-        float hs = (w->fmt == CU_W_NVFP4 ? emu_e4m3(sc) : emu_e8m0(sc)) * 0.5f;
-        uint32_t word;
-        memcpy(&word, row + (c / 8) * 4, 4); /* raw[h] of the piece: 8 codes */
-        uint32_t code = word >> (4 * (c % 8));
-        float m = bits_f(f_bits((float)((const uint8_t[]){0, 1, 2, 3, 4, 6, 8, 12})[code & 7]) |
-                         ((code & 8u) << 28));
-        float v = m * hs;
-        float v2 = emu_e2m1(code) * (hs * 2); /* wload's order */
-        return f_bits(v) == f_bits(v2) ? v : NAN;
-    }
-    case CU_W_MXFP8:
-        return emu_e4m3(row[c]) * emu_e8m0(qs[r * (w->cols / w->group) + ((c / 16) >> 1)]);
-    case CU_W_FP8BLK: {
-        const int64_t srow = (r + w->r_off) / w->block_rows * ((w->cols + w->group - 1) / w->group);
-        return emu_e4m3(row[c]) * emu_scale(qs, srow + c / w->group, w->sdt);
-    }
-    case CU_W_GPTQ: {
-        const int32_t *perm = l->part[CU_P_PERM], *iperm = l->part[CU_P_IPERM],
-                      *gidx = l->part[CU_P_GIDX];
-        const uint8_t *zeros = l->part[CU_P_ZEROS];
-        const int pack = 32 / w->bits;
-        const int64_t j = iperm ? iperm[c] : c, kw = j / pack, j0 = kw * pack;
-        if (perm && perm[j] != c) return NAN;
-        uint32_t word;
-        memcpy(&word, data + 4 * (kw * w->rows + r), 4);
-        int64_t g0 = gidx ? gidx[j0] : j0 / w->group,
-                g1 = gidx ? gidx[j0 + pack - 1] : (j0 + pack - 1) / w->group;
-        int64_t g = g0 == g1 ? g0 : gidx ? gidx[j] : j / w->group;
-        int32_t q = (int32_t)((word >> (w->bits * (j % pack))) & ((1u << w->bits) - 1));
-        int32_t z = (int32_t)zeros[g * w->rows + r] + w->zero_one;
-        return emu_scale(qs, g * w->rows + r, w->sdt) * (float)(q - z);
-    }
-    }
-    return NAN;
-}
-
-static const struct qspec q_cases[] = {
-    {CU_W_MXFP4, 4, 32, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
-    {CU_W_NVFP4, 4, 16, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
-    {CU_W_MXFP8, 8, 32, CELLM_DT_U8, 0, 0, 0, 80, 512, 0, 0},
-    {CU_W_FP8BLK, 8, 48, CELLM_DT_BF16, 32, 0, 0, 80, 512, 0, 0},
-    {CU_W_FP8BLK, 8, 128, CELLM_DT_F32, 128, 0, 0, 80, 200, 0, 0},
-    {CU_W_FP8BLK, 8, 40, CELLM_DT_F16, 16, 0, 0, 80, 512, 0, 0},
-    {CU_W_FP8BLK, 8, 64, CELLM_DT_F32, 32, 0, 0, 96, 512, 20, 50},
-    {CU_W_GPTQ, 4, 32, CELLM_DT_F16, 0, 0, 1, 80, 512, 0, 0},
-    {CU_W_GPTQ, 4, 32, CELLM_DT_F16, 0, 1, 1, 80, 512, 0, 0},
-    {CU_W_GPTQ, 4, 64, CELLM_DT_F16, 0, 2, 0, 80, 512, 0, 0},
-    {CU_W_GPTQ, 8, 64, CELLM_DT_F16, 0, 0, 0, 80, 512, 0, 0},
-    {CU_W_GPTQ, 8, 32, CELLM_DT_BF16, 0, 1, 1, 80, 256, 0, 0},
-    {CU_W_GPTQ, 4, 128, CELLM_DT_F32, 0, 1, 1, 96, 512, 16, 48},
-    {CU_W_AWQ, 4, 32, CELLM_DT_F16, 0, 0, 0, 80, 512, 0, 0},
-    {CU_W_AWQ, 4, 64, CELLM_DT_F16, 0, 0, 0, 80, 256, 8, 48},
-};
-#define N_Q_CASES (sizeof q_cases / sizeof q_cases[0])
-
-/* Every element of each case's device layout, decoded on the host as the kernels index it,
- * equals cellm_weight_row's; and the decoders agree with weight.h's on every code. */
-static void t_layout(void **state)
-{
-    (void)state;
-    for (uint32_t c = 0; c < 256; c++) {
-        float a = emu_e4m3(c), b = cellm_e4m3(c);
-        assert_true(f_bits(a) == f_bits(b) || (a != a && b != b));
-        a = emu_e8m0(c), b = cellm_e8m0(c);
-        assert_true(f_bits(a) == f_bits(b) || (a != a && b != b));
-        assert_int_equal(f_bits(emu_e2m1(c & 15)), f_bits(cellm_e2m1(c & 15)));
-    }
-    int n_before = n_fail;
-    for (size_t f = 0; f < N_Q_CASES; f++) {
-        struct tw t;
-        tw_host_q(&t, &q_cases[f]);
-        struct cu_layout l;
-        assert_int_equal(cellm_cu_layout(&t.h, 0, &l), 0);
-        struct cu_layout sz; /* the upload's first pass counts at least as many bytes */
-        assert_int_equal(cellm_cu_layout(&t.h, 1, &sz), 0);
-        for (int i = 0; i < CU_P_N; i++)
-            assert_true(sz.bytes[i] >= l.bytes[i]);
-        cellm_cu_layout_free(&sz);
-        struct worst w;
-        worst_init(&w);
-        for (int64_t r = 0; r < t.h.rows; r++)
-            for (int64_t c = 0; c < t.h.cols; c++)
-                worst_add(&w, r * t.h.cols + c, t.ref[r * t.h.cols + c], emu_at(&l, r, c), 1e-300);
-        char shape[64];
-        snprintf(shape, sizeof shape, "%lldx%lld", (long long)t.h.rows, (long long)t.h.cols);
-        report("layout (host)", t.name, shape, &w);
-        cellm_cu_layout_free(&l);
-        tw_free(&t);
-    }
-    if (n_fail > n_before) fail_msg("%d of the layout cases failed", n_fail - n_before);
 }
 
 /* y[t][r] = W x[t] + bias[r] in double, and the bound of each (see the file's comment). */
@@ -1013,7 +719,6 @@ static void t_elementwise(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_layout),
         cmocka_unit_test(t_products),
         cmocka_unit_test(t_elementwise),
     };
