@@ -2,12 +2,16 @@
  * test_cuda_ops.c: every CUDA launcher (src/exec/cuda/cuda_int.h) against the CPU op on
  * random inputs, as llama.cpp's test-backend-ops does for its backends, within the numeric
  * contract (docs: design.md): products of every storage format (F32, F16, BF16, affine
- * 2/3/4/5/6/8-bit, 4-bit also step-ordered) through every kernel that takes them (the
- * first-generation matvec, the fused decode products with and without the tensor cores,
- * the norm prologue and the add/GLU epilogues, the tensor-core GEMM) at 1, 2, 3-31 and
- * 32 or more rows; dequantization, the bf16 split, the embedding; norms, GLU, soft-cap,
+ * 2/3/4/5/6/8-bit, 4-bit also step-ordered; MXFP4, NVFP4, MXFP8, FP8 blocks, GPTQ 4/8-bit
+ * with and without desc_act, AWQ, and row views of FP8/GPTQ/AWQ weights as fused
+ * projections make them) through every kernel that takes them (the first-generation
+ * matvec, the fused decode products with and without the tensor cores, the norm prologue
+ * and the add/GLU epilogues, the tensor-core GEMM, cuda_mvq.cu) at 1, 2, 3-31 and 32 or
+ * more rows; dequantization, the bf16 split, the embedding; norms, GLU, soft-cap,
  * adds, argmax. Attention and the q/k/v epilogue are in test_cuda_attn.c; the helpers
- * both share (random inputs, the worst-error report) in cuda_ops_util.h.
+ * both share (random inputs, the worst-error report) in cuda_ops_util.h; the weights of
+ * docs/formats.md come from cuda_qweights.h (test_cuda_layout.c checks their device
+ * layout on the host).
  *
  * The reference is the CPU's: weights widened by cellm_weight_row (the contract's
  * dequantization), elementwise ops by src/exec/cpu/ops.c, dot products in double. A dot
@@ -37,6 +41,7 @@
 #include "model/weight.h"
 
 #include "cuda_ops_util.h"
+#include "cuda_qweights.h"
 
 /* ---- weights --------------------------------------------------------------------------- */
 
@@ -47,8 +52,10 @@ struct tw {                  /* one test weight */
     float *ref;              /* [rows][cols] widened by cellm_weight_row */
     float *mag;              /* [rows][cols] |s*q| + |b| (affine) or |w| */
     uint8_t *data, *sc, *bi; /* host storage */
+    uint8_t *zeros, *gidx;   /* GPTQ/AWQ host storage */
     void *dev[4];
-    char name[32];
+    void *qdev[CU_P_N]; /* the formats of docs/formats.md: their device layout's parts */
+    char name[48];
 };
 
 static uint16_t f2h(float f, int bf16)
@@ -168,11 +175,37 @@ static void tw_free(struct tw *t)
 {
     for (int i = 0; i < 4; i++)
         if (t->dev[i]) cudaFree(t->dev[i]);
+    for (int i = 0; i < CU_P_N; i++)
+        if (t->qdev[i]) cudaFree(t->qdev[i]);
     free(t->data);
     free(t->sc);
     free(t->bi);
+    free(t->zeros);
+    free(t->gidx);
     free(t->ref);
     free(t->mag);
+}
+
+static void tw_make_q(struct tw *t, const struct qspec *q)
+{
+    struct qw w;
+    memset(t, 0, sizeof *t);
+    qw_make(&w, q);
+    t->h = w.h;
+    t->ref = w.ref;
+    t->mag = w.mag;
+    t->data = w.data;
+    t->sc = w.sc;
+    t->zeros = w.zeros;
+    t->gidx = w.gidx;
+    memcpy(t->name, w.name, sizeof t->name);
+    const struct cellm_weight *h = &t->h;
+    struct cu_layout l;
+    assert_int_equal(cellm_cu_layout(h, 0, &l), 0);
+    for (int i = 0; i < CU_P_N; i++)
+        t->qdev[i] = l.bytes[i] ? dput(l.part[i], l.bytes[i]) : NULL;
+    cellm_cu_layout_point(&l, t->qdev, &t->d);
+    cellm_cu_layout_free(&l);
 }
 
 /* y[t][r] = W x[t] + bias[r] in double, and the bound of each (see the file's comment). */
@@ -223,8 +256,13 @@ static void products_case(const struct tw *t, int n, int sms, int *counter)
           *db = dput(bias, (size_t)R * sizeof(float));
     float *dy = dpoison((size_t)(n * R));
 
-    LAUNCH(cellm_cu_matvec(&t->d, dx, C, n, dy, R, db, NULL));
-    check_product("matvec", t, shape, dy, ref, bd, n * R);
+    if (t->d.fmt > CU_W_AFFINE) {
+        LAUNCH(cellm_cu_mvq(&t->d, dx, C, n, dy, R, db, NULL));
+        check_product("mvq", t, shape, dy, ref, bd, n * R);
+    } else {
+        LAUNCH(cellm_cu_matvec(&t->d, dx, C, n, dy, R, db, NULL));
+        check_product("matvec", t, shape, dy, ref, bd, n * R);
+    }
 
     for (int tiled = 0; tiled < 2; tiled++) {
         const struct cu_weight *w = tiled ? &t->dt : &t->d;
@@ -355,9 +393,11 @@ static void products_pair(const struct tw *g, const struct tw *u, int n, int sms
     const struct cu_weight *ws[2] = {&g->d, &u->d};
     float *ys[2] = {dg, du};
     int64_t ld[2] = {R, R};
-    LAUNCH(cellm_cu_matvec_multi(ws, 2, dx, C, n, ys, ld, NULL, NULL));
-    check_product("matvec multi[0]", g, shape, dg, rg, bg, n * R);
-    check_product("matvec multi[1]", u, shape, du, ru, bu, n * R);
+    if (g->d.fmt <= CU_W_AFFINE) {
+        LAUNCH(cellm_cu_matvec_multi(ws, 2, dx, C, n, ys, ld, NULL, NULL));
+        check_product("matvec multi[0]", g, shape, dg, rg, bg, n * R);
+        check_product("matvec multi[1]", u, shape, du, ru, bu, n * R);
+    }
     if (cellm_cu_mv_supported(&g->d, n, 0)) {
         struct cu_mv_op op = {.w = {&g->d, &u->d},
                               .nw = 2,
@@ -459,6 +499,25 @@ static void t_products(void **state)
         for (int n = 1; n <= 3; n++)
             products_case(&t, n, sms, counter);
         tw_free(&t);
+    }
+    /* the formats of docs/formats.md; FP8 blocks that do not divide the matrix, narrower
+     * than a piece of 16 columns, and row views (r_off) as fused projections make them */
+    for (size_t f = 0; f < N_Q_CASES; f++) {
+        struct tw t;
+        tw_make_q(&t, &q_cases[f]);
+        for (size_t k = 0; k < sizeof rows_n / sizeof rows_n[0]; k++)
+            products_case(&t, rows_n[k], sms, counter);
+        dequant_case(&t);
+        tw_free(&t);
+    }
+    for (int f = 0; f < 2; f++) { /* GLU pairs: mxfp4, FP8 blocks */
+        struct tw g, u;
+        tw_make_q(&g, &q_cases[f ? 3 : 0]);
+        tw_make_q(&u, &q_cases[f ? 3 : 0]);
+        for (int n = 1; n <= 8; n *= 2)
+            products_pair(&g, &u, n, sms, counter);
+        tw_free(&g);
+        tw_free(&u);
     }
     for (int f = 0; f < 3; f++) { /* pairs: q4, q8, bf16 */
         struct tw g, u;
@@ -569,8 +628,10 @@ static void t_elementwise(void **state)
              * 1 + erf(..) (or 1 + tanh(..)) cancels for negative gates: an ulp of erf there
              * is relative to g * u, not to the small result */
             for (int i = 0; i < n * m; i++)
-                worst_add(&w, i, ref[i], y[i],
-                          16 * EPS32 * fmax(fmax(fabs(ref[i]), fabs((double)(g[i] + bg[i % m]) * uu[i])), 1e-3));
+                worst_add(
+                    &w, i, ref[i], y[i],
+                    16 * EPS32 *
+                        fmax(fmax(fabs(ref[i]), fabs((double)(g[i] + bg[i % m]) * uu[i])), 1e-3));
             snprintf(shape, sizeof shape, "%dx%d, biases", n, m);
             report("glu", act == 0 ? "silu" : act == 1 ? "gelu-tanh" : "gelu-erf", shape, &w);
             cudaFree(dg), cudaFree(du), cudaFree(dbg), cudaFree(dbu);

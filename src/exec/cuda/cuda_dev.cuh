@@ -50,7 +50,71 @@ static __device__ __forceinline__ uint32_t cu_q4_load(const struct cu_weight &w,
     return __ldg((const uint32_t *)((const char *)w.data + r * w.row_bytes) + wi);
 }
 
-/* Element (r, c) of a stored weight, widened; affine: fl(fl(s*q)+b) (s*q is exact). */
+/* ---- the small float codes of docs/formats.md, decoded arithmetically (exact) ---------- */
+
+/* twice an E2M1 magnitude (code & 7): 0, 1, 2, 3, 4, 6, 8, 12 as a byte of two constants */
+static __device__ __forceinline__ uint32_t e2m1_x2(uint32_t c)
+{
+    return __byte_perm(0x03020100u, 0x0C080604u, c & 7u) & 0xffu;
+}
+/* E2M1 code as float: +-{0, 0.5, 1, 1.5, 2, 3, 4, 6}; code 8 is -0 */
+static __device__ __forceinline__ float cu_e2m1(uint32_t c)
+{
+    const float m = __fmul_rn(code_f(e2m1_x2(c)), 0.5f);
+    return __uint_as_float(__float_as_uint(m) | ((c & 8u) << 28));
+}
+/* E4M3 (float8_e4m3fn): the sign, exponent and mantissa fields moved to float32's places
+ * give a value 2^-120 times the code's (a float32 subnormal for the code's subnormals,
+ * m * 2^-129); times 2^120 it is exact. 0x7f/0xff are NaN. */
+static __device__ __forceinline__ float cu_e4m3(uint32_t c)
+{
+    const float f = __fmul_rn(__uint_as_float(((c & 0x80u) << 24) | ((c & 0x7fu) << 20)), 0x1p120f);
+    return (c & 0x7fu) == 0x7fu ? __uint_as_float(0x7fc00000u) : f;
+}
+/* E8M0 scale: 2^(c - 127); 255 is NaN; 0 is 2^-127 (the float32 subnormal 0x00400000) */
+static __device__ __forceinline__ float cu_e8m0(uint32_t c)
+{
+    c &= 0xffu;
+    return __uint_as_float(c == 255u ? 0x7fc00000u : c ? c << 23 : 0x00400000u);
+}
+/* element i of a scale array of dtype sdt (CU_S_*), widened (exact) */
+static __device__ __forceinline__ float cu_scale(const void *p, int64_t i, int sdt)
+{
+    switch (sdt) {
+    case CU_S_F32:
+        return __ldg((const float *)p + i);
+    case CU_S_F16:
+        return __half2float(__ushort_as_half(__ldg((const uint16_t *)p + i)));
+    case CU_S_BF16:
+        return __uint_as_float((uint32_t)__ldg((const uint16_t *)p + i) << 16);
+    default:
+        return (float)__ldg((const uint8_t *)p + i);
+    }
+}
+/* the scale of a group of an MX-family weight: E8M0, or E4M3 for NVFP4 */
+static __device__ __forceinline__ float cu_mx_scale(int fmt, uint32_t c)
+{
+    return fmt == CU_W_NVFP4 ? cu_e4m3(c) : cu_e8m0(c);
+}
+/* the scale block row of row r of an FP8 block weight, as an index of its first block */
+static __device__ __forceinline__ int64_t cu_fp8_srow(const struct cu_weight &w, int64_t r)
+{
+    return (r + w.r_off) / w.block_rows * ((w.cols + w.group - 1) / w.group);
+}
+/* GPTQ (device layout, cuda_int.h): element at permuted input j of row r */
+static __device__ __forceinline__ float cu_gptq_at(const struct cu_weight &w, int64_t r, int64_t j)
+{
+    const int pack = 32 / w.bits;
+    const uint32_t word = __ldg((const uint32_t *)w.data + (j / pack) * w.rows + r);
+    const int32_t q = (int32_t)((word >> (w.bits * (int)(j % pack))) & ((1u << w.bits) - 1));
+    const int64_t g = w.gidx ? (int64_t)__ldg(w.gidx + j) : j / w.group;
+    const int32_t z = (int32_t)__ldg(w.zeros + g * w.rows + r) + w.zero_one;
+    return __fmul_rn(cu_scale(w.qs, g * w.rows + r, w.sdt), (float)(q - z));
+}
+
+/* Element (r, c) of a stored weight, widened; affine: fl(fl(s*q)+b) (s*q is exact); the
+ * formats of docs/formats.md by their reference formulas (exact but FP8 blocks' product,
+ * which rounds once as the reference's does). */
 static __device__ __forceinline__ float wload(const struct cu_weight &w, int64_t r, int64_t c)
 {
     const unsigned char *row = (const unsigned char *)w.data + r * w.row_bytes;
@@ -75,6 +139,20 @@ static __device__ __forceinline__ float wload(const struct cu_weight &w, int64_t
         int64_t g = r * (w.cols / w.group) + c / w.group;
         return fmaf(half16(w.scales[g], w.s_bf16), code_f(q), half16(w.biases[g], w.s_bf16));
     }
+    case CU_W_MXFP4:
+    case CU_W_NVFP4: {
+        const float s =
+            cu_mx_scale(w.fmt, ((const uint8_t *)w.qs)[r * (w.cols / w.group) + c / w.group]);
+        return __fmul_rn(cu_e2m1((uint32_t)row[c / 2] >> (4 * (c & 1))), s);
+    }
+    case CU_W_MXFP8: {
+        const float s = cu_e8m0(((const uint8_t *)w.qs)[r * (w.cols / w.group) + c / w.group]);
+        return __fmul_rn(cu_e4m3(row[c]), s);
+    }
+    case CU_W_FP8BLK:
+        return __fmul_rn(cu_e4m3(row[c]), cu_scale(w.qs, cu_fp8_srow(w, r) + c / w.group, w.sdt));
+    case CU_W_GPTQ:
+        return cu_gptq_at(w, r, w.iperm ? (int64_t)w.iperm[c] : c);
     }
     return 0.f;
 }

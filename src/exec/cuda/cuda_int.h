@@ -5,8 +5,10 @@
  * launch's cudaError_t as an int.
  *
  * A device weight keeps the stored format: F32/F16/BF16 values, or MLX affine u32 codes
- * with 16-bit scales and biases (bits 2..8, any group that is a multiple of 32). Vectors
- * (norm weights, biases) are tiny and are widened to f32 at upload.
+ * with 16-bit scales and biases (bits 2..8, any group that is a multiple of 32), or one of
+ * the formats of docs/formats.md in its stored precision (cuda_upload.c says which of them
+ * are re-laid out, and why). Vectors (norm weights, biases) are tiny and are widened to
+ * f32 at upload.
  */
 #ifndef CELLM_EXEC_CUDA_INT_H
 #define CELLM_EXEC_CUDA_INT_H
@@ -18,7 +20,21 @@ extern "C" {
 #endif
 
 /* Storage formats, as enum cellm_wfmt (kept numerically equal, checked in cuda.c). */
-enum { CU_W_NONE = 0, CU_W_F32 = 1, CU_W_F16 = 2, CU_W_BF16 = 3, CU_W_AFFINE = 4 };
+enum {
+    CU_W_NONE = 0,
+    CU_W_F32 = 1,
+    CU_W_F16 = 2,
+    CU_W_BF16 = 3,
+    CU_W_AFFINE = 4,
+    CU_W_MXFP4 = 5,  /* E2M1 codes, 2 per byte (low nibble first), E8M0 scales, group 32 */
+    CU_W_MXFP8 = 6,  /* E4M3 codes, E8M0 scales, group 32 */
+    CU_W_NVFP4 = 7,  /* E2M1 codes, E4M3 scales, group 16 */
+    CU_W_FP8BLK = 8, /* E4M3 codes, F32/F16/BF16 scales per [block_rows][group] block */
+    CU_W_GPTQ = 9,   /* GPTQ and AWQ alike, in the device layout of cu_weight's GPTQ fields */
+    CU_W_AWQ = 10    /* host only: uploaded as CU_W_GPTQ */
+};
+/* cu_weight.sdt: the dtype of qs */
+enum { CU_S_U8 = 0, CU_S_F32 = 1, CU_S_F16 = 2, CU_S_BF16 = 3 };
 
 struct cu_weight {
     int fmt; /* CU_W_* */
@@ -32,6 +48,24 @@ struct cu_weight {
     /* 4-bit affine only: the codes' words are in step order (cellm_cu_tile_q4), not row
      * order; scales and biases stay [rows][cols/group]. Read them through cu_q4_word. */
     int tiled;
+    /* The formats of docs/formats.md (fmt > CU_W_AFFINE); bits and group as above.
+     * MXFP4/NVFP4/MXFP8: data is the stored codes [rows][row_bytes], qs the U8 scales
+     * [rows][cols / group]. FP8BLK: data the stored E4M3 codes [rows][cols], qs the scale
+     * blocks [ceil((r_off + rows) / block_rows)][ceil(cols / group)] of dtype sdt (the
+     * block rows this view touches), row r in block (r_off + r) / block_rows.
+     * GPTQ (AWQ too): data [cols / (32 / bits)][rows] u32 words packed along the inputs,
+     * code of (permuted) input j of row r at bits * (j % (32 / bits)) of word
+     * [j / (32 / bits)][r]; zeros u8 [ngroups][rows], the stored zeros (GPTQ v1 files
+     * store zero - 1: zero_one is 1 and w = s * (q - z - 1));
+     * qs the scales [ngroups][rows] of dtype sdt; gidx the group of each permuted input
+     * (NULL: j / group); perm the input at permuted position j and iperm its inverse (both
+     * NULL: no permutation). w = s * (q - z - zero_one), exact (docs/formats.md). */
+    const void *qs;
+    int sdt; /* CU_S_* */
+    int block_rows, r_off;
+    int ngroups, zero_one;
+    const uint8_t *zeros;
+    const int32_t *gidx, *perm, *iperm;
 };
 
 /* The step-ordered layout of 4-bit affine codes (what cu_weight.tiled says), for the
@@ -54,6 +88,31 @@ int cellm_cu_tile_q4_ok(int bits, int group, int64_t rows, int64_t cols);
 int cellm_cu_tile_q4(const void *src, void *dst, int64_t r0, int64_t nr, int64_t cols, int group,
                      void *stream);
 
+/* The device layout of a weight of the formats of docs/formats.md, built on the host
+ * (cuda_layout.c) by the upload and by the per-op tests: w has every field but the device
+ * pointers; part[i] (bytes[i] long, NULL when absent) is what goes to the device for
+ * data, qs, zeros, gidx, perm and iperm, either the checkpoint's own bytes or a buffer
+ * of owned[i]. MXFP4/NVFP4/MXFP8: the stored codes and scales. FP8 blocks: the stored
+ * codes, and the scale rows of the blocks the view touches. GPTQ and AWQ: re-laid out
+ * (cuda_int.h's GPTQ fields): AWQ's output-packed words repacked along the inputs as
+ * GPTQ's (one decode kernel for both, coalesced), the zeros unpacked to bytes, a view's rows cut
+ * out of the stored matrix, and with a g_idx that is not i / group the inputs permuted so that each
+ * group's are contiguous (codes repacked in that order; the kernels permute x). Codes and scales
+ * keep their precision. With sizes_only, only w and bytes are filled (nothing is allocated).
+ * Returns 0, or -1 when out of memory. cellm_cu_layout_point: w with its device pointers from
+ * dev[]. */
+enum { CU_P_DATA, CU_P_QS, CU_P_ZEROS, CU_P_GIDX, CU_P_PERM, CU_P_IPERM, CU_P_N };
+struct cellm_weight;
+struct cu_layout {
+    struct cu_weight w;
+    const void *part[CU_P_N];
+    size_t bytes[CU_P_N];
+    void *owned[CU_P_N];
+};
+int cellm_cu_layout(const struct cellm_weight *w, int sizes_only, struct cu_layout *l);
+void cellm_cu_layout_point(const struct cu_layout *l, void *const *dev, struct cu_weight *out);
+void cellm_cu_layout_free(struct cu_layout *l);
+
 /* Per-row data of one eval, on the device. */
 struct cu_row {
     int32_t token, seq, pos, want;
@@ -70,11 +129,18 @@ int cellm_cu_matvec(const struct cu_weight *w, const float *x, int64_t ldx, int 
 int cellm_cu_matvec_multi(const struct cu_weight *const *ws, int nw, const float *x, int64_t ldx,
                           int n, float *const *ys, const int64_t *ldys, const float *const *biases,
                           void *stream);
-/* Decode products with fused neighbours (cuda_mv.cu), for F32/F16/BF16 and 4/8-bit affine
- * weights. With norm_kind >= 0 the n input rows are first normalised (norm_w, norm_b, as
- * cellm_cu_norm without the residual add). The epilogue either stores y = W x (+ bias),
- * adds into it (y += W x (+ bias): the residual), or, for a gate/up pair of weights,
- * stores y[0] = act(gate + bias[0]) * (up + bias[1]). */
+/* Decode products (n <= 8 rows is where they pay) of the formats of docs/formats.md
+ * (cuda_mvq.cu): y[t] = W x[t] (+ bias) for the weights the fused kernels below do not
+ * take (cellm_cu_mv_supported is 0): GPTQ/AWQ through a kernel that reads their
+ * input-packed words coalesced, any other through a per-element kernel. */
+int cellm_cu_mvq(const struct cu_weight *w, const float *x, int64_t ldx, int n, float *y,
+                 int64_t ldy, const float *bias, void *stream);
+/* Decode products with fused neighbours (cuda_mv.cu), for F32/F16/BF16, 4/8-bit affine,
+ * MXFP4, NVFP4, MXFP8 and FP8 block weights (FP8 blocks whose group is a multiple of 16). With
+ * norm_kind >= 0 the n input rows are first normalised (norm_w, norm_b, as cellm_cu_norm without
+ * the residual add). The epilogue either stores y = W x (+ bias), adds into it (y += W x (+ bias):
+ * the residual), or, for a gate/up pair of weights, stores y[0] = act(gate + bias[0]) * (up +
+ * bias[1]). */
 enum { CU_EPI_STORE = 0, CU_EPI_ADD = 1, CU_EPI_GLU = 2 };
 struct cu_mv_op {
     const struct cu_weight *w[3];

@@ -6,10 +6,12 @@
  *       (cuda_gemm.cuh), packed weights read once per tile
  *   rows < gemm_rows (option, 32): the fused decode kernels, cuda_mv.cuh for F32/F16/BF16
  *       and 4/8-bit affine (one or two rows of 4-bit on the tensor cores, cuda_mvt.cuh,
- *       unless mma=0), cuda_matvec.cu for 2/3/5/6-bit affine and with fuse=0
+ *       unless mma=0; MXFP4, NVFP4, MXFP8 and FP8 blocks too), cuda_matvec.cu for
+ *       2/3/5/6-bit affine and with fuse=0, cuda_mvq.cu for GPTQ/AWQ and the shapes of
+ *       the other formats of docs/formats.md that cuda_mv.cuh declines (and with fuse=0)
  *   rows >= gemm_rows: cuBLAS with f32 accumulation and TF32 off: BF16 weights against an
  *       exact three-way bf16 split of the activations (split3), F32 directly, other
- *       formats dequantized to f32 in row tiles
+ *       formats (those of docs/formats.md too) dequantized exactly to f32 in row tiles
  * Fast precision (cellm_model_params.precision): the tensor-core GEMM and the BF16 cuBLAS
  * path use only the first part of the split, x rounded to bf16 (one pass instead of three);
  * the decode kernels, attention and the f32 KV cache are those of exact mode.
@@ -128,7 +130,9 @@ enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, con
                               .epi = CU_EPI_STORE,
                               .norm_kind = -1};
         CELLM_TRY(cellm_cuda_mv_run(c, &op, NULL, NULL, NULL, err));
-    } else if (n < c->m->gemm_rows)
+    } else if (n < c->m->gemm_rows && w->fmt > CU_W_AFFINE)
+        K_TRY(cellm_cu_mvq(w, x, ldx, n, y, ldy, bias, c->st));
+    else if (n < c->m->gemm_rows)
         K_TRY(cellm_cu_matvec(w, x, ldx, n, y, ldy, bias, c->st));
     else {
         const float one = 1.0f, zero = 0.0f;
@@ -186,7 +190,7 @@ enum cellm_status cellm_cuda_mm_multi(struct cu_ctx *c, const struct cu_weight *
             .nw = nw, .x = x, .ldx = ldx, .n = n, .epi = CU_EPI_STORE, .norm_kind = -1};
         return cellm_cuda_mv_run(c, &op, ws, ys, ldys, err);
     }
-    if (same) {
+    if (same && ws[0]->fmt <= CU_W_AFFINE) {
         K_TRY(cellm_cu_matvec_multi(ws, nw, x, ldx, n, ys, ldys, NULL, c->st));
         return CELLM_OK;
     }

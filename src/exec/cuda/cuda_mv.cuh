@@ -13,7 +13,9 @@
  * dependent launch), since weights depend on nothing computed.
  *
  * Numbers: every weight is the exactly widened stored value (affine: fl(fl(s*q)+b), one
- * fmaf since s*q is exact; codes masked in place as in cuda_matvec.cu), products are
+ * fmaf since s*q is exact; codes masked in place as in cuda_matvec.cu; MXFP4/NVFP4/MXFP8:
+ * code times scale, exact; FP8 blocks: fl(code * scale), the reference's one rounding;
+ * docs/formats.md), products are
  * accumulated in f32 in any order, and the prologue/epilogue reproduce the reference
  * kernels' rounding step by step (norm_out_v, glu_act, __fadd_rn for the residual).
  *
@@ -41,7 +43,7 @@ struct mv_kargs {
     const float *x;
     int64_t ldx;
     int n, epi, act, norm_kind;
-    int gshift; /* affine: log2(group / 16), pieces per group as a shift */
+    int gshift; /* affine, MX: log2(group / 16), pieces per group as a shift */
     int wg;     /* warps per row group (1, 2 or 4), chosen at launch */
     /* 0x4B000000 (2^23), passed as a parameter so that it sits in a register: masking a
      * code in place is then one LOP3 ((word & mask) | magic) instead of two */
@@ -50,12 +52,23 @@ struct mv_kargs {
     float norm_eps;
 };
 
-/* columns per piece, 32-bit words per piece, pieces per lane and step */
+/* columns per piece, 32-bit words per piece, pieces per lane and step: 16 columns of
+ * codes (4-bit: two words; 8-bit: four), 8 of 16-bit or f32 values */
 template <int FMT, int BITS> struct mv_piece {
-    static constexpr int E = FMT == CU_W_AFFINE ? 16 : 8;
-    static constexpr int NW = FMT == CU_W_F32 ? 8 : FMT == CU_W_AFFINE && BITS == 4 ? 2 : 4;
-    static constexpr int U = FMT == CU_W_F32 ? 2 : FMT == CU_W_AFFINE && BITS == 4 ? 8 : 4;
+    static constexpr bool Q4 =
+        (FMT == CU_W_AFFINE && BITS == 4) || FMT == CU_W_MXFP4 || FMT == CU_W_NVFP4;
+    static constexpr int E = FMT == CU_W_F32 || FMT == CU_W_F16 || FMT == CU_W_BF16 ? 8 : 16;
+    static constexpr int NW = FMT == CU_W_F32 ? 8 : Q4 ? 2 : 4;
+    static constexpr int U = FMT == CU_W_F32 ? 2 : Q4 ? 8 : 4;
 };
+
+/* an FP8 block scale: element g of the block row at p (dtype sdt, CU_S_*) */
+static __device__ __forceinline__ float mv_fb_scale(const uint8_t *p, int g, int sdt)
+{
+    return sdt == CU_S_F32   ? __ldg((const float *)p + g)
+           : sdt == CU_S_F16 ? __half2float(__ushort_as_half(__ldg((const uint16_t *)p + g)))
+                             : __uint_as_float((uint32_t)__ldg((const uint16_t *)p + g) << 16);
+}
 
 template <int SBF> static __device__ __forceinline__ float s16(uint16_t h)
 {
@@ -84,6 +97,21 @@ static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int 
             wv[2 * k] = f.x;
             wv[2 * k + 1] = f.y;
         }
+    } else if (FMT == CU_W_MXFP4 || FMT == CU_W_NVFP4) {
+        /* E2M1 code k at bit 4k: twice its magnitude (an integer, exact), the sign in bit 31,
+         * times half the group's scale (ss[0], exact): code * scale exactly */
+        const uint32_t w0 = raw[h];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const uint32_t c = w0 >> (4 * k);
+            const float m = __uint_as_float(__float_as_uint(code_f(e2m1_x2(c))) | ((c & 8u) << 28));
+            wv[k] = __fmul_rn(m, ss[0]);
+        }
+    } else if (FMT == CU_W_MXFP8 || FMT == CU_W_FP8BLK) {
+        /* E4M3 code k of the 8 is byte k % 4 of word 2h + k / 4 */
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            wv[k] = __fmul_rn(cu_e4m3((raw[2 * h + k / 4] >> (8 * (k % 4))) & 255u), ss[0]);
     } else if (BITS == 4) {
         /* code k sits at bit 4k; masked in place, 2^23 + q*2^(4k) is exact for 4k+4 <= 23,
          * and ss[j] = s*2^-4j undoes the scaling exactly. Codes 5..7 are shifted down by
@@ -199,7 +227,9 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
     const float *__restrict__ bias = wi == 0 ? a.bias[0] : wi == 1 ? a.bias[1] : a.bias[2];
     const int64_t rows = w0.rows, cols = w0.cols;
     const int P = (int)(cols / E); /* pieces per row: 32-bit index arithmetic below */
-    const int64_t ngr = FMT == CU_W_AFFINE ? cols / w0.group : 0;
+    constexpr bool MX = FMT == CU_W_MXFP4 || FMT == CU_W_NVFP4 || FMT == CU_W_MXFP8;
+    constexpr bool FB = FMT == CU_W_FP8BLK;
+    const int64_t ngr = FMT == CU_W_AFFINE || MX ? cols / w0.group : 0;
     const int64_t groups = EPI == CU_EPI_GLU ? rows : (rows + 1) / 2;
     /* wg warps share a group, each taking every wg-th chunk of 32 pieces */
     const int wg = a.wg, part = warp % wg, gpb = MV_WARPS / wg;
@@ -213,6 +243,7 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
     const char *rp[S];
     int64_t rix[S]; /* the slots' rows (tiled 4-bit weights are read word by word) */
     const uint16_t *spp[S], *bpp[S];
+    const uint8_t *spb[S]; /* MX: the row's U8 scales; FP8 blocks: its block row's scales */
     int64_t gb = (int64_t)blockIdx.x * gpb; /* the block's first group this round */
     bool preloaded = false;
 
@@ -229,6 +260,10 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                 spp[s_] = ws_.scales + r_ * ngr;                                                   \
                 bpp[s_] = ws_.biases + r_ * ngr;                                                   \
             }                                                                                      \
+            if (MX) spb[s_] = (const uint8_t *)ws_.qs + r_ * ngr;                                  \
+            if (FB)                                                                                \
+                spb[s_] = (const uint8_t *)ws_.qs +                                                \
+                          cu_fp8_srow(ws_, r_) * (ws_.sdt == CU_S_F32 ? 4 : 2);                    \
         }                                                                                          \
     } while (0)
 #define MV_LOAD(st)                                                                                \
@@ -260,6 +295,12 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                     sc[s_][u_] = s16<SBF>(__ldg(spp[s_] + g_));                                    \
                     bi[s_][u_] = s16<SBF>(__ldg(bpp[s_] + g_));                                    \
                 }                                                                                  \
+                if (MX) { /* E2M1 pieces take half the scale (mv_decode), exact */                 \
+                    const float m_ =                                                               \
+                        cu_mx_scale(FMT, __ldg(spb[s_] + (ok_ ? p_ >> a.gshift : 0)));             \
+                    sc[s_][u_] = FMT == CU_W_MXFP8 ? m_ : __fmul_rn(m_, 0.5f);                     \
+                }                                                                                  \
+                if (FB) sc[s_][u_] = mv_fb_scale(spb[s_], ok_ ? p_ * 16 / wt_.group : 0, wt_.sdt); \
             }                                                                                      \
         }                                                                                          \
     } while (0)
@@ -309,6 +350,8 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                             for (int j = 1; j < (BITS == 4 ? 5 : 2); j++)
                                 ss[s][j] = __fmul_rn(
                                     sc[s][u], __uint_as_float((uint32_t)(127 - BITS * j) << 23));
+                        } else if (MX || FB) {
+                            ss[s][0] = sc[s][u];
                         }
                     }
 #pragma unroll
@@ -502,5 +545,9 @@ int cu_mv_q4_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 int cu_mv_q4_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 int cu_mv_q8_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 int cu_mv_q8_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_mxfp4(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_nvfp4(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_mxfp8(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_fp8blk(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 
 #endif

@@ -3,7 +3,10 @@
  * format, into one device arena (F32/F16/BF16 as is; affine codes, scales and biases as
  * is, except that the words of wide 4-bit weights are put in the step order of
  * cuda_int.h: the same words, in the order the decode products read them; option tiled=0
- * keeps row order); only norm weights and biases, a few KB, are widened to f32.
+ * keeps row order); only norm weights and biases, a few KB, are widened to f32. The
+ * formats of docs/formats.md go up in the layout of cuda_layout.c: MXFP4, NVFP4, MXFP8
+ * and FP8 blocks as stored, GPTQ and AWQ in one input-packed layout (their stored
+ * precision, re-laid out for a coalesced decode kernel; cuda_int.h, struct cu_layout).
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +15,12 @@
 
 #include "base/alloc.h"
 #include "cuda_exec.h"
+#include "model/weight.h"
+
+_Static_assert(CU_W_MXFP4 == (int)CELLM_W_MXFP4 && CU_W_MXFP8 == (int)CELLM_W_MXFP8 &&
+                   CU_W_NVFP4 == (int)CELLM_W_NVFP4 && CU_W_FP8BLK == (int)CELLM_W_FP8BLK &&
+                   CU_W_GPTQ == (int)CELLM_W_GPTQ && CU_W_AWQ == (int)CELLM_W_AWQ,
+               "format codes");
 
 /* n bytes of the arena, filled from src unless src is NULL */
 static void *up_bytes(struct uploader *u, const void *src, size_t n)
@@ -72,6 +81,19 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
 {
     memset(o, 0, sizeof *o);
     if (w->fmt == CELLM_W_NONE) return;
+    if (w->fmt > CELLM_W_AFFINE) {
+        struct cu_layout l;
+        if (cellm_cu_layout(w, !u->base, &l)) {
+            if (u->e == cudaSuccess) u->e = cudaErrorMemoryAllocation; /* host memory */
+            return;
+        }
+        void *dev[CU_P_N];
+        for (int i = 0; i < CU_P_N; i++)
+            dev[i] = l.bytes[i] ? up_bytes(u, l.part[i], l.bytes[i]) : NULL;
+        cellm_cu_layout_point(&l, dev, o);
+        cellm_cu_layout_free(&l);
+        return;
+    }
     o->fmt = (int)w->fmt;
     o->rows = w->rows;
     o->cols = w->cols;
@@ -100,11 +122,17 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
 enum cellm_status cellm_cuda_check_weight(const struct cellm_weight *w, struct cellm_error *err)
 {
     if (w->fmt == CELLM_W_NONE) return CELLM_OK;
-    if (w->fmt > CELLM_W_AFFINE) /* docs/formats.md: CPU only so far */
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "cuda executor: tensor %s is stored as %s, which only the CPU "
-                          "executor reads so far",
-                          w->name ? w->name : "?", cellm_wfmt_name(w->fmt));
+    if (w->fmt > CELLM_W_AFFINE) { /* docs/formats.md; any shape the loader binds */
+        const int gq = w->fmt == CELLM_W_GPTQ || w->fmt == CELLM_W_AWQ;
+        if ((gq && w->bits != 4 && w->bits != 8) || (w->fmt == CELLM_W_AWQ && w->bits != 4) ||
+            (w->fmt == CELLM_W_FP8BLK && (w->block_rows < 1 || w->group < 1)))
+            return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                              "cuda executor: tensor %s: %s with %d bits, group %d and block "
+                              "rows %d is not supported (GPTQ 4 or 8 bits, AWQ 4)",
+                              w->name ? w->name : "?", cellm_wfmt_name(w->fmt), w->bits, w->group,
+                              w->block_rows);
+        return CELLM_OK;
+    }
     if (w->cols % 32 && w->fmt == CELLM_W_AFFINE)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: tensor %s: %lld columns, expected a multiple of 32",
