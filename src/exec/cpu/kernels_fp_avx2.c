@@ -21,6 +21,8 @@ typedef __m256i VI;
 
 AI V v_zero(void) { return _mm256_setzero_ps(); }
 AI V v_set1(float f) { return _mm256_set1_ps(f); }
+AI V v_halves(float a, float b) { return _mm256_blend_ps(_mm256_set1_ps(a), _mm256_set1_ps(b), 0xf0); }
+AI float v_first(V v) { return _mm256_cvtss_f32(v); }
 AI V v_loadu(const float *p) { return _mm256_loadu_ps(p); }
 AI void v_storeu(float *p, V v) { _mm256_storeu_ps(p, v); }
 AI V v_add(V a, V b) { return _mm256_add_ps(a, b); }

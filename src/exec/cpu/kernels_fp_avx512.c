@@ -21,6 +21,8 @@ typedef __m512i VI;
 
 AI V v_zero(void) { return _mm512_setzero_ps(); }
 AI V v_set1(float f) { return _mm512_set1_ps(f); }
+AI V v_halves(float a, float b) { return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b)); }
+AI float v_first(V v) { return _mm512_cvtss_f32(v); }
 AI V v_loadu(const float *p) { return _mm512_loadu_ps(p); }
 AI void v_storeu(float *p, V v) { _mm512_storeu_ps(p, v); }
 AI V v_add(V a, V b) { return _mm512_add_ps(a, b); }

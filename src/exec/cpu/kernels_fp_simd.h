@@ -21,7 +21,7 @@
  *
  * The includer defines ATTR (target attribute), AI (ATTR + always_inline), FN(name), L,
  * V (float vector), VI (int32 vector) and the primitives
- *   v_zero v_set1 v_loadu v_storeu v_add v_sub v_mul v_fma(a, b, c) = a*b + c, v_hsum,
+ *   v_zero v_set1 v_halves(a, b) (a in the low L/2 lanes, b in the others) v_loadu v_storeu v_add v_sub v_mul v_fma(a, b, c) = a*b + c, v_hsum, v_first (lane 0),
  *   v_cvt (int to float), v_bits / vi_bits (casts), v_sel_gt / v_sel_eq(a, b, yes, no)
  *   (per lane: int a > b / a == b ? yes : no), vi_set1 vi_and vi_or vi_add, vi_sll /
  *   vi_srl (all lanes by a count), vi_srlv (per-lane counts), vi_perm(v, idx) (lane
@@ -33,7 +33,7 @@
 
 /* ---- scales, once per group ----------------------------------------------------------- */
 
-static inline float any_scale(enum cellm_dtype dt, const uint8_t *p, size_t i)
+AI float any_scale(enum cellm_dtype dt, const uint8_t *p, size_t i)
 {
     switch (dt) {
     case CELLM_DT_F32:
@@ -45,23 +45,6 @@ static inline float any_scale(enum cellm_dtype dt, const uint8_t *p, size_t i)
     }
 }
 
-/* Scale of row r's group g: MX one byte per group, FP8 blocks one value per block. */
-static inline float row_scale(const struct cellm_weight *w, int64_t r, int64_t g)
-{
-    switch (w->fmt) {
-    case CELLM_W_NVFP4:
-        return cellm_e4m3(w->scales[r * (w->cols / w->group) + g]);
-    case CELLM_W_FP8BLK: {
-        int64_t sc = (w->cols + w->group - 1) / w->group;
-        return any_scale(w->sdtype, w->scales, (size_t)(((r + w->r_off) / w->block_rows) * sc + g));
-    }
-    default:
-        return cellm_e8m0(w->scales[r * (w->cols / w->group) + g]);
-    }
-}
-
-/* ---- lanes along a row ----------------------------------------------------------------- */
-
 /* E4M3 codes (one per lane) as floats, as cellm_e4m3: a normal code's fields shifted into
  * float32's with the exponent rebiased by 120, a subnormal as m * 2^-9, 0x7f as NaN. */
 AI V e4m3_lanes(VI c)
@@ -72,6 +55,47 @@ AI V e4m3_lanes(VI c)
     v = v_sel_eq(mag, vi_set1(0x7f), v_bits(vi_set1(0x7fc00000)), v);
     return v_bits(vi_or(vi_bits(v), vi_sll(vi_and(c, vi_set1(0x80)), 24)));
 }
+
+/* One E4M3 code (an nvfp4 scale, a tail element) through the lanes: no call, whose
+ * clobbered vector registers would cost more than the decode. */
+AI float e4m3_1(unsigned c)
+{
+    return v_first(e4m3_lanes(vi_set1((int)c)));
+}
+
+/* The scales of one row: MX one byte per group (E8M0, or E4M3 for nvfp4), FP8 blocks one
+ * F32/BF16/F16 value per block of its block row. Set up once per row, so that the loops
+ * divide nothing per group. */
+struct row_scales {
+    const uint8_t *p;
+    size_t base; /* FP8 blocks: index of the row's first block */
+    enum cellm_wfmt fmt;
+    enum cellm_dtype dt;
+};
+
+AI struct row_scales row_scales_of(const struct cellm_weight *w, int64_t r)
+{
+    struct row_scales rs = {w->scales, 0, w->fmt, w->sdtype};
+    if (w->fmt == CELLM_W_FP8BLK)
+        rs.base = (size_t)(((r + w->r_off) / w->block_rows) * ((w->cols + w->group - 1) / w->group));
+    else
+        rs.p += (size_t)r * (size_t)(w->cols / w->group);
+    return rs;
+}
+
+AI float row_scale(const struct row_scales *rs, int64_t g)
+{
+    switch (rs->fmt) {
+    case CELLM_W_NVFP4:
+        return e4m3_1(rs->p[g]);
+    case CELLM_W_FP8BLK:
+        return any_scale(rs->dt, rs->p, rs->base + (size_t)g);
+    default:
+        return cellm_e8m0(rs->p[g]);
+    }
+}
+
+/* ---- lanes along a row ----------------------------------------------------------------- */
 
 /* L codes of a row from element e (even for E2M1), unscaled. */
 AI V row_lanes(const uint8_t *row, int64_t e, int fp4)
@@ -86,10 +110,12 @@ AI void row_run(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,
                 const float *x, float *out, V *a0, V *a1, float *tail)
 {
     const uint8_t *row = w->data + (size_t)r * w->row_bytes;
+    const struct row_scales rs = row_scales_of(w, r);
     const int64_t k1 = k0 + kc;
-    for (int64_t i = k0; i < k1;) {
-        int64_t g = i / w->group, end = (g + 1) * w->group < k1 ? (g + 1) * w->group : k1;
-        float s = row_scale(w, r, g);
+    int64_t g = k0 / w->group, end = g * w->group;
+    for (int64_t i = k0; i < k1; g++) {
+        end = end + w->group < k1 ? end + w->group : k1;
+        float s = row_scale(&rs, g);
         V sv = v_set1(s);
         if (x)
             for (; i + 2 * L <= end; i += 2 * L) {
@@ -104,7 +130,7 @@ AI void row_run(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,
                 v_storeu(out + (i - k0), wv);
         }
         for (; i < end; i++) {
-            float wv = (fp4 ? cellm_e2m1((unsigned)row[i / 2] >> (4 * (i & 1))) : cellm_e4m3(row[i])) * s;
+            float wv = (fp4 ? cellm_e2m1((unsigned)row[i / 2] >> (4 * (i & 1))) : e4m3_1(row[i])) * s;
             if (x)
                 *tail += wv * x[i];
             else
@@ -115,16 +141,28 @@ AI void row_run(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,
 
 /* E2M1 rows r (and r + 1 when two) against x permuted per 2L elements into [even L][odd L]
  * (xp): the low nibbles of L code bytes are the even elements, the high ones the odd, so
- * the codes need no interleaving shuffle. Needs group and cols multiples of 2L. */
-AI void dot_fp4_perm(const struct cellm_weight *w, int64_t r, int two, const float *xp, float *y)
+ * the codes need no interleaving shuffle. Needs cols a multiple of 2L and the group one
+ * too, or the group L (halves: the first L/2 lanes of either half of a 2L chunk lie in
+ * its first group, the others in the second). */
+AI void dot_fp4_perm(const struct cellm_weight *w, int64_t r, int two, int halves,
+                     const float *xp, float *y)
 {
     const uint8_t *row0 = w->data + (size_t)r * w->row_bytes, *row1 = row0 + w->row_bytes;
-    V a0 = v_zero(), a1 = a0, c0 = a0, c1 = a0;
+    V a0 = v_zero(), a1 = a0, c0 = a0, c1 = a0, s0 = a0, s1 = a0;
     const VI m4 = vi_set1(15);
-    for (int64_t g0 = 0; g0 < w->cols; g0 += w->group) {
-        V s0 = v_set1(row_scale(w, r, g0 / w->group));
-        V s1 = two ? v_set1(row_scale(w, r + 1, g0 / w->group)) : s0;
-        for (int64_t e = g0; e < g0 + w->group; e += 2 * L) {
+    const struct row_scales rs0 = row_scales_of(w, r), rs1 = row_scales_of(w, r + two);
+    const int64_t step = halves ? 2 * L : w->group; /* elements per scale vector */
+    for (int64_t g0 = 0, g = 0; g0 < w->cols; g0 += step) {
+        if (halves) {
+            s0 = v_halves(row_scale(&rs0, g), row_scale(&rs0, g + 1));
+            if (two) s1 = v_halves(row_scale(&rs1, g), row_scale(&rs1, g + 1));
+            g += 2;
+        } else {
+            s0 = v_set1(row_scale(&rs0, g));
+            if (two) s1 = v_set1(row_scale(&rs1, g));
+            g++;
+        }
+        for (int64_t e = g0; e < g0 + step; e += 2 * L) {
             V xe = v_loadu(xp + e), xo = v_loadu(xp + e + L);
             VI b0 = vi_u8(row0 + e / 2);
             a0 = v_fma(v_mul(v_e2m1(vi_and(b0, m4)), s0), xe, a0);
@@ -181,15 +219,16 @@ ATTR static void row_matvec(const struct cellm_weight *w, int64_t r0, int64_t r1
                             float *y, float *xp)
 {
     int64_t r = r0;
-    if (is_fp4(w) && w->group % (2 * L) == 0 && w->cols % (2 * L) == 0 && xp) {
+    const int halves = w->group == L;
+    if (is_fp4(w) && (w->group % (2 * L) == 0 || halves) && w->cols % (2 * L) == 0 && xp) {
         for (int64_t b = 0; b < w->cols; b += 2 * L)
             for (int k = 0; k < L; k++) {
                 xp[b + k] = x[b + 2 * k];
                 xp[b + L + k] = x[b + 2 * k + 1];
             }
         for (; r + 2 <= r1; r += 2)
-            dot_fp4_perm(w, r, 1, xp, y);
-        if (r < r1) dot_fp4_perm(w, r, 0, xp, y);
+            halves ? dot_fp4_perm(w, r, 1, 1, xp, y) : dot_fp4_perm(w, r, 1, 0, xp, y);
+        if (r < r1) halves ? dot_fp4_perm(w, r, 0, 1, xp, y) : dot_fp4_perm(w, r, 0, 0, xp, y);
         return;
     }
     for (; r < r1; r++)
