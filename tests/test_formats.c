@@ -337,6 +337,20 @@ static void random_shapes(void **state)
         fmt_make_gptq(&f, 1, 4, R, 64 * (1 + k), k & 1 ? 32 : 64, 0, 0);
         check_all(&f);
     }
+    /* F32 scales (the same values): the SIMD levels leave them to the portable decoder */
+    fmt_make_gptq(&f, 0, 4, 40, 128, 32, 1, 1);
+    size_t ns = f.n_scales / 2;
+    uint8_t *s32 = malloc(4 * ns);
+    assert_non_null(s32);
+    for (size_t i = 0; i < ns; i++) {
+        float v = cellm_f16_to_f32(cellm_load_u16(f.scales + 2 * i));
+        memcpy(s32 + 4 * i, &v, 4);
+    }
+    free(f.scales);
+    f.scales = s32;
+    f.w.scales = s32;
+    f.w.sdtype = CELLM_DT_F32;
+    check_all(&f);
 }
 
 /* The AWQ nibble order by hand: outputs 0..7 of one input from one word. */

@@ -28,6 +28,7 @@ AI void v_storeu(float *p, V v) { _mm256_storeu_ps(p, v); }
 AI V v_add(V a, V b) { return _mm256_add_ps(a, b); }
 AI V v_sub(V a, V b) { return _mm256_sub_ps(a, b); }
 AI V v_mul(V a, V b) { return _mm256_mul_ps(a, b); }
+AI V v_fms(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }
 AI V v_fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 AI V v_cvt(VI v) { return _mm256_cvtepi32_ps(v); }
 AI V v_bits(VI v) { return _mm256_castsi256_ps(v); }
@@ -78,15 +79,10 @@ AI V v_e2m1(VI c)
 
 AI V v_scales(const uint8_t *p, size_t i, enum cellm_dtype dt)
 {
-    switch (dt) {
-    case CELLM_DT_F32:
-        return _mm256_loadu_ps((const float *)(p + 4 * i));
-    case CELLM_DT_BF16:
+    if (dt == CELLM_DT_BF16)
         return _mm256_castsi256_ps(_mm256_slli_epi32(
             _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p + 2 * i))), 16));
-    default:
-        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
-    }
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i)));
 }
 
 #include "kernels_fp_simd.h"

@@ -28,6 +28,7 @@ AI void v_storeu(float *p, V v) { _mm512_storeu_ps(p, v); }
 AI V v_add(V a, V b) { return _mm512_add_ps(a, b); }
 AI V v_sub(V a, V b) { return _mm512_sub_ps(a, b); }
 AI V v_mul(V a, V b) { return _mm512_mul_ps(a, b); }
+AI V v_fms(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }
 AI V v_fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 AI float v_hsum(V v) { return _mm512_reduce_add_ps(v); }
 AI V v_cvt(VI v) { return _mm512_cvtepi32_ps(v); }
@@ -64,15 +65,10 @@ AI V v_e2m1(VI c)
 
 AI V v_scales(const uint8_t *p, size_t i, enum cellm_dtype dt)
 {
-    switch (dt) {
-    case CELLM_DT_F32:
-        return _mm512_loadu_ps(p + 4 * i);
-    case CELLM_DT_BF16:
+    if (dt == CELLM_DT_BF16)
         return _mm512_castsi512_ps(_mm512_slli_epi32(
             _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p + 2 * i))), 16));
-    default:
-        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i)));
-    }
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i)));
 }
 
 #include "kernels_fp_simd.h"

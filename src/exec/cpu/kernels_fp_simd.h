@@ -13,22 +13,26 @@
  * storing into a GEMM panel. The lane values are exactly those of model/weight.c:
  *   row formats: w = code * scale, a product of two small floats, exact in f32 (FP8
  *     blocks: e4m3 * f32 scale, rounded once, as the reference's float32 multiply);
- *   GPTQ: reference s * (float)(q - z - zero_one); AWQ: (float)(q - z) * s. Here
- *     (float(q) - float(z + zero_one)) * s: the subtraction of small integers is exact,
- *     and the product has at most 11 + 9 significant bits (F16 scales; BF16 8 + 9), so it
- *     is exact too and equals the reference's whichever operand comes first. With F32
- *     scales the product rounds once, the same single rounding of the same exact operands.
+ *   GPTQ: reference s * (float)(q - z - zero_one); AWQ: (float)(q - z) * s. Here, with
+ *     z' = z + zero_one, one fused q * s - (z' * s): z' * s is exact (at most 9 + 11
+ *     significant bits with F16 scales, 9 + 8 with BF16), and the FMA rounds the exact
+ *     q * s - z' * s = s * (q - z'), itself a float of at most 20 significant bits, to
+ *     itself. So nothing rounds, on either side, and the values are equal but for the
+ *     sign of a zero weight (q = z, s < 0: the reference's -0, the FMA's +0), which no
+ *     sum from +0 can tell apart; the GEMM panels, stored, take (q - z') * s instead, bit
+ *     for bit. (F32 scales, where the reference's product does round, take the portable
+ *     path.)
  *
  * The includer defines ATTR (target attribute), AI (ATTR + always_inline), FN(name), L,
  * V (float vector), VI (int32 vector) and the primitives
- *   v_zero v_set1 v_halves(a, b) (a in the low L/2 lanes, b in the others) v_loadu v_storeu v_add v_sub v_mul v_fma(a, b, c) = a*b + c, v_hsum, v_first (lane 0),
+ *   v_zero v_set1 v_halves(a, b) (a in the low L/2 lanes, b in the others) v_loadu v_storeu v_add v_sub v_mul v_fma(a, b, c) = a*b + c, v_fms(a, b, c) = a*b - c, v_hsum, v_first (lane 0),
  *   v_cvt (int to float), v_bits / vi_bits (casts), v_sel_gt / v_sel_eq(a, b, yes, no)
  *   (per lane: int a > b / a == b ? yes : no), vi_set1 vi_and vi_or vi_add, vi_sll /
  *   vi_srl (all lanes by a count), vi_srlv (per-lane counts), vi_perm(v, idx) (lane
  *   idx[l] of v, idx < 8), vi_loadu (L words), vi_words(p, nw) (nw <= 5 words, the rest
  *   zero, nothing read past them), vi_u8 (L bytes), vi_nib (L / 2 bytes: L nibbles, low
  *   first), v_e2m1 (codes 0..15 of int lanes as E2M1 values), v_scales(p, dtype) (L
- *   F16, BF16 or F32 values).
+ *   F16 or BF16 values).
  */
 
 /* ---- scales, once per group ----------------------------------------------------------- */
@@ -267,14 +271,15 @@ AI VI lane_codes(const uint8_t *p, const struct lane_map *m, uint32_t mask)
     return vi_and(vi_srlv(vi_perm(vi_words(p, m->nw), m->idx), m->sh), vi_set1((int)mask));
 }
 
-/* Scale and zero lanes (the zero as float, GPTQ v1's +1 included) of group g. */
+/* Scale and zero lanes of group g (GPTQ v1's + 1 included), and their product (exact). */
 AI void col_params(const struct cellm_weight *w, int64_t g, int64_t o, const struct lane_map *zm,
-                   uint32_t mask, V *s, V *z)
+                   uint32_t mask, V *s, V *z, V *zs)
 {
     const int64_t per = 32 / w->bits;
     VI zq = lane_codes(w->zeros + 4 * (size_t)(g * (w->ld / per) + zm->w0), zm, mask);
-    *z = v_cvt(vi_add(zq, vi_set1(w->zero_one)));
     *s = v_scales(w->scales, (size_t)(g * w->ld + o), w->sdtype);
+    *z = v_cvt(vi_add(zq, vi_set1(w->zero_one)));
+    *zs = v_mul(*z, *s);
 }
 
 /* Word-rows ahead (GPTQ) or input rows ahead (AWQ) that col_run prefetches: the strip of
@@ -291,7 +296,7 @@ AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc,
     const uint32_t mask = (1u << bits) - 1;
     struct lane_map zm;
     lane_map_init(&zm, o, bits, awq); /* AWQ codes use the zeros' map */
-    V s = v_zero(), z = v_zero();
+    V s = v_zero(), z = v_zero(), zs = v_zero();
     int64_t gprev = -1, gend = k0;
     const int64_t awq_ld = w->ld / 8;
     for (int64_t i0 = k0; i0 < k0 + kc; i0 += pack) {
@@ -311,17 +316,18 @@ AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc,
             if (w->g_idx) {
                 int64_t g = (int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i);
                 if (g != gprev) {
-                    col_params(w, g, o, &zm, mask, &s, &z);
+                    col_params(w, g, o, &zm, mask, &s, &z, &zs);
                     gprev = g;
                 }
             } else if (i >= gend) {
                 int64_t g = i / w->group;
-                col_params(w, g, o, &zm, mask, &s, &z);
+                col_params(w, g, o, &zm, mask, &s, &z, &zs);
                 gend = (g + 1) * w->group;
             }
             VI q = awq ? lane_codes(w->data + 4 * (size_t)(i * awq_ld + zm.w0), &zm, 15)
                        : vi_and(vi_srl(wd, bits * j), vi_set1((int)mask));
-            V wv = v_mul(v_sub(v_cvt(q), z), s); /* exact: see the top of this file */
+            /* s * (q - z), exact: see the top of this file */
+            V wv = n ? v_fms(v_cvt(q), s, zs) : v_mul(v_sub(v_cvt(q), z), s);
             if (n == 0) v_storeu(p + (size_t)(i - k0) * (size_t)nr, wv);
             for (int t = 0; t < n; t++)
                 acc[t][j & 1] = v_fma(wv, v_set1(x[(size_t)t * (size_t)ldx + (size_t)i]), acc[t][j & 1]);
@@ -386,7 +392,7 @@ ATTR static void col_panel_any(const struct cellm_weight *w, int64_t o, int64_t 
 static int col_ok(const struct cellm_weight *w)
 {
     return col_format(w) && (w->bits == 4 || (w->bits == 8 && w->fmt == CELLM_W_GPTQ)) &&
-           (w->sdtype == CELLM_DT_F16 || w->sdtype == CELLM_DT_BF16 || w->sdtype == CELLM_DT_F32);
+           (w->sdtype == CELLM_DT_F16 || w->sdtype == CELLM_DT_BF16);
 }
 
 ATTR int FN(matvec)(const struct cellm_weight *w, int64_t r0, int64_t r1, const float *x,
