@@ -337,6 +337,9 @@ static void random_shapes(void **state)
         fmt_make_gptq(&f, 1, 4, R, 64 * (1 + k), k & 1 ? 32 : 64, 0, 0);
         check_all(&f);
     }
+    /* AWQ wide enough for its one-load-per-input decode (8 vectors of outputs) */
+    fmt_make_gptq(&f, 1, 4, 264, 128, 64, 0, 0);
+    check_all(&f);
     /* F32 scales (the same values): the SIMD levels leave them to the portable decoder */
     fmt_make_gptq(&f, 0, 4, 40, 128, 32, 1, 1);
     size_t ns = f.n_scales / 2;

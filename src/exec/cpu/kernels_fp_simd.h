@@ -285,12 +285,15 @@ AI void col_params(const struct cellm_weight *w, int64_t g, int64_t o, const str
 /* Word-rows ahead (GPTQ) or input rows ahead (AWQ) that col_run prefetches: the strip of
  * one pass is a column of the stored matrix, whose lines the hardware does not predict. */
 #define COL_AHEAD 8
+/* Accumulator chains per input row in col_run (inputs taken in turn): enough to cover the
+ * FMA latency, as many as the registers hold beside the lanes' scales and zeros. */
+#define COL_CHAINS (L == 16 ? 4 : 2)
 
 /* Outputs o .. o + L (rows of the stored matrix) over inputs [k0, k0 + kc) (multiples of
  * the codes per word): the lane vector of each input, w = (q - z) * s, goes to
- * acc[t][parity] += w * x[t][i] for t < n, or, with n = 0, to p + (i - k0) * nr. */
+ * acc[t][i % COL_CHAINS] += w * x[t][i] for t < n, or, with n = 0, to p + (i - k0) * nr. */
 AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc, int bits,
-                int awq, int n, const float *x, int64_t ldx, V acc[][2], float *p, int nr)
+                int awq, int n, const float *x, int64_t ldx, V acc[][COL_CHAINS], float *p, int nr)
 {
     const int pack = 32 / bits;
     const uint32_t mask = (1u << bits) - 1;
@@ -330,7 +333,8 @@ AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc,
             V wv = n ? v_fms(v_cvt(q), s, zs) : v_mul(v_sub(v_cvt(q), z), s);
             if (n == 0) v_storeu(p + (size_t)(i - k0) * (size_t)nr, wv);
             for (int t = 0; t < n; t++)
-                acc[t][j & 1] = v_fma(wv, v_set1(x[(size_t)t * (size_t)ldx + (size_t)i]), acc[t][j & 1]);
+                acc[t][j % COL_CHAINS] =
+                    v_fma(wv, v_set1(x[(size_t)t * (size_t)ldx + (size_t)i]), acc[t][j % COL_CHAINS]);
         }
     }
 }
@@ -340,16 +344,65 @@ static int col_format(const struct cellm_weight *w)
     return w->fmt == CELLM_W_GPTQ || w->fmt == CELLM_W_AWQ;
 }
 
+/* AWQ decode of one input row over the 8L outputs from view row r (stored row o = r + r_off
+ * a multiple of 8): one load of L words per input serves them all. Lane l of vector m
+ * holds nibble m of word l, output 8l + awq_out[m]; nibble positions [m0, m0 + MW) per
+ * pass (MW = 8 on 16 lanes: 8 accumulators, scales and zeros fit the 32 registers; 4 on 8
+ * lanes). The values are col_run's (the zero folded into one exact FMA). */
+#define AWQ_MW (L == 16 ? 8 : 4)
+AI void awq_wide(const struct cellm_weight *w, int64_t r, int m0, const float *x, float *y)
+{
+    static const int awq_out[8] = {0, 2, 4, 6, 1, 3, 5, 7}; /* nibble m holds output 8j + this */
+    const int64_t ldw = w->ld / 8, w0 = (r + w->r_off) / 8;
+    V acc[AWQ_MW], s[AWQ_MW], zs[AWQ_MW];
+    float sc[AWQ_MW][L] __attribute__((aligned(64)));
+    for (int m = 0; m < AWQ_MW; m++)
+        acc[m] = v_zero();
+    for (int64_t g0 = 0; g0 < w->cols; g0 += w->group) {
+        int64_t g = g0 / w->group;
+        for (int m = 0; m < AWQ_MW; m++)
+            for (int l = 0; l < L; l++)
+                sc[m][l] = any_scale(w->sdtype, w->scales,
+                                     (size_t)(g * w->ld + 8 * (w0 + l) + awq_out[m0 + m]));
+        VI zw = vi_loadu(w->zeros + 4 * (size_t)(g * ldw + w0));
+        for (int m = 0; m < AWQ_MW; m++) {
+            s[m] = v_loadu(sc[m]);
+            zs[m] = v_mul(v_cvt(vi_and(vi_srl(zw, 4 * (m0 + m)), vi_set1(15))), s[m]);
+        }
+        for (int64_t i = g0; i < g0 + w->group; i++) {
+            const uint8_t *q = w->data + 4 * (size_t)(i * ldw + w0);
+            _mm_prefetch((const char *)(q + 4 * (size_t)(COL_AHEAD * ldw)), _MM_HINT_T0);
+            VI wd = vi_loadu(q);
+            V xb = v_set1(x[i]);
+#pragma GCC unroll 8
+            for (int m = 0; m < AWQ_MW; m++) {
+                V q_m = v_cvt(vi_and(vi_srl(wd, 4 * (m0 + m)), vi_set1(15)));
+                acc[m] = v_fma(v_fms(q_m, s[m], zs[m]), xb, acc[m]);
+            }
+        }
+    }
+    for (int m = 0; m < AWQ_MW; m++) {
+        v_storeu(sc[m], acc[m]);
+        for (int l = 0; l < L; l++)
+            y[r + 8 * l + awq_out[m0 + m]] = sc[m][l];
+    }
+}
+
 /* y[t][r] for view rows [r, r + L), n input rows, all inputs. */
 AI void col_block(const struct cellm_weight *w, int64_t r, int bits, int awq, int n,
                   const float *x, int64_t ldx, float *y, int64_t ldy)
 {
-    V acc[CELLM_CPU_FP_MAX_ROWS][2];
+    V acc[CELLM_CPU_FP_MAX_ROWS][COL_CHAINS];
     for (int t = 0; t < n; t++)
-        acc[t][0] = acc[t][1] = v_zero();
+        for (int c = 0; c < COL_CHAINS; c++)
+            acc[t][c] = v_zero();
     col_run(w, r + w->r_off, 0, w->cols, bits, awq, n, x, ldx, acc, NULL, 0);
-    for (int t = 0; t < n; t++)
-        v_storeu(y + (size_t)t * (size_t)ldy + r, v_add(acc[t][0], acc[t][1]));
+    for (int t = 0; t < n; t++) {
+        V a = acc[t][0];
+        for (int c = 1; c < COL_CHAINS; c++)
+            a = v_add(a, acc[t][c]);
+        v_storeu(y + (size_t)t * (size_t)ldy + r, a);
+    }
 }
 
 /* The instances: one per packing and input row count, so that the loops above unroll. */
@@ -405,6 +458,10 @@ ATTR int FN(matvec)(const struct cellm_weight *w, int64_t r0, int64_t r1, const 
     }
     if (!col_ok(w) || n < 1 || n > CELLM_CPU_FP_MAX_ROWS || !scratch) return 0;
     int64_t r = r0;
+    if (w->fmt == CELLM_W_AWQ && n == 1 && (r + w->r_off) % 8 == 0)
+        for (; r + 8 * L <= r1; r += 8 * L)
+            for (int m0 = 0; m0 < 8; m0 += AWQ_MW)
+                awq_wide(w, r, m0, x, y);
     for (; r + L <= r1; r += L)
         col_block_any(w, r, n, x, ldx, y, ldy);
     for (; r < r1; r++) { /* fewer rows than a vector: one decoded row at a time */
