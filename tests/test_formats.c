@@ -327,6 +327,11 @@ static void random_shapes(void **state)
         fmt_make_fp8(&f, R + 4, 13 + 40 * k, 3 + k, 8 + 8 * k, k & 1 ? CELLM_DT_BF16 : CELLM_DT_F32);
         check_all(&f);
     }
+    /* nvfp4 on the permuted input: scales decoded 16 at a time, and fewer at a row's end */
+    fmt_make_mx(&f, CELLM_W_NVFP4, 5, 288);
+    check_all(&f);
+    fmt_make_mx(&f, CELLM_W_NVFP4, 3, 512);
+    check_all(&f);
     static const int64_t q_rows[] = {8, 24, 40, 56, 72};
     for (int k = 0; k < 5; k++) {
         int64_t R = q_rows[k];

@@ -99,6 +99,17 @@ AI float row_scale(const struct row_scales *rs, int64_t g)
     }
 }
 
+/* E4M3 scales g .. g + L of a row (fewer at its end, where nothing past it is read). */
+AI void row_scales_e4m3(const struct row_scales *rs, int64_t g, int64_t ng, float *out)
+{
+    if (g + L <= ng) {
+        v_storeu(out, e4m3_lanes(vi_u8(rs->p + g)));
+        return;
+    }
+    for (int64_t k = 0; g + k < ng; k++)
+        out[k] = e4m3_1(rs->p[g + k]);
+}
+
 /* ---- lanes along a row ----------------------------------------------------------------- */
 
 /* L codes of a row from element e (even for E2M1), unscaled. */
@@ -156,10 +167,17 @@ AI void dot_fp4_perm(const struct cellm_weight *w, int64_t r, int two, int halve
     const VI m4 = vi_set1(15);
     const struct row_scales rs0 = row_scales_of(w, r), rs1 = row_scales_of(w, r + two);
     const int64_t step = halves ? 2 * L : w->group; /* elements per scale vector */
+    const int64_t ng = w->cols / w->group;
+    float sb0[L], sb1[L]; /* halves (nvfp4): L E4M3 scales decoded at once */
     for (int64_t g0 = 0, g = 0; g0 < w->cols; g0 += step) {
         if (halves) {
-            s0 = v_halves(row_scale(&rs0, g), row_scale(&rs0, g + 1));
-            if (two) s1 = v_halves(row_scale(&rs1, g), row_scale(&rs1, g + 1));
+            int k = (int)(g % L);
+            if (k == 0) {
+                row_scales_e4m3(&rs0, g, ng, sb0);
+                if (two) row_scales_e4m3(&rs1, g, ng, sb1);
+            }
+            s0 = v_halves(sb0[k], sb0[k + 1]);
+            if (two) s1 = v_halves(sb1[k], sb1[k + 1]);
             g += 2;
         } else {
             s0 = v_set1(row_scale(&rs0, g));
