@@ -35,8 +35,9 @@ int cellm_cpu_fp_dequant(enum cellm_isa isa, const struct cellm_weight *w, int64
 
 /* Decode of n input rows x[n][ldx]: y[t][r] = w[r] . x[t] for r in [r0, r1), t < n, with
  * the weights reconstructed in registers; 0 if not handled here (n = 1 for the row formats,
- * n <= CELLM_CPU_FP_MAX_ROWS for GPTQ/AWQ; SIMD ISAs only). scratch: w->cols floats (a
- * permuted copy of x, or a few decoded rows). */
+ * n <= CELLM_CPU_FP_MAX_ROWS for GPTQ/AWQ; SIMD ISAs only). scratch: CELLM_CPU_ROW_BLOCK *
+ * w->cols floats (kernels.c's per-thread rows: a permuted copy of x, a decoded row, or
+ * GPTQ's per-group scale table). */
 int cellm_cpu_fp_matvec(enum cellm_isa isa, const struct cellm_weight *w, int64_t r0, int64_t r1,
                         const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch);
 

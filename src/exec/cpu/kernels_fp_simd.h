@@ -311,7 +311,8 @@ AI void col_params(const struct cellm_weight *w, int64_t g, int64_t o, const str
  * the codes per word): the lane vector of each input, w = (q - z) * s, goes to
  * acc[t][i % COL_CHAINS] += w * x[t][i] for t < n, or, with n = 0, to p + (i - k0) * nr. */
 AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc, int bits,
-                int awq, int n, const float *x, int64_t ldx, V acc[][COL_CHAINS], float *p, int nr)
+                int awq, int n, const float *x, int64_t ldx, V acc[][COL_CHAINS], float *p, int nr,
+                const float *tab)
 {
     const int pack = 32 / bits;
     const uint32_t mask = (1u << bits) - 1;
@@ -334,7 +335,11 @@ AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc,
 #pragma GCC unroll 8
         for (int j = 0; j < pack; j++) {
             int64_t i = i0 + j;
-            if (w->g_idx) {
+            if (tab) { /* g_idx with a table of s and z * s per group (decode) */
+                const float *e = tab + 2 * L * (size_t)(int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i);
+                s = v_loadu(e);
+                zs = v_loadu(e + L);
+            } else if (w->g_idx) {
                 int64_t g = (int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i);
                 if (g != gprev) {
                     col_params(w, g, o, &zm, mask, &s, &z, &zs);
@@ -406,15 +411,31 @@ AI void awq_wide(const struct cellm_weight *w, int64_t r, int m0, const float *x
     }
 }
 
+/* GPTQ with g_idx (desc_act): the scale and z * s lanes of every group of the L outputs
+ * from stored row o, tab[g][2][L], so that an input whose group differs from its
+ * neighbour's costs two loads, not a decode of zeros and scales. */
+ATTR static void col_table(const struct cellm_weight *w, int64_t o, float *tab)
+{
+    const uint32_t mask = (1u << w->bits) - 1;
+    struct lane_map zm;
+    lane_map_init(&zm, o, w->bits, 0);
+    for (int64_t g = 0; g < w->ngroups; g++) {
+        V s, z, zs;
+        col_params(w, g, o, &zm, mask, &s, &z, &zs);
+        v_storeu(tab + 2 * L * g, s);
+        v_storeu(tab + 2 * L * g + L, zs);
+    }
+}
+
 /* y[t][r] for view rows [r, r + L), n input rows, all inputs. */
 AI void col_block(const struct cellm_weight *w, int64_t r, int bits, int awq, int n,
-                  const float *x, int64_t ldx, float *y, int64_t ldy)
+                  const float *x, int64_t ldx, float *y, int64_t ldy, const float *tab)
 {
     V acc[CELLM_CPU_FP_MAX_ROWS][COL_CHAINS];
     for (int t = 0; t < n; t++)
         for (int c = 0; c < COL_CHAINS; c++)
             acc[t][c] = v_zero();
-    col_run(w, r + w->r_off, 0, w->cols, bits, awq, n, x, ldx, acc, NULL, 0);
+    col_run(w, r + w->r_off, 0, w->cols, bits, awq, n, x, ldx, acc, NULL, 0, tab);
     for (int t = 0; t < n; t++) {
         V a = acc[t][0];
         for (int c = 1; c < COL_CHAINS; c++)
@@ -427,18 +448,18 @@ AI void col_block(const struct cellm_weight *w, int64_t r, int bits, int awq, in
 #define COL_BLOCK_N(bits, awq)                                                                 \
     switch (n) {                                                                               \
     case 1:                                                                                    \
-        col_block(w, r, bits, awq, 1, x, ldx, y, ldy);                                         \
+        col_block(w, r, bits, awq, 1, x, ldx, y, ldy, tab);                                    \
         break;                                                                                 \
     case 2:                                                                                    \
-        col_block(w, r, bits, awq, 2, x, ldx, y, ldy);                                         \
+        col_block(w, r, bits, awq, 2, x, ldx, y, ldy, tab);                                    \
         break;                                                                                 \
     default:                                                                                   \
-        col_block(w, r, bits, awq, 3, x, ldx, y, ldy);                                         \
+        col_block(w, r, bits, awq, 3, x, ldx, y, ldy, tab);                                    \
         break;                                                                                 \
     }
 
 ATTR static void col_block_any(const struct cellm_weight *w, int64_t r, int n, const float *x,
-                               int64_t ldx, float *y, int64_t ldy)
+                               int64_t ldx, float *y, int64_t ldy, const float *tab)
 {
     if (w->fmt == CELLM_W_AWQ) {
         COL_BLOCK_N(4, 1)
@@ -453,11 +474,11 @@ ATTR static void col_panel_any(const struct cellm_weight *w, int64_t o, int64_t 
                                float *p, int nr)
 {
     if (w->fmt == CELLM_W_AWQ)
-        col_run(w, o, k0, kc, 4, 1, 0, NULL, 0, NULL, p, nr);
+        col_run(w, o, k0, kc, 4, 1, 0, NULL, 0, NULL, p, nr, NULL);
     else if (w->bits == 4)
-        col_run(w, o, k0, kc, 4, 0, 0, NULL, 0, NULL, p, nr);
+        col_run(w, o, k0, kc, 4, 0, 0, NULL, 0, NULL, p, nr, NULL);
     else
-        col_run(w, o, k0, kc, 8, 0, 0, NULL, 0, NULL, p, nr);
+        col_run(w, o, k0, kc, 8, 0, 0, NULL, 0, NULL, p, nr, NULL);
 }
 
 static int col_ok(const struct cellm_weight *w)
@@ -480,8 +501,11 @@ ATTR int FN(matvec)(const struct cellm_weight *w, int64_t r0, int64_t r1, const 
         for (; r + 8 * L <= r1; r += 8 * L)
             for (int m0 = 0; m0 < 8; m0 += AWQ_MW)
                 awq_wide(w, r, m0, x, y);
-    for (; r + L <= r1; r += L)
-        col_block_any(w, r, n, x, ldx, y, ldy);
+    const int tab = w->g_idx && (int64_t)w->ngroups * 2 * L <= CELLM_CPU_ROW_BLOCK * w->cols;
+    for (; r + L <= r1; r += L) {
+        if (tab) col_table(w, r + w->r_off, scratch);
+        col_block_any(w, r, n, x, ldx, y, ldy, tab ? scratch : NULL);
+    }
     for (; r < r1; r++) { /* fewer rows than a vector: one decoded row at a time */
         cellm_fp_col_decode(w, r, 1, 0, w->cols, scratch, w->cols, 1);
         for (int t = 0; t < n; t++) {
