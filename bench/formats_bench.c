@@ -38,10 +38,17 @@ static void make_affine(struct fmt_w *f, int64_t R, int64_t C)
         uint16_t h = cellm_f32_to_f16((float)fmt_uniform(-0.05, 0.05));
         memcpy(f->scales + 2 * i, &h, 2);
     }
-    f->w = (struct cellm_weight){.fmt = CELLM_W_AFFINE, .rows = R, .cols = C, .data = f->block,
-                                 .row_bytes = (size_t)C / 2, .bits = 4, .group = 64,
-                                 .sdtype = CELLM_DT_F16, .scales = f->scales,
-                                 .biases = f->scales + 2 * R * ng, .name = "affine"};
+    f->w = (struct cellm_weight){.fmt = CELLM_W_AFFINE,
+                                 .rows = R,
+                                 .cols = C,
+                                 .data = f->block,
+                                 .row_bytes = (size_t)C / 2,
+                                 .bits = 4,
+                                 .group = 64,
+                                 .sdtype = CELLM_DT_F16,
+                                 .scales = f->scales,
+                                 .biases = f->scales + 2 * R * ng,
+                                 .name = "affine"};
 }
 
 static void make_bf16(struct fmt_w *f, int64_t R, int64_t C)
@@ -52,26 +59,50 @@ static void make_bf16(struct fmt_w *f, int64_t R, int64_t C)
         uint16_t h = cellm_f32_to_bf16((float)fmt_uniform(-0.05, 0.05));
         memcpy(f->block + 2 * i, &h, 2);
     }
-    f->w = (struct cellm_weight){.fmt = CELLM_W_BF16, .rows = R, .cols = C, .data = f->block,
-                                 .row_bytes = (size_t)C * 2, .name = "bf16"};
+    f->w = (struct cellm_weight){.fmt = CELLM_W_BF16,
+                                 .rows = R,
+                                 .cols = C,
+                                 .data = f->block,
+                                 .row_bytes = (size_t)C * 2,
+                                 .name = "bf16"};
 }
 
-static const char *names[] = {"bf16", "q4g64", "mxfp4", "nvfp4", "mxfp8", "fp8b128",
-                              "gptq4g128", "gptq4-act", "gptq8g128", "awq4g128"};
+static const char *names[] = {"bf16",    "q4g64",     "mxfp4",     "nvfp4",     "mxfp8",
+                              "fp8b128", "gptq4g128", "gptq4-act", "gptq8g128", "awq4g128"};
 
 static void make(int k, struct fmt_w *f, int64_t R, int64_t C)
 {
     switch (k) {
-    case 0: make_bf16(f, R, C); break;
-    case 1: make_affine(f, R, C); break;
-    case 2: fmt_make_mx(f, CELLM_W_MXFP4, R, C); break;
-    case 3: fmt_make_mx(f, CELLM_W_NVFP4, R, C); break;
-    case 4: fmt_make_mx(f, CELLM_W_MXFP8, R, C); break;
-    case 5: fmt_make_fp8(f, R, C, 128, 128, CELLM_DT_F32); break;
-    case 6: fmt_make_gptq(f, 0, 4, R, C, 128, 0, 1); break;
-    case 7: fmt_make_gptq(f, 0, 4, R, C, 128, 1, 1); break;
-    case 8: fmt_make_gptq(f, 0, 8, R, C, 128, 0, 1); break;
-    default: fmt_make_gptq(f, 1, 4, R, C, 128, 0, 0); break;
+    case 0:
+        make_bf16(f, R, C);
+        break;
+    case 1:
+        make_affine(f, R, C);
+        break;
+    case 2:
+        fmt_make_mx(f, CELLM_W_MXFP4, R, C);
+        break;
+    case 3:
+        fmt_make_mx(f, CELLM_W_NVFP4, R, C);
+        break;
+    case 4:
+        fmt_make_mx(f, CELLM_W_MXFP8, R, C);
+        break;
+    case 5:
+        fmt_make_fp8(f, R, C, 128, 128, CELLM_DT_F32);
+        break;
+    case 6:
+        fmt_make_gptq(f, 0, 4, R, C, 128, 0, 1);
+        break;
+    case 7:
+        fmt_make_gptq(f, 0, 4, R, C, 128, 1, 1);
+        break;
+    case 8:
+        fmt_make_gptq(f, 0, 8, R, C, 128, 0, 1);
+        break;
+    default:
+        fmt_make_gptq(f, 1, 4, R, C, 128, 0, 0);
+        break;
     }
 }
 
@@ -80,7 +111,8 @@ static double time_it(struct cellm_pool *pool, enum cellm_isa isa, const struct 
                       int n, int reps)
 {
     int64_t C = w->cols;
-    float *x = malloc(sizeof(float) * (size_t)(n * C)), *y = malloc(sizeof(float) * (size_t)(n * w->rows));
+    float *x = malloc(sizeof(float) * (size_t)(n * C)),
+          *y = malloc(sizeof(float) * (size_t)(n * w->rows));
     float *scratch = malloc(sizeof(float) * cellm_cpu_scratch_floats(1, C));
     for (int64_t i = 0; i < n * C; i++)
         x[i] = (float)fmt_uniform(-1, 1);
@@ -121,14 +153,16 @@ int main(int argc, char **argv)
     if (cellm_pool_new(1, &pool, &err)) return 1;
     printf("formats_bench: isa %s, 1 thread, %lld x %lld weights\n", cellm_cpu_isa_name(isa),
            (long long)R, (long long)C);
-    printf("%-10s %6s %12s %12s %14s\n", "format", "bpw", "decode GB/s", "decode ms", "prefill GFLOP/s");
+    printf("%-10s %6s %12s %12s %14s\n", "format", "bpw", "decode GB/s", "decode ms",
+           "prefill GFLOP/s");
     for (int k = 0; k < (int)(sizeof names / sizeof names[0]); k++) {
         if (only && strcmp(only, names[k])) continue;
         struct fmt_w f;
         make(k, &f, R, C);
         double bytes = (double)cellm_weight_bytes(&f.w);
         if (f.w.fmt == CELLM_W_AFFINE || f.w.fmt == CELLM_W_BF16)
-            bytes = f.w.fmt == CELLM_W_BF16 ? (double)(R * C * 2) : (double)(R * C) * (0.5 + 4.0 / 64);
+            bytes =
+                f.w.fmt == CELLM_W_BF16 ? (double)(R * C * 2) : (double)(R * C) * (0.5 + 4.0 / 64);
         double td = time_it(pool, isa, &f.w, 1, 20);
         double tp = time_it(pool, isa, &f.w, 128, 2);
         printf("%-10s %6.2f %12.2f %12.3f %14.1f\n", names[k], 8 * bytes / (double)(R * C),

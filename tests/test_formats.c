@@ -161,7 +161,7 @@ static void check_panels(const struct fmt_w *f)
         const int nr = isas[k] == CELLM_ISA_AVX512 ? CELLM_GEMM_NR_AVX512 : CELLM_GEMM_NR_AVX2;
         int64_t f0s[3] = {0, 5, R > nr ? R - nr / 2 : R / 2};
         for (int a = 0; a < 3; a++)
-            for (int64_t k0 = 0; k0 < C; k0 += C / pack / 2 * pack > 0 ? C / pack / 2 * pack : C) {
+            for (int64_t k0 = 0; k0<C; k0 += C / pack / 2 * pack> 0 ? C / pack / 2 * pack : C) {
                 int64_t f0 = f0s[a], kc = C - k0;
                 int nf = R - f0 < nr ? (int)(R - f0) : nr;
                 if (nf <= 0) continue;
@@ -324,7 +324,8 @@ static void random_shapes(void **state)
         check_all(&f);
         fmt_make_mx(&f, CELLM_W_MXFP8, R, 32 * (3 + k));
         check_all(&f);
-        fmt_make_fp8(&f, R + 4, 13 + 40 * k, 3 + k, 8 + 8 * k, k & 1 ? CELLM_DT_BF16 : CELLM_DT_F32);
+        fmt_make_fp8(&f, R + 4, 13 + 40 * k, 3 + k, 8 + 8 * k,
+                     k & 1 ? CELLM_DT_BF16 : CELLM_DT_F32);
         check_all(&f);
     }
     /* nvfp4 on the permuted input: scales decoded 16 at a time, and fewer at a row's end */

@@ -107,7 +107,8 @@ int cellm_cpu_fp_matvec(enum cellm_isa isa, const struct cellm_weight *w, int64_
                         const float *x, int64_t ldx, int n, float *y, int64_t ldy, float *scratch)
 {
 #if defined(__x86_64__)
-    if (isa == CELLM_ISA_AVX512) return cellm_fp_avx512_matvec(w, r0, r1, x, ldx, n, y, ldy, scratch);
+    if (isa == CELLM_ISA_AVX512)
+        return cellm_fp_avx512_matvec(w, r0, r1, x, ldx, n, y, ldy, scratch);
     if (isa == CELLM_ISA_AVX2) return cellm_fp_avx2_matvec(w, r0, r1, x, ldx, n, y, ldy, scratch);
 #endif
     (void)isa, (void)w, (void)r0, (void)r1, (void)x, (void)ldx, (void)n, (void)y, (void)ldy;

@@ -50,13 +50,13 @@ int64_t cellm_cpu_fp_panel(enum cellm_isa isa, const struct cellm_weight *w, int
 int cellm_cpu_packed_dequant_rows(const struct cellm_weight *w, int64_t r0, int64_t nr, float *out);
 
 /* ---- per-ISA entry points (kernels_fp_avx2.c, kernels_fp_avx512.c), same contracts ---- */
-#define CELLM_FP_ISA_DECLS(isa)                                                                  \
-    int cellm_fp_##isa##_dequant(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc, \
-                                 float *out);                                                    \
-    int cellm_fp_##isa##_matvec(const struct cellm_weight *w, int64_t r0, int64_t r1,            \
-                                const float *x, int64_t ldx, int n, float *y, int64_t ldy,       \
-                                float *scratch);                                                 \
-    int64_t cellm_fp_##isa##_panel(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0, \
+#define CELLM_FP_ISA_DECLS(isa)                                                                    \
+    int cellm_fp_##isa##_dequant(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,  \
+                                 float *out);                                                      \
+    int cellm_fp_##isa##_matvec(const struct cellm_weight *w, int64_t r0, int64_t r1,              \
+                                const float *x, int64_t ldx, int n, float *y, int64_t ldy,         \
+                                float *scratch);                                                   \
+    int64_t cellm_fp_##isa##_panel(const struct cellm_weight *w, int64_t f0, int nf, int64_t k0,   \
                                    int64_t kc, int nr, float *p);
 #if defined(__x86_64__)
 CELLM_FP_ISA_DECLS(avx2)

@@ -19,32 +19,110 @@
 typedef __m256 V;
 typedef __m256i VI;
 
-AI V v_zero(void) { return _mm256_setzero_ps(); }
-AI V v_set1(float f) { return _mm256_set1_ps(f); }
-AI V v_halves(float a, float b) { return _mm256_blend_ps(_mm256_set1_ps(a), _mm256_set1_ps(b), 0xf0); }
-AI float v_first(V v) { return _mm256_cvtss_f32(v); }
-AI V v_loadu(const float *p) { return _mm256_loadu_ps(p); }
-AI void v_storeu(float *p, V v) { _mm256_storeu_ps(p, v); }
-AI V v_add(V a, V b) { return _mm256_add_ps(a, b); }
-AI V v_sub(V a, V b) { return _mm256_sub_ps(a, b); }
-AI V v_mul(V a, V b) { return _mm256_mul_ps(a, b); }
-AI V v_fms(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }
-AI V v_fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-AI V v_cvt(VI v) { return _mm256_cvtepi32_ps(v); }
-AI V v_bits(VI v) { return _mm256_castsi256_ps(v); }
-AI VI vi_bits(V v) { return _mm256_castps_si256(v); }
-AI V v_sel_gt(VI a, VI b, V yes, V no) { return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(_mm256_cmpgt_epi32(a, b))); }
-AI V v_sel_eq(VI a, VI b, V yes, V no) { return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b))); }
-AI VI vi_set1(int i) { return _mm256_set1_epi32(i); }
-AI VI vi_and(VI a, VI b) { return _mm256_and_si256(a, b); }
-AI VI vi_or(VI a, VI b) { return _mm256_or_si256(a, b); }
-AI VI vi_add(VI a, VI b) { return _mm256_add_epi32(a, b); }
-AI VI vi_sll(VI v, int n) { return _mm256_sll_epi32(v, _mm_cvtsi32_si128(n)); }
-AI VI vi_srl(VI v, int n) { return _mm256_srl_epi32(v, _mm_cvtsi32_si128(n)); }
-AI VI vi_srlv(VI v, VI n) { return _mm256_srlv_epi32(v, n); }
-AI VI vi_perm(VI v, VI idx) { return _mm256_permutevar8x32_epi32(v, idx); }
-AI VI vi_loadu(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
-AI VI vi_u8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+AI V v_zero(void)
+{
+    return _mm256_setzero_ps();
+}
+AI V v_set1(float f)
+{
+    return _mm256_set1_ps(f);
+}
+AI V v_halves(float a, float b)
+{
+    return _mm256_blend_ps(_mm256_set1_ps(a), _mm256_set1_ps(b), 0xf0);
+}
+AI float v_first(V v)
+{
+    return _mm256_cvtss_f32(v);
+}
+AI V v_loadu(const float *p)
+{
+    return _mm256_loadu_ps(p);
+}
+AI void v_storeu(float *p, V v)
+{
+    _mm256_storeu_ps(p, v);
+}
+AI V v_add(V a, V b)
+{
+    return _mm256_add_ps(a, b);
+}
+AI V v_sub(V a, V b)
+{
+    return _mm256_sub_ps(a, b);
+}
+AI V v_mul(V a, V b)
+{
+    return _mm256_mul_ps(a, b);
+}
+AI V v_fms(V a, V b, V c)
+{
+    return _mm256_fmsub_ps(a, b, c);
+}
+AI V v_fma(V a, V b, V c)
+{
+    return _mm256_fmadd_ps(a, b, c);
+}
+AI V v_cvt(VI v)
+{
+    return _mm256_cvtepi32_ps(v);
+}
+AI V v_bits(VI v)
+{
+    return _mm256_castsi256_ps(v);
+}
+AI VI vi_bits(V v)
+{
+    return _mm256_castps_si256(v);
+}
+AI V v_sel_gt(VI a, VI b, V yes, V no)
+{
+    return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(_mm256_cmpgt_epi32(a, b)));
+}
+AI V v_sel_eq(VI a, VI b, V yes, V no)
+{
+    return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(_mm256_cmpeq_epi32(a, b)));
+}
+AI VI vi_set1(int i)
+{
+    return _mm256_set1_epi32(i);
+}
+AI VI vi_and(VI a, VI b)
+{
+    return _mm256_and_si256(a, b);
+}
+AI VI vi_or(VI a, VI b)
+{
+    return _mm256_or_si256(a, b);
+}
+AI VI vi_add(VI a, VI b)
+{
+    return _mm256_add_epi32(a, b);
+}
+AI VI vi_sll(VI v, int n)
+{
+    return _mm256_sll_epi32(v, _mm_cvtsi32_si128(n));
+}
+AI VI vi_srl(VI v, int n)
+{
+    return _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
+}
+AI VI vi_srlv(VI v, VI n)
+{
+    return _mm256_srlv_epi32(v, n);
+}
+AI VI vi_perm(VI v, VI idx)
+{
+    return _mm256_permutevar8x32_epi32(v, idx);
+}
+AI VI vi_loadu(const void *p)
+{
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+AI VI vi_u8(const uint8_t *p)
+{
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
 
 AI float v_hsum(V v)
 {

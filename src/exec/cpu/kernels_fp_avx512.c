@@ -19,34 +19,118 @@
 typedef __m512 V;
 typedef __m512i VI;
 
-AI V v_zero(void) { return _mm512_setzero_ps(); }
-AI V v_set1(float f) { return _mm512_set1_ps(f); }
-AI V v_halves(float a, float b) { return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b)); }
-AI float v_first(V v) { return _mm512_cvtss_f32(v); }
-AI V v_loadu(const float *p) { return _mm512_loadu_ps(p); }
-AI void v_storeu(float *p, V v) { _mm512_storeu_ps(p, v); }
-AI V v_add(V a, V b) { return _mm512_add_ps(a, b); }
-AI V v_sub(V a, V b) { return _mm512_sub_ps(a, b); }
-AI V v_mul(V a, V b) { return _mm512_mul_ps(a, b); }
-AI V v_fms(V a, V b, V c) { return _mm512_fmsub_ps(a, b, c); }
-AI V v_fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-AI float v_hsum(V v) { return _mm512_reduce_add_ps(v); }
-AI V v_cvt(VI v) { return _mm512_cvtepi32_ps(v); }
-AI V v_bits(VI v) { return _mm512_castsi512_ps(v); }
-AI VI vi_bits(V v) { return _mm512_castps_si512(v); }
-AI V v_sel_gt(VI a, VI b, V yes, V no) { return _mm512_mask_mov_ps(no, _mm512_cmpgt_epi32_mask(a, b), yes); }
-AI V v_sel_eq(VI a, VI b, V yes, V no) { return _mm512_mask_mov_ps(no, _mm512_cmpeq_epi32_mask(a, b), yes); }
-AI VI vi_set1(int i) { return _mm512_set1_epi32(i); }
-AI VI vi_and(VI a, VI b) { return _mm512_and_si512(a, b); }
-AI VI vi_or(VI a, VI b) { return _mm512_or_si512(a, b); }
-AI VI vi_add(VI a, VI b) { return _mm512_add_epi32(a, b); }
-AI VI vi_sll(VI v, int n) { return _mm512_sll_epi32(v, _mm_cvtsi32_si128(n)); }
-AI VI vi_srl(VI v, int n) { return _mm512_srl_epi32(v, _mm_cvtsi32_si128(n)); }
-AI VI vi_srlv(VI v, VI n) { return _mm512_srlv_epi32(v, n); }
-AI VI vi_perm(VI v, VI idx) { return _mm512_permutexvar_epi32(idx, v); }
-AI VI vi_loadu(const void *p) { return _mm512_loadu_si512(p); }
-AI VI vi_words(const uint8_t *p, int nw) { return _mm512_maskz_loadu_epi32((__mmask16)((1u << nw) - 1), p); }
-AI VI vi_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+AI V v_zero(void)
+{
+    return _mm512_setzero_ps();
+}
+AI V v_set1(float f)
+{
+    return _mm512_set1_ps(f);
+}
+AI V v_halves(float a, float b)
+{
+    return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b));
+}
+AI float v_first(V v)
+{
+    return _mm512_cvtss_f32(v);
+}
+AI V v_loadu(const float *p)
+{
+    return _mm512_loadu_ps(p);
+}
+AI void v_storeu(float *p, V v)
+{
+    _mm512_storeu_ps(p, v);
+}
+AI V v_add(V a, V b)
+{
+    return _mm512_add_ps(a, b);
+}
+AI V v_sub(V a, V b)
+{
+    return _mm512_sub_ps(a, b);
+}
+AI V v_mul(V a, V b)
+{
+    return _mm512_mul_ps(a, b);
+}
+AI V v_fms(V a, V b, V c)
+{
+    return _mm512_fmsub_ps(a, b, c);
+}
+AI V v_fma(V a, V b, V c)
+{
+    return _mm512_fmadd_ps(a, b, c);
+}
+AI float v_hsum(V v)
+{
+    return _mm512_reduce_add_ps(v);
+}
+AI V v_cvt(VI v)
+{
+    return _mm512_cvtepi32_ps(v);
+}
+AI V v_bits(VI v)
+{
+    return _mm512_castsi512_ps(v);
+}
+AI VI vi_bits(V v)
+{
+    return _mm512_castps_si512(v);
+}
+AI V v_sel_gt(VI a, VI b, V yes, V no)
+{
+    return _mm512_mask_mov_ps(no, _mm512_cmpgt_epi32_mask(a, b), yes);
+}
+AI V v_sel_eq(VI a, VI b, V yes, V no)
+{
+    return _mm512_mask_mov_ps(no, _mm512_cmpeq_epi32_mask(a, b), yes);
+}
+AI VI vi_set1(int i)
+{
+    return _mm512_set1_epi32(i);
+}
+AI VI vi_and(VI a, VI b)
+{
+    return _mm512_and_si512(a, b);
+}
+AI VI vi_or(VI a, VI b)
+{
+    return _mm512_or_si512(a, b);
+}
+AI VI vi_add(VI a, VI b)
+{
+    return _mm512_add_epi32(a, b);
+}
+AI VI vi_sll(VI v, int n)
+{
+    return _mm512_sll_epi32(v, _mm_cvtsi32_si128(n));
+}
+AI VI vi_srl(VI v, int n)
+{
+    return _mm512_srl_epi32(v, _mm_cvtsi32_si128(n));
+}
+AI VI vi_srlv(VI v, VI n)
+{
+    return _mm512_srlv_epi32(v, n);
+}
+AI VI vi_perm(VI v, VI idx)
+{
+    return _mm512_permutexvar_epi32(idx, v);
+}
+AI VI vi_loadu(const void *p)
+{
+    return _mm512_loadu_si512(p);
+}
+AI VI vi_words(const uint8_t *p, int nw)
+{
+    return _mm512_maskz_loadu_epi32((__mmask16)((1u << nw) - 1), p);
+}
+AI VI vi_u8(const uint8_t *p)
+{
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+}
 
 AI VI vi_nib(const uint8_t *p)
 {

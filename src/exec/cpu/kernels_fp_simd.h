@@ -25,14 +25,14 @@
  *
  * The includer defines ATTR (target attribute), AI (ATTR + always_inline), FN(name), L,
  * V (float vector), VI (int32 vector) and the primitives
- *   v_zero v_set1 v_halves(a, b) (a in the low L/2 lanes, b in the others) v_loadu v_storeu v_add v_sub v_mul v_fma(a, b, c) = a*b + c, v_fms(a, b, c) = a*b - c, v_hsum, v_first (lane 0),
- *   v_cvt (int to float), v_bits / vi_bits (casts), v_sel_gt / v_sel_eq(a, b, yes, no)
- *   (per lane: int a > b / a == b ? yes : no), vi_set1 vi_and vi_or vi_add, vi_sll /
- *   vi_srl (all lanes by a count), vi_srlv (per-lane counts), vi_perm(v, idx) (lane
- *   idx[l] of v, idx < 8), vi_loadu (L words), vi_words(p, nw) (nw <= 5 words, the rest
- *   zero, nothing read past them), vi_u8 (L bytes), vi_nib (L / 2 bytes: L nibbles, low
- *   first), v_e2m1 (codes 0..15 of int lanes as E2M1 values), v_scales(p, dtype) (L
- *   F16 or BF16 values).
+ *   v_zero v_set1 v_halves(a, b) (a in the low L/2 lanes, b in the others) v_loadu v_storeu v_add
+ * v_sub v_mul v_fma(a, b, c) = a*b + c, v_fms(a, b, c) = a*b - c, v_hsum, v_first (lane 0), v_cvt
+ * (int to float), v_bits / vi_bits (casts), v_sel_gt / v_sel_eq(a, b, yes, no) (per lane: int a > b
+ * / a == b ? yes : no), vi_set1 vi_and vi_or vi_add, vi_sll / vi_srl (all lanes by a count),
+ * vi_srlv (per-lane counts), vi_perm(v, idx) (lane idx[l] of v, idx < 8), vi_loadu (L words),
+ * vi_words(p, nw) (nw <= 5 words, the rest zero, nothing read past them), vi_u8 (L bytes), vi_nib
+ * (L / 2 bytes: L nibbles, low first), v_e2m1 (codes 0..15 of int lanes as E2M1 values),
+ * v_scales(p, dtype) (L F16 or BF16 values).
  */
 
 /* ---- scales, once per group ----------------------------------------------------------- */
@@ -81,7 +81,8 @@ AI struct row_scales row_scales_of(const struct cellm_weight *w, int64_t r)
 {
     struct row_scales rs = {w->scales, 0, w->fmt, w->sdtype};
     if (w->fmt == CELLM_W_FP8BLK)
-        rs.base = (size_t)(((r + w->r_off) / w->block_rows) * ((w->cols + w->group - 1) / w->group));
+        rs.base =
+            (size_t)(((r + w->r_off) / w->block_rows) * ((w->cols + w->group - 1) / w->group));
     else
         rs.p += (size_t)r * (size_t)(w->cols / w->group);
     return rs;
@@ -145,7 +146,8 @@ AI void row_run(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,
                 v_storeu(out + (i - k0), wv);
         }
         for (; i < end; i++) {
-            float wv = (fp4 ? cellm_e2m1((unsigned)row[i / 2] >> (4 * (i & 1))) : e4m3_1(row[i])) * s;
+            float wv =
+                (fp4 ? cellm_e2m1((unsigned)row[i / 2] >> (4 * (i & 1))) : e4m3_1(row[i])) * s;
             if (x)
                 *tail += wv * x[i];
             else
@@ -159,8 +161,8 @@ AI void row_run(const struct cellm_weight *w, int64_t r, int64_t k0, int64_t kc,
  * the codes need no interleaving shuffle. Needs cols a multiple of 2L and the group one
  * too, or the group L (halves: the first L/2 lanes of either half of a 2L chunk lie in
  * its first group, the others in the second). */
-AI void dot_fp4_perm(const struct cellm_weight *w, int64_t r, int two, int halves,
-                     const float *xp, float *y)
+AI void dot_fp4_perm(const struct cellm_weight *w, int64_t r, int two, int halves, const float *xp,
+                     float *y)
 {
     const uint8_t *row0 = w->data + (size_t)r * w->row_bytes, *row1 = row0 + w->row_bytes;
     V a0 = v_zero(), a1 = a0, c0 = a0, c1 = a0, s0 = a0, s1 = a0;
@@ -310,8 +312,8 @@ AI void col_params(const struct cellm_weight *w, int64_t g, int64_t o, const str
 /* Outputs o .. o + L (rows of the stored matrix) over inputs [k0, k0 + kc) (multiples of
  * the codes per word): the lane vector of each input, w = (q - z) * s, goes to
  * acc[t][i % COL_CHAINS] += w * x[t][i] for t < n, or, with n = 0, to p + (i - k0) * nr. */
-AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc, int bits,
-                int awq, int n, const float *x, int64_t ldx, V acc[][COL_CHAINS], float *p, int nr,
+AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc, int bits, int awq,
+                int n, const float *x, int64_t ldx, V acc[][COL_CHAINS], float *p, int nr,
                 const float *tab)
 {
     const int pack = 32 / bits;
@@ -324,9 +326,9 @@ AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc,
     for (int64_t i0 = k0; i0 < k0 + kc; i0 += pack) {
         VI wd = vi_set1(0);
         if (awq) {
-            _mm_prefetch((const char *)(w->data + 4 * (size_t)((i0 + COL_AHEAD * pack) * awq_ld +
-                                                               zm.w0)),
-                         _MM_HINT_T0);
+            _mm_prefetch(
+                (const char *)(w->data + 4 * (size_t)((i0 + COL_AHEAD * pack) * awq_ld + zm.w0)),
+                _MM_HINT_T0);
         } else {
             const uint8_t *q = w->data + 4 * (size_t)((i0 / pack) * w->ld + o);
             _mm_prefetch((const char *)(q + 4 * (size_t)(COL_AHEAD * w->ld)), _MM_HINT_T0);
@@ -336,7 +338,8 @@ AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc,
         for (int j = 0; j < pack; j++) {
             int64_t i = i0 + j;
             if (tab) { /* g_idx with a table of s and z * s per group (decode) */
-                const float *e = tab + 2 * L * (size_t)(int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i);
+                const float *e =
+                    tab + 2 * L * (size_t)(int32_t)cellm_load_u32(w->g_idx + 4 * (size_t)i);
                 s = v_loadu(e);
                 zs = v_loadu(e + L);
             } else if (w->g_idx) {
@@ -356,8 +359,8 @@ AI void col_run(const struct cellm_weight *w, int64_t o, int64_t k0, int64_t kc,
             V wv = n ? v_fms(v_cvt(q), s, zs) : v_mul(v_sub(v_cvt(q), z), s);
             if (n == 0) v_storeu(p + (size_t)(i - k0) * (size_t)nr, wv);
             for (int t = 0; t < n; t++)
-                acc[t][j % COL_CHAINS] =
-                    v_fma(wv, v_set1(x[(size_t)t * (size_t)ldx + (size_t)i]), acc[t][j % COL_CHAINS]);
+                acc[t][j % COL_CHAINS] = v_fma(wv, v_set1(x[(size_t)t * (size_t)ldx + (size_t)i]),
+                                               acc[t][j % COL_CHAINS]);
         }
     }
 }
@@ -428,8 +431,8 @@ ATTR static void col_table(const struct cellm_weight *w, int64_t o, float *tab)
 }
 
 /* y[t][r] for view rows [r, r + L), n input rows, all inputs. */
-AI void col_block(const struct cellm_weight *w, int64_t r, int bits, int awq, int n,
-                  const float *x, int64_t ldx, float *y, int64_t ldy, const float *tab)
+AI void col_block(const struct cellm_weight *w, int64_t r, int bits, int awq, int n, const float *x,
+                  int64_t ldx, float *y, int64_t ldy, const float *tab)
 {
     V acc[CELLM_CPU_FP_MAX_ROWS][COL_CHAINS];
     for (int t = 0; t < n; t++)
@@ -445,17 +448,17 @@ AI void col_block(const struct cellm_weight *w, int64_t r, int bits, int awq, in
 }
 
 /* The instances: one per packing and input row count, so that the loops above unroll. */
-#define COL_BLOCK_N(bits, awq)                                                                 \
-    switch (n) {                                                                               \
-    case 1:                                                                                    \
-        col_block(w, r, bits, awq, 1, x, ldx, y, ldy, tab);                                    \
-        break;                                                                                 \
-    case 2:                                                                                    \
-        col_block(w, r, bits, awq, 2, x, ldx, y, ldy, tab);                                    \
-        break;                                                                                 \
-    default:                                                                                   \
-        col_block(w, r, bits, awq, 3, x, ldx, y, ldy, tab);                                    \
-        break;                                                                                 \
+#define COL_BLOCK_N(bits, awq)                                                                     \
+    switch (n) {                                                                                   \
+    case 1:                                                                                        \
+        col_block(w, r, bits, awq, 1, x, ldx, y, ldy, tab);                                        \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        col_block(w, r, bits, awq, 2, x, ldx, y, ldy, tab);                                        \
+        break;                                                                                     \
+    default:                                                                                       \
+        col_block(w, r, bits, awq, 3, x, ldx, y, ldy, tab);                                        \
+        break;                                                                                     \
     }
 
 ATTR static void col_block_any(const struct cellm_weight *w, int64_t r, int n, const float *x,
