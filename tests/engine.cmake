@@ -7,6 +7,11 @@ foreach(dir ${CELLM_FIXTURE_DIRS})
     file(RELATIVE_PATH rel ${CELLM_FIXTURES} ${dir})
     add_test(NAME verify-portable/${rel}
              COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 1 --exec-opt isa=portable)
+    # the quantized formats of docs/formats.md also on AVX2 (verify/ takes the best level)
+    if(rel MATCHES "(mxfp4|mxfp8|nvfp4|fp8|gptq|awq|blocks|gpt-oss)")
+      add_test(NAME verify-avx2/${rel}
+               COMMAND $<TARGET_FILE:cellm_cli> verify -m ${dir} --threads 2 --exec-opt isa=avx2)
+    endif()
   endif()
 endforeach()
 # Executor options: the parser's table, refusals by name, and the CPU executor's keys.

@@ -41,3 +41,7 @@ target_link_libraries(gemm_bench PRIVATE cellm_core)
 # `cellm inspect` on a checkpoint of each quantized format (docs/formats.md).
 add_test(NAME inspect_formats COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_inspect_formats.sh
          $<TARGET_FILE:cellm_cli> $<TARGET_FILE:test_formats_load>)
+# The quantized formats' kernels, decode and prefill (bench/formats_bench.c, bench/formats_cpu.md).
+add_executable(formats_bench ${PROJECT_SOURCE_DIR}/bench/formats_bench.c)
+target_include_directories(formats_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
+target_link_libraries(formats_bench PRIVATE cellm_core m)

@@ -110,9 +110,9 @@ static void check_decode(const struct fmt_w *f)
 }
 
 /* y = W x (n input rows) against a double-precision product of the expected weights. */
-static void check_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct fmt_w *f, int n)
+static void check_matmul(struct cellm_pool *pool, enum cellm_isa isa, const struct cellm_weight *w,
+                         const float *want, int n)
 {
-    const struct cellm_weight *w = &f->w;
     int64_t R = w->rows, C = w->cols, ldx = C + 3, ldy = R + 5;
     float *x = malloc((size_t)(n * ldx) * sizeof *x);
     float *y = malloc((size_t)(n * ldy) * sizeof *y);
@@ -127,7 +127,7 @@ static void check_matmul(struct cellm_pool *pool, enum cellm_isa isa, const stru
         for (int64_t r = 0; r < R; r++) {
             double ref = 0, mag = 0;
             for (int64_t c = 0; c < C; c++) {
-                double p = (double)f->ref[r * C + c] * (double)x[t * ldx + c];
+                double p = (double)want[r * C + c] * (double)x[t * ldx + c];
                 ref += p;
                 mag += fabs(p);
             }
@@ -145,6 +145,44 @@ static void check_matmul(struct cellm_pool *pool, enum cellm_isa isa, const stru
     free(scratch);
 }
 
+/* GEMM panels of GPTQ/AWQ (cellm_cpu_fp_panel) at every ISA level, bit for bit: first
+ * panels and a last one narrower than the panel (zeros past it), from row 0 and from an
+ * odd row, whole rows and a k-range. */
+static void check_panels(const struct fmt_w *f)
+{
+    const struct cellm_weight *w = &f->w;
+    if (w->fmt != CELLM_W_GPTQ && w->fmt != CELLM_W_AWQ) return;
+    int64_t R = w->rows, C = w->cols, pack = 32 / w->bits;
+    float *p = malloc((size_t)(32 * C) * sizeof *p);
+    assert_non_null(p);
+    enum cellm_isa isas[8];
+    int n_isa = isa_list(isas);
+    for (int k = 0; k < n_isa; k++) {
+        const int nr = isas[k] == CELLM_ISA_AVX512 ? CELLM_GEMM_NR_AVX512 : CELLM_GEMM_NR_AVX2;
+        int64_t f0s[3] = {0, 5, R > nr ? R - nr / 2 : R / 2};
+        for (int a = 0; a < 3; a++)
+            for (int64_t k0 = 0; k0<C; k0 += C / pack / 2 * pack> 0 ? C / pack / 2 * pack : C) {
+                int64_t f0 = f0s[a], kc = C - k0;
+                int nf = R - f0 < nr ? (int)(R - f0) : nr;
+                if (nf <= 0) continue;
+                for (int64_t i = 0; i < kc * nr; i++)
+                    p[i] = NAN;
+                assert_int_equal(cellm_cpu_fp_panel(isas[k], w, f0, nf, k0, kc, nr, p), kc);
+                for (int64_t i = 0; i < kc; i++)
+                    for (int c = 0; c < nr; c++) {
+                        float want = c < nf ? f->ref[(f0 + c) * C + k0 + i] : 0.0f;
+                        if (cellm_f32_bits(p[i * nr + c]) != cellm_f32_bits(want))
+                            fail_msg("%s %s panel f0 %lld nf %d k0 %lld: p[%lld][%d] = %a, "
+                                     "expected %a",
+                                     cellm_cpu_isa_name(isas[k]), cellm_wfmt_name(w->fmt),
+                                     (long long)f0, nf, (long long)k0, (long long)i, c,
+                                     (double)p[i * nr + c], (double)want);
+                    }
+            }
+    }
+    free(p);
+}
+
 static void check_all(struct fmt_w *f)
 {
     check_decode(f);
@@ -154,8 +192,14 @@ static void check_all(struct fmt_w *f)
     enum cellm_isa isas[8];
     int n_isa = isa_list(isas);
     for (int k = 0; k < n_isa; k++)
-        for (int n = 1; n <= 9; n++)
-            check_matmul(pool, isas[k], f, n);
+        for (int n = 1; n <= 9; n++) {
+            check_matmul(pool, isas[k], &f->w, f->ref, n);
+            if (f->w.rows > 3) { /* a view from row 3: vectors of outputs off their words */
+                struct cellm_weight v = cellm_weight_rows(&f->w, 3, f->w.rows - 3);
+                check_matmul(pool, isas[k], &v, f->ref + 3 * f->w.cols, n);
+            }
+        }
+    check_panels(f);
     cellm_pool_free(pool);
     fmt_free(f);
 }
@@ -265,6 +309,59 @@ static void gptq_awq(void **state)
     check_all(&f);
 }
 
+/* Random tensors of many shapes (rows 1 up, odd sizes, partial vectors, groups and blocks)
+ * through every path at every ISA level. */
+static void random_shapes(void **state)
+{
+    (void)state;
+    struct fmt_w f;
+    static const int64_t mx_rows[] = {1, 2, 3, 17, 33};
+    for (int k = 0; k < 5; k++) {
+        int64_t R = mx_rows[k];
+        fmt_make_mx(&f, CELLM_W_MXFP4, R, 32 * (1 + 2 * k));
+        check_all(&f);
+        fmt_make_mx(&f, CELLM_W_NVFP4, R, 16 * (1 + 2 * k));
+        check_all(&f);
+        fmt_make_mx(&f, CELLM_W_MXFP8, R, 32 * (3 + k));
+        check_all(&f);
+        fmt_make_fp8(&f, R + 4, 13 + 40 * k, 3 + k, 8 + 8 * k,
+                     k & 1 ? CELLM_DT_BF16 : CELLM_DT_F32);
+        check_all(&f);
+    }
+    /* nvfp4 on the permuted input: scales decoded 16 at a time, and fewer at a row's end */
+    fmt_make_mx(&f, CELLM_W_NVFP4, 5, 288);
+    check_all(&f);
+    fmt_make_mx(&f, CELLM_W_NVFP4, 3, 512);
+    check_all(&f);
+    static const int64_t q_rows[] = {8, 24, 40, 56, 72};
+    for (int k = 0; k < 5; k++) {
+        int64_t R = q_rows[k];
+        fmt_make_gptq(&f, 0, 4, R, 32 * (1 + 2 * k), 32, k & 1, k & 1);
+        check_all(&f);
+        fmt_make_gptq(&f, 0, 8, R - 4, 64 + 32 * k, k == 2 ? 0 : 32, k == 3, 1);
+        check_all(&f);
+        fmt_make_gptq(&f, 1, 4, R, 64 * (1 + k), k & 1 ? 32 : 64, 0, 0);
+        check_all(&f);
+    }
+    /* AWQ wide enough for its one-load-per-input decode (8 vectors of outputs) */
+    fmt_make_gptq(&f, 1, 4, 264, 128, 64, 0, 0);
+    check_all(&f);
+    /* F32 scales (the same values): the SIMD levels leave them to the portable decoder */
+    fmt_make_gptq(&f, 0, 4, 40, 128, 32, 1, 1);
+    size_t ns = f.n_scales / 2;
+    uint8_t *s32 = malloc(4 * ns);
+    assert_non_null(s32);
+    for (size_t i = 0; i < ns; i++) {
+        float v = cellm_f16_to_f32(cellm_load_u16(f.scales + 2 * i));
+        memcpy(s32 + 4 * i, &v, 4);
+    }
+    free(f.scales);
+    f.scales = s32;
+    f.w.scales = s32;
+    f.w.sdtype = CELLM_DT_F32;
+    check_all(&f);
+}
+
 /* The AWQ nibble order by hand: outputs 0..7 of one input from one word. */
 static void awq_order(void **state)
 {
@@ -292,6 +389,7 @@ int main(void)
         cmocka_unit_test(code_tables),       cmocka_unit_test(mx_formats),
         cmocka_unit_test(mx_special_values), cmocka_unit_test(fp8_blocks),
         cmocka_unit_test(gptq_awq),          cmocka_unit_test(awq_order),
+        cmocka_unit_test(random_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,13 +5,16 @@ Standard library only (runs on machines without numpy). Shapes follow published
 configurations; values are small random numbers, so generated text is meaningless but
 every byte a real model would read is there.
 
-  make_random_ckpt.py PRESET OUTDIR [--format bf16|q4] [--shards N] [--seed S]
+  make_random_ckpt.py PRESET OUTDIR [--format FMT] [--shards N] [--seed S]
 
 With --seed the bytes come from a seeded generator (the same checkpoint on every machine,
 for tests that compare outputs); without, from os.urandom.
 
 Presets: qwen2.5-0.5b, llama-3.2-1b, qwen3-0.6b, llama-3.1-8b.
-q4 writes MLX affine 4-bit, group 64, bf16 scales and biases (embeddings quantized too).
+q4 writes MLX affine 4-bit, group 64, bf16 scales and biases (embeddings quantized too);
+mxfp4, nvfp4, mxfp8 the MLX modes (embeddings too); fp8 (128x128 F32 block scales), gptq
+(4-bit, group 128, v1 zeros) and awq (4-bit gemm, group 128) the Hugging Face layouts
+(embeddings in bf16, as those tools leave them). See docs/formats.md.
 """
 import argparse
 import json
@@ -61,6 +64,72 @@ def rand_bf16(n, hi=_HI):
     return bytes(b)
 
 
+def _bytes_of(n, pick):
+    """n bytes, each through pick (a 256-entry table) from a random byte."""
+    return bytes(_random_bytes(n)).translate(pick)
+
+
+# E8M0 scales 2^-9 .. 2^-6; E4M3 codes without NaN (0x7f, 0xff); positive E4M3 nvfp4
+# scales around 2^-7; F16 GPTQ/AWQ scales around 2^-9
+_E8M0 = bytes([118 + (i & 3) for i in range(256)])
+_E4M3 = bytes([i if (i & 0x7F) != 0x7F else i - 1 for i in range(256)])
+_E4M3_SCALE = bytes([0x20 + (i & 7) for i in range(256)])
+_F16_HI = bytes([0x18 + (i & 1) for i in range(256)])
+
+
+def _mlx(mode, bits, group):
+    def make(name, rows, cols):
+        nb, ng = rows * cols * bits // 8, rows * cols // group
+        codes = (lambda k=nb: _bytes_of(k, _E4M3)) if bits == 8 else (lambda k=nb: _random_bytes(k))
+        sc = _E4M3_SCALE if mode == "nvfp4" else _E8M0
+        return [(name + ".weight", "U32", [rows, cols * bits // 32], nb, codes),
+                (name + ".scales", "U8", [rows, cols // group], ng, lambda k=ng: _bytes_of(k, sc))]
+    return make
+
+
+def _f16(n):
+    b = bytearray(_random_bytes(2 * n))
+    b[1::2] = bytes(b[1::2]).translate(_F16_HI)
+    return bytes(b)
+
+
+def _fp8(name, rows, cols):
+    sr, sc = -(-rows // 128), -(-cols // 128)
+    return [(name + ".weight", "F8_E4M3", [rows, cols], rows * cols,
+             lambda k=rows * cols: _bytes_of(k, _E4M3)),
+            (name + ".weight_scale_inv", "F32", [sr, sc], 4 * sr * sc,
+             lambda k=sr * sc: struct.pack("<%df" % k, *([2.0 ** -6] * k)))]
+
+
+def _packed(awq):
+    def make(name, rows, cols):
+        ng = cols // 128
+        qshape = [cols, rows // 8] if awq else [cols // 8, rows]
+        return [(name + ".qweight", "I32", qshape, rows * cols // 2,
+                 lambda k=rows * cols // 2: _random_bytes(k)),
+                (name + ".qzeros", "I32", [ng, rows // 8], ng * rows // 2,
+                 lambda k=ng * rows // 2: _random_bytes(k)),
+                (name + ".scales", "F16", [ng, rows], 2 * ng * rows, lambda k=ng * rows: _f16(k))]
+    return make
+
+
+QFORMATS = {"mxfp4": _mlx("mxfp4", 4, 32), "nvfp4": _mlx("nvfp4", 4, 16),
+            "mxfp8": _mlx("mxfp8", 8, 32), "fp8": _fp8, "gptq": _packed(False),
+            "awq": _packed(True)}
+HF_FORMATS = ("fp8", "gptq", "awq")  # Hugging Face methods leave the embeddings in bf16
+QCONFIG = {
+    "mxfp4": ("quantization", {"group_size": 32, "bits": 4, "mode": "mxfp4"}),
+    "nvfp4": ("quantization", {"group_size": 16, "bits": 4, "mode": "nvfp4"}),
+    "mxfp8": ("quantization", {"group_size": 32, "bits": 8, "mode": "mxfp8"}),
+    "fp8": ("quantization_config", {"quant_method": "fp8", "weight_block_size": [128, 128],
+                                    "activation_scheme": "dynamic"}),
+    "gptq": ("quantization_config", {"quant_method": "gptq", "bits": 4, "group_size": 128,
+                                     "desc_act": False, "sym": True}),
+    "awq": ("quantization_config", {"quant_method": "awq", "bits": 4, "group_size": 128,
+                                    "zero_point": True, "version": "gemm"}),
+}
+
+
 def tensors(cfg, fmt):
     """(name, dtype, shape, nbytes, maker) for every tensor."""
     H, I, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
@@ -72,7 +141,9 @@ def tensors(cfg, fmt):
         out.append((name, "BF16", [n], 2 * n, lambda n=n: rand_bf16(n, _NORM_HI)))
 
     def lin(name, rows, cols):
-        if fmt == "q4":
+        if fmt in QFORMATS and not (name == "model.embed_tokens" and fmt in HF_FORMATS):
+            out.extend(QFORMATS[fmt](name, rows, cols))
+        elif fmt == "q4":
             g = cols // 64
             out.append((name + ".weight", "U32", [rows, cols // 8], rows * cols // 2,
                         lambda k=rows * cols // 2: _random_bytes(k)))
@@ -127,7 +198,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("preset", choices=sorted(PRESETS))
     ap.add_argument("outdir")
-    ap.add_argument("--format", choices=["bf16", "q4"], default="bf16")
+    ap.add_argument("--format", choices=["bf16", "q4"] + sorted(QFORMATS), default="bf16")
     ap.add_argument("--shards", type=int, default=1)
     ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args()
@@ -142,6 +213,9 @@ def main():
     cfg["architectures"] = ["LlamaForCausalLM" if cfg["model_type"] == "llama" else "X"]
     if a.format == "q4":
         cfg["quantization"] = {"group_size": 64, "bits": 4}
+    if a.format in QCONFIG:
+        key, val = QCONFIG[a.format]
+        cfg[key] = val
     os.makedirs(a.outdir, exist_ok=True)
     with open(os.path.join(a.outdir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)

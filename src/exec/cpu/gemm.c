@@ -188,6 +188,7 @@ static void make_panel(const struct gemm_job *j, const struct cellm_weight *w, i
     if (j->isa == CELLM_ISA_AVX512 && cellm_gemm_panel_avx512_ok(w))
         d0 = cellm_gemm_panel_avx512(w, f0, nf, k0, kc, p);
 #endif
+    if (d0 == 0) d0 = cellm_cpu_fp_panel(j->isa, w, f0, nf, k0, kc, nr, p); /* GPTQ, AWQ */
     for (; d0 < kc; d0 += DC) {
         int64_t dc = kc - d0 < DC ? kc - d0 : DC;
         for (int f = 0; f < nf; f++)

@@ -488,9 +488,10 @@ static void matmul_blocks(const struct matmul_job *j, const struct cellm_cpu_mm 
 {
     const struct cellm_weight *w = o->w;
     int64_t cols = w->cols;
-    if (j->n == 1 && w->fmt > CELLM_W_AFFINE) { /* kernels_fp.c: the small-float formats */
+    if (cellm_cpu_fp_format(w)) { /* kernels_fp.h: the formats of docs/formats.md */
         int64_t r1 = b1 * CELLM_CPU_ROW_BLOCK < w->rows ? b1 * CELLM_CPU_ROW_BLOCK : w->rows;
-        if (cellm_cpu_fp_fused_rows(j->isa, w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, buf, o->y))
+        if (cellm_cpu_fp_matvec(j->isa, w, b0 * CELLM_CPU_ROW_BLOCK, r1, j->x, j->ldx, j->n, o->y,
+                                o->ldy, buf))
             return;
     }
 #if HAVE_X86
