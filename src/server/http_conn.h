@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include "srv.h"
+#include "http_front.h"
 
 /* How often suspended connections are checked for a hang-up, and timeouts enforced. */
 #define WAKER_MS 50
@@ -70,6 +71,7 @@ struct srv_sock {
     int over;   /* opened beyond --per-client: answered 429, or closed after OVER_GRACE_S */
     double t0;  /* connected, or the previous response ended */
     struct srv_client *cl; /* its address's count; NULL when unknown */
+    struct srv_pipe *pipe; /* shared with http_front.c; NULL when unknown */
     struct srv_sock *prev, *next;
 };
 
@@ -119,6 +121,8 @@ struct srv_http {
     struct srv_sock *socks;
     struct srv_client *clients[CLIENT_BUCKETS];
     unsigned long long reaped, over_client; /* under sock_mu */
+    struct srv_pipe *pipes[CLIENT_BUCKETS]; /* handed to the daemon, not yet claimed */
+    struct srv_front *front;                /* http_front.c */
     unsigned long long prep_rejected;       /* under s->mu */
 };
 
