@@ -27,8 +27,21 @@
 /* libmicrohttpd's response heads are a few hundred bytes; its own error responses are
  * kept to this many bytes to tell their cause. */
 #define HEAD_MAX 16384
-/* The longest method token a first request line may start with. */
+/* The longest method token a request line may start with. */
 #define METHOD_MAX 32
+#define NOT_HTTP "not an HTTP request: a request line begins with a method such as GET or POST"
+
+/* The client's request framing (see fconn.qs). */
+enum qstate {
+    Q_START,    /* between requests (empty lines allowed) */
+    Q_METHOD,   /* in the method token */
+    Q_HEAD,     /* in the request line or the header lines */
+    Q_BODY,     /* Content-Length bytes */
+    Q_CH_SIZE,  /* a chunk-size line */
+    Q_CH_DATA,  /* chunk data */
+    Q_CH_CRLF,  /* the line end after chunk data */
+    Q_CH_TRAIL, /* trailer lines up to an empty one */
+};
 
 /* The response parser (libmicrohttpd's output, which is trusted to be well formed). */
 enum rstate {
@@ -57,8 +70,18 @@ struct fconn {
     char *up;
     size_t up_len, up_off;
     int c_eof;      /* the client finished sending */
-    int method_len; /* first request: bytes of its method token seen; -1: checked */
-    int pending;    /* the client sent bytes that no response has answered yet */
+    /* the request framing as the client sends it (a shadow of libmicrohttpd's parse: only
+     * where each request begins, to check its method and count requests) */
+    enum qstate qs;
+    unsigned long long qn; /* Q_BODY / Q_CH_DATA: bytes left */
+    long long q_cl;        /* the head's Content-Length, -1: none */
+    int q_te;              /* the head has Transfer-Encoding */
+    int q_len;             /* length of the current line (CR not counted) */
+    char q_line[24];       /* its start, lower case */
+    unsigned nreq;         /* requests begun */
+    int said_close;        /* the last response said Connection: close */
+    int p_gone;            /* writing to the pair failed: the daemon closed its end */
+    int bad;               /* request nreq is not HTTP: answered 400 once those before it are */
     /* daemon -> client */
     char *down;
     size_t down_len, down_off;
@@ -346,7 +369,7 @@ static void answer_error(struct srv_front *f, struct fconn *c, int status, const
     free(body);
     cellm_srv_log(s, "-", "-", status, 0, 0, 0, c->t0);
     c->closing = 1;
-    c->pending = 0;
+    c->nreq = c->nresp;
     if (c->pfd >= 0) {
         close(c->pfd); /* the daemon sees the end and drops its side */
         c->pfd = -1;
@@ -371,7 +394,6 @@ static int head_done(struct srv_front *f, struct fconn *c)
         c->rs = RS_OWN;
         return 0;
     }
-    c->pending = 0;
     int headreq = pipe_is_head(h, c->pipe, i);
     int chunked = 0, have_len = 0;
     unsigned long long len = 0;
@@ -383,6 +405,9 @@ static int head_done(struct srv_front *f, struct fconn *c)
             have_len = 1;
         } else if (!strncasecmp(ln, "Transfer-Encoding:", 18)) {
             chunked = strstr(ln, "chunked") != NULL;
+        } else if (!strncasecmp(ln, "Connection:", 11)) {
+            /* the last answer: requests after it are not read */
+            c->said_close = strstr(ln, "close") != NULL;
         }
     }
     c->head[c->head_len - 1] = '\n';
@@ -499,7 +524,10 @@ static void daemon_closed(struct srv_front *f, struct fconn *c)
         const char *code, *msg, *body = c->head ? strstr(c->head, "<html") : NULL;
         own_cause(c->own_status, body ? body : "", &code, &msg);
         answer_error(f, c, c->own_status, code, msg);
-    } else if (c->rs == RS_HEAD && !c->head_len && c->pending && !c->c_eof) {
+    } else if (c->bad && !c->said_close && c->rs == RS_HEAD && !c->head_len) {
+        answer_error(f, c, 400, "bad_request", NOT_HTTP);
+    } else if (c->rs == RS_HEAD && !c->head_len && c->nreq > c->nresp && !c->c_eof &&
+               !c->said_close) {
         /* the client's bytes got no answer */
         if (atomic_load(&f->quiet)) {
             answer_error(f, c, 503, "shutting_down", "the server is shutting down");
@@ -514,33 +542,106 @@ static void daemon_closed(struct srv_front *f, struct fconn *c)
                          "too many connections from your address; retry once some have closed");
         } else {
             answer_error(f, c, 400, "bad_request",
-                         "malformed request: not an HTTP/1.1 request line");
+                         "not an HTTP request: the request line is malformed");
         }
     }
 }
 
-/* The first request's method must be a token (RFC 9110 tchar) followed by a space:
- * anything else (a TLS handshake, binary, a line without a method) is not HTTP. */
+/* Each request's method must be a token (RFC 9110 tchar) followed by a space: anything
+ * else (a TLS handshake, binary, a line without a method) is not HTTP. */
 static int tchar(unsigned char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
            (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
-static int method_ok(struct fconn *c, const unsigned char *p, size_t n)
+/* A header line of the request is complete (its start in q_line). */
+static void q_header(struct fconn *c)
 {
-    for (size_t i = 0; i < n && c->method_len >= 0; i++) {
-        if (c->method_len == 0 && (p[i] == '\r' || p[i] == '\n')) continue;
-        if (p[i] == ' ' && c->method_len > 0)
-            c->method_len = -1;
-        else if (!tchar(p[i]) || ++c->method_len > METHOD_MAX)
-            return 0;
+    if (!strncmp(c->q_line, "content-length:", 15)) {
+        const char *v = c->q_line + 15;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        c->q_cl = strtoll(v, NULL, 10);
+    } else if (!strncmp(c->q_line, "transfer-encoding:", 18)) {
+        c->q_te = 1;
     }
-    return 1;
 }
 
-/* How long a closed connection reads and drops what the client still sends. */
+/* Follows the client's bytes through the request framing; -1 when a request does not
+ * begin with a method. A framing the shadow gets wrong can only be one libmicrohttpd or
+ * http.c refuses (and closes), as both read Content-Length and chunked the same way. */
+static int q_feed(struct fconn *c, const unsigned char *p, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = p[i];
+        switch (c->qs) {
+        case Q_START:
+            if (ch == '\r' || ch == '\n') break;
+            c->nreq++;
+            c->qs = Q_METHOD;
+            c->q_len = 0;
+            /* fall through */
+        case Q_METHOD:
+            if (ch == ' ' && c->q_len > 0) {
+                c->qs = Q_HEAD;
+                c->q_len = 1; /* the request line: its end is not the empty line */
+                c->q_line[0] = 0;
+                c->q_cl = -1;
+                c->q_te = 0;
+            } else if (!tchar(ch) || ++c->q_len > METHOD_MAX) {
+                *at = i - (size_t)(c->q_len > METHOD_MAX ? METHOD_MAX : c->q_len);
+                if (*at > i) *at = 0; /* the method began in an earlier read */
+                return -1;
+            }
+            break;
+        case Q_HEAD:
+        case Q_CH_TRAIL:
+        case Q_CH_SIZE:
+        case Q_CH_CRLF:
+            if (ch == '\r') break;
+            if (ch != '\n') {
+                if ((size_t)c->q_len < sizeof c->q_line - 1)
+                    c->q_line[c->q_len] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+                c->q_len++;
+                break;
+            }
+            c->q_line[c->q_len < (int)sizeof c->q_line ? c->q_len : (int)sizeof c->q_line - 1] = 0;
+            if (c->qs == Q_CH_SIZE) {
+                unsigned long long sz = strtoull(c->q_line, NULL, 16);
+                c->qs = sz ? Q_CH_DATA : Q_CH_TRAIL;
+                c->qn = sz;
+            } else if (c->qs == Q_CH_CRLF) {
+                c->qs = Q_CH_SIZE;
+            } else if (c->q_len) {
+                if (c->qs == Q_HEAD) q_header(c);
+            } else if (c->qs == Q_CH_TRAIL || !(c->q_te || c->q_cl > 0)) {
+                c->qs = Q_START;
+            } else if (c->q_te) {
+                c->qs = Q_CH_SIZE;
+            } else {
+                c->qs = Q_BODY;
+                c->qn = (unsigned long long)c->q_cl;
+            }
+            c->q_len = 0;
+            break;
+        case Q_BODY:
+        case Q_CH_DATA: {
+            size_t k = n - i < c->qn ? n - i : (size_t)c->qn;
+            c->qn -= k;
+            i += k - 1;
+            if (!c->qn) c->qs = c->qs == Q_BODY ? Q_START : Q_CH_CRLF;
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+/* How long a closed connection reads and drops what the client still sends (shorter for
+ * one the request deadline cut off: that client is slow on purpose or broken). */
 #define LINGER_S 2.0
+#define LINGER_REAPED_S 0.5
 
 /* closing and everything sent: shut down writing and linger, or close when the client
  * already finished. */
@@ -552,8 +653,27 @@ static void finish(struct srv_front *f, struct fconn *c)
         return;
     }
     c->lingering = 1;
-    c->linger_until = cellm_srv_now() + LINGER_S;
+    int reaped = c->pipe && atomic_load(&c->pipe->reaped);
+    c->linger_until = cellm_srv_now() + (reaped ? LINGER_REAPED_S : LINGER_S);
     f->n_linger++;
+}
+
+/* The daemon stopped reading (it answered and closed): what the client sends is dropped,
+ * while what the daemon wrote is still read from the pair up to its end. */
+static void pair_gone(struct fconn *c)
+{
+    c->p_gone = 1;
+    free(c->up);
+    c->up = NULL;
+    c->up_len = c->up_off = 0;
+}
+
+/* A request that is not HTTP, once every request before it has its answer. */
+static void bad_answer(struct srv_front *f, struct fconn *c)
+{
+    if (!c->bad || c->closing || c->nresp + 1 < c->nreq || c->rs != RS_HEAD || c->head_len)
+        return;
+    answer_error(f, c, 400, "bad_request", NOT_HTTP);
 }
 
 static void on_client(struct srv_front *f, struct fconn *c, uint32_t ev)
@@ -567,24 +687,25 @@ static void on_client(struct srv_front *f, struct fconn *c, uint32_t ev)
     if (ev & (EPOLLERR | EPOLLHUP)) goto drop; /* reset: nothing can reach the client */
     if ((ev & EPOLLOUT) && c->down && flush(c->cfd, &c->down, &c->down_len, &c->down_off) < 0)
         goto drop;
-    if ((ev & EPOLLIN) && !c->closing && !c->c_eof && !c->up) {
+    if ((ev & EPOLLIN) && !c->closing && !c->c_eof && !c->up && !c->bad) {
         ssize_t r = recv(c->cfd, f->scratch, SCRATCH, 0);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
         if (r < 0) goto drop;
         if (r == 0) {
             c->c_eof = 1;
-            if (!c->up) shutdown(c->pfd, SHUT_WR); /* the daemon sees the client leave */
+            if (!c->up && !c->p_gone) shutdown(c->pfd, SHUT_WR); /* the daemon sees the client leave */
             return;
         }
-        if (c->method_len >= 0 && !method_ok(c, (unsigned char *)f->scratch, (size_t)r)) {
-            answer_error(f, c, 400, "bad_request",
-                         "not an HTTP request: a request line begins with a method such as GET "
-                         "or POST");
-        } else {
-            c->pending = 1;
-            if (send_or_keep(c->pfd, &c->up, &c->up_len, &c->up_off, f->scratch, (size_t)r))
-                goto drop;
+        size_t at = (size_t)r;
+        if (q_feed(c, (unsigned char *)f->scratch, (size_t)r, &at)) {
+            /* the requests before it still get their answers; then the 400 (bad_answer) */
+            c->bad = 1;
+            r = (ssize_t)at;
         }
+        if (r && !c->p_gone &&
+            send_or_keep(c->pfd, &c->up, &c->up_len, &c->up_off, f->scratch, (size_t)r))
+            pair_gone(c);
+        bad_answer(f, c);
     }
     finish(f, c);
     return;
@@ -596,10 +717,7 @@ static void on_pair(struct srv_front *f, struct fconn *c, uint32_t ev)
 {
     if ((ev & EPOLLOUT) && c->up) {
         int r = flush(c->pfd, &c->up, &c->up_len, &c->up_off);
-        if (r < 0) {
-            daemon_closed(f, c);
-            goto out;
-        }
+        if (r < 0) pair_gone(c);
         if (r > 0 && c->c_eof) shutdown(c->pfd, SHUT_WR);
     }
     if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->down) {
@@ -610,8 +728,8 @@ static void on_pair(struct srv_front *f, struct fconn *c, uint32_t ev)
         } else if (from_daemon(f, c, f->scratch, (size_t)r)) {
             goto drop;
         }
+        bad_answer(f, c);
     }
-out:
     finish(f, c);
     return;
 drop:
@@ -636,7 +754,7 @@ static void set_mask(struct srv_front *f, int fd, uint32_t *cur, uint32_t want, 
 static void conn_events(struct srv_front *f, struct fconn *c)
 {
     uint32_t mc = 0, mp = 0;
-    if ((!c->closing && !c->c_eof && !c->up) || c->lingering) mc |= EPOLLIN;
+    if ((!c->closing && !c->c_eof && !c->up && !c->bad) || c->lingering) mc |= EPOLLIN;
     if (c->down) mc |= EPOLLOUT;
     if (!c->down && !c->closing) mp |= EPOLLIN;
     if (c->up) mp |= EPOLLOUT;
