@@ -14,6 +14,9 @@
  * framing; h2o and civetweb are not packaged in this shape.)
  *
  * Threads and where work runs:
+ *   - one front thread (http_front.c) accepts, and relays each client's bytes to the
+ *     daemon over a socketpair, replacing libmicrohttpd's own (HTML) answers to malformed
+ *     requests with JSON ones;
  *   - http_threads event-loop threads (MHD's pool, THREAD_STACK bytes of stack each) only
  *     read requests and write responses; nothing in them waits or computes for long.
  *   - prep_threads "prep" threads (PREP_STACK each; http_wait.c) parse and tokenize
@@ -34,7 +37,8 @@
  * Transfer-Encoding other than chunked is refused (400/501) and the connection closed, so a
  * body can never be read as a second request; POST bodies must be application/json (a
  * cross-site form post is refused); bound to loopback without an API key, the Host header
- * must name loopback (DNS rebinding). Every error this file produces has a JSON body.
+ * must name loopback (DNS rebinding). Every error has a JSON body: this file's, and
+ * http_front.c's in place of libmicrohttpd's own answers.
  *
  * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, GET
  * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /v1/responses,

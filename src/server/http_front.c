@@ -69,7 +69,7 @@ struct fconn {
     /* client -> daemon: what the pair did not take yet */
     char *up;
     size_t up_len, up_off;
-    int c_eof;      /* the client finished sending */
+    int c_eof; /* the client finished sending */
     /* the request framing as the client sends it (a shadow of libmicrohttpd's parse: only
      * where each request begins, to check its method and count requests) */
     enum qstate qs;
@@ -671,8 +671,7 @@ static void pair_gone(struct fconn *c)
 /* A request that is not HTTP, once every request before it has its answer. */
 static void bad_answer(struct srv_front *f, struct fconn *c)
 {
-    if (!c->bad || c->closing || c->nresp + 1 < c->nreq || c->rs != RS_HEAD || c->head_len)
-        return;
+    if (!c->bad || c->closing || c->nresp + 1 < c->nreq || c->rs != RS_HEAD || c->head_len) return;
     answer_error(f, c, 400, "bad_request", NOT_HTTP);
 }
 
@@ -693,7 +692,8 @@ static void on_client(struct srv_front *f, struct fconn *c, uint32_t ev)
         if (r < 0) goto drop;
         if (r == 0) {
             c->c_eof = 1;
-            if (!c->up && !c->p_gone) shutdown(c->pfd, SHUT_WR); /* the daemon sees the client leave */
+            if (!c->up && !c->p_gone)
+                shutdown(c->pfd, SHUT_WR); /* the daemon sees the client leave */
             return;
         }
         size_t at = (size_t)r;
