@@ -376,6 +376,16 @@ static void answer_error(struct srv_front *f, struct fconn *c, int status, const
     }
 }
 
+/* Does the header line at ln (up to its CRLF) contain word (case-insensitive)? */
+static int line_has(const char *ln, const char *word)
+{
+    const char *e = strstr(ln, "\r\n");
+    size_t n = e ? (size_t)(e - ln) : strlen(ln), k = strlen(word);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!strncasecmp(ln + i, word, k)) return 1;
+    return 0;
+}
+
 /* RS_HEAD is complete (c->head, ending in CRLF CRLF): relay or replace it. */
 static int head_done(struct srv_front *f, struct fconn *c)
 {
@@ -404,10 +414,10 @@ static int head_done(struct srv_front *f, struct fconn *c)
             len = strtoull(ln + 15, NULL, 10);
             have_len = 1;
         } else if (!strncasecmp(ln, "Transfer-Encoding:", 18)) {
-            chunked = strstr(ln, "chunked") != NULL;
+            chunked = line_has(ln, "chunked");
         } else if (!strncasecmp(ln, "Connection:", 11)) {
             /* the last answer: requests after it are not read */
-            c->said_close = strstr(ln, "close") != NULL;
+            c->said_close = line_has(ln, "close");
         }
     }
     c->head[c->head_len - 1] = '\n';
