@@ -21,27 +21,14 @@
 #include <microhttpd.h>
 
 #include "http_conn.h"
+#include "http_frame.h"
 
 /* One read's worth; the front thread's only buffer for data it can pass on at once. */
 #define SCRATCH ((size_t)64 << 10)
 /* libmicrohttpd's response heads are a few hundred bytes; its own error responses are
  * kept to this many bytes to tell their cause. */
 #define HEAD_MAX 16384
-/* The longest method token a request line may start with. */
-#define METHOD_MAX 32
 #define NOT_HTTP "not an HTTP request: a request line begins with a method such as GET or POST"
-
-/* The client's request framing (see fconn.qs). */
-enum qstate {
-    Q_START,    /* between requests (empty lines allowed) */
-    Q_METHOD,   /* in the method token */
-    Q_HEAD,     /* in the request line or the header lines */
-    Q_BODY,     /* Content-Length bytes */
-    Q_CH_SIZE,  /* a chunk-size line */
-    Q_CH_DATA,  /* chunk data */
-    Q_CH_CRLF,  /* the line end after chunk data */
-    Q_CH_TRAIL, /* trailer lines up to an empty one */
-};
 
 /* The response parser (libmicrohttpd's output, which is trusted to be well formed). */
 enum rstate {
@@ -69,16 +56,8 @@ struct fconn {
     /* client -> daemon: what the pair did not take yet */
     char *up;
     size_t up_len, up_off;
-    int c_eof; /* the client finished sending */
-    /* the request framing as the client sends it (a shadow of libmicrohttpd's parse: only
-     * where each request begins, to check its method and count requests) */
-    enum qstate qs;
-    unsigned long long qn; /* Q_BODY / Q_CH_DATA: bytes left */
-    long long q_cl;        /* the head's Content-Length, -1: none */
-    int q_te;              /* the head has Transfer-Encoding */
-    int q_len;             /* length of the current line (CR not counted) */
-    char q_line[24];       /* its start, lower case */
-    unsigned nreq;         /* requests begun */
+    int c_eof;             /* the client finished sending */
+    struct srv_reqframe q; /* where each request of the client begins (http_frame.h) */
     int said_close;        /* the last response said Connection: close */
     int p_gone;            /* writing to the pair failed: the daemon closed its end */
     int bad;               /* request nreq is not HTTP: answered 400 once those before it are */
@@ -296,53 +275,6 @@ static int to_client(struct fconn *c, const char *p, size_t n)
     return send_or_keep(c->cfd, &c->down, &c->down_len, &c->down_off, p, n);
 }
 
-/* The cause of one of libmicrohttpd's own answers, from its status and HTML text. */
-static void own_cause(int status, const char *text, const char **code, const char **msg)
-{
-    *code = "bad_request";
-    switch (status) {
-    case 400:
-        if (strstr(text, "chunked")) {
-            *code = "bad_chunked_encoding";
-            *msg = "the request body's chunked transfer encoding is malformed";
-        } else if (strstr(text, "Content-Length")) {
-            *code = "bad_content_length";
-            *msg = "the Content-Length header is not a valid number";
-        } else if (strstr(text, "Host")) {
-            *code = "missing_host";
-            *msg = "an HTTP/1.1 request must have a Host header";
-        } else {
-            *msg = "malformed request: the request line or a header line is not valid HTTP/1.1";
-        }
-        return;
-    case 413:
-        *code = "request_too_large";
-        *msg = strstr(text, "chunk") ? "a chunk of the request body is larger than the server "
-                                       "accepts"
-                                     : "the Content-Length is larger than the server accepts";
-        return;
-    case 414:
-        *code = "uri_too_long";
-        *msg = "the request line is longer than the server accepts";
-        return;
-    case 431:
-        *code = "header_too_large";
-        *msg = "the request headers are larger than the server accepts";
-        return;
-    case 505:
-        *code = "http_version_not_supported";
-        *msg = strstr(text, "too old") ? "the HTTP version is too old: send HTTP/1.1 or 1.0"
-                                       : "the HTTP version is not supported: send HTTP/1.1 or 1.0";
-        return;
-    case 500:
-        *code = "server_error";
-        *msg = "the server could not process the request";
-        return;
-    default:
-        *msg = "the request could not be processed";
-    }
-}
-
 /* Queues a JSON error answer for the client and closes after it. */
 static void answer_error(struct srv_front *f, struct fconn *c, int status, const char *code,
                          const char *msg)
@@ -369,21 +301,11 @@ static void answer_error(struct srv_front *f, struct fconn *c, int status, const
     free(body);
     cellm_srv_log(s, "-", "-", status, 0, 0, 0, c->t0);
     c->closing = 1;
-    c->nreq = c->nresp;
+    c->q.nreq = c->nresp;
     if (c->pfd >= 0) {
         close(c->pfd); /* the daemon sees the end and drops its side */
         c->pfd = -1;
     }
-}
-
-/* Does the header line at ln (up to its CRLF) contain word (case-insensitive)? */
-static int line_has(const char *ln, const char *word)
-{
-    const char *e = strstr(ln, "\r\n");
-    size_t n = e ? (size_t)(e - ln) : strlen(ln), k = strlen(word);
-    for (size_t i = 0; i + k <= n; i++)
-        if (!strncasecmp(ln + i, word, k)) return 1;
-    return 0;
 }
 
 /* RS_HEAD is complete (c->head, ending in CRLF CRLF): relay or replace it. */
@@ -414,10 +336,10 @@ static int head_done(struct srv_front *f, struct fconn *c)
             len = strtoull(ln + 15, NULL, 10);
             have_len = 1;
         } else if (!strncasecmp(ln, "Transfer-Encoding:", 18)) {
-            chunked = line_has(ln, "chunked");
+            chunked = cellm_srv_line_has(ln, "chunked");
         } else if (!strncasecmp(ln, "Connection:", 11)) {
             /* the last answer: requests after it are not read */
-            c->said_close = line_has(ln, "close");
+            c->said_close = cellm_srv_line_has(ln, "close");
         }
     }
     c->head[c->head_len - 1] = '\n';
@@ -532,11 +454,11 @@ static void daemon_closed(struct srv_front *f, struct fconn *c)
     if (c->rs == RS_OWN) {
         /* its HTML body tells the cause (the head before it names Content-Length too) */
         const char *code, *msg, *body = c->head ? strstr(c->head, "<html") : NULL;
-        own_cause(c->own_status, body ? body : "", &code, &msg);
+        cellm_srv_own_cause(c->own_status, body ? body : "", &code, &msg);
         answer_error(f, c, c->own_status, code, msg);
     } else if (c->bad && !c->said_close && c->rs == RS_HEAD && !c->head_len) {
         answer_error(f, c, 400, "bad_request", NOT_HTTP);
-    } else if (c->rs == RS_HEAD && !c->head_len && c->nreq > c->nresp && !c->c_eof &&
+    } else if (c->rs == RS_HEAD && !c->head_len && c->q.nreq > c->nresp && !c->c_eof &&
                !c->said_close) {
         /* the client's bytes got no answer */
         if (atomic_load(&f->quiet)) {
@@ -555,97 +477,6 @@ static void daemon_closed(struct srv_front *f, struct fconn *c)
                          "not an HTTP request: the request line is malformed");
         }
     }
-}
-
-/* Each request's method must be a token (RFC 9110 tchar) followed by a space: anything
- * else (a TLS handshake, binary, a line without a method) is not HTTP. */
-static int tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-/* A header line of the request is complete (its start in q_line). */
-static void q_header(struct fconn *c)
-{
-    if (!strncmp(c->q_line, "content-length:", 15)) {
-        const char *v = c->q_line + 15;
-        while (*v == ' ' || *v == '\t')
-            v++;
-        c->q_cl = strtoll(v, NULL, 10);
-    } else if (!strncmp(c->q_line, "transfer-encoding:", 18)) {
-        c->q_te = 1;
-    }
-}
-
-/* Follows the client's bytes through the request framing; -1 when a request does not
- * begin with a method. A framing the shadow gets wrong can only be one libmicrohttpd or
- * http.c refuses (and closes), as both read Content-Length and chunked the same way. */
-static int q_feed(struct fconn *c, const unsigned char *p, size_t n, size_t *at)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = p[i];
-        switch (c->qs) {
-        case Q_START:
-            if (ch == '\r' || ch == '\n') break;
-            c->nreq++;
-            c->qs = Q_METHOD;
-            c->q_len = 0;
-            /* fall through */
-        case Q_METHOD:
-            if (ch == ' ' && c->q_len > 0) {
-                c->qs = Q_HEAD;
-                c->q_len = 1; /* the request line: its end is not the empty line */
-                c->q_line[0] = 0;
-                c->q_cl = -1;
-                c->q_te = 0;
-            } else if (!tchar(ch) || ++c->q_len > METHOD_MAX) {
-                *at = i - (size_t)(c->q_len > METHOD_MAX ? METHOD_MAX : c->q_len);
-                if (*at > i) *at = 0; /* the method began in an earlier read */
-                return -1;
-            }
-            break;
-        case Q_HEAD:
-        case Q_CH_TRAIL:
-        case Q_CH_SIZE:
-        case Q_CH_CRLF:
-            if (ch == '\r') break;
-            if (ch != '\n') {
-                if ((size_t)c->q_len < sizeof c->q_line - 1)
-                    c->q_line[c->q_len] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-                c->q_len++;
-                break;
-            }
-            c->q_line[c->q_len < (int)sizeof c->q_line ? c->q_len : (int)sizeof c->q_line - 1] = 0;
-            if (c->qs == Q_CH_SIZE) {
-                unsigned long long sz = strtoull(c->q_line, NULL, 16);
-                c->qs = sz ? Q_CH_DATA : Q_CH_TRAIL;
-                c->qn = sz;
-            } else if (c->qs == Q_CH_CRLF) {
-                c->qs = Q_CH_SIZE;
-            } else if (c->q_len) {
-                if (c->qs == Q_HEAD) q_header(c);
-            } else if (c->qs == Q_CH_TRAIL || !(c->q_te || c->q_cl > 0)) {
-                c->qs = Q_START;
-            } else if (c->q_te) {
-                c->qs = Q_CH_SIZE;
-            } else {
-                c->qs = Q_BODY;
-                c->qn = (unsigned long long)c->q_cl;
-            }
-            c->q_len = 0;
-            break;
-        case Q_BODY:
-        case Q_CH_DATA: {
-            size_t k = n - i < c->qn ? n - i : (size_t)c->qn;
-            c->qn -= k;
-            i += k - 1;
-            if (!c->qn) c->qs = c->qs == Q_BODY ? Q_START : Q_CH_CRLF;
-            break;
-        }
-        }
-    }
-    return 0;
 }
 
 /* How long a closed connection reads and drops what the client still sends (shorter for
@@ -681,7 +512,8 @@ static void pair_gone(struct fconn *c)
 /* A request that is not HTTP, once every request before it has its answer. */
 static void bad_answer(struct srv_front *f, struct fconn *c)
 {
-    if (!c->bad || c->closing || c->nresp + 1 < c->nreq || c->rs != RS_HEAD || c->head_len) return;
+    if (!c->bad || c->closing || c->nresp + 1 < c->q.nreq || c->rs != RS_HEAD || c->head_len)
+        return;
     answer_error(f, c, 400, "bad_request", NOT_HTTP);
 }
 
@@ -707,7 +539,7 @@ static void on_client(struct srv_front *f, struct fconn *c, uint32_t ev)
             return;
         }
         size_t at = (size_t)r;
-        if (q_feed(c, (unsigned char *)f->scratch, (size_t)r, &at)) {
+        if (cellm_srv_reqframe_feed(&c->q, (unsigned char *)f->scratch, (size_t)r, &at)) {
             /* the requests before it still get their answers; then the 400 (bad_answer) */
             c->bad = 1;
             r = (ssize_t)at;
