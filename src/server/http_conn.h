@@ -4,7 +4,9 @@
  * http.c owns the libmicrohttpd side (daemon, callbacks, routes, replies, the server's
  * start and stop); http_wait.c owns what happens while a connection is suspended (the prep
  * threads that parse and tokenize bodies, the waiting list and the waker thread that
- * resumes connections when the scheduler publishes, the streamed response). Everything
+ * resumes connections when the scheduler publishes, the streamed response); http_front.c
+ * owns the listening socket and the bytes between each client and the daemon (its own
+ * answers to malformed requests, http_front.h). Everything
  * here that two threads touch is guarded by the server mutex (srv->mu), except the socket
  * list (srv_http.sock_mu) and srv_conn.cancel (atomic).
  */
