@@ -14,6 +14,9 @@
  * framing; h2o and civetweb are not packaged in this shape.)
  *
  * Threads and where work runs:
+ *   - one front thread (http_front.c) accepts, and relays each client's bytes to the
+ *     daemon over a socketpair, replacing libmicrohttpd's own (HTML) answers to malformed
+ *     requests with JSON ones;
  *   - http_threads event-loop threads (MHD's pool, THREAD_STACK bytes of stack each) only
  *     read requests and write responses; nothing in them waits or computes for long.
  *   - prep_threads "prep" threads (PREP_STACK each; http_wait.c) parse and tokenize
@@ -34,7 +37,8 @@
  * Transfer-Encoding other than chunked is refused (400/501) and the connection closed, so a
  * body can never be read as a second request; POST bodies must be application/json (a
  * cross-site form post is refused); bound to loopback without an API key, the Host header
- * must name loopback (DNS rebinding). Every error this file produces has a JSON body.
+ * must name loopback (DNS rebinding). Every error has a JSON body: this file's, and
+ * http_front.c's in place of libmicrohttpd's own answers.
  *
  * Routes: GET /health (no key needed), GET /metrics, GET /v1/models, GET
  * /v1/models/{id}, POST /v1/completions, POST /v1/chat/completions, POST /v1/responses,
@@ -102,6 +106,24 @@ static void log_status(int status)
     if (answering) answering->status = status;
 }
 
+static struct srv_sock *sock_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Every response of ours goes out through here: the front (http_front.c) counts them, so
+ * that it can tell libmicrohttpd's own answers from ours. */
+static enum MHD_Result queue(struct cellm_server *s, struct MHD_Connection *c, unsigned status,
+                             struct MHD_Response *resp)
+{
+    struct srv_sock *sk = sock_of(c);
+    if (sk)
+        cellm_srv_pipe_queued(s->http, sk->pipe, answering && !strcmp(answering->method, "HEAD"));
+    return MHD_queue_response(c, status, resp);
+}
+
 /* Queues a response that owns `body` (malloc'd; NULL = out of memory). close: end the
  * connection after it (the request's framing cannot be trusted). */
 static enum MHD_Result reply_ex(struct cellm_server *s, struct MHD_Connection *c, int status,
@@ -127,7 +149,7 @@ static enum MHD_Result reply_ex(struct cellm_server *s, struct MHD_Connection *c
     if (status == 503 || status == 429) MHD_add_response_header(resp, "Retry-After", "1");
     if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
     if (close) MHD_add_response_header(resp, "Connection", "close");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    enum MHD_Result ret = queue(s, c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -229,7 +251,7 @@ static enum MHD_Result prep_next(struct cellm_server *s, struct srv_conn *cn)
         if (!resp) return reply(s, c, 500, NULL, NULL);
         cn->state = C_STREAM;
         cn->status = 200; /* fill() records a failure */
-        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+        enum MHD_Result ret = queue(s, c, MHD_HTTP_OK, resp);
         MHD_destroy_response(resp); /* the stream is freed when MHD is done with it */
         return ret;
     }
@@ -265,7 +287,7 @@ static enum MHD_Result preflight(struct cellm_server *s, struct MHD_Connection *
                             "anthropic-beta, anthropic-dangerous-direct-browser-access");
     MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
     log_status(204);
-    enum MHD_Result ret = MHD_queue_response(c, 204, resp);
+    enum MHD_Result ret = queue(s, c, 204, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -411,13 +433,6 @@ static enum MHD_Result route(struct cellm_server *s, struct MHD_Connection *c, s
     return prep_start(s, cn, jobs[id]);
 }
 
-static struct srv_sock *sock_of(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return ci ? ci->socket_context : NULL;
-}
-
 static enum MHD_Result handle_request(struct cellm_server *s, struct MHD_Connection *c,
                                       const char *url, const char *method, const char *upload,
                                       size_t *upload_size, void **con_cls)
@@ -543,11 +558,16 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
     struct cellm_server *s = cls;
     struct srv_http *h = s->http;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct srv_pipe *p = cellm_srv_pipe_claim(h, conn_fd(c));
         struct srv_sock *k = calloc(1, sizeof *k);
         *socket_context = k;
-        if (!k) return;
+        if (!k) {
+            cellm_srv_pipe_release(h, p);
+            return;
+        }
         k->fd = conn_fd(c);
         k->t0 = cellm_srv_now();
+        k->pipe = p;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         pthread_mutex_lock(&h->sock_mu);
@@ -572,13 +592,13 @@ static void notify_conn(void *cls, struct MHD_Connection *c, void **socket_conte
     if (k->next) k->next->prev = k->prev;
     cellm_srv_client_drop(h, k->cl);
     pthread_mutex_unlock(&h->sock_mu);
+    cellm_srv_pipe_release(h, k->pipe);
     free(k);
     *socket_context = NULL;
 }
 
-/* MHD's own answers (a malformed request line, headers too large) carry an HTML body;
- * the URI log callback runs before any of them, but cannot change them. What this file
- * can do is keep every answer of its own JSON; see tests/server/README.md. */
+/* MHD's own answers (a malformed request line, headers too large) carry an HTML body
+ * and no callback runs before them: http_front.c replaces them with JSON. */
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
@@ -655,6 +675,9 @@ static enum cellm_status fail(struct cellm_server *s, struct cellm_error *err, e
     }
     http_stop_threads(s);
     if (s->sched_started) cellm_srv_sched_stop(s);
+    cellm_srv_front_quiesce(s);
+    if (s->daemon) MHD_stop_daemon(s->daemon);
+    cellm_srv_front_stop(s);
     server_free(s);
     return st;
 }
@@ -773,22 +796,27 @@ enum cellm_status cellm_server_start(struct cellm_model *model, struct cellm_tok
                     *ai = NULL;
     int gai = getaddrinfo(s->o.host, port, &hints, &ai);
     if (gai) return fail(s, err, CELLM_ERR_ARG, "--host %s: cannot resolve (%d)", s->o.host, gai);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    /* the daemon listens on nothing: http_front.c accepts and hands it each client */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)s->o.port, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->o.http_threads, MHD_OPTION_THREAD_STACK_SIZE,
-        THREAD_STACK, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
+        flags, 0, NULL, NULL, handle, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)s->o.http_threads, MHD_OPTION_THREAD_STACK_SIZE, THREAD_STACK,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->o.max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->o.per_client * 2 + 16,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.idle_timeout, MHD_OPTION_END);
-    freeaddrinfo(ai);
-    if (!d)
-        return fail(s, err, CELLM_ERR_IO, "cannot listen on %s port %d (in use, or not allowed?)",
-                    s->o.host, s->o.port);
+    if (!d) {
+        freeaddrinfo(ai);
+        return fail(s, err, CELLM_ERR_IO, "cannot start the HTTP daemon");
+    }
     s->daemon = d;
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = di ? di->port : s->o.port;
+    char msg[256];
+    int fe = cellm_srv_front_start(s, ai, msg, sizeof msg);
+    freeaddrinfo(ai);
+    if (fe) return fail(s, err, CELLM_ERR_IO, "%s", msg);
+    s->port = cellm_srv_front_port(s);
     *out = s;
     return CELLM_OK;
 }
@@ -828,7 +856,9 @@ void cellm_server_stop(struct cellm_server *s)
     while (s->n_inflight > 0 && pthread_cond_timedwait(&s->idle_cv, &s->mu, &dl) == 0)
         ;
     pthread_mutex_unlock(&s->mu);
+    cellm_srv_front_quiesce(s);
     if (s->daemon) MHD_stop_daemon(s->daemon);
+    cellm_srv_front_stop(s); /* after the daemon: its last answers pass through the front */
     server_free(s);
 }
 #endif /* CELLM_HAVE_MHD */

@@ -4,7 +4,9 @@
  * http.c owns the libmicrohttpd side (daemon, callbacks, routes, replies, the server's
  * start and stop); http_wait.c owns what happens while a connection is suspended (the prep
  * threads that parse and tokenize bodies, the waiting list and the waker thread that
- * resumes connections when the scheduler publishes, the streamed response). Everything
+ * resumes connections when the scheduler publishes, the streamed response); http_front.c
+ * owns the listening socket and the bytes between each client and the daemon (its own
+ * answers to malformed requests, http_front.h). Everything
  * here that two threads touch is guarded by the server mutex (srv->mu), except the socket
  * list (srv_http.sock_mu) and srv_conn.cancel (atomic).
  */
@@ -14,6 +16,7 @@
 #include <microhttpd.h>
 
 #include "srv.h"
+#include "http_front.h"
 
 /* How often suspended connections are checked for a hang-up, and timeouts enforced. */
 #define WAKER_MS 50
@@ -70,6 +73,7 @@ struct srv_sock {
     int over;   /* opened beyond --per-client: answered 429, or closed after OVER_GRACE_S */
     double t0;  /* connected, or the previous response ended */
     struct srv_client *cl; /* its address's count; NULL when unknown */
+    struct srv_pipe *pipe; /* shared with http_front.c; NULL when unknown */
     struct srv_sock *prev, *next;
 };
 
@@ -119,6 +123,8 @@ struct srv_http {
     struct srv_sock *socks;
     struct srv_client *clients[CLIENT_BUCKETS];
     unsigned long long reaped, over_client; /* under sock_mu */
+    struct srv_pipe *pipes[CLIENT_BUCKETS]; /* handed to the daemon, not yet claimed */
+    struct srv_front *front;                /* http_front.c */
     unsigned long long prep_rejected;       /* under s->mu */
 };
 

@@ -259,14 +259,15 @@ void cellm_srv_conn_defaults(struct cellm_server_opts *o)
     if (o->prep_queue <= 0) o->prep_queue = 32;
     if (o->shutdown_timeout <= 0) o->shutdown_timeout = 10;
     if (o->max_connections <= 0) {
-        /* every connection is a descriptor: leave room for the model's files and logs */
+        /* every connection is three descriptors (the client's socket and the socketpair
+         * to the daemon, http_front.h): leave room for the model's files and logs */
         struct rlimit rl;
         long lim = 1024;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
             lim = (long)rl.rlim_cur;
         else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
             lim = 65536;
-        lim -= 64 + 4L * o->http_threads;
+        lim = (lim - 64 - 4L * o->http_threads) / 3;
         o->max_connections = (int)(lim < 16 ? 16 : lim > 65536 ? 65536 : lim);
     }
 }

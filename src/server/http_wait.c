@@ -99,6 +99,7 @@ static void reap_slow(struct cellm_server *s)
         if (!k->busy && !k->reaped && (t - k->t0 > lim || (k->over && t - k->t0 > OVER_GRACE_S))) {
             /* MHD sees the end of the stream and closes it; the fd stays valid until
              * the CLOSED notification, which takes sock_mu first */
+            if (k->pipe) atomic_store(&k->pipe->reaped, 1); /* the front answers 408 */
             shutdown(k->fd, SHUT_RDWR);
             k->reaped = 1;
             h->reaped++;

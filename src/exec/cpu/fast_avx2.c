@@ -31,12 +31,6 @@ TGT INLINE float hsum8(__m256 v)
     return _mm_cvtss_f32(a);
 }
 
-static float scale_at(enum cellm_dtype dt, const uint8_t *p)
-{
-    uint16_t h = cellm_load_u16(p);
-    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h);
-}
-
 /* ---- BF16 ------------------------------------------------------------------------------ */
 
 TGT INLINE void bf16_tile(const uint8_t *w, size_t wb, const int R, const float *x, int64_t ldx,
@@ -104,20 +98,6 @@ TGT static void bf16_rows(const struct cellm_weight *w, int64_t r0, int64_t r1,
 
 /* ---- affine ---------------------------------------------------------------------------- */
 
-static int32_t block_dot(const uint8_t *row, int bits, int64_t b, const int8_t *q)
-{
-    int32_t I = 0;
-    if (bits == 4)
-        for (int j = 0; j < 16; j++) {
-            uint8_t v = row[16 * b + j];
-            I += (v & 15) * q[32 * b + 2 * j] + (v >> 4) * q[32 * b + 2 * j + 1];
-        }
-    else
-        for (int j = 0; j < 32; j++)
-            I += row[32 * b + j] * q[32 * b + j];
-    return I;
-}
-
 /* Integer dot products of a 64-element chunk: lane l holds a quarter of block l/4. */
 TGT INLINE __m256i byte_dot(__m256i c, __m256i x)
 {
@@ -175,8 +155,8 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, int64_t r0, const int 
             const uint8_t *p = wr + r * wb + cb * c;
             if (T == 1) _mm_prefetch((const char *)(p + 2 * wb), _MM_HINT_T0);
             const uint8_t *s = sp + r * ng * 2;
-            float s0 = scale_at(w->sdtype, s + 2 * (2 * c * 32 / w->group));
-            float s1 = scale_at(w->sdtype, s + 2 * ((2 * c + 1) * 32 / w->group));
+            float s0 = cellm_fast_scale_at(w->sdtype, s + 2 * (2 * c * 32 / w->group));
+            float s1 = cellm_fast_scale_at(w->sdtype, s + 2 * ((2 * c + 1) * 32 / w->group));
             __m256 sv = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
 #pragma GCC unroll 2
             for (int t = 0; t < T; t++) {
@@ -191,13 +171,8 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, int64_t r0, const int 
 #pragma GCC unroll 2
         for (int t = 0; t < T; t++) {
             int tt = t0 + t;
-            float v = hsum8(acc[r][t]);
-            for (int64_t bb = nc * 2; bb < nb; bb++) {
-                int32_t I = block_dot(wr + r * wb, w->bits, bb, fx->q + tt * fx->ld);
-                float sd = scale_at(w->sdtype, sp + r * ng * 2 + 2 * (bb * 32 / w->group)) *
-                           fx->d[tt * fx->ldb + bb];
-                v += sd * (float)I;
-            }
+            float v = cellm_fast_tail_blocks(w, wr + r * wb, sp + r * ng * 2, w->bits, fx, tt,
+                                             nc * 2, nb, hsum8(acc[r][t]));
             const float *be = bexp + r * nb, *ds = fx->ds + tt * fx->ldb;
             __m256 a = _mm256_setzero_ps();
             int64_t b = 0;
@@ -224,7 +199,7 @@ TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
         for (int k = 0; k < R; k++) {
             const uint8_t *bp = w->biases + (size_t)(r + k) * ng * 2;
             for (int64_t b = 0; b < nb; b++)
-                scratch[k * nb + b] = scale_at(w->sdtype, bp + 2 * (b / bpg));
+                scratch[k * nb + b] = cellm_fast_scale_at(w->sdtype, bp + 2 * (b / bpg));
         }
         for (int t = 0; t < fx->n; t += 2) {
             int T = fx->n - t < 2 ? fx->n - t : 2;
@@ -246,41 +221,43 @@ void cellm_fast_rows_avx2(const struct cellm_weight *w, int64_t r0, int64_t r1,
 
 /* ---- SiLU (as fast_avx512.c's) --------------------------------------------------------- */
 
-TGT INLINE __m256 exp8(__m256 x)
+/* Past the last 8: expf, as the portable path. */
+static void silu_tail(float *gate, const float *up, int64_t i, int64_t n)
 {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* 2^n through the exponent field (n in [-126, 127] after the clamp) */
-    __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-TGT void cellm_fast_silu_mul_avx2(float *gate, const float *up, int64_t n)
-{
-    int64_t i = 0;
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (; i + 8 <= n; i += 8) {
-        __m256 g = _mm256_loadu_ps(gate + i);
-        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
-        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, e));
-        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
-    }
     for (; i < n; i++) {
         float g = gate[i];
         gate[i] = g / (1.0f + expf(-g)) * up[i];
     }
 }
+
+/* 2^n through the exponent field (n in [-126, 127] after the clamp) */
+TGT INLINE __m256 pow2_mul(__m256 p, __m256 n)
+{
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+#define FS_ATTR TGT
+#define FS_V __m256
+#define FS_W 8
+#define FS_SET1(f) _mm256_set1_ps(f)
+#define FS_ZERO() _mm256_setzero_ps()
+#define FS_LOAD(p) _mm256_loadu_ps(p)
+#define FS_STORE(p, v) _mm256_storeu_ps(p, v)
+#define FS_MIN(a, b) _mm256_min_ps(a, b)
+#define FS_MAX(a, b) _mm256_max_ps(a, b)
+#define FS_ADD(a, b) _mm256_add_ps(a, b)
+#define FS_SUB(a, b) _mm256_sub_ps(a, b)
+#define FS_MUL(a, b) _mm256_mul_ps(a, b)
+#define FS_DIV(a, b) _mm256_div_ps(a, b)
+#define FS_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define FS_FNMA(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define FS_ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define FS_POW2(p, n) pow2_mul(p, n)
+#define FS_TAIL silu_tail
+#define FS_FN(name) name##_avx2
+#include "fast_silu.h"
 
 /* ---- f16 KV cache ---------------------------------------------------------------------- */
 

@@ -15,6 +15,7 @@
  * 4-byte groups broadcast), about twice the multiply-adds per instruction.
  */
 #include "fast_int.h"
+#include "kernels_x86.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -232,27 +233,6 @@ TGT INLINE __m512 chunk_scales(const uint8_t *sp, int group, enum cellm_dtype dt
     return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(f));
 }
 
-static float scale_at(enum cellm_dtype dt, const uint8_t *p)
-{
-    uint16_t h = cellm_load_u16(p);
-    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h);
-}
-
-/* out[i] = f32 of n 16-bit values */
-TGT static void widen16(enum cellm_dtype dt, const uint8_t *p, int64_t n, float *out)
-{
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)(p + 2 * i));
-        _mm512_storeu_ps(out + i,
-                         dt == CELLM_DT_BF16
-                             ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))
-                             : _mm512_cvtph_ps(h));
-    }
-    for (; i < n; i++)
-        out[i] = scale_at(dt, p + 2 * i);
-}
-
 /* sum_b bexp[b] * ds[b] */
 TGT INLINE float bias_dot(const float *bexp, const float *ds, int64_t nb)
 {
@@ -266,21 +246,6 @@ TGT INLINE float bias_dot(const float *bexp, const float *ds, int64_t nb)
                             a);
     }
     return _mm512_reduce_add_ps(a);
-}
-
-/* Integer dot product of block b of an affine row with the natural-order input. */
-static int32_t block_dot(const uint8_t *row, int bits, int64_t b, const int8_t *q)
-{
-    int32_t I = 0;
-    if (bits == 4)
-        for (int j = 0; j < 16; j++) {
-            uint8_t v = row[16 * b + j];
-            I += (v & 15) * q[32 * b + 2 * j] + (v >> 4) * q[32 * b + 2 * j + 1];
-        }
-    else
-        for (int j = 0; j < 32; j++)
-            I += row[32 * b + j] * q[32 * b + j];
-    return I;
 }
 
 TGT INLINE void affine_tile(const struct cellm_weight *w, const int BITS, int64_t r0, const int R,
@@ -350,13 +315,8 @@ TGT INLINE void affine_tile(const struct cellm_weight *w, const int BITS, int64_
 #pragma GCC unroll 3
         for (int t = 0; t < T; t++) {
             int tt = t0 + t;
-            float v = _mm512_reduce_add_ps(acc[r][t]);
-            for (int64_t bb = nc * 4; bb < nb; bb++) { /* blocks past the last full chunk */
-                int32_t I = block_dot(wr + r * wb, BITS, bb, fx->q + tt * fx->ld);
-                float sd = scale_at(w->sdtype, sp + r * ng * 2 + 2 * (bb * 32 / w->group)) *
-                           fx->d[tt * fx->ldb + bb];
-                v += sd * (float)I;
-            }
+            float v = cellm_fast_tail_blocks(w, wr + r * wb, sp + r * ng * 2, BITS, fx, tt, nc * 4,
+                                             nb, _mm512_reduce_add_ps(acc[r][t]));
             y[tt * ldy + r0 + r] = v + bias_dot(bw + r * ng, dsg + tt * fx->ldb, ng);
         }
 }
@@ -446,8 +406,8 @@ TGT static void op_pack(const struct cellm_weight *w, int64_t r, int R, uint8_t 
         const uint8_t *sp = w->scales + (size_t)(r + l) * ng * 2;
         const uint8_t *bp = w->biases + (size_t)(r + l) * ng * 2;
         for (int64_t g = 0; g < ng; g++) {
-            S[16 * g + l] = scale_at(w->sdtype, sp + 2 * g);
-            B[16 * g + l] = scale_at(w->sdtype, bp + 2 * g);
+            S[16 * g + l] = cellm_fast_scale_at(w->sdtype, sp + 2 * g);
+            B[16 * g + l] = cellm_fast_scale_at(w->sdtype, bp + 2 * g);
         }
     }
 }
@@ -501,14 +461,15 @@ TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
         int R = r1 - r < 4 ? (int)(r1 - r) : 4;
         /* biases widened, for the bias term of every input row */
         for (int k = 0; k < R; k++)
-            widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, scratch + k * ng);
+            cellm_avx512_widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng,
+                                 scratch + k * ng);
         for (int t = 0; t < fx->n; t += 3) {
             int T = fx->n - t < 3 ? fx->n - t : 3;
             switch (w->bits * 64 + R * 8 + T) {
                 AFF_CASES(4, 1)
                 AFF_CASES(4, 2)
-                AFF_CASES(4, 3) AFF_CASES(4, 4) AFF_CASES(8, 1) AFF_CASES(8, 2) AFF_CASES(8, 3)
-                    AFF_CASES(8, 4)
+                AFF_CASES(4, 3)
+                AFF_CASES(4, 4) AFF_CASES(8, 1) AFF_CASES(8, 2) AFF_CASES(8, 3) AFF_CASES(8, 4)
             }
         }
     }
@@ -516,42 +477,35 @@ TGT static void affine_rows(const struct cellm_weight *w, int64_t r0, int64_t r1
 
 /* ---- SiLU ------------------------------------------------------------------------------ */
 
-/* exp(x) to about 2 ulp: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial in r,
- * scaled by 2^n. */
-TGT INLINE __m512 exp16(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
+/* Past the last 16: the same polynomial on a masked vector (after the template). */
+TGT static void silu_tail(float *gate, const float *up, int64_t i, int64_t n);
 
-TGT void cellm_fast_silu_mul_avx512(float *gate, const float *up, int64_t n)
+#define FS_ATTR TGT
+#define FS_V __m512
+#define FS_W 16
+#define FS_SET1(f) _mm512_set1_ps(f)
+#define FS_ZERO() _mm512_setzero_ps()
+#define FS_LOAD(p) _mm512_loadu_ps(p)
+#define FS_STORE(p, v) _mm512_storeu_ps(p, v)
+#define FS_MIN(a, b) _mm512_min_ps(a, b)
+#define FS_MAX(a, b) _mm512_max_ps(a, b)
+#define FS_ADD(a, b) _mm512_add_ps(a, b)
+#define FS_SUB(a, b) _mm512_sub_ps(a, b)
+#define FS_MUL(a, b) _mm512_mul_ps(a, b)
+#define FS_DIV(a, b) _mm512_div_ps(a, b)
+#define FS_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define FS_FNMA(a, b, c) _mm512_fnmadd_ps(a, b, c)
+#define FS_ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define FS_POW2(p, n) _mm512_scalef_ps(p, n)
+#define FS_TAIL silu_tail
+#define FS_FN(name) name##_avx512
+#include "fast_silu.h"
+
+TGT static void silu_tail(float *gate, const float *up, int64_t i, int64_t n)
 {
-    int64_t i = 0;
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (; i + 16 <= n; i += 16) {
-        __m512 g = _mm512_loadu_ps(gate + i);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
-        __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, e));
-        _mm512_storeu_ps(gate + i, _mm512_mul_ps(s, _mm512_loadu_ps(up + i)));
-    }
-    if (i < n) {
-        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-        __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
-        __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, e));
-        _mm512_mask_storeu_ps(gate + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, up + i)));
-    }
+    __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    __m512 v = fs_silu_mul(_mm512_maskz_loadu_ps(m, gate + i), _mm512_maskz_loadu_ps(m, up + i));
+    _mm512_mask_storeu_ps(gate + i, m, v);
 }
 
 void cellm_fast_rows_avx512(const struct cellm_weight *w, int64_t r0, int64_t r1,

@@ -13,6 +13,7 @@
 #ifndef CELLM_EXEC_CPU_FAST_INT_H
 #define CELLM_EXEC_CPU_FAST_INT_H
 
+#include "base/half.h"
 #include "fast.h"
 
 struct cellm_fast_x {
@@ -31,6 +32,45 @@ struct cellm_fast_x {
     float *ds64;  /* [n][ldb] per group of 64: the two blocks' ds summed */
     float *ds128; /* [n][ldb] per group of 128: the two ds64 summed */
 };
+
+/* A stored 16-bit scale or bias (BF16 or F16) as f32, exactly. */
+static inline float cellm_fast_scale_at(enum cellm_dtype dt, const uint8_t *p)
+{
+    uint16_t h = cellm_load_u16(p);
+    return dt == CELLM_DT_BF16 ? cellm_bf16_to_f32(h) : cellm_f16_to_f32(h);
+}
+
+/* Integer dot product of block b (32 elements) of an affine row of `bits` 4 or 8 with the
+ * natural-order int8 input q: the tail blocks of the ISA files. */
+static inline int32_t cellm_fast_block_dot(const uint8_t *row, int bits, int64_t b, const int8_t *q)
+{
+    int32_t I = 0;
+    if (bits == 4)
+        for (int j = 0; j < 16; j++) {
+            uint8_t v = row[16 * b + j];
+            I += (v & 15) * q[32 * b + 2 * j] + (v >> 4) * q[32 * b + 2 * j + 1];
+        }
+    else
+        for (int j = 0; j < 32; j++)
+            I += row[32 * b + j] * q[32 * b + j];
+    return I;
+}
+
+/* v plus the blocks [b0, nb) of an affine row (its codes at row, its scales at srow) that
+ * follow its last whole vector chunk, against row tt of fx, in block order. */
+static inline float cellm_fast_tail_blocks(const struct cellm_weight *w, const uint8_t *row,
+                                           const uint8_t *srow, int bits,
+                                           const struct cellm_fast_x *fx, int tt, int64_t b0,
+                                           int64_t nb, float v)
+{
+    for (int64_t bb = b0; bb < nb; bb++) {
+        int32_t I = cellm_fast_block_dot(row, bits, bb, fx->q + tt * fx->ld);
+        float sd = cellm_fast_scale_at(w->sdtype, srow + 2 * (bb * 32 / w->group)) *
+                   fx->d[tt * fx->ldb + bb];
+        v += sd * (float)I;
+    }
+    return v;
+}
 
 /* The activations of the last product call (for tests). */
 const struct cellm_fast_x *cellm_fast_last_x(const struct cellm_fast *f);

@@ -10,6 +10,8 @@
  * one 16 x 16 transpose, then per k one FMA with the 16 rows' scales and biases (BF16:
  * 16 rows x 32 k per step, transposed as bf16 pairs). Other formats come decoded row by
  * row from kernels.c and are transposed here; x tiles are transposed the same way.
+ * The packing and the micro-kernel loop are gemm_tile.h's, shared with the other ISA;
+ * this file gives it the vector operations, the transpose and the row store.
  */
 #include "gemm.h"
 
@@ -52,44 +54,31 @@ AVX512 static INLINE void transpose16(__m512 r[16])
     }
 }
 
-AVX512 void cellm_gemm_packx_avx512(const float *x, int64_t ldx, int rows, int64_t kc, float *xp)
+/* Row t of a tile: the first ncols of c0|c1 into (or added to) y, through masks. */
+AVX512 static INLINE void store_row(float *yt, __m512 c0, __m512 c1, int ncols, int add)
 {
-    _Static_assert(MRS == 16 && MR <= 16, "one 16 x 16 transpose per 16 columns of a tile");
-    for (int t0 = 0; t0 < rows; t0 += MR) {
-        float *tile = xp + (size_t)(t0 / MR * MRS) * (size_t)kc;
-        int nt = rows - t0 < MR ? rows - t0 : MR;
-        const float *src = x + (size_t)t0 * (size_t)ldx;
-        int64_t k0 = 0;
-        for (; k0 + 16 <= kc; k0 += 16) {
-            __m512 r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = i < nt ? _mm512_loadu_ps(src + i * ldx + k0) : _mm512_setzero_ps();
-            transpose16(r);
-            for (int i = 0; i < 16; i++)
-                _mm512_storeu_ps(tile + (k0 + i) * MRS, r[i]);
-        }
-        for (; k0 < kc; k0++)
-            for (int i = 0; i < MRS; i++)
-                tile[k0 * MRS + i] = i < nt ? src[i * ldx + k0] : 0;
+    __mmask16 m0 = ncols >= 16 ? 0xffff : (__mmask16)((1u << ncols) - 1);
+    __mmask16 m1 = ncols >= 32 ? 0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
+    if (add) {
+        c0 = _mm512_add_ps(c0, _mm512_maskz_loadu_ps(m0, yt));
+        c1 = _mm512_add_ps(c1, _mm512_maskz_loadu_ps(m1, yt + 16));
     }
+    _mm512_mask_storeu_ps(yt, m0, c0);
+    _mm512_mask_storeu_ps(yt + 16, m1, c1);
 }
 
-AVX512 void cellm_gemm_pack_avx512(const float *tmp, int64_t ldt, int64_t kc, float *p)
-{
-    int64_t k0 = 0;
-    for (; k0 + 16 <= kc; k0 += 16)
-        for (int h = 0; h < NR; h += 16) {
-            __m512 r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = _mm512_loadu_ps(tmp + (h + i) * ldt + k0);
-            transpose16(r);
-            for (int i = 0; i < 16; i++)
-                _mm512_storeu_ps(p + (k0 + i) * NR + h, r[i]);
-        }
-    for (; k0 < kc; k0++)
-        for (int f = 0; f < NR; f++)
-            p[k0 * NR + f] = tmp[f * ldt + k0];
-}
+#define GT_ATTR AVX512
+#define GT_V __m512
+#define GT_W 16
+#define GT_LOAD(p) _mm512_loadu_ps(p)
+#define GT_STORE(p, v) _mm512_storeu_ps(p, v)
+#define GT_ZERO() _mm512_setzero_ps()
+#define GT_BCAST(p) _mm512_set1_ps(*(p))
+#define GT_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define GT_TRANSPOSE(r) transpose16(r)
+#define GT_STORE_ROW store_row
+#define GT_FN(name) name##_avx512
+#include "gemm_tile.h"
 
 /* The stored formats the direct panel decoder handles. */
 enum kind { K_BF16, K_F16, K_F32, K_Q8, K_Q4 };
@@ -259,62 +248,4 @@ AVX512 int64_t cellm_gemm_panel_avx512(const struct cellm_weight *w, int64_t f0,
     return kd;
 }
 
-AVX512 static INLINE void tile(const int mr, const float *xp, const float *p, int64_t kc, float *y,
-                               int64_t ldy, int ncols, int add)
-{
-    __m512 c0[MR], c1[MR];
-#pragma GCC unroll 16
-    for (int t = 0; t < mr; t++)
-        c0[t] = c1[t] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kc; k++) {
-        __m512 w0 = _mm512_loadu_ps(p + k * NR), w1 = _mm512_loadu_ps(p + k * NR + 16);
-        const float *xk = xp + k * MRS;
-#pragma GCC unroll 16
-        for (int t = 0; t < mr; t++) {
-            __m512 xv = _mm512_set1_ps(xk[t]);
-            c0[t] = _mm512_fmadd_ps(w0, xv, c0[t]);
-            c1[t] = _mm512_fmadd_ps(w1, xv, c1[t]);
-        }
-    }
-    __mmask16 m0 = ncols >= 16 ? 0xffff : (__mmask16)((1u << ncols) - 1);
-    __mmask16 m1 = ncols >= 32 ? 0xffff : ncols <= 16 ? 0 : (__mmask16)((1u << (ncols - 16)) - 1);
-#pragma GCC unroll 16
-    for (int t = 0; t < mr; t++) {
-        float *yt = y + t * ldy;
-        if (add) {
-            c0[t] = _mm512_add_ps(c0[t], _mm512_maskz_loadu_ps(m0, yt));
-            c1[t] = _mm512_add_ps(c1[t], _mm512_maskz_loadu_ps(m1, yt + 16));
-        }
-        _mm512_mask_storeu_ps(yt, m0, c0[t]);
-        _mm512_mask_storeu_ps(yt + 16, m1, c1[t]);
-    }
-}
-
-/* One specialisation per tile height, so each keeps its accumulators in registers. */
-_Static_assert(MR == 12, "one case per tile height up to MR");
-AVX512 void cellm_gemm_tile_avx512(int mr, const float *xp, const float *p, int64_t kc, float *y,
-                                   int64_t ldy, int ncols, int add)
-{
-    switch (mr) {
-#define CASE(m)                                                                                    \
-    case m:                                                                                        \
-        tile(m, xp, p, kc, y, ldy, ncols, add);                                                    \
-        break;
-        CASE(1)
-        CASE(2)
-        CASE(3)
-        CASE(4)
-        CASE(5)
-        CASE(6)
-        CASE(7)
-        CASE(8)
-        CASE(9)
-        CASE(10)
-        CASE(11)
-        CASE(12)
-#undef CASE
-    default:
-        break;
-    }
-}
 #endif

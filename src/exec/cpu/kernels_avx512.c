@@ -327,8 +327,7 @@ AVX512 static void rows4_f16(const struct cellm_weight *w, int64_t r, const floa
         y[r + k] = _mm512_reduce_add_ps(_mm512_add_ps(a[k][0], a[k][1]));
 }
 
-/* Widens n 16-bit scales or biases to f32 (exactly). */
-AVX512 static void widen16(enum cellm_dtype dt, const uint8_t *p, int64_t n, float *out)
+AVX512 void cellm_avx512_widen16(enum cellm_dtype dt, const uint8_t *p, int64_t n, float *out)
 {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -361,8 +360,8 @@ AVX512 static void rows4_q4(const struct cellm_weight *w, int64_t r, const float
     const int64_t ng = w->cols / w->group;
     float sc[4][AFFINE_MAX_GROUPS], bi[4][AFFINE_MAX_GROUPS];
     for (int k = 0; k < 4; k++) {
-        widen16(w->sdtype, w->scales + (size_t)(r + k) * ng * 2, ng, sc[k]);
-        widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bi[k]);
+        cellm_avx512_widen16(w->sdtype, w->scales + (size_t)(r + k) * ng * 2, ng, sc[k]);
+        cellm_avx512_widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bi[k]);
     }
     const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
@@ -406,8 +405,8 @@ AVX512 static void rows4_q8(const struct cellm_weight *w, int64_t r, const float
     const int64_t ng = w->cols / w->group;
     float sc[4][AFFINE_MAX_GROUPS], bi[4][AFFINE_MAX_GROUPS];
     for (int k = 0; k < 4; k++) {
-        widen16(w->sdtype, w->scales + (size_t)(r + k) * ng * 2, ng, sc[k]);
-        widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bi[k]);
+        cellm_avx512_widen16(w->sdtype, w->scales + (size_t)(r + k) * ng * 2, ng, sc[k]);
+        cellm_avx512_widen16(w->sdtype, w->biases + (size_t)(r + k) * ng * 2, ng, bi[k]);
     }
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t g = 0; g < ng; g++) {

@@ -17,6 +17,9 @@ void cellm_avx512_dot4x3(const float *w, int64_t ldw, const float *x, int64_t ld
                          float *y, int64_t ldy);
 /* Row r of w widened into out[cols]; returns 0 if the format has no AVX-512 path. */
 int cellm_avx512_dequant_row(const struct cellm_weight *w, int64_t r, float *out);
+/* out[i] = the n 16-bit scales or biases (BF16 or F16, dt) at p as f32, exactly (the
+ * fused kernels here and fast_avx512.c's). */
+void cellm_avx512_widen16(enum cellm_dtype dt, const uint8_t *p, int64_t n, float *out);
 /* 1 if cellm_avx512_fused_rows handles w. */
 int cellm_avx512_has_fused(const struct cellm_weight *w);
 /* Input layout the fused kernels expect for w: x permuted per 32 elements into
