@@ -315,6 +315,41 @@ static void test_detect_hub(void **state)
     if (!seen) skip();
 }
 
+/* The real templates committed in tests/chat/templates: each detected as its family
+ * writes calls (they are in the repository, so this never skips). */
+static void test_detect_real(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file;
+        enum cellm_tc_format f;
+        int think;
+    } want[] = {{"gpt_oss.jinja", CELLM_TC_HARMONY, 0},
+                {"qwen3_coder.jinja", CELLM_TC_QWEN3_CODER, 0},
+                {"mistral_small_3_2.jinja", CELLM_TC_MISTRAL, 0},
+                {"devstral_small_2507.jinja", CELLM_TC_MISTRAL, 0}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", CELLM_TEMPLATE_DIR, want[i].file);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = malloc((size_t)len + 1);
+        assert_non_null(buf);
+        size_t n = fread(buf, 1, (size_t)len, f);
+        fclose(f);
+        buf[n] = 0;
+        struct cellm_tc_style st = cellm_tc_detect(buf);
+        free(buf);
+        if (st.format != want[i].f)
+            fprintf(stderr, "%s: %s\n", want[i].file, cellm_tc_format_name(st.format));
+        assert_int_equal(st.format, want[i].f);
+        assert_int_equal(st.think, want[i].think);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -322,6 +357,7 @@ int main(void)
         cmocka_unit_test(test_think),   cmocka_unit_test(test_qwen3_coder),
         cmocka_unit_test(test_llama3),  cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_harmony), cmocka_unit_test(test_detect_hub),
+        cmocka_unit_test(test_detect_real),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
