@@ -353,10 +353,10 @@ static void test_detect_real(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detect),  cmocka_unit_test(test_hermes),
-        cmocka_unit_test(test_think),   cmocka_unit_test(test_qwen3_coder),
-        cmocka_unit_test(test_llama3),  cmocka_unit_test(test_mistral),
-        cmocka_unit_test(test_harmony), cmocka_unit_test(test_detect_hub),
+        cmocka_unit_test(test_detect),      cmocka_unit_test(test_hermes),
+        cmocka_unit_test(test_think),       cmocka_unit_test(test_qwen3_coder),
+        cmocka_unit_test(test_llama3),      cmocka_unit_test(test_mistral),
+        cmocka_unit_test(test_harmony),     cmocka_unit_test(test_detect_hub),
         cmocka_unit_test(test_detect_real),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
