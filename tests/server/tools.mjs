@@ -237,7 +237,10 @@ try {
     }
     eq(heads, 1, 'incremental: one head');
     eq(pieces.join(''), call.function.arguments, 'incremental: raw pieces join to the arguments');
-    check(pieces.length >= 10, `incremental: the arguments came in ${pieces.length} pieces, expected many`);
+    // a stream sends what the steps since its last write produced, so on a loaded machine
+    // several tokens share a chunk: the count varies, but a call of ~100 tokens never comes
+    // in one piece (test_toolcall's test_live shows the parser's pieces exactly)
+    check(pieces.length >= 2, `incremental: the arguments came in ${pieces.length} piece(s), expected several`);
     const stream = (client.chat.completions.stream ?? client.beta.chat.completions.stream).call(
       client.chat.completions.stream ? client.chat.completions : client.beta.chat.completions, q);
     const fin = await stream.finalChatCompletion();
