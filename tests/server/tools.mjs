@@ -223,24 +223,27 @@ try {
     check(call && call.function.name === 'write_note', `incremental: a forced call (${JSON.stringify(r.choices[0].message)})`);
     const args = JSON.parse(call.function.arguments);
     check(args.body.length >= 30 && args.tags.length === 3, `incremental: arguments ${call.function.arguments}`);
-    const raw = await sse(`${srv.url}/v1/chat/completions`, { ...q, stream: true });
-    eq(raw.status, 200, 'incremental: raw stream');
-    const pieces = [];
-    let heads = 0;
-    for (const ev of raw.events) {
-      if (ev === '[DONE]') continue;
-      for (const d of ev.choices[0]?.delta?.tool_calls ?? []) {
-        if (d.id) heads++;
-        eq(d.index, 0, 'incremental: one call index');
-        if (d.function?.arguments) pieces.push(d.function.arguments);
-      }
-    }
-    eq(heads, 1, 'incremental: one head');
-    eq(pieces.join(''), call.function.arguments, 'incremental: raw pieces join to the arguments');
     // a stream sends what the steps since its last write produced, so on a loaded machine
-    // several tokens share a chunk: the count varies, but a call of ~100 tokens never comes
-    // in one piece (test_toolcall's test_live shows the parser's pieces exactly)
-    check(pieces.length >= 2, `incremental: the arguments came in ${pieces.length} piece(s), expected several`);
+    // several tokens share a chunk and the count of pieces varies (test_toolcall's
+    // test_live checks the parser's pieces exactly): up to four tries for more than one
+    let pieces = [];
+    for (let attempt = 0; attempt < 4 && pieces.length < 2; attempt++) {
+      const raw = await sse(`${srv.url}/v1/chat/completions`, { ...q, stream: true });
+      eq(raw.status, 200, 'incremental: raw stream');
+      pieces = [];
+      let heads = 0;
+      for (const ev of raw.events) {
+        if (ev === '[DONE]') continue;
+        for (const d of ev.choices[0]?.delta?.tool_calls ?? []) {
+          if (d.id) heads++;
+          eq(d.index, 0, 'incremental: one call index');
+          if (d.function?.arguments) pieces.push(d.function.arguments);
+        }
+      }
+      eq(heads, 1, 'incremental: one head');
+      eq(pieces.join(''), call.function.arguments, 'incremental: raw pieces join to the arguments');
+    }
+    check(pieces.length >= 2, `incremental: the arguments came in ${pieces.length} piece(s) in four tries`);
     const stream = (client.chat.completions.stream ?? client.beta.chat.completions.stream).call(
       client.chat.completions.stream ? client.chat.completions : client.beta.chat.completions, q);
     const fin = await stream.finalChatCompletion();
