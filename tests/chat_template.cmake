@@ -3,7 +3,8 @@
 cellm_unit_test(test_jinja ${CMAKE_CURRENT_LIST_DIR}/test_jinja.c)
 # Tool-call and reasoning parsing (src/template/toolcall.c) on canned outputs.
 cellm_unit_test(test_toolcall ${CMAKE_CURRENT_LIST_DIR}/test_toolcall.c)
-target_compile_definitions(test_toolcall PRIVATE CELLM_HUB_DIR="${CMAKE_CURRENT_LIST_DIR}/data/hub")
+target_compile_definitions(test_toolcall PRIVATE CELLM_HUB_DIR="${CMAKE_CURRENT_LIST_DIR}/data/hub"
+                           CELLM_TEMPLATE_DIR="${CMAKE_CURRENT_LIST_DIR}/chat/templates")
 
 add_executable(test_jinja_render ${CMAKE_CURRENT_LIST_DIR}/test_jinja_render.c)
 target_include_directories(test_jinja_render PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
@@ -22,7 +23,15 @@ if(Python3_Interpreter_FOUND)
                    ${CMAKE_CURRENT_LIST_DIR}/data/hub
                    ${CMAKE_CURRENT_LIST_DIR}/chat/conversations.json
                    $<TARGET_FILE:test_jinja_render>)
-  set_tests_properties(chat_template_features chat_template_hub PROPERTIES SKIP_RETURN_CODE 77)
+  # The real templates committed in tests/chat/templates (gpt-oss, Qwen3-Coder, Mistral
+  # Small 3.2, Devstral; sources in SOURCES.md there) against every conversation.
+  add_test(NAME chat_template_real
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/chat/compare.py templates
+                   ${CMAKE_CURRENT_LIST_DIR}/chat/templates
+                   ${CMAKE_CURRENT_LIST_DIR}/chat/conversations.json
+                   $<TARGET_FILE:test_jinja_render>)
+  set_tests_properties(chat_template_features chat_template_hub chat_template_real
+                       PROPERTIES SKIP_RETURN_CODE 77)
 endif()
 
 # cellm_fuzz_target is defined after the fragments are included: call it once the

@@ -3,8 +3,8 @@
  * on requests filled in by hand as the scheduler would leave them: message.tool_calls
  * with content null and finish_reason "tool_calls", reasoning_content, and the stream's
  * delta.reasoning_content and delta.tool_calls (a head with index, id, type, name and
- * empty arguments, then the arguments) in OpenAI's order, a stream delivered in several
- * pieces giving the same events as one.
+ * empty arguments, then the arguments in the pieces they arrived in) in OpenAI's order,
+ * a stream delivered in several pieces giving the same events as one.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -52,6 +52,17 @@ static void add_call(struct srv_choice *c, const char *id, const char *name, con
     snprintf(k->id, sizeof k->id, "%s", id);
     k->name = strdup(name);
     k->args = strdup(args);
+    k->args_len = strlen(args);
+}
+
+/* The scheduler's streamed call: more of the last call's arguments arrived. */
+static void grow_args(struct srv_choice *c, const char *more)
+{
+    struct srv_call *k = &c->calls[c->n_calls - 1];
+    k->args = realloc(k->args, k->args_len + strlen(more) + 1);
+    assert_non_null(k->args);
+    strcpy(k->args + k->args_len, more);
+    k->args_len += strlen(more);
 }
 
 static void test_message(void **state)
@@ -131,7 +142,14 @@ static void test_stream(void **state)
     events(s, all);
     free(s);
     set_text(&c->reasoning, &c->reasoning_len, &c->reasoning_cap, "Need weather.");
-    add_call(c, "call_1", "get_weather", "{\"city\":\"Paris\"}");
+    /* a call streamed as it is generated: its head and the arguments so far */
+    add_call(c, "call_1", "get_weather", "{\"city\":");
+    assert_true(cellm_srv_stream_pending(r, &pos));
+    s = cellm_srv_stream_events(&server, r, &pos);
+    events(s, all);
+    free(s);
+    assert_false(cellm_srv_stream_pending(r, &pos));
+    grow_args(c, "\"Paris\"}");
     c->done = 1;
     c->finish = "tool_calls";
     r->done = 1;
@@ -140,8 +158,8 @@ static void test_stream(void **state)
     events(s, all);
     free(s);
     assert_false(cellm_srv_stream_pending(r, &pos) && !r->done);
-    /* role; "Need "; "weather."; call head; call arguments; finish; [DONE] */
-    assert_int_equal(cJSON_GetArraySize(all), 7);
+    /* role; "Need "; "weather."; call head; the arguments in two pieces; finish; [DONE] */
+    assert_int_equal(cJSON_GetArraySize(all), 8);
     assert_string_equal(cJSON_GetObjectItem(delta(cJSON_GetArrayItem(all, 0)), "role")->valuestring,
                         "assistant");
     assert_string_equal(
@@ -164,10 +182,16 @@ static void test_stream(void **state)
     assert_null(cJSON_GetObjectItem(a, "id"));
     assert_string_equal(
         cJSON_GetObjectItem(cJSON_GetObjectItem(a, "function"), "arguments")->valuestring,
-        "{\"city\":\"Paris\"}");
-    cJSON *fin = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 5), "choices"), 0);
+        "{\"city\":");
+    a = cJSON_GetArrayItem(cJSON_GetObjectItem(delta(cJSON_GetArrayItem(all, 5)), "tool_calls"), 0);
+    assert_int_equal(cJSON_GetObjectItem(a, "index")->valueint, 0);
+    assert_null(cJSON_GetObjectItem(a, "id"));
+    assert_string_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(a, "function"), "arguments")->valuestring,
+        "\"Paris\"}");
+    cJSON *fin = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 6), "choices"), 0);
     assert_string_equal(cJSON_GetObjectItem(fin, "finish_reason")->valuestring, "tool_calls");
-    assert_string_equal(cJSON_GetArrayItem(all, 6)->valuestring, "[DONE]");
+    assert_string_equal(cJSON_GetArrayItem(all, 7)->valuestring, "[DONE]");
     cJSON_Delete(all);
     cellm_srv_stream_pos_free(&pos);
     cellm_srv_req_free(r);

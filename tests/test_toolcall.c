@@ -18,6 +18,10 @@
 struct got {
     char content[4096], reasoning[4096], calls[4096];
     int n_calls, bad_delta;
+    /* streamed calls: the pieces of each call begun, how many began and ended, the most
+     * pieces one call's arguments came in */
+    char live[8][1024];
+    int n_begun, n_ended, max_pieces, pieces;
     const char *const *marks; /* the style's markers */
     int last_partial;         /* the last content delta ended in part of a marker */
 };
@@ -65,9 +69,43 @@ static int on_call(void *ud, const char *name, const char *args)
     return 0;
 }
 
-/* Parses out with the style of tmpl, fed in pieces of `step` bytes (0 = all at once). */
+static int on_begin(void *ud, const char *name)
+{
+    struct got *g = ud;
+    assert_true(name[0]);
+    assert_true(g->n_begun < 8);
+    g->live[g->n_begun++][0] = 0;
+    g->pieces = 0;
+    return 0;
+}
+
+static int on_args(void *ud, const char *s, size_t n)
+{
+    struct got *g = ud;
+    assert_true(g->n_begun > 0);
+    assert_true(n > 0);
+    char *b = g->live[g->n_begun - 1];
+    assert_true(strlen(b) + n < sizeof g->live[0]);
+    strncat(b, s, n);
+    if (++g->pieces > g->max_pieces) g->max_pieces = g->pieces;
+    return 0;
+}
+
+/* Streamed: a call completes the oldest one begun, whose pieces must add up to it. */
+static int on_live_call(void *ud, const char *name, const char *args)
+{
+    struct got *g = ud;
+    assert_true(g->n_ended < g->n_begun);
+    const char *joined = g->live[g->n_ended++];
+    if (!args) return 0;
+    assert_string_equal(joined, args);
+    return on_call(ud, name, args);
+}
+
+/* Parses out with the style of tmpl, fed in pieces of `step` bytes (0 = all at once);
+ * live: with call_begin and call_args. */
 static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const char *out,
-                  size_t step, struct got *g)
+                  size_t step, int live, struct got *g)
 {
     memset(g, 0, sizeof *g);
     struct cellm_tc_style st = cellm_tc_detect(tmpl);
@@ -87,7 +125,12 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
     struct cellm_tc *p = NULL;
     struct cellm_error err;
     assert_int_equal(cellm_tc_new(&st, in_reasoning, tools, &p, &err), CELLM_OK);
-    struct cellm_tc_sink k = {g, on_content, on_reasoning, on_call};
+    struct cellm_tc_sink k = {g,
+                              on_content,
+                              on_reasoning,
+                              live ? on_live_call : on_call,
+                              live ? on_begin : NULL,
+                              live ? on_args : NULL};
     size_t n = strlen(out);
     for (size_t i = 0; i < n;) {
         size_t m = step && step < n - i ? step : n - i;
@@ -96,6 +139,7 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
     }
     assert_int_equal(cellm_tc_finish(p, &k, &err), CELLM_OK);
     cellm_tc_free(p);
+    if (live) assert_int_equal(g->n_ended, g->n_begun);
 }
 
 /* Every feeding gives content, reasoning and calls as expected. */
@@ -103,12 +147,14 @@ static void check_tools(const char *tmpl, int in_reasoning, const cJSON *tools, 
                         const char *content, const char *reasoning, const char *calls)
 {
     static const size_t steps[] = {0, 1, 2, 3, 5, 7, 13};
-    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+    for (size_t i = 0; i < 2 * sizeof steps / sizeof *steps; i++) {
         struct got g;
-        parse(tmpl, in_reasoning, tools, out, steps[i], &g);
+        size_t step = steps[i % (sizeof steps / sizeof *steps)];
+        int live = i >= sizeof steps / sizeof *steps;
+        parse(tmpl, in_reasoning, tools, out, step, live, &g);
         if (strcmp(g.content, content) || strcmp(g.reasoning, reasoning) || strcmp(g.calls, calls))
-            fprintf(stderr, "step %zu:\n content   [%s]\n reasoning [%s]\n calls     [%s]\n",
-                    steps[i], g.content, g.reasoning, g.calls);
+            fprintf(stderr, "step %zu%s:\n content   [%s]\n reasoning [%s]\n calls     [%s]\n",
+                    step, live ? " (live)" : "", g.content, g.reasoning, g.calls);
         assert_string_equal(g.content, content);
         assert_string_equal(g.reasoning, reasoning);
         assert_string_equal(g.calls, calls);
@@ -315,13 +361,108 @@ static void test_detect_hub(void **state)
     if (!seen) skip();
 }
 
+/* Streamed, a long call's arguments arrive in many pieces, not at its end: fed a byte at a
+ * time, at least `min` pieces for the call, and the same result as not streamed. */
+static void live_pieces(const char *tmpl, const cJSON *tools, const char *out, const char *calls,
+                        int min)
+{
+    struct got whole, live;
+    parse(tmpl, 0, tools, out, 0, 0, &whole);
+    parse(tmpl, 0, tools, out, 1, 1, &live);
+    assert_string_equal(live.calls, calls);
+    assert_string_equal(whole.calls, calls);
+    assert_string_equal(live.content, whole.content);
+    if (live.max_pieces < min) fprintf(stderr, "%d pieces for %s\n", live.max_pieces, out);
+    assert_true(live.max_pieces >= min);
+}
+
+static void test_live(void **state)
+{
+    (void)state;
+    cJSON *tools = cJSON_Parse(
+        "[{\"type\":\"function\",\"function\":{\"name\":\"write\",\"parameters\":{\"type\":"
+        "\"object\",\"properties\":{\"path\":{\"type\":\"string\"},\"text\":{\"type\":"
+        "\"string\"},\"n\":{\"type\":\"integer\"}}}}}]");
+    assert_non_null(tools);
+    const char *args = "{\"path\":\"a.txt\",\"text\":\"line one\\nline \\\"two\\\"\",\"n\":7}";
+    char want[256];
+    snprintf(want, sizeof want, "write %s;", args);
+    live_pieces(QWEN25, NULL,
+                "<tool_call>\n{\"name\": \"write\", \"arguments\": {\"path\": \"a.txt\", \"text\": "
+                "\"line one\\nline \\\"two\\\"\", \"n\": 7}}\n</tool_call>",
+                want, 20);
+    live_pieces(CODER, tools,
+                "<tool_call>\n<function=write>\n<parameter=path>\na.txt\n</parameter>\n"
+                "<parameter=text>\nline one\nline \"two\"\n</parameter>\n<parameter=n>\n7\n"
+                "</parameter>\n</function>\n</tool_call>",
+                want, 10);
+    live_pieces(LLAMA3, NULL,
+                "{\"name\": \"write\", \"parameters\": {\"path\": \"a.txt\", \"text\": \"line "
+                "one\\nline \\\"two\\\"\", \"n\": 7}}",
+                want, 20);
+    live_pieces(MISTRAL, NULL,
+                "[TOOL_CALLS]write[ARGS]{\"path\": \"a.txt\", \"text\": \"line one\\nline "
+                "\\\"two\\\"\", \"n\": 7}",
+                want, 20);
+    live_pieces(
+        MISTRAL, NULL,
+        "[TOOL_CALLS][{\"name\": \"write\", \"arguments\": {\"path\": \"a.txt\", \"text\": "
+        "\"line one\\nline \\\"two\\\"\", \"n\": 7}}, {\"name\": \"f\", \"arguments\": {}}]",
+        "write {\"path\":\"a.txt\",\"text\":\"line one\\nline \\\"two\\\"\",\"n\":7};f {};", 20);
+    live_pieces(HARMONY, NULL,
+                "<|channel|>commentary to=functions.write <|constrain|>json<|message|>{\"path\": "
+                "\"a.txt\", \"text\": \"line one\\nline \\\"two\\\"\", \"n\": 7}<|call|>",
+                want, 20);
+    /* a head of another shape is sent whole, once complete */
+    live_pieces(QWEN25, NULL,
+                "<tool_call>{\"arguments\": {\"n\": 7}, \"name\": \"write\"}</tool_call>",
+                "write {\"n\":7};", 1);
+    cJSON_Delete(tools);
+}
+
+/* The real templates committed in tests/chat/templates: each detected as its family
+ * writes calls (they are in the repository, so this never skips). */
+static void test_detect_real(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *file;
+        enum cellm_tc_format f;
+        int think;
+    } want[] = {{"gpt_oss.jinja", CELLM_TC_HARMONY, 0},
+                {"qwen3_coder.jinja", CELLM_TC_QWEN3_CODER, 0},
+                {"mistral_small_3_2.jinja", CELLM_TC_MISTRAL, 0},
+                {"devstral_small_2507.jinja", CELLM_TC_MISTRAL, 0}};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", CELLM_TEMPLATE_DIR, want[i].file);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *buf = malloc((size_t)len + 1);
+        assert_non_null(buf);
+        size_t n = fread(buf, 1, (size_t)len, f);
+        fclose(f);
+        buf[n] = 0;
+        struct cellm_tc_style st = cellm_tc_detect(buf);
+        free(buf);
+        if (st.format != want[i].f)
+            fprintf(stderr, "%s: %s\n", want[i].file, cellm_tc_format_name(st.format));
+        assert_int_equal(st.format, want[i].f);
+        assert_int_equal(st.think, want[i].think);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_detect),  cmocka_unit_test(test_hermes),
-        cmocka_unit_test(test_think),   cmocka_unit_test(test_qwen3_coder),
-        cmocka_unit_test(test_llama3),  cmocka_unit_test(test_mistral),
-        cmocka_unit_test(test_harmony), cmocka_unit_test(test_detect_hub),
+        cmocka_unit_test(test_detect),      cmocka_unit_test(test_hermes),
+        cmocka_unit_test(test_think),       cmocka_unit_test(test_qwen3_coder),
+        cmocka_unit_test(test_llama3),      cmocka_unit_test(test_mistral),
+        cmocka_unit_test(test_harmony),     cmocka_unit_test(test_detect_hub),
+        cmocka_unit_test(test_detect_real), cmocka_unit_test(test_live),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,9 +5,9 @@
  * SSE events of whatever output a client has not seen yet (cellm_srv_stream_events,
  * called under the server mutex by http_wait.c's content reader): a role chunk first
  * (chat), per choice its new reasoning (delta.reasoning_content), text, ids and logprobs,
- * its new tool calls (delta.tool_calls: a head with index, id, type, function.name and
- * empty arguments, then the arguments, as OpenAI streams them) and, once done, its finish
- * chunk;
+ * its tool calls (delta.tool_calls: a head with index, id, type, function.name and
+ * empty arguments, then the arguments in pieces as the model writes them, as OpenAI and
+ * vLLM stream them) and, once done, its finish chunk;
  * then the usage chunk (stream_options.include_usage) and [DONE], or an error event.
  * Logprobs are those the engine computed (log-softmax of the raw logits) in the
  * endpoint's shape. Also the one-line request log.
@@ -271,12 +271,24 @@ static char *reasoning_chunk(const struct cellm_server *s, const struct srv_req 
     return delta_chunk(s, r, k, d);
 }
 
-/* Tool call i of choice k, as OpenAI streams one: its head, then its arguments. */
+/* Tool call i of choice k, as OpenAI streams one: its head, then its arguments in pieces
+ * (here bytes from..to of them). */
 static char *call_chunk(const struct cellm_server *s, const struct srv_req *r, int k, int i,
-                        int head_part)
+                        int head_part, size_t from, size_t to)
 {
+    const struct srv_call *c = &r->ch[k].calls[i];
     cJSON *d = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(d, "tool_calls");
-    cJSON_AddItemToArray(a, call_json(&r->ch[k].calls[i], i, head_part));
+    if (head_part) {
+        cJSON_AddItemToArray(a, call_json(c, i, 1));
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "index", i);
+        char *piece = strndup(c->args + from, to - from);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "function"), "arguments",
+                                piece ? piece : "");
+        free(piece);
+        cJSON_AddItemToArray(a, o);
+    }
     return delta_chunk(s, r, k, d);
 }
 
@@ -288,8 +300,9 @@ int cellm_srv_stream_pos_init(struct srv_stream_pos *pos, int n)
     pos->finish_sent = calloc((size_t)n, sizeof *pos->finish_sent);
     pos->sent_reasoning = calloc((size_t)n, sizeof *pos->sent_reasoning);
     pos->sent_calls = calloc((size_t)n, sizeof *pos->sent_calls);
+    pos->sent_args = calloc((size_t)n, sizeof *pos->sent_args);
     return pos->sent_text && pos->sent_ids && pos->finish_sent && pos->sent_reasoning &&
-                   pos->sent_calls
+                   pos->sent_calls && pos->sent_args
                ? 0
                : -1;
 }
@@ -302,6 +315,7 @@ void cellm_srv_stream_pos_free(struct srv_stream_pos *pos)
     free(pos->finish_sent);
     free(pos->sent_reasoning);
     free(pos->sent_calls);
+    free(pos->sent_args);
 }
 
 int cellm_srv_stream_pending(const struct srv_req *r, const struct srv_stream_pos *pos)
@@ -312,6 +326,8 @@ int cellm_srv_stream_pending(const struct srv_req *r, const struct srv_stream_po
         if (c->text_len > pos->sent_text[k] || c->n_ids > pos->sent_ids[k] ||
             c->reasoning_len > pos->sent_reasoning[k] || c->n_calls > pos->sent_calls[k] ||
             (c->done && !pos->finish_sent[k]))
+            return 1;
+        if (pos->sent_calls[k] && c->calls[pos->sent_calls[k] - 1].args_len > pos->sent_args[k])
             return 1;
     }
     return 0;
@@ -331,6 +347,17 @@ static int cat(char **buf, size_t *len, char *ev)
     *len += n;
     free(ev);
     return 0;
+}
+
+/* The arguments of the last call whose head was sent, as far as they have arrived. */
+static int call_args_events(const struct cellm_server *s, const struct srv_req *r, int k,
+                            struct srv_stream_pos *pos, char **out, size_t *len)
+{
+    int i = pos->sent_calls[k] - 1;
+    if (i < 0 || r->ch[k].calls[i].args_len <= pos->sent_args[k]) return 0;
+    char *ev = call_chunk(s, r, k, i, 0, pos->sent_args[k], r->ch[k].calls[i].args_len);
+    pos->sent_args[k] = r->ch[k].calls[i].args_len;
+    return cat(out, len, ev);
 }
 
 static char *chat_events(const struct cellm_server *s, const struct srv_req *r,
@@ -357,8 +384,10 @@ static char *chat_events(const struct cellm_server *s, const struct srv_req *r,
         size_t t0 = pos->sent_text[k];
         int i0 = pos->sent_ids[k];
         int more_ids = c->n_ids > i0 && (r->p.return_ids || r->p.logprobs >= 0);
-        /* thoughts come before the answer they lead to, calls after it */
-        if (c->reasoning_len > pos->sent_reasoning[k])
+        /* the arguments of a call in progress come first (anything newer follows the
+         * call), then thoughts before the answer they lead to, calls after it */
+        rc = call_args_events(s, r, k, pos, &out, &len);
+        if (!rc && c->reasoning_len > pos->sent_reasoning[k])
             rc =
                 cat(&out, &len, reasoning_chunk(s, r, k, pos->sent_reasoning[k], c->reasoning_len));
         pos->sent_reasoning[k] = c->reasoning_len;
@@ -366,9 +395,11 @@ static char *chat_events(const struct cellm_server *s, const struct srv_req *r,
             rc = cat(&out, &len, chunk(s, r, k, 0, t0, c->text_len, i0, c->n_ids, NULL));
         pos->sent_text[k] = c->text_len;
         pos->sent_ids[k] = c->n_ids;
-        for (; !rc && pos->sent_calls[k] < c->n_calls; pos->sent_calls[k]++) {
-            rc = cat(&out, &len, call_chunk(s, r, k, pos->sent_calls[k], 1));
-            if (!rc) rc = cat(&out, &len, call_chunk(s, r, k, pos->sent_calls[k], 0));
+        while (!rc && pos->sent_calls[k] < c->n_calls) {
+            rc = cat(&out, &len, call_chunk(s, r, k, pos->sent_calls[k], 1, 0, 0));
+            pos->sent_calls[k]++;
+            pos->sent_args[k] = 0;
+            if (!rc) rc = call_args_events(s, r, k, pos, &out, &len);
         }
         if (!rc && c->done && !pos->finish_sent[k]) {
             rc = cat(&out, &len,

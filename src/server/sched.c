@@ -183,12 +183,9 @@ static void call_id(struct srv_choice *c, char *id, size_t cap)
     id[w] = 0;
 }
 
-static int on_call(void *ud, const char *name, const char *args)
+/* A new call with the name and arguments given (args "" while streamed). */
+static int add_call(struct srv_choice *c, const char *name, const char *args)
 {
-    struct srv_choice *c = ud;
-    if (!c->r->p.tool_calls) /* a call the request did not allow (harmony): show it */
-        return on_content(ud, args, strlen(args));
-    if (c->n_calls && !c->r->p.parallel_tool_calls) return 0; /* the first call only */
     if (c->n_calls == c->calls_cap) {
         int cap = c->calls_cap ? 2 * c->calls_cap : 4;
         struct srv_call *v = realloc(c->calls, (size_t)cap * sizeof *v);
@@ -200,6 +197,7 @@ static int on_call(void *ud, const char *name, const char *args)
     call_id(c, k->id, sizeof k->id);
     k->name = strdup(name);
     k->args = strdup(args);
+    k->args_len = strlen(args);
     if (!k->name || !k->args) {
         free(k->name);
         free(k->args);
@@ -207,6 +205,51 @@ static int on_call(void *ud, const char *name, const char *args)
     }
     c->n_calls++;
     return 0;
+}
+
+/* Streamed calls (a stream with tools): each call is published as it is generated, its
+ * head once its name is known and its arguments in pieces (api_out.c sends what is new);
+ * with parallel_tool_calls false, calls after the first are dropped here. */
+static int keep_call(const struct srv_choice *c, int j)
+{
+    return j == 0 || c->r->p.parallel_tool_calls;
+}
+
+static int on_call_begin(void *ud, const char *name)
+{
+    struct srv_choice *c = ud;
+    return keep_call(c, c->calls_begun++) ? add_call(c, name, "") : 0;
+}
+
+static int on_call_args(void *ud, const char *s, size_t n)
+{
+    struct srv_choice *c = ud;
+    if (!c->n_calls || !keep_call(c, c->calls_begun - 1)) return 0;
+    struct srv_call *k = &c->calls[c->n_calls - 1];
+    char *a = realloc(k->args, k->args_len + n + 1);
+    if (!a) return -1;
+    memcpy(a + k->args_len, s, n);
+    k->args_len += n;
+    a[k->args_len] = 0;
+    k->args = a;
+    return 0;
+}
+
+static int on_call(void *ud, const char *name, const char *args)
+{
+    struct srv_choice *c = ud;
+    if (c->r->p.stream && c->r->p.tool_calls) {
+        /* completes the oldest call begun; its arguments have all been given in pieces
+         * (NULL: it proved malformed; what was sent stands) */
+        (void)name;
+        (void)args;
+        c->calls_ended++;
+        return 0;
+    }
+    if (!c->r->p.tool_calls) /* a call the request did not allow (harmony): show it */
+        return on_content(ud, args, strlen(args));
+    if (c->n_calls && !c->r->p.parallel_tool_calls) return 0; /* the first call only */
+    return add_call(c, name, args);
 }
 
 /* Publishes what the last step produced for c (under s->mu). Returns 1 when c is done. */
@@ -248,7 +291,14 @@ static int publish_locked(struct cellm_server *s, struct srv_choice *c)
     }
     s->m.tokens_out += (unsigned long long)o.n_ids;
     if (c->tc) {
-        struct cellm_tc_sink k = {c, on_content, on_reasoning, on_call};
+        /* streamed with tools: calls as they are generated */
+        int live = r->p.stream && r->p.tool_calls;
+        struct cellm_tc_sink k = {c,
+                                  on_content,
+                                  on_reasoning,
+                                  on_call,
+                                  live ? on_call_begin : NULL,
+                                  live ? on_call_args : NULL};
         struct cellm_error ce;
         if (!oom && o.text_len) oom = cellm_tc_feed(c->tc, o.text, o.text_len, &k, &ce) != 0;
         if (!oom && o.done) oom = cellm_tc_finish(c->tc, &k, &ce) != 0;

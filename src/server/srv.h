@@ -88,12 +88,14 @@ struct srv_choice {
     size_t reasoning_len, reasoning_cap;
     struct srv_call *calls;
     int n_calls, calls_cap;
+    int calls_begun, calls_ended; /* streamed calls: begun and completed (kept or not) */
 };
 
 /* A tool call parsed out of a choice's output. */
 struct srv_call {
     char id[40];
-    char *name, *args;
+    char *name, *args; /* args: streamed, what has arrived so far */
+    size_t args_len;
 };
 
 struct srv_req {
@@ -124,7 +126,8 @@ struct srv_stream_pos {
     int *sent_ids;          /* [n] */
     int *finish_sent;       /* [n] */
     size_t *sent_reasoning; /* [n] */
-    int *sent_calls;        /* [n] */
+    int *sent_calls;        /* [n] heads of tool calls sent */
+    size_t *sent_args;      /* [n] bytes of the last sent head's arguments sent */
     int role_sent;
     struct srv_adapt_stream *adapt; /* NULL, or the state of a Responses / Messages stream */
 };
@@ -183,7 +186,7 @@ struct cellm_server {
     int sched_started;
     void *daemon; /* struct MHD_Daemon */
     int port;
-    struct srv_http *http; /* http.c's connection state (pools, waiting list) */
+    struct srv_http *http;        /* http.c's connection state (pools, waiting list) */
     struct srv_item_store *items; /* Responses output items for item_reference (api_store.c) */
 };
 

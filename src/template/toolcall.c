@@ -4,31 +4,17 @@
  * The parser keeps the text it has not decided yet (pend) and a state: plain text,
  * reasoning, inside a call, or for harmony a message header or body. Each feed appends
  * and then decides as much as it can; what could still be the start of a marker stays in
- * pend. Calls are buffered whole, since only a complete call can be checked.
+ * pend. Calls are buffered whole, since only a complete call can be checked; a sink that
+ * takes calls as they are generated also gets toolcall_stream.c's view of the call so far.
+ * A call's arguments are its JSON text without the whitespace outside strings (not a
+ * reprint), so that the pieces streamed from the text so far add up to them.
  */
-#include "template/toolcall.h"
-
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
 #include "base/error.h"
-
-enum state { S_TEXT, S_REASON, S_CALL, S_HEADER, S_BODY, S_PLAIN };
-enum body { B_CONTENT, B_REASON, B_CALL };
-
-struct cellm_tc {
-    struct cellm_tc_style st;
-    cJSON *tools;
-    enum state state;
-    char *pend;
-    size_t n, cap;
-    int skip_ws;        /* drop whitespace that opens what comes next */
-    int started;        /* something other than whitespace has been decided */
-    const char *opener; /* the marker that opened the call ("" for a bare JSON call) */
-    enum body body;     /* harmony: what the current message's body is */
-    char *callee;       /* harmony: the function the current message calls */
-};
+#include "template/toolcall_impl.h"
 
 static const char *const CALL_OPEN = "<tool_call>", *const CALL_CLOSE = "</tool_call>";
 static const char *const THINK_OPEN = "<think>", *const THINK_CLOSE = "</think>";
@@ -97,6 +83,8 @@ enum cellm_status cellm_tc_new(const struct cellm_tc_style *style, int in_reason
 void cellm_tc_free(struct cellm_tc *p)
 {
     if (!p) return;
+    tc_stream_reset(p);
+    cellm_free(p->sent);
     cJSON_Delete(p->tools);
     cellm_free(p->pend);
     cellm_free(p->callee);
@@ -105,10 +93,7 @@ void cellm_tc_free(struct cellm_tc *p)
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static int is_ws(char c)
-{
-    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
-}
+#define is_ws tc_is_ws
 
 static void consume(struct cellm_tc *p, size_t k)
 {
@@ -133,8 +118,7 @@ static size_t find_first(const char *s, size_t n, const char *const *marks, int 
     return best;
 }
 
-/* Length of the longest end of s[0..n) that is a proper start of one of marks. */
-static size_t held(const char *s, size_t n, const char *const *marks, int nm)
+size_t tc_held(const char *s, size_t n, const char *const *marks, int nm)
 {
     size_t best = 0;
     for (int m = 0; m < nm; m++) {
@@ -183,21 +167,122 @@ static int emit(const struct cellm_tc_sink *k, int reasoning, const char *s, siz
     return f ? f(k->ud, s, n) : 0;
 }
 
-/* {"name": N, "arguments" | "parameters": {...}} to a call; 0 = done, 1 = not a call,
- * -1 = the sink failed. */
-static int call_from_object(const cJSON *o, const struct cellm_tc_sink *k)
+size_t tc_mini_feed(struct tc_mini *m, const char *s, size_t n, char *out, size_t *used,
+                    int *closed)
+{
+    size_t w = 0, i = 0;
+    *closed = 0;
+    for (; i < n && !*closed; i++) {
+        char c = s[i];
+        if (m->str) {
+            out[w++] = c;
+            if (m->esc)
+                m->esc = 0;
+            else if (c == '\\')
+                m->esc = 1;
+            else if (c == '"')
+                m->str = 0;
+            continue;
+        }
+        if (is_ws(c)) continue;
+        out[w++] = c;
+        if (c == '"')
+            m->str = 1;
+        else if (c == '{' || c == '[')
+            m->depth++;
+        else if ((c == '}' || c == ']') && --m->depth <= 0)
+            *closed = 1;
+    }
+    *used = i;
+    return w;
+}
+
+char *tc_minify(const char *s, size_t n)
+{
+    char *o = malloc(n + 1);
+    if (!o) return NULL;
+    struct tc_mini m = {0, 0, 0};
+    size_t used;
+    int closed;
+    size_t w = tc_mini_feed(&m, s, n, o, &used, &closed);
+    o[w] = 0;
+    return o;
+}
+
+/* The end of the JSON value at s[i] (after whitespace), in text cJSON has accepted. */
+static size_t value_end(const char *s, size_t n, size_t i)
+{
+    while (i < n && is_ws(s[i]))
+        i++;
+    if (i >= n) return n;
+    if (s[i] == '"') {
+        for (i++; i < n && s[i] != '"'; i++)
+            if (s[i] == '\\') i++;
+        return i < n ? i + 1 : n;
+    }
+    if (s[i] == '{' || s[i] == '[') {
+        long sp = json_span(s + i, n - i);
+        return sp > 0 ? i + (size_t)sp : n;
+    }
+    while (i < n && !is_ws(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']')
+        i++;
+    return i;
+}
+
+/* Whether the JSON string q[0..n) (quotes included) is key. */
+static int key_is(const char *q, size_t n, const char *key)
+{
+    if (!memchr(q, '\\', n)) return n == strlen(key) + 2 && !memcmp(q + 1, key, n - 2);
+    cJSON *v = cJSON_ParseWithLength(q, n);
+    int r = cJSON_IsString(v) && !strcmp(v->valuestring, key);
+    cJSON_Delete(v);
+    return r;
+}
+
+/* The text of member key's value in the object s[0..n) (accepted by cJSON): the first
+ * such member, as cJSON_GetObjectItem finds it. 0 when absent. */
+static int member(const char *s, size_t n, const char *key, size_t *at, size_t *len)
+{
+    size_t i = 0;
+    while (i < n && s[i] != '{')
+        i++;
+    for (i++;;) {
+        while (i < n && (is_ws(s[i]) || s[i] == ','))
+            i++;
+        if (i >= n || s[i] != '"') return 0;
+        size_t ke = value_end(s, n, i);
+        int match = key_is(s + i, ke - i, key);
+        for (i = ke; i < n && (is_ws(s[i]) || s[i] == ':'); i++)
+            ;
+        size_t ve = value_end(s, n, i);
+        if (match) {
+            *at = i;
+            *len = ve - i;
+            return 1;
+        }
+        i = ve;
+    }
+}
+
+/* {"name": N, "arguments" | "parameters": {...}}, whose text is raw[0..rn), to a call;
+ * 0 = done, 1 = not a call, -1 = the sink failed. */
+static int call_from_object(const cJSON *o, const char *raw, size_t rn,
+                            const struct cellm_tc_sink *k)
 {
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
     if (!cJSON_IsObject(o) || !cJSON_IsString(name) || !name->valuestring[0]) return 1;
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "arguments");
-    if (!a) a = cJSON_GetObjectItemCaseSensitive(o, "parameters");
+    const char *key = "arguments";
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!a) a = cJSON_GetObjectItemCaseSensitive(o, key = "parameters");
     char *args = NULL;
+    size_t at, len;
     if (!a)
         args = strdup("{}");
     else if (cJSON_IsString(a))
         args = strdup(a->valuestring);
     else if (cJSON_IsObject(a))
-        args = cJSON_PrintUnformatted(a);
+        args =
+            member(raw, rn, key, &at, &len) ? tc_minify(raw + at, len) : cJSON_PrintUnformatted(a);
     else
         return 1;
     if (!args) return -1;
@@ -219,17 +304,25 @@ static int calls_from_json(const char *s, size_t n, const struct cellm_tc_sink *
         cJSON_ArrayForEach(e, v) if (!cJSON_IsObject(e) ||
                                      !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(e, "name")))
             rc = 1;
-        for (e = rc ? NULL : v->child; e && !rc; e = e->next)
-            rc = call_from_object(e, k);
+        size_t i = 0;
+        while (i < n && s[i] != '[')
+            i++;
+        i++;
+        for (e = rc ? NULL : v->child; e && !rc; e = e->next) {
+            while (i < n && (is_ws(s[i]) || s[i] == ','))
+                i++;
+            size_t ve = value_end(s, n, i);
+            rc = call_from_object(e, s + i, ve - i, k);
+            i = ve;
+        }
     } else if (cJSON_IsObject(v)) {
-        rc = call_from_object(v, k);
+        rc = call_from_object(v, s, n, k);
     }
     cJSON_Delete(v);
     return rc;
 }
 
-/* The declared JSON type of function fn's parameter par in the tools list, or NULL. */
-static const char *param_type(const cJSON *tools, const char *fn, const char *par)
+const char *tc_param_type(const cJSON *tools, const char *fn, const char *par)
 {
     const cJSON *t;
     cJSON_ArrayForEach(t, tools)
@@ -246,7 +339,7 @@ static const char *param_type(const cJSON *tools, const char *fn, const char *pa
     return NULL;
 }
 
-static char *dup_trim(const char *s, size_t n)
+char *tc_dup_trim(const char *s, size_t n)
 {
     while (n && is_ws(*s))
         s++, n--;
@@ -271,7 +364,7 @@ static int call_from_xml(const struct cellm_tc *p, const char *s, size_t n,
     char *gt = strncmp(q, "<function=", 10) ? NULL : strchr(q, '>');
     char *fend = gt ? strstr(gt, "</function>") : NULL;
     if (!args || !fend) goto out;
-    name = dup_trim(q + 10, (size_t)(gt - q - 10));
+    name = tc_dup_trim(q + 10, (size_t)(gt - q - 10));
     if (!name || !name[0]) goto out;
     for (q = gt + 1;;) {
         while (is_ws(*q))
@@ -280,12 +373,12 @@ static int call_from_xml(const struct cellm_tc *p, const char *s, size_t n,
         char *pg = strncmp(q, "<parameter=", 11) ? NULL : strchr(q, '>');
         char *pe = pg ? strstr(pg, "</parameter>") : NULL;
         if (!pe || pe > fend) goto out;
-        char *pn = dup_trim(q + 11, (size_t)(pg - q - 11));
+        char *pn = tc_dup_trim(q + 11, (size_t)(pg - q - 11));
         char *val = pg + 1;
         size_t vl = (size_t)(pe - val);
         if (vl && val[0] == '\n') val++, vl--;
         if (vl && val[vl - 1] == '\n') vl--;
-        const char *ty = pn ? param_type(p->tools, name, pn) : NULL;
+        const char *ty = pn ? tc_param_type(p->tools, name, pn) : NULL;
         cJSON *v = ty && !strcmp(ty, "string") ? NULL : cJSON_ParseWithLength(val, vl);
         if (!v) {
             char *sv = strndup(val, vl);
@@ -395,7 +488,7 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
             *len = off + (size_t)sp;
             char *name = strndup(s + i, name_end - i);
             cJSON *v = cJSON_ParseWithLength(s + off, (size_t)sp);
-            char *args = cJSON_IsObject(v) ? cJSON_PrintUnformatted(v) : NULL;
+            char *args = cJSON_IsObject(v) ? tc_minify(s + off, (size_t)sp) : NULL;
             rc = !name                                   ? -1
                  : !name[0] || !args                     ? 1
                  : k->call && k->call(k->ud, name, args) ? -1
@@ -453,16 +546,19 @@ static int harmony_header(struct cellm_tc *p, const char *h, size_t n)
 
 static int harmony_call(struct cellm_tc *p, const struct cellm_tc_sink *k, size_t bl)
 {
-    char *t = dup_trim(p->pend, bl);
+    char *t = tc_dup_trim(p->pend, bl);
     if (!t) return -1;
     cJSON *v = cJSON_Parse(t);
+    long sp = json_span(t, strlen(t));
     int rc;
-    if (cJSON_IsObject(v)) {
-        char *a = cJSON_PrintUnformatted(v);
-        rc = !a || (k->call && k->call(k->ud, p->callee, a)) ? -1 : 0;
+    if (cJSON_IsObject(v) && sp > 0) {
+        char *a = tc_minify(t, (size_t)sp);
+        struct cellm_tc_sink kw = k->call_begin ? tc_stream_sink(p, k) : *k;
+        rc = !a || (kw.call && kw.call(kw.ud, p->callee, a)) ? -1 : 0;
         free(a);
+        if (!rc && k->call_begin) rc = tc_stream_abandon(p, k);
     } else {
-        rc = emit(k, 0, p->pend, bl);
+        rc = (k->call_begin && tc_stream_abandon(p, k)) || emit(k, 0, p->pend, bl) ? -1 : 0;
     }
     cJSON_Delete(v);
     free(t);
@@ -496,16 +592,20 @@ static int run_harmony(struct cellm_tc *p, const struct cellm_tc_sink *k, int fi
             if (harmony_header(p, p->pend, hl)) return -1;
             consume(p, hl + strlen(H_MESSAGE));
             p->state = S_BODY;
+            tc_stream_reset(p);
             continue;
         }
         /* S_BODY */
         int which;
         size_t at = find_first(p->pend, p->n, ends, 4, &which);
         if (p->body == B_CALL) {
-            if (which < 0 && !final) return 0;
+            if (which < 0 && !final) {
+                size_t keep = tc_held(p->pend, p->n, ends, 4);
+                return k->call_begin ? tc_stream_preview(p, k, p->n - keep) : 0;
+            }
             if (harmony_call(p, k, at)) return -1;
         } else {
-            size_t keep = which < 0 && !final ? held(p->pend, p->n, ends, 4) : 0;
+            size_t keep = which < 0 && !final ? tc_held(p->pend, p->n, ends, 4) : 0;
             if (emit(k, p->body == B_REASON, p->pend, at - keep)) return -1;
             if (which < 0) {
                 consume(p, at - keep);
@@ -551,7 +651,7 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
             int which;
             size_t at = find_first(p->pend, p->n, close, 1, &which);
             size_t end = at;
-            if (which < 0 && !final) end -= held(p->pend, p->n, close, 1);
+            if (which < 0 && !final) end -= tc_held(p->pend, p->n, close, 1);
             size_t out = end;
             if (which >= 0 || !final)
                 while (out && is_ws(p->pend[out - 1]))
@@ -568,9 +668,12 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
         }
         if (p->state == S_CALL) {
             size_t len = 0;
-            int bad = 0, r = call_step(p, k, final, &len, &bad);
+            struct cellm_tc_sink kw = k->call_begin ? tc_stream_sink(p, k) : *k;
+            int bad = 0, r = call_step(p, &kw, final, &len, &bad);
             if (r == -2) return -1;
-            if (r == 0) return 0;
+            if (r == 0) return k->call_begin ? tc_stream_preview(p, k, p->n) : 0;
+            /* calls begun and not completed: malformed after all */
+            if (k->call_begin && tc_stream_abandon(p, k)) return -1;
             if (r < 0) {
                 /* not a call after all: the opener is text, and what follows it is read
                  * again as text (so the result does not depend on how the text was cut) */
@@ -602,12 +705,13 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
                 consume(p, i);
                 p->opener = "";
                 p->state = S_CALL;
+                tc_stream_reset(p);
                 continue;
             }
         }
         int which;
         size_t at = find_first(p->pend, p->n, marks, nm, &which);
-        size_t keep = which < 0 && !final ? held(p->pend, p->n, marks, nm) : 0;
+        size_t keep = which < 0 && !final ? tc_held(p->pend, p->n, marks, nm) : 0;
         if (emit(k, 0, p->pend, at - keep)) return -1;
         if (at - keep) p->started = 1;
         if (which < 0) {
@@ -621,6 +725,7 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
         } else {
             p->opener = marks[which];
             p->state = S_CALL;
+            tc_stream_reset(p);
         }
     }
 }

@@ -23,6 +23,14 @@
  * name, an unterminated call at the end) is given back as content, markers included, which
  * is what llama-server and vLLM's parsers do with output they cannot parse.
  *
+ * A sink may also take a call as it is generated (call_begin, call_args): its name once
+ * the call's head is read, then its arguments in pieces, as vLLM and llama-server stream
+ * them; call() then completes it. The arguments are the model's own JSON text without the
+ * whitespace outside strings (a qwen3_coder call's: the object its parameters make, as
+ * cJSON prints it), so the pieces joined equal what a sink without call_begin receives. A
+ * call that turns out malformed after its head was sent ends with call(name, NULL) and its
+ * text then goes to the content as above: what was streamed cannot be taken back.
+ *
  * Reasoning: with a template that knows <think>, the text between <think> and </think>
  * is reasoning (also from the very start when the generation prompt opened <think>),
  * without the whitespace next to the tags; whitespace that opens the answer after
@@ -66,6 +74,12 @@ struct cellm_tc_sink {
     int (*content)(void *ud, const char *s, size_t n);
     int (*reasoning)(void *ud, const char *s, size_t n);
     int (*call)(void *ud, const char *name, const char *args);
+    /* Optional (both or neither): every call then opens with call_begin, sends its
+     * arguments through call_args (to the last call begun) and is completed by call(), in
+     * the order begun, with args the pieces joined, or NULL for a call that proved
+     * malformed after it began. */
+    int (*call_begin)(void *ud, const char *name);
+    int (*call_args)(void *ud, const char *s, size_t n);
 };
 
 struct cellm_tc;

@@ -12,9 +12,10 @@ bytes must be equal; when Python fails, the C side must fail too.
 ("templates"), every conversation ("conversations": {"name", "vars", "only"?}) is rendered
 with the config's bos_token and eos_token added, the way apply_chat_template passes them.
 
-"templates": every *.jinja file of TEMPLATE_DIR against every conversation, for templates
-that cannot be fetched from a package registry and so are not in the repository (gpt-oss,
-Mistral Small 3.2, Devstral: save a checkpoint's chat_template.jinja there).
+"templates": every *.jinja file of TEMPLATE_DIR against every conversation, for the real
+templates that no package registry carries, committed in tests/chat/templates (gpt-oss,
+Qwen3-Coder, Mistral Small 3.2, Devstral; SOURCES.md names where each came from). Any
+checkpoint's chat_template.jinja can be checked the same way from another directory.
 
     compare.py templates TEMPLATE_DIR CONVERSATIONS.json RENDER_BIN
 

@@ -4,6 +4,9 @@
  * byte picks the format, whether the output starts inside <think> and a piece size; the
  * rest is the output. It is parsed whole and in pieces of that size, and the two parses
  * must agree (content, reasoning and calls): how text arrives never changes what it means.
+ * A third parse, in pieces, takes the calls as they are generated (call_begin, call_args):
+ * each completed call's arguments must be its pieces joined, and the completed calls, the
+ * content and the reasoning must be the whole parse's.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,10 +19,13 @@ struct buf {
     size_t n, cap;
 };
 
-/* What a client assembles: the content, the reasoning, the calls (name NUL args NUL). */
+/* What a client assembles: the content, the reasoning, the calls (name NUL args NUL);
+ * streamed, the calls begun (name NUL pieces NUL each) and how many were completed. */
 struct acc {
     struct buf c, r, k;
     int fail;
+    struct buf live[64];
+    int n_live, n_ended;
 };
 
 static int put(struct buf *b, const char *s, size_t n)
@@ -52,17 +58,48 @@ static int on_call(void *ud, const char *name, const char *args)
     return put(k, name, strlen(name) + 1) || put(k, args, strlen(args) + 1);
 }
 
+static int on_begin(void *ud, const char *name)
+{
+    struct acc *a = ud;
+    (void)name;
+    a->n_live++; /* beyond 64 counted, not kept */
+    return 0;
+}
+static int on_args(void *ud, const char *s, size_t n)
+{
+    struct acc *a = ud;
+    if (!a->n_live) abort(); /* arguments before any call began */
+    return a->n_live > 64 ? 0 : put(&a->live[a->n_live - 1], s, n);
+}
+static int on_live_call(void *ud, const char *name, const char *args)
+{
+    struct acc *a = ud;
+    int j = a->n_ended++;
+    if (j >= a->n_live) abort(); /* completed a call that never began */
+    if (!args) return 0;
+    if (j >= 64) return on_call(ud, name, args);
+    struct buf *b = &a->live[j];
+    if (b->n != strlen(args) || (b->n && memcmp(b->p, args, b->n)))
+        abort(); /* the pieces do not add up to the call's arguments */
+    return on_call(ud, name, args);
+}
+
 static int same(const struct buf *a, const struct buf *b)
 {
     return a->n == b->n && (!a->n || !memcmp(a->p, b->p, a->n));
 }
 
 static void parse(const struct cellm_tc_style *st, int think, const char *s, size_t n, size_t step,
-                  struct acc *a)
+                  int live, struct acc *a)
 {
     struct cellm_tc *p = NULL;
     struct cellm_error err;
-    struct cellm_tc_sink k = {a, on_content, on_reasoning, on_call};
+    struct cellm_tc_sink k = {a,
+                              on_content,
+                              on_reasoning,
+                              live ? on_live_call : on_call,
+                              live ? on_begin : NULL,
+                              live ? on_args : NULL};
     if (cellm_tc_new(st, think, NULL, &p, &err)) {
         a->fail = 1;
         return;
@@ -82,13 +119,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t step = 1 + (data[0] >> 5);
     const char *s = (const char *)data + 1;
     size_t n = size - 1;
-    struct acc whole = {0}, pieces = {0};
-    parse(&st, think, s, n, n ? n : 1, &whole);
-    parse(&st, think, s, n, step, &pieces);
+    static struct acc whole, pieces, live;
+    memset(&whole, 0, sizeof whole);
+    memset(&pieces, 0, sizeof pieces);
+    memset(&live, 0, sizeof live);
+    parse(&st, think, s, n, n ? n : 1, 0, &whole);
+    parse(&st, think, s, n, step, 0, &pieces);
+    parse(&st, think, s, n, step, 1, &live);
     if (!whole.fail && !pieces.fail &&
         !(same(&whole.c, &pieces.c) && same(&whole.r, &pieces.r) && same(&whole.k, &pieces.k)))
         abort(); /* the harness's finding: the parse depends on how the text was cut */
+    if (!whole.fail && !live.fail && live.n_live <= 64 &&
+        !(same(&whole.c, &live.c) && same(&whole.r, &live.r) && same(&whole.k, &live.k) &&
+          live.n_ended == live.n_live))
+        abort(); /* streaming the calls changed what the output means */
     free(whole.c.p), free(whole.r.p), free(whole.k.p);
     free(pieces.c.p), free(pieces.r.p), free(pieces.k.p);
+    free(live.c.p), free(live.r.p), free(live.k.p);
+    for (int i = 0; i < 64; i++)
+        free(live.live[i].p);
     return 0;
 }

@@ -9,13 +9,16 @@
 // tokens as the one Python's jinja2 renders from the same conversation (tests/chat/render.py,
 // the transformers environment); chat_template_kwargs and reasoning_effort reach the
 // template; streamed and non-streamed answers agree; tool_choice required and named force
-// one call whose arguments follow the tool's schema (the grammar engine), streamed and not. The parsing of tool calls out of model output is tests/test_toolcall.c's
+// one call whose arguments follow the tool's schema (the grammar engine), streamed and not;
+// streamed, a long call's arguments arrive in many pieces that the openai client's stream
+// accumulator joins into the non-streamed arguments. The parsing of tool calls out of model
+// output is tests/test_toolcall.c's
 // (canned outputs of every format).
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { check, eq, fail, makeTextCheckpoint, post, startServer } from './lib.mjs';
+import { check, eq, fail, makeTextCheckpoint, post, sse, startServer } from './lib.mjs';
 
 const [bin, fixture, work] = process.argv.slice(2);
 if (!bin || !fixture || !work) fail('usage: tools.mjs BIN FIXTURE WORKDIR');
@@ -203,6 +206,53 @@ try {
       check(why.test(e.message), `the refusal says why: ${e.message}`);
     }
   }
+  phase = 'incremental tool-call arguments';
+  // streamed, a call's arguments arrive in pieces as the model writes them (as vLLM and
+  // llama-server stream them), not in one chunk at the end: the raw SSE has many argument
+  // deltas for a long call, and the openai client's stream accumulator rebuilds exactly the
+  // non-streamed arguments
+  {
+    const note = [{ type: 'function', function: { name: 'write_note', parameters: { type: 'object', properties: {
+      title: { type: 'string', minLength: 12, maxLength: 16 }, body: { type: 'string', minLength: 30, maxLength: 40 },
+      tags: { type: 'array', items: { type: 'string', enum: ['a', 'bb', 'ccc'] }, minItems: 3, maxItems: 3 } },
+    required: ['title', 'body', 'tags'], additionalProperties: false } } }];
+    const q = { ...req, tools: note, tool_choice: { type: 'function', function: { name: 'write_note' } },
+      max_tokens: 400, temperature: 1.0, seed: 5 };
+    const r = await client.chat.completions.create(q);
+    const call = r.choices[0].message.tool_calls?.[0];
+    check(call && call.function.name === 'write_note', `incremental: a forced call (${JSON.stringify(r.choices[0].message)})`);
+    const args = JSON.parse(call.function.arguments);
+    check(args.body.length >= 30 && args.tags.length === 3, `incremental: arguments ${call.function.arguments}`);
+    // a stream sends what the steps since its last write produced, so on a loaded machine
+    // several tokens share a chunk and the count of pieces varies (test_toolcall's
+    // test_live checks the parser's pieces exactly): up to four tries for more than one
+    let pieces = [];
+    for (let attempt = 0; attempt < 4 && pieces.length < 2; attempt++) {
+      const raw = await sse(`${srv.url}/v1/chat/completions`, { ...q, stream: true });
+      eq(raw.status, 200, 'incremental: raw stream');
+      pieces = [];
+      let heads = 0;
+      for (const ev of raw.events) {
+        if (ev === '[DONE]') continue;
+        for (const d of ev.choices[0]?.delta?.tool_calls ?? []) {
+          if (d.id) heads++;
+          eq(d.index, 0, 'incremental: one call index');
+          if (d.function?.arguments) pieces.push(d.function.arguments);
+        }
+      }
+      eq(heads, 1, 'incremental: one head');
+      eq(pieces.join(''), call.function.arguments, 'incremental: raw pieces join to the arguments');
+    }
+    check(pieces.length >= 2, `incremental: the arguments came in ${pieces.length} piece(s) in four tries`);
+    const stream = (client.chat.completions.stream ?? client.beta.chat.completions.stream).call(
+      client.chat.completions.stream ? client.chat.completions : client.beta.chat.completions, q);
+    const fin = await stream.finalChatCompletion();
+    const acc = fin.choices[0].message.tool_calls?.[0];
+    eq([acc?.id, acc?.function?.name, acc?.function?.arguments], [acc?.id, 'write_note', call.function.arguments],
+      'incremental: the openai stream accumulator rebuilds the non-streamed call');
+    eq(fin.choices[0].finish_reason, 'tool_calls', 'incremental: accumulated finish_reason');
+  }
+
   phase = 'malformed tool messages';
   for (const [messages, param] of [
     [[{ role: 'user', content: 'x', tool_calls: [] }], 'messages[0].tool_calls'],
