@@ -1,6 +1,6 @@
 /*
- * test_config.c: config.json and generation_config.json (src/checkpoint/config.c,
- * families.c).
+ * test_config.c: config.json and generation_config.json (src/model/hparams.c,
+ * family.c).
  *
  * Every fixture's config loads, and its quantization block matches the directory name
  * (qB-gG). Each family's fixture is then spot-checked for the dimensions and flags its
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "checkpoint/config.h"
+#include "model/hparams.h"
 
 static void contains(const char *msg, const char *word)
 {
@@ -86,9 +86,9 @@ static void every_fixture_loads(void **state)
             load_fixture(rel, &c);
             int bits = 0, group = 0;
             if (sscanf(v->d_name, "q%d-g%d", &bits, &group) == 2) {
-                if (c.q_bits != bits || c.q_group != group)
-                    fail_msg("%s: quantization %d/%d", rel, c.q_bits, c.q_group);
-            } else if (c.q_bits != 0) {
+                if (c.quant.bits != bits || c.quant.group != group)
+                    fail_msg("%s: quantization %d/%d", rel, c.quant.bits, c.quant.group);
+            } else if (c.quant.bits != 0) {
                 fail_msg("%s: unexpected quantization", rel);
             }
             assert_true(c.vocab > 0 && c.dim > 0 && c.n_layers > 0 && c.head_dim > 0);
@@ -143,8 +143,8 @@ static void fixture_families(void **state)
     assert_string_equal(c.model_type, "gemma3_text");
     assert_int_equal(c.dim, 64);
     assert_int_equal(c.n_layers, 4);
-    assert_int_equal(c.q_bits, 4);
-    assert_int_equal(c.q_group, 64);
+    assert_int_equal(c.quant.bits, 4);
+    assert_int_equal(c.quant.group, 64);
     assert_int_equal(c.tie_embeddings, 1);
     assert_int_equal(c.n_eos, 2);
     assert_int_equal(c.layer_sliding[2], 1);
@@ -191,16 +191,19 @@ static void fixture_families(void **state)
 
     load_fixture("qwen3-moe/q4-g64-bf16-stacked", &c); /* router overridden to 8 bits */
     int bits = 0, group = 0;
-    assert_int_equal(cellm_config_quant(&c, "model.layers.1.mlp.gate", &bits, &group), 1);
+    assert_int_equal(cellm_quant_module(&c.quant, "model.layers.1.mlp.gate", &bits, &group, NULL),
+                     1);
     assert_int_equal(bits, 8);
-    assert_int_equal(cellm_config_quant(&c, "model.layers.1.mlp.down_proj", &bits, &group), 1);
+    assert_int_equal(
+        cellm_quant_module(&c.quant, "model.layers.1.mlp.down_proj", &bits, &group, NULL), 1);
     assert_int_equal(bits, 4);
     cellm_config_free(&c);
 
     load_fixture("qwen3/bf16", &c);
     assert_int_equal(c.head_dim, 32); /* explicit head_dim, not dim / heads */
     assert_true(c.qk_norm);
-    assert_int_equal(cellm_config_quant(&c, "model.layers.0.mlp.up_proj", &bits, &group), -1);
+    assert_int_equal(
+        cellm_quant_module(&c.quant, "model.layers.0.mlp.up_proj", &bits, &group, NULL), -1);
     cellm_config_free(&c);
 
     load_fixture("llama3-untied/bf16", &c);
@@ -229,22 +232,22 @@ static void quant_modes(void **state)
                         "\"model.layers.1.mlp.up_proj\":{\"mode\":\"nvfp4\"},"
                         "\"lm_head\":true}}",
              NULL, &c);
-    assert_int_equal(c.q_mode, CELLM_QMODE_MXFP4);
-    assert_int_equal(cellm_config_quant_mode(&c, "model.layers.0.mlp.gate", &bits, &group, &mode),
+    assert_int_equal(c.quant.mode, CELLM_QMODE_MXFP4);
+    assert_int_equal(cellm_quant_module(&c.quant, "model.layers.0.mlp.gate", &bits, &group, &mode),
                      1);
     assert_true(bits == 8 && group == 64 && mode == CELLM_QMODE_AFFINE);
     assert_int_equal(
-        cellm_config_quant_mode(&c, "model.layers.1.mlp.up_proj", &bits, &group, &mode), 1);
+        cellm_quant_module(&c.quant, "model.layers.1.mlp.up_proj", &bits, &group, &mode), 1);
     assert_true(bits == 4 && group == 16 && mode == CELLM_QMODE_NVFP4); /* the mode's sizes */
-    assert_int_equal(cellm_config_quant_mode(&c, "lm_head", &bits, &group, &mode), 1);
+    assert_int_equal(cellm_quant_module(&c.quant, "lm_head", &bits, &group, &mode), 1);
     assert_true(bits == 4 && group == 32 && mode == CELLM_QMODE_MXFP4);
     assert_int_equal(
-        cellm_config_quant_mode(&c, "model.layers.0.mlp.up_proj", &bits, &group, &mode), 1);
+        cellm_quant_module(&c.quant, "model.layers.0.mlp.up_proj", &bits, &group, &mode), 1);
     assert_true(mode == CELLM_QMODE_MXFP4);
     cellm_config_free(&c);
     /* a mode without sizes takes its own */
     parse_ok(LLAMA_HEAD ",\"quantization\":{\"mode\":\"mxfp8\"}}", NULL, &c);
-    assert_true(c.q_bits == 8 && c.q_group == 32 && c.q_mode == CELLM_QMODE_MXFP8);
+    assert_true(c.quant.bits == 8 && c.quant.group == 32 && c.quant.mode == CELLM_QMODE_MXFP8);
     cellm_config_free(&c);
     parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxfp8\"}}",
                NULL, CELLM_ERR_FORMAT, "mode \"mxfp8\" has 8-bit codes; bits is 4", NULL);
@@ -259,14 +262,15 @@ static void quant_modes(void **state)
     parse_ok(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":8,"
                         "\"group_size\":-1,\"desc_act\":true,\"checkpoint_format\":\"gptq_v2\"}}",
              NULL, &c);
-    assert_true(c.hfq.method == CELLM_HFQ_GPTQ && c.hfq.bits == 8 && c.hfq.group == 0 &&
-                c.hfq.desc_act && !c.hfq.zero_one);
-    assert_int_equal(c.q_bits, 0);
+    assert_true(c.quant.hf.method == CELLM_HFQ_GPTQ && c.quant.hf.bits == 8 &&
+                c.quant.hf.group == 0 && c.quant.hf.desc_act && !c.quant.hf.zero_one);
+    assert_int_equal(c.quant.bits, 0);
     cellm_config_free(&c);
     parse_ok(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"fp8\","
                         "\"weight_block_size\":[128,64]}}",
              NULL, &c);
-    assert_true(c.hfq.method == CELLM_HFQ_FP8 && c.hfq.block[0] == 128 && c.hfq.block[1] == 64);
+    assert_true(c.quant.hf.method == CELLM_HFQ_FP8 && c.quant.hf.block[0] == 128 &&
+                c.quant.hf.block[1] == 64);
     cellm_config_free(&c);
     parse_fail(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"hqq\"}}", NULL,
                CELLM_ERR_UNSUPPORTED, "quant_method \"hqq\" is not supported", NULL);
@@ -409,11 +413,12 @@ static void model_types_and_keys(void **state)
                         "\"model.layers.0.mlp.up_proj\":true}}",
              NULL, &c);
     int bits = 0, group = 0;
-    assert_int_equal(cellm_config_quant(&c, "lm_head", &bits, &group), 0);
-    assert_int_equal(cellm_config_quant(&c, "model.embed_tokens", &bits, &group), 1);
+    assert_int_equal(cellm_quant_module(&c.quant, "lm_head", &bits, &group, NULL), 0);
+    assert_int_equal(cellm_quant_module(&c.quant, "model.embed_tokens", &bits, &group, NULL), 1);
     assert_int_equal(bits, 8);
     assert_int_equal(group, 64);
-    assert_int_equal(cellm_config_quant(&c, "model.layers.0.mlp.up_proj", &bits, &group), 1);
+    assert_int_equal(
+        cellm_quant_module(&c.quant, "model.layers.0.mlp.up_proj", &bits, &group, NULL), 1);
     assert_int_equal(bits, 4);
     cellm_config_free(&c);
 
@@ -496,7 +501,7 @@ static void allocation_failures(void **state)
         cellm_alloc_fail_after(-1);
         if (st == CELLM_OK) {
             ok = 1;
-            assert_int_equal(c.n_q_overrides, 1);
+            assert_int_equal(c.quant.n_overrides, 1);
             cellm_config_free(&c);
         } else if (st != CELLM_ERR_NOMEM) {
             fail_msg("allocation %ld failing gave %d: %s", n, st, err.msg);

@@ -242,14 +242,15 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
     for (int i = 0; i < c->n_eos; i++)
         printf("%s%d", i ? "," : " ", c->eos[i]);
     printf("%s\n", c->n_eos ? "" : " none");
-    if (c->q_bits && c->q_mode == CELLM_QMODE_AFFINE)
-        printf("quantization %d-bit, group %d (config.json), %d per-module override%s\n", c->q_bits,
-               c->q_group, c->n_q_overrides, c->n_q_overrides == 1 ? "" : "s");
-    else if (c->q_bits)
+    if (c->quant.bits && c->quant.mode == CELLM_QMODE_AFFINE)
+        printf("quantization %d-bit, group %d (config.json), %d per-module override%s\n",
+               c->quant.bits, c->quant.group, c->quant.n_overrides,
+               c->quant.n_overrides == 1 ? "" : "s");
+    else if (c->quant.bits)
         printf("quantization mode %s, %d-bit, group %d (config.json), %d per-module override%s\n",
-               cellm_qmode_name(c->q_mode), c->q_bits, c->q_group, c->n_q_overrides,
-               c->n_q_overrides == 1 ? "" : "s");
-    const struct cellm_hf_quant *hq = &c->hfq;
+               cellm_qmode_name(c->quant.mode), c->quant.bits, c->quant.group, c->quant.n_overrides,
+               c->quant.n_overrides == 1 ? "" : "s");
+    const struct cellm_hf_quant *hq = &c->quant.hf;
     if (hq->method == CELLM_HFQ_FP8)
         printf("quantization fp8 E4M3, weight_block_size [%d, %d] (quantization_config)\n",
                hq->block[0], hq->block[1]);

@@ -176,11 +176,11 @@ static enum cellm_status bind_blocks(struct binder *b, const struct cellm_ckpt_e
 {
     const struct cellm_ckpt_entry *se = cellm_ckpt_find(&b->d->ckpt, sname);
     if (!se) return cellm_ckpt_missing(&b->d->ckpt, sname, b->err);
-    if (b->d->cfg.hfq.method != CELLM_HFQ_MXFP4)
+    if (b->d->cfg.quant.hf.method != CELLM_HFQ_MXFP4)
         return cellm_errf(b->err, CELLM_ERR_FORMAT,
                           "%s: tensor %s is mxfp4 blocks but config.json's quantization_config "
                           "has quant_method \"%s\"; expected \"mxfp4\"",
-                          fname(b, be), be->name, cellm_hfq_name(b->d->cfg.hfq.method));
+                          fname(b, be), be->name, cellm_hfq_name(b->d->cfg.quant.hf.method));
     if (be->t->dtype != CELLM_DT_U8) return bad_dtype(b, be, "U8 (two E2M1 codes per byte)");
     if (se->t->dtype != CELLM_DT_U8) return bad_dtype(b, se, "U8 (E8M0 scales)");
     if (w->cols % 32)
@@ -206,7 +206,7 @@ static enum cellm_status bind_fp8(struct binder *b, const char *mod,
                                   const struct cellm_ckpt_entry *we, int64_t n_stack,
                                   struct cellm_weight *w)
 {
-    const struct cellm_hf_quant *q = &b->d->cfg.hfq;
+    const struct cellm_hf_quant *q = &b->d->cfg.quant.hf;
     char sname[280];
     snprintf(sname, sizeof sname, "%s.weight_scale_inv", mod);
     const struct cellm_ckpt_entry *se = cellm_ckpt_find(&b->d->ckpt, sname);
@@ -245,7 +245,7 @@ static enum cellm_status bind_gptq_awq(struct binder *b, const char *mod,
                                        const struct cellm_ckpt_entry *qe, int64_t n_stack,
                                        struct cellm_weight *w)
 {
-    const struct cellm_hf_quant *q = &b->d->cfg.hfq;
+    const struct cellm_hf_quant *q = &b->d->cfg.quant.hf;
     struct cellm_ckpt *ck = &b->d->ckpt;
     if (q->method != CELLM_HFQ_GPTQ && q->method != CELLM_HFQ_AWQ)
         return cellm_errf(b->err, CELLM_ERR_FORMAT,
@@ -366,7 +366,7 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
     w.name = we->name;
     char s[96];
     int mode = CELLM_QMODE_AFFINE, mbits, mgroup;
-    if (se && cellm_config_quant_mode(&b->d->cfg, mod, &mbits, &mgroup, &mode) == 1 &&
+    if (se && cellm_quant_module(&b->d->cfg.quant, mod, &mbits, &mgroup, &mode) == 1 &&
         mode != CELLM_QMODE_AFFINE) {
         CELLM_TRY(bind_mx(b, mod, mode, we, se, n_stack, &w));
         goto bound;
@@ -384,7 +384,7 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
                 fname(b, se), sname, bname);
         const struct cellm_st_tensor *st = se->t, *bt = be->t;
         int bits, group;
-        int q = cellm_config_quant(&b->d->cfg, mod, &bits, &group);
+        int q = cellm_quant_module(&b->d->cfg.quant, mod, &bits, &group, NULL);
         if (q < 0)
             return cellm_errf(b->err, CELLM_ERR_FORMAT,
                               "%s: tensor %s is quantized (has .scales) but config.json has no "

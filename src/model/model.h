@@ -1,7 +1,7 @@
 /*
  * model.h: the one generic decoder description every executor runs.
  *
- * Filled from a config (checkpoint/config.h) and a checkpoint (checkpoint/ckpt.h) by
+ * Filled from a config (model/hparams.h) and a checkpoint (checkpoint/ckpt.h) by
  * cellm_desc_bind, which finds every tensor by name, checks every shape against the
  * config and the storage rules, and records views (no copies). Executors branch on the
  * flags here, never on family names.
@@ -10,7 +10,7 @@
 #define CELLM_MODEL_MODEL_H
 
 #include "checkpoint/ckpt.h"
-#include "checkpoint/config.h"
+#include "model/hparams.h"
 #include "weight.h"
 
 struct cellm_layer {

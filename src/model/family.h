@@ -1,14 +1,14 @@
 /*
- * families.h: per-family knowledge of config.json, as data.
+ * family.h: per-family knowledge of config.json, as data.
  *
  * A family row holds transformers' class defaults and the structural flags of the model
- * type. The parser in config.c reads keys generically and falls back to these defaults.
+ * type. The parser in hparams.c reads keys generically and falls back to these defaults.
  * Adding a family is adding a row (and, if it has a new quirk, a flag).
  */
-#ifndef CELLM_CHECKPOINT_FAMILIES_H
-#define CELLM_CHECKPOINT_FAMILIES_H
+#ifndef CELLM_MODEL_FAMILY_H
+#define CELLM_MODEL_FAMILY_H
 
-#include "config.h"
+#include "hparams.h"
 
 enum cellm_sliding_rule {
     CELLM_SLIDE_NONE,    /* never (llama) */

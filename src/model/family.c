@@ -1,8 +1,8 @@
 /*
- * families.c: the table of supported model types with transformers' class defaults
+ * family.c: the table of supported model types with transformers' class defaults
  * (../shared/docs/reference/hf_transformers_forward.md, one section per family).
  */
-#include "families.h"
+#include "family.h"
 
 #include <string.h>
 
