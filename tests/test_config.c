@@ -118,7 +118,7 @@ static void fixture_families(void **state)
     assert_int_equal(c.layer_sliding[1], 0);
     assert_true(c.attn_softcap == 50.0 && c.final_softcap == 30.0);
     assert_int_equal(c.norm, CELLM_NORM_RMS_PLUS_ONE);
-    assert_true(c.sandwich_norms && c.embed_scale && c.tie_embeddings);
+    assert_true(c.block == CELLM_BLOCK_SANDWICH && c.embed_scale && c.tie_embeddings);
     assert_int_equal(c.act, CELLM_ACT_GELU_TANH);
     assert_true(fabs(c.attn_scale - 0.25) < 1e-15); /* query_pre_attn_scalar 16 */
     cellm_config_free(&c);
@@ -170,7 +170,7 @@ static void fixture_families(void **state)
     assert_int_equal(c.head_dim, 16);
     assert_int_equal(c.rot_dims, 4); /* partial_rotary_factor 0.25 */
     assert_int_equal(c.norm, CELLM_NORM_LAYER);
-    assert_true(c.qkv_bias && !c.qk_norm && !c.parallel_residual);
+    assert_true(c.qkv_bias && !c.qk_norm && c.block == CELLM_BLOCK_PRE_NORM);
     assert_true(c.norm_eps == 1e-5);
     cellm_config_free(&c);
 

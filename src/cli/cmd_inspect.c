@@ -219,21 +219,13 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
            c->qk_norm_per_head ? ", per-head q/k norm"
            : c->qk_norm        ? ", q/k norm"
                                : "",
-           c->sandwich_norms ? ", sandwich norms" : "",
-           c->parallel_residual ? ", parallel residual" : "",
+           c->block == CELLM_BLOCK_SANDWICH ? ", sandwich norms" : "",
+           c->block == CELLM_BLOCK_PARALLEL ? ", parallel residual" : "",
            c->embed_scale ? ", embeddings x sqrt(hidden)" : "");
     uint8_t *moe = c->layer_moe;
     int n_moe = layer_list(moe, c->n_layers, layers, sizeof layers);
     if (n_moe) {
-        const char *layout = "per-expert tensors";
-        char probe[128];
-        int first = 0;
-        while (!moe[first])
-            first++;
-        snprintf(probe, sizeof probe, "model.layers.%d.mlp.switch_mlp.gate_proj.weight", first);
-        if (cellm_ckpt_find(&d->ckpt, probe)) layout = "stacked (mlx-lm switch_mlp)";
-        snprintf(probe, sizeof probe, "model.layers.%d.mlp.experts.gate_up_proj.weight", first);
-        if (cellm_ckpt_find(&d->ckpt, probe)) layout = "stacked gate_up (transformers v5)";
+        const char *layout = cellm_experts_name(d->experts);
         printf("experts      %d experts, %d per token, ffn %d, %s, on %d of %d layers (%s)%s\n",
                c->n_experts, c->n_experts_used, c->moe_ffn_dim, layout, n_moe, c->n_layers, layers,
                c->norm_topk_prob ? ", top-k renormalised" : "");
@@ -279,45 +271,38 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
         printf("  %-24s %s [%lld, %lld]\n", "head", s[0].text, (long long)d->head.rows,
                (long long)d->head.cols);
     }
-    memset(s, 0, sizeof s);
-    for (int i = 0; i < c->n_layers; i++) {
-        add(&s[0], &d->layers[i].wq, i);
-        add(&s[1], &d->layers[i].wk, i);
-        add(&s[2], &d->layers[i].wv, i);
-        add(&s[3], &d->layers[i].wo, i);
-    }
-    for (int k = 0; k < 4; k++)
-        finish(&s[k]);
-    static const char *const qkvo[] = {"q", "k", "v", "o"};
-    print_group(c->fused_qkv ? "attention (fused qkv)" : "attention", qkvo, s, 4);
-
-    memset(s, 0, sizeof s);
-    for (int i = 0; i < c->n_layers; i++) {
-        if (d->layers[i].moe) continue;
-        add(&s[0], &d->layers[i].w_gate, i);
-        add(&s[1], &d->layers[i].w_up, i);
-        add(&s[2], &d->layers[i].w_down, i);
-    }
-    for (int k = 0; k < 3; k++)
-        finish(&s[k]);
-    static const char *const gud[] = {"gate", "up", "down", "router"};
-    print_group(c->fused_gate_up ? "mlp (fused gate_up)" : "mlp", gud, s, 3);
-
-    if (n_moe) {
-        memset(s, 0, sizeof s);
-        for (int i = 0; i < c->n_layers; i++) {
-            if (!d->layers[i].moe) continue;
-            for (int e = 0; e < c->n_experts; e++) {
-                add(&s[0], &d->layers[i].e_gate[e], i);
-                add(&s[1], &d->layers[i].e_up[e], i);
-                add(&s[2], &d->layers[i].e_down[e], i);
-            }
-            add(&s[3], &d->layers[i].router, i);
+    /* the matrices of model.h's tensor table, a line per group of consecutive rows */
+    for (int id = 0; id < CELLM_LT_N;) {
+        const struct cellm_tensor_spec *t = &cellm_layer_tensors[id];
+        if (t->kind != CELLM_TK_MAT && t->kind != CELLM_TK_EXPERTS) {
+            id++;
+            continue;
         }
-        for (int k = 0; k < 4; k++)
-            finish(&s[k]);
-        print_group("experts", gud, s, 3);
-        print_group("moe", gud + 3, s + 3, 1);
+        int n = 0;
+        const char *names[4];
+        memset(s, 0, sizeof s);
+        for (; id < CELLM_LT_N && n < 4 && !strcmp(cellm_layer_tensors[id].group, t->group);
+             id++, n++) {
+            names[n] = cellm_layer_tensors[id].label;
+            for (int i = 0; i < c->n_layers; i++) {
+                const struct cellm_layer *L = &d->layers[i];
+                int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
+                const struct cellm_weight *w = cellm_layer_tensors[id].kind == CELLM_TK_EXPERTS
+                                                   ? cellm_layer_experts(L, (enum cellm_lt)id)
+                                                   : cellm_layer_weight(L, (enum cellm_lt)id);
+                for (int e = 0; w && e < parts; e++)
+                    add(&s[n], &w[e], i);
+            }
+            finish(&s[n]);
+        }
+        char label[64];
+        int fused = (!strcmp(t->group, "attention") && c->fused_qkv) ||
+                    (!strcmp(t->group, "mlp") && c->fused_gate_up);
+        snprintf(label, sizeof label, "%s%s", t->group,
+                 !fused                                           ? ""
+                 : c->fused_qkv && !strcmp(t->group, "attention") ? " (fused qkv)"
+                                                                  : " (fused gate_up)");
+        print_group(label, names, s, n);
     }
     printf("  %-24s %s\n", "norms", vec_fmt(d));
 

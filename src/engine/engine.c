@@ -215,7 +215,7 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
         const struct cellm_config *cfg = &model->desc.cfg;
         int window = 0;
         for (int l = 0; l < cfg->n_layers; l++)
-            if (model->desc.layers[l].sliding) window = cfg->window;
+            if (model->desc.layers[l].attn == CELLM_ATTN_SLIDING) window = cfg->window;
         int block = params->cache_block > 0 ? params->cache_block : 32;
         st = cellm_pcache_new(vt, c->ex, block, params->cache_bytes, window, &c->pc, err);
         if (st) {

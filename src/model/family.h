@@ -41,8 +41,9 @@ struct cellm_family {
     enum cellm_sliding_rule sliding;
     enum cellm_bias_rule bias;
     enum cellm_norm_kind norm;
-    int qk_norm; /* 1 always, 2 = StableLM's qk_layernorm key */
-    int sandwich_norms, embed_scale, fused, gemma_scale;
+    int qk_norm;            /* 1 always, 2 = StableLM's qk_layernorm key */
+    enum cellm_block block; /* pre-norm or sandwich; parallel is StableLM's config key */
+    int embed_scale, fused, gemma_scale;
     double attn_softcap, final_softcap; /* defaults */
     int tie;
     int bos, eos;           /* class defaults, -1 = None */

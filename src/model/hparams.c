@@ -328,8 +328,12 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
         CELLM_TRY(cellm_json_bool(t, "qk_layernorm", what, 0, &c->qk_norm, err));
         c->qk_norm_per_head = c->qk_norm;
     }
-    if (f->norm == CELLM_NORM_LAYER)
-        CELLM_TRY(cellm_json_bool(t, "use_parallel_residual", what, 0, &c->parallel_residual, err));
+    c->block = f->block;
+    if (f->norm == CELLM_NORM_LAYER) {
+        int parallel;
+        CELLM_TRY(cellm_json_bool(t, "use_parallel_residual", what, 0, &parallel, err));
+        if (parallel) c->block = CELLM_BLOCK_PARALLEL;
+    }
     c->attn_scale = 1.0 / sqrt((double)c->head_dim);
     if (f->gemma_scale) {
         double qpas;
@@ -345,7 +349,6 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
                              &c->final_softcap, err));
     if (c->attn_softcap < 0 || c->final_softcap < 0)
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: soft-capping values must be positive", what);
-    c->sandwich_norms = f->sandwich_norms;
     c->embed_scale = f->embed_scale;
     c->fused_qkv = c->fused_gate_up = f->fused;
     /* Gemma 3 multimodal keeps tie_word_embeddings at the top level */

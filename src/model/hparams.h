@@ -44,6 +44,16 @@ struct cellm_rope {
     double original_max_pos;
 };
 
+/*
+ * The block topology, named once when the config is read (cfg.block); each
+ * executor's layer loop switches on it:
+ *   PRE_NORM   x += attn(norm(x));        x += mlp(norm(x))          (Llama, Qwen, Phi-3)
+ *   SANDWICH   x += norm(attn(norm(x)));  x += norm(mlp(norm(x)))    (Gemma 2, Gemma 3)
+ *   PARALLEL   h = norm(x);               x += attn(h) + mlp(h)      (StableLM parallel)
+ */
+enum cellm_block { CELLM_BLOCK_PRE_NORM, CELLM_BLOCK_SANDWICH, CELLM_BLOCK_PARALLEL };
+const char *cellm_block_name(enum cellm_block b);
+
 #define CELLM_MAX_EOS 8
 
 struct cellm_config {
@@ -76,9 +86,8 @@ struct cellm_config {
     uint8_t *layer_sliding; /* [n_layers] 1 = sliding window layer; owned */
 
     /* block structure */
-    int sandwich_norms;    /* Gemma: post-attention and pre/post-feedforward norms */
-    int parallel_residual; /* StableLM use_parallel_residual */
-    int embed_scale;       /* Gemma: embeddings x fl(sqrt(dim)) */
+    enum cellm_block block; /* the topology of a layer (above) */
+    int embed_scale;        /* Gemma: embeddings x fl(sqrt(dim)) */
     int tie_embeddings;
     int fused_qkv;     /* Phi-3 qkv_proj */
     int fused_gate_up; /* Phi-3 gate_up_proj */
