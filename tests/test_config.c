@@ -510,11 +510,43 @@ static void allocation_failures(void **state)
     assert_true(ok);
 }
 
+/* Every model type cellm_family_name lists parses from a config of only its model_type
+ * (the class defaults fill the rest), and its error message lists exactly those types. */
+static void listed_families_parse(void **state)
+{
+    (void)state;
+    const char *name, *title;
+    int n = 0;
+    for (int i = 0; (name = cellm_family_name(i, &title)); i++, n++) {
+        assert_non_null(title);
+        char json[128];
+        snprintf(json, sizeof json, "{\"model_type\":\"%s\",\"num_hidden_layers\":2}", name);
+        struct cellm_config c;
+        parse_ok(json, NULL, &c);
+        assert_string_equal(c.model_type, name);
+        cellm_config_free(&c);
+    }
+    assert_true(n >= 9);
+    assert_null(cellm_family_name(n, &title));
+    struct cellm_config c; /* the block topology is named once, from the config */
+    parse_ok("{\"model_type\":\"stablelm\",\"use_parallel_residual\":true}", NULL, &c);
+    assert_int_equal(c.block, CELLM_BLOCK_PARALLEL);
+    cellm_config_free(&c);
+    parse_ok("{\"model_type\":\"gemma2\"}", NULL, &c);
+    assert_int_equal(c.block, CELLM_BLOCK_SANDWICH);
+    cellm_config_free(&c);
+    assert_null(cellm_family_name(-1, NULL));
+    parse_fail("{\"model_type\":\"granite\"}", NULL, CELLM_ERR_UNSUPPORTED, "granite",
+               "llama, mistral, qwen2, qwen3, qwen3_moe, gemma2, gemma3_text, gemma3, stablelm, "
+               "phi3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_fixture_loads),
         cmocka_unit_test(fixture_families),
+        cmocka_unit_test(listed_families_parse),
         cmocka_unit_test(rope_keys),
         cmocka_unit_test(quant_modes),
         cmocka_unit_test(model_types_and_keys),

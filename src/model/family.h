@@ -27,6 +27,8 @@ enum cellm_bias_rule {
 
 struct cellm_family {
     const char *model_type;
+    const char *title;   /* what the family covers, for people (README, inspect --families) */
+    const char *wrapper; /* a multimodal model_type whose "text_config" is this family, or NULL */
     int vocab, dim, ffn_dim, n_layers, n_heads, n_kv_heads; /* n_kv_heads 0 = n_heads */
     int head_dim;             /* default head_dim; 0 = dim / n_heads */
     int head_dim_from_config; /* an explicit head_dim in config.json wins */
@@ -52,9 +54,10 @@ struct cellm_family {
     const char *rope_types; /* accepted rope types beside default, comma separated */
 };
 
-/* The family of a model type, or NULL. */
-const struct cellm_family *cellm_family_find(const char *model_type);
-/* Names of all supported model types, comma separated (for messages). */
+/* The family of a model type, or NULL; *wrapped is set when model_type is a family's
+ * wrapper (the text config is then config.json's "text_config"). */
+const struct cellm_family *cellm_family_find(const char *model_type, int *wrapped);
+/* Names of all supported model types (wrappers included), comma separated, for messages. */
 const char *cellm_family_list(void);
 
 #endif

@@ -400,21 +400,21 @@ enum cellm_status cellm_config_parse(const char *json, size_t len, const char *g
         goto out;
     }
     const cJSON *text = root;
-    if (!strcmp(mt, "gemma3")) {
-        text = cellm_json_get(root, "text_config");
-        if (!text || !cJSON_IsObject(text)) {
-            st = cellm_errf(err, CELLM_ERR_FORMAT,
-                            "%s: model_type gemma3 needs a \"text_config\" object", what);
-            goto out;
-        }
-        mt = "gemma3_text";
-    }
-    const struct cellm_family *f = cellm_family_find(mt);
+    int wrapped;
+    const struct cellm_family *f = cellm_family_find(mt, &wrapped);
     if (!f) {
         st = cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                         "%s: model_type \"%s\" is not supported (supported: %s)", what, mt,
                         cellm_family_list());
         goto out;
+    }
+    if (wrapped) {
+        text = cellm_json_get(root, "text_config");
+        if (!text || !cJSON_IsObject(text)) {
+            st = cellm_errf(err, CELLM_ERR_FORMAT,
+                            "%s: model_type %s needs a \"text_config\" object", what, mt);
+            goto out;
+        }
     }
     if ((st = parse_text(root, text, what, f, out, err))) goto out;
     if (gen_json) {
