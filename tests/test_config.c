@@ -535,10 +535,25 @@ static void listed_families_parse(void **state)
     parse_ok("{\"model_type\":\"gemma2\"}", NULL, &c);
     assert_int_equal(c.block, CELLM_BLOCK_SANDWICH);
     cellm_config_free(&c);
+    /* Granite's multipliers (transformers GraniteConfig keys; defaults 1) */
+    parse_ok("{\"model_type\":\"granite\",\"embedding_multiplier\":12.0,"
+             "\"attention_multiplier\":0.0078125,\"residual_multiplier\":0.22,"
+             "\"logits_scaling\":8.0}",
+             NULL, &c);
+    assert_true(c.block == CELLM_BLOCK_PRE_NORM && c.embed_scale && c.embed_mult == 12.0);
+    assert_true(c.attn_scale == 0.0078125 && c.residual_mult == 0.22 && c.logits_div == 8.0);
+    assert_true(c.head_dim == 128 && !c.tie_embeddings); /* 4096 / 32; untied by default */
+    cellm_config_free(&c);
+    parse_ok("{\"model_type\":\"granite\"}", NULL, &c);
+    assert_true(c.embed_mult == 1 && c.attn_scale == 1 && c.residual_mult == 1 &&
+                c.logits_div == 1);
+    cellm_config_free(&c);
+    parse_fail("{\"model_type\":\"granite\",\"logits_scaling\":0}", NULL, CELLM_ERR_FORMAT,
+               "logits_scaling", NULL);
     assert_null(cellm_family_name(-1, NULL));
-    parse_fail("{\"model_type\":\"granite\"}", NULL, CELLM_ERR_UNSUPPORTED, "granite",
+    parse_fail("{\"model_type\":\"olmo2\"}", NULL, CELLM_ERR_UNSUPPORTED, "olmo2",
                "llama, mistral, qwen2, qwen3, qwen3_moe, gemma2, gemma3_text, gemma3, stablelm, "
-               "phi3");
+               "phi3, granite");
 }
 
 int main(void)

@@ -683,7 +683,9 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
         st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
         goto fail;
     }
-    d->embed_scale = c->embed_scale ? (float)sqrt((double)c->dim) : 1.0f;
+    d->embed_scale = c->embed_mult != 0 ? (float)c->embed_mult
+                     : c->embed_scale   ? (float)sqrt((double)c->dim)
+                                        : 1.0f;
     if ((st = bind_matrix(&b, "model.embed_tokens", 0, c->vocab, c->dim, &d->embed))) goto fail;
     if (c->tie_embeddings) {
         d->head = d->embed;

@@ -46,6 +46,8 @@ struct cellm_family {
     int qk_norm;            /* 1 always, 2 = StableLM's qk_layernorm key */
     enum cellm_block block; /* pre-norm or sandwich; parallel is StableLM's config key */
     int embed_scale, fused, gemma_scale;
+    int multipliers;                    /* Granite: embedding_multiplier, attention_multiplier,
+                                           residual_multiplier and logits_scaling */
     double attn_softcap, final_softcap; /* defaults */
     int tie;
     int bos, eos;           /* class defaults, -1 = None */

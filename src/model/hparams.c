@@ -350,6 +350,22 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     if (c->attn_softcap < 0 || c->final_softcap < 0)
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: soft-capping values must be positive", what);
     c->embed_scale = f->embed_scale;
+    c->residual_mult = c->logits_div = 1;
+    if (f->multipliers) {
+        double am;
+        CELLM_TRY(cellm_json_num(t, "embedding_multiplier", what, 1, &c->embed_mult, err));
+        CELLM_TRY(cellm_json_num(t, "attention_multiplier", what, 1, &am, err));
+        CELLM_TRY(cellm_json_num(t, "residual_multiplier", what, 1, &c->residual_mult, err));
+        CELLM_TRY(cellm_json_num(t, "logits_scaling", what, 1, &c->logits_div, err));
+        if (!(c->logits_div > 0) || !isfinite(c->embed_mult) || c->embed_mult == 0 ||
+            !isfinite(am) || !isfinite(c->residual_mult) || !isfinite(c->logits_div))
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: embedding_multiplier (non-zero), attention_multiplier and "
+                              "residual_multiplier must be finite and logits_scaling positive",
+                              what);
+        c->attn_scale = am; /* transformers' GraniteAttention: scaling = attention_multiplier */
+        c->embed_scale = 1;
+    }
     c->fused_qkv = c->fused_gate_up = f->fused;
     /* Gemma 3 multimodal keeps tie_word_embeddings at the top level */
     CELLM_TRY(cellm_json_bool(t, "tie_word_embeddings", what, f->tie, &c->tie_embeddings, err));

@@ -87,7 +87,10 @@ struct cellm_config {
 
     /* block structure */
     enum cellm_block block; /* the topology of a layer (above) */
-    int embed_scale;        /* Gemma: embeddings x fl(sqrt(dim)) */
+    int embed_scale;        /* embeddings x desc.embed_scale: Gemma fl(sqrt(dim)), Granite */
+    double embed_mult;      /* Granite embedding_multiplier (with embed_scale); 0 = none */
+    double residual_mult;   /* Granite: x + f(x) * residual_multiplier; 1 = plain residual */
+    double logits_div;      /* Granite logits_scaling: logits / logits_div; 1 = none */
     int tie_embeddings;
     int fused_qkv;     /* Phi-3 qkv_proj */
     int fused_gate_up; /* Phi-3 gate_up_proj */

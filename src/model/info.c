@@ -199,15 +199,19 @@ static int layer_list(const uint8_t *flag, int n, char *buf, size_t cap)
 
 static void block_text(const struct cellm_config *c, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s eps %g, %s%s%s%s%s%s%s%s", norm_name(c->norm), c->norm_eps,
-             act_name(c->act), c->qkv_bias ? ", qkv bias" : "", c->o_bias ? ", o bias" : "",
-             c->mlp_bias ? ", mlp bias" : "",
-             c->qk_norm_per_head ? ", per-head q/k norm"
-             : c->qk_norm        ? ", q/k norm"
-                                 : "",
-             c->block == CELLM_BLOCK_SANDWICH ? ", sandwich norms" : "",
-             c->block == CELLM_BLOCK_PARALLEL ? ", parallel residual" : "",
-             c->embed_scale ? ", embeddings x sqrt(hidden)" : "");
+    size_t k =
+        (size_t)snprintf(buf, n, "%s eps %g, %s%s%s%s%s%s%s%s", norm_name(c->norm), c->norm_eps,
+                         act_name(c->act), c->qkv_bias ? ", qkv bias" : "",
+                         c->o_bias ? ", o bias" : "", c->mlp_bias ? ", mlp bias" : "",
+                         c->qk_norm_per_head ? ", per-head q/k norm"
+                         : c->qk_norm        ? ", q/k norm"
+                                             : "",
+                         c->block == CELLM_BLOCK_SANDWICH ? ", sandwich norms" : "",
+                         c->block == CELLM_BLOCK_PARALLEL ? ", parallel residual" : "",
+                         c->embed_scale && !c->embed_mult ? ", embeddings x sqrt(hidden)" : "");
+    if (k < n && (c->embed_mult || c->residual_mult != 1 || c->logits_div != 1))
+        snprintf(buf + k, n - k, ", embeddings x %g, residuals x %g, logits / %g", c->embed_mult,
+                 c->residual_mult, c->logits_div);
 }
 
 static void quant_text(const struct cellm_config *c, char *buf, size_t n)

@@ -154,9 +154,9 @@ struct cellm_desc {
     struct cellm_layer *layers; /* [n_layers] */
     float *inv_freq_global;     /* [rot_dims/2] */
     float *inv_freq_local;      /* [rot_dims/2] (sliding layers; = global unless Gemma 3) */
-    float embed_scale;          /* fl(sqrt(dim)) when cfg.embed_scale, else 1 */
-    uint64_t n_params;          /* logical parameters (quantized counted unpacked) */
-    uint64_t n_bytes;           /* bytes of the bound tensors */
+    float embed_scale; /* cfg.embed_scale: fl(sqrt(dim)) (Gemma) or fl(cfg.embed_mult); else 1 */
+    uint64_t n_params; /* logical parameters (quantized counted unpacked) */
+    uint64_t n_bytes;  /* bytes of the bound tensors */
     char warnings[1024];
 };
 

@@ -559,6 +559,19 @@ static void add_rows(float *x, const float *y, int64_t n)
         x[i] = x[i] + y[i];
 }
 
+/* x + y * m, the residual of a sub-block (Granite's residual_multiplier m; else plain) */
+static void residual(const struct cpu_ctx *c, float *x, const float *y, int64_t n)
+{
+    const double m = c->d->cfg.residual_mult;
+    if (m == 1) {
+        add_rows(x, y, n);
+        return;
+    }
+    const float mf = (float)m;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] + y[i] * mf;
+}
+
 /* n rows of x [n][dim] normed into out (which may be x) */
 static void norm_rows(struct cpu_ctx *c, const struct cellm_vec *w, const struct cellm_vec *b,
                       const float *x, float *out, int n)
@@ -638,10 +651,10 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             add_rows(c->x, c->o, (int64_t)n * dim);
             break;
         case CELLM_BLOCK_PRE_NORM: /* x + attn(h), then x + mlp(norm(x)) */
-            add_rows(c->x, c->o, (int64_t)n * dim);
+            residual(c, c->x, c->o, (int64_t)n * dim);
             norm_rows(c, &L->ffn_norm, &L->ffn_norm_b, c->x, c->h, n);
             ffn(c, L, c->h, n, c->o);
-            add_rows(c->x, c->o, (int64_t)n * dim);
+            residual(c, c->x, c->o, (int64_t)n * dim);
             break;
         }
     }
@@ -653,6 +666,11 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
                           c->o + (size_t)(nw++) * dim, dim);
     if (nw) {
         matmul(c, &d->head, c->o, dim, nw, logits, cfg->vocab);
+        if (cfg->logits_div != 1) { /* Granite: logits / logits_scaling */
+            const float div = (float)cfg->logits_div;
+            for (int64_t i = 0; i < (int64_t)nw * cfg->vocab; i++)
+                logits[i] = logits[i] / div;
+        }
         if (cfg->final_softcap > 0)
             cellm_op_softcap(logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap);
     }

@@ -92,6 +92,11 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     struct cu_opts o;
     CELLM_TRY(cellm_opts_parse("cuda executor", cu_opt_table, CU_N_OPTS,
                                mp ? mp->exec_options : NULL, &o, err));
+    if (cfg->residual_mult != 1 || cfg->logits_div != 1)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device cuda: residual_multiplier %g / logits_scaling %g (Granite) "
+                          "are not implemented by the CUDA executor yet; use --device cpu",
+                          cfg->residual_mult, cfg->logits_div);
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0)

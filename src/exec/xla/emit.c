@@ -403,6 +403,11 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     if (c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "--device xla: %d heads over %d KV heads",
                           c->n_heads, c->n_kv_heads);
+    if (c->residual_mult != 1 || c->logits_div != 1)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: residual_multiplier %g / logits_scaling %g (Granite) are "
+                          "not implemented by the XLA executor yet; use --device cpu",
+                          c->residual_mult, c->logits_div);
     if (c->n_experts_used > 64)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %d experts per token (at most 64)", c->n_experts_used);
