@@ -129,6 +129,65 @@ const char *cellm_precision_name(enum cellm_precision p);
 /* Warnings produced while loading (one per line, "" if none); lives as long as the model. */
 const char *cellm_model_warnings(const struct cellm_model *model);
 
+/* ---- what a model is (cellm inspect) ---------------------------------------------------- */
+
+/* One labelled line of a description: "attention q, k, v, o" / "affine 4-bit g64 bf16". */
+struct cellm_info_line {
+    const char *key;
+    const char *value;
+};
+
+/* One file of the checkpoint. */
+struct cellm_info_shard {
+    const char *file; /* name inside the model directory */
+    uint64_t bytes;
+    int n_tensors;
+};
+
+/* A loaded model described for people and tools: the config as cellm read it, how every
+ * tensor group is stored, its size and where it runs. Strings are never NULL unless said. */
+struct cellm_model_info {
+    const char *family; /* model_type of the text model ("qwen3", "gemma3_text", ...) */
+    int vocab, dim, n_layers, ffn_dim, max_pos;
+    int n_heads, n_kv_heads, head_dim, rot_dims;
+    double attn_scale;          /* multiplier of q.k */
+    const char *rope;           /* "default, theta 10000", "llama3, theta ..., factor ..." */
+    const char *rope_local;     /* the sliding layers' RoPE where it differs, else NULL */
+    int window;                 /* sliding window in positions; 0 = none */
+    int n_sliding;              /* layers that slide */
+    const char *sliding_layers; /* "0,2,4" ("..." ends a long list) */
+    double attn_softcap, final_softcap; /* 0 = none */
+    const char *block; /* norm, activation and block structure, e.g. "RMSNorm eps 1e-06, silu" */
+    int n_experts, n_experts_used, moe_ffn_dim; /* 0 without experts */
+    int n_moe_layers;
+    const char *moe_layers;     /* "0,1" */
+    const char *experts_layout; /* "per-expert tensors", "stacked (mlx-lm switch_mlp)", ... */
+    int norm_topk_prob;         /* the top-k routing weights are renormalised */
+    int bos;                    /* -1 = none */
+    int n_eos;
+    const int32_t *eos;
+    const char *quantization; /* the config's quantization block in words; NULL = none */
+    int n_storage;            /* storage of each tensor group: embedding, head, ... norms */
+    const struct cellm_info_line *storage;
+    uint64_t n_params;   /* logical parameters (quantized ones counted unpacked) */
+    uint64_t n_bytes;    /* bytes of the weights */
+    uint64_t step_bytes; /* bytes one decode step reads: all but an untied embedding's */
+    const char *names;   /* tensor naming scheme: "canonical" or a prefix such as
+                            "language_model.*" */
+    int n_ignored;       /* tensors of other towers (vision, audio) left unread */
+    int n_shards;
+    const struct cellm_info_shard *shards;
+    const char *device;   /* the executor and its device ("cpu (avx512f)") */
+    const char *warnings; /* load warnings, one per line, "" if none */
+};
+
+/* The description of a loaded model; it lives (unchanged) as long as the model. */
+const struct cellm_model_info *cellm_model_info(const struct cellm_model *model);
+
+/* The model types cellm runs, i = 0, 1, ... until NULL; *title (unless title is NULL) says
+ * what the type covers ("Qwen2/2.5"). Static strings. */
+const char *cellm_family_name(int i, const char **title);
+
 /* ---- context: sequences, KV caches, scratch ------------------------------------------- */
 
 struct cellm_ctx;
@@ -159,10 +218,10 @@ void cellm_ctx_free(struct cellm_ctx *ctx);
  * counted. */
 #define CELLM_PROFILE_PHASES 16
 struct cellm_profile {
-    int n_phases;                               /* 0: nothing measured (no profiler) */
-    const char *phase[CELLM_PROFILE_PHASES];    /* static names ("qkv", "attention", ...) */
-    long steps[2];                              /* steps measured */
-    double ms[2][CELLM_PROFILE_PHASES];         /* milliseconds per phase, all steps */
+    int n_phases;                            /* 0: nothing measured (no profiler) */
+    const char *phase[CELLM_PROFILE_PHASES]; /* static names ("qkv", "attention", ...) */
+    long steps[2];                           /* steps measured */
+    double ms[2][CELLM_PROFILE_PHASES];      /* milliseconds per phase, all steps */
 };
 /* Fills out (zeros and n_phases 0 where the executor has no profiler or profile was off). */
 void cellm_ctx_profile(const struct cellm_ctx *ctx, struct cellm_profile *out);

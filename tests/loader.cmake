@@ -24,6 +24,14 @@ cmake_language(DEFER DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR} CALL cellm_fuzz_targe
 add_test(NAME inspect COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_inspect.sh
          $<TARGET_FILE:cellm_cli> ${CELLM_FIXTURES})
 
+# The README's family table is `cellm inspect --families` (one source of truth).
+add_test(NAME families COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_families.sh
+         $<TARGET_FILE:cellm_cli> ${PROJECT_SOURCE_DIR}/README.md)
+
+# The granite family row, on Llama fixtures read with Llama's multipliers.
+add_test(NAME granite_rows COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_granite_rows.sh
+         $<TARGET_FILE:cellm_cli> ${CELLM_FIXTURES})
+
 # The dequantization benchmark (bench/dequant.sh builds and runs it); an executable, not
 # a test.
 add_executable(dequant_bench ${PROJECT_SOURCE_DIR}/bench/dequant_bench.c)

@@ -1,6 +1,6 @@
 /*
- * test_config.c: config.json and generation_config.json (src/checkpoint/config.c,
- * families.c).
+ * test_config.c: config.json and generation_config.json (src/model/hparams.c,
+ * family.c).
  *
  * Every fixture's config loads, and its quantization block matches the directory name
  * (qB-gG). Each family's fixture is then spot-checked for the dimensions and flags its
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
-#include "checkpoint/config.h"
+#include "model/hparams.h"
 
 static void contains(const char *msg, const char *word)
 {
@@ -76,30 +76,30 @@ static void check_variant_quant(const char *rel, const char *name, const struct 
         {"mxfp4", CELLM_QMODE_MXFP4}, {"mxfp8", CELLM_QMODE_MXFP8}, {"nvfp4", CELLM_QMODE_NVFP4}};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (!strncmp(name, modes[i].prefix, strlen(modes[i].prefix))) {
-            if (c->q_mode != modes[i].mode || c->hfq.method != CELLM_HFQ_NONE)
-                fail_msg("%s: mode %s, method %d", rel, cellm_qmode_name(c->q_mode), c->hfq.method);
+            if (c->quant.mode != modes[i].mode || c->quant.hf.method != CELLM_HFQ_NONE)
+                fail_msg("%s: mode %s, method %d", rel, cellm_qmode_name(c->quant.mode), c->quant.hf.method);
             return;
         }
     if (sscanf(name, "q%d-g%d", &bits, &group) == 2) {
-        if (c->q_bits != bits || c->q_group != group || c->q_mode != CELLM_QMODE_AFFINE)
-            fail_msg("%s: quantization %d/%d", rel, c->q_bits, c->q_group);
+        if (c->quant.bits != bits || c->quant.group != group || c->quant.mode != CELLM_QMODE_AFFINE)
+            fail_msg("%s: quantization %d/%d", rel, c->quant.bits, c->quant.group);
     } else if (!strcmp(name, "blocks")) {
-        if (c->hfq.method != CELLM_HFQ_MXFP4 || c->q_bits)
-            fail_msg("%s: method %d", rel, c->hfq.method);
+        if (c->quant.hf.method != CELLM_HFQ_MXFP4 || c->quant.bits)
+            fail_msg("%s: method %d", rel, c->quant.hf.method);
     } else if (sscanf(name, "fp8-b%d", &block) == 1) {
-        if (c->hfq.method != CELLM_HFQ_FP8 || c->hfq.block[0] != block || c->hfq.block[1] != block)
-            fail_msg("%s: method %d block %dx%d", rel, c->hfq.method, c->hfq.block[0],
-                     c->hfq.block[1]);
+        if (c->quant.hf.method != CELLM_HFQ_FP8 || c->quant.hf.block[0] != block || c->quant.hf.block[1] != block)
+            fail_msg("%s: method %d block %dx%d", rel, c->quant.hf.method, c->quant.hf.block[0],
+                     c->quant.hf.block[1]);
     } else if (sscanf(name, "gptq%d-g%d", &bits, &group) == 2) {
-        if (c->hfq.method != CELLM_HFQ_GPTQ || c->hfq.bits != bits || c->hfq.group != group ||
-            c->hfq.desc_act != (strstr(name, "-desc") != NULL))
-            fail_msg("%s: method %d bits %d group %d desc_act %d", rel, c->hfq.method, c->hfq.bits,
-                     c->hfq.group, c->hfq.desc_act);
+        if (c->quant.hf.method != CELLM_HFQ_GPTQ || c->quant.hf.bits != bits || c->quant.hf.group != group ||
+            c->quant.hf.desc_act != (strstr(name, "-desc") != NULL))
+            fail_msg("%s: method %d bits %d group %d desc_act %d", rel, c->quant.hf.method, c->quant.hf.bits,
+                     c->quant.hf.group, c->quant.hf.desc_act);
     } else if (sscanf(name, "awq%d-g%d", &bits, &group) == 2) {
-        if (c->hfq.method != CELLM_HFQ_AWQ || c->hfq.bits != bits || c->hfq.group != group)
-            fail_msg("%s: method %d bits %d group %d", rel, c->hfq.method, c->hfq.bits,
-                     c->hfq.group);
-    } else if (c->q_bits != 0 || c->hfq.method != CELLM_HFQ_NONE) {
+        if (c->quant.hf.method != CELLM_HFQ_AWQ || c->quant.hf.bits != bits || c->quant.hf.group != group)
+            fail_msg("%s: method %d bits %d group %d", rel, c->quant.hf.method, c->quant.hf.bits,
+                     c->quant.hf.group);
+    } else if (c->quant.bits != 0 || c->quant.hf.method != CELLM_HFQ_NONE) {
         fail_msg("%s: unexpected quantization", rel);
     }
 }
@@ -153,7 +153,7 @@ static void fixture_families(void **state)
     assert_int_equal(c.layer_sliding[1], 0);
     assert_true(c.attn_softcap == 50.0 && c.final_softcap == 30.0);
     assert_int_equal(c.norm, CELLM_NORM_RMS_PLUS_ONE);
-    assert_true(c.sandwich_norms && c.embed_scale && c.tie_embeddings);
+    assert_true(c.block == CELLM_BLOCK_SANDWICH && c.embed_scale && c.tie_embeddings);
     assert_int_equal(c.act, CELLM_ACT_GELU_TANH);
     assert_true(fabs(c.attn_scale - 0.25) < 1e-15); /* query_pre_attn_scalar 16 */
     cellm_config_free(&c);
@@ -178,8 +178,8 @@ static void fixture_families(void **state)
     assert_string_equal(c.model_type, "gemma3_text");
     assert_int_equal(c.dim, 64);
     assert_int_equal(c.n_layers, 4);
-    assert_int_equal(c.q_bits, 4);
-    assert_int_equal(c.q_group, 64);
+    assert_int_equal(c.quant.bits, 4);
+    assert_int_equal(c.quant.group, 64);
     assert_int_equal(c.tie_embeddings, 1);
     assert_int_equal(c.n_eos, 2);
     assert_int_equal(c.layer_sliding[2], 1);
@@ -205,7 +205,7 @@ static void fixture_families(void **state)
     assert_int_equal(c.head_dim, 16);
     assert_int_equal(c.rot_dims, 4); /* partial_rotary_factor 0.25 */
     assert_int_equal(c.norm, CELLM_NORM_LAYER);
-    assert_true(c.qkv_bias && !c.qk_norm && !c.parallel_residual);
+    assert_true(c.qkv_bias && !c.qk_norm && c.block == CELLM_BLOCK_PRE_NORM);
     assert_true(c.norm_eps == 1e-5);
     cellm_config_free(&c);
 
@@ -226,16 +226,19 @@ static void fixture_families(void **state)
 
     load_fixture("qwen3-moe/q4-g64-bf16-stacked", &c); /* router overridden to 8 bits */
     int bits = 0, group = 0;
-    assert_int_equal(cellm_config_quant(&c, "model.layers.1.mlp.gate", &bits, &group), 1);
+    assert_int_equal(cellm_quant_module(&c.quant, "model.layers.1.mlp.gate", &bits, &group, NULL),
+                     1);
     assert_int_equal(bits, 8);
-    assert_int_equal(cellm_config_quant(&c, "model.layers.1.mlp.down_proj", &bits, &group), 1);
+    assert_int_equal(
+        cellm_quant_module(&c.quant, "model.layers.1.mlp.down_proj", &bits, &group, NULL), 1);
     assert_int_equal(bits, 4);
     cellm_config_free(&c);
 
     load_fixture("qwen3/bf16", &c);
     assert_int_equal(c.head_dim, 32); /* explicit head_dim, not dim / heads */
     assert_true(c.qk_norm);
-    assert_int_equal(cellm_config_quant(&c, "model.layers.0.mlp.up_proj", &bits, &group), -1);
+    assert_int_equal(
+        cellm_quant_module(&c.quant, "model.layers.0.mlp.up_proj", &bits, &group, NULL), -1);
     cellm_config_free(&c);
 
     load_fixture("llama3-untied/bf16", &c);
@@ -264,22 +267,22 @@ static void quant_modes(void **state)
                         "\"model.layers.1.mlp.up_proj\":{\"mode\":\"nvfp4\"},"
                         "\"lm_head\":true}}",
              NULL, &c);
-    assert_int_equal(c.q_mode, CELLM_QMODE_MXFP4);
-    assert_int_equal(cellm_config_quant_mode(&c, "model.layers.0.mlp.gate", &bits, &group, &mode),
+    assert_int_equal(c.quant.mode, CELLM_QMODE_MXFP4);
+    assert_int_equal(cellm_quant_module(&c.quant, "model.layers.0.mlp.gate", &bits, &group, &mode),
                      1);
     assert_true(bits == 8 && group == 64 && mode == CELLM_QMODE_AFFINE);
     assert_int_equal(
-        cellm_config_quant_mode(&c, "model.layers.1.mlp.up_proj", &bits, &group, &mode), 1);
+        cellm_quant_module(&c.quant, "model.layers.1.mlp.up_proj", &bits, &group, &mode), 1);
     assert_true(bits == 4 && group == 16 && mode == CELLM_QMODE_NVFP4); /* the mode's sizes */
-    assert_int_equal(cellm_config_quant_mode(&c, "lm_head", &bits, &group, &mode), 1);
+    assert_int_equal(cellm_quant_module(&c.quant, "lm_head", &bits, &group, &mode), 1);
     assert_true(bits == 4 && group == 32 && mode == CELLM_QMODE_MXFP4);
     assert_int_equal(
-        cellm_config_quant_mode(&c, "model.layers.0.mlp.up_proj", &bits, &group, &mode), 1);
+        cellm_quant_module(&c.quant, "model.layers.0.mlp.up_proj", &bits, &group, &mode), 1);
     assert_true(mode == CELLM_QMODE_MXFP4);
     cellm_config_free(&c);
     /* a mode without sizes takes its own */
     parse_ok(LLAMA_HEAD ",\"quantization\":{\"mode\":\"mxfp8\"}}", NULL, &c);
-    assert_true(c.q_bits == 8 && c.q_group == 32 && c.q_mode == CELLM_QMODE_MXFP8);
+    assert_true(c.quant.bits == 8 && c.quant.group == 32 && c.quant.mode == CELLM_QMODE_MXFP8);
     cellm_config_free(&c);
     parse_fail(LLAMA_HEAD ",\"quantization\":{\"bits\":4,\"group_size\":32,\"mode\":\"mxfp8\"}}",
                NULL, CELLM_ERR_FORMAT, "mode \"mxfp8\" has 8-bit codes; bits is 4", NULL);
@@ -294,14 +297,15 @@ static void quant_modes(void **state)
     parse_ok(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":8,"
                         "\"group_size\":-1,\"desc_act\":true,\"checkpoint_format\":\"gptq_v2\"}}",
              NULL, &c);
-    assert_true(c.hfq.method == CELLM_HFQ_GPTQ && c.hfq.bits == 8 && c.hfq.group == 0 &&
-                c.hfq.desc_act && !c.hfq.zero_one);
-    assert_int_equal(c.q_bits, 0);
+    assert_true(c.quant.hf.method == CELLM_HFQ_GPTQ && c.quant.hf.bits == 8 &&
+                c.quant.hf.group == 0 && c.quant.hf.desc_act && !c.quant.hf.zero_one);
+    assert_int_equal(c.quant.bits, 0);
     cellm_config_free(&c);
     parse_ok(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"fp8\","
                         "\"weight_block_size\":[128,64]}}",
              NULL, &c);
-    assert_true(c.hfq.method == CELLM_HFQ_FP8 && c.hfq.block[0] == 128 && c.hfq.block[1] == 64);
+    assert_true(c.quant.hf.method == CELLM_HFQ_FP8 && c.quant.hf.block[0] == 128 &&
+                c.quant.hf.block[1] == 64);
     cellm_config_free(&c);
     parse_fail(LLAMA_HEAD ",\"quantization_config\":{\"quant_method\":\"hqq\"}}", NULL,
                CELLM_ERR_UNSUPPORTED, "quant_method \"hqq\" is not supported", NULL);
@@ -444,11 +448,12 @@ static void model_types_and_keys(void **state)
                         "\"model.layers.0.mlp.up_proj\":true}}",
              NULL, &c);
     int bits = 0, group = 0;
-    assert_int_equal(cellm_config_quant(&c, "lm_head", &bits, &group), 0);
-    assert_int_equal(cellm_config_quant(&c, "model.embed_tokens", &bits, &group), 1);
+    assert_int_equal(cellm_quant_module(&c.quant, "lm_head", &bits, &group, NULL), 0);
+    assert_int_equal(cellm_quant_module(&c.quant, "model.embed_tokens", &bits, &group, NULL), 1);
     assert_int_equal(bits, 8);
     assert_int_equal(group, 64);
-    assert_int_equal(cellm_config_quant(&c, "model.layers.0.mlp.up_proj", &bits, &group), 1);
+    assert_int_equal(
+        cellm_quant_module(&c.quant, "model.layers.0.mlp.up_proj", &bits, &group, NULL), 1);
     assert_int_equal(bits, 4);
     cellm_config_free(&c);
 
@@ -531,7 +536,7 @@ static void allocation_failures(void **state)
         cellm_alloc_fail_after(-1);
         if (st == CELLM_OK) {
             ok = 1;
-            assert_int_equal(c.n_q_overrides, 1);
+            assert_int_equal(c.quant.n_overrides, 1);
             cellm_config_free(&c);
         } else if (st != CELLM_ERR_NOMEM) {
             fail_msg("allocation %ld failing gave %d: %s", n, st, err.msg);
@@ -540,11 +545,58 @@ static void allocation_failures(void **state)
     assert_true(ok);
 }
 
+/* Every model type cellm_family_name lists parses from a config of only its model_type
+ * (the class defaults fill the rest), and its error message lists exactly those types. */
+static void listed_families_parse(void **state)
+{
+    (void)state;
+    const char *name, *title;
+    int n = 0;
+    for (int i = 0; (name = cellm_family_name(i, &title)); i++, n++) {
+        assert_non_null(title);
+        char json[128];
+        snprintf(json, sizeof json, "{\"model_type\":\"%s\",\"num_hidden_layers\":2}", name);
+        struct cellm_config c;
+        parse_ok(json, NULL, &c);
+        assert_string_equal(c.model_type, name);
+        cellm_config_free(&c);
+    }
+    assert_true(n >= 9);
+    assert_null(cellm_family_name(n, &title));
+    struct cellm_config c; /* the block topology is named once, from the config */
+    parse_ok("{\"model_type\":\"stablelm\",\"use_parallel_residual\":true}", NULL, &c);
+    assert_int_equal(c.block, CELLM_BLOCK_PARALLEL);
+    cellm_config_free(&c);
+    parse_ok("{\"model_type\":\"gemma2\"}", NULL, &c);
+    assert_int_equal(c.block, CELLM_BLOCK_SANDWICH);
+    cellm_config_free(&c);
+    /* Granite's multipliers (transformers GraniteConfig keys; defaults 1) */
+    parse_ok("{\"model_type\":\"granite\",\"embedding_multiplier\":12.0,"
+             "\"attention_multiplier\":0.0078125,\"residual_multiplier\":0.22,"
+             "\"logits_scaling\":8.0}",
+             NULL, &c);
+    assert_true(c.block == CELLM_BLOCK_PRE_NORM && c.embed_scale && c.embed_mult == 12.0);
+    assert_true(c.attn_scale == 0.0078125 && c.residual_mult == 0.22 && c.logits_div == 8.0);
+    assert_true(c.head_dim == 128 && !c.tie_embeddings); /* 4096 / 32; untied by default */
+    cellm_config_free(&c);
+    parse_ok("{\"model_type\":\"granite\"}", NULL, &c);
+    assert_true(c.embed_mult == 1 && c.attn_scale == 1 && c.residual_mult == 1 &&
+                c.logits_div == 1);
+    cellm_config_free(&c);
+    parse_fail("{\"model_type\":\"granite\",\"logits_scaling\":0}", NULL, CELLM_ERR_FORMAT,
+               "logits_scaling", NULL);
+    assert_null(cellm_family_name(-1, NULL));
+    parse_fail("{\"model_type\":\"olmo2\"}", NULL, CELLM_ERR_UNSUPPORTED, "olmo2",
+               "llama, mistral, qwen2, qwen3, qwen3_moe, gemma2, gemma3_text, gemma3, stablelm, "
+               "phi3, granite");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_fixture_loads),
         cmocka_unit_test(fixture_families),
+        cmocka_unit_test(listed_families_parse),
         cmocka_unit_test(rope_keys),
         cmocka_unit_test(quant_modes),
         cmocka_unit_test(model_types_and_keys),

@@ -1,6 +1,6 @@
 /*
  * test_formats_load.c: checkpoints in the formats of docs/formats.md, written here, through
- * config.json parsing (src/checkpoint/config.c, qconfig.c) and binding (src/model/bind.c).
+ * config.json parsing (src/model/hparams.c, src/checkpoint/qconfig.c) and binding (src/model/bind.c).
  *
  * A one-layer Llama (dim 64, 2 heads of 32, 1 KV head, MLP 128, vocab 64, tied embeddings)
  * has its seven projections stored in the format under test; after cellm_desc_load every

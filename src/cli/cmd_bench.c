@@ -16,7 +16,6 @@
 
 #include "cli.h"
 #include "common.h"
-#include "engine/engine.h"
 
 /* The phases' share of each kind of step (what the CUDA executor printed itself before). */
 static void print_profile(const struct cellm_ctx *ctx)
@@ -104,7 +103,7 @@ int cellm_cmd_bench(int argc, char **argv)
     struct cellm_model *m = cli_load_model(&o, "bench");
     if (!m) return 1;
     double t_load = cli_now() - t0;
-    const struct cellm_desc *d = cellm_model_desc(m);
+    const struct cellm_model_info *d = cellm_model_info(m);
     int vocab = cellm_model_vocab(m);
     if (n_prompt + n_gen > cellm_model_max_context(m)) {
         fprintf(stderr, "cellm bench: -p %d + -n %d exceeds the model's context of %d\n", n_prompt,
@@ -113,8 +112,7 @@ int cellm_cmd_bench(int argc, char **argv)
         return 2;
     }
     /* bytes read per decoded token: all weights but the embedding (one row of it) */
-    double step_bytes = (double)d->n_bytes;
-    if (!d->cfg.tie_embeddings) step_bytes -= (double)cellm_weight_bytes(&d->embed);
+    double step_bytes = (double)d->step_bytes;
     struct cellm_error err;
     struct cellm_ctx *ctx;
     struct cellm_ctx_params cp = cellm_ctx_params_default();
@@ -195,9 +193,9 @@ int cellm_cmd_bench(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     if (!rc) {
-        printf("model: %s (%s), %.1f M parameters, %.1f MiB of weights\n", o.model_dir,
-               d->cfg.model_type, d->n_params / 1e6, d->n_bytes / 1048576.0);
-        printf("device: %s\n", cellm_model_device(m));
+        printf("model: %s (%s), %.1f M parameters, %.1f MiB of weights\n", o.model_dir, d->family,
+               d->n_params / 1e6, d->n_bytes / 1048576.0);
+        printf("device: %s\n", d->device);
         printf("precision: %s\n", cellm_precision_name(cellm_model_precision(m)));
         printf("load: %.3f s\n", t_load);
         printf("prefill: %d tokens, %.1f tok/s\n", n_prompt, best_pp);

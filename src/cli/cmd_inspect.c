@@ -6,336 +6,63 @@
  * layout (heads, RoPE, sliding layers, soft-caps), the block structure, the storage of
  * each tensor group, parameters and bytes, the shard files and the load warnings.
  *
- * Storage is summarised rather than listed per tensor: each projection's storage is
- * collected over all layers (and experts), a projection whose layers differ lists each
- * variant with its layers, and projections with the same summary share one line, e.g.
- * "attention q, k, v, o  affine 4-bit g64 bf16".
+ * Everything it prints comes from cellm_model_info (cellm.h); how storage is summarised is
+ * said in src/model/info.c. `--families` lists the model types cellm runs.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
 #include "common.h"
-#include "engine/engine.h"
 
-static const char *sdt_name(enum cellm_dtype dt)
+static void print_model(const char *dir, const struct cellm_model_info *m)
 {
-    return dt == CELLM_DT_BF16 ? "bf16" : dt == CELLM_DT_F32 ? "f32" : "f16";
-}
-
-/* Format, code and scale types, group and bits per weight (codes, scales and zeros). */
-static void wdesc(const struct cellm_weight *w, char *buf, size_t n)
-{
-    double bpw = cellm_weight_bpw(w);
-    switch (w->fmt) {
-    case CELLM_W_AFFINE:
-        snprintf(buf, n, "affine %d-bit g%d %s", w->bits, w->group, sdt_name(w->sdtype));
-        break;
-    case CELLM_W_MXFP4:
-    case CELLM_W_NVFP4:
-    case CELLM_W_MXFP8:
-        snprintf(buf, n, "%s %s g%d %s scales, %.2f bpw", cellm_wfmt_name(w->fmt),
-                 w->fmt == CELLM_W_MXFP8 ? "E4M3" : "E2M1", w->group,
-                 w->fmt == CELLM_W_NVFP4 ? "e4m3" : "e8m0", bpw);
-        break;
-    case CELLM_W_FP8BLK:
-        snprintf(buf, n, "fp8 E4M3 blocks %dx%d %s scales, %.2f bpw", w->block_rows, w->group,
-                 sdt_name(w->sdtype), bpw);
-        break;
-    case CELLM_W_GPTQ:
-    case CELLM_W_AWQ:
-        snprintf(buf, n, "%s %d-bit g%d %s scales%s%s, %.2f bpw", cellm_wfmt_name(w->fmt), w->bits,
-                 w->group, sdt_name(w->sdtype), w->g_idx ? ", g_idx" : "",
-                 w->fmt == CELLM_W_GPTQ && !w->zero_one ? ", v2 zeros" : "", bpw);
-        break;
-    default:
-        snprintf(buf, n, "%s", cellm_wfmt_name(w->fmt));
-    }
-}
-
-/* A projection's storage over every layer (and expert) it exists in. */
-#define MAX_VARIANTS 8
-struct summary {
-    int n;
-    char desc[MAX_VARIANTS][80];
-    char layers[MAX_VARIANTS][128];
-    int count[MAX_VARIANTS];
-    char text[512];
-};
-
-static void add(struct summary *s, const struct cellm_weight *w, int layer)
-{
-    char d[80];
-    wdesc(w, d, sizeof d);
-    int k = 0;
-    while (k < s->n && strcmp(s->desc[k], d))
-        k++;
-    if (k == s->n) {
-        if (s->n == MAX_VARIANTS) return;
-        snprintf(s->desc[k], sizeof s->desc[k], "%s", d);
-        s->layers[k][0] = 0;
-        s->n++;
-    }
-    char num[16];
-    snprintf(num, sizeof num, "%d", layer);
-    size_t len = strlen(s->layers[k]);
-    /* a layer appears once even when its experts repeat it */
-    const char *last = strrchr(s->layers[k], ',');
-    last = last ? last + 1 : s->layers[k];
-    if (len && !strcmp(last, num)) return;
-    if (len + strlen(num) + 2 < sizeof s->layers[k])
-        snprintf(s->layers[k] + len, sizeof s->layers[k] - len, "%s%s", len ? "," : "", num);
-    s->count[k]++;
-}
-
-static void finish(struct summary *s)
-{
-    s->text[0] = 0;
-    for (int k = 0; k < s->n; k++) {
-        size_t len = strlen(s->text);
-        if (s->n == 1)
-            snprintf(s->text + len, sizeof s->text - len, "%s", s->desc[k]);
-        else
-            snprintf(s->text + len, sizeof s->text - len, "%s%s (layers %s)", k ? "; " : "",
-                     s->desc[k], s->layers[k]);
-    }
-}
-
-/* Prints projections with equal summaries on one line: "label a, b  summary". */
-static void print_group(const char *label, const char *const *names, struct summary *s, int n)
-{
-    int done[8] = {0};
-    for (int i = 0; i < n; i++) {
-        if (done[i] || s[i].n == 0) continue;
-        char line[128];
-        size_t len = (size_t)snprintf(line, sizeof line, "%s %s", label, names[i]);
-        for (int j = i + 1; j < n; j++)
-            if (!done[j] && s[j].n && !strcmp(s[i].text, s[j].text)) {
-                done[j] = 1;
-                len += (size_t)snprintf(line + len, len < sizeof line ? sizeof line - len : 0,
-                                        ", %s", names[j]);
-            }
-        printf("  %-24s %s\n", line, s[i].text);
-    }
-}
-
-static const char *norm_name(enum cellm_norm_kind k)
-{
-    switch (k) {
-    case CELLM_NORM_RMS:
-        return "RMSNorm";
-    case CELLM_NORM_RMS_PLUS_ONE:
-        return "RMSNorm (1 + w)";
-    case CELLM_NORM_LAYER:
-        return "LayerNorm";
-    }
-    return "?";
-}
-
-static const char *act_name(enum cellm_act a)
-{
-    switch (a) {
-    case CELLM_ACT_SILU:
-        return "silu";
-    case CELLM_ACT_GELU_TANH:
-        return "gelu_pytorch_tanh";
-    case CELLM_ACT_GELU:
-        return "gelu";
-    }
-    return "?";
-}
-
-static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
-{
-    switch (r->kind) {
-    case CELLM_ROPE_DEFAULT:
-        snprintf(buf, n, "default, theta %g", r->theta);
-        break;
-    case CELLM_ROPE_LINEAR:
-        snprintf(buf, n, "linear, theta %g, factor %g", r->theta, r->factor);
-        break;
-    case CELLM_ROPE_LLAMA3:
-        snprintf(buf, n,
-                 "llama3, theta %g, factor %g, low_freq_factor %g, high_freq_factor %g, "
-                 "original_max_position_embeddings %g",
-                 r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
-        break;
-    }
-}
-
-/* "0,2,4" of layers where flag[i] is set (at most a line's worth). */
-static int layer_list(const uint8_t *flag, int n, char *buf, size_t cap)
-{
-    int count = 0;
-    size_t len = 0;
-    buf[0] = 0;
-    for (int i = 0; i < n; i++) {
-        if (!flag[i]) continue;
-        count++;
-        if (len + 16 < cap)
-            len += (size_t)snprintf(buf + len, cap - len, "%s%d", len ? "," : "", i);
-        else if (len + 4 < cap && strcmp(buf + len - 3, "..."))
-            len += (size_t)snprintf(buf + len, cap - len, "...");
-    }
-    return count;
-}
-
-static const char *vec_fmt(const struct cellm_desc *d)
-{
-    return cellm_wfmt_name(d->final_norm.fmt);
-}
-
-static void print_model(const char *dir, const struct cellm_desc *d, const char *device)
-{
-    const struct cellm_config *c = &d->cfg;
-    char buf[512];
     printf("model        %s\n", dir);
-    printf("family       %s\n", c->model_type);
-    printf("dimensions   vocab %d, hidden %d, layers %d, ffn %d, max positions %d\n", c->vocab,
-           c->dim, c->n_layers, c->ffn_dim, c->max_pos);
+    printf("family       %s\n", m->family);
+    printf("dimensions   vocab %d, hidden %d, layers %d, ffn %d, max positions %d\n", m->vocab,
+           m->dim, m->n_layers, m->ffn_dim, m->max_pos);
     printf("attention    heads %d, kv heads %d, head_dim %d, rotary dims %d, scale %.6g\n",
-           c->n_heads, c->n_kv_heads, c->head_dim, c->rot_dims, c->attn_scale);
-    rope_str(&c->rope, buf, sizeof buf);
-    printf("rope         %s\n", buf);
-    char layers[256];
-    int n_sliding = layer_list(c->layer_sliding, c->n_layers, layers, sizeof layers);
-    if (n_sliding) {
-        printf("sliding      window %d on %d of %d layers (%s)\n", c->window, n_sliding,
-               c->n_layers, layers);
-        if (memcmp(&c->rope_local, &c->rope, sizeof c->rope)) {
-            rope_str(&c->rope_local, buf, sizeof buf);
-            printf("rope local   %s\n", buf);
-        }
+           m->n_heads, m->n_kv_heads, m->head_dim, m->rot_dims, m->attn_scale);
+    printf("rope         %s\n", m->rope);
+    if (m->n_sliding) {
+        printf("sliding      window %d on %d of %d layers (%s)\n", m->window, m->n_sliding,
+               m->n_layers, m->sliding_layers);
+        if (m->rope_local) printf("rope local   %s\n", m->rope_local);
     } else {
         printf("sliding      none\n");
     }
-    if (c->attn_softcap || c->final_softcap)
-        printf("soft-caps    attention %g, final %g\n", c->attn_softcap, c->final_softcap);
+    if (m->attn_softcap || m->final_softcap)
+        printf("soft-caps    attention %g, final %g\n", m->attn_softcap, m->final_softcap);
     else
         printf("soft-caps    none\n");
-    printf("block        %s eps %g, %s%s%s%s%s%s%s%s\n", norm_name(c->norm), c->norm_eps,
-           act_name(c->act), c->qkv_bias ? ", qkv bias" : "", c->o_bias ? ", o bias" : "",
-           c->mlp_bias ? ", mlp bias" : "",
-           c->qk_norm_per_head ? ", per-head q/k norm"
-           : c->qk_norm        ? ", q/k norm"
-                               : "",
-           c->sandwich_norms ? ", sandwich norms" : "",
-           c->parallel_residual ? ", parallel residual" : "",
-           c->embed_scale ? ", embeddings x sqrt(hidden)" : "");
-    uint8_t *moe = c->layer_moe;
-    int n_moe = layer_list(moe, c->n_layers, layers, sizeof layers);
-    if (n_moe) {
-        const char *layout = "per-expert tensors";
-        char probe[128];
-        int first = 0;
-        while (!moe[first])
-            first++;
-        snprintf(probe, sizeof probe, "model.layers.%d.mlp.switch_mlp.gate_proj.weight", first);
-        if (cellm_ckpt_find(&d->ckpt, probe)) layout = "stacked (mlx-lm switch_mlp)";
-        snprintf(probe, sizeof probe, "model.layers.%d.mlp.experts.gate_up_proj.weight", first);
-        if (cellm_ckpt_find(&d->ckpt, probe)) layout = "stacked gate_up (transformers v5)";
+    printf("block        %s\n", m->block);
+    if (m->n_moe_layers)
         printf("experts      %d experts, %d per token, ffn %d, %s, on %d of %d layers (%s)%s\n",
-               c->n_experts, c->n_experts_used, c->moe_ffn_dim, layout, n_moe, c->n_layers, layers,
-               c->norm_topk_prob ? ", top-k renormalised" : "");
-    }
-    printf("tokens       bos %d, eos", c->bos);
-    for (int i = 0; i < c->n_eos; i++)
-        printf("%s%d", i ? "," : " ", c->eos[i]);
-    printf("%s\n", c->n_eos ? "" : " none");
-    if (c->q_bits && c->q_mode == CELLM_QMODE_AFFINE)
-        printf("quantization %d-bit, group %d (config.json), %d per-module override%s\n", c->q_bits,
-               c->q_group, c->n_q_overrides, c->n_q_overrides == 1 ? "" : "s");
-    else if (c->q_bits)
-        printf("quantization mode %s, %d-bit, group %d (config.json), %d per-module override%s\n",
-               cellm_qmode_name(c->q_mode), c->q_bits, c->q_group, c->n_q_overrides,
-               c->n_q_overrides == 1 ? "" : "s");
-    const struct cellm_hf_quant *hq = &c->hfq;
-    if (hq->method == CELLM_HFQ_FP8)
-        printf("quantization fp8 E4M3, weight_block_size [%d, %d] (quantization_config)\n",
-               hq->block[0], hq->block[1]);
-    else if (hq->method == CELLM_HFQ_GPTQ || hq->method == CELLM_HFQ_AWQ)
-        printf("quantization %s %d-bit, group %d%s%s (quantization_config)\n",
-               cellm_hfq_name(hq->method), hq->bits, hq->group ? hq->group : -1,
-               hq->desc_act ? ", desc_act" : "",
-               hq->method == CELLM_HFQ_GPTQ ? (hq->zero_one ? ", v1 zeros" : ", v2 zeros") : "");
-    else if (hq->method == CELLM_HFQ_MXFP4)
-        printf("quantization mxfp4 blocks (quantization_config)\n");
-
-    /* storage */
+               m->n_experts, m->n_experts_used, m->moe_ffn_dim, m->experts_layout, m->n_moe_layers,
+               m->n_layers, m->moe_layers, m->norm_topk_prob ? ", top-k renormalised" : "");
+    printf("tokens       bos %d, eos", m->bos);
+    for (int i = 0; i < m->n_eos; i++)
+        printf("%s%d", i ? "," : " ", m->eos[i]);
+    printf("%s\n", m->n_eos ? "" : " none");
+    if (m->quantization) printf("quantization %s\n", m->quantization);
     printf("storage\n");
-    struct summary s[4];
-    memset(s, 0, sizeof s);
-    add(&s[0], &d->embed, 0);
-    finish(&s[0]);
-    printf("  %-24s %s [%lld, %lld]\n", "embedding", s[0].text, (long long)d->embed.rows,
-           (long long)d->embed.cols);
-    if (c->tie_embeddings) {
-        printf("  %-24s tied to the embedding\n", "head");
-    } else {
-        memset(s, 0, sizeof s);
-        add(&s[0], &d->head, 0);
-        finish(&s[0]);
-        printf("  %-24s %s [%lld, %lld]\n", "head", s[0].text, (long long)d->head.rows,
-               (long long)d->head.cols);
-    }
-    memset(s, 0, sizeof s);
-    for (int i = 0; i < c->n_layers; i++) {
-        add(&s[0], &d->layers[i].wq, i);
-        add(&s[1], &d->layers[i].wk, i);
-        add(&s[2], &d->layers[i].wv, i);
-        add(&s[3], &d->layers[i].wo, i);
-    }
-    for (int k = 0; k < 4; k++)
-        finish(&s[k]);
-    static const char *const qkvo[] = {"q", "k", "v", "o"};
-    print_group(c->fused_qkv ? "attention (fused qkv)" : "attention", qkvo, s, 4);
-
-    memset(s, 0, sizeof s);
-    for (int i = 0; i < c->n_layers; i++) {
-        if (d->layers[i].moe) continue;
-        add(&s[0], &d->layers[i].w_gate, i);
-        add(&s[1], &d->layers[i].w_up, i);
-        add(&s[2], &d->layers[i].w_down, i);
-    }
-    for (int k = 0; k < 3; k++)
-        finish(&s[k]);
-    static const char *const gud[] = {"gate", "up", "down", "router"};
-    print_group(c->fused_gate_up ? "mlp (fused gate_up)" : "mlp", gud, s, 3);
-
-    if (n_moe) {
-        memset(s, 0, sizeof s);
-        for (int i = 0; i < c->n_layers; i++) {
-            if (!d->layers[i].moe) continue;
-            for (int e = 0; e < c->n_experts; e++) {
-                add(&s[0], &d->layers[i].e_gate[e], i);
-                add(&s[1], &d->layers[i].e_up[e], i);
-                add(&s[2], &d->layers[i].e_down[e], i);
-            }
-            add(&s[3], &d->layers[i].router, i);
-        }
-        for (int k = 0; k < 4; k++)
-            finish(&s[k]);
-        print_group("experts", gud, s, 3);
-        print_group("moe", gud + 3, s + 3, 1);
-    }
-    printf("  %-24s %s\n", "norms", vec_fmt(d));
-
-    uint64_t p = d->n_params, b = d->n_bytes;
+    for (int i = 0; i < m->n_storage; i++)
+        printf("  %-24s %s\n", m->storage[i].key, m->storage[i].value);
+    uint64_t p = m->n_params, b = m->n_bytes;
     printf("parameters   %llu (%.3g M)\n", (unsigned long long)p, (double)p / 1e6);
     printf("bytes        %llu (%.3g MiB, %.2f bits per parameter)\n", (unsigned long long)b,
            (double)b / (1024.0 * 1024.0), p ? 8.0 * (double)b / (double)p : 0.0);
-    printf("names        %s%s", *d->ckpt.scheme ? d->ckpt.scheme : "canonical",
-           *d->ckpt.scheme ? "*" : "");
-    if (d->ckpt.n_ignored) printf(" (%d tensors of other towers ignored)", d->ckpt.n_ignored);
+    printf("names        %s", m->names);
+    if (m->n_ignored) printf(" (%d tensors of other towers ignored)", m->n_ignored);
     printf("\n");
-    printf("shards       %d\n", d->ckpt.n_files);
-    for (int i = 0; i < d->ckpt.n_files; i++)
-        printf("  %-24s %zu bytes, %d tensors\n", cellm_ckpt_file_name(&d->ckpt, i),
-               d->ckpt.files[i].map.size, d->ckpt.files[i].n);
-    printf("device       %s\n", device);
-    if (d->warnings[0]) {
+    printf("shards       %d\n", m->n_shards);
+    for (int i = 0; i < m->n_shards; i++)
+        printf("  %-24s %llu bytes, %d tensors\n", m->shards[i].file,
+               (unsigned long long)m->shards[i].bytes, m->shards[i].n_tensors);
+    printf("device       %s\n", m->device);
+    if (m->warnings[0]) {
         printf("warnings\n");
-        const char *w = d->warnings;
+        const char *w = m->warnings;
         while (*w) {
             const char *e = strchr(w, '\n');
             int len = e ? (int)(e - w) : (int)strlen(w);
@@ -347,12 +74,22 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
     }
 }
 
+/* `cellm inspect --families`: the supported model types as the README's table rows (the
+ * README's list is this output; tests/test_families.sh compares them). */
+static void print_families(void)
+{
+    printf("| model_type | family |\n|---|---|\n");
+    const char *title;
+    for (int i = 0; cellm_family_name(i, &title); i++)
+        printf("| `%s` | %s |\n", cellm_family_name(i, NULL), title);
+}
+
 int cellm_cmd_inspect(int argc, char **argv)
 {
     static const char *const flags[] = {
-        "--help",         "-h",        "-m", "--model",       "--download",
-        "--device",       "--threads", "-t", "--pjrt-plugin", "--exec-opt",
-        "--exec-options", NULL};
+        "--help",         "-h",         "-m", "--model",       "--download",
+        "--device",       "--threads",  "-t", "--pjrt-plugin", "--exec-opt",
+        "--exec-options", "--families", NULL};
     struct cli_opts o = {0};
     o.mp = cellm_model_params_default();
     o.mp.n_threads = 1; /* inspect computes nothing */
@@ -362,9 +99,15 @@ int cellm_cmd_inspect(int argc, char **argv)
         if (r) continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: cellm inspect -m MODEL [options]\n"
+                   "       cellm inspect --families\n"
                    "  describes a checkpoint: family, dimensions, attention layout, storage of\n"
                    "  each tensor group, parameters, bytes, shards and warnings\n" CLI_COMMON_HELP
+                   "  --families           list the supported model types (a Markdown table)\n"
                    "  -h, --help           this text\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--families")) {
+            print_families();
             return 0;
         }
         cli_unknown("inspect", argv[i], flags);
@@ -373,7 +116,7 @@ int cellm_cmd_inspect(int argc, char **argv)
     if (!cli_resolve(&o, "inspect")) return 2;
     struct cellm_model *m = cli_load_model(&o, "inspect");
     if (!m) return 1;
-    print_model(o.model_dir, cellm_model_desc(m), cellm_model_device(m));
+    print_model(o.model_dir, cellm_model_info(m));
     cellm_model_free(m);
     return 0;
 }

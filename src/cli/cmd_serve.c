@@ -19,7 +19,6 @@
 
 #include "cli.h"
 #include "common.h"
-#include "engine/engine.h"
 #include "hub.h"
 #include "server/server.h"
 
@@ -284,7 +283,7 @@ int cellm_cmd_serve(int argc, char **argv)
     fprintf(stderr,
             "cellm serve: model %s (%s), device %s, context %d, %d slots, chat template %s, "
             "tokenizer %s, prefix cache %d MB%s, precision %s\n",
-            so.model_name, o.model_dir, cellm_model_device(model), ctx_size, so.parallel,
+            so.model_name, o.model_dir, cellm_model_info(model)->device, ctx_size, so.parallel,
             has_template ? "found" : "not found (chat requests fail)", tok ? "found" : "none",
             cache_mb, so.cors_origin ? ", CORS on" : "",
             cellm_precision_name(cellm_model_precision(model)));

@@ -24,7 +24,6 @@
 #include "checkpoint/safetensors.h"
 #include "cli.h"
 #include "common.h"
-#include "engine/engine.h"
 
 /* Fast mode's guaranteed bound on the logit error, relative to max(1, max|ref|). */
 #define FAST_TOL 0.1
@@ -157,7 +156,8 @@ static int mark_flips(struct flips *f, struct cellm_ctx *fast, const struct cell
     const float *l;
     int got = 0, need = n * f->per_row;
     if (need <= f->cap && !cellm_ctx_eval(f->ctx, it, n, &l, &err) &&
-        cellm_ctx_routes(fast, f->a, f->cap) == need && cellm_ctx_routes(f->ctx, f->b, f->cap) == need) {
+        cellm_ctx_routes(fast, f->a, f->cap) == need &&
+        cellm_ctx_routes(f->ctx, f->b, f->cap) == need) {
         for (int i = 0; i < n; i++)
             flip[pos0 + i] = memcmp(f->a + (size_t)i * f->per_row, f->b + (size_t)i * f->per_row,
                                     (size_t)f->per_row * sizeof *f->a) != 0;
@@ -177,7 +177,7 @@ static int check_forced(struct cellm_model *m, const struct oracle *o, int prefi
     int64_t L = o->forced->shape[0];
     double worst = 0, worst_abs = 0;
     int worst_pos = -1, ok = 1, agree = 0, bad_decisive = 0, n_flips = 0;
-    const struct cellm_config *cfg = &cellm_model_desc(m)->cfg;
+    const struct cellm_model_info *cfg = cellm_model_info(m);
     struct flips fl = {0};
     unsigned char *flip = calloc((size_t)L, 1);
     if (twin && flip && (fl.ctx = fresh_ctx(twin))) {
@@ -298,7 +298,7 @@ static int check_greedy(struct cellm_model *m, const struct oracle *o)
             ok = 0;
         }
     }
-    int moe_fast = fast && cellm_model_desc(m)->cfg.n_experts > 0;
+    int moe_fast = fast && cellm_model_info(m)->n_experts > 0;
     if (ok && worst > 1.0 && !moe_fast) {
         ok = 0;
         printf("FAIL greedy: ids identical but logits off by %.3g (%.3f of tolerance)\n", worst_abs,
@@ -372,7 +372,7 @@ int cellm_cmd_verify(int argc, char **argv)
     /* fast mode on a MoE model: the same checkpoint loaded exact tells which positions took
      * other experts (check_forced) */
     struct cellm_model *twin = NULL;
-    if (tol != 1e-4 && cellm_model_desc(m)->cfg.n_experts > 0) {
+    if (tol != 1e-4 && cellm_model_info(m)->n_experts > 0) {
         struct cli_opts ex = o;
         ex.mp.precision = CELLM_PRECISION_EXACT;
         twin = cli_load_model(&ex, "verify");

@@ -12,8 +12,10 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "engine/engine.h"
 #include "engine/pcache.h"
 #include "exec/exec.h"
+#include "model/info.h"
 #include "model/model.h"
 
 struct cellm_model {
@@ -22,6 +24,7 @@ struct cellm_model {
     void *dm;
     struct cellm_model_params params;
     char *description;
+    struct cellm_info_store *info; /* cellm_model_info, built at load */
 };
 
 struct cellm_ctx {
@@ -40,7 +43,7 @@ struct cellm_ctx {
     int reuse;               /* slot reuse: freed sequences keep their state (kept, stamp) */
     int *kept;               /* [max_seqs] tokens a free sequence still holds in toks */
     unsigned long long *stamp, clock; /* [max_seqs] when each was freed: oldest goes first */
-    void *scratch;           /* cellm_ctx_scratch */
+    void *scratch;                    /* cellm_ctx_scratch */
     size_t scratch_cap;
 };
 
@@ -119,6 +122,13 @@ enum cellm_status cellm_model_load(const char *dir, const struct cellm_model_par
         cellm_free(m);
         return st;
     }
+    m->info = cellm_calloc(1, sizeof *m->info);
+    if (!m->info) st = cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    if (!st) st = cellm_info_build(&m->desc, cellm_model_device(m), m->info, err);
+    if (st) {
+        cellm_model_free(m);
+        return st;
+    }
     *out = m;
     return CELLM_OK;
 }
@@ -129,6 +139,8 @@ void cellm_model_free(struct cellm_model *m)
     if (m->dm) m->vt->model_free(m->dm);
     cellm_desc_free(&m->desc);
     cellm_free(m->description);
+    cellm_info_free(m->info);
+    cellm_free(m->info);
     cellm_free(m);
 }
 
@@ -167,6 +179,11 @@ const char *cellm_precision_name(enum cellm_precision p)
 const char *cellm_model_warnings(const struct cellm_model *m)
 {
     return m->desc.warnings;
+}
+
+const struct cellm_model_info *cellm_model_info(const struct cellm_model *m)
+{
+    return &m->info->pub;
 }
 
 const struct cellm_desc *cellm_model_desc(const struct cellm_model *m)
@@ -215,7 +232,7 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
         const struct cellm_config *cfg = &model->desc.cfg;
         int window = 0;
         for (int l = 0; l < cfg->n_layers; l++)
-            if (model->desc.layers[l].sliding) window = cfg->window;
+            if (model->desc.layers[l].attn == CELLM_ATTN_SLIDING) window = cfg->window;
         int block = params->cache_block > 0 ? params->cache_block : 32;
         st = cellm_pcache_new(vt, c->ex, block, params->cache_bytes, window, &c->pc, err);
         if (st) {
@@ -278,9 +295,10 @@ int cellm_ctx_seq_new_for(struct cellm_ctx *c, const int32_t *tokens, int n, int
                 keep++;
             if (sliding && keep < c->kept[i]) keep = 0;
         }
-        const int better = best < 0 || keep > best_keep ||
-                           (keep == best_keep && (c->kept[best] > 0 && (c->kept[i] == 0 ||
-                                                                         c->stamp[i] < c->stamp[best])));
+        const int better =
+            best < 0 || keep > best_keep ||
+            (keep == best_keep &&
+             (c->kept[best] > 0 && (c->kept[i] == 0 || c->stamp[i] < c->stamp[best])));
         if (better) {
             best = i;
             best_keep = keep;

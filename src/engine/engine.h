@@ -1,5 +1,5 @@
 /*
- * engine.h: internal access to a loaded model for the CLI's inspect/bench commands and
+ * engine.h: internal access to a loaded model for the generation loop (generate.c) and
  * for tests (the public API stays opaque).
  */
 #ifndef CELLM_ENGINE_ENGINE_H

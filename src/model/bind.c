@@ -8,7 +8,6 @@
  * leading axis. Every mismatch is an error naming the tensor.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,19 +75,6 @@ static enum cellm_status bind_vec(struct binder *b, const char *name, int64_t n,
     b->d->n_params += (uint64_t)n;
     b->d->n_bytes += t->nbytes;
     return CELLM_OK;
-}
-
-static enum cellm_status bind_vecf(struct binder *b, int required, int64_t n, struct cellm_vec *v,
-                                   const char *fmt, ...) CELLM_PRINTF(5, 6);
-static enum cellm_status bind_vecf(struct binder *b, int required, int64_t n, struct cellm_vec *v,
-                                   const char *fmt, ...)
-{
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return bind_vec(b, name, n, required, v);
 }
 
 /* Shape check of a stacked-or-plain tensor: [n_stack,] d0, d1[, d2]. */
@@ -176,11 +162,11 @@ static enum cellm_status bind_blocks(struct binder *b, const struct cellm_ckpt_e
 {
     const struct cellm_ckpt_entry *se = cellm_ckpt_find(&b->d->ckpt, sname);
     if (!se) return cellm_ckpt_missing(&b->d->ckpt, sname, b->err);
-    if (b->d->cfg.hfq.method != CELLM_HFQ_MXFP4)
+    if (b->d->cfg.quant.hf.method != CELLM_HFQ_MXFP4)
         return cellm_errf(b->err, CELLM_ERR_FORMAT,
                           "%s: tensor %s is mxfp4 blocks but config.json's quantization_config "
                           "has quant_method \"%s\"; expected \"mxfp4\"",
-                          fname(b, be), be->name, cellm_hfq_name(b->d->cfg.hfq.method));
+                          fname(b, be), be->name, cellm_hfq_name(b->d->cfg.quant.hf.method));
     if (be->t->dtype != CELLM_DT_U8) return bad_dtype(b, be, "U8 (two E2M1 codes per byte)");
     if (se->t->dtype != CELLM_DT_U8) return bad_dtype(b, se, "U8 (E8M0 scales)");
     if (w->cols % 32)
@@ -206,7 +192,7 @@ static enum cellm_status bind_fp8(struct binder *b, const char *mod,
                                   const struct cellm_ckpt_entry *we, int64_t n_stack,
                                   struct cellm_weight *w)
 {
-    const struct cellm_hf_quant *q = &b->d->cfg.hfq;
+    const struct cellm_hf_quant *q = &b->d->cfg.quant.hf;
     char sname[280];
     snprintf(sname, sizeof sname, "%s.weight_scale_inv", mod);
     const struct cellm_ckpt_entry *se = cellm_ckpt_find(&b->d->ckpt, sname);
@@ -245,7 +231,7 @@ static enum cellm_status bind_gptq_awq(struct binder *b, const char *mod,
                                        const struct cellm_ckpt_entry *qe, int64_t n_stack,
                                        struct cellm_weight *w)
 {
-    const struct cellm_hf_quant *q = &b->d->cfg.hfq;
+    const struct cellm_hf_quant *q = &b->d->cfg.quant.hf;
     struct cellm_ckpt *ck = &b->d->ckpt;
     if (q->method != CELLM_HFQ_GPTQ && q->method != CELLM_HFQ_AWQ)
         return cellm_errf(b->err, CELLM_ERR_FORMAT,
@@ -366,7 +352,7 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
     w.name = we->name;
     char s[96];
     int mode = CELLM_QMODE_AFFINE, mbits, mgroup;
-    if (se && cellm_config_quant_mode(&b->d->cfg, mod, &mbits, &mgroup, &mode) == 1 &&
+    if (se && cellm_quant_module(&b->d->cfg.quant, mod, &mbits, &mgroup, &mode) == 1 &&
         mode != CELLM_QMODE_AFFINE) {
         CELLM_TRY(bind_mx(b, mod, mode, we, se, n_stack, &w));
         goto bound;
@@ -384,7 +370,7 @@ static enum cellm_status bind_matrix(struct binder *b, const char *mod, int64_t 
                 fname(b, se), sname, bname);
         const struct cellm_st_tensor *st = se->t, *bt = be->t;
         int bits, group;
-        int q = cellm_config_quant(&b->d->cfg, mod, &bits, &group);
+        int q = cellm_quant_module(&b->d->cfg.quant, mod, &bits, &group, NULL);
         if (q < 0)
             return cellm_errf(b->err, CELLM_ERR_FORMAT,
                               "%s: tensor %s is quantized (has .scales) but config.json has no "
@@ -472,124 +458,135 @@ bound:
     return CELLM_OK;
 }
 
-static enum cellm_status bind_linear(struct binder *b, const char *prefix, const char *mod,
-                                     int64_t rows, int64_t cols, struct cellm_weight *w)
+/*
+ * The layer's tensors, walked in the order of model.h's table. The table holds the
+ * canonical Hugging Face names; the other names a checkpoint may use are the data below.
+ */
+
+/* Sandwich blocks call the norm before the MLP pre_feedforward_layernorm (Gemma), and the
+ * name the table gives it is the post-attention norm's there. */
+static const char *const sandwich_ffn_norm = "pre_feedforward_layernorm.weight";
+
+/* Projections stored as one matrix whose rows are the parts, in this order. */
+struct fused {
+    enum cellm_lt parts[3];
+    int n;
+    const char *name;
+};
+static const struct fused fused_qkv = {
+    {CELLM_LT_WQ, CELLM_LT_WK, CELLM_LT_WV}, 3, "self_attn.qkv_proj"}; /* Phi-3 */
+static const struct fused fused_gate_up = {
+    {CELLM_LT_W_GATE, CELLM_LT_W_UP}, 2, "mlp.gate_up_proj"}; /* Phi-3 */
+static const struct fused fused_experts = {
+    {CELLM_LT_E_GATE, CELLM_LT_E_UP}, 2, "mlp.experts.gate_up_proj"}; /* transformers v5 */
+
+/* The expert tensors of the stacked layouts ([E, rows, cols] each). */
+static const char *stacked_name(enum cellm_experts layout, enum cellm_lt id)
 {
-    char name[256];
-    snprintf(name, sizeof name, "%s%s", prefix, mod);
-    return bind_matrix(b, name, 0, rows, cols, w);
+    if (layout == CELLM_EXPERTS_STACKED)
+        return id == CELLM_LT_E_GATE ? "mlp.switch_mlp.gate_proj"
+               : id == CELLM_LT_E_UP ? "mlp.switch_mlp.up_proj"
+                                     : "mlp.switch_mlp.down_proj";
+    return "mlp.experts.down_proj"; /* FUSED_V5 (gate and up are fused_experts) */
 }
 
-static enum cellm_status bind_attention(struct binder *b, const char *p, struct cellm_layer *L)
+/* prefix + name with its "%d" (if any) replaced by k */
+static void tensor_name(char *out, size_t cap, const char *prefix, const char *name, int k)
 {
-    const struct cellm_config *c = &b->d->cfg;
-    int64_t qd = (int64_t)c->n_heads * c->head_dim, kd = (int64_t)c->n_kv_heads * c->head_dim;
-    if (c->fused_qkv) {
-        struct cellm_weight qkv;
-        CELLM_TRY(bind_linear(b, p, "self_attn.qkv_proj", qd + 2 * kd, c->dim, &qkv));
-        L->wq = cellm_weight_rows(&qkv, 0, qd);
-        L->wk = cellm_weight_rows(&qkv, qd, kd);
-        L->wv = cellm_weight_rows(&qkv, qd + kd, kd);
-    } else {
-        CELLM_TRY(bind_linear(b, p, "self_attn.q_proj", qd, c->dim, &L->wq));
-        CELLM_TRY(bind_linear(b, p, "self_attn.k_proj", kd, c->dim, &L->wk));
-        CELLM_TRY(bind_linear(b, p, "self_attn.v_proj", kd, c->dim, &L->wv));
+    const char *pct = strstr(name, "%d");
+    if (!pct) {
+        snprintf(out, cap, "%s%s", prefix, name);
+        return;
     }
-    CELLM_TRY(bind_linear(b, p, "self_attn.o_proj", c->dim, qd, &L->wo));
-    if (c->qkv_bias) {
-        CELLM_TRY(bind_vecf(b, 1, qd, &L->bq, "%sself_attn.q_proj.bias", p));
-        CELLM_TRY(bind_vecf(b, 1, kd, &L->bk, "%sself_attn.k_proj.bias", p));
-        CELLM_TRY(bind_vecf(b, 1, kd, &L->bv, "%sself_attn.v_proj.bias", p));
-    }
-    if (c->o_bias) CELLM_TRY(bind_vecf(b, 1, c->dim, &L->bo, "%sself_attn.o_proj.bias", p));
-    if (c->qk_norm_per_head) {
-        L->q_norm_heads = cellm_calloc((size_t)c->n_heads, sizeof *L->q_norm_heads);
-        L->k_norm_heads = cellm_calloc((size_t)c->n_kv_heads, sizeof *L->k_norm_heads);
-        if (!L->q_norm_heads || !L->k_norm_heads)
-            return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
-        for (int h = 0; h < c->n_heads; h++)
-            CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->q_norm_heads[h],
-                                "%sself_attn.q_layernorm.norms.%d.weight", p, h));
-        for (int h = 0; h < c->n_kv_heads; h++)
-            CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->k_norm_heads[h],
-                                "%sself_attn.k_layernorm.norms.%d.weight", p, h));
-    } else if (c->qk_norm) {
-        CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->q_norm, "%sself_attn.q_norm.weight", p));
-        CELLM_TRY(bind_vecf(b, 1, c->head_dim, &L->k_norm, "%sself_attn.k_norm.weight", p));
-    }
-    return CELLM_OK;
+    snprintf(out, cap, "%s%.*s%d%s", prefix, (int)(pct - name), name, k, pct + 2);
 }
 
-static enum cellm_status bind_experts(struct binder *b, const char *p, struct cellm_layer *L)
+static void *layer_member(struct cellm_layer *L, enum cellm_lt id)
+{
+    return (char *)L + cellm_layer_tensors[id].offset;
+}
+
+/* Which fused group a projection belongs to in this config, or NULL. */
+static const struct fused *fused_of(const struct cellm_desc *d, enum cellm_lt id)
+{
+    const struct cellm_config *c = &d->cfg;
+    const struct fused *f = NULL;
+    if (c->fused_qkv && (id == CELLM_LT_WQ || id == CELLM_LT_WK || id == CELLM_LT_WV))
+        f = &fused_qkv;
+    else if (c->fused_gate_up && (id == CELLM_LT_W_GATE || id == CELLM_LT_W_UP))
+        f = &fused_gate_up;
+    else if (d->experts == CELLM_EXPERTS_FUSED_V5 && (id == CELLM_LT_E_GATE || id == CELLM_LT_E_UP))
+        f = &fused_experts;
+    return f;
+}
+
+/* A fused group: one matrix of the parts' rows together, split into row views. */
+static enum cellm_status bind_fused(struct binder *b, const char *p, struct cellm_layer *L,
+                                    const struct fused *f, int n_stack)
 {
     const struct cellm_config *c = &b->d->cfg;
-    int E = c->n_experts;
-    int64_t I = c->moe_ffn_dim, H = c->dim;
+    int64_t rows = 0, r[3];
+    for (int k = 0; k < f->n; k++)
+        rows += r[k] = cellm_dim_size(c, cellm_layer_tensors[f->parts[k]].rows);
+    int64_t cols = cellm_dim_size(c, cellm_layer_tensors[f->parts[0]].cols);
+    int stack = n_stack ? n_stack : 1;
+    struct cellm_weight *all = cellm_calloc((size_t)stack, sizeof *all);
+    if (!all) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
     char mod[256];
-    snprintf(mod, sizeof mod, "%smlp.gate", p);
-    CELLM_TRY(bind_matrix(b, mod, 0, E, H, &L->router));
-    L->e_gate = cellm_calloc((size_t)E, sizeof *L->e_gate);
-    L->e_up = cellm_calloc((size_t)E, sizeof *L->e_up);
-    L->e_down = cellm_calloc((size_t)E, sizeof *L->e_down);
-    if (!L->e_gate || !L->e_up || !L->e_down)
-        return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
-    char probe[300];
-    snprintf(probe, sizeof probe, "%smlp.switch_mlp.gate_proj.weight", p);
-    if (cellm_ckpt_find(&b->d->ckpt, probe)) { /* mlx-lm stacked layout */
-        snprintf(mod, sizeof mod, "%smlp.switch_mlp.gate_proj", p);
-        CELLM_TRY(bind_matrix(b, mod, E, I, H, L->e_gate));
-        snprintf(mod, sizeof mod, "%smlp.switch_mlp.up_proj", p);
-        CELLM_TRY(bind_matrix(b, mod, E, I, H, L->e_up));
-        snprintf(mod, sizeof mod, "%smlp.switch_mlp.down_proj", p);
-        return bind_matrix(b, mod, E, H, I, L->e_down);
-    }
-    snprintf(probe, sizeof probe, "%smlp.experts.gate_up_proj.weight", p);
-    char probe2[300]; /* the same, stored as gpt-oss-style mxfp4 blocks */
-    snprintf(probe2, sizeof probe2, "%smlp.experts.gate_up_proj_blocks", p);
-    if (cellm_ckpt_find(&b->d->ckpt, probe) || cellm_ckpt_find(&b->d->ckpt, probe2)) {
-        /* transformers v5 fused experts */
-        struct cellm_weight *gu = cellm_calloc((size_t)E, sizeof *gu);
-        if (!gu) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
-        snprintf(mod, sizeof mod, "%smlp.experts.gate_up_proj", p);
-        enum cellm_status st = bind_matrix(b, mod, E, 2 * I, H, gu);
-        for (int e = 0; st == CELLM_OK && e < E; e++) {
-            L->e_gate[e] = cellm_weight_rows(&gu[e], 0, I);
-            L->e_up[e] = cellm_weight_rows(&gu[e], I, I);
+    tensor_name(mod, sizeof mod, p, f->name, 0);
+    enum cellm_status st = bind_matrix(b, mod, n_stack, rows, cols, all);
+    for (int e = 0; st == CELLM_OK && e < stack; e++) {
+        int64_t r0 = 0;
+        for (int k = 0; k < f->n; k++) {
+            void *m = layer_member(L, f->parts[k]);
+            struct cellm_weight *dst = n_stack ? *(struct cellm_weight **)m + e : m;
+            *dst = cellm_weight_rows(&all[e], r0, r[k]);
+            r0 += r[k];
         }
-        cellm_free(gu);
-        CELLM_TRY(st);
-        snprintf(mod, sizeof mod, "%smlp.experts.down_proj", p);
-        return bind_matrix(b, mod, E, H, I, L->e_down);
     }
-    for (int e = 0; e < E; e++) { /* Hugging Face per-expert tensors */
-        snprintf(mod, sizeof mod, "%smlp.experts.%d.gate_proj", p, e);
-        CELLM_TRY(bind_matrix(b, mod, 0, I, H, &L->e_gate[e]));
-        snprintf(mod, sizeof mod, "%smlp.experts.%d.up_proj", p, e);
-        CELLM_TRY(bind_matrix(b, mod, 0, I, H, &L->e_up[e]));
-        snprintf(mod, sizeof mod, "%smlp.experts.%d.down_proj", p, e);
-        CELLM_TRY(bind_matrix(b, mod, 0, H, I, &L->e_down[e]));
-    }
-    return CELLM_OK;
+    cellm_free(all);
+    return st;
 }
 
-static enum cellm_status bind_mlp(struct binder *b, const char *p, struct cellm_layer *L)
+static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cellm_layer *L,
+                                     enum cellm_lt id, int parts)
 {
-    const struct cellm_config *c = &b->d->cfg;
-    if (L->moe) return bind_experts(b, p, L);
-    if (c->fused_gate_up) {
-        struct cellm_weight gu;
-        CELLM_TRY(bind_linear(b, p, "mlp.gate_up_proj", 2 * (int64_t)c->ffn_dim, c->dim, &gu));
-        L->w_gate = cellm_weight_rows(&gu, 0, c->ffn_dim);
-        L->w_up = cellm_weight_rows(&gu, c->ffn_dim, c->ffn_dim);
-    } else {
-        CELLM_TRY(bind_linear(b, p, "mlp.gate_proj", c->ffn_dim, c->dim, &L->w_gate));
-        CELLM_TRY(bind_linear(b, p, "mlp.up_proj", c->ffn_dim, c->dim, &L->w_up));
+    const struct cellm_desc *d = b->d;
+    const struct cellm_tensor_spec *s = &cellm_layer_tensors[id];
+    int64_t rows = cellm_dim_size(&d->cfg, s->rows), cols = cellm_dim_size(&d->cfg, s->cols);
+    const char *name = s->name;
+    if (id == CELLM_LT_FFN_NORM && d->cfg.block == CELLM_BLOCK_SANDWICH) name = sandwich_ffn_norm;
+    void *m = layer_member(L, id);
+    char full[256];
+    switch (s->kind) {
+    case CELLM_TK_VEC:
+        tensor_name(full, sizeof full, p, name, 0);
+        return bind_vec(b, full, rows, 1, m);
+    case CELLM_TK_HEADS: {
+        struct cellm_vec *v = cellm_calloc((size_t)parts, sizeof *v);
+        if (!v) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
+        *(struct cellm_vec **)m = v;
+        for (int h = 0; h < parts; h++) {
+            tensor_name(full, sizeof full, p, name, h);
+            CELLM_TRY(bind_vec(b, full, cols, 1, &v[h]));
+        }
+        return CELLM_OK;
     }
-    CELLM_TRY(bind_linear(b, p, "mlp.down_proj", c->dim, c->ffn_dim, &L->w_down));
-    if (c->mlp_bias) {
-        CELLM_TRY(bind_vecf(b, 1, c->ffn_dim, &L->b_gate, "%smlp.gate_proj.bias", p));
-        CELLM_TRY(bind_vecf(b, 1, c->ffn_dim, &L->b_up, "%smlp.up_proj.bias", p));
-        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->b_down, "%smlp.down_proj.bias", p));
+    case CELLM_TK_MAT:
+        tensor_name(full, sizeof full, p, name, 0);
+        return bind_matrix(b, full, 0, rows, cols, m);
+    case CELLM_TK_EXPERTS: {
+        struct cellm_weight *w = *(struct cellm_weight **)m; /* allocated by bind_layer */
+        if (d->experts != CELLM_EXPERTS_SPLIT) {
+            tensor_name(full, sizeof full, p, stacked_name(d->experts, id), 0);
+            return bind_matrix(b, full, parts, rows, cols, w);
+        }
+        for (int e = 0; e < parts; e++) {
+            tensor_name(full, sizeof full, p, name, e);
+            CELLM_TRY(bind_matrix(b, full, 0, rows, cols, &w[e]));
+        }
+        return CELLM_OK;
+    }
     }
     return CELLM_OK;
 }
@@ -601,26 +598,46 @@ static enum cellm_status bind_layer(struct binder *b, int i)
     struct cellm_layer *L = &d->layers[i];
     char p[64];
     snprintf(p, sizeof p, "model.layers.%d.", i);
-    int ln = c->norm == CELLM_NORM_LAYER;
-    L->sliding = c->layer_sliding[i];
+    L->attn = c->layer_sliding[i] ? CELLM_ATTN_SLIDING : CELLM_ATTN_FULL;
     L->moe = c->layer_moe[i];
-    L->inv_freq = L->sliding ? d->inv_freq_local : d->inv_freq_global;
-    CELLM_TRY(bind_vecf(b, 1, c->dim, &L->attn_norm, "%sinput_layernorm.weight", p));
-    if (ln) CELLM_TRY(bind_vecf(b, 1, c->dim, &L->attn_norm_b, "%sinput_layernorm.bias", p));
-    if (c->sandwich_norms) {
-        CELLM_TRY(
-            bind_vecf(b, 1, c->dim, &L->post_attn_norm, "%spost_attention_layernorm.weight", p));
-        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm, "%spre_feedforward_layernorm.weight", p));
-        CELLM_TRY(
-            bind_vecf(b, 1, c->dim, &L->post_ffn_norm, "%spost_feedforward_layernorm.weight", p));
-    } else if (!c->parallel_residual) {
-        CELLM_TRY(bind_vecf(b, 1, c->dim, &L->ffn_norm, "%spost_attention_layernorm.weight", p));
-        if (ln)
-            CELLM_TRY(
-                bind_vecf(b, 1, c->dim, &L->ffn_norm_b, "%spost_attention_layernorm.bias", p));
+    /* the expert arrays exist before a fused group fills two of them */
+    for (int id = 0; id < CELLM_LT_N; id++) {
+        int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
+        if (!parts || cellm_layer_tensors[id].kind != CELLM_TK_EXPERTS) continue;
+        struct cellm_weight **w = layer_member(L, (enum cellm_lt)id);
+        if (!(*w = cellm_calloc((size_t)parts, sizeof **w)))
+            return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
     }
-    CELLM_TRY(bind_attention(b, p, L));
-    return bind_mlp(b, p, L);
+    for (int id = 0; id < CELLM_LT_N; id++) {
+        int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
+        if (!parts) continue;
+        const struct fused *f = fused_of(d, (enum cellm_lt)id);
+        if (f && (int)f->parts[0] != id) continue; /* bound with its group's first part */
+        int stacked = cellm_layer_tensors[id].kind == CELLM_TK_EXPERTS ? parts : 0;
+        CELLM_TRY(f ? bind_fused(b, p, L, f, stacked)
+                    : bind_tensor(b, p, L, (enum cellm_lt)id, parts));
+    }
+    return CELLM_OK;
+}
+
+/* The experts' storage, from the first MoE layer's tensors (every layer is then bound as
+ * that layout, and a layer stored otherwise is missing its tensors). */
+static enum cellm_experts probe_experts(const struct cellm_desc *d)
+{
+    const struct cellm_config *c = &d->cfg;
+    int l = 0;
+    while (l < c->n_layers && !c->layer_moe[l])
+        l++;
+    if (l == c->n_layers) return CELLM_EXPERTS_NONE;
+    char n[300];
+    snprintf(n, sizeof n, "model.layers.%d.%s.weight", l,
+             stacked_name(CELLM_EXPERTS_STACKED, CELLM_LT_E_GATE));
+    if (cellm_ckpt_find(&d->ckpt, n)) return CELLM_EXPERTS_STACKED;
+    snprintf(n, sizeof n, "model.layers.%d.%s.weight", l, fused_experts.name);
+    if (cellm_ckpt_find(&d->ckpt, n)) return CELLM_EXPERTS_FUSED_V5;
+    snprintf(n, sizeof n, "model.layers.%d.%s_blocks", l, fused_experts.name); /* gpt-oss mxfp4 */
+    if (cellm_ckpt_find(&d->ckpt, n)) return CELLM_EXPERTS_FUSED_V5;
+    return CELLM_EXPERTS_SPLIT;
 }
 
 /* transformers' float32 inverse frequencies, with the scaling variants cellm accepts. */
@@ -666,7 +683,9 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
         st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
         goto fail;
     }
-    d->embed_scale = c->embed_scale ? (float)sqrt((double)c->dim) : 1.0f;
+    d->embed_scale = c->embed_mult != 0 ? (float)c->embed_mult
+                     : c->embed_scale   ? (float)sqrt((double)c->dim)
+                                        : 1.0f;
     if ((st = bind_matrix(&b, "model.embed_tokens", 0, c->vocab, c->dim, &d->embed))) goto fail;
     if (c->tie_embeddings) {
         d->head = d->embed;
@@ -677,6 +696,7 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
     if (c->norm == CELLM_NORM_LAYER &&
         (st = bind_vec(&b, "model.norm.bias", c->dim, 1, &d->final_norm_b)))
         goto fail;
+    d->experts = probe_experts(d);
     for (int i = 0; i < c->n_layers; i++)
         if ((st = bind_layer(&b, i))) goto fail;
     /* sized by head_dim from config.json: only now that every tensor has been checked
@@ -691,7 +711,8 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
     cellm_rope_inv_freq(&c->rope, c->rot_dims, d->inv_freq_global);
     cellm_rope_inv_freq(&c->rope_local, c->rot_dims, d->inv_freq_local);
     for (int i = 0; i < c->n_layers; i++)
-        d->layers[i].inv_freq = d->layers[i].sliding ? d->inv_freq_local : d->inv_freq_global;
+        d->layers[i].inv_freq =
+            d->layers[i].attn == CELLM_ATTN_SLIDING ? d->inv_freq_local : d->inv_freq_global;
     return CELLM_OK;
 fail:
     cellm_desc_free(d);
@@ -702,13 +723,12 @@ void cellm_desc_free(struct cellm_desc *d)
 {
     if (!d) return;
     if (d->layers)
-        for (int i = 0; i < d->cfg.n_layers; i++) {
-            cellm_free(d->layers[i].q_norm_heads);
-            cellm_free(d->layers[i].k_norm_heads);
-            cellm_free(d->layers[i].e_gate);
-            cellm_free(d->layers[i].e_up);
-            cellm_free(d->layers[i].e_down);
-        }
+        for (int i = 0; i < d->cfg.n_layers; i++)
+            for (int id = 0; id < CELLM_LT_N; id++) {
+                enum cellm_tkind k = cellm_layer_tensors[id].kind;
+                if (k == CELLM_TK_HEADS || k == CELLM_TK_EXPERTS)
+                    cellm_free(*(void **)layer_member(&d->layers[i], (enum cellm_lt)id));
+            }
     cellm_free(d->layers);
     cellm_free(d->inv_freq_global);
     cellm_free(d->inv_freq_local);

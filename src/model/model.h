@@ -1,7 +1,7 @@
 /*
  * model.h: the one generic decoder description every executor runs.
  *
- * Filled from a config (checkpoint/config.h) and a checkpoint (checkpoint/ckpt.h) by
+ * Filled from a config (model/hparams.h) and a checkpoint (checkpoint/ckpt.h) by
  * cellm_desc_bind, which finds every tensor by name, checks every shape against the
  * config and the storage rules, and records views (no copies). Executors branch on the
  * flags here, never on family names.
@@ -10,58 +10,190 @@
 #define CELLM_MODEL_MODEL_H
 
 #include "checkpoint/ckpt.h"
-#include "checkpoint/config.h"
+#include "model/hparams.h"
 #include "weight.h"
 
+/*
+ * The tensors of one decoder layer, declared once. Binding (bind.c), the CUDA upload and
+ * its checks, the XLA plan and `cellm inspect` all iterate this list; nothing else names
+ * a layer tensor. Columns:
+ *   id     CELLM_LT_<id>, the index of the row
+ *   field  the member of struct cellm_layer (and of the executors' mirrors)
+ *   kind   VEC: a vector (norm weight or bias), struct cellm_vec
+ *          MAT: a matrix in any storage format, struct cellm_weight
+ *          HEADS: one vector per head, struct cellm_vec[count] (StableLM per-head norms)
+ *          EXPERTS: one matrix per expert, struct cellm_weight[n_experts]
+ *   need   when a layer has it (enum cellm_need; absent tensors stay CELLM_W_NONE / NULL)
+ *   name   Hugging Face name under "model.layers.N." (%d: head or expert); the names of
+ *          fused and stacked layouts are data in bind.c
+ *   rows, cols   the shape in config dimensions (enum cellm_dim): a vector is [rows], a
+ *          matrix [rows][cols] ([out][in]), HEADS rows vectors of cols
+ *   group, label   how inspect summarises its storage ("attention" q, k, v, o)
+ * Shapes in words: dim = hidden_size, qd = n_heads*head_dim, kd = n_kv_heads*head_dim,
+ * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size.
+ * Vectors are F32, F16 or BF16; matrices any format of weight.h.
+ */
+/* clang-format off */
+#define CELLM_LAYER_TENSORS(X)                                                                      \
+    X(ATTN_NORM,      attn_norm,      VEC,     ALWAYS,     "input_layernorm.weight",          DIM,     NONE, "", "")       \
+    X(ATTN_NORM_B,    attn_norm_b,    VEC,     LAYERNORM,  "input_layernorm.bias",            DIM,     NONE, "", "")       \
+    X(POST_ATTN_NORM, post_attn_norm, VEC,     SANDWICH,   "post_attention_layernorm.weight", DIM,     NONE, "", "")       \
+    X(FFN_NORM,       ffn_norm,       VEC,     FFN_NORM,   "post_attention_layernorm.weight", DIM,     NONE, "", "")       \
+    X(FFN_NORM_B,     ffn_norm_b,     VEC,     FFN_NORM_B, "post_attention_layernorm.bias",   DIM,     NONE, "", "")       \
+    X(POST_FFN_NORM,  post_ffn_norm,  VEC,     SANDWICH,   "post_feedforward_layernorm.weight", DIM,   NONE, "", "")       \
+    X(WQ,             wq,             MAT,     ALWAYS,     "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
+    X(WK,             wk,             MAT,     ALWAYS,     "self_attn.k_proj",                KD,      DIM,  "attention", "k") \
+    X(WV,             wv,             MAT,     ALWAYS,     "self_attn.v_proj",                KD,      DIM,  "attention", "v") \
+    X(WO,             wo,             MAT,     ALWAYS,     "self_attn.o_proj",                DIM,     QD,   "attention", "o") \
+    X(BQ,             bq,             VEC,     QKV_BIAS,   "self_attn.q_proj.bias",           QD,      NONE, "", "")       \
+    X(BK,             bk,             VEC,     QKV_BIAS,   "self_attn.k_proj.bias",           KD,      NONE, "", "")       \
+    X(BV,             bv,             VEC,     QKV_BIAS,   "self_attn.v_proj.bias",           KD,      NONE, "", "")       \
+    X(BO,             bo,             VEC,     O_BIAS,     "self_attn.o_proj.bias",           DIM,     NONE, "", "")       \
+    X(Q_NORM,         q_norm,         VEC,     QK_NORM,    "self_attn.q_norm.weight",         HD,      NONE, "", "")       \
+    X(K_NORM,         k_norm,         VEC,     QK_NORM,    "self_attn.k_norm.weight",         HD,      NONE, "", "")       \
+    X(Q_NORM_HEADS,   q_norm_heads,   HEADS,   QK_NORM_HEADS, "self_attn.q_layernorm.norms.%d.weight", HEADS, HD, "", "") \
+    X(K_NORM_HEADS,   k_norm_heads,   HEADS,   QK_NORM_HEADS, "self_attn.k_layernorm.norms.%d.weight", KV_HEADS, HD, "", "") \
+    X(W_GATE,         w_gate,         MAT,     DENSE,      "mlp.gate_proj",                   FFN,     DIM,  "mlp", "gate") \
+    X(W_UP,           w_up,           MAT,     DENSE,      "mlp.up_proj",                     FFN,     DIM,  "mlp", "up")   \
+    X(W_DOWN,         w_down,         MAT,     DENSE,      "mlp.down_proj",                   DIM,     FFN,  "mlp", "down") \
+    X(B_GATE,         b_gate,         VEC,     MLP_BIAS,   "mlp.gate_proj.bias",              FFN,     NONE, "", "")       \
+    X(B_UP,           b_up,           VEC,     MLP_BIAS,   "mlp.up_proj.bias",                FFN,     NONE, "", "")       \
+    X(B_DOWN,         b_down,         VEC,     MLP_BIAS,   "mlp.down_proj.bias",              DIM,     NONE, "", "")       \
+    X(E_GATE,         e_gate,         EXPERTS, MOE,        "mlp.experts.%d.gate_proj",        MOE_FFN, DIM,  "experts", "gate") \
+    X(E_UP,           e_up,           EXPERTS, MOE,        "mlp.experts.%d.up_proj",          MOE_FFN, DIM,  "experts", "up")   \
+    X(E_DOWN,         e_down,         EXPERTS, MOE,        "mlp.experts.%d.down_proj",        DIM,     MOE_FFN, "experts", "down") \
+    X(ROUTER,         router,         MAT,     MOE,        "mlp.gate",                        EXPERTS, DIM,  "moe", "router")
+/* clang-format on */
+
+enum cellm_lt {
+#define CELLM_LT_ENUM(id, ...) CELLM_LT_##id,
+    CELLM_LAYER_TENSORS(CELLM_LT_ENUM)
+#undef CELLM_LT_ENUM
+        CELLM_LT_N
+};
+
+enum cellm_tkind { CELLM_TK_VEC, CELLM_TK_MAT, CELLM_TK_HEADS, CELLM_TK_EXPERTS };
+
+/* When a layer has a tensor (cellm_layer_parts). */
+enum cellm_need {
+    CELLM_NEED_ALWAYS,
+    CELLM_NEED_LAYERNORM,     /* norm kind LayerNorm: the input norm's bias */
+    CELLM_NEED_SANDWICH,      /* block CELLM_BLOCK_SANDWICH: the norms after each sub-block */
+    CELLM_NEED_FFN_NORM,      /* a norm before the MLP: every block but the parallel one */
+    CELLM_NEED_FFN_NORM_B,    /* its bias: LayerNorm in a pre-norm block */
+    CELLM_NEED_QKV_BIAS,      /* cfg.qkv_bias */
+    CELLM_NEED_O_BIAS,        /* cfg.o_bias */
+    CELLM_NEED_QK_NORM,       /* cfg.qk_norm, one weight shared by the heads */
+    CELLM_NEED_QK_NORM_HEADS, /* cfg.qk_norm_per_head */
+    CELLM_NEED_DENSE,         /* a dense MLP layer */
+    CELLM_NEED_MLP_BIAS,      /* a dense MLP layer with cfg.mlp_bias */
+    CELLM_NEED_MOE,           /* a mixture-of-experts layer */
+};
+
+/* Sizes of the shapes, from the config (cellm_dim_size). */
+enum cellm_dim {
+    CELLM_DIM_NONE,
+    CELLM_DIM_DIM,
+    CELLM_DIM_QD,
+    CELLM_DIM_KD,
+    CELLM_DIM_HD,
+    CELLM_DIM_FFN,
+    CELLM_DIM_MOE_FFN,
+    CELLM_DIM_HEADS,
+    CELLM_DIM_KV_HEADS,
+    CELLM_DIM_EXPERTS,
+};
+
+struct cellm_tensor_spec {
+    const char *field; /* also the executors' name of the tensor (XLA parameters) */
+    enum cellm_tkind kind;
+    enum cellm_need need;
+    const char *name;
+    enum cellm_dim rows, cols;
+    const char *group, *label;
+    size_t offset; /* of the member in struct cellm_layer */
+};
+extern const struct cellm_tensor_spec cellm_layer_tensors[CELLM_LT_N];
+
+#define CELLM_LT_TYPE_VEC struct cellm_vec
+#define CELLM_LT_TYPE_MAT struct cellm_weight
+#define CELLM_LT_TYPE_HEADS struct cellm_vec *
+#define CELLM_LT_TYPE_EXPERTS struct cellm_weight *
+
+/* Which keys a layer attends to (cellm_layer.attn). */
+enum cellm_attn {
+    CELLM_ATTN_FULL,    /* every earlier position (causal) */
+    CELLM_ATTN_SLIDING, /* the last cfg.window positions: keys i-W < j <= i */
+};
+
+/* How the experts of a MoE checkpoint are stored, probed once at load. */
+enum cellm_experts {
+    CELLM_EXPERTS_NONE,     /* no MoE layer */
+    CELLM_EXPERTS_SPLIT,    /* Hugging Face: mlp.experts.E.{gate,up,down}_proj, one each */
+    CELLM_EXPERTS_STACKED,  /* mlx-lm: mlp.switch_mlp.{gate,up,down}_proj, [E, ...] */
+    CELLM_EXPERTS_FUSED_V5, /* transformers v5: mlp.experts.gate_up_proj + down_proj */
+};
+const char *cellm_experts_name(enum cellm_experts e);
+
 struct cellm_layer {
-    int sliding;           /* 1: attends to the last cfg.window keys only */
+    enum cellm_attn attn;
+    int moe;               /* 1: a mixture-of-experts layer (else a dense MLP) */
     const float *inv_freq; /* [rot_dims/2] RoPE inverse frequencies of this layer */
-
-    struct cellm_vec attn_norm;      /* [dim] input_layernorm */
-    struct cellm_vec attn_norm_b;    /* [dim] its bias (LayerNorm) */
-    struct cellm_vec post_attn_norm; /* [dim] Gemma: norm of the attention output */
-    struct cellm_vec ffn_norm;      /* [dim] post_attention_layernorm / pre_feedforward_layernorm */
-    struct cellm_vec ffn_norm_b;    /* [dim] its bias (LayerNorm) */
-    struct cellm_vec post_ffn_norm; /* [dim] Gemma: norm of the MLP output */
-
-    struct cellm_weight wq; /* [n_heads*head_dim][dim] */
-    struct cellm_weight wk; /* [n_kv_heads*head_dim][dim] */
-    struct cellm_weight wv; /* [n_kv_heads*head_dim][dim] */
-    struct cellm_weight wo; /* [dim][n_heads*head_dim] */
-    struct cellm_vec bq, bk, bv, bo;
-    struct cellm_vec q_norm, k_norm; /* [head_dim] shared by all heads */
-    struct cellm_vec *q_norm_heads;  /* [n_heads] of [head_dim]: StableLM per-head norms */
-    struct cellm_vec *k_norm_heads;  /* [n_kv_heads] */
-
-    int moe;
-    struct cellm_weight w_gate; /* [ffn_dim][dim] */
-    struct cellm_weight w_up;   /* [ffn_dim][dim] */
-    struct cellm_weight w_down; /* [dim][ffn_dim] */
-    struct cellm_vec b_gate, b_up, b_down;
-    struct cellm_weight router;  /* [n_experts][dim] */
-    struct cellm_weight *e_gate; /* [n_experts] of [moe_ffn_dim][dim] */
-    struct cellm_weight *e_up;   /* [n_experts] of [moe_ffn_dim][dim] */
-    struct cellm_weight *e_down; /* [n_experts] of [dim][moe_ffn_dim] */
+#define CELLM_LT_FIELD(id, field, kind, ...) CELLM_LT_TYPE_##kind field;
+    CELLM_LAYER_TENSORS(CELLM_LT_FIELD)
+#undef CELLM_LT_FIELD
 };
 
 struct cellm_desc {
     struct cellm_config cfg;
     struct cellm_ckpt ckpt;
-    struct cellm_weight embed; /* [vocab][dim] */
-    struct cellm_weight head;  /* [vocab][dim]; the embedding itself when tied */
+    enum cellm_experts experts; /* storage layout of the experts */
+    struct cellm_weight embed;  /* [vocab][dim] */
+    struct cellm_weight head;   /* [vocab][dim]; the embedding itself when tied */
     struct cellm_vec final_norm, final_norm_b;
     struct cellm_layer *layers; /* [n_layers] */
     float *inv_freq_global;     /* [rot_dims/2] */
     float *inv_freq_local;      /* [rot_dims/2] (sliding layers; = global unless Gemma 3) */
-    float embed_scale;          /* fl(sqrt(dim)) when cfg.embed_scale, else 1 */
-    uint64_t n_params;          /* logical parameters (quantized counted unpacked) */
-    uint64_t n_bytes;           /* bytes of the bound tensors */
+    float embed_scale; /* cfg.embed_scale: fl(sqrt(dim)) (Gemma) or fl(cfg.embed_mult); else 1 */
+    uint64_t n_params; /* logical parameters (quantized counted unpacked) */
+    uint64_t n_bytes;  /* bytes of the bound tensors */
     char warnings[1024];
 };
 
 /* Loads config and checkpoint from dir and binds every weight. */
 enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct cellm_error *err);
 void cellm_desc_free(struct cellm_desc *d);
+
+/* Tensor id of layer L, typed by its kind (NULL for an absent HEADS or EXPERTS array). */
+static inline const struct cellm_vec *cellm_layer_vec(const struct cellm_layer *L, enum cellm_lt id)
+{
+    return (const struct cellm_vec *)(const void *)((const char *)L +
+                                                    cellm_layer_tensors[id].offset);
+}
+static inline const struct cellm_weight *cellm_layer_weight(const struct cellm_layer *L,
+                                                            enum cellm_lt id)
+{
+    return (const struct cellm_weight *)(const void *)((const char *)L +
+                                                       cellm_layer_tensors[id].offset);
+}
+static inline const struct cellm_vec *cellm_layer_heads(const struct cellm_layer *L,
+                                                        enum cellm_lt id)
+{
+    return *(struct cellm_vec *const *)(const void *)((const char *)L +
+                                                      cellm_layer_tensors[id].offset);
+}
+static inline const struct cellm_weight *cellm_layer_experts(const struct cellm_layer *L,
+                                                             enum cellm_lt id)
+{
+    return *(struct cellm_weight *const *)(const void *)((const char *)L +
+                                                         cellm_layer_tensors[id].offset);
+}
+
+/* A dimension of the config (rows and cols of the tensor table). */
+int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim);
+/* How many parts tensor id has in layer L: 1, the head count (HEADS), n_experts (EXPERTS),
+ * or 0 when the layer has none. */
+int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, enum cellm_lt id);
 
 /* RoPE inverse frequencies as transformers computes them in float32. */
 void cellm_rope_inv_freq(const struct cellm_rope *r, int rot_dims, float *out);

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "checkpoint/config.h"
+#include "model/hparams.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,8 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (sliding && c.window <= 0) __builtin_trap();
     if (moe && (c.n_experts <= 0 || c.n_experts_used > c.n_experts)) __builtin_trap();
     int bits, group, mode;
-    for (int i = 0; i < c.n_q_overrides; i++)
-        if (cellm_config_quant_mode(&c, c.q_overrides[i].module, &bits, &group, &mode) == 1) {
+    for (int i = 0; i < c.quant.n_overrides; i++)
+        if (cellm_quant_module(&c.quant, c.quant.overrides[i].module, &bits, &group, &mode) == 1) {
             /* each mode's sizes (docs/formats.md) */
             int ok = mode == CELLM_QMODE_AFFINE  ? bits >= 2 && bits <= 8 && group >= 32
                      : mode == CELLM_QMODE_MXFP8 ? bits == 8 && group == 32
@@ -46,9 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          : mode == CELLM_QMODE_MXFP4 && bits == 4 && group == 32;
             if (!ok) __builtin_trap();
         }
-    cellm_config_quant(&c, "model.embed_tokens", &bits, &group);
-    const struct cellm_hf_quant *q = &c.hfq;
-    if (q->method != CELLM_HFQ_NONE && c.q_bits) __builtin_trap(); /* one scheme or the other */
+    cellm_quant_module(&c.quant, "model.embed_tokens", &bits, &group, NULL);
+    const struct cellm_hf_quant *q = &c.quant.hf;
+    if (q->method != CELLM_HFQ_NONE && c.quant.bits) __builtin_trap(); /* one scheme or the other */
     if (q->method == CELLM_HFQ_GPTQ && ((q->bits != 4 && q->bits != 8) || q->group < 0))
         __builtin_trap();
     if (q->method == CELLM_HFQ_AWQ && (q->bits != 4 || q->group <= 0)) __builtin_trap();

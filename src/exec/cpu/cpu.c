@@ -89,7 +89,7 @@ struct cpu_ctx {
 
 static int is_ring(const struct cpu_ctx *c, int l)
 {
-    return c->ring && c->d->layers[l].sliding;
+    return c->ring && c->d->layers[l].attn == CELLM_ATTN_SLIDING;
 }
 
 /* Slot of position pos in layer l's cache. */
@@ -334,7 +334,8 @@ static void attn_part(void *arg, int ti, int tn)
         const struct cellm_exec_row *row = &j->rows[i];
         const struct cpu_seq *s = &c->seqs[row->seq];
         int hi = row->pos, lo = 0;
-        if (L->sliding && cfg->window > 0 && hi - cfg->window + 1 > 0) lo = hi - cfg->window + 1;
+        if (L->attn == CELLM_ATTN_SLIDING && cfg->window > 0 && hi - cfg->window + 1 > 0)
+            lo = hi - cfg->window + 1;
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
         const float *K = s->k ? s->k[j->layer] : NULL, *V = s->v ? s->v[j->layer] : NULL;
         int nk = hi - lo + 1;
@@ -558,6 +559,39 @@ static void add_rows(float *x, const float *y, int64_t n)
         x[i] = x[i] + y[i];
 }
 
+/* x + y * m, the residual of a sub-block (Granite's residual_multiplier m; else plain) */
+static void residual(const struct cpu_ctx *c, float *x, const float *y, int64_t n)
+{
+    const double m = c->d->cfg.residual_mult;
+    if (m == 1) {
+        add_rows(x, y, n);
+        return;
+    }
+    const float mf = (float)m;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] + y[i] * mf;
+}
+
+/* n rows of x [n][dim] normed into out (which may be x) */
+static void norm_rows(struct cpu_ctx *c, const struct cellm_vec *w, const struct cellm_vec *b,
+                      const float *x, float *out, int n)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int64_t dim = cfg->dim;
+    for (int i = 0; i < n; i++)
+        cellm_op_norm(cfg->norm, (float)cfg->norm_eps, w, b, x + i * dim, out + i * dim, dim);
+}
+
+/* The feed-forward sub-block of a layer: its experts, or its dense MLP. */
+static void ffn(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n, float *out)
+{
+    if (L->moe)
+        moe(c, L, x, n, out);
+    else
+        dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, &L->b_gate, &L->b_up, &L->b_down, x, n,
+                  c->gate, c->up, out);
+}
+
 /* ---- eval ------------------------------------------------------------------------------ */
 
 static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_row *rows, int n,
@@ -597,38 +631,32 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
     }
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
-        for (int i = 0; i < n; i++)
-            cellm_op_norm(cfg->norm, eps, &L->attn_norm, &L->attn_norm_b, c->x + i * dim,
-                          c->h + i * dim, dim);
+        norm_rows(c, &L->attn_norm, &L->attn_norm_b, c->x, c->h, n);
         CELLM_TRY(attention(c, l, rows, n, c->h, c->o, err));
-        if (cfg->parallel_residual) {
-            /* x + attn(n) + mlp(n), n = input norm */
+        switch (cfg->block) {
+        case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h), h = the input norm */
             dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n, c->gate,
                       c->up, c->h);
             for (int i = 0; i < n; i++) {
                 add_rows(c->x + i * dim, c->o + i * dim, dim);
                 add_rows(c->x + i * dim, c->h + i * dim, dim);
             }
-            continue;
+            break;
+        case CELLM_BLOCK_SANDWICH: /* x + norm(attn(h)), then x + norm(mlp(norm(x))) */
+            norm_rows(c, &L->post_attn_norm, NULL, c->o, c->o, n);
+            add_rows(c->x, c->o, (int64_t)n * dim);
+            norm_rows(c, &L->ffn_norm, &L->ffn_norm_b, c->x, c->h, n);
+            ffn(c, L, c->h, n, c->o);
+            norm_rows(c, &L->post_ffn_norm, NULL, c->o, c->o, n);
+            add_rows(c->x, c->o, (int64_t)n * dim);
+            break;
+        case CELLM_BLOCK_PRE_NORM: /* x + attn(h), then x + mlp(norm(x)) */
+            residual(c, c->x, c->o, (int64_t)n * dim);
+            norm_rows(c, &L->ffn_norm, &L->ffn_norm_b, c->x, c->h, n);
+            ffn(c, L, c->h, n, c->o);
+            residual(c, c->x, c->o, (int64_t)n * dim);
+            break;
         }
-        if (cfg->sandwich_norms)
-            for (int i = 0; i < n; i++)
-                cellm_op_norm(cfg->norm, eps, &L->post_attn_norm, NULL, c->o + i * dim,
-                              c->o + i * dim, dim);
-        add_rows(c->x, c->o, (int64_t)n * dim);
-        for (int i = 0; i < n; i++)
-            cellm_op_norm(cfg->norm, eps, &L->ffn_norm, &L->ffn_norm_b, c->x + i * dim,
-                          c->h + i * dim, dim);
-        if (L->moe)
-            moe(c, L, c->h, n, c->o);
-        else
-            dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, &L->b_gate, &L->b_up, &L->b_down, c->h,
-                      n, c->gate, c->up, c->o);
-        if (cfg->sandwich_norms)
-            for (int i = 0; i < n; i++)
-                cellm_op_norm(cfg->norm, eps, &L->post_ffn_norm, NULL, c->o + i * dim,
-                              c->o + i * dim, dim);
-        add_rows(c->x, c->o, (int64_t)n * dim);
     }
     /* final norm of the rows that want logits, gathered, then the head */
     int nw = 0;
@@ -638,6 +666,11 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
                           c->o + (size_t)(nw++) * dim, dim);
     if (nw) {
         matmul(c, &d->head, c->o, dim, nw, logits, cfg->vocab);
+        if (cfg->logits_div != 1) { /* Granite: logits / logits_scaling */
+            const float div = (float)cfg->logits_div;
+            for (int64_t i = 0; i < (int64_t)nw * cfg->vocab; i++)
+                logits[i] = logits[i] / div;
+        }
         if (cfg->final_softcap > 0)
             cellm_op_softcap(logits, (int64_t)nw * cfg->vocab, (float)cfg->final_softcap);
     }
@@ -688,7 +721,7 @@ static int cpu_routes(void *p, int32_t *ids, int cap)
 
 static int kv_has_layer(const struct cpu_ctx *c, int l, int flags)
 {
-    return !c->d->layers[l].sliding || (flags & CELLM_KV_WINDOW);
+    return c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_WINDOW);
 }
 
 /* Bytes of one cached K or V element: f32, or f16 in fast mode. */
@@ -757,7 +790,7 @@ static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++) {
         if (!kv_has_layer(c, l, flags)) continue;
-        if (!c->d->layers[l].sliding || (flags & CELLM_KV_LOAD_WINDOW))
+        if (c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_LOAD_WINDOW))
             kv_rows(c, s, l, pos, n, (char *)blk + off, 1);
         off += 2 * (size_t)n * kd * kv_elem(c);
     }

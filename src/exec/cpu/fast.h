@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "cellm.h"
-#include "checkpoint/config.h"
+#include "model/hparams.h"
 #include "kernels.h"
 
 enum cellm_fast_isa { CELLM_FAST_PORTABLE, CELLM_FAST_AVX2, CELLM_FAST_AVX512 };

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "checkpoint/config.h"
+#include "model/hparams.h"
 #include "model/weight.h"
 
 /* out = norm(x) over n elements; b may be absent (fmt NONE). out may equal x. */

@@ -26,17 +26,22 @@ _Static_assert(CU_W_F32 == (int)CELLM_W_F32 && CU_W_F16 == (int)CELLM_W_F16 &&
                    CU_W_BF16 == (int)CELLM_W_BF16 && CU_W_AFFINE == (int)CELLM_W_AFFINE,
                "format codes");
 
+/* The device expert array of tensor id (an EXPERTS row of model.h's table) in C. */
+static struct cu_weight **cu_experts(struct cu_layer *C, enum cellm_lt id)
+{
+    return (struct cu_weight **)(void *)((char *)C + cellm_cu_layer_offset[id]);
+}
+
 static void cu_model_free(void *p)
 {
     struct cu_model *m = p;
     if (!m) return;
     if (m->arena) cudaFree(m->arena);
     if (m->layers) {
-        for (int l = 0; l < m->d->cfg.n_layers; l++) {
-            cellm_free(m->layers[l].e_gate);
-            cellm_free(m->layers[l].e_up);
-            cellm_free(m->layers[l].e_down);
-        }
+        for (int l = 0; l < m->d->cfg.n_layers; l++)
+            for (int id = 0; id < CELLM_LT_N; id++)
+                if (cellm_layer_tensors[id].kind == CELLM_TK_EXPERTS)
+                    cellm_free(*cu_experts(&m->layers[l], (enum cellm_lt)id));
         cellm_free(m->layers);
     }
     cellm_free(m);
@@ -87,6 +92,11 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     struct cu_opts o;
     CELLM_TRY(cellm_opts_parse("cuda executor", cu_opt_table, CU_N_OPTS,
                                mp ? mp->exec_options : NULL, &o, err));
+    if (cfg->residual_mult != 1 || cfg->logits_div != 1)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device cuda: residual_multiplier %g / logits_scaling %g (Granite) "
+                          "are not implemented by the CUDA executor yet; use --device cpu",
+                          cfg->residual_mult, cfg->logits_div);
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0)
@@ -101,16 +111,15 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     if (d->embed.fmt > CELLM_W_AFFINE) CELLM_TRY(cellm_cuda_check_weight(&d->embed, err));
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
-        const struct cellm_weight *lw[] = {&L->wq,     &L->wk,   &L->wv,     &L->wo,
-                                           &L->w_gate, &L->w_up, &L->w_down, &L->router};
-        for (size_t i = 0; i < sizeof lw / sizeof lw[0]; i++)
-            CELLM_TRY(cellm_cuda_check_weight(lw[i], err));
-        if (L->moe && L->e_gate)
-            for (int e = 0; e < cfg->n_experts; e++) {
-                CELLM_TRY(cellm_cuda_check_weight(&L->e_gate[e], err));
-                CELLM_TRY(cellm_cuda_check_weight(&L->e_up[e], err));
-                CELLM_TRY(cellm_cuda_check_weight(&L->e_down[e], err));
-            }
+        for (int id = 0; id < CELLM_LT_N; id++) {
+            enum cellm_tkind k = cellm_layer_tensors[id].kind;
+            if (k == CELLM_TK_MAT)
+                CELLM_TRY(cellm_cuda_check_weight(cellm_layer_weight(L, (enum cellm_lt)id), err));
+            const struct cellm_weight *w =
+                k == CELLM_TK_EXPERTS ? cellm_layer_experts(L, (enum cellm_lt)id) : NULL;
+            for (int e = 0, parts = cellm_layer_parts(d, L, (enum cellm_lt)id); w && e < parts; e++)
+                CELLM_TRY(cellm_cuda_check_weight(&w[e], err));
+        }
     }
     struct cu_model *m = cellm_calloc(1, sizeof *m);
     if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
@@ -155,11 +164,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
         }
         C->rope_table = t;
         m->has_moe |= L->moe;
-        if (L->moe && L->e_gate) {
-            C->e_gate = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_gate);
-            C->e_up = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_up);
-            C->e_down = cellm_calloc((size_t)cfg->n_experts, sizeof *C->e_down);
-            if (!C->e_gate || !C->e_up || !C->e_down) goto nomem;
+        for (int id = 0; id < CELLM_LT_N; id++) {
+            int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
+            if (cellm_layer_tensors[id].kind != CELLM_TK_EXPERTS || !parts) continue;
+            if (!(*cu_experts(C, (enum cellm_lt)id) =
+                      cellm_calloc((size_t)parts, sizeof(struct cu_weight))))
+                goto nomem;
         }
     }
     /* 4-bit weights step-ordered: 0 none, 1 of CU_RING_COLS columns or more, 2 all */

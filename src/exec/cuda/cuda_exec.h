@@ -26,12 +26,19 @@
 #define MAX_ROPE_TABLES 4
 #define TILE_FLOATS ((int64_t)16 << 20) /* dequantized tile for the GEMM path: 64 MB */
 
+/* A layer on the device: model.h's tensor table with device types. Vectors (and the
+ * per-head norms, concatenated [heads][head_dim]) are widened to f32; matrices keep their
+ * stored format; experts are an [n_experts] host array of device weights. */
+#define CU_LT_TYPE_VEC float *
+#define CU_LT_TYPE_HEADS float *
+#define CU_LT_TYPE_MAT struct cu_weight
+#define CU_LT_TYPE_EXPERTS struct cu_weight *
 struct cu_layer {
-    int sliding, moe, rope_table;
-    struct cu_weight wq, wk, wv, wo, w_gate, w_up, w_down, router;
-    struct cu_weight *e_gate, *e_up, *e_down; /* [n_experts] */
-    float *attn_norm, *attn_norm_b, *post_attn_norm, *ffn_norm, *ffn_norm_b, *post_ffn_norm;
-    float *bq, *bk, *bv, *bo, *q_norm, *k_norm, *qn_heads, *kn_heads, *b_gate, *b_up, *b_down;
+    int moe, rope_table;
+    enum cellm_attn attn;
+#define CU_LT_FIELD(id, field, kind, ...) CU_LT_TYPE_##kind field;
+    CELLM_LAYER_TENSORS(CU_LT_FIELD)
+#undef CU_LT_FIELD
 };
 
 struct cu_model {
@@ -150,6 +157,9 @@ static inline int64_t max64(int64_t a, int64_t b)
 }
 
 /* ---- cuda_upload.c ----------------------------------------------------------------------- */
+
+/* Offsets of the tensor table's members in struct cu_layer, by CELLM_LT_ id. */
+extern const size_t cellm_cu_layer_offset[CELLM_LT_N];
 
 /* Two passes over the same calls: the first (base == NULL) only counts bytes. tile: 4-bit
  * weights of a qualifying shape go up in the step-ordered layout (cuda_int.h), through

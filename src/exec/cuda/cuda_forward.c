@@ -30,8 +30,8 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                              .bv = L->bv,
                              .qn = L->q_norm,
                              .kn = L->k_norm,
-                             .qn_heads = L->qn_heads,
-                             .kn_heads = L->kn_heads,
+                             .qn_heads = L->q_norm_heads,
+                             .kn_heads = L->k_norm_heads,
                              .qk_kind = (int)cfg->norm,
                              .eps = (float)cfg->norm_eps,
                              .cs = c->cs +
@@ -43,7 +43,7 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                              .hd = hd,
                              .rot = cfg->rot_dims,
                              .layer = l};
-    int window = L->sliding && cfg->window > 0 ? cfg->window : 0;
+    int window = L->attn == CELLM_ATTN_SLIDING && cfg->window > 0 ? cfg->window : 0;
     int keys = window && window < max_keys ? window : max_keys;
     int sk = c->split_keys, nsplit = 1;
     while (nsplit * sk < keys)
@@ -269,6 +269,22 @@ static enum cellm_status forward_fused(struct cu_ctx *c, int n, int nw, int max_
     return logits_out(c, n, nw, 1, err);
 }
 
+/* The feed-forward sub-block of the layer-by-layer walk: x + o (the attention's output,
+ * added here) normed into h, then the experts or the MLP into o. */
+static enum cellm_status ffn(struct cu_ctx *c, const struct cu_layer *L, int n,
+                             struct cellm_error *err)
+{
+    CELLM_TRY(norm(c, c->x, c->o, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
+    cellm_cuda_prof_mark(c, PH_NORM);
+    if (L->moe) {
+        CELLM_TRY(cellm_cuda_moe(c, L, c->h, n, c->o, err));
+        cellm_cuda_prof_mark(c, PH_MOE);
+        return CELLM_OK;
+    }
+    return cellm_cuda_dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up, L->b_down,
+                                c->h, n, c->gate, c->up, c->o, err);
+}
+
 /* Every kernel of one step, from the embedding to the logits (device); capturable. */
 enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_keys,
                                      struct cellm_error *err)
@@ -280,7 +296,7 @@ enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_ke
     K_TRY(cellm_cu_embed(&m->embed, c->rows, n, cfg->embed_scale ? d->embed_scale : 1.0f, c->x,
                          c->st));
     cellm_cuda_prof_mark(c, PH_EMBED);
-    if (m->fuse && n < m->gemm_rows && !cfg->parallel_residual && !cfg->sandwich_norms)
+    if (m->fuse && n < m->gemm_rows && cfg->block == CELLM_BLOCK_PRE_NORM)
         return forward_fused(c, n, nw, max_keys, err);
     const float *pending = NULL; /* residual still to be added to x */
     for (int l = 0; l < cfg->n_layers; l++) {
@@ -288,27 +304,26 @@ enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_ke
         CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
         cellm_cuda_prof_mark(c, PH_NORM);
         CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
-        if (cfg->parallel_residual) {
+        switch (cfg->block) {
+        case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h); mlp(h) is added with the next norm */
             CELLM_TRY(cellm_cuda_dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL,
                                            c->h, n, c->gate, c->up, c->h, err));
             K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
             pending = c->h;
-            continue;
-        }
-        if (cfg->sandwich_norms)
+            break;
+        case CELLM_BLOCK_SANDWICH: /* x + norm(attn(h)), then x + norm(mlp(norm(x))) */
             CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_attn_norm, NULL, n, NULL, err));
-        CELLM_TRY(norm(c, c->x, c->o, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
-        cellm_cuda_prof_mark(c, PH_NORM);
-        if (L->moe) {
-            CELLM_TRY(cellm_cuda_moe(c, L, c->h, n, c->o, err));
-            cellm_cuda_prof_mark(c, PH_MOE);
-        } else
-            CELLM_TRY(cellm_cuda_dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate, L->b_up,
-                                           L->b_down, c->h, n, c->gate, c->up, c->o, err));
-        if (cfg->sandwich_norms)
+            CELLM_TRY(ffn(c, L, n, err));
             CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_ffn_norm, NULL, n, NULL, err));
-        cellm_cuda_prof_mark(c, PH_NORM);
-        pending = c->o;
+            cellm_cuda_prof_mark(c, PH_NORM);
+            pending = c->o;
+            break;
+        case CELLM_BLOCK_PRE_NORM: /* x + attn(h), then x + mlp(norm(x)) */
+            CELLM_TRY(ffn(c, L, n, err));
+            cellm_cuda_prof_mark(c, PH_NORM);
+            pending = c->o;
+            break;
+        }
     }
     if (pending) K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
     return logits_out(c, n, nw, 0, err);

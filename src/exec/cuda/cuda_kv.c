@@ -49,7 +49,7 @@ enum cellm_status cellm_cuda_reserve_seq(struct cu_ctx *c, struct cu_seq *s, int
 
 static int kv_has_layer(const struct cu_ctx *c, int l, int flags)
 {
-    return !c->d->layers[l].sliding || (flags & CELLM_KV_WINDOW);
+    return c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_WINDOW);
 }
 
 size_t cellm_cuda_kv_block_bytes(void *p, int n, int flags)
@@ -69,7 +69,8 @@ static enum cellm_status kv_copy(struct cu_ctx *c, struct cu_seq *s, int pos, in
     size_t bytes = (size_t)n * kd * sizeof(float);
     for (int l = 0; l < c->d->cfg.n_layers; l++) {
         if (!kv_has_layer(c, l, flags)) continue;
-        int write = !to || !c->d->layers[l].sliding || (flags & CELLM_KV_LOAD_WINDOW);
+        int write =
+            !to || c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_LOAD_WINDOW);
         for (int half = 0; half < 2 && write; half++) {
             float *cache = s->kv + ((size_t)(2 * l + half) * (size_t)s->cap + (size_t)pos) * kd;
             float *b = blk + off + (size_t)half * n * kd;

@@ -9,6 +9,7 @@
  * precision, re-laid out for a coalesced decode kernel; cuda_int.h, struct cu_layout).
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,31 @@ enum cellm_status cellm_cuda_check_weight(const struct cellm_weight *w, struct c
     return CELLM_OK;
 }
 
+const size_t cellm_cu_layer_offset[CELLM_LT_N] = {
+#define CU_OFF(id, field, ...) offsetof(struct cu_layer, field),
+    CELLM_LAYER_TENSORS(CU_OFF)
+#undef CU_OFF
+};
+
+/* Per-head norm weights [parts][len] as one f32 array (1 where a head has none). */
+static float *up_heads(struct uploader *u, const struct cellm_vec *v, int parts, int64_t len,
+                       enum cellm_status *st)
+{
+    size_t n = (size_t)parts * (size_t)len;
+    float *tmp = u->base ? cellm_malloc(n * sizeof(float)) : NULL;
+    if (u->base && !tmp) {
+        *st = CELLM_ERR_NOMEM;
+        return NULL;
+    }
+    if (tmp)
+        for (int h = 0; h < parts; h++)
+            for (int64_t i = 0; i < len; i++)
+                tmp[(size_t)h * len + i] = v[h].fmt == CELLM_W_NONE ? 1.0f : cellm_vec_at(&v[h], i);
+    float *dst = up_bytes(u, tmp, n * sizeof(float));
+    cellm_free(tmp);
+    return dst;
+}
+
 enum cellm_status cellm_cuda_upload_all(struct cu_model *m, struct uploader *u)
 {
     const struct cellm_desc *d = m->d;
@@ -160,62 +186,35 @@ enum cellm_status cellm_cuda_upload_all(struct cu_model *m, struct uploader *u)
         up_weight(u, &d->head, &m->head);
     m->final_norm = up_vec(u, &d->final_norm, &st);
     m->final_norm_b = up_vec(u, &d->final_norm_b, &st);
-    int hd = cfg->head_dim;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
         struct cu_layer *C = &m->layers[l];
-        C->sliding = L->sliding;
+        C->attn = L->attn;
         C->moe = L->moe;
-        up_weight(u, &L->wq, &C->wq);
-        up_weight(u, &L->wk, &C->wk);
-        up_weight(u, &L->wv, &C->wv);
-        up_weight(u, &L->wo, &C->wo);
-        up_weight(u, &L->w_gate, &C->w_gate);
-        up_weight(u, &L->w_up, &C->w_up);
-        up_weight(u, &L->w_down, &C->w_down);
-        up_weight(u, &L->router, &C->router);
-        if (L->moe && L->e_gate)
-            for (int e = 0; e < cfg->n_experts; e++) {
-                up_weight(u, &L->e_gate[e], &C->e_gate[e]);
-                up_weight(u, &L->e_up[e], &C->e_up[e]);
-                up_weight(u, &L->e_down[e], &C->e_down[e]);
+        for (int id = 0; id < CELLM_LT_N; id++) {
+            void *dst = (char *)C + cellm_cu_layer_offset[id];
+            int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
+            switch (cellm_layer_tensors[id].kind) {
+            case CELLM_TK_VEC:
+                *(float **)dst = up_vec(u, cellm_layer_vec(L, (enum cellm_lt)id), &st);
+                break;
+            case CELLM_TK_MAT:
+                up_weight(u, cellm_layer_weight(L, (enum cellm_lt)id), dst);
+                break;
+            case CELLM_TK_HEADS: {
+                const struct cellm_vec *v = cellm_layer_heads(L, (enum cellm_lt)id);
+                *(float **)dst = v && parts ? up_heads(u, v, parts, cfg->head_dim, &st) : NULL;
+                if (st) return st;
+                break;
             }
-        C->attn_norm = up_vec(u, &L->attn_norm, &st);
-        C->attn_norm_b = up_vec(u, &L->attn_norm_b, &st);
-        C->post_attn_norm = up_vec(u, &L->post_attn_norm, &st);
-        C->ffn_norm = up_vec(u, &L->ffn_norm, &st);
-        C->ffn_norm_b = up_vec(u, &L->ffn_norm_b, &st);
-        C->post_ffn_norm = up_vec(u, &L->post_ffn_norm, &st);
-        C->bq = up_vec(u, &L->bq, &st);
-        C->bk = up_vec(u, &L->bk, &st);
-        C->bv = up_vec(u, &L->bv, &st);
-        C->bo = up_vec(u, &L->bo, &st);
-        C->q_norm = cfg->qk_norm && !L->q_norm_heads ? up_vec(u, &L->q_norm, &st) : NULL;
-        C->k_norm = cfg->qk_norm && !L->k_norm_heads ? up_vec(u, &L->k_norm, &st) : NULL;
-        C->b_gate = up_vec(u, &L->b_gate, &st);
-        C->b_up = up_vec(u, &L->b_up, &st);
-        C->b_down = up_vec(u, &L->b_down, &st);
-        C->qn_heads = C->kn_heads = NULL;
-        if (L->q_norm_heads) {
-            /* per-head LayerNorm weights, concatenated [H][hd] */
-            size_t n = (size_t)cfg->n_heads * hd, nk = (size_t)cfg->n_kv_heads * hd;
-            float *tmp = u->base ? cellm_malloc((n + nk) * sizeof(float)) : NULL;
-            if (u->base && !tmp) return CELLM_ERR_NOMEM;
-            if (tmp) {
-                for (int h = 0; h < cfg->n_heads; h++)
-                    for (int i = 0; i < hd; i++)
-                        tmp[(size_t)h * hd + i] = L->q_norm_heads[h].fmt == CELLM_W_NONE
-                                                      ? 1.0f
-                                                      : cellm_vec_at(&L->q_norm_heads[h], i);
-                for (int h = 0; h < cfg->n_kv_heads; h++)
-                    for (int i = 0; i < hd; i++)
-                        tmp[n + (size_t)h * hd + i] = L->k_norm_heads[h].fmt == CELLM_W_NONE
-                                                          ? 1.0f
-                                                          : cellm_vec_at(&L->k_norm_heads[h], i);
+            case CELLM_TK_EXPERTS: {
+                const struct cellm_weight *w = cellm_layer_experts(L, (enum cellm_lt)id);
+                struct cu_weight *cw = *(struct cu_weight **)dst;
+                for (int e = 0; w && cw && e < parts; e++)
+                    up_weight(u, &w[e], &cw[e]);
+                break;
             }
-            C->qn_heads = up_bytes(u, tmp, n * sizeof(float));
-            C->kn_heads = up_bytes(u, tmp ? tmp + n : NULL, nk * sizeof(float));
-            cellm_free(tmp);
+            }
         }
     }
     return st;

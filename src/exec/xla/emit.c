@@ -174,17 +174,21 @@ static val linear(struct em *e, val x, const char *base, const struct cellm_weig
     return y;
 }
 
-static val linear_l(struct em *e, val x, int l, const char *suffix, const struct cellm_weight *w,
-                    const char *bias_suffix)
+/* Layer l's parameter of tensor id ("l3_wq", plan.c), none() when absent. */
+static val PL(struct em *e, int l, enum cellm_lt id)
 {
-    char base[48], bn[48];
-    snprintf(base, sizeof base, "l%d_%s", l, suffix);
-    val bias = none();
-    if (bias_suffix) {
-        snprintf(bn, sizeof bn, "l%d_%s", l, bias_suffix);
-        bias = P(e, bn, 0);
-    }
-    return linear(e, x, base, w, bias);
+    char n[48];
+    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[id].field);
+    return P(e, n, 0);
+}
+
+/* x times layer l's matrix id, plus its bias (bias_id < 0: none). */
+static val linear_l(struct em *e, val x, int l, enum cellm_lt id, int bias_id)
+{
+    char base[48];
+    snprintf(base, sizeof base, "l%d_%s", l, cellm_layer_tensors[id].field);
+    val bias = bias_id >= 0 ? PL(e, l, (enum cellm_lt)bias_id) : none();
+    return linear(e, x, base, cellm_layer_weight(&e->d->layers[l], id), bias);
 }
 
 /* ---- elementwise blocks ---------------------------------------------------------------- */
@@ -219,16 +223,11 @@ static val norm(struct em *e, enum cellm_norm_kind kind, val x, val w, val bias)
     return bin(e, "multiply", wf, y);
 }
 
-static val norm_l(struct em *e, val x, int l, const char *wn, const char *bn)
+/* The config's norm with layer l's weight id and bias (bias_id < 0: none). */
+static val norm_l(struct em *e, val x, int l, enum cellm_lt id, int bias_id)
 {
-    char n[48];
-    snprintf(n, sizeof n, "l%d_%s", l, wn);
-    val w = P(e, n, 0), b = none();
-    if (bn) {
-        snprintf(n, sizeof n, "l%d_%s", l, bn);
-        b = P(e, n, 0);
-    }
-    return norm(e, e->c->norm, x, w, b);
+    return norm(e, e->c->norm, x, PL(e, l, id),
+                bias_id >= 0 ? PL(e, l, (enum cellm_lt)bias_id) : none());
 }
 
 /* c * tanh(x / c) */
@@ -280,20 +279,21 @@ static val attention(struct em *e, int l, val h)
     const struct cellm_layer *L = &e->d->layers[l];
     struct cellm_xh *b = e->b;
     int64_t T = e->T, H = c->n_heads, KV = c->n_kv_heads, G = H / KV, hd = c->head_dim;
-    val q = linear_l(e, h, l, "wq", &L->wq, "bq");
-    val k = linear_l(e, h, l, "wk", &L->wk, "bk");
-    val v = linear_l(e, h, l, "wv", &L->wv, "bv");
+    val q = linear_l(e, h, l, CELLM_LT_WQ, CELLM_LT_BQ);
+    val k = linear_l(e, h, l, CELLM_LT_WK, CELLM_LT_BK);
+    val v = linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
     q = cellm_xh_reshape(b, q, 3, DIMS(T, H, hd));
     k = cellm_xh_reshape(b, k, 3, DIMS(T, KV, hd));
     v = cellm_xh_reshape(b, v, 3, DIMS(T, KV, hd));
     if (L->q_norm_heads) {
-        q = norm(e, CELLM_NORM_LAYER, q, P(e, "l%d_q_norm", l), none());
-        k = norm(e, CELLM_NORM_LAYER, k, P(e, "l%d_k_norm", l), none());
+        q = norm(e, CELLM_NORM_LAYER, q, PL(e, l, CELLM_LT_Q_NORM_HEADS), none());
+        k = norm(e, CELLM_NORM_LAYER, k, PL(e, l, CELLM_LT_K_NORM_HEADS), none());
     } else if (c->qk_norm) {
-        q = norm(e, c->norm, q, P(e, "l%d_q_norm", l), none());
-        k = norm(e, c->norm, k, P(e, "l%d_k_norm", l), none());
+        q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM), none());
+        k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM), none());
     }
-    int local = L->sliding && e->p->local_rope;
+    int sliding = L->attn == CELLM_ATTN_SLIDING;
+    int local = sliding && e->p->local_rope;
     q = rope(e, q, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
     k = rope(e, k, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
     val starts[3] = {e->pos0, e->zero, e->zero};
@@ -306,7 +306,7 @@ static val attention(struct em *e, int l, val h)
     val s = cellm_xh_dot(b, q4, kc, 1, DIMS(1), DIMS(1), 3, 2);
     s = bin(e, "multiply", s, splat(e, (float)c->attn_scale, &s));
     if (c->attn_softcap > 0) s = softcap(e, s, c->attn_softcap);
-    val mask = L->sliding && c->window > 0 ? e->mask_win : e->mask_full;
+    val mask = sliding && c->window > 0 ? e->mask_win : e->mask_full;
     val ninf = splat(e, -INFINITY, &s);
     s = cellm_xh_select(b, bc(e, mask, &s, DIMS(1, 3)), s, ninf);
     val m = cellm_xh_reduce(b, s, "maximum", 1, DIMS(3), -INFINITY);
@@ -318,15 +318,14 @@ static val attention(struct em *e, int l, val h)
     val o = cellm_xh_dot(b, pr, vc, 1, DIMS(0), DIMS(1), 3, 0);
     o = cellm_xh_transpose(b, o, DIMS(1, 0, 2, 3));
     o = cellm_xh_reshape(b, o, 2, DIMS(T, H * hd));
-    return linear_l(e, o, l, "wo", &L->wo, "bo");
+    return linear_l(e, o, l, CELLM_LT_WO, CELLM_LT_BO);
 }
 
 static val mlp(struct em *e, int l, val h)
 {
-    const struct cellm_layer *L = &e->d->layers[l];
-    val g = linear_l(e, h, l, "wg", &L->w_gate, "bg");
-    val u = linear_l(e, h, l, "wu", &L->w_up, "bu");
-    return linear_l(e, glu(e, g, u), l, "wd", &L->w_down, "bd");
+    val g = linear_l(e, h, l, CELLM_LT_W_GATE, CELLM_LT_B_GATE);
+    val u = linear_l(e, h, l, CELLM_LT_W_UP, CELLM_LT_B_UP);
+    return linear_l(e, glu(e, g, u), l, CELLM_LT_W_DOWN, CELLM_LT_B_DOWN);
 }
 
 static val moe(struct em *e, int l, val h)
@@ -336,7 +335,7 @@ static val moe(struct em *e, int l, val h)
     struct cellm_xh *b = e->b;
     int64_t T = e->T, E = c->n_experts;
     int K = c->n_experts_used;
-    val r = linear_l(e, h, l, "router", &L->router, NULL); /* [T, E] */
+    val r = linear_l(e, h, l, CELLM_LT_ROUTER, -1); /* [T, E] */
     val m0 = cellm_xh_reduce(b, r, "maximum", 1, DIMS(1), -INFINITY);
     val ex = cellm_xh_un(b, "exponential", bin(e, "subtract", r, bc_lead(e, m0, &r)));
     val sum = cellm_xh_reduce(b, ex, "add", 1, DIMS(1), 0);
@@ -371,15 +370,21 @@ static val moe(struct em *e, int l, val h)
         comb = cellm_xh_select(b, oh[k], bc_lead(e, wk[k], &comb), comb);
     /* every expert on every row, combined with the routing weights (zero elsewhere) */
     char n[48];
-    snprintf(n, sizeof n, "l%d_eg", l);
+    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_GATE].field);
     val g = cellm_xh_dot(b, h, matrix(e, n, &L->e_gate[0]), 0, NULL, NULL, 1, 2); /* [T,E,I] */
-    snprintf(n, sizeof n, "l%d_eu", l);
+    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_UP].field);
     val u = cellm_xh_dot(b, h, matrix(e, n, &L->e_up[0]), 0, NULL, NULL, 1, 2);
-    snprintf(n, sizeof n, "l%d_ed", l);
+    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_DOWN].field);
     val y = cellm_xh_dot(b, glu(e, g, u), matrix(e, n, &L->e_down[0]), 1, DIMS(1), DIMS(0), 2, 2);
     /* y [E, T, D] */
     val cw = bc(e, comb, &y, DIMS(1, 0));
     return cellm_xh_reduce(b, bin(e, "multiply", y, cw), "add", 1, DIMS(0), 0);
+}
+
+/* The feed-forward sub-block: the layer's experts or its MLP. */
+static val ffn(struct em *e, int l, val h)
+{
+    return e->d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
 }
 
 /* ---- module ---------------------------------------------------------------------------- */
@@ -398,6 +403,11 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     if (c->n_kv_heads < 1 || c->n_heads % c->n_kv_heads)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "--device xla: %d heads over %d KV heads",
                           c->n_heads, c->n_kv_heads);
+    if (c->residual_mult != 1 || c->logits_div != 1)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: residual_multiplier %g / logits_scaling %g (Granite) are "
+                          "not implemented by the XLA executor yet; use --device cpu",
+                          c->residual_mult, c->logits_div);
     if (c->n_experts_used > 64)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %d experts per token (at most 64)", c->n_experts_used);
@@ -443,7 +453,7 @@ static void masks(struct em *e, int64_t cap)
     e->mask_full = cellm_xh_compare(b, "LE", kp, qp);
     int any = 0;
     for (int l = 0; l < e->c->n_layers; l++)
-        any |= e->d->layers[l].sliding;
+        any |= e->d->layers[l].attn == CELLM_ATTN_SLIDING;
     if (any && e->c->window > 0) {
         val lo =
             bin(e, "subtract", qp, cellm_xh_const_int(b, XH_I32, e->c->window, 2, DIMS(T, cap)));
@@ -469,19 +479,23 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     }
     if (c->embed_scale) x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
     for (int l = 0; l < c->n_layers; l++) {
-        val h = norm_l(e, x, l, "attn_norm", "attn_norm_b");
-        val o = attention(e, l, h);
-        if (c->parallel_residual) {
-            val m = mlp(e, l, h);
-            x = bin(e, "add", bin(e, "add", x, o), m);
-            continue;
+        val h = norm_l(e, x, l, CELLM_LT_ATTN_NORM, CELLM_LT_ATTN_NORM_B);
+        val o = attention(e, l, h), m;
+        switch (c->block) {
+        case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h) */
+            x = bin(e, "add", bin(e, "add", x, o), mlp(e, l, h));
+            break;
+        case CELLM_BLOCK_SANDWICH: /* x + norm(attn(h)), then x + norm(mlp(norm(x))) */
+            x = bin(e, "add", x, norm_l(e, o, l, CELLM_LT_POST_ATTN_NORM, -1));
+            m = ffn(e, l, norm_l(e, x, l, CELLM_LT_FFN_NORM, CELLM_LT_FFN_NORM_B));
+            x = bin(e, "add", x, norm_l(e, m, l, CELLM_LT_POST_FFN_NORM, -1));
+            break;
+        case CELLM_BLOCK_PRE_NORM: /* x + attn(h), then x + mlp(norm(x)) */
+            x = bin(e, "add", x, o);
+            m = ffn(e, l, norm_l(e, x, l, CELLM_LT_FFN_NORM, CELLM_LT_FFN_NORM_B));
+            x = bin(e, "add", x, m);
+            break;
         }
-        if (c->sandwich_norms) o = norm_l(e, o, l, "post_attn_norm", NULL);
-        x = bin(e, "add", x, o);
-        h = norm_l(e, x, l, "ffn_norm", "ffn_norm_b");
-        val m = d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
-        if (c->sandwich_norms) m = norm_l(e, m, l, "post_ffn_norm", NULL);
-        x = bin(e, "add", x, m);
     }
     if (!k->all_logits) {
         val st[2] = {e->last, e->zero};

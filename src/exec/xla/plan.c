@@ -2,11 +2,11 @@
  * plan.c: the weights of a model as parameters of the StableHLO modules (see emit.h).
  *
  * One walk over the description registers every tensor the forward pass reads, under a
- * name the emitter looks up again ("l3_wq", "l3_wq_q"/"_s"/"_b" for affine parts,
- * "l3_eg" for stacked expert gates). Nothing is copied: a parameter is a list of
- * contiguous pieces of the mapped checkpoint (one for a tensor or a row range of a fused
- * tensor, E for experts stored one tensor each, H for StableLM's per-head norms), which
- * the executor concatenates only when there is more than one.
+ * name the emitter looks up again: "l3_wq" for layer 3's member wq of model.h's tensor
+ * table ("l3_wq_q"/"_s"/"_b" for affine parts, "l3_e_gate" for stacked expert gates). Nothing is
+ * copied: a parameter is a list of contiguous pieces of the mapped checkpoint (one for a tensor or
+ * a row range of a fused tensor, E for experts stored one tensor each, H for StableLM's per-head
+ * norms), which the executor concatenates only when there is more than one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,60 +156,32 @@ void cellm_xla_plan_free(struct cellm_xla_plan *p)
     memset(p, 0, sizeof *p);
 }
 
+/* Layer l's tensors under "l<l>_<field>" (model.h's table; absent ones are skipped). */
 static enum cellm_status build_layer(const struct cellm_desc *d, int l, struct cellm_xla_plan *p,
                                      struct cellm_error *err)
 {
-    const struct cellm_config *c = &d->cfg;
     const struct cellm_layer *L = &d->layers[l];
-    char n[48];
-#define VEC(suffix, v)                                                                             \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "l%d_%s", l, suffix);                                                \
-        CELLM_TRY(add_vec(p, n, v, err));                                                          \
-    } while (0)
-#define MAT(suffix, w, ne)                                                                         \
-    do {                                                                                           \
-        snprintf(n, sizeof n, "l%d_%s", l, suffix);                                                \
-        CELLM_TRY(add_mat(p, n, w, ne, err));                                                      \
-    } while (0)
-    VEC("attn_norm", &L->attn_norm);
-    VEC("attn_norm_b", &L->attn_norm_b);
-    VEC("post_attn_norm", &L->post_attn_norm);
-    VEC("ffn_norm", &L->ffn_norm);
-    VEC("ffn_norm_b", &L->ffn_norm_b);
-    VEC("post_ffn_norm", &L->post_ffn_norm);
-    MAT("wq", &L->wq, 0);
-    MAT("wk", &L->wk, 0);
-    MAT("wv", &L->wv, 0);
-    MAT("wo", &L->wo, 0);
-    VEC("bq", &L->bq);
-    VEC("bk", &L->bk);
-    VEC("bv", &L->bv);
-    VEC("bo", &L->bo);
-    if (L->q_norm_heads) {
-        snprintf(n, sizeof n, "l%d_q_norm", l);
-        CELLM_TRY(add_heads(p, n, L->q_norm_heads, c->n_heads, err));
-        snprintf(n, sizeof n, "l%d_k_norm", l);
-        CELLM_TRY(add_heads(p, n, L->k_norm_heads, c->n_kv_heads, err));
-    } else if (c->qk_norm) {
-        VEC("q_norm", &L->q_norm);
-        VEC("k_norm", &L->k_norm);
+    for (int id = 0; id < CELLM_LT_N; id++) {
+        const struct cellm_tensor_spec *s = &cellm_layer_tensors[id];
+        int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
+        if (!parts) continue;
+        char n[48];
+        snprintf(n, sizeof n, "l%d_%s", l, s->field);
+        switch (s->kind) {
+        case CELLM_TK_VEC:
+            CELLM_TRY(add_vec(p, n, cellm_layer_vec(L, (enum cellm_lt)id), err));
+            break;
+        case CELLM_TK_HEADS:
+            CELLM_TRY(add_heads(p, n, cellm_layer_heads(L, (enum cellm_lt)id), parts, err));
+            break;
+        case CELLM_TK_MAT:
+            CELLM_TRY(add_mat(p, n, cellm_layer_weight(L, (enum cellm_lt)id), 0, err));
+            break;
+        case CELLM_TK_EXPERTS:
+            CELLM_TRY(add_mat(p, n, cellm_layer_experts(L, (enum cellm_lt)id), parts, err));
+            break;
+        }
     }
-    if (L->moe) {
-        MAT("router", &L->router, 0);
-        MAT("eg", L->e_gate, c->n_experts);
-        MAT("eu", L->e_up, c->n_experts);
-        MAT("ed", L->e_down, c->n_experts);
-    } else {
-        MAT("wg", &L->w_gate, 0);
-        MAT("wu", &L->w_up, 0);
-        MAT("wd", &L->w_down, 0);
-        VEC("bg", &L->b_gate);
-        VEC("bu", &L->b_up);
-        VEC("bd", &L->b_down);
-    }
-#undef VEC
-#undef MAT
     return CELLM_OK;
 }
 
@@ -221,7 +193,8 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
     p->half = c->rot_dims / 2;
     p->dequant_at_load = dequant_at_load;
     for (int l = 0; l < c->n_layers; l++)
-        if (d->layers[l].sliding && d->layers[l].inv_freq != d->inv_freq_global &&
+        if (d->layers[l].attn == CELLM_ATTN_SLIDING &&
+            d->layers[l].inv_freq != d->inv_freq_global &&
             memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)))
             p->local_rope = 1;
     enum cellm_status st = add_mat(p, "embed", &d->embed, 0, err);

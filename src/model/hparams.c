@@ -1,11 +1,11 @@
 /*
- * config.c: config.json and generation_config.json into struct cellm_config.
+ * hparams.c: config.json and generation_config.json into struct cellm_config.
  *
  * The text configuration is the top-level object, or "text_config" for Gemma 3
  * multimodal checkpoints (whose quantization, tie and eos keys stay at the top level).
  * Keys are read with type checks; absent keys take the family's class defaults.
  */
-#include "config.h"
+#include "hparams.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -15,16 +15,14 @@
 #include "base/error.h"
 #include "base/json.h"
 #include "base/mapfile.h"
-#include "families.h"
+#include "family.h"
 
 void cellm_config_free(struct cellm_config *c)
 {
     if (!c) return;
     cellm_free(c->layer_sliding);
     cellm_free(c->layer_moe);
-    for (int i = 0; i < c->n_q_overrides; i++)
-        cellm_free(c->q_overrides[i].module);
-    cellm_free(c->q_overrides);
+    cellm_quant_free(&c->quant);
     memset(c, 0, sizeof *c);
 }
 
@@ -128,142 +126,6 @@ static enum cellm_status parse_eos(const cJSON *j, const char *what, struct cell
         c->eos[c->n_eos++] = (int32_t)v;
     }
     return CELLM_OK;
-}
-
-static const char *canonical_module(const char *m)
-{
-    if (!strncmp(m, "language_model.", 15)) return m + 15;
-    return m;
-}
-
-const char *cellm_qmode_name(int mode)
-{
-    static const char *const names[] = {"affine", "mxfp4", "mxfp8", "nvfp4"};
-    return mode >= 0 && mode <= CELLM_QMODE_NVFP4 ? names[mode] : "?";
-}
-
-static enum cellm_status check_qparams(int bits, int group, int mode, const char *what,
-                                       const char *key, struct cellm_error *err)
-{
-    if (mode != CELLM_QMODE_AFFINE) {
-        /* mlx fixes both per mode (mlx/ops.cpp) */
-        int want_bits = mode == CELLM_QMODE_MXFP8 ? 8 : 4;
-        int want_group = mode == CELLM_QMODE_NVFP4 ? 16 : 32;
-        if (bits != want_bits)
-            return cellm_errf(err, CELLM_ERR_FORMAT,
-                              "%s: %s: mode \"%s\" has %d-bit codes; bits is %d", what, key,
-                              cellm_qmode_name(mode), want_bits, bits);
-        if (group != want_group)
-            return cellm_errf(err, CELLM_ERR_FORMAT,
-                              "%s: %s: mode \"%s\" has group size %d; group_size is %d", what, key,
-                              cellm_qmode_name(mode), want_group, group);
-        return CELLM_OK;
-    }
-    if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8)
-        return cellm_errf(
-            err, CELLM_ERR_UNSUPPORTED,
-            "%s: %s: %d-bit quantization is not supported (MLX affine bits are 2, 3, 4, 5, 6 or 8)",
-            what, key, bits);
-    if (group != 32 && group != 64 && group != 128)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "%s: %s: group size %d is not supported (32, 64 or 128)", what, key,
-                          group);
-    return CELLM_OK;
-}
-
-/* def_mode < 0: an override entry (no "mode" means affine, as mlx's to_quantized). */
-static enum cellm_status parse_qentry(const cJSON *o, const char *what, const char *key,
-                                      int def_bits, int def_group, int def_mode, int *bits,
-                                      int *group, int *mode, struct cellm_error *err)
-{
-    const char *ms = "affine";
-    CELLM_TRY(cellm_json_str(o, "mode", what, "affine", &ms, err));
-    int m = -1;
-    for (int k = CELLM_QMODE_AFFINE; k <= CELLM_QMODE_NVFP4; k++)
-        if (!strcmp(ms, cellm_qmode_name(k))) m = k;
-    if (m < 0)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "%s: %s: quantization mode \"%s\" is not supported (affine, mxfp4, "
-                          "mxfp8 or nvfp4)",
-                          what, key, ms);
-    (void)def_mode;
-    if (m != CELLM_QMODE_AFFINE) { /* a non-affine mode's own sizes are the defaults */
-        def_bits = m == CELLM_QMODE_MXFP8 ? 8 : 4;
-        def_group = m == CELLM_QMODE_NVFP4 ? 16 : 32;
-    }
-    int64_t b, g;
-    CELLM_TRY(cellm_json_int(o, "bits", what, def_bits, &b, err));
-    CELLM_TRY(cellm_json_int(o, "group_size", what, def_group, &g, err));
-    if (b < 0 || b > 64 || g < 0 || g > 1 << 20)
-        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: %s: bits %lld / group_size %lld out of range",
-                          what, key, (long long)b, (long long)g);
-    *bits = (int)b;
-    *group = (int)g;
-    *mode = m;
-    return check_qparams(*bits, *group, m, what, key, err);
-}
-
-static enum cellm_status parse_quant(const cJSON *q, const char *what, struct cellm_config *c,
-                                     struct cellm_error *err)
-{
-    if (!q) return CELLM_OK;
-    if (!cJSON_IsObject(q))
-        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: \"quantization\" is a %s, expected an object",
-                          what, cellm_json_type(q));
-    CELLM_TRY(parse_qentry(q, what, "quantization", 4, 64, CELLM_QMODE_AFFINE, &c->q_bits,
-                           &c->q_group, &c->q_mode, err));
-    int n = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, q) n += cJSON_IsObject(e) || cJSON_IsBool(e);
-    c->q_overrides = cellm_calloc((size_t)n + 1, sizeof *c->q_overrides);
-    if (!c->q_overrides) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
-    cJSON_ArrayForEach(e, q)
-    {
-        if (!cJSON_IsObject(e) && !cJSON_IsBool(e)) continue;
-        struct cellm_quant_override *o = &c->q_overrides[c->n_q_overrides];
-        o->module = cellm_strdup(canonical_module(e->string));
-        if (!o->module) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
-        c->n_q_overrides++;
-        if (cJSON_IsFalse(e)) {
-            o->bits = 0;
-        } else if (cJSON_IsTrue(e)) {
-            o->bits = c->q_bits;
-            o->group_size = c->q_group;
-            o->mode = c->q_mode;
-        } else {
-            char key[300];
-            snprintf(key, sizeof key, "quantization.%.250s", e->string);
-            int defb = c->q_mode == CELLM_QMODE_AFFINE ? c->q_bits : 4;
-            int defg = c->q_mode == CELLM_QMODE_AFFINE ? c->q_group : 64;
-            CELLM_TRY(parse_qentry(e, what, key, defb, defg, -1, &o->bits, &o->group_size, &o->mode,
-                                   err));
-        }
-    }
-    return CELLM_OK;
-}
-
-int cellm_config_quant_mode(const struct cellm_config *c, const char *module, int *bits, int *group,
-                            int *mode)
-{
-    for (int i = 0; i < c->n_q_overrides; i++)
-        if (!strcmp(c->q_overrides[i].module, module)) {
-            if (c->q_overrides[i].bits == 0) return 0;
-            *bits = c->q_overrides[i].bits;
-            *group = c->q_overrides[i].group_size;
-            *mode = c->q_overrides[i].mode;
-            return 1;
-        }
-    if (c->q_bits == 0) return -1;
-    *bits = c->q_bits;
-    *group = c->q_group;
-    *mode = c->q_mode;
-    return 1;
-}
-
-int cellm_config_quant(const struct cellm_config *c, const char *module, int *bits, int *group)
-{
-    int mode;
-    return cellm_config_quant_mode(c, module, bits, group, &mode);
 }
 
 static enum cellm_status parse_act(const char *name, const char *what, enum cellm_act *act,
@@ -466,8 +328,12 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
         CELLM_TRY(cellm_json_bool(t, "qk_layernorm", what, 0, &c->qk_norm, err));
         c->qk_norm_per_head = c->qk_norm;
     }
-    if (f->norm == CELLM_NORM_LAYER)
-        CELLM_TRY(cellm_json_bool(t, "use_parallel_residual", what, 0, &c->parallel_residual, err));
+    c->block = f->block;
+    if (f->norm == CELLM_NORM_LAYER) {
+        int parallel;
+        CELLM_TRY(cellm_json_bool(t, "use_parallel_residual", what, 0, &parallel, err));
+        if (parallel) c->block = CELLM_BLOCK_PARALLEL;
+    }
     c->attn_scale = 1.0 / sqrt((double)c->head_dim);
     if (f->gemma_scale) {
         double qpas;
@@ -483,8 +349,23 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
                              &c->final_softcap, err));
     if (c->attn_softcap < 0 || c->final_softcap < 0)
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: soft-capping values must be positive", what);
-    c->sandwich_norms = f->sandwich_norms;
     c->embed_scale = f->embed_scale;
+    c->residual_mult = c->logits_div = 1;
+    if (f->multipliers) {
+        double am;
+        CELLM_TRY(cellm_json_num(t, "embedding_multiplier", what, 1, &c->embed_mult, err));
+        CELLM_TRY(cellm_json_num(t, "attention_multiplier", what, 1, &am, err));
+        CELLM_TRY(cellm_json_num(t, "residual_multiplier", what, 1, &c->residual_mult, err));
+        CELLM_TRY(cellm_json_num(t, "logits_scaling", what, 1, &c->logits_div, err));
+        if (!(c->logits_div > 0) || !isfinite(c->embed_mult) || c->embed_mult == 0 ||
+            !isfinite(am) || !isfinite(c->residual_mult) || !isfinite(c->logits_div))
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: embedding_multiplier (non-zero), attention_multiplier and "
+                              "residual_multiplier must be finite and logits_scaling positive",
+                              what);
+        c->attn_scale = am; /* transformers' GraniteAttention: scaling = attention_multiplier */
+        c->embed_scale = 1;
+    }
     c->fused_qkv = c->fused_gate_up = f->fused;
     /* Gemma 3 multimodal keeps tie_word_embeddings at the top level */
     CELLM_TRY(cellm_json_bool(t, "tie_word_embeddings", what, f->tie, &c->tie_embeddings, err));
@@ -513,13 +394,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
         CELLM_TRY(parse_eos(eos, what, c, err));
     else if (f->eos >= 0)
         c->eos[c->n_eos++] = f->eos;
-    const cJSON *mq = cellm_json_get(top, "quantization");
-    const cJSON *hq = cellm_json_get(top, "quantization_config");
-    /* mlx-lm writes its block under both keys; a quant_method marks Hugging Face's */
-    if (!mq && cJSON_IsObject(hq) && !cellm_json_get(hq, "quant_method")) mq = hq;
-    if (mq) return parse_quant(mq, what, c, err);
-    if (hq) return cellm_config_parse_hfq(hq, what, &c->hfq, err);
-    return CELLM_OK;
+    return cellm_quant_parse(top, what, &c->quant, err);
 }
 
 enum cellm_status cellm_config_parse(const char *json, size_t len, const char *gen_json,
@@ -541,21 +416,21 @@ enum cellm_status cellm_config_parse(const char *json, size_t len, const char *g
         goto out;
     }
     const cJSON *text = root;
-    if (!strcmp(mt, "gemma3")) {
-        text = cellm_json_get(root, "text_config");
-        if (!text || !cJSON_IsObject(text)) {
-            st = cellm_errf(err, CELLM_ERR_FORMAT,
-                            "%s: model_type gemma3 needs a \"text_config\" object", what);
-            goto out;
-        }
-        mt = "gemma3_text";
-    }
-    const struct cellm_family *f = cellm_family_find(mt);
+    int wrapped;
+    const struct cellm_family *f = cellm_family_find(mt, &wrapped);
     if (!f) {
         st = cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                         "%s: model_type \"%s\" is not supported (supported: %s)", what, mt,
                         cellm_family_list());
         goto out;
+    }
+    if (wrapped) {
+        text = cellm_json_get(root, "text_config");
+        if (!text || !cJSON_IsObject(text)) {
+            st = cellm_errf(err, CELLM_ERR_FORMAT,
+                            "%s: model_type %s needs a \"text_config\" object", what, mt);
+            goto out;
+        }
     }
     if ((st = parse_text(root, text, what, f, out, err))) goto out;
     if (gen_json) {

@@ -1,14 +1,14 @@
 /*
- * families.h: per-family knowledge of config.json, as data.
+ * family.h: per-family knowledge of config.json, as data.
  *
  * A family row holds transformers' class defaults and the structural flags of the model
- * type. The parser in config.c reads keys generically and falls back to these defaults.
+ * type. The parser in hparams.c reads keys generically and falls back to these defaults.
  * Adding a family is adding a row (and, if it has a new quirk, a flag).
  */
-#ifndef CELLM_CHECKPOINT_FAMILIES_H
-#define CELLM_CHECKPOINT_FAMILIES_H
+#ifndef CELLM_MODEL_FAMILY_H
+#define CELLM_MODEL_FAMILY_H
 
-#include "config.h"
+#include "hparams.h"
 
 enum cellm_sliding_rule {
     CELLM_SLIDE_NONE,    /* never (llama) */
@@ -27,6 +27,8 @@ enum cellm_bias_rule {
 
 struct cellm_family {
     const char *model_type;
+    const char *title;   /* what the family covers, for people (README, inspect --families) */
+    const char *wrapper; /* a multimodal model_type whose "text_config" is this family, or NULL */
     int vocab, dim, ffn_dim, n_layers, n_heads, n_kv_heads; /* n_kv_heads 0 = n_heads */
     int head_dim;             /* default head_dim; 0 = dim / n_heads */
     int head_dim_from_config; /* an explicit head_dim in config.json wins */
@@ -41,8 +43,11 @@ struct cellm_family {
     enum cellm_sliding_rule sliding;
     enum cellm_bias_rule bias;
     enum cellm_norm_kind norm;
-    int qk_norm; /* 1 always, 2 = StableLM's qk_layernorm key */
-    int sandwich_norms, embed_scale, fused, gemma_scale;
+    int qk_norm;            /* 1 always, 2 = StableLM's qk_layernorm key */
+    enum cellm_block block; /* pre-norm or sandwich; parallel is StableLM's config key */
+    int embed_scale, fused, gemma_scale;
+    int multipliers;                    /* Granite: embedding_multiplier, attention_multiplier,
+                                           residual_multiplier and logits_scaling */
     double attn_softcap, final_softcap; /* defaults */
     int tie;
     int bos, eos;           /* class defaults, -1 = None */
@@ -51,9 +56,10 @@ struct cellm_family {
     const char *rope_types; /* accepted rope types beside default, comma separated */
 };
 
-/* The family of a model type, or NULL. */
-const struct cellm_family *cellm_family_find(const char *model_type);
-/* Names of all supported model types, comma separated (for messages). */
+/* The family of a model type, or NULL; *wrapped is set when model_type is a family's
+ * wrapper (the text config is then config.json's "text_config"). */
+const struct cellm_family *cellm_family_find(const char *model_type, int *wrapped);
+/* Names of all supported model types (wrappers included), comma separated, for messages. */
 const char *cellm_family_list(void);
 
 #endif

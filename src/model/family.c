@@ -1,84 +1,124 @@
 /*
- * families.c: the table of supported model types with transformers' class defaults
+ * family.c: the table of supported model types with transformers' class defaults
  * (../shared/docs/reference/hf_transformers_forward.md, one section per family).
  */
-#include "families.h"
+#include "family.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 /* one row per family, several fields a line: a table is read across */
 /* clang-format off */
 static const struct cellm_family families[] = {
-    {.model_type = "llama", .vocab = 32000, .dim = 4096, .ffn_dim = 11008, .n_layers = 32,
+    {.model_type = "llama", .title = "Llama (incl. Llama 3 RoPE scaling, tied and untied heads)", .vocab = 32000, .dim = 4096, .ffn_dim = 11008, .n_layers = 32,
      .n_heads = 32, .head_dim_from_config = 1, .max_pos = 2048, .norm_eps = 1e-6,
      .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
      .rope_theta = 10000, .partial_rotary = 1, .sliding = CELLM_SLIDE_NONE,
      .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS, .bos = 1, .eos = 2,
      .rope_types = "linear,llama3"},
-    {.model_type = "mistral", .vocab = 32000, .dim = 4096, .ffn_dim = 14336, .n_layers = 32,
+    {.model_type = "mistral", .title = "Mistral", .vocab = 32000, .dim = 4096, .ffn_dim = 14336, .n_layers = 32,
      .n_heads = 32, .n_kv_heads = 8, .head_dim_from_config = 1, .max_pos = 131072,
      .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
      .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
      .sliding = CELLM_SLIDE_ALL, .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS, .bos = 1,
      .eos = 2, .rope_types = "linear,llama3"},
-    {.model_type = "qwen2", .vocab = 151936, .dim = 4096, .ffn_dim = 22016, .n_layers = 32,
+    {.model_type = "qwen2", .title = "Qwen2/2.5", .vocab = 151936, .dim = 4096, .ffn_dim = 22016, .n_layers = 32,
      .n_heads = 32, .n_kv_heads = 32, .head_dim_from_config = 1, .max_pos = 32768,
      .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
      .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
      .sliding = CELLM_SLIDE_QWEN, .bias = CELLM_BIAS_QKV_ALWAYS, .norm = CELLM_NORM_RMS,
      .bos = -1, .eos = -1, .rope_types = "linear"},
-    {.model_type = "qwen3", .vocab = 151936, .dim = 4096, .ffn_dim = 22016, .n_layers = 32,
+    {.model_type = "qwen3", .title = "Qwen3", .vocab = 151936, .dim = 4096, .ffn_dim = 22016, .n_layers = 32,
      .n_heads = 32, .n_kv_heads = 32, .head_dim = 128, .head_dim_from_config = 1,
      .max_pos = 32768, .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
      .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
      .sliding = CELLM_SLIDE_QWEN, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
      .qk_norm = 1, .bos = -1, .eos = -1, .rope_types = "linear"},
-    {.model_type = "qwen3_moe", .vocab = 151936, .dim = 2048, .ffn_dim = 6144, .n_layers = 24,
+    {.model_type = "qwen3_moe", .title = "Qwen3-MoE", .vocab = 151936, .dim = 2048, .ffn_dim = 6144, .n_layers = 24,
      .n_heads = 32, .n_kv_heads = 4, .head_dim_from_config = 1, .max_pos = 32768,
      .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
      .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1, .window_default = 4096,
      .sliding = CELLM_SLIDE_QWEN, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
      .qk_norm = 1, .moe = 1, .bos = -1, .eos = -1, .rope_types = "linear"},
-    {.model_type = "gemma2", .vocab = 256000, .dim = 2304, .ffn_dim = 9216, .n_layers = 26,
+    {.model_type = "gemma2", .title = "Gemma 2", .vocab = 256000, .dim = 2304, .ffn_dim = 9216, .n_layers = 26,
      .n_heads = 8, .n_kv_heads = 4, .head_dim = 256, .head_dim_from_config = 1,
      .max_pos = 8192, .norm_eps = 1e-6, .eps_key = "rms_norm_eps",
      .act_key = "hidden_activation", .act_default = "gelu_pytorch_tanh", .rope_theta = 10000,
      .partial_rotary = 1, .window_default = 4096, .sliding = CELLM_SLIDE_EVEN,
-     .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS_PLUS_ONE, .sandwich_norms = 1,
+     .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS_PLUS_ONE, .block = CELLM_BLOCK_SANDWICH,
      .embed_scale = 1, .gemma_scale = 1, .attn_softcap = 50, .final_softcap = 30, .tie = 1,
      .bos = 2, .eos = 1, .rope_types = "linear"},
-    {.model_type = "gemma3_text", .vocab = 262208, .dim = 2304, .ffn_dim = 9216,
+    {.model_type = "gemma3_text", .title = "Gemma 3 (text; also `gemma3`, the text model nested in multimodal checkpoints)", .wrapper = "gemma3", .vocab = 262208, .dim = 2304, .ffn_dim = 9216,
      .n_layers = 26, .n_heads = 8, .n_kv_heads = 4, .head_dim = 256,
      .head_dim_from_config = 1, .max_pos = 131072, .norm_eps = 1e-6,
      .eps_key = "rms_norm_eps", .act_key = "hidden_activation",
      .act_default = "gelu_pytorch_tanh", .rope_theta = 1e6, .partial_rotary = 1,
      .window_default = 4096, .sliding = CELLM_SLIDE_PATTERN, .bias = CELLM_BIAS_NONE,
-     .norm = CELLM_NORM_RMS_PLUS_ONE, .qk_norm = 1, .sandwich_norms = 1, .embed_scale = 1,
+     .norm = CELLM_NORM_RMS_PLUS_ONE, .qk_norm = 1, .block = CELLM_BLOCK_SANDWICH, .embed_scale = 1,
      .gemma_scale = 1, .tie = 1, .bos = 2, .eos = 1, .local_rope = 1,
      .rope_types = "linear,llama3"},
-    {.model_type = "stablelm", .vocab = 50304, .dim = 2560, .ffn_dim = 6912, .n_layers = 32,
+    {.model_type = "stablelm", .title = "StableLM 2", .vocab = 50304, .dim = 2560, .ffn_dim = 6912, .n_layers = 32,
      .n_heads = 32, .n_kv_heads = 32, .max_pos = 4096, .norm_eps = 1e-5,
      .eps_key = "layer_norm_eps", .act_key = "hidden_act", .act_default = "silu",
      .rope_theta = 10000, .partial_rotary = 0.25, .sliding = CELLM_SLIDE_NONE,
      .bias = CELLM_BIAS_USE_QKV_BIAS, .norm = CELLM_NORM_LAYER, .qk_norm = 2, .bos = 0,
      .eos = 0, .rope_types = "linear"},
-    {.model_type = "phi3", .vocab = 32064, .dim = 3072, .ffn_dim = 8192, .n_layers = 32,
+    {.model_type = "phi3", .title = "Phi-3", .vocab = 32064, .dim = 3072, .ffn_dim = 8192, .n_layers = 32,
      .n_heads = 32, .head_dim_from_config = 1, .max_pos = 4096, .norm_eps = 1e-5,
      .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
      .rope_theta = 10000, .partial_rotary = 1, .sliding = CELLM_SLIDE_ALL,
      .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS, .fused = 1, .bos = 1, .eos = 32000,
      .rope_types = ""},
+    {.model_type = "granite",
+     .title = "Granite 3 dense (CPU only; not yet checked against transformers' own Granite "
+              "outputs)",
+     .vocab = 32000, .dim = 4096, .ffn_dim = 11008, .n_layers = 32, .n_heads = 32, .max_pos = 2048, .norm_eps = 1e-6,
+     .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
+     .rope_theta = 10000, .partial_rotary = 1, .sliding = CELLM_SLIDE_NONE,
+     .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS, .multipliers = 1, .bos = 1,
+     .eos = 2, .rope_types = "linear,llama3"},
 };
 /* clang-format on */
 
-const struct cellm_family *cellm_family_find(const char *model_type)
+const struct cellm_family *cellm_family_find(const char *model_type, int *wrapped)
 {
-    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
+    *wrapped = 0;
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         if (!strcmp(families[i].model_type, model_type)) return &families[i];
+        if (families[i].wrapper && !strcmp(families[i].wrapper, model_type)) {
+            *wrapped = 1;
+            return &families[i];
+        }
+    }
     return NULL;
+}
+
+#define N_FAMILIES (sizeof families / sizeof families[0])
+
+static char list[512];
+
+static void build_list(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_FAMILIES; i++) {
+        n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "",
+                              families[i].model_type);
+        if (families[i].wrapper)
+            n += (size_t)snprintf(list + n, sizeof list - n, ", %s", families[i].wrapper);
+    }
 }
 
 const char *cellm_family_list(void)
 {
-    return "llama, mistral, qwen2, qwen3, qwen3_moe, gemma2, gemma3_text, gemma3, stablelm, phi3";
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, build_list);
+    return list;
+}
+
+const char *cellm_family_name(int i, const char **title)
+{
+    if (i < 0 || (size_t)i >= N_FAMILIES) return NULL;
+    if (title) *title = families[i].title;
+    return families[i].model_type;
 }

@@ -1,0 +1,122 @@
+/*
+ * hparams.h: config.json (+ generation_config.json) as one model configuration: the
+ * hyper-parameters and structural flags of the decoder, plus the checkpoint's
+ * quantization block (read by checkpoint/qconfig.c, kept here so one parse gives both).
+ *
+ * Every supported model type is normalised here into the same flat description, with
+ * transformers' class defaults for missing keys and both the v4 (rope_theta,
+ * rope_scaling) and v5 (rope_parameters, nested per layer type for Gemma 3) RoPE keys.
+ * Features cellm does not implement (yarn, longrope, dynamic RoPE, ...) are refused by
+ * name rather than approximated. Per-family knowledge lives in family.c as data.
+ */
+#ifndef CELLM_MODEL_HPARAMS_H
+#define CELLM_MODEL_HPARAMS_H
+
+#include <stdint.h>
+
+#include "cellm.h"
+#include "checkpoint/quant.h"
+
+enum cellm_norm_kind {
+    CELLM_NORM_RMS,          /* x * rsqrt(mean(x^2) + eps) * w */
+    CELLM_NORM_RMS_PLUS_ONE, /* ... * (1 + w): Gemma, weights stored as offsets */
+    CELLM_NORM_LAYER,        /* (x - mean) * rsqrt(var + eps) * w + b */
+};
+
+enum cellm_act {
+    CELLM_ACT_SILU,
+    CELLM_ACT_GELU_TANH, /* gelu_pytorch_tanh */
+    CELLM_ACT_GELU,      /* exact erf gelu */
+};
+
+enum cellm_rope_kind {
+    CELLM_ROPE_DEFAULT,
+    CELLM_ROPE_LINEAR,
+    CELLM_ROPE_LLAMA3,
+};
+
+struct cellm_rope {
+    enum cellm_rope_kind kind;
+    double theta;
+    double factor;          /* linear, llama3 */
+    double low_freq_factor; /* llama3 */
+    double high_freq_factor;
+    double original_max_pos;
+};
+
+/*
+ * The block topology, named once when the config is read (cfg.block); each
+ * executor's layer loop switches on it:
+ *   PRE_NORM   x += attn(norm(x));        x += mlp(norm(x))          (Llama, Qwen, Phi-3)
+ *   SANDWICH   x += norm(attn(norm(x)));  x += norm(mlp(norm(x)))    (Gemma 2, Gemma 3)
+ *   PARALLEL   h = norm(x);               x += attn(h) + mlp(h)      (StableLM parallel)
+ */
+enum cellm_block { CELLM_BLOCK_PRE_NORM, CELLM_BLOCK_SANDWICH, CELLM_BLOCK_PARALLEL };
+const char *cellm_block_name(enum cellm_block b);
+
+#define CELLM_MAX_EOS 8
+
+struct cellm_config {
+    char model_type[32]; /* as in config.json (text config's, for gemma3) */
+    int vocab;
+    int dim; /* hidden_size */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int ffn_dim; /* intermediate_size (dense MLP) */
+    int max_pos; /* max_position_embeddings */
+    double norm_eps;
+    enum cellm_norm_kind norm;
+    enum cellm_act act;
+
+    /* attention */
+    int rot_dims;                 /* rotary dims per head (partial rotary) */
+    struct cellm_rope rope;       /* global (full-attention) layers */
+    struct cellm_rope rope_local; /* sliding layers (Gemma 3: own base, no scaling) */
+    int qkv_bias;                 /* q, k, v projections have biases */
+    int o_bias;                   /* o_proj has a bias (llama attention_bias) */
+    int mlp_bias;
+    int qk_norm;            /* per-head norm on q and k before RoPE (kind = norm) */
+    int qk_norm_per_head;   /* StableLM: a separate (bias-free LayerNorm) per head */
+    double attn_scale;      /* multiplier of q.k: head_dim^-1/2 or query_pre_attn_scalar^-1/2 */
+    double attn_softcap;    /* 0 = none */
+    double final_softcap;   /* 0 = none */
+    int window;             /* sliding window W (keys i-W < j <= i); 0 = none */
+    uint8_t *layer_sliding; /* [n_layers] 1 = sliding window layer; owned */
+
+    /* block structure */
+    enum cellm_block block; /* the topology of a layer (above) */
+    int embed_scale;        /* embeddings x desc.embed_scale: Gemma fl(sqrt(dim)), Granite */
+    double embed_mult;      /* Granite embedding_multiplier (with embed_scale); 0 = none */
+    double residual_mult;   /* Granite: x + f(x) * residual_multiplier; 1 = plain residual */
+    double logits_div;      /* Granite logits_scaling: logits / logits_div; 1 = none */
+    int tie_embeddings;
+    int fused_qkv;     /* Phi-3 qkv_proj */
+    int fused_gate_up; /* Phi-3 gate_up_proj */
+
+    /* mixture of experts (Qwen3-MoE) */
+    int n_experts;
+    int n_experts_used;
+    int moe_ffn_dim;
+    int norm_topk_prob;
+    uint8_t *layer_moe; /* [n_layers] 1 = MoE block; owned */
+
+    /* tokens */
+    int bos; /* -1 = none */
+    int n_eos;
+    int32_t eos[CELLM_MAX_EOS];
+
+    struct cellm_quant quant; /* "quantization" / "quantization_config" (checkpoint/quant.h) */
+};
+
+/* Parses dir/config.json and, if present, dir/generation_config.json. */
+enum cellm_status cellm_config_load(const char *dir, struct cellm_config *out,
+                                    struct cellm_error *err);
+/* Parses an in-memory config.json (generation config optional, may be NULL). */
+enum cellm_status cellm_config_parse(const char *json, size_t len, const char *gen_json,
+                                     size_t gen_len, const char *what, struct cellm_config *out,
+                                     struct cellm_error *err);
+void cellm_config_free(struct cellm_config *c);
+
+#endif

@@ -1,0 +1,368 @@
+/*
+ * info.c: a bound model described in words and numbers (struct cellm_model_info of
+ * cellm.h), built once at load so that the CLI (`cellm inspect`, `cellm bench`) reads a
+ * model through the public API only.
+ *
+ * Storage is summarised rather than listed per tensor: each projection's storage is
+ * collected over all layers (and experts), a projection whose layers differ lists each
+ * variant with its layers, and projections with the same summary share one line, e.g.
+ * "attention q, k, v, o" / "affine 4-bit g64 bf16". The projections and their groups are
+ * the rows of model.h's tensor table.
+ */
+#include "info.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/error.h"
+
+static void add_line(struct cellm_info_store *st, const char *key, const char *fmt, ...)
+    CELLM_PRINTF(3, 4);
+static void add_line(struct cellm_info_store *st, const char *key, const char *fmt, ...)
+{
+    int i = st->pub.n_storage;
+    if (i == CELLM_INFO_LINES) return;
+    snprintf(st->keys[i], sizeof st->keys[i], "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->vals[i], sizeof st->vals[i], fmt, ap);
+    va_end(ap);
+    st->lines[i].key = st->keys[i];
+    st->lines[i].value = st->vals[i];
+    st->pub.n_storage++;
+}
+
+static const char *sdt_name(enum cellm_dtype dt)
+{
+    return dt == CELLM_DT_BF16 ? "bf16" : dt == CELLM_DT_F32 ? "f32" : "f16";
+}
+
+/* Format, code and scale types, group and bits per weight (codes, scales and zeros). */
+static void wdesc(const struct cellm_weight *w, char *buf, size_t n)
+{
+    double bpw = cellm_weight_bpw(w);
+    switch (w->fmt) {
+    case CELLM_W_AFFINE:
+        snprintf(buf, n, "affine %d-bit g%d %s", w->bits, w->group, sdt_name(w->sdtype));
+        break;
+    case CELLM_W_MXFP4:
+    case CELLM_W_NVFP4:
+    case CELLM_W_MXFP8:
+        snprintf(buf, n, "%s %s g%d %s scales, %.2f bpw", cellm_wfmt_name(w->fmt),
+                 w->fmt == CELLM_W_MXFP8 ? "E4M3" : "E2M1", w->group,
+                 w->fmt == CELLM_W_NVFP4 ? "e4m3" : "e8m0", bpw);
+        break;
+    case CELLM_W_FP8BLK:
+        snprintf(buf, n, "fp8 E4M3 blocks %dx%d %s scales, %.2f bpw", w->block_rows, w->group,
+                 sdt_name(w->sdtype), bpw);
+        break;
+    case CELLM_W_GPTQ:
+    case CELLM_W_AWQ:
+        snprintf(buf, n, "%s %d-bit g%d %s scales%s%s, %.2f bpw", cellm_wfmt_name(w->fmt), w->bits,
+                 w->group, sdt_name(w->sdtype), w->g_idx ? ", g_idx" : "",
+                 w->fmt == CELLM_W_GPTQ && !w->zero_one ? ", v2 zeros" : "", bpw);
+        break;
+    default:
+        snprintf(buf, n, "%s", cellm_wfmt_name(w->fmt));
+    }
+}
+
+/* A projection's storage over every layer (and expert) it exists in. */
+#define MAX_VARIANTS 8
+struct summary {
+    int n;
+    char desc[MAX_VARIANTS][80];
+    char layers[MAX_VARIANTS][128];
+    int count[MAX_VARIANTS];
+    char text[512];
+};
+
+static void add(struct summary *s, const struct cellm_weight *w, int layer)
+{
+    char d[80];
+    wdesc(w, d, sizeof d);
+    int k = 0;
+    while (k < s->n && strcmp(s->desc[k], d))
+        k++;
+    if (k == s->n) {
+        if (s->n == MAX_VARIANTS) return;
+        snprintf(s->desc[k], sizeof s->desc[k], "%s", d);
+        s->layers[k][0] = 0;
+        s->n++;
+    }
+    char num[16];
+    snprintf(num, sizeof num, "%d", layer);
+    size_t len = strlen(s->layers[k]);
+    /* a layer appears once even when its experts repeat it */
+    const char *last = strrchr(s->layers[k], ',');
+    last = last ? last + 1 : s->layers[k];
+    if (len && !strcmp(last, num)) return;
+    if (len + strlen(num) + 2 < sizeof s->layers[k])
+        snprintf(s->layers[k] + len, sizeof s->layers[k] - len, "%s%s", len ? "," : "", num);
+    s->count[k]++;
+}
+
+static void finish(struct summary *s)
+{
+    s->text[0] = 0;
+    for (int k = 0; k < s->n; k++) {
+        size_t len = strlen(s->text);
+        if (s->n == 1)
+            snprintf(s->text + len, sizeof s->text - len, "%s", s->desc[k]);
+        else
+            snprintf(s->text + len, sizeof s->text - len, "%s%s (layers %s)", k ? "; " : "",
+                     s->desc[k], s->layers[k]);
+    }
+}
+
+/* Projections with equal summaries share one line: "label a, b" / summary. */
+static void group_lines(struct cellm_info_store *st, const char *label, const char *const *names,
+                        struct summary *s, int n)
+{
+    int done[8] = {0};
+    for (int i = 0; i < n; i++) {
+        if (done[i] || s[i].n == 0) continue;
+        char line[128];
+        size_t len = (size_t)snprintf(line, sizeof line, "%s %s", label, names[i]);
+        for (int j = i + 1; j < n; j++)
+            if (!done[j] && s[j].n && !strcmp(s[i].text, s[j].text)) {
+                done[j] = 1;
+                len += (size_t)snprintf(line + len, len < sizeof line ? sizeof line - len : 0,
+                                        ", %s", names[j]);
+            }
+        add_line(st, line, "%s", s[i].text);
+    }
+}
+
+static const char *norm_name(enum cellm_norm_kind k)
+{
+    switch (k) {
+    case CELLM_NORM_RMS:
+        return "RMSNorm";
+    case CELLM_NORM_RMS_PLUS_ONE:
+        return "RMSNorm (1 + w)";
+    case CELLM_NORM_LAYER:
+        return "LayerNorm";
+    }
+    return "?";
+}
+
+static const char *act_name(enum cellm_act a)
+{
+    switch (a) {
+    case CELLM_ACT_SILU:
+        return "silu";
+    case CELLM_ACT_GELU_TANH:
+        return "gelu_pytorch_tanh";
+    case CELLM_ACT_GELU:
+        return "gelu";
+    }
+    return "?";
+}
+
+static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
+{
+    switch (r->kind) {
+    case CELLM_ROPE_DEFAULT:
+        snprintf(buf, n, "default, theta %g", r->theta);
+        break;
+    case CELLM_ROPE_LINEAR:
+        snprintf(buf, n, "linear, theta %g, factor %g", r->theta, r->factor);
+        break;
+    case CELLM_ROPE_LLAMA3:
+        snprintf(buf, n,
+                 "llama3, theta %g, factor %g, low_freq_factor %g, high_freq_factor %g, "
+                 "original_max_position_embeddings %g",
+                 r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
+        break;
+    }
+}
+
+/* "0,2,4" of layers where flag[i] is set (at most a line's worth). */
+static int layer_list(const uint8_t *flag, int n, char *buf, size_t cap)
+{
+    int count = 0;
+    size_t len = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (!flag[i]) continue;
+        count++;
+        if (len + 16 < cap)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%d", len ? "," : "", i);
+        else if (len + 4 < cap && strcmp(buf + len - 3, "..."))
+            len += (size_t)snprintf(buf + len, cap - len, "...");
+    }
+    return count;
+}
+
+static void block_text(const struct cellm_config *c, char *buf, size_t n)
+{
+    size_t k =
+        (size_t)snprintf(buf, n, "%s eps %g, %s%s%s%s%s%s%s%s", norm_name(c->norm), c->norm_eps,
+                         act_name(c->act), c->qkv_bias ? ", qkv bias" : "",
+                         c->o_bias ? ", o bias" : "", c->mlp_bias ? ", mlp bias" : "",
+                         c->qk_norm_per_head ? ", per-head q/k norm"
+                         : c->qk_norm        ? ", q/k norm"
+                                             : "",
+                         c->block == CELLM_BLOCK_SANDWICH ? ", sandwich norms" : "",
+                         c->block == CELLM_BLOCK_PARALLEL ? ", parallel residual" : "",
+                         c->embed_scale && !c->embed_mult ? ", embeddings x sqrt(hidden)" : "");
+    if (k < n && (c->embed_mult || c->residual_mult != 1 || c->logits_div != 1))
+        snprintf(buf + k, n - k, ", embeddings x %g, residuals x %g, logits / %g", c->embed_mult,
+                 c->residual_mult, c->logits_div);
+}
+
+static void quant_text(const struct cellm_config *c, char *buf, size_t n)
+{
+    const struct cellm_quant *q = &c->quant;
+    const struct cellm_hf_quant *hq = &q->hf;
+    buf[0] = 0;
+    if (q->bits && q->mode == CELLM_QMODE_AFFINE)
+        snprintf(buf, n, "%d-bit, group %d (config.json), %d per-module override%s", q->bits,
+                 q->group, q->n_overrides, q->n_overrides == 1 ? "" : "s");
+    else if (q->bits)
+        snprintf(buf, n, "mode %s, %d-bit, group %d (config.json), %d per-module override%s",
+                 cellm_qmode_name(q->mode), q->bits, q->group, q->n_overrides,
+                 q->n_overrides == 1 ? "" : "s");
+    if (hq->method == CELLM_HFQ_FP8)
+        snprintf(buf, n, "fp8 E4M3, weight_block_size [%d, %d] (quantization_config)", hq->block[0],
+                 hq->block[1]);
+    else if (hq->method == CELLM_HFQ_GPTQ || hq->method == CELLM_HFQ_AWQ)
+        snprintf(buf, n, "%s %d-bit, group %d%s%s (quantization_config)",
+                 cellm_hfq_name(hq->method), hq->bits, hq->group ? hq->group : -1,
+                 hq->desc_act ? ", desc_act" : "",
+                 hq->method == CELLM_HFQ_GPTQ ? (hq->zero_one ? ", v1 zeros" : ", v2 zeros") : "");
+    else if (hq->method == CELLM_HFQ_MXFP4)
+        snprintf(buf, n, "mxfp4 blocks (quantization_config)");
+}
+
+/* The storage lines: embedding, head, the table's matrix groups, norms. */
+static void storage_lines(const struct cellm_desc *d, struct cellm_info_store *st)
+{
+    const struct cellm_config *c = &d->cfg;
+    struct summary s[4];
+    memset(s, 0, sizeof s);
+    add(&s[0], &d->embed, 0);
+    finish(&s[0]);
+    add_line(st, "embedding", "%s [%lld, %lld]", s[0].text, (long long)d->embed.rows,
+             (long long)d->embed.cols);
+    if (c->tie_embeddings) {
+        add_line(st, "head", "tied to the embedding");
+    } else {
+        memset(s, 0, sizeof s);
+        add(&s[0], &d->head, 0);
+        finish(&s[0]);
+        add_line(st, "head", "%s [%lld, %lld]", s[0].text, (long long)d->head.rows,
+                 (long long)d->head.cols);
+    }
+    /* a line per group of consecutive matrix rows of the table */
+    for (int id = 0; id < CELLM_LT_N;) {
+        const struct cellm_tensor_spec *t = &cellm_layer_tensors[id];
+        if (t->kind != CELLM_TK_MAT && t->kind != CELLM_TK_EXPERTS) {
+            id++;
+            continue;
+        }
+        int n = 0;
+        const char *names[4];
+        memset(s, 0, sizeof s);
+        for (; id < CELLM_LT_N && n < 4 && !strcmp(cellm_layer_tensors[id].group, t->group);
+             id++, n++) {
+            const struct cellm_tensor_spec *r = &cellm_layer_tensors[id];
+            names[n] = r->label;
+            for (int i = 0; i < c->n_layers; i++) {
+                const struct cellm_layer *L = &d->layers[i];
+                int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
+                const struct cellm_weight *w = r->kind == CELLM_TK_EXPERTS
+                                                   ? cellm_layer_experts(L, (enum cellm_lt)id)
+                                                   : cellm_layer_weight(L, (enum cellm_lt)id);
+                for (int e = 0; w && e < parts; e++)
+                    add(&s[n], &w[e], i);
+            }
+            finish(&s[n]);
+        }
+        const char *fused = !strcmp(t->group, "attention") && c->fused_qkv ? " (fused qkv)"
+                            : !strcmp(t->group, "mlp") && c->fused_gate_up ? " (fused gate_up)"
+                                                                           : "";
+        char label[64];
+        snprintf(label, sizeof label, "%s%s", t->group, fused);
+        group_lines(st, label, names, s, n);
+    }
+    add_line(st, "norms", "%s", cellm_wfmt_name(d->final_norm.fmt));
+}
+
+enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *device,
+                                   struct cellm_info_store *st, struct cellm_error *err)
+{
+    const struct cellm_config *c = &d->cfg;
+    struct cellm_model_info *o = &st->pub;
+    memset(st, 0, sizeof *st);
+    o->family = c->model_type;
+    o->vocab = c->vocab;
+    o->dim = c->dim;
+    o->n_layers = c->n_layers;
+    o->ffn_dim = c->ffn_dim;
+    o->max_pos = c->max_pos;
+    o->n_heads = c->n_heads;
+    o->n_kv_heads = c->n_kv_heads;
+    o->head_dim = c->head_dim;
+    o->rot_dims = c->rot_dims;
+    o->attn_scale = c->attn_scale;
+    rope_str(&c->rope, st->rope, sizeof st->rope);
+    o->rope = st->rope;
+    o->n_sliding = layer_list(c->layer_sliding, c->n_layers, st->sliding, sizeof st->sliding);
+    o->sliding_layers = st->sliding;
+    o->window = o->n_sliding ? c->window : 0;
+    if (o->n_sliding && memcmp(&c->rope_local, &c->rope, sizeof c->rope)) {
+        rope_str(&c->rope_local, st->rope_local, sizeof st->rope_local);
+        o->rope_local = st->rope_local;
+    }
+    o->attn_softcap = c->attn_softcap;
+    o->final_softcap = c->final_softcap;
+    block_text(c, st->block, sizeof st->block);
+    o->block = st->block;
+    o->n_moe_layers = layer_list(c->layer_moe, c->n_layers, st->moe_layers, sizeof st->moe_layers);
+    o->moe_layers = st->moe_layers;
+    o->experts_layout = cellm_experts_name(d->experts);
+    if (o->n_moe_layers) {
+        o->n_experts = c->n_experts;
+        o->n_experts_used = c->n_experts_used;
+        o->moe_ffn_dim = c->moe_ffn_dim;
+        o->norm_topk_prob = c->norm_topk_prob;
+    }
+    o->bos = c->bos;
+    o->n_eos = c->n_eos;
+    o->eos = c->eos;
+    quant_text(c, st->quant, sizeof st->quant);
+    o->quantization = st->quant[0] ? st->quant : NULL;
+    storage_lines(d, st);
+    o->storage = st->lines;
+    o->n_params = d->n_params;
+    o->n_bytes = d->n_bytes;
+    o->step_bytes = d->n_bytes;
+    if (!c->tie_embeddings) o->step_bytes -= cellm_weight_bytes(&d->embed);
+    snprintf(st->names, sizeof st->names, "%s%s", *d->ckpt.scheme ? d->ckpt.scheme : "canonical",
+             *d->ckpt.scheme ? "*" : "");
+    o->names = st->names;
+    o->n_ignored = d->ckpt.n_ignored;
+    st->shards = cellm_calloc((size_t)d->ckpt.n_files + 1, sizeof *st->shards);
+    if (!st->shards) return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < d->ckpt.n_files; i++) {
+        st->shards[i].file = cellm_ckpt_file_name(&d->ckpt, i);
+        st->shards[i].bytes = d->ckpt.files[i].map.size;
+        st->shards[i].n_tensors = d->ckpt.files[i].n;
+    }
+    o->n_shards = d->ckpt.n_files;
+    o->shards = st->shards;
+    o->device = device;
+    o->warnings = d->warnings;
+    return CELLM_OK;
+}
+
+void cellm_info_free(struct cellm_info_store *st)
+{
+    if (!st) return;
+    cellm_free(st->shards);
+    st->shards = NULL;
+}

@@ -1,0 +1,27 @@
+/*
+ * info.h: struct cellm_model_info (cellm.h) of a bound description, with the strings it
+ * points to. The engine builds one per model at load (cellm_model_info returns it).
+ */
+#ifndef CELLM_MODEL_INFO_H
+#define CELLM_MODEL_INFO_H
+
+#include "cellm.h"
+#include "model.h"
+
+#define CELLM_INFO_LINES 24
+
+struct cellm_info_store {
+    struct cellm_model_info pub;
+    char rope[256], rope_local[256], sliding[256], moe_layers[256], block[256], quant[256];
+    char names[64];
+    struct cellm_info_line lines[CELLM_INFO_LINES];
+    char keys[CELLM_INFO_LINES][128], vals[CELLM_INFO_LINES][512];
+    struct cellm_info_shard *shards; /* [n_files] */
+};
+
+/* Fills st from d; device is kept as given (it must outlive st). */
+enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *device,
+                                   struct cellm_info_store *st, struct cellm_error *err);
+void cellm_info_free(struct cellm_info_store *st);
+
+#endif
