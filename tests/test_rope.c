@@ -443,6 +443,90 @@ static void longrope_switch_in_engine(void **state)
     tst_rm_rf(dir);
 }
 
+/* Logits of one forward over toks[0..n) of model m: all rows into out (n x V). */
+static void prefill_all(struct cellm_model *m, const int32_t *toks, int n, float *out)
+{
+    struct cellm_error err;
+    struct cellm_ctx *ctx;
+    struct cellm_batch_item items[16];
+    assert_true(n <= 16);
+    assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
+    int seq = cellm_ctx_seq_new(ctx);
+    for (int i = 0; i < n; i++)
+        items[i] = (struct cellm_batch_item){toks[i], seq, 1};
+    const float *l;
+    assert_int_equal(cellm_ctx_eval(ctx, items, n, &l, &err), CELLM_OK);
+    memcpy(out, l, (size_t)n * cellm_model_vocab(m) * sizeof(float));
+    cellm_ctx_free(ctx);
+}
+
+/*
+ * `cellm verify` on a longrope checkpoint whose oracle was made as transformers makes one
+ * (every reference row from one full forward, so long factors throughout, here cellm's own
+ * prefill standing in for transformers): its decode check must start with one forward past
+ * original_max_position_embeddings, or positions 1-3 would rotate with the short factors.
+ */
+static void longrope_verify_decode(void **state)
+{
+    (void)state;
+    char src[512], dir[512];
+    snprintf(src, sizeof src, "%s/phi3/bf16", CELLM_FIXTURES);
+    assert_true(tst_mkdtemp(dir, sizeof dir));
+    write_longrope_copy(src, dir);
+    struct cellm_error err;
+    struct cellm_model *m;
+    struct cellm_model_params mp = cellm_model_params_default();
+    mp.n_threads = 1;
+    if (cellm_model_load(dir, &mp, &m, &err)) fail_msg("%s", err.msg);
+    int V = cellm_model_vocab(m);
+    enum { N = 8, P = 6, G = 3 };
+    int32_t forced[N] = {5, 17, 42, 99, 7, 230, 11, 64}, seqv[P + G];
+    float *fl = malloc((size_t)N * V * sizeof *fl), *gl = malloc((size_t)G * V * sizeof *gl);
+    float *rows = malloc((size_t)(P + G) * V * sizeof *rows);
+    assert_true(fl && gl && rows);
+    prefill_all(m, forced, N, fl);
+    memcpy(seqv, forced, P * sizeof *seqv);
+    int32_t greedy[G];
+    for (int g = 0; g < G; g++) { /* the reference recomputes the whole sequence each step */
+        prefill_all(m, seqv, P + g, rows);
+        float *last = rows + (size_t)(P + g - 1) * V;
+        memcpy(gl + (size_t)g * V, last, (size_t)V * sizeof *last);
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (last[v] > last[best]) best = v;
+        greedy[g] = seqv[P + g] = best;
+    }
+    cellm_model_free(m);
+    struct tst_tensor t[5] = {
+        {"prompt_ids", "I32", 1, {P}, forced, P * 4},
+        {"greedy_ids", "I32", 1, {G}, greedy, G * 4},
+        {"greedy_logits", "F32", 2, {G, V}, gl, (size_t)G * V * 4},
+        {"forced_ids", "I32", 1, {N}, forced, N * 4},
+        {"forced_logits", "F32", 2, {N, V}, fl, (size_t)N * V * 4},
+    };
+    char path[1100], cmd[2400];
+    snprintf(path, sizeof path, "%s/oracle.safetensors", dir);
+    assert_true(tst_st_write(path, t, 5));
+    snprintf(cmd, sizeof cmd, "'%s' verify -m '%s' --threads 1 > '%s/out.txt' 2>&1", CELLM_CLI, dir,
+             dir);
+    int rc = system(cmd);
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    char out[4096] = {0};
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    (void)got;
+    fclose(f);
+    if (rc != 0) fail_msg("cellm verify failed:\n%s", out);
+    contains(out, "ok   forced/decode");
+    contains(out, "the first 5 in one forward (longrope)");
+    contains(out, "ok   greedy");
+    free(fl);
+    free(gl);
+    free(rows);
+    tst_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +535,7 @@ int main(void)
         cmocka_unit_test(longrope_keys),
         cmocka_unit_test(longrope_frequencies),
         cmocka_unit_test(longrope_switch_in_engine),
+        cmocka_unit_test(longrope_verify_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
