@@ -153,6 +153,9 @@ struct cellm_model_info {
     double attn_scale;          /* multiplier of q.k */
     const char *rope;           /* "default, theta 10000", "llama3, theta ..., factor ..." */
     const char *rope_local;     /* the sliding layers' RoPE where it differs, else NULL */
+    int rope_long_after;        /* longrope: a forward whose sequence passes this many tokens
+                                   rotates with the long factors (transformers picks them per
+                                   forward); 0 for every other RoPE */
     int window;                 /* sliding window in positions; 0 = none */
     int n_sliding;              /* layers that slide */
     const char *sliding_layers; /* "0,2,4" ("..." ends a long list) */

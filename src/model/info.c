@@ -162,8 +162,25 @@ static const char *act_name(enum cellm_act a)
     return "?";
 }
 
-static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
+/* "[a, b, c, ..., z] (n)" of a longrope factor list. */
+static void factors_str(const float *f, int n, char *buf, size_t cap)
 {
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && len < cap; i++) {
+        if (i == 3 && n > 5) {
+            len += (size_t)snprintf(buf + len, cap - len, ", ...");
+            i = n - 2;
+            continue;
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "%s%g", i ? ", " : "", f[i]);
+    }
+    if (len < cap) snprintf(buf + len, cap - len, "] (%d)", n);
+}
+
+static void rope_str(const struct cellm_rope *r, int rot, char *buf, size_t n)
+{
+    double lo, hi;
+    char sf[160], lf[160];
     switch (r->kind) {
     case CELLM_ROPE_DEFAULT:
         snprintf(buf, n, "default, theta %g", r->theta);
@@ -176,6 +193,25 @@ static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
                  "llama3, theta %g, factor %g, low_freq_factor %g, high_freq_factor %g, "
                  "original_max_position_embeddings %g",
                  r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
+        break;
+    case CELLM_ROPE_YARN:
+        cellm_rope_yarn_range(r, rot, &lo, &hi);
+        snprintf(buf, n,
+                 "yarn, theta %g, factor %g, original_max_position_embeddings %g, beta_fast %g, "
+                 "beta_slow %g, truncate %s, ramp over frequencies %g..%g, attention factor %.6g "
+                 "(multiplies cos and sin)%s",
+                 r->theta, r->factor, r->original_max_pos, r->beta_fast, r->beta_slow,
+                 r->truncate ? "true" : "false", lo, hi, r->attn_factor,
+                 r->mscale && r->mscale_all_dim ? " from mscale/mscale_all_dim" : "");
+        break;
+    case CELLM_ROPE_LONGROPE:
+        factors_str(r->short_factor, r->n_factors, sf, sizeof sf);
+        factors_str(r->long_factor, r->n_factors, lf, sizeof lf);
+        snprintf(buf, n,
+                 "longrope, theta %g, factor %g, attention factor %.6g (multiplies cos and sin); "
+                 "short_factor %s while a forward's sequence stays within "
+                 "original_max_position_embeddings %g, long_factor %s beyond",
+                 r->theta, r->factor, r->attn_factor, sf, r->original_max_pos, lf);
         break;
     }
 }
@@ -309,13 +345,14 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
     o->head_dim = c->head_dim;
     o->rot_dims = c->rot_dims;
     o->attn_scale = c->attn_scale;
-    rope_str(&c->rope, st->rope, sizeof st->rope);
+    rope_str(&c->rope, c->rot_dims, st->rope, sizeof st->rope);
     o->rope = st->rope;
+    o->rope_long_after = c->rope.kind == CELLM_ROPE_LONGROPE ? (int)c->rope.original_max_pos : 0;
     o->n_sliding = layer_list(c->layer_sliding, c->n_layers, st->sliding, sizeof st->sliding);
     o->sliding_layers = st->sliding;
     o->window = o->n_sliding ? c->window : 0;
     if (o->n_sliding && memcmp(&c->rope_local, &c->rope, sizeof c->rope)) {
-        rope_str(&c->rope_local, st->rope_local, sizeof st->rope_local);
+        rope_str(&c->rope_local, c->rot_dims, st->rope_local, sizeof st->rope_local);
         o->rope_local = st->rope_local;
     }
     o->attn_softcap = c->attn_softcap;

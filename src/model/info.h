@@ -12,7 +12,7 @@
 
 struct cellm_info_store {
     struct cellm_model_info pub;
-    char rope[256], rope_local[256], sliding[256], moe_layers[256], block[256], quant[256];
+    char rope[1024], rope_local[1024], sliding[256], moe_layers[256], block[256], quant[256];
     char names[64];
     struct cellm_info_line lines[CELLM_INFO_LINES];
     char keys[CELLM_INFO_LINES][128], vals[CELLM_INFO_LINES][512];
