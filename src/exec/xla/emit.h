@@ -60,6 +60,10 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
 enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_at_load,
                                        struct cellm_xla_plan *p, struct cellm_error *err);
 void cellm_xla_plan_free(struct cellm_xla_plan *p);
+/* Appends a parameter of nparts pieces of part_bytes each (the caller fills parts[]). */
+enum cellm_status cellm_xla_plan_add(struct cellm_xla_plan *p, const char *name,
+                                     enum cellm_xh_ty ty, int rank, const int64_t *d, int nparts,
+                                     size_t part_bytes, struct cellm_error *err);
 /* Index of a parameter by name, or -1. */
 int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name);
 

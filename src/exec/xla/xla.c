@@ -80,6 +80,8 @@ static int pj_type(enum cellm_xh_ty t)
         return PJ_S32;
     case XH_U32:
         return PJ_U32;
+    case XH_U8:
+        return PJ_U8;
     default:
         return PJ_F32;
     }
