@@ -121,8 +121,7 @@ enum cellm_status cellm_xla_plan_packed(struct cellm_xla_plan *p, const char *ba
             CELLM_TRY(put(p, base, "q", XH_U32, ws, ne, W_CODES, 0, C / pack, ld, w->r_off,
                           w->r_off + R, 4, err));
         else
-            CELLM_TRY(
-                put(p, base, "q", XH_U32, ws, ne, W_CODES, 0, C, ld / pack, z0, z1, 4, err));
+            CELLM_TRY(put(p, base, "q", XH_U32, ws, ne, W_CODES, 0, C, ld / pack, z0, z1, 4, err));
         CELLM_TRY(put(p, base, "z", XH_U32, ws, ne, W_ZEROS, 0, ng, ld / pack, z0, z1, 4, err));
         CELLM_TRY(put(p, base, "s", scale_ty(w->sdtype), ws, ne, W_SCALES, 0, ng, ld, w->r_off,
                       w->r_off + R, scale_size(w->sdtype), err));
@@ -130,8 +129,8 @@ enum cellm_status cellm_xla_plan_packed(struct cellm_xla_plan *p, const char *ba
         return CELLM_OK;
     }
     default:
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "xla: tensor %s: format %s is not packed",
-                          nm, cellm_wfmt_name(w->fmt));
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "xla: tensor %s: format %s is not packed", nm,
+                          cellm_wfmt_name(w->fmt));
     }
 }
 
@@ -214,8 +213,8 @@ static val e4m3(struct cellm_xh *b, val c)
  * subnormal 2^-127 (0x00400000) and c = 255 the quiet NaN, as cellm_e8m0. */
 static val e8m0(struct cellm_xh *b, val c)
 {
-    val bits = cellm_xh_select(b, cmpk(b, "EQ", c, 0), kc(b, c, 0x00400000),
-                               opk(b, "shift_left", c, 23));
+    val bits =
+        cellm_xh_select(b, cmpk(b, "EQ", c, 0), kc(b, c, 0x00400000), opk(b, "shift_left", c, 23));
     bits = cellm_xh_select(b, cmpk(b, "EQ", c, 255), kc(b, c, 0x7fc00000), bits);
     return cellm_xh_bitcast(b, bits, XH_F32);
 }
@@ -229,8 +228,8 @@ static val mx(struct cellm_xh *b, const struct cellm_weight *w, val q, val s)
         /* byte k holds element 2k in its low nibble, 2k+1 in its high nibble */
         c = spread(b, c, 2);
         val sh = cellm_xh_iota(b, XH_U32, c.rank, c.d, c.rank - 1);
-        c = merge_last(b, opk(b, "and", bin(b, "shift_right_logical", c, opk(b, "multiply", sh, 4)),
-                              15));
+        c = merge_last(
+            b, opk(b, "and", bin(b, "shift_right_logical", c, opk(b, "multiply", sh, 4)), 15));
     }
     val code = w->fmt == CELLM_W_MXFP8 ? e4m3(b, c) : e2m1(b, c);
     val sc = cellm_xh_convert(b, s, XH_U32);
@@ -305,7 +304,8 @@ static val gptq_awq(struct cellm_xh *b, const struct cellm_weight *w, val q, val
         sf = per_input(b, sf, w->group);
     }
     /* q - z - zero_one: integers of at most 9 bits, exact in i32 and in f32 */
-    val dq = bin(b, "subtract", cellm_xh_convert(b, codes, XH_I32), cellm_xh_convert(b, zs, XH_I32));
+    val dq =
+        bin(b, "subtract", cellm_xh_convert(b, codes, XH_I32), cellm_xh_convert(b, zs, XH_I32));
     if (w->zero_one) dq = opk(b, "subtract", dq, w->zero_one);
     val wt = bin(b, "multiply", sf, cellm_xh_convert(b, dq, XH_F32));
     return cellm_xh_transpose(b, wt, DIMS(1, 0));

@@ -1,0 +1,297 @@
+/*
+ * test_xla_dequant.c: the XLA executor's in-graph dequantization (src/exec/xla/dequant.c)
+ * of mxfp4, mxfp8, nvfp4, FP8 blocks, GPTQ and AWQ, run without a PJRT plugin.
+ *
+ * For weights built by fmt_util.h (random codes, plus the special codes: E2M1 -0, E4M3
+ * subnormals, -0 and NaN, E8M0 2^-127, NaN and overflow to Inf), row views at unaligned
+ * offsets (fused q/k/v, gate/up), edge blocks, desc_act g_idx and stacked experts, the
+ * plan uploads the stored bytes and the emitted graph is run by tests/hlo_interp.h; every
+ * element must equal cellm_weight_row's bit for bit. So must the embedding-row path.
+ * Then whole one-layer models in each format (written by `test_formats_load --write` into
+ * $CELLM_XLA_FORMATS_DIR) must plan every projection packed, in its stored types, and emit
+ * prefill and decode modules; with dequant=load they become f32 parameters instead.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "base/alloc.h"
+#include "exec/xla/dequant.h"
+#include "exec/xla/emit.h"
+#include "fmt_util.h"
+#include "hlo_interp.h"
+#include "model/model.h"
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* The stored bytes of plan parameter i, concatenated as the executor uploads them. */
+static uint8_t *param_bytes(const struct cellm_xla_wparam *w)
+{
+    uint8_t *b = malloc(w->bytes + 1);
+    for (int k = 0; k < w->nparts; k++)
+        memcpy(b + (size_t)k * w->part_bytes, w->parts[k], w->part_bytes);
+    return b;
+}
+
+/* Plans ws[0..ne) (ne 0: one matrix), emits the dequantization (or, with ids, the rows
+ * ids[nid] of a plain matrix), interprets it and compares with cellm_weight_row. */
+static void check(const struct cellm_weight *ws, int ne, const int32_t *ids, int nid)
+{
+    const struct cellm_weight *w = &ws[0];
+    struct cellm_xla_plan p;
+    memset(&p, 0, sizeof p);
+    struct cellm_error err = {{0}};
+    if (cellm_xla_plan_packed(&p, "w", ws, ne, &err)) fail_msg("plan: %s", err.msg);
+    for (int i = 0; i < p.n; i++) /* stored types only: nothing widened on the host */
+        assert_true(p.w[i].ty != XH_F32 || w->sdtype == CELLM_DT_F32);
+    struct cellm_xh b;
+    cellm_xh_init(&b);
+    struct cellm_xh_val pv[8], idv;
+    assert_true(p.n <= 8);
+    for (int i = 0; i < p.n; i++)
+        pv[i] = cellm_xh_param(&b, p.w[i].name, p.w[i].ty, p.w[i].rank, p.w[i].d, -1);
+    struct cellm_xh_val out;
+    if (ids) {
+        idv = cellm_xh_param(&b, "ids", XH_I32, 1, (const int64_t[]){nid}, -1);
+        out = cellm_xla_dequant_rows(&b, &p, pv, "w", w, idv);
+    } else {
+        out = cellm_xla_dequant_packed(&b, &p, pv, "w", w);
+    }
+    cellm_xh_result(&b, &out);
+    char *text = NULL;
+    size_t len;
+    if (cellm_xh_finish(&b, "t", &text, &len, &err)) fail_msg("emit: %s", err.msg);
+    cellm_xh_free(&b);
+
+    struct hi h;
+    memset(&h, 0, sizeof h);
+    for (int i = 0; i < p.n; i++) {
+        uint8_t *bytes = param_bytes(&p.w[i]);
+        hi_param(&h, text, p.w[i].name, bytes);
+        free(bytes);
+    }
+    if (ids) hi_param(&h, text, "ids", ids);
+    struct hi_t *r = hi_run(&h, text);
+    if (!r) fail_msg("interpreter: %s", h.err);
+    assert_int_equal(r->ty, XH_F32);
+    int n = ne ? ne : 1, rows = ids ? nid : (int)w->rows;
+    assert_int_equal(r->n, (int64_t)n * (ids ? 1 : 1) * rows * w->cols);
+    float *row = malloc((size_t)w->cols * sizeof *row);
+    for (int e = 0; e < n; e++)
+        for (int k = 0; k < rows; k++) {
+            int64_t src = ids ? ids[k] : k;
+            cellm_weight_row(&ws[e], src, row);
+            const uint32_t *got = r->v + ((int64_t)e * rows + k) * w->cols;
+            for (int64_t i = 0; i < w->cols; i++)
+                if (got[i] != cellm_f32_bits(row[i]))
+                    fail_msg("%s%s expert %d row %lld col %lld: graph %a (0x%08x), cpu %a (0x%08x)",
+                             cellm_wfmt_name(w->fmt), ids ? " rows" : "", e, (long long)src,
+                             (long long)i, (double)hi_f(got[i]), got[i], (double)row[i],
+                             cellm_f32_bits(row[i]));
+        }
+    free(row);
+    hi_free(&h);
+    cellm_free(text);
+    cellm_xla_plan_free(&p);
+}
+
+static void mx_formats(void **state)
+{
+    (void)state;
+    static const enum cellm_wfmt fm[3] = {CELLM_W_MXFP4, CELLM_W_MXFP8, CELLM_W_NVFP4};
+    static const int32_t ids[5] = {3, 0, 11, 3, 7};
+    for (int k = 0; k < 3; k++) {
+        struct fmt_w f;
+        fmt_make_mx(&f, fm[k], 12, 96);
+        /* the special codes: E8M0 2^-127, NaN, 2^127 (times 6 or 448: Inf); E4M3 NaN,
+         * -0 and subnormals in scales (nvfp4) and codes (mxfp8) */
+        int64_t ng = 96 / f.w.group;
+        if (fm[k] == CELLM_W_NVFP4) {
+            f.scales[0] = 0x01, f.scales[1] = 0x87, f.scales[2] = 0x7f, f.scales[3] = 0x80;
+        } else {
+            f.scales[0] = 0, f.scales[1] = 255, f.scales[2] = 254;
+        }
+        if (fm[k] == CELLM_W_MXFP8) {
+            static const uint8_t sp[8] = {0x7f, 0xff, 0x80, 0x00, 0x01, 0x07, 0x87, 0x7e};
+            memcpy(f.codes + f.w.row_bytes * 2, sp, 8);
+            f.codes[2] = 0x7e; /* 448 * 2^127: Inf */
+        } else {
+            f.codes[f.w.row_bytes * 2] = 0x87; /* -0 and 6 */
+            f.codes[2 * ng] = 0x77;
+        }
+        check(&f.w, 0, NULL, 0);
+        check(&f.w, 0, ids, 5);
+        /* experts: three views of 4 rows of the stacked tensor */
+        struct cellm_weight ex[3];
+        for (int e = 0; e < 3; e++)
+            ex[e] = cellm_weight_rows(&f.w, 4 * e, 4);
+        check(ex, 3, NULL, 0);
+        fmt_free(&f);
+    }
+}
+
+static void fp8_blocks(void **state)
+{
+    (void)state;
+    static const int32_t ids[4] = {39, 0, 17, 16};
+    for (int dt = 0; dt < 2; dt++) {
+        struct fmt_w f;
+        /* 40 x 72 in 16 x 32 blocks: the last block row and column are partial */
+        fmt_make_fp8(&f, 40, 72, 16, 32, dt ? CELLM_DT_BF16 : CELLM_DT_F32);
+        f.codes[5] = 0x7f, f.codes[6] = 0x80, f.codes[7] = 0x03;
+        check(&f.w, 0, NULL, 0);
+        check(&f.w, 0, ids, 4);
+        /* views starting inside a block (fused q/k/v) */
+        struct cellm_weight v1 = cellm_weight_rows(&f.w, 5, 20),
+                            v2 = cellm_weight_rows(&f.w, 24, 16);
+        check(&v1, 0, NULL, 0);
+        check(&v2, 0, NULL, 0);
+        static const int32_t vid[3] = {19, 0, 10};
+        check(&v1, 0, vid, 3);
+        /* experts one tensor each (also views at the same offset) */
+        struct fmt_w g;
+        fmt_make_fp8(&g, 40, 72, 16, 32, dt ? CELLM_DT_BF16 : CELLM_DT_F32);
+        struct cellm_weight ex[2] = {cellm_weight_rows(&f.w, 8, 24),
+                                     cellm_weight_rows(&g.w, 8, 24)};
+        check(ex, 2, NULL, 0);
+        fmt_free(&g);
+        fmt_free(&f);
+    }
+}
+
+static void gptq_awq(void **state)
+{
+    (void)state;
+    static const struct {
+        int awq, bits, group, gidx, zero_one;
+    } v[] = {
+        {0, 4, 32, 0, 1}, {0, 4, 32, 1, 1}, {0, 8, 64, 0, 1}, {0, 4, 0, 0, 0},
+        {0, 8, 32, 1, 0}, {1, 4, 32, 0, 0}, {1, 4, 64, 0, 0},
+    };
+    static const int32_t ids[3] = {5, 31, 0};
+    for (size_t k = 0; k < sizeof v / sizeof *v; k++) {
+        struct fmt_w f, g;
+        fmt_make_gptq(&f, v[k].awq, v[k].bits, 32, 128, v[k].group, v[k].gidx, v[k].zero_one);
+        check(&f.w, 0, NULL, 0);
+        check(&f.w, 0, ids, 3);
+        /* views: aligned to the packing and not (zeros and AWQ codes are packed along rows) */
+        struct cellm_weight a = cellm_weight_rows(&f.w, 8, 16), b = cellm_weight_rows(&f.w, 4, 12),
+                            c = cellm_weight_rows(&f.w, 13, 19);
+        check(&a, 0, NULL, 0);
+        check(&b, 0, NULL, 0);
+        check(&c, 0, NULL, 0);
+        /* experts one tensor each */
+        fmt_make_gptq(&g, v[k].awq, v[k].bits, 32, 128, v[k].group, v[k].gidx, v[k].zero_one);
+        struct cellm_weight ex[2] = {cellm_weight_rows(&f.w, 4, 12),
+                                     cellm_weight_rows(&g.w, 4, 12)};
+        check(ex, 2, NULL, 0);
+        fmt_free(&g);
+        fmt_free(&f);
+    }
+}
+
+/* Experts the executor cannot stack (different groups) are refused by name. */
+static void experts_unlike(void **state)
+{
+    (void)state;
+    struct fmt_w f, g;
+    fmt_make_gptq(&f, 0, 4, 32, 128, 32, 0, 1);
+    fmt_make_gptq(&g, 0, 4, 32, 128, 64, 0, 1);
+    struct cellm_weight ex[2] = {f.w, g.w};
+    struct cellm_xla_plan p;
+    memset(&p, 0, sizeof p);
+    struct cellm_error err = {{0}};
+    assert_int_equal(cellm_xla_plan_packed(&p, "w", ex, 2, &err), CELLM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "test.qweight"));
+    assert_non_null(strstr(err.msg, "expert 1"));
+    cellm_xla_plan_free(&p);
+    fmt_free(&f);
+    fmt_free(&g);
+}
+
+/* ---- whole models ------------------------------------------------------------------- */
+
+static void model(const char *name, enum cellm_wfmt fmt)
+{
+    const char *dir = getenv("CELLM_XLA_FORMATS_DIR");
+    if (!dir) skip();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct cellm_desc d;
+    struct cellm_error err = {{0}};
+    if (cellm_desc_load(path, &d, &err)) fail_msg("%s: %s", name, err.msg);
+    assert_int_equal(d.layers[0].wq.fmt, fmt);
+    for (int load = 0; load < 2; load++) {
+        struct cellm_xla_plan p;
+        if (cellm_xla_plan_build(&d, load, &p, &err)) fail_msg("%s: plan: %s", name, err.msg);
+        static const char *const mats[7] = {"l0_wq", "l0_wk", "l0_wv", "l0_wo",
+                                            "l0_wg", "l0_wu", "l0_wd"};
+        for (int m = 0; m < 7; m++) {
+            char n[48];
+            snprintf(n, sizeof n, "%s_q", mats[m]);
+            int packed = cellm_xla_plan_find(&p, n), plain = cellm_xla_plan_find(&p, mats[m]);
+            if (load) { /* dequant=load: one f32 parameter of the reference values */
+                assert_int_equal(packed, -1);
+                assert_true(plain >= 0);
+                assert_int_equal(p.w[plain].ty, XH_F32);
+            } else {
+                assert_int_equal(plain, -1);
+                assert_true(packed >= 0);
+                assert_int_equal(p.w[packed].ty,
+                                 fmt == CELLM_W_GPTQ || fmt == CELLM_W_AWQ ? XH_U32 : XH_U8);
+            }
+        }
+        struct cellm_xla_key kp = {16, 256, 1}, kd = {1, 256, 0};
+        char *pre = NULL, *dec = NULL;
+        size_t len;
+        if (cellm_xla_emit(&d, &p, &kp, &pre, &len, &err)) fail_msg("%s: %s", name, err.msg);
+        if (cellm_xla_emit(&d, &p, &kd, &dec, &len, &err)) fail_msg("%s: %s", name, err.msg);
+        /* one dot per projection, two per attention, the head */
+        assert_int_equal(count(pre, "stablehlo.dot_general"), 4 + 2 + 3 + 1);
+        int bitcasts = count(dec, "stablehlo.bitcast_convert");
+        if (load)
+            assert_int_equal(bitcasts, 0);
+        else if (fmt != CELLM_W_GPTQ && fmt != CELLM_W_AWQ)
+            assert_true(bitcasts >= 7); /* small floats built from their bits */
+        else
+            assert_true(count(dec, "stablehlo.shift_right_logical") >= 14); /* codes, zeros */
+        if (!load && fmt == CELLM_W_GPTQ) assert_true(count(dec, "stablehlo.gather") >= 14);
+        cellm_free(pre);
+        cellm_free(dec);
+        cellm_xla_plan_free(&p);
+    }
+    cellm_desc_free(&d);
+}
+
+static void models(void **state)
+{
+    (void)state;
+    model("mxfp4", CELLM_W_MXFP4);
+    model("mxfp8", CELLM_W_MXFP8);
+    model("nvfp4", CELLM_W_NVFP4);
+    model("gptoss-mxfp4", CELLM_W_MXFP4);
+    model("fp8", CELLM_W_FP8BLK);
+    model("gptq", CELLM_W_GPTQ);
+    model("awq", CELLM_W_AWQ);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(mx_formats),     cmocka_unit_test(fp8_blocks), cmocka_unit_test(gptq_awq),
+        cmocka_unit_test(experts_unlike), cmocka_unit_test(models),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
