@@ -14,6 +14,7 @@
 #ifndef CELLM_TESTS_HLO_INTERP_H
 #define CELLM_TESTS_HLO_INTERP_H
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +185,10 @@ static inline uint32_t hi_bin(const char *op, enum cellm_xh_ty ty, uint32_t a, u
             r = x * y;
         else if (!strcmp(op, "divide"))
             r = x / y;
+        else if (!strcmp(op, "maximum"))
+            r = x != x || y != y ? NAN : x > y ? x : y;
+        else if (!strcmp(op, "minimum"))
+            r = x != x || y != y ? NAN : x < y ? x : y;
         else {
             *ok = 0;
             return 0;
@@ -195,6 +200,8 @@ static inline uint32_t hi_bin(const char *op, enum cellm_xh_ty ty, uint32_t a, u
     if (!strcmp(op, "subtract")) return a - b;
     if (!strcmp(op, "multiply")) return a * b;
     if (!strcmp(op, "divide")) return s ? (uint32_t)((int32_t)a / (int32_t)b) : a / b;
+    if (!strcmp(op, "maximum")) return s ? ((int32_t)a > (int32_t)b ? a : b) : (a > b ? a : b);
+    if (!strcmp(op, "minimum")) return s ? ((int32_t)a < (int32_t)b ? a : b) : (a < b ? a : b);
     if (!strcmp(op, "and")) return a & b;
     if (!strcmp(op, "or")) return a | b;
     /* StableHLO: shifts by >= the bit width give 0 */
@@ -313,7 +320,8 @@ static inline int hi_line(struct hi *h, const char *line)
         }
     } else if (!strcmp(nm, "add") || !strcmp(nm, "subtract") || !strcmp(nm, "multiply") ||
                !strcmp(nm, "divide") || !strcmp(nm, "and") || !strcmp(nm, "or") ||
-               !strcmp(nm, "shift_left") || !strcmp(nm, "shift_right_logical")) {
+               !strcmp(nm, "shift_left") || !strcmp(nm, "shift_right_logical") ||
+               !strcmp(nm, "maximum") || !strcmp(nm, "minimum")) {
         if (nin != 2 || in[0]->n != r->n || in[1]->n != r->n) return hi_fail(h, "operands", line);
         for (int64_t i = 0; i < r->n && ok; i++)
             r->v[i] = hi_mask(r->ty, hi_bin(nm, r->ty, in[0]->v[i], in[1]->v[i], &ok));
@@ -389,6 +397,108 @@ static inline int hi_line(struct hi *h, const char *line)
             int64_t row = (int32_t)id->v[t];
             row = row < 0 ? 0 : row >= tb->d[0] ? tb->d[0] - 1 : row;
             memcpy(r->v + t * r->d[1], tb->v + row * tb->d[1], (size_t)r->d[1] * 4);
+        }
+    } else if (!strcmp(nm, "exponential") || !strcmp(nm, "tanh") || !strcmp(nm, "sqrt") ||
+               !strcmp(nm, "rsqrt") || !strcmp(nm, "negate")) {
+        for (int64_t i = 0; i < r->n; i++) {
+            float x = hi_f(in[0]->v[i]);
+            float y = nm[0] == 'e'   ? expf(x)
+                      : nm[0] == 't' ? tanhf(x)
+                      : nm[0] == 's' ? sqrtf(x)
+                      : nm[0] == 'r' ? 1.0f / sqrtf(x)
+                                     : -x;
+            r->v[i] = r->ty == XH_F32 ? hi_u(y) : (uint32_t)(-(int32_t)in[0]->v[i]);
+        }
+    } else if (!strcmp(nm, "reduce")) {
+        /* "reduce(%x init: %z) applies stablehlo.OP across dimensions = [..]" */
+        int64_t rd[CELLM_XH_MAX_RANK];
+        int nrd = hi_list(line, "dimensions = ", rd);
+        char rop[32];
+        sscanf(strstr(line, "applies stablehlo.") + 18, "%31[a-z_]", rop);
+        struct hi_t *x = in[0];
+        for (int64_t i = 0; i < r->n; i++)
+            r->v[i] = in[1]->v[0];
+        for (int64_t i = 0; i < x->n && ok; i++) { /* in order: a sequential sum */
+            hi_unlin(i, x->d, x->rank, ix);
+            int k = 0;
+            for (int a = 0; a < x->rank; a++) {
+                int gone = 0;
+                for (int j = 0; j < nrd; j++)
+                    gone |= rd[j] == a;
+                if (!gone) jx[k++] = ix[a];
+            }
+            int64_t o = hi_lin(jx, r->d, r->rank);
+            r->v[o] = hi_bin(rop, x->ty, r->v[o], x->v[i], &ok);
+        }
+        if (!ok) return hi_fail(h, "reduction op", line);
+    } else if (!strcmp(nm, "dot_general")) {
+        int64_t bx[CELLM_XH_MAX_RANK], by[CELLM_XH_MAX_RANK], cx[2], cy[2];
+        int nb = 0;
+        const char *bd = strstr(line, "batching_dims = ");
+        if (bd) {
+            nb = hi_list(bd, "batching_dims = ", bx);
+            hi_list(strstr(bd, "] x [") + 2, "[", by);
+        }
+        const char *cd = strstr(line, "contracting_dims = ");
+        hi_list(cd, "contracting_dims = ", cx);
+        hi_list(strstr(cd, "] x [") + 2, "[", cy);
+        struct hi_t *x = in[0], *y = in[1];
+        int64_t K = x->d[cx[0]];
+        /* result dims: batch, x's free, y's free */
+        int fx[CELLM_XH_MAX_RANK], fy[CELLM_XH_MAX_RANK], nfx = 0, nfy = 0;
+        for (int a = 0; a < x->rank; a++) {
+            int skip = a == cx[0];
+            for (int j = 0; j < nb; j++)
+                skip |= bx[j] == a;
+            if (!skip) fx[nfx++] = a;
+        }
+        for (int a = 0; a < y->rank; a++) {
+            int skip = a == cy[0];
+            for (int j = 0; j < nb; j++)
+                skip |= by[j] == a;
+            if (!skip) fy[nfy++] = a;
+        }
+        int64_t xi[CELLM_XH_MAX_RANK], yi[CELLM_XH_MAX_RANK];
+        for (int64_t i = 0; i < r->n; i++) {
+            hi_unlin(i, r->d, r->rank, ix);
+            int k = 0;
+            for (int j = 0; j < nb; j++, k++)
+                xi[bx[j]] = yi[by[j]] = ix[k];
+            for (int j = 0; j < nfx; j++, k++)
+                xi[fx[j]] = ix[k];
+            for (int j = 0; j < nfy; j++, k++)
+                yi[fy[j]] = ix[k];
+            float acc = 0;
+            for (int64_t c = 0; c < K; c++) {
+                xi[cx[0]] = yi[cy[0]] = c;
+                acc +=
+                    hi_f(x->v[hi_lin(xi, x->d, x->rank)]) * hi_f(y->v[hi_lin(yi, y->d, y->rank)]);
+            }
+            r->v[i] = hi_u(acc);
+        }
+    } else if (!strcmp(nm, "dynamic_slice") || !strcmp(nm, "dynamic_update_slice")) {
+        int upd = nm[8] == 'u';
+        struct hi_t *x = in[0], *u = upd ? in[1] : r;
+        int64_t st[CELLM_XH_MAX_RANK];
+        for (int k = 0; k < x->rank; k++) { /* starts clamp so the window fits */
+            int64_t v = (int32_t)in[1 + upd + k]->v[0], hi = x->d[k] - u->d[k];
+            st[k] = v < 0 ? 0 : v > hi ? hi : v;
+        }
+        if (upd) {
+            memcpy(r->v, x->v, (size_t)r->n * 4);
+            for (int64_t i = 0; i < u->n; i++) {
+                hi_unlin(i, u->d, u->rank, ix);
+                for (int k = 0; k < u->rank; k++)
+                    jx[k] = ix[k] + st[k];
+                r->v[hi_lin(jx, r->d, r->rank)] = u->v[i];
+            }
+        } else {
+            for (int64_t i = 0; i < r->n; i++) {
+                hi_unlin(i, r->d, r->rank, ix);
+                for (int k = 0; k < r->rank; k++)
+                    jx[k] = ix[k] + st[k];
+                r->v[i] = x->v[hi_lin(jx, x->d, x->rank)];
+            }
         }
     } else {
         return hi_fail(h, "op not interpreted", line);

@@ -9,7 +9,8 @@
  * element must equal cellm_weight_row's bit for bit. So must the embedding-row path.
  * Then whole one-layer models in each format (written by `test_formats_load --write` into
  * $CELLM_XLA_FORMATS_DIR) must plan every projection packed, in its stored types, and emit
- * prefill and decode modules; with dequant=load they become f32 parameters instead.
+ * prefill and decode modules; with dequant=load they become f32 parameters instead, and
+ * the interpreted prefill module must give the same logits both ways, bit for bit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "exec/xla/dequant.h"
@@ -223,6 +226,102 @@ static void experts_unlike(void **state)
 
 /* ---- whole models ------------------------------------------------------------------- */
 
+/* Runs a prefill module (16 rows from position 0, empty caches) on fixed inputs; returns
+ * its logits [16][vocab] (malloc'd). */
+static float *run_prefill(const struct cellm_desc *d, const struct cellm_xla_plan *p,
+                          const char *text)
+{
+    const struct cellm_config *c = &d->cfg;
+    struct hi h;
+    memset(&h, 0, sizeof h);
+    for (int i = 0; i < p->n; i++) {
+        uint8_t *bytes = param_bytes(&p->w[i]);
+        hi_param(&h, text, p->w[i].name, bytes);
+        free(bytes);
+    }
+    int32_t tok[16], pos0 = 0;
+    for (int t = 0; t < 16; t++)
+        tok[t] = (int32_t)((7 * t + 3) % c->vocab);
+    int half = p->half;
+    float *tab = malloc((size_t)16 * half * sizeof *tab);
+    for (int t = 0; t < 16; t++)
+        for (int i = 0; i < half; i++)
+            tab[t * half + i] = cosf(0.1f * (float)(t * (i + 1)));
+    size_t kv = (size_t)256 * c->n_kv_heads * c->head_dim;
+    float *zero = calloc(kv, sizeof *zero);
+    hi_param(&h, text, "tokens", tok);
+    hi_param(&h, text, "pos0", &pos0);
+    hi_param(&h, text, "cos_g", tab);
+    hi_param(&h, text, "sin_g", tab);
+    if (p->local_rope) {
+        hi_param(&h, text, "cos_l", tab);
+        hi_param(&h, text, "sin_l", tab);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        char n[16];
+        snprintf(n, sizeof n, "k_%d", l);
+        hi_param(&h, text, n, zero);
+        snprintf(n, sizeof n, "v_%d", l);
+        hi_param(&h, text, n, zero);
+    }
+    struct hi_t *r = hi_run(&h, text);
+    if (!r) fail_msg("interpreter: %s", h.err);
+    assert_int_equal(r->n, 16 * (int64_t)c->vocab);
+    float *out = malloc((size_t)r->n * sizeof *out);
+    memcpy(out, r->v, (size_t)r->n * 4);
+    hi_free(&h);
+    free(tab);
+    free(zero);
+    return out;
+}
+
+/* Whether the plan uploads any weight packed (affine or the formats of dequant.h). */
+static int any_packed(const struct cellm_xla_plan *p)
+{
+    for (int i = 0; i < p->n; i++)
+        if (p->w[i].ty == XH_U8 || p->w[i].ty == XH_U32) return 1;
+    return 0;
+}
+
+/* The whole forward pass with weights dequantized in the graph and at load: the same ops
+ * on the same values, so the same logits bit for bit (and real numbers). Returns 0 when
+ * the model has no packed weights (nothing to compare). */
+static int graph_vs_load(const char *label, const struct cellm_desc *d)
+{
+    struct cellm_error err = {{0}};
+    float *logits[2];
+    for (int load = 0; load < 2; load++) {
+        struct cellm_xla_plan p;
+        if (cellm_xla_plan_build(d, load, &p, &err)) fail_msg("%s: plan: %s", label, err.msg);
+        if (!load && !any_packed(&p)) {
+            cellm_xla_plan_free(&p);
+            return 0;
+        }
+        if (load) assert_false(any_packed(&p));
+        struct cellm_xla_key kp = {16, 256, 1};
+        char *pre = NULL;
+        size_t len;
+        if (cellm_xla_emit(d, &p, &kp, &pre, &len, &err)) fail_msg("%s: %s", label, err.msg);
+        logits[load] = run_prefill(d, &p, pre);
+        cellm_free(pre);
+        cellm_xla_plan_free(&p);
+    }
+    int64_t n = 16 * (int64_t)d->cfg.vocab;
+    double mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (cellm_f32_bits(logits[0][i]) != cellm_f32_bits(logits[1][i]))
+            fail_msg("%s: logit %lld: graph %a, load %a", label, (long long)i, (double)logits[0][i],
+                     (double)logits[1][i]);
+        if (!isfinite(logits[0][i]))
+            fail_msg("%s: logit %lld is %a", label, (long long)i, (double)logits[0][i]);
+        mx = fmax(mx, fabs((double)logits[0][i]));
+    }
+    assert_true(mx > 0);
+    free(logits[0]);
+    free(logits[1]);
+    return 1;
+}
+
 static void model(const char *name, enum cellm_wfmt fmt)
 {
     const char *dir = getenv("CELLM_XLA_FORMATS_DIR");
@@ -253,13 +352,12 @@ static void model(const char *name, enum cellm_wfmt fmt)
                                  fmt == CELLM_W_GPTQ || fmt == CELLM_W_AWQ ? XH_U32 : XH_U8);
             }
         }
-        struct cellm_xla_key kp = {16, 256, 1}, kd = {1, 256, 0};
-        char *pre = NULL, *dec = NULL;
+        struct cellm_xla_key kd = {1, 256, 0};
+        char *dec = NULL;
         size_t len;
-        if (cellm_xla_emit(&d, &p, &kp, &pre, &len, &err)) fail_msg("%s: %s", name, err.msg);
         if (cellm_xla_emit(&d, &p, &kd, &dec, &len, &err)) fail_msg("%s: %s", name, err.msg);
         /* one dot per projection, two per attention, the head */
-        assert_int_equal(count(pre, "stablehlo.dot_general"), 4 + 2 + 3 + 1);
+        assert_int_equal(count(dec, "stablehlo.dot_general"), 4 + 2 + 3 + 1);
         int bitcasts = count(dec, "stablehlo.bitcast_convert");
         if (load)
             assert_int_equal(bitcasts, 0);
@@ -268,10 +366,10 @@ static void model(const char *name, enum cellm_wfmt fmt)
         else
             assert_true(count(dec, "stablehlo.shift_right_logical") >= 14); /* codes, zeros */
         if (!load && fmt == CELLM_W_GPTQ) assert_true(count(dec, "stablehlo.gather") >= 14);
-        cellm_free(pre);
         cellm_free(dec);
         cellm_xla_plan_free(&p);
     }
+    assert_true(graph_vs_load(name, &d));
     cellm_desc_free(&d);
 }
 
@@ -287,11 +385,51 @@ static void models(void **state)
     model("awq", CELLM_W_AWQ);
 }
 
+/* Every quantized fixture under tests/fixtures (MLX affine today; the variants of
+ * docs/formats.md where the fixture maker has written them): graph and load agree. */
+static void fixtures(void **state)
+{
+    (void)state;
+    DIR *top = opendir(CELLM_FIXTURES);
+    assert_non_null(top);
+    int n = 0;
+    struct dirent *fe;
+    while ((fe = readdir(top)) != NULL) {
+        if (fe->d_name[0] == '.') continue;
+        char fam[1024];
+        snprintf(fam, sizeof fam, "%s/%s", CELLM_FIXTURES, fe->d_name);
+        DIR *sub = opendir(fam);
+        if (!sub) continue;
+        struct dirent *ve;
+        while ((ve = readdir(sub)) != NULL) {
+            char dir[2048], label[600], cfg[2100];
+            snprintf(dir, sizeof dir, "%s/%s", fam, ve->d_name);
+            snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+            if (ve->d_name[0] == '.' || access(cfg, R_OK)) continue;
+            snprintf(label, sizeof label, "%s/%s", fe->d_name, ve->d_name);
+            struct cellm_desc d;
+            struct cellm_error err = {{0}};
+            if (cellm_desc_load(dir, &d, &err)) fail_msg("%s: %s", label, err.msg);
+            struct cellm_xla_plan p;
+            int ok = cellm_xla_supported(&d, &err) == CELLM_OK;
+            if (ok && cellm_xla_plan_build(&d, 0, &p, &err) == CELLM_OK) {
+                int packed = any_packed(&p);
+                cellm_xla_plan_free(&p);
+                if (packed) n += graph_vs_load(label, &d);
+            }
+            cellm_desc_free(&d);
+        }
+        closedir(sub);
+    }
+    closedir(top);
+    assert_true(n >= 10); /* the MLX affine fixtures at least */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mx_formats),     cmocka_unit_test(fp8_blocks), cmocka_unit_test(gptq_awq),
-        cmocka_unit_test(experts_unlike), cmocka_unit_test(models),
+        cmocka_unit_test(experts_unlike), cmocka_unit_test(models),     cmocka_unit_test(fixtures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
