@@ -30,6 +30,7 @@
 #include "fmt_util.h"
 #include "hlo_interp.h"
 #include "model/model.h"
+#include "st_util.h"
 
 static int count(const char *hay, const char *needle)
 {
@@ -385,6 +386,174 @@ static void models(void **state)
     model("awq", CELLM_W_AWQ);
 }
 
+/* ---- Qwen3-MoE layers in the new formats (written here) --------------------------------- */
+
+enum { MH = 64, ME = 4, MI = 64, MV = 64 };
+
+struct mk {
+    char dir[256];
+    struct tst_tensor t[96];
+    int n;
+    struct fmt_w w[48];
+    int nw;
+    float *f[8];
+    int nf;
+};
+
+static void mk_add(struct mk *m, const char *name, const char *dtype, int ndim, const int64_t *d,
+                   const void *data, size_t nbytes)
+{
+    assert_true(m->n < 96);
+    struct tst_tensor *t = &m->t[m->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->dtype, sizeof t->dtype, "%s", dtype);
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = d[i];
+    t->data = data;
+    t->nbytes = nbytes;
+}
+
+static void mk_f32(struct mk *m, const char *name, int64_t n0, int64_t n1)
+{
+    int64_t n = n0 * (n1 ? n1 : 1);
+    float *v = malloc((size_t)n * sizeof *v);
+    for (int64_t i = 0; i < n; i++)
+        v[i] = (float)fmt_uniform(-0.5, 1.5);
+    m->f[m->nf++] = v;
+    mk_add(m, name, "F32", n1 ? 2 : 1, (const int64_t[]){n0, n1}, v, (size_t)n * 4);
+}
+
+enum mkind { MK_NVFP4, MK_BLOCKS, MK_GPTQ, MK_FP8 };
+
+/* Module `stem` [E * rows][cols] (E 0: a plain matrix, else stacked [E, rows, cols]). */
+static void mk_proj(struct mk *m, const char *stem, enum mkind k, int E, int64_t rows, int64_t cols)
+{
+    struct fmt_w *f = &m->w[m->nw++];
+    int64_t R = (E ? E : 1) * rows, lead = E ? 1 : 0;
+    char n1[160], n2[160], n3[160];
+    int64_t d[4] = {E, rows, 0, 0};
+    if (k == MK_NVFP4 || k == MK_BLOCKS) {
+        fmt_make_mx(f, k == MK_NVFP4 ? CELLM_W_NVFP4 : CELLM_W_MXFP4, R, cols);
+        int64_t G = cols / f->w.group;
+        if (k == MK_NVFP4) {
+            snprintf(n1, sizeof n1, "%s.weight", stem);
+            snprintf(n2, sizeof n2, "%s.scales", stem);
+            d[2] = cols / 8;
+            mk_add(m, n1, "U32", 2 + (int)lead, d + 1 - lead, f->codes, f->n_codes);
+        } else {
+            snprintf(n1, sizeof n1, "%s_blocks", stem);
+            snprintf(n2, sizeof n2, "%s_scales", stem);
+            d[2] = G, d[3] = 16;
+            mk_add(m, n1, "U8", 3 + (int)lead, d + 1 - lead, f->codes, f->n_codes);
+        }
+        d[2] = G;
+        mk_add(m, n2, "U8", 2 + (int)lead, d + 1 - lead, f->scales, f->n_scales);
+        return;
+    }
+    assert_int_equal(E, 0);
+    if (k == MK_FP8) {
+        fmt_make_fp8(f, rows, cols, 48, 48, CELLM_DT_BF16);
+        snprintf(n1, sizeof n1, "%s.weight", stem);
+        snprintf(n2, sizeof n2, "%s.weight_scale_inv", stem);
+        mk_add(m, n1, "F8_E4M3", 2, (const int64_t[]){rows, cols}, f->codes, f->n_codes);
+        mk_add(m, n2, "BF16", 2, (const int64_t[]){(rows + 47) / 48, (cols + 47) / 48}, f->scales,
+               f->n_scales);
+        return;
+    }
+    fmt_make_gptq(f, 0, 4, rows, cols, 32, 1, 1);
+    snprintf(n1, sizeof n1, "%s.qweight", stem);
+    snprintf(n2, sizeof n2, "%s.qzeros", stem);
+    snprintf(n3, sizeof n3, "%s.scales", stem);
+    mk_add(m, n1, "I32", 2, (const int64_t[]){cols / 8, rows}, f->codes, f->n_codes);
+    mk_add(m, n2, "I32", 2, (const int64_t[]){cols / 32, rows / 8}, f->zeros, f->n_zeros);
+    mk_add(m, n3, "F16", 2, (const int64_t[]){cols / 32, rows}, f->scales, f->n_scales);
+    snprintf(n3, sizeof n3, "%s.g_idx", stem);
+    mk_add(m, n3, "I32", 1, (const int64_t[]){cols}, f->gidx, f->n_gidx);
+}
+
+/* One Qwen3-MoE layer: attention and experts stored as k (nvfp4: the MLX layout with
+ * switch_mlp stacks, a quantized router and a quantized tied embedding; blocks: gpt-oss
+ * stacked fused gate_up_proj; GPTQ and FP8: one tensor per expert). */
+static void moe_model(enum mkind k, const char *quant)
+{
+    struct mk m;
+    memset(&m, 0, sizeof m);
+    assert_true(tst_mkdtemp(m.dir, sizeof m.dir));
+    if (k == MK_NVFP4)
+        mk_proj(&m, "model.embed_tokens", k, 0, MV, MH);
+    else
+        mk_f32(&m, "model.embed_tokens.weight", MV, MH);
+    mk_f32(&m, "model.norm.weight", MH, 0);
+    mk_f32(&m, "model.layers.0.input_layernorm.weight", MH, 0);
+    mk_f32(&m, "model.layers.0.post_attention_layernorm.weight", MH, 0);
+    mk_f32(&m, "model.layers.0.self_attn.q_norm.weight", 32, 0);
+    mk_f32(&m, "model.layers.0.self_attn.k_norm.weight", 32, 0);
+    if (k == MK_NVFP4)
+        mk_proj(&m, "model.layers.0.mlp.gate", k, 0, ME, MH);
+    else
+        mk_f32(&m, "model.layers.0.mlp.gate.weight", ME, MH);
+    static const char *const attn[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
+    static const int ar[4] = {64, 32, 32, 64};
+    for (int i = 0; i < 4; i++) {
+        char stem[128];
+        snprintf(stem, sizeof stem, "model.layers.0.self_attn.%s", attn[i]);
+        mk_proj(&m, stem, k, 0, ar[i], 64);
+    }
+    if (k == MK_NVFP4) {
+        mk_proj(&m, "model.layers.0.mlp.switch_mlp.gate_proj", k, ME, MI, MH);
+        mk_proj(&m, "model.layers.0.mlp.switch_mlp.up_proj", k, ME, MI, MH);
+        mk_proj(&m, "model.layers.0.mlp.switch_mlp.down_proj", k, ME, MH, MI);
+    } else if (k == MK_BLOCKS) {
+        mk_proj(&m, "model.layers.0.mlp.experts.gate_up_proj", k, ME, 2 * MI, MH);
+        mk_proj(&m, "model.layers.0.mlp.experts.down_proj", k, ME, MH, MI);
+    } else {
+        for (int e = 0; e < ME; e++) {
+            char stem[128];
+            snprintf(stem, sizeof stem, "model.layers.0.mlp.experts.%d.gate_proj", e);
+            mk_proj(&m, stem, k, 0, MI, MH);
+            snprintf(stem, sizeof stem, "model.layers.0.mlp.experts.%d.up_proj", e);
+            mk_proj(&m, stem, k, 0, MI, MH);
+            snprintf(stem, sizeof stem, "model.layers.0.mlp.experts.%d.down_proj", e);
+            mk_proj(&m, stem, k, 0, MH, MI);
+        }
+    }
+    char cfg[1024], path[512];
+    snprintf(cfg, sizeof cfg,
+             "{\"model_type\":\"qwen3_moe\",\"vocab_size\":%d,\"hidden_size\":%d,"
+             "\"intermediate_size\":128,\"moe_intermediate_size\":%d,\"num_hidden_layers\":1,"
+             "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"head_dim\":32,"
+             "\"num_experts\":%d,\"num_experts_per_tok\":2,\"norm_topk_prob\":true,"
+             "\"max_position_embeddings\":256,\"tie_word_embeddings\":true%s}",
+             MV, MH, MI, ME, quant);
+    assert_true(tst_write_str(m.dir, "config.json", cfg));
+    snprintf(path, sizeof path, "%s/model.safetensors", m.dir);
+    assert_true(tst_st_write(path, m.t, m.n));
+    struct cellm_desc d;
+    struct cellm_error err = {{0}};
+    if (cellm_desc_load(m.dir, &d, &err)) fail_msg("%s: %s", quant, err.msg);
+    assert_true(d.layers[0].moe);
+    assert_true(graph_vs_load(quant, &d));
+    cellm_desc_free(&d);
+    tst_rm_rf(m.dir);
+    for (int i = 0; i < m.nw; i++)
+        fmt_free(&m.w[i]);
+    for (int i = 0; i < m.nf; i++)
+        free(m.f[i]);
+}
+
+static void moe_models(void **state)
+{
+    (void)state;
+    moe_model(MK_NVFP4, ",\"quantization\":{\"group_size\":16,\"bits\":4,\"mode\":\"nvfp4\"}");
+    moe_model(MK_BLOCKS, ",\"quantization_config\":{\"quant_method\":\"mxfp4\"}");
+    moe_model(MK_GPTQ, ",\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,"
+                       "\"group_size\":32,\"desc_act\":true}");
+    moe_model(MK_FP8, ",\"quantization_config\":{\"quant_method\":\"fp8\","
+                      "\"weight_block_size\":[48,48]}");
+}
+
 /* Every quantized fixture under tests/fixtures (MLX affine today; the variants of
  * docs/formats.md where the fixture maker has written them): graph and load agree. */
 static void fixtures(void **state)
@@ -428,8 +597,10 @@ static void fixtures(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(mx_formats),     cmocka_unit_test(fp8_blocks), cmocka_unit_test(gptq_awq),
-        cmocka_unit_test(experts_unlike), cmocka_unit_test(models),     cmocka_unit_test(fixtures),
+        cmocka_unit_test(mx_formats), cmocka_unit_test(fp8_blocks),
+        cmocka_unit_test(gptq_awq),   cmocka_unit_test(experts_unlike),
+        cmocka_unit_test(models),     cmocka_unit_test(moe_models),
+        cmocka_unit_test(fixtures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
