@@ -30,6 +30,8 @@ static void usage(FILE *f)
             "  --host H         address to bind (default 127.0.0.1)\n"
             "  --port P         port (default 8080; 0 = any free port, printed on start)\n"
             "  -np, --parallel N  requests decoded together in one batch (default 4)\n"
+            "  -b, --batch-size N  prompt tokens evaluated per step beside the decoding\n"
+            "                   requests (chunked prefill; default %d)\n"
             "  --queue N        requests waiting for a slot before 503 (default 64)\n"
             "  -c, --ctx-size N   prompt + generated tokens per request (default: the model's)\n"
             "  --api-key KEY    require 'Authorization: Bearer KEY' (also $CELLM_API_KEY)\n"
@@ -60,7 +62,7 @@ static void usage(FILE *f)
             "  --allowed-hosts LIST  Host names accepted besides loopback ones when bound to\n"
             "                        loopback without a key (comma-separated, or *)\n"
             "  -h, --help            this text\n",
-            CELLM_SERVER_MAX_BODY);
+            CELLM_SERVER_BATCH_ROWS, CELLM_SERVER_MAX_BODY);
 }
 
 /* After the first signal: a second one ends the process at once, whatever is running. */
@@ -96,6 +98,8 @@ int cellm_cmd_serve(int argc, char **argv)
                                         "--port",
                                         "--parallel",
                                         "-np",
+                                        "--batch-size",
+                                        "-b",
                                         "--queue",
                                         "--ctx-size",
                                         "-c",
@@ -151,6 +155,8 @@ int cellm_cmd_serve(int argc, char **argv)
             if (int_opt(argc, argv, &i, 0, 65535, &so.port)) return 2;
         } else if (!strcmp(a, "--parallel") || !strcmp(a, "-np")) {
             if (int_opt(argc, argv, &i, 1, 1024, &so.parallel)) return 2;
+        } else if (!strcmp(a, "--batch-size") || !strcmp(a, "-b")) {
+            if (int_opt(argc, argv, &i, 1, 1 << 20, &so.batch_rows)) return 2;
         } else if (!strcmp(a, "--queue")) {
             if (int_opt(argc, argv, &i, 0, 1000000, &so.queue)) return 2;
         } else if (!strcmp(a, "--ctx-size") || !strcmp(a, "-c")) {

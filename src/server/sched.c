@@ -5,7 +5,7 @@
  * choice of a request (a request with n > 1 has n choices, admitted one slot at a time)
  * as a struct cellm_gen. Every step is ONE cellm_gen_step over the slots' gens: the
  * engine puts a decode row for each choice that decodes, then prompt rows of choices
- * still in prefill up to PREFILL_BUDGET rows per step in slot order (chunked prefill),
+ * still in prefill up to batch_rows (--batch-size) rows per step in slot order (chunked prefill),
  * attaching what the prefix cache holds first and letting a choice wait while an earlier
  * one computes blocks they share (so n choices, or concurrent chats with one system
  * prompt, compute that prompt once). The engine decides EOS, stops, greedy picks and
@@ -16,7 +16,7 @@
  * computes every row independently of the others in the batch).
  *
  * The trade-off: a large prompt slows the decode steps that share its chunks (bounded by
- * PREFILL_BUDGET) instead of stalling them for a whole prompt, and costs nothing when no
+ * batch_rows) instead of stalling them for a whole prompt, and costs nothing when no
  * one is prefilling.
  */
 #include <errno.h>
@@ -26,8 +26,6 @@
 #include <time.h>
 
 #include "srv.h"
-
-#define PREFILL_BUDGET 256
 
 static double now_s(void)
 {
@@ -376,6 +374,7 @@ static void *sched_main(void *arg)
     struct cellm_server *s = arg;
     struct cellm_gen **gens = malloc((size_t)s->o.parallel * sizeof *gens);
     struct srv_choice **who = malloc((size_t)s->o.parallel * sizeof *who);
+    int budget = s->o.batch_rows > 0 ? s->o.batch_rows : CELLM_SERVER_BATCH_ROWS;
     pthread_mutex_lock(&s->mu);
     if (!gens || !who) {
         s->stopping = 1;
@@ -406,7 +405,7 @@ static void *sched_main(void *arg)
         struct cellm_gen_step_stats ss;
         struct cellm_error ce;
         double t0 = now_s();
-        cellm_gen_step(s->ctx, gens, n, PREFILL_BUDGET, &ss, &ce); /* failures are per gen */
+        cellm_gen_step(s->ctx, gens, n, budget, &ss, &ce); /* failures are per gen */
         double dt = now_s() - t0;
 
         pthread_mutex_lock(&s->mu);

@@ -16,10 +16,15 @@
 /* Default largest accepted request body (--max-body); larger ones get HTTP 413. */
 #define CELLM_SERVER_MAX_BODY (1024 * 1024)
 
+/* Default prompt rows per scheduler step (--batch-size). */
+#define CELLM_SERVER_BATCH_ROWS 512
+
 struct cellm_server_opts {
     const char *host;        /* address to bind ("127.0.0.1", "0.0.0.0", "::", a name) */
     int port;                /* 0 = any free port (see cellm_server_port) */
     int parallel;            /* sequences decoded together (slots) */
+    int batch_rows;          /* prompt rows evaluated per scheduler step, beside the decode
+                                rows (chunked prefill); 0 = CELLM_SERVER_BATCH_ROWS */
     int queue;               /* requests waiting beyond the slots before 503 */
     int ctx_size;            /* per-request limit of prompt + generated tokens; 0 = model's */
     const char *api_key;     /* NULL = no authentication */

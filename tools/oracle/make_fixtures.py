@@ -28,7 +28,9 @@ import transformers
 from transformers import AutoConfig, AutoModelForCausalLM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)  # formats.py
+sys.path.insert(0, HERE)  # formats.py, families_new.py, families_hybrid.py
+import families_new  # noqa: E402  (hooks of the families of issue 27)
+import families_hybrid  # noqa: E402  (gpt-oss and hybrid-family layouts, cases-hybrid.json)
 
 # ---------------------------------------------------------------- dtypes
 
@@ -318,7 +320,18 @@ def build_variant(case, base, spec, config, outdir, workdir):
     """Write the checkpoint for one variant; return a directory holding the
     float32 checkpoint (HF names) that the oracle must see: the exact values the
     loader should reconstruct."""
-    layout = stack_experts(base) if spec.get("stacked") else {k: (t, None) for k, t in base.items()}
+    if spec.get("hybrid"):
+        return families_hybrid.build_variant(case, base, spec, config, outdir, workdir)
+    mlx = spec["bits"] is not None and "format" not in spec
+    fam = families_new.mlx_layout(config, base) if mlx else None
+    restore = None
+    if fam is not None:  # mlx-lm's sanitize renames or reshapes this family's tensors
+        fam_layout, restore = fam
+        layout = {k: (t, None) for k, t in fam_layout.items()}
+    elif spec.get("stacked"):
+        layout = stack_experts(base)
+    else:
+        layout = {k: (t, None) for k, t in base.items()}
     stored, effective = {}, {}
     cfg = dict(config)
     if "format" in spec:
@@ -333,7 +346,8 @@ def build_variant(case, base, spec, config, outdir, workdir):
         cfg["torch_dtype"] = {"f16": "float16", "bf16": "bfloat16"}[spec.get("scale_dtype", "f16")]
         qcfg = {"group_size": gs, "bits": bits}
     for k, (t, hf_names) in layout.items():
-        if bits is not None and is_quantizable(k, t, gs):
+        fam_q = families_new.quantizable(config, k, t, gs) if bits is not None else None
+        if bits is not None and (is_quantizable(k, t, gs) if fam_q is None else fam_q):
             stem = k[: -len(".weight")]
             b = bits
             if spec.get("mixed") and stem.endswith("down_proj"):
@@ -347,16 +361,20 @@ def build_variant(case, base, spec, config, outdir, workdir):
             stored[stem + ".scales"] = sc.contiguous()
             stored[stem + ".biases"] = bi.contiguous()
         else:
-            stored[k] = t.to(dt).contiguous()
-            eff = round_to(t, dt)
+            kdt = torch.float32 if families_new.keep_f32(config, k) else dt
+            stored[k] = t.to(kdt).contiguous()
+            eff = round_to(t, kdt)
         if hf_names is None:
             effective[k] = eff
         else:
             for e, n in enumerate(hf_names):
                 effective[n] = eff[e].contiguous()
+    if restore is not None:
+        effective = restore(effective)
     if bits is not None:
         cfg["quantization"] = qcfg
         cfg["quantization_config"] = dict(qcfg)
+        cfg, stored = families_new.mlx_wrap(config, cfg, stored)
     if spec.get("vlm"):
         # the text tower of a vision-language checkpoint (Gemma 3 4B-27B as
         # converted by mlx-vlm): tensors under "language_model.", the text config
@@ -425,17 +443,19 @@ def make_case(case, out_root, workdir):
     cfg = AutoConfig.from_pretrained(cdir)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32, attn_implementation="eager")
     randomize(model, cfg, seed, case.get("init_std", 0.08), case.get("init_overrides"))
+    families_new.adjust_model(model, case)
     sdir = os.path.join(workdir, name + "-saved")
     model.save_pretrained(sdir)  # hub tensor names, whatever the in-memory layout
     base = {}
     for fn in sorted(os.listdir(sdir)):
         if fn.endswith(".safetensors"):
             base.update(read_tensors(os.path.join(sdir, fn)))
+    base = families_new.hub_names(config, base)
     if config.get("tie_word_embeddings", True) is not False:
         base.pop("lm_head.weight", None)
     results = []
     for v in case["variants"]:
-        spec = parse_variant(v)
+        spec = families_hybrid.parse_variant(case, v) or parse_variant(v)
         vdir = os.path.join(out_root, name, v)
         if os.path.exists(vdir):
             shutil.rmtree(vdir)
@@ -463,16 +483,31 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--cases", default=os.path.join(HERE, "cases.json"))
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="report a case that fails and go on with the next")
     args = ap.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     with open(args.cases) as f:
         cases = json.load(f)
     workdir = tempfile.mkdtemp(prefix="oracle-")
+    failed = []
     for case in cases:
         if args.only and case["name"] not in args.only:
             continue
-        make_case(case, args.out, workdir)
+        if not args.keep_going:
+            make_case(case, args.out, workdir)
+            continue
+        try:
+            make_case(case, args.out, workdir)
+        except Exception:  # noqa: BLE001  (reported, then the next case)
+            import traceback
+            traceback.print_exc()
+            print("FAILED case %s" % case["name"], flush=True)
+            failed.append(case["name"])
     shutil.rmtree(workdir)
+    if failed:
+        print("failed cases: %s" % " ".join(failed), flush=True)
+        return 1
 
 
 if __name__ == "__main__":
