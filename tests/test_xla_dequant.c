@@ -119,9 +119,9 @@ static void mx_formats(void **state)
     for (int k = 0; k < 3; k++) {
         struct fmt_w f;
         fmt_make_mx(&f, fm[k], 12, 96);
-        /* the special codes: E8M0 2^-127, NaN, 2^127 (times 6 or 448: Inf); E4M3 NaN,
-         * -0 and subnormals in scales (nvfp4) and codes (mxfp8) */
-        int64_t ng = 96 / f.w.group;
+        /* the special codes, in row 0 (scales per group g) and row 2 (codes): E8M0 2^-127
+         * (g 0: subnormal products), NaN (g 1), 2^127 (g 2: times 6 or 448 is Inf); E4M3
+         * subnormal, -0 and NaN scales (nvfp4) and codes (mxfp8); E2M1 -0 */
         if (fm[k] == CELLM_W_NVFP4) {
             f.scales[0] = 0x01, f.scales[1] = 0x87, f.scales[2] = 0x7f, f.scales[3] = 0x80;
         } else {
@@ -130,10 +130,20 @@ static void mx_formats(void **state)
         if (fm[k] == CELLM_W_MXFP8) {
             static const uint8_t sp[8] = {0x7f, 0xff, 0x80, 0x00, 0x01, 0x07, 0x87, 0x7e};
             memcpy(f.codes + f.w.row_bytes * 2, sp, 8);
-            f.codes[2] = 0x7e; /* 448 * 2^127: Inf */
+            f.codes[3] = 0x07;  /* 2^-9 * 7/8 * 2^-127: a float32 subnormal */
+            f.codes[70] = 0x7e; /* 448 * 2^127: Inf */
         } else {
             f.codes[f.w.row_bytes * 2] = 0x87; /* -0 and 6 */
-            f.codes[2 * ng] = 0x77;
+            f.codes[3] = 0x11;                 /* 0.5 * 2^-127 */
+            f.codes[40] = 0x77;                /* 6 * 2^127: Inf (mxfp4) */
+        }
+        float r0[96];
+        cellm_weight_row(&f.w, 0, r0);
+        if (fm[k] != CELLM_W_NVFP4) { /* the cases above are there */
+            assert_true(r0[3 * (fm[k] == CELLM_W_MXFP8 ? 1 : 2)] != 0);
+            assert_true(fabsf(r0[3 * (fm[k] == CELLM_W_MXFP8 ? 1 : 2)]) < 0x1p-126f);
+            assert_true(isnan(r0[40]));
+            assert_true(isinf(r0[fm[k] == CELLM_W_MXFP8 ? 70 : 80]));
         }
         check(&f.w, 0, NULL, 0);
         check(&f.w, 0, ids, 5);
