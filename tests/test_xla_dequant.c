@@ -78,6 +78,9 @@ static void check(const struct cellm_weight *ws, int ne, const int32_t *ids, int
     size_t len;
     if (cellm_xh_finish(&b, "t", &text, &len, &err)) fail_msg("emit: %s", err.msg);
     cellm_xh_free(&b);
+    /* experts are dequantized as one stack, except with g_idx (a gather per expert) */
+    if (ne && !ids)
+        assert_int_equal(strstr(text, "stablehlo.concatenate") != NULL, w->g_idx != NULL);
 
     struct hi h;
     memset(&h, 0, sizeof h);

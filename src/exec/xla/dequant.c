@@ -179,6 +179,40 @@ static val merge_last(struct cellm_xh *b, val x)
     return cellm_xh_reshape(b, x, x.rank - 1, d);
 }
 
+/* x with a new dim of size n after dim k, every element repeated along it. */
+static val spread_at(struct cellm_xh *b, val x, int k, int64_t n)
+{
+    int64_t d[CELLM_XH_MAX_RANK], dims[CELLM_XH_MAX_RANK];
+    for (int i = 0; i < x.rank; i++) {
+        dims[i] = i <= k ? i : i + 1;
+        d[dims[i]] = x.d[i];
+    }
+    d[k + 1] = n;
+    return cellm_xh_bcast(b, x, x.rank + 1, d, dims);
+}
+
+/* Dims k and k+1 of x merged into one. */
+static val merge_at(struct cellm_xh *b, val x, int k)
+{
+    int64_t d[CELLM_XH_MAX_RANK];
+    for (int i = 0, j = 0; i < x.rank; i++, j++) {
+        d[j] = x.d[i];
+        if (i == k) d[j] *= x.d[++i];
+    }
+    return cellm_xh_reshape(b, x, x.rank - 1, d);
+}
+
+/* x[.., lo:hi, ..] along dim k. */
+static val cut(struct cellm_xh *b, val x, int k, int64_t lo, int64_t hi)
+{
+    int64_t l[CELLM_XH_MAX_RANK], h[CELLM_XH_MAX_RANK];
+    for (int i = 0; i < x.rank; i++) {
+        l[i] = i == k ? lo : 0;
+        h[i] = i == k ? hi : x.d[i];
+    }
+    return cellm_xh_slice(b, x, l, h);
+}
+
 /* E2M1 codes (ui32, 0..15) as f32. The magnitude field m = c & 7 is e<<1 | mantissa;
  * for e >= 1 it moves into float32's exponent and top mantissa bit with the exponent
  * rebias (2^(e-1) needs 126 + e), and the two values with e = 0 are 0 and 0.5 (0x3f000000
@@ -237,18 +271,19 @@ static val mx(struct cellm_xh *b, const struct cellm_weight *w, val q, val s)
     return bin(b, "multiply", code, merge_last(b, spread(b, sc, w->group)));
 }
 
-/* FP8 blocks, one matrix: q ui8 [rows, cols], s [SR, SC] (the scale rows from the view's
- * first stored row's block on). w = fl(e4m3(q) * s[block]): the reference's one rounding. */
+/* FP8 blocks: q ui8 [.., rows, cols], s [.., SR, SC] (the scale rows from the view's first
+ * stored row's block on; leading dims: experts). w = fl(e4m3(q) * s[block]): the
+ * reference's one rounding. */
 static val fp8blk(struct cellm_xh *b, const struct cellm_weight *w, val q, val s)
 {
     int64_t R = w->rows, C = w->cols, bn = w->block_rows, bk = w->group, off = w->r_off % bn;
-    int64_t SR = s.d[0], SC = s.d[1];
+    int l = q.rank - 2;
     val code = e4m3(b, cellm_xh_convert(b, q, XH_U32));
     val sf = cellm_xh_convert(b, s, XH_F32); /* f16/bf16 widen exactly */
     /* each scale over its bn x bk block; edge blocks are cut to the matrix (partial) */
-    sf = cellm_xh_bcast(b, sf, 4, DIMS(SR, bn, SC, bk), DIMS(0, 2));
-    sf = cellm_xh_reshape(b, sf, 2, DIMS(SR * bn, SC * bk));
-    sf = cellm_xh_slice(b, sf, DIMS(off, 0), DIMS(off + R, C));
+    sf = merge_at(b, spread_at(b, sf, l + 1, bk), l + 1);
+    sf = merge_at(b, spread_at(b, sf, l, bn), l);
+    sf = cut(b, cut(b, sf, l, off, off + R), l + 1, 0, C);
     return bin(b, "multiply", code, sf);
 }
 
@@ -268,32 +303,29 @@ static val unpack(struct cellm_xh *b, val x, int bits, int awq)
     return merge_last(b, opk(b, "and", bin(b, "shift_right_logical", c, sh), (1 << bits) - 1));
 }
 
-/* x [ng, R] -> [cols, R]: row g repeated over the `group` inputs of group g. */
+/* x [.., ng, R] -> [.., cols, R]: row g repeated over the `group` inputs of group g. */
 static val per_input(struct cellm_xh *b, val x, int64_t group)
 {
-    int64_t ng = x.d[0], R = x.d[1];
-    val y = cellm_xh_bcast(b, x, 3, DIMS(ng, group, R), DIMS(0, 2));
-    return cellm_xh_reshape(b, y, 2, DIMS(ng * group, R));
+    return merge_at(b, spread_at(b, x, x.rank - 2, group), x.rank - 2);
 }
 
-/* GPTQ / AWQ, one matrix, in the parameters of dequant.h. Returns [rows, cols]. */
+/* GPTQ / AWQ in the parameters of dequant.h (leading dims: experts; with g_idx, one matrix
+ * only). Returns [.., rows, cols]. */
 static val gptq_awq(struct cellm_xh *b, const struct cellm_weight *w, val q, val z, val s, val g)
 {
-    int awq = w->fmt == CELLM_W_AWQ, bits = w->bits;
+    int awq = w->fmt == CELLM_W_AWQ, bits = w->bits, l = q.rank - 2;
     int64_t R = w->rows, C = w->cols, pack = 32 / bits, off = w->r_off % pack;
-    val codes; /* [cols, R] */
+    val codes; /* [.., cols, R] */
     if (awq) {
-        codes = unpack(b, q, bits, 1);
-        codes = cellm_xh_slice(b, codes, DIMS(0, off), DIMS(C, off + R));
+        codes = cut(b, unpack(b, q, bits, 1), l + 1, off, off + R);
     } else {
         /* [C/pack, R] words -> [C/pack, pack, R]: input i is element i % pack of word i / pack */
-        val c = cellm_xh_bcast(b, q, 3, DIMS(C / pack, pack, R), DIMS(0, 2));
-        val sh = opk(b, "multiply", cellm_xh_iota(b, XH_U32, 3, c.d, 1), bits);
+        val c = spread_at(b, q, l, pack);
+        val sh = opk(b, "multiply", cellm_xh_iota(b, XH_U32, c.rank, c.d, l + 1), bits);
         c = opk(b, "and", bin(b, "shift_right_logical", c, sh), (1 << bits) - 1);
-        codes = cellm_xh_reshape(b, c, 2, DIMS(C, R));
+        codes = merge_at(b, c, l);
     }
-    val zs = unpack(b, z, bits, awq);
-    zs = cellm_xh_slice(b, zs, DIMS(0, off), DIMS(zs.d[0], off + R)); /* [ng, R] */
+    val zs = cut(b, unpack(b, z, bits, awq), l + 1, off, off + R); /* [.., ng, R] */
     val sf = cellm_xh_convert(b, s, XH_F32);
     if (cellm_xh_ok(&g)) { /* desc_act: the group of each input (checked in range at load) */
         val gi = cellm_xh_reshape(b, g, 1, DIMS(C));
@@ -308,7 +340,7 @@ static val gptq_awq(struct cellm_xh *b, const struct cellm_weight *w, val q, val
         bin(b, "subtract", cellm_xh_convert(b, codes, XH_I32), cellm_xh_convert(b, zs, XH_I32));
     if (w->zero_one) dq = opk(b, "subtract", dq, w->zero_one);
     val wt = bin(b, "multiply", sf, cellm_xh_convert(b, dq, XH_F32));
-    return cellm_xh_transpose(b, wt, DIMS(1, 0));
+    return cellm_xh_transpose(b, wt, l ? DIMS(0, 2, 1) : DIMS(1, 0));
 }
 
 static val param(const struct cellm_xla_plan *p, const val *pv, const char *base,
@@ -343,8 +375,8 @@ val cellm_xla_dequant_packed(struct cellm_xh *b, const struct cellm_xla_plan *p,
     val z = param(p, pv, base, "z"), g = param(p, pv, base, "g");
     if (w->fmt == CELLM_W_MXFP4 || w->fmt == CELLM_W_NVFP4 || w->fmt == CELLM_W_MXFP8)
         return mx(b, w, q, s);
-    if (!cellm_xh_ok(&q) || q.rank == 2) return one(b, w, q, s, z, g);
-    /* stacked experts (one tensor each in the checkpoint): one matrix at a time */
+    if (!cellm_xh_ok(&q) || q.rank == 2 || !cellm_xh_ok(&g)) return one(b, w, q, s, z, g);
+    /* experts with g_idx (each its own permutation): one matrix at a time */
     int64_t E = q.d[0];
     val *parts = cellm_calloc((size_t)E, sizeof *parts);
     if (!parts) return cellm_xh_concat(b, NULL, 0, 0); /* records the failure */
