@@ -63,6 +63,47 @@ static void parse_fail(const char *json, const char *gen, enum cellm_status want
     if (w2) contains(err.msg, w2);
 }
 
+/* The variant's name says how it is stored (tools/oracle/README.md): qB-gG is MLX affine,
+ * mxfp4/mxfp8/nvfp4 are MLX modes, blocks is gpt-oss mxfp4, fp8-bN, gptqB-gG and awqB-gG are
+ * Hugging Face quantization_config methods; every other name is unquantized. */
+static void check_variant_quant(const char *rel, const char *name, const struct cellm_config *c)
+{
+    int bits = 0, group = 0, block = 0;
+    static const struct {
+        const char *prefix;
+        int mode;
+    } modes[] = {
+        {"mxfp4", CELLM_QMODE_MXFP4}, {"mxfp8", CELLM_QMODE_MXFP8}, {"nvfp4", CELLM_QMODE_NVFP4}};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (!strncmp(name, modes[i].prefix, strlen(modes[i].prefix))) {
+            if (c->q_mode != modes[i].mode || c->hfq.method != CELLM_HFQ_NONE)
+                fail_msg("%s: mode %s, method %d", rel, cellm_qmode_name(c->q_mode), c->hfq.method);
+            return;
+        }
+    if (sscanf(name, "q%d-g%d", &bits, &group) == 2) {
+        if (c->q_bits != bits || c->q_group != group || c->q_mode != CELLM_QMODE_AFFINE)
+            fail_msg("%s: quantization %d/%d", rel, c->q_bits, c->q_group);
+    } else if (!strcmp(name, "blocks")) {
+        if (c->hfq.method != CELLM_HFQ_MXFP4 || c->q_bits)
+            fail_msg("%s: method %d", rel, c->hfq.method);
+    } else if (sscanf(name, "fp8-b%d", &block) == 1) {
+        if (c->hfq.method != CELLM_HFQ_FP8 || c->hfq.block[0] != block || c->hfq.block[1] != block)
+            fail_msg("%s: method %d block %dx%d", rel, c->hfq.method, c->hfq.block[0],
+                     c->hfq.block[1]);
+    } else if (sscanf(name, "gptq%d-g%d", &bits, &group) == 2) {
+        if (c->hfq.method != CELLM_HFQ_GPTQ || c->hfq.bits != bits || c->hfq.group != group ||
+            c->hfq.desc_act != (strstr(name, "-desc") != NULL))
+            fail_msg("%s: method %d bits %d group %d desc_act %d", rel, c->hfq.method, c->hfq.bits,
+                     c->hfq.group, c->hfq.desc_act);
+    } else if (sscanf(name, "awq%d-g%d", &bits, &group) == 2) {
+        if (c->hfq.method != CELLM_HFQ_AWQ || c->hfq.bits != bits || c->hfq.group != group)
+            fail_msg("%s: method %d bits %d group %d", rel, c->hfq.method, c->hfq.bits,
+                     c->hfq.group);
+    } else if (c->q_bits != 0 || c->hfq.method != CELLM_HFQ_NONE) {
+        fail_msg("%s: unexpected quantization", rel);
+    }
+}
+
 /* Every fixture directory loads; quantization matches its name. */
 static void every_fixture_loads(void **state)
 {
@@ -84,13 +125,7 @@ static void every_fixture_loads(void **state)
             snprintf(rel, sizeof rel, "%s/%s", fam->d_name, v->d_name);
             struct cellm_config c;
             load_fixture(rel, &c);
-            int bits = 0, group = 0;
-            if (sscanf(v->d_name, "q%d-g%d", &bits, &group) == 2) {
-                if (c.q_bits != bits || c.q_group != group)
-                    fail_msg("%s: quantization %d/%d", rel, c.q_bits, c.q_group);
-            } else if (c.q_bits != 0) {
-                fail_msg("%s: unexpected quantization", rel);
-            }
+            check_variant_quant(rel, v->d_name, &c);
             assert_true(c.vocab > 0 && c.dim > 0 && c.n_layers > 0 && c.head_dim > 0);
             assert_true(c.n_heads % c.n_kv_heads == 0);
             assert_true(c.rot_dims > 0 && c.rot_dims <= c.head_dim);

@@ -76,6 +76,15 @@ def parse_variant(case, v):
 # quantize); Entry.back(eff, hf) writes the float32 value the loader reconstructs from
 # the stored tensor into the Hugging Face tensors `hf` (a dict of clones of the base).
 
+def _dense(t):
+    """A copy with standard strides. `.contiguous()` is not enough: a transposed view with
+    a size-1 dim (the moved conv weight [C, W, 1]) counts as contiguous while its last
+    stride is W, and the MLX writer's byte view needs a last stride of 1."""
+    out = torch.empty(t.shape, dtype=t.dtype)
+    out.copy_(t)
+    return out
+
+
 class Entry:
     def __init__(self, value, back, quant=True, keep_f32=False):
         self.value = value
@@ -255,13 +264,13 @@ def _finish_effective(hf, base):
     missing = sorted(set(base) - written)
     if missing:
         raise RuntimeError("layout left HF tensors unwritten: %s" % missing[:5])
-    return {k: hf[k].to(torch.float32).contiguous() for k in base}
+    return {k: _dense(hf[k].to(torch.float32)) for k in base}
 
 
 def _write_oracle_dir(case, spec, config, eff, workdir):
     odir = os.path.join(workdir, case["name"] + "-" + spec["name"])
     os.makedirs(odir, exist_ok=True)
-    save_file(eff, os.path.join(odir, "model.safetensors"))
+    save_file({k: _dense(v) for k, v in eff.items()}, os.path.join(odir, "model.safetensors"))
     ocfg = dict(config)
     ocfg["torch_dtype"] = "float32"
     with open(os.path.join(odir, "config.json"), "w") as f:
@@ -301,7 +310,7 @@ def build_hf_vlm(case, base, spec, config, outdir, workdir):
     cfg = dict(config)
     cfg["torch_dtype"] = HF_DTYPE_NAME[spec["dtype"]]
     cfg = _qwen35_vlm_config(cfg, config)
-    write_checkpoint(outdir, stored, 1)
+    write_checkpoint(outdir, {k: _dense(v) for k, v in stored.items()}, 1)
     with open(os.path.join(outdir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     return _write_oracle_dir(case, spec, config, hf, workdir)
@@ -354,7 +363,7 @@ def build_mlx(case, base, spec, config, outdir, workdir):
         cfg = _qwen35_vlm_config(cfg, config)
     cfg["quantization"] = qcfg
     cfg["quantization_config"] = dict(qcfg)
-    write_checkpoint(outdir, stored, 1, mlx_style=True)
+    write_checkpoint(outdir, {k: _dense(v) for k, v in stored.items()}, 1, mlx_style=True)
     with open(os.path.join(outdir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     return _write_oracle_dir(case, spec, config, eff, workdir)
@@ -468,7 +477,7 @@ def build_gptoss_blocks(case, base, spec, config, outdir, workdir):
         "quant_method": "mxfp4",
         "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router",
                                    "model.embed_tokens", "lm_head"]}
-    write_checkpoint(outdir, stored, 1)
+    write_checkpoint(outdir, {k: _dense(v) for k, v in stored.items()}, 1)
     with open(os.path.join(outdir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     return _write_oracle_dir(case, spec, config, eff, workdir)

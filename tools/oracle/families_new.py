@@ -10,6 +10,7 @@ transformers behaviour it copies:
   zeros would otherwise tie, and a tie has no defined winner).
 - keep_f32: tensors stored in float32 in every variant (glm4_moe e_score_correction_bias:
   transformers keeps it float32 and mlx-lm's cast_predicate leaves it uncast).
+- quant_bits: modules a family's mlx-lm quant_predicate keeps at 8 bits (granite o_proj).
 - quantizable: where mlx-lm does not quantize a 2-D weight (glm4_moe MoEGate.weight and
   gemma4_text per_layer_model_projection are bare arrays, not nn.Linear), and the 3-D
   expert weights of mlx-lm's SwitchGLU under names other than switch_mlp.
@@ -80,6 +81,14 @@ def quantizable(config, name, t, group_size):
         return False  # ScaledLinear in mlx-lm's gemma4_text: a bare array
     if t.dim() == 3 and name.endswith(HF_EXPERT_3D):
         return t.shape[-1] % group_size == 0  # SwitchLinear, as switch_mlp
+    return None
+
+
+def quant_bits(config, stem):
+    """Bits of a module that the family's mlx-lm quant_predicate keeps at another width, else
+    None (granite: self_attn.o_proj at 8 bits, group size 64, whatever the recipe)."""
+    if config["model_type"] == "granite" and stem.endswith("self_attn.o_proj"):
+        return 8
     return None
 
 

@@ -356,6 +356,10 @@ def build_variant(case, base, spec, config, outdir, workdir):
             if config["model_type"] == "qwen3_moe" and stem.endswith("mlp.gate"):
                 b = 8  # mlx-lm keeps Qwen3-MoE routers at 8 bits
                 qcfg[stem] = {"group_size": gs, "bits": b}
+            fam_bits = families_new.quant_bits(config, stem)
+            if fam_bits is not None:  # a family's mlx-lm quant_predicate
+                b = fam_bits
+                qcfg[stem] = {"group_size": gs, "bits": b}
             packed, sc, bi, eff = mlx_quantize(t, b, gs, dt)
             stored[stem + ".weight"] = packed.contiguous()
             stored[stem + ".scales"] = sc.contiguous()

@@ -47,24 +47,24 @@ def run(case, base, variant):
     return cfg, stored
 
 # llama4: hub layout gate_up [E, H, 2I], down [E, I, H]
-c = cases["llama4"]; H, I, E = 64, 128, 4
+c = cases["llama4"]; H, I, E = 64, cases["llama4"]["config"]["intermediate_size"], 4
 base = {"model.embed_tokens.weight": R(384, H), "model.norm.weight": R(H), "lm_head.weight": R(384, H),
         "model.layers.1.feed_forward.experts.gate_up_proj": R(E, H, 2 * I),
         "model.layers.1.feed_forward.experts.down_proj": R(E, I, H),
         "model.layers.1.feed_forward.router.weight": R(E, H),
         "model.layers.1.feed_forward.shared_expert.gate_proj.weight": R(I, H)}
-cfg, stored = run(c, base, "q4-g64-bf16")
+cfg, stored = run(c, base, "q4-g32-bf16")
 assert cfg["model_type"] == "llama4" and cfg["text_config"]["model_type"] == "llama4_text", cfg.keys()
 assert stored["language_model.model.layers.1.feed_forward.experts.gate_proj.weight"][1] == [E, I, H * 4 // 32], stored
-assert stored["language_model.model.layers.1.feed_forward.experts.down_proj.scales"][1] == [E, H, I // 64]
+assert stored["language_model.model.layers.1.feed_forward.experts.down_proj.scales"][1] == [E, H, I // 32]
 assert "language_model.model.layers.1.feed_forward.router.scales" in stored
 # exact gate/up split check without quantization error: 8-bit with tiny error, compare halves
-cfg, stored = run(c, base, "q8-g64-f16")
+cfg, stored = run(c, base, "q8-g32-f16")
 _, _ = run(c, base, "bf16")
 # the in-memory orientation [E, 2I, H] / [E, H, I] is accepted and written back as it was
 base2 = dict(base); base2["model.layers.1.feed_forward.experts.gate_up_proj"] = R(E, 2 * I, H)
 base2["model.layers.1.feed_forward.experts.down_proj"] = R(E, H, I)
-run(c, base2, "q8-g64-f16")
+run(c, base2, "q8-g32-f16")
 print("llama4 ok")
 
 # gemma4-moe: experts.gate_up_proj [E, 2I, H], down [E, H, I]
@@ -122,6 +122,16 @@ assert "model.language_model.layers.0.laurel.linear_left.scales" in stored, stor
 assert stored["model.language_model.layers.0.altup.prediction_coefs.weight"][0] == "BF16"
 cfg, stored = run(c, base, "bf16-shard2")
 print("gemma3n ok")
+
+# granite: o_proj at 8 bits (mlx-lm quant_predicate), the rest at the recipe's bits
+c = cases["granite"]
+base = {"model.embed_tokens.weight": R(384, H), "model.layers.0.self_attn.o_proj.weight": R(H, H),
+        "model.layers.0.self_attn.q_proj.weight": R(H, H)}
+cfg, stored = run(c, base, "q4-g64-bf16")
+assert cfg["quantization"]["model.layers.0.self_attn.o_proj"] == {"group_size": 64, "bits": 8}, cfg["quantization"]
+assert stored["model.layers.0.self_attn.o_proj.weight"][1] == [H, H * 8 // 32]
+assert stored["model.layers.0.self_attn.q_proj.weight"][1] == [H, H * 4 // 32]
+print("granite ok")
 
 # an existing case is untouched: qwen3-moe stacked still stacks and quantizes its gate at 8 bits
 old = {c["name"]: c for c in json.load(open(os.path.join(HERE, "cases.json")))}
