@@ -13,3 +13,15 @@ set_tests_properties(xla/no_plugin_cli PROPERTIES
 add_executable(cellm_xla_bench ${CMAKE_CURRENT_LIST_DIR}/test_xla_bench.c)
 target_include_directories(cellm_xla_bench PRIVATE ${PROJECT_SOURCE_DIR}/src ${CJSON_INC})
 target_link_libraries(cellm_xla_bench PRIVATE cellm_core)
+
+# In-graph dequantization of mxfp4/mxfp8/nvfp4/FP8 blocks/GPTQ/AWQ, run by a StableHLO
+# interpreter (tests/hlo_interp.h) against cellm_weight_row, and whole one-layer models in
+# each format (written by test_formats_load --write) planned and emitted.
+cellm_core_test(test_xla_dequant ${CMAKE_CURRENT_LIST_DIR}/test_xla_dequant.c)
+set(CELLM_XLA_FORMATS_DIR ${CMAKE_CURRENT_BINARY_DIR}/xla-formats)
+add_test(NAME xla/formats_write
+         COMMAND sh -c "rm -rf '${CELLM_XLA_FORMATS_DIR}' && mkdir -p '${CELLM_XLA_FORMATS_DIR}' && \"$0\" --write '${CELLM_XLA_FORMATS_DIR}'"
+                 $<TARGET_FILE:test_formats_load>)
+set_tests_properties(xla/formats_write PROPERTIES FIXTURES_SETUP xla_formats)
+set_tests_properties(test_xla_dequant PROPERTIES FIXTURES_REQUIRED xla_formats
+                     ENVIRONMENT "CELLM_XLA_FORMATS_DIR=${CELLM_XLA_FORMATS_DIR}")

@@ -22,6 +22,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "exec/xla/dequant.h"
 
 typedef struct cellm_xh_val val;
 
@@ -154,6 +155,8 @@ static val dequant(struct em *e, val q, val s, val bi, int bits, int group, int6
 static val matrix(struct em *e, const char *base, const struct cellm_weight *w)
 {
     char n[48];
+    if (cellm_xla_fmt_packed(w->fmt) && cellm_xla_plan_find(e->p, base) < 0)
+        return cellm_xla_dequant_packed(e->b, e->p, e->w, base, w); /* dequant.c */
     if (w->fmt != CELLM_W_AFFINE || cellm_xla_plan_find(e->p, base) >= 0)
         return f32(e, P(e, base, 0)); /* stored floats, or dequantized at load */
     snprintf(n, sizeof n, "%s_q", base);
@@ -474,6 +477,8 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
         val s = cellm_xh_gather_rows(b, P(e, "embed_s", 0), e->tokens);
         val bi = cellm_xh_gather_rows(b, P(e, "embed_b", 0), e->tokens);
         x = dequant(e, q, s, bi, d->embed.bits, d->embed.group, d->embed.cols);
+    } else if (cellm_xla_fmt_packed(d->embed.fmt) && cellm_xla_plan_find(e->p, "embed") < 0) {
+        x = cellm_xla_dequant_rows(b, e->p, e->w, "embed", &d->embed, e->tokens);
     } else {
         x = f32(e, cellm_xh_gather_rows(b, P(e, "embed", 0), e->tokens));
     }

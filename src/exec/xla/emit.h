@@ -3,10 +3,11 @@
  *
  * A plan lists the weights of a struct cellm_desc as parameters of @main, in their
  * stored format: F32/F16/BF16 tensors as they are, MLX affine weights as three tensors
- * (U32 codes, 16-bit scales, 16-bit biases), stacked experts as one [E, ...] tensor made
- * of E parts. With the executor option dequant=load, affine weights are instead
- * dequantized on the host and uploaded as f32, to measure in-graph dequantization against
- * it. The executor uploads each once; every module declares them in plan order.
+ * (U32 codes, 16-bit scales, 16-bit biases), the other quantized formats as their codes,
+ * scales, zeros and g_idx (dequant.h), stacked experts as one [E, ...] tensor made of E
+ * parts. With the executor option dequant=load, quantized weights are instead dequantized
+ * on the host and uploaded as f32 (to measure in-graph dequantization against it). The
+ * executor uploads each once; every module declares them in plan order.
  *
  * A module computes T rows of one sequence starting at a runtime position, over a KV
  * cache of `cap` positions. @main's parameters, in order:
@@ -44,7 +45,7 @@ struct cellm_xla_plan {
     int n, cap;
     int local_rope;      /* sliding layers use their own RoPE frequencies */
     int half;            /* rot_dims / 2 */
-    int dequant_at_load; /* option dequant=load: affine weights become f32 parameters,
+    int dequant_at_load; /* option dequant=load: quantized weights become f32 parameters,
                             dequantized on the host (for measurement) */
 };
 
@@ -60,6 +61,10 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
 enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_at_load,
                                        struct cellm_xla_plan *p, struct cellm_error *err);
 void cellm_xla_plan_free(struct cellm_xla_plan *p);
+/* Appends a parameter of nparts pieces of part_bytes each (the caller fills parts[]). */
+enum cellm_status cellm_xla_plan_add(struct cellm_xla_plan *p, const char *name,
+                                     enum cellm_xh_ty ty, int rank, const int64_t *d, int nparts,
+                                     size_t part_bytes, struct cellm_error *err);
 /* Index of a parameter by name, or -1. */
 int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name);
 

@@ -32,6 +32,8 @@ const char *cellm_xh_ty_name(enum cellm_xh_ty ty)
         return "ui32";
     case XH_I1:
         return "i1";
+    case XH_U8:
+        return "ui8";
     }
     return "?";
 }
@@ -275,6 +277,23 @@ struct cellm_xh_val cellm_xh_convert(struct cellm_xh *b, struct cellm_xh_val x, 
     return r;
 }
 
+static int bits32(enum cellm_xh_ty t)
+{
+    return t == XH_F32 || t == XH_I32 || t == XH_U32;
+}
+
+struct cellm_xh_val cellm_xh_bitcast(struct cellm_xh *b, struct cellm_xh_val x, enum cellm_xh_ty ty)
+{
+    if (bad(b, 1, &x)) return fail(b, "bitcast_convert");
+    if (!bits32(x.ty) || !bits32(ty)) return fail(b, "bitcast_convert between widths");
+    if (x.ty == ty) return x;
+    struct cellm_xh_val r = fresh(b, ty, x.rank, x.d);
+    char t1[160], t2[160];
+    put(b, &b->body, "    %%%s = stablehlo.bitcast_convert %%%s : (%s) -> %s\n", r.nm, x.nm,
+        tys(&x, t1, sizeof t1), tys(&r, t2, sizeof t2));
+    return r;
+}
+
 struct cellm_xh_val cellm_xh_bcast(struct cellm_xh *b, struct cellm_xh_val x, int rank,
                                    const int64_t *d, const int64_t *dims)
 {
@@ -437,7 +456,7 @@ struct cellm_xh_val cellm_xh_compare(struct cellm_xh *b, const char *dir, struct
     if (!same_shape(&x, &y) || x.ty != y.ty) return fail(b, "compare of mismatched operands");
     struct cellm_xh_val r = fresh(b, XH_I1, x.rank, x.d);
     const char *kind = x.ty == XH_F32 || x.ty == XH_F16 || x.ty == XH_BF16 ? "FLOAT"
-                       : x.ty == XH_U32                                    ? "UNSIGNED"
+                       : x.ty == XH_U32 || x.ty == XH_U8                   ? "UNSIGNED"
                                                                            : "SIGNED";
     char t1[160], t2[160];
     put(b, &b->body, "    %%%s = stablehlo.compare %s, %%%s, %%%s, %s : (%s, %s) -> %s\n", r.nm,

@@ -20,7 +20,7 @@
 
 #define CELLM_XH_MAX_RANK 5
 
-enum cellm_xh_ty { XH_F32, XH_F16, XH_BF16, XH_I32, XH_U32, XH_I1 };
+enum cellm_xh_ty { XH_F32, XH_F16, XH_BF16, XH_I32, XH_U32, XH_I1, XH_U8 };
 
 struct cellm_xh_val {
     char nm[40]; /* SSA name without '%'; "" = no value */
@@ -76,6 +76,9 @@ struct cellm_xh_val cellm_xh_bin(struct cellm_xh *b, const char *op, struct cell
 /* op: exponential tanh sqrt rsqrt negate */
 struct cellm_xh_val cellm_xh_un(struct cellm_xh *b, const char *op, struct cellm_xh_val x);
 struct cellm_xh_val cellm_xh_convert(struct cellm_xh *b, struct cellm_xh_val x,
+                                     enum cellm_xh_ty ty);
+/* The same bits read as another 32-bit type (f32 <-> ui32 <-> i32): no value changes. */
+struct cellm_xh_val cellm_xh_bitcast(struct cellm_xh *b, struct cellm_xh_val x,
                                      enum cellm_xh_ty ty);
 /* Result shape `d` (rank r); operand dim i goes to result dim dims[i]. */
 struct cellm_xh_val cellm_xh_bcast(struct cellm_xh *b, struct cellm_xh_val x, int r,

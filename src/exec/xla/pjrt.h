@@ -45,7 +45,7 @@ enum {
 };
 
 /* PJRT_Buffer_Type values. */
-enum { PJ_S32 = 4, PJ_U32 = 8, PJ_F16 = 10, PJ_F32 = 11, PJ_BF16 = 13 };
+enum { PJ_S32 = 4, PJ_U8 = 6, PJ_U32 = 8, PJ_F16 = 10, PJ_F32 = 11, PJ_BF16 = 13 };
 
 struct pj_api {
     size_t struct_size;

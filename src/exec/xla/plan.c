@@ -14,6 +14,7 @@
 
 #include "base/alloc.h"
 #include "base/error.h"
+#include "exec/xla/dequant.h"
 #include "exec/xla/emit.h"
 
 static enum cellm_xh_ty fmt_ty(enum cellm_wfmt f)
@@ -48,6 +49,13 @@ static enum cellm_status add(struct cellm_xla_plan *p, const char *name, enum ce
     return CELLM_OK;
 }
 
+enum cellm_status cellm_xla_plan_add(struct cellm_xla_plan *p, const char *name,
+                                     enum cellm_xh_ty ty, int rank, const int64_t *d, int nparts,
+                                     size_t part_bytes, struct cellm_error *err)
+{
+    return add(p, name, ty, rank, d, nparts, part_bytes, err);
+}
+
 static enum cellm_status add_vec(struct cellm_xla_plan *p, const char *name,
                                  const struct cellm_vec *v, struct cellm_error *err)
 {
@@ -73,11 +81,8 @@ static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
                               "xla: experts of %s are stored in different formats; the XLA "
                               "executor stacks them into one tensor",
                               w->name ? w->name : base);
-    if (w->fmt > CELLM_W_AFFINE && !p->dequant_at_load) /* docs/formats.md */
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "xla: tensor %s is stored as %s; the XLA executor reads it only with "
-                          "the option dequant=load (--exec-opt dequant=load) so far",
-                          w->name ? w->name : base, cellm_wfmt_name(w->fmt));
+    if (cellm_xla_fmt_packed(w->fmt) && !p->dequant_at_load)
+        return cellm_xla_plan_packed(p, base, ws, ne, err); /* dequant.c */
     if (w->fmt >= CELLM_W_AFFINE && p->dequant_at_load) {
         int64_t d[3] = {n, w->rows, w->cols};
         size_t pb = (size_t)w->rows * (size_t)w->cols * sizeof(float);

@@ -80,6 +80,8 @@ static int pj_type(enum cellm_xh_ty t)
         return PJ_S32;
     case XH_U32:
         return PJ_U32;
+    case XH_U8:
+        return PJ_U8;
     default:
         return PJ_F32;
     }
@@ -142,8 +144,8 @@ struct xla_opts {
 
 static const struct cellm_opt xla_opt_table[] = {
     {"dequant", CELLM_OPT_CHOICE, 0, 0, 0, "graph|load", offsetof(struct xla_opts, dequant),
-     "affine weights: uploaded packed and unpacked in the graph, or dequantized to f32 at "
-     "load (for measurement)"},
+     "quantized weights (MLX affine, mxfp4, mxfp8, nvfp4, FP8 blocks, GPTQ, AWQ): uploaded "
+     "as stored and dequantized in the graph, or dequantized to f32 at load"},
 };
 #define XLA_N_OPTS ((int)(sizeof xla_opt_table / sizeof xla_opt_table[0]))
 
