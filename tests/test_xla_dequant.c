@@ -349,8 +349,8 @@ static void model(const char *name, enum cellm_wfmt fmt)
     for (int load = 0; load < 2; load++) {
         struct cellm_xla_plan p;
         if (cellm_xla_plan_build(&d, load, &p, &err)) fail_msg("%s: plan: %s", name, err.msg);
-        static const char *const mats[7] = {"l0_wq", "l0_wk", "l0_wv", "l0_wo",
-                                            "l0_wg", "l0_wu", "l0_wd"};
+        static const char *const mats[7] = {"l0_wq",     "l0_wk",   "l0_wv",    "l0_wo",
+                                            "l0_w_gate", "l0_w_up", "l0_w_down"};
         for (int m = 0; m < 7; m++) {
             char n[48];
             snprintf(n, sizeof n, "%s_q", mats[m]);
