@@ -92,6 +92,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     struct cu_opts o;
     CELLM_TRY(cellm_opts_parse("cuda executor", cu_opt_table, CU_N_OPTS,
                                mp ? mp->exec_options : NULL, &o, err));
+    const char *oss = cellm_config_gpt_oss_pieces(cfg);
+    if (oss)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
+                          "not implement yet; use --device cpu",
+                          cfg->model_type, oss);
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0)
