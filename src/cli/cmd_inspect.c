@@ -209,6 +209,8 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
     } else {
         printf("sliding      none\n");
     }
+    if (c->attn_sinks)
+        printf("sinks        a learned logit per head joins each softmax row (self_attn.sinks)\n");
     if (c->attn_softcap || c->final_softcap)
         printf("soft-caps    attention %g, final %g\n", c->attn_softcap, c->final_softcap);
     else
@@ -229,6 +231,15 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
         printf("experts      %d experts, %d per token, ffn %d, %s, on %d of %d layers (%s)%s\n",
                c->n_experts, c->n_experts_used, c->moe_ffn_dim, layout, n_moe, c->n_layers, layers,
                c->norm_topk_prob ? ", top-k renormalised" : "");
+        if (c->router == CELLM_ROUTER_TOPK_SOFTMAX || c->expert_bias || c->swiglu_clamp) {
+            printf("router       %s%s\n",
+                   c->router == CELLM_ROUTER_TOPK_SOFTMAX ? "top-k of the logits, then softmax"
+                                                          : "softmax, then top-k",
+                   c->expert_bias ? ", biases on the router and the experts" : "");
+            if (c->swiglu_clamp)
+                printf("expert act   clamped SwiGLU: limit %g, alpha %g, (up + 1) * glu\n",
+                       c->swiglu_limit, c->swiglu_alpha);
+        }
     }
     printf("tokens       bos %d, eos", c->bos);
     for (int i = 0; i < c->n_eos; i++)

@@ -73,7 +73,7 @@ static const struct cellm_family families[] = {
      .max_pos = 131072, .norm_eps = 1e-5, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
      .act_default = "silu", .rope_theta = 150000, .partial_rotary = 1, .window_default = 128,
      .sliding = CELLM_SLIDE_EVEN, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
-     .moe = 1, .gpt_oss = 1, .bos = -1, .eos = -1, .rope_types = "linear,yarn"},
+     .moe = 1, .gpt_oss = 1, .bos = -1, .eos = -1, .rope_types = "linear"},
 };
 /* clang-format on */
 
