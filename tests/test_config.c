@@ -446,6 +446,64 @@ static void model_types_and_keys(void **state)
     cellm_config_free(&c);
 }
 
+/* gpt_oss (docs/forward/gpt-oss.md): layer_types, experts as wide as intermediate_size,
+ * experts_per_token as a fallback, attention_bias true by default, swiglu keys. */
+static void gpt_oss_keys(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    parse_ok("{\"model_type\":\"gpt_oss\",\"hidden_size\":64,\"intermediate_size\":96,"
+             "\"num_hidden_layers\":3,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+             "\"head_dim\":16,\"num_local_experts\":8,\"experts_per_token\":3,"
+             "\"sliding_window\":8,\"layer_types\":[\"full_attention\",\"sliding_attention\","
+             "\"full_attention\"]}",
+             NULL, &c);
+    static const uint8_t sl[3] = {0, 1, 0}, moe[3] = {1, 1, 1};
+    assert_memory_equal(c.layer_sliding, sl, 3);
+    assert_memory_equal(c.layer_moe, moe, 3);
+    assert_int_equal(c.window, 8);
+    assert_int_equal(c.n_experts, 8);
+    assert_int_equal(c.n_experts_used, 3);
+    assert_int_equal(c.moe_ffn_dim, 96);
+    assert_int_equal(c.head_dim, 16);
+    assert_true(c.qkv_bias && c.o_bias && c.attn_sinks && c.expert_bias && c.swiglu_clamp);
+    assert_int_equal(c.router, CELLM_ROUTER_TOPK_SOFTMAX);
+    assert_true(c.swiglu_limit == 7.0 && c.swiglu_alpha == 1.702);
+    assert_false(c.norm_topk_prob);
+    cellm_config_free(&c);
+    /* class defaults: even layers slide (window 128), 4 experts per token; keys win */
+    parse_ok("{\"model_type\":\"gpt_oss\",\"num_hidden_layers\":4,\"num_local_experts\":8,"
+             "\"experts_per_token\":3,\"num_experts_per_tok\":2,\"attention_bias\":false,"
+             "\"swiglu_limit\":5.5,\"swiglu_alpha\":2}",
+             NULL, &c);
+    static const uint8_t even[4] = {1, 0, 1, 0};
+    assert_memory_equal(c.layer_sliding, even, 4);
+    assert_int_equal(c.window, 128);
+    assert_int_equal(c.n_experts_used, 2);
+    assert_false(c.qkv_bias || c.o_bias);
+    assert_true(c.swiglu_limit == 5.5 && c.swiglu_alpha == 2.0);
+    cellm_config_free(&c);
+    parse_ok("{\"model_type\":\"gpt_oss\",\"num_hidden_layers\":1}", NULL, &c);
+    assert_int_equal(c.n_experts, 128);
+    assert_int_equal(c.n_experts_used, 4);
+    assert_true(c.qkv_bias && c.o_bias);
+    cellm_config_free(&c);
+    parse_fail("{\"model_type\":\"gpt_oss\",\"swiglu_limit\":-1}", NULL, CELLM_ERR_FORMAT,
+               "swiglu_limit -1", NULL);
+    parse_fail("{\"model_type\":\"gpt_oss\",\"num_local_experts\":4,\"num_experts_per_tok\":5}",
+               NULL, CELLM_ERR_FORMAT, "num_experts_per_tok 5", NULL);
+    parse_fail("{\"model_type\":\"gpt_oss\",\"num_hidden_layers\":2,\"layer_types\":"
+               "[\"sliding_attention\",\"chunked_attention\"]}",
+               NULL, CELLM_ERR_FORMAT, "layer_types[1]", NULL);
+    /* a Qwen3-MoE config keeps softmax-then-top-k and no gpt-oss pieces */
+    parse_ok("{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":1,\"num_experts\":4,"
+             "\"num_experts_per_tok\":2}",
+             NULL, &c);
+    assert_int_equal(c.router, CELLM_ROUTER_SOFTMAX_TOPK);
+    assert_false(c.attn_sinks || c.expert_bias || c.swiglu_clamp);
+    cellm_config_free(&c);
+}
+
 static void eos_ids(void **state)
 {
     (void)state;
@@ -518,6 +576,7 @@ int main(void)
         cmocka_unit_test(rope_keys),
         cmocka_unit_test(quant_modes),
         cmocka_unit_test(model_types_and_keys),
+        cmocka_unit_test(gpt_oss_keys),
         cmocka_unit_test(eos_ids),
         cmocka_unit_test(allocation_failures),
     };
