@@ -349,15 +349,16 @@ static void rope_keys(void **state)
     cellm_config_free(&c);
 
     /* refused by name */
-    parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":4}}", NULL,
-               CELLM_ERR_UNSUPPORTED, "\"yarn\"", "not supported");
+    parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"rope_type\":\"ntk\",\"factor\":4}}", NULL,
+               CELLM_ERR_UNSUPPORTED, "\"ntk\"", "not supported");
     parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}}", NULL,
                CELLM_ERR_UNSUPPORTED, "\"dynamic\"", "not supported");
-    parse_fail("{\"model_type\":\"phi3\",\"rope_scaling\":{\"type\":\"longrope\","
+    parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"longrope\","
                "\"short_factor\":[1],\"long_factor\":[1]}}",
                NULL, CELLM_ERR_UNSUPPORTED, "\"longrope\"", "not supported");
-    parse_fail(LLAMA_HEAD ",\"rope_parameters\":{\"rope_type\":\"yarn\",\"factor\":4}}", NULL,
-               CELLM_ERR_UNSUPPORTED, "\"yarn\"", NULL);
+    parse_fail("{\"model_type\":\"gemma2\",\"rope_parameters\":{\"rope_type\":\"yarn\","
+               "\"factor\":4}}",
+               NULL, CELLM_ERR_UNSUPPORTED, "\"yarn\"", NULL);
     parse_fail("{\"model_type\":\"gemma3_text\",\"rope_parameters\":{\"full_attention\":"
                "{\"rope_type\":\"yarn\",\"factor\":8},\"sliding_attention\":{}}}",
                NULL, CELLM_ERR_UNSUPPORTED, "\"yarn\"", NULL);

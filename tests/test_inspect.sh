@@ -96,6 +96,10 @@ for dir in "$fixtures"/*/*/; do
     qwen2) has "^family +qwen2\$"; has "^sliding +none\$"; has "qkv bias"
            has "tied to the embedding" ;;
     qwen3) has "^family +qwen3\$"; has "q/k norm"; has "head_dim 32" ;;
+    qwen3-yarn) has "^family +qwen3\$"
+                has "^rope +yarn, theta 1e\+06, factor 4, original_max_position_embeddings 128, beta_fast 32, beta_slow 1, truncate true, ramp over frequencies 0\.\.4, attention factor 1\.13863 " ;;
+    phi3-longrope) has "^family +phi3\$"; has "rotary dims 12,"
+                   has "^rope +longrope, theta 10000, factor 32, attention factor 1\.87083 .*short_factor \[1, 1\.05, 1\.1, \.\.\., 2\] \(6\).*original_max_position_embeddings 4, long_factor \[1, 1\.25, 2, \.\.\., 9\] \(6\) beyond" ;;
     qwen3-moe) has "^family +qwen3_moe\$"; has "^experts +8 experts, 2 per token, ffn 64"
                has "^  experts gate, up, down +"; has "^  moe router +" ;;
     gpt-oss) has "^family +gpt_oss\$"; has "^sliding +window 8 on 2 of 4 layers \(0,2\)"

@@ -145,8 +145,25 @@ static const char *act_name(enum cellm_act a)
     return "?";
 }
 
-static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
+/* "[a, b, c, ..., z] (n)" of a longrope factor list. */
+static void factors_str(const float *f, int n, char *buf, size_t cap)
 {
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < n && len < cap; i++) {
+        if (i == 3 && n > 5) {
+            len += (size_t)snprintf(buf + len, cap - len, ", ...");
+            i = n - 2;
+            continue;
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "%s%g", i ? ", " : "", f[i]);
+    }
+    if (len < cap) snprintf(buf + len, cap - len, "] (%d)", n);
+}
+
+static void rope_str(const struct cellm_rope *r, int rot, char *buf, size_t n)
+{
+    double lo, hi;
+    char sf[160], lf[160];
     switch (r->kind) {
     case CELLM_ROPE_DEFAULT:
         snprintf(buf, n, "default, theta %g", r->theta);
@@ -159,6 +176,25 @@ static void rope_str(const struct cellm_rope *r, char *buf, size_t n)
                  "llama3, theta %g, factor %g, low_freq_factor %g, high_freq_factor %g, "
                  "original_max_position_embeddings %g",
                  r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
+        break;
+    case CELLM_ROPE_YARN:
+        cellm_rope_yarn_range(r, rot, &lo, &hi);
+        snprintf(buf, n,
+                 "yarn, theta %g, factor %g, original_max_position_embeddings %g, beta_fast %g, "
+                 "beta_slow %g, truncate %s, ramp over frequencies %g..%g, attention factor %.6g "
+                 "(multiplies cos and sin)%s",
+                 r->theta, r->factor, r->original_max_pos, r->beta_fast, r->beta_slow,
+                 r->truncate ? "true" : "false", lo, hi, r->attn_factor,
+                 r->mscale && r->mscale_all_dim ? " from mscale/mscale_all_dim" : "");
+        break;
+    case CELLM_ROPE_LONGROPE:
+        factors_str(r->short_factor, r->n_factors, sf, sizeof sf);
+        factors_str(r->long_factor, r->n_factors, lf, sizeof lf);
+        snprintf(buf, n,
+                 "longrope, theta %g, factor %g, attention factor %.6g (multiplies cos and sin); "
+                 "short_factor %s while a forward's sequence stays within "
+                 "original_max_position_embeddings %g, long_factor %s beyond",
+                 r->theta, r->factor, r->attn_factor, sf, r->original_max_pos, lf);
         break;
     }
 }
@@ -188,14 +224,14 @@ static const char *vec_fmt(const struct cellm_desc *d)
 static void print_model(const char *dir, const struct cellm_desc *d, const char *device)
 {
     const struct cellm_config *c = &d->cfg;
-    char buf[512];
+    char buf[1024];
     printf("model        %s\n", dir);
     printf("family       %s\n", c->model_type);
     printf("dimensions   vocab %d, hidden %d, layers %d, ffn %d, max positions %d\n", c->vocab,
            c->dim, c->n_layers, c->ffn_dim, c->max_pos);
     printf("attention    heads %d, kv heads %d, head_dim %d, rotary dims %d, scale %.6g\n",
            c->n_heads, c->n_kv_heads, c->head_dim, c->rot_dims, c->attn_scale);
-    rope_str(&c->rope, buf, sizeof buf);
+    rope_str(&c->rope, c->rot_dims, buf, sizeof buf);
     printf("rope         %s\n", buf);
     char layers[256];
     int n_sliding = layer_list(c->layer_sliding, c->n_layers, layers, sizeof layers);
@@ -203,7 +239,7 @@ static void print_model(const char *dir, const struct cellm_desc *d, const char 
         printf("sliding      window %d on %d of %d layers (%s)\n", c->window, n_sliding,
                c->n_layers, layers);
         if (memcmp(&c->rope_local, &c->rope, sizeof c->rope)) {
-            rope_str(&c->rope_local, buf, sizeof buf);
+            rope_str(&c->rope_local, c->rot_dims, buf, sizeof buf);
             printf("rope local   %s\n", buf);
         }
     } else {

@@ -206,8 +206,27 @@ static int check_forced(struct cellm_model *m, const struct oracle *o, int prefi
         } else
             mark_flips(&fl, ctx, items, (int)L, 0, flip);
     }
+    /* longrope picks its factors per forward, as transformers does: token by token, the
+     * positions up to original_max_position_embeddings rotate with the short factors, which
+     * the reference (one forward over all of forced_ids, long factors throughout) never
+     * used. So the decode check starts with one forward just past that length, then goes
+     * token by token through the KV cache. */
+    int first = 1;
+    double switch_len = cfg->rope.original_max_pos;
+    if (!prefill && cfg->rope.kind == CELLM_ROPE_LONGROPE)
+        first = switch_len + 1 < (double)L ? (int)switch_len + 1 : (int)L;
+    if (first > 1) {
+        for (int i = 0; i < first; i++)
+            items[i] = (struct cellm_batch_item){id_at(o->forced, i), seq, 1};
+        if (cellm_ctx_eval(ctx, items, first, &logits, &err)) {
+            printf("FAIL forced/decode: %s\n", err.msg);
+            ok = 0;
+        } else
+            mark_flips(&fl, ctx, items, first, 0, flip);
+    }
     for (int64_t i = 0; ok && i < L; i++) {
-        if (!prefill) {
+        int in_first = first > 1 && i < first; /* a row of that first forward */
+        if (!prefill && !in_first) {
             int32_t t = id_at(o->forced, i);
             if (cellm_ctx_eval_seq(ctx, seq, &t, 1, &logits, &err)) {
                 printf("FAIL forced/decode: %s\n", err.msg);
@@ -221,7 +240,7 @@ static int check_forced(struct cellm_model *m, const struct oracle *o, int prefi
             n_flips++;
             continue;
         }
-        const float *row = prefill ? logits + (size_t)i * vocab : logits;
+        const float *row = prefill || in_first ? logits + (size_t)i * vocab : logits;
         double a, r = row_err(row, o->forced_logits, i, vocab, &a);
         if (r > worst) {
             worst = r;
@@ -239,6 +258,7 @@ static int check_forced(struct cellm_model *m, const struct oracle *o, int prefi
         printf("%s forced/%s: %lld positions, max |err| %.3g at position %d (%.3f of tolerance)",
                ok ? "ok  " : "FAIL", prefill ? "prefill" : "decode ", (long long)L, worst_abs,
                worst_pos, worst);
+        if (first > 1) printf(", the first %d in one forward (longrope)", first);
         if (tol != 1e-4)
             printf(", %.4f of max(1,|ref|), top-1 %d/%lld%s", worst * tol, agree,
                    (long long)(L - n_flips), bad_decisive ? " (a decisive position differs)" : "");

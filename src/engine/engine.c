@@ -374,8 +374,10 @@ static enum cellm_status ctx_eval(struct cellm_ctx *c, const struct cellm_batch_
                               "sequence %d would reach %d tokens, beyond the model's maximum "
                               "context of %d (max_position_embeddings)",
                               s, pos + 1, cfg->max_pos);
-        c->rows[i] = (struct cellm_exec_row){items[i].token, s, pos, items[i].want_logits != 0};
+        c->rows[i] = (struct cellm_exec_row){items[i].token, s, pos, items[i].want_logits != 0, 0};
     }
+    for (int i = 0; i < n; i++)
+        c->rows[i].seq_len = c->next[c->rows[i].seq];
     for (int s = 0; s < c->max_seqs; s++)
         if (c->next[s] > c->len[s]) CELLM_TRY(toks_reserve(c, s, c->next[s], err));
     const struct cellm_exec_vt *vt = c->model->vt;

@@ -16,6 +16,10 @@ struct cellm_exec_row {
     int32_t seq; /* sequence index in [0, max_seqs) */
     int32_t pos; /* absolute position; rows of one sequence arrive in order */
     int32_t want_logits;
+    /* the length the row's sequence reaches in this call (its last row's pos + 1): longrope
+     * picks its factors from it once per call, as transformers does per forward
+     * (cellm_layer_inv_freq) */
+    int32_t seq_len;
 };
 
 struct cellm_exec_vt {

@@ -738,13 +738,37 @@ static enum cellm_experts probe_experts(const struct cellm_desc *d)
     return CELLM_EXPERTS_SPLIT;
 }
 
-/* transformers' float32 inverse frequencies, with the scaling variants cellm accepts. */
+/* YaRN's correction range (find_correction_range), in double as Python computes it: the
+ * dimension at which a frequency turns `rot` times over the original context. */
+void cellm_rope_yarn_range(const struct cellm_rope *r, int dim, double *low, double *high)
+{
+    double lb = 2 * log(r->theta), orig = r->original_max_pos;
+    double lo = (dim * log(orig / (r->beta_fast * 2 * M_PI))) / lb;
+    double hi = (dim * log(orig / (r->beta_slow * 2 * M_PI))) / lb;
+    if (r->truncate) {
+        lo = floor(lo);
+        hi = ceil(hi);
+    }
+    if (lo < 0) lo = 0;
+    if (hi > dim - 1) hi = dim - 1;
+    if (lo == hi) hi += 0.001; /* transformers' guard against a zero-width ramp */
+    *low = lo;
+    *high = hi;
+}
+
+/* transformers' float32 inverse frequencies, with the scaling variants cellm accepts. Each
+ * step is one f32 rounding in torch's order: the exponent fl(fl(2i) / rot), the power
+ * powf(fl(theta), e) (the one libm-dependent step), then the variant's f32 arithmetic.
+ * For longrope this is the short list; cellm_rope_inv_freq_long gives the long one. */
 void cellm_rope_inv_freq(const struct cellm_rope *r, int rot, float *out)
 {
     float base = (float)r->theta;
+    double ylo = 0, yhi = 1;
+    if (r->kind == CELLM_ROPE_YARN) cellm_rope_yarn_range(r, rot, &ylo, &yhi);
     for (int i = 0; i < rot / 2; i++) {
         float e = (float)(2 * i) / (float)rot;
-        float inv = 1.0f / powf(base, e);
+        float pos = powf(base, e);
+        float inv = 1.0f / pos;
         if (r->kind == CELLM_ROPE_LINEAR) {
             inv = inv / (float)r->factor;
         } else if (r->kind == CELLM_ROPE_LLAMA3) {
@@ -759,8 +783,29 @@ void cellm_rope_inv_freq(const struct cellm_rope *r, int rot, float *out)
                 float s = ((1.0f / wavelen) * old - lo) / (hi - lo);
                 inv = (1.0f - s) * (inv / factor) + s * inv;
             }
+        } else if (r->kind == CELLM_ROPE_YARN) {
+            /* interpolation 1 / fl(factor * pos); the ramp (arange - low) / (high - low)
+             * with both Python scalars taken to f32, clamped to [0, 1]; the extrapolation
+             * weight w = 1 - ramp; inv = interp * (1 - w) + extrap * w */
+            float interp = 1.0f / ((float)r->factor * pos);
+            float ramp = ((float)i - (float)ylo) / (float)(yhi - ylo);
+            ramp = ramp < 0.0f ? 0.0f : ramp > 1.0f ? 1.0f : ramp;
+            float w = 1.0f - ramp;
+            float a = interp * (1.0f - w), b = inv * w;
+            inv = a + b;
+        } else if (r->kind == CELLM_ROPE_LONGROPE) {
+            inv = 1.0f / (r->short_factor[i] * pos);
         }
         out[i] = inv;
+    }
+}
+
+void cellm_rope_inv_freq_long(const struct cellm_rope *r, int rot, float *out)
+{
+    float base = (float)r->theta;
+    for (int i = 0; i < rot / 2; i++) {
+        float e = (float)(2 * i) / (float)rot;
+        out[i] = 1.0f / (r->long_factor[i] * powf(base, e));
     }
 }
 
@@ -806,9 +851,26 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
     }
     cellm_rope_inv_freq(&c->rope, c->rot_dims, d->inv_freq_global);
     cellm_rope_inv_freq(&c->rope_local, c->rot_dims, d->inv_freq_local);
-    for (int i = 0; i < c->n_layers; i++)
-        d->layers[i].inv_freq =
-            d->layers[i].attn == CELLM_ATTN_SLIDING ? d->inv_freq_local : d->inv_freq_global;
+    if (c->rope.kind == CELLM_ROPE_LONGROPE) {
+        d->inv_freq_long = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float));
+        if (!d->inv_freq_long) {
+            st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
+            goto fail;
+        }
+        cellm_rope_inv_freq_long(&c->rope, c->rot_dims, d->inv_freq_long);
+    }
+    for (int i = 0; i < c->n_layers; i++) {
+        struct cellm_layer *L = &d->layers[i];
+        const struct cellm_rope *r = L->attn == CELLM_ATTN_SLIDING ? &c->rope_local : &c->rope;
+        L->inv_freq = L->attn == CELLM_ATTN_SLIDING ? d->inv_freq_local : d->inv_freq_global;
+        L->rope_attn = (float)r->attn_factor;
+        if (r->kind == CELLM_ROPE_LONGROPE) {
+            L->inv_freq_long = d->inv_freq_long;
+            /* a switch length beyond int32 is never reached: max_pos bounds positions */
+            L->rope_long_after =
+                r->original_max_pos >= INT32_MAX ? INT32_MAX : (int32_t)r->original_max_pos;
+        }
+    }
     return CELLM_OK;
 fail:
     cellm_desc_free(d);
@@ -831,6 +893,7 @@ void cellm_desc_free(struct cellm_desc *d)
     cellm_free(d->owned);
     cellm_free(d->inv_freq_global);
     cellm_free(d->inv_freq_local);
+    cellm_free(d->inv_freq_long);
     cellm_ckpt_close(&d->ckpt);
     cellm_config_free(&d->cfg);
     memset(d, 0, sizeof *d);

@@ -63,25 +63,181 @@ static int in_list(const char *list, const char *word)
     return 0;
 }
 
-/* One RoPE parameter set: {rope_type|type, rope_theta?, factor, ...}. */
-static enum cellm_status parse_rope(const cJSON *o, const char *what, const char *allowed,
-                                    double theta_def, struct cellm_rope *r, struct cellm_error *err)
+const char *cellm_rope_kind_name(enum cellm_rope_kind k)
 {
-    const char *type = "default";
+    switch (k) {
+    case CELLM_ROPE_DEFAULT:
+        return "default";
+    case CELLM_ROPE_LINEAR:
+        return "linear";
+    case CELLM_ROPE_LLAMA3:
+        return "llama3";
+    case CELLM_ROPE_YARN:
+        return "yarn";
+    case CELLM_ROPE_LONGROPE:
+        return "longrope";
+    }
+    return "?";
+}
+
+/* A list of numbers at key, rounded to f32 as torch.tensor(list, dtype=float32) does. */
+static enum cellm_status get_factors(const cJSON *o, const char *key, const char *what, float *out,
+                                     int *n, struct cellm_error *err)
+{
+    const cJSON *a = cellm_json_get(o, key);
+    if (!a)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: longrope RoPE needs \"%s\" (a list of numbers)", what, key);
+    if (!cJSON_IsArray(a))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: RoPE \"%s\" is a %s, expected a list of numbers", what, key,
+                          cellm_json_type(a));
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a)
+    {
+        if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble))
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: RoPE %s[%d] is %s, expected a positive number", what, key, i,
+                              cJSON_IsNumber(e) ? "not positive and finite" : cellm_json_type(e));
+        if (i == CELLM_ROPE_MAX_FACTORS)
+            return cellm_errf(err, CELLM_ERR_RANGE, "%s: RoPE \"%s\" has more than %d entries",
+                              what, key, CELLM_ROPE_MAX_FACTORS);
+        out[i++] = (float)e->valuedouble;
+    }
+    *n = i;
+    return CELLM_OK;
+}
+
+/* A positive number at key of the RoPE object, else at the same key of the text config
+ * (Phi-3 keeps original_max_position_embeddings there), else def. */
+static enum cellm_status get_pos_num2(const cJSON *o, const cJSON *t, const char *key,
+                                      const char *what, double def, double *out,
+                                      struct cellm_error *err)
+{
+    CELLM_TRY(cellm_json_num(t, key, what, def, out, err));
+    CELLM_TRY(cellm_json_num(o, key, what, *out, out, err));
+    if (!(*out > 0) || !isfinite(*out))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: RoPE \"%s\" is %g, expected a positive number", what, key, *out);
+    return CELLM_OK;
+}
+
+static double yarn_mscale(double s, double m)
+{
+    return s <= 1 ? 1.0 : 0.1 * m * log(s) + 1.0;
+}
+
+/* YaRN's keys as transformers 5 reads them (_compute_yarn_parameters); the frequencies
+ * themselves are computed in model/bind.c. */
+static enum cellm_status parse_yarn(const cJSON *o, const cJSON *t, const char *what, int max_pos,
+                                    struct cellm_rope *r, struct cellm_error *err)
+{
+    r->kind = CELLM_ROPE_YARN;
+    CELLM_TRY(get_pos_num2(o, t, "original_max_position_embeddings", what, max_pos,
+                           &r->original_max_pos, err));
+    /* an absent factor is the context extension (transformers 5; 4.5x overrode a given
+     * factor with this ratio whenever original_max_position_embeddings was set) */
+    CELLM_TRY(cellm_json_num(o, "factor", what, max_pos / r->original_max_pos, &r->factor, err));
+    if (!(r->factor >= 1) || !isfinite(r->factor))
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: yarn RoPE \"factor\" is %g, expected >= 1",
+                          what, r->factor);
+    /* `or 32` / `or 1` in transformers: 0 and null mean the default */
+    CELLM_TRY(cellm_json_num(o, "beta_fast", what, 0, &r->beta_fast, err));
+    CELLM_TRY(cellm_json_num(o, "beta_slow", what, 0, &r->beta_slow, err));
+    if (r->beta_fast == 0) r->beta_fast = 32;
+    if (r->beta_slow == 0) r->beta_slow = 1;
+    if (!(r->beta_fast > 0) || !(r->beta_slow > 0) || !isfinite(r->beta_fast) ||
+        !isfinite(r->beta_slow))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: yarn RoPE beta_fast %g and beta_slow %g must be positive", what,
+                          r->beta_fast, r->beta_slow);
+    CELLM_TRY(cellm_json_bool(o, "truncate", what, 1, &r->truncate, err));
+    CELLM_TRY(cellm_json_num(o, "mscale", what, 0, &r->mscale, err));
+    CELLM_TRY(cellm_json_num(o, "mscale_all_dim", what, 0, &r->mscale_all_dim, err));
+    if (!isfinite(r->mscale) || !isfinite(r->mscale_all_dim))
+        return cellm_errf(err, CELLM_ERR_FORMAT, "%s: yarn RoPE mscale values must be finite",
+                          what);
+    double af;
+    if (r->mscale != 0 && r->mscale_all_dim != 0)
+        af = yarn_mscale(r->factor, r->mscale) / yarn_mscale(r->factor, r->mscale_all_dim);
+    else
+        af = yarn_mscale(r->factor, 1);
+    CELLM_TRY(cellm_json_num(o, "attention_factor", what, af, &r->attn_factor, err));
+    if (!(r->attn_factor > 0) || !isfinite(r->attn_factor))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: yarn RoPE \"attention_factor\" is %g, expected a positive number",
+                          what, r->attn_factor);
+    return CELLM_OK;
+}
+
+/* longrope as transformers 5 reads it (_compute_longrope_parameters); the list lengths are
+ * checked against rot_dims by the caller, which knows partial_rotary_factor. */
+static enum cellm_status parse_longrope(const cJSON *o, const cJSON *t, const char *what,
+                                        int max_pos, struct cellm_rope *r, struct cellm_error *err)
+{
+    r->kind = CELLM_ROPE_LONGROPE;
+    int ns, nl;
+    CELLM_TRY(get_factors(o, "short_factor", what, r->short_factor, &ns, err));
+    CELLM_TRY(get_factors(o, "long_factor", what, r->long_factor, &nl, err));
+    if (ns != nl)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: RoPE short_factor has %d entries but long_factor %d; expected "
+                          "one each per rotary frequency",
+                          what, ns, nl);
+    r->n_factors = ns;
+    /* no default: without it the switch point between the lists is unknown */
+    if (!cellm_json_get(o, "original_max_position_embeddings") &&
+        !cellm_json_get(t, "original_max_position_embeddings"))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: longrope RoPE needs \"original_max_position_embeddings\" (in the "
+                          "RoPE parameters or at the top level)",
+                          what);
+    CELLM_TRY(
+        get_pos_num2(o, t, "original_max_position_embeddings", what, 0, &r->original_max_pos, err));
+    CELLM_TRY(cellm_json_num(o, "factor", what, max_pos / r->original_max_pos, &r->factor, err));
+    if (!(r->factor > 0) || !isfinite(r->factor))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: longrope RoPE \"factor\" is %g, expected a positive number", what,
+                          r->factor);
+    double af = r->factor <= 1 ? 1.0 : sqrt(1 + log(r->factor) / log(r->original_max_pos));
+    CELLM_TRY(cellm_json_num(o, "attention_factor", what, af, &r->attn_factor, err));
+    if (!(r->attn_factor > 0) || !isfinite(r->attn_factor))
+        return cellm_errf(
+            err, CELLM_ERR_FORMAT,
+            "%s: longrope RoPE \"attention_factor\" is %g, expected a positive number", what,
+            r->attn_factor);
+    return CELLM_OK;
+}
+
+/* One RoPE parameter set: {rope_type|type, rope_theta?, factor, ...}; t is the text config
+ * (top-level fallbacks), max_pos its max_position_embeddings. */
+static enum cellm_status parse_rope(const cJSON *o, const cJSON *t, int max_pos, const char *what,
+                                    const char *allowed, double theta_def, struct cellm_rope *r,
+                                    struct cellm_error *err)
+{
+    const char *type = "default", *old = NULL;
     r->kind = CELLM_ROPE_DEFAULT;
     r->theta = theta_def;
+    r->attn_factor = 1;
     if (!o) return CELLM_OK;
     if (!cJSON_IsObject(o))
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: RoPE parameters are a %s, expected an object",
                           what, cellm_json_type(o));
-    CELLM_TRY(cellm_json_str(o, "type", what, "default", &type, err));
-    CELLM_TRY(cellm_json_str(o, "rope_type", what, type, &type, err));
+    CELLM_TRY(cellm_json_str(o, "type", what, NULL, &old, err));
+    CELLM_TRY(cellm_json_str(o, "rope_type", what, old ? old : "default", &type, err));
     CELLM_TRY(cellm_json_num(o, "rope_theta", what, theta_def, &r->theta, err));
+    /* Phi3Config renames the legacy "type" values su and yarn to longrope */
+    if (type == old && in_list(allowed, "longrope") && !in_list(allowed, "yarn") &&
+        (!strcmp(type, "su") || !strcmp(type, "yarn")))
+        type = "longrope";
     if (!strcmp(type, "default")) return CELLM_OK;
     if (!in_list(allowed, type))
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "%s: RoPE type \"%s\" is not supported (supported: default%s%s)", what,
                           type, *allowed ? "," : "", allowed);
+    if (!strcmp(type, "yarn")) return parse_yarn(o, t, what, max_pos, r, err);
+    if (!strcmp(type, "longrope")) return parse_longrope(o, t, what, max_pos, r, err);
     CELLM_TRY(cellm_json_num(o, "factor", what, NAN, &r->factor, err));
     if (!(r->factor > 0))
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: RoPE type %s needs a positive \"factor\"",
@@ -242,24 +398,25 @@ static enum cellm_status parse_ropes(const cJSON *t, const char *what, const str
     CELLM_TRY(cellm_json_num(t, "partial_rotary_factor", what, f->partial_rotary, partial, err));
     if (rp && f->local_rope &&
         (cellm_json_get(rp, "full_attention") || cellm_json_get(rp, "sliding_attention"))) {
-        CELLM_TRY(parse_rope(cellm_json_get(rp, "full_attention"), what, f->rope_types, theta,
-                             &c->rope, err));
-        CELLM_TRY(parse_rope(cellm_json_get(rp, "sliding_attention"), what, "", 10000,
-                             &c->rope_local, err));
+        CELLM_TRY(parse_rope(cellm_json_get(rp, "full_attention"), t, c->max_pos, what,
+                             f->rope_types, theta, &c->rope, err));
+        CELLM_TRY(parse_rope(cellm_json_get(rp, "sliding_attention"), t, c->max_pos, what, "",
+                             10000, &c->rope_local, err));
         return CELLM_OK;
     }
     if (rp) {
-        CELLM_TRY(parse_rope(rp, what, f->rope_types, theta, &c->rope, err));
+        CELLM_TRY(parse_rope(rp, t, c->max_pos, what, f->rope_types, theta, &c->rope, err));
         CELLM_TRY(cellm_json_num(rp, "partial_rotary_factor", what, *partial, partial, err));
     } else {
-        CELLM_TRY(parse_rope(cellm_json_get(t, "rope_scaling"), what, f->rope_types, theta,
-                             &c->rope, err));
+        CELLM_TRY(parse_rope(cellm_json_get(t, "rope_scaling"), t, c->max_pos, what, f->rope_types,
+                             theta, &c->rope, err));
     }
     if (f->local_rope) {
         double local;
         CELLM_TRY(cellm_json_num(t, "rope_local_base_freq", what, 10000, &local, err));
         c->rope_local.kind = CELLM_ROPE_DEFAULT;
         c->rope_local.theta = local;
+        c->rope_local.attn_factor = 1;
     } else {
         c->rope_local = c->rope;
     }
@@ -332,6 +489,11 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
                           "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d; "
                           "expected an even count",
                           what, partial, c->rot_dims, c->head_dim);
+    if (c->rope.kind == CELLM_ROPE_LONGROPE && c->rope.n_factors != c->rot_dims / 2)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: RoPE short_factor and long_factor have %d entries; expected %d "
+                          "(rotary dims %d / 2)",
+                          what, c->rope.n_factors, c->rot_dims / 2, c->rot_dims);
 
     int ab = 0;
     switch (f->bias) {

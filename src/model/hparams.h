@@ -6,8 +6,8 @@
  * Every supported model type is normalised here into the same flat description, with
  * transformers' class defaults for missing keys and both the v4 (rope_theta,
  * rope_scaling) and v5 (rope_parameters, nested per layer type for Gemma 3) RoPE keys.
- * Features cellm does not implement (yarn, longrope, dynamic RoPE, ...) are refused by
- * name rather than approximated. Per-family knowledge lives in family.c as data.
+ * RoPE types cellm does not implement (dynamic, ntk, ...) are refused by name rather
+ * than approximated. Per-family knowledge lives in family.c as data.
  */
 #ifndef CELLM_MODEL_HPARAMS_H
 #define CELLM_MODEL_HPARAMS_H
@@ -33,15 +33,30 @@ enum cellm_rope_kind {
     CELLM_ROPE_DEFAULT,
     CELLM_ROPE_LINEAR,
     CELLM_ROPE_LLAMA3,
+    CELLM_ROPE_YARN,
+    CELLM_ROPE_LONGROPE, /* Phi-3.5 / Phi-4: short and long per-frequency factors */
 };
+const char *cellm_rope_kind_name(enum cellm_rope_kind k);
+
+/* Longest longrope factor list (rot_dims / 2); Phi-4-mini has 48. */
+#define CELLM_ROPE_MAX_FACTORS 512
 
 struct cellm_rope {
     enum cellm_rope_kind kind;
     double theta;
-    double factor;          /* linear, llama3 */
+    double factor;          /* linear, llama3, yarn, longrope */
     double low_freq_factor; /* llama3 */
     double high_freq_factor;
-    double original_max_pos;
+    double original_max_pos;       /* llama3, yarn; longrope: the short/long switch length */
+    double beta_fast, beta_slow;   /* yarn (0 or absent in config.json: 32, 1) */
+    int truncate;                  /* yarn: floor/ceil the correction range (default true) */
+    double mscale, mscale_all_dim; /* yarn (DeepSeek); 0 = absent */
+    /* multiplies cos and sin (so every score by its square): yarn and longrope, from
+     * config.json's attention_factor or derived as transformers does; 1 otherwise */
+    double attn_factor;
+    int n_factors; /* longrope: length of both lists, rot_dims / 2 (checked once known) */
+    float short_factor[CELLM_ROPE_MAX_FACTORS]; /* f32, as torch.tensor(list) rounds them */
+    float long_factor[CELLM_ROPE_MAX_FACTORS];
 };
 
 /*

@@ -168,6 +168,11 @@ struct cellm_layer {
     enum cellm_attn attn;
     int moe;               /* 1: a mixture-of-experts layer (else a dense MLP) */
     const float *inv_freq; /* [rot_dims/2] RoPE inverse frequencies of this layer */
+    /* longrope: [rot_dims/2] the long list, used by a forward in which the row's sequence
+     * reaches more than rope_long_after tokens (cellm_layer_inv_freq); NULL otherwise */
+    const float *inv_freq_long;
+    int32_t rope_long_after;
+    float rope_attn; /* fl(attention factor): multiplies RoPE's cos and sin (yarn, longrope) */
 #define CELLM_LT_FIELD(id, field, kind, ...) CELLM_LT_TYPE_##kind field;
     CELLM_LAYER_TENSORS(CELLM_LT_FIELD)
 #undef CELLM_LT_FIELD
@@ -183,6 +188,7 @@ struct cellm_desc {
     struct cellm_layer *layers; /* [n_layers] */
     float *inv_freq_global;     /* [rot_dims/2] */
     float *inv_freq_local;      /* [rot_dims/2] (sliding layers; = global unless Gemma 3) */
+    float *inv_freq_long;       /* [rot_dims/2] longrope's long list, else NULL */
     float embed_scale;          /* fl(sqrt(dim)) when cfg.embed_scale, else 1 */
     uint64_t n_params;          /* logical parameters (quantized counted unpacked) */
     uint64_t n_bytes;           /* bytes of the bound tensors */
@@ -236,7 +242,25 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
  * an executor that lacks them refuses the model by this text at load. */
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
 
-/* RoPE inverse frequencies as transformers computes them in float32. */
+/* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short
+ * list). */
 void cellm_rope_inv_freq(const struct cellm_rope *r, int rot_dims, float *out);
+/* longrope's long list. */
+void cellm_rope_inv_freq_long(const struct cellm_rope *r, int rot_dims, float *out);
+/* YaRN's ramp bounds [low, high] over the rot_dims/2 frequencies, as transformers computes
+ * them in double (exposed for inspect and tests). */
+void cellm_rope_yarn_range(const struct cellm_rope *r, int rot_dims, double *low, double *high);
+
+/*
+ * The inverse frequencies layer L rotates a row with, given seq_len, the length the row's
+ * sequence reaches in this forward (struct cellm_exec_row.seq_len). Only longrope depends
+ * on it: transformers picks the long factors when max(position_ids) + 1 exceeds
+ * original_max_position_embeddings, once per forward for all its rows; keys already cached
+ * keep the rotation they were stored with.
+ */
+static inline const float *cellm_layer_inv_freq(const struct cellm_layer *L, int32_t seq_len)
+{
+    return L->inv_freq_long && seq_len > L->rope_long_after ? L->inv_freq_long : L->inv_freq;
+}
 
 #endif

@@ -427,6 +427,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     matmul_multi(c, qkv, 3, hin, dim, n);
     for (int i = 0; i < n; i++) {
         float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
+        const float *inv_freq = cellm_layer_inv_freq(L, rows[i].seq_len);
         cellm_op_add_vec(q, &L->bq, qd);
         cellm_op_add_vec(k, &L->bk, kd);
         cellm_op_add_vec(v, &L->bv, kd);
@@ -436,7 +437,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->q_norm_heads[h], NULL, qh, qh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->q_norm, NULL, qh, qh, hd);
-            cellm_op_rope(qh, cfg->rot_dims, L->inv_freq, rows[i].pos);
+            cellm_op_rope_scaled(qh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
         }
         for (int h = 0; h < cfg->n_kv_heads; h++) {
             float *kh = k + h * hd;
@@ -444,7 +445,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->k_norm_heads[h], NULL, kh, kh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->k_norm, NULL, kh, kh, hd);
-            cellm_op_rope(kh, cfg->rot_dims, L->inv_freq, rows[i].pos);
+            cellm_op_rope_scaled(kh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
         size_t slot = kv_slot(c, l, rows[i].pos);

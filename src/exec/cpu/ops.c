@@ -43,11 +43,17 @@ void cellm_op_norm(enum cellm_norm_kind kind, float eps, const struct cellm_vec 
 
 void cellm_op_rope(float *x, int rot, const float *inv_freq, int32_t pos)
 {
+    cellm_op_rope_scaled(x, rot, inv_freq, 1.0f, pos);
+}
+
+void cellm_op_rope_scaled(float *x, int rot, const float *inv_freq, float attn, int32_t pos)
+{
     int half = rot / 2;
     float p = (float)pos;
     for (int i = 0; i < half; i++) {
         float angle = inv_freq[i] * p;
-        float c = cosf(angle), s = sinf(angle);
+        /* transformers: cos = emb.cos() * attention_scaling, in f32 (exact when it is 1) */
+        float c = cosf(angle) * attn, s = sinf(angle) * attn;
         float a = x[i], b = x[i + half];
         float ac = a * c, bs = b * s, bc = b * c, as = a * s;
         x[i] = ac - bs;

@@ -16,6 +16,8 @@ void cellm_op_norm(enum cellm_norm_kind kind, float eps, const struct cellm_vec 
                    const struct cellm_vec *b, const float *x, float *out, int64_t n);
 /* In-place rotary embedding of one head vector (half-split layout, first rot dims). */
 void cellm_op_rope(float *x, int rot, const float *inv_freq, int32_t pos);
+/* The same with cos and sin multiplied by attn (YaRN's and longrope's attention factor). */
+void cellm_op_rope_scaled(float *x, int rot, const float *inv_freq, float attn, int32_t pos);
 /* act(gate) * up, into gate. */
 void cellm_op_glu(enum cellm_act act, float *gate, const float *up, int64_t n);
 /* x = c * tanh(x / c) */

@@ -161,6 +161,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                 return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                                   "cuda executor: more than %d RoPE tables", MAX_ROPE_TABLES);
             }
+            m->table_layer[m->n_tables] = L;
             m->tables[m->n_tables++] = L->inv_freq;
         }
         C->rope_table = t;
@@ -515,10 +516,13 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
         float pos = (float)rows[i].pos;
         for (int t = 0; t < m->n_tables; t++) {
             float *cs = hcs + (size_t)t * tstride + (size_t)i * half * 2;
+            const struct cellm_layer *TL = m->table_layer[t];
+            const float *inv = cellm_layer_inv_freq(TL, rows[i].seq_len);
+            float attn = TL->rope_attn; /* YaRN/longrope: cos and sin times it, in f32 */
             for (int k = 0; k < half; k++) {
-                float angle = m->tables[t][k] * pos;
-                cs[2 * k] = cosf(angle);
-                cs[2 * k + 1] = sinf(angle);
+                float angle = inv[k] * pos;
+                cs[2 * k] = cosf(angle) * attn;
+                cs[2 * k + 1] = sinf(angle) * attn;
             }
         }
     }

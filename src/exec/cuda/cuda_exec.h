@@ -53,6 +53,8 @@ struct cu_model {
     struct cu_layer *layers;
     int n_tables;
     const float *tables[MAX_ROPE_TABLES]; /* distinct inv_freq arrays of the layers */
+    /* a layer of each table: its longrope long list and attention factor */
+    const struct cellm_layer *table_layer[MAX_ROPE_TABLES];
     int gemm_rows;                        /* batches of at least this many rows use cuBLAS */
     int split3;                           /* BF16 weights: exact bf16x3 split on tensor cores */
     int graphs;                           /* capture decode steps as CUDA graphs */

@@ -198,7 +198,9 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
     for (int l = 0; l < c->n_layers; l++)
         if (d->layers[l].attn == CELLM_ATTN_SLIDING &&
             d->layers[l].inv_freq != d->inv_freq_global &&
-            memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)))
+            (memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)) ||
+             c->rope.attn_factor != c->rope_local.attn_factor ||
+             c->rope.kind != c->rope_local.kind))
             p->local_rope = 1;
     enum cellm_status st = add_mat(p, "embed", &d->embed, 0, err);
     if (!st && !c->tie_embeddings) st = add_mat(p, "head", &d->head, 0, err);
