@@ -85,7 +85,10 @@ static void every_fixture_loads(void **state)
             struct cellm_config c;
             load_fixture(rel, &c);
             int bits = 0, group = 0;
-            if (sscanf(v->d_name, "q%d-g%d", &bits, &group) == 2) {
+            /* qB-gG, or a mixed variant's default after a prefix (mlx-mxfp4-q8-g64) */
+            const char *qg = strstr(v->d_name, "-q");
+            if (sscanf(v->d_name, "q%d-g%d", &bits, &group) == 2 ||
+                (qg && sscanf(qg, "-q%d-g%d", &bits, &group) == 2)) {
                 if (c.quant.bits != bits || c.quant.group != group)
                     fail_msg("%s: quantization %d/%d", rel, c.quant.bits, c.quant.group);
             } else if (c.quant.bits != 0) {
@@ -354,7 +357,7 @@ static void rope_keys(void **state)
     parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}}", NULL,
                CELLM_ERR_UNSUPPORTED, "\"dynamic\"", "not supported");
     parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"longrope\","
-               "\"short_factor\":[1],\"long_factor\":[1]}}",
+                          "\"short_factor\":[1],\"long_factor\":[1]}}",
                NULL, CELLM_ERR_UNSUPPORTED, "\"longrope\"", "not supported");
     parse_fail("{\"model_type\":\"gemma2\",\"rope_parameters\":{\"rope_type\":\"yarn\","
                "\"factor\":4}}",
