@@ -166,6 +166,11 @@ struct cellm_model_info {
     const char *moe_layers;     /* "0,1" */
     const char *experts_layout; /* "per-expert tensors", "stacked (mlx-lm switch_mlp)", ... */
     int norm_topk_prob;         /* the top-k routing weights are renormalised */
+    const char *sinks;          /* attention sinks (gpt-oss), else NULL */
+    const char *router;         /* the router's order and biases where not plain softmax then
+                                   top-k (gpt-oss), else NULL */
+    const char *expert_act;     /* the experts' activation where it is not the family's (the
+                                   clamped SwiGLU of gpt-oss), else NULL */
     int bos;                    /* -1 = none */
     int n_eos;
     const int32_t *eos;

@@ -77,7 +77,8 @@ static void check_variant_quant(const char *rel, const char *name, const struct 
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (!strncmp(name, modes[i].prefix, strlen(modes[i].prefix))) {
             if (c->quant.mode != modes[i].mode || c->quant.hf.method != CELLM_HFQ_NONE)
-                fail_msg("%s: mode %s, method %d", rel, cellm_qmode_name(c->quant.mode), c->quant.hf.method);
+                fail_msg("%s: mode %s, method %d", rel, cellm_qmode_name(c->quant.mode),
+                         c->quant.hf.method);
             return;
         }
     if (sscanf(name, "q%d-g%d", &bits, &group) == 2) {
@@ -87,18 +88,24 @@ static void check_variant_quant(const char *rel, const char *name, const struct 
         if (c->quant.hf.method != CELLM_HFQ_MXFP4 || c->quant.bits)
             fail_msg("%s: method %d", rel, c->quant.hf.method);
     } else if (sscanf(name, "fp8-b%d", &block) == 1) {
-        if (c->quant.hf.method != CELLM_HFQ_FP8 || c->quant.hf.block[0] != block || c->quant.hf.block[1] != block)
+        if (c->quant.hf.method != CELLM_HFQ_FP8 || c->quant.hf.block[0] != block ||
+            c->quant.hf.block[1] != block)
             fail_msg("%s: method %d block %dx%d", rel, c->quant.hf.method, c->quant.hf.block[0],
                      c->quant.hf.block[1]);
     } else if (sscanf(name, "gptq%d-g%d", &bits, &group) == 2) {
-        if (c->quant.hf.method != CELLM_HFQ_GPTQ || c->quant.hf.bits != bits || c->quant.hf.group != group ||
-            c->quant.hf.desc_act != (strstr(name, "-desc") != NULL))
-            fail_msg("%s: method %d bits %d group %d desc_act %d", rel, c->quant.hf.method, c->quant.hf.bits,
-                     c->quant.hf.group, c->quant.hf.desc_act);
+        if (c->quant.hf.method != CELLM_HFQ_GPTQ || c->quant.hf.bits != bits ||
+            c->quant.hf.group != group || c->quant.hf.desc_act != (strstr(name, "-desc") != NULL))
+            fail_msg("%s: method %d bits %d group %d desc_act %d", rel, c->quant.hf.method,
+                     c->quant.hf.bits, c->quant.hf.group, c->quant.hf.desc_act);
     } else if (sscanf(name, "awq%d-g%d", &bits, &group) == 2) {
-        if (c->quant.hf.method != CELLM_HFQ_AWQ || c->quant.hf.bits != bits || c->quant.hf.group != group)
+        if (c->quant.hf.method != CELLM_HFQ_AWQ || c->quant.hf.bits != bits ||
+            c->quant.hf.group != group)
             fail_msg("%s: method %d bits %d group %d", rel, c->quant.hf.method, c->quant.hf.bits,
                      c->quant.hf.group);
+    } else if (strstr(name, "-q") && sscanf(strstr(name, "-q"), "-q%d-g%d", &bits, &group) == 2) {
+        /* a mixed variant's default after a prefix (mlx-mxfp4-q8-g64: mxfp4 experts) */
+        if (c->quant.bits != bits || c->quant.group != group)
+            fail_msg("%s: quantization %d/%d", rel, c->quant.bits, c->quant.group);
     } else if (c->quant.bits != 0 || c->quant.hf.method != CELLM_HFQ_NONE) {
         fail_msg("%s: unexpected quantization", rel);
     }
@@ -389,7 +396,7 @@ static void rope_keys(void **state)
     parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}}", NULL,
                CELLM_ERR_UNSUPPORTED, "\"dynamic\"", "not supported");
     parse_fail(LLAMA_HEAD ",\"rope_scaling\":{\"type\":\"longrope\","
-               "\"short_factor\":[1],\"long_factor\":[1]}}",
+                          "\"short_factor\":[1],\"long_factor\":[1]}}",
                NULL, CELLM_ERR_UNSUPPORTED, "\"longrope\"", "not supported");
     parse_fail("{\"model_type\":\"gemma2\",\"rope_parameters\":{\"rope_type\":\"yarn\","
                "\"factor\":4}}",
@@ -479,6 +486,64 @@ static void model_types_and_keys(void **state)
              NULL, &c);
     static const uint8_t moe[4] = {0, 1, 0, 0};
     assert_memory_equal(c.layer_moe, moe, 4);
+    cellm_config_free(&c);
+}
+
+/* gpt_oss (docs/forward/gpt-oss.md): layer_types, experts as wide as intermediate_size,
+ * experts_per_token as a fallback, attention_bias true by default, swiglu keys. */
+static void gpt_oss_keys(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    parse_ok("{\"model_type\":\"gpt_oss\",\"hidden_size\":64,\"intermediate_size\":96,"
+             "\"num_hidden_layers\":3,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+             "\"head_dim\":16,\"num_local_experts\":8,\"experts_per_token\":3,"
+             "\"sliding_window\":8,\"layer_types\":[\"full_attention\",\"sliding_attention\","
+             "\"full_attention\"]}",
+             NULL, &c);
+    static const uint8_t sl[3] = {0, 1, 0}, moe[3] = {1, 1, 1};
+    assert_memory_equal(c.layer_sliding, sl, 3);
+    assert_memory_equal(c.layer_moe, moe, 3);
+    assert_int_equal(c.window, 8);
+    assert_int_equal(c.n_experts, 8);
+    assert_int_equal(c.n_experts_used, 3);
+    assert_int_equal(c.moe_ffn_dim, 96);
+    assert_int_equal(c.head_dim, 16);
+    assert_true(c.qkv_bias && c.o_bias && c.attn_sinks && c.expert_bias && c.swiglu_clamp);
+    assert_int_equal(c.router, CELLM_ROUTER_TOPK_SOFTMAX);
+    assert_true(c.swiglu_limit == 7.0 && c.swiglu_alpha == 1.702);
+    assert_false(c.norm_topk_prob);
+    cellm_config_free(&c);
+    /* class defaults: even layers slide (window 128), 4 experts per token; keys win */
+    parse_ok("{\"model_type\":\"gpt_oss\",\"num_hidden_layers\":4,\"num_local_experts\":8,"
+             "\"experts_per_token\":3,\"num_experts_per_tok\":2,\"attention_bias\":false,"
+             "\"swiglu_limit\":5.5,\"swiglu_alpha\":2}",
+             NULL, &c);
+    static const uint8_t even[4] = {1, 0, 1, 0};
+    assert_memory_equal(c.layer_sliding, even, 4);
+    assert_int_equal(c.window, 128);
+    assert_int_equal(c.n_experts_used, 2);
+    assert_false(c.qkv_bias || c.o_bias);
+    assert_true(c.swiglu_limit == 5.5 && c.swiglu_alpha == 2.0);
+    cellm_config_free(&c);
+    parse_ok("{\"model_type\":\"gpt_oss\",\"num_hidden_layers\":1}", NULL, &c);
+    assert_int_equal(c.n_experts, 128);
+    assert_int_equal(c.n_experts_used, 4);
+    assert_true(c.qkv_bias && c.o_bias);
+    cellm_config_free(&c);
+    parse_fail("{\"model_type\":\"gpt_oss\",\"swiglu_limit\":-1}", NULL, CELLM_ERR_FORMAT,
+               "swiglu_limit -1", NULL);
+    parse_fail("{\"model_type\":\"gpt_oss\",\"num_local_experts\":4,\"num_experts_per_tok\":5}",
+               NULL, CELLM_ERR_FORMAT, "num_experts_per_tok 5", NULL);
+    parse_fail("{\"model_type\":\"gpt_oss\",\"num_hidden_layers\":2,\"layer_types\":"
+               "[\"sliding_attention\",\"chunked_attention\"]}",
+               NULL, CELLM_ERR_FORMAT, "layer_types[1]", NULL);
+    /* a Qwen3-MoE config keeps softmax-then-top-k and no gpt-oss pieces */
+    parse_ok("{\"model_type\":\"qwen3_moe\",\"num_hidden_layers\":1,\"num_experts\":4,"
+             "\"num_experts_per_tok\":2}",
+             NULL, &c);
+    assert_int_equal(c.router, CELLM_ROUTER_SOFTMAX_TOPK);
+    assert_false(c.attn_sinks || c.expert_bias || c.swiglu_clamp);
     cellm_config_free(&c);
 }
 
@@ -595,13 +660,10 @@ static void listed_families_parse(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(every_fixture_loads),
-        cmocka_unit_test(fixture_families),
-        cmocka_unit_test(listed_families_parse),
-        cmocka_unit_test(rope_keys),
-        cmocka_unit_test(quant_modes),
-        cmocka_unit_test(model_types_and_keys),
-        cmocka_unit_test(eos_ids),
+        cmocka_unit_test(every_fixture_loads),   cmocka_unit_test(fixture_families),
+        cmocka_unit_test(listed_families_parse), cmocka_unit_test(rope_keys),
+        cmocka_unit_test(quant_modes),           cmocka_unit_test(model_types_and_keys),
+        cmocka_unit_test(gpt_oss_keys),          cmocka_unit_test(eos_ids),
         cmocka_unit_test(allocation_failures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -33,7 +33,17 @@ for dir in "$fixtures"/*/*/; do
   has "^bytes +[1-9][0-9]* "
   has "^warnings +none\$"
   # storage from the variant's name: qB-gG-DT, or a float dtype
-  if [[ $var =~ ^q([0-9])-g([0-9]+)-(f16|bf16) ]]; then
+  if [[ $fam == gpt-oss && $var == blocks ]]; then
+    # the Hugging Face release's layout: mxfp4 experts, everything else BF16
+    has "^  experts down, gate_up +mxfp4 E2M1 g32 e8m0 scales, 4.25 bpw\$"
+    has "^  attention.* q, k, v, o +BF16\$"
+    has "^quantization mxfp4 blocks"
+  elif [[ $fam == gpt-oss && $var == mlx-mxfp4-q8-g64 ]]; then
+    # mlx-community's: experts split by row parity in MLX mxfp4, the rest 8-bit affine
+    has "^  experts gate, up, down +mxfp4 E2M1 g32 e8m0 scales, 4.25 bpw\$"
+    has "^  attention.* q, k, v, o +affine 8-bit g64 bf16\$"
+    has "^  moe router +affine 8-bit g64 bf16\$"
+  elif [[ $var =~ ^q([0-9])-g([0-9]+)-(f16|bf16) ]]; then
     want="affine ${BASH_REMATCH[1]}-bit g${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
     has "^  embedding +$want \["
     has "^  attention.* q, k, v, o +$want\$"
@@ -92,6 +102,12 @@ for dir in "$fixtures"/*/*/; do
                    has "^rope +longrope, theta 10000, factor 32, attention factor 1\.87083 .*short_factor \[1, 1\.05, 1\.1, \.\.\., 2\] \(6\).*original_max_position_embeddings 4, long_factor \[1, 1\.25, 2, \.\.\., 9\] \(6\) beyond" ;;
     qwen3-moe) has "^family +qwen3_moe\$"; has "^experts +8 experts, 2 per token, ffn 64"
                has "^  experts gate, up, down +"; has "^  moe router +" ;;
+    gpt-oss) has "^family +gpt_oss\$"; has "^sliding +window 8 on 2 of 4 layers \(0,2\)"
+             has "^sinks +a learned logit per head"; has "qkv bias, o bias"
+             has "^experts +8 experts, 2 per token, ffn 96, "
+             has "^router +top-k of the logits, then softmax, biases on the router and the experts"
+             has "^expert act +clamped SwiGLU: limit 7, alpha 1.702"
+             [[ $var == mlx* ]] || has "gate/up rows interleaved \(gpt-oss\)" ;;
     stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"
                has "qkv bias" ;;
     *) fail "unknown family $fam" ;;

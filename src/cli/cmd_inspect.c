@@ -31,6 +31,7 @@ static void print_model(const char *dir, const struct cellm_model_info *m)
     } else {
         printf("sliding      none\n");
     }
+    if (m->sinks) printf("sinks        %s\n", m->sinks);
     if (m->attn_softcap || m->final_softcap)
         printf("soft-caps    attention %g, final %g\n", m->attn_softcap, m->final_softcap);
     else
@@ -40,6 +41,8 @@ static void print_model(const char *dir, const struct cellm_model_info *m)
         printf("experts      %d experts, %d per token, ffn %d, %s, on %d of %d layers (%s)%s\n",
                m->n_experts, m->n_experts_used, m->moe_ffn_dim, m->experts_layout, m->n_moe_layers,
                m->n_layers, m->moe_layers, m->norm_topk_prob ? ", top-k renormalised" : "");
+    if (m->router) printf("router       %s\n", m->router);
+    if (m->expert_act) printf("expert act   %s\n", m->expert_act);
     printf("tokens       bos %d, eos", m->bos);
     for (int i = 0; i < m->n_eos; i++)
         printf("%s%d", i ? "," : " ", m->eos[i]);

@@ -487,7 +487,85 @@ static const char *stacked_name(enum cellm_experts layout, enum cellm_lt id)
         return id == CELLM_LT_E_GATE ? "mlp.switch_mlp.gate_proj"
                : id == CELLM_LT_E_UP ? "mlp.switch_mlp.up_proj"
                                      : "mlp.switch_mlp.down_proj";
-    return "mlp.experts.down_proj"; /* FUSED_V5 (gate and up are fused_experts) */
+    if (layout == CELLM_EXPERTS_STACKED_OSS)
+        return id == CELLM_LT_E_GATE ? "mlp.experts.gate_proj"
+               : id == CELLM_LT_E_UP ? "mlp.experts.up_proj"
+                                     : "mlp.experts.down_proj";
+    if (id == CELLM_LT_E_GATE_UP) return "mlp.experts.gate_up_proj"; /* INTERLEAVED */
+    return "mlp.experts.down_proj"; /* FUSED_V5 (gate and up are fused_experts), INTERLEAVED */
+}
+
+/* A buffer the description owns (freed by cellm_desc_free). */
+static void *own(struct binder *b, size_t n)
+{
+    struct cellm_desc *d = b->d;
+    void **list = cellm_realloc(d->owned, (size_t)(d->n_owned + 1) * sizeof *list);
+    if (!list) return NULL;
+    d->owned = list;
+    void *p = cellm_malloc(n ? n : 1);
+    if (p) d->owned[d->n_owned++] = p;
+    return p;
+}
+
+/*
+ * gpt-oss's float experts as transformers stores its parameters: [E, in, out] (x @ W).
+ * The kernels read [out][in] rows, so the stack is transposed once into owned memory, in
+ * its stored type (no rounding). The mxfp4 blocks are already [out][in] and stay mapped.
+ */
+static enum cellm_status bind_transposed(struct binder *b, const struct cellm_ckpt_entry *e,
+                                         int64_t n_stack, int64_t rows, int64_t cols,
+                                         struct cellm_weight *out)
+{
+    const struct cellm_st_tensor *t = e->t;
+    enum cellm_wfmt fmt = float_fmt(t->dtype);
+    if (fmt == CELLM_W_NONE) return bad_dtype(b, e, "F32, F16 or BF16 (or mxfp4 _blocks)");
+    int64_t want[2] = {cols, rows};
+    if (!shape_is(t, n_stack, 2, want))
+        return bad_shape(b, e, n_stack, 2, want, "gpt-oss's [experts, in, out] parameter");
+    size_t es = fmt == CELLM_W_F32 ? 4 : 2;
+    uint8_t *buf = own(b, (size_t)(n_stack * rows * cols) * es);
+    if (!buf) return cellm_errf(b->err, CELLM_ERR_NOMEM, "%s: out of memory", e->name);
+    for (int64_t x = 0; x < n_stack; x++) {
+        const uint8_t *src = t->data + (size_t)(x * rows * cols) * es;
+        uint8_t *dst = buf + (size_t)(x * rows * cols) * es;
+        for (int64_t i = 0; i < cols; i++)
+            for (int64_t o = 0; o < rows; o++)
+                memcpy(dst + (size_t)(o * cols + i) * es, src + (size_t)(i * rows + o) * es, es);
+    }
+    struct cellm_weight w;
+    memset(&w, 0, sizeof w);
+    w.fmt = fmt;
+    w.rows = rows;
+    w.cols = cols;
+    w.name = e->name;
+    w.row_bytes = (size_t)cols * es;
+    w.data = buf;
+    b->d->n_params += (uint64_t)(n_stack * rows * cols);
+    b->d->n_bytes += t->nbytes;
+    for (int64_t x = 0; x < n_stack; x++)
+        out[x] = cellm_weight_rows(&w, x * rows, rows);
+    return CELLM_OK;
+}
+
+/* One float vector per expert, stored as one [E, n] tensor. */
+static enum cellm_status bind_expert_vecs(struct binder *b, const char *name, int64_t n_stack,
+                                          int64_t n, struct cellm_vec *out)
+{
+    const struct cellm_ckpt_entry *e = cellm_ckpt_find(&b->d->ckpt, name);
+    if (!e) return cellm_ckpt_missing(&b->d->ckpt, name, b->err);
+    enum cellm_wfmt fmt = float_fmt(e->t->dtype);
+    if (fmt == CELLM_W_NONE) return bad_dtype(b, e, "F32, F16 or BF16");
+    int64_t want[1] = {n};
+    if (!shape_is(e->t, n_stack, 1, want)) return bad_shape(b, e, n_stack, 1, want, "the config");
+    size_t es = fmt == CELLM_W_F32 ? 4 : 2;
+    for (int64_t x = 0; x < n_stack; x++) {
+        out[x].fmt = fmt;
+        out[x].n = n;
+        out[x].data = e->t->data + (size_t)(x * n) * es;
+    }
+    b->d->n_params += (uint64_t)(n_stack * n);
+    b->d->n_bytes += e->t->nbytes;
+    return CELLM_OK;
 }
 
 /* prefix + name with its "%d" (if any) replaced by k */
@@ -556,6 +634,10 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
     int64_t rows = cellm_dim_size(&d->cfg, s->rows), cols = cellm_dim_size(&d->cfg, s->cols);
     const char *name = s->name;
     if (id == CELLM_LT_FFN_NORM && d->cfg.block == CELLM_BLOCK_SANDWICH) name = sandwich_ffn_norm;
+    /* gpt-oss calls its router mlp.router; mlx-lm's biases of the experts are P.bias */
+    if (id == CELLM_LT_ROUTER && d->cfg.expert_bias) name = "mlp.router";
+    if (id == CELLM_LT_E_DOWN_B && d->experts == CELLM_EXPERTS_STACKED_OSS)
+        name = "mlp.experts.down_proj.bias";
     void *m = layer_member(L, id);
     char full[256];
     switch (s->kind) {
@@ -579,6 +661,9 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
         struct cellm_weight *w = *(struct cellm_weight **)m; /* allocated by bind_layer */
         if (d->experts != CELLM_EXPERTS_SPLIT) {
             tensor_name(full, sizeof full, p, stacked_name(d->experts, id), 0);
+            const struct cellm_ckpt_entry *bare = cellm_ckpt_find(&d->ckpt, full);
+            if (bare && d->experts == CELLM_EXPERTS_INTERLEAVED)
+                return bind_transposed(b, bare, parts, rows, cols, w);
             return bind_matrix(b, full, parts, rows, cols, w);
         }
         for (int e = 0; e < parts; e++) {
@@ -586,6 +671,11 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
             CELLM_TRY(bind_matrix(b, full, 0, rows, cols, &w[e]));
         }
         return CELLM_OK;
+    }
+    case CELLM_TK_EXPERT_VECS: {
+        struct cellm_vec *v = *(struct cellm_vec **)m; /* allocated by bind_layer */
+        tensor_name(full, sizeof full, p, name, 0);
+        return bind_expert_vecs(b, full, parts, cols, v);
     }
     }
     return CELLM_OK;
@@ -603,9 +693,12 @@ static enum cellm_status bind_layer(struct binder *b, int i)
     /* the expert arrays exist before a fused group fills two of them */
     for (int id = 0; id < CELLM_LT_N; id++) {
         int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
-        if (!parts || cellm_layer_tensors[id].kind != CELLM_TK_EXPERTS) continue;
-        struct cellm_weight **w = layer_member(L, (enum cellm_lt)id);
-        if (!(*w = cellm_calloc((size_t)parts, sizeof **w)))
+        enum cellm_tkind k = cellm_layer_tensors[id].kind;
+        if (!parts || (k != CELLM_TK_EXPERTS && k != CELLM_TK_EXPERT_VECS)) continue;
+        void **w = layer_member(L, (enum cellm_lt)id);
+        size_t size =
+            k == CELLM_TK_EXPERTS ? sizeof(struct cellm_weight) : sizeof(struct cellm_vec);
+        if (!(*w = cellm_calloc((size_t)parts, size)))
             return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
     }
     for (int id = 0; id < CELLM_LT_N; id++) {
@@ -630,6 +723,11 @@ static enum cellm_experts probe_experts(const struct cellm_desc *d)
         l++;
     if (l == c->n_layers) return CELLM_EXPERTS_NONE;
     char n[300];
+    if (c->expert_bias) { /* gpt-oss: mlx-lm splits gate_up_proj by row parity */
+        snprintf(n, sizeof n, "model.layers.%d.%s.weight", l,
+                 stacked_name(CELLM_EXPERTS_STACKED_OSS, CELLM_LT_E_GATE));
+        return cellm_ckpt_find(&d->ckpt, n) ? CELLM_EXPERTS_STACKED_OSS : CELLM_EXPERTS_INTERLEAVED;
+    }
     snprintf(n, sizeof n, "model.layers.%d.%s.weight", l,
              stacked_name(CELLM_EXPERTS_STACKED, CELLM_LT_E_GATE));
     if (cellm_ckpt_find(&d->ckpt, n)) return CELLM_EXPERTS_STACKED;
@@ -788,10 +886,13 @@ void cellm_desc_free(struct cellm_desc *d)
         for (int i = 0; i < d->cfg.n_layers; i++)
             for (int id = 0; id < CELLM_LT_N; id++) {
                 enum cellm_tkind k = cellm_layer_tensors[id].kind;
-                if (k == CELLM_TK_HEADS || k == CELLM_TK_EXPERTS)
+                if (k == CELLM_TK_HEADS || k == CELLM_TK_EXPERTS || k == CELLM_TK_EXPERT_VECS)
                     cellm_free(*(void **)layer_member(&d->layers[i], (enum cellm_lt)id));
             }
     cellm_free(d->layers);
+    for (int i = 0; i < d->n_owned; i++)
+        cellm_free(d->owned[i]);
+    cellm_free(d->owned);
     cellm_free(d->inv_freq_global);
     cellm_free(d->inv_freq_local);
     cellm_free(d->inv_freq_long);

@@ -52,6 +52,8 @@ struct cellm_family {
     int tie;
     int bos, eos;           /* class defaults, -1 = None */
     int moe;                /* qwen3_moe keys */
+    int gpt_oss;            /* gpt-oss: experts are intermediate_size wide, top-k-then-softmax
+                               router, biases on router and experts, clamped SwiGLU, sinks */
     int local_rope;         /* gemma3: rope_local_base_freq for sliding layers */
     const char *rope_types; /* accepted rope types beside default, comma separated */
 };

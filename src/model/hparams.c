@@ -423,6 +423,33 @@ static enum cellm_status parse_ropes(const cJSON *t, const char *what, const str
     return CELLM_OK;
 }
 
+/*
+ * gpt-oss (docs/forward/gpt-oss.md): 4 experts per token by default; the released configs also
+ * carry experts_per_token (read when num_experts_per_tok is absent). The experts are
+ * intermediate_size wide. alpha and limit are hard-coded 1.702 and 7.0 in older transformers, keys
+ * in newer ones.
+ */
+static enum cellm_status gpt_oss_keys(const cJSON *t, const char *what, struct cellm_config *c,
+                                      struct cellm_error *err)
+{
+    int k;
+    CELLM_TRY(get_pos_int(t, "experts_per_token", what, 4, &k, err));
+    CELLM_TRY(get_pos_int(t, "num_experts_per_tok", what, k, &c->n_experts_used, err));
+    c->moe_ffn_dim = c->ffn_dim;
+    c->router = CELLM_ROUTER_TOPK_SOFTMAX;
+    c->expert_bias = 1;
+    c->swiglu_clamp = 1;
+    c->attn_sinks = 1;
+    CELLM_TRY(cellm_json_num(t, "swiglu_limit", what, 7.0, &c->swiglu_limit, err));
+    CELLM_TRY(cellm_json_num(t, "swiglu_alpha", what, 1.702, &c->swiglu_alpha, err));
+    if (!(c->swiglu_limit > 0) || !isfinite(c->swiglu_limit) || !isfinite(c->swiglu_alpha))
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: swiglu_limit %g / swiglu_alpha %g: expected a positive finite "
+                          "limit and a finite alpha",
+                          what, c->swiglu_limit, c->swiglu_alpha);
+    return CELLM_OK;
+}
+
 static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char *what,
                                     const struct cellm_family *f, struct cellm_config *c,
                                     struct cellm_error *err)
@@ -471,7 +498,8 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     int ab = 0;
     switch (f->bias) {
     case CELLM_BIAS_ATTENTION_BIAS:
-        CELLM_TRY(cellm_json_bool(t, "attention_bias", what, 0, &ab, err));
+        /* GptOssConfig defaults attention_bias to true, the others to false */
+        CELLM_TRY(cellm_json_bool(t, "attention_bias", what, f->gpt_oss, &ab, err));
         c->qkv_bias = c->o_bias = ab;
         break;
     case CELLM_BIAS_QKV_ALWAYS:
@@ -538,8 +566,12 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
         CELLM_TRY(get_pos_int(t, "num_experts", what, 128, &c->n_experts, err));
         CELLM_TRY(get_pos_int(t, "num_local_experts", what, c->n_experts, &c->n_experts, err));
         CELLM_TRY(get_pos_int(t, "num_experts_per_tok", what, 8, &c->n_experts_used, err));
-        CELLM_TRY(get_pos_int(t, "moe_intermediate_size", what, 768, &c->moe_ffn_dim, err));
-        CELLM_TRY(cellm_json_bool(t, "norm_topk_prob", what, 0, &c->norm_topk_prob, err));
+        if (f->gpt_oss)
+            CELLM_TRY(gpt_oss_keys(t, what, c, err));
+        else {
+            CELLM_TRY(get_pos_int(t, "moe_intermediate_size", what, 768, &c->moe_ffn_dim, err));
+            CELLM_TRY(cellm_json_bool(t, "norm_topk_prob", what, 0, &c->norm_topk_prob, err));
+        }
         if (c->n_experts_used > c->n_experts)
             return cellm_errf(err, CELLM_ERR_FORMAT,
                               "%s: num_experts_per_tok %d exceeds num_experts %d", what,

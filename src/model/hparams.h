@@ -69,6 +69,12 @@ struct cellm_rope {
 enum cellm_block { CELLM_BLOCK_PRE_NORM, CELLM_BLOCK_SANDWICH, CELLM_BLOCK_PARALLEL };
 const char *cellm_block_name(enum cellm_block b);
 
+/* How a MoE layer weighs its experts (cfg.router):
+ *   SOFTMAX_TOPK   softmax over all experts, then the top k (Qwen3-MoE; renormalised
+ *                  when norm_topk_prob)
+ *   TOPK_SOFTMAX   top k of the logits, then a softmax over those k (gpt-oss) */
+enum cellm_router { CELLM_ROUTER_SOFTMAX_TOPK, CELLM_ROUTER_TOPK_SOFTMAX };
+
 #define CELLM_MAX_EOS 8
 
 struct cellm_config {
@@ -116,6 +122,15 @@ struct cellm_config {
     int moe_ffn_dim;
     int norm_topk_prob;
     uint8_t *layer_moe; /* [n_layers] 1 = MoE block; owned */
+    enum cellm_router router;
+    int expert_bias; /* the router and every expert projection have biases (gpt-oss) */
+    /* gpt-oss's expert activation instead of act: gate = min(gate, limit),
+     * up = clamp(up, -limit, limit), out = (up + 1) * gate * sigmoid(alpha * gate) */
+    int swiglu_clamp;
+    double swiglu_limit, swiglu_alpha;
+
+    /* gpt-oss: a learned logit per head joins each softmax row (self_attn.sinks) */
+    int attn_sinks;
 
     /* tokens */
     int bos; /* -1 = none */

@@ -367,7 +367,22 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
         o->n_experts_used = c->n_experts_used;
         o->moe_ffn_dim = c->moe_ffn_dim;
         o->norm_topk_prob = c->norm_topk_prob;
+        if (c->router == CELLM_ROUTER_TOPK_SOFTMAX || c->expert_bias || c->swiglu_clamp) {
+            snprintf(st->router, sizeof st->router, "%s%s",
+                     c->router == CELLM_ROUTER_TOPK_SOFTMAX ? "top-k of the logits, then softmax"
+                                                            : "softmax, then top-k",
+                     c->expert_bias ? ", biases on the router and the experts" : "");
+            o->router = st->router;
+        }
+        if (c->swiglu_clamp) {
+            snprintf(st->expert_act, sizeof st->expert_act,
+                     "clamped SwiGLU: limit %g, alpha %g, (up + 1) * glu", c->swiglu_limit,
+                     c->swiglu_alpha);
+            o->expert_act = st->expert_act;
+        }
     }
+    if (c->attn_sinks)
+        o->sinks = "a learned logit per head joins each softmax row (self_attn.sinks)";
     o->bos = c->bos;
     o->n_eos = c->n_eos;
     o->eos = c->eos;

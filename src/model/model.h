@@ -23,6 +23,8 @@
  *          MAT: a matrix in any storage format, struct cellm_weight
  *          HEADS: one vector per head, struct cellm_vec[count] (StableLM per-head norms)
  *          EXPERTS: one matrix per expert, struct cellm_weight[n_experts]
+ *          EXPERT_VECS: one vector per expert (gpt-oss biases), struct cellm_vec[n_experts],
+ *          stored as one [n_experts][cols] tensor
  *   need   when a layer has it (enum cellm_need; absent tensors stay CELLM_W_NONE / NULL)
  *   name   Hugging Face name under "model.layers.N." (%d: head or expert); the names of
  *          fused and stacked layouts are data in bind.c
@@ -30,7 +32,8 @@
  *          matrix [rows][cols] ([out][in]), HEADS rows vectors of cols
  *   group, label   how inspect summarises its storage ("attention" q, k, v, o)
  * Shapes in words: dim = hidden_size, qd = n_heads*head_dim, kd = n_kv_heads*head_dim,
- * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size.
+ * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size,
+ * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved).
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
 /* clang-format off */
@@ -59,10 +62,17 @@
     X(B_GATE,         b_gate,         VEC,     MLP_BIAS,   "mlp.gate_proj.bias",              FFN,     NONE, "", "")       \
     X(B_UP,           b_up,           VEC,     MLP_BIAS,   "mlp.up_proj.bias",                FFN,     NONE, "", "")       \
     X(B_DOWN,         b_down,         VEC,     MLP_BIAS,   "mlp.down_proj.bias",              DIM,     NONE, "", "")       \
-    X(E_GATE,         e_gate,         EXPERTS, MOE,        "mlp.experts.%d.gate_proj",        MOE_FFN, DIM,  "experts", "gate") \
-    X(E_UP,           e_up,           EXPERTS, MOE,        "mlp.experts.%d.up_proj",          MOE_FFN, DIM,  "experts", "up")   \
+    X(E_GATE,         e_gate,         EXPERTS, MOE_SPLIT,  "mlp.experts.%d.gate_proj",        MOE_FFN, DIM,  "experts", "gate") \
+    X(E_UP,           e_up,           EXPERTS, MOE_SPLIT,  "mlp.experts.%d.up_proj",          MOE_FFN, DIM,  "experts", "up")   \
     X(E_DOWN,         e_down,         EXPERTS, MOE,        "mlp.experts.%d.down_proj",        DIM,     MOE_FFN, "experts", "down") \
-    X(ROUTER,         router,         MAT,     MOE,        "mlp.gate",                        EXPERTS, DIM,  "moe", "router")
+    X(E_GATE_UP,      e_gate_up,      EXPERTS, MOE_INTERLEAVED, "mlp.experts.gate_up_proj",   MOE_FFN2, DIM, "experts", "gate_up") \
+    X(ROUTER,         router,         MAT,     MOE,        "mlp.gate",                        EXPERTS, DIM,  "moe", "router") \
+    X(ROUTER_B,       router_b,       VEC,     MOE_BIAS,   "mlp.router.bias",                 EXPERTS, NONE, "", "")       \
+    X(E_GATE_B,       e_gate_b,       EXPERT_VECS, MOE_SPLIT_BIAS, "mlp.experts.gate_proj.bias", EXPERTS, MOE_FFN, "", "") \
+    X(E_UP_B,         e_up_b,         EXPERT_VECS, MOE_SPLIT_BIAS, "mlp.experts.up_proj.bias", EXPERTS, MOE_FFN, "", "") \
+    X(E_GATE_UP_B,    e_gate_up_b,    EXPERT_VECS, MOE_INTERLEAVED, "mlp.experts.gate_up_proj_bias", EXPERTS, MOE_FFN2, "", "") \
+    X(E_DOWN_B,       e_down_b,       EXPERT_VECS, MOE_BIAS, "mlp.experts.down_proj_bias",    EXPERTS, DIM,  "", "")       \
+    X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")
 /* clang-format on */
 
 enum cellm_lt {
@@ -72,22 +82,33 @@ enum cellm_lt {
         CELLM_LT_N
 };
 
-enum cellm_tkind { CELLM_TK_VEC, CELLM_TK_MAT, CELLM_TK_HEADS, CELLM_TK_EXPERTS };
+enum cellm_tkind {
+    CELLM_TK_VEC,
+    CELLM_TK_MAT,
+    CELLM_TK_HEADS,
+    CELLM_TK_EXPERTS,
+    CELLM_TK_EXPERT_VECS
+};
 
 /* When a layer has a tensor (cellm_layer_parts). */
 enum cellm_need {
     CELLM_NEED_ALWAYS,
-    CELLM_NEED_LAYERNORM,     /* norm kind LayerNorm: the input norm's bias */
-    CELLM_NEED_SANDWICH,      /* block CELLM_BLOCK_SANDWICH: the norms after each sub-block */
-    CELLM_NEED_FFN_NORM,      /* a norm before the MLP: every block but the parallel one */
-    CELLM_NEED_FFN_NORM_B,    /* its bias: LayerNorm in a pre-norm block */
-    CELLM_NEED_QKV_BIAS,      /* cfg.qkv_bias */
-    CELLM_NEED_O_BIAS,        /* cfg.o_bias */
-    CELLM_NEED_QK_NORM,       /* cfg.qk_norm, one weight shared by the heads */
-    CELLM_NEED_QK_NORM_HEADS, /* cfg.qk_norm_per_head */
-    CELLM_NEED_DENSE,         /* a dense MLP layer */
-    CELLM_NEED_MLP_BIAS,      /* a dense MLP layer with cfg.mlp_bias */
-    CELLM_NEED_MOE,           /* a mixture-of-experts layer */
+    CELLM_NEED_LAYERNORM,       /* norm kind LayerNorm: the input norm's bias */
+    CELLM_NEED_SANDWICH,        /* block CELLM_BLOCK_SANDWICH: the norms after each sub-block */
+    CELLM_NEED_FFN_NORM,        /* a norm before the MLP: every block but the parallel one */
+    CELLM_NEED_FFN_NORM_B,      /* its bias: LayerNorm in a pre-norm block */
+    CELLM_NEED_QKV_BIAS,        /* cfg.qkv_bias */
+    CELLM_NEED_O_BIAS,          /* cfg.o_bias */
+    CELLM_NEED_QK_NORM,         /* cfg.qk_norm, one weight shared by the heads */
+    CELLM_NEED_QK_NORM_HEADS,   /* cfg.qk_norm_per_head */
+    CELLM_NEED_DENSE,           /* a dense MLP layer */
+    CELLM_NEED_MLP_BIAS,        /* a dense MLP layer with cfg.mlp_bias */
+    CELLM_NEED_MOE,             /* a mixture-of-experts layer */
+    CELLM_NEED_MOE_SPLIT,       /* its gate and up experts stored apart (all but gpt-oss HF) */
+    CELLM_NEED_MOE_INTERLEAVED, /* gpt-oss HF: gate_up_proj, row 2i gate i, row 2i+1 up i */
+    CELLM_NEED_MOE_BIAS,        /* cfg.expert_bias: router and down biases */
+    CELLM_NEED_MOE_SPLIT_BIAS,  /* cfg.expert_bias with gate and up apart (mlx-lm gpt-oss) */
+    CELLM_NEED_SINKS,           /* cfg.attn_sinks */
 };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
@@ -99,6 +120,7 @@ enum cellm_dim {
     CELLM_DIM_HD,
     CELLM_DIM_FFN,
     CELLM_DIM_MOE_FFN,
+    CELLM_DIM_MOE_FFN2,
     CELLM_DIM_HEADS,
     CELLM_DIM_KV_HEADS,
     CELLM_DIM_EXPERTS,
@@ -119,6 +141,7 @@ extern const struct cellm_tensor_spec cellm_layer_tensors[CELLM_LT_N];
 #define CELLM_LT_TYPE_MAT struct cellm_weight
 #define CELLM_LT_TYPE_HEADS struct cellm_vec *
 #define CELLM_LT_TYPE_EXPERTS struct cellm_weight *
+#define CELLM_LT_TYPE_EXPERT_VECS struct cellm_vec *
 
 /* Which keys a layer attends to (cellm_layer.attn). */
 enum cellm_attn {
@@ -132,6 +155,12 @@ enum cellm_experts {
     CELLM_EXPERTS_SPLIT,    /* Hugging Face: mlp.experts.E.{gate,up,down}_proj, one each */
     CELLM_EXPERTS_STACKED,  /* mlx-lm: mlp.switch_mlp.{gate,up,down}_proj, [E, ...] */
     CELLM_EXPERTS_FUSED_V5, /* transformers v5: mlp.experts.gate_up_proj + down_proj */
+    /* gpt-oss, Hugging Face: mlp.experts.gate_up_proj (rows of gate and up interleaved)
+     * and down_proj, as _blocks/_scales (mxfp4) or as float parameters stored [E, in, out]
+     * (transposed into owned memory at load), with _bias tensors */
+    CELLM_EXPERTS_INTERLEAVED,
+    /* gpt-oss, mlx-lm: mlp.experts.{gate,up,down}_proj.{weight,scales,bias}, [E, ...] */
+    CELLM_EXPERTS_STACKED_OSS,
 };
 const char *cellm_experts_name(enum cellm_experts e);
 
@@ -164,6 +193,8 @@ struct cellm_desc {
     uint64_t n_params; /* logical parameters (quantized counted unpacked) */
     uint64_t n_bytes;  /* bytes of the bound tensors */
     char warnings[1024];
+    void **owned; /* buffers bound weights point into (transposed copies); freed with d */
+    int n_owned;
 };
 
 /* Loads config and checkpoint from dir and binds every weight. */
@@ -188,6 +219,12 @@ static inline const struct cellm_vec *cellm_layer_heads(const struct cellm_layer
     return *(struct cellm_vec *const *)(const void *)((const char *)L +
                                                       cellm_layer_tensors[id].offset);
 }
+static inline const struct cellm_vec *cellm_layer_expert_vecs(const struct cellm_layer *L,
+                                                              enum cellm_lt id)
+{
+    return *(struct cellm_vec *const *)(const void *)((const char *)L +
+                                                      cellm_layer_tensors[id].offset);
+}
 static inline const struct cellm_weight *cellm_layer_experts(const struct cellm_layer *L,
                                                              enum cellm_lt id)
 {
@@ -197,9 +234,13 @@ static inline const struct cellm_weight *cellm_layer_experts(const struct cellm_
 
 /* A dimension of the config (rows and cols of the tensor table). */
 int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim);
-/* How many parts tensor id has in layer L: 1, the head count (HEADS), n_experts (EXPERTS),
- * or 0 when the layer has none. */
+/* How many parts tensor id has in layer L: 1, the head count (HEADS), n_experts (EXPERTS,
+ * EXPERT_VECS), or 0 when the layer has none. */
 int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, enum cellm_lt id);
+
+/* The gpt-oss pieces a config uses ("attention sinks, ..."), or NULL when it uses none:
+ * an executor that lacks them refuses the model by this text at load. */
+const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
 
 /* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short
  * list). */

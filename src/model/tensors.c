@@ -49,6 +49,10 @@ const char *cellm_experts_name(enum cellm_experts e)
         return "stacked (mlx-lm switch_mlp)";
     case CELLM_EXPERTS_FUSED_V5:
         return "stacked gate_up (transformers v5)";
+    case CELLM_EXPERTS_INTERLEAVED:
+        return "stacked gate_up, gate/up rows interleaved (gpt-oss)";
+    case CELLM_EXPERTS_STACKED_OSS:
+        return "stacked gate, up, down (mlx-lm gpt-oss)";
     }
     return "?";
 }
@@ -70,6 +74,8 @@ int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim)
         return c->ffn_dim;
     case CELLM_DIM_MOE_FFN:
         return c->moe_ffn_dim;
+    case CELLM_DIM_MOE_FFN2:
+        return 2 * (int64_t)c->moe_ffn_dim;
     case CELLM_DIM_HEADS:
         return c->n_heads;
     case CELLM_DIM_KV_HEADS:
@@ -110,6 +116,16 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
         return !L->moe && c->mlp_bias;
     case CELLM_NEED_MOE:
         return L->moe;
+    case CELLM_NEED_MOE_SPLIT:
+        return L->moe && d->experts != CELLM_EXPERTS_INTERLEAVED;
+    case CELLM_NEED_MOE_INTERLEAVED:
+        return L->moe && d->experts == CELLM_EXPERTS_INTERLEAVED;
+    case CELLM_NEED_MOE_BIAS:
+        return L->moe && c->expert_bias;
+    case CELLM_NEED_MOE_SPLIT_BIAS:
+        return L->moe && c->expert_bias && d->experts != CELLM_EXPERTS_INTERLEAVED;
+    case CELLM_NEED_SINKS:
+        return c->attn_sinks;
     }
     return 0;
 }
@@ -125,7 +141,17 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
     case CELLM_TK_HEADS:
         return (int)cellm_dim_size(&d->cfg, s->rows);
     case CELLM_TK_EXPERTS:
+    case CELLM_TK_EXPERT_VECS:
         return d->cfg.n_experts;
     }
     return 0;
+}
+
+const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
+{
+    if (!c->attn_sinks && !c->swiglu_clamp && !c->expert_bias &&
+        c->router == CELLM_ROUTER_SOFTMAX_TOPK)
+        return NULL;
+    return "attention sinks (self_attn.sinks), the top-k-then-softmax router with biases, "
+           "experts with biases and the clamped SwiGLU";
 }

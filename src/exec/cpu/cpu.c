@@ -256,8 +256,9 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     if (ok && cfg->n_experts) {
         size_t mi = (size_t)cfg->moe_ffn_dim;
         ok = grow(&c->router, r * cfg->n_experts) && grow(&c->moe_out, r * ku * cfg->dim) &&
-             grow(&c->moe_w, r * ku) && grow(&c->moe_x, r * cfg->dim) && grow(&c->moe_g, r * mi) &&
-             grow(&c->moe_u, r * mi) && grow(&c->moe_y, r * cfg->dim);
+             grow(&c->moe_w, r * ku) && grow(&c->moe_x, r * cfg->dim) &&
+             grow(&c->moe_g, r * mi * 2) /* gpt-oss: gate_up rows */ && grow(&c->moe_u, r * mi) &&
+             grow(&c->moe_y, r * cfg->dim);
         int *a = ok ? cellm_realloc(c->moe_idx, r * ku * sizeof(int)) : NULL;
         if (a) c->moe_idx = a;
         int *b = a ? cellm_realloc(c->moe_rows, r * sizeof(int)) : NULL;
@@ -317,6 +318,15 @@ struct attn_job {
     int n, layer;
 };
 
+/* The softmax of head h's scores, widened by its sink logit when the layer has sinks. */
+static void softmax_row(const struct cellm_layer *L, int h, float *sc, int n)
+{
+    if (L->sinks.fmt != CELLM_W_NONE)
+        cellm_op_softmax_sink(sc, n, cellm_vec_at(&L->sinks, h));
+    else
+        cellm_op_softmax(sc, n);
+}
+
 static void attn_part(void *arg, int ti, int tn)
 {
     const struct attn_job *j = arg;
@@ -348,7 +358,7 @@ static void attn_part(void *arg, int ti, int tn)
                 sc[p] = cellm_fast_dot_f16(fi, q, K16 + slot * kd + (size_t)kvh * hd, hd) * scale;
             }
             if (cap > 0) cellm_op_softcap(sc, nk, cap);
-            cellm_op_softmax(sc, nk);
+            softmax_row(L, h, sc, nk);
             memset(out, 0, (size_t)hd * sizeof *out);
             for (int p = 0; p < nk; p++)
                 cellm_fast_axpy_f16(fi, out, sc[p],
@@ -361,7 +371,7 @@ static void attn_part(void *arg, int ti, int tn)
             sc[p] = dot * scale;
         }
         if (cap > 0) cellm_op_softcap(sc, nk, cap);
-        cellm_op_softmax(sc, nk);
+        softmax_row(L, h, sc, nk);
         for (int d = 0; d < hd; d++)
             out[d] = 0;
         for (int p = 0; p < nk; p++) {
@@ -480,7 +490,44 @@ static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg,
             cellm_op_add_vec(out + i * dim, bd, dim);
 }
 
-/* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation,
+/*
+ * A gpt-oss expert over m gathered rows of moe_x into moe_y: projections with biases and
+ * the clamped SwiGLU. The Hugging Face layout computes gate and up as one interleaved
+ * [2I] row (gate i at 2i, up i at 2i+1); mlx-lm's has them apart.
+ */
+static void oss_expert(struct cpu_ctx *c, const struct cellm_layer *L, int e, int m)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int64_t I = cfg->moe_ffn_dim, dim = cfg->dim;
+    float alpha = (float)cfg->swiglu_alpha, limit = (float)cfg->swiglu_limit;
+    float *act;
+    if (c->d->experts == CELLM_EXPERTS_INTERLEAVED) {
+        matmul(c, &L->e_gate_up[e], c->moe_x, dim, m, c->moe_g, 2 * I);
+        for (int r = 0; r < m; r++) {
+            float *gu = c->moe_g + (size_t)r * 2 * I;
+            cellm_op_add_vec(gu, &L->e_gate_up_b[e], 2 * I);
+            cellm_op_swiglu_clamp(gu, gu + 1, 2, c->moe_u + (size_t)r * I, I, alpha, limit);
+        }
+        act = c->moe_u;
+    } else {
+        const struct cellm_cpu_mm gu[2] = {{&L->e_gate[e], c->moe_g, I},
+                                           {&L->e_up[e], c->moe_u, I}};
+        matmul_multi(c, gu, 2, c->moe_x, dim, m);
+        for (int r = 0; r < m; r++) {
+            float *g = c->moe_g + (size_t)r * I, *u = c->moe_u + (size_t)r * I;
+            cellm_op_add_vec(g, &L->e_gate_b[e], I);
+            cellm_op_add_vec(u, &L->e_up_b[e], I);
+            cellm_op_swiglu_clamp(g, u, 1, g, I, alpha, limit);
+        }
+        act = c->moe_g;
+    }
+    matmul(c, &L->e_down[e], act, I, m, c->moe_y, dim);
+    for (int r = 0; r < m; r++)
+        cellm_op_add_vec(c->moe_y + (size_t)r * dim, &L->e_down_b[e], dim);
+}
+
+/* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation;
+ * gpt-oss: router logits with a bias, top-k of the logits, softmax over those k. Then the
  * weighted sum over the k ranks. Tokens are grouped per expert so that each expert's
  * weights are read once per step. */
 static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n, float *out)
@@ -494,7 +541,8 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                      c->mm_cols);
     for (int i = 0; i < n; i++) {
         float *p = c->router + (size_t)i * E;
-        cellm_op_softmax(p, E);
+        if (L->router_b.fmt != CELLM_W_NONE) cellm_op_add_vec(p, &L->router_b, E);
+        if (cfg->router == CELLM_ROUTER_SOFTMAX_TOPK) cellm_op_softmax(p, E);
         int *idx = c->moe_idx + (size_t)i * K;
         float *w = c->moe_w + (size_t)i * K;
         for (int k = 0; k < K; k++) {
@@ -513,6 +561,7 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                                       (size_t)K;
         for (int k = 0; k < K; k++)
             rt[k] = idx[k];
+        if (cfg->router == CELLM_ROUTER_TOPK_SOFTMAX) cellm_op_softmax(w, K);
         if (cfg->norm_topk_prob) {
             float s = 0;
             for (int k = 0; k < K; k++)
@@ -532,8 +581,11 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                     m++;
                 }
         if (!m) continue;
-        dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL, NULL, c->moe_x, m,
-                  c->moe_g, c->moe_u, c->moe_y);
+        if (cfg->swiglu_clamp)
+            oss_expert(c, L, e, m);
+        else
+            dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL, NULL, c->moe_x, m,
+                      c->moe_g, c->moe_u, c->moe_y);
         for (int r = 0; r < m; r++)
             memcpy(c->moe_out + (size_t)c->moe_rows[r] * dim, c->moe_y + (size_t)r * dim,
                    (size_t)dim * sizeof(float));

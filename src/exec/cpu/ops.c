@@ -115,6 +115,36 @@ void cellm_op_softmax(float *x, int64_t n)
         x[i] = x[i] * inv;
 }
 
+void cellm_op_softmax_sink(float *x, int64_t n, float sink)
+{
+    float m = sink;
+    for (int64_t i = 0; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    double s = expf(sink - m);
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - m);
+        s += x[i];
+    }
+    float inv = 1.0f / (float)s;
+    for (int64_t i = 0; i < n; i++)
+        x[i] = x[i] * inv;
+}
+
+void cellm_op_swiglu_clamp(const float *gate, const float *up, int64_t stride, float *out,
+                           int64_t n, float alpha, float limit)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i * stride], u = up[i * stride];
+        /* torch.clamp: min(gate, limit) only above; up on both sides */
+        g = g > limit ? limit : g;
+        u = u > limit ? limit : u < -limit ? -limit : u;
+        float t = g * alpha;
+        float sig = 1.0f / (1.0f + expf(-t));
+        float glu = g * sig;
+        out[i] = (u + 1.0f) * glu;
+    }
+}
+
 void cellm_op_add_vec(float *y, const struct cellm_vec *b, int64_t n)
 {
     if (b->fmt == CELLM_W_NONE) return;

@@ -24,6 +24,15 @@ void cellm_op_glu(enum cellm_act act, float *gate, const float *up, int64_t n);
 void cellm_op_softcap(float *x, int64_t n, float c);
 /* In-place softmax over n scores; reference rounding (max, exp, sum, multiply by 1/sum). */
 void cellm_op_softmax(float *x, int64_t n);
+/* Softmax of a row widened by one more logit, sink, which joins the max and the sum but
+ * is dropped afterwards (gpt-oss's attention sinks): the n weights sum to less than 1. */
+void cellm_op_softmax_sink(float *x, int64_t n, float sink);
+/* gpt-oss's clamped SwiGLU over n features: gate[i * stride] and up[i * stride] (stride 2
+ * reads the interleaved gate_up rows, 1 separate ones), into out[i]:
+ *   g = min(gate, limit), u = clamp(up, -limit, limit), out = (u + 1) * (g * sigmoid(g * alpha))
+ * out may be gate when stride is 1. */
+void cellm_op_swiglu_clamp(const float *gate, const float *up, int64_t stride, float *out,
+                           int64_t n, float alpha, float limit);
 /* y += b (vector in any float format) */
 void cellm_op_add_vec(float *y, const struct cellm_vec *b, int64_t n);
 

@@ -214,6 +214,9 @@ enum cellm_status cellm_cuda_upload_all(struct cu_model *m, struct uploader *u)
                     up_weight(u, &w[e], &cw[e]);
                 break;
             }
+            case CELLM_TK_EXPERT_VECS: /* gpt-oss, refused in cu_model_new */
+                *(float **)dst = NULL;
+                break;
             }
         }
     }

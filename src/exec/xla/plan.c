@@ -185,6 +185,9 @@ static enum cellm_status build_layer(const struct cellm_desc *d, int l, struct c
         case CELLM_TK_EXPERTS:
             CELLM_TRY(add_mat(p, n, cellm_layer_experts(L, (enum cellm_lt)id), parts, err));
             break;
+        case CELLM_TK_EXPERT_VECS: /* gpt-oss: cellm_xla_supported refuses it */
+            return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                              "xla: tensor %s (per-expert biases) is not supported", s->field);
         }
     }
     return CELLM_OK;
