@@ -46,7 +46,13 @@ for dir in "$fixtures"/*/*/; do
   elif [[ $var =~ ^q([0-9])-g([0-9]+)-(f16|bf16) ]]; then
     want="affine ${BASH_REMATCH[1]}-bit g${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
     has "^  embedding +$want \["
-    has "^  attention.* q, k, v, o +$want\$"
+    if [[ $fam == granite && ${BASH_REMATCH[1]} != 8 ]]; then
+      # mlx-lm keeps Granite's o_proj at 8 bits (a per-module override)
+      has "^  attention.* q, k, v +$want\$"
+      has "^  attention.* o +affine 8-bit g${BASH_REMATCH[2]} ${BASH_REMATCH[3]}\$"
+    else
+      has "^  attention.* q, k, v, o +$want\$"
+    fi
     has "^quantization ${BASH_REMATCH[1]}-bit, group ${BASH_REMATCH[2]} "
   elif [[ $var =~ ^(mxfp4|mxfp8|nvfp4)(-mixed)?$ ]]; then
     # the formats of docs/formats.md (tools/oracle/formats.py names the variants)
@@ -108,6 +114,8 @@ for dir in "$fixtures"/*/*/; do
              has "^router +top-k of the logits, then softmax, biases on the router and the experts"
              has "^expert act +clamped SwiGLU: limit 7, alpha 1.702"
              [[ $var == mlx* ]] || has "gate/up rows interleaved \(gpt-oss\)" ;;
+    granite) has "^family +granite\$"
+             has "^block +RMSNorm eps 1e-05, silu, embeddings x 12, residuals x 0.5, logits / 2\$" ;;
     stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"
                has "qkv bias" ;;
     *) fail "unknown family $fam" ;;

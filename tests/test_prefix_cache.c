@@ -167,7 +167,14 @@ static void check(const char *dir, enum cellm_precision precision)
     mp.device = test_device();
     mp.precision = precision;
     mp.n_threads = 2;
-    if (cellm_model_load(dir, &mp, &m, &err)) fail_msg("%s: %s", dir, err.msg);
+    enum cellm_status ls = cellm_model_load(dir, &mp, &m, &err);
+    if (ls == CELLM_ERR_UNSUPPORTED && test_device() != CELLM_DEVICE_CPU) {
+        /* a family this executor refuses by name at load (gpt-oss on CUDA/XLA so far): the
+         * GPU scripts' verify runs report it; the cache has nothing to check here */
+        printf("%s: refused by the device: %s\n", dir, err.msg);
+        return;
+    }
+    if (ls) fail_msg("%s: %s", dir, err.msg);
     int vocab = cellm_model_vocab(m);
     /* the contract's 1e-4 between batchings; fast mode's kernels differ more between
      * prefill and decode shapes, so runs that batch differently agree to 1e-2 there */

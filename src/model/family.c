@@ -71,8 +71,7 @@ static const struct cellm_family families[] = {
      .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS, .fused = 1, .bos = 1, .eos = 32000,
      .rope_types = "longrope"},
     {.model_type = "granite",
-     .title = "Granite 3 dense (CPU only; not yet checked against transformers' own Granite "
-              "outputs)",
+     .title = "Granite 3 dense (CPU only)",
      .vocab = 32000, .dim = 4096, .ffn_dim = 11008, .n_layers = 32, .n_heads = 32, .max_pos = 2048, .norm_eps = 1e-6,
      .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
      .rope_theta = 10000, .partial_rotary = 1, .sliding = CELLM_SLIDE_NONE,
