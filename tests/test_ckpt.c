@@ -180,7 +180,8 @@ static void every_fixture_binds(void **state)
             /* quantized fixtures bind affine weights with the config's parameters */
             int bits, group;
             if (sscanf(v->d_name, "q%d-g%d", &bits, &group) == 2) {
-                const struct cellm_weight *q = &desc.layers[0].wo;
+                const struct cellm_weight *q =
+                    &desc.layers[0].wq; /* Granite keeps o_proj at 8 bits */
                 assert_int_equal(q->fmt, CELLM_W_AFFINE);
                 assert_int_equal(q->bits, bits);
                 assert_int_equal(q->group, group);
@@ -231,8 +232,7 @@ static void layouts_in_detail(void **state)
     assert_int_equal(d.layers[1].e_down[7].rows, 64);
     /* [rows][cols / group] 16-bit scales per expert, experts back to back */
     assert_ptr_equal(d.layers[1].e_down[7].scales,
-                     d.layers[1].e_down[0].scales +
-                         7 * 64 * (d.layers[1].e_down[0].cols / 64) * 2);
+                     d.layers[1].e_down[0].scales + 7 * 64 * (d.layers[1].e_down[0].cols / 64) * 2);
     /* expert 7's codes are the last slice of the stacked tensor */
     assert_ptr_equal(d.layers[1].e_gate[7].data,
                      d.layers[1].e_gate[0].data + 7 * 64 * d.layers[1].e_gate[0].row_bytes);
