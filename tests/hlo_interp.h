@@ -125,20 +125,6 @@ static inline int hi_param(struct hi *h, const char *text, const char *name, con
     return 1;
 }
 
-static inline float hi_f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static inline uint32_t hi_u(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
 /* Row-major index of multi-index ix in shape d. */
 static inline int64_t hi_lin(const int64_t *ix, const int64_t *d, int r)
 {
@@ -176,7 +162,7 @@ static inline int hi_list(const char *line, const char *key, int64_t *out)
 static inline uint32_t hi_bin(const char *op, enum cellm_xh_ty ty, uint32_t a, uint32_t b, int *ok)
 {
     if (ty == XH_F32) {
-        float x = hi_f(a), y = hi_f(b), r;
+        float x = cellm_bits_f32(a), y = cellm_bits_f32(b), r;
         if (!strcmp(op, "add"))
             r = x + y;
         else if (!strcmp(op, "subtract"))
@@ -193,7 +179,7 @@ static inline uint32_t hi_bin(const char *op, enum cellm_xh_ty ty, uint32_t a, u
             *ok = 0;
             return 0;
         }
-        return hi_u(r);
+        return cellm_f32_bits(r);
     }
     int s = ty == XH_I32;
     if (!strcmp(op, "add")) return a + b;
@@ -221,7 +207,7 @@ static inline float hi_tof(enum cellm_xh_ty ty, uint32_t v)
 {
     switch (ty) {
     case XH_F32:
-        return hi_f(v);
+        return cellm_bits_f32(v);
     case XH_F16:
         return cellm_f16_to_f32((uint16_t)v);
     case XH_BF16:
@@ -237,7 +223,7 @@ static inline int hi_cmp(const char *dir, enum cellm_xh_ty ty, uint32_t a, uint3
 {
     int lt, eq;
     if (ty == XH_F32) {
-        float x = hi_f(a), y = hi_f(b);
+        float x = cellm_bits_f32(a), y = cellm_bits_f32(b);
         if (!strcmp(dir, "NE")) return x != y;
         lt = x < y, eq = x == y;
         if (!strcmp(dir, "GT")) return y < x;
@@ -316,7 +302,7 @@ static inline int hi_line(struct hi *h, const char *line)
         int dim = atoi(strstr(line, "dim = ") + 6);
         for (int64_t i = 0; i < r->n; i++) {
             hi_unlin(i, r->d, r->rank, ix);
-            r->v[i] = r->ty == XH_F32 ? hi_u((float)ix[dim]) : (uint32_t)ix[dim];
+            r->v[i] = r->ty == XH_F32 ? cellm_f32_bits((float)ix[dim]) : (uint32_t)ix[dim];
         }
     } else if (!strcmp(nm, "add") || !strcmp(nm, "subtract") || !strcmp(nm, "multiply") ||
                !strcmp(nm, "divide") || !strcmp(nm, "and") || !strcmp(nm, "or") ||
@@ -339,7 +325,7 @@ static inline int hi_line(struct hi *h, const char *line)
         for (int64_t i = 0; i < r->n; i++) {
             uint32_t v = in[0]->v[i];
             if (r->ty == XH_F32)
-                r->v[i] = hi_u(hi_tof(a, v));
+                r->v[i] = cellm_f32_bits(hi_tof(a, v));
             else if (a == XH_F32)
                 return hi_fail(h, "float to integer convert", line);
             else
@@ -401,13 +387,13 @@ static inline int hi_line(struct hi *h, const char *line)
     } else if (!strcmp(nm, "exponential") || !strcmp(nm, "tanh") || !strcmp(nm, "sqrt") ||
                !strcmp(nm, "rsqrt") || !strcmp(nm, "negate")) {
         for (int64_t i = 0; i < r->n; i++) {
-            float x = hi_f(in[0]->v[i]);
+            float x = cellm_bits_f32(in[0]->v[i]);
             float y = nm[0] == 'e'   ? expf(x)
                       : nm[0] == 't' ? tanhf(x)
                       : nm[0] == 's' ? sqrtf(x)
                       : nm[0] == 'r' ? 1.0f / sqrtf(x)
                                      : -x;
-            r->v[i] = r->ty == XH_F32 ? hi_u(y) : (uint32_t)(-(int32_t)in[0]->v[i]);
+            r->v[i] = r->ty == XH_F32 ? cellm_f32_bits(y) : (uint32_t)(-(int32_t)in[0]->v[i]);
         }
     } else if (!strcmp(nm, "reduce")) {
         /* "reduce(%x init: %z) applies stablehlo.OP across dimensions = [..]" */
@@ -471,10 +457,10 @@ static inline int hi_line(struct hi *h, const char *line)
             float acc = 0;
             for (int64_t c = 0; c < K; c++) {
                 xi[cx[0]] = yi[cy[0]] = c;
-                acc +=
-                    hi_f(x->v[hi_lin(xi, x->d, x->rank)]) * hi_f(y->v[hi_lin(yi, y->d, y->rank)]);
+                acc += cellm_bits_f32(x->v[hi_lin(xi, x->d, x->rank)]) *
+                       cellm_bits_f32(y->v[hi_lin(yi, y->d, y->rank)]);
             }
-            r->v[i] = hi_u(acc);
+            r->v[i] = cellm_f32_bits(acc);
         }
     } else if (!strcmp(nm, "dynamic_slice") || !strcmp(nm, "dynamic_update_slice")) {
         int upd = nm[8] == 'u';

@@ -105,7 +105,7 @@ static void check(const struct cellm_weight *ws, int ne, const int32_t *ids, int
                 if (got[i] != cellm_f32_bits(row[i]))
                     fail_msg("%s%s expert %d row %lld col %lld: graph %a (0x%08x), cpu %a (0x%08x)",
                              cellm_wfmt_name(w->fmt), ids ? " rows" : "", e, (long long)src,
-                             (long long)i, (double)hi_f(got[i]), got[i], (double)row[i],
+                             (long long)i, (double)cellm_bits_f32(got[i]), got[i], (double)row[i],
                              cellm_f32_bits(row[i]));
         }
     free(row);
