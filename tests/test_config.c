@@ -652,7 +652,7 @@ static void listed_families_parse(void **state)
     parse_fail("{\"model_type\":\"granite\",\"logits_scaling\":0}", NULL, CELLM_ERR_FORMAT,
                "logits_scaling", NULL);
     assert_null(cellm_family_name(-1, NULL));
-    parse_fail("{\"model_type\":\"olmo2\"}", NULL, CELLM_ERR_UNSUPPORTED, "olmo2",
+    parse_fail("{\"model_type\":\"bloom\"}", NULL, CELLM_ERR_UNSUPPORTED, "bloom",
                "llama, mistral, qwen2, qwen3, qwen3_moe, gemma2, gemma3_text, gemma3, stablelm, "
                "phi3, granite");
 }

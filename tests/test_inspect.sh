@@ -118,6 +118,12 @@ for dir in "$fixtures"/*/*/; do
              has "^block +RMSNorm eps 1e-05, silu, embeddings x 12, residuals x 0.5, logits / 2\$" ;;
     stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"
                has "qkv bias" ;;
+    smollm3) has "^family +smollm3\$"; has "^block +RMSNorm eps 1e-06, silu, no RoPE on 1 of 4 layers \(3\)\$"
+             has "^rope +default, theta 5e\+06\$"; has "^  head +tied to the embedding" ;;
+    olmo2) has "^family +olmo2\$"; has "^sliding +none\$"
+           has "^block +RMSNorm eps 1e-06, silu, full-width q/k norm, post-norm \(norms after attention and MLP, none before\)\$" ;;
+    olmo3) has "^family +olmo3\$"; has "^sliding +window 8 on 1 of 2 layers \(0\)\$"
+           has "full-width q/k norm, post-norm"; has "^rope +default, theta 500000\$" ;;
     *) fail "unknown family $fam" ;;
   esac
   [[ $var == *stacked* ]] && has "stacked \(mlx-lm switch_mlp\)"

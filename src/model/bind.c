@@ -861,11 +861,23 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
         }
         cellm_rope_inv_freq_long(&c->rope, c->rot_dims, d->inv_freq_long);
     }
+    for (int i = 0; i < c->n_layers && c->layer_nope; i++)
+        if (c->layer_nope[i] && !d->inv_freq_none &&
+            !(d->inv_freq_none = cellm_calloc((size_t)c->rot_dims / 2 + 1, sizeof(float)))) {
+            st = cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", dir);
+            goto fail;
+        }
     for (int i = 0; i < c->n_layers; i++) {
         struct cellm_layer *L = &d->layers[i];
         const struct cellm_rope *r = L->attn == CELLM_ATTN_SLIDING ? &c->rope_local : &c->rope;
         L->inv_freq = L->attn == CELLM_ATTN_SLIDING ? d->inv_freq_local : d->inv_freq_global;
         L->rope_attn = (float)r->attn_factor;
+        if (c->layer_nope && c->layer_nope[i]) {
+            L->nope = 1;
+            L->inv_freq = d->inv_freq_none;
+            L->rope_attn = 1;
+            continue;
+        }
         if (r->kind == CELLM_ROPE_LONGROPE) {
             L->inv_freq_long = d->inv_freq_long;
             /* a switch length beyond int32 is never reached: max_pos bounds positions */
@@ -896,6 +908,7 @@ void cellm_desc_free(struct cellm_desc *d)
     cellm_free(d->inv_freq_global);
     cellm_free(d->inv_freq_local);
     cellm_free(d->inv_freq_long);
+    cellm_free(d->inv_freq_none);
     cellm_ckpt_close(&d->ckpt);
     cellm_config_free(&d->cfg);
     memset(d, 0, sizeof *d);

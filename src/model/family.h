@@ -16,6 +16,7 @@ enum cellm_sliding_rule {
     CELLM_SLIDE_QWEN,    /* only with use_sliding_window: layers >= max_window_layers */
     CELLM_SLIDE_EVEN,    /* even layers (gemma2) */
     CELLM_SLIDE_PATTERN, /* all but every sliding_window_pattern-th (gemma3) */
+    CELLM_SLIDE_NOPE,    /* only with use_sliding_window: the NoPE layers (smollm3) */
 };
 
 enum cellm_bias_rule {
@@ -43,7 +44,7 @@ struct cellm_family {
     enum cellm_sliding_rule sliding;
     enum cellm_bias_rule bias;
     enum cellm_norm_kind norm;
-    int qk_norm;            /* 1 always, 2 = StableLM's qk_layernorm key */
+    int qk_norm; /* 1 always, 2 = StableLM's qk_layernorm key, 3 = always, full width (OLMo 2) */
     enum cellm_block block; /* pre-norm or sandwich; parallel is StableLM's config key */
     int embed_scale, fused, gemma_scale;
     int multipliers;                    /* Granite: embedding_multiplier, attention_multiplier,
@@ -56,6 +57,11 @@ struct cellm_family {
                                router, biases on router and experts, clamped SwiGLU, sinks */
     int local_rope;         /* gemma3: rope_local_base_freq for sliding layers */
     const char *rope_types; /* accepted rope types beside default, comma separated */
+    int nope;               /* SmolLM3: no_rope_layers / no_rope_layer_interval mark NoPE layers */
+    int pattern;            /* CELLM_SLIDE_PATTERN's period when sliding_window_pattern is absent
+                               (0 = 6, Gemma 3; OLMo 3: 4) */
+    int rope_full_only;     /* OLMo 3: RoPE scaling on full-attention layers only; sliding layers
+                               keep default RoPE at rope_theta */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

@@ -22,6 +22,7 @@ void cellm_config_free(struct cellm_config *c)
     if (!c) return;
     cellm_free(c->layer_sliding);
     cellm_free(c->layer_moe);
+    cellm_free(c->layer_nope);
     cellm_quant_free(&c->quant);
     memset(c, 0, sizeof *c);
 }
@@ -300,6 +301,40 @@ static enum cellm_status parse_act(const char *name, const char *what, enum cell
     return CELLM_OK;
 }
 
+/*
+ * SmolLM3's NoPE layers: no_rope_layers (1 = RoPE, 0 = none; at least one entry per layer),
+ * else every no_rope_layer_interval-th layer (i + 1 a multiple of it) is NoPE.
+ */
+static enum cellm_status parse_nope(const cJSON *t, const char *what, struct cellm_config *c,
+                                    struct cellm_error *err)
+{
+    c->layer_nope = cellm_calloc((size_t)c->n_layers, 1);
+    if (!c->layer_nope) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
+    const cJSON *nr = cellm_json_get(t, "no_rope_layers");
+    if (nr) {
+        if (!cJSON_IsArray(nr) || cJSON_GetArraySize(nr) < c->n_layers)
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: \"no_rope_layers\" must be a list of at least %d entries (0 "
+                              "or 1), one per layer",
+                              what, c->n_layers);
+        int i = 0;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, nr)
+        {
+            int64_t v;
+            CELLM_TRY(cellm_json_as_int(e, "no_rope_layers", what, 0, 1, &v, err));
+            if (i < c->n_layers) c->layer_nope[i] = v == 0;
+            i++;
+        }
+        return CELLM_OK;
+    }
+    int interval;
+    CELLM_TRY(get_pos_int(t, "no_rope_layer_interval", what, 4, &interval, err));
+    for (int i = 0; i < c->n_layers; i++)
+        c->layer_nope[i] = (i + 1) % interval == 0;
+    return CELLM_OK;
+}
+
 /* Which layers slide; layer_types wins over the family rule. */
 static enum cellm_status parse_layers(const cJSON *t, const char *what,
                                       const struct cellm_family *f, struct cellm_config *c,
@@ -317,7 +352,7 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
     else if (sw)
         CELLM_TRY(get_pos_int(t, "sliding_window", what, 0, &window, err));
     int use_sw = 1;
-    if (f->sliding == CELLM_SLIDE_QWEN)
+    if (f->sliding == CELLM_SLIDE_QWEN || f->sliding == CELLM_SLIDE_NOPE)
         CELLM_TRY(cellm_json_bool(t, "use_sliding_window", what, 0, &use_sw, err));
     if (f->sliding == CELLM_SLIDE_NONE || !use_sw) window = 0;
     c->window = window;
@@ -340,11 +375,11 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
             c->layer_sliding[i++] = !strcmp(e->valuestring, "sliding_attention");
         }
     } else if (window > 0) {
-        int mwl = 0, pattern = 6;
+        int mwl = 0, pattern = f->pattern ? f->pattern : 6;
         if (f->sliding == CELLM_SLIDE_QWEN)
             CELLM_TRY(get_pos_int(t, "max_window_layers", what, 28, &mwl, err));
         if (f->sliding == CELLM_SLIDE_PATTERN)
-            CELLM_TRY(get_pos_int(t, "sliding_window_pattern", what, 6, &pattern, err));
+            CELLM_TRY(get_pos_int(t, "sliding_window_pattern", what, pattern, &pattern, err));
         for (int i = 0; i < c->n_layers; i++) {
             switch (f->sliding) {
             case CELLM_SLIDE_ALL:
@@ -358,6 +393,9 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
                 break;
             case CELLM_SLIDE_PATTERN:
                 c->layer_sliding[i] = (i + 1) % pattern != 0;
+                break;
+            case CELLM_SLIDE_NOPE:
+                c->layer_sliding[i] = c->layer_nope && c->layer_nope[i];
                 break;
             case CELLM_SLIDE_NONE:
                 break;
@@ -396,12 +434,14 @@ static enum cellm_status parse_ropes(const cJSON *t, const char *what, const str
     double theta;
     CELLM_TRY(cellm_json_num(t, "rope_theta", what, f->rope_theta, &theta, err));
     CELLM_TRY(cellm_json_num(t, "partial_rotary_factor", what, f->partial_rotary, partial, err));
-    if (rp && f->local_rope &&
+    /* per layer type: Gemma 3 (sliding layers default to base 10000, no scaling) and OLMo 3
+     * (sliding layers default to rope_theta) */
+    if (rp && (f->local_rope || f->rope_full_only) &&
         (cellm_json_get(rp, "full_attention") || cellm_json_get(rp, "sliding_attention"))) {
         CELLM_TRY(parse_rope(cellm_json_get(rp, "full_attention"), t, c->max_pos, what,
                              f->rope_types, theta, &c->rope, err));
         CELLM_TRY(parse_rope(cellm_json_get(rp, "sliding_attention"), t, c->max_pos, what, "",
-                             10000, &c->rope_local, err));
+                             f->local_rope ? 10000 : theta, &c->rope_local, err));
         return CELLM_OK;
     }
     if (rp) {
@@ -416,6 +456,11 @@ static enum cellm_status parse_ropes(const cJSON *t, const char *what, const str
         CELLM_TRY(cellm_json_num(t, "rope_local_base_freq", what, 10000, &local, err));
         c->rope_local.kind = CELLM_ROPE_DEFAULT;
         c->rope_local.theta = local;
+        c->rope_local.attn_factor = 1;
+    } else if (f->rope_full_only) { /* OLMo 3: an old-format rope_scaling is for full layers */
+        memset(&c->rope_local, 0, sizeof c->rope_local);
+        c->rope_local.kind = CELLM_ROPE_DEFAULT;
+        c->rope_local.theta = c->rope.theta;
         c->rope_local.attn_factor = 1;
     } else {
         c->rope_local = c->rope;
@@ -514,6 +559,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     if (f->bias == CELLM_BIAS_ATTENTION_BIAS)
         CELLM_TRY(cellm_json_bool(t, "mlp_bias", what, 0, &c->mlp_bias, err));
     if (f->qk_norm == 1) c->qk_norm = 1;
+    if (f->qk_norm == 3) c->qk_norm_full = 1;
     if (f->qk_norm == 2) {
         CELLM_TRY(cellm_json_bool(t, "qk_layernorm", what, 0, &c->qk_norm, err));
         c->qk_norm_per_head = c->qk_norm;
@@ -577,6 +623,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
                               "%s: num_experts_per_tok %d exceeds num_experts %d", what,
                               c->n_experts_used, c->n_experts);
     }
+    if (f->nope) CELLM_TRY(parse_nope(t, what, c, err));
     CELLM_TRY(parse_layers(t, what, f, c, err));
 
     int64_t bos;

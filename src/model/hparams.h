@@ -65,8 +65,14 @@ struct cellm_rope {
  *   PRE_NORM   x += attn(norm(x));        x += mlp(norm(x))          (Llama, Qwen, Phi-3)
  *   SANDWICH   x += norm(attn(norm(x)));  x += norm(mlp(norm(x)))    (Gemma 2, Gemma 3)
  *   PARALLEL   h = norm(x);               x += attn(h) + mlp(h)      (StableLM parallel)
+ *   POST_NORM  x += norm(attn(x));        x += norm(mlp(x))          (OLMo 2, OLMo 3)
  */
-enum cellm_block { CELLM_BLOCK_PRE_NORM, CELLM_BLOCK_SANDWICH, CELLM_BLOCK_PARALLEL };
+enum cellm_block {
+    CELLM_BLOCK_PRE_NORM,
+    CELLM_BLOCK_SANDWICH,
+    CELLM_BLOCK_PARALLEL,
+    CELLM_BLOCK_POST_NORM
+};
 const char *cellm_block_name(enum cellm_block b);
 
 /* How a MoE layer weighs its experts (cfg.router):
@@ -138,6 +144,13 @@ struct cellm_config {
     int32_t eos[CELLM_MAX_EOS];
 
     struct cellm_quant quant; /* "quantization" / "quantization_config" (checkpoint/quant.h) */
+
+    /* OLMo 2/3: q_norm and k_norm are one RMSNorm over the whole projection (nH*hd resp.
+     * nKV*hd wide, before the reshape to heads), not one per head over hd */
+    int qk_norm_full;
+    /* [n_layers] 1 = the layer applies no RoPE (SmolLM3 no_rope_layers); owned, NULL when
+     * every layer rotates */
+    uint8_t *layer_nope;
 };
 
 /* Parses dir/config.json and, if present, dir/generation_config.json. */

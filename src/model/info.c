@@ -241,13 +241,21 @@ static void block_text(const struct cellm_config *c, char *buf, size_t n)
                          c->o_bias ? ", o bias" : "", c->mlp_bias ? ", mlp bias" : "",
                          c->qk_norm_per_head ? ", per-head q/k norm"
                          : c->qk_norm        ? ", q/k norm"
+                         : c->qk_norm_full   ? ", full-width q/k norm"
                                              : "",
                          c->block == CELLM_BLOCK_SANDWICH ? ", sandwich norms" : "",
-                         c->block == CELLM_BLOCK_PARALLEL ? ", parallel residual" : "",
+                         c->block == CELLM_BLOCK_PARALLEL    ? ", parallel residual"
+                         : c->block == CELLM_BLOCK_POST_NORM ? ", post-norm (norms after attention "
+                                                               "and MLP, none before)"
+                                                             : "",
                          c->embed_scale && !c->embed_mult ? ", embeddings x sqrt(hidden)" : "");
     if (k < n && (c->embed_mult || c->residual_mult != 1 || c->logits_div != 1))
-        snprintf(buf + k, n - k, ", embeddings x %g, residuals x %g, logits / %g", c->embed_mult,
-                 c->residual_mult, c->logits_div);
+        k += (size_t)snprintf(buf + k, n - k, ", embeddings x %g, residuals x %g, logits / %g",
+                              c->embed_mult, c->residual_mult, c->logits_div);
+    char nope[128];
+    int n_nope = c->layer_nope ? layer_list(c->layer_nope, c->n_layers, nope, sizeof nope) : 0;
+    if (k < n && n_nope)
+        snprintf(buf + k, n - k, ", no RoPE on %d of %d layers (%s)", n_nope, c->n_layers, nope);
 }
 
 static void quant_text(const struct cellm_config *c, char *buf, size_t n)

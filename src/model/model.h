@@ -38,7 +38,7 @@
  */
 /* clang-format off */
 #define CELLM_LAYER_TENSORS(X)                                                                      \
-    X(ATTN_NORM,      attn_norm,      VEC,     ALWAYS,     "input_layernorm.weight",          DIM,     NONE, "", "")       \
+    X(ATTN_NORM,      attn_norm,      VEC,     INPUT_NORM, "input_layernorm.weight",          DIM,     NONE, "", "")       \
     X(ATTN_NORM_B,    attn_norm_b,    VEC,     LAYERNORM,  "input_layernorm.bias",            DIM,     NONE, "", "")       \
     X(POST_ATTN_NORM, post_attn_norm, VEC,     SANDWICH,   "post_attention_layernorm.weight", DIM,     NONE, "", "")       \
     X(FFN_NORM,       ffn_norm,       VEC,     FFN_NORM,   "post_attention_layernorm.weight", DIM,     NONE, "", "")       \
@@ -72,7 +72,9 @@
     X(E_UP_B,         e_up_b,         EXPERT_VECS, MOE_SPLIT_BIAS, "mlp.experts.up_proj.bias", EXPERTS, MOE_FFN, "", "") \
     X(E_GATE_UP_B,    e_gate_up_b,    EXPERT_VECS, MOE_INTERLEAVED, "mlp.experts.gate_up_proj_bias", EXPERTS, MOE_FFN2, "", "") \
     X(E_DOWN_B,       e_down_b,       EXPERT_VECS, MOE_BIAS, "mlp.experts.down_proj_bias",    EXPERTS, DIM,  "", "")       \
-    X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")
+    X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")       \
+    X(Q_NORM_FULL,    q_norm_full,    VEC,     QK_NORM_FULL, "self_attn.q_norm.weight",       QD,      NONE, "", "")       \
+    X(K_NORM_FULL,    k_norm_full,    VEC,     QK_NORM_FULL, "self_attn.k_norm.weight",       KD,      NONE, "", "")
 /* clang-format on */
 
 enum cellm_lt {
@@ -94,8 +96,8 @@ enum cellm_tkind {
 enum cellm_need {
     CELLM_NEED_ALWAYS,
     CELLM_NEED_LAYERNORM,       /* norm kind LayerNorm: the input norm's bias */
-    CELLM_NEED_SANDWICH,        /* block CELLM_BLOCK_SANDWICH: the norms after each sub-block */
-    CELLM_NEED_FFN_NORM,        /* a norm before the MLP: every block but the parallel one */
+    CELLM_NEED_SANDWICH,        /* the norms after each sub-block: blocks SANDWICH, POST_NORM */
+    CELLM_NEED_FFN_NORM,        /* a norm before the MLP: pre-norm and sandwich blocks */
     CELLM_NEED_FFN_NORM_B,      /* its bias: LayerNorm in a pre-norm block */
     CELLM_NEED_QKV_BIAS,        /* cfg.qkv_bias */
     CELLM_NEED_O_BIAS,          /* cfg.o_bias */
@@ -109,6 +111,8 @@ enum cellm_need {
     CELLM_NEED_MOE_BIAS,        /* cfg.expert_bias: router and down biases */
     CELLM_NEED_MOE_SPLIT_BIAS,  /* cfg.expert_bias with gate and up apart (mlx-lm gpt-oss) */
     CELLM_NEED_SINKS,           /* cfg.attn_sinks */
+    CELLM_NEED_INPUT_NORM,      /* a norm before attention: every block but POST_NORM */
+    CELLM_NEED_QK_NORM_FULL,    /* cfg.qk_norm_full, one weight over the whole projection */
 };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
@@ -176,6 +180,9 @@ struct cellm_layer {
 #define CELLM_LT_FIELD(id, field, kind, ...) CELLM_LT_TYPE_##kind field;
     CELLM_LAYER_TENSORS(CELLM_LT_FIELD)
 #undef CELLM_LT_FIELD
+    /* 1: no RoPE on q and k (SmolLM3 NoPE layers; keys are cached unrotated). inv_freq then
+     * points at zeros, so an executor that rotates anyway turns by cos 1, sin 0: x exactly */
+    int nope;
 };
 
 struct cellm_desc {
@@ -195,6 +202,7 @@ struct cellm_desc {
     char warnings[1024];
     void **owned; /* buffers bound weights point into (transposed copies); freed with d */
     int n_owned;
+    float *inv_freq_none; /* [rot_dims/2] zeros: the frequencies of NoPE layers; NULL if none */
 };
 
 /* Loads config and checkpoint from dir and binds every weight. */

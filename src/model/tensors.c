@@ -34,6 +34,8 @@ const char *cellm_block_name(enum cellm_block b)
         return "sandwich norms";
     case CELLM_BLOCK_PARALLEL:
         return "parallel residual";
+    case CELLM_BLOCK_POST_NORM:
+        return "post-norm (norms after attention and MLP)";
     }
     return "?";
 }
@@ -97,9 +99,9 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
     case CELLM_NEED_LAYERNORM:
         return ln;
     case CELLM_NEED_SANDWICH:
-        return c->block == CELLM_BLOCK_SANDWICH;
+        return c->block == CELLM_BLOCK_SANDWICH || c->block == CELLM_BLOCK_POST_NORM;
     case CELLM_NEED_FFN_NORM:
-        return c->block != CELLM_BLOCK_PARALLEL;
+        return c->block == CELLM_BLOCK_PRE_NORM || c->block == CELLM_BLOCK_SANDWICH;
     case CELLM_NEED_FFN_NORM_B:
         return ln && c->block == CELLM_BLOCK_PRE_NORM;
     case CELLM_NEED_QKV_BIAS:
@@ -126,6 +128,10 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
         return L->moe && c->expert_bias && d->experts != CELLM_EXPERTS_INTERLEAVED;
     case CELLM_NEED_SINKS:
         return c->attn_sinks;
+    case CELLM_NEED_INPUT_NORM:
+        return c->block != CELLM_BLOCK_POST_NORM;
+    case CELLM_NEED_QK_NORM_FULL:
+        return c->qk_norm_full;
     }
     return 0;
 }

@@ -431,13 +431,18 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
         cellm_op_add_vec(q, &L->bq, qd);
         cellm_op_add_vec(k, &L->bk, kd);
         cellm_op_add_vec(v, &L->bv, kd);
+        if (cfg->qk_norm_full) { /* OLMo 2: one norm over all heads, before RoPE */
+            cellm_op_norm(cfg->norm, eps, &L->q_norm_full, NULL, q, q, qd);
+            cellm_op_norm(cfg->norm, eps, &L->k_norm_full, NULL, k, k, kd);
+        }
         for (int h = 0; h < cfg->n_heads; h++) {
             float *qh = q + h * hd;
             if (L->q_norm_heads)
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->q_norm_heads[h], NULL, qh, qh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->q_norm, NULL, qh, qh, hd);
-            cellm_op_rope_scaled(qh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
+            if (!L->nope)
+                cellm_op_rope_scaled(qh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
         }
         for (int h = 0; h < cfg->n_kv_heads; h++) {
             float *kh = k + h * hd;
@@ -445,7 +450,8 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->k_norm_heads[h], NULL, kh, kh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->k_norm, NULL, kh, kh, hd);
-            cellm_op_rope_scaled(kh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
+            if (!L->nope)
+                cellm_op_rope_scaled(kh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
         size_t slot = kv_slot(c, l, rows[i].pos);
@@ -684,6 +690,15 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
     }
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
+        if (cfg->block == CELLM_BLOCK_POST_NORM) { /* x + norm(attn(x)), then x + norm(mlp(x)) */
+            CELLM_TRY(attention(c, l, rows, n, c->x, c->o, err));
+            norm_rows(c, &L->post_attn_norm, NULL, c->o, c->o, n);
+            add_rows(c->x, c->o, (int64_t)n * dim);
+            ffn(c, L, c->x, n, c->o);
+            norm_rows(c, &L->post_ffn_norm, NULL, c->o, c->o, n);
+            add_rows(c->x, c->o, (int64_t)n * dim);
+            continue;
+        }
         norm_rows(c, &L->attn_norm, &L->attn_norm_b, c->x, c->h, n);
         CELLM_TRY(attention(c, l, rows, n, c->h, c->o, err));
         switch (cfg->block) {
@@ -708,6 +723,8 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             norm_rows(c, &L->ffn_norm, &L->ffn_norm_b, c->x, c->h, n);
             ffn(c, L, c->h, n, c->o);
             residual(c, c->x, c->o, (int64_t)n * dim);
+            break;
+        case CELLM_BLOCK_POST_NORM: /* above */
             break;
         }
     }

@@ -97,6 +97,10 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "--device cuda: residual_multiplier %g / logits_scaling %g (Granite) "
                           "are not implemented by the CUDA executor yet; use --device cpu",
                           cfg->residual_mult, cfg->logits_div);
+    if (cfg->qk_norm_full && cfg->qkv_bias)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device cuda: attention_bias with full-width q/k norms (OLMo 2) is not "
+                          "implemented by the CUDA executor yet; use --device cpu");
     const char *oss = cellm_config_gpt_oss_pieces(cfg);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,

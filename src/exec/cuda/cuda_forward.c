@@ -22,6 +22,23 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
     const struct cu_layer *L = &c->m->layers[l];
     int hd = cfg->head_dim, H = cfg->n_heads, KVH = cfg->n_kv_heads;
     int half = cfg->rot_dims / 2;
+    if (cfg->qk_norm_full) { /* OLMo 2: one norm over the whole projection, before the heads
+                                (cu_model_new refuses q/k/v biases, which would come first) */
+        struct cu_norm_args qn = {.x = c->q,
+                                  .out = c->q,
+                                  .w = L->q_norm_full,
+                                  .n = n,
+                                  .dim = H * hd,
+                                  .kind = (int)cfg->norm,
+                                  .eps = (float)cfg->norm_eps};
+        K_TRY(cellm_cu_norm(&qn, c->st));
+        qn.x = qn.out = c->k;
+        qn.w = L->k_norm_full;
+        qn.dim = KVH * hd;
+        K_TRY(cellm_cu_norm(&qn, c->st));
+    }
+    /* a NoPE layer (SmolLM3) needs nothing here: its RoPE table is of zero frequencies, cos 1
+     * and sin 0, which the kernels' rotation turns into x exactly */
     struct cu_qkv_args qa = {.q = c->q,
                              .k = c->k,
                              .v = c->v,
@@ -301,6 +318,22 @@ enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_ke
     const float *pending = NULL; /* residual still to be added to x */
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cu_layer *L = &m->layers[l];
+        if (cfg->block == CELLM_BLOCK_POST_NORM) { /* x + norm(attn(x)), then x + norm(mlp(x)) */
+            if (pending) K_TRY(cellm_cu_add(c->x, pending, (int64_t)n * dim, c->st));
+            CELLM_TRY(attention(c, l, n, max_keys, c->x, c->o, err));
+            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_attn_norm, NULL, n, NULL, err));
+            K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
+            if (L->moe)
+                CELLM_TRY(cellm_cuda_moe(c, L, c->x, n, c->o, err));
+            else
+                CELLM_TRY(cellm_cuda_dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, L->b_gate,
+                                               L->b_up, L->b_down, c->x, n, c->gate, c->up, c->o,
+                                               err));
+            CELLM_TRY(norm(c, c->o, NULL, c->o, L->post_ffn_norm, NULL, n, NULL, err));
+            cellm_cuda_prof_mark(c, PH_NORM);
+            pending = c->o;
+            continue;
+        }
         CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
         cellm_cuda_prof_mark(c, PH_NORM);
         CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
@@ -322,6 +355,8 @@ enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_ke
             CELLM_TRY(ffn(c, L, n, err));
             cellm_cuda_prof_mark(c, PH_NORM);
             pending = c->o;
+            break;
+        case CELLM_BLOCK_POST_NORM: /* above */
             break;
         }
     }

@@ -285,6 +285,10 @@ static val attention(struct em *e, int l, val h)
     val q = linear_l(e, h, l, CELLM_LT_WQ, CELLM_LT_BQ);
     val k = linear_l(e, h, l, CELLM_LT_WK, CELLM_LT_BK);
     val v = linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
+    if (c->qk_norm_full) { /* OLMo 2: one norm over the whole projection, before the heads */
+        q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM_FULL), none());
+        k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM_FULL), none());
+    }
     q = cellm_xh_reshape(b, q, 3, DIMS(T, H, hd));
     k = cellm_xh_reshape(b, k, 3, DIMS(T, KV, hd));
     v = cellm_xh_reshape(b, v, 3, DIMS(T, KV, hd));
@@ -297,8 +301,10 @@ static val attention(struct em *e, int l, val h)
     }
     int sliding = L->attn == CELLM_ATTN_SLIDING;
     int local = sliding && e->p->local_rope;
-    q = rope(e, q, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
-    k = rope(e, k, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
+    if (!L->nope) { /* SmolLM3's NoPE layers use q and k as projected */
+        q = rope(e, q, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
+        k = rope(e, k, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
+    }
     val starts[3] = {e->pos0, e->zero, e->zero};
     val kc = cellm_xh_dyn_update(b, e->cache[2 * l], k, starts);
     val vc = cellm_xh_dyn_update(b, e->cache[2 * l + 1], v, starts);
@@ -490,7 +496,10 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     }
     if (c->embed_scale) x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
     for (int l = 0; l < c->n_layers; l++) {
-        val h = norm_l(e, x, l, CELLM_LT_ATTN_NORM, CELLM_LT_ATTN_NORM_B);
+        /* a post-norm block's attention reads the residual itself */
+        val h = c->block == CELLM_BLOCK_POST_NORM
+                    ? x
+                    : norm_l(e, x, l, CELLM_LT_ATTN_NORM, CELLM_LT_ATTN_NORM_B);
         val o = attention(e, l, h), m;
         switch (c->block) {
         case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h) */
@@ -505,6 +514,10 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
             x = bin(e, "add", x, o);
             m = ffn(e, l, norm_l(e, x, l, CELLM_LT_FFN_NORM, CELLM_LT_FFN_NORM_B));
             x = bin(e, "add", x, m);
+            break;
+        case CELLM_BLOCK_POST_NORM: /* x + norm(attn(x)), then x + norm(mlp(x)) */
+            x = bin(e, "add", x, norm_l(e, o, l, CELLM_LT_POST_ATTN_NORM, -1));
+            x = bin(e, "add", x, norm_l(e, ffn(e, l, x), l, CELLM_LT_POST_FFN_NORM, -1));
             break;
         }
     }

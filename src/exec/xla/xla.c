@@ -323,7 +323,8 @@ static void rope_tables(const float *inv_freq, float attn, int half, int p0, int
 static const struct cellm_layer *rope_layer(const struct cellm_desc *d, int sliding)
 {
     for (int l = 0; l < d->cfg.n_layers; l++)
-        if ((d->layers[l].attn == CELLM_ATTN_SLIDING) == sliding) return &d->layers[l];
+        if ((d->layers[l].attn == CELLM_ATTN_SLIDING) == sliding && !d->layers[l].nope)
+            return &d->layers[l];
     return &d->layers[0];
 }
 
