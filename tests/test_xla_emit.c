@@ -247,6 +247,31 @@ FIXTURE_TEST(t_qwen3_moe, "qwen3-moe/bf16", {
     assert_int_equal(count(m.prefill, "stablehlo.optimization_barrier"), c->n_layers);
 })
 FIXTURE_TEST(t_qwen3_moe_q4, "qwen3-moe/q4-g64-bf16-stacked", check_affine(&m, 1))
+FIXTURE_TEST(t_smollm3, "smollm3/bf16", {
+    /* a NoPE layer rotates nothing: one concatenate (of the rotated halves) for q and one for
+     * k in each of the other layers */
+    int rot = 0;
+    for (int l = 0; l < m.d.cfg.n_layers; l++)
+        rot += !m.d.layers[l].nope;
+    assert_int_equal(rot, m.d.cfg.n_layers - 1);
+    assert_int_equal(count(m.prefill, "stablehlo.concatenate"), 2 * rot);
+    assert_int_equal(count(m.decode, "stablehlo.concatenate"), 2 * rot);
+})
+FIXTURE_TEST(t_olmo2, "olmo2/bf16", {
+    /* post-norm: no input norm; q/k norms over the whole projection */
+    assert_null(strstr(m.prefill, "%l0_attn_norm:"));
+    assert_null(strstr(m.prefill, "%l0_ffn_norm:"));
+    has_param(m.prefill, "l0_post_attn_norm", "tensor<64xbf16>");
+    has_param(m.prefill, "l1_post_ffn_norm", "tensor<64xbf16>");
+    has_param(m.prefill, "l0_q_norm_full", "tensor<64xbf16>");
+    has_param(m.decode, "l1_k_norm_full", "tensor<64xbf16>");
+    assert_int_equal(count(m.prefill, "stablehlo.concatenate"), 2 * m.d.cfg.n_layers);
+})
+FIXTURE_TEST(t_olmo3_q4, "olmo3/q4-g64-bf16", {
+    check_affine(&m, 1);
+    has_param(m.prefill, "l1_q_norm_full", "tensor<64xbf16>");
+    assert_null(strstr(m.prefill, "%cos_l:")); /* one RoPE for both layer kinds */
+})
 
 /* Option dequant=load: affine weights become f32 parameters holding exactly the
  * reference values, and the modules unpack no codes. */
@@ -322,6 +347,9 @@ int main(void)
         cmocka_unit_test(t_stablelm_q8),
         cmocka_unit_test(t_qwen3_moe),
         cmocka_unit_test(t_qwen3_moe_q4),
+        cmocka_unit_test(t_smollm3),
+        cmocka_unit_test(t_olmo2),
+        cmocka_unit_test(t_olmo3_q4),
         cmocka_unit_test(t_dequant_at_load),
         cmocka_unit_test(t_no_plugin),
     };
