@@ -127,6 +127,7 @@ extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
     a.magic = 0x4B000000u;
     for (int g = w->group / 16; g > 1; g >>= 1)
         a.gshift++;
+    a.fb_pow2 = w->group >= 16 && !(w->group & (w->group - 1));
     switch (w->fmt) {
     case CU_W_MXFP4:
         return cu_mv_mxfp4(a, nw, sms, st);

@@ -43,8 +43,9 @@ struct mv_kargs {
     const float *x;
     int64_t ldx;
     int n, epi, act, norm_kind;
-    int gshift; /* affine, MX: log2(group / 16), pieces per group as a shift */
-    int wg;     /* warps per row group (1, 2 or 4), chosen at launch */
+    int gshift;  /* affine, MX, GPTQ: log2(group / 16), pieces per group as a shift */
+    int fb_pow2; /* FP8 blocks: group is a power of two, so gshift finds a piece's block */
+    int wg;      /* warps per row group (1, 2 or 4), chosen at launch */
     /* 0x4B000000 (2^23), passed as a parameter so that it sits in a register: masking a
      * code in place is then one LOP3 ((word & mask) | magic) instead of two */
     uint32_t magic;
@@ -339,7 +340,12 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                         cu_mx_scale(FMT, __ldg(spb[s_] + (ok_ ? p_ >> a.gshift : 0)));             \
                     sc[s_][u_] = FMT == CU_W_MXFP8 ? m_ : __fmul_rn(m_, 0.5f);                     \
                 }                                                                                  \
-                if (FB) sc[s_][u_] = mv_fb_scale(spb[s_], ok_ ? p_ * 16 / wt_.group : 0, wt_.sdt); \
+                if (FB) /* a division by a run-time value costs ~20 instructions */                \
+                    sc[s_][u_] = mv_fb_scale(spb[s_],                                              \
+                                             !ok_        ? 0                                       \
+                                             : a.fb_pow2 ? p_ >> a.gshift                          \
+                                                         : p_ * 16 / wt_.group,                    \
+                                             wt_.sdt);                                             \
                 if (GQ) { /* the bias -s * (z + zero_one): at most 11 + 9 bits, exact */           \
                     const int g_ = ok_ ? p_ >> a.gshift : 0;                                       \
                     sc[s_][u_] = s16<SBF>(__ldg(spp[s_] + g_));                                    \
