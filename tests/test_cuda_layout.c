@@ -182,10 +182,11 @@ static void t_layout(void **state)
         assert_int_equal(cellm_cu_layout(&t.h, 0, rowmaj, &l), 0);
         struct cu_layout sz; /* the upload's first pass counts at least as many bytes */
         assert_int_equal(cellm_cu_layout(&t.h, 1, rowmaj, &sz), 0);
-        /* the row layout exactly where nothing is permuted */
-        const int gq =
-            q_cases[f % N_Q_CASES].fmt == CU_W_GPTQ || q_cases[f % N_Q_CASES].fmt == CU_W_AWQ;
-        assert_int_equal(l.w.rowmaj, rowmaj && gq && !l.part[CU_P_PERM]);
+        /* the row layout exactly where nothing is permuted and the fused kernels take it */
+        const struct qspec *qs = &q_cases[f % N_Q_CASES];
+        const int gq = qs->fmt == CU_W_GPTQ || qs->fmt == CU_W_AWQ;
+        assert_int_equal(l.w.rowmaj, rowmaj && gq && !l.part[CU_P_PERM] &&
+                                         qs->sdt != CELLM_DT_F32 && !(qs->group & (qs->group - 1)));
         assert_int_equal(sz.w.rowmaj, l.w.rowmaj);
         for (int i = 0; i < CU_P_N; i++)
             assert_true(sz.bytes[i] >= l.bytes[i]);

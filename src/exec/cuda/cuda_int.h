@@ -106,8 +106,9 @@ int cellm_cu_tile_q4(const void *src, void *dst, int64_t r0, int64_t nr, int64_t
  * out of the stored matrix, and with a g_idx that is not i / group the inputs permuted so that each
  * group's are contiguous (codes repacked in that order; the kernels permute x). Codes and scales
  * keep their precision. With sizes_only, only w and bytes are filled (nothing is allocated).
- * With rowmaj, a GPTQ/AWQ weight whose groups need no permutation takes the row layout
- * (cu_weight.rowmaj) instead of the input-major one.
+ * With rowmaj, a GPTQ/AWQ weight whose groups need no permutation and that the fused
+ * kernels take (F16/BF16 scales, groups a power of two of 16 or more dividing the columns)
+ * takes the row layout (cu_weight.rowmaj) instead of the input-major one.
  * Returns 0, or -1 when out of memory. cellm_cu_layout_point: w with its device pointers from
  * dev[]. */
 enum { CU_P_DATA, CU_P_QS, CU_P_ZEROS, CU_P_GIDX, CU_P_PERM, CU_P_IPERM, CU_P_N };

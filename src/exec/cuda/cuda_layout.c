@@ -154,7 +154,12 @@ static int layout_gptq(const struct cellm_weight *w, int sizes_only, int rowmaj,
             l->bytes[CU_P_GIDX] = 0;
         }
     }
-    if (!perm && rowmaj) return layout_gptq_rows(w, sizes_only, l);
+    /* the row layout only where the fused kernels take it (cellm_cu_mv_supported): F16/BF16
+     * scales, power-of-two groups of whole pieces of 16; elsewhere cuda_mvq.cu's kernel for
+     * the input-major layout is the faster */
+    if (!perm && rowmaj && sdt != CU_S_F32 && w->group >= 16 && !(w->group & (w->group - 1)) &&
+        C % w->group == 0)
+        return layout_gptq_rows(w, sizes_only, l);
     if (sizes_only) return 0;
     /* codes: GPTQ's own words when nothing moves, else repacked */
     if (w->fmt == CELLM_W_GPTQ && !perm && o0 == 0 && R == w->ld) {
