@@ -6,13 +6,16 @@
 # decode tok/s at batch 1, pp512 tok/s, decode bytes/s as a fraction of copy bandwidth,
 # and the ratio to transformers. With --greedy, also checks the Llama-3.1-8B-shape BF16
 # 4-shard greedy ids (32 tokens, cuda and cpu) against transformers float32.
-#   bench/gpu_bench.sh [--greedy] [--no-peer] [spec ...]     spec = preset:format:shards
+# With --also OPTS, each checkpoint is measured a second time with --exec-options OPTS (e.g.
+# qdecode=0: the older decode of the formats of docs/formats.md), a row of its own.
+#   bench/gpu_bench.sh [--greedy] [--no-peer] [--also OPTS] [spec ...]     spec = preset:format:shards
 set -uo pipefail
 cd "$(dirname "$0")/.."
-B=build-gpu; DATA=${CELLM_BENCH_DATA:-/tmp/cellm-bench}; P=512; N=128; greedy=0; peer=1; specs=()
+B=build-gpu; DATA=${CELLM_BENCH_DATA:-/tmp/cellm-bench}; P=512; N=128; greedy=0; peer=1; specs=(); also=
 while [ $# -gt 0 ]; do
   case "$1" in
     --greedy) greedy=1; shift;; --no-peer) peer=0; shift;;
+    --also) also=$2; shift 2;;
     *) specs+=("$1"); shift;;
   esac
 done
@@ -55,6 +58,14 @@ for spec in "${specs[@]}"; do
   table+=("$(awk -v n="$preset $fmt" -v d="$dec" -v p="$pp" -v g="$gbs" -v b="$bw" -v pd="$pdec" -v pp="$ppp" 'BEGIN {
     r1 = (pd+0 > 0) ? sprintf("%.2fx", d/pd) : "-"; r2 = (pp+0 > 0) ? sprintf("%.2fx", p/pp) : "-";
     printf "%-22s decode %8.1f tok/s (%5.1f%% of copy bw)  pp512 %8.1f tok/s | transformers decode %s pp512 %s | ratio decode %s pp %s", n, d, 100*g/b, p, pd, pp, r1, r2 }')")
+  if [ -n "$also" ]; then
+    echo "== $preset $fmt ($shards shards), --exec-options $also"
+    out=$($B/cellm bench -m "$dir" --device cuda -p $P -n $N -r 2 --exec-options "$also" 2>&1); echo "$out"
+    dec=$(echo "$out" | awk '/^decode:/ {print $4}'); pp=$(echo "$out" | awk '/^prefill:/ {print $4}')
+    gbs=$(echo "$out" | awk '/^decode:/ {print $(NF-3)}')
+    table+=("$(awk -v n="$preset $fmt [$also]" -v d="$dec" -v p="$pp" -v g="$gbs" -v b="$bw" 'BEGIN {
+      printf "%-22s decode %8.1f tok/s (%5.1f%% of copy bw)  pp512 %8.1f tok/s", n, d, 100*g/b, p }')")
+  fi
 done
 if [ $greedy = 1 ]; then
   dir=$DATA/llama-3.1-8b-bf16-s4

@@ -199,6 +199,8 @@ static const struct qspec q_cases[] = {
     {CU_W_GPTQ, 4, 128, CELLM_DT_F32, 0, 1, 1, 96, 512, 16, 48},
     {CU_W_AWQ, 4, 32, CELLM_DT_F16, 0, 0, 0, 80, 512, 0, 0},
     {CU_W_AWQ, 4, 64, CELLM_DT_F16, 0, 0, 0, 80, 256, 8, 48},
+    /* F32 scales, no permutation: input-major (the fused kernels' bias would round) */
+    {CU_W_GPTQ, 4, 64, CELLM_DT_F32, 0, 0, 0, 64, 256, 0, 0},
 };
 #define N_Q_CASES (sizeof q_cases / sizeof q_cases[0])
 

@@ -47,6 +47,23 @@ static float emu_e4m3(uint32_t c)
     float f = bits_f(((c & 0x80u) << 24) | ((c & 0x7fu) << 20)) * 0x1p120f;
     return (c & 0x7fu) == 0x7fu ? bits_f(0x7fc00000u) : f;
 }
+/* mv_decode's fast decodings (no conversion instructions): code k of a word moved to the top
+ * and shifted arithmetically, giving the E2M1 value times 2^-126 or the E4M3 value times
+ * 2^-120 (the folded scale undoes it: checked here through 2^126 and 2^120) */
+static float emu_e2m1_fast(uint32_t word, int k)
+{
+    const int32_t v = (int32_t)(k == 7 ? word : word << (28 - 4 * k));
+    return bits_f((uint32_t)(v >> 6) & 0x81C00000u) * 0x1p126f;
+}
+static float emu_e4m3_fast(uint32_t word, int k)
+{
+    const int32_t v = (int32_t)(k == 3 ? word : word << (24 - 8 * k));
+    return bits_f((uint32_t)(v >> 4) & 0x87F00000u) * 0x1p120f;
+}
+static int emu_e4m3_nan(uint32_t word)
+{
+    return (((word & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u) != 0;
+}
 static float emu_e8m0(uint32_t c)
 {
     c &= 0xffu;
@@ -108,6 +125,15 @@ static float emu_at(const struct cu_layout *l, int64_t r, int64_t c)
         const int64_t j = iperm ? iperm[c] : c, kw = j / pack, j0 = kw * pack;
         if (perm && perm[j] != c) return NAN;
         uint32_t word;
+        if (w->rowmaj) { /* k_mv's reading: a row's words, scales and zeros contiguous */
+            if (perm || gidx || w->row_bytes != w->cols / pack * 4) return NAN;
+            memcpy(&word, data + r * w->row_bytes + 4 * kw, 4);
+            const int64_t g = j / w->group;
+            const int32_t q = (int32_t)((word >> (w->bits * (j % pack))) & ((1u << w->bits) - 1));
+            const float s = emu_scale(qs, r * w->ngroups + g, w->sdt);
+            const float b = s * -(float)((int32_t)zeros[r * w->ngroups + g] + w->zero_one);
+            return fmaf(s, (float)q, b);
+        }
         memcpy(&word, data + 4 * (kw * w->rows + r), 4);
         int64_t g0 = gidx ? gidx[j0] : j0 / w->group,
                 g1 = gidx ? gidx[j0 + pack - 1] : (j0 + pack - 1) / w->group;
@@ -131,15 +157,37 @@ static void t_layout(void **state)
         a = emu_e8m0(c), b = cellm_e8m0(c);
         assert_true(f_bits(a) == f_bits(b) || (a != a && b != b));
         assert_int_equal(f_bits(emu_e2m1(c & 15)), f_bits(cellm_e2m1(c & 15)));
+        /* the fast decodings at every place of a word whose other codes are random */
+        for (int k = 0; k < 4; k++) {
+            const uint32_t word = (rnd() & ~(0xffu << (8 * k))) | c << (8 * k);
+            int has_nan = 0;
+            for (int b = 0; b < 4; b++)
+                has_nan |= (word >> (8 * b) & 0x7fu) == 0x7fu;
+            assert_int_equal(emu_e4m3_nan(word), has_nan);
+            if ((c & 0x7f) != 0x7f)
+                assert_int_equal(f_bits(emu_e4m3_fast(word, k)), f_bits(cellm_e4m3(c)));
+        }
+        for (int k = 0; k < 8; k++) {
+            const uint32_t word = (rnd() & ~(0xfu << (4 * k))) | (c & 15) << (4 * k);
+            assert_int_equal(f_bits(emu_e2m1_fast(word, k)), f_bits(cellm_e2m1(c & 15)));
+        }
     }
     int n_before = n_fail;
-    for (size_t f = 0; f < N_Q_CASES; f++) {
+    for (size_t f = 0; f < 2 * N_Q_CASES; f++) {
+        /* each case in the row layout where it applies (GPTQ/AWQ), then the input-major */
+        const int rowmaj = f < N_Q_CASES;
         struct qw t;
-        qw_make(&t, &q_cases[f]);
+        qw_make(&t, &q_cases[f % N_Q_CASES]);
         struct cu_layout l;
-        assert_int_equal(cellm_cu_layout(&t.h, 0, &l), 0);
+        assert_int_equal(cellm_cu_layout(&t.h, 0, rowmaj, &l), 0);
         struct cu_layout sz; /* the upload's first pass counts at least as many bytes */
-        assert_int_equal(cellm_cu_layout(&t.h, 1, &sz), 0);
+        assert_int_equal(cellm_cu_layout(&t.h, 1, rowmaj, &sz), 0);
+        /* the row layout exactly where nothing is permuted and the fused kernels take it */
+        const struct qspec *qs = &q_cases[f % N_Q_CASES];
+        const int gq = qs->fmt == CU_W_GPTQ || qs->fmt == CU_W_AWQ;
+        assert_int_equal(l.w.rowmaj, rowmaj && gq && !l.part[CU_P_PERM] &&
+                                         qs->sdt != CELLM_DT_F32 && !(qs->group & (qs->group - 1)));
+        assert_int_equal(sz.w.rowmaj, l.w.rowmaj);
         for (int i = 0; i < CU_P_N; i++)
             assert_true(sz.bytes[i] >= l.bytes[i]);
         cellm_cu_layout_free(&sz);
@@ -149,7 +197,8 @@ static void t_layout(void **state)
             for (int64_t c = 0; c < t.h.cols; c++)
                 worst_add(&w, r * t.h.cols + c, t.ref[r * t.h.cols + c], emu_at(&l, r, c), 1e-300);
         char shape[64];
-        snprintf(shape, sizeof shape, "%lldx%lld", (long long)t.h.rows, (long long)t.h.cols);
+        snprintf(shape, sizeof shape, "%lldx%lld%s", (long long)t.h.rows, (long long)t.h.cols,
+                 l.w.rowmaj ? " rows" : "");
         report("layout (host)", t.name, shape, &w);
         cellm_cu_layout_free(&l);
         qw_free(&t);

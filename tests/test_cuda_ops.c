@@ -186,7 +186,9 @@ static void tw_free(struct tw *t)
     free(t->mag);
 }
 
-static void tw_make_q(struct tw *t, const struct qspec *q)
+/* rowmaj: GPTQ/AWQ in the row layout where it applies (cellm_cu_layout); the name says
+ * which layout a GPTQ/AWQ case got */
+static void tw_make_q(struct tw *t, const struct qspec *q, int rowmaj)
 {
     struct qw w;
     memset(t, 0, sizeof *t);
@@ -201,11 +203,15 @@ static void tw_make_q(struct tw *t, const struct qspec *q)
     memcpy(t->name, w.name, sizeof t->name);
     const struct cellm_weight *h = &t->h;
     struct cu_layout l;
-    assert_int_equal(cellm_cu_layout(h, 0, &l), 0);
+    assert_int_equal(cellm_cu_layout(h, 0, rowmaj, &l), 0);
     for (int i = 0; i < CU_P_N; i++)
         t->qdev[i] = l.bytes[i] ? dput(l.part[i], l.bytes[i]) : NULL;
     cellm_cu_layout_point(&l, t->qdev, &t->d);
     cellm_cu_layout_free(&l);
+    if (t->d.fmt == CU_W_GPTQ) {
+        const size_t len = strlen(t->name);
+        snprintf(t->name + len, sizeof t->name - len, "%s", t->d.rowmaj ? " rows" : " cols");
+    }
 }
 
 /* y[t][r] = W x[t] + bias[r] in double, and the bound of each (see the file's comment). */
@@ -269,7 +275,12 @@ static void products_case(const struct tw *t, int n, int sms, int *counter)
         if (tiled && !t->dt.fmt) continue;
         for (int mma = 0; mma < 2; mma++) {
             if (!cellm_cu_mv_supported(w, n, 0)) break;
-            if (mma && !(w->fmt == CU_W_AFFINE && w->bits == 4 && n <= 2)) break;
+            if (mma && !(w->fmt == CU_W_AFFINE && w->bits == 4 && n <= 2) &&
+                !(w->fmt >= CU_W_MXFP4 && w->fmt <= CU_W_FP8BLK))
+                break;
+            /* FP8/MX codes: the second pass (mma 1) takes the element-wise decoding of
+             * option qdecode=0 instead of the tensor cores, which do not take them */
+            const int qold = mma && w->fmt >= CU_W_MXFP4 && w->fmt <= CU_W_FP8BLK;
             struct cu_mv_op op = {.w = {w},
                                   .nw = 1,
                                   .x = dx,
@@ -280,11 +291,14 @@ static void products_case(const struct tw *t, int n, int sms, int *counter)
                                   .bias = {db},
                                   .epi = CU_EPI_STORE,
                                   .norm_kind = -1,
-                                  .mma = mma,
-                                  .counter = counter};
+                                  .mma = mma && !qold,
+                                  .counter = counter,
+                                  .qold = qold};
             assert_int_equal(cudaMemset(dy, 0xff, (size_t)(n * R) * sizeof(float)), cudaSuccess);
             LAUNCH(cellm_cu_mv(&op, sms, NULL));
-            check_product(mma ? (tiled ? "mv mma tiled" : "mv mma") : (tiled ? "mv tiled" : "mv"),
+            check_product(qold  ? "mv qdecode=0"
+                          : mma ? (tiled ? "mv mma tiled" : "mv mma")
+                                : (tiled ? "mv tiled" : "mv"),
                           t, shape, dy, ref, bd, n * R);
         }
         if (cellm_cu_gemm_supported(w, C)) {
@@ -502,18 +516,26 @@ static void t_products(void **state)
     }
     /* the formats of docs/formats.md; FP8 blocks that do not divide the matrix, narrower
      * than a piece of 16 columns, and row views (r_off) as fused projections make them */
+    /* GPTQ/AWQ in both device layouts (the row one where it applies, and the input-major
+     * one of option qdecode=0) */
     for (size_t f = 0; f < N_Q_CASES; f++) {
-        struct tw t;
-        tw_make_q(&t, &q_cases[f]);
-        for (size_t k = 0; k < sizeof rows_n / sizeof rows_n[0]; k++)
-            products_case(&t, rows_n[k], sms, counter);
-        dequant_case(&t);
-        tw_free(&t);
+        int again = 1; /* the input-major layout too, where the row one was taken */
+        for (int rowmaj = 1; rowmaj >= 0 && again; rowmaj--) {
+            struct tw t;
+            tw_make_q(&t, &q_cases[f], rowmaj);
+            again = t.d.rowmaj;
+            for (size_t k = 0; k < sizeof rows_n / sizeof rows_n[0]; k++)
+                products_case(&t, rows_n[k], sms, counter);
+            dequant_case(&t);
+            tw_free(&t);
+        }
     }
-    for (int f = 0; f < 2; f++) { /* GLU pairs: mxfp4, FP8 blocks */
+    /* GLU pairs: mxfp4, FP8 blocks, GPTQ 4-bit and 8-bit and AWQ in the row layout */
+    static const int glu_q[] = {0, 3, 7, 10, 13};
+    for (size_t f = 0; f < sizeof glu_q / sizeof glu_q[0]; f++) {
         struct tw g, u;
-        tw_make_q(&g, &q_cases[f ? 3 : 0]);
-        tw_make_q(&u, &q_cases[f ? 3 : 0]);
+        tw_make_q(&g, &q_cases[glu_q[f]], 1);
+        tw_make_q(&u, &q_cases[glu_q[f]], 1);
         for (int n = 1; n <= 8; n *= 2)
             products_pair(&g, &u, n, sms, counter);
         tw_free(&g);

@@ -22,6 +22,9 @@
 #   unfused     fuse=0: the first-generation kernels (separate norm, GLU, q/k/v
 #               epilogue and attention kernels; per-row attention at prefill)
 #   rowmajor    tiled=0: 4-bit codes in row order on the device
+#   qold        qdecode=0: GPTQ/AWQ in the input-major layout through cuda_mvq.cu, FP8
+#               and MX codes decoded element by element (not in the default list: run it
+#               with CELLM_GPU_MODES)
 # Each mode is a set of executor options (`cellm verify --exec-options ...`; `cellm inspect
 # --exec-opt help` lists them). The first seven modes add tiled=2: every 4-bit weight whose shape qualifies is
 # stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
@@ -76,6 +79,7 @@ one() { # mode dir index
     gemm) opts=gemm_rows=1,tc_rows=0,;;
     tc) opts=tc_rows=1,tc_bf16=1,;;
     unfused) opts=fuse=0,;;
+    qold) opts=qdecode=0,;;
   esac
   if [ "$mode" = rowmajor ]; then opts=tiled=0; else opts+=tiled=2; fi
   "$B/cellm" verify -m "$dir" --device cuda --exec-options "$opts" >"$tmp/$idx.out" 2>&1

@@ -50,7 +50,7 @@ static void cu_model_free(void *p)
 /* The executor's options (cellm_model_params.exec_options); "test only" keys force one of
  * the paths the default rules choose between, for the GPU conformance modes. */
 struct cu_opts {
-    int gemm_rows, tc_rows, tc_bf16, graphs, split3, fuse, mma, attn_dec, attn_pdl, tiled;
+    int gemm_rows, tc_rows, tc_bf16, graphs, split3, fuse, mma, attn_dec, attn_pdl, tiled, qdecode;
 };
 
 static const struct cellm_opt cu_opt_table[] = {
@@ -81,6 +81,9 @@ static const struct cellm_opt cu_opt_table[] = {
     {"tiled", CELLM_OPT_INT, 0, 2, 1, NULL, offsetof(struct cu_opts, tiled),
      "test only: 4-bit codes step-ordered on the device: 0 none, 1 weights of 4096 "
      "columns or more (CU_RING_COLS), 2 every qualifying weight"},
+    {"qdecode", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, qdecode),
+     "test only: 0 keeps the session-13 decode of the formats of docs/formats.md (GPTQ/AWQ "
+     "input-major, one lane per row; FP8/MX codes decoded element by element) for comparison"},
 };
 #define CU_N_OPTS ((int)(sizeof cu_opt_table / sizeof cu_opt_table[0]))
 
@@ -139,6 +142,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->graphs = o.graphs;
     m->fuse = o.fuse;
     m->mma = o.mma;
+    m->qdecode = o.qdecode;
     m->tc_rows = o.tc_rows;
     m->tc_bf16 = o.tc_bf16;
     m->fast = mp && mp->precision == CELLM_PRECISION_FAST;
@@ -187,6 +191,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     const int tile = o.tiled;
     struct uploader u = {0};
     u.tile = tile;
+    u.rowmaj = o.qdecode;
     enum cellm_status st = cellm_cuda_upload_all(m, &u);
     if (st) {
         cu_model_free(m);
@@ -200,7 +205,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "cuda executor: cannot allocate %.2f GB for the weights: %s",
                           (double)u.off / 1e9, cudaGetErrorString(ce));
     }
-    u = (struct uploader){m->arena, 0, cudaSuccess, tile, NULL};
+    u = (struct uploader){m->arena, 0, cudaSuccess, tile, NULL, o.qdecode};
     st = cellm_cuda_upload_all(m, &u);
     if (u.e == cudaSuccess) u.e = cudaDeviceSynchronize(); /* the reordering kernels */
     cudaFree(u.scratch);

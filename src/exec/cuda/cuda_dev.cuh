@@ -101,15 +101,19 @@ static __device__ __forceinline__ int64_t cu_fp8_srow(const struct cu_weight &w,
 {
     return (r + w.r_off) / w.block_rows * ((w.cols + w.group - 1) / w.group);
 }
-/* GPTQ (device layout, cuda_int.h): element at permuted input j of row r */
+/* GPTQ (device layout, cuda_int.h, input-major or rowmaj): element at permuted input j of
+ * row r */
 static __device__ __forceinline__ float cu_gptq_at(const struct cu_weight &w, int64_t r, int64_t j)
 {
     const int pack = 32 / w.bits;
-    const uint32_t word = __ldg((const uint32_t *)w.data + (j / pack) * w.rows + r);
+    const uint32_t word =
+        __ldg((const uint32_t *)w.data +
+              (w.rowmaj ? r * (w.cols / pack) + j / pack : (j / pack) * w.rows + r));
     const int32_t q = (int32_t)((word >> (w.bits * (int)(j % pack))) & ((1u << w.bits) - 1));
     const int64_t g = w.gidx ? (int64_t)__ldg(w.gidx + j) : j / w.group;
-    const int32_t z = (int32_t)__ldg(w.zeros + g * w.rows + r) + w.zero_one;
-    return __fmul_rn(cu_scale(w.qs, g * w.rows + r, w.sdt), (float)(q - z));
+    const int64_t gi = w.rowmaj ? r * w.ngroups + g : g * w.rows + r;
+    const int32_t z = (int32_t)__ldg(w.zeros + gi) + w.zero_one;
+    return __fmul_rn(cu_scale(w.qs, gi, w.sdt), (float)(q - z));
 }
 
 /* Element (r, c) of a stored weight, widened; affine: fl(fl(s*q)+b) (s*q is exact); the

@@ -68,6 +68,8 @@ struct cu_model {
                    */
     int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
     int sms;      /* multiprocessors */
+    /* 0: the session-13 decode of the formats of docs/formats.md (option qdecode) */
+    int qdecode;
 };
 
 struct cu_seq {
@@ -173,6 +175,7 @@ struct uploader {
     cudaError_t e;
     int tile;
     void *scratch;
+    int rowmaj; /* GPTQ/AWQ in the row layout where it applies (cellm_cu_layout) */
 };
 
 enum cellm_status cellm_cuda_check_weight(const struct cellm_weight *w, struct cellm_error *err);

@@ -66,6 +66,13 @@ struct cu_weight {
     int ngroups, zero_one;
     const uint8_t *zeros;
     const int32_t *gidx, *perm, *iperm;
+    /* GPTQ only: the row layout (cellm_cu_layout with rowmaj, where the groups are j / group
+     * and nothing is permuted): data [rows][cols / (32 / bits)] words packed along the
+     * inputs as above, row_bytes apart, qs and zeros [rows][ngroups], s_bf16 set for BF16
+     * scales. The fused decode kernels (cuda_mv.cuh) read it as they read MLX affine
+     * codes, with the bias -s * (z + zero_one) formed per group (exact), since
+     * s * (q - z') = s * q + (-s * z'). */
+    int rowmaj;
 };
 
 /* The step-ordered layout of 4-bit affine codes (what cu_weight.tiled says), for the
@@ -99,6 +106,9 @@ int cellm_cu_tile_q4(const void *src, void *dst, int64_t r0, int64_t nr, int64_t
  * out of the stored matrix, and with a g_idx that is not i / group the inputs permuted so that each
  * group's are contiguous (codes repacked in that order; the kernels permute x). Codes and scales
  * keep their precision. With sizes_only, only w and bytes are filled (nothing is allocated).
+ * With rowmaj, a GPTQ/AWQ weight whose groups need no permutation and that the fused
+ * kernels take (F16/BF16 scales, groups a power of two of 16 or more dividing the columns)
+ * takes the row layout (cu_weight.rowmaj) instead of the input-major one.
  * Returns 0, or -1 when out of memory. cellm_cu_layout_point: w with its device pointers from
  * dev[]. */
 enum { CU_P_DATA, CU_P_QS, CU_P_ZEROS, CU_P_GIDX, CU_P_PERM, CU_P_IPERM, CU_P_N };
@@ -109,7 +119,7 @@ struct cu_layout {
     size_t bytes[CU_P_N];
     void *owned[CU_P_N];
 };
-int cellm_cu_layout(const struct cellm_weight *w, int sizes_only, struct cu_layout *l);
+int cellm_cu_layout(const struct cellm_weight *w, int sizes_only, int rowmaj, struct cu_layout *l);
 void cellm_cu_layout_point(const struct cu_layout *l, void *const *dev, struct cu_weight *out);
 void cellm_cu_layout_free(struct cu_layout *l);
 
@@ -160,6 +170,9 @@ struct cu_mv_op {
      * launches (each launch leaves them zero). */
     int mma;
     int *counter;
+    /* test only (option qdecode=0): FP8/MX codes decoded element by element as in session
+     * 13, for comparison */
+    int qold;
 };
 /* Whether cellm_cu_mv takes this weight for n rows (with the norm prologue or not). */
 int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm);

@@ -62,8 +62,45 @@ static void *own(struct cu_layout *l, int i, size_t n)
     return l->owned[i];
 }
 
+/* GPTQ/AWQ in the row layout (cu_weight.rowmaj): every part rewritten row by row, so that
+ * a warp of the fused decode kernels reads a row's codes, scales and zeros contiguously */
+static int layout_gptq_rows(const struct cellm_weight *w, int sizes_only, struct cu_layout *l)
+{
+    const int64_t R = w->rows, C = w->cols, ng = w->ngroups, o0 = w->r_off;
+    const int bits = w->bits, pack = 32 / bits;
+    struct cu_weight *d = &l->w;
+    const size_t es = sdt_size(d->sdt), wpr = (size_t)(C / pack);
+    d->rowmaj = 1;
+    d->row_bytes = (int64_t)wpr * 4;
+    d->s_bf16 = d->sdt == CU_S_BF16;
+    l->bytes[CU_P_DATA] = wpr * (size_t)R * 4;
+    if (sizes_only) return 0;
+    uint32_t *q = own(l, CU_P_DATA, l->bytes[CU_P_DATA]);
+    uint8_t *z = own(l, CU_P_ZEROS, l->bytes[CU_P_ZEROS]);
+    uint8_t *s = own(l, CU_P_QS, l->bytes[CU_P_QS]);
+    if (!q || !z || !s) return -1;
+    for (int64_t o = 0; o < R; o++)
+        for (int64_t kw = 0; kw < C / pack; kw++) {
+            uint32_t word = 0;
+            if (w->fmt == CELLM_W_GPTQ)
+                word = cellm_load_u32(w->data + 4 * (size_t)(kw * w->ld + o0 + o));
+            else
+                for (int k = 0; k < pack; k++)
+                    word |= stored_code(w, kw * pack + k, o0 + o) << (bits * k);
+            q[(size_t)o * wpr + (size_t)kw] = word;
+        }
+    for (int64_t o = 0; o < R; o++)
+        for (int64_t g = 0; g < ng; g++) {
+            z[o * ng + g] = (uint8_t)stored_zero(w, g, o0 + o);
+            memcpy(s + (size_t)(o * ng + g) * es, w->scales + (size_t)(g * w->ld + o0 + o) * es,
+                   es);
+        }
+    return 0;
+}
+
 /* GPTQ/AWQ: the permutation (if any), codes, zeros and scales of the view */
-static int layout_gptq(const struct cellm_weight *w, int sizes_only, struct cu_layout *l)
+static int layout_gptq(const struct cellm_weight *w, int sizes_only, int rowmaj,
+                       struct cu_layout *l)
 {
     const int64_t R = w->rows, C = w->cols, ng = w->ngroups, o0 = w->r_off;
     const int bits = w->bits, pack = 32 / bits;
@@ -117,6 +154,12 @@ static int layout_gptq(const struct cellm_weight *w, int sizes_only, struct cu_l
             l->bytes[CU_P_GIDX] = 0;
         }
     }
+    /* the row layout only where the fused kernels take it (cellm_cu_mv_supported): F16/BF16
+     * scales, power-of-two groups of whole pieces of 16; elsewhere cuda_mvq.cu's kernel for
+     * the input-major layout is the faster */
+    if (!perm && rowmaj && sdt != CU_S_F32 && w->group >= 16 && !(w->group & (w->group - 1)) &&
+        C % w->group == 0)
+        return layout_gptq_rows(w, sizes_only, l);
     if (sizes_only) return 0;
     /* codes: GPTQ's own words when nothing moves, else repacked */
     if (w->fmt == CELLM_W_GPTQ && !perm && o0 == 0 && R == w->ld) {
@@ -152,7 +195,7 @@ static int layout_gptq(const struct cellm_weight *w, int sizes_only, struct cu_l
     return 0;
 }
 
-int cellm_cu_layout(const struct cellm_weight *w, int sizes_only, struct cu_layout *l)
+int cellm_cu_layout(const struct cellm_weight *w, int sizes_only, int rowmaj, struct cu_layout *l)
 {
     memset(l, 0, sizeof *l);
     struct cu_weight *d = &l->w;
@@ -188,7 +231,7 @@ int cellm_cu_layout(const struct cellm_weight *w, int sizes_only, struct cu_layo
     }
     case CELLM_W_GPTQ:
     case CELLM_W_AWQ:
-        if (layout_gptq(w, sizes_only, l)) {
+        if (layout_gptq(w, sizes_only, rowmaj, l)) {
             cellm_cu_layout_free(l);
             return -1;
         }

@@ -105,6 +105,7 @@ enum cellm_status cellm_cuda_mv_run(struct cu_ctx *c, struct cu_mv_op *op,
         op->ldy[i] = ld[i];
     }
     op->mma = c->m->mma;
+    op->qold = !c->m->qdecode;
     op->counter = c->mv_cnt;
     K_TRY(cellm_cu_mv(op, c->m->sms, c->st));
     return CELLM_OK;

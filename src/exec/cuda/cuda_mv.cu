@@ -7,14 +7,20 @@
 
 extern "C" int cellm_cu_mv_supported(const struct cu_weight *w, int n, int with_norm)
 {
-    int fmt_ok = w->fmt == CU_W_F32 || w->fmt == CU_W_F16 || w->fmt == CU_W_BF16 ||
-                 (w->fmt == CU_W_AFFINE && (w->bits == 4 || w->bits == 8) && w->group >= 16 &&
-                  !(w->group & (w->group - 1))) ||
-                 /* MX: a piece of 16 columns lies in one group of 16 or 32 */
-                 ((w->fmt == CU_W_MXFP4 || w->fmt == CU_W_MXFP8) && w->group == 32) ||
-                 (w->fmt == CU_W_NVFP4 && w->group == 16) ||
-                 /* FP8 blocks: likewise in one block of columns */
-                 (w->fmt == CU_W_FP8BLK && w->group > 0 && w->group % 16 == 0 && w->block_rows > 0);
+    int fmt_ok =
+        w->fmt == CU_W_F32 || w->fmt == CU_W_F16 || w->fmt == CU_W_BF16 ||
+        (w->fmt == CU_W_AFFINE && (w->bits == 4 || w->bits == 8) && w->group >= 16 &&
+         !(w->group & (w->group - 1))) ||
+        /* MX: a piece of 16 columns lies in one group of 16 or 32 */
+        ((w->fmt == CU_W_MXFP4 || w->fmt == CU_W_MXFP8) && w->group == 32) ||
+        (w->fmt == CU_W_NVFP4 && w->group == 16) ||
+        /* FP8 blocks: likewise in one block of columns */
+        (w->fmt == CU_W_FP8BLK && w->group > 0 && w->group % 16 == 0 && w->block_rows > 0) ||
+        /* GPTQ/AWQ in the row layout, read as affine codes: power-of-two groups of
+         * whole pieces, 16-bit scales (the bias -s * z' is exact only for those) */
+        (w->fmt == CU_W_GPTQ && w->rowmaj && !w->perm && !w->gidx &&
+         (w->bits == 4 || w->bits == 8) && w->group >= 16 && !(w->group & (w->group - 1)) &&
+         w->cols % w->group == 0 && (w->sdt == CU_S_F16 || w->sdt == CU_S_BF16));
     if (!fmt_ok || n < 1 || w->cols % 16 || w->cols > ((int64_t)1 << 30)) return 0;
     if (with_norm) {
         int nt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : 0;
@@ -116,10 +122,12 @@ extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
     int taken, e = mvt_try(op, nw, sms, st, &taken);
     if (taken) return e;
     op_inputs(op, a);
+    a.qold = op->qold;
     a.epi = op->epi;
     a.magic = 0x4B000000u;
     for (int g = w->group / 16; g > 1; g >>= 1)
         a.gshift++;
+    a.fb_pow2 = w->group >= 16 && !(w->group & (w->group - 1));
     switch (w->fmt) {
     case CU_W_MXFP4:
         return cu_mv_mxfp4(a, nw, sms, st);
@@ -129,6 +137,10 @@ extern "C" int cellm_cu_mv(const struct cu_mv_op *op, int sms, void *stream)
         return cu_mv_mxfp8(a, nw, sms, st);
     case CU_W_FP8BLK:
         return cu_mv_fp8blk(a, nw, sms, st);
+    case CU_W_GPTQ:
+        if (w->bits == 4)
+            return w->s_bf16 ? cu_mv_gptq4_bf16(a, nw, sms, st) : cu_mv_gptq4_f16(a, nw, sms, st);
+        return w->s_bf16 ? cu_mv_gptq8_bf16(a, nw, sms, st) : cu_mv_gptq8_f16(a, nw, sms, st);
     case CU_W_F32:
         return cu_mv_f32(a, nw, sms, st);
     case CU_W_F16:

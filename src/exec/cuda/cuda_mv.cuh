@@ -43,20 +43,22 @@ struct mv_kargs {
     const float *x;
     int64_t ldx;
     int n, epi, act, norm_kind;
-    int gshift; /* affine, MX: log2(group / 16), pieces per group as a shift */
-    int wg;     /* warps per row group (1, 2 or 4), chosen at launch */
+    int gshift;  /* affine, MX, GPTQ: log2(group / 16), pieces per group as a shift */
+    int fb_pow2; /* FP8 blocks: group is a power of two, so gshift finds a piece's block */
+    int wg;      /* warps per row group (1, 2 or 4), chosen at launch */
     /* 0x4B000000 (2^23), passed as a parameter so that it sits in a register: masking a
      * code in place is then one LOP3 ((word & mask) | magic) instead of two */
     uint32_t magic;
     const float *norm_w, *norm_b;
     float norm_eps;
+    int qold; /* cu_mv_op.qold: FP8/MX codes by the element-wise reference decoding */
 };
 
 /* columns per piece, 32-bit words per piece, pieces per lane and step: 16 columns of
  * codes (4-bit: two words; 8-bit: four), 8 of 16-bit or f32 values */
 template <int FMT, int BITS> struct mv_piece {
-    static constexpr bool Q4 =
-        (FMT == CU_W_AFFINE && BITS == 4) || FMT == CU_W_MXFP4 || FMT == CU_W_NVFP4;
+    static constexpr bool Q4 = ((FMT == CU_W_AFFINE || FMT == CU_W_GPTQ) && BITS == 4) ||
+                               FMT == CU_W_MXFP4 || FMT == CU_W_NVFP4;
     static constexpr int E = FMT == CU_W_F32 || FMT == CU_W_F16 || FMT == CU_W_BF16 ? 8 : 16;
     static constexpr int NW = FMT == CU_W_F32 ? 8 : Q4 ? 2 : 4;
     static constexpr int U = FMT == CU_W_F32 ? 2 : Q4 ? 8 : 4;
@@ -75,10 +77,15 @@ template <int SBF> static __device__ __forceinline__ float s16(uint16_t h)
     return SBF ? __uint_as_float((uint32_t)h << 16) : __half2float(__ushort_as_half(h));
 }
 
-/* the 8 weights of columns [8h, 8h+8) of a piece, widened */
+/* the 8 weights of columns [8h, 8h+8) of a piece, widened. FP8/MX codes: with fast, ss[1]
+ * is the scale times 2^126 (E2M1) or 2^120 (E4M3), finite, and each code is moved into a
+ * float's bits by two or three integer operations (no conversion instructions, which run
+ * at a quarter of the rate or less and made these formats compute-bound) so that the float
+ * is the code's value times 2^-126 or 2^-120 exactly, subnormal codes included: one
+ * multiplication then gives code * scale rounded once, as the reference. */
 template <int FMT, int BITS, int NW>
 static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int h, const float *ss,
-                                                 float b, uint32_t magic, float (&wv)[8])
+                                                 float b, uint32_t magic, bool fast, float (&wv)[8])
 {
     if (FMT == CU_W_F32) {
 #pragma unroll
@@ -101,6 +108,17 @@ static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int 
         /* E2M1 code k at bit 4k: twice its magnitude (an integer, exact), the sign in bit 31,
          * times half the group's scale (ss[0], exact): code * scale exactly */
         const uint32_t w0 = raw[h];
+        if (fast) {
+            /* code k moved to bits 28-31, then shifted arithmetically by 6: the sign stays in
+             * bit 31, the magnitude lands in bits 22-24 (the exponent's low two bits and the
+             * mantissa's top one), the code's value times 2^-126 */
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int32_t v = (int32_t)(k == 7 ? w0 : w0 << (28 - 4 * k));
+                wv[k] = __fmul_rn(__uint_as_float((uint32_t)(v >> 6) & 0x81C00000u), ss[1]);
+            }
+            return;
+        }
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             const uint32_t c = w0 >> (4 * k);
@@ -109,6 +127,22 @@ static __device__ __forceinline__ void mv_decode(const uint32_t (&raw)[NW], int 
         }
     } else if (FMT == CU_W_MXFP8 || FMT == CU_W_FP8BLK) {
         /* E4M3 code k of the 8 is byte k % 4 of word 2h + k / 4 */
+        const uint32_t a0 = raw[2 * h], a1 = raw[2 * h + 1];
+        /* a NaN code (0x7f, 0xff) among the 8 takes the reference decoding: (b & 0x7f) + 1
+         * reaches bit 7 only for those, without carries between the bytes */
+        const uint32_t nan =
+            (((a0 & 0x7f7f7f7fu) + 0x01010101u) | ((a1 & 0x7f7f7f7fu) + 0x01010101u)) & 0x80808080u;
+        if (fast && !nan) {
+            /* code k moved to bits 24-31, then shifted arithmetically by 4: the sign stays in
+             * bit 31, exponent and mantissa land in bits 20-26, the code's value times 2^-120 */
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const uint32_t wd = k < 4 ? a0 : a1;
+                const int32_t v = (int32_t)(k % 4 == 3 ? wd : wd << (24 - 8 * (k % 4)));
+                wv[k] = __fmul_rn(__uint_as_float((uint32_t)(v >> 4) & 0x87F00000u), ss[1]);
+            }
+            return;
+        }
 #pragma unroll
         for (int k = 0; k < 8; k++)
             wv[k] = __fmul_rn(cu_e4m3((raw[2 * h + k / 4] >> (8 * (k % 4))) & 255u), ss[0]);
@@ -229,7 +263,8 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
     const int P = (int)(cols / E); /* pieces per row: 32-bit index arithmetic below */
     constexpr bool MX = FMT == CU_W_MXFP4 || FMT == CU_W_NVFP4 || FMT == CU_W_MXFP8;
     constexpr bool FB = FMT == CU_W_FP8BLK;
-    const int64_t ngr = FMT == CU_W_AFFINE || MX ? cols / w0.group : 0;
+    constexpr bool GQ = FMT == CU_W_GPTQ; /* the row layout (cu_weight.rowmaj) */
+    const int64_t ngr = FMT == CU_W_AFFINE || MX || GQ ? cols / w0.group : 0;
     const int64_t groups = EPI == CU_EPI_GLU ? rows : (rows + 1) / 2;
     /* wg warps share a group, each taking every wg-th chunk of 32 pieces */
     const int wg = a.wg, part = warp % wg, gpb = MV_WARPS / wg;
@@ -243,6 +278,7 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
     const char *rp[S];
     int64_t rix[S]; /* the slots' rows (tiled 4-bit weights are read word by word) */
     const uint16_t *spp[S], *bpp[S];
+    const uint8_t *zpp[S]; /* GPTQ: the row's zeros */
     const uint8_t *spb[S]; /* MX: the row's U8 scales; FP8 blocks: its block row's scales */
     int64_t gb = (int64_t)blockIdx.x * gpb; /* the block's first group this round */
     bool preloaded = false;
@@ -261,6 +297,10 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                 bpp[s_] = ws_.biases + r_ * ngr;                                                   \
             }                                                                                      \
             if (MX) spb[s_] = (const uint8_t *)ws_.qs + r_ * ngr;                                  \
+            if (GQ) {                                                                              \
+                spp[s_] = (const uint16_t *)ws_.qs + r_ * ngr;                                     \
+                zpp[s_] = ws_.zeros + r_ * ngr;                                                    \
+            }                                                                                      \
             if (FB)                                                                                \
                 spb[s_] = (const uint8_t *)ws_.qs +                                                \
                           cu_fp8_srow(ws_, r_) * (ws_.sdt == CU_S_F32 ? 4 : 2);                    \
@@ -300,7 +340,18 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                         cu_mx_scale(FMT, __ldg(spb[s_] + (ok_ ? p_ >> a.gshift : 0)));             \
                     sc[s_][u_] = FMT == CU_W_MXFP8 ? m_ : __fmul_rn(m_, 0.5f);                     \
                 }                                                                                  \
-                if (FB) sc[s_][u_] = mv_fb_scale(spb[s_], ok_ ? p_ * 16 / wt_.group : 0, wt_.sdt); \
+                if (FB) /* a division by a run-time value costs ~20 instructions */                \
+                    sc[s_][u_] = mv_fb_scale(spb[s_],                                              \
+                                             !ok_        ? 0                                       \
+                                             : a.fb_pow2 ? p_ >> a.gshift                          \
+                                                         : p_ * 16 / wt_.group,                    \
+                                             wt_.sdt);                                             \
+                if (GQ) { /* the bias -s * (z + zero_one): at most 11 + 9 bits, exact */           \
+                    const int g_ = ok_ ? p_ >> a.gshift : 0;                                       \
+                    sc[s_][u_] = s16<SBF>(__ldg(spp[s_] + g_));                                    \
+                    bi[s_][u_] =                                                                   \
+                        __fmul_rn(sc[s_][u_], -(float)((int)__ldg(zpp[s_] + g_) + wt_.zero_one));  \
+                }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     } while (0)
@@ -342,9 +393,11 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                     const int p = MV_PIECE(st, u);
                     if (p >= P) break;
                     float ss[S][5];
+                    bool fq[S]; /* FP8/MX: the fast decoding (mv_decode) */
 #pragma unroll
                     for (int s = 0; s < S; s++) {
-                        if (FMT == CU_W_AFFINE) {
+                        fq[s] = false;
+                        if (FMT == CU_W_AFFINE || GQ) {
                             ss[s][0] = sc[s][u];
 #pragma unroll
                             for (int j = 1; j < (BITS == 4 ? 5 : 2); j++)
@@ -352,6 +405,10 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
                                     sc[s][u], __uint_as_float((uint32_t)(127 - BITS * j) << 23));
                         } else if (MX || FB) {
                             ss[s][0] = sc[s][u];
+                            /* E2M1 pieces hold half the scale */
+                            ss[s][1] =
+                                __fmul_rn(sc[s][u], FMT == CU_W_MXFP8 || FB ? 0x1p120f : 0x1p127f);
+                            fq[s] = !a.qold && fabsf(ss[s][1]) <= 3.40282347e38f;
                         }
                     }
 #pragma unroll
@@ -372,7 +429,8 @@ static __global__ void __launch_bounds__(MV_THREADS) k_mv(const struct mv_kargs 
 #pragma unroll
                         for (int s = 0; s < S; s++) {
                             float wv[8];
-                            mv_decode<FMT, BITS, NW>(raw[s][u], h, ss[s], bi[s][u], a.magic, wv);
+                            mv_decode<FMT, BITS, NW>(raw[s][u], h, ss[s], bi[s][u], a.magic, fq[s],
+                                                     wv);
 #pragma unroll
                             for (int t = 0; t < NT; t++)
 #pragma unroll
@@ -549,5 +607,9 @@ int cu_mv_mxfp4(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 int cu_mv_nvfp4(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 int cu_mv_mxfp8(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 int cu_mv_fp8blk(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_gptq4_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_gptq4_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_gptq8_f16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
+int cu_mv_gptq8_bf16(const struct mv_kargs &a, int nw, int sms, cudaStream_t st);
 
 #endif

@@ -14,8 +14,9 @@
  * so that groups are contiguous (cuda_upload.c): a word then usually lies in one group
  * and takes one scale and zero; where it straddles two, each input looks its group up.
  *
- * The other formats: one warp per row, each lane a stride of columns through wload (the
- * reference decoding of cuda_dev.cuh).
+ * The other formats, and GPTQ/AWQ in the row layout (cu_weight.rowmaj, which cuda_mv.cuh
+ * reads but for the shapes it declines): one warp per row, each lane a stride of columns
+ * through wload (the reference decoding of cuda_dev.cuh).
  *
  * Numbers: each weight is its exact reconstruction (GPTQ/AWQ s * (q - z - zero_one): at most 11 + 9
  * significant bits; FP8 blocks fl(code * scale), the reference's own rounding), products
@@ -144,7 +145,7 @@ static __global__ void __launch_bounds__(MQ_THREADS) k_mv_any(const struct mq_ar
 template <int NT> static int mq_launch(const struct mq_args &a, cudaStream_t st)
 {
     const struct cu_weight &w = a.w;
-    if (w.fmt == CU_W_GPTQ) {
+    if (w.fmt == CU_W_GPTQ && !w.rowmaj) { /* the row layout goes through wload */
         const dim3 grid((unsigned)((w.rows + 31) / 32));
         return w.bits == 4 ? cu_launch(k_mv_gptq<NT, 4>, grid, dim3(MQ_THREADS), 0, st, a)
                            : cu_launch(k_mv_gptq<NT, 8>, grid, dim3(MQ_THREADS), 0, st, a);

@@ -84,7 +84,7 @@ static void up_weight(struct uploader *u, const struct cellm_weight *w, struct c
     if (w->fmt == CELLM_W_NONE) return;
     if (w->fmt > CELLM_W_AFFINE) {
         struct cu_layout l;
-        if (cellm_cu_layout(w, !u->base, &l)) {
+        if (cellm_cu_layout(w, !u->base, u->rowmaj, &l)) {
             if (u->e == cudaSuccess) u->e = cudaErrorMemoryAllocation; /* host memory */
             return;
         }
