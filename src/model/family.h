@@ -23,6 +23,7 @@ enum cellm_bias_rule {
     CELLM_BIAS_QKV_ALWAYS,     /* q, k, v always (qwen2) */
     CELLM_BIAS_USE_QKV_BIAS,   /* use_qkv_bias: q, k, v (stablelm) */
     CELLM_BIAS_NONE,           /* never (mistral, phi3, gemma) */
+    CELLM_BIAS_ATTENTION_QKV,  /* attention_bias: q, k, v, never o (glm4_moe) */
 };
 
 struct cellm_family {
@@ -43,7 +44,7 @@ struct cellm_family {
     enum cellm_sliding_rule sliding;
     enum cellm_bias_rule bias;
     enum cellm_norm_kind norm;
-    int qk_norm;            /* 1 always, 2 = StableLM's qk_layernorm key */
+    int qk_norm;            /* 1 always, 2 = StableLM's qk_layernorm key, 3 = use_qk_norm key */
     enum cellm_block block; /* pre-norm or sandwich; parallel is StableLM's config key */
     int embed_scale, fused, gemma_scale;
     int multipliers;                    /* Granite: embedding_multiplier, attention_multiplier,
@@ -56,6 +57,10 @@ struct cellm_family {
                                router, biases on router and experts, clamped SwiGLU, sinks */
     int local_rope;         /* gemma3: rope_local_base_freq for sliding layers */
     const char *rope_types; /* accepted rope types beside default, comma separated */
+    /* DeepSeek-V3 style MoE keys (glm4_moe): n_routed_experts, the sigmoid grouped router
+     * (n_group, topk_group, routed_scaling_factor, e_score_correction_bias), shared experts
+     * (n_shared_experts), dense layers before first_k_dense_replace */
+    int moe_grouped;
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

@@ -103,6 +103,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet; use --device cpu",
                           cfg->model_type, oss);
+    const char *grouped = cellm_config_grouped_moe_pieces(cfg);
+    if (grouped)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
+                          "not implement yet; use --device cpu",
+                          cfg->model_type, grouped);
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0)
