@@ -185,8 +185,10 @@ struct cellm_model_info {
     int n_ignored;       /* tensors of other towers (vision, audio) left unread */
     int n_shards;
     const struct cellm_info_shard *shards;
-    const char *device;   /* the executor and its device ("cpu (avx512f)") */
-    const char *warnings; /* load warnings, one per line, "" if none */
+    const char *device;         /* the executor and its device ("cpu (avx512f)") */
+    const char *warnings;       /* load warnings, one per line, "" if none */
+    const char *shared_experts; /* experts every token goes through beside the routed ones
+                                   (glm4_moe: "ffn 1408, ..."), else NULL */
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

@@ -657,6 +657,61 @@ static void listed_families_parse(void **state)
                "phi3, granite");
 }
 
+/* glm4_moe (docs/forward/glm4_moe.md): the grouped sigmoid router's keys, dense layers
+ * before first_k_dense_replace, shared experts, q/k/v bias without o, use_qk_norm. */
+static void glm4_moe_keys(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    parse_ok("{\"model_type\":\"glm4_moe\",\"hidden_size\":64,\"intermediate_size\":128,"
+             "\"num_hidden_layers\":4,\"num_attention_heads\":4,\"num_key_value_heads\":2,"
+             "\"head_dim\":32,\"partial_rotary_factor\":0.5,\"attention_bias\":true,"
+             "\"use_qk_norm\":true,\"moe_intermediate_size\":32,\"n_routed_experts\":16,"
+             "\"n_shared_experts\":2,\"num_experts_per_tok\":4,\"n_group\":4,\"topk_group\":2,"
+             "\"routed_scaling_factor\":2.5,\"first_k_dense_replace\":2,"
+             "\"num_nextn_predict_layers\":1}",
+             NULL, &c);
+    static const uint8_t moe[4] = {0, 0, 1, 1};
+    assert_memory_equal(c.layer_moe, moe, 4);
+    assert_int_equal(c.router, CELLM_ROUTER_SIGMOID_GROUP);
+    assert_int_equal(c.n_experts, 16);
+    assert_int_equal(c.n_experts_used, 4);
+    assert_int_equal(c.n_group, 4);
+    assert_int_equal(c.topk_group, 2);
+    assert_true(c.routed_scale == 2.5);
+    assert_int_equal(c.moe_ffn_dim, 32);
+    assert_int_equal(c.shared_ffn_dim, 64); /* moe_intermediate_size * n_shared_experts */
+    assert_int_equal(c.rot_dims, 16);
+    assert_true(c.qkv_bias && !c.o_bias && c.qk_norm && c.norm_topk_prob);
+    cellm_config_free(&c);
+    /* class defaults: 128 experts, 8 per token, one group, one shared expert, layer 0 dense,
+     * no bias, no q/k norm, factor 1; untied */
+    parse_ok("{\"model_type\":\"glm4_moe\",\"num_hidden_layers\":2}", NULL, &c);
+    assert_true(c.n_experts == 128 && c.n_experts_used == 8 && c.n_group == 1 &&
+                c.topk_group == 1 && c.routed_scale == 1.0);
+    assert_true(c.shared_ffn_dim == 1408 && !c.layer_moe[0] && c.layer_moe[1]);
+    assert_true(!c.qkv_bias && !c.o_bias && !c.qk_norm && !c.tie_embeddings);
+    assert_int_equal(c.rot_dims, 64); /* head_dim 128, partial 0.5 */
+    cellm_config_free(&c);
+    parse_ok("{\"model_type\":\"glm4_moe\",\"num_hidden_layers\":2,\"n_shared_experts\":0,"
+             "\"num_local_experts\":8,\"num_experts_per_tok\":2}",
+             NULL, &c);
+    assert_true(c.shared_ffn_dim == 0 && c.n_experts == 8);
+    cellm_config_free(&c);
+    /* groups of unequal size, of one expert, more kept groups than groups */
+    parse_fail("{\"model_type\":\"glm4_moe\",\"n_routed_experts\":12,\"n_group\":5}", NULL,
+               CELLM_ERR_FORMAT, "n_group 5", NULL);
+    parse_fail("{\"model_type\":\"glm4_moe\",\"n_routed_experts\":8,\"n_group\":8,"
+               "\"num_experts_per_tok\":2}",
+               NULL, CELLM_ERR_FORMAT, "two experts or more", NULL);
+    parse_fail("{\"model_type\":\"glm4_moe\",\"n_group\":4,\"topk_group\":5}", NULL,
+               CELLM_ERR_FORMAT, "topk_group 5", NULL);
+    parse_fail("{\"model_type\":\"glm4_moe\",\"n_shared_experts\":-1}", NULL, CELLM_ERR_FORMAT,
+               "n_shared_experts", NULL);
+    parse_fail("{\"model_type\":\"glm4_moe\",\"first_k_dense_replace\":-1}", NULL, CELLM_ERR_FORMAT,
+               "first_k_dense_replace", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -664,7 +719,7 @@ int main(void)
         cmocka_unit_test(listed_families_parse), cmocka_unit_test(rope_keys),
         cmocka_unit_test(quant_modes),           cmocka_unit_test(model_types_and_keys),
         cmocka_unit_test(gpt_oss_keys),          cmocka_unit_test(eos_ids),
-        cmocka_unit_test(allocation_failures),
+        cmocka_unit_test(allocation_failures),   cmocka_unit_test(glm4_moe_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,6 +114,12 @@ for dir in "$fixtures"/*/*/; do
              has "^router +top-k of the logits, then softmax, biases on the router and the experts"
              has "^expert act +clamped SwiGLU: limit 7, alpha 1.702"
              [[ $var == mlx* ]] || has "gate/up rows interleaved \(gpt-oss\)" ;;
+    glm4-moe) has "^family +glm4_moe\$"; has "rotary dims 16,"; has "qkv bias, q/k norm\$"
+              has "^experts +16 experts, 4 per token, ffn 32, .*on 1 of 2 layers \(1\), top-k renormalised\$"
+              has "^router +sigmoid; chosen with e_score_correction_bias among the best 2 of 4 groups; weights x 2.5\$"
+              has "^shared +ffn 32, added to every MoE layer's output\$"
+              has "^  shared gate, up, down +"; has "^  moe router +(F32|BF16|F16)\$"
+              [[ $out == *"o bias"* ]] && fail "glm4_moe's o_proj has no bias" ;;
     granite) has "^family +granite\$"
              has "^block +RMSNorm eps 1e-05, silu, embeddings x 12, residuals x 0.5, logits / 2\$" ;;
     stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"

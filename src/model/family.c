@@ -102,6 +102,12 @@ static const struct cellm_family families[] = {
      .sliding = CELLM_SLIDE_PATTERN, .pattern = 4, .bias = CELLM_BIAS_ATTENTION_BIAS,
      .norm = CELLM_NORM_RMS, .qk_norm = 3, .block = CELLM_BLOCK_POST_NORM, .bos = -1,
      .eos = 50279, .rope_types = "linear,llama3,yarn", .rope_full_only = 1},
+    {.model_type = "glm4_moe", .title = "GLM-4.5/4.6 MoE (CPU and CUDA)", .vocab = 151552, .dim = 4096, .ffn_dim = 10944,
+     .n_layers = 46, .n_heads = 96, .n_kv_heads = 8, .head_dim = 128, .head_dim_from_config = 1, .max_pos = 131072,
+     .norm_eps = 1e-5, .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
+     .rope_theta = 10000, .partial_rotary = 0.5, .sliding = CELLM_SLIDE_NONE,
+     .bias = CELLM_BIAS_ATTENTION_QKV, .norm = CELLM_NORM_RMS, .qk_norm = 4, .moe = 1,
+     .moe_grouped = 1, .bos = -1, .eos = -1, .rope_types = "linear,yarn"},
 };
 /* clang-format on */
 

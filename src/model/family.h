@@ -24,6 +24,7 @@ enum cellm_bias_rule {
     CELLM_BIAS_QKV_ALWAYS,     /* q, k, v always (qwen2) */
     CELLM_BIAS_USE_QKV_BIAS,   /* use_qkv_bias: q, k, v (stablelm) */
     CELLM_BIAS_NONE,           /* never (mistral, phi3, gemma) */
+    CELLM_BIAS_ATTENTION_QKV,  /* attention_bias: q, k, v, never o (glm4_moe) */
 };
 
 struct cellm_family {
@@ -44,7 +45,8 @@ struct cellm_family {
     enum cellm_sliding_rule sliding;
     enum cellm_bias_rule bias;
     enum cellm_norm_kind norm;
-    int qk_norm; /* 1 always, 2 = StableLM's qk_layernorm key, 3 = always, full width (OLMo 2) */
+    int qk_norm; /* 1 always, 2 = StableLM's qk_layernorm key, 3 = always, full width (OLMo 2),
+                    4 = per head by the use_qk_norm key (GLM-4.5) */
     enum cellm_block block; /* pre-norm or sandwich; parallel is StableLM's config key */
     int embed_scale, fused, gemma_scale;
     int multipliers;                    /* Granite: embedding_multiplier, attention_multiplier,
@@ -62,6 +64,10 @@ struct cellm_family {
                                (0 = 6, Gemma 3; OLMo 3: 4) */
     int rope_full_only;     /* OLMo 3: RoPE scaling on full-attention layers only; sliding layers
                                keep default RoPE at rope_theta */
+    /* DeepSeek-V3 style MoE keys (glm4_moe): n_routed_experts, the sigmoid grouped router
+     * (n_group, topk_group, routed_scaling_factor, e_score_correction_bias), shared experts
+     * (n_shared_experts), dense layers before first_k_dense_replace */
+    int moe_grouped;
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

@@ -402,7 +402,16 @@ static enum cellm_status parse_layers(const cJSON *t, const char *what,
             }
         }
     }
-    if (f->moe) {
+    if (f->moe_grouped) { /* glm4_moe: layers i < first_k_dense_replace are dense */
+        int64_t dense;
+        CELLM_TRY(cellm_json_int(t, "first_k_dense_replace", what, 1, &dense, err));
+        if (dense < 0)
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: first_k_dense_replace is %lld; expected 0 or more", what,
+                              (long long)dense);
+        for (int i = 0; i < c->n_layers; i++)
+            c->layer_moe[i] = c->n_experts > 0 && i >= dense;
+    } else if (f->moe) {
         int step;
         CELLM_TRY(get_pos_int(t, "decoder_sparse_step", what, 1, &step, err));
         for (int i = 0; i < c->n_layers; i++)
@@ -495,6 +504,40 @@ static enum cellm_status gpt_oss_keys(const cJSON *t, const char *what, struct c
     return CELLM_OK;
 }
 
+/*
+ * glm4_moe (docs/forward/glm4_moe.md): n_routed_experts (num_local_experts in transformers
+ * 5's attribute map), the sigmoid router over n_group groups, routed_scaling_factor, and
+ * n_shared_experts shared experts of moe_intermediate_size each. transformers scores a group
+ * by its two best experts (topk(2)), so a group needs two experts or more.
+ */
+static enum cellm_status grouped_moe_keys(const cJSON *t, const char *what, struct cellm_config *c,
+                                          struct cellm_error *err)
+{
+    CELLM_TRY(get_pos_int(t, "n_routed_experts", what, 128, &c->n_experts, err));
+    CELLM_TRY(get_pos_int(t, "num_local_experts", what, c->n_experts, &c->n_experts, err));
+    CELLM_TRY(get_pos_int(t, "moe_intermediate_size", what, 1408, &c->moe_ffn_dim, err));
+    CELLM_TRY(cellm_json_bool(t, "norm_topk_prob", what, 1, &c->norm_topk_prob, err));
+    CELLM_TRY(get_int_upto(t, "n_group", what, 1, CELLM_MAX_EXPERT_GROUPS, &c->n_group, err));
+    CELLM_TRY(get_pos_int(t, "topk_group", what, 1, &c->topk_group, err));
+    CELLM_TRY(cellm_json_num(t, "routed_scaling_factor", what, 1.0, &c->routed_scale, err));
+    int64_t shared;
+    CELLM_TRY(cellm_json_int(t, "n_shared_experts", what, 1, &shared, err));
+    c->router = CELLM_ROUTER_SIGMOID_GROUP;
+    if (c->n_experts % c->n_group || c->n_experts / c->n_group < 2 || c->topk_group > c->n_group)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: n_routed_experts %d in n_group %d groups, topk_group %d: expected "
+                          "groups of equal size, two experts or more each, and topk_group <= "
+                          "n_group",
+                          what, c->n_experts, c->n_group, c->topk_group);
+    if (!isfinite(c->routed_scale) || shared < 0 || shared > 1024)
+        return cellm_errf(err, CELLM_ERR_FORMAT,
+                          "%s: routed_scaling_factor %g / n_shared_experts %lld: expected a "
+                          "finite factor and 0 to 1024 shared experts",
+                          what, c->routed_scale, (long long)shared);
+    c->shared_ffn_dim = (int)shared * c->moe_ffn_dim;
+    return CELLM_OK;
+}
+
 static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char *what,
                                     const struct cellm_family *f, struct cellm_config *c,
                                     struct cellm_error *err)
@@ -555,11 +598,15 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
         break;
     case CELLM_BIAS_NONE:
         break;
+    case CELLM_BIAS_ATTENTION_QKV:
+        CELLM_TRY(cellm_json_bool(t, "attention_bias", what, 0, &c->qkv_bias, err));
+        break;
     }
     if (f->bias == CELLM_BIAS_ATTENTION_BIAS)
         CELLM_TRY(cellm_json_bool(t, "mlp_bias", what, 0, &c->mlp_bias, err));
     if (f->qk_norm == 1) c->qk_norm = 1;
     if (f->qk_norm == 3) c->qk_norm_full = 1;
+    if (f->qk_norm == 4) CELLM_TRY(cellm_json_bool(t, "use_qk_norm", what, 0, &c->qk_norm, err));
     if (f->qk_norm == 2) {
         CELLM_TRY(cellm_json_bool(t, "qk_layernorm", what, 0, &c->qk_norm, err));
         c->qk_norm_per_head = c->qk_norm;
@@ -608,7 +655,15 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     if (top != t)
         CELLM_TRY(cellm_json_bool(top, "tie_word_embeddings", what, c->tie_embeddings,
                                   &c->tie_embeddings, err));
-    if (f->moe) {
+    c->routed_scale = 1;
+    if (f->moe_grouped) {
+        CELLM_TRY(get_pos_int(t, "num_experts_per_tok", what, 8, &c->n_experts_used, err));
+        CELLM_TRY(grouped_moe_keys(t, what, c, err));
+        if (c->n_experts_used > c->n_experts)
+            return cellm_errf(err, CELLM_ERR_FORMAT,
+                              "%s: num_experts_per_tok %d exceeds n_routed_experts %d", what,
+                              c->n_experts_used, c->n_experts);
+    } else if (f->moe) {
         CELLM_TRY(get_pos_int(t, "num_experts", what, 128, &c->n_experts, err));
         CELLM_TRY(get_pos_int(t, "num_local_experts", what, c->n_experts, &c->n_experts, err));
         CELLM_TRY(get_pos_int(t, "num_experts_per_tok", what, 8, &c->n_experts_used, err));

@@ -79,7 +79,17 @@ const char *cellm_block_name(enum cellm_block b);
  *   SOFTMAX_TOPK   softmax over all experts, then the top k (Qwen3-MoE; renormalised
  *                  when norm_topk_prob)
  *   TOPK_SOFTMAX   top k of the logits, then a softmax over those k (gpt-oss) */
-enum cellm_router { CELLM_ROUTER_SOFTMAX_TOPK, CELLM_ROUTER_TOPK_SOFTMAX };
+enum cellm_router {
+    CELLM_ROUTER_SOFTMAX_TOPK,
+    CELLM_ROUTER_TOPK_SOFTMAX,
+    /* sigmoid of the logits; experts chosen by sigmoid + e_score_correction_bias within the
+     * topk_group best of n_group groups, weighted by the plain sigmoid, renormalised when
+     * norm_topk_prob, times routed_scaling_factor (GLM-4.5, DeepSeek-V3's noaux_tc) */
+    CELLM_ROUTER_SIGMOID_GROUP,
+};
+
+/* Most expert groups (n_group) a router takes. */
+#define CELLM_MAX_EXPERT_GROUPS 64
 
 #define CELLM_MAX_EOS 8
 
@@ -151,6 +161,12 @@ struct cellm_config {
     /* [n_layers] 1 = the layer applies no RoPE (SmolLM3 no_rope_layers); owned, NULL when
      * every layer rotates */
     uint8_t *layer_nope;
+    /* CELLM_ROUTER_SIGMOID_GROUP (glm4_moe): experts in n_group contiguous groups, tokens
+     * choose among the topk_group best; routed_scale multiplies the routed weights */
+    int n_group, topk_group;
+    double routed_scale;
+    int shared_ffn_dim; /* shared experts beside the routed ones: moe_intermediate_size *
+                           n_shared_experts, one SiLU MLP (mlp.shared_experts); 0 = none */
 };
 
 /* Parses dir/config.json and, if present, dir/generation_config.json. */

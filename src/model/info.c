@@ -382,6 +382,18 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
                      c->expert_bias ? ", biases on the router and the experts" : "");
             o->router = st->router;
         }
+        if (c->router == CELLM_ROUTER_SIGMOID_GROUP) {
+            snprintf(st->router, sizeof st->router,
+                     "sigmoid; chosen with e_score_correction_bias among the best %d of %d "
+                     "groups; weights x %g",
+                     c->topk_group, c->n_group, c->routed_scale);
+            o->router = st->router;
+        }
+        if (c->shared_ffn_dim) {
+            snprintf(st->shared, sizeof st->shared, "ffn %d, added to every MoE layer's output",
+                     c->shared_ffn_dim);
+            o->shared_experts = st->shared;
+        }
         if (c->swiglu_clamp) {
             snprintf(st->expert_act, sizeof st->expert_act,
                      "clamped SwiGLU: limit %g, alpha %g, (up + 1) * glu", c->swiglu_limit,

@@ -33,7 +33,8 @@
  *   group, label   how inspect summarises its storage ("attention" q, k, v, o)
  * Shapes in words: dim = hidden_size, qd = n_heads*head_dim, kd = n_kv_heads*head_dim,
  * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size,
- * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved).
+ * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved), shared =
+ * moe_intermediate_size * n_shared_experts (glm4_moe's shared experts, one MLP).
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
 /* clang-format off */
@@ -74,7 +75,11 @@
     X(E_DOWN_B,       e_down_b,       EXPERT_VECS, MOE_BIAS, "mlp.experts.down_proj_bias",    EXPERTS, DIM,  "", "")       \
     X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")       \
     X(Q_NORM_FULL,    q_norm_full,    VEC,     QK_NORM_FULL, "self_attn.q_norm.weight",       QD,      NONE, "", "")       \
-    X(K_NORM_FULL,    k_norm_full,    VEC,     QK_NORM_FULL, "self_attn.k_norm.weight",       KD,      NONE, "", "")
+    X(K_NORM_FULL,    k_norm_full,    VEC,     QK_NORM_FULL, "self_attn.k_norm.weight",       KD,      NONE, "", "")       \
+    X(ROUTER_CORR,    router_corr,    VEC,     MOE_CORR,   "mlp.gate.e_score_correction_bias", EXPERTS, NONE, "", "")      \
+    X(S_GATE,         s_gate,         MAT,     SHARED,     "mlp.shared_experts.gate_proj",    SHARED_FFN, DIM, "shared", "gate") \
+    X(S_UP,           s_up,           MAT,     SHARED,     "mlp.shared_experts.up_proj",      SHARED_FFN, DIM, "shared", "up")   \
+    X(S_DOWN,         s_down,         MAT,     SHARED,     "mlp.shared_experts.down_proj",    DIM, SHARED_FFN, "shared", "down")
 /* clang-format on */
 
 enum cellm_lt {
@@ -113,6 +118,8 @@ enum cellm_need {
     CELLM_NEED_SINKS,           /* cfg.attn_sinks */
     CELLM_NEED_INPUT_NORM,      /* a norm before attention: every block but POST_NORM */
     CELLM_NEED_QK_NORM_FULL,    /* cfg.qk_norm_full, one weight over the whole projection */
+    CELLM_NEED_MOE_CORR,        /* a MoE layer of the sigmoid grouped router: its correction bias */
+    CELLM_NEED_SHARED,          /* a MoE layer with shared experts (cfg.shared_ffn_dim) */
 };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
@@ -128,6 +135,7 @@ enum cellm_dim {
     CELLM_DIM_HEADS,
     CELLM_DIM_KV_HEADS,
     CELLM_DIM_EXPERTS,
+    CELLM_DIM_SHARED_FFN,
 };
 
 struct cellm_tensor_spec {
@@ -249,6 +257,8 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 /* The gpt-oss pieces a config uses ("attention sinks, ..."), or NULL when it uses none:
  * an executor that lacks them refuses the model by this text at load. */
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
+/* The same for glm4_moe's pieces (the sigmoid grouped router, shared experts). */
+const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c);
 
 /* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short
  * list). */

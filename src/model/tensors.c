@@ -84,6 +84,8 @@ int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim)
         return c->n_kv_heads;
     case CELLM_DIM_EXPERTS:
         return c->n_experts;
+    case CELLM_DIM_SHARED_FFN:
+        return c->shared_ffn_dim;
     }
     return 0;
 }
@@ -132,6 +134,10 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
         return c->block != CELLM_BLOCK_POST_NORM;
     case CELLM_NEED_QK_NORM_FULL:
         return c->qk_norm_full;
+    case CELLM_NEED_MOE_CORR:
+        return L->moe && c->router == CELLM_ROUTER_SIGMOID_GROUP;
+    case CELLM_NEED_SHARED:
+        return L->moe && c->shared_ffn_dim > 0;
     }
     return 0;
 }
@@ -160,4 +166,11 @@ const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
         return NULL;
     return "attention sinks (self_attn.sinks), the top-k-then-softmax router with biases, "
            "experts with biases and the clamped SwiGLU";
+}
+
+const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c)
+{
+    if (c->router != CELLM_ROUTER_SIGMOID_GROUP && !c->shared_ffn_dim) return NULL;
+    return "the sigmoid grouped router (e_score_correction_bias, n_group, topk_group, "
+           "routed_scaling_factor) and shared experts (mlp.shared_experts)";
 }

@@ -29,6 +29,7 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "ops.h"
+#include "router.h"
 
 /* The executor's options (cellm_model_params.exec_options). */
 struct cpu_opts {
@@ -203,6 +204,7 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
         c->ring = cfg->window + CHUNK;
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
+    c->mm_cols = max_i64(c->mm_cols, cfg->shared_ffn_dim);
     c->mm_scratch = cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) *
                                  sizeof(float));
     if (!c->seqs || !c->mm_scratch) {
@@ -249,7 +251,8 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     const struct cellm_config *cfg = &c->d->cfg;
     size_t r = (size_t)n;
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    size_t ffn = (size_t)max_i64(cfg->ffn_dim, 1), ku = (size_t)max_i64(cfg->n_experts_used, 1);
+    size_t ffn = (size_t)max_i64(max_i64(cfg->ffn_dim, cfg->shared_ffn_dim), 1),
+           ku = (size_t)max_i64(cfg->n_experts_used, 1);
     int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * cfg->dim) && grow(&c->q, r * qd) &&
              grow(&c->k, r * kd) && grow(&c->v, r * kd) && grow(&c->att, r * qd) &&
              grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) && grow(&c->up, r * ffn);
@@ -532,10 +535,8 @@ static void oss_expert(struct cpu_ctx *c, const struct cellm_layer *L, int e, in
         cellm_op_add_vec(c->moe_y + (size_t)r * dim, &L->e_down_b[e], dim);
 }
 
-/* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation;
- * gpt-oss: router logits with a bias, top-k of the logits, softmax over those k. Then the
- * weighted sum over the k ranks. Tokens are grouped per expert so that each expert's
- * weights are read once per step. */
+/* The router (router.h) per token in f32, then the weighted sum over the k ranks. Tokens
+ * are grouped per expert so that each expert's weights are read once per step. */
 static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n, float *out)
 {
     const struct cellm_config *cfg = &c->d->cfg;
@@ -545,36 +546,16 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
      * far more than the rounding itself */
     cellm_cpu_matmul(c->pool, c->m->isa, &L->router, x, dim, n, c->router, E, c->mm_scratch,
                      c->mm_cols);
+    struct cellm_route_spec spec;
+    cellm_route_spec_of(cfg, L, &spec);
     for (int i = 0; i < n; i++) {
-        float *p = c->router + (size_t)i * E;
-        if (L->router_b.fmt != CELLM_W_NONE) cellm_op_add_vec(p, &L->router_b, E);
-        if (cfg->router == CELLM_ROUTER_SOFTMAX_TOPK) cellm_op_softmax(p, E);
         int *idx = c->moe_idx + (size_t)i * K;
-        float *w = c->moe_w + (size_t)i * K;
-        for (int k = 0; k < K; k++) {
-            int best = -1;
-            for (int e = 0; e < E; e++) {
-                int taken = 0;
-                for (int j = 0; j < k; j++)
-                    taken |= idx[j] == e;
-                if (!taken && (best < 0 || p[e] > p[best])) best = e;
-            }
-            idx[k] = best;
-            w[k] = p[best];
-        }
+        cellm_route_token(&spec, c->router + (size_t)i * E, idx, c->moe_w + (size_t)i * K);
         int32_t *rt = c->routes + ((size_t)(c->route_base + i) * (size_t)cfg->n_layers +
                                    (size_t)(L - c->d->layers)) *
                                       (size_t)K;
         for (int k = 0; k < K; k++)
             rt[k] = idx[k];
-        if (cfg->router == CELLM_ROUTER_TOPK_SOFTMAX) cellm_op_softmax(w, K);
-        if (cfg->norm_topk_prob) {
-            float s = 0;
-            for (int k = 0; k < K; k++)
-                s += w[k];
-            for (int k = 0; k < K; k++)
-                w[k] = w[k] / s;
-        }
     }
     for (int e = 0; e < E; e++) {
         int m = 0;
@@ -644,9 +625,14 @@ static void norm_rows(struct cpu_ctx *c, const struct cellm_vec *w, const struct
 /* The feed-forward sub-block of a layer: its experts, or its dense MLP. */
 static void ffn(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n, float *out)
 {
-    if (L->moe)
+    if (L->moe) {
         moe(c, L, x, n, out);
-    else
+        if (L->s_gate.fmt != CELLM_W_NONE) { /* shared experts: routed + shared(x) */
+            dense_mlp(c, &L->s_gate, &L->s_up, &L->s_down, NULL, NULL, NULL, x, n, c->gate, c->up,
+                      c->moe_y);
+            add_rows(out, c->moe_y, (int64_t)n * c->d->cfg.dim);
+        }
+    } else
         dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, &L->b_gate, &L->b_up, &L->b_down, x, n,
                   c->gate, c->up, out);
 }

@@ -269,6 +269,9 @@ static void free_rows(struct cu_ctx *c)
     cellm_free(c->h_idx);
     cellm_free(c->h_map);
     c->h_idx = c->h_map = NULL;
+    cellm_free(c->h_logits);
+    cellm_free(c->h_w);
+    c->h_logits = c->h_w = NULL;
     c->rows_cap = 0;
 }
 
@@ -323,6 +326,7 @@ static enum cellm_status cu_ctx_new(void *dm, const struct cellm_ctx_params *cp,
     }
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->max_cols = max64(max64(cfg->dim, qd), max64(cfg->ffn_dim, cfg->moe_ffn_dim));
+    c->max_cols = max64(c->max_cols, cfg->shared_ffn_dim);
     enum cellm_status st = CELLM_OK;
     cudaError_t e = cudaSetDevice(m->dev);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
@@ -370,7 +374,8 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
     free_rows(c);
     size_t r = (size_t)(n < 8 ? 8 : n);
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    size_t ffn = (size_t)max64(cfg->ffn_dim, 1), dim = (size_t)cfg->dim;
+    /* gate and up also hold the shared experts' rows (glm4_moe) */
+    size_t ffn = (size_t)max64(max64(cfg->ffn_dim, cfg->shared_ffn_dim), 1), dim = (size_t)cfg->dim;
     DALLOC(c->x, r * dim);
     DALLOC(c->h, r * dim);
     DALLOC(c->o, r * dim);
@@ -414,6 +419,12 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
         DALLOC(c->moe_y, r * K * dim);
         c->h_idx = cellm_malloc(r * K * sizeof(int32_t));
         c->h_map = cellm_malloc(r * K * sizeof(int32_t));
+        if (cfg->router == CELLM_ROUTER_SIGMOID_GROUP) {
+            c->h_logits = cellm_malloc(r * (size_t)cfg->n_experts * sizeof(float));
+            c->h_w = cellm_malloc(r * K * sizeof(float));
+            if (!c->h_logits || !c->h_w)
+                return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+        }
         if (!c->h_idx || !c->h_map)
             return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
     }

@@ -110,6 +110,7 @@ struct cu_ctx {
     int distinct;           /* no two rows of this step share a sequence */
     int consecutive;        /* the rows are consecutive positions of one sequence */
     int32_t *h_idx, *h_map; /* host copies */
+    float *h_logits, *h_w;  /* host: the grouped router's logits and weights (cellm_cuda_moe) */
     struct cu_row *rows;    /* device */
     float *cs;              /* device [tables][rows][half][2] */
     void *stage;            /* pinned host: rows then cs */

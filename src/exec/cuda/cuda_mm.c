@@ -24,6 +24,7 @@
 
 #include "base/alloc.h"
 #include "cuda_exec.h"
+#include "exec/cpu/router.h"
 
 enum cellm_status cellm_cuda_dgrow(void **p, size_t *cap, size_t need, struct cellm_error *err)
 {
@@ -233,10 +234,27 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
     const struct cellm_config *cfg = &c->d->cfg;
     int E = cfg->n_experts, K = cfg->n_experts_used, dim = cfg->dim;
     CELLM_TRY(cellm_cuda_mm(c, &L->router, x, dim, n, c->router, E, NULL, err));
-    K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx, c->moe_w, c->st));
-    CU_TRY(cudaMemcpyAsync(c->h_idx, c->moe_idx, (size_t)n * K * sizeof(int32_t),
-                           cudaMemcpyDeviceToHost, c->st));
-    CU_TRY(cudaStreamSynchronize(c->st));
+    if (cfg->router == CELLM_ROUTER_SIGMOID_GROUP) {
+        /* glm4_moe's grouped router runs on the host with the CPU executor's code
+         * (exec/cpu/router.h), so both executors choose alike: the choice comes back to the
+         * host for the expert map anyway, and E logits a token are little beside it */
+        CU_TRY(cudaMemcpyAsync(c->h_logits, c->router, (size_t)n * E * sizeof(float),
+                               cudaMemcpyDeviceToHost, c->st));
+        CU_TRY(cudaStreamSynchronize(c->st));
+        struct cellm_route_spec spec;
+        cellm_route_spec_of(cfg, &c->d->layers[L - c->m->layers], &spec);
+        for (int i = 0; i < n; i++)
+            cellm_route_token(&spec, c->h_logits + (size_t)i * E, c->h_idx + (size_t)i * K,
+                              c->h_w + (size_t)i * K);
+        CU_TRY(cudaMemcpyAsync(c->moe_w, c->h_w, (size_t)n * K * sizeof(float),
+                               cudaMemcpyHostToDevice, c->st));
+    } else {
+        K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx, c->moe_w,
+                                 c->st));
+        CU_TRY(cudaMemcpyAsync(c->h_idx, c->moe_idx, (size_t)n * K * sizeof(int32_t),
+                               cudaMemcpyDeviceToHost, c->st));
+        CU_TRY(cudaStreamSynchronize(c->st));
+    }
     /* rows per expert, concatenated: map entries are i*K + k */
     int starts[1025], total = 0;
     if (E > 1024)
@@ -260,7 +278,12 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
         K_TRY(cellm_cu_scatter_rows(c->moe_y, map, m, dim, c->moe_out, c->st));
     }
     K_TRY(cellm_cu_moe_combine(c->moe_out, c->moe_w, n, K, dim, out, c->st));
-    /* the host map must outlive the copy above */
+    if (L->s_gate.fmt != CU_W_NONE) { /* shared experts (glm4_moe): routed + shared(x) */
+        CELLM_TRY(cellm_cuda_dense_mlp(c, &L->s_gate, &L->s_up, &L->s_down, NULL, NULL, NULL, x, n,
+                                       c->gate, c->up, c->moe_y, err));
+        K_TRY(cellm_cu_add(out, c->moe_y, (int64_t)n * dim, c->st));
+    }
+    /* the host map (and weights) must outlive the copies above */
     CU_TRY(cudaStreamSynchronize(c->st));
     return CELLM_OK;
 }

@@ -426,6 +426,12 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
                           "implement yet; use --device cpu",
                           c->model_type, oss);
+    const char *grouped = cellm_config_grouped_moe_pieces(c);
+    if (grouped)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: model_type %s needs %s, which the XLA executor does not "
+                          "implement yet; use --device cpu",
+                          c->model_type, grouped);
     return CELLM_OK;
 }
 
