@@ -187,6 +187,9 @@ struct cellm_model_info {
     const struct cellm_info_shard *shards;
     const char *device;   /* the executor and its device ("cpu (avx512f)") */
     const char *warnings; /* load warnings, one per line, "" if none */
+    const char *positions; /* position-dependent attention beyond RoPE and windows (Llama 4's
+                              NoPE layers, chunks and query temperature, Mistral 3's query
+                              scale), else NULL */
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

@@ -56,6 +56,8 @@ struct cellm_family {
                                router, biases on router and experts, clamped SwiGLU, sinks */
     int local_rope;         /* gemma3: rope_local_base_freq for sliding layers */
     const char *rope_types; /* accepted rope types beside default, comma separated */
+    int llama4;             /* Llama 4 text keys (model/hparams_l4.c) */
+    int ministral3;         /* Mistral 3's default yarn and query scale (model/hparams_l4.c) */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

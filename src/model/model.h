@@ -33,7 +33,8 @@
  *   group, label   how inspect summarises its storage ("attention" q, k, v, o)
  * Shapes in words: dim = hidden_size, qd = n_heads*head_dim, kd = n_kv_heads*head_dim,
  * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size,
- * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved).
+ * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved). Llama 4 calls
+ * "mlp." "feed_forward." and its router "feed_forward.router" (renamed in bind.c).
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
 /* clang-format off */
@@ -72,7 +73,10 @@
     X(E_UP_B,         e_up_b,         EXPERT_VECS, MOE_SPLIT_BIAS, "mlp.experts.up_proj.bias", EXPERTS, MOE_FFN, "", "") \
     X(E_GATE_UP_B,    e_gate_up_b,    EXPERT_VECS, MOE_INTERLEAVED, "mlp.experts.gate_up_proj_bias", EXPERTS, MOE_FFN2, "", "") \
     X(E_DOWN_B,       e_down_b,       EXPERT_VECS, MOE_BIAS, "mlp.experts.down_proj_bias",    EXPERTS, DIM,  "", "")       \
-    X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")
+    X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")       \
+    X(S_GATE,         s_gate,         MAT,     SHARED,     "mlp.shared_expert.gate_proj",     MOE_FFN, DIM,  "shared expert", "gate") \
+    X(S_UP,           s_up,           MAT,     SHARED,     "mlp.shared_expert.up_proj",       MOE_FFN, DIM,  "shared expert", "up")   \
+    X(S_DOWN,         s_down,         MAT,     SHARED,     "mlp.shared_expert.down_proj",     DIM,     MOE_FFN, "shared expert", "down")
 /* clang-format on */
 
 enum cellm_lt {
@@ -109,6 +113,7 @@ enum cellm_need {
     CELLM_NEED_MOE_BIAS,        /* cfg.expert_bias: router and down biases */
     CELLM_NEED_MOE_SPLIT_BIAS,  /* cfg.expert_bias with gate and up apart (mlx-lm gpt-oss) */
     CELLM_NEED_SINKS,           /* cfg.attn_sinks */
+    CELLM_NEED_SHARED,          /* a MoE layer with cfg.shared_expert (Llama 4) */
 };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
@@ -147,6 +152,9 @@ extern const struct cellm_tensor_spec cellm_layer_tensors[CELLM_LT_N];
 enum cellm_attn {
     CELLM_ATTN_FULL,    /* every earlier position (causal) */
     CELLM_ATTN_SLIDING, /* the last cfg.window positions: keys i-W < j <= i */
+    /* Llama 4: keys of the query's own chunk, j <= i and floor(j/C) = floor(i/C) with
+     * C = cfg.attn_chunk (the cache keeps every position, as for FULL) */
+    CELLM_ATTN_CHUNKED,
 };
 
 /* How the experts of a MoE checkpoint are stored, probed once at load. */
@@ -161,6 +169,10 @@ enum cellm_experts {
     CELLM_EXPERTS_INTERLEAVED,
     /* gpt-oss, mlx-lm: mlp.experts.{gate,up,down}_proj.{weight,scales,bias}, [E, ...] */
     CELLM_EXPERTS_STACKED_OSS,
+    /* Llama 4, Hugging Face: experts.gate_up_proj [E, in, 2I] (gate the first I columns,
+     * up the last I) and experts.down_proj [E, I, out], bare float parameters transposed
+     * once at load into owned memory */
+    CELLM_EXPERTS_FUSED_IN_OUT,
 };
 const char *cellm_experts_name(enum cellm_experts e);
 
@@ -173,6 +185,7 @@ struct cellm_layer {
     const float *inv_freq_long;
     int32_t rope_long_after;
     float rope_attn; /* fl(attention factor): multiplies RoPE's cos and sin (yarn, longrope) */
+    int nope;        /* 1: no RoPE in this layer (Llama 4 NoPE layers, cfg.layer_nope) */
 #define CELLM_LT_FIELD(id, field, kind, ...) CELLM_LT_TYPE_##kind field;
     CELLM_LAYER_TENSORS(CELLM_LT_FIELD)
 #undef CELLM_LT_FIELD
@@ -241,6 +254,8 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 /* The gpt-oss pieces a config uses ("attention sinks, ..."), or NULL when it uses none:
  * an executor that lacks them refuses the model by this text at load. */
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
+/* The same for the Llama 4 and Mistral 3 pieces (docs/forward/llama4.md, ministral3.md). */
+const char *cellm_config_l4_pieces(const struct cellm_config *c);
 
 /* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short
  * list). */

@@ -52,7 +52,9 @@ const char *cellm_experts_name(enum cellm_experts e)
     case CELLM_EXPERTS_INTERLEAVED:
         return "stacked gate_up, gate/up rows interleaved (gpt-oss)";
     case CELLM_EXPERTS_STACKED_OSS:
-        return "stacked gate, up, down (mlx-lm gpt-oss)";
+        return "stacked gate, up, down (mlx-lm gpt-oss, Llama 4)";
+    case CELLM_EXPERTS_FUSED_IN_OUT:
+        return "stacked gate_up and down stored [E, in, out] (Llama 4)";
     }
     return "?";
 }
@@ -126,6 +128,8 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
         return L->moe && c->expert_bias && d->experts != CELLM_EXPERTS_INTERLEAVED;
     case CELLM_NEED_SINKS:
         return c->attn_sinks;
+    case CELLM_NEED_SHARED:
+        return L->moe && c->shared_expert;
     }
     return 0;
 }
@@ -154,4 +158,16 @@ const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
         return NULL;
     return "attention sinks (self_attn.sinks), the top-k-then-softmax router with biases, "
            "experts with biases and the clamped SwiGLU";
+}
+
+const char *cellm_config_l4_pieces(const struct cellm_config *c)
+{
+    if (c->rope_interleaved || c->qk_l2norm || c->layer_nope || c->layer_chunked || c->attn_temp ||
+        c->shared_expert || c->router == CELLM_ROUTER_SIGMOID_INPUT)
+        return "Llama 4's interleaved RoPE, NoPE layers with the query temperature, the "
+               "weightless q/k norm after RoPE, chunked attention and the sigmoid router that "
+               "scales the experts' input beside a shared expert";
+    if (c->qscale_beta != 0)
+        return "Mistral 3's query scale by position (rope_parameters.llama_4_scaling_beta)";
+    return NULL;
 }

@@ -29,6 +29,7 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "ops.h"
+#include "posenc.h"
 
 /* The executor's options (cellm_model_params.exec_options). */
 struct cpu_opts {
@@ -250,6 +251,8 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     size_t r = (size_t)n;
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
     size_t ffn = (size_t)max_i64(cfg->ffn_dim, 1), ku = (size_t)max_i64(cfg->n_experts_used, 1);
+    if (cfg->shared_expert) /* the dense MLP's buffers also hold a shared expert's */
+        ffn = (size_t)max_i64((int64_t)ffn, cfg->moe_ffn_dim);
     int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * cfg->dim) && grow(&c->q, r * qd) &&
              grow(&c->k, r * kd) && grow(&c->v, r * kd) && grow(&c->att, r * qd) &&
              grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) && grow(&c->up, r * ffn);
@@ -343,9 +346,7 @@ static void attn_part(void *arg, int ti, int tn)
         int i = (int)(t / H), h = (int)(t % H), kvh = h / group;
         const struct cellm_exec_row *row = &j->rows[i];
         const struct cpu_seq *s = &c->seqs[row->seq];
-        int hi = row->pos, lo = 0;
-        if (L->attn == CELLM_ATTN_SLIDING && cfg->window > 0 && hi - cfg->window + 1 > 0)
-            lo = hi - cfg->window + 1;
+        int hi = row->pos, lo = cellm_attn_first_key(cfg, L, hi);
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
         const float *K = s->k ? s->k[j->layer] : NULL, *V = s->v ? s->v[j->layer] : NULL;
         int nk = hi - lo + 1;
@@ -428,6 +429,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     for (int i = 0; i < n; i++) {
         float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
         const float *inv_freq = cellm_layer_inv_freq(L, rows[i].seq_len);
+        float qscale = cellm_query_scale(cfg, L, rows[i].pos);
         cellm_op_add_vec(q, &L->bq, qd);
         cellm_op_add_vec(k, &L->bk, kd);
         cellm_op_add_vec(v, &L->bv, kd);
@@ -437,7 +439,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->q_norm_heads[h], NULL, qh, qh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->q_norm, NULL, qh, qh, hd);
-            cellm_op_rope_scaled(qh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
+            cellm_op_head_pos(cfg, L, qh, inv_freq, rows[i].pos, qscale);
         }
         for (int h = 0; h < cfg->n_kv_heads; h++) {
             float *kh = k + h * hd;
@@ -445,7 +447,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->k_norm_heads[h], NULL, kh, kh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->k_norm, NULL, kh, kh, hd);
-            cellm_op_rope_scaled(kh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
+            cellm_op_head_pos(cfg, L, kh, inv_freq, rows[i].pos, 1.0f);
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
         size_t slot = kv_slot(c, l, rows[i].pos);
@@ -526,6 +528,39 @@ static void oss_expert(struct cpu_ctx *c, const struct cellm_layer *L, int e, in
         cellm_op_add_vec(c->moe_y + (size_t)r * dim, &L->e_down_b[e], dim);
 }
 
+static void moe_scale_row(float *x, float w, int64_t n)
+{
+    for (int64_t d = 0; d < n; d++)
+        x[d] = x[d] * w;
+}
+
+/* Llama 4: out = shared(x) + (the chosen experts' outputs summed in expert order), as
+ * transformers adds the [E, T, H] sum over experts (exact zeros for the others) to the
+ * shared expert's output. */
+static void moe_sum_shared(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n,
+                           float *out)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int K = cfg->n_experts_used;
+    int64_t dim = cfg->dim;
+    dense_mlp(c, &L->s_gate, &L->s_up, &L->s_down, NULL, NULL, NULL, x, n, c->gate, c->up, out);
+    for (int i = 0; i < n; i++) {
+        const int *idx = c->moe_idx + (size_t)i * K;
+        float *o = out + (size_t)i * dim, *acc = c->moe_y; /* free again after the experts */
+        int first = 1;
+        for (int e = 0; e < cfg->n_experts; e++)
+            for (int k = 0; k < K; k++) {
+                if (idx[k] != e) continue;
+                const float *y = c->moe_out + ((size_t)i * K + k) * dim;
+                for (int64_t d = 0; d < dim; d++)
+                    acc[d] = first ? y[d] : acc[d] + y[d];
+                first = 0;
+            }
+        for (int64_t d = 0; d < dim; d++)
+            o[d] = o[d] + acc[d];
+    }
+}
+
 /* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation;
  * gpt-oss: router logits with a bias, top-k of the logits, softmax over those k. Then the
  * weighted sum over the k ranks. Tokens are grouped per expert so that each expert's
@@ -562,6 +597,9 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
         for (int k = 0; k < K; k++)
             rt[k] = idx[k];
         if (cfg->router == CELLM_ROUTER_TOPK_SOFTMAX) cellm_op_softmax(w, K);
+        if (cfg->router == CELLM_ROUTER_SIGMOID_INPUT)
+            for (int k = 0; k < K; k++)
+                w[k] = 1.0f / (1.0f + expf(-w[k]));
         if (cfg->norm_topk_prob) {
             float s = 0;
             for (int k = 0; k < K; k++)
@@ -578,6 +616,8 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                     c->moe_rows[m] = i * K + k;
                     memcpy(c->moe_x + (size_t)m * dim, x + (size_t)i * dim,
                            (size_t)dim * sizeof(float));
+                    if (cfg->router == CELLM_ROUTER_SIGMOID_INPUT) /* Llama 4 scales the input */
+                        moe_scale_row(c->moe_x + (size_t)m * dim, c->moe_w[(size_t)i * K + k], dim);
                     m++;
                 }
         if (!m) continue;
@@ -589,6 +629,10 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
         for (int r = 0; r < m; r++)
             memcpy(c->moe_out + (size_t)c->moe_rows[r] * dim, c->moe_y + (size_t)r * dim,
                    (size_t)dim * sizeof(float));
+    }
+    if (cfg->router == CELLM_ROUTER_SIGMOID_INPUT) {
+        moe_sum_shared(c, L, x, n, out);
+        return;
     }
     for (int i = 0; i < n; i++) {
         float *o = out + (size_t)i * dim;
@@ -774,7 +818,7 @@ static int cpu_routes(void *p, int32_t *ids, int cap)
 
 static int kv_has_layer(const struct cpu_ctx *c, int l, int flags)
 {
-    return c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_WINDOW);
+    return c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_WINDOW);
 }
 
 /* Bytes of one cached K or V element: f32, or f16 in fast mode. */
@@ -843,7 +887,7 @@ static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++) {
         if (!kv_has_layer(c, l, flags)) continue;
-        if (c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_LOAD_WINDOW))
+        if (c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_LOAD_WINDOW))
             kv_rows(c, s, l, pos, n, (char *)blk + off, 1);
         off += 2 * (size_t)n * kd * kv_elem(c);
     }

@@ -97,6 +97,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "--device cuda: residual_multiplier %g / logits_scaling %g (Granite) "
                           "are not implemented by the CUDA executor yet; use --device cpu",
                           cfg->residual_mult, cfg->logits_div);
+    const char *l4 = cellm_config_l4_pieces(cfg);
+    if (l4)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
+                          "not implement yet; use --device cpu",
+                          cfg->model_type, l4);
     const char *oss = cellm_config_gpt_oss_pieces(cfg);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
