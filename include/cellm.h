@@ -189,6 +189,9 @@ struct cellm_model_info {
     const char *warnings;       /* load warnings, one per line, "" if none */
     const char *shared_experts; /* experts every token goes through beside the routed ones
                                    (glm4_moe: "ffn 1408, ..."), else NULL */
+    const char *positions; /* position-dependent attention beyond RoPE and windows (Llama 4's
+                              NoPE layers, chunks and query temperature, Mistral 3's query
+                              scale), else NULL */
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

@@ -130,6 +130,16 @@ for dir in "$fixtures"/*/*/; do
            has "^block +RMSNorm eps 1e-06, silu, full-width q/k norm, post-norm \(norms after attention and MLP, none before\)\$" ;;
     olmo3) has "^family +olmo3\$"; has "^sliding +window 8 on 1 of 2 layers \(0\)\$"
            has "full-width q/k norm, post-norm"; has "^rope +default, theta 500000\$" ;;
+    llama4) has "^family +llama4_text\$"; has "^sliding +none\$"
+            has "^positions +interleaved RoPE; NoPE on 1 of 4 layers \(3\) with query temperature \(floor_scale 8, attn_scale 0.1\); chunked attention \(16\) on 3 of 4 layers \(0,1,2\); weightless q/k norm after RoPE\$"
+            has "^experts +4 experts, 1 per token, ffn 96, .*on 1 of 4 layers \(3\)"
+            has "^router +top-k of the logits; sigmoid scores scale the experts' input\$"
+            has "^  shared expert gate, up, down +"
+            if [[ $var == q* ]]; then has "mlx-lm gpt-oss, Llama 4"; has "^names +language_model\.\*"
+            else has "stored \[E, in, out\] \(Llama 4\)"; fi ;;
+    ministral3) has "^family +ministral3\$"; has "^sliding +none\$"
+                has "^rope +yarn, theta 1e\+06, factor 16, original_max_position_embeddings 16, .*attention factor 1 "
+                has "^positions +queries x 1 \+ 0.1 \* ln\(1 \+ floor\(p / 16\)\)\$" ;;
     *) fail "unknown family $fam" ;;
   esac
   [[ $var == *stacked* ]] && has "stacked \(mlx-lm switch_mlp\)"

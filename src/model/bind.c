@@ -521,7 +521,7 @@ static enum cellm_status bind_transposed(struct binder *b, const struct cellm_ck
     if (fmt == CELLM_W_NONE) return bad_dtype(b, e, "F32, F16 or BF16 (or mxfp4 _blocks)");
     int64_t want[2] = {cols, rows};
     if (!shape_is(t, n_stack, 2, want))
-        return bad_shape(b, e, n_stack, 2, want, "gpt-oss's [experts, in, out] parameter");
+        return bad_shape(b, e, n_stack, 2, want, "an [experts, in, out] parameter");
     size_t es = fmt == CELLM_W_F32 ? 4 : 2;
     uint8_t *buf = own(b, (size_t)(n_stack * rows * cols) * es);
     if (!buf) return cellm_errf(b->err, CELLM_ERR_NOMEM, "%s: out of memory", e->name);
@@ -568,9 +568,22 @@ static enum cellm_status bind_expert_vecs(struct binder *b, const char *name, in
     return CELLM_OK;
 }
 
-/* prefix + name with its "%d" (if any) replaced by k */
-static void tensor_name(char *out, size_t cap, const char *prefix, const char *name, int k)
+/* prefix + name with its "%d" (if any) replaced by k; Llama 4's feed-forward names
+ * ("feed_forward." for "mlp.", "feed_forward.router" for the router "mlp.gate",
+ * "feed_forward.shared_expert." for "mlp.shared_experts.") */
+static void tensor_name(const struct cellm_desc *d, char *out, size_t cap, const char *prefix,
+                        const char *name, int k)
 {
+    char renamed[128];
+    if (d->cfg.feed_forward && !strncmp(name, "mlp.", 4)) {
+        if (!strcmp(name, "mlp.gate"))
+            snprintf(renamed, sizeof renamed, "feed_forward.router");
+        else if (!strncmp(name, "mlp.shared_experts.", 19)) /* one shared expert, singular */
+            snprintf(renamed, sizeof renamed, "feed_forward.shared_expert.%s", name + 19);
+        else
+            snprintf(renamed, sizeof renamed, "feed_forward.%s", name + 4);
+        name = renamed;
+    }
     const char *pct = strstr(name, "%d");
     if (!pct) {
         snprintf(out, cap, "%s%s", prefix, name);
@@ -593,7 +606,8 @@ static const struct fused *fused_of(const struct cellm_desc *d, enum cellm_lt id
         f = &fused_qkv;
     else if (c->fused_gate_up && (id == CELLM_LT_W_GATE || id == CELLM_LT_W_UP))
         f = &fused_gate_up;
-    else if (d->experts == CELLM_EXPERTS_FUSED_V5 && (id == CELLM_LT_E_GATE || id == CELLM_LT_E_UP))
+    else if ((d->experts == CELLM_EXPERTS_FUSED_V5 || d->experts == CELLM_EXPERTS_FUSED_IN_OUT) &&
+             (id == CELLM_LT_E_GATE || id == CELLM_LT_E_UP))
         f = &fused_experts;
     return f;
 }
@@ -611,8 +625,11 @@ static enum cellm_status bind_fused(struct binder *b, const char *p, struct cell
     struct cellm_weight *all = cellm_calloc((size_t)stack, sizeof *all);
     if (!all) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
     char mod[256];
-    tensor_name(mod, sizeof mod, p, f->name, 0);
-    enum cellm_status st = bind_matrix(b, mod, n_stack, rows, cols, all);
+    tensor_name(b->d, mod, sizeof mod, p, f->name, 0);
+    const struct cellm_ckpt_entry *bare = cellm_ckpt_find(&b->d->ckpt, mod);
+    enum cellm_status st = bare && b->d->experts == CELLM_EXPERTS_FUSED_IN_OUT
+                               ? bind_transposed(b, bare, n_stack, rows, cols, all)
+                               : bind_matrix(b, mod, n_stack, rows, cols, all);
     for (int e = 0; st == CELLM_OK && e < stack; e++) {
         int64_t r0 = 0;
         for (int k = 0; k < f->n; k++) {
@@ -642,39 +659,40 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
     char full[256];
     switch (s->kind) {
     case CELLM_TK_VEC:
-        tensor_name(full, sizeof full, p, name, 0);
+        tensor_name(d, full, sizeof full, p, name, 0);
         return bind_vec(b, full, rows, 1, m);
     case CELLM_TK_HEADS: {
         struct cellm_vec *v = cellm_calloc((size_t)parts, sizeof *v);
         if (!v) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
         *(struct cellm_vec **)m = v;
         for (int h = 0; h < parts; h++) {
-            tensor_name(full, sizeof full, p, name, h);
+            tensor_name(d, full, sizeof full, p, name, h);
             CELLM_TRY(bind_vec(b, full, cols, 1, &v[h]));
         }
         return CELLM_OK;
     }
     case CELLM_TK_MAT:
-        tensor_name(full, sizeof full, p, name, 0);
+        tensor_name(d, full, sizeof full, p, name, 0);
         return bind_matrix(b, full, 0, rows, cols, m);
     case CELLM_TK_EXPERTS: {
         struct cellm_weight *w = *(struct cellm_weight **)m; /* allocated by bind_layer */
         if (d->experts != CELLM_EXPERTS_SPLIT) {
-            tensor_name(full, sizeof full, p, stacked_name(d->experts, id), 0);
+            tensor_name(d, full, sizeof full, p, stacked_name(d->experts, id), 0);
             const struct cellm_ckpt_entry *bare = cellm_ckpt_find(&d->ckpt, full);
-            if (bare && d->experts == CELLM_EXPERTS_INTERLEAVED)
+            if (bare && (d->experts == CELLM_EXPERTS_INTERLEAVED ||
+                         d->experts == CELLM_EXPERTS_FUSED_IN_OUT))
                 return bind_transposed(b, bare, parts, rows, cols, w);
             return bind_matrix(b, full, parts, rows, cols, w);
         }
         for (int e = 0; e < parts; e++) {
-            tensor_name(full, sizeof full, p, name, e);
+            tensor_name(d, full, sizeof full, p, name, e);
             CELLM_TRY(bind_matrix(b, full, 0, rows, cols, &w[e]));
         }
         return CELLM_OK;
     }
     case CELLM_TK_EXPERT_VECS: {
         struct cellm_vec *v = *(struct cellm_vec **)m; /* allocated by bind_layer */
-        tensor_name(full, sizeof full, p, name, 0);
+        tensor_name(d, full, sizeof full, p, name, 0);
         return bind_expert_vecs(b, full, parts, cols, v);
     }
     }
@@ -688,7 +706,10 @@ static enum cellm_status bind_layer(struct binder *b, int i)
     struct cellm_layer *L = &d->layers[i];
     char p[64];
     snprintf(p, sizeof p, "model.layers.%d.", i);
-    L->attn = c->layer_sliding[i] ? CELLM_ATTN_SLIDING : CELLM_ATTN_FULL;
+    L->attn = c->layer_sliding[i]                       ? CELLM_ATTN_SLIDING
+              : c->layer_chunked && c->layer_chunked[i] ? CELLM_ATTN_CHUNKED
+                                                        : CELLM_ATTN_FULL;
+    L->nope = c->layer_nope && c->layer_nope[i];
     L->moe = c->layer_moe[i];
     /* the expert arrays exist before a fused group fills two of them */
     for (int id = 0; id < CELLM_LT_N; id++) {
@@ -727,6 +748,11 @@ static enum cellm_experts probe_experts(const struct cellm_desc *d)
         snprintf(n, sizeof n, "model.layers.%d.%s.weight", l,
                  stacked_name(CELLM_EXPERTS_STACKED_OSS, CELLM_LT_E_GATE));
         return cellm_ckpt_find(&d->ckpt, n) ? CELLM_EXPERTS_STACKED_OSS : CELLM_EXPERTS_INTERLEAVED;
+    }
+    if (c->feed_forward) { /* Llama 4: mlx-lm's sanitize splits gate_up_proj */
+        snprintf(n, sizeof n, "model.layers.%d.feed_forward.experts.gate_proj.weight", l);
+        return cellm_ckpt_find(&d->ckpt, n) ? CELLM_EXPERTS_STACKED_OSS
+                                            : CELLM_EXPERTS_FUSED_IN_OUT;
     }
     snprintf(n, sizeof n, "model.layers.%d.%s.weight", l,
              stacked_name(CELLM_EXPERTS_STACKED, CELLM_LT_E_GATE));

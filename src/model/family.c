@@ -108,6 +108,20 @@ static const struct cellm_family families[] = {
      .rope_theta = 10000, .partial_rotary = 0.5, .sliding = CELLM_SLIDE_NONE,
      .bias = CELLM_BIAS_ATTENTION_QKV, .norm = CELLM_NORM_RMS, .qk_norm = 4, .moe = 1,
      .moe_grouped = 1, .bos = -1, .eos = -1, .rope_types = "linear,yarn"},
+    {.model_type = "ministral3", .title = "Mistral 3 / Ministral 3 (text; also `mistral3`, the text model nested in multimodal checkpoints; CPU only)", .wrapper = "mistral3",
+     .vocab = 131072, .dim = 4096, .ffn_dim = 14336, .n_layers = 34, .n_heads = 32, .n_kv_heads = 8,
+     .head_dim = 128, .head_dim_from_config = 1, .max_pos = 262144, .norm_eps = 1e-5,
+     .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu", .rope_theta = 1e6,
+     .partial_rotary = 1, .sliding = CELLM_SLIDE_ALL, .bias = CELLM_BIAS_NONE,
+     .norm = CELLM_NORM_RMS, .bos = 1, .eos = 2, .rope_types = "linear,llama3,yarn",
+     .ministral3 = 1},
+    {.model_type = "llama4_text", .title = "Llama 4 (text; also `llama4`, the text model nested in multimodal checkpoints; CPU only)", .wrapper = "llama4",
+     .vocab = 202048, .dim = 5120, .ffn_dim = 8192, .n_layers = 48, .n_heads = 40, .n_kv_heads = 8,
+     .head_dim = 128, .head_dim_from_config = 1, .max_pos = 131072, .norm_eps = 1e-5,
+     .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
+     .rope_theta = 500000, .partial_rotary = 1, .sliding = CELLM_SLIDE_NONE,
+     .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS, .bos = 1, .eos = 2,
+     .rope_types = "linear,llama3", .llama4 = 1},
 };
 /* clang-format on */
 
@@ -126,7 +140,7 @@ const struct cellm_family *cellm_family_find(const char *model_type, int *wrappe
 
 #define N_FAMILIES (sizeof families / sizeof families[0])
 
-static char list[512];
+static char list[1024];
 
 static void build_list(void)
 {

@@ -68,6 +68,8 @@ struct cellm_family {
      * (n_group, topk_group, routed_scaling_factor, e_score_correction_bias), shared experts
      * (n_shared_experts), dense layers before first_k_dense_replace */
     int moe_grouped;
+    int llama4;             /* Llama 4 text keys (model/hparams_l4.c) */
+    int ministral3;         /* Mistral 3's default yarn and query scale (model/hparams_l4.c) */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

@@ -78,7 +78,9 @@ const char *cellm_block_name(enum cellm_block b);
 /* How a MoE layer weighs its experts (cfg.router):
  *   SOFTMAX_TOPK   softmax over all experts, then the top k (Qwen3-MoE; renormalised
  *                  when norm_topk_prob)
- *   TOPK_SOFTMAX   top k of the logits, then a softmax over those k (gpt-oss) */
+ *   TOPK_SOFTMAX   top k of the logits, then a softmax over those k (gpt-oss)
+ *   SIGMOID_INPUT  top k of the logits, each scored sigmoid(logit); an expert's input is
+ *                  scaled by its score and the outputs are summed unweighted (Llama 4) */
 enum cellm_router {
     CELLM_ROUTER_SOFTMAX_TOPK,
     CELLM_ROUTER_TOPK_SOFTMAX,
@@ -86,6 +88,7 @@ enum cellm_router {
      * topk_group best of n_group groups, weighted by the plain sigmoid, renormalised when
      * norm_topk_prob, times routed_scaling_factor (GLM-4.5, DeepSeek-V3's noaux_tc) */
     CELLM_ROUTER_SIGMOID_GROUP,
+    CELLM_ROUTER_SIGMOID_INPUT,
 };
 
 /* Most expert groups (n_group) a router takes. */
@@ -167,6 +170,19 @@ struct cellm_config {
     double routed_scale;
     int shared_ffn_dim; /* shared experts beside the routed ones: moe_intermediate_size *
                            n_shared_experts, one SiLU MLP (mlp.shared_experts); 0 = none */
+    /* Mistral 3 and Llama 4 (docs/forward/ministral3.md, llama4.md; model/hparams_l4.c) */
+    /* Mistral 3: after RoPE, q at absolute position p is multiplied by
+     * 1 + qscale_beta * ln(1 + floor(p / qscale_len)); qscale_beta 0 = none */
+    double qscale_beta, qscale_len;
+    int rope_interleaved;   /* RoPE rotates the pairs (2j, 2j+1) (Llama 4), not the halves */
+    int qk_l2norm;          /* weightless RMS norm of q and k heads after RoPE, RoPE layers only */
+    uint8_t *layer_chunked; /* [n_layers] 1 = chunked attention (attn_chunk); owned; NULL = none */
+    int attn_chunk;         /* chunk size C of chunked layers */
+    /* Llama 4 NoPE layers: q *= ln(1 + floor((p + 1) / temp_floor)) * temp_scale + 1 */
+    int attn_temp;
+    double temp_floor, temp_scale;
+    int shared_expert; /* MoE layers add a SiLU gated MLP moe_ffn_dim wide (Llama 4) */
+    int feed_forward;  /* tensors "feed_forward.*" where the table says "mlp.*" (Llama 4) */
 };
 
 /* Parses dir/config.json and, if present, dir/generation_config.json. */

@@ -282,6 +282,36 @@ static void quant_text(const struct cellm_config *c, char *buf, size_t n)
         snprintf(buf, n, "mxfp4 blocks (quantization_config)");
 }
 
+/* Llama 4's and Mistral 3's position-dependent pieces in words; "" when none. */
+static void positions_text(const struct cellm_config *c, char *buf, size_t n)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    if (c->qscale_beta != 0)
+        k += (size_t)snprintf(buf + k, n - k, "queries x 1 + %g * ln(1 + floor(p / %g)); ",
+                              c->qscale_beta, c->qscale_len);
+    if (c->rope_interleaved && k < n) k += (size_t)snprintf(buf + k, n - k, "interleaved RoPE; ");
+    char layers[256];
+    int nn = c->layer_nope ? layer_list(c->layer_nope, c->n_layers, layers, sizeof layers) : 0;
+    if (nn && k < n)
+        k += (size_t)snprintf(buf + k, n - k, "NoPE on %d of %d layers (%s)", nn, c->n_layers,
+                              layers);
+    if (nn && c->attn_temp && k < n)
+        k += (size_t)snprintf(buf + k, n - k,
+                              " with query temperature (floor_scale %g, "
+                              "attn_scale %g)",
+                              c->temp_floor, c->temp_scale);
+    if (nn && k < n) k += (size_t)snprintf(buf + k, n - k, "; ");
+    int nc =
+        c->layer_chunked ? layer_list(c->layer_chunked, c->n_layers, layers, sizeof layers) : 0;
+    if (nc && k < n)
+        k += (size_t)snprintf(buf + k, n - k, "chunked attention (%d) on %d of %d layers (%s); ",
+                              c->attn_chunk, nc, c->n_layers, layers);
+    if (c->qk_l2norm && k < n)
+        k += (size_t)snprintf(buf + k, n - k, "weightless q/k norm after RoPE; ");
+    if (k >= 2 && k < n) buf[k - 2] = 0; /* the last "; " */
+}
+
 /* The storage lines: embedding, head, the table's matrix groups, norms. */
 static void storage_lines(const struct cellm_desc *d, struct cellm_info_store *st)
 {
@@ -394,6 +424,9 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
                      c->shared_ffn_dim);
             o->shared_experts = st->shared;
         }
+        if (c->router == CELLM_ROUTER_SIGMOID_INPUT)
+            o->router = "top-k of the logits; sigmoid scores scale the experts' input";
+        if (c->shared_expert) o->expert_act = "silu gated, plus a shared expert (same width)";
         if (c->swiglu_clamp) {
             snprintf(st->expert_act, sizeof st->expert_act,
                      "clamped SwiGLU: limit %g, alpha %g, (up + 1) * glu", c->swiglu_limit,
@@ -401,6 +434,8 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
             o->expert_act = st->expert_act;
         }
     }
+    positions_text(c, st->positions, sizeof st->positions);
+    o->positions = st->positions[0] ? st->positions : NULL;
     if (c->attn_sinks)
         o->sinks = "a learned logit per head joins each softmax row (self_attn.sinks)";
     o->bos = c->bos;

@@ -35,6 +35,8 @@
  * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size,
  * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved), shared =
  * moe_intermediate_size * n_shared_experts (glm4_moe's shared experts, one MLP).
+ * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved). Llama 4 calls
+ * "mlp." "feed_forward." and its router "feed_forward.router" (renamed in bind.c).
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
 /* clang-format off */
@@ -120,7 +122,7 @@ enum cellm_need {
     CELLM_NEED_QK_NORM_FULL,    /* cfg.qk_norm_full, one weight over the whole projection */
     CELLM_NEED_MOE_CORR,        /* a MoE layer of the sigmoid grouped router: its correction bias */
     CELLM_NEED_SHARED,          /* a MoE layer with shared experts (cfg.shared_ffn_dim) */
-};
+    };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
 enum cellm_dim {
@@ -159,6 +161,9 @@ extern const struct cellm_tensor_spec cellm_layer_tensors[CELLM_LT_N];
 enum cellm_attn {
     CELLM_ATTN_FULL,    /* every earlier position (causal) */
     CELLM_ATTN_SLIDING, /* the last cfg.window positions: keys i-W < j <= i */
+    /* Llama 4: keys of the query's own chunk, j <= i and floor(j/C) = floor(i/C) with
+     * C = cfg.attn_chunk (the cache keeps every position, as for FULL) */
+    CELLM_ATTN_CHUNKED,
 };
 
 /* How the experts of a MoE checkpoint are stored, probed once at load. */
@@ -173,6 +178,10 @@ enum cellm_experts {
     CELLM_EXPERTS_INTERLEAVED,
     /* gpt-oss, mlx-lm: mlp.experts.{gate,up,down}_proj.{weight,scales,bias}, [E, ...] */
     CELLM_EXPERTS_STACKED_OSS,
+    /* Llama 4, Hugging Face: experts.gate_up_proj [E, in, 2I] (gate the first I columns,
+     * up the last I) and experts.down_proj [E, I, out], bare float parameters transposed
+     * once at load into owned memory */
+    CELLM_EXPERTS_FUSED_IN_OUT,
 };
 const char *cellm_experts_name(enum cellm_experts e);
 
@@ -188,7 +197,8 @@ struct cellm_layer {
 #define CELLM_LT_FIELD(id, field, kind, ...) CELLM_LT_TYPE_##kind field;
     CELLM_LAYER_TENSORS(CELLM_LT_FIELD)
 #undef CELLM_LT_FIELD
-    /* 1: no RoPE on q and k (SmolLM3 NoPE layers; keys are cached unrotated). inv_freq then
+    /* 1: no RoPE on q and k (SmolLM3 and Llama 4 NoPE layers, cfg.layer_nope; keys are cached
+     * unrotated). inv_freq then
      * points at zeros, so an executor that rotates anyway turns by cos 1, sin 0: x exactly */
     int nope;
 };
@@ -259,6 +269,8 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
 /* The same for glm4_moe's pieces (the sigmoid grouped router, shared experts). */
 const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c);
+/* The same for the Llama 4 and Mistral 3 pieces (docs/forward/llama4.md, ministral3.md). */
+const char *cellm_config_l4_pieces(const struct cellm_config *c);
 
 /* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short
  * list). */

@@ -54,7 +54,9 @@ const char *cellm_experts_name(enum cellm_experts e)
     case CELLM_EXPERTS_INTERLEAVED:
         return "stacked gate_up, gate/up rows interleaved (gpt-oss)";
     case CELLM_EXPERTS_STACKED_OSS:
-        return "stacked gate, up, down (mlx-lm gpt-oss)";
+        return "stacked gate, up, down (mlx-lm gpt-oss, Llama 4)";
+    case CELLM_EXPERTS_FUSED_IN_OUT:
+        return "stacked gate_up and down stored [E, in, out] (Llama 4)";
     }
     return "?";
 }
@@ -170,7 +172,21 @@ const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
 
 const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c)
 {
-    if (c->router != CELLM_ROUTER_SIGMOID_GROUP && !c->shared_ffn_dim) return NULL;
+    /* Llama 4's shared expert is one of cellm_config_l4_pieces */
+    if (c->router != CELLM_ROUTER_SIGMOID_GROUP && (!c->shared_ffn_dim || c->shared_expert))
+        return NULL;
     return "the sigmoid grouped router (e_score_correction_bias, n_group, topk_group, "
            "routed_scaling_factor) and shared experts (mlp.shared_experts)";
+}
+
+const char *cellm_config_l4_pieces(const struct cellm_config *c)
+{
+    if (c->rope_interleaved || c->qk_l2norm || c->layer_chunked || c->attn_temp ||
+        c->shared_expert || c->router == CELLM_ROUTER_SIGMOID_INPUT)
+        return "Llama 4's interleaved RoPE, NoPE layers with the query temperature, the "
+               "weightless q/k norm after RoPE, chunked attention and the sigmoid router that "
+               "scales the experts' input beside a shared expert";
+    if (c->qscale_beta != 0)
+        return "Mistral 3's query scale by position (rope_parameters.llama_4_scaling_beta)";
+    return NULL;
 }

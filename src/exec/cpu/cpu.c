@@ -30,6 +30,7 @@
 #include "kernels.h"
 #include "ops.h"
 #include "router.h"
+#include "posenc.h"
 
 /* The executor's options (cellm_model_params.exec_options). */
 struct cpu_opts {
@@ -346,9 +347,7 @@ static void attn_part(void *arg, int ti, int tn)
         int i = (int)(t / H), h = (int)(t % H), kvh = h / group;
         const struct cellm_exec_row *row = &j->rows[i];
         const struct cpu_seq *s = &c->seqs[row->seq];
-        int hi = row->pos, lo = 0;
-        if (L->attn == CELLM_ATTN_SLIDING && cfg->window > 0 && hi - cfg->window + 1 > 0)
-            lo = hi - cfg->window + 1;
+        int hi = row->pos, lo = cellm_attn_first_key(cfg, L, hi);
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
         const float *K = s->k ? s->k[j->layer] : NULL, *V = s->v ? s->v[j->layer] : NULL;
         int nk = hi - lo + 1;
@@ -431,6 +430,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     for (int i = 0; i < n; i++) {
         float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
         const float *inv_freq = cellm_layer_inv_freq(L, rows[i].seq_len);
+        float qscale = cellm_query_scale(cfg, L, rows[i].pos);
         cellm_op_add_vec(q, &L->bq, qd);
         cellm_op_add_vec(k, &L->bk, kd);
         cellm_op_add_vec(v, &L->bv, kd);
@@ -444,8 +444,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->q_norm_heads[h], NULL, qh, qh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->q_norm, NULL, qh, qh, hd);
-            if (!L->nope)
-                cellm_op_rope_scaled(qh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
+            cellm_op_head_pos(cfg, L, qh, inv_freq, rows[i].pos, qscale);
         }
         for (int h = 0; h < cfg->n_kv_heads; h++) {
             float *kh = k + h * hd;
@@ -453,8 +452,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->k_norm_heads[h], NULL, kh, kh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->k_norm, NULL, kh, kh, hd);
-            if (!L->nope)
-                cellm_op_rope_scaled(kh, cfg->rot_dims, inv_freq, L->rope_attn, rows[i].pos);
+            cellm_op_head_pos(cfg, L, kh, inv_freq, rows[i].pos, 1.0f);
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
         size_t slot = kv_slot(c, l, rows[i].pos);
@@ -537,6 +535,43 @@ static void oss_expert(struct cpu_ctx *c, const struct cellm_layer *L, int e, in
 
 /* The router (router.h) per token in f32, then the weighted sum over the k ranks. Tokens
  * are grouped per expert so that each expert's weights are read once per step. */
+static void moe_scale_row(float *x, float w, int64_t n)
+{
+    for (int64_t d = 0; d < n; d++)
+        x[d] = x[d] * w;
+}
+
+/* Llama 4: out = shared(x) + (the chosen experts' outputs summed in expert order), as
+ * transformers adds the [E, T, H] sum over experts (exact zeros for the others) to the
+ * shared expert's output. */
+static void moe_sum_shared(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n,
+                           float *out)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int K = cfg->n_experts_used;
+    int64_t dim = cfg->dim;
+    dense_mlp(c, &L->s_gate, &L->s_up, &L->s_down, NULL, NULL, NULL, x, n, c->gate, c->up, out);
+    for (int i = 0; i < n; i++) {
+        const int *idx = c->moe_idx + (size_t)i * K;
+        float *o = out + (size_t)i * dim, *acc = c->moe_y; /* free again after the experts */
+        int first = 1;
+        for (int e = 0; e < cfg->n_experts; e++)
+            for (int k = 0; k < K; k++) {
+                if (idx[k] != e) continue;
+                const float *y = c->moe_out + ((size_t)i * K + k) * dim;
+                for (int64_t d = 0; d < dim; d++)
+                    acc[d] = first ? y[d] : acc[d] + y[d];
+                first = 0;
+            }
+        for (int64_t d = 0; d < dim; d++)
+            o[d] = o[d] + acc[d];
+    }
+}
+
+/* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation;
+ * gpt-oss: router logits with a bias, top-k of the logits, softmax over those k. Then the
+ * weighted sum over the k ranks. Tokens are grouped per expert so that each expert's
+ * weights are read once per step. */
 static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n, float *out)
 {
     const struct cellm_config *cfg = &c->d->cfg;
@@ -565,6 +600,8 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                     c->moe_rows[m] = i * K + k;
                     memcpy(c->moe_x + (size_t)m * dim, x + (size_t)i * dim,
                            (size_t)dim * sizeof(float));
+                    if (cfg->router == CELLM_ROUTER_SIGMOID_INPUT) /* Llama 4 scales the input */
+                        moe_scale_row(c->moe_x + (size_t)m * dim, c->moe_w[(size_t)i * K + k], dim);
                     m++;
                 }
         if (!m) continue;
@@ -576,6 +613,10 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
         for (int r = 0; r < m; r++)
             memcpy(c->moe_out + (size_t)c->moe_rows[r] * dim, c->moe_y + (size_t)r * dim,
                    (size_t)dim * sizeof(float));
+    }
+    if (cfg->router == CELLM_ROUTER_SIGMOID_INPUT) {
+        moe_sum_shared(c, L, x, n, out);
+        return;
     }
     for (int i = 0; i < n; i++) {
         float *o = out + (size_t)i * dim;
@@ -627,7 +668,8 @@ static void ffn(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
 {
     if (L->moe) {
         moe(c, L, x, n, out);
-        if (L->s_gate.fmt != CELLM_W_NONE) { /* shared experts: routed + shared(x) */
+        /* shared experts: routed + shared(x); Llama 4's moe() sums its own in its order */
+        if (L->s_gate.fmt != CELLM_W_NONE && !c->d->cfg.shared_expert) {
             dense_mlp(c, &L->s_gate, &L->s_up, &L->s_down, NULL, NULL, NULL, x, n, c->gate, c->up,
                       c->moe_y);
             add_rows(out, c->moe_y, (int64_t)n * c->d->cfg.dim);
@@ -777,7 +819,7 @@ static int cpu_routes(void *p, int32_t *ids, int cap)
 
 static int kv_has_layer(const struct cpu_ctx *c, int l, int flags)
 {
-    return c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_WINDOW);
+    return c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_WINDOW);
 }
 
 /* Bytes of one cached K or V element: f32, or f16 in fast mode. */
@@ -846,7 +888,7 @@ static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++) {
         if (!kv_has_layer(c, l, flags)) continue;
-        if (c->d->layers[l].attn == CELLM_ATTN_FULL || (flags & CELLM_KV_LOAD_WINDOW))
+        if (c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_LOAD_WINDOW))
             kv_rows(c, s, l, pos, n, (char *)blk + off, 1);
         off += 2 * (size_t)n * kd * kv_elem(c);
     }

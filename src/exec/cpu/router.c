@@ -134,6 +134,9 @@ void cellm_route_token(const struct cellm_route_spec *s, float *p, int *idx, flo
     for (int k = 0; k < K; k++)
         w[k] = p[idx[k]];
     if (s->kind == CELLM_ROUTER_TOPK_SOFTMAX) cellm_op_softmax(w, K);
+    if (s->kind == CELLM_ROUTER_SIGMOID_INPUT) /* Llama 4: the score scales the expert's input */
+        for (int k = 0; k < K; k++)
+            w[k] = 1.0f / (1.0f + expf(-w[k]));
     if (s->norm_topk_prob) {
         float sum = 0;
         for (int k = 0; k < K; k++)

@@ -38,6 +38,7 @@ void cellm_route_spec_of(const struct cellm_config *c, const struct cellm_layer 
  * in rank order, best first) and w[k] (their weights, in the same order).
  *   SOFTMAX_TOPK       softmax over all, top k, renormalised when norm_topk_prob
  *   TOPK_SOFTMAX       top k of the logits, softmax over those k
+ *   SIGMOID_INPUT      top k of the logits, w = sigmoid(logit) (Llama 4)
  *   SIGMOID_GROUP      s = sigmoid(logit); choice = s + corr; a group scores the sum of its
  *                      two best choices; the topk_group best groups stay, the choices of
  *                      the others become 0.0 (not -inf: a dropped group's expert can still

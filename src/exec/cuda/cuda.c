@@ -104,6 +104,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device cuda: attention_bias with full-width q/k norms (OLMo 2) is not "
                           "implemented by the CUDA executor yet; use --device cpu");
+    const char *l4 = cellm_config_l4_pieces(cfg);
+    if (l4)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
+                          "not implement yet; use --device cpu",
+                          cfg->model_type, l4);
     const char *oss = cellm_config_gpt_oss_pieces(cfg);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,

@@ -420,6 +420,12 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     if (c->n_experts_used > 64)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %d experts per token (at most 64)", c->n_experts_used);
+    const char *l4 = cellm_config_l4_pieces(c);
+    if (l4)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: model_type %s needs %s, which the XLA executor does not "
+                          "implement yet; use --device cpu",
+                          c->model_type, l4);
     const char *oss = cellm_config_gpt_oss_pieces(c);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
