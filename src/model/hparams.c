@@ -16,12 +16,14 @@
 #include "base/json.h"
 #include "base/mapfile.h"
 #include "family.h"
+#include "hybrid.h"
 
 void cellm_config_free(struct cellm_config *c)
 {
     if (!c) return;
     cellm_free(c->layer_sliding);
     cellm_free(c->layer_moe);
+    cellm_free(c->layer_mixer);
     cellm_quant_free(&c->quant);
     memset(c, 0, sizeof *c);
 }
@@ -578,6 +580,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
                               c->n_experts_used, c->n_experts);
     }
     CELLM_TRY(parse_layers(t, what, f, c, err));
+    if (f->hybrid) CELLM_TRY(cellm_hybrid_parse(t, what, f->hybrid, c, err));
 
     int64_t bos;
     CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));
