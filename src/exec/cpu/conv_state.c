@@ -133,7 +133,7 @@ void cellm_cpu_conv_block(const struct cellm_cpu_env *e, const struct cellm_desc
     const struct cellm_config *c = &d->cfg;
     const struct cellm_hyb_layer *w = d->layers[l].hyb;
     int64_t H = c->dim;
-    e->matmul(e->ctx, &w->in_proj, x, H, n, h->proj, 3 * H);
+    e->matmul_exact(e->ctx, &w->in_proj, x, H, n, h->proj, 3 * H);
     for (int i = 0; i < n; i++) {
         float *p = h->proj + (size_t)i * 3 * H, *bx = h->conv + (size_t)i * H;
         const float *B = p, *C = p + H, *xt = p + 2 * H;
@@ -144,7 +144,7 @@ void cellm_cpu_conv_block(const struct cellm_cpu_env *e, const struct cellm_desc
         for (int64_t k = 0; k < H; k++)
             u[k] = C[k] * u[k];
     }
-    e->matmul(e->ctx, &w->out_proj, h->core, H, n, out, H);
+    e->matmul_exact(e->ctx, &w->out_proj, h->core, H, n, out, H);
 }
 
 static float sigmoidf(float x)
@@ -161,7 +161,7 @@ void cellm_cpu_shared_expert(const struct cellm_cpu_env *e, const struct cellm_d
     int64_t H = c->dim, S = c->shared_ffn_dim;
     e->matmul(e->ctx, &w->sh_gate, x, H, n, h->sh_g, S);
     e->matmul(e->ctx, &w->sh_up, x, H, n, h->sh_u, S);
-    e->matmul(e->ctx, &w->sh_gate_w, x, H, n, h->sh_w, 1);
+    e->matmul_exact(e->ctx, &w->sh_gate_w, x, H, n, h->sh_w, 1);
     for (int i = 0; i < n; i++) {
         float *g = h->sh_g + (size_t)i * S;
         const float *u = h->sh_u + (size_t)i * S;

@@ -93,6 +93,8 @@ struct cpu_ctx {
 
 static void env_matmul(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
                        float *y, int64_t ldy);
+static void env_matmul_exact(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx,
+                             int n, float *y, int64_t ldy);
 
 static int is_ring(const struct cpu_ctx *c, int l)
 {
@@ -230,7 +232,7 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
         cpu_ctx_free(c);
         return st;
     }
-    c->env = (struct cellm_cpu_env){c, env_matmul, c->pool, m->fast, m->fisa};
+    c->env = (struct cellm_cpu_env){c, env_matmul, env_matmul_exact, c->pool, m->fast, m->fisa};
     *out = c;
     return CELLM_OK;
 }
@@ -439,6 +441,13 @@ static void env_matmul(void *ctx, const struct cellm_weight *w, const float *x, 
                        float *y, int64_t ldy)
 {
     matmul(ctx, w, x, ldx, n, y, ldy);
+}
+
+static void env_matmul_exact(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx,
+                             int n, float *y, int64_t ldy)
+{
+    struct cpu_ctx *c = ctx;
+    cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
 }
 
 static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_exec_row *rows,

@@ -134,13 +134,13 @@ void cellm_cpu_gdn_block(const struct cellm_cpu_env *e, const struct cellm_desc 
     const int64_t H = c->dim, kd = (int64_t)nk * dk, vd = (int64_t)nv * dv, ch = 2 * kd + vd;
     const float eps = (float)c->norm_eps, scale = (float)(1.0 / sqrt((double)dk));
     if (c->hybrid == CELLM_HYBRID_QWEN3_NEXT) {
-        e->matmul(e->ctx, &w->in_proj, x, H, n, h->proj, 2 * kd + 2 * vd);
-        e->matmul(e->ctx, &w->in_b, x, H, n, h->proj2, 2 * nv);
+        e->matmul_exact(e->ctx, &w->in_proj, x, H, n, h->proj, 2 * kd + 2 * vd);
+        e->matmul_exact(e->ctx, &w->in_b, x, H, n, h->proj2, 2 * nv);
     } else {
-        e->matmul(e->ctx, &w->in_proj, x, H, n, h->proj, ch);
-        e->matmul(e->ctx, &w->in_z, x, H, n, h->z, vd);
-        e->matmul(e->ctx, &w->in_b, x, H, n, h->b, nv);
-        e->matmul(e->ctx, &w->in_a, x, H, n, h->a, nv);
+        e->matmul_exact(e->ctx, &w->in_proj, x, H, n, h->proj, ch);
+        e->matmul_exact(e->ctx, &w->in_z, x, H, n, h->z, vd);
+        e->matmul_exact(e->ctx, &w->in_b, x, H, n, h->b, nv);
+        e->matmul_exact(e->ctx, &w->in_a, x, H, n, h->a, nv);
     }
     for (int i = 0; i < n; i++)
         gather(c, h, i);
@@ -184,5 +184,5 @@ void cellm_cpu_gdn_block(const struct cellm_cpu_env *e, const struct cellm_desc 
                 o[y] = nrm * sz;
             }
         }
-    e->matmul(e->ctx, &w->out_proj, h->core, vd, n, out, H);
+    e->matmul_exact(e->ctx, &w->out_proj, h->core, vd, n, out, H);
 }
