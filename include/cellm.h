@@ -187,6 +187,9 @@ struct cellm_model_info {
     const struct cellm_info_shard *shards;
     const char *device;   /* the executor and its device ("cpu (avx512f)") */
     const char *warnings; /* load warnings, one per line, "" if none */
+    /* layers that keep per-sequence state instead of a KV cache (LFM2's short convolutions,
+     * Gated DeltaNet), and its size, in words; NULL for a model without them */
+    const char *state;
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

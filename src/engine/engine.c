@@ -246,8 +246,8 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
             return st;
         }
     }
-    c->reuse = params && (params->reuse_slots ||
-                          (params->cache_bytes > 0 && (!vt->kv_save || has_state)));
+    c->reuse =
+        params && (params->reuse_slots || (params->cache_bytes > 0 && (!vt->kv_save || has_state)));
     *out = c;
     return CELLM_OK;
 }

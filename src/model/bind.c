@@ -842,8 +842,8 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
         goto fail;
     }
     if (c->hybrid && (st = cellm_hybrid_probe(d, err))) goto fail;
-    if ((st = bind_vec(&b, c->hybrid ? cellm_hybrid_final_norm(c) : "model.norm.weight", c->dim,
-                       1, &d->final_norm)))
+    if ((st = bind_vec(&b, c->hybrid ? cellm_hybrid_final_norm(c) : "model.norm.weight", c->dim, 1,
+                       &d->final_norm)))
         goto fail;
     if (c->norm == CELLM_NORM_LAYER &&
         (st = bind_vec(&b, "model.norm.bias", c->dim, 1, &d->final_norm_b)))

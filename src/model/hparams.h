@@ -140,13 +140,13 @@ struct cellm_config {
     struct cellm_quant quant; /* "quantization" / "quantization_config" (checkpoint/quant.h) */
 
     /* sequence-state hybrids (model/hybrid.h, cellm_hybrid_parse) */
-    int hybrid;             /* enum cellm_hybrid; 0 = none */
-    uint8_t *layer_mixer;   /* [n_layers] enum cellm_mixer; owned; NULL = all attention */
-    int conv_kernel;        /* LFM2 conv_L_cache, Gated DeltaNet linear_conv_kernel_dim */
-    int lin_nk, lin_nv;     /* linear_num_key_heads, linear_num_value_heads */
-    int lin_dk, lin_dv;     /* linear_key_head_dim, linear_value_head_dim */
-    int shared_ffn_dim;     /* shared_expert_intermediate_size; 0 = no shared expert */
-    int attn_out_gate;      /* q_proj gives per head d queries then d output gates */
+    int hybrid;           /* enum cellm_hybrid; 0 = none */
+    uint8_t *layer_mixer; /* [n_layers] enum cellm_mixer; owned; NULL = all attention */
+    int conv_kernel;      /* LFM2 conv_L_cache, Gated DeltaNet linear_conv_kernel_dim */
+    int lin_nk, lin_nv;   /* linear_num_key_heads, linear_num_value_heads */
+    int lin_dk, lin_dv;   /* linear_key_head_dim, linear_value_head_dim */
+    int shared_ffn_dim;   /* shared_expert_intermediate_size; 0 = no shared expert */
+    int attn_out_gate;    /* q_proj gives per head d queries then d output gates */
 };
 
 /* Parses dir/config.json and, if present, dir/generation_config.json. */

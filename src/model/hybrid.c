@@ -99,8 +99,8 @@ static enum cellm_status parse_lfm2(const cJSON *t, const char *what, struct cel
                           ff);
     c->ffn_dim = ff;
     if (!cellm_json_get(t, "tie_word_embeddings"))
-        CELLM_TRY(cellm_json_bool(t, "tie_embedding", what, c->tie_embeddings, &c->tie_embeddings,
-                                  err));
+        CELLM_TRY(
+            cellm_json_bool(t, "tie_embedding", what, c->tie_embeddings, &c->tie_embeddings, err));
     return CELLM_OK;
 }
 
@@ -128,8 +128,8 @@ static enum cellm_status parse_gdn(const cJSON *t, const char *what, int hybrid,
                           what, c->lin_nv, c->lin_nk);
     c->attn_out_gate = 1;
     if (c->n_experts) {
-        CELLM_TRY(pos_int(t, "shared_expert_intermediate_size", what, 512, &c->shared_ffn_dim,
-                          err));
+        CELLM_TRY(
+            pos_int(t, "shared_expert_intermediate_size", what, 512, &c->shared_ffn_dim, err));
         /* Qwen3.5-MoE always renormalises (its config has no key); Qwen3-Next's default is
          * true */
         if (hybrid == CELLM_HYBRID_QWEN3_5)
@@ -255,7 +255,8 @@ static enum cellm_status bind_conv(struct cellm_desc *d, int l, struct cellm_vec
                           cellm_ckpt_file_name(&d->ckpt, e->file), name, t->ndim, (long long)C,
                           (long long)K, (long long)C, (long long)K);
     if (t->dtype != CELLM_DT_F32 && t->dtype != CELLM_DT_F16 && t->dtype != CELLM_DT_BF16)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED, "%s: tensor %s has dtype %s; expected F32, "
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "%s: tensor %s has dtype %s; expected F32, "
                           "F16 or BF16",
                           cellm_ckpt_file_name(&d->ckpt, e->file), name,
                           cellm_dtype_name(t->dtype));

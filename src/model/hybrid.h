@@ -45,10 +45,10 @@ struct cellm_hyb_layer {
      * GDN: qkvz [2Kd + 2Vd][H] and ba [2nV][H] grouped per key head (Qwen3-Next), or qkv
      * [C][H], z [Vd][H], b, a [nV][H] (Qwen3.5); conv [C][W]; out_proj [H][Vd]. */
     struct cellm_weight in_proj, in_z, in_b, in_a, out_proj;
-    struct cellm_vec conv;   /* [channels * kernel], channel-major (either stored layout) */
-    struct cellm_vec a_log;  /* [nV] */
+    struct cellm_vec conv;    /* [channels * kernel], channel-major (either stored layout) */
+    struct cellm_vec a_log;   /* [nV] */
     struct cellm_vec dt_bias; /* [nV] */
-    struct cellm_vec norm;   /* [dv] the gated RMSNorm's weight */
+    struct cellm_vec norm;    /* [dv] the gated RMSNorm's weight */
     /* shared expert (Qwen3-Next, Qwen3.5-MoE): SwiGLU of shared_ffn_dim, gated per token
      * by sigmoid(x . shared_gate) */
     struct cellm_weight sh_gate, sh_up, sh_down, sh_gate_w;

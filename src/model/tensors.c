@@ -135,7 +135,8 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
     const struct cellm_tensor_spec *s = &cellm_layer_tensors[id];
     if (!needs(d, L, s->need)) return 0;
     /* a state layer (hybrid.h) has no attention tensors; its own are in L->hyb */
-    if (L->mixer != 0 && ((id >= CELLM_LT_WQ && id <= CELLM_LT_K_NORM_HEADS) || id == CELLM_LT_SINKS))
+    if (L->mixer != 0 &&
+        ((id >= CELLM_LT_WQ && id <= CELLM_LT_K_NORM_HEADS) || id == CELLM_LT_SINKS))
         return 0;
     switch (s->kind) {
     case CELLM_TK_VEC:

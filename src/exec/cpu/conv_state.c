@@ -44,9 +44,9 @@ void cellm_cpu_state_free(const struct cellm_desc *d, struct cellm_cpu_state *s)
     memset(s, 0, sizeof *s);
 }
 
-enum cellm_status cellm_cpu_state_check(const struct cellm_desc *d, const struct cellm_exec_row *rows,
-                                        int n, struct cellm_cpu_state *const *st,
-                                        struct cellm_error *err)
+enum cellm_status cellm_cpu_state_check(const struct cellm_desc *d,
+                                        const struct cellm_exec_row *rows, int n,
+                                        struct cellm_cpu_state *const *st, struct cellm_error *err)
 {
     for (int i = 0; i < n; i++) {
         int want = st[i]->len;
@@ -98,7 +98,7 @@ enum cellm_status cellm_cpu_hyb_reserve(const struct cellm_config *c, struct cel
 
 void cellm_cpu_hyb_free(struct cellm_cpu_hyb *h)
 {
-    float *b[] = {h->proj, h->proj2, h->conv, h->core, h->z, h->b,
+    float *b[] = {h->proj, h->proj2, h->conv, h->core, h->z,    h->b,
                   h->a,    h->qg,    h->sh_g, h->sh_u, h->sh_y, h->sh_w};
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
         cellm_free(b[i]);

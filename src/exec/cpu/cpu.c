@@ -458,10 +458,10 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     int hd = cfg->head_dim, dim = cfg->dim;
     int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
     float eps = (float)cfg->norm_eps;
-    const struct cellm_cpu_mm qkv[3] = {{&L->wq, cfg->attn_out_gate ? c->hyb.qg : c->q,
-                                         cfg->attn_out_gate ? 2 * qd : qd},
-                                        {&L->wk, c->k, kd},
-                                        {&L->wv, c->v, kd}};
+    const struct cellm_cpu_mm qkv[3] = {
+        {&L->wq, cfg->attn_out_gate ? c->hyb.qg : c->q, cfg->attn_out_gate ? 2 * qd : qd},
+        {&L->wk, c->k, kd},
+        {&L->wv, c->v, kd}};
     matmul_multi(c, qkv, 3, hin, dim, n);
     if (cfg->attn_out_gate) cellm_cpu_attn_gate_split(cfg, &c->hyb, c->q, n);
     for (int i = 0; i < n; i++) {

@@ -119,7 +119,8 @@ static void gather(const struct cellm_config *c, struct cellm_cpu_hyb *h, int i)
         memcpy(cin + (size_t)g * dk, pg, (size_t)dk * sizeof(float));
         memcpy(cin + kd + (size_t)g * dk, pg + dk, (size_t)dk * sizeof(float));
         memcpy(cin + 2 * kd + (size_t)g * r * dv, pg + 2 * dk, (size_t)r * dv * sizeof(float));
-        memcpy(z + (size_t)g * r * dv, pg + 2 * dk + (size_t)r * dv, (size_t)r * dv * sizeof(float));
+        memcpy(z + (size_t)g * r * dv, pg + 2 * dk + (size_t)r * dv,
+               (size_t)r * dv * sizeof(float));
         memcpy(bb + (size_t)g * r, ba + (size_t)g * 2 * r, (size_t)r * sizeof(float));
         memcpy(aa + (size_t)g * r, ba + (size_t)g * 2 * r + r, (size_t)r * sizeof(float));
     }

@@ -63,9 +63,9 @@ void cellm_cpu_state_free(const struct cellm_desc *d, struct cellm_cpu_state *s)
 
 /* Checks that rows[0..n) continue their sequences' states (row i at its sequence's next
  * position), with st[i] the state of row i's sequence. */
-enum cellm_status cellm_cpu_state_check(const struct cellm_desc *d, const struct cellm_exec_row *rows,
-                                        int n, struct cellm_cpu_state *const *st,
-                                        struct cellm_error *err);
+enum cellm_status cellm_cpu_state_check(const struct cellm_desc *d,
+                                        const struct cellm_exec_row *rows, int n,
+                                        struct cellm_cpu_state *const *st, struct cellm_error *err);
 
 enum cellm_status cellm_cpu_hyb_reserve(const struct cellm_config *c, struct cellm_cpu_hyb *h,
                                         int rows, struct cellm_error *err);
