@@ -66,6 +66,46 @@ enum cellm_status cellm_cpu_state_check(const struct cellm_desc *d,
     return CELLM_OK;
 }
 
+enum cellm_status cellm_cpu_hyb_begin(const struct cellm_desc *d, struct cellm_cpu_hyb *h,
+                                      const struct cellm_exec_row *rows, int n,
+                                      struct cellm_cpu_state *states, size_t stride,
+                                      struct cellm_error *err)
+{
+    if (d->cfg.lin_dv > CELLM_CPU_GDN_MAX_DV)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cpu executor: linear_value_head_dim %d exceeds the %d it supports",
+                          d->cfg.lin_dv, CELLM_CPU_GDN_MAX_DV);
+    CELLM_TRY(cellm_cpu_hyb_reserve(&d->cfg, h, n, err));
+    for (int i = 0; i < n; i++) {
+        struct cellm_cpu_state *st =
+            (struct cellm_cpu_state *)(void *)((char *)states + (size_t)rows[i].seq * stride);
+        CELLM_TRY(cellm_cpu_state_reserve(d, st, err));
+        h->row_st[i] = st;
+    }
+    return cellm_cpu_state_check(d, rows, n, h->row_st, err);
+}
+
+void cellm_cpu_hyb_end(struct cellm_cpu_hyb *h, const struct cellm_exec_row *rows, int n)
+{
+    for (int i = 0; i < n; i++)
+        h->row_st[i]->len = rows[i].pos + 1;
+}
+
+int cellm_cpu_state_mixer(const struct cellm_cpu_env *e, const struct cellm_desc *d, int l,
+                          struct cellm_cpu_hyb *h, const float *x, int n, float *out)
+{
+    switch (d->layers[l].mixer) {
+    case CELLM_MIXER_CONV:
+        cellm_cpu_conv_block(e, d, l, h, x, n, out);
+        return 1;
+    case CELLM_MIXER_GDN:
+        cellm_cpu_gdn_block(e, d, l, h, x, n, out);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static int grow(float **p, size_t n)
 {
     float *q = cellm_realloc(*p, (n ? n : 1) * sizeof(float));

@@ -91,11 +91,6 @@ struct cpu_ctx {
     struct cellm_cpu_env env;
 };
 
-static void env_matmul(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
-                       float *y, int64_t ldy);
-static void env_matmul_exact(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx,
-                             int n, float *y, int64_t ldy);
-
 static int is_ring(const struct cpu_ctx *c, int l)
 {
     return c->ring && c->d->layers[l].attn == CELLM_ATTN_SLIDING;
@@ -126,12 +121,6 @@ static enum cellm_status cpu_model_new(const struct cellm_desc *d,
     if (st) {
         cellm_free(m);
         return st;
-    }
-    if (d->cfg.hybrid && d->cfg.lin_dv > 512) {
-        cellm_free(m);
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "cpu executor: linear_value_head_dim %d exceeds the 512 it supports",
-                          d->cfg.lin_dv);
     }
     m->isa = m->opts.isa ? cellm_cpu_isa_cap((enum cellm_isa)(m->opts.isa - 1)) : cellm_cpu_isa();
     m->fast = mp && mp->precision == CELLM_PRECISION_FAST;
@@ -232,7 +221,6 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
         cpu_ctx_free(c);
         return st;
     }
-    c->env = (struct cellm_cpu_env){c, env_matmul, env_matmul_exact, c->pool, m->fast, m->fisa};
     *out = c;
     return CELLM_OK;
 }
@@ -242,9 +230,8 @@ static void cpu_seq_truncate(void *p, int seq, int from)
     struct cpu_ctx *c = p;
     if (seq < 0 || seq >= c->max_seqs) return;
     if (from == 0) seq_free(c->d, &c->seqs[seq]);
-    /* otherwise positions >= from are simply overwritten by later rows; a conv/recurrent
-     * state keeps its length, so a row at `from` < that length is refused by eval (the
-     * engine refuses such a truncation first) */
+    /* otherwise positions >= from are simply overwritten by later rows (a sequence state
+     * keeps its length: eval refuses a row before it, seqstate.h) */
 }
 
 static int grow(float **p, size_t n)
@@ -708,15 +695,10 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
         CELLM_TRY(reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
         if (rows[i].pos + 1 > max_keys) max_keys = rows[i].pos + 1;
     }
-    const int state = cfg->hybrid != 0;
-    if (state) {
-        CELLM_TRY(cellm_cpu_hyb_reserve(cfg, &c->hyb, n, err));
-        for (int i = 0; i < n; i++) {
-            struct cellm_cpu_state *st = &c->seqs[rows[i].seq].st;
-            CELLM_TRY(cellm_cpu_state_reserve(d, st, err));
-            c->hyb.row_st[i] = st;
-        }
-        CELLM_TRY(cellm_cpu_state_check(d, rows, n, c->hyb.row_st, err));
+    if (cfg->hybrid) {
+        c->env = (struct cellm_cpu_env){c,       env_matmul, env_matmul_exact,
+                                        c->pool, c->m->fast, c->m->fisa};
+        CELLM_TRY(cellm_cpu_hyb_begin(d, &c->hyb, rows, n, &c->seqs[0].st, sizeof *c->seqs, err));
     }
     if (max_keys > c->score_cap) {
         int cap = max_keys < 256 ? 256 : max_keys;
@@ -737,11 +719,7 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
         norm_rows(c, &L->attn_norm, &L->attn_norm_b, c->x, c->h, n);
-        if (L->mixer == CELLM_MIXER_CONV)
-            cellm_cpu_conv_block(&c->env, d, l, &c->hyb, c->h, n, c->o);
-        else if (L->mixer == CELLM_MIXER_GDN)
-            cellm_cpu_gdn_block(&c->env, d, l, &c->hyb, c->h, n, c->o);
-        else
+        if (!cellm_cpu_state_mixer(&c->env, d, l, &c->hyb, c->h, n, c->o))
             CELLM_TRY(attention(c, l, rows, n, c->h, c->o, err));
         switch (cfg->block) {
         case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h), h = the input norm */
@@ -768,8 +746,7 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             break;
         }
     }
-    for (int i = 0; state && i < n; i++) /* the states now hold these positions */
-        c->hyb.row_st[i]->len = rows[i].pos + 1;
+    if (cfg->hybrid) cellm_cpu_hyb_end(&c->hyb, rows, n);
     /* final norm of the rows that want logits, gathered, then the head */
     int nw = 0;
     for (int i = 0; i < n; i++)

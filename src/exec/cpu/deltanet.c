@@ -55,7 +55,7 @@ static void gdn_heads(void *arg, int ti, int tn)
     const int64_t vd = (int64_t)nv * dv;
     long b, e;
     cellm_split(nv, ti, tn, &b, &e);
-    float mem[512];
+    float mem[CELLM_CPU_GDN_MAX_DV];
     for (long v = b; v < e; v++) {
         const int kh = (int)(v / r);
         for (int i = 0; i < j->n; i++) {

@@ -56,6 +56,23 @@ struct cellm_cpu_hyb {
     struct cellm_cpu_state **row_st; /* [rows]: the state of each row's sequence */
 };
 
+/* Before a forward over rows[0..n): batch buffers, each row's sequence state (allocated
+ * zeroed on a sequence's first row; states[k] at byte stride `stride` is sequence k's),
+ * and the check that every row continues its sequence (cellm_cpu_state_check). */
+enum cellm_status cellm_cpu_hyb_begin(const struct cellm_desc *d, struct cellm_cpu_hyb *h,
+                                      const struct cellm_exec_row *rows, int n,
+                                      struct cellm_cpu_state *states, size_t stride,
+                                      struct cellm_error *err);
+/* After it: the states now hold the rows' positions. */
+void cellm_cpu_hyb_end(struct cellm_cpu_hyb *h, const struct cellm_exec_row *rows, int n);
+/* Runs layer l's mixer when it is a state layer (conv or Gated DeltaNet) and returns 1;
+ * returns 0 for an attention layer. */
+int cellm_cpu_state_mixer(const struct cellm_cpu_env *e, const struct cellm_desc *d, int l,
+                          struct cellm_cpu_hyb *h, const float *x, int n, float *out);
+
+/* The widest value head the Gated DeltaNet block takes (cellm_cpu_hyb_begin refuses more). */
+#define CELLM_CPU_GDN_MAX_DV 512
+
 /* Allocates s's state (zeroed) if it has none yet. */
 enum cellm_status cellm_cpu_state_reserve(const struct cellm_desc *d, struct cellm_cpu_state *s,
                                           struct cellm_error *err);
