@@ -126,7 +126,9 @@ static enum cellm_status parse_gdn(const cJSON *t, const char *what, int hybrid,
                           "%s: linear_num_value_heads %d is not a multiple of "
                           "linear_num_key_heads %d",
                           what, c->lin_nv, c->lin_nk);
-    c->attn_out_gate = 1;
+    /* the output gate of the attention layers (q_proj twice as wide); Qwen3.5's configs
+     * name it, Qwen3-Next always has it */
+    CELLM_TRY(cellm_json_bool(t, "attn_output_gate", what, 1, &c->attn_out_gate, err));
     if (c->n_experts) {
         CELLM_TRY(
             pos_int(t, "shared_expert_intermediate_size", what, 512, &c->shared_ffn_dim, err));
