@@ -192,6 +192,9 @@ struct cellm_model_info {
     const char *positions; /* position-dependent attention beyond RoPE and windows (Llama 4's
                               NoPE layers, chunks and query temperature, Mistral 3's query
                               scale), else NULL */
+    /* layers that keep per-sequence state instead of a KV cache (LFM2's short convolutions,
+     * Gated DeltaNet), and its size, in words; NULL for a model without them */
+    const char *state;
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

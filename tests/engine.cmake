@@ -22,3 +22,4 @@ cellm_core_test(test_window ${CMAKE_CURRENT_SOURCE_DIR}/test_window.c)
 # Prefix cache: logits after an attached prefix equal a cold run's, on every fixture.
 cellm_core_test(test_prefix_cache ${CMAKE_CURRENT_SOURCE_DIR}/test_prefix_cache.c)
 cellm_core_test(test_truncate ${CMAKE_CURRENT_SOURCE_DIR}/test_truncate.c)
+cellm_core_test(test_seqstate ${CMAKE_CURRENT_SOURCE_DIR}/test_seqstate.c)

@@ -21,6 +21,11 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
                    ${fx}/qwen3-moe/q4-g64-bf16-stacked)
   add_test(NAME server/batch-gemma3-q4
            COMMAND ${CELLM_NODE} ${srv}/batch.mjs $<TARGET_FILE:cellm_cli> ${fx}/gemma3/q4-g64-bf16)
+  # sequence state (Gated DeltaNet conv windows and recurrent states) under continuous
+  # batching: no prefix cache, prefills and decodes of many sequences in one step
+  add_test(NAME server/batch-qwen3-next-q4
+           COMMAND ${CELLM_NODE} ${srv}/batch.mjs $<TARGET_FILE:cellm_cli>
+                   ${fx}/qwen3-next/mlx-q4-g32-bf16)
   add_test(NAME server/load
            COMMAND ${CELLM_NODE} ${srv}/load.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16)
   add_test(NAME server/openai
@@ -40,7 +45,7 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
            COMMAND ${CELLM_NODE} ${srv}/prefix.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
   set_tests_properties(server/prefix server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
-                       server/batch-gemma3-q4 server/load server/openai server/tools server/hygiene
+                       server/batch-gemma3-q4 server/batch-qwen3-next-q4 server/load server/openai server/tools server/hygiene
                        server/structured
                        PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
   # /v1/responses and /v1/messages through openai, the Vercel AI SDK (@ai-sdk/openai,

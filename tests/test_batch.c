@@ -165,6 +165,11 @@ FIXTURE(t_gemma2, "gemma2/bf16")
 FIXTURE(t_gemma3_q8, "gemma3/q8-g64-bf16")
 FIXTURE(t_stablelm_q4, "stablelm2/q4-g64-f16")
 FIXTURE(t_phi3_q4, "phi3/q4-g64-f16")
+/* sequence state: conv windows (LFM2), Gated DeltaNet recurrent states */
+FIXTURE(t_lfm2_q4, "lfm2/mlx-q4-g32-bf16")
+FIXTURE(t_qwen3_next, "qwen3-next/bf16")
+FIXTURE(t_qwen3_5, "qwen3.5/f32")
+FIXTURE(t_qwen3_5_moe_q4, "qwen3.5-moe/mlx-q4-g32-bf16")
 
 int main(void)
 {
@@ -173,6 +178,8 @@ int main(void)
         cmocka_unit_test(t_llama_q3),    cmocka_unit_test(t_qwen3_moe_q4),
         cmocka_unit_test(t_gemma2),      cmocka_unit_test(t_gemma3_q8),
         cmocka_unit_test(t_stablelm_q4), cmocka_unit_test(t_phi3_q4),
+        cmocka_unit_test(t_lfm2_q4),     cmocka_unit_test(t_qwen3_next),
+        cmocka_unit_test(t_qwen3_5),     cmocka_unit_test(t_qwen3_5_moe_q4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,12 @@ for dir in "$fixtures"/*/*/; do
     has "^  experts gate, up, down +mxfp4 E2M1 g32 e8m0 scales, 4.25 bpw\$"
     has "^  attention.* q, k, v, o +affine 8-bit g64 bf16\$"
     has "^  moe router +affine 8-bit g64 bf16\$"
+  elif [[ $var =~ ^mlx-q([0-9])-g([0-9]+)-(f16|bf16)$ ]]; then
+    # the hybrids in mlx-lm's layout (tools/oracle/families_hybrid.py)
+    want="affine ${BASH_REMATCH[1]}-bit g${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
+    has "^  embedding +$want \["
+    has "^  attention.* q, k, v, o +$want\$"
+    has "^quantization ${BASH_REMATCH[1]}-bit, group ${BASH_REMATCH[2]} "
   elif [[ $var =~ ^q([0-9])-g([0-9]+)-(f16|bf16) ]]; then
     want="affine ${BASH_REMATCH[1]}-bit g${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
     has "^  embedding +$want \["
@@ -122,6 +128,20 @@ for dir in "$fixtures"/*/*/; do
               [[ $out == *"o bias"* ]] && fail "glm4_moe's o_proj has no bias" ;;
     granite) has "^family +granite\$"
              has "^block +RMSNorm eps 1e-05, silu, embeddings x 12, residuals x 0.5, logits / 2\$" ;;
+    lfm2) has "^family +lfm2\$"; has "^dimensions +vocab 384, hidden 64, layers 6, ffn 128,"
+          has "^state +short gated conv on 4 of 6 layers \(0,1,3,4\), kernel 3; 512 f32 per sequence\$"
+          has "^  conv in_proj, out_proj +"; has "tied to the embedding"; has "q/k norm" ;;
+    qwen3-next|qwen3.5|qwen3.5-moe)
+      has "^state +Gated DeltaNet on 2 of 4 layers \(0,2\), 2 key / 4 value heads, dk 16, dv 16, conv kernel 4; 2816 f32 per sequence"
+      has "^  linear attention in_proj, out_proj +"; has "rotary dims 8,"
+      if [[ $var == mlx* ]]; then has "^block +RMSNorm eps"; else has "^block +RMSNorm \(1 \+ w\)"; fi
+      case $fam in
+        qwen3-next) has "^family +qwen3_next\$"; has "^experts +8 experts, 2 per token, ffn 32, "
+                    has "^  shared expert gate, up, down"; has "top-k renormalised" ;;
+        qwen3.5) has "^family +qwen3_5_text\$"; has "tied to the embedding" ;;
+        *) has "^family +qwen3_5_moe_text\$"; has "^  shared expert gate, up, down"
+           has "top-k renormalised" ;;
+      esac ;;
     stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"
                has "qkv bias" ;;
     smollm3) has "^family +smollm3\$"; has "^block +RMSNorm eps 1e-06, silu, no RoPE on 1 of 4 layers \(3\)\$"
@@ -144,7 +164,9 @@ for dir in "$fixtures"/*/*/; do
   esac
   [[ $var == *stacked* ]] && has "stacked \(mlx-lm switch_mlp\)"
   [[ $fam == qwen3-moe && $var != *stacked* ]] && has "per-expert tensors"
-  [[ $var == *vlm* ]] && has "^names +language_model\.\*"
+  [[ $var == *vlm* && $fam != qwen3.5* ]] && has "^names +language_model\.\*"
+  [[ $var == bf16-vlm && $fam == qwen3.5* ]] && has "^names +model\.language_model\.\*"
+  [[ $var == mlx* && $fam == qwen3.5* ]] && has "^names +language_model\.\*"
   [[ $var == *mixed* ]] && has "^  mlp down +affine 8-bit g64 f16\$"
 done
 

@@ -216,6 +216,14 @@ static void check(const char *dir, enum cellm_precision precision)
     assert_int_equal(cellm_ctx_new(m, &cp, &ctx, &err), CELLM_OK);
     struct cellm_cache_stats st;
     cellm_ctx_cache_stats(ctx, &st);
+    if (cellm_model_info(m)->state) {
+        /* a model with sequence state keeps no prefix cache (engine.c says why); slot
+         * reuse above covered what it offers instead */
+        assert_int_equal(st.block, 0);
+        printf("%s: sequence state: no prefix cache; slot reuse kept %d\n", dir, R);
+        cellm_ctx_free(ctx);
+        goto done;
+    }
     assert_int_equal(st.block, BLOCK);
 
     /* A stored once, at its end */

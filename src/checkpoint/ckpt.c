@@ -145,7 +145,9 @@ static int other_tower(const char *name)
 {
     return !strncmp(name, "vision_tower.", 13) || !strncmp(name, "multi_modal_projector.", 22) ||
            !strncmp(name, "model.vision_tower.", 19) ||
-           !strncmp(name, "model.multi_modal_projector.", 28);
+           !strncmp(name, "model.multi_modal_projector.", 28) ||
+           /* Qwen3.5's vision tower (its published multimodal layout) */
+           !strncmp(name, "model.visual.", 13) || !strncmp(name, "visual.", 7);
 }
 
 static int entry_cmp(const void *a, const void *b)

@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/pcache.h"
 #include "exec/exec.h"
+#include "model/hybrid.h"
 #include "model/info.h"
 #include "model/model.h"
 
@@ -228,7 +229,12 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
         return st;
     }
     const struct cellm_exec_vt *vt = model->vt;
-    if (params && params->cache_bytes > 0 && vt->kv_save) {
+    /* A model with sequence state (model/hybrid.h: conv windows, recurrent states) cannot
+     * resume a prefix from KV blocks alone, and the state cannot be rewound to a block
+     * boundary: the prefix cache stays off for it (docs/forward/sequence-state.md); slots
+     * are still reused when a new prompt extends a freed sequence's whole history. */
+    const int has_state = cellm_config_has_state(&model->desc.cfg);
+    if (params && params->cache_bytes > 0 && vt->kv_save && !has_state) {
         const struct cellm_config *cfg = &model->desc.cfg;
         int window = 0;
         for (int l = 0; l < cfg->n_layers; l++)
@@ -240,7 +246,8 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
             return st;
         }
     }
-    c->reuse = params && (params->reuse_slots || (params->cache_bytes > 0 && !vt->kv_save));
+    c->reuse =
+        params && (params->reuse_slots || (params->cache_bytes > 0 && (!vt->kv_save || has_state)));
     *out = c;
     return CELLM_OK;
 }
@@ -285,7 +292,9 @@ int cellm_ctx_seq_new_for(struct cellm_ctx *c, const int32_t *tokens, int n, int
     /* the free slot with the longest usable common prefix; among equals an empty one,
      * else the one freed longest ago */
     int best = -1, best_keep = -1;
-    const int sliding = c->model->desc.cfg.window > 0;
+    /* sliding rings and sequence state cannot be cut back: a slot is reused whole or not */
+    const int sliding =
+        c->model->desc.cfg.window > 0 || cellm_config_has_state(&c->model->desc.cfg);
     for (int i = 0; i < c->max_seqs; i++) {
         if (c->len[i] >= 0) continue;
         int keep = 0;
@@ -349,6 +358,15 @@ enum cellm_status cellm_ctx_seq_truncate(struct cellm_ctx *c, int seq, int n,
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "seq_truncate: the model's sliding-window layers keep only their "
                           "window; truncate to 0 and evaluate again");
+    /* a conv window or recurrent state holds the whole history folded in; it cannot be
+     * rewound (docs/forward/sequence-state.md) */
+    const struct cellm_config *cfg = &c->model->desc.cfg;
+    if (n > 0 && n < c->len[seq] && cellm_config_has_state(cfg))
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "seq_truncate: layer %d of model_type %s keeps a recurrent/conv state "
+                          "of all %d positions, which cannot be rewound to position %d (no "
+                          "snapshot is kept); truncate to 0 and evaluate again",
+                          cellm_config_first_state_layer(cfg), cfg->model_type, c->len[seq], n);
     /* executors forget position n on; the cache stays allocated */
     c->model->vt->seq_truncate(c->ex, seq, n);
     c->len[seq] = n;

@@ -14,6 +14,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "base/half.h"
+#include "hybrid.h"
 #include "model.h"
 
 struct binder {
@@ -655,6 +656,9 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
     if (id == CELLM_LT_ROUTER && d->cfg.expert_bias) name = "mlp.router";
     if (id == CELLM_LT_E_DOWN_B && d->experts == CELLM_EXPERTS_STACKED_OSS)
         name = "mlp.experts.down_proj.bias";
+    if (d->cfg.hybrid) name = cellm_hybrid_alias(&d->cfg, name);
+    /* gated attention: q_proj holds per head d queries then d output gates */
+    if (id == CELLM_LT_WQ && d->cfg.attn_out_gate) rows *= 2;
     void *m = layer_member(L, id);
     char full[256];
     switch (s->kind) {
@@ -711,6 +715,7 @@ static enum cellm_status bind_layer(struct binder *b, int i)
                                                         : CELLM_ATTN_FULL;
     L->nope = c->layer_nope && c->layer_nope[i];
     L->moe = c->layer_moe[i];
+    L->mixer = c->layer_mixer ? c->layer_mixer[i] : CELLM_MIXER_ATTN;
     /* the expert arrays exist before a fused group fills two of them */
     for (int id = 0; id < CELLM_LT_N; id++) {
         int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
@@ -731,6 +736,7 @@ static enum cellm_status bind_layer(struct binder *b, int i)
         CELLM_TRY(f ? bind_fused(b, p, L, f, stacked)
                     : bind_tensor(b, p, L, (enum cellm_lt)id, parts));
     }
+    if (c->hybrid) return cellm_hybrid_bind_layer(d, i, L, b->err);
     return CELLM_OK;
 }
 
@@ -861,7 +867,10 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
     } else if ((st = bind_matrix(&b, "lm_head", 0, c->vocab, c->dim, &d->head))) {
         goto fail;
     }
-    if ((st = bind_vec(&b, "model.norm.weight", c->dim, 1, &d->final_norm))) goto fail;
+    if (c->hybrid && (st = cellm_hybrid_probe(d, err))) goto fail;
+    if ((st = bind_vec(&b, c->hybrid ? cellm_hybrid_final_norm(c) : "model.norm.weight", c->dim, 1,
+                       &d->final_norm)))
+        goto fail;
     if (c->norm == CELLM_NORM_LAYER &&
         (st = bind_vec(&b, "model.norm.bias", c->dim, 1, &d->final_norm_b)))
         goto fail;
@@ -926,6 +935,7 @@ void cellm_desc_free(struct cellm_desc *d)
                 enum cellm_tkind k = cellm_layer_tensors[id].kind;
                 if (k == CELLM_TK_HEADS || k == CELLM_TK_EXPERTS || k == CELLM_TK_EXPERT_VECS)
                     cellm_free(*(void **)layer_member(&d->layers[i], (enum cellm_lt)id));
+                if (id == 0) cellm_free(d->layers[i].hyb);
             }
     cellm_free(d->layers);
     for (int i = 0; i < d->n_owned; i++)
@@ -938,4 +948,20 @@ void cellm_desc_free(struct cellm_desc *d)
     cellm_ckpt_close(&d->ckpt);
     cellm_config_free(&d->cfg);
     memset(d, 0, sizeof *d);
+}
+
+/* For the state layers' binder (hybrid.c): the same checks as the table's tensors. */
+enum cellm_status cellm_bind_matrix(struct cellm_desc *d, const char *mod, int64_t n_stack,
+                                    int64_t rows, int64_t cols, struct cellm_weight *out,
+                                    struct cellm_error *err)
+{
+    struct binder b = {d, err};
+    return bind_matrix(&b, mod, n_stack, rows, cols, out);
+}
+
+enum cellm_status cellm_bind_vec(struct cellm_desc *d, const char *name, int64_t n, int required,
+                                 struct cellm_vec *v, struct cellm_error *err)
+{
+    struct binder b = {d, err};
+    return bind_vec(&b, name, n, required, v);
 }

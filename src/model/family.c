@@ -3,6 +3,7 @@
  * (../shared/docs/reference/hf_transformers_forward.md, one section per family).
  */
 #include "family.h"
+#include "hybrid.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -122,6 +123,31 @@ static const struct cellm_family families[] = {
      .rope_theta = 500000, .partial_rotary = 1, .sliding = CELLM_SLIDE_NONE,
      .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS, .bos = 1, .eos = 2,
      .rope_types = "linear,llama3", .llama4 = 1},
+    {.model_type = "lfm2", .title = "LFM2 (short gated convolutions + attention; CPU only)", .vocab = 65536, .dim = 2560, .ffn_dim = 12288, .n_layers = 32,
+     .n_heads = 32, .n_kv_heads = 8, .max_pos = 128000, .norm_eps = 1e-5, .eps_key = "norm_eps",
+     .act_key = "hidden_act", .act_default = "silu", .rope_theta = 1e6, .partial_rotary = 1,
+     .sliding = CELLM_SLIDE_NONE, .bias = CELLM_BIAS_NONE, .norm = CELLM_NORM_RMS, .qk_norm = 1,
+     .tie = 1, .bos = 1, .eos = 7, .rope_types = "", .hybrid = CELLM_HYBRID_LFM2},
+    {.model_type = "qwen3_next", .title = "Qwen3-Next (Gated DeltaNet + gated attention, MoE; CPU only)", .vocab = 151936, .dim = 2048, .ffn_dim = 5632, .n_layers = 48,
+     .n_heads = 16, .n_kv_heads = 2, .head_dim = 256, .head_dim_from_config = 1, .max_pos = 32768,
+     .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act", .act_default = "silu",
+     .rope_theta = 10000, .partial_rotary = 0.25, .sliding = CELLM_SLIDE_NONE,
+     .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS_PLUS_ONE, .qk_norm = 1, .moe = 1,
+     .bos = -1, .eos = -1, .rope_types = "linear,yarn", .hybrid = CELLM_HYBRID_QWEN3_NEXT},
+    {.model_type = "qwen3_5_text", .title = "Qwen3.5 dense (Gated DeltaNet hybrid; also `qwen3_5`, the text model nested in its multimodal checkpoints; CPU only)", .wrapper = "qwen3_5", .vocab = 248320, .dim = 4096, .ffn_dim = 12288,
+     .n_layers = 32, .n_heads = 16, .n_kv_heads = 4, .head_dim = 256, .head_dim_from_config = 1,
+     .max_pos = 32768, .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
+     .act_default = "silu", .rope_theta = 10000, .partial_rotary = 0.25,
+     .sliding = CELLM_SLIDE_NONE, .bias = CELLM_BIAS_ATTENTION_BIAS,
+     .norm = CELLM_NORM_RMS_PLUS_ONE, .qk_norm = 1, .bos = -1, .eos = -1, .rope_types = "",
+     .hybrid = CELLM_HYBRID_QWEN3_5},
+    {.model_type = "qwen3_5_moe_text", .title = "Qwen3.5-MoE (Gated DeltaNet hybrid, MoE; also `qwen3_5_moe`, its multimodal wrapper; CPU only)", .wrapper = "qwen3_5_moe", .vocab = 248320, .dim = 2048, .ffn_dim = 5632,
+     .n_layers = 40, .n_heads = 16, .n_kv_heads = 2, .head_dim = 256, .head_dim_from_config = 1,
+     .max_pos = 32768, .norm_eps = 1e-6, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
+     .act_default = "silu", .rope_theta = 10000, .partial_rotary = 0.25,
+     .sliding = CELLM_SLIDE_NONE, .bias = CELLM_BIAS_ATTENTION_BIAS,
+     .norm = CELLM_NORM_RMS_PLUS_ONE, .qk_norm = 1, .moe = 1, .bos = -1, .eos = -1,
+     .rope_types = "", .hybrid = CELLM_HYBRID_QWEN3_5},
 };
 /* clang-format on */
 

@@ -70,6 +70,7 @@ struct cellm_family {
     int moe_grouped;
     int llama4;             /* Llama 4 text keys (model/hparams_l4.c) */
     int ministral3;         /* Mistral 3's default yarn and query scale (model/hparams_l4.c) */
+    int hybrid;             /* enum cellm_hybrid (model/hybrid.h): state layers; 0 = none */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

@@ -17,6 +17,7 @@
 #include "base/mapfile.h"
 #include "family.h"
 #include "hparams_l4.h"
+#include "hybrid.h"
 
 void cellm_config_free(struct cellm_config *c)
 {
@@ -25,6 +26,7 @@ void cellm_config_free(struct cellm_config *c)
     cellm_free(c->layer_moe);
     cellm_free(c->layer_nope);
     cellm_free(c->layer_chunked);
+    cellm_free(c->layer_mixer);
     cellm_quant_free(&c->quant);
     memset(c, 0, sizeof *c);
 }
@@ -684,6 +686,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     CELLM_TRY(parse_layers(t, what, f, c, err));
     if (f->llama4) CELLM_TRY(cellm_config_llama4(t, what, c, err));
     if (f->ministral3) CELLM_TRY(cellm_config_ministral3(t, what, c, err));
+    if (f->hybrid) CELLM_TRY(cellm_hybrid_parse(t, what, f->hybrid, c, err));
 
     int64_t bos;
     CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));

@@ -183,6 +183,15 @@ struct cellm_config {
     double temp_floor, temp_scale;
     int shared_expert; /* MoE layers add a SiLU gated MLP moe_ffn_dim wide (Llama 4) */
     int feed_forward;  /* tensors "feed_forward.*" where the table says "mlp.*" (Llama 4) */
+    /* sequence-state hybrids (model/hybrid.h, cellm_hybrid_parse) */
+    int hybrid;           /* enum cellm_hybrid; 0 = none */
+    uint8_t *layer_mixer; /* [n_layers] enum cellm_mixer; owned; NULL = all attention */
+    int conv_kernel;      /* LFM2 conv_L_cache, Gated DeltaNet linear_conv_kernel_dim */
+    int lin_nk, lin_nv;   /* linear_num_key_heads, linear_num_value_heads */
+    int lin_dk, lin_dv;   /* linear_key_head_dim, linear_value_head_dim */
+    /* shared_ffn_dim (above) is shared_expert_intermediate_size here; the hybrids bind their
+     * shared expert (mlp.shared_expert, gated) themselves, not through the tensor table */
+    int attn_out_gate;    /* q_proj gives per head d queries then d output gates */
 };
 
 /* Parses dir/config.json and, if present, dir/generation_config.json. */

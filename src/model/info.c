@@ -312,6 +312,68 @@ static void positions_text(const struct cellm_config *c, char *buf, size_t n)
     if (k >= 2 && k < n) buf[k - 2] = 0; /* the last "; " */
 }
 
+/* The state layers' products and the shared expert (hybrid.h), outside the table. */
+static void state_storage(const struct cellm_desc *d, struct cellm_info_store *st)
+{
+    const struct cellm_config *c = &d->cfg;
+    if (!c->hybrid) return;
+    struct summary s[4];
+    static const char *const mix[] = {"in_proj", "out_proj"}, *const sh[] = {"gate", "up", "down",
+                                                                             "gate weight"};
+    memset(s, 0, sizeof s);
+    int any_sh = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const struct cellm_hyb_layer *h = d->layers[i].hyb;
+        if (!h) continue;
+        if (d->layers[i].mixer != CELLM_MIXER_ATTN) {
+            const struct cellm_weight *in[] = {&h->in_proj, &h->in_z, &h->in_b, &h->in_a};
+            for (int k = 0; k < 4; k++)
+                if (in[k]->fmt != CELLM_W_NONE) add(&s[0], in[k], i);
+            add(&s[1], &h->out_proj, i);
+        }
+    }
+    finish(&s[0]);
+    finish(&s[1]);
+    group_lines(st, c->hybrid == CELLM_HYBRID_LFM2 ? "conv" : "linear attention", mix, s, 2);
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < c->n_layers; i++) {
+        const struct cellm_hyb_layer *h = d->layers[i].hyb;
+        if (!h || h->sh_gate.fmt == CELLM_W_NONE) continue;
+        any_sh = 1;
+        add(&s[0], &h->sh_gate, i);
+        add(&s[1], &h->sh_up, i);
+        add(&s[2], &h->sh_down, i);
+        add(&s[3], &h->sh_gate_w, i);
+    }
+    for (int k = 0; any_sh && k < 4; k++)
+        finish(&s[k]);
+    if (any_sh) group_lines(st, "shared expert", sh, s, 4);
+}
+
+/* Sequence state in words: which layers, their shapes, the floats per sequence. */
+static void state_text(const struct cellm_config *c, char *buf, size_t n)
+{
+    uint8_t flag[4096];
+    char layers[200];
+    int nl = c->n_layers < 4096 ? c->n_layers : 4096, count = 0;
+    int64_t floats = 0;
+    for (int i = 0; i < nl; i++) {
+        flag[i] = c->layer_mixer[i] != CELLM_MIXER_ATTN;
+        floats += cellm_hybrid_conv_floats(c, i) + cellm_hybrid_rec_floats(c, i);
+    }
+    count = layer_list(flag, nl, layers, sizeof layers);
+    if (c->hybrid == CELLM_HYBRID_LFM2)
+        snprintf(buf, n,
+                 "short gated conv on %d of %d layers (%s), kernel %d; %lld f32 per sequence",
+                 count, c->n_layers, layers, c->conv_kernel, (long long)floats);
+    else
+        snprintf(buf, n,
+                 "Gated DeltaNet on %d of %d layers (%s), %d key / %d value heads, dk %d, dv %d, "
+                 "conv kernel %d; %lld f32 per sequence; attention output gate%s",
+                 count, c->n_layers, layers, c->lin_nk, c->lin_nv, c->lin_dk, c->lin_dv,
+                 c->conv_kernel, (long long)floats, c->shared_ffn_dim ? ", shared expert" : "");
+}
+
 /* The storage lines: embedding, head, the table's matrix groups, norms. */
 static void storage_lines(const struct cellm_desc *d, struct cellm_info_store *st)
 {
@@ -363,6 +425,7 @@ static void storage_lines(const struct cellm_desc *d, struct cellm_info_store *s
         snprintf(label, sizeof label, "%s%s", t->group, fused);
         group_lines(st, label, names, s, n);
     }
+    state_storage(d, st);
     add_line(st, "norms", "%s", cellm_wfmt_name(d->final_norm.fmt));
 }
 
@@ -436,6 +499,10 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
     }
     positions_text(c, st->positions, sizeof st->positions);
     o->positions = st->positions[0] ? st->positions : NULL;
+    if (cellm_config_has_state(c)) {
+        state_text(c, st->state, sizeof st->state);
+        o->state = st->state;
+    }
     if (c->attn_sinks)
         o->sinks = "a learned logit per head joins each softmax row (self_attn.sinks)";
     o->bos = c->bos;

@@ -13,6 +13,8 @@
 #include "model/hparams.h"
 #include "weight.h"
 
+struct cellm_hyb_layer;
+
 /*
  * The tensors of one decoder layer, declared once. Binding (bind.c), the CUDA upload and
  * its checks, the XLA plan and `cellm inspect` all iterate this list; nothing else names
@@ -201,6 +203,11 @@ struct cellm_layer {
      * unrotated). inv_freq then
      * points at zeros, so an executor that rotates anyway turns by cos 1, sin 0: x exactly */
     int nope;
+    /* sequence-state hybrids (hybrid.h): what mixes tokens (enum cellm_mixer; the
+     * attention tensors of the table exist only where it is CELLM_MIXER_ATTN), and the
+     * state layer's own tensors and the shared expert (NULL in other models) */
+    int mixer;
+    struct cellm_hyb_layer *hyb;
 };
 
 struct cellm_desc {
@@ -222,6 +229,14 @@ struct cellm_desc {
     int n_owned;
     float *inv_freq_none; /* [rot_dims/2] zeros: the frequencies of NoPE layers; NULL if none */
 };
+
+/* bind.c's checked binding of one matrix module (no suffix) or float vector, for the
+ * binders of tensors outside the table (hybrid.c). */
+enum cellm_status cellm_bind_matrix(struct cellm_desc *d, const char *mod, int64_t n_stack,
+                                    int64_t rows, int64_t cols, struct cellm_weight *out,
+                                    struct cellm_error *err);
+enum cellm_status cellm_bind_vec(struct cellm_desc *d, const char *name, int64_t n, int required,
+                                 struct cellm_vec *v, struct cellm_error *err);
 
 /* Loads config and checkpoint from dir and binds every weight. */
 enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct cellm_error *err);

@@ -139,7 +139,7 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
     case CELLM_NEED_MOE_CORR:
         return L->moe && c->router == CELLM_ROUTER_SIGMOID_GROUP;
     case CELLM_NEED_SHARED:
-        return L->moe && c->shared_ffn_dim > 0;
+        return L->moe && c->shared_ffn_dim > 0 && !c->hybrid;
     }
     return 0;
 }
@@ -148,6 +148,10 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 {
     const struct cellm_tensor_spec *s = &cellm_layer_tensors[id];
     if (!needs(d, L, s->need)) return 0;
+    /* a state layer (hybrid.h) has no attention tensors; its own are in L->hyb */
+    if (L->mixer != 0 &&
+        ((id >= CELLM_LT_WQ && id <= CELLM_LT_K_NORM_HEADS) || id == CELLM_LT_SINKS))
+        return 0;
     switch (s->kind) {
     case CELLM_TK_VEC:
     case CELLM_TK_MAT:
@@ -173,7 +177,7 @@ const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
 const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c)
 {
     /* Llama 4's shared expert is one of cellm_config_l4_pieces */
-    if (c->router != CELLM_ROUTER_SIGMOID_GROUP && (!c->shared_ffn_dim || c->shared_expert))
+    if (c->router != CELLM_ROUTER_SIGMOID_GROUP && (!c->shared_ffn_dim || c->shared_expert || c->hybrid))
         return NULL;
     return "the sigmoid grouped router (e_score_correction_bias, n_group, topk_group, "
            "routed_scaling_factor) and shared experts (mlp.shared_experts)";

@@ -31,6 +31,7 @@
 #include "ops.h"
 #include "router.h"
 #include "posenc.h"
+#include "seqstate.h"
 
 /* The executor's options (cellm_model_params.exec_options). */
 struct cpu_opts {
@@ -63,6 +64,7 @@ struct cpu_seq {
     float **k; /* [n_layers] of [cap or ring][kv_dim] */
     float **v;
     uint16_t **k16, **v16; /* fast mode: the same in f16, and k/v stay NULL */
+    struct cellm_cpu_state st; /* conv windows and recurrent states (seqstate.h) */
 };
 
 struct cpu_ctx {
@@ -87,6 +89,8 @@ struct cpu_ctx {
     int32_t *routes;         /* MoE: the last eval's experts, [rows][n_layers][n_experts_used] */
     size_t routes_cap;       /* ints */
     int routes_rows, route_base; /* rows recorded; first row of the chunk being evaluated */
+    struct cellm_cpu_hyb hyb;    /* the state blocks' batch buffers (seqstate.h) */
+    struct cellm_cpu_env env;
 };
 
 static int is_ring(const struct cpu_ctx *c, int l)
@@ -160,6 +164,7 @@ static void seq_free(const struct cellm_desc *d, struct cpu_seq *s)
     cellm_free(s->v);
     cellm_free(s->k16);
     cellm_free(s->v16);
+    cellm_cpu_state_free(d, &s->st);
     memset(s, 0, sizeof *s);
 }
 
@@ -178,6 +183,7 @@ static void cpu_ctx_free(void *p)
     cellm_free(c->moe_idx);
     cellm_free(c->moe_rows);
     cellm_free(c->routes);
+    cellm_cpu_hyb_free(&c->hyb);
     cellm_fast_free(c->fast);
     cellm_pool_free(c->pool);
     cellm_free(c);
@@ -206,6 +212,7 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
     c->mm_cols = max_i64(c->mm_cols, cfg->shared_ffn_dim);
+    c->mm_cols = max_i64(c->mm_cols, cellm_hybrid_max_cols(cfg));
     c->mm_scratch = cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) *
                                  sizeof(float));
     if (!c->seqs || !c->mm_scratch) {
@@ -226,7 +233,8 @@ static void cpu_seq_truncate(void *p, int seq, int from)
     struct cpu_ctx *c = p;
     if (seq < 0 || seq >= c->max_seqs) return;
     if (from == 0) seq_free(c->d, &c->seqs[seq]);
-    /* otherwise positions >= from are simply overwritten by later rows */
+    /* otherwise positions >= from are simply overwritten by later rows (a sequence state
+     * keeps its length: eval refuses a row before it, seqstate.h) */
 }
 
 static int grow(float **p, size_t n)
@@ -300,6 +308,7 @@ static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int n
         cap *= 2;
     if (cap > cfg->max_pos && need <= cfg->max_pos) cap = cfg->max_pos;
     for (int l = 0; l < L; l++) {
+        if (c->d->layers[l].mixer != CELLM_MIXER_ATTN) continue; /* state, no KV */
         /* a sliding layer's ring is allocated once */
         if (is_ring(c, l) && (c->fast ? (void *)s->k16[l] : (void *)s->k[l])) continue;
         size_t slots = is_ring(c, l) ? (size_t)c->ring : (size_t)cap;
@@ -417,6 +426,19 @@ static void matmul(struct cpu_ctx *c, const struct cellm_weight *w, const float 
     matmul_multi(c, &o, 1, x, ldx, n);
 }
 
+static void env_matmul(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
+                       float *y, int64_t ldy)
+{
+    matmul(ctx, w, x, ldx, n, y, ldy);
+}
+
+static void env_matmul_exact(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx,
+                             int n, float *y, int64_t ldy)
+{
+    struct cpu_ctx *c = ctx;
+    cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
+}
+
 static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_exec_row *rows,
                                    int n, const float *hin, float *out, struct cellm_error *err)
 {
@@ -425,8 +447,12 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     int hd = cfg->head_dim, dim = cfg->dim;
     int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
     float eps = (float)cfg->norm_eps;
-    const struct cellm_cpu_mm qkv[3] = {{&L->wq, c->q, qd}, {&L->wk, c->k, kd}, {&L->wv, c->v, kd}};
+    const struct cellm_cpu_mm qkv[3] = {
+        {&L->wq, cfg->attn_out_gate ? c->hyb.qg : c->q, cfg->attn_out_gate ? 2 * qd : qd},
+        {&L->wk, c->k, kd},
+        {&L->wv, c->v, kd}};
     matmul_multi(c, qkv, 3, hin, dim, n);
+    if (cfg->attn_out_gate) cellm_cpu_attn_gate_split(cfg, &c->hyb, c->q, n);
     for (int i = 0; i < n; i++) {
         float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
         const float *inv_freq = cellm_layer_inv_freq(L, rows[i].seq_len);
@@ -466,6 +492,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     }
     struct attn_job j = {c, rows, n, l};
     cellm_pool_run(c->pool, attn_part, &j);
+    if (cfg->attn_out_gate) cellm_cpu_attn_gate_apply(cfg, &c->hyb, c->att, n);
     matmul(c, &L->wo, c->att, qd, n, out, dim);
     for (int i = 0; i < n; i++)
         cellm_op_add_vec(out + (size_t)i * dim, &L->bo, dim);
@@ -674,6 +701,8 @@ static void ffn(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                       c->moe_y);
             add_rows(out, c->moe_y, (int64_t)n * c->d->cfg.dim);
         }
+        if (L->hyb && L->hyb->sh_gate.fmt != CELLM_W_NONE)
+            cellm_cpu_shared_expert(&c->env, c->d, L, &c->hyb, x, n, out);
     } else
         dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, &L->b_gate, &L->b_up, &L->b_down, x, n,
                   c->gate, c->up, out);
@@ -699,6 +728,11 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
                               rows[i].token, cfg->vocab);
         CELLM_TRY(reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
         if (rows[i].pos + 1 > max_keys) max_keys = rows[i].pos + 1;
+    }
+    if (cfg->hybrid) {
+        c->env = (struct cellm_cpu_env){c,       env_matmul, env_matmul_exact,
+                                        c->pool, c->m->fast, c->m->fisa};
+        CELLM_TRY(cellm_cpu_hyb_begin(d, &c->hyb, rows, n, &c->seqs[0].st, sizeof *c->seqs, err));
     }
     if (max_keys > c->score_cap) {
         int cap = max_keys < 256 ? 256 : max_keys;
@@ -728,7 +762,8 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             continue;
         }
         norm_rows(c, &L->attn_norm, &L->attn_norm_b, c->x, c->h, n);
-        CELLM_TRY(attention(c, l, rows, n, c->h, c->o, err));
+        if (!cellm_cpu_state_mixer(&c->env, d, l, &c->hyb, c->h, n, c->o))
+            CELLM_TRY(attention(c, l, rows, n, c->h, c->o, err));
         switch (cfg->block) {
         case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h), h = the input norm */
             dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL, c->h, n, c->gate,
@@ -756,6 +791,7 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             break;
         }
     }
+    if (cfg->hybrid) cellm_cpu_hyb_end(&c->hyb, rows, n);
     /* final norm of the rows that want logits, gathered, then the head */
     int nw = 0;
     for (int i = 0; i < n; i++)

@@ -21,6 +21,7 @@
 
 #include "base/alloc.h"
 #include "cuda_exec.h"
+#include "model/hybrid.h"
 
 _Static_assert(CU_W_F32 == (int)CELLM_W_F32 && CU_W_F16 == (int)CELLM_W_F16 &&
                    CU_W_BF16 == (int)CELLM_W_BF16 && CU_W_AFFINE == (int)CELLM_W_AFFINE,
@@ -110,6 +111,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet; use --device cpu",
                           cfg->model_type, l4);
+    const char *state = cellm_config_state_pieces(cfg);
+    if (state)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
+                          "not implement yet; use --device cpu",
+                          cfg->model_type, state);
     const char *oss = cellm_config_gpt_oss_pieces(cfg);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,

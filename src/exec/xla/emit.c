@@ -23,6 +23,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "exec/xla/dequant.h"
+#include "model/hybrid.h"
 
 typedef struct cellm_xh_val val;
 
@@ -426,6 +427,12 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
                           "implement yet; use --device cpu",
                           c->model_type, l4);
+    const char *state = cellm_config_state_pieces(c);
+    if (state)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: model_type %s needs %s, which the XLA executor does not "
+                          "implement yet; use --device cpu",
+                          c->model_type, state);
     const char *oss = cellm_config_gpt_oss_pieces(c);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
