@@ -187,6 +187,9 @@ struct cellm_model_info {
     const struct cellm_info_shard *shards;
     const char *device;   /* the executor and its device ("cpu (avx512f)") */
     const char *warnings; /* load warnings, one per line, "" if none */
+    /* multi-head latent attention (DeepSeek-V3): ranks, head parts and the cached latent
+     * in words, else NULL */
+    const char *mla;
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

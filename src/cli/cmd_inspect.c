@@ -32,6 +32,7 @@ static void print_model(const char *dir, const struct cellm_model_info *m)
         printf("sliding      none\n");
     }
     if (m->sinks) printf("sinks        %s\n", m->sinks);
+    if (m->mla) printf("latent attn  %s\n", m->mla);
     if (m->attn_softcap || m->final_softcap)
         printf("soft-caps    attention %g, final %g\n", m->attn_softcap, m->final_softcap);
     else

@@ -83,6 +83,11 @@ static const struct cellm_family families[] = {
      .act_default = "silu", .rope_theta = 150000, .partial_rotary = 1, .window_default = 128,
      .sliding = CELLM_SLIDE_EVEN, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
      .moe = 1, .gpt_oss = 1, .bos = -1, .eos = -1, .rope_types = "linear,yarn"},
+    {.model_type = "deepseek_v3", .title = "DeepSeek-V3 / Kimi K2 (latent attention, grouped sigmoid routing; CPU only)", .vocab = 129280, .dim = 7168, .ffn_dim = 18432, .n_layers = 61,
+     .n_heads = 128, .n_kv_heads = 128, .max_pos = 4096, .norm_eps = 1e-6, .eps_key = "rms_norm_eps",
+     .act_key = "hidden_act", .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1,
+     .sliding = CELLM_SLIDE_NONE, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
+     .bos = 0, .eos = 1, .rope_types = "linear,yarn", .mla = 1},
 };
 /* clang-format on */
 

@@ -578,6 +578,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
                               c->n_experts_used, c->n_experts);
     }
     CELLM_TRY(parse_layers(t, what, f, c, err));
+    if (f->mla) CELLM_TRY(cellm_config_parse_mla(t, what, c, err));
 
     int64_t bos;
     CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));

@@ -73,7 +73,14 @@ const char *cellm_block_name(enum cellm_block b);
  *   SOFTMAX_TOPK   softmax over all experts, then the top k (Qwen3-MoE; renormalised
  *                  when norm_topk_prob)
  *   TOPK_SOFTMAX   top k of the logits, then a softmax over those k (gpt-oss) */
-enum cellm_router { CELLM_ROUTER_SOFTMAX_TOPK, CELLM_ROUTER_TOPK_SOFTMAX };
+enum cellm_router {
+    CELLM_ROUTER_SOFTMAX_TOPK,
+    CELLM_ROUTER_TOPK_SOFTMAX,
+    /* DeepSeek-V3 noaux_tc: sigmoid scores, a correction bias for the choice only, the best
+     * topk_group of n_group groups (each scored by its two best), top k, weights from the
+     * sigmoid (renormalised when norm_topk_prob) times routed_scaling_factor */
+    CELLM_ROUTER_SIGMOID_GROUPED,
+};
 
 #define CELLM_MAX_EOS 8
 
@@ -138,7 +145,25 @@ struct cellm_config {
     int32_t eos[CELLM_MAX_EOS];
 
     struct cellm_quant quant; /* "quantization" / "quantization_config" (checkpoint/quant.h) */
+
+    /* DeepSeek-V3 multi-head latent attention (docs/forward/deepseek-v3.md); mla = 0 for
+     * every other family. head_dim is then qk_nope + qk_rope and rot_dims qk_rope. */
+    int mla;
+    int q_lora_rank;  /* 0: one q_proj (DeepSeek-V2-Lite) */
+    int kv_lora_rank; /* r: the cached latent */
+    int qk_nope_dim, qk_rope_dim, v_head_dim;
+    int rope_interleave; /* the rope part's pairs are (2i, 2i+1) (transformers' default) */
+    /* its router (CELLM_ROUTER_SIGMOID_GROUPED) and shared experts */
+    int n_group, topk_group;
+    double routed_scale;  /* routed_scaling_factor */
+    int n_shared_experts; /* shared MLP width moe_ffn_dim * n_shared_experts; 0 = none */
 };
+
+/* DeepSeek-V3's keys (hparams_mla.c), after the generic ones: sets the MLA fields, head_dim,
+ * rot_dims, attn_scale, the experts and which layers are MoE. */
+struct cJSON;
+enum cellm_status cellm_config_parse_mla(const struct cJSON *t, const char *what,
+                                         struct cellm_config *c, struct cellm_error *err);
 
 /* Parses dir/config.json and, if present, dir/generation_config.json. */
 enum cellm_status cellm_config_load(const char *dir, struct cellm_config *out,

@@ -13,7 +13,8 @@
 struct cellm_info_store {
     struct cellm_model_info pub;
     char rope[1024], rope_local[1024], sliding[256], moe_layers[256], block[256], quant[256];
-    char names[64], router[96], expert_act[96];
+    char names[64], router[160], expert_act[96];
+    char mla[192]; /* latent attention (DeepSeek-V3) */
     struct cellm_info_line lines[CELLM_INFO_LINES];
     char keys[CELLM_INFO_LINES][128], vals[CELLM_INFO_LINES][512];
     struct cellm_info_shard *shards; /* [n_files] */

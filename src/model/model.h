@@ -34,6 +34,11 @@
  * Shapes in words: dim = hidden_size, qd = n_heads*head_dim, kd = n_kv_heads*head_dim,
  * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size,
  * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved).
+ * MLA (DeepSeek-V3, cfg.mla): qlr = q_lora_rank, kvlr = kv_lora_rank r, kva = r + qk_rope,
+ * kvb = n_heads*(qk_nope + v_head_dim), od = n_heads*v_head_dim, dn = qk_nope, dv =
+ * v_head_dim, sh_ffn = moe * n_shared_experts; qd is n_heads*(qk_nope + qk_rope) there.
+ * mlx-lm's embed_q [n_heads][r][dn] and unembed_out [n_heads][dv][r] are EXPERTS-kind
+ * stacks with one matrix per head.
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
 /* clang-format off */
@@ -44,10 +49,10 @@
     X(FFN_NORM,       ffn_norm,       VEC,     FFN_NORM,   "post_attention_layernorm.weight", DIM,     NONE, "", "")       \
     X(FFN_NORM_B,     ffn_norm_b,     VEC,     FFN_NORM_B, "post_attention_layernorm.bias",   DIM,     NONE, "", "")       \
     X(POST_FFN_NORM,  post_ffn_norm,  VEC,     SANDWICH,   "post_feedforward_layernorm.weight", DIM,   NONE, "", "")       \
-    X(WQ,             wq,             MAT,     ALWAYS,     "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
-    X(WK,             wk,             MAT,     ALWAYS,     "self_attn.k_proj",                KD,      DIM,  "attention", "k") \
-    X(WV,             wv,             MAT,     ALWAYS,     "self_attn.v_proj",                KD,      DIM,  "attention", "v") \
-    X(WO,             wo,             MAT,     ALWAYS,     "self_attn.o_proj",                DIM,     QD,   "attention", "o") \
+    X(WQ,             wq,             MAT,     GQA   ,     "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
+    X(WK,             wk,             MAT,     GQA   ,     "self_attn.k_proj",                KD,      DIM,  "attention", "k") \
+    X(WV,             wv,             MAT,     GQA   ,     "self_attn.v_proj",                KD,      DIM,  "attention", "v") \
+    X(WO,             wo,             MAT,     GQA   ,     "self_attn.o_proj",                DIM,     QD,   "attention", "o") \
     X(BQ,             bq,             VEC,     QKV_BIAS,   "self_attn.q_proj.bias",           QD,      NONE, "", "")       \
     X(BK,             bk,             VEC,     QKV_BIAS,   "self_attn.k_proj.bias",           KD,      NONE, "", "")       \
     X(BV,             bv,             VEC,     QKV_BIAS,   "self_attn.v_proj.bias",           KD,      NONE, "", "")       \
@@ -72,7 +77,21 @@
     X(E_UP_B,         e_up_b,         EXPERT_VECS, MOE_SPLIT_BIAS, "mlp.experts.up_proj.bias", EXPERTS, MOE_FFN, "", "") \
     X(E_GATE_UP_B,    e_gate_up_b,    EXPERT_VECS, MOE_INTERLEAVED, "mlp.experts.gate_up_proj_bias", EXPERTS, MOE_FFN2, "", "") \
     X(E_DOWN_B,       e_down_b,       EXPERT_VECS, MOE_BIAS, "mlp.experts.down_proj_bias",    EXPERTS, DIM,  "", "")       \
-    X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")
+    X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")       \
+    X(MLA_Q_A,        mla_q_a,        MAT,     MLA_QLORA,  "self_attn.q_a_proj",              QLR,     DIM,  "attention", "q_a") \
+    X(MLA_Q_B,        mla_q_b,        MAT,     MLA_QLORA,  "self_attn.q_b_proj",              QD,      QLR,  "attention", "q_b") \
+    X(MLA_Q,          mla_q,          MAT,     MLA_QPROJ,  "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
+    X(MLA_O,          mla_o,          MAT,     MLA,        "self_attn.o_proj",                DIM,     OD,   "attention", "o") \
+    X(MLA_KV_A,       mla_kv_a,       MAT,     MLA,        "self_attn.kv_a_proj_with_mqa",    KVA,     DIM,  "latent kv", "kv_a") \
+    X(MLA_KV_B,       mla_kv_b,       MAT,     MLA_KVB,    "self_attn.kv_b_proj",             KVB,     KVLR, "latent kv", "kv_b") \
+    X(MLA_EMBED_Q,    mla_embed_q,    EXPERTS, MLA_SPLIT,  "self_attn.embed_q",               KVLR,    DN,   "latent kv", "embed_q") \
+    X(MLA_UNEMBED,    mla_unembed,    EXPERTS, MLA_SPLIT,  "self_attn.unembed_out",           DV,      KVLR, "latent kv", "unembed_out") \
+    X(MLA_Q_A_NORM,   mla_q_a_norm,   VEC,     MLA_QLORA,  "self_attn.q_a_layernorm.weight",  QLR,     NONE, "", "")       \
+    X(MLA_KV_A_NORM,  mla_kv_a_norm,  VEC,     MLA,        "self_attn.kv_a_layernorm.weight", KVLR,    NONE, "", "")       \
+    X(ROUTER_CORR,    router_corr,    VEC,     ROUTER_CORR, "mlp.gate.e_score_correction_bias", EXPERTS, NONE, "", "")     \
+    X(SH_GATE,        sh_gate,        MAT,     SHARED,     "mlp.shared_experts.gate_proj",    SH_FFN,  DIM,  "shared experts", "gate") \
+    X(SH_UP,          sh_up,          MAT,     SHARED,     "mlp.shared_experts.up_proj",      SH_FFN,  DIM,  "shared experts", "up") \
+    X(SH_DOWN,        sh_down,        MAT,     SHARED,     "mlp.shared_experts.down_proj",    DIM,     SH_FFN, "shared experts", "down")
 /* clang-format on */
 
 enum cellm_lt {
@@ -109,6 +128,14 @@ enum cellm_need {
     CELLM_NEED_MOE_BIAS,        /* cfg.expert_bias: router and down biases */
     CELLM_NEED_MOE_SPLIT_BIAS,  /* cfg.expert_bias with gate and up apart (mlx-lm gpt-oss) */
     CELLM_NEED_SINKS,           /* cfg.attn_sinks */
+    CELLM_NEED_GQA,             /* q, k, v, o attention: every family but MLA */
+    CELLM_NEED_MLA,             /* cfg.mla */
+    CELLM_NEED_MLA_QLORA,       /* cfg.mla with q_lora_rank */
+    CELLM_NEED_MLA_QPROJ,       /* cfg.mla without (one q_proj) */
+    CELLM_NEED_MLA_KVB,         /* cfg.mla, kv_b_proj (Hugging Face) */
+    CELLM_NEED_MLA_SPLIT,       /* cfg.mla, embed_q / unembed_out per head (desc.mla_split) */
+    CELLM_NEED_ROUTER_CORR,     /* a MoE layer of the grouped sigmoid router */
+    CELLM_NEED_SHARED,          /* a MoE layer with shared experts */
 };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
@@ -124,6 +151,14 @@ enum cellm_dim {
     CELLM_DIM_HEADS,
     CELLM_DIM_KV_HEADS,
     CELLM_DIM_EXPERTS,
+    CELLM_DIM_QLR,
+    CELLM_DIM_KVLR,
+    CELLM_DIM_KVA,
+    CELLM_DIM_KVB,
+    CELLM_DIM_OD,
+    CELLM_DIM_DN,
+    CELLM_DIM_DV,
+    CELLM_DIM_SH_FFN,
 };
 
 struct cellm_tensor_spec {
@@ -195,6 +230,9 @@ struct cellm_desc {
     char warnings[1024];
     void **owned; /* buffers bound weights point into (transposed copies); freed with d */
     int n_owned;
+    /* MLA: 1 when the checkpoint has mlx-lm's per-head embed_q / unembed_out instead of
+     * kv_b_proj (probed once at load) */
+    int mla_split;
 };
 
 /* Loads config and checkpoint from dir and binds every weight. */
@@ -241,6 +279,9 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 /* The gpt-oss pieces a config uses ("attention sinks, ..."), or NULL when it uses none:
  * an executor that lacks them refuses the model by this text at load. */
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
+/* The same for DeepSeek-V3's pieces (multi-head latent attention, its latent cache, the
+ * grouped sigmoid router and shared experts), or NULL. */
+const char *cellm_config_mla_pieces(const struct cellm_config *c);
 
 /* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short
  * list). */

@@ -28,7 +28,9 @@
 #include "fast.h"
 #include "gemm.h"
 #include "kernels.h"
+#include "mla.h"
 #include "ops.h"
+#include "router.h"
 
 /* The executor's options (cellm_model_params.exec_options). */
 struct cpu_opts {
@@ -85,6 +87,7 @@ struct cpu_ctx {
     int32_t *routes;         /* MoE: the last eval's experts, [rows][n_layers][n_experts_used] */
     size_t routes_cap;       /* ints */
     int routes_rows, route_base; /* rows recorded; first row of the chunk being evaluated */
+    struct cellm_mla *mla;       /* latent attention and its cache (cfg.mla), else NULL */
 };
 
 static int is_ring(const struct cpu_ctx *c, int l)
@@ -177,6 +180,7 @@ static void cpu_ctx_free(void *p)
     cellm_free(c->moe_rows);
     cellm_free(c->routes);
     cellm_fast_free(c->fast);
+    cellm_mla_free(c->mla);
     cellm_pool_free(c->pool);
     cellm_free(c);
 }
@@ -203,6 +207,7 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
         c->ring = cfg->window + CHUNK;
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
+    if (cfg->mla) c->mm_cols = max_i64(c->mm_cols, cellm_mla_max_cols(cfg));
     c->mm_scratch = cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) *
                                  sizeof(float));
     if (!c->seqs || !c->mm_scratch) {
@@ -211,6 +216,11 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
     }
     if (m->fast && (st = cellm_fast_new(m->fisa, cellm_pool_size(c->pool), CHUNK, c->mm_cols,
                                         &c->fast, err))) {
+        cpu_ctx_free(c);
+        return st;
+    }
+    if (cfg->mla &&
+        (st = cellm_mla_new(m->d, m->isa, cellm_pool_size(c->pool), max_seqs, &c->mla, err))) {
         cpu_ctx_free(c);
         return st;
     }
@@ -223,6 +233,7 @@ static void cpu_seq_truncate(void *p, int seq, int from)
     struct cpu_ctx *c = p;
     if (seq < 0 || seq >= c->max_seqs) return;
     if (from == 0) seq_free(c->d, &c->seqs[seq]);
+    if (from == 0 && c->mla) cellm_mla_seq_free(c->mla, seq);
     /* otherwise positions >= from are simply overwritten by later rows */
 }
 
@@ -249,14 +260,18 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     const struct cellm_config *cfg = &c->d->cfg;
     size_t r = (size_t)n;
     size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    size_t ffn = (size_t)max_i64(cfg->ffn_dim, 1), ku = (size_t)max_i64(cfg->n_experts_used, 1);
+    /* the gate and up buffers also serve the shared experts */
+    size_t ffn = (size_t)max_i64(max_i64(cfg->ffn_dim, 1),
+                                 (int64_t)cfg->moe_ffn_dim * cfg->n_shared_experts),
+           ku = (size_t)max_i64(cfg->n_experts_used, 1);
     int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * cfg->dim) && grow(&c->q, r * qd) &&
              grow(&c->k, r * kd) && grow(&c->v, r * kd) && grow(&c->att, r * qd) &&
              grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) && grow(&c->up, r * ffn);
     if (ok && cfg->n_experts) {
         size_t mi = (size_t)cfg->moe_ffn_dim;
-        ok = grow(&c->router, r * cfg->n_experts) && grow(&c->moe_out, r * ku * cfg->dim) &&
-             grow(&c->moe_w, r * ku) && grow(&c->moe_x, r * cfg->dim) &&
+        ok = grow(&c->router, r * cfg->n_experts + 2 * cfg->n_experts + cfg->n_group) &&
+             grow(&c->moe_out, r * ku * cfg->dim) && grow(&c->moe_w, r * ku) &&
+             grow(&c->moe_x, r * cfg->dim) &&
              grow(&c->moe_g, r * mi * 2) /* gpt-oss: gate_up rows */ && grow(&c->moe_u, r * mi) &&
              grow(&c->moe_y, r * cfg->dim);
         int *a = ok ? cellm_realloc(c->moe_idx, r * ku * sizeof(int)) : NULL;
@@ -276,6 +291,7 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
 static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int need,
                                      struct cellm_error *err)
 {
+    if (c->mla) return cellm_mla_reserve(c->mla, (int)(s - c->seqs), need, err);
     if (need <= s->cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     int L = cfg->n_layers;
@@ -415,9 +431,17 @@ static void matmul(struct cpu_ctx *c, const struct cellm_weight *w, const float 
     matmul_multi(c, &o, 1, x, ldx, n);
 }
 
+static void mla_matmul(void *p, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
+                       float *y, int64_t ldy)
+{
+    matmul(p, w, x, ldx, n, y, ldy);
+}
+
 static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_exec_row *rows,
                                    int n, const float *hin, float *out, struct cellm_error *err)
 {
+    if (c->mla)
+        return cellm_mla_attention(c->mla, c->pool, l, rows, n, hin, out, mla_matmul, c, err);
     const struct cellm_config *cfg = &c->d->cfg;
     const struct cellm_layer *L = &c->d->layers[l];
     int hd = cfg->head_dim, dim = cfg->dim;
@@ -526,6 +550,19 @@ static void oss_expert(struct cpu_ctx *c, const struct cellm_layer *L, int e, in
         cellm_op_add_vec(c->moe_y + (size_t)r * dim, &L->e_down_b[e], dim);
 }
 
+static void add_rows(float *x, const float *y, int64_t n);
+
+/* Row i's experts, for cellm_ctx_routes. */
+static void record_routes(struct cpu_ctx *c, const struct cellm_layer *L, int i, const int *idx)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    int32_t *rt = c->routes + ((size_t)(c->route_base + i) * (size_t)cfg->n_layers +
+                               (size_t)(L - c->d->layers)) *
+                                  (size_t)cfg->n_experts_used;
+    for (int k = 0; k < cfg->n_experts_used; k++)
+        rt[k] = idx[k];
+}
+
 /* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation;
  * gpt-oss: router logits with a bias, top-k of the logits, softmax over those k. Then the
  * weighted sum over the k ranks. Tokens are grouped per expert so that each expert's
@@ -539,8 +576,22 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
      * far more than the rounding itself */
     cellm_cpu_matmul(c->pool, c->m->isa, &L->router, x, dim, n, c->router, E, c->mm_scratch,
                      c->mm_cols);
+    const struct cellm_route_grouped grouped = {E,
+                                                cfg->n_experts_used,
+                                                cfg->n_group,
+                                                cfg->topk_group,
+                                                cfg->norm_topk_prob,
+                                                (float)cfg->routed_scale,
+                                                &L->router_corr};
     for (int i = 0; i < n; i++) {
         float *p = c->router + (size_t)i * E;
+        if (cfg->router == CELLM_ROUTER_SIGMOID_GROUPED) {
+            /* scratch: the 2E + n_group floats after the rows' logits */
+            cellm_route_grouped(&grouped, p, c->router + (size_t)c->rows_cap * E,
+                                c->moe_idx + (size_t)i * K, c->moe_w + (size_t)i * K);
+            record_routes(c, L, i, c->moe_idx + (size_t)i * K);
+            continue;
+        }
         if (L->router_b.fmt != CELLM_W_NONE) cellm_op_add_vec(p, &L->router_b, E);
         if (cfg->router == CELLM_ROUTER_SOFTMAX_TOPK) cellm_op_softmax(p, E);
         int *idx = c->moe_idx + (size_t)i * K;
@@ -556,11 +607,7 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
             idx[k] = best;
             w[k] = p[best];
         }
-        int32_t *rt = c->routes + ((size_t)(c->route_base + i) * (size_t)cfg->n_layers +
-                                   (size_t)(L - c->d->layers)) *
-                                      (size_t)K;
-        for (int k = 0; k < K; k++)
-            rt[k] = idx[k];
+        record_routes(c, L, i, idx);
         if (cfg->router == CELLM_ROUTER_TOPK_SOFTMAX) cellm_op_softmax(w, K);
         if (cfg->norm_topk_prob) {
             float s = 0;
@@ -602,6 +649,11 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
                 o[d] = o[d] + t;
             }
         }
+    }
+    if (L->sh_gate.fmt != CELLM_W_NONE) { /* DeepSeek: + shared_experts(x) */
+        dense_mlp(c, &L->sh_gate, &L->sh_up, &L->sh_down, NULL, NULL, NULL, x, n, c->gate, c->up,
+                  c->moe_y);
+        add_rows(out, c->moe_y, (int64_t)n * dim);
     }
     (void)I;
 }
@@ -793,6 +845,7 @@ static char *kv_base(const struct cpu_seq *s, int fast, int l, int half)
 static size_t cpu_kv_block_bytes(void *p, int n, int flags)
 {
     struct cpu_ctx *c = p;
+    if (c->mla) return cellm_mla_block_bytes(c->mla, n);
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, b = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++)
         if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * kd * kv_elem(c);
@@ -817,6 +870,7 @@ static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags
                                      struct cellm_error *err)
 {
     struct cpu_ctx *c = p;
+    if (c->mla) return cellm_mla_kv_save(c->mla, seq, pos, n, blk, err);
     struct cpu_seq *s = &c->seqs[seq];
     if (!kv_base(s, c->fast != NULL, 0, 0) || pos + n > s->cap)
         return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
@@ -838,6 +892,7 @@ static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags
                                      struct cellm_error *err)
 {
     struct cpu_ctx *c = p;
+    if (c->mla) return cellm_mla_kv_load(c->mla, seq, pos, n, blk, err);
     struct cpu_seq *s = &c->seqs[seq];
     CELLM_TRY(reserve_seq(c, s, pos + n, err));
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;

@@ -98,6 +98,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "are not implemented by the CUDA executor yet; use --device cpu",
                           cfg->residual_mult, cfg->logits_div);
     const char *oss = cellm_config_gpt_oss_pieces(cfg);
+    if (!oss) oss = cellm_config_mla_pieces(cfg);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "

@@ -415,6 +415,7 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %d experts per token (at most 64)", c->n_experts_used);
     const char *oss = cellm_config_gpt_oss_pieces(c);
+    if (!oss) oss = cellm_config_mla_pieces(c);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
