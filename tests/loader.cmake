@@ -9,6 +9,7 @@ cellm_core_test(test_formats_load ${CMAKE_CURRENT_LIST_DIR}/test_formats_load.c)
 cellm_core_test(test_safetensors ${CMAKE_CURRENT_LIST_DIR}/test_safetensors.c)
 cellm_core_test(test_config ${CMAKE_CURRENT_LIST_DIR}/test_config.c)
 cellm_core_test(test_gpt_oss ${CMAKE_CURRENT_LIST_DIR}/test_gpt_oss.c)
+cellm_core_test(test_mla ${CMAKE_CURRENT_LIST_DIR}/test_mla.c)
 # YaRN and longrope: keys, frequencies, the per-forward longrope switch through the engine.
 cellm_core_test(test_rope ${CMAKE_CURRENT_LIST_DIR}/test_rope.c)
 target_compile_definitions(test_rope PRIVATE CELLM_CLI="$<TARGET_FILE:cellm_cli>")

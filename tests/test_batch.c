@@ -77,7 +77,10 @@ static void check_fixture(const char *rel)
     struct cellm_model_params mp = cellm_model_params_default();
     mp.device = test_device();
     mp.n_threads = 2;
-    if (cellm_model_load(dir, &mp, &m, &err) != CELLM_OK) fail_msg("%s: %s", rel, err.msg);
+    enum cellm_status st = cellm_model_load(dir, &mp, &m, &err);
+    /* a family an executor refuses by name (deepseek_v3 on CUDA and XLA) */
+    if (st == CELLM_ERR_UNSUPPORTED && mp.device != CELLM_DEVICE_CPU) skip();
+    if (st != CELLM_OK) fail_msg("%s: %s", rel, err.msg);
     int vocab = cellm_model_vocab(m);
     int32_t alone_ids[NSEQ][STEPS];
     float *alone = malloc((size_t)NSEQ * STEPS * vocab * sizeof(float));
@@ -165,14 +168,17 @@ FIXTURE(t_gemma2, "gemma2/bf16")
 FIXTURE(t_gemma3_q8, "gemma3/q8-g64-bf16")
 FIXTURE(t_stablelm_q4, "stablelm2/q4-g64-f16")
 FIXTURE(t_phi3_q4, "phi3/q4-g64-f16")
+FIXTURE(t_deepseek_f32, "deepseek-v3/f32")
+FIXTURE(t_deepseek_q4, "deepseek-v3/mlx-q4-g32-bf16")
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_llama_bf16),  cmocka_unit_test(t_llama_q4),
-        cmocka_unit_test(t_llama_q3),    cmocka_unit_test(t_qwen3_moe_q4),
-        cmocka_unit_test(t_gemma2),      cmocka_unit_test(t_gemma3_q8),
-        cmocka_unit_test(t_stablelm_q4), cmocka_unit_test(t_phi3_q4),
+        cmocka_unit_test(t_llama_bf16),   cmocka_unit_test(t_llama_q4),
+        cmocka_unit_test(t_llama_q3),     cmocka_unit_test(t_qwen3_moe_q4),
+        cmocka_unit_test(t_gemma2),       cmocka_unit_test(t_gemma3_q8),
+        cmocka_unit_test(t_stablelm_q4),  cmocka_unit_test(t_phi3_q4),
+        cmocka_unit_test(t_deepseek_f32), cmocka_unit_test(t_deepseek_q4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
