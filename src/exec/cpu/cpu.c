@@ -576,13 +576,7 @@ static void moe(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
      * far more than the rounding itself */
     cellm_cpu_matmul(c->pool, c->m->isa, &L->router, x, dim, n, c->router, E, c->mm_scratch,
                      c->mm_cols);
-    const struct cellm_route_grouped grouped = {E,
-                                                cfg->n_experts_used,
-                                                cfg->n_group,
-                                                cfg->topk_group,
-                                                cfg->norm_topk_prob,
-                                                (float)cfg->routed_scale,
-                                                &L->router_corr};
+    const struct cellm_route_grouped grouped = cellm_route_grouped_of(cfg, &L->router_corr);
     for (int i = 0; i < n; i++) {
         float *p = c->router + (size_t)i * E;
         if (cfg->router == CELLM_ROUTER_SIGMOID_GROUPED) {

@@ -20,6 +20,15 @@ static int best_of(const float *v, const unsigned char *taken, int n)
     return b;
 }
 
+struct cellm_route_grouped cellm_route_grouped_of(const struct cellm_config *c,
+                                                  const struct cellm_vec *corr)
+{
+    struct cellm_route_grouped r = {c->n_experts,  c->n_experts_used, c->n_group,
+                                    c->topk_group, c->norm_topk_prob, (float)c->routed_scale,
+                                    corr};
+    return r;
+}
+
 void cellm_route_grouped(const struct cellm_route_grouped *r, const float *logits, float *scratch,
                          int *idx, float *w)
 {

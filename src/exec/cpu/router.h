@@ -7,6 +7,7 @@
 #ifndef CELLM_EXEC_CPU_ROUTER_H
 #define CELLM_EXEC_CPU_ROUTER_H
 
+#include "model/hparams.h"
 #include "model/weight.h"
 
 struct cellm_route_grouped {
@@ -17,6 +18,10 @@ struct cellm_route_grouped {
     float scale;    /* routed_scaling_factor, multiplies the weights last */
     const struct cellm_vec *corr; /* [E] e_score_correction_bias, added for the choice only */
 };
+
+/* The router of a config (cfg.router CELLM_ROUTER_SIGMOID_GROUPED) with a layer's bias. */
+struct cellm_route_grouped cellm_route_grouped_of(const struct cellm_config *c,
+                                                  const struct cellm_vec *corr);
 
 /*
  * Routes one token from its router logits [E]: idx[k] the chosen experts in increasing
