@@ -195,6 +195,9 @@ struct cellm_model_info {
     /* layers that keep per-sequence state instead of a KV cache (LFM2's short convolutions,
      * Gated DeltaNet), and its size, in words; NULL for a model without them */
     const char *state;
+    /* multi-head latent attention (DeepSeek-V3): ranks, head parts and the cached latent
+     * in words, else NULL */
+    const char *mla;
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

@@ -77,7 +77,10 @@ static void check_fixture(const char *rel)
     struct cellm_model_params mp = cellm_model_params_default();
     mp.device = test_device();
     mp.n_threads = 2;
-    if (cellm_model_load(dir, &mp, &m, &err) != CELLM_OK) fail_msg("%s: %s", rel, err.msg);
+    enum cellm_status st = cellm_model_load(dir, &mp, &m, &err);
+    /* a family an executor refuses by name (deepseek_v3 on CUDA and XLA) */
+    if (st == CELLM_ERR_UNSUPPORTED && mp.device != CELLM_DEVICE_CPU) skip();
+    if (st != CELLM_OK) fail_msg("%s: %s", rel, err.msg);
     int vocab = cellm_model_vocab(m);
     int32_t alone_ids[NSEQ][STEPS];
     float *alone = malloc((size_t)NSEQ * STEPS * vocab * sizeof(float));
@@ -170,6 +173,8 @@ FIXTURE(t_lfm2_q4, "lfm2/mlx-q4-g32-bf16")
 FIXTURE(t_qwen3_next, "qwen3-next/bf16")
 FIXTURE(t_qwen3_5, "qwen3.5/f32")
 FIXTURE(t_qwen3_5_moe_q4, "qwen3.5-moe/mlx-q4-g32-bf16")
+FIXTURE(t_deepseek_f32, "deepseek-v3/f32")
+FIXTURE(t_deepseek_q4, "deepseek-v3/mlx-q4-g32-bf16")
 
 int main(void)
 {
@@ -180,6 +185,11 @@ int main(void)
         cmocka_unit_test(t_stablelm_q4), cmocka_unit_test(t_phi3_q4),
         cmocka_unit_test(t_lfm2_q4),     cmocka_unit_test(t_qwen3_next),
         cmocka_unit_test(t_qwen3_5),     cmocka_unit_test(t_qwen3_5_moe_q4),
+        cmocka_unit_test(t_llama_bf16),   cmocka_unit_test(t_llama_q4),
+        cmocka_unit_test(t_llama_q3),     cmocka_unit_test(t_qwen3_moe_q4),
+        cmocka_unit_test(t_gemma2),       cmocka_unit_test(t_gemma3_q8),
+        cmocka_unit_test(t_stablelm_q4),  cmocka_unit_test(t_phi3_q4),
+        cmocka_unit_test(t_deepseek_f32), cmocka_unit_test(t_deepseek_q4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

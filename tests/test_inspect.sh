@@ -33,7 +33,20 @@ for dir in "$fixtures"/*/*/; do
   has "^bytes +[1-9][0-9]* "
   has "^warnings +none\$"
   # storage from the variant's name: qB-gG-DT, or a float dtype
-  if [[ $fam == gpt-oss && $var == blocks ]]; then
+  if [[ $fam == deepseek-v3 ]]; then
+    # latent attention: no q, k, v; mlx-lm splits kv_b_proj per head (embed_q, unembed_out)
+    if [[ $var =~ ^mlx-q([0-9])-g([0-9]+)-(f16|bf16)$ ]]; then
+      want="affine ${BASH_REMATCH[1]}-bit g${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
+      has "^  latent kv kv_a, embed_q, unembed_out +$want\$"
+      has "^  moe router +BF16\$"
+    else
+      want=$(tr a-z A-Z <<<"$var")
+      has "^  latent kv kv_a, kv_b +$want\$"
+    fi
+    has "^  embedding +$want \["
+    has "^  attention q_a, q_b, o +$want\$"
+    has "^  shared experts gate, up, down +$want\$"
+  elif [[ $fam == gpt-oss && $var == blocks ]]; then
     # the Hugging Face release's layout: mxfp4 experts, everything else BF16
     has "^  experts down, gate_up +mxfp4 E2M1 g32 e8m0 scales, 4.25 bpw\$"
     has "^  attention.* q, k, v, o +BF16\$"
@@ -126,6 +139,12 @@ for dir in "$fixtures"/*/*/; do
               has "^shared +ffn 32, added to every MoE layer's output\$"
               has "^  shared gate, up, down +"; has "^  moe router +(F32|BF16|F16)\$"
               [[ $out == *"o bias"* ]] && fail "glm4_moe's o_proj has no bias" ;;
+    deepseek-v3) has "^family +deepseek_v3\$"
+                 has "^attention +heads 4, kv heads 4, head_dim 48, rotary dims 16, scale 0\.196355\$"
+                 has "^latent attn +q_lora_rank 32, kv_lora_rank 32, qk_nope 32 \+ qk_rope 16 \(interleaved\), v_head_dim 32; cache 48 floats"
+                 has "^experts +8 experts, 2 per token, ffn 32, .* on 2 of 3 layers \(1,2\), top-k renormalised\$"
+                 has "^router +sigmoid, correction bias for the choice, best 2 of 4 groups, weights x 2\.5; 1 shared expert\$"
+                 has "attention factor 1\.03566 " ;;
     granite) has "^family +granite\$"
              has "^block +RMSNorm eps 1e-05, silu, embeddings x 12, residuals x 0.5, logits / 2\$" ;;
     lfm2) has "^family +lfm2\$"; has "^dimensions +vocab 384, hidden 64, layers 6, ffn 128,"

@@ -34,6 +34,7 @@ static void print_model(const char *dir, const struct cellm_model_info *m)
     if (m->sinks) printf("sinks        %s\n", m->sinks);
     if (m->positions) printf("positions    %s\n", m->positions);
     if (m->state) printf("state        %s\n", m->state);
+    if (m->mla) printf("latent attn  %s\n", m->mla);
     if (m->attn_softcap || m->final_softcap)
         printf("soft-caps    attention %g, final %g\n", m->attn_softcap, m->final_softcap);
     else

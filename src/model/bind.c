@@ -680,6 +680,10 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
         return bind_matrix(b, full, 0, rows, cols, m);
     case CELLM_TK_EXPERTS: {
         struct cellm_weight *w = *(struct cellm_weight **)m; /* allocated by bind_layer */
+        if (s->need == CELLM_NEED_MLA_SPLIT) {               /* mlx-lm's [n_heads, rows, cols] */
+            tensor_name(d, full, sizeof full, p, name, 0);
+            return bind_matrix(b, full, parts, rows, cols, w);
+        }
         if (d->experts != CELLM_EXPERTS_SPLIT) {
             tensor_name(d, full, sizeof full, p, stacked_name(d->experts, id), 0);
             const struct cellm_ckpt_entry *bare = cellm_ckpt_find(&d->ckpt, full);
@@ -875,6 +879,7 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
         (st = bind_vec(&b, "model.norm.bias", c->dim, 1, &d->final_norm_b)))
         goto fail;
     d->experts = probe_experts(d);
+    d->mla_split = c->mla && cellm_ckpt_find(&d->ckpt, "model.layers.0.self_attn.embed_q.weight");
     for (int i = 0; i < c->n_layers; i++)
         if ((st = bind_layer(&b, i))) goto fail;
     /* sized by head_dim from config.json: only now that every tensor has been checked

@@ -148,6 +148,11 @@ static const struct cellm_family families[] = {
      .sliding = CELLM_SLIDE_NONE, .bias = CELLM_BIAS_ATTENTION_BIAS,
      .norm = CELLM_NORM_RMS_PLUS_ONE, .qk_norm = 1, .moe = 1, .bos = -1, .eos = -1,
      .rope_types = "", .hybrid = CELLM_HYBRID_QWEN3_5},
+    {.model_type = "deepseek_v3", .title = "DeepSeek-V3 / Kimi K2 (latent attention, grouped sigmoid routing; CPU only)", .vocab = 129280, .dim = 7168, .ffn_dim = 18432, .n_layers = 61,
+     .n_heads = 128, .n_kv_heads = 128, .max_pos = 4096, .norm_eps = 1e-6, .eps_key = "rms_norm_eps",
+     .act_key = "hidden_act", .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1,
+     .sliding = CELLM_SLIDE_NONE, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
+     .bos = 0, .eos = 1, .rope_types = "linear,yarn", .mla = 1},
 };
 /* clang-format on */
 

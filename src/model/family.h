@@ -71,6 +71,8 @@ struct cellm_family {
     int llama4;             /* Llama 4 text keys (model/hparams_l4.c) */
     int ministral3;         /* Mistral 3's default yarn and query scale (model/hparams_l4.c) */
     int hybrid;             /* enum cellm_hybrid (model/hybrid.h): state layers; 0 = none */
+    int mla;                /* DeepSeek-V3: multi-head latent attention and grouped sigmoid routing
+                               (hparams_mla.c reads its keys) */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

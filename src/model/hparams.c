@@ -687,6 +687,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     if (f->llama4) CELLM_TRY(cellm_config_llama4(t, what, c, err));
     if (f->ministral3) CELLM_TRY(cellm_config_ministral3(t, what, c, err));
     if (f->hybrid) CELLM_TRY(cellm_hybrid_parse(t, what, f->hybrid, c, err));
+    if (f->mla) CELLM_TRY(cellm_config_parse_mla(t, what, c, err));
 
     int64_t bos;
     CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));

@@ -79,14 +79,15 @@ const char *cellm_block_name(enum cellm_block b);
  *   SOFTMAX_TOPK   softmax over all experts, then the top k (Qwen3-MoE; renormalised
  *                  when norm_topk_prob)
  *   TOPK_SOFTMAX   top k of the logits, then a softmax over those k (gpt-oss)
+ *   SIGMOID_GROUP  sigmoid of the logits; experts chosen by sigmoid + e_score_correction_bias
+ *                  within the topk_group best of n_group groups, weighted by the plain
+ *                  sigmoid, renormalised when norm_topk_prob, times routed_scaling_factor
+ *                  (GLM-4.5, DeepSeek-V3's noaux_tc)
  *   SIGMOID_INPUT  top k of the logits, each scored sigmoid(logit); an expert's input is
  *                  scaled by its score and the outputs are summed unweighted (Llama 4) */
 enum cellm_router {
     CELLM_ROUTER_SOFTMAX_TOPK,
     CELLM_ROUTER_TOPK_SOFTMAX,
-    /* sigmoid of the logits; experts chosen by sigmoid + e_score_correction_bias within the
-     * topk_group best of n_group groups, weighted by the plain sigmoid, renormalised when
-     * norm_topk_prob, times routed_scaling_factor (GLM-4.5, DeepSeek-V3's noaux_tc) */
     CELLM_ROUTER_SIGMOID_GROUP,
     CELLM_ROUTER_SIGMOID_INPUT,
 };
@@ -192,7 +193,22 @@ struct cellm_config {
     /* shared_ffn_dim (above) is shared_expert_intermediate_size here; the hybrids bind their
      * shared expert (mlp.shared_expert, gated) themselves, not through the tensor table */
     int attn_out_gate;    /* q_proj gives per head d queries then d output gates */
+    /* DeepSeek-V3 multi-head latent attention (docs/forward/deepseek-v3.md); mla = 0 for
+     * every other family. head_dim is then qk_nope + qk_rope and rot_dims qk_rope. */
+    int mla;
+    int q_lora_rank;  /* 0: one q_proj (DeepSeek-V2-Lite) */
+    int kv_lora_rank; /* r: the cached latent */
+    int qk_nope_dim, qk_rope_dim, v_head_dim;
+    int rope_interleave; /* the rope part's pairs are (2i, 2i+1) (transformers' default) */
+    /* its router is CELLM_ROUTER_SIGMOID_GROUP (n_group, topk_group, routed_scale above) */
+    int n_shared_experts; /* shared MLP width moe_ffn_dim * n_shared_experts; 0 = none */
 };
+
+/* DeepSeek-V3's keys (hparams_mla.c), after the generic ones: sets the MLA fields, head_dim,
+ * rot_dims, attn_scale, the experts and which layers are MoE. */
+struct cJSON;
+enum cellm_status cellm_config_parse_mla(const struct cJSON *t, const char *what,
+                                         struct cellm_config *c, struct cellm_error *err);
 
 /* Parses dir/config.json and, if present, dir/generation_config.json. */
 enum cellm_status cellm_config_load(const char *dir, struct cellm_config *out,

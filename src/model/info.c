@@ -503,6 +503,23 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
         state_text(c, st->state, sizeof st->state);
         o->state = st->state;
     }
+    if (c->mla) {
+        snprintf(st->mla, sizeof st->mla,
+                 "q_lora_rank %d, kv_lora_rank %d, qk_nope %d + qk_rope %d%s, v_head_dim %d; "
+                 "cache %d floats per position and layer (latent + rope key)",
+                 c->q_lora_rank, c->kv_lora_rank, c->qk_nope_dim, c->qk_rope_dim,
+                 c->rope_interleave ? " (interleaved)" : "", c->v_head_dim,
+                 c->kv_lora_rank + c->qk_rope_dim);
+        o->mla = st->mla;
+    }
+    if (o->n_moe_layers && c->mla && c->router == CELLM_ROUTER_SIGMOID_GROUP) {
+        snprintf(st->router, sizeof st->router,
+                 "sigmoid, correction bias for the choice, best %d of %d groups, weights x %g; "
+                 "%d shared expert%s",
+                 c->topk_group, c->n_group, c->routed_scale, c->n_shared_experts,
+                 c->n_shared_experts == 1 ? "" : "s");
+        o->router = st->router;
+    }
     if (c->attn_sinks)
         o->sinks = "a learned logit per head joins each softmax row (self_attn.sinks)";
     o->bos = c->bos;

@@ -16,6 +16,7 @@ struct cellm_info_store {
     char rope[1024], rope_local[1024], sliding[256], moe_layers[256], block[256], quant[256];
     char names[64], router[160], expert_act[96], shared[96];
     char state[384]; /* sequence state (hybrid.h) */
+    char mla[192]; /* latent attention (DeepSeek-V3) */
     struct cellm_info_line lines[CELLM_INFO_LINES];
     char keys[CELLM_INFO_LINES][128], vals[CELLM_INFO_LINES][512];
     struct cellm_info_shard *shards; /* [n_files] */

@@ -39,6 +39,12 @@ struct cellm_hyb_layer;
  * moe_intermediate_size * n_shared_experts (glm4_moe's shared experts, one MLP).
  * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved). Llama 4 calls
  * "mlp." "feed_forward." and its router "feed_forward.router" (renamed in bind.c).
+ * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved).
+ * MLA (DeepSeek-V3, cfg.mla): qlr = q_lora_rank, kvlr = kv_lora_rank r, kva = r + qk_rope,
+ * kvb = n_heads*(qk_nope + v_head_dim), od = n_heads*v_head_dim, dn = qk_nope, dv =
+ * v_head_dim, sh_ffn = moe * n_shared_experts; qd is n_heads*(qk_nope + qk_rope) there.
+ * mlx-lm's embed_q [n_heads][r][dn] and unembed_out [n_heads][dv][r] are EXPERTS-kind
+ * stacks with one matrix per head.
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
 /* clang-format off */
@@ -49,10 +55,10 @@ struct cellm_hyb_layer;
     X(FFN_NORM,       ffn_norm,       VEC,     FFN_NORM,   "post_attention_layernorm.weight", DIM,     NONE, "", "")       \
     X(FFN_NORM_B,     ffn_norm_b,     VEC,     FFN_NORM_B, "post_attention_layernorm.bias",   DIM,     NONE, "", "")       \
     X(POST_FFN_NORM,  post_ffn_norm,  VEC,     SANDWICH,   "post_feedforward_layernorm.weight", DIM,   NONE, "", "")       \
-    X(WQ,             wq,             MAT,     ALWAYS,     "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
-    X(WK,             wk,             MAT,     ALWAYS,     "self_attn.k_proj",                KD,      DIM,  "attention", "k") \
-    X(WV,             wv,             MAT,     ALWAYS,     "self_attn.v_proj",                KD,      DIM,  "attention", "v") \
-    X(WO,             wo,             MAT,     ALWAYS,     "self_attn.o_proj",                DIM,     QD,   "attention", "o") \
+    X(WQ,             wq,             MAT,     GQA   ,     "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
+    X(WK,             wk,             MAT,     GQA   ,     "self_attn.k_proj",                KD,      DIM,  "attention", "k") \
+    X(WV,             wv,             MAT,     GQA   ,     "self_attn.v_proj",                KD,      DIM,  "attention", "v") \
+    X(WO,             wo,             MAT,     GQA   ,     "self_attn.o_proj",                DIM,     QD,   "attention", "o") \
     X(BQ,             bq,             VEC,     QKV_BIAS,   "self_attn.q_proj.bias",           QD,      NONE, "", "")       \
     X(BK,             bk,             VEC,     QKV_BIAS,   "self_attn.k_proj.bias",           KD,      NONE, "", "")       \
     X(BV,             bv,             VEC,     QKV_BIAS,   "self_attn.v_proj.bias",           KD,      NONE, "", "")       \
@@ -83,7 +89,17 @@ struct cellm_hyb_layer;
     X(ROUTER_CORR,    router_corr,    VEC,     MOE_CORR,   "mlp.gate.e_score_correction_bias", EXPERTS, NONE, "", "")      \
     X(S_GATE,         s_gate,         MAT,     SHARED,     "mlp.shared_experts.gate_proj",    SHARED_FFN, DIM, "shared", "gate") \
     X(S_UP,           s_up,           MAT,     SHARED,     "mlp.shared_experts.up_proj",      SHARED_FFN, DIM, "shared", "up")   \
-    X(S_DOWN,         s_down,         MAT,     SHARED,     "mlp.shared_experts.down_proj",    DIM, SHARED_FFN, "shared", "down")
+    X(S_DOWN,         s_down,         MAT,     SHARED,     "mlp.shared_experts.down_proj",    DIM, SHARED_FFN, "shared", "down") \
+    X(MLA_Q_A,        mla_q_a,        MAT,     MLA_QLORA,  "self_attn.q_a_proj",              QLR,     DIM,  "attention", "q_a") \
+    X(MLA_Q_B,        mla_q_b,        MAT,     MLA_QLORA,  "self_attn.q_b_proj",              QD,      QLR,  "attention", "q_b") \
+    X(MLA_Q,          mla_q,          MAT,     MLA_QPROJ,  "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
+    X(MLA_O,          mla_o,          MAT,     MLA,        "self_attn.o_proj",                DIM,     OD,   "attention", "o") \
+    X(MLA_KV_A,       mla_kv_a,       MAT,     MLA,        "self_attn.kv_a_proj_with_mqa",    KVA,     DIM,  "latent kv", "kv_a") \
+    X(MLA_KV_B,       mla_kv_b,       MAT,     MLA_KVB,    "self_attn.kv_b_proj",             KVB,     KVLR, "latent kv", "kv_b") \
+    X(MLA_EMBED_Q,    mla_embed_q,    EXPERTS, MLA_SPLIT,  "self_attn.embed_q",               KVLR,    DN,   "latent kv", "embed_q") \
+    X(MLA_UNEMBED,    mla_unembed,    EXPERTS, MLA_SPLIT,  "self_attn.unembed_out",           DV,      KVLR, "latent kv", "unembed_out") \
+    X(MLA_Q_A_NORM,   mla_q_a_norm,   VEC,     MLA_QLORA,  "self_attn.q_a_layernorm.weight",  QLR,     NONE, "", "")       \
+    X(MLA_KV_A_NORM,  mla_kv_a_norm,  VEC,     MLA,        "self_attn.kv_a_layernorm.weight", KVLR,    NONE, "", "")
 /* clang-format on */
 
 enum cellm_lt {
@@ -124,7 +140,13 @@ enum cellm_need {
     CELLM_NEED_QK_NORM_FULL,    /* cfg.qk_norm_full, one weight over the whole projection */
     CELLM_NEED_MOE_CORR,        /* a MoE layer of the sigmoid grouped router: its correction bias */
     CELLM_NEED_SHARED,          /* a MoE layer with shared experts (cfg.shared_ffn_dim) */
-    };
+    CELLM_NEED_GQA,             /* q, k, v, o attention: every family but MLA */
+    CELLM_NEED_MLA,             /* cfg.mla */
+    CELLM_NEED_MLA_QLORA,       /* cfg.mla with q_lora_rank */
+    CELLM_NEED_MLA_QPROJ,       /* cfg.mla without (one q_proj) */
+    CELLM_NEED_MLA_KVB,         /* cfg.mla, kv_b_proj (Hugging Face) */
+    CELLM_NEED_MLA_SPLIT,       /* cfg.mla, embed_q / unembed_out per head (desc.mla_split) */
+};
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
 enum cellm_dim {
@@ -140,6 +162,13 @@ enum cellm_dim {
     CELLM_DIM_KV_HEADS,
     CELLM_DIM_EXPERTS,
     CELLM_DIM_SHARED_FFN,
+    CELLM_DIM_QLR,
+    CELLM_DIM_KVLR,
+    CELLM_DIM_KVA,
+    CELLM_DIM_KVB,
+    CELLM_DIM_OD,
+    CELLM_DIM_DN,
+    CELLM_DIM_DV,
 };
 
 struct cellm_tensor_spec {
@@ -228,6 +257,9 @@ struct cellm_desc {
     void **owned; /* buffers bound weights point into (transposed copies); freed with d */
     int n_owned;
     float *inv_freq_none; /* [rot_dims/2] zeros: the frequencies of NoPE layers; NULL if none */
+    /* MLA: 1 when the checkpoint has mlx-lm's per-head embed_q / unembed_out instead of
+     * kv_b_proj (probed once at load) */
+    int mla_split;
 };
 
 /* bind.c's checked binding of one matrix module (no suffix) or float vector, for the
@@ -286,6 +318,9 @@ const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
 const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c);
 /* The same for the Llama 4 and Mistral 3 pieces (docs/forward/llama4.md, ministral3.md). */
 const char *cellm_config_l4_pieces(const struct cellm_config *c);
+/* The same for DeepSeek-V3's pieces (multi-head latent attention, its latent cache, the
+ * grouped sigmoid router and shared experts), or NULL. */
+const char *cellm_config_mla_pieces(const struct cellm_config *c);
 
 /* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short
  * list). */

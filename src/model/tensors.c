@@ -88,6 +88,20 @@ int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim)
         return c->n_experts;
     case CELLM_DIM_SHARED_FFN:
         return c->shared_ffn_dim;
+    case CELLM_DIM_QLR:
+        return c->q_lora_rank;
+    case CELLM_DIM_KVLR:
+        return c->kv_lora_rank;
+    case CELLM_DIM_KVA:
+        return (int64_t)c->kv_lora_rank + c->qk_rope_dim;
+    case CELLM_DIM_KVB:
+        return (int64_t)c->n_heads * (c->qk_nope_dim + c->v_head_dim);
+    case CELLM_DIM_OD:
+        return (int64_t)c->n_heads * c->v_head_dim;
+    case CELLM_DIM_DN:
+        return c->qk_nope_dim;
+    case CELLM_DIM_DV:
+        return c->v_head_dim;
     }
     return 0;
 }
@@ -140,6 +154,18 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
         return L->moe && c->router == CELLM_ROUTER_SIGMOID_GROUP;
     case CELLM_NEED_SHARED:
         return L->moe && c->shared_ffn_dim > 0 && !c->hybrid;
+    case CELLM_NEED_GQA:
+        return !c->mla;
+    case CELLM_NEED_MLA:
+        return c->mla;
+    case CELLM_NEED_MLA_QLORA:
+        return c->mla && c->q_lora_rank;
+    case CELLM_NEED_MLA_QPROJ:
+        return c->mla && !c->q_lora_rank;
+    case CELLM_NEED_MLA_KVB:
+        return c->mla && !d->mla_split;
+    case CELLM_NEED_MLA_SPLIT:
+        return c->mla && d->mla_split;
     }
     return 0;
 }
@@ -159,6 +185,8 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
     case CELLM_TK_HEADS:
         return (int)cellm_dim_size(&d->cfg, s->rows);
     case CELLM_TK_EXPERTS:
+        if (s->need == CELLM_NEED_MLA_SPLIT) return d->cfg.n_heads; /* one matrix per head */
+        return d->cfg.n_experts;
     case CELLM_TK_EXPERT_VECS:
         return d->cfg.n_experts;
     }
@@ -168,7 +196,7 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
 {
     if (!c->attn_sinks && !c->swiglu_clamp && !c->expert_bias &&
-        c->router == CELLM_ROUTER_SOFTMAX_TOPK)
+        c->router != CELLM_ROUTER_TOPK_SOFTMAX)
         return NULL;
     return "attention sinks (self_attn.sinks), the top-k-then-softmax router with biases, "
            "experts with biases and the clamped SwiGLU";
@@ -193,4 +221,11 @@ const char *cellm_config_l4_pieces(const struct cellm_config *c)
     if (c->qscale_beta != 0)
         return "Mistral 3's query scale by position (rope_parameters.llama_4_scaling_beta)";
     return NULL;
+}
+
+const char *cellm_config_mla_pieces(const struct cellm_config *c)
+{
+    if (!c->mla) return NULL;
+    return "multi-head latent attention (MLA) with its latent KV cache, the grouped sigmoid "
+           "router (noaux_tc) and shared experts";
 }

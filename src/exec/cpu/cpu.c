@@ -28,6 +28,7 @@
 #include "fast.h"
 #include "gemm.h"
 #include "kernels.h"
+#include "mla.h"
 #include "ops.h"
 #include "router.h"
 #include "posenc.h"
@@ -91,6 +92,7 @@ struct cpu_ctx {
     int routes_rows, route_base; /* rows recorded; first row of the chunk being evaluated */
     struct cellm_cpu_hyb hyb;    /* the state blocks' batch buffers (seqstate.h) */
     struct cellm_cpu_env env;
+    struct cellm_mla *mla;       /* latent attention and its cache (cfg.mla), else NULL */
 };
 
 static int is_ring(const struct cpu_ctx *c, int l)
@@ -185,6 +187,7 @@ static void cpu_ctx_free(void *p)
     cellm_free(c->routes);
     cellm_cpu_hyb_free(&c->hyb);
     cellm_fast_free(c->fast);
+    cellm_mla_free(c->mla);
     cellm_pool_free(c->pool);
     cellm_free(c);
 }
@@ -213,6 +216,7 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
     c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
     c->mm_cols = max_i64(c->mm_cols, cfg->shared_ffn_dim);
     c->mm_cols = max_i64(c->mm_cols, cellm_hybrid_max_cols(cfg));
+    if (cfg->mla) c->mm_cols = max_i64(c->mm_cols, cellm_mla_max_cols(cfg));
     c->mm_scratch = cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) *
                                  sizeof(float));
     if (!c->seqs || !c->mm_scratch) {
@@ -221,6 +225,11 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
     }
     if (m->fast && (st = cellm_fast_new(m->fisa, cellm_pool_size(c->pool), CHUNK, c->mm_cols,
                                         &c->fast, err))) {
+        cpu_ctx_free(c);
+        return st;
+    }
+    if (cfg->mla &&
+        (st = cellm_mla_new(m->d, m->isa, cellm_pool_size(c->pool), max_seqs, &c->mla, err))) {
         cpu_ctx_free(c);
         return st;
     }
@@ -235,6 +244,8 @@ static void cpu_seq_truncate(void *p, int seq, int from)
     if (from == 0) seq_free(c->d, &c->seqs[seq]);
     /* otherwise positions >= from are simply overwritten by later rows (a sequence state
      * keeps its length: eval refuses a row before it, seqstate.h) */
+    if (from == 0 && c->mla) cellm_mla_seq_free(c->mla, seq);
+    /* otherwise positions >= from are simply overwritten by later rows */
 }
 
 static int grow(float **p, size_t n)
@@ -267,8 +278,9 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
              grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) && grow(&c->up, r * ffn);
     if (ok && cfg->n_experts) {
         size_t mi = (size_t)cfg->moe_ffn_dim;
-        ok = grow(&c->router, r * cfg->n_experts) && grow(&c->moe_out, r * ku * cfg->dim) &&
-             grow(&c->moe_w, r * ku) && grow(&c->moe_x, r * cfg->dim) &&
+        ok = grow(&c->router, r * cfg->n_experts + 2 * cfg->n_experts + cfg->n_group) &&
+             grow(&c->moe_out, r * ku * cfg->dim) && grow(&c->moe_w, r * ku) &&
+             grow(&c->moe_x, r * cfg->dim) &&
              grow(&c->moe_g, r * mi * 2) /* gpt-oss: gate_up rows */ && grow(&c->moe_u, r * mi) &&
              grow(&c->moe_y, r * cfg->dim);
         int *a = ok ? cellm_realloc(c->moe_idx, r * ku * sizeof(int)) : NULL;
@@ -288,6 +300,7 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
 static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int need,
                                      struct cellm_error *err)
 {
+    if (c->mla) return cellm_mla_reserve(c->mla, (int)(s - c->seqs), need, err);
     if (need <= s->cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     int L = cfg->n_layers;
@@ -439,9 +452,17 @@ static void env_matmul_exact(void *ctx, const struct cellm_weight *w, const floa
     cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
 }
 
+static void mla_matmul(void *p, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
+                       float *y, int64_t ldy)
+{
+    matmul(p, w, x, ldx, n, y, ldy);
+}
+
 static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_exec_row *rows,
                                    int n, const float *hin, float *out, struct cellm_error *err)
 {
+    if (c->mla)
+        return cellm_mla_attention(c->mla, c->pool, l, rows, n, hin, out, mla_matmul, c, err);
     const struct cellm_config *cfg = &c->d->cfg;
     const struct cellm_layer *L = &c->d->layers[l];
     int hd = cfg->head_dim, dim = cfg->dim;
@@ -594,6 +615,8 @@ static void moe_sum_shared(struct cpu_ctx *c, const struct cellm_layer *L, const
             o[d] = o[d] + acc[d];
     }
 }
+
+
 
 /* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation;
  * gpt-oss: router logits with a bias, top-k of the logits, softmax over those k. Then the
@@ -874,6 +897,7 @@ static char *kv_base(const struct cpu_seq *s, int fast, int l, int half)
 static size_t cpu_kv_block_bytes(void *p, int n, int flags)
 {
     struct cpu_ctx *c = p;
+    if (c->mla) return cellm_mla_block_bytes(c->mla, n);
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, b = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++)
         if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * kd * kv_elem(c);
@@ -898,6 +922,7 @@ static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags
                                      struct cellm_error *err)
 {
     struct cpu_ctx *c = p;
+    if (c->mla) return cellm_mla_kv_save(c->mla, seq, pos, n, blk, err);
     struct cpu_seq *s = &c->seqs[seq];
     if (!kv_base(s, c->fast != NULL, 0, 0) || pos + n > s->cap)
         return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
@@ -919,6 +944,7 @@ static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags
                                      struct cellm_error *err)
 {
     struct cpu_ctx *c = p;
+    if (c->mla) return cellm_mla_kv_load(c->mla, seq, pos, n, blk, err);
     struct cpu_seq *s = &c->seqs[seq];
     CELLM_TRY(reserve_seq(c, s, pos + n, err));
     size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;

@@ -118,6 +118,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "not implement yet; use --device cpu",
                           cfg->model_type, state);
     const char *oss = cellm_config_gpt_oss_pieces(cfg);
+    if (!oss) oss = cellm_config_mla_pieces(cfg);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "

@@ -434,6 +434,7 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
                           "implement yet; use --device cpu",
                           c->model_type, state);
     const char *oss = cellm_config_gpt_oss_pieces(c);
+    if (!oss) oss = cellm_config_mla_pieces(c);
     if (oss)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
