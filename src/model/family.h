@@ -56,6 +56,7 @@ struct cellm_family {
                                router, biases on router and experts, clamped SwiGLU, sinks */
     int local_rope;         /* gemma3: rope_local_base_freq for sliding layers */
     const char *rope_types; /* accepted rope types beside default, comma separated */
+    int gemma4;             /* Gemma 4 keys (model/gemma4.c) */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

@@ -11,6 +11,7 @@
  */
 #include "info.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -204,6 +205,12 @@ static void rope_str(const struct cellm_rope *r, int rot, char *buf, size_t n)
                  r->truncate ? "true" : "false", lo, hi, r->attn_factor,
                  r->mscale && r->mscale_all_dim ? " from mscale/mscale_all_dim" : "");
         break;
+    case CELLM_ROPE_PROPORTIONAL:
+        snprintf(buf, n,
+                 "proportional, theta %g, factor %g, partial_rotary_factor %g: the first %d of "
+                 "%d angles rotate (exponents over the whole head), the rest stay",
+                 r->theta, r->factor, r->partial, (int)floor(r->partial * rot / 2), rot / 2);
+        break;
     case CELLM_ROPE_LONGROPE:
         factors_str(r->short_factor, r->n_factors, sf, sizeof sf);
         factors_str(r->long_factor, r->n_factors, lf, sizeof lf);
@@ -345,7 +352,7 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
     o->head_dim = c->head_dim;
     o->rot_dims = c->rot_dims;
     o->attn_scale = c->attn_scale;
-    rope_str(&c->rope, c->rot_dims, st->rope, sizeof st->rope);
+    rope_str(&c->rope, c->gemma4 ? c->global_head_dim : c->rot_dims, st->rope, sizeof st->rope);
     o->rope = st->rope;
     o->rope_long_after = c->rope.kind == CELLM_ROPE_LONGROPE ? (int)c->rope.original_max_pos : 0;
     o->n_sliding = layer_list(c->layer_sliding, c->n_layers, st->sliding, sizeof st->sliding);
