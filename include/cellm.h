@@ -187,6 +187,9 @@ struct cellm_model_info {
     const struct cellm_info_shard *shards;
     const char *device;   /* the executor and its device ("cpu (avx512f)") */
     const char *warnings; /* load warnings, one per line, "" if none */
+    /* layers unlike the others and what every layer adds (Gemma 4: the full layers' head
+     * size and KV heads, KV sharing, per-layer embeddings, layer_scalar), else NULL */
+    const char *layer_notes;
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

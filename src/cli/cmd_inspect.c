@@ -42,6 +42,7 @@ static void print_model(const char *dir, const struct cellm_model_info *m)
                m->n_experts, m->n_experts_used, m->moe_ffn_dim, m->experts_layout, m->n_moe_layers,
                m->n_layers, m->moe_layers, m->norm_topk_prob ? ", top-k renormalised" : "");
     if (m->router) printf("router       %s\n", m->router);
+    if (m->layer_notes) printf("layers       %s\n", m->layer_notes);
     if (m->expert_act) printf("expert act   %s\n", m->expert_act);
     printf("tokens       bos %d, eos", m->bos);
     for (int i = 0; i < m->n_eos; i++)

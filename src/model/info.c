@@ -257,6 +257,30 @@ static void block_text(const struct cellm_config *c, char *buf, size_t n)
                  c->residual_mult, c->logits_div);
 }
 
+/* Gemma 4's layers in words (docs/forward/gemma4.md). */
+static void gemma4_notes(const struct cellm_desc *d, char *buf, size_t n)
+{
+    const struct cellm_config *c = &d->cfg;
+    size_t k = (size_t)snprintf(buf, n, "full layers head_dim %d, kv heads %d%s; v norm without "
+                                        "weight; layer_scalar",
+                                c->global_head_dim, c->n_global_kv_heads,
+                                c->k_eq_v ? ", values = keys (k=v)" : "");
+    if (k < n && c->n_kv_shared) {
+        int first = c->n_layers - c->n_kv_shared;
+        k += (size_t)snprintf(buf + k, n - k, "; layers %d..%d reuse the KV of layers", first,
+                              c->n_layers - 1);
+        for (int i = first; i < c->n_layers && k < n; i++)
+            k += (size_t)snprintf(buf + k, n - k, "%s%d", i == first ? " " : ",",
+                                  d->layers[i].kv_src);
+        if (k < n && c->double_wide)
+            k += (size_t)snprintf(buf + k, n - k, ", with a double-wide MLP (ffn %d)",
+                                  2 * c->ffn_dim);
+    }
+    if (k < n && c->ple_dim)
+        snprintf(buf + k, n - k, "; per-layer embeddings of %d (vocab %d)", c->ple_dim,
+                 c->ple_vocab);
+}
+
 static void quant_text(const struct cellm_config *c, char *buf, size_t n)
 {
     const struct cellm_quant *q = &c->quant;
@@ -386,6 +410,16 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
                      "clamped SwiGLU: limit %g, alpha %g, (up + 1) * glu", c->swiglu_limit,
                      c->swiglu_alpha);
             o->expert_act = st->expert_act;
+        }
+    }
+    if (c->gemma4) {
+        gemma4_notes(d, st->layer_notes, sizeof st->layer_notes);
+        o->layer_notes = st->layer_notes;
+        if (c->moe_parallel) {
+            snprintf(st->router, sizeof st->router,
+                     "softmax, then top-k, renormalised, x router.per_expert_scale; beside the "
+                     "dense MLP");
+            o->router = st->router;
         }
     }
     if (c->attn_sinks)

@@ -76,8 +76,8 @@
     X(E_GATE_UP_B,    e_gate_up_b,    EXPERT_VECS, MOE_INTERLEAVED, "mlp.experts.gate_up_proj_bias", EXPERTS, MOE_FFN2, "", "") \
     X(E_DOWN_B,       e_down_b,       EXPERT_VECS, MOE_BIAS, "mlp.experts.down_proj_bias",    EXPERTS, DIM,  "", "")       \
     X(SINKS,          sinks,          VEC,     SINKS,      "self_attn.sinks",                 HEADS,   NONE, "", "")       \
-    X(PLE_GATE,       ple_gate,       MAT,     PLE,        "per_layer_input_gate",            PLE,     DIM,  "per-layer input", "gate") \
-    X(PLE_PROJ,       ple_proj,       MAT,     PLE,        "per_layer_projection",            DIM,     PLE,  "per-layer input", "proj") \
+    X(PLE_GATE,       ple_gate,       MAT,     PLE,        "per_layer_input_gate",            PLE,     DIM,  "per-layer", "gate") \
+    X(PLE_PROJ,       ple_proj,       MAT,     PLE,        "per_layer_projection",            DIM,     PLE,  "per-layer", "proj") \
     X(PLE_NORM,       ple_norm,       VEC,     PLE,        "post_per_layer_input_norm.weight", DIM,    NONE, "", "")       \
     X(LAYER_SCALAR,   layer_scalar,   VEC,     GEMMA4,     "layer_scalar",                    ONE,     NONE, "", "")       \
     X(ROUTER_SCALE,   router_scale,   VEC,     MOE_PARALLEL, "router.scale",                  DIM,     NONE, "", "")       \
