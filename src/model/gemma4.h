@@ -7,16 +7,16 @@
 #ifndef CELLM_MODEL_GEMMA4_H
 #define CELLM_MODEL_GEMMA4_H
 
-#include <cjson/cJSON.h>
-
 #include "hparams.h"
 #include "model.h"
 
+struct cJSON; /* cjson/cJSON.h, which executors need not include */
+
 /* The Gemma 4 keys of text config t (after the generic ones are read). */
-enum cellm_status cellm_gemma4_keys(const cJSON *t, const char *what, struct cellm_config *c,
+enum cellm_status cellm_gemma4_keys(const struct cJSON *t, const char *what, struct cellm_config *c,
                                     struct cellm_error *err);
 /* A "proportional" RoPE parameter set (factor, partial_rotary_factor). */
-enum cellm_status cellm_gemma4_rope(const cJSON *o, const char *what, struct cellm_rope *r,
+enum cellm_status cellm_gemma4_rope(const struct cJSON *o, const char *what, struct cellm_rope *r,
                                     struct cellm_error *err);
 /* The experts' storage: transformers' experts.gate_up_proj or mlx-lm's experts.switch_glu. */
 enum cellm_experts cellm_gemma4_probe_experts(const struct cellm_desc *d);
