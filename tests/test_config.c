@@ -687,13 +687,13 @@ static void gemma4_keys(void **state)
     assert_true(c.global_head_dim == 512 && c.ple_dim == 256 && c.ple_vocab == 262144);
     assert_true(c.n_global_kv_heads == c.n_kv_heads); /* without k=v: the sliding count */
     cellm_config_free(&c);
-    parse_fail("{\"model_type\":\"gemma4_text\",\"use_bidirectional_attention\":\"all\"}",
-               NULL, CELLM_ERR_UNSUPPORTED, "use_bidirectional_attention", NULL);
+    parse_fail("{\"model_type\":\"gemma4_text\",\"use_bidirectional_attention\":\"all\"}", NULL,
+               CELLM_ERR_UNSUPPORTED, "use_bidirectional_attention", NULL);
     parse_fail("{\"model_type\":\"gemma4_text\",\"num_hidden_layers\":4,"
                "\"num_kv_shared_layers\":4}",
                NULL, CELLM_ERR_FORMAT, "num_kv_shared_layers", NULL);
-    parse_fail("{\"model_type\":\"gemma4_text\",\"enable_moe_block\":true}", NULL,
-               CELLM_ERR_FORMAT, "num_experts", NULL);
+    parse_fail("{\"model_type\":\"gemma4_text\",\"enable_moe_block\":true}", NULL, CELLM_ERR_FORMAT,
+               "num_experts", NULL);
     parse_fail("{\"model_type\":\"gemma4_text\",\"rope_parameters\":{\"full_attention\":{"
                "\"rope_type\":\"proportional\",\"partial_rotary_factor\":1.5}}}",
                NULL, CELLM_ERR_FORMAT, "partial_rotary_factor", NULL);

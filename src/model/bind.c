@@ -633,7 +633,8 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
 {
     const struct cellm_desc *d = b->d;
     const struct cellm_tensor_spec *s = &cellm_layer_tensors[id];
-    int64_t rows = cellm_layer_dim(&d->cfg, L, s->rows), cols = cellm_layer_dim(&d->cfg, L, s->cols);
+    int64_t rows = cellm_layer_dim(&d->cfg, L, s->rows),
+            cols = cellm_layer_dim(&d->cfg, L, s->cols);
     const char *name = s->name;
     if (id == CELLM_LT_ROUTER && d->cfg.gemma4) name = "router.proj";
     if (id == CELLM_LT_FFN_NORM && d->cfg.block == CELLM_BLOCK_SANDWICH) name = sandwich_ffn_norm;

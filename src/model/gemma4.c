@@ -13,8 +13,8 @@
 #include "base/error.h"
 #include "base/json.h"
 
-static enum cellm_status get_int(const cJSON *t, const char *key, const char *what, int def,
-                                 int lo, int *out, struct cellm_error *err)
+static enum cellm_status get_int(const cJSON *t, const char *key, const char *what, int def, int lo,
+                                 int *out, struct cellm_error *err)
 {
     int64_t v;
     CELLM_TRY(cellm_json_int(t, key, what, def, &v, err));
@@ -202,8 +202,8 @@ enum cellm_status cellm_gemma4_bind(struct cellm_desc *d, struct cellm_error *er
     d->ple_scale = (float)sqrt((double)c->ple_dim);
     CELLM_TRY(cellm_bind_matrix(d, "model.embed_tokens_per_layer", 0, c->ple_vocab, LP,
                                 &d->ple_embed, err));
-    CELLM_TRY(cellm_bind_matrix(d, "model.per_layer_model_projection", 0, LP, c->dim,
-                                &d->ple_model, err));
+    CELLM_TRY(cellm_bind_matrix(d, "model.per_layer_model_projection", 0, LP, c->dim, &d->ple_model,
+                                err));
     return cellm_bind_vec(d, "model.per_layer_projection_norm.weight", c->ple_dim, &d->ple_norm,
                           err);
 }

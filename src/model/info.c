@@ -261,8 +261,9 @@ static void block_text(const struct cellm_config *c, char *buf, size_t n)
 static void gemma4_notes(const struct cellm_desc *d, char *buf, size_t n)
 {
     const struct cellm_config *c = &d->cfg;
-    size_t k = (size_t)snprintf(buf, n, "full layers head_dim %d, kv heads %d%s; v norm without "
-                                        "weight; layer_scalar",
+    size_t k = (size_t)snprintf(buf, n,
+                                "full layers head_dim %d, kv heads %d%s; v norm without "
+                                "weight; layer_scalar",
                                 c->global_head_dim, c->n_global_kv_heads,
                                 c->k_eq_v ? ", values = keys (k=v)" : "");
     if (k < n && c->n_kv_shared) {

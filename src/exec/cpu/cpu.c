@@ -736,8 +736,8 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             for (int64_t k = 0; k < dim; k++)
                 x[k] = x[k] * d->embed_scale;
     }
-    struct cellm_cpu_g4_env env = {c, g4_matmul, g4_matmul_exact, c->fast != NULL, c->m->fisa,
-                                   c->m->isa};
+    struct cellm_cpu_g4_env env = {c,          g4_matmul, g4_matmul_exact, c->fast != NULL,
+                                   c->m->fisa, c->m->isa};
     if (cfg->ple_dim) cellm_cpu_g4_ple(c->g4, &env, d, rows, c->x, n);
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
@@ -759,8 +759,8 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             ffn(c, L, c->h, n, c->o);
             if (L->moe && cfg->moe_parallel) /* Gemma 4: the experts beside the MLP */
                 cellm_cpu_g4_moe(c->g4, &env, d, l, c->x, c->o, n,
-                                 c->routes + (size_t)c->route_base * cfg->n_layers *
-                                                 cfg->n_experts_used);
+                                 c->routes +
+                                     (size_t)c->route_base * cfg->n_layers * cfg->n_experts_used);
             norm_rows(c, &L->post_ffn_norm, NULL, c->o, c->o, n);
             add_rows(c->x, c->o, (int64_t)n * dim);
             if (cfg->gemma4) cellm_cpu_g4_layer_end(c->g4, &env, d, l, c->x, n);

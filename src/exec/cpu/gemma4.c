@@ -23,7 +23,8 @@ struct cellm_cpu_g4 {
     int *idx;    /* [rows][k] */
     float *w;    /* [rows][k] */
     int *sel;    /* [rows] rows routed to one expert, and their rank */
-    float *ex, *eg, *eu, *ey; /* gathered rows: [rows][dim], [rows][moe], [rows][moe], [rows][dim] */
+    /* gathered rows: [rows][dim], [rows][moe], [rows][moe], [rows][dim] */
+    float *ex, *eg, *eu, *ey;
 };
 
 void cellm_cpu_g4_free(struct cellm_cpu_g4 *g)
@@ -83,8 +84,8 @@ void cellm_cpu_g4_v_norm(float *x, int64_t n, float eps)
 }
 
 void cellm_cpu_g4_ple(struct cellm_cpu_g4 *g, const struct cellm_cpu_g4_env *env,
-                      const struct cellm_desc *d, const struct cellm_exec_row *rows,
-                      const float *x, int n)
+                      const struct cellm_desc *d, const struct cellm_exec_row *rows, const float *x,
+                      int n)
 {
     const struct cellm_config *c = &d->cfg;
     int64_t P = c->ple_dim, LP = (int64_t)c->n_layers * P;

@@ -33,8 +33,8 @@ void cellm_cpu_g4_free(struct cellm_cpu_g4 *g);
 
 /* Per-layer inputs of n rows from their tokens and scaled embeddings x [n][dim]. */
 void cellm_cpu_g4_ple(struct cellm_cpu_g4 *g, const struct cellm_cpu_g4_env *env,
-                      const struct cellm_desc *d, const struct cellm_exec_row *rows,
-                      const float *x, int n);
+                      const struct cellm_desc *d, const struct cellm_exec_row *rows, const float *x,
+                      int n);
 /* RMS norm without a weight, in place (the v norm; the router's norm). */
 void cellm_cpu_g4_v_norm(float *x, int64_t n, float eps);
 /* Layer l's MoE block: o (the dense MLP's output) becomes post_feedforward_layernorm_1(o) +
