@@ -199,6 +199,7 @@ struct cellm_layer {
     /* attention and MLP geometry of this layer (cellm_layer_geometry): the config's values
      * except in Gemma 4, whose full layers have their own head size and KV heads */
     int head_dim, n_kv_heads, ffn_dim, rot_dims;
+    int index;  /* this layer's position in desc.layers */
     int kv_src; /* the layer whose keys and values this one attends to (itself unless KV-shared) */
 };
 

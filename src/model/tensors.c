@@ -116,7 +116,7 @@ void cellm_layer_geometry(const struct cellm_config *c, int i, struct cellm_laye
     L->n_kv_heads = c->n_kv_heads;
     L->ffn_dim = c->ffn_dim;
     L->rot_dims = c->rot_dims;
-    L->kv_src = i;
+    L->index = L->kv_src = i;
     if (!c->gemma4) return;
     /* Gemma 4 (docs/forward/gemma4.md): full layers use global_head_dim and, with k=v,
      * num_global_key_value_heads; proportional RoPE spans the whole head */
@@ -178,11 +178,11 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
     case CELLM_NEED_SINKS:
         return c->attn_sinks;
     case CELLM_NEED_KV_OWN:
-        return L->kv_src == (int)(L - d->layers);
+        return L->kv_src == L->index;
     case CELLM_NEED_V_OWN:
-        return L->kv_src == (int)(L - d->layers) && !(c->k_eq_v && L->attn == CELLM_ATTN_FULL);
+        return L->kv_src == L->index && !(c->k_eq_v && L->attn == CELLM_ATTN_FULL);
     case CELLM_NEED_K_NORM:
-        return c->qk_norm && !c->qk_norm_per_head && L->kv_src == (int)(L - d->layers);
+        return c->qk_norm && !c->qk_norm_per_head && L->kv_src == L->index;
     case CELLM_NEED_PLE:
         return c->ple_dim > 0;
     case CELLM_NEED_GEMMA4:
