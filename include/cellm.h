@@ -198,6 +198,9 @@ struct cellm_model_info {
     /* multi-head latent attention (DeepSeek-V3): ranks, head parts and the cached latent
      * in words, else NULL */
     const char *mla;
+    /* layers unlike the others and what every layer adds (Gemma 4: the full layers' head
+     * size and KV heads, KV sharing, per-layer embeddings, layer_scalar), else NULL */
+    const char *layer_notes;
 };
 
 /* The description of a loaded model; it lives (unchanged) as long as the model. */

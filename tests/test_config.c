@@ -712,6 +712,48 @@ static void glm4_moe_keys(void **state)
                "first_k_dense_replace", NULL);
 }
 
+/* Gemma 4's keys (docs/forward/gemma4.md): the fixture's E2B shape, the MoE shape and the
+ * multimodal wrapper, transformers' defaults and the refusals. */
+static void gemma4_keys(void **state)
+{
+    (void)state;
+    struct cellm_config c;
+    load_fixture("gemma4/f32", &c);
+    assert_true(c.gemma4 && c.attn_scale == 1.0 && c.norm == CELLM_NORM_RMS);
+    assert_true(c.head_dim == 16 && c.global_head_dim == 32 && c.n_global_kv_heads == 1);
+    assert_true(c.ple_dim == 32 && c.ple_vocab == 256 && c.n_kv_shared == 2 && c.double_wide);
+    assert_true(!c.k_eq_v && !c.moe_parallel && c.n_experts == 0);
+    assert_int_equal(c.rope.kind, CELLM_ROPE_PROPORTIONAL);
+    assert_true(c.rope.partial == 0.25 && c.rope.theta == 1e6 && c.rope_local.theta == 10000);
+    cellm_config_free(&c);
+    load_fixture("gemma4-moe/f32", &c);
+    assert_true(c.k_eq_v && c.n_global_kv_heads == 1 && c.n_kv_heads == 2 && c.ple_dim == 0);
+    assert_true(c.moe_parallel && c.n_experts == 8 && c.n_experts_used == 2);
+    assert_true(c.moe_ffn_dim == 32 && c.norm_topk_prob && c.layer_moe[0] && c.layer_moe[1]);
+    cellm_config_free(&c);
+    /* the wrapper: text_config nested; layer_types absent = sliding but every 6th, and the
+     * last layer full whatever the pattern says */
+    parse_ok("{\"model_type\":\"gemma4\",\"text_config\":{\"num_hidden_layers\":8,"
+             "\"sliding_window\":16}}",
+             NULL, &c);
+    assert_string_equal(c.model_type, "gemma4_text");
+    static const uint8_t slide[8] = {1, 1, 1, 1, 1, 0, 1, 0};
+    assert_memory_equal(c.layer_sliding, slide, 8);
+    assert_true(c.global_head_dim == 512 && c.ple_dim == 256 && c.ple_vocab == 262144);
+    assert_true(c.n_global_kv_heads == c.n_kv_heads); /* without k=v: the sliding count */
+    cellm_config_free(&c);
+    parse_fail("{\"model_type\":\"gemma4_text\",\"use_bidirectional_attention\":\"all\"}", NULL,
+               CELLM_ERR_UNSUPPORTED, "use_bidirectional_attention", NULL);
+    parse_fail("{\"model_type\":\"gemma4_text\",\"num_hidden_layers\":4,"
+               "\"num_kv_shared_layers\":4}",
+               NULL, CELLM_ERR_FORMAT, "num_kv_shared_layers", NULL);
+    parse_fail("{\"model_type\":\"gemma4_text\",\"enable_moe_block\":true}", NULL, CELLM_ERR_FORMAT,
+               "num_experts", NULL);
+    parse_fail("{\"model_type\":\"gemma4_text\",\"rope_parameters\":{\"full_attention\":{"
+               "\"rope_type\":\"proportional\",\"partial_rotary_factor\":1.5}}}",
+               NULL, CELLM_ERR_FORMAT, "partial_rotary_factor", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,6 +762,7 @@ int main(void)
         cmocka_unit_test(quant_modes),           cmocka_unit_test(model_types_and_keys),
         cmocka_unit_test(gpt_oss_keys),          cmocka_unit_test(eos_ids),
         cmocka_unit_test(allocation_failures),   cmocka_unit_test(glm4_moe_keys),
+        cmocka_unit_test(gemma4_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,6 +161,16 @@ for dir in "$fixtures"/*/*/; do
         *) has "^family +qwen3_5_moe_text\$"; has "^  shared expert gate, up, down"
            has "top-k renormalised" ;;
       esac ;;
+    gemma4) has "^family +gemma4_text\$"; has "^sliding +window 8 on 3 of 5 layers \(0,1,3\)"
+            has "^attention +heads 4, kv heads 1, head_dim 16, rotary dims 16, scale 1\$"
+            has "^rope +proportional, theta 1e\+06, factor 1, partial_rotary_factor 0\.25: the first 4 of 16 angles rotate"
+            has "^layers +full layers head_dim 32, kv heads 1; v norm without weight; layer_scalar; layers 3\.\.4 reuse the KV of layers 1,2, with a double-wide MLP \(ffn 128\); per-layer embeddings of 32 \(vocab 256\)\$"
+            has "^  per-layer gate, proj +"; has "^soft-caps +attention 0, final 30\$" ;;
+    gemma4-moe) has "^family +gemma4_text\$"; has "^experts +8 experts, 2 per token, ffn 32, "
+                has "^router +softmax, then top-k, renormalised, x router\.per_expert_scale"
+                has "^layers +full layers head_dim 32, kv heads 1, values = keys \(k=v\); v norm without weight; layer_scalar\$"
+                [[ $var == q* ]] && has "stacked \(mlx-lm switch_mlp\)"
+                [[ $var == q* ]] || has "stacked gate_up \(transformers v5\)" ;;
     stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"
                has "qkv bias" ;;
     smollm3) has "^family +smollm3\$"; has "^block +RMSNorm eps 1e-06, silu, no RoPE on 1 of 4 layers \(3\)\$"

@@ -35,7 +35,7 @@ static struct cellm_vec f32_vec(const float *v, int n)
 }
 
 /* 8 experts in 4 groups of 2, the best 2 groups, 2 experts: groups score the sum of both
- * members; the two best experts of the kept groups win, in expert order. */
+ * members; the two best experts of the kept groups win, in rank order. */
 static void router_groups(void **state)
 {
     (void)state;
@@ -45,10 +45,13 @@ static void router_groups(void **state)
                              0.5f, 0.4f}; /* group 3: ~1.22, kept */
     const float zero[8] = {0};
     struct cellm_vec corr = f32_vec(zero, 8);
-    struct cellm_route_grouped r = {8, 2, 4, 2, 1, 2.5f, &corr};
-    float scratch[2 * 8 + 4], w[2];
+    struct cellm_route_spec r = {.kind = CELLM_ROUTER_SIGMOID_GROUP, .n_experts = 8, .k = 2,
+                                 .norm_topk_prob = 1, .corr = &corr, .n_group = 4,
+                                 .topk_group = 2, .scale = 2.5f};
+    float p[8], w[2];
     int idx[2];
-    cellm_route_grouped(&r, logits, scratch, idx, w);
+    memcpy(p, logits, sizeof p);
+    cellm_route_token(&r, p, idx, w);
     /* expert 2 has the best sigmoid overall but its group is dropped */
     assert_int_equal(idx[0], 4);
     assert_int_equal(idx[1], 5);
@@ -60,14 +63,15 @@ static void router_groups(void **state)
      * weight is the sigmoid times the scale */
     const float bias[8] = {0, 0, 0, 0, -1.0f, 0, 0, 0.8f};
     corr = f32_vec(bias, 8);
-    r.norm = 0;
-    cellm_route_grouped(&r, logits, scratch, idx, w);
+    r.norm_topk_prob = 0;
+    memcpy(p, logits, sizeof p);
+    cellm_route_token(&r, p, idx, w);
     /* corrected: group 2 {0.73-1, 0.71} = 0.44, group 3 {0.62, 0.60+0.8} = 2.02, group 0
-     * 1.07: groups 3 and 0 stay; best two: 7 (1.40) and 6 (0.62) */
-    assert_int_equal(idx[0], 6);
-    assert_int_equal(idx[1], 7);
-    assert_true(w[0] == sigm(0.5f) * 2.5f);
-    assert_true(w[1] == sigm(0.4f) * 2.5f);
+     * 1.07: groups 3 and 0 stay; best two, in rank order: 7 (1.40) and 6 (0.62) */
+    assert_int_equal(idx[0], 7);
+    assert_int_equal(idx[1], 6);
+    assert_true(w[0] == sigm(0.4f) * 2.5f);
+    assert_true(w[1] == sigm(0.5f) * 2.5f);
 }
 
 /* The kept group's corrected scores are negative; the dropped group's experts score 0.0
@@ -78,10 +82,12 @@ static void router_zero_mask(void **state)
     const float logits[4] = {0.0f, 0.3f, 0.0f, 0.1f};
     const float bias[4] = {-2.0f, -2.0f, -3.0f, -3.0f};
     struct cellm_vec corr = f32_vec(bias, 4);
-    struct cellm_route_grouped r = {4, 1, 2, 1, 0, 1.0f, &corr};
-    float scratch[2 * 4 + 2], w[1];
+    struct cellm_route_spec r = {.kind = CELLM_ROUTER_SIGMOID_GROUP, .n_experts = 4, .k = 1,
+                                 .corr = &corr, .n_group = 2, .topk_group = 1, .scale = 1.0f};
+    float p[4], w[1];
     int idx[1];
-    cellm_route_grouped(&r, logits, scratch, idx, w);
+    memcpy(p, logits, sizeof p);
+    cellm_route_token(&r, p, idx, w);
     /* group 0 (about -3) beats group 1 (about -5) and is kept, yet expert 2 of the dropped
      * group wins at 0.0 (ties go to the lower index) */
     assert_int_equal(idx[0], 2);

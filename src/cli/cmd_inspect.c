@@ -46,6 +46,7 @@ static void print_model(const char *dir, const struct cellm_model_info *m)
                m->n_layers, m->moe_layers, m->norm_topk_prob ? ", top-k renormalised" : "");
     if (m->router) printf("router       %s\n", m->router);
     if (m->shared_experts) printf("shared       %s\n", m->shared_experts);
+    if (m->layer_notes) printf("layers       %s\n", m->layer_notes);
     if (m->expert_act) printf("expert act   %s\n", m->expert_act);
     printf("tokens       bos %d, eos", m->bos);
     for (int i = 0; i < m->n_eos; i++)

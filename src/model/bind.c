@@ -15,6 +15,7 @@
 #include "base/error.h"
 #include "base/half.h"
 #include "hybrid.h"
+#include "gemma4.h"
 #include "model.h"
 
 struct binder {
@@ -607,7 +608,8 @@ static const struct fused *fused_of(const struct cellm_desc *d, enum cellm_lt id
         f = &fused_qkv;
     else if (c->fused_gate_up && (id == CELLM_LT_W_GATE || id == CELLM_LT_W_UP))
         f = &fused_gate_up;
-    else if ((d->experts == CELLM_EXPERTS_FUSED_V5 || d->experts == CELLM_EXPERTS_FUSED_IN_OUT) &&
+    else if (((d->experts == CELLM_EXPERTS_FUSED_V5 && !c->gemma4) ||
+              d->experts == CELLM_EXPERTS_FUSED_IN_OUT) &&
              (id == CELLM_LT_E_GATE || id == CELLM_LT_E_UP))
         f = &fused_experts;
     return f;
@@ -620,8 +622,8 @@ static enum cellm_status bind_fused(struct binder *b, const char *p, struct cell
     const struct cellm_config *c = &b->d->cfg;
     int64_t rows = 0, r[3];
     for (int k = 0; k < f->n; k++)
-        rows += r[k] = cellm_dim_size(c, cellm_layer_tensors[f->parts[k]].rows);
-    int64_t cols = cellm_dim_size(c, cellm_layer_tensors[f->parts[0]].cols);
+        rows += r[k] = cellm_layer_dim(c, L, cellm_layer_tensors[f->parts[k]].rows);
+    int64_t cols = cellm_layer_dim(c, L, cellm_layer_tensors[f->parts[0]].cols);
     int stack = n_stack ? n_stack : 1;
     struct cellm_weight *all = cellm_calloc((size_t)stack, sizeof *all);
     if (!all) return cellm_errf(b->err, CELLM_ERR_NOMEM, "out of memory");
@@ -649,8 +651,10 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
 {
     const struct cellm_desc *d = b->d;
     const struct cellm_tensor_spec *s = &cellm_layer_tensors[id];
-    int64_t rows = cellm_dim_size(&d->cfg, s->rows), cols = cellm_dim_size(&d->cfg, s->cols);
+    int64_t rows = cellm_layer_dim(&d->cfg, L, s->rows),
+            cols = cellm_layer_dim(&d->cfg, L, s->cols);
     const char *name = s->name;
+    if (id == CELLM_LT_ROUTER && d->cfg.gemma4) name = "router.proj";
     if (id == CELLM_LT_FFN_NORM && d->cfg.block == CELLM_BLOCK_SANDWICH) name = sandwich_ffn_norm;
     /* gpt-oss calls its router mlp.router; mlx-lm's biases of the experts are P.bias */
     if (id == CELLM_LT_ROUTER && d->cfg.expert_bias) name = "mlp.router";
@@ -684,6 +688,7 @@ static enum cellm_status bind_tensor(struct binder *b, const char *p, struct cel
             tensor_name(d, full, sizeof full, p, name, 0);
             return bind_matrix(b, full, parts, rows, cols, w);
         }
+        if (d->cfg.gemma4) return cellm_gemma4_bind_experts(b->d, p, L, id, b->err);
         if (d->experts != CELLM_EXPERTS_SPLIT) {
             tensor_name(d, full, sizeof full, p, stacked_name(d->experts, id), 0);
             const struct cellm_ckpt_entry *bare = cellm_ckpt_find(&d->ckpt, full);
@@ -720,6 +725,7 @@ static enum cellm_status bind_layer(struct binder *b, int i)
     L->nope = c->layer_nope && c->layer_nope[i];
     L->moe = c->layer_moe[i];
     L->mixer = c->layer_mixer ? c->layer_mixer[i] : CELLM_MIXER_ATTN;
+    cellm_layer_geometry(c, i, L);
     /* the expert arrays exist before a fused group fills two of them */
     for (int id = 0; id < CELLM_LT_N; id++) {
         int parts = cellm_layer_parts(d, L, (enum cellm_lt)id);
@@ -753,6 +759,7 @@ static enum cellm_experts probe_experts(const struct cellm_desc *d)
     while (l < c->n_layers && !c->layer_moe[l])
         l++;
     if (l == c->n_layers) return CELLM_EXPERTS_NONE;
+    if (c->gemma4) return cellm_gemma4_probe_experts(d);
     char n[300];
     if (c->expert_bias) { /* gpt-oss: mlx-lm splits gate_up_proj by row parity */
         snprintf(n, sizeof n, "model.layers.%d.%s.weight", l,
@@ -925,10 +932,17 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
                 r->original_max_pos >= INT32_MAX ? INT32_MAX : (int32_t)r->original_max_pos;
         }
     }
+    if (c->gemma4 && (st = cellm_gemma4_bind(d, err))) goto fail;
     return CELLM_OK;
 fail:
     cellm_desc_free(d);
     return st;
+}
+
+void *cellm_desc_own(struct cellm_desc *d, size_t n)
+{
+    struct binder b = {d, NULL};
+    return own(&b, n);
 }
 
 void cellm_desc_free(struct cellm_desc *d)

@@ -73,6 +73,7 @@ struct cellm_family {
     int hybrid;             /* enum cellm_hybrid (model/hybrid.h): state layers; 0 = none */
     int mla;                /* DeepSeek-V3: multi-head latent attention and grouped sigmoid routing
                                (hparams_mla.c reads its keys) */
+    int gemma4;             /* Gemma 4 keys (model/gemma4.c) */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

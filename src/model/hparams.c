@@ -18,6 +18,7 @@
 #include "family.h"
 #include "hparams_l4.h"
 #include "hybrid.h"
+#include "gemma4.h"
 
 void cellm_config_free(struct cellm_config *c)
 {
@@ -81,6 +82,8 @@ const char *cellm_rope_kind_name(enum cellm_rope_kind k)
         return "yarn";
     case CELLM_ROPE_LONGROPE:
         return "longrope";
+    case CELLM_ROPE_PROPORTIONAL:
+        return "proportional";
     }
     return "?";
 }
@@ -243,6 +246,7 @@ static enum cellm_status parse_rope(const cJSON *o, const cJSON *t, int max_pos,
                           type, *allowed ? "," : "", allowed);
     if (!strcmp(type, "yarn")) return parse_yarn(o, t, what, max_pos, r, err);
     if (!strcmp(type, "longrope")) return parse_longrope(o, t, what, max_pos, r, err);
+    if (!strcmp(type, "proportional")) return cellm_gemma4_rope(o, what, r, err);
     CELLM_TRY(cellm_json_num(o, "factor", what, NAN, &r->factor, err));
     if (!(r->factor > 0))
         return cellm_errf(err, CELLM_ERR_FORMAT, "%s: RoPE type %s needs a positive \"factor\"",
@@ -688,6 +692,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     if (f->ministral3) CELLM_TRY(cellm_config_ministral3(t, what, c, err));
     if (f->hybrid) CELLM_TRY(cellm_hybrid_parse(t, what, f->hybrid, c, err));
     if (f->mla) CELLM_TRY(cellm_config_parse_mla(t, what, c, err));
+    if (f->gemma4) CELLM_TRY(cellm_gemma4_keys(t, what, c, err));
 
     int64_t bos;
     CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));

@@ -35,6 +35,9 @@ enum cellm_rope_kind {
     CELLM_ROPE_LLAMA3,
     CELLM_ROPE_YARN,
     CELLM_ROPE_LONGROPE, /* Phi-3.5 / Phi-4: short and long per-frequency factors */
+    /* Gemma 4's full layers: the first partial * head_dim / 2 angles rotate with exponents
+     * over the whole head, the rest have frequency 0 (model/gemma4.c) */
+    CELLM_ROPE_PROPORTIONAL,
 };
 const char *cellm_rope_kind_name(enum cellm_rope_kind k);
 
@@ -57,6 +60,7 @@ struct cellm_rope {
     int n_factors; /* longrope: length of both lists, rot_dims / 2 (checked once known) */
     float short_factor[CELLM_ROPE_MAX_FACTORS]; /* f32, as torch.tensor(list) rounds them */
     float long_factor[CELLM_ROPE_MAX_FACTORS];
+    double partial; /* proportional: partial_rotary_factor of the layer's head */
 };
 
 /*
@@ -202,6 +206,16 @@ struct cellm_config {
     int rope_interleave; /* the rope part's pairs are (2i, 2i+1) (transformers' default) */
     /* its router is CELLM_ROUTER_SIGMOID_GROUP (n_group, topk_group, routed_scale above) */
     int n_shared_experts; /* shared MLP width moe_ffn_dim * n_shared_experts; 0 = none */
+    /* Gemma 4 (model/gemma4.h, docs/forward/gemma4.md); all 0 for other families */
+    int gemma4;
+    int global_head_dim;   /* full layers' head size (head_dim when absent) */
+    int n_global_kv_heads; /* full layers' KV heads (num_global_key_value_heads with k_eq_v) */
+    int k_eq_v;            /* attention_k_eq_v: full layers' values are the raw keys */
+    int ple_dim;           /* hidden_size_per_layer_input: per-layer embeddings; 0 = none */
+    int ple_vocab;         /* vocab_size_per_layer_input */
+    int n_kv_shared;       /* num_kv_shared_layers: the last layers reuse earlier KV */
+    int double_wide;       /* use_double_wide_mlp: 2 * ffn_dim on KV-shared layers */
+    int moe_parallel;      /* enable_moe_block: experts beside the dense MLP in every layer */
 };
 
 /* DeepSeek-V3's keys (hparams_mla.c), after the generic ones: sets the MLA fields, head_dim,

@@ -11,6 +11,7 @@
  */
 #include "info.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -204,6 +205,12 @@ static void rope_str(const struct cellm_rope *r, int rot, char *buf, size_t n)
                  r->truncate ? "true" : "false", lo, hi, r->attn_factor,
                  r->mscale && r->mscale_all_dim ? " from mscale/mscale_all_dim" : "");
         break;
+    case CELLM_ROPE_PROPORTIONAL:
+        snprintf(buf, n,
+                 "proportional, theta %g, factor %g, partial_rotary_factor %g: the first %d of "
+                 "%d angles rotate (exponents over the whole head), the rest stay",
+                 r->theta, r->factor, r->partial, (int)floor(r->partial * rot / 2), rot / 2);
+        break;
     case CELLM_ROPE_LONGROPE:
         factors_str(r->short_factor, r->n_factors, sf, sizeof sf);
         factors_str(r->long_factor, r->n_factors, lf, sizeof lf);
@@ -256,6 +263,31 @@ static void block_text(const struct cellm_config *c, char *buf, size_t n)
     int n_nope = c->layer_nope ? layer_list(c->layer_nope, c->n_layers, nope, sizeof nope) : 0;
     if (k < n && n_nope)
         snprintf(buf + k, n - k, ", no RoPE on %d of %d layers (%s)", n_nope, c->n_layers, nope);
+}
+
+/* Gemma 4's layers in words (docs/forward/gemma4.md). */
+static void gemma4_notes(const struct cellm_desc *d, char *buf, size_t n)
+{
+    const struct cellm_config *c = &d->cfg;
+    size_t k = (size_t)snprintf(buf, n,
+                                "full layers head_dim %d, kv heads %d%s; v norm without "
+                                "weight; layer_scalar",
+                                c->global_head_dim, c->n_global_kv_heads,
+                                c->k_eq_v ? ", values = keys (k=v)" : "");
+    if (k < n && c->n_kv_shared) {
+        int first = c->n_layers - c->n_kv_shared;
+        k += (size_t)snprintf(buf + k, n - k, "; layers %d..%d reuse the KV of layers", first,
+                              c->n_layers - 1);
+        for (int i = first; i < c->n_layers && k < n; i++)
+            k += (size_t)snprintf(buf + k, n - k, "%s%d", i == first ? " " : ",",
+                                  d->layers[i].kv_src);
+        if (k < n && c->double_wide)
+            k += (size_t)snprintf(buf + k, n - k, ", with a double-wide MLP (ffn %d)",
+                                  2 * c->ffn_dim);
+    }
+    if (k < n && c->ple_dim)
+        snprintf(buf + k, n - k, "; per-layer embeddings of %d (vocab %d)", c->ple_dim,
+                 c->ple_vocab);
 }
 
 static void quant_text(const struct cellm_config *c, char *buf, size_t n)
@@ -446,7 +478,7 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
     o->head_dim = c->head_dim;
     o->rot_dims = c->rot_dims;
     o->attn_scale = c->attn_scale;
-    rope_str(&c->rope, c->rot_dims, st->rope, sizeof st->rope);
+    rope_str(&c->rope, c->gemma4 ? c->global_head_dim : c->rot_dims, st->rope, sizeof st->rope);
     o->rope = st->rope;
     o->rope_long_after = c->rope.kind == CELLM_ROPE_LONGROPE ? (int)c->rope.original_max_pos : 0;
     o->n_sliding = layer_list(c->layer_sliding, c->n_layers, st->sliding, sizeof st->sliding);
@@ -519,6 +551,16 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
                  c->topk_group, c->n_group, c->routed_scale, c->n_shared_experts,
                  c->n_shared_experts == 1 ? "" : "s");
         o->router = st->router;
+    }
+    if (c->gemma4) {
+        gemma4_notes(d, st->layer_notes, sizeof st->layer_notes);
+        o->layer_notes = st->layer_notes;
+        if (c->moe_parallel) {
+            snprintf(st->router, sizeof st->router,
+                     "softmax, then top-k, renormalised, x router.per_expert_scale; beside the "
+                     "dense MLP");
+            o->router = st->router;
+        }
     }
     if (c->attn_sinks)
         o->sinks = "a learned logit per head joins each softmax row (self_attn.sinks)";

@@ -21,6 +21,7 @@ struct cellm_info_store {
     char keys[CELLM_INFO_LINES][128], vals[CELLM_INFO_LINES][512];
     struct cellm_info_shard *shards; /* [n_files] */
     char positions[512];
+    char layer_notes[512];
 };
 
 /* Fills st from d; device is kept as given (it must outlive st). */

@@ -35,16 +35,18 @@ struct cellm_hyb_layer;
  *   group, label   how inspect summarises its storage ("attention" q, k, v, o)
  * Shapes in words: dim = hidden_size, qd = n_heads*head_dim, kd = n_kv_heads*head_dim,
  * ffn = intermediate_size, hd = head_dim, ne = n_experts, moe = moe_intermediate_size,
- * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved), shared =
- * moe_intermediate_size * n_shared_experts (glm4_moe's shared experts, one MLP).
- * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved). Llama 4 calls
- * "mlp." "feed_forward." and its router "feed_forward.router" (renamed in bind.c).
- * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved).
+ * moe2 = 2 * moe (gpt-oss's gate_up_proj, gate and up rows interleaved), shared = the shared
+ * experts' width (glm4_moe and DeepSeek-V3: moe_intermediate_size * n_shared_experts, one
+ * MLP; Llama 4: its one shared expert). Llama 4 calls "mlp." "feed_forward." and its router
+ * "feed_forward.router" (renamed in bind.c).
  * MLA (DeepSeek-V3, cfg.mla): qlr = q_lora_rank, kvlr = kv_lora_rank r, kva = r + qk_rope,
  * kvb = n_heads*(qk_nope + v_head_dim), od = n_heads*v_head_dim, dn = qk_nope, dv =
- * v_head_dim, sh_ffn = moe * n_shared_experts; qd is n_heads*(qk_nope + qk_rope) there.
+ * v_head_dim; qd is n_heads*(qk_nope + qk_rope) there.
  * mlx-lm's embed_q [n_heads][r][dn] and unembed_out [n_heads][dv][r] are EXPERTS-kind
  * stacks with one matrix per head.
+ * ple = hidden_size_per_layer_input (Gemma 4), one = 1. Gemma 4 sizes qd, kd, hd and ffn per layer
+ * (cellm_layer_dim: full layers have their own head size and KV heads, KV-shared layers a
+ * double-wide MLP).
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
 /* clang-format off */
@@ -55,16 +57,16 @@ struct cellm_hyb_layer;
     X(FFN_NORM,       ffn_norm,       VEC,     FFN_NORM,   "post_attention_layernorm.weight", DIM,     NONE, "", "")       \
     X(FFN_NORM_B,     ffn_norm_b,     VEC,     FFN_NORM_B, "post_attention_layernorm.bias",   DIM,     NONE, "", "")       \
     X(POST_FFN_NORM,  post_ffn_norm,  VEC,     SANDWICH,   "post_feedforward_layernorm.weight", DIM,   NONE, "", "")       \
-    X(WQ,             wq,             MAT,     GQA   ,     "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
-    X(WK,             wk,             MAT,     GQA   ,     "self_attn.k_proj",                KD,      DIM,  "attention", "k") \
-    X(WV,             wv,             MAT,     GQA   ,     "self_attn.v_proj",                KD,      DIM,  "attention", "v") \
-    X(WO,             wo,             MAT,     GQA   ,     "self_attn.o_proj",                DIM,     QD,   "attention", "o") \
+    X(WQ,             wq,             MAT,     GQA,        "self_attn.q_proj",                QD,      DIM,  "attention", "q") \
+    X(WK,             wk,             MAT,     KV_OWN,     "self_attn.k_proj",                KD,      DIM,  "attention", "k") \
+    X(WV,             wv,             MAT,     V_OWN,      "self_attn.v_proj",                KD,      DIM,  "attention", "v") \
+    X(WO,             wo,             MAT,     GQA,        "self_attn.o_proj",                DIM,     QD,   "attention", "o") \
     X(BQ,             bq,             VEC,     QKV_BIAS,   "self_attn.q_proj.bias",           QD,      NONE, "", "")       \
     X(BK,             bk,             VEC,     QKV_BIAS,   "self_attn.k_proj.bias",           KD,      NONE, "", "")       \
     X(BV,             bv,             VEC,     QKV_BIAS,   "self_attn.v_proj.bias",           KD,      NONE, "", "")       \
     X(BO,             bo,             VEC,     O_BIAS,     "self_attn.o_proj.bias",           DIM,     NONE, "", "")       \
     X(Q_NORM,         q_norm,         VEC,     QK_NORM,    "self_attn.q_norm.weight",         HD,      NONE, "", "")       \
-    X(K_NORM,         k_norm,         VEC,     QK_NORM,    "self_attn.k_norm.weight",         HD,      NONE, "", "")       \
+    X(K_NORM,         k_norm,         VEC,     K_NORM,     "self_attn.k_norm.weight",         HD,      NONE, "", "")       \
     X(Q_NORM_HEADS,   q_norm_heads,   HEADS,   QK_NORM_HEADS, "self_attn.q_layernorm.norms.%d.weight", HEADS, HD, "", "") \
     X(K_NORM_HEADS,   k_norm_heads,   HEADS,   QK_NORM_HEADS, "self_attn.k_layernorm.norms.%d.weight", KV_HEADS, HD, "", "") \
     X(W_GATE,         w_gate,         MAT,     DENSE,      "mlp.gate_proj",                   FFN,     DIM,  "mlp", "gate") \
@@ -99,7 +101,16 @@ struct cellm_hyb_layer;
     X(MLA_EMBED_Q,    mla_embed_q,    EXPERTS, MLA_SPLIT,  "self_attn.embed_q",               KVLR,    DN,   "latent kv", "embed_q") \
     X(MLA_UNEMBED,    mla_unembed,    EXPERTS, MLA_SPLIT,  "self_attn.unembed_out",           DV,      KVLR, "latent kv", "unembed_out") \
     X(MLA_Q_A_NORM,   mla_q_a_norm,   VEC,     MLA_QLORA,  "self_attn.q_a_layernorm.weight",  QLR,     NONE, "", "")       \
-    X(MLA_KV_A_NORM,  mla_kv_a_norm,  VEC,     MLA,        "self_attn.kv_a_layernorm.weight", KVLR,    NONE, "", "")
+    X(MLA_KV_A_NORM,  mla_kv_a_norm,  VEC,     MLA,        "self_attn.kv_a_layernorm.weight", KVLR,    NONE, "", "") \
+    X(PLE_GATE,       ple_gate,       MAT,     PLE,        "per_layer_input_gate",            PLE,     DIM,  "per-layer", "gate") \
+    X(PLE_PROJ,       ple_proj,       MAT,     PLE,        "per_layer_projection",            DIM,     PLE,  "per-layer", "proj") \
+    X(PLE_NORM,       ple_norm,       VEC,     PLE,        "post_per_layer_input_norm.weight", DIM,    NONE, "", "")       \
+    X(LAYER_SCALAR,   layer_scalar,   VEC,     GEMMA4,     "layer_scalar",                    ONE,     NONE, "", "")       \
+    X(ROUTER_SCALE,   router_scale,   VEC,     MOE_PARALLEL, "router.scale",                  DIM,     NONE, "", "")       \
+    X(EXPERT_SCALE,   expert_scale,   VEC,     MOE_PARALLEL, "router.per_expert_scale",       EXPERTS, NONE, "", "")       \
+    X(PRE_FFN_NORM2,  pre_ffn_norm2,  VEC,     MOE_PARALLEL, "pre_feedforward_layernorm_2.weight", DIM, NONE, "", "")      \
+    X(POST_FFN_NORM1, post_ffn_norm1, VEC,     MOE_PARALLEL, "post_feedforward_layernorm_1.weight", DIM, NONE, "", "")     \
+    X(POST_FFN_NORM2, post_ffn_norm2, VEC,     MOE_PARALLEL, "post_feedforward_layernorm_2.weight", DIM, NONE, "", "")
 /* clang-format on */
 
 enum cellm_lt {
@@ -146,6 +157,12 @@ enum cellm_need {
     CELLM_NEED_MLA_QPROJ,       /* cfg.mla without (one q_proj) */
     CELLM_NEED_MLA_KVB,         /* cfg.mla, kv_b_proj (Hugging Face) */
     CELLM_NEED_MLA_SPLIT,       /* cfg.mla, embed_q / unembed_out per head (desc.mla_split) */
+    CELLM_NEED_KV_OWN,          /* a layer that computes its keys (not KV-shared, Gemma 4) */
+    CELLM_NEED_V_OWN,           /* ... and its values (not a k=v full layer, Gemma 4) */
+    CELLM_NEED_K_NORM,          /* QK_NORM on a layer that computes its keys */
+    CELLM_NEED_PLE,             /* cfg.ple_dim: Gemma 4 per-layer embeddings */
+    CELLM_NEED_GEMMA4,          /* cfg.gemma4: layer_scalar */
+    CELLM_NEED_MOE_PARALLEL,    /* cfg.moe_parallel: Gemma 4's router and extra norms */
 };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
@@ -169,6 +186,8 @@ enum cellm_dim {
     CELLM_DIM_OD,
     CELLM_DIM_DN,
     CELLM_DIM_DV,
+    CELLM_DIM_PLE,
+    CELLM_DIM_ONE,
 };
 
 struct cellm_tensor_spec {
@@ -237,6 +256,11 @@ struct cellm_layer {
      * state layer's own tensors and the shared expert (NULL in other models) */
     int mixer;
     struct cellm_hyb_layer *hyb;
+    /* attention and MLP geometry of this layer (cellm_layer_geometry): the config's values
+     * except in Gemma 4, whose full layers have their own head size and KV heads */
+    int head_dim, n_kv_heads, ffn_dim, rot_dims;
+    int index;  /* this layer's position in desc.layers */
+    int kv_src; /* the layer whose keys and values this one attends to (itself unless KV-shared) */
 };
 
 struct cellm_desc {
@@ -260,10 +284,17 @@ struct cellm_desc {
     /* MLA: 1 when the checkpoint has mlx-lm's per-head embed_q / unembed_out instead of
      * kv_b_proj (probed once at load) */
     int mla_split;
+    /* Gemma 4 per-layer embeddings (cfg.ple_dim > 0), else absent */
+    struct cellm_weight ple_embed; /* embed_tokens_per_layer [ple_vocab][n_layers * ple_dim] */
+    struct cellm_weight ple_model; /* per_layer_model_projection [n_layers * ple_dim][dim] */
+    struct cellm_vec ple_norm;     /* per_layer_projection_norm [ple_dim] */
+    float ple_scale;               /* fl(sqrt(ple_dim)), the per-layer embedding's scale */
+    float *inv_freq_prop;          /* Gemma 4 full layers: [global_head_dim / 2] (proportional) */
 };
 
-/* bind.c's checked binding of one matrix module (no suffix) or float vector, for the
- * binders of tensors outside the table (hybrid.c). */
+/* bind.c's checked binding of one matrix module (no suffix) of [n_stack x] rows x cols in
+ * any storage format, or of a float vector of n elements, for the binders of tensors
+ * outside the table (hybrid.c, gemma4.c). */
 enum cellm_status cellm_bind_matrix(struct cellm_desc *d, const char *mod, int64_t n_stack,
                                     int64_t rows, int64_t cols, struct cellm_weight *out,
                                     struct cellm_error *err);
@@ -307,6 +338,14 @@ static inline const struct cellm_weight *cellm_layer_experts(const struct cellm_
 
 /* A dimension of the config (rows and cols of the tensor table). */
 int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim);
+/* The same for layer L (its head size, KV heads and MLP width; cellm_layer_geometry). */
+int64_t cellm_layer_dim(const struct cellm_config *c, const struct cellm_layer *L,
+                        enum cellm_dim dim);
+/* Sets layer i's geometry and KV source from the config (all families). */
+void cellm_layer_geometry(const struct cellm_config *c, int i, struct cellm_layer *L);
+
+/* A buffer of n bytes that d owns (freed by cellm_desc_free), or NULL. */
+void *cellm_desc_own(struct cellm_desc *d, size_t n);
 /* How many parts tensor id has in layer L: 1, the head count (HEADS), n_experts (EXPERTS,
  * EXPERT_VECS), or 0 when the layer has none. */
 int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, enum cellm_lt id);

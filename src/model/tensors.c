@@ -102,8 +102,59 @@ int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim)
         return c->qk_nope_dim;
     case CELLM_DIM_DV:
         return c->v_head_dim;
+    case CELLM_DIM_PLE:
+        return c->ple_dim;
+    case CELLM_DIM_ONE:
+        return 1;
     }
     return 0;
+}
+
+int64_t cellm_layer_dim(const struct cellm_config *c, const struct cellm_layer *L,
+                        enum cellm_dim dim)
+{
+    switch (dim) {
+    case CELLM_DIM_QD:
+        return (int64_t)c->n_heads * L->head_dim;
+    case CELLM_DIM_KD:
+        return (int64_t)L->n_kv_heads * L->head_dim;
+    case CELLM_DIM_HD:
+        return L->head_dim;
+    case CELLM_DIM_KV_HEADS:
+        return L->n_kv_heads;
+    case CELLM_DIM_FFN:
+        return L->ffn_dim;
+    default:
+        return cellm_dim_size(c, dim);
+    }
+}
+
+void cellm_layer_geometry(const struct cellm_config *c, int i, struct cellm_layer *L)
+{
+    int full = !c->layer_sliding[i];
+    L->head_dim = c->head_dim;
+    L->n_kv_heads = c->n_kv_heads;
+    L->ffn_dim = c->ffn_dim;
+    L->rot_dims = c->rot_dims;
+    L->index = L->kv_src = i;
+    if (!c->gemma4) return;
+    /* Gemma 4 (docs/forward/gemma4.md): full layers use global_head_dim and, with k=v,
+     * num_global_key_value_heads; proportional RoPE spans the whole head */
+    if (full) {
+        L->head_dim = c->global_head_dim;
+        L->rot_dims = c->global_head_dim;
+        if (c->k_eq_v) L->n_kv_heads = c->n_global_kv_heads;
+    }
+    /* a KV-shared layer reads the last earlier layer of its kind before the shared ones */
+    int first_shared = c->n_layers - c->n_kv_shared;
+    if (c->n_kv_shared > 0 && i >= first_shared) {
+        for (int j = first_shared - 1; j >= 0; j--)
+            if (c->layer_sliding[j] == c->layer_sliding[i]) {
+                L->kv_src = j;
+                break;
+            }
+        if (c->double_wide) L->ffn_dim = 2 * c->ffn_dim;
+    }
 }
 
 /* Whether layer L of a model with this config and block has the tensor. */
@@ -131,7 +182,7 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
     case CELLM_NEED_QK_NORM_HEADS:
         return c->qk_norm_per_head;
     case CELLM_NEED_DENSE:
-        return !L->moe;
+        return !L->moe || c->moe_parallel;
     case CELLM_NEED_MLP_BIAS:
         return !L->moe && c->mlp_bias;
     case CELLM_NEED_MOE:
@@ -166,6 +217,18 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
         return c->mla && !d->mla_split;
     case CELLM_NEED_MLA_SPLIT:
         return c->mla && d->mla_split;
+    case CELLM_NEED_KV_OWN: /* GQA keys: MLA has none; a KV-shared layer reads another's */
+        return !c->mla && L->kv_src == L->index;
+    case CELLM_NEED_V_OWN:
+        return !c->mla && L->kv_src == L->index && !(c->k_eq_v && L->attn == CELLM_ATTN_FULL);
+    case CELLM_NEED_K_NORM:
+        return c->qk_norm && !c->qk_norm_per_head && L->kv_src == L->index;
+    case CELLM_NEED_PLE:
+        return c->ple_dim > 0;
+    case CELLM_NEED_GEMMA4:
+        return c->gemma4;
+    case CELLM_NEED_MOE_PARALLEL:
+        return L->moe && c->moe_parallel;
     }
     return 0;
 }

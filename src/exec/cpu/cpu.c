@@ -27,6 +27,7 @@
 #include "exec/exec.h"
 #include "fast.h"
 #include "gemm.h"
+#include "gemma4.h"
 #include "kernels.h"
 #include "mla.h"
 #include "ops.h"
@@ -93,7 +94,22 @@ struct cpu_ctx {
     struct cellm_cpu_hyb hyb;    /* the state blocks' batch buffers (seqstate.h) */
     struct cellm_cpu_env env;
     struct cellm_mla *mla;       /* latent attention and its cache (cfg.mla), else NULL */
+    int64_t qd_max, kd_max, ffn_max; /* the widest layer's (Gemma 4 sizes them per layer) */
+    struct cellm_cpu_g4 *g4;         /* Gemma 4's buffers (gemma4.h); NULL otherwise */
 };
+
+/* Layer l's key (and value) width: its KV heads times its head size. */
+static size_t layer_kd(const struct cpu_ctx *c, int l)
+{
+    const struct cellm_layer *L = &c->d->layers[l];
+    return (size_t)L->n_kv_heads * L->head_dim;
+}
+
+/* Whether layer l stores keys and values (a KV-shared layer reads an earlier layer's). */
+static int kv_own(const struct cpu_ctx *c, int l)
+{
+    return c->d->layers[l].kv_src == l;
+}
 
 static int is_ring(const struct cpu_ctx *c, int l)
 {
@@ -188,6 +204,7 @@ static void cpu_ctx_free(void *p)
     cellm_cpu_hyb_free(&c->hyb);
     cellm_fast_free(c->fast);
     cellm_mla_free(c->mla);
+    cellm_cpu_g4_free(c->g4);
     cellm_pool_free(c->pool);
     cellm_free(c);
 }
@@ -212,9 +229,14 @@ static enum cellm_status cpu_ctx_new(void *dm, const struct cellm_ctx_params *cp
     /* kv_ring=0 keeps full histories for sliding layers (tests compare both) */
     if (cfg->window > 0 && cfg->window + CHUNK < cfg->max_pos && m->opts.kv_ring)
         c->ring = cfg->window + CHUNK;
-    int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
-    c->mm_cols = max_i64(max_i64(cfg->dim, qd), max_i64(cfg->ffn_dim, cfg->moe_ffn_dim));
-    c->mm_cols = max_i64(c->mm_cols, cfg->shared_ffn_dim);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct cellm_layer *L = &m->d->layers[l];
+        c->qd_max = max_i64(c->qd_max, (int64_t)cfg->n_heads * L->head_dim);
+        c->kd_max = max_i64(c->kd_max, (int64_t)layer_kd(c, l));
+        c->ffn_max = max_i64(c->ffn_max, L->ffn_dim);
+    }
+    c->ffn_max = max_i64(c->ffn_max, cfg->shared_ffn_dim); /* the shared experts' buffers */
+    c->mm_cols = max_i64(max_i64(cfg->dim, c->qd_max), max_i64(c->ffn_max, cfg->moe_ffn_dim));
     c->mm_cols = max_i64(c->mm_cols, cellm_hybrid_max_cols(cfg));
     if (cfg->mla) c->mm_cols = max_i64(c->mm_cols, cellm_mla_max_cols(cfg));
     c->mm_scratch = cellm_malloc(cellm_cpu_scratch_floats(cellm_pool_size(c->pool), c->mm_cols) *
@@ -270,9 +292,8 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     if (n <= c->rows_cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     size_t r = (size_t)n;
-    size_t qd = (size_t)cfg->n_heads * cfg->head_dim, kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
-    size_t ffn = (size_t)max_i64(max_i64(cfg->ffn_dim, cfg->shared_ffn_dim), 1),
-           ku = (size_t)max_i64(cfg->n_experts_used, 1);
+    size_t qd = (size_t)c->qd_max, kd = (size_t)c->kd_max;
+    size_t ffn = (size_t)max_i64(c->ffn_max, 1), ku = (size_t)max_i64(cfg->n_experts_used, 1);
     int ok = grow(&c->x, r * cfg->dim) && grow(&c->h, r * cfg->dim) && grow(&c->q, r * qd) &&
              grow(&c->k, r * kd) && grow(&c->v, r * kd) && grow(&c->att, r * qd) &&
              grow(&c->o, r * cfg->dim) && grow(&c->gate, r * ffn) && grow(&c->up, r * ffn);
@@ -292,6 +313,7 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     if (!ok)
         return cellm_errf(err, CELLM_ERR_NOMEM,
                           "cpu executor: out of memory for a batch of %d rows", n);
+    if (cfg->gemma4) CELLM_TRY(cellm_cpu_g4_reserve(&c->g4, c->d, n, err));
     c->rows_cap = n;
     return CELLM_OK;
 }
@@ -304,7 +326,6 @@ static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int n
     if (need <= s->cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
     int L = cfg->n_layers;
-    size_t kd = (size_t)cfg->n_kv_heads * cfg->head_dim;
     if (c->fast && !s->k16) {
         s->k16 = cellm_calloc((size_t)L, sizeof *s->k16);
         s->v16 = cellm_calloc((size_t)L, sizeof *s->v16);
@@ -322,6 +343,8 @@ static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int n
     if (cap > cfg->max_pos && need <= cfg->max_pos) cap = cfg->max_pos;
     for (int l = 0; l < L; l++) {
         if (c->d->layers[l].mixer != CELLM_MIXER_ATTN) continue; /* state, no KV */
+        size_t kd = layer_kd(c, l);
+        if (!kv_own(c, l)) continue;
         /* a sliding layer's ring is allocated once */
         if (is_ring(c, l) && (c->fast ? (void *)s->k16[l] : (void *)s->k[l])) continue;
         size_t slots = is_ring(c, l) ? (size_t)c->ring : (size_t)cap;
@@ -359,8 +382,9 @@ static void attn_part(void *arg, int ti, int tn)
     struct cpu_ctx *c = j->c;
     const struct cellm_config *cfg = &c->d->cfg;
     const struct cellm_layer *L = &c->d->layers[j->layer];
-    int H = cfg->n_heads, hd = cfg->head_dim, group = cfg->n_heads / cfg->n_kv_heads;
-    size_t kd = (size_t)cfg->n_kv_heads * hd, qd = (size_t)H * hd;
+    int H = cfg->n_heads, hd = L->head_dim, group = cfg->n_heads / L->n_kv_heads;
+    size_t kd = (size_t)L->n_kv_heads * hd, qd = (size_t)H * hd;
+    int src = L->kv_src; /* its own cache, or the earlier layer's it shares */
     float scale = (float)cfg->attn_scale, cap = (float)cfg->attn_softcap;
     float *sc = c->scores + (size_t)ti * c->score_cap;
     long b, e;
@@ -371,14 +395,14 @@ static void attn_part(void *arg, int ti, int tn)
         const struct cpu_seq *s = &c->seqs[row->seq];
         int hi = row->pos, lo = cellm_attn_first_key(cfg, L, hi);
         const float *q = c->q + (size_t)i * qd + (size_t)h * hd;
-        const float *K = s->k ? s->k[j->layer] : NULL, *V = s->v ? s->v[j->layer] : NULL;
+        const float *K = s->k ? s->k[src] : NULL, *V = s->v ? s->v[src] : NULL;
         int nk = hi - lo + 1;
         float *out = c->att + (size_t)i * qd + (size_t)h * hd;
         if (c->fast) { /* f16 cache */
             enum cellm_fast_isa fi = c->m->fisa;
-            const uint16_t *K16 = s->k16[j->layer], *V16 = s->v16[j->layer];
+            const uint16_t *K16 = s->k16[src], *V16 = s->v16[src];
             for (int p = 0; p < nk; p++) {
-                size_t slot = kv_slot(c, j->layer, lo + p);
+                size_t slot = kv_slot(c, src, lo + p);
                 sc[p] = cellm_fast_dot_f16(fi, q, K16 + slot * kd + (size_t)kvh * hd, hd) * scale;
             }
             if (cap > 0) cellm_op_softcap(sc, nk, cap);
@@ -386,11 +410,11 @@ static void attn_part(void *arg, int ti, int tn)
             memset(out, 0, (size_t)hd * sizeof *out);
             for (int p = 0; p < nk; p++)
                 cellm_fast_axpy_f16(fi, out, sc[p],
-                                    V16 + kv_slot(c, j->layer, lo + p) * kd + (size_t)kvh * hd, hd);
+                                    V16 + kv_slot(c, src, lo + p) * kd + (size_t)kvh * hd, hd);
             continue;
         }
         for (int p = 0; p < nk; p++) {
-            size_t slot = kv_slot(c, j->layer, lo + p);
+            size_t slot = kv_slot(c, src, lo + p);
             float dot = cellm_cpu_dot(c->m->isa, q, K + slot * kd + (size_t)kvh * hd, hd);
             sc[p] = dot * scale;
         }
@@ -399,7 +423,7 @@ static void attn_part(void *arg, int ti, int tn)
         for (int d = 0; d < hd; d++)
             out[d] = 0;
         for (int p = 0; p < nk; p++) {
-            const float *vv = V + kv_slot(c, j->layer, lo + p) * kd + (size_t)kvh * hd;
+            const float *vv = V + kv_slot(c, src, lo + p) * kd + (size_t)kvh * hd;
             float w = sc[p];
             for (int d = 0; d < hd; d++)
                 out[d] += w * vv[d];
@@ -465,26 +489,33 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
         return cellm_mla_attention(c->mla, c->pool, l, rows, n, hin, out, mla_matmul, c, err);
     const struct cellm_config *cfg = &c->d->cfg;
     const struct cellm_layer *L = &c->d->layers[l];
-    int hd = cfg->head_dim, dim = cfg->dim;
-    int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
+    int hd = L->head_dim, dim = cfg->dim, own = kv_own(c, l);
+    int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)L->n_kv_heads * hd;
     float eps = (float)cfg->norm_eps;
+    /* a KV-shared layer projects only its queries; a k=v layer has no v_proj (Gemma 4);
+     * gated attention (Qwen3-Next) projects each head's queries and output gates together */
     const struct cellm_cpu_mm qkv[3] = {
         {&L->wq, cfg->attn_out_gate ? c->hyb.qg : c->q, cfg->attn_out_gate ? 2 * qd : qd},
         {&L->wk, c->k, kd},
         {&L->wv, c->v, kd}};
-    matmul_multi(c, qkv, 3, hin, dim, n);
+    int has_v = own && L->wv.fmt != CELLM_W_NONE, n_mm = own ? (has_v ? 3 : 2) : 1;
+    if (c->fast && cfg->gemma4) {
+        /* Gemma 4 norms every q, k and v head right after these products and scales q.k by
+         * 1: the norms blow fast mode's activation rounding of a small head up to full size
+         * and the scores carry it unscaled, so these products stay exact (as the router) */
+        cellm_cpu_matmul_multi(c->pool, c->m->isa, qkv, n_mm, hin, dim, n, c->mm_scratch,
+                               c->mm_cols);
+    } else {
+        matmul_multi(c, qkv, n_mm, hin, dim, n);
+    }
     if (cfg->attn_out_gate) cellm_cpu_attn_gate_split(cfg, &c->hyb, c->q, n);
     for (int i = 0; i < n; i++) {
         float *q = c->q + i * qd, *k = c->k + i * kd, *v = c->v + i * kd;
         const float *inv_freq = cellm_layer_inv_freq(L, rows[i].seq_len);
         float qscale = cellm_query_scale(cfg, L, rows[i].pos);
         cellm_op_add_vec(q, &L->bq, qd);
-        cellm_op_add_vec(k, &L->bk, kd);
-        cellm_op_add_vec(v, &L->bv, kd);
-        if (cfg->qk_norm_full) { /* OLMo 2: one norm over all heads, before RoPE */
+        if (cfg->qk_norm_full) /* OLMo 2: one norm over all heads, before RoPE */
             cellm_op_norm(cfg->norm, eps, &L->q_norm_full, NULL, q, q, qd);
-            cellm_op_norm(cfg->norm, eps, &L->k_norm_full, NULL, k, k, kd);
-        }
         for (int h = 0; h < cfg->n_heads; h++) {
             float *qh = q + h * hd;
             if (L->q_norm_heads)
@@ -493,13 +524,21 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(cfg->norm, eps, &L->q_norm, NULL, qh, qh, hd);
             cellm_op_head_pos(cfg, L, qh, inv_freq, rows[i].pos, qscale);
         }
-        for (int h = 0; h < cfg->n_kv_heads; h++) {
+        if (!own) continue;
+        cellm_op_add_vec(k, &L->bk, kd);
+        if (has_v)
+            cellm_op_add_vec(v, &L->bv, kd);
+        else
+            memcpy(v, k, (size_t)kd * sizeof(float)); /* k=v: the values are the raw keys */
+        if (cfg->qk_norm_full) cellm_op_norm(cfg->norm, eps, &L->k_norm_full, NULL, k, k, kd);
+        for (int h = 0; h < L->n_kv_heads; h++) {
             float *kh = k + h * hd;
             if (L->k_norm_heads)
                 cellm_op_norm(CELLM_NORM_LAYER, eps, &L->k_norm_heads[h], NULL, kh, kh, hd);
             else if (cfg->qk_norm)
                 cellm_op_norm(cfg->norm, eps, &L->k_norm, NULL, kh, kh, hd);
             cellm_op_head_pos(cfg, L, kh, inv_freq, rows[i].pos, 1.0f);
+            if (cfg->gemma4) cellm_cpu_g4_v_norm(v + h * hd, hd, eps);
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
         size_t slot = kv_slot(c, l, rows[i].pos);
@@ -716,7 +755,7 @@ static void norm_rows(struct cpu_ctx *c, const struct cellm_vec *w, const struct
 /* The feed-forward sub-block of a layer: its experts, or its dense MLP. */
 static void ffn(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, int n, float *out)
 {
-    if (L->moe) {
+    if (L->moe && !c->d->cfg.moe_parallel) { /* Gemma 4's experts run beside the MLP */
         moe(c, L, x, n, out);
         /* shared experts: routed + shared(x); Llama 4's moe() sums its own in its order */
         if (L->s_gate.fmt != CELLM_W_NONE && !c->d->cfg.shared_expert) {
@@ -732,6 +771,20 @@ static void ffn(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
 }
 
 /* ---- eval ------------------------------------------------------------------------------ */
+
+/* The products Gemma 4's blocks (gemma4.c) call: the executor's, and the exact one. */
+static void g4_matmul(void *c, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
+                      float *y, int64_t ldy)
+{
+    matmul(c, w, x, ldx, n, y, ldy);
+}
+
+static void g4_matmul_exact(void *p, const struct cellm_weight *w, const float *x, int64_t ldx,
+                            int n, float *y, int64_t ldy)
+{
+    struct cpu_ctx *c = p;
+    cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
+}
 
 static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_row *rows, int n,
                                     float *logits, struct cellm_error *err)
@@ -773,6 +826,9 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             for (int64_t k = 0; k < dim; k++)
                 x[k] = x[k] * d->embed_scale;
     }
+    struct cellm_cpu_g4_env env = {c,          g4_matmul, g4_matmul_exact, c->fast != NULL,
+                                   c->m->fisa, c->m->isa};
+    if (cfg->ple_dim) cellm_cpu_g4_ple(c->g4, &env, d, rows, c->x, n);
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
         if (cfg->block == CELLM_BLOCK_POST_NORM) { /* x + norm(attn(x)), then x + norm(mlp(x)) */
@@ -801,8 +857,13 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             add_rows(c->x, c->o, (int64_t)n * dim);
             norm_rows(c, &L->ffn_norm, &L->ffn_norm_b, c->x, c->h, n);
             ffn(c, L, c->h, n, c->o);
+            if (L->moe && cfg->moe_parallel) /* Gemma 4: the experts beside the MLP */
+                cellm_cpu_g4_moe(c->g4, &env, d, l, c->x, c->o, n,
+                                 c->routes +
+                                     (size_t)c->route_base * cfg->n_layers * cfg->n_experts_used);
             norm_rows(c, &L->post_ffn_norm, NULL, c->o, c->o, n);
             add_rows(c->x, c->o, (int64_t)n * dim);
+            if (cfg->gemma4) cellm_cpu_g4_layer_end(c->g4, &env, d, l, c->x, n);
             break;
         case CELLM_BLOCK_PRE_NORM: /* x + attn(h), then x + mlp(norm(x)) */
             residual(c, c->x, c->o, (int64_t)n * dim);
@@ -878,7 +939,8 @@ static int cpu_routes(void *p, int32_t *ids, int cap)
 
 static int kv_has_layer(const struct cpu_ctx *c, int l, int flags)
 {
-    return c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_WINDOW);
+    return kv_own(c, l) && c->d->layers[l].mixer == CELLM_MIXER_ATTN &&
+           (c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_WINDOW));
 }
 
 /* Bytes of one cached K or V element: f32, or f16 in fast mode. */
@@ -898,16 +960,16 @@ static size_t cpu_kv_block_bytes(void *p, int n, int flags)
 {
     struct cpu_ctx *c = p;
     if (c->mla) return cellm_mla_block_bytes(c->mla, n);
-    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, b = 0;
+    size_t b = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++)
-        if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * kd * kv_elem(c);
+        if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * layer_kd(c, l) * kv_elem(c);
     return b;
 }
 
 /* Copies rows [pos, pos + n) of layer l between the cache and buf (to = 1: into the cache). */
 static void kv_rows(struct cpu_ctx *c, struct cpu_seq *s, int l, int pos, int n, char *buf, int to)
 {
-    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, row = kd * kv_elem(c);
+    size_t row = layer_kd(c, l) * kv_elem(c);
     for (int half = 0; half < 2; half++) {
         char *base = kv_base(s, c->fast != NULL, l, half);
         for (int i = 0; i < n; i++) {
@@ -930,11 +992,11 @@ static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags
     char *b = cellm_malloc(cpu_kv_block_bytes(c, n, flags));
     if (!b)
         return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a cache block");
-    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
+    size_t off = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++)
         if (kv_has_layer(c, l, flags)) {
             kv_rows(c, s, l, pos, n, b + off, 0);
-            off += 2 * (size_t)n * kd * kv_elem(c);
+            off += 2 * (size_t)n * layer_kd(c, l) * kv_elem(c);
         }
     *blk = b;
     return CELLM_OK;
@@ -947,12 +1009,12 @@ static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags
     if (c->mla) return cellm_mla_kv_load(c->mla, seq, pos, n, blk, err);
     struct cpu_seq *s = &c->seqs[seq];
     CELLM_TRY(reserve_seq(c, s, pos + n, err));
-    size_t kd = (size_t)c->d->cfg.n_kv_heads * c->d->cfg.head_dim, off = 0;
+    size_t off = 0;
     for (int l = 0; l < c->d->cfg.n_layers; l++) {
         if (!kv_has_layer(c, l, flags)) continue;
         if (c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_LOAD_WINDOW))
             kv_rows(c, s, l, pos, n, (char *)blk + off, 1);
-        off += 2 * (size_t)n * kd * kv_elem(c);
+        off += 2 * (size_t)n * layer_kd(c, l) * kv_elem(c);
     }
     return CELLM_OK;
 }

@@ -70,12 +70,12 @@ void cellm_op_head_pos(const struct cellm_config *cfg, const struct cellm_layer 
 {
     if (!L->nope) {
         if (cfg->rope_interleaved)
-            rope_pairs(x, cfg->rot_dims, inv_freq, L->rope_attn, pos);
+            rope_pairs(x, L->rot_dims, inv_freq, L->rope_attn, pos);
         else
-            cellm_op_rope_scaled(x, cfg->rot_dims, inv_freq, L->rope_attn, pos);
-        if (cfg->qk_l2norm) l2norm(x, cfg->head_dim, (float)cfg->norm_eps);
+            cellm_op_rope_scaled(x, L->rot_dims, inv_freq, L->rope_attn, pos);
+        if (cfg->qk_l2norm) l2norm(x, L->head_dim, (float)cfg->norm_eps);
     }
     if (qscale != 1.0f)
-        for (int i = 0; i < cfg->head_dim; i++)
+        for (int i = 0; i < L->head_dim; i++)
             x[i] = x[i] * qscale;
 }

@@ -22,6 +22,7 @@
 #include "base/alloc.h"
 #include "cuda_exec.h"
 #include "model/hybrid.h"
+#include "model/gemma4.h"
 
 _Static_assert(CU_W_F32 == (int)CELLM_W_F32 && CU_W_F16 == (int)CELLM_W_F16 &&
                    CU_W_BF16 == (int)CELLM_W_BF16 && CU_W_AFFINE == (int)CELLM_W_AFFINE,
@@ -117,6 +118,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet; use --device cpu",
                           cfg->model_type, state);
+    const char *g4 = cellm_config_gemma4_pieces(cfg);
+    if (g4)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
+                          "not implement yet; use --device cpu",
+                          cfg->model_type, g4);
     const char *oss = cellm_config_gpt_oss_pieces(cfg);
     if (!oss) oss = cellm_config_mla_pieces(cfg);
     if (oss)

@@ -24,6 +24,7 @@
 #include "base/error.h"
 #include "exec/xla/dequant.h"
 #include "model/hybrid.h"
+#include "model/gemma4.h"
 
 typedef struct cellm_xh_val val;
 
@@ -402,6 +403,12 @@ static val ffn(struct em *e, int l, val h)
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
+    const char *g4 = cellm_config_gemma4_pieces(c);
+    if (g4)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: model_type %s needs %s, which the XLA executor does not "
+                          "implement yet; use --device cpu",
+                          c->model_type, g4);
     if (c->act != CELLM_ACT_SILU && c->act != CELLM_ACT_GELU_TANH)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: activation exact GELU (erf) is not implemented by the XLA "
