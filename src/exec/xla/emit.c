@@ -153,7 +153,7 @@ static val dequant(struct em *e, val q, val s, val bi, int bits, int group, int6
     return bin(e, "add", bin(e, "multiply", sf, qf), bf);
 }
 
-/* The f32 value of a matrix parameter family named `base` (plain, or _q/_s/_b). */
+/* The f32 value of a matrix parameter family named `base` (plain, or _q/_s/_bi). */
 static val matrix(struct em *e, const char *base, const struct cellm_weight *w)
 {
     char n[48];
@@ -165,7 +165,7 @@ static val matrix(struct em *e, const char *base, const struct cellm_weight *w)
     val q = P(e, n, 0);
     snprintf(n, sizeof n, "%s_s", base);
     val s = P(e, n, 0);
-    snprintf(n, sizeof n, "%s_b", base);
+    snprintf(n, sizeof n, "%s_bi", base);
     val bi = P(e, n, 0);
     return dequant(e, q, s, bi, w->bits, w->group, w->cols);
 }
@@ -544,7 +544,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     if (d->embed.fmt == CELLM_W_AFFINE && cellm_xla_plan_find(e->p, "embed") < 0) {
         val q = cellm_xh_gather_rows(b, P(e, "embed_q", 0), e->tokens);
         val s = cellm_xh_gather_rows(b, P(e, "embed_s", 0), e->tokens);
-        val bi = cellm_xh_gather_rows(b, P(e, "embed_b", 0), e->tokens);
+        val bi = cellm_xh_gather_rows(b, P(e, "embed_bi", 0), e->tokens);
         x = dequant(e, q, s, bi, d->embed.bits, d->embed.group, d->embed.cols);
     } else if (cellm_xla_fmt_packed(d->embed.fmt) && cellm_xla_plan_find(e->p, "embed") < 0) {
         x = cellm_xla_dequant_rows(b, e->p, e->w, "embed", &d->embed, e->tokens);

@@ -3,10 +3,11 @@
  *
  * One walk over the description registers every tensor the forward pass reads, under a
  * name the emitter looks up again: "l3_wq" for layer 3's member wq of model.h's tensor
- * table ("l3_wq_q"/"_s"/"_b" for affine parts, "l3_e_gate" for stacked expert gates). Nothing is
- * copied: a parameter is a list of contiguous pieces of the mapped checkpoint (one for a tensor or
- * a row range of a fused tensor, E for experts stored one tensor each, H for StableLM's per-head
- * norms), which the executor concatenates only when there is more than one.
+ * table ("l3_wq_q"/"_s"/"_bi" for affine parts, not "_b": "l3_router_b" is the router's
+ * bias; "l3_e_gate" for stacked expert gates). Nothing is copied: a parameter is a list of
+ * contiguous pieces of the mapped checkpoint (one for a tensor or a row range of a fused
+ * tensor, E for experts stored one tensor each or per-expert vectors, H for StableLM's
+ * per-head norms), which the executor concatenates only when there is more than one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
     CELLM_TRY(add(p, name, sty, r, ne ? dg : dg + 1, n, gb, err));
     for (int e = 0; e < n; e++)
         p->w[p->n - 1].parts[e] = ws[e].scales;
-    snprintf(name, sizeof name, "%s_b", base);
+    snprintf(name, sizeof name, "%s_bi", base);
     CELLM_TRY(add(p, name, sty, r, ne ? dg : dg + 1, n, gb, err));
     for (int e = 0; e < n; e++)
         p->w[p->n - 1].parts[e] = ws[e].biases;
