@@ -5,9 +5,10 @@
  * without key splits, and the tiled prefill kernel) and decode rows of distinct sequences
  * holding 4, 40 and 300 positions (generic, fused, clusters per head and grouped), for
  * 1, 2, 8 and 12 q heads per kv head, head sizes 64-256, partial RoPE, a soft-cap and a
- * sliding window. The bound of an output: a score's dot-product bound moves the softmax
- * weights by about as much, relatively, and the sums over n keys round n times, times the
- * largest value. Each case prints one line (cuda_ops_util.h); skipped without a device.
+ * sliding window, and attention sinks (gpt-oss). The bound of an output: a score's dot-product
+ * bound moves the softmax weights by about as much, relatively, and the sums over n keys round n
+ * times, times the largest value. Each case prints one line (cuda_ops_util.h); skipped without a
+ * device.
  */
 #include "cellm.h"
 #include "cuda_ops_util.h"
@@ -22,6 +23,7 @@ struct acfg {
     int qk;   /* 0 none, 1 shared RMS q/k norms, 2 per-head LayerNorm weights */
     int bias; /* q/k/v biases */
     float softcap;
+    int sinks; /* a learned sink logit per head (gpt-oss) */
 };
 
 /* One layer's cache of one sequence, [2][cap][kd], on the host and the device. */
@@ -53,8 +55,8 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     const int H = c->H, KVH = c->KVH, hd = c->hd, half = c->rot / 2, G = H / KVH;
     const int64_t qd = (int64_t)H * hd, kd = (int64_t)KVH * hd;
     char shape[96];
-    snprintf(shape, sizeof shape, "H%d/%d hd%d rot%d w%d, %d rows%s", H, KVH, hd, c->rot, c->window,
-             n, what);
+    snprintf(shape, sizeof shape, "H%d/%d hd%d rot%d w%d%s, %d rows%s", H, KVH, hd, c->rot,
+             c->window, c->sinks ? " sinks" : "", n, what);
     static const char *const names[] = {"attention", "attn prefill", "attn fused", "attn dec",
                                         "attn dec grouped"};
     if (mode >= 3 && !cellm_cu_attention_dec_supported(hd, c->rot)) return;
@@ -67,8 +69,11 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
           *bv = malloc(kd * sizeof(float));
     float *qn = malloc((size_t)qd * sizeof(float)), *kn = malloc((size_t)kd * sizeof(float));
     float *inv = malloc((size_t)half * sizeof(float)),
-          *qp = malloc((size_t)(n * qd) * sizeof(float));
-    assert_true(q && k && v && cs && bq && bk && bv && qn && kn && inv && qp);
+          *qp = malloc((size_t)(n * qd) * sizeof(float)), *sk_ = malloc((size_t)H * sizeof(float));
+    assert_true(q && k && v && cs && bq && bk && bv && qn && kn && inv && qp && sk_);
+    /* sinks from well below to well above the scores (|s| <~ 2): head 0's dominates */
+    fill(sk_, H, -3, 3);
+    sk_[0] = 4;
     fill(q, n * qd, -1, 1);
     fill(k, n * kd, -1, 1);
     fill(v, n * kd, -1, 1);
@@ -139,6 +144,7 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     float *dbq = dput(bq, qd * sizeof(float)), *dbk = dput(bk, kd * sizeof(float)),
           *dbv = dput(bv, kd * sizeof(float));
     float *dqn = dput(qn, qd * sizeof(float)), *dkn = dput(kn, kd * sizeof(float));
+    float *dsk = dput(sk_, (size_t)H * sizeof(float));
     float *dout = dpoison((size_t)(n * qd)), *dpart = dpoison((size_t)n * H * nsplit * (hd + 2));
     int *cnt = dput(NULL, (size_t)n * H * sizeof(int));
     assert_int_equal(cudaMemset(cnt, 0, (size_t)n * H * sizeof(int)), cudaSuccess);
@@ -175,7 +181,8 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
                               .nsplit = nsplit,
                               .split_keys = sk,
                               .scale = 1.0f / sqrtf((float)hd),
-                              .softcap = c->softcap};
+                              .softcap = c->softcap,
+                              .sinks = c->sinks ? dsk : NULL};
     if (mode <= 1) LAUNCH(cellm_cu_qkv_post(&qa, NULL));
     if (mode == 0) LAUNCH(cellm_cu_attention(&aa, NULL));
     if (mode == 1) LAUNCH(cellm_cu_attention_prefill(&aa, NULL));
@@ -211,8 +218,11 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
                 for (int d = 0; d < hd; d++)
                     vmax = fmax(vmax, fabs(sq->v[(int64_t)j * kd + ko + d]));
             }
+            /* the sink joins the max and the denominator, and has no value */
+            if (c->sinks) mx = fmax(mx, sk_[h]);
             for (int j = lo; j <= pos[i]; j++)
                 sum += sc[j - lo] = exp(sc[j - lo] - mx);
+            if (c->sinks) sum += exp(sk_[h] - mx);
             /* a score's error moves the weights by about as much, relatively; the sums
              * of n keys round n times; exp and the division a few times */
             const double ds = (double)(hd + 8) * EPS32 * qk;
@@ -251,11 +261,11 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
            : mode == 2 ? "fused cache"
                        : "dec cache",
            "f32", shape, &w);
-    void *bufs[] = {drows, dq, dk, dv, dcs, dbq, dbk, dbv, dqn, dkn, dout, dpart, cnt};
+    void *bufs[] = {drows, dq, dk, dv, dcs, dbq, dbk, dbv, dqn, dkn, dout, dpart, cnt, dsk};
     for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++)
         cudaFree(bufs[b]);
     free(q), free(k), free(v), free(cs), free(bq), free(bk), free(bv), free(qn), free(kn);
-    free(inv), free(qp), free(rows), free(out), free(got), free(sc);
+    free(inv), free(qp), free(rows), free(out), free(got), free(sc), free(sk_);
 }
 
 static void aseq_init(struct aseq *s, int len, int64_t kd)
@@ -284,11 +294,16 @@ static void t_attention(void **state)
     if (!device_or_skip(&sms)) skip();
     int n_before = n_fail;
     const struct acfg cfgs[] = {
-        {4, 2, 64, 64, 0, 1, 1, 0.f}, /* Qwen-like: shared RMS q/k norms, biases */
-        {8, 1, 128, 64, 0, 2, 0,
-         20.f}, /* 8 q heads per kv head, partial RoPE, per-head LN, soft-cap */
-        {2, 2, 256, 256, 16, 0, 1, 0.f}, /* one q head per kv head, hd 256, a sliding window */
-        {12, 1, 64, 32, 0, 0, 0, 0.f},   /* 12 q heads per kv head (no grouped clusters) */
+        {4, 2, 64, 64, 0, 1, 1, 0.f, 0}, /* Qwen-like: shared RMS q/k norms, biases */
+        {8, 1, 128, 64, 0, 2, 0, 20.f,
+         0}, /* 8 q heads per kv head, partial RoPE, per-head LN, soft-cap */
+        {2, 2, 256, 256, 16, 0, 1, 0.f, 0}, /* one q head per kv head, hd 256, a sliding window */
+        {12, 1, 64, 32, 0, 0, 0, 0.f, 0},   /* 12 q heads per kv head (no grouped clusters) */
+        /* gpt-oss: sinks, biases, a sliding window, 8 and 1 q heads per kv head, hd 64 and 16
+         * (16: no clusters) */
+        {8, 1, 64, 64, 16, 0, 1, 0.f, 1},
+        {4, 4, 64, 64, 0, 0, 1, 0.f, 1},
+        {4, 2, 16, 16, 8, 0, 1, 0.f, 1},
     };
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
         const struct acfg *c = &cfgs[ci];

@@ -8,10 +8,10 @@
  * matvec, the fused decode products with and without the tensor cores, the norm prologue
  * and the add/GLU epilogues, the tensor-core GEMM, cuda_mvq.cu) at 1, 2, 3-31 and 32 or
  * more rows; dequantization, the bf16 split, the embedding; norms, GLU, soft-cap,
- * adds, argmax. Attention and the q/k/v epilogue are in test_cuda_attn.c; the helpers
- * both share (random inputs, the worst-error report) in cuda_ops_util.h; the weights of
- * docs/formats.md come from cuda_qweights.h (test_cuda_layout.c checks their device
- * layout on the host).
+ * adds, argmax; gpt-oss's clamped SwiGLU and top-k-then-softmax router. Attention and the q/k/v
+ * epilogue are in test_cuda_attn.c; the helpers both share (random inputs, the worst-error report)
+ * in cuda_ops_util.h; the weights of docs/formats.md come from cuda_qweights.h (test_cuda_layout.c
+ * checks their device layout on the host).
  *
  * The reference is the CPU's: weights widened by cellm_weight_row (the contract's
  * dequantization), elementwise ops by src/exec/cpu/ops.c, dot products in double. A dot
@@ -738,11 +738,107 @@ static void t_elementwise(void **state)
         fail_msg("%d of the elementwise cases failed (lines with FAIL)", n_fail - n_before);
 }
 
+/* gpt-oss (docs/forward/gpt-oss.md): the clamped SwiGLU, interleaved (gate_up rows, stride 2,
+ * into another buffer) and apart (in place), against cellm_op_swiglu_clamp; the router with
+ * its bias, top-k then softmax over the k, against the CPU's selection and cellm_op_softmax
+ * (the picks must be the same experts in the same order, ties to the lower index) */
+static void t_gpt_oss(void **state)
+{
+    (void)state;
+    int sms = 0;
+    if (!device_or_skip(&sms)) skip();
+    int n_before = n_fail;
+    struct worst w;
+    char shape[64];
+    const float alpha = 1.702f, limit = 7.0f;
+    for (int inter = 0; inter < 2; inter++) {
+        const int n = 3, m = 1000, ld = inter ? 2 * m : m;
+        float *g = malloc((size_t)n * ld * sizeof(float)),
+              *u = malloc((size_t)n * ld * sizeof(float));
+        float *ref = malloc((size_t)n * m * sizeof(float)),
+              *y = malloc((size_t)n * m * sizeof(float));
+        assert_true(g && u && ref && y);
+        fill(g, (int64_t)n * ld, -12, 12); /* both clamps bite: |x| > 7 */
+        fill(u, (int64_t)n * ld, -12, 12);
+        float *dg = dput(g, (size_t)n * ld * sizeof(float)),
+              *du = dput(u, (size_t)n * ld * sizeof(float));
+        float *dout = inter ? dpoison((size_t)n * m) : dg;
+        if (inter) { /* gate and up interleaved in one row: g's even and odd entries */
+            LAUNCH(cellm_cu_swiglu_clamp(dg, dg + 1, ld, 2, dout, n, m, alpha, limit, NULL));
+            for (int r = 0; r < n; r++)
+                cellm_op_swiglu_clamp(g + (size_t)r * ld, g + (size_t)r * ld + 1, 2,
+                                      ref + (size_t)r * m, m, alpha, limit);
+        } else {
+            LAUNCH(cellm_cu_swiglu_clamp(dg, du, ld, 1, dout, n, m, alpha, limit, NULL));
+            cellm_op_swiglu_clamp(g, u, 1, ref, (int64_t)n * m, alpha, limit);
+        }
+        dget(y, dout, (size_t)n * m * sizeof(float));
+        worst_init(&w);
+        /* CUDA's expf against glibc's: a few ulps of the sigmoid */
+        for (int i = 0; i < n * m; i++)
+            worst_add(&w, i, ref[i], y[i], 16 * EPS32 * fmax(fabs(ref[i]), 1e-3));
+        snprintf(shape, sizeof shape, "%dx%d, %s", n, m, inter ? "interleaved" : "apart, in place");
+        report("swiglu_clamp", "f32", shape, &w);
+        cudaFree(dg), cudaFree(du);
+        if (inter) cudaFree(dout);
+        free(g), free(u), free(ref), free(y);
+    }
+    {
+        const int n = 7, E = 32, K = 4;
+        float *x = malloc((size_t)n * E * sizeof(float)), *b = malloc(E * sizeof(float));
+        float *wg = malloc((size_t)n * K * sizeof(float)),
+              *wr = malloc((size_t)n * K * sizeof(float));
+        int32_t *ig = malloc((size_t)n * K * sizeof(int32_t)),
+                *ir = malloc((size_t)n * K * sizeof(int32_t));
+        assert_true(x && b && wg && wr && ig && ir);
+        fill(x, (int64_t)n * E, -4, 4);
+        fill(b, E, -1, 1);
+        b[5] = b[20] = 0.5f; /* row 2: a tie for the top pick between experts 5 and 20 */
+        x[2 * E + 5] = x[2 * E + 20] = 9.0f;
+        for (int i = 0; i < n; i++) {
+            float p[32];
+            for (int e = 0; e < E; e++)
+                p[e] = x[i * E + e] + b[e];
+            for (int k = 0; k < K; k++) {
+                int best = -1;
+                for (int e = 0; e < E; e++) {
+                    int taken = 0;
+                    for (int j = 0; j < k; j++)
+                        taken |= ir[i * K + j] == e;
+                    if (!taken && (best < 0 || p[e] > p[best])) best = e;
+                }
+                ir[i * K + k] = best;
+                wr[i * K + k] = p[best];
+            }
+            cellm_op_softmax(wr + i * K, K);
+        }
+        float *dx = dput(x, (size_t)n * E * sizeof(float)), *db = dput(b, E * sizeof(float));
+        float *dw = dpoison((size_t)n * K);
+        int32_t *di = dput(NULL, (size_t)n * K * sizeof(int32_t));
+        LAUNCH(cellm_cu_moe_route_topk(dx, db, n, E, K, 0, di, dw, NULL));
+        dget(wg, dw, (size_t)n * K * sizeof(float));
+        dget(ig, di, (size_t)n * K * sizeof(int32_t));
+        worst_init(&w);
+        for (int i = 0; i < n * K; i++)
+            worst_add(&w, i, ir[i], ig[i], 1e-300);
+        report("moe_route_topk", "experts", "7x32, top 4, bias, a tie", &w);
+        worst_init(&w);
+        for (int i = 0; i < n * K; i++)
+            worst_add(&w, i, wr[i], wg[i], 16 * EPS32 * fmax(fabs(wr[i]), 1e-3));
+        report("moe_route_topk", "weights", "7x32, top 4, bias, a tie", &w);
+        cudaFree(dx), cudaFree(db), cudaFree(dw), cudaFree(di);
+        free(x), free(b), free(wg), free(wr), free(ig), free(ir);
+    }
+    if (n_fail > n_before)
+        fail_msg("%d of the gpt-oss cases failed (lines with FAIL)", n_fail - n_before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_products),
         cmocka_unit_test(t_elementwise),
+        cmocka_unit_test(t_gpt_oss),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     printf("test_cuda_ops: %d cases, %d failed\n", n_cases, n_fail);

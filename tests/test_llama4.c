@@ -182,6 +182,7 @@ static void head_steps(void **state)
     c.norm_eps = 1e-5;
     struct cellm_layer L;
     memset(&L, 0, sizeof L);
+    L.head_dim = L.rot_dims = 4; /* the layer's geometry (cellm_layer_geometry) */
     L.rope_attn = 1;
     const float inv[2] = {1.0f, 0.5f};
     float x[4] = {1, 0, 0, 2};

@@ -25,3 +25,8 @@ add_test(NAME xla/formats_write
 set_tests_properties(xla/formats_write PROPERTIES FIXTURES_SETUP xla_formats)
 set_tests_properties(test_xla_dequant PROPERTIES FIXTURES_REQUIRED xla_formats
                      ENVIRONMENT "CELLM_XLA_FORMATS_DIR=${CELLM_XLA_FORMATS_DIR}")
+
+# gpt-oss's pieces in the graph (sinks, router, expert biases, clamped SwiGLU, gate_up
+# interleaved): the fixtures' prefill modules run by tests/hlo_interp.h against the CPU
+# executor's logits.
+cellm_core_test(test_xla_oss ${CMAKE_CURRENT_LIST_DIR}/test_xla_oss.c)

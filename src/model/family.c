@@ -78,7 +78,7 @@ static const struct cellm_family families[] = {
      .rope_theta = 10000, .partial_rotary = 1, .sliding = CELLM_SLIDE_NONE,
      .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS, .multipliers = 1, .bos = 1,
      .eos = 2, .rope_types = "linear,llama3"},
-    {.model_type = "gpt_oss", .title = "gpt-oss (CPU only)", .vocab = 201088, .dim = 2880, .ffn_dim = 2880, .n_layers = 36,
+    {.model_type = "gpt_oss", .title = "gpt-oss", .vocab = 201088, .dim = 2880, .ffn_dim = 2880, .n_layers = 36,
      .n_heads = 64, .n_kv_heads = 8, .head_dim = 64, .head_dim_from_config = 1,
      .max_pos = 131072, .norm_eps = 1e-5, .eps_key = "rms_norm_eps", .act_key = "hidden_act",
      .act_default = "silu", .rope_theta = 150000, .partial_rotary = 1, .window_default = 128,

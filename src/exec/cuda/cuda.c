@@ -124,13 +124,12 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet; use --device cpu",
                           cfg->model_type, g4);
-    const char *oss = cellm_config_gpt_oss_pieces(cfg);
-    if (!oss) oss = cellm_config_mla_pieces(cfg);
-    if (oss)
+    const char *mla = cellm_config_mla_pieces(cfg);
+    if (mla)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet; use --device cpu",
-                          cfg->model_type, oss);
+                          cfg->model_type, mla);
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0)
@@ -435,7 +434,8 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
         DALLOC(c->moe_idx, r * K);
         DALLOC(c->moe_map, r * K);
         DALLOC(c->moe_x, r * K * dim);
-        DALLOC(c->moe_g, r * K * mi);
+        /* gpt-oss's interleaved gate_up rows are 2 * mi wide */
+        DALLOC(c->moe_g, r * K * mi * (cfg->swiglu_clamp ? 2 : 1));
         DALLOC(c->moe_u, r * K * mi);
         DALLOC(c->moe_y, r * K * dim);
         c->h_idx = cellm_malloc(r * K * sizeof(int32_t));

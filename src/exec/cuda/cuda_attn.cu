@@ -10,6 +10,11 @@
  * a block keeps its scores in shared memory, and writes either the final output (one
  * chunk) or its unnormalised partial output with its max and sum, which are merged by
  * k_attn_combine, or, in the fused kernel, by the last block of the (row, head) to finish.
+ *
+ * Attention sinks (gpt-oss; cu_attn_args.sinks): the head's sink logit joins the maximum and
+ * adds exp(sink - max) to the denominator, once per (row, head): in the block when the keys
+ * are not split, else in the merge; the prefill kernel starts its online softmax at max =
+ * sink, sum = 1.
  */
 #include <math.h>
 
@@ -144,6 +149,8 @@ static __device__ void combine_head(const struct cu_attn_args &a, int i, int h, 
         if (l > 0) M = fmaxf(M, m);
     }
     M = block_max_w<ATT_WARPS>(M, red);
+    const float sink = a.sinks ? a.sinks[h] : -INFINITY;
+    M = fmaxf(M, sink);
     float L = 0.f;
     for (int s = threadIdx.x; s < a.nsplit; s += ATT_THREADS) {
         float l = __ldcg(p + s * (hd + 2) + hd + 1);
@@ -152,6 +159,7 @@ static __device__ void combine_head(const struct cu_attn_args &a, int i, int h, 
         L += l > 0 ? l * e : 0.f;
     }
     L = block_sum_w<ATT_WARPS>(L, red); /* its barriers also publish ew */
+    if (a.sinks) L += expf(sink - M);
     float inv = 1.0f / L;
     for (int d = threadIdx.x; d < hd; d += ATT_THREADS) {
         float o = 0.f;
@@ -266,6 +274,10 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
     for (int j = threadIdx.x; j < nk; j += ATT_THREADS)
         m = fmaxf(m, sc[j]);
     m = block_max_w<ATT_WARPS>(m, red);
+    /* the sink once per (row, head): here when the keys are not split, else in the merge */
+    const bool sink = a.sinks && a.nsplit == 1;
+    const float sl = sink ? a.sinks[h] : -INFINITY;
+    m = fmaxf(m, sl);
     float l = 0.f;
     if (nk > 0)
         for (int j = threadIdx.x; j < nk; j += ATT_THREADS) {
@@ -274,6 +286,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
             l += e;
         }
     l = block_sum_w<ATT_WARPS>(l, red);
+    if (sink) l = __fadd_rn(l, expf(__fsub_rn(sl, m)));
     /* weighted sum of values: hd/4 threads per key, each owning 4 dims (16-byte loads),
      * ng groups of them split the keys; 4 keys in flight per thread */
     const int tpk = hd / 4, ng = ATT_THREADS / tpk;
@@ -453,7 +466,8 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct
 #pragma unroll
     for (int k = 0; k < 8; k++)
         o[k] = make_float4(0.f, 0.f, 0.f, 0.f);
-    float m = -INFINITY, l = 0.f;
+    /* with a sink, the online softmax starts from its logit: max = sink, sum = exp(0) */
+    float m = a.sinks ? a.sinks[h] : -INFINITY, l = a.sinks ? 1.f : 0.f;
     for (int kb = lo0 - lo0 % PF_KT; kb <= kend; kb += PF_KT) {
         __syncthreads(); /* the previous tile's readers are done (and Q is stored) */
         for (int e = t; e < PF_KT * hd / 4; e += PF_THREADS) {

@@ -18,7 +18,9 @@
  * Numbers follow k_attn_fused: scores are fl(q.k * scale) (optionally soft-capped),
  * exp(s - max), and the splits merge as in combine_head (M over non-empty splits,
  * weights exp(m_s - M), out = sum_s o_s e_s * (1 / L)). A block with more keys than one
- * tile rescales its running sums between tiles (online softmax).
+ * tile rescales its running sums between tiles (online softmax). An attention sink
+ * (cu_attn_args.sinks) enters only the merge: M = max(M, sink), L += exp(sink - M), one term
+ * per head, its logit loaded before griddepcontrol.wait.
  */
 #include <cooperative_groups.h>
 #include <math.h>
@@ -185,6 +187,7 @@ static __global__ void __launch_bounds__(AD_THREADS)
     const int k0 = ks.k0, k1 = ks.k1, nkc = ks.nkc;
     const bool cur = ks.cur;
     const float *K = ks.K, *V = ks.V;
+    const float sink = a.sinks && warp == 0 ? a.sinks[h] : -INFINITY; /* a weight */
 
     ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
@@ -315,9 +318,10 @@ static __global__ void __launch_bounds__(AD_THREADS)
             ms = rs[0];
             ls = rs[1];
         }
-        const float M = warp_max(ls > 0 ? ms : -INFINITY);
+        const float M = fmaxf(warp_max(ls > 0 ? ms : -INFINITY), sink);
         const float e = ls > 0 ? expf(ms - M) : 0.f;
-        const float L = warp_sum(ls > 0 ? ls * e : 0.f);
+        float L = warp_sum(ls > 0 ? ls * e : 0.f);
+        if (a.sinks) L += expf(sink - M);
         if (lane < 16) ew[lane] = lane < CS ? e : 0.f; /* (TK >= 32 scores of room) */
         if (lane == 0) ew[16] = L;
     }
@@ -417,6 +421,7 @@ static __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
     const int k0 = ks.k0, k1 = ks.k1, nkc = ks.nkc;
     const bool cur = ks.cur;
     const float *K = ks.K, *V = ks.V;
+    const float sink = a.sinks && warp < G ? a.sinks[kvh * G + warp] : -INFINITY; /* a weight */
 
     ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
@@ -549,9 +554,10 @@ static __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
             ms = rs[2 * warp];
             ls = rs[2 * warp + 1];
         }
-        const float M = warp_max(ls > 0 ? ms : -INFINITY);
+        const float M = fmaxf(warp_max(ls > 0 ? ms : -INFINITY), sink);
         const float e = ls > 0 ? expf(ms - M) : 0.f;
-        const float L = warp_sum(ls > 0 ? ls * e : 0.f);
+        float L = warp_sum(ls > 0 ? ls * e : 0.f);
+        if (a.sinks) L += expf(sink - M);
         if (lane < 16) sc[lane] = lane < CS ? e : 0.f;
         if (lane == 0) sc[16] = L;
     }

@@ -33,7 +33,7 @@
 #define CU_LT_TYPE_HEADS float *
 #define CU_LT_TYPE_MAT struct cu_weight
 #define CU_LT_TYPE_EXPERTS struct cu_weight *
-#define CU_LT_TYPE_EXPERT_VECS float * /* not uploaded: cu_model_new refuses gpt-oss */
+#define CU_LT_TYPE_EXPERT_VECS float * /* gpt-oss biases: [n_experts][len] f32 */
 struct cu_layer {
     int moe, rope_table;
     enum cellm_attn attn;

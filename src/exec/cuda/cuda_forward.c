@@ -78,7 +78,8 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                               .nsplit = nsplit,
                               .split_keys = sk,
                               .scale = (float)cfg->attn_scale,
-                              .softcap = (float)cfg->attn_softcap};
+                              .softcap = (float)cfg->attn_softcap,
+                              .sinks = L->sinks};
     /* Decode attention as clusters (cuda_attn_dec.cu): one per (row, q head), or one per
      * (row, kv head) whose blocks share each key tile among the kv head's q heads. Measured
      * (bench/cuda_notes.md, round 5): with two q heads per kv head (Qwen3-0.6B shape) the

@@ -254,6 +254,9 @@ struct cu_attn_args {
     const struct cu_row *rows;
     int n, H, KVH, hd, layer, window, nsplit, split_keys;
     float scale, softcap;
+    /* [H] a learned logit per head that joins each row's softmax denominator only (gpt-oss
+     * attention sinks: no value, so the weights sum to less than 1), or NULL */
+    const float *sinks;
 };
 int cellm_cu_attention(const struct cu_attn_args *a, void *stream);
 /* Attention of n rows that are consecutive positions of one sequence (prefill), keys
@@ -288,6 +291,17 @@ int cellm_cu_softcap(float *x, int64_t n, float c, void *stream);
 /* MoE: router logits [n][E] -> softmax, top-k indices and weights (renormalised if asked). */
 int cellm_cu_moe_route(const float *logits, int n, int E, int K, int renorm, int32_t *idx, float *w,
                        void *stream);
+/* gpt-oss's router: logits [n][E] (+ bias[E] when not NULL), the top k of them (ties to the
+ * lower index), then a softmax over those k only (renormalised if asked). */
+int cellm_cu_moe_route_topk(const float *logits, const float *bias, int n, int E, int K, int renorm,
+                            int32_t *idx, float *w, void *stream);
+/* gpt-oss's clamped SwiGLU of n rows of m features: gate g = min(gate, limit), up
+ * u = clamp(up, -limit, limit), out = (u + 1) * (g * sigmoid(g * alpha)), as
+ * cellm_op_swiglu_clamp. Feature c of row r reads gate[r * ld + c * stride] and
+ * up[r * ld + c * stride] (the interleaved gate_up rows: up = gate + 1, stride 2) and writes
+ * out[r * m + c]; out may be gate when stride is 1. */
+int cellm_cu_swiglu_clamp(const float *gate, const float *up, int64_t ld, int64_t stride,
+                          float *out, int n, int64_t m, float alpha, float limit, void *stream);
 /* dst[j] = src[map[j] / K] rows of dim, for j < m. */
 int cellm_cu_gather_rows(const float *src, const int32_t *map, int K, int m, int dim, float *dst,
                          void *stream);

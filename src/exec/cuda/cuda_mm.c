@@ -15,7 +15,8 @@
  * Fast precision (cellm_model_params.precision): the tensor-core GEMM and the BF16 cuBLAS
  * path use only the first part of the split, x rounded to bf16 (one pass instead of three);
  * the decode kernels, attention and the f32 KV cache are those of exact mode.
- * Also the MLP and MoE blocks built on these products.
+ * Also the MLP and MoE blocks built on these products (gpt-oss's experts too: biases on every
+ * projection, the clamped SwiGLU, gate and up stored apart or as one interleaved gate_up).
  */
 #include <math.h>
 #include <stdio.h>
@@ -228,12 +229,47 @@ enum cellm_status cellm_cuda_dense_mlp(struct cu_ctx *c, const struct cu_weight 
     return CELLM_OK;
 }
 
+/*
+ * A gpt-oss expert over the m gathered rows of c->moe_x into c->moe_y, as the CPU's
+ * oss_expert: every product with its bias (added to the product, one rounding), the clamped
+ * SwiGLU, then down. The Hugging Face layout computes one interleaved [2I] row per token
+ * (gate i at 2i, up i at 2i + 1) into moe_g, whose activation goes to moe_u; mlx-lm's keeps
+ * gate and up apart.
+ */
+static enum cellm_status oss_expert(struct cu_ctx *c, const struct cu_layer *L, int e, int m,
+                                    struct cellm_error *err)
+{
+    const struct cellm_config *cfg = &c->d->cfg;
+    const int64_t I = cfg->moe_ffn_dim, dim = cfg->dim;
+    const float alpha = (float)cfg->swiglu_alpha, limit = (float)cfg->swiglu_limit;
+    float *act;
+    if (c->d->experts == CELLM_EXPERTS_INTERLEAVED) {
+        const float *b = L->e_gate_up_b ? L->e_gate_up_b + (size_t)e * 2 * I : NULL;
+        CELLM_TRY(cellm_cuda_mm(c, &L->e_gate_up[e], c->moe_x, dim, m, c->moe_g, 2 * I, b, err));
+        K_TRY(cellm_cu_swiglu_clamp(c->moe_g, c->moe_g + 1, 2 * I, 2, c->moe_u, m, I, alpha, limit,
+                                    c->st));
+        act = c->moe_u;
+    } else {
+        const float *bg = L->e_gate_b ? L->e_gate_b + (size_t)e * I : NULL;
+        const float *bu = L->e_up_b ? L->e_up_b + (size_t)e * I : NULL;
+        CELLM_TRY(cellm_cuda_mm(c, &L->e_gate[e], c->moe_x, dim, m, c->moe_g, I, bg, err));
+        CELLM_TRY(cellm_cuda_mm(c, &L->e_up[e], c->moe_x, dim, m, c->moe_u, I, bu, err));
+        K_TRY(cellm_cu_swiglu_clamp(c->moe_g, c->moe_u, I, 1, c->moe_g, m, I, alpha, limit, c->st));
+        act = c->moe_g;
+    }
+    cellm_cuda_prof_mark(c, PH_MLP);
+    const float *bd = L->e_down_b ? L->e_down_b + (size_t)e * dim : NULL;
+    CELLM_TRY(cellm_cuda_mm(c, &L->e_down[e], act, I, m, c->moe_y, dim, bd, err));
+    cellm_cuda_prof_mark(c, PH_DOWN);
+    return CELLM_OK;
+}
+
 enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, const float *x, int n,
                                  float *out, struct cellm_error *err)
 {
     const struct cellm_config *cfg = &c->d->cfg;
     int E = cfg->n_experts, K = cfg->n_experts_used, dim = cfg->dim;
-    CELLM_TRY(cellm_cuda_mm(c, &L->router, x, dim, n, c->router, E, NULL, err));
+    CELLM_TRY(cellm_cuda_mm(c, &L->router, x, dim, n, c->router, E, L->router_b, err));
     if (cfg->router == CELLM_ROUTER_SIGMOID_GROUP) {
         /* glm4_moe's grouped router runs on the host with the CPU executor's code
          * (exec/cpu/router.h), so both executors choose alike: the choice comes back to the
@@ -249,8 +285,12 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
         CU_TRY(cudaMemcpyAsync(c->moe_w, c->h_w, (size_t)n * K * sizeof(float),
                                cudaMemcpyHostToDevice, c->st));
     } else {
-        K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx, c->moe_w,
-                                 c->st));
+        if (cfg->router == CELLM_ROUTER_TOPK_SOFTMAX)
+            K_TRY(cellm_cu_moe_route_topk(c->router, NULL, n, E, K, cfg->norm_topk_prob,
+                                          c->moe_idx, c->moe_w, c->st));
+        else
+            K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx,
+                                     c->moe_w, c->st));
         CU_TRY(cudaMemcpyAsync(c->h_idx, c->moe_idx, (size_t)n * K * sizeof(int32_t),
                                cudaMemcpyDeviceToHost, c->st));
         CU_TRY(cudaStreamSynchronize(c->st));
@@ -273,8 +313,11 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
         if (!m) continue;
         const int32_t *map = c->moe_map + starts[e];
         K_TRY(cellm_cu_gather_rows(x, map, K, m, dim, c->moe_x, c->st));
-        CELLM_TRY(cellm_cuda_dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL,
-                                       NULL, c->moe_x, m, c->moe_g, c->moe_u, c->moe_y, err));
+        if (cfg->swiglu_clamp)
+            CELLM_TRY(oss_expert(c, L, e, m, err));
+        else
+            CELLM_TRY(cellm_cuda_dense_mlp(c, &L->e_gate[e], &L->e_up[e], &L->e_down[e], NULL, NULL,
+                                           NULL, c->moe_x, m, c->moe_g, c->moe_u, c->moe_y, err));
         K_TRY(cellm_cu_scatter_rows(c->moe_y, map, m, dim, c->moe_out, c->st));
     }
     K_TRY(cellm_cu_moe_combine(c->moe_out, c->moe_w, n, K, dim, out, c->st));

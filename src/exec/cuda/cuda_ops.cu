@@ -1,7 +1,8 @@
 /*
  * cuda_ops.cu: the forward pass's elementwise and row operations on the GPU: embedding
- * gather, norms (with the residual add fused in front), gated activations, soft-caps and
- * the MoE router. Attention and the q/k/v epilogue are in cuda_attn.cu.
+ * gather, norms (with the residual add fused in front), gated activations (gpt-oss's
+ * clamped SwiGLU too), soft-caps and the MoE routers. Attention and the q/k/v epilogue are
+ * in cuda_attn.cu.
  *
  * Rounding follows the CPU reference (src/exec/cpu/ops.c) operation by operation: the
  * elementwise steps use __fmul_rn/__fadd_rn/__fdiv_rn so that nvcc cannot contract them
@@ -245,6 +246,90 @@ extern "C" int cellm_cu_moe_route(const float *logits, int n, int E, int K, int 
                                   int32_t *idx, float *w, void *stream)
 {
     return cu_launch(k_moe_route, dim3((n + 63) / 64), dim3(64), 0, (cudaStream_t)stream, logits, n, E, K, renorm, idx, w);
+}
+
+/* gpt-oss: one thread per row, mirroring the CPU's moe(): logits + bias, the top k by
+ * repeated selection (strictly greater: ties go to the lower index), then
+ * cellm_op_softmax over the k chosen logits */
+static __global__ void k_moe_route_topk(const float *logits, const float *bias, int n, int E, int K,
+                                        int renorm, int32_t *idx, float *wout)
+{
+    pdl_wait();
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n)
+        return;
+    const float *x = logits + (int64_t)i * E;
+    int32_t *id = idx + (int64_t)i * K;
+    float *w = wout + (int64_t)i * K;
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        float bp = 0.f;
+        for (int e = 0; e < E; e++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++)
+                taken |= id[j] == e;
+            float p = bias ? __fadd_rn(x[e], bias[e]) : x[e];
+            if (!taken && (best < 0 || p > bp)) {
+                best = e;
+                bp = p;
+            }
+        }
+        id[k] = best;
+        w[k] = bp;
+    }
+    float m = -INFINITY;
+    for (int k = 0; k < K; k++)
+        m = w[k] > m ? w[k] : m;
+    double s = 0;
+    for (int k = 0; k < K; k++) {
+        w[k] = expf(__fsub_rn(w[k], m));
+        s += w[k];
+    }
+    float inv = __fdiv_rn(1.0f, (float)s);
+    for (int k = 0; k < K; k++)
+        w[k] = __fmul_rn(w[k], inv);
+    if (renorm) {
+        float t = 0.f;
+        for (int k = 0; k < K; k++)
+            t = __fadd_rn(t, w[k]);
+        for (int k = 0; k < K; k++)
+            w[k] = __fdiv_rn(w[k], t);
+    }
+}
+
+extern "C" int cellm_cu_moe_route_topk(const float *logits, const float *bias, int n, int E, int K,
+                                       int renorm, int32_t *idx, float *w, void *stream)
+{
+    return cu_launch(k_moe_route_topk, dim3((n + 63) / 64), dim3(64), 0, (cudaStream_t)stream,
+                     logits, bias, n, E, K, renorm, idx, w);
+}
+
+/* gpt-oss's expert activation, rounded step by step as cellm_op_swiglu_clamp */
+static __global__ void k_swiglu_clamp(const float *gate, const float *up, int64_t ld, int64_t stride,
+                                      float *out, int64_t total, int64_t m, float alpha, float limit)
+{
+    pdl_wait();
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / m, c = i % m, at = r * ld + c * stride;
+        float g = gate[at], u = up[at];
+        /* torch.clamp: the gate only from above, up on both sides (NaN passes through) */
+        g = g > limit ? limit : g;
+        u = u > limit ? limit : u < -limit ? -limit : u;
+        float t = __fmul_rn(g, alpha);
+        float sig = __fdiv_rn(1.0f, __fadd_rn(1.0f, expf(-t)));
+        float glu = __fmul_rn(g, sig);
+        out[i] = __fmul_rn(__fadd_rn(u, 1.0f), glu);
+    }
+}
+
+extern "C" int cellm_cu_swiglu_clamp(const float *gate, const float *up, int64_t ld, int64_t stride,
+                                     float *out, int n, int64_t m, float alpha, float limit,
+                                     void *stream)
+{
+    int64_t total = (int64_t)n * m;
+    return cu_launch(k_swiglu_clamp, dim3(cu_blocks(total, 256)), dim3(256), 0,
+                     (cudaStream_t)stream, gate, up, ld, stride, out, total, m, alpha, limit);
 }
 
 static __global__ void k_gather_rows(const float *src, const int32_t *map, int K, int m, int dim, float *dst)

@@ -155,6 +155,26 @@ const size_t cellm_cu_layer_offset[CELLM_LT_N] = {
 #undef CU_OFF
 };
 
+/* One f32 array [parts][len] of per-expert vectors (gpt-oss's expert biases). */
+static float *up_expert_vecs(struct uploader *u, const struct cellm_vec *v, int parts,
+                             enum cellm_status *st)
+{
+    if (!v || !parts || v[0].fmt == CELLM_W_NONE) return NULL;
+    const int64_t len = v[0].n;
+    size_t n = (size_t)parts * (size_t)len;
+    float *tmp = u->base ? cellm_malloc(n * sizeof(float)) : NULL;
+    if (u->base && !tmp) {
+        *st = CELLM_ERR_NOMEM;
+        return NULL;
+    }
+    for (int e = 0; tmp && e < parts; e++)
+        for (int64_t i = 0; i < len; i++)
+            tmp[(size_t)e * len + i] = i < v[e].n ? cellm_vec_at(&v[e], i) : 0.0f;
+    float *dst = up_bytes(u, tmp, n * sizeof(float));
+    cellm_free(tmp);
+    return dst;
+}
+
 /* Per-head norm weights [parts][len] as one f32 array (1 where a head has none). */
 static float *up_heads(struct uploader *u, const struct cellm_vec *v, int parts, int64_t len,
                        enum cellm_status *st)
@@ -214,8 +234,10 @@ enum cellm_status cellm_cuda_upload_all(struct cu_model *m, struct uploader *u)
                     up_weight(u, &w[e], &cw[e]);
                 break;
             }
-            case CELLM_TK_EXPERT_VECS: /* gpt-oss, refused in cu_model_new */
-                *(float **)dst = NULL;
+            case CELLM_TK_EXPERT_VECS:
+                *(float **)dst =
+                    up_expert_vecs(u, cellm_layer_expert_vecs(L, (enum cellm_lt)id), parts, &st);
+                if (st) return st;
                 break;
             }
         }

@@ -8,7 +8,9 @@
  * fused Phi-3 projections (row views, so one dot each) and Qwen3-MoE routing (softmax,
  * top-k by repeated argmax with the lowest index winning ties, over probabilities
  * materialised behind an optimization barrier so that equality tests are exact, renormalisation, a
- * masked-dense combination of all experts). Elementwise formulas are written with the
+ * masked-dense combination of all experts) and gpt-oss's pieces (attention sinks in the softmax,
+ * router bias and top-k-then-softmax, expert biases, gate and up interleaved or apart, the
+ * clamped SwiGLU). Elementwise formulas are written with the
  * reference's operation order; every dot is f32 at precision HIGHEST. Weights arrive in
  * their stored format and are widened (convert) or dequantized (codes unpacked with
  * shifts and masks, w = s*q + b as two separately rounded ops) inside the graph. The
@@ -153,7 +155,7 @@ static val dequant(struct em *e, val q, val s, val bi, int bits, int group, int6
     return bin(e, "add", bin(e, "multiply", sf, qf), bf);
 }
 
-/* The f32 value of a matrix parameter family named `base` (plain, or _q/_s/_b). */
+/* The f32 value of a matrix parameter family named `base` (plain, or _q/_s/_bi). */
 static val matrix(struct em *e, const char *base, const struct cellm_weight *w)
 {
     char n[48];
@@ -165,7 +167,7 @@ static val matrix(struct em *e, const char *base, const struct cellm_weight *w)
     val q = P(e, n, 0);
     snprintf(n, sizeof n, "%s_s", base);
     val s = P(e, n, 0);
-    snprintf(n, sizeof n, "%s_b", base);
+    snprintf(n, sizeof n, "%s_bi", base);
     val bi = P(e, n, 0);
     return dequant(e, q, s, bi, w->bits, w->group, w->cols);
 }
@@ -321,8 +323,16 @@ static val attention(struct em *e, int l, val h)
     val ninf = splat(e, -INFINITY, &s);
     s = cellm_xh_select(b, bc(e, mask, &s, DIMS(1, 3)), s, ninf);
     val m = cellm_xh_reduce(b, s, "maximum", 1, DIMS(3), -INFINITY);
+    /* gpt-oss's sinks [H] = [KV, G]: one more logit per row in the max and the sum, no value */
+    val sk = PL(e, l, CELLM_LT_SINKS);
+    if (cellm_xh_ok(&sk)) {
+        sk = bc(e, cellm_xh_reshape(b, f32(e, sk), 2, DIMS(KV, G)), &m, DIMS(0, 2));
+        m = bin(e, "maximum", m, sk);
+    }
     val ex = cellm_xh_un(b, "exponential", bin(e, "subtract", s, bc_lead(e, m, &s)));
     val sum = cellm_xh_reduce(b, ex, "add", 1, DIMS(3), 0);
+    if (cellm_xh_ok(&sk))
+        sum = bin(e, "add", sum, cellm_xh_un(b, "exponential", bin(e, "subtract", sk, m)));
     val inv = bin(e, "divide", splat(e, 1.0f, &sum), sum);
     val pr = bin(e, "multiply", ex, bc_lead(e, inv, &ex));
     /* out [KV, T, G, hd] -> [T, H*hd] */
@@ -339,20 +349,76 @@ static val mlp(struct em *e, int l, val h)
     return linear_l(e, glu(e, g, u), l, CELLM_LT_W_DOWN, CELLM_LT_B_DOWN);
 }
 
+/* gpt-oss's clamped SwiGLU, in cellm_op_swiglu_clamp's order of operations. */
+static val swiglu_clamp(struct em *e, val g, val u)
+{
+    const float alpha = (float)e->c->swiglu_alpha, limit = (float)e->c->swiglu_limit;
+    g = bin(e, "minimum", g, splat(e, limit, &g));
+    u = bin(e, "maximum", bin(e, "minimum", u, splat(e, limit, &u)), splat(e, -limit, &u));
+    val t = bin(e, "multiply", g, splat(e, alpha, &g));
+    val den = bin(e, "add", splat(e, 1.0f, &t),
+                  cellm_xh_un(e->b, "exponential", cellm_xh_un(e->b, "negate", t)));
+    val glu = bin(e, "multiply", g, bin(e, "divide", splat(e, 1.0f, &den), den));
+    return bin(e, "multiply", bin(e, "add", u, splat(e, 1.0f, &u)), glu);
+}
+
+/* x [T, E, n] plus layer l's per-expert bias id ([E, n]) when it has one. */
+static val expert_bias(struct em *e, val x, int l, enum cellm_lt id)
+{
+    val bv = PL(e, l, id);
+    return cellm_xh_ok(&bv) ? bin(e, "add", x, bc(e, f32(e, bv), &x, DIMS(1, 2))) : x;
+}
+
+/* Every expert of layer l on every row of h, [E, T, D]: Qwen3-MoE's GLU, or gpt-oss's
+ * experts (biases, the clamped SwiGLU, gate and up interleaved in one gate_up or apart). */
+static val experts(struct em *e, int l, val h)
+{
+    const struct cellm_layer *L = &e->d->layers[l];
+    struct cellm_xh *b = e->b;
+    int64_t T = e->T, E = e->c->n_experts, I = e->c->moe_ffn_dim;
+    char n[48];
+    val g, u, act;
+    if (e->d->experts == CELLM_EXPERTS_INTERLEAVED) {
+        snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_GATE_UP].field);
+        val gu = cellm_xh_dot(b, h, matrix(e, n, &L->e_gate_up[0]), 0, NULL, NULL, 1, 2);
+        gu = expert_bias(e, gu, l, CELLM_LT_E_GATE_UP_B); /* [T, E, 2I]: gate 2i, up 2i + 1 */
+        gu = cellm_xh_reshape(b, gu, 4, DIMS(T, E, I, 2));
+        g = cellm_xh_reshape(b, cellm_xh_slice(b, gu, DIMS(0, 0, 0, 0), DIMS(T, E, I, 1)), 3,
+                             DIMS(T, E, I));
+        u = cellm_xh_reshape(b, cellm_xh_slice(b, gu, DIMS(0, 0, 0, 1), DIMS(T, E, I, 2)), 3,
+                             DIMS(T, E, I));
+    } else {
+        snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_GATE].field);
+        g = cellm_xh_dot(b, h, matrix(e, n, &L->e_gate[0]), 0, NULL, NULL, 1, 2); /* [T,E,I] */
+        snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_UP].field);
+        u = cellm_xh_dot(b, h, matrix(e, n, &L->e_up[0]), 0, NULL, NULL, 1, 2);
+        g = expert_bias(e, g, l, CELLM_LT_E_GATE_B);
+        u = expert_bias(e, u, l, CELLM_LT_E_UP_B);
+    }
+    act = e->c->swiglu_clamp ? swiglu_clamp(e, g, u) : glu(e, g, u);
+    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_DOWN].field);
+    val y = cellm_xh_dot(b, act, matrix(e, n, &L->e_down[0]), 1, DIMS(1), DIMS(0), 2, 2);
+    val bd = PL(e, l, CELLM_LT_E_DOWN_B); /* [E, D] */
+    if (cellm_xh_ok(&bd)) y = bin(e, "add", y, bc(e, f32(e, bd), &y, DIMS(0, 2)));
+    return y;
+}
+
 static val moe(struct em *e, int l, val h)
 {
     const struct cellm_config *c = e->c;
-    const struct cellm_layer *L = &e->d->layers[l];
     struct cellm_xh *b = e->b;
     int64_t T = e->T, E = c->n_experts;
     int K = c->n_experts_used;
-    val r = linear_l(e, h, l, CELLM_LT_ROUTER, -1); /* [T, E] */
-    val m0 = cellm_xh_reduce(b, r, "maximum", 1, DIMS(1), -INFINITY);
-    val ex = cellm_xh_un(b, "exponential", bin(e, "subtract", r, bc_lead(e, m0, &r)));
-    val sum = cellm_xh_reduce(b, ex, "add", 1, DIMS(1), 0);
-    val pr = bin(e, "multiply", ex, bc_lead(e, bin(e, "divide", splat(e, 1.0f, &sum), sum), &ex));
-    /* Materialise the probabilities once: the max below is compared for equality with
-     * them, and a fusion that recomputed them (exp, FMA) could round differently. */
+    val r = linear_l(e, h, l, CELLM_LT_ROUTER, CELLM_LT_ROUTER_B); /* [T, E] */
+    val pr = r; /* gpt-oss: top-k of the logits, then a softmax over those k (below) */
+    if (c->router == CELLM_ROUTER_SOFTMAX_TOPK) {
+        val m0 = cellm_xh_reduce(b, r, "maximum", 1, DIMS(1), -INFINITY);
+        val ex = cellm_xh_un(b, "exponential", bin(e, "subtract", r, bc_lead(e, m0, &r)));
+        val sum = cellm_xh_reduce(b, ex, "add", 1, DIMS(1), 0);
+        pr = bin(e, "multiply", ex, bc_lead(e, bin(e, "divide", splat(e, 1.0f, &sum), sum), &ex));
+    }
+    /* Materialise the probabilities (logits) once: the max below is compared for equality
+     * with them, and a fusion that recomputed them (exp, FMA) could round differently. */
     pr = cellm_xh_barrier(b, pr);
     /* top-k: k rounds of argmax (lowest index on ties), each winner then masked out */
     val iota = cellm_xh_iota(b, XH_I32, 2, DIMS(T, E), 1);
@@ -369,6 +435,16 @@ static val moe(struct em *e, int l, val h)
         wk[k] = m;
         pr = cellm_xh_select(b, oh[k], ninf, pr);
     }
+    if (c->router == CELLM_ROUTER_TOPK_SOFTMAX) { /* cellm_op_softmax over the k picks */
+        val s = none(), mx = wk[0];               /* the first pick is the max */
+        for (int k = 0; k < K; k++) {
+            wk[k] = cellm_xh_un(b, "exponential", bin(e, "subtract", wk[k], mx));
+            s = k ? bin(e, "add", s, wk[k]) : wk[k];
+        }
+        val inv = bin(e, "divide", splat(e, 1.0f, &s), s);
+        for (int k = 0; k < K; k++)
+            wk[k] = bin(e, "multiply", wk[k], inv);
+    }
     if (c->norm_topk_prob) {
         val s = wk[0];
         for (int k = 1; k < K; k++)
@@ -380,14 +456,7 @@ static val moe(struct em *e, int l, val h)
     for (int k = 0; k < K; k++)
         comb = cellm_xh_select(b, oh[k], bc_lead(e, wk[k], &comb), comb);
     /* every expert on every row, combined with the routing weights (zero elsewhere) */
-    char n[48];
-    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_GATE].field);
-    val g = cellm_xh_dot(b, h, matrix(e, n, &L->e_gate[0]), 0, NULL, NULL, 1, 2); /* [T,E,I] */
-    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_UP].field);
-    val u = cellm_xh_dot(b, h, matrix(e, n, &L->e_up[0]), 0, NULL, NULL, 1, 2);
-    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[CELLM_LT_E_DOWN].field);
-    val y = cellm_xh_dot(b, glu(e, g, u), matrix(e, n, &L->e_down[0]), 1, DIMS(1), DIMS(0), 2, 2);
-    /* y [E, T, D] */
+    val y = experts(e, l, h); /* [E, T, D] */
     val cw = bc(e, comb, &y, DIMS(1, 0));
     return cellm_xh_reduce(b, bin(e, "multiply", y, cw), "add", 1, DIMS(0), 0);
 }
@@ -440,13 +509,12 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
                           "implement yet; use --device cpu",
                           c->model_type, state);
-    const char *oss = cellm_config_gpt_oss_pieces(c);
-    if (!oss) oss = cellm_config_mla_pieces(c);
-    if (oss)
+    const char *mla = cellm_config_mla_pieces(c);
+    if (mla)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
                           "implement yet; use --device cpu",
-                          c->model_type, oss);
+                          c->model_type, mla);
     const char *grouped = cellm_config_grouped_moe_pieces(c);
     if (grouped)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
@@ -514,7 +582,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     if (d->embed.fmt == CELLM_W_AFFINE && cellm_xla_plan_find(e->p, "embed") < 0) {
         val q = cellm_xh_gather_rows(b, P(e, "embed_q", 0), e->tokens);
         val s = cellm_xh_gather_rows(b, P(e, "embed_s", 0), e->tokens);
-        val bi = cellm_xh_gather_rows(b, P(e, "embed_b", 0), e->tokens);
+        val bi = cellm_xh_gather_rows(b, P(e, "embed_bi", 0), e->tokens);
         x = dequant(e, q, s, bi, d->embed.bits, d->embed.group, d->embed.cols);
     } else if (cellm_xla_fmt_packed(d->embed.fmt) && cellm_xla_plan_find(e->p, "embed") < 0) {
         x = cellm_xla_dequant_rows(b, e->p, e->w, "embed", &d->embed, e->tokens);

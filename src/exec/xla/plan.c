@@ -3,10 +3,11 @@
  *
  * One walk over the description registers every tensor the forward pass reads, under a
  * name the emitter looks up again: "l3_wq" for layer 3's member wq of model.h's tensor
- * table ("l3_wq_q"/"_s"/"_b" for affine parts, "l3_e_gate" for stacked expert gates). Nothing is
- * copied: a parameter is a list of contiguous pieces of the mapped checkpoint (one for a tensor or
- * a row range of a fused tensor, E for experts stored one tensor each, H for StableLM's per-head
- * norms), which the executor concatenates only when there is more than one.
+ * table ("l3_wq_q"/"_s"/"_bi" for affine parts, not "_b": "l3_router_b" is the router's
+ * bias; "l3_e_gate" for stacked expert gates). Nothing is copied: a parameter is a list of
+ * contiguous pieces of the mapped checkpoint (one for a tensor or a row range of a fused
+ * tensor, E for experts stored one tensor each or per-expert vectors, H for StableLM's
+ * per-head norms), which the executor concatenates only when there is more than one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,14 +120,15 @@ static enum cellm_status add_mat(struct cellm_xla_plan *p, const char *base,
     CELLM_TRY(add(p, name, sty, r, ne ? dg : dg + 1, n, gb, err));
     for (int e = 0; e < n; e++)
         p->w[p->n - 1].parts[e] = ws[e].scales;
-    snprintf(name, sizeof name, "%s_b", base);
+    snprintf(name, sizeof name, "%s_bi", base);
     CELLM_TRY(add(p, name, sty, r, ne ? dg : dg + 1, n, gb, err));
     for (int e = 0; e < n; e++)
         p->w[p->n - 1].parts[e] = ws[e].biases;
     return CELLM_OK;
 }
 
-/* Per-head vectors stacked to [n][hd]. */
+/* Per-head vectors stacked to [n][hd] (StableLM's norms), or per-expert ones to [E][len]
+ * (gpt-oss's expert biases). */
 static enum cellm_status add_heads(struct cellm_xla_plan *p, const char *name,
                                    const struct cellm_vec *v, int n, struct cellm_error *err)
 {
@@ -134,7 +136,8 @@ static enum cellm_status add_heads(struct cellm_xla_plan *p, const char *name,
         if (v[h].fmt != v[0].fmt)
             return cellm_errf(
                 err, CELLM_ERR_UNSUPPORTED,
-                "xla: per-head norm weights of one layer are stored in different formats");
+                "xla: per-head or per-expert vectors of one layer are stored in different "
+                "formats");
     int64_t d[2] = {n, v[0].n};
     size_t es = v[0].fmt == CELLM_W_F32 ? 4 : 2;
     CELLM_TRY(add(p, name, fmt_ty(v[0].fmt), 2, d, n, (size_t)v[0].n * es, err));
@@ -185,9 +188,9 @@ static enum cellm_status build_layer(const struct cellm_desc *d, int l, struct c
         case CELLM_TK_EXPERTS:
             CELLM_TRY(add_mat(p, n, cellm_layer_experts(L, (enum cellm_lt)id), parts, err));
             break;
-        case CELLM_TK_EXPERT_VECS: /* gpt-oss: cellm_xla_supported refuses it */
-            return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                              "xla: tensor %s (per-expert biases) is not supported", s->field);
+        case CELLM_TK_EXPERT_VECS:
+            CELLM_TRY(add_heads(p, n, cellm_layer_expert_vecs(L, (enum cellm_lt)id), parts, err));
+            break;
         }
     }
     return CELLM_OK;
