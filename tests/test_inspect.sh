@@ -45,7 +45,7 @@ for dir in "$fixtures"/*/*/; do
     fi
     has "^  embedding +$want \["
     has "^  attention q_a, q_b, o +$want\$"
-    has "^  shared experts gate, up, down +$want\$"
+    has "^  shared gate, up, down +$want\$"
   elif [[ $fam == gpt-oss && $var == blocks ]]; then
     # the Hugging Face release's layout: mxfp4 experts, everything else BF16
     has "^  experts down, gate_up +mxfp4 E2M1 g32 e8m0 scales, 4.25 bpw\$"
@@ -183,7 +183,7 @@ for dir in "$fixtures"/*/*/; do
             has "^positions +interleaved RoPE; NoPE on 1 of 4 layers \(3\) with query temperature \(floor_scale 8, attn_scale 0.1\); chunked attention \(16\) on 3 of 4 layers \(0,1,2\); weightless q/k norm after RoPE\$"
             has "^experts +4 experts, 1 per token, ffn 96, .*on 1 of 4 layers \(3\)"
             has "^router +top-k of the logits; sigmoid scores scale the experts' input\$"
-            has "^  shared expert gate, up, down +"
+            has "^  shared gate, up, down +"
             if [[ $var == q* ]]; then has "mlx-lm gpt-oss, Llama 4"; has "^names +language_model\.\*"
             else has "stored \[E, in, out\] \(Llama 4\)"; fi ;;
     ministral3) has "^family +ministral3\$"; has "^sliding +none\$"
