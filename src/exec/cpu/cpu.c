@@ -32,14 +32,9 @@
 #include "mla.h"
 #include "ops.h"
 #include "router.h"
+#include "cpu_ctx.h"
 #include "posenc.h"
 #include "seqstate.h"
-
-/* The executor's options (cellm_model_params.exec_options). */
-struct cpu_opts {
-    int isa;     /* 0 auto, else 1 + enum cellm_isa */
-    int kv_ring; /* sliding-window layers keep a ring of window + CHUNK positions */
-};
 
 static const struct cellm_opt cpu_opt_table[] = {
     {"isa", CELLM_OPT_CHOICE, 0, 0, 0, "auto|portable|avx2|avx512", offsetof(struct cpu_opts, isa),
@@ -48,84 +43,6 @@ static const struct cellm_opt cpu_opt_table[] = {
      "test only: 0 keeps whole key histories for sliding-window layers instead of a ring"},
 };
 #define CPU_N_OPTS ((int)(sizeof cpu_opt_table / sizeof cpu_opt_table[0]))
-
-struct cpu_model {
-    const struct cellm_desc *d;
-    struct cpu_opts opts;
-    enum cellm_isa isa;
-    int fast;                 /* --precision fast */
-    enum cellm_fast_isa fisa; /* its kernels */
-    char desc[128];
-};
-
-/* Rows per forward chunk. */
-#define CHUNK 256
-
-struct cpu_seq {
-    int cap;   /* positions allocated per full-attention layer */
-    float **k; /* [n_layers] of [cap or ring][kv_dim] */
-    float **v;
-    uint16_t **k16, **v16; /* fast mode: the same in f16, and k/v stay NULL */
-    struct cellm_cpu_state st; /* conv windows and recurrent states (seqstate.h) */
-};
-
-struct cpu_ctx {
-    struct cpu_model *m;
-    const struct cellm_desc *d;
-    struct cellm_pool *pool;
-    int max_seqs;
-    struct cpu_seq *seqs;
-    int rows_cap; /* rows the batch buffers hold */
-    float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *router;
-    float *moe_out;                       /* [rows][n_experts_used][dim] */
-    int *moe_idx;                         /* [rows][n_experts_used] */
-    float *moe_w;                         /* [rows][n_experts_used] */
-    int *moe_rows;                        /* [rows] rows routed to one expert */
-    float *moe_x, *moe_g, *moe_u, *moe_y; /* gathered per-expert batches */
-    float *mm_scratch;                    /* matmul per-thread dequant buffers */
-    int64_t mm_cols;
-    float *scores; /* per-thread attention scores, [threads][score_cap] */
-    int score_cap;
-    int ring;                /* KV slots of a sliding layer: window + CHUNK; 0 = no sliding layer */
-    struct cellm_fast *fast; /* fast mode's activation buffers; NULL in exact mode */
-    int32_t *routes;         /* MoE: the last eval's experts, [rows][n_layers][n_experts_used] */
-    size_t routes_cap;       /* ints */
-    int routes_rows, route_base; /* rows recorded; first row of the chunk being evaluated */
-    struct cellm_cpu_hyb hyb;    /* the state blocks' batch buffers (seqstate.h) */
-    struct cellm_cpu_env env;
-    struct cellm_mla *mla;       /* latent attention and its cache (cfg.mla), else NULL */
-    int64_t qd_max, kd_max, ffn_max; /* the widest layer's (Gemma 4 sizes them per layer) */
-    struct cellm_cpu_g4 *g4;         /* Gemma 4's buffers (gemma4.h); NULL otherwise */
-};
-
-/* Layer l's key (and value) width: its KV heads times its head size. */
-static size_t layer_kd(const struct cpu_ctx *c, int l)
-{
-    const struct cellm_layer *L = &c->d->layers[l];
-    return (size_t)L->n_kv_heads * L->head_dim;
-}
-
-/* Whether layer l stores keys and values (a KV-shared layer reads an earlier layer's). */
-static int kv_own(const struct cpu_ctx *c, int l)
-{
-    return c->d->layers[l].kv_src == l;
-}
-
-static int is_ring(const struct cpu_ctx *c, int l)
-{
-    return c->ring && c->d->layers[l].attn == CELLM_ATTN_SLIDING;
-}
-
-/* Slot of position pos in layer l's cache. */
-static size_t kv_slot(const struct cpu_ctx *c, int l, int pos)
-{
-    return is_ring(c, l) ? (size_t)(pos % c->ring) : (size_t)pos;
-}
-
-static int64_t max_i64(int64_t a, int64_t b)
-{
-    return a > b ? a : b;
-}
 
 /* ---- model ----------------------------------------------------------------------------- */
 
@@ -319,7 +236,7 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
 }
 
 /* KV room for positions < need in sequence s. */
-static enum cellm_status reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int need,
+enum cellm_status cellm_cpu_reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int need,
                                      struct cellm_error *err)
 {
     if (c->mla) return cellm_mla_reserve(c->mla, (int)(s - c->seqs), need, err);
@@ -802,7 +719,7 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
         if (rows[i].token < 0 || rows[i].token >= cfg->vocab)
             return cellm_errf(err, CELLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
                               rows[i].token, cfg->vocab);
-        CELLM_TRY(reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
+        CELLM_TRY(cellm_cpu_reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
         if (rows[i].pos + 1 > max_keys) max_keys = rows[i].pos + 1;
     }
     if (cfg->hybrid) {
@@ -932,106 +849,6 @@ static int cpu_routes(void *p, int32_t *ids, int cap)
     return (int)n;
 }
 
-/* ---- prefix-cache blocks ------------------------------------------------------------------
- * A block is the layers' rows back to back: for each layer in order whose data it holds
- * (full-attention layers always, sliding ones with CELLM_KV_WINDOW), K[n][kv_dim] then
- * V[n][kv_dim], in the cache's own element type, so a save and a load are memcpys. */
-
-static int kv_has_layer(const struct cpu_ctx *c, int l, int flags)
-{
-    return kv_own(c, l) && c->d->layers[l].mixer == CELLM_MIXER_ATTN &&
-           (c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_WINDOW));
-}
-
-/* Bytes of one cached K or V element: f32, or f16 in fast mode. */
-static size_t kv_elem(const struct cpu_ctx *c)
-{
-    return c->fast ? sizeof(uint16_t) : sizeof(float);
-}
-
-/* Layer l's K (half 0) or V (half 1) storage of s, NULL if not allocated yet. */
-static char *kv_base(const struct cpu_seq *s, int fast, int l, int half)
-{
-    if (fast) return s->k16 ? (char *)(half ? s->v16[l] : s->k16[l]) : NULL;
-    return s->k ? (char *)(half ? s->v[l] : s->k[l]) : NULL;
-}
-
-static size_t cpu_kv_block_bytes(void *p, int n, int flags)
-{
-    struct cpu_ctx *c = p;
-    if (c->mla) return cellm_mla_block_bytes(c->mla, n);
-    size_t b = 0;
-    for (int l = 0; l < c->d->cfg.n_layers; l++)
-        if (kv_has_layer(c, l, flags)) b += 2 * (size_t)n * layer_kd(c, l) * kv_elem(c);
-    return b;
-}
-
-/* Copies rows [pos, pos + n) of layer l between the cache and buf (to = 1: into the cache). */
-static void kv_rows(struct cpu_ctx *c, struct cpu_seq *s, int l, int pos, int n, char *buf, int to)
-{
-    size_t row = layer_kd(c, l) * kv_elem(c);
-    for (int half = 0; half < 2; half++) {
-        char *base = kv_base(s, c->fast != NULL, l, half);
-        for (int i = 0; i < n; i++) {
-            char *slot = base + kv_slot(c, l, pos + i) * row;
-            char *b = buf + ((size_t)half * n + i) * row;
-            memcpy(to ? slot : b, to ? b : slot, row);
-        }
-    }
-}
-
-static enum cellm_status cpu_kv_save(void *p, int seq, int pos, int n, int flags, void **blk,
-                                     struct cellm_error *err)
-{
-    struct cpu_ctx *c = p;
-    if (c->mla) return cellm_mla_kv_save(c->mla, seq, pos, n, blk, err);
-    struct cpu_seq *s = &c->seqs[seq];
-    if (!kv_base(s, c->fast != NULL, 0, 0) || pos + n > s->cap)
-        return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
-                          seq, pos, pos + n - 1);
-    char *b = cellm_malloc(cpu_kv_block_bytes(c, n, flags));
-    if (!b)
-        return cellm_errf(err, CELLM_ERR_NOMEM, "cpu executor: out of memory for a cache block");
-    size_t off = 0;
-    for (int l = 0; l < c->d->cfg.n_layers; l++)
-        if (kv_has_layer(c, l, flags)) {
-            kv_rows(c, s, l, pos, n, b + off, 0);
-            off += 2 * (size_t)n * layer_kd(c, l) * kv_elem(c);
-        }
-    *blk = b;
-    return CELLM_OK;
-}
-
-static enum cellm_status cpu_kv_load(void *p, int seq, int pos, int n, int flags, const void *blk,
-                                     struct cellm_error *err)
-{
-    struct cpu_ctx *c = p;
-    if (c->mla) return cellm_mla_kv_load(c->mla, seq, pos, n, blk, err);
-    struct cpu_seq *s = &c->seqs[seq];
-    CELLM_TRY(reserve_seq(c, s, pos + n, err));
-    size_t off = 0;
-    for (int l = 0; l < c->d->cfg.n_layers; l++) {
-        if (!kv_has_layer(c, l, flags)) continue;
-        if (c->d->layers[l].attn != CELLM_ATTN_SLIDING || (flags & CELLM_KV_LOAD_WINDOW))
-            kv_rows(c, s, l, pos, n, (char *)blk + off, 1);
-        off += 2 * (size_t)n * layer_kd(c, l) * kv_elem(c);
-    }
-    return CELLM_OK;
-}
-
-static void cpu_kv_block_free(void *p, void *blk)
-{
-    (void)p;
-    cellm_free(blk);
-}
-
-static int cpu_kv_window_first(void *p, int seq, int len)
-{
-    struct cpu_ctx *c = p;
-    (void)seq;
-    return c->ring && len > c->ring ? len - c->ring : 0;
-}
-
 const struct cellm_exec_vt cellm_exec_cpu = {
     .name = "cpu",
     .has_fast = 1,
@@ -1045,9 +862,9 @@ const struct cellm_exec_vt cellm_exec_cpu = {
     .routes = cpu_routes,
     .eval = cpu_eval,
     .describe = cpu_describe,
-    .kv_block_bytes = cpu_kv_block_bytes,
-    .kv_save = cpu_kv_save,
-    .kv_load = cpu_kv_load,
-    .kv_block_free = cpu_kv_block_free,
-    .kv_window_first = cpu_kv_window_first,
+    .kv_block_bytes = cellm_cpu_kv_block_bytes,
+    .kv_save = cellm_cpu_kv_save,
+    .kv_load = cellm_cpu_kv_load,
+    .kv_block_free = cellm_cpu_kv_block_free,
+    .kv_window_first = cellm_cpu_kv_window_first,
 };
