@@ -48,6 +48,31 @@ PRESETS = {
                          rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
                                            high_freq_factor=4.0,
                                            original_max_position_embeddings=8192)),
+    "smollm3-3b": dict(model_type="smollm3", vocab_size=128256, hidden_size=2048,
+                       intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                       num_key_value_heads=4, rope_theta=5000000.0, tie_word_embeddings=True,
+                       max_position_embeddings=65536, rms_norm_eps=1e-6,
+                       no_rope_layer_interval=4),
+    "olmo2-1b": dict(model_type="olmo2", vocab_size=100352, hidden_size=2048,
+                     intermediate_size=8192, num_hidden_layers=16, num_attention_heads=16,
+                     num_key_value_heads=16, rope_theta=500000.0, tie_word_embeddings=False,
+                     max_position_embeddings=4096, rms_norm_eps=1e-6),
+    # Hugging Face's layout: attention and router in bf16, experts as mxfp4 _blocks/_scales
+    # (--format bf16 writes exactly that; the experts are never bf16 in a published gpt-oss)
+    "gpt-oss-20b": dict(model_type="gpt_oss", vocab_size=201088, hidden_size=2880,
+                        intermediate_size=2880, num_hidden_layers=24, num_attention_heads=64,
+                        num_key_value_heads=8, head_dim=64, num_local_experts=32,
+                        num_experts_per_tok=4, experts_per_token=4, sliding_window=128,
+                        layer_types=["sliding_attention", "full_attention"] * 12,
+                        attention_bias=True, swiglu_limit=7.0, rope_theta=150000,
+                        rope_scaling=dict(rope_type="yarn", factor=32.0, beta_fast=32.0,
+                                          beta_slow=1.0, truncate=False,
+                                          original_max_position_embeddings=4096),
+                        initial_context_length=4096, max_position_embeddings=131072,
+                        rms_norm_eps=1e-5, tie_word_embeddings=False,
+                        quantization_config=dict(quant_method="mxfp4", modules_to_not_convert=[
+                            "model.layers.*.self_attn", "model.layers.*.mlp.router",
+                            "model.embed_tokens", "lm_head"])),
 }
 
 # bf16 high bytes: sign and exponent of values around 2^-6 .. 2^-4
@@ -155,11 +180,44 @@ def tensors(cfg, fmt):
             out.append((name + ".weight", "BF16", [rows, cols], 2 * rows * cols,
                         lambda k=rows * cols: rand_bf16(k)))
 
+    def blocks(name, E, rows, cols):  # gpt-oss mxfp4: [E, rows, cols/32, 16] codes, e8m0 scales
+        nb, ng = E * rows * cols // 2, E * rows * cols // 32
+        out.append((name + "_blocks", "U8", [E, rows, cols // 32, 16], nb,
+                    lambda k=nb: _random_bytes(k)))
+        out.append((name + "_scales", "U8", [E, rows, cols // 32], ng,
+                    lambda k=ng: _bytes_of(k, _E8M0)))
+
+    def bias(name, n):
+        out.append((name, "BF16", [n], 2 * n, lambda n=n: rand_bf16(n)))
+
+    mt = cfg["model_type"]
     lin("model.embed_tokens", V, H)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        vec(p + "input_layernorm.weight", H)
+        if mt != "olmo2":  # OLMo 2 norms after the sub-blocks
+            vec(p + "input_layernorm.weight", H)
         vec(p + "post_attention_layernorm.weight", H)
+        if mt == "olmo2":
+            vec(p + "post_feedforward_layernorm.weight", H)
+            vec(p + "self_attn.q_norm.weight", nh * hd)
+            vec(p + "self_attn.k_norm.weight", nkv * hd)
+        if mt == "gpt_oss":
+            E = cfg["num_local_experts"]
+            for n, rows in (("q_proj", nh * hd), ("k_proj", nkv * hd), ("v_proj", nkv * hd)):
+                lin(p + "self_attn." + n, rows, H)
+                bias(p + "self_attn." + n + ".bias", rows)
+            lin(p + "self_attn.o_proj", H, nh * hd)
+            bias(p + "self_attn.o_proj.bias", H)
+            bias(p + "self_attn.sinks", nh)
+            lin(p + "mlp.router", E, H)
+            bias(p + "mlp.router.bias", E)
+            blocks(p + "mlp.experts.gate_up_proj", E, 2 * I, H)
+            out.append((p + "mlp.experts.gate_up_proj_bias", "BF16", [E, 2 * I], 4 * E * I,
+                        lambda k=2 * E * I: rand_bf16(k)))
+            blocks(p + "mlp.experts.down_proj", E, H, I)
+            out.append((p + "mlp.experts.down_proj_bias", "BF16", [E, H], 2 * E * H,
+                        lambda k=E * H: rand_bf16(k)))
+            continue
         lin(p + "self_attn.q_proj", nh * hd, H)
         lin(p + "self_attn.k_proj", nkv * hd, H)
         lin(p + "self_attn.v_proj", nkv * hd, H)
