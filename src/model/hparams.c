@@ -33,8 +33,8 @@ void cellm_config_free(struct cellm_config *c)
 }
 
 /* An int in [1, max] at key, def when absent */
-static enum cellm_status get_int_upto(const cJSON *o, const char *key, const char *what, int def,
-                                      int max, int *out, struct cellm_error *err)
+enum cellm_status cellm_config_int(const cJSON *o, const char *key, const char *what, int def,
+                                   int max, int *out, struct cellm_error *err)
 {
     const cJSON *j = cellm_json_get(o, key);
     if (!j) {
@@ -50,7 +50,7 @@ static enum cellm_status get_int_upto(const cJSON *o, const char *key, const cha
 static enum cellm_status get_pos_int(const cJSON *o, const char *key, const char *what, int def,
                                      int *out, struct cellm_error *err)
 {
-    return get_int_upto(o, key, what, def, 1 << 30, out, err);
+    return cellm_config_int(o, key, what, def, 1 << 30, out, err);
 }
 
 /* Far above any released model (the largest have under 200 layers); it keeps a config of a
@@ -525,7 +525,7 @@ static enum cellm_status grouped_moe_keys(const cJSON *t, const char *what, stru
     CELLM_TRY(get_pos_int(t, "num_local_experts", what, c->n_experts, &c->n_experts, err));
     CELLM_TRY(get_pos_int(t, "moe_intermediate_size", what, 1408, &c->moe_ffn_dim, err));
     CELLM_TRY(cellm_json_bool(t, "norm_topk_prob", what, 1, &c->norm_topk_prob, err));
-    CELLM_TRY(get_int_upto(t, "n_group", what, 1, CELLM_MAX_EXPERT_GROUPS, &c->n_group, err));
+    CELLM_TRY(cellm_config_int(t, "n_group", what, 1, CELLM_MAX_EXPERT_GROUPS, &c->n_group, err));
     CELLM_TRY(get_pos_int(t, "topk_group", what, 1, &c->topk_group, err));
     CELLM_TRY(cellm_json_num(t, "routed_scaling_factor", what, 1.0, &c->routed_scale, err));
     int64_t shared;
@@ -554,8 +554,8 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     CELLM_TRY(get_pos_int(t, "vocab_size", what, f->vocab, &c->vocab, err));
     CELLM_TRY(get_pos_int(t, "hidden_size", what, f->dim, &c->dim, err));
     CELLM_TRY(get_pos_int(t, "intermediate_size", what, f->ffn_dim, &c->ffn_dim, err));
-    CELLM_TRY(get_int_upto(t, "num_hidden_layers", what, f->n_layers, CONFIG_MAX_LAYERS,
-                           &c->n_layers, err));
+    CELLM_TRY(cellm_config_int(t, "num_hidden_layers", what, f->n_layers, CONFIG_MAX_LAYERS,
+                               &c->n_layers, err));
     CELLM_TRY(get_pos_int(t, "num_attention_heads", what, f->n_heads, &c->n_heads, err));
     CELLM_TRY(get_pos_int(t, "num_key_value_heads", what,
                           f->n_kv_heads ? f->n_kv_heads : c->n_heads, &c->n_kv_heads, err));

@@ -196,7 +196,7 @@ struct cellm_config {
     int lin_dk, lin_dv;   /* linear_key_head_dim, linear_value_head_dim */
     /* shared_ffn_dim (above) is shared_expert_intermediate_size here; the hybrids bind their
      * shared expert (mlp.shared_expert, gated) themselves, not through the tensor table */
-    int attn_out_gate;    /* q_proj gives per head d queries then d output gates */
+    int attn_out_gate; /* q_proj gives per head d queries then d output gates */
     /* DeepSeek-V3 multi-head latent attention (docs/forward/deepseek-v3.md); mla = 0 for
      * every other family. head_dim is then qk_nope + qk_rope and rot_dims qk_rope. */
     int mla;
@@ -218,9 +218,13 @@ struct cellm_config {
     int moe_parallel;      /* enable_moe_block: experts beside the dense MLP in every layer */
 };
 
+struct cJSON;
+/* The family parsers' integer key: an int in [1, max] at key, def when absent, else an error
+ * naming the key, what was found and what was expected (hparams.c). */
+enum cellm_status cellm_config_int(const struct cJSON *o, const char *key, const char *what,
+                                   int def, int max, int *out, struct cellm_error *err);
 /* DeepSeek-V3's keys (hparams_mla.c), after the generic ones: sets the MLA fields, head_dim,
  * rot_dims, attn_scale, the experts and which layers are MoE. */
-struct cJSON;
 enum cellm_status cellm_config_parse_mla(const struct cJSON *t, const char *what,
                                          struct cellm_config *c, struct cellm_error *err);
 

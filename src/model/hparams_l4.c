@@ -11,20 +11,6 @@
 #include "base/alloc.h"
 #include "base/error.h"
 
-static enum cellm_status pos_int(const cJSON *t, const char *key, const char *what, int def,
-                                 int *out, struct cellm_error *err)
-{
-    const cJSON *j = cellm_json_get(t, key);
-    if (!j) {
-        *out = def;
-        return CELLM_OK;
-    }
-    int64_t v;
-    CELLM_TRY(cellm_json_as_int(j, key, what, 1, 1 << 30, &v, err));
-    *out = (int)v;
-    return CELLM_OK;
-}
-
 /* A list of n_layers integers 0/1 at key into out; absent leaves out as it is. */
 static enum cellm_status layer_flags(const cJSON *t, const char *key, const char *what, int n,
                                      uint8_t *out, int *given, struct cellm_error *err)
@@ -58,7 +44,7 @@ static enum cellm_status moe_layers(const cJSON *t, const char *what, struct cel
                                     struct cellm_error *err)
 {
     int step;
-    CELLM_TRY(pos_int(t, "interleave_moe_layer_step", what, 1, &step, err));
+    CELLM_TRY(cellm_config_int(t, "interleave_moe_layer_step", what, 1, 1 << 30, &step, err));
     const cJSON *a = cellm_json_get(t, "moe_layers");
     memset(c->layer_moe, 0, (size_t)c->n_layers);
     if (!a) {
@@ -113,9 +99,10 @@ enum cellm_status cellm_config_llama4(const cJSON *t, const char *what, struct c
     /* intermediate_size is the experts' (and the shared expert's) width; dense layers use
      * intermediate_size_mlp */
     c->moe_ffn_dim = c->ffn_dim;
-    CELLM_TRY(pos_int(t, "intermediate_size_mlp", what, 16384, &c->ffn_dim, err));
-    CELLM_TRY(pos_int(t, "num_local_experts", what, 16, &c->n_experts, err));
-    CELLM_TRY(pos_int(t, "num_experts_per_tok", what, 1, &c->n_experts_used, err));
+    CELLM_TRY(cellm_config_int(t, "intermediate_size_mlp", what, 16384, 1 << 30, &c->ffn_dim, err));
+    CELLM_TRY(cellm_config_int(t, "num_local_experts", what, 16, 1 << 30, &c->n_experts, err));
+    CELLM_TRY(
+        cellm_config_int(t, "num_experts_per_tok", what, 1, 1 << 30, &c->n_experts_used, err));
     if (c->n_experts_used > c->n_experts)
         return cellm_errf(err, CELLM_ERR_FORMAT,
                           "%s: num_experts_per_tok %d exceeds num_local_experts %d", what,
@@ -135,7 +122,8 @@ enum cellm_status cellm_config_llama4(const cJSON *t, const char *what, struct c
     uint8_t *rope = cellm_calloc((size_t)c->n_layers, 1);
     if (!rope) return cellm_errf(err, CELLM_ERR_NOMEM, "%s: out of memory", what);
     int interval, given;
-    enum cellm_status st = pos_int(t, "no_rope_layer_interval", what, 4, &interval, err);
+    enum cellm_status st =
+        cellm_config_int(t, "no_rope_layer_interval", what, 4, 1 << 30, &interval, err);
     if (!st) st = layer_flags(t, "no_rope_layers", what, c->n_layers, rope, &given, err);
     for (int i = 0; !st && i < c->n_layers; i++)
         c->layer_nope[i] = given ? !rope[i] : (i + 1) % interval == 0;
@@ -147,7 +135,8 @@ enum cellm_status cellm_config_llama4(const cJSON *t, const char *what, struct c
     if (cJSON_GetObjectItemCaseSensitive(t, "attention_chunk_size") && !cs)
         c->attn_chunk = 0; /* null: no chunking */
     else
-        CELLM_TRY(pos_int(t, "attention_chunk_size", what, 8192, &c->attn_chunk, err));
+        CELLM_TRY(
+            cellm_config_int(t, "attention_chunk_size", what, 8192, 1 << 30, &c->attn_chunk, err));
     CELLM_TRY(chunk_types(t, what, c, err));
     if (!c->attn_chunk) memset(c->layer_chunked, 0, (size_t)c->n_layers);
 

@@ -15,20 +15,6 @@
 #include "base/json.h"
 #include "model.h"
 
-static enum cellm_status pos_int(const cJSON *t, const char *key, const char *what, int def,
-                                 int *out, struct cellm_error *err)
-{
-    const cJSON *j = cellm_json_get(t, key);
-    if (!j) {
-        *out = def;
-        return CELLM_OK;
-    }
-    int64_t v;
-    CELLM_TRY(cellm_json_as_int(j, key, what, 1, 1 << 20, &v, err));
-    *out = (int)v;
-    return CELLM_OK;
-}
-
 /* layer_types of a hybrid: `state` names the state layers, full_attention the others. */
 static enum cellm_status parse_types(const cJSON *lt, const char *what, const char *state,
                                      enum cellm_mixer kind, struct cellm_config *c,
@@ -73,7 +59,7 @@ static enum cellm_status parse_lfm2(const cJSON *t, const char *what, struct cel
             c->layer_mixer[v] = CELLM_MIXER_ATTN;
         }
     }
-    CELLM_TRY(pos_int(t, "conv_L_cache", what, 3, &c->conv_kernel, err));
+    CELLM_TRY(cellm_config_int(t, "conv_L_cache", what, 3, 1 << 20, &c->conv_kernel, err));
     int bias;
     CELLM_TRY(cellm_json_bool(t, "conv_bias", what, 0, &bias, err));
     if (bias)
@@ -81,9 +67,9 @@ static enum cellm_status parse_lfm2(const cJSON *t, const char *what, struct cel
                           "%s: conv_bias true (biases on the LFM2 conv blocks) is not supported",
                           what);
     int ff = c->ffn_dim, adjust, mult_of;
-    CELLM_TRY(pos_int(t, "block_ff_dim", what, ff, &ff, err));
+    CELLM_TRY(cellm_config_int(t, "block_ff_dim", what, ff, 1 << 20, &ff, err));
     CELLM_TRY(cellm_json_bool(t, "block_auto_adjust_ff_dim", what, 1, &adjust, err));
-    CELLM_TRY(pos_int(t, "block_multiple_of", what, 256, &mult_of, err));
+    CELLM_TRY(cellm_config_int(t, "block_multiple_of", what, 256, 1 << 20, &mult_of, err));
     if (adjust) {
         ff = (int)(2 * ff / 3);
         const cJSON *m = cellm_json_get(t, "block_ffn_dim_multiplier");
@@ -112,15 +98,16 @@ static enum cellm_status parse_gdn(const cJSON *t, const char *what, int hybrid,
         CELLM_TRY(parse_types(lt, what, "linear_attention", CELLM_MIXER_GDN, c, err));
     } else {
         int every;
-        CELLM_TRY(pos_int(t, "full_attention_interval", what, 4, &every, err));
+        CELLM_TRY(cellm_config_int(t, "full_attention_interval", what, 4, 1 << 20, &every, err));
         for (int i = 0; i < c->n_layers; i++)
             c->layer_mixer[i] = (i + 1) % every ? CELLM_MIXER_GDN : CELLM_MIXER_ATTN;
     }
-    CELLM_TRY(pos_int(t, "linear_conv_kernel_dim", what, 4, &c->conv_kernel, err));
-    CELLM_TRY(pos_int(t, "linear_num_key_heads", what, 16, &c->lin_nk, err));
-    CELLM_TRY(pos_int(t, "linear_num_value_heads", what, 32, &c->lin_nv, err));
-    CELLM_TRY(pos_int(t, "linear_key_head_dim", what, 128, &c->lin_dk, err));
-    CELLM_TRY(pos_int(t, "linear_value_head_dim", what, 128, &c->lin_dv, err));
+    CELLM_TRY(
+        cellm_config_int(t, "linear_conv_kernel_dim", what, 4, 1 << 20, &c->conv_kernel, err));
+    CELLM_TRY(cellm_config_int(t, "linear_num_key_heads", what, 16, 1 << 20, &c->lin_nk, err));
+    CELLM_TRY(cellm_config_int(t, "linear_num_value_heads", what, 32, 1 << 20, &c->lin_nv, err));
+    CELLM_TRY(cellm_config_int(t, "linear_key_head_dim", what, 128, 1 << 20, &c->lin_dk, err));
+    CELLM_TRY(cellm_config_int(t, "linear_value_head_dim", what, 128, 1 << 20, &c->lin_dv, err));
     if (c->lin_nv % c->lin_nk)
         return cellm_errf(err, CELLM_ERR_FORMAT,
                           "%s: linear_num_value_heads %d is not a multiple of "
@@ -130,8 +117,8 @@ static enum cellm_status parse_gdn(const cJSON *t, const char *what, int hybrid,
      * name it, Qwen3-Next always has it */
     CELLM_TRY(cellm_json_bool(t, "attn_output_gate", what, 1, &c->attn_out_gate, err));
     if (c->n_experts) {
-        CELLM_TRY(
-            pos_int(t, "shared_expert_intermediate_size", what, 512, &c->shared_ffn_dim, err));
+        CELLM_TRY(cellm_config_int(t, "shared_expert_intermediate_size", what, 512, 1 << 20,
+                                   &c->shared_ffn_dim, err));
         /* Qwen3.5-MoE always renormalises (its config has no key); Qwen3-Next's default is
          * true */
         if (hybrid == CELLM_HYBRID_QWEN3_5)

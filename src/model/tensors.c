@@ -10,6 +10,9 @@
 
 #include "model.h"
 
+#include "gemma4.h"
+#include "hybrid.h"
+
 const struct cellm_tensor_spec cellm_layer_tensors[CELLM_LT_N] = {
 #define SPEC(id, field, kind, need, name, rows, cols, group, label)                                \
     {#field,                                                                                       \
@@ -268,7 +271,8 @@ const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
 const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c)
 {
     /* Llama 4's shared expert is one of cellm_config_l4_pieces */
-    if (c->router != CELLM_ROUTER_SIGMOID_GROUP && (!c->shared_ffn_dim || c->shared_expert || c->hybrid))
+    if (c->router != CELLM_ROUTER_SIGMOID_GROUP &&
+        (!c->shared_ffn_dim || c->shared_expert || c->hybrid))
         return NULL;
     return "the sigmoid grouped router (e_score_correction_bias, n_group, topk_group, "
            "routed_scaling_factor) and shared experts (mlp.shared_experts)";
@@ -291,4 +295,15 @@ const char *cellm_config_mla_pieces(const struct cellm_config *c)
     if (!c->mla) return NULL;
     return "multi-head latent attention (MLA) with its latent KV cache, the grouped sigmoid "
            "router (noaux_tc) and shared experts";
+}
+
+const char *cellm_config_missing(const struct cellm_config *c, unsigned have)
+{
+    const char *p;
+    if ((p = cellm_config_l4_pieces(c)) || (p = cellm_config_state_pieces(c)) ||
+        (p = cellm_config_gemma4_pieces(c)) || (p = cellm_config_mla_pieces(c)))
+        return p;
+    if (!(have & CELLM_PIECES_GPT_OSS) && (p = cellm_config_gpt_oss_pieces(c))) return p;
+    if (!(have & CELLM_PIECES_GROUPED_MOE) && (p = cellm_config_grouped_moe_pieces(c))) return p;
+    return NULL;
 }

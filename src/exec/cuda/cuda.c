@@ -106,30 +106,13 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device cuda: attention_bias with full-width q/k norms (OLMo 2) is not "
                           "implemented by the CUDA executor yet; use --device cpu");
-    const char *l4 = cellm_config_l4_pieces(cfg);
-    if (l4)
+    const char *missing =
+        cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE);
+    if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet; use --device cpu",
-                          cfg->model_type, l4);
-    const char *state = cellm_config_state_pieces(cfg);
-    if (state)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
-                          "not implement yet; use --device cpu",
-                          cfg->model_type, state);
-    const char *g4 = cellm_config_gemma4_pieces(cfg);
-    if (g4)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
-                          "not implement yet; use --device cpu",
-                          cfg->model_type, g4);
-    const char *mla = cellm_config_mla_pieces(cfg);
-    if (mla)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "cuda executor: model_type %s needs %s, which the CUDA executor does "
-                          "not implement yet; use --device cpu",
-                          cfg->model_type, mla);
+                          cfg->model_type, missing);
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
     if (ce != cudaSuccess || ndev == 0)

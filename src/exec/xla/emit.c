@@ -472,12 +472,12 @@ static val ffn(struct em *e, int l, val h)
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
-    const char *g4 = cellm_config_gemma4_pieces(c);
-    if (g4)
+    const char *missing = cellm_config_missing(c, CELLM_PIECES_GPT_OSS);
+    if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
                           "implement yet; use --device cpu",
-                          c->model_type, g4);
+                          c->model_type, missing);
     if (c->act != CELLM_ACT_SILU && c->act != CELLM_ACT_GELU_TANH)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: activation exact GELU (erf) is not implemented by the XLA "
@@ -497,30 +497,6 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     if (c->n_experts_used > 64)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %d experts per token (at most 64)", c->n_experts_used);
-    const char *l4 = cellm_config_l4_pieces(c);
-    if (l4)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device xla: model_type %s needs %s, which the XLA executor does not "
-                          "implement yet; use --device cpu",
-                          c->model_type, l4);
-    const char *state = cellm_config_state_pieces(c);
-    if (state)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device xla: model_type %s needs %s, which the XLA executor does not "
-                          "implement yet; use --device cpu",
-                          c->model_type, state);
-    const char *mla = cellm_config_mla_pieces(c);
-    if (mla)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device xla: model_type %s needs %s, which the XLA executor does not "
-                          "implement yet; use --device cpu",
-                          c->model_type, mla);
-    const char *grouped = cellm_config_grouped_moe_pieces(c);
-    if (grouped)
-        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
-                          "--device xla: model_type %s needs %s, which the XLA executor does not "
-                          "implement yet; use --device cpu",
-                          c->model_type, grouped);
     return CELLM_OK;
 }
 
