@@ -237,7 +237,7 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
 
 /* KV room for positions < need in sequence s. */
 enum cellm_status cellm_cpu_reserve_seq(struct cpu_ctx *c, struct cpu_seq *s, int need,
-                                     struct cellm_error *err)
+                                        struct cellm_error *err)
 {
     if (c->mla) return cellm_mla_reserve(c->mla, (int)(s - c->seqs), need, err);
     if (need <= s->cap) return CELLM_OK;
@@ -380,6 +380,8 @@ static void matmul(struct cpu_ctx *c, const struct cellm_weight *w, const float 
     matmul_multi(c, &o, 1, x, ldx, n);
 }
 
+/* The products the blocks outside this file call (seqstate.h, mla.h, gemma4.h): the
+ * executor's (fast in fast mode), and the exact one. */
 static void env_matmul(void *ctx, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
                        float *y, int64_t ldy)
 {
@@ -393,17 +395,11 @@ static void env_matmul_exact(void *ctx, const struct cellm_weight *w, const floa
     cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
 }
 
-static void mla_matmul(void *p, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
-                       float *y, int64_t ldy)
-{
-    matmul(p, w, x, ldx, n, y, ldy);
-}
-
 static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_exec_row *rows,
                                    int n, const float *hin, float *out, struct cellm_error *err)
 {
     if (c->mla)
-        return cellm_mla_attention(c->mla, c->pool, l, rows, n, hin, out, mla_matmul, c, err);
+        return cellm_mla_attention(c->mla, c->pool, l, rows, n, hin, out, env_matmul, c, err);
     const struct cellm_config *cfg = &c->d->cfg;
     const struct cellm_layer *L = &c->d->layers[l];
     int hd = L->head_dim, dim = cfg->dim, own = kv_own(c, l);
@@ -572,8 +568,6 @@ static void moe_sum_shared(struct cpu_ctx *c, const struct cellm_layer *L, const
     }
 }
 
-
-
 /* Qwen3-MoE: softmax router over all experts in f32, top-k, optional renormalisation;
  * gpt-oss: router logits with a bias, top-k of the logits, softmax over those k. Then the
  * weighted sum over the k ranks. Tokens are grouped per expert so that each expert's
@@ -689,20 +683,6 @@ static void ffn(struct cpu_ctx *c, const struct cellm_layer *L, const float *x, 
 
 /* ---- eval ------------------------------------------------------------------------------ */
 
-/* The products Gemma 4's blocks (gemma4.c) call: the executor's, and the exact one. */
-static void g4_matmul(void *c, const struct cellm_weight *w, const float *x, int64_t ldx, int n,
-                      float *y, int64_t ldy)
-{
-    matmul(c, w, x, ldx, n, y, ldy);
-}
-
-static void g4_matmul_exact(void *p, const struct cellm_weight *w, const float *x, int64_t ldx,
-                            int n, float *y, int64_t ldy)
-{
-    struct cpu_ctx *c = p;
-    cellm_cpu_matmul(c->pool, c->m->isa, w, x, ldx, n, y, ldy, c->mm_scratch, c->mm_cols);
-}
-
 static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_row *rows, int n,
                                     float *logits, struct cellm_error *err)
 {
@@ -743,7 +723,7 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
             for (int64_t k = 0; k < dim; k++)
                 x[k] = x[k] * d->embed_scale;
     }
-    struct cellm_cpu_g4_env env = {c,          g4_matmul, g4_matmul_exact, c->fast != NULL,
+    struct cellm_cpu_g4_env env = {c,          env_matmul, env_matmul_exact, c->fast != NULL,
                                    c->m->fisa, c->m->isa};
     if (cfg->ple_dim) cellm_cpu_g4_ple(c->g4, &env, d, rows, c->x, n);
     for (int l = 0; l < cfg->n_layers; l++) {
