@@ -156,7 +156,7 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c)
 {
     if (!c->attn_sinks && !c->swiglu_clamp && !c->expert_bias &&
-        c->router == CELLM_ROUTER_SOFTMAX_TOPK)
+        c->router != CELLM_ROUTER_TOPK_SOFTMAX)
         return NULL;
     return "attention sinks (self_attn.sinks), the top-k-then-softmax router with biases, "
            "experts with biases and the clamped SwiGLU";
