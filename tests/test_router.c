@@ -4,7 +4,8 @@
  * corrected scores, group ties to the lower index, masked experts at 0.0 rather than -inf,
  * weights from the sigmoid without the correction, renormalised and scaled), Qwen3-MoE's
  * softmax-then-top-k and gpt-oss's top-k-then-softmax, and NaN logits that must still give
- * k distinct experts in range.
+ * k distinct experts in range. Then the glm4_moe fixture's binding (correction bias and
+ * shared experts on the MoE layer only) and the XLA executor's refusal by name.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "exec/cpu/router.h"
+#include "exec/xla/emit.h"
 
 static float sigm(float x)
 {
@@ -162,6 +164,33 @@ static void nan_logits(void **state)
         }
 }
 
+/* tests/fixtures/glm4-moe/f32: layer 0 dense, layer 1 MoE with its correction bias (F32,
+ * one per expert) and shared experts of moe_intermediate_size; XLA refuses by name. */
+static void glm_fixture(void **state)
+{
+    (void)state;
+    struct cellm_desc d;
+    struct cellm_error err = {{0}};
+    if (cellm_desc_load(CELLM_FIXTURES "/glm4-moe/f32", &d, &err)) fail_msg("%s", err.msg);
+    const struct cellm_layer *L0 = &d.layers[0], *L1 = &d.layers[1];
+    assert_true(!L0->moe && L1->moe);
+    assert_int_equal(L0->router_corr.fmt, CELLM_W_NONE);
+    assert_int_equal(L0->s_gate.fmt, CELLM_W_NONE);
+    assert_int_equal(L1->router_corr.fmt, CELLM_W_F32);
+    assert_int_equal(L1->router_corr.n, 16);
+    assert_true(L1->s_gate.rows == 32 && L1->s_gate.cols == 64);
+    assert_true(L1->s_down.rows == 64 && L1->s_down.cols == 32);
+    assert_int_equal(L1->bo.fmt, CELLM_W_NONE); /* q/k/v biases only */
+    assert_int_equal(L1->bq.fmt, CELLM_W_F32);
+    /* nothing of gpt-oss's, which the device executors refuse (CUDA runs glm4_moe) */
+    assert_null(cellm_config_gpt_oss_pieces(&d.cfg));
+    assert_non_null(cellm_config_grouped_moe_pieces(&d.cfg));
+    assert_int_not_equal(cellm_xla_supported(&d, &err), CELLM_OK);
+    if (!strstr(err.msg, "sigmoid grouped router")) fail_msg("%s", err.msg);
+    assert_non_null(strstr(err.msg, "--device cpu"));
+    cellm_desc_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +199,7 @@ int main(void)
         cmocka_unit_test(grouped_one_group),
         cmocka_unit_test(softmax_routers),
         cmocka_unit_test(nan_logits),
+        cmocka_unit_test(glm_fixture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
