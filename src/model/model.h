@@ -364,10 +364,12 @@ const char *cellm_config_mla_pieces(const struct cellm_config *c);
 /* Groups of pieces an executor implements or not (cellm_config_missing's have). */
 #define CELLM_PIECES_GPT_OSS 1u     /* cellm_config_gpt_oss_pieces */
 #define CELLM_PIECES_GROUPED_MOE 2u /* cellm_config_grouped_moe_pieces */
+#define CELLM_PIECES_L4 4u          /* cellm_config_l4_pieces (Llama 4 and Mistral 3) */
+#define CELLM_PIECES_STATE 8u       /* cellm_config_state_pieces (sequence state) */
+#define CELLM_PIECES_GEMMA4 16u     /* cellm_config_gemma4_pieces */
+#define CELLM_PIECES_MLA 32u        /* cellm_config_mla_pieces */
 /* The pieces the config uses that an executor implementing the groups in `have` lacks, in
- * words, or NULL: Llama 4 / Mistral 3, sequence state, Gemma 4 and MLA are never in `have`
- * yet (only the CPU executor runs them), then gpt-oss and the grouped router. An executor
- * refuses the model at load by this text. */
+ * words, or NULL. An executor refuses the model at load by this text. */
 const char *cellm_config_missing(const struct cellm_config *c, unsigned have);
 
 /* RoPE inverse frequencies as transformers computes them in float32 (longrope: the short

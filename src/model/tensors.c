@@ -299,11 +299,20 @@ const char *cellm_config_mla_pieces(const struct cellm_config *c)
 
 const char *cellm_config_missing(const struct cellm_config *c, unsigned have)
 {
-    const char *p;
-    if ((p = cellm_config_l4_pieces(c)) || (p = cellm_config_state_pieces(c)) ||
-        (p = cellm_config_gemma4_pieces(c)) || (p = cellm_config_mla_pieces(c)))
-        return p;
-    if (!(have & CELLM_PIECES_GPT_OSS) && (p = cellm_config_gpt_oss_pieces(c))) return p;
-    if (!(have & CELLM_PIECES_GROUPED_MOE) && (p = cellm_config_grouped_moe_pieces(c))) return p;
+    static const struct {
+        unsigned group;
+        const char *(*pieces)(const struct cellm_config *);
+    } groups[] = {
+        {CELLM_PIECES_L4, cellm_config_l4_pieces},
+        {CELLM_PIECES_STATE, cellm_config_state_pieces},
+        {CELLM_PIECES_GEMMA4, cellm_config_gemma4_pieces},
+        {CELLM_PIECES_MLA, cellm_config_mla_pieces},
+        {CELLM_PIECES_GPT_OSS, cellm_config_gpt_oss_pieces},
+        {CELLM_PIECES_GROUPED_MOE, cellm_config_grouped_moe_pieces},
+    };
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        const char *p;
+        if (!(have & groups[i].group) && (p = groups[i].pieces(c))) return p;
+    }
     return NULL;
 }
