@@ -179,7 +179,8 @@ struct cellm_model_info {
     const struct cellm_info_line *storage;
     uint64_t n_params;   /* logical parameters (quantized ones counted unpacked) */
     uint64_t n_bytes;    /* bytes of the weights */
-    uint64_t step_bytes; /* bytes one decode step reads: all but an untied embedding's */
+    uint64_t step_bytes; /* bytes one decode step of one stream reads: all but an untied
+                            embedding's, and of the routed experts n_experts_used of n_experts */
     const char *names;   /* tensor naming scheme: "canonical" or a prefix such as
                             "language_model.*" */
     int n_ignored;       /* tensors of other towers (vision, audio) left unread */

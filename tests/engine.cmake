@@ -23,3 +23,5 @@ cellm_core_test(test_window ${CMAKE_CURRENT_SOURCE_DIR}/test_window.c)
 cellm_core_test(test_prefix_cache ${CMAKE_CURRENT_SOURCE_DIR}/test_prefix_cache.c)
 cellm_core_test(test_truncate ${CMAKE_CURRENT_SOURCE_DIR}/test_truncate.c)
 cellm_core_test(test_seqstate ${CMAKE_CURRENT_SOURCE_DIR}/test_seqstate.c)
+# The bytes one decode step reads (bench's GB/s of weights), dense and MoE.
+cellm_core_test(test_info ${CMAKE_CURRENT_SOURCE_DIR}/test_info.c)

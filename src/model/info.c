@@ -461,6 +461,24 @@ static void storage_lines(const struct cellm_desc *d, struct cellm_info_store *s
     add_line(st, "norms", "%s", cellm_wfmt_name(d->final_norm.fmt));
 }
 
+/* Bytes of the routed experts' matrices, of which a decode step reads n_experts_used of
+ * n_experts (more when batched rows pick different ones: the figure is for one stream). */
+static uint64_t routed_expert_bytes(const struct cellm_desc *d)
+{
+    static const enum cellm_lt ids[] = {CELLM_LT_E_GATE, CELLM_LT_E_UP, CELLM_LT_E_DOWN,
+                                        CELLM_LT_E_GATE_UP};
+    uint64_t b = 0;
+    for (int i = 0; i < d->cfg.n_layers; i++)
+        for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
+            const struct cellm_layer *L = &d->layers[i];
+            const struct cellm_weight *w = cellm_layer_experts(L, ids[k]);
+            int parts = cellm_layer_parts(d, L, ids[k]);
+            for (int e = 0; w && e < parts; e++)
+                b += cellm_weight_bytes(&w[e]);
+        }
+    return b;
+}
+
 enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *device,
                                    struct cellm_info_store *st, struct cellm_error *err)
 {
@@ -575,6 +593,10 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
     o->n_bytes = d->n_bytes;
     o->step_bytes = d->n_bytes;
     if (!c->tie_embeddings) o->step_bytes -= cellm_weight_bytes(&d->embed);
+    if (c->n_experts > 0 && c->n_experts_used < c->n_experts) {
+        uint64_t eb = routed_expert_bytes(d);
+        o->step_bytes -= eb - eb / (uint64_t)c->n_experts * (uint64_t)c->n_experts_used;
+    }
     snprintf(st->names, sizeof st->names, "%s%s", *d->ckpt.scheme ? d->ckpt.scheme : "canonical",
              *d->ckpt.scheme ? "*" : "");
     o->names = st->names;
