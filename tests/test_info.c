@@ -53,8 +53,8 @@ static void stacked_experts_count_too(void **state)
     uint64_t embed = (uint64_t)in->vocab * (uint64_t)in->dim * 2;
     uint64_t experts = (uint64_t)in->n_layers * (uint64_t)in->n_experts * 3 *
                        (uint64_t)in->moe_ffn_dim * (uint64_t)in->dim * 2;
-    uint64_t idle = experts / (uint64_t)in->n_experts *
-                    (uint64_t)(in->n_experts - in->n_experts_used);
+    uint64_t idle =
+        experts / (uint64_t)in->n_experts * (uint64_t)(in->n_experts - in->n_experts_used);
     assert_int_equal(in->step_bytes, in->n_bytes - embed - idle);
     cellm_model_free(m);
 }
