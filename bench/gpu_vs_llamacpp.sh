@@ -84,7 +84,7 @@ gguf_of() { # preset -> BF16 GGUF path (made once)
     local tmp=$DATA/$preset-hf; mkdir -p "$tmp"
     ln -sf "$ck"/* "$tmp/"; cp "$tok"/* "$tmp/"; rm -f "$tmp/config.json"
     # the converter picks its model class by config.json's "architectures"
-    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c.setdefault("architectures", ["Qwen3ForCausalLM"]); json.dump(c, open(sys.argv[2], "w"))' \
+    python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["architectures"] = ["Qwen3ForCausalLM"]; json.dump(c, open(sys.argv[2], "w"))' \
       "$ck/config.json" "$tmp/config.json"
     python3 "$PEER/convert_hf_to_gguf.py" "$tmp" --outtype bf16 --outfile "$g" >>"$OUT/gguf.log" 2>&1
   else

@@ -209,6 +209,9 @@ int cellm_cu_dequant(const struct cu_weight *w, int64_t r0, int64_t nr, float *o
 /* x[n][cols] (row stride ldx) split exactly into three bf16 parts hi+mid+lo, each [n][cols]. */
 int cellm_cu_split3(const float *x, int64_t ldx, int n, int64_t cols, uint16_t *hi, uint16_t *mid,
                     uint16_t *lo, void *stream);
+/* y[t][r] = (p[t][r] + p[n + t][r]) + p[2n + t][r] for p [3n][rows] (row stride rows): the
+ * three parts of a split product summed in the order of three accumulating products. */
+int cellm_cu_sum3(const float *p, int64_t rows, int n, float *y, int64_t ldy, void *stream);
 /* y[t][r] += bias[r] */
 int cellm_cu_add_bias(float *y, int64_t ldy, int n, int64_t m, const float *bias, void *stream);
 

@@ -385,6 +385,26 @@ extern "C" int cellm_cu_split3(const float *x, int64_t ldx, int n, int64_t cols,
     return cu_launch(k_split3, dim3((unsigned)blocks), dim3(256), 0, (cudaStream_t)stream, x, ldx, n, cols, hi, mid, lo);
 }
 
+static __global__ void k_sum3(const float *p, int64_t rows, int n, float *y, int64_t ldy)
+{
+    pdl_wait();
+    int64_t total = (int64_t)n * rows, part = total;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t t = i / rows, r = i % rows;
+        y[t * ldy + r] = __fadd_rn(__fadd_rn(p[i], p[part + i]), p[2 * part + i]);
+    }
+}
+
+extern "C" int cellm_cu_sum3(const float *p, int64_t rows, int n, float *y, int64_t ldy, void *stream)
+{
+    int64_t total = (int64_t)n * rows;
+    int64_t blocks = (total + 255) / 256;
+    if (blocks > 65536)
+        blocks = 65536;
+    return cu_launch(k_sum3, dim3((unsigned)blocks), dim3(256), 0, (cudaStream_t)stream, p, rows, n, y, ldy);
+}
+
 static __global__ void k_add_bias(float *y, int64_t ldy, int n, int64_t m, const float *bias)
 {
     pdl_wait();

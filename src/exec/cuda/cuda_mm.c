@@ -113,6 +113,33 @@ enum cellm_status cellm_cuda_mv_run(struct cu_ctx *c, struct cu_mv_op *op,
     return CELLM_OK;
 }
 
+/* BF16 weights against the three parts of x's split (in c->split, [3][n][cols]) as ONE
+ * product of 3n columns, so the weights are read once rather than once per part, in row
+ * chunks whose [3n][chunk] result fits the tile buffer; then y = (p0 + p1) + p2, the same
+ * f32 additions the three accumulating products made (each part's dot in f32 on the tensor
+ * cores, as before). */
+static enum cellm_status bf16_split_product(struct cu_ctx *c, const struct cu_weight *w, int n,
+                                            float *y, int64_t ldy, struct cellm_error *err)
+{
+    const float one = 1.0f, zero = 0.0f;
+    int64_t chunk = TILE_FLOATS / (3 * (int64_t)n) / 128 * 128;
+    if (chunk < 128) chunk = 128;
+    if (chunk > w->rows) chunk = w->rows;
+    CELLM_TRY(cellm_cuda_dgrow((void **)&c->tile, &c->tile_cap,
+                               (size_t)(3 * (int64_t)n * chunk) * sizeof(float), err));
+    const uint16_t *wd = (const uint16_t *)w->data;
+    for (int64_t r0 = 0; r0 < w->rows; r0 += chunk) {
+        int64_t nr = w->rows - r0 < chunk ? w->rows - r0 : chunk;
+        BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, 3 * n, (int)w->cols,
+                              &one, wd + r0 * w->cols, CUDA_R_16BF, (int)w->cols, c->split,
+                              CUDA_R_16BF, (int)w->cols, &zero, c->tile, CUDA_R_32F, (int)nr,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        K_TRY(cellm_cu_sum3(c->tile, nr, n, y + r0, ldy, c->st));
+    }
+    return CELLM_OK;
+}
+
+
 enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, const float *x,
                                 int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
                                 struct cellm_error *err)
@@ -147,12 +174,13 @@ enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, con
                 K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per,
                                       c->split + 2 * per, c->st));
             }
-            for (int p = 0; p < (c->m->fast ? 1 : 3); p++) /* fast: x rounded to bf16 */
+            if (c->m->fast) /* x rounded to bf16: the first part only */
                 BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
                                       (int)w->cols, &one, w->data, CUDA_R_16BF, (int)w->cols,
-                                      c->split + p * per, CUDA_R_16BF, (int)w->cols,
-                                      p ? &one : &zero, y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT));
+                                      c->split, CUDA_R_16BF, (int)w->cols, &zero, y, CUDA_R_32F,
+                                      (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            else
+                CELLM_TRY(bf16_split_product(c, w, n, y, ldy, err));
         } else if (w->fmt == CU_W_F32) {
             BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols,
                                   &one, w->data, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F, (int)ldx,
