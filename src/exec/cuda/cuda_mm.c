@@ -130,15 +130,14 @@ static enum cellm_status bf16_split_product(struct cu_ctx *c, const struct cu_we
     const uint16_t *wd = (const uint16_t *)w->data;
     for (int64_t r0 = 0; r0 < w->rows; r0 += chunk) {
         int64_t nr = w->rows - r0 < chunk ? w->rows - r0 : chunk;
-        BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, 3 * n, (int)w->cols,
-                              &one, wd + r0 * w->cols, CUDA_R_16BF, (int)w->cols, c->split,
-                              CUDA_R_16BF, (int)w->cols, &zero, c->tile, CUDA_R_32F, (int)nr,
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, 3 * n, (int)w->cols, &one,
+                              wd + r0 * w->cols, CUDA_R_16BF, (int)w->cols, c->split, CUDA_R_16BF,
+                              (int)w->cols, &zero, c->tile, CUDA_R_32F, (int)nr, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
         K_TRY(cellm_cu_sum3(c->tile, nr, n, y + r0, ldy, c->st));
     }
     return CELLM_OK;
 }
-
 
 enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, const float *x,
                                 int64_t ldx, int n, float *y, int64_t ldy, const float *bias,
@@ -314,11 +313,11 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
                                cudaMemcpyHostToDevice, c->st));
     } else {
         if (cfg->router == CELLM_ROUTER_TOPK_SOFTMAX)
-            K_TRY(cellm_cu_moe_route_topk(c->router, NULL, n, E, K, cfg->norm_topk_prob,
-                                          c->moe_idx, c->moe_w, c->st));
+            K_TRY(cellm_cu_moe_route_topk(c->router, NULL, n, E, K, cfg->norm_topk_prob, c->moe_idx,
+                                          c->moe_w, c->st));
         else
-            K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx,
-                                     c->moe_w, c->st));
+            K_TRY(cellm_cu_moe_route(c->router, n, E, K, cfg->norm_topk_prob, c->moe_idx, c->moe_w,
+                                     c->st));
         CU_TRY(cudaMemcpyAsync(c->h_idx, c->moe_idx, (size_t)n * K * sizeof(int32_t),
                                cudaMemcpyDeviceToHost, c->st));
         CU_TRY(cudaStreamSynchronize(c->st));
