@@ -23,3 +23,5 @@ cellm_core_test(test_window ${CMAKE_CURRENT_SOURCE_DIR}/test_window.c)
 cellm_core_test(test_prefix_cache ${CMAKE_CURRENT_SOURCE_DIR}/test_prefix_cache.c)
 cellm_core_test(test_truncate ${CMAKE_CURRENT_SOURCE_DIR}/test_truncate.c)
 cellm_core_test(test_seqstate ${CMAKE_CURRENT_SOURCE_DIR}/test_seqstate.c)
+# The block pool of the CUDA executor's paged KV cache (no device needed).
+cellm_core_test(test_blockpool ${CMAKE_CURRENT_SOURCE_DIR}/test_blockpool.c)
