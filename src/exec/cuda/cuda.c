@@ -371,6 +371,15 @@ static void cu_seq_truncate(void *p, int seq, int from)
     cellm_cuda_seq_release(c, seq, from);
 }
 
+static enum cellm_status cu_seq_reserve(void *p, int seq, int n, struct cellm_error *err)
+{
+    struct cu_ctx *c = p;
+    if (seq < 0 || seq >= c->max_seqs)
+        return cellm_errf(err, CELLM_ERR_ARG, "sequence %d out of range", seq);
+    CU_TRY(cudaSetDevice(c->m->dev));
+    return cellm_cuda_reserve_seq(c, seq, n, err);
+}
+
 #define DALLOC(ptr, count)                                                                         \
     do {                                                                                           \
         size_t n_ = (size_t)(count) * sizeof *(ptr);                                               \
@@ -626,4 +635,5 @@ const struct cellm_exec_vt cellm_exec_cuda = {
     .kv_load = cellm_cuda_kv_load,
     .kv_block_free = cellm_cuda_kv_block_free,
     .kv_window_first = cellm_cuda_kv_window_first,
+    .seq_reserve = cu_seq_reserve,
 };
