@@ -69,6 +69,8 @@ enum cellm_status cellm_cuda_kv_init(struct cu_ctx *c, size_t cache_bytes, struc
                                        : KV_TMAX;
     char budget[64];
     int64_t limit;
+    size_t fr = 0, total = 0;
+    if (cudaMemGetInfo(&fr, &total) != cudaSuccess) fr = total = 0;
     if (m->kv_blocks) {
         limit = m->kv_blocks;
         snprintf(budget, sizeof budget, "kv_blocks=%d", m->kv_blocks);
@@ -76,8 +78,6 @@ enum cellm_status cellm_cuda_kv_init(struct cu_ctx *c, size_t cache_bytes, struc
         limit = (int64_t)((double)m->kv_gb * gib / (double)bb);
         snprintf(budget, sizeof budget, "kv_gb=%d", m->kv_gb);
     } else {
-        size_t fr = 0, total = 0;
-        if (cudaMemGetInfo(&fr, &total) != cudaSuccess) fr = 0;
         /* room for the prefix cache, the batch buffers, the GEMM tiles and cuBLAS */
         size_t keep = cache_bytes + ((size_t)1 << 30);
         double avail = fr > keep ? 0.9 * (double)(fr - keep) : 0;
@@ -86,6 +86,9 @@ enum cellm_status cellm_cuda_kv_init(struct cu_ctx *c, size_t cache_bytes, struc
         snprintf(budget, sizeof budget, "automatic: %.2f GiB of %.2f GiB free",
                  (double)limit * (double)bb / gib, (double)fr / gib);
     }
+    /* a budget beyond the device's memory could never be made: it would only size the
+     * free list */
+    if (total && limit > (int64_t)(total / bb)) limit = (int64_t)(total / bb);
     if (limit > INT32_MAX / 2) limit = INT32_MAX / 2;
     if (limit < 1)
         return cellm_errf(err, CELLM_ERR_NOMEM,
