@@ -132,9 +132,9 @@ static void t_exhausted(void **state)
     assert_int_equal(b.n, 1);
     assert_int_equal(cellm_blockpool_in_use(&p), 5);
     assert_non_null(strstr(err.msg, "exhausted"));
-    assert_non_null(strstr(err.msg, "kv_gb=2"));         /* the budget */
+    assert_non_null(strstr(err.msg, "kv_gb=2"));           /* the budget */
     assert_non_null(strstr(err.msg, "5 of the 6 blocks")); /* in use */
-    assert_non_null(strstr(err.msg, "asked for 128"));    /* what was asked */
+    assert_non_null(strstr(err.msg, "asked for 128"));     /* what was asked */
     assert_non_null(strstr(err.msg, "3 more blocks"));
     check_disjoint(&p, ts, 2);
     /* the last block still goes to whoever fits */

@@ -153,9 +153,12 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     }
     for (int i = 0; i < n; i++) {
         const struct aseq *sq = &S[seq[i]];
-        rows[i] = sq->paged ? (struct cu_row){0, seq[i], pos[i], 1, i, 0, NULL, CU_KV_BLOCK,
-                                              (float *const *)sq->dblk}
-                            : (struct cu_row){0, seq[i], pos[i], 1, i, 0, sq->dev, sq->cap, NULL};
+        rows[i] = (struct cu_row){0, seq[i], pos[i], 1, i, 0, sq->dev, sq->cap, NULL};
+        if (sq->paged) {
+            rows[i].kv = NULL;
+            rows[i].cap = CU_KV_BLOCK;
+            rows[i].blocks = (float *const *)sq->dblk;
+        }
         if (pos[i] + 1 > max_keys) max_keys = pos[i] + 1;
     }
     int keys = c->window && c->window < max_keys ? c->window : max_keys, nsplit = 1;

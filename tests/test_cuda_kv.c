@@ -84,8 +84,8 @@ static void same(const char *what, const int32_t *ids, const float *lg, const in
         for (int v = 0; v < vocab; v++)
             mx = fmax(mx, fabs(ref[(size_t)t * vocab + v]));
         for (int v = 0; v < vocab; v++) {
-            double d = fabs((double)lg[(size_t)t * vocab + v] - ref[(size_t)t * vocab + v]) /
-                       (1e-4 * mx);
+            double d =
+                fabs((double)lg[(size_t)t * vocab + v] - ref[(size_t)t * vocab + v]) / (1e-4 * mx);
             if (d > worst) worst = d;
         }
     }

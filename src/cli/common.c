@@ -13,7 +13,7 @@
 
 const char *const cli_common_flags[] = {
     "-m",          "--model",       "--download", "--device",       "--threads", "-t",
-    "--precision", "--pjrt-plugin", "--exec-opt", "--exec-options", "--kv-gb", NULL};
+    "--precision", "--pjrt-plugin", "--exec-opt", "--exec-options", "--kv-gb",   NULL};
 
 /* --exec-opt help: every executor's table. */
 static void print_exec_options(void)

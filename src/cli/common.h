@@ -32,7 +32,7 @@ extern const char *const cli_common_flags[];
     "  --precision exact|fast  fast: bf16/int8 activations, f16 KV cache (CPU; default exact)\n"   \
     "  --pjrt-plugin FILE   XLA only: the PJRT plugin (else $CELLM_PJRT_PLUGIN, else searched)\n"  \
     "  --exec-opt KEY=VALUE executor option (repeatable); --exec-opt help lists them\n"            \
-    "  --exec-options K=V,K=V  several executor options at once\n"                               \
+    "  --exec-options K=V,K=V  several executor options at once\n"                                 \
     "  --kv-gb N            CUDA: the KV cache pool's budget in GiB per context (default: most "   \
     "of the free device memory)\n"
 

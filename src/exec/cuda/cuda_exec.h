@@ -247,8 +247,7 @@ void cellm_cuda_profile(void *p, struct cellm_profile *out);
 
 /* The context's KV pool (nothing is allocated on the device until a sequence needs it);
  * cache_bytes: the prefix cache's budget, left out of an automatic pool budget. */
-enum cellm_status cellm_cuda_kv_init(struct cu_ctx *c, size_t cache_bytes,
-                                     struct cellm_error *err);
+enum cellm_status cellm_cuda_kv_init(struct cu_ctx *c, size_t cache_bytes, struct cellm_error *err);
 void cellm_cuda_kv_free(struct cu_ctx *c);
 /* Grows sequence seq's KV cache to hold need positions (keeping what it holds). */
 enum cellm_status cellm_cuda_reserve_seq(struct cu_ctx *c, int seq, int need,

@@ -25,7 +25,7 @@
 #include "cuda_exec.h"
 
 #define KV_CHUNK_BYTES ((size_t)256 << 20) /* device memory made by one growth of the pool */
-#define KV_TMAX ((int32_t)1 << 16)        /* most blocks a sequence's table holds */
+#define KV_TMAX ((int32_t)1 << 16)         /* most blocks a sequence's table holds */
 
 static size_t kv_dim(const struct cu_ctx *c)
 {
@@ -65,8 +65,8 @@ enum cellm_status cellm_cuda_kv_init(struct cu_ctx *c, size_t cache_bytes, struc
     if (!k->paged) return CELLM_OK;
     const double gib = 1024.0 * 1024.0 * 1024.0;
     size_t bb = (size_t)cfg->n_layers * 2 * CU_KV_BLOCK * kv_dim(c) * sizeof(float);
-    int64_t per_seq = cfg->max_pos > 0 ? ((int64_t)cfg->max_pos + CU_KV_BLOCK - 1) / CU_KV_BLOCK
-                                       : KV_TMAX;
+    int64_t per_seq =
+        cfg->max_pos > 0 ? ((int64_t)cfg->max_pos + CU_KV_BLOCK - 1) / CU_KV_BLOCK : KV_TMAX;
     char budget[64];
     int64_t limit;
     size_t fr = 0, total = 0;
@@ -132,7 +132,7 @@ void cellm_cuda_kv_free(struct cu_ctx *c)
 
 /* The contiguous layout: grows the cache by doubling (cudaMalloc, copy, cudaFree). */
 static enum cellm_status reserve_contiguous(struct cu_ctx *c, struct cu_seq *s, int need,
-                                           struct cellm_error *err)
+                                            struct cellm_error *err)
 {
     if (need <= s->cap) return CELLM_OK;
     const struct cellm_config *cfg = &c->d->cfg;
