@@ -11,4 +11,6 @@ if(CELLM_CUDA)
   # the device layout of the formats of docs/formats.md, decoded on the host (no GPU needed)
   cellm_core_test(test_cuda_layout ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda_layout.c)
   target_link_libraries(test_cuda_layout PRIVATE CUDA::cudart)
+  # the paged KV cache end to end: paged equals contiguous, the budget's refusals
+  cellm_core_test(test_cuda_kv ${CMAKE_CURRENT_SOURCE_DIR}/test_cuda_kv.c)
 endif()

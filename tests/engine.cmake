@@ -25,3 +25,5 @@ cellm_core_test(test_truncate ${CMAKE_CURRENT_SOURCE_DIR}/test_truncate.c)
 cellm_core_test(test_seqstate ${CMAKE_CURRENT_SOURCE_DIR}/test_seqstate.c)
 # The bytes one decode step reads (bench's GB/s of weights), dense and MoE.
 cellm_core_test(test_info ${CMAKE_CURRENT_SOURCE_DIR}/test_info.c)
+# The block pool of the CUDA executor's paged KV cache (no device needed).
+cellm_core_test(test_blockpool ${CMAKE_CURRENT_SOURCE_DIR}/test_blockpool.c)

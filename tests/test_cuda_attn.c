@@ -5,7 +5,11 @@
  * without key splits, and the tiled prefill kernel) and decode rows of distinct sequences
  * holding 4, 40 and 300 positions (generic, fused, clusters per head and grouped), for
  * 1, 2, 8 and 12 q heads per kv head, head sizes 64-256, partial RoPE, a soft-cap and a
- * sliding window, and attention sinks (gpt-oss). The bound of an output: a score's dot-product
+ * sliding window, and attention sinks (gpt-oss); every case twice, on one contiguous cache
+ * per sequence and on the paged cache (cu_row.blocks: blocks of CU_KV_BLOCK positions of two
+ * layers, the second one used, at shuffled places in a pool, so a kernel that ignores the
+ * table, the layer offset inside a block or a block boundary reads the wrong keys). The
+ * bound of an output: a score's dot-product
  * bound moves the softmax weights by about as much, relatively, and the sums over n keys round n
  * times, times the largest value. Each case prints one line (cuda_ops_util.h); skipped without a
  * device.
@@ -26,12 +30,28 @@ struct acfg {
     int sinks; /* a learned sink logit per head (gpt-oss) */
 };
 
-/* One layer's cache of one sequence, [2][cap][kd], on the host and the device. */
+/* One layer's cache of one sequence, on the host and the device: contiguous, [2][cap][kd]
+ * in dev (layer 0); paged, cap / CU_KV_BLOCK blocks of [PG_LAYERS][2][CU_KV_BLOCK][kd] at
+ * shuffled places of the pool dev (more blocks than the table uses), layer PG_LAYER. */
+#define PG_LAYERS 2
+#define PG_LAYER 1
 struct aseq {
     int cap, len; /* len: positions held before the rows of the step */
     float *k, *v; /* host mirror [cap][kd] */
     float *dev;
+    int paged;
+    int64_t dev_floats; /* of dev */
+    float **blk;        /* paged: host copy of the block table */
+    float **dblk;       /* paged: the block table on the device */
 };
+
+/* The device address of position p's key (half 0) or value (half 1). */
+static float *aseq_at(const struct aseq *s, int half, int64_t p, int64_t kd)
+{
+    if (!s->paged) return s->dev + ((int64_t)half * s->cap + p) * kd;
+    return s->blk[p / CU_KV_BLOCK] +
+           ((int64_t)(2 * PG_LAYER + half) * CU_KV_BLOCK + p % CU_KV_BLOCK) * kd;
+}
 
 /* The reference of one head vector after its bias, norm and RoPE (CPU ops). */
 static void ref_head(const struct acfg *c, const float *src, const float *bias, const float *nw,
@@ -55,8 +75,9 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     const int H = c->H, KVH = c->KVH, hd = c->hd, half = c->rot / 2, G = H / KVH;
     const int64_t qd = (int64_t)H * hd, kd = (int64_t)KVH * hd;
     char shape[96];
-    snprintf(shape, sizeof shape, "H%d/%d hd%d rot%d w%d%s, %d rows%s", H, KVH, hd, c->rot,
-             c->window, c->sinks ? " sinks" : "", n, what);
+    snprintf(shape, sizeof shape, "H%d/%d hd%d rot%d w%d%s, %d rows%s%s", H, KVH, hd, c->rot,
+             c->window, c->sinks ? " sinks" : "", n, what, S[0].paged ? ", paged" : "");
+    const int layer = S[0].paged ? PG_LAYER : 0;
     static const char *const names[] = {"attention", "attn prefill", "attn fused", "attn dec",
                                         "attn dec grouped"};
     if (mode >= 3 && !cellm_cu_attention_dec_supported(hd, c->rot)) return;
@@ -119,18 +140,25 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     assert_non_null(rows);
     int max_keys = 0;
     for (int s = 0; s < ns; s++) {
-        assert_int_equal(cudaMemset(S[s].dev, 0, (size_t)(2 * S[s].cap * kd) * sizeof(float)),
+        assert_int_equal(cudaMemset(S[s].dev, 0, (size_t)S[s].dev_floats * sizeof(float)),
                          cudaSuccess);
-        assert_int_equal(cudaMemcpy(S[s].dev, S[s].k, (size_t)(S[s].len * kd) * sizeof(float),
-                                    cudaMemcpyHostToDevice),
-                         cudaSuccess);
-        assert_int_equal(cudaMemcpy(S[s].dev + S[s].cap * kd, S[s].v,
-                                    (size_t)(S[s].len * kd) * sizeof(float),
-                                    cudaMemcpyHostToDevice),
-                         cudaSuccess);
+        for (int64_t p = 0; p < S[s].len; p++) {
+            assert_int_equal(cudaMemcpy(aseq_at(&S[s], 0, p, kd), S[s].k + p * kd,
+                                        (size_t)kd * sizeof(float), cudaMemcpyHostToDevice),
+                             cudaSuccess);
+            assert_int_equal(cudaMemcpy(aseq_at(&S[s], 1, p, kd), S[s].v + p * kd,
+                                        (size_t)kd * sizeof(float), cudaMemcpyHostToDevice),
+                             cudaSuccess);
+        }
     }
     for (int i = 0; i < n; i++) {
-        rows[i] = (struct cu_row){0, seq[i], pos[i], 1, i, 0, S[seq[i]].dev, S[seq[i]].cap};
+        const struct aseq *sq = &S[seq[i]];
+        rows[i] = (struct cu_row){0, seq[i], pos[i], 1, i, 0, sq->dev, sq->cap, NULL};
+        if (sq->paged) {
+            rows[i].kv = NULL;
+            rows[i].cap = CU_KV_BLOCK;
+            rows[i].blocks = (float *const *)sq->dblk;
+        }
         if (pos[i] + 1 > max_keys) max_keys = pos[i] + 1;
     }
     int keys = c->window && c->window < max_keys ? c->window : max_keys, nsplit = 1;
@@ -167,7 +195,7 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
                              .KVH = KVH,
                              .hd = hd,
                              .rot = c->rot,
-                             .layer = 0};
+                             .layer = layer};
     struct cu_attn_args aa = {.q = dq,
                               .out = dout,
                               .part = dpart,
@@ -176,7 +204,7 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
                               .H = H,
                               .KVH = KVH,
                               .hd = hd,
-                              .layer = 0,
+                              .layer = layer,
                               .window = c->window,
                               .nsplit = nsplit,
                               .split_keys = sk,
@@ -249,8 +277,8 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     for (int i = 0; i < n; i++) {
         const struct aseq *sq = &S[seq[i]];
         float kv[2 * 512];
-        dget(kv, sq->dev + (int64_t)pos[i] * kd, (size_t)kd * sizeof(float));
-        dget(kv + kd, sq->dev + (sq->cap + (int64_t)pos[i]) * kd, (size_t)kd * sizeof(float));
+        dget(kv, aseq_at(sq, 0, pos[i], kd), (size_t)kd * sizeof(float));
+        dget(kv + kd, aseq_at(sq, 1, pos[i], kd), (size_t)kd * sizeof(float));
         for (int64_t d = 0; d < kd; d++) {
             double rk = sq->k[(int64_t)pos[i] * kd + d], rv = sq->v[(int64_t)pos[i] * kd + d];
             worst_add(&w, i * 2 * kd + d, rk, kv[d], 16 * EPS32 * fmax(1, fabs(rk)));
@@ -268,8 +296,9 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     free(inv), free(qp), free(rows), free(out), free(got), free(sc), free(sk_);
 }
 
-static void aseq_init(struct aseq *s, int len, int64_t kd)
+static void aseq_init(struct aseq *s, int len, int64_t kd, int paged)
 {
+    memset(s, 0, sizeof *s);
     s->len = len;
     s->cap = (len + 1 + 255) / 256 * 256;
     s->k = calloc((size_t)(s->cap * kd), sizeof(float));
@@ -277,14 +306,40 @@ static void aseq_init(struct aseq *s, int len, int64_t kd)
     assert_true(s->k && s->v);
     fill(s->k, len * kd, -1.5f, 1.5f); /* earlier positions, already past the epilogue */
     fill(s->v, len * kd, -1, 1);
-    s->dev = dput(NULL, (size_t)(2 * s->cap * kd) * sizeof(float));
+    s->paged = paged;
+    if (!paged) {
+        s->dev_floats = 2 * s->cap * kd;
+        s->dev = dput(NULL, (size_t)s->dev_floats * sizeof(float));
+        return;
+    }
+    /* a pool of twice the blocks the table needs; the table takes a shuffled half */
+    const int nb = s->cap / CU_KV_BLOCK, pool = 2 * nb;
+    const int64_t bf = (int64_t)PG_LAYERS * 2 * CU_KV_BLOCK * kd;
+    s->dev_floats = pool * bf;
+    s->dev = dput(NULL, (size_t)s->dev_floats * sizeof(float));
+    int *perm = malloc((size_t)pool * sizeof *perm);
+    s->blk = malloc((size_t)nb * sizeof *s->blk);
+    assert_true(perm && s->blk);
+    for (int b = 0; b < pool; b++)
+        perm[b] = b;
+    for (int b = pool - 1; b > 0; b--) {
+        int j = (int)(rnd() % (uint32_t)(b + 1)), t = perm[b];
+        perm[b] = perm[j];
+        perm[j] = t;
+    }
+    for (int b = 0; b < nb; b++)
+        s->blk[b] = s->dev + perm[b] * bf;
+    s->dblk = dput(s->blk, (size_t)nb * sizeof *s->blk);
+    free(perm);
 }
 
 static void aseq_free(struct aseq *s)
 {
     free(s->k);
     free(s->v);
+    free(s->blk);
     cudaFree(s->dev);
+    if (s->dblk) cudaFree(s->dblk);
 }
 
 static void t_attention(void **state)
@@ -305,8 +360,9 @@ static void t_attention(void **state)
         {4, 4, 64, 64, 0, 0, 1, 0.f, 1},
         {4, 2, 16, 16, 8, 0, 1, 0.f, 1},
     };
-    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
-        const struct acfg *c = &cfgs[ci];
+    for (size_t ci = 0; ci < 2 * sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const int paged = ci >= sizeof cfgs / sizeof cfgs[0];
+        const struct acfg *c = &cfgs[ci % (sizeof cfgs / sizeof cfgs[0])];
         const int64_t kd = (int64_t)c->KVH * c->hd;
         /* prefill: one sequence, rows at positions 0..n-1 */
         static const int pn[] = {1, 3, 40};
@@ -315,7 +371,7 @@ static void t_attention(void **state)
             for (int i = 0; i < n; i++)
                 seq[i] = 0, pos[i] = i;
             struct aseq s;
-            aseq_init(&s, 0, kd);
+            aseq_init(&s, 0, kd, paged);
             attn_case(c, 0, n, seq, pos, &s, 1, 1024, sms, "");
             attn_case(c, 0, n, seq, pos, &s, 1, 16, sms, ", key splits of 16");
             if (n > 1) attn_case(c, 1, n, seq, pos, &s, 1, 1024, sms, "");
@@ -325,7 +381,7 @@ static void t_attention(void **state)
         struct aseq S[3];
         int lens[3] = {4, 40, 300}, seq[3] = {0, 1, 2};
         for (int s = 0; s < 3; s++)
-            aseq_init(&S[s], lens[s], kd);
+            aseq_init(&S[s], lens[s], kd, paged);
         for (int mode = 0; mode <= 4; mode++) {
             if (mode == 1) continue; /* prefill-only kernel */
             attn_case(c, mode, 3, seq, lens, S, 3, 32, sms, ", decode");

@@ -56,6 +56,7 @@ int cellm_cmd_bench(int argc, char **argv)
                                         "--pjrt-plugin",
                                         "--exec-opt",
                                         "--exec-options",
+                                        "--kv-gb",
                                         "--profile",
                                         NULL};
     struct cli_opts o = {0};

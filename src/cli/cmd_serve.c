@@ -120,6 +120,7 @@ int cellm_cmd_serve(int argc, char **argv)
                                         "--threads",
                                         "-t",
                                         "--pjrt-plugin",
+                                        "--kv-gb",
                                         "--http-threads",
                                         "--max-connections",
                                         "--per-client",

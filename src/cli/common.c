@@ -13,7 +13,7 @@
 
 const char *const cli_common_flags[] = {
     "-m",          "--model",       "--download", "--device",       "--threads", "-t",
-    "--precision", "--pjrt-plugin", "--exec-opt", "--exec-options", NULL};
+    "--precision", "--pjrt-plugin", "--exec-opt", "--exec-options", "--kv-gb",   NULL};
 
 /* --exec-opt help: every executor's table. */
 static void print_exec_options(void)
@@ -110,6 +110,16 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
             return -1;
         }
         return add_exec_opts(o, a, v);
+    }
+    if (!strcmp(a, "--kv-gb")) {
+        /* the CUDA executor's option kv_gb, checked against --device at load */
+        const char *v = cli_value(argc, argv, i);
+        int gb;
+        if (!v || !cli_int(argv[0], a, v, 1, 1 << 20, &gb)) return -1;
+        char item[32];
+        snprintf(item, sizeof item, "kv_gb=%d", gb);
+        o->kv_gb = gb;
+        return add_exec_opts(o, a, item);
     }
     if (!strcmp(a, "--pjrt-plugin")) {
         o->mp.pjrt_plugin = cli_value(argc, argv, i);
@@ -222,6 +232,13 @@ struct cellm_model *cli_load_model(const struct cli_opts *o, const char *cmd)
     struct cellm_model *m;
     struct cellm_model_params mp = o->mp;
     if (o->exec_opts[0]) mp.exec_options = o->exec_opts;
+    if (o->kv_gb && mp.device != CELLM_DEVICE_CUDA) {
+        fprintf(stderr,
+                "cellm %s: --kv-gb %d: the KV pool budget applies to --device cuda only (the CPU "
+                "grows each sequence's cache as it needs)\n",
+                cmd, o->kv_gb);
+        return NULL;
+    }
     char search[8192];
     if (mp.device == CELLM_DEVICE_XLA) {
         if (!mp.pjrt_plugin) mp.pjrt_plugin = getenv("CELLM_PJRT_PLUGIN");

@@ -17,6 +17,7 @@ struct cli_opts {
     const char *chat_template; /* --chat-template FILE (where a command accepts it) */
     struct cellm_model_params mp;
     char exec_opts[2048]; /* --exec-opt / --exec-options, joined with ',' (mp.exec_options) */
+    int kv_gb;            /* --kv-gb (0: not given); travels in exec_opts as kv_gb= */
 };
 
 /* The common flags, for "did you mean" (NULL-terminated). */
@@ -31,10 +32,12 @@ extern const char *const cli_common_flags[];
     "  --precision exact|fast  fast: bf16/int8 activations, f16 KV cache (CPU; default exact)\n"   \
     "  --pjrt-plugin FILE   XLA only: the PJRT plugin (else $CELLM_PJRT_PLUGIN, else searched)\n"  \
     "  --exec-opt KEY=VALUE executor option (repeatable); --exec-opt help lists them\n"            \
-    "  --exec-options K=V,K=V  several executor options at once\n"
+    "  --exec-options K=V,K=V  several executor options at once\n"                                 \
+    "  --kv-gb N            CUDA: the KV cache pool's budget in GiB per context (default: most "   \
+    "of the free device memory)\n"
 
 /* If argv[*i] is a common option (-m/--model, --download, --device, -t/--threads,
- * --precision, --pjrt-plugin, --exec-opt, --exec-options), consumes it (and its value) and
+ * --precision, --pjrt-plugin, --exec-opt, --exec-options, --kv-gb), consumes it (and its value) and
  * returns 1; returns -1 on a bad value (message printed), 0 if not a common option.
  * --exec-opt help (or --exec-options help) prints every executor's options and exits 0. */
 int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i);

@@ -337,6 +337,15 @@ int cellm_ctx_routes(const struct cellm_ctx *c, int32_t *ids, int cap)
     return c->model->vt->routes(c->ex, ids, cap);
 }
 
+enum cellm_status cellm_ctx_seq_reserve(struct cellm_ctx *c, int seq, int extra,
+                                        struct cellm_error *err)
+{
+    if (!c || seq < 0 || seq >= c->max_seqs || c->len[seq] < 0)
+        return cellm_errf(err, CELLM_ERR_ARG, "seq_reserve: sequence %d does not exist", seq);
+    if (!c->model->vt->seq_reserve || extra <= 0) return CELLM_OK;
+    return c->model->vt->seq_reserve(c->ex, seq, c->len[seq] + extra, err);
+}
+
 int cellm_ctx_seq_len(const struct cellm_ctx *c, int seq)
 {
     if (seq < 0 || seq >= c->max_seqs) return -1;

@@ -15,5 +15,10 @@ const struct cellm_model *cellm_ctx_model(const struct cellm_ctx *c);
 /* Scratch memory owned by the context (grown as needed, freed with it) for the generation
  * loop's step buffers; NULL when out of memory. Valid until the next call. */
 void *cellm_ctx_scratch(struct cellm_ctx *c, size_t bytes);
+/* Makes the executor hold room for `extra` positions after the sequence's current length
+ * before they are evaluated (CUDA: blocks from the context's KV pool); the error names the
+ * budget when it cannot, and nothing else changes. CELLM_OK where the executor has no budget. */
+enum cellm_status cellm_ctx_seq_reserve(struct cellm_ctx *c, int seq, int extra,
+                                        struct cellm_error *err);
 
 #endif

@@ -429,10 +429,16 @@ enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const 
     struct cellm_batch_item *items = (struct cellm_batch_item *)scr;
     int32_t *owner = (int32_t *)(items + nr), *picks = owner + nr;
     int ni = 0, nw = 0;
+    struct cellm_error re;
     for (int i = 0; i < n; i++) {
         struct cellm_gen *g = gens[i];
         g->taking = 0;
         if (g->done || g->n_fed < g->n_prompt) continue;
+        /* a KV budget that cannot hold one more position fails this gen only */
+        if (cellm_ctx_seq_reserve(ctx, g->seq, 1, &re)) {
+            fail_gen(g, re.msg);
+            continue;
+        }
         items[ni++] = (struct cellm_batch_item){g->last, g->seq, 1};
         owner[nw++] = i;
         ss.decode_rows++;
@@ -459,6 +465,10 @@ enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const 
         int take = g->n_prompt - g->n_fed;
         if (prefill_budget > 0 && take > prefill_budget - ss.prefill_rows)
             take = prefill_budget - ss.prefill_rows;
+        if (cellm_ctx_seq_reserve(ctx, g->seq, take, &re)) {
+            fail_gen(g, re.msg);
+            continue;
+        }
         for (int k = 0; k < take; k++) {
             int last = g->n_fed + k + 1 == g->n_prompt;
             items[ni++] = (struct cellm_batch_item){g->prompt[g->n_fed + k], g->seq, last};

@@ -82,6 +82,11 @@ struct cellm_exec_vt {
     /* The oldest position whose sliding-window keys a sequence of len positions still
      * holds (0 when nothing is dropped). */
     int (*kv_window_first)(void *ex, int seq, int len);
+
+    /* Optional: makes room for positions [0, n) of a sequence before a step (an executor
+     * whose KV cache has a budget: CUDA's pool), so that running out fails only the
+     * requests that ask for more; eval still reserves whatever its rows lack. */
+    enum cellm_status (*seq_reserve)(void *ex, int seq, int n, struct cellm_error *err);
 };
 
 /* kv_save / kv_load flags. */

@@ -36,6 +36,9 @@ refuse "unknown option 'bogus'" g -p x --exec-opt bogus=1
 refuse "option isa: value 'sse9'" g -p x --exec-opt isa=sse9
 refuse "expected KEY=VALUE" g -p x --exec-opt isa
 refuse "unknown option 'tc_rows'" "$cellm" verify -m "$model" --exec-options isa=avx2,tc_rows=3
+# --kv-gb: the CUDA pool's budget, refused on other devices and when it is not a number
+refuse "applies to --device cuda only" g -p x --kv-gb 4
+refuse "--kv-gb expects an integer" g -p x --kv-gb lots
 eh=$("$cellm" inspect --exec-opt help)
 grep -q "isa=auto|portable|avx2|avx512" <<<"$eh" || fail "--exec-opt help lacks the cpu isa key: $eh"
 grep -q "dequant=graph|load" <<<"$eh" || fail "--exec-opt help lacks the xla dequant key: $eh"

@@ -25,6 +25,8 @@
 #   qold        qdecode=0: GPTQ/AWQ in the input-major layout through cuda_mvq.cu, FP8
 #               and MX codes decoded element by element (not in the default list: run it
 #               with CELLM_GPU_MODES)
+#   contig      kv_paged=0: one contiguous KV cache per sequence (cudaMalloc/cudaFree), the
+#               layout before the paged pool; every other mode runs on the pool
 # Each mode is a set of executor options (`cellm verify --exec-options ...`; `cellm inspect
 # --exec-opt help` lists them). The first seven modes add tiled=2: every 4-bit weight whose shape qualifies is
 # stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
@@ -47,7 +49,7 @@ B=${1:-build-gpu}
 export PATH=$PATH:/usr/local/cuda/bin
 . tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
 cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" "${gpu_cmake_deps[@]}" >"$B.cfg.log" 2>&1 \
-  && cmake --build "$B" -j"$(nproc)" --target cellm_cli test_cuda_ops test_cuda_attn test_cuda_layout >"$B.build.log" 2>&1 \
+  && cmake --build "$B" -j"$(nproc)" --target cellm_cli test_cuda_ops test_cuda_attn test_cuda_layout test_cuda_kv >"$B.build.log" 2>&1 \
   || { tail -n 30 "$B.cfg.log" "$B.build.log"; echo "BUILD FAILED"; exit 1; }
 if ! nvidia-smi -L >/dev/null 2>&1; then
   echo "no GPU here: built the CUDA executor, skipped the GPU conformance run"
@@ -56,7 +58,7 @@ fi
 nvidia-smi -L
 # per-op tests first: a failing kernel is named here before the end-to-end modes
 pass=0; fail=0; failed=()
-for t in test_cuda_ops test_cuda_attn test_cuda_layout; do
+for t in test_cuda_ops test_cuda_attn test_cuda_layout test_cuda_kv; do
   if "$B/tests/$t" >"$B.$t.log" 2>&1; then
     pass=$((pass+1)); echo "ok   per-op   $t ($(grep -c '^ok' "$B.$t.log") cases)"
   else
@@ -80,6 +82,7 @@ one() { # mode dir index
     tc) opts=tc_rows=1,tc_bf16=1,;;
     unfused) opts=fuse=0,;;
     qold) opts=qdecode=0,;;
+    contig) opts=kv_paged=0,;;
   esac
   if [ "$mode" = rowmajor ]; then opts=tiled=0; else opts+=tiled=2; fi
   "$B/cellm" verify -m "$dir" --device cuda --exec-options "$opts" >"$tmp/$idx.out" 2>&1
@@ -87,7 +90,7 @@ one() { # mode dir index
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm tc unfused rowmajor}; do
+for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm tc unfused rowmajor contig}; do
   for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))

@@ -6,7 +6,8 @@
  * profiling, KV caches).
  *
  * Per model: the weights in one device arena (cuda_upload.c). Per context: a CUDA stream,
- * a cuBLAS handle, batch buffers, and one KV cache per sequence (cuda_kv.c).
+ * a cuBLAS handle, batch buffers, and the KV cache, a pool of blocks that the sequences
+ * take from and give back (cuda_kv.c).
  *
  * The host computes RoPE's cos/sin for the batch's positions with the CPU's own cosf and
  * sinf, so rotations match the reference bit for bit. MoE routing runs on the GPU, and
@@ -53,6 +54,7 @@ static void cu_model_free(void *p)
  * the paths the default rules choose between, for the GPU conformance modes. */
 struct cu_opts {
     int gemm_rows, tc_rows, tc_bf16, graphs, split3, fuse, mma, attn_dec, attn_pdl, tiled, qdecode;
+    int kv_paged, kv_gb, kv_blocks;
 };
 
 static const struct cellm_opt cu_opt_table[] = {
@@ -86,6 +88,14 @@ static const struct cellm_opt cu_opt_table[] = {
     {"qdecode", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, qdecode),
      "test only: 0 keeps the session-13 decode of the formats of docs/formats.md (GPTQ/AWQ "
      "input-major, one lane per row; FP8/MX codes decoded element by element) for comparison"},
+    {"kv_paged", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, kv_paged),
+     "KV cache in blocks of 32 positions from a per-context pool (0: one contiguous cache per "
+     "sequence, grown and freed with cudaMalloc/cudaFree, the layout before paging)"},
+    {"kv_gb", CELLM_OPT_INT, 0, 1 << 20, 0, NULL, offsetof(struct cu_opts, kv_gb),
+     "the KV pool's budget per context in GiB (0: 90% of the free device memory less 1 GiB and "
+     "the prefix cache, at most every sequence at max_position_embeddings); --kv-gb"},
+    {"kv_blocks", CELLM_OPT_INT, 0, 1 << 30, 0, NULL, offsetof(struct cu_opts, kv_blocks),
+     "test only: the KV pool's budget in blocks of 32 positions (0: kv_gb)"},
 };
 #define CU_N_OPTS ((int)(sizeof cu_opt_table / sizeof cu_opt_table[0]))
 
@@ -146,6 +156,9 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->fuse = o.fuse;
     m->mma = o.mma;
     m->qdecode = o.qdecode;
+    m->kv_paged = o.kv_paged;
+    m->kv_gb = o.kv_gb;
+    m->kv_blocks = o.kv_blocks;
     m->tc_rows = o.tc_rows;
     m->tc_bf16 = o.tc_bf16;
     m->fast = mp && mp->precision == CELLM_PRECISION_FAST;
@@ -289,8 +302,7 @@ static void cu_ctx_free(void *p)
             cudaEventDestroy(p->ev[i]);
         cellm_free(p);
     }
-    for (int i = 0; i < c->max_seqs && c->seqs; i++)
-        dfree(c->seqs[i].kv);
+    cellm_cuda_kv_free(c);
     cellm_free(c->seqs);
     free_rows(c);
     if (c->gexec) cudaGraphExecDestroy(c->gexec);
@@ -343,6 +355,7 @@ static enum cellm_status cu_ctx_new(void *dm, const struct cellm_ctx_params *cp,
         if (bs != CUBLAS_STATUS_SUCCESS)
             st = cellm_errf(err, CELLM_ERR_DEVICE, "cublas: %s", cublasGetStatusString(bs));
     }
+    if (!st) st = cellm_cuda_kv_init(c, cp->cache_bytes, err);
     if (st) {
         cu_ctx_free(c);
         return st;
@@ -355,12 +368,16 @@ static void cu_seq_truncate(void *p, int seq, int from)
 {
     struct cu_ctx *c = p;
     if (seq < 0 || seq >= c->max_seqs) return;
-    if (from == 0 && c->seqs[seq].kv) {
-        cudaStreamSynchronize(c->st);
-        cudaFree(c->seqs[seq].kv);
-        c->seqs[seq].kv = NULL;
-        c->seqs[seq].cap = 0;
-    }
+    cellm_cuda_seq_release(c, seq, from);
+}
+
+static enum cellm_status cu_seq_reserve(void *p, int seq, int n, struct cellm_error *err)
+{
+    struct cu_ctx *c = p;
+    if (seq < 0 || seq >= c->max_seqs)
+        return cellm_errf(err, CELLM_ERR_ARG, "sequence %d out of range", seq);
+    CU_TRY(cudaSetDevice(c->m->dev));
+    return cellm_cuda_reserve_seq(c, seq, n, err);
 }
 
 #define DALLOC(ptr, count)                                                                         \
@@ -523,7 +540,7 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
         if (rows[i].token < 0 || rows[i].token >= cfg->vocab)
             return cellm_errf(err, CELLM_ERR_RANGE, "token id %d is outside the vocabulary [0, %d)",
                               rows[i].token, cfg->vocab);
-        CELLM_TRY(cellm_cuda_reserve_seq(c, &c->seqs[rows[i].seq], rows[i].pos + 1, err));
+        CELLM_TRY(cellm_cuda_reserve_seq(c, rows[i].seq, rows[i].pos + 1, err));
         if (rows[i].pos + 1 > max_keys) max_keys = rows[i].pos + 1;
     }
     /* rows and RoPE tables, one upload */
@@ -532,15 +549,16 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
     size_t tstride = (size_t)c->rows_cap * (size_t)(half + 1) * 2;
     float *hcs = (float *)((char *)c->stage + (size_t)c->rows_cap * sizeof(struct cu_row));
     for (int i = 0; i < n; i++) {
-        const struct cu_seq *s = &c->seqs[rows[i].seq];
         hr[i] = (struct cu_row){rows[i].token,
                                 rows[i].seq,
                                 rows[i].pos,
                                 rows[i].want_logits != 0,
                                 rows[i].want_logits ? nw : -1,
                                 0,
-                                s->kv,
-                                s->cap};
+                                NULL,
+                                0,
+                                NULL};
+        cellm_cuda_kv_row(c, rows[i].seq, &hr[i]);
         nw += rows[i].want_logits != 0;
         float pos = (float)rows[i].pos;
         for (int t = 0; t < m->n_tables; t++) {
@@ -617,4 +635,5 @@ const struct cellm_exec_vt cellm_exec_cuda = {
     .kv_load = cellm_cuda_kv_load,
     .kv_block_free = cellm_cuda_kv_block_free,
     .kv_window_first = cellm_cuda_kv_window_first,
+    .seq_reserve = cu_seq_reserve,
 };

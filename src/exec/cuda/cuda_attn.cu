@@ -90,13 +90,6 @@ static __device__ void head_v(const struct cu_qkv_args &a, int i, int h, float *
     __syncwarp();
 }
 
-/* the cache rows of position pos, layer l: keys, and values at + cap * kd */
-static __device__ __forceinline__ float *cache_at(const struct cu_row &row, int layer, int64_t kd,
-                                                  int pos)
-{
-    return row.kv + (int64_t)layer * 2 * row.cap * kd + (int64_t)pos * kd;
-}
-
 static __global__ void k_qkv_post(const struct cu_qkv_args a)
 {
     pdl_wait();
@@ -112,7 +105,7 @@ static __global__ void k_qkv_post(const struct cu_qkv_args a)
             dst[d] = v[d];
         return;
     }
-    float *kc = cache_at(row, a.layer, kd, row.pos) + (int64_t)h * hd;
+    float *kc = cu_kv_at(row, a.layer, kd, row.pos) + (int64_t)h * hd;
     float *vc = kc + row.cap * kd;
     for (int d = lane; d < hd; d += 32)
         kc[d] = v[d];
@@ -200,17 +193,15 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
     const int nsc = a.split_keys > a.nsplit ? a.split_keys : a.nsplit;
     float *q = smem, *kcur = q + hd, *vcur = kcur + hd, *sc = vcur + hd, *accs = sc + nsc;
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const float *K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * hd;
-    const float *V = K + row.cap * kd;
+    const struct cu_kvh kv = cu_kv_head(row, a.layer, kd, (int64_t)kvh * hd);
     if (FUSED) {
         /* keys before the row's position were written by earlier steps, not by the kernels
          * this one waits for: pull them into L2 while the previous kernel finishes */
         const int lines = (hd * 4 + 127) / 128;
         for (int t = threadIdx.x; t < nkc * lines * 2; t += ATT_THREADS) {
             int key = t / (lines * 2), r = t % (lines * 2);
-            const float *base = (r & 1) ? V : K;
-            asm volatile(
-                "prefetch.global.L2 [%0];" ::"l"(base + (int64_t)(k0 + key) * kd + (r >> 1) * 32));
+            const float *base = (r & 1) ? kv.v(k0 + key) : kv.k(k0 + key);
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(base + (r >> 1) * 32));
         }
     }
     pdl_wait();
@@ -223,7 +214,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
             head_v(qa, i, kvh, vcur);
         __syncthreads();
         if (cur && h % G == 0) {
-            float *kc = cache_at(row, a.layer, kd, hi) + (int64_t)kvh * hd, *vc = kc + row.cap * kd;
+            float *kc = cu_kv_at(row, a.layer, kd, hi) + (int64_t)kvh * hd, *vc = kc + row.cap * kd;
             for (int d = threadIdx.x; d < hd; d += ATT_THREADS) {
                 kc[d] = kcur[d];
                 vc[d] = vcur[d];
@@ -243,17 +234,17 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
         for (int u = 0; u < KPW; u++)
             dot[u] = 0.f;
         for (int d = lane * 4; d < hd; d += 128) {
-            float4 kv[KPW];
+            float4 kr[KPW];
 #pragma unroll
             for (int u = 0; u < KPW; u++)
-                kv[u] = j0 + u < nkc ? *(const float4 *)(K + (int64_t)(k0 + j0 + u) * kd + d)
+                kr[u] = j0 + u < nkc ? *(const float4 *)(kv.k(k0 + j0 + u) + d)
                                      : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
             for (int u = 0; u < KPW; u++) {
-                dot[u] = fmaf(q[d], kv[u].x, dot[u]);
-                dot[u] = fmaf(q[d + 1], kv[u].y, dot[u]);
-                dot[u] = fmaf(q[d + 2], kv[u].z, dot[u]);
-                dot[u] = fmaf(q[d + 3], kv[u].w, dot[u]);
+                dot[u] = fmaf(q[d], kr[u].x, dot[u]);
+                dot[u] = fmaf(q[d + 1], kr[u].y, dot[u]);
+                dot[u] = fmaf(q[d + 2], kr[u].z, dot[u]);
+                dot[u] = fmaf(q[d + 3], kr[u].w, dot[u]);
             }
         }
 #pragma unroll
@@ -303,9 +294,8 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
             float4 vv[VK];
 #pragma unroll
             for (int u = 0; u < VK; u++)
-                vv[u] = j + u * ng < nkc
-                            ? *(const float4 *)(V + (int64_t)(k0 + j + u * ng) * kd + d4)
-                            : make_float4(0.f, 0.f, 0.f, 0.f);
+                vv[u] = j + u * ng < nkc ? *(const float4 *)(kv.v(k0 + j + u * ng) + d4)
+                                         : make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
             for (int u = 0; u < VK; u++) {
                 float w = j + u * ng < nkc ? sc[j + u * ng] : 0.f;
@@ -443,8 +433,7 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct
     float *Qs = smem, *Ks = Qs + PF_QT * ldq, *Vs = Ks + PF_KT * ldk, *Ps = Vs + PF_KT * hd;
     const struct cu_row row0 = a.rows[0];
     const int64_t kd = (int64_t)a.KVH * hd;
-    const float *K = row0.kv + (int64_t)a.layer * 2 * row0.cap * kd + (int64_t)kvh * hd;
-    const float *V = K + row0.cap * kd;
+    const struct cu_kvh kv = cu_kv_head(row0, a.layer, kd, (int64_t)kvh * hd);
     const int nr = a.n - i0 < PF_QT ? a.n - i0 : PF_QT; /* rows of this block */
     const int p0 = row0.pos + i0, pr = p0 + r;          /* first row's and my row's position */
     const bool valid = r < nr;
@@ -472,12 +461,13 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct
         __syncthreads(); /* the previous tile's readers are done (and Q is stored) */
         for (int e = t; e < PF_KT * hd / 4; e += PF_THREADS) {
             int j = e / (hd / 4), d4 = e % (hd / 4) * 4;
-            float4 kv = make_float4(0.f, 0.f, 0.f, 0.f), vv = kv;
+            float4 kr = make_float4(0.f, 0.f, 0.f, 0.f), vv = kr;
             if (kb + j <= kend) {
-                kv = *(const float4 *)(K + (int64_t)(kb + j) * kd + d4);
-                vv = *(const float4 *)(V + (int64_t)(kb + j) * kd + d4);
+                const float *kp = kv.k(kb + j) + d4;
+                kr = *(const float4 *)kp;
+                vv = *(const float4 *)(kp + kv.vd);
             }
-            *(float4 *)(Ks + j * ldk + d4) = kv;
+            *(float4 *)(Ks + j * ldk + d4) = kr;
             *(float4 *)(Vs + j * hd + d4) = vv;
         }
         __syncthreads();
@@ -487,11 +477,11 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct
             float4 qv = *(const float4 *)(Qs + r * ldq + d);
 #pragma unroll
             for (int k = 0; k < 4; k++) {
-                float4 kv = *(const float4 *)(Ks + (c + 8 * k) * ldk + d);
-                s[k] = fmaf(qv.x, kv.x, s[k]);
-                s[k] = fmaf(qv.y, kv.y, s[k]);
-                s[k] = fmaf(qv.z, kv.z, s[k]);
-                s[k] = fmaf(qv.w, kv.w, s[k]);
+                float4 kx = *(const float4 *)(Ks + (c + 8 * k) * ldk + d);
+                s[k] = fmaf(qv.x, kx.x, s[k]);
+                s[k] = fmaf(qv.y, kx.y, s[k]);
+                s[k] = fmaf(qv.z, kx.z, s[k]);
+                s[k] = fmaf(qv.w, kx.w, s[k]);
             }
         }
         float tmax = -INFINITY;

@@ -43,18 +43,17 @@ template <int HD> struct ad_cfg {
 /* keys [key0, key0 + nt) of the cache into the shared tiles, as asynchronous copies
  * (every copy of the tile in flight at once; no registers held): ad_wait before use */
 template <int HD>
-static __device__ __forceinline__ void ad_load_tile(const float *K, const float *V, int64_t kd,
-                                                    int key0, int nt, float *Ks, float *Vs)
+static __device__ __forceinline__ void ad_load_tile(const struct cu_kvh &kv, int key0, int nt,
+                                                    float *Ks, float *Vs)
 {
     typedef ad_cfg<HD> C;
     for (int e = threadIdx.x; e < nt * (HD / 4); e += blockDim.x) {
         const int j = e / (HD / 4), d4 = e % (HD / 4) * 4;
         const unsigned ks = (unsigned)__cvta_generic_to_shared(Ks + j * C::LDK + d4),
                        vs = (unsigned)__cvta_generic_to_shared(Vs + j * HD + d4);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ks),
-                     "l"(K + (int64_t)(key0 + j) * kd + d4));
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(vs),
-                     "l"(V + (int64_t)(key0 + j) * kd + d4));
+        const float *kp = kv.k(key0 + j) + d4;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(ks), "l"(kp));
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(vs), "l"(kp + kv.vd));
     }
 }
 
@@ -69,23 +68,22 @@ static __device__ __forceinline__ void ad_wait()
  * from key0 (asynchronous: ad_wait before use). Each thread stores its own share of cs: a
  * block barrier must come before any warp reads it. */
 template <int HD>
-static __device__ void ad_prefetch(const struct cu_qkv_args &qa, int i, float *cs, const float *K,
-                                   const float *V, int64_t kd, int key0, int nt, float *Ks,
-                                   float *Vs)
+static __device__ void ad_prefetch(const struct cu_qkv_args &qa, int i, float *cs,
+                                   const struct cu_kvh &kv, int key0, int nt, float *Ks, float *Vs)
 {
     const int half = qa.rot / 2;
     for (int d = threadIdx.x; d < 2 * half; d += blockDim.x)
         cs[d] = qa.cs[(int64_t)i * half * 2 + d];
-    ad_load_tile<HD>(K, V, kd, key0, nt, Ks, Vs);
+    ad_load_tile<HD>(kv, key0, nt, Ks, Vs);
 }
 
 /* The keys of block `rank` of a CS-block cluster over row i's keys lo..hi (the sliding
  * window's, else all): [k0, k1); cur when it holds the current key hi (not yet cached), nkc
- * the keys it reads from the cache; K and V the cache rows of kv head kvh. */
+ * the keys it reads from the cache; kv the cache of kv head kvh. */
 struct ad_keys {
     int k0, k1, nkc;
     bool cur;
-    const float *K, *V;
+    struct cu_kvh kv;
 };
 
 static __device__ __forceinline__ struct ad_keys
@@ -101,8 +99,7 @@ ad_split(const struct cu_attn_args &a, const struct cu_row &row, int kvh, int hd
     r.k1 = min(r.k0 + ck, hi + 1);
     r.cur = r.k1 > r.k0 && r.k1 == hi + 1;
     r.nkc = r.k1 > r.k0 ? (r.cur ? r.k1 - r.k0 - 1 : r.k1 - r.k0) : 0;
-    r.K = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)kvh * hd;
-    r.V = r.K + row.cap * kd;
+    r.kv = cu_kv_head(row, a.layer, kd, (int64_t)kvh * hd);
     return r;
 }
 
@@ -186,10 +183,10 @@ static __global__ void __launch_bounds__(AD_THREADS)
     const struct ad_keys ks = ad_split(a, row, kvh, HD, CS, rank);
     const int k0 = ks.k0, k1 = ks.k1, nkc = ks.nkc;
     const bool cur = ks.cur;
-    const float *K = ks.K, *V = ks.V;
+    const struct cu_kvh &kv = ks.kv;
     const float sink = a.sinks && warp == 0 ? a.sinks[h] : -INFINITY; /* a weight */
 
-    ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
+    ad_prefetch<HD>(qa, i, cs, kv, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
     __syncthreads(); /* every thread's part of cs is in before any warp rotates with it */
 
@@ -212,9 +209,7 @@ static __global__ void __launch_bounds__(AD_THREADS)
     ad_wait(); /* the first tile, requested before the wait */
     __syncthreads();
     if (cur && h % G == 0) {
-        float *kc = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)hi * kd +
-                    (int64_t)kvh * HD,
-              *vc = kc + row.cap * kd;
+        float *kc = cu_kv_at(row, a.layer, kd, hi) + (int64_t)kvh * HD, *vc = kc + row.cap * kd;
         for (int d = tid; d < HD; d += AD_THREADS) {
             kc[d] = kcur[d];
             vc[d] = vcur[d];
@@ -240,7 +235,7 @@ static __global__ void __launch_bounds__(AD_THREADS)
         const int nt = min(TK, nkc - t0);
         if (t0 > 0) {
             __syncthreads(); /* the previous tile's readers are done */
-            ad_load_tile<HD>(K, V, kd, k0 + t0, nt, Ks, Vs);
+            ad_load_tile<HD>(kv, k0 + t0, nt, Ks, Vs);
             ad_wait();
             __syncthreads();
         }
@@ -420,10 +415,10 @@ static __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
     const struct ad_keys ks = ad_split(a, row, kvh, HD, CS, rank);
     const int k0 = ks.k0, k1 = ks.k1, nkc = ks.nkc;
     const bool cur = ks.cur;
-    const float *K = ks.K, *V = ks.V;
+    const struct cu_kvh &kv = ks.kv;
     const float sink = a.sinks && warp < G ? a.sinks[kvh * G + warp] : -INFINITY; /* a weight */
 
-    ad_prefetch<HD>(qa, i, cs, K, V, kd, k0, min(nkc, TK), Ks, Vs);
+    ad_prefetch<HD>(qa, i, cs, kv, k0, min(nkc, TK), Ks, Vs);
     pdl_wait();
     __syncthreads(); /* every thread's part of cs is in before any warp rotates with it */
 
@@ -436,9 +431,7 @@ static __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
         for (int d = lane; d < HD; d += 32)
             vcur[d] = qa.bv ? __fadd_rn(vsrc[d], qa.bv[(int64_t)kvh * HD + d]) : vsrc[d];
         __syncwarp();
-        float *kc = row.kv + (int64_t)a.layer * 2 * row.cap * kd + (int64_t)hi * kd +
-                    (int64_t)kvh * HD,
-              *vc = kc + row.cap * kd;
+        float *kc = cu_kv_at(row, a.layer, kd, hi) + (int64_t)kvh * HD, *vc = kc + row.cap * kd;
         for (int d = lane; d < HD; d += 32) {
             kc[d] = kcur[d];
             vc[d] = vcur[d];
@@ -466,7 +459,7 @@ static __global__ void __launch_bounds__(32 * (AG_MAXG + 1))
         const int nt = min(TK, nkc - t0);
         if (t0 > 0) {
             __syncthreads(); /* the previous tile's readers are done */
-            ad_load_tile<HD>(K, V, kd, k0 + t0, nt, Ks, Vs);
+            ad_load_tile<HD>(kv, k0 + t0, nt, Ks, Vs);
             ad_wait();
             __syncthreads();
         }

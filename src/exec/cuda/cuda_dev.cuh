@@ -224,6 +224,45 @@ template <int WARPS> static __device__ float block_sum_w(float v, float *sh)
     return block_fold_w<WARPS>(warp_sum(v), sh, [](float a, float b) { return a + b; });
 }
 
+/* The KV cache of a row (cu_row says the layout): keys of position pos, layer l; its values
+ * are row.cap * kd floats further. */
+static __device__ __forceinline__ float *cu_kv_at(const struct cu_row &row, int layer, int64_t kd,
+                                                  int pos)
+{
+    float *base = row.blocks ? row.blocks[pos >> CU_KV_SHIFT] : row.kv;
+    const int p = row.blocks ? pos & (CU_KV_BLOCK - 1) : pos;
+    return base + ((int64_t)layer * 2 * row.cap + p) * kd;
+}
+
+/* One layer and kv head of a row's cache, for kernels that walk its keys: k(pos) the key
+ * row of position pos, v(pos) its value row. */
+struct cu_kvh {
+    float *const *blk; /* paged: the block table; NULL: contiguous from base */
+    float *base;
+    int64_t kd, off, vd; /* row stride; layer and head offset; keys to values */
+    __device__ __forceinline__ float *k(int pos) const
+    {
+        return blk ? blk[pos >> CU_KV_SHIFT] + off + (int64_t)(pos & (CU_KV_BLOCK - 1)) * kd
+                   : base + off + (int64_t)pos * kd;
+    }
+    __device__ __forceinline__ float *v(int pos) const
+    {
+        return k(pos) + vd;
+    }
+};
+
+static __device__ __forceinline__ struct cu_kvh cu_kv_head(const struct cu_row &row, int layer,
+                                                           int64_t kd, int64_t head_off)
+{
+    struct cu_kvh r;
+    r.blk = row.blocks;
+    r.base = row.kv;
+    r.kd = kd;
+    r.off = (int64_t)layer * 2 * row.cap * kd + head_off;
+    r.vd = row.cap * kd;
+    return r;
+}
+
 /* an attention score from q.k: fl(dot * scale), soft-capped as c * tanh(s / c) when c > 0 */
 static __device__ __forceinline__ float attn_score(float dot, const struct cu_attn_args &a)
 {

@@ -7,7 +7,8 @@
  *   cuda_mm.c       product routing: which kernel takes which weight at which row count
  *   cuda_forward.c  the forward pass: attention, norms, MLP, logits
  *   cuda_prof.c     per-phase timing (cellm_ctx_params.profile)
- *   cuda_kv.c       KV caches per sequence and the prefix-cache blocks
+ *   cuda_kv.c       the paged KV cache (a pool of blocks per context) and the prefix-cache
+ *                   blocks
  * Kernel launchers are in cuda_int.h.
  */
 #ifndef CELLM_EXEC_CUDA_EXEC_H
@@ -19,6 +20,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include "base/blockpool.h"
 #include "base/error.h"
 #include "cuda_int.h"
 #include "exec/exec.h"
@@ -70,11 +72,31 @@ struct cu_model {
     int sms;      /* multiprocessors */
     /* 0: the session-13 decode of the formats of docs/formats.md (option qdecode) */
     int qdecode;
+    int kv_paged;  /* KV cache in blocks from a per-context pool (else one cache a sequence) */
+    int kv_gb;     /* the pool's budget in GiB (0: from the device's free memory) */
+    int kv_blocks; /* test only: the pool's budget in blocks (0: kv_gb) */
 };
 
 struct cu_seq {
-    float *kv; /* [n_layers][2][cap][kv_dim] */
+    float *kv; /* contiguous (option kv_paged=0): [n_layers][2][cap][kv_dim] */
     int64_t cap;
+    struct cellm_blocktable tab; /* paged: its blocks (ids into the context's pool) */
+};
+
+/* The paged KV cache of a context (cuda_kv.c): a pool of blocks of CU_KV_BLOCK positions
+ * of every layer, made chunk by chunk (one cudaMalloc of pool.step blocks each) up to the
+ * budget and never freed before the context; each sequence's block table on the host
+ * (ids), as device pointers in pinned memory (ptr) and on the device (dptr), tmax entries
+ * a sequence. Kernels find a block through the row's table pointer (cu_row.blocks), which
+ * stays put, so captured graphs stay valid as sequences come and go. */
+struct cu_kv {
+    int paged;
+    struct cellm_blockpool pool;
+    char **chunks; /* [pool.limit / pool.step + 1] */
+    int32_t *ids;  /* host [max_seqs][tmax] */
+    float **ptr;   /* pinned host [max_seqs][tmax] */
+    float **dptr;  /* device [max_seqs][tmax] */
+    int32_t tmax;
 };
 
 /* cellm_ctx_params.profile: events between the phases of each step (graphs off), summed per
@@ -97,6 +119,7 @@ struct cu_ctx {
     cublasHandle_t blas;
     int max_seqs;
     struct cu_seq *seqs;
+    struct cu_kv kv;
     int rows_cap;
     float *x, *h, *q, *k, *v, *att, *o, *gate, *up, *logits;
     float *router, *moe_out, *moe_w, *moe_x, *moe_g, *moe_u, *moe_y;
@@ -222,9 +245,18 @@ void cellm_cuda_profile(void *p, struct cellm_profile *out);
 
 /* ---- cuda_kv.c --------------------------------------------------------------------------- */
 
-/* Grows a sequence's KV cache to hold need positions (copying what it holds). */
-enum cellm_status cellm_cuda_reserve_seq(struct cu_ctx *c, struct cu_seq *s, int need,
+/* The context's KV pool (nothing is allocated on the device until a sequence needs it);
+ * cache_bytes: the prefix cache's budget, left out of an automatic pool budget. */
+enum cellm_status cellm_cuda_kv_init(struct cu_ctx *c, size_t cache_bytes, struct cellm_error *err);
+void cellm_cuda_kv_free(struct cu_ctx *c);
+/* Grows sequence seq's KV cache to hold need positions (keeping what it holds). */
+enum cellm_status cellm_cuda_reserve_seq(struct cu_ctx *c, int seq, int need,
                                          struct cellm_error *err);
+/* Forgets positions from on of sequence seq (0: all): paged, its blocks past them go back
+ * to the pool; contiguous, from 0 frees the cache. */
+void cellm_cuda_seq_release(struct cu_ctx *c, int seq, int from);
+/* The cache fields of a row of sequence seq (kv, cap, blocks). */
+void cellm_cuda_kv_row(const struct cu_ctx *c, int seq, struct cu_row *r);
 size_t cellm_cuda_kv_block_bytes(void *p, int n, int flags);
 enum cellm_status cellm_cuda_kv_save(void *p, int seq, int pos, int n, int flags, void **blk,
                                      struct cellm_error *err);

@@ -123,13 +123,24 @@ int cellm_cu_layout(const struct cellm_weight *w, int sizes_only, int rowmaj, st
 void cellm_cu_layout_point(const struct cu_layout *l, void *const *dev, struct cu_weight *out);
 void cellm_cu_layout_free(struct cu_layout *l);
 
-/* Per-row data of one eval, on the device. */
+/* The paged KV cache (cuda_kv.c): a block holds CU_KV_BLOCK positions of every layer,
+ * [n_layers][2][CU_KV_BLOCK][kv_dim], so inside a block the layout is that of a contiguous
+ * cache of cap = CU_KV_BLOCK positions. 32 = the prefill kernel's key tile (PF_KT) and the
+ * prefix cache's default block: no tile straddles two blocks. */
+#define CU_KV_SHIFT 5
+#define CU_KV_BLOCK (1 << CU_KV_SHIFT)
+
+/* Per-row data of one eval, on the device. The cache of position p, layer l: keys at
+ * base + (l * 2 * cap + p') * kv_dim, values cap * kv_dim further, where base, p' are
+ * blocks[p >> CU_KV_SHIFT], p & (CU_KV_BLOCK - 1) (paged; cap = CU_KV_BLOCK) or kv, p (one
+ * contiguous cache, blocks NULL). Kernels read it through cu_kv_at (cuda_dev.cuh). */
 struct cu_row {
     int32_t token, seq, pos, want;
     int32_t out; /* index among the rows that want logits, -1 if none */
     int32_t pad;
-    float *kv;   /* the sequence's cache base: [n_layers][2][cap][kv_dim] */
-    int64_t cap; /* positions in that cache */
+    float *kv;   /* contiguous: the sequence's cache [n_layers][2][cap][kv_dim]; paged: NULL */
+    int64_t cap; /* positions in that cache (paged: CU_KV_BLOCK) */
+    float *const *blocks; /* paged: the sequence's block table (device), else NULL */
 };
 
 /* y[t][r] = sum_c w[r][c] x[t][c] (+ bias[r]) for t < n; fused dequantize and multiply. */
