@@ -5,7 +5,9 @@
  * without key splits, and the tiled prefill kernel) and decode rows of distinct sequences
  * holding 4, 40 and 300 positions (generic, fused, clusters per head and grouped), for
  * 1, 2, 8 and 12 q heads per kv head, head sizes 64-256, partial RoPE, a soft-cap and a
- * sliding window, and attention sinks (gpt-oss); every case twice, on one contiguous cache
+ * sliding window, attention sinks (gpt-oss), and the positional pieces of posenc.c (Llama 4's
+ * interleaved RoPE, weightless q/k norm, chunked attention and NoPE temperature, Mistral 3's
+ * query scale by position) against posenc.c itself; every case twice, on one contiguous cache
  * per sequence and on the paged cache (cu_row.blocks: blocks of CU_KV_BLOCK positions of two
  * layers, the second one used, at shuffled places in a pool, so a kernel that ignores the
  * table, the layer offset inside a block or a block boundary reads the wrong keys). The
@@ -17,6 +19,7 @@
 #include "cellm.h"
 #include "cuda_ops_util.h"
 #include "exec/cpu/ops.h"
+#include "exec/cpu/posenc.h"
 #include "exec/cuda/cuda_int.h"
 #include "model/weight.h"
 
@@ -28,7 +31,34 @@ struct acfg {
     int bias; /* q/k/v biases */
     float softcap;
     int sinks; /* a learned sink logit per head (gpt-oss) */
+    /* posenc.c's pieces: 0 none (rotate-half RoPE), 1 a Llama 4 RoPE layer (interleaved
+     * pairs, the weightless q/k norm; chunked when chunk > 0), 2 a Llama 4 NoPE layer (the
+     * query temperature, floor_scale 8), 3 Mistral 3's query scale (beta 0.1 over 16) */
+    int pos_kind, chunk;
 };
+
+/* The config and layer posenc.c reads for a case's pos_kind. */
+static void pos_desc(const struct acfg *c, struct cellm_config *cfg, struct cellm_layer *L)
+{
+    memset(cfg, 0, sizeof *cfg);
+    memset(L, 0, sizeof *L);
+    cfg->norm_eps = 1e-6;
+    cfg->rope_interleaved = c->pos_kind == 1 || c->pos_kind == 2;
+    cfg->qk_l2norm = c->pos_kind == 1 || c->pos_kind == 2;
+    cfg->attn_temp = c->pos_kind == 1 || c->pos_kind == 2;
+    cfg->temp_floor = 8;
+    cfg->temp_scale = 0.1;
+    if (c->pos_kind == 3) {
+        cfg->qscale_beta = 0.1;
+        cfg->qscale_len = 16;
+    }
+    cfg->attn_chunk = c->chunk;
+    L->nope = c->pos_kind == 2;
+    L->attn = c->chunk > 0 ? CELLM_ATTN_CHUNKED : CELLM_ATTN_FULL;
+    L->rot_dims = c->rot;
+    L->head_dim = c->hd;
+    L->rope_attn = 1.0f;
+}
 
 /* One layer's cache of one sequence, on the host and the device: contiguous, [2][cap][kd]
  * in dev (layer 0); paged, cap / CU_KV_BLOCK blocks of [PG_LAYERS][2][CU_KV_BLOCK][kd] at
@@ -55,13 +85,21 @@ static float *aseq_at(const struct aseq *s, int half, int64_t p, int64_t kd)
 
 /* The reference of one head vector after its bias, norm and RoPE (CPU ops). */
 static void ref_head(const struct acfg *c, const float *src, const float *bias, const float *nw,
-                     int kind, const float *inv_freq, int pos, float *out)
+                     int kind, const float *inv_freq, int pos, int isq, float *out)
 {
     for (int d = 0; d < c->hd; d++)
         out[d] = bias ? src[d] + bias[d] : src[d];
     if (nw) {
         struct cellm_vec v = {CELLM_W_F32, c->hd, (const uint8_t *)nw};
         cellm_op_norm((enum cellm_norm_kind)kind, 1e-6f, &v, NULL, out, out, c->hd);
+    }
+    if (c->pos_kind) {
+        struct cellm_config cfg;
+        struct cellm_layer L;
+        pos_desc(c, &cfg, &L);
+        cellm_op_head_pos(&cfg, &L, out, inv_freq, pos,
+                          isq ? cellm_query_scale(&cfg, &L, pos) : 1.0f);
+        return;
     }
     cellm_op_rope(out, c->rot, inv_freq, pos);
 }
@@ -74,9 +112,11 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
 {
     const int H = c->H, KVH = c->KVH, hd = c->hd, half = c->rot / 2, G = H / KVH;
     const int64_t qd = (int64_t)H * hd, kd = (int64_t)KVH * hd;
-    char shape[96];
-    snprintf(shape, sizeof shape, "H%d/%d hd%d rot%d w%d%s, %d rows%s%s", H, KVH, hd, c->rot,
-             c->window, c->sinks ? " sinks" : "", n, what, S[0].paged ? ", paged" : "");
+    char shape[160];
+    static const char *const pk[] = {"", " l4-rope", " l4-nope", " m3-scale"};
+    snprintf(shape, sizeof shape, "H%d/%d hd%d rot%d w%d c%d%s%s, %d rows%s%s", H, KVH, hd,
+             c->rot, c->window, c->chunk, c->sinks ? " sinks" : "", pk[c->pos_kind], n, what,
+             S[0].paged ? ", paged" : "");
     const int layer = S[0].paged ? PG_LAYER : 0;
     static const char *const names[] = {"attention", "attn prefill", "attn fused", "attn dec",
                                         "attn dec grouped"};
@@ -91,7 +131,15 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     float *qn = malloc((size_t)qd * sizeof(float)), *kn = malloc((size_t)kd * sizeof(float));
     float *inv = malloc((size_t)half * sizeof(float)),
           *qp = malloc((size_t)(n * qd) * sizeof(float)), *sk_ = malloc((size_t)H * sizeof(float));
-    assert_true(q && k && v && cs && bq && bk && bv && qn && kn && inv && qp && sk_);
+    float *qs = malloc((size_t)n * 2 * sizeof(float));
+    assert_true(q && k && v && cs && bq && bk && bv && qn && kn && inv && qp && sk_ && qs);
+    struct cellm_config pcfg;
+    struct cellm_layer pl;
+    pos_desc(c, &pcfg, &pl);
+    for (int i = 0; i < n; i++) { /* as cu_run writes them beside cos/sin */
+        qs[2 * i] = cellm_query_scale(&pcfg, &pl, pos[i]);
+        qs[2 * i + 1] = 0;
+    }
     /* sinks from well below to well above the scores (|s| <~ 2): head 0's dominates */
     fill(sk_, H, -3, 3);
     sk_[0] = 4;
@@ -122,14 +170,14 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
                      c->qk == 2   ? qn + h * hd
                      : c->qk == 1 ? qn
                                   : NULL,
-                     c->qk == 2 ? 2 : 0, inv, pos[i], qp + i * qd + h * hd);
+                     c->qk == 2 ? 2 : 0, inv, pos[i], 1, qp + i * qd + h * hd);
         struct aseq *sq = &S[seq[i]];
         for (int h = 0; h < KVH; h++) {
             ref_head(c, k + i * kd + h * hd, c->bias ? bk + h * hd : NULL,
                      c->qk == 2   ? kn + h * hd
                      : c->qk == 1 ? kn
                                   : NULL,
-                     c->qk == 2 ? 2 : 0, inv, pos[i], sq->k + (int64_t)pos[i] * kd + h * hd);
+                     c->qk == 2 ? 2 : 0, inv, pos[i], 0, sq->k + (int64_t)pos[i] * kd + h * hd);
             for (int d = 0; d < hd; d++)
                 sq->v[(int64_t)pos[i] * kd + h * hd + d] =
                     c->bias ? v[i * kd + h * hd + d] + bv[h * hd + d] : v[i * kd + h * hd + d];
@@ -162,6 +210,7 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
         if (pos[i] + 1 > max_keys) max_keys = pos[i] + 1;
     }
     int keys = c->window && c->window < max_keys ? c->window : max_keys, nsplit = 1;
+    if (c->chunk && c->chunk < keys) keys = c->chunk;
     while (nsplit * sk < keys)
         nsplit *= 2;
     struct cu_row *drows = dput(rows, (size_t)n * sizeof *rows);
@@ -173,6 +222,7 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
           *dbv = dput(bv, kd * sizeof(float));
     float *dqn = dput(qn, qd * sizeof(float)), *dkn = dput(kn, kd * sizeof(float));
     float *dsk = dput(sk_, (size_t)H * sizeof(float));
+    float *dqs = dput(qs, (size_t)n * 2 * sizeof(float));
     float *dout = dpoison((size_t)(n * qd)), *dpart = dpoison((size_t)n * H * nsplit * (hd + 2));
     int *cnt = dput(NULL, (size_t)n * H * sizeof(int));
     assert_int_equal(cudaMemset(cnt, 0, (size_t)n * H * sizeof(int)), cudaSuccess);
@@ -195,7 +245,11 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
                              .KVH = KVH,
                              .hd = hd,
                              .rot = c->rot,
-                             .layer = layer};
+                             .layer = layer,
+                             .nope = pl.nope,
+                             .pairs = pcfg.rope_interleaved,
+                             .l2norm = pcfg.qk_l2norm,
+                             .qs = pcfg.qscale_beta != 0 || pcfg.attn_temp ? dqs : NULL};
     struct cu_attn_args aa = {.q = dq,
                               .out = dout,
                               .part = dpart,
@@ -210,7 +264,8 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
                               .split_keys = sk,
                               .scale = 1.0f / sqrtf((float)hd),
                               .softcap = c->softcap,
-                              .sinks = c->sinks ? dsk : NULL};
+                              .sinks = c->sinks ? dsk : NULL,
+                              .chunk = c->chunk};
     if (mode <= 1) LAUNCH(cellm_cu_qkv_post(&qa, NULL));
     if (mode == 0) LAUNCH(cellm_cu_attention(&aa, NULL));
     if (mode == 1) LAUNCH(cellm_cu_attention_prefill(&aa, NULL));
@@ -228,6 +283,7 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     for (int i = 0; i < n; i++) {
         const struct aseq *sq = &S[seq[i]];
         int lo = c->window && pos[i] - c->window + 1 > 0 ? pos[i] - c->window + 1 : 0;
+        if (c->chunk) lo = cellm_attn_first_key(&pcfg, &pl, pos[i]);
         for (int h = 0; h < H; h++) {
             const float *qh = qp + i * qd + h * hd;
             const int64_t ko = (int64_t)(h / G) * hd;
@@ -289,11 +345,11 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
            : mode == 2 ? "fused cache"
                        : "dec cache",
            "f32", shape, &w);
-    void *bufs[] = {drows, dq, dk, dv, dcs, dbq, dbk, dbv, dqn, dkn, dout, dpart, cnt, dsk};
+    void *bufs[] = {drows, dq, dk, dv, dcs, dbq, dbk, dbv, dqn, dkn, dout, dpart, cnt, dsk, dqs};
     for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++)
         cudaFree(bufs[b]);
     free(q), free(k), free(v), free(cs), free(bq), free(bk), free(bv), free(qn), free(kn);
-    free(inv), free(qp), free(rows), free(out), free(got), free(sc), free(sk_);
+    free(inv), free(qp), free(rows), free(out), free(got), free(sc), free(sk_), free(qs);
 }
 
 static void aseq_init(struct aseq *s, int len, int64_t kd, int paged)
@@ -349,16 +405,23 @@ static void t_attention(void **state)
     if (!device_or_skip(&sms)) skip();
     int n_before = n_fail;
     const struct acfg cfgs[] = {
-        {4, 2, 64, 64, 0, 1, 1, 0.f, 0}, /* Qwen-like: shared RMS q/k norms, biases */
-        {8, 1, 128, 64, 0, 2, 0, 20.f,
-         0}, /* 8 q heads per kv head, partial RoPE, per-head LN, soft-cap */
-        {2, 2, 256, 256, 16, 0, 1, 0.f, 0}, /* one q head per kv head, hd 256, a sliding window */
-        {12, 1, 64, 32, 0, 0, 0, 0.f, 0},   /* 12 q heads per kv head (no grouped clusters) */
+        {4, 2, 64, 64, 0, 1, 1, 0.f, 0, 0, 0}, /* Qwen-like: shared RMS q/k norms, biases */
+        /* 8 q heads per kv head, partial RoPE, per-head LN, soft-cap */
+        {8, 1, 128, 64, 0, 2, 0, 20.f, 0, 0, 0},
+        /* one q head per kv head, hd 256, a sliding window */
+        {2, 2, 256, 256, 16, 0, 1, 0.f, 0, 0, 0},
+        {12, 1, 64, 32, 0, 0, 0, 0.f, 0, 0, 0}, /* 12 q heads per kv head (no grouped clusters) */
         /* gpt-oss: sinks, biases, a sliding window, 8 and 1 q heads per kv head, hd 64 and 16
          * (16: no clusters) */
-        {8, 1, 64, 64, 16, 0, 1, 0.f, 1},
-        {4, 4, 64, 64, 0, 0, 1, 0.f, 1},
-        {4, 2, 16, 16, 8, 0, 1, 0.f, 1},
+        {8, 1, 64, 64, 16, 0, 1, 0.f, 1, 0, 0},
+        {4, 4, 64, 64, 0, 0, 1, 0.f, 1, 0, 0},
+        {4, 2, 16, 16, 8, 0, 1, 0.f, 1, 0, 0},
+        /* Llama 4: a chunked RoPE layer (chunks of 16: the 40 prefill rows span three, the
+         * decode rows at 40 and 300 see only their chunk), a NoPE layer with the temperature
+         * (floor_scale 8); Mistral 3's query scale (steps at 16, 32: decode rows at 40, 300) */
+        {8, 2, 64, 64, 0, 0, 0, 0.f, 0, 1, 16},
+        {4, 1, 128, 128, 0, 0, 1, 0.f, 0, 2, 0},
+        {4, 1, 128, 128, 0, 1, 0, 0.f, 0, 3, 0},
     };
     for (size_t ci = 0; ci < 2 * sizeof cfgs / sizeof cfgs[0]; ci++) {
         const int paged = ci >= sizeof cfgs / sizeof cfgs[0];

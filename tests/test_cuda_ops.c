@@ -833,12 +833,74 @@ static void t_gpt_oss(void **state)
         fail_msg("%d of the gpt-oss cases failed (lines with FAIL)", n_fail - n_before);
 }
 
+/* Llama 4's MoE steps (cuda_l4.cu): each chosen expert's input is the token times its score
+ * (one rounded product), and the experts' outputs are summed in ascending expert id (not rank
+ * order) onto the shared expert's output, as the CPU's moe_sum_shared: both exact */
+static void t_llama4_moe(void **state)
+{
+    (void)state;
+    int sms = 0;
+    if (!device_or_skip(&sms)) skip();
+    int n_before = n_fail;
+    struct worst w;
+    const int n = 5, K = 3, dim = 300, m = 7; /* m of the n * K (token, rank) entries */
+    static const int32_t map[7] = {0, 4, 5, 7, 9, 13, 14};
+    static const int32_t idx[15] = {3, 1, 7, 0, 2, 5, 6, 4, 1, 2, 9, 8, 7, 3, 0};
+    float *x = malloc((size_t)n * dim * sizeof(float)), *sw = malloc((size_t)n * K * sizeof(float));
+    float *y = malloc((size_t)n * K * dim * sizeof(float)),
+          *sh = malloc((size_t)n * dim * sizeof(float));
+    float *got = malloc((size_t)n * K * dim * sizeof(float));
+    assert_true(x && sw && y && sh && got);
+    fill(x, (int64_t)n * dim, -3, 3);
+    fill(sw, (int64_t)n * K, 0, 1);
+    fill(y, (int64_t)n * K * dim, -2, 2);
+    fill(sh, (int64_t)n * dim, -2, 2);
+    float *dx = dput(x, (size_t)n * dim * sizeof(float)), *dsw = dput(sw, (size_t)n * K * 4);
+    int32_t *dmap = dput(map, sizeof map), *didx = dput(idx, sizeof idx);
+    float *dg = dpoison((size_t)m * dim);
+    LAUNCH(cellm_cu_gather_rows_scaled(dx, dmap, dsw, K, m, dim, dg, NULL));
+    dget(got, dg, (size_t)m * dim * sizeof(float));
+    worst_init(&w);
+    for (int j = 0; j < m; j++)
+        for (int c = 0; c < dim; c++) {
+            float ref = x[(size_t)(map[j] / K) * dim + c] * sw[map[j]];
+            worst_add(&w, (int64_t)j * dim + c, ref, got[(size_t)j * dim + c], 1e-300);
+        }
+    report("gather_rows_scaled", "f32", "7 of 5x3 rows of 300", &w);
+    float *dy = dput(y, (size_t)n * K * dim * sizeof(float)),
+          *dsh = dput(sh, (size_t)n * dim * sizeof(float));
+    LAUNCH(cellm_cu_moe_sum_shared(dy, didx, n, K, dim, dsh, NULL));
+    dget(got, dsh, (size_t)n * dim * sizeof(float));
+    worst_init(&w);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < dim; c++) {
+            float acc = 0;
+            int first = 1;
+            for (int e = 0; e < 10; e++)
+                for (int k = 0; k < K; k++)
+                    if (idx[i * K + k] == e) {
+                        float v = y[((size_t)i * K + k) * dim + c];
+                        acc = first ? v : acc + v;
+                        first = 0;
+                    }
+            float ref = sh[(size_t)i * dim + c] + acc;
+            worst_add(&w, (int64_t)i * dim + c, ref, got[(size_t)i * dim + c], 1e-300);
+        }
+    report("moe_sum_shared", "f32", "5 rows, top 3 of 10, 300", &w);
+    cudaFree(dx), cudaFree(dsw), cudaFree(dmap), cudaFree(didx), cudaFree(dg), cudaFree(dy);
+    cudaFree(dsh);
+    free(x), free(sw), free(y), free(sh), free(got);
+    if (n_fail > n_before)
+        fail_msg("%d of the Llama 4 MoE cases failed (lines with FAIL)", n_fail - n_before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_products),
         cmocka_unit_test(t_elementwise),
         cmocka_unit_test(t_gpt_oss),
+        cmocka_unit_test(t_llama4_moe),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     printf("test_cuda_ops: %d cases, %d failed\n", n_cases, n_fail);

@@ -118,7 +118,11 @@ static void ministral3_defaults(void **state)
     assert_int_equal(c.n_layers, 34);
     assert_int_equal(c.window, 0);
     assert_int_equal(c.tie_embeddings, 0);
-    assert_non_null(strstr(cellm_config_l4_pieces(&c), "llama_4_scaling_beta"));
+    /* Mistral 3's scale is a group of its own, so an executor can take it without Llama 4's */
+    assert_null(cellm_config_l4_pieces(&c));
+    assert_non_null(strstr(cellm_config_qscale_pieces(&c), "llama_4_scaling_beta"));
+    assert_non_null(strstr(cellm_config_missing(&c, CELLM_PIECES_L4), "llama_4_scaling_beta"));
+    assert_null(cellm_config_missing(&c, CELLM_PIECES_QSCALE));
     cellm_config_free(&c);
 }
 
@@ -254,7 +258,7 @@ static void llama4_layouts(void **state)
 }
 
 /* The XLA executor refuses both fixtures at load, naming the missing pieces and the way
- * out (the CUDA executor uses the same text, cellm_config_l4_pieces). */
+ * out (cellm_config_missing's text). */
 static void xla_refuses(void **state)
 {
     (void)state;

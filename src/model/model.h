@@ -355,8 +355,10 @@ int cellm_layer_parts(const struct cellm_desc *d, const struct cellm_layer *L, e
 const char *cellm_config_gpt_oss_pieces(const struct cellm_config *c);
 /* The same for glm4_moe's pieces (the sigmoid grouped router, shared experts). */
 const char *cellm_config_grouped_moe_pieces(const struct cellm_config *c);
-/* The same for the Llama 4 and Mistral 3 pieces (docs/forward/llama4.md, ministral3.md). */
+/* The same for the Llama 4 pieces (docs/forward/llama4.md). */
 const char *cellm_config_l4_pieces(const struct cellm_config *c);
+/* Mistral 3's query scale by position, or NULL */
+const char *cellm_config_qscale_pieces(const struct cellm_config *c);
 /* The same for DeepSeek-V3's pieces (multi-head latent attention, its latent cache, the
  * grouped sigmoid router and shared experts), or NULL. */
 const char *cellm_config_mla_pieces(const struct cellm_config *c);
@@ -364,10 +366,11 @@ const char *cellm_config_mla_pieces(const struct cellm_config *c);
 /* Groups of pieces an executor implements or not (cellm_config_missing's have). */
 #define CELLM_PIECES_GPT_OSS 1u     /* cellm_config_gpt_oss_pieces */
 #define CELLM_PIECES_GROUPED_MOE 2u /* cellm_config_grouped_moe_pieces */
-#define CELLM_PIECES_L4 4u          /* cellm_config_l4_pieces (Llama 4 and Mistral 3) */
+#define CELLM_PIECES_L4 4u          /* cellm_config_l4_pieces (Llama 4) */
 #define CELLM_PIECES_STATE 8u       /* cellm_config_state_pieces (sequence state) */
 #define CELLM_PIECES_GEMMA4 16u     /* cellm_config_gemma4_pieces */
 #define CELLM_PIECES_MLA 32u        /* cellm_config_mla_pieces */
+#define CELLM_PIECES_QSCALE 64u     /* cellm_config_qscale_pieces (Mistral 3) */
 /* The pieces the config uses that an executor implementing the groups in `have` lacks, in
  * words, or NULL. An executor refuses the model at load by this text. */
 const char *cellm_config_missing(const struct cellm_config *c, unsigned have);

@@ -285,6 +285,11 @@ const char *cellm_config_l4_pieces(const struct cellm_config *c)
         return "Llama 4's interleaved RoPE, NoPE layers with the query temperature, the "
                "weightless q/k norm after RoPE, chunked attention and the sigmoid router that "
                "scales the experts' input beside a shared expert";
+    return NULL;
+}
+
+const char *cellm_config_qscale_pieces(const struct cellm_config *c)
+{
     if (c->qscale_beta != 0)
         return "Mistral 3's query scale by position (rope_parameters.llama_4_scaling_beta)";
     return NULL;
@@ -304,6 +309,7 @@ const char *cellm_config_missing(const struct cellm_config *c, unsigned have)
         const char *(*pieces)(const struct cellm_config *);
     } groups[] = {
         {CELLM_PIECES_L4, cellm_config_l4_pieces},
+        {CELLM_PIECES_QSCALE, cellm_config_qscale_pieces},
         {CELLM_PIECES_STATE, cellm_config_state_pieces},
         {CELLM_PIECES_GEMMA4, cellm_config_gemma4_pieces},
         {CELLM_PIECES_MLA, cellm_config_mla_pieces},

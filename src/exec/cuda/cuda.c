@@ -22,6 +22,7 @@
 
 #include "base/alloc.h"
 #include "cuda_exec.h"
+#include "exec/cpu/posenc.h"
 #include "model/hybrid.h"
 #include "model/gemma4.h"
 
@@ -117,7 +118,8 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "--device cuda: attention_bias with full-width q/k norms (OLMo 2) is not "
                           "implemented by the CUDA executor yet; use --device cpu");
     const char *missing =
-        cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE);
+        cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE |
+                                      CELLM_PIECES_QSCALE | CELLM_PIECES_L4);
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
@@ -440,7 +442,8 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
         DALLOC(c->moe_y, r * K * dim);
         c->h_idx = cellm_malloc(r * K * sizeof(int32_t));
         c->h_map = cellm_malloc(r * K * sizeof(int32_t));
-        if (cfg->router == CELLM_ROUTER_SIGMOID_GROUP) {
+        if (cfg->router == CELLM_ROUTER_SIGMOID_GROUP ||
+            cfg->router == CELLM_ROUTER_SIGMOID_INPUT) {
             c->h_logits = cellm_malloc(r * (size_t)cfg->n_experts * sizeof(float));
             c->h_w = cellm_malloc(r * K * sizeof(float));
             if (!c->h_logits || !c->h_w)
@@ -571,6 +574,11 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
                 cs[2 * k] = cosf(angle) * attn;
                 cs[2 * k + 1] = sinf(angle) * attn;
             }
+            /* the table's last pair per row: the query scale of its layers at this position
+             * (Mistral 3, Llama 4's NoPE layers; cu_qkv_args.qs), computed as the CPU does */
+            float *qs = hcs + (size_t)t * tstride + (size_t)c->rows_cap * half * 2 + 2 * (size_t)i;
+            qs[0] = cellm_query_scale(cfg, TL, rows[i].pos);
+            qs[1] = 0;
         }
     }
     CU_TRY(cudaMemcpyAsync(c->rows, hr, (size_t)n * sizeof *hr, cudaMemcpyHostToDevice, c->st));

@@ -73,8 +73,7 @@ static __device__ void head_post(const struct cu_qkv_args &a, int i, int isq, in
     else if (ns)
         head_norm(v, hd, a.qk_kind, ns, a.eps);
     int half = a.rot / 2;
-    const float *cs = a.cs + (int64_t)i * half * 2;
-    rope_warp(v, cs, half);
+    head_pos_warp(a, v, a.cs + (int64_t)i * half * 2, i, isq, hd);
 }
 
 /* Head h of row i's v projection with its bias, into v, by one warp. */
@@ -184,8 +183,7 @@ static __device__ void attn_block(const struct cu_attn_args &a, const struct cu_
     int kvh = h / G;
     const struct cu_row row = a.rows[i];
     int64_t kd = (int64_t)a.KVH * hd;
-    int hi = row.pos, lo = 0;
-    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
+    int hi = row.pos, lo = attn_first_key(a, hi);
     int k0 = lo + split * a.split_keys, k1 = k0 + a.split_keys;
     if (k1 > hi + 1) k1 = hi + 1;
     const int nk = k1 - k0, cur = FUSED && nk > 0 && k1 == hi + 1;
@@ -437,11 +435,8 @@ static __global__ void __launch_bounds__(PF_THREADS) k_attn_prefill(const struct
     const int nr = a.n - i0 < PF_QT ? a.n - i0 : PF_QT; /* rows of this block */
     const int p0 = row0.pos + i0, pr = p0 + r;          /* first row's and my row's position */
     const bool valid = r < nr;
-    int lo_r = 0, lo0 = 0;
-    if (a.window > 0) {
-        lo_r = pr - a.window + 1 > 0 ? pr - a.window + 1 : 0;
-        lo0 = p0 - a.window + 1 > 0 ? p0 - a.window + 1 : 0;
-    }
+    /* the first key is non-decreasing in the position: row 0's is the block's lowest */
+    const int lo_r = attn_first_key(a, pr), lo0 = attn_first_key(a, p0);
     const int kend = p0 + nr - 1; /* last key any row sees */
     for (int e = t; e < PF_QT * hd / 4; e += PF_THREADS) {
         int rr = e / (hd / 4), d4 = e % (hd / 4) * 4;

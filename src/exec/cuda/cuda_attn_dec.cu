@@ -92,8 +92,7 @@ ad_split(const struct cu_attn_args &a, const struct cu_row &row, int kvh, int hd
     struct ad_keys r;
     const int64_t kd = (int64_t)a.KVH * hd;
     const int hi = row.pos;
-    int lo = 0;
-    if (a.window > 0 && hi - a.window + 1 > 0) lo = hi - a.window + 1;
+    const int lo = attn_first_key(a, hi);
     const int nk = hi - lo + 1, ck = (nk + CS - 1) / CS;
     r.k0 = lo + rank * ck;
     r.k1 = min(r.k0 + ck, hi + 1);
@@ -159,8 +158,7 @@ static __device__ void ad_head_post(const struct cu_qkv_args &a, int i, int isq,
     for (int j = 0; j < J; j++)
         v[lane + 32 * j] = x[j];
     __syncwarp();
-    const int half = a.rot / 2;
-    rope_warp(v, cs, half);
+    head_pos_warp(a, v, cs, i, isq, HD);
 }
 
 template <int HD>

@@ -286,6 +286,30 @@ static __device__ __forceinline__ void rope_warp(float *v, const float *cs, int 
     __syncwarp();
 }
 
+/* Llama 4's RoPE of a head vector in shared memory, by one warp: the pairs (2d, 2d + 1) as
+ * complex numbers times cos + i sin, rounded as posenc.c's rope_pairs: (ac - bs, as + bc) */
+static __device__ __forceinline__ void rope_pairs_warp(float *v, const float *cs, int half)
+{
+    for (int d = threadIdx.x & 31; d < half; d += 32) {
+        float c = cs[2 * d], s = cs[2 * d + 1];
+        float x0 = v[2 * d], x1 = v[2 * d + 1];
+        float ac = __fmul_rn(x0, c), bs = __fmul_rn(x1, s), as = __fmul_rn(x0, s),
+              bc = __fmul_rn(x1, c);
+        v[2 * d] = __fsub_rn(ac, bs);
+        v[2 * d + 1] = __fadd_rn(as, bc);
+    }
+    __syncwarp();
+}
+
+/* The first key a row at position pos attends to: its chunk's first (Llama 4's chunked
+ * layers), the sliding window's, else 0 (posenc.c's cellm_attn_first_key) */
+static __device__ __forceinline__ int attn_first_key(const struct cu_attn_args &a, int pos)
+{
+    if (a.chunk > 0) return pos / a.chunk * a.chunk;
+    if (a.window > 0 && pos - a.window + 1 > 0) return pos - a.window + 1;
+    return 0;
+}
+
 /* y = norm(x) with weights w (and bias b): the row kernels and the per-head one share it */
 static __device__ __forceinline__ float norm_out_v(int kind, float xv, float mean, float r, bool hw,
                                                    float wv, bool hb, float bv)
@@ -322,6 +346,39 @@ static __device__ __forceinline__ float norm_out(int kind, float xv, float mean,
 static __device__ __forceinline__ float norm_rscale(float var, float eps)
 {
     return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(var, eps)));
+}
+
+/* The positional steps of a q (isq) or k head vector of row i in shared memory after its
+ * norm, by one warp, in posenc.c's order (cellm_op_head_pos): RoPE (rotate-half or
+ * interleaved pairs; none on a NoPE layer), then the weightless q/k norm x * rsqrt(mean(x^2)
+ * + eps) (summed in double as head_norm), then the query's per-row scale. cs: the row's
+ * cos/sin pairs. */
+static __device__ void head_pos_warp(const struct cu_qkv_args &a, float *v, const float *cs, int i,
+                                     int isq, int hd)
+{
+    const int lane = threadIdx.x & 31;
+    if (!a.nope) {
+        if (a.pairs)
+            rope_pairs_warp(v, cs, a.rot / 2);
+        else
+            rope_warp(v, cs, a.rot / 2);
+        if (a.l2norm) {
+            double s = 0;
+            for (int d = lane; d < hd; d += 32)
+                s += (double)v[d] * v[d];
+            float r = norm_rscale((float)(warp_sum_d(s) / hd), a.eps);
+            __syncwarp();
+            for (int d = lane; d < hd; d += 32)
+                v[d] = __fmul_rn(v[d], r);
+            __syncwarp();
+        }
+    }
+    if (isq && a.qs) {
+        const float s = a.qs[2 * (int64_t)i];
+        for (int d = lane; d < hd; d += 32)
+            v[d] = __fmul_rn(v[d], s);
+        __syncwarp();
+    }
 }
 
 /* The statistics of a row norm over cols = 4 * c4 values, by the whole block, as k_norm

@@ -37,8 +37,13 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
         qn.dim = KVH * hd;
         K_TRY(cellm_cu_norm(&qn, c->st));
     }
-    /* a NoPE layer (SmolLM3) needs nothing here: its RoPE table is of zero frequencies, cos 1
-     * and sin 0, which the kernels' rotation turns into x exactly */
+    const struct cellm_layer *DL = &c->d->layers[l];
+    const float *cs = c->cs + (size_t)L->rope_table * c->rows_cap * (size_t)(half + 1) * 2;
+    /* the per-row query scales follow the table's cos/sin rows (cu_run writes them, one per
+     * row and table); NoPE layers (SmolLM3, Llama 4) skip the rotation and Llama 4's q/k
+     * norm, as posenc.c does */
+    const float *qs =
+        cfg->qscale_beta != 0 || cfg->attn_temp ? cs + (size_t)c->rows_cap * half * 2 : NULL;
     struct cu_qkv_args qa = {.q = c->q,
                              .k = c->k,
                              .v = c->v,
@@ -51,17 +56,22 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                              .kn_heads = L->k_norm_heads,
                              .qk_kind = (int)cfg->norm,
                              .eps = (float)cfg->norm_eps,
-                             .cs = c->cs +
-                                   (size_t)L->rope_table * c->rows_cap * (size_t)(half + 1) * 2,
+                             .cs = cs,
                              .rows = c->rows,
                              .n = n,
                              .H = H,
                              .KVH = KVH,
                              .hd = hd,
                              .rot = cfg->rot_dims,
-                             .layer = l};
+                             .layer = l,
+                             .nope = DL->nope,
+                             .pairs = cfg->rope_interleaved,
+                             .l2norm = cfg->qk_l2norm,
+                             .qs = qs};
     int window = L->attn == CELLM_ATTN_SLIDING && cfg->window > 0 ? cfg->window : 0;
+    int chunk = L->attn == CELLM_ATTN_CHUNKED && cfg->attn_chunk > 0 ? cfg->attn_chunk : 0;
     int keys = window && window < max_keys ? window : max_keys;
+    if (chunk && chunk < keys) keys = chunk; /* a row sees at most its chunk */
     int sk = c->split_keys, nsplit = 1;
     while (nsplit * sk < keys)
         nsplit *= 2;
@@ -79,7 +89,8 @@ static enum cellm_status attn_core(struct cu_ctx *c, int l, int n, int max_keys,
                               .split_keys = sk,
                               .scale = (float)cfg->attn_scale,
                               .softcap = (float)cfg->attn_softcap,
-                              .sinks = L->sinks};
+                              .sinks = L->sinks,
+                              .chunk = chunk};
     /* Decode attention as clusters (cuda_attn_dec.cu): one per (row, q head), or one per
      * (row, kv head) whose blocks share each key tile among the kv head's q heads. Measured
      * (bench/cuda_notes.md, round 5): with two q heads per kv head (Qwen3-0.6B shape) the

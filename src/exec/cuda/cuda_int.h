@@ -257,6 +257,14 @@ struct cu_qkv_args {
     const float *cs; /* [n][rot/2][2] cos, sin */
     const struct cu_row *rows;
     int n, H, KVH, hd, rot, layer;
+    /* The positional pieces after the norms, in posenc.c's order (cellm_op_head_pos):
+     * nope: no rotation (a NoPE layer); pairs: Llama 4's interleaved RoPE (dims 2j, 2j + 1)
+     * instead of rotate-half; l2norm: then Llama 4's weightless q/k norm (eps above; only
+     * with the rotation); qs: each query head of row i times qs[2 * i] (Mistral 3's scale by
+     * position, Llama 4's temperature on NoPE layers), or NULL. qs lives beside cs on the
+     * device and is written with it every step, so a captured graph stays valid. */
+    int nope, pairs, l2norm;
+    const float *qs;
 };
 int cellm_cu_qkv_post(const struct cu_qkv_args *a, void *stream);
 
@@ -271,6 +279,9 @@ struct cu_attn_args {
     /* [H] a learned logit per head that joins each row's softmax denominator only (gpt-oss
      * attention sinks: no value, so the weights sum to less than 1), or NULL */
     const float *sinks;
+    /* Llama 4's chunked layers: a row at position p sees the keys from p / chunk * chunk
+     * (its own chunk) to p; 0 = none (then window, if set, bounds the keys) */
+    int chunk;
 };
 int cellm_cu_attention(const struct cu_attn_args *a, void *stream);
 /* Attention of n rows that are consecutive positions of one sequence (prefill), keys
@@ -325,6 +336,14 @@ int cellm_cu_scatter_rows(const float *src, const int32_t *map, int m, int dim, 
 /* out[i] = sum_k w[i][k] * y[i][k] (rank order, separately rounded). */
 int cellm_cu_moe_combine(const float *y, const float *w, int n, int K, int dim, float *out,
                          void *stream);
+/* Llama 4 (cuda_l4.cu): dst[j] = src[map[j] / K] * w[map[j]], each expert's input times
+ * its router score. */
+int cellm_cu_gather_rows_scaled(const float *src, const int32_t *map, const float *w, int K, int m,
+                                int dim, float *dst, void *stream);
+/* Llama 4: out[i] += the K rows y[i][k] summed in ascending expert id idx[i][k] (the first
+ * taken as is, then added one by one), as the CPU's moe_sum_shared. */
+int cellm_cu_moe_sum_shared(const float *y, const int32_t *idx, int n, int K, int dim, float *out,
+                            void *stream);
 
 #ifdef __cplusplus
 }

@@ -297,10 +297,12 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
     const struct cellm_config *cfg = &c->d->cfg;
     int E = cfg->n_experts, K = cfg->n_experts_used, dim = cfg->dim;
     CELLM_TRY(cellm_cuda_mm(c, &L->router, x, dim, n, c->router, E, L->router_b, err));
-    if (cfg->router == CELLM_ROUTER_SIGMOID_GROUP) {
-        /* glm4_moe's grouped router runs on the host with the CPU executor's code
-         * (exec/cpu/router.h), so both executors choose alike: the choice comes back to the
-         * host for the expert map anyway, and E logits a token are little beside it */
+    const int l4 = cfg->router == CELLM_ROUTER_SIGMOID_INPUT;
+    if (cfg->router == CELLM_ROUTER_SIGMOID_GROUP || l4) {
+        /* glm4_moe's grouped router and Llama 4's sigmoid one run on the host with the CPU
+         * executor's code (exec/cpu/router.h), so both executors choose alike: the choice
+         * comes back to the host for the expert map anyway, and E logits a token are little
+         * beside it */
         CU_TRY(cudaMemcpyAsync(c->h_logits, c->router, (size_t)n * E * sizeof(float),
                                cudaMemcpyDeviceToHost, c->st));
         CU_TRY(cudaStreamSynchronize(c->st));
@@ -311,6 +313,9 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
                               c->h_w + (size_t)i * K);
         CU_TRY(cudaMemcpyAsync(c->moe_w, c->h_w, (size_t)n * K * sizeof(float),
                                cudaMemcpyHostToDevice, c->st));
+        if (l4) /* the sum in expert order reads the choice on the device */
+            CU_TRY(cudaMemcpyAsync(c->moe_idx, c->h_idx, (size_t)n * K * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, c->st));
     } else {
         if (cfg->router == CELLM_ROUTER_TOPK_SOFTMAX)
             K_TRY(cellm_cu_moe_route_topk(c->router, NULL, n, E, K, cfg->norm_topk_prob, c->moe_idx,
@@ -339,7 +344,10 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
         int m = starts[e + 1] - starts[e];
         if (!m) continue;
         const int32_t *map = c->moe_map + starts[e];
-        K_TRY(cellm_cu_gather_rows(x, map, K, m, dim, c->moe_x, c->st));
+        if (l4) /* Llama 4: the router score scales the expert's input */
+            K_TRY(cellm_cu_gather_rows_scaled(x, map, c->moe_w, K, m, dim, c->moe_x, c->st));
+        else
+            K_TRY(cellm_cu_gather_rows(x, map, K, m, dim, c->moe_x, c->st));
         if (cfg->swiglu_clamp)
             CELLM_TRY(oss_expert(c, L, e, m, err));
         else
@@ -347,8 +355,13 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
                                            NULL, c->moe_x, m, c->moe_g, c->moe_u, c->moe_y, err));
         K_TRY(cellm_cu_scatter_rows(c->moe_y, map, m, dim, c->moe_out, c->st));
     }
-    K_TRY(cellm_cu_moe_combine(c->moe_out, c->moe_w, n, K, dim, out, c->st));
-    if (L->s_gate.fmt != CU_W_NONE) { /* shared experts (glm4_moe): routed + shared(x) */
+    if (l4) { /* out = shared(x) + the experts' outputs summed in expert order */
+        CELLM_TRY(cellm_cuda_dense_mlp(c, &L->s_gate, &L->s_up, &L->s_down, NULL, NULL, NULL, x, n,
+                                       c->gate, c->up, out, err));
+        K_TRY(cellm_cu_moe_sum_shared(c->moe_out, c->moe_idx, n, K, dim, out, c->st));
+    } else
+        K_TRY(cellm_cu_moe_combine(c->moe_out, c->moe_w, n, K, dim, out, c->st));
+    if (L->s_gate.fmt != CU_W_NONE && !l4) { /* shared experts (glm4_moe): routed + shared(x) */
         CELLM_TRY(cellm_cuda_dense_mlp(c, &L->s_gate, &L->s_up, &L->s_down, NULL, NULL, NULL, x, n,
                                        c->gate, c->up, c->moe_y, err));
         K_TRY(cellm_cu_add(out, c->moe_y, (int64_t)n * dim, c->st));
