@@ -146,6 +146,8 @@ static const char *norm_name(enum cellm_norm_kind k)
         return "RMSNorm (1 + w)";
     case CELLM_NORM_LAYER:
         return "LayerNorm";
+    case CELLM_NORM_RMS_DIV:
+        return "RMSNorm (x / root)";
     }
     return "?";
 }
