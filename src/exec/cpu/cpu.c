@@ -417,9 +417,9 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
         {&L->wv, c->v, kd}};
     int has_v = own && L->wv.fmt != CELLM_W_NONE, n_mm = own ? (has_v ? 3 : 2) : 1;
     if (c->fast && (cfg->gemma4 || cfg->gemma3n)) {
-        /* Gemma 4 norms every q, k and v head right after these products and scales q.k by
-         * 1: the norms blow fast mode's activation rounding of a small head up to full size
-         * and the scores carry it unscaled, so these products stay exact (as the router) */
+        /* Gemma 4 and Gemma 3n norm every q, k and v head right after these products and
+         * scale q.k by 1: the norms blow fast mode's activation rounding of a small head up to full
+         * size and the scores carry it unscaled, so these products stay exact (as the router) */
         cellm_cpu_matmul_multi(c->pool, c->m->isa, qkv, n_mm, hin, dim, n, c->mm_scratch,
                                c->mm_cols);
     } else {
