@@ -19,6 +19,7 @@
 
 #include "exec/cpu/altup.h"
 #include "exec/cpu/ops.h"
+#include "exec/xla/emit.h"
 #include "model/gemma3n.h"
 #include "model/hparams.h"
 #include "model/model.h"
@@ -109,6 +110,16 @@ static void wrapper_defaults(void **state)
 static void refusals(void **state)
 {
     (void)state;
+    /* the XLA executor refuses the bound model by the piece group's text */
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/gemma3n/q4-g32-bf16", CELLM_FIXTURES);
+    struct cellm_desc d;
+    struct cellm_error err = {{0}};
+    assert_int_equal(cellm_desc_load(dir, &d, &err), CELLM_OK);
+    assert_true(d.altup_proj && d.altup_unembed && d.layers[3].wk.fmt == CELLM_W_NONE);
+    assert_int_equal(cellm_xla_supported(&d, &err), CELLM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "Gemma 3n's layers"));
+    cellm_desc_free(&d);
     parse_fails("{\"model_type\":\"gemma3n_text\",\"num_hidden_layers\":2,"
                 "\"intermediate_size\":[64,128]}",
                 CELLM_ERR_UNSUPPORTED, "intermediate_size[1]");
