@@ -15,6 +15,8 @@ cellm_core_test(test_router ${CMAKE_CURRENT_LIST_DIR}/test_router.c)
 # Llama 4 text and Mistral 3 text: config defaults, query scales, key ranges, expert layouts.
 cellm_core_test(test_llama4 ${CMAKE_CURRENT_LIST_DIR}/test_llama4.c)
 cellm_core_test(test_mla ${CMAKE_CURRENT_LIST_DIR}/test_mla.c)
+# Gemma 3n: config keys and refusals, the sparsity quantile and cut, the dividing norm.
+cellm_core_test(test_gemma3n ${CMAKE_CURRENT_LIST_DIR}/test_gemma3n.c)
 # YaRN and longrope: keys, frequencies, the per-forward longrope switch through the engine.
 cellm_core_test(test_rope ${CMAKE_CURRENT_LIST_DIR}/test_rope.c)
 target_compile_definitions(test_rope PRIVATE CELLM_CLI="$<TARGET_FILE:cellm_cli>")

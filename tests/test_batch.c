@@ -175,6 +175,8 @@ FIXTURE(t_qwen3_5, "qwen3.5/f32")
 FIXTURE(t_qwen3_5_moe_q4, "qwen3.5-moe/mlx-q4-g32-bf16")
 FIXTURE(t_deepseek_f32, "deepseek-v3/f32")
 FIXTURE(t_deepseek_q4, "deepseek-v3/mlx-q4-g32-bf16")
+/* AltUp streams, KV sharing across a sliding ring (Gemma 3n) */
+FIXTURE(t_gemma3n_q4, "gemma3n/q4-g32-bf16")
 
 int main(void)
 {
@@ -190,6 +192,7 @@ int main(void)
         cmocka_unit_test(t_gemma2),       cmocka_unit_test(t_gemma3_q8),
         cmocka_unit_test(t_stablelm_q4),  cmocka_unit_test(t_phi3_q4),
         cmocka_unit_test(t_deepseek_f32), cmocka_unit_test(t_deepseek_q4),
+        cmocka_unit_test(t_gemma3n_q4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

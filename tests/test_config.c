@@ -621,7 +621,10 @@ static void listed_families_parse(void **state)
     for (int i = 0; (name = cellm_family_name(i, &title)); i++, n++) {
         assert_non_null(title);
         char json[128];
-        snprintf(json, sizeof json, "{\"model_type\":\"%s\",\"num_hidden_layers\":2}", name);
+        /* Gemma 3n's default num_kv_shared_layers (15) needs more layers than 2 */
+        snprintf(json, sizeof json,
+                 "{\"model_type\":\"%s\",\"num_hidden_layers\":2,\"num_kv_shared_layers\":0}",
+                 name);
         struct cellm_config c;
         parse_ok(json, NULL, &c);
         assert_string_equal(c.model_type, name);

@@ -171,6 +171,12 @@ for dir in "$fixtures"/*/*/; do
                 has "^layers +full layers head_dim 32, kv heads 1, values = keys \(k=v\); v norm without weight; layer_scalar\$"
                 [[ $var == q* ]] && has "stacked \(mlx-lm switch_mlp\)"
                 [[ $var == q* ]] || has "stacked gate_up \(transformers v5\)" ;;
+    gemma3n) has "^family +gemma3n_text\$"; has "^sliding +window 8 on 3 of 5 layers \(0,1,3\)"
+             has "^attention +heads 4, kv heads 2, head_dim 16, rotary dims 16, scale 1\$"
+             has "^block +RMSNorm \(x / root\) eps 1e-06, gelu_pytorch_tanh, q/k norm, sandwich norms"
+             has "^layers +AltUp 4 streams \(active 0, correction coefs clipped to 120, correct_output_scale\), LAuReL rank 32; activation sparsity on layers 0 \(0\.95\); v norm without weight; layers 3\.\.4 reuse the KV of layers 1,2; per-layer embeddings of 32 \(vocab 256\)\$"
+             has "^  per-layer gate, proj +"; has "^  laurel left, right +"; has "^soft-caps +attention 0, final 30\$"
+             if [[ $var == q* ]]; then has "^  altup correct, predict +B?F16\$"; has "^names +model\.language_model\.\*\$"; fi ;;
     stablelm2) has "^family +stablelm\$"; has "rotary dims 4,"; has "LayerNorm eps"
                has "qkv bias" ;;
     smollm3) has "^family +smollm3\$"; has "^block +RMSNorm eps 1e-06, silu, no RoPE on 1 of 4 layers \(3\)\$"

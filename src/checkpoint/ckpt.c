@@ -147,7 +147,11 @@ static int other_tower(const char *name)
            !strncmp(name, "model.vision_tower.", 19) ||
            !strncmp(name, "model.multi_modal_projector.", 28) ||
            /* Qwen3.5's vision tower (its published multimodal layout) */
-           !strncmp(name, "model.visual.", 13) || !strncmp(name, "visual.", 7);
+           !strncmp(name, "model.visual.", 13) || !strncmp(name, "visual.", 7) ||
+           /* Gemma 3n's audio tower and the embedders of its audio and vision tokens */
+           !strncmp(name, "model.audio_tower.", 18) || !strncmp(name, "model.embed_audio.", 18) ||
+           !strncmp(name, "model.embed_vision.", 19) || !strncmp(name, "audio_tower.", 12) ||
+           !strncmp(name, "embed_audio.", 12) || !strncmp(name, "embed_vision.", 13);
 }
 
 static int entry_cmp(const void *a, const void *b)

@@ -15,6 +15,7 @@
 #include "base/error.h"
 #include "base/half.h"
 #include "hybrid.h"
+#include "gemma3n.h"
 #include "gemma4.h"
 #include "model.h"
 
@@ -933,6 +934,7 @@ enum cellm_status cellm_desc_load(const char *dir, struct cellm_desc *d, struct 
         }
     }
     if (c->gemma4 && (st = cellm_gemma4_bind(d, err))) goto fail;
+    if (c->gemma3n && (st = cellm_gemma3n_bind(d, err))) goto fail;
     return CELLM_OK;
 fail:
     cellm_desc_free(d);

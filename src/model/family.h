@@ -74,6 +74,7 @@ struct cellm_family {
     int mla;                /* DeepSeek-V3: multi-head latent attention and grouped sigmoid routing
                                (hparams_mla.c reads its keys) */
     int gemma4;             /* Gemma 4 keys (model/gemma4.c) */
+    int gemma3n;            /* Gemma 3n keys (model/gemma3n.c) */
 };
 
 /* The family of a model type, or NULL; *wrapped is set when model_type is a family's

@@ -197,6 +197,12 @@ enum cellm_status cellm_gemma4_bind(struct cellm_desc *d, struct cellm_error *er
         L->inv_freq_long = NULL;
         L->rope_attn = 1;
     }
+    return cellm_gemma4_bind_ple(d, err);
+}
+
+enum cellm_status cellm_gemma4_bind_ple(struct cellm_desc *d, struct cellm_error *err)
+{
+    const struct cellm_config *c = &d->cfg;
     if (c->ple_dim <= 0) return CELLM_OK;
     int64_t LP = (int64_t)c->n_layers * c->ple_dim;
     d->ple_scale = (float)sqrt((double)c->ple_dim);

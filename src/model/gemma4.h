@@ -26,6 +26,8 @@ enum cellm_status cellm_gemma4_bind_experts(struct cellm_desc *d, const char *p,
                                             struct cellm_error *err);
 /* After the layers are bound: the per-layer embeddings and the full layers' RoPE table. */
 enum cellm_status cellm_gemma4_bind(struct cellm_desc *d, struct cellm_error *err);
+/* The per-layer embeddings' model tensors alone (cfg.ple_dim > 0; Gemma 3n's too). */
+enum cellm_status cellm_gemma4_bind_ple(struct cellm_desc *d, struct cellm_error *err);
 /* proportional RoPE's inverse frequencies over a head of head_dim: [head_dim / 2] */
 void cellm_gemma4_inv_freq(const struct cellm_rope *r, int head_dim, float *out);
 

@@ -18,6 +18,7 @@
 #include "family.h"
 #include "hparams_l4.h"
 #include "hybrid.h"
+#include "gemma3n.h"
 #include "gemma4.h"
 
 void cellm_config_free(struct cellm_config *c)
@@ -28,6 +29,7 @@ void cellm_config_free(struct cellm_config *c)
     cellm_free(c->layer_nope);
     cellm_free(c->layer_chunked);
     cellm_free(c->layer_mixer);
+    cellm_free(c->layer_sparsity);
     cellm_quant_free(&c->quant);
     memset(c, 0, sizeof *c);
 }
@@ -553,7 +555,10 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     snprintf(c->model_type, sizeof c->model_type, "%s", f->model_type);
     CELLM_TRY(get_pos_int(t, "vocab_size", what, f->vocab, &c->vocab, err));
     CELLM_TRY(get_pos_int(t, "hidden_size", what, f->dim, &c->dim, err));
-    CELLM_TRY(get_pos_int(t, "intermediate_size", what, f->ffn_dim, &c->ffn_dim, err));
+    if (f->gemma3n && cJSON_IsArray(cellm_json_get(t, "intermediate_size")))
+        c->ffn_dim = f->ffn_dim; /* one width per layer: cellm_gemma3n_keys reads them */
+    else
+        CELLM_TRY(get_pos_int(t, "intermediate_size", what, f->ffn_dim, &c->ffn_dim, err));
     CELLM_TRY(cellm_config_int(t, "num_hidden_layers", what, f->n_layers, CONFIG_MAX_LAYERS,
                                &c->n_layers, err));
     CELLM_TRY(get_pos_int(t, "num_attention_heads", what, f->n_heads, &c->n_heads, err));
@@ -693,6 +698,7 @@ static enum cellm_status parse_text(const cJSON *top, const cJSON *t, const char
     if (f->hybrid) CELLM_TRY(cellm_hybrid_parse(t, what, f->hybrid, c, err));
     if (f->mla) CELLM_TRY(cellm_config_parse_mla(t, what, c, err));
     if (f->gemma4) CELLM_TRY(cellm_gemma4_keys(t, what, c, err));
+    if (f->gemma3n) CELLM_TRY(cellm_gemma3n_keys(t, what, c, err));
 
     int64_t bos;
     CELLM_TRY(cellm_json_int(t, "bos_token_id", what, f->bos, &bos, err));

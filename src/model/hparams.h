@@ -21,6 +21,7 @@ enum cellm_norm_kind {
     CELLM_NORM_RMS,          /* x * rsqrt(mean(x^2) + eps) * w */
     CELLM_NORM_RMS_PLUS_ONE, /* ... * (1 + w): Gemma, weights stored as offsets */
     CELLM_NORM_LAYER,        /* (x - mean) * rsqrt(var + eps) * w + b */
+    CELLM_NORM_RMS_DIV,      /* x / sqrt(mean(x^2) + eps) * w: Gemma 3n divides by the root */
 };
 
 enum cellm_act {
@@ -216,6 +217,16 @@ struct cellm_config {
     int n_kv_shared;       /* num_kv_shared_layers: the last layers reuse earlier KV */
     int double_wide;       /* use_double_wide_mlp: 2 * ffn_dim on KV-shared layers */
     int moe_parallel;      /* enable_moe_block: experts beside the dense MLP in every layer */
+    /* Gemma 3n (model/gemma3n.h, docs/forward/gemma3n.md; ple_dim, ple_vocab and n_kv_shared
+     * above); all 0 for other families */
+    int gemma3n;
+    int altup_n;             /* altup_num_inputs: residual streams */
+    int altup_active;        /* altup_active_idx: the stream the layer computes on */
+    double altup_clip;       /* altup_coef_clip: |correction_coefs| bound; 0 = none */
+    int altup_correct_scale; /* altup_correct_scale: correct_output_scale before the PLE gate */
+    int laurel_rank;         /* laurel_rank: LAuReL's low-rank width */
+    /* [n_layers] activation_sparsity_pattern as f32 (0 = no cut); owned; NULL = none */
+    float *layer_sparsity;
 };
 
 struct cJSON;

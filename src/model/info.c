@@ -146,6 +146,8 @@ static const char *norm_name(enum cellm_norm_kind k)
         return "RMSNorm (1 + w)";
     case CELLM_NORM_LAYER:
         return "LayerNorm";
+    case CELLM_NORM_RMS_DIV:
+        return "RMSNorm (x / root)";
     }
     return "?";
 }
@@ -286,6 +288,38 @@ static void gemma4_notes(const struct cellm_desc *d, char *buf, size_t n)
                                   2 * c->ffn_dim);
     }
     if (k < n && c->ple_dim)
+        snprintf(buf + k, n - k, "; per-layer embeddings of %d (vocab %d)", c->ple_dim,
+                 c->ple_vocab);
+}
+
+/* Gemma 3n's layers in words (docs/forward/gemma3n.md). */
+static void gemma3n_notes(const struct cellm_desc *d, char *buf, size_t n)
+{
+    const struct cellm_config *c = &d->cfg;
+    size_t k = (size_t)snprintf(buf, n, "AltUp %d streams (active %d", c->altup_n, c->altup_active);
+    if (k < n && c->altup_clip > 0)
+        k += (size_t)snprintf(buf + k, n - k, ", correction coefs clipped to %g", c->altup_clip);
+    if (k < n)
+        k += (size_t)snprintf(buf + k, n - k, "%s), LAuReL rank %d",
+                              c->altup_correct_scale ? ", correct_output_scale" : "",
+                              c->laurel_rank);
+    for (int i = 0, first = 1; i < c->n_layers && k < n; i++) {
+        if (!(c->layer_sparsity[i] > 0)) continue;
+        k += (size_t)snprintf(buf + k, n - k, "%s%d (%g)",
+                              first ? "; activation sparsity on layers " : ", ", i,
+                              (double)c->layer_sparsity[i]);
+        first = 0;
+    }
+    if (k < n) k += (size_t)snprintf(buf + k, n - k, "; v norm without weight");
+    if (k < n && c->n_kv_shared) {
+        int first = c->n_layers - c->n_kv_shared;
+        k += (size_t)snprintf(buf + k, n - k, "; layers %d..%d reuse the KV of layers", first,
+                              c->n_layers - 1);
+        for (int i = first; i < c->n_layers && k < n; i++)
+            k += (size_t)snprintf(buf + k, n - k, "%s%d", i == first ? " " : ",",
+                                  d->layers[i].kv_src);
+    }
+    if (k < n)
         snprintf(buf + k, n - k, "; per-layer embeddings of %d (vocab %d)", c->ple_dim,
                  c->ple_vocab);
 }
@@ -579,6 +613,10 @@ enum cellm_status cellm_info_build(const struct cellm_desc *d, const char *devic
                      "dense MLP");
             o->router = st->router;
         }
+    }
+    if (c->gemma3n) {
+        gemma3n_notes(d, st->layer_notes, sizeof st->layer_notes);
+        o->layer_notes = st->layer_notes;
     }
     if (c->attn_sinks)
         o->sinks = "a learned logit per head joins each softmax row (self_attn.sinks)";

@@ -44,8 +44,9 @@ struct cellm_hyb_layer;
  * v_head_dim; qd is n_heads*(qk_nope + qk_rope) there.
  * mlx-lm's embed_q [n_heads][r][dn] and unembed_out [n_heads][dv][r] are EXPERTS-kind
  * stacks with one matrix per head.
- * ple = hidden_size_per_layer_input (Gemma 4), one = 1. Gemma 4 sizes qd, kd, hd and ffn per layer
- * (cellm_layer_dim: full layers have their own head size and KV heads, KV-shared layers a
+ * ple = hidden_size_per_layer_input (Gemma 4, Gemma 3n), one = 1; Gemma 3n: altup =
+ * altup_num_inputs n, altup2 = n * n, laurel = laurel_rank. Gemma 4 sizes qd, kd, hd and ffn per
+ * layer (cellm_layer_dim: full layers have their own head size and KV heads, KV-shared layers a
  * double-wide MLP).
  * Vectors are F32, F16 or BF16; matrices any format of weight.h.
  */
@@ -110,7 +111,15 @@ struct cellm_hyb_layer;
     X(EXPERT_SCALE,   expert_scale,   VEC,     MOE_PARALLEL, "router.per_expert_scale",       EXPERTS, NONE, "", "")       \
     X(PRE_FFN_NORM2,  pre_ffn_norm2,  VEC,     MOE_PARALLEL, "pre_feedforward_layernorm_2.weight", DIM, NONE, "", "")      \
     X(POST_FFN_NORM1, post_ffn_norm1, VEC,     MOE_PARALLEL, "post_feedforward_layernorm_1.weight", DIM, NONE, "", "")     \
-    X(POST_FFN_NORM2, post_ffn_norm2, VEC,     MOE_PARALLEL, "post_feedforward_layernorm_2.weight", DIM, NONE, "", "")
+    X(POST_FFN_NORM2, post_ffn_norm2, VEC,     MOE_PARALLEL, "post_feedforward_layernorm_2.weight", DIM, NONE, "", "") \
+    X(ALTUP_SCALE,    altup_scale,    VEC,     GEMMA3N,    "altup.correct_output_scale",      DIM,     NONE, "", "")       \
+    X(ALTUP_CORR,     altup_corr,     MAT,     GEMMA3N,    "altup.correction_coefs",          ALTUP,   ALTUP, "altup", "correct") \
+    X(ALTUP_PRED,     altup_pred,     MAT,     GEMMA3N,    "altup.prediction_coefs",          ALTUP2,  ALTUP, "altup", "predict") \
+    X(ALTUP_ROUTER,   altup_router,   MAT,     GEMMA3N,    "altup.modality_router",           ALTUP,   DIM,  "altup", "router") \
+    X(ALTUP_NORM,     altup_norm,     VEC,     GEMMA3N,    "altup.router_norm.weight",        DIM,     NONE, "", "")       \
+    X(LAUREL_L,       laurel_l,       MAT,     GEMMA3N,    "laurel.linear_left",              LAUREL,  DIM,  "laurel", "left") \
+    X(LAUREL_R,       laurel_r,       MAT,     GEMMA3N,    "laurel.linear_right",             DIM,     LAUREL, "laurel", "right") \
+    X(LAUREL_NORM,    laurel_norm,    VEC,     GEMMA3N,    "laurel.post_laurel_norm.weight",  DIM,     NONE, "", "")
 /* clang-format on */
 
 enum cellm_lt {
@@ -163,6 +172,7 @@ enum cellm_need {
     CELLM_NEED_PLE,             /* cfg.ple_dim: Gemma 4 per-layer embeddings */
     CELLM_NEED_GEMMA4,          /* cfg.gemma4: layer_scalar */
     CELLM_NEED_MOE_PARALLEL,    /* cfg.moe_parallel: Gemma 4's router and extra norms */
+    CELLM_NEED_GEMMA3N,         /* cfg.gemma3n: AltUp and LAuReL */
 };
 
 /* Sizes of the shapes, from the config (cellm_dim_size). */
@@ -188,6 +198,9 @@ enum cellm_dim {
     CELLM_DIM_DV,
     CELLM_DIM_PLE,
     CELLM_DIM_ONE,
+    CELLM_DIM_ALTUP,  /* Gemma 3n: altup_num_inputs n */
+    CELLM_DIM_ALTUP2, /* n * n */
+    CELLM_DIM_LAUREL, /* laurel_rank */
 };
 
 struct cellm_tensor_spec {
@@ -290,6 +303,9 @@ struct cellm_desc {
     struct cellm_vec ple_norm;     /* per_layer_projection_norm [ple_dim] */
     float ple_scale;               /* fl(sqrt(ple_dim)), the per-layer embedding's scale */
     float *inv_freq_prop;          /* Gemma 4 full layers: [global_head_dim / 2] (proportional) */
+    /* Gemma 3n: [altup_n - 1] altup_projections and altup_unembed_projections, [dim][dim]
+     * each (owned by d; NULL otherwise) */
+    struct cellm_weight *altup_proj, *altup_unembed;
 };
 
 /* bind.c's checked binding of one matrix module (no suffix) of [n_stack x] rows x cols in
@@ -371,6 +387,7 @@ const char *cellm_config_mla_pieces(const struct cellm_config *c);
 #define CELLM_PIECES_GEMMA4 16u     /* cellm_config_gemma4_pieces */
 #define CELLM_PIECES_MLA 32u        /* cellm_config_mla_pieces */
 #define CELLM_PIECES_QSCALE 64u     /* cellm_config_qscale_pieces (Mistral 3) */
+#define CELLM_PIECES_GEMMA3N 128u   /* cellm_config_gemma3n_pieces */
 /* The pieces the config uses that an executor implementing the groups in `have` lacks, in
  * words, or NULL. An executor refuses the model at load by this text. */
 const char *cellm_config_missing(const struct cellm_config *c, unsigned have);

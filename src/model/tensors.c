@@ -10,6 +10,7 @@
 
 #include "model.h"
 
+#include "gemma3n.h"
 #include "gemma4.h"
 #include "hybrid.h"
 
@@ -109,6 +110,12 @@ int64_t cellm_dim_size(const struct cellm_config *c, enum cellm_dim dim)
         return c->ple_dim;
     case CELLM_DIM_ONE:
         return 1;
+    case CELLM_DIM_ALTUP:
+        return c->altup_n;
+    case CELLM_DIM_ALTUP2:
+        return (int64_t)c->altup_n * c->altup_n;
+    case CELLM_DIM_LAUREL:
+        return c->laurel_rank;
     }
     return 0;
 }
@@ -140,10 +147,10 @@ void cellm_layer_geometry(const struct cellm_config *c, int i, struct cellm_laye
     L->ffn_dim = c->ffn_dim;
     L->rot_dims = c->rot_dims;
     L->index = L->kv_src = i;
-    if (!c->gemma4) return;
+    if (!c->gemma4 && !c->gemma3n) return;
     /* Gemma 4 (docs/forward/gemma4.md): full layers use global_head_dim and, with k=v,
      * num_global_key_value_heads; proportional RoPE spans the whole head */
-    if (full) {
+    if (full && c->gemma4) {
         L->head_dim = c->global_head_dim;
         L->rot_dims = c->global_head_dim;
         if (c->k_eq_v) L->n_kv_heads = c->n_global_kv_heads;
@@ -232,6 +239,8 @@ static int needs(const struct cellm_desc *d, const struct cellm_layer *L, enum c
         return c->gemma4;
     case CELLM_NEED_MOE_PARALLEL:
         return L->moe && c->moe_parallel;
+    case CELLM_NEED_GEMMA3N:
+        return c->gemma3n;
     }
     return 0;
 }
@@ -313,6 +322,7 @@ const char *cellm_config_missing(const struct cellm_config *c, unsigned have)
         {CELLM_PIECES_STATE, cellm_config_state_pieces},
         {CELLM_PIECES_GEMMA4, cellm_config_gemma4_pieces},
         {CELLM_PIECES_MLA, cellm_config_mla_pieces},
+        {CELLM_PIECES_GEMMA3N, cellm_config_gemma3n_pieces},
         {CELLM_PIECES_GPT_OSS, cellm_config_gpt_oss_pieces},
         {CELLM_PIECES_GROUPED_MOE, cellm_config_grouped_moe_pieces},
     };

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "altup.h"
 #include "base/alloc.h"
 #include "base/error.h"
 #include "exec/exec.h"
@@ -122,6 +123,7 @@ static void cpu_ctx_free(void *p)
     cellm_fast_free(c->fast);
     cellm_mla_free(c->mla);
     cellm_cpu_g4_free(c->g4);
+    cellm_cpu_g3n_free(c->g3n);
     cellm_pool_free(c->pool);
     cellm_free(c);
 }
@@ -230,7 +232,8 @@ static enum cellm_status reserve_rows(struct cpu_ctx *c, int n, struct cellm_err
     if (!ok)
         return cellm_errf(err, CELLM_ERR_NOMEM,
                           "cpu executor: out of memory for a batch of %d rows", n);
-    if (cfg->gemma4) CELLM_TRY(cellm_cpu_g4_reserve(&c->g4, c->d, n, err));
+    if (cfg->gemma4 || cfg->gemma3n) CELLM_TRY(cellm_cpu_g4_reserve(&c->g4, c->d, n, err));
+    if (cfg->gemma3n) CELLM_TRY(cellm_cpu_g3n_reserve(&c->g3n, c->d, n, err));
     c->rows_cap = n;
     return CELLM_OK;
 }
@@ -405,6 +408,7 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
     int hd = L->head_dim, dim = cfg->dim, own = kv_own(c, l);
     int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)L->n_kv_heads * hd;
     float eps = (float)cfg->norm_eps;
+    const struct cellm_vec no_weight = {CELLM_W_NONE, 0, NULL}; /* Gemma 3n's v norm */
     /* a KV-shared layer projects only its queries; a k=v layer has no v_proj (Gemma 4);
      * gated attention (Qwen3-Next) projects each head's queries and output gates together */
     const struct cellm_cpu_mm qkv[3] = {
@@ -412,10 +416,10 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
         {&L->wk, c->k, kd},
         {&L->wv, c->v, kd}};
     int has_v = own && L->wv.fmt != CELLM_W_NONE, n_mm = own ? (has_v ? 3 : 2) : 1;
-    if (c->fast && cfg->gemma4) {
-        /* Gemma 4 norms every q, k and v head right after these products and scales q.k by
-         * 1: the norms blow fast mode's activation rounding of a small head up to full size
-         * and the scores carry it unscaled, so these products stay exact (as the router) */
+    if (c->fast && (cfg->gemma4 || cfg->gemma3n)) {
+        /* Gemma 4 and Gemma 3n norm every q, k and v head right after these products and
+         * scale q.k by 1: the norms blow fast mode's activation rounding of a small head up to full
+         * size and the scores carry it unscaled, so these products stay exact (as the router) */
         cellm_cpu_matmul_multi(c->pool, c->m->isa, qkv, n_mm, hin, dim, n, c->mm_scratch,
                                c->mm_cols);
     } else {
@@ -452,6 +456,8 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
                 cellm_op_norm(cfg->norm, eps, &L->k_norm, NULL, kh, kh, hd);
             cellm_op_head_pos(cfg, L, kh, inv_freq, rows[i].pos, 1.0f);
             if (cfg->gemma4) cellm_cpu_g4_v_norm(v + h * hd, hd, eps);
+            if (cfg->gemma3n)
+                cellm_op_norm(cfg->norm, eps, &no_weight, NULL, v + h * hd, v + h * hd, hd);
         }
         struct cpu_seq *s = &c->seqs[rows[i].seq];
         size_t slot = kv_slot(c, l, rows[i].pos);
@@ -471,6 +477,13 @@ static enum cellm_status attention(struct cpu_ctx *c, int l, const struct cellm_
         cellm_op_add_vec(out + (size_t)i * dim, &L->bo, dim);
     (void)err;
     return CELLM_OK;
+}
+
+/* The attention the Gemma 3n layer (altup.h) calls. */
+static enum cellm_status env_attention(void *ctx, int l, const struct cellm_exec_row *rows, int n,
+                                       const float *h, float *out, struct cellm_error *err)
+{
+    return attention(ctx, l, rows, n, h, out, err);
 }
 
 static void dense_mlp(struct cpu_ctx *c, const struct cellm_weight *wg,
@@ -726,8 +739,15 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
     struct cellm_cpu_g4_env env = {c,          env_matmul, env_matmul_exact, c->fast != NULL,
                                    c->m->fisa, c->m->isa};
     if (cfg->ple_dim) cellm_cpu_g4_ple(c->g4, &env, d, rows, c->x, n);
+    const struct cellm_cpu_g3n_env g3env = {env, env_attention};
+    if (cfg->gemma3n) cellm_cpu_g3n_embed(c->g3n, &env, d, c->x, n);
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
+        if (cfg->gemma3n) { /* AltUp streams around attention and MLP (altup.h) */
+            CELLM_TRY(cellm_cpu_g3n_layer(c->g3n, &g3env, d, l, rows, n,
+                                          cellm_cpu_g4_ple_inputs(c->g4), err));
+            continue;
+        }
         if (cfg->block == CELLM_BLOCK_POST_NORM) { /* x + norm(attn(x)), then x + norm(mlp(x)) */
             CELLM_TRY(attention(c, l, rows, n, c->x, c->o, err));
             norm_rows(c, &L->post_attn_norm, NULL, c->o, c->o, n);
@@ -773,6 +793,7 @@ static enum cellm_status eval_chunk(struct cpu_ctx *c, const struct cellm_exec_r
         }
     }
     if (cfg->hybrid) cellm_cpu_hyb_end(&c->hyb, rows, n);
+    if (cfg->gemma3n) cellm_cpu_g3n_unembed(c->g3n, &env, d, c->x, n);
     /* final norm of the rows that want logits, gathered, then the head */
     int nw = 0;
     for (int i = 0; i < n; i++)

@@ -16,6 +16,7 @@
 struct cellm_pool;
 struct cellm_mla;
 struct cellm_cpu_g4;
+struct cellm_cpu_g3n;
 
 /* The executor's options (cellm_model_params.exec_options). */
 struct cpu_opts {
@@ -70,6 +71,7 @@ struct cpu_ctx {
     struct cellm_mla *mla;           /* latent attention and its cache (cfg.mla), else NULL */
     int64_t qd_max, kd_max, ffn_max; /* the widest layer's (Gemma 4 sizes them per layer) */
     struct cellm_cpu_g4 *g4;         /* Gemma 4's buffers (gemma4.h); NULL otherwise */
+    struct cellm_cpu_g3n *g3n;       /* Gemma 3n's streams (altup.h); NULL otherwise */
 };
 
 /* Layer l's key (and value) width: its KV heads times its head size. */

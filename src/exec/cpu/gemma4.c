@@ -83,6 +83,11 @@ void cellm_cpu_g4_v_norm(float *x, int64_t n, float eps)
         x[i] = x[i] * r;
 }
 
+const float *cellm_cpu_g4_ple_inputs(const struct cellm_cpu_g4 *g)
+{
+    return g->ple;
+}
+
 void cellm_cpu_g4_ple(struct cellm_cpu_g4 *g, const struct cellm_cpu_g4_env *env,
                       const struct cellm_desc *d, const struct cellm_exec_row *rows, const float *x,
                       int n)
@@ -102,7 +107,7 @@ void cellm_cpu_g4_ple(struct cellm_cpu_g4 *g, const struct cellm_cpu_g4_env *env
             float *ul = u + l * P;
             for (int64_t k = 0; k < P; k++)
                 ul[k] = ul[k] * proj_scale;
-            cellm_op_norm(CELLM_NORM_RMS, eps, &d->ple_norm, NULL, ul, ul, P);
+            cellm_op_norm(c->norm, eps, &d->ple_norm, NULL, ul, ul, P);
         }
         for (int64_t k = 0; k < LP; k++) {
             float tk = p[k] * d->ple_scale;

@@ -35,6 +35,8 @@ void cellm_cpu_g4_free(struct cellm_cpu_g4 *g);
 void cellm_cpu_g4_ple(struct cellm_cpu_g4 *g, const struct cellm_cpu_g4_env *env,
                       const struct cellm_desc *d, const struct cellm_exec_row *rows, const float *x,
                       int n);
+/* The per-layer inputs of the last cellm_cpu_g4_ple, [rows][n_layers * ple_dim]. */
+const float *cellm_cpu_g4_ple_inputs(const struct cellm_cpu_g4 *g);
 /* RMS norm without a weight, in place (the v norm; the router's norm). */
 void cellm_cpu_g4_v_norm(float *x, int64_t n, float eps);
 /* Layer l's MoE block: o (the dense MLP's output) becomes post_feedforward_layernorm_1(o) +

@@ -33,6 +33,14 @@ void cellm_op_norm(enum cellm_norm_kind kind, float eps, const struct cellm_vec 
     for (int64_t i = 0; i < n; i++)
         ss += (double)x[i] * x[i];
     float var = (float)(ss / (double)n);
+    if (kind == CELLM_NORM_RMS_DIV) { /* Gemma 3n: x / sqrt(mean + eps), then * w */
+        float root = sqrtf(var + eps);
+        for (int64_t i = 0; i < n; i++) {
+            float y = x[i] / root;
+            out[i] = w->fmt == CELLM_W_NONE ? y : y * cellm_vec_at(w, i);
+        }
+        return;
+    }
     float r = 1.0f / sqrtf(var + eps);
     for (int64_t i = 0; i < n; i++) {
         float y = x[i] * r;

@@ -11,7 +11,8 @@
 #include "model/hparams.h"
 #include "model/weight.h"
 
-/* out = norm(x) over n elements; b may be absent (fmt NONE). out may equal x. */
+/* out = norm(x) over n elements; b may be absent (fmt NONE). out may equal x. An absent w
+ * (fmt NONE) of CELLM_NORM_RMS_DIV is the weightless norm (Gemma 3n's v norm). */
 void cellm_op_norm(enum cellm_norm_kind kind, float eps, const struct cellm_vec *w,
                    const struct cellm_vec *b, const float *x, float *out, int64_t n);
 /* In-place rotary embedding of one head vector (half-split layout, first rot dims). */
