@@ -17,6 +17,7 @@
  * RoPE angles come in as host-computed cos/sin tables, computed exactly as the CPU does.
  */
 #include "exec/xla/emit.h"
+#include "exec/xla/emit_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,76 +28,6 @@
 #include "exec/xla/dequant.h"
 #include "model/hybrid.h"
 #include "model/gemma4.h"
-
-typedef struct cellm_xh_val val;
-
-struct em {
-    struct cellm_xh *b;
-    const struct cellm_desc *d;
-    const struct cellm_config *c;
-    const struct cellm_xla_plan *p;
-    val *w; /* [p->n] weight parameters */
-    int T;
-    val tokens, pos0, last, cos_g, sin_g, cos_l, sin_l, zero;
-    val mask_full, mask_win; /* [T, cap] i1 */
-    val *cache;              /* [2 * n_layers] */
-};
-
-#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
-
-static val none(void)
-{
-    val v;
-    memset(&v, 0, sizeof v);
-    return v;
-}
-
-static val P(struct em *e, const char *fmt, int l)
-{
-    char n[48];
-    snprintf(n, sizeof n, fmt, l);
-    int i = cellm_xla_plan_find(e->p, n);
-    return i < 0 ? none() : e->w[i];
-}
-
-static val f32(struct em *e, val x)
-{
-    return cellm_xh_ok(&x) ? cellm_xh_convert(e->b, x, XH_F32) : x;
-}
-
-static val splat(struct em *e, float v, const val *like)
-{
-    return cellm_xh_const_f32(e->b, v, like->rank, like->d);
-}
-
-static val bin(struct em *e, const char *op, val x, val y)
-{
-    return cellm_xh_bin(e->b, op, x, y);
-}
-
-/* x (rank r) broadcast to like's shape, x's dims going to `dims`. */
-static val bc(struct em *e, val x, const val *like, const int64_t *dims)
-{
-    return cellm_xh_bcast(e->b, x, like->rank, like->d, dims);
-}
-
-/* x broadcast along its trailing dims: x's dims are like's leading dims. */
-static val bc_lead(struct em *e, val x, const val *like)
-{
-    int64_t dims[CELLM_XH_MAX_RANK];
-    for (int i = 0; i < x.rank; i++)
-        dims[i] = i;
-    return bc(e, x, like, dims);
-}
-
-/* x broadcast along its leading dims: x's dims are like's trailing dims. */
-static val bc_tail(struct em *e, val x, const val *like)
-{
-    int64_t dims[CELLM_XH_MAX_RANK];
-    for (int i = 0; i < x.rank; i++)
-        dims[i] = like->rank - x.rank + i;
-    return bc(e, x, like, dims);
-}
 
 /* ---- weights --------------------------------------------------------------------------- */
 
@@ -179,14 +110,6 @@ static val linear(struct em *e, val x, const char *base, const struct cellm_weig
     val y = cellm_xh_dot(e->b, x, W, 0, NULL, NULL, 1, 1);
     if (cellm_xh_ok(&bias)) y = bin(e, "add", y, bc_tail(e, f32(e, bias), &y));
     return y;
-}
-
-/* Layer l's parameter of tensor id ("l3_wq", plan.c), none() when absent. */
-static val PL(struct em *e, int l, enum cellm_lt id)
-{
-    char n[48];
-    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[id].field);
-    return P(e, n, 0);
 }
 
 /* x times layer l's matrix id, plus its bias (bias_id < 0: none). */
@@ -305,10 +228,21 @@ static val attention(struct em *e, int l, val h)
     }
     int sliding = L->attn == CELLM_ATTN_SLIDING;
     int local = sliding && e->p->local_rope;
-    if (!L->nope) { /* SmolLM3's NoPE layers use q and k as projected */
-        q = rope(e, q, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
-        k = rope(e, k, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
+    if (!L->nope) { /* SmolLM3's and Llama 4's NoPE layers use q and k as projected */
+        val cs = local ? e->cos_l : e->cos_g, sn = local ? e->sin_l : e->sin_g;
+        if (c->rope_interleaved) { /* Llama 4 (emit_pos.c) */
+            q = cellm_xla_em_rope_pairs(e, q, cs, sn);
+            k = cellm_xla_em_rope_pairs(e, k, cs, sn);
+        } else {
+            q = rope(e, q, cs, sn);
+            k = rope(e, k, cs, sn);
+        }
+        if (c->qk_l2norm) { /* Llama 4: after RoPE, on RoPE layers only */
+            q = cellm_xla_em_l2norm(e, q);
+            k = cellm_xla_em_l2norm(e, k);
+        }
     }
+    q = cellm_xla_em_qscale(e, l, q); /* Mistral 3, Llama 4's NoPE layers; else q */
     val starts[3] = {e->pos0, e->zero, e->zero};
     val kc = cellm_xh_dyn_update(b, e->cache[2 * l], k, starts);
     val vc = cellm_xh_dyn_update(b, e->cache[2 * l + 1], v, starts);
@@ -319,7 +253,9 @@ static val attention(struct em *e, int l, val h)
     val s = cellm_xh_dot(b, q4, kc, 1, DIMS(1), DIMS(1), 3, 2);
     s = bin(e, "multiply", s, splat(e, (float)c->attn_scale, &s));
     if (c->attn_softcap > 0) s = softcap(e, s, c->attn_softcap);
-    val mask = sliding && c->window > 0 ? e->mask_win : e->mask_full;
+    val mask = sliding && c->window > 0               ? e->mask_win
+               : L->attn == CELLM_ATTN_CHUNKED && c->attn_chunk > 0 ? e->mask_chunk
+                                                                 : e->mask_full;
     val ninf = splat(e, -INFINITY, &s);
     s = cellm_xh_select(b, bc(e, mask, &s, DIMS(1, 3)), s, ninf);
     val m = cellm_xh_reduce(b, s, "maximum", 1, DIMS(3), -INFINITY);
@@ -409,6 +345,8 @@ static val moe(struct em *e, int l, val h)
     struct cellm_xh *b = e->b;
     int64_t T = e->T, E = c->n_experts;
     int K = c->n_experts_used;
+    if (c->router == CELLM_ROUTER_SIGMOID_GROUP || c->router == CELLM_ROUTER_SIGMOID_INPUT)
+        return cellm_xla_em_moe_sigmoid(e, l, h); /* emit_moe.c */
     val r = linear_l(e, h, l, CELLM_LT_ROUTER, CELLM_LT_ROUTER_B); /* [T, E] */
     val pr = r; /* gpt-oss: top-k of the logits, then a softmax over those k (below) */
     if (c->router == CELLM_ROUTER_SOFTMAX_TOPK) {
@@ -464,7 +402,41 @@ static val moe(struct em *e, int l, val h)
 /* The feed-forward sub-block: the layer's experts or its MLP. */
 static val ffn(struct em *e, int l, val h)
 {
-    return e->d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
+    const struct cellm_layer *L = &e->d->layers[l];
+    if (!L->moe) return mlp(e, l, h);
+    val y = moe(e, l, h);
+    /* shared experts: routed + shared(h), as the CPU adds them; Llama 4's moe() adds its
+     * shared expert itself, in its own order */
+    if (L->s_gate.fmt != CELLM_W_NONE && !e->c->shared_expert)
+        y = bin(e, "add", y, cellm_xla_em_shared(e, l, h));
+    return y;
+}
+
+val cellm_xla_em_matrix(struct em *e, const char *base, const struct cellm_weight *w)
+{
+    return matrix(e, base, w);
+}
+
+val cellm_xla_em_linear_l(struct em *e, val x, int l, enum cellm_lt id, int bias_id)
+{
+    return linear_l(e, x, l, id, bias_id);
+}
+
+val cellm_xla_em_glu(struct em *e, val g, val u)
+{
+    return glu(e, g, u);
+}
+
+val cellm_xla_em_shared(struct em *e, int l, val h)
+{
+    val g = linear_l(e, h, l, CELLM_LT_S_GATE, -1);
+    val u = linear_l(e, h, l, CELLM_LT_S_UP, -1);
+    return linear_l(e, glu(e, g, u), l, CELLM_LT_S_DOWN, -1);
+}
+
+val cellm_xla_em_experts(struct em *e, int l, val h)
+{
+    return experts(e, l, h);
 }
 
 /* ---- module ---------------------------------------------------------------------------- */
@@ -472,7 +444,8 @@ static val ffn(struct em *e, int l, val h)
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
-    const char *missing = cellm_config_missing(c, CELLM_PIECES_GPT_OSS);
+    const char *missing =
+        cellm_config_missing(c, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE | CELLM_PIECES_L4);
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
@@ -545,6 +518,7 @@ static void masks(struct em *e, int64_t cap)
             bin(e, "subtract", qp, cellm_xh_const_int(b, XH_I32, e->c->window, 2, DIMS(T, cap)));
         e->mask_win = bin(e, "and", e->mask_full, cellm_xh_compare(b, "GT", kp, lo));
     }
+    cellm_xla_em_chunk_mask(e, kp, qp);
 }
 
 static void forward(struct em *e, const struct cellm_xla_key *k)

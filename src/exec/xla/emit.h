@@ -68,6 +68,12 @@ enum cellm_status cellm_xla_plan_add(struct cellm_xla_plan *p, const char *name,
 /* Index of a parameter by name, or -1. */
 int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name);
 
+/* The RoPE inputs of a call (cos_g, sin_g, then cos_l, sin_l when plan.local_rope; each
+ * T x half floats, consecutive in out) for rows at positions p0.. of a sequence that
+ * reaches seq_len tokens in this call (longrope's switch). */
+void cellm_xla_rope_inputs(const struct cellm_desc *d, const struct cellm_xla_plan *p, int p0,
+                           int T, int32_t seq_len, float *out);
+
 /* The module text for key k (cellm_malloc'd). */
 enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_xla_plan *p,
                                  const struct cellm_xla_key *k, char **text, size_t *len,

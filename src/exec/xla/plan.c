@@ -9,6 +9,7 @@
  * tensor, E for experts stored one tensor each or per-expert vectors, H for StableLM's
  * per-head norms), which the executor concatenates only when there is more than one.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,4 +219,40 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
         st = build_layer(d, l, p, err);
     if (st) cellm_xla_plan_free(p);
     return st;
+}
+
+/* cos/sin of the rows' angles times the attention factor (YaRN, longrope; else 1), exactly
+ * as the CPU's RoPE computes them. */
+static void rope_tables(const float *inv_freq, float attn, int half, int p0, int T, float *cs,
+                        float *sn)
+{
+    for (int t = 0; t < T; t++) {
+        float pos = (float)(p0 + t);
+        for (int i = 0; i < half; i++) {
+            float angle = inv_freq[i] * pos;
+            cs[(size_t)t * half + i] = cosf(angle) * attn;
+            sn[(size_t)t * half + i] = sinf(angle) * attn;
+        }
+    }
+}
+
+/* The first layer of the given attention kind that rotates (its RoPE table, factor,
+ * longrope switch): NoPE layers do not read the tables. */
+static const struct cellm_layer *rope_layer(const struct cellm_desc *d, int sliding)
+{
+    for (int l = 0; l < d->cfg.n_layers; l++)
+        if ((d->layers[l].attn == CELLM_ATTN_SLIDING) == sliding && !d->layers[l].nope)
+            return &d->layers[l];
+    return &d->layers[0];
+}
+
+void cellm_xla_rope_inputs(const struct cellm_desc *d, const struct cellm_xla_plan *p, int p0,
+                           int T, int32_t seq_len, float *out)
+{
+    size_t tab = (size_t)T * (size_t)p->half;
+    const struct cellm_layer *gl = rope_layer(d, 0), *ll = rope_layer(d, 1);
+    rope_tables(cellm_layer_inv_freq(gl, seq_len), gl->rope_attn, p->half, p0, T, out, out + tab);
+    if (p->local_rope)
+        rope_tables(cellm_layer_inv_freq(ll, seq_len), ll->rope_attn, p->half, p0, T,
+                    out + 2 * tab, out + 3 * tab);
 }

@@ -304,30 +304,6 @@ static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int c
     return CELLM_OK;
 }
 
-/* cos/sin of the rows' angles times the attention factor (YaRN, longrope; else 1), exactly
- * as the CPU's RoPE computes them. */
-static void rope_tables(const float *inv_freq, float attn, int half, int p0, int T, float *cs,
-                        float *sn)
-{
-    for (int t = 0; t < T; t++) {
-        float pos = (float)(p0 + t);
-        for (int i = 0; i < half; i++) {
-            float angle = inv_freq[i] * pos;
-            cs[(size_t)t * half + i] = cosf(angle) * attn;
-            sn[(size_t)t * half + i] = sinf(angle) * attn;
-        }
-    }
-}
-
-/* The first layer of the given attention kind (its RoPE table, factor, longrope switch). */
-static const struct cellm_layer *rope_layer(const struct cellm_desc *d, int sliding)
-{
-    for (int l = 0; l < d->cfg.n_layers; l++)
-        if ((d->layers[l].attn == CELLM_ATTN_SLIDING) == sliding && !d->layers[l].nope)
-            return &d->layers[l];
-    return &d->layers[0];
-}
-
 /* One call: T consecutive rows of one sequence. Writes the wanted logits at *logits. */
 static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, int T,
                              float *logits, int *n_written, struct cellm_error *err)
@@ -369,12 +345,7 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     for (int t = 0; t < k.T; t++)
         tok[t] = t < T ? r[t].token : 0;
     /* one sequence per call: its rows share seq_len, so longrope picks one list */
-    const struct cellm_layer *gl = rope_layer(d, 0), *ll = rope_layer(d, 1);
-    rope_tables(cellm_layer_inv_freq(gl, r[T - 1].seq_len), gl->rope_attn, half, p0, k.T, c->host,
-                c->host + tab);
-    if (m->plan.local_rope)
-        rope_tables(cellm_layer_inv_freq(ll, r[T - 1].seq_len), ll->rope_attn, half, p0, k.T,
-                    c->host + 2 * tab, c->host + 3 * tab);
+    cellm_xla_rope_inputs(d, &m->plan, p0, k.T, r[T - 1].seq_len, c->host);
     int nl = 2 * cfg->n_layers, n_in = 3 + n_rope;
     void *in[8] = {0};
     int32_t pos0 = p0, last = T - 1;
