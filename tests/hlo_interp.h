@@ -389,14 +389,14 @@ static inline int hi_line(struct hi *h, const char *line)
                !strcmp(nm, "log") || !strcmp(nm, "log_plus_one")) {
         for (int64_t i = 0; i < r->n; i++) {
             float x = cellm_bits_f32(in[0]->v[i]);
-            float y = nm[0] == 'e'              ? expf(x)
-                      : nm[0] == 't'            ? tanhf(x)
-                      : nm[0] == 's'            ? sqrtf(x)
-                      : nm[0] == 'r'            ? 1.0f / sqrtf(x)
-                      : nm[0] == 'f'            ? floorf(x)
-                      : !strcmp(nm, "log")      ? logf(x)
+            float y = nm[0] == 'e'                  ? expf(x)
+                      : nm[0] == 't'                ? tanhf(x)
+                      : nm[0] == 's'                ? sqrtf(x)
+                      : nm[0] == 'r'                ? 1.0f / sqrtf(x)
+                      : nm[0] == 'f'                ? floorf(x)
+                      : !strcmp(nm, "log")          ? logf(x)
                       : !strcmp(nm, "log_plus_one") ? log1pf(x)
-                                                : -x;
+                                                    : -x;
             r->v[i] = r->ty == XH_F32 ? cellm_f32_bits(y) : (uint32_t)(-(int32_t)in[0]->v[i]);
         }
     } else if (!strcmp(nm, "reduce")) {

@@ -10,7 +10,10 @@
  * materialised behind an optimization barrier so that equality tests are exact, renormalisation, a
  * masked-dense combination of all experts) and gpt-oss's pieces (attention sinks in the softmax,
  * router bias and top-k-then-softmax, expert biases, gate and up interleaved or apart, the
- * clamped SwiGLU). Elementwise formulas are written with the
+ * clamped SwiGLU), and the pieces of the families of 2025-26 in files beside this one
+ * (emit_pos.c: Llama 4's interleaved RoPE, weightless q/k norm and chunk mask, the query
+ * scales of Llama 4 and Mistral 3; emit_moe.c: glm4_moe's grouped sigmoid router and
+ * Llama 4's, shared experts). Elementwise formulas are written with the
  * reference's operation order; every dot is f32 at precision HIGHEST. Weights arrive in
  * their stored format and are widened (convert) or dequantized (codes unpacked with
  * shifts and masks, w = s*q + b as two separately rounded ops) inside the graph. The
@@ -253,9 +256,9 @@ static val attention(struct em *e, int l, val h)
     val s = cellm_xh_dot(b, q4, kc, 1, DIMS(1), DIMS(1), 3, 2);
     s = bin(e, "multiply", s, splat(e, (float)c->attn_scale, &s));
     if (c->attn_softcap > 0) s = softcap(e, s, c->attn_softcap);
-    val mask = sliding && c->window > 0               ? e->mask_win
+    val mask = sliding && c->window > 0                             ? e->mask_win
                : L->attn == CELLM_ATTN_CHUNKED && c->attn_chunk > 0 ? e->mask_chunk
-                                                                 : e->mask_full;
+                                                                    : e->mask_full;
     val ninf = splat(e, -INFINITY, &s);
     s = cellm_xh_select(b, bc(e, mask, &s, DIMS(1, 3)), s, ninf);
     val m = cellm_xh_reduce(b, s, "maximum", 1, DIMS(3), -INFINITY);
@@ -346,7 +349,7 @@ static val moe(struct em *e, int l, val h)
     int64_t T = e->T, E = c->n_experts;
     int K = c->n_experts_used;
     if (c->router == CELLM_ROUTER_SIGMOID_GROUP || c->router == CELLM_ROUTER_SIGMOID_INPUT)
-        return cellm_xla_em_moe_sigmoid(e, l, h); /* emit_moe.c */
+        return cellm_xla_em_moe_sigmoid(e, l, h);                  /* emit_moe.c */
     val r = linear_l(e, h, l, CELLM_LT_ROUTER, CELLM_LT_ROUTER_B); /* [T, E] */
     val pr = r; /* gpt-oss: top-k of the logits, then a softmax over those k (below) */
     if (c->router == CELLM_ROUTER_SOFTMAX_TOPK) {

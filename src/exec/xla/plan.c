@@ -253,6 +253,6 @@ void cellm_xla_rope_inputs(const struct cellm_desc *d, const struct cellm_xla_pl
     const struct cellm_layer *gl = rope_layer(d, 0), *ll = rope_layer(d, 1);
     rope_tables(cellm_layer_inv_freq(gl, seq_len), gl->rope_attn, p->half, p0, T, out, out + tab);
     if (p->local_rope)
-        rope_tables(cellm_layer_inv_freq(ll, seq_len), ll->rope_attn, p->half, p0, T,
-                    out + 2 * tab, out + 3 * tab);
+        rope_tables(cellm_layer_inv_freq(ll, seq_len), ll->rope_attn, p->half, p0, T, out + 2 * tab,
+                    out + 3 * tab);
 }
