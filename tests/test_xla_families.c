@@ -4,11 +4,12 @@
  * router, shared experts, first dense layers, partial rotary), ministral3 (YaRN, query
  * scale by position) and llama4 (interleaved RoPE, NoPE layers with the temperature,
  * weightless q/k norm, chunked attention, sigmoid router scaling the experts' input beside
- * a shared expert), the modules the executor would compile for a 32-row prefill from
- * position 0 (every row's logits) and for the decode step after it (the last row's logits
- * over the caches the prefill returned) are emitted by cellm_xla_emit with the executor's
- * keys and run by tests/hlo_interp.h on the plan's stored bytes and the RoPE tables of
- * cellm_xla_rope_inputs (the function xla.c uploads them from). Their logits are compared
+ * a shared expert) and gemma4 (dense: per-layer head sizes, KV sharing, proportional RoPE's
+ * own table, the v norm, per-layer embeddings, layer_scalar), the modules the executor would
+ * compile for a 32-row prefill from position 0 (every row's logits) and for the decode step after
+ * it (the last row's logits over the caches the prefill returned) are emitted by cellm_xla_emit
+ * with the executor's keys and run by tests/hlo_interp.h on the plan's stored bytes and the RoPE
+ * tables of cellm_xla_rope_inputs (the function xla.c uploads them from). Their logits are compared
  * with the CPU executor's on the same tokens.
  *
  * 32 rows reach past the pieces' first boundaries in these fixtures: Mistral 3's scale
@@ -97,19 +98,29 @@ static void run_module(struct hi *h, const struct cellm_desc *d, const struct ce
     assert_true(hi_param(h, text, "tokens", tok));
     assert_true(hi_param(h, text, "pos0", &pos0));
     if (decode) assert_true(hi_param(h, text, "last", &last));
-    size_t tab = (size_t)T * p->half;
-    float *rope = malloc(4 * tab * sizeof *rope + 1);
+    int wide = p->half > p->prop_half ? p->half : p->prop_half, halfs[6];
+    float *rope = malloc((size_t)6 * T * wide * sizeof *rope);
     assert_non_null(rope);
-    cellm_xla_rope_inputs(d, p, pos0, T, pos0 + T, rope);
-    static const char *names[4] = {"cos_g", "sin_g", "cos_l", "sin_l"};
-    for (int i = 0; i < (p->local_rope ? 4 : 2); i++)
-        assert_true(hi_param(h, text, names[i], rope + i * tab));
+    int nt = cellm_xla_rope_inputs(d, p, pos0, T, pos0 + T, rope, halfs);
+    assert_int_equal(nt, 2 + 2 * (p->local_rope != 0) + 2 * (p->prop_half != 0));
+    const char *names[6] = {"cos_g", "sin_g", "cos_l", "sin_l", "cos_p", "sin_p"};
+    if (!p->local_rope) names[2] = "cos_p", names[3] = "sin_p";
+    size_t at = 0;
+    for (int i = 0; i < nt; i++) {
+        assert_true(hi_param(h, text, names[i], rope + at));
+        at += (size_t)T * halfs[i];
+    }
     free(rope);
-    size_t kv = (size_t)CAP * c->n_kv_heads * c->head_dim;
-    float *zero = calloc(kv, sizeof *zero);
+    size_t kvmax = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        if ((size_t)d->layers[l].n_kv_heads * d->layers[l].head_dim > kvmax)
+            kvmax = (size_t)d->layers[l].n_kv_heads * d->layers[l].head_dim;
+    float *zero = calloc((size_t)CAP * kvmax, sizeof *zero);
     assert_non_null(zero);
     for (int i = 0; i < 2 * c->n_layers; i++) {
         char n[16];
+        const struct cellm_layer *L = &d->layers[i / 2];
+        size_t kv = (size_t)CAP * L->n_kv_heads * L->head_dim;
         snprintf(n, sizeof n, "%c_%d", i % 2 ? 'v' : 'k', i / 2);
         if (caches) assert_int_equal(caches[i]->n, (int64_t)kv);
         assert_true(hi_param(h, text, n, caches ? (const void *)caches[i]->v : zero));
@@ -158,6 +169,16 @@ static void structure(const char *family, const struct cellm_desc *d,
         /* the temperature on each NoPE layer's queries */
         assert_int_equal(count(text, "stablehlo.log_plus_one"), nope);
         assert_true(count(text, "stablehlo.divide") > 0);
+    }
+    if (!strcmp(family, "gemma4")) {
+        assert_true(c->gemma4 && c->ple_dim > 0 && c->n_kv_shared > 0);
+        assert_true(p->prop_half > p->half && !p->local_rope);
+        assert_true(strstr(text, "%cos_p: tensor<") != NULL);
+        assert_true(cellm_xla_plan_find(p, "ple_model") >= 0);
+        /* a KV-shared layer projects no keys */
+        char n[32];
+        snprintf(n, sizeof n, "l%d_wk", c->n_layers - 1);
+        assert_true(cellm_xla_plan_find(p, n) < 0);
     }
 }
 
@@ -269,13 +290,33 @@ static void llama4(void **state)
     family("llama4");
 }
 
+static void gemma4(void **state)
+{
+    (void)state;
+    family("gemma4");
+}
+
+/* Gemma 4's MoE block (the 26B-A4B shape) is not in the graph: refused by name at load. */
+static void gemma4_moe_refused(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/gemma4-moe/bf16", CELLM_FIXTURES);
+    struct cellm_desc d;
+    struct cellm_error err = {{0}};
+    if (cellm_desc_load(dir, &d, &err)) fail_msg("%s", err.msg);
+    assert_true(d.cfg.moe_parallel);
+    assert_int_equal(cellm_xla_supported(&d, &err), CELLM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "MoE block"));
+    assert_non_null(strstr(err.msg, "--device cpu"));
+    cellm_desc_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(smollm3),
-        cmocka_unit_test(glm4_moe),
-        cmocka_unit_test(ministral3),
-        cmocka_unit_test(llama4),
+        cmocka_unit_test(smollm3), cmocka_unit_test(glm4_moe), cmocka_unit_test(ministral3),
+        cmocka_unit_test(llama4),  cmocka_unit_test(gemma4),   cmocka_unit_test(gemma4_moe_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,7 +192,7 @@ static val glu(struct em *e, val g, val u)
 /* Half-split rotation of the first 2*half dims of x [T, H, hd]. */
 static val rope(struct em *e, val x, val cs, val sn)
 {
-    int64_t T = x.d[0], H = x.d[1], hd = x.d[2], half = e->p->half;
+    int64_t T = x.d[0], H = x.d[1], hd = x.d[2], half = cs.d[1]; /* the table's */
     val x1 = cellm_xh_slice(e->b, x, DIMS(0, 0, 0), DIMS(T, H, half));
     val x2 = cellm_xh_slice(e->b, x, DIMS(0, 0, half), DIMS(T, H, 2 * half));
     val c = bc(e, cs, &x1, DIMS(0, 2)), s = bc(e, sn, &x1, DIMS(0, 2));
@@ -211,34 +211,45 @@ static val attention(struct em *e, int l, val h)
     const struct cellm_config *c = e->c;
     const struct cellm_layer *L = &e->d->layers[l];
     struct cellm_xh *b = e->b;
-    int64_t T = e->T, H = c->n_heads, KV = c->n_kv_heads, G = H / KV, hd = c->head_dim;
+    /* the layer's geometry (Gemma 4's full layers have their own); a KV-shared layer
+     * (Gemma 4) projects only its queries and reads layer kv_src's cache */
+    int64_t T = e->T, H = c->n_heads, KV = L->n_kv_heads, G = H / KV, hd = L->head_dim;
+    int own = L->kv_src == l;
     val q = linear_l(e, h, l, CELLM_LT_WQ, CELLM_LT_BQ);
-    val k = linear_l(e, h, l, CELLM_LT_WK, CELLM_LT_BK);
-    val v = linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
+    val k = own ? linear_l(e, h, l, CELLM_LT_WK, CELLM_LT_BK) : none();
+    /* Gemma 4's k=v full layers: the values are the raw keys */
+    val v = !own                        ? none()
+            : L->wv.fmt == CELLM_W_NONE ? k
+                                        : linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
     if (c->qk_norm_full) { /* OLMo 2: one norm over the whole projection, before the heads */
         q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM_FULL), none());
-        k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM_FULL), none());
+        if (own) k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM_FULL), none());
     }
     q = cellm_xh_reshape(b, q, 3, DIMS(T, H, hd));
-    k = cellm_xh_reshape(b, k, 3, DIMS(T, KV, hd));
-    v = cellm_xh_reshape(b, v, 3, DIMS(T, KV, hd));
+    if (own) {
+        k = cellm_xh_reshape(b, k, 3, DIMS(T, KV, hd));
+        v = cellm_xh_reshape(b, v, 3, DIMS(T, KV, hd));
+    }
     if (L->q_norm_heads) {
         q = norm(e, CELLM_NORM_LAYER, q, PL(e, l, CELLM_LT_Q_NORM_HEADS), none());
-        k = norm(e, CELLM_NORM_LAYER, k, PL(e, l, CELLM_LT_K_NORM_HEADS), none());
+        if (own) k = norm(e, CELLM_NORM_LAYER, k, PL(e, l, CELLM_LT_K_NORM_HEADS), none());
     } else if (c->qk_norm) {
         q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM), none());
-        k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM), none());
+        if (own) k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM), none());
     }
+    if (own && c->gemma4) v = cellm_xla_em_l2norm(e, v); /* Gemma 4's weightless v norm */
     int sliding = L->attn == CELLM_ATTN_SLIDING;
     int local = sliding && e->p->local_rope;
     if (!L->nope) { /* SmolLM3's and Llama 4's NoPE layers use q and k as projected */
         val cs = local ? e->cos_l : e->cos_g, sn = local ? e->sin_l : e->sin_g;
+        if (e->p->prop_half && L->attn == CELLM_ATTN_FULL) /* Gemma 4's proportional RoPE */
+            cs = e->cos_p, sn = e->sin_p;
         if (c->rope_interleaved) { /* Llama 4 (emit_pos.c) */
             q = cellm_xla_em_rope_pairs(e, q, cs, sn);
-            k = cellm_xla_em_rope_pairs(e, k, cs, sn);
+            if (own) k = cellm_xla_em_rope_pairs(e, k, cs, sn);
         } else {
             q = rope(e, q, cs, sn);
-            k = rope(e, k, cs, sn);
+            if (own) k = rope(e, k, cs, sn);
         }
         if (c->qk_l2norm) { /* Llama 4: after RoPE, on RoPE layers only */
             q = cellm_xla_em_l2norm(e, q);
@@ -246,11 +257,14 @@ static val attention(struct em *e, int l, val h)
         }
     }
     q = cellm_xla_em_qscale(e, l, q); /* Mistral 3, Llama 4's NoPE layers; else q */
-    val starts[3] = {e->pos0, e->zero, e->zero};
-    val kc = cellm_xh_dyn_update(b, e->cache[2 * l], k, starts);
-    val vc = cellm_xh_dyn_update(b, e->cache[2 * l + 1], v, starts);
-    e->cache[2 * l] = kc;
-    e->cache[2 * l + 1] = vc;
+    val kc = e->cache[2 * L->kv_src], vc = e->cache[2 * L->kv_src + 1]; /* updated already */
+    if (own) {
+        val starts[3] = {e->pos0, e->zero, e->zero};
+        kc = cellm_xh_dyn_update(b, e->cache[2 * l], k, starts);
+        vc = cellm_xh_dyn_update(b, e->cache[2 * l + 1], v, starts);
+        e->cache[2 * l] = kc;
+        e->cache[2 * l + 1] = vc;
+    }
     /* scores [KV, T, G, cap] */
     val q4 = cellm_xh_reshape(b, q, 4, DIMS(T, KV, G, hd));
     val s = cellm_xh_dot(b, q4, kc, 1, DIMS(1), DIMS(1), 3, 2);
@@ -425,6 +439,11 @@ val cellm_xla_em_linear_l(struct em *e, val x, int l, enum cellm_lt id, int bias
     return linear_l(e, x, l, id, bias_id);
 }
 
+val cellm_xla_em_norm(struct em *e, enum cellm_norm_kind kind, val x, val w)
+{
+    return norm(e, kind, x, w, none());
+}
+
 val cellm_xla_em_glu(struct em *e, val g, val u)
 {
     return glu(e, g, u);
@@ -447,8 +466,11 @@ val cellm_xla_em_experts(struct em *e, int l, val h)
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
-    const char *missing =
-        cellm_config_missing(c, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE | CELLM_PIECES_L4);
+    const char *missing = cellm_config_missing(c, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE |
+                                                      CELLM_PIECES_L4 | CELLM_PIECES_GEMMA4);
+    if (!missing && c->moe_parallel)
+        missing = "Gemma 4's MoE block (enable_moe_block: the router with its own norm and "
+                  "scales, experts beside the dense MLP)";
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
@@ -494,9 +516,15 @@ static void declare(struct em *e, const struct cellm_xla_key *k)
         e->cos_l = cellm_xh_param(b, "cos_l", XH_F32, 2, DIMS(T, half), -1);
         e->sin_l = cellm_xh_param(b, "sin_l", XH_F32, 2, DIMS(T, half), -1);
     }
+    if (e->p->prop_half) {
+        int64_t ph = e->p->prop_half;
+        e->cos_p = cellm_xh_param(b, "cos_p", XH_F32, 2, DIMS(T, ph), -1);
+        e->sin_p = cellm_xh_param(b, "sin_p", XH_F32, 2, DIMS(T, ph), -1);
+    }
     for (int l = 0; l < c->n_layers; l++) {
         char n[32];
-        int64_t cd[3] = {k->cap, c->n_kv_heads, c->head_dim};
+        const struct cellm_layer *L = &e->d->layers[l];
+        int64_t cd[3] = {k->cap, L->n_kv_heads, L->head_dim};
         snprintf(n, sizeof n, "k_%d", l);
         e->cache[2 * l] = cellm_xh_param(b, n, XH_F32, 3, cd, 1 + 2 * l);
         snprintf(n, sizeof n, "v_%d", l);
@@ -524,6 +552,24 @@ static void masks(struct em *e, int64_t cap)
     cellm_xla_em_chunk_mask(e, kp, qp);
 }
 
+val cellm_xla_em_rows(struct em *e, const char *base, const struct cellm_weight *w, val ids)
+{
+    struct cellm_xh *b = e->b;
+    char n[48];
+    if (w->fmt == CELLM_W_AFFINE && cellm_xla_plan_find(e->p, base) < 0) {
+        snprintf(n, sizeof n, "%s_q", base);
+        val q = cellm_xh_gather_rows(b, P(e, n, 0), ids);
+        snprintf(n, sizeof n, "%s_s", base);
+        val s = cellm_xh_gather_rows(b, P(e, n, 0), ids);
+        snprintf(n, sizeof n, "%s_bi", base);
+        val bi = cellm_xh_gather_rows(b, P(e, n, 0), ids);
+        return dequant(e, q, s, bi, w->bits, w->group, w->cols);
+    }
+    if (cellm_xla_fmt_packed(w->fmt) && cellm_xla_plan_find(e->p, base) < 0)
+        return cellm_xla_dequant_rows(b, e->p, e->w, base, w, ids);
+    return f32(e, cellm_xh_gather_rows(b, P(e, base, 0), ids));
+}
+
 static void forward(struct em *e, const struct cellm_xla_key *k)
 {
     struct cellm_xh *b = e->b;
@@ -531,18 +577,9 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     const struct cellm_config *c = e->c;
     e->zero = cellm_xh_const_int(b, XH_I32, 0, 0, NULL);
     masks(e, k->cap);
-    val x;
-    if (d->embed.fmt == CELLM_W_AFFINE && cellm_xla_plan_find(e->p, "embed") < 0) {
-        val q = cellm_xh_gather_rows(b, P(e, "embed_q", 0), e->tokens);
-        val s = cellm_xh_gather_rows(b, P(e, "embed_s", 0), e->tokens);
-        val bi = cellm_xh_gather_rows(b, P(e, "embed_bi", 0), e->tokens);
-        x = dequant(e, q, s, bi, d->embed.bits, d->embed.group, d->embed.cols);
-    } else if (cellm_xla_fmt_packed(d->embed.fmt) && cellm_xla_plan_find(e->p, "embed") < 0) {
-        x = cellm_xla_dequant_rows(b, e->p, e->w, "embed", &d->embed, e->tokens);
-    } else {
-        x = f32(e, cellm_xh_gather_rows(b, P(e, "embed", 0), e->tokens));
-    }
+    val x = cellm_xla_em_rows(e, "embed", &d->embed, e->tokens);
     if (c->embed_scale) x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
+    if (c->ple_dim > 0) cellm_xla_em_g4_ple(e, x); /* Gemma 4 (emit_g4.c) */
     for (int l = 0; l < c->n_layers; l++) {
         /* a post-norm block's attention reads the residual itself */
         val h = c->block == CELLM_BLOCK_POST_NORM
@@ -557,6 +594,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
             x = bin(e, "add", x, norm_l(e, o, l, CELLM_LT_POST_ATTN_NORM, -1));
             m = ffn(e, l, norm_l(e, x, l, CELLM_LT_FFN_NORM, CELLM_LT_FFN_NORM_B));
             x = bin(e, "add", x, norm_l(e, m, l, CELLM_LT_POST_FFN_NORM, -1));
+            if (c->gemma4) x = cellm_xla_em_g4_layer_end(e, l, x); /* emit_g4.c */
             break;
         case CELLM_BLOCK_PRE_NORM: /* x + attn(h), then x + mlp(norm(x)) */
             x = bin(e, "add", x, o);

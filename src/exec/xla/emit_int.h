@@ -24,6 +24,8 @@ struct em {
     val tokens, pos0, last, cos_g, sin_g, cos_l, sin_l, zero;
     val mask_full, mask_win; /* [T, cap] i1 */
     val mask_chunk;          /* [T, cap] i1, Llama 4's chunked layers (emit_pos.c) */
+    val cos_p, sin_p;        /* Gemma 4's full layers' RoPE tables [T, prop_half] */
+    val ple;                 /* Gemma 4's per-layer inputs [T, n_layers, ple_dim] (emit_g4.c) */
     val *cache;              /* [2 * n_layers] */
 };
 
@@ -99,6 +101,10 @@ val cellm_xla_em_matrix(struct em *e, const char *base, const struct cellm_weigh
 val cellm_xla_em_linear_l(struct em *e, val x, int l, enum cellm_lt id, int bias_id);
 /* act(g) * u, the config's activation. */
 val cellm_xla_em_glu(struct em *e, val g, val u);
+/* Rows ids [T] (i32) of the matrix parameter family `base` (an embedding), as f32. */
+val cellm_xla_em_rows(struct em *e, const char *base, const struct cellm_weight *w, val ids);
+/* Norm of the given kind over the last dim of x, weight w over x's trailing dims. */
+val cellm_xla_em_norm(struct em *e, enum cellm_norm_kind kind, val x, val w);
 /* Layer l's shared experts (one SiLU MLP of s_gate, s_up, s_down) on h [T, D]. */
 val cellm_xla_em_shared(struct em *e, int l, val h);
 /* Every expert of layer l on every row of h, [E, T, D]. */
@@ -121,5 +127,12 @@ void cellm_xla_em_chunk_mask(struct em *e, val kp, val qp);
 /* Layer l's experts under a sigmoid router (glm4_moe's grouped one, Llama 4's that scales
  * the experts' input), with the shared experts added: [T, D]. */
 val cellm_xla_em_moe_sigmoid(struct em *e, int l, val h);
+
+/* ---- emit_g4.c ---- */
+
+/* Gemma 4: the per-layer inputs of the rows from their scaled embeddings x [T, D] (e->ple). */
+void cellm_xla_em_g4_ple(struct em *e, val x);
+/* Gemma 4: the end of layer l (x plus the per-layer input's block, times layer_scalar). */
+val cellm_xla_em_g4_layer_end(struct em *e, int l, val x);
 
 #endif

@@ -10,7 +10,7 @@
 val cellm_xla_em_rope_pairs(struct em *e, val x, val cs, val sn)
 {
     struct cellm_xh *b = e->b;
-    int64_t T = x.d[0], H = x.d[1], hd = x.d[2], half = e->p->half;
+    int64_t T = x.d[0], H = x.d[1], hd = x.d[2], half = cs.d[1]; /* the table's */
     val xr = 2 * half < hd ? cellm_xh_slice(b, x, DIMS(0, 0, 0), DIMS(T, H, 2 * half)) : x;
     xr = cellm_xh_reshape(b, xr, 4, DIMS(T, H, half, 2));
     val a = cellm_xh_reshape(b, cellm_xh_slice(b, xr, DIMS(0, 0, 0, 0), DIMS(T, H, half, 1)), 3,
