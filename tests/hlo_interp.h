@@ -385,14 +385,18 @@ static inline int hi_line(struct hi *h, const char *line)
             memcpy(r->v + t * r->d[1], tb->v + row * tb->d[1], (size_t)r->d[1] * 4);
         }
     } else if (!strcmp(nm, "exponential") || !strcmp(nm, "tanh") || !strcmp(nm, "sqrt") ||
-               !strcmp(nm, "rsqrt") || !strcmp(nm, "negate")) {
+               !strcmp(nm, "rsqrt") || !strcmp(nm, "negate") || !strcmp(nm, "floor") ||
+               !strcmp(nm, "log") || !strcmp(nm, "log_plus_one")) {
         for (int64_t i = 0; i < r->n; i++) {
             float x = cellm_bits_f32(in[0]->v[i]);
-            float y = nm[0] == 'e'   ? expf(x)
-                      : nm[0] == 't' ? tanhf(x)
-                      : nm[0] == 's' ? sqrtf(x)
-                      : nm[0] == 'r' ? 1.0f / sqrtf(x)
-                                     : -x;
+            float y = nm[0] == 'e'                  ? expf(x)
+                      : nm[0] == 't'                ? tanhf(x)
+                      : nm[0] == 's'                ? sqrtf(x)
+                      : nm[0] == 'r'                ? 1.0f / sqrtf(x)
+                      : nm[0] == 'f'                ? floorf(x)
+                      : !strcmp(nm, "log")          ? logf(x)
+                      : !strcmp(nm, "log_plus_one") ? log1pf(x)
+                                                    : -x;
             r->v[i] = r->ty == XH_F32 ? cellm_f32_bits(y) : (uint32_t)(-(int32_t)in[0]->v[i]);
         }
     } else if (!strcmp(nm, "reduce")) {
@@ -492,38 +496,46 @@ static inline int hi_line(struct hi *h, const char *line)
     return 1;
 }
 
-/* Runs the module's body (parameters bound first) and returns its first result, or NULL
- * with h->err set. */
-static inline struct hi_t *hi_run(struct hi *h, const char *text)
+/* Runs the module's body (parameters bound first) and points out[0..max) at its first
+ * results ("return %a, %b, ... : types"). Returns how many it found, or 0 with h->err set. */
+static inline int hi_run_all(struct hi *h, const char *text, struct hi_t **out, int max)
 {
     const char *body = strstr(text, ") {\n");
-    if (!body) {
-        hi_fail(h, "no body", "");
-        return NULL;
-    }
+    if (!body) return hi_fail(h, "no body", "");
     char line[4096];
     for (const char *s = body + 4; *s;) {
         const char *e = strchr(s, '\n');
         size_t n = e ? (size_t)(e - s) : strlen(s);
-        if (n >= sizeof line) {
-            hi_fail(h, "line too long", s);
-            return NULL;
-        }
+        if (n >= sizeof line) return hi_fail(h, "line too long", s);
         memcpy(line, s, n);
         line[n] = 0;
         const char *t = line;
         while (*t == ' ')
             t++;
         if (!strncmp(t, "return %", 8)) {
-            char o[40];
-            sscanf(t + 8, "%39[^ ,]", o);
-            return hi_find(h, o);
+            int k = 0;
+            for (const char *q = t + 7; *q == '%' && k < max;) {
+                char o[40];
+                if (sscanf(q + 1, "%39[^ ,:]", o) != 1) break;
+                if (!(out[k++] = hi_find(h, o))) return hi_fail(h, "no such result", o);
+                q += 1 + strlen(o);
+                while (*q == ',' || *q == ' ')
+                    q++;
+            }
+            return k;
         }
-        if (!hi_line(h, line)) return NULL;
+        if (!hi_line(h, line)) return 0;
         s = e ? e + 1 : s + n;
     }
-    hi_fail(h, "no return", "");
-    return NULL;
+    return hi_fail(h, "no return", "");
+}
+
+/* Runs the module's body (parameters bound first) and returns its first result, or NULL
+ * with h->err set. */
+static inline struct hi_t *hi_run(struct hi *h, const char *text)
+{
+    struct hi_t *r = NULL;
+    return hi_run_all(h, text, &r, 1) ? r : NULL;
 }
 
 #endif

@@ -256,12 +256,15 @@ static float *run_prefill(const struct cellm_desc *d, const struct cellm_xla_pla
     int32_t tok[16], pos0 = 0;
     for (int t = 0; t < 16; t++)
         tok[t] = (int32_t)((7 * t + 3) % c->vocab);
-    int half = p->half;
+    int half = p->half > p->prop_half ? p->half : p->prop_half; /* Gemma 4's cos_p is wider */
     float *tab = malloc((size_t)16 * half * sizeof *tab);
     for (int t = 0; t < 16; t++)
         for (int i = 0; i < half; i++)
             tab[t * half + i] = cosf(0.1f * (float)(t * (i + 1)));
-    size_t kv = (size_t)256 * c->n_kv_heads * c->head_dim;
+    size_t kv = 0; /* the widest layer's cache (Gemma 4's full layers have their own) */
+    for (int l = 0; l < c->n_layers; l++)
+        if ((size_t)256 * d->layers[l].n_kv_heads * d->layers[l].head_dim > kv)
+            kv = (size_t)256 * d->layers[l].n_kv_heads * d->layers[l].head_dim;
     float *zero = calloc(kv, sizeof *zero);
     hi_param(&h, text, "tokens", tok);
     hi_param(&h, text, "pos0", &pos0);
@@ -270,6 +273,10 @@ static float *run_prefill(const struct cellm_desc *d, const struct cellm_xla_pla
     if (p->local_rope) {
         hi_param(&h, text, "cos_l", tab);
         hi_param(&h, text, "sin_l", tab);
+    }
+    if (p->prop_half) {
+        hi_param(&h, text, "cos_p", tab);
+        hi_param(&h, text, "sin_p", tab);
     }
     for (int l = 0; l < c->n_layers; l++) {
         char n[16];

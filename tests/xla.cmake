@@ -30,3 +30,7 @@ set_tests_properties(test_xla_dequant PROPERTIES FIXTURES_REQUIRED xla_formats
 # interleaved): the fixtures' prefill modules run by tests/hlo_interp.h against the CPU
 # executor's logits.
 cellm_core_test(test_xla_oss ${CMAKE_CURRENT_LIST_DIR}/test_xla_oss.c)
+
+# The families of 2025-26 (smollm3, glm4_moe, ministral3, llama4): every fixture variant's
+# prefill and decode modules run by tests/hlo_interp.h against the CPU executor's logits.
+cellm_core_test(test_xla_families ${CMAKE_CURRENT_LIST_DIR}/test_xla_families.c)

@@ -10,13 +10,17 @@
  * materialised behind an optimization barrier so that equality tests are exact, renormalisation, a
  * masked-dense combination of all experts) and gpt-oss's pieces (attention sinks in the softmax,
  * router bias and top-k-then-softmax, expert biases, gate and up interleaved or apart, the
- * clamped SwiGLU). Elementwise formulas are written with the
+ * clamped SwiGLU), and the pieces of the families of 2025-26 in files beside this one
+ * (emit_pos.c: Llama 4's interleaved RoPE, weightless q/k norm and chunk mask, the query
+ * scales of Llama 4 and Mistral 3; emit_moe.c: glm4_moe's grouped sigmoid router and
+ * Llama 4's, shared experts). Elementwise formulas are written with the
  * reference's operation order; every dot is f32 at precision HIGHEST. Weights arrive in
  * their stored format and are widened (convert) or dequantized (codes unpacked with
  * shifts and masks, w = s*q + b as two separately rounded ops) inside the graph. The
  * RoPE angles come in as host-computed cos/sin tables, computed exactly as the CPU does.
  */
 #include "exec/xla/emit.h"
+#include "exec/xla/emit_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,76 +31,6 @@
 #include "exec/xla/dequant.h"
 #include "model/hybrid.h"
 #include "model/gemma4.h"
-
-typedef struct cellm_xh_val val;
-
-struct em {
-    struct cellm_xh *b;
-    const struct cellm_desc *d;
-    const struct cellm_config *c;
-    const struct cellm_xla_plan *p;
-    val *w; /* [p->n] weight parameters */
-    int T;
-    val tokens, pos0, last, cos_g, sin_g, cos_l, sin_l, zero;
-    val mask_full, mask_win; /* [T, cap] i1 */
-    val *cache;              /* [2 * n_layers] */
-};
-
-#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
-
-static val none(void)
-{
-    val v;
-    memset(&v, 0, sizeof v);
-    return v;
-}
-
-static val P(struct em *e, const char *fmt, int l)
-{
-    char n[48];
-    snprintf(n, sizeof n, fmt, l);
-    int i = cellm_xla_plan_find(e->p, n);
-    return i < 0 ? none() : e->w[i];
-}
-
-static val f32(struct em *e, val x)
-{
-    return cellm_xh_ok(&x) ? cellm_xh_convert(e->b, x, XH_F32) : x;
-}
-
-static val splat(struct em *e, float v, const val *like)
-{
-    return cellm_xh_const_f32(e->b, v, like->rank, like->d);
-}
-
-static val bin(struct em *e, const char *op, val x, val y)
-{
-    return cellm_xh_bin(e->b, op, x, y);
-}
-
-/* x (rank r) broadcast to like's shape, x's dims going to `dims`. */
-static val bc(struct em *e, val x, const val *like, const int64_t *dims)
-{
-    return cellm_xh_bcast(e->b, x, like->rank, like->d, dims);
-}
-
-/* x broadcast along its trailing dims: x's dims are like's leading dims. */
-static val bc_lead(struct em *e, val x, const val *like)
-{
-    int64_t dims[CELLM_XH_MAX_RANK];
-    for (int i = 0; i < x.rank; i++)
-        dims[i] = i;
-    return bc(e, x, like, dims);
-}
-
-/* x broadcast along its leading dims: x's dims are like's trailing dims. */
-static val bc_tail(struct em *e, val x, const val *like)
-{
-    int64_t dims[CELLM_XH_MAX_RANK];
-    for (int i = 0; i < x.rank; i++)
-        dims[i] = like->rank - x.rank + i;
-    return bc(e, x, like, dims);
-}
 
 /* ---- weights --------------------------------------------------------------------------- */
 
@@ -181,14 +115,6 @@ static val linear(struct em *e, val x, const char *base, const struct cellm_weig
     return y;
 }
 
-/* Layer l's parameter of tensor id ("l3_wq", plan.c), none() when absent. */
-static val PL(struct em *e, int l, enum cellm_lt id)
-{
-    char n[48];
-    snprintf(n, sizeof n, "l%d_%s", l, cellm_layer_tensors[id].field);
-    return P(e, n, 0);
-}
-
 /* x times layer l's matrix id, plus its bias (bias_id < 0: none). */
 static val linear_l(struct em *e, val x, int l, enum cellm_lt id, int bias_id)
 {
@@ -266,7 +192,7 @@ static val glu(struct em *e, val g, val u)
 /* Half-split rotation of the first 2*half dims of x [T, H, hd]. */
 static val rope(struct em *e, val x, val cs, val sn)
 {
-    int64_t T = x.d[0], H = x.d[1], hd = x.d[2], half = e->p->half;
+    int64_t T = x.d[0], H = x.d[1], hd = x.d[2], half = cs.d[1]; /* the table's */
     val x1 = cellm_xh_slice(e->b, x, DIMS(0, 0, 0), DIMS(T, H, half));
     val x2 = cellm_xh_slice(e->b, x, DIMS(0, 0, half), DIMS(T, H, 2 * half));
     val c = bc(e, cs, &x1, DIMS(0, 2)), s = bc(e, sn, &x1, DIMS(0, 2));
@@ -285,41 +211,68 @@ static val attention(struct em *e, int l, val h)
     const struct cellm_config *c = e->c;
     const struct cellm_layer *L = &e->d->layers[l];
     struct cellm_xh *b = e->b;
-    int64_t T = e->T, H = c->n_heads, KV = c->n_kv_heads, G = H / KV, hd = c->head_dim;
+    /* the layer's geometry (Gemma 4's full layers have their own); a KV-shared layer
+     * (Gemma 4) projects only its queries and reads layer kv_src's cache */
+    int64_t T = e->T, H = c->n_heads, KV = L->n_kv_heads, G = H / KV, hd = L->head_dim;
+    int own = L->kv_src == l;
     val q = linear_l(e, h, l, CELLM_LT_WQ, CELLM_LT_BQ);
-    val k = linear_l(e, h, l, CELLM_LT_WK, CELLM_LT_BK);
-    val v = linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
+    val k = own ? linear_l(e, h, l, CELLM_LT_WK, CELLM_LT_BK) : none();
+    /* Gemma 4's k=v full layers: the values are the raw keys */
+    val v = !own                        ? none()
+            : L->wv.fmt == CELLM_W_NONE ? k
+                                        : linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
     if (c->qk_norm_full) { /* OLMo 2: one norm over the whole projection, before the heads */
         q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM_FULL), none());
-        k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM_FULL), none());
+        if (own) k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM_FULL), none());
     }
     q = cellm_xh_reshape(b, q, 3, DIMS(T, H, hd));
-    k = cellm_xh_reshape(b, k, 3, DIMS(T, KV, hd));
-    v = cellm_xh_reshape(b, v, 3, DIMS(T, KV, hd));
+    if (own) {
+        k = cellm_xh_reshape(b, k, 3, DIMS(T, KV, hd));
+        v = cellm_xh_reshape(b, v, 3, DIMS(T, KV, hd));
+    }
     if (L->q_norm_heads) {
         q = norm(e, CELLM_NORM_LAYER, q, PL(e, l, CELLM_LT_Q_NORM_HEADS), none());
-        k = norm(e, CELLM_NORM_LAYER, k, PL(e, l, CELLM_LT_K_NORM_HEADS), none());
+        if (own) k = norm(e, CELLM_NORM_LAYER, k, PL(e, l, CELLM_LT_K_NORM_HEADS), none());
     } else if (c->qk_norm) {
         q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM), none());
-        k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM), none());
+        if (own) k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM), none());
     }
+    if (own && c->gemma4) v = cellm_xla_em_l2norm(e, v); /* Gemma 4's weightless v norm */
     int sliding = L->attn == CELLM_ATTN_SLIDING;
     int local = sliding && e->p->local_rope;
-    if (!L->nope) { /* SmolLM3's NoPE layers use q and k as projected */
-        q = rope(e, q, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
-        k = rope(e, k, local ? e->cos_l : e->cos_g, local ? e->sin_l : e->sin_g);
+    if (!L->nope) { /* SmolLM3's and Llama 4's NoPE layers use q and k as projected */
+        val cs = local ? e->cos_l : e->cos_g, sn = local ? e->sin_l : e->sin_g;
+        if (e->p->prop_half && L->attn == CELLM_ATTN_FULL) /* Gemma 4's proportional RoPE */
+            cs = e->cos_p, sn = e->sin_p;
+        if (c->rope_interleaved) { /* Llama 4 (emit_pos.c) */
+            q = cellm_xla_em_rope_pairs(e, q, cs, sn);
+            if (own) k = cellm_xla_em_rope_pairs(e, k, cs, sn);
+        } else {
+            q = rope(e, q, cs, sn);
+            if (own) k = rope(e, k, cs, sn);
+        }
+        if (c->qk_l2norm) { /* Llama 4: after RoPE, on RoPE layers only */
+            q = cellm_xla_em_l2norm(e, q);
+            k = cellm_xla_em_l2norm(e, k);
+        }
     }
-    val starts[3] = {e->pos0, e->zero, e->zero};
-    val kc = cellm_xh_dyn_update(b, e->cache[2 * l], k, starts);
-    val vc = cellm_xh_dyn_update(b, e->cache[2 * l + 1], v, starts);
-    e->cache[2 * l] = kc;
-    e->cache[2 * l + 1] = vc;
+    q = cellm_xla_em_qscale(e, l, q); /* Mistral 3, Llama 4's NoPE layers; else q */
+    val kc = e->cache[2 * L->kv_src], vc = e->cache[2 * L->kv_src + 1]; /* updated already */
+    if (own) {
+        val starts[3] = {e->pos0, e->zero, e->zero};
+        kc = cellm_xh_dyn_update(b, e->cache[2 * l], k, starts);
+        vc = cellm_xh_dyn_update(b, e->cache[2 * l + 1], v, starts);
+        e->cache[2 * l] = kc;
+        e->cache[2 * l + 1] = vc;
+    }
     /* scores [KV, T, G, cap] */
     val q4 = cellm_xh_reshape(b, q, 4, DIMS(T, KV, G, hd));
     val s = cellm_xh_dot(b, q4, kc, 1, DIMS(1), DIMS(1), 3, 2);
     s = bin(e, "multiply", s, splat(e, (float)c->attn_scale, &s));
     if (c->attn_softcap > 0) s = softcap(e, s, c->attn_softcap);
-    val mask = sliding && c->window > 0 ? e->mask_win : e->mask_full;
+    val mask = sliding && c->window > 0                             ? e->mask_win
+               : L->attn == CELLM_ATTN_CHUNKED && c->attn_chunk > 0 ? e->mask_chunk
+                                                                    : e->mask_full;
     val ninf = splat(e, -INFINITY, &s);
     s = cellm_xh_select(b, bc(e, mask, &s, DIMS(1, 3)), s, ninf);
     val m = cellm_xh_reduce(b, s, "maximum", 1, DIMS(3), -INFINITY);
@@ -409,6 +362,8 @@ static val moe(struct em *e, int l, val h)
     struct cellm_xh *b = e->b;
     int64_t T = e->T, E = c->n_experts;
     int K = c->n_experts_used;
+    if (c->router == CELLM_ROUTER_SIGMOID_GROUP || c->router == CELLM_ROUTER_SIGMOID_INPUT)
+        return cellm_xla_em_moe_sigmoid(e, l, h);                  /* emit_moe.c */
     val r = linear_l(e, h, l, CELLM_LT_ROUTER, CELLM_LT_ROUTER_B); /* [T, E] */
     val pr = r; /* gpt-oss: top-k of the logits, then a softmax over those k (below) */
     if (c->router == CELLM_ROUTER_SOFTMAX_TOPK) {
@@ -464,7 +419,46 @@ static val moe(struct em *e, int l, val h)
 /* The feed-forward sub-block: the layer's experts or its MLP. */
 static val ffn(struct em *e, int l, val h)
 {
-    return e->d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
+    const struct cellm_layer *L = &e->d->layers[l];
+    if (!L->moe) return mlp(e, l, h);
+    val y = moe(e, l, h);
+    /* shared experts: routed + shared(h), as the CPU adds them; Llama 4's moe() adds its
+     * shared expert itself, in its own order */
+    if (L->s_gate.fmt != CELLM_W_NONE && !e->c->shared_expert)
+        y = bin(e, "add", y, cellm_xla_em_shared(e, l, h));
+    return y;
+}
+
+val cellm_xla_em_matrix(struct em *e, const char *base, const struct cellm_weight *w)
+{
+    return matrix(e, base, w);
+}
+
+val cellm_xla_em_linear_l(struct em *e, val x, int l, enum cellm_lt id, int bias_id)
+{
+    return linear_l(e, x, l, id, bias_id);
+}
+
+val cellm_xla_em_norm(struct em *e, enum cellm_norm_kind kind, val x, val w)
+{
+    return norm(e, kind, x, w, none());
+}
+
+val cellm_xla_em_glu(struct em *e, val g, val u)
+{
+    return glu(e, g, u);
+}
+
+val cellm_xla_em_shared(struct em *e, int l, val h)
+{
+    val g = linear_l(e, h, l, CELLM_LT_S_GATE, -1);
+    val u = linear_l(e, h, l, CELLM_LT_S_UP, -1);
+    return linear_l(e, glu(e, g, u), l, CELLM_LT_S_DOWN, -1);
+}
+
+val cellm_xla_em_experts(struct em *e, int l, val h)
+{
+    return experts(e, l, h);
 }
 
 /* ---- module ---------------------------------------------------------------------------- */
@@ -472,7 +466,12 @@ static val ffn(struct em *e, int l, val h)
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
-    const char *missing = cellm_config_missing(c, CELLM_PIECES_GPT_OSS);
+    const char *missing =
+        cellm_config_missing(c, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE | CELLM_PIECES_L4 |
+                                    CELLM_PIECES_QSCALE | CELLM_PIECES_GEMMA4);
+    if (!missing && c->moe_parallel)
+        missing = "Gemma 4's MoE block (enable_moe_block: the router with its own norm and "
+                  "scales, experts beside the dense MLP)";
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
@@ -518,9 +517,15 @@ static void declare(struct em *e, const struct cellm_xla_key *k)
         e->cos_l = cellm_xh_param(b, "cos_l", XH_F32, 2, DIMS(T, half), -1);
         e->sin_l = cellm_xh_param(b, "sin_l", XH_F32, 2, DIMS(T, half), -1);
     }
+    if (e->p->prop_half) {
+        int64_t ph = e->p->prop_half;
+        e->cos_p = cellm_xh_param(b, "cos_p", XH_F32, 2, DIMS(T, ph), -1);
+        e->sin_p = cellm_xh_param(b, "sin_p", XH_F32, 2, DIMS(T, ph), -1);
+    }
     for (int l = 0; l < c->n_layers; l++) {
         char n[32];
-        int64_t cd[3] = {k->cap, c->n_kv_heads, c->head_dim};
+        const struct cellm_layer *L = &e->d->layers[l];
+        int64_t cd[3] = {k->cap, L->n_kv_heads, L->head_dim};
         snprintf(n, sizeof n, "k_%d", l);
         e->cache[2 * l] = cellm_xh_param(b, n, XH_F32, 3, cd, 1 + 2 * l);
         snprintf(n, sizeof n, "v_%d", l);
@@ -545,6 +550,25 @@ static void masks(struct em *e, int64_t cap)
             bin(e, "subtract", qp, cellm_xh_const_int(b, XH_I32, e->c->window, 2, DIMS(T, cap)));
         e->mask_win = bin(e, "and", e->mask_full, cellm_xh_compare(b, "GT", kp, lo));
     }
+    cellm_xla_em_chunk_mask(e, kp, qp);
+}
+
+val cellm_xla_em_rows(struct em *e, const char *base, const struct cellm_weight *w, val ids)
+{
+    struct cellm_xh *b = e->b;
+    char n[48];
+    if (w->fmt == CELLM_W_AFFINE && cellm_xla_plan_find(e->p, base) < 0) {
+        snprintf(n, sizeof n, "%s_q", base);
+        val q = cellm_xh_gather_rows(b, P(e, n, 0), ids);
+        snprintf(n, sizeof n, "%s_s", base);
+        val s = cellm_xh_gather_rows(b, P(e, n, 0), ids);
+        snprintf(n, sizeof n, "%s_bi", base);
+        val bi = cellm_xh_gather_rows(b, P(e, n, 0), ids);
+        return dequant(e, q, s, bi, w->bits, w->group, w->cols);
+    }
+    if (cellm_xla_fmt_packed(w->fmt) && cellm_xla_plan_find(e->p, base) < 0)
+        return cellm_xla_dequant_rows(b, e->p, e->w, base, w, ids);
+    return f32(e, cellm_xh_gather_rows(b, P(e, base, 0), ids));
 }
 
 static void forward(struct em *e, const struct cellm_xla_key *k)
@@ -554,18 +578,9 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     const struct cellm_config *c = e->c;
     e->zero = cellm_xh_const_int(b, XH_I32, 0, 0, NULL);
     masks(e, k->cap);
-    val x;
-    if (d->embed.fmt == CELLM_W_AFFINE && cellm_xla_plan_find(e->p, "embed") < 0) {
-        val q = cellm_xh_gather_rows(b, P(e, "embed_q", 0), e->tokens);
-        val s = cellm_xh_gather_rows(b, P(e, "embed_s", 0), e->tokens);
-        val bi = cellm_xh_gather_rows(b, P(e, "embed_bi", 0), e->tokens);
-        x = dequant(e, q, s, bi, d->embed.bits, d->embed.group, d->embed.cols);
-    } else if (cellm_xla_fmt_packed(d->embed.fmt) && cellm_xla_plan_find(e->p, "embed") < 0) {
-        x = cellm_xla_dequant_rows(b, e->p, e->w, "embed", &d->embed, e->tokens);
-    } else {
-        x = f32(e, cellm_xh_gather_rows(b, P(e, "embed", 0), e->tokens));
-    }
+    val x = cellm_xla_em_rows(e, "embed", &d->embed, e->tokens);
     if (c->embed_scale) x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
+    if (c->ple_dim > 0) cellm_xla_em_g4_ple(e, x); /* Gemma 4 (emit_g4.c) */
     for (int l = 0; l < c->n_layers; l++) {
         /* a post-norm block's attention reads the residual itself */
         val h = c->block == CELLM_BLOCK_POST_NORM
@@ -580,6 +595,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
             x = bin(e, "add", x, norm_l(e, o, l, CELLM_LT_POST_ATTN_NORM, -1));
             m = ffn(e, l, norm_l(e, x, l, CELLM_LT_FFN_NORM, CELLM_LT_FFN_NORM_B));
             x = bin(e, "add", x, norm_l(e, m, l, CELLM_LT_POST_FFN_NORM, -1));
+            if (c->gemma4) x = cellm_xla_em_g4_layer_end(e, l, x); /* emit_g4.c */
             break;
         case CELLM_BLOCK_PRE_NORM: /* x + attn(h), then x + mlp(norm(x)) */
             x = bin(e, "add", x, o);

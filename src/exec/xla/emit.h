@@ -17,7 +17,11 @@
  *     last    tensor<i32>          (only when !all_logits: the row whose logits return)
  *     cos_g, sin_g  tensor<T x rot/2 x f32>  RoPE tables of the rows (global layers)
  *     cos_l, sin_l  the same for sliding layers, only when plan.local_rope
- *     k_0, v_0, k_1, v_1, ...  tensor<cap x n_kv x head_dim x f32>, donated
+ *     cos_p, sin_p  tensor<T x prop_half x f32>, Gemma 4's full layers, only when
+ *                   plan.prop_half
+ *     k_0, v_0, k_1, v_1, ...  tensor<cap x n_kv x head_dim x f32>, donated (layer l's
+ *                   own KV heads and head size: Gemma 4's full layers differ; a KV-shared
+ *                   layer's cache is passed through unread)
  * and its results: logits tensor<(T or 1) x vocab x f32>, then the updated caches in the
  * same order (result 1 + 2l is k_l, 2 + 2l is v_l).
  */
@@ -47,6 +51,9 @@ struct cellm_xla_plan {
     int half;            /* rot_dims / 2 */
     int dequant_at_load; /* option dequant=load: quantized weights become f32 parameters,
                             dequantized on the host (for measurement) */
+    /* Gemma 4: half of the full layers' own RoPE table (cos_p, sin_p: proportional RoPE
+     * over global_head_dim; cos_g, sin_g are then the sliding layers'); 0 = none */
+    int prop_half;
 };
 
 struct cellm_xla_key {
@@ -67,6 +74,13 @@ enum cellm_status cellm_xla_plan_add(struct cellm_xla_plan *p, const char *name,
                                      size_t part_bytes, struct cellm_error *err);
 /* Index of a parameter by name, or -1. */
 int cellm_xla_plan_find(const struct cellm_xla_plan *p, const char *name);
+
+/* The RoPE inputs of a call (cos_g, sin_g, then cos_l, sin_l when plan.local_rope, then
+ * cos_p, sin_p when plan.prop_half; each T x its half floats, consecutive in out) for rows
+ * at positions p0.. of a sequence that reaches seq_len tokens in this call (longrope's
+ * switch). Returns how many tables; halfs[i] receives table i's half. */
+int cellm_xla_rope_inputs(const struct cellm_desc *d, const struct cellm_xla_plan *p, int p0,
+                          int T, int32_t seq_len, float *out, int *halfs);
 
 /* The module text for key k (cellm_malloc'd). */
 enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_xla_plan *p,

@@ -73,7 +73,7 @@ struct cellm_xh_val cellm_xh_iota(struct cellm_xh *b, enum cellm_xh_ty ty, int r
 /* op: add subtract multiply divide maximum minimum and or shift_left shift_right_logical */
 struct cellm_xh_val cellm_xh_bin(struct cellm_xh *b, const char *op, struct cellm_xh_val x,
                                  struct cellm_xh_val y);
-/* op: exponential tanh sqrt rsqrt negate */
+/* op: exponential tanh sqrt rsqrt negate floor log log_plus_one */
 struct cellm_xh_val cellm_xh_un(struct cellm_xh *b, const char *op, struct cellm_xh_val x);
 struct cellm_xh_val cellm_xh_convert(struct cellm_xh *b, struct cellm_xh_val x,
                                      enum cellm_xh_ty ty);

@@ -9,6 +9,7 @@
  * tensor, E for experts stored one tensor each or per-expert vectors, H for StableLM's
  * per-head norms), which the executor concatenates only when there is more than one.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,7 +204,8 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
     const struct cellm_config *c = &d->cfg;
     p->half = c->rot_dims / 2;
     p->dequant_at_load = dequant_at_load;
-    for (int l = 0; l < c->n_layers; l++)
+    if (c->gemma4) p->prop_half = c->global_head_dim / 2; /* cos_g, sin_g: sliding layers */
+    for (int l = 0; !p->prop_half && l < c->n_layers; l++)
         if (d->layers[l].attn == CELLM_ATTN_SLIDING &&
             d->layers[l].inv_freq != d->inv_freq_global &&
             (memcmp(d->inv_freq_local, d->inv_freq_global, (size_t)p->half * sizeof(float)) ||
@@ -214,8 +216,66 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
     if (!st && !c->tie_embeddings) st = add_mat(p, "head", &d->head, 0, err);
     if (!st) st = add_vec(p, "final_norm", &d->final_norm, err);
     if (!st) st = add_vec(p, "final_norm_b", &d->final_norm_b, err);
+    if (!st && c->ple_dim > 0) /* Gemma 4's per-layer embeddings (emit_g4.c) */
+        st = add_mat(p, "ple_embed", &d->ple_embed, 0, err);
+    if (!st && c->ple_dim > 0) st = add_mat(p, "ple_model", &d->ple_model, 0, err);
+    if (!st && c->ple_dim > 0) st = add_vec(p, "ple_norm", &d->ple_norm, err);
     for (int l = 0; !st && l < c->n_layers; l++)
         st = build_layer(d, l, p, err);
     if (st) cellm_xla_plan_free(p);
     return st;
+}
+
+/* cos/sin of the rows' angles times the attention factor (YaRN, longrope; else 1), exactly
+ * as the CPU's RoPE computes them. */
+static void rope_tables(const float *inv_freq, float attn, int half, int p0, int T, float *cs,
+                        float *sn)
+{
+    for (int t = 0; t < T; t++) {
+        float pos = (float)(p0 + t);
+        for (int i = 0; i < half; i++) {
+            float angle = inv_freq[i] * pos;
+            cs[(size_t)t * half + i] = cosf(angle) * attn;
+            sn[(size_t)t * half + i] = sinf(angle) * attn;
+        }
+    }
+}
+
+/* The first layer of the given attention kind that rotates (its RoPE table, factor,
+ * longrope switch): NoPE layers do not read the tables. */
+static const struct cellm_layer *rope_layer(const struct cellm_desc *d, int sliding)
+{
+    for (int l = 0; l < d->cfg.n_layers; l++)
+        if ((d->layers[l].attn == CELLM_ATTN_SLIDING) == sliding && !d->layers[l].nope)
+            return &d->layers[l];
+    return &d->layers[0];
+}
+
+int cellm_xla_rope_inputs(const struct cellm_desc *d, const struct cellm_xla_plan *p, int p0, int T,
+                          int32_t seq_len, float *out, int *halfs)
+{
+    size_t tab = (size_t)T * (size_t)p->half;
+    const struct cellm_layer *gl = rope_layer(d, 0), *ll = rope_layer(d, 1);
+    int n = 0;
+    /* Gemma 4: cos_g, sin_g are the sliding layers'; the full layers have cos_p, sin_p */
+    const struct cellm_layer *first = p->prop_half ? ll : gl;
+    rope_tables(cellm_layer_inv_freq(first, seq_len), first->rope_attn, p->half, p0, T, out,
+                out + tab);
+    halfs[n++] = p->half;
+    halfs[n++] = p->half;
+    if (p->local_rope) {
+        rope_tables(cellm_layer_inv_freq(ll, seq_len), ll->rope_attn, p->half, p0, T, out + 2 * tab,
+                    out + 3 * tab);
+        halfs[n++] = p->half;
+        halfs[n++] = p->half;
+    }
+    if (p->prop_half) {
+        float *o = out + (size_t)n * tab;
+        size_t ptab = (size_t)T * (size_t)p->prop_half;
+        rope_tables(cellm_layer_inv_freq(gl, seq_len), gl->rope_attn, p->prop_half, p0, T, o,
+                    o + ptab);
+        halfs[n++] = p->prop_half;
+        halfs[n++] = p->prop_half;
+    }
+    return n;
 }

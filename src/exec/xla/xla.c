@@ -280,17 +280,23 @@ static enum cellm_status host_room(struct xla_ctx *c, size_t floats, struct cell
 static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int cap,
                                      struct cellm_error *err)
 {
-    const struct cellm_config *cfg = &c->m->d->cfg;
-    int n = 2 * cfg->n_layers;
-    size_t kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    const struct cellm_desc *d = c->m->d;
+    int n = 2 * d->cfg.n_layers;
+    size_t kvd = 0; /* the widest layer's (Gemma 4's full layers have their own geometry) */
+    for (int l = 0; l < d->cfg.n_layers; l++) {
+        size_t w = (size_t)d->layers[l].n_kv_heads * (size_t)d->layers[l].head_dim;
+        kvd = w > kvd ? w : kvd;
+    }
     if (s->cap >= cap) return CELLM_OK;
     CELLM_TRY(host_room(c, (size_t)cap * kvd, err));
     if (!s->kv) {
         s->kv = cellm_calloc((size_t)n, sizeof *s->kv);
         if (!s->kv) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
     }
-    int64_t dims[3] = {cap, cfg->n_kv_heads, cfg->head_dim};
     for (int i = 0; i < n; i++) {
+        const struct cellm_layer *L = &d->layers[i / 2];
+        int64_t dims[3] = {cap, L->n_kv_heads, L->head_dim};
+        kvd = (size_t)L->n_kv_heads * (size_t)L->head_dim;
         memset(c->host, 0, (size_t)cap * kvd * sizeof(float));
         if (s->kv[i])
             CELLM_TRY(cellm_pjrt_download(&c->m->pj, s->kv[i], c->host,
@@ -302,30 +308,6 @@ static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int c
     }
     s->cap = cap;
     return CELLM_OK;
-}
-
-/* cos/sin of the rows' angles times the attention factor (YaRN, longrope; else 1), exactly
- * as the CPU's RoPE computes them. */
-static void rope_tables(const float *inv_freq, float attn, int half, int p0, int T, float *cs,
-                        float *sn)
-{
-    for (int t = 0; t < T; t++) {
-        float pos = (float)(p0 + t);
-        for (int i = 0; i < half; i++) {
-            float angle = inv_freq[i] * pos;
-            cs[(size_t)t * half + i] = cosf(angle) * attn;
-            sn[(size_t)t * half + i] = sinf(angle) * attn;
-        }
-    }
-}
-
-/* The first layer of the given attention kind (its RoPE table, factor, longrope switch). */
-static const struct cellm_layer *rope_layer(const struct cellm_desc *d, int sliding)
-{
-    for (int l = 0; l < d->cfg.n_layers; l++)
-        if ((d->layers[l].attn == CELLM_ATTN_SLIDING) == sliding && !d->layers[l].nope)
-            return &d->layers[l];
-    return &d->layers[0];
 }
 
 /* One call: T consecutive rows of one sequence. Writes the wanted logits at *logits. */
@@ -361,29 +343,31 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     struct xla_exe *e = NULL;
     CELLM_TRY(get_exe(m, &k, &e, err));
 
-    /* inputs */
-    int n_rope = m->plan.local_rope ? 4 : 2;
-    size_t tab = (size_t)k.T * half;
+    /* inputs: the RoPE tables (cellm_xla_rope_inputs: 2, 4 or, with Gemma 4's full-layer
+     * table, 4 of two sizes), then the tokens */
+    int n_rope = 2 + (m->plan.local_rope ? 2 : 0) + (m->plan.prop_half ? 2 : 0);
+    int wide = half > m->plan.prop_half ? half : m->plan.prop_half;
+    size_t tab = (size_t)k.T * (size_t)wide;
     CELLM_TRY(host_room(c, tab * n_rope + (size_t)k.T, err));
     int32_t *tok = (int32_t *)(c->host + tab * n_rope);
     for (int t = 0; t < k.T; t++)
         tok[t] = t < T ? r[t].token : 0;
     /* one sequence per call: its rows share seq_len, so longrope picks one list */
-    const struct cellm_layer *gl = rope_layer(d, 0), *ll = rope_layer(d, 1);
-    rope_tables(cellm_layer_inv_freq(gl, r[T - 1].seq_len), gl->rope_attn, half, p0, k.T, c->host,
-                c->host + tab);
-    if (m->plan.local_rope)
-        rope_tables(cellm_layer_inv_freq(ll, r[T - 1].seq_len), ll->rope_attn, half, p0, k.T,
-                    c->host + 2 * tab, c->host + 3 * tab);
+    int halfs[6];
+    n_rope = cellm_xla_rope_inputs(d, &m->plan, p0, k.T, r[T - 1].seq_len, c->host, halfs);
     int nl = 2 * cfg->n_layers, n_in = 3 + n_rope;
-    void *in[8] = {0};
+    void *in[9] = {0};
     int32_t pos0 = p0, last = T - 1;
-    int64_t dt[1] = {k.T}, dr[2] = {k.T, half};
+    int64_t dt[1] = {k.T};
     enum cellm_status st = cellm_pjrt_upload(&m->pj, tok, PJ_S32, dt, 1, &in[0], err);
     if (!st) st = cellm_pjrt_upload(&m->pj, &pos0, PJ_S32, NULL, 0, &in[1], err);
     if (!st) st = cellm_pjrt_upload(&m->pj, &last, PJ_S32, NULL, 0, &in[2], err);
-    for (int i = 0; !st && i < n_rope; i++)
-        st = cellm_pjrt_upload(&m->pj, c->host + (size_t)i * tab, PJ_F32, dr, 2, &in[3 + i], err);
+    size_t at = 0; /* the tables lie one after another, each k.T x its half */
+    for (int i = 0; !st && i < n_rope; i++) {
+        int64_t dr[2] = {k.T, halfs[i]};
+        st = cellm_pjrt_upload(&m->pj, c->host + at, PJ_F32, dr, 2, &in[3 + i], err);
+        at += (size_t)k.T * (size_t)halfs[i];
+    }
     size_t n_args = (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl;
     void **args = st ? NULL : cellm_malloc(n_args * sizeof *args);
     void **out = st ? NULL : cellm_calloc(e->n_out, sizeof *out);

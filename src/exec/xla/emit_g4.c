@@ -1,0 +1,50 @@
+/*
+ * emit_g4.c: Gemma 4's per-layer embeddings (PLE) and layer end in the StableHLO graph
+ * (emit_int.h), in the order of src/exec/cpu/gemma4.c (docs/forward/gemma4.md). The
+ * attention pieces (per-layer geometry, KV sharing, k=v, the v norm, proportional RoPE's
+ * own table) are in emit.c's attention; the MoE block beside the MLP is not implemented
+ * here and refused at load (cellm_xla_supported).
+ */
+#include "exec/xla/emit_int.h"
+
+void cellm_xla_em_g4_ple(struct em *e, val x)
+{
+    const struct cellm_desc *d = e->d;
+    const struct cellm_config *c = e->c;
+    struct cellm_xh *b = e->b;
+    int64_t T = e->T, NL = c->n_layers, PD = c->ple_dim;
+    const float proj_scale = (float)(1.0 / sqrt((double)c->dim)); /* hidden_size ** -0.5 */
+    const float in_scale = (float)(1.0 / sqrt(2.0));              /* 2.0 ** -0.5 */
+    /* the model projection of the scaled embeddings, per layer times proj_scale and normed */
+    val W = cellm_xla_em_matrix(e, "ple_model", &d->ple_model);
+    val u = cellm_xh_dot(b, x, W, 0, NULL, NULL, 1, 1); /* [T, NL * P] */
+    u = cellm_xh_reshape(b, u, 3, DIMS(T, NL, PD));
+    u = bin(e, "multiply", u, splat(e, proj_scale, &u));
+    u = cellm_xla_em_norm(e, CELLM_NORM_RMS, u, P(e, "ple_norm", 0));
+    /* the per-layer embedding rows; ids beyond its vocabulary read row 0 (mlx-lm) */
+    val ids = e->tokens;
+    val lim = cellm_xh_const_int(b, XH_I32, c->ple_vocab, 1, DIMS(T));
+    ids = cellm_xh_select(b, cellm_xh_compare(b, "LT", ids, lim), ids,
+                          cellm_xh_const_int(b, XH_I32, 0, 1, DIMS(T)));
+    val pe = cellm_xla_em_rows(e, "ple_embed", &d->ple_embed, ids); /* [T, NL * P] */
+    pe = cellm_xh_reshape(b, pe, 3, DIMS(T, NL, PD));
+    val tk = bin(e, "multiply", pe, splat(e, d->ple_scale, &pe));
+    e->ple = bin(e, "multiply", bin(e, "add", u, tk), splat(e, in_scale, &u));
+}
+
+val cellm_xla_em_g4_layer_end(struct em *e, int l, val x)
+{
+    const struct cellm_config *c = e->c;
+    struct cellm_xh *b = e->b;
+    int64_t T = e->T, PD = c->ple_dim;
+    if (PD > 0) { /* x + norm(proj(act(gate(x)) * ple[l])) */
+        val g = cellm_xla_em_linear_l(e, x, l, CELLM_LT_PLE_GATE, -1); /* [T, P] */
+        val pl = cellm_xh_slice(b, e->ple, DIMS(0, l, 0), DIMS(T, l + 1, PD));
+        pl = cellm_xh_reshape(b, pl, 2, DIMS(T, PD));
+        val y = cellm_xla_em_linear_l(e, cellm_xla_em_glu(e, g, pl), l, CELLM_LT_PLE_PROJ, -1);
+        y = cellm_xla_em_norm(e, CELLM_NORM_RMS, y, PL(e, l, CELLM_LT_PLE_NORM));
+        x = bin(e, "add", x, y);
+    }
+    val s = cellm_xh_reshape(b, f32(e, PL(e, l, CELLM_LT_LAYER_SCALAR)), 0, NULL);
+    return bin(e, "multiply", x, cellm_xh_bcast(b, s, x.rank, x.d, NULL));
+}
