@@ -492,6 +492,41 @@ static inline int hi_line(struct hi *h, const char *line)
     return 1;
 }
 
+/* Runs the module's body (parameters bound first) and fills out[0..max) with its results
+ * in order; returns how many it has, or -1 with h->err set. The results stay valid until
+ * the next hi_param or hi_free. */
+static inline int hi_run_all(struct hi *h, const char *text, struct hi_t **out, int max)
+{
+    const char *body = strstr(text, ") {\n");
+    if (!body) return hi_fail(h, "no body", ""), -1;
+    char line[4096];
+    for (const char *s = body + 4; *s;) {
+        const char *e = strchr(s, '\n');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n >= sizeof line) return hi_fail(h, "line too long", s), -1;
+        memcpy(line, s, n);
+        line[n] = 0;
+        const char *t = line;
+        while (*t == ' ')
+            t++;
+        if (!strncmp(t, "return %", 8)) {
+            int k = 0;
+            for (const char *q = t + 7; *q == '%' && k < max;) {
+                char o[40];
+                sscanf(q + 1, "%39[^ ,]", o);
+                if (!(out[k++] = hi_find(h, o))) return hi_fail(h, "unknown result", line), -1;
+                q += 1 + strlen(o);
+                while (*q == ',' || *q == ' ')
+                    q++;
+            }
+            return k;
+        }
+        if (!hi_line(h, line)) return -1;
+        s = e ? e + 1 : s + n;
+    }
+    return hi_fail(h, "no return", ""), -1;
+}
+
 /* Runs the module's body (parameters bound first) and returns its first result, or NULL
  * with h->err set. */
 static inline struct hi_t *hi_run(struct hi *h, const char *text)

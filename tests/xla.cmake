@@ -30,3 +30,7 @@ set_tests_properties(test_xla_dequant PROPERTIES FIXTURES_REQUIRED xla_formats
 # interleaved): the fixtures' prefill modules run by tests/hlo_interp.h against the CPU
 # executor's logits.
 cellm_core_test(test_xla_oss ${CMAKE_CURRENT_LIST_DIR}/test_xla_oss.c)
+
+# Models with per-sequence state (LFM2's conv windows): prefill and decode modules run by
+# tests/hlo_interp.h, the state carried between calls, against the CPU executor's logits.
+cellm_core_test(test_xla_state ${CMAKE_CURRENT_LIST_DIR}/test_xla_state.c)

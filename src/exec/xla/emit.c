@@ -25,6 +25,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "exec/xla/dequant.h"
+#include "exec/xla/emit_state.h"
 #include "model/hybrid.h"
 #include "model/gemma4.h"
 
@@ -40,6 +41,7 @@ struct em {
     val tokens, pos0, last, cos_g, sin_g, cos_l, sin_l, zero;
     val mask_full, mask_win; /* [T, cap] i1 */
     val *cache;              /* [2 * n_layers] */
+    struct cellm_xla_st st;  /* per-sequence state layers (emit_state.c) */
 };
 
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
@@ -472,7 +474,9 @@ static val ffn(struct em *e, int l, val h)
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
-    const char *missing = cellm_config_missing(c, CELLM_PIECES_GPT_OSS);
+    unsigned have = CELLM_PIECES_GPT_OSS;
+    if (cellm_xla_state_supported(c)) have |= CELLM_PIECES_STATE; /* LFM2 (emit_state.c) */
+    const char *missing = cellm_config_missing(c, have);
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
@@ -500,7 +504,8 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     return CELLM_OK;
 }
 
-static void declare(struct em *e, const struct cellm_xla_key *k)
+static enum cellm_status declare(struct em *e, const struct cellm_xla_key *k,
+                                 struct cellm_error *err)
 {
     struct cellm_xh *b = e->b;
     const struct cellm_config *c = e->c;
@@ -526,6 +531,7 @@ static void declare(struct em *e, const struct cellm_xla_key *k)
         snprintf(n, sizeof n, "v_%d", l);
         e->cache[2 * l + 1] = cellm_xh_param(b, n, XH_F32, 3, cd, 2 + 2 * l);
     }
+    return cellm_xla_state_declare(b, e->d, 1 + 2 * c->n_layers, &e->st, err);
 }
 
 static void masks(struct em *e, int64_t cap)
@@ -571,7 +577,10 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
         val h = c->block == CELLM_BLOCK_POST_NORM
                     ? x
                     : norm_l(e, x, l, CELLM_LT_ATTN_NORM, CELLM_LT_ATTN_NORM_B);
-        val o = attention(e, l, h), m;
+        val o = d->layers[l].mixer != CELLM_MIXER_ATTN
+                    ? cellm_xla_state_mixer(e, b, d, &e->st, l, h)
+                    : attention(e, l, h),
+            m;
         switch (c->block) {
         case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h) */
             x = bin(e, "add", bin(e, "add", x, o), mlp(e, l, h));
@@ -603,6 +612,20 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     cellm_xh_result(b, &logits);
     for (int i = 0; i < 2 * c->n_layers; i++)
         cellm_xh_result(b, &e->cache[i]);
+    cellm_xla_state_results(b, &e->st);
+}
+
+/* For emit_state.c: the helpers above, on an opaque emitter. */
+val cellm_xla_em_linear(void *em, val x, const char *base, const struct cellm_weight *w)
+{
+    return linear(em, x, base, w, none());
+}
+
+val cellm_xla_em_param(void *em, const char *name)
+{
+    struct em *e = em;
+    int i = cellm_xla_plan_find(e->p, name);
+    return i < 0 ? none() : e->w[i];
 }
 
 enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_xla_plan *p,
@@ -630,11 +653,12 @@ enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_
         cellm_free(e.cache);
         return cellm_errf(err, CELLM_ERR_NOMEM, "xla emitter: out of memory");
     }
-    declare(&e, k);
-    forward(&e, k);
+    enum cellm_status st = declare(&e, k, err);
+    if (!st) forward(&e, k);
     char name[64];
     snprintf(name, sizeof name, "cellm_%s_t%d_c%d", k->all_logits ? "all" : "last", k->T, k->cap);
-    enum cellm_status st = cellm_xh_finish(&b, name, text, len, err);
+    if (!st) st = cellm_xh_finish(&b, name, text, len, err);
+    cellm_xla_state_free(&e.st);
     cellm_xh_free(&b);
     cellm_free(e.w);
     cellm_free(e.cache);

@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "exec/xla/dequant.h"
 #include "exec/xla/emit.h"
+#include "model/hybrid.h"
 
 static enum cellm_xh_ty fmt_ty(enum cellm_wfmt f)
 {
@@ -196,6 +197,22 @@ static enum cellm_status build_layer(const struct cellm_desc *d, int l, struct c
     return CELLM_OK;
 }
 
+/* Layer l's state-layer tensors (model/hybrid.h; emit_state.c reads them): LFM2's conv
+ * block as "l3_h_in", "l3_h_out" and the conv taps "l3_h_conv" [channels * kernel]. */
+static enum cellm_status build_state(const struct cellm_desc *d, int l, struct cellm_xla_plan *p,
+                                     struct cellm_error *err)
+{
+    const struct cellm_layer *L = &d->layers[l];
+    if (L->mixer != CELLM_MIXER_CONV || !L->hyb) return CELLM_OK;
+    char n[48];
+    snprintf(n, sizeof n, "l%d_h_in", l);
+    CELLM_TRY(add_mat(p, n, &L->hyb->in_proj, 0, err));
+    snprintf(n, sizeof n, "l%d_h_out", l);
+    CELLM_TRY(add_mat(p, n, &L->hyb->out_proj, 0, err));
+    snprintf(n, sizeof n, "l%d_h_conv", l);
+    return add_vec(p, n, &L->hyb->conv, err);
+}
+
 enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_at_load,
                                        struct cellm_xla_plan *p, struct cellm_error *err)
 {
@@ -216,6 +233,8 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
     if (!st) st = add_vec(p, "final_norm_b", &d->final_norm_b, err);
     for (int l = 0; !st && l < c->n_layers; l++)
         st = build_layer(d, l, p, err);
+    for (int l = 0; !st && l < c->n_layers; l++)
+        st = build_state(d, l, p, err);
     if (st) cellm_xla_plan_free(p);
     return st;
 }

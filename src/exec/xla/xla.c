@@ -15,6 +15,11 @@
  * them later. cap always covers pos0 + padded T, so the cache update never clamps. A
  * cache that must grow is copied through the host into the next bucket (rare: doubling).
  * Rows of one eval are run sequence by sequence, in chunks of at most 256 rows.
+ *
+ * A model with state layers (emit_state.h) also keeps, per sequence, its state tensors
+ * after the KV caches in the same buffer list, donated and replaced like them; a call
+ * tells the module its real row count so padding stays out of the state. A state cannot
+ * be rewound: a call must continue the sequence at the position the state holds.
  */
 #include <math.h>
 #include <stddef.h>
@@ -26,7 +31,9 @@
 #include "base/error.h"
 #include "exec/exec.h"
 #include "exec/xla/emit.h"
+#include "exec/xla/emit_state.h"
 #include "exec/xla/pjrt.h"
+#include "model/hybrid.h"
 
 #define XLA_MIN_CAP 256
 #define XLA_MIN_PREFILL 16
@@ -51,7 +58,8 @@ struct xla_model {
 
 struct xla_seq {
     int cap;   /* 0 = no cache yet */
-    void **kv; /* [2 * n_layers]: k_0, v_0, k_1, ... */
+    void **kv; /* [2 * n_layers + n_state]: k_0, v_0, k_1, ..., then the state tensors */
+    int len;   /* positions folded into the state tensors */
 };
 
 struct xla_ctx {
@@ -208,7 +216,7 @@ static enum cellm_status get_exe(struct xla_model *m, const struct cellm_xla_key
     cellm_free(text);
     m->compile_s += now_s() - t0;
     if (st) return st;
-    size_t want = 1 + 2 * (size_t)m->d->cfg.n_layers;
+    size_t want = 1 + 2 * (size_t)m->d->cfg.n_layers + (size_t)cellm_xla_state_count(m->d);
     if (e->n_out != want) {
         cellm_pjrt_exe_free(&m->pj, e->exe);
         return cellm_errf(err, CELLM_ERR_DEVICE,
@@ -224,11 +232,12 @@ static enum cellm_status get_exe(struct xla_model *m, const struct cellm_xla_key
 static void seq_drop(struct xla_ctx *c, struct xla_seq *s)
 {
     if (s->kv)
-        for (int i = 0; i < 2 * c->m->d->cfg.n_layers; i++)
+        for (int i = 0; i < 2 * c->m->d->cfg.n_layers + cellm_xla_state_count(c->m->d); i++)
             cellm_pjrt_buffer_free(&c->m->pj, s->kv[i]);
     cellm_free(s->kv);
     s->kv = NULL;
     s->cap = 0;
+    s->len = 0;
 }
 
 static void xla_ctx_free(void *p)
@@ -286,8 +295,19 @@ static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int c
     if (s->cap >= cap) return CELLM_OK;
     CELLM_TRY(host_room(c, (size_t)cap * kvd, err));
     if (!s->kv) {
-        s->kv = cellm_calloc((size_t)n, sizeof *s->kv);
+        int ns = cellm_xla_state_count(c->m->d);
+        s->kv = cellm_calloc((size_t)(n + ns), sizeof *s->kv);
         if (!s->kv) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+        for (int i = 0; i < ns; i++) { /* the states start at zero */
+            int64_t sd[CELLM_XH_MAX_RANK];
+            int r = cellm_xla_state_shape(c->m->d, i, sd);
+            size_t nf = 1;
+            for (int k = 0; k < r; k++)
+                nf *= (size_t)sd[k];
+            CELLM_TRY(host_room(c, nf, err));
+            memset(c->host, 0, nf * sizeof(float));
+            CELLM_TRY(cellm_pjrt_upload(&c->m->pj, c->host, PJ_F32, sd, r, &s->kv[n + i], err));
+        }
     }
     int64_t dims[3] = {cap, cfg->n_kv_heads, cfg->head_dim};
     for (int i = 0; i < n; i++) {
@@ -354,6 +374,13 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     k.T = T == 1 ? 1 : (int)pow2_at_least(T, XLA_MIN_PREFILL);
     k.all_logits = nw > 1 || (nw == 1 && !r[T - 1].want_logits);
     struct xla_seq *s = &c->seqs[seq];
+    int ns = cellm_xla_state_count(d);
+    if (ns && p0 != (s->kv ? s->len : 0))
+        return cellm_errf(err, CELLM_ERR_ARG,
+                          "sequence %d: a row at position %d, but the conv/recurrent state of "
+                          "layer %d holds positions [0, %d); a state cannot be rewound or skip "
+                          "positions (truncate the sequence to 0 and evaluate it again)",
+                          seq, p0, cellm_config_first_state_layer(cfg), s->kv ? s->len : 0);
     int64_t cap = pow2_at_least((int64_t)p0 + k.T, XLA_MIN_CAP);
     if (cap < s->cap) cap = s->cap;
     k.cap = (int)cap;
@@ -376,15 +403,17 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
         rope_tables(cellm_layer_inv_freq(ll, r[T - 1].seq_len), ll->rope_attn, half, p0, k.T,
                     c->host + 2 * tab, c->host + 3 * tab);
     int nl = 2 * cfg->n_layers, n_in = 3 + n_rope;
-    void *in[8] = {0};
-    int32_t pos0 = p0, last = T - 1;
+    void *in[9] = {0};
+    int32_t pos0 = p0, last = T - 1, nreal = T;
     int64_t dt[1] = {k.T}, dr[2] = {k.T, half};
     enum cellm_status st = cellm_pjrt_upload(&m->pj, tok, PJ_S32, dt, 1, &in[0], err);
     if (!st) st = cellm_pjrt_upload(&m->pj, &pos0, PJ_S32, NULL, 0, &in[1], err);
     if (!st) st = cellm_pjrt_upload(&m->pj, &last, PJ_S32, NULL, 0, &in[2], err);
     for (int i = 0; !st && i < n_rope; i++)
         st = cellm_pjrt_upload(&m->pj, c->host + (size_t)i * tab, PJ_F32, dr, 2, &in[3 + i], err);
-    size_t n_args = (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl;
+    if (!st && ns) st = cellm_pjrt_upload(&m->pj, &nreal, PJ_S32, NULL, 0, &in[n_in], err);
+    size_t n_args = (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl +
+                    (ns ? 1 + (size_t)ns : 0);
     void **args = st ? NULL : cellm_malloc(n_args * sizeof *args);
     void **out = st ? NULL : cellm_calloc(e->n_out, sizeof *out);
     if (!st && (!args || !out)) st = cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
@@ -396,9 +425,12 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
             if (!(i == 2 && k.all_logits)) args[a++] = in[i];
         for (int i = 0; i < nl; i++)
             args[a++] = s->kv[i];
+        if (ns) args[a++] = in[n_in];
+        for (int i = 0; i < ns; i++)
+            args[a++] = s->kv[nl + i];
         st = cellm_pjrt_execute(&m->pj, e->exe, args, n_args, out, e->n_out, err);
         /* the caches were donated: whatever happened, the old handles are spent */
-        for (int i = 0; i < nl; i++) {
+        for (int i = 0; i < nl + ns; i++) {
             cellm_pjrt_buffer_free(&m->pj, s->kv[i]);
             s->kv[i] = st ? NULL : out[1 + i];
         }
@@ -406,6 +438,8 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
             for (size_t i = 0; i < e->n_out; i++)
                 cellm_pjrt_buffer_free(&m->pj, out[i]);
             seq_drop(c, s);
+        } else {
+            s->len = p0 + T;
         }
     }
     if (!st) {
@@ -426,7 +460,7 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
         }
         cellm_pjrt_buffer_free(&m->pj, out[0]);
     }
-    for (int i = 0; i < n_in; i++)
+    for (int i = 0; i < n_in + 1; i++)
         cellm_pjrt_buffer_free(&m->pj, in[i]);
     cellm_free(args);
     cellm_free(out);
