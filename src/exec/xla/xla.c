@@ -412,8 +412,8 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     for (int i = 0; !st && i < n_rope; i++)
         st = cellm_pjrt_upload(&m->pj, c->host + (size_t)i * tab, PJ_F32, dr, 2, &in[3 + i], err);
     if (!st && ns) st = cellm_pjrt_upload(&m->pj, &nreal, PJ_S32, NULL, 0, &in[n_in], err);
-    size_t n_args = (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl +
-                    (ns ? 1 + (size_t)ns : 0);
+    size_t n_args =
+        (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl + (ns ? 1 + (size_t)ns : 0);
     void **args = st ? NULL : cellm_malloc(n_args * sizeof *args);
     void **out = st ? NULL : cellm_calloc(e->n_out, sizeof *out);
     if (!st && (!args || !out)) st = cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
