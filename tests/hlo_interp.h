@@ -59,7 +59,7 @@ static inline struct hi_t *hi_new(struct hi *h, const char *name)
     }
     struct hi_t *t = &h->t[h->n++];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->name, sizeof t->name, "%.39s", name);
     return t;
 }
 
@@ -385,10 +385,11 @@ static inline int hi_line(struct hi *h, const char *line)
             memcpy(r->v + t * r->d[1], tb->v + row * tb->d[1], (size_t)r->d[1] * 4);
         }
     } else if (!strcmp(nm, "exponential") || !strcmp(nm, "tanh") || !strcmp(nm, "sqrt") ||
-               !strcmp(nm, "rsqrt") || !strcmp(nm, "negate")) {
+               !strcmp(nm, "rsqrt") || !strcmp(nm, "negate") || !strcmp(nm, "log_plus_one")) {
         for (int64_t i = 0; i < r->n; i++) {
             float x = cellm_bits_f32(in[0]->v[i]);
             float y = nm[0] == 'e'   ? expf(x)
+                      : nm[0] == 'l' ? log1pf(x)
                       : nm[0] == 't' ? tanhf(x)
                       : nm[0] == 's' ? sqrtf(x)
                       : nm[0] == 'r' ? 1.0f / sqrtf(x)
@@ -492,6 +493,103 @@ static inline int hi_line(struct hi *h, const char *line)
     return 1;
 }
 
+/* A copy of tensor t under another name. */
+static inline struct hi_t *hi_copy(struct hi *h, const char *name, int64_t ti)
+{
+    struct hi_t *r = hi_new(h, name);
+    struct hi_t *t = &h->t[ti];
+    char keep[40];
+    memcpy(keep, r->name, sizeof keep);
+    *r = *t;
+    memcpy(r->name, keep, sizeof keep);
+    r->v = malloc((size_t)(t->n ? t->n : 1) * 4);
+    memcpy(r->v, t->v, (size_t)t->n * 4);
+    return r;
+}
+
+/* The operand names of a "stablehlo.return %a, %b : ..." line into idx (tensor indices). */
+static inline int hi_returns(struct hi *h, const char *line, int64_t *idx, int max)
+{
+    const char *q = strchr(line, '%');
+    int k = 0;
+    while (q && *q == '%' && k < max) {
+        char o[40];
+        sscanf(q + 1, "%39[^ ,]", o);
+        struct hi_t *t = hi_find(h, o);
+        if (!t) return hi_fail(h, "unknown returned value", line), -1;
+        idx[k++] = t - h->t;
+        q += 1 + strlen(o);
+        while (*q == ',' || *q == ' ')
+            q++;
+    }
+    return k;
+}
+
+/* Runs the body lines of one region, [s, end), up to its stablehlo.return; fills idx. */
+static inline int hi_region(struct hi *h, const char *s, const char *end, int64_t *idx, int max)
+{
+    char line[4096];
+    while (s < end) {
+        const char *e = strchr(s, '\n');
+        size_t n = (size_t)(e - s);
+        if (n >= sizeof line) return hi_fail(h, "line too long", s), -1;
+        memcpy(line, s, n);
+        line[n] = 0;
+        const char *t = line;
+        while (*t == ' ')
+            t++;
+        if (!strncmp(t, "stablehlo.return ", 17)) return hi_returns(h, t, idx, max);
+        if (strstr(line, "stablehlo.while(")) return hi_fail(h, "nested while", line), -1;
+        if (!hi_line(h, line)) return -1;
+        s = e + 1;
+    }
+    return hi_fail(h, "region without return", ""), -1;
+}
+
+/* stablehlo.while as cellm_xh_while writes it, starting at its line s: runs it and binds
+ * its results "%N#i"; returns the text after the loop, or NULL. */
+static inline const char *hi_while(struct hi *h, const char *s)
+{
+    int id, n;
+    if (sscanf(s, " %%%d:%d", &id, &n) != 2 || n > 64) return hi_fail(h, "while", s), NULL;
+    char args[64][40];
+    int64_t cur[64];
+    const char *q = strstr(s, "stablehlo.while(") + 16;
+    for (int i = 0; i < n; i++) {
+        char init[40];
+        if (sscanf(q, "%%%39[^ ] = %%%39[^ ,)]", args[i], init) != 2)
+            return hi_fail(h, "while operands", s), NULL;
+        struct hi_t *t = hi_find(h, init);
+        if (!t) return hi_fail(h, "unknown while operand", s), NULL;
+        cur[i] = t - h->t;
+        q = strstr(q, init) + strlen(init);
+        while (*q == ',' || *q == ' ')
+            q++;
+    }
+    const char *cond = strstr(s, " cond {\n"), *dob = cond ? strstr(cond, "} do {\n") : NULL;
+    const char *end = dob ? strstr(dob, "\n    }\n") : NULL;
+    if (!end) return hi_fail(h, "while regions", s), NULL;
+    cond += 8;
+    dob += 7;
+    for (int it = 0;; it++) {
+        for (int i = 0; i < n; i++)
+            cur[i] = hi_copy(h, args[i], cur[i]) - h->t;
+        int64_t p[1];
+        if (hi_region(h, cond, dob, p, 1) != 1) return NULL;
+        if (!h->t[p[0]].v[0]) break;
+        int64_t nx[64];
+        if (hi_region(h, dob, end + 1, nx, 64) != n) return hi_fail(h, "while body results", s), NULL;
+        for (int i = 0; i < n; i++)
+            cur[i] = nx[i];
+    }
+    for (int i = 0; i < n; i++) {
+        char nm[40];
+        snprintf(nm, sizeof nm, "%d#%d", id, i);
+        hi_copy(h, nm, cur[i]);
+    }
+    return end + 7;
+}
+
 /* Runs the module's body (parameters bound first) and fills out[0..max) with its results
  * in order; returns how many it has, or -1 with h->err set. The results stay valid until
  * the next hi_param or hi_free. */
@@ -520,6 +618,10 @@ static inline int hi_run_all(struct hi *h, const char *text, struct hi_t **out, 
                     q++;
             }
             return k;
+        }
+        if (strstr(line, "= stablehlo.while(")) {
+            if (!(s = hi_while(h, s))) return -1;
+            continue;
         }
         if (!hi_line(h, line)) return -1;
         s = e ? e + 1 : s + n;

@@ -1,13 +1,15 @@
 /*
  * test_xla_state.c: models with per-sequence state on the XLA executor without a PJRT
- * plugin. For each LFM2 fixture (f32, bf16, MLX 4-bit), the emitted modules run in
+ * plugin. For each fixture of LFM2 (short gated conv), Qwen3.5, Qwen3-Next and
+ * Qwen3.5-MoE (Gated DeltaNet as a while loop, gated attention with partial rotary, the
+ * shared expert), f32, bf16 and MLX 4-bit, the emitted modules run in
  * tests/hlo_interp.h the way xla.c calls them: a prefill of NP real rows padded to a
  * 16-row bucket, then ND decode steps of one row, each call fed the KV caches and conv
- * windows the previous call returned. Every real row's logits are compared with the CPU
- * executor's on the same tokens, so a wrong conv tap, a window that takes in padding or
- * a state that does not carry between calls fails. The graph and the CPU differ only in
- * the order of the products' f32 sums (a few ulps of the largest logit). Models whose
- * state layers the executor lacks are refused by name.
+ * windows and recurrent states the previous call returned. Every real row's logits are
+ * compared with the CPU executor's on the same tokens, so a wrong conv tap, gate or
+ * decay, a state that takes in padding or does not carry between calls fails. The graph and the CPU
+ * differ only in the order of the products' f32 sums (a few ulps of the largest logit). Models
+ * whose state layers the executor lacks are refused by name.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +27,7 @@
 #include "exec/xla/emit.h"
 #include "exec/xla/emit_state.h"
 #include "hlo_interp.h"
+#include "model/hybrid.h"
 #include "model/model.h"
 
 #define NT 16   /* prefill bucket */
@@ -69,6 +72,13 @@ static float *call(const char *var, const struct cellm_desc *d, const struct cel
     size_t len;
     if (cellm_xla_emit(d, p, &k, &text, &len, &err)) fail_msg("%s: emit: %s", var, err.msg);
     assert_non_null(strstr(text, "%nreal: tensor<i32>"));
+    /* the delta rule is one while loop per Gated DeltaNet layer, not unrolled */
+    int gdn = 0, loops = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        gdn += d->layers[l].mixer == CELLM_MIXER_GDN;
+    for (const char *q = strstr(text, "stablehlo.while("); q; q = strstr(q + 1, "stablehlo.while("))
+        loops++;
+    assert_int_equal(loops, gdn);
     struct hi h;
     memset(&h, 0, sizeof h);
     for (int i = 0; i < p->n; i++)
@@ -238,6 +248,31 @@ static void lfm2_q4(void **state)
     variant("lfm2", "mlx-q4-g32-bf16");
 }
 
+static void qwen35(void **state)
+{
+    (void)state;
+    variant("qwen3.5", "f32");
+    variant("qwen3.5", "bf16");
+    variant("qwen3.5", "bf16-vlm");
+    variant("qwen3.5", "mlx-q4-g32-bf16");
+}
+
+static void qwen3_next(void **state)
+{
+    (void)state;
+    variant("qwen3-next", "f32");
+    variant("qwen3-next", "bf16");
+    variant("qwen3-next", "mlx-q4-g32-bf16");
+}
+
+static void qwen35_moe(void **state)
+{
+    (void)state;
+    variant("qwen3.5-moe", "f32");
+    variant("qwen3.5-moe", "bf16");
+    variant("qwen3.5-moe", "mlx-q4-g32-bf16");
+}
+
 /* The state layers not built yet are refused at load, by name. */
 static void refused(const char *family, const char *var, const char *piece)
 {
@@ -255,17 +290,14 @@ static void refused(const char *family, const char *var, const char *piece)
 static void refusals(void **state)
 {
     (void)state;
-    refused("qwen3.5", "f32", "Gated DeltaNet");
-    refused("qwen3-next", "f32", "Gated DeltaNet");
     refused("deepseek-v3", "f32", "latent attention");
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(lfm2_f32),
-        cmocka_unit_test(lfm2_bf16),
-        cmocka_unit_test(lfm2_q4),
+        cmocka_unit_test(lfm2_f32), cmocka_unit_test(lfm2_bf16),  cmocka_unit_test(lfm2_q4),
+        cmocka_unit_test(qwen35),   cmocka_unit_test(qwen3_next), cmocka_unit_test(qwen35_moe),
         cmocka_unit_test(refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

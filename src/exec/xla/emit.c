@@ -280,6 +280,14 @@ static val rope(struct em *e, val x, val cs, val sn)
     return cellm_xh_concat(e->b, parts, n, 2);
 }
 
+/* 1 / (1 + exp(-x)) */
+static val sigmoid(struct em *e, val x)
+{
+    val den = bin(e, "add", splat(e, 1.0f, &x),
+                  cellm_xh_un(e->b, "exponential", cellm_xh_un(e->b, "negate", x)));
+    return bin(e, "divide", splat(e, 1.0f, &x), den);
+}
+
 /* ---- blocks ---------------------------------------------------------------------------- */
 
 static val attention(struct em *e, int l, val h)
@@ -291,6 +299,14 @@ static val attention(struct em *e, int l, val h)
     val q = linear_l(e, h, l, CELLM_LT_WQ, CELLM_LT_BQ);
     val k = linear_l(e, h, l, CELLM_LT_WK, CELLM_LT_BK);
     val v = linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
+    val gate = none();
+    if (c->attn_out_gate) { /* Qwen3-Next / 3.5: per head [query d | output gate d] */
+        val qg = cellm_xh_reshape(b, q, 3, DIMS(T, H, 2 * hd));
+        gate = cellm_xh_reshape(b, cellm_xh_slice(b, qg, DIMS(0, 0, hd), DIMS(T, H, 2 * hd)), 2,
+                                DIMS(T, H * hd));
+        q = cellm_xh_reshape(b, cellm_xh_slice(b, qg, DIMS(0, 0, 0), DIMS(T, H, hd)), 2,
+                             DIMS(T, H * hd));
+    }
     if (c->qk_norm_full) { /* OLMo 2: one norm over the whole projection, before the heads */
         q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM_FULL), none());
         k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM_FULL), none());
@@ -341,6 +357,7 @@ static val attention(struct em *e, int l, val h)
     val o = cellm_xh_dot(b, pr, vc, 1, DIMS(0), DIMS(1), 3, 0);
     o = cellm_xh_transpose(b, o, DIMS(1, 0, 2, 3));
     o = cellm_xh_reshape(b, o, 2, DIMS(T, H * hd));
+    if (cellm_xh_ok(&gate)) o = bin(e, "multiply", o, sigmoid(e, gate));
     return linear_l(e, o, l, CELLM_LT_WO, CELLM_LT_BO);
 }
 
@@ -466,7 +483,23 @@ static val moe(struct em *e, int l, val h)
 /* The feed-forward sub-block: the layer's experts or its MLP. */
 static val ffn(struct em *e, int l, val h)
 {
-    return e->d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
+    const struct cellm_layer *L = &e->d->layers[l];
+    val y = L->moe ? moe(e, l, h) : mlp(e, l, h);
+    if (L->hyb && L->hyb->sh_gate.fmt != CELLM_W_NONE) { /* Qwen3-Next's shared expert */
+        const struct cellm_hyb_layer *w = L->hyb;
+        char n[48];
+        snprintf(n, sizeof n, "l%d_h_shg", l);
+        val g = linear(e, h, n, &w->sh_gate, none());
+        snprintf(n, sizeof n, "l%d_h_shu", l);
+        val u = linear(e, h, n, &w->sh_up, none());
+        snprintf(n, sizeof n, "l%d_h_shd", l);
+        val sy = linear(e, glu(e, g, u), n, &w->sh_down, none());
+        snprintf(n, sizeof n, "l%d_h_shw", l);
+        val sw = sigmoid(e, linear(e, h, n, &w->sh_gate_w, none())); /* [T, 1] */
+        sw = cellm_xh_reshape(e->b, sw, 1, DIMS(e->T));
+        y = bin(e, "add", y, bin(e, "multiply", bc_lead(e, sw, &sy), sy));
+    }
+    return y;
 }
 
 /* ---- module ---------------------------------------------------------------------------- */

@@ -23,23 +23,53 @@ typedef struct cellm_xh_val val;
 
 int cellm_xla_state_supported(const struct cellm_config *c)
 {
-    return !cellm_config_has_state(c) || (c->hybrid == CELLM_HYBRID_LFM2 && c->conv_kernel >= 2);
+    if (!cellm_config_has_state(c)) return 1;
+    if (c->conv_kernel < 2) return 0;
+    return c->hybrid == CELLM_HYBRID_LFM2 || c->hybrid == CELLM_HYBRID_QWEN3_5 ||
+           c->hybrid == CELLM_HYBRID_QWEN3_NEXT;
+}
+
+/* Tensors of layer l's state: a conv window, and a recurrent state for Gated DeltaNet. */
+static int layer_states(const struct cellm_desc *d, int l)
+{
+    switch (d->layers[l].mixer) {
+    case CELLM_MIXER_CONV:
+        return 1;
+    case CELLM_MIXER_GDN:
+        return 2;
+    default:
+        return 0;
+    }
 }
 
 int cellm_xla_state_count(const struct cellm_desc *d)
 {
     int n = 0;
     for (int l = 0; l < d->cfg.n_layers; l++)
-        n += d->layers[l].mixer == CELLM_MIXER_CONV;
+        n += layer_states(d, l);
     return n;
 }
 
 int cellm_xla_state_shape(const struct cellm_desc *d, int i, int64_t *dims)
 {
-    (void)i; /* every conv window has the same shape */
-    dims[0] = d->cfg.conv_kernel - 1;
-    dims[1] = cellm_hybrid_channels(&d->cfg);
-    return 2;
+    const struct cellm_config *c = &d->cfg;
+    for (int l = 0; l < c->n_layers; l++) {
+        int n = layer_states(d, l);
+        if (i >= n) {
+            i -= n;
+            continue;
+        }
+        if (i == 0) { /* the conv window, oldest input first */
+            dims[0] = c->conv_kernel - 1;
+            dims[1] = cellm_hybrid_channels(c);
+            return 2;
+        }
+        dims[0] = c->lin_nv; /* S [nV][dk][dv] */
+        dims[1] = c->lin_dk;
+        dims[2] = c->lin_dv;
+        return 3;
+    }
+    return 0;
 }
 
 enum cellm_status cellm_xla_state_declare(struct cellm_xh *b, const struct cellm_desc *d,
@@ -58,15 +88,14 @@ enum cellm_status cellm_xla_state_declare(struct cellm_xh *b, const struct cellm
     }
     st->nreal = cellm_xh_param(b, "nreal", XH_I32, 0, NULL, -1);
     for (int l = 0, i = 0; l < nl; l++) {
-        st->first[l] = -1;
-        if (d->layers[l].mixer != CELLM_MIXER_CONV) continue;
-        int64_t dims[CELLM_XH_MAX_RANK];
-        int r = cellm_xla_state_shape(d, i, dims);
-        char n[32];
-        snprintf(n, sizeof n, "cs_%d", i);
-        st->first[l] = i;
-        st->s[i] = cellm_xh_param(b, n, XH_F32, r, dims, first_result + i);
-        i++;
+        st->first[l] = layer_states(d, l) ? i : -1;
+        for (int k = 0; k < layer_states(d, l); k++, i++) {
+            int64_t dims[CELLM_XH_MAX_RANK];
+            int r = cellm_xla_state_shape(d, i, dims);
+            char n[32];
+            snprintf(n, sizeof n, "cs_%d", i);
+            st->s[i] = cellm_xh_param(b, n, XH_F32, r, dims, first_result + i);
+        }
     }
     return CELLM_OK;
 }
@@ -84,36 +113,43 @@ void cellm_xla_state_free(struct cellm_xla_st *st)
     memset(st, 0, sizeof *st);
 }
 
+val cellm_xla_state_conv(void *em, struct cellm_xh *b, const struct cellm_desc *d,
+                         struct cellm_xla_st *st, int l, int si, val x)
+{
+    int64_t T = x.d[0], C = x.d[1], K = d->cfg.conv_kernel;
+    val parts[2] = {st->s[si], x};
+    val X = cellm_xh_concat(b, parts, 2, 0); /* [K-1+T, C] */
+    char n[48];
+    snprintf(n, sizeof n, "l%d_h_conv", l);
+    val cw = cellm_xla_em_param(em, n);
+    cw = cellm_xh_reshape(b, cellm_xh_convert(b, cw, XH_F32), 2, DIMS(C, K));
+    val u = cellm_xh_const_f32(b, 0.0f, 2, DIMS(T, C));
+    for (int64_t j = 0; j < K; j++) {
+        val xj = cellm_xh_slice(b, X, DIMS(j, 0), DIMS(j + T, C));
+        val wj = cellm_xh_reshape(b, cellm_xh_slice(b, cw, DIMS(0, j), DIMS(C, j + 1)), 1, DIMS(C));
+        wj = cellm_xh_bcast(b, wj, 2, DIMS(T, C), DIMS(1));
+        u = cellm_xh_bin(b, "add", u, cellm_xh_bin(b, "multiply", wj, xj));
+    }
+    /* the window after the call: the K-1 inputs before row nreal */
+    val zero = cellm_xh_const_int(b, XH_I32, 0, 0, NULL);
+    val starts[2] = {st->nreal, zero};
+    st->s[si] = cellm_xh_dyn_slice(b, X, starts, DIMS(K - 1, C));
+    return u;
+}
+
 /* LFM2's short gated conv of layer l (docs/forward/lfm2.md). */
 static val conv_block(void *em, struct cellm_xh *b, const struct cellm_desc *d,
                       struct cellm_xla_st *st, int l, val h)
 {
     const struct cellm_hyb_layer *w = d->layers[l].hyb;
-    int64_t T = h.d[0], H = d->cfg.dim, K = d->cfg.conv_kernel;
+    int64_t T = h.d[0], H = d->cfg.dim;
     char n[48];
     snprintf(n, sizeof n, "l%d_h_in", l);
     val p = cellm_xla_em_linear(em, h, n, &w->in_proj); /* [T, 3H]: B, C, x~ */
     val B = cellm_xh_slice(b, p, DIMS(0, 0), DIMS(T, H));
     val C = cellm_xh_slice(b, p, DIMS(0, H), DIMS(T, 2 * H));
     val xt = cellm_xh_slice(b, p, DIMS(0, 2 * H), DIMS(T, 3 * H));
-    val bx = cellm_xh_bin(b, "multiply", B, xt);
-    int si = st->first[l];
-    val parts[2] = {st->s[si], bx};
-    val X = cellm_xh_concat(b, parts, 2, 0); /* [K-1+T, H] */
-    snprintf(n, sizeof n, "l%d_h_conv", l);
-    val cw = cellm_xla_em_param(em, n);
-    cw = cellm_xh_reshape(b, cellm_xh_convert(b, cw, XH_F32), 2, DIMS(H, K));
-    val u = cellm_xh_const_f32(b, 0.0f, 2, DIMS(T, H));
-    for (int64_t j = 0; j < K; j++) {
-        val xj = cellm_xh_slice(b, X, DIMS(j, 0), DIMS(j + T, H));
-        val wj = cellm_xh_reshape(b, cellm_xh_slice(b, cw, DIMS(0, j), DIMS(H, j + 1)), 1, DIMS(H));
-        wj = cellm_xh_bcast(b, wj, 2, DIMS(T, H), DIMS(1));
-        u = cellm_xh_bin(b, "add", u, cellm_xh_bin(b, "multiply", wj, xj));
-    }
-    /* the window after the call: the K-1 inputs before row nreal */
-    val zero = cellm_xh_const_int(b, XH_I32, 0, 0, NULL);
-    val starts[2] = {st->nreal, zero};
-    st->s[si] = cellm_xh_dyn_slice(b, X, starts, DIMS(K - 1, H));
+    val u = cellm_xla_state_conv(em, b, d, st, l, st->first[l], cellm_xh_bin(b, "multiply", B, xt));
     val y = cellm_xh_bin(b, "multiply", C, u);
     snprintf(n, sizeof n, "l%d_h_out", l);
     return cellm_xla_em_linear(em, y, n, &w->out_proj);
@@ -122,5 +158,6 @@ static val conv_block(void *em, struct cellm_xh *b, const struct cellm_desc *d,
 val cellm_xla_state_mixer(void *em, struct cellm_xh *b, const struct cellm_desc *d,
                           struct cellm_xla_st *st, int l, val h)
 {
+    if (d->layers[l].mixer == CELLM_MIXER_GDN) return cellm_xla_gdn_block(em, b, d, st, l, h);
     return conv_block(em, b, d, st, l, h);
 }

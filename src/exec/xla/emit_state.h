@@ -45,6 +45,17 @@ struct cellm_xh_val cellm_xla_state_mixer(void *em, struct cellm_xh *b, const st
 void cellm_xla_state_results(struct cellm_xh *b, const struct cellm_xla_st *st);
 void cellm_xla_state_free(struct cellm_xla_st *st);
 
+/* The causal depthwise conv of x [T, C] over state si's window with layer l's taps
+ * ("l<l>_h_conv"), summed as cellm_cpu_conv_step sums; the window then holds the K-1
+ * inputs before row nreal. */
+struct cellm_xh_val cellm_xla_state_conv(void *em, struct cellm_xh *b, const struct cellm_desc *d,
+                                         struct cellm_xla_st *st, int l, int si,
+                                         struct cellm_xh_val x);
+/* The Gated DeltaNet block of layer l (emit_gdn.c): states first[l] (conv window) and
+ * first[l] + 1 (S). */
+struct cellm_xh_val cellm_xla_gdn_block(void *em, struct cellm_xh *b, const struct cellm_desc *d,
+                                        struct cellm_xla_st *st, int l, struct cellm_xh_val h);
+
 /* From emit.c: x [N, cols] times the matrix parameter family `base` (stored floats or
  * dequantized in the graph), and a parameter by name (or an empty value). */
 struct cellm_xh_val cellm_xla_em_linear(void *em, struct cellm_xh_val x, const char *base,
