@@ -110,7 +110,7 @@ static float *call(const char *var, const struct cellm_desc *d, const struct cel
     }
     struct hi_t *res[256];
     int nr = hi_run_all(&h, text, res, 256);
-    if (nr < 0) fail_msg("%s: interpreter: %s", var, h.err);
+    if (nr < 1) fail_msg("%s: interpreter: %s", var, h.err);
     assert_int_equal(nr, 1 + cr->n);
     assert_int_equal(res[0]->n, (int64_t)T * c->vocab);
     float *logits = malloc((size_t)res[0]->n * sizeof(float));
