@@ -422,6 +422,25 @@ static val experts(struct em *e, int l, val h)
     return y;
 }
 
+/* y plus Qwen3-Next's shared expert of layer l when it has one (model/hybrid.h):
+ * y + sigmoid(h . shared_gate) * down(glu(gate h, up h)), in the CPU's order. */
+static val hyb_shared(struct em *e, int l, val h, val y)
+{
+    const struct cellm_hyb_layer *w = e->d->layers[l].hyb;
+    if (!w || w->sh_gate.fmt == CELLM_W_NONE) return y;
+    char n[48];
+    snprintf(n, sizeof n, "l%d_h_shg", l);
+    val g = linear(e, h, n, &w->sh_gate, none());
+    snprintf(n, sizeof n, "l%d_h_shu", l);
+    val u = linear(e, h, n, &w->sh_up, none());
+    snprintf(n, sizeof n, "l%d_h_shd", l);
+    val sy = linear(e, glu(e, g, u), n, &w->sh_down, none());
+    snprintf(n, sizeof n, "l%d_h_shw", l);
+    val sw = sigmoid(e, linear(e, h, n, &w->sh_gate_w, none())); /* [T, 1] */
+    sw = cellm_xh_reshape(e->b, sw, 1, DIMS(e->T));
+    return bin(e, "add", y, bin(e, "multiply", bc_lead(e, sw, &sy), sy));
+}
+
 static val moe(struct em *e, int l, val h)
 {
     const struct cellm_config *c = e->c;
@@ -477,29 +496,13 @@ static val moe(struct em *e, int l, val h)
     /* every expert on every row, combined with the routing weights (zero elsewhere) */
     val y = experts(e, l, h); /* [E, T, D] */
     val cw = bc(e, comb, &y, DIMS(1, 0));
-    return cellm_xh_reduce(b, bin(e, "multiply", y, cw), "add", 1, DIMS(0), 0);
+    return hyb_shared(e, l, h, cellm_xh_reduce(b, bin(e, "multiply", y, cw), "add", 1, DIMS(0), 0));
 }
 
 /* The feed-forward sub-block: the layer's experts or its MLP. */
 static val ffn(struct em *e, int l, val h)
 {
-    const struct cellm_layer *L = &e->d->layers[l];
-    val y = L->moe ? moe(e, l, h) : mlp(e, l, h);
-    if (L->hyb && L->hyb->sh_gate.fmt != CELLM_W_NONE) { /* Qwen3-Next's shared expert */
-        const struct cellm_hyb_layer *w = L->hyb;
-        char n[48];
-        snprintf(n, sizeof n, "l%d_h_shg", l);
-        val g = linear(e, h, n, &w->sh_gate, none());
-        snprintf(n, sizeof n, "l%d_h_shu", l);
-        val u = linear(e, h, n, &w->sh_up, none());
-        snprintf(n, sizeof n, "l%d_h_shd", l);
-        val sy = linear(e, glu(e, g, u), n, &w->sh_down, none());
-        snprintf(n, sizeof n, "l%d_h_shw", l);
-        val sw = sigmoid(e, linear(e, h, n, &w->sh_gate_w, none())); /* [T, 1] */
-        sw = cellm_xh_reshape(e->b, sw, 1, DIMS(e->T));
-        y = bin(e, "add", y, bin(e, "multiply", bc_lead(e, sw, &sy), sy));
-    }
-    return y;
+    return e->d->layers[l].moe ? moe(e, l, h) : mlp(e, l, h);
 }
 
 /* ---- module ---------------------------------------------------------------------------- */
@@ -508,7 +511,7 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
 {
     const struct cellm_config *c = &d->cfg;
     unsigned have = CELLM_PIECES_GPT_OSS;
-    if (cellm_xla_state_supported(c)) have |= CELLM_PIECES_STATE; /* LFM2 (emit_state.c) */
+    if (cellm_xla_state_supported(c)) have |= CELLM_PIECES_STATE; /* emit_state.c, emit_gdn.c */
     const char *missing = cellm_config_missing(c, have);
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
