@@ -512,6 +512,7 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     const struct cellm_config *c = &d->cfg;
     unsigned have = CELLM_PIECES_GPT_OSS;
     if (cellm_xla_state_supported(c)) have |= CELLM_PIECES_STATE; /* emit_state.c, emit_gdn.c */
+    have |= CELLM_PIECES_MLA;                                     /* emit_mla.c */
     const char *missing = cellm_config_missing(c, have);
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
@@ -561,9 +562,11 @@ static enum cellm_status declare(struct em *e, const struct cellm_xla_key *k,
     }
     for (int l = 0; l < c->n_layers; l++) {
         char n[32];
-        int64_t cd[3] = {k->cap, c->n_kv_heads, c->head_dim};
+        int64_t cd[3]; /* state and MLA layers keep other caches (emit_state.h) */
+        cellm_xla_cache_shape(e->d, 2 * l, k->cap, cd);
         snprintf(n, sizeof n, "k_%d", l);
         e->cache[2 * l] = cellm_xh_param(b, n, XH_F32, 3, cd, 1 + 2 * l);
+        cellm_xla_cache_shape(e->d, 2 * l + 1, k->cap, cd);
         snprintf(n, sizeof n, "v_%d", l);
         e->cache[2 * l + 1] = cellm_xh_param(b, n, XH_F32, 3, cd, 2 + 2 * l);
     }
@@ -615,7 +618,9 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
                     : norm_l(e, x, l, CELLM_LT_ATTN_NORM, CELLM_LT_ATTN_NORM_B);
         val o = d->layers[l].mixer != CELLM_MIXER_ATTN
                     ? cellm_xla_state_mixer(e, b, d, &e->st, l, h)
-                    : attention(e, l, h),
+                : c->mla ? cellm_xla_mla_attention(e, b, d, l, h, e->pos0, e->mask_full, e->cos_g,
+                                                   e->sin_g, &e->cache[2 * l])
+                         : attention(e, l, h),
             m;
         switch (c->block) {
         case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h) */
@@ -655,6 +660,11 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
 val cellm_xla_em_linear(void *em, val x, const char *base, const struct cellm_weight *w)
 {
     return linear(em, x, base, w, none());
+}
+
+val cellm_xla_em_weight(void *em, const char *base, const struct cellm_weight *w)
+{
+    return matrix(em, base, w);
 }
 
 val cellm_xla_em_param(void *em, const char *name)

@@ -72,6 +72,21 @@ int cellm_xla_state_shape(const struct cellm_desc *d, int i, int64_t *dims)
     return 0;
 }
 
+void cellm_xla_cache_shape(const struct cellm_desc *d, int i, int64_t cap, int64_t dims[3])
+{
+    const struct cellm_config *c = &d->cfg;
+    int l = i / 2, v = i % 2;
+    dims[0] = dims[1] = dims[2] = 1;
+    if (d->layers[l].mixer != CELLM_MIXER_ATTN) return;
+    if (c->mla) {
+        if (!v) dims[0] = cap, dims[2] = (int64_t)c->kv_lora_rank + c->qk_rope_dim;
+        return;
+    }
+    dims[0] = cap;
+    dims[1] = c->n_kv_heads;
+    dims[2] = c->head_dim;
+}
+
 enum cellm_status cellm_xla_state_declare(struct cellm_xh *b, const struct cellm_desc *d,
                                           int first_result, struct cellm_xla_st *st,
                                           struct cellm_error *err)

@@ -56,10 +56,27 @@ struct cellm_xh_val cellm_xla_state_conv(void *em, struct cellm_xh *b, const str
 struct cellm_xh_val cellm_xla_gdn_block(void *em, struct cellm_xh *b, const struct cellm_desc *d,
                                         struct cellm_xla_st *st, int l, struct cellm_xh_val h);
 
+/* Shape of a sequence's device cache i (k_l at 2l, v_l at 2l + 1) for cap positions:
+ * [cap, n_kv, head_dim] for attention layers; the latent [cap, 1, r + qk_rope] for k of an
+ * MLA layer (emit_mla.c); a placeholder [1, 1, 1] for v of an MLA layer and for both of a
+ * state layer, which keep no KV cache. */
+void cellm_xla_cache_shape(const struct cellm_desc *d, int i, int64_t cap, int64_t dims[3]);
+
+/* DeepSeek-V3's latent attention of layer l on h [T, dim] (emit_mla.c): pos0 the first
+ * row's position, mask [T, cap] the causal mask, cs/sn the RoPE tables [T, qk_rope/2],
+ * *cache layer l's latent cache, replaced by its update. */
+struct cellm_xh_val cellm_xla_mla_attention(void *em, struct cellm_xh *b,
+                                            const struct cellm_desc *d, int l,
+                                            struct cellm_xh_val h, struct cellm_xh_val pos0,
+                                            struct cellm_xh_val mask, struct cellm_xh_val cs,
+                                            struct cellm_xh_val sn, struct cellm_xh_val *cache);
+
 /* From emit.c: x [N, cols] times the matrix parameter family `base` (stored floats or
  * dequantized in the graph), and a parameter by name (or an empty value). */
 struct cellm_xh_val cellm_xla_em_linear(void *em, struct cellm_xh_val x, const char *base,
                                         const struct cellm_weight *w);
 struct cellm_xh_val cellm_xla_em_param(void *em, const char *name);
+/* The f32 value of the matrix parameter family `base` (any rank: stacked per head). */
+struct cellm_xh_val cellm_xla_em_weight(void *em, const char *base, const struct cellm_weight *w);
 
 #endif

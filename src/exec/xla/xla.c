@@ -291,9 +291,7 @@ static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int c
 {
     const struct cellm_config *cfg = &c->m->d->cfg;
     int n = 2 * cfg->n_layers;
-    size_t kvd = (size_t)cfg->n_kv_heads * cfg->head_dim;
     if (s->cap >= cap) return CELLM_OK;
-    CELLM_TRY(host_room(c, (size_t)cap * kvd, err));
     if (!s->kv) {
         int ns = cellm_xla_state_count(c->m->d);
         s->kv = cellm_calloc((size_t)(n + ns), sizeof *s->kv);
@@ -309,12 +307,17 @@ static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int c
             CELLM_TRY(cellm_pjrt_upload(&c->m->pj, c->host, PJ_F32, sd, r, &s->kv[n + i], err));
         }
     }
-    int64_t dims[3] = {cap, cfg->n_kv_heads, cfg->head_dim};
-    for (int i = 0; i < n; i++) {
-        memset(c->host, 0, (size_t)cap * kvd * sizeof(float));
+    for (int i = 0; i < n; i++) { /* per layer kind: emit_state.h */
+        int64_t dims[3], old[3];
+        cellm_xla_cache_shape(c->m->d, i, cap, dims);
+        cellm_xla_cache_shape(c->m->d, i, s->cap, old);
+        if (s->kv[i] && dims[0] == old[0]) continue; /* a placeholder, the same at any cap */
+        size_t nf = (size_t)(dims[0] * dims[1] * dims[2]);
+        CELLM_TRY(host_room(c, nf, err));
+        memset(c->host, 0, nf * sizeof(float));
         if (s->kv[i])
             CELLM_TRY(cellm_pjrt_download(&c->m->pj, s->kv[i], c->host,
-                                          (size_t)s->cap * kvd * sizeof(float), err));
+                                          (size_t)(old[0] * old[1] * old[2]) * sizeof(float), err));
         void *nb;
         CELLM_TRY(cellm_pjrt_upload(&c->m->pj, c->host, PJ_F32, dims, 3, &nb, err));
         cellm_pjrt_buffer_free(&c->m->pj, s->kv[i]);
