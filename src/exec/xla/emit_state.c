@@ -82,9 +82,9 @@ void cellm_xla_cache_shape(const struct cellm_desc *d, int i, int64_t cap, int64
         if (!v) dims[0] = cap, dims[2] = (int64_t)c->kv_lora_rank + c->qk_rope_dim;
         return;
     }
-    dims[0] = cap;
-    dims[1] = c->n_kv_heads;
-    dims[2] = c->head_dim;
+    dims[0] = cap; /* the layer's own geometry (Gemma 4's full layers differ) */
+    dims[1] = d->layers[l].n_kv_heads;
+    dims[2] = d->layers[l].head_dim;
 }
 
 enum cellm_status cellm_xla_state_declare(struct cellm_xh *b, const struct cellm_desc *d,

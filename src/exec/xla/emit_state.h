@@ -57,7 +57,7 @@ struct cellm_xh_val cellm_xla_gdn_block(void *em, struct cellm_xh *b, const stru
                                         struct cellm_xla_st *st, int l, struct cellm_xh_val h);
 
 /* Shape of a sequence's device cache i (k_l at 2l, v_l at 2l + 1) for cap positions:
- * [cap, n_kv, head_dim] for attention layers; the latent [cap, 1, r + qk_rope] for k of an
+ * [cap, n_kv, head_dim] of the layer (cellm_layer's own) for attention layers; the latent [cap, 1, r + qk_rope] for k of an
  * MLA layer (emit_mla.c); a placeholder [1, 1, 1] for v of an MLA layer and for both of a
  * state layer, which keep no KV cache. */
 void cellm_xla_cache_shape(const struct cellm_desc *d, int i, int64_t cap, int64_t dims[3]);
