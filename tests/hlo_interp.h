@@ -36,6 +36,8 @@ struct hi {
     struct hi_t *t;
     int n, cap;
     char err[256];
+    char *loop; /* the lines of a stablehlo.while being read (hi_loop_line) */
+    size_t loop_len;
 };
 
 static inline int hi_fail(struct hi *h, const char *what, const char *line)
@@ -59,7 +61,7 @@ static inline struct hi_t *hi_new(struct hi *h, const char *name)
     }
     struct hi_t *t = &h->t[h->n++];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
+    snprintf(t->name, sizeof t->name, "%.39s", name);
     return t;
 }
 
@@ -68,6 +70,7 @@ static inline void hi_free(struct hi *h)
     for (int i = 0; i < h->n; i++)
         free(h->t[i].v);
     free(h->t);
+    free(h->loop);
     memset(h, 0, sizeof *h);
 }
 
@@ -241,9 +244,128 @@ static inline int hi_cmp(const char *dir, enum cellm_xh_ty ty, uint32_t a, uint3
     return !lt; /* GE */
 }
 
+/* ---- stablehlo.while, as cellm_xh_while writes it (no nesting) ---- */
+
+static inline int hi_line(struct hi *h, const char *line);
+
+/* A copy of tensor ti under another name. */
+static inline struct hi_t *hi_copy(struct hi *h, const char *name, int64_t ti)
+{
+    struct hi_t *r = hi_new(h, name);
+    struct hi_t *t = &h->t[ti];
+    char keep[40];
+    memcpy(keep, r->name, sizeof keep);
+    *r = *t;
+    memcpy(r->name, keep, sizeof keep);
+    r->v = malloc((size_t)(t->n ? t->n : 1) * 4);
+    memcpy(r->v, t->v, (size_t)t->n * 4);
+    return r;
+}
+
+/* The operands of a "stablehlo.return %a, %b : ..." line as tensor indices. */
+static inline int hi_returns(struct hi *h, const char *line, int64_t *idx, int max)
+{
+    const char *q = strchr(line, '%');
+    int k = 0;
+    while (q && *q == '%' && k < max) {
+        char o[40];
+        sscanf(q + 1, "%39[^ ,]", o);
+        struct hi_t *t = hi_find(h, o);
+        if (!t) return hi_fail(h, "unknown returned value", line), -1;
+        idx[k++] = t - h->t;
+        q += 1 + strlen(o);
+        while (*q == ',' || *q == ' ')
+            q++;
+    }
+    return k;
+}
+
+/* Runs the lines of one region, [s, end), up to its stablehlo.return; fills idx. */
+static inline int hi_region(struct hi *h, const char *s, const char *end, int64_t *idx, int max)
+{
+    char line[4096];
+    while (s < end) {
+        const char *e = strchr(s, '\n');
+        size_t n = (size_t)(e - s);
+        if (n >= sizeof line) return hi_fail(h, "line too long", s), -1;
+        memcpy(line, s, n);
+        line[n] = 0;
+        const char *t = line;
+        while (*t == ' ')
+            t++;
+        if (!strncmp(t, "stablehlo.return ", 17)) return hi_returns(h, t, idx, max);
+        if (strstr(line, "stablehlo.while(")) return hi_fail(h, "nested while", line), -1;
+        if (!hi_line(h, line)) return -1;
+        s = e + 1;
+    }
+    return hi_fail(h, "region without return", ""), -1;
+}
+
+/* Runs the loop whose text (header to closing brace) is s and binds its results "N#i". */
+static inline int hi_while(struct hi *h, const char *s)
+{
+    int id, n;
+    if (sscanf(s, " %%%d:%d", &id, &n) != 2 || n > 64) return hi_fail(h, "while", s);
+    char args[64][40];
+    int64_t cur[64];
+    const char *q = strstr(s, "stablehlo.while(") + 16;
+    for (int i = 0; i < n; i++) {
+        char init[40];
+        if (sscanf(q, "%%%39[^ ] = %%%39[^ ,)]", args[i], init) != 2)
+            return hi_fail(h, "while operands", s);
+        struct hi_t *t = hi_find(h, init);
+        if (!t) return hi_fail(h, "unknown while operand", s);
+        cur[i] = t - h->t;
+        q = strstr(q, init) + strlen(init);
+        while (*q == ',' || *q == ' ')
+            q++;
+    }
+    const char *cond = strstr(s, " cond {\n"), *dob = cond ? strstr(cond, "} do {\n") : NULL;
+    const char *end = dob ? strstr(dob, "\n    }\n") : NULL;
+    if (!end) return hi_fail(h, "while regions", s);
+    cond += 8;
+    dob += 7;
+    for (;;) {
+        for (int i = 0; i < n; i++)
+            cur[i] = hi_copy(h, args[i], cur[i]) - h->t;
+        int64_t p[1], nx[64];
+        if (hi_region(h, cond, dob, p, 1) != 1) return 0;
+        if (!h->t[p[0]].v[0]) break;
+        if (hi_region(h, dob, end + 1, nx, 64) != n) return hi_fail(h, "while body results", s);
+        for (int i = 0; i < n; i++)
+            cur[i] = nx[i];
+    }
+    for (int i = 0; i < n; i++) {
+        char nm[40];
+        snprintf(nm, sizeof nm, "%d#%d", id, i);
+        hi_copy(h, nm, cur[i]);
+    }
+    return 1;
+}
+
+/* Collects the lines of a while loop; runs it at its closing brace. */
+static inline int hi_loop_line(struct hi *h, const char *line)
+{
+    size_t n = strlen(line);
+    char *p = realloc(h->loop, h->loop_len + n + 2);
+    if (!p) return hi_fail(h, "out of memory", line);
+    h->loop = p;
+    memcpy(p + h->loop_len, line, n);
+    h->loop_len += n;
+    p[h->loop_len++] = '\n';
+    p[h->loop_len] = 0;
+    if (strcmp(line, "    }") || !strstr(p, "} do {")) return 1;
+    h->loop = NULL;
+    h->loop_len = 0;
+    int ok = hi_while(h, p);
+    free(p);
+    return ok;
+}
+
 /* One line of the body. */
 static inline int hi_line(struct hi *h, const char *line)
 {
+    if (h->loop || strstr(line, "= stablehlo.while(")) return hi_loop_line(h, line);
     const char *p = line;
     while (*p == ' ')
         p++;

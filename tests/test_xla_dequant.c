@@ -27,6 +27,7 @@
 #include "base/alloc.h"
 #include "exec/xla/dequant.h"
 #include "exec/xla/emit.h"
+#include "exec/xla/emit_state.h"
 #include "fmt_util.h"
 #include "hlo_interp.h"
 #include "model/model.h"
@@ -265,6 +266,13 @@ static float *run_prefill(const struct cellm_desc *d, const struct cellm_xla_pla
     for (int l = 0; l < c->n_layers; l++)
         if ((size_t)256 * d->layers[l].n_kv_heads * d->layers[l].head_dim > kv)
             kv = (size_t)256 * d->layers[l].n_kv_heads * d->layers[l].head_dim;
+    int ns = cellm_xla_state_count(d); /* state tensors (emit_state.h), zero at the start */
+    for (int i = 0; i < ns; i++) {
+        int64_t sd[CELLM_XH_MAX_RANK], nf = 1;
+        for (int k = cellm_xla_state_shape(d, i, sd) - 1; k >= 0; k--)
+            nf *= sd[k];
+        if ((size_t)nf > kv) kv = (size_t)nf;
+    }
     float *zero = calloc(kv, sizeof *zero);
     hi_param(&h, text, "tokens", tok);
     hi_param(&h, text, "pos0", &pos0);
@@ -283,6 +291,13 @@ static float *run_prefill(const struct cellm_desc *d, const struct cellm_xla_pla
         snprintf(n, sizeof n, "k_%d", l);
         hi_param(&h, text, n, zero);
         snprintf(n, sizeof n, "v_%d", l);
+        hi_param(&h, text, n, zero);
+    }
+    int32_t nreal = 16; /* every row is real */
+    if (ns) hi_param(&h, text, "nreal", &nreal);
+    for (int i = 0; i < ns; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "cs_%d", i);
         hi_param(&h, text, n, zero);
     }
     struct hi_t *r = hi_run(&h, text);

@@ -29,6 +29,7 @@
 #include "base/alloc.h"
 #include "base/error.h"
 #include "exec/xla/dequant.h"
+#include "exec/xla/emit_state.h"
 #include "model/hybrid.h"
 #include "model/gemma4.h"
 
@@ -204,6 +205,14 @@ static val rope(struct em *e, val x, val cs, val sn)
     return cellm_xh_concat(e->b, parts, n, 2);
 }
 
+/* 1 / (1 + exp(-x)) */
+static val sigmoid(struct em *e, val x)
+{
+    val den = bin(e, "add", splat(e, 1.0f, &x),
+                  cellm_xh_un(e->b, "exponential", cellm_xh_un(e->b, "negate", x)));
+    return bin(e, "divide", splat(e, 1.0f, &x), den);
+}
+
 /* ---- blocks ---------------------------------------------------------------------------- */
 
 static val attention(struct em *e, int l, val h)
@@ -221,6 +230,14 @@ static val attention(struct em *e, int l, val h)
     val v = !own                        ? none()
             : L->wv.fmt == CELLM_W_NONE ? k
                                         : linear_l(e, h, l, CELLM_LT_WV, CELLM_LT_BV);
+    val gate = none();
+    if (c->attn_out_gate) { /* Qwen3-Next / 3.5: per head [query d | output gate d] */
+        val qg = cellm_xh_reshape(b, q, 3, DIMS(T, H, 2 * hd));
+        gate = cellm_xh_reshape(b, cellm_xh_slice(b, qg, DIMS(0, 0, hd), DIMS(T, H, 2 * hd)), 2,
+                                DIMS(T, H * hd));
+        q = cellm_xh_reshape(b, cellm_xh_slice(b, qg, DIMS(0, 0, 0), DIMS(T, H, hd)), 2,
+                             DIMS(T, H * hd));
+    }
     if (c->qk_norm_full) { /* OLMo 2: one norm over the whole projection, before the heads */
         q = norm(e, c->norm, q, PL(e, l, CELLM_LT_Q_NORM_FULL), none());
         if (own) k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM_FULL), none());
@@ -292,6 +309,7 @@ static val attention(struct em *e, int l, val h)
     val o = cellm_xh_dot(b, pr, vc, 1, DIMS(0), DIMS(1), 3, 0);
     o = cellm_xh_transpose(b, o, DIMS(1, 0, 2, 3));
     o = cellm_xh_reshape(b, o, 2, DIMS(T, H * hd));
+    if (cellm_xh_ok(&gate)) o = bin(e, "multiply", o, sigmoid(e, gate));
     return linear_l(e, o, l, CELLM_LT_WO, CELLM_LT_BO);
 }
 
@@ -356,6 +374,25 @@ static val experts(struct em *e, int l, val h)
     return y;
 }
 
+/* y plus Qwen3-Next's shared expert of layer l when it has one (model/hybrid.h):
+ * y + sigmoid(h . shared_gate) * down(glu(gate h, up h)), in the CPU's order. */
+static val hyb_shared(struct em *e, int l, val h, val y)
+{
+    const struct cellm_hyb_layer *w = e->d->layers[l].hyb;
+    if (!w || w->sh_gate.fmt == CELLM_W_NONE) return y;
+    char n[48];
+    snprintf(n, sizeof n, "l%d_h_shg", l);
+    val g = linear(e, h, n, &w->sh_gate, none());
+    snprintf(n, sizeof n, "l%d_h_shu", l);
+    val u = linear(e, h, n, &w->sh_up, none());
+    snprintf(n, sizeof n, "l%d_h_shd", l);
+    val sy = linear(e, glu(e, g, u), n, &w->sh_down, none());
+    snprintf(n, sizeof n, "l%d_h_shw", l);
+    val sw = sigmoid(e, linear(e, h, n, &w->sh_gate_w, none())); /* [T, 1] */
+    sw = cellm_xh_reshape(e->b, sw, 1, DIMS(e->T));
+    return bin(e, "add", y, bin(e, "multiply", bc_lead(e, sw, &sy), sy));
+}
+
 static val moe(struct em *e, int l, val h)
 {
     const struct cellm_config *c = e->c;
@@ -413,7 +450,7 @@ static val moe(struct em *e, int l, val h)
     /* every expert on every row, combined with the routing weights (zero elsewhere) */
     val y = experts(e, l, h); /* [E, T, D] */
     val cw = bc(e, comb, &y, DIMS(1, 0));
-    return cellm_xh_reduce(b, bin(e, "multiply", y, cw), "add", 1, DIMS(0), 0);
+    return hyb_shared(e, l, h, cellm_xh_reduce(b, bin(e, "multiply", y, cw), "add", 1, DIMS(0), 0));
 }
 
 /* The feed-forward sub-block: the layer's experts or its MLP. */
@@ -466,9 +503,11 @@ val cellm_xla_em_experts(struct em *e, int l, val h)
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
-    const char *missing =
-        cellm_config_missing(c, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE | CELLM_PIECES_L4 |
-                                    CELLM_PIECES_QSCALE | CELLM_PIECES_GEMMA4);
+    unsigned have = CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE | CELLM_PIECES_L4 |
+                    CELLM_PIECES_QSCALE | CELLM_PIECES_GEMMA4 |
+                    CELLM_PIECES_MLA;                             /* MLA: emit_mla.c */
+    if (cellm_xla_state_supported(c)) have |= CELLM_PIECES_STATE; /* emit_state.c, emit_gdn.c */
+    const char *missing = cellm_config_missing(c, have);
     if (!missing && c->moe_parallel)
         missing = "Gemma 4's MoE block (enable_moe_block: the router with its own norm and "
                   "scales, experts beside the dense MLP)";
@@ -499,7 +538,8 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
     return CELLM_OK;
 }
 
-static void declare(struct em *e, const struct cellm_xla_key *k)
+static enum cellm_status declare(struct em *e, const struct cellm_xla_key *k,
+                                 struct cellm_error *err)
 {
     struct cellm_xh *b = e->b;
     const struct cellm_config *c = e->c;
@@ -524,13 +564,15 @@ static void declare(struct em *e, const struct cellm_xla_key *k)
     }
     for (int l = 0; l < c->n_layers; l++) {
         char n[32];
-        const struct cellm_layer *L = &e->d->layers[l];
-        int64_t cd[3] = {k->cap, L->n_kv_heads, L->head_dim};
+        int64_t cd[3]; /* state and MLA layers keep other caches (emit_state.h) */
+        cellm_xla_cache_shape(e->d, 2 * l, k->cap, cd);
         snprintf(n, sizeof n, "k_%d", l);
         e->cache[2 * l] = cellm_xh_param(b, n, XH_F32, 3, cd, 1 + 2 * l);
+        cellm_xla_cache_shape(e->d, 2 * l + 1, k->cap, cd);
         snprintf(n, sizeof n, "v_%d", l);
         e->cache[2 * l + 1] = cellm_xh_param(b, n, XH_F32, 3, cd, 2 + 2 * l);
     }
+    return cellm_xla_state_declare(b, e->d, 1 + 2 * c->n_layers, &e->st, err);
 }
 
 static void masks(struct em *e, int64_t cap)
@@ -586,7 +628,12 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
         val h = c->block == CELLM_BLOCK_POST_NORM
                     ? x
                     : norm_l(e, x, l, CELLM_LT_ATTN_NORM, CELLM_LT_ATTN_NORM_B);
-        val o = attention(e, l, h), m;
+        val o = d->layers[l].mixer != CELLM_MIXER_ATTN
+                    ? cellm_xla_state_mixer(e, b, d, &e->st, l, h)
+                : c->mla ? cellm_xla_mla_attention(e, b, d, l, h, e->pos0, e->mask_full, e->cos_g,
+                                                   e->sin_g, &e->cache[2 * l])
+                         : attention(e, l, h),
+            m;
         switch (c->block) {
         case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h) */
             x = bin(e, "add", bin(e, "add", x, o), mlp(e, l, h));
@@ -619,6 +666,25 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     cellm_xh_result(b, &logits);
     for (int i = 0; i < 2 * c->n_layers; i++)
         cellm_xh_result(b, &e->cache[i]);
+    cellm_xla_state_results(b, &e->st);
+}
+
+/* For emit_state.c: the helpers above, on an opaque emitter. */
+val cellm_xla_em_linear(void *em, val x, const char *base, const struct cellm_weight *w)
+{
+    return linear(em, x, base, w, none());
+}
+
+val cellm_xla_em_weight(void *em, const char *base, const struct cellm_weight *w)
+{
+    return matrix(em, base, w);
+}
+
+val cellm_xla_em_param(void *em, const char *name)
+{
+    struct em *e = em;
+    int i = cellm_xla_plan_find(e->p, name);
+    return i < 0 ? none() : e->w[i];
 }
 
 enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_xla_plan *p,
@@ -646,11 +712,12 @@ enum cellm_status cellm_xla_emit(const struct cellm_desc *d, const struct cellm_
         cellm_free(e.cache);
         return cellm_errf(err, CELLM_ERR_NOMEM, "xla emitter: out of memory");
     }
-    declare(&e, k);
-    forward(&e, k);
+    enum cellm_status st = declare(&e, k, err);
+    if (!st) forward(&e, k);
     char name[64];
     snprintf(name, sizeof name, "cellm_%s_t%d_c%d", k->all_logits ? "all" : "last", k->T, k->cap);
-    enum cellm_status st = cellm_xh_finish(&b, name, text, len, err);
+    if (!st) st = cellm_xh_finish(&b, name, text, len, err);
+    cellm_xla_state_free(&e.st);
     cellm_xh_free(&b);
     cellm_free(e.w);
     cellm_free(e.cache);

@@ -21,9 +21,12 @@
  *                   plan.prop_half
  *     k_0, v_0, k_1, v_1, ...  tensor<cap x n_kv x head_dim x f32>, donated (layer l's
  *                   own KV heads and head size: Gemma 4's full layers differ; a KV-shared
- *                   layer's cache is passed through unread)
+ *                   layer's cache is passed through unread; a latent cache or a
+ *                   placeholder for MLA and state layers: cellm_xla_cache_shape,
+ *                   emit_state.h)
+ *     nreal, then the state tensors, donated (only for models with state: emit_state.h)
  * and its results: logits tensor<(T or 1) x vocab x f32>, then the updated caches in the
- * same order (result 1 + 2l is k_l, 2 + 2l is v_l).
+ * same order (result 1 + 2l is k_l, 2 + 2l is v_l), then the updated states.
  */
 #ifndef CELLM_EXEC_XLA_EMIT_H
 #define CELLM_EXEC_XLA_EMIT_H

@@ -545,3 +545,56 @@ struct cellm_xh_val cellm_xh_barrier(struct cellm_xh *b, struct cellm_xh_val x)
         x.nm, t, t);
     return r;
 }
+
+/* ---- while ----------------------------------------------------------------------------- */
+
+void cellm_xh_while(struct cellm_xh *b, int n, const struct cellm_xh_val *init,
+                    struct cellm_xh_val *args)
+{
+    for (int i = 0; i < n; i++)
+        if (bad(b, 1, &init[i])) return;
+    int id = b->next++;
+    char t[160];
+    put(b, &b->body, "    %%%d:%d = stablehlo.while(", id, n);
+    for (int i = 0; i < n; i++) {
+        args[i] = init[i];
+        snprintf(args[i].nm, sizeof args[i].nm, "iterArg_%d_%d", id, i);
+        put(b, &b->body, "%s%%%s = %%%s", i ? ", " : "", args[i].nm, init[i].nm);
+    }
+    put(b, &b->body, ") : ");
+    for (int i = 0; i < n; i++)
+        put(b, &b->body, "%s%s", i ? ", " : "", tys(&init[i], t, sizeof t));
+    put(b, &b->body, "\n     cond {\n");
+    b->loop_id = id;
+    b->loop_n = n;
+}
+
+void cellm_xh_while_do(struct cellm_xh *b, struct cellm_xh_val pred)
+{
+    if (bad(b, 1, &pred)) return;
+    if (pred.ty != XH_I1 || pred.rank != 0) {
+        fail(b, "while condition is not an i1 scalar");
+        return;
+    }
+    put(b, &b->body, "      stablehlo.return %%%s : tensor<i1>\n    } do {\n", pred.nm);
+}
+
+void cellm_xh_while_end(struct cellm_xh *b, const struct cellm_xh_val *next,
+                        struct cellm_xh_val *results)
+{
+    int n = b->loop_n;
+    for (int i = 0; i < n; i++)
+        if (bad(b, 1, &next[i])) return;
+    char t[160];
+    put(b, &b->body, "      stablehlo.return");
+    for (int i = 0; i < n; i++)
+        put(b, &b->body, "%s %%%s", i ? "," : "", next[i].nm);
+    put(b, &b->body, " : ");
+    for (int i = 0; i < n; i++)
+        put(b, &b->body, "%s%s", i ? ", " : "", tys(&next[i], t, sizeof t));
+    put(b, &b->body, "\n    }\n");
+    for (int i = 0; i < n; i++) {
+        results[i] = next[i];
+        snprintf(results[i].nm, sizeof results[i].nm, "%d#%d", b->loop_id, i);
+    }
+}

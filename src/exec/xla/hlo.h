@@ -41,6 +41,7 @@ struct cellm_xh {
     struct cellm_xh_buf rty;  /* result types */
     int n_params, n_results, next;
     int failed; /* 1 after the first error (see msg) */
+    int loop_id, loop_n; /* the while loop being written (cellm_xh_while) */
     char msg[200];
 };
 
@@ -114,6 +115,18 @@ struct cellm_xh_val cellm_xh_dyn_slice(struct cellm_xh *b, struct cellm_xh_val x
                                        const struct cellm_xh_val *starts, const int64_t *sizes);
 struct cellm_xh_val cellm_xh_dyn_update(struct cellm_xh *b, struct cellm_xh_val x,
                                         struct cellm_xh_val upd, const struct cellm_xh_val *starts);
+
+/* A while loop over n carried values (no nesting): cellm_xh_while writes the header and
+ * returns in args the names the regions see the values by; the caller writes the
+ * condition's ops on args, then cellm_xh_while_do(pred) (an i1 scalar), then the body's
+ * ops, then cellm_xh_while_end with the n next values, which returns the loop's results.
+ * Every value a region reads should be carried (passed through unchanged if it is
+ * loop-invariant), so the module never relies on implicit capture. */
+void cellm_xh_while(struct cellm_xh *b, int n, const struct cellm_xh_val *init,
+                    struct cellm_xh_val *args);
+void cellm_xh_while_do(struct cellm_xh *b, struct cellm_xh_val pred);
+void cellm_xh_while_end(struct cellm_xh *b, const struct cellm_xh_val *next,
+                        struct cellm_xh_val *results);
 
 const char *cellm_xh_ty_name(enum cellm_xh_ty ty);
 

@@ -18,6 +18,7 @@
 #include "base/error.h"
 #include "exec/xla/dequant.h"
 #include "exec/xla/emit.h"
+#include "model/hybrid.h"
 
 static enum cellm_xh_ty fmt_ty(enum cellm_wfmt f)
 {
@@ -197,6 +198,38 @@ static enum cellm_status build_layer(const struct cellm_desc *d, int l, struct c
     return CELLM_OK;
 }
 
+/* Layer l's state-layer tensors and shared expert (model/hybrid.h; emit_state.c and
+ * emit_gdn.c read them): "l3_h_in", "l3_h_z", "l3_h_b", "l3_h_a", "l3_h_out", the conv
+ * taps "l3_h_conv" [channels * kernel], "l3_h_alog", "l3_h_dtb", "l3_h_norm", and the
+ * shared expert "l3_h_shg", "l3_h_shu", "l3_h_shd", "l3_h_shw". */
+static enum cellm_status build_state(const struct cellm_desc *d, int l, struct cellm_xla_plan *p,
+                                     struct cellm_error *err)
+{
+    const struct cellm_hyb_layer *h = d->layers[l].hyb;
+    if (!h) return CELLM_OK;
+    const struct {
+        const char *n;
+        const struct cellm_weight *w;
+    } mats[] = {{"in", &h->in_proj}, {"z", &h->in_z},       {"b", &h->in_b},
+                {"a", &h->in_a},     {"out", &h->out_proj}, {"shg", &h->sh_gate},
+                {"shu", &h->sh_up},  {"shd", &h->sh_down},  {"shw", &h->sh_gate_w}};
+    const struct {
+        const char *n;
+        const struct cellm_vec *v;
+    } vecs[] = {{"conv", &h->conv}, {"alog", &h->a_log}, {"dtb", &h->dt_bias}, {"norm", &h->norm}};
+    char n[48];
+    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+        if (mats[i].w->fmt == CELLM_W_NONE) continue;
+        snprintf(n, sizeof n, "l%d_h_%s", l, mats[i].n);
+        CELLM_TRY(add_mat(p, n, mats[i].w, 0, err));
+    }
+    for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) {
+        snprintf(n, sizeof n, "l%d_h_%s", l, vecs[i].n);
+        CELLM_TRY(add_vec(p, n, vecs[i].v, err)); /* absent vectors are skipped */
+    }
+    return CELLM_OK;
+}
+
 enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_at_load,
                                        struct cellm_xla_plan *p, struct cellm_error *err)
 {
@@ -222,6 +255,8 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
     if (!st && c->ple_dim > 0) st = add_vec(p, "ple_norm", &d->ple_norm, err);
     for (int l = 0; !st && l < c->n_layers; l++)
         st = build_layer(d, l, p, err);
+    for (int l = 0; !st && l < c->n_layers; l++)
+        st = build_state(d, l, p, err);
     if (st) cellm_xla_plan_free(p);
     return st;
 }

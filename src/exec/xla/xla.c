@@ -15,6 +15,11 @@
  * them later. cap always covers pos0 + padded T, so the cache update never clamps. A
  * cache that must grow is copied through the host into the next bucket (rare: doubling).
  * Rows of one eval are run sequence by sequence, in chunks of at most 256 rows.
+ *
+ * A model with state layers (emit_state.h) also keeps, per sequence, its state tensors
+ * after the KV caches in the same buffer list, donated and replaced like them; a call
+ * tells the module its real row count so padding stays out of the state. A state cannot
+ * be rewound: a call must continue the sequence at the position the state holds.
  */
 #include <math.h>
 #include <stddef.h>
@@ -26,7 +31,9 @@
 #include "base/error.h"
 #include "exec/exec.h"
 #include "exec/xla/emit.h"
+#include "exec/xla/emit_state.h"
 #include "exec/xla/pjrt.h"
+#include "model/hybrid.h"
 
 #define XLA_MIN_CAP 256
 #define XLA_MIN_PREFILL 16
@@ -51,7 +58,8 @@ struct xla_model {
 
 struct xla_seq {
     int cap;   /* 0 = no cache yet */
-    void **kv; /* [2 * n_layers]: k_0, v_0, k_1, ... */
+    void **kv; /* [2 * n_layers + n_state]: k_0, v_0, k_1, ..., then the state tensors */
+    int len;   /* positions folded into the state tensors */
 };
 
 struct xla_ctx {
@@ -208,7 +216,7 @@ static enum cellm_status get_exe(struct xla_model *m, const struct cellm_xla_key
     cellm_free(text);
     m->compile_s += now_s() - t0;
     if (st) return st;
-    size_t want = 1 + 2 * (size_t)m->d->cfg.n_layers;
+    size_t want = 1 + 2 * (size_t)m->d->cfg.n_layers + (size_t)cellm_xla_state_count(m->d);
     if (e->n_out != want) {
         cellm_pjrt_exe_free(&m->pj, e->exe);
         return cellm_errf(err, CELLM_ERR_DEVICE,
@@ -224,11 +232,12 @@ static enum cellm_status get_exe(struct xla_model *m, const struct cellm_xla_key
 static void seq_drop(struct xla_ctx *c, struct xla_seq *s)
 {
     if (s->kv)
-        for (int i = 0; i < 2 * c->m->d->cfg.n_layers; i++)
+        for (int i = 0; i < 2 * c->m->d->cfg.n_layers + cellm_xla_state_count(c->m->d); i++)
             cellm_pjrt_buffer_free(&c->m->pj, s->kv[i]);
     cellm_free(s->kv);
     s->kv = NULL;
     s->cap = 0;
+    s->len = 0;
 }
 
 static void xla_ctx_free(void *p)
@@ -280,27 +289,35 @@ static enum cellm_status host_room(struct xla_ctx *c, size_t floats, struct cell
 static enum cellm_status seq_reserve(struct xla_ctx *c, struct xla_seq *s, int cap,
                                      struct cellm_error *err)
 {
-    const struct cellm_desc *d = c->m->d;
-    int n = 2 * d->cfg.n_layers;
-    size_t kvd = 0; /* the widest layer's (Gemma 4's full layers have their own geometry) */
-    for (int l = 0; l < d->cfg.n_layers; l++) {
-        size_t w = (size_t)d->layers[l].n_kv_heads * (size_t)d->layers[l].head_dim;
-        kvd = w > kvd ? w : kvd;
-    }
+    const struct cellm_config *cfg = &c->m->d->cfg;
+    int n = 2 * cfg->n_layers;
     if (s->cap >= cap) return CELLM_OK;
-    CELLM_TRY(host_room(c, (size_t)cap * kvd, err));
     if (!s->kv) {
-        s->kv = cellm_calloc((size_t)n, sizeof *s->kv);
+        int ns = cellm_xla_state_count(c->m->d);
+        s->kv = cellm_calloc((size_t)(n + ns), sizeof *s->kv);
         if (!s->kv) return cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
+        for (int i = 0; i < ns; i++) { /* the states start at zero */
+            int64_t sd[CELLM_XH_MAX_RANK];
+            int r = cellm_xla_state_shape(c->m->d, i, sd);
+            size_t nf = 1;
+            for (int k = 0; k < r; k++)
+                nf *= (size_t)sd[k];
+            CELLM_TRY(host_room(c, nf, err));
+            memset(c->host, 0, nf * sizeof(float));
+            CELLM_TRY(cellm_pjrt_upload(&c->m->pj, c->host, PJ_F32, sd, r, &s->kv[n + i], err));
+        }
     }
-    for (int i = 0; i < n; i++) {
-        const struct cellm_layer *L = &d->layers[i / 2];
-        int64_t dims[3] = {cap, L->n_kv_heads, L->head_dim};
-        kvd = (size_t)L->n_kv_heads * (size_t)L->head_dim;
-        memset(c->host, 0, (size_t)cap * kvd * sizeof(float));
+    for (int i = 0; i < n; i++) { /* per layer kind: emit_state.h */
+        int64_t dims[3], old[3];
+        cellm_xla_cache_shape(c->m->d, i, cap, dims);
+        cellm_xla_cache_shape(c->m->d, i, s->cap, old);
+        if (s->kv[i] && dims[0] == old[0]) continue; /* a placeholder, the same at any cap */
+        size_t nf = (size_t)(dims[0] * dims[1] * dims[2]);
+        CELLM_TRY(host_room(c, nf, err));
+        memset(c->host, 0, nf * sizeof(float));
         if (s->kv[i])
             CELLM_TRY(cellm_pjrt_download(&c->m->pj, s->kv[i], c->host,
-                                          (size_t)s->cap * kvd * sizeof(float), err));
+                                          (size_t)(old[0] * old[1] * old[2]) * sizeof(float), err));
         void *nb;
         CELLM_TRY(cellm_pjrt_upload(&c->m->pj, c->host, PJ_F32, dims, 3, &nb, err));
         cellm_pjrt_buffer_free(&c->m->pj, s->kv[i]);
@@ -336,6 +353,13 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     k.T = T == 1 ? 1 : (int)pow2_at_least(T, XLA_MIN_PREFILL);
     k.all_logits = nw > 1 || (nw == 1 && !r[T - 1].want_logits);
     struct xla_seq *s = &c->seqs[seq];
+    int ns = cellm_xla_state_count(d);
+    if (ns && p0 != (s->kv ? s->len : 0))
+        return cellm_errf(err, CELLM_ERR_ARG,
+                          "sequence %d: a row at position %d, but the conv/recurrent state of "
+                          "layer %d holds positions [0, %d); a state cannot be rewound or skip "
+                          "positions (truncate the sequence to 0 and evaluate it again)",
+                          seq, p0, cellm_config_first_state_layer(cfg), s->kv ? s->len : 0);
     int64_t cap = pow2_at_least((int64_t)p0 + k.T, XLA_MIN_CAP);
     if (cap < s->cap) cap = s->cap;
     k.cap = (int)cap;
@@ -356,8 +380,8 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     int halfs[6];
     n_rope = cellm_xla_rope_inputs(d, &m->plan, p0, k.T, r[T - 1].seq_len, c->host, halfs);
     int nl = 2 * cfg->n_layers, n_in = 3 + n_rope;
-    void *in[9] = {0};
-    int32_t pos0 = p0, last = T - 1;
+    void *in[10] = {0}; /* tokens, pos0, last, up to 6 tables, nreal */
+    int32_t pos0 = p0, last = T - 1, nreal = T;
     int64_t dt[1] = {k.T};
     enum cellm_status st = cellm_pjrt_upload(&m->pj, tok, PJ_S32, dt, 1, &in[0], err);
     if (!st) st = cellm_pjrt_upload(&m->pj, &pos0, PJ_S32, NULL, 0, &in[1], err);
@@ -368,7 +392,9 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
         st = cellm_pjrt_upload(&m->pj, c->host + at, PJ_F32, dr, 2, &in[3 + i], err);
         at += (size_t)k.T * (size_t)halfs[i];
     }
-    size_t n_args = (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl;
+    if (!st && ns) st = cellm_pjrt_upload(&m->pj, &nreal, PJ_S32, NULL, 0, &in[n_in], err);
+    size_t n_args =
+        (size_t)m->plan.n + (size_t)(n_in - k.all_logits) + (size_t)nl + (ns ? 1 + (size_t)ns : 0);
     void **args = st ? NULL : cellm_malloc(n_args * sizeof *args);
     void **out = st ? NULL : cellm_calloc(e->n_out, sizeof *out);
     if (!st && (!args || !out)) st = cellm_errf(err, CELLM_ERR_NOMEM, "xla: out of memory");
@@ -380,9 +406,12 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
             if (!(i == 2 && k.all_logits)) args[a++] = in[i];
         for (int i = 0; i < nl; i++)
             args[a++] = s->kv[i];
+        if (ns) args[a++] = in[n_in];
+        for (int i = 0; i < ns; i++)
+            args[a++] = s->kv[nl + i];
         st = cellm_pjrt_execute(&m->pj, e->exe, args, n_args, out, e->n_out, err);
         /* the caches were donated: whatever happened, the old handles are spent */
-        for (int i = 0; i < nl; i++) {
+        for (int i = 0; i < nl + ns; i++) {
             cellm_pjrt_buffer_free(&m->pj, s->kv[i]);
             s->kv[i] = st ? NULL : out[1 + i];
         }
@@ -390,6 +419,8 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
             for (size_t i = 0; i < e->n_out; i++)
                 cellm_pjrt_buffer_free(&m->pj, out[i]);
             seq_drop(c, s);
+        } else {
+            s->len = p0 + T;
         }
     }
     if (!st) {
@@ -410,7 +441,7 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
         }
         cellm_pjrt_buffer_free(&m->pj, out[0]);
     }
-    for (int i = 0; i < n_in; i++)
+    for (int i = 0; i < n_in + 1; i++)
         cellm_pjrt_buffer_free(&m->pj, in[i]);
     cellm_free(args);
     cellm_free(out);
