@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "exec/xla/emit.h"
+#include "exec/xla/emit_state.h"
 
 typedef struct cellm_xh_val val;
 
@@ -27,6 +28,7 @@ struct em {
     val cos_p, sin_p;        /* Gemma 4's full layers' RoPE tables [T, prop_half] */
     val ple;                 /* Gemma 4's per-layer inputs [T, n_layers, ple_dim] (emit_g4.c) */
     val *cache;              /* [2 * n_layers] */
+    struct cellm_xla_st st; /* per-sequence state layers (emit_state.c) */
 };
 
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
