@@ -33,8 +33,8 @@
 # default; in the llama-tiled fixtures every product and the tied embedding qualify (made
 # on the GPU machine by ../shared/oracle/make_fixtures.py --cases tests/gpu/llama-tiled-case.json).
 # On the fixtures, the default (no weight that wide) is what rowmajor runs.
-# Before the fixtures it runs the per-op tests (tests/test_cuda_ops.c, test_cuda_attn.c:
-# every CUDA launcher against the CPU op on random inputs, each weight format at 1, 2,
+# Before the fixtures it runs the per-op tests (tests/test_cuda_ops.c, test_cuda_attn.c,
+# test_cuda_state.c: every CUDA launcher against the CPU op on random inputs, each weight format at 1, 2,
 # 3-31 and >= 32 rows; test_cuda_layout.c: the device layout of the formats of
 # docs/formats.md decoded on the host; logs in $B.test_cuda_*.log).
 # Then it compares 40 greedy ids, cuda against the CPU, on two real-size checkpoints with
@@ -49,7 +49,7 @@ B=${1:-build-gpu}
 export PATH=$PATH:/usr/local/cuda/bin
 . tests/gpu/deps.sh # libcjson/cmocka: the system's or the copies in .gpu-deps/
 cmake -S . -B "$B" -DCELLM_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="90-real;90-virtual" "${gpu_cmake_deps[@]}" >"$B.cfg.log" 2>&1 \
-  && cmake --build "$B" -j"$(nproc)" --target cellm_cli test_cuda_ops test_cuda_attn test_cuda_layout test_cuda_kv >"$B.build.log" 2>&1 \
+  && cmake --build "$B" -j"$(nproc)" --target cellm_cli test_cuda_ops test_cuda_attn test_cuda_state test_cuda_layout test_cuda_kv >"$B.build.log" 2>&1 \
   || { tail -n 30 "$B.cfg.log" "$B.build.log"; echo "BUILD FAILED"; exit 1; }
 if ! nvidia-smi -L >/dev/null 2>&1; then
   echo "no GPU here: built the CUDA executor, skipped the GPU conformance run"
@@ -58,7 +58,7 @@ fi
 nvidia-smi -L
 # per-op tests first: a failing kernel is named here before the end-to-end modes
 pass=0; fail=0; failed=()
-for t in test_cuda_ops test_cuda_attn test_cuda_layout test_cuda_kv; do
+for t in test_cuda_ops test_cuda_attn test_cuda_state test_cuda_layout test_cuda_kv; do
   if "$B/tests/$t" >"$B.$t.log" 2>&1; then
     pass=$((pass+1)); echo "ok   per-op   $t ($(grep -c '^ok' "$B.$t.log") cases)"
   else

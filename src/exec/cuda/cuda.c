@@ -48,6 +48,7 @@ static void cu_model_free(void *p)
                     cellm_free(*cu_experts(&m->layers[l], (enum cellm_lt)id));
         cellm_free(m->layers);
     }
+    cellm_cuda_state_model_free(m);
     cellm_free(m);
 }
 
@@ -117,9 +118,10 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device cuda: attention_bias with full-width q/k norms (OLMo 2) is not "
                           "implemented by the CUDA executor yet; use --device cpu");
-    const char *missing =
-        cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE |
-                                      CELLM_PIECES_QSCALE | CELLM_PIECES_L4);
+    /* state: cuda_state.c refuses the state layers it lacks */
+    const char *missing = cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE |
+                                                        CELLM_PIECES_QSCALE | CELLM_PIECES_L4 |
+                                                        CELLM_PIECES_STATE);
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
@@ -148,9 +150,17 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
             for (int e = 0, parts = cellm_layer_parts(d, L, (enum cellm_lt)id); w && e < parts; e++)
                 CELLM_TRY(cellm_cuda_check_weight(&w[e], err));
         }
+        const struct cellm_hyb_layer *hy = L->hyb;
+        const struct cellm_weight *hw[] = {
+            hy ? &hy->in_proj : NULL, hy ? &hy->in_z : NULL,     hy ? &hy->in_b : NULL,
+            hy ? &hy->in_a : NULL,    hy ? &hy->out_proj : NULL, hy ? &hy->sh_gate : NULL,
+            hy ? &hy->sh_up : NULL,   hy ? &hy->sh_down : NULL,  hy ? &hy->sh_gate_w : NULL};
+        for (size_t k = 0; hy && k < sizeof hw / sizeof hw[0]; k++)
+            CELLM_TRY(cellm_cuda_check_weight(hw[k], err));
     }
     struct cu_model *m = cellm_calloc(1, sizeof *m);
     if (!m) return cellm_errf(err, CELLM_ERR_NOMEM, "cuda executor: out of memory");
+    enum cellm_status st;
     m->d = d;
     m->gemm_rows = o.gemm_rows;
     m->split3 = o.split3;
@@ -180,6 +190,10 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                                         cfg->dim < CU_RING_COLS;
     m->layers = cellm_calloc((size_t)cfg->n_layers, sizeof *m->layers);
     if (!m->layers) goto nomem;
+    if ((st = cellm_cuda_state_init(m, err))) {
+        cu_model_free(m);
+        return st;
+    }
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cellm_layer *L = &d->layers[l];
         struct cu_layer *C = &m->layers[l];
@@ -210,7 +224,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     struct uploader u = {0};
     u.tile = tile;
     u.rowmaj = o.qdecode;
-    enum cellm_status st = cellm_cuda_upload_all(m, &u);
+    st = cellm_cuda_upload_all(m, &u);
     if (st) {
         cu_model_free(m);
         return cellm_errf(err, st, "cuda executor: out of memory");
@@ -291,6 +305,7 @@ static void free_rows(struct cu_ctx *c)
     cellm_free(c->h_w);
     c->h_logits = c->h_w = NULL;
     c->rows_cap = 0;
+    cellm_cuda_state_rows_free(c);
 }
 
 static void cu_ctx_free(void *p)
@@ -305,6 +320,8 @@ static void cu_ctx_free(void *p)
         cellm_free(p);
     }
     cellm_cuda_kv_free(c);
+    for (int i = 0; i < c->max_seqs && c->seqs; i++)
+        cellm_cuda_state_clear(c, &c->seqs[i]);
     cellm_free(c->seqs);
     free_rows(c);
     if (c->gexec) cudaGraphExecDestroy(c->gexec);
@@ -344,6 +361,7 @@ static enum cellm_status cu_ctx_new(void *dm, const struct cellm_ctx_params *cp,
     int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
     c->max_cols = max64(max64(cfg->dim, qd), max64(cfg->ffn_dim, cfg->moe_ffn_dim));
     c->max_cols = max64(c->max_cols, cfg->shared_ffn_dim);
+    c->max_cols = max64(c->max_cols, cellm_hybrid_max_cols(cfg));
     enum cellm_status st = CELLM_OK;
     cudaError_t e = cudaSetDevice(m->dev);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking);
@@ -371,6 +389,11 @@ static void cu_seq_truncate(void *p, int seq, int from)
     struct cu_ctx *c = p;
     if (seq < 0 || seq >= c->max_seqs) return;
     cellm_cuda_seq_release(c, seq, from);
+    /* a state is never cut back: the engine refuses 0 < from < len (sequence-state.md) */
+    if (from == 0 && c->seqs[seq].st) {
+        cudaStreamSynchronize(c->st);
+        cellm_cuda_state_clear(c, &c->seqs[seq]);
+    }
 }
 
 static enum cellm_status cu_seq_reserve(void *p, int seq, int n, struct cellm_error *err)
@@ -424,6 +447,13 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
         if (2 * ffn > pr) pr = 2 * ffn;
         if (dim > pr) pr = dim;
         if (cfg->n_experts && 2 * (size_t)cfg->moe_ffn_dim > pr) pr = 2 * (size_t)cfg->moe_ffn_dim;
+        if (cfg->hybrid) { /* the state layers' in_proj (cuda_state.c) */
+            size_t hp =
+                cfg->hybrid == CELLM_HYBRID_LFM2
+                    ? 3 * dim
+                    : 2 * (size_t)cfg->lin_nk * cfg->lin_dk + 2 * (size_t)cfg->lin_nv * cfg->lin_dv;
+            if (hp > pr) pr = hp;
+        }
         c->gpart_cap = (int64_t)(CU_GEMM_KS_MAX * pn * pr);
         DALLOC(c->gpart, (size_t)c->gpart_cap);
     }
@@ -462,6 +492,7 @@ static enum cellm_status reserve_rows(struct cu_ctx *c, int n, struct cellm_erro
         CU_TRY(cudaMallocHost(&c->stage, stage));
         c->stage_cap = stage;
     }
+    CELLM_TRY(cellm_cuda_state_rows(c, r, err));
     c->rows_cap = (int)r;
     c->gen++;
     return CELLM_OK;
@@ -560,6 +591,7 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
                                 0,
                                 NULL,
                                 0,
+                                NULL,
                                 NULL};
         cellm_cuda_kv_row(c, rows[i].seq, &hr[i]);
         nw += rows[i].want_logits != 0;
@@ -581,12 +613,14 @@ static enum cellm_status cu_run(void *p, const struct cellm_exec_row *rows, int 
             qs[1] = 0;
         }
     }
+    CELLM_TRY(cellm_cuda_state_begin(c, rows, n, hr, err));
     CU_TRY(cudaMemcpyAsync(c->rows, hr, (size_t)n * sizeof *hr, cudaMemcpyHostToDevice, c->st));
     CU_TRY(cudaMemcpyAsync(c->cs, hcs, (size_t)m->n_tables * tstride * sizeof(float),
                            cudaMemcpyHostToDevice, c->st));
 
     cellm_cuda_prof_mark(c, PH_START);
     CELLM_TRY(run_step(c, n, nw, max_keys, err));
+    cellm_cuda_state_end(c, rows, n);
     /* greedy picks come back through the pinned stage (its upload above is done by then),
      * logits through their own pinned buffer */
     size_t bytes = ids ? (size_t)nw * sizeof(int32_t) : (size_t)nw * cfg->vocab * sizeof(float);

@@ -36,12 +36,23 @@
 #define CU_LT_TYPE_MAT struct cu_weight
 #define CU_LT_TYPE_EXPERTS struct cu_weight *
 #define CU_LT_TYPE_EXPERT_VECS float * /* gpt-oss biases: [n_experts][len] f32 */
+/* A state layer's tensors on the device (model/hybrid.h's struct cellm_hyb_layer; vectors
+ * widened to f32, the conv weight [channels][kernel]); mixer CELLM_MIXER_ATTN (0) for the
+ * other layers. */
+struct cu_hyb {
+    int mixer;
+    struct cu_weight in_proj, in_z, in_b, in_a, out_proj;
+    float *conv, *a_log, *dt_bias, *norm;
+    struct cu_weight sh_gate, sh_up, sh_down, sh_gate_w;
+};
+
 struct cu_layer {
     int moe, rope_table;
     enum cellm_attn attn;
 #define CU_LT_FIELD(id, field, kind, ...) CU_LT_TYPE_##kind field;
     CELLM_LAYER_TENSORS(CU_LT_FIELD)
 #undef CU_LT_FIELD
+    struct cu_hyb hyb;
 };
 
 struct cu_model {
@@ -75,12 +86,18 @@ struct cu_model {
     int kv_paged;  /* KV cache in blocks from a per-context pool (else one cache a sequence) */
     int kv_gb;     /* the pool's budget in GiB (0: from the device's free memory) */
     int kv_blocks; /* test only: the pool's budget in blocks (0: kv_gb) */
+    /* sequence state (cuda_state.c): floats per sequence, and each layer's conv window and
+     * recurrent states within them ([n_layers], -1 where the layer has none) */
+    int64_t st_floats;
+    int64_t *st_conv, *st_rec;
 };
 
 struct cu_seq {
     float *kv; /* contiguous (option kv_paged=0): [n_layers][2][cap][kv_dim] */
     int64_t cap;
     struct cellm_blocktable tab; /* paged: its blocks (ids into the context's pool) */
+    float *st; /* conv windows and recurrent states (cuda_state.c), NULL until the first row */
+    int st_len; /* positions folded into st */
 };
 
 /* The paged KV cache of a context (cuda_kv.c): a pool of blocks of CU_KV_BLOCK positions
@@ -154,6 +171,11 @@ struct cu_ctx {
     cudaGraphExec_t gexec;
     int g_n, g_nw, g_nsplit, g_kind; /* g_kind: row_kind() at capture */
     unsigned gen, g_gen; /* gen: bumped whenever a buffer the graph uses is reallocated */
+    /* the state layers' batch buffers (cuda_state.c, allocated with the rows) */
+    float *hy_proj, *hy_proj2, *hy_conv, *hy_core, *hy_z, *hy_b, *hy_a, *hy_qg;
+    /* 1 while the state layers' products run: exact even in fast mode (cuda_mm.c), as on
+     * the CPU (src/exec/cpu/seqstate.h says why) */
+    int exact;
 };
 
 #define CU_TRY(call)                                                                               \
@@ -236,6 +258,26 @@ enum cellm_status cellm_cuda_moe(struct cu_ctx *c, const struct cu_layer *L, con
 /* Every kernel of one step, from the embedding to the logits (device); capturable. */
 enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_keys,
                                      struct cellm_error *err);
+
+/* ---- cuda_state.c ------------------------------------------------------------------------ */
+
+/* At load: the state layout of the model (m->st_*), or a refusal of what the kernels lack. */
+enum cellm_status cellm_cuda_state_init(struct cu_model *m, struct cellm_error *err);
+void cellm_cuda_state_model_free(struct cu_model *m);
+/* With the rows: the state blocks' batch buffers for r rows (free_rows frees them). */
+enum cellm_status cellm_cuda_state_rows(struct cu_ctx *c, size_t r, struct cellm_error *err);
+void cellm_cuda_state_rows_free(struct cu_ctx *c);
+/* Before a step: each row's sequence state (allocated zeroed on its first row) into
+ * hr[i].st, and the check that every row continues its sequence's state. */
+enum cellm_status cellm_cuda_state_begin(struct cu_ctx *c, const struct cellm_exec_row *rows,
+                                         int n, struct cu_row *hr, struct cellm_error *err);
+/* After it: the states hold the rows' positions. */
+void cellm_cuda_state_end(struct cu_ctx *c, const struct cellm_exec_row *rows, int n);
+/* Frees a sequence's state (truncation to 0, the context's end). */
+void cellm_cuda_state_clear(struct cu_ctx *c, struct cu_seq *s);
+/* Layer l's mixer when it is a state layer: in [n][dim] -> out [n][dim]. */
+enum cellm_status cellm_cuda_state_mixer(struct cu_ctx *c, int l, int n, const float *in,
+                                         float *out, struct cellm_error *err);
 
 /* ---- cuda_prof.c ------------------------------------------------------------------------- */
 

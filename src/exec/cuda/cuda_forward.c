@@ -12,6 +12,7 @@
 
 #include "base/alloc.h"
 #include "cuda_exec.h"
+#include "model/hybrid.h"
 
 /* From the q/k/v projections in c->q, c->k, c->v to the attention output in c->att:
  * biases, q/k norms, RoPE, cache write, attention. */
@@ -126,11 +127,14 @@ static enum cellm_status attention(struct cu_ctx *c, int l, int n, int max_keys,
     int hd = cfg->head_dim, dim = cfg->dim;
     int64_t qd = (int64_t)cfg->n_heads * hd, kd = (int64_t)cfg->n_kv_heads * hd;
     const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
-    float *ys[3] = {c->q, c->k, c->v};
-    int64_t ld[3] = {qd, kd, kd};
+    const int gated = cfg->attn_out_gate; /* q_proj: each head's queries, then its gates */
+    float *ys[3] = {gated ? c->hy_qg : c->q, c->k, c->v};
+    int64_t ld[3] = {gated ? 2 * qd : qd, kd, kd};
     CELLM_TRY(cellm_cuda_mm_multi(c, ws, 3, hin, dim, n, ys, ld, err));
+    if (gated) K_TRY(cellm_cu_attn_gate(c->hy_qg, c->q, n, cfg->n_heads, hd, 0, c->st));
     cellm_cuda_prof_mark(c, PH_QKV);
     CELLM_TRY(attn_core(c, l, n, max_keys, err));
+    if (gated) K_TRY(cellm_cu_attn_gate(c->hy_qg, c->att, n, cfg->n_heads, hd, 1, c->st));
     cellm_cuda_prof_mark(c, PH_ATTN);
     CELLM_TRY(cellm_cuda_mm(c, &L->wo, c->att, qd, n, out, dim, L->bo, err));
     cellm_cuda_prof_mark(c, PH_O);
@@ -278,15 +282,27 @@ static enum cellm_status forward_fused(struct cu_ctx *c, int n, int nw, int max_
     int64_t qd = cfg->n_heads * hd, kd = cfg->n_kv_heads * hd;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct cu_layer *L = &m->layers[l];
-        const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
-        float *ys[3] = {c->q, c->k, c->v};
-        int64_t ld[3] = {qd, kd, kd};
-        CELLM_TRY(proj_normed(c, ws, 3, L->attn_norm, L->attn_norm_b, n, ys, ld, err));
-        cellm_cuda_prof_mark(c, PH_QKV);
-        CELLM_TRY(attn_core(c, l, n, max_keys, err));
-        cellm_cuda_prof_mark(c, PH_ATTN);
-        CELLM_TRY(proj_add(c, &L->wo, c->att, qd, n, L->bo, err));
-        cellm_cuda_prof_mark(c, PH_O);
+        if (L->hyb.mixer != CELLM_MIXER_ATTN) { /* a state layer: unfused (cuda_state.c) */
+            CELLM_TRY(norm(c, c->x, NULL, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
+            CELLM_TRY(cellm_cuda_state_mixer(c, l, n, c->h, c->o, err));
+            K_TRY(cellm_cu_add(c->x, c->o, (int64_t)n * dim, c->st));
+            cellm_cuda_prof_mark(c, PH_ATTN);
+        } else {
+            const struct cu_weight *ws[3] = {&L->wq, &L->wk, &L->wv};
+            const int gated = cfg->attn_out_gate; /* as in attention() */
+            float *ys[3] = {gated ? c->hy_qg : c->q, c->k, c->v};
+            int64_t ld[3] = {gated ? 2 * qd : qd, kd, kd};
+            CELLM_TRY(proj_normed(c, ws, 3, L->attn_norm, L->attn_norm_b, n, ys, ld, err));
+            if (gated)
+                K_TRY(cellm_cu_attn_gate(c->hy_qg, c->q, n, cfg->n_heads, (int)hd, 0, c->st));
+            cellm_cuda_prof_mark(c, PH_QKV);
+            CELLM_TRY(attn_core(c, l, n, max_keys, err));
+            if (gated)
+                K_TRY(cellm_cu_attn_gate(c->hy_qg, c->att, n, cfg->n_heads, (int)hd, 1, c->st));
+            cellm_cuda_prof_mark(c, PH_ATTN);
+            CELLM_TRY(proj_add(c, &L->wo, c->att, qd, n, L->bo, err));
+            cellm_cuda_prof_mark(c, PH_O);
+        }
         if (L->moe) {
             CELLM_TRY(norm(c, c->x, NULL, c->h, L->ffn_norm, L->ffn_norm_b, n, NULL, err));
             CELLM_TRY(cellm_cuda_moe(c, L, c->h, n, c->o, err));
@@ -348,7 +364,10 @@ enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_ke
         }
         CELLM_TRY(norm(c, c->x, pending, c->h, L->attn_norm, L->attn_norm_b, n, NULL, err));
         cellm_cuda_prof_mark(c, PH_NORM);
-        CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
+        if (L->hyb.mixer != CELLM_MIXER_ATTN) /* a state layer (cuda_state.c) */
+            CELLM_TRY(cellm_cuda_state_mixer(c, l, n, c->h, c->o, err));
+        else
+            CELLM_TRY(attention(c, l, n, max_keys, c->h, c->o, err));
         switch (cfg->block) {
         case CELLM_BLOCK_PARALLEL: /* x + attn(h) + mlp(h); mlp(h) is added with the next norm */
             CELLM_TRY(cellm_cuda_dense_mlp(c, &L->w_gate, &L->w_up, &L->w_down, NULL, NULL, NULL,

@@ -141,6 +141,7 @@ struct cu_row {
     float *kv;   /* contiguous: the sequence's cache [n_layers][2][cap][kv_dim]; paged: NULL */
     int64_t cap; /* positions in that cache (paged: CU_KV_BLOCK) */
     float *const *blocks; /* paged: the sequence's block table (device), else NULL */
+    float *st; /* the sequence's conv/recurrent state (cuda_state.c), NULL without */
 };
 
 /* y[t][r] = sum_c w[r][c] x[t][c] (+ bias[r]) for t < n; fused dequantize and multiply. */
@@ -344,6 +345,53 @@ int cellm_cu_gather_rows_scaled(const float *src, const int32_t *map, const floa
  * taken as is, then added one by one), as the CPU's moe_sum_shared. */
 int cellm_cu_moe_sum_shared(const float *y, const int32_t *idx, int n, int K, int dim, float *out,
                             void *stream);
+
+/* ---- sequence state (cuda_state.cu) ------------------------------------------------------
+ * The causal depthwise conv of the state layers (docs/forward/sequence-state.md), rows in
+ * order, each over its own sequence's window rows[i].st + off ([(K-1)][C], oldest first,
+ * updated as the CPU's cellm_cpu_conv_step does). Row i's input per channel is
+ * x[i][ch] (times pre[i][ch] when pre is given: LFM2's B * x~); its output, times
+ * post[i][ch] when given (LFM2's C), or through SiLU when silu is set, goes to y[i][ch].
+ * w: [C][K] f32. K <= CU_CONV_MAX_K. */
+#define CU_CONV_MAX_K 8
+struct cu_conv_args {
+    const float *x, *pre, *post; /* [n] rows ldx apart (pre and post too) */
+    int64_t ldx;
+    float *y; /* [n] rows ldy apart */
+    int64_t ldy;
+    const float *w;
+    int K;
+    int64_t C;
+    const struct cu_row *rows;
+    int n;
+    int64_t off; /* the layer's window within each sequence's state */
+    int silu;
+};
+int cellm_cu_conv(const struct cu_conv_args *a, void *stream);
+
+/* The Gated DeltaNet operator's stages (docs/forward/qwen3-next.md), after its products:
+ * GATHER (Qwen3-Next only) splits the grouped projections proj [n][2Kd + 2Vd] and proj2
+ * [n][2nV] into conv_in [n][C], z [n][Vd], b and a [n][nV]; then cellm_cu_conv (SiLU) makes
+ * conv_out [n][C] = [q | k | v]; QK normalises q and k per key head (l2, q times scale)
+ * and turns b into beta = sigmoid(b) and a into the log-decay -exp(a_log) * softplus(a +
+ * dt_bias); REC runs the delta rule per value head over the rows in order, each on its
+ * sequence's states rows[i].st + off ([nV][dk][dv]), into core [n][Vd]; NORM applies the
+ * gated RMSNorm (norm [dv], eps) with silu(z) in place. dv <= 1024. */
+enum { CU_GDN_GATHER, CU_GDN_QK, CU_GDN_REC, CU_GDN_NORM };
+struct cu_gdn_args {
+    const float *proj, *proj2;
+    float *conv_in, *conv_out, *z, *b, *a, *core;
+    const float *a_log, *dt_bias, *norm;
+    const struct cu_row *rows;
+    int n, nk, nv, dk, dv;
+    int64_t off;
+    float scale, eps;
+};
+int cellm_cu_gdn(const struct cu_gdn_args *a, int stage, void *stream);
+/* Gated attention: qg [n][H][2 hd] holds each head's queries then its output gates.
+ * apply 0: q [n][H hd] = the queries; apply 1: att [n][H hd] *= sigmoid(the gates). */
+int cellm_cu_attn_gate(const float *qg, float *q_or_att, int n, int H, int hd, int apply,
+                       void *stream);
 
 #ifdef __cplusplus
 }

@@ -71,7 +71,7 @@ static enum cellm_status tc_run(struct cu_ctx *c, const struct cu_weight *const 
                             .part = c->gpart,
                             .part_cap = c->gpart_cap,
                             .sms = c->m->sms,
-                            .passes = c->m->fast ? 1 : 3};
+                            .passes = c->m->fast && !c->exact ? 1 : 3};
     for (int i = 0; i < nw; i++) {
         op.w[i] = ws[i];
         op.y[i] = ys[i];
@@ -173,7 +173,7 @@ enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, con
                 K_TRY(cellm_cu_split3(x, ldx, n, w->cols, c->split, c->split + per,
                                       c->split + 2 * per, c->st));
             }
-            if (c->m->fast) /* x rounded to bf16: the first part only */
+            if (c->m->fast && !c->exact) /* x rounded to bf16: the first part only */
                 BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
                                       (int)w->cols, &one, w->data, CUDA_R_16BF, (int)w->cols,
                                       c->split, CUDA_R_16BF, (int)w->cols, &zero, y, CUDA_R_32F,

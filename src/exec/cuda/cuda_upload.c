@@ -16,6 +16,7 @@
 
 #include "base/alloc.h"
 #include "cuda_exec.h"
+#include "model/hybrid.h"
 #include "model/weight.h"
 
 _Static_assert(CU_W_MXFP4 == (int)CELLM_W_MXFP4 && CU_W_MXFP8 == (int)CELLM_W_MXFP8 &&
@@ -240,6 +241,25 @@ enum cellm_status cellm_cuda_upload_all(struct cu_model *m, struct uploader *u)
                 if (st) return st;
                 break;
             }
+        }
+        /* a state layer's tensors and the shared expert (model/hybrid.h) */
+        const struct cellm_hyb_layer *hy = L->hyb;
+        C->hyb.mixer = (int)L->mixer;
+        if (hy) {
+            up_weight(u, &hy->in_proj, &C->hyb.in_proj);
+            up_weight(u, &hy->in_z, &C->hyb.in_z);
+            up_weight(u, &hy->in_b, &C->hyb.in_b);
+            up_weight(u, &hy->in_a, &C->hyb.in_a);
+            up_weight(u, &hy->out_proj, &C->hyb.out_proj);
+            up_weight(u, &hy->sh_gate, &C->hyb.sh_gate);
+            up_weight(u, &hy->sh_up, &C->hyb.sh_up);
+            up_weight(u, &hy->sh_down, &C->hyb.sh_down);
+            up_weight(u, &hy->sh_gate_w, &C->hyb.sh_gate_w);
+            C->hyb.conv = up_vec(u, &hy->conv, &st);
+            C->hyb.a_log = up_vec(u, &hy->a_log, &st);
+            C->hyb.dt_bias = up_vec(u, &hy->dt_bias, &st);
+            C->hyb.norm = up_vec(u, &hy->norm, &st);
+            if (st) return st;
         }
     }
     return st;
