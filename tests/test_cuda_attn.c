@@ -201,7 +201,7 @@ static void attn_case(const struct acfg *c, int mode, int n, const int *seq, con
     }
     for (int i = 0; i < n; i++) {
         const struct aseq *sq = &S[seq[i]];
-        rows[i] = (struct cu_row){0, seq[i], pos[i], 1, i, 0, sq->dev, sq->cap, NULL};
+        rows[i] = (struct cu_row){0, seq[i], pos[i], 1, i, 0, sq->dev, sq->cap, NULL, NULL};
         if (sq->paged) {
             rows[i].kv = NULL;
             rows[i].cap = CU_KV_BLOCK;
