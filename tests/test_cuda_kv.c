@@ -98,7 +98,7 @@ static void t_same_as_contiguous(void **state)
     (void)state;
     struct cellm_model *mc = load("kv_paged=0");
     if (!mc) skip();
-    struct cellm_model *mp = load(NULL);
+    struct cellm_model *mp = load("kv_paged=1");
     assert_non_null(mp);
     int vocab = cellm_model_vocab(mc);
     float *ref = malloc((size_t)STEPS * vocab * sizeof(float)),
@@ -127,7 +127,7 @@ static void t_same_as_contiguous(void **state)
 static void t_exhausted(void **state)
 {
     (void)state;
-    struct cellm_model *m = load("kv_blocks=3");
+    struct cellm_model *m = load("kv_paged=1,kv_blocks=3");
     if (!m) skip();
     int vocab = cellm_model_vocab(m);
     struct cellm_error err;

@@ -112,12 +112,13 @@ int cli_common_opt(struct cli_opts *o, int argc, char **argv, int *i)
         return add_exec_opts(o, a, v);
     }
     if (!strcmp(a, "--kv-gb")) {
-        /* the CUDA executor's option kv_gb, checked against --device at load */
+        /* the CUDA executor's options kv_paged (a budget means the pool) and kv_gb, checked
+         * against --device at load */
         const char *v = cli_value(argc, argv, i);
         int gb;
         if (!v || !cli_int(argv[0], a, v, 1, 1 << 20, &gb)) return -1;
         char item[32];
-        snprintf(item, sizeof item, "kv_gb=%d", gb);
+        snprintf(item, sizeof item, "kv_paged=1,kv_gb=%d", gb);
         o->kv_gb = gb;
         return add_exec_opts(o, a, item);
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU conformance: on the GPU machine, builds cellm with the CUDA executor (sm_90) and runs
 # `cellm verify --device cuda` over every fixture in tests/fixtures and the shipped models,
-# in eight modes:
+# in these modes:
 #   default     batches of 3 or more rows through the default routing (the tensor-core GEMM,
 #               cuda_gemm.cuh, for affine weights at 3+ rows and BF16 at 8..31 rows),
 #               other formats' prefill through cuBLAS, decode through the fused kernels
@@ -25,8 +25,13 @@
 #   qold        qdecode=0: GPTQ/AWQ in the input-major layout through cuda_mvq.cu, FP8
 #               and MX codes decoded element by element (not in the default list: run it
 #               with CELLM_GPU_MODES)
-#   contig      kv_paged=0: one contiguous KV cache per sequence (cudaMalloc/cudaFree), the
-#               layout before the paged pool; every other mode runs on the pool
+#   paged       kv_paged=1: the KV cache in blocks from a per-context pool (cuda_kv.c);
+#               every other mode keeps one contiguous cache per sequence (the default
+#               until this mode has passed on a GPU)
+#   once        gemm with bf16_once=1: BF16 products take the activations' three-way split
+#               as one cuBLAS product (the default until this mode has passed on a GPU)
+# Every mode adds untested=1, so the models whose CUDA kernels had not yet run on a GPU
+# (Mistral 3, Llama 4, LFM2, dense Qwen3.5; cuda.c) are verified here.
 # Each mode is a set of executor options (`cellm verify --exec-options ...`; `cellm inspect
 # --exec-opt help` lists them). The first seven modes add tiled=2: every 4-bit weight whose shape qualifies is
 # stored step-ordered (cuda_int.h), not only those of CU_RING_COLS columns or more, as by
@@ -82,15 +87,18 @@ one() { # mode dir index
     tc) opts=tc_rows=1,tc_bf16=1,;;
     unfused) opts=fuse=0,;;
     qold) opts=qdecode=0,;;
-    contig) opts=kv_paged=0,;;
+    paged) opts=kv_paged=1,;;
+    once) opts=bf16_once=1,gemm_rows=1,tc_rows=0,;;
   esac
-  if [ "$mode" = rowmajor ]; then opts=tiled=0; else opts+=tiled=2; fi
+  # untested=1: the models whose kernels had not yet run on a GPU (cuda.c says which) run in
+  # every mode, so this script is what verifies them
+  if [ "$mode" = rowmajor ]; then opts=untested=1,tiled=0; else opts+=untested=1,tiled=2; fi
   "$B/cellm" verify -m "$dir" --device cuda --exec-options "$opts" >"$tmp/$idx.out" 2>&1
   echo $? >"$tmp/$idx.rc"
 }
 export -f one; export B tmp
 list=(); idx=0
-for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm tc unfused rowmajor contig}; do
+for mode in ${CELLM_GPU_MODES:-default grouped scalar matvec gemm tc unfused rowmajor paged once}; do
   for dir in tests/fixtures/*/*/ models/*/; do
     [ -f "$dir/oracle.safetensors" ] || continue
     list+=("$mode $dir $idx"); idx=$((idx+1))

@@ -56,7 +56,7 @@ static void cu_model_free(void *p)
  * the paths the default rules choose between, for the GPU conformance modes. */
 struct cu_opts {
     int gemm_rows, tc_rows, tc_bf16, graphs, split3, fuse, mma, attn_dec, attn_pdl, tiled, qdecode;
-    int kv_paged, kv_gb, kv_blocks;
+    int kv_paged, kv_gb, kv_blocks, bf16_once, untested;
 };
 
 static const struct cellm_opt cu_opt_table[] = {
@@ -90,14 +90,23 @@ static const struct cellm_opt cu_opt_table[] = {
     {"qdecode", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, qdecode),
      "test only: 0 keeps the session-13 decode of the formats of docs/formats.md (GPTQ/AWQ "
      "input-major, one lane per row; FP8/MX codes decoded element by element) for comparison"},
-    {"kv_paged", CELLM_OPT_BOOL, 0, 1, 1, NULL, offsetof(struct cu_opts, kv_paged),
+    /* off by default until the paged kernels have run on a GPU (written in session 15,
+     * when no device could be had; tests/gpu/run.sh's mode paged runs them) */
+    {"kv_paged", CELLM_OPT_BOOL, 0, 1, 0, NULL, offsetof(struct cu_opts, kv_paged),
      "KV cache in blocks of 32 positions from a per-context pool (0: one contiguous cache per "
-     "sequence, grown and freed with cudaMalloc/cudaFree, the layout before paging)"},
+     "sequence, grown and freed with cudaMalloc/cudaFree); --kv-gb sets it"},
     {"kv_gb", CELLM_OPT_INT, 0, 1 << 20, 0, NULL, offsetof(struct cu_opts, kv_gb),
      "the KV pool's budget per context in GiB (0: 90% of the free device memory less 1 GiB and "
      "the prefix cache, at most every sequence at max_position_embeddings); --kv-gb"},
     {"kv_blocks", CELLM_OPT_INT, 0, 1 << 30, 0, NULL, offsetof(struct cu_opts, kv_blocks),
      "test only: the KV pool's budget in blocks of 32 positions (0: kv_gb)"},
+    /* off by default until it has run on a GPU, as kv_paged */
+    {"bf16_once", CELLM_OPT_BOOL, 0, 1, 0, NULL, offsetof(struct cu_opts, bf16_once),
+     "BF16 weights from gemm_rows rows: the three parts of the activations' split as one "
+     "cuBLAS product of three times the rows, the weights read once (0: three products)"},
+    {"untested", CELLM_OPT_BOOL, 0, 1, 0, NULL, offsetof(struct cu_opts, untested),
+     "accept the models whose CUDA kernels have not yet run on a GPU: Mistral 3's query scale, "
+     "Llama 4, LFM2 and dense Qwen3.5 (else they are refused by name)"},
 };
 #define CU_N_OPTS ((int)(sizeof cu_opt_table / sizeof cu_opt_table[0]))
 
@@ -119,13 +128,29 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
                           "--device cuda: attention_bias with full-width q/k norms (OLMo 2) is not "
                           "implemented by the CUDA executor yet; use --device cpu");
     /* state: cuda_state.c refuses the state layers it lacks */
-    const char *missing = cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE |
-                                                        CELLM_PIECES_QSCALE | CELLM_PIECES_L4 |
-                                                        CELLM_PIECES_STATE);
+    if (!o.kv_paged && (o.kv_gb || o.kv_blocks))
+        return cellm_errf(err, CELLM_ERR_ARG,
+                          "cuda executor: kv_gb=%d / kv_blocks=%d budget the paged KV pool, but "
+                          "kv_paged=0 keeps one cache per sequence: set kv_paged=1 (--kv-gb does)",
+                          o.kv_gb, o.kv_blocks);
+    /* state: cellm_cuda_state_family_ok says which state layers this executor builds */
+    const unsigned fresh = CELLM_PIECES_QSCALE | CELLM_PIECES_L4 | CELLM_PIECES_STATE;
+    const char *missing =
+        cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE | fresh);
+    if (!missing && !cellm_cuda_state_family_ok(cfg)) missing = cellm_config_state_pieces(cfg);
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet; use --device cpu",
+                          cfg->model_type, missing);
+    /* kernels written when no GPU could be had to run them (session 15): opt-in until the
+     * GPU conformance run has passed them */
+    missing = cellm_config_missing(cfg, CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE);
+    if (missing && !o.untested)
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "cuda executor: model_type %s needs %s, whose CUDA kernels have not "
+                          "run on a GPU yet; use --device cpu, or --exec-opt untested=1 to try "
+                          "them",
                           cfg->model_type, missing);
     int ndev = 0;
     cudaError_t ce = cudaGetDeviceCount(&ndev);
@@ -169,6 +194,7 @@ static enum cellm_status cu_model_new(const struct cellm_desc *d,
     m->mma = o.mma;
     m->qdecode = o.qdecode;
     m->kv_paged = o.kv_paged;
+    m->bf16_once = o.bf16_once;
     m->kv_gb = o.kv_gb;
     m->kv_blocks = o.kv_blocks;
     m->tc_rows = o.tc_rows;

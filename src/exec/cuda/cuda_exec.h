@@ -68,22 +68,23 @@ struct cu_model {
     const float *tables[MAX_ROPE_TABLES]; /* distinct inv_freq arrays of the layers */
     /* a layer of each table: its longrope long list and attention factor */
     const struct cellm_layer *table_layer[MAX_ROPE_TABLES];
-    int gemm_rows;                        /* batches of at least this many rows use cuBLAS */
-    int split3;                           /* BF16 weights: exact bf16x3 split on tensor cores */
-    int graphs;                           /* capture decode steps as CUDA graphs */
-    int has_moe;                          /* MoE routing syncs with the host: no graphs */
-    int fuse;                             /* decode: norms, residuals, GLU fused into products */
-    int mma;                              /* 4-bit decode products on the tensor cores */
-    int tc_rows;  /* batches of at least this many rows: tensor-core GEMM (0: never) */
-    int fast;     /* fast precision: one bf16 pass in the GEMMs (cuda_mm.c) */
-    int tc_bf16;  /* BF16 weights at every row count from tc_rows (else 8 .. gemm_rows - 1) */
-    int attn_dec; /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
-                   */
-    int attn_pdl; /* decode attention clusters scheduled early (programmatic dependent launch) */
-    int sms;      /* multiprocessors */
+    int gemm_rows; /* batches of at least this many rows use cuBLAS */
+    int split3;    /* BF16 weights: exact bf16x3 split on tensor cores */
+    int graphs;    /* capture decode steps as CUDA graphs */
+    int has_moe;   /* MoE routing syncs with the host: no graphs */
+    int fuse;      /* decode: norms, residuals, GLU fused into products */
+    int mma;       /* 4-bit decode products on the tensor cores */
+    int tc_rows;   /* batches of at least this many rows: tensor-core GEMM (0: never) */
+    int fast;      /* fast precision: one bf16 pass in the GEMMs (cuda_mm.c) */
+    int tc_bf16;   /* BF16 weights at every row count from tc_rows (else 8 .. gemm_rows - 1) */
+    int attn_dec;  /* decode attention: 0 fused, 1 by head grouping, 2 per-head, 3 grouped clusters
+                    */
+    int attn_pdl;  /* decode attention clusters scheduled early (programmatic dependent launch) */
+    int sms;       /* multiprocessors */
     /* 0: the session-13 decode of the formats of docs/formats.md (option qdecode) */
     int qdecode;
     int kv_paged;  /* KV cache in blocks from a per-context pool (else one cache a sequence) */
+    int bf16_once; /* BF16 from gemm_rows: the split's parts as one product (option bf16_once) */
     int kv_gb;     /* the pool's budget in GiB (0: from the device's free memory) */
     int kv_blocks; /* test only: the pool's budget in blocks (0: kv_gb) */
     /* sequence state (cuda_state.c): floats per sequence, and each layer's conv window and
@@ -96,7 +97,7 @@ struct cu_seq {
     float *kv; /* contiguous (option kv_paged=0): [n_layers][2][cap][kv_dim] */
     int64_t cap;
     struct cellm_blocktable tab; /* paged: its blocks (ids into the context's pool) */
-    float *st; /* conv windows and recurrent states (cuda_state.c), NULL until the first row */
+    float *st;  /* conv windows and recurrent states (cuda_state.c), NULL until the first row */
     int st_len; /* positions folded into st */
 };
 
@@ -261,6 +262,9 @@ enum cellm_status cellm_cuda_forward(struct cu_ctx *c, int n, int nw, int max_ke
 
 /* ---- cuda_state.c ------------------------------------------------------------------------ */
 
+/* Whether the state layers of cfg are ones this executor builds (LFM2's short convolutions,
+ * dense Qwen3.5's Gated DeltaNet), or cfg has none. */
+int cellm_cuda_state_family_ok(const struct cellm_config *cfg);
 /* At load: the state layout of the model (m->st_*), or a refusal of what the kernels lack. */
 enum cellm_status cellm_cuda_state_init(struct cu_model *m, struct cellm_error *err);
 void cellm_cuda_state_model_free(struct cu_model *m);
@@ -269,8 +273,8 @@ enum cellm_status cellm_cuda_state_rows(struct cu_ctx *c, size_t r, struct cellm
 void cellm_cuda_state_rows_free(struct cu_ctx *c);
 /* Before a step: each row's sequence state (allocated zeroed on its first row) into
  * hr[i].st, and the check that every row continues its sequence's state. */
-enum cellm_status cellm_cuda_state_begin(struct cu_ctx *c, const struct cellm_exec_row *rows,
-                                         int n, struct cu_row *hr, struct cellm_error *err);
+enum cellm_status cellm_cuda_state_begin(struct cu_ctx *c, const struct cellm_exec_row *rows, int n,
+                                         struct cu_row *hr, struct cellm_error *err);
 /* After it: the states hold the rows' positions. */
 void cellm_cuda_state_end(struct cu_ctx *c, const struct cellm_exec_row *rows, int n);
 /* Frees a sequence's state (truncation to 0, the context's end). */

@@ -178,8 +178,15 @@ enum cellm_status cellm_cuda_mm(struct cu_ctx *c, const struct cu_weight *w, con
                                       (int)w->cols, &one, w->data, CUDA_R_16BF, (int)w->cols,
                                       c->split, CUDA_R_16BF, (int)w->cols, &zero, y, CUDA_R_32F,
                                       (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-            else
+            else if (c->m->bf16_once)
                 CELLM_TRY(bf16_split_product(c, w, n, y, ldy, err));
+            else /* three accumulating products, the weights read once per part */
+                for (int p = 0; p < 3; p++)
+                    BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n,
+                                          (int)w->cols, &one, w->data, CUDA_R_16BF, (int)w->cols,
+                                          c->split + p * per, CUDA_R_16BF, (int)w->cols,
+                                          p ? &one : &zero, y, CUDA_R_32F, (int)ldy,
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         } else if (w->fmt == CU_W_F32) {
             BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)w->rows, n, (int)w->cols,
                                   &one, w->data, CUDA_R_32F, (int)w->cols, x, CUDA_R_32F, (int)ldx,

@@ -28,6 +28,12 @@
 #include "model/hybrid.h"
 #include "model/model.h"
 
+int cellm_cuda_state_family_ok(const struct cellm_config *cfg)
+{
+    return !cellm_config_has_state(cfg) || cfg->hybrid == CELLM_HYBRID_LFM2 ||
+           (cfg->hybrid == CELLM_HYBRID_QWEN3_5 && !cfg->n_experts && !cfg->shared_ffn_dim);
+}
+
 enum cellm_status cellm_cuda_state_init(struct cu_model *m, struct cellm_error *err)
 {
     const struct cellm_config *cfg = &m->d->cfg;
@@ -35,8 +41,7 @@ enum cellm_status cellm_cuda_state_init(struct cu_model *m, struct cellm_error *
     if (!cellm_config_has_state(cfg)) return CELLM_OK;
     /* Qwen3-Next and Qwen3.5-MoE: their sparse MoE beside a sigmoid-gated shared expert is
      * not built here yet */
-    if (cfg->hybrid != CELLM_HYBRID_LFM2 &&
-        (cfg->hybrid != CELLM_HYBRID_QWEN3_5 || cfg->n_experts || cfg->shared_ffn_dim))
+    if (!cellm_cuda_state_family_ok(cfg))
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "cuda executor: model_type %s needs %s, which the CUDA executor does "
                           "not implement yet (it runs LFM2's short convolutions and dense "
