@@ -7,7 +7,8 @@
  * own context. Greedy ids must be identical and logits within the numeric contract's
  * tolerance; every third step asks for the greedy picks only (cellm_ctx_eval_argmax),
  * which must be the same ids. The device comes from CELLM_TEST_DEVICE (cpu, cuda, xla;
- * default cpu), so the GPU scripts run the same test.
+ * default cpu), so the GPU scripts run the same test, with the executor options in
+ * CELLM_TEST_EXEC_OPTIONS (untested=1 on cuda for the models whose kernels are opt-in).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -77,6 +78,8 @@ static void check_fixture(const char *rel)
     struct cellm_model_params mp = cellm_model_params_default();
     mp.device = test_device();
     mp.n_threads = 2;
+    /* executor options for the device run (tests/gpu: untested=1 on cuda) */
+    mp.exec_options = getenv("CELLM_TEST_EXEC_OPTIONS");
     enum cellm_status st = cellm_model_load(dir, &mp, &m, &err);
     /* a family an executor refuses by name (deepseek_v3 on CUDA and XLA) */
     if (st == CELLM_ERR_UNSUPPORTED && mp.device != CELLM_DEVICE_CPU) skip();
