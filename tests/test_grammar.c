@@ -431,12 +431,47 @@ static void test_masks(void **state)
     cellm_grammar_vocab_free(v);
 }
 
+/* A grammar with millions of parses at once (every split of the a's between the two
+ * repetitions) fails with a limit, as an error that names it, instead of running for
+ * minutes; the matcher stays failed. A fuzzer found it (CI, session 16). */
+static void test_ambiguous_limit(void **state)
+{
+    (void)state;
+    struct cellm_grammar_vocab *v = small_vocab();
+    struct cellm_grammar *g = gbnf("root ::= (\"a\"{0,4096}){0,4096}\n");
+    struct cellm_matcher *m = NULL;
+    struct cellm_error e = {{0}};
+    uint32_t mask[8];
+    assert_int_equal(cellm_matcher_new(g, v, &m, &e), CELLM_OK);
+    enum cellm_status st = CELLM_OK;
+    for (int i = 0; i < 64 && st == CELLM_OK; i++) {
+        st = cellm_matcher_mask(m, mask, &e);
+        if (st == CELLM_OK) st = cellm_matcher_accept_token(m, id_of("a"), &e);
+    }
+    assert_int_equal(st, CELLM_ERR_RANGE);
+    if (!strstr(e.msg, "too ambiguous")) fail_msg("'%s' lacks 'too ambiguous'", e.msg);
+    assert_int_equal(cellm_matcher_mask(m, mask, &e), CELLM_ERR_RANGE);
+    cellm_matcher_free(m);
+    cellm_grammar_free(g);
+    /* the same language, unambiguous, runs to the end */
+    g = gbnf("root ::= \"a\"*\n");
+    assert_int_equal(cellm_matcher_new(g, v, &m, &e), CELLM_OK);
+    for (int i = 0; i < 64; i++) {
+        assert_int_equal(cellm_matcher_mask(m, mask, &e), CELLM_OK);
+        assert_int_equal(cellm_matcher_accept_token(m, id_of("a"), &e), CELLM_OK);
+    }
+    cellm_matcher_free(m);
+    cellm_grammar_free(g);
+    cellm_grammar_vocab_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gbnf_errors),  cmocka_unit_test(test_gbnf_match),
-        cmocka_unit_test(test_done_and_end), cmocka_unit_test(test_schema),
-        cmocka_unit_test(test_choice),       cmocka_unit_test(test_masks),
+        cmocka_unit_test(test_gbnf_errors),     cmocka_unit_test(test_gbnf_match),
+        cmocka_unit_test(test_done_and_end),    cmocka_unit_test(test_schema),
+        cmocka_unit_test(test_choice),          cmocka_unit_test(test_masks),
+        cmocka_unit_test(test_ambiguous_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

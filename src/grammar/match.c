@@ -34,6 +34,11 @@
 #define MAX_SETS (1u << 22)  /* a grammar needing more head sets fails */
 #define MAX_MASKS 256        /* cached masks dropped beyond this many */
 #define MAX_NODES (1u << 24) /* a grammar needing more stack nodes fails */
+#define MAX_POOL (1u << 25)  /* heads over all sets: a grammar needing more fails */
+/* Steps (stacks expanded, heads tried) one call may take. An ambiguous grammar such as
+ * ("a"{0,4096}){0,4096} holds millions of parses at once; it fails with this limit
+ * instead of taking minutes per token. */
+#define MAX_STEPS (1 << 22)
 
 struct node {
     uint32_t pos, parent;
@@ -84,6 +89,7 @@ struct cellm_matcher {
     size_t cap_heads, cap_work, n_heads;
     struct pos *walk; /* [max_len + 1] positions along the trie path */
     int n_tables, n_masks;
+    int64_t steps_left; /* steps left in this call (MAX_STEPS) */
     int failed;
     enum cellm_status fst;
     struct cellm_error err;
@@ -115,6 +121,15 @@ static void fail(struct cellm_matcher *m, enum cellm_status st, const char *msg)
     if (!m->failed) cellm_errf(&m->err, st, "grammar: %s", msg);
     if (!m->failed) m->fst = st;
     m->failed = 1;
+}
+
+/* Takes n steps from this call's budget; fails the matcher when it runs out. */
+static int charge(struct cellm_matcher *m, uint32_t n)
+{
+    if ((m->steps_left -= n) >= 0) return 0;
+    fail(m, CELLM_ERR_RANGE,
+         "the grammar is too ambiguous: matching one token took more than the step limit");
+    return -1;
 }
 
 /* ---- hash tables ---- */
@@ -202,6 +217,7 @@ static void expand(struct cellm_matcher *m, uint32_t s)
     m->work[nw++] = s;
     while (nw && !m->failed) {
         uint32_t n = m->work[--nw];
+        if (charge(m, 1)) return;
         if (m->mark[n] == m->stamp) continue;
         m->mark[n] = m->stamp;
         const struct gr_elem *e = n ? &m->g->el[m->nodes[n].pos] : NULL;
@@ -239,6 +255,10 @@ static uint32_t intern_set(struct cellm_matcher *m)
     if ((m->set_ht.n + 1) * 2 > m->set_ht.cap && ht_rehash(m, &m->set_ht, 1)) goto nomem;
     if (m->n_sets >= MAX_SETS) {
         fail(m, CELLM_ERR_RANGE, "the grammar needed more automaton states than the limit");
+        return 0;
+    }
+    if (m->n_pool + m->n_heads > MAX_POOL) {
+        fail(m, CELLM_ERR_RANGE, "the grammar's automaton states grew beyond the limit");
         return 0;
     }
     uint64_t h = set_hash(m->heads, m->n_heads);
@@ -315,6 +335,7 @@ static int64_t advance(struct cellm_matcher *m, uint32_t s, uint32_t cp)
         m->stamp = 1;
     }
     uint32_t off = m->set_off[s], len = m->set_len[s];
+    if (charge(m, len)) return -1;
     for (uint32_t i = 0; i < len && !m->failed; i++) {
         uint32_t h = m->pool[off + i];
         if (!h) continue;
@@ -325,9 +346,10 @@ static int64_t advance(struct cellm_matcher *m, uint32_t s, uint32_t cp)
     return intern_set(m);
 }
 
-static int feasible(const struct cellm_matcher *m, uint32_t s, uint32_t lo, uint32_t hi)
+static int feasible(struct cellm_matcher *m, uint32_t s, uint32_t lo, uint32_t hi)
 {
     uint32_t off = m->set_off[s], len = m->set_len[s];
+    if (charge(m, len)) return 0;
     if (hi > 0x10FFFF) hi = 0x10FFFF;
     for (uint32_t i = 0; i < len; i++) {
         uint32_t h = m->pool[off + i];
@@ -341,13 +363,13 @@ static int feasible(const struct cellm_matcher *m, uint32_t s, uint32_t lo, uint
 static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
 
 /* Whether some head could take a code point in [lo, hi] (a partial character's span). */
-static int can_start(const struct cellm_matcher *m, uint32_t set, uint32_t lo, uint32_t hi)
+static int can_start(struct cellm_matcher *m, uint32_t set, uint32_t lo, uint32_t hi)
 {
     if (lo >= 0xD800 && hi <= 0xDFFF) return 0; /* surrogates are not characters */
     return feasible(m, set, lo, hi);
 }
 
-static int span_ok(const struct cellm_matcher *m, uint32_t set, uint32_t acc, unsigned left,
+static int span_ok(struct cellm_matcher *m, uint32_t set, uint32_t acc, unsigned left,
                    unsigned need)
 {
     uint32_t lo = acc << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
@@ -359,9 +381,10 @@ static int span_ok(const struct cellm_matcher *m, uint32_t set, uint32_t acc, un
  * (each head's class either holds them all or none): such code points share a transition,
  * so the cache is keyed by the run rather than by the code point, and a string's inside
  * costs one transition for all of Unicode beyond ASCII instead of one per character. */
-static uint32_t run_start(const struct cellm_matcher *m, uint32_t s, uint32_t cp)
+static uint32_t run_start(struct cellm_matcher *m, uint32_t s, uint32_t cp)
 {
     uint32_t best = 0, off = m->set_off[s], len = m->set_len[s];
+    if (charge(m, len)) return 0;
     for (uint32_t i = 0; i < len; i++) {
         uint32_t h = m->pool[off + i];
         if (!h) continue;
@@ -504,6 +527,7 @@ static inline int step(struct cellm_matcher *m, const struct pos *p, uint8_t b, 
         }
         uint32_t code = left ? 0x80000000u | (uint32_t)need << 28 | (uint32_t)left << 24 | acc
                              : run_start(m, p->s, acc);
+        if (m->failed) return 0;
         uint64_t key = ((uint64_t)p->s << 32 | code) + 1;
         v = code_get(m, key);
         if (!v) {
@@ -613,6 +637,7 @@ enum cellm_status cellm_matcher_new(const struct cellm_grammar *g,
     }
     intern_node(m, UINT32_MAX, UINT32_MAX); /* node 0: the empty stack (never read) */
     m->stamp = 1;
+    m->steps_left = MAX_STEPS;
     const struct gr_rule *r = &g->rules[g->root];
     for (uint32_t k = 0; k < r->n_alts && !m->failed; k++)
         expand(m, cont(m, g->alts[r->first_alt + k], 0));
@@ -638,6 +663,7 @@ enum cellm_status cellm_matcher_accept_bytes(struct cellm_matcher *m, const void
 {
     if (m->failed) return failed(m, err);
     trim(m);
+    m->steps_left = MAX_STEPS;
     const uint8_t *b = bytes;
     struct pos p = m->cur, q;
     for (size_t i = 0; i < n; i++) {
@@ -682,6 +708,7 @@ enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
     if (!v) return cellm_errf(err, CELLM_ERR_ARG, "cellm_matcher_mask: no vocabulary");
     if (m->failed) return failed(m, err);
     trim(m);
+    m->steps_left = MAX_STEPS;
     size_t words = ((size_t)v->n_vocab + 31) / 32;
     int cacheable = !m->cur.left;
     if (cacheable && m->mask[m->cur.s]) {
@@ -711,6 +738,7 @@ enum cellm_status cellm_matcher_mask(struct cellm_matcher *m, uint32_t *mask,
         }
         i++;
     }
+    if (m->failed) return failed(m, err);
     if (cacheable) {
         uint32_t *keep = cellm_malloc(words * sizeof *keep);
         if (keep) { /* a cache that cannot store is no error */
