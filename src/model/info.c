@@ -267,6 +267,19 @@ static void block_text(const struct cellm_config *c, char *buf, size_t n)
         snprintf(buf + k, n - k, ", no RoPE on %d of %d layers (%s)", n_nope, c->n_layers, nope);
 }
 
+/* Appends which layers reuse another layer's KV (Gemma 3n and 4: the last n_kv_shared);
+ * returns the new length, which may pass n as snprintf's do. */
+static size_t kv_sharing_note(const struct cellm_desc *d, char *buf, size_t n, size_t k)
+{
+    const struct cellm_config *c = &d->cfg;
+    int first = c->n_layers - c->n_kv_shared;
+    k += (size_t)snprintf(buf + k, n - k, "; layers %d..%d reuse the KV of layers", first,
+                          c->n_layers - 1);
+    for (int i = first; i < c->n_layers && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%d", i == first ? " " : ",", d->layers[i].kv_src);
+    return k;
+}
+
 /* Gemma 4's layers in words (docs/forward/gemma4.md). */
 static void gemma4_notes(const struct cellm_desc *d, char *buf, size_t n)
 {
@@ -277,12 +290,7 @@ static void gemma4_notes(const struct cellm_desc *d, char *buf, size_t n)
                                 c->global_head_dim, c->n_global_kv_heads,
                                 c->k_eq_v ? ", values = keys (k=v)" : "");
     if (k < n && c->n_kv_shared) {
-        int first = c->n_layers - c->n_kv_shared;
-        k += (size_t)snprintf(buf + k, n - k, "; layers %d..%d reuse the KV of layers", first,
-                              c->n_layers - 1);
-        for (int i = first; i < c->n_layers && k < n; i++)
-            k += (size_t)snprintf(buf + k, n - k, "%s%d", i == first ? " " : ",",
-                                  d->layers[i].kv_src);
+        k = kv_sharing_note(d, buf, n, k);
         if (k < n && c->double_wide)
             k += (size_t)snprintf(buf + k, n - k, ", with a double-wide MLP (ffn %d)",
                                   2 * c->ffn_dim);
@@ -311,14 +319,7 @@ static void gemma3n_notes(const struct cellm_desc *d, char *buf, size_t n)
         first = 0;
     }
     if (k < n) k += (size_t)snprintf(buf + k, n - k, "; v norm without weight");
-    if (k < n && c->n_kv_shared) {
-        int first = c->n_layers - c->n_kv_shared;
-        k += (size_t)snprintf(buf + k, n - k, "; layers %d..%d reuse the KV of layers", first,
-                              c->n_layers - 1);
-        for (int i = first; i < c->n_layers && k < n; i++)
-            k += (size_t)snprintf(buf + k, n - k, "%s%d", i == first ? " " : ",",
-                                  d->layers[i].kv_src);
-    }
+    if (k < n && c->n_kv_shared) k = kv_sharing_note(d, buf, n, k);
     if (k < n)
         snprintf(buf + k, n - k, "; per-layer embeddings of %d (vocab %d)", c->ple_dim,
                  c->ple_vocab);
