@@ -10,7 +10,9 @@ every byte a real model would read is there.
 With --seed the bytes come from a seeded generator (the same checkpoint on every machine,
 for tests that compare outputs); without, from os.urandom.
 
-Presets: qwen2.5-0.5b, llama-3.2-1b, qwen3-0.6b, llama-3.1-8b.
+Presets: qwen2.5-0.5b, llama-3.2-1b, qwen3-0.6b, llama-3.1-8b, smollm3-3b, olmo2-1b,
+gpt-oss-20b, and the hybrids qwen3.5-0.8b (Gated DeltaNet every 3 of 4 layers) and lfm2-1.2b
+(short convolutions beside attention).
 q4 writes MLX affine 4-bit, group 64, bf16 scales and biases (embeddings quantized too);
 mxfp4, nvfp4, mxfp8 the MLX modes (embeddings too); fp8 (128x128 F32 block scales), gptq
 (4-bit, group 128, v1 zeros) and awq (4-bit gemm, group 128) the Hugging Face layouts
@@ -57,6 +59,30 @@ PRESETS = {
                      intermediate_size=8192, num_hidden_layers=16, num_attention_heads=16,
                      num_key_value_heads=16, rope_theta=500000.0, tie_word_embeddings=False,
                      max_position_embeddings=4096, rms_norm_eps=1e-6),
+    # Qwen/Qwen3.5-0.8B's text model: 3 Gated DeltaNet layers, then one gated full-attention
+    # layer, six times
+    "qwen3.5-0.8b": dict(model_type="qwen3_5_text", vocab_size=248320, hidden_size=1024,
+                         intermediate_size=3584, num_hidden_layers=24, num_attention_heads=8,
+                         num_key_value_heads=2, head_dim=256, attn_output_gate=True,
+                         linear_num_key_heads=16, linear_num_value_heads=16,
+                         linear_key_head_dim=128, linear_value_head_dim=128,
+                         linear_conv_kernel_dim=4, full_attention_interval=4,
+                         layer_types=(["linear_attention"] * 3 + ["full_attention"]) * 6,
+                         rope_parameters=dict(rope_type="default", rope_theta=10000000,
+                                              partial_rotary_factor=0.25,
+                                              mrope_section=[11, 11, 10],
+                                              mrope_interleaved=True),
+                         hidden_act="silu", rms_norm_eps=1e-6, max_position_embeddings=262144,
+                         tie_word_embeddings=True),
+    # LiquidAI/LFM2-1.2B: the feed-forward width 8192 is block_ff_dim 12288 auto-adjusted
+    "lfm2-1.2b": dict(model_type="lfm2", vocab_size=65536, hidden_size=2048,
+                      intermediate_size=12288, block_ff_dim=12288, block_auto_adjust_ff_dim=True,
+                      block_ffn_dim_multiplier=1.0, block_multiple_of=256,
+                      num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                      layer_types=["full_attention" if i in (2, 5, 8, 10, 12, 14) else "conv"
+                                   for i in range(16)],
+                      conv_L_cache=3, conv_bias=False, norm_eps=1e-5, rope_theta=1000000.0,
+                      max_position_embeddings=128000, tie_word_embeddings=True),
     # Hugging Face's layout: attention and router in bf16, experts as mxfp4 _blocks/_scales
     # (--format bf16 writes exactly that; the experts are never bf16 in a published gpt-oss)
     "gpt-oss-20b": dict(model_type="gpt_oss", vocab_size=201088, hidden_size=2880,
@@ -190,8 +216,20 @@ def tensors(cfg, fmt):
     def bias(name, n):
         out.append((name, "BF16", [n], 2 * n, lambda n=n: rand_bf16(n)))
 
+    def conv(name, channels, width):  # depthwise: [C, 1, K] (MLX: [C, K, 1])
+        shape = [channels, width, 1] if fmt in ("q4",) + tuple(QFORMATS) else [channels, 1, width]
+        if fmt in HF_FORMATS:
+            shape = [channels, 1, width]
+        out.append((name, "BF16", shape, 2 * channels * width,
+                    lambda k=channels * width: rand_bf16(k)))
+
     mt = cfg["model_type"]
     lin("model.embed_tokens", V, H)
+    if mt in ("qwen3_5_text", "lfm2"):
+        _hybrid_layers(cfg, lin, vec, conv)
+        if not cfg["tie_word_embeddings"]:
+            lin("lm_head", V, H)
+        return out
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         if mt != "olmo2":  # OLMo 2 norms after the sub-blocks
@@ -236,6 +274,65 @@ def tensors(cfg, fmt):
     if not cfg["tie_word_embeddings"]:
         lin("lm_head", V, H)
     return out
+
+
+def _hybrid_layers(cfg, lin, vec, conv):
+    """The layers of the hybrid presets, in Hugging Face's names."""
+    H, I = cfg["hidden_size"], cfg["intermediate_size"]
+    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    hd = cfg.get("head_dim", H // nh)
+    if cfg["model_type"] == "lfm2":
+        ff = int(2 * cfg["block_ff_dim"] / 3 * cfg["block_ffn_dim_multiplier"])
+        m = cfg["block_multiple_of"]
+        ff = m * ((ff + m - 1) // m)
+        for i, kind in enumerate(cfg["layer_types"]):
+            p = f"model.layers.{i}."
+            vec(p + "operator_norm.weight", H)
+            vec(p + "ffn_norm.weight", H)
+            if kind == "conv":
+                conv(p + "conv.conv.weight", H, cfg["conv_L_cache"])
+                lin(p + "conv.in_proj", 3 * H, H)
+                lin(p + "conv.out_proj", H, H)
+            else:
+                lin(p + "self_attn.q_proj", nh * hd, H)
+                lin(p + "self_attn.k_proj", nkv * hd, H)
+                lin(p + "self_attn.v_proj", nkv * hd, H)
+                lin(p + "self_attn.out_proj", H, nh * hd)
+                vec(p + "self_attn.q_layernorm.weight", hd)
+                vec(p + "self_attn.k_layernorm.weight", hd)
+            lin(p + "feed_forward.w1", ff, H)
+            lin(p + "feed_forward.w3", ff, H)
+            lin(p + "feed_forward.w2", H, ff)
+        vec("model.embedding_norm.weight", H)
+        return
+    nk, nv = cfg["linear_num_key_heads"], cfg["linear_num_value_heads"]
+    dk, dv = cfg["linear_key_head_dim"], cfg["linear_value_head_dim"]
+    for i, kind in enumerate(cfg["layer_types"]):
+        p = f"model.layers.{i}."
+        vec(p + "input_layernorm.weight", H)
+        vec(p + "post_attention_layernorm.weight", H)
+        if kind == "linear_attention":
+            a = p + "linear_attn."
+            lin(a + "in_proj_qkv", 2 * nk * dk + nv * dv, H)
+            lin(a + "in_proj_z", nv * dv, H)
+            lin(a + "in_proj_b", nv, H)
+            lin(a + "in_proj_a", nv, H)
+            conv(a + "conv1d.weight", 2 * nk * dk + nv * dv, cfg["linear_conv_kernel_dim"])
+            vec(a + "dt_bias", nv)
+            vec(a + "A_log", nv)
+            vec(a + "norm.weight", dv)
+            lin(a + "out_proj", H, nv * dv)
+        else:
+            lin(p + "self_attn.q_proj", 2 * nh * hd, H)  # the query and its output gate
+            lin(p + "self_attn.k_proj", nkv * hd, H)
+            lin(p + "self_attn.v_proj", nkv * hd, H)
+            lin(p + "self_attn.o_proj", H, nh * hd)
+            vec(p + "self_attn.q_norm.weight", hd)
+            vec(p + "self_attn.k_norm.weight", hd)
+        lin(p + "mlp.gate_proj", I, H)
+        lin(p + "mlp.up_proj", I, H)
+        lin(p + "mlp.down_proj", H, I)
+    vec("model.norm.weight", H)
 
 
 def write_file(path, items):
