@@ -38,7 +38,7 @@ cellm_core_test(test_xla_oss ${CMAKE_CURRENT_LIST_DIR}/test_xla_oss.c
 cellm_core_test(test_xla_state ${CMAKE_CURRENT_LIST_DIR}/test_xla_state.c
                 ${CMAKE_CURRENT_LIST_DIR}/xla_harness.c)
 
-# The families of 2025-26 (smollm3, glm4_moe, ministral3, llama4): every fixture variant's
-# prefill and decode modules run by tests/hlo_interp.h against the CPU executor's logits.
+# The families of 2025-26 (smollm3, glm4_moe, ministral3, llama4, gemma4 dense and MoE):
+# every fixture variant's prefill and decode modules run by tests/hlo_interp.h against the CPU executor's logits.
 cellm_core_test(test_xla_families ${CMAKE_CURRENT_LIST_DIR}/test_xla_families.c
                 ${CMAKE_CURRENT_LIST_DIR}/xla_harness.c)

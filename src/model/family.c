@@ -153,7 +153,7 @@ static const struct cellm_family families[] = {
      .act_key = "hidden_act", .act_default = "silu", .rope_theta = 10000, .partial_rotary = 1,
      .sliding = CELLM_SLIDE_NONE, .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS,
      .bos = 0, .eos = 1, .rope_types = "linear,yarn", .mla = 1},
-    {.model_type = "gemma4_text", .title = "Gemma 4 (text, dense and MoE; also `gemma4`, the text model nested in multimodal checkpoints; CPU; XLA without the MoE block)", .wrapper = "gemma4",
+    {.model_type = "gemma4_text", .title = "Gemma 4 (text, dense and MoE; also `gemma4`, the text model nested in multimodal checkpoints; CPU and XLA)", .wrapper = "gemma4",
      .vocab = 262144, .dim = 2304, .ffn_dim = 9216, .n_layers = 30, .n_heads = 8, .n_kv_heads = 4,
      .head_dim = 256, .head_dim_from_config = 1, .max_pos = 131072, .norm_eps = 1e-6,
      .eps_key = "rms_norm_eps", .act_key = "hidden_activation", .act_default = "gelu_pytorch_tanh",

@@ -457,7 +457,7 @@ static val moe(struct em *e, int l, val h)
 static val ffn(struct em *e, int l, val h)
 {
     const struct cellm_layer *L = &e->d->layers[l];
-    if (!L->moe) return mlp(e, l, h);
+    if (!L->moe || e->c->moe_parallel) return mlp(e, l, h); /* Gemma 4: experts beside */
     val y = moe(e, l, h);
     /* shared experts: routed + shared(h), as the CPU adds them; Llama 4's moe() adds its
      * shared expert itself, in its own order */
@@ -508,9 +508,6 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
                     CELLM_PIECES_MLA;                             /* MLA: emit_mla.c */
     if (cellm_xla_state_supported(c)) have |= CELLM_PIECES_STATE; /* emit_state.c, emit_gdn.c */
     const char *missing = cellm_config_missing(c, have);
-    if (!missing && c->moe_parallel)
-        missing = "Gemma 4's MoE block (enable_moe_block: the router with its own norm and "
-                  "scales, experts beside the dense MLP)";
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
@@ -641,6 +638,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
         case CELLM_BLOCK_SANDWICH: /* x + norm(attn(h)), then x + norm(mlp(norm(x))) */
             x = bin(e, "add", x, norm_l(e, o, l, CELLM_LT_POST_ATTN_NORM, -1));
             m = ffn(e, l, norm_l(e, x, l, CELLM_LT_FFN_NORM, CELLM_LT_FFN_NORM_B));
+            if (d->layers[l].moe && c->moe_parallel) m = cellm_xla_em_g4_moe(e, l, x, m);
             x = bin(e, "add", x, norm_l(e, m, l, CELLM_LT_POST_FFN_NORM, -1));
             if (c->gemma4) x = cellm_xla_em_g4_layer_end(e, l, x); /* emit_g4.c */
             break;

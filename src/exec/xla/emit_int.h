@@ -126,6 +126,9 @@ void cellm_xla_em_chunk_mask(struct em *e, val kp, val qp);
 
 /* ---- emit_moe.c ---- */
 
+/* k rounds of argmax over s [T, N] (the highest value, the lowest index on ties): one-hot
+ * masks oh[j] [T, N] (i1) and the values v[j] [T] of the picks, in rank order. */
+void cellm_xla_em_topk(struct em *e, val s, int K, val *oh, val *v);
 /* Layer l's experts under a sigmoid router (glm4_moe's grouped one, Llama 4's that scales
  * the experts' input), with the shared experts added: [T, D]. */
 val cellm_xla_em_moe_sigmoid(struct em *e, int l, val h);
@@ -136,5 +139,8 @@ val cellm_xla_em_moe_sigmoid(struct em *e, int l, val h);
 void cellm_xla_em_g4_ple(struct em *e, val x);
 /* Gemma 4: the end of layer l (x plus the per-layer input's block, times layer_scalar). */
 val cellm_xla_em_g4_layer_end(struct em *e, int l, val x);
+/* Gemma 4's MoE block of layer l beside the dense MLP's output m, from the residual x:
+ * post_ffn_norm1(m) + post_ffn_norm2(experts), [T, D] (cpu/gemma4.c's order). */
+val cellm_xla_em_g4_moe(struct em *e, int l, val x, val m);
 
 #endif
