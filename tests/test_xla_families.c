@@ -5,8 +5,9 @@
  * scale by position) and llama4 (interleaved RoPE, NoPE layers with the temperature,
  * weightless q/k norm, chunked attention, sigmoid router scaling the experts' input beside
  * a shared expert) and gemma4 (dense: per-layer head sizes, KV sharing, proportional RoPE's
- * own table, the v norm, per-layer embeddings, layer_scalar) and gemma4-moe (the router with
- * its own norm and scales, softmax top-k, the experts beside the dense MLP), the modules the
+ * own table, the v norm, per-layer embeddings, layer_scalar), gemma4-moe (the router with
+ * its own norm and scales, softmax top-k, the experts beside the dense MLP) and gemma3n (AltUp
+ * streams, LAuReL, activation sparsity, per-layer inputs, KV sharing), the modules the
  * executor would compile for a 32-row prefill from position 0 (every row's logits) and for the
  * decode step after it (the last row's logits over the caches the prefill returned) are emitted by
  * cellm_xla_emit with the executor's keys and run by tests/hlo_interp.h on the plan's stored bytes
@@ -123,6 +124,15 @@ static void structure(const char *family, const struct cellm_desc *d,
         char n[32];
         snprintf(n, sizeof n, "l%d_wk", c->n_layers - 1);
         assert_true(cellm_xla_plan_find(p, n) < 0);
+    }
+    if (!strcmp(family, "gemma3n")) {
+        assert_true(c->gemma3n && c->altup_n > 1 && c->laurel_rank > 0 && c->n_kv_shared > 0);
+        assert_true(c->layer_sparsity && c->layer_sparsity[0] > 0);
+        assert_true(p->local_rope);
+        assert_true(cellm_xla_plan_find(p, "altup_proj0") >= 0 ||
+                    cellm_xla_plan_find(p, "altup_proj0_q") >= 0);
+        /* each layer's two routers and two GELUs (MLP, per-layer gate), the final soft-cap */
+        assert_int_equal(xt_count(text, "stablehlo.tanh"), 4 * c->n_layers + 1);
     }
     if (!strcmp(family, "gemma4-moe")) {
         assert_true(c->gemma4 && c->moe_parallel && c->n_experts_used < c->n_experts);
@@ -241,6 +251,13 @@ static void gemma4(void **state)
     family("gemma4");
 }
 
+/* Gemma 3n: AltUp streams, LAuReL, activation sparsity, per-layer inputs, KV sharing. */
+static void gemma3n(void **state)
+{
+    (void)state;
+    family("gemma3n");
+}
+
 /* Gemma 4's MoE block (the 26B-A4B shape): experts beside the dense MLP in every layer. */
 static void gemma4_moe(void **state)
 {
@@ -253,6 +270,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(smollm3), cmocka_unit_test(glm4_moe), cmocka_unit_test(ministral3),
         cmocka_unit_test(llama4),  cmocka_unit_test(gemma4),   cmocka_unit_test(gemma4_moe),
+        cmocka_unit_test(gemma3n),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,7 +38,8 @@ cellm_core_test(test_xla_oss ${CMAKE_CURRENT_LIST_DIR}/test_xla_oss.c
 cellm_core_test(test_xla_state ${CMAKE_CURRENT_LIST_DIR}/test_xla_state.c
                 ${CMAKE_CURRENT_LIST_DIR}/xla_harness.c)
 
-# The families of 2025-26 (smollm3, glm4_moe, ministral3, llama4, gemma4 dense and MoE):
+# The families of 2025-26 (smollm3, glm4_moe, ministral3, llama4, gemma4 dense and MoE,
+# gemma3n):
 # every fixture variant's prefill and decode modules run by tests/hlo_interp.h against the CPU executor's logits.
 cellm_core_test(test_xla_families ${CMAKE_CURRENT_LIST_DIR}/test_xla_families.c
                 ${CMAKE_CURRENT_LIST_DIR}/xla_harness.c)

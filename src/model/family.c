@@ -161,7 +161,7 @@ static const struct cellm_family families[] = {
      .bias = CELLM_BIAS_ATTENTION_BIAS, .norm = CELLM_NORM_RMS, .qk_norm = 1,
      .block = CELLM_BLOCK_SANDWICH, .embed_scale = 1, .tie = 1, .bos = 2, .eos = 1, .local_rope = 1,
      .rope_types = "proportional", .gemma4 = 1},
-    {.model_type = "gemma3n_text", .title = "Gemma 3n (text; also `gemma3n`, the text model nested in multimodal checkpoints; CPU only)", .wrapper = "gemma3n",
+    {.model_type = "gemma3n_text", .title = "Gemma 3n (text; also `gemma3n`, the text model nested in multimodal checkpoints; CPU and XLA)", .wrapper = "gemma3n",
      .vocab = 262400, .dim = 2048, .ffn_dim = 16384, .n_layers = 35, .n_heads = 8, .n_kv_heads = 2,
      .head_dim = 256, .head_dim_from_config = 1, .max_pos = 32768, .norm_eps = 1e-6,
      .eps_key = "rms_norm_eps", .act_key = "hidden_activation", .act_default = "gelu_pytorch_tanh",

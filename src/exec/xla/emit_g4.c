@@ -21,7 +21,7 @@ void cellm_xla_em_g4_ple(struct em *e, val x)
     val u = cellm_xh_dot(b, x, W, 0, NULL, NULL, 1, 1); /* [T, NL * P] */
     u = cellm_xh_reshape(b, u, 3, DIMS(T, NL, PD));
     u = bin(e, "multiply", u, splat(e, proj_scale, &u));
-    u = cellm_xla_em_norm(e, CELLM_NORM_RMS, u, P(e, "ple_norm", 0));
+    u = cellm_xla_em_norm(e, c->norm, u, P(e, "ple_norm", 0)); /* Gemma 3n divides */
     /* the per-layer embedding rows; ids beyond its vocabulary read row 0 (mlx-lm) */
     val ids = e->tokens;
     val lim = cellm_xh_const_int(b, XH_I32, c->ple_vocab, 1, DIMS(T));
