@@ -29,28 +29,12 @@
 #include "hlo_interp.h"
 #include "model/hybrid.h"
 #include "model/model.h"
+#include "xla_harness.h"
 
 #define NT 16   /* prefill bucket */
 #define NP 11   /* real rows of the prefill */
 #define ND 4    /* decode steps */
 #define CAP 256 /* KV positions */
-
-static uint8_t *param_bytes(const struct cellm_xla_wparam *w)
-{
-    uint8_t *b = malloc(w->bytes + 1);
-    assert_non_null(b);
-    for (int k = 0; k < w->nparts; k++)
-        memcpy(b + (size_t)k * w->part_bytes, w->parts[k], w->part_bytes);
-    return b;
-}
-
-/* The first full-attention layer with RoPE (its table, as xla.c picks it). */
-static const struct cellm_layer *rope_layer(const struct cellm_desc *d)
-{
-    for (int l = 0; l < d->cfg.n_layers; l++)
-        if (d->layers[l].attn != CELLM_ATTN_SLIDING && !d->layers[l].nope) return &d->layers[l];
-    return &d->layers[0];
-}
 
 /* The carried buffers of one sequence: caches then states, as flat f32 arrays. */
 struct carry {
@@ -82,31 +66,16 @@ static float *call(const char *var, const struct cellm_desc *d, const struct cel
     assert_int_equal(loops, gdn);
     struct hi h;
     memset(&h, 0, sizeof h);
-    for (int i = 0; i < p->n; i++)
-        hi_param(&h, text, p->w[i].name, wbytes[i]);
-    int half = p->half;
-    float *cs = malloc((size_t)2 * T * half * sizeof(float)), *sn = cs + (size_t)T * half;
-    assert_non_null(cs);
-    const struct cellm_layer *L = rope_layer(d);
-    const float *inv = cellm_layer_inv_freq(L, pos0 + T);
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < half; i++) {
-            float angle = inv[i] * (float)(pos0 + t);
-            cs[t * half + i] = cosf(angle) * L->rope_attn;
-            sn[t * half + i] = sinf(angle) * L->rope_attn;
-        }
+    xt_bind_weights(&h, text, p, wbytes);
     hi_param(&h, text, "tokens", tok);
     hi_param(&h, text, "pos0", &pos0);
-    hi_param(&h, text, "cos_g", cs);
-    hi_param(&h, text, "sin_g", sn);
+    xt_bind_rope(&h, text, d, p, pos0, T);
     if (ns) hi_param(&h, text, "nreal", &nreal);
     int nl = 2 * c->n_layers;
-    for (int i = 0; i < cr->n; i++) {
+    xt_bind_caches(&h, text, d, CAP, cr->v);
+    for (int i = nl; i < cr->n; i++) {
         char n[16];
-        if (i < nl)
-            snprintf(n, sizeof n, "%c_%d", i % 2 ? 'v' : 'k', i / 2);
-        else
-            snprintf(n, sizeof n, "cs_%d", i - nl);
+        snprintf(n, sizeof n, "cs_%d", i - nl);
         hi_param(&h, text, n, cr->v[i]);
     }
     struct hi_t *res[256];
@@ -122,29 +91,16 @@ static float *call(const char *var, const struct cellm_desc *d, const struct cel
         memcpy(cr->v[i], res[1 + i]->v, (size_t)cr->len[i] * sizeof(float));
     }
     hi_free(&h);
-    free(cs);
     cellm_free(text);
     return logits;
 }
 
-/* Worst |xla - cpu| over n logits, failing beyond a few hundred roundings of the largest. */
 static void compare(const char *var, const char *what, const float *got, const float *ref,
                     int64_t n)
 {
-    double mx = 0, worst = 0;
-    int64_t at = 0;
-    for (int64_t i = 0; i < n; i++)
-        mx = fmax(mx, fabs((double)ref[i]));
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
-        if (!(e <= worst)) worst = e, at = i;
-    }
-    print_message("%s %s: worst |xla - cpu| %.3g at %lld (largest logit %.3g)\n", var, what, worst,
-                  (long long)at, mx);
-    assert_true(mx > 0.1);
-    if (!(worst <= 256 * mx / 16777216.0))
-        fail_msg("%s %s: logit %lld: xla %a, cpu %a", var, what, (long long)at, (double)got[at],
-                 (double)ref[at]);
+    char w[96];
+    snprintf(w, sizeof w, "%s %s", var, what);
+    xt_compare(w, got, ref, n);
 }
 
 static void variant(const char *family, const char *var)
@@ -164,7 +120,7 @@ static void variant(const char *family, const char *var)
     uint8_t **wb = malloc((size_t)p.n * sizeof *wb);
     assert_non_null(wb);
     for (int i = 0; i < p.n; i++)
-        wb[i] = param_bytes(&p.w[i]);
+        wb[i] = xt_param_bytes(&p.w[i]);
 
     /* the carried buffers, zero at the start */
     struct carry cr;
@@ -188,24 +144,14 @@ static void variant(const char *family, const char *var)
     }
 
     /* the CPU executor */
-    struct cellm_model_params mp = cellm_model_params_default();
-    struct cellm_model *model = NULL;
-    struct cellm_ctx *ctx = NULL;
-    if (cellm_model_load(dir, &mp, &model, &err)) fail_msg("%s: %s", var, err.msg);
-    struct cellm_ctx_params cp = cellm_ctx_params_default();
-    if (cellm_ctx_new(model, &cp, &ctx, &err)) fail_msg("%s: %s", var, err.msg);
-    int seq = cellm_ctx_seq_new(ctx);
-    assert_true(seq >= 0);
+    struct xt_cpu cpu;
+    xt_cpu_open(&cpu, dir);
 
     int32_t tok[NT] = {0}; /* padding rows: token 0, as xla.c pads */
     for (int t = 0; t < NP; t++)
         tok[t] = (int32_t)((37 * t + 11) % c->vocab);
     float *got = call(var, &d, &p, wb, NT, tok, 0, NP, &cr);
-    struct cellm_batch_item items[NP];
-    for (int t = 0; t < NP; t++)
-        items[t] = (struct cellm_batch_item){tok[t], seq, 1};
-    const float *ref = NULL;
-    if (cellm_ctx_eval(ctx, items, NP, &ref, &err)) fail_msg("%s: %s", var, err.msg);
+    const float *ref = xt_cpu_eval(&cpu, tok, NP);
     compare(var, "prefill", got, ref, (int64_t)NP * c->vocab);
     free(got);
     for (int s = 0; s < ND; s++) {
@@ -213,14 +159,12 @@ static void variant(const char *family, const char *var)
         char what[32];
         snprintf(what, sizeof what, "decode %d", s);
         got = call(var, &d, &p, wb, 1, &t1, NP + s, 1, &cr);
-        struct cellm_batch_item it = {t1, seq, 1};
-        if (cellm_ctx_eval(ctx, &it, 1, &ref, &err)) fail_msg("%s: %s", var, err.msg);
+        ref = xt_cpu_eval(&cpu, &t1, 1);
         compare(var, what, got, ref, c->vocab);
         free(got);
     }
 
-    cellm_ctx_free(ctx);
-    cellm_model_free(model);
+    xt_cpu_close(&cpu);
     for (int i = 0; i < cr.n; i++)
         free(cr.v[i]);
     free(cr.v);

@@ -29,13 +29,17 @@ set_tests_properties(test_xla_dequant PROPERTIES FIXTURES_REQUIRED xla_formats
 # gpt-oss's pieces in the graph (sinks, router, expert biases, clamped SwiGLU, gate_up
 # interleaved): the fixtures' prefill modules run by tests/hlo_interp.h against the CPU
 # executor's logits.
-cellm_core_test(test_xla_oss ${CMAKE_CURRENT_LIST_DIR}/test_xla_oss.c)
+cellm_core_test(test_xla_oss ${CMAKE_CURRENT_LIST_DIR}/test_xla_oss.c
+                ${CMAKE_CURRENT_LIST_DIR}/xla_harness.c)
 
 # Models with per-sequence state (LFM2, Qwen3.5, Qwen3-Next, Qwen3.5-MoE) and latent attention
 # (DeepSeek-V3): prefill and decode modules run by
 # tests/hlo_interp.h, the state carried between calls, against the CPU executor's logits.
-cellm_core_test(test_xla_state ${CMAKE_CURRENT_LIST_DIR}/test_xla_state.c)
+cellm_core_test(test_xla_state ${CMAKE_CURRENT_LIST_DIR}/test_xla_state.c
+                ${CMAKE_CURRENT_LIST_DIR}/xla_harness.c)
 
-# The families of 2025-26 (smollm3, glm4_moe, ministral3, llama4): every fixture variant's
-# prefill and decode modules run by tests/hlo_interp.h against the CPU executor's logits.
-cellm_core_test(test_xla_families ${CMAKE_CURRENT_LIST_DIR}/test_xla_families.c)
+# The families of 2025-26 (smollm3, glm4_moe, ministral3, llama4, gemma4 dense and MoE,
+# gemma3n):
+# every fixture variant's prefill and decode modules run by tests/hlo_interp.h against the CPU executor's logits.
+cellm_core_test(test_xla_families ${CMAKE_CURRENT_LIST_DIR}/test_xla_families.c
+                ${CMAKE_CURRENT_LIST_DIR}/xla_harness.c)

@@ -148,6 +148,11 @@ static val norm(struct em *e, enum cellm_norm_kind kind, val x, val w, val bias)
     }
     val ss = cellm_xh_reduce(e->b, bin(e, "multiply", x, x), "add", 1, DIMS(r - 1), 0);
     val v = bin(e, "divide", ss, splat(e, n, &ss));
+    if (kind == CELLM_NORM_RMS_DIV) { /* Gemma 3n: x / sqrt(mean + eps), then * w */
+        val root = cellm_xh_un(e->b, "sqrt", bin(e, "add", v, splat(e, eps, &v)));
+        y = bin(e, "divide", x, bc_lead(e, root, &x));
+        return cellm_xh_ok(&w) ? bin(e, "multiply", y, bc_tail(e, f32(e, w), &x)) : y;
+    }
     val rs = bin(e, "divide", splat(e, 1.0f, &v),
                  cellm_xh_un(e->b, "sqrt", bin(e, "add", v, splat(e, eps, &v))));
     y = bin(e, "multiply", x, bc_lead(e, rs, &x));
@@ -255,6 +260,7 @@ static val attention(struct em *e, int l, val h)
         if (own) k = norm(e, c->norm, k, PL(e, l, CELLM_LT_K_NORM), none());
     }
     if (own && c->gemma4) v = cellm_xla_em_l2norm(e, v); /* Gemma 4's weightless v norm */
+    if (own && c->gemma3n) v = norm(e, c->norm, v, none(), none()); /* Gemma 3n's */
     int sliding = L->attn == CELLM_ATTN_SLIDING;
     int local = sliding && e->p->local_rope;
     if (!L->nope) { /* SmolLM3's and Llama 4's NoPE layers use q and k as projected */
@@ -457,7 +463,7 @@ static val moe(struct em *e, int l, val h)
 static val ffn(struct em *e, int l, val h)
 {
     const struct cellm_layer *L = &e->d->layers[l];
-    if (!L->moe) return mlp(e, l, h);
+    if (!L->moe || e->c->moe_parallel) return mlp(e, l, h); /* Gemma 4: experts beside */
     val y = moe(e, l, h);
     /* shared experts: routed + shared(h), as the CPU adds them; Llama 4's moe() adds its
      * shared expert itself, in its own order */
@@ -498,19 +504,21 @@ val cellm_xla_em_experts(struct em *e, int l, val h)
     return experts(e, l, h);
 }
 
+val cellm_xla_em_attention(struct em *e, int l, val h)
+{
+    return attention(e, l, h);
+}
+
 /* ---- module ---------------------------------------------------------------------------- */
 
 enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_error *err)
 {
     const struct cellm_config *c = &d->cfg;
     unsigned have = CELLM_PIECES_GPT_OSS | CELLM_PIECES_GROUPED_MOE | CELLM_PIECES_L4 |
-                    CELLM_PIECES_QSCALE | CELLM_PIECES_GEMMA4 |
+                    CELLM_PIECES_QSCALE | CELLM_PIECES_GEMMA4 | CELLM_PIECES_GEMMA3N |
                     CELLM_PIECES_MLA;                             /* MLA: emit_mla.c */
     if (cellm_xla_state_supported(c)) have |= CELLM_PIECES_STATE; /* emit_state.c, emit_gdn.c */
     const char *missing = cellm_config_missing(c, have);
-    if (!missing && c->moe_parallel)
-        missing = "Gemma 4's MoE block (enable_moe_block: the router with its own norm and "
-                  "scales, experts beside the dense MLP)";
     if (missing)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: model_type %s needs %s, which the XLA executor does not "
@@ -532,6 +540,11 @@ enum cellm_status cellm_xla_supported(const struct cellm_desc *d, struct cellm_e
                           "--device xla: residual_multiplier %g / logits_scaling %g (Granite) are "
                           "not implemented by the XLA executor yet; use --device cpu",
                           c->residual_mult, c->logits_div);
+    if (c->gemma3n && (c->altup_n > CELLM_XLA_MAX_ALTUP || c->altup_active >= c->altup_n))
+        return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
+                          "--device xla: Gemma 3n with %d AltUp streams (active %d); the XLA "
+                          "executor holds at most %d",
+                          c->altup_n, c->altup_active, CELLM_XLA_MAX_ALTUP);
     if (c->n_experts_used > 64)
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "--device xla: %d experts per token (at most 64)", c->n_experts_used);
@@ -622,8 +635,13 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
     masks(e, k->cap);
     val x = cellm_xla_em_rows(e, "embed", &d->embed, e->tokens);
     if (c->embed_scale) x = bin(e, "multiply", x, splat(e, d->embed_scale, &x));
-    if (c->ple_dim > 0) cellm_xla_em_g4_ple(e, x); /* Gemma 4 (emit_g4.c) */
+    if (c->ple_dim > 0) cellm_xla_em_g4_ple(e, x); /* Gemma 4 and 3n (emit_g4.c) */
+    if (c->gemma3n) cellm_xla_em_g3n_embed(e, x);  /* emit_g3n.c */
     for (int l = 0; l < c->n_layers; l++) {
+        if (c->gemma3n) { /* AltUp streams around attention and MLP */
+            cellm_xla_em_g3n_layer(e, l);
+            continue;
+        }
         /* a post-norm block's attention reads the residual itself */
         val h = c->block == CELLM_BLOCK_POST_NORM
                     ? x
@@ -641,6 +659,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
         case CELLM_BLOCK_SANDWICH: /* x + norm(attn(h)), then x + norm(mlp(norm(x))) */
             x = bin(e, "add", x, norm_l(e, o, l, CELLM_LT_POST_ATTN_NORM, -1));
             m = ffn(e, l, norm_l(e, x, l, CELLM_LT_FFN_NORM, CELLM_LT_FFN_NORM_B));
+            if (d->layers[l].moe && c->moe_parallel) m = cellm_xla_em_g4_moe(e, l, x, m);
             x = bin(e, "add", x, norm_l(e, m, l, CELLM_LT_POST_FFN_NORM, -1));
             if (c->gemma4) x = cellm_xla_em_g4_layer_end(e, l, x); /* emit_g4.c */
             break;
@@ -655,6 +674,7 @@ static void forward(struct em *e, const struct cellm_xla_key *k)
             break;
         }
     }
+    if (c->gemma3n) x = cellm_xla_em_g3n_unembed(e); /* emit_g3n.c */
     if (!k->all_logits) {
         val st[2] = {e->last, e->zero};
         x = cellm_xh_dyn_slice(b, x, st, DIMS(1, c->dim));

@@ -1,7 +1,7 @@
 /*
  * emit_int.h: the emitter's state and small helpers, shared by emit.c and the files of
  * family pieces beside it (emit_pos.c: positions; emit_moe.c: sigmoid routers and shared
- * experts). Internal to src/exec/xla.
+ * experts; emit_g4.c: Gemma 4; emit_g3n.c: Gemma 3n). Internal to src/exec/xla.
  */
 #ifndef CELLM_EXEC_XLA_EMIT_INT_H
 #define CELLM_EXEC_XLA_EMIT_INT_H
@@ -15,6 +15,8 @@
 
 typedef struct cellm_xh_val val;
 
+#define CELLM_XLA_MAX_ALTUP 8 /* Gemma 3n's streams (altup_num_inputs) the emitter holds */
+
 struct em {
     struct cellm_xh *b;
     const struct cellm_desc *d;
@@ -27,6 +29,7 @@ struct em {
     val mask_chunk;          /* [T, cap] i1, Llama 4's chunked layers (emit_pos.c) */
     val cos_p, sin_p;        /* Gemma 4's full layers' RoPE tables [T, prop_half] */
     val ple;                 /* Gemma 4's per-layer inputs [T, n_layers, ple_dim] (emit_g4.c) */
+    val alt[CELLM_XLA_MAX_ALTUP]; /* Gemma 3n's AltUp streams [T, dim] (emit_g3n.c) */
     val *cache;              /* [2 * n_layers] */
     struct cellm_xla_st st; /* per-sequence state layers (emit_state.c) */
 };
@@ -111,6 +114,8 @@ val cellm_xla_em_norm(struct em *e, enum cellm_norm_kind kind, val x, val w);
 val cellm_xla_em_shared(struct em *e, int l, val h);
 /* Every expert of layer l on every row of h, [E, T, D]. */
 val cellm_xla_em_experts(struct em *e, int l, val h);
+/* Layer l's attention on h [T, D] (its caches updated in e->cache), [T, D]. */
+val cellm_xla_em_attention(struct em *e, int l, val h);
 
 /* ---- emit_pos.c ---- */
 
@@ -126,6 +131,9 @@ void cellm_xla_em_chunk_mask(struct em *e, val kp, val qp);
 
 /* ---- emit_moe.c ---- */
 
+/* k rounds of argmax over s [T, N] (the highest value, the lowest index on ties): one-hot
+ * masks oh[j] [T, N] (i1) and the values v[j] [T] of the picks, in rank order. */
+void cellm_xla_em_topk(struct em *e, val s, int K, val *oh, val *v);
 /* Layer l's experts under a sigmoid router (glm4_moe's grouped one, Llama 4's that scales
  * the experts' input), with the shared experts added: [T, D]. */
 val cellm_xla_em_moe_sigmoid(struct em *e, int l, val h);
@@ -136,5 +144,18 @@ val cellm_xla_em_moe_sigmoid(struct em *e, int l, val h);
 void cellm_xla_em_g4_ple(struct em *e, val x);
 /* Gemma 4: the end of layer l (x plus the per-layer input's block, times layer_scalar). */
 val cellm_xla_em_g4_layer_end(struct em *e, int l, val x);
+/* Gemma 4's MoE block of layer l beside the dense MLP's output m, from the residual x:
+ * post_ffn_norm1(m) + post_ffn_norm2(experts), [T, D] (cpu/gemma4.c's order). */
+val cellm_xla_em_g4_moe(struct em *e, int l, val x, val m);
+
+/* ---- emit_g3n.c ---- */
+
+/* Gemma 3n: the AltUp streams e->alt from the scaled embeddings x [T, D]. */
+void cellm_xla_em_g3n_embed(struct em *e, val x);
+/* Gemma 3n: layer l on the streams e->alt (predict, LAuReL and attention, MLP, correct, the
+ * per-layer input). */
+void cellm_xla_em_g3n_layer(struct em *e, int l);
+/* Gemma 3n: the streams brought back to one [T, D] (their mean), before the final norm. */
+val cellm_xla_em_g3n_unembed(struct em *e);
 
 #endif

@@ -19,9 +19,7 @@
 
 #define MAX_K 64
 
-/* k rounds of argmax over s [T, N]: one-hot masks oh[j] [T, N] (i1) and the values v[j]
- * [T] of the picks, in rank order. */
-static void topk(struct em *e, val s, int K, val *oh, val *v)
+void cellm_xla_em_topk(struct em *e, val s, int K, val *oh, val *v)
 {
     struct cellm_xh *b = e->b;
     int64_t T = s.d[0], N = s.d[1];
@@ -71,7 +69,7 @@ static void route_grouped(struct em *e, int l, val r, val *oh, val *w)
     val gs = cellm_xh_barrier(b, bin(e, "add", a, a2)); /* [T, G] */
     val goh[MAX_K], gv[MAX_K];
     int KG = c->topk_group < MAX_K ? c->topk_group : MAX_K;
-    topk(e, gs, KG, goh, gv);
+    cellm_xla_em_topk(e, gs, KG, goh, gv);
     val kept = goh[0];
     for (int q = 1; q < KG; q++)
         kept = bin(e, "or", kept, goh[q]);
@@ -80,7 +78,7 @@ static void route_grouped(struct em *e, int l, val r, val *oh, val *w)
     /* the choices of dropped groups are 0, not -inf (transformers' masked_fill) */
     val choice = cellm_xh_select(b, kept3, corr, splat(e, 0.0f, &corr));
     val cv[MAX_K];
-    topk(e, choice, K, oh, cv);
+    cellm_xla_em_topk(e, choice, K, oh, cv);
     /* the picks' plain sigmoid scores: the one unmasked element of each row */
     val ninf = splat(e, -INFINITY, &p);
     val sum = none();
@@ -127,7 +125,7 @@ val cellm_xla_em_moe_sigmoid(struct em *e, int l, val h)
     if (c->router == CELLM_ROUTER_SIGMOID_GROUP) {
         route_grouped(e, l, r, oh, w);
     } else { /* Llama 4: top-k of the logits, then each through the sigmoid */
-        topk(e, cellm_xh_barrier(b, r), K, oh, w);
+        cellm_xla_em_topk(e, cellm_xh_barrier(b, r), K, oh, w);
         for (int k = 0; k < K; k++)
             w[k] = sigmoid(e, w[k]);
         if (c->norm_topk_prob) {

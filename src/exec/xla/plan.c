@@ -253,6 +253,13 @@ enum cellm_status cellm_xla_plan_build(const struct cellm_desc *d, int dequant_a
         st = add_mat(p, "ple_embed", &d->ple_embed, 0, err);
     if (!st && c->ple_dim > 0) st = add_mat(p, "ple_model", &d->ple_model, 0, err);
     if (!st && c->ple_dim > 0) st = add_vec(p, "ple_norm", &d->ple_norm, err);
+    for (int k = 0; !st && c->gemma3n && k < c->altup_n - 1; k++) { /* emit_g3n.c */
+        char n[32];
+        snprintf(n, sizeof n, "altup_proj%d", k);
+        st = add_mat(p, n, &d->altup_proj[k], 0, err);
+        snprintf(n, sizeof n, "altup_unembed%d", k);
+        if (!st) st = add_mat(p, n, &d->altup_unembed[k], 0, err);
+    }
     for (int l = 0; !st && l < c->n_layers; l++)
         st = build_layer(d, l, p, err);
     for (int l = 0; !st && l < c->n_layers; l++)
