@@ -65,7 +65,8 @@ enum cellm_status cellm_cpu_kv_save(void *p, int seq, int pos, int n, int flags,
     struct cpu_ctx *c = p;
     if (c->mla) return cellm_mla_kv_save(c->mla, seq, pos, n, blk, err);
     struct cpu_seq *s = &c->seqs[seq];
-    if (!kv_base(s, c->fast != NULL, 0, 0) || pos + n > s->cap)
+    /* (by the layer tables: layer 0 of a hybrid model may keep no KV rows) */
+    if (!(c->fast ? (void *)s->k16 : (void *)s->k) || pos + n > s->cap)
         return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
                           seq, pos, pos + n - 1);
     char *b = cellm_malloc(cellm_cpu_kv_block_bytes(c, n, flags));
