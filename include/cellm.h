@@ -226,7 +226,9 @@ struct cellm_ctx_params {
     int cache_block;    /* positions per prefix-cache block; 0 = 32 */
     int reuse_slots;    /* keep a freed sequence's KV state in place for
                          * cellm_ctx_seq_new_for (below); on by itself when cache_bytes > 0
-                         * and the executor has no block copies for a prefix cache (XLA) */
+                         * and the executor has no block copies for a prefix cache (XLA),
+                         * or the model keeps sequence state (a slot resumed whole keeps
+                         * it; the cache resumes only at its snapshots) */
 };
 
 struct cellm_ctx_params cellm_ctx_params_default(void);
@@ -305,9 +307,10 @@ enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32
                                      const float **logits, struct cellm_error *err);
 
 /* ---- prefix cache ----------------------------------------------------------------------
- * With cache_bytes > 0 (and an executor that supports it: CPU, CUDA), a context keeps
- * copies of the KV state of whole blocks of cache_block positions of the sequences it
- * stores, found again by their tokens from position 0. A sequence whose tokens start with
+ * With cache_bytes > 0 (and an executor that supports it: CPU, CUDA; for a model with
+ * sequence state, the CPU), a context keeps copies of the KV state of whole blocks of
+ * cache_block positions of the sequences it stores, found again by their tokens from
+ * position 0. A sequence whose tokens start with
  * cached blocks gets them copied in and is evaluated from there on; the logits that
  * follow equal those of evaluating every token (bit for bit on the CPU). Least recently
  * used blocks are evicted to stay within cache_bytes. Without a cache both calls below

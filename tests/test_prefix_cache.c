@@ -270,6 +270,16 @@ static void check_state(struct cellm_model *m, const char *dir, const struct cel
     assert_true(one_snap > 0);
     cellm_ctx_free(ctx);
 
+    /* a budget that a snapshot alone exceeds: nothing is kept (blocks without one could
+     * never be attached) */
+    p2.cache_bytes = one_snap - 1;
+    assert_int_equal(cellm_ctx_new(m, &p2, &ctx, &err), CELLM_OK);
+    store_with_snapshot(ctx, b, SB, LEN_B, vocab);
+    cellm_ctx_cache_stats(ctx, &st);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(st.bytes, 0);
+    cellm_ctx_free(ctx);
+
     /* a budget of B's 18 blocks and one and a half snapshots: A's snapshot at 96 is stored
      * first; storing B's at 288 then drops A's snapshot alone (an inner block's: the
      * blocks after it stay, B's chain needs them), and B still attaches exactly */

@@ -237,6 +237,10 @@ enum cellm_status cellm_pcache_store(struct cellm_pcache *pc, int seq, const int
                           "expected a whole number of blocks of %d within it",
                           snap_len, len, B);
     }
+    if (snap && snap_bytes > pc->budget) { /* it can never fit: nor can what needs it */
+        pc->vt->state_free(pc->ex, snap);
+        snap = NULL;
+    }
     /* with state, a chain past its last snapshot can never be attached: new blocks stop at
      * the snapshot's (blocks already cached further on are only refreshed) */
     const int ks = snap ? snap_len / B : 0, grow_to = pc->state ? ks : nb;
