@@ -340,14 +340,14 @@ enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *ctx, int seq, struct cel
 enum cellm_status cellm_ctx_seq_snapshot(struct cellm_ctx *ctx, int seq, struct cellm_error *err);
 
 struct cellm_cache_stats {
-    int block;                                /* positions per block (0: no cache) */
-    size_t budget_bytes, bytes, blocks;       /* the budget; what the cached blocks hold now
-                                               * (bytes: with their snapshots) */
-    unsigned long long lookups, hits, misses; /* attach calls that found blocks, or none */
-    unsigned long long hit_tokens;            /* positions attached instead of evaluated */
+    int block;                                   /* positions per block (0: no cache) */
+    size_t budget_bytes, bytes, blocks;          /* the budget; what the cached blocks hold now
+                                                  * (bytes: with their snapshots) */
+    unsigned long long lookups, hits, misses;    /* attach calls that found blocks, or none */
+    unsigned long long hit_tokens;               /* positions attached instead of evaluated */
     unsigned long long stored_blocks, evictions; /* evictions: blocks, and snapshots alone */
-    int state;            /* 1: the model keeps sequence state; a match ends at a snapshot */
-    size_t snapshots;     /* blocks that carry a state snapshot now */
+    int state;        /* 1: the model keeps sequence state; a match ends at a snapshot */
+    size_t snapshots; /* blocks that carry a state snapshot now */
     unsigned long long stored_snapshots;
 };
 void cellm_ctx_cache_stats(const struct cellm_ctx *ctx, struct cellm_cache_stats *out);

@@ -614,7 +614,6 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              m.decode_s > 0 ? (double)m.decode_tok / m.decode_s : 0.0, m.cache.lookups,
              m.cache.hits, m.cache.misses, m.cache.hit_tokens, m.cache.evictions,
              m.cache.stored_blocks, m.cache.blocks, m.cache.snapshots, m.cache.bytes,
-             m.cache.budget_bytes,
-             m.cache_waits);
+             m.cache.budget_bytes, m.cache_waits);
     return t;
 }

@@ -120,7 +120,6 @@ int cellm_cpu_kv_window_first(void *p, int seq, int len);
  * cellm_cpu_kv_block_free). */
 enum cellm_status cellm_cpu_state_save(void *p, int seq, void **snap, size_t *bytes,
                                        struct cellm_error *err);
-enum cellm_status cellm_cpu_state_load(void *p, int seq, const void *snap,
-                                       struct cellm_error *err);
+enum cellm_status cellm_cpu_state_load(void *p, int seq, const void *snap, struct cellm_error *err);
 
 #endif
