@@ -226,7 +226,9 @@ struct cellm_ctx_params {
     int cache_block;    /* positions per prefix-cache block; 0 = 32 */
     int reuse_slots;    /* keep a freed sequence's KV state in place for
                          * cellm_ctx_seq_new_for (below); on by itself when cache_bytes > 0
-                         * and the executor has no block copies for a prefix cache (XLA) */
+                         * and the executor has no block copies for a prefix cache (XLA),
+                         * or the model keeps sequence state (a slot resumed whole keeps
+                         * it; the cache resumes only at its snapshots) */
 };
 
 struct cellm_ctx_params cellm_ctx_params_default(void);
@@ -305,9 +307,10 @@ enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32
                                      const float **logits, struct cellm_error *err);
 
 /* ---- prefix cache ----------------------------------------------------------------------
- * With cache_bytes > 0 (and an executor that supports it: CPU, CUDA), a context keeps
- * copies of the KV state of whole blocks of cache_block positions of the sequences it
- * stores, found again by their tokens from position 0. A sequence whose tokens start with
+ * With cache_bytes > 0 (and an executor that supports it: CPU, CUDA; for a model with
+ * sequence state, the CPU), a context keeps copies of the KV state of whole blocks of
+ * cache_block positions of the sequences it stores, found again by their tokens from
+ * position 0. A sequence whose tokens start with
  * cached blocks gets them copied in and is evaluated from there on; the logits that
  * follow equal those of evaluating every token (bit for bit on the CPU). Least recently
  * used blocks are evicted to stay within cache_bytes. Without a cache both calls below
@@ -319,15 +322,33 @@ enum cellm_status cellm_ctx_eval_seq(struct cellm_ctx *ctx, int seq, const int32
  * tokens[0..len) (as recorded by the evaluations that filled it). */
 enum cellm_status cellm_ctx_seq_attach(struct cellm_ctx *ctx, int seq, const int32_t *tokens, int n,
                                        int *len_out, struct cellm_error *err);
-/* Caches the whole blocks of what seq holds. Running out of budget is not an error. */
+/* Caches the whole blocks of what seq holds, and the snapshot cellm_ctx_seq_snapshot took
+ * (for a model with sequence state: then only the blocks up to the snapshot are new).
+ * Running out of budget is not an error. */
 enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *ctx, int seq, struct cellm_error *err);
 
+/* A model with sequence state (conv windows, recurrent states: cellm_cache_stats.state)
+ * resumes a cached prefix only where a snapshot of that state was kept: a snapshot holds
+ * the state of every state layer at one position (megabytes for a real model), so the
+ * cache keeps one per stored prefix, where the caller asks. This takes one of seq's state
+ * now; its length must be a whole number of blocks (> 0). The sequence keeps it (replacing
+ * an earlier one) until cellm_ctx_seq_store caches it with the block that ends there, or
+ * until the sequence is freed or truncated. The generation loop (cellm_gen_*) splits a
+ * prompt's prefill at its last whole block before the last token and takes it there, so
+ * that the same prompt, or one that extends it (a chat's next turn), resumes from it. Does
+ * nothing without a cache or for a model without state. */
+enum cellm_status cellm_ctx_seq_snapshot(struct cellm_ctx *ctx, int seq, struct cellm_error *err);
+
 struct cellm_cache_stats {
-    int block;                                /* positions per block (0: no cache) */
-    size_t budget_bytes, bytes, blocks;       /* the budget; what the cached blocks hold now */
-    unsigned long long lookups, hits, misses; /* attach calls that found blocks, or none */
-    unsigned long long hit_tokens;            /* positions attached instead of evaluated */
-    unsigned long long stored_blocks, evictions;
+    int block;                                   /* positions per block (0: no cache) */
+    size_t budget_bytes, bytes, blocks;          /* the budget; what the cached blocks hold now
+                                                  * (bytes: with their snapshots) */
+    unsigned long long lookups, hits, misses;    /* attach calls that found blocks, or none */
+    unsigned long long hit_tokens;               /* positions attached instead of evaluated */
+    unsigned long long stored_blocks, evictions; /* evictions: blocks, and snapshots alone */
+    int state;        /* 1: the model keeps sequence state; a match ends at a snapshot */
+    size_t snapshots; /* blocks that carry a state snapshot now */
+    unsigned long long stored_snapshots;
 };
 void cellm_ctx_cache_stats(const struct cellm_ctx *ctx, struct cellm_cache_stats *out);
 

@@ -44,6 +44,16 @@ if(MHD_LIB AND CELLM_NODE AND CELLM_CURL AND CELLM_BASH)
   add_test(NAME server/prefix
            COMMAND ${CELLM_NODE} ${srv}/prefix.mjs $<TARGET_FILE:cellm_cli> ${fx}/llama3-untied/bf16
                    ${CMAKE_CURRENT_BINARY_DIR})
+  # the prefix cache of models with sequence state: a chat's second turn resumes from the
+  # first turn's state snapshot
+  foreach(_st lfm2/f32 qwen3.5/bf16)
+    string(REPLACE "/" "-" _stn ${_st})
+    add_test(NAME server/prefix-state-${_stn}
+             COMMAND ${CELLM_NODE} ${srv}/prefix_state.mjs $<TARGET_FILE:cellm_cli> ${fx}/${_st}
+                     ${CMAKE_CURRENT_BINARY_DIR})
+    set_tests_properties(server/prefix-state-${_stn}
+                         PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77 LABELS server)
+  endforeach()
   set_tests_properties(server/prefix server/curl server/batch-llama3-bf16 server/batch-qwen3-moe-q4
                        server/batch-gemma3-q4 server/batch-qwen3-next-q4 server/load server/openai server/tools server/hygiene
                        server/structured

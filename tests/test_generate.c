@@ -361,6 +361,99 @@ static void test_shared_prompt(void **state)
     cellm_model_free(m);
 }
 
+/* Runs one gen to its end, stepping it alone; returns the prompt rows it prefilled. */
+static int run_rows(struct cellm_ctx *ctx, const int32_t *prompt, int n,
+                    const struct cellm_gen_params *p, int32_t *ids, struct cellm_gen_out *last)
+{
+    struct cellm_error err;
+    struct cellm_gen *g;
+    if (cellm_gen_new(ctx, NULL, prompt, n, p, &g, &err)) fail_msg("gen_new: %s", err.msg);
+    int rows = 0, k = 0;
+    struct cellm_gen_out o;
+    do {
+        struct cellm_gen_step_stats ss;
+        if (cellm_gen_step(ctx, &g, 1, 0, &ss, &err)) fail_msg("step: %s", err.msg);
+        rows += ss.prefill_rows;
+        cellm_gen_output(g, &o);
+        for (int i = 0; i < o.n_ids; i++)
+            ids[k++] = o.ids[i];
+    } while (!o.done);
+    *last = o;
+    last->ids = NULL;
+    last->text = NULL;
+    last->lp = last->top = NULL;
+    cellm_gen_free(g);
+    return rows;
+}
+
+/* A model with sequence state and a prefix cache: a chat's first turn leaves a snapshot of
+ * the state where its prompt's last whole block ends, and the second turn (its prompt
+ * extends the first's, and its slot was taken by another request meanwhile) resumes from
+ * it, with the ids a cold context gives. */
+static void state_turns(const char *rel)
+{
+    char dir[1024];
+    fixture(dir, sizeof dir, rel);
+    struct cellm_model *m = load(dir);
+    struct cellm_error err;
+    enum { N1 = 70, GEN = 8, N2 = N1 + GEN + 20, NQ = 40, B = 16 };
+    const int vocab = cellm_model_vocab(m);
+    int32_t p1[N1], p2[N2], q[NQ], cold1[GEN], cold2[GEN], ids[GEN];
+    for (int i = 0; i < N1; i++)
+        p1[i] = (i * 37 + 5) % vocab;
+    for (int i = 0; i < NQ; i++)
+        q[i] = (i * 11 + 3) % vocab;
+    struct cellm_gen_params p = cellm_gen_params_default();
+    p.max_tokens = GEN;
+    p.ignore_eos = 1;
+    struct cellm_gen_out o;
+    struct cellm_ctx *ctx;
+    assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
+    run_rows(ctx, p1, N1, &p, cold1, &o);
+    memcpy(p2, p1, sizeof p1);
+    memcpy(p2 + N1, cold1, sizeof cold1);
+    for (int i = N1 + GEN; i < N2; i++)
+        p2[i] = (i * 13 + 1) % vocab;
+    const int rows_cold = run_rows(ctx, p2, N2, &p, cold2, &o);
+    assert_int_equal(rows_cold, N2);
+    cellm_ctx_free(ctx);
+
+    struct cellm_ctx_params cp = cellm_ctx_params_default();
+    cp.cache_bytes = 64 << 20;
+    cp.cache_block = B;
+    assert_int_equal(cellm_ctx_new(m, &cp, &ctx, &err), CELLM_OK);
+    assert_int_equal(run_rows(ctx, p1, N1, &p, ids, &o), N1);
+    assert_memory_equal(ids, cold1, sizeof ids);
+    struct cellm_cache_stats cs;
+    cellm_ctx_cache_stats(ctx, &cs);
+    assert_int_equal(cs.snapshots, 1);
+    assert_int_equal(cs.blocks, (N1 - 1) / B);
+    run_rows(ctx, q, NQ, &p, ids, &o); /* takes the only slot: its history is gone */
+    const int rows = run_rows(ctx, p2, N2, &p, ids, &o);
+    assert_int_equal(o.n_cached, (N1 - 1) / B * B);
+    assert_int_equal(rows, N2 - o.n_cached);
+    assert_memory_equal(ids, cold2, sizeof ids);
+    /* the same again from the first turn's slot, kept whole (slot reuse: 77 positions
+     * with their state), which the snapshot turn 2 left at 96 then extends */
+    run_rows(ctx, p1, N1, &p, ids, &o);
+    const int rows_slot = run_rows(ctx, p2, N2, &p, ids, &o);
+    assert_int_equal(o.n_cached, (N2 - 1) / B * B);
+    assert_true(o.n_cached > N1 + GEN - 1);
+    assert_memory_equal(ids, cold2, sizeof ids);
+    printf("%s: turn 2 (%d prompt tokens) prefilled %d rows without a cache, %d from the "
+           "first turn's snapshot, %d from a kept slot and its own snapshot\n",
+           rel, N2, rows_cold, rows, rows_slot);
+    cellm_ctx_free(ctx);
+    cellm_model_free(m);
+}
+
+static void test_state_turns(void **state)
+{
+    (void)state;
+    state_turns("lfm2/f32");
+    state_turns("qwen3.5/bf16");
+}
+
 /* 7. A grammar: every output follows it, greedy or sampled, ends with "stop" once the
  * grammar is complete (no EOS needed), and logprobs stay those of the raw logits. */
 static void test_grammar(void **state)
@@ -420,7 +513,7 @@ int main(void)
         cmocka_unit_test(test_penalty_at_temp0), cmocka_unit_test(test_eos),
         cmocka_unit_test(test_detok_error),      cmocka_unit_test(test_context_full),
         cmocka_unit_test(test_logprobs),         cmocka_unit_test(test_shared_prompt),
-        cmocka_unit_test(test_grammar),
+        cmocka_unit_test(test_grammar),          cmocka_unit_test(test_state_turns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,19 +130,24 @@ static void check(const char *rel)
     cellm_ctx_seq_free(ctx, s2);
     cellm_ctx_free(ctx);
 
-    /* a prefix cache is not kept for a model with state; results are unchanged */
+    /* a prefix cache of a model with state keeps only what a snapshot makes resumable
+     * (test_prefix_cache checks attaching from snapshots); without one nothing is stored,
+     * and results are unchanged */
     struct cellm_ctx_params pc = cellm_ctx_params_default();
     pc.cache_bytes = (size_t)1 << 26;
     assert_int_equal(cellm_ctx_new(m, &pc, &ctx, &err), CELLM_OK);
     struct cellm_cache_stats cs;
     cellm_ctx_cache_stats(ctx, &cs);
-    assert_int_equal(cs.block, 0);
+    assert_int_equal(cs.block, 32);
+    assert_int_equal(cs.state, 1);
     seq = cellm_ctx_seq_new(ctx);
     int len = -1;
     assert_int_equal(cellm_ctx_seq_attach(ctx, seq, p, LEN, &len, &err), CELLM_OK);
     assert_int_equal(len, 0);
     feed(ctx, seq, p, 0, LEN, LEN, got, vocab);
     assert_int_equal(cellm_ctx_seq_store(ctx, seq, &err), CELLM_OK);
+    cellm_ctx_cache_stats(ctx, &cs);
+    assert_int_equal(cs.blocks, 0);
     assert_memory_equal(one, got, sz);
     cellm_ctx_free(ctx);
 
@@ -183,6 +188,37 @@ static void t_xla_accepts(void **state)
     }
 }
 
+/* The one continuity check of every executor (cellm_state_row_check): a row continues the
+ * step's previous row of its sequence, or else the state's held length; the message names
+ * the sequence, the position, the first state layer and what the state holds. */
+static void t_row_check(void **state)
+{
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", CELLM_FIXTURES, "lfm2/f32");
+    struct cellm_desc d;
+    struct cellm_error err;
+    if (cellm_desc_load(dir, &d, &err)) fail_msg("lfm2: %s", err.msg);
+    const struct cellm_exec_row rows[] = {
+        {7, 0, 5, 0, 9}, {7, 1, 0, 0, 1}, {7, 0, 6, 0, 9}, {7, 0, 8, 1, 9}};
+    assert_int_equal(cellm_state_row_check(&d.cfg, rows, 0, 5, &err), CELLM_OK);
+    assert_int_equal(cellm_state_row_check(&d.cfg, rows, 1, 0, &err), CELLM_OK);
+    /* an earlier row of the sequence decides, not the held length */
+    assert_int_equal(cellm_state_row_check(&d.cfg, rows, 2, 99, &err), CELLM_OK);
+    assert_int_equal(cellm_state_row_check(&d.cfg, rows, 3, 5, &err), CELLM_ERR_ARG);
+    char want[128];
+    snprintf(want, sizeof want,
+             "sequence 0: a row at position 8, but the conv/recurrent state of layer %d holds "
+             "positions [0, 7)",
+             cellm_config_first_state_layer(&d.cfg));
+    assert_non_null(strstr(err.msg, want));
+    /* a first row that is not where the state stands: rewound, or skipping */
+    assert_int_equal(cellm_state_row_check(&d.cfg, rows, 0, 6, &err), CELLM_ERR_ARG);
+    assert_non_null(strstr(err.msg, "cannot be rewound or skip positions"));
+    assert_int_equal(cellm_state_row_check(&d.cfg, rows, 1, 3, &err), CELLM_ERR_ARG);
+    cellm_desc_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +227,7 @@ int main(void)
         cmocka_unit_test(t_qwen3_5),
         cmocka_unit_test(t_qwen3_5_moe),
         cmocka_unit_test(t_xla_accepts),
+        cmocka_unit_test(t_row_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

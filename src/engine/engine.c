@@ -44,7 +44,12 @@ struct cellm_ctx {
     int reuse;               /* slot reuse: freed sequences keep their state (kept, stamp) */
     int *kept;               /* [max_seqs] tokens a free sequence still holds in toks */
     unsigned long long *stamp, clock; /* [max_seqs] when each was freed: oldest goes first */
-    void *scratch;                    /* cellm_ctx_scratch */
+    /* [max_seqs] a state snapshot each sequence took (cellm_ctx_seq_snapshot) for its next
+     * store: the executor's copy, the length it was taken at, its bytes */
+    void **snap;
+    int *snap_len;
+    size_t *snap_bytes;
+    void *scratch; /* cellm_ctx_scratch */
     size_t scratch_cap;
 };
 
@@ -214,7 +219,11 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     c->toks_cap = cellm_calloc((size_t)max_seqs, sizeof *c->toks_cap);
     c->kept = cellm_calloc((size_t)max_seqs, sizeof *c->kept);
     c->stamp = cellm_calloc((size_t)max_seqs, sizeof *c->stamp);
-    if (!c->len || !c->next || !c->toks || !c->toks_cap || !c->kept || !c->stamp) {
+    c->snap = cellm_calloc((size_t)max_seqs, sizeof *c->snap);
+    c->snap_len = cellm_calloc((size_t)max_seqs, sizeof *c->snap_len);
+    c->snap_bytes = cellm_calloc((size_t)max_seqs, sizeof *c->snap_bytes);
+    if (!c->len || !c->next || !c->toks || !c->toks_cap || !c->kept || !c->stamp || !c->snap ||
+        !c->snap_len || !c->snap_bytes) {
         cellm_ctx_free(c);
         return cellm_errf(err, CELLM_ERR_NOMEM, "out of memory");
     }
@@ -231,16 +240,18 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     const struct cellm_exec_vt *vt = model->vt;
     /* A model with sequence state (model/hybrid.h: conv windows, recurrent states) cannot
      * resume a prefix from KV blocks alone, and the state cannot be rewound to a block
-     * boundary: the prefix cache stays off for it (docs/forward/sequence-state.md); slots
-     * are still reused when a new prompt extends a freed sequence's whole history. */
+     * boundary: its prefix cache also keeps snapshots of the state (pcache.h), and stays
+     * off on an executor without them (docs/forward/sequence-state.md). Slots are reused
+     * too when a new prompt extends a freed sequence's whole history. */
     const int has_state = cellm_config_has_state(&model->desc.cfg);
-    if (params && params->cache_bytes > 0 && vt->kv_save && !has_state) {
+    if (params && params->cache_bytes > 0 && vt->kv_save && (!has_state || vt->state_save)) {
         const struct cellm_config *cfg = &model->desc.cfg;
         int window = 0;
         for (int l = 0; l < cfg->n_layers; l++)
             if (model->desc.layers[l].attn == CELLM_ATTN_SLIDING) window = cfg->window;
         int block = params->cache_block > 0 ? params->cache_block : 32;
-        st = cellm_pcache_new(vt, c->ex, block, params->cache_bytes, window, &c->pc, err);
+        st =
+            cellm_pcache_new(vt, c->ex, block, params->cache_bytes, window, has_state, &c->pc, err);
         if (st) {
             cellm_ctx_free(c);
             return st;
@@ -252,9 +263,20 @@ enum cellm_status cellm_ctx_new(struct cellm_model *model, const struct cellm_ct
     return CELLM_OK;
 }
 
+/* Frees the snapshot sequence seq took and no store has cached. */
+static void drop_snapshot(struct cellm_ctx *c, int seq)
+{
+    if (c->snap[seq]) c->model->vt->state_free(c->ex, c->snap[seq]);
+    c->snap[seq] = NULL;
+    c->snap_len[seq] = 0;
+    c->snap_bytes[seq] = 0;
+}
+
 void cellm_ctx_free(struct cellm_ctx *c)
 {
     if (!c) return;
+    for (int i = 0; c->ex && c->snap && i < c->max_seqs; i++)
+        drop_snapshot(c, i);
     cellm_pcache_free(c->pc); /* before the executor: its blocks are the executor's */
     if (c->ex) c->model->vt->ctx_free(c->ex);
     for (int i = 0; c->toks && i < c->max_seqs; i++)
@@ -263,6 +285,9 @@ void cellm_ctx_free(struct cellm_ctx *c)
     cellm_free(c->toks_cap);
     cellm_free(c->kept);
     cellm_free(c->stamp);
+    cellm_free(c->snap);
+    cellm_free(c->snap_len);
+    cellm_free(c->snap_bytes);
     cellm_free(c->scratch);
     cellm_free(c->len);
     cellm_free(c->next);
@@ -321,6 +346,7 @@ int cellm_ctx_seq_new_for(struct cellm_ctx *c, const int32_t *tokens, int n, int
 void cellm_ctx_seq_free(struct cellm_ctx *c, int seq)
 {
     if (!c || seq < 0 || seq >= c->max_seqs || c->len[seq] < 0) return;
+    drop_snapshot(c, seq);
     if (c->reuse && c->len[seq] > 0 && c->len[seq] <= c->toks_cap[seq]) {
         c->kept[seq] = c->len[seq]; /* the executor keeps the positions; toks keeps the ids */
         c->stamp[seq] = ++c->clock;
@@ -373,10 +399,12 @@ enum cellm_status cellm_ctx_seq_truncate(struct cellm_ctx *c, int seq, int n,
     if (n > 0 && n < c->len[seq] && cellm_config_has_state(cfg))
         return cellm_errf(err, CELLM_ERR_UNSUPPORTED,
                           "seq_truncate: layer %d of model_type %s keeps a recurrent/conv state "
-                          "of all %d positions, which cannot be rewound to position %d (no "
-                          "snapshot is kept); truncate to 0 and evaluate again",
+                          "of all %d positions, which cannot be rewound to position %d; "
+                          "truncate to 0 and evaluate again (a new sequence may attach the "
+                          "prefix from the prefix cache where it kept a snapshot)",
                           cellm_config_first_state_layer(cfg), cfg->model_type, c->len[seq], n);
     /* executors forget position n on; the cache stays allocated */
+    if (n < c->snap_len[seq]) drop_snapshot(c, seq);
     c->model->vt->seq_truncate(c->ex, seq, n);
     c->len[seq] = n;
     return CELLM_OK;
@@ -541,7 +569,30 @@ enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *c, int seq, struct cellm
 {
     CELLM_TRY(check_seq(c, seq, "seq_store", err));
     if (!c->pc) return CELLM_OK;
-    return cellm_pcache_store(c->pc, seq, c->toks[seq], c->len[seq], err);
+    void *snap = c->snap[seq]; /* the cache owns it from here on */
+    int at = c->snap_len[seq];
+    c->snap[seq] = NULL;
+    c->snap_len[seq] = 0;
+    return cellm_pcache_store(c->pc, seq, c->toks[seq], c->len[seq], snap, at, c->snap_bytes[seq],
+                              err);
+}
+
+enum cellm_status cellm_ctx_seq_snapshot(struct cellm_ctx *c, int seq, struct cellm_error *err)
+{
+    CELLM_TRY(check_seq(c, seq, "seq_snapshot", err));
+    struct cellm_cache_stats cs;
+    cellm_ctx_cache_stats(c, &cs);
+    if (!cs.state) return CELLM_OK;
+    const int len = c->len[seq];
+    if (len <= 0 || len % cs.block)
+        return cellm_errf(err, CELLM_ERR_ARG,
+                          "seq_snapshot: sequence %d holds %d positions; a snapshot is taken "
+                          "at a whole number (> 0) of blocks of %d",
+                          seq, len, cs.block);
+    drop_snapshot(c, seq);
+    CELLM_TRY(c->model->vt->state_save(c->ex, seq, &c->snap[seq], &c->snap_bytes[seq], err));
+    c->snap_len[seq] = len;
+    return CELLM_OK;
 }
 
 void cellm_ctx_profile(const struct cellm_ctx *c, struct cellm_profile *out)

@@ -12,6 +12,12 @@
  * being computed by an earlier gen of the same step list waits instead: that block will be
  * in the cache after the step (gens store their full blocks after each prefill step), so
  * a system prompt shared by concurrent requests is computed once.
+ *
+ * A model with sequence state resumes a cached prefix only at a snapshot of its state
+ * (cellm_ctx_seq_snapshot): a gen stops its prefill at the last whole block before its
+ * prompt's last token, takes the snapshot there (stored with the blocks right after the
+ * step), and prefills the rest in the next step. Its gens never wait for one another: a
+ * block another gen completes carries no snapshot unless it is that gen's own boundary.
  */
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +37,7 @@ struct cellm_gen {
     char **stop;
     int32_t *prompt;
     int n_prompt, limit, vocab, block;
+    int snap_at; /* state models: where the prefill stops for a snapshot (0: none) */
     int seq, n_fed, n_cached, n_gen;
     int32_t last; /* the pick to feed next */
     int32_t *eos;
@@ -133,6 +140,9 @@ enum cellm_status cellm_gen_new(struct cellm_ctx *ctx, const struct cellm_tokeni
     struct cellm_cache_stats cs;
     cellm_ctx_cache_stats(ctx, &cs);
     g->block = cs.block;
+    /* the last whole block before the last prompt token: the same prompt, or one that
+     * extends it, attaches up to there */
+    if (gp.use_cache && cs.state) g->snap_at = (n - 1) / cs.block * cs.block;
     enum cellm_status st = CELLM_ERR_NOMEM;
     int n1 = 0, n2 = 0;
     const int32_t *e1 = cellm_model_eos(m, &n1), *e2 = tok ? cellm_tokenizer_eos(tok, &n2) : NULL;
@@ -393,7 +403,7 @@ static int lcp(const struct cellm_gen *a, const struct cellm_gen *b)
 static int waits(struct cellm_gen *const *gens, int i)
 {
     const struct cellm_gen *g = gens[i];
-    if (!g->block || !g->p.use_cache) return 0;
+    if (!g->block || !g->p.use_cache || g->snap_at) return 0;
     int need = (g->n_fed / g->block + 1) * g->block; /* the end of g's next whole block */
     if (need > g->n_prompt - 1) return 0;            /* the last prompt token is never attached */
     for (int j = 0; j < i; j++) {
@@ -463,6 +473,7 @@ enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const 
             continue;
         }
         int take = g->n_prompt - g->n_fed;
+        if (g->n_fed < g->snap_at && take > g->snap_at - g->n_fed) take = g->snap_at - g->n_fed;
         if (prefill_budget > 0 && take > prefill_budget - ss.prefill_rows)
             take = prefill_budget - ss.prefill_rows;
         if (cellm_ctx_seq_reserve(ctx, g->seq, take, &re)) {
@@ -502,8 +513,10 @@ enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const 
         if (!g->taking) continue;
         int before = g->n_fed;
         g->n_fed += g->taking;
+        /* a snapshot or a cache that cannot store is no error: the prefix is then not kept */
+        if (g->n_fed == g->snap_at) cellm_ctx_seq_snapshot(ctx, g->seq, NULL);
         if (g->p.use_cache && g->block && g->n_fed / g->block > before / g->block)
-            cellm_ctx_seq_store(ctx, g->seq, NULL); /* a cache that cannot store is no error */
+            cellm_ctx_seq_store(ctx, g->seq, NULL);
     }
     for (int k = 0; k < nw; k++) {
         struct cellm_gen *g = gens[owner[k]];

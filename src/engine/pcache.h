@@ -20,8 +20,16 @@
  *   the window layers (CELLM_KV_WINDOW); an older one carries the full-attention layers
  *   only. A match may end at L only if every block overlapping [L - window, L) carries
  *   the window layers; otherwise the match is shortened until it does.
+ * - Sequence state (model/hybrid.h: conv windows, recurrent states) summarises the whole
+ *   prefix and cannot be rebuilt from per-position rows. For such a model a block may also
+ *   carry a snapshot of every state layer at its end (the executor's state_save), and a
+ *   match may end only at a block that carries one: attach loads the attention layers' KV
+ *   rows of the chain and the snapshot of its last block. Snapshots are large (a whole
+ *   recurrent state each), so the engine takes one per stored prefix (where its prompt's
+ *   last whole block ends), and store keeps blocks only up to a snapshot.
  * - Eviction: least recently used among leaves (blocks no cached block continues), so a
- *   chain never loses an inner block while its tail stays.
+ *   chain never loses an inner block while its tail stays, and among the snapshots of
+ *   inner blocks (dropped alone: the blocks after them still need their KV rows).
  */
 #ifndef CELLM_ENGINE_PCACHE_H
 #define CELLM_ENGINE_PCACHE_H
@@ -34,24 +42,31 @@
 
 struct cellm_pcache;
 
-/* block: positions per block (> 0); budget: bytes of executor blocks at most; window:
- * the model's sliding window if any layer slides, else 0. */
+/* block: positions per block (> 0); budget: bytes of executor blocks and snapshots at
+ * most; window: the model's sliding window if any layer slides, else 0; state: 1 for a
+ * model with sequence state (the executor must have state_save/_load/_free). */
 enum cellm_status cellm_pcache_new(const struct cellm_exec_vt *vt, void *ex, int block,
-                                   size_t budget, int window, struct cellm_pcache **out,
+                                   size_t budget, int window, int state, struct cellm_pcache **out,
                                    struct cellm_error *err);
 void cellm_pcache_free(struct cellm_pcache *pc);
 
 /* Sequence `seq` holds tokens[0..len). Loads the longest cached continuation that ends at a
- * block boundary L <= max (len < L), and sets *new_len to L (len when nothing matched).
+ * block boundary L <= max (len < L; with state, at a block that carries a snapshot, which
+ * becomes the sequence's state), and sets *new_len to L (len when nothing matched).
  * Counts a hit or a miss. */
 enum cellm_status cellm_pcache_attach(struct cellm_pcache *pc, int seq, const int32_t *tokens,
                                       int len, int max, int *new_len, struct cellm_error *err);
 
 /* Caches the whole blocks of tokens[0..len) that sequence `seq` holds (blocks already
  * cached are refreshed for LRU, and given their window layers where they lacked them).
- * Running out of budget is not an error: what does not fit is not cached. */
+ * snap (NULL for none): a snapshot of the sequence's state taken when it held snap_len
+ * positions (a whole number of blocks, <= len), of snap_bytes; it goes to the block that
+ * ends there, and the cache owns it from this call on (it frees it when it keeps it not).
+ * With state, new blocks are stored only up to snap_len. Running out of budget is not an
+ * error: what does not fit is not cached. */
 enum cellm_status cellm_pcache_store(struct cellm_pcache *pc, int seq, const int32_t *tokens,
-                                     int len, struct cellm_error *err);
+                                     int len, void *snap, int snap_len, size_t snap_bytes,
+                                     struct cellm_error *err);
 
 void cellm_pcache_stats(const struct cellm_pcache *pc, struct cellm_cache_stats *out);
 

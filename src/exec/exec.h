@@ -10,17 +10,7 @@
 #include "base/opts.h"
 #include "cellm.h"
 #include "model/model.h"
-
-struct cellm_exec_row {
-    int32_t token;
-    int32_t seq; /* sequence index in [0, max_seqs) */
-    int32_t pos; /* absolute position; rows of one sequence arrive in order */
-    int32_t want_logits;
-    /* the length the row's sequence reaches in this call (its last row's pos + 1): longrope
-     * picks its factors from it once per call, as transformers does per forward
-     * (cellm_layer_inv_freq) */
-    int32_t seq_len;
-};
+#include "model/row.h" /* struct cellm_exec_row */
 
 struct cellm_exec_vt {
     const char *name;
@@ -82,6 +72,18 @@ struct cellm_exec_vt {
     /* The oldest position whose sliding-window keys a sequence of len positions still
      * holds (0 when nothing is dropped). */
     int (*kv_window_first)(void *ex, int seq, int len);
+
+    /* Optional, all or none, and only beside the kv_* entries: snapshots of a sequence's
+     * state (model/hybrid.h: the conv window and recurrent states of every state layer),
+     * which let the prefix cache resume a prefix of a model with state (engine/pcache.h).
+     * A snapshot is that state at the sequence's current length, opaque to the engine. */
+    /* Allocates *snap, of *bytes, and copies the sequence's state into it. */
+    enum cellm_status (*state_save)(void *ex, int seq, void **snap, size_t *bytes,
+                                    struct cellm_error *err);
+    /* Makes a snapshot the sequence's state (its length included: the next row must
+     * continue at the snapshot's length; the engine has loaded the KV rows before it). */
+    enum cellm_status (*state_load)(void *ex, int seq, const void *snap, struct cellm_error *err);
+    void (*state_free)(void *ex, void *snap);
 
     /* Optional: makes room for positions [0, n) of a sequence before a step (an executor
      * whose KV cache has a budget: CUDA's pool), so that running out fails only the

@@ -152,6 +152,24 @@ int cellm_config_first_state_layer(const struct cellm_config *c)
     return -1;
 }
 
+enum cellm_status cellm_state_row_check(const struct cellm_config *c,
+                                        const struct cellm_exec_row *rows, int i, int held,
+                                        struct cellm_error *err)
+{
+    int want = held;
+    for (int j = i - 1; j >= 0; j--)
+        if (rows[j].seq == rows[i].seq) {
+            want = rows[j].pos + 1;
+            break;
+        }
+    if (rows[i].pos == want) return CELLM_OK;
+    return cellm_errf(err, CELLM_ERR_ARG,
+                      "sequence %d: a row at position %d, but the conv/recurrent state of layer "
+                      "%d holds positions [0, %d); a state cannot be rewound or skip positions "
+                      "(truncate the sequence to 0 and evaluate it again)",
+                      rows[i].seq, rows[i].pos, cellm_config_first_state_layer(c), want);
+}
+
 const char *cellm_config_state_pieces(const struct cellm_config *c)
 {
     if (!cellm_config_has_state(c)) return NULL;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "cellm.h"
+#include "row.h"
 #include "weight.h"
 
 struct cellm_config;
@@ -93,5 +94,15 @@ const char *cellm_config_state_pieces(const struct cellm_config *c);
 
 /* The first layer with a recurrent or conv state, -1 if none (for messages). */
 int cellm_config_first_state_layer(const struct cellm_config *c);
+
+/* Whether row i of a step continues its sequence's conv/recurrent state, which cannot be
+ * rewound or skip a position: the row must sit right after the step's previous row of the
+ * same sequence (rows[0..i)), or, being its sequence's first row of the step, at `held`,
+ * the positions that sequence's state holds. CELLM_ERR_ARG naming the sequence, the
+ * position, the first state layer and the positions held otherwise. Every executor makes
+ * this check before a step of a model with state (one message for all of them). */
+enum cellm_status cellm_state_row_check(const struct cellm_config *c,
+                                        const struct cellm_exec_row *rows, int i, int held,
+                                        struct cellm_error *err);
 
 #endif

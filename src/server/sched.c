@@ -581,7 +581,8 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "evaluated.\n"
              "# TYPE cellm_prefix_cache_cached_tokens_total counter\n"
              "cellm_prefix_cache_cached_tokens_total %llu\n"
-             "# HELP cellm_prefix_cache_evictions_total Blocks evicted (least recently used).\n"
+             "# HELP cellm_prefix_cache_evictions_total Blocks (or snapshots alone) evicted, least "
+             "recently used.\n"
              "# TYPE cellm_prefix_cache_evictions_total counter\n"
              "cellm_prefix_cache_evictions_total %llu\n"
              "# HELP cellm_prefix_cache_stored_blocks_total Blocks stored.\n"
@@ -590,7 +591,12 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              "# HELP cellm_prefix_cache_blocks Blocks held now.\n"
              "# TYPE cellm_prefix_cache_blocks gauge\n"
              "cellm_prefix_cache_blocks %zu\n"
-             "# HELP cellm_prefix_cache_bytes Bytes the held blocks take.\n"
+             "# HELP cellm_prefix_cache_snapshots Held blocks that carry a snapshot of a "
+             "model's sequence state (conv windows, recurrent states).\n"
+             "# TYPE cellm_prefix_cache_snapshots gauge\n"
+             "cellm_prefix_cache_snapshots %zu\n"
+             "# HELP cellm_prefix_cache_bytes Bytes the held blocks take (with their "
+             "snapshots).\n"
              "# TYPE cellm_prefix_cache_bytes gauge\n"
              "cellm_prefix_cache_bytes %zu\n"
              "# HELP cellm_prefix_cache_budget_bytes The cache's budget (--cache-ram / "
@@ -607,7 +613,7 @@ char *cellm_srv_metrics_text(struct cellm_server *s)
              m.prefill_s > 0 ? (double)m.prefill_tok / m.prefill_s : 0.0,
              m.decode_s > 0 ? (double)m.decode_tok / m.decode_s : 0.0, m.cache.lookups,
              m.cache.hits, m.cache.misses, m.cache.hit_tokens, m.cache.evictions,
-             m.cache.stored_blocks, m.cache.blocks, m.cache.bytes, m.cache.budget_bytes,
-             m.cache_waits);
+             m.cache.stored_blocks, m.cache.blocks, m.cache.snapshots, m.cache.bytes,
+             m.cache.budget_bytes, m.cache_waits);
     return t;
 }

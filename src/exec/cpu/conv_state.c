@@ -44,28 +44,6 @@ void cellm_cpu_state_free(const struct cellm_desc *d, struct cellm_cpu_state *s)
     memset(s, 0, sizeof *s);
 }
 
-enum cellm_status cellm_cpu_state_check(const struct cellm_desc *d,
-                                        const struct cellm_exec_row *rows, int n,
-                                        struct cellm_cpu_state *const *st, struct cellm_error *err)
-{
-    for (int i = 0; i < n; i++) {
-        int want = st[i]->len;
-        for (int j = i - 1; j >= 0; j--)
-            if (rows[j].seq == rows[i].seq) {
-                want = rows[j].pos + 1;
-                break;
-            }
-        if (rows[i].pos != want)
-            return cellm_errf(err, CELLM_ERR_ARG,
-                              "sequence %d: a row at position %d, but the conv/recurrent state of "
-                              "layer %d holds positions [0, %d); a state cannot be rewound or "
-                              "skip positions (truncate the sequence to 0 and evaluate it again)",
-                              rows[i].seq, rows[i].pos, cellm_config_first_state_layer(&d->cfg),
-                              want);
-    }
-    return CELLM_OK;
-}
-
 enum cellm_status cellm_cpu_hyb_begin(const struct cellm_desc *d, struct cellm_cpu_hyb *h,
                                       const struct cellm_exec_row *rows, int n,
                                       struct cellm_cpu_state *states, size_t stride,
@@ -82,7 +60,9 @@ enum cellm_status cellm_cpu_hyb_begin(const struct cellm_desc *d, struct cellm_c
         CELLM_TRY(cellm_cpu_state_reserve(d, st, err));
         h->row_st[i] = st;
     }
-    return cellm_cpu_state_check(d, rows, n, h->row_st, err);
+    for (int i = 0; i < n; i++)
+        CELLM_TRY(cellm_state_row_check(&d->cfg, rows, i, h->row_st[i]->len, err));
+    return CELLM_OK;
 }
 
 void cellm_cpu_hyb_end(struct cellm_cpu_hyb *h, const struct cellm_exec_row *rows, int n)

@@ -868,4 +868,7 @@ const struct cellm_exec_vt cellm_exec_cpu = {
     .kv_load = cellm_cpu_kv_load,
     .kv_block_free = cellm_cpu_kv_block_free,
     .kv_window_first = cellm_cpu_kv_window_first,
+    .state_save = cellm_cpu_state_save,
+    .state_load = cellm_cpu_state_load,
+    .state_free = cellm_cpu_kv_block_free,
 };

@@ -1,6 +1,7 @@
 /*
  * cpu_ctx.h: the CPU executor's model and context records, shared by cpu.c (the forward
- * pass) and cpu_kv.c (the prefix cache's copies of KV state). Private to src/exec/cpu.
+ * pass) and cpu_kv.c (the prefix cache's copies of KV state and sequence state). Private
+ * to src/exec/cpu.
  */
 #ifndef CELLM_EXEC_CPU_CTX_H
 #define CELLM_EXEC_CPU_CTX_H
@@ -115,5 +116,10 @@ enum cellm_status cellm_cpu_kv_load(void *p, int seq, int pos, int n, int flags,
                                     struct cellm_error *err);
 void cellm_cpu_kv_block_free(void *p, void *blk);
 int cellm_cpu_kv_window_first(void *p, int seq, int len);
+/* The prefix cache's state snapshots (exec.h's state_* entries; cpu_kv.c; freed with
+ * cellm_cpu_kv_block_free). */
+enum cellm_status cellm_cpu_state_save(void *p, int seq, void **snap, size_t *bytes,
+                                       struct cellm_error *err);
+enum cellm_status cellm_cpu_state_load(void *p, int seq, const void *snap, struct cellm_error *err);
 
 #endif

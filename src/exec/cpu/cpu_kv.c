@@ -1,6 +1,7 @@
 /*
  * cpu_kv.c: the CPU executor's copies of KV state for the engine's prefix cache
- * (exec.h, engine/pcache.h): blocks of positions of one sequence, in host memory.
+ * (exec.h, engine/pcache.h): blocks of positions of one sequence, in host memory, and
+ * snapshots of a sequence's conv windows and recurrent states (seqstate.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,8 @@ enum cellm_status cellm_cpu_kv_save(void *p, int seq, int pos, int n, int flags,
     struct cpu_ctx *c = p;
     if (c->mla) return cellm_mla_kv_save(c->mla, seq, pos, n, blk, err);
     struct cpu_seq *s = &c->seqs[seq];
-    if (!kv_base(s, c->fast != NULL, 0, 0) || pos + n > s->cap)
+    /* (by the layer tables: layer 0 of a hybrid model may keep no KV rows) */
+    if (!(c->fast ? (void *)s->k16 : (void *)s->k) || pos + n > s->cap)
         return cellm_errf(err, CELLM_ERR_ARG, "kv_save: sequence %d does not hold positions %d..%d",
                           seq, pos, pos + n - 1);
     char *b = cellm_malloc(cellm_cpu_kv_block_bytes(c, n, flags));
@@ -108,4 +110,75 @@ int cellm_cpu_kv_window_first(void *p, int seq, int len)
     struct cpu_ctx *c = p;
     (void)seq;
     return c->ring && len > c->ring ? len - c->ring : 0;
+}
+
+/* ---- state snapshots ----------------------------------------------------------------------
+ * A snapshot is a header (the length the state holds) and then, for each layer in order
+ * that has them, its conv window and its recurrent states, f32, as the sequence holds
+ * them, so a save and a load are memcpys. */
+
+struct snap_head {
+    int64_t len; /* 8 bytes: the floats after it stay aligned */
+};
+
+static size_t state_floats(const struct cellm_config *c)
+{
+    size_t n = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        n += (size_t)(cellm_hybrid_conv_floats(c, l) + cellm_hybrid_rec_floats(c, l));
+    return n;
+}
+
+/* Copies s's state out to `save`, or in from `load` (the other is NULL). */
+static void state_copy(const struct cellm_config *c, struct cellm_cpu_state *s, float *save,
+                       const float *load)
+{
+    size_t off = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        float *part[2] = {s->conv[l], s->rec[l]};
+        size_t n[2] = {(size_t)cellm_hybrid_conv_floats(c, l),
+                       (size_t)cellm_hybrid_rec_floats(c, l)};
+        for (int k = 0; k < 2; k++) {
+            if (!n[k]) continue;
+            if (save)
+                memcpy(save + off, part[k], n[k] * sizeof(float));
+            else
+                memcpy(part[k], load + off, n[k] * sizeof(float));
+            off += n[k];
+        }
+    }
+}
+
+enum cellm_status cellm_cpu_state_save(void *p, int seq, void **snap, size_t *bytes,
+                                       struct cellm_error *err)
+{
+    struct cpu_ctx *c = p;
+    struct cpu_seq *s = &c->seqs[seq];
+    *snap = NULL;
+    *bytes = 0;
+    /* a sequence before its first row holds the zero state */
+    CELLM_TRY(cellm_cpu_state_reserve(c->d, &s->st, err));
+    size_t n = sizeof(struct snap_head) + state_floats(&c->d->cfg) * sizeof(float);
+    struct snap_head *h = cellm_malloc(n);
+    if (!h)
+        return cellm_errf(err, CELLM_ERR_NOMEM,
+                          "cpu executor: out of memory for a state snapshot of sequence %d "
+                          "(%.1f MB)",
+                          seq, (double)n / 1e6);
+    h->len = s->st.len;
+    state_copy(&c->d->cfg, &s->st, (float *)(h + 1), NULL);
+    *snap = h;
+    *bytes = n;
+    return CELLM_OK;
+}
+
+enum cellm_status cellm_cpu_state_load(void *p, int seq, const void *snap, struct cellm_error *err)
+{
+    struct cpu_ctx *c = p;
+    struct cpu_seq *s = &c->seqs[seq];
+    const struct snap_head *h = snap;
+    CELLM_TRY(cellm_cpu_state_reserve(c->d, &s->st, err));
+    state_copy(&c->d->cfg, &s->st, NULL, (const float *)(h + 1));
+    s->st.len = (int)h->len;
+    return CELLM_OK;
 }

@@ -58,7 +58,7 @@ struct cellm_cpu_hyb {
 
 /* Before a forward over rows[0..n): batch buffers, each row's sequence state (allocated
  * zeroed on a sequence's first row; states[k] at byte stride `stride` is sequence k's),
- * and the check that every row continues its sequence (cellm_cpu_state_check). */
+ * and the check that every row continues its sequence (cellm_state_row_check). */
 enum cellm_status cellm_cpu_hyb_begin(const struct cellm_desc *d, struct cellm_cpu_hyb *h,
                                       const struct cellm_exec_row *rows, int n,
                                       struct cellm_cpu_state *states, size_t stride,
@@ -77,12 +77,6 @@ int cellm_cpu_state_mixer(const struct cellm_cpu_env *e, const struct cellm_desc
 enum cellm_status cellm_cpu_state_reserve(const struct cellm_desc *d, struct cellm_cpu_state *s,
                                           struct cellm_error *err);
 void cellm_cpu_state_free(const struct cellm_desc *d, struct cellm_cpu_state *s);
-
-/* Checks that rows[0..n) continue their sequences' states (row i at its sequence's next
- * position), with st[i] the state of row i's sequence. */
-enum cellm_status cellm_cpu_state_check(const struct cellm_desc *d,
-                                        const struct cellm_exec_row *rows, int n,
-                                        struct cellm_cpu_state *const *st, struct cellm_error *err);
 
 enum cellm_status cellm_cpu_hyb_reserve(const struct cellm_config *c, struct cellm_cpu_hyb *h,
                                         int rows, struct cellm_error *err);

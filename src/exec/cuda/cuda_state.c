@@ -152,19 +152,7 @@ enum cellm_status cellm_cuda_state_begin(struct cu_ctx *c, const struct cellm_ex
             s->st_len = 0;
         }
         hr[i].st = s->st;
-        int want = s->st_len;
-        for (int j = i - 1; j >= 0; j--)
-            if (rows[j].seq == rows[i].seq) {
-                want = rows[j].pos + 1;
-                break;
-            }
-        if (rows[i].pos != want)
-            return cellm_errf(err, CELLM_ERR_ARG,
-                              "sequence %d: a row at position %d, but the conv/recurrent state of "
-                              "layer %d holds positions [0, %d); a state cannot be rewound or "
-                              "skip positions (truncate the sequence to 0 and evaluate it again)",
-                              rows[i].seq, rows[i].pos, cellm_config_first_state_layer(&c->d->cfg),
-                              want);
+        CELLM_TRY(cellm_state_row_check(&c->d->cfg, rows, i, s->st_len, err));
     }
     return CELLM_OK;
 }

@@ -354,12 +354,7 @@ static enum cellm_status run(struct xla_ctx *c, const struct cellm_exec_row *r, 
     k.all_logits = nw > 1 || (nw == 1 && !r[T - 1].want_logits);
     struct xla_seq *s = &c->seqs[seq];
     int ns = cellm_xla_state_count(d);
-    if (ns && p0 != (s->kv ? s->len : 0))
-        return cellm_errf(err, CELLM_ERR_ARG,
-                          "sequence %d: a row at position %d, but the conv/recurrent state of "
-                          "layer %d holds positions [0, %d); a state cannot be rewound or skip "
-                          "positions (truncate the sequence to 0 and evaluate it again)",
-                          seq, p0, cellm_config_first_state_layer(cfg), s->kv ? s->len : 0);
+    if (ns) CELLM_TRY(cellm_state_row_check(cfg, r, 0, s->kv ? s->len : 0, err));
     int64_t cap = pow2_at_least((int64_t)p0 + k.T, XLA_MIN_CAP);
     if (cap < s->cap) cap = s->cap;
     k.cap = (int)cap;
