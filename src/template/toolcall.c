@@ -20,6 +20,8 @@ static const char *const CALL_OPEN = "<tool_call>", *const CALL_CLOSE = "</tool_
 static const char *const THINK_OPEN = "<think>", *const THINK_CLOSE = "</think>";
 static const char *const PY_TAG = "<|python_tag|>", *const MISTRAL_TAG = "[TOOL_CALLS]";
 static const char *const H_MESSAGE = "<|message|>";
+static const char *const LFM_OPEN = "<|tool_call_start|>", *const LFM_CLOSE = "<|tool_call_end|>";
+static const char *const GRANITE_TAG = "<|tool_call|>";
 
 struct cellm_tc_style cellm_tc_detect(const char *t)
 {
@@ -32,6 +34,25 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
         return s;
     }
     s.think = strstr(t, THINK_OPEN) && strstr(t, THINK_CLOSE);
+    /* the markers of these are special tokens in their tokenizers, or may be */
+    s.keep_special = 1;
+    if (strstr(t, "<arg_key>") && strstr(t, CALL_OPEN)) {
+        s.format = CELLM_TC_GLM;
+        return s;
+    }
+    if (strstr(t, TC_DS_CALLS) && strstr(t, TC_DS_SEP)) {
+        s.format = CELLM_TC_DEEPSEEK;
+        return s;
+    }
+    if (strstr(t, LFM_OPEN) && strstr(t, LFM_CLOSE)) {
+        s.format = CELLM_TC_PYTHONIC;
+        return s;
+    }
+    if (strstr(t, GRANITE_TAG)) {
+        s.format = CELLM_TC_GRANITE;
+        return s;
+    }
+    s.keep_special = 0;
     if (strstr(t, "<function=") && strstr(t, "<parameter=") && strstr(t, CALL_OPEN))
         s.format = CELLM_TC_QWEN3_CODER;
     else if (strstr(t, CALL_OPEN))
@@ -45,8 +66,8 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
 
 const char *cellm_tc_format_name(enum cellm_tc_format f)
 {
-    static const char *const names[] = {"none",   "hermes",  "qwen3_coder",
-                                        "llama3", "mistral", "harmony"};
+    static const char *const names[] = {"none",    "hermes", "qwen3_coder", "llama3",   "mistral",
+                                        "harmony", "glm",    "deepseek",    "pythonic", "granite"};
     return (unsigned)f < sizeof names / sizeof *names ? names[f] : "none";
 }
 
@@ -438,6 +459,24 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
         *bad = rc == 1;
         return 1;
     }
+    case CELLM_TC_GLM:
+    case CELLM_TC_DEEPSEEK:
+    case CELLM_TC_PYTHONIC: {
+        const char *close = p->st.format == CELLM_TC_GLM        ? CALL_CLOSE
+                            : p->st.format == CELLM_TC_DEEPSEEK ? TC_DS_CALLS_END
+                                                                : LFM_CLOSE;
+        char *e = memmem(s, n, close, strlen(close));
+        if (!e) return final ? -1 : 0;
+        size_t bl = (size_t)(e - s);
+        *len = bl + strlen(close);
+        rc = p->st.format == CELLM_TC_GLM        ? tc_call_glm(p->tools, s, bl, k)
+             : p->st.format == CELLM_TC_DEEPSEEK ? tc_calls_deepseek(s, bl, k)
+                                                 : tc_calls_pythonic(s, bl, k);
+        if (rc < 0) return -2;
+        *bad = rc == 1;
+        return 1;
+    }
+    case CELLM_TC_GRANITE:
     case CELLM_TC_LLAMA3: {
         long sp = json_span(s, n);
         if (sp < 0) return -1;
@@ -629,8 +668,15 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
     if (p->st.format == CELLM_TC_HARMONY) return run_harmony(p, k, final);
     const char *marks[3];
     int nm = 0;
-    if (p->st.format == CELLM_TC_HERMES || p->st.format == CELLM_TC_QWEN3_CODER)
+    if (p->st.format == CELLM_TC_HERMES || p->st.format == CELLM_TC_QWEN3_CODER ||
+        p->st.format == CELLM_TC_GLM)
         marks[nm++] = CALL_OPEN;
+    else if (p->st.format == CELLM_TC_DEEPSEEK)
+        marks[nm++] = TC_DS_CALLS;
+    else if (p->st.format == CELLM_TC_PYTHONIC)
+        marks[nm++] = LFM_OPEN;
+    else if (p->st.format == CELLM_TC_GRANITE)
+        marks[nm++] = GRANITE_TAG;
     else if (p->st.format == CELLM_TC_LLAMA3)
         marks[nm++] = PY_TAG;
     else if (p->st.format == CELLM_TC_MISTRAL)

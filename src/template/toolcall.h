@@ -15,6 +15,18 @@
  *                [TOOL_CALLS]N[ARGS]{...} (newer, repeated per call)
  *   harmony      gpt-oss: <|channel|>commentary to=functions.N ...<|message|>{...}<|call|>;
  *                the analysis channel is reasoning, the final channel content
+ *   glm          GLM-4.5/4.6: <tool_call>N<arg_key>K</arg_key><arg_value>V</arg_value>...
+ *                </tool_call>; a value is JSON unless the tool declares it a string or it
+ *                does not parse as JSON (then the text as written)
+ *   deepseek     DeepSeek-V3.1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>N<｜tool▁sep｜>{...}
+ *                <｜tool▁call▁end｜>...<｜tool▁calls▁end｜> (also V3/R1's
+ *                function<｜tool▁sep｜>N\n```json\n{...}\n``` calls)
+ *   pythonic     LFM2: <|tool_call_start|>[f(a=1, b='x'), g()]<|tool_call_end|>, Python
+ *                literals (strings, numbers, True/False/None, lists, dicts) made JSON
+ *   granite      Granite 3.x: <|tool_call|>[{"name": N, "arguments": {...}}, ...]
+ *
+ * glm, deepseek and pythonic calls reach a call_begin sink whole, when their block is
+ * complete (their arguments are not JSON text that could be sent as it is generated).
  *
  * Streaming rules: text that may be the start of a marker is held back until the next
  * increment decides it, so a half tag never reaches the content. A call is reported once
@@ -51,6 +63,10 @@ enum cellm_tc_format {
     CELLM_TC_LLAMA3,
     CELLM_TC_MISTRAL,
     CELLM_TC_HARMONY,
+    CELLM_TC_GLM,
+    CELLM_TC_DEEPSEEK,
+    CELLM_TC_PYTHONIC,
+    CELLM_TC_GRANITE,
 };
 
 /* What a template implies about its model's output. */
@@ -63,7 +79,8 @@ struct cellm_tc_style {
 /* Reads the style off a template's source (NULL: none). */
 struct cellm_tc_style cellm_tc_detect(const char *tmpl);
 
-/* "hermes", "qwen3_coder", "llama3", "mistral", "harmony" or "none". */
+/* "hermes", "qwen3_coder", "llama3", "mistral", "harmony", "glm", "deepseek", "pythonic",
+ * "granite" or "none". */
 const char *cellm_tc_format_name(enum cellm_tc_format f);
 
 /* Where the parsed output goes. Each callback returns 0, or nonzero to stop the parse
