@@ -118,6 +118,7 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
     static const char *const ds[] = {"<｜tool▁calls▁begin｜>", "<think>", NULL};
     static const char *const lfm[] = {"<|tool_call_start|>", "<think>", NULL};
     static const char *const granite[] = {"<|tool_call|>", "<think>", NULL};
+    static const char *const gemma4[] = {"<|tool_call>", NULL};
     static const char *const none[] = {NULL};
     g->marks = (st.format == CELLM_TC_HERMES || st.format == CELLM_TC_QWEN3_CODER) && !st.think
                    ? hermes_nothink
@@ -129,6 +130,7 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
                : st.format == CELLM_TC_DEEPSEEK                                    ? ds
                : st.format == CELLM_TC_PYTHONIC                                    ? lfm
                : st.format == CELLM_TC_GRANITE                                     ? granite
+               : st.format == CELLM_TC_GEMMA4                                      ? gemma4
                                                                                    : none;
     struct cellm_tc *p = NULL;
     struct cellm_error err;
@@ -534,6 +536,29 @@ static void test_granite(void **state)
     check(GRANITE, "<|tool_call|>[{\"x\": 1}]", "<|tool_call|>[{\"x\": 1}]", "", "");
 }
 
+static const char *const GEMMA4 = "{{- '<|tool_call>call:' + function['name'] + '{' -}}"
+                                  "{{- '}<tool_call|>' -}}";
+
+static void test_gemma4(void **state)
+{
+    (void)state;
+    check(GEMMA4,
+          "Checking.<|tool_call>call:get_weather{city:<|\"|>Bern, \"CH\"<|\"|>,days:3,"
+          "metric:true,where:{lat:46.9,lon:-7e1},hours:[9,12],spots:[{name:<|\"|>Aare<|\"|>}],"
+          "none:null}<tool_call|><|tool_call>call:now{}<tool_call|>",
+          "Checking.", "",
+          "get_weather {\"city\":\"Bern, \\\"CH\\\"\",\"days\":3,\"metric\":true,\"where\":"
+          "{\"lat\":46.9,\"lon\":-7e1},\"hours\":[9,12],\"spots\":[{\"name\":\"Aare\"}],"
+          "\"none\":null};now {};");
+    /* malformed: a bare word, a string not closed, no end, no call: */
+    check(GEMMA4, "<|tool_call>call:f{a:b}<tool_call|>", "<|tool_call>call:f{a:b}<tool_call|>", "",
+          "");
+    check(GEMMA4, "<|tool_call>call:f{a:<|\"|>x}<tool_call|>",
+          "<|tool_call>call:f{a:<|\"|>x}<tool_call|>", "", "");
+    check(GEMMA4, "<|tool_call>call:f{a:1}", "<|tool_call>call:f{a:1}", "", "");
+    check(GEMMA4, "<|tool_call>f{}<tool_call|>", "<|tool_call>f{}<tool_call|>", "", "");
+}
+
 static void test_detect_real(void **state)
 {
     (void)state;
@@ -551,7 +576,7 @@ static void test_detect_real(void **state)
                 {"lfm2_5_8b_a1b.jinja", CELLM_TC_PYTHONIC, 1},
                 {"granite_3_3.jinja", CELLM_TC_GRANITE, 1},
                 {"kimi_k2.jinja", CELLM_TC_NONE, 0},
-                {"gemma4.jinja", CELLM_TC_NONE, 0}};
+                {"gemma4.jinja", CELLM_TC_GEMMA4, 0}};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", CELLM_TEMPLATE_DIR, want[i].file);
@@ -584,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_detect_real), cmocka_unit_test(test_live),
         cmocka_unit_test(test_glm),         cmocka_unit_test(test_deepseek),
         cmocka_unit_test(test_pythonic),    cmocka_unit_test(test_granite),
+        cmocka_unit_test(test_gemma4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,7 @@ static const char *const PY_TAG = "<|python_tag|>", *const MISTRAL_TAG = "[TOOL_
 static const char *const H_MESSAGE = "<|message|>";
 static const char *const LFM_OPEN = "<|tool_call_start|>", *const LFM_CLOSE = "<|tool_call_end|>";
 static const char *const GRANITE_TAG = "<|tool_call|>";
+static const char *const G4_OPEN = "<|tool_call>", *const G4_CLOSE = "<tool_call|>";
 
 struct cellm_tc_style cellm_tc_detect(const char *t)
 {
@@ -48,6 +49,10 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
         s.format = CELLM_TC_PYTHONIC;
         return s;
     }
+    if (strstr(t, "<|tool_call>call:") && strstr(t, G4_CLOSE)) {
+        s.format = CELLM_TC_GEMMA4;
+        return s;
+    }
     if (strstr(t, GRANITE_TAG)) {
         s.format = CELLM_TC_GRANITE;
         return s;
@@ -66,8 +71,9 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
 
 const char *cellm_tc_format_name(enum cellm_tc_format f)
 {
-    static const char *const names[] = {"none",    "hermes", "qwen3_coder", "llama3",   "mistral",
-                                        "harmony", "glm",    "deepseek",    "pythonic", "granite"};
+    static const char *const names[] = {"none",     "hermes",  "qwen3_coder", "llama3",
+                                        "mistral",  "harmony", "glm",         "deepseek",
+                                        "pythonic", "granite", "gemma4"};
     return (unsigned)f < sizeof names / sizeof *names ? names[f] : "none";
 }
 
@@ -461,9 +467,11 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
     }
     case CELLM_TC_GLM:
     case CELLM_TC_DEEPSEEK:
-    case CELLM_TC_PYTHONIC: {
+    case CELLM_TC_PYTHONIC:
+    case CELLM_TC_GEMMA4: {
         const char *close = p->st.format == CELLM_TC_GLM        ? CALL_CLOSE
                             : p->st.format == CELLM_TC_DEEPSEEK ? TC_DS_CALLS_END
+                            : p->st.format == CELLM_TC_GEMMA4   ? G4_CLOSE
                                                                 : LFM_CLOSE;
         char *e = memmem(s, n, close, strlen(close));
         if (!e) return final ? -1 : 0;
@@ -471,6 +479,7 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
         *len = bl + strlen(close);
         rc = p->st.format == CELLM_TC_GLM        ? tc_call_glm(p->tools, s, bl, k)
              : p->st.format == CELLM_TC_DEEPSEEK ? tc_calls_deepseek(s, bl, k)
+             : p->st.format == CELLM_TC_GEMMA4   ? tc_call_gemma4(s, bl, k)
                                                  : tc_calls_pythonic(s, bl, k);
         if (rc < 0) return -2;
         *bad = rc == 1;
@@ -677,6 +686,8 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
         marks[nm++] = LFM_OPEN;
     else if (p->st.format == CELLM_TC_GRANITE)
         marks[nm++] = GRANITE_TAG;
+    else if (p->st.format == CELLM_TC_GEMMA4)
+        marks[nm++] = G4_OPEN;
     else if (p->st.format == CELLM_TC_LLAMA3)
         marks[nm++] = PY_TAG;
     else if (p->st.format == CELLM_TC_MISTRAL)

@@ -24,8 +24,10 @@
  *   pythonic     LFM2: <|tool_call_start|>[f(a=1, b='x'), g()]<|tool_call_end|>, Python
  *                literals (strings, numbers, True/False/None, lists, dicts) made JSON
  *   granite      Granite 3.x: <|tool_call|>[{"name": N, "arguments": {...}}, ...]
+ *   gemma4       Gemma 4: <|tool_call>call:N{k:<|"|>text<|"|>,n:1,m:{...},l:[...]}<tool_call|>,
+ *                one call a block (its <|channel>thought reasoning is not separated yet)
  *
- * glm, deepseek and pythonic calls reach a call_begin sink whole, when their block is
+ * glm, deepseek, pythonic and gemma4 calls reach a call_begin sink whole, when their block is
  * complete (their arguments are not JSON text that could be sent as it is generated).
  *
  * Streaming rules: text that may be the start of a marker is held back until the next
@@ -67,6 +69,7 @@ enum cellm_tc_format {
     CELLM_TC_DEEPSEEK,
     CELLM_TC_PYTHONIC,
     CELLM_TC_GRANITE,
+    CELLM_TC_GEMMA4,
 };
 
 /* What a template implies about its model's output. */
@@ -80,7 +83,7 @@ struct cellm_tc_style {
 struct cellm_tc_style cellm_tc_detect(const char *tmpl);
 
 /* "hermes", "qwen3_coder", "llama3", "mistral", "harmony", "glm", "deepseek", "pythonic",
- * "granite" or "none". */
+ * "granite", "gemma4" or "none". */
 const char *cellm_tc_format_name(enum cellm_tc_format f);
 
 /* Where the parsed output goes. Each callback returns 0, or nonzero to stop the parse

@@ -389,3 +389,117 @@ out:
     free_lists(names, args, nc);
     return rc;
 }
+
+/* ---- Gemma 4 ------------------------------------------------------------------------------ */
+
+/* Gemma 4 writes its own notation: strings between <|"|> quotes (no escapes), keys bare,
+ * numbers and true/false as JSON. */
+#define G4_QUOTE "<|\"|>"
+
+static cJSON *g4_value(struct py *q, int depth);
+
+static cJSON *g4_string(struct py *q)
+{
+    size_t st = q->i + strlen(G4_QUOTE), e = find(q->s, q->n, st, G4_QUOTE);
+    if (e == q->n) return NULL;
+    char *t = strndup(q->s + st, e - st);
+    cJSON *v = t ? cJSON_CreateString(t) : NULL;
+    free(t);
+    q->i = e + strlen(G4_QUOTE);
+    return v;
+}
+
+static cJSON *g4_container(struct py *q, int depth)
+{
+    char close = q->s[q->i] == '[' ? ']' : '}';
+    cJSON *c = close == ']' ? cJSON_CreateArray() : cJSON_CreateObject();
+    q->i++;
+    for (int first = 1;; first = 0) {
+        if (!c || q->i >= q->n) break;
+        if (q->s[q->i] == close && first) {
+            q->i++;
+            return c;
+        }
+        char *key = NULL;
+        if (close == '}') {
+            if (starts(q->s, q->n, q->i, G4_QUOTE)) {
+                cJSON *k = g4_string(q);
+                key = k ? strdup(k->valuestring) : NULL;
+                cJSON_Delete(k);
+            } else {
+                size_t ks = q->i;
+                while (q->i < q->n && py_ident_char(q->s[q->i]))
+                    q->i++;
+                key = q->i > ks ? strndup(q->s + ks, q->i - ks) : NULL;
+            }
+            if (!key || q->i >= q->n || q->s[q->i] != ':') {
+                free(key);
+                break;
+            }
+            q->i++;
+        }
+        cJSON *v = g4_value(q, depth + 1);
+        int ok = v && (key ? !cJSON_GetObjectItemCaseSensitive(c, key) &&
+                                 cJSON_AddItemToObject(c, key, v)
+                           : cJSON_AddItemToArray(c, v));
+        free(key);
+        if (!ok) {
+            cJSON_Delete(v);
+            break;
+        }
+        if (q->i < q->n && q->s[q->i] == ',') {
+            q->i++;
+        } else if (q->i < q->n && q->s[q->i] == close) {
+            q->i++;
+            return c;
+        } else {
+            break;
+        }
+    }
+    cJSON_Delete(c);
+    return NULL;
+}
+
+static cJSON *g4_value(struct py *q, int depth)
+{
+    if (q->i >= q->n || depth > 64) return NULL;
+    if (starts(q->s, q->n, q->i, G4_QUOTE)) return g4_string(q);
+    char c = q->s[q->i];
+    if (c == '[' || c == '{') return g4_container(q, depth);
+    size_t st = q->i;
+    while (q->i < q->n && (py_ident_char(q->s[q->i]) || q->s[q->i] == '+'))
+        q->i++;
+    cJSON *v = q->i > st ? parse_whole(q->s + st, q->i - st) : NULL;
+    if (cJSON_IsNumber(v)) { /* kept as written */
+        cJSON_Delete(v);
+        char *raw = strndup(q->s + st, q->i - st);
+        v = raw ? cJSON_CreateRaw(raw) : NULL;
+        free(raw);
+    } else if (!cJSON_IsBool(v) && !cJSON_IsNull(v)) {
+        cJSON_Delete(v);
+        v = NULL;
+    }
+    return v;
+}
+
+int tc_call_gemma4(const char *s, size_t n, const struct cellm_tc_sink *k)
+{
+    struct py q = {s, n, skip_ws(s, n, 0)};
+    if (!starts(s, n, q.i, "call:")) return 1;
+    size_t ns = q.i + 5, ne = ns;
+    while (ne < n && s[ne] != '{')
+        ne++;
+    char *name = tc_dup_trim(s + ns, ne - ns);
+    if (!name) return -1;
+    int rc = 1;
+    q.i = ne;
+    cJSON *args = ne < n && good_name(name) ? g4_container(&q, 0) : NULL;
+    if (args && skip_ws(s, n, q.i) == n) {
+        char *a = cJSON_PrintUnformatted(args);
+        rc = !a ? -1 : k->call && k->call(k->ud, name, a) ? -1 : 0;
+        free(a);
+    }
+    cJSON_Delete(args);
+    free(name);
+    return rc;
+}
