@@ -119,6 +119,7 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
     static const char *const lfm[] = {"<|tool_call_start|>", "<think>", NULL};
     static const char *const granite[] = {"<|tool_call|>", "<think>", NULL};
     static const char *const gemma4[] = {"<|tool_call>", NULL};
+    static const char *const kimi[] = {"<|tool_calls_section_begin|>", "<think>", NULL};
     static const char *const none[] = {NULL};
     g->marks = (st.format == CELLM_TC_HERMES || st.format == CELLM_TC_QWEN3_CODER) && !st.think
                    ? hermes_nothink
@@ -131,6 +132,7 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
                : st.format == CELLM_TC_PYTHONIC                                    ? lfm
                : st.format == CELLM_TC_GRANITE                                     ? granite
                : st.format == CELLM_TC_GEMMA4                                      ? gemma4
+               : st.format == CELLM_TC_KIMI_K2                                     ? kimi
                                                                                    : none;
     struct cellm_tc *p = NULL;
     struct cellm_error err;
@@ -559,6 +561,36 @@ static void test_gemma4(void **state)
     check(GEMMA4, "<|tool_call>f{}<tool_call|>", "<|tool_call>f{}<tool_call|>", "", "");
 }
 
+static const char *const KIMI = "<|tool_calls_section_begin|>{%- for tool_call in calls -%}"
+                                "<|tool_call_begin|>{{ id }}<|tool_call_argument_begin|>"
+                                "<|tool_call_end|><think></think>";
+
+static void test_kimi(void **state)
+{
+    (void)state;
+    check(KIMI,
+          "<think>Two calls.</think>On it.<|tool_calls_section_begin|>\n<|tool_call_begin|>"
+          "functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Oslo\"}"
+          "<|tool_call_end|>\n<|tool_call_begin|>functions.now:1<|tool_call_argument_begin|>{}"
+          "<|tool_call_end|><|tool_calls_section_end|>",
+          "On it.", "Two calls.", "get_weather {\"city\":\"Oslo\"};now {};");
+    /* malformed: an id without its index, arguments that are not an object, no end */
+    check(KIMI,
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f<|tool_call_argument_begin|>"
+          "{}<|tool_call_end|><|tool_calls_section_end|>",
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f<|tool_call_argument_begin|>"
+          "{}<|tool_call_end|><|tool_calls_section_end|>",
+          "", "");
+    check(KIMI,
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>"
+          "\"x\"<|tool_call_end|><|tool_calls_section_end|>",
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>"
+          "\"x\"<|tool_call_end|><|tool_calls_section_end|>",
+          "", "");
+    check(KIMI, "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0",
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0", "", "");
+}
+
 static void test_detect_real(void **state)
 {
     (void)state;
@@ -576,6 +608,7 @@ static void test_detect_real(void **state)
                 {"lfm2_5_8b_a1b.jinja", CELLM_TC_PYTHONIC, 1},
                 {"granite_3_3.jinja", CELLM_TC_GRANITE, 1},
                 {"kimi_k2.jinja", CELLM_TC_NONE, 0},
+                {"kimi_k2_thinking.jinja", CELLM_TC_KIMI_K2, 1},
                 {"gemma4.jinja", CELLM_TC_GEMMA4, 0}};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char path[512];
@@ -609,7 +642,7 @@ int main(void)
         cmocka_unit_test(test_detect_real), cmocka_unit_test(test_live),
         cmocka_unit_test(test_glm),         cmocka_unit_test(test_deepseek),
         cmocka_unit_test(test_pythonic),    cmocka_unit_test(test_granite),
-        cmocka_unit_test(test_gemma4),
+        cmocka_unit_test(test_gemma4),      cmocka_unit_test(test_kimi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

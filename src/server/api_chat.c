@@ -393,7 +393,8 @@ int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_par
                          "(known: hermes <tool_call>, qwen3_coder <function=...>, llama3 JSON "
                          "and <|python_tag|>, mistral [TOOL_CALLS], gpt-oss harmony, glm "
                          "<arg_key>, deepseek <｜tool▁calls▁begin｜>, pythonic "
-                         "<|tool_call_start|>, granite <|tool_call|>, gemma4 <|tool_call>); it "
+                         "<|tool_call_start|>, granite <|tool_call|>, gemma4 <|tool_call>, kimi_k2 "
+                         "<|tool_calls_section_begin|>); it "
                          "cannot take 'tools'");
         e->code = "unsupported_parameter";
         return -1;

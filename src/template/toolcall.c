@@ -23,6 +23,8 @@ static const char *const H_MESSAGE = "<|message|>";
 static const char *const LFM_OPEN = "<|tool_call_start|>", *const LFM_CLOSE = "<|tool_call_end|>";
 static const char *const GRANITE_TAG = "<|tool_call|>";
 static const char *const G4_OPEN = "<|tool_call>", *const G4_CLOSE = "<tool_call|>";
+static const char *const KIMI_OPEN = "<|tool_calls_section_begin|>",
+                         *const KIMI_CLOSE = "<|tool_calls_section_end|>";
 
 struct cellm_tc_style cellm_tc_detect(const char *t)
 {
@@ -43,6 +45,10 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
     }
     if (strstr(t, TC_DS_CALLS) && strstr(t, TC_DS_SEP)) {
         s.format = CELLM_TC_DEEPSEEK;
+        return s;
+    }
+    if (strstr(t, KIMI_OPEN) && strstr(t, "<|tool_call_argument_begin|>")) {
+        s.format = CELLM_TC_KIMI_K2;
         return s;
     }
     if (strstr(t, LFM_OPEN) && strstr(t, LFM_CLOSE)) {
@@ -73,7 +79,7 @@ const char *cellm_tc_format_name(enum cellm_tc_format f)
 {
     static const char *const names[] = {"none",     "hermes",  "qwen3_coder", "llama3",
                                         "mistral",  "harmony", "glm",         "deepseek",
-                                        "pythonic", "granite", "gemma4"};
+                                        "pythonic", "granite", "gemma4",      "kimi_k2"};
     return (unsigned)f < sizeof names / sizeof *names ? names[f] : "none";
 }
 
@@ -468,10 +474,12 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
     case CELLM_TC_GLM:
     case CELLM_TC_DEEPSEEK:
     case CELLM_TC_PYTHONIC:
-    case CELLM_TC_GEMMA4: {
+    case CELLM_TC_GEMMA4:
+    case CELLM_TC_KIMI_K2: {
         const char *close = p->st.format == CELLM_TC_GLM        ? CALL_CLOSE
                             : p->st.format == CELLM_TC_DEEPSEEK ? TC_DS_CALLS_END
                             : p->st.format == CELLM_TC_GEMMA4   ? G4_CLOSE
+                            : p->st.format == CELLM_TC_KIMI_K2  ? KIMI_CLOSE
                                                                 : LFM_CLOSE;
         char *e = memmem(s, n, close, strlen(close));
         if (!e) return final ? -1 : 0;
@@ -480,6 +488,7 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
         rc = p->st.format == CELLM_TC_GLM        ? tc_call_glm(p->tools, s, bl, k)
              : p->st.format == CELLM_TC_DEEPSEEK ? tc_calls_deepseek(s, bl, k)
              : p->st.format == CELLM_TC_GEMMA4   ? tc_call_gemma4(s, bl, k)
+             : p->st.format == CELLM_TC_KIMI_K2  ? tc_calls_kimi(s, bl, k)
                                                  : tc_calls_pythonic(s, bl, k);
         if (rc < 0) return -2;
         *bad = rc == 1;
@@ -688,6 +697,8 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
         marks[nm++] = GRANITE_TAG;
     else if (p->st.format == CELLM_TC_GEMMA4)
         marks[nm++] = G4_OPEN;
+    else if (p->st.format == CELLM_TC_KIMI_K2)
+        marks[nm++] = KIMI_OPEN;
     else if (p->st.format == CELLM_TC_LLAMA3)
         marks[nm++] = PY_TAG;
     else if (p->st.format == CELLM_TC_MISTRAL)

@@ -24,10 +24,12 @@
  *   pythonic     LFM2: <|tool_call_start|>[f(a=1, b='x'), g()]<|tool_call_end|>, Python
  *                literals (strings, numbers, True/False/None, lists, dicts) made JSON
  *   granite      Granite 3.x: <|tool_call|>[{"name": N, "arguments": {...}}, ...]
+ *   kimi_k2      Kimi K2: <|tool_calls_section_begin|><|tool_call_begin|>functions.N:0
+ *                <|tool_call_argument_begin|>{...}<|tool_call_end|>...<|tool_calls_section_end|>
  *   gemma4       Gemma 4: <|tool_call>call:N{k:<|"|>text<|"|>,n:1,m:{...},l:[...]}<tool_call|>,
  *                one call a block (its <|channel>thought reasoning is not separated yet)
  *
- * glm, deepseek, pythonic and gemma4 calls reach a call_begin sink whole, when their block is
+ * glm, deepseek, kimi_k2, pythonic and gemma4 calls reach a call_begin sink whole, when their block is
  * complete (their arguments are not JSON text that could be sent as it is generated).
  *
  * Streaming rules: text that may be the start of a marker is held back until the next
@@ -70,6 +72,7 @@ enum cellm_tc_format {
     CELLM_TC_PYTHONIC,
     CELLM_TC_GRANITE,
     CELLM_TC_GEMMA4,
+    CELLM_TC_KIMI_K2,
 };
 
 /* What a template implies about its model's output. */
@@ -83,7 +86,7 @@ struct cellm_tc_style {
 struct cellm_tc_style cellm_tc_detect(const char *tmpl);
 
 /* "hermes", "qwen3_coder", "llama3", "mistral", "harmony", "glm", "deepseek", "pythonic",
- * "granite", "gemma4" or "none". */
+ * "granite", "gemma4", "kimi_k2" or "none". */
 const char *cellm_tc_format_name(enum cellm_tc_format f);
 
 /* Where the parsed output goes. Each callback returns 0, or nonzero to stop the parse

@@ -1,8 +1,9 @@
 /*
  * toolcall_fmt.c: the bodies of the call blocks whose syntax is not JSON in JSON: GLM's
- * <arg_key>/<arg_value> pairs, DeepSeek's <｜tool▁call▁begin｜> calls and LFM2's Python
- * calls. toolcall.c finds where a block starts and ends; these read what is between and
- * report its calls, all of them or (when one is malformed) none.
+ * <arg_key>/<arg_value> pairs, DeepSeek's <｜tool▁call▁begin｜> calls, Kimi K2's
+ * <|tool_call_begin|> calls, LFM2's Python calls and Gemma 4's calls. toolcall.c finds where a
+ * block starts and ends; these read what is between and report its calls, all of them or (when one
+ * is malformed) none.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -127,9 +128,16 @@ out:
     return rc;
 }
 
-/* ---- DeepSeek-V3 / V3.1 ------------------------------------------------------------------- */
+/* ---- DeepSeek-V3 / V3.1 and Kimi K2 ------------------------------------------------------- */
 
-int tc_calls_deepseek(const char *s, size_t n, const struct cellm_tc_sink *k)
+/* The markers of one call: DeepSeek's or Kimi K2's. */
+struct seq_marks {
+    const char *call, *sep, *end;
+    int kimi; /* the head is an id, functions.NAME:INDEX */
+};
+
+static int calls_seq(const struct seq_marks *mk, const char *s, size_t n,
+                     const struct cellm_tc_sink *k)
 {
     int nc = 0, cap = 0, rc = 1;
     char **names = NULL, **args = NULL;
@@ -137,9 +145,9 @@ int tc_calls_deepseek(const char *s, size_t n, const struct cellm_tc_sink *k)
     for (;;) {
         i = skip_ws(s, n, i);
         if (i == n) break;
-        if (!starts(s, n, i, TC_DS_CALL)) goto out;
-        size_t ns = i + strlen(TC_DS_CALL), se = find(s, n, ns, TC_DS_SEP);
-        size_t bs = se + strlen(TC_DS_SEP), be = find(s, n, bs, TC_DS_CALL_END);
+        if (!starts(s, n, i, mk->call)) goto out;
+        size_t ns = i + strlen(mk->call), se = find(s, n, ns, mk->sep);
+        size_t bs = se + strlen(mk->sep), be = find(s, n, bs, mk->end);
         if (se == n || be == n) goto out;
         if (nc == cap) {
             cap = cap ? 2 * cap : 4;
@@ -161,7 +169,13 @@ int tc_calls_deepseek(const char *s, size_t n, const struct cellm_tc_sink *k)
         }
         /* V3 and R1 write "function<｜tool▁sep｜>NAME\n```json\n{...}\n```" */
         size_t js = bs, je = be;
-        if (!strcmp(names[nc - 1], "function")) {
+        char *nm = names[nc - 1], *colon = strrchr(nm, ':');
+        if (mk->kimi) { /* functions.NAME:0, as vLLM's kimi_k2 parser reads it */
+            if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+                goto out;
+            *colon = 0;
+            if (!strncmp(nm, "functions.", 10)) memmove(nm, nm + 10, strlen(nm + 10) + 1);
+        } else if (!strcmp(nm, "function")) {
             size_t nl = find(s, be, bs, "\n");
             size_t fo = find(s, be, nl, "```json");
             size_t fc = fo < be ? find(s, be, fo + 7, "```") : be;
@@ -183,12 +197,25 @@ int tc_calls_deepseek(const char *s, size_t n, const struct cellm_tc_sink *k)
             rc = -1;
             goto out;
         }
-        i = be + strlen(TC_DS_CALL_END);
+        i = be + strlen(mk->end);
     }
     rc = nc ? report(names, args, nc, k) : 1;
 out:
     free_lists(names, args, nc);
     return rc;
+}
+
+int tc_calls_deepseek(const char *s, size_t n, const struct cellm_tc_sink *k)
+{
+    static const struct seq_marks mk = {TC_DS_CALL, TC_DS_SEP, TC_DS_CALL_END, 0};
+    return calls_seq(&mk, s, n, k);
+}
+
+int tc_calls_kimi(const char *s, size_t n, const struct cellm_tc_sink *k)
+{
+    static const struct seq_marks mk = {"<|tool_call_begin|>", "<|tool_call_argument_begin|>",
+                                        "<|tool_call_end|>", 1};
+    return calls_seq(&mk, s, n, k);
 }
 
 /* ---- LFM2: Python calls ------------------------------------------------------------------- */

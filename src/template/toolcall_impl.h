@@ -101,6 +101,9 @@ int tc_stream_abandon(struct cellm_tc *p, const struct cellm_tc_sink *k);
 #define TC_DS_CALL_END "<｜tool▁call▁end｜>"
 int tc_call_glm(const cJSON *tools, const char *s, size_t n, const struct cellm_tc_sink *k);
 int tc_calls_deepseek(const char *s, size_t n, const struct cellm_tc_sink *k);
+/* Kimi K2: "<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{...}
+ * <|tool_call_end|>..." */
+int tc_calls_kimi(const char *s, size_t n, const struct cellm_tc_sink *k);
 int tc_calls_pythonic(const char *s, size_t n, const struct cellm_tc_sink *k);
 /* Gemma 4: "call:NAME{key:<|"|>text<|"|>,n:1}" (one call a block). */
 int tc_call_gemma4(const char *s, size_t n, const struct cellm_tc_sink *k);

@@ -440,7 +440,7 @@ static int head(struct cellm_tc *p, const struct cellm_tc_sink *k, size_t n)
         return 1;
     }
     if (f == CELLM_TC_GLM || f == CELLM_TC_DEEPSEEK || f == CELLM_TC_PYTHONIC ||
-        f == CELLM_TC_GEMMA4) {
+        f == CELLM_TC_GEMMA4 || f == CELLM_TC_KIMI_K2) {
         p->pv = PV_OFF; /* their calls go whole, when the block is complete */
         return 0;
     }

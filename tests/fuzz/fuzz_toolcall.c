@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    struct cellm_tc_style st = {(enum cellm_tc_format)(data[0] % 11), (data[0] >> 3) & 1, 0};
+    struct cellm_tc_style st = {(enum cellm_tc_format)(data[0] % 12), (data[0] >> 3) & 1, 0};
     int think = (data[0] >> 4) & 1;
     size_t step = 1 + (data[0] >> 5);
     const char *s = (const char *)data + 1;
