@@ -118,7 +118,7 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
     static const char *const ds[] = {"<｜tool▁calls▁begin｜>", "<think>", NULL};
     static const char *const lfm[] = {"<|tool_call_start|>", "<think>", NULL};
     static const char *const granite[] = {"<|tool_call|>", "<think>", NULL};
-    static const char *const gemma4[] = {"<|tool_call>", NULL};
+    static const char *const gemma4[] = {"<|tool_call>", "<|channel>thought", NULL};
     static const char *const kimi[] = {"<|tool_calls_section_begin|>", "<think>", NULL};
     static const char *const none[] = {NULL};
     g->marks = (st.format == CELLM_TC_HERMES || st.format == CELLM_TC_QWEN3_CODER) && !st.think
@@ -539,7 +539,7 @@ static void test_granite(void **state)
 }
 
 static const char *const GEMMA4 = "{{- '<|tool_call>call:' + function['name'] + '{' -}}"
-                                  "{{- '}<tool_call|>' -}}";
+                                  "{{- '}<tool_call|>' -}}{{- '<|channel>thought\\n<channel|>' -}}";
 
 static void test_gemma4(void **state)
 {
@@ -552,6 +552,10 @@ static void test_gemma4(void **state)
           "get_weather {\"city\":\"Bern, \\\"CH\\\"\",\"days\":3,\"metric\":true,\"where\":"
           "{\"lat\":46.9,\"lon\":-7e1},\"hours\":[9,12],\"spots\":[{\"name\":\"Aare\"}],"
           "\"none\":null};now {};");
+    /* the thought channel is reasoning */
+    check(GEMMA4, "<|channel>thought\nNeed the time.<channel|>\n<|tool_call>call:now{}<tool_call|>",
+          "", "Need the time.", "now {};");
+    check(GEMMA4, "<|channel>thought\n<channel|>Hi <|channel>there", "Hi <|channel>there", "", "");
     /* malformed: a bare word, a string not closed, no end, no call: */
     check(GEMMA4, "<|tool_call>call:f{a:b}<tool_call|>", "<|tool_call>call:f{a:b}<tool_call|>", "",
           "");
@@ -609,7 +613,7 @@ static void test_detect_real(void **state)
                 {"granite_3_3.jinja", CELLM_TC_GRANITE, 1},
                 {"kimi_k2.jinja", CELLM_TC_NONE, 0},
                 {"kimi_k2_thinking.jinja", CELLM_TC_KIMI_K2, 1},
-                {"gemma4.jinja", CELLM_TC_GEMMA4, 0}};
+                {"gemma4.jinja", CELLM_TC_GEMMA4, 1}};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", CELLM_TEMPLATE_DIR, want[i].file);

@@ -18,6 +18,8 @@
 
 static const char *const CALL_OPEN = "<tool_call>", *const CALL_CLOSE = "</tool_call>";
 static const char *const THINK_OPEN = "<think>", *const THINK_CLOSE = "</think>";
+/* Gemma 4 thinks in a channel: <|channel>thought\n...<channel|> */
+static const char *const G4_THINK_OPEN = "<|channel>thought", *const G4_THINK_CLOSE = "<channel|>";
 static const char *const PY_TAG = "<|python_tag|>", *const MISTRAL_TAG = "[TOOL_CALLS]";
 static const char *const H_MESSAGE = "<|message|>";
 static const char *const LFM_OPEN = "<|tool_call_start|>", *const LFM_CLOSE = "<|tool_call_end|>";
@@ -28,7 +30,7 @@ static const char *const KIMI_OPEN = "<|tool_calls_section_begin|>",
 
 struct cellm_tc_style cellm_tc_detect(const char *t)
 {
-    struct cellm_tc_style s = {CELLM_TC_NONE, 0, 0};
+    struct cellm_tc_style s = {CELLM_TC_NONE, 0, 0, 0};
     if (!t) return s;
     /* gpt-oss writes "to=" and "functions." apart, so look for harmony's own tokens */
     if (strstr(t, "<|channel|>") && strstr(t, "<|message|>") && strstr(t, "<|call|>")) {
@@ -57,6 +59,8 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
     }
     if (strstr(t, "<|tool_call>call:") && strstr(t, G4_CLOSE)) {
         s.format = CELLM_TC_GEMMA4;
+        s.think = strstr(t, G4_THINK_OPEN) && strstr(t, G4_THINK_CLOSE);
+        s.think_channel = s.think;
         return s;
     }
     if (strstr(t, GRANITE_TAG)) {
@@ -704,7 +708,9 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
     else if (p->st.format == CELLM_TC_MISTRAL)
         marks[nm++] = MISTRAL_TAG;
     int think_at = p->st.think ? nm : -1;
-    if (p->st.think) marks[nm++] = THINK_OPEN;
+    const char *t_open = p->st.think_channel ? G4_THINK_OPEN : THINK_OPEN;
+    const char *t_close = p->st.think_channel ? G4_THINK_CLOSE : THINK_CLOSE;
+    if (p->st.think) marks[nm++] = t_open;
     for (;;) {
         if (p->skip_ws) {
             size_t i = 0;
@@ -715,7 +721,7 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
             p->skip_ws = 0;
         }
         if (p->state == S_REASON) {
-            const char *close[] = {THINK_CLOSE};
+            const char *close[] = {t_close};
             int which;
             size_t at = find_first(p->pend, p->n, close, 1, &which);
             size_t end = at;
@@ -729,7 +735,7 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
                 consume(p, final ? p->n : out);
                 return 0;
             }
-            consume(p, at + strlen(THINK_CLOSE));
+            consume(p, at + strlen(t_close));
             p->state = S_TEXT;
             p->skip_ws = 1;
             continue;

@@ -27,7 +27,7 @@
  *   kimi_k2      Kimi K2: <|tool_calls_section_begin|><|tool_call_begin|>functions.N:0
  *                <|tool_call_argument_begin|>{...}<|tool_call_end|>...<|tool_calls_section_end|>
  *   gemma4       Gemma 4: <|tool_call>call:N{k:<|"|>text<|"|>,n:1,m:{...},l:[...]}<tool_call|>,
- *                one call a block (its <|channel>thought reasoning is not separated yet)
+ *                one call a block; its reasoning is <|channel>thought\n...<channel|>
  *
  * glm, deepseek, kimi_k2, pythonic and gemma4 calls reach a call_begin sink whole, when their block is
  * complete (their arguments are not JSON text that could be sent as it is generated).
@@ -50,7 +50,7 @@
  * Reasoning: with a template that knows <think>, the text between <think> and </think>
  * is reasoning (also from the very start when the generation prompt opened <think>),
  * without the whitespace next to the tags; whitespace that opens the answer after
- * </think> is dropped too. Content is otherwise passed through byte for byte.
+ * </think> is dropped too. Gemma 4's <|channel>thought ... <channel|> is read the same way. Content is otherwise passed through byte for byte.
  */
 #ifndef CELLM_TEMPLATE_TOOLCALL_H
 #define CELLM_TEMPLATE_TOOLCALL_H
@@ -80,6 +80,7 @@ struct cellm_tc_style {
     enum cellm_tc_format format;
     int think;        /* <think>...</think> carries reasoning */
     int keep_special; /* the markers are special tokens: decode with them kept */
+    int think_channel; /* the reasoning is Gemma 4's <|channel>thought ...<channel|> */
 };
 
 /* Reads the style off a template's source (NULL: none). */
