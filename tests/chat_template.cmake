@@ -24,7 +24,8 @@ if(Python3_Interpreter_FOUND)
                    ${CMAKE_CURRENT_LIST_DIR}/chat/conversations.json
                    $<TARGET_FILE:test_jinja_render>)
   # The real templates committed in tests/chat/templates (gpt-oss, Qwen3-Coder, Mistral
-  # Small 3.2, Devstral; sources in SOURCES.md there) against every conversation.
+  # Small 3.2, Devstral, GLM-4.5/4.6, DeepSeek-V3.1, Kimi K2, LFM2.5, Granite 3.3, Gemma 4;
+  # sources in SOURCES.md there) against every conversation.
   add_test(NAME chat_template_real
            COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/chat/compare.py templates
                    ${CMAKE_CURRENT_LIST_DIR}/chat/templates

@@ -114,6 +114,12 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
     static const char *const llama[] = {"<|python_tag|>", NULL};
     static const char *const mistral[] = {"[TOOL_CALLS]", NULL};
     static const char *const harmony[] = {"<|end|>", "<|call|>", "<|return|>", "<|start|>", NULL};
+    static const char *const glm[] = {"<tool_call>", "<think>", NULL};
+    static const char *const ds[] = {"<｜tool▁calls▁begin｜>", "<think>", NULL};
+    static const char *const lfm[] = {"<|tool_call_start|>", "<think>", NULL};
+    static const char *const granite[] = {"<|tool_call|>", "<think>", NULL};
+    static const char *const gemma4[] = {"<|tool_call>", "<|channel>thought", NULL};
+    static const char *const kimi[] = {"<|tool_calls_section_begin|>", "<think>", NULL};
     static const char *const none[] = {NULL};
     g->marks = (st.format == CELLM_TC_HERMES || st.format == CELLM_TC_QWEN3_CODER) && !st.think
                    ? hermes_nothink
@@ -121,6 +127,12 @@ static void parse(const char *tmpl, int in_reasoning, const cJSON *tools, const 
                : st.format == CELLM_TC_LLAMA3                                      ? llama
                : st.format == CELLM_TC_MISTRAL                                     ? mistral
                : st.format == CELLM_TC_HARMONY                                     ? harmony
+               : st.format == CELLM_TC_GLM                                         ? glm
+               : st.format == CELLM_TC_DEEPSEEK                                    ? ds
+               : st.format == CELLM_TC_PYTHONIC                                    ? lfm
+               : st.format == CELLM_TC_GRANITE                                     ? granite
+               : st.format == CELLM_TC_GEMMA4                                      ? gemma4
+               : st.format == CELLM_TC_KIMI_K2                                     ? kimi
                                                                                    : none;
     struct cellm_tc *p = NULL;
     struct cellm_error err;
@@ -422,6 +434,167 @@ static void test_live(void **state)
 
 /* The real templates committed in tests/chat/templates: each detected as its family
  * writes calls (they are in the repository, so this never skips). */
+/* Fragments of GLM-4.5's, DeepSeek-V3.1's, LFM2's and Granite 3.3's templates. */
+static const char *const GLM = "<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n"
+                               "<arg_value>{arg-value-1}</arg_value></tool_call><think></think>";
+static const char *const DS = "{{'<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>'+ tool['function']["
+                              "'name'] + '<｜tool▁sep｜>'}}{{'</think>'}}{{'<think>'}}";
+static const char *const LFM2 =
+    "{{- \"<|tool_call_start|>[\" + calls + \"]<|tool_call_end|>\" -}}<think></think>";
+static const char *const GRANITE = "respond only with <|tool_call|> followed by a JSON list";
+
+static void test_glm(void **state)
+{
+    (void)state;
+    cJSON *tools = cJSON_Parse(
+        "[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":"
+        "\"object\",\"properties\":{\"s\":{\"type\":\"string\"},\"n\":{\"type\":\"integer\"}}}}}]");
+    assert_non_null(tools);
+    /* GLM-4.5: the name on its own line, reasoning first */
+    check_tools(GLM, 0, tools,
+                "<think>Call f.</think>\nSure.\n<tool_call>f\n<arg_key>s</arg_key>\n<arg_value>123"
+                "</arg_value>\n<arg_key>n</arg_key>\n<arg_value>42</arg_value>\n</tool_call>",
+                "Sure.\n", "Call f.", "f {\"s\":\"123\",\"n\":42};");
+    /* GLM-4.6: no newlines; two calls; an undeclared tool: JSON when it parses */
+    check_tools(GLM, 0, tools,
+                "<tool_call>g<arg_key>a</arg_key><arg_value>hello world</arg_value><arg_key>b"
+                "</arg_key><arg_value>{\"k\": [1, true]}</arg_value></tool_call>\n"
+                "<tool_call>f</tool_call>",
+                "", "", "g {\"a\":\"hello world\",\"b\":{\"k\":[1,true]}};f {};");
+    /* "12 apples" is not the number 12 */
+    check_tools(GLM, 0, NULL,
+                "<tool_call>g<arg_key>a</arg_key><arg_value>12 apples</arg_value>"
+                "</tool_call>",
+                "", "", "g {\"a\":\"12 apples\"};");
+    /* malformed: a value not closed, a name with a space, a repeated key, no </tool_call> */
+    check_tools(GLM, 0, tools, "<tool_call>f<arg_key>s</arg_key><arg_value>x</tool_call>ok",
+                "<tool_call>f<arg_key>s</arg_key><arg_value>x</tool_call>ok", "", "");
+    check_tools(GLM, 0, tools, "<tool_call>f g</tool_call>", "<tool_call>f g</tool_call>", "", "");
+    check_tools(GLM, 0, tools,
+                "<tool_call>f<arg_key>s</arg_key><arg_value>1</arg_value><arg_key>s</arg_key>"
+                "<arg_value>2</arg_value></tool_call>",
+                "<tool_call>f<arg_key>s</arg_key><arg_value>1</arg_value><arg_key>s</arg_key>"
+                "<arg_value>2</arg_value></tool_call>",
+                "", "");
+    check_tools(GLM, 0, tools, "<tool_call>f<arg_key>s</arg_key>",
+                "<tool_call>f<arg_key>s</arg_key>", "", "");
+    cJSON_Delete(tools);
+}
+
+static void test_deepseek(void **state)
+{
+    (void)state;
+    /* V3.1: the generation prompt opened <think> */
+    check_tools(
+        DS, 1, NULL,
+        "Weather and time.</think>Checking.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>"
+        "get_weather<｜tool▁sep｜>{\"city\": \"Oslo\"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>"
+        "now<｜tool▁sep｜>{}<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+        "Checking.", "Weather and time.", "get_weather {\"city\":\"Oslo\"};now {};");
+    /* V3 and R1: the name after "function", the arguments in a fence */
+    check(DS,
+          "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n"
+          "{\"a\": [1, 2]}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+          "", "", "f {\"a\":[1,2]};");
+    /* malformed: arguments that are not an object (neither call is reported), no end */
+    check(DS,
+          "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"
+          "<｜tool▁call▁begin｜>g<｜tool▁sep｜>[1]<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+          "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"
+          "<｜tool▁call▁begin｜>g<｜tool▁sep｜>[1]<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+          "", "");
+    check(DS, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"a\"",
+          "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{\"a\"", "", "");
+}
+
+static void test_pythonic(void **state)
+{
+    (void)state;
+    check(LFM2,
+          "<think>Look it up.</think>Let me check.<|tool_call_start|>[get_weather(city='Par\\'is', "
+          "days=3, metric=True, ratio=1e5, tags=[\"a\", 'b'], opt={\"x\": None, \"y\": -2.5}), "
+          "now()]<|tool_call_end|>Done.",
+          "Let me check.Done.", "Look it up.",
+          "get_weather {\"city\":\"Par'is\",\"days\":3,\"metric\":true,\"ratio\":1e5,"
+          "\"tags\":[\"a\",\"b\"],\"opt\":{\"x\":null,\"y\":-2.5}};now {};");
+    /* malformed: a positional argument, an empty list, a bare word, no end */
+    check(LFM2, "<|tool_call_start|>[f(1)]<|tool_call_end|>",
+          "<|tool_call_start|>[f(1)]<|tool_call_end|>", "", "");
+    check(LFM2, "<|tool_call_start|>[]<|tool_call_end|>", "<|tool_call_start|>[]<|tool_call_end|>",
+          "", "");
+    check(LFM2, "<|tool_call_start|>[f(a=b)]<|tool_call_end|>",
+          "<|tool_call_start|>[f(a=b)]<|tool_call_end|>", "", "");
+    check(LFM2, "<|tool_call_start|>[f(a=1)]", "<|tool_call_start|>[f(a=1)]", "", "");
+}
+
+static void test_granite(void **state)
+{
+    (void)state;
+    check(GRANITE,
+          "<|tool_call|>[{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", "
+          "\"arguments\": {}}]",
+          "", "", "a {\"x\":1};b {};");
+    check(GRANITE, "<|tool_call|> nothing", "<|tool_call|> nothing", "", "");
+    check(GRANITE, "<|tool_call|>[{\"x\": 1}]", "<|tool_call|>[{\"x\": 1}]", "", "");
+}
+
+static const char *const GEMMA4 = "{{- '<|tool_call>call:' + function['name'] + '{' -}}"
+                                  "{{- '}<tool_call|>' -}}{{- '<|channel>thought\\n<channel|>' -}}";
+
+static void test_gemma4(void **state)
+{
+    (void)state;
+    check(GEMMA4,
+          "Checking.<|tool_call>call:get_weather{city:<|\"|>Bern, \"CH\"<|\"|>,days:3,"
+          "metric:true,where:{lat:46.9,lon:-7e1},hours:[9,12],spots:[{name:<|\"|>Aare<|\"|>}],"
+          "none:null}<tool_call|><|tool_call>call:now{}<tool_call|>",
+          "Checking.", "",
+          "get_weather {\"city\":\"Bern, \\\"CH\\\"\",\"days\":3,\"metric\":true,\"where\":"
+          "{\"lat\":46.9,\"lon\":-7e1},\"hours\":[9,12],\"spots\":[{\"name\":\"Aare\"}],"
+          "\"none\":null};now {};");
+    /* the thought channel is reasoning */
+    check(GEMMA4, "<|channel>thought\nNeed the time.<channel|>\n<|tool_call>call:now{}<tool_call|>",
+          "", "Need the time.", "now {};");
+    check(GEMMA4, "<|channel>thought\n<channel|>Hi <|channel>there", "Hi <|channel>there", "", "");
+    /* malformed: a bare word, a string not closed, no end, no call: */
+    check(GEMMA4, "<|tool_call>call:f{a:b}<tool_call|>", "<|tool_call>call:f{a:b}<tool_call|>", "",
+          "");
+    check(GEMMA4, "<|tool_call>call:f{a:<|\"|>x}<tool_call|>",
+          "<|tool_call>call:f{a:<|\"|>x}<tool_call|>", "", "");
+    check(GEMMA4, "<|tool_call>call:f{a:1}", "<|tool_call>call:f{a:1}", "", "");
+    check(GEMMA4, "<|tool_call>f{}<tool_call|>", "<|tool_call>f{}<tool_call|>", "", "");
+}
+
+static const char *const KIMI = "<|tool_calls_section_begin|>{%- for tool_call in calls -%}"
+                                "<|tool_call_begin|>{{ id }}<|tool_call_argument_begin|>"
+                                "<|tool_call_end|><think></think>";
+
+static void test_kimi(void **state)
+{
+    (void)state;
+    check(KIMI,
+          "<think>Two calls.</think>On it.<|tool_calls_section_begin|>\n<|tool_call_begin|>"
+          "functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Oslo\"}"
+          "<|tool_call_end|>\n<|tool_call_begin|>functions.now:1<|tool_call_argument_begin|>{}"
+          "<|tool_call_end|><|tool_calls_section_end|>",
+          "On it.", "Two calls.", "get_weather {\"city\":\"Oslo\"};now {};");
+    /* malformed: an id without its index, arguments that are not an object, no end */
+    check(KIMI,
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f<|tool_call_argument_begin|>"
+          "{}<|tool_call_end|><|tool_calls_section_end|>",
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f<|tool_call_argument_begin|>"
+          "{}<|tool_call_end|><|tool_calls_section_end|>",
+          "", "");
+    check(KIMI,
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>"
+          "\"x\"<|tool_call_end|><|tool_calls_section_end|>",
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>"
+          "\"x\"<|tool_call_end|><|tool_calls_section_end|>",
+          "", "");
+    check(KIMI, "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0",
+          "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0", "", "");
+}
+
 static void test_detect_real(void **state)
 {
     (void)state;
@@ -432,7 +605,15 @@ static void test_detect_real(void **state)
     } want[] = {{"gpt_oss.jinja", CELLM_TC_HARMONY, 0},
                 {"qwen3_coder.jinja", CELLM_TC_QWEN3_CODER, 0},
                 {"mistral_small_3_2.jinja", CELLM_TC_MISTRAL, 0},
-                {"devstral_small_2507.jinja", CELLM_TC_MISTRAL, 0}};
+                {"devstral_small_2507.jinja", CELLM_TC_MISTRAL, 0},
+                {"glm_4_5.jinja", CELLM_TC_GLM, 1},
+                {"glm_4_6.jinja", CELLM_TC_GLM, 1},
+                {"deepseek_v3_1.jinja", CELLM_TC_DEEPSEEK, 1},
+                {"lfm2_5_8b_a1b.jinja", CELLM_TC_PYTHONIC, 1},
+                {"granite_3_3.jinja", CELLM_TC_GRANITE, 1},
+                {"kimi_k2.jinja", CELLM_TC_NONE, 0},
+                {"kimi_k2_thinking.jinja", CELLM_TC_KIMI_K2, 1},
+                {"gemma4.jinja", CELLM_TC_GEMMA4, 1}};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", CELLM_TEMPLATE_DIR, want[i].file);
@@ -463,6 +644,9 @@ int main(void)
         cmocka_unit_test(test_llama3),      cmocka_unit_test(test_mistral),
         cmocka_unit_test(test_harmony),     cmocka_unit_test(test_detect_hub),
         cmocka_unit_test(test_detect_real), cmocka_unit_test(test_live),
+        cmocka_unit_test(test_glm),         cmocka_unit_test(test_deepseek),
+        cmocka_unit_test(test_pythonic),    cmocka_unit_test(test_granite),
+        cmocka_unit_test(test_gemma4),      cmocka_unit_test(test_kimi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

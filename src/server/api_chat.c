@@ -391,7 +391,10 @@ int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_par
         cellm_srv_errorf(e, 400, "tools",
                          "this model's chat template shows no tool-call format cellm can parse "
                          "(known: hermes <tool_call>, qwen3_coder <function=...>, llama3 JSON "
-                         "and <|python_tag|>, mistral [TOOL_CALLS], gpt-oss harmony); it "
+                         "and <|python_tag|>, mistral [TOOL_CALLS], gpt-oss harmony, glm "
+                         "<arg_key>, deepseek <｜tool▁calls▁begin｜>, pythonic "
+                         "<|tool_call_start|>, granite <|tool_call|>, gemma4 <|tool_call>, kimi_k2 "
+                         "<|tool_calls_section_begin|>); it "
                          "cannot take 'tools'");
         e->code = "unsupported_parameter";
         return -1;
@@ -433,7 +436,8 @@ int cellm_srv_chat_prompt(struct cellm_server *s, const cJSON *o, struct srv_par
         p->tool_calls || p->tc.think || (p->tc.format == CELLM_TC_HARMONY && !raw_reasoning);
     if (!p->tool_calls && p->tc.format != CELLM_TC_HARMONY) p->tc.format = CELLM_TC_NONE;
     if (!p->parse_out) p->tc.keep_special = 0;
-    if (p->tool_calls && p->tc.format == CELLM_TC_QWEN3_CODER &&
+    /* qwen3_coder and glm read each parameter's declared type from the tools */
+    if (p->tool_calls && (p->tc.format == CELLM_TC_QWEN3_CODER || p->tc.format == CELLM_TC_GLM) &&
         !(p->tools = cJSON_Duplicate(tools, 1))) {
         cellm_srv_errorf(e, 500, NULL, "out of memory");
         goto out;

@@ -619,6 +619,13 @@ static enum cellm_status exec(struct cellm_jinja_ctx *c, const node *n, frame *f
         CELLM_TRY(st);
         return set_var(c, f, n->names[0], strlen(n->names[0]), &v);
     }
+    case NK_BODY: { /* a {% generation %} block: its sets stay inside */
+        frame *sf = cellm_jinja_alloc(&c->arena, sizeof *sf);
+        if (!sf) return nomem(c);
+        memset(sf, 0, sizeof *sf);
+        sf->up = f;
+        return exec_body(c, n, sf, out);
+    }
     case NK_MACRO:
         v = (jval){.kind = JV_MACRO};
         v.u.macro = n;

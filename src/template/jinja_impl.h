@@ -156,7 +156,7 @@ enum cellm_jinja_nk {
     NK_MACRO,  /* macro name(names = defaults in kids2): kids */
     NK_BREAK,
     NK_CONTINUE,
-    NK_BODY, /* a list of statements in kids */
+    NK_BODY, /* statements in kids (also a {% generation %} block: its own scope) */
 };
 enum cellm_jinja_binop {
     JB_ADD,

@@ -605,6 +605,7 @@ static const char *const end_for[] = {"else", "endfor", NULL};
 static const char *const end_for2[] = {"endfor", NULL};
 static const char *const end_set[] = {"endset", NULL};
 static const char *const end_macro[] = {"endmacro", NULL};
+static const char *const end_generation[] = {"endgeneration", NULL};
 
 static enum cellm_status parse_if(struct parser *p, node **out)
 {
@@ -743,6 +744,20 @@ static enum cellm_status parse_stmt_tag(struct parser *p, node **out)
         p->i += 2;
         if (cur(p)->kind == TK_NAME) /* {% endmacro name %} */
             p->i++;
+        CELLM_TRY(expect_end(p));
+        *out = n;
+        return CELLM_OK;
+    }
+    if (is_name(p, "generation")) {
+        /* transformers' {% generation %} marks the assistant's tokens (for training masks);
+         * it renders its body as a call block does: in a scope of its own */
+        p->i++;
+        CELLM_TRY(expect_end(p));
+        int loops = p->loops;
+        p->loops = 0;
+        CELLM_TRY(parse_body(p, end_generation, &n));
+        p->loops = loops;
+        p->i += 2;
         CELLM_TRY(expect_end(p));
         *out = n;
         return CELLM_OK;

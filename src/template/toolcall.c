@@ -18,12 +18,19 @@
 
 static const char *const CALL_OPEN = "<tool_call>", *const CALL_CLOSE = "</tool_call>";
 static const char *const THINK_OPEN = "<think>", *const THINK_CLOSE = "</think>";
+/* Gemma 4 thinks in a channel: <|channel>thought\n...<channel|> */
+static const char *const G4_THINK_OPEN = "<|channel>thought", *const G4_THINK_CLOSE = "<channel|>";
 static const char *const PY_TAG = "<|python_tag|>", *const MISTRAL_TAG = "[TOOL_CALLS]";
 static const char *const H_MESSAGE = "<|message|>";
+static const char *const LFM_OPEN = "<|tool_call_start|>", *const LFM_CLOSE = "<|tool_call_end|>";
+static const char *const GRANITE_TAG = "<|tool_call|>";
+static const char *const G4_OPEN = "<|tool_call>", *const G4_CLOSE = "<tool_call|>";
+static const char *const KIMI_OPEN = "<|tool_calls_section_begin|>",
+                         *const KIMI_CLOSE = "<|tool_calls_section_end|>";
 
 struct cellm_tc_style cellm_tc_detect(const char *t)
 {
-    struct cellm_tc_style s = {CELLM_TC_NONE, 0, 0};
+    struct cellm_tc_style s = {CELLM_TC_NONE, 0, 0, 0};
     if (!t) return s;
     /* gpt-oss writes "to=" and "functions." apart, so look for harmony's own tokens */
     if (strstr(t, "<|channel|>") && strstr(t, "<|message|>") && strstr(t, "<|call|>")) {
@@ -32,6 +39,35 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
         return s;
     }
     s.think = strstr(t, THINK_OPEN) && strstr(t, THINK_CLOSE);
+    /* the markers of these are special tokens in their tokenizers, or may be */
+    s.keep_special = 1;
+    if (strstr(t, "<arg_key>") && strstr(t, CALL_OPEN)) {
+        s.format = CELLM_TC_GLM;
+        return s;
+    }
+    if (strstr(t, TC_DS_CALLS) && strstr(t, TC_DS_SEP)) {
+        s.format = CELLM_TC_DEEPSEEK;
+        return s;
+    }
+    if (strstr(t, KIMI_OPEN) && strstr(t, "<|tool_call_argument_begin|>")) {
+        s.format = CELLM_TC_KIMI_K2;
+        return s;
+    }
+    if (strstr(t, LFM_OPEN) && strstr(t, LFM_CLOSE)) {
+        s.format = CELLM_TC_PYTHONIC;
+        return s;
+    }
+    if (strstr(t, "<|tool_call>call:") && strstr(t, G4_CLOSE)) {
+        s.format = CELLM_TC_GEMMA4;
+        s.think = strstr(t, G4_THINK_OPEN) && strstr(t, G4_THINK_CLOSE);
+        s.think_channel = s.think;
+        return s;
+    }
+    if (strstr(t, GRANITE_TAG)) {
+        s.format = CELLM_TC_GRANITE;
+        return s;
+    }
+    s.keep_special = 0;
     if (strstr(t, "<function=") && strstr(t, "<parameter=") && strstr(t, CALL_OPEN))
         s.format = CELLM_TC_QWEN3_CODER;
     else if (strstr(t, CALL_OPEN))
@@ -45,8 +81,9 @@ struct cellm_tc_style cellm_tc_detect(const char *t)
 
 const char *cellm_tc_format_name(enum cellm_tc_format f)
 {
-    static const char *const names[] = {"none",   "hermes",  "qwen3_coder",
-                                        "llama3", "mistral", "harmony"};
+    static const char *const names[] = {"none",     "hermes",  "qwen3_coder", "llama3",
+                                        "mistral",  "harmony", "glm",         "deepseek",
+                                        "pythonic", "granite", "gemma4",      "kimi_k2"};
     return (unsigned)f < sizeof names / sizeof *names ? names[f] : "none";
 }
 
@@ -438,6 +475,30 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
         *bad = rc == 1;
         return 1;
     }
+    case CELLM_TC_GLM:
+    case CELLM_TC_DEEPSEEK:
+    case CELLM_TC_PYTHONIC:
+    case CELLM_TC_GEMMA4:
+    case CELLM_TC_KIMI_K2: {
+        const char *close = p->st.format == CELLM_TC_GLM        ? CALL_CLOSE
+                            : p->st.format == CELLM_TC_DEEPSEEK ? TC_DS_CALLS_END
+                            : p->st.format == CELLM_TC_GEMMA4   ? G4_CLOSE
+                            : p->st.format == CELLM_TC_KIMI_K2  ? KIMI_CLOSE
+                                                                : LFM_CLOSE;
+        char *e = memmem(s, n, close, strlen(close));
+        if (!e) return final ? -1 : 0;
+        size_t bl = (size_t)(e - s);
+        *len = bl + strlen(close);
+        rc = p->st.format == CELLM_TC_GLM        ? tc_call_glm(p->tools, s, bl, k)
+             : p->st.format == CELLM_TC_DEEPSEEK ? tc_calls_deepseek(s, bl, k)
+             : p->st.format == CELLM_TC_GEMMA4   ? tc_call_gemma4(s, bl, k)
+             : p->st.format == CELLM_TC_KIMI_K2  ? tc_calls_kimi(s, bl, k)
+                                                 : tc_calls_pythonic(s, bl, k);
+        if (rc < 0) return -2;
+        *bad = rc == 1;
+        return 1;
+    }
+    case CELLM_TC_GRANITE:
     case CELLM_TC_LLAMA3: {
         long sp = json_span(s, n);
         if (sp < 0) return -1;
@@ -629,14 +690,27 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
     if (p->st.format == CELLM_TC_HARMONY) return run_harmony(p, k, final);
     const char *marks[3];
     int nm = 0;
-    if (p->st.format == CELLM_TC_HERMES || p->st.format == CELLM_TC_QWEN3_CODER)
+    if (p->st.format == CELLM_TC_HERMES || p->st.format == CELLM_TC_QWEN3_CODER ||
+        p->st.format == CELLM_TC_GLM)
         marks[nm++] = CALL_OPEN;
+    else if (p->st.format == CELLM_TC_DEEPSEEK)
+        marks[nm++] = TC_DS_CALLS;
+    else if (p->st.format == CELLM_TC_PYTHONIC)
+        marks[nm++] = LFM_OPEN;
+    else if (p->st.format == CELLM_TC_GRANITE)
+        marks[nm++] = GRANITE_TAG;
+    else if (p->st.format == CELLM_TC_GEMMA4)
+        marks[nm++] = G4_OPEN;
+    else if (p->st.format == CELLM_TC_KIMI_K2)
+        marks[nm++] = KIMI_OPEN;
     else if (p->st.format == CELLM_TC_LLAMA3)
         marks[nm++] = PY_TAG;
     else if (p->st.format == CELLM_TC_MISTRAL)
         marks[nm++] = MISTRAL_TAG;
     int think_at = p->st.think ? nm : -1;
-    if (p->st.think) marks[nm++] = THINK_OPEN;
+    const char *t_open = p->st.think_channel ? G4_THINK_OPEN : THINK_OPEN;
+    const char *t_close = p->st.think_channel ? G4_THINK_CLOSE : THINK_CLOSE;
+    if (p->st.think) marks[nm++] = t_open;
     for (;;) {
         if (p->skip_ws) {
             size_t i = 0;
@@ -647,7 +721,7 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
             p->skip_ws = 0;
         }
         if (p->state == S_REASON) {
-            const char *close[] = {THINK_CLOSE};
+            const char *close[] = {t_close};
             int which;
             size_t at = find_first(p->pend, p->n, close, 1, &which);
             size_t end = at;
@@ -661,7 +735,7 @@ static int run(struct cellm_tc *p, const struct cellm_tc_sink *k, int final)
                 consume(p, final ? p->n : out);
                 return 0;
             }
-            consume(p, at + strlen(THINK_CLOSE));
+            consume(p, at + strlen(t_close));
             p->state = S_TEXT;
             p->skip_ws = 1;
             continue;

@@ -15,6 +15,22 @@
  *                [TOOL_CALLS]N[ARGS]{...} (newer, repeated per call)
  *   harmony      gpt-oss: <|channel|>commentary to=functions.N ...<|message|>{...}<|call|>;
  *                the analysis channel is reasoning, the final channel content
+ *   glm          GLM-4.5/4.6: <tool_call>N<arg_key>K</arg_key><arg_value>V</arg_value>...
+ *                </tool_call>; a value is JSON unless the tool declares it a string or it
+ *                does not parse as JSON (then the text as written)
+ *   deepseek     DeepSeek-V3.1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>N<｜tool▁sep｜>{...}
+ *                <｜tool▁call▁end｜>...<｜tool▁calls▁end｜> (also V3/R1's
+ *                function<｜tool▁sep｜>N\n```json\n{...}\n``` calls)
+ *   pythonic     LFM2: <|tool_call_start|>[f(a=1, b='x'), g()]<|tool_call_end|>, Python
+ *                literals (strings, numbers, True/False/None, lists, dicts) made JSON
+ *   granite      Granite 3.x: <|tool_call|>[{"name": N, "arguments": {...}}, ...]
+ *   kimi_k2      Kimi K2: <|tool_calls_section_begin|><|tool_call_begin|>functions.N:0
+ *                <|tool_call_argument_begin|>{...}<|tool_call_end|>...<|tool_calls_section_end|>
+ *   gemma4       Gemma 4: <|tool_call>call:N{k:<|"|>text<|"|>,n:1,m:{...},l:[...]}<tool_call|>,
+ *                one call a block; its reasoning is <|channel>thought\n...<channel|>
+ *
+ * glm, deepseek, kimi_k2, pythonic and gemma4 calls reach a call_begin sink whole, when their block is
+ * complete (their arguments are not JSON text that could be sent as it is generated).
  *
  * Streaming rules: text that may be the start of a marker is held back until the next
  * increment decides it, so a half tag never reaches the content. A call is reported once
@@ -34,7 +50,7 @@
  * Reasoning: with a template that knows <think>, the text between <think> and </think>
  * is reasoning (also from the very start when the generation prompt opened <think>),
  * without the whitespace next to the tags; whitespace that opens the answer after
- * </think> is dropped too. Content is otherwise passed through byte for byte.
+ * </think> is dropped too. Gemma 4's <|channel>thought ... <channel|> is read the same way. Content is otherwise passed through byte for byte.
  */
 #ifndef CELLM_TEMPLATE_TOOLCALL_H
 #define CELLM_TEMPLATE_TOOLCALL_H
@@ -51,6 +67,12 @@ enum cellm_tc_format {
     CELLM_TC_LLAMA3,
     CELLM_TC_MISTRAL,
     CELLM_TC_HARMONY,
+    CELLM_TC_GLM,
+    CELLM_TC_DEEPSEEK,
+    CELLM_TC_PYTHONIC,
+    CELLM_TC_GRANITE,
+    CELLM_TC_GEMMA4,
+    CELLM_TC_KIMI_K2,
 };
 
 /* What a template implies about its model's output. */
@@ -58,12 +80,14 @@ struct cellm_tc_style {
     enum cellm_tc_format format;
     int think;        /* <think>...</think> carries reasoning */
     int keep_special; /* the markers are special tokens: decode with them kept */
+    int think_channel; /* the reasoning is Gemma 4's <|channel>thought ...<channel|> */
 };
 
 /* Reads the style off a template's source (NULL: none). */
 struct cellm_tc_style cellm_tc_detect(const char *tmpl);
 
-/* "hermes", "qwen3_coder", "llama3", "mistral", "harmony" or "none". */
+/* "hermes", "qwen3_coder", "llama3", "mistral", "harmony", "glm", "deepseek", "pythonic",
+ * "granite", "gemma4", "kimi_k2" or "none". */
 const char *cellm_tc_format_name(enum cellm_tc_format f);
 
 /* Where the parsed output goes. Each callback returns 0, or nonzero to stop the parse

@@ -89,4 +89,23 @@ int tc_stream_preview(struct cellm_tc *p, const struct cellm_tc_sink *k, size_t 
  * arguments. Then the block's state is reset. -1 = the sink failed. */
 int tc_stream_abandon(struct cellm_tc *p, const struct cellm_tc_sink *k);
 
+/* toolcall_fmt.c: the calls of one block (its text between the markers that open and
+ * close it). Return 0 when all were reported, 1 when the block is malformed (nothing
+ * reported), -1 when the sink failed. GLM: "NAME<arg_key>K</arg_key><arg_value>V</arg_value>
+ * ..." (tools gives the declared types); DeepSeek: "<｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{...}
+ * <｜tool▁call▁end｜>..."; pythonic (LFM2): "[f(a=1, b='x'), g()]". */
+#define TC_DS_CALLS "<｜tool▁calls▁begin｜>"
+#define TC_DS_CALLS_END "<｜tool▁calls▁end｜>"
+#define TC_DS_CALL "<｜tool▁call▁begin｜>"
+#define TC_DS_SEP "<｜tool▁sep｜>"
+#define TC_DS_CALL_END "<｜tool▁call▁end｜>"
+int tc_call_glm(const cJSON *tools, const char *s, size_t n, const struct cellm_tc_sink *k);
+int tc_calls_deepseek(const char *s, size_t n, const struct cellm_tc_sink *k);
+/* Kimi K2: "<|tool_call_begin|>functions.NAME:0<|tool_call_argument_begin|>{...}
+ * <|tool_call_end|>..." */
+int tc_calls_kimi(const char *s, size_t n, const struct cellm_tc_sink *k);
+int tc_calls_pythonic(const char *s, size_t n, const struct cellm_tc_sink *k);
+/* Gemma 4: "call:NAME{key:<|"|>text<|"|>,n:1}" (one call a block). */
+int tc_call_gemma4(const char *s, size_t n, const struct cellm_tc_sink *k);
+
 #endif

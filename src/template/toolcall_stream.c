@@ -439,7 +439,13 @@ static int head(struct cellm_tc *p, const struct cellm_tc_sink *k, size_t n)
         p->pv = PV_ARGS;
         return 1;
     }
-    if (f == CELLM_TC_MISTRAL && s[i] == '[' && !p->pv_list && !p->n_sent) {
+    if (f == CELLM_TC_GLM || f == CELLM_TC_DEEPSEEK || f == CELLM_TC_PYTHONIC ||
+        f == CELLM_TC_GEMMA4 || f == CELLM_TC_KIMI_K2) {
+        p->pv = PV_OFF; /* their calls go whole, when the block is complete */
+        return 0;
+    }
+    if ((f == CELLM_TC_MISTRAL || f == CELLM_TC_GRANITE) && s[i] == '[' && !p->pv_list &&
+        !p->n_sent) {
         p->pv_list = 1;
         p->pv_pos = i + 1;
         return 1;

@@ -14,7 +14,8 @@ with the config's bos_token and eos_token added, the way apply_chat_template pas
 
 "templates": every *.jinja file of TEMPLATE_DIR against every conversation, for the real
 templates that no package registry carries, committed in tests/chat/templates (gpt-oss,
-Qwen3-Coder, Mistral Small 3.2, Devstral; SOURCES.md names where each came from). Any
+Qwen3-Coder, Mistral Small 3.2, Devstral, GLM, DeepSeek-V3.1, Kimi K2, LFM2.5, Granite 3.3,
+Gemma 4; SOURCES.md names where each came from). Any
 checkpoint's chat_template.jinja can be checked the same way from another directory.
 
     compare.py templates TEMPLATE_DIR CONVERSATIONS.json RENDER_BIN

@@ -9,7 +9,9 @@ the list entry named "default"). Writes the rendering to stdout as UTF-8 bytes; 
 template error writes "ERROR <type>: <message>" to stderr and exits 1.
 
 The environment follows transformers: a sandbox that forbids mutating lists and dicts,
-trim_blocks and lstrip_blocks on, the loopcontrols extension, a tojson filter that calls
+trim_blocks and lstrip_blocks on, the loopcontrols extension, the {% generation %} tag
+(transformers marks the assistant's tokens with it; it renders its body as a call block
+does, in a scope of its own), a tojson filter that calls
 json.dumps without ASCII escaping and keeps key order, and two globals: raise_exception
 (raises a TemplateError with the given text) and strftime_now (formats the current local
 time).
@@ -23,9 +25,23 @@ import jinja2.ext
 import jinja2.sandbox
 
 
+class Generation(jinja2.ext.Extension):
+    """{% generation %}...{% endgeneration %}: the body, rendered by a call block."""
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        call = self.call_method("_body", [])
+        return jinja2.nodes.CallBlock(call, [], [], body).set_lineno(lineno)
+
+    def _body(self, caller):
+        return caller()
+
+
 def make_env():
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, Generation])
 
     def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,

@@ -114,7 +114,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    struct cellm_tc_style st = {(enum cellm_tc_format)(data[0] % 6), (data[0] >> 3) & 1, 0};
+    struct cellm_tc_style st = {(enum cellm_tc_format)(data[0] % 12), (data[0] >> 3) & 1, 0, 0};
+    st.think_channel = st.format == CELLM_TC_GEMMA4; /* Gemma 4's reasoning channel */
     int think = (data[0] >> 4) & 1;
     size_t step = 1 + (data[0] >> 5);
     const char *s = (const char *)data + 1;
