@@ -308,6 +308,21 @@ static void test_mistral(void **state)
     check(MISTRAL, "[TOOL_CALLS] not a call", "[TOOL_CALLS] not a call", "", "");
     check(MISTRAL, "[TOOL_CALLS]f[ARGS]{\"a\": ", "[TOOL_CALLS]f[ARGS]{\"a\": ", "", "");
     check(MISTRAL, "[TOOL_CALLS][{\"x\": 1}]", "[TOOL_CALLS][{\"x\": 1}]", "", "");
+    /* long calls: the JSON is read on from where the last piece stopped (a string with
+     * escaped quotes and brackets spanning pieces), and a word too long for a name is text */
+    static char big[3000], word[1200];
+    size_t k = (size_t)snprintf(big, sizeof big, "[TOOL_CALLS]f[ARGS]{\"s\": \"");
+    while (k < sizeof big - 64)
+        k += (size_t)snprintf(big + k, sizeof big - k, "\\\"}]{[ ");
+    snprintf(big + k, sizeof big - k, "\", \"n\": [[1], {\"a\": 2}]}");
+    struct got g;
+    parse(MISTRAL, 0, NULL, big, 1, 0, &g);
+    assert_string_equal(g.content, "");
+    assert_int_equal(strncmp(g.calls, "f {\"s\":\"\\\"}]{[ ", 12), 0);
+    assert_non_null(strstr(g.calls, "\",\"n\":[[1],{\"a\":2}]};"));
+    memset(word, 'w', sizeof word - 1);
+    snprintf(big, sizeof big, "[TOOL_CALLS]%s[ARGS]{}", word);
+    check(MISTRAL, big, big, "", "");
 }
 
 static void test_harmony(void **state)

@@ -131,11 +131,13 @@ void cellm_tc_free(struct cellm_tc *p)
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 #define is_ws tc_is_ws
+#define TC_MAX_HEAD 1024 /* bytes of a Mistral call's NAME[CALL_ID]ID before its [ARGS] */
 
 static void consume(struct cellm_tc *p, size_t k)
 {
     memmove(p->pend, p->pend + k, p->n - k);
     p->n -= k;
+    if (k) p->js.open = 0; /* offsets into the pending text moved */
 }
 
 /* The earliest of marks in s[0..n): its offset (n when none) and which one. */
@@ -194,6 +196,48 @@ static long json_span(const char *s, size_t n)
             if (--depth == 0) return (long)(i + 1);
         }
     }
+    return 0;
+}
+
+/* json_span of the pending text from base, resumed where the last call with the same base
+ * stopped (struct tc_jscan): the same answer, each byte read once. */
+static long json_span_at(struct cellm_tc *p, size_t base)
+{
+    struct tc_jscan *j = &p->js;
+    if (!j->open || j->base != base || j->pos > p->n)
+        *j = (struct tc_jscan){.base = base, .pos = base, .open = 1};
+    const char *s = p->pend;
+    size_t n = p->n, i = j->pos;
+    if (!j->started) {
+        while (i < n && is_ws(s[i]))
+            i++;
+        j->pos = i;
+        if (i == n) return 0;
+        if (s[i] != '{' && s[i] != '[') {
+            j->open = 0;
+            return -1;
+        }
+        j->started = 1;
+    }
+    for (; i < n; i++) {
+        char c = s[i];
+        if (j->esc) {
+            j->esc = 0;
+        } else if (j->str) {
+            if (c == '\\')
+                j->esc = 1;
+            else if (c == '"')
+                j->str = 0;
+        } else if (c == '"') {
+            j->str = 1;
+        } else if (c == '{' || c == '[') {
+            j->depth++;
+        } else if ((c == '}' || c == ']') && --j->depth == 0) {
+            j->open = 0;
+            return (long)(i + 1 - base);
+        }
+    }
+    j->pos = n;
     return 0;
 }
 
@@ -500,7 +544,7 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
     }
     case CELLM_TC_GRANITE:
     case CELLM_TC_LLAMA3: {
-        long sp = json_span(s, n);
+        long sp = json_span_at(p, 0);
         if (sp < 0) return -1;
         if (sp == 0) return final ? -1 : 0;
         *len = (size_t)sp;
@@ -514,7 +558,7 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
         while (i < n && is_ws(s[i]))
             i++;
         if (i < n && s[i] == '[') {
-            long sp = json_span(s, n);
+            long sp = json_span_at(p, 0);
             if (sp == 0) return final ? -1 : 0;
             *len = (size_t)sp;
             rc = calls_from_json(s, (size_t)sp, k);
@@ -524,7 +568,9 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
             size_t j = i, name_end = 0, args_at = 0;
             int in_id = 0;
             for (; j < n && !args_at; j++) {
-                if (is_ws(s[j])) return -1;
+                /* a name and an id are words: a long run of text is no call, and is not
+                 * read again at every token */
+                if (is_ws(s[j]) || j - i > TC_MAX_HEAD) return -1;
                 if (s[j] != '[') continue;
                 size_t rest = n - j;
                 if (!in_id && rest >= 9 && !memcmp(s + j, "[CALL_ID]", 9)) {
@@ -543,7 +589,7 @@ static int call_step(struct cellm_tc *p, const struct cellm_tc_sink *k, int fina
             }
             if (!args_at) return final ? -1 : 0;
             size_t off = args_at + 6;
-            long sp = json_span(s + off, n - off);
+            long sp = json_span_at(p, off);
             if (sp < 0) return -1;
             if (sp == 0) return final ? -1 : 0;
             *len = off + (size_t)sp;

@@ -26,6 +26,14 @@ struct tc_mini {
     int depth, str, esc;
 };
 
+/* How far json_span has read a JSON value that starts at base of the pending text: the
+ * value's text arrives a token at a time, and reading it again from its start at every
+ * token would make a long call quadratic. */
+struct tc_jscan {
+    size_t base, pos;
+    int open, started, depth, str, esc;
+};
+
 /* A call of the current block that has been begun, and the arguments sent for it. */
 struct tc_sent {
     char *name;
@@ -53,6 +61,7 @@ struct cellm_tc {
     int pv_list;      /* a Mistral list of calls */
     int pv_nparams;   /* qwen3_coder: parameters sent */
     struct tc_mini mini;
+    struct tc_jscan js;
     struct tc_sent *sent;
     int n_sent, cap_sent, n_done;
 };

@@ -31,6 +31,7 @@ void tc_stream_reset(struct cellm_tc *p)
     p->pv_pos = p->pv_vstart = 0;
     p->pv_vfirst = p->pv_list = p->pv_nparams = 0;
     memset(&p->mini, 0, sizeof p->mini);
+    memset(&p->js, 0, sizeof p->js); /* a new call's text: nothing of it read yet */
 }
 
 static int begin(struct cellm_tc *p, const struct cellm_tc_sink *k, const char *name)
