@@ -8,14 +8,21 @@
 # 4-shard greedy ids (32 tokens, cuda and cpu) against transformers float32.
 # With --also OPTS, each checkpoint is measured a second time with --exec-options OPTS (e.g.
 # qdecode=0: the older decode of the formats of docs/formats.md), a row of its own.
-#   bench/gpu_bench.sh [--greedy] [--no-peer] [--also OPTS] [spec ...]     spec = preset:format:shards
+# --opts OPTS passes --exec-options OPTS to every cellm run (e.g. untested=1 for the models
+# whose CUDA kernels are opt-in); --long N adds a row with the prefill of N tokens (for the
+# hybrids, qwen3.5-0.8b and lfm2-1.2b, whose state layers make long prompts cheap).
+#   bench/gpu_bench.sh [--greedy] [--no-peer] [--also OPTS] [--opts OPTS] [--long N] [spec ...]
+#   spec = preset:format:shards
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build-gpu; DATA=${CELLM_BENCH_DATA:-/tmp/cellm-bench}; P=512; N=128; greedy=0; peer=1; specs=(); also=
+opts=; long=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --greedy) greedy=1; shift;; --no-peer) peer=0; shift;;
     --also) also=$2; shift 2;;
+    --opts) opts=$2; shift 2;;
+    --long) long=$2; shift 2;;
     *) specs+=("$1"); shift;;
   esac
 done
@@ -47,7 +54,7 @@ for spec in "${specs[@]}"; do
     echo "wrote $dir in $(( $(date +%s) - t0 )) s"
   fi
   echo "== $preset $fmt ($shards shards)"
-  out=$($B/cellm bench -m "$dir" --device cuda -p $P -n $N -r 2 2>&1); echo "$out"
+  out=$($B/cellm bench -m "$dir" --device cuda -p $P -n $N -r 2 ${opts:+--exec-options "$opts"} 2>&1); echo "$out"
   dec=$(echo "$out" | awk '/^decode:/ {print $4}'); pp=$(echo "$out" | awk '/^prefill:/ {print $4}')
   gbs=$(echo "$out" | awk '/^decode:/ {print $(NF-3)}')
   pdec=-; ppp=-
@@ -58,9 +65,13 @@ for spec in "${specs[@]}"; do
   table+=("$(awk -v n="$preset $fmt" -v d="$dec" -v p="$pp" -v g="$gbs" -v b="$bw" -v pd="$pdec" -v pp="$ppp" 'BEGIN {
     r1 = (pd+0 > 0) ? sprintf("%.2fx", d/pd) : "-"; r2 = (pp+0 > 0) ? sprintf("%.2fx", p/pp) : "-";
     printf "%-22s decode %8.1f tok/s (%5.1f%% of copy bw)  pp512 %8.1f tok/s | transformers decode %s pp512 %s | ratio decode %s pp %s", n, d, 100*g/b, p, pd, pp, r1, r2 }')")
+  if [ "$long" -gt 0 ]; then
+    out=$($B/cellm bench -m "$dir" --device cuda -p "$long" -n 1 -r 1 ${opts:+--exec-options "$opts"} 2>&1); echo "$out"
+    table+=("$(printf '%-22s pp%s %s tok/s' "$preset $fmt" "$long" "$(echo "$out" | awk '/^prefill:/ {print $4}')")")
+  fi
   if [ -n "$also" ]; then
     echo "== $preset $fmt ($shards shards), --exec-options $also"
-    out=$($B/cellm bench -m "$dir" --device cuda -p $P -n $N -r 2 --exec-options "$also" 2>&1); echo "$out"
+    out=$($B/cellm bench -m "$dir" --device cuda -p $P -n $N -r 2 --exec-options "${opts:+$opts,}$also" 2>&1); echo "$out"
     dec=$(echo "$out" | awk '/^decode:/ {print $4}'); pp=$(echo "$out" | awk '/^prefill:/ {print $4}')
     gbs=$(echo "$out" | awk '/^decode:/ {print $(NF-3)}')
     table+=("$(awk -v n="$preset $fmt [$also]" -v d="$dec" -v p="$pp" -v g="$gbs" -v b="$bw" 'BEGIN {
