@@ -335,8 +335,10 @@ enum cellm_status cellm_ctx_seq_store(struct cellm_ctx *ctx, int seq, struct cel
  * an earlier one) until cellm_ctx_seq_store caches it with the block that ends there, or
  * until the sequence is freed or truncated. The generation loop (cellm_gen_*) splits a
  * prompt's prefill at its last whole block before the last token and takes it there, so
- * that the same prompt, or one that extends it (a chat's next turn), resumes from it. Does
- * nothing without a cache or for a model without state. */
+ * that the same prompt, or one that extends it, resumes from it; and during decode at each
+ * block boundary (the last one is cached when the request ends), so that a chat's next
+ * turn resumes after the answer. Does nothing without a cache or for a model without
+ * state. */
 enum cellm_status cellm_ctx_seq_snapshot(struct cellm_ctx *ctx, int seq, struct cellm_error *err);
 
 struct cellm_cache_stats {

@@ -443,6 +443,27 @@ static void state_turns(const char *rel)
     printf("%s: turn 2 (%d prompt tokens) prefilled %d rows without a cache, %d from the "
            "first turn's snapshot, %d from a kept slot and its own snapshot\n",
            rel, N2, rows_cold, rows, rows_slot);
+    /* a longer answer: turn 1's decode leaves its snapshot at its last whole block (96, past
+     * the prompt's 64), so turn 2 resumes after most of the answer */
+    enum { GEN3 = 30, N3 = N1 + GEN3 + 20 };
+    int32_t p3[N3], a3[GEN3], cold3[GEN], ids3[GEN3];
+    p.max_tokens = GEN3;
+    run_rows(ctx, p1, N1, &p, a3, &o);
+    memcpy(p3, p1, sizeof p1);
+    memcpy(p3 + N1, a3, sizeof a3);
+    for (int i = N1 + GEN3; i < N3; i++)
+        p3[i] = (i * 17 + 2) % vocab;
+    p.max_tokens = GEN;
+    run_rows(ctx, q, NQ, &p, ids3, &o); /* the slot goes to another request again */
+    const int rows3 = run_rows(ctx, p3, N3, &p, ids3, &o);
+    assert_int_equal(o.n_cached, (N1 + GEN3 - 1) / B * B);
+    assert_int_equal(rows3, N3 - o.n_cached);
+    cellm_ctx_free(ctx);
+    assert_int_equal(cellm_ctx_new(m, NULL, &ctx, &err), CELLM_OK);
+    assert_int_equal(run_rows(ctx, p3, N3, &p, cold3, &o), N3);
+    assert_memory_equal(ids3, cold3, sizeof cold3);
+    printf("%s: after a %d-token answer, turn 2 (%d prompt tokens) prefilled %d rows\n", rel, GEN3,
+           N3, rows3);
     cellm_ctx_free(ctx);
     cellm_model_free(m);
 }

@@ -16,8 +16,10 @@
  * A model with sequence state resumes a cached prefix only at a snapshot of its state
  * (cellm_ctx_seq_snapshot): a gen stops its prefill at the last whole block before its
  * prompt's last token, takes the snapshot there (stored with the blocks right after the
- * step), and prefills the rest in the next step. Its gens never wait for one another: a
- * block another gen completes carries no snapshot unless it is that gen's own boundary.
+ * step), and prefills the rest in the next step; its decode takes one at each block boundary
+ * (the last is stored when the gen ends: a chat's next turn resumes after the answer). Its
+ * gens never wait for one another: a block another gen completes carries no snapshot
+ * unless it is that gen's own boundary.
  */
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +39,8 @@ struct cellm_gen {
     char **stop;
     int32_t *prompt;
     int n_prompt, limit, vocab, block;
-    int snap_at; /* state models: where the prefill stops for a snapshot (0: none) */
+    int snap_at;     /* state models: where the prefill stops for a snapshot (0: none) */
+    int state_cache; /* a model with state and a prefix cache: snapshots during decode too */
     int seq, n_fed, n_cached, n_gen;
     int32_t last; /* the pick to feed next */
     int32_t *eos;
@@ -143,6 +146,7 @@ enum cellm_status cellm_gen_new(struct cellm_ctx *ctx, const struct cellm_tokeni
     /* the last whole block before the last prompt token: the same prompt, or one that
      * extends it, attaches up to there */
     if (gp.use_cache && cs.state) g->snap_at = (n - 1) / cs.block * cs.block;
+    g->state_cache = gp.use_cache && cs.state && cs.block > 0;
     enum cellm_status st = CELLM_ERR_NOMEM;
     int n1 = 0, n2 = 0;
     const int32_t *e1 = cellm_model_eos(m, &n1), *e2 = tok ? cellm_tokenizer_eos(tok, &n2) : NULL;
@@ -517,6 +521,14 @@ enum cellm_status cellm_gen_step(struct cellm_ctx *ctx, struct cellm_gen *const 
         if (g->n_fed == g->snap_at) cellm_ctx_seq_snapshot(ctx, g->seq, NULL);
         if (g->p.use_cache && g->block && g->n_fed / g->block > before / g->block)
             cellm_ctx_seq_store(ctx, g->seq, NULL);
+    }
+    /* state models: a decode row that completes a block leaves a snapshot there (the one
+     * before it is dropped), which the gen's store at its end caches, so that a chat's next
+     * turn resumes after this answer rather than at this prompt's last block */
+    for (int k = 0; k < ss.decode_rows; k++) {
+        struct cellm_gen *g = gens[owner[k]];
+        if (g->state_cache && cellm_ctx_seq_len(ctx, g->seq) % g->block == 0)
+            cellm_ctx_seq_snapshot(ctx, g->seq, NULL);
     }
     for (int k = 0; k < nw; k++) {
         struct cellm_gen *g = gens[owner[k]];

@@ -25,8 +25,9 @@
  *   carry a snapshot of every state layer at its end (the executor's state_save), and a
  *   match may end only at a block that carries one: attach loads the attention layers' KV
  *   rows of the chain and the snapshot of its last block. Snapshots are large (a whole
- *   recurrent state each), so the engine takes one per stored prefix (where its prompt's
- *   last whole block ends), and store keeps blocks only up to a snapshot.
+ *   recurrent state each), so the engine takes two per request at most (where its prompt's
+ *   last whole block ends, and where its answer's does), and store keeps blocks only up to
+ *   a snapshot.
  * - Eviction: least recently used among leaves (blocks no cached block continues), so a
  *   chain never loses an inner block while its tail stays, and among the snapshots of
  *   inner blocks (dropped alone: the blocks after them still need their KV rows).
