@@ -171,43 +171,12 @@ size_t tc_held(const char *s, size_t n, const char *const *marks, int nm)
     return best;
 }
 
-/* The length of the complete JSON object or array at the start of s (after whitespace),
- * 0 when it is not complete yet, -1 when s does not start with one. */
-static long json_span(const char *s, size_t n)
+/* Reads s[j->pos, n) on from where j stopped: the length from j->base of the complete
+ * JSON object or array that starts there (after whitespace), 0 when it is not complete
+ * yet (j then holds where it stopped), -1 when none starts there. */
+static long jscan(struct tc_jscan *j, const char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n && is_ws(s[i]))
-        i++;
-    if (i == n) return 0;
-    if (s[i] != '{' && s[i] != '[') return -1;
-    int depth = 0, str = 0;
-    for (; i < n; i++) {
-        char c = s[i];
-        if (str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                str = 0;
-        } else if (c == '"') {
-            str = 1;
-        } else if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            if (--depth == 0) return (long)(i + 1);
-        }
-    }
-    return 0;
-}
-
-/* json_span of the pending text from base, resumed where the last call with the same base
- * stopped (struct tc_jscan): the same answer, each byte read once. */
-static long json_span_at(struct cellm_tc *p, size_t base)
-{
-    struct tc_jscan *j = &p->js;
-    if (!j->open || j->base != base || j->pos > p->n)
-        *j = (struct tc_jscan){.base = base, .pos = base, .open = 1};
-    const char *s = p->pend;
-    size_t n = p->n, i = j->pos;
+    size_t i = j->pos;
     if (!j->started) {
         while (i < n && is_ws(s[i]))
             i++;
@@ -234,11 +203,29 @@ static long json_span_at(struct cellm_tc *p, size_t base)
             j->depth++;
         } else if ((c == '}' || c == ']') && --j->depth == 0) {
             j->open = 0;
-            return (long)(i + 1 - base);
+            return (long)(i + 1 - j->base);
         }
     }
     j->pos = n;
     return 0;
+}
+
+/* The length of the complete JSON object or array at the start of s (after whitespace),
+ * 0 when it is not complete yet, -1 when s does not start with one. */
+static long json_span(const char *s, size_t n)
+{
+    struct tc_jscan j = {0};
+    return jscan(&j, s, n);
+}
+
+/* json_span of the pending text from base, resumed where the last call with the same base
+ * stopped (struct tc_jscan): the same answer, each byte read once. */
+static long json_span_at(struct cellm_tc *p, size_t base)
+{
+    struct tc_jscan *j = &p->js;
+    if (!j->open || j->base != base || j->pos > p->n)
+        *j = (struct tc_jscan){.base = base, .pos = base, .open = 1};
+    return jscan(j, p->pend, p->n);
 }
 
 static int emit(const struct cellm_tc_sink *k, int reasoning, const char *s, size_t n)

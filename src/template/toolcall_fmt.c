@@ -63,6 +63,21 @@ static int report(char **names, char **args, int nc, const struct cellm_tc_sink 
     return 0;
 }
 
+/* Room for call nc in the parallel lists of names and arguments; -1 when out of memory
+ * (the lists stay valid, for free_lists). */
+static int grow_lists(char ***names, char ***args, int nc, int *cap)
+{
+    if (nc < *cap) return 0;
+    int c = *cap ? 2 * *cap : 4;
+    char **a = realloc(*names, (size_t)c * sizeof *a);
+    if (a) *names = a;
+    char **b = a ? realloc(*args, (size_t)c * sizeof *b) : NULL;
+    if (b) *args = b;
+    if (!a || !b) return -1;
+    *cap = c;
+    return 0;
+}
+
 static void free_lists(char **names, char **args, int nc)
 {
     for (int i = 0; i < nc; i++) {
@@ -149,16 +164,9 @@ static int calls_seq(const struct seq_marks *mk, const char *s, size_t n,
         size_t ns = i + strlen(mk->call), se = find(s, n, ns, mk->sep);
         size_t bs = se + strlen(mk->sep), be = find(s, n, bs, mk->end);
         if (se == n || be == n) goto out;
-        if (nc == cap) {
-            cap = cap ? 2 * cap : 4;
-            char **a = realloc(names, (size_t)cap * sizeof *a);
-            if (a) names = a;
-            char **b = a ? realloc(args, (size_t)cap * sizeof *b) : NULL;
-            if (b) args = b;
-            if (!a || !b) {
-                rc = -1;
-                goto out;
-            }
+        if (grow_lists(&names, &args, nc, &cap)) {
+            rc = -1;
+            goto out;
         }
         names[nc] = tc_dup_trim(s + ns, se - ns);
         args[nc] = NULL;
@@ -352,16 +360,9 @@ int tc_calls_pythonic(const char *s, size_t n, const struct cellm_tc_sink *k)
         while (q.i < n && py_ident_char(s[q.i]))
             q.i++;
         if (q.i == st || q.i >= n || s[q.i] != '(') goto out;
-        if (nc == cap) {
-            cap = cap ? 2 * cap : 4;
-            char **a = realloc(names, (size_t)cap * sizeof *a);
-            if (a) names = a;
-            char **b = a ? realloc(args, (size_t)cap * sizeof *b) : NULL;
-            if (b) args = b;
-            if (!a || !b) {
-                rc = -1;
-                goto out;
-            }
+        if (grow_lists(&names, &args, nc, &cap)) {
+            rc = -1;
+            goto out;
         }
         names[nc] = strndup(s + st, q.i - st);
         args[nc] = NULL;
